@@ -1,0 +1,14 @@
+//! meshnode's wire and storage types. Plain data only: this crate opens no
+//! file and no socket, so every type here can be fuzzed and reasoned about on
+//! its own.
+//!
+//! Main types:
+//! - [`wasi::WasiState`]: a vessel's virtual OS state (descriptor table, args,
+//!   env, clocks, stdio positions). The dock keeps host handles only as a cache
+//!   that it rebuilds from this value, which is what lets a capture carry it.
+//! - [`limits`]: the named bounds on everything that comes from outside.
+//! - [`cbor`]: ciborium encoding with explicit size limits on decode.
+
+pub mod cbor;
+pub mod limits;
+pub mod wasi;
