@@ -74,6 +74,11 @@ impl DockConfig {
     /// A wasmi engine with these limits and the features vessels may use.
     pub fn engine(&self) -> Engine {
         let mut c = Config::default();
+        // Lazy translation charges a function's translation to the fuel of
+        // the slice that first calls it, and running out of fuel there is a
+        // trap rather than a resumable stop. Vessels must be preemptible
+        // anywhere, so every function is translated before the first slice.
+        c.compilation_mode(wasmi::CompilationMode::Eager);
         c.set_max_recursion_depth(self.max_call_depth)
             .set_max_stack_height(self.max_value_stack_bytes)
             .consume_fuel(self.fuel_slice.is_some())
@@ -235,7 +240,10 @@ impl Vessel {
     /// Runs until the fuel slice is used up or the program ends.
     pub fn run_slice(&mut self) -> Slice {
         if let Some(fuel) = self.fuel_slice {
-            if let Err(e) = self.store.set_fuel(fuel) {
+            // One operation (a large memory.fill, say) may cost more than a
+            // whole slice; give it what it needs, or it could never finish.
+            let required = self.pending.as_ref().map_or(0, |call| call.required_fuel());
+            if let Err(e) = self.store.set_fuel(fuel.max(required)) {
                 return Slice::Exited(Exit::Trap(e.to_string()));
             }
         }

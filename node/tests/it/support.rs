@@ -1,0 +1,100 @@
+//! Shared test helpers: building C programs to wasm32-wasi, and comparing
+//! directory trees.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+static BUILD_LOCK: Mutex<()> = Mutex::new(());
+
+/// Compiles a C source (path relative to the repository root) to wasm32-wasi
+/// with `clang -O2` and `extra_flags`, caching the result under the cargo
+/// target dir until the source changes. A missing toolchain is a failure
+/// that says what to install: CI installs it, so it must be there.
+pub fn compile_c(source: &str, extra_flags: &[&str]) -> PathBuf {
+    let src = repo_root().join(source);
+    let stem = src.file_stem().unwrap().to_string_lossy().into_owned();
+    let tag = if extra_flags.is_empty() { String::new() } else { format!("-{:08x}", fnv(extra_flags.join(" ").as_bytes())) };
+    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("wasm");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let out = out_dir.join(format!("{stem}{tag}.wasm"));
+    let _guard = BUILD_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let fresh = match (std::fs::metadata(&src), std::fs::metadata(&out)) {
+        (Ok(s), Ok(o)) => o.modified().unwrap() >= s.modified().unwrap(),
+        _ => false,
+    };
+    if !fresh {
+        let result = Command::new("clang")
+            .args(["--target=wasm32-wasi", "--sysroot=/usr", "-O2"])
+            .args(extra_flags)
+            .arg(&src)
+            .arg("-o")
+            .arg(&out)
+            .output();
+        match result {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => panic!(
+                "clang failed on {source}: {}\n(install Debian's clang, lld, wasi-libc and libclang-rt-14-dev-wasm32: bash scripts/test-all.sh does)",
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(e) => panic!(
+                "cannot run clang ({e}); install Debian's clang, lld, wasi-libc and libclang-rt-14-dev-wasm32 (bash scripts/test-all.sh does)"
+            ),
+        }
+    }
+    out
+}
+
+fn fnv(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c9dc5u32, |h, &b| (h ^ b as u32).wrapping_mul(0x01000193))
+}
+
+/// What a directory tree holds: relative path → file contents, symlink
+/// target, or directory marker.
+#[derive(Debug, PartialEq, Eq, Clone)]
+pub enum Node {
+    File(Vec<u8>),
+    Symlink(PathBuf),
+    Dir,
+}
+
+pub fn tree(root: &Path) -> BTreeMap<PathBuf, Node> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Node>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            let rel = p.strip_prefix(root).unwrap().to_path_buf();
+            let ft = e.file_type().unwrap();
+            if ft.is_symlink() {
+                out.insert(rel, Node::Symlink(std::fs::read_link(&p).unwrap()));
+            } else if ft.is_dir() {
+                out.insert(rel, Node::Dir);
+                walk(root, &p, out);
+            } else {
+                out.insert(rel, Node::File(std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+/// Copies a tree of plain files, directories and symlinks.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for (rel, node) in tree(from) {
+        let dst = to.join(&rel);
+        match node {
+            Node::Dir => std::fs::create_dir_all(&dst).unwrap(),
+            Node::File(bytes) => std::fs::write(&dst, bytes).unwrap(),
+            Node::Symlink(target) => std::os::unix::fs::symlink(target, &dst).unwrap(),
+        }
+    }
+}
