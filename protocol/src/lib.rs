@@ -7,8 +7,12 @@
 //!   env, clocks, stdio positions). The dock keeps host handles only as a cache
 //!   that it rebuilds from this value, which is what lets a capture carry it.
 //! - [`limits`]: the named bounds on everything that comes from outside.
+//! - [`snapshot::Manifest`]: a captured vessel (module, memory chunks,
+//!   globals, typed frames, WASI state), named by the hash of its encoding.
 //! - [`cbor`]: ciborium encoding with explicit size limits on decode.
 
 pub mod cbor;
+pub mod fuzzing;
 pub mod limits;
+pub mod snapshot;
 pub mod wasi;

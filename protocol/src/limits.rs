@@ -27,3 +27,27 @@ pub const MAX_PREOPENS: usize = 64;
 /// re-opened by). Temp files bigger than this make a capture fail cleanly
 /// (the vessel keeps running where it is) rather than lose data.
 pub const MAX_DETACHED_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Largest linear memory a snapshot may describe: all of wasm32's 4 GiB.
+/// The resuming dock also applies the vessel's own, usually lower, cap.
+pub const MAX_MEMORY_BYTES: u64 = 4 * 1024 * 1024 * 1024;
+
+/// Largest module. Real WASI programs are a few MiB; this keeps a mistaken
+/// path (a disk image, a log) from being read whole.
+pub const MAX_MODULE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Most globals a snapshot may carry. wasmparser's own limit on globals in a
+/// module is 1,000,000.
+pub const MAX_GLOBALS: u64 = 1_000_000;
+
+/// Most captured frames: the dock's default call-depth cap, with headroom
+/// for a vessel that ran under a raised cap.
+pub const MAX_FRAMES: u64 = 1_000_000;
+
+/// Most locals in one frame. wasmparser refuses functions with more than
+/// 50,000 locals.
+pub const MAX_LOCALS_PER_FRAME: u64 = 50_000;
+
+/// Most values in all frames together, so that a hostile manifest cannot
+/// make a resume allocate far more than any real stack holds.
+pub const MAX_TOTAL_FRAME_VALUES: u64 = 16 * 1024 * 1024;

@@ -1,0 +1,191 @@
+//! The on-disk chunk store: content-addressed chunks and manifests.
+//!
+//! Layout under the store's root:
+//! - `chunks/ab/abcdef…` — one file per chunk, named by its BLAKE3 hash;
+//! - `manifests/abcdef…` — one CBOR manifest per snapshot, named by the hash
+//!   of its encoding.
+//!
+//! Every read is verified against its name, so a corrupted or tampered file
+//! is an error, never silently resumed. Writes go to a temporary file and are
+//! renamed into place; [`ChunkStore::put_manifest`] makes everything written
+//! so far durable before the manifest appears, so a manifest that exists
+//! never names a chunk that a crash lost.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use protocol::snapshot::{ChunkedImage, Hash, Manifest, ManifestError, CHUNK_SIZE_BYTES};
+
+/// Why the store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("chunk {hash} is not in the store at {root}")]
+    MissingChunk { hash: Hash, root: PathBuf },
+    #[error("snapshot {hash} is not in the store at {root}")]
+    MissingManifest { hash: Hash, root: PathBuf },
+    #[error("{path}: content hashes to {found}, not to its name {expected}: the file is corrupt or was tampered with")]
+    Corrupt { path: PathBuf, expected: Hash, found: Hash },
+    #[error("snapshot {hash}: cannot decode its manifest: {source}")]
+    Decode { hash: Hash, source: protocol::cbor::DecodeError },
+    #[error("snapshot {hash}: {source}")]
+    Manifest { hash: Hash, source: ManifestError },
+    #[error("image of {size_bytes} bytes does not match its {chunks} chunks")]
+    ImageShape { size_bytes: u64, chunks: usize },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io { path: path.to_path_buf(), source }
+}
+
+/// A content-addressed store in one directory.
+#[derive(Debug, Clone)]
+pub struct ChunkStore {
+    root: PathBuf,
+}
+
+impl ChunkStore {
+    /// Opens (creating if needed) the store rooted at `root`.
+    pub fn open(root: &Path) -> Result<Self, StoreError> {
+        for sub in ["chunks", "manifests", "tmp"] {
+            let p = root.join(sub);
+            std::fs::create_dir_all(&p).map_err(io_err(&p))?;
+        }
+        Ok(ChunkStore { root: root.to_path_buf() })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn chunk_path(&self, h: &Hash) -> PathBuf {
+        let hex = h.to_hex();
+        self.root.join("chunks").join(&hex[..2]).join(hex)
+    }
+
+    fn manifest_path(&self, h: &Hash) -> PathBuf {
+        self.root.join("manifests").join(h.to_hex())
+    }
+
+    pub fn has_chunk(&self, h: &Hash) -> bool {
+        self.chunk_path(h).exists()
+    }
+
+    /// Writes `bytes` to `path` through a temporary file and a rename, so a
+    /// reader never sees a half-written file.
+    fn write_atomic(&self, path: &Path, bytes: &[u8], sync: bool) -> Result<(), StoreError> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+        }
+        let tmp_dir = self.root.join("tmp");
+        let mut tmp = tempfile::NamedTempFile::new_in(&tmp_dir).map_err(io_err(&tmp_dir))?;
+        tmp.write_all(bytes).map_err(io_err(path))?;
+        if sync {
+            tmp.as_file().sync_all().map_err(io_err(path))?;
+        }
+        tmp.persist(path).map_err(|e| StoreError::Io { path: path.to_path_buf(), source: e.error })?;
+        Ok(())
+    }
+
+    /// Stores one chunk (if it is not there yet) and returns its name.
+    pub fn put_chunk(&self, bytes: &[u8]) -> Result<Hash, StoreError> {
+        let h = Hash::of(bytes);
+        let path = self.chunk_path(&h);
+        if !path.exists() {
+            // Not synced one by one: `put_manifest` syncs the filesystem once
+            // before the manifest that names these chunks appears.
+            self.write_atomic(&path, bytes, false)?;
+        }
+        Ok(h)
+    }
+
+    /// Reads a chunk and checks it against its name.
+    pub fn get_chunk(&self, h: &Hash) -> Result<Vec<u8>, StoreError> {
+        let path = self.chunk_path(h);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::MissingChunk { hash: *h, root: self.root.clone() })
+            }
+            Err(e) => return Err(StoreError::Io { path, source: e }),
+        };
+        let found = Hash::of(&bytes);
+        if found != *h {
+            return Err(StoreError::Corrupt { path, expected: *h, found });
+        }
+        Ok(bytes)
+    }
+
+    /// Cuts `bytes` into chunks, stores the ones that are not all zero, and
+    /// returns the image's description. A chunk already in the store is not
+    /// written again.
+    pub fn put_image(&self, bytes: &[u8]) -> Result<ChunkedImage, StoreError> {
+        let mut chunks = Vec::with_capacity(bytes.len().div_ceil(CHUNK_SIZE_BYTES as usize));
+        for chunk in bytes.chunks(CHUNK_SIZE_BYTES as usize) {
+            if chunk.iter().all(|&b| b == 0) {
+                chunks.push(None);
+            } else {
+                chunks.push(Some(self.put_chunk(chunk)?));
+            }
+        }
+        Ok(ChunkedImage { size_bytes: bytes.len() as u64, chunks })
+    }
+
+    /// Reassembles an image, verifying every chunk.
+    pub fn get_image(&self, img: &ChunkedImage) -> Result<Vec<u8>, StoreError> {
+        let shape_err = || StoreError::ImageShape { size_bytes: img.size_bytes, chunks: img.chunks.len() };
+        if ChunkedImage::chunk_count(img.size_bytes) != img.chunks.len() as u64 {
+            return Err(shape_err());
+        }
+        let size = usize::try_from(img.size_bytes).map_err(|_| shape_err())?;
+        let mut out = vec![0u8; size];
+        for (i, c) in img.chunks.iter().enumerate() {
+            let Some(h) = c else { continue };
+            let data = self.get_chunk(h)?;
+            let start = i * CHUNK_SIZE_BYTES as usize;
+            let end = (start + CHUNK_SIZE_BYTES as usize).min(size);
+            if data.len() != end - start {
+                return Err(shape_err());
+            }
+            out[start..end].copy_from_slice(&data);
+        }
+        Ok(out)
+    }
+
+    /// Makes every chunk written so far durable, then writes the manifest
+    /// durably. Returns the snapshot's name.
+    pub fn put_manifest(&self, manifest: &Manifest) -> Result<Hash, StoreError> {
+        let (bytes, h) = manifest.encode_and_hash();
+        let chunks = self.root.join("chunks");
+        let dir = std::fs::File::open(&chunks).map_err(io_err(&chunks))?;
+        rustix::fs::syncfs(&dir).map_err(|e| StoreError::Io { path: chunks.clone(), source: e.into() })?;
+        let path = self.manifest_path(&h);
+        self.write_atomic(&path, &bytes, true)?;
+        let manifests = self.root.join("manifests");
+        std::fs::File::open(&manifests)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(&manifests))?;
+        Ok(h)
+    }
+
+    /// Reads a manifest, checks it against its name, decodes it with limits
+    /// and checks its structure.
+    pub fn get_manifest(&self, h: &Hash) -> Result<Manifest, StoreError> {
+        let path = self.manifest_path(h);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::MissingManifest { hash: *h, root: self.root.clone() })
+            }
+            Err(e) => return Err(StoreError::Io { path, source: e }),
+        };
+        let found = Hash::of(&bytes);
+        if found != *h {
+            return Err(StoreError::Corrupt { path, expected: *h, found });
+        }
+        let m: Manifest = protocol::cbor::decode(&bytes).map_err(|source| StoreError::Decode { hash: *h, source })?;
+        m.check().map_err(|source| StoreError::Manifest { hash: *h, source })?;
+        Ok(m)
+    }
+}
