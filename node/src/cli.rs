@@ -31,6 +31,29 @@ pub enum Command {
     /// process's own. meshnode exits with the program's exit code; a trap
     /// exits with 134 and one line on stderr naming the trap.
     Run(RunArgs),
+
+    /// Instrument a module with migration points (what the dock does before
+    /// it runs a vessel), and write the result.
+    ///
+    /// The output is deterministic: the same input always gives the same
+    /// bytes. A module that uses a feature the rewriter does not support is
+    /// refused with an error naming the feature and the function.
+    Rewrite(RewriteArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RewriteArgs {
+    /// The module to instrument.
+    pub input: PathBuf,
+
+    /// Where to write the instrumented module.
+    #[arg(short, long, value_name = "OUT.wasm")]
+    pub output: PathBuf,
+
+    /// Print what was done: functions instrumented out of the total,
+    /// migration points, and the code-size ratio.
+    #[arg(long)]
+    pub stats: bool,
 }
 
 #[derive(Args, Debug)]
@@ -157,4 +180,36 @@ pub fn run(args: RunArgs) -> Result<i32> {
             Ok(134)
         }
     }
+}
+
+/// `meshnode rewrite`.
+pub fn rewrite(args: RewriteArgs) -> Result<i32> {
+    let bytes = read_module_bytes(&args.input)?;
+    let out = wasm_rewriter::rewrite(&bytes, &wasm_rewriter::RewriteConfig::default())
+        .with_context(|| format!("{}: cannot instrument", args.input.display()))?;
+    std::fs::write(&args.output, &out.wasm).with_context(|| format!("{}: cannot write", args.output.display()))?;
+    if args.stats {
+        let r = &out.report;
+        let ratio = |after: u64, before: u64| if before == 0 { 1.0 } else { after as f64 / before as f64 };
+        println!("functions instrumented: {} of {}", r.functions_instrumented, r.functions_total);
+        println!("migration points:       {}", r.migration_points);
+        println!(
+            "code section:           {} -> {} bytes ({:.3}x)",
+            r.code_section_bytes_before,
+            r.code_section_bytes_after,
+            ratio(r.code_section_bytes_after, r.code_section_bytes_before)
+        );
+        println!(
+            "whole module:           {} -> {} bytes ({:.3}x)",
+            bytes.len(),
+            out.wasm.len(),
+            ratio(out.wasm.len() as u64, bytes.len() as u64)
+        );
+    }
+    Ok(0)
+}
+
+/// Reads a module file with the dock's size limit and magic check.
+fn read_module_bytes(path: &std::path::Path) -> Result<Vec<u8>> {
+    Ok(dock::read_module_file(path)?)
 }

@@ -5,13 +5,30 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => cli::run(args),
+        Command::Rewrite(args) => cli::rewrite(args),
     };
     match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            // One line: what failed and why.
-            eprintln!("meshnode: {e:#}");
+            eprintln!("meshnode: {}", one_line(&e));
             std::process::exit(1);
         }
     }
+}
+
+/// The error and its causes on one line, skipping a cause whose text the
+/// message before it already contains (typed errors often include their
+/// source in their own message).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line
 }

@@ -44,9 +44,8 @@ pub const DEFAULT_MAX_VALUE_STACK_BYTES: usize = 256 * 1024 * 1024;
 /// nothing (docs/benchmarks.md).
 pub const DEFAULT_FUEL_SLICE: u64 = 4_000_000;
 
-/// Largest module file the dock reads. Real WASI programs are a few MiB;
-/// this keeps a mistaken path (a disk image, a log) from being read whole.
-pub const MAX_MODULE_BYTES: u64 = 256 * 1024 * 1024;
+/// Largest module file the dock reads (see the limit's own comment).
+pub const MAX_MODULE_BYTES: u64 = protocol::limits::MAX_MODULE_BYTES;
 
 /// The engine's limits and slicing.
 #[derive(Debug, Clone)]
@@ -121,6 +120,13 @@ pub enum DockError {
 /// Reads a module file and checks it: size, magic, validity, and that every
 /// import is one the dock provides.
 pub fn load_module(engine: &Engine, path: &Path) -> Result<Module, DockError> {
+    let bytes = read_module_file(path)?;
+    module_from_bytes(engine, path, &bytes)
+}
+
+/// Reads a module file: at most `MAX_MODULE_BYTES`, and it must start with
+/// the wasm magic.
+pub fn read_module_file(path: &Path) -> Result<Vec<u8>, DockError> {
     use std::io::Read;
     let mut file = std::fs::File::open(path).map_err(|source| DockError::Read { path: path.into(), source })?;
     let size_bytes = file.metadata().map_err(|source| DockError::Read { path: path.into(), source })?.len();
@@ -129,7 +135,10 @@ pub fn load_module(engine: &Engine, path: &Path) -> Result<Module, DockError> {
     }
     let mut bytes = Vec::with_capacity(size_bytes as usize);
     file.read_to_end(&mut bytes).map_err(|source| DockError::Read { path: path.into(), source })?;
-    module_from_bytes(engine, path, &bytes)
+    if !bytes.starts_with(b"\0asm") {
+        return Err(DockError::NotWasm { path: path.into() });
+    }
+    Ok(bytes)
 }
 
 /// Checks and compiles module bytes; `path` only names them in errors.
