@@ -6,7 +6,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use crate::dock::wasi::{DirMapping, WasiCtx, WasiOptions};
-use crate::dock::{self, DockConfig, Exit, Vessel};
+use crate::dock::{self, snapshot, DockConfig, Exit, Mode, Slice, Vessel, VesselModule};
+use crate::store::{ChunkStore, MemChunks};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -39,6 +40,29 @@ pub enum Command {
     /// bytes. A module that uses a feature the rewriter does not support is
     /// refused with an error naming the feature and the function.
     Rewrite(RewriteArgs),
+
+    /// Continue a vessel from a snapshot taken by `run --checkpoint-…`, on
+    /// this machine or another (any CPU). Exits with the program's exit code.
+    Resume(ResumeArgs),
+
+    /// Start a node: join the mesh, find peers, gossip status, take commands.
+    ///
+    /// Needs no configuration: the first start creates the node's key and
+    /// config in its data directory and enrols the node with your user key
+    /// (or with --join TOKEN on another device). Ctrl-C stops it.
+    Start(crate::daemon::StartArgs),
+
+    /// List the mesh's member peers: id, addresses, RTT, arch, OS, load, vessels.
+    Peers(crate::control::cli::PeersArgs),
+
+    /// Print your user key (created on first use).
+    Keygen(crate::control::cli::KeygenArgs),
+
+    /// Print a one-time token that enrols another device (`meshnode start --join TOKEN`).
+    Invite(crate::control::cli::InviteArgs),
+
+    /// Manage the user keys a node trusts.
+    Trust(crate::control::cli::TrustArgs),
 }
 
 #[derive(Args, Debug)]
@@ -94,12 +118,83 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_fuel: bool,
 
+    /// Run the module exactly as given, without migration points. It cannot
+    /// be captured; this exists to measure what migratability costs.
+    #[arg(long, conflicts_with_all = ["checkpoint_after", "checkpoint_at_point", "migrate_every"])]
+    pub no_rewrite: bool,
+
+    #[command(flatten)]
+    pub checkpoint: CheckpointArgs,
+
+    /// Storm mode: at every Nth migration point, unwind, serialize the whole
+    /// vessel to bytes, drop it (store, instance, every host handle) and
+    /// resume it from those bytes alone, in this process.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), conflicts_with_all = ["checkpoint_after", "checkpoint_at_point"])]
+    pub migrate_every: Option<u32>,
+
+    /// With --migrate-every: stop migrating after K migrations and run on.
+    #[arg(long, value_name = "K", requires = "migrate_every")]
+    pub max_migrations: Option<u64>,
+
     /// The WASI command module (.wasm) to run.
     pub module: PathBuf,
 
     /// Arguments passed to the program.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
+}
+
+/// When to stop a vessel and write a snapshot of it.
+#[derive(Args, Debug, Clone, Default)]
+pub struct CheckpointArgs {
+    /// Capture the vessel at its first migration point after DURATION of run
+    /// time (e.g. 500ms, 2s, 1m), write the snapshot into --snapshot-dir,
+    /// print its hash on stderr and exit 0.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "snapshot_dir")]
+    pub checkpoint_after: Option<std::time::Duration>,
+
+    /// Capture the vessel at its Nth migration point (loop headers and
+    /// recursive calls count), deterministically. Writes the snapshot as
+    /// --checkpoint-after does.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), requires = "snapshot_dir", conflicts_with = "checkpoint_after")]
+    pub checkpoint_at_point: Option<u32>,
+
+    /// The chunk store to write snapshots into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub snapshot_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ResumeArgs {
+    /// Map a guest directory of the snapshot to a host directory, as
+    /// HOST::GUEST. Every preopened directory of the vessel needs one; it may
+    /// be a different host path from where the vessel ran before.
+    #[arg(long = "dir", value_name = "HOST::GUEST")]
+    pub dirs: Vec<String>,
+
+    #[command(flatten)]
+    pub checkpoint: CheckpointArgs,
+
+    /// The chunk store that holds the snapshot.
+    pub store: PathBuf,
+
+    /// The snapshot's hash (as printed when it was taken).
+    pub hash: String,
+}
+
+/// Parses `500ms`, `2s`, `1.5s`, `1m`, or a plain number of seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration (try 500ms or 2s)"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        other => return Err(format!("unknown duration unit `{other}` in `{s}` (use ms, s or m)")),
+    };
+    std::time::Duration::try_from_secs_f64(secs).map_err(|_| format!("`{s}` is out of range"))
 }
 
 /// Parses `512MiB`, `1GiB`, `64KiB`, `1.5GiB`, or a plain number of bytes.
@@ -167,19 +262,147 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let mut argv = vec![args.module.to_string_lossy().as_bytes().to_vec()];
     argv.extend(args.args.iter().map(|a| a.as_bytes().to_vec()));
 
-    let engine = config.engine();
-    let module = dock::load_module(&engine, &args.module)?;
-    let wasi = WasiCtx::new(WasiOptions { args: argv, env, dirs, stdio: Default::default() })
+    let bytes = dock::read_module_file(&args.module)?;
+    let countdown = args.checkpoint.checkpoint_at_point.is_some() || args.migrate_every.is_some();
+    let mode = if args.no_rewrite { Mode::Plain } else { Mode::Migratable { countdown } };
+    let (engine, config, vm) = VesselModule::prepare_with_engine(&config, &args.module, bytes, mode)?;
+    let wasi = WasiCtx::new(WasiOptions { args: argv, env, dirs: dirs.clone(), stdio: Default::default() })
         .with_context(|| format!("{}: cannot set up the program's environment", args.module.display()))?;
-    let mut vessel = Vessel::new(&engine, &module, wasi, &config)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", args.module.display()))?;
-    match vessel.run_to_end() {
-        Exit::Code(code) => Ok(code as i32),
-        Exit::Trap(msg) => {
-            eprintln!("meshnode: {}: wasm trap: {msg}", args.module.display());
-            Ok(134)
+    let vessel = Vessel::new(&engine, &vm, wasi, &config).map_err(|e| anyhow::anyhow!("{}: {e}", args.module.display()))?;
+    let name = args.module.display().to_string();
+    match args.migrate_every {
+        Some(n) => storm(&engine, &vm, vessel, &config, &dirs, n, args.max_migrations, &name),
+        None => drive(&vm, vessel, &config, &args.checkpoint, 0, &name),
+    }
+}
+
+fn trap_exit(name: &str, msg: &str) -> i32 {
+    eprintln!("meshnode: {name}: wasm trap: {msg}");
+    134
+}
+
+/// Runs a vessel to its end, or to a checkpoint when one is asked for.
+fn drive(
+    vm: &VesselModule,
+    mut vessel: Vessel,
+    config: &DockConfig,
+    checkpoint: &CheckpointArgs,
+    points_before: u64,
+    name: &str,
+) -> Result<i32> {
+    if let Some(n) = checkpoint.checkpoint_at_point {
+        if !vessel.unwind_after_points(n) {
+            bail!("{name}: --checkpoint-at-point needs a migratable vessel");
         }
     }
+    let started = std::time::Instant::now();
+    let mut requested = false;
+    loop {
+        match vessel.run_slice() {
+            Slice::Exited(Exit::Code(code)) => {
+                if checkpoint.checkpoint_after.is_some() || checkpoint.checkpoint_at_point.is_some() {
+                    eprintln!("meshnode: {name}: the program ended before the checkpoint; no snapshot was taken");
+                }
+                return Ok(code as i32);
+            }
+            Slice::Exited(Exit::Trap(msg)) => return Ok(trap_exit(name, &msg)),
+            Slice::Yielded => {
+                if let Some(after) = checkpoint.checkpoint_after {
+                    if !requested && started.elapsed() >= after {
+                        requested = vessel.request_unwind();
+                    }
+                }
+            }
+            Slice::Unwound => {
+                let points = points_before + checkpoint.checkpoint_at_point.map_or(0, u64::from);
+                let capture = vessel.capture(points)?;
+                let dir = checkpoint.snapshot_dir.as_ref().expect("clap requires --snapshot-dir");
+                let mut store = ChunkStore::open(dir)?;
+                let manifest = snapshot::to_manifest(&mut store, vm, &capture, config)?;
+                let hash = store.put_manifest(&manifest)?;
+                eprintln!("meshnode: snapshot {hash}");
+                return Ok(0);
+            }
+        }
+    }
+}
+
+/// Storm mode: migrate at every `n`th point, through bytes, in-process.
+#[allow(clippy::too_many_arguments)]
+fn storm(
+    engine: &wasmi::Engine,
+    vm: &VesselModule,
+    mut vessel: Vessel,
+    config: &DockConfig,
+    dirs: &[DirMapping],
+    n: u32,
+    max_migrations: Option<u64>,
+    name: &str,
+) -> Result<i32> {
+    let mut migrations = 0u64;
+    vessel.unwind_after_points(n);
+    loop {
+        match vessel.run_slice() {
+            Slice::Exited(Exit::Code(code)) => return Ok(code as i32),
+            Slice::Exited(Exit::Trap(msg)) => return Ok(trap_exit(name, &msg)),
+            Slice::Yielded => {}
+            Slice::Unwound => {
+                migrations += 1;
+                let capture = vessel.capture(migrations * n as u64)?;
+                // Everything goes through bytes: the manifest as CBOR, the
+                // memory and module as chunks.
+                let mut chunks = MemChunks::default();
+                let manifest = snapshot::to_manifest(&mut chunks, vm, &capture, config)?;
+                let (manifest_bytes, hash) = manifest.encode_and_hash();
+                drop(capture);
+                drop(vessel); // the Store, the instance and every host handle
+                let decoded: protocol::snapshot::Manifest = protocol::cbor::decode(&manifest_bytes)?;
+                assert_eq!(decoded.encode_and_hash().1, hash, "manifest changed in transit");
+                decoded.check()?;
+                let capture = snapshot::capture_from_manifest(&chunks, &decoded, config.max_memory_bytes as u64)?;
+                let wasi = WasiCtx::rebuild(decoded.wasi.clone(), dirs, Default::default())
+                    .with_context(|| format!("{name}: migration {migrations}: cannot rebuild WASI state"))?;
+                vessel = Vessel::resume(engine, vm, &capture, wasi, config)
+                    .with_context(|| format!("{name}: migration {migrations}"))?;
+                if max_migrations.is_none_or(|k| migrations < k) {
+                    vessel.unwind_after_points(n);
+                }
+            }
+        }
+    }
+}
+
+/// `meshnode resume`.
+pub fn resume(args: ResumeArgs) -> Result<i32> {
+    let hash = protocol::snapshot::Hash::from_hex(&args.hash)
+        .with_context(|| format!("{}: not a snapshot hash (64 hex digits)", args.hash))?;
+    let store = ChunkStore::open(&args.store)?;
+    let manifest = store.get_manifest(&hash)?;
+    let dirs = args
+        .dirs
+        .iter()
+        .map(|d| {
+            if !d.contains("::") {
+                bail!("--dir {d}: expected HOST::GUEST (the guest path must match the snapshot's)");
+            }
+            parse_dir(d)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let config = DockConfig {
+        max_memory_bytes: manifest.limits.max_memory_bytes as usize,
+        max_call_depth: manifest.limits.max_call_depth as usize,
+        ..DockConfig::default()
+    };
+    let (engine, config, vm) = snapshot::module_from_manifest(&config, &store, &manifest)?;
+    let capture = snapshot::capture_from_manifest(&store, &manifest, config.max_memory_bytes as u64)?;
+    let wasi = WasiCtx::rebuild(manifest.wasi.clone(), &dirs, Default::default())
+        .with_context(|| format!("snapshot {hash}: cannot re-create the vessel's files and directories"))?;
+    let vessel = Vessel::resume(&engine, &vm, &capture, wasi, &config)?;
+    let mut checkpoint = args.checkpoint.clone();
+    if checkpoint.snapshot_dir.is_none() {
+        checkpoint.snapshot_dir = Some(args.store.clone());
+    }
+    drive(&vm, vessel, &config, &checkpoint, manifest.points_passed, &format!("snapshot {hash}"))
 }
 
 /// `meshnode rewrite`.

@@ -6,6 +6,12 @@ fn main() {
     let result = match cli.command {
         Command::Run(args) => cli::run(args),
         Command::Rewrite(args) => cli::rewrite(args),
+        Command::Resume(args) => cli::resume(args),
+        Command::Start(args) => meshnode::daemon::run_start(args),
+        Command::Peers(args) => meshnode::control::cli::run_peers(args),
+        Command::Keygen(args) => meshnode::control::cli::run_keygen(args),
+        Command::Invite(args) => meshnode::control::cli::run_invite(args),
+        Command::Trust(args) => meshnode::control::cli::run_trust(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

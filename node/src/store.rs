@@ -39,6 +39,87 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     move |source| StoreError::Io { path: path.to_path_buf(), source }
 }
 
+/// Somewhere chunks can be put and got back by hash: the on-disk
+/// [`ChunkStore`], or [`MemChunks`] for captures that never touch the disk.
+pub trait Chunks {
+    fn put_chunk(&mut self, bytes: &[u8]) -> Result<Hash, StoreError>;
+    /// Returns the chunk, verified against its name.
+    fn get_chunk(&self, h: &Hash) -> Result<Vec<u8>, StoreError>;
+}
+
+/// Cuts `bytes` into chunks, stores the ones that are not all zero, and
+/// returns the image's description.
+pub fn put_image(store: &mut impl Chunks, bytes: &[u8]) -> Result<ChunkedImage, StoreError> {
+    let mut chunks = Vec::with_capacity(bytes.len().div_ceil(CHUNK_SIZE_BYTES as usize));
+    for chunk in bytes.chunks(CHUNK_SIZE_BYTES as usize) {
+        if chunk.iter().all(|&b| b == 0) {
+            chunks.push(None);
+        } else {
+            chunks.push(Some(store.put_chunk(chunk)?));
+        }
+    }
+    Ok(ChunkedImage { size_bytes: bytes.len() as u64, chunks })
+}
+
+/// Reassembles an image, verifying every chunk. `max_size_bytes` bounds the
+/// allocation before any chunk is read.
+pub fn get_image(store: &impl Chunks, img: &ChunkedImage, max_size_bytes: u64) -> Result<Vec<u8>, StoreError> {
+    let shape_err = || StoreError::ImageShape { size_bytes: img.size_bytes, chunks: img.chunks.len() };
+    if ChunkedImage::chunk_count(img.size_bytes) != img.chunks.len() as u64 || img.size_bytes > max_size_bytes {
+        return Err(shape_err());
+    }
+    let size = usize::try_from(img.size_bytes).map_err(|_| shape_err())?;
+    let mut out = vec![0u8; size];
+    for (i, c) in img.chunks.iter().enumerate() {
+        let Some(h) = c else { continue };
+        let data = store.get_chunk(h)?;
+        let start = i * CHUNK_SIZE_BYTES as usize;
+        let end = (start + CHUNK_SIZE_BYTES as usize).min(size);
+        if data.len() != end - start {
+            return Err(shape_err());
+        }
+        out[start..end].copy_from_slice(&data);
+    }
+    Ok(out)
+}
+
+/// Chunks held in memory, keyed by hash: what storm mode serializes a
+/// vessel into between two resumes.
+#[derive(Debug, Default, Clone)]
+pub struct MemChunks {
+    pub chunks: std::collections::HashMap<Hash, Vec<u8>>,
+}
+
+impl Chunks for MemChunks {
+    fn put_chunk(&mut self, bytes: &[u8]) -> Result<Hash, StoreError> {
+        let h = Hash::of(bytes);
+        self.chunks.entry(h).or_insert_with(|| bytes.to_vec());
+        Ok(h)
+    }
+
+    fn get_chunk(&self, h: &Hash) -> Result<Vec<u8>, StoreError> {
+        let bytes = self
+            .chunks
+            .get(h)
+            .ok_or_else(|| StoreError::MissingChunk { hash: *h, root: PathBuf::from("(memory)") })?;
+        let found = Hash::of(bytes);
+        if found != *h {
+            return Err(StoreError::Corrupt { path: PathBuf::from("(memory)"), expected: *h, found });
+        }
+        Ok(bytes.clone())
+    }
+}
+
+impl Chunks for ChunkStore {
+    fn put_chunk(&mut self, bytes: &[u8]) -> Result<Hash, StoreError> {
+        ChunkStore::put_chunk(self, bytes)
+    }
+
+    fn get_chunk(&self, h: &Hash) -> Result<Vec<u8>, StoreError> {
+        ChunkStore::get_chunk(self, h)
+    }
+}
+
 /// A content-addressed store in one directory.
 #[derive(Debug, Clone)]
 pub struct ChunkStore {
@@ -115,42 +196,6 @@ impl ChunkStore {
             return Err(StoreError::Corrupt { path, expected: *h, found });
         }
         Ok(bytes)
-    }
-
-    /// Cuts `bytes` into chunks, stores the ones that are not all zero, and
-    /// returns the image's description. A chunk already in the store is not
-    /// written again.
-    pub fn put_image(&self, bytes: &[u8]) -> Result<ChunkedImage, StoreError> {
-        let mut chunks = Vec::with_capacity(bytes.len().div_ceil(CHUNK_SIZE_BYTES as usize));
-        for chunk in bytes.chunks(CHUNK_SIZE_BYTES as usize) {
-            if chunk.iter().all(|&b| b == 0) {
-                chunks.push(None);
-            } else {
-                chunks.push(Some(self.put_chunk(chunk)?));
-            }
-        }
-        Ok(ChunkedImage { size_bytes: bytes.len() as u64, chunks })
-    }
-
-    /// Reassembles an image, verifying every chunk.
-    pub fn get_image(&self, img: &ChunkedImage) -> Result<Vec<u8>, StoreError> {
-        let shape_err = || StoreError::ImageShape { size_bytes: img.size_bytes, chunks: img.chunks.len() };
-        if ChunkedImage::chunk_count(img.size_bytes) != img.chunks.len() as u64 {
-            return Err(shape_err());
-        }
-        let size = usize::try_from(img.size_bytes).map_err(|_| shape_err())?;
-        let mut out = vec![0u8; size];
-        for (i, c) in img.chunks.iter().enumerate() {
-            let Some(h) = c else { continue };
-            let data = self.get_chunk(h)?;
-            let start = i * CHUNK_SIZE_BYTES as usize;
-            let end = (start + CHUNK_SIZE_BYTES as usize).min(size);
-            if data.len() != end - start {
-                return Err(shape_err());
-            }
-            out[start..end].copy_from_slice(&data);
-        }
-        Ok(out)
     }
 
     /// Makes every chunk written so far durable, then writes the manifest

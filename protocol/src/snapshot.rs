@@ -141,9 +141,22 @@ pub struct ModuleRef {
     /// The rewriter that instrumented it; point indices mean something only
     /// for its output.
     pub rewriter_version: String,
+    /// Whether the rewriter added its countdown global (for deterministic
+    /// "capture at the N-th point" runs); part of what the output depends on.
+    pub countdown: bool,
     /// BLAKE3 of the instrumented module. A dock must reproduce exactly this
     /// module (the rewriter is deterministic) or refuse the snapshot.
     pub instrumented_hash: Hash,
+}
+
+/// Which export was running when the vessel was captured; a resume calls
+/// the same one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Entry {
+    /// The module's start function, which the rewriter turned into an export.
+    Start,
+    /// `_start`, the WASI command's main entry.
+    Main,
 }
 
 /// The limits the vessel ran under; the resuming dock applies them again.
@@ -160,9 +173,15 @@ pub struct Manifest {
     pub module: ModuleRef,
     /// Linear memory 0.
     pub memory: ChunkedImage,
-    /// Every global of the instrumented module, in index order (the
-    /// rewriter's own included).
+    /// Every global of the original module, in index order (imported ones
+    /// first), as the instrumented module exports them.
     pub globals: Vec<Value>,
+    /// Which passive data segments were dropped (bit k: the k-th passive
+    /// segment), re-dropped on resume because wasmi cannot drop them from
+    /// outside.
+    pub data_dropped: u64,
+    /// The export that was running.
+    pub entry: Entry,
     /// The captured call stack, outermost first.
     pub frames: Vec<Frame>,
     pub wasi: WasiState,
@@ -253,10 +272,13 @@ pub(crate) mod tests {
                 original_hash: h,
                 original: ChunkedImage { size_bytes: 70_000, chunks: vec![Some(h), Some(h)] },
                 rewriter_version: "test".into(),
+                countdown: false,
                 instrumented_hash: h,
             },
             memory: ChunkedImage { size_bytes: 131_072, chunks: vec![None, Some(h)] },
             globals: vec![Value::I32(-1), Value::F64(f64::NAN.to_bits() | 1), Value::FuncRef(None)],
+            data_dropped: 0b101,
+            entry: Entry::Main,
             frames: vec![Frame { func: 3, point: 1, locals: vec![Value::I64(7), Value::F32(0x7fc0_0001)] }],
             wasi: WasiState {
                 args: vec![b"a".to_vec()],

@@ -10,16 +10,20 @@
 //! - [`spawn`]: runs a vessel to completion on a worker thread of its own, so
 //!   that CPU-bound vessels never stall the node's async work.
 
+pub mod frames;
+pub mod snapshot;
 pub mod wasi;
 
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
+use protocol::snapshot::{Entry, Frame, Hash, Value};
 use wasmi::{
-    Config, Engine, Extern, Func, Linker, Memory, Module, ResumableCall, ResumableCallOutOfFuel, Store,
-    StoreLimits, StoreLimitsBuilder,
+    Config, Engine, Extern, Func, Global, Instance, Linker, Memory, Module, ResumableCall, ResumableCallOutOfFuel,
+    Store, StoreLimits, StoreLimitsBuilder, Val,
 };
 
+use self::frames::{FrameIo, FrameView};
 use self::wasi::{WasiCtx, WasiView};
 
 /// Default cap on a vessel's linear memory. Small boards have 1–8 GiB; one
@@ -115,6 +119,12 @@ pub enum DockError {
     Instantiate(String),
     #[error("wasm trap: {0}")]
     Trap(String),
+    #[error("{path}: cannot make it migratable: {reason}")]
+    Rewrite { path: PathBuf, reason: String },
+    #[error("cannot capture: {0}")]
+    Capture(String),
+    #[error("refusing to resume: {0}")]
+    Resume(String),
 }
 
 /// Reads a module file and checks it: size, magic, validity, and that every
@@ -141,8 +151,16 @@ pub fn read_module_file(path: &Path) -> Result<Vec<u8>, DockError> {
     Ok(bytes)
 }
 
-/// Checks and compiles module bytes; `path` only names them in errors.
+/// Checks and compiles a module that runs as given (not migratable); `path`
+/// only names it in errors.
 pub fn module_from_bytes(engine: &Engine, path: &Path, bytes: &[u8]) -> Result<Module, DockError> {
+    compile_checked(engine, path, bytes, false)
+}
+
+/// Compiles `bytes` and checks that every import is one the dock provides
+/// (preview1, plus the rewriter's frame imports when `frames` is set) and
+/// that there is a `_start` to run.
+fn compile_checked(engine: &Engine, path: &Path, bytes: &[u8], frames: bool) -> Result<Module, DockError> {
     if !bytes.starts_with(b"\0asm") {
         return Err(DockError::NotWasm { path: path.into() });
     }
@@ -155,7 +173,11 @@ pub fn module_from_bytes(engine: &Engine, path: &Path, bytes: &[u8]) -> Result<M
             wasmi::ExternType::Table(_) => "table",
             wasmi::ExternType::Memory(_) => "memory",
         };
-        let provided = import.module() == wasi::MODULE && kind == "function" && wasi::FUNCTIONS.contains(&import.name());
+        let provided = kind == "function"
+            && ((import.module() == wasi::MODULE && wasi::FUNCTIONS.contains(&import.name()))
+                || (frames
+                    && import.module() == frames::MODULE
+                    && wasm_rewriter::abi::IMPORT_NAMES.contains(&import.name())));
         if !provided {
             return Err(DockError::UnknownImport {
                 path: path.into(),
@@ -171,11 +193,102 @@ pub fn module_from_bytes(engine: &Engine, path: &Path, bytes: &[u8]) -> Result<M
     Ok(module)
 }
 
+/// How a module is turned into a vessel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Exactly as given; cannot be captured (`--no-rewrite`).
+    Plain,
+    /// Instrumented by the rewriter, so it can be captured at migration
+    /// points. `countdown` adds the global that stops at the N-th point.
+    Migratable { countdown: bool },
+}
+
+/// The rewriter's output for one module.
+pub struct Instrumented {
+    pub bytes: Vec<u8>,
+    pub hash: Hash,
+    pub report: wasm_rewriter::Report,
+    pub countdown: bool,
+}
+
+/// A module ready to instantiate as vessels.
+pub struct VesselModule {
+    /// The module as deployed.
+    pub original: Vec<u8>,
+    pub original_hash: Hash,
+    /// Present when the module was rewritten (migratable).
+    pub instrumented: Option<Instrumented>,
+    pub module: Module,
+}
+
+impl VesselModule {
+    /// Checks, instruments (unless `mode` is `Plain`) and compiles a module
+    /// for `engine`.
+    pub fn prepare(engine: &Engine, path: &Path, original: Vec<u8>, mode: Mode) -> Result<Self, DockError> {
+        let (instrumented, original_hash) = instrument(engine, path, &original, mode)?;
+        let code = instrumented.as_ref().map_or(&original[..], |i| &i.bytes[..]);
+        let module = compile_checked(engine, path, code, instrumented.is_some())?;
+        Ok(VesselModule { original, original_hash, instrumented, module })
+    }
+
+    /// Like [`prepare`](Self::prepare), but also builds the engine: the
+    /// value-stack budget is scaled by the rewriter's estimate of how much
+    /// bigger instrumented frames are, so that a migratable vessel recurses
+    /// as deep as the original would. Returns the engine, the config it was
+    /// built from, and the module.
+    pub fn prepare_with_engine(
+        config: &DockConfig,
+        path: &Path,
+        original: Vec<u8>,
+        mode: Mode,
+    ) -> Result<(Engine, DockConfig, Self), DockError> {
+        let probe = config.engine();
+        let (instrumented, original_hash) = instrument(&probe, path, &original, mode)?;
+        let mut config = config.clone();
+        if let Some(i) = &instrumented {
+            let factor = i.report.value_stack_factor_percent.max(100) as usize;
+            config.max_value_stack_bytes = config.max_value_stack_bytes.saturating_mul(factor) / 100;
+        }
+        let engine = config.engine();
+        let code = instrumented.as_ref().map_or(&original[..], |i| &i.bytes[..]);
+        let module = compile_checked(&engine, path, code, instrumented.is_some())?;
+        Ok((engine, config, VesselModule { original, original_hash, instrumented, module }))
+    }
+}
+
+/// Runs the rewriter (for `Migratable`); errors on an invalid module are
+/// the same as in plain mode.
+fn instrument(
+    engine: &Engine,
+    path: &Path,
+    original: &[u8],
+    mode: Mode,
+) -> Result<(Option<Instrumented>, Hash), DockError> {
+    if !original.starts_with(b"\0asm") {
+        return Err(DockError::NotWasm { path: path.into() });
+    }
+    let original_hash = Hash::of(original);
+    let Mode::Migratable { countdown } = mode else { return Ok((None, original_hash)) };
+    let config = wasm_rewriter::RewriteConfig { countdown, ..Default::default() };
+    let out = wasm_rewriter::rewrite(original, &config).map_err(|e| match e {
+        // A module that is not valid wasm gets the plain-mode error, which
+        // names what is wrong (bad magic, truncation, unknown import).
+        wasm_rewriter::RewriteError::Invalid { .. } => match compile_checked(engine, path, original, false) {
+            Err(plain) => plain,
+            Ok(_) => DockError::Rewrite { path: path.into(), reason: e.to_string() },
+        },
+        other => DockError::Rewrite { path: path.into(), reason: other.to_string() },
+    })?;
+    let hash = Hash::of(&out.wasm);
+    Ok((Some(Instrumented { bytes: out.wasm, hash, report: out.report, countdown }), original_hash))
+}
+
 /// The store data of one vessel.
 pub struct VesselCtx {
     pub wasi: WasiCtx,
     memory: Option<Memory>,
     limits: StoreLimits,
+    frames: FrameIo,
 }
 
 impl WasiView for VesselCtx {
@@ -184,6 +297,12 @@ impl WasiView for VesselCtx {
     }
     fn memory(&self) -> Option<Memory> {
         self.memory
+    }
+}
+
+impl FrameView for VesselCtx {
+    fn frames(&mut self) -> &mut FrameIo {
+        &mut self.frames
     }
 }
 
@@ -201,52 +320,150 @@ pub enum Exit {
 pub enum Slice {
     /// Out of fuel; the vessel can run another slice.
     Yielded,
+    /// It unwound at a migration point, as asked: [`Vessel::capture`] now
+    /// takes its state. It cannot run on until it is resumed from that.
+    Unwound,
     Exited(Exit),
+}
+
+/// Where a vessel is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// The next slice calls this entry.
+    Call(Entry),
+    /// A call of this entry is in progress (paused out of fuel).
+    Running(Entry),
+    /// Unwound, waiting to be captured.
+    Unwound(Entry),
+    Ended,
+}
+
+/// The exports through which the dock drives an instrumented vessel.
+struct Controls {
+    state: Global,
+    countdown: Option<Global>,
+    globals: Vec<Global>,
+    data_dropped: Option<Global>,
+    redrop: Option<Func>,
+}
+
+/// A captured vessel, in memory: everything but the module.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Capture {
+    pub memory: Vec<u8>,
+    pub globals: Vec<Value>,
+    pub data_dropped: u64,
+    pub entry: Entry,
+    /// Outermost first.
+    pub frames: Vec<Frame>,
+    pub wasi: protocol::wasi::WasiState,
+    /// Migration points passed since the vessel first started.
+    pub points_passed: u64,
 }
 
 /// One instantiated program.
 pub struct Vessel {
     store: Store<VesselCtx>,
-    entry: Func,
+    instance: Instance,
+    start: Option<Func>,
+    main: Func,
+    controls: Option<Controls>,
     fuel_slice: Option<u64>,
     pending: Option<ResumableCallOutOfFuel>,
-    started: bool,
+    phase: Phase,
     slices: u64,
 }
 
 impl Vessel {
-    pub fn new(engine: &Engine, module: &Module, wasi: WasiCtx, config: &DockConfig) -> Result<Self, DockError> {
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(config.max_memory_bytes)
-            .instances(1)
-            .build();
-        let mut store = Store::new(engine, VesselCtx { wasi, memory: None, limits });
+    /// Instantiates a fresh vessel; its first slice calls the start function
+    /// (if the rewriter moved one out) and then `_start`.
+    pub fn new(engine: &Engine, vm: &VesselModule, wasi: WasiCtx, config: &DockConfig) -> Result<Self, DockError> {
+        let mut v = Self::instantiate(engine, vm, wasi, config)?;
+        v.phase = Phase::Call(if v.start.is_some() { Entry::Start } else { Entry::Main });
+        Ok(v)
+    }
+
+    fn instantiate(engine: &Engine, vm: &VesselModule, wasi: WasiCtx, config: &DockConfig) -> Result<Self, DockError> {
+        let limits = StoreLimitsBuilder::new().memory_size(config.max_memory_bytes).instances(1).build();
+        let frames = FrameIo::new(config.max_call_depth);
+        let mut store = Store::new(engine, VesselCtx { wasi, memory: None, limits, frames });
         store.limiter(|ctx| &mut ctx.limits);
         if let Some(fuel) = config.fuel_slice {
             store.set_fuel(fuel).map_err(|e| DockError::Instantiate(e.to_string()))?;
         }
         let mut linker = Linker::new(engine);
         wasi::add_to_linker(&mut linker).map_err(|e| DockError::Instantiate(e.to_string()))?;
-        // The start section (if any) runs here, as wasmi always runs it.
+        frames::add_to_linker(&mut linker).map_err(|e| DockError::Instantiate(e.to_string()))?;
+        // A plain module's start section runs here, as wasmi always runs it;
+        // the rewriter has moved an instrumented module's into an export.
         let instance = linker
-            .instantiate_and_start(&mut store, module)
-            .map_err(|e| classify_error(e, "instantiation"))
-            .map_err(|exit| match exit {
+            .instantiate_and_start(&mut store, &vm.module)
+            .map_err(|e| match classify_error(e, "the start function") {
                 Exit::Trap(t) => DockError::Trap(t),
-                Exit::Code(c) => DockError::Instantiate(format!("start function exited with {c}")),
+                Exit::Code(c) => DockError::Instantiate(format!("the start function exited with {c}")),
             })?;
         let memory = match instance.get_export(&store, "memory") {
             Some(Extern::Memory(m)) => Some(m),
             _ => None,
         };
         store.data_mut().memory = memory;
-        let entry = instance
+        let main = instance
             .get_func(&store, "_start")
             .ok_or_else(|| DockError::Instantiate("no _start function".into()))?;
-        Ok(Vessel { store, entry, fuel_slice: config.fuel_slice, pending: None, started: false, slices: 0 })
+        let controls = match &vm.instrumented {
+            None => None,
+            Some(_) => {
+                use wasm_rewriter::abi;
+                let global = |name: &str| instance.get_global(&store, name);
+                let state = global(abi::STATE_EXPORT)
+                    .ok_or_else(|| DockError::Instantiate(format!("no {} export", abi::STATE_EXPORT)))?;
+                let mut globals = Vec::new();
+                while let Some(g) = global(&format!("{}{}", abi::GLOBAL_EXPORT_PREFIX, globals.len())) {
+                    globals.push(g);
+                }
+                Some(Controls {
+                    state,
+                    countdown: global(abi::COUNTDOWN_EXPORT),
+                    globals,
+                    data_dropped: global(abi::DATA_DROPPED_EXPORT),
+                    redrop: instance.get_func(&store, abi::REDROP_EXPORT),
+                })
+            }
+        };
+        let start = instance.get_func(&store, wasm_rewriter::abi::START_EXPORT);
+        Ok(Vessel {
+            store,
+            instance,
+            start,
+            main,
+            controls,
+            fuel_slice: config.fuel_slice,
+            pending: None,
+            phase: Phase::Ended,
+            slices: 0,
+        })
     }
 
-    /// Runs until the fuel slice is used up or the program ends.
+    fn entry_func(&self, entry: Entry) -> Func {
+        match entry {
+            Entry::Start => self.start.unwrap_or(self.main),
+            Entry::Main => self.main,
+        }
+    }
+
+    fn state(&self) -> i32 {
+        self.controls.as_ref().map_or(0, |c| c.state.get(&self.store).i32().unwrap_or(0))
+    }
+
+    fn set_state(&mut self, v: i32) {
+        if let Some(c) = &self.controls {
+            // The global is the rewriter's mutable i32; a type error here
+            // would be a rewriter bug, caught by the pair assertions.
+            let _ = c.state.set(&mut self.store, Val::I32(v));
+        }
+    }
+
+    /// Runs until the fuel slice is used up, the program ends, or it unwinds.
     pub fn run_slice(&mut self) -> Slice {
         if let Some(fuel) = self.fuel_slice {
             // One operation (a large memory.fill, say) may cost more than a
@@ -257,32 +474,220 @@ impl Vessel {
             }
         }
         self.slices += 1;
-        let result = match self.pending.take() {
-            Some(call) => call.resume(&mut self.store, &mut []),
-            None if !self.started => {
-                self.started = true;
-                self.entry.call_resumable(&mut self.store, &[], &mut [])
+        let (entry, result) = match (self.phase, self.pending.take()) {
+            (Phase::Running(entry), Some(call)) => (entry, call.resume(&mut self.store, &mut [])),
+            (Phase::Call(entry), None) => {
+                self.phase = Phase::Running(entry);
+                let f = self.entry_func(entry);
+                (entry, f.call_resumable(&mut self.store, &[], &mut []))
             }
-            None => return Slice::Exited(Exit::Trap("vessel resumed after it ended".into())),
+            (Phase::Unwound(_), _) => return Slice::Exited(Exit::Trap("vessel run after it unwound".into())),
+            _ => return Slice::Exited(Exit::Trap("vessel run after it ended".into())),
+        };
+        let during = match entry {
+            Entry::Start => "the start function",
+            Entry::Main => "_start",
         };
         match result {
-            Ok(ResumableCall::Finished) => Slice::Exited(Exit::Code(0)),
             Ok(ResumableCall::OutOfFuel(call)) => {
                 self.pending = Some(call);
+                if let Err(e) = self.check_rewind_if_done() {
+                    self.phase = Phase::Ended;
+                    return Slice::Exited(Exit::Trap(e));
+                }
                 Slice::Yielded
             }
-            Ok(ResumableCall::HostTrap(t)) => Slice::Exited(classify_error(t.into_host_error(), "_start")),
-            Err(e) => Slice::Exited(classify_error(e, "_start")),
+            Ok(ResumableCall::Finished) => {
+                let state = self.state();
+                if state == wasm_rewriter::abi::STATE_UNWINDING {
+                    self.phase = Phase::Unwound(entry);
+                    return Slice::Unwound;
+                }
+                if state == wasm_rewriter::abi::STATE_REWINDING {
+                    self.phase = Phase::Ended;
+                    return Slice::Exited(Exit::Trap(
+                        "the rewind never reached its migration point: the snapshot does not match the module".into(),
+                    ));
+                }
+                if state == wasm_rewriter::abi::STATE_UNWIND_REQUESTED {
+                    self.set_state(wasm_rewriter::abi::STATE_RUNNING);
+                }
+                if let Err(e) = self.check_rewind_if_done() {
+                    self.phase = Phase::Ended;
+                    return Slice::Exited(Exit::Trap(e));
+                }
+                match entry {
+                    Entry::Start => {
+                        self.phase = Phase::Call(Entry::Main);
+                        Slice::Yielded
+                    }
+                    Entry::Main => {
+                        self.phase = Phase::Ended;
+                        Slice::Exited(Exit::Code(0))
+                    }
+                }
+            }
+            Ok(ResumableCall::HostTrap(t)) => {
+                self.phase = Phase::Ended;
+                Slice::Exited(classify_error(t.into_host_error(), during))
+            }
+            Err(e) => {
+                self.phase = Phase::Ended;
+                Slice::Exited(classify_error(e, during))
+            }
         }
+    }
+
+    /// The rewind's pair assertion, checked once the vessel has left the
+    /// rewinding state.
+    fn check_rewind_if_done(&mut self) -> Result<(), String> {
+        if self.store.data().frames.rewinding() && self.state() != wasm_rewriter::abi::STATE_REWINDING {
+            self.store.data_mut().frames.check_rewind_done().map_err(|e| e.to_string())?;
+        }
+        Ok(())
     }
 
     /// Runs slices until the program ends.
     pub fn run_to_end(&mut self) -> Exit {
         loop {
-            if let Slice::Exited(exit) = self.run_slice() {
-                return exit;
+            match self.run_slice() {
+                Slice::Exited(exit) => return exit,
+                Slice::Yielded => {}
+                Slice::Unwound => return Exit::Trap("vessel unwound with nobody to capture it".into()),
             }
         }
+    }
+
+    /// Whether the vessel can be captured (it was instrumented).
+    pub fn migratable(&self) -> bool {
+        self.controls.is_some()
+    }
+
+    /// Asks the vessel to unwind at its next migration point. Call between
+    /// slices. Returns false when it cannot be asked now (not migratable, or
+    /// still rewinding: ask again after the next slice).
+    pub fn request_unwind(&mut self) -> bool {
+        if self.controls.is_none() || self.state() != wasm_rewriter::abi::STATE_RUNNING {
+            return false;
+        }
+        self.set_state(wasm_rewriter::abi::STATE_UNWIND_REQUESTED);
+        true
+    }
+
+    /// With a countdown module: unwind at the `n`-th migration point from
+    /// now (loop headers and recursive-function entries count).
+    pub fn unwind_after_points(&mut self, n: u32) -> bool {
+        let Some(c) = self.controls.as_ref().and_then(|c| c.countdown) else { return false };
+        c.set(&mut self.store, Val::I32(n as i32)).is_ok()
+    }
+
+    /// Takes the state of a vessel that has just unwound. The vessel is
+    /// spent afterwards; resume the capture in a new one.
+    pub fn capture(&mut self, points_passed: u64) -> Result<Capture, DockError> {
+        let Phase::Unwound(entry) = self.phase else {
+            return Err(DockError::Capture("the vessel has not unwound".into()));
+        };
+        let Some(controls) = &self.controls else {
+            return Err(DockError::Capture("the vessel is not migratable".into()));
+        };
+        let frames = self.store.data_mut().frames.take_unwound().map_err(|e| DockError::Capture(e.to_string()))?;
+        if frames.is_empty() {
+            return Err(DockError::Capture("the vessel unwound without saving a frame".into()));
+        }
+        let memory = match self.instance.get_memory(&self.store, wasm_rewriter::abi::MEMORY_EXPORT) {
+            Some(m) => m.data(&self.store).to_vec(),
+            None => Vec::new(),
+        };
+        let globals = controls.globals.iter().map(|g| val_to_value(&g.get(&self.store))).collect();
+        let data_dropped = controls
+            .data_dropped
+            .and_then(|g| g.get(&self.store).i64())
+            .unwrap_or(0) as u64;
+        let wasi = self
+            .store
+            .data_mut()
+            .wasi
+            .capture_state()
+            .map_err(|e| DockError::Capture(e.to_string()))?;
+        self.phase = Phase::Ended;
+        Ok(Capture { memory, globals, data_dropped, entry, frames, wasi, points_passed })
+    }
+
+    /// Re-creates a vessel from a capture: checks every frame against the
+    /// module's frame layouts before anything runs, then restores memory and
+    /// globals; the first slice rewinds the stack.
+    pub fn resume(
+        engine: &Engine,
+        vm: &VesselModule,
+        capture: &Capture,
+        wasi: WasiCtx,
+        config: &DockConfig,
+    ) -> Result<Self, DockError> {
+        let instrumented =
+            vm.instrumented.as_ref().ok_or_else(|| DockError::Resume("the module was not instrumented".into()))?;
+        validate_frames(&capture.frames, &instrumented.report, config)?;
+        if capture.memory.len() as u64 > config.max_memory_bytes as u64 {
+            return Err(DockError::Resume(format!(
+                "memory of {} bytes is over this dock's limit of {} bytes",
+                capture.memory.len(),
+                config.max_memory_bytes
+            )));
+        }
+        let mut v = Self::instantiate(engine, vm, wasi, config)?;
+        let controls = v.controls.as_ref().expect("an instrumented module has controls");
+        if capture.globals.len() != controls.globals.len() {
+            return Err(DockError::Resume(format!(
+                "{} globals captured, the module has {}",
+                capture.globals.len(),
+                controls.globals.len()
+            )));
+        }
+        // Memory: grow to the captured size, then write it back.
+        match v.instance.get_memory(&v.store, wasm_rewriter::abi::MEMORY_EXPORT) {
+            Some(m) => {
+                let have = m.data(&v.store).len() as u64;
+                let want = capture.memory.len() as u64;
+                if want % 65536 != 0 || want < have {
+                    return Err(DockError::Resume(format!(
+                        "memory of {want} bytes cannot restore a module whose memory starts at {have} bytes"
+                    )));
+                }
+                if want > have {
+                    m.grow(&mut v.store, (want - have) / 65536)
+                        .map_err(|e| DockError::Resume(format!("cannot grow memory to {want} bytes: {e}")))?;
+                }
+                m.data_mut(&mut v.store).copy_from_slice(&capture.memory);
+            }
+            None if capture.memory.is_empty() => {}
+            None => return Err(DockError::Resume("memory captured, but the module has none".into())),
+        }
+        // Globals: set every mutable one, with its type checked.
+        for (i, (g, value)) in controls.globals.iter().zip(&capture.globals).enumerate() {
+            let ty = g.ty(&v.store);
+            if ty.mutability() == wasmi::Mutability::Const {
+                continue;
+            }
+            let val = value_to_val(value, ty.content())
+                .ok_or_else(|| DockError::Resume(format!("global {i}: captured {value:?} does not fit {:?}", ty.content())))?;
+            g.set(&mut v.store, val).map_err(|e| DockError::Resume(format!("global {i}: {e}")))?;
+        }
+        if let Some(g) = controls.data_dropped {
+            g.set(&mut v.store, Val::I64(capture.data_dropped as i64))
+                .map_err(|e| DockError::Resume(format!("data-dropped global: {e}")))?;
+        }
+        if let Some(redrop) = controls.redrop {
+            let fuel_on = config.fuel_slice.is_some();
+            if fuel_on {
+                let _ = v.store.set_fuel(u64::MAX / 2);
+            }
+            redrop
+                .call(&mut v.store, &[], &mut [])
+                .map_err(|e| DockError::Resume(format!("re-dropping data segments: {e}")))?;
+        }
+        v.store.data_mut().frames.begin_rewind(capture.frames.clone());
+        v.set_state(wasm_rewriter::abi::STATE_REWINDING);
+        v.phase = Phase::Call(capture.entry);
+        Ok(v)
     }
 
     pub fn wasi(&self) -> &WasiCtx {
@@ -305,14 +710,89 @@ impl Vessel {
     }
 }
 
+/// Checks captured frames against the instrumented module's layouts: the
+/// function is instrumented, the point exists, and every value has the type
+/// the function saves there.
+pub fn validate_frames(frames: &[Frame], report: &wasm_rewriter::Report, config: &DockConfig) -> Result<(), DockError> {
+    use wasm_rewriter::FrameValType as T;
+    if frames.is_empty() {
+        return Err(DockError::Resume("no frames".into()));
+    }
+    if frames.len() > config.max_call_depth {
+        return Err(DockError::Resume(format!(
+            "{} frames, over the call-depth limit of {}",
+            frames.len(),
+            config.max_call_depth
+        )));
+    }
+    for (i, f) in frames.iter().enumerate() {
+        let layout = report
+            .frames
+            .binary_search_by_key(&f.func, |l| l.func_index)
+            .map(|at| &report.frames[at])
+            .map_err(|_| DockError::Resume(format!("frame {i}: function {} is not instrumented", f.func)))?;
+        if f.point >= layout.points {
+            return Err(DockError::Resume(format!(
+                "frame {i}: function {} has {} migration points, not point {}",
+                f.func, layout.points, f.point
+            )));
+        }
+        if f.locals.len() != layout.locals.len() {
+            return Err(DockError::Resume(format!(
+                "frame {i}: function {} saves {} values, the frame has {}",
+                f.func,
+                layout.locals.len(),
+                f.locals.len()
+            )));
+        }
+        for (j, (v, t)) in f.locals.iter().zip(&layout.locals).enumerate() {
+            let ok = matches!(
+                (v, t),
+                (Value::I32(_), T::I32) | (Value::I64(_), T::I64) | (Value::F32(_), T::F32) | (Value::F64(_), T::F64)
+            );
+            if !ok {
+                return Err(DockError::Resume(format!(
+                    "frame {i}: function {} value {j} is {v:?}, the function saves a {t} there",
+                    f.func
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn val_to_value(v: &Val) -> Value {
+    match v {
+        Val::I32(x) => Value::I32(*x),
+        Val::I64(x) => Value::I64(*x),
+        Val::F32(x) => Value::F32(x.to_bits()),
+        Val::F64(x) => Value::F64(x.to_bits()),
+        // The rewriter refuses mutable reference-typed globals, so these are
+        // constants that instantiation re-creates; their value is not needed.
+        Val::FuncRef(_) => Value::FuncRef(None),
+        _ => Value::ExternRefNull,
+    }
+}
+
+fn value_to_val(v: &Value, ty: wasmi::ValType) -> Option<Val> {
+    use wasmi::ValType as T;
+    match (v, ty) {
+        (Value::I32(x), T::I32) => Some(Val::I32(*x)),
+        (Value::I64(x), T::I64) => Some(Val::I64(*x)),
+        (Value::F32(x), T::F32) => Some(Val::F32(wasmi::F32::from_bits(*x))),
+        (Value::F64(x), T::F64) => Some(Val::F64(wasmi::F64::from_bits(*x))),
+        _ => None,
+    }
+}
+
 /// Turns a wasmi error into how the vessel ended.
 fn classify_error(e: wasmi::Error, during: &str) -> Exit {
     if let Some(code) = e.i32_exit_status() {
         return Exit::Code(code as u32);
     }
     match e.as_trap_code() {
-        Some(code) => Exit::Trap(format!("{code} (in {during})")),
-        None => Exit::Trap(format!("{e} (in {during})")),
+        Some(code) => Exit::Trap(format!("{code} (while running {during})")),
+        None => Exit::Trap(format!("{e} (while running {during})")),
     }
 }
 

@@ -22,6 +22,7 @@ use protocol::limits::{
 use protocol::wasi::{ClockState, Descriptor, DescriptorKind, Preopen, StdioPositions, WasiState};
 
 use super::abi::*;
+use super::mem::MAX_IO_BYTES;
 
 /// Where a vessel's standard output or error goes.
 #[derive(Clone, Default)]
@@ -426,6 +427,7 @@ impl WasiCtx {
     }
 
     fn read_stdin(&mut self, len: usize) -> Result<Vec<u8>, Errno> {
+        let len = len.min(MAX_IO_BYTES);
         let mut buf = vec![0u8; len];
         let n = match &self.stdio.stdin {
             InputSource::Inherit => io::stdin().lock().read(&mut buf).map_err(Errno::from)?,
@@ -448,8 +450,12 @@ impl WasiCtx {
         let desc = self.desc(fd)?.clone();
         match desc.kind {
             DescriptorKind::Stdin => self.read_stdin(len),
-            DescriptorKind::Stdout | DescriptorKind::Stderr => Err(Errno::BADF),
-            DescriptorKind::PreopenRoot { .. } | DescriptorKind::Directory { .. } => Err(Errno::ISDIR),
+            // A directory is not readable as a stream: EBADF, as in
+            // wasmtime (Linux says EISDIR, Node ENOTCAPABLE; docs/wasi.md).
+            DescriptorKind::Stdout
+            | DescriptorKind::Stderr
+            | DescriptorKind::PreopenRoot { .. }
+            | DescriptorKind::Directory { .. } => Err(Errno::BADF),
             DescriptorKind::File { offset, read, .. } => {
                 if !read {
                     return Err(Errno::BADF);
@@ -471,7 +477,7 @@ impl WasiCtx {
                 }
                 pread_up_to(self.file(fd)?, offset, len)
             }
-            DescriptorKind::PreopenRoot { .. } | DescriptorKind::Directory { .. } => Err(Errno::ISDIR),
+            DescriptorKind::PreopenRoot { .. } | DescriptorKind::Directory { .. } => Err(Errno::BADF),
             _ => Err(Errno::SPIPE),
         }
     }
@@ -480,8 +486,9 @@ impl WasiCtx {
         let desc = self.desc(fd)?.clone();
         match &desc.kind {
             DescriptorKind::Stdout | DescriptorKind::Stderr => self.write_stdio(&desc.kind, data),
-            DescriptorKind::Stdin => Err(Errno::BADF),
-            DescriptorKind::PreopenRoot { .. } | DescriptorKind::Directory { .. } => Err(Errno::ISDIR),
+            DescriptorKind::Stdin | DescriptorKind::PreopenRoot { .. } | DescriptorKind::Directory { .. } => {
+                Err(Errno::BADF)
+            }
             DescriptorKind::File { offset, write, .. } => {
                 if !write {
                     return Err(Errno::BADF);
@@ -510,7 +517,7 @@ impl WasiCtx {
                 self.file(fd)?.write_all_at(data, offset).map_err(Errno::from)?;
                 Ok(data.len())
             }
-            DescriptorKind::PreopenRoot { .. } | DescriptorKind::Directory { .. } => Err(Errno::ISDIR),
+            DescriptorKind::PreopenRoot { .. } | DescriptorKind::Directory { .. } => Err(Errno::BADF),
             _ => Err(Errno::SPIPE),
         }
     }
@@ -568,7 +575,8 @@ impl WasiCtx {
             Some(Handle::File(f)) => if data_only { f.sync_data() } else { f.sync_all() }.map_err(Errno::from),
             // Directories are synced through a handle of their own.
             Some(Handle::Dir { .. }) => Ok(()),
-            Some(Handle::Stdio) => Err(Errno::INVAL),
+            // As wasmtime; Linux says EINVAL for a terminal or pipe.
+            Some(Handle::Stdio) => Err(Errno::BADF),
             None => Err(Errno::BADF),
         }
     }
@@ -607,11 +615,12 @@ impl WasiCtx {
     pub fn fd_filestat_set_size(&mut self, fd: u32, size: u64) -> Result<(), Errno> {
         let write = match self.desc(fd)?.kind {
             DescriptorKind::File { write, .. } => write,
-            DescriptorKind::PreopenRoot { .. } | DescriptorKind::Directory { .. } => return Err(Errno::BADF),
-            _ => return Err(Errno::INVAL),
+            // Directories and stdio: EBADF, as wasmtime.
+            _ => return Err(Errno::BADF),
         };
+        // Not open for writing: EINVAL, as ftruncate(2) on Linux and wasmtime.
         if !write {
-            return Err(Errno::BADF);
+            return Err(Errno::INVAL);
         }
         if size > i64::MAX as u64 {
             return Err(Errno::INVAL);
@@ -638,8 +647,9 @@ impl WasiCtx {
         // Only append and nonblock can change on an open descriptor; the sync
         // flags are chosen at open time, as on Linux.
         let changeable = FDFLAGS_APPEND | FDFLAGS_NONBLOCK;
+        // EINVAL, as wasmtime.
         if (flags ^ desc.fdflags) & !changeable != 0 {
-            return Err(Errno::NOTSUP);
+            return Err(Errno::INVAL);
         }
         desc.fdflags = flags;
         Ok(())
@@ -697,11 +707,11 @@ impl WasiCtx {
 
     /// Fills `buf_len` bytes of preview1 dirents starting at `cookie`.
     pub fn fd_readdir(&mut self, fd: u32, cookie: u64, buf_len: usize) -> Result<Vec<u8>, Errno> {
-        if let DescriptorKind::File { .. } = self.desc(fd)?.kind {
-            return Err(Errno::NOTDIR);
-        }
+        // Listing something that is not a directory: EBADF, as in wasmtime
+        // (Linux's getdents says ENOTDIR, Node ENOTCAPABLE; docs/wasi.md).
+        self.desc(fd)?;
         let Some(Handle::Dir { dir, listing }) = self.handles.get_mut(&fd) else {
-            return Err(Errno::NOTDIR);
+            return Err(Errno::BADF);
         };
         // A new listing starts at cookie 0; later calls continue the cached
         // one. The listing is sorted by name, so that a listing continued
@@ -758,6 +768,9 @@ impl WasiCtx {
         fdflags: u16,
     ) -> Result<u32, Errno> {
         let (preopen, dir_rel) = self.dir_location(dirfd)?;
+        if oflags & !(OFLAGS_CREAT | OFLAGS_DIRECTORY | OFLAGS_EXCL | OFLAGS_TRUNC) != 0 || fdflags & !FDFLAGS_ALL != 0 {
+            return Err(Errno::INVAL);
+        }
         let parent_inheriting = self.desc(dirfd)?.rights_inheriting;
         let (dir, p) = self.guest_path(dirfd, path)?;
         let follow = lookup & LOOKUPFLAGS_SYMLINK_FOLLOW != 0;
@@ -773,7 +786,18 @@ impl WasiCtx {
             if oflags & (OFLAGS_CREAT | OFLAGS_TRUNC) != 0 {
                 return Err(Errno::INVAL);
             }
-            let d = if follow { dir.open_dir(p) } else { dir.open_dir_nofollow(p) }.map_err(Errno::from)?;
+            let d = if follow {
+                dir.open_dir(p).map_err(Errno::from)?
+            } else {
+                dir.open_dir_nofollow(p).map_err(|e| {
+                    // A symlink where no symlink may be followed is ELOOP, as
+                    // for files (O_NOFOLLOW); cap-std reports ENOTDIR here.
+                    match dir.symlink_metadata(p) {
+                        Ok(m) if m.file_type().is_symlink() => Errno::LOOP,
+                        _ => Errno::from(e),
+                    }
+                })?
+            };
             let rel = host_relative_path(&d, &root_canon).unwrap_or(lexical);
             let desc = Descriptor {
                 kind: DescriptorKind::Directory { preopen, path: rel },
@@ -947,13 +971,20 @@ impl WasiCtx {
 
     /// Waits for subscriptions. Each subscription is `(userdata, kind)`;
     /// returns events as `(userdata, errno, type, nbytes)`.
+    ///
+    /// Every clock subscription becomes a deadline on the guest's monotonic
+    /// clock. Descriptors other than an inherited stdin are always ready. If
+    /// something is ready now, the call returns at once with it (and with
+    /// any clock already due); otherwise it waits for the earliest deadline
+    /// or for stdin, and reports exactly what is ready then.
     pub fn poll(&mut self, subs: &[(u64, Subscription)]) -> Result<Vec<(u64, Errno, u8, u64)>, Errno> {
         if subs.is_empty() {
             return Err(Errno::INVAL);
         }
         let started_ns = self.clock.now_ns();
         let mut events = Vec::new();
-        let mut deadline_ns: Option<u64> = None;
+        // (userdata, deadline on the guest monotonic clock)
+        let mut clocks: Vec<(u64, u64)> = Vec::new();
         let mut wants_stdin = Vec::new();
         for &(userdata, ref sub) in subs {
             match *sub {
@@ -965,10 +996,8 @@ impl WasiCtx {
                             continue;
                         }
                     };
-                    // Convert to a wait on the guest monotonic clock.
                     let wait = if absolute { timeout_ns.saturating_sub(now) } else { timeout_ns };
-                    let at = started_ns.saturating_add(wait);
-                    deadline_ns = Some(deadline_ns.map_or(at, |d| d.min(at)));
+                    clocks.push((userdata, started_ns.saturating_add(wait)));
                 }
                 Subscription::FdRead(fd) | Subscription::FdWrite(fd) => {
                     let ty = if matches!(sub, Subscription::FdRead(_)) { EVENTTYPE_FD_READ } else { EVENTTYPE_FD_WRITE };
@@ -1001,16 +1030,24 @@ impl WasiCtx {
                 }
             }
         }
+        let due = |now: u64, events: &mut Vec<(u64, Errno, u8, u64)>| {
+            for &(userdata, deadline) in &clocks {
+                if deadline <= now {
+                    events.push((userdata, Errno::SUCCESS, EVENTTYPE_CLOCK, 0));
+                }
+            }
+        };
         if !events.is_empty() {
+            due(self.clock.now_ns(), &mut events);
             return Ok(events);
         }
-        let timeout = deadline_ns.map(|d| Duration::from_nanos(d.saturating_sub(self.clock.now_ns())));
+        let earliest = clocks.iter().map(|&(_, d)| d).min();
+        let timeout = earliest.map(|d| Duration::from_nanos(d.saturating_sub(self.clock.now_ns())));
         if !wants_stdin.is_empty() {
             if stdin_ready(timeout)? {
                 for u in wants_stdin {
                     events.push((u, Errno::SUCCESS, EVENTTYPE_FD_READ, 0));
                 }
-                return Ok(events);
             }
         } else if let Some(t) = timeout {
             std::thread::sleep(t);
@@ -1018,19 +1055,13 @@ impl WasiCtx {
             // Only unanswerable subscriptions and no clock: nothing can wake us.
             return Err(Errno::NOTSUP);
         }
-        // A clock fired: report every clock subscription whose time has come.
+        // The earliest deadline has passed unless stdin woke us first; the
+        // sleep never ends early, so at least one clock is due then.
         let now = self.clock.now_ns();
-        for &(userdata, ref sub) in subs {
-            if let Subscription::Clock { id, timeout_ns, absolute } = *sub {
-                let wait = if absolute {
-                    timeout_ns.saturating_sub(self.clock_time(id).unwrap_or(0).min(timeout_ns))
-                } else {
-                    started_ns.saturating_add(timeout_ns).saturating_sub(now)
-                };
-                if wait == 0 || started_ns.saturating_add(timeout_ns) <= now || absolute {
-                    events.push((userdata, Errno::SUCCESS, EVENTTYPE_CLOCK, 0));
-                }
-            }
+        due(now, &mut events);
+        if events.is_empty() {
+            // stdin's poll ended at the timeout, a hair before our clock.
+            due(earliest.unwrap_or(now).max(now), &mut events);
         }
         Ok(events)
     }
@@ -1064,8 +1095,7 @@ fn stdin_ready(timeout: Option<Duration>) -> Result<bool, Errno> {
 /// Reads up to `len` bytes at `offset`, stopping early only at end of file.
 fn pread_up_to(f: &File, offset: u64, len: usize) -> Result<Vec<u8>, Errno> {
     // One read never buffers more than this; the guest asks again for more.
-    const MAX_READ_BYTES: usize = 16 * 1024 * 1024;
-    let mut buf = vec![0u8; len.min(MAX_READ_BYTES)];
+    let mut buf = vec![0u8; len.min(MAX_IO_BYTES)];
     let mut filled = 0;
     while filled < buf.len() {
         match f.read_at(&mut buf[filled..], offset + filled as u64) {

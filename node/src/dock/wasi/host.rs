@@ -89,16 +89,27 @@ pub const FUNCTIONS: &[&str] = &[
 ];
 
 fn write_strings(mem: &mut GuestMemory<'_>, list: &[Vec<u8>], ptrs: u32, buf: u32) -> Result<(), Errno> {
+    // Guest pointers: every sum is checked, so a list that would run past
+    // 4 GiB is EFAULT rather than a wrap-around (or a debug-build panic).
+    if list.is_empty() {
+        return Ok(());
+    }
+    let (count, size) = sizes(list);
+    mem.slice(ptrs, count.checked_mul(4).ok_or(Errno::FAULT)?)?;
+    mem.slice(buf, size)?;
     let mut at = buf;
     for (i, s) in list.iter().enumerate() {
         mem.write_u32(ptrs + 4 * i as u32, at)?;
         mem.write_bytes(at, s)?;
-        mem.write_u8(at + s.len() as u32, 0)?;
-        at += s.len() as u32 + 1;
+        at += s.len() as u32;
+        mem.write_u8(at, 0)?;
+        at += 1;
     }
     Ok(())
 }
 
+/// `(count, bytes including NULs)`. Args and env are bounded by
+/// `MAX_ARGS_ENV_BYTES` when the context is built, so both fit a u32.
 fn sizes(list: &[Vec<u8>]) -> (u32, u32) {
     (list.len() as u32, list.iter().map(|s| s.len() as u32 + 1).sum())
 }
@@ -158,6 +169,7 @@ pub fn add_to_linker<T: WasiView + 'static>(linker: &mut Linker<T>) -> Result<()
     });
     wasi!("fd_pread", |mem, ctx, fd: u32, iovs: u32, iovs_len: u32, offset: u64, nread: u32| {
         let iovs = mem.iovecs(iovs, iovs_len)?;
+        mem.slice(nread, 4)?;
         let want: usize = iovs.iter().map(|&(_, l)| l as usize).sum();
         let data = ctx.fd_pread(fd, want, offset)?;
         mem.scatter(&iovs, &data)?;
@@ -177,12 +189,16 @@ pub fn add_to_linker<T: WasiView + 'static>(linker: &mut Linker<T>) -> Result<()
     });
     wasi!("fd_pwrite", |mem, ctx, fd: u32, iovs: u32, iovs_len: u32, offset: u64, nwritten: u32| {
         let iovs = mem.iovecs(iovs, iovs_len)?;
+        mem.slice(nwritten, 4)?;
         let data = mem.gather(&iovs)?;
         let n = ctx.fd_pwrite(fd, &data, offset)?;
         mem.write_u32(nwritten, n as u32)
     });
     wasi!("fd_read", |mem, ctx, fd: u32, iovs: u32, iovs_len: u32, nread: u32| {
         let iovs = mem.iovecs(iovs, iovs_len)?;
+        // Check the result pointer first: a read that consumed input must
+        // be able to say so.
+        mem.slice(nread, 4)?;
         let want: usize = iovs.iter().map(|&(_, l)| l as usize).sum();
         let data = ctx.fd_read(fd, want)?;
         mem.scatter(&iovs, &data)?;
@@ -191,6 +207,7 @@ pub fn add_to_linker<T: WasiView + 'static>(linker: &mut Linker<T>) -> Result<()
     wasi!("fd_readdir", |mem, ctx, fd: u32, buf: u32, buf_len: u32, cookie: u64, used: u32| {
         // Check the output buffer before listing anything.
         mem.slice(buf, buf_len)?;
+        mem.slice(used, 4)?;
         let data = ctx.fd_readdir(fd, cookie, buf_len as usize)?;
         mem.write_bytes(buf, &data)?;
         mem.write_u32(used, data.len() as u32)
@@ -204,6 +221,9 @@ pub fn add_to_linker<T: WasiView + 'static>(linker: &mut Linker<T>) -> Result<()
     wasi!("fd_tell", |mem, ctx, fd: u32, out: u32| { mem.write_u64(out, ctx.fd_tell(fd)?) });
     wasi!("fd_write", |mem, ctx, fd: u32, iovs: u32, iovs_len: u32, nwritten: u32| {
         let iovs = mem.iovecs(iovs, iovs_len)?;
+        // Check the result pointer first: a write that happened must be
+        // able to say so.
+        mem.slice(nwritten, 4)?;
         let data = mem.gather(&iovs)?;
         let n = ctx.fd_write(fd, &data)?;
         mem.write_u32(nwritten, n as u32)
@@ -256,6 +276,7 @@ pub fn add_to_linker<T: WasiView + 'static>(linker: &mut Linker<T>) -> Result<()
     wasi!("path_readlink", |mem, ctx, fd: u32, path: u32, path_len: u32, buf: u32, buf_len: u32, used: u32| {
         let p = mem.slice(path, path_len)?.to_vec();
         mem.slice(buf, buf_len)?;
+        mem.slice(used, 4)?;
         let target = ctx.path_readlink(fd, &p)?;
         let n = target.len().min(buf_len as usize);
         mem.write_bytes(buf, &target[..n])?;
@@ -291,6 +312,7 @@ pub fn add_to_linker<T: WasiView + 'static>(linker: &mut Linker<T>) -> Result<()
         }
         mem.slice(subs_ptr, nsubs * SUBSCRIPTION_SIZE)?;
         mem.slice(events_ptr, nsubs * EVENT_SIZE)?;
+        mem.slice(nevents, 4)?;
         let mut subs = Vec::with_capacity(nsubs as usize);
         for i in 0..nsubs {
             let at = subs_ptr + i * SUBSCRIPTION_SIZE;
@@ -323,7 +345,8 @@ pub fn add_to_linker<T: WasiView + 'static>(linker: &mut Linker<T>) -> Result<()
         // wasmi unwinds the whole call with this; the dock reads the status.
         Err(Error::i32_exit(code as i32))
     })?;
-    wasi!("proc_raise", |_mem, _ctx, _sig: u32| { Err(Errno::NOSYS) });
+    // preview1 dropped signals; ENOTSUP as in wasmtime (Node raises it).
+    wasi!("proc_raise", |_mem, _ctx, _sig: u32| { Err(Errno::NOTSUP) });
     linker.func_wrap(MODULE, "sched_yield", |_caller: Caller<'_, T>| -> i32 {
         std::thread::yield_now();
         0

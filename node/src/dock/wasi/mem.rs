@@ -4,6 +4,14 @@
 
 use super::abi::Errno;
 
+/// Most iovecs in one call. Linux's `IOV_MAX` is 1024; a longer list is
+/// `EINVAL` there too.
+pub const MAX_IOVECS: u32 = 1024;
+
+/// Most bytes one read or write moves. The guest asks again for the rest
+/// (a short read or write), so this only bounds what the host buffers.
+pub const MAX_IO_BYTES: usize = 16 * 1024 * 1024;
+
 pub struct GuestMemory<'a> {
     bytes: &'a mut [u8],
 }
@@ -71,12 +79,10 @@ impl<'a> GuestMemory<'a> {
 
     /// Reads an iovec/ciovec array: `(buf, len)` pairs of u32.
     pub fn iovecs(&self, iovs: u32, iovs_len: u32) -> Result<Vec<(u32, u32)>, Errno> {
-        // Linux's IOV_MAX is 1024; a longer list is EINVAL there too.
-        const MAX_IOVECS: u32 = 1024;
+        let raw = self.slice(iovs, iovs_len.checked_mul(8).ok_or(Errno::FAULT)?)?;
         if iovs_len > MAX_IOVECS {
             return Err(Errno::INVAL);
         }
-        let raw = self.slice(iovs, iovs_len.checked_mul(8).ok_or(Errno::FAULT)?)?;
         let mut out = Vec::with_capacity(iovs_len as usize);
         for pair in raw.chunks_exact(8) {
             let buf = u32::from_le_bytes(pair[0..4].try_into().unwrap());
@@ -88,12 +94,19 @@ impl<'a> GuestMemory<'a> {
         Ok(out)
     }
 
-    /// Concatenates the bytes an iovec list names.
+    /// Concatenates the bytes an iovec list names, up to `MAX_IO_BYTES`:
+    /// the iovecs may name the same memory many times over, so their total
+    /// is not bounded by the memory size. A longer write is a short write,
+    /// which the guest's libc continues, as with a pipe.
     pub fn gather(&self, iovs: &[(u32, u32)]) -> Result<Vec<u8>, Errno> {
         let total: usize = iovs.iter().map(|&(_, len)| len as usize).sum();
-        let mut out = Vec::with_capacity(total);
+        let mut out = Vec::with_capacity(total.min(MAX_IO_BYTES));
         for &(buf, len) in iovs {
-            out.extend_from_slice(self.slice(buf, len)?);
+            let room = MAX_IO_BYTES - out.len();
+            if room == 0 {
+                break;
+            }
+            out.extend_from_slice(self.slice(buf, len.min(room as u32))?);
         }
         Ok(out)
     }

@@ -1,0 +1,281 @@
+//! wasm-smith modules restricted to the supported features, run plainly and
+//! instrumented with migrations at pseudo-random points.
+
+use crate::host::{export_all, run_instrumented, run_original, Plan};
+use wasm_rewriter::{rewrite, RewriteError};
+use wasm_smith::{Config, InstructionKind, InstructionKinds};
+use wasmi::Val;
+
+/// The supported feature set, as a wasm-smith config. Table mutation is
+/// refused by the rewriter, so table instructions are not generated (that
+/// also drops `table.get`/`table.size`, which the refusal tests do not need).
+pub fn smith_config(reference_types: bool) -> Config {
+    Config {
+        max_imports: 0,
+        min_funcs: 1,
+        max_funcs: 10,
+        max_instructions: 250,
+        max_nesting_depth: 6,
+        min_exports: 1,
+        export_everything: true,
+        max_memories: 1,
+        max_memory32_bytes: 2 * 65536,
+        max_tables: if reference_types { 2 } else { 1 },
+        max_data_segments: 4,
+        max_element_segments: 4,
+        max_globals: 6,
+        max_types: 10,
+        allow_start_export: true,
+        simd_enabled: false,
+        relaxed_simd_enabled: false,
+        threads_enabled: false,
+        exceptions_enabled: false,
+        tail_call_enabled: false,
+        gc_enabled: false,
+        memory64_enabled: false,
+        extended_const_enabled: false,
+        wide_arithmetic_enabled: false,
+        custom_page_sizes_enabled: false,
+        compact_imports_enabled: false,
+        bulk_memory_enabled: true,
+        reference_types_enabled: reference_types,
+        multi_value_enabled: true,
+        saturating_float_to_int_enabled: true,
+        sign_extension_ops_enabled: true,
+        allowed_instructions: InstructionKinds::new(&[
+            InstructionKind::Numeric,
+            InstructionKind::Reference,
+            InstructionKind::Parametric,
+            InstructionKind::Variable,
+            InstructionKind::Memory,
+            InstructionKind::Control,
+        ]),
+        ..Config::default()
+    }
+}
+
+/// xorshift64*: a tiny deterministic generator, so the cases are the same on
+/// every machine.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+/// Generates one module from `seed` (wasm-smith may decline a seed).
+pub fn generate(seed: u64) -> Option<Vec<u8>> {
+    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    generate_from(&rng.bytes(8192), seed.is_multiple_of(2))
+}
+
+/// Generates one module from raw bytes (the fuzz target's input).
+pub fn generate_from(data: &[u8], reference_types: bool) -> Option<Vec<u8>> {
+    let mut u = arbitrary::Unstructured::new(data);
+    let mut module = wasm_smith::Module::new(smith_config(reference_types), &mut u).ok()?;
+    // Every loop and call burns fuel; out of fuel is a trap, the same in both
+    // runs, so infinite loops end.
+    module.ensure_termination(2_000).ok()?;
+    Some(module.to_bytes())
+}
+
+/// Exported functions whose parameters are all numbers (called with zeros).
+fn entries(wasm: &[u8]) -> Vec<(String, Vec<Val>)> {
+    let mut types = Vec::new();
+    let mut func_types = Vec::new();
+    let mut out = Vec::new();
+    for p in wasmparser::Parser::new(0).parse_all(wasm) {
+        match p.unwrap() {
+            wasmparser::Payload::TypeSection(r) => {
+                for t in r.into_iter_err_on_gc_types() {
+                    types.push(t.unwrap());
+                }
+            }
+            wasmparser::Payload::FunctionSection(r) => {
+                func_types.extend(r.into_iter().map(|t| t.unwrap()));
+            }
+            wasmparser::Payload::ExportSection(r) => {
+                for e in r {
+                    let e = e.unwrap();
+                    if e.kind != wasmparser::ExternalKind::Func {
+                        continue;
+                    }
+                    let ty: &wasmparser::FuncType = &types[func_types[e.index as usize] as usize];
+                    let args: Option<Vec<Val>> = ty
+                        .params()
+                        .iter()
+                        .map(|t| match t {
+                            wasmparser::ValType::I32 => Some(Val::I32(0)),
+                            wasmparser::ValType::I64 => Some(Val::I64(0)),
+                            wasmparser::ValType::F32 => Some(Val::F32(0.0f32.into())),
+                            wasmparser::ValType::F64 => Some(Val::F64(0.0f64.into())),
+                            _ => None,
+                        })
+                        .collect();
+                    if let Some(args) = args {
+                        out.push((e.name.to_string(), args));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Outcome of one generated case.
+#[derive(Debug, Default)]
+pub struct CaseStats {
+    pub refused: bool,
+    pub runs: u32,
+    pub migrations: u32,
+}
+
+/// Rewrites the module from `seed` and compares the original against the
+/// instrumented module migrating at pseudo-random points. Panics on any
+/// difference.
+pub fn check_seed(seed: u64) -> CaseStats {
+    match generate(seed) {
+        Some(wasm) => check_module(&wasm, seed),
+        None => CaseStats::default(),
+    }
+}
+
+/// Compares `wasm` run plainly against its instrumented version migrating at
+/// points drawn from `seed`. Panics on any difference.
+pub fn check_module(wasm: &[u8], seed: u64) -> CaseStats {
+    let mut stats = CaseStats::default();
+    let rw = match rewrite(wasm, &crate::config()) {
+        Ok(rw) => rw,
+        Err(e @ RewriteError::Unsupported { .. }) => {
+            if std::env::var("REWRITER_SMITH_VERBOSE").is_ok() {
+                eprintln!("seed {seed}: {e}");
+            }
+            stats.refused = true;
+            return stats;
+        }
+        Err(e) => panic!("seed {seed}: rewrite failed: {e}"),
+    };
+    let (exported, num_globals) = export_all(wasm);
+    let mut rng = Rng(seed | 1);
+    for (name, args) in entries(wasm).into_iter().take(3) {
+        let expected = run_original(&exported, num_globals, &name, &args, None);
+        for _ in 0..3 {
+            let plan = Plan {
+                countdown: 1 + (rng.next() % 40) as u32,
+                block_every: 0,
+                max_migrations: 30,
+            };
+            let run = run_instrumented(&rw, num_globals, &name, &args, plan, None);
+            assert_eq!(
+                run.observed, expected,
+                "seed {seed}, export {name:?}, plan {plan:?}: instrumented run differs"
+            );
+            stats.runs += 1;
+            stats.migrations += run.migrations;
+        }
+    }
+    stats
+}
+
+/// A fixed, seeded set of generated cases.
+#[test]
+fn generated_modules_survive_migration() {
+    let cases = std::env::var("REWRITER_SMITH_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(400u64);
+    let mut total = CaseStats::default();
+    let mut refused = 0;
+    let first = std::env::var("REWRITER_SMITH_FIRST")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0u64);
+    for seed in first..first + cases {
+        if std::env::var("REWRITER_SMITH_VERBOSE").is_ok() {
+            eprintln!("seed {seed}");
+        }
+        let s = check_seed(seed);
+        refused += u32::from(s.refused);
+        total.runs += s.runs;
+        total.migrations += s.migrations;
+    }
+    eprintln!(
+        "{cases} seeds: {} runs, {} migrations, {refused} refused",
+        total.runs, total.migrations
+    );
+    // The test must exercise real migrations, not just agree on trivia.
+    assert!(
+        total.migrations > cases as u32,
+        "too few migrations: {total:?}"
+    );
+}
+
+/// Every feature wasm-smith knows (SIMD, threads, GC, exceptions, ...): the
+/// rewriter must answer each module with output or an error, never a panic,
+/// and unsupported features must be named.
+#[test]
+fn never_panics_on_any_generated_module() {
+    let mut outcomes = std::collections::BTreeMap::<String, u32>::new();
+    for seed in 0..300u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1);
+        let data = rng.bytes(4096);
+        let mut u = arbitrary::Unstructured::new(&data);
+        let config = Config {
+            max_imports: 4,
+            ..Config::default()
+        };
+        let Ok(module) = wasm_smith::Module::new(config, &mut u) else {
+            continue;
+        };
+        let wasm = module.to_bytes();
+        let key = match rewrite(&wasm, &wasm_rewriter::RewriteConfig::default()) {
+            Ok(_) => "ok".to_string(),
+            Err(RewriteError::Unsupported { feature, .. }) => format!("unsupported {feature}"),
+            Err(RewriteError::Internal(e)) => panic!("seed {seed}: rewriter bug: {e}"),
+            Err(e) => {
+                if std::env::var("REWRITER_SMITH_VERBOSE").is_ok() {
+                    eprintln!("seed {seed}: {e}");
+                }
+                format!("{e}").split(':').next().unwrap().to_string()
+            }
+        };
+        *outcomes.entry(key).or_default() += 1;
+    }
+    eprintln!("{outcomes:#?}");
+    assert!(
+        outcomes.get("ok").copied().unwrap_or(0) > 10,
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes.keys().any(|k| k.starts_with("unsupported")),
+        "{outcomes:?}"
+    );
+}
+
+/// Corrupted modules: bytes flipped in valid ones. Errors, never panics.
+#[test]
+fn never_panics_on_corrupt_bytes() {
+    let base = crate::static_checks::KERNELS_O2;
+    let mut rng = Rng(7);
+    for _ in 0..300 {
+        let mut wasm = base.to_vec();
+        for _ in 0..1 + rng.next() % 4 {
+            let i = (rng.next() as usize) % wasm.len();
+            wasm[i] = rng.next() as u8;
+        }
+        if let Err(RewriteError::Internal(e)) =
+            rewrite(&wasm, &wasm_rewriter::RewriteConfig::default())
+        {
+            panic!("rewriter bug on corrupt input: {e}");
+        }
+    }
+}
