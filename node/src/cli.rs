@@ -341,10 +341,18 @@ fn storm(
 ) -> Result<i32> {
     let mut migrations = 0u64;
     vessel.unwind_after_points(n);
+    // stdout belongs to the program; the count goes to stderr.
+    let report = |m: u64| eprintln!("meshnode: {name}: storm mode: {m} migrations");
     loop {
         match vessel.run_slice() {
-            Slice::Exited(Exit::Code(code)) => return Ok(code as i32),
-            Slice::Exited(Exit::Trap(msg)) => return Ok(trap_exit(name, &msg)),
+            Slice::Exited(Exit::Code(code)) => {
+                report(migrations);
+                return Ok(code as i32);
+            }
+            Slice::Exited(Exit::Trap(msg)) => {
+                report(migrations);
+                return Ok(trap_exit(name, &msg));
+            }
             Slice::Yielded => {}
             Slice::Unwound => {
                 migrations += 1;

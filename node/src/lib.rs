@@ -6,7 +6,15 @@
 //!   serializable `wasi_snapshot_preview1` ([`dock::wasi`]).
 //! - [`store`]: the on-disk, content-addressed chunk and manifest store.
 //! - [`cli`]: the `meshnode` command line.
+//! - [`daemon`]: `meshnode start`: data directory, lock, config, enrolment.
+//! - [`mesh`]: the libp2p swarm: discovery, RTT, membership, status gossip.
+//! - [`control`]: the CLI ↔ node control protocol (client and server).
+//! - [`identity`]: node and user keys on disk.
 
 pub mod cli;
+pub mod control;
+pub mod daemon;
 pub mod dock;
+pub mod identity;
+pub mod mesh;
 pub mod store;

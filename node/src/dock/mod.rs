@@ -129,9 +129,10 @@ pub enum DockError {
 
 /// Reads a module file and checks it: size, magic, validity, and that every
 /// import is one the dock provides.
-pub fn load_module(engine: &Engine, path: &Path) -> Result<Module, DockError> {
-    let bytes = read_module_file(path)?;
-    module_from_bytes(engine, path, &bytes)
+/// The result runs as given (not migratable); see [`VesselModule::prepare`]
+/// for the migratable form.
+pub fn load_module(engine: &Engine, path: &Path) -> Result<VesselModule, DockError> {
+    VesselModule::prepare(engine, path, read_module_file(path)?, Mode::Plain)
 }
 
 /// Reads a module file: at most `MAX_MODULE_BYTES`, and it must start with
@@ -153,8 +154,8 @@ pub fn read_module_file(path: &Path) -> Result<Vec<u8>, DockError> {
 
 /// Checks and compiles a module that runs as given (not migratable); `path`
 /// only names it in errors.
-pub fn module_from_bytes(engine: &Engine, path: &Path, bytes: &[u8]) -> Result<Module, DockError> {
-    compile_checked(engine, path, bytes, false)
+pub fn module_from_bytes(engine: &Engine, path: &Path, bytes: &[u8]) -> Result<VesselModule, DockError> {
+    VesselModule::prepare(engine, path, bytes.to_vec(), Mode::Plain)
 }
 
 /// Compiles `bytes` and checks that every import is one the dock provides

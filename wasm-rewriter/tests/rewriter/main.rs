@@ -39,9 +39,21 @@ pub fn differential_with(
     plans: &[Plan],
     limits: Option<StackLimits>,
 ) -> DiffStats {
+    differential_config(wasm, entry, args, plans, limits, &config())
+}
+
+/// As [`differential_with`], for a given rewrite configuration.
+pub fn differential_config(
+    wasm: &[u8],
+    entry: &str,
+    args: &[Val],
+    plans: &[Plan],
+    limits: Option<StackLimits>,
+    rewrite_config: &RewriteConfig,
+) -> DiffStats {
     let (exported, num_globals) = export_all(wasm);
     let expected: Observed = run_original(&exported, num_globals, entry, args, limits);
-    let rw: Rewritten = rewrite(wasm, &config()).expect("rewrite");
+    let rw: Rewritten = rewrite(wasm, rewrite_config).expect("rewrite");
     let mut most = 0;
     let mut max_frames = 0;
     for plan in plans {

@@ -532,3 +532,50 @@ fn tiny_loops_emitted_twice() {
     }
     check(src, &[Val::I32(41)]);
 }
+
+#[test]
+fn default_config_migrates_at_blocking_calls() {
+    // The other tests use the countdown build; the default build (what docks
+    // run) differs at every header and entry point, so it is checked too,
+    // with migrations driven by blocking calls, on programs with loops,
+    // recursion and values below the calls.
+    let src = r#"(module
+      (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+      (global $g (mut i64) (i64.const 0))
+      (func $rec (param $d i32) (result i32)
+        (local $i i32)
+        (loop $l
+          (global.set $g (i64.add (global.get $g) (i64.extend_i32_u (local.get $i))))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $l (i32.lt_u (local.get $i) (i32.const 3))))
+        (if (result i32) (local.get $d)
+          (then (i32.add (local.get $i)
+                  (i32.mul (call $poll (local.get $d) (i32.const 1) (i32.const 2) (i32.const 3))
+                           (call $rec (i32.sub (local.get $d) (i32.const 1))))))
+          (else (call $poll (i32.const 9) (i32.const 8) (i32.const 7) (i32.const 6)))))
+      (func (export "run") (param $n i32) (result i32)
+        (local $k i32) (local $acc i32)
+        (loop $l
+          (local.set $acc (i32.xor (local.get $acc) (call $rec (i32.rem_u (local.get $k) (i32.const 9)))))
+          (local.set $k (i32.add (local.get $k) (i32.const 1)))
+          (br_if $l (i32.lt_u (local.get $k) (local.get $n))))
+        (i32.add (local.get $acc) (i32.wrap_i64 (global.get $g)))))"#;
+    let plans: Vec<crate::host::Plan> = [1, 2, 5]
+        .into_iter()
+        .map(|block_every| crate::host::Plan {
+            countdown: 0,
+            block_every,
+            max_migrations: 500,
+        })
+        .collect();
+    let stats = crate::differential_config(
+        &wat(src),
+        "run",
+        &[Val::I32(20)],
+        &plans,
+        None,
+        &wasm_rewriter::RewriteConfig::default(),
+    );
+    assert!(stats.migrations > 50, "{}", stats.migrations);
+    assert!(stats.max_frames >= 10, "{}", stats.max_frames);
+}

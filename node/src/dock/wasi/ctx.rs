@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use cap_fs_ext::{DirExt, FollowSymlinks, OpenOptionsFollowExt, OpenOptionsMaybeDirExt, SystemTimeSpec};
+use cap_fs_ext::{
+    DirExt, FollowSymlinks, OpenOptionsFollowExt, OpenOptionsMaybeDirExt, SystemTimeSpec,
+};
 use cap_std::fs::{Dir, File, FileExt, MetadataExt, OpenOptions};
 use protocol::limits::{
     MAX_ARGS_ENV_BYTES, MAX_DETACHED_FILE_BYTES, MAX_OPEN_DESCRIPTORS, MAX_PATH_BYTES, MAX_PREOPENS,
@@ -73,11 +75,18 @@ pub struct WasiOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     #[error("cannot open directory {host} for guest path {guest}: {source}")]
-    OpenPreopen { host: PathBuf, guest: String, source: io::Error },
+    OpenPreopen {
+        host: PathBuf,
+        guest: String,
+        source: io::Error,
+    },
     #[error("no host directory is mapped to guest path {guest}")]
     UnmappedPreopen { guest: String },
     #[error("args and environment are {size_bytes} bytes, over the limit of {limit_bytes} bytes")]
-    ArgsTooLarge { size_bytes: usize, limit_bytes: usize },
+    ArgsTooLarge {
+        size_bytes: usize,
+        limit_bytes: usize,
+    },
     #[error("{count} preopened directories, over the limit of {limit}")]
     TooManyPreopens { count: usize, limit: usize },
     #[error("{count} descriptors, over the limit of {limit}")]
@@ -85,7 +94,12 @@ pub enum SetupError {
     #[error("descriptor {fd} names preopen {preopen}, but there are only {count}")]
     BadPreopenIndex { fd: u32, preopen: u32, count: usize },
     #[error("cannot re-open {path} for descriptor {fd} beneath {guest}: {source}")]
-    Reopen { fd: u32, guest: String, path: String, source: io::Error },
+    Reopen {
+        fd: u32,
+        guest: String,
+        path: String,
+        source: io::Error,
+    },
     #[error("descriptor {fd}: {reason}")]
     BadDescriptor { fd: u32, reason: &'static str },
 }
@@ -94,7 +108,11 @@ pub enum SetupError {
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
     #[error("descriptor {fd} is an unlinked file of {size_bytes} bytes, over the limit of {limit_bytes} bytes that may travel inside the state")]
-    DetachedTooLarge { fd: u32, size_bytes: u64, limit_bytes: u64 },
+    DetachedTooLarge {
+        fd: u32,
+        size_bytes: u64,
+        limit_bytes: u64,
+    },
     #[error("descriptor {fd}: cannot read its host file: {source}")]
     Io { fd: u32, source: io::Error },
 }
@@ -114,7 +132,10 @@ struct ListingEntry {
 
 enum Handle {
     Stdio,
-    Dir { dir: Dir, listing: Option<Vec<ListingEntry>> },
+    Dir {
+        dir: Dir,
+        listing: Option<Vec<ListingEntry>>,
+    },
     File(File),
 }
 
@@ -127,7 +148,8 @@ struct GuestClock {
 
 impl GuestClock {
     fn now_ns(&self) -> u64 {
-        self.base_ns.saturating_add(self.started.elapsed().as_nanos() as u64)
+        self.base_ns
+            .saturating_add(self.started.elapsed().as_nanos() as u64)
     }
 }
 
@@ -153,8 +175,17 @@ fn open_root(mapping: &DirMapping) -> Result<PreopenRoot, SetupError> {
 }
 
 fn stdio_descriptor(kind: DescriptorKind) -> Descriptor {
-    let rights = if kind == DescriptorKind::Stdin { RIGHTS_STDIN } else { RIGHTS_STDOUT };
-    Descriptor { kind, rights_base: rights, rights_inheriting: 0, fdflags: 0 }
+    let rights = if kind == DescriptorKind::Stdin {
+        RIGHTS_STDIN
+    } else {
+        RIGHTS_STDOUT
+    };
+    Descriptor {
+        kind,
+        rights_base: rights,
+        rights_inheriting: 0,
+        fdflags: 0,
+    }
 }
 
 impl WasiCtx {
@@ -162,10 +193,16 @@ impl WasiCtx {
     pub fn new(opts: WasiOptions) -> Result<Self, SetupError> {
         let size_bytes: usize = opts.args.iter().chain(&opts.env).map(|a| a.len() + 1).sum();
         if size_bytes > MAX_ARGS_ENV_BYTES {
-            return Err(SetupError::ArgsTooLarge { size_bytes, limit_bytes: MAX_ARGS_ENV_BYTES });
+            return Err(SetupError::ArgsTooLarge {
+                size_bytes,
+                limit_bytes: MAX_ARGS_ENV_BYTES,
+            });
         }
         if opts.dirs.len() > MAX_PREOPENS {
-            return Err(SetupError::TooManyPreopens { count: opts.dirs.len(), limit: MAX_PREOPENS });
+            return Err(SetupError::TooManyPreopens {
+                count: opts.dirs.len(),
+                limit: MAX_PREOPENS,
+            });
         }
         let mut fds = BTreeMap::new();
         fds.insert(0, stdio_descriptor(DescriptorKind::Stdin));
@@ -173,7 +210,9 @@ impl WasiCtx {
         fds.insert(2, stdio_descriptor(DescriptorKind::Stderr));
         let mut preopens = Vec::new();
         for (i, d) in opts.dirs.iter().enumerate() {
-            preopens.push(Preopen { guest_path: d.guest.clone() });
+            preopens.push(Preopen {
+                guest_path: d.guest.clone(),
+            });
             fds.insert(
                 3 + i as u32,
                 Descriptor {
@@ -198,29 +237,43 @@ impl WasiCtx {
     /// Re-creates every host handle from `state`. `dirs` maps each preopen's
     /// guest path to a directory on this host; it need not be the directory
     /// the state was captured against.
-    pub fn rebuild(state: WasiState, dirs: &[DirMapping], stdio: Stdio) -> Result<Self, SetupError> {
+    pub fn rebuild(
+        state: WasiState,
+        dirs: &[DirMapping],
+        stdio: Stdio,
+    ) -> Result<Self, SetupError> {
         if state.preopens.len() > MAX_PREOPENS {
-            return Err(SetupError::TooManyPreopens { count: state.preopens.len(), limit: MAX_PREOPENS });
+            return Err(SetupError::TooManyPreopens {
+                count: state.preopens.len(),
+                limit: MAX_PREOPENS,
+            });
         }
         if state.fds.len() > MAX_OPEN_DESCRIPTORS {
-            return Err(SetupError::TooManyDescriptors { count: state.fds.len(), limit: MAX_OPEN_DESCRIPTORS });
+            return Err(SetupError::TooManyDescriptors {
+                count: state.fds.len(),
+                limit: MAX_OPEN_DESCRIPTORS,
+            });
         }
         let mut roots = Vec::with_capacity(state.preopens.len());
         for p in &state.preopens {
             let mapping = dirs
                 .iter()
                 .find(|d| d.guest == p.guest_path)
-                .ok_or_else(|| SetupError::UnmappedPreopen { guest: p.guest_path.clone() })?;
+                .ok_or_else(|| SetupError::UnmappedPreopen {
+                    guest: p.guest_path.clone(),
+                })?;
             roots.push(open_root(mapping)?);
         }
         let mut handles = BTreeMap::new();
         for (&fd, desc) in &state.fds {
             let root_of = |preopen: u32| -> Result<(&PreopenRoot, &str), SetupError> {
-                let r = roots.get(preopen as usize).ok_or(SetupError::BadPreopenIndex {
-                    fd,
-                    preopen,
-                    count: roots.len(),
-                })?;
+                let r = roots
+                    .get(preopen as usize)
+                    .ok_or(SetupError::BadPreopenIndex {
+                        fd,
+                        preopen,
+                        count: roots.len(),
+                    })?;
                 Ok((r, state.preopens[preopen as usize].guest_path.as_str()))
             };
             let reopen_err = |guest: &str, path: &[u8], source| SetupError::Reopen {
@@ -230,21 +283,33 @@ impl WasiCtx {
                 source,
             };
             let handle = match &desc.kind {
-                DescriptorKind::Stdin | DescriptorKind::Stdout | DescriptorKind::Stderr => Handle::Stdio,
+                DescriptorKind::Stdin | DescriptorKind::Stdout | DescriptorKind::Stderr => {
+                    Handle::Stdio
+                }
                 DescriptorKind::PreopenRoot { preopen } => {
                     let (root, guest) = root_of(*preopen)?;
-                    let dir = root.dir.try_clone().map_err(|e| reopen_err(guest, b".", e))?;
+                    let dir = root
+                        .dir
+                        .try_clone()
+                        .map_err(|e| reopen_err(guest, b".", e))?;
                     Handle::Dir { dir, listing: None }
                 }
                 DescriptorKind::Directory { preopen, path } => {
                     let (root, guest) = root_of(*preopen)?;
                     let dir = root
                         .dir
-                        .open_dir(rel_path(path))
+                        .open_dir(state_path(path))
                         .map_err(|e| reopen_err(guest, path, e))?;
                     Handle::Dir { dir, listing: None }
                 }
-                DescriptorKind::File { preopen, path, read, write, detached_contents, .. } => {
+                DescriptorKind::File {
+                    preopen,
+                    path,
+                    read,
+                    write,
+                    detached_contents,
+                    ..
+                } => {
                     let (root, guest) = root_of(*preopen)?;
                     match detached_contents {
                         Some(contents) => {
@@ -256,14 +321,19 @@ impl WasiCtx {
                             }
                             // The file had no name when it was captured, so it
                             // gets none here either: an anonymous temp file.
-                            let f = tempfile::tempfile().map_err(|e| reopen_err(guest, b"(detached)", e))?;
-                            std::os::unix::fs::FileExt::write_all_at(&f, contents, 0).map_err(|e| reopen_err(guest, b"(detached)", e))?;
+                            let f = tempfile::tempfile()
+                                .map_err(|e| reopen_err(guest, b"(detached)", e))?;
+                            std::os::unix::fs::FileExt::write_all_at(&f, contents, 0)
+                                .map_err(|e| reopen_err(guest, b"(detached)", e))?;
                             Handle::File(File::from_std(f))
                         }
                         None => {
                             let mut o = OpenOptions::new();
                             o.read(*read || !*write).write(*write);
-                            let f = root.dir.open_with(rel_path(path), &o).map_err(|e| reopen_err(guest, path, e))?;
+                            let f = root
+                                .dir
+                                .open_with(state_path(path), &o)
+                                .map_err(|e| reopen_err(guest, path, e))?;
                             Handle::File(f)
                         }
                     }
@@ -271,8 +341,18 @@ impl WasiCtx {
             };
             handles.insert(fd, handle);
         }
-        let clock = GuestClock { base_ns: state.clocks.monotonic_ns, started: Instant::now() };
-        Ok(WasiCtx { state, roots, handles, clock, stdio, exit_code: None })
+        let clock = GuestClock {
+            base_ns: state.clocks.monotonic_ns,
+            started: Instant::now(),
+        };
+        Ok(WasiCtx {
+            state,
+            roots,
+            handles,
+            clock,
+            stdio,
+            exit_code: None,
+        })
     }
 
     /// The state as it stands now, ready to travel. Refreshes what the host
@@ -282,11 +362,21 @@ impl WasiCtx {
         let mut state = self.state.clone();
         state.clocks.monotonic_ns = self.clock.now_ns();
         for (&fd, desc) in state.fds.iter_mut() {
-            let DescriptorKind::File { preopen, path, detached_contents, .. } = &mut desc.kind else {
+            let DescriptorKind::File {
+                preopen,
+                path,
+                detached_contents,
+                ..
+            } = &mut desc.kind
+            else {
                 continue;
             };
-            let Some(Handle::File(file)) = self.handles.get(&fd) else { continue };
-            let meta = file.metadata().map_err(|source| CaptureError::Io { fd, source })?;
+            let Some(Handle::File(file)) = self.handles.get(&fd) else {
+                continue;
+            };
+            let meta = file
+                .metadata()
+                .map_err(|source| CaptureError::Io { fd, source })?;
             if meta.nlink() == 0 {
                 if meta.len() > MAX_DETACHED_FILE_BYTES {
                     return Err(CaptureError::DetachedTooLarge {
@@ -296,7 +386,8 @@ impl WasiCtx {
                     });
                 }
                 let mut buf = vec![0u8; meta.len() as usize];
-                file.read_exact_at(&mut buf, 0).map_err(|source| CaptureError::Io { fd, source })?;
+                file.read_exact_at(&mut buf, 0)
+                    .map_err(|source| CaptureError::Io { fd, source })?;
                 *detached_contents = Some(buf);
                 path.clear();
             } else if let Some(root) = self.roots.get(*preopen as usize) {
@@ -382,7 +473,9 @@ impl WasiCtx {
 
     pub fn clock_res(&self, id: u32) -> Result<u64, Errno> {
         match id {
-            CLOCK_REALTIME | CLOCK_MONOTONIC | CLOCK_PROCESS_CPUTIME | CLOCK_THREAD_CPUTIME => Ok(1),
+            CLOCK_REALTIME | CLOCK_MONOTONIC | CLOCK_PROCESS_CPUTIME | CLOCK_THREAD_CPUTIME => {
+                Ok(1)
+            }
             _ => Err(Errno::INVAL),
         }
     }
@@ -397,7 +490,9 @@ impl WasiCtx {
                 .unwrap_or(0)),
             // A vessel's CPU time is approximated by its monotonic run clock,
             // which also travels with it.
-            CLOCK_MONOTONIC | CLOCK_PROCESS_CPUTIME | CLOCK_THREAD_CPUTIME => Ok(self.clock.now_ns()),
+            CLOCK_MONOTONIC | CLOCK_PROCESS_CPUTIME | CLOCK_THREAD_CPUTIME => {
+                Ok(self.clock.now_ns())
+            }
             _ => Err(Errno::INVAL),
         }
     }
@@ -420,7 +515,10 @@ impl WasiCtx {
                 };
                 res.map_err(Errno::from)?;
             }
-            OutputSink::Buffer(buf) => buf.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(data),
+            OutputSink::Buffer(buf) => buf
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend_from_slice(data),
         }
         *counter += data.len() as u64;
         Ok(data.len())
@@ -477,7 +575,9 @@ impl WasiCtx {
                 }
                 pread_up_to(self.file(fd)?, offset, len)
             }
-            DescriptorKind::PreopenRoot { .. } | DescriptorKind::Directory { .. } => Err(Errno::BADF),
+            DescriptorKind::PreopenRoot { .. } | DescriptorKind::Directory { .. } => {
+                Err(Errno::BADF)
+            }
             _ => Err(Errno::SPIPE),
         }
     }
@@ -486,9 +586,9 @@ impl WasiCtx {
         let desc = self.desc(fd)?.clone();
         match &desc.kind {
             DescriptorKind::Stdout | DescriptorKind::Stderr => self.write_stdio(&desc.kind, data),
-            DescriptorKind::Stdin | DescriptorKind::PreopenRoot { .. } | DescriptorKind::Directory { .. } => {
-                Err(Errno::BADF)
-            }
+            DescriptorKind::Stdin
+            | DescriptorKind::PreopenRoot { .. }
+            | DescriptorKind::Directory { .. } => Err(Errno::BADF),
             DescriptorKind::File { offset, write, .. } => {
                 if !write {
                     return Err(Errno::BADF);
@@ -514,10 +614,14 @@ impl WasiCtx {
                 if !write {
                     return Err(Errno::BADF);
                 }
-                self.file(fd)?.write_all_at(data, offset).map_err(Errno::from)?;
+                self.file(fd)?
+                    .write_all_at(data, offset)
+                    .map_err(Errno::from)?;
                 Ok(data.len())
             }
-            DescriptorKind::PreopenRoot { .. } | DescriptorKind::Directory { .. } => Err(Errno::BADF),
+            DescriptorKind::PreopenRoot { .. } | DescriptorKind::Directory { .. } => {
+                Err(Errno::BADF)
+            }
             _ => Err(Errno::SPIPE),
         }
     }
@@ -525,10 +629,14 @@ impl WasiCtx {
     pub fn fd_seek(&mut self, fd: u32, delta: i64, whence: u8) -> Result<u64, Errno> {
         let size = match &self.desc(fd)?.kind {
             DescriptorKind::File { .. } => self.file(fd)?.metadata().map_err(Errno::from)?.len(),
-            DescriptorKind::PreopenRoot { .. } | DescriptorKind::Directory { .. } => return Err(Errno::BADF),
+            DescriptorKind::PreopenRoot { .. } | DescriptorKind::Directory { .. } => {
+                return Err(Errno::BADF)
+            }
             _ => return Err(Errno::SPIPE),
         };
-        let DescriptorKind::File { offset, .. } = &mut self.desc_mut(fd)?.kind else { unreachable!() };
+        let DescriptorKind::File { offset, .. } = &mut self.desc_mut(fd)?.kind else {
+            unreachable!()
+        };
         let base = match whence {
             WHENCE_SET => 0i128,
             WHENCE_CUR => *offset as i128,
@@ -546,7 +654,9 @@ impl WasiCtx {
     pub fn fd_tell(&mut self, fd: u32) -> Result<u64, Errno> {
         match &self.desc(fd)?.kind {
             DescriptorKind::File { offset, .. } => Ok(*offset),
-            DescriptorKind::PreopenRoot { .. } | DescriptorKind::Directory { .. } => Err(Errno::BADF),
+            DescriptorKind::PreopenRoot { .. } | DescriptorKind::Directory { .. } => {
+                Err(Errno::BADF)
+            }
             _ => Err(Errno::SPIPE),
         }
     }
@@ -572,7 +682,12 @@ impl WasiCtx {
 
     pub fn fd_sync(&mut self, fd: u32, data_only: bool) -> Result<(), Errno> {
         match self.handles.get(&fd) {
-            Some(Handle::File(f)) => if data_only { f.sync_data() } else { f.sync_all() }.map_err(Errno::from),
+            Some(Handle::File(f)) => if data_only {
+                f.sync_data()
+            } else {
+                f.sync_all()
+            }
+            .map_err(Errno::from),
             // Directories are synced through a handle of their own.
             Some(Handle::Dir { .. }) => Ok(()),
             // As wasmtime; Linux says EINVAL for a terminal or pipe.
@@ -587,7 +702,9 @@ impl WasiCtx {
         }
         match self.desc(fd)?.kind {
             DescriptorKind::File { .. } => Ok(()),
-            DescriptorKind::PreopenRoot { .. } | DescriptorKind::Directory { .. } => Err(Errno::BADF),
+            DescriptorKind::PreopenRoot { .. } | DescriptorKind::Directory { .. } => {
+                Err(Errno::BADF)
+            }
             _ => Err(Errno::SPIPE),
         }
     }
@@ -595,7 +712,9 @@ impl WasiCtx {
     pub fn fd_allocate(&mut self, fd: u32, offset: u64, len: u64) -> Result<(), Errno> {
         let write = match self.desc(fd)?.kind {
             DescriptorKind::File { write, .. } => write,
-            DescriptorKind::PreopenRoot { .. } | DescriptorKind::Directory { .. } => return Err(Errno::BADF),
+            DescriptorKind::PreopenRoot { .. } | DescriptorKind::Directory { .. } => {
+                return Err(Errno::BADF)
+            }
             _ => return Err(Errno::SPIPE),
         };
         if !write {
@@ -632,11 +751,22 @@ impl WasiCtx {
     pub fn fd_fdstat(&self, fd: u32) -> Result<(u8, u16, u64, u64), Errno> {
         let desc = self.desc(fd)?;
         let filetype = match &desc.kind {
-            DescriptorKind::Stdin | DescriptorKind::Stdout | DescriptorKind::Stderr => FILETYPE_CHARACTER_DEVICE,
-            DescriptorKind::PreopenRoot { .. } | DescriptorKind::Directory { .. } => FILETYPE_DIRECTORY,
-            DescriptorKind::File { .. } => filetype_of(&self.file(fd)?.metadata().map_err(Errno::from)?),
+            DescriptorKind::Stdin | DescriptorKind::Stdout | DescriptorKind::Stderr => {
+                FILETYPE_CHARACTER_DEVICE
+            }
+            DescriptorKind::PreopenRoot { .. } | DescriptorKind::Directory { .. } => {
+                FILETYPE_DIRECTORY
+            }
+            DescriptorKind::File { .. } => {
+                filetype_of(&self.file(fd)?.metadata().map_err(Errno::from)?)
+            }
         };
-        Ok((filetype, desc.fdflags, desc.rights_base, desc.rights_inheriting))
+        Ok((
+            filetype,
+            desc.fdflags,
+            desc.rights_base,
+            desc.rights_inheriting,
+        ))
     }
 
     pub fn fd_fdstat_set_flags(&mut self, fd: u32, flags: u16) -> Result<(), Errno> {
@@ -655,7 +785,12 @@ impl WasiCtx {
         Ok(())
     }
 
-    pub fn fd_fdstat_set_rights(&mut self, fd: u32, base: u64, inheriting: u64) -> Result<(), Errno> {
+    pub fn fd_fdstat_set_rights(
+        &mut self,
+        fd: u32,
+        base: u64,
+        inheriting: u64,
+    ) -> Result<(), Errno> {
         let desc = self.desc_mut(fd)?;
         // Rights can only be dropped, never gained.
         if base & !desc.rights_base != 0 || inheriting & !desc.rights_inheriting != 0 {
@@ -669,7 +804,9 @@ impl WasiCtx {
     pub fn fd_filestat(&self, fd: u32) -> Result<[u8; FILESTAT_SIZE], Errno> {
         match self.handles.get(&fd) {
             Some(Handle::File(f)) => Ok(encode_filestat(&f.metadata().map_err(Errno::from)?)),
-            Some(Handle::Dir { dir, .. }) => Ok(encode_filestat(&dir.dir_metadata().map_err(Errno::from)?)),
+            Some(Handle::Dir { dir, .. }) => {
+                Ok(encode_filestat(&dir.dir_metadata().map_err(Errno::from)?))
+            }
             Some(Handle::Stdio) => {
                 let mut out = [0u8; FILESTAT_SIZE];
                 out[16] = FILETYPE_CHARACTER_DEVICE;
@@ -680,14 +817,22 @@ impl WasiCtx {
         }
     }
 
-    pub fn fd_filestat_set_times(&mut self, fd: u32, atim: u64, mtim: u64, fst: u16) -> Result<(), Errno> {
+    pub fn fd_filestat_set_times(
+        &mut self,
+        fd: u32,
+        atim: u64,
+        mtim: u64,
+        fst: u16,
+    ) -> Result<(), Errno> {
         let (a, m) = time_specs(atim, mtim, fst)?;
         match self.handles.get(&fd) {
             Some(Handle::File(f)) => {
                 let plain = |t: Option<SystemTimeSpec>| {
                     t.map(|t| match t {
                         SystemTimeSpec::SymbolicNow => fs_set_times::SystemTimeSpec::SymbolicNow,
-                        SystemTimeSpec::Absolute(at) => fs_set_times::SystemTimeSpec::Absolute(at.into_std()),
+                        SystemTimeSpec::Absolute(at) => {
+                            fs_set_times::SystemTimeSpec::Absolute(at.into_std())
+                        }
                     })
                 };
                 fs_set_times::SetTimes::set_times(f, plain(a), plain(m)).map_err(Errno::from)
@@ -700,7 +845,9 @@ impl WasiCtx {
 
     pub fn prestat_name(&self, fd: u32) -> Result<&str, Errno> {
         match self.desc(fd)?.kind {
-            DescriptorKind::PreopenRoot { preopen } => Ok(&self.state.preopens[preopen as usize].guest_path),
+            DescriptorKind::PreopenRoot { preopen } => {
+                Ok(&self.state.preopens[preopen as usize].guest_path)
+            }
             _ => Err(Errno::BADF),
         }
     }
@@ -721,7 +868,11 @@ impl WasiCtx {
         }
         let entries = listing.as_ref().unwrap();
         let mut out = Vec::with_capacity(buf_len.min(64 * 1024));
-        for (i, e) in entries.iter().enumerate().skip(cookie.min(usize::MAX as u64) as usize) {
+        for (i, e) in entries
+            .iter()
+            .enumerate()
+            .skip(cookie.min(usize::MAX as u64) as usize)
+        {
             if out.len() >= buf_len {
                 break;
             }
@@ -757,6 +908,8 @@ impl WasiCtx {
         Ok((dir, rel_path(path)))
     }
 
+    /// The arguments of preview1's `path_open`, decoded.
+    #[allow(clippy::too_many_arguments)]
     pub fn path_open(
         &mut self,
         dirfd: u32,
@@ -768,7 +921,9 @@ impl WasiCtx {
         fdflags: u16,
     ) -> Result<u32, Errno> {
         let (preopen, dir_rel) = self.dir_location(dirfd)?;
-        if oflags & !(OFLAGS_CREAT | OFLAGS_DIRECTORY | OFLAGS_EXCL | OFLAGS_TRUNC) != 0 || fdflags & !FDFLAGS_ALL != 0 {
+        if oflags & !(OFLAGS_CREAT | OFLAGS_DIRECTORY | OFLAGS_EXCL | OFLAGS_TRUNC) != 0
+            || fdflags & !FDFLAGS_ALL != 0
+        {
             return Err(Errno::INVAL);
         }
         let parent_inheriting = self.desc(dirfd)?.rights_inheriting;
@@ -805,7 +960,14 @@ impl WasiCtx {
                 rights_inheriting: rights_inheriting & parent_inheriting,
                 fdflags,
             };
-            self.insert(fd, desc, Handle::Dir { dir: d, listing: None });
+            self.insert(
+                fd,
+                desc,
+                Handle::Dir {
+                    dir: d,
+                    listing: None,
+                },
+            );
             return Ok(fd);
         }
 
@@ -815,7 +977,11 @@ impl WasiCtx {
             .create(oflags & OFLAGS_CREAT != 0 && oflags & OFLAGS_EXCL == 0)
             .create_new(oflags & OFLAGS_CREAT != 0 && oflags & OFLAGS_EXCL != 0)
             .truncate(oflags & OFLAGS_TRUNC != 0)
-            .follow(if follow { FollowSymlinks::Yes } else { FollowSymlinks::No })
+            .follow(if follow {
+                FollowSymlinks::Yes
+            } else {
+                FollowSymlinks::No
+            })
             .maybe_dir(!write);
         if (oflags & (OFLAGS_CREAT | OFLAGS_TRUNC)) != 0 && !write {
             // Creating or truncating needs a writable open on Linux.
@@ -835,7 +1001,14 @@ impl WasiCtx {
                 rights_inheriting: rights_inheriting & parent_inheriting,
                 fdflags,
             };
-            self.insert(fd, desc, Handle::Dir { dir: d, listing: None });
+            self.insert(
+                fd,
+                desc,
+                Handle::Dir {
+                    dir: d,
+                    listing: None,
+                },
+            );
             return Ok(fd);
         }
         let rel = host_relative_path(&f, &root_canon).unwrap_or(lexical);
@@ -878,12 +1051,22 @@ impl WasiCtx {
         // A trailing slash names a directory, which unlink refuses.
         if path.ends_with(b"/") {
             let m = dir.symlink_metadata(p).map_err(Errno::from)?;
-            return Err(if m.is_dir() { Errno::ISDIR } else { Errno::NOTDIR });
+            return Err(if m.is_dir() {
+                Errno::ISDIR
+            } else {
+                Errno::NOTDIR
+            });
         }
         dir.remove_file_or_symlink(p).map_err(Errno::from)
     }
 
-    pub fn path_rename(&mut self, fd: u32, old: &[u8], new_fd: u32, new: &[u8]) -> Result<(), Errno> {
+    pub fn path_rename(
+        &mut self,
+        fd: u32,
+        old: &[u8],
+        new_fd: u32,
+        new: &[u8],
+    ) -> Result<(), Errno> {
         let (old_dir, op) = self.guest_path(fd, old)?;
         let (new_dir, np) = self.guest_path(new_fd, new)?;
         old_dir.rename(op, new_dir, np).map_err(Errno::from)?;
@@ -896,7 +1079,12 @@ impl WasiCtx {
     fn refresh_paths(&mut self) {
         for (fd, desc) in self.state.fds.iter_mut() {
             let (preopen, path) = match &mut desc.kind {
-                DescriptorKind::File { preopen, path, detached_contents: None, .. } => (*preopen, path),
+                DescriptorKind::File {
+                    preopen,
+                    path,
+                    detached_contents: None,
+                    ..
+                } => (*preopen, path),
                 DescriptorKind::Directory { preopen, path } => (*preopen, path),
                 _ => continue,
             };
@@ -931,7 +1119,14 @@ impl WasiCtx {
         Ok(target.as_os_str().as_bytes().to_vec())
     }
 
-    pub fn path_link(&mut self, fd: u32, lookup: u32, old: &[u8], new_fd: u32, new: &[u8]) -> Result<(), Errno> {
+    pub fn path_link(
+        &mut self,
+        fd: u32,
+        lookup: u32,
+        old: &[u8],
+        new_fd: u32,
+        new: &[u8],
+    ) -> Result<(), Errno> {
         if lookup & LOOKUPFLAGS_SYMLINK_FOLLOW != 0 {
             // cap-std links the symlink itself; following is not offered.
             return Err(Errno::INVAL);
@@ -941,10 +1136,19 @@ impl WasiCtx {
         old_dir.hard_link(op, new_dir, np).map_err(Errno::from)
     }
 
-    pub fn path_filestat(&mut self, fd: u32, lookup: u32, path: &[u8]) -> Result<[u8; FILESTAT_SIZE], Errno> {
+    pub fn path_filestat(
+        &mut self,
+        fd: u32,
+        lookup: u32,
+        path: &[u8],
+    ) -> Result<[u8; FILESTAT_SIZE], Errno> {
         let (dir, p) = self.guest_path(fd, path)?;
-        let m = if lookup & LOOKUPFLAGS_SYMLINK_FOLLOW != 0 { dir.metadata(p) } else { dir.symlink_metadata(p) }
-            .map_err(Errno::from)?;
+        let m = if lookup & LOOKUPFLAGS_SYMLINK_FOLLOW != 0 {
+            dir.metadata(p)
+        } else {
+            dir.symlink_metadata(p)
+        }
+        .map_err(Errno::from)?;
         Ok(encode_filestat(&m))
     }
 
@@ -977,7 +1181,10 @@ impl WasiCtx {
     /// something is ready now, the call returns at once with it (and with
     /// any clock already due); otherwise it waits for the earliest deadline
     /// or for stdin, and reports exactly what is ready then.
-    pub fn poll(&mut self, subs: &[(u64, Subscription)]) -> Result<Vec<(u64, Errno, u8, u64)>, Errno> {
+    pub fn poll(
+        &mut self,
+        subs: &[(u64, Subscription)],
+    ) -> Result<Vec<(u64, Errno, u8, u64)>, Errno> {
         if subs.is_empty() {
             return Err(Errno::INVAL);
         }
@@ -988,7 +1195,11 @@ impl WasiCtx {
         let mut wants_stdin = Vec::new();
         for &(userdata, ref sub) in subs {
             match *sub {
-                Subscription::Clock { id, timeout_ns, absolute } => {
+                Subscription::Clock {
+                    id,
+                    timeout_ns,
+                    absolute,
+                } => {
                     let now = match self.clock_time(id) {
                         Ok(now) => now,
                         Err(e) => {
@@ -996,11 +1207,19 @@ impl WasiCtx {
                             continue;
                         }
                     };
-                    let wait = if absolute { timeout_ns.saturating_sub(now) } else { timeout_ns };
+                    let wait = if absolute {
+                        timeout_ns.saturating_sub(now)
+                    } else {
+                        timeout_ns
+                    };
                     clocks.push((userdata, started_ns.saturating_add(wait)));
                 }
                 Subscription::FdRead(fd) | Subscription::FdWrite(fd) => {
-                    let ty = if matches!(sub, Subscription::FdRead(_)) { EVENTTYPE_FD_READ } else { EVENTTYPE_FD_WRITE };
+                    let ty = if matches!(sub, Subscription::FdRead(_)) {
+                        EVENTTYPE_FD_READ
+                    } else {
+                        EVENTTYPE_FD_WRITE
+                    };
                     let desc = match self.desc(fd) {
                         Ok(d) => d.clone(),
                         Err(e) => {
@@ -1014,9 +1233,17 @@ impl WasiCtx {
                             _ => events.push((userdata, Errno::SUCCESS, ty, 0)),
                         },
                         (DescriptorKind::File { offset, .. }, EVENTTYPE_FD_READ) => {
-                            let size = self.file(fd).and_then(|f| f.metadata().map_err(Errno::from)).map(|m| m.len());
+                            let size = self
+                                .file(fd)
+                                .and_then(|f| f.metadata().map_err(Errno::from))
+                                .map(|m| m.len());
                             match size {
-                                Ok(size) => events.push((userdata, Errno::SUCCESS, ty, size.saturating_sub(*offset))),
+                                Ok(size) => events.push((
+                                    userdata,
+                                    Errno::SUCCESS,
+                                    ty,
+                                    size.saturating_sub(*offset),
+                                )),
                                 Err(e) => events.push((userdata, e, ty, 0)),
                             }
                         }
@@ -1078,7 +1305,11 @@ impl WasiCtx {
 
 /// One `poll_oneoff` subscription.
 pub enum Subscription {
-    Clock { id: u32, timeout_ns: u64, absolute: bool },
+    Clock {
+        id: u32,
+        timeout_ns: u64,
+        absolute: bool,
+    },
     FdRead(u32),
     FdWrite(u32),
 }
@@ -1087,7 +1318,10 @@ fn stdin_ready(timeout: Option<Duration>) -> Result<bool, Errno> {
     use rustix::event::{poll, PollFd, PollFlags, Timespec};
     let stdin = io::stdin();
     let mut fds = [PollFd::new(&stdin, PollFlags::IN)];
-    let ts = timeout.map(|t| Timespec { tv_sec: t.as_secs() as i64, tv_nsec: t.subsec_nanos() as i64 });
+    let ts = timeout.map(|t| Timespec {
+        tv_sec: t.as_secs() as i64,
+        tv_nsec: t.subsec_nanos() as i64,
+    });
     let n = poll(&mut fds, ts.as_ref()).map_err(|e| from_host_errno(e.raw_os_error()))?;
     Ok(n > 0)
 }
@@ -1111,6 +1345,18 @@ fn pread_up_to(f: &File, offset: u64, len: usize) -> Result<Vec<u8>, Errno> {
 
 fn rel_path(bytes: &[u8]) -> &Path {
     Path::new(std::ffi::OsStr::from_bytes(bytes))
+}
+
+/// A path from the state, relative to a preopen's root. Empty is the root
+/// itself (a directory opened as "."). It is resolved with cap-std like any
+/// guest path, so a state that names `..` or an absolute path cannot reach
+/// outside either.
+fn state_path(bytes: &[u8]) -> &Path {
+    if bytes.is_empty() {
+        Path::new(".")
+    } else {
+        rel_path(bytes)
+    }
 }
 
 /// `dir/path`, with empty and `.` components dropped. Used only when the
@@ -1157,7 +1403,11 @@ fn filetype_of(m: &cap_std::fs::Metadata) -> u8 {
 
 fn encode_filestat(m: &cap_std::fs::Metadata) -> [u8; FILESTAT_SIZE] {
     let mut out = [0u8; FILESTAT_SIZE];
-    let ns = |s: i64, n: i64| (s.max(0) as u64).saturating_mul(1_000_000_000).saturating_add(n.max(0) as u64);
+    let ns = |s: i64, n: i64| {
+        (s.max(0) as u64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(n.max(0) as u64)
+    };
     out[0..8].copy_from_slice(&m.dev().to_le_bytes());
     out[8..16].copy_from_slice(&m.ino().to_le_bytes());
     out[16] = filetype_of(m);
@@ -1169,28 +1419,43 @@ fn encode_filestat(m: &cap_std::fs::Metadata) -> [u8; FILESTAT_SIZE] {
     out
 }
 
-fn time_specs(atim: u64, mtim: u64, fst: u16) -> Result<(Option<SystemTimeSpec>, Option<SystemTimeSpec>), Errno> {
+fn time_specs(
+    atim: u64,
+    mtim: u64,
+    fst: u16,
+) -> Result<(Option<SystemTimeSpec>, Option<SystemTimeSpec>), Errno> {
     if fst & !(FSTFLAGS_ATIM | FSTFLAGS_ATIM_NOW | FSTFLAGS_MTIM | FSTFLAGS_MTIM_NOW) != 0 {
         return Err(Errno::INVAL);
     }
     let one = |set: u16, now: u16, t: u64| -> Result<Option<SystemTimeSpec>, Errno> {
         match (fst & set != 0, fst & now != 0) {
             (true, true) => Err(Errno::INVAL),
-            (true, false) => Ok(Some(SystemTimeSpec::Absolute(cap_std::time::SystemTime::from_std(
-                UNIX_EPOCH + Duration::from_nanos(t),
-            )))),
+            (true, false) => Ok(Some(SystemTimeSpec::Absolute(
+                cap_std::time::SystemTime::from_std(UNIX_EPOCH + Duration::from_nanos(t)),
+            ))),
             (false, true) => Ok(Some(SystemTimeSpec::SymbolicNow)),
             (false, false) => Ok(None),
         }
     };
-    Ok((one(FSTFLAGS_ATIM, FSTFLAGS_ATIM_NOW, atim)?, one(FSTFLAGS_MTIM, FSTFLAGS_MTIM_NOW, mtim)?))
+    Ok((
+        one(FSTFLAGS_ATIM, FSTFLAGS_ATIM_NOW, atim)?,
+        one(FSTFLAGS_MTIM, FSTFLAGS_MTIM_NOW, mtim)?,
+    ))
 }
 
 fn list_dir(dir: &Dir) -> Result<Vec<ListingEntry>, Errno> {
     let own = dir.dir_metadata().map_err(Errno::from)?;
     let mut entries = vec![
-        ListingEntry { name: b".".to_vec(), ino: own.ino(), filetype: FILETYPE_DIRECTORY },
-        ListingEntry { name: b"..".to_vec(), ino: 0, filetype: FILETYPE_DIRECTORY },
+        ListingEntry {
+            name: b".".to_vec(),
+            ino: own.ino(),
+            filetype: FILETYPE_DIRECTORY,
+        },
+        ListingEntry {
+            name: b"..".to_vec(),
+            ino: 0,
+            filetype: FILETYPE_DIRECTORY,
+        },
     ];
     let mut rest = Vec::new();
     for entry in dir.entries().map_err(Errno::from)? {
@@ -1201,7 +1466,11 @@ fn list_dir(dir: &Dir) -> Result<Vec<ListingEntry>, Errno> {
             // The entry vanished between listing and stat: still list it.
             Err(_) => (0, FILETYPE_UNKNOWN),
         };
-        rest.push(ListingEntry { name, ino, filetype });
+        rest.push(ListingEntry {
+            name,
+            ino,
+            filetype,
+        });
     }
     rest.sort_by(|a, b| a.name.cmp(&b.name));
     entries.extend(rest);

@@ -27,7 +27,9 @@ fn with_mem<T: WasiView>(
     f: impl FnOnce(&mut GuestMemory<'_>, &mut WasiCtx) -> Result<(), Errno>,
 ) -> Result<i32, Error> {
     let Some(memory) = caller.data().memory() else {
-        return Err(Error::new("the module exports no memory named \"memory\", which WASI needs"));
+        return Err(Error::new(
+            "the module exports no memory named \"memory\", which WASI needs",
+        ));
     };
     let (bytes, data) = memory.data_and_store_mut(caller);
     let mut mem = GuestMemory::new(bytes);
@@ -88,7 +90,12 @@ pub const FUNCTIONS: &[&str] = &[
     "sock_shutdown",
 ];
 
-fn write_strings(mem: &mut GuestMemory<'_>, list: &[Vec<u8>], ptrs: u32, buf: u32) -> Result<(), Errno> {
+fn write_strings(
+    mem: &mut GuestMemory<'_>,
+    list: &[Vec<u8>],
+    ptrs: u32,
+    buf: u32,
+) -> Result<(), Errno> {
     // Guest pointers: every sum is checked, so a list that would run past
     // 4 GiB is EFAULT rather than a wrap-around (or a debug-build panic).
     if list.is_empty() {
@@ -111,7 +118,10 @@ fn write_strings(mem: &mut GuestMemory<'_>, list: &[Vec<u8>], ptrs: u32, buf: u3
 /// `(count, bytes including NULs)`. Args and env are bounded by
 /// `MAX_ARGS_ENV_BYTES` when the context is built, so both fit a u32.
 fn sizes(list: &[Vec<u8>]) -> (u32, u32) {
-    (list.len() as u32, list.iter().map(|s| s.len() as u32 + 1).sum())
+    (
+        list.len() as u32,
+        list.iter().map(|s| s.len() as u32 + 1).sum(),
+    )
 }
 
 /// Adds every preview1 function to `linker`.
@@ -124,28 +134,51 @@ pub fn add_to_linker<T: WasiView + 'static>(linker: &mut Linker<T>) -> Result<()
         };
     }
 
-    wasi!("args_get", |mem, ctx, argv: u32, buf: u32| { write_strings(mem, ctx.args(), argv, buf) });
+    wasi!("args_get", |mem, ctx, argv: u32, buf: u32| {
+        write_strings(mem, ctx.args(), argv, buf)
+    });
     wasi!("args_sizes_get", |mem, ctx, count: u32, size: u32| {
         let (n, s) = sizes(ctx.args());
         mem.write_u32(count, n)?;
         mem.write_u32(size, s)
     });
-    wasi!("environ_get", |mem, ctx, env: u32, buf: u32| { write_strings(mem, ctx.env(), env, buf) });
+    wasi!("environ_get", |mem, ctx, env: u32, buf: u32| {
+        write_strings(mem, ctx.env(), env, buf)
+    });
     wasi!("environ_sizes_get", |mem, ctx, count: u32, size: u32| {
         let (n, s) = sizes(ctx.env());
         mem.write_u32(count, n)?;
         mem.write_u32(size, s)
     });
-    wasi!("clock_res_get", |mem, ctx, id: u32, out: u32| { mem.write_u64(out, ctx.clock_res(id)?) });
-    wasi!("clock_time_get", |mem, ctx, id: u32, _precision: u64, out: u32| {
+    wasi!("clock_res_get", |mem, ctx, id: u32, out: u32| {
+        mem.write_u64(out, ctx.clock_res(id)?)
+    });
+    wasi!("clock_time_get", |mem,
+                             ctx,
+                             id: u32,
+                             _precision: u64,
+                             out: u32| {
         mem.write_u64(out, ctx.clock_time(id)?)
     });
-    wasi!("fd_advise", |_mem, ctx, fd: u32, offset: u64, len: u64, advice: u32| {
+    wasi!("fd_advise", |_mem,
+                        ctx,
+                        fd: u32,
+                        offset: u64,
+                        len: u64,
+                        advice: u32| {
         ctx.fd_advise(fd, offset, len, advice as u8)
     });
-    wasi!("fd_allocate", |_mem, ctx, fd: u32, offset: u64, len: u64| { ctx.fd_allocate(fd, offset, len) });
+    wasi!("fd_allocate", |_mem,
+                          ctx,
+                          fd: u32,
+                          offset: u64,
+                          len: u64| {
+        ctx.fd_allocate(fd, offset, len)
+    });
     wasi!("fd_close", |_mem, ctx, fd: u32| { ctx.fd_close(fd) });
-    wasi!("fd_datasync", |_mem, ctx, fd: u32| { ctx.fd_sync(fd, true) });
+    wasi!("fd_datasync", |_mem, ctx, fd: u32| {
+        ctx.fd_sync(fd, true)
+    });
     wasi!("fd_sync", |_mem, ctx, fd: u32| { ctx.fd_sync(fd, false) });
     wasi!("fd_fdstat_get", |mem, ctx, fd: u32, out: u32| {
         let (filetype, flags, base, inheriting) = ctx.fd_fdstat(fd)?;
@@ -159,15 +192,36 @@ pub fn add_to_linker<T: WasiView + 'static>(linker: &mut Linker<T>) -> Result<()
     wasi!("fd_fdstat_set_flags", |_mem, ctx, fd: u32, flags: u32| {
         ctx.fd_fdstat_set_flags(fd, u16::try_from(flags).map_err(|_| Errno::INVAL)?)
     });
-    wasi!("fd_fdstat_set_rights", |_mem, ctx, fd: u32, base: u64, inheriting: u64| {
-        ctx.fd_fdstat_set_rights(fd, base, inheriting)
+    wasi!(
+        "fd_fdstat_set_rights",
+        |_mem, ctx, fd: u32, base: u64, inheriting: u64| {
+            ctx.fd_fdstat_set_rights(fd, base, inheriting)
+        }
+    );
+    wasi!("fd_filestat_get", |mem, ctx, fd: u32, out: u32| {
+        mem.write_bytes(out, &ctx.fd_filestat(fd)?)
     });
-    wasi!("fd_filestat_get", |mem, ctx, fd: u32, out: u32| { mem.write_bytes(out, &ctx.fd_filestat(fd)?) });
-    wasi!("fd_filestat_set_size", |_mem, ctx, fd: u32, size: u64| { ctx.fd_filestat_set_size(fd, size) });
-    wasi!("fd_filestat_set_times", |_mem, ctx, fd: u32, atim: u64, mtim: u64, fst: u32| {
-        ctx.fd_filestat_set_times(fd, atim, mtim, u16::try_from(fst).map_err(|_| Errno::INVAL)?)
+    wasi!("fd_filestat_set_size", |_mem, ctx, fd: u32, size: u64| {
+        ctx.fd_filestat_set_size(fd, size)
     });
-    wasi!("fd_pread", |mem, ctx, fd: u32, iovs: u32, iovs_len: u32, offset: u64, nread: u32| {
+    wasi!(
+        "fd_filestat_set_times",
+        |_mem, ctx, fd: u32, atim: u64, mtim: u64, fst: u32| {
+            ctx.fd_filestat_set_times(
+                fd,
+                atim,
+                mtim,
+                u16::try_from(fst).map_err(|_| Errno::INVAL)?,
+            )
+        }
+    );
+    wasi!("fd_pread", |mem,
+                       ctx,
+                       fd: u32,
+                       iovs: u32,
+                       iovs_len: u32,
+                       offset: u64,
+                       nread: u32| {
         let iovs = mem.iovecs(iovs, iovs_len)?;
         mem.slice(nread, 4)?;
         let want: usize = iovs.iter().map(|&(_, l)| l as usize).sum();
@@ -180,21 +234,35 @@ pub fn add_to_linker<T: WasiView + 'static>(linker: &mut Linker<T>) -> Result<()
         mem.write_u32(out, PREOPENTYPE_DIR as u32)?;
         mem.write_u32(out + 4, name_len)
     });
-    wasi!("fd_prestat_dir_name", |mem, ctx, fd: u32, buf: u32, len: u32| {
-        let name = ctx.prestat_name(fd)?.as_bytes().to_vec();
-        if (len as usize) < name.len() {
-            return Err(Errno::NAMETOOLONG);
+    wasi!(
+        "fd_prestat_dir_name",
+        |mem, ctx, fd: u32, buf: u32, len: u32| {
+            let name = ctx.prestat_name(fd)?.as_bytes().to_vec();
+            if (len as usize) < name.len() {
+                return Err(Errno::NAMETOOLONG);
+            }
+            mem.write_bytes(buf, &name)
         }
-        mem.write_bytes(buf, &name)
-    });
-    wasi!("fd_pwrite", |mem, ctx, fd: u32, iovs: u32, iovs_len: u32, offset: u64, nwritten: u32| {
+    );
+    wasi!("fd_pwrite", |mem,
+                        ctx,
+                        fd: u32,
+                        iovs: u32,
+                        iovs_len: u32,
+                        offset: u64,
+                        nwritten: u32| {
         let iovs = mem.iovecs(iovs, iovs_len)?;
         mem.slice(nwritten, 4)?;
         let data = mem.gather(&iovs)?;
         let n = ctx.fd_pwrite(fd, &data, offset)?;
         mem.write_u32(nwritten, n as u32)
     });
-    wasi!("fd_read", |mem, ctx, fd: u32, iovs: u32, iovs_len: u32, nread: u32| {
+    wasi!("fd_read", |mem,
+                      ctx,
+                      fd: u32,
+                      iovs: u32,
+                      iovs_len: u32,
+                      nread: u32| {
         let iovs = mem.iovecs(iovs, iovs_len)?;
         // Check the result pointer first: a read that consumed input must
         // be able to say so.
@@ -204,7 +272,13 @@ pub fn add_to_linker<T: WasiView + 'static>(linker: &mut Linker<T>) -> Result<()
         mem.scatter(&iovs, &data)?;
         mem.write_u32(nread, data.len() as u32)
     });
-    wasi!("fd_readdir", |mem, ctx, fd: u32, buf: u32, buf_len: u32, cookie: u64, used: u32| {
+    wasi!("fd_readdir", |mem,
+                         ctx,
+                         fd: u32,
+                         buf: u32,
+                         buf_len: u32,
+                         cookie: u64,
+                         used: u32| {
         // Check the output buffer before listing anything.
         mem.slice(buf, buf_len)?;
         mem.slice(used, 4)?;
@@ -212,14 +286,28 @@ pub fn add_to_linker<T: WasiView + 'static>(linker: &mut Linker<T>) -> Result<()
         mem.write_bytes(buf, &data)?;
         mem.write_u32(used, data.len() as u32)
     });
-    wasi!("fd_renumber", |_mem, ctx, from: u32, to: u32| { ctx.fd_renumber(from, to) });
-    wasi!("fd_seek", |mem, ctx, fd: u32, delta: i64, whence: u32, out: u32| {
+    wasi!("fd_renumber", |_mem, ctx, from: u32, to: u32| {
+        ctx.fd_renumber(from, to)
+    });
+    wasi!("fd_seek", |mem,
+                      ctx,
+                      fd: u32,
+                      delta: i64,
+                      whence: u32,
+                      out: u32| {
         mem.slice(out, 8)?;
         let pos = ctx.fd_seek(fd, delta, u8::try_from(whence).map_err(|_| Errno::INVAL)?)?;
         mem.write_u64(out, pos)
     });
-    wasi!("fd_tell", |mem, ctx, fd: u32, out: u32| { mem.write_u64(out, ctx.fd_tell(fd)?) });
-    wasi!("fd_write", |mem, ctx, fd: u32, iovs: u32, iovs_len: u32, nwritten: u32| {
+    wasi!("fd_tell", |mem, ctx, fd: u32, out: u32| {
+        mem.write_u64(out, ctx.fd_tell(fd)?)
+    });
+    wasi!("fd_write", |mem,
+                       ctx,
+                       fd: u32,
+                       iovs: u32,
+                       iovs_len: u32,
+                       nwritten: u32| {
         let iovs = mem.iovecs(iovs, iovs_len)?;
         // Check the result pointer first: a write that happened must be
         // able to say so.
@@ -228,52 +316,82 @@ pub fn add_to_linker<T: WasiView + 'static>(linker: &mut Linker<T>) -> Result<()
         let n = ctx.fd_write(fd, &data)?;
         mem.write_u32(nwritten, n as u32)
     });
-    wasi!("path_create_directory", |mem, ctx, fd: u32, path: u32, path_len: u32| {
-        let p = mem.slice(path, path_len)?.to_vec();
-        ctx.path_create_directory(fd, &p)
-    });
-    wasi!("path_filestat_get", |mem, ctx, fd: u32, flags: u32, path: u32, path_len: u32, out: u32| {
-        let p = mem.slice(path, path_len)?.to_vec();
-        let st = ctx.path_filestat(fd, flags, &p)?;
-        mem.write_bytes(out, &st)
-    });
+    wasi!(
+        "path_create_directory",
+        |mem, ctx, fd: u32, path: u32, path_len: u32| {
+            let p = mem.slice(path, path_len)?.to_vec();
+            ctx.path_create_directory(fd, &p)
+        }
+    );
+    wasi!(
+        "path_filestat_get",
+        |mem, ctx, fd: u32, flags: u32, path: u32, path_len: u32, out: u32| {
+            let p = mem.slice(path, path_len)?.to_vec();
+            let st = ctx.path_filestat(fd, flags, &p)?;
+            mem.write_bytes(out, &st)
+        }
+    );
     wasi!(
         "path_filestat_set_times",
-        |mem, ctx, fd: u32, flags: u32, path: u32, path_len: u32, atim: u64, mtim: u64, fst: u32| {
-            let p = mem.slice(path, path_len)?.to_vec();
-            ctx.path_filestat_set_times(fd, flags, &p, atim, mtim, u16::try_from(fst).map_err(|_| Errno::INVAL)?)
-        }
-    );
-    wasi!(
-        "path_link",
-        |mem, ctx, old_fd: u32, flags: u32, old: u32, old_len: u32, new_fd: u32, new: u32, new_len: u32| {
-            let o = mem.slice(old, old_len)?.to_vec();
-            let n = mem.slice(new, new_len)?.to_vec();
-            ctx.path_link(old_fd, flags, &o, new_fd, &n)
-        }
-    );
-    wasi!(
-        "path_open",
         |mem,
          ctx,
          fd: u32,
-         lookup: u32,
+         flags: u32,
          path: u32,
          path_len: u32,
-         oflags: u32,
-         base: u64,
-         inheriting: u64,
-         fdflags: u32,
-         out: u32| {
+         atim: u64,
+         mtim: u64,
+         fst: u32| {
             let p = mem.slice(path, path_len)?.to_vec();
-            mem.slice(out, 4)?;
-            let oflags = u16::try_from(oflags).map_err(|_| Errno::INVAL)?;
-            let fdflags = u16::try_from(fdflags).map_err(|_| Errno::INVAL)?;
-            let new_fd = ctx.path_open(fd, lookup, &p, oflags, base, inheriting, fdflags)?;
-            mem.write_u32(out, new_fd)
+            ctx.path_filestat_set_times(
+                fd,
+                flags,
+                &p,
+                atim,
+                mtim,
+                u16::try_from(fst).map_err(|_| Errno::INVAL)?,
+            )
         }
     );
-    wasi!("path_readlink", |mem, ctx, fd: u32, path: u32, path_len: u32, buf: u32, buf_len: u32, used: u32| {
+    wasi!("path_link", |mem,
+                        ctx,
+                        old_fd: u32,
+                        flags: u32,
+                        old: u32,
+                        old_len: u32,
+                        new_fd: u32,
+                        new: u32,
+                        new_len: u32| {
+        let o = mem.slice(old, old_len)?.to_vec();
+        let n = mem.slice(new, new_len)?.to_vec();
+        ctx.path_link(old_fd, flags, &o, new_fd, &n)
+    });
+    wasi!("path_open", |mem,
+                        ctx,
+                        fd: u32,
+                        lookup: u32,
+                        path: u32,
+                        path_len: u32,
+                        oflags: u32,
+                        base: u64,
+                        inheriting: u64,
+                        fdflags: u32,
+                        out: u32| {
+        let p = mem.slice(path, path_len)?.to_vec();
+        mem.slice(out, 4)?;
+        let oflags = u16::try_from(oflags).map_err(|_| Errno::INVAL)?;
+        let fdflags = u16::try_from(fdflags).map_err(|_| Errno::INVAL)?;
+        let new_fd = ctx.path_open(fd, lookup, &p, oflags, base, inheriting, fdflags)?;
+        mem.write_u32(out, new_fd)
+    });
+    wasi!("path_readlink", |mem,
+                            ctx,
+                            fd: u32,
+                            path: u32,
+                            path_len: u32,
+                            buf: u32,
+                            buf_len: u32,
+                            used: u32| {
         let p = mem.slice(path, path_len)?.to_vec();
         mem.slice(buf, buf_len)?;
         mem.slice(used, 4)?;
@@ -282,25 +400,49 @@ pub fn add_to_linker<T: WasiView + 'static>(linker: &mut Linker<T>) -> Result<()
         mem.write_bytes(buf, &target[..n])?;
         mem.write_u32(used, n as u32)
     });
-    wasi!("path_remove_directory", |mem, ctx, fd: u32, path: u32, path_len: u32| {
-        let p = mem.slice(path, path_len)?.to_vec();
-        ctx.path_remove_directory(fd, &p)
-    });
-    wasi!("path_rename", |mem, ctx, fd: u32, old: u32, old_len: u32, new_fd: u32, new: u32, new_len: u32| {
+    wasi!(
+        "path_remove_directory",
+        |mem, ctx, fd: u32, path: u32, path_len: u32| {
+            let p = mem.slice(path, path_len)?.to_vec();
+            ctx.path_remove_directory(fd, &p)
+        }
+    );
+    wasi!("path_rename", |mem,
+                          ctx,
+                          fd: u32,
+                          old: u32,
+                          old_len: u32,
+                          new_fd: u32,
+                          new: u32,
+                          new_len: u32| {
         let o = mem.slice(old, old_len)?.to_vec();
         let n = mem.slice(new, new_len)?.to_vec();
         ctx.path_rename(fd, &o, new_fd, &n)
     });
-    wasi!("path_symlink", |mem, ctx, old: u32, old_len: u32, fd: u32, new: u32, new_len: u32| {
+    wasi!("path_symlink", |mem,
+                           ctx,
+                           old: u32,
+                           old_len: u32,
+                           fd: u32,
+                           new: u32,
+                           new_len: u32| {
         let o = mem.slice(old, old_len)?.to_vec();
         let n = mem.slice(new, new_len)?.to_vec();
         ctx.path_symlink(&o, fd, &n)
     });
-    wasi!("path_unlink_file", |mem, ctx, fd: u32, path: u32, path_len: u32| {
-        let p = mem.slice(path, path_len)?.to_vec();
-        ctx.path_unlink_file(fd, &p)
-    });
-    wasi!("poll_oneoff", |mem, ctx, subs_ptr: u32, events_ptr: u32, nsubs: u32, nevents: u32| {
+    wasi!(
+        "path_unlink_file",
+        |mem, ctx, fd: u32, path: u32, path_len: u32| {
+            let p = mem.slice(path, path_len)?.to_vec();
+            ctx.path_unlink_file(fd, &p)
+        }
+    );
+    wasi!("poll_oneoff", |mem,
+                          ctx,
+                          subs_ptr: u32,
+                          events_ptr: u32,
+                          nsubs: u32,
+                          nevents: u32| {
         // Each subscription is 48 bytes; a bigger list than this is a guest
         // bug, not a real wait.
         const MAX_SUBSCRIPTIONS: u32 = 4096;
@@ -341,10 +483,14 @@ pub fn add_to_linker<T: WasiView + 'static>(linker: &mut Linker<T>) -> Result<()
         }
         mem.write_u32(nevents, events.len() as u32)
     });
-    linker.func_wrap(MODULE, "proc_exit", |_caller: Caller<'_, T>, code: u32| -> Result<(), Error> {
-        // wasmi unwinds the whole call with this; the dock reads the status.
-        Err(Error::i32_exit(code as i32))
-    })?;
+    linker.func_wrap(
+        MODULE,
+        "proc_exit",
+        |_caller: Caller<'_, T>, code: u32| -> Result<(), Error> {
+            // wasmi unwinds the whole call with this; the dock reads the status.
+            Err(Error::i32_exit(code as i32))
+        },
+    )?;
     // preview1 dropped signals; ENOTSUP as in wasmtime (Node raises it).
     wasi!("proc_raise", |_mem, _ctx, _sig: u32| { Err(Errno::NOTSUP) });
     linker.func_wrap(MODULE, "sched_yield", |_caller: Caller<'_, T>| -> i32 {
@@ -359,13 +505,27 @@ pub fn add_to_linker<T: WasiView + 'static>(linker: &mut Linker<T>) -> Result<()
         mem.slice(out, 4)?;
         ctx.sock_check(fd)
     });
-    wasi!("sock_recv", |_mem, ctx, fd: u32, _ri: u32, _ri_len: u32, _flags: u32, _n: u32, _oflags: u32| {
+    wasi!("sock_recv", |_mem,
+                        ctx,
+                        fd: u32,
+                        _ri: u32,
+                        _ri_len: u32,
+                        _flags: u32,
+                        _n: u32,
+                        _oflags: u32| {
         ctx.sock_check(fd)
     });
-    wasi!("sock_send", |_mem, ctx, fd: u32, _si: u32, _si_len: u32, _flags: u32, _n: u32| {
+    wasi!("sock_send", |_mem,
+                        ctx,
+                        fd: u32,
+                        _si: u32,
+                        _si_len: u32,
+                        _flags: u32,
+                        _n: u32| {
         ctx.sock_check(fd)
     });
-    wasi!("sock_shutdown", |_mem, ctx, fd: u32, _how: u32| { ctx.sock_check(fd) });
+    wasi!("sock_shutdown", |_mem, ctx, fd: u32, _how: u32| {
+        ctx.sock_check(fd)
+    });
     Ok(())
 }
-

@@ -1,0 +1,294 @@
+//! The `meshnode peers | keygen | invite | trust` subcommands.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use protocol::control::{secret_hash, Command, ControlResponse, PeerInfo};
+use protocol::limits::MAX_INVITE_TTL_SECS;
+use protocol::membership::{InviteGrant, JoinToken, Nonce, PublicKey, MEMBERSHIP_VERSION};
+
+use super::client::{call, resolve_target, DEFAULT_CLIENT_TIMEOUT};
+use crate::identity::{read_or_create_key, user_key_path};
+
+/// Which node a command talks to, and as whom.
+#[derive(Args, Debug, Clone)]
+pub struct NodeTarget {
+    /// Talk to the node at this multiaddr (e.g.
+    /// /ip4/192.0.2.7/udp/7646/quic-v1/p2p/12D3KooW…) instead of the local one.
+    #[arg(long, value_name = "MULTIADDR")]
+    pub node: Option<String>,
+
+    /// Data directory of the local node to talk to (default: the platform's,
+    /// e.g. ~/.local/share/meshnode).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// The user key to sign with (default: ~/.config/meshnode/user.key,
+    /// created on first use).
+    #[arg(long, value_name = "FILE")]
+    pub user_key: Option<PathBuf>,
+
+    /// How long to wait for the node, e.g. 15s.
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct PeersArgs {
+    #[command(flatten)]
+    pub target: NodeTarget,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also list peers that are not members (with why).
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct KeygenArgs {
+    /// Where the user key is (default: ~/.config/meshnode/user.key).
+    #[arg(long, value_name = "FILE")]
+    pub user_key: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct InviteArgs {
+    #[command(flatten)]
+    pub target: NodeTarget,
+    /// How long the token stays valid, measured by the inviting node's clock
+    /// (e.g. 10m, 1h; at most 24h).
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub ttl: Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct TrustArgs {
+    #[command(subcommand)]
+    pub command: TrustCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TrustCommand {
+    /// Trust a user key (64 hex digits, as `meshnode keygen` prints it).
+    Add {
+        key: String,
+        #[command(flatten)]
+        target: NodeTarget,
+    },
+    /// Stop trusting a user key.
+    Remove {
+        key: String,
+        #[command(flatten)]
+        target: NodeTarget,
+    },
+    /// List the user keys the node trusts.
+    List {
+        #[command(flatten)]
+        target: NodeTarget,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Parses `500ms`, `15s`, `10m`, `1h`, or a number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a duration (try 15s, 10m or 1h)"))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        other => return Err(format!("unknown unit `{other}` in `{s}` (use ms, s, m or h)")),
+    };
+    Ok(d)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")
+}
+
+fn user_key(explicit: Option<&std::path::Path>) -> Result<ed25519_dalek::SigningKey> {
+    let path = user_key_path(explicit)?;
+    let (key, created) = read_or_create_key(&path)?;
+    if created {
+        eprintln!("meshnode: created your user key {} in {}", PublicKey::of(&key), path.display());
+    }
+    Ok(key)
+}
+
+fn send(target: &NodeTarget, command: Command) -> Result<ControlResponse> {
+    let addrs = resolve_target(target.node.as_deref(), target.data_dir.as_deref())?;
+    let key = user_key(target.user_key.as_deref())?;
+    let timeout = if target.timeout.is_zero() { DEFAULT_CLIENT_TIMEOUT } else { target.timeout };
+    Ok(runtime()?.block_on(call(addrs, &key, command, timeout))?)
+}
+
+/// `meshnode peers`.
+pub fn run_peers(args: PeersArgs) -> Result<i32> {
+    let ControlResponse::Peers(peers) = send(&args.target, Command::Peers { all: args.all })? else {
+        bail!("unexpected answer to `peers`");
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&peers_json(&peers))?);
+        return Ok(0);
+    }
+    println!(
+        "{:<54} {:>9} {:<8} {:<7} {:>6} {:>9} {:<8} ADDRESS",
+        "PEER", "RTT", "ARCH", "OS", "LOAD", "FREE MEM", "VESSELS"
+    );
+    for p in &peers {
+        let s = p.status.as_ref();
+        println!(
+            "{:<54} {:>9} {:<8} {:<7} {:>6} {:>9} {:<8} {}",
+            p.peer_id,
+            p.rtt_us.map_or("-".into(), |us| format!("{:.2}ms", us as f64 / 1000.0)),
+            s.map_or("-", |s| s.arch.as_str()),
+            s.map_or("-", |s| s.os.as_str()),
+            s.and_then(|s| s.load_milli).map_or("-".into(), |l| format!("{:.2}", l as f64 / 1000.0)),
+            s.and_then(|s| s.free_memory_bytes).map_or("-".into(), |b| format!("{}MiB", b / (1024 * 1024))),
+            s.map_or("-".into(), |s| s.vessels.len().to_string()),
+            p.addrs.first().map_or("-", |a| a.as_str()),
+        );
+        if let Some(r) = &p.refused {
+            println!("    not a member: {r}");
+        }
+    }
+    Ok(0)
+}
+
+/// The JSON shape of `peers --json`: one object per peer.
+pub fn peers_json(peers: &[PeerInfo]) -> serde_json::Value {
+    serde_json::Value::Array(
+        peers
+            .iter()
+            .map(|p| {
+                let s = p.status.as_ref();
+                serde_json::json!({
+                    "peer_id": p.peer_id,
+                    "addresses": p.addrs,
+                    "member": p.member,
+                    "refused": p.refused,
+                    "user_key": p.user_key.map(|k| k.to_hex()),
+                    "rtt_ms": p.rtt_us.map(|us| us as f64 / 1000.0),
+                    "arch": s.map(|s| s.arch.clone()),
+                    "os": s.map(|s| s.os.clone()),
+                    "cpus": s.map(|s| s.cpus),
+                    "load": s.and_then(|s| s.load_milli).map(|l| l as f64 / 1000.0),
+                    "free_memory_bytes": s.and_then(|s| s.free_memory_bytes),
+                    "total_memory_bytes": s.and_then(|s| s.total_memory_bytes),
+                    "vessels": s.map(|s| s.vessels.clone()).unwrap_or_default(),
+                    "status_age_ms": p.status_age_ms,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// `meshnode keygen`: prints the user's public key, creating the key if
+/// needed.
+pub fn run_keygen(args: KeygenArgs) -> Result<i32> {
+    let path = user_key_path(args.user_key.as_deref())?;
+    let (key, created) = read_or_create_key(&path)?;
+    let public = PublicKey::of(&key);
+    if args.json {
+        println!("{}", serde_json::json!({ "user_key": public.to_hex(), "path": path, "created": created }));
+    } else {
+        let what = if created { "created" } else { "exists" };
+        eprintln!("meshnode: user key {what}: {}", path.display());
+        println!("{public}");
+    }
+    Ok(0)
+}
+
+/// `meshnode invite`: prints a one-time join token.
+pub fn run_invite(args: InviteArgs) -> Result<i32> {
+    let ttl_secs = args.ttl.as_secs();
+    if ttl_secs == 0 || ttl_secs > MAX_INVITE_TTL_SECS {
+        bail!("--ttl must be between 1s and 24h");
+    }
+    let addrs = resolve_target(args.target.node.as_deref(), args.target.data_dir.as_deref())?;
+    let key = user_key(args.target.user_key.as_deref())?;
+    let rt = runtime()?;
+    // Which node is it? Its key goes into the grant.
+    let ControlResponse::Info(info) = rt.block_on(call(addrs.clone(), &key, Command::Info, args.target.timeout))?
+    else {
+        bail!("unexpected answer to `info`");
+    };
+    let peer: libp2p::PeerId = info.peer_id.parse().context("the node sent a bad PeerId")?;
+    let node_key = crate::identity::peer_public_key(&peer).context("the node's PeerId is not an ed25519 key")?;
+    let mut id = [0u8; 32];
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut id).map_err(|e| anyhow::anyhow!("random: {e}"))?;
+    getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("random: {e}"))?;
+    let (invite_id, secret) = (Nonce(id), Nonce(secret));
+    let grant = InviteGrant::sign(&key, node_key, invite_id, secret_hash(&secret));
+    let response = rt.block_on(call(addrs, &key, Command::CreateInvite { grant, ttl_secs }, args.target.timeout))?;
+    let ControlResponse::InviteCreated { inviter, addrs, ttl_secs } = response else {
+        bail!("unexpected answer to `invite`");
+    };
+    let token = JoinToken { version: MEMBERSHIP_VERSION, inviter: inviter.0, addrs, invite_id, secret };
+    eprintln!(
+        "meshnode: on the new device, within {}, run:\n  meshnode start --join <token>\nThe token enrols one device; keep it secret until then.",
+        human_secs(ttl_secs)
+    );
+    println!("{}", token.encode());
+    Ok(0)
+}
+
+fn human_secs(s: u64) -> String {
+    match s {
+        s if s % 3600 == 0 => format!("{} h", s / 3600),
+        s if s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
+}
+
+fn parse_key(s: &str) -> Result<PublicKey> {
+    PublicKey::from_hex(s)
+        .with_context(|| format!("`{s}` is not a user key (expected 64 hex digits, as `meshnode keygen` prints)"))
+}
+
+/// `meshnode trust add|remove|list`.
+pub fn run_trust(args: TrustArgs) -> Result<i32> {
+    let (target, command, json) = match &args.command {
+        TrustCommand::Add { key, target } => (target, Command::TrustAdd { user_key: parse_key(key)? }, false),
+        TrustCommand::Remove { key, target } => (target, Command::TrustRemove { user_key: parse_key(key)? }, false),
+        TrustCommand::List { target, json } => (target, Command::TrustList, *json),
+    };
+    let ControlResponse::Trust(keys) = send(target, command)? else {
+        bail!("unexpected answer to `trust`");
+    };
+    if json {
+        println!("{}", serde_json::json!(keys.iter().map(|k| k.to_hex()).collect::<Vec<_>>()));
+    } else {
+        for k in keys {
+            println!("{k}");
+        }
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert!(parse_duration("1d").is_err());
+        assert!(parse_duration("x").is_err());
+    }
+}

@@ -1,0 +1,148 @@
+//! The CLI's side of the control protocol: a short-lived libp2p peer with a
+//! throwaway node key, which dials a node, asks it for a nonce, and sends one
+//! command signed with the user key.
+
+use std::path::Path;
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use futures::StreamExt;
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{request_response, Multiaddr, PeerId};
+use protocol::control::{Command, ControlRequest, ControlResponse, RequestBody, SignedRequest, CONTROL_VERSION};
+
+use crate::daemon::datadir::DataDir;
+use crate::identity::{peer_public_key, NodeIdentity};
+use crate::mesh::behaviour::client_swarm;
+use crate::mesh::node::{is_loopback, peer_of};
+
+/// How long a CLI command waits for a node by default.
+pub const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(
+        "no node is running with data directory {dir} (start one with `meshnode start`, or pass --node MULTIADDR)"
+    )]
+    NotRunning { dir: String },
+    #[error("`{addr}` is not a multiaddr ({reason}); e.g. /ip4/127.0.0.1/udp/7646/quic-v1")]
+    BadAddr { addr: String, reason: String },
+    #[error("cannot reach the node at {addrs}: {reason}")]
+    Unreachable { addrs: String, reason: String },
+    #[error("the node did not answer within {secs} s")]
+    Timeout { secs: u64 },
+    #[error("the node refused: {0}")]
+    Refused(String),
+    #[error("the node answered with a key that does not match its PeerId: not talking to the node that was dialled")]
+    KeyMismatch,
+    #[error("unexpected answer from the node: {0}")]
+    Unexpected(String),
+    #[error("cannot set up the client: {0}")]
+    Setup(String),
+}
+
+/// Finds the node to talk to: `--node`, else the address file of the node
+/// running with the data directory (`--data-dir` or the default).
+pub fn resolve_target(node: Option<&str>, data_dir: Option<&Path>) -> Result<Vec<Multiaddr>, ClientError> {
+    if let Some(n) = node {
+        let addr: Multiaddr = n.trim().parse().map_err(|e: libp2p::multiaddr::Error| ClientError::BadAddr {
+            addr: n.to_string(),
+            reason: e.to_string(),
+        })?;
+        return Ok(vec![addr]);
+    }
+    let dir = DataDir::locate(data_dir).map_err(|e| ClientError::Setup(e.to_string()))?;
+    let not_running = || ClientError::NotRunning { dir: dir.root.display().to_string() };
+    // The node holds the lock while it runs: a lock we can take means the
+    // address file is stale.
+    if dir.lock_path().exists() {
+        if let Ok(f) = std::fs::File::open(dir.lock_path()) {
+            if rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockShared).is_ok() {
+                return Err(not_running());
+            }
+        }
+    } else {
+        return Err(not_running());
+    }
+    let mut addrs: Vec<Multiaddr> =
+        dir.read_addrs().map_err(|_| not_running())?.iter().filter_map(|a| a.parse().ok()).collect();
+    if addrs.is_empty() {
+        return Err(not_running());
+    }
+    addrs.sort_by_key(|a| !is_loopback(a));
+    Ok(addrs)
+}
+
+fn strip_p2p(mut a: Multiaddr) -> Multiaddr {
+    if peer_of(&a).is_some() {
+        a.pop();
+    }
+    a
+}
+
+/// Sends `command`, signed by `user`, to the node at `addrs`, and returns
+/// its answer (a `Refused` answer is an error).
+pub async fn call(
+    addrs: Vec<Multiaddr>,
+    user: &SigningKey,
+    command: Command,
+    timeout: Duration,
+) -> Result<ControlResponse, ClientError> {
+    match tokio::time::timeout(timeout, call_inner(&addrs, user, command)).await {
+        Ok(r) => r,
+        Err(_) => Err(ClientError::Timeout { secs: timeout.as_secs() }),
+    }
+}
+
+async fn call_inner(addrs: &[Multiaddr], user: &SigningKey, command: Command) -> Result<ControlResponse, ClientError> {
+    let id = NodeIdentity::ephemeral().map_err(|e| ClientError::Setup(e.to_string()))?;
+    let mut swarm = client_swarm(&id).map_err(|e| ClientError::Setup(e.to_string()))?;
+    let shown = addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ");
+    let opts = match addrs.first().and_then(peer_of) {
+        Some(p) => DialOpts::peer_id(p).addresses(addrs.iter().cloned().map(strip_p2p).collect()).build(),
+        None => DialOpts::unknown_peer_id().address(addrs[0].clone()).build(),
+    };
+    swarm.dial(opts).map_err(|e| ClientError::Unreachable { addrs: shown.clone(), reason: e.to_string() })?;
+    let mut command = Some(command);
+    let mut node: Option<PeerId> = None;
+    loop {
+        match swarm.select_next_some().await {
+            SwarmEvent::ConnectionEstablished { peer_id, .. } if node.is_none() => {
+                node = Some(peer_id);
+                swarm.behaviour_mut().send_request(&peer_id, ControlRequest::Challenge);
+            }
+            SwarmEvent::OutgoingConnectionError { error, .. } if node.is_none() => {
+                return Err(ClientError::Unreachable { addrs: shown, reason: error.to_string() });
+            }
+            SwarmEvent::Behaviour(request_response::Event::Message {
+                peer,
+                message: request_response::Message::Response { response, .. },
+                ..
+            }) => match response {
+                ControlResponse::Challenge { nonce, node: node_key } => {
+                    if peer_public_key(&peer) != Some(node_key) {
+                        return Err(ClientError::KeyMismatch);
+                    }
+                    let Some(cmd) = command.take() else {
+                        return Err(ClientError::Unexpected("a second challenge".into()));
+                    };
+                    let body = RequestBody { version: CONTROL_VERSION, node: node_key, nonce, command: cmd };
+                    swarm
+                        .behaviour_mut()
+                        .send_request(&peer, ControlRequest::Signed(Box::new(SignedRequest::sign(user, body))));
+                }
+                ControlResponse::Refused { reason } => return Err(ClientError::Refused(reason)),
+                other => return Ok(other),
+            },
+            SwarmEvent::Behaviour(request_response::Event::OutboundFailure { error, .. }) => {
+                return Err(ClientError::Unreachable { addrs: shown, reason: error.to_string() });
+            }
+            SwarmEvent::ConnectionClosed { peer_id, cause, .. } if Some(peer_id) == node => {
+                let reason = cause.map(|c| c.to_string()).unwrap_or_else(|| "the connection closed".into());
+                return Err(ClientError::Unreachable { addrs: shown, reason });
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,396 @@
+//! The node's side of the control protocol: nonces, signed commands,
+//! invites and joins. Runs inside the node's event loop
+//! ([`crate::mesh::node`]), which owns all state.
+//!
+//! Order of checks for a signed command: signature and addressee
+//! (`SignedRequest::verify_for`), then the nonce (issued by this node, to
+//! this connection's peer, not used, not older than
+//! [`CONTROL_NONCE_TTL_SECS`]), then trust in the user key, then the
+//! command. Every refusal is one line, sent to the CLI and logged.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use libp2p::{PeerId, Swarm};
+use protocol::control::{
+    secret_hash, Command, ControlRequest, ControlResponse, JoinAccepted, JoinRequest, NodeInfo, PeerIdBytes, PeerInfo,
+    SignedRequest,
+};
+use protocol::limits::{
+    CONTROL_NONCE_TTL_SECS, MAX_INVITE_TTL_SECS, MAX_JOIN_TOKEN_ADDRS, MAX_PENDING_INVITES, MAX_PENDING_NONCES,
+    MAX_SPENT_INVITES, MAX_TRUSTED_USERS,
+};
+use protocol::membership::{InviteGrant, MemberCertificate, Nonce, PublicKey};
+use tracing::{info, warn};
+
+use crate::identity::peer_public_key;
+use crate::mesh::behaviour::NodeBehaviour;
+use crate::mesh::node::{recheck_members, Membership, NodeState};
+
+fn random_nonce() -> Nonce {
+    let mut n = [0u8; 32];
+    getrandom::fill(&mut n).expect("the OS random source works");
+    Nonce(n)
+}
+
+/// Nonces handed out by [`ControlRequest::Challenge`], each for one peer.
+#[derive(Default)]
+pub struct ControlServer {
+    nonces: HashMap<Nonce, (PeerId, Instant)>,
+    order: VecDeque<Nonce>,
+}
+
+impl ControlServer {
+    pub fn issue(&mut self, peer: PeerId) -> Nonce {
+        while self.order.len() >= MAX_PENDING_NONCES {
+            if let Some(old) = self.order.pop_front() {
+                self.nonces.remove(&old);
+            }
+        }
+        let n = random_nonce();
+        self.nonces.insert(n, (peer, Instant::now()));
+        self.order.push_back(n);
+        n
+    }
+
+    /// Consumes `nonce` if this node issued it to `peer` less than
+    /// [`CONTROL_NONCE_TTL_SECS`] ago.
+    pub fn redeem(&mut self, nonce: &Nonce, peer: &PeerId) -> Result<(), String> {
+        let Some((owner, at)) = self.nonces.remove(nonce) else {
+            return Err("unknown or already used nonce: a replayed request, or the node restarted; retry".into());
+        };
+        self.order.retain(|n| n != nonce);
+        if &owner != peer {
+            return Err("the nonce was issued to another connection: a replayed request".into());
+        }
+        if at.elapsed() > Duration::from_secs(CONTROL_NONCE_TTL_SECS) {
+            return Err(format!("the nonce expired (older than {CONTROL_NONCE_TTL_SECS} s); retry"));
+        }
+        Ok(())
+    }
+}
+
+/// One invite this node holds.
+enum InviteState {
+    Open { grant: InviteGrant, expires_at: Instant, ttl_secs: u64 },
+    Used { by: PeerId },
+    Expired { ttl_secs: u64 },
+}
+
+/// Open invites, and recently used or expired ones (to tell a replayed
+/// token from an unknown one).
+#[derive(Default)]
+pub struct InviteBook {
+    invites: HashMap<Nonce, InviteState>,
+    order: VecDeque<Nonce>,
+}
+
+impl InviteBook {
+    fn open_count(&self) -> usize {
+        self.invites.values().filter(|s| matches!(s, InviteState::Open { .. })).count()
+    }
+
+    fn insert(&mut self, id: Nonce, state: InviteState) {
+        if !self.invites.contains_key(&id) {
+            self.order.push_back(id);
+        }
+        self.invites.insert(id, state);
+        while self.order.len() > MAX_SPENT_INVITES + MAX_PENDING_INVITES {
+            if let Some(old) = self.order.pop_front() {
+                self.invites.remove(&old);
+            }
+        }
+    }
+
+    /// Holds `grant` open for `ttl_secs` on this node's monotonic clock.
+    pub fn open(&mut self, grant: InviteGrant, ttl_secs: u64) -> Result<(), String> {
+        if self.open_count() >= MAX_PENDING_INVITES {
+            // Drop the oldest open invite to make room.
+            let oldest =
+                self.order.iter().find(|id| matches!(self.invites.get(id), Some(InviteState::Open { .. }))).copied();
+            if let Some(id) = oldest {
+                self.invites.insert(id, InviteState::Expired { ttl_secs: 0 });
+            }
+        }
+        if self.invites.contains_key(&grant.body.invite_id) {
+            return Err("an invite with this id exists already".into());
+        }
+        let expires_at = Instant::now() + Duration::from_secs(ttl_secs);
+        self.insert(grant.body.invite_id, InviteState::Open { grant, expires_at, ttl_secs });
+        Ok(())
+    }
+
+    /// Redeems a join request from `peer`: the grant under which to sign its
+    /// certificate, or why not.
+    pub fn redeem(&mut self, req: &JoinRequest, peer: PeerId) -> Result<InviteGrant, String> {
+        let again = "run `meshnode invite` again for a new token";
+        match self.invites.get(&req.invite_id) {
+            None => Err(format!(
+                "unknown join token: this node did not issue it, or it restarted since (invites do not survive a restart); {again}"
+            )),
+            Some(InviteState::Used { by }) => {
+                Err(format!("join token already used (by {by}): a token enrols one device only; {again}"))
+            }
+            Some(InviteState::Expired { ttl_secs }) => {
+                Err(format!("join token expired (it was valid for {ttl_secs} s on the inviting node's clock); {again}"))
+            }
+            Some(InviteState::Open { grant, expires_at, ttl_secs }) => {
+                if Instant::now() > *expires_at {
+                    let ttl_secs = *ttl_secs;
+                    self.insert(req.invite_id, InviteState::Expired { ttl_secs });
+                    return Err(format!(
+                        "join token expired (it was valid for {ttl_secs} s on the inviting node's clock); {again}"
+                    ));
+                }
+                if secret_hash(&req.secret) != grant.body.secret_hash {
+                    return Err("wrong secret for this join token (damaged token?)".into());
+                }
+                let grant = grant.clone();
+                self.insert(req.invite_id, InviteState::Used { by: peer });
+                Ok(grant)
+            }
+        }
+    }
+}
+
+fn refused(reason: impl Into<String>) -> ControlResponse {
+    ControlResponse::Refused { reason: reason.into() }
+}
+
+/// Answers one control request from `peer`.
+pub fn handle(
+    swarm: &mut Swarm<NodeBehaviour>,
+    state: &mut NodeState,
+    peer: PeerId,
+    request: ControlRequest,
+) -> ControlResponse {
+    match request {
+        ControlRequest::Challenge => {
+            ControlResponse::Challenge { nonce: state.control.issue(peer), node: state.identity.public_key() }
+        }
+        ControlRequest::Join(req) => {
+            let response = join(state, peer, &req);
+            match &response {
+                ControlResponse::Refused { reason } => warn!(%peer, "join refused: {reason}"),
+                _ => {
+                    info!(%peer, "enrolled a new member through an invite");
+                    // The new member shows its certificate to every peer
+                    // (this one too) once it has stored it.
+                }
+            }
+            response
+        }
+        ControlRequest::Signed(req) => {
+            let response = signed(swarm, state, peer, *req);
+            if let ControlResponse::Refused { reason } = &response {
+                warn!(%peer, "control request refused: {reason}");
+            }
+            response
+        }
+    }
+}
+
+fn join(state: &mut NodeState, peer: PeerId, req: &JoinRequest) -> ControlResponse {
+    let Some(key) = peer_public_key(&peer) else { return refused("the joining node's PeerId is not an ed25519 key") };
+    let grant = match state.invites.redeem(req, peer) {
+        Ok(g) => g,
+        Err(reason) => return refused(reason),
+    };
+    if !state.trusted.contains(&grant.body.user_key) {
+        return refused(format!("the invite's user key {} is no longer trusted by this node", grant.body.user_key));
+    }
+    let certificate = MemberCertificate::by_invite(&state.identity.signing, grant, key);
+    ControlResponse::Joined(Box::new(JoinAccepted { certificate, trusted_users: state.trusted.clone() }))
+}
+
+fn signed(
+    swarm: &mut Swarm<NodeBehaviour>,
+    state: &mut NodeState,
+    peer: PeerId,
+    req: SignedRequest,
+) -> ControlResponse {
+    let own = state.identity.public_key();
+    if let Err(e) = req.verify_for(&own) {
+        return refused(e.to_string());
+    }
+    if let Err(e) = state.control.redeem(&req.body.nonce, &peer) {
+        return refused(e);
+    }
+    if !state.trusted.contains(&req.user_key) {
+        return refused(format!(
+            "user key {} is not trusted by this node (a trusted user can run `meshnode trust add {}`)",
+            req.user_key, req.user_key
+        ));
+    }
+    match req.body.command {
+        Command::Peers { all } => ControlResponse::Peers(list_peers(state, all)),
+        Command::TrustList => ControlResponse::Trust(state.trusted.clone()),
+        Command::TrustAdd { user_key } => {
+            if state.trusted.contains(&user_key) {
+                return ControlResponse::Trust(state.trusted.clone());
+            }
+            if state.trusted.len() >= MAX_TRUSTED_USERS {
+                return refused(format!("this node trusts {MAX_TRUSTED_USERS} user keys already"));
+            }
+            let mut next = state.trusted.clone();
+            next.push(user_key);
+            if let Err(e) = state.data_dir.write_trusted(&next) {
+                return refused(format!("cannot save the trust list: {e}"));
+            }
+            info!(by = %req.user_key, "trusted user key {user_key}");
+            state.trusted = next;
+            recheck_members(swarm, state);
+            ControlResponse::Trust(state.trusted.clone())
+        }
+        Command::TrustRemove { user_key } => {
+            if !state.trusted.contains(&user_key) {
+                return refused(format!("user key {user_key} is not in this node's trust list"));
+            }
+            if state.trusted.len() == 1 {
+                return refused(
+                    "refusing to remove the last trusted user key: nobody could administer this node any more",
+                );
+            }
+            let next: Vec<PublicKey> = state.trusted.iter().copied().filter(|k| k != &user_key).collect();
+            if let Err(e) = state.data_dir.write_trusted(&next) {
+                return refused(format!("cannot save the trust list: {e}"));
+            }
+            info!(by = %req.user_key, "no longer trusts user key {user_key}");
+            state.trusted = next;
+            recheck_members(swarm, state);
+            ControlResponse::Trust(state.trusted.clone())
+        }
+        Command::CreateInvite { grant, ttl_secs } => {
+            if state.certificate.is_none() {
+                return refused("this node is not a member of a mesh yet, so it cannot invite");
+            }
+            if let Err(e) = grant.verify() {
+                return refused(e.to_string());
+            }
+            if grant.body.user_key != req.user_key {
+                return refused("the invite grant is signed by another user key than the request");
+            }
+            if grant.body.issuer_node != own {
+                return refused("the invite grant names another node as the inviting node");
+            }
+            if ttl_secs == 0 || ttl_secs > MAX_INVITE_TTL_SECS {
+                return refused(format!("an invite lasts between 1 and {MAX_INVITE_TTL_SECS} seconds"));
+            }
+            if let Err(e) = state.invites.open(grant, ttl_secs) {
+                return refused(e);
+            }
+            info!(by = %req.user_key, ttl_secs, "invite created");
+            let mut addrs = state.own_addrs();
+            // Non-loopback addresses first: the token is for another device.
+            addrs.sort_by_key(|a| a.contains("/127.0.0.1/") || a.contains("/::1/"));
+            addrs.truncate(MAX_JOIN_TOKEN_ADDRS);
+            ControlResponse::InviteCreated { inviter: PeerIdBytes(state.identity.peer_id.to_bytes()), addrs, ttl_secs }
+        }
+        Command::Info => ControlResponse::Info(NodeInfo {
+            peer_id: state.identity.peer_id.to_string(),
+            addrs: state.own_addrs(),
+            user_key: state.certificate.as_ref().map(|c| c.body.user_key),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        }),
+    }
+}
+
+fn list_peers(state: &NodeState, all: bool) -> Vec<PeerInfo> {
+    state
+        .peers
+        .iter()
+        .filter(|(_, e)| all || matches!(e.membership, Membership::Member(_)))
+        .map(|(p, e)| PeerInfo {
+            peer_id: p.to_string(),
+            addrs: e.addrs.iter().map(|a| a.to_string()).collect(),
+            rtt_us: if e.connections > 0 { e.rtt.srtt_us() } else { None },
+            member: matches!(e.membership, Membership::Member(_)),
+            refused: match &e.membership {
+                Membership::Refused(r) => Some(r.clone()),
+                _ => None,
+            },
+            user_key: match &e.membership {
+                Membership::Member(u) => Some(*u),
+                _ => None,
+            },
+            status: e.status.as_ref().map(|(s, _)| s.clone()),
+            status_age_ms: e.status.as_ref().map(|(_, at)| at.elapsed().as_millis() as u64),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+
+    fn peer(seed: u8) -> PeerId {
+        crate::identity::NodeIdentity::from_signing_key(SigningKey::from_bytes(&[seed; 32])).peer_id
+    }
+
+    #[test]
+    fn a_nonce_is_good_once_and_only_for_its_peer() {
+        let mut s = ControlServer::default();
+        let n = s.issue(peer(1));
+        s.redeem(&n, &peer(1)).unwrap();
+        let err = s.redeem(&n, &peer(1)).unwrap_err();
+        assert!(err.contains("already used"), "{err}");
+        let n = s.issue(peer(1));
+        let err = s.redeem(&n, &peer(2)).unwrap_err();
+        assert!(err.contains("issued to another connection"), "{err}");
+        // The bound holds: the oldest nonces are forgotten.
+        let first = s.issue(peer(1));
+        for _ in 0..MAX_PENDING_NONCES {
+            s.issue(peer(1));
+        }
+        assert!(s.redeem(&first, &peer(1)).is_err());
+        assert!(s.nonces.len() <= MAX_PENDING_NONCES);
+    }
+
+    fn grant(id: u8, secret: &Nonce) -> InviteGrant {
+        let user = SigningKey::from_bytes(&[1; 32]);
+        InviteGrant::sign(&user, PublicKey([2; 32]), Nonce([id; 32]), secret_hash(secret))
+    }
+
+    #[test]
+    fn an_invite_enrols_one_device_within_its_time() {
+        let secret = Nonce([9; 32]);
+        let mut book = InviteBook::default();
+        book.open(grant(1, &secret), 60).unwrap();
+        let wrong = JoinRequest { invite_id: Nonce([1; 32]), secret: Nonce([8; 32]) };
+        assert!(book.redeem(&wrong, peer(3)).unwrap_err().contains("wrong secret"));
+        let right = JoinRequest { invite_id: Nonce([1; 32]), secret };
+        book.redeem(&right, peer(3)).unwrap();
+        let err = book.redeem(&right, peer(4)).unwrap_err();
+        assert!(err.starts_with("join token already used (by "), "{err}");
+        let unknown = JoinRequest { invite_id: Nonce([5; 32]), secret };
+        assert!(book.redeem(&unknown, peer(4)).unwrap_err().starts_with("unknown join token"));
+    }
+
+    #[test]
+    fn an_expired_invite_is_refused_and_stays_refused() {
+        let secret = Nonce([9; 32]);
+        let mut book = InviteBook::default();
+        book.open(grant(1, &secret), 1).unwrap();
+        // Backdate it rather than sleep.
+        if let Some(InviteState::Open { expires_at, .. }) = book.invites.get_mut(&Nonce([1; 32])) {
+            *expires_at = Instant::now() - Duration::from_millis(1);
+        }
+        let req = JoinRequest { invite_id: Nonce([1; 32]), secret };
+        assert!(book.redeem(&req, peer(3)).unwrap_err().starts_with("join token expired (it was valid for 1 s"));
+        assert!(book.redeem(&req, peer(3)).unwrap_err().starts_with("join token expired"));
+    }
+
+    #[test]
+    fn open_invites_are_bounded() {
+        let mut book = InviteBook::default();
+        for i in 0..(MAX_PENDING_INVITES + 10) {
+            let mut id = [0u8; 32];
+            id[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            let user = SigningKey::from_bytes(&[1; 32]);
+            let g = InviteGrant::sign(&user, PublicKey([2; 32]), Nonce(id), secret_hash(&Nonce([0; 32])));
+            book.open(g, 60).unwrap();
+        }
+        assert!(book.open_count() <= MAX_PENDING_INVITES);
+    }
+}

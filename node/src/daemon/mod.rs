@@ -1,0 +1,192 @@
+//! `meshnode start`: the node daemon.
+//!
+//! - [`datadir`]: the data directory (keys, certificate, trust list, lock,
+//!   address file).
+//! - [`config`]: the TOML configuration and its defaults.
+//!
+//! Start-up: take the data directory's lock (a second node on the same
+//! directory is refused), read the config (writing the defaults on first
+//! start), load or create the node key, then make sure the node is a member:
+//! keep its certificate, or enrol through `--join TOKEN`, or, when the user
+//! key is on this machine (created on first use), enrol itself with it.
+//! Then run the mesh ([`crate::mesh::node::run`]) until Ctrl-C or SIGTERM.
+
+pub mod config;
+pub mod datadir;
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use protocol::membership::{JoinToken, MemberCertificate, PublicKey};
+use tracing::{info, warn};
+
+use crate::identity::{read_key, read_or_create_key, user_key_path, NodeIdentity};
+use crate::mesh::node::{run, NodeParams};
+use config::Config;
+use datadir::DataDir;
+
+#[derive(Args, Debug)]
+pub struct StartArgs {
+    /// Where the node keeps its key, certificate, config and chunk store
+    /// (default: $XDG_DATA_HOME/meshnode or ~/.local/share/meshnode).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Configuration file (default: config.toml in the data directory,
+    /// written with the defaults on first start).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Listen on this multiaddr instead of the configured ones (default: TCP
+    /// and QUIC on port 7646). Repeatable.
+    #[arg(long = "listen", value_name = "MULTIADDR")]
+    pub listen: Vec<String>,
+
+    /// A bootstrap peer, e.g. /ip4/192.0.2.7/udp/7646/quic-v1/p2p/12D3KooW…
+    /// Repeatable; added to the configured ones.
+    #[arg(long = "peer", value_name = "MULTIADDR")]
+    pub peers: Vec<String>,
+
+    /// Enrol this device with a token from `meshnode invite`.
+    #[arg(long, value_name = "TOKEN")]
+    pub join: Option<String>,
+
+    /// Do not use mDNS (LAN discovery).
+    #[arg(long)]
+    pub no_mdns: bool,
+
+    /// Do not use Kademlia.
+    #[arg(long)]
+    pub no_kademlia: bool,
+
+    /// Ping interval, e.g. 1s or 500ms (default: from the config, 1s).
+    #[arg(long, value_name = "DURATION", value_parser = crate::control::cli::parse_duration)]
+    pub ping_interval: Option<std::time::Duration>,
+
+    /// Status gossip interval, e.g. 2s (default: from the config, 2s).
+    #[arg(long, value_name = "DURATION", value_parser = crate::control::cli::parse_duration)]
+    pub status_interval: Option<std::time::Duration>,
+
+    /// The user key that enrols this node on first start (default:
+    /// ~/.config/meshnode/user.key, created when missing unless --join).
+    #[arg(long, value_name = "FILE")]
+    pub user_key: Option<PathBuf>,
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,libp2p_mdns=warn,libp2p_kad=error,libp2p_gossipsub=warn")
+    });
+    use std::io::IsTerminal;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+/// `meshnode start`. Returns the exit code.
+pub fn run_start(args: StartArgs) -> Result<i32> {
+    init_tracing();
+    let data_dir = DataDir::open(args.data_dir.as_deref())?;
+    let _lock = data_dir.lock()?;
+
+    let (config_path, write_default) = match &args.config {
+        Some(p) => (p.clone(), false),
+        None => (data_dir.config(), true),
+    };
+    let mut config = Config::load(&config_path, write_default)?;
+    if !args.listen.is_empty() {
+        config.listen = args.listen.clone();
+    }
+    config.peers.extend(args.peers.iter().cloned());
+    if args.no_mdns {
+        config.mdns = false;
+    }
+    if args.no_kademlia {
+        config.kademlia = false;
+    }
+    if let Some(d) = args.ping_interval {
+        config.ping_interval_ms = (d.as_millis() as u64).max(10);
+    }
+    if let Some(d) = args.status_interval {
+        config.status_interval_ms = (d.as_millis() as u64).max(100);
+    }
+
+    let (node_key, created) = read_or_create_key(&data_dir.node_key())?;
+    let identity = NodeIdentity::from_signing_key(node_key);
+    if created {
+        info!(peer_id = %identity.peer_id, "created the node identity in {}", data_dir.root.display());
+    }
+    let own = identity.public_key();
+
+    let mut trusted = data_dir.read_trusted()?;
+    let mut certificate = data_dir.read_certificate()?;
+    if let Some(cert) = &certificate {
+        cert.verify_for(&own).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: {e}; refusing to start with it (remove the file to enrol this node again)",
+                data_dir.certificate().display()
+            )
+        })?;
+        if args.join.is_some() {
+            bail!(
+                "this node is already a member (it has {}); --join is for a device that is not enrolled yet",
+                data_dir.certificate().display()
+            );
+        }
+        if !trusted.contains(&cert.body.user_key) {
+            warn!(user = %cert.body.user_key, "this node's own user key is not in its trust list");
+        }
+    }
+
+    let join = match &args.join {
+        Some(t) => Some(JoinToken::decode(t).context("--join")?),
+        None => None,
+    };
+    if certificate.is_none() && join.is_none() {
+        // Enrol with the user key on this machine, creating it on first use.
+        let path = user_key_path(args.user_key.as_deref())?;
+        let (user, created) = match read_key(&path)? {
+            Some(k) => (k, false),
+            None => read_or_create_key(&path)?,
+        };
+        let user_pub = PublicKey::of(&user);
+        if created {
+            info!(user = %user_pub, "created your user key in {}", path.display());
+        }
+        let cert = MemberCertificate::self_enrol(&user, own);
+        if !trusted.contains(&user_pub) {
+            trusted.push(user_pub);
+            data_dir.write_trusted(&trusted)?;
+        }
+        data_dir.write_certificate(&cert)?;
+        info!(user = %user_pub, "enrolled this node with the user key in {}", path.display());
+        certificate = Some(cert);
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run(NodeParams { identity, data_dir, config, certificate, trusted, join }, shutdown_signal()))?;
+    info!("stopped");
+    Ok(0)
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!("cannot watch SIGTERM: {e}");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,137 @@
+//! The node's libp2p behaviours, and swarm construction for nodes and for
+//! the CLI's short-lived peer.
+
+use std::time::Duration;
+
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{gossipsub, identify, kad, mdns, noise, ping, request_response, tcp, yamux, StreamProtocol, Swarm};
+use protocol::control::{ControlRequest, ControlResponse};
+use protocol::limits::{
+    MAX_CONTROL_REQUEST_BYTES, MAX_CONTROL_RESPONSE_BYTES, MAX_MEMBER_MESSAGE_BYTES, MAX_STATUS_MESSAGE_BYTES,
+};
+use protocol::membership::{MemberRequest, MemberResponse};
+
+use super::codec::CborCodec;
+use super::{CONTROL_PROTOCOL, IDENTIFY_PROTOCOL, KAD_PROTOCOL, MEMBER_PROTOCOL};
+use crate::identity::NodeIdentity;
+
+pub type ControlCodec = CborCodec<ControlRequest, ControlResponse>;
+pub type MemberCodec = CborCodec<MemberRequest, MemberResponse>;
+
+/// How long one control or membership request may take before it fails.
+/// Requests are small and answered from memory; 30 s covers a board under
+/// load and a slow link.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a ping may take before it counts as failed.
+pub const PING_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(NetworkBehaviour)]
+pub struct NodeBehaviour {
+    pub identify: identify::Behaviour,
+    pub ping: ping::Behaviour,
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+    pub kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
+    pub gossipsub: gossipsub::Behaviour,
+    pub member: request_response::Behaviour<MemberCodec>,
+    pub control: request_response::Behaviour<ControlCodec>,
+}
+
+/// What the swarm needs from the configuration.
+pub struct SwarmOptions {
+    pub mdns: bool,
+    pub kademlia: bool,
+    pub ping_interval: Duration,
+    pub idle_connection_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SwarmError {
+    #[error("cannot set up the {what}: {reason}")]
+    Setup { what: &'static str, reason: String },
+}
+
+fn setup(what: &'static str) -> impl FnOnce(String) -> SwarmError {
+    move |reason| SwarmError::Setup { what, reason }
+}
+
+pub fn control_behaviour(support: request_response::ProtocolSupport) -> request_response::Behaviour<ControlCodec> {
+    request_response::Behaviour::with_codec(
+        CborCodec::new(MAX_CONTROL_REQUEST_BYTES, MAX_CONTROL_RESPONSE_BYTES),
+        [(StreamProtocol::new(CONTROL_PROTOCOL), support)],
+        request_response::Config::default().with_request_timeout(REQUEST_TIMEOUT),
+    )
+}
+
+/// A node's swarm: TCP and QUIC, noise, yamux, and [`NodeBehaviour`].
+pub fn node_swarm(id: &NodeIdentity, opts: &SwarmOptions) -> Result<Swarm<NodeBehaviour>, SwarmError> {
+    let peer_id = id.peer_id;
+    let builder = libp2p::SwarmBuilder::with_existing_identity(id.keypair.clone())
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .map_err(|e| setup("TCP transport")(e.to_string()))?
+        .with_quic();
+    let mdns = if opts.mdns {
+        Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id).map_err(|e| setup("mDNS")(e.to_string()))?)
+    } else {
+        None
+    };
+    let gossip_config = gossipsub::ConfigBuilder::default()
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .validate_messages()
+        .max_transmit_size(MAX_STATUS_MESSAGE_BYTES)
+        .build()
+        .map_err(|e| setup("gossipsub")(e.to_string()))?;
+    let gossipsub =
+        gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(id.keypair.clone()), gossip_config)
+            .map_err(|e| setup("gossipsub")(e.to_string()))?;
+    let kad = opts.kademlia.then(|| {
+        let mut k = kad::Behaviour::with_config(
+            peer_id,
+            kad::store::MemoryStore::new(peer_id),
+            kad::Config::new(StreamProtocol::new(KAD_PROTOCOL)),
+        );
+        k.set_mode(Some(kad::Mode::Server));
+        k
+    });
+    let behaviour = NodeBehaviour {
+        identify: identify::Behaviour::new(
+            identify::Config::new(IDENTIFY_PROTOCOL.to_string(), id.keypair.public())
+                .with_agent_version(format!("meshnode/{}", env!("CARGO_PKG_VERSION")))
+                // A node may connect to its bootstrap peers before it knows
+                // its own listen addresses: tell them once it does.
+                .with_push_listen_addr_updates(true),
+        ),
+        ping: ping::Behaviour::new(ping::Config::new().with_interval(opts.ping_interval).with_timeout(PING_TIMEOUT)),
+        mdns: mdns.into(),
+        kad: kad.into(),
+        gossipsub,
+        member: request_response::Behaviour::with_codec(
+            CborCodec::new(MAX_MEMBER_MESSAGE_BYTES, MAX_MEMBER_MESSAGE_BYTES),
+            [(StreamProtocol::new(MEMBER_PROTOCOL), request_response::ProtocolSupport::Full)],
+            request_response::Config::default().with_request_timeout(REQUEST_TIMEOUT),
+        ),
+        control: control_behaviour(request_response::ProtocolSupport::Full),
+    };
+    let swarm = builder
+        .with_behaviour(|_| behaviour)
+        .map_err(|e| setup("behaviours")(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(opts.idle_connection_timeout))
+        .build();
+    Ok(swarm)
+}
+
+/// The CLI's swarm: only the control protocol, outbound.
+pub fn client_swarm(id: &NodeIdentity) -> Result<Swarm<request_response::Behaviour<ControlCodec>>, SwarmError> {
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(id.keypair.clone())
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .map_err(|e| setup("TCP transport")(e.to_string()))?
+        .with_quic()
+        .with_behaviour(|_| control_behaviour(request_response::ProtocolSupport::Outbound))
+        .map_err(|e| setup("control protocol")(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(5)))
+        .build();
+    Ok(swarm)
+}

@@ -1,0 +1,616 @@
+//! A running node: the swarm's event loop and the state it keeps.
+//!
+//! One task owns the swarm and all state (peer table, trust list, invites,
+//! nonces), so nothing here needs a lock. What happens:
+//! - every new connection asks the peer for its member certificate
+//!   (`/meshnode/member/1`); a peer whose certificate does not verify back to
+//!   a trusted user key is *refused*: it stays known for discovery
+//!   (Kademlia, mDNS, identify) but is blacklisted in gossipsub and is never
+//!   listed, trusted or answered beyond the unauthenticated control requests;
+//! - ping measures RTT to each connected peer, smoothed per peer;
+//! - every `status_interval` a member node gossips its status, with its
+//!   certificate, on [`super::STATUS_TOPIC`]; statuses from non-members are
+//!   rejected;
+//! - bootstrap peers are re-dialled while not connected;
+//! - control requests are answered by [`crate::control::server`].
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use libp2p::core::ConnectedPoint;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{gossipsub, identify, kad, mdns, ping, request_response, Multiaddr, PeerId, Swarm};
+use protocol::control::{ControlRequest, ControlResponse, JoinRequest, NodeStatus, StatusMessage};
+use protocol::limits::{MAX_PEERS_LISTED, MAX_STATUS_MESSAGE_BYTES};
+use protocol::membership::{JoinToken, MemberCertificate, MemberRequest, MemberResponse, PublicKey};
+use tracing::{debug, info, warn};
+
+use super::behaviour::{node_swarm, NodeBehaviour, NodeBehaviourEvent, SwarmError, SwarmOptions};
+use super::rtt::SmoothedRtt;
+use super::STATUS_TOPIC;
+use crate::control::server::{ControlServer, InviteBook};
+use crate::daemon::config::Config;
+use crate::daemon::datadir::{DataDir, DataDirError};
+use crate::identity::{peer_public_key, NodeIdentity};
+
+/// Most addresses kept per peer; extra ones replace the oldest.
+const MAX_ADDRS_PER_PEER: usize = 8;
+
+/// Kademlia bootstrap runs on every this-many redial ticks.
+const KAD_BOOTSTRAP_EVERY_TICKS: u64 = 6;
+
+/// How long `--join` keeps trying to reach the inviting node.
+pub const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Swarm(#[from] SwarmError),
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: String, reason: String },
+    #[error("`{addr}` is not a multiaddr ({reason}); e.g. /ip4/192.0.2.7/udp/7646/quic-v1")]
+    BadAddr { addr: String, reason: String },
+    #[error("join refused by the inviting node: {0}")]
+    JoinRefused(String),
+    #[error("cannot join: {0}")]
+    JoinFailed(String),
+}
+
+/// Whether a peer belongs to this node's mesh.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Membership {
+    /// Not asked yet, or no answer yet.
+    Unknown,
+    /// Its certificate verifies back to this trusted user key.
+    Member(PublicKey),
+    /// Why it is not a member.
+    Refused(String),
+}
+
+/// What this node knows about one peer.
+#[derive(Debug, Clone)]
+pub struct PeerEntry {
+    pub addrs: Vec<Multiaddr>,
+    pub connections: usize,
+    pub rtt: SmoothedRtt,
+    pub membership: Membership,
+    pub status: Option<(NodeStatus, Instant)>,
+    pub certificate: Option<MemberCertificate>,
+}
+
+impl PeerEntry {
+    fn new() -> PeerEntry {
+        PeerEntry {
+            addrs: Vec::new(),
+            connections: 0,
+            rtt: SmoothedRtt::default(),
+            membership: Membership::Unknown,
+            status: None,
+            certificate: None,
+        }
+    }
+
+    fn add_addr(&mut self, addr: Multiaddr) {
+        let addr = strip_p2p(addr);
+        if self.addrs.contains(&addr) {
+            return;
+        }
+        if self.addrs.len() >= MAX_ADDRS_PER_PEER {
+            self.addrs.remove(0);
+        }
+        self.addrs.push(addr);
+    }
+}
+
+fn strip_p2p(mut addr: Multiaddr) -> Multiaddr {
+    if matches!(addr.iter().last(), Some(Protocol::P2p(_))) {
+        addr.pop();
+    }
+    addr
+}
+
+/// The peer id at the end of a multiaddr, if any.
+pub fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    match addr.iter().last() {
+        Some(Protocol::P2p(p)) => Some(p),
+        _ => None,
+    }
+}
+
+/// What a node starts with.
+pub struct NodeParams {
+    pub identity: NodeIdentity,
+    pub data_dir: DataDir,
+    pub config: Config,
+    pub certificate: Option<MemberCertificate>,
+    pub trusted: Vec<PublicKey>,
+    /// Enrol through this token before anything else.
+    pub join: Option<JoinToken>,
+}
+
+/// The node's state, owned by its event loop.
+pub struct NodeState {
+    pub identity: NodeIdentity,
+    pub data_dir: DataDir,
+    pub certificate: Option<MemberCertificate>,
+    pub trusted: Vec<PublicKey>,
+    pub peers: BTreeMap<PeerId, PeerEntry>,
+    pub listen_addrs: Vec<Multiaddr>,
+    pub control: ControlServer,
+    pub invites: InviteBook,
+    /// Vessels running here (filled in by the dock once it runs on the node).
+    pub vessels: Vec<String>,
+}
+
+impl NodeState {
+    pub fn peer(&mut self, peer: PeerId) -> &mut PeerEntry {
+        if !self.peers.contains_key(&peer) && self.peers.len() >= MAX_PEERS_LISTED {
+            // Forget a peer that is neither connected nor a member.
+            let victim = self
+                .peers
+                .iter()
+                .find(|(_, e)| e.connections == 0 && !matches!(e.membership, Membership::Member(_)))
+                .map(|(p, _)| *p);
+            if let Some(v) = victim {
+                self.peers.remove(&v);
+            }
+        }
+        self.peers.entry(peer).or_insert_with(PeerEntry::new)
+    }
+
+    /// Checks `cert` as `peer`'s certificate against the trust list.
+    pub fn judge(&self, peer: &PeerId, cert: Option<&MemberCertificate>) -> Membership {
+        let Some(key) = peer_public_key(peer) else {
+            return Membership::Refused("its PeerId is not an ed25519 key".into());
+        };
+        match cert {
+            None => Membership::Refused("it has no member certificate (not enrolled)".into()),
+            Some(c) => match c.verify_trusted(&key, &self.trusted) {
+                Ok(()) => Membership::Member(c.body.user_key),
+                Err(e) => Membership::Refused(e.to_string()),
+            },
+        }
+    }
+
+    /// The node's own addresses with `/p2p/ID`, loopback first.
+    pub fn own_addrs(&self) -> Vec<String> {
+        let mut addrs: Vec<&Multiaddr> = self.listen_addrs.iter().collect();
+        addrs.sort_by_key(|a| !is_loopback(a));
+        addrs.iter().map(|a| format!("{a}/p2p/{}", self.identity.peer_id)).collect()
+    }
+}
+
+pub fn is_loopback(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_loopback(),
+        Protocol::Ip6(ip) => ip.is_loopback(),
+        _ => false,
+    })
+}
+
+/// Parses a multiaddr given by the user.
+pub fn parse_addr(s: &str) -> Result<Multiaddr, NodeError> {
+    s.trim()
+        .parse()
+        .map_err(|e: libp2p::multiaddr::Error| NodeError::BadAddr { addr: s.to_string(), reason: e.to_string() })
+}
+
+/// Where a `--join` stands.
+enum Joining {
+    No,
+    /// Dialled the inviter; the request goes out once connected.
+    Dialled {
+        inviter: PeerId,
+        token: JoinToken,
+        since: Instant,
+    },
+    Sent {
+        inviter: PeerId,
+        since: Instant,
+    },
+}
+
+/// Runs a node until `shutdown` resolves. Listening addresses are written to
+/// the data directory's `node.addrs` as soon as they are known.
+pub async fn run(params: NodeParams, shutdown: impl std::future::Future<Output = ()>) -> Result<(), NodeError> {
+    let config = params.config;
+    let mut swarm = node_swarm(
+        &params.identity,
+        &SwarmOptions {
+            mdns: config.mdns,
+            kademlia: config.kademlia,
+            ping_interval: Duration::from_millis(config.ping_interval_ms),
+            idle_connection_timeout: Duration::from_secs(config.idle_connection_timeout_secs),
+        },
+    )?;
+    let topic = gossipsub::IdentTopic::new(STATUS_TOPIC);
+    swarm
+        .behaviour_mut()
+        .gossipsub
+        .subscribe(&topic)
+        .map_err(|e| NodeError::Swarm(SwarmError::Setup { what: "gossipsub", reason: e.to_string() }))?;
+
+    for l in &config.listen {
+        let addr = parse_addr(l)?;
+        swarm.listen_on(addr.clone()).map_err(|e| NodeError::Listen { addr: l.clone(), reason: e.to_string() })?;
+    }
+
+    let mut state = NodeState {
+        identity: params.identity.clone(),
+        data_dir: params.data_dir.clone(),
+        certificate: params.certificate,
+        trusted: params.trusted,
+        peers: BTreeMap::new(),
+        listen_addrs: Vec::new(),
+        control: ControlServer::default(),
+        invites: InviteBook::default(),
+        vessels: Vec::new(),
+    };
+
+    let mut bootstrap: Vec<Multiaddr> = Vec::new();
+    for p in &config.peers {
+        bootstrap.push(parse_addr(p)?);
+    }
+
+    let mut joining = Joining::No;
+    let mut join_addrs: Vec<Multiaddr> = Vec::new();
+    if let Some(token) = params.join {
+        let inviter = PeerId::from_bytes(&token.inviter)
+            .map_err(|_| NodeError::JoinFailed("the token's inviter is not a PeerId (damaged token?)".into()))?;
+        let addrs: Vec<Multiaddr> = token.addrs.iter().filter_map(|a| a.parse().ok()).map(strip_p2p).collect();
+        info!(%inviter, "joining the mesh through the inviting node");
+        // The inviting node stays a bootstrap peer for as long as this runs
+        // (added after the first round of dials below).
+        join_addrs = addrs.iter().map(|a| a.clone().with(Protocol::P2p(inviter))).collect();
+        swarm
+            .dial(DialOpts::peer_id(inviter).addresses(addrs).build())
+            .map_err(|e| NodeError::JoinFailed(format!("cannot dial the inviting node {inviter}: {e}")))?;
+        joining = Joining::Dialled { inviter, token, since: Instant::now() };
+    }
+
+    for addr in &bootstrap {
+        dial_bootstrap(&mut swarm, addr);
+    }
+    bootstrap.extend(join_addrs);
+
+    let mut status_tick = tokio::time::interval(Duration::from_millis(config.status_interval_ms));
+    let mut redial_tick = tokio::time::interval(Duration::from_millis(config.redial_interval_ms));
+    redial_tick.tick().await; // the first tick is immediate; the dials above cover it
+    let mut ticks: u64 = 0;
+    tokio::pin!(shutdown);
+
+    info!(peer_id = %state.identity.peer_id, member = state.certificate.is_some(), "node started");
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => {
+                info!("stopping");
+                break;
+            }
+            _ = status_tick.tick() => publish_status(&mut swarm, &state, &topic),
+            _ = redial_tick.tick() => {
+                ticks += 1;
+                for addr in &bootstrap {
+                    match peer_of(addr) {
+                        Some(p) if swarm.is_connected(&p) => {}
+                        _ => dial_bootstrap(&mut swarm, addr),
+                    }
+                }
+                if ticks % KAD_BOOTSTRAP_EVERY_TICKS == 1 {
+                    if let Some(k) = swarm.behaviour_mut().kad.as_mut() {
+                        let _ = k.bootstrap();
+                    }
+                }
+                match &joining {
+                    Joining::Dialled { since, .. } | Joining::Sent { since, .. } if since.elapsed() > JOIN_TIMEOUT => {
+                        return Err(NodeError::JoinFailed(format!(
+                            "no answer from the inviting node within {} s (is it running, and reachable at the token's addresses?)",
+                            JOIN_TIMEOUT.as_secs()
+                        )));
+                    }
+                    _ => {}
+                }
+            }
+            event = swarm.select_next_some() => {
+                handle_event(&mut swarm, &mut state, &mut joining, event)?;
+            }
+        }
+    }
+    let _ = std::fs::remove_file(state.data_dir.addrs());
+    Ok(())
+}
+
+fn dial_bootstrap(swarm: &mut Swarm<NodeBehaviour>, addr: &Multiaddr) {
+    if let (Some(p), Some(k)) = (peer_of(addr), swarm.behaviour_mut().kad.as_mut()) {
+        k.add_address(&p, strip_p2p(addr.clone()));
+    }
+    if let Err(e) = swarm.dial(addr.clone()) {
+        debug!(%addr, "cannot dial bootstrap peer: {e}");
+    }
+}
+
+fn publish_status(swarm: &mut Swarm<NodeBehaviour>, state: &NodeState, topic: &gossipsub::IdentTopic) {
+    let Some(cert) = &state.certificate else { return };
+    let msg = StatusMessage { certificate: cert.clone(), status: super::status::sample(state.vessels.clone()) };
+    match swarm.behaviour_mut().gossipsub.publish(topic.clone(), protocol::cbor::encode(&msg)) {
+        Ok(_) => {}
+        Err(gossipsub::PublishError::NoPeersSubscribedToTopic) | Err(gossipsub::PublishError::Duplicate) => {}
+        Err(e) => debug!("cannot publish status: {e}"),
+    }
+}
+
+/// Sends this node's certificate to `peer`, which answers with its own.
+pub fn exchange_certificates(swarm: &mut Swarm<NodeBehaviour>, state: &NodeState, peer: PeerId) {
+    swarm.behaviour_mut().member.send_request(&peer, MemberRequest::Certificate(state.certificate.clone()));
+}
+
+/// Records `cert` as `peer`'s certificate and judges it.
+fn learn_certificate(
+    swarm: &mut Swarm<NodeBehaviour>,
+    state: &mut NodeState,
+    peer: PeerId,
+    cert: Option<MemberCertificate>,
+) {
+    let m = state.judge(&peer, cert.as_ref());
+    state.peer(peer).certificate = cert;
+    set_membership(swarm, state, peer, m);
+}
+
+fn set_membership(swarm: &mut Swarm<NodeBehaviour>, state: &mut NodeState, peer: PeerId, m: Membership) {
+    let entry = state.peer(peer);
+    let before = std::mem::replace(&mut entry.membership, m.clone());
+    if before == m {
+        return;
+    }
+    match &m {
+        Membership::Member(user) => {
+            info!(%peer, user = %user, "peer is a member");
+            swarm.behaviour_mut().gossipsub.remove_blacklisted_peer(&peer);
+        }
+        Membership::Refused(reason) => {
+            warn!(%peer, "refused peer as a non-member: {reason}");
+            swarm.behaviour_mut().gossipsub.blacklist_peer(&peer);
+        }
+        Membership::Unknown => {}
+    }
+}
+
+/// Asks every connected peer for its certificate again (after the trust list
+/// changed).
+pub fn recheck_members(swarm: &mut Swarm<NodeBehaviour>, state: &mut NodeState) {
+    let peers: Vec<(PeerId, Option<MemberCertificate>)> =
+        state.peers.iter().map(|(p, e)| (*p, e.certificate.clone())).collect();
+    for (p, cert) in peers {
+        if cert.is_some() {
+            let m = state.judge(&p, cert.as_ref());
+            set_membership(swarm, state, p, m);
+        }
+    }
+}
+
+fn handle_event(
+    swarm: &mut Swarm<NodeBehaviour>,
+    state: &mut NodeState,
+    joining: &mut Joining,
+    event: SwarmEvent<NodeBehaviourEvent>,
+) -> Result<(), NodeError> {
+    match event {
+        SwarmEvent::NewListenAddr { address, .. } => {
+            info!(%address, "listening");
+            if !state.listen_addrs.contains(&address) {
+                state.listen_addrs.push(address);
+            }
+            state.data_dir.write_addrs(&state.own_addrs())?;
+        }
+        SwarmEvent::ExpiredListenAddr { address, .. } => {
+            state.listen_addrs.retain(|a| a != &address);
+            state.data_dir.write_addrs(&state.own_addrs())?;
+        }
+        SwarmEvent::ListenerError { error, .. } => warn!("listener error: {error}"),
+        SwarmEvent::ConnectionEstablished { peer_id, endpoint, num_established, .. } => {
+            let entry = state.peer(peer_id);
+            entry.connections = num_established.get() as usize;
+            if let ConnectedPoint::Dialer { address, .. } = &endpoint {
+                entry.add_addr(address.clone());
+            }
+            if num_established.get() == 1 {
+                debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
+                exchange_certificates(swarm, state, peer_id);
+            }
+            if let Joining::Dialled { inviter, token, .. } = joining {
+                if *inviter == peer_id {
+                    let req = ControlRequest::Join(JoinRequest { invite_id: token.invite_id, secret: token.secret });
+                    swarm.behaviour_mut().control.send_request(&peer_id, req);
+                    *joining = Joining::Sent { inviter: peer_id, since: Instant::now() };
+                }
+            }
+        }
+        SwarmEvent::ConnectionClosed { peer_id, num_established, .. } => {
+            if let Some(e) = state.peers.get_mut(&peer_id) {
+                e.connections = num_established as usize;
+                if num_established == 0 {
+                    e.rtt = SmoothedRtt::default();
+                    // Peers that never showed a certificate (CLI peers,
+                    // foreign peers) are forgotten when they leave.
+                    if e.certificate.is_none() && e.status.is_none() {
+                        state.peers.remove(&peer_id);
+                    }
+                }
+            }
+        }
+        SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+            debug!(peer = ?peer_id, "dial failed: {error}");
+            if let (Joining::Dialled { inviter, .. }, Some(p)) = (&*joining, peer_id) {
+                if *inviter == p {
+                    warn!("cannot reach the inviting node yet: {error}");
+                }
+            }
+        }
+        SwarmEvent::Behaviour(ev) => handle_behaviour(swarm, state, joining, ev)?,
+        _ => {}
+    }
+    Ok(())
+}
+
+fn handle_behaviour(
+    swarm: &mut Swarm<NodeBehaviour>,
+    state: &mut NodeState,
+    joining: &mut Joining,
+    event: NodeBehaviourEvent,
+) -> Result<(), NodeError> {
+    match event {
+        NodeBehaviourEvent::Ping(ping::Event { peer, result, .. }) => match result {
+            Ok(rtt) => state.peer(peer).rtt.observe(rtt),
+            Err(e) => debug!(%peer, "ping failed: {e}"),
+        },
+        NodeBehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+            let kad_ok = swarm.behaviour().kad.is_enabled();
+            for addr in info.listen_addrs.iter().take(MAX_ADDRS_PER_PEER) {
+                if kad_ok {
+                    if let Some(k) = swarm.behaviour_mut().kad.as_mut() {
+                        k.add_address(&peer_id, addr.clone());
+                    }
+                }
+            }
+            if info.protocol_version == super::IDENTIFY_PROTOCOL {
+                let entry = state.peer(peer_id);
+                for addr in info.listen_addrs.into_iter().take(MAX_ADDRS_PER_PEER) {
+                    entry.add_addr(addr);
+                }
+            }
+        }
+        NodeBehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
+            for (peer, addr) in found {
+                if let Some(k) = swarm.behaviour_mut().kad.as_mut() {
+                    k.add_address(&peer, addr.clone());
+                }
+                if !swarm.is_connected(&peer) {
+                    debug!(%peer, %addr, "found by mDNS");
+                    let _ = swarm.dial(DialOpts::peer_id(peer).addresses(vec![addr]).build());
+                }
+            }
+        }
+        NodeBehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message_id, message }) => {
+            let acceptance = judge_status(swarm, state, &message);
+            swarm.behaviour_mut().gossipsub.report_message_validation_result(
+                &message_id,
+                &propagation_source,
+                acceptance,
+            );
+        }
+        NodeBehaviourEvent::Member(request_response::Event::Message { peer, message, .. }) => match message {
+            request_response::Message::Request { request: MemberRequest::Certificate(theirs), channel, .. } => {
+                let ours = state.certificate.clone();
+                let _ = swarm.behaviour_mut().member.send_response(channel, MemberResponse::Certificate(ours));
+                learn_certificate(swarm, state, peer, theirs);
+            }
+            request_response::Message::Response { response: MemberResponse::Certificate(theirs), .. } => {
+                learn_certificate(swarm, state, peer, theirs);
+            }
+        },
+        NodeBehaviourEvent::Member(request_response::Event::OutboundFailure { peer, error, .. }) => {
+            if matches!(error, request_response::OutboundFailure::UnsupportedProtocols) {
+                // A CLI or a foreign libp2p peer: nothing to judge.
+                debug!(%peer, "peer does not speak the membership protocol");
+            } else {
+                debug!(%peer, "membership request failed: {error}");
+            }
+        }
+        NodeBehaviourEvent::Control(request_response::Event::Message { peer, message, .. }) => match message {
+            request_response::Message::Request { request, channel, .. } => {
+                let response = crate::control::server::handle(swarm, state, peer, request);
+                let _ = swarm.behaviour_mut().control.send_response(channel, response);
+            }
+            request_response::Message::Response { response, .. } => finish_join(swarm, state, joining, peer, response)?,
+        },
+        NodeBehaviourEvent::Control(request_response::Event::OutboundFailure { peer, error, .. }) => {
+            if let Joining::Sent { inviter, .. } = joining {
+                if *inviter == peer {
+                    return Err(NodeError::JoinFailed(format!("the join request to {peer} failed: {error}")));
+                }
+            }
+        }
+        NodeBehaviourEvent::Control(request_response::Event::InboundFailure { peer, error, .. }) => {
+            debug!(%peer, "control request failed: {error}");
+        }
+        NodeBehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. }) => debug!(%peer, "kademlia routing updated"),
+        _ => {}
+    }
+    Ok(())
+}
+
+fn judge_status(
+    swarm: &mut Swarm<NodeBehaviour>,
+    state: &mut NodeState,
+    message: &gossipsub::Message,
+) -> gossipsub::MessageAcceptance {
+    let Some(source) = message.source else { return gossipsub::MessageAcceptance::Reject };
+    let decoded: Result<StatusMessage, _> = super::codec::decode_limited(&message.data, MAX_STATUS_MESSAGE_BYTES);
+    let msg = match decoded {
+        Ok(m) => m,
+        Err(e) => {
+            debug!(%source, "undecodable status: {e}");
+            return gossipsub::MessageAcceptance::Reject;
+        }
+    };
+    if let Err(e) = msg.status.check() {
+        debug!(%source, "status refused: {e}");
+        return gossipsub::MessageAcceptance::Reject;
+    }
+    match state.judge(&source, Some(&msg.certificate)) {
+        m @ Membership::Member(_) => {
+            state.peer(source).status = Some((msg.status, Instant::now()));
+            if state.peer(source).membership != m {
+                state.peer(source).certificate = Some(msg.certificate);
+                set_membership(swarm, state, source, m);
+            }
+            gossipsub::MessageAcceptance::Accept
+        }
+        Membership::Refused(reason) => {
+            debug!(%source, "status from a non-member refused: {reason}");
+            gossipsub::MessageAcceptance::Reject
+        }
+        Membership::Unknown => gossipsub::MessageAcceptance::Ignore,
+    }
+}
+
+fn finish_join(
+    swarm: &mut Swarm<NodeBehaviour>,
+    state: &mut NodeState,
+    joining: &mut Joining,
+    peer: PeerId,
+    response: ControlResponse,
+) -> Result<(), NodeError> {
+    let Joining::Sent { inviter, .. } = joining else { return Ok(()) };
+    if *inviter != peer {
+        return Ok(());
+    }
+    match response {
+        ControlResponse::Joined(accepted) => {
+            let own = state.identity.public_key();
+            accepted
+                .certificate
+                .verify_trusted(&own, &accepted.trusted_users)
+                .map_err(|e| NodeError::JoinFailed(format!("the inviting node sent a bad certificate: {e}")))?;
+            state.data_dir.write_trusted(&accepted.trusted_users)?;
+            state.data_dir.write_certificate(&accepted.certificate)?;
+            info!(user = %accepted.certificate.body.user_key, "joined the mesh: enrolled by {peer}");
+            state.trusted = accepted.trusted_users;
+            state.certificate = Some(accepted.certificate);
+            *joining = Joining::No;
+            // Show every peer our new certificate (and see theirs again).
+            let connected: Vec<PeerId> = swarm.connected_peers().copied().collect();
+            for p in connected {
+                exchange_certificates(swarm, state, p);
+            }
+            recheck_members(swarm, state);
+            Ok(())
+        }
+        ControlResponse::Refused { reason } => Err(NodeError::JoinRefused(reason)),
+        other => Err(NodeError::JoinFailed(format!("unexpected answer from the inviting node: {other:?}"))),
+    }
+}

@@ -1,0 +1,252 @@
+//! Bad inputs to `meshnode run`: each exits non-zero with one line on stderr
+//! that names what failed and why, and never panics.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn meshnode(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_meshnode"))
+        .args(args)
+        .output()
+        .expect("run meshnode")
+}
+
+/// Asserts a failed run: non-zero exit, exactly one stderr line that contains
+/// every one of `needles`, and no panic.
+fn assert_one_line_error(what: &str, out: &Output, needles: &[&str]) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "{what}: exited successfully; stderr: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{what}: panicked: {stderr}");
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "{what}: expected one stderr line, got:\n{stderr}"
+    );
+    for n in needles {
+        assert!(
+            stderr.contains(n),
+            "{what}: stderr does not mention {n:?}: {stderr}"
+        );
+    }
+    stderr
+}
+
+fn write_wat(dir: &Path, name: &str, wat: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, wat::parse_str(wat).unwrap()).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+const OK_MODULE: &str = r#"(module (memory (export "memory") 1) (func (export "_start")))"#;
+
+#[test]
+fn missing_file() {
+    let out = meshnode(&["run", "/nonexistent/meshnode-test/app.wasm"]);
+    assert_one_line_error(
+        "missing file",
+        &out,
+        &["/nonexistent/meshnode-test/app.wasm", "No such file"],
+    );
+}
+
+#[test]
+fn not_wasm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("app.wasm");
+    std::fs::write(&path, "#!/bin/sh\necho this is a shell script\n").unwrap();
+    let out = meshnode(&["run", path.to_str().unwrap()]);
+    assert_one_line_error("text file", &out, &["app.wasm", "not a WebAssembly module"]);
+
+    std::fs::write(&path, "").unwrap();
+    let out = meshnode(&["run", path.to_str().unwrap()]);
+    assert_one_line_error(
+        "empty file",
+        &out,
+        &["app.wasm", "not a WebAssembly module"],
+    );
+
+    let out = meshnode(&["run", tmp.path().to_str().unwrap()]);
+    assert_one_line_error("a directory", &out, &["cannot read"]);
+}
+
+#[test]
+fn truncated_module() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bytes = wat::parse_str(
+        r#"(module
+             (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+             (memory (export "memory") 1)
+             (func (export "_start") (call $exit (i32.const 3))))"#,
+    )
+    .unwrap();
+    for cut in [
+        4,
+        8,
+        9,
+        12,
+        20,
+        bytes.len() / 2,
+        bytes.len() / 2 + 1,
+        bytes.len() - 1,
+    ] {
+        let path = tmp.path().join("cut.wasm");
+        std::fs::write(&path, &bytes[..cut]).unwrap();
+        let out = meshnode(&["run", path.to_str().unwrap()]);
+        let what = format!("module cut to {cut} of {} bytes", bytes.len());
+        // A cut at a section boundary leaves a valid module without `_start`.
+        let valid = wasmparser::Validator::new()
+            .validate_all(&bytes[..cut])
+            .is_ok();
+        let needle = if valid {
+            "no `_start`"
+        } else {
+            "invalid WebAssembly module"
+        };
+        assert_one_line_error(&what, &out, &["cut.wasm", needle]);
+    }
+}
+
+#[test]
+fn unknown_imports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = write_wat(
+        tmp.path(),
+        "env.wasm",
+        r#"(module (import "env" "foo" (func)) (memory (export "memory") 1) (func (export "_start")))"#,
+    );
+    assert_one_line_error(
+        "env.foo",
+        &meshnode(&["run", &p]),
+        &["env.wasm", "env.foo", "does not provide"],
+    );
+
+    let p = write_wat(
+        tmp.path(),
+        "nosuch.wasm",
+        r#"(module (import "wasi_snapshot_preview1" "fd_teleport" (func)) (memory (export "memory") 1) (func (export "_start")))"#,
+    );
+    assert_one_line_error(
+        "unknown wasi function",
+        &meshnode(&["run", &p]),
+        &["wasi_snapshot_preview1.fd_teleport"],
+    );
+
+    let p = write_wat(
+        tmp.path(),
+        "global.wasm",
+        r#"(module (import "env" "g" (global i32)) (memory (export "memory") 1) (func (export "_start")))"#,
+    );
+    assert_one_line_error(
+        "imported global",
+        &meshnode(&["run", &p]),
+        &["env.g", "global"],
+    );
+
+    // A preview1 function with the wrong signature.
+    let p = write_wat(
+        tmp.path(),
+        "sig.wasm",
+        r#"(module (import "wasi_snapshot_preview1" "fd_write" (func (param i32) (result i32)))
+                   (memory (export "memory") 1) (func (export "_start")))"#,
+    );
+    assert_one_line_error(
+        "wrong signature",
+        &meshnode(&["run", &p]),
+        &["sig.wasm", "fd_write"],
+    );
+}
+
+#[test]
+fn no_start_function() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = write_wat(
+        tmp.path(),
+        "lib.wasm",
+        r#"(module (memory (export "memory") 1) (func (export "main")))"#,
+    );
+    assert_one_line_error(
+        "no _start",
+        &meshnode(&["run", &p]),
+        &["lib.wasm", "_start"],
+    );
+    // `_start` that is not a function
+    let p = write_wat(
+        tmp.path(),
+        "glob.wasm",
+        r#"(module (global (export "_start") i32 (i32.const 0)))"#,
+    );
+    assert_one_line_error(
+        "_start is a global",
+        &meshnode(&["run", &p]),
+        &["glob.wasm", "_start"],
+    );
+}
+
+#[test]
+fn traps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "unreachable",
+            r#"(func (export "_start") unreachable)"#,
+            "unreachable",
+        ),
+        (
+            "divide",
+            r#"(func (export "_start") (drop (i32.div_s (i32.const 1) (i32.const 0))))"#,
+            "divide by zero",
+        ),
+        (
+            "oob",
+            r#"(func (export "_start") (drop (i32.load (i32.const 0x7fffffff))))"#,
+            "out of bounds",
+        ),
+        (
+            "recursion",
+            r#"(func $f (export "_start") (call $f))"#,
+            "stack",
+        ),
+    ];
+    for (name, func, needle) in cases {
+        let p = write_wat(
+            tmp.path(),
+            &format!("{name}.wasm"),
+            &format!("(module (memory (export \"memory\") 1) {func})"),
+        );
+        let out = meshnode(&["run", &p]);
+        let line = assert_one_line_error(name, &out, &[&format!("{name}.wasm"), "trap", needle]);
+        assert!(line.to_lowercase().contains(needle), "{name}: {line}");
+    }
+    // A WASI call from a module without an exported memory traps cleanly.
+    let p = write_wat(
+        tmp.path(),
+        "nomem.wasm",
+        r#"(module (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+                   (func (export "_start") (drop (call $w (i32.const 1) (i32.const 0) (i32.const 0) (i32.const 0)))))"#,
+    );
+    assert_one_line_error(
+        "no memory",
+        &meshnode(&["run", &p]),
+        &["nomem.wasm", "memory"],
+    );
+}
+
+#[test]
+fn bad_options() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = write_wat(tmp.path(), "ok.wasm", OK_MODULE);
+    let out = meshnode(&["run", "--dir", "/nonexistent/meshnode-dir", &p]);
+    assert_one_line_error("missing --dir", &out, &["/nonexistent/meshnode-dir"]);
+    let out = meshnode(&["run", "--env", "=x", &p]);
+    assert_one_line_error("empty env name", &out, &["--env"]);
+    // and the good module runs
+    let out = meshnode(&["run", &p]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,74 @@
+//! Migration differential tests: every corpus program run plainly and in
+//! storm mode (`--migrate-every N`: unwind at every Nth migration point,
+//! serialize the whole vessel to bytes, drop it with every host handle, and
+//! resume it from those bytes) must give identical stdout, exit code and
+//! files.
+
+use crate::corpus::{corpus_names, corpus_wasm_flavor, run_program, spec, Flavor, Runtime};
+
+/// The N of `--migrate-every`: every point, a prime that lands at varied
+/// places, and a large one that migrates rarely.
+const EVERY: [u32; 3] = [1, 7, 1000];
+
+/// Goal: a vessel migrated at every Nth point behaves exactly like one that
+/// never moved. Method: for every corpus program (both compile flavours)
+/// and each N, compare the storm run with a plain meshnode run.
+#[test]
+fn storm_mode_matches_plain_runs_for_every_corpus_program() {
+    let mut failures = Vec::new();
+    let names = corpus_names();
+    let jobs: Vec<(String, Flavor, u32)> = names
+        .iter()
+        .flat_map(|n| Flavor::ALL.into_iter().flat_map(move |f| EVERY.into_iter().map(move |e| (n.clone(), f, e))))
+        .collect();
+    let results = std::sync::Mutex::new(Vec::new());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..3 {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some((name, flavor, every)) = jobs.get(i) else { break };
+                let s = spec(name);
+                let wasm = corpus_wasm_flavor(name, *flavor);
+                let plain = run_program(Runtime::Meshnode, &wasm, &s, None);
+                let storm = run_program(Runtime::MeshnodeStorm(*every), &wasm, &s, None);
+                let mut problems = Vec::new();
+                if plain.code != storm.code && !(s.trap && plain.code != Some(0) && storm.code != Some(0)) {
+                    problems.push(format!("exit {:?} vs {:?}", plain.code, storm.code));
+                }
+                if plain.stdout != storm.stdout {
+                    problems.push(format!(
+                        "stdout differs:\n--- plain\n{}\n--- storm\n{}",
+                        String::from_utf8_lossy(&plain.stdout),
+                        String::from_utf8_lossy(&storm.stdout)
+                    ));
+                }
+                if format!("{:?}", plain.tree) != format!("{:?}", storm.tree) {
+                    problems.push("files differ".into());
+                }
+                let stderr = String::from_utf8_lossy(&storm.stderr);
+                let migrations: u64 = stderr
+                    .lines()
+                    .find_map(|l| l.split("storm mode: ").nth(1))
+                    .and_then(|rest| rest.split(' ').next())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+                // Every program runs libc loops, so migrating at every point
+                // must migrate; a storm that never moved proves nothing.
+                if *every == 1 && migrations == 0 {
+                    problems.push(format!("--migrate-every 1 never migrated: {stderr}"));
+                }
+                if stderr.contains("panicked") {
+                    problems.push(format!("panic: {}", String::from_utf8_lossy(&storm.stderr)));
+                }
+                results.lock().unwrap().push((name.clone(), *flavor, *every, problems));
+            });
+        }
+    });
+    for (name, flavor, every, problems) in results.into_inner().unwrap() {
+        if !problems.is_empty() {
+            failures.push(format!("{name} ({flavor:?}) --migrate-every {every}: {}", problems.join("; ")));
+        }
+    }
+    assert!(failures.is_empty(), "{} storm runs differ:\n{}", failures.len(), failures.join("\n"));
+}

@@ -1,0 +1,273 @@
+//! Capture and resume through the real `meshnode` binary, and the refusal of
+//! hostile or corrupt snapshots.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use protocol::fuzzing::SplitMix64;
+use protocol::snapshot::{Hash, Manifest, Value};
+
+fn meshnode() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_meshnode"))
+}
+
+fn midrun_wasm() -> PathBuf {
+    crate::support::compile_c("node/tests/programs/wasi_state_midrun.c", &[])
+}
+
+/// Lays out the files the mid-run program reads.
+fn input_dir(root: &Path) {
+    let mut text = String::new();
+    for i in 0..60 {
+        text.push_str(&format!("line {i}\n"));
+    }
+    std::fs::write(root.join("in.txt"), text).unwrap();
+    std::fs::create_dir(root.join("list")).unwrap();
+    for i in 0..80 {
+        std::fs::write(root.join("list").join(format!("entry-{i:03}")), b"").unwrap();
+    }
+}
+
+fn ok(out: &Output) -> &Output {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "meshnode panicked: {stderr}");
+    out
+}
+
+/// Runs the program up to its `point`-th migration point and returns the
+/// snapshot hash it printed, with the output so far.
+fn checkpoint(store: &Path, data: &Path, point: u32) -> (String, Vec<u8>) {
+    let out = meshnode()
+        .args(["run", "--checkpoint-at-point", &point.to_string(), "--snapshot-dir"])
+        .arg(store)
+        .arg("--dir")
+        .arg(format!("{}::/data", data.display()))
+        .arg(midrun_wasm())
+        .arg("50")
+        .output()
+        .unwrap();
+    ok(&out);
+    assert!(out.status.success(), "checkpoint run failed: {}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let hash = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("meshnode: snapshot "))
+        .unwrap_or_else(|| panic!("no snapshot hash in stderr: {stderr}"))
+        .trim()
+        .to_string();
+    (hash, out.stdout)
+}
+
+fn resume(store: &Path, data: &Path, hash: &str) -> Output {
+    meshnode()
+        .arg("resume")
+        .arg("--dir")
+        .arg(format!("{}::/data", data.display()))
+        .arg(store)
+        .arg(hash)
+        .output()
+        .unwrap()
+}
+
+/// Goal: a vessel captured in one process resumes in another, against a
+/// different host directory, and ends exactly as an uninterrupted run.
+/// Method: plain run; then a run stopped at point 300 (snapshot), its files
+/// copied to a new directory, and `meshnode resume` there. stdout of the two
+/// halves concatenated, the exit code and the files must equal the plain run.
+#[test]
+fn capture_and_resume_in_a_new_process_matches_an_uninterrupted_run() {
+    let plain_dir = tempfile::tempdir().unwrap();
+    input_dir(plain_dir.path());
+    let plain = meshnode()
+        .arg("run")
+        .arg("--dir")
+        .arg(format!("{}::/data", plain_dir.path().display()))
+        .arg(midrun_wasm())
+        .arg("50")
+        .output()
+        .unwrap();
+    assert!(ok(&plain).status.success());
+
+    let store = tempfile::tempdir().unwrap();
+    let first = tempfile::tempdir().unwrap();
+    input_dir(first.path());
+    let (hash, head) = checkpoint(store.path(), first.path(), 300);
+    let second = tempfile::tempdir().unwrap();
+    crate::support::copy_tree(first.path(), second.path());
+    drop(first);
+    let rest = resume(store.path(), second.path(), &hash);
+    assert!(ok(&rest).status.success(), "resume failed: {}", String::from_utf8_lossy(&rest.stderr));
+    let mut all = head;
+    all.extend_from_slice(&rest.stdout);
+    assert_eq!(String::from_utf8_lossy(&all), String::from_utf8_lossy(&plain.stdout));
+    assert_eq!(crate::support::tree(second.path()), crate::support::tree(plain_dir.path()));
+}
+
+fn manifest_path(store: &Path, hash: &str) -> PathBuf {
+    store.join("manifests").join(hash)
+}
+
+fn load_manifest(store: &Path, hash: &str) -> Manifest {
+    protocol::cbor::decode(&std::fs::read(manifest_path(store, hash)).unwrap()).unwrap()
+}
+
+/// Stores a forged manifest under its own (correct) hash, as an attacker
+/// who can write the store could, and returns that hash.
+fn store_forged(store: &Path, m: &Manifest) -> String {
+    let (bytes, h) = m.encode_and_hash();
+    std::fs::write(manifest_path(store, &h.to_hex()), bytes).unwrap();
+    h.to_hex()
+}
+
+fn refused(store: &Path, data: &Path, hash: &str, needle: &str) {
+    let out = resume(store, data, hash);
+    ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a bad snapshot was resumed: {stderr}");
+    assert!(stderr.contains(needle), "expected `{needle}` in: {stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line of error: {stderr}");
+    assert!(out.stdout.is_empty(), "nothing may run: {}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// Goal: a hostile or corrupt snapshot is refused with a clear one-line
+/// error before anything runs, never a panic. Method: take one real
+/// snapshot, then damage or forge it in each way and resume.
+#[test]
+fn hostile_and_corrupt_snapshots_are_refused_before_anything_runs() {
+    let store = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    input_dir(data.path());
+    let (hash, _) = checkpoint(store.path(), data.path(), 200);
+    let s = store.path();
+    let good = load_manifest(s, &hash);
+
+    // A tampered memory chunk.
+    let chunk = good.memory.chunks.iter().flatten().next().unwrap().to_hex();
+    let chunk_path = s.join("chunks").join(&chunk[..2]).join(&chunk);
+    let original_chunk = std::fs::read(&chunk_path).unwrap();
+    let mut bad = original_chunk.clone();
+    bad[100] ^= 0x40;
+    std::fs::write(&chunk_path, &bad).unwrap();
+    refused(s, data.path(), &hash, "tampered");
+    std::fs::write(&chunk_path, &original_chunk).unwrap();
+
+    // A tampered manifest file (its name no longer matches its content).
+    let mpath = manifest_path(s, &hash);
+    let original_manifest = std::fs::read(&mpath).unwrap();
+    let mut bad = original_manifest.clone();
+    let at = bad.len() / 2;
+    bad[at] ^= 1;
+    std::fs::write(&mpath, &bad).unwrap();
+    refused(s, data.path(), &hash, "tampered");
+    // Truncated.
+    std::fs::write(&mpath, &original_manifest[..original_manifest.len() / 3]).unwrap();
+    refused(s, data.path(), &hash, "tampered");
+    std::fs::write(&mpath, &original_manifest).unwrap();
+
+    // Forged manifests, correctly named: each must fail validation.
+    let mut m = good.clone();
+    m.frames[0].locals.push(Value::I32(1));
+    refused(s, data.path(), &store_forged(s, &m), "values");
+    let mut m = good.clone();
+    let slot = m.frames[0].locals.iter().position(|v| matches!(v, Value::I32(_))).unwrap();
+    m.frames[0].locals[slot] = Value::F64(0);
+    refused(s, data.path(), &store_forged(s, &m), "saves a i32 there");
+    let mut m = good.clone();
+    m.frames[0].point = 1_000_000;
+    refused(s, data.path(), &store_forged(s, &m), "migration points");
+    let mut m = good.clone();
+    m.frames[0].func = 0;
+    refused(s, data.path(), &store_forged(s, &m), "not instrumented");
+    let mut m = good.clone();
+    m.module.rewriter_version = "meshnode-rewriter/0".into();
+    refused(s, data.path(), &store_forged(s, &m), "rewriter");
+    let mut m = good.clone();
+    m.module.instrumented_hash = Hash::of(b"another module");
+    refused(s, data.path(), &store_forged(s, &m), "not ");
+    let mut m = good.clone();
+    m.module.original_hash = Hash::of(b"another module");
+    refused(s, data.path(), &store_forged(s, &m), "hash to");
+    let mut m = good.clone();
+    m.memory.size_bytes += 65536;
+    refused(s, data.path(), &store_forged(s, &m), "chunks");
+    let mut m = good.clone();
+    m.version = 2;
+    refused(s, data.path(), &store_forged(s, &m), "version 2");
+    let mut m = good.clone();
+    m.globals.pop();
+    refused(s, data.path(), &store_forged(s, &m), "globals");
+    let mut m = good.clone();
+    m.wasi.preopens[0].guest_path = "/elsewhere".into();
+    refused(s, data.path(), &store_forged(s, &m), "/elsewhere");
+
+    // Unknown hash, and a hash that is not one.
+    refused(s, data.path(), &Hash::of(b"nothing").to_hex(), "not in the store");
+    refused(s, data.path(), "xyz", "not a snapshot hash");
+
+    // The good snapshot still resumes.
+    let out = resume(s, data.path(), &hash);
+    assert!(ok(&out).status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Seeded smoke run of snapshot validation: 300 structurally mutated
+/// manifests of a real snapshot go through the whole resume path up to the
+/// first instruction. None may panic; the ones that pass validation must
+/// keep every frame value's type. A failing case names the seed.
+#[test]
+fn snapshot_validation_survives_seeded_structural_mutations() {
+    use meshnode::dock::{snapshot, DockConfig, Vessel};
+    use meshnode::dock::wasi::{DirMapping, WasiCtx};
+    use meshnode::store::ChunkStore;
+
+    let store_dir = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    input_dir(data.path());
+    let (hash, _) = checkpoint(store_dir.path(), data.path(), 150);
+    let store = ChunkStore::open(store_dir.path()).unwrap();
+    let good = store.get_manifest(&Hash::from_hex(&hash).unwrap()).unwrap();
+    let config = DockConfig::default();
+    let (engine, config, vm) = snapshot::module_from_manifest(&config, &store, &good).unwrap();
+    let seed = 0x5eed_0002;
+    let mut rng = SplitMix64(seed);
+    let dirs = [DirMapping { host: data.path().to_path_buf(), guest: "/data".into() }];
+    for case in 0..300 {
+        let mut m = good.clone();
+        let f = rng.below(m.frames.len() as u64) as usize;
+        match rng.below(6) {
+            0 => m.frames[f].func = rng.next_u64() as u32 % 64,
+            1 => m.frames[f].point = rng.below(40) as u32,
+            2 => {
+                let n = m.frames[f].locals.len() as u64;
+                if n > 0 {
+                    let i = rng.below(n) as usize;
+                    m.frames[f].locals[i] = match rng.below(4) {
+                        0 => Value::I32(rng.next_u64() as i32),
+                        1 => Value::I64(rng.next_u64() as i64),
+                        2 => Value::F32(rng.next_u64() as u32),
+                        _ => Value::F64(rng.next_u64()),
+                    };
+                }
+            }
+            3 => {
+                let a = rng.below(m.frames.len() as u64) as usize;
+                m.frames.swap(f, a);
+            }
+            4 => {
+                let g = rng.below(m.globals.len() as u64) as usize;
+                m.globals[g] = Value::I64(rng.next_u64() as i64);
+            }
+            _ => {
+                m.frames.truncate(f.max(1));
+            }
+        }
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if m.check().is_err() {
+                return;
+            }
+            let capture = snapshot::capture_from_manifest(&store, &m, config.max_memory_bytes as u64).unwrap();
+            let wasi = WasiCtx::rebuild(m.wasi.clone(), &dirs, Default::default()).unwrap();
+            let _ = Vessel::resume(&engine, &vm, &capture, wasi, &config);
+        }));
+        assert!(result.is_ok(), "seed {seed:#x} case {case} panicked");
+    }
+}
