@@ -12,6 +12,7 @@ wasi-libc, and node (for the start-up comparison).
 import argparse
 import math
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -22,15 +23,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
 MESHNODE = os.path.join(TARGET, "release", "meshnode")
 
-# (program, argument for the benchmark run). Arguments are sized so each run
-# takes about a second in wasmi on a 2-core x86_64 machine.
+# (program in benches/programs, what it stands for, iterations). Iterations
+# are sized so each run takes about a second in wasmi on a 2-core x86_64
+# machine.
 PROGRAMS = [
-    ("matrix", "120"),
-    ("nbody", "200000"),
-    ("hashing", "300"),
-    ("compression", "40"),
-    ("recursion", "27"),
-    ("hashtable", "200000"),
+    ("matmul", "matrix", "40"),
+    ("nbody", "n-body", "400"),
+    ("sha256", "hashing", "80"),
+    ("lz77", "compression", "20"),
+    ("recursion", "recursion", "120"),
+    ("hashtable", "hash table, indirect calls", "8"),
 ]
 
 
@@ -84,28 +86,63 @@ def main():
     print("| --- | --- | --- |")
     print(f"| {m*1000:.1f} ms | {n*1000:.1f} ms | {m/n:.3f} |\n")
 
-    # Fuel slicing: the same programs with fuel metering on and off.
-    print("### Fuel slicing (default slice vs `--no-fuel`)\n")
-    print("| program | fuel on | fuel off | ratio on / off |")
-    print("| --- | --- | --- | --- |")
-    ratios = []
-    for name, arg in PROGRAMS:
+    wasms = []
+    for name, what, arg in PROGRAMS:
         src = os.path.join(ROOT, "benches", "programs", f"{name}.c")
-        if not os.path.exists(src):
-            print(f"| {name} | missing: {src} | | |")
-            continue
         wasm = os.path.join(work, f"{name}.wasm")
         compile_c(src, wasm)
         if args.quick:
-            arg = str(max(1, int(arg) // 20))
-        (on, off), outs = interleaved([[MESHNODE, "run", wasm, arg], [MESHNODE, "run", "--no-fuel", wasm, arg]], args.runs)
-        if outs[0] != outs[1]:
-            sys.exit(f"{name}: output differs with fuel on and off")
-        ratios.append(on / off)
-        print(f"| {name} | {on:.3f} s | {off:.3f} s | {on/off:.3f} |")
-    if ratios:
-        geo = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
-        print(f"| **geomean** | | | **{geo:.3f}** |\n")
+            arg = str(max(1, int(arg) // 10))
+        wasms.append((name, what, arg, wasm))
+
+    def table(title, header, variants):
+        """Runs every program under each variant; prints ratios to the first."""
+        print(f"### {title}\n")
+        print("| program | " + " | ".join(header) + " | " + " | ".join(f"{h} / {header[0]}" for h in header[1:]) + " |")
+        print("| --- " * (1 + 2 * len(header) - 1) + "|")
+        ratios = [[] for _ in header[1:]]
+        for name, what, arg, wasm in wasms:
+            cmds = [v(wasm) + [arg] for v in variants]
+            meds, outs = interleaved(cmds, args.runs)
+            if any(o != outs[0] for o in outs):
+                sys.exit(f"{name}: output differs between variants")
+            for k in range(1, len(meds)):
+                ratios[k - 1].append(meds[k] / meds[0])
+            cells = [f"{m:.3f} s" for m in meds] + [f"{meds[k] / meds[0]:.3f}" for k in range(1, len(meds))]
+            print(f"| {name} ({what}) | " + " | ".join(cells) + " |")
+        geo = [math.exp(sum(math.log(r) for r in rs) / len(rs)) for rs in ratios]
+        worst = [max(rs) for rs in ratios]
+        print("| **geomean** | " + " | " * len(header) + " | ".join(f"**{g:.3f}**" for g in geo) + " |")
+        print("| worst | " + " | " * len(header) + " | ".join(f"{w:.3f}" for w in worst) + " |\n")
+
+    # Fuel slicing: the same (unrewritten) programs with fuel metering on and off.
+    table(
+        "Fuel slicing (`--no-rewrite`, default slice vs `--no-fuel`)",
+        ["fuel off", "fuel on"],
+        [lambda w: [MESHNODE, "run", "--no-rewrite", "--no-fuel", w], lambda w: [MESHNODE, "run", "--no-rewrite", w]],
+    )
+
+    # Migration points: instrumented vs original, both with fuel on.
+    variants = [lambda w: [MESHNODE, "run", "--no-rewrite", w], lambda w: [MESHNODE, "run", w]]
+    header = ["original", "instrumented"]
+    if shutil.which("wasm-opt"):
+        for name, what, arg, wasm in wasms:
+            subprocess.run(["wasm-opt", "--asyncify", "-O2", wasm, "-o", wasm + ".asyncify.wasm"], check=True)
+        variants.append(lambda w: [MESHNODE, "run", "--no-rewrite", w + ".asyncify.wasm"])
+        header.append("asyncify")
+    table("Run time of migratable vessels (wasmi, fuel on)", header, variants)
+
+    # Code size: the code section, instrumented / original.
+    print("### Code size (code section)\n")
+    print("| program | original bytes | instrumented bytes | ratio |")
+    print("| --- | --- | --- | --- |")
+    for name, what, arg, wasm in wasms:
+        out = subprocess.run([MESHNODE, "rewrite", wasm, "-o", wasm + ".rw.wasm", "--stats"], check=True,
+                             stdout=subprocess.PIPE).stdout.decode()
+        line = next(l for l in out.splitlines() if l.startswith("code section"))
+        before, after = line.split(":")[1].split("bytes")[0].split("->")
+        print(f"| {name} | {before.strip()} | {after.strip()} | {int(after) / int(before):.3f} |")
+    print()
 
 
 if __name__ == "__main__":

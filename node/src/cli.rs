@@ -276,6 +276,17 @@ pub fn run(args: RunArgs) -> Result<i32> {
     }
 }
 
+/// The process exit status for a program's exit code. A process status has
+/// 8 bits: a code above 255 would be silently truncated (256 would look like
+/// success), so it becomes 1 with a line that says why, as wasmtime does.
+fn exit_status(name: &str, code: u32) -> i32 {
+    if code > 255 {
+        eprintln!("meshnode: {name}: the program exited with {code}, which does not fit an exit status; exiting with 1");
+        return 1;
+    }
+    code as i32
+}
+
 fn trap_exit(name: &str, msg: &str) -> i32 {
     eprintln!("meshnode: {name}: wasm trap: {msg}");
     134
@@ -303,7 +314,7 @@ fn drive(
                 if checkpoint.checkpoint_after.is_some() || checkpoint.checkpoint_at_point.is_some() {
                     eprintln!("meshnode: {name}: the program ended before the checkpoint; no snapshot was taken");
                 }
-                return Ok(code as i32);
+                return Ok(exit_status(name, code));
             }
             Slice::Exited(Exit::Trap(msg)) => return Ok(trap_exit(name, &msg)),
             Slice::Yielded => {
@@ -347,7 +358,7 @@ fn storm(
         match vessel.run_slice() {
             Slice::Exited(Exit::Code(code)) => {
                 report(migrations);
-                return Ok(code as i32);
+                return Ok(exit_status(name, code));
             }
             Slice::Exited(Exit::Trap(msg)) => {
                 report(migrations);

@@ -250,3 +250,21 @@ fn bad_options() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Regression: `proc_exit(256)` made `meshnode run` exit 0, because a
+/// process status keeps only 8 bits. It must not look like success.
+#[test]
+fn proc_exit_above_255_is_not_success() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = write_wat(
+        dir.path(),
+        "exit256.wasm",
+        r#"(module
+          (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+          (memory (export "memory") 1)
+          (func (export "_start") (call $exit (i32.const 256))))"#,
+    );
+    let out = meshnode(&["run", &wasm]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_one_line_error("proc_exit(256)", &out, &["256", "exit status"]);
+}

@@ -947,6 +947,7 @@ fn print_report(title: &str, r: &Report) {
 /// expectations, except where a `//@` line says why not.
 #[test]
 fn corpus_references_agree() {
+    let _cpu = crate::support::shared_cpu();
     let (specs, outs, notes) = reference_outcomes();
     let mut r = Report {
         notes: notes.clone(),
@@ -1046,6 +1047,7 @@ fn corpus_references_agree() {
 /// references, for every corpus program in both compile flavors.
 #[test]
 fn corpus_meshnode_matches_references() {
+    let _cpu = crate::support::shared_cpu();
     let (specs, refs, notes) = reference_outcomes();
     let mut jobs = Vec::new();
     for s in specs {
@@ -1115,6 +1117,7 @@ fn corpus_meshnode_matches_references() {
 /// and the references with a small iteration count.
 #[test]
 fn bench_programs_match_references() {
+    let _cpu = crate::support::shared_cpu();
     let names = c_files(&bench_programs_dir());
     assert!(
         names.len() >= 6,

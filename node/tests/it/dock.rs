@@ -45,6 +45,7 @@ fn buffered_stdio() -> (Stdio, Arc<Mutex<Vec<u8>>>) {
 /// each finishes, and compare the last finish time to the first.
 #[test]
 fn four_cpu_bound_vessels_finish_within_1_5x_of_each_other() {
+    let _cpu = crate::support::exclusive_cpu();
     let config = DockConfig::default();
     let engine = config.engine();
     let wasm = spin_module(30_000_000);
@@ -152,6 +153,7 @@ fn midrun_vessel(
 /// Output, exit code and files must match the uninterrupted run.
 #[test]
 fn wasi_state_rebuilt_mid_run_against_another_directory_finishes_identically() {
+    let _cpu = crate::support::shared_cpu();
     let wasm = crate::support::compile_c("node/tests/programs/wasi_state_midrun.c", &[]);
     let config = DockConfig { fuel_slice: Some(200_000), ..Default::default() };
     let engine = config.engine();

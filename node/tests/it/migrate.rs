@@ -15,6 +15,7 @@ const EVERY: [u32; 3] = [1, 7, 1000];
 /// and each N, compare the storm run with a plain meshnode run.
 #[test]
 fn storm_mode_matches_plain_runs_for_every_corpus_program() {
+    let _cpu = crate::support::shared_cpu();
     let mut failures = Vec::new();
     let names = corpus_names();
     let jobs: Vec<(String, Flavor, u32)> = names

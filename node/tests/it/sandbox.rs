@@ -383,6 +383,7 @@ fn renumber_and_readdir() {
 /// may land outside.
 #[test]
 fn symlink_swapped_during_resolution() {
+    let _cpu = crate::support::shared_cpu();
     let fx = fixture();
     let link = fx.sandbox.join("flip");
     symlink("inside", &link).unwrap();

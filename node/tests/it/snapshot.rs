@@ -76,6 +76,7 @@ fn resume(store: &Path, data: &Path, hash: &str) -> Output {
 /// halves concatenated, the exit code and the files must equal the plain run.
 #[test]
 fn capture_and_resume_in_a_new_process_matches_an_uninterrupted_run() {
+    let _cpu = crate::support::shared_cpu();
     let plain_dir = tempfile::tempdir().unwrap();
     input_dir(plain_dir.path());
     let plain = meshnode()
@@ -134,6 +135,7 @@ fn refused(store: &Path, data: &Path, hash: &str, needle: &str) {
 /// snapshot, then damage or forge it in each way and resume.
 #[test]
 fn hostile_and_corrupt_snapshots_are_refused_before_anything_runs() {
+    let _cpu = crate::support::shared_cpu();
     let store = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     input_dir(data.path());
@@ -215,6 +217,7 @@ fn hostile_and_corrupt_snapshots_are_refused_before_anything_runs() {
 /// keep every frame value's type. A failing case names the seed.
 #[test]
 fn snapshot_validation_survives_seeded_structural_mutations() {
+    let _cpu = crate::support::shared_cpu();
     use meshnode::dock::{snapshot, DockConfig, Vessel};
     use meshnode::dock::wasi::{DirMapping, WasiCtx};
     use meshnode::store::ChunkStore;
