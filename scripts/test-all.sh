@@ -56,6 +56,14 @@ node --version
 stage "build"
 cargo build --workspace --all-targets --locked
 
+stage "aarch64 build (Debian toolchain, for the cross-CPU test under qemu)"
+# Its own target dir: Debian's rustc differs from rustup's, and sharing one
+# would rebuild the host's build scripts back and forth.
+export AARCH64_TARGET_DIR="${AARCH64_TARGET_DIR:-${CARGO_TARGET_DIR:-$PWD/target}-aarch64}"
+MESHNODE_AARCH64_BIN=$(bash scripts/build-aarch64.sh --no-check | tail -n1 | cut -d= -f2-)
+export MESHNODE_AARCH64_BIN
+echo "aarch64 meshnode: $MESHNODE_AARCH64_BIN"
+
 stage "test"
 cargo test --workspace --locked
 

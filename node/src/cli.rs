@@ -150,16 +150,18 @@ pub struct CheckpointArgs {
     /// Capture the vessel at its first migration point after DURATION of run
     /// time (e.g. 500ms, 2s, 1m), write the snapshot into --snapshot-dir,
     /// print its hash on stderr and exit 0.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "snapshot_dir")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub checkpoint_after: Option<std::time::Duration>,
 
     /// Capture the vessel at its Nth migration point (loop headers and
     /// recursive calls count), deterministically. Writes the snapshot as
     /// --checkpoint-after does.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), requires = "snapshot_dir", conflicts_with = "checkpoint_after")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), conflicts_with = "checkpoint_after")]
     pub checkpoint_at_point: Option<u32>,
 
     /// The chunk store to write snapshots into (created if missing).
+    /// Needed with --checkpoint-… on `run`; `resume` defaults to the store it
+    /// resumed from.
     #[arg(long, value_name = "DIR")]
     pub snapshot_dir: Option<PathBuf>,
 }
@@ -262,6 +264,10 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let mut argv = vec![args.module.to_string_lossy().as_bytes().to_vec()];
     argv.extend(args.args.iter().map(|a| a.as_bytes().to_vec()));
 
+    let wants_snapshot = args.checkpoint.checkpoint_after.is_some() || args.checkpoint.checkpoint_at_point.is_some();
+    if wants_snapshot && args.checkpoint.snapshot_dir.is_none() {
+        bail!("--checkpoint-after and --checkpoint-at-point need --snapshot-dir DIR to write the snapshot into");
+    }
     let bytes = dock::read_module_file(&args.module)?;
     let countdown = args.checkpoint.checkpoint_at_point.is_some() || args.migrate_every.is_some();
     let mode = if args.no_rewrite { Mode::Plain } else { Mode::Migratable { countdown } };
@@ -327,7 +333,7 @@ fn drive(
             Slice::Unwound => {
                 let points = points_before + checkpoint.checkpoint_at_point.map_or(0, u64::from);
                 let capture = vessel.capture(points)?;
-                let dir = checkpoint.snapshot_dir.as_ref().expect("clap requires --snapshot-dir");
+                let dir = checkpoint.snapshot_dir.as_ref().context("no --snapshot-dir to write the snapshot into")?;
                 let mut store = ChunkStore::open(dir)?;
                 let manifest = snapshot::to_manifest(&mut store, vm, &capture, config)?;
                 let hash = store.put_manifest(&manifest)?;

@@ -11,3 +11,4 @@ mod mesh;
 mod snapshot;
 mod corpus;
 mod migrate;
+mod cross_cpu;
