@@ -37,7 +37,7 @@ stage "rust toolchain"
 if ! command -v cargo >/dev/null 2>&1; then
     export PATH="$HOME/.cargo/bin:$PATH"
     if ! command -v cargo >/dev/null 2>&1; then
-        echo "error: no cargo found. Install a Rust toolchain (1.85 or newer, e.g. with rustup) and run again." >&2
+        echo "error: no cargo found. Install a Rust toolchain (1.88 or newer, e.g. with rustup) and run again." >&2
         exit 1
     fi
 fi

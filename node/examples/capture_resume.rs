@@ -48,20 +48,36 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 fn main() {
-    let runs: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(5);
+    let runs: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(5);
     println!("| memory | capture (median) | resume (median) | BLAKE3 of the memory | capture − hashing |");
     println!("| --- | --- | --- | --- | --- |");
     for mib in [1u32, 16, 64, 256] {
-        let config = DockConfig { max_memory_bytes: 512 << 20, ..DockConfig::default() };
+        let config = DockConfig {
+            max_memory_bytes: 512 << 20,
+            ..DockConfig::default()
+        };
         let wasm = module(mib);
-        let (engine, config, vm) =
-            VesselModule::prepare_with_engine(&config, "bench.wasm".as_ref(), wasm, Mode::Migratable { countdown: false })
-                .unwrap();
+        let (engine, config, vm) = VesselModule::prepare_with_engine(
+            &config,
+            "bench.wasm".as_ref(),
+            wasm,
+            Mode::Migratable { countdown: false },
+        )
+        .unwrap();
         let (mut captures, mut resumes, mut hashes) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..runs {
             let dir = tempfile::tempdir().unwrap();
             let mut store = ChunkStore::open(dir.path()).unwrap();
-            let mut vessel = Vessel::new(&engine, &vm, WasiCtx::new(WasiOptions::default()).unwrap(), &config).unwrap();
+            let mut vessel = Vessel::new(
+                &engine,
+                &vm,
+                WasiCtx::new(WasiOptions::default()).unwrap(),
+                &config,
+            )
+            .unwrap();
             // Run until the memory is filled and the vessel spins.
             let fill_slices = (mib as u64 * 1024 * 1024 / 4) * 6 / config.fuel_slice.unwrap() + 2;
             for _ in 0..fill_slices {
@@ -82,12 +98,17 @@ fn main() {
 
             let t2 = Instant::now();
             let m = store.get_manifest(&hash).unwrap();
-            let (engine2, config2, vm2) = snapshot::module_from_manifest(&config, &store, &m).unwrap();
-            let cap = snapshot::capture_from_manifest(&store, &m, config2.max_memory_bytes as u64).unwrap();
+            let (engine2, config2, vm2) =
+                snapshot::module_from_manifest(&config, &store, &m).unwrap();
+            let cap = snapshot::capture_from_manifest(&store, &m, config2.max_memory_bytes as u64)
+                .unwrap();
             let wasi = WasiCtx::rebuild(m.wasi.clone(), &[], Default::default()).unwrap();
             let mut resumed = Vessel::resume(&engine2, &vm2, &cap, wasi, &config2).unwrap();
             resumes.push(t2.elapsed());
-            assert!(matches!(resumed.run_slice(), Slice::Yielded), "the resumed vessel runs on");
+            assert!(
+                matches!(resumed.run_slice(), Slice::Yielded),
+                "the resumed vessel runs on"
+            );
         }
         let (c, r, h) = (median(captures), median(resumes), median(hashes));
         println!(

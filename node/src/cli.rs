@@ -187,14 +187,22 @@ pub struct ResumeArgs {
 /// Parses `500ms`, `2s`, `1.5s`, `1m`, or a plain number of seconds.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let t = s.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration (try 500ms or 2s)"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (try 500ms or 2s)"))?;
     let secs = match unit {
         "ms" => n / 1000.0,
         "" | "s" => n,
         "m" => n * 60.0,
-        other => return Err(format!("unknown duration unit `{other}` in `{s}` (use ms, s or m)")),
+        other => {
+            return Err(format!(
+                "unknown duration unit `{other}` in `{s}` (use ms, s or m)"
+            ))
+        }
     };
     std::time::Duration::try_from_secs_f64(secs).map_err(|_| format!("`{s}` is out of range"))
 }
@@ -202,16 +210,24 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 /// Parses `512MiB`, `1GiB`, `64KiB`, `1.5GiB`, or a plain number of bytes.
 pub fn parse_size(s: &str) -> Result<usize, String> {
     let t = s.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let unit_bytes: f64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
         "k" | "kb" | "kib" => 1024.0,
         "m" | "mb" | "mib" => 1024.0 * 1024.0,
         "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
-        other => return Err(format!("unknown size unit `{other}` in `{s}` (use KiB, MiB or GiB)")),
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}` in `{s}` (use KiB, MiB or GiB)"
+            ))
+        }
     };
-    let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a size (try 512MiB)"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size (try 512MiB)"))?;
     let bytes = n * unit_bytes;
     if !(0.0..=(usize::MAX as f64)).contains(&bytes) {
         return Err(format!("`{s}` is too large"));
@@ -231,7 +247,10 @@ fn parse_dir(spec: &str) -> Result<DirMapping> {
     if !host.is_dir() {
         bail!("--dir {spec}: {} is not a directory", host.display());
     }
-    Ok(DirMapping { host, guest: guest.to_string() })
+    Ok(DirMapping {
+        host,
+        guest: guest.to_string(),
+    })
 }
 
 fn parse_env(spec: &str) -> Result<Vec<u8>> {
@@ -257,27 +276,65 @@ pub fn run(args: RunArgs) -> Result<i32> {
         max_memory_bytes: args.max_memory,
         max_call_depth: args.max_call_depth,
         max_value_stack_bytes: args.max_value_stack,
-        fuel_slice: if args.no_fuel { None } else { Some(args.fuel_slice) },
+        fuel_slice: if args.no_fuel {
+            None
+        } else {
+            Some(args.fuel_slice)
+        },
     };
-    let dirs = args.dirs.iter().map(|d| parse_dir(d)).collect::<Result<Vec<_>>>()?;
-    let env = args.envs.iter().map(|e| parse_env(e)).collect::<Result<Vec<_>>>()?;
+    let dirs = args
+        .dirs
+        .iter()
+        .map(|d| parse_dir(d))
+        .collect::<Result<Vec<_>>>()?;
+    let env = args
+        .envs
+        .iter()
+        .map(|e| parse_env(e))
+        .collect::<Result<Vec<_>>>()?;
     let mut argv = vec![args.module.to_string_lossy().as_bytes().to_vec()];
     argv.extend(args.args.iter().map(|a| a.as_bytes().to_vec()));
 
-    let wants_snapshot = args.checkpoint.checkpoint_after.is_some() || args.checkpoint.checkpoint_at_point.is_some();
+    let wants_snapshot =
+        args.checkpoint.checkpoint_after.is_some() || args.checkpoint.checkpoint_at_point.is_some();
     if wants_snapshot && args.checkpoint.snapshot_dir.is_none() {
         bail!("--checkpoint-after and --checkpoint-at-point need --snapshot-dir DIR to write the snapshot into");
     }
     let bytes = dock::read_module_file(&args.module)?;
     let countdown = args.checkpoint.checkpoint_at_point.is_some() || args.migrate_every.is_some();
-    let mode = if args.no_rewrite { Mode::Plain } else { Mode::Migratable { countdown } };
-    let (engine, config, vm) = VesselModule::prepare_with_engine(&config, &args.module, bytes, mode)?;
-    let wasi = WasiCtx::new(WasiOptions { args: argv, env, dirs: dirs.clone(), stdio: Default::default() })
-        .with_context(|| format!("{}: cannot set up the program's environment", args.module.display()))?;
-    let vessel = Vessel::new(&engine, &vm, wasi, &config).map_err(|e| anyhow::anyhow!("{}: {e}", args.module.display()))?;
+    let mode = if args.no_rewrite {
+        Mode::Plain
+    } else {
+        Mode::Migratable { countdown }
+    };
+    let (engine, config, vm) =
+        VesselModule::prepare_with_engine(&config, &args.module, bytes, mode)?;
+    let wasi = WasiCtx::new(WasiOptions {
+        args: argv,
+        env,
+        dirs: dirs.clone(),
+        stdio: Default::default(),
+    })
+    .with_context(|| {
+        format!(
+            "{}: cannot set up the program's environment",
+            args.module.display()
+        )
+    })?;
+    let vessel = Vessel::new(&engine, &vm, wasi, &config)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.module.display()))?;
     let name = args.module.display().to_string();
     match args.migrate_every {
-        Some(n) => storm(&engine, &vm, vessel, &config, &dirs, n, args.max_migrations, &name),
+        Some(n) => storm(
+            &engine,
+            &vm,
+            vessel,
+            &config,
+            &dirs,
+            n,
+            args.max_migrations,
+            &name,
+        ),
         None => drive(&vm, vessel, &config, &args.checkpoint, 0, &name),
     }
 }
@@ -317,7 +374,8 @@ fn drive(
     loop {
         match vessel.run_slice() {
             Slice::Exited(Exit::Code(code)) => {
-                if checkpoint.checkpoint_after.is_some() || checkpoint.checkpoint_at_point.is_some() {
+                if checkpoint.checkpoint_after.is_some() || checkpoint.checkpoint_at_point.is_some()
+                {
                     eprintln!("meshnode: {name}: the program ended before the checkpoint; no snapshot was taken");
                 }
                 return Ok(exit_status(name, code));
@@ -333,7 +391,10 @@ fn drive(
             Slice::Unwound => {
                 let points = points_before + checkpoint.checkpoint_at_point.map_or(0, u64::from);
                 let capture = vessel.capture(points)?;
-                let dir = checkpoint.snapshot_dir.as_ref().context("no --snapshot-dir to write the snapshot into")?;
+                let dir = checkpoint
+                    .snapshot_dir
+                    .as_ref()
+                    .context("no --snapshot-dir to write the snapshot into")?;
                 let mut store = ChunkStore::open(dir)?;
                 let manifest = snapshot::to_manifest(&mut store, vm, &capture, config)?;
                 let hash = store.put_manifest(&manifest)?;
@@ -381,12 +442,23 @@ fn storm(
                 let (manifest_bytes, hash) = manifest.encode_and_hash();
                 drop(capture);
                 drop(vessel); // the Store, the instance and every host handle
-                let decoded: protocol::snapshot::Manifest = protocol::cbor::decode(&manifest_bytes)?;
-                assert_eq!(decoded.encode_and_hash().1, hash, "manifest changed in transit");
+                let decoded: protocol::snapshot::Manifest =
+                    protocol::cbor::decode(&manifest_bytes)?;
+                assert_eq!(
+                    decoded.encode_and_hash().1,
+                    hash,
+                    "manifest changed in transit"
+                );
                 decoded.check()?;
-                let capture = snapshot::capture_from_manifest(&chunks, &decoded, config.max_memory_bytes as u64)?;
+                let capture = snapshot::capture_from_manifest(
+                    &chunks,
+                    &decoded,
+                    config.max_memory_bytes as u64,
+                )?;
                 let wasi = WasiCtx::rebuild(decoded.wasi.clone(), dirs, Default::default())
-                    .with_context(|| format!("{name}: migration {migrations}: cannot rebuild WASI state"))?;
+                    .with_context(|| {
+                        format!("{name}: migration {migrations}: cannot rebuild WASI state")
+                    })?;
                 vessel = Vessel::resume(engine, vm, &capture, wasi, config)
                     .with_context(|| format!("{name}: migration {migrations}"))?;
                 if max_migrations.is_none_or(|k| migrations < k) {
@@ -419,15 +491,25 @@ pub fn resume(args: ResumeArgs) -> Result<i32> {
         ..DockConfig::default()
     };
     let (engine, config, vm) = snapshot::module_from_manifest(&config, &store, &manifest)?;
-    let capture = snapshot::capture_from_manifest(&store, &manifest, config.max_memory_bytes as u64)?;
-    let wasi = WasiCtx::rebuild(manifest.wasi.clone(), &dirs, Default::default())
-        .with_context(|| format!("snapshot {hash}: cannot re-create the vessel's files and directories"))?;
+    let capture =
+        snapshot::capture_from_manifest(&store, &manifest, config.max_memory_bytes as u64)?;
+    let wasi =
+        WasiCtx::rebuild(manifest.wasi.clone(), &dirs, Default::default()).with_context(|| {
+            format!("snapshot {hash}: cannot re-create the vessel's files and directories")
+        })?;
     let vessel = Vessel::resume(&engine, &vm, &capture, wasi, &config)?;
     let mut checkpoint = args.checkpoint.clone();
     if checkpoint.snapshot_dir.is_none() {
         checkpoint.snapshot_dir = Some(args.store.clone());
     }
-    drive(&vm, vessel, &config, &checkpoint, manifest.points_passed, &format!("snapshot {hash}"))
+    drive(
+        &vm,
+        vessel,
+        &config,
+        &checkpoint,
+        manifest.points_passed,
+        &format!("snapshot {hash}"),
+    )
 }
 
 /// `meshnode rewrite`.
@@ -435,11 +517,21 @@ pub fn rewrite(args: RewriteArgs) -> Result<i32> {
     let bytes = read_module_bytes(&args.input)?;
     let out = wasm_rewriter::rewrite(&bytes, &wasm_rewriter::RewriteConfig::default())
         .with_context(|| format!("{}: cannot instrument", args.input.display()))?;
-    std::fs::write(&args.output, &out.wasm).with_context(|| format!("{}: cannot write", args.output.display()))?;
+    std::fs::write(&args.output, &out.wasm)
+        .with_context(|| format!("{}: cannot write", args.output.display()))?;
     if args.stats {
         let r = &out.report;
-        let ratio = |after: u64, before: u64| if before == 0 { 1.0 } else { after as f64 / before as f64 };
-        println!("functions instrumented: {} of {}", r.functions_instrumented, r.functions_total);
+        let ratio = |after: u64, before: u64| {
+            if before == 0 {
+                1.0
+            } else {
+                after as f64 / before as f64
+            }
+        };
+        println!(
+            "functions instrumented: {} of {}",
+            r.functions_instrumented, r.functions_total
+        );
         println!("migration points:       {}", r.migration_points);
         println!(
             "code section:           {} -> {} bytes ({:.3}x)",

@@ -18,7 +18,10 @@ use protocol::membership::PublicKey;
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: not a meshnode key (expected 64 hex digits)")]
     Format { path: PathBuf },
     #[error("cannot find a home directory for the user key: set HOME, or pass --user-key")]
@@ -28,7 +31,10 @@ pub enum IdentityError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> IdentityError + '_ {
-    move |source| IdentityError::Io { path: path.to_path_buf(), source }
+    move |source| IdentityError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// A node's identity: one ed25519 key, seen both as a libp2p keypair (its
@@ -43,9 +49,14 @@ pub struct NodeIdentity {
 impl NodeIdentity {
     pub fn from_signing_key(signing: SigningKey) -> NodeIdentity {
         let mut secret = signing.to_bytes();
-        let keypair = Keypair::ed25519_from_bytes(&mut secret).expect("32 bytes are a valid ed25519 secret key");
+        let keypair = Keypair::ed25519_from_bytes(&mut secret)
+            .expect("32 bytes are a valid ed25519 secret key");
         let peer_id = keypair.public().to_peer_id();
-        NodeIdentity { signing, keypair, peer_id }
+        NodeIdentity {
+            signing,
+            keypair,
+            peer_id,
+        }
     }
 
     /// A fresh key that is never stored (the CLI's short-lived peer).
@@ -88,7 +99,9 @@ pub fn read_key(path: &Path) -> Result<Option<SigningKey>, IdentityError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err(path)(e)),
     };
-    let pk = PublicKey::from_hex(text.trim()).ok_or_else(|| IdentityError::Format { path: path.to_path_buf() })?;
+    let pk = PublicKey::from_hex(text.trim()).ok_or_else(|| IdentityError::Format {
+        path: path.to_path_buf(),
+    })?;
     Ok(Some(SigningKey::from_bytes(&pk.0)))
 }
 
@@ -99,21 +112,33 @@ pub fn read_or_create_key(path: &Path) -> Result<(SigningKey, bool), IdentityErr
         return Ok((k, false));
     }
     if let Some(dir) = path.parent() {
-        std::fs::DirBuilder::new().recursive(true).mode_0700().create(dir).map_err(io_err(dir))?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode_0700()
+            .create(dir)
+            .map_err(io_err(dir))?;
     }
     let key = random_signing_key()?;
-    let mut file = match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+    let mut file = match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
         Ok(f) => f,
         // Another process created it first: use that one.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             return read_key(path)?
                 .map(|k| (k, false))
-                .ok_or_else(|| IdentityError::Format { path: path.to_path_buf() })
+                .ok_or_else(|| IdentityError::Format {
+                    path: path.to_path_buf(),
+                })
         }
         Err(e) => return Err(io_err(path)(e)),
     };
     let hex: String = key.to_bytes().iter().map(|b| format!("{b:02x}")).collect();
-    file.write_all(format!("{hex}\n").as_bytes()).map_err(io_err(path))?;
+    file.write_all(format!("{hex}\n").as_bytes())
+        .map_err(io_err(path))?;
     file.sync_all().map_err(io_err(path))?;
     Ok((key, true))
 }
@@ -157,7 +182,10 @@ mod tests {
         let (b, created) = read_or_create_key(&path).unwrap();
         assert!(!created);
         assert_eq!(a.to_bytes(), b.to_bytes());
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         std::fs::write(&path, "nonsense").unwrap();
         assert!(matches!(read_key(&path), Err(IdentityError::Format { .. })));
     }

@@ -26,9 +26,16 @@ pub enum StoreError {
     #[error("snapshot {hash} is not in the store at {root}")]
     MissingManifest { hash: Hash, root: PathBuf },
     #[error("{path}: content hashes to {found}, not to its name {expected}: the file is corrupt or was tampered with")]
-    Corrupt { path: PathBuf, expected: Hash, found: Hash },
+    Corrupt {
+        path: PathBuf,
+        expected: Hash,
+        found: Hash,
+    },
     #[error("snapshot {hash}: cannot decode its manifest: {source}")]
-    Decode { hash: Hash, source: protocol::cbor::DecodeError },
+    Decode {
+        hash: Hash,
+        source: protocol::cbor::DecodeError,
+    },
     #[error("snapshot {hash}: {source}")]
     Manifest { hash: Hash, source: ManifestError },
     #[error("image of {size_bytes} bytes does not match its {chunks} chunks")]
@@ -36,7 +43,10 @@ pub enum StoreError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io { path: path.to_path_buf(), source }
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Somewhere chunks can be put and got back by hash: the on-disk
@@ -58,14 +68,26 @@ pub fn put_image(store: &mut impl Chunks, bytes: &[u8]) -> Result<ChunkedImage, 
             chunks.push(Some(store.put_chunk(chunk)?));
         }
     }
-    Ok(ChunkedImage { size_bytes: bytes.len() as u64, chunks })
+    Ok(ChunkedImage {
+        size_bytes: bytes.len() as u64,
+        chunks,
+    })
 }
 
 /// Reassembles an image, verifying every chunk. `max_size_bytes` bounds the
 /// allocation before any chunk is read.
-pub fn get_image(store: &impl Chunks, img: &ChunkedImage, max_size_bytes: u64) -> Result<Vec<u8>, StoreError> {
-    let shape_err = || StoreError::ImageShape { size_bytes: img.size_bytes, chunks: img.chunks.len() };
-    if ChunkedImage::chunk_count(img.size_bytes) != img.chunks.len() as u64 || img.size_bytes > max_size_bytes {
+pub fn get_image(
+    store: &impl Chunks,
+    img: &ChunkedImage,
+    max_size_bytes: u64,
+) -> Result<Vec<u8>, StoreError> {
+    let shape_err = || StoreError::ImageShape {
+        size_bytes: img.size_bytes,
+        chunks: img.chunks.len(),
+    };
+    if ChunkedImage::chunk_count(img.size_bytes) != img.chunks.len() as u64
+        || img.size_bytes > max_size_bytes
+    {
         return Err(shape_err());
     }
     let size = usize::try_from(img.size_bytes).map_err(|_| shape_err())?;
@@ -98,13 +120,17 @@ impl Chunks for MemChunks {
     }
 
     fn get_chunk(&self, h: &Hash) -> Result<Vec<u8>, StoreError> {
-        let bytes = self
-            .chunks
-            .get(h)
-            .ok_or_else(|| StoreError::MissingChunk { hash: *h, root: PathBuf::from("(memory)") })?;
+        let bytes = self.chunks.get(h).ok_or_else(|| StoreError::MissingChunk {
+            hash: *h,
+            root: PathBuf::from("(memory)"),
+        })?;
         let found = Hash::of(bytes);
         if found != *h {
-            return Err(StoreError::Corrupt { path: PathBuf::from("(memory)"), expected: *h, found });
+            return Err(StoreError::Corrupt {
+                path: PathBuf::from("(memory)"),
+                expected: *h,
+                found,
+            });
         }
         Ok(bytes.clone())
     }
@@ -133,7 +159,9 @@ impl ChunkStore {
             let p = root.join(sub);
             std::fs::create_dir_all(&p).map_err(io_err(&p))?;
         }
-        Ok(ChunkStore { root: root.to_path_buf() })
+        Ok(ChunkStore {
+            root: root.to_path_buf(),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -165,7 +193,10 @@ impl ChunkStore {
         if sync {
             tmp.as_file().sync_all().map_err(io_err(path))?;
         }
-        tmp.persist(path).map_err(|e| StoreError::Io { path: path.to_path_buf(), source: e.error })?;
+        tmp.persist(path).map_err(|e| StoreError::Io {
+            path: path.to_path_buf(),
+            source: e.error,
+        })?;
         Ok(())
     }
 
@@ -187,13 +218,20 @@ impl ChunkStore {
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(StoreError::MissingChunk { hash: *h, root: self.root.clone() })
+                return Err(StoreError::MissingChunk {
+                    hash: *h,
+                    root: self.root.clone(),
+                })
             }
             Err(e) => return Err(StoreError::Io { path, source: e }),
         };
         let found = Hash::of(&bytes);
         if found != *h {
-            return Err(StoreError::Corrupt { path, expected: *h, found });
+            return Err(StoreError::Corrupt {
+                path,
+                expected: *h,
+                found,
+            });
         }
         Ok(bytes)
     }
@@ -204,7 +242,10 @@ impl ChunkStore {
         let (bytes, h) = manifest.encode_and_hash();
         let chunks = self.root.join("chunks");
         let dir = std::fs::File::open(&chunks).map_err(io_err(&chunks))?;
-        rustix::fs::syncfs(&dir).map_err(|e| StoreError::Io { path: chunks.clone(), source: e.into() })?;
+        rustix::fs::syncfs(&dir).map_err(|e| StoreError::Io {
+            path: chunks.clone(),
+            source: e.into(),
+        })?;
         let path = self.manifest_path(&h);
         self.write_atomic(&path, &bytes, true)?;
         let manifests = self.root.join("manifests");
@@ -221,16 +262,25 @@ impl ChunkStore {
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(StoreError::MissingManifest { hash: *h, root: self.root.clone() })
+                return Err(StoreError::MissingManifest {
+                    hash: *h,
+                    root: self.root.clone(),
+                })
             }
             Err(e) => return Err(StoreError::Io { path, source: e }),
         };
         let found = Hash::of(&bytes);
         if found != *h {
-            return Err(StoreError::Corrupt { path, expected: *h, found });
+            return Err(StoreError::Corrupt {
+                path,
+                expected: *h,
+                found,
+            });
         }
-        let m: Manifest = protocol::cbor::decode(&bytes).map_err(|source| StoreError::Decode { hash: *h, source })?;
-        m.check().map_err(|source| StoreError::Manifest { hash: *h, source })?;
+        let m: Manifest = protocol::cbor::decode(&bytes)
+            .map_err(|source| StoreError::Decode { hash: *h, source })?;
+        m.check()
+            .map_err(|source| StoreError::Manifest { hash: *h, source })?;
         Ok(m)
     }
 }

@@ -8,7 +8,10 @@ use crate::limits::MAX_CBOR_DOCUMENT_BYTES;
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
     #[error("document is {size_bytes} bytes, over the limit of {limit_bytes} bytes")]
-    TooLarge { size_bytes: usize, limit_bytes: usize },
+    TooLarge {
+        size_bytes: usize,
+        limit_bytes: usize,
+    },
     #[error("malformed CBOR: {0}")]
     Malformed(String),
     #[error("{trailing_bytes} trailing bytes after the CBOR document")]
@@ -36,9 +39,12 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
     let mut reader = bytes;
     // ciborium bounds nesting with its recursion limit (256 by default), so a
     // deeply nested hostile document is an error, not a stack overflow.
-    let value = ciborium::from_reader(&mut reader).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    let value =
+        ciborium::from_reader(&mut reader).map_err(|e| DecodeError::Malformed(e.to_string()))?;
     if !reader.is_empty() {
-        return Err(DecodeError::Trailing { trailing_bytes: reader.len() });
+        return Err(DecodeError::Trailing {
+            trailing_bytes: reader.len(),
+        });
     }
     Ok(value)
 }

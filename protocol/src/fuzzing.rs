@@ -6,7 +6,9 @@ use crate::snapshot::Manifest;
 /// Decoding arbitrary bytes as a manifest must never panic; whatever decodes
 /// and passes `check` must re-encode to bytes that decode to the same value.
 pub fn manifest_oracle(data: &[u8]) {
-    let Ok(m) = crate::cbor::decode::<Manifest>(data) else { return };
+    let Ok(m) = crate::cbor::decode::<Manifest>(data) else {
+        return;
+    };
     let _ = m.check();
     let (bytes, _) = m.encode_and_hash();
     let again: Manifest = crate::cbor::decode(&bytes).expect("a re-encoded manifest decodes");
@@ -80,7 +82,10 @@ mod tests {
         for case in 0..20_000 {
             let input = mutate(&mut rng, &valid);
             let result = std::panic::catch_unwind(|| manifest_oracle(&input));
-            assert!(result.is_ok(), "seed {seed:#x} case {case} panicked on {input:02x?}");
+            assert!(
+                result.is_ok(),
+                "seed {seed:#x} case {case} panicked on {input:02x?}"
+            );
         }
     }
 }

@@ -10,9 +10,15 @@
 //! - [`snapshot::Manifest`]: a captured vessel (module, memory chunks,
 //!   globals, typed frames, WASI state), named by the hash of its encoding.
 //! - [`cbor`]: ciborium encoding with explicit size limits on decode.
+//! - [`membership`]: keys, domain-separated signatures, member certificates,
+//!   invite grants and join tokens (docs/security.md).
+//! - [`control`]: the CLI ↔ node control protocol and the gossiped node
+//!   status (docs/protocol.md).
 
 pub mod cbor;
+pub mod control;
 pub mod fuzzing;
 pub mod limits;
+pub mod membership;
 pub mod snapshot;
 pub mod wasi;

@@ -51,3 +51,70 @@ pub const MAX_LOCALS_PER_FRAME: u64 = 50_000;
 /// Most values in all frames together, so that a hostile manifest cannot
 /// make a resume allocate far more than any real stack holds.
 pub const MAX_TOTAL_FRAME_VALUES: u64 = 16 * 1024 * 1024;
+
+// ---------------------------------------------------------------------------
+// The mesh: control protocol, membership, gossip (protocol/src/control.rs,
+// protocol/src/membership.rs). Each request-response message is read with an
+// explicit size limit before any decoding (node/src/mesh/codec.rs).
+
+/// Largest control request (CLI → node). Today's commands are a few hundred
+/// bytes; deployments will upload modules and volumes as chunks on their own
+/// streams, not inside one request.
+pub const MAX_CONTROL_REQUEST_BYTES: usize = 256 * 1024;
+
+/// Largest control response (node → CLI). A `peers` listing of
+/// [`MAX_PEERS_LISTED`] peers with their status is well under this.
+pub const MAX_CONTROL_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Largest membership message (node ↔ node): one certificate, which holds at
+/// most one invite grant (under 1 KiB); the rest is headroom.
+pub const MAX_MEMBER_MESSAGE_BYTES: usize = 16 * 1024;
+
+/// Largest gossiped status message: a certificate, a few strings and up to
+/// [`MAX_STATUS_VESSELS`] vessel ids.
+pub const MAX_STATUS_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Most vessel ids one status lists. A small board runs tens of vessels.
+pub const MAX_STATUS_VESSELS: usize = 512;
+
+/// Longest string (arch, OS, vessel id) in a status.
+pub const MAX_STATUS_STRING_BYTES: usize = 64;
+
+/// Most peers a node keeps in its peer table and lists; past it, peers that
+/// are neither members nor connected are forgotten first.
+pub const MAX_PEERS_LISTED: usize = 1024;
+
+/// Longest join token. A token holds a PeerId, up to
+/// [`MAX_JOIN_TOKEN_ADDRS`] addresses and two 32-byte values: about 400
+/// characters of base32.
+pub const MAX_JOIN_TOKEN_CHARS: usize = 2048;
+
+/// Most inviter addresses in a join token.
+pub const MAX_JOIN_TOKEN_ADDRS: usize = 8;
+
+/// Longest PeerId in bytes (an identity multihash of an ed25519 key is 38).
+pub const MAX_PEER_ID_BYTES: usize = 64;
+
+/// Longest multiaddr string in a token or config.
+pub const MAX_MULTIADDR_BYTES: usize = 256;
+
+/// Most user keys a node trusts. A mesh has a handful of users.
+pub const MAX_TRUSTED_USERS: usize = 256;
+
+/// Most invites a node holds open at once; older ones are dropped first.
+pub const MAX_PENDING_INVITES: usize = 64;
+
+/// Most used or expired invites a node remembers, to tell a replayed token
+/// ("already used") from one it never issued.
+pub const MAX_SPENT_INVITES: usize = 1024;
+
+/// Most outstanding control nonces; the oldest is forgotten first. A CLI
+/// uses its nonce within one round trip.
+pub const MAX_PENDING_NONCES: usize = 1024;
+
+/// How long a control nonce stays valid, in seconds (node's monotonic
+/// clock).
+pub const CONTROL_NONCE_TTL_SECS: u64 = 60;
+
+/// Longest an invite may be held open, in seconds: one day.
+pub const MAX_INVITE_TTL_SECS: u64 = 24 * 3600;

@@ -12,7 +12,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::limits::{
-    MAX_FRAMES, MAX_GLOBALS, MAX_LOCALS_PER_FRAME, MAX_MEMORY_BYTES, MAX_MODULE_BYTES, MAX_TOTAL_FRAME_VALUES,
+    MAX_FRAMES, MAX_GLOBALS, MAX_LOCALS_PER_FRAME, MAX_MEMORY_BYTES, MAX_MODULE_BYTES,
+    MAX_TOTAL_FRAME_VALUES,
 };
 use crate::wasi::WasiState;
 
@@ -82,7 +83,9 @@ impl<'de> Deserialize<'de> for Hash {
                 f.write_str("a 32-byte BLAKE3 hash")
             }
             fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Hash, E> {
-                let arr: [u8; 32] = v.try_into().map_err(|_| E::invalid_length(v.len(), &self))?;
+                let arr: [u8; 32] = v
+                    .try_into()
+                    .map_err(|_| E::invalid_length(v.len(), &self))?;
                 Ok(Hash(arr))
             }
         }
@@ -197,9 +200,18 @@ pub enum ManifestError {
     #[error("manifest version {found} is not supported (this build reads version {supported})")]
     Version { found: u32, supported: u32 },
     #[error("{what} is {found}, over the limit of {limit}")]
-    Limit { what: &'static str, found: u64, limit: u64 },
+    Limit {
+        what: &'static str,
+        found: u64,
+        limit: u64,
+    },
     #[error("{what} has {found} chunks but its size of {size_bytes} bytes needs {expected}")]
-    ChunkCount { what: &'static str, found: u64, expected: u64, size_bytes: u64 },
+    ChunkCount {
+        what: &'static str,
+        found: u64,
+        expected: u64,
+        size_bytes: u64,
+    },
     #[error("memory size {size_bytes} is not a whole number of 64 KiB pages")]
     MemoryNotPages { size_bytes: u64 },
     #[error("no frames: a captured vessel always has at least its entry frame")]
@@ -212,7 +224,10 @@ impl Manifest {
     /// module's function signatures happen in the dock.
     pub fn check(&self) -> Result<(), ManifestError> {
         if self.version != MANIFEST_VERSION {
-            return Err(ManifestError::Version { found: self.version, supported: MANIFEST_VERSION });
+            return Err(ManifestError::Version {
+                found: self.version,
+                supported: MANIFEST_VERSION,
+            });
         }
         let limit = |what, found: u64, limit: u64| {
             if found > limit {
@@ -221,18 +236,32 @@ impl Manifest {
                 Ok(())
             }
         };
-        limit("memory size in bytes", self.memory.size_bytes, MAX_MEMORY_BYTES)?;
-        limit("module size in bytes", self.module.original.size_bytes, MAX_MODULE_BYTES)?;
+        limit(
+            "memory size in bytes",
+            self.memory.size_bytes,
+            MAX_MEMORY_BYTES,
+        )?;
+        limit(
+            "module size in bytes",
+            self.module.original.size_bytes,
+            MAX_MODULE_BYTES,
+        )?;
         limit("global count", self.globals.len() as u64, MAX_GLOBALS)?;
         limit("frame count", self.frames.len() as u64, MAX_FRAMES)?;
         let mut total = 0u64;
         for f in &self.frames {
-            limit("locals in one frame", f.locals.len() as u64, MAX_LOCALS_PER_FRAME)?;
+            limit(
+                "locals in one frame",
+                f.locals.len() as u64,
+                MAX_LOCALS_PER_FRAME,
+            )?;
             total += f.locals.len() as u64;
         }
         limit("values in all frames", total, MAX_TOTAL_FRAME_VALUES)?;
         if self.memory.size_bytes % 65536 != 0 {
-            return Err(ManifestError::MemoryNotPages { size_bytes: self.memory.size_bytes });
+            return Err(ManifestError::MemoryNotPages {
+                size_bytes: self.memory.size_bytes,
+            });
         }
         for (what, img) in [("memory", &self.memory), ("module", &self.module.original)] {
             let expected = ChunkedImage::chunk_count(img.size_bytes);
@@ -270,16 +299,30 @@ pub(crate) mod tests {
             version: MANIFEST_VERSION,
             module: ModuleRef {
                 original_hash: h,
-                original: ChunkedImage { size_bytes: 70_000, chunks: vec![Some(h), Some(h)] },
+                original: ChunkedImage {
+                    size_bytes: 70_000,
+                    chunks: vec![Some(h), Some(h)],
+                },
                 rewriter_version: "test".into(),
                 countdown: false,
                 instrumented_hash: h,
             },
-            memory: ChunkedImage { size_bytes: 131_072, chunks: vec![None, Some(h)] },
-            globals: vec![Value::I32(-1), Value::F64(f64::NAN.to_bits() | 1), Value::FuncRef(None)],
+            memory: ChunkedImage {
+                size_bytes: 131_072,
+                chunks: vec![None, Some(h)],
+            },
+            globals: vec![
+                Value::I32(-1),
+                Value::F64(f64::NAN.to_bits() | 1),
+                Value::FuncRef(None),
+            ],
             data_dropped: 0b101,
             entry: Entry::Main,
-            frames: vec![Frame { func: 3, point: 1, locals: vec![Value::I64(7), Value::F32(0x7fc0_0001)] }],
+            frames: vec![Frame {
+                func: 3,
+                point: 1,
+                locals: vec![Value::I64(7), Value::F32(0x7fc0_0001)],
+            }],
             wasi: WasiState {
                 args: vec![b"a".to_vec()],
                 env: vec![],
@@ -288,7 +331,10 @@ pub(crate) mod tests {
                 clocks: ClockState { monotonic_ns: 5 },
                 stdio: StdioPositions::default(),
             },
-            limits: VesselLimits { max_memory_bytes: 1 << 20, max_call_depth: 1000 },
+            limits: VesselLimits {
+                max_memory_bytes: 1 << 20,
+                max_call_depth: 1000,
+            },
             points_passed: 9,
         }
     }
@@ -307,16 +353,34 @@ pub(crate) mod tests {
     fn check_refuses_wrong_version_chunk_counts_and_sizes() {
         let mut m = sample();
         m.version = 99;
-        assert_eq!(m.check(), Err(ManifestError::Version { found: 99, supported: MANIFEST_VERSION }));
+        assert_eq!(
+            m.check(),
+            Err(ManifestError::Version {
+                found: 99,
+                supported: MANIFEST_VERSION
+            })
+        );
         let mut m = sample();
         m.memory.chunks.pop();
-        assert!(matches!(m.check(), Err(ManifestError::ChunkCount { what: "memory", .. })));
+        assert!(matches!(
+            m.check(),
+            Err(ManifestError::ChunkCount { what: "memory", .. })
+        ));
         let mut m = sample();
         m.memory.size_bytes = 100;
-        assert!(matches!(m.check(), Err(ManifestError::MemoryNotPages { .. })));
+        assert!(matches!(
+            m.check(),
+            Err(ManifestError::MemoryNotPages { .. })
+        ));
         let mut m = sample();
         m.memory.size_bytes = MAX_MEMORY_BYTES + 65536;
-        assert!(matches!(m.check(), Err(ManifestError::Limit { what: "memory size in bytes", .. })));
+        assert!(matches!(
+            m.check(),
+            Err(ManifestError::Limit {
+                what: "memory size in bytes",
+                ..
+            })
+        ));
         let mut m = sample();
         m.frames.clear();
         assert_eq!(m.check(), Err(ManifestError::NoFrames));

@@ -53,9 +53,14 @@ pub enum DescriptorKind {
     Stdout,
     Stderr,
     /// The root of preopen number `preopen`.
-    PreopenRoot { preopen: u32 },
+    PreopenRoot {
+        preopen: u32,
+    },
     /// A directory opened beneath a preopen.
-    Directory { preopen: u32, path: Vec<u8> },
+    Directory {
+        preopen: u32,
+        path: Vec<u8>,
+    },
     /// A regular file (or other non-directory) opened beneath a preopen.
     File {
         preopen: u32,

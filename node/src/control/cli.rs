@@ -102,26 +102,49 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a duration (try 15s, 10m or 1h)"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (try 15s, 10m or 1h)"))?;
     let d = match unit {
         "ms" => Duration::from_millis(n),
         "" | "s" => Duration::from_secs(n),
         "m" => Duration::from_secs(n * 60),
         "h" => Duration::from_secs(n * 3600),
-        other => return Err(format!("unknown unit `{other}` in `{s}` (use ms, s, m or h)")),
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{s}` (use ms, s, m or h)"
+            ))
+        }
     };
     Ok(d)
 }
 
+/// Prints a line to stdout; a closed pipe (`meshnode peers | head`) is not
+/// an error.
+fn out(text: impl std::fmt::Display) -> Result<()> {
+    use std::io::Write;
+    match writeln!(std::io::stdout().lock(), "{text}") {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 fn user_key(explicit: Option<&std::path::Path>) -> Result<ed25519_dalek::SigningKey> {
     let path = user_key_path(explicit)?;
     let (key, created) = read_or_create_key(&path)?;
     if created {
-        eprintln!("meshnode: created your user key {} in {}", PublicKey::of(&key), path.display());
+        eprintln!(
+            "meshnode: created your user key {} in {}",
+            PublicKey::of(&key),
+            path.display()
+        );
     }
     Ok(key)
 }
@@ -129,38 +152,46 @@ fn user_key(explicit: Option<&std::path::Path>) -> Result<ed25519_dalek::Signing
 fn send(target: &NodeTarget, command: Command) -> Result<ControlResponse> {
     let addrs = resolve_target(target.node.as_deref(), target.data_dir.as_deref())?;
     let key = user_key(target.user_key.as_deref())?;
-    let timeout = if target.timeout.is_zero() { DEFAULT_CLIENT_TIMEOUT } else { target.timeout };
+    let timeout = if target.timeout.is_zero() {
+        DEFAULT_CLIENT_TIMEOUT
+    } else {
+        target.timeout
+    };
     Ok(runtime()?.block_on(call(addrs, &key, command, timeout))?)
 }
 
 /// `meshnode peers`.
 pub fn run_peers(args: PeersArgs) -> Result<i32> {
-    let ControlResponse::Peers(peers) = send(&args.target, Command::Peers { all: args.all })? else {
+    let ControlResponse::Peers(peers) = send(&args.target, Command::Peers { all: args.all })?
+    else {
         bail!("unexpected answer to `peers`");
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&peers_json(&peers))?);
+        out(serde_json::to_string_pretty(&peers_json(&peers))?)?;
         return Ok(0);
     }
-    println!(
+    out(format_args!(
         "{:<54} {:>9} {:<8} {:<7} {:>6} {:>9} {:<8} ADDRESS",
         "PEER", "RTT", "ARCH", "OS", "LOAD", "FREE MEM", "VESSELS"
-    );
+    ))?;
     for p in &peers {
         let s = p.status.as_ref();
-        println!(
+        out(format_args!(
             "{:<54} {:>9} {:<8} {:<7} {:>6} {:>9} {:<8} {}",
             p.peer_id,
-            p.rtt_us.map_or("-".into(), |us| format!("{:.2}ms", us as f64 / 1000.0)),
+            p.rtt_us
+                .map_or("-".into(), |us| format!("{:.2}ms", us as f64 / 1000.0)),
             s.map_or("-", |s| s.arch.as_str()),
             s.map_or("-", |s| s.os.as_str()),
-            s.and_then(|s| s.load_milli).map_or("-".into(), |l| format!("{:.2}", l as f64 / 1000.0)),
-            s.and_then(|s| s.free_memory_bytes).map_or("-".into(), |b| format!("{}MiB", b / (1024 * 1024))),
+            s.and_then(|s| s.load_milli)
+                .map_or("-".into(), |l| format!("{:.2}", l as f64 / 1000.0)),
+            s.and_then(|s| s.free_memory_bytes)
+                .map_or("-".into(), |b| format!("{}MiB", b / (1024 * 1024))),
             s.map_or("-".into(), |s| s.vessels.len().to_string()),
             p.addrs.first().map_or("-", |a| a.as_str()),
-        );
+        ))?;
         if let Some(r) = &p.refused {
-            println!("    not a member: {r}");
+            out(format_args!("    not a member: {r}"))?;
         }
     }
     Ok(0)
@@ -201,11 +232,11 @@ pub fn run_keygen(args: KeygenArgs) -> Result<i32> {
     let (key, created) = read_or_create_key(&path)?;
     let public = PublicKey::of(&key);
     if args.json {
-        println!("{}", serde_json::json!({ "user_key": public.to_hex(), "path": path, "created": created }));
+        out(serde_json::json!({ "user_key": public.to_hex(), "path": path, "created": created }))?;
     } else {
         let what = if created { "created" } else { "exists" };
         eprintln!("meshnode: user key {what}: {}", path.display());
-        println!("{public}");
+        out(public)?;
     }
     Ok(0)
 }
@@ -220,28 +251,50 @@ pub fn run_invite(args: InviteArgs) -> Result<i32> {
     let key = user_key(args.target.user_key.as_deref())?;
     let rt = runtime()?;
     // Which node is it? Its key goes into the grant.
-    let ControlResponse::Info(info) = rt.block_on(call(addrs.clone(), &key, Command::Info, args.target.timeout))?
+    let ControlResponse::Info(info) = rt.block_on(call(
+        addrs.clone(),
+        &key,
+        Command::Info,
+        args.target.timeout,
+    ))?
     else {
         bail!("unexpected answer to `info`");
     };
     let peer: libp2p::PeerId = info.peer_id.parse().context("the node sent a bad PeerId")?;
-    let node_key = crate::identity::peer_public_key(&peer).context("the node's PeerId is not an ed25519 key")?;
+    let node_key = crate::identity::peer_public_key(&peer)
+        .context("the node's PeerId is not an ed25519 key")?;
     let mut id = [0u8; 32];
     let mut secret = [0u8; 32];
     getrandom::fill(&mut id).map_err(|e| anyhow::anyhow!("random: {e}"))?;
     getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("random: {e}"))?;
     let (invite_id, secret) = (Nonce(id), Nonce(secret));
     let grant = InviteGrant::sign(&key, node_key, invite_id, secret_hash(&secret));
-    let response = rt.block_on(call(addrs, &key, Command::CreateInvite { grant, ttl_secs }, args.target.timeout))?;
-    let ControlResponse::InviteCreated { inviter, addrs, ttl_secs } = response else {
+    let response = rt.block_on(call(
+        addrs,
+        &key,
+        Command::CreateInvite { grant, ttl_secs },
+        args.target.timeout,
+    ))?;
+    let ControlResponse::InviteCreated {
+        inviter,
+        addrs,
+        ttl_secs,
+    } = response
+    else {
         bail!("unexpected answer to `invite`");
     };
-    let token = JoinToken { version: MEMBERSHIP_VERSION, inviter: inviter.0, addrs, invite_id, secret };
+    let token = JoinToken {
+        version: MEMBERSHIP_VERSION,
+        inviter: inviter.0,
+        addrs,
+        invite_id,
+        secret,
+    };
     eprintln!(
         "meshnode: on the new device, within {}, run:\n  meshnode start --join <token>\nThe token enrols one device; keep it secret until then.",
         human_secs(ttl_secs)
     );
-    println!("{}", token.encode());
+    out(token.encode())?;
     Ok(0)
 }
 
@@ -254,25 +307,41 @@ fn human_secs(s: u64) -> String {
 }
 
 fn parse_key(s: &str) -> Result<PublicKey> {
-    PublicKey::from_hex(s)
-        .with_context(|| format!("`{s}` is not a user key (expected 64 hex digits, as `meshnode keygen` prints)"))
+    PublicKey::from_hex(s).with_context(|| {
+        format!("`{s}` is not a user key (expected 64 hex digits, as `meshnode keygen` prints)")
+    })
 }
 
 /// `meshnode trust add|remove|list`.
 pub fn run_trust(args: TrustArgs) -> Result<i32> {
     let (target, command, json) = match &args.command {
-        TrustCommand::Add { key, target } => (target, Command::TrustAdd { user_key: parse_key(key)? }, false),
-        TrustCommand::Remove { key, target } => (target, Command::TrustRemove { user_key: parse_key(key)? }, false),
+        TrustCommand::Add { key, target } => (
+            target,
+            Command::TrustAdd {
+                user_key: parse_key(key)?,
+            },
+            false,
+        ),
+        TrustCommand::Remove { key, target } => (
+            target,
+            Command::TrustRemove {
+                user_key: parse_key(key)?,
+            },
+            false,
+        ),
         TrustCommand::List { target, json } => (target, Command::TrustList, *json),
     };
     let ControlResponse::Trust(keys) = send(target, command)? else {
         bail!("unexpected answer to `trust`");
     };
     if json {
-        println!("{}", serde_json::json!(keys.iter().map(|k| k.to_hex()).collect::<Vec<_>>()));
+        out(serde_json::json!(keys
+            .iter()
+            .map(|k| k.to_hex())
+            .collect::<Vec<_>>()))?;
     } else {
         for k in keys {
-            println!("{k}");
+            out(k)?;
         }
     }
     Ok(0)

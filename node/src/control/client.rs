@@ -10,7 +10,9 @@ use futures::StreamExt;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{request_response, Multiaddr, PeerId};
-use protocol::control::{Command, ControlRequest, ControlResponse, RequestBody, SignedRequest, CONTROL_VERSION};
+use protocol::control::{
+    Command, ControlRequest, ControlResponse, RequestBody, SignedRequest, CONTROL_VERSION,
+};
 
 use crate::daemon::datadir::DataDir;
 use crate::identity::{peer_public_key, NodeIdentity};
@@ -44,16 +46,24 @@ pub enum ClientError {
 
 /// Finds the node to talk to: `--node`, else the address file of the node
 /// running with the data directory (`--data-dir` or the default).
-pub fn resolve_target(node: Option<&str>, data_dir: Option<&Path>) -> Result<Vec<Multiaddr>, ClientError> {
+pub fn resolve_target(
+    node: Option<&str>,
+    data_dir: Option<&Path>,
+) -> Result<Vec<Multiaddr>, ClientError> {
     if let Some(n) = node {
-        let addr: Multiaddr = n.trim().parse().map_err(|e: libp2p::multiaddr::Error| ClientError::BadAddr {
-            addr: n.to_string(),
-            reason: e.to_string(),
-        })?;
+        let addr: Multiaddr =
+            n.trim()
+                .parse()
+                .map_err(|e: libp2p::multiaddr::Error| ClientError::BadAddr {
+                    addr: n.to_string(),
+                    reason: e.to_string(),
+                })?;
         return Ok(vec![addr]);
     }
     let dir = DataDir::locate(data_dir).map_err(|e| ClientError::Setup(e.to_string()))?;
-    let not_running = || ClientError::NotRunning { dir: dir.root.display().to_string() };
+    let not_running = || ClientError::NotRunning {
+        dir: dir.root.display().to_string(),
+    };
     // The node holds the lock while it runs: a lock we can take means the
     // address file is stale.
     if dir.lock_path().exists() {
@@ -65,8 +75,12 @@ pub fn resolve_target(node: Option<&str>, data_dir: Option<&Path>) -> Result<Vec
     } else {
         return Err(not_running());
     }
-    let mut addrs: Vec<Multiaddr> =
-        dir.read_addrs().map_err(|_| not_running())?.iter().filter_map(|a| a.parse().ok()).collect();
+    let mut addrs: Vec<Multiaddr> = dir
+        .read_addrs()
+        .map_err(|_| not_running())?
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .collect();
     if addrs.is_empty() {
         return Err(not_running());
     }
@@ -91,58 +105,164 @@ pub async fn call(
 ) -> Result<ControlResponse, ClientError> {
     match tokio::time::timeout(timeout, call_inner(&addrs, user, command)).await {
         Ok(r) => r,
-        Err(_) => Err(ClientError::Timeout { secs: timeout.as_secs() }),
+        Err(_) => Err(ClientError::Timeout {
+            secs: timeout.as_secs(),
+        }),
     }
 }
 
-async fn call_inner(addrs: &[Multiaddr], user: &SigningKey, command: Command) -> Result<ControlResponse, ClientError> {
-    let id = NodeIdentity::ephemeral().map_err(|e| ClientError::Setup(e.to_string()))?;
-    let mut swarm = client_swarm(&id).map_err(|e| ClientError::Setup(e.to_string()))?;
-    let shown = addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ");
-    let opts = match addrs.first().and_then(peer_of) {
-        Some(p) => DialOpts::peer_id(p).addresses(addrs.iter().cloned().map(strip_p2p).collect()).build(),
-        None => DialOpts::unknown_peer_id().address(addrs[0].clone()).build(),
-    };
-    swarm.dial(opts).map_err(|e| ClientError::Unreachable { addrs: shown.clone(), reason: e.to_string() })?;
-    let mut command = Some(command);
-    let mut node: Option<PeerId> = None;
-    loop {
-        match swarm.select_next_some().await {
-            SwarmEvent::ConnectionEstablished { peer_id, .. } if node.is_none() => {
-                node = Some(peer_id);
-                swarm.behaviour_mut().send_request(&peer_id, ControlRequest::Challenge);
-            }
-            SwarmEvent::OutgoingConnectionError { error, .. } if node.is_none() => {
-                return Err(ClientError::Unreachable { addrs: shown, reason: error.to_string() });
-            }
-            SwarmEvent::Behaviour(request_response::Event::Message {
-                peer,
-                message: request_response::Message::Response { response, .. },
-                ..
-            }) => match response {
-                ControlResponse::Challenge { nonce, node: node_key } => {
-                    if peer_public_key(&peer) != Some(node_key) {
-                        return Err(ClientError::KeyMismatch);
-                    }
-                    let Some(cmd) = command.take() else {
-                        return Err(ClientError::Unexpected("a second challenge".into()));
-                    };
-                    let body = RequestBody { version: CONTROL_VERSION, node: node_key, nonce, command: cmd };
-                    swarm
-                        .behaviour_mut()
-                        .send_request(&peer, ControlRequest::Signed(Box::new(SignedRequest::sign(user, body))));
+async fn call_inner(
+    addrs: &[Multiaddr],
+    user: &SigningKey,
+    command: Command,
+) -> Result<ControlResponse, ClientError> {
+    let mut session = Session::connect(addrs).await?;
+    session.signed(user, command).await
+}
+
+/// One connection to a node, over which requests go one at a time.
+pub struct Session {
+    swarm: libp2p::Swarm<request_response::Behaviour<crate::mesh::behaviour::ControlCodec>>,
+    node: PeerId,
+    shown: String,
+}
+
+impl Session {
+    /// Dials the node at `addrs` (checking its PeerId when the first
+    /// address ends in `/p2p/ID`).
+    pub async fn connect(addrs: &[Multiaddr]) -> Result<Session, ClientError> {
+        let id = NodeIdentity::ephemeral().map_err(|e| ClientError::Setup(e.to_string()))?;
+        let mut swarm = client_swarm(&id).map_err(|e| ClientError::Setup(e.to_string()))?;
+        let shown = addrs
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let Some(first) = addrs.first() else {
+            return Err(ClientError::Unreachable {
+                addrs: shown,
+                reason: "no address".into(),
+            });
+        };
+        let opts = match peer_of(first) {
+            Some(p) => DialOpts::peer_id(p)
+                .addresses(addrs.iter().cloned().map(strip_p2p).collect())
+                .build(),
+            None => DialOpts::unknown_peer_id().address(first.clone()).build(),
+        };
+        swarm.dial(opts).map_err(|e| ClientError::Unreachable {
+            addrs: shown.clone(),
+            reason: e.to_string(),
+        })?;
+        loop {
+            match swarm.select_next_some().await {
+                SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                    return Ok(Session {
+                        swarm,
+                        node: peer_id,
+                        shown,
+                    })
                 }
-                ControlResponse::Refused { reason } => return Err(ClientError::Refused(reason)),
-                other => return Ok(other),
-            },
-            SwarmEvent::Behaviour(request_response::Event::OutboundFailure { error, .. }) => {
-                return Err(ClientError::Unreachable { addrs: shown, reason: error.to_string() });
+                SwarmEvent::OutgoingConnectionError { error, .. } => {
+                    return Err(ClientError::Unreachable {
+                        addrs: shown,
+                        reason: error.to_string(),
+                    });
+                }
+                _ => {}
             }
-            SwarmEvent::ConnectionClosed { peer_id, cause, .. } if Some(peer_id) == node => {
-                let reason = cause.map(|c| c.to_string()).unwrap_or_else(|| "the connection closed".into());
-                return Err(ClientError::Unreachable { addrs: shown, reason });
+        }
+    }
+
+    /// The node's PeerId.
+    pub fn node(&self) -> PeerId {
+        self.node
+    }
+
+    /// Sends one raw request and waits for its answer (`Refused` included).
+    pub async fn request(
+        &mut self,
+        request: ControlRequest,
+    ) -> Result<ControlResponse, ClientError> {
+        let id = self.swarm.behaviour_mut().send_request(&self.node, request);
+        loop {
+            match self.swarm.select_next_some().await {
+                SwarmEvent::Behaviour(request_response::Event::Message {
+                    message:
+                        request_response::Message::Response {
+                            request_id,
+                            response,
+                        },
+                    ..
+                }) if request_id == id => return Ok(response),
+                SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
+                    request_id,
+                    error,
+                    ..
+                }) if request_id == id => {
+                    return Err(ClientError::Unreachable {
+                        addrs: self.shown.clone(),
+                        reason: error.to_string(),
+                    });
+                }
+                SwarmEvent::ConnectionClosed {
+                    peer_id,
+                    cause,
+                    num_established: 0,
+                    ..
+                } if peer_id == self.node => {
+                    let reason = cause
+                        .map(|c| c.to_string())
+                        .unwrap_or_else(|| "the connection closed".into());
+                    return Err(ClientError::Unreachable {
+                        addrs: self.shown.clone(),
+                        reason,
+                    });
+                }
+                _ => {}
             }
-            _ => {}
+        }
+    }
+
+    /// Asks for a nonce and signs `command` for it with `user`: the request
+    /// that [`Session::signed`] sends.
+    pub async fn sign(
+        &mut self,
+        user: &SigningKey,
+        command: Command,
+    ) -> Result<SignedRequest, ClientError> {
+        match self.request(ControlRequest::Challenge).await? {
+            ControlResponse::Challenge {
+                nonce,
+                node: node_key,
+            } => {
+                if peer_public_key(&self.node) != Some(node_key) {
+                    return Err(ClientError::KeyMismatch);
+                }
+                let body = RequestBody {
+                    version: CONTROL_VERSION,
+                    node: node_key,
+                    nonce,
+                    command,
+                };
+                Ok(SignedRequest::sign(user, body))
+            }
+            ControlResponse::Refused { reason } => Err(ClientError::Refused(reason)),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Sends `command`, signed by `user` for a fresh nonce; a `Refused`
+    /// answer is an error.
+    pub async fn signed(
+        &mut self,
+        user: &SigningKey,
+        command: Command,
+    ) -> Result<ControlResponse, ClientError> {
+        let req = self.sign(user, command).await?;
+        match self.request(ControlRequest::Signed(Box::new(req))).await? {
+            ControlResponse::Refused { reason } => Err(ClientError::Refused(reason)),
+            other => Ok(other),
         }
     }
 }

@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 
 use libp2p::{PeerId, Swarm};
 use protocol::control::{
-    secret_hash, Command, ControlRequest, ControlResponse, JoinAccepted, JoinRequest, NodeInfo, PeerIdBytes, PeerInfo,
-    SignedRequest,
+    secret_hash, Command, ControlRequest, ControlResponse, JoinAccepted, JoinRequest, NodeInfo,
+    PeerIdBytes, PeerInfo, SignedRequest,
 };
 use protocol::limits::{
-    CONTROL_NONCE_TTL_SECS, MAX_INVITE_TTL_SECS, MAX_JOIN_TOKEN_ADDRS, MAX_PENDING_INVITES, MAX_PENDING_NONCES,
-    MAX_SPENT_INVITES, MAX_TRUSTED_USERS,
+    CONTROL_NONCE_TTL_SECS, MAX_INVITE_TTL_SECS, MAX_JOIN_TOKEN_ADDRS, MAX_PENDING_INVITES,
+    MAX_PENDING_NONCES, MAX_SPENT_INVITES, MAX_TRUSTED_USERS,
 };
 use protocol::membership::{InviteGrant, MemberCertificate, Nonce, PublicKey};
 use tracing::{info, warn};
@@ -57,14 +57,19 @@ impl ControlServer {
     /// [`CONTROL_NONCE_TTL_SECS`] ago.
     pub fn redeem(&mut self, nonce: &Nonce, peer: &PeerId) -> Result<(), String> {
         let Some((owner, at)) = self.nonces.remove(nonce) else {
-            return Err("unknown or already used nonce: a replayed request, or the node restarted; retry".into());
+            return Err(
+                "unknown or already used nonce: a replayed request, or the node restarted; retry"
+                    .into(),
+            );
         };
         self.order.retain(|n| n != nonce);
         if &owner != peer {
             return Err("the nonce was issued to another connection: a replayed request".into());
         }
         if at.elapsed() > Duration::from_secs(CONTROL_NONCE_TTL_SECS) {
-            return Err(format!("the nonce expired (older than {CONTROL_NONCE_TTL_SECS} s); retry"));
+            return Err(format!(
+                "the nonce expired (older than {CONTROL_NONCE_TTL_SECS} s); retry"
+            ));
         }
         Ok(())
     }
@@ -72,9 +77,17 @@ impl ControlServer {
 
 /// One invite this node holds.
 enum InviteState {
-    Open { grant: InviteGrant, expires_at: Instant, ttl_secs: u64 },
-    Used { by: PeerId },
-    Expired { ttl_secs: u64 },
+    Open {
+        grant: InviteGrant,
+        expires_at: Instant,
+        ttl_secs: u64,
+    },
+    Used {
+        by: PeerId,
+    },
+    Expired {
+        ttl_secs: u64,
+    },
 }
 
 /// Open invites, and recently used or expired ones (to tell a replayed
@@ -87,7 +100,10 @@ pub struct InviteBook {
 
 impl InviteBook {
     fn open_count(&self) -> usize {
-        self.invites.values().filter(|s| matches!(s, InviteState::Open { .. })).count()
+        self.invites
+            .values()
+            .filter(|s| matches!(s, InviteState::Open { .. }))
+            .count()
     }
 
     fn insert(&mut self, id: Nonce, state: InviteState) {
@@ -106,17 +122,28 @@ impl InviteBook {
     pub fn open(&mut self, grant: InviteGrant, ttl_secs: u64) -> Result<(), String> {
         if self.open_count() >= MAX_PENDING_INVITES {
             // Drop the oldest open invite to make room.
-            let oldest =
-                self.order.iter().find(|id| matches!(self.invites.get(id), Some(InviteState::Open { .. }))).copied();
+            let oldest = self
+                .order
+                .iter()
+                .find(|id| matches!(self.invites.get(id), Some(InviteState::Open { .. })))
+                .copied();
             if let Some(id) = oldest {
-                self.invites.insert(id, InviteState::Expired { ttl_secs: 0 });
+                self.invites
+                    .insert(id, InviteState::Expired { ttl_secs: 0 });
             }
         }
         if self.invites.contains_key(&grant.body.invite_id) {
             return Err("an invite with this id exists already".into());
         }
         let expires_at = Instant::now() + Duration::from_secs(ttl_secs);
-        self.insert(grant.body.invite_id, InviteState::Open { grant, expires_at, ttl_secs });
+        self.insert(
+            grant.body.invite_id,
+            InviteState::Open {
+                grant,
+                expires_at,
+                ttl_secs,
+            },
+        );
         Ok(())
     }
 
@@ -154,7 +181,9 @@ impl InviteBook {
 }
 
 fn refused(reason: impl Into<String>) -> ControlResponse {
-    ControlResponse::Refused { reason: reason.into() }
+    ControlResponse::Refused {
+        reason: reason.into(),
+    }
 }
 
 /// Answers one control request from `peer`.
@@ -165,9 +194,10 @@ pub fn handle(
     request: ControlRequest,
 ) -> ControlResponse {
     match request {
-        ControlRequest::Challenge => {
-            ControlResponse::Challenge { nonce: state.control.issue(peer), node: state.identity.public_key() }
-        }
+        ControlRequest::Challenge => ControlResponse::Challenge {
+            nonce: state.control.issue(peer),
+            node: state.identity.public_key(),
+        },
         ControlRequest::Join(req) => {
             let response = join(state, peer, &req);
             match &response {
@@ -191,16 +221,24 @@ pub fn handle(
 }
 
 fn join(state: &mut NodeState, peer: PeerId, req: &JoinRequest) -> ControlResponse {
-    let Some(key) = peer_public_key(&peer) else { return refused("the joining node's PeerId is not an ed25519 key") };
+    let Some(key) = peer_public_key(&peer) else {
+        return refused("the joining node's PeerId is not an ed25519 key");
+    };
     let grant = match state.invites.redeem(req, peer) {
         Ok(g) => g,
         Err(reason) => return refused(reason),
     };
     if !state.trusted.contains(&grant.body.user_key) {
-        return refused(format!("the invite's user key {} is no longer trusted by this node", grant.body.user_key));
+        return refused(format!(
+            "the invite's user key {} is no longer trusted by this node",
+            grant.body.user_key
+        ));
     }
     let certificate = MemberCertificate::by_invite(&state.identity.signing, grant, key);
-    ControlResponse::Joined(Box::new(JoinAccepted { certificate, trusted_users: state.trusted.clone() }))
+    ControlResponse::Joined(Box::new(JoinAccepted {
+        certificate,
+        trusted_users: state.trusted.clone(),
+    }))
 }
 
 fn signed(
@@ -230,7 +268,9 @@ fn signed(
                 return ControlResponse::Trust(state.trusted.clone());
             }
             if state.trusted.len() >= MAX_TRUSTED_USERS {
-                return refused(format!("this node trusts {MAX_TRUSTED_USERS} user keys already"));
+                return refused(format!(
+                    "this node trusts {MAX_TRUSTED_USERS} user keys already"
+                ));
             }
             let mut next = state.trusted.clone();
             next.push(user_key);
@@ -244,14 +284,21 @@ fn signed(
         }
         Command::TrustRemove { user_key } => {
             if !state.trusted.contains(&user_key) {
-                return refused(format!("user key {user_key} is not in this node's trust list"));
+                return refused(format!(
+                    "user key {user_key} is not in this node's trust list"
+                ));
             }
             if state.trusted.len() == 1 {
                 return refused(
                     "refusing to remove the last trusted user key: nobody could administer this node any more",
                 );
             }
-            let next: Vec<PublicKey> = state.trusted.iter().copied().filter(|k| k != &user_key).collect();
+            let next: Vec<PublicKey> = state
+                .trusted
+                .iter()
+                .copied()
+                .filter(|k| k != &user_key)
+                .collect();
             if let Err(e) = state.data_dir.write_trusted(&next) {
                 return refused(format!("cannot save the trust list: {e}"));
             }
@@ -274,17 +321,25 @@ fn signed(
                 return refused("the invite grant names another node as the inviting node");
             }
             if ttl_secs == 0 || ttl_secs > MAX_INVITE_TTL_SECS {
-                return refused(format!("an invite lasts between 1 and {MAX_INVITE_TTL_SECS} seconds"));
+                return refused(format!(
+                    "an invite lasts between 1 and {MAX_INVITE_TTL_SECS} seconds"
+                ));
             }
             if let Err(e) = state.invites.open(grant, ttl_secs) {
                 return refused(e);
             }
             info!(by = %req.user_key, ttl_secs, "invite created");
-            let mut addrs = state.own_addrs();
+            // Without `/p2p/ID`: the token names the inviter once, which
+            // keeps it short.
+            let mut addrs: Vec<String> = state.listen_addrs.iter().map(|a| a.to_string()).collect();
             // Non-loopback addresses first: the token is for another device.
             addrs.sort_by_key(|a| a.contains("/127.0.0.1/") || a.contains("/::1/"));
             addrs.truncate(MAX_JOIN_TOKEN_ADDRS);
-            ControlResponse::InviteCreated { inviter: PeerIdBytes(state.identity.peer_id.to_bytes()), addrs, ttl_secs }
+            ControlResponse::InviteCreated {
+                inviter: PeerIdBytes(state.identity.peer_id.to_bytes()),
+                addrs,
+                ttl_secs,
+            }
         }
         Command::Info => ControlResponse::Info(NodeInfo {
             peer_id: state.identity.peer_id.to_string(),
@@ -295,7 +350,9 @@ fn signed(
     }
 }
 
-fn list_peers(state: &NodeState, all: bool) -> Vec<PeerInfo> {
+/// The peer table as the `peers` command shows it: members, or (`all`)
+/// every known peer with why it is not a member.
+pub fn list_peers(state: &NodeState, all: bool) -> Vec<PeerInfo> {
     state
         .peers
         .iter()
@@ -303,7 +360,11 @@ fn list_peers(state: &NodeState, all: bool) -> Vec<PeerInfo> {
         .map(|(p, e)| PeerInfo {
             peer_id: p.to_string(),
             addrs: e.addrs.iter().map(|a| a.to_string()).collect(),
-            rtt_us: if e.connections > 0 { e.rtt.srtt_us() } else { None },
+            rtt_us: if e.connections > 0 {
+                e.rtt.srtt_us()
+            } else {
+                None
+            },
             member: matches!(e.membership, Membership::Member(_)),
             refused: match &e.membership {
                 Membership::Refused(r) => Some(r.clone()),
@@ -314,7 +375,10 @@ fn list_peers(state: &NodeState, all: bool) -> Vec<PeerInfo> {
                 _ => None,
             },
             status: e.status.as_ref().map(|(s, _)| s.clone()),
-            status_age_ms: e.status.as_ref().map(|(_, at)| at.elapsed().as_millis() as u64),
+            status_age_ms: e
+                .status
+                .as_ref()
+                .map(|(_, at)| at.elapsed().as_millis() as u64),
         })
         .collect()
 }
@@ -349,7 +413,12 @@ mod tests {
 
     fn grant(id: u8, secret: &Nonce) -> InviteGrant {
         let user = SigningKey::from_bytes(&[1; 32]);
-        InviteGrant::sign(&user, PublicKey([2; 32]), Nonce([id; 32]), secret_hash(secret))
+        InviteGrant::sign(
+            &user,
+            PublicKey([2; 32]),
+            Nonce([id; 32]),
+            secret_hash(secret),
+        )
     }
 
     #[test]
@@ -357,14 +426,29 @@ mod tests {
         let secret = Nonce([9; 32]);
         let mut book = InviteBook::default();
         book.open(grant(1, &secret), 60).unwrap();
-        let wrong = JoinRequest { invite_id: Nonce([1; 32]), secret: Nonce([8; 32]) };
-        assert!(book.redeem(&wrong, peer(3)).unwrap_err().contains("wrong secret"));
-        let right = JoinRequest { invite_id: Nonce([1; 32]), secret };
+        let wrong = JoinRequest {
+            invite_id: Nonce([1; 32]),
+            secret: Nonce([8; 32]),
+        };
+        assert!(book
+            .redeem(&wrong, peer(3))
+            .unwrap_err()
+            .contains("wrong secret"));
+        let right = JoinRequest {
+            invite_id: Nonce([1; 32]),
+            secret,
+        };
         book.redeem(&right, peer(3)).unwrap();
         let err = book.redeem(&right, peer(4)).unwrap_err();
         assert!(err.starts_with("join token already used (by "), "{err}");
-        let unknown = JoinRequest { invite_id: Nonce([5; 32]), secret };
-        assert!(book.redeem(&unknown, peer(4)).unwrap_err().starts_with("unknown join token"));
+        let unknown = JoinRequest {
+            invite_id: Nonce([5; 32]),
+            secret,
+        };
+        assert!(book
+            .redeem(&unknown, peer(4))
+            .unwrap_err()
+            .starts_with("unknown join token"));
     }
 
     #[test]
@@ -376,9 +460,18 @@ mod tests {
         if let Some(InviteState::Open { expires_at, .. }) = book.invites.get_mut(&Nonce([1; 32])) {
             *expires_at = Instant::now() - Duration::from_millis(1);
         }
-        let req = JoinRequest { invite_id: Nonce([1; 32]), secret };
-        assert!(book.redeem(&req, peer(3)).unwrap_err().starts_with("join token expired (it was valid for 1 s"));
-        assert!(book.redeem(&req, peer(3)).unwrap_err().starts_with("join token expired"));
+        let req = JoinRequest {
+            invite_id: Nonce([1; 32]),
+            secret,
+        };
+        assert!(book
+            .redeem(&req, peer(3))
+            .unwrap_err()
+            .starts_with("join token expired (it was valid for 1 s"));
+        assert!(book
+            .redeem(&req, peer(3))
+            .unwrap_err()
+            .starts_with("join token expired"));
     }
 
     #[test]
@@ -388,7 +481,12 @@ mod tests {
             let mut id = [0u8; 32];
             id[..8].copy_from_slice(&(i as u64).to_le_bytes());
             let user = SigningKey::from_bytes(&[1; 32]);
-            let g = InviteGrant::sign(&user, PublicKey([2; 32]), Nonce(id), secret_hash(&Nonce([0; 32])));
+            let g = InviteGrant::sign(
+                &user,
+                PublicKey([2; 32]),
+                Nonce(id),
+                secret_hash(&Nonce([0; 32])),
+            );
             book.open(g, 60).unwrap();
         }
         assert!(book.open_count() <= MAX_PENDING_INVITES);

@@ -91,18 +91,31 @@ redial_interval_ms = 5000
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {source}")]
-    Parse { path: PathBuf, source: toml::de::Error },
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
     #[error("{path}: {what} must be at least {min}")]
-    TooSmall { path: PathBuf, what: &'static str, min: u64 },
+    TooSmall {
+        path: PathBuf,
+        what: &'static str,
+        min: u64,
+    },
 }
 
 impl Config {
     /// Reads `path`. When `write_default` and the file does not exist, writes
     /// [`DEFAULT_CONFIG_TOML`] there and returns the defaults.
     pub fn load(path: &Path, write_default: bool) -> Result<Config, ConfigError> {
-        let io = |source| ConfigError::Io { path: path.to_path_buf(), source };
+        let io = |source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && write_default => {
@@ -111,16 +124,26 @@ impl Config {
             }
             Err(e) => return Err(io(e)),
         };
-        let config: Config =
-            toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source })?;
+        let config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })?;
         for (what, value, min) in [
             ("ping_interval_ms", config.ping_interval_ms, 10),
             ("status_interval_ms", config.status_interval_ms, 100),
             ("redial_interval_ms", config.redial_interval_ms, 100),
-            ("idle_connection_timeout_secs", config.idle_connection_timeout_secs, 1),
+            (
+                "idle_connection_timeout_secs",
+                config.idle_connection_timeout_secs,
+                1,
+            ),
         ] {
             if value < min {
-                return Err(ConfigError::TooSmall { path: path.to_path_buf(), what, min });
+                return Err(ConfigError::TooSmall {
+                    path: path.to_path_buf(),
+                    what,
+                    min,
+                });
             }
         }
         Ok(config)
@@ -146,9 +169,15 @@ mod tests {
         assert!(err.contains("unknown field `mnds`"), "{err}");
         std::fs::write(&p, "ping_interval_ms = 0\n").unwrap();
         let err = Config::load(&p, false).unwrap_err().to_string();
-        assert!(err.contains("ping_interval_ms must be at least 10"), "{err}");
+        assert!(
+            err.contains("ping_interval_ms must be at least 10"),
+            "{err}"
+        );
         let fresh = dir.path().join("new.toml");
         assert_eq!(Config::load(&fresh, true).unwrap(), Config::default());
-        assert_eq!(std::fs::read_to_string(&fresh).unwrap(), DEFAULT_CONFIG_TOML);
+        assert_eq!(
+            std::fs::read_to_string(&fresh).unwrap(),
+            DEFAULT_CONFIG_TOML
+        );
     }
 }

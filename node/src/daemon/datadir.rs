@@ -8,18 +8,26 @@
 //! - `config.toml` — written with the defaults on first start;
 //! - `lock` — `flock`ed while a node runs, and holds its pid;
 //! - `node.addrs` — the running node's addresses, each ending in `/p2p/ID`;
+//! - `known-peers` — member peers' addresses, dialled at the next start;
 //! - `store/` — the chunk store.
 
 use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 
-use protocol::limits::MAX_TRUSTED_USERS;
+use protocol::limits::{MAX_MULTIADDR_BYTES, MAX_TRUSTED_USERS};
+
+/// Most remembered peer addresses: enough to find the mesh again after a
+/// restart, few enough to dial them all at once.
+pub const MAX_KNOWN_PEER_ADDRS: usize = 32;
 use protocol::membership::{MemberCertificate, PublicKey};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataDirError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(
         "another meshnode is already running with data directory {dir}{pid}; stop it first, or pass --data-dir for a second node"
     )]
@@ -35,7 +43,10 @@ pub enum DataDirError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DataDirError + '_ {
-    move |source| DataDirError::Io { path: path.to_path_buf(), source }
+    move |source| DataDirError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// The platform's data directory for meshnode: `$XDG_DATA_HOME/meshnode` or
@@ -58,13 +69,21 @@ impl DataDir {
             None => default_data_dir()?,
         };
         use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&root).map_err(io_err(&root))?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&root)
+            .map_err(io_err(&root))?;
         Ok(DataDir { root })
     }
 
     /// The data directory's path, without creating it (for the CLI).
     pub fn locate(explicit: Option<&Path>) -> Result<DataDir, DataDirError> {
-        Ok(DataDir { root: explicit.map(Path::to_path_buf).map_or_else(default_data_dir, Ok)? })
+        Ok(DataDir {
+            root: explicit
+                .map(Path::to_path_buf)
+                .map_or_else(default_data_dir, Ok)?,
+        })
     }
 
     pub fn node_key(&self) -> PathBuf {
@@ -84,6 +103,9 @@ impl DataDir {
     }
     pub fn addrs(&self) -> PathBuf {
         self.root.join("node.addrs")
+    }
+    pub fn known_peers(&self) -> PathBuf {
+        self.root.join("known-peers")
     }
     pub fn store(&self) -> PathBuf {
         self.root.join("store")
@@ -105,8 +127,15 @@ impl DataDir {
             Err(rustix::io::Errno::WOULDBLOCK) => {
                 let pid = std::fs::read_to_string(&path).unwrap_or_default();
                 let pid = pid.trim();
-                let pid = if pid.is_empty() { String::new() } else { format!(" (pid {pid})") };
-                return Err(DataDirError::Locked { dir: self.root.clone(), pid });
+                let pid = if pid.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (pid {pid})")
+                };
+                return Err(DataDirError::Locked {
+                    dir: self.root.clone(),
+                    pid,
+                });
             }
             Err(e) => return Err(io_err(&path)(e.into())),
         }
@@ -119,9 +148,14 @@ impl DataDir {
     pub fn read_certificate(&self) -> Result<Option<MemberCertificate>, DataDirError> {
         let path = self.certificate();
         match std::fs::read(&path) {
-            Ok(bytes) => protocol::cbor::decode(&bytes)
-                .map(Some)
-                .map_err(|e| DataDirError::Certificate { path, reason: e.to_string() }),
+            Ok(bytes) => {
+                protocol::cbor::decode(&bytes)
+                    .map(Some)
+                    .map_err(|e| DataDirError::Certificate {
+                        path,
+                        reason: e.to_string(),
+                    })
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_err(&path)(e)),
         }
@@ -144,19 +178,26 @@ impl DataDir {
             if line.is_empty() {
                 continue;
             }
-            let key = PublicKey::from_hex(line).ok_or(DataDirError::TrustFormat { path: path.clone(), line: i + 1 })?;
+            let key = PublicKey::from_hex(line).ok_or(DataDirError::TrustFormat {
+                path: path.clone(),
+                line: i + 1,
+            })?;
             if !keys.contains(&key) {
                 keys.push(key);
             }
             if keys.len() > MAX_TRUSTED_USERS {
-                return Err(DataDirError::TooManyTrusted { path, limit: MAX_TRUSTED_USERS });
+                return Err(DataDirError::TooManyTrusted {
+                    path,
+                    limit: MAX_TRUSTED_USERS,
+                });
             }
         }
         Ok(keys)
     }
 
     pub fn write_trusted(&self, keys: &[PublicKey]) -> Result<(), DataDirError> {
-        let mut text = String::from("# User keys this node trusts (`meshnode trust add|remove|list`).\n");
+        let mut text =
+            String::from("# User keys this node trusts (`meshnode trust add|remove|list`).\n");
         for k in keys {
             text.push_str(&k.to_hex());
             text.push('\n');
@@ -171,10 +212,43 @@ impl DataDir {
         write_atomic(&self.addrs(), text.as_bytes())
     }
 
+    /// Member peers' addresses (`/…/p2p/ID`) remembered from the last run;
+    /// empty when there are none.
+    pub fn read_known_peers(&self) -> Vec<String> {
+        std::fs::read_to_string(self.known_peers())
+            .map(|t| {
+                t.lines()
+                    .map(str::trim)
+                    .filter(|l| {
+                        !l.is_empty() && !l.starts_with('#') && l.len() <= MAX_MULTIADDR_BYTES
+                    })
+                    .take(MAX_KNOWN_PEER_ADDRS)
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn write_known_peers(&self, addrs: &[String]) -> Result<(), DataDirError> {
+        let mut text = String::from(
+            "# Member peers seen on the last run; dialled at start (rewritten by the node).\n",
+        );
+        for a in addrs.iter().take(MAX_KNOWN_PEER_ADDRS) {
+            text.push_str(a);
+            text.push('\n');
+        }
+        write_atomic(&self.known_peers(), text.as_bytes())
+    }
+
     pub fn read_addrs(&self) -> Result<Vec<String>, DataDirError> {
         let path = self.addrs();
         let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
-        Ok(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect())
+        Ok(text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect())
     }
 }
 
@@ -198,8 +272,14 @@ mod tests {
         let d = DataDir::open(Some(dir.path())).unwrap();
         let held = d.lock().unwrap();
         let err = d.lock().unwrap_err().to_string();
-        assert!(err.contains("another meshnode is already running with data directory"), "{err}");
-        assert!(err.contains(&format!("(pid {})", std::process::id())), "{err}");
+        assert!(
+            err.contains("another meshnode is already running with data directory"),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!("(pid {})", std::process::id())),
+            "{err}"
+        );
         drop(held);
         d.lock().unwrap();
     }
@@ -213,6 +293,9 @@ mod tests {
         d.write_trusted(&keys).unwrap();
         assert_eq!(d.read_trusted().unwrap(), keys);
         std::fs::write(d.trusted_users(), "zz\n").unwrap();
-        assert!(matches!(d.read_trusted(), Err(DataDirError::TrustFormat { line: 1, .. })));
+        assert!(matches!(
+            d.read_trusted(),
+            Err(DataDirError::TrustFormat { line: 1, .. })
+        ));
     }
 }

@@ -76,7 +76,9 @@ pub struct StartArgs {
 
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,libp2p_mdns=warn,libp2p_kad=error,libp2p_gossipsub=warn")
+        tracing_subscriber::EnvFilter::new(
+            "info,libp2p_mdns=warn,libp2p_kad=error,libp2p_gossipsub=warn",
+        )
     });
     use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
@@ -101,6 +103,12 @@ pub fn run_start(args: StartArgs) -> Result<i32> {
         config.listen = args.listen.clone();
     }
     config.peers.extend(args.peers.iter().cloned());
+    // Members seen on the last run (written by the node when it stops).
+    for p in data_dir.read_known_peers() {
+        if !config.peers.contains(&p) {
+            config.peers.push(p);
+        }
+    }
     if args.no_mdns {
         config.mdns = false;
     }
@@ -171,7 +179,18 @@ pub fn run_start(args: StartArgs) -> Result<i32> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run(NodeParams { identity, data_dir, config, certificate, trusted, join }, shutdown_signal()))?;
+    runtime.block_on(run(
+        NodeParams {
+            identity,
+            data_dir,
+            config,
+            certificate,
+            trusted,
+            join,
+            commands: None,
+        },
+        shutdown_signal(),
+    ))?;
     info!("stopped");
     Ok(0)
 }

@@ -42,7 +42,12 @@ pub enum FrameError {
     #[error("load_point({func}) but the next frame belongs to function {expected}")]
     WrongFunction { func: u32, expected: u32 },
     #[error("frame of function {func}: value {index} loaded as {wanted}, saved as {saved:?}")]
-    WrongType { func: u32, index: usize, wanted: &'static str, saved: Option<Value> },
+    WrongType {
+        func: u32,
+        index: usize,
+        wanted: &'static str,
+        saved: Option<Value>,
+    },
     #[error("frame of function {func}: {left} of its values were never loaded")]
     Underconsumed { func: u32, left: usize },
     #[error("load_{wanted} outside of a frame")]
@@ -59,7 +64,10 @@ impl wasmi::errors::HostError for FrameError {}
 
 impl FrameIo {
     pub fn new(max_frames: usize) -> Self {
-        FrameIo { max_frames, ..Default::default() }
+        FrameIo {
+            max_frames,
+            ..Default::default()
+        }
     }
 
     fn save(&mut self, v: Value) {
@@ -68,17 +76,26 @@ impl FrameIo {
 
     fn save_point(&mut self, func: u32, point: u32) -> Result<(), FrameError> {
         if self.saved.len() >= self.max_frames {
-            return Err(FrameError::TooManyFrames { limit: self.max_frames });
+            return Err(FrameError::TooManyFrames {
+                limit: self.max_frames,
+            });
         }
         let locals = std::mem::take(&mut self.pending);
-        self.saved.push(Frame { func, point, locals });
+        self.saved.push(Frame {
+            func,
+            point,
+            locals,
+        });
         Ok(())
     }
 
     fn finish_loading(&mut self) -> Result<(), FrameError> {
         if let Some((frame, read)) = self.loading.take() {
             if read != frame.locals.len() {
-                return Err(FrameError::Underconsumed { func: frame.func, left: frame.locals.len() - read });
+                return Err(FrameError::Underconsumed {
+                    func: frame.func,
+                    left: frame.locals.len() - read,
+                });
             }
         }
         Ok(())
@@ -86,9 +103,15 @@ impl FrameIo {
 
     fn load_point(&mut self, func: u32) -> Result<u32, FrameError> {
         self.finish_loading()?;
-        let frame = self.to_load.pop_front().ok_or(FrameError::NoFrame { func })?;
+        let frame = self
+            .to_load
+            .pop_front()
+            .ok_or(FrameError::NoFrame { func })?;
         if frame.func != func {
-            return Err(FrameError::WrongFunction { func, expected: frame.func });
+            return Err(FrameError::WrongFunction {
+                func,
+                expected: frame.func,
+            });
         }
         let point = frame.point;
         self.loading = Some((frame, 0));
@@ -97,14 +120,25 @@ impl FrameIo {
     }
 
     fn load(&mut self, wanted: &'static str) -> Result<Value, FrameError> {
-        let (frame, read) = self.loading.as_mut().ok_or(FrameError::NoCurrentFrame { wanted })?;
+        let (frame, read) = self
+            .loading
+            .as_mut()
+            .ok_or(FrameError::NoCurrentFrame { wanted })?;
         let v = frame.locals.get(*read).copied();
         let ok = matches!(
             (wanted, v),
-            ("i32", Some(Value::I32(_))) | ("i64", Some(Value::I64(_))) | ("f32", Some(Value::F32(_))) | ("f64", Some(Value::F64(_)))
+            ("i32", Some(Value::I32(_)))
+                | ("i64", Some(Value::I64(_)))
+                | ("f32", Some(Value::F32(_)))
+                | ("f64", Some(Value::F64(_)))
         );
         if !ok {
-            return Err(FrameError::WrongType { func: frame.func, index: *read, wanted, saved: v });
+            return Err(FrameError::WrongType {
+                func: frame.func,
+                index: *read,
+                wanted,
+                saved: v,
+            });
         }
         *read += 1;
         Ok(v.unwrap())
@@ -126,7 +160,10 @@ impl FrameIo {
         }
         self.finish_loading()?;
         if self.handed_out != self.rewind_frames || !self.to_load.is_empty() {
-            return Err(FrameError::Incomplete { handed_out: self.handed_out, total: self.rewind_frames });
+            return Err(FrameError::Incomplete {
+                handed_out: self.handed_out,
+                total: self.rewind_frames,
+            });
         }
         self.rewind_frames = 0;
         Ok(())
@@ -140,7 +177,9 @@ impl FrameIo {
     /// Takes the frames of a finished unwind, outermost first.
     pub fn take_unwound(&mut self) -> Result<Vec<Frame>, FrameError> {
         if !self.pending.is_empty() {
-            return Err(FrameError::DanglingValues { count: self.pending.len() });
+            return Err(FrameError::DanglingValues {
+                count: self.pending.len(),
+            });
         }
         let mut frames = std::mem::take(&mut self.saved);
         frames.reverse();
@@ -155,8 +194,12 @@ pub trait FrameView {
 
 /// Adds the ten `meshnode.*` imports to `linker`.
 pub fn add_to_linker<T: FrameView + 'static>(linker: &mut Linker<T>) -> Result<(), Error> {
-    linker.func_wrap(MODULE, "save_i32", |mut c: Caller<'_, T>, v: i32| c.data_mut().frames().save(Value::I32(v)))?;
-    linker.func_wrap(MODULE, "save_i64", |mut c: Caller<'_, T>, v: i64| c.data_mut().frames().save(Value::I64(v)))?;
+    linker.func_wrap(MODULE, "save_i32", |mut c: Caller<'_, T>, v: i32| {
+        c.data_mut().frames().save(Value::I32(v))
+    })?;
+    linker.func_wrap(MODULE, "save_i64", |mut c: Caller<'_, T>, v: i64| {
+        c.data_mut().frames().save(Value::I64(v))
+    })?;
     // Floats travel as bits, so a NaN payload survives the trip.
     linker.func_wrap(MODULE, "save_f32", |mut c: Caller<'_, T>, v: wasmi::F32| {
         c.data_mut().frames().save(Value::F32(v.to_bits()))
@@ -164,35 +207,66 @@ pub fn add_to_linker<T: FrameView + 'static>(linker: &mut Linker<T>) -> Result<(
     linker.func_wrap(MODULE, "save_f64", |mut c: Caller<'_, T>, v: wasmi::F64| {
         c.data_mut().frames().save(Value::F64(v.to_bits()))
     })?;
-    linker.func_wrap(MODULE, "save_point", |mut c: Caller<'_, T>, func: i32, point: i32| -> Result<(), Error> {
-        c.data_mut().frames().save_point(func as u32, point as u32).map_err(Error::host)
-    })?;
-    linker.func_wrap(MODULE, "load_point", |mut c: Caller<'_, T>, func: i32| -> Result<i32, Error> {
-        c.data_mut().frames().load_point(func as u32).map(|p| p as i32).map_err(Error::host)
-    })?;
-    linker.func_wrap(MODULE, "load_i32", |mut c: Caller<'_, T>| -> Result<i32, Error> {
-        match c.data_mut().frames().load("i32").map_err(Error::host)? {
-            Value::I32(v) => Ok(v),
-            _ => unreachable!("load checked the type"),
-        }
-    })?;
-    linker.func_wrap(MODULE, "load_i64", |mut c: Caller<'_, T>| -> Result<i64, Error> {
-        match c.data_mut().frames().load("i64").map_err(Error::host)? {
-            Value::I64(v) => Ok(v),
-            _ => unreachable!("load checked the type"),
-        }
-    })?;
-    linker.func_wrap(MODULE, "load_f32", |mut c: Caller<'_, T>| -> Result<wasmi::F32, Error> {
-        match c.data_mut().frames().load("f32").map_err(Error::host)? {
-            Value::F32(v) => Ok(wasmi::F32::from_bits(v)),
-            _ => unreachable!("load checked the type"),
-        }
-    })?;
-    linker.func_wrap(MODULE, "load_f64", |mut c: Caller<'_, T>| -> Result<wasmi::F64, Error> {
-        match c.data_mut().frames().load("f64").map_err(Error::host)? {
-            Value::F64(v) => Ok(wasmi::F64::from_bits(v)),
-            _ => unreachable!("load checked the type"),
-        }
-    })?;
+    linker.func_wrap(
+        MODULE,
+        "save_point",
+        |mut c: Caller<'_, T>, func: i32, point: i32| -> Result<(), Error> {
+            c.data_mut()
+                .frames()
+                .save_point(func as u32, point as u32)
+                .map_err(Error::host)
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "load_point",
+        |mut c: Caller<'_, T>, func: i32| -> Result<i32, Error> {
+            c.data_mut()
+                .frames()
+                .load_point(func as u32)
+                .map(|p| p as i32)
+                .map_err(Error::host)
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "load_i32",
+        |mut c: Caller<'_, T>| -> Result<i32, Error> {
+            match c.data_mut().frames().load("i32").map_err(Error::host)? {
+                Value::I32(v) => Ok(v),
+                _ => unreachable!("load checked the type"),
+            }
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "load_i64",
+        |mut c: Caller<'_, T>| -> Result<i64, Error> {
+            match c.data_mut().frames().load("i64").map_err(Error::host)? {
+                Value::I64(v) => Ok(v),
+                _ => unreachable!("load checked the type"),
+            }
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "load_f32",
+        |mut c: Caller<'_, T>| -> Result<wasmi::F32, Error> {
+            match c.data_mut().frames().load("f32").map_err(Error::host)? {
+                Value::F32(v) => Ok(wasmi::F32::from_bits(v)),
+                _ => unreachable!("load checked the type"),
+            }
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "load_f64",
+        |mut c: Caller<'_, T>| -> Result<wasmi::F64, Error> {
+            match c.data_mut().frames().load("f64").map_err(Error::host)? {
+                Value::F64(v) => Ok(wasmi::F64::from_bits(v)),
+                _ => unreachable!("load checked the type"),
+            }
+        },
+    )?;
     Ok(())
 }

@@ -19,8 +19,8 @@ use std::thread::JoinHandle;
 
 use protocol::snapshot::{Entry, Frame, Hash, Value};
 use wasmi::{
-    Config, Engine, Extern, Func, Global, Instance, Linker, Memory, Module, ResumableCall, ResumableCallOutOfFuel,
-    Store, StoreLimits, StoreLimitsBuilder, Val,
+    Config, Engine, Extern, Func, Global, Instance, Linker, Memory, Module, ResumableCall,
+    ResumableCallOutOfFuel, Store, StoreLimits, StoreLimitsBuilder, Val,
 };
 
 use self::frames::{FrameIo, FrameView};
@@ -102,15 +102,27 @@ impl DockConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum DockError {
     #[error("{path}: cannot read: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: is {size_bytes} bytes, over the limit of {limit_bytes} bytes for a module")]
-    TooLarge { path: PathBuf, size_bytes: u64, limit_bytes: u64 },
+    TooLarge {
+        path: PathBuf,
+        size_bytes: u64,
+        limit_bytes: u64,
+    },
     #[error("{path}: not a WebAssembly module (it does not start with \\0asm)")]
     NotWasm { path: PathBuf },
     #[error("{path}: invalid WebAssembly module: {reason}")]
     Invalid { path: PathBuf, reason: String },
     #[error("{path}: imports {module}.{name} ({kind}), which meshnode does not provide")]
-    UnknownImport { path: PathBuf, module: String, name: String, kind: &'static str },
+    UnknownImport {
+        path: PathBuf,
+        module: String,
+        name: String,
+        kind: &'static str,
+    },
     #[error("{path}: has no `_start` function to run (it is not a WASI command module)")]
     NoStart { path: PathBuf },
     #[error("cannot set up WASI: {0}")]
@@ -139,13 +151,30 @@ pub fn load_module(engine: &Engine, path: &Path) -> Result<VesselModule, DockErr
 /// the wasm magic.
 pub fn read_module_file(path: &Path) -> Result<Vec<u8>, DockError> {
     use std::io::Read;
-    let mut file = std::fs::File::open(path).map_err(|source| DockError::Read { path: path.into(), source })?;
-    let size_bytes = file.metadata().map_err(|source| DockError::Read { path: path.into(), source })?.len();
+    let mut file = std::fs::File::open(path).map_err(|source| DockError::Read {
+        path: path.into(),
+        source,
+    })?;
+    let size_bytes = file
+        .metadata()
+        .map_err(|source| DockError::Read {
+            path: path.into(),
+            source,
+        })?
+        .len();
     if size_bytes > MAX_MODULE_BYTES {
-        return Err(DockError::TooLarge { path: path.into(), size_bytes, limit_bytes: MAX_MODULE_BYTES });
+        return Err(DockError::TooLarge {
+            path: path.into(),
+            size_bytes,
+            limit_bytes: MAX_MODULE_BYTES,
+        });
     }
     let mut bytes = Vec::with_capacity(size_bytes as usize);
-    file.read_to_end(&mut bytes).map_err(|source| DockError::Read { path: path.into(), source })?;
+    file.read_to_end(&mut bytes)
+        .map_err(|source| DockError::Read {
+            path: path.into(),
+            source,
+        })?;
     if !bytes.starts_with(b"\0asm") {
         return Err(DockError::NotWasm { path: path.into() });
     }
@@ -154,19 +183,30 @@ pub fn read_module_file(path: &Path) -> Result<Vec<u8>, DockError> {
 
 /// Checks and compiles a module that runs as given (not migratable); `path`
 /// only names it in errors.
-pub fn module_from_bytes(engine: &Engine, path: &Path, bytes: &[u8]) -> Result<VesselModule, DockError> {
+pub fn module_from_bytes(
+    engine: &Engine,
+    path: &Path,
+    bytes: &[u8],
+) -> Result<VesselModule, DockError> {
     VesselModule::prepare(engine, path, bytes.to_vec(), Mode::Plain)
 }
 
 /// Compiles `bytes` and checks that every import is one the dock provides
 /// (preview1, plus the rewriter's frame imports when `frames` is set) and
 /// that there is a `_start` to run.
-fn compile_checked(engine: &Engine, path: &Path, bytes: &[u8], frames: bool) -> Result<Module, DockError> {
+fn compile_checked(
+    engine: &Engine,
+    path: &Path,
+    bytes: &[u8],
+    frames: bool,
+) -> Result<Module, DockError> {
     if !bytes.starts_with(b"\0asm") {
         return Err(DockError::NotWasm { path: path.into() });
     }
-    let module =
-        Module::new(engine, bytes).map_err(|e| DockError::Invalid { path: path.into(), reason: e.to_string() })?;
+    let module = Module::new(engine, bytes).map_err(|e| DockError::Invalid {
+        path: path.into(),
+        reason: e.to_string(),
+    })?;
     for import in module.imports() {
         let kind = match import.ty() {
             wasmi::ExternType::Func(_) => "function",
@@ -188,7 +228,10 @@ fn compile_checked(engine: &Engine, path: &Path, bytes: &[u8], frames: bool) -> 
             });
         }
     }
-    if !module.exports().any(|e| e.name() == "_start" && matches!(e.ty(), wasmi::ExternType::Func(_))) {
+    if !module
+        .exports()
+        .any(|e| e.name() == "_start" && matches!(e.ty(), wasmi::ExternType::Func(_)))
+    {
         return Err(DockError::NoStart { path: path.into() });
     }
     Ok(module)
@@ -225,11 +268,23 @@ pub struct VesselModule {
 impl VesselModule {
     /// Checks, instruments (unless `mode` is `Plain`) and compiles a module
     /// for `engine`.
-    pub fn prepare(engine: &Engine, path: &Path, original: Vec<u8>, mode: Mode) -> Result<Self, DockError> {
+    pub fn prepare(
+        engine: &Engine,
+        path: &Path,
+        original: Vec<u8>,
+        mode: Mode,
+    ) -> Result<Self, DockError> {
         let (instrumented, original_hash) = instrument(engine, path, &original, mode)?;
-        let code = instrumented.as_ref().map_or(&original[..], |i| &i.bytes[..]);
+        let code = instrumented
+            .as_ref()
+            .map_or(&original[..], |i| &i.bytes[..]);
         let module = compile_checked(engine, path, code, instrumented.is_some())?;
-        Ok(VesselModule { original, original_hash, instrumented, module })
+        Ok(VesselModule {
+            original,
+            original_hash,
+            instrumented,
+            module,
+        })
     }
 
     /// Like [`prepare`](Self::prepare), but also builds the engine: the
@@ -248,12 +303,24 @@ impl VesselModule {
         let mut config = config.clone();
         if let Some(i) = &instrumented {
             let factor = i.report.value_stack_factor_percent.max(100) as usize;
-            config.max_value_stack_bytes = config.max_value_stack_bytes.saturating_mul(factor) / 100;
+            config.max_value_stack_bytes =
+                config.max_value_stack_bytes.saturating_mul(factor) / 100;
         }
         let engine = config.engine();
-        let code = instrumented.as_ref().map_or(&original[..], |i| &i.bytes[..]);
+        let code = instrumented
+            .as_ref()
+            .map_or(&original[..], |i| &i.bytes[..]);
         let module = compile_checked(&engine, path, code, instrumented.is_some())?;
-        Ok((engine, config, VesselModule { original, original_hash, instrumented, module }))
+        Ok((
+            engine,
+            config,
+            VesselModule {
+                original,
+                original_hash,
+                instrumented,
+                module,
+            },
+        ))
     }
 }
 
@@ -269,19 +336,40 @@ fn instrument(
         return Err(DockError::NotWasm { path: path.into() });
     }
     let original_hash = Hash::of(original);
-    let Mode::Migratable { countdown } = mode else { return Ok((None, original_hash)) };
-    let config = wasm_rewriter::RewriteConfig { countdown, ..Default::default() };
+    let Mode::Migratable { countdown } = mode else {
+        return Ok((None, original_hash));
+    };
+    let config = wasm_rewriter::RewriteConfig {
+        countdown,
+        ..Default::default()
+    };
     let out = wasm_rewriter::rewrite(original, &config).map_err(|e| match e {
         // A module that is not valid wasm gets the plain-mode error, which
         // names what is wrong (bad magic, truncation, unknown import).
-        wasm_rewriter::RewriteError::Invalid { .. } => match compile_checked(engine, path, original, false) {
-            Err(plain) => plain,
-            Ok(_) => DockError::Rewrite { path: path.into(), reason: e.to_string() },
+        wasm_rewriter::RewriteError::Invalid { .. } => {
+            match compile_checked(engine, path, original, false) {
+                Err(plain) => plain,
+                Ok(_) => DockError::Rewrite {
+                    path: path.into(),
+                    reason: e.to_string(),
+                },
+            }
+        }
+        other => DockError::Rewrite {
+            path: path.into(),
+            reason: other.to_string(),
         },
-        other => DockError::Rewrite { path: path.into(), reason: other.to_string() },
     })?;
     let hash = Hash::of(&out.wasm);
-    Ok((Some(Instrumented { bytes: out.wasm, hash, report: out.report, countdown }), original_hash))
+    Ok((
+        Some(Instrumented {
+            bytes: out.wasm,
+            hash,
+            report: out.report,
+            countdown,
+        }),
+        original_hash,
+    ))
 }
 
 /// The store data of one vessel.
@@ -378,19 +466,46 @@ pub struct Vessel {
 impl Vessel {
     /// Instantiates a fresh vessel; its first slice calls the start function
     /// (if the rewriter moved one out) and then `_start`.
-    pub fn new(engine: &Engine, vm: &VesselModule, wasi: WasiCtx, config: &DockConfig) -> Result<Self, DockError> {
+    pub fn new(
+        engine: &Engine,
+        vm: &VesselModule,
+        wasi: WasiCtx,
+        config: &DockConfig,
+    ) -> Result<Self, DockError> {
         let mut v = Self::instantiate(engine, vm, wasi, config)?;
-        v.phase = Phase::Call(if v.start.is_some() { Entry::Start } else { Entry::Main });
+        v.phase = Phase::Call(if v.start.is_some() {
+            Entry::Start
+        } else {
+            Entry::Main
+        });
         Ok(v)
     }
 
-    fn instantiate(engine: &Engine, vm: &VesselModule, wasi: WasiCtx, config: &DockConfig) -> Result<Self, DockError> {
-        let limits = StoreLimitsBuilder::new().memory_size(config.max_memory_bytes).instances(1).build();
+    fn instantiate(
+        engine: &Engine,
+        vm: &VesselModule,
+        wasi: WasiCtx,
+        config: &DockConfig,
+    ) -> Result<Self, DockError> {
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(config.max_memory_bytes)
+            .instances(1)
+            .build();
         let frames = FrameIo::new(config.max_call_depth);
-        let mut store = Store::new(engine, VesselCtx { wasi, memory: None, limits, frames });
+        let mut store = Store::new(
+            engine,
+            VesselCtx {
+                wasi,
+                memory: None,
+                limits,
+                frames,
+            },
+        );
         store.limiter(|ctx| &mut ctx.limits);
         if let Some(fuel) = config.fuel_slice {
-            store.set_fuel(fuel).map_err(|e| DockError::Instantiate(e.to_string()))?;
+            store
+                .set_fuel(fuel)
+                .map_err(|e| DockError::Instantiate(e.to_string()))?;
         }
         let mut linker = Linker::new(engine);
         wasi::add_to_linker(&mut linker).map_err(|e| DockError::Instantiate(e.to_string()))?;
@@ -401,7 +516,9 @@ impl Vessel {
             .instantiate_and_start(&mut store, &vm.module)
             .map_err(|e| match classify_error(e, "the start function") {
                 Exit::Trap(t) => DockError::Trap(t),
-                Exit::Code(c) => DockError::Instantiate(format!("the start function exited with {c}")),
+                Exit::Code(c) => {
+                    DockError::Instantiate(format!("the start function exited with {c}"))
+                }
             })?;
         let memory = match instance.get_export(&store, "memory") {
             Some(Extern::Memory(m)) => Some(m),
@@ -416,10 +533,13 @@ impl Vessel {
             Some(_) => {
                 use wasm_rewriter::abi;
                 let global = |name: &str| instance.get_global(&store, name);
-                let state = global(abi::STATE_EXPORT)
-                    .ok_or_else(|| DockError::Instantiate(format!("no {} export", abi::STATE_EXPORT)))?;
+                let state = global(abi::STATE_EXPORT).ok_or_else(|| {
+                    DockError::Instantiate(format!("no {} export", abi::STATE_EXPORT))
+                })?;
                 let mut globals = Vec::new();
-                while let Some(g) = global(&format!("{}{}", abi::GLOBAL_EXPORT_PREFIX, globals.len())) {
+                while let Some(g) =
+                    global(&format!("{}{}", abi::GLOBAL_EXPORT_PREFIX, globals.len()))
+                {
                     globals.push(g);
                 }
                 Some(Controls {
@@ -453,7 +573,9 @@ impl Vessel {
     }
 
     fn state(&self) -> i32 {
-        self.controls.as_ref().map_or(0, |c| c.state.get(&self.store).i32().unwrap_or(0))
+        self.controls
+            .as_ref()
+            .map_or(0, |c| c.state.get(&self.store).i32().unwrap_or(0))
     }
 
     fn set_state(&mut self, v: i32) {
@@ -482,7 +604,9 @@ impl Vessel {
                 let f = self.entry_func(entry);
                 (entry, f.call_resumable(&mut self.store, &[], &mut []))
             }
-            (Phase::Unwound(_), _) => return Slice::Exited(Exit::Trap("vessel run after it unwound".into())),
+            (Phase::Unwound(_), _) => {
+                return Slice::Exited(Exit::Trap("vessel run after it unwound".into()))
+            }
             _ => return Slice::Exited(Exit::Trap("vessel run after it ended".into())),
         };
         let during = match entry {
@@ -542,8 +666,14 @@ impl Vessel {
     /// The rewind's pair assertion, checked once the vessel has left the
     /// rewinding state.
     fn check_rewind_if_done(&mut self) -> Result<(), String> {
-        if self.store.data().frames.rewinding() && self.state() != wasm_rewriter::abi::STATE_REWINDING {
-            self.store.data_mut().frames.check_rewind_done().map_err(|e| e.to_string())?;
+        if self.store.data().frames.rewinding()
+            && self.state() != wasm_rewriter::abi::STATE_REWINDING
+        {
+            self.store
+                .data_mut()
+                .frames
+                .check_rewind_done()
+                .map_err(|e| e.to_string())?;
         }
         Ok(())
     }
@@ -554,7 +684,9 @@ impl Vessel {
             match self.run_slice() {
                 Slice::Exited(exit) => return exit,
                 Slice::Yielded => {}
-                Slice::Unwound => return Exit::Trap("vessel unwound with nobody to capture it".into()),
+                Slice::Unwound => {
+                    return Exit::Trap("vessel unwound with nobody to capture it".into())
+                }
             }
         }
     }
@@ -578,7 +710,9 @@ impl Vessel {
     /// With a countdown module: unwind at the `n`-th migration point from
     /// now (loop headers and recursive-function entries count).
     pub fn unwind_after_points(&mut self, n: u32) -> bool {
-        let Some(c) = self.controls.as_ref().and_then(|c| c.countdown) else { return false };
+        let Some(c) = self.controls.as_ref().and_then(|c| c.countdown) else {
+            return false;
+        };
         c.set(&mut self.store, Val::I32(n as i32)).is_ok()
     }
 
@@ -591,15 +725,29 @@ impl Vessel {
         let Some(controls) = &self.controls else {
             return Err(DockError::Capture("the vessel is not migratable".into()));
         };
-        let frames = self.store.data_mut().frames.take_unwound().map_err(|e| DockError::Capture(e.to_string()))?;
+        let frames = self
+            .store
+            .data_mut()
+            .frames
+            .take_unwound()
+            .map_err(|e| DockError::Capture(e.to_string()))?;
         if frames.is_empty() {
-            return Err(DockError::Capture("the vessel unwound without saving a frame".into()));
+            return Err(DockError::Capture(
+                "the vessel unwound without saving a frame".into(),
+            ));
         }
-        let memory = match self.instance.get_memory(&self.store, wasm_rewriter::abi::MEMORY_EXPORT) {
+        let memory = match self
+            .instance
+            .get_memory(&self.store, wasm_rewriter::abi::MEMORY_EXPORT)
+        {
             Some(m) => m.data(&self.store).to_vec(),
             None => Vec::new(),
         };
-        let globals = controls.globals.iter().map(|g| val_to_value(&g.get(&self.store))).collect();
+        let globals = controls
+            .globals
+            .iter()
+            .map(|g| val_to_value(&g.get(&self.store)))
+            .collect();
         let data_dropped = controls
             .data_dropped
             .and_then(|g| g.get(&self.store).i64())
@@ -611,7 +759,15 @@ impl Vessel {
             .capture_state()
             .map_err(|e| DockError::Capture(e.to_string()))?;
         self.phase = Phase::Ended;
-        Ok(Capture { memory, globals, data_dropped, entry, frames, wasi, points_passed })
+        Ok(Capture {
+            memory,
+            globals,
+            data_dropped,
+            entry,
+            frames,
+            wasi,
+            points_passed,
+        })
     }
 
     /// Re-creates a vessel from a capture: checks every frame against the
@@ -624,8 +780,10 @@ impl Vessel {
         wasi: WasiCtx,
         config: &DockConfig,
     ) -> Result<Self, DockError> {
-        let instrumented =
-            vm.instrumented.as_ref().ok_or_else(|| DockError::Resume("the module was not instrumented".into()))?;
+        let instrumented = vm
+            .instrumented
+            .as_ref()
+            .ok_or_else(|| DockError::Resume("the module was not instrumented".into()))?;
         validate_frames(&capture.frames, &instrumented.report, config)?;
         if capture.memory.len() as u64 > config.max_memory_bytes as u64 {
             return Err(DockError::Resume(format!(
@@ -635,7 +793,10 @@ impl Vessel {
             )));
         }
         let mut v = Self::instantiate(engine, vm, wasi, config)?;
-        let controls = v.controls.as_ref().expect("an instrumented module has controls");
+        let controls = v
+            .controls
+            .as_ref()
+            .expect("an instrumented module has controls");
         if capture.globals.len() != controls.globals.len() {
             return Err(DockError::Resume(format!(
                 "{} globals captured, the module has {}",
@@ -644,7 +805,10 @@ impl Vessel {
             )));
         }
         // Memory: grow to the captured size, then write it back.
-        match v.instance.get_memory(&v.store, wasm_rewriter::abi::MEMORY_EXPORT) {
+        match v
+            .instance
+            .get_memory(&v.store, wasm_rewriter::abi::MEMORY_EXPORT)
+        {
             Some(m) => {
                 let have = m.data(&v.store).len() as u64;
                 let want = capture.memory.len() as u64;
@@ -654,13 +818,18 @@ impl Vessel {
                     )));
                 }
                 if want > have {
-                    m.grow(&mut v.store, (want - have) / 65536)
-                        .map_err(|e| DockError::Resume(format!("cannot grow memory to {want} bytes: {e}")))?;
+                    m.grow(&mut v.store, (want - have) / 65536).map_err(|e| {
+                        DockError::Resume(format!("cannot grow memory to {want} bytes: {e}"))
+                    })?;
                 }
                 m.data_mut(&mut v.store).copy_from_slice(&capture.memory);
             }
             None if capture.memory.is_empty() => {}
-            None => return Err(DockError::Resume("memory captured, but the module has none".into())),
+            None => {
+                return Err(DockError::Resume(
+                    "memory captured, but the module has none".into(),
+                ))
+            }
         }
         // Globals: set every mutable one, with its type checked.
         for (i, (g, value)) in controls.globals.iter().zip(&capture.globals).enumerate() {
@@ -668,9 +837,14 @@ impl Vessel {
             if ty.mutability() == wasmi::Mutability::Const {
                 continue;
             }
-            let val = value_to_val(value, ty.content())
-                .ok_or_else(|| DockError::Resume(format!("global {i}: captured {value:?} does not fit {:?}", ty.content())))?;
-            g.set(&mut v.store, val).map_err(|e| DockError::Resume(format!("global {i}: {e}")))?;
+            let val = value_to_val(value, ty.content()).ok_or_else(|| {
+                DockError::Resume(format!(
+                    "global {i}: captured {value:?} does not fit {:?}",
+                    ty.content()
+                ))
+            })?;
+            g.set(&mut v.store, val)
+                .map_err(|e| DockError::Resume(format!("global {i}: {e}")))?;
         }
         if let Some(g) = controls.data_dropped {
             g.set(&mut v.store, Val::I64(capture.data_dropped as i64))
@@ -685,7 +859,10 @@ impl Vessel {
                 .call(&mut v.store, &[], &mut [])
                 .map_err(|e| DockError::Resume(format!("re-dropping data segments: {e}")))?;
         }
-        v.store.data_mut().frames.begin_rewind(capture.frames.clone());
+        v.store
+            .data_mut()
+            .frames
+            .begin_rewind(capture.frames.clone());
         v.set_state(wasm_rewriter::abi::STATE_REWINDING);
         v.phase = Phase::Call(capture.entry);
         Ok(v)
@@ -714,7 +891,11 @@ impl Vessel {
 /// Checks captured frames against the instrumented module's layouts: the
 /// function is instrumented, the point exists, and every value has the type
 /// the function saves there.
-pub fn validate_frames(frames: &[Frame], report: &wasm_rewriter::Report, config: &DockConfig) -> Result<(), DockError> {
+pub fn validate_frames(
+    frames: &[Frame],
+    report: &wasm_rewriter::Report,
+    config: &DockConfig,
+) -> Result<(), DockError> {
     use wasm_rewriter::FrameValType as T;
     if frames.is_empty() {
         return Err(DockError::Resume("no frames".into()));
@@ -731,7 +912,12 @@ pub fn validate_frames(frames: &[Frame], report: &wasm_rewriter::Report, config:
             .frames
             .binary_search_by_key(&f.func, |l| l.func_index)
             .map(|at| &report.frames[at])
-            .map_err(|_| DockError::Resume(format!("frame {i}: function {} is not instrumented", f.func)))?;
+            .map_err(|_| {
+                DockError::Resume(format!(
+                    "frame {i}: function {} is not instrumented",
+                    f.func
+                ))
+            })?;
         if f.point >= layout.points {
             return Err(DockError::Resume(format!(
                 "frame {i}: function {} has {} migration points, not point {}",
@@ -749,7 +935,10 @@ pub fn validate_frames(frames: &[Frame], report: &wasm_rewriter::Report, config:
         for (j, (v, t)) in f.locals.iter().zip(&layout.locals).enumerate() {
             let ok = matches!(
                 (v, t),
-                (Value::I32(_), T::I32) | (Value::I64(_), T::I64) | (Value::F32(_), T::F32) | (Value::F64(_), T::F64)
+                (Value::I32(_), T::I32)
+                    | (Value::I64(_), T::I64)
+                    | (Value::F32(_), T::F32)
+                    | (Value::F64(_), T::F64)
             );
             if !ok {
                 return Err(DockError::Resume(format!(
@@ -799,8 +988,10 @@ fn classify_error(e: wasmi::Error, during: &str) -> Exit {
 
 /// Runs a vessel to completion on a worker thread of its own.
 pub fn spawn(mut vessel: Vessel, name: String) -> std::io::Result<JoinHandle<(Exit, Vessel)>> {
-    std::thread::Builder::new().name(format!("vessel-{name}")).spawn(move || {
-        let exit = vessel.run_to_end();
-        (exit, vessel)
-    })
+    std::thread::Builder::new()
+        .name(format!("vessel-{name}"))
+        .spawn(move || {
+            let exit = vessel.run_to_end();
+            (exit, vessel)
+        })
 }

@@ -28,7 +28,9 @@ pub enum SnapshotError {
     ModuleHash { expected: Hash, found: Hash },
     #[error("the snapshot was made by rewriter {found}; this dock has {ours} and cannot reproduce its module")]
     RewriterVersion { found: String, ours: String },
-    #[error("this dock's rewriter turns the module into {found}, not {expected} as the snapshot needs")]
+    #[error(
+        "this dock's rewriter turns the module into {found}, not {expected} as the snapshot needs"
+    )]
     InstrumentedHash { expected: Hash, found: Hash },
 }
 
@@ -40,7 +42,10 @@ pub fn to_manifest(
     capture: &Capture,
     config: &DockConfig,
 ) -> Result<Manifest, SnapshotError> {
-    let instrumented = vm.instrumented.as_ref().ok_or(SnapshotError::NotMigratable)?;
+    let instrumented = vm
+        .instrumented
+        .as_ref()
+        .ok_or(SnapshotError::NotMigratable)?;
     let original = put_image(store, &vm.original)?;
     let memory = put_image(store, &capture.memory)?;
     let manifest = Manifest {
@@ -86,14 +91,27 @@ pub fn module_from_manifest(
     let original = get_image(store, &m.original, MAX_MODULE_BYTES)?;
     let found = Hash::of(&original);
     if found != m.original_hash {
-        return Err(SnapshotError::ModuleHash { expected: m.original_hash, found });
+        return Err(SnapshotError::ModuleHash {
+            expected: m.original_hash,
+            found,
+        });
     }
     let name = format!("snapshot module {}", m.original_hash);
-    let mode = Mode::Migratable { countdown: m.countdown };
-    let (engine, config, vm) = VesselModule::prepare_with_engine(config, Path::new(&name), original, mode)?;
-    let found = vm.instrumented.as_ref().map(|i| i.hash).ok_or(SnapshotError::NotMigratable)?;
+    let mode = Mode::Migratable {
+        countdown: m.countdown,
+    };
+    let (engine, config, vm) =
+        VesselModule::prepare_with_engine(config, Path::new(&name), original, mode)?;
+    let found = vm
+        .instrumented
+        .as_ref()
+        .map(|i| i.hash)
+        .ok_or(SnapshotError::NotMigratable)?;
     if found != m.instrumented_hash {
-        return Err(SnapshotError::InstrumentedHash { expected: m.instrumented_hash, found });
+        return Err(SnapshotError::InstrumentedHash {
+            expected: m.instrumented_hash,
+            found,
+        });
     }
     Ok((engine, config, vm))
 }

@@ -5,10 +5,14 @@ use std::time::Duration;
 
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{gossipsub, identify, kad, mdns, noise, ping, request_response, tcp, yamux, StreamProtocol, Swarm};
+use libp2p::{
+    gossipsub, identify, kad, mdns, noise, ping, request_response, tcp, yamux, StreamProtocol,
+    Swarm,
+};
 use protocol::control::{ControlRequest, ControlResponse};
 use protocol::limits::{
-    MAX_CONTROL_REQUEST_BYTES, MAX_CONTROL_RESPONSE_BYTES, MAX_MEMBER_MESSAGE_BYTES, MAX_STATUS_MESSAGE_BYTES,
+    MAX_CONTROL_REQUEST_BYTES, MAX_CONTROL_RESPONSE_BYTES, MAX_MEMBER_MESSAGE_BYTES,
+    MAX_STATUS_MESSAGE_BYTES,
 };
 use protocol::membership::{MemberRequest, MemberResponse};
 
@@ -27,8 +31,17 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a ping may take before it counts as failed.
 pub const PING_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Most connections a node accepts (inbound, all peers together): a board
+/// serves a mesh of tens of nodes and a few CLIs; a flood of connections
+/// from one LAN host stops here.
+pub const MAX_INCOMING_CONNECTIONS: u32 = 256;
+
+/// Most connections to one peer (TCP and QUIC, both directions).
+pub const MAX_CONNECTIONS_PER_PEER: u32 = 4;
+
 #[derive(NetworkBehaviour)]
 pub struct NodeBehaviour {
+    pub limits: libp2p::connection_limits::Behaviour,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
@@ -56,7 +69,9 @@ fn setup(what: &'static str) -> impl FnOnce(String) -> SwarmError {
     move |reason| SwarmError::Setup { what, reason }
 }
 
-pub fn control_behaviour(support: request_response::ProtocolSupport) -> request_response::Behaviour<ControlCodec> {
+pub fn control_behaviour(
+    support: request_response::ProtocolSupport,
+) -> request_response::Behaviour<ControlCodec> {
     request_response::Behaviour::with_codec(
         CborCodec::new(MAX_CONTROL_REQUEST_BYTES, MAX_CONTROL_RESPONSE_BYTES),
         [(StreamProtocol::new(CONTROL_PROTOCOL), support)],
@@ -65,15 +80,25 @@ pub fn control_behaviour(support: request_response::ProtocolSupport) -> request_
 }
 
 /// A node's swarm: TCP and QUIC, noise, yamux, and [`NodeBehaviour`].
-pub fn node_swarm(id: &NodeIdentity, opts: &SwarmOptions) -> Result<Swarm<NodeBehaviour>, SwarmError> {
+pub fn node_swarm(
+    id: &NodeIdentity,
+    opts: &SwarmOptions,
+) -> Result<Swarm<NodeBehaviour>, SwarmError> {
     let peer_id = id.peer_id;
     let builder = libp2p::SwarmBuilder::with_existing_identity(id.keypair.clone())
         .with_tokio()
-        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
         .map_err(|e| setup("TCP transport")(e.to_string()))?
         .with_quic();
     let mdns = if opts.mdns {
-        Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id).map_err(|e| setup("mDNS")(e.to_string()))?)
+        Some(
+            mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id)
+                .map_err(|e| setup("mDNS")(e.to_string()))?,
+        )
     } else {
         None
     };
@@ -83,9 +108,11 @@ pub fn node_swarm(id: &NodeIdentity, opts: &SwarmOptions) -> Result<Swarm<NodeBe
         .max_transmit_size(MAX_STATUS_MESSAGE_BYTES)
         .build()
         .map_err(|e| setup("gossipsub")(e.to_string()))?;
-    let gossipsub =
-        gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(id.keypair.clone()), gossip_config)
-            .map_err(|e| setup("gossipsub")(e.to_string()))?;
+    let gossipsub = gossipsub::Behaviour::new(
+        gossipsub::MessageAuthenticity::Signed(id.keypair.clone()),
+        gossip_config,
+    )
+    .map_err(|e| setup("gossipsub")(e.to_string()))?;
     let kad = opts.kademlia.then(|| {
         let mut k = kad::Behaviour::with_config(
             peer_id,
@@ -96,6 +123,11 @@ pub fn node_swarm(id: &NodeIdentity, opts: &SwarmOptions) -> Result<Swarm<NodeBe
         k
     });
     let behaviour = NodeBehaviour {
+        limits: libp2p::connection_limits::Behaviour::new(
+            libp2p::connection_limits::ConnectionLimits::default()
+                .with_max_established_incoming(Some(MAX_INCOMING_CONNECTIONS))
+                .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER)),
+        ),
         identify: identify::Behaviour::new(
             identify::Config::new(IDENTIFY_PROTOCOL.to_string(), id.keypair.public())
                 .with_agent_version(format!("meshnode/{}", env!("CARGO_PKG_VERSION")))
@@ -103,13 +135,20 @@ pub fn node_swarm(id: &NodeIdentity, opts: &SwarmOptions) -> Result<Swarm<NodeBe
                 // its own listen addresses: tell them once it does.
                 .with_push_listen_addr_updates(true),
         ),
-        ping: ping::Behaviour::new(ping::Config::new().with_interval(opts.ping_interval).with_timeout(PING_TIMEOUT)),
+        ping: ping::Behaviour::new(
+            ping::Config::new()
+                .with_interval(opts.ping_interval)
+                .with_timeout(PING_TIMEOUT),
+        ),
         mdns: mdns.into(),
         kad: kad.into(),
         gossipsub,
         member: request_response::Behaviour::with_codec(
             CborCodec::new(MAX_MEMBER_MESSAGE_BYTES, MAX_MEMBER_MESSAGE_BYTES),
-            [(StreamProtocol::new(MEMBER_PROTOCOL), request_response::ProtocolSupport::Full)],
+            [(
+                StreamProtocol::new(MEMBER_PROTOCOL),
+                request_response::ProtocolSupport::Full,
+            )],
             request_response::Config::default().with_request_timeout(REQUEST_TIMEOUT),
         ),
         control: control_behaviour(request_response::ProtocolSupport::Full),
@@ -123,10 +162,16 @@ pub fn node_swarm(id: &NodeIdentity, opts: &SwarmOptions) -> Result<Swarm<NodeBe
 }
 
 /// The CLI's swarm: only the control protocol, outbound.
-pub fn client_swarm(id: &NodeIdentity) -> Result<Swarm<request_response::Behaviour<ControlCodec>>, SwarmError> {
+pub fn client_swarm(
+    id: &NodeIdentity,
+) -> Result<Swarm<request_response::Behaviour<ControlCodec>>, SwarmError> {
     let swarm = libp2p::SwarmBuilder::with_existing_identity(id.keypair.clone())
         .with_tokio()
-        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
         .map_err(|e| setup("TCP transport")(e.to_string()))?
         .with_quic()
         .with_behaviour(|_| control_behaviour(request_response::ProtocolSupport::Outbound))

@@ -25,7 +25,11 @@ pub struct CborCodec<Req, Resp> {
 
 impl<Req, Resp> CborCodec<Req, Resp> {
     pub fn new(max_request_bytes: usize, max_response_bytes: usize) -> Self {
-        CborCodec { max_request_bytes, max_response_bytes, _types: PhantomData }
+        CborCodec {
+            max_request_bytes,
+            max_response_bytes,
+            _types: PhantomData,
+        }
     }
 }
 
@@ -42,7 +46,9 @@ where
     R: AsyncRead + Unpin + Send,
 {
     let mut buf = Vec::new();
-    io.take(limit_bytes as u64 + 1).read_to_end(&mut buf).await?;
+    io.take(limit_bytes as u64 + 1)
+        .read_to_end(&mut buf)
+        .await?;
     decode_limited(&buf, limit_bytes)
 }
 
@@ -66,7 +72,10 @@ fn encode_limited<T: Serialize>(value: &T, limit_bytes: usize) -> io::Result<Vec
     if bytes.len() > limit_bytes {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("message of {} bytes, over the protocol's limit of {limit_bytes} bytes", bytes.len()),
+            format!(
+                "message of {} bytes, over the protocol's limit of {limit_bytes} bytes",
+                bytes.len()
+            ),
         ));
     }
     Ok(bytes)
@@ -108,7 +117,12 @@ where
         write_all(io, bytes).await
     }
 
-    async fn write_response<T>(&mut self, _: &StreamProtocol, io: &mut T, res: Resp) -> io::Result<()>
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: Resp,
+    ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
@@ -134,23 +148,39 @@ mod tests {
             let mut req: Vec<u32> = vec![1; 62];
             assert_eq!(protocol::cbor::encode(&req).len(), 64);
             let mut wire = Vec::new();
-            codec.write_request(&proto(), &mut wire, req.clone()).await.unwrap();
+            codec
+                .write_request(&proto(), &mut wire, req.clone())
+                .await
+                .unwrap();
             let back = codec.read_request(&proto(), &mut &wire[..]).await.unwrap();
             assert_eq!(back, req);
 
             // One more element: the writer refuses, and so does the reader.
             req.push(1);
-            let err = codec.write_request(&proto(), &mut Vec::new(), req.clone()).await.unwrap_err();
-            assert!(err.to_string().contains("over the protocol's limit of 64 bytes"), "{err}");
+            let err = codec
+                .write_request(&proto(), &mut Vec::new(), req.clone())
+                .await
+                .unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains("over the protocol's limit of 64 bytes"),
+                "{err}"
+            );
             let wire = protocol::cbor::encode(&req);
-            let err = codec.read_request(&proto(), &mut &wire[..]).await.unwrap_err();
+            let err = codec
+                .read_request(&proto(), &mut &wire[..])
+                .await
+                .unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::InvalidData);
             assert!(err.to_string().contains("more than 64 bytes"), "{err}");
 
             // Responses have their own limit.
             let long = "x".repeat(20);
             let wire = protocol::cbor::encode(&long);
-            let err = codec.read_response(&proto(), &mut &wire[..]).await.unwrap_err();
+            let err = codec
+                .read_response(&proto(), &mut &wire[..])
+                .await
+                .unwrap_err();
             assert!(err.to_string().contains("more than 16 bytes"), "{err}");
         });
     }

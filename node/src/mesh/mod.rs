@@ -8,6 +8,15 @@
 //!   and the control protocol's server side ([`crate::control::server`]).
 //! - [`rtt`]: smoothed round-trip times.
 //! - [`status`]: what this node gossips about itself.
+//!
+//! Adding a protocol (migration, deployment): add a behaviour field to
+//! [`behaviour::NodeBehaviour`], handle its events in `node::handle_behaviour`,
+//! and serve a peer only when `NodeState::peers[peer].membership` is
+//! `Member`. Requests from the rest of the node reach the event loop through
+//! [`node::NodeCommand`]. Control commands are new variants at the end of
+//! `protocol::control::Command`, answered in [`crate::control::server`]. Bulk
+//! transfers should prefer QUIC streams: libp2p-stream over yamux 0.13 has a
+//! known deadlock.
 
 pub mod behaviour;
 pub mod codec;

@@ -25,7 +25,9 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{gossipsub, identify, kad, mdns, ping, request_response, Multiaddr, PeerId, Swarm};
 use protocol::control::{ControlRequest, ControlResponse, JoinRequest, NodeStatus, StatusMessage};
 use protocol::limits::{MAX_PEERS_LISTED, MAX_STATUS_MESSAGE_BYTES};
-use protocol::membership::{JoinToken, MemberCertificate, MemberRequest, MemberResponse, PublicKey};
+use protocol::membership::{
+    JoinToken, MemberCertificate, MemberRequest, MemberResponse, PublicKey,
+};
 use tracing::{debug, info, warn};
 
 use super::behaviour::{node_swarm, NodeBehaviour, NodeBehaviourEvent, SwarmError, SwarmOptions};
@@ -131,6 +133,18 @@ pub struct NodeParams {
     pub trusted: Vec<PublicKey>,
     /// Enrol through this token before anything else.
     pub join: Option<JoinToken>,
+    /// Requests from the rest of the node (dock, migration, placement).
+    pub commands: Option<tokio::sync::mpsc::Receiver<NodeCommand>>,
+}
+
+/// What the rest of a node (dock, migration, placement) can ask the mesh
+/// while it runs, through [`NodeParams::commands`].
+#[derive(Debug)]
+pub enum NodeCommand {
+    /// The vessels running here, for the status gossip.
+    SetVessels(Vec<String>),
+    /// The peer table, as `meshnode peers --all` shows it.
+    Peers(tokio::sync::oneshot::Sender<Vec<protocol::control::PeerInfo>>),
 }
 
 /// The node's state, owned by its event loop.
@@ -165,6 +179,10 @@ impl NodeState {
 
     /// Checks `cert` as `peer`'s certificate against the trust list.
     pub fn judge(&self, peer: &PeerId, cert: Option<&MemberCertificate>) -> Membership {
+        if self.certificate.is_none() && self.trusted.is_empty() {
+            // Not enrolled yet (`--join` in progress): no basis to judge.
+            return Membership::Unknown;
+        }
         let Some(key) = peer_public_key(peer) else {
             return Membership::Refused("its PeerId is not an ed25519 key".into());
         };
@@ -181,7 +199,10 @@ impl NodeState {
     pub fn own_addrs(&self) -> Vec<String> {
         let mut addrs: Vec<&Multiaddr> = self.listen_addrs.iter().collect();
         addrs.sort_by_key(|a| !is_loopback(a));
-        addrs.iter().map(|a| format!("{a}/p2p/{}", self.identity.peer_id)).collect()
+        addrs
+            .iter()
+            .map(|a| format!("{a}/p2p/{}", self.identity.peer_id))
+            .collect()
     }
 }
 
@@ -197,7 +218,10 @@ pub fn is_loopback(addr: &Multiaddr) -> bool {
 pub fn parse_addr(s: &str) -> Result<Multiaddr, NodeError> {
     s.trim()
         .parse()
-        .map_err(|e: libp2p::multiaddr::Error| NodeError::BadAddr { addr: s.to_string(), reason: e.to_string() })
+        .map_err(|e: libp2p::multiaddr::Error| NodeError::BadAddr {
+            addr: s.to_string(),
+            reason: e.to_string(),
+        })
 }
 
 /// Where a `--join` stands.
@@ -217,7 +241,10 @@ enum Joining {
 
 /// Runs a node until `shutdown` resolves. Listening addresses are written to
 /// the data directory's `node.addrs` as soon as they are known.
-pub async fn run(params: NodeParams, shutdown: impl std::future::Future<Output = ()>) -> Result<(), NodeError> {
+pub async fn run(
+    params: NodeParams,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), NodeError> {
     let config = params.config;
     let mut swarm = node_swarm(
         &params.identity,
@@ -233,11 +260,21 @@ pub async fn run(params: NodeParams, shutdown: impl std::future::Future<Output =
         .behaviour_mut()
         .gossipsub
         .subscribe(&topic)
-        .map_err(|e| NodeError::Swarm(SwarmError::Setup { what: "gossipsub", reason: e.to_string() }))?;
+        .map_err(|e| {
+            NodeError::Swarm(SwarmError::Setup {
+                what: "gossipsub",
+                reason: e.to_string(),
+            })
+        })?;
 
     for l in &config.listen {
         let addr = parse_addr(l)?;
-        swarm.listen_on(addr.clone()).map_err(|e| NodeError::Listen { addr: l.clone(), reason: e.to_string() })?;
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| NodeError::Listen {
+                addr: l.clone(),
+                reason: e.to_string(),
+            })?;
     }
 
     let mut state = NodeState {
@@ -260,17 +297,32 @@ pub async fn run(params: NodeParams, shutdown: impl std::future::Future<Output =
     let mut joining = Joining::No;
     let mut join_addrs: Vec<Multiaddr> = Vec::new();
     if let Some(token) = params.join {
-        let inviter = PeerId::from_bytes(&token.inviter)
-            .map_err(|_| NodeError::JoinFailed("the token's inviter is not a PeerId (damaged token?)".into()))?;
-        let addrs: Vec<Multiaddr> = token.addrs.iter().filter_map(|a| a.parse().ok()).map(strip_p2p).collect();
+        let inviter = PeerId::from_bytes(&token.inviter).map_err(|_| {
+            NodeError::JoinFailed("the token's inviter is not a PeerId (damaged token?)".into())
+        })?;
+        let addrs: Vec<Multiaddr> = token
+            .addrs
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .map(strip_p2p)
+            .collect();
         info!(%inviter, "joining the mesh through the inviting node");
         // The inviting node stays a bootstrap peer for as long as this runs
         // (added after the first round of dials below).
-        join_addrs = addrs.iter().map(|a| a.clone().with(Protocol::P2p(inviter))).collect();
+        join_addrs = addrs
+            .iter()
+            .map(|a| a.clone().with(Protocol::P2p(inviter)))
+            .collect();
         swarm
             .dial(DialOpts::peer_id(inviter).addresses(addrs).build())
-            .map_err(|e| NodeError::JoinFailed(format!("cannot dial the inviting node {inviter}: {e}")))?;
-        joining = Joining::Dialled { inviter, token, since: Instant::now() };
+            .map_err(|e| {
+                NodeError::JoinFailed(format!("cannot dial the inviting node {inviter}: {e}"))
+            })?;
+        joining = Joining::Dialled {
+            inviter,
+            token,
+            since: Instant::now(),
+        };
     }
 
     for addr in &bootstrap {
@@ -278,6 +330,7 @@ pub async fn run(params: NodeParams, shutdown: impl std::future::Future<Output =
     }
     bootstrap.extend(join_addrs);
 
+    let mut commands = params.commands;
     let mut status_tick = tokio::time::interval(Duration::from_millis(config.status_interval_ms));
     let mut redial_tick = tokio::time::interval(Duration::from_millis(config.redial_interval_ms));
     redial_tick.tick().await; // the first tick is immediate; the dials above cover it
@@ -292,6 +345,13 @@ pub async fn run(params: NodeParams, shutdown: impl std::future::Future<Output =
                 break;
             }
             _ = status_tick.tick() => publish_status(&mut swarm, &state, &topic),
+            cmd = next_command(&mut commands) => match cmd {
+                Some(NodeCommand::SetVessels(v)) => state.vessels = v,
+                Some(NodeCommand::Peers(reply)) => {
+                    let _ = reply.send(crate::control::server::list_peers(&state, true));
+                }
+                None => commands = None,
+            },
             _ = redial_tick.tick() => {
                 ticks += 1;
                 for addr in &bootstrap {
@@ -321,7 +381,34 @@ pub async fn run(params: NodeParams, shutdown: impl std::future::Future<Output =
         }
     }
     let _ = std::fs::remove_file(state.data_dir.addrs());
+    remember_members(&state);
     Ok(())
+}
+
+/// The next command, or never when there is no command channel.
+async fn next_command(
+    commands: &mut Option<tokio::sync::mpsc::Receiver<NodeCommand>>,
+) -> Option<NodeCommand> {
+    match commands {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes the addresses of member peers to `known-peers`, for the next start.
+fn remember_members(state: &NodeState) {
+    let addrs: Vec<String> = state
+        .peers
+        .iter()
+        .filter(|(_, e)| matches!(e.membership, Membership::Member(_)))
+        .flat_map(|(p, e)| e.addrs.iter().take(2).map(move |a| format!("{a}/p2p/{p}")))
+        .collect();
+    if addrs.is_empty() {
+        return;
+    }
+    if let Err(e) = state.data_dir.write_known_peers(&addrs) {
+        warn!("cannot remember peers: {e}");
+    }
 }
 
 fn dial_bootstrap(swarm: &mut Swarm<NodeBehaviour>, addr: &Multiaddr) {
@@ -333,19 +420,36 @@ fn dial_bootstrap(swarm: &mut Swarm<NodeBehaviour>, addr: &Multiaddr) {
     }
 }
 
-fn publish_status(swarm: &mut Swarm<NodeBehaviour>, state: &NodeState, topic: &gossipsub::IdentTopic) {
-    let Some(cert) = &state.certificate else { return };
-    let msg = StatusMessage { certificate: cert.clone(), status: super::status::sample(state.vessels.clone()) };
-    match swarm.behaviour_mut().gossipsub.publish(topic.clone(), protocol::cbor::encode(&msg)) {
+fn publish_status(
+    swarm: &mut Swarm<NodeBehaviour>,
+    state: &NodeState,
+    topic: &gossipsub::IdentTopic,
+) {
+    let Some(cert) = &state.certificate else {
+        return;
+    };
+    let msg = StatusMessage {
+        certificate: cert.clone(),
+        status: super::status::sample(state.vessels.clone()),
+    };
+    match swarm
+        .behaviour_mut()
+        .gossipsub
+        .publish(topic.clone(), protocol::cbor::encode(&msg))
+    {
         Ok(_) => {}
-        Err(gossipsub::PublishError::NoPeersSubscribedToTopic) | Err(gossipsub::PublishError::Duplicate) => {}
+        Err(gossipsub::PublishError::NoPeersSubscribedToTopic)
+        | Err(gossipsub::PublishError::Duplicate) => {}
         Err(e) => debug!("cannot publish status: {e}"),
     }
 }
 
 /// Sends this node's certificate to `peer`, which answers with its own.
 pub fn exchange_certificates(swarm: &mut Swarm<NodeBehaviour>, state: &NodeState, peer: PeerId) {
-    swarm.behaviour_mut().member.send_request(&peer, MemberRequest::Certificate(state.certificate.clone()));
+    swarm
+        .behaviour_mut()
+        .member
+        .send_request(&peer, MemberRequest::Certificate(state.certificate.clone()));
 }
 
 /// Records `cert` as `peer`'s certificate and judges it.
@@ -360,7 +464,12 @@ fn learn_certificate(
     set_membership(swarm, state, peer, m);
 }
 
-fn set_membership(swarm: &mut Swarm<NodeBehaviour>, state: &mut NodeState, peer: PeerId, m: Membership) {
+fn set_membership(
+    swarm: &mut Swarm<NodeBehaviour>,
+    state: &mut NodeState,
+    peer: PeerId,
+    m: Membership,
+) {
     let entry = state.peer(peer);
     let before = std::mem::replace(&mut entry.membership, m.clone());
     if before == m {
@@ -369,7 +478,20 @@ fn set_membership(swarm: &mut Swarm<NodeBehaviour>, state: &mut NodeState, peer:
     match &m {
         Membership::Member(user) => {
             info!(%peer, user = %user, "peer is a member");
-            swarm.behaviour_mut().gossipsub.remove_blacklisted_peer(&peer);
+            swarm
+                .behaviour_mut()
+                .gossipsub
+                .remove_blacklisted_peer(&peer);
+        }
+        Membership::Refused(reason)
+            if state
+                .peers
+                .get(&peer)
+                .is_some_and(|e| e.certificate.is_none()) =>
+        {
+            // Usually a device in the middle of `--join`: not alarming.
+            info!(%peer, "refused peer as a non-member: {reason}");
+            swarm.behaviour_mut().gossipsub.blacklist_peer(&peer);
         }
         Membership::Refused(reason) => {
             warn!(%peer, "refused peer as a non-member: {reason}");
@@ -382,8 +504,11 @@ fn set_membership(swarm: &mut Swarm<NodeBehaviour>, state: &mut NodeState, peer:
 /// Asks every connected peer for its certificate again (after the trust list
 /// changed).
 pub fn recheck_members(swarm: &mut Swarm<NodeBehaviour>, state: &mut NodeState) {
-    let peers: Vec<(PeerId, Option<MemberCertificate>)> =
-        state.peers.iter().map(|(p, e)| (*p, e.certificate.clone())).collect();
+    let peers: Vec<(PeerId, Option<MemberCertificate>)> = state
+        .peers
+        .iter()
+        .map(|(p, e)| (*p, e.certificate.clone()))
+        .collect();
     for (p, cert) in peers {
         if cert.is_some() {
             let m = state.judge(&p, cert.as_ref());
@@ -411,7 +536,12 @@ fn handle_event(
             state.data_dir.write_addrs(&state.own_addrs())?;
         }
         SwarmEvent::ListenerError { error, .. } => warn!("listener error: {error}"),
-        SwarmEvent::ConnectionEstablished { peer_id, endpoint, num_established, .. } => {
+        SwarmEvent::ConnectionEstablished {
+            peer_id,
+            endpoint,
+            num_established,
+            ..
+        } => {
             let entry = state.peer(peer_id);
             entry.connections = num_established.get() as usize;
             if let ConnectedPoint::Dialer { address, .. } = &endpoint {
@@ -423,13 +553,23 @@ fn handle_event(
             }
             if let Joining::Dialled { inviter, token, .. } = joining {
                 if *inviter == peer_id {
-                    let req = ControlRequest::Join(JoinRequest { invite_id: token.invite_id, secret: token.secret });
+                    let req = ControlRequest::Join(JoinRequest {
+                        invite_id: token.invite_id,
+                        secret: token.secret,
+                    });
                     swarm.behaviour_mut().control.send_request(&peer_id, req);
-                    *joining = Joining::Sent { inviter: peer_id, since: Instant::now() };
+                    *joining = Joining::Sent {
+                        inviter: peer_id,
+                        since: Instant::now(),
+                    };
                 }
             }
         }
-        SwarmEvent::ConnectionClosed { peer_id, num_established, .. } => {
+        SwarmEvent::ConnectionClosed {
+            peer_id,
+            num_established,
+            ..
+        } => {
             if let Some(e) = state.peers.get_mut(&peer_id) {
                 e.connections = num_established as usize;
                 if num_established == 0 {
@@ -494,50 +634,93 @@ fn handle_behaviour(
                 }
             }
         }
-        NodeBehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message_id, message }) => {
+        NodeBehaviourEvent::Gossipsub(gossipsub::Event::Message {
+            propagation_source,
+            message_id,
+            message,
+        }) => {
             let acceptance = judge_status(swarm, state, &message);
-            swarm.behaviour_mut().gossipsub.report_message_validation_result(
-                &message_id,
-                &propagation_source,
-                acceptance,
-            );
+            swarm
+                .behaviour_mut()
+                .gossipsub
+                .report_message_validation_result(&message_id, &propagation_source, acceptance);
         }
-        NodeBehaviourEvent::Member(request_response::Event::Message { peer, message, .. }) => match message {
-            request_response::Message::Request { request: MemberRequest::Certificate(theirs), channel, .. } => {
-                let ours = state.certificate.clone();
-                let _ = swarm.behaviour_mut().member.send_response(channel, MemberResponse::Certificate(ours));
-                learn_certificate(swarm, state, peer, theirs);
+        NodeBehaviourEvent::Member(request_response::Event::Message { peer, message, .. }) => {
+            match message {
+                request_response::Message::Request {
+                    request: MemberRequest::Certificate(theirs),
+                    channel,
+                    ..
+                } => {
+                    let ours = state.certificate.clone();
+                    let _ = swarm
+                        .behaviour_mut()
+                        .member
+                        .send_response(channel, MemberResponse::Certificate(ours));
+                    learn_certificate(swarm, state, peer, theirs);
+                }
+                request_response::Message::Response {
+                    response: MemberResponse::Certificate(theirs),
+                    ..
+                } => {
+                    learn_certificate(swarm, state, peer, theirs);
+                }
             }
-            request_response::Message::Response { response: MemberResponse::Certificate(theirs), .. } => {
-                learn_certificate(swarm, state, peer, theirs);
-            }
-        },
-        NodeBehaviourEvent::Member(request_response::Event::OutboundFailure { peer, error, .. }) => {
-            if matches!(error, request_response::OutboundFailure::UnsupportedProtocols) {
+        }
+        NodeBehaviourEvent::Member(request_response::Event::OutboundFailure {
+            peer,
+            error,
+            ..
+        }) => {
+            if matches!(
+                error,
+                request_response::OutboundFailure::UnsupportedProtocols
+            ) {
                 // A CLI or a foreign libp2p peer: nothing to judge.
                 debug!(%peer, "peer does not speak the membership protocol");
             } else {
                 debug!(%peer, "membership request failed: {error}");
             }
         }
-        NodeBehaviourEvent::Control(request_response::Event::Message { peer, message, .. }) => match message {
-            request_response::Message::Request { request, channel, .. } => {
-                let response = crate::control::server::handle(swarm, state, peer, request);
-                let _ = swarm.behaviour_mut().control.send_response(channel, response);
-            }
-            request_response::Message::Response { response, .. } => finish_join(swarm, state, joining, peer, response)?,
-        },
-        NodeBehaviourEvent::Control(request_response::Event::OutboundFailure { peer, error, .. }) => {
-            if let Joining::Sent { inviter, .. } = joining {
-                if *inviter == peer {
-                    return Err(NodeError::JoinFailed(format!("the join request to {peer} failed: {error}")));
+        NodeBehaviourEvent::Control(request_response::Event::Message { peer, message, .. }) => {
+            match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    let response = crate::control::server::handle(swarm, state, peer, request);
+                    let _ = swarm
+                        .behaviour_mut()
+                        .control
+                        .send_response(channel, response);
+                }
+                request_response::Message::Response { response, .. } => {
+                    finish_join(swarm, state, joining, peer, response)?
                 }
             }
         }
-        NodeBehaviourEvent::Control(request_response::Event::InboundFailure { peer, error, .. }) => {
+        NodeBehaviourEvent::Control(request_response::Event::OutboundFailure {
+            peer,
+            error,
+            ..
+        }) => {
+            if let Joining::Sent { inviter, .. } = joining {
+                if *inviter == peer {
+                    return Err(NodeError::JoinFailed(format!(
+                        "the join request to {peer} failed: {error}"
+                    )));
+                }
+            }
+        }
+        NodeBehaviourEvent::Control(request_response::Event::InboundFailure {
+            peer,
+            error,
+            ..
+        }) => {
             debug!(%peer, "control request failed: {error}");
         }
-        NodeBehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. }) => debug!(%peer, "kademlia routing updated"),
+        NodeBehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. }) => {
+            debug!(%peer, "kademlia routing updated")
+        }
         _ => {}
     }
     Ok(())
@@ -548,8 +731,11 @@ fn judge_status(
     state: &mut NodeState,
     message: &gossipsub::Message,
 ) -> gossipsub::MessageAcceptance {
-    let Some(source) = message.source else { return gossipsub::MessageAcceptance::Reject };
-    let decoded: Result<StatusMessage, _> = super::codec::decode_limited(&message.data, MAX_STATUS_MESSAGE_BYTES);
+    let Some(source) = message.source else {
+        return gossipsub::MessageAcceptance::Reject;
+    };
+    let decoded: Result<StatusMessage, _> =
+        super::codec::decode_limited(&message.data, MAX_STATUS_MESSAGE_BYTES);
     let msg = match decoded {
         Ok(m) => m,
         Err(e) => {
@@ -585,7 +771,9 @@ fn finish_join(
     peer: PeerId,
     response: ControlResponse,
 ) -> Result<(), NodeError> {
-    let Joining::Sent { inviter, .. } = joining else { return Ok(()) };
+    let Joining::Sent { inviter, .. } = joining else {
+        return Ok(());
+    };
     if *inviter != peer {
         return Ok(());
     }
@@ -595,7 +783,9 @@ fn finish_join(
             accepted
                 .certificate
                 .verify_trusted(&own, &accepted.trusted_users)
-                .map_err(|e| NodeError::JoinFailed(format!("the inviting node sent a bad certificate: {e}")))?;
+                .map_err(|e| {
+                    NodeError::JoinFailed(format!("the inviting node sent a bad certificate: {e}"))
+                })?;
             state.data_dir.write_trusted(&accepted.trusted_users)?;
             state.data_dir.write_certificate(&accepted.certificate)?;
             info!(user = %accepted.certificate.body.user_key, "joined the mesh: enrolled by {peer}");
@@ -608,9 +798,13 @@ fn finish_join(
                 exchange_certificates(swarm, state, p);
             }
             recheck_members(swarm, state);
+            // Find the mesh again after a restart, without the token.
+            remember_members(state);
             Ok(())
         }
         ControlResponse::Refused { reason } => Err(NodeError::JoinRefused(reason)),
-        other => Err(NodeError::JoinFailed(format!("unexpected answer from the inviting node: {other:?}"))),
+        other => Err(NodeError::JoinFailed(format!(
+            "unexpected answer from the inviting node: {other:?}"
+        ))),
     }
 }

@@ -14,18 +14,28 @@ pub fn sample(vessels: Vec<String>) -> NodeStatus {
         free_memory_bytes: free,
         total_memory_bytes: total,
         load_milli: load_milli(),
-        cpus: std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1),
+        cpus: std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(1),
         vessels,
     }
 }
 
 /// `MemAvailable` and `MemTotal` from /proc/meminfo.
 fn memory_bytes() -> (Option<u64>, Option<u64>) {
-    let Ok(text) = std::fs::read_to_string("/proc/meminfo") else { return (None, None) };
+    let Ok(text) = std::fs::read_to_string("/proc/meminfo") else {
+        return (None, None);
+    };
     let field = |name: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(name))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
             .map(|kib| kib * 1024)
     };
     (field("MemAvailable:"), field("MemTotal:"))

@@ -17,7 +17,11 @@ fn aarch64() -> Option<PathBuf> {
     if !bin.exists() {
         panic!("MESHNODE_AARCH64_BIN={} does not exist", bin.display());
     }
-    if Command::new("qemu-aarch64-static").arg("--version").output().is_err() {
+    if Command::new("qemu-aarch64-static")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         panic!("MESHNODE_AARCH64_BIN is set but qemu-aarch64-static cannot run (install qemu-user-static)");
     }
     Some(bin)
@@ -56,13 +60,25 @@ fn dir_arg(d: &Path) -> String {
 fn round_trip(arm: &Path, wasm: &Path, args: &[&str], setup: impl Fn(&Path), points: (u32, u32)) {
     let plain_dir = tempfile::tempdir().unwrap();
     setup(plain_dir.path());
-    let plain = meshnode(None).arg("run").arg("--dir").arg(dir_arg(plain_dir.path())).arg(wasm).args(args).output().unwrap();
+    let plain = meshnode(None)
+        .arg("run")
+        .arg("--dir")
+        .arg(dir_arg(plain_dir.path()))
+        .arg(wasm)
+        .args(args)
+        .output()
+        .unwrap();
 
     let store = tempfile::tempdir().unwrap();
     let d1 = tempfile::tempdir().unwrap();
     setup(d1.path());
     let first = meshnode(None)
-        .args(["run", "--checkpoint-at-point", &points.0.to_string(), "--snapshot-dir"])
+        .args([
+            "run",
+            "--checkpoint-at-point",
+            &points.0.to_string(),
+            "--snapshot-dir",
+        ])
         .arg(store.path())
         .arg("--dir")
         .arg(dir_arg(d1.path()))
@@ -75,7 +91,13 @@ fn round_trip(arm: &Path, wasm: &Path, args: &[&str], setup: impl Fn(&Path), poi
     let d2 = tempfile::tempdir().unwrap();
     crate::support::copy_tree(d1.path(), d2.path());
     let second = meshnode(Some(arm))
-        .args(["resume", "--checkpoint-at-point", &points.1.to_string(), "--dir", &dir_arg(d2.path())])
+        .args([
+            "resume",
+            "--checkpoint-at-point",
+            &points.1.to_string(),
+            "--dir",
+            &dir_arg(d2.path()),
+        ])
         .arg(store.path())
         .arg(&h1)
         .output()
@@ -84,14 +106,30 @@ fn round_trip(arm: &Path, wasm: &Path, args: &[&str], setup: impl Fn(&Path), poi
 
     let d3 = tempfile::tempdir().unwrap();
     crate::support::copy_tree(d2.path(), d3.path());
-    let third = meshnode(None).args(["resume", "--dir", &dir_arg(d3.path())]).arg(store.path()).arg(&h2).output().unwrap();
+    let third = meshnode(None)
+        .args(["resume", "--dir", &dir_arg(d3.path())])
+        .arg(store.path())
+        .arg(&h2)
+        .output()
+        .unwrap();
 
     let mut stdout = first.stdout.clone();
     stdout.extend_from_slice(&second.stdout);
     stdout.extend_from_slice(&third.stdout);
-    assert_eq!(third.status.code(), plain.status.code(), "exit code; stderr: {}", String::from_utf8_lossy(&third.stderr));
-    assert_eq!(String::from_utf8_lossy(&stdout), String::from_utf8_lossy(&plain.stdout));
-    assert_eq!(crate::support::tree(d3.path()), crate::support::tree(plain_dir.path()));
+    assert_eq!(
+        third.status.code(),
+        plain.status.code(),
+        "exit code; stderr: {}",
+        String::from_utf8_lossy(&third.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&stdout),
+        String::from_utf8_lossy(&plain.stdout)
+    );
+    assert_eq!(
+        crate::support::tree(d3.path()),
+        crate::support::tree(plain_dir.path())
+    );
 }
 
 /// Goal: capture on x86_64, resume on aarch64, capture again, finish on
@@ -109,7 +147,11 @@ fn x86_64_to_aarch64_and_back_matches_an_uninterrupted_run() {
         &files,
         &["40"],
         |root| {
-            std::fs::write(root.join("in.txt"), (0..40).map(|i| format!("line {i}\n")).collect::<String>()).unwrap();
+            std::fs::write(
+                root.join("in.txt"),
+                (0..40).map(|i| format!("line {i}\n")).collect::<String>(),
+            )
+            .unwrap();
             std::fs::create_dir(root.join("list")).unwrap();
             for i in 0..50 {
                 std::fs::write(root.join("list").join(format!("e{i:02}")), b"").unwrap();

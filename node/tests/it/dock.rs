@@ -36,7 +36,10 @@ fn spin_module(iterations: u64) -> Vec<u8> {
 
 fn buffered_stdio() -> (Stdio, Arc<Mutex<Vec<u8>>>) {
     let out = Arc::new(Mutex::new(Vec::new()));
-    let stdio = Stdio { stdout: OutputSink::Buffer(out.clone()), ..Default::default() };
+    let stdio = Stdio {
+        stdout: OutputSink::Buffer(out.clone()),
+        ..Default::default()
+    };
     (stdio, out)
 }
 
@@ -54,7 +57,12 @@ fn four_cpu_bound_vessels_finish_within_1_5x_of_each_other() {
     let mut handles = Vec::new();
     for i in 0..4 {
         let (stdio, out) = buffered_stdio();
-        let wasi = WasiCtx::new(WasiOptions { args: vec![b"spin".to_vec()], stdio, ..Default::default() }).unwrap();
+        let wasi = WasiCtx::new(WasiOptions {
+            args: vec![b"spin".to_vec()],
+            stdio,
+            ..Default::default()
+        })
+        .unwrap();
         let vessel = Vessel::new(&engine, &module, wasi, &config).unwrap();
         let handle = std::thread::spawn({
             move || {
@@ -70,15 +78,28 @@ fn four_cpu_bound_vessels_finish_within_1_5x_of_each_other() {
     finished.sort_by_key(|f| f.1);
     let first = finished[0].1;
     let last = finished[3].1;
-    let outputs: Vec<Vec<u8>> = finished.iter().map(|f| f.3.lock().unwrap().clone()).collect();
+    let outputs: Vec<Vec<u8>> = finished
+        .iter()
+        .map(|f| f.3.lock().unwrap().clone())
+        .collect();
     for f in &finished {
         assert_eq!(f.0, Exit::Code(0));
-        assert!(f.2 > 5, "a 30M-iteration loop must take several fuel slices, took {}", f.2);
+        assert!(
+            f.2 > 5,
+            "a 30M-iteration loop must take several fuel slices, took {}",
+            f.2
+        );
     }
-    assert!(outputs.iter().all(|o| o == &outputs[0] && o.len() == 2), "outputs differ: {outputs:?}");
+    assert!(
+        outputs.iter().all(|o| o == &outputs[0] && o.len() == 2),
+        "outputs differ: {outputs:?}"
+    );
     let ratio = last.as_secs_f64() / first.as_secs_f64();
     eprintln!("fairness: first {first:?}, last {last:?}, ratio {ratio:.3}");
-    assert!(ratio <= 1.5, "last vessel took {ratio:.2}x the time of the first (first {first:?}, last {last:?})");
+    assert!(
+        ratio <= 1.5,
+        "last vessel took {ratio:.2}x the time of the first (first {first:?}, last {last:?})"
+    );
 }
 
 /// Goal: fuel slicing preempts a vessel that never calls the host, and the
@@ -88,11 +109,18 @@ fn fuel_slices_preempt_and_do_not_change_results() {
     let wasm = spin_module(2_000_000);
     let mut results = Vec::new();
     for fuel in [Some(1_000), Some(100_000), None] {
-        let config = DockConfig { fuel_slice: fuel, ..Default::default() };
+        let config = DockConfig {
+            fuel_slice: fuel,
+            ..Default::default()
+        };
         let engine = config.engine();
         let module = dock::module_from_bytes(&engine, "spin.wasm".as_ref(), &wasm).unwrap();
         let (stdio, out) = buffered_stdio();
-        let wasi = WasiCtx::new(WasiOptions { stdio, ..Default::default() }).unwrap();
+        let wasi = WasiCtx::new(WasiOptions {
+            stdio,
+            ..Default::default()
+        })
+        .unwrap();
         let mut vessel = Vessel::new(&engine, &module, wasi, &config).unwrap();
         let mut slices = 0;
         let exit = loop {
@@ -104,14 +132,20 @@ fn fuel_slices_preempt_and_do_not_change_results() {
         };
         assert_eq!(exit, Exit::Code(0));
         if fuel == Some(1_000) {
-            assert!(slices > 1000, "1,000-unit slices must preempt a 2M-iteration loop often, got {slices}");
+            assert!(
+                slices > 1000,
+                "1,000-unit slices must preempt a 2M-iteration loop often, got {slices}"
+            );
         }
         if fuel.is_none() {
             assert_eq!(slices, 0, "without fuel the vessel runs in one go");
         }
         results.push(out.lock().unwrap().clone());
     }
-    assert!(results.windows(2).all(|w| w[0] == w[1]), "results differ across slice lengths: {results:?}");
+    assert!(
+        results.windows(2).all(|w| w[0] == w[1]),
+        "results differ across slice lengths: {results:?}"
+    );
 }
 
 /// Lays out the input the mid-run program expects.
@@ -124,7 +158,12 @@ fn midrun_input(root: &std::path::Path) {
     std::fs::create_dir(root.join("list")).unwrap();
     for i in 0..300 {
         // Long names, so that a listing takes several fd_readdir calls.
-        std::fs::write(root.join("list").join(format!("entry-{i:04}-{}", "n".repeat(40))), b"").unwrap();
+        std::fs::write(
+            root.join("list")
+                .join(format!("entry-{i:04}-{}", "n".repeat(40))),
+            b"",
+        )
+        .unwrap();
     }
 }
 
@@ -137,7 +176,10 @@ fn midrun_vessel(
 ) -> Vessel {
     let wasi = WasiCtx::new(WasiOptions {
         args: vec![b"midrun".to_vec(), b"2000".to_vec()],
-        dirs: vec![DirMapping { host: host.to_path_buf(), guest: "/data".into() }],
+        dirs: vec![DirMapping {
+            host: host.to_path_buf(),
+            guest: "/data".into(),
+        }],
         stdio,
         ..Default::default()
     })
@@ -155,7 +197,10 @@ fn midrun_vessel(
 fn wasi_state_rebuilt_mid_run_against_another_directory_finishes_identically() {
     let _cpu = crate::support::shared_cpu();
     let wasm = crate::support::compile_c("node/tests/programs/wasi_state_midrun.c", &[]);
-    let config = DockConfig { fuel_slice: Some(200_000), ..Default::default() };
+    let config = DockConfig {
+        fuel_slice: Some(200_000),
+        ..Default::default()
+    };
     let engine = config.engine();
     let module = dock::load_module(&engine, &wasm).unwrap();
 
@@ -180,15 +225,26 @@ fn wasi_state_rebuilt_mid_run_against_another_directory_finishes_identically() {
                 let decoded: protocol::wasi::WasiState = protocol::cbor::decode(&bytes).unwrap();
                 assert_eq!(decoded, state);
                 use protocol::wasi::DescriptorKind as K;
-                if decoded.fds.values().any(|d| matches!(d.kind, K::File { offset, .. } if offset > 0)) {
+                if decoded
+                    .fds
+                    .values()
+                    .any(|d| matches!(d.kind, K::File { offset, .. } if offset > 0))
+                {
                     with_open_offsets += 1;
                 }
-                if decoded.fds.values().any(|d| matches!(d.kind, K::Directory { .. })) {
+                if decoded
+                    .fds
+                    .values()
+                    .any(|d| matches!(d.kind, K::Directory { .. }))
+                {
                     with_open_listing += 1;
                 }
                 let next = tempfile::tempdir().unwrap();
                 crate::support::copy_tree(dirs.last().unwrap().path(), next.path());
-                let mapping = [DirMapping { host: next.path().to_path_buf(), guest: "/data".into() }];
+                let mapping = [DirMapping {
+                    host: next.path().to_path_buf(),
+                    guest: "/data".into(),
+                }];
                 let rebuilt = WasiCtx::rebuild(decoded, &mapping, stdio.clone()).unwrap();
                 drop(vessel.replace_wasi(rebuilt));
                 // The old directory must no longer be needed: empty it.
@@ -202,12 +258,28 @@ fn wasi_state_rebuilt_mid_run_against_another_directory_finishes_identically() {
     };
     assert_eq!(exit, Exit::Code(0));
     assert!(rebuilds >= 10, "expected many rebuilds, got {rebuilds}");
-    assert!(with_open_offsets >= 5, "rebuilds with files at non-zero offsets: {with_open_offsets}");
-    assert!(with_open_listing >= 5, "rebuilds with a directory listing open: {with_open_listing}");
+    assert!(
+        with_open_offsets >= 5,
+        "rebuilds with files at non-zero offsets: {with_open_offsets}"
+    );
+    assert!(
+        with_open_listing >= 5,
+        "rebuilds with a directory listing open: {with_open_listing}"
+    );
     let plain_stdout = plain_out.lock().unwrap().clone();
-    assert!(String::from_utf8_lossy(&plain_stdout).starts_with("lines 120 entries 302 "), "{}", String::from_utf8_lossy(&plain_stdout));
-    assert_eq!(String::from_utf8_lossy(&moved_out.lock().unwrap()), String::from_utf8_lossy(&plain_stdout));
-    assert_eq!(crate::support::tree(dirs.last().unwrap().path()), crate::support::tree(plain_dir.path()));
+    assert!(
+        String::from_utf8_lossy(&plain_stdout).starts_with("lines 120 entries 302 "),
+        "{}",
+        String::from_utf8_lossy(&plain_stdout)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&moved_out.lock().unwrap()),
+        String::from_utf8_lossy(&plain_stdout)
+    );
+    assert_eq!(
+        crate::support::tree(dirs.last().unwrap().path()),
+        crate::support::tree(plain_dir.path())
+    );
 }
 
 /// Regression: with wasmi's default lazy translation, a function's
@@ -219,7 +291,9 @@ fn wasi_state_rebuilt_mid_run_against_another_directory_finishes_identically() {
 fn tiny_fuel_slices_never_trap_on_translation_or_big_operations() {
     let mut body = String::new();
     for i in 0..400 {
-        body.push_str(&format!("(local.set $x (i32.add (local.get $x) (i32.const {i})))\n"));
+        body.push_str(&format!(
+            "(local.set $x (i32.add (local.get $x) (i32.const {i})))\n"
+        ));
     }
     let wasm = wat::parse_str(format!(
         r#"(module
@@ -231,11 +305,18 @@ fn tiny_fuel_slices_never_trap_on_translation_or_big_operations() {
             (if (i32.ne (i32.load8_u (i32.const 4194303)) (i32.const 7)) (then unreachable))))"#
     ))
     .unwrap();
-    let config = DockConfig { fuel_slice: Some(10), ..Default::default() };
+    let config = DockConfig {
+        fuel_slice: Some(10),
+        ..Default::default()
+    };
     let engine = config.engine();
     let module = dock::module_from_bytes(&engine, "big.wasm".as_ref(), &wasm).unwrap();
     let wasi = WasiCtx::new(WasiOptions::default()).unwrap();
     let mut vessel = Vessel::new(&engine, &module, wasi, &config).unwrap();
     assert_eq!(vessel.run_to_end(), Exit::Code(0));
-    assert!(vessel.slices() > 1, "10-unit slices must preempt, ran {} slices", vessel.slices());
+    assert!(
+        vessel.slices() > 1,
+        "10-unit slices must preempt, ran {} slices",
+        vessel.slices()
+    );
 }

@@ -5,10 +5,10 @@ mod cli_errors;
 mod sandbox;
 mod wasi_errno;
 
-mod dock;
-mod support;
-mod mesh;
-mod snapshot;
 mod corpus;
-mod migrate;
 mod cross_cpu;
+mod dock;
+mod mesh;
+mod migrate;
+mod snapshot;
+mod support;

@@ -25,7 +25,9 @@ struct User {
 
 impl User {
     fn new() -> User {
-        User { home: tempfile::tempdir().unwrap() }
+        User {
+            home: tempfile::tempdir().unwrap(),
+        }
     }
 
     fn cmd(&self) -> Command {
@@ -61,14 +63,26 @@ impl User {
         c.arg("start")
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--listen", "/ip4/127.0.0.1/udp/0/quic-v1", "--no-mdns"])
+            .args([
+                "--listen",
+                "/ip4/127.0.0.1/tcp/0",
+                "--listen",
+                "/ip4/127.0.0.1/udp/0/quic-v1",
+                "--no-mdns",
+            ])
             .args(["--status-interval", "500ms"]);
         for p in peers {
             c.args(["--peer", p]);
         }
-        c.args(extra).stdout(Stdio::null()).stderr(std::fs::File::create(&log).unwrap());
+        c.args(extra)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
         let child = c.spawn().unwrap();
-        Node { child, data_dir: data_dir.to_path_buf(), log }
+        Node {
+            child,
+            data_dir: data_dir.to_path_buf(),
+            log,
+        }
     }
 }
 
@@ -97,7 +111,11 @@ impl Node {
         let deadline = Instant::now() + TIMEOUT;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("node {} exited with {status} before it was ready:\n{}", self.data_dir.display(), self.log());
+                panic!(
+                    "node {} exited with {status} before it was ready:\n{}",
+                    self.data_dir.display(),
+                    self.log()
+                );
             }
             if let Ok(text) = std::fs::read_to_string(self.data_dir.join("node.addrs")) {
                 let addrs: Vec<&str> = text.lines().collect();
@@ -120,7 +138,13 @@ impl Node {
 
     fn peer_id(&self) -> String {
         let text = std::fs::read_to_string(self.data_dir.join("node.addrs")).unwrap();
-        text.lines().next().unwrap().rsplit("/p2p/").next().unwrap().to_string()
+        text.lines()
+            .next()
+            .unwrap()
+            .rsplit("/p2p/")
+            .next()
+            .unwrap()
+            .to_string()
     }
 
     fn dir(&self) -> &str {
@@ -160,7 +184,12 @@ fn peers(user: &User, node: &Node, all: bool) -> Result<Vec<Value>, String> {
 }
 
 /// Polls `cond` on `node`'s member peers until it holds.
-fn wait_for_peers(user: &User, node: &Node, what: &str, cond: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+fn wait_for_peers(
+    user: &User,
+    node: &Node,
+    what: &str,
+    cond: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
     let deadline = Instant::now() + TIMEOUT;
     let mut last = Err(String::new());
     while Instant::now() < deadline {
@@ -172,7 +201,10 @@ fn wait_for_peers(user: &User, node: &Node, what: &str, cond: impl Fn(&[Value]) 
         }
         std::thread::sleep(POLL);
     }
-    panic!("{what}: not true within {TIMEOUT:?}; last `peers`: {last:?}\nnode log:\n{}", node.log());
+    panic!(
+        "{what}: not true within {TIMEOUT:?}; last `peers`: {last:?}\nnode log:\n{}",
+        node.log()
+    );
 }
 
 fn complete(p: &Value, peer_id: &str) -> bool {
@@ -188,12 +220,23 @@ fn sees_all(peers: &[Value], ids: &[&str]) -> bool {
     ids.iter().all(|id| peers.iter().any(|p| complete(p, id)))
 }
 
+/// Sends SIGTERM (through the shell's built-in `kill`, which every system
+/// has).
+fn sigterm(child: &Child) {
+    let status = Command::new("sh")
+        .args(["-c", &format!("kill -TERM {}", child.id())])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 #[test]
 fn three_nodes_see_each_other_and_a_second_start_is_refused() {
+    let _cpu = crate::support::shared_cpu();
     let user = User::new();
     let mut a = user.start("a", &[], &[]);
     let a_addr = a.wait_ready();
@@ -204,15 +247,27 @@ fn three_nodes_see_each_other_and_a_second_start_is_refused() {
     let ids = [a.peer_id(), b.peer_id(), c.peer_id()];
 
     for (node, me) in [(&a, 0), (&b, 1), (&c, 2)] {
-        let others: Vec<&str> = ids.iter().enumerate().filter(|(i, _)| *i != me).map(|(_, s)| s.as_str()).collect();
-        let list =
-            wait_for_peers(&user, node, "every node sees the others with RTT, arch and OS", |p| sees_all(p, &others));
+        let others: Vec<&str> = ids
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != me)
+            .map(|(_, s)| s.as_str())
+            .collect();
+        let list = wait_for_peers(
+            &user,
+            node,
+            "every node sees the others with RTT, arch and OS",
+            |p| sees_all(p, &others),
+        );
         assert_eq!(list.len(), 2, "{list:?}");
     }
 
     // The first start created the user key (0600) and the node's config.
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(user.user_key_file()).unwrap().permissions().mode();
+    let mode = std::fs::metadata(user.user_key_file())
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
     assert!(a.data_dir.join("config.toml").exists());
 
@@ -220,7 +275,10 @@ fn three_nodes_see_each_other_and_a_second_start_is_refused() {
     let out = user.run(&["peers", "--data-dir", a.dir()]);
     assert!(out.status.success(), "{}", stderr(&out));
     let table = String::from_utf8_lossy(&out.stdout);
-    assert!(table.contains(&ids[1]) && table.contains(&ids[2]), "{table}");
+    assert!(
+        table.contains(&ids[1]) && table.contains(&ids[2]),
+        "{table}"
+    );
 
     // Kademlia: a fourth node that knows only A finds B and C through it.
     let mut d = user.start("d", std::slice::from_ref(&a_addr), &[]);
@@ -230,8 +288,7 @@ fn three_nodes_see_each_other_and_a_second_start_is_refused() {
     });
 
     // SIGTERM stops a node cleanly: exit 0, address file removed.
-    let status = Command::new("kill").args(["-TERM", &d.child.id().to_string()]).status().unwrap();
-    assert!(status.success());
+    sigterm(&d.child);
     let (code, log) = d.wait_exit();
     assert_eq!(code, 0, "{log}");
     assert!(log.contains("stopped"), "{log}");
@@ -241,13 +298,17 @@ fn three_nodes_see_each_other_and_a_second_start_is_refused() {
     let mut again = user.start_in(&a.data_dir.clone(), &[], &[]);
     let (code, log) = again.wait_exit();
     assert_eq!(code, 1, "{log}");
-    assert!(log.contains("another meshnode is already running with data directory"), "{log}");
+    assert!(
+        log.contains("another meshnode is already running with data directory"),
+        "{log}"
+    );
     // … and the first one still answers.
     assert!(peers(&user, &a, false).is_ok());
 }
 
 #[test]
 fn membership_non_members_invites_and_refusals() {
+    let _cpu = crate::support::shared_cpu();
     let alice = User::new();
     let mallory = User::new();
     let newcomer = User::new(); // a device without any user key
@@ -262,7 +323,11 @@ fn membership_non_members_invites_and_refusals() {
     // Mallory cannot command A.
     let out = mallory.run(&["peers", "--json", "--node", &a_addr]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("is not trusted by this node"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is not trusted by this node"),
+        "{}",
+        stderr(&out)
+    );
 
     // A invites a new device, which joins with the token.
     let out = alice.run(&["invite", "--data-dir", a.dir()]);
@@ -273,34 +338,76 @@ fn membership_non_members_invites_and_refusals() {
     b.wait_ready();
     let b_id = b.peer_id();
     let a_id = a.peer_id();
-    wait_for_peers(&alice, &a, "A lists the invited node", |p| sees_all(p, &[&b_id]));
+    wait_for_peers(&alice, &a, "A lists the invited node", |p| {
+        sees_all(p, &[&b_id])
+    });
     // B trusts Alice now (it adopted A's trust list), so Alice can command it.
     wait_for_peers(&alice, &b, "B lists A", |p| sees_all(p, &[&a_id]));
-    assert!(!newcomer.user_key_file().exists(), "joining must not create a user key");
+    assert!(
+        !newcomer.user_key_file().exists(),
+        "joining must not create a user key"
+    );
     assert!(b.log().contains("joined the mesh"), "{}", b.log());
+
+    // Restarted without the token or any --peer, B finds A again (it
+    // remembers its member peers) and is still a member.
+    let b_dir = b.data_dir.clone();
+    sigterm(&b.child);
+    assert_eq!(b.wait_exit().0, 0);
+    drop(b);
+    let mut b = newcomer.start_in(&b_dir, &[], &[]);
+    b.wait_ready();
+    wait_for_peers(&alice, &b, "restarted B finds A", |p| sees_all(p, &[&a_id]));
+    wait_for_peers(&alice, &a, "A lists restarted B", |p| sees_all(p, &[&b_id]));
+    assert!(
+        !newcomer.user_key_file().exists(),
+        "a restart must not create a user key"
+    );
 
     // The non-member is connected but not listed as a member; --all shows why.
     let members = peers(&alice, &a, false).unwrap();
-    assert!(members.iter().all(|p| p["peer_id"] != x_id.as_str()), "{members:?}");
+    assert!(
+        members.iter().all(|p| p["peer_id"] != x_id.as_str()),
+        "{members:?}"
+    );
     let deadline = Instant::now() + TIMEOUT;
     loop {
         let all = peers(&alice, &a, true).unwrap();
         // (Listed with no verdict until its certificate arrives.)
-        if let Some(p) = all.iter().find(|p| p["peer_id"] == x_id.as_str() && !p["refused"].is_null()) {
+        if let Some(p) = all
+            .iter()
+            .find(|p| p["peer_id"] == x_id.as_str() && !p["refused"].is_null())
+        {
             assert_eq!(p["member"], false);
-            assert!(p["refused"].as_str().unwrap().contains("is not trusted by this node"), "{p}");
+            assert!(
+                p["refused"]
+                    .as_str()
+                    .unwrap()
+                    .contains("is not trusted by this node"),
+                "{p}"
+            );
             break;
         }
-        assert!(Instant::now() < deadline, "A never listed X with --all: {all:?}");
+        assert!(
+            Instant::now() < deadline,
+            "A never listed X with --all: {all:?}"
+        );
         std::thread::sleep(POLL);
     }
-    assert!(a.log().contains("refused peer as a non-member"), "{}", a.log());
+    assert!(
+        a.log().contains("refused peer as a non-member"),
+        "{}",
+        a.log()
+    );
 
     // Replaying the used token is refused, with a clear error.
     let mut c = newcomer.start("c", &[], &["--join", &token]);
     let (code, log) = c.wait_exit();
     assert_eq!(code, 1, "{log}");
-    assert!(log.contains("join refused by the inviting node: join token already used"), "{log}");
+    assert!(
+        log.contains("join refused by the inviting node: join token already used"),
+        "{log}"
+    );
 
     // An expired token is refused.
     let out = alice.run(&["invite", "--ttl", "1s", "--data-dir", a.dir()]);
@@ -317,18 +424,33 @@ fn membership_non_members_invites_and_refusals() {
     let forged_dir = newcomer.home.path().join("forged");
     std::fs::create_dir_all(&forged_dir).unwrap();
     let node_secret = [7u8; 32];
-    std::fs::write(forged_dir.join("node.key"), format!("{}\n", hex(&node_secret))).unwrap();
-    let node_pub = ed25519_dalek::SigningKey::from_bytes(&node_secret).verifying_key().to_bytes();
+    std::fs::write(
+        forged_dir.join("node.key"),
+        format!("{}\n", hex(&node_secret)),
+    )
+    .unwrap();
+    let node_pub = ed25519_dalek::SigningKey::from_bytes(&node_secret)
+        .verifying_key()
+        .to_bytes();
     let alice_pub = user_public_key(&alice.user_key_file());
     let forger = ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]);
-    let mut cert =
-        protocol::membership::MemberCertificate::self_enrol(&forger, protocol::membership::PublicKey(node_pub));
+    let mut cert = protocol::membership::MemberCertificate::self_enrol(
+        &forger,
+        protocol::membership::PublicKey(node_pub),
+    );
     cert.body.user_key = protocol::membership::PublicKey(alice_pub);
-    std::fs::write(forged_dir.join("certificate.cbor"), protocol::cbor::encode(&cert)).unwrap();
+    std::fs::write(
+        forged_dir.join("certificate.cbor"),
+        protocol::cbor::encode(&cert),
+    )
+    .unwrap();
     let mut f = newcomer.start_in(&forged_dir, std::slice::from_ref(&a_addr), &[]);
     let (code, log) = f.wait_exit();
     assert_eq!(code, 1, "{log}");
-    assert!(log.contains("forged or corrupt member certificate"), "{log}");
+    assert!(
+        log.contains("forged or corrupt member certificate"),
+        "{log}"
+    );
 
     // Over the network: a peer that presents a forged certificate (an
     // in-process node, which skips the start-time check) is refused by A.
@@ -337,13 +459,38 @@ fn membership_non_members_invites_and_refusals() {
     let deadline = Instant::now() + TIMEOUT;
     loop {
         let all = peers(&alice, &a, true).unwrap();
-        if let Some(p) = all.iter().find(|p| p["peer_id"] == forged_id.as_str() && !p["refused"].is_null()) {
+        if let Some(p) = all
+            .iter()
+            .find(|p| p["peer_id"] == forged_id.as_str() && !p["refused"].is_null())
+        {
             assert_eq!(p["member"], false, "{p}");
             let reason = p["refused"].as_str().unwrap_or_default();
-            assert!(reason.contains("forged or corrupt member certificate"), "{p}");
+            assert!(
+                reason.contains("forged or corrupt member certificate"),
+                "{p}"
+            );
             break;
         }
-        assert!(Instant::now() < deadline, "A never listed the forged peer: {all:?}\n{}", a.log());
+        assert!(
+            Instant::now() < deadline,
+            "A never listed the forged peer: {all:?}\n{}",
+            a.log()
+        );
+        std::thread::sleep(POLL);
+    }
+    // The forged node itself (which trusts Alice's key) sees A as a member
+    // and measures RTT to it: refusal is one-sided, by the honest node.
+    let deadline = Instant::now() + TIMEOUT;
+    while !forged_node
+        .peers()
+        .iter()
+        .any(|p| p.peer_id == a_id && p.member && p.rtt_us.is_some())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the in-process node never saw A: {:?}",
+            forged_node.peers()
+        );
         std::thread::sleep(POLL);
     }
     drop(forged_node);
@@ -361,9 +508,12 @@ fn membership_non_members_invites_and_refusals() {
     });
     let out = alice.run(&["trust", "remove", &mallory_key, "--data-dir", a.dir()]);
     assert!(out.status.success(), "{}", stderr(&out));
-    wait_for_peers(&alice, &a, "X is no member once Mallory is not trusted", |p| {
-        p.iter().all(|p| p["peer_id"] != x_id.as_str())
-    });
+    wait_for_peers(
+        &alice,
+        &a,
+        "X is no member once Mallory is not trusted",
+        |p| p.iter().all(|p| p["peer_id"] != x_id.as_str()),
+    );
 }
 
 /// A node run inside the test process through the library, for what the
@@ -373,13 +523,20 @@ struct InProcessNode {
     peer_id: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    commands: tokio::sync::mpsc::Sender<meshnode::mesh::node::NodeCommand>,
 }
 
 impl InProcessNode {
-    fn start(dir: &Path, secret: [u8; 32], cert: protocol::membership::MemberCertificate, peer: &str) -> InProcessNode {
+    fn start(
+        dir: &Path,
+        secret: [u8; 32],
+        cert: protocol::membership::MemberCertificate,
+        peer: &str,
+    ) -> InProcessNode {
         use meshnode::daemon::config::Config;
-        let identity =
-            meshnode::identity::NodeIdentity::from_signing_key(ed25519_dalek::SigningKey::from_bytes(&secret));
+        let identity = meshnode::identity::NodeIdentity::from_signing_key(
+            ed25519_dalek::SigningKey::from_bytes(&secret),
+        );
         let peer_id = identity.peer_id.to_string();
         let config = Config {
             listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
@@ -388,6 +545,7 @@ impl InProcessNode {
             status_interval_ms: 500,
             ..Config::default()
         };
+        let (cmd_tx, cmd_rx) = tokio::sync::mpsc::channel(8);
         let params = meshnode::mesh::node::NodeParams {
             identity,
             data_dir: meshnode::daemon::datadir::DataDir::open(Some(dir)).unwrap(),
@@ -395,10 +553,14 @@ impl InProcessNode {
             trusted: vec![cert.body.user_key],
             certificate: Some(cert),
             join: None,
+            commands: Some(cmd_rx),
         };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async move {
                 let _ = meshnode::mesh::node::run(params, async move {
                     let _ = rx.await;
@@ -406,7 +568,21 @@ impl InProcessNode {
                 .await;
             });
         });
-        InProcessNode { peer_id, stop: Some(tx), thread: Some(thread) }
+        InProcessNode {
+            peer_id,
+            stop: Some(tx),
+            thread: Some(thread),
+            commands: cmd_tx,
+        }
+    }
+
+    /// The node's peer table, through its command channel.
+    fn peers(&self) -> Vec<protocol::control::PeerInfo> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.commands
+            .blocking_send(meshnode::mesh::node::NodeCommand::Peers(tx))
+            .unwrap();
+        rx.blocking_recv().unwrap()
     }
 }
 
@@ -427,6 +603,100 @@ fn hex(b: &[u8]) -> String {
 
 fn user_public_key(path: &Path) -> [u8; 32] {
     let text = std::fs::read_to_string(path).unwrap();
-    let bytes: Vec<u8> = (0..32).map(|i| u8::from_str_radix(&text.trim()[2 * i..2 * i + 2], 16).unwrap()).collect();
-    ed25519_dalek::SigningKey::from_bytes(&bytes.try_into().unwrap()).verifying_key().to_bytes()
+    let bytes: Vec<u8> = (0..32)
+        .map(|i| u8::from_str_radix(&text.trim()[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    ed25519_dalek::SigningKey::from_bytes(&bytes.try_into().unwrap())
+        .verifying_key()
+        .to_bytes()
+}
+
+#[test]
+fn control_requests_are_bound_to_a_nonce_a_connection_and_a_node() {
+    let _cpu = crate::support::shared_cpu();
+    use meshnode::control::client::Session;
+    use protocol::control::{Command, ControlRequest, ControlResponse};
+
+    let user = User::new();
+    let mut a = user.start("a", &[], &[]);
+    let a_addr: libp2p::Multiaddr = a.wait_ready().parse().unwrap();
+    let mut b = user.start("b", &[], &[]);
+    let b_addr: libp2p::Multiaddr = b.wait_ready().parse().unwrap();
+    let key_hex = std::fs::read_to_string(user.user_key_file()).unwrap();
+    let secret: [u8; 32] = (0..32)
+        .map(|i| u8::from_str_radix(&key_hex.trim()[2 * i..2 * i + 2], 16).unwrap())
+        .collect::<Vec<_>>()
+        .try_into()
+        .unwrap();
+    let key = ed25519_dalek::SigningKey::from_bytes(&secret);
+    let refusal =
+        |r: Result<ControlResponse, meshnode::control::client::ClientError>| match r.unwrap() {
+            ControlResponse::Refused { reason } => reason,
+            other => panic!("expected a refusal, got {other:?}"),
+        };
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut s1 = Session::connect(std::slice::from_ref(&a_addr))
+            .await
+            .unwrap();
+        let req = s1.sign(&key, Command::TrustList).await.unwrap();
+        let ok = s1
+            .request(ControlRequest::Signed(Box::new(req.clone())))
+            .await
+            .unwrap();
+        assert!(
+            matches!(ok, ControlResponse::Trust(ref k) if k.len() == 1),
+            "{ok:?}"
+        );
+
+        // The same request again: its nonce is spent.
+        let reason = refusal(
+            s1.request(ControlRequest::Signed(Box::new(req.clone())))
+                .await,
+        );
+        assert!(
+            reason.starts_with("unknown or already used nonce"),
+            "{reason}"
+        );
+
+        // A fresh nonce, but used from another connection.
+        let fresh = s1.sign(&key, Command::TrustList).await.unwrap();
+        let mut s2 = Session::connect(std::slice::from_ref(&a_addr))
+            .await
+            .unwrap();
+        let reason = refusal(s2.request(ControlRequest::Signed(Box::new(fresh))).await);
+        assert!(reason.contains("issued to another connection"), "{reason}");
+
+        // A request signed for A, sent to B.
+        let for_a = s1.sign(&key, Command::TrustList).await.unwrap();
+        let mut s3 = Session::connect(std::slice::from_ref(&b_addr))
+            .await
+            .unwrap();
+        let reason = refusal(s3.request(ControlRequest::Signed(Box::new(for_a))).await);
+        assert!(
+            reason.starts_with("the request was signed for node key"),
+            "{reason}"
+        );
+
+        // A tampered command (trust another key) under a valid signature.
+        let mut tampered = s1.sign(&key, Command::TrustList).await.unwrap();
+        tampered.body.command = Command::TrustAdd {
+            user_key: protocol::membership::PublicKey([3; 32]),
+        };
+        let reason = refusal(s1.request(ControlRequest::Signed(Box::new(tampered))).await);
+        assert!(
+            reason.starts_with("forged or corrupt control request"),
+            "{reason}"
+        );
+
+        // An honest request still works on every connection.
+        assert!(s2.signed(&key, Command::TrustList).await.is_ok());
+        assert!(s3.signed(&key, Command::TrustList).await.is_ok());
+    });
+    assert!(a.log().contains("control request refused"), "{}", a.log());
+    drop(b);
 }

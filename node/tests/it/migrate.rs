@@ -20,7 +20,11 @@ fn storm_mode_matches_plain_runs_for_every_corpus_program() {
     let names = corpus_names();
     let jobs: Vec<(String, Flavor, u32)> = names
         .iter()
-        .flat_map(|n| Flavor::ALL.into_iter().flat_map(move |f| EVERY.into_iter().map(move |e| (n.clone(), f, e))))
+        .flat_map(|n| {
+            Flavor::ALL
+                .into_iter()
+                .flat_map(move |f| EVERY.into_iter().map(move |e| (n.clone(), f, e)))
+        })
         .collect();
     let results = std::sync::Mutex::new(Vec::new());
     let next = std::sync::atomic::AtomicUsize::new(0);
@@ -28,13 +32,17 @@ fn storm_mode_matches_plain_runs_for_every_corpus_program() {
         for _ in 0..3 {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some((name, flavor, every)) = jobs.get(i) else { break };
+                let Some((name, flavor, every)) = jobs.get(i) else {
+                    break;
+                };
                 let s = spec(name);
                 let wasm = corpus_wasm_flavor(name, *flavor);
                 let plain = run_program(Runtime::Meshnode, &wasm, &s, None);
                 let storm = run_program(Runtime::MeshnodeStorm(*every), &wasm, &s, None);
                 let mut problems = Vec::new();
-                if plain.code != storm.code && !(s.trap && plain.code != Some(0) && storm.code != Some(0)) {
+                if plain.code != storm.code
+                    && !(s.trap && plain.code != Some(0) && storm.code != Some(0))
+                {
                     problems.push(format!("exit {:?} vs {:?}", plain.code, storm.code));
                 }
                 if plain.stdout != storm.stdout {
@@ -62,14 +70,25 @@ fn storm_mode_matches_plain_runs_for_every_corpus_program() {
                 if stderr.contains("panicked") {
                     problems.push(format!("panic: {}", String::from_utf8_lossy(&storm.stderr)));
                 }
-                results.lock().unwrap().push((name.clone(), *flavor, *every, problems));
+                results
+                    .lock()
+                    .unwrap()
+                    .push((name.clone(), *flavor, *every, problems));
             });
         }
     });
     for (name, flavor, every, problems) in results.into_inner().unwrap() {
         if !problems.is_empty() {
-            failures.push(format!("{name} ({flavor:?}) --migrate-every {every}: {}", problems.join("; ")));
+            failures.push(format!(
+                "{name} ({flavor:?}) --migrate-every {every}: {}",
+                problems.join("; ")
+            ));
         }
     }
-    assert!(failures.is_empty(), "{} storm runs differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} storm runs differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

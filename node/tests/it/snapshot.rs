@@ -38,7 +38,12 @@ fn ok(out: &Output) -> &Output {
 /// snapshot hash it printed, with the output so far.
 fn checkpoint(store: &Path, data: &Path, point: u32) -> (String, Vec<u8>) {
     let out = meshnode()
-        .args(["run", "--checkpoint-at-point", &point.to_string(), "--snapshot-dir"])
+        .args([
+            "run",
+            "--checkpoint-at-point",
+            &point.to_string(),
+            "--snapshot-dir",
+        ])
         .arg(store)
         .arg("--dir")
         .arg(format!("{}::/data", data.display()))
@@ -47,7 +52,11 @@ fn checkpoint(store: &Path, data: &Path, point: u32) -> (String, Vec<u8>) {
         .output()
         .unwrap();
     ok(&out);
-    assert!(out.status.success(), "checkpoint run failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "checkpoint run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     let hash = stderr
         .lines()
@@ -97,11 +106,21 @@ fn capture_and_resume_in_a_new_process_matches_an_uninterrupted_run() {
     crate::support::copy_tree(first.path(), second.path());
     drop(first);
     let rest = resume(store.path(), second.path(), &hash);
-    assert!(ok(&rest).status.success(), "resume failed: {}", String::from_utf8_lossy(&rest.stderr));
+    assert!(
+        ok(&rest).status.success(),
+        "resume failed: {}",
+        String::from_utf8_lossy(&rest.stderr)
+    );
     let mut all = head;
     all.extend_from_slice(&rest.stdout);
-    assert_eq!(String::from_utf8_lossy(&all), String::from_utf8_lossy(&plain.stdout));
-    assert_eq!(crate::support::tree(second.path()), crate::support::tree(plain_dir.path()));
+    assert_eq!(
+        String::from_utf8_lossy(&all),
+        String::from_utf8_lossy(&plain.stdout)
+    );
+    assert_eq!(
+        crate::support::tree(second.path()),
+        crate::support::tree(plain_dir.path())
+    );
 }
 
 fn manifest_path(store: &Path, hash: &str) -> PathBuf {
@@ -124,10 +143,21 @@ fn refused(store: &Path, data: &Path, hash: &str, needle: &str) {
     let out = resume(store, data, hash);
     ok(&out);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "a bad snapshot was resumed: {stderr}");
+    assert!(
+        !out.status.success(),
+        "a bad snapshot was resumed: {stderr}"
+    );
     assert!(stderr.contains(needle), "expected `{needle}` in: {stderr}");
-    assert_eq!(stderr.trim().lines().count(), 1, "one line of error: {stderr}");
-    assert!(out.stdout.is_empty(), "nothing may run: {}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        stderr.trim().lines().count(),
+        1,
+        "one line of error: {stderr}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "nothing may run: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 /// Goal: a hostile or corrupt snapshot is refused with a clear one-line
@@ -171,7 +201,11 @@ fn hostile_and_corrupt_snapshots_are_refused_before_anything_runs() {
     m.frames[0].locals.push(Value::I32(1));
     refused(s, data.path(), &store_forged(s, &m), "values");
     let mut m = good.clone();
-    let slot = m.frames[0].locals.iter().position(|v| matches!(v, Value::I32(_))).unwrap();
+    let slot = m.frames[0]
+        .locals
+        .iter()
+        .position(|v| matches!(v, Value::I32(_)))
+        .unwrap();
     m.frames[0].locals[slot] = Value::F64(0);
     refused(s, data.path(), &store_forged(s, &m), "saves a i32 there");
     let mut m = good.clone();
@@ -203,12 +237,21 @@ fn hostile_and_corrupt_snapshots_are_refused_before_anything_runs() {
     refused(s, data.path(), &store_forged(s, &m), "/elsewhere");
 
     // Unknown hash, and a hash that is not one.
-    refused(s, data.path(), &Hash::of(b"nothing").to_hex(), "not in the store");
+    refused(
+        s,
+        data.path(),
+        &Hash::of(b"nothing").to_hex(),
+        "not in the store",
+    );
     refused(s, data.path(), "xyz", "not a snapshot hash");
 
     // The good snapshot still resumes.
     let out = resume(s, data.path(), &hash);
-    assert!(ok(&out).status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        ok(&out).status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Seeded smoke run of snapshot validation: 300 structurally mutated
@@ -218,8 +261,8 @@ fn hostile_and_corrupt_snapshots_are_refused_before_anything_runs() {
 #[test]
 fn snapshot_validation_survives_seeded_structural_mutations() {
     let _cpu = crate::support::shared_cpu();
-    use meshnode::dock::{snapshot, DockConfig, Vessel};
     use meshnode::dock::wasi::{DirMapping, WasiCtx};
+    use meshnode::dock::{snapshot, DockConfig, Vessel};
     use meshnode::store::ChunkStore;
 
     let store_dir = tempfile::tempdir().unwrap();
@@ -232,7 +275,10 @@ fn snapshot_validation_survives_seeded_structural_mutations() {
     let (engine, config, vm) = snapshot::module_from_manifest(&config, &store, &good).unwrap();
     let seed = 0x5eed_0002;
     let mut rng = SplitMix64(seed);
-    let dirs = [DirMapping { host: data.path().to_path_buf(), guest: "/data".into() }];
+    let dirs = [DirMapping {
+        host: data.path().to_path_buf(),
+        guest: "/data".into(),
+    }];
     for case in 0..300 {
         let mut m = good.clone();
         let f = rng.below(m.frames.len() as u64) as usize;
@@ -267,7 +313,9 @@ fn snapshot_validation_survives_seeded_structural_mutations() {
             if m.check().is_err() {
                 return;
             }
-            let capture = snapshot::capture_from_manifest(&store, &m, config.max_memory_bytes as u64).unwrap();
+            let capture =
+                snapshot::capture_from_manifest(&store, &m, config.max_memory_bytes as u64)
+                    .unwrap();
             let wasi = WasiCtx::rebuild(m.wasi.clone(), &dirs, Default::default()).unwrap();
             let _ = Vessel::resume(&engine, &vm, &capture, wasi, &config);
         }));

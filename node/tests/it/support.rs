@@ -8,7 +8,10 @@ use std::sync::Mutex;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 static BUILD_LOCK: Mutex<()> = Mutex::new(());
@@ -20,7 +23,11 @@ static BUILD_LOCK: Mutex<()> = Mutex::new(());
 pub fn compile_c(source: &str, extra_flags: &[&str]) -> PathBuf {
     let src = repo_root().join(source);
     let stem = src.file_stem().unwrap().to_string_lossy().into_owned();
-    let tag = if extra_flags.is_empty() { String::new() } else { format!("-{:08x}", fnv(extra_flags.join(" ").as_bytes())) };
+    let tag = if extra_flags.is_empty() {
+        String::new()
+    } else {
+        format!("-{:08x}", fnv(extra_flags.join(" ").as_bytes()))
+    };
     let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("wasm");
     std::fs::create_dir_all(&out_dir).unwrap();
     let out = out_dir.join(format!("{stem}{tag}.wasm"));
@@ -52,7 +59,9 @@ pub fn compile_c(source: &str, extra_flags: &[&str]) -> PathBuf {
 }
 
 fn fnv(bytes: &[u8]) -> u32 {
-    bytes.iter().fold(0x811c9dc5u32, |h, &b| (h ^ b as u32).wrapping_mul(0x01000193))
+    bytes.iter().fold(0x811c9dc5u32, |h, &b| {
+        (h ^ b as u32).wrapping_mul(0x01000193)
+    })
 }
 
 /// What a directory tree holds: relative path → file contents, symlink

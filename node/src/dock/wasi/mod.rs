@@ -10,5 +10,7 @@ mod ctx;
 mod host;
 mod mem;
 
-pub use ctx::{CaptureError, DirMapping, InputSource, OutputSink, SetupError, Stdio, WasiCtx, WasiOptions};
+pub use ctx::{
+    CaptureError, DirMapping, InputSource, OutputSink, SetupError, Stdio, WasiCtx, WasiOptions,
+};
 pub use host::{add_to_linker, WasiView, FUNCTIONS, MODULE};
