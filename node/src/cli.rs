@@ -255,7 +255,7 @@ fn parse_dir(spec: &str) -> Result<DirMapping> {
 
 fn parse_env(spec: &str) -> Result<Vec<u8>> {
     match spec.split_once('=') {
-        Some((k, _)) if k.is_empty() => bail!("--env {spec}: the variable name is empty"),
+        Some(("", _)) => bail!("--env {spec}: the variable name is empty"),
         Some(_) => Ok(spec.as_bytes().to_vec()),
         None => match std::env::var_os(spec) {
             Some(v) => {

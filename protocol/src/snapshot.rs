@@ -258,7 +258,7 @@ impl Manifest {
             total += f.locals.len() as u64;
         }
         limit("values in all frames", total, MAX_TOTAL_FRAME_VALUES)?;
-        if self.memory.size_bytes % 65536 != 0 {
+        if !self.memory.size_bytes.is_multiple_of(65536) {
             return Err(ManifestError::MemoryNotPages {
                 size_bytes: self.memory.size_bytes,
             });

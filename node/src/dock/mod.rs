@@ -812,7 +812,7 @@ impl Vessel {
             Some(m) => {
                 let have = m.data(&v.store).len() as u64;
                 let want = capture.memory.len() as u64;
-                if want % 65536 != 0 || want < have {
+                if !want.is_multiple_of(65536) || want < have {
                     return Err(DockError::Resume(format!(
                         "memory of {want} bytes cannot restore a module whose memory starts at {have} bytes"
                     )));

