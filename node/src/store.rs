@@ -214,21 +214,34 @@ impl ChunkStore {
 
     /// Reads a chunk and checks it against its name.
     pub fn get_chunk(&self, h: &Hash) -> Result<Vec<u8>, StoreError> {
-        let path = self.chunk_path(h);
-        let bytes = match std::fs::read(&path) {
+        self.read_verified(&self.chunk_path(h), h, || StoreError::MissingChunk {
+            hash: *h,
+            root: self.root.clone(),
+        })
+    }
+
+    /// Reads a file named by the hash of its content and checks that it
+    /// still hashes to that name.
+    fn read_verified(
+        &self,
+        path: &Path,
+        h: &Hash,
+        missing: impl FnOnce() -> StoreError,
+    ) -> Result<Vec<u8>, StoreError> {
+        let bytes = match std::fs::read(path) {
             Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(StoreError::MissingChunk {
-                    hash: *h,
-                    root: self.root.clone(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(missing()),
+            Err(e) => {
+                return Err(StoreError::Io {
+                    path: path.to_path_buf(),
+                    source: e,
                 })
             }
-            Err(e) => return Err(StoreError::Io { path, source: e }),
         };
         let found = Hash::of(&bytes);
         if found != *h {
             return Err(StoreError::Corrupt {
-                path,
+                path: path.to_path_buf(),
                 expected: *h,
                 found,
             });
@@ -258,25 +271,11 @@ impl ChunkStore {
     /// Reads a manifest, checks it against its name, decodes it with limits
     /// and checks its structure.
     pub fn get_manifest(&self, h: &Hash) -> Result<Manifest, StoreError> {
-        let path = self.manifest_path(h);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(StoreError::MissingManifest {
-                    hash: *h,
-                    root: self.root.clone(),
-                })
-            }
-            Err(e) => return Err(StoreError::Io { path, source: e }),
-        };
-        let found = Hash::of(&bytes);
-        if found != *h {
-            return Err(StoreError::Corrupt {
-                path,
-                expected: *h,
-                found,
-            });
-        }
+        let bytes =
+            self.read_verified(&self.manifest_path(h), h, || StoreError::MissingManifest {
+                hash: *h,
+                root: self.root.clone(),
+            })?;
         let m: Manifest = protocol::cbor::decode(&bytes)
             .map_err(|source| StoreError::Decode { hash: *h, source })?;
         m.check()

@@ -276,13 +276,13 @@ pub(crate) struct Spec {
     pub(crate) trap: bool,
     pub(crate) dirs: Vec<String>,
     pub(crate) setup: Vec<String>,
-    known_diffs: Vec<KnownDiff>,
-    disagree: Vec<(Vec<String>, String)>,
-    skips: Vec<(Runtime, String)>,
+    pub(crate) known_diffs: Vec<KnownDiff>,
+    pub(crate) disagree: Vec<(Vec<String>, String)>,
+    pub(crate) skips: Vec<(Runtime, String)>,
 }
 
 #[derive(Clone, Debug)]
-struct KnownDiff {
+pub(crate) struct KnownDiff {
     runtime: Runtime,
     /// None: the whole run (stdout, stderr, exit code, files).
     prefixes: Option<Vec<String>>,

@@ -92,3 +92,49 @@ fn storm_mode_matches_plain_runs_for_every_corpus_program() {
         failures.join("\n")
     );
 }
+
+/// Goal: the CPU benchmark programs, among them a hash table whose hot loop
+/// makes indirect calls and a deep recursion, survive storm migration too.
+/// Method: as above, with one iteration each.
+#[test]
+fn storm_mode_matches_plain_runs_for_the_benchmark_programs() {
+    let _cpu = crate::support::shared_cpu();
+    let mut failures = Vec::new();
+    for name in [
+        "hashtable",
+        "recursion",
+        "matmul",
+        "nbody",
+        "sha256",
+        "lz77",
+    ] {
+        let wasm = crate::corpus::bench_wasm(name);
+        let s = crate::corpus::Spec {
+            name: name.to_string(),
+            dirs: vec![],
+            ..Default::default()
+        };
+        let args = vec!["1".to_string()];
+        let plain = run_program(Runtime::Meshnode, &wasm, &s, Some(&args));
+        assert_eq!(
+            plain.code,
+            Some(0),
+            "{name} plain run failed: {}",
+            String::from_utf8_lossy(&plain.stderr)
+        );
+        for every in EVERY {
+            let storm = run_program(Runtime::MeshnodeStorm(every), &wasm, &s, Some(&args));
+            if storm.code != plain.code || storm.stdout != plain.stdout {
+                failures.push(format!(
+                    "{name} --migrate-every {every}: exit {:?} vs {:?}, stdout {:?} vs {:?}, stderr {}",
+                    plain.code,
+                    storm.code,
+                    String::from_utf8_lossy(&plain.stdout),
+                    String::from_utf8_lossy(&storm.stdout),
+                    String::from_utf8_lossy(&storm.stderr)
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
