@@ -308,7 +308,21 @@ pub fn run(args: RunArgs) -> Result<i32> {
         Mode::Migratable { countdown }
     };
     let (engine, config, vm) =
-        VesselModule::prepare_with_engine(&config, &args.module, bytes, mode)?;
+        match VesselModule::prepare_with_engine(&config, &args.module, bytes.clone(), mode) {
+            // A module the rewriter cannot instrument (it mutates tables, say)
+            // still runs here, as given; it just cannot be captured. Only
+            // when a capture was asked for is that an error.
+            Err(dock::DockError::Rewrite { reason, .. })
+                if !wants_snapshot && args.migrate_every.is_none() =>
+            {
+                eprintln!(
+                    "meshnode: {}: note: running as given, not migratable: {reason}",
+                    args.module.display()
+                );
+                VesselModule::prepare_with_engine(&config, &args.module, bytes, Mode::Plain)?
+            }
+            other => other?,
+        };
     let wasi = WasiCtx::new(WasiOptions {
         args: argv,
         env,

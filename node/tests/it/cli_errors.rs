@@ -268,3 +268,46 @@ fn proc_exit_above_255_is_not_success() {
     assert_eq!(out.status.code(), Some(1));
     assert_one_line_error("proc_exit(256)", &out, &["256", "exit status"]);
 }
+
+/// A module the rewriter refuses (here: it mutates a table) still runs with
+/// `meshnode run`, as given, with a note that it cannot be migrated; asking
+/// for a capture of it is a clear error.
+#[test]
+fn unmigratable_module_runs_as_given_and_refuses_capture() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = write_wat(
+        dir.path(),
+        "tableset.wasm",
+        r#"(module
+          (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+          (memory (export "memory") 1)
+          (table 2 funcref)
+          (func $seven (result i32) (i32.const 7))
+          (elem declare func $seven)
+          (type $r (func (result i32)))
+          (func (export "_start")
+            (table.set (i32.const 1) (ref.func $seven))
+            (call $exit (call_indirect (type $r) (i32.const 1)))))"#,
+    );
+    let out = meshnode(&["run", &wasm]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(7), "stderr: {stderr}");
+    assert!(
+        stderr.contains("not migratable") && stderr.contains("table"),
+        "{stderr}"
+    );
+    let snaps = dir.path().join("snaps");
+    let out = meshnode(&[
+        "run",
+        "--checkpoint-at-point",
+        "1",
+        "--snapshot-dir",
+        snaps.to_str().unwrap(),
+        &wasm,
+    ]);
+    assert_one_line_error(
+        "capture of an unmigratable module",
+        &out,
+        &["cannot make it migratable", "table"],
+    );
+}
