@@ -936,6 +936,17 @@ impl WasiCtx {
         let fd = self.alloc_fd()?;
         let lexical = join_lexical(&dir_rel, path);
         let root_canon = self.roots[preopen as usize].canonical.clone();
+        // A directory, however it was opened: where the host says it is,
+        // with directory rights the parent lets it inherit.
+        let dir_descriptor = |d: &Dir, lexical: Vec<u8>| Descriptor {
+            kind: DescriptorKind::Directory {
+                preopen,
+                path: host_relative_path(d, &root_canon).unwrap_or(lexical),
+            },
+            rights_base: rights_base & RIGHTS_DIRECTORY & parent_inheriting,
+            rights_inheriting: rights_inheriting & parent_inheriting,
+            fdflags,
+        };
 
         if oflags & OFLAGS_DIRECTORY != 0 {
             if oflags & (OFLAGS_CREAT | OFLAGS_TRUNC) != 0 {
@@ -953,13 +964,7 @@ impl WasiCtx {
                     }
                 })?
             };
-            let rel = host_relative_path(&d, &root_canon).unwrap_or(lexical);
-            let desc = Descriptor {
-                kind: DescriptorKind::Directory { preopen, path: rel },
-                rights_base: rights_base & RIGHTS_DIRECTORY & parent_inheriting,
-                rights_inheriting: rights_inheriting & parent_inheriting,
-                fdflags,
-            };
+            let desc = dir_descriptor(&d, lexical);
             self.insert(
                 fd,
                 desc,
@@ -994,13 +999,7 @@ impl WasiCtx {
                 return Err(Errno::ISDIR);
             }
             let d = Dir::from_std_file(f.into_std());
-            let rel = host_relative_path(&d, &root_canon).unwrap_or(lexical);
-            let desc = Descriptor {
-                kind: DescriptorKind::Directory { preopen, path: rel },
-                rights_base: rights_base & RIGHTS_DIRECTORY & parent_inheriting,
-                rights_inheriting: rights_inheriting & parent_inheriting,
-                fdflags,
-            };
+            let desc = dir_descriptor(&d, lexical);
             self.insert(
                 fd,
                 desc,
