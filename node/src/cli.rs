@@ -14,9 +14,12 @@ use crate::store::{ChunkStore, MemChunks};
     name = "meshnode",
     version,
     about = "Run unmodified WASI programs across a fleet of small machines, and move them while they run.",
-    long_about = "meshnode runs WebAssembly (WASI preview1) programs as vessels in a wasmi-based dock.\n\
+    long_about = "meshnode runs WebAssembly (WASI preview1) programs as vessels in a wasmi-based dock, \
+                  captures them at migration points and resumes them elsewhere, and joins \
+                  machines into a mesh.\n\
                   \n\
-                  Try it: `meshnode run examples/hello.wasm` (see README.md to build the example)."
+                  Try it: `bash scripts/quickstart.sh` builds examples/hello.c to wasm and runs it \
+                  with `meshnode run`."
 )]
 pub struct Cli {
     #[command(subcommand)]
