@@ -66,6 +66,28 @@ pub enum Command {
 
     /// Manage the user keys a node trusts.
     Trust(crate::control::cli::TrustArgs),
+
+    /// Run a WASI program on the mesh, as a vessel; prints its id.
+    ///
+    /// The module and the volumes' files are uploaded from this machine; the
+    /// deployment is signed with your user key. The vessel's stdout and
+    /// stderr go to its log (`meshnode logs`); stdin is empty.
+    Deploy(crate::control::vessel_cli::DeployArgs),
+
+    /// List every vessel in the mesh: id, name, node, state, uptime,
+    /// migrations, and why it is where it is.
+    Ps(crate::control::vessel_cli::PsArgs),
+
+    /// Print a vessel's stdout and stderr, wherever it runs (-f follows it
+    /// across migrations; no line is lost or repeated).
+    Logs(crate::control::vessel_cli::LogsArgs),
+
+    /// Move a running vessel to another node, live; prints downtime, bytes
+    /// and chunks sent and chunks skipped.
+    Migrate(crate::control::vessel_cli::MigrateArgs),
+
+    /// Stop a vessel.
+    Stop(crate::control::vessel_cli::StopArgs),
 }
 
 #[derive(Args, Debug)]

@@ -10,6 +10,8 @@
 //! - [`mesh`]: the libp2p swarm: discovery, RTT, membership, status gossip.
 //! - [`control`]: the CLI ↔ node control protocol (client and server).
 //! - [`identity`]: node and user keys on disk.
+//! - [`vessel`]: the vessels a node hosts: runner threads, images,
+//!   durable records, logs.
 
 pub mod cli;
 pub mod control;
@@ -18,3 +20,4 @@ pub mod dock;
 pub mod identity;
 pub mod mesh;
 pub mod store;
+pub mod vessel;

@@ -3,7 +3,9 @@
 //! Layout under the store's root:
 //! - `chunks/ab/abcdef…` — one file per chunk, named by its BLAKE3 hash;
 //! - `manifests/abcdef…` — one CBOR manifest per snapshot, named by the hash
-//!   of its encoding.
+//!   of its encoding;
+//! - `images/abcdef…` — one CBOR vessel image (`protocol::vessel`) per
+//!   instant a vessel was captured or received, named likewise.
 //!
 //! Every read is verified against its name, so a corrupted or tampered file
 //! is an error, never silently resumed. Writes go to a temporary file and are
@@ -155,7 +157,7 @@ pub struct ChunkStore {
 impl ChunkStore {
     /// Opens (creating if needed) the store rooted at `root`.
     pub fn open(root: &Path) -> Result<Self, StoreError> {
-        for sub in ["chunks", "manifests", "tmp"] {
+        for sub in ["chunks", "manifests", "images", "tmp"] {
             let p = root.join(sub);
             std::fs::create_dir_all(&p).map_err(io_err(&p))?;
         }
@@ -266,6 +268,123 @@ impl ChunkStore {
             .and_then(|d| d.sync_all())
             .map_err(io_err(&manifests))?;
         Ok(h)
+    }
+
+    /// Stores a chunk that arrived from a peer under the name it was sent
+    /// for: refused when the bytes do not hash to that name.
+    pub fn put_chunk_expecting(&self, expected: &Hash, bytes: &[u8]) -> Result<(), StoreError> {
+        let found = Hash::of(bytes);
+        if found != *expected {
+            return Err(StoreError::Corrupt {
+                path: PathBuf::from("(received chunk)"),
+                expected: *expected,
+                found,
+            });
+        }
+        let path = self.chunk_path(expected);
+        if !path.exists() {
+            self.write_atomic(&path, bytes, false)?;
+        }
+        Ok(())
+    }
+
+    /// Makes every file written so far durable (one `syncfs`).
+    pub fn sync(&self) -> Result<(), StoreError> {
+        let chunks = self.root.join("chunks");
+        let dir = std::fs::File::open(&chunks).map_err(io_err(&chunks))?;
+        rustix::fs::syncfs(&dir).map_err(|e| StoreError::Io {
+            path: chunks.clone(),
+            source: e.into(),
+        })
+    }
+
+    /// Stores an encoded manifest as it arrived, under its hash, durably
+    /// (after every chunk written so far).
+    pub fn put_manifest_bytes(&self, bytes: &[u8]) -> Result<Hash, StoreError> {
+        let h = Hash::of(bytes);
+        self.sync()?;
+        self.write_atomic(&self.manifest_path(&h), bytes, true)?;
+        Ok(h)
+    }
+
+    /// Stores an encoded vessel image, durably, after every chunk written so
+    /// far; returns its name.
+    pub fn put_image_doc(&self, bytes: &[u8], durable: bool) -> Result<Hash, StoreError> {
+        let h = Hash::of(bytes);
+        if durable {
+            self.sync()?;
+        }
+        let path = self.root.join("images").join(h.to_hex());
+        self.write_atomic(&path, bytes, durable)?;
+        Ok(h)
+    }
+
+    /// Reads an encoded vessel image, verified against its name.
+    pub fn get_image_doc(&self, h: &Hash) -> Result<Vec<u8>, StoreError> {
+        let path = self.root.join("images").join(h.to_hex());
+        self.read_verified(&path, h, || StoreError::MissingManifest {
+            hash: *h,
+            root: self.root.clone(),
+        })
+    }
+
+    /// Removes chunks and images that no image in `keep` names (with the
+    /// manifests those images hold). Returns how many chunks went.
+    pub fn retain_images(&self, keep: &[Hash]) -> Result<usize, StoreError> {
+        let mut live = std::collections::HashSet::new();
+        let mut live_manifests = std::collections::HashSet::new();
+        for h in keep {
+            let Ok(bytes) = self.get_image_doc(h) else {
+                continue;
+            };
+            let Ok(img) = protocol::cbor::decode::<protocol::vessel::VesselImage>(&bytes) else {
+                continue;
+            };
+            live.extend(img.own_chunks());
+            if let protocol::vessel::Resume::Snapshot(m) = img.resume {
+                live_manifests.insert(m);
+                if let Ok(man) = self.get_manifest(&m) {
+                    live.extend(man.memory.chunks.iter().flatten().copied());
+                    live.extend(man.module.original.chunks.iter().flatten().copied());
+                }
+            }
+        }
+        let keep_names: std::collections::HashSet<String> =
+            keep.iter().map(|h| h.to_hex()).collect();
+        let mut removed = 0;
+        let images = self.root.join("images");
+        if let Ok(rd) = std::fs::read_dir(&images) {
+            for e in rd.flatten() {
+                if !keep_names.contains(&e.file_name().to_string_lossy().to_string()) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        let manifests = self.root.join("manifests");
+        if let Ok(rd) = std::fs::read_dir(&manifests) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                if !Hash::from_hex(&name).is_some_and(|h| live_manifests.contains(&h)) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        let chunks = self.root.join("chunks");
+        if let Ok(rd) = std::fs::read_dir(&chunks) {
+            for sub in rd.flatten() {
+                let Ok(files) = std::fs::read_dir(sub.path()) else {
+                    continue;
+                };
+                for f in files.flatten() {
+                    let name = f.file_name().to_string_lossy().to_string();
+                    if !Hash::from_hex(&name).is_some_and(|h| live.contains(&h)) {
+                        let _ = std::fs::remove_file(f.path());
+                        removed += 1;
+                    }
+                }
+            }
+        }
+        Ok(removed)
     }
 
     /// Reads a manifest, checks it against its name, decodes it with limits

@@ -82,6 +82,40 @@ pub enum Command {
     },
     /// Who the node is: its PeerId, addresses and membership.
     Info,
+    /// Run a vessel: on this node, or (`on`) on the member peer with that
+    /// PeerId. The deployment is signed by the user key on its own (it
+    /// travels with the vessel); the module and the volumes' file chunks
+    /// come along.
+    Deploy {
+        deployment: crate::vessel::Deployment,
+        #[serde(with = "serde_bytes_vec")]
+        module: Vec<u8>,
+        volume_chunks: Vec<crate::migrate::ChunkBytes>,
+        on: Option<String>,
+    },
+    /// Every vessel in the mesh, as this node and its member peers know them.
+    Ps,
+    /// Log records of a vessel (id, id prefix or name) from an absolute
+    /// offset, wherever it runs now.
+    Logs {
+        vessel: String,
+        from: u64,
+    },
+    /// Move a vessel (id, id prefix or name) to the member with this PeerId.
+    /// Answers at once; `MigrationStatus` follows it.
+    Migrate {
+        vessel: String,
+        to: String,
+    },
+    /// How the last migration of a vessel is going, asked of the node that
+    /// started it (`source`, a PeerId, as the `Migrate` answer named it).
+    MigrationStatus {
+        vessel: crate::vessel::VesselId,
+        source: String,
+    },
+    Stop {
+        vessel: String,
+    },
 }
 
 impl SignedRequest {
@@ -151,11 +185,74 @@ pub enum ControlResponse {
         ttl_secs: u64,
     },
     Info(NodeInfo),
+    Deployed {
+        vessel: crate::vessel::VesselId,
+        node: String,
+    },
+    Vessels(Vec<VesselInfo>),
+    Logs(LogChunk),
+    Migration(MigrationReport),
     Done,
     /// The request was refused; `reason` is one line for the user.
     Refused {
         reason: String,
     },
+}
+
+/// One vessel as `ps` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VesselInfo {
+    pub id: crate::vessel::VesselId,
+    pub name: String,
+    /// The node it runs on (or ran on last), as a PeerId.
+    pub node: String,
+    /// `running`, `migrating`, `exited`, `stopped`, `failed` or
+    /// `waiting` (committed to a node that has not answered yet).
+    pub state: String,
+    pub epoch: u64,
+    pub run_ms: u64,
+    pub migrations: u32,
+    pub exit_code: Option<i32>,
+    /// Why it is where it is (deployed here, migrated by hand, …).
+    pub reason: String,
+}
+
+/// A page of a vessel's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogChunk {
+    /// The oldest offset still kept: a reader that asked for less lost
+    /// `start - from` bytes to the log's bound.
+    pub start: u64,
+    /// The offset of `records[0]`.
+    pub from: u64,
+    /// Where the next read should start.
+    pub next: u64,
+    /// Framed records (`vessel::log_records`).
+    #[serde(with = "serde_bytes_vec")]
+    pub records: Vec<u8>,
+    /// The vessel has ended (and this page reaches the end of its log).
+    pub ended: Option<String>,
+    /// The node that answered.
+    pub node: String,
+}
+
+/// How a migration went (or is going).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationReport {
+    pub vessel: crate::vessel::VesselId,
+    pub from: String,
+    pub to: String,
+    /// `warming` (pre-copy rounds), `final`, `committed`, `done`, `aborted`.
+    pub phase: String,
+    pub rounds: u32,
+    pub bytes_sent: u64,
+    pub chunks_sent: u64,
+    pub chunks_skipped: u64,
+    /// From the source pausing the vessel to the destination running it.
+    pub downtime_us: Option<u64>,
+    pub total_ms: u64,
+    /// Why it was aborted.
+    pub error: Option<String>,
 }
 
 /// A PeerId as its multihash bytes.

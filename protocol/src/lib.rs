@@ -14,11 +14,18 @@
 //!   invite grants and join tokens (docs/security.md).
 //! - [`control`]: the CLI ↔ node control protocol and the gossiped node
 //!   status (docs/protocol.md).
+//! - [`vessel`]: a vessel's signed [`vessel::Deployment`] and the
+//!   [`vessel::VesselImage`] that travels when it moves (snapshot, volumes,
+//!   log).
+//! - [`migrate`]: the node ↔ node protocol: signed migration offers with
+//!   receiver-issued nonces, deduplicated chunks, one commit point.
 
 pub mod cbor;
 pub mod control;
 pub mod fuzzing;
 pub mod limits;
 pub mod membership;
+pub mod migrate;
 pub mod snapshot;
+pub mod vessel;
 pub mod wasi;

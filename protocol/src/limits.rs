@@ -57,10 +57,12 @@ pub const MAX_TOTAL_FRAME_VALUES: u64 = 16 * 1024 * 1024;
 // protocol/src/membership.rs). Each request-response message is read with an
 // explicit size limit before any decoding (node/src/mesh/codec.rs).
 
-/// Largest control request (CLI → node). Today's commands are a few hundred
-/// bytes; deployments will upload modules and volumes as chunks on their own
-/// streams, not inside one request.
-pub const MAX_CONTROL_REQUEST_BYTES: usize = 256 * 1024;
+/// Largest control request (CLI → node). A deployment carries its module
+/// and its volumes' initial files inside the request: a C program is tens
+/// of KiB to a few MiB, and volumes for small boards are seeds, not data
+/// sets. The codec reads at most this many bytes from a stream before it
+/// gives up, so a stranger cannot make a node buffer more.
+pub const MAX_CONTROL_REQUEST_BYTES: usize = 48 * 1024 * 1024;
 
 /// Largest control response (node → CLI). A `peers` listing of
 /// [`MAX_PEERS_LISTED`] peers with their status is well under this.
@@ -118,3 +120,65 @@ pub const CONTROL_NONCE_TTL_SECS: u64 = 60;
 
 /// Longest an invite may be held open, in seconds: one day.
 pub const MAX_INVITE_TTL_SECS: u64 = 24 * 3600;
+
+// ---------------------------------------------------------------------------
+// Vessels in the mesh: deployments, images, the node ↔ node protocol
+// (protocol/src/vessel.rs, protocol/src/migrate.rs).
+
+/// Largest module a deployment uploads.
+pub const MAX_DEPLOY_MODULE_BYTES: usize = 32 * 1024 * 1024;
+
+/// Most bytes in one volume's files. Volumes travel with their vessel on
+/// every move; a volume larger than this belongs on a node-local mount.
+pub const MAX_VOLUME_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Most files, directories and symlinks in one volume.
+pub const MAX_VOLUME_ENTRIES: usize = 100_000;
+
+/// Most volumes per vessel (each is a preopened directory).
+pub const MAX_VOLUMES: usize = 16;
+
+/// Most node-local mounts per vessel.
+pub const MAX_MOUNTS: usize = 16;
+
+/// Most args plus env entries of a deployment.
+pub const MAX_DEPLOY_ARGS: usize = 4096;
+
+/// Longest vessel or mount name.
+pub const MAX_NAME_BYTES: usize = 128;
+
+/// Most bytes of log a vessel keeps (and carries when it moves); older
+/// records are dropped first and `logs` says how many bytes were dropped.
+/// A board keeps this per vessel in memory.
+pub const MAX_LOG_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Largest request between two nodes: one batch of chunks
+/// ([`MAX_CHUNKS_PER_BATCH`] × 64 KiB), or an offer whose image lists the
+/// chunks of a 4 GiB memory (65,536 × ~35 bytes) plus volumes, or a
+/// forwarded deployment (module and volume chunks).
+pub const MAX_PEER_REQUEST_BYTES: usize = 64 * 1024 * 1024;
+
+/// Largest answer between two nodes: a `Lacking` list of every chunk of a
+/// 4 GiB memory, a `ps` listing, or a page of log.
+pub const MAX_PEER_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Chunks per `Chunks` request: 4 MiB per round trip keeps a pipe of a few
+/// ms of loopback or LAN busy without holding much in memory.
+pub const MAX_CHUNKS_PER_BATCH: usize = 64;
+
+/// Largest page of log in one answer.
+pub const MAX_LOG_PAGE_BYTES: usize = 1024 * 1024;
+
+/// Most vessels one node runs at once (each has a thread and its memory).
+pub const MAX_VESSELS_PER_NODE: usize = 256;
+
+/// Migrations a node receives at once (each pins chunks and holds an image).
+pub const MAX_INCOMING_MIGRATIONS: usize = 8;
+
+/// Manifests (and images) of vessels that left, kept so a return trip finds
+/// its chunks. Bounded so a node that saw many vessels does not fill its
+/// disk; chunks no kept image names are evicted.
+pub const MAX_DEPARTED_IMAGES: usize = 64;
+
+/// How long a migration nonce stays good: issue to offer is one round trip.
+pub const MIGRATION_NONCE_TTL_SECS: u64 = 60;

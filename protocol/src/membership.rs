@@ -46,6 +46,12 @@ pub enum Domain {
     InviteGrant,
     /// A user asks a node to do something (`control::SignedRequest`).
     ControlRequest,
+    /// A user asks the mesh to run a vessel (`vessel::Deployment`).
+    Deployment,
+    /// A node offers a vessel to another (`migrate::Offer`).
+    MigrationOffer,
+    /// A source node commits or aborts a migration (`migrate::Decision`).
+    MigrationDecision,
 }
 
 impl Domain {
@@ -54,6 +60,9 @@ impl Domain {
             Domain::MemberCertificate => b"member-certificate",
             Domain::InviteGrant => b"invite-grant",
             Domain::ControlRequest => b"control-request",
+            Domain::Deployment => b"deployment",
+            Domain::MigrationOffer => b"migration-offer",
+            Domain::MigrationDecision => b"migration-decision",
         }
     }
 }

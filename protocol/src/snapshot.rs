@@ -119,7 +119,7 @@ pub struct Frame {
 }
 
 /// A byte image (memory or module) cut into chunks.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkedImage {
     pub size_bytes: u64,
     /// One entry per `CHUNK_SIZE_BYTES` slice (the last may be short);

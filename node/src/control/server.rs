@@ -11,6 +11,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use libp2p::request_response::ResponseChannel;
 use libp2p::{PeerId, Swarm};
 use protocol::control::{
     secret_hash, Command, ControlRequest, ControlResponse, JoinAccepted, JoinRequest, NodeInfo,
@@ -186,8 +187,78 @@ fn refused(reason: impl Into<String>) -> ControlResponse {
     }
 }
 
-/// Answers one control request from `peer`.
+/// Answers one control request from `peer`: returns the answer to send
+/// now, or `None` when a task took the channel and answers later (vessel
+/// commands, which ask peers).
 pub fn handle(
+    swarm: &mut Swarm<NodeBehaviour>,
+    state: &mut NodeState,
+    peer: PeerId,
+    request: ControlRequest,
+    channel: ResponseChannel<ControlResponse>,
+) -> Option<(ResponseChannel<ControlResponse>, ControlResponse)> {
+    if let ControlRequest::Signed(req) = &request {
+        if is_vessel_command(&req.body.command) {
+            let ControlRequest::Signed(req) = request else {
+                unreachable!("matched above")
+            };
+            return match authorize(state, peer, &req) {
+                Err(response) => {
+                    if let ControlResponse::Refused { reason } = &response {
+                        warn!(%peer, "control request refused: {reason}");
+                    }
+                    Some((channel, response))
+                }
+                Ok(()) => {
+                    crate::mesh::vessels::control_command(
+                        state,
+                        req.user_key,
+                        req.body.command,
+                        channel,
+                    );
+                    None
+                }
+            };
+        }
+    }
+    Some((channel, handle_now(swarm, state, peer, request)))
+}
+
+fn is_vessel_command(c: &Command) -> bool {
+    matches!(
+        c,
+        Command::Deploy { .. }
+            | Command::Ps
+            | Command::Logs { .. }
+            | Command::Migrate { .. }
+            | Command::MigrationStatus { .. }
+            | Command::Stop { .. }
+    )
+}
+
+/// Signature, addressee, nonce, trust: the checks every signed command
+/// passes before its command is looked at.
+fn authorize(
+    state: &mut NodeState,
+    peer: PeerId,
+    req: &SignedRequest,
+) -> Result<(), ControlResponse> {
+    let own = state.identity.public_key();
+    req.verify_for(&own).map_err(|e| refused(e.to_string()))?;
+    state
+        .control
+        .redeem(&req.body.nonce, &peer)
+        .map_err(refused)?;
+    if !state.trusted.contains(&req.user_key) {
+        return Err(refused(format!(
+            "user key {} is not trusted by this node (a trusted user can run `meshnode trust add {}`)",
+            req.user_key, req.user_key
+        )));
+    }
+    Ok(())
+}
+
+fn handle_now(
     swarm: &mut Swarm<NodeBehaviour>,
     state: &mut NodeState,
     peer: PeerId,
@@ -248,17 +319,8 @@ fn signed(
     req: SignedRequest,
 ) -> ControlResponse {
     let own = state.identity.public_key();
-    if let Err(e) = req.verify_for(&own) {
-        return refused(e.to_string());
-    }
-    if let Err(e) = state.control.redeem(&req.body.nonce, &peer) {
-        return refused(e);
-    }
-    if !state.trusted.contains(&req.user_key) {
-        return refused(format!(
-            "user key {} is not trusted by this node (a trusted user can run `meshnode trust add {}`)",
-            req.user_key, req.user_key
-        ));
+    if let Err(response) = authorize(state, peer, &req) {
+        return response;
     }
     match req.body.command {
         Command::Peers { all } => ControlResponse::Peers(list_peers(state, all)),
@@ -347,6 +409,7 @@ fn signed(
             user_key: state.certificate.as_ref().map(|c| c.body.user_key),
             version: env!("CARGO_PKG_VERSION").to_string(),
         }),
+        other => refused(format!("not handled here: {other:?}")),
     }
 }
 

@@ -39,6 +39,9 @@ pub struct Config {
     pub idle_connection_timeout_secs: u64,
     pub status_interval_ms: u64,
     pub redial_interval_ms: u64,
+    /// Node-local directories that deployments can mount by name
+    /// (`meshnode deploy --mount GUEST=NAME`): name → host directory.
+    pub mounts: std::collections::BTreeMap<String, PathBuf>,
 }
 
 impl Default for Config {
@@ -55,6 +58,7 @@ impl Default for Config {
             idle_connection_timeout_secs: DEFAULT_IDLE_CONNECTION_TIMEOUT_SECS,
             status_interval_ms: DEFAULT_STATUS_INTERVAL_MS,
             redial_interval_ms: DEFAULT_REDIAL_INTERVAL_MS,
+            mounts: Default::default(),
         }
     }
 }
@@ -86,6 +90,12 @@ status_interval_ms = 2000
 
 # How often to re-dial bootstrap peers that are not connected.
 redial_interval_ms = 5000
+
+# Node-local directories that deployments may mount by name
+# (`meshnode deploy --mount /guest/path=NAME`). Unlike volumes, they do not
+# travel: every node a vessel may move to needs a directory of that name.
+[mounts]
+# media = "/srv/media"
 "#;
 
 #[derive(Debug, thiserror::Error)]

@@ -174,6 +174,12 @@ pub fn run_start(args: StartArgs) -> Result<i32> {
         certificate = Some(cert);
     }
 
+    let host = crate::vessel::Host::open(
+        &data_dir.root,
+        identity.peer_id.to_string(),
+        crate::dock::DockConfig::default(),
+        config.mounts.clone(),
+    )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -188,6 +194,7 @@ pub fn run_start(args: StartArgs) -> Result<i32> {
             trusted,
             join,
             commands: None,
+            host: std::sync::Arc::new(std::sync::Mutex::new(host)),
         },
         shutdown_signal(),
     ))?;

@@ -872,6 +872,18 @@ impl Vessel {
         &self.store.data().wasi
     }
 
+    /// The vessel's linear memory as it is between two slices (empty when it
+    /// has none): what a pre-copy round reads while the vessel keeps running.
+    pub fn memory(&self) -> &[u8] {
+        match self
+            .instance
+            .get_memory(&self.store, wasm_rewriter::abi::MEMORY_EXPORT)
+        {
+            Some(m) => m.data(&self.store),
+            None => &[],
+        }
+    }
+
     pub fn wasi_mut(&mut self) -> &mut WasiCtx {
         &mut self.store.data_mut().wasi
     }

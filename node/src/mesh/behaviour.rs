@@ -14,14 +14,21 @@ use protocol::limits::{
     MAX_CONTROL_REQUEST_BYTES, MAX_CONTROL_RESPONSE_BYTES, MAX_MEMBER_MESSAGE_BYTES,
     MAX_STATUS_MESSAGE_BYTES,
 };
+use protocol::limits::{MAX_PEER_REQUEST_BYTES, MAX_PEER_RESPONSE_BYTES};
 use protocol::membership::{MemberRequest, MemberResponse};
+use protocol::migrate::{PeerRequest, PeerResponse};
 
 use super::codec::CborCodec;
-use super::{CONTROL_PROTOCOL, IDENTIFY_PROTOCOL, KAD_PROTOCOL, MEMBER_PROTOCOL};
+use super::{CONTROL_PROTOCOL, IDENTIFY_PROTOCOL, KAD_PROTOCOL, MEMBER_PROTOCOL, VESSEL_PROTOCOL};
 use crate::identity::NodeIdentity;
 
 pub type ControlCodec = CborCodec<ControlRequest, ControlResponse>;
 pub type MemberCodec = CborCodec<MemberRequest, MemberResponse>;
+pub type PeerCodec = CborCodec<PeerRequest, PeerResponse>;
+
+/// How long one vessel-protocol request may take: a batch of chunks on a
+/// slow link, or a prepare that re-instruments a large module on a board.
+pub const PEER_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How long one control or membership request may take before it fails.
 /// Requests are small and answered from memory; 30 s covers a board under
@@ -49,6 +56,7 @@ pub struct NodeBehaviour {
     pub gossipsub: gossipsub::Behaviour,
     pub member: request_response::Behaviour<MemberCodec>,
     pub control: request_response::Behaviour<ControlCodec>,
+    pub vessel: request_response::Behaviour<PeerCodec>,
 }
 
 /// What the swarm needs from the configuration.
@@ -152,6 +160,16 @@ pub fn node_swarm(
             request_response::Config::default().with_request_timeout(REQUEST_TIMEOUT),
         ),
         control: control_behaviour(request_response::ProtocolSupport::Full),
+        vessel: request_response::Behaviour::with_codec(
+            CborCodec::new(MAX_PEER_REQUEST_BYTES, MAX_PEER_RESPONSE_BYTES),
+            [(
+                StreamProtocol::new(VESSEL_PROTOCOL),
+                request_response::ProtocolSupport::Full,
+            )],
+            request_response::Config::default()
+                .with_request_timeout(PEER_REQUEST_TIMEOUT)
+                .with_max_concurrent_streams(64),
+        ),
     };
     let swarm = builder
         .with_behaviour(|_| behaviour)

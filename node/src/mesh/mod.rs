@@ -8,6 +8,9 @@
 //!   and the control protocol's server side ([`crate::control::server`]).
 //! - [`rtt`]: smoothed round-trip times.
 //! - [`status`]: what this node gossips about itself.
+//! - [`vessels`]: the node ↔ node vessel protocol (migration with signed
+//!   offers, deployment forwarding, `ps`/`logs` across the mesh) and the
+//!   control commands that use it.
 //!
 //! Adding a protocol (migration, deployment): add a behaviour field to
 //! [`behaviour::NodeBehaviour`], handle its events in `node::handle_behaviour`,
@@ -23,10 +26,12 @@ pub mod codec;
 pub mod node;
 pub mod rtt;
 pub mod status;
+pub mod vessels;
 
 /// Protocol names on the wire.
 pub const CONTROL_PROTOCOL: &str = "/meshnode/control/1";
 pub const MEMBER_PROTOCOL: &str = "/meshnode/member/1";
+pub const VESSEL_PROTOCOL: &str = "/meshnode/vessel/1";
 pub const KAD_PROTOCOL: &str = "/meshnode/kad/1.0.0";
 pub const IDENTIFY_PROTOCOL: &str = "/meshnode/id/1";
 /// The gossipsub topic of node status messages.

@@ -135,6 +135,8 @@ pub struct NodeParams {
     pub join: Option<JoinToken>,
     /// Requests from the rest of the node (dock, migration, placement).
     pub commands: Option<tokio::sync::mpsc::Receiver<NodeCommand>>,
+    /// The vessels this node hosts.
+    pub host: std::sync::Arc<std::sync::Mutex<crate::vessel::Host>>,
 }
 
 /// What the rest of a node (dock, migration, placement) can ask the mesh
@@ -145,6 +147,23 @@ pub enum NodeCommand {
     SetVessels(Vec<String>),
     /// The peer table, as `meshnode peers --all` shows it.
     Peers(tokio::sync::oneshot::Sender<Vec<protocol::control::PeerInfo>>),
+    /// Send a request to a peer on the vessel protocol; the answer (or why
+    /// there is none) goes to `reply`.
+    PeerRequest {
+        peer: PeerId,
+        request: protocol::migrate::PeerRequest,
+        reply: tokio::sync::oneshot::Sender<Result<protocol::migrate::PeerResponse, String>>,
+    },
+    /// Deliver a control answer that a task prepared.
+    RespondControl {
+        channel: request_response::ResponseChannel<ControlResponse>,
+        response: ControlResponse,
+    },
+    /// Deliver a vessel-protocol answer that a task prepared.
+    RespondPeer {
+        channel: request_response::ResponseChannel<protocol::migrate::PeerResponse>,
+        response: protocol::migrate::PeerResponse,
+    },
 }
 
 /// The node's state, owned by its event loop.
@@ -159,6 +178,8 @@ pub struct NodeState {
     pub invites: InviteBook,
     /// Vessels running here (filled in by the dock once it runs on the node).
     pub vessels: Vec<String>,
+    /// Vessels, migrations in and out, and requests waiting for peers.
+    pub vessels_net: super::vessels::VesselNet,
 }
 
 impl NodeState {
@@ -277,7 +298,9 @@ pub async fn run(
             })?;
     }
 
+    let (internal_tx, mut internal_rx) = tokio::sync::mpsc::channel::<NodeCommand>(1024);
     let mut state = NodeState {
+        vessels_net: super::vessels::VesselNet::new(params.host.clone(), internal_tx),
         identity: params.identity.clone(),
         data_dir: params.data_dir.clone(),
         certificate: params.certificate,
@@ -330,6 +353,7 @@ pub async fn run(
     }
     bootstrap.extend(join_addrs);
 
+    super::vessels::recover(&state);
     let mut commands = params.commands;
     let mut status_tick = tokio::time::interval(Duration::from_millis(config.status_interval_ms));
     let mut redial_tick = tokio::time::interval(Duration::from_millis(config.redial_interval_ms));
@@ -346,12 +370,10 @@ pub async fn run(
             }
             _ = status_tick.tick() => publish_status(&mut swarm, &state, &topic),
             cmd = next_command(&mut commands) => match cmd {
-                Some(NodeCommand::SetVessels(v)) => state.vessels = v,
-                Some(NodeCommand::Peers(reply)) => {
-                    let _ = reply.send(crate::control::server::list_peers(&state, true));
-                }
+                Some(c) => handle_command(&mut swarm, &mut state, c),
                 None => commands = None,
             },
+            Some(cmd) = internal_rx.recv() => handle_command(&mut swarm, &mut state, cmd),
             _ = redial_tick.tick() => {
                 ticks += 1;
                 for addr in &bootstrap {
@@ -383,6 +405,47 @@ pub async fn run(
     let _ = std::fs::remove_file(state.data_dir.addrs());
     remember_members(&state);
     Ok(())
+}
+
+fn handle_command(swarm: &mut Swarm<NodeBehaviour>, state: &mut NodeState, cmd: NodeCommand) {
+    match cmd {
+        NodeCommand::SetVessels(v) => state.vessels = v,
+        NodeCommand::Peers(reply) => {
+            let _ = reply.send(crate::control::server::list_peers(state, true));
+        }
+        NodeCommand::PeerRequest {
+            peer,
+            request,
+            reply,
+        } => {
+            if !swarm.is_connected(&peer) {
+                // Dial it with what we know; request-response also dials,
+                // but only with addresses it was given.
+                let addrs = state
+                    .peers
+                    .get(&peer)
+                    .map(|e| e.addrs.clone())
+                    .unwrap_or_default();
+                for a in addrs {
+                    swarm.add_peer_address(peer, a);
+                }
+            }
+            let id = swarm.behaviour_mut().vessel.send_request(&peer, request);
+            state.vessels_net.pending.insert(id, reply);
+        }
+        NodeCommand::RespondControl { channel, response } => {
+            let _ = swarm
+                .behaviour_mut()
+                .control
+                .send_response(channel, response);
+        }
+        NodeCommand::RespondPeer { channel, response } => {
+            let _ = swarm
+                .behaviour_mut()
+                .vessel
+                .send_response(channel, response);
+        }
+    }
 }
 
 /// The next command, or never when there is no command channel.
@@ -428,9 +491,23 @@ fn publish_status(
     let Some(cert) = &state.certificate else {
         return;
     };
+    let vessels: Vec<String> = {
+        let mut h = state
+            .vessels_net
+            .host
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        h.reap();
+        h.list()
+            .into_iter()
+            .filter(|v| v.state == "running" || v.state == "migrating")
+            .map(|v| v.id.to_hex())
+            .take(protocol::limits::MAX_STATUS_VESSELS)
+            .collect()
+    };
     let msg = StatusMessage {
         certificate: cert.clone(),
-        status: super::status::sample(state.vessels.clone()),
+        status: super::status::sample(vessels),
     };
     match swarm
         .behaviour_mut()
@@ -687,11 +764,14 @@ fn handle_behaviour(
                 request_response::Message::Request {
                     request, channel, ..
                 } => {
-                    let response = crate::control::server::handle(swarm, state, peer, request);
-                    let _ = swarm
-                        .behaviour_mut()
-                        .control
-                        .send_response(channel, response);
+                    if let Some((channel, response)) =
+                        crate::control::server::handle(swarm, state, peer, request, channel)
+                    {
+                        let _ = swarm
+                            .behaviour_mut()
+                            .control
+                            .send_response(channel, response);
+                    }
                 }
                 request_response::Message::Response { response, .. } => {
                     finish_join(swarm, state, joining, peer, response)?
@@ -717,6 +797,36 @@ fn handle_behaviour(
             ..
         }) => {
             debug!(%peer, "control request failed: {error}");
+        }
+        NodeBehaviourEvent::Vessel(request_response::Event::Message { peer, message, .. }) => {
+            match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => super::vessels::serve_peer(swarm, state, peer, request, channel),
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some(reply) = state.vessels_net.pending.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            }
+        }
+        NodeBehaviourEvent::Vessel(request_response::Event::OutboundFailure {
+            peer,
+            request_id,
+            error,
+            ..
+        }) => {
+            if let Some(reply) = state.vessels_net.pending.remove(&request_id) {
+                let _ = reply.send(Err(format!("request to {peer} failed: {error}")));
+            }
+        }
+        NodeBehaviourEvent::Vessel(request_response::Event::InboundFailure {
+            peer, error, ..
+        }) => {
+            debug!(%peer, "vessel request failed: {error}");
         }
         NodeBehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. }) => {
             debug!(%peer, "kademlia routing updated")

@@ -32,8 +32,11 @@ pub enum OutputSink {
     /// The node process's own stream.
     #[default]
     Inherit,
-    /// An in-memory buffer (tests, fairness runs, and logs later).
+    /// An in-memory buffer (tests, fairness runs).
     Buffer(Arc<Mutex<Vec<u8>>>),
+    /// A function that takes each write whole: a node's vessel log, which
+    /// keeps stdout and stderr in one ordered record stream.
+    Record(Arc<dyn Fn(&[u8]) + Send + Sync>),
 }
 
 /// Where a vessel's standard input comes from.
@@ -519,6 +522,7 @@ impl WasiCtx {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .extend_from_slice(data),
+            OutputSink::Record(f) => f(data),
         }
         *counter += data.len() as u64;
         Ok(data.len())

@@ -1,0 +1,473 @@
+//! The `meshnode deploy | ps | logs | migrate | stop` subcommands.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use protocol::control::{Command, ControlResponse, MigrationReport, VesselInfo};
+use protocol::migrate::ChunkBytes;
+use protocol::snapshot::Hash;
+use protocol::vessel::{log_records, Deployment, DeploymentBody, VesselId, VESSEL_VERSION};
+
+use super::cli::NodeTarget;
+use super::client::{resolve_target, Session};
+
+#[derive(Args, Debug)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    pub target: NodeTarget,
+    /// A name for the vessel (default: the module's file name without .wasm).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Run it on this member peer (a PeerId from `meshnode peers`) instead of
+    /// the node you talk to.
+    #[arg(long, value_name = "PEER")]
+    pub on: Option<String>,
+    /// A volume: the files of LOCAL_DIR are uploaded now and then belong to
+    /// the vessel, which sees them at GUEST and takes them along when it
+    /// moves. Repeatable.
+    #[arg(long = "volume", value_name = "GUEST=LOCAL_DIR")]
+    pub volumes: Vec<String>,
+    /// A node-local directory that each node maps by NAME in its config
+    /// (`[mounts]`), seen at GUEST. It does not travel. Repeatable.
+    #[arg(long = "mount", value_name = "GUEST=NAME")]
+    pub mounts: Vec<String>,
+    /// An environment variable for the program. Repeatable.
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    pub envs: Vec<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The WASI command module.
+    pub module: PathBuf,
+    /// The program's arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PsArgs {
+    #[command(flatten)]
+    pub target: NodeTarget,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    pub target: NodeTarget,
+    /// Keep following the log (across migrations) until the vessel ends.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Print JSON lines ({"stream", "offset", "text"}) instead of raw output.
+    #[arg(long)]
+    pub json: bool,
+    /// The vessel: id, id prefix or name.
+    pub vessel: String,
+}
+
+#[derive(Args, Debug)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub target: NodeTarget,
+    /// The member peer to move it to (a PeerId from `meshnode peers`).
+    #[arg(long, value_name = "PEER")]
+    pub to: String,
+    /// Print the final report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The vessel: id, id prefix or name.
+    pub vessel: String,
+}
+
+#[derive(Args, Debug)]
+pub struct StopArgs {
+    #[command(flatten)]
+    pub target: NodeTarget,
+    /// The vessel: id, id prefix or name.
+    pub vessel: String,
+}
+
+fn out(text: impl std::fmt::Display) -> Result<()> {
+    match writeln!(std::io::stdout().lock(), "{text}") {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn user_key(target: &NodeTarget) -> Result<ed25519_dalek::SigningKey> {
+    let path = crate::identity::user_key_path(target.user_key.as_deref())?;
+    let (key, created) = crate::identity::read_or_create_key(&path)?;
+    if created {
+        eprintln!(
+            "meshnode: created your user key {} in {}",
+            protocol::membership::PublicKey::of(&key),
+            path.display()
+        );
+    }
+    Ok(key)
+}
+
+/// One connection to the node for a whole command.
+struct Client {
+    rt: tokio::runtime::Runtime,
+    session: Session,
+    key: ed25519_dalek::SigningKey,
+    timeout: Duration,
+}
+
+impl Client {
+    fn connect(target: &NodeTarget) -> Result<Client> {
+        let addrs = resolve_target(target.node.as_deref(), target.data_dir.as_deref())?;
+        let key = user_key(target)?;
+        let rt = runtime()?;
+        let timeout = target.timeout;
+        let session = rt
+            .block_on(async { tokio::time::timeout(timeout, Session::connect(&addrs)).await })
+            .map_err(|_| {
+                anyhow::anyhow!("the node did not answer within {} s", timeout.as_secs())
+            })??;
+        Ok(Client {
+            rt,
+            session,
+            key,
+            timeout,
+        })
+    }
+
+    fn call(&mut self, command: Command) -> Result<ControlResponse> {
+        let timeout = self.timeout;
+        let Client {
+            rt, session, key, ..
+        } = self;
+        let r = rt
+            .block_on(async { tokio::time::timeout(timeout, session.signed(key, command)).await })
+            .map_err(|_| {
+                anyhow::anyhow!("the node did not answer within {} s", timeout.as_secs())
+            })??;
+        Ok(r)
+    }
+}
+
+fn split_pair<'a>(spec: &'a str, what: &str) -> Result<(&'a str, &'a str)> {
+    spec.split_once('=')
+        .filter(|(a, b)| !a.is_empty() && !b.is_empty())
+        .with_context(|| format!("{what} `{spec}`: expected GUEST=…"))
+}
+
+/// `meshnode deploy`.
+pub fn run_deploy(args: DeployArgs) -> Result<i32> {
+    let module = crate::dock::read_module_file(&args.module)?;
+    if module.len() > protocol::limits::MAX_DEPLOY_MODULE_BYTES {
+        bail!(
+            "{}: {} bytes, over the limit of {} bytes for a deployment",
+            args.module.display(),
+            module.len(),
+            protocol::limits::MAX_DEPLOY_MODULE_BYTES
+        );
+    }
+    let name = args.name.clone().unwrap_or_else(|| {
+        args.module
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_else(|| "vessel".into())
+    });
+    // Volumes are chunked here, exactly as a node chunks them, so only the
+    // chunks travel (once each).
+    let scratch = tempfile::tempdir().context("cannot make a scratch directory")?;
+    let store = crate::store::ChunkStore::open(scratch.path())?;
+    let mut volumes = Vec::new();
+    let mut chunks: Vec<Hash> = Vec::new();
+    for spec in &args.volumes {
+        let (guest, local) = split_pair(spec, "--volume")?;
+        let local = PathBuf::from(local);
+        if !local.is_dir() {
+            bail!("--volume {spec}: {} is not a directory", local.display());
+        }
+        let v = crate::vessel::image::pack_volume(&store, &local, guest)
+            .map_err(|e| anyhow::anyhow!("--volume {spec}: {e}"))?;
+        chunks.extend(v.chunks());
+        volumes.push(v);
+    }
+    chunks.sort();
+    chunks.dedup();
+    let volume_chunks = chunks
+        .iter()
+        .map(|h| store.get_chunk(h).map(ChunkBytes))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mounts = args
+        .mounts
+        .iter()
+        .map(|m| split_pair(m, "--mount").map(|(g, n)| (g.to_string(), n.to_string())))
+        .collect::<Result<Vec<_>>>()?;
+    let mut id = [0u8; 8];
+    getrandom::fill(&mut id).map_err(|e| anyhow::anyhow!("random: {e}"))?;
+    let body = DeploymentBody {
+        version: VESSEL_VERSION,
+        vessel: VesselId(id),
+        name,
+        module_hash: Hash::of(&module),
+        args: args.args.clone(),
+        env: args.envs.clone(),
+        volumes,
+        mounts,
+    };
+    body.check().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut client = Client::connect(&args.target)?;
+    let deployment = Deployment::sign(&client.key, body);
+    let response = client.call(Command::Deploy {
+        deployment,
+        module,
+        volume_chunks,
+        on: args.on.clone(),
+    })?;
+    let ControlResponse::Deployed { vessel, node } = response else {
+        bail!("unexpected answer to `deploy`: {response:?}");
+    };
+    if args.json {
+        out(serde_json::json!({ "vessel": vessel.to_hex(), "node": node }))?;
+    } else {
+        eprintln!("meshnode: deployed on {node}");
+        out(vessel)?;
+    }
+    Ok(0)
+}
+
+fn human_ms(ms: u64) -> String {
+    match ms {
+        ms if ms < 10_000 => format!("{:.1}s", ms as f64 / 1000.0),
+        ms if ms < 3_600_000 => format!("{}m{:02}s", ms / 60_000, ms / 1000 % 60),
+        ms => format!("{}h{:02}m", ms / 3_600_000, ms / 60_000 % 60),
+    }
+}
+
+/// The JSON shape of `ps --json`.
+pub fn ps_json(rows: &[VesselInfo]) -> serde_json::Value {
+    serde_json::Value::Array(
+        rows.iter()
+            .map(|v| {
+                serde_json::json!({
+                    "id": v.id.to_hex(),
+                    "name": v.name,
+                    "node": v.node,
+                    "state": v.state,
+                    "epoch": v.epoch,
+                    "uptime_ms": v.run_ms,
+                    "migrations": v.migrations,
+                    "exit_code": v.exit_code,
+                    "reason": v.reason,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// `meshnode ps`.
+pub fn run_ps(args: PsArgs) -> Result<i32> {
+    let mut client = Client::connect(&args.target)?;
+    let ControlResponse::Vessels(rows) = client.call(Command::Ps)? else {
+        bail!("unexpected answer to `ps`");
+    };
+    if args.json {
+        out(serde_json::to_string_pretty(&ps_json(&rows))?)?;
+        return Ok(0);
+    }
+    out(format_args!(
+        "{:<16} {:<16} {:<54} {:<10} {:>8} {:>4}  WHY",
+        "ID", "NAME", "NODE", "STATE", "UPTIME", "MIGR"
+    ))?;
+    for v in &rows {
+        out(format_args!(
+            "{:<16} {:<16} {:<54} {:<10} {:>8} {:>4}  {}",
+            v.id,
+            v.name,
+            v.node,
+            v.state,
+            human_ms(v.run_ms),
+            v.migrations,
+            v.reason
+        ))?;
+    }
+    Ok(0)
+}
+
+/// How long `logs -f` keeps retrying while the vessel cannot be found (it
+/// is between two nodes, or its node restarts).
+pub const LOGS_RETRY_FOR: Duration = Duration::from_secs(60);
+
+/// `meshnode logs`.
+pub fn run_logs(args: LogsArgs) -> Result<i32> {
+    let mut client = Client::connect(&args.target)?;
+    let mut from = 0u64;
+    let mut failing_since: Option<Instant> = None;
+    loop {
+        let response = client.call(Command::Logs {
+            vessel: args.vessel.clone(),
+            from,
+        });
+        let page = match response {
+            Ok(ControlResponse::Logs(p)) => {
+                failing_since = None;
+                p
+            }
+            Ok(other) => bail!("unexpected answer to `logs`: {other:?}"),
+            Err(e) if args.follow => {
+                let since = *failing_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > LOGS_RETRY_FOR {
+                    return Err(e);
+                }
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if page.start > from {
+            eprintln!(
+                "meshnode: {} bytes of log were dropped (the log keeps its last {} bytes)",
+                page.start - from,
+                protocol::limits::MAX_LOG_BYTES
+            );
+        }
+        let mut offset = page.from;
+        for (stream, bytes) in log_records(&page.records) {
+            if args.json {
+                out(serde_json::json!({
+                    "stream": if stream == 2 { "stderr" } else { "stdout" },
+                    "offset": offset,
+                    "text": String::from_utf8_lossy(bytes),
+                }))?;
+            } else if stream == 2 {
+                let _ = std::io::stderr().lock().write_all(bytes);
+            } else {
+                let mut o = std::io::stdout().lock();
+                if let Err(e) = o.write_all(bytes).and_then(|_| o.flush()) {
+                    if e.kind() == std::io::ErrorKind::BrokenPipe {
+                        return Ok(0);
+                    }
+                    return Err(e.into());
+                }
+            }
+            offset += (protocol::vessel::LOG_RECORD_HEADER_BYTES + bytes.len()) as u64;
+        }
+        let progressed = page.next > from;
+        from = page.next;
+        if page.ended.is_some() && !progressed {
+            return Ok(0);
+        }
+        if !progressed {
+            if !args.follow {
+                return Ok(0);
+            }
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    }
+}
+
+fn describe(r: &MigrationReport) -> String {
+    format!(
+        "{}: round {}, {:.1} MiB sent, {} chunks sent, {} skipped",
+        r.phase,
+        r.rounds,
+        r.bytes_sent as f64 / (1024.0 * 1024.0),
+        r.chunks_sent,
+        r.chunks_skipped
+    )
+}
+
+/// The JSON shape of `migrate --json`.
+pub fn migration_json(r: &MigrationReport) -> serde_json::Value {
+    serde_json::json!({
+        "vessel": r.vessel.to_hex(),
+        "from": r.from,
+        "to": r.to,
+        "phase": r.phase,
+        "rounds": r.rounds,
+        "bytes_sent": r.bytes_sent,
+        "chunks_sent": r.chunks_sent,
+        "chunks_skipped": r.chunks_skipped,
+        "downtime_ms": r.downtime_us.map(|us| us as f64 / 1000.0),
+        "total_ms": r.total_ms,
+        "error": r.error,
+    })
+}
+
+/// `meshnode migrate`.
+pub fn run_migrate(args: MigrateArgs) -> Result<i32> {
+    let mut client = Client::connect(&args.target)?;
+    let ControlResponse::Migration(mut report) = client.call(Command::Migrate {
+        vessel: args.vessel.clone(),
+        to: args.to.clone(),
+    })?
+    else {
+        bail!("unexpected answer to `migrate`");
+    };
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut last = String::new();
+    while report.phase != "done" && report.phase != "aborted" {
+        let line = describe(&report);
+        if line != last {
+            if tty {
+                eprint!("\r\x1b[K{line}");
+            } else {
+                eprintln!("{line}");
+            }
+            last = line;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        let ControlResponse::Migration(r) = client.call(Command::MigrationStatus {
+            vessel: report.vessel,
+            source: report.from.clone(),
+        })?
+        else {
+            bail!("unexpected answer to a migration status");
+        };
+        report = r;
+    }
+    if tty {
+        eprintln!();
+    }
+    if args.json {
+        out(migration_json(&report))?;
+    }
+    if let Some(e) = &report.error {
+        bail!(
+            "migration of {} aborted; it runs on at {}: {e}",
+            report.vessel,
+            report.from
+        );
+    }
+    if !args.json {
+        out(format_args!(
+            "migrated {} to {}: downtime {:.1} ms, total {} ms, {} bytes sent, {} chunks sent, {} chunks skipped",
+            report.vessel,
+            report.to,
+            report.downtime_us.unwrap_or(0) as f64 / 1000.0,
+            report.total_ms,
+            report.bytes_sent,
+            report.chunks_sent,
+            report.chunks_skipped
+        ))?;
+    }
+    Ok(0)
+}
+
+/// `meshnode stop`.
+pub fn run_stop(args: StopArgs) -> Result<i32> {
+    let mut client = Client::connect(&args.target)?;
+    client.call(Command::Stop {
+        vessel: args.vessel.clone(),
+    })?;
+    eprintln!("meshnode: stopped {}", args.vessel);
+    Ok(0)
+}

@@ -1,0 +1,1577 @@
+//! Vessels on the mesh: the node ↔ node protocol (`/meshnode/vessel/1`,
+//! [`protocol::migrate`]) and the control commands that use it (deploy, ps,
+//! logs, migrate, stop).
+//!
+//! The event loop owns the swarm; everything that takes time runs in tasks
+//! that talk to the loop through [`NodeCommand`]s: a task sends a peer
+//! request and awaits its answer ([`Mesh::request`]), and answers a request
+//! it was handed by sending the response back for the loop to deliver.
+//!
+//! Source side of a migration: [`migrate`]. Destination side:
+//! [`serve_peer`], which checks who asks before anything else (a member,
+//! with a nonce this node issued to that very peer) and keeps each incoming
+//! migration in [`Incoming`] until the source's signed commit or abort.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use libp2p::request_response::ResponseChannel;
+use libp2p::{PeerId, Swarm};
+use protocol::control::{
+    Command, ControlResponse, LogChunk, MigrationReport, PeerIdBytes, VesselInfo,
+};
+use protocol::limits::{
+    MAX_CHUNKS_PER_BATCH, MAX_INCOMING_MIGRATIONS, MAX_PENDING_NONCES, MIGRATION_NONCE_TTL_SECS,
+};
+use protocol::membership::{Nonce, PublicKey};
+use protocol::migrate::{
+    ChunkBytes, Decision, DecisionBody, NamedChunk, Offer, OfferBody, OfferKind, PeerRequest,
+    PeerResponse, PEER_PROTOCOL_VERSION,
+};
+use protocol::snapshot::{ChunkedImage, Hash, Manifest};
+use protocol::vessel::{Resume, VesselId, VesselImage, VESSEL_VERSION};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
+
+use super::behaviour::NodeBehaviour;
+use super::node::{Membership, NodeCommand, NodeState};
+use crate::identity::peer_public_key;
+use crate::vessel::image::{self, MemoryTracker, Ready};
+use crate::vessel::runner::Command as RunnerCmd;
+use crate::vessel::{Host, Record};
+
+/// Pre-copy rounds at most before the final stop.
+pub const MAX_WARM_ROUNDS: u32 = 4;
+
+/// Pre-copy stops early once a round changed at most this many chunks: the
+/// final round will be as small as it gets.
+pub const WARM_CONVERGED_CHUNKS: usize = 16;
+
+/// Batches of chunks in flight at once.
+pub const CHUNK_BATCHES_IN_FLIGHT: usize = 4;
+
+/// How often a committed source retries a commit the destination has not
+/// confirmed (it may be down; it resumes the vessel when it is back).
+pub const COMMIT_RETRY_INTERVAL: Duration = Duration::from_millis(500);
+
+/// How long a `ps` waits for each peer.
+pub const PS_PEER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The vessel side of a node's state.
+pub struct VesselNet {
+    pub host: Arc<Mutex<Host>>,
+    pub tx: mpsc::Sender<NodeCommand>,
+    nonces: HashMap<Nonce, (PeerId, Instant)>,
+    nonce_order: VecDeque<Nonce>,
+    pub pending: HashMap<
+        libp2p::request_response::OutboundRequestId,
+        oneshot::Sender<Result<PeerResponse, String>>,
+    >,
+    pub migrations: Arc<Mutex<HashMap<VesselId, MigrationReport>>>,
+    pub incoming: Arc<Mutex<HashMap<VesselId, Incoming>>>,
+}
+
+/// One migration this node is receiving.
+pub struct Incoming {
+    pub from: PeerId,
+    pub kind: OfferKind,
+    pub epoch: u64,
+    pub image_hash: Hash,
+    pub image: Option<VesselImage>,
+    pub manifest: Option<Manifest>,
+    /// Chunks asked for and not received yet (pinned: nothing evicts them).
+    pub expected: HashSet<Hash>,
+    pub ready: Option<Ready>,
+    pub started: Instant,
+}
+
+impl VesselNet {
+    pub fn new(host: Arc<Mutex<Host>>, tx: mpsc::Sender<NodeCommand>) -> VesselNet {
+        VesselNet {
+            host,
+            tx,
+            nonces: HashMap::new(),
+            nonce_order: VecDeque::new(),
+            pending: HashMap::new(),
+            migrations: Arc::new(Mutex::new(HashMap::new())),
+            incoming: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    fn issue(&mut self, peer: PeerId) -> Nonce {
+        while self.nonce_order.len() >= MAX_PENDING_NONCES {
+            if let Some(old) = self.nonce_order.pop_front() {
+                self.nonces.remove(&old);
+            }
+        }
+        let mut n = [0u8; 32];
+        getrandom::fill(&mut n).expect("the OS random source works");
+        let n = Nonce(n);
+        self.nonces.insert(n, (peer, Instant::now()));
+        self.nonce_order.push_back(n);
+        n
+    }
+
+    fn redeem(&mut self, nonce: &Nonce, peer: &PeerId) -> Result<(), String> {
+        let Some((owner, at)) = self.nonces.remove(nonce) else {
+            return Err("replayed offer: its nonce is unknown or already used".into());
+        };
+        self.nonce_order.retain(|n| n != nonce);
+        if &owner != peer {
+            return Err("replayed offer: its nonce was issued to another node".into());
+        }
+        if at.elapsed() > Duration::from_secs(MIGRATION_NONCE_TTL_SECS) {
+            return Err(format!(
+                "stale offer: its nonce is older than {MIGRATION_NONCE_TTL_SECS} s"
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What a task needs to talk to peers and answer requests.
+#[derive(Clone)]
+pub struct Mesh {
+    pub tx: mpsc::Sender<NodeCommand>,
+    pub host: Arc<Mutex<Host>>,
+    pub me: PeerId,
+    pub signing: ed25519_dalek::SigningKey,
+    pub migrations: Arc<Mutex<HashMap<VesselId, MigrationReport>>>,
+    pub trusted: Vec<PublicKey>,
+}
+
+impl Mesh {
+    /// Sends one request to `peer` through the event loop and waits for the
+    /// answer; a refusal becomes an error with the peer's reason.
+    pub async fn request(
+        &self,
+        peer: PeerId,
+        request: PeerRequest,
+    ) -> Result<PeerResponse, String> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(NodeCommand::PeerRequest {
+                peer,
+                request,
+                reply,
+            })
+            .await
+            .map_err(|_| "the node is stopping".to_string())?;
+        match rx.await {
+            Ok(Ok(PeerResponse::Refused { reason })) => Err(format!("{peer} refused: {reason}")),
+            Ok(r) => r,
+            Err(_) => Err("the node is stopping".into()),
+        }
+    }
+}
+
+pub fn mesh_of(state: &NodeState) -> Mesh {
+    Mesh {
+        tx: state.vessels_net.tx.clone(),
+        host: state.vessels_net.host.clone(),
+        me: state.identity.peer_id,
+        signing: state.identity.signing.clone(),
+        migrations: state.vessels_net.migrations.clone(),
+        trusted: state.trusted.clone(),
+    }
+}
+
+fn respond_control(
+    tx: &mpsc::Sender<NodeCommand>,
+    channel: ResponseChannel<protocol::control::ControlResponse>,
+    response: ControlResponse,
+) {
+    let _ = tx.try_send(NodeCommand::RespondControl { channel, response });
+}
+
+fn refused(reason: impl Into<String>) -> ControlResponse {
+    ControlResponse::Refused {
+        reason: reason.into(),
+    }
+}
+
+fn peer_refused(reason: impl Into<String>) -> PeerResponse {
+    PeerResponse::Refused {
+        reason: reason.into(),
+    }
+}
+
+/// Member peers that are connected now.
+fn member_peers(state: &NodeState) -> Vec<PeerId> {
+    state
+        .peers
+        .iter()
+        .filter(|(_, e)| e.connections > 0 && matches!(e.membership, Membership::Member(_)))
+        .map(|(p, _)| *p)
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// Control commands (the CLI asked this node).
+
+/// Runs a verified user command about vessels. Answers through `channel`,
+/// now or from a task.
+pub fn control_command(
+    state: &mut NodeState,
+    user: PublicKey,
+    command: Command,
+    channel: ResponseChannel<ControlResponse>,
+) {
+    let mesh = mesh_of(state);
+    let peers = member_peers(state);
+    let tx = state.vessels_net.tx.clone();
+    tokio::spawn(async move {
+        let response = match run_control(&mesh, &peers, user, command).await {
+            Ok(r) => r,
+            Err(reason) => {
+                warn!("control request refused: {reason}");
+                refused(reason)
+            }
+        };
+        respond_control(&tx, channel, response);
+    });
+}
+
+async fn run_control(
+    mesh: &Mesh,
+    peers: &[PeerId],
+    user: PublicKey,
+    command: Command,
+) -> Result<ControlResponse, String> {
+    match command {
+        Command::Deploy {
+            deployment,
+            module,
+            volume_chunks,
+            on,
+        } => {
+            deployment.verify().map_err(|e| e.to_string())?;
+            if deployment.user_key != user {
+                return Err("the deployment is signed by another key than the request".into());
+            }
+            if !mesh.trusted.contains(&deployment.user_key) {
+                return Err(format!(
+                    "untrusted deployer: user key {} is not trusted by this node",
+                    deployment.user_key
+                ));
+            }
+            let id = deployment.body.vessel;
+            let target = match on.as_deref() {
+                None => mesh.me,
+                Some(p) => p
+                    .parse::<PeerId>()
+                    .map_err(|_| format!("--on {p}: not a PeerId"))?,
+            };
+            if target == mesh.me {
+                let host = mesh.host.clone();
+                tokio::task::spawn_blocking(move || {
+                    lock(&host).deploy(deployment, module, volume_chunks, "deployed here".into())
+                })
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            } else {
+                mesh.request(
+                    target,
+                    PeerRequest::Deploy {
+                        deployment,
+                        module,
+                        volume_chunks,
+                    },
+                )
+                .await?;
+            }
+            Ok(ControlResponse::Deployed {
+                vessel: id,
+                node: target.to_string(),
+            })
+        }
+        Command::Ps => Ok(ControlResponse::Vessels(ps(mesh, peers).await)),
+        Command::Logs { vessel, from } => {
+            let (id, node) = resolve(mesh, peers, &vessel).await?;
+            let page = if node == mesh.me {
+                log_page(&mesh.host, id, from, &mesh.me)?
+            } else {
+                match mesh
+                    .request(node, PeerRequest::Logs { vessel: id, from })
+                    .await?
+                {
+                    PeerResponse::Logs(p) => p,
+                    other => return Err(format!("unexpected answer {other:?}")),
+                }
+            };
+            Ok(ControlResponse::Logs(page))
+        }
+        Command::Migrate { vessel, to } => {
+            let (id, node) = resolve(mesh, peers, &vessel).await?;
+            let to_peer: PeerId = to
+                .parse()
+                .map_err(|_| format!("--to {to}: not a PeerId (see `meshnode peers`)"))?;
+            if to_peer == node {
+                return Err(format!("vessel {id} runs on {node} already"));
+            }
+            if node == mesh.me {
+                start_migration(mesh, id, to_peer, "migrated by hand")?;
+                Ok(ControlResponse::Migration(status(mesh, id)?))
+            } else {
+                match mesh
+                    .request(
+                        node,
+                        PeerRequest::Migrate {
+                            vessel: id,
+                            to: PeerIdBytes(to_peer.to_bytes()),
+                        },
+                    )
+                    .await?
+                {
+                    PeerResponse::Migration(r) => Ok(ControlResponse::Migration(r)),
+                    other => Err(format!("unexpected answer {other:?}")),
+                }
+            }
+        }
+        Command::MigrationStatus { vessel, source } => {
+            let src: PeerId = source
+                .parse()
+                .map_err(|_| format!("{source}: not a PeerId"))?;
+            if src == mesh.me {
+                Ok(ControlResponse::Migration(status(mesh, vessel)?))
+            } else {
+                match mesh
+                    .request(src, PeerRequest::MigrationStatus { vessel })
+                    .await?
+                {
+                    PeerResponse::Migration(r) => Ok(ControlResponse::Migration(r)),
+                    other => Err(format!("unexpected answer {other:?}")),
+                }
+            }
+        }
+        Command::Stop { vessel } => {
+            let (id, node) = resolve(mesh, peers, &vessel).await?;
+            if node == mesh.me {
+                stop_local(&mesh.host, id)?;
+            } else {
+                mesh.request(node, PeerRequest::Stop { vessel: id }).await?;
+            }
+            Ok(ControlResponse::Done)
+        }
+        other => Err(format!("not a vessel command: {other:?}")),
+    }
+}
+
+fn status(mesh: &Mesh, id: VesselId) -> Result<MigrationReport, String> {
+    lock(&mesh.migrations)
+        .get(&id)
+        .cloned()
+        .ok_or_else(|| format!("no migration of vessel {id} was started on this node"))
+}
+
+fn stop_local(host: &Arc<Mutex<Host>>, id: VesselId) -> Result<(), String> {
+    let mut h = lock(host);
+    let l = h
+        .vessels
+        .get_mut(&id)
+        .ok_or_else(|| format!("vessel {id} is not on this node"))?;
+    if l.migrating {
+        return Err(format!(
+            "vessel {id} is migrating; stop it when it has arrived"
+        ));
+    }
+    let Record::Owned { epoch, image } = l.record.clone() else {
+        return Err(format!("vessel {id} does not run on this node"));
+    };
+    if let Some(r) = &l.runner {
+        let _ = r.send(RunnerCmd::Stop);
+    }
+    l.stopped = true;
+    let record = Record::Ended {
+        epoch,
+        image,
+        exit: "stopped".into(),
+        code: None,
+    };
+    l.record = record.clone();
+    h.write_record(id, &record).map_err(|e| e.to_string())?;
+    info!(vessel = %id, "stopped by a user");
+    Ok(())
+}
+
+fn log_page(
+    host: &Arc<Mutex<Host>>,
+    id: VesselId,
+    from: u64,
+    me: &PeerId,
+) -> Result<LogChunk, String> {
+    let h = lock(host);
+    let l = h
+        .vessels
+        .get(&id)
+        .ok_or_else(|| format!("vessel {id} is not on this node"))?;
+    let page = lock(&l.log).page(from);
+    let end = lock(&l.log).end();
+    let ended = match (&l.record, l.ended()) {
+        (Record::Left { .. }, _) => None,
+        (_, Some((exit, _))) if page.next >= end => Some(exit),
+        _ => None,
+    };
+    Ok(LogChunk {
+        start: page.start,
+        from: page.from,
+        next: page.next,
+        records: page.records,
+        ended,
+        node: me.to_string(),
+    })
+}
+
+/// Every vessel in the mesh: this node's and each member peer's, one row
+/// per vessel (the highest epoch wins; a node it left says `left`).
+pub async fn ps(mesh: &Mesh, peers: &[PeerId]) -> Vec<VesselInfo> {
+    let mut rows = {
+        let mut h = lock(&mesh.host);
+        h.reap();
+        h.list()
+    };
+    let asks =
+        peers.iter().map(|p| {
+            let mesh = mesh.clone();
+            let p = *p;
+            async move {
+                tokio::time::timeout(PS_PEER_TIMEOUT, mesh.request(p, PeerRequest::Vessels)).await
+            }
+        });
+    for r in futures::future::join_all(asks).await {
+        if let Ok(Ok(PeerResponse::Vessels(v))) = r {
+            rows.extend(v);
+        }
+    }
+    merge_rows(rows)
+}
+
+/// One row per vessel: the highest epoch; at equal epochs, the node that
+/// does not say `left`.
+pub fn merge_rows(rows: Vec<VesselInfo>) -> Vec<VesselInfo> {
+    let mut best: BTreeMap<VesselId, VesselInfo> = BTreeMap::new();
+    for r in rows {
+        let better = match best.get(&r.id) {
+            None => true,
+            Some(b) => {
+                (r.epoch, r.state != "left" && r.state != "waiting")
+                    > (b.epoch, b.state != "left" && b.state != "waiting")
+            }
+        };
+        if better {
+            best.insert(r.id, r);
+        }
+    }
+    best.into_values().collect()
+}
+
+/// Finds a vessel by reference across the mesh: its id and the node that
+/// has it now.
+async fn resolve(
+    mesh: &Mesh,
+    peers: &[PeerId],
+    reference: &str,
+) -> Result<(VesselId, PeerId), String> {
+    let rows = ps(mesh, peers).await;
+    let id = crate::vessel::find_in(rows.iter().map(|r| (r.id, r.name.as_str())), reference)
+        .ok_or_else(|| {
+            format!("no vessel `{reference}` in the mesh (or the name is ambiguous; use the id from `meshnode ps`)")
+        })?;
+    let row = rows.iter().find(|r| r.id == id).expect("found");
+    let node: PeerId = row
+        .node
+        .parse()
+        .map_err(|_| format!("vessel {id}: bad node id {}", row.node))?;
+    Ok((id, node))
+}
+
+// ---------------------------------------------------------------------------
+// The destination side: requests from peers.
+
+/// Answers one request from a peer. Only members are served.
+pub fn serve_peer(
+    swarm: &mut Swarm<NodeBehaviour>,
+    state: &mut NodeState,
+    peer: PeerId,
+    request: PeerRequest,
+    channel: ResponseChannel<PeerResponse>,
+) {
+    let member = state
+        .peers
+        .get(&peer)
+        .is_some_and(|e| matches!(e.membership, Membership::Member(_)));
+    if !member {
+        warn!(%peer, "vessel request from a non-member refused");
+        let _ = swarm.behaviour_mut().vessel.send_response(
+            channel,
+            peer_refused("not a member of this mesh: this node serves vessels to members only"),
+        );
+        return;
+    }
+    let send_now = |swarm: &mut Swarm<NodeBehaviour>, channel, response: PeerResponse| {
+        if let PeerResponse::Refused { reason } = &response {
+            warn!(%peer, "vessel request refused: {reason}");
+        }
+        let _ = swarm
+            .behaviour_mut()
+            .vessel
+            .send_response(channel, response);
+    };
+    match request {
+        PeerRequest::Nonce => {
+            let n = state.vessels_net.issue(peer);
+            send_now(swarm, channel, PeerResponse::Nonce(n));
+        }
+        PeerRequest::Offer { offer, image } => {
+            // Checked here, in order, before any work: the signature (made
+            // by the connection's own key), the addressee, the nonce.
+            if let Err(reason) = check_offer(state, peer, &offer, &image) {
+                send_now(swarm, channel, peer_refused(reason));
+                return;
+            }
+            let mesh = mesh_of(state);
+            let incoming = state.vessels_net.incoming.clone();
+            let tx = state.vessels_net.tx.clone();
+            tokio::task::spawn_blocking(move || {
+                let response = match accept_offer(&mesh, &incoming, peer, offer, image) {
+                    Ok(r) => r,
+                    Err(reason) => {
+                        warn!(%peer, "offer refused: {reason}");
+                        peer_refused(reason)
+                    }
+                };
+                let _ = tx.blocking_send(NodeCommand::RespondPeer { channel, response });
+            });
+        }
+        other => {
+            let mesh = mesh_of(state);
+            let incoming = state.vessels_net.incoming.clone();
+            let tx = state.vessels_net.tx.clone();
+            tokio::spawn(async move {
+                let response = match serve_async(&mesh, &incoming, peer, other).await {
+                    Ok(r) => r,
+                    Err(reason) => {
+                        warn!(%peer, "vessel request refused: {reason}");
+                        peer_refused(reason)
+                    }
+                };
+                let _ = tx
+                    .send(NodeCommand::RespondPeer { channel, response })
+                    .await;
+            });
+        }
+    }
+}
+
+fn check_offer(
+    state: &mut NodeState,
+    peer: PeerId,
+    offer: &Offer,
+    image: &[u8],
+) -> Result<(), String> {
+    let b = &offer.body;
+    if b.version != PEER_PROTOCOL_VERSION {
+        return Err(format!(
+            "offer version {}, this node speaks {PEER_PROTOCOL_VERSION}",
+            b.version
+        ));
+    }
+    let key = peer_public_key(&peer).ok_or("the source's PeerId is not an ed25519 key")?;
+    offer
+        .verify(&key)
+        .map_err(|e| format!("forged offer: {e}"))?;
+    if b.source.0 != peer.to_bytes() {
+        return Err("forged offer: it names another node as its source".into());
+    }
+    if b.destination.0 != state.identity.peer_id.to_bytes() {
+        return Err("misdirected offer: it names another node as its destination".into());
+    }
+    state.vessels_net.redeem(&b.nonce, &peer)?;
+    if Hash::of(image) != b.image {
+        return Err("the image does not hash to what the offer names".into());
+    }
+    Ok(())
+}
+
+/// Decodes and checks an offered image and answers the chunks this node
+/// lacks. Runs off the event loop (hashing, store lookups).
+fn accept_offer(
+    mesh: &Mesh,
+    incoming: &Arc<Mutex<HashMap<VesselId, Incoming>>>,
+    peer: PeerId,
+    offer: Offer,
+    image_bytes: Vec<u8>,
+) -> Result<PeerResponse, String> {
+    let b = offer.body;
+    let id = b.vessel;
+    {
+        let inc = lock(incoming);
+        if inc.len() >= MAX_INCOMING_MIGRATIONS && !inc.contains_key(&id) {
+            return Err(format!(
+                "this node receives {MAX_INCOMING_MIGRATIONS} migrations already; retry later"
+            ));
+        }
+    }
+    let host = lock(&mesh.host);
+    let known = host.vessels.get(&id).map(|l| l.record.clone());
+    if let Some(r) = &known {
+        if b.epoch <= r.epoch() {
+            return Err(format!(
+                "stale epoch: offer for epoch {}, this node knows vessel {id} at epoch {}",
+                b.epoch,
+                r.epoch()
+            ));
+        }
+    }
+    let (lacking, image, manifest) = match b.kind {
+        OfferKind::Warm => {
+            let images: Vec<ChunkedImage> =
+                protocol::cbor::decode(&image_bytes).map_err(|e| format!("warm image: {e}"))?;
+            let mut all: Vec<Hash> = images
+                .iter()
+                .flat_map(|i| i.chunks.iter().flatten().copied())
+                .collect();
+            all.sort();
+            all.dedup();
+            all.retain(|h| !host.store.has_chunk(h));
+            (all, None, None)
+        }
+        OfferKind::Final => {
+            let image: VesselImage =
+                protocol::cbor::decode(&image_bytes).map_err(|e| format!("image: {e}"))?;
+            image.check().map_err(|e| format!("image: {e}"))?;
+            if image.vessel() != id || image.epoch != b.epoch {
+                return Err("the image names another vessel or epoch than the offer".into());
+            }
+            image
+                .deployment
+                .verify()
+                .map_err(|e| format!("vessel {id}: {e}"))?;
+            if !mesh.trusted.contains(&image.deployment.user_key) {
+                return Err(format!(
+                    "untrusted deployer: vessel {id} was deployed by user key {}, which this node does not trust",
+                    image.deployment.user_key
+                ));
+            }
+            host.check_capacity(id).map_err(|e| e.to_string())?;
+            let manifest = match &image.resume {
+                Resume::Snapshot(h) => {
+                    if Hash::of(&image.manifest) != *h {
+                        return Err("the image's manifest does not hash to its name".into());
+                    }
+                    let m: Manifest = protocol::cbor::decode(&image.manifest)
+                        .map_err(|e| format!("manifest: {e}"))?;
+                    m.check().map_err(|e| format!("manifest: {e}"))?;
+                    Some(m)
+                }
+                Resume::Fresh => None,
+            };
+            let lacking = image::lacking(&host.store, &image, manifest.as_ref());
+            (lacking, Some(image), manifest)
+        }
+    };
+    drop(host);
+    lock(incoming).insert(
+        id,
+        Incoming {
+            from: peer,
+            kind: b.kind,
+            epoch: b.epoch,
+            image_hash: b.image,
+            image,
+            manifest,
+            expected: lacking.iter().copied().collect(),
+            ready: None,
+            started: Instant::now(),
+        },
+    );
+    Ok(PeerResponse::Lacking(lacking))
+}
+
+async fn serve_async(
+    mesh: &Mesh,
+    incoming: &Arc<Mutex<HashMap<VesselId, Incoming>>>,
+    peer: PeerId,
+    request: PeerRequest,
+) -> Result<PeerResponse, String> {
+    let key = peer_public_key(&peer).ok_or("the peer's PeerId is not an ed25519 key")?;
+    match request {
+        PeerRequest::Chunks {
+            vessel,
+            epoch,
+            chunks,
+        } => {
+            let incoming = incoming.clone();
+            let store = lock(&mesh.host).store.clone();
+            tokio::task::spawn_blocking(move || {
+                let expected: HashSet<Hash> = {
+                    let inc = lock(&incoming);
+                    let s = inc
+                        .get(&vessel)
+                        .filter(|s| s.from == peer && s.epoch == epoch)
+                        .ok_or_else(|| format!("no migration of vessel {vessel} at epoch {epoch} from this node is in progress"))?;
+                    chunks
+                        .iter()
+                        .filter(|c| s.expected.contains(&c.hash))
+                        .map(|c| c.hash)
+                        .collect()
+                };
+                for c in &chunks {
+                    if !expected.contains(&c.hash) {
+                        return Err(format!(
+                            "chunk {} was not asked for by this migration",
+                            c.hash
+                        ));
+                    }
+                    store
+                        .put_chunk_expecting(&c.hash, &c.bytes.0)
+                        .map_err(|_| {
+                            format!(
+                                "tampered chunk: its content does not hash to its name {}",
+                                c.hash
+                            )
+                        })?;
+                }
+                let mut inc = lock(&incoming);
+                if let Some(s) = inc.get_mut(&vessel) {
+                    for c in &chunks {
+                        s.expected.remove(&c.hash);
+                    }
+                }
+                Ok(PeerResponse::Stored {
+                    count: chunks.len() as u32,
+                })
+            })
+            .await
+            .map_err(|e| e.to_string())?
+        }
+        PeerRequest::Prepare { vessel, epoch } => {
+            let incoming = incoming.clone();
+            let host = mesh.host.clone();
+            tokio::task::spawn_blocking(move || prepare(&host, &incoming, peer, vessel, epoch))
+                .await
+                .map_err(|e| e.to_string())?
+        }
+        PeerRequest::Commit(decision) => {
+            decision
+                .verify(&key)
+                .map_err(|e| format!("forged commit: {e}"))?;
+            let d = &decision.body;
+            if d.source.0 != peer.to_bytes() || d.destination.0 != mesh.me.to_bytes() || !d.commit {
+                return Err("forged commit: wrong source, destination or decision".into());
+            }
+            let incoming = incoming.clone();
+            let host = mesh.host.clone();
+            let body = decision.body.clone();
+            tokio::task::spawn_blocking(move || commit(&host, &incoming, peer, &body))
+                .await
+                .map_err(|e| e.to_string())?
+        }
+        PeerRequest::Abort(decision) => {
+            decision
+                .verify(&key)
+                .map_err(|e| format!("forged abort: {e}"))?;
+            let d = &decision.body;
+            if d.source.0 != peer.to_bytes() || d.commit {
+                return Err("forged abort".into());
+            }
+            let mut inc = lock(incoming);
+            if inc
+                .get(&d.vessel)
+                .is_some_and(|s| s.from == peer && s.epoch == d.epoch)
+            {
+                inc.remove(&d.vessel);
+            }
+            drop(inc);
+            let mut h = lock(&mesh.host);
+            if let Some(Record::Prepared { epoch, .. }) =
+                h.vessels.get(&d.vessel).map(|l| l.record.clone())
+            {
+                if epoch == d.epoch {
+                    h.vessels.remove(&d.vessel);
+                }
+            }
+            let dir = h.vessel_dir(d.vessel).join("record.cbor");
+            if let Ok(bytes) = std::fs::read(&dir) {
+                if let Ok(Record::Prepared { epoch, .. }) = protocol::cbor::decode::<Record>(&bytes)
+                {
+                    if epoch == d.epoch {
+                        let _ = std::fs::remove_file(&dir);
+                    }
+                }
+            }
+            info!(vessel = %d.vessel, epoch = d.epoch, "migration aborted by its source");
+            Ok(PeerResponse::Aborted)
+        }
+        PeerRequest::Deploy {
+            deployment,
+            module,
+            volume_chunks,
+        } => {
+            deployment.verify().map_err(|e| e.to_string())?;
+            if !mesh.trusted.contains(&deployment.user_key) {
+                return Err(format!(
+                    "untrusted deployer: user key {} is not trusted by this node",
+                    deployment.user_key
+                ));
+            }
+            let host = mesh.host.clone();
+            tokio::task::spawn_blocking(move || {
+                lock(&host).deploy(
+                    deployment,
+                    module,
+                    volume_chunks,
+                    format!("deployed here through {peer}"),
+                )
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+            Ok(PeerResponse::Deployed)
+        }
+        PeerRequest::Vessels => {
+            let mut h = lock(&mesh.host);
+            h.reap();
+            Ok(PeerResponse::Vessels(h.list()))
+        }
+        PeerRequest::Logs { vessel, from } => Ok(PeerResponse::Logs(log_page(
+            &mesh.host, vessel, from, &mesh.me,
+        )?)),
+        PeerRequest::Stop { vessel } => {
+            stop_local(&mesh.host, vessel)?;
+            Ok(PeerResponse::Done)
+        }
+        PeerRequest::Migrate { vessel, to } => {
+            let to = PeerId::from_bytes(&to.0).map_err(|_| "--to: not a PeerId")?;
+            start_migration(mesh, vessel, to, "migrated by hand")?;
+            Ok(PeerResponse::Migration(status(mesh, vessel)?))
+        }
+        PeerRequest::MigrationStatus { vessel } => {
+            Ok(PeerResponse::Migration(status(mesh, vessel)?))
+        }
+        PeerRequest::Nonce | PeerRequest::Offer { .. } => Err("handled by the event loop".into()),
+    }
+}
+
+/// Everything is here: write the image durably, re-create the vessel (not
+/// running), and record `Prepared`.
+fn prepare(
+    host: &Arc<Mutex<Host>>,
+    incoming: &Arc<Mutex<HashMap<VesselId, Incoming>>>,
+    peer: PeerId,
+    vessel: VesselId,
+    epoch: u64,
+) -> Result<PeerResponse, String> {
+    let (image, manifest, image_hash) = {
+        let inc = lock(incoming);
+        let s = inc
+            .get(&vessel)
+            .filter(|s| s.from == peer && s.epoch == epoch && s.kind == OfferKind::Final)
+            .ok_or_else(|| {
+                format!("no final offer of vessel {vessel} at epoch {epoch} from this node")
+            })?;
+        if !s.expected.is_empty() {
+            return Err(format!("{} chunks are still missing", s.expected.len()));
+        }
+        (
+            s.image.clone().expect("final offers carry an image"),
+            s.manifest.is_some(),
+            s.image_hash,
+        )
+    };
+    let mut h = lock(host);
+    // Pair assertion with the offer: every chunk the image names is here.
+    let still = image::lacking(
+        &h.store,
+        &image,
+        lock(incoming)
+            .get(&vessel)
+            .and_then(|s| s.manifest.as_ref()),
+    );
+    if !still.is_empty() {
+        return Err(format!("{} chunks are missing from the store", still.len()));
+    }
+    if manifest {
+        h.store
+            .put_manifest_bytes(&image.manifest)
+            .map_err(|e| e.to_string())?;
+    }
+    let (bytes, found) = image.encode_and_hash();
+    debug_assert_eq!(found, image_hash);
+    h.store
+        .put_image_doc(&bytes, true)
+        .map_err(|e| e.to_string())?;
+    let ready = image::ready(&mut h, &image).map_err(|e| e.to_string())?;
+    h.write_record(
+        vessel,
+        &Record::Prepared {
+            epoch,
+            image: image_hash,
+            from: peer.to_bytes(),
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    if let Some(s) = lock(incoming).get_mut(&vessel) {
+        s.ready = Some(ready);
+    }
+    Ok(PeerResponse::Prepared)
+}
+
+/// The source committed: run the prepared vessel under the new epoch.
+/// Idempotent: a repeated commit of what already runs answers `Committed`.
+fn commit(
+    host: &Arc<Mutex<Host>>,
+    incoming: &Arc<Mutex<HashMap<VesselId, Incoming>>>,
+    peer: PeerId,
+    d: &DecisionBody,
+) -> Result<PeerResponse, String> {
+    let mut h = lock(host);
+    if let Some(l) = h.vessels.get(&d.vessel) {
+        match &l.record {
+            Record::Owned { epoch, image } | Record::Ended { epoch, image, .. }
+                if *epoch == d.epoch && *image == d.image =>
+            {
+                return Ok(PeerResponse::Committed);
+            }
+            r if r.epoch() >= d.epoch && !matches!(r, Record::Prepared { .. }) => {
+                return Err(format!(
+                    "stale epoch: commit for epoch {}, this node knows vessel {} at epoch {}",
+                    d.epoch,
+                    d.vessel,
+                    r.epoch()
+                ));
+            }
+            _ => {}
+        }
+    }
+    let session = lock(incoming).remove(&d.vessel);
+    let (image, ready) = match session {
+        Some(s) if s.from == peer && s.epoch == d.epoch && s.image_hash == d.image => {
+            (s.image.expect("final"), s.ready)
+        }
+        other => {
+            // This node restarted after it prepared: the image is on disk.
+            if let Some(s) = other {
+                lock(incoming).insert(d.vessel, s);
+            }
+            let record = std::fs::read(h.vessel_dir(d.vessel).join("record.cbor"))
+                .ok()
+                .and_then(|b| protocol::cbor::decode::<Record>(&b).ok());
+            match record {
+                Some(Record::Prepared { epoch, image, .. })
+                    if epoch == d.epoch && image == d.image =>
+                {
+                    let bytes = h.store.get_image_doc(&image).map_err(|e| e.to_string())?;
+                    let img: VesselImage =
+                        protocol::cbor::decode(&bytes).map_err(|e| e.to_string())?;
+                    (img, None)
+                }
+                _ => {
+                    return Err(format!(
+                        "nothing prepared for vessel {} at epoch {}",
+                        d.vessel, d.epoch
+                    ))
+                }
+            }
+        }
+    };
+    let record = Record::Owned {
+        epoch: d.epoch,
+        image: d.image,
+    };
+    h.write_record(d.vessel, &record)
+        .map_err(|e| e.to_string())?;
+    let from = peer.to_string();
+    h.start_from_image(image, record, format!("migrated here from {from}"), ready)
+        .map_err(|e| e.to_string())?;
+    info!(vessel = %d.vessel, epoch = d.epoch, "migration committed: running here");
+    Ok(PeerResponse::Committed)
+}
+
+// ---------------------------------------------------------------------------
+// The source side.
+
+fn set_report(mesh: &Mesh, id: VesselId, f: impl FnOnce(&mut MigrationReport)) {
+    if let Some(r) = lock(&mesh.migrations).get_mut(&id) {
+        f(r);
+    }
+}
+
+/// Starts moving a vessel that runs here to `to`, in a task.
+pub fn start_migration(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(), String> {
+    {
+        let mut h = lock(&mesh.host);
+        let l = h
+            .vessels
+            .get_mut(&id)
+            .ok_or_else(|| format!("vessel {id} is not on this node"))?;
+        if l.migrating {
+            return Err(format!("vessel {id} is migrating already"));
+        }
+        if !matches!(l.record, Record::Owned { .. }) || l.ended().is_some() || l.runner.is_none() {
+            return Err(format!("vessel {id} is not running on this node"));
+        }
+        l.migrating = true;
+    }
+    lock(&mesh.migrations).insert(
+        id,
+        MigrationReport {
+            vessel: id,
+            from: mesh.me.to_string(),
+            to: to.to_string(),
+            phase: "warming".into(),
+            rounds: 0,
+            bytes_sent: 0,
+            chunks_sent: 0,
+            chunks_skipped: 0,
+            downtime_us: None,
+            total_ms: 0,
+            error: None,
+        },
+    );
+    let mesh = mesh.clone();
+    let why = why.to_string();
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let result = migrate(&mesh, id, to, &why).await;
+        let total_ms = started.elapsed().as_millis() as u64;
+        match result {
+            Ok(()) => {
+                set_report(&mesh, id, |r| {
+                    r.phase = "done".into();
+                    r.total_ms = total_ms;
+                });
+                info!(vessel = %id, %to, total_ms, "migration done");
+            }
+            Err(e) => {
+                warn!(vessel = %id, %to, "migration aborted: {e}");
+                set_report(&mesh, id, |r| {
+                    r.phase = "aborted".into();
+                    r.error = Some(e);
+                    r.total_ms = total_ms;
+                });
+            }
+        }
+        if let Some(l) = lock(&mesh.host).vessels.get_mut(&id) {
+            l.migrating = false;
+        }
+    });
+    Ok(())
+}
+
+async fn offer(
+    mesh: &Mesh,
+    to: PeerId,
+    kind: OfferKind,
+    id: VesselId,
+    epoch: u64,
+    image: Vec<u8>,
+) -> Result<Vec<Hash>, String> {
+    let nonce = match mesh.request(to, PeerRequest::Nonce).await? {
+        PeerResponse::Nonce(n) => n,
+        other => return Err(format!("unexpected answer {other:?}")),
+    };
+    let body = OfferBody {
+        version: PEER_PROTOCOL_VERSION,
+        kind,
+        vessel: id,
+        epoch,
+        image: Hash::of(&image),
+        source: PeerIdBytes(mesh.me.to_bytes()),
+        destination: PeerIdBytes(to.to_bytes()),
+        nonce,
+    };
+    let offer = Offer::sign(&mesh.signing, body);
+    match mesh
+        .request(to, PeerRequest::Offer { offer, image })
+        .await?
+    {
+        PeerResponse::Lacking(l) => Ok(l),
+        other => Err(format!("unexpected answer {other:?}")),
+    }
+}
+
+/// Sends the chunks `lacking` names (read from the store), a few batches in
+/// flight. Returns bytes sent.
+async fn send_chunks(
+    mesh: &Mesh,
+    to: PeerId,
+    id: VesselId,
+    epoch: u64,
+    lacking: Vec<Hash>,
+) -> Result<u64, String> {
+    let store = lock(&mesh.host).store.clone();
+    let batches: Vec<Vec<Hash>> = lacking
+        .chunks(MAX_CHUNKS_PER_BATCH)
+        .map(|c| c.to_vec())
+        .collect();
+    let mut sends = futures::stream::iter(batches.into_iter().map(|batch| {
+        let store = store.clone();
+        let mesh = mesh.clone();
+        async move {
+            let chunks = tokio::task::spawn_blocking(move || {
+                batch
+                    .iter()
+                    .map(|h| {
+                        store.get_chunk(h).map(|bytes| NamedChunk {
+                            hash: *h,
+                            bytes: ChunkBytes(bytes),
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+            let bytes: u64 = chunks.iter().map(|c| c.bytes.0.len() as u64).sum();
+            let n = chunks.len() as u64;
+            mesh.request(
+                to,
+                PeerRequest::Chunks {
+                    vessel: id,
+                    epoch,
+                    chunks,
+                },
+            )
+            .await?;
+            set_report(&mesh, id, |r| {
+                r.bytes_sent += bytes;
+                r.chunks_sent += n;
+            });
+            Ok::<u64, String>(bytes)
+        }
+    }))
+    .buffer_unordered(CHUNK_BATCHES_IN_FLIGHT);
+    let mut total = 0;
+    while let Some(r) = sends.next().await {
+        total += r?;
+    }
+    Ok(total)
+}
+
+fn count_chunks(images: &[&ChunkedImage]) -> u64 {
+    let mut all: Vec<Hash> = images
+        .iter()
+        .flat_map(|i| i.chunks.iter().flatten().copied())
+        .collect();
+    all.sort();
+    all.dedup();
+    all.len() as u64
+}
+
+/// Moves vessel `id` to `to`: pre-copy rounds while it runs, then the final
+/// round while it is paused, then the commit. Any failure before the commit
+/// resumes the vessel here.
+async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(), String> {
+    let (epoch, module, module_image, guests, log, vdir, runner_ok) = {
+        let mut h = lock(&mesh.host);
+        let l = h.vessels.get(&id).ok_or("vessel gone")?;
+        let epoch = l.record.epoch();
+        let image_hash = l.record.image();
+        let guests: Vec<String> = l
+            .deployment
+            .body
+            .volumes
+            .iter()
+            .map(|v| v.guest.clone())
+            .collect();
+        let log = l.log.clone();
+        let runner_ok = l.runner.is_some();
+        let bytes = h
+            .store
+            .get_image_doc(&image_hash)
+            .map_err(|e| e.to_string())?;
+        let img: VesselImage = protocol::cbor::decode(&bytes).map_err(|e| e.to_string())?;
+        let module_bytes =
+            crate::store::get_image(&h.store, &img.module, protocol::limits::MAX_MODULE_BYTES)
+                .map_err(|e| e.to_string())?;
+        let module = h.module(module_bytes, &img.deployment.body.name)?;
+        (
+            epoch,
+            module,
+            img.module,
+            guests,
+            log,
+            h.vessel_dir(id),
+            runner_ok,
+        )
+    };
+    if !runner_ok {
+        return Err("the vessel is not running".into());
+    }
+    let store = lock(&mesh.host).store.clone();
+    let send_cmd = |cmd: RunnerCmd| -> Result<(), String> {
+        let h = lock(&mesh.host);
+        let l = h.vessels.get(&id).ok_or("vessel gone")?;
+        l.runner.as_ref().ok_or("not running")?.send(cmd)
+    };
+    let new_epoch = epoch + 1;
+    let tracker = Arc::new(Mutex::new(MemoryTracker::default()));
+
+    // Pre-copy: the vessel keeps running.
+    for round in 0..MAX_WARM_ROUNDS {
+        let (tx, rx) = oneshot::channel();
+        send_cmd(RunnerCmd::CopyMemory(tx))?;
+        let memory = rx
+            .await
+            .map_err(|_| "the vessel ended during the migration")?;
+        let (t, s) = (tracker.clone(), store.clone());
+        let changed = tokio::task::spawn_blocking(move || lock(&t).update(&s, &memory))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let mem_image = lock(&tracker).image.clone();
+        let warm = protocol::cbor::encode(&vec![mem_image.clone(), module_image.clone()]);
+        let lacking = offer(mesh, to, OfferKind::Warm, id, new_epoch, warm).await?;
+        let skipped =
+            count_chunks(&[&mem_image, &module_image]).saturating_sub(lacking.len() as u64);
+        send_chunks(mesh, to, id, new_epoch, lacking).await?;
+        set_report(mesh, id, |r| {
+            r.rounds = round + 1;
+            if round == 0 {
+                r.chunks_skipped += skipped;
+            }
+        });
+        if round > 0 && changed <= WARM_CONVERGED_CHUNKS {
+            break;
+        }
+    }
+
+    // Final round: pause at the next migration point.
+    set_report(mesh, id, |r| r.phase = "final".into());
+    let (tx, rx) = oneshot::channel();
+    send_cmd(RunnerCmd::Pause(tx))?;
+    let (capture, paused_at) = rx
+        .await
+        .map_err(|_| "the vessel's thread ended".to_string())??;
+    let final_image = {
+        let (t, s) = (tracker.clone(), store.clone());
+        let module = module.clone();
+        let module_image = module_image.clone();
+        let guests = guests.clone();
+        let log = log.clone();
+        let vdir = vdir.clone();
+        let deployment = lock(&mesh.host)
+            .vessels
+            .get(&id)
+            .map(|l| (l.deployment.clone(), l.migrations, l.run_ms()));
+        let (deployment, migrations, run_ms) = deployment.ok_or("vessel gone")?;
+        tokio::task::spawn_blocking(
+            move || -> Result<(VesselImage, crate::dock::Capture), String> {
+                let mut t = lock(&t);
+                t.update(&s, &capture.memory).map_err(|e| e.to_string())?;
+                let manifest =
+                    image::manifest_of(&module, &module_image, &capture, t.image.clone())?;
+                let (mbytes, mh) = manifest.encode_and_hash();
+                let dirs = image::volume_dirs(&vdir, guests.len());
+                let volumes = guests
+                    .iter()
+                    .zip(&dirs)
+                    .map(|(g, d)| image::pack_volume(&s, d, g))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let log = image::pack_log(&s, &lock(&log))?;
+                Ok((
+                    VesselImage {
+                        version: VESSEL_VERSION,
+                        deployment,
+                        epoch: new_epoch,
+                        resume: Resume::Snapshot(mh),
+                        module: module_image,
+                        manifest: mbytes,
+                        volumes,
+                        log,
+                        migrations: migrations + 1,
+                        run_ms,
+                    },
+                    capture,
+                ))
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())?
+    };
+    let (final_image, capture) = match final_image {
+        Ok(v) => v,
+        Err(e) => return Err(e),
+    };
+    let (image_bytes, image_hash) = final_image.encode_and_hash();
+    // Pair assertion with the destination's check of the same hash.
+    debug_assert_eq!(Hash::of(&image_bytes), image_hash);
+
+    let sent: Result<(), String> = async {
+        let lacking = offer(
+            mesh,
+            to,
+            OfferKind::Final,
+            id,
+            new_epoch,
+            image_bytes.clone(),
+        )
+        .await?;
+        let manifest: Manifest =
+            protocol::cbor::decode(&final_image.manifest).map_err(|e| e.to_string())?;
+        let total = count_chunks(&[&manifest.memory, &module_image])
+            + final_image.own_chunks().len() as u64;
+        let skipped = total.saturating_sub(lacking.len() as u64);
+        send_chunks(mesh, to, id, new_epoch, lacking).await?;
+        set_report(mesh, id, |r| r.chunks_skipped += skipped);
+        match mesh
+            .request(
+                to,
+                PeerRequest::Prepare {
+                    vessel: id,
+                    epoch: new_epoch,
+                },
+            )
+            .await?
+        {
+            PeerResponse::Prepared => Ok(()),
+            other => Err(format!("unexpected answer {other:?}")),
+        }
+    }
+    .await;
+    let decision = |commit: bool| {
+        Decision::sign(
+            &mesh.signing,
+            DecisionBody {
+                version: PEER_PROTOCOL_VERSION,
+                vessel: id,
+                epoch: new_epoch,
+                image: image_hash,
+                source: PeerIdBytes(mesh.me.to_bytes()),
+                destination: PeerIdBytes(to.to_bytes()),
+                commit,
+            },
+        )
+    };
+    if let Err(e) = sent {
+        // Before the commit point: the vessel stays here.
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            mesh.request(to, PeerRequest::Abort(decision(false))),
+        )
+        .await;
+        resume_here(mesh, id, final_image, capture)?;
+        return Err(e);
+    }
+
+    // The commit point.
+    fault_point("before-commit");
+    let committed: Result<(), String> = {
+        let mut h = lock(&mesh.host);
+        let record = Record::Left {
+            epoch: new_epoch,
+            image: image_hash,
+            to: to.to_bytes(),
+            acked: false,
+        };
+        match h.write_record(id, &record) {
+            Err(e) => Err(format!("cannot write the commit record: {e}")),
+            Ok(()) => {
+                if let Some(l) = h.vessels.get_mut(&id) {
+                    l.record = record;
+                    l.runner = None;
+                    l.run_ms_before = final_image.run_ms;
+                    l.migrations = final_image.migrations;
+                }
+                h.remember_departed(image_hash);
+                Ok(())
+            }
+        }
+    };
+    if let Err(e) = committed {
+        let _ = mesh.request(to, PeerRequest::Abort(decision(false))).await;
+        resume_here(mesh, id, final_image, capture)?;
+        return Err(e);
+    }
+    drop(capture);
+    set_report(mesh, id, |r| r.phase = "committed".into());
+    fault_point("after-commit-record");
+    let _ = why;
+    send_commit(mesh, id, to, decision(true)).await;
+    let downtime = paused_at.elapsed();
+    set_report(mesh, id, |r| {
+        r.downtime_us = Some(downtime.as_micros() as u64)
+    });
+    Ok(())
+}
+
+/// Sends the commit until the destination confirms, then records that.
+pub async fn send_commit(mesh: &Mesh, id: VesselId, to: PeerId, decision: Decision) {
+    loop {
+        match mesh
+            .request(to, PeerRequest::Commit(decision.clone()))
+            .await
+        {
+            Ok(PeerResponse::Committed) => break,
+            Ok(other) => warn!(vessel = %id, %to, "commit answered {other:?}; retrying"),
+            Err(e) => warn!(vessel = %id, %to, "commit not confirmed yet ({e}); retrying"),
+        }
+        tokio::time::sleep(COMMIT_RETRY_INTERVAL).await;
+    }
+    let mut h = lock(&mesh.host);
+    let Some(l) = h.vessels.get_mut(&id) else {
+        return;
+    };
+    if let Record::Left {
+        epoch, image, to, ..
+    } = l.record.clone()
+    {
+        if epoch == decision.body.epoch {
+            let record = Record::Left {
+                epoch,
+                image,
+                to,
+                acked: true,
+            };
+            l.record = record.clone();
+            let _ = h.write_record(id, &record);
+        }
+    }
+}
+
+/// An aborted migration: the vessel runs on here, from the capture taken
+/// for it (no step of the program is lost or repeated).
+fn resume_here(
+    mesh: &Mesh,
+    id: VesselId,
+    image: VesselImage,
+    _capture: crate::dock::Capture,
+) -> Result<(), String> {
+    let mut h = lock(&mesh.host);
+    let l = h.vessels.get(&id).ok_or("vessel gone")?;
+    let record = l.record.clone();
+    let reason = l.reason.clone();
+    // The image's manifest must be in the local store to resume from it.
+    h.store
+        .put_manifest_bytes(&image.manifest)
+        .map_err(|e| e.to_string())?;
+    let mut image = image;
+    // Still the old epoch: nothing was committed.
+    image.epoch = record.epoch();
+    image.migrations = image.migrations.saturating_sub(1);
+    h.vessels.remove(&id);
+    h.start_from_image(image, record, reason, None)
+        .map_err(|e| e.to_string())?;
+    info!(vessel = %id, "migration aborted: the vessel runs on here");
+    Ok(())
+}
+
+/// Test-only fault injection: `MESHNODE_FAULT=<point>` makes the node exit
+/// at that point of the migration protocol, as if it crashed there. The
+/// fault tests use it to kill a node at an exact step.
+pub fn fault_point(point: &str) {
+    if std::env::var("MESHNODE_FAULT").is_ok_and(|f| f == point) {
+        eprintln!("meshnode: fault injection: exiting at {point}");
+        std::process::exit(86);
+    }
+}
+
+/// At start-up: resume every vessel this node owns from its last durable
+/// image, list the ones that ended here, and finish commits that were
+/// decided but not confirmed (the destination resumes the vessel when it
+/// hears the commit, however late).
+pub fn recover(state: &NodeState) {
+    let mesh = mesh_of(state);
+    let records = lock(&mesh.host).read_records();
+    for (id, record) in records {
+        let mut h = lock(&mesh.host);
+        let image = match h.store.get_image_doc(&record.image()) {
+            Ok(bytes) => match protocol::cbor::decode::<VesselImage>(&bytes) {
+                Ok(i) => i,
+                Err(e) => {
+                    warn!(vessel = %id, "its image does not decode: {e}");
+                    continue;
+                }
+            },
+            Err(e) => {
+                warn!(vessel = %id, "its image is missing: {e}");
+                continue;
+            }
+        };
+        match &record {
+            Record::Owned { .. } => {
+                match h.start_from_image(
+                    image,
+                    record.clone(),
+                    "resumed after a restart".into(),
+                    None,
+                ) {
+                    Ok(()) => {
+                        info!(vessel = %id, epoch = record.epoch(), "resumed after a restart")
+                    }
+                    Err(e) => warn!(vessel = %id, "cannot resume: {e}"),
+                }
+            }
+            Record::Ended { .. } | Record::Left { .. } => {
+                let log = match h.store.get_image_doc(&record.image()).ok().and_then(|_| {
+                    crate::store::get_image(
+                        &h.store,
+                        &image.log.content,
+                        protocol::limits::MAX_LOG_BYTES,
+                    )
+                    .ok()
+                }) {
+                    Some(bytes) => crate::vessel::log::VesselLog {
+                        start: image.log.start_offset,
+                        bytes,
+                    },
+                    None => Default::default(),
+                };
+                h.vessels.insert(
+                    id,
+                    crate::vessel::Local {
+                        deployment: image.deployment.clone(),
+                        record: record.clone(),
+                        log: Arc::new(Mutex::new(log)),
+                        runner: None,
+                        migrations: image.migrations,
+                        run_ms_before: image.run_ms,
+                        started: Instant::now(),
+                        reason: "known from before a restart".into(),
+                        migrating: false,
+                        stopped: matches!(&record, Record::Ended { exit, .. } if exit == "stopped"),
+                    },
+                );
+                if matches!(&record, Record::Left { .. }) {
+                    h.remember_departed(record.image());
+                }
+                if let Record::Left {
+                    epoch,
+                    image: ih,
+                    to,
+                    acked: false,
+                } = &record
+                {
+                    let Ok(to) = PeerId::from_bytes(to) else {
+                        continue;
+                    };
+                    let decision = Decision::sign(
+                        &mesh.signing,
+                        DecisionBody {
+                            version: PEER_PROTOCOL_VERSION,
+                            vessel: id,
+                            epoch: *epoch,
+                            image: *ih,
+                            source: PeerIdBytes(mesh.me.to_bytes()),
+                            destination: PeerIdBytes(to.to_bytes()),
+                            commit: true,
+                        },
+                    );
+                    info!(vessel = %id, %to, "finishing a commit decided before the restart");
+                    let m = mesh.clone();
+                    tokio::spawn(async move { send_commit(&m, id, to, decision).await });
+                }
+            }
+            // Waits for its source's commit (see `commit`), never runs alone.
+            Record::Prepared { .. } => {}
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! A vessel's log: stdout and stderr as one ordered stream of framed records
+//! (`protocol::vessel::log_append`), addressed by absolute offset.
+//!
+//! The offset of a byte never changes: the log travels with the vessel, and
+//! a node that resumes an older image truncates its log to that image's
+//! offset, so a reader that asks "from N" sees every record once.
+
+use protocol::limits::{MAX_LOG_BYTES, MAX_LOG_PAGE_BYTES};
+use protocol::vessel::{log_records, LOG_RECORD_HEADER_BYTES};
+
+#[derive(Debug, Default, Clone)]
+pub struct VesselLog {
+    /// Absolute offset of `bytes[0]`.
+    pub start: u64,
+    /// Whole records only.
+    pub bytes: Vec<u8>,
+}
+
+/// A page of records.
+pub struct Page {
+    pub start: u64,
+    pub from: u64,
+    pub next: u64,
+    pub records: Vec<u8>,
+}
+
+impl VesselLog {
+    pub fn end(&self) -> u64 {
+        self.start + self.bytes.len() as u64
+    }
+
+    /// Appends a record, dropping the oldest records past [`MAX_LOG_BYTES`].
+    pub fn append(&mut self, stream: u8, data: &[u8]) {
+        // One write of more than the whole bound keeps its tail.
+        let keep = (MAX_LOG_BYTES as usize).saturating_sub(LOG_RECORD_HEADER_BYTES);
+        let data = if data.len() > keep {
+            &data[data.len() - keep..]
+        } else {
+            data
+        };
+        protocol::vessel::log_append(&mut self.bytes, stream, data);
+        if self.bytes.len() as u64 > MAX_LOG_BYTES {
+            let mut cut = 0usize;
+            for (_, rec) in log_records(&self.bytes) {
+                if (self.bytes.len() - cut) as u64 <= MAX_LOG_BYTES {
+                    break;
+                }
+                cut += LOG_RECORD_HEADER_BYTES + rec.len();
+            }
+            self.bytes.drain(..cut);
+            self.start += cut as u64;
+        }
+    }
+
+    /// Whole records from `from` (clamped to what is kept), at most
+    /// [`MAX_LOG_PAGE_BYTES`] (at least one record).
+    pub fn page(&self, from: u64) -> Page {
+        let from = from.clamp(self.start, self.end());
+        let mut at = (from - self.start) as usize;
+        // A reader's offset is always a record boundary it was given; one
+        // that is not (a hostile or confused client) restarts at the next
+        // boundary rather than reading a torn record.
+        let mut boundary = 0usize;
+        for (_, rec) in log_records(&self.bytes) {
+            if boundary >= at {
+                break;
+            }
+            boundary += LOG_RECORD_HEADER_BYTES + rec.len();
+        }
+        at = boundary;
+        let mut end = at;
+        for (_, rec) in log_records(&self.bytes[at..]) {
+            let len = LOG_RECORD_HEADER_BYTES + rec.len();
+            if end > at && end - at + len > MAX_LOG_PAGE_BYTES {
+                break;
+            }
+            end += len;
+        }
+        Page {
+            start: self.start,
+            from: self.start + at as u64,
+            next: self.start + end as u64,
+            records: self.bytes[at..end].to_vec(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_are_whole_records_from_absolute_offsets() {
+        let mut log = VesselLog::default();
+        log.append(1, b"one\n");
+        log.append(2, b"two\n");
+        let p = log.page(0);
+        assert_eq!(log_records(&p.records).len(), 2);
+        let first = LOG_RECORD_HEADER_BYTES as u64 + 4;
+        let p = log.page(first);
+        assert_eq!(log_records(&p.records), vec![(2, &b"two\n"[..])]);
+        assert_eq!(p.next, log.end());
+        // Mid-record offsets move to the next boundary.
+        let p = log.page(2);
+        assert_eq!(p.from, first);
+    }
+
+    #[test]
+    fn the_bound_drops_the_oldest_records_and_keeps_offsets() {
+        let mut log = VesselLog::default();
+        let line = vec![b'x'; 1024 * 1024];
+        for _ in 0..(MAX_LOG_BYTES / (1024 * 1024) + 3) {
+            log.append(1, &line);
+        }
+        assert!(log.bytes.len() as u64 <= MAX_LOG_BYTES);
+        assert!(log.start > 0);
+        assert_eq!(log.start % (line.len() as u64 + 5), 0);
+    }
+}

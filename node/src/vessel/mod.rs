@@ -1,0 +1,554 @@
+//! The vessels a node hosts, and what it keeps on disk about each.
+//!
+//! Main types:
+//! - [`Host`]: every vessel this node runs, has run, sent away or is
+//!   receiving; it owns the chunk store and the per-vessel records.
+//! - [`Record`]: the one durable fact about a vessel on this node, written
+//!   atomically (`vessels/<id>/record.cbor`): it runs here under an epoch
+//!   from an image; it left for another node at an epoch (the source's
+//!   commit point); it was prepared here but not committed yet; it ended.
+//! - [`runner`]: the thread that runs one vessel in fuel slices and takes
+//!   commands between slices (copy memory for a pre-copy round, pause at the
+//!   next migration point, stop).
+//! - [`image`]: turning a paused vessel into a [`VesselImage`] (snapshot,
+//!   volumes, log) and back.
+//! - [`log`]: the ordered stdout/stderr log, by absolute offset.
+//!
+//! Recovery: a node that restarts resumes each vessel it owns from the last
+//! image it holds durably (the deployment itself, or the image it received
+//! in a migration), with the volumes and the log of that same instant. What
+//! the vessel did after that image is done again; a deterministic program
+//! writes the same records at the same log offsets, so `logs` shows each
+//! once.
+
+pub mod image;
+pub mod log;
+pub mod runner;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use protocol::control::VesselInfo;
+use protocol::limits::{MAX_DEPARTED_IMAGES, MAX_DEPLOY_MODULE_BYTES, MAX_VESSELS_PER_NODE};
+use protocol::migrate::ChunkBytes;
+use protocol::snapshot::Hash;
+use protocol::vessel::{Deployment, LogImage, Resume, VesselId, VesselImage, VESSEL_VERSION};
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+use wasmi::Engine;
+
+use crate::dock::{DockConfig, Mode, VesselModule};
+use crate::store::{ChunkStore, StoreError};
+use log::VesselLog;
+use runner::Runner;
+
+/// Why the host could not do what was asked. Each names the vessel.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("vessel {vessel}: {source}")]
+    Store {
+        vessel: VesselId,
+        source: StoreError,
+    },
+    #[error("vessel {vessel}: {reason}")]
+    Refused { vessel: VesselId, reason: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl HostError {
+    pub fn refused(vessel: VesselId, reason: impl Into<String>) -> HostError {
+        HostError::Refused {
+            vessel,
+            reason: reason.into(),
+        }
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> HostError + '_ {
+    move |source| HostError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The durable fact about one vessel on this node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Record {
+    /// It runs here under `epoch`, from `image` when the node restarts.
+    Owned { epoch: u64, image: Hash },
+    /// It left for `to` under `epoch` (this node's commit point). `acked`
+    /// once the destination confirmed that it runs it.
+    Left {
+        epoch: u64,
+        image: Hash,
+        to: Vec<u8>,
+        acked: bool,
+    },
+    /// Received from `from` for `epoch`, validated, not committed: never run
+    /// unless the source's signed commit arrives.
+    Prepared {
+        epoch: u64,
+        image: Hash,
+        from: Vec<u8>,
+    },
+    /// It ended here.
+    Ended {
+        epoch: u64,
+        image: Hash,
+        exit: String,
+        code: Option<i32>,
+    },
+}
+
+impl Record {
+    pub fn epoch(&self) -> u64 {
+        match self {
+            Record::Owned { epoch, .. }
+            | Record::Left { epoch, .. }
+            | Record::Prepared { epoch, .. }
+            | Record::Ended { epoch, .. } => *epoch,
+        }
+    }
+
+    pub fn image(&self) -> Hash {
+        match self {
+            Record::Owned { image, .. }
+            | Record::Left { image, .. }
+            | Record::Prepared { image, .. }
+            | Record::Ended { image, .. } => *image,
+        }
+    }
+}
+
+/// A module ready to instantiate, shared by every vessel that runs it.
+pub struct PreparedModule {
+    pub engine: Engine,
+    pub config: DockConfig,
+    pub vm: VesselModule,
+}
+
+/// One vessel this node knows.
+pub struct Local {
+    pub deployment: Deployment,
+    pub record: Record,
+    pub log: Arc<Mutex<VesselLog>>,
+    pub runner: Option<Runner>,
+    pub migrations: u32,
+    pub run_ms_before: u64,
+    pub started: Instant,
+    /// Why it is here.
+    pub reason: String,
+    /// A migration of it is in progress (from here).
+    pub migrating: bool,
+    /// Stopped by a user: not restarted.
+    pub stopped: bool,
+}
+
+impl Local {
+    pub fn run_ms(&self) -> u64 {
+        match &self.runner {
+            Some(r) => self.run_ms_before + r.run_ms(),
+            None => self.run_ms_before,
+        }
+    }
+
+    /// The exit, once the runner has ended.
+    pub fn ended(&self) -> Option<(String, Option<i32>)> {
+        match &self.record {
+            Record::Ended { exit, code, .. } => Some((exit.clone(), *code)),
+            _ => self.runner.as_ref().and_then(|r| r.exit()),
+        }
+    }
+}
+
+/// Every vessel this node knows, and its store.
+pub struct Host {
+    pub root: PathBuf,
+    pub store: ChunkStore,
+    pub dock: DockConfig,
+    pub vessels: BTreeMap<VesselId, Local>,
+    /// Images of vessels that left, newest last: kept so that a return trip
+    /// finds its chunks ([`MAX_DEPARTED_IMAGES`]).
+    pub departed: VecDeque<Hash>,
+    /// Node-local directories that `--mount GUEST=NAME` can name.
+    pub mounts: BTreeMap<String, PathBuf>,
+    modules: HashMap<(Hash, bool), Arc<PreparedModule>>,
+    /// This node's PeerId, for `ps`.
+    pub node: String,
+}
+
+impl Host {
+    /// Opens the host's directories under a node's data directory.
+    pub fn open(
+        data_root: &Path,
+        node: String,
+        dock: DockConfig,
+        mounts: BTreeMap<String, PathBuf>,
+    ) -> Result<Host, HostError> {
+        let root = data_root.join("vessels");
+        std::fs::create_dir_all(&root).map_err(io_err(&root))?;
+        let store =
+            ChunkStore::open(&data_root.join("store")).map_err(|source| HostError::Store {
+                vessel: VesselId([0; 8]),
+                source,
+            })?;
+        Ok(Host {
+            root,
+            store,
+            dock,
+            vessels: BTreeMap::new(),
+            departed: VecDeque::new(),
+            mounts,
+            modules: HashMap::new(),
+            node,
+        })
+    }
+
+    pub fn vessel_dir(&self, id: VesselId) -> PathBuf {
+        self.root.join(id.to_hex())
+    }
+
+    fn record_path(&self, id: VesselId) -> PathBuf {
+        self.vessel_dir(id).join("record.cbor")
+    }
+
+    /// Writes a vessel's record durably (temporary file, fsync, rename,
+    /// fsync of the directory): what the record says has happened.
+    pub fn write_record(&self, id: VesselId, record: &Record) -> Result<(), HostError> {
+        let dir = self.vessel_dir(id);
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let path = self.record_path(id);
+        crate::daemon::datadir::write_atomic(&path, &protocol::cbor::encode(record)).map_err(
+            |e| HostError::Io {
+                path: path.clone(),
+                source: std::io::Error::other(e.to_string()),
+            },
+        )?;
+        std::fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(&dir))?;
+        Ok(())
+    }
+
+    /// Reads every record under `vessels/`, for recovery at start-up.
+    pub fn read_records(&self) -> Vec<(VesselId, Record)> {
+        let mut out = Vec::new();
+        let Ok(rd) = std::fs::read_dir(&self.root) else {
+            return out;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            let Some(id) = VesselId::from_hex(&name) else {
+                continue;
+            };
+            let path = self.record_path(id);
+            match std::fs::read(&path) {
+                Ok(bytes) => match protocol::cbor::decode::<Record>(&bytes) {
+                    Ok(r) => out.push((id, r)),
+                    Err(err) => warn!(vessel = %id, "{}: unreadable record: {err}", path.display()),
+                },
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => warn!(vessel = %id, "{}: {err}", path.display()),
+            }
+        }
+        out
+    }
+
+    /// The highest epoch this node knows for a vessel (0: never heard of it).
+    pub fn known_epoch(&self, id: VesselId) -> u64 {
+        self.vessels.get(&id).map_or(0, |l| l.record.epoch())
+    }
+
+    /// The module of a deployment, instrumented, from the cache or the store.
+    pub fn module(&mut self, original: Vec<u8>, name: &str) -> Result<Arc<PreparedModule>, String> {
+        let h = Hash::of(&original);
+        if let Some(m) = self.modules.get(&(h, false)) {
+            return Ok(m.clone());
+        }
+        let (engine, config, vm) = VesselModule::prepare_with_engine(
+            &self.dock,
+            Path::new(name),
+            original,
+            Mode::Migratable { countdown: false },
+        )
+        .map_err(|e| e.to_string())?;
+        let m = Arc::new(PreparedModule { engine, config, vm });
+        // Bounded: a node runs a handful of distinct modules.
+        if self.modules.len() >= 32 {
+            self.modules.clear();
+        }
+        self.modules.insert((h, false), m.clone());
+        Ok(m)
+    }
+
+    /// Remembers that a vessel's image now lives elsewhere, keeping the last
+    /// [`MAX_DEPARTED_IMAGES`], and evicts chunks no kept image names.
+    pub fn remember_departed(&mut self, image: Hash) {
+        self.departed.retain(|h| *h != image);
+        self.departed.push_back(image);
+        while self.departed.len() > MAX_DEPARTED_IMAGES {
+            self.departed.pop_front();
+        }
+    }
+
+    /// Every image that must keep its chunks: vessels here (running,
+    /// prepared, ended) and the departed LRU.
+    pub fn live_images(&self) -> Vec<Hash> {
+        let mut keep: Vec<Hash> = self.vessels.values().map(|l| l.record.image()).collect();
+        keep.extend(self.departed.iter().copied());
+        keep
+    }
+
+    /// `ps` rows for the vessels this node runs or knows the end of.
+    pub fn list(&self) -> Vec<VesselInfo> {
+        self.vessels
+            .iter()
+            .map(|(id, l)| {
+                let (state, exit_code) = if l.migrating {
+                    ("migrating".to_string(), None)
+                } else if l.stopped {
+                    ("stopped".to_string(), None)
+                } else {
+                    match (&l.record, l.ended()) {
+                        (Record::Left { acked: true, .. }, _) => ("left".to_string(), None),
+                        (Record::Left { acked: false, .. }, _) => ("waiting".to_string(), None),
+                        (Record::Prepared { .. }, _) => ("prepared".to_string(), None),
+                        (_, Some((exit, code))) => (
+                            if code.is_some() {
+                                "exited".to_string()
+                            } else {
+                                format!("failed: {exit}")
+                            },
+                            code,
+                        ),
+                        _ => ("running".to_string(), None),
+                    }
+                };
+                VesselInfo {
+                    id: *id,
+                    name: l.deployment.body.name.clone(),
+                    node: self.node.clone(),
+                    state,
+                    epoch: l.record.epoch(),
+                    run_ms: l.run_ms(),
+                    migrations: l.migrations,
+                    exit_code,
+                    reason: l.reason.clone(),
+                }
+            })
+            .collect()
+    }
+
+    pub fn running_count(&self) -> usize {
+        self.vessels
+            .values()
+            .filter(|l| l.runner.as_ref().is_some_and(|r| r.exit().is_none()))
+            .count()
+    }
+
+    /// Refuses a deployment or migration that would exceed this node's
+    /// vessel limit.
+    pub fn check_capacity(&self, id: VesselId) -> Result<(), HostError> {
+        if self.running_count() >= MAX_VESSELS_PER_NODE {
+            return Err(HostError::refused(
+                id,
+                format!("this node runs {MAX_VESSELS_PER_NODE} vessels already"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Accepts a deployment (signature and trust checked by the caller):
+    /// stores module and volume chunks, writes the first image and record
+    /// durably, and starts the vessel.
+    pub fn deploy(
+        &mut self,
+        deployment: Deployment,
+        module: Vec<u8>,
+        volume_chunks: Vec<ChunkBytes>,
+        reason: String,
+    ) -> Result<VesselId, HostError> {
+        let id = deployment.body.vessel;
+        if self.vessels.contains_key(&id) {
+            return Err(HostError::refused(
+                id,
+                "a vessel with this id exists already",
+            ));
+        }
+        self.check_capacity(id)?;
+        if module.len() > MAX_DEPLOY_MODULE_BYTES {
+            return Err(HostError::refused(
+                id,
+                format!(
+                    "module of {} bytes, over the limit of {MAX_DEPLOY_MODULE_BYTES} bytes",
+                    module.len()
+                ),
+            ));
+        }
+        if Hash::of(&module) != deployment.body.module_hash {
+            return Err(HostError::refused(
+                id,
+                "the module does not hash to what the deployment names",
+            ));
+        }
+        let store_err = |source| HostError::Store { vessel: id, source };
+        for c in &volume_chunks {
+            self.store.put_chunk(&c.0).map_err(store_err)?;
+        }
+        for v in &deployment.body.volumes {
+            for h in v.chunks() {
+                if !self.store.has_chunk(&h) {
+                    return Err(HostError::refused(
+                        id,
+                        format!("volume {}: chunk {h} was not uploaded", v.guest),
+                    ));
+                }
+            }
+        }
+        for (guest, name) in &deployment.body.mounts {
+            if !self.mounts.contains_key(name) {
+                return Err(HostError::refused(
+                    id,
+                    format!("mount {guest}={name}: this node maps no directory named `{name}` (add it under [mounts] in its config.toml)"),
+                ));
+            }
+        }
+        // Refuse what the rewriter cannot make migratable before anything
+        // is written.
+        self.module(module.clone(), &deployment.body.name)
+            .map_err(|e| HostError::refused(id, e))?;
+        let module_image = crate::store::put_image(&mut self.store, &module).map_err(store_err)?;
+        let image = VesselImage {
+            module: module_image,
+            version: VESSEL_VERSION,
+            volumes: deployment.body.volumes.clone(),
+            deployment,
+            epoch: 1,
+            resume: Resume::Fresh,
+            manifest: Vec::new(),
+            log: LogImage::default(),
+            migrations: 0,
+            run_ms: 0,
+        };
+        let (bytes, h) = image.encode_and_hash();
+        self.store.put_image_doc(&bytes, true).map_err(store_err)?;
+        let record = Record::Owned { epoch: 1, image: h };
+        self.write_record(id, &record)?;
+        self.start_from_image(image, record, reason, None)?;
+        info!(vessel = %id, "deployed");
+        Ok(id)
+    }
+
+    /// Starts (or restarts) a vessel from an image this node holds. With
+    /// `prepared`, the vessel was already re-created (a migration's prepare
+    /// step) and only needs its thread.
+    pub fn start_from_image(
+        &mut self,
+        image: VesselImage,
+        record: Record,
+        reason: String,
+        prepared: Option<image::Ready>,
+    ) -> Result<(), HostError> {
+        let id = image.vessel();
+        let ready = match prepared {
+            Some(r) => r,
+            None => image::ready(self, &image)?,
+        };
+        let runner = runner::spawn(id, ready.vessel, self.vessel_dir(id), ready.log.clone())
+            .map_err(|e| HostError::refused(id, format!("cannot start its thread: {e}")))?;
+        self.vessels.insert(
+            id,
+            Local {
+                deployment: image.deployment.clone(),
+                record,
+                log: ready.log,
+                runner: Some(runner),
+                migrations: image.migrations,
+                run_ms_before: image.run_ms,
+                started: Instant::now(),
+                reason,
+                migrating: false,
+                stopped: false,
+            },
+        );
+        Ok(())
+    }
+
+    /// Finds a vessel by id, id prefix or name, among those here.
+    pub fn find(&self, reference: &str) -> Option<VesselId> {
+        find_in(
+            self.vessels
+                .iter()
+                .map(|(id, l)| (*id, l.deployment.body.name.as_str())),
+            reference,
+        )
+    }
+
+    /// Records what became of each runner that ended since the last call.
+    pub fn reap(&mut self) {
+        let ids: Vec<VesselId> = self.vessels.keys().copied().collect();
+        for id in ids {
+            let l = self.vessels.get(&id).expect("listed");
+            let (Record::Owned { epoch, image }, Some((exit, code))) =
+                (&l.record, l.runner.as_ref().and_then(|r| r.exit()))
+            else {
+                continue;
+            };
+            if l.migrating {
+                continue;
+            }
+            let record = Record::Ended {
+                epoch: *epoch,
+                image: *image,
+                exit: exit.clone(),
+                code,
+            };
+            if let Err(e) = self.write_record(id, &record) {
+                warn!(vessel = %id, "cannot record its end: {e}");
+                continue;
+            }
+            if let Some(l) = self.vessels.get_mut(&id) {
+                info!(vessel = %id, "ended: {exit}");
+                l.record = record;
+            }
+        }
+    }
+}
+
+/// Matches a user's reference: a full id, a unique id prefix (at least 4
+/// hex digits), or a unique name.
+pub fn find_in<'a>(
+    items: impl Iterator<Item = (VesselId, &'a str)>,
+    reference: &str,
+) -> Option<VesselId> {
+    let reference = reference.trim();
+    let items: Vec<(VesselId, &str)> = items.collect();
+    if let Some(id) = VesselId::from_hex(reference) {
+        return items.iter().find(|(i, _)| *i == id).map(|(i, _)| *i);
+    }
+    let by_name: Vec<VesselId> = items
+        .iter()
+        .filter(|(_, n)| *n == reference)
+        .map(|(i, _)| *i)
+        .collect();
+    if by_name.len() == 1 {
+        return Some(by_name[0]);
+    }
+    if reference.len() >= 4 {
+        let by_prefix: Vec<VesselId> = items
+            .iter()
+            .filter(|(i, _)| i.to_hex().starts_with(reference))
+            .map(|(i, _)| *i)
+            .collect();
+        if by_prefix.len() == 1 {
+            return Some(by_prefix[0]);
+        }
+    }
+    None
+}

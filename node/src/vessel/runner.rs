@@ -1,0 +1,175 @@
+//! The thread that runs one vessel in fuel slices. Between two slices it
+//! takes commands: copy the memory for a pre-copy round (the vessel keeps
+//! running), pause at the next migration point (the vessel unwinds and is
+//! captured), or stop.
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use protocol::vessel::VesselId;
+use tokio::sync::oneshot;
+
+use super::log::VesselLog;
+use crate::dock::{Capture, Exit, Slice, Vessel};
+
+pub enum Command {
+    /// Copy the memory as it is between two slices.
+    CopyMemory(oneshot::Sender<Vec<u8>>),
+    /// Unwind at the next migration point and hand over the capture (and
+    /// the instant the vessel stopped running).
+    Pause(oneshot::Sender<Result<(Capture, Instant), String>>),
+    Stop,
+}
+
+#[derive(Debug, Clone)]
+enum State {
+    Running,
+    Paused,
+    Ended(String, Option<i32>),
+}
+
+struct Shared {
+    state: Mutex<State>,
+    run_ms: Mutex<u64>,
+}
+
+/// The handle the host keeps.
+pub struct Runner {
+    tx: mpsc::Sender<Command>,
+    shared: Arc<Shared>,
+    _thread: JoinHandle<()>,
+}
+
+impl Runner {
+    pub fn send(&self, cmd: Command) -> Result<(), String> {
+        self.tx
+            .send(cmd)
+            .map_err(|_| "the vessel's thread has ended".to_string())
+    }
+
+    /// How it ended: (text, exit code or None for a trap).
+    pub fn exit(&self) -> Option<(String, Option<i32>)> {
+        match &*self.shared.state.lock().unwrap_or_else(|p| p.into_inner()) {
+            State::Ended(t, c) => Some((t.clone(), *c)),
+            _ => None,
+        }
+    }
+
+    pub fn paused(&self) -> bool {
+        matches!(
+            &*self.shared.state.lock().unwrap_or_else(|p| p.into_inner()),
+            State::Paused
+        )
+    }
+
+    pub fn run_ms(&self) -> u64 {
+        *self.shared.run_ms.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn set(shared: &Shared, s: State) {
+    *shared.state.lock().unwrap_or_else(|p| p.into_inner()) = s;
+}
+
+/// Starts the vessel's thread.
+pub fn spawn(
+    id: VesselId,
+    mut vessel: Vessel,
+    _dir: PathBuf,
+    log: Arc<Mutex<VesselLog>>,
+) -> std::io::Result<Runner> {
+    let (tx, rx) = mpsc::channel::<Command>();
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State::Running),
+        run_ms: Mutex::new(0),
+    });
+    let s = shared.clone();
+    let thread = std::thread::Builder::new()
+        .name(format!("vessel-{id}"))
+        .spawn(move || {
+            let started = Instant::now();
+            let mut pause: Option<oneshot::Sender<Result<(Capture, Instant), String>>> = None;
+            let mut asked = false;
+            loop {
+                loop {
+                    match rx.try_recv() {
+                        Ok(Command::CopyMemory(reply)) => {
+                            let _ = reply.send(vessel.memory().to_vec());
+                        }
+                        Ok(Command::Pause(reply)) => {
+                            pause = Some(reply);
+                            asked = false;
+                        }
+                        Ok(Command::Stop) => {
+                            set(&s, State::Ended("stopped".into(), None));
+                            return;
+                        }
+                        Err(mpsc::TryRecvError::Empty) => break,
+                        // The host dropped us: stop.
+                        Err(mpsc::TryRecvError::Disconnected) => return,
+                    }
+                }
+                if pause.is_some() && !asked {
+                    // False while rewinding: ask again after the next slice.
+                    asked = vessel.request_unwind();
+                }
+                let slice = vessel.run_slice();
+                *s.run_ms.lock().unwrap_or_else(|p| p.into_inner()) =
+                    started.elapsed().as_millis() as u64;
+                match slice {
+                    Slice::Yielded => {}
+                    Slice::Unwound => {
+                        let at = Instant::now();
+                        let capture = vessel.capture(0).map_err(|e| e.to_string());
+                        set(&s, State::Paused);
+                        match pause.take() {
+                            Some(reply) => {
+                                let _ = reply.send(capture.map(|c| (c, at)));
+                            }
+                            None => set(
+                                &s,
+                                State::Ended("unwound with nobody to capture it".into(), None),
+                            ),
+                        }
+                        return;
+                    }
+                    Slice::Exited(exit) => {
+                        let (text, code) = match exit {
+                            Exit::Code(c) => (format!("exit code {c}"), Some(c as i32)),
+                            Exit::Trap(t) => (format!("trap: {t}"), None),
+                        };
+                        // A pause asked of an ending vessel: it ended first.
+                        if let Some(reply) = pause.take() {
+                            let _ = reply.send(Err(format!("the vessel ended first ({text})")));
+                        }
+                        log.lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .bytes
+                            .shrink_to_fit();
+                        set(&s, State::Ended(text, code));
+                        return;
+                    }
+                }
+            }
+        })?;
+    Ok(Runner {
+        tx,
+        shared,
+        _thread: thread,
+    })
+}
+
+/// Waits (polling) until `f` holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    f()
+}

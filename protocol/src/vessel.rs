@@ -1,0 +1,406 @@
+//! A vessel as the mesh knows it: who deployed it ([`Deployment`], signed by
+//! a user key), and everything that travels when it moves ([`VesselImage`]:
+//! the snapshot, its volumes' files and its log), named by the BLAKE3 hash of
+//! its CBOR encoding, like a snapshot manifest.
+//!
+//! Files and logs are cut into chunks exactly like memory
+//! ([`ChunkedImage`]), so a node that already holds a chunk (from an earlier
+//! visit, another vessel or the same module) never receives it again.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::limits::{
+    MAX_DEPLOY_ARGS, MAX_LOG_BYTES, MAX_MOUNTS, MAX_NAME_BYTES, MAX_PATH_BYTES, MAX_VOLUMES,
+    MAX_VOLUME_BYTES, MAX_VOLUME_ENTRIES,
+};
+use crate::membership::{sign, verify, Domain, PublicKey, Signature, SignatureError};
+use crate::snapshot::{ChunkedImage, Hash, CHUNK_SIZE_BYTES};
+
+/// Version of the deployment and vessel-image formats.
+pub const VESSEL_VERSION: u32 = 1;
+
+/// A vessel's id: 8 random bytes chosen at deployment, shown as 16 hex
+/// digits. Stays the same across migrations.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct VesselId(pub [u8; 8]);
+
+impl VesselId {
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub fn from_hex(s: &str) -> Option<VesselId> {
+        let s = s.trim();
+        if s.len() != 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let mut out = [0u8; 8];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(VesselId(out))
+    }
+}
+
+impl fmt::Display for VesselId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for VesselId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "vessel:{}", self.to_hex())
+    }
+}
+
+/// One file or directory of a volume, relative to the volume's root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VolumeEntry {
+    Dir { path: String },
+    File { path: String, content: ChunkedImage },
+    Symlink { path: String, target: String },
+}
+
+impl VolumeEntry {
+    pub fn path(&self) -> &str {
+        match self {
+            VolumeEntry::Dir { path }
+            | VolumeEntry::File { path, .. }
+            | VolumeEntry::Symlink { path, .. } => path,
+        }
+    }
+}
+
+/// A volume's files at one instant. Volumes belong to the vessel: they
+/// travel with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeImage {
+    /// The guest path the vessel sees it at (a preopened directory).
+    pub guest: String,
+    pub entries: Vec<VolumeEntry>,
+}
+
+/// What a user asks the mesh to run, signed by the user's key. It travels
+/// with the vessel, so every node that ever hosts it can check who deployed
+/// it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentBody {
+    pub version: u32,
+    pub vessel: VesselId,
+    pub name: String,
+    /// BLAKE3 of the original module.
+    pub module_hash: Hash,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    /// The initial volumes (their files' hashes are inside).
+    pub volumes: Vec<VolumeImage>,
+    /// Node-local directories: (guest path, name that each node maps in its
+    /// config).
+    pub mounts: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployment {
+    pub body: DeploymentBody,
+    pub user_key: PublicKey,
+    pub signature: Signature,
+}
+
+/// Why a deployment or an image is malformed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VesselError {
+    #[error("format version {found}, this build reads version {expected}")]
+    Version { found: u32, expected: u32 },
+    #[error("forged deployment: {0}")]
+    Signature(SignatureError),
+    #[error("{what} has {found}, over the limit of {limit}")]
+    TooMany {
+        what: &'static str,
+        found: u64,
+        limit: u64,
+    },
+    #[error("bad path `{path}` in volume {guest}: {reason}")]
+    BadPath {
+        guest: String,
+        path: String,
+        reason: &'static str,
+    },
+    #[error("{what}: image of {size_bytes} bytes does not match its {chunks} chunks")]
+    ImageShape {
+        what: &'static str,
+        size_bytes: u64,
+        chunks: usize,
+    },
+    #[error("the image names vessel {found}, its deployment names {expected}")]
+    WrongVessel { found: VesselId, expected: VesselId },
+}
+
+fn too_many(what: &'static str, found: usize, limit: usize) -> Result<(), VesselError> {
+    if found > limit {
+        return Err(VesselError::TooMany {
+            what,
+            found: found as u64,
+            limit: limit as u64,
+        });
+    }
+    Ok(())
+}
+
+fn check_image(what: &'static str, img: &ChunkedImage) -> Result<(), VesselError> {
+    if ChunkedImage::chunk_count(img.size_bytes) != img.chunks.len() as u64 {
+        return Err(VesselError::ImageShape {
+            what,
+            size_bytes: img.size_bytes,
+            chunks: img.chunks.len(),
+        });
+    }
+    Ok(())
+}
+
+/// A relative path inside a volume: no `..`, no absolute path, no empty or
+/// `.` components, no NUL. The node re-creates files from these, so this is
+/// the line between a hostile image and the host's filesystem.
+pub fn check_volume_path(guest: &str, path: &str) -> Result<(), VesselError> {
+    let bad = |reason| {
+        Err(VesselError::BadPath {
+            guest: guest.to_string(),
+            path: path.chars().take(200).collect(),
+            reason,
+        })
+    };
+    if path.is_empty() || path.len() > MAX_PATH_BYTES {
+        return bad("empty or too long");
+    }
+    if path.contains('\0') {
+        return bad("contains NUL");
+    }
+    if path.starts_with('/') {
+        return bad("absolute");
+    }
+    for c in path.split('/') {
+        if c.is_empty() || c == "." || c == ".." {
+            return bad("empty, `.` or `..` component");
+        }
+    }
+    Ok(())
+}
+
+impl VolumeImage {
+    pub fn check(&self) -> Result<(), VesselError> {
+        too_many("a guest path", self.guest.len(), MAX_PATH_BYTES)?;
+        too_many("volume entries", self.entries.len(), MAX_VOLUME_ENTRIES)?;
+        let mut total = 0u64;
+        for e in &self.entries {
+            check_volume_path(&self.guest, e.path())?;
+            match e {
+                VolumeEntry::File { content, .. } => {
+                    check_image("a volume file", content)?;
+                    total = total.saturating_add(content.size_bytes);
+                }
+                VolumeEntry::Symlink { target, .. } => {
+                    too_many("a symlink target", target.len(), MAX_PATH_BYTES)?
+                }
+                VolumeEntry::Dir { .. } => {}
+            }
+        }
+        if total > MAX_VOLUME_BYTES {
+            return Err(VesselError::TooMany {
+                what: "a volume's bytes",
+                found: total,
+                limit: MAX_VOLUME_BYTES,
+            });
+        }
+        Ok(())
+    }
+
+    /// Every chunk the volume's files name.
+    pub fn chunks(&self) -> impl Iterator<Item = Hash> + '_ {
+        self.entries.iter().flat_map(|e| match e {
+            VolumeEntry::File { content, .. } => content.chunks.iter().flatten().copied().collect(),
+            _ => Vec::new(),
+        })
+    }
+}
+
+impl DeploymentBody {
+    pub fn check(&self) -> Result<(), VesselError> {
+        if self.version != VESSEL_VERSION {
+            return Err(VesselError::Version {
+                found: self.version,
+                expected: VESSEL_VERSION,
+            });
+        }
+        too_many("a name", self.name.len(), MAX_NAME_BYTES)?;
+        too_many(
+            "args and env",
+            self.args.len() + self.env.len(),
+            MAX_DEPLOY_ARGS,
+        )?;
+        too_many("volumes", self.volumes.len(), MAX_VOLUMES)?;
+        too_many("mounts", self.mounts.len(), MAX_MOUNTS)?;
+        for v in &self.volumes {
+            v.check()?;
+        }
+        for (guest, name) in &self.mounts {
+            too_many("a mount's guest path", guest.len(), MAX_PATH_BYTES)?;
+            too_many("a mount's name", name.len(), MAX_NAME_BYTES)?;
+        }
+        Ok(())
+    }
+}
+
+impl Deployment {
+    pub fn sign(user: &ed25519_dalek::SigningKey, body: DeploymentBody) -> Deployment {
+        let signature = sign(user, Domain::Deployment, &body);
+        Deployment {
+            body,
+            user_key: PublicKey::of(user),
+            signature,
+        }
+    }
+
+    /// Checks the form and the user's signature. Whether the user key is
+    /// trusted is the node's to check.
+    pub fn verify(&self) -> Result<(), VesselError> {
+        self.body.check()?;
+        verify(
+            &self.user_key,
+            Domain::Deployment,
+            &self.body,
+            &self.signature,
+        )
+        .map_err(VesselError::Signature)
+    }
+}
+
+/// A vessel's log: what it wrote to stdout and stderr, in order, as framed
+/// records. `start_offset` is the absolute offset of `bytes[0]` since the
+/// vessel was deployed; a reader asks from an absolute offset, so it sees
+/// every byte once even when the vessel moves between two reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogImage {
+    pub start_offset: u64,
+    pub content: ChunkedImage,
+}
+
+/// Where a vessel's life is: running from the start, or from a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Resume {
+    /// Start the module fresh (it has not run anywhere yet, or it was not
+    /// captured before its node restarted).
+    Fresh,
+    /// Resume this snapshot (a manifest in the chunk store).
+    Snapshot(Hash),
+}
+
+/// Everything that travels when a vessel moves, at one instant. Named by the
+/// hash of its CBOR encoding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VesselImage {
+    pub version: u32,
+    pub deployment: Deployment,
+    /// Only ever increases; the node that owns the vessel under the highest
+    /// epoch is the one that may run it.
+    pub epoch: u64,
+    pub resume: Resume,
+    /// The original module, chunked (a fresh start needs it; a snapshot's
+    /// manifest names the same chunks).
+    pub module: ChunkedImage,
+    /// The snapshot manifest's encoding, when `resume` names one (it travels
+    /// inside the image so the receiver needs one round trip less).
+    #[serde(with = "crate::membership::serde_bytes_vec")]
+    pub manifest: Vec<u8>,
+    pub volumes: Vec<VolumeImage>,
+    pub log: LogImage,
+    pub migrations: u32,
+    /// Run time so far, milliseconds (for `ps`).
+    pub run_ms: u64,
+}
+
+impl VesselImage {
+    pub fn check(&self) -> Result<(), VesselError> {
+        if self.version != VESSEL_VERSION {
+            return Err(VesselError::Version {
+                found: self.version,
+                expected: VESSEL_VERSION,
+            });
+        }
+        self.deployment.body.check()?;
+        too_many("volumes", self.volumes.len(), MAX_VOLUMES)?;
+        for v in &self.volumes {
+            v.check()?;
+        }
+        check_image("the log", &self.log.content)?;
+        check_image("the module", &self.module)?;
+        if self.module.size_bytes > crate::limits::MAX_DEPLOY_MODULE_BYTES as u64 {
+            return Err(VesselError::TooMany {
+                what: "the module's bytes",
+                found: self.module.size_bytes,
+                limit: crate::limits::MAX_DEPLOY_MODULE_BYTES as u64,
+            });
+        }
+        if self.log.content.size_bytes > MAX_LOG_BYTES {
+            return Err(VesselError::TooMany {
+                what: "the log's bytes",
+                found: self.log.content.size_bytes,
+                limit: MAX_LOG_BYTES,
+            });
+        }
+        Ok(())
+    }
+
+    pub fn vessel(&self) -> VesselId {
+        self.deployment.body.vessel
+    }
+
+    pub fn encode_and_hash(&self) -> (Vec<u8>, Hash) {
+        let bytes = crate::cbor::encode(self);
+        let h = Hash::of(&bytes);
+        (bytes, h)
+    }
+
+    /// The chunks of the module, the volumes and the log (the snapshot's
+    /// memory chunks are in its manifest).
+    pub fn own_chunks(&self) -> Vec<Hash> {
+        let mut out: Vec<Hash> = self.volumes.iter().flat_map(|v| v.chunks()).collect();
+        out.extend(self.log.content.chunks.iter().flatten().copied());
+        out.extend(self.module.chunks.iter().flatten().copied());
+        out
+    }
+}
+
+/// The log's framing: one record is `stream (1 byte: 1 stdout, 2 stderr)`,
+/// `length (u32 little-endian)`, then the bytes.
+pub const LOG_RECORD_HEADER_BYTES: usize = 5;
+
+/// Appends one record to a framed log.
+pub fn log_append(log: &mut Vec<u8>, stream: u8, bytes: &[u8]) {
+    log.push(stream);
+    log.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    log.extend_from_slice(bytes);
+}
+
+/// Splits a framed log into records; a torn last record is left out.
+pub fn log_records(log: &[u8]) -> Vec<(u8, &[u8])> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + LOG_RECORD_HEADER_BYTES <= log.len() {
+        let stream = log[at];
+        let len = u32::from_le_bytes(log[at + 1..at + 5].try_into().expect("4 bytes")) as usize;
+        let start = at + LOG_RECORD_HEADER_BYTES;
+        if start + len > log.len() {
+            break;
+        }
+        out.push((stream, &log[start..start + len]));
+        at = start + len;
+    }
+    out
+}
+
+/// Chunks needed to hold `size_bytes` (for sizing answers).
+pub fn chunks_for(size_bytes: u64) -> u64 {
+    size_bytes.div_ceil(CHUNK_SIZE_BYTES as u64)
+}
