@@ -204,10 +204,10 @@ pub fn handle(
             };
             return match authorize(state, peer, &req) {
                 Err(response) => {
-                    if let ControlResponse::Refused { reason } = &response {
+                    if let ControlResponse::Refused { reason } = &*response {
                         warn!(%peer, "control request refused: {reason}");
                     }
-                    Some((channel, response))
+                    Some((channel, *response))
                 }
                 Ok(()) => {
                     crate::mesh::vessels::control_command(
@@ -242,18 +242,19 @@ fn authorize(
     state: &mut NodeState,
     peer: PeerId,
     req: &SignedRequest,
-) -> Result<(), ControlResponse> {
+) -> Result<(), Box<ControlResponse>> {
     let own = state.identity.public_key();
-    req.verify_for(&own).map_err(|e| refused(e.to_string()))?;
+    req.verify_for(&own)
+        .map_err(|e| Box::new(refused(e.to_string())))?;
     state
         .control
         .redeem(&req.body.nonce, &peer)
-        .map_err(refused)?;
+        .map_err(|e| Box::new(refused(e)))?;
     if !state.trusted.contains(&req.user_key) {
-        return Err(refused(format!(
+        return Err(Box::new(refused(format!(
             "user key {} is not trusted by this node (a trusted user can run `meshnode trust add {}`)",
             req.user_key, req.user_key
-        )));
+        ))));
     }
     Ok(())
 }
@@ -320,7 +321,7 @@ fn signed(
 ) -> ControlResponse {
     let own = state.identity.public_key();
     if let Err(response) = authorize(state, peer, &req) {
-        return response;
+        return *response;
     }
     match req.body.command {
         Command::Peers { all } => ControlResponse::Peers(list_peers(state, all)),

@@ -42,6 +42,12 @@ pub struct Config {
     /// Node-local directories that deployments can mount by name
     /// (`meshnode deploy --mount GUEST=NAME`): name → host directory.
     pub mounts: std::collections::BTreeMap<String, PathBuf>,
+    /// Fuel (about one wasm instruction each) a vessel runs between two
+    /// looks at its commands: smaller reacts faster to a migration and
+    /// costs a little more run time.
+    pub vessel_fuel_slice: u64,
+    /// Most linear memory one vessel may have, bytes.
+    pub vessel_max_memory_bytes: u64,
 }
 
 impl Default for Config {
@@ -59,6 +65,8 @@ impl Default for Config {
             status_interval_ms: DEFAULT_STATUS_INTERVAL_MS,
             redial_interval_ms: DEFAULT_REDIAL_INTERVAL_MS,
             mounts: Default::default(),
+            vessel_fuel_slice: crate::dock::DEFAULT_FUEL_SLICE,
+            vessel_max_memory_bytes: crate::dock::DEFAULT_MAX_MEMORY_BYTES as u64,
         }
     }
 }
@@ -90,6 +98,14 @@ status_interval_ms = 2000
 
 # How often to re-dial bootstrap peers that are not connected.
 redial_interval_ms = 5000
+
+# Fuel (about one wasm instruction each) a vessel runs between two looks
+# at its commands (migrate, stop): smaller reacts faster, costs a little
+# more run time.
+vessel_fuel_slice = 4000000
+
+# Most linear memory one vessel may have (512 MiB).
+vessel_max_memory_bytes = 536870912
 
 # Node-local directories that deployments may mount by name
 # (`meshnode deploy --mount /guest/path=NAME`). Unlike volumes, they do not

@@ -68,6 +68,10 @@ pub struct StartArgs {
     #[arg(long, value_name = "DURATION", value_parser = crate::control::cli::parse_duration)]
     pub status_interval: Option<std::time::Duration>,
 
+    /// Fuel per vessel slice (default: from the config, 4000000).
+    #[arg(long, value_name = "N")]
+    pub fuel_slice: Option<u64>,
+
     /// The user key that enrols this node on first start (default:
     /// ~/.config/meshnode/user.key, created when missing unless --join).
     #[arg(long, value_name = "FILE")]
@@ -117,6 +121,9 @@ pub fn run_start(args: StartArgs) -> Result<i32> {
     }
     if let Some(d) = args.ping_interval {
         config.ping_interval_ms = (d.as_millis() as u64).max(10);
+    }
+    if let Some(n) = args.fuel_slice {
+        config.vessel_fuel_slice = n.max(1);
     }
     if let Some(d) = args.status_interval {
         config.status_interval_ms = (d.as_millis() as u64).max(100);
@@ -177,7 +184,11 @@ pub fn run_start(args: StartArgs) -> Result<i32> {
     let host = crate::vessel::Host::open(
         &data_dir.root,
         identity.peer_id.to_string(),
-        crate::dock::DockConfig::default(),
+        crate::dock::DockConfig {
+            fuel_slice: Some(config.vessel_fuel_slice.max(1)),
+            max_memory_bytes: config.vessel_max_memory_bytes as usize,
+            ..Default::default()
+        },
         config.mounts.clone(),
     )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -35,6 +35,14 @@ pub const PEER_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// load and a slow link.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A QUIC connection whose peer went silent this long is closed. A peer
+/// that restarts (a board that rebooted) leaves its old QUIC connection
+/// behind with no packet to say so; until it is closed, half of the
+/// requests to that peer would go down the dead one. libp2p's default is
+/// 10 s; 3 s with a keep-alive every second still rides out a lossy link.
+pub const QUIC_MAX_IDLE_TIMEOUT_MS: u32 = 3_000;
+pub const QUIC_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(1);
+
 /// How long a ping may take before it counts as failed.
 pub const PING_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -101,7 +109,11 @@ pub fn node_swarm(
             yamux::Config::default,
         )
         .map_err(|e| setup("TCP transport")(e.to_string()))?
-        .with_quic();
+        .with_quic_config(|mut c| {
+            c.max_idle_timeout = QUIC_MAX_IDLE_TIMEOUT_MS;
+            c.keep_alive_interval = QUIC_KEEP_ALIVE_INTERVAL;
+            c
+        });
     let mdns = if opts.mdns {
         Some(
             mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id)

@@ -151,13 +151,13 @@ pub enum NodeCommand {
     /// there is none) goes to `reply`.
     PeerRequest {
         peer: PeerId,
-        request: protocol::migrate::PeerRequest,
+        request: Box<protocol::migrate::PeerRequest>,
         reply: tokio::sync::oneshot::Sender<Result<protocol::migrate::PeerResponse, String>>,
     },
     /// Deliver a control answer that a task prepared.
     RespondControl {
         channel: request_response::ResponseChannel<ControlResponse>,
-        response: ControlResponse,
+        response: Box<ControlResponse>,
     },
     /// Deliver a vessel-protocol answer that a task prepared.
     RespondPeer {
@@ -430,14 +430,14 @@ fn handle_command(swarm: &mut Swarm<NodeBehaviour>, state: &mut NodeState, cmd: 
                     swarm.add_peer_address(peer, a);
                 }
             }
-            let id = swarm.behaviour_mut().vessel.send_request(&peer, request);
+            let id = swarm.behaviour_mut().vessel.send_request(&peer, *request);
             state.vessels_net.pending.insert(id, reply);
         }
         NodeCommand::RespondControl { channel, response } => {
             let _ = swarm
                 .behaviour_mut()
                 .control
-                .send_response(channel, response);
+                .send_response(channel, *response);
         }
         NodeCommand::RespondPeer { channel, response } => {
             let _ = swarm
@@ -820,7 +820,20 @@ fn handle_behaviour(
             ..
         }) => {
             if let Some(reply) = state.vessels_net.pending.remove(&request_id) {
-                let _ = reply.send(Err(format!("request to {peer} failed: {error}")));
+                // A lost or refused connection may be one that died with a
+                // restarted peer: the caller may retry it on another.
+                let transport = matches!(
+                    error,
+                    request_response::OutboundFailure::ConnectionClosed
+                        | request_response::OutboundFailure::DialFailure
+                        | request_response::OutboundFailure::Io(_)
+                );
+                let prefix = if transport {
+                    super::vessels::TRANSPORT_ERROR
+                } else {
+                    ""
+                };
+                let _ = reply.send(Err(format!("{prefix}request to {peer} failed: {error}")));
             }
         }
         NodeBehaviourEvent::Vessel(request_response::Event::InboundFailure {

@@ -56,6 +56,10 @@ pub const CHUNK_BATCHES_IN_FLIGHT: usize = 4;
 /// confirmed (it may be down; it resumes the vessel when it is back).
 pub const COMMIT_RETRY_INTERVAL: Duration = Duration::from_millis(500);
 
+/// Tries for a migration round's first request (a nonce) before the
+/// migration is given up (the vessel stays where it is).
+pub const NONCE_RETRIES: u32 = 8;
+
 /// How long a `ps` waits for each peer.
 pub const PS_PEER_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -146,10 +150,39 @@ pub struct Mesh {
     pub trusted: Vec<PublicKey>,
 }
 
+/// Marks an error of the connection rather than of the request.
+pub const TRANSPORT_ERROR: &str = "transport: ";
+
+/// Tries of an idempotent request whose connection failed.
+pub const TRANSPORT_RETRIES: u32 = 4;
+
 impl Mesh {
-    /// Sends one request to `peer` through the event loop and waits for the
-    /// answer; a refusal becomes an error with the peer's reason.
+    /// Sends one request to `peer` and waits for the answer, trying again
+    /// (on another connection) when the connection failed. Every request
+    /// but an offer is idempotent; an offer spends its nonce, so a failed
+    /// offer is retried by [`offer`] with a fresh one.
     pub async fn request(
+        &self,
+        peer: PeerId,
+        request: PeerRequest,
+    ) -> Result<PeerResponse, String> {
+        let retry = !matches!(request, PeerRequest::Offer { .. });
+        let mut tries = 0;
+        loop {
+            match self.request_once(peer, request.clone()).await {
+                Err(e) if retry && e.starts_with(TRANSPORT_ERROR) && tries < TRANSPORT_RETRIES => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                Err(e) => return Err(e.trim_start_matches(TRANSPORT_ERROR).to_string()),
+                ok => return ok,
+            }
+        }
+    }
+
+    /// Sends one request through the event loop and waits for the answer;
+    /// a refusal becomes an error with the peer's reason.
+    async fn request_once(
         &self,
         peer: PeerId,
         request: PeerRequest,
@@ -158,7 +191,7 @@ impl Mesh {
         self.tx
             .send(NodeCommand::PeerRequest {
                 peer,
-                request,
+                request: Box::new(request),
                 reply,
             })
             .await
@@ -187,7 +220,10 @@ fn respond_control(
     channel: ResponseChannel<protocol::control::ControlResponse>,
     response: ControlResponse,
 ) {
-    let _ = tx.try_send(NodeCommand::RespondControl { channel, response });
+    let _ = tx.try_send(NodeCommand::RespondControl {
+        channel,
+        response: Box::new(response),
+    });
 }
 
 fn refused(reason: impl Into<String>) -> ControlResponse {
@@ -724,6 +760,11 @@ async fn serve_async(
                         .collect()
                 };
                 for c in &chunks {
+                    // A batch sent again (its answer was lost) finds its
+                    // chunks stored already: nothing to do for those.
+                    if !expected.contains(&c.hash) && store.has_chunk(&c.hash) {
+                        continue;
+                    }
                     if !expected.contains(&c.hash) {
                         return Err(format!(
                             "chunk {} was not asked for by this migration",
@@ -869,6 +910,7 @@ fn prepare(
     vessel: VesselId,
     epoch: u64,
 ) -> Result<PeerResponse, String> {
+    fault_point("dest-prepare");
     let (image, manifest, image_hash) = {
         let inc = lock(incoming);
         let s = inc
@@ -932,6 +974,7 @@ fn commit(
     peer: PeerId,
     d: &DecisionBody,
 ) -> Result<PeerResponse, String> {
+    fault_point("dest-commit");
     let mut h = lock(host);
     if let Some(l) = h.vessels.get(&d.vessel) {
         match &l.record {
@@ -1074,9 +1117,34 @@ async fn offer(
     epoch: u64,
     image: Vec<u8>,
 ) -> Result<Vec<Hash>, String> {
-    let nonce = match mesh.request(to, PeerRequest::Nonce).await? {
-        PeerResponse::Nonce(n) => n,
-        other => return Err(format!("unexpected answer {other:?}")),
+    offer_attempt(mesh, to, kind, id, epoch, image, 0).await
+}
+
+async fn offer_attempt(
+    mesh: &Mesh,
+    to: PeerId,
+    kind: OfferKind,
+    id: VesselId,
+    epoch: u64,
+    image: Vec<u8>,
+    attempt: u32,
+) -> Result<Vec<Hash>, String> {
+    // The first request of a round may hit a connection that died with a
+    // restarted peer (closed within the QUIC idle timeout): try again on
+    // another before giving up. Nothing has happened yet, so a retry is
+    // safe.
+    let mut tries = 0;
+    let nonce = loop {
+        match mesh.request(to, PeerRequest::Nonce).await {
+            Ok(PeerResponse::Nonce(n)) => break n,
+            Ok(other) => return Err(format!("unexpected answer {other:?}")),
+            Err(e) if tries < NONCE_RETRIES && !e.contains("refused") => {
+                tries += 1;
+                warn!(vessel = %id, %to, "no nonce yet ({e}); retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e),
+        }
     };
     let body = OfferBody {
         version: PEER_PROTOCOL_VERSION,
@@ -1090,11 +1158,25 @@ async fn offer(
     };
     let offer = Offer::sign(&mesh.signing, body);
     match mesh
-        .request(to, PeerRequest::Offer { offer, image })
-        .await?
+        .request_once(
+            to,
+            PeerRequest::Offer {
+                offer,
+                image: image.clone(),
+            },
+        )
+        .await
     {
-        PeerResponse::Lacking(l) => Ok(l),
-        other => Err(format!("unexpected answer {other:?}")),
+        Ok(PeerResponse::Lacking(l)) => Ok(l),
+        Ok(other) => Err(format!("unexpected answer {other:?}")),
+        // The offer may or may not have arrived; a new nonce makes a new
+        // offer, which replaces the old one at the destination.
+        Err(e) if e.starts_with(TRANSPORT_ERROR) && attempt < TRANSPORT_RETRIES => {
+            warn!(vessel = %id, %to, "offer lost ({e}); offering again");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Box::pin(offer_attempt(mesh, to, kind, id, epoch, image, attempt + 1)).await
+        }
+        Err(e) => Err(e.trim_start_matches(TRANSPORT_ERROR).to_string()),
     }
 }
 
@@ -1156,16 +1238,6 @@ async fn send_chunks(
     Ok(total)
 }
 
-fn count_chunks(images: &[&ChunkedImage]) -> u64 {
-    let mut all: Vec<Hash> = images
-        .iter()
-        .flat_map(|i| i.chunks.iter().flatten().copied())
-        .collect();
-    all.sort();
-    all.dedup();
-    all.len() as u64
-}
-
 /// Moves vessel `id` to `to`: pre-copy rounds while it runs, then the final
 /// round while it is paused, then the commit. Any failure before the commit
 /// resumes the vessel here.
@@ -1214,6 +1286,8 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
     };
     let new_epoch = epoch + 1;
     let tracker = Arc::new(Mutex::new(MemoryTracker::default()));
+    // Every chunk sent during this migration.
+    let mut sent: HashSet<Hash> = HashSet::new();
 
     // Pre-copy: the vessel keeps running.
     for round in 0..MAX_WARM_ROUNDS {
@@ -1221,7 +1295,7 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
         send_cmd(RunnerCmd::CopyMemory(tx))?;
         let memory = rx
             .await
-            .map_err(|_| "the vessel ended during the migration")?;
+            .map_err(|_| "the vessel ended before it could move")?;
         let (t, s) = (tracker.clone(), store.clone());
         let changed = tokio::task::spawn_blocking(move || lock(&t).update(&s, &memory))
             .await
@@ -1230,15 +1304,9 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
         let mem_image = lock(&tracker).image.clone();
         let warm = protocol::cbor::encode(&vec![mem_image.clone(), module_image.clone()]);
         let lacking = offer(mesh, to, OfferKind::Warm, id, new_epoch, warm).await?;
-        let skipped =
-            count_chunks(&[&mem_image, &module_image]).saturating_sub(lacking.len() as u64);
+        sent.extend(lacking.iter().copied());
         send_chunks(mesh, to, id, new_epoch, lacking).await?;
-        set_report(mesh, id, |r| {
-            r.rounds = round + 1;
-            if round == 0 {
-                r.chunks_skipped += skipped;
-            }
-        });
+        set_report(mesh, id, |r| r.rounds = round + 1);
         if round > 0 && changed <= WARM_CONVERGED_CHUNKS {
             break;
         }
@@ -1250,7 +1318,7 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
     send_cmd(RunnerCmd::Pause(tx))?;
     let (capture, paused_at) = rx
         .await
-        .map_err(|_| "the vessel's thread ended".to_string())??;
+        .map_err(|_| "the vessel ended before it could move".to_string())??;
     let final_image = {
         let (t, s) = (tracker.clone(), store.clone());
         let module = module.clone();
@@ -1304,6 +1372,11 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
     let (image_bytes, image_hash) = final_image.encode_and_hash();
     // Pair assertion with the destination's check of the same hash.
     debug_assert_eq!(Hash::of(&image_bytes), image_hash);
+    // Kept (not synced) so `ps` and `logs` still know the vessel after a
+    // restart; the commit needs only the record.
+    if let Err(e) = store.put_image_doc(&image_bytes, false) {
+        warn!(vessel = %id, "cannot keep its image: {e}");
+    }
 
     let sent: Result<(), String> = async {
         let lacking = offer(
@@ -1317,11 +1390,14 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
         .await?;
         let manifest: Manifest =
             protocol::cbor::decode(&final_image.manifest).map_err(|e| e.to_string())?;
-        let total = count_chunks(&[&manifest.memory, &module_image])
-            + final_image.own_chunks().len() as u64;
-        let skipped = total.saturating_sub(lacking.len() as u64);
+        sent.extend(lacking.iter().copied());
         send_chunks(mesh, to, id, new_epoch, lacking).await?;
-        set_report(mesh, id, |r| r.chunks_skipped += skipped);
+        // Skipped: chunks of the image that the destination had before this
+        // migration began (earlier visits, other vessels, the same module).
+        let mut needed: HashSet<Hash> = final_image.own_chunks().into_iter().collect();
+        needed.extend(manifest.memory.chunks.iter().flatten().copied());
+        let skipped = needed.iter().filter(|h| !sent.contains(h)).count() as u64;
+        set_report(mesh, id, |r| r.chunks_skipped = skipped);
         match mesh
             .request(
                 to,
@@ -1482,6 +1558,33 @@ pub fn recover(state: &NodeState) {
     let mesh = mesh_of(state);
     let records = lock(&mesh.host).read_records();
     for (id, record) in records {
+        // A committed move is finished first, image or not: the
+        // destination holds everything it needs.
+        if let Record::Left {
+            epoch,
+            image: ih,
+            to,
+            acked: false,
+        } = &record
+        {
+            if let Ok(to) = PeerId::from_bytes(to) {
+                let decision = Decision::sign(
+                    &mesh.signing,
+                    DecisionBody {
+                        version: PEER_PROTOCOL_VERSION,
+                        vessel: id,
+                        epoch: *epoch,
+                        image: *ih,
+                        source: PeerIdBytes(mesh.me.to_bytes()),
+                        destination: PeerIdBytes(to.to_bytes()),
+                        commit: true,
+                    },
+                );
+                info!(vessel = %id, %to, "finishing a commit decided before the restart");
+                let m = mesh.clone();
+                tokio::spawn(async move { send_commit(&m, id, to, decision).await });
+            }
+        }
         let mut h = lock(&mesh.host);
         let image = match h.store.get_image_doc(&record.image()) {
             Ok(bytes) => match protocol::cbor::decode::<VesselImage>(&bytes) {
@@ -1492,7 +1595,9 @@ pub fn recover(state: &NodeState) {
                 }
             },
             Err(e) => {
-                warn!(vessel = %id, "its image is missing: {e}");
+                if !matches!(record, Record::Left { .. }) {
+                    warn!(vessel = %id, "its image is missing: {e}");
+                }
                 continue;
             }
         };
@@ -1542,32 +1647,6 @@ pub fn recover(state: &NodeState) {
                 );
                 if matches!(&record, Record::Left { .. }) {
                     h.remember_departed(record.image());
-                }
-                if let Record::Left {
-                    epoch,
-                    image: ih,
-                    to,
-                    acked: false,
-                } = &record
-                {
-                    let Ok(to) = PeerId::from_bytes(to) else {
-                        continue;
-                    };
-                    let decision = Decision::sign(
-                        &mesh.signing,
-                        DecisionBody {
-                            version: PEER_PROTOCOL_VERSION,
-                            vessel: id,
-                            epoch: *epoch,
-                            image: *ih,
-                            source: PeerIdBytes(mesh.me.to_bytes()),
-                            destination: PeerIdBytes(to.to_bytes()),
-                            commit: true,
-                        },
-                    );
-                    info!(vessel = %id, %to, "finishing a commit decided before the restart");
-                    let m = mesh.clone();
-                    tokio::spawn(async move { send_commit(&m, id, to, decision).await });
                 }
             }
             // Waits for its source's commit (see `commit`), never runs alone.

@@ -47,7 +47,7 @@ impl Runner {
     pub fn send(&self, cmd: Command) -> Result<(), String> {
         self.tx
             .send(cmd)
-            .map_err(|_| "the vessel's thread has ended".to_string())
+            .map_err(|_| "the vessel ended before it could move".to_string())
     }
 
     /// How it ended: (text, exit code or None for a trap).
@@ -87,6 +87,7 @@ pub fn spawn(
         run_ms: Mutex::new(0),
     });
     let s = shared.clone();
+    let pace = slice_pace();
     let thread = std::thread::Builder::new()
         .name(format!("vessel-{id}"))
         .spawn(move || {
@@ -120,7 +121,11 @@ pub fn spawn(
                 *s.run_ms.lock().unwrap_or_else(|p| p.into_inner()) =
                     started.elapsed().as_millis() as u64;
                 match slice {
-                    Slice::Yielded => {}
+                    Slice::Yielded => {
+                        if let Some(p) = pace {
+                            std::thread::sleep(p);
+                        }
+                    }
                     Slice::Unwound => {
                         let at = Instant::now();
                         let capture = vessel.capture(0).map_err(|e| e.to_string());
@@ -143,7 +148,9 @@ pub fn spawn(
                         };
                         // A pause asked of an ending vessel: it ended first.
                         if let Some(reply) = pause.take() {
-                            let _ = reply.send(Err(format!("the vessel ended first ({text})")));
+                            let _ = reply.send(Err(format!(
+                                "the vessel ended before it could move ({text})"
+                            )));
                         }
                         log.lock()
                             .unwrap_or_else(|p| p.into_inner())
@@ -160,6 +167,18 @@ pub fn spawn(
         shared,
         _thread: thread,
     })
+}
+
+/// Test pacing: `MESHNODE_TEST_SLICE_PACE_MS=N` sleeps N ms after every
+/// slice, so that the migration tests can move even a short program several
+/// times while it runs. Never set in production; the workload is otherwise
+/// unchanged (same instructions, same migration points).
+fn slice_pace() -> Option<Duration> {
+    let ms: u64 = std::env::var("MESHNODE_TEST_SLICE_PACE_MS")
+        .ok()?
+        .parse()
+        .ok()?;
+    (ms > 0).then(|| Duration::from_millis(ms))
 }
 
 /// Waits (polling) until `f` holds or `timeout` passes.

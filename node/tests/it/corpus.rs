@@ -609,7 +609,7 @@ pub(crate) fn run_program(
     }
 }
 
-fn apply_setup(root: &Path, line: &str, program: &str) {
+pub(crate) fn apply_setup(root: &Path, line: &str, program: &str) {
     let (kind, rest) = line.split_once(' ').unwrap_or((line, ""));
     let (path, value) = rest.split_once('=').unwrap_or((rest, ""));
     let p = root.join(path.trim());

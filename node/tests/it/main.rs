@@ -9,6 +9,7 @@ mod corpus;
 mod cross_cpu;
 mod dock;
 mod mesh;
+mod mesh_vessels;
 mod migrate;
 mod snapshot;
 mod support;

@@ -11,26 +11,26 @@ use serde_json::Value;
 
 /// Generous for a loaded 2-core CI machine; every wait polls, so a healthy
 /// run finishes in a few seconds.
-const TIMEOUT: Duration = Duration::from_secs(30);
-const POLL: Duration = Duration::from_millis(200);
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const POLL: Duration = Duration::from_millis(200);
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_meshnode"))
 }
 
 /// One user: a temporary HOME with its own config and data directories.
-struct User {
-    home: tempfile::TempDir,
+pub(crate) struct User {
+    pub(crate) home: tempfile::TempDir,
 }
 
 impl User {
-    fn new() -> User {
+    pub(crate) fn new() -> User {
         User {
             home: tempfile::tempdir().unwrap(),
         }
     }
 
-    fn cmd(&self) -> Command {
+    pub(crate) fn cmd(&self) -> Command {
         let mut c = Command::new(bin());
         let h = self.home.path();
         c.env("HOME", h)
@@ -42,24 +42,40 @@ impl User {
         c
     }
 
-    fn user_key_file(&self) -> PathBuf {
+    pub(crate) fn user_key_file(&self) -> PathBuf {
         self.home.path().join(".config/meshnode/user.key")
     }
 
     /// Runs a CLI command and returns its output.
-    fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         self.cmd().args(args).output().unwrap()
     }
 
-    fn start(&self, name: &str, peers: &[String], extra: &[&str]) -> Node {
+    pub(crate) fn start(&self, name: &str, peers: &[String], extra: &[&str]) -> Node {
         let data_dir = self.home.path().join(name);
         std::fs::create_dir_all(&data_dir).unwrap();
         self.start_in(&data_dir, peers, extra)
     }
 
-    fn start_in(&self, data_dir: &Path, peers: &[String], extra: &[&str]) -> Node {
+    pub(crate) fn start_in(&self, data_dir: &Path, peers: &[String], extra: &[&str]) -> Node {
+        self.start_env(data_dir, peers, extra, &[])
+    }
+
+    /// Starts a node with extra environment variables (test pacing, fault
+    /// injection). Its log is appended to, so a restart keeps the history.
+    pub(crate) fn start_env(
+        &self,
+        data_dir: &Path,
+        peers: &[String],
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Node {
+        std::fs::create_dir_all(data_dir).unwrap();
         let log = data_dir.with_extension("log");
         let mut c = self.cmd();
+        for (k, v) in envs {
+            c.env(k, v);
+        }
         c.arg("start")
             .arg("--data-dir")
             .arg(data_dir)
@@ -74,9 +90,13 @@ impl User {
         for p in peers {
             c.args(["--peer", p]);
         }
-        c.args(extra)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
+        c.args(extra).stdout(Stdio::null()).stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .unwrap(),
+        );
         let child = c.spawn().unwrap();
         Node {
             child,
@@ -87,10 +107,10 @@ impl User {
 }
 
 /// A running node; killed when dropped.
-struct Node {
-    child: Child,
-    data_dir: PathBuf,
-    log: PathBuf,
+pub(crate) struct Node {
+    pub(crate) child: Child,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) log: PathBuf,
 }
 
 impl Drop for Node {
@@ -101,13 +121,13 @@ impl Drop for Node {
 }
 
 impl Node {
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Waits for the node's address file; returns its QUIC address with
     /// `/p2p/ID`.
-    fn wait_ready(&mut self) -> String {
+    pub(crate) fn wait_ready(&mut self) -> String {
         let deadline = Instant::now() + TIMEOUT;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -136,7 +156,7 @@ impl Node {
         }
     }
 
-    fn peer_id(&self) -> String {
+    pub(crate) fn peer_id(&self) -> String {
         let text = std::fs::read_to_string(self.data_dir.join("node.addrs")).unwrap();
         text.lines()
             .next()
@@ -147,12 +167,12 @@ impl Node {
             .to_string()
     }
 
-    fn dir(&self) -> &str {
+    pub(crate) fn dir(&self) -> &str {
         self.data_dir.to_str().unwrap()
     }
 
     /// Waits for the process to exit by itself; returns its exit code and log.
-    fn wait_exit(&mut self) -> (i32, String) {
+    pub(crate) fn wait_exit(&mut self) -> (i32, String) {
         let deadline = Instant::now() + TIMEOUT;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -170,7 +190,7 @@ impl Node {
 }
 
 /// `meshnode peers --json [--all]` against `node`, as `user`.
-fn peers(user: &User, node: &Node, all: bool) -> Result<Vec<Value>, String> {
+pub(crate) fn peers(user: &User, node: &Node, all: bool) -> Result<Vec<Value>, String> {
     let mut args = vec!["peers", "--json", "--data-dir", node.dir()];
     if all {
         args.push("--all");
@@ -184,7 +204,7 @@ fn peers(user: &User, node: &Node, all: bool) -> Result<Vec<Value>, String> {
 }
 
 /// Polls `cond` on `node`'s member peers until it holds.
-fn wait_for_peers(
+pub(crate) fn wait_for_peers(
     user: &User,
     node: &Node,
     what: &str,
@@ -207,7 +227,7 @@ fn wait_for_peers(
     );
 }
 
-fn complete(p: &Value, peer_id: &str) -> bool {
+pub(crate) fn complete(p: &Value, peer_id: &str) -> bool {
     p["peer_id"] == peer_id
         && p["member"] == true
         && p["rtt_ms"].as_f64().is_some_and(|r| r > 0.0)
@@ -216,7 +236,7 @@ fn complete(p: &Value, peer_id: &str) -> bool {
         && !p["addresses"].as_array().unwrap().is_empty()
 }
 
-fn sees_all(peers: &[Value], ids: &[&str]) -> bool {
+pub(crate) fn sees_all(peers: &[Value], ids: &[&str]) -> bool {
     ids.iter().all(|id| peers.iter().any(|p| complete(p, id)))
 }
 
@@ -230,7 +250,7 @@ fn sigterm(child: &Child) {
     assert!(status.success());
 }
 
-fn stderr(o: &Output) -> String {
+pub(crate) fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
@@ -554,6 +574,15 @@ impl InProcessNode {
             certificate: Some(cert),
             join: None,
             commands: Some(cmd_rx),
+            host: std::sync::Arc::new(std::sync::Mutex::new(
+                meshnode::vessel::Host::open(
+                    dir,
+                    peer_id.clone(),
+                    Default::default(),
+                    Default::default(),
+                )
+                .unwrap(),
+            )),
         };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {

@@ -26,6 +26,9 @@ use protocol::wasi::{ClockState, Descriptor, DescriptorKind, Preopen, StdioPosit
 use super::abi::*;
 use super::mem::MAX_IO_BYTES;
 
+/// Takes one whole write of a vessel's stdout or stderr.
+pub type RecordFn = Arc<dyn Fn(&[u8]) + Send + Sync>;
+
 /// Where a vessel's standard output or error goes.
 #[derive(Clone, Default)]
 pub enum OutputSink {
@@ -36,7 +39,7 @@ pub enum OutputSink {
     Buffer(Arc<Mutex<Vec<u8>>>),
     /// A function that takes each write whole: a node's vessel log, which
     /// keeps stdout and stderr in one ordered record stream.
-    Record(Arc<dyn Fn(&[u8]) + Send + Sync>),
+    Record(RecordFn),
 }
 
 /// Where a vessel's standard input comes from.
