@@ -180,7 +180,8 @@ static void drop_client(int i, const char *why) {
 
 // Reads what is there. Returns 0 when the client is gone for good.
 static int read_client(struct client *c) {
-    char chunk[READ_CHUNK];
+    // Not on the stack: wasm32's default stack is only 64 KiB.
+    static char chunk[READ_CHUNK];
     for (;;) {
         ssize_t n = recv(c->fd, chunk, sizeof chunk, 0);
         if (n > 0) { buf_add(&c->in, chunk, n); continue; }

@@ -666,9 +666,10 @@ impl WasiCtx {
                 }
                 pread_up_to(self.file(fd)?, offset, len)
             }
-            DescriptorKind::PreopenRoot { .. } | DescriptorKind::Directory { .. } => {
-                Err(Errno::BADF)
-            }
+            DescriptorKind::PreopenRoot { .. }
+            | DescriptorKind::Directory { .. }
+            | DescriptorKind::Listener(_)
+            | DescriptorKind::Connection(_) => Err(Errno::BADF),
             _ => Err(Errno::SPIPE),
         }
     }
@@ -716,9 +717,10 @@ impl WasiCtx {
                     .map_err(Errno::from)?;
                 Ok(data.len())
             }
-            DescriptorKind::PreopenRoot { .. } | DescriptorKind::Directory { .. } => {
-                Err(Errno::BADF)
-            }
+            DescriptorKind::PreopenRoot { .. }
+            | DescriptorKind::Directory { .. }
+            | DescriptorKind::Listener(_)
+            | DescriptorKind::Connection(_) => Err(Errno::BADF),
             _ => Err(Errno::SPIPE),
         }
     }
@@ -726,9 +728,10 @@ impl WasiCtx {
     pub fn fd_seek(&mut self, fd: u32, delta: i64, whence: u8) -> Result<u64, Errno> {
         let size = match &self.desc(fd)?.kind {
             DescriptorKind::File { .. } => self.file(fd)?.metadata().map_err(Errno::from)?.len(),
-            DescriptorKind::PreopenRoot { .. } | DescriptorKind::Directory { .. } => {
-                return Err(Errno::BADF)
-            }
+            DescriptorKind::PreopenRoot { .. }
+            | DescriptorKind::Directory { .. }
+            | DescriptorKind::Listener(_)
+            | DescriptorKind::Connection(_) => return Err(Errno::BADF),
             _ => return Err(Errno::SPIPE),
         };
         let DescriptorKind::File { offset, .. } = &mut self.desc_mut(fd)?.kind else {
@@ -751,9 +754,10 @@ impl WasiCtx {
     pub fn fd_tell(&mut self, fd: u32) -> Result<u64, Errno> {
         match &self.desc(fd)?.kind {
             DescriptorKind::File { offset, .. } => Ok(*offset),
-            DescriptorKind::PreopenRoot { .. } | DescriptorKind::Directory { .. } => {
-                Err(Errno::BADF)
-            }
+            DescriptorKind::PreopenRoot { .. }
+            | DescriptorKind::Directory { .. }
+            | DescriptorKind::Listener(_)
+            | DescriptorKind::Connection(_) => Err(Errno::BADF),
             _ => Err(Errno::SPIPE),
         }
     }
@@ -805,9 +809,10 @@ impl WasiCtx {
         }
         match self.desc(fd)?.kind {
             DescriptorKind::File { .. } => Ok(()),
-            DescriptorKind::PreopenRoot { .. } | DescriptorKind::Directory { .. } => {
-                Err(Errno::BADF)
-            }
+            DescriptorKind::PreopenRoot { .. }
+            | DescriptorKind::Directory { .. }
+            | DescriptorKind::Listener(_)
+            | DescriptorKind::Connection(_) => Err(Errno::BADF),
             _ => Err(Errno::SPIPE),
         }
     }
@@ -815,9 +820,10 @@ impl WasiCtx {
     pub fn fd_allocate(&mut self, fd: u32, offset: u64, len: u64) -> Result<(), Errno> {
         let write = match self.desc(fd)?.kind {
             DescriptorKind::File { write, .. } => write,
-            DescriptorKind::PreopenRoot { .. } | DescriptorKind::Directory { .. } => {
-                return Err(Errno::BADF)
-            }
+            DescriptorKind::PreopenRoot { .. }
+            | DescriptorKind::Directory { .. }
+            | DescriptorKind::Listener(_)
+            | DescriptorKind::Connection(_) => return Err(Errno::BADF),
             _ => return Err(Errno::SPIPE),
         };
         if !write {

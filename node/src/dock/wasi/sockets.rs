@@ -150,8 +150,9 @@ impl WasiCtx {
     pub fn sock_accept(&mut self, fd: u32, flags: u16) -> Result<u32, Errno> {
         match &self.desc(fd)?.kind {
             DescriptorKind::Listener(_) => {}
-            // Accepting on a connected socket: EINVAL, as Linux accept(2).
-            DescriptorKind::Connection(_) => return Err(Errno::INVAL),
+            // A socket in the wrong role: EBADF, as wasmtime (Linux accept(2)
+            // says EINVAL).
+            DescriptorKind::Connection(_) => return Err(Errno::BADF),
             _ => return Err(Errno::NOTSOCK),
         }
         if flags & !FDFLAGS_ALL != 0 {
