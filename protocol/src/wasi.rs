@@ -276,3 +276,100 @@ pub struct StdioPositions {
     pub stdout_bytes: u64,
     pub stderr_bytes: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::{MAX_SOCKET_UNREAD_BYTES, MAX_VESSEL_CONNECTIONS};
+
+    fn state_with(kinds: Vec<DescriptorKind>) -> WasiState {
+        WasiState {
+            args: vec![],
+            env: vec![],
+            preopens: vec![],
+            fds: kinds
+                .into_iter()
+                .enumerate()
+                .map(|(i, kind)| {
+                    (
+                        3 + i as u32,
+                        Descriptor {
+                            kind,
+                            rights_base: 0,
+                            rights_inheriting: 0,
+                            fdflags: 0,
+                        },
+                    )
+                })
+                .collect(),
+            clocks: ClockState::default(),
+            stdio: StdioPositions::default(),
+        }
+    }
+
+    fn conn(id: u64, unread: usize) -> DescriptorKind {
+        DescriptorKind::Connection(ConnectionState {
+            unread: vec![0xab; unread],
+            received_bytes: unread as u64 + 5,
+            sent_bytes: 9,
+            ..ConnectionState::new(id, "127.0.0.1:80".into())
+        })
+    }
+
+    #[test]
+    fn sockets_round_trip_and_unread_bytes_travel_as_a_byte_string() {
+        let s = state_with(vec![
+            DescriptorKind::Listener(ListenerState {
+                service: "127.0.0.1:80".into(),
+                pending: vec![7, 8],
+            }),
+            conn(1, 1000),
+        ]);
+        s.check_sockets().unwrap();
+        let bytes = crate::cbor::encode(&s);
+        // A byte string: about one byte per unread byte, not two.
+        assert!(bytes.len() < 1500, "{} bytes", bytes.len());
+        assert_eq!(crate::cbor::decode::<WasiState>(&bytes).unwrap(), s);
+    }
+
+    #[test]
+    fn check_sockets_names_each_limit() {
+        let too_big = state_with(vec![conn(1, MAX_SOCKET_UNREAD_BYTES + 1)]);
+        assert!(matches!(
+            too_big.check_sockets(),
+            Err(SocketStateError::UnreadTooLarge { limit_bytes, .. }) if limit_bytes == MAX_SOCKET_UNREAD_BYTES
+        ));
+        let pending: Vec<u64> = (0..=MAX_VESSEL_CONNECTIONS as u64).collect();
+        let many = state_with(vec![DescriptorKind::Listener(ListenerState {
+            service: "s".into(),
+            pending,
+        })]);
+        assert!(matches!(
+            many.check_sockets(),
+            Err(SocketStateError::TooManyConnections { limit, .. }) if limit == MAX_VESSEL_CONNECTIONS
+        ));
+        let mut lying = state_with(vec![conn(1, 10)]);
+        if let Some(Descriptor {
+            kind: DescriptorKind::Connection(c),
+            ..
+        }) = lying.fds.get_mut(&3)
+        {
+            c.received_bytes = 3;
+        }
+        assert!(matches!(
+            lying.check_sockets(),
+            Err(SocketStateError::UnreadPastReceived { .. })
+        ));
+        let twice = state_with(vec![
+            conn(4, 0),
+            DescriptorKind::Listener(ListenerState {
+                service: "s".into(),
+                pending: vec![4],
+            }),
+        ]);
+        assert_eq!(
+            twice.check_sockets(),
+            Err(SocketStateError::DuplicateConnection { id: 4 })
+        );
+    }
+}

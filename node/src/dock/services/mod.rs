@@ -611,7 +611,8 @@ mod tests {
         assert_eq!(hub.send_room(1).unwrap(), 0);
         hub.net_end(1, StreamEnd::Reset);
         assert_eq!(hub.send(1, 0, b"x"), Err(HubError::Reset));
-        for id in 2..2 + MAX_VESSEL_CONNECTIONS as u64 {
+        // Connection 1 still waits: 127 more fill the queue.
+        for id in 2..1 + MAX_VESSEL_CONNECTIONS as u64 {
             hub.net_open("s", id).unwrap();
         }
         assert!(matches!(
