@@ -8,6 +8,11 @@
 //! host resolved them when they were opened (symlinks followed), so that
 //! opening the same relative path beneath the destination's directory for the
 //! same guest path finds the same file.
+//!
+//! Sockets hold no host socket either: a listener names its service port,
+//! a connection carries its unread bytes and two stream offsets, and the
+//! bytes themselves pass through the node's service hub, which continues
+//! the streams from those offsets after a rebuild.
 
 use std::collections::BTreeMap;
 
