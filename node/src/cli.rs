@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
-use crate::dock::wasi::{DirMapping, WasiCtx, WasiOptions};
+use crate::dock::services::tcp::TcpServices;
+use crate::dock::services::ServiceHub;
+use crate::dock::wasi::{DirMapping, Services, WasiCtx, WasiOptions};
 use crate::dock::{self, snapshot, DockConfig, Exit, Mode, Slice, Vessel, VesselModule};
 use crate::store::{ChunkStore, MemChunks};
 
@@ -118,6 +120,15 @@ pub struct RunArgs {
     /// other variables.
     #[arg(long = "env", value_name = "KEY[=VALUE]")]
     pub envs: Vec<String>,
+
+    /// Give the program a listening TCP socket on HOST:PORT, as wasmtime's
+    /// --tcplisten does. Repeatable. The sockets are the program's
+    /// descriptors 3, 4, ... in the order given, before the --dir
+    /// directories; it serves clients with accept, recv, send and poll. With
+    /// port 0 the OS picks a port, printed on stderr. The program never holds
+    /// the host socket, so it can still be captured and moved.
+    #[arg(long = "tcplisten", value_name = "HOST:PORT")]
+    pub tcplisten: Vec<String>,
 
     /// Cap on the program's linear memory, e.g. 64MiB, 1GiB or a number of
     /// bytes. Growing past it fails inside the program (malloc returns NULL).
@@ -348,12 +359,31 @@ pub fn run(args: RunArgs) -> Result<i32> {
             }
             other => other?,
         };
-    let wasi = WasiCtx::new(WasiOptions {
-        args: argv,
-        env,
-        dirs: dirs.clone(),
-        stdio: Default::default(),
-    })
+    let tcp = if args.tcplisten.is_empty() {
+        None
+    } else {
+        let tcp = TcpServices::bind(&args.tcplisten)?;
+        for (name, local) in tcp.local_addrs() {
+            if name.ends_with(":0") {
+                eprintln!("meshnode: --tcplisten {name}: listening on {local}");
+            }
+        }
+        Some(tcp)
+    };
+    let services = tcp.as_ref().map(|t| Services {
+        hub: t.hub(),
+        ports: t.services(),
+    });
+    let hub = services.as_ref().map(|s| s.hub.clone());
+    let wasi = WasiCtx::new_with_services(
+        WasiOptions {
+            args: argv,
+            env,
+            dirs: dirs.clone(),
+            stdio: Default::default(),
+        },
+        services,
+    )
     .with_context(|| {
         format!(
             "{}: cannot set up the program's environment",
@@ -363,20 +393,31 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let vessel = Vessel::new(&engine, &vm, wasi, &config)
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.module.display()))?;
     let name = args.module.display().to_string();
-    match args.migrate_every {
+    let result = match args.migrate_every {
         Some(n) => storm(
             &engine,
             &vm,
             vessel,
             &config,
             &dirs,
+            hub,
             n,
             args.max_migrations,
             &name,
         ),
         None => drive(&vm, vessel, &config, &args.checkpoint, 0, &name),
+    };
+    if let Some(tcp) = tcp {
+        // The program is gone: what it sent still reaches its clients,
+        // then each connection gets a FIN.
+        tcp.finish(SERVICES_FLUSH_TIMEOUT);
     }
+    result
 }
+
+/// How long `meshnode run` waits, after the program ended, for the bytes it
+/// sent to reach its clients.
+const SERVICES_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The process exit status for a program's exit code. A process status has
 /// 8 bits: a code above 255 would be silently truncated (256 would look like
@@ -452,6 +493,7 @@ fn storm(
     mut vessel: Vessel,
     config: &DockConfig,
     dirs: &[DirMapping],
+    hub: Option<std::sync::Arc<dyn ServiceHub>>,
     n: u32,
     max_migrations: Option<u64>,
     name: &str,
@@ -494,10 +536,17 @@ fn storm(
                     &decoded,
                     config.max_memory_bytes as u64,
                 )?;
-                let wasi = WasiCtx::rebuild(decoded.wasi.clone(), dirs, Default::default())
-                    .with_context(|| {
-                        format!("{name}: migration {migrations}: cannot rebuild WASI state")
-                    })?;
+                // Sockets continue against the same hub: what the state
+                // holds plus what the hub still has is every byte, once.
+                let wasi = WasiCtx::rebuild_with_hub(
+                    decoded.wasi.clone(),
+                    dirs,
+                    Default::default(),
+                    hub.clone(),
+                )
+                .with_context(|| {
+                    format!("{name}: migration {migrations}: cannot rebuild WASI state")
+                })?;
                 vessel = Vessel::resume(engine, vm, &capture, wasi, config)
                     .with_context(|| format!("{name}: migration {migrations}"))?;
                 if max_migrations.is_none_or(|k| migrations < k) {

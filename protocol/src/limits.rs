@@ -182,3 +182,36 @@ pub const MAX_DEPARTED_IMAGES: usize = 64;
 
 /// How long a migration nonce stays good: issue to offer is one round trip.
 pub const MIGRATION_NONCE_TTL_SECS: u64 = 60;
+
+// Services: sockets of a vessel (protocol/src/wasi.rs, node/src/dock/wasi).
+// A socket's state travels inside the WASI state, so each of these also
+// bounds what a snapshot can make a node buffer.
+
+/// Most listening sockets (service ports) one vessel may be given. A service
+/// exposes a handful of ports (HTTP, an admin port, ...).
+pub const MAX_SERVICE_PORTS: usize = 16;
+
+/// Most connections one vessel holds at once, open or taken from the hub and
+/// waiting to be accepted. Each may carry up to [`MAX_SOCKET_UNREAD_BYTES`]
+/// in the state, so this times that stays well under
+/// [`MAX_CBOR_DOCUMENT_BYTES`] (128 × 256 KiB = 32 MiB). Connections past it
+/// wait in the hub (and, for TCP, in the kernel's backlog) until the vessel
+/// closes some.
+pub const MAX_VESSEL_CONNECTIONS: usize = 128;
+
+/// Most bytes of one connection that the dock holds for the vessel before it
+/// reads them (Linux's default TCP receive buffer is 128 KiB, growing to a
+/// few MiB). Past it the dock takes no more from the hub, which holds the
+/// rest and pushes back on the client: a slow reader never makes the state
+/// (and so a migration) grow without bound.
+pub const MAX_SOCKET_UNREAD_BYTES: usize = 256 * 1024;
+
+/// Most bytes of one connection that a hub buffers in each direction between
+/// the network and the dock (bytes the dock has not taken yet, bytes the
+/// vessel sent that the network has not taken yet). A full buffer is
+/// backpressure: the client's sends block, the vessel's sends block or get
+/// `EAGAIN`.
+pub const MAX_HUB_BUFFER_BYTES: usize = 256 * 1024;
+
+/// Longest service port name (for `--tcplisten`, the address as given).
+pub const MAX_SERVICE_NAME_BYTES: usize = 256;

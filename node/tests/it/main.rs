@@ -3,6 +3,7 @@
 
 mod cli_errors;
 mod sandbox;
+mod services;
 mod wasi_errno;
 
 mod corpus;

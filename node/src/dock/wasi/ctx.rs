@@ -19,12 +19,18 @@ use cap_fs_ext::{
 };
 use cap_std::fs::{Dir, File, FileExt, MetadataExt, OpenOptions};
 use protocol::limits::{
-    MAX_ARGS_ENV_BYTES, MAX_DETACHED_FILE_BYTES, MAX_OPEN_DESCRIPTORS, MAX_PATH_BYTES, MAX_PREOPENS,
+    MAX_ARGS_ENV_BYTES, MAX_DETACHED_FILE_BYTES, MAX_OPEN_DESCRIPTORS, MAX_PATH_BYTES,
+    MAX_PREOPENS, MAX_SERVICE_PORTS,
 };
-use protocol::wasi::{ClockState, Descriptor, DescriptorKind, Preopen, StdioPositions, WasiState};
+use protocol::wasi::{
+    ClockState, Descriptor, DescriptorKind, ListenerState, Preopen, SocketStateError,
+    StdioPositions, WasiState,
+};
 
 use super::abi::*;
 use super::mem::MAX_IO_BYTES;
+use super::sockets::{Services, RIGHTS_LISTENER};
+use crate::dock::services::ServiceHub;
 
 /// Takes one whole write of a vessel's stdout or stderr.
 pub type RecordFn = Arc<dyn Fn(&[u8]) + Send + Sync>;
@@ -108,6 +114,14 @@ pub enum SetupError {
     },
     #[error("descriptor {fd}: {reason}")]
     BadDescriptor { fd: u32, reason: &'static str },
+    #[error("{count} service ports, over the limit of {limit} per vessel")]
+    TooManyServicePorts { count: usize, limit: usize },
+    #[error("no service hub serves the service port {service}")]
+    UnknownService { service: String },
+    #[error("descriptor {fd} is a socket, but no service hub was given to rebuild it against")]
+    NoServiceHub { fd: u32 },
+    #[error("sockets: {0}")]
+    Sockets(#[from] SocketStateError),
 }
 
 /// Why the state could not be captured.
@@ -130,14 +144,16 @@ struct PreopenRoot {
     canonical: PathBuf,
 }
 
-struct ListingEntry {
+pub(super) struct ListingEntry {
     name: Vec<u8>,
     ino: u64,
     filetype: u8,
 }
 
-enum Handle {
+pub(super) enum Handle {
     Stdio,
+    /// A virtual socket: its bytes go through the service hub.
+    Socket,
     Dir {
         dir: Dir,
         listing: Option<Vec<ListingEntry>>,
@@ -160,11 +176,13 @@ impl GuestClock {
 }
 
 pub struct WasiCtx {
-    state: WasiState,
+    pub(super) state: WasiState,
     roots: Vec<PreopenRoot>,
     handles: BTreeMap<u32, Handle>,
     clock: GuestClock,
     stdio: Stdio,
+    /// Where the bytes of the vessel's sockets come from and go to.
+    pub(super) hub: Option<Arc<dyn ServiceHub>>,
     /// Set by `proc_exit`, read by the dock.
     pub exit_code: Option<u32>,
 }
@@ -197,6 +215,17 @@ fn stdio_descriptor(kind: DescriptorKind) -> Descriptor {
 impl WasiCtx {
     /// A fresh context: stdio on 0–2, preopens from 3 in the given order.
     pub fn new(opts: WasiOptions) -> Result<Self, SetupError> {
+        Self::new_with_services(opts, None)
+    }
+
+    /// A fresh context with listening sockets: stdio on 0–2, one listener
+    /// per service port from 3 in the given order, then the preopens (the
+    /// order wasmtime's `--tcplisten` uses, so programs written for it find
+    /// their socket at the same descriptor).
+    pub fn new_with_services(
+        opts: WasiOptions,
+        services: Option<Services>,
+    ) -> Result<Self, SetupError> {
         let size_bytes: usize = opts.args.iter().chain(&opts.env).map(|a| a.len() + 1).sum();
         if size_bytes > MAX_ARGS_ENV_BYTES {
             return Err(SetupError::ArgsTooLarge {
@@ -214,13 +243,38 @@ impl WasiCtx {
         fds.insert(0, stdio_descriptor(DescriptorKind::Stdin));
         fds.insert(1, stdio_descriptor(DescriptorKind::Stdout));
         fds.insert(2, stdio_descriptor(DescriptorKind::Stderr));
+        let ports = services.as_ref().map_or(&[][..], |s| &s.ports[..]);
+        if ports.len() > MAX_SERVICE_PORTS {
+            return Err(SetupError::TooManyServicePorts {
+                count: ports.len(),
+                limit: MAX_SERVICE_PORTS,
+            });
+        }
+        for (i, service) in ports.iter().enumerate() {
+            fds.insert(
+                3 + i as u32,
+                Descriptor {
+                    kind: DescriptorKind::Listener(ListenerState {
+                        service: service.clone(),
+                        pending: Vec::new(),
+                    }),
+                    rights_base: RIGHTS_LISTENER,
+                    rights_inheriting: 0,
+                    // Blocking, as a socket fresh from socket(2): a plain
+                    // accept() loop blocks (wasmtime hands out non-blocking
+                    // listeners; docs/wasi.md).
+                    fdflags: 0,
+                },
+            );
+        }
+        let first_dir = 3 + ports.len() as u32;
         let mut preopens = Vec::new();
         for (i, d) in opts.dirs.iter().enumerate() {
             preopens.push(Preopen {
                 guest_path: d.guest.clone(),
             });
             fds.insert(
-                3 + i as u32,
+                first_dir + i as u32,
                 Descriptor {
                     kind: DescriptorKind::PreopenRoot { preopen: i as u32 },
                     rights_base: RIGHTS_DIRECTORY,
@@ -237,17 +291,32 @@ impl WasiCtx {
             clocks: ClockState::default(),
             stdio: StdioPositions::default(),
         };
-        Self::rebuild(state, &opts.dirs, opts.stdio)
+        Self::rebuild_with_hub(state, &opts.dirs, opts.stdio, services.map(|s| s.hub))
     }
 
     /// Re-creates every host handle from `state`. `dirs` maps each preopen's
     /// guest path to a directory on this host; it need not be the directory
-    /// the state was captured against.
+    /// the state was captured against. A state with sockets needs
+    /// [`rebuild_with_hub`](Self::rebuild_with_hub).
     pub fn rebuild(
         state: WasiState,
         dirs: &[DirMapping],
         stdio: Stdio,
     ) -> Result<Self, SetupError> {
+        Self::rebuild_with_hub(state, dirs, stdio, None)
+    }
+
+    /// As [`rebuild`](Self::rebuild), with the service hub that the
+    /// vessel's sockets continue against. Against the same hub (or one fed
+    /// the same streams), open connections continue with no byte lost or
+    /// repeated; a connection the hub no longer knows reads as reset.
+    pub fn rebuild_with_hub(
+        state: WasiState,
+        dirs: &[DirMapping],
+        stdio: Stdio,
+        hub: Option<Arc<dyn ServiceHub>>,
+    ) -> Result<Self, SetupError> {
+        state.check_sockets()?;
         if state.preopens.len() > MAX_PREOPENS {
             return Err(SetupError::TooManyPreopens {
                 count: state.preopens.len(),
@@ -291,6 +360,19 @@ impl WasiCtx {
             let handle = match &desc.kind {
                 DescriptorKind::Stdin | DescriptorKind::Stdout | DescriptorKind::Stderr => {
                     Handle::Stdio
+                }
+                DescriptorKind::Listener(l) => {
+                    let hub = hub.as_ref().ok_or(SetupError::NoServiceHub { fd })?;
+                    if !hub.serves(&l.service) {
+                        return Err(SetupError::UnknownService {
+                            service: l.service.clone(),
+                        });
+                    }
+                    Handle::Socket
+                }
+                DescriptorKind::Connection(_) => {
+                    hub.as_ref().ok_or(SetupError::NoServiceHub { fd })?;
+                    Handle::Socket
                 }
                 DescriptorKind::PreopenRoot { preopen } => {
                     let (root, guest) = root_of(*preopen)?;
@@ -357,6 +439,7 @@ impl WasiCtx {
             handles,
             clock,
             stdio,
+            hub,
             exit_code: None,
         })
     }
@@ -410,11 +493,11 @@ impl WasiCtx {
         &self.state
     }
 
-    fn desc(&self, fd: u32) -> Result<&Descriptor, Errno> {
+    pub(super) fn desc(&self, fd: u32) -> Result<&Descriptor, Errno> {
         self.state.fds.get(&fd).ok_or(Errno::BADF)
     }
 
-    fn desc_mut(&mut self, fd: u32) -> Result<&mut Descriptor, Errno> {
+    pub(super) fn desc_mut(&mut self, fd: u32) -> Result<&mut Descriptor, Errno> {
         self.state.fds.get_mut(&fd).ok_or(Errno::BADF)
     }
 
@@ -422,7 +505,7 @@ impl WasiCtx {
         match self.handles.get(&fd) {
             Some(Handle::File(f)) => Ok(f),
             Some(Handle::Dir { .. }) => Err(Errno::ISDIR),
-            Some(Handle::Stdio) => Err(Errno::SPIPE),
+            Some(Handle::Stdio | Handle::Socket) => Err(Errno::SPIPE),
             None => Err(Errno::BADF),
         }
     }
@@ -445,7 +528,7 @@ impl WasiCtx {
         }
     }
 
-    fn alloc_fd(&self) -> Result<u32, Errno> {
+    pub(super) fn alloc_fd(&self) -> Result<u32, Errno> {
         if self.state.fds.len() >= MAX_OPEN_DESCRIPTORS {
             return Err(Errno::MFILE);
         }
@@ -460,7 +543,7 @@ impl WasiCtx {
         Ok(fd)
     }
 
-    fn insert(&mut self, fd: u32, desc: Descriptor, handle: Handle) {
+    pub(super) fn insert(&mut self, fd: u32, desc: Descriptor, handle: Handle) {
         self.state.fds.insert(fd, desc);
         self.handles.insert(fd, handle);
     }
@@ -552,9 +635,17 @@ impl WasiCtx {
     // ---- fd_* ----------------------------------------------------------------
 
     pub fn fd_read(&mut self, fd: u32, len: usize) -> Result<Vec<u8>, Errno> {
+        // A socket's descriptor holds its unread bytes: not cloned.
+        match &self.desc(fd)?.kind {
+            DescriptorKind::Connection(_) => return self.sock_recv(fd, len, 0),
+            // Reading a listener: EBADF, as wasmtime (Linux: ENOTCONN).
+            DescriptorKind::Listener(_) => return Err(Errno::BADF),
+            _ => {}
+        }
         let desc = self.desc(fd)?.clone();
         match desc.kind {
             DescriptorKind::Stdin => self.read_stdin(len),
+            DescriptorKind::Listener(_) | DescriptorKind::Connection(_) => Err(Errno::BADF),
             // A directory is not readable as a stream: EBADF, as in
             // wasmtime (Linux says EISDIR, Node ENOTCAPABLE; docs/wasi.md).
             DescriptorKind::Stdout
@@ -582,16 +673,23 @@ impl WasiCtx {
                 }
                 pread_up_to(self.file(fd)?, offset, len)
             }
-            DescriptorKind::PreopenRoot { .. } | DescriptorKind::Directory { .. } => {
-                Err(Errno::BADF)
-            }
+            DescriptorKind::PreopenRoot { .. }
+            | DescriptorKind::Directory { .. }
+            | DescriptorKind::Listener(_)
+            | DescriptorKind::Connection(_) => Err(Errno::BADF),
             _ => Err(Errno::SPIPE),
         }
     }
 
     pub fn fd_write(&mut self, fd: u32, data: &[u8]) -> Result<usize, Errno> {
+        match &self.desc(fd)?.kind {
+            DescriptorKind::Connection(_) => return self.sock_send(fd, data),
+            DescriptorKind::Listener(_) => return Err(Errno::BADF),
+            _ => {}
+        }
         let desc = self.desc(fd)?.clone();
         match &desc.kind {
+            DescriptorKind::Listener(_) | DescriptorKind::Connection(_) => Err(Errno::BADF),
             DescriptorKind::Stdout | DescriptorKind::Stderr => self.write_stdio(&desc.kind, data),
             DescriptorKind::Stdin
             | DescriptorKind::PreopenRoot { .. }
@@ -626,9 +724,10 @@ impl WasiCtx {
                     .map_err(Errno::from)?;
                 Ok(data.len())
             }
-            DescriptorKind::PreopenRoot { .. } | DescriptorKind::Directory { .. } => {
-                Err(Errno::BADF)
-            }
+            DescriptorKind::PreopenRoot { .. }
+            | DescriptorKind::Directory { .. }
+            | DescriptorKind::Listener(_)
+            | DescriptorKind::Connection(_) => Err(Errno::BADF),
             _ => Err(Errno::SPIPE),
         }
     }
@@ -636,9 +735,10 @@ impl WasiCtx {
     pub fn fd_seek(&mut self, fd: u32, delta: i64, whence: u8) -> Result<u64, Errno> {
         let size = match &self.desc(fd)?.kind {
             DescriptorKind::File { .. } => self.file(fd)?.metadata().map_err(Errno::from)?.len(),
-            DescriptorKind::PreopenRoot { .. } | DescriptorKind::Directory { .. } => {
-                return Err(Errno::BADF)
-            }
+            DescriptorKind::PreopenRoot { .. }
+            | DescriptorKind::Directory { .. }
+            | DescriptorKind::Listener(_)
+            | DescriptorKind::Connection(_) => return Err(Errno::BADF),
             _ => return Err(Errno::SPIPE),
         };
         let DescriptorKind::File { offset, .. } = &mut self.desc_mut(fd)?.kind else {
@@ -661,16 +761,18 @@ impl WasiCtx {
     pub fn fd_tell(&mut self, fd: u32) -> Result<u64, Errno> {
         match &self.desc(fd)?.kind {
             DescriptorKind::File { offset, .. } => Ok(*offset),
-            DescriptorKind::PreopenRoot { .. } | DescriptorKind::Directory { .. } => {
-                Err(Errno::BADF)
-            }
+            DescriptorKind::PreopenRoot { .. }
+            | DescriptorKind::Directory { .. }
+            | DescriptorKind::Listener(_)
+            | DescriptorKind::Connection(_) => Err(Errno::BADF),
             _ => Err(Errno::SPIPE),
         }
     }
 
     pub fn fd_close(&mut self, fd: u32) -> Result<(), Errno> {
-        self.state.fds.remove(&fd).ok_or(Errno::BADF)?;
+        let desc = self.state.fds.remove(&fd).ok_or(Errno::BADF)?;
         self.handles.remove(&fd);
+        self.release_socket(&desc);
         Ok(())
     }
 
@@ -683,6 +785,9 @@ impl WasiCtx {
         }
         let desc = self.state.fds.remove(&from).unwrap();
         let handle = self.handles.remove(&from).unwrap();
+        if let Some(replaced) = self.state.fds.remove(&to) {
+            self.release_socket(&replaced);
+        }
         self.insert(to, desc, handle);
         Ok(())
     }
@@ -697,6 +802,8 @@ impl WasiCtx {
             .map_err(Errno::from),
             // Directories are synced through a handle of their own.
             Some(Handle::Dir { .. }) => Ok(()),
+            // Nothing to sync; wasmtime says 0 too (Linux: EINVAL).
+            Some(Handle::Socket) => Ok(()),
             // As wasmtime; Linux says EINVAL for a terminal or pipe.
             Some(Handle::Stdio) => Err(Errno::BADF),
             None => Err(Errno::BADF),
@@ -709,9 +816,10 @@ impl WasiCtx {
         }
         match self.desc(fd)?.kind {
             DescriptorKind::File { .. } => Ok(()),
-            DescriptorKind::PreopenRoot { .. } | DescriptorKind::Directory { .. } => {
-                Err(Errno::BADF)
-            }
+            DescriptorKind::PreopenRoot { .. }
+            | DescriptorKind::Directory { .. }
+            | DescriptorKind::Listener(_)
+            | DescriptorKind::Connection(_) => Err(Errno::BADF),
             _ => Err(Errno::SPIPE),
         }
     }
@@ -719,9 +827,10 @@ impl WasiCtx {
     pub fn fd_allocate(&mut self, fd: u32, offset: u64, len: u64) -> Result<(), Errno> {
         let write = match self.desc(fd)?.kind {
             DescriptorKind::File { write, .. } => write,
-            DescriptorKind::PreopenRoot { .. } | DescriptorKind::Directory { .. } => {
-                return Err(Errno::BADF)
-            }
+            DescriptorKind::PreopenRoot { .. }
+            | DescriptorKind::Directory { .. }
+            | DescriptorKind::Listener(_)
+            | DescriptorKind::Connection(_) => return Err(Errno::BADF),
             _ => return Err(Errno::SPIPE),
         };
         if !write {
@@ -767,6 +876,7 @@ impl WasiCtx {
             DescriptorKind::File { .. } => {
                 filetype_of(&self.file(fd)?.metadata().map_err(Errno::from)?)
             }
+            DescriptorKind::Listener(_) | DescriptorKind::Connection(_) => FILETYPE_SOCKET_STREAM,
         };
         Ok((
             filetype,
@@ -820,6 +930,12 @@ impl WasiCtx {
                 out[24..32].copy_from_slice(&1u64.to_le_bytes());
                 Ok(out)
             }
+            Some(Handle::Socket) => {
+                let mut out = [0u8; FILESTAT_SIZE];
+                out[16] = FILETYPE_SOCKET_STREAM;
+                out[24..32].copy_from_slice(&1u64.to_le_bytes());
+                Ok(out)
+            }
             None => Err(Errno::BADF),
         }
     }
@@ -845,7 +961,7 @@ impl WasiCtx {
                 fs_set_times::SetTimes::set_times(f, plain(a), plain(m)).map_err(Errno::from)
             }
             Some(Handle::Dir { dir, .. }) => dir.set_times(".", a, m).map_err(Errno::from),
-            Some(Handle::Stdio) => Err(Errno::BADF),
+            Some(Handle::Stdio | Handle::Socket) => Err(Errno::BADF),
             None => Err(Errno::BADF),
         }
     }
@@ -1180,106 +1296,169 @@ impl WasiCtx {
     // ---- poll ----------------------------------------------------------------
 
     /// Waits for subscriptions. Each subscription is `(userdata, kind)`;
-    /// returns events as `(userdata, errno, type, nbytes)`.
+    /// returns events as `(userdata, errno, type, nbytes, flags)`.
     ///
     /// Every clock subscription becomes a deadline on the guest's monotonic
-    /// clock. Descriptors other than an inherited stdin are always ready. If
-    /// something is ready now, the call returns at once with it (and with
-    /// any clock already due); otherwise it waits for the earliest deadline
-    /// or for stdin, and reports exactly what is ready then.
-    pub fn poll(
-        &mut self,
-        subs: &[(u64, Subscription)],
-    ) -> Result<Vec<(u64, Errno, u8, u64)>, Errno> {
+    /// clock. Files and stdio other than an inherited stdin are always
+    /// ready; sockets when their hub says so. If something is ready now, the
+    /// call returns at once with it (and with any clock already due);
+    /// otherwise it waits for the earliest deadline, stdin or a socket, and
+    /// reports exactly what is ready then.
+    pub fn poll(&mut self, subs: &[(u64, Subscription)]) -> Result<Vec<Event>, Errno> {
         if subs.is_empty() {
             return Err(Errno::INVAL);
         }
         let started_ns = self.clock.now_ns();
-        let mut events = Vec::new();
+        let mut errors = Vec::new();
         // (userdata, deadline on the guest monotonic clock)
         let mut clocks: Vec<(u64, u64)> = Vec::new();
-        let mut wants_stdin = Vec::new();
         for &(userdata, ref sub) in subs {
-            match *sub {
-                Subscription::Clock {
-                    id,
-                    timeout_ns,
-                    absolute,
-                } => {
-                    let now = match self.clock_time(id) {
-                        Ok(now) => now,
-                        Err(e) => {
-                            events.push((userdata, e, EVENTTYPE_CLOCK, 0));
-                            continue;
-                        }
-                    };
-                    let wait = if absolute {
-                        timeout_ns.saturating_sub(now)
-                    } else {
-                        timeout_ns
-                    };
-                    clocks.push((userdata, started_ns.saturating_add(wait)));
-                }
-                Subscription::FdRead(fd) | Subscription::FdWrite(fd) => {
-                    let ty = if matches!(sub, Subscription::FdRead(_)) {
-                        EVENTTYPE_FD_READ
-                    } else {
-                        EVENTTYPE_FD_WRITE
-                    };
-                    let desc = match self.desc(fd) {
-                        Ok(d) => d.clone(),
-                        Err(e) => {
-                            events.push((userdata, e, ty, 0));
-                            continue;
-                        }
-                    };
-                    match (&desc.kind, ty) {
-                        (DescriptorKind::Stdin, EVENTTYPE_FD_READ) => match self.stdio.stdin {
-                            InputSource::Inherit => wants_stdin.push(userdata),
-                            _ => events.push((userdata, Errno::SUCCESS, ty, 0)),
-                        },
-                        (DescriptorKind::File { offset, .. }, EVENTTYPE_FD_READ) => {
-                            let size = self
-                                .file(fd)
-                                .and_then(|f| f.metadata().map_err(Errno::from))
-                                .map(|m| m.len());
-                            match size {
-                                Ok(size) => events.push((
-                                    userdata,
-                                    Errno::SUCCESS,
-                                    ty,
-                                    size.saturating_sub(*offset),
-                                )),
-                                Err(e) => events.push((userdata, e, ty, 0)),
-                            }
-                        }
-                        (DescriptorKind::File { .. }, _)
-                        | (DescriptorKind::Stdout, EVENTTYPE_FD_WRITE)
-                        | (DescriptorKind::Stderr, EVENTTYPE_FD_WRITE) => {
-                            events.push((userdata, Errno::SUCCESS, ty, 0))
-                        }
-                        _ => events.push((userdata, Errno::BADF, ty, 0)),
+            if let Subscription::Clock {
+                id,
+                timeout_ns,
+                absolute,
+            } = *sub
+            {
+                let now = match self.clock_time(id) {
+                    Ok(now) => now,
+                    Err(e) => {
+                        errors.push((userdata, e, EVENTTYPE_CLOCK, 0, 0));
+                        continue;
                     }
-                }
+                };
+                let wait = if absolute {
+                    timeout_ns.saturating_sub(now)
+                } else {
+                    timeout_ns
+                };
+                clocks.push((userdata, started_ns.saturating_add(wait)));
             }
         }
-        let due = |now: u64, events: &mut Vec<(u64, Errno, u8, u64)>| {
+        let due = |now: u64, events: &mut Vec<Event>| {
             for &(userdata, deadline) in &clocks {
                 if deadline <= now {
-                    events.push((userdata, Errno::SUCCESS, EVENTTYPE_CLOCK, 0));
+                    events.push((userdata, Errno::SUCCESS, EVENTTYPE_CLOCK, 0, 0));
                 }
             }
         };
+        let earliest = clocks.iter().map(|&(_, d)| d).min();
+        let sockets = subs.iter().any(|(_, s)| match *s {
+            Subscription::FdRead(fd) | Subscription::FdWrite(fd) => self.is_socket(fd),
+            Subscription::Clock { .. } => false,
+        });
+        if !sockets {
+            return self.poll_without_sockets(subs, errors, earliest, due);
+        }
+        loop {
+            // Taken before looking, so that a change while we look ends the
+            // wait at once.
+            let seen = self.hub_generation();
+            let mut events = errors.clone();
+            let mut wants_stdin = Vec::new();
+            self.poll_fds(subs, &mut events, &mut wants_stdin)?;
+            if !wants_stdin.is_empty() && stdin_ready(Some(Duration::ZERO))? {
+                for u in wants_stdin.drain(..) {
+                    events.push((u, Errno::SUCCESS, EVENTTYPE_FD_READ, 0, 0));
+                }
+            }
+            let now = self.clock.now_ns();
+            due(now, &mut events);
+            if !events.is_empty() {
+                return Ok(events);
+            }
+            let mut timeout = earliest.map(|d| Duration::from_nanos(d.saturating_sub(now)));
+            if !wants_stdin.is_empty() {
+                // The hub cannot wake us for stdin: look at it now and then.
+                const STDIN_TICK: Duration = Duration::from_millis(10);
+                timeout = Some(timeout.map_or(STDIN_TICK, |t| t.min(STDIN_TICK)));
+            }
+            self.wait_hub(seen, timeout);
+        }
+    }
+
+    /// Readiness of every fd subscription now. An inherited stdin cannot be
+    /// judged without waiting: its userdata goes to `wants_stdin`.
+    fn poll_fds(
+        &mut self,
+        subs: &[(u64, Subscription)],
+        events: &mut Vec<Event>,
+        wants_stdin: &mut Vec<u64>,
+    ) -> Result<(), Errno> {
+        for &(userdata, ref sub) in subs {
+            let (fd, ty) = match *sub {
+                Subscription::FdRead(fd) => (fd, EVENTTYPE_FD_READ),
+                Subscription::FdWrite(fd) => (fd, EVENTTYPE_FD_WRITE),
+                Subscription::Clock { .. } => continue,
+            };
+            let desc = match self.desc(fd) {
+                Ok(d) => d,
+                Err(e) => {
+                    events.push((userdata, e, ty, 0, 0));
+                    continue;
+                }
+            };
+            match (&desc.kind, ty) {
+                (DescriptorKind::Listener(_) | DescriptorKind::Connection(_), _) => {
+                    match self.socket_ready(fd, ty == EVENTTYPE_FD_WRITE) {
+                        Ok(Some((e, nbytes, flags))) => {
+                            events.push((userdata, e, ty, nbytes, flags))
+                        }
+                        Ok(None) => {}
+                        Err(e) => events.push((userdata, e, ty, 0, 0)),
+                    }
+                }
+                (DescriptorKind::Stdin, EVENTTYPE_FD_READ) => match self.stdio.stdin {
+                    InputSource::Inherit => wants_stdin.push(userdata),
+                    _ => events.push((userdata, Errno::SUCCESS, ty, 0, 0)),
+                },
+                (DescriptorKind::File { offset, .. }, EVENTTYPE_FD_READ) => {
+                    let offset = *offset;
+                    let size = self
+                        .file(fd)
+                        .and_then(|f| f.metadata().map_err(Errno::from))
+                        .map(|m| m.len());
+                    match size {
+                        Ok(size) => events.push((
+                            userdata,
+                            Errno::SUCCESS,
+                            ty,
+                            size.saturating_sub(offset),
+                            0,
+                        )),
+                        Err(e) => events.push((userdata, e, ty, 0, 0)),
+                    }
+                }
+                (DescriptorKind::File { .. }, _)
+                | (DescriptorKind::Stdout, EVENTTYPE_FD_WRITE)
+                | (DescriptorKind::Stderr, EVENTTYPE_FD_WRITE) => {
+                    events.push((userdata, Errno::SUCCESS, ty, 0, 0))
+                }
+                _ => events.push((userdata, Errno::BADF, ty, 0, 0)),
+            }
+        }
+        Ok(())
+    }
+
+    /// `poll_oneoff` without sockets: files and stdio are answered at once;
+    /// otherwise it sleeps until the earliest deadline, or waits for stdin.
+    fn poll_without_sockets(
+        &mut self,
+        subs: &[(u64, Subscription)],
+        mut events: Vec<Event>,
+        earliest: Option<u64>,
+        due: impl Fn(u64, &mut Vec<Event>),
+    ) -> Result<Vec<Event>, Errno> {
+        let mut wants_stdin = Vec::new();
+        self.poll_fds(subs, &mut events, &mut wants_stdin)?;
         if !events.is_empty() {
             due(self.clock.now_ns(), &mut events);
             return Ok(events);
         }
-        let earliest = clocks.iter().map(|&(_, d)| d).min();
         let timeout = earliest.map(|d| Duration::from_nanos(d.saturating_sub(self.clock.now_ns())));
         if !wants_stdin.is_empty() {
             if stdin_ready(timeout)? {
                 for u in wants_stdin {
-                    events.push((u, Errno::SUCCESS, EVENTTYPE_FD_READ, 0));
+                    events.push((u, Errno::SUCCESS, EVENTTYPE_FD_READ, 0, 0));
                 }
             }
         } else if let Some(t) = timeout {
@@ -1298,16 +1477,10 @@ impl WasiCtx {
         }
         Ok(events)
     }
-
-    // ---- sockets -------------------------------------------------------------
-
-    /// Sockets arrive in a later issue; until then every descriptor that
-    /// exists is not a socket.
-    pub fn sock_check(&self, fd: u32) -> Result<(), Errno> {
-        self.desc(fd)?;
-        Err(Errno::NOTSOCK)
-    }
 }
+
+/// One `poll_oneoff` event: `(userdata, errno, type, nbytes, flags)`.
+pub type Event = (u64, Errno, u8, u64, u16);
 
 /// One `poll_oneoff` subscription.
 pub enum Subscription {

@@ -472,13 +472,14 @@ pub fn add_to_linker<T: WasiView + 'static>(linker: &mut Linker<T>) -> Result<()
             subs.push((userdata, sub));
         }
         let events = ctx.poll(&subs)?;
-        for (i, (userdata, errno, ty, nbytes)) in events.iter().enumerate() {
+        for (i, (userdata, errno, ty, nbytes, flags)) in events.iter().enumerate() {
             let at = events_ptr + i as u32 * EVENT_SIZE;
             let mut rec = [0u8; EVENT_SIZE as usize];
             rec[0..8].copy_from_slice(&userdata.to_le_bytes());
             rec[8..10].copy_from_slice(&errno.0.to_le_bytes());
             rec[10] = *ty;
             rec[16..24].copy_from_slice(&nbytes.to_le_bytes());
+            rec[24..26].copy_from_slice(&flags.to_le_bytes());
             mem.write_bytes(at, &rec)?;
         }
         mem.write_u32(nevents, events.len() as u32)
@@ -501,31 +502,50 @@ pub fn add_to_linker<T: WasiView + 'static>(linker: &mut Linker<T>) -> Result<()
         let out = mem.slice_mut(buf, len)?;
         getrandom::fill(out).map_err(|_| Errno::IO)
     });
-    wasi!("sock_accept", |mem, ctx, fd: u32, _flags: u32, out: u32| {
+    wasi!("sock_accept", |mem, ctx, fd: u32, flags: u32, out: u32| {
+        // Check the result pointer first: an accepted connection must be
+        // able to be reported.
         mem.slice(out, 4)?;
-        ctx.sock_check(fd)
+        let flags = u16::try_from(flags).map_err(|_| Errno::INVAL)?;
+        let new_fd = ctx.sock_accept(fd, flags)?;
+        mem.write_u32(out, new_fd)
     });
-    wasi!("sock_recv", |_mem,
+    wasi!("sock_recv", |mem,
                         ctx,
                         fd: u32,
-                        _ri: u32,
-                        _ri_len: u32,
-                        _flags: u32,
-                        _n: u32,
-                        _oflags: u32| {
-        ctx.sock_check(fd)
+                        ri: u32,
+                        ri_len: u32,
+                        flags: u32,
+                        nread: u32,
+                        oflags: u32| {
+        let iovs = mem.iovecs(ri, ri_len)?;
+        // Check the result pointers first: bytes taken must be reported.
+        mem.slice(nread, 4)?;
+        mem.slice(oflags, 2)?;
+        let flags = u16::try_from(flags).map_err(|_| Errno::INVAL)?;
+        let want: usize = iovs.iter().map(|&(_, l)| l as usize).sum();
+        let data = ctx.sock_recv(fd, want, flags)?;
+        mem.scatter(&iovs, &data)?;
+        mem.write_u32(nread, data.len() as u32)?;
+        // roflags: RECV_DATA_TRUNCATED never applies to a stream.
+        mem.write_bytes(oflags, &0u16.to_le_bytes())
     });
-    wasi!("sock_send", |_mem,
+    wasi!("sock_send", |mem,
                         ctx,
                         fd: u32,
-                        _si: u32,
-                        _si_len: u32,
+                        si: u32,
+                        si_len: u32,
                         _flags: u32,
-                        _n: u32| {
-        ctx.sock_check(fd)
+                        nwritten: u32| {
+        // siflags has no flags defined; wasmtime ignores it, and so do we.
+        let iovs = mem.iovecs(si, si_len)?;
+        mem.slice(nwritten, 4)?;
+        let data = mem.gather(&iovs)?;
+        let n = ctx.sock_send(fd, &data)?;
+        mem.write_u32(nwritten, n as u32)
     });
-    wasi!("sock_shutdown", |_mem, ctx, fd: u32, _how: u32| {
-        ctx.sock_check(fd)
+    wasi!("sock_shutdown", |_mem, ctx, fd: u32, how: u32| {
+        ctx.sock_shutdown(fd, u8::try_from(how).map_err(|_| Errno::INVAL)?)
     });
     Ok(())
 }

@@ -9,8 +9,10 @@ pub mod abi;
 mod ctx;
 mod host;
 mod mem;
+mod sockets;
 
 pub use ctx::{
     CaptureError, DirMapping, InputSource, OutputSink, SetupError, Stdio, WasiCtx, WasiOptions,
 };
 pub use host::{add_to_linker, WasiView, FUNCTIONS, MODULE};
+pub use sockets::Services;
