@@ -48,6 +48,12 @@ pub struct Config {
     pub vessel_fuel_slice: u64,
     /// Most linear memory one vessel may have, bytes.
     pub vessel_max_memory_bytes: u64,
+    /// Pre-copy rounds while a vessel keeps running, before the final stop
+    /// (0: stop-and-copy). For measurements; keep the default.
+    pub migration_warm_rounds: u32,
+    /// Send only the chunks a destination lacks. For measurements; keep the
+    /// default.
+    pub migration_dedup: bool,
 }
 
 impl Default for Config {
@@ -67,6 +73,8 @@ impl Default for Config {
             mounts: Default::default(),
             vessel_fuel_slice: crate::dock::DEFAULT_FUEL_SLICE,
             vessel_max_memory_bytes: crate::dock::DEFAULT_MAX_MEMORY_BYTES as u64,
+            migration_warm_rounds: crate::mesh::vessels::MAX_WARM_ROUNDS,
+            migration_dedup: true,
         }
     }
 }
@@ -106,6 +114,12 @@ vessel_fuel_slice = 4000000
 
 # Most linear memory one vessel may have (512 MiB).
 vessel_max_memory_bytes = 536870912
+
+# Pre-copy rounds while a vessel keeps running, before the final stop
+# (0 is stop-and-copy), and whether to send only the chunks a destination
+# lacks. These exist to measure what each buys; keep the defaults.
+migration_warm_rounds = 4
+migration_dedup = true
 
 # Node-local directories that deployments may mount by name
 # (`meshnode deploy --mount /guest/path=NAME`). Unlike volumes, they do not

@@ -353,6 +353,10 @@ pub async fn run(
     }
     bootstrap.extend(join_addrs);
 
+    state.vessels_net.policy = super::vessels::MigrationPolicy {
+        warm_rounds: config.migration_warm_rounds,
+        dedup: config.migration_dedup,
+    };
     super::vessels::recover(&state);
     let mut commands = params.commands;
     let mut status_tick = tokio::time::interval(Duration::from_millis(config.status_interval_ms));

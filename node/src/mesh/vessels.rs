@@ -75,6 +75,7 @@ pub struct VesselNet {
     >,
     pub migrations: Arc<Mutex<HashMap<VesselId, MigrationReport>>>,
     pub incoming: Arc<Mutex<HashMap<VesselId, Incoming>>>,
+    pub policy: MigrationPolicy,
 }
 
 /// One migration this node is receiving.
@@ -101,6 +102,7 @@ impl VesselNet {
             pending: HashMap::new(),
             migrations: Arc::new(Mutex::new(HashMap::new())),
             incoming: Arc::new(Mutex::new(HashMap::new())),
+            policy: MigrationPolicy::default(),
         }
     }
 
@@ -148,6 +150,28 @@ pub struct Mesh {
     pub signing: ed25519_dalek::SigningKey,
     pub migrations: Arc<Mutex<HashMap<VesselId, MigrationReport>>>,
     pub trusted: Vec<PublicKey>,
+    pub policy: MigrationPolicy,
+}
+
+/// How this node moves vessels. The defaults are what a user wants; the
+/// other settings exist to measure what pre-copy and deduplication buy
+/// (docs/benchmarks.md).
+#[derive(Debug, Clone, Copy)]
+pub struct MigrationPolicy {
+    /// Pre-copy rounds before the final stop (0: stop-and-copy).
+    pub warm_rounds: u32,
+    /// Send only the chunks the destination lacks (false: every chunk of
+    /// each round, as if the destination had nothing).
+    pub dedup: bool,
+}
+
+impl Default for MigrationPolicy {
+    fn default() -> Self {
+        MigrationPolicy {
+            warm_rounds: MAX_WARM_ROUNDS,
+            dedup: true,
+        }
+    }
 }
 
 /// Marks an error of the connection rather than of the request.
@@ -212,6 +236,7 @@ pub fn mesh_of(state: &NodeState) -> Mesh {
         signing: state.identity.signing.clone(),
         migrations: state.vessels_net.migrations.clone(),
         trusted: state.trusted.clone(),
+        policy: state.vessels_net.policy,
     }
 }
 
@@ -1238,6 +1263,20 @@ async fn send_chunks(
     Ok(total)
 }
 
+/// Every chunk the images name, but those sent already in this migration
+/// (the no-deduplication baseline).
+fn all_chunks(images: &[&ChunkedImage], more: &[Hash], sent: &HashSet<Hash>) -> Vec<Hash> {
+    let mut all: Vec<Hash> = images
+        .iter()
+        .flat_map(|i| i.chunks.iter().flatten().copied())
+        .chain(more.iter().copied())
+        .filter(|h| !sent.contains(h))
+        .collect();
+    all.sort();
+    all.dedup();
+    all
+}
+
 /// Moves vessel `id` to `to`: pre-copy rounds while it runs, then the final
 /// round while it is paused, then the commit. Any failure before the commit
 /// resumes the vessel here.
@@ -1290,7 +1329,7 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
     let mut sent: HashSet<Hash> = HashSet::new();
 
     // Pre-copy: the vessel keeps running.
-    for round in 0..MAX_WARM_ROUNDS {
+    for round in 0..mesh.policy.warm_rounds.min(MAX_WARM_ROUNDS) {
         let (tx, rx) = oneshot::channel();
         send_cmd(RunnerCmd::CopyMemory(tx))?;
         let memory = rx
@@ -1303,7 +1342,10 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
             .map_err(|e| e.to_string())?;
         let mem_image = lock(&tracker).image.clone();
         let warm = protocol::cbor::encode(&vec![mem_image.clone(), module_image.clone()]);
-        let lacking = offer(mesh, to, OfferKind::Warm, id, new_epoch, warm).await?;
+        let mut lacking = offer(mesh, to, OfferKind::Warm, id, new_epoch, warm).await?;
+        if !mesh.policy.dedup {
+            lacking = all_chunks(&[&mem_image, &module_image], &[], &sent);
+        }
         sent.extend(lacking.iter().copied());
         send_chunks(mesh, to, id, new_epoch, lacking).await?;
         set_report(mesh, id, |r| r.rounds = round + 1);
@@ -1390,6 +1432,15 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
         .await?;
         let manifest: Manifest =
             protocol::cbor::decode(&final_image.manifest).map_err(|e| e.to_string())?;
+        let lacking = if mesh.policy.dedup {
+            lacking
+        } else {
+            all_chunks(
+                &[&manifest.memory, &module_image],
+                &final_image.own_chunks(),
+                &sent,
+            )
+        };
         sent.extend(lacking.iter().copied());
         send_chunks(mesh, to, id, new_epoch, lacking).await?;
         // Skipped: chunks of the image that the destination had before this
