@@ -569,7 +569,7 @@ pub fn serve_peer(
         .get(&peer)
         .is_some_and(|e| matches!(e.membership, Membership::Member(_)));
     if !member {
-        warn!(%peer, "vessel request from a non-member refused");
+        warn!(%peer, "vessel request refused: not a member of this mesh");
         let _ = swarm.behaviour_mut().vessel.send_response(
             channel,
             peer_refused("not a member of this mesh: this node serves vessels to members only"),

@@ -10,6 +10,7 @@ mod corpus;
 mod cross_cpu;
 mod dock;
 mod mesh;
+mod mesh_refusals;
 mod mesh_vessels;
 mod migrate;
 mod snapshot;

@@ -1,0 +1,386 @@
+//! Goal: a node refuses, with a clear reason in the answer and in its log,
+//! every migration message it must not act on: from a non-member, a forged
+//! offer, an offer from one node claiming to be another, a replayed offer, a
+//! tampered chunk, a vessel deployed by an untrusted key, a stale epoch, a
+//! forged commit.
+//!
+//! Method: the node is a real `meshnode start` process. The adversary is a
+//! real libp2p peer built from meshnode's own swarm (same transports, same
+//! codecs), run in the test, which speaks the vessel protocol with messages
+//! the test crafts. One adversary is a member (enrolled by the user's key:
+//! an insider gone wrong), one is not.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{request_response, Multiaddr, PeerId, Swarm};
+use meshnode::identity::NodeIdentity;
+use meshnode::mesh::behaviour::{node_swarm, NodeBehaviour, NodeBehaviourEvent, SwarmOptions};
+use protocol::control::PeerIdBytes;
+use protocol::membership::{MemberCertificate, MemberRequest, MemberResponse, Nonce, PublicKey};
+use protocol::migrate::{
+    ChunkBytes, Decision, DecisionBody, NamedChunk, Offer, OfferBody, OfferKind, PeerRequest,
+    PeerResponse, PEER_PROTOCOL_VERSION,
+};
+use protocol::snapshot::{ChunkedImage, Hash};
+use protocol::vessel::{
+    Deployment, DeploymentBody, LogImage, Resume, VesselId, VesselImage, VESSEL_VERSION,
+};
+
+use crate::mesh::User;
+
+struct Adversary {
+    swarm: Swarm<NodeBehaviour>,
+    identity: NodeIdentity,
+    cert: Option<MemberCertificate>,
+    node: PeerId,
+    got_member_response: bool,
+}
+
+fn peer_of(addr: &Multiaddr) -> PeerId {
+    meshnode::mesh::node::peer_of(addr).expect("the address ends in /p2p/ID")
+}
+
+impl Adversary {
+    async fn connect(addr: &str, cert_user: Option<&ed25519_dalek::SigningKey>) -> Adversary {
+        let identity = NodeIdentity::ephemeral().unwrap();
+        let cert = cert_user.map(|u| MemberCertificate::self_enrol(u, identity.public_key()));
+        let mut swarm = node_swarm(
+            &identity,
+            &SwarmOptions {
+                mdns: false,
+                kademlia: false,
+                ping_interval: Duration::from_secs(5),
+                idle_connection_timeout: Duration::from_secs(60),
+            },
+        )
+        .unwrap();
+        let addr: Multiaddr = addr.parse().unwrap();
+        let node = peer_of(&addr);
+        swarm.dial(addr).unwrap();
+        let mut a = Adversary {
+            swarm,
+            identity,
+            cert,
+            node,
+            got_member_response: false,
+        };
+        // Show our certificate (or lack of one), and wait for the node's.
+        let c = a.cert.clone();
+        a.swarm
+            .behaviour_mut()
+            .member
+            .send_request(&node, MemberRequest::Certificate(c));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !a.got_member_response {
+            let ev = tokio::time::timeout_at(deadline, a.swarm.select_next_some())
+                .await
+                .expect("the node answered our certificate");
+            a.handle(ev, None);
+        }
+        // Let the node's own certificate request be answered too.
+        let settle = tokio::time::Instant::now() + Duration::from_millis(300);
+        while let Ok(ev) = tokio::time::timeout_at(settle, a.swarm.select_next_some()).await {
+            a.handle(ev, None);
+        }
+        a
+    }
+
+    /// Handles one swarm event; returns the response to `want`, if that is
+    /// what arrived.
+    fn handle(
+        &mut self,
+        ev: SwarmEvent<NodeBehaviourEvent>,
+        want: Option<request_response::OutboundRequestId>,
+    ) -> Option<Result<PeerResponse, String>> {
+        match ev {
+            SwarmEvent::Behaviour(NodeBehaviourEvent::Member(
+                request_response::Event::Message { message, .. },
+            )) => match message {
+                request_response::Message::Request { channel, .. } => {
+                    let c = self.cert.clone();
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .member
+                        .send_response(channel, MemberResponse::Certificate(c));
+                    None
+                }
+                request_response::Message::Response { .. } => {
+                    self.got_member_response = true;
+                    None
+                }
+            },
+            SwarmEvent::Behaviour(NodeBehaviourEvent::Vessel(
+                request_response::Event::Message {
+                    message:
+                        request_response::Message::Response {
+                            request_id,
+                            response,
+                        },
+                    ..
+                },
+            )) if Some(request_id) == want => Some(Ok(response)),
+            SwarmEvent::Behaviour(NodeBehaviourEvent::Vessel(
+                request_response::Event::OutboundFailure {
+                    request_id, error, ..
+                },
+            )) if Some(request_id) == want => Some(Err(error.to_string())),
+            _ => None,
+        }
+    }
+
+    async fn ask(&mut self, req: PeerRequest) -> PeerResponse {
+        let node = self.node;
+        let id = self.swarm.behaviour_mut().vessel.send_request(&node, req);
+        loop {
+            let ev = tokio::time::timeout(Duration::from_secs(30), self.swarm.select_next_some())
+                .await
+                .expect("the node answers within 30 s");
+            if let Some(r) = self.handle(ev, Some(id)) {
+                return r.expect("the request reached the node");
+            }
+        }
+    }
+
+    async fn nonce(&mut self) -> Nonce {
+        match self.ask(PeerRequest::Nonce).await {
+            PeerResponse::Nonce(n) => n,
+            other => panic!("no nonce: {other:?}"),
+        }
+    }
+
+    fn offer_body(
+        &self,
+        kind: OfferKind,
+        vessel: VesselId,
+        epoch: u64,
+        image: &[u8],
+        nonce: Nonce,
+    ) -> OfferBody {
+        OfferBody {
+            version: PEER_PROTOCOL_VERSION,
+            kind,
+            vessel,
+            epoch,
+            image: Hash::of(image),
+            source: PeerIdBytes(self.identity.peer_id.to_bytes()),
+            destination: PeerIdBytes(self.node.to_bytes()),
+            nonce,
+        }
+    }
+}
+
+fn image_for(
+    user: &ed25519_dalek::SigningKey,
+    vessel: VesselId,
+    epoch: u64,
+    chunk: Hash,
+) -> VesselImage {
+    let deployment = Deployment::sign(
+        user,
+        DeploymentBody {
+            version: VESSEL_VERSION,
+            vessel,
+            name: "forged".into(),
+            module_hash: Hash::of(b"module"),
+            args: vec![],
+            env: vec![],
+            volumes: vec![],
+            mounts: vec![],
+        },
+    );
+    VesselImage {
+        version: VESSEL_VERSION,
+        volumes: vec![],
+        deployment,
+        epoch,
+        resume: Resume::Fresh,
+        module: ChunkedImage {
+            size_bytes: 6,
+            chunks: vec![Some(chunk)],
+        },
+        manifest: vec![],
+        log: LogImage::default(),
+        migrations: 0,
+        run_ms: 0,
+    }
+}
+
+fn refused(r: PeerResponse) -> String {
+    match r {
+        PeerResponse::Refused { reason } => reason,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
+    let _cpu = crate::support::shared_cpu();
+    let user = User::new();
+    let mut a = user.start("a", &[], &[]);
+    let addr = a.wait_ready();
+    // A real vessel at epoch 1, for the stale-epoch case.
+    let hello = crate::corpus::corpus_wasm("cpu_loop");
+    let out = user.run(&[
+        "deploy",
+        "--data-dir",
+        a.dir(),
+        hello.to_str().unwrap(),
+        "200",
+    ]);
+    assert!(out.status.success(), "{}", crate::mesh::stderr(&out));
+    let real = VesselId::from_hex(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+
+    let user_key = meshnode::identity::read_key(&user.user_key_file())
+        .unwrap()
+        .unwrap();
+    let stranger_key = ed25519_dalek::SigningKey::from_bytes(&[77; 32]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // Not a member: refused before anything else.
+        let mut outsider = Adversary::connect(&addr, None).await;
+        let why = refused(outsider.ask(PeerRequest::Nonce).await);
+        assert!(why.contains("not a member"), "{why}");
+
+        let mut m = Adversary::connect(&addr, Some(&user_key)).await;
+        let vessel = VesselId([0xab; 8]);
+        let content = b"chunk!".to_vec();
+        let chunk = Hash::of(&content);
+        let warm = protocol::cbor::encode(&vec![ChunkedImage {
+            size_bytes: 6,
+            chunks: vec![Some(chunk)],
+        }]);
+
+        // Forged: signed by a key that is not the sender's.
+        let n = m.nonce().await;
+        let body = m.offer_body(OfferKind::Warm, vessel, 1, &warm, n);
+        let forged = Offer::sign(&stranger_key, body);
+        let why = refused(
+            m.ask(PeerRequest::Offer {
+                offer: forged,
+                image: warm.clone(),
+            })
+            .await,
+        );
+        assert!(why.starts_with("forged offer"), "{why}");
+
+        // Claims another node as its source (signed by us, but lying).
+        let n = m.nonce().await;
+        let mut body = m.offer_body(OfferKind::Warm, vessel, 1, &warm, n);
+        body.source = PeerIdBytes(PeerId::random().to_bytes());
+        let lying = Offer::sign(&m.identity.signing, body);
+        let why = refused(
+            m.ask(PeerRequest::Offer {
+                offer: lying,
+                image: warm.clone(),
+            })
+            .await,
+        );
+        assert!(why.contains("names another node as its source"), "{why}");
+
+        // A good offer, then the same offer again: a replay.
+        let n = m.nonce().await;
+        let body = m.offer_body(OfferKind::Warm, vessel, 1, &warm, n);
+        let good = Offer::sign(&m.identity.signing, body);
+        match m
+            .ask(PeerRequest::Offer {
+                offer: good.clone(),
+                image: warm.clone(),
+            })
+            .await
+        {
+            PeerResponse::Lacking(l) => assert_eq!(l, vec![chunk]),
+            other => panic!("a good offer was not accepted: {other:?}"),
+        }
+        let why = refused(
+            m.ask(PeerRequest::Offer {
+                offer: good,
+                image: warm.clone(),
+            })
+            .await,
+        );
+        assert!(why.starts_with("replayed offer"), "{why}");
+
+        // A tampered chunk: the bytes do not hash to the name asked for.
+        let why = refused(
+            m.ask(PeerRequest::Chunks {
+                vessel,
+                epoch: 1,
+                chunks: vec![NamedChunk {
+                    hash: chunk,
+                    bytes: ChunkBytes(b"chunk?".to_vec()),
+                }],
+            })
+            .await,
+        );
+        assert!(why.starts_with("tampered chunk"), "{why}");
+        // The right bytes are taken.
+        match m
+            .ask(PeerRequest::Chunks {
+                vessel,
+                epoch: 1,
+                chunks: vec![NamedChunk {
+                    hash: chunk,
+                    bytes: ChunkBytes(content.clone()),
+                }],
+            })
+            .await
+        {
+            PeerResponse::Stored { count: 1 } => {}
+            other => panic!("the right chunk was refused: {other:?}"),
+        }
+
+        // A vessel deployed by a key the node does not trust.
+        let img = protocol::cbor::encode(&image_for(&stranger_key, vessel, 2, chunk));
+        let n = m.nonce().await;
+        let body = m.offer_body(OfferKind::Final, vessel, 2, &img, n);
+        let offer = Offer::sign(&m.identity.signing, body);
+        let why = refused(m.ask(PeerRequest::Offer { offer, image: img }).await);
+        assert!(why.starts_with("untrusted deployer"), "{why}");
+
+        // A stale epoch: the node runs `real` at epoch 1.
+        let img = protocol::cbor::encode(&image_for(&user_key, real, 1, chunk));
+        let n = m.nonce().await;
+        let body = m.offer_body(OfferKind::Final, real, 1, &img, n);
+        let offer = Offer::sign(&m.identity.signing, body);
+        let why = refused(m.ask(PeerRequest::Offer { offer, image: img }).await);
+        assert!(why.starts_with("stale epoch"), "{why}");
+
+        // A commit signed by someone else.
+        let decision = Decision::sign(
+            &stranger_key,
+            DecisionBody {
+                version: PEER_PROTOCOL_VERSION,
+                vessel,
+                epoch: 2,
+                image: chunk,
+                source: PeerIdBytes(m.identity.peer_id.to_bytes()),
+                destination: PeerIdBytes(m.node.to_bytes()),
+                commit: true,
+            },
+        );
+        let why = refused(m.ask(PeerRequest::Commit(decision)).await);
+        assert!(why.starts_with("forged commit"), "{why}");
+        let _ = PublicKey([0; 32]);
+    });
+    let log = a.log();
+    for expected in [
+        "not a member",
+        "forged offer",
+        "replayed offer",
+        "tampered chunk",
+        "untrusted deployer",
+        "stale epoch",
+        "forged commit",
+    ] {
+        assert!(
+            log.contains(expected),
+            "the node's log does not say `{expected}`:\n{log}"
+        );
+    }
+}
