@@ -20,8 +20,8 @@ use crate::store::{ChunkStore, MemChunks};
                   captures them at migration points and resumes them elsewhere, and joins \
                   machines into a mesh.\n\
                   \n\
-                  Try it: `bash scripts/quickstart.sh` builds examples/hello.c to wasm and runs it \
-                  with `meshnode run`."
+                  Try it: `meshnode demo` starts three local nodes and moves a running vessel \
+                  between them."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -68,6 +68,13 @@ pub enum Command {
 
     /// Manage the user keys a node trusts.
     Trust(crate::control::cli::TrustArgs),
+
+    /// See it work: start a small mesh of local nodes, deploy a vessel, and
+    /// move it from node to node while it runs, showing each step.
+    ///
+    /// Uses a scratch directory and a scratch user key; your own keys, data
+    /// and nodes are not touched. Takes about 15 seconds.
+    Demo(crate::demo::DemoArgs),
 
     /// Run a WASI program on the mesh, as a vessel; prints its id.
     ///

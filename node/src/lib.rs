@@ -6,6 +6,7 @@
 //!   serializable `wasi_snapshot_preview1` ([`dock::wasi`]).
 //! - [`store`]: the on-disk, content-addressed chunk and manifest store.
 //! - [`cli`]: the `meshnode` command line.
+//! - [`demo`]: `meshnode demo`, a local mesh moving a vessel around.
 //! - [`daemon`]: `meshnode start`: data directory, lock, config, enrolment.
 //! - [`mesh`]: the libp2p swarm: discovery, RTT, membership, status gossip.
 //! - [`control`]: the CLI ↔ node control protocol (client and server).
@@ -16,6 +17,7 @@
 pub mod cli;
 pub mod control;
 pub mod daemon;
+pub mod demo;
 pub mod dock;
 pub mod identity;
 pub mod mesh;

@@ -12,6 +12,7 @@ fn main() {
         Command::Keygen(args) => meshnode::control::cli::run_keygen(args),
         Command::Invite(args) => meshnode::control::cli::run_invite(args),
         Command::Trust(args) => meshnode::control::cli::run_trust(args),
+        Command::Demo(args) => meshnode::demo::run_demo(args),
         Command::Deploy(args) => meshnode::control::vessel_cli::run_deploy(args),
         Command::Ps(args) => meshnode::control::vessel_cli::run_ps(args),
         Command::Logs(args) => meshnode::control::vessel_cli::run_logs(args),
