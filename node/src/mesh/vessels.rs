@@ -60,6 +60,14 @@ pub const COMMIT_RETRY_INTERVAL: Duration = Duration::from_millis(500);
 /// migration is given up (the vessel stays where it is).
 pub const NONCE_RETRIES: u32 = 8;
 
+/// Eviction runs once the departed LRU is this full (it keeps
+/// `MAX_DEPARTED_IMAGES`; below this there is little to evict).
+pub const MAX_DEPARTED_IMAGES_BEFORE_EVICT: usize = protocol::limits::MAX_DEPARTED_IMAGES / 2;
+
+/// An incoming migration with no word from its source for this long is
+/// dropped (its `Prepared` record stays on disk, for a late commit).
+pub const INCOMING_MIGRATION_TTL: Duration = Duration::from_secs(600);
+
 /// How long a `ps` waits for each peer.
 pub const PS_PEER_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -144,6 +152,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// What a task needs to talk to peers and answer requests.
 #[derive(Clone)]
 pub struct Mesh {
+    pub incoming: Arc<Mutex<HashMap<VesselId, Incoming>>>,
     pub tx: mpsc::Sender<NodeCommand>,
     pub host: Arc<Mutex<Host>>,
     pub me: PeerId,
@@ -230,6 +239,7 @@ impl Mesh {
 
 pub fn mesh_of(state: &NodeState) -> Mesh {
     Mesh {
+        incoming: state.vessels_net.incoming.clone(),
         tx: state.vessels_net.tx.clone(),
         host: state.vessels_net.host.clone(),
         me: state.identity.peer_id,
@@ -673,7 +683,10 @@ fn accept_offer(
     let b = offer.body;
     let id = b.vessel;
     {
-        let inc = lock(incoming);
+        let mut inc = lock(incoming);
+        // A migration whose source went quiet (it aborted and the abort
+        // was lost, or it died before its commit) is forgotten in time.
+        inc.retain(|_, s| s.started.elapsed() < INCOMING_MIGRATION_TTL);
         if inc.len() >= MAX_INCOMING_MIGRATIONS && !inc.contains_key(&id) {
             return Err(format!(
                 "this node receives {MAX_INCOMING_MIGRATIONS} migrations already; retry later"
@@ -1544,6 +1557,17 @@ pub async fn send_commit(mesh: &Mesh, id: VesselId, to: PeerId, decision: Decisi
         tokio::time::sleep(COMMIT_RETRY_INTERVAL).await;
     }
     let mut h = lock(&mesh.host);
+    if h.departed.len() >= MAX_DEPARTED_IMAGES_BEFORE_EVICT {
+        // Bounded: evict what the LRU no longer keeps (never while a
+        // migration is arriving: its chunks are not in an image yet).
+        let busy = h.vessels.iter().any(|(v, l)| *v != id && l.migrating);
+        if !busy && lock(&mesh.incoming).is_empty() {
+            let n = h.evict();
+            if n > 0 {
+                info!("evicted {n} chunks that no kept image names");
+            }
+        }
+    }
     let Some(l) = h.vessels.get_mut(&id) else {
         return;
     };

@@ -305,6 +305,27 @@ impl Host {
         keep
     }
 
+    /// Removes chunks, manifests and images that no kept image names: the
+    /// vessels here, the prepared ones on disk, and the departed LRU. Call
+    /// only while no migration is arriving (its chunks are named by no
+    /// image yet).
+    pub fn evict(&self) -> usize {
+        let mut keep = self.live_images();
+        keep.extend(
+            self.read_records()
+                .into_iter()
+                .filter(|(_, r)| matches!(r, Record::Prepared { .. }))
+                .map(|(_, r)| r.image()),
+        );
+        match self.store.retain_images(&keep) {
+            Ok(n) => n,
+            Err(e) => {
+                warn!("cannot evict from the chunk store: {e}");
+                0
+            }
+        }
+    }
+
     /// `ps` rows for the vessels this node runs or knows the end of.
     pub fn list(&self) -> Vec<VesselInfo> {
         self.vessels
