@@ -11,6 +11,7 @@
 //!   that CPU-bound vessels never stall the node's async work.
 
 pub mod frames;
+pub mod fuzzing;
 pub mod services;
 pub mod snapshot;
 pub mod wasi;

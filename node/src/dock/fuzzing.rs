@@ -1,0 +1,194 @@
+//! Fuzz oracle for snapshot validation: a real snapshot, mutated as the
+//! fuzzer's bytes say, goes through the whole resume path (manifest checks,
+//! chunk reads, WASI rebuild, frame validation against the rewriter's
+//! layouts, memory and globals restored) up to the first instruction, and
+//! one slice runs. Nothing may panic. Used by the cargo-fuzz target
+//! `snapshot_validate` and by a seeded smoke test.
+//!
+//! The base snapshot is built in memory from a small module with recursion
+//! and a loop (several frames, locals of every type), stopped at a fixed
+//! migration point.
+
+use std::path::Path;
+
+use protocol::snapshot::{Manifest, Value};
+use wasmi::Engine;
+
+use super::wasi::{WasiCtx, WasiOptions};
+use super::{snapshot, DockConfig, Mode, Slice, Vessel, VesselModule};
+use crate::store::MemChunks;
+
+const FIXTURE_WAT: &str = r#"
+(module
+  (memory (export "memory") 1)
+  (global $g (mut i64) (i64.const 7))
+  (global $f (mut f64) (f64.const 1.5))
+  (func $rec (param $n i32) (param $x f32) (result i64)
+    (local $acc i64)
+    (if (i32.gt_u (local.get $n) (i32.const 0))
+      (then
+        (local.set $acc (call $rec (i32.sub (local.get $n) (i32.const 1))
+                                   (f32.add (local.get $x) (f32.const 0.5))))))
+    (loop $l
+      (local.set $acc (i64.add (local.get $acc) (i64.extend_i32_u (local.get $n))))
+      (i32.store (i32.mul (local.get $n) (i32.const 4)) (local.get $n))
+      (global.set $g (i64.add (global.get $g) (i64.const 1)))
+      (global.set $f (f64.add (global.get $f) (f64.promote_f32 (local.get $x))))
+      (br_if $l (i64.lt_u (local.get $acc) (i64.const 2000))))
+    (local.get $acc))
+  (func (export "_start")
+    (drop (call $rec (i32.const 6) (f32.const 1.0))))
+)
+"#;
+
+/// A snapshot to mutate, and what resuming it needs.
+pub struct SnapshotFixture {
+    pub engine: Engine,
+    pub config: DockConfig,
+    pub vm: VesselModule,
+    pub chunks: MemChunks,
+    pub manifest: Manifest,
+}
+
+impl SnapshotFixture {
+    /// Runs the fixture module to its 40th migration point and captures it.
+    pub fn new() -> SnapshotFixture {
+        let wasm = wat::parse_str(FIXTURE_WAT).expect("the fixture assembles");
+        let config = DockConfig::default();
+        let (engine, config, vm) = VesselModule::prepare_with_engine(
+            &config,
+            Path::new("fixture.wasm"),
+            wasm,
+            Mode::Migratable { countdown: true },
+        )
+        .expect("the fixture instruments");
+        let wasi = WasiCtx::new(WasiOptions::default()).expect("an empty WASI context");
+        let mut vessel =
+            Vessel::new(&engine, &vm, wasi, &config).expect("the fixture instantiates");
+        assert!(vessel.unwind_after_points(40));
+        loop {
+            match vessel.run_slice() {
+                Slice::Unwound => break,
+                Slice::Yielded => {}
+                Slice::Exited(e) => panic!("the fixture ended before its 40th point: {e:?}"),
+            }
+        }
+        let capture = vessel.capture(40).expect("the fixture captures");
+        let mut chunks = MemChunks::default();
+        let manifest =
+            snapshot::to_manifest(&mut chunks, &vm, &capture, &config).expect("a manifest");
+        SnapshotFixture {
+            engine,
+            config,
+            vm,
+            chunks,
+            manifest,
+        }
+    }
+
+    /// Resumes `m` as far as it goes: Err is a refusal (fine), Ok means it
+    /// passed validation and ran one slice.
+    pub fn resume(&self, m: &Manifest) -> Result<(), String> {
+        m.check().map_err(|e| e.to_string())?;
+        let capture =
+            snapshot::capture_from_manifest(&self.chunks, m, self.config.max_memory_bytes as u64)
+                .map_err(|e| e.to_string())?;
+        let wasi =
+            WasiCtx::rebuild(m.wasi.clone(), &[], Default::default()).map_err(|e| e.to_string())?;
+        let mut v = Vessel::resume(&self.engine, &self.vm, &capture, wasi, &self.config)
+            .map_err(|e| e.to_string())?;
+        let _ = v.run_slice();
+        Ok(())
+    }
+}
+
+impl Default for SnapshotFixture {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Mutates the fixture's manifest as `data` says (each 9 bytes: an
+/// operation and a value) and resumes it. Never panics on any input.
+pub fn snapshot_validation_oracle(fixture: &SnapshotFixture, data: &[u8]) {
+    let mut m = fixture.manifest.clone();
+    for op in data.chunks(9) {
+        let kind = op[0];
+        let mut v = [0u8; 8];
+        v[..op.len() - 1].copy_from_slice(&op[1..]);
+        let v = u64::from_le_bytes(v);
+        let pick = |len: usize| if len == 0 { 0 } else { (v as usize) % len };
+        match kind % 9 {
+            0 if !m.frames.is_empty() => {
+                let f = pick(m.frames.len());
+                m.frames[f].func = (v >> 8) as u32 % 64;
+            }
+            1 if !m.frames.is_empty() => {
+                let f = pick(m.frames.len());
+                m.frames[f].point = (v >> 8) as u32 % 64;
+            }
+            2 if !m.frames.is_empty() => {
+                let f = pick(m.frames.len());
+                let n = m.frames[f].locals.len();
+                if n > 0 {
+                    let i = ((v >> 16) as usize) % n;
+                    m.frames[f].locals[i] = match (v >> 8) % 4 {
+                        0 => Value::I32(v as i32),
+                        1 => Value::I64(v as i64),
+                        2 => Value::F32(v as u32),
+                        _ => Value::F64(v),
+                    };
+                }
+            }
+            3 if !m.frames.is_empty() => {
+                let a = pick(m.frames.len());
+                let b = ((v >> 16) as usize) % m.frames.len();
+                m.frames.swap(a, b);
+            }
+            4 if !m.globals.is_empty() => {
+                let g = pick(m.globals.len());
+                m.globals[g] = Value::I64(v as i64);
+            }
+            5 => {
+                let keep = pick(m.frames.len() + 1);
+                m.frames.truncate(keep);
+            }
+            6 if !m.frames.is_empty() => {
+                let f = pick(m.frames.len());
+                let dup = m.frames[f].clone();
+                m.frames.insert(f, dup);
+            }
+            7 => m.memory.size_bytes = m.memory.size_bytes.wrapping_add(v % 200_000),
+            8 => m.data_dropped = v,
+            _ => {}
+        }
+    }
+    let _ = fixture.resume(&m);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The unmutated fixture resumes; seeded mutations never panic.
+    #[test]
+    fn snapshot_validation_survives_seeded_mutations() {
+        let fixture = SnapshotFixture::new();
+        fixture
+            .resume(&fixture.manifest)
+            .expect("the fixture resumes");
+        let seed = 0x5eed_0006u64;
+        let mut rng = protocol::fuzzing::SplitMix64(seed);
+        for case in 0..400 {
+            let len = 9 * (1 + rng.below(4) as usize);
+            let data: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                snapshot_validation_oracle(&fixture, &data)
+            }));
+            assert!(
+                r.is_ok(),
+                "seed {seed:#x} case {case} panicked on {data:02x?}"
+            );
+        }
+    }
+}
