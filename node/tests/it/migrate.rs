@@ -138,3 +138,73 @@ fn storm_mode_matches_plain_runs_for_the_benchmark_programs() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Goal: the WAT tests (every preview1 function's errno cases, spliced into
+/// the prelude) behave the same migrated at every Nth point as unmoved:
+/// same output, exit code and files. Method: each WAT program is assembled
+/// to a module file and run by the real binary, plainly and in storm mode,
+/// each run in a fresh sandbox directory.
+#[test]
+fn storm_mode_matches_plain_runs_for_every_wat_test() {
+    let _cpu = crate::support::shared_cpu();
+    let dir = std::path::Path::new(crate::wasi_errno::WAT_DIR);
+    let scratch = tempfile::tempdir().unwrap();
+    let mut failures = Vec::new();
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("errno_") && n.ends_with(".wat"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 3, "WAT tests not found in {}", dir.display());
+    for file in &files {
+        let body = std::fs::read_to_string(dir.join(file)).unwrap();
+        let bytes = wat::parse_str(crate::wasi_errno::expand(&body)).unwrap();
+        let wasm = scratch.path().join(file.replace(".wat", ".wasm"));
+        std::fs::write(&wasm, bytes).unwrap();
+        let run = |every: Option<u32>| {
+            let root = tempfile::tempdir().unwrap();
+            let sandbox = root.path().join("sandbox");
+            std::fs::create_dir(&sandbox).unwrap();
+            let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_meshnode"));
+            c.arg("run");
+            if let Some(n) = every {
+                c.args(["--migrate-every", &n.to_string(), "--max-migrations", "400"]);
+            }
+            c.arg("--dir")
+                .arg(format!("{}::/sandbox", sandbox.display()))
+                .arg(&wasm)
+                .stdin(std::process::Stdio::null());
+            let out = c.output().unwrap();
+            let tree = format!("{:?}", crate::support::tree(&sandbox));
+            (out.status.code(), out.stdout, out.stderr, tree)
+        };
+        let plain = run(None);
+        assert_eq!(
+            plain.0,
+            Some(0),
+            "{file}: {}",
+            String::from_utf8_lossy(&plain.2)
+        );
+        for every in EVERY {
+            let storm = run(Some(every));
+            let stderr = String::from_utf8_lossy(&storm.2);
+            if storm.0 != plain.0 || storm.1 != plain.1 || storm.3 != plain.3 {
+                failures.push(format!(
+                    "{file} --migrate-every {every}: exit {:?} vs {:?}; stdout same: {}; files same: {}; stderr: {stderr}",
+                    plain.0,
+                    storm.0,
+                    storm.1 == plain.1,
+                    storm.3 == plain.3
+                ));
+            }
+            if every == 1 && !stderr.contains("storm mode: ") {
+                failures.push(format!(
+                    "{file}: --migrate-every 1 never migrated: {stderr}"
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
