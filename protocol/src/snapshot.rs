@@ -330,6 +330,7 @@ pub(crate) mod tests {
                 fds: Default::default(),
                 clocks: ClockState { monotonic_ns: 5 },
                 stdio: StdioPositions::default(),
+                pending_poll_deadlines_ns: None,
             },
             limits: VesselLimits {
                 max_memory_bytes: 1 << 20,

@@ -31,6 +31,11 @@ pub struct WasiState {
     pub fds: BTreeMap<u32, Descriptor>,
     pub clocks: ClockState,
     pub stdio: StdioPositions,
+    /// The deadlines (guest monotonic ns) of a `poll_oneoff` that was
+    /// interrupted so the vessel could move: when the call is re-issued on
+    /// resume, it waits only for what was left, not its whole timeout again.
+    #[serde(default)]
+    pub pending_poll_deadlines_ns: Option<Vec<u64>>,
 }
 
 /// A preopened directory. The guest sees `guest_path`; which host directory
@@ -309,6 +314,7 @@ mod tests {
                 .collect(),
             clocks: ClockState::default(),
             stdio: StdioPositions::default(),
+            pending_poll_deadlines_ns: None,
         }
     }
 

@@ -389,6 +389,11 @@ impl WasiView for VesselCtx {
     fn memory(&self) -> Option<Memory> {
         self.memory
     }
+    fn rewind_reissued(&mut self) -> Result<(), wasmi::Error> {
+        self.frames
+            .check_rewind_done()
+            .map_err(|e| wasmi::Error::new(e.to_string()))
+    }
 }
 
 impl FrameView for VesselCtx {

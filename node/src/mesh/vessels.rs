@@ -49,6 +49,10 @@ pub const MAX_WARM_ROUNDS: u32 = 4;
 /// final round will be as small as it gets.
 pub const WARM_CONVERGED_CHUNKS: usize = 16;
 
+/// How long a pre-copy round waits for the vessel to reach the end of a
+/// slice (a slice is milliseconds of work; longer means it is blocked).
+pub const WARM_COPY_WAIT: Duration = Duration::from_millis(200);
+
 /// Batches of chunks in flight at once.
 pub const CHUNK_BATCHES_IN_FLIGHT: usize = 4;
 
@@ -1345,9 +1349,14 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
     for round in 0..mesh.policy.warm_rounds.min(MAX_WARM_ROUNDS) {
         let (tx, rx) = oneshot::channel();
         send_cmd(RunnerCmd::CopyMemory(tx))?;
-        let memory = rx
-            .await
-            .map_err(|_| "the vessel ended before it could move")?;
+        // A vessel that waits in a blocking call (a sleep, a socket) does
+        // not reach the end of its slice: its memory does not change while
+        // it waits, so go straight to the final round, which interrupts the
+        // wait.
+        let memory = match tokio::time::timeout(WARM_COPY_WAIT, rx).await {
+            Ok(m) => m.map_err(|_| "the vessel ended before it could move")?,
+            Err(_) => break,
+        };
         let (t, s) = (tracker.clone(), store.clone());
         let changed = tokio::task::spawn_blocking(move || lock(&t).update(&s, &memory))
             .await

@@ -38,6 +38,9 @@ struct Shared {
 
 /// The handle the host keeps.
 pub struct Runner {
+    /// Raised with a pause: makes a vessel that waits in `poll_oneoff` give
+    /// up the wait and unwind from inside it.
+    interrupt: Arc<std::sync::atomic::AtomicBool>,
     tx: mpsc::Sender<Command>,
     shared: Arc<Shared>,
     _thread: JoinHandle<()>,
@@ -45,6 +48,10 @@ pub struct Runner {
 
 impl Runner {
     pub fn send(&self, cmd: Command) -> Result<(), String> {
+        if matches!(cmd, Command::Pause(_)) {
+            self.interrupt
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         self.tx
             .send(cmd)
             .map_err(|_| "the vessel ended before it could move".to_string())
@@ -82,6 +89,8 @@ pub fn spawn(
     log: Arc<Mutex<VesselLog>>,
 ) -> std::io::Result<Runner> {
     let (tx, rx) = mpsc::channel::<Command>();
+    let interrupt = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    vessel.wasi_mut().set_interrupt(interrupt.clone());
     let shared = Arc::new(Shared {
         state: Mutex::new(State::Running),
         run_ms: Mutex::new(0),
@@ -128,6 +137,17 @@ pub fn spawn(
                     }
                     Slice::Unwound => {
                         let at = Instant::now();
+                        // Unwound from inside a blocking call: the pause was
+                        // raised from outside, its command is still queued.
+                        while pause.is_none() {
+                            match rx.recv_timeout(Duration::from_secs(5)) {
+                                Ok(Command::Pause(reply)) => pause = Some(reply),
+                                Ok(Command::CopyMemory(reply)) => {
+                                    let _ = reply.send(vessel.memory().to_vec());
+                                }
+                                Ok(Command::Stop) | Err(_) => break,
+                            }
+                        }
                         let capture = vessel.capture(0).map_err(|e| e.to_string());
                         set(&s, State::Paused);
                         match pause.take() {
@@ -163,6 +183,7 @@ pub fn spawn(
             }
         })?;
     Ok(Runner {
+        interrupt,
         tx,
         shared,
         _thread: thread,

@@ -611,3 +611,47 @@ fn an_untrusted_deployer_is_refused() {
     assert!(mesh.nodes[0].log().contains("is not trusted by this node"));
     assert!(mesh.ps(0).is_empty());
 }
+
+/// Goal: a vessel that waits in `poll_oneoff` (a 4 s sleep) moves at once,
+/// without waiting for the sleep to end, and on the destination sleeps only
+/// for what was left. Method: migrate it 2 s into its sleep; the move must
+/// end before it prints its second line, and the whole run must take about
+/// 4 s, not 4 s plus the 2 s already slept.
+#[test]
+fn a_sleeping_vessel_moves_at_once_and_sleeps_only_what_was_left() {
+    let _cpu = crate::support::shared_cpu();
+    let mesh = Mesh::new(0, 4_000_000);
+    let wasm = crate::support::compile_c("node/tests/it/programs/sleeper.c", &[]);
+    let spec = Spec {
+        name: "sleeper".into(),
+        ..Default::default()
+    };
+    let started = Instant::now();
+    let vessel = mesh.deploy(0, &wasm, &spec, &[]);
+    let deadline = Instant::now() + WAIT;
+    while !text(&mesh.logs(0, &vessel).0).contains("before") {
+        assert!(Instant::now() < deadline, "it never printed its first line");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(2000).saturating_sub(started.elapsed()));
+    let moved_at = Instant::now();
+    let r = mesh
+        .migrate(0, &vessel, 1)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let move_took = moved_at.elapsed();
+    assert_eq!(r["phase"], "done");
+    let (out, _) = mesh.logs(1, &vessel);
+    assert_eq!(text(&out), "before\n", "it woke before the move ended");
+    assert!(
+        move_took < Duration::from_millis(1500),
+        "the move took {move_took:?}"
+    );
+    let row = mesh.wait_end(1, &vessel);
+    let total = started.elapsed();
+    assert_eq!(row["exit_code"], 0);
+    assert_eq!(text(&mesh.logs(1, &vessel).0), "before\nafter\n");
+    assert!(
+        total < Duration::from_millis(5500),
+        "the run took {total:?}: the sleep started over after the move"
+    );
+}

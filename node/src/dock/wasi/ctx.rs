@@ -185,7 +185,19 @@ pub struct WasiCtx {
     pub(super) hub: Option<Arc<dyn ServiceHub>>,
     /// Set by `proc_exit`, read by the dock.
     pub exit_code: Option<u32>,
+    /// Raised from another thread when the vessel should unwind (a
+    /// migration wants it) even while it waits in `poll_oneoff`.
+    interrupt: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// Whether the running `poll_oneoff` may be interrupted (the module is
+    /// instrumented and not rewinding), set by the host function.
+    pub(super) interruptible: bool,
+    /// The last `poll_oneoff` gave up its wait because of `interrupt`: the
+    /// host function makes the vessel unwind instead of returning events.
+    pub(super) interrupted: bool,
 }
+
+/// How often a wait checks whether a migration wants the vessel to unwind.
+pub const INTERRUPT_CHECK_INTERVAL: Duration = Duration::from_millis(5);
 
 fn open_root(mapping: &DirMapping) -> Result<PreopenRoot, SetupError> {
     let err = |source| SetupError::OpenPreopen {
@@ -290,6 +302,7 @@ impl WasiCtx {
             fds,
             clocks: ClockState::default(),
             stdio: StdioPositions::default(),
+            pending_poll_deadlines_ns: None,
         };
         Self::rebuild_with_hub(state, &opts.dirs, opts.stdio, services.map(|s| s.hub))
     }
@@ -441,7 +454,43 @@ impl WasiCtx {
             stdio,
             hub,
             exit_code: None,
+            interrupt: None,
+            interruptible: false,
+            interrupted: false,
         })
+    }
+
+    /// Lets another thread make a blocked `poll_oneoff` give up its wait so
+    /// that the vessel can unwind (see docs/rewriter.md, blocking imports).
+    pub fn set_interrupt(&mut self, flag: Arc<std::sync::atomic::AtomicBool>) {
+        self.interrupt = Some(flag);
+    }
+
+    fn interrupt_raised(&self) -> bool {
+        self.interruptible
+            && self
+                .interrupt
+                .as_ref()
+                .is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Sleeps for `t`, or less when an interrupt is raised (returns true).
+    fn sleep_interruptible(&self, t: Duration) -> bool {
+        if !self.interruptible || self.interrupt.is_none() {
+            std::thread::sleep(t);
+            return false;
+        }
+        let end = Instant::now() + t;
+        loop {
+            if self.interrupt_raised() {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= end {
+                return false;
+            }
+            std::thread::sleep((end - now).min(INTERRUPT_CHECK_INTERVAL));
+        }
     }
 
     /// The state as it stands now, ready to travel. Refreshes what the host
@@ -1310,6 +1359,12 @@ impl WasiCtx {
         }
         let started_ns = self.clock.now_ns();
         let mut errors = Vec::new();
+        // A call re-issued after a move waits for what was left of it.
+        let mut resumed = self
+            .state
+            .pending_poll_deadlines_ns
+            .take()
+            .map(|d| d.into_iter());
         // (userdata, deadline on the guest monotonic clock)
         let mut clocks: Vec<(u64, u64)> = Vec::new();
         for &(userdata, ref sub) in subs {
@@ -1331,7 +1386,11 @@ impl WasiCtx {
                 } else {
                     timeout_ns
                 };
-                clocks.push((userdata, started_ns.saturating_add(wait)));
+                let deadline = match resumed.as_mut().and_then(|d| d.next()) {
+                    Some(d) => d,
+                    None => started_ns.saturating_add(wait),
+                };
+                clocks.push((userdata, deadline));
             }
         }
         let due = |now: u64, events: &mut Vec<Event>| {
@@ -1347,7 +1406,13 @@ impl WasiCtx {
             Subscription::Clock { .. } => false,
         });
         if !sockets {
-            return self.poll_without_sockets(subs, errors, earliest, due);
+            let deadlines = clocks.clone();
+            let r = self.poll_without_sockets(subs, errors, earliest, due);
+            if self.interrupted {
+                self.interrupt_poll(&deadlines);
+                return Ok(Vec::new());
+            }
+            return r;
         }
         loop {
             // Taken before looking, so that a change while we look ends the
@@ -1366,14 +1431,30 @@ impl WasiCtx {
             if !events.is_empty() {
                 return Ok(events);
             }
+            if self.interrupt_raised() {
+                self.interrupt_poll(&clocks);
+                return Ok(Vec::new());
+            }
             let mut timeout = earliest.map(|d| Duration::from_nanos(d.saturating_sub(now)));
             if !wants_stdin.is_empty() {
                 // The hub cannot wake us for stdin: look at it now and then.
                 const STDIN_TICK: Duration = Duration::from_millis(10);
                 timeout = Some(timeout.map_or(STDIN_TICK, |t| t.min(STDIN_TICK)));
             }
+            if self.interruptible && self.interrupt.is_some() {
+                timeout = Some(timeout.map_or(INTERRUPT_CHECK_INTERVAL, |t| {
+                    t.min(INTERRUPT_CHECK_INTERVAL)
+                }));
+            }
             self.wait_hub(seen, timeout);
         }
+    }
+
+    /// Gives up a wait for a migration: the deadlines stay in the state, so
+    /// the re-issued call (after the rewind) waits only for what is left.
+    fn interrupt_poll(&mut self, clocks: &[(u64, u64)]) {
+        self.interrupted = true;
+        self.state.pending_poll_deadlines_ns = Some(clocks.iter().map(|&(_, d)| d).collect());
     }
 
     /// Readiness of every fd subscription now. An inherited stdin cannot be
@@ -1462,7 +1543,10 @@ impl WasiCtx {
                 }
             }
         } else if let Some(t) = timeout {
-            std::thread::sleep(t);
+            if self.sleep_interruptible(t) {
+                self.interrupted = true;
+                return Ok(Vec::new());
+            }
         } else {
             // Only unanswerable subscriptions and no clock: nothing can wake us.
             return Err(Errno::NOTSUP);

@@ -1,7 +1,7 @@
 //! The wasmi side of `wasi_snapshot_preview1`: decodes each call's arguments
 //! from linear memory, calls [`WasiCtx`], and encodes the results back.
 
-use wasmi::{Caller, Error, Linker, Memory};
+use wasmi::{Caller, Error, Linker, Memory, Val};
 
 use super::abi::*;
 use super::ctx::{Subscription, WasiCtx};
@@ -18,6 +18,12 @@ pub trait WasiView {
     /// Called before a call that may block (`poll_oneoff`, `fd_read`), so
     /// that the dock can account for it.
     fn before_blocking(&mut self) {}
+    /// A blocking import was re-issued by a rewind (state 2): the rewind is
+    /// over, so check that every frame was handed out (docs/rewriter.md
+    /// §3.7).
+    fn rewind_reissued(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
 }
 
 /// Runs `f` with the guest's memory and the WASI context; turns its errno
@@ -437,53 +443,85 @@ pub fn add_to_linker<T: WasiView + 'static>(linker: &mut Linker<T>) -> Result<()
             ctx.path_unlink_file(fd, &p)
         }
     );
-    wasi!("poll_oneoff", |mem,
-                          ctx,
-                          subs_ptr: u32,
-                          events_ptr: u32,
-                          nsubs: u32,
-                          nevents: u32| {
-        // Each subscription is 48 bytes; a bigger list than this is a guest
-        // bug, not a real wait.
-        const MAX_SUBSCRIPTIONS: u32 = 4096;
-        if nsubs == 0 {
-            return Err(Errno::INVAL);
-        }
-        if nsubs > MAX_SUBSCRIPTIONS {
-            return Err(Errno::INVAL);
-        }
-        mem.slice(subs_ptr, nsubs * SUBSCRIPTION_SIZE)?;
-        mem.slice(events_ptr, nsubs * EVENT_SIZE)?;
-        mem.slice(nevents, 4)?;
-        let mut subs = Vec::with_capacity(nsubs as usize);
-        for i in 0..nsubs {
-            let at = subs_ptr + i * SUBSCRIPTION_SIZE;
-            let userdata = mem.read_u64(at)?;
-            let sub = match mem.read_u8(at + 8)? {
-                EVENTTYPE_CLOCK => Subscription::Clock {
-                    id: mem.read_u32(at + 16)?,
-                    timeout_ns: mem.read_u64(at + 24)?,
-                    absolute: mem.read_u16(at + 40)? & SUBCLOCKFLAGS_ABSTIME != 0,
-                },
-                EVENTTYPE_FD_READ => Subscription::FdRead(mem.read_u32(at + 16)?),
-                EVENTTYPE_FD_WRITE => Subscription::FdWrite(mem.read_u32(at + 16)?),
-                _ => return Err(Errno::INVAL),
+    // poll_oneoff is a blocking import for the rewriter (docs/rewriter.md,
+    // §3.4): a migration may make it give up its wait, and then the vessel
+    // unwinds from inside it; on resume the same call is re-issued (state 2)
+    // and waits for what was left.
+    linker.func_wrap(
+        MODULE,
+        "poll_oneoff",
+        |mut caller: Caller<'_, T>,
+         subs_ptr: u32,
+         events_ptr: u32,
+         nsubs: u32,
+         nevents: u32|
+         -> Result<i32, Error> {
+            use wasm_rewriter::abi::{
+                STATE_EXPORT, STATE_REWINDING, STATE_RUNNING, STATE_UNWINDING,
             };
-            subs.push((userdata, sub));
-        }
-        let events = ctx.poll(&subs)?;
-        for (i, (userdata, errno, ty, nbytes, flags)) in events.iter().enumerate() {
-            let at = events_ptr + i as u32 * EVENT_SIZE;
-            let mut rec = [0u8; EVENT_SIZE as usize];
-            rec[0..8].copy_from_slice(&userdata.to_le_bytes());
-            rec[8..10].copy_from_slice(&errno.0.to_le_bytes());
-            rec[10] = *ty;
-            rec[16..24].copy_from_slice(&nbytes.to_le_bytes());
-            rec[24..26].copy_from_slice(&flags.to_le_bytes());
-            mem.write_bytes(at, &rec)?;
-        }
-        mem.write_u32(nevents, events.len() as u32)
-    });
+            let state = caller
+                .get_export(STATE_EXPORT)
+                .and_then(|e| e.into_global());
+            if let Some(g) = state {
+                if g.get(&caller).i32() == Some(STATE_REWINDING) {
+                    g.set(&mut caller, Val::I32(STATE_RUNNING))?;
+                    caller.data_mut().rewind_reissued()?;
+                }
+            }
+            caller.data_mut().wasi().interruptible = state.is_some();
+            let r = with_mem(&mut caller, |mem, ctx| {
+                // Each subscription is 48 bytes; a bigger list than this is a guest
+                // bug, not a real wait.
+                const MAX_SUBSCRIPTIONS: u32 = 4096;
+                if nsubs == 0 {
+                    return Err(Errno::INVAL);
+                }
+                if nsubs > MAX_SUBSCRIPTIONS {
+                    return Err(Errno::INVAL);
+                }
+                mem.slice(subs_ptr, nsubs * SUBSCRIPTION_SIZE)?;
+                mem.slice(events_ptr, nsubs * EVENT_SIZE)?;
+                mem.slice(nevents, 4)?;
+                let mut subs = Vec::with_capacity(nsubs as usize);
+                for i in 0..nsubs {
+                    let at = subs_ptr + i * SUBSCRIPTION_SIZE;
+                    let userdata = mem.read_u64(at)?;
+                    let sub = match mem.read_u8(at + 8)? {
+                        EVENTTYPE_CLOCK => Subscription::Clock {
+                            id: mem.read_u32(at + 16)?,
+                            timeout_ns: mem.read_u64(at + 24)?,
+                            absolute: mem.read_u16(at + 40)? & SUBCLOCKFLAGS_ABSTIME != 0,
+                        },
+                        EVENTTYPE_FD_READ => Subscription::FdRead(mem.read_u32(at + 16)?),
+                        EVENTTYPE_FD_WRITE => Subscription::FdWrite(mem.read_u32(at + 16)?),
+                        _ => return Err(Errno::INVAL),
+                    };
+                    subs.push((userdata, sub));
+                }
+                let events = ctx.poll(&subs)?;
+                for (i, (userdata, errno, ty, nbytes, flags)) in events.iter().enumerate() {
+                    let at = events_ptr + i as u32 * EVENT_SIZE;
+                    let mut rec = [0u8; EVENT_SIZE as usize];
+                    rec[0..8].copy_from_slice(&userdata.to_le_bytes());
+                    rec[8..10].copy_from_slice(&errno.0.to_le_bytes());
+                    rec[10] = *ty;
+                    rec[16..24].copy_from_slice(&nbytes.to_le_bytes());
+                    rec[24..26].copy_from_slice(&flags.to_le_bytes());
+                    mem.write_bytes(at, &rec)?;
+                }
+                mem.write_u32(nevents, events.len() as u32)
+            });
+            let ctx = caller.data_mut().wasi();
+            ctx.interruptible = false;
+            if std::mem::take(&mut ctx.interrupted) {
+                if let Some(g) = state {
+                    g.set(&mut caller, Val::I32(STATE_UNWINDING))?;
+                }
+                return Ok(0);
+            }
+            r
+        },
+    )?;
     linker.func_wrap(
         MODULE,
         "proc_exit",
