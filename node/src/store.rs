@@ -307,6 +307,14 @@ impl ChunkStore {
         Ok(h)
     }
 
+    /// Stores an encoded manifest as it arrived, under its hash, without
+    /// syncing: the caller makes it durable with [`ChunkStore::sync`].
+    pub fn put_manifest_bytes_unsynced(&self, bytes: &[u8]) -> Result<Hash, StoreError> {
+        let h = Hash::of(bytes);
+        self.write_atomic(&self.manifest_path(&h), bytes, false)?;
+        Ok(h)
+    }
+
     /// Stores an encoded vessel image, durably, after every chunk written so
     /// far; returns its name.
     pub fn put_image_doc(&self, bytes: &[u8], durable: bool) -> Result<Hash, StoreError> {

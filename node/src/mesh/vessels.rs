@@ -53,6 +53,9 @@ pub const WARM_CONVERGED_CHUNKS: usize = 16;
 /// slice (a slice is milliseconds of work; longer means it is blocked).
 pub const WARM_COPY_WAIT: Duration = Duration::from_millis(200);
 
+/// How long a destination waits for a module's chunks to prepare it early.
+pub const PREWARM_WAIT: Duration = Duration::from_secs(30);
+
 /// Batches of chunks in flight at once.
 pub const CHUNK_BATCHES_IN_FLIGHT: usize = 4;
 
@@ -615,6 +618,10 @@ pub fn serve_peer(
             let incoming = state.vessels_net.incoming.clone();
             let tx = state.vessels_net.tx.clone();
             tokio::task::spawn_blocking(move || {
+                let warm_module = (offer.body.kind == OfferKind::Warm)
+                    .then(|| protocol::cbor::decode::<Vec<ChunkedImage>>(&image).ok())
+                    .flatten()
+                    .and_then(|images| images.get(1).cloned());
                 let response = match accept_offer(&mesh, &incoming, peer, offer, image) {
                     Ok(r) => r,
                     Err(reason) => {
@@ -622,7 +629,13 @@ pub fn serve_peer(
                         peer_refused(reason)
                     }
                 };
+                let accepted = matches!(response, PeerResponse::Lacking(_));
                 let _ = tx.blocking_send(NodeCommand::RespondPeer { channel, response });
+                // While the chunks arrive, get the module ready, so the
+                // pause does not pay for instrumenting and compiling it.
+                if let (true, Some(module)) = (accepted, warm_module) {
+                    prewarm(&mesh.host, &module);
+                }
             });
         }
         other => {
@@ -642,6 +655,21 @@ pub fn serve_peer(
                     .await;
             });
         }
+    }
+}
+
+/// Waits (bounded) for a module's chunks to arrive, then prepares it.
+fn prewarm(host: &Arc<Mutex<Host>>, module: &ChunkedImage) {
+    let store = lock(host).store.clone();
+    let deadline = Instant::now() + PREWARM_WAIT;
+    while module.chunks.iter().flatten().any(|h| !store.has_chunk(h)) {
+        if Instant::now() > deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if let Ok(bytes) = crate::store::get_image(&store, module, protocol::limits::MAX_MODULE_BYTES) {
+        Host::prewarm_module(host, bytes);
     }
 }
 
@@ -953,6 +981,7 @@ fn prepare(
     epoch: u64,
 ) -> Result<PeerResponse, String> {
     fault_point("dest-prepare");
+    let t0 = Instant::now();
     let (image, manifest, image_hash) = {
         let inc = lock(incoming);
         let s = inc
@@ -982,17 +1011,28 @@ fn prepare(
     if !still.is_empty() {
         return Err(format!("{} chunks are missing from the store", still.len()));
     }
+    // Manifest and image written, then one syncfs makes them durable with
+    // every chunk of this migration (one sync in the pause, not three).
     if manifest {
         h.store
-            .put_manifest_bytes(&image.manifest)
+            .put_manifest_bytes_unsynced(&image.manifest)
             .map_err(|e| e.to_string())?;
     }
     let (bytes, found) = image.encode_and_hash();
     debug_assert_eq!(found, image_hash);
     h.store
-        .put_image_doc(&bytes, true)
+        .put_image_doc(&bytes, false)
         .map_err(|e| e.to_string())?;
+    h.store.sync().map_err(|e| e.to_string())?;
+    let t_synced = t0.elapsed();
     let ready = image::ready(&mut h, &image).map_err(|e| e.to_string())?;
+    let t_ready = t0.elapsed();
+    tracing::debug!(
+        vessel = %vessel,
+        synced_us = t_synced.as_micros() as u64,
+        ready_us = t_ready.as_micros() as u64,
+        "prepare phases"
+    );
     h.write_record(
         vessel,
         &Record::Prepared {
@@ -1442,6 +1482,7 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
         warn!(vessel = %id, "cannot keep its image: {e}");
     }
 
+    let t_packed = paused_at.elapsed();
     let sent: Result<(), String> = async {
         let lacking = offer(
             mesh,
@@ -1512,6 +1553,7 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
     }
 
     // The commit point.
+    let t_prepared = paused_at.elapsed();
     fault_point("before-commit");
     let committed: Result<(), String> = {
         let mut h = lock(&mesh.host);
@@ -1544,8 +1586,17 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
     set_report(mesh, id, |r| r.phase = "committed".into());
     fault_point("after-commit-record");
     let _ = why;
+    let t_recorded = paused_at.elapsed();
     send_commit(mesh, id, to, decision(true)).await;
     let downtime = paused_at.elapsed();
+    tracing::debug!(
+        vessel = %id,
+        packed_us = t_packed.as_micros() as u64,
+        prepared_us = t_prepared.as_micros() as u64,
+        recorded_us = t_recorded.as_micros() as u64,
+        committed_us = downtime.as_micros() as u64,
+        "pause phases (from the pause)"
+    );
     set_report(mesh, id, |r| {
         r.downtime_us = Some(downtime.as_micros() as u64)
     });

@@ -287,6 +287,35 @@ impl Host {
         Ok(m)
     }
 
+    /// Instruments and compiles a module into the cache without holding the
+    /// host's lock while it works: a destination does this during the
+    /// pre-copy rounds, so that the pause does not pay for it.
+    pub fn prewarm_module(host: &Mutex<Host>, original: Vec<u8>) {
+        let h = Hash::of(&original);
+        let dock = {
+            let guard = host.lock().unwrap_or_else(|p| p.into_inner());
+            if guard.modules.contains_key(&(h, false)) {
+                return;
+            }
+            guard.dock.clone()
+        };
+        if let Ok((engine, config, vm)) = VesselModule::prepare_with_engine(
+            &dock,
+            Path::new("prewarm"),
+            original,
+            Mode::Migratable { countdown: false },
+        ) {
+            let mut guard = host.lock().unwrap_or_else(|p| p.into_inner());
+            if guard.modules.len() >= 32 {
+                guard.modules.clear();
+            }
+            guard
+                .modules
+                .entry((h, false))
+                .or_insert_with(|| Arc::new(PreparedModule { engine, config, vm }));
+        }
+    }
+
     /// Remembers that a vessel's image now lives elsewhere, keeping the last
     /// [`MAX_DEPARTED_IMAGES`], and evicts chunks no kept image names.
     pub fn remember_departed(&mut self, image: Hash) {
