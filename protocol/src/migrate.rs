@@ -186,8 +186,13 @@ pub enum PeerRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PeerResponse {
     Nonce(Nonce),
-    /// The chunks the receiver lacks, of those the offered image names.
-    Lacking(Vec<Hash>),
+    /// The chunks the receiver lacks, of those the offered image names, and
+    /// a fresh nonce for the same source's next offer (saves a round trip
+    /// in the pause).
+    Lacking {
+        chunks: Vec<Hash>,
+        next_nonce: Nonce,
+    },
     Stored {
         count: u32,
     },
@@ -380,7 +385,10 @@ mod tests {
                     bytes: ChunkBytes(vec![1, 2, 3]),
                 }],
             }),
-            crate::cbor::encode(&PeerResponse::Lacking(vec![Hash::of(b"x")])),
+            crate::cbor::encode(&PeerResponse::Lacking {
+                chunks: vec![Hash::of(b"x")],
+                next_nonce: Nonce([3; 32]),
+            }),
             crate::cbor::encode(&image),
         ];
         for s in &samples {

@@ -617,19 +617,21 @@ pub fn serve_peer(
             let mesh = mesh_of(state);
             let incoming = state.vessels_net.incoming.clone();
             let tx = state.vessels_net.tx.clone();
+            let next_nonce = state.vessels_net.issue(peer);
             tokio::task::spawn_blocking(move || {
                 let warm_module = (offer.body.kind == OfferKind::Warm)
                     .then(|| protocol::cbor::decode::<Vec<ChunkedImage>>(&image).ok())
                     .flatten()
                     .and_then(|images| images.get(1).cloned());
-                let response = match accept_offer(&mesh, &incoming, peer, offer, image) {
+                let response = match accept_offer(&mesh, &incoming, peer, offer, image, next_nonce)
+                {
                     Ok(r) => r,
                     Err(reason) => {
                         warn!(%peer, "offer refused: {reason}");
                         peer_refused(reason)
                     }
                 };
-                let accepted = matches!(response, PeerResponse::Lacking(_));
+                let accepted = matches!(response, PeerResponse::Lacking { .. });
                 let _ = tx.blocking_send(NodeCommand::RespondPeer { channel, response });
                 // While the chunks arrive, get the module ready, so the
                 // pause does not pay for instrumenting and compiling it.
@@ -711,6 +713,7 @@ fn accept_offer(
     peer: PeerId,
     offer: Offer,
     image_bytes: Vec<u8>,
+    next_nonce: Nonce,
 ) -> Result<PeerResponse, String> {
     let b = offer.body;
     let id = b.vessel;
@@ -798,7 +801,10 @@ fn accept_offer(
             started: Instant::now(),
         },
     );
-    Ok(PeerResponse::Lacking(lacking))
+    Ok(PeerResponse::Lacking {
+        chunks: lacking,
+        next_nonce,
+    })
 }
 
 async fn serve_async(
@@ -1191,6 +1197,9 @@ pub fn start_migration(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Resu
     Ok(())
 }
 
+/// Offers an image and returns the chunks the destination lacks. `nonce`
+/// holds the nonce the destination gave with its last answer (used once,
+/// then replaced by the one this answer brings); without one, it asks.
 async fn offer(
     mesh: &Mesh,
     to: PeerId,
@@ -1198,8 +1207,23 @@ async fn offer(
     id: VesselId,
     epoch: u64,
     image: Vec<u8>,
+    nonce: &mut Option<Nonce>,
 ) -> Result<Vec<Hash>, String> {
-    offer_attempt(mesh, to, kind, id, epoch, image, 0).await
+    let cached = nonce.take();
+    let had_cached = cached.is_some();
+    match offer_attempt(mesh, to, kind, id, epoch, image.clone(), 0, cached).await {
+        Ok((chunks, next)) => {
+            *nonce = Some(next);
+            Ok(chunks)
+        }
+        // A kept nonce may have expired (a long round): ask for a new one.
+        Err(e) if had_cached && (e.contains("stale offer") || e.contains("replayed offer")) => {
+            let (chunks, next) = offer_attempt(mesh, to, kind, id, epoch, image, 0, None).await?;
+            *nonce = Some(next);
+            Ok(chunks)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 async fn offer_attempt(
@@ -1210,13 +1234,17 @@ async fn offer_attempt(
     epoch: u64,
     image: Vec<u8>,
     attempt: u32,
-) -> Result<Vec<Hash>, String> {
+    cached: Option<Nonce>,
+) -> Result<(Vec<Hash>, Nonce), String> {
     // The first request of a round may hit a connection that died with a
     // restarted peer (closed within the QUIC idle timeout): try again on
     // another before giving up. Nothing has happened yet, so a retry is
     // safe.
     let mut tries = 0;
     let nonce = loop {
+        if let Some(n) = cached {
+            break n;
+        }
         match mesh.request(to, PeerRequest::Nonce).await {
             Ok(PeerResponse::Nonce(n)) => break n,
             Ok(other) => return Err(format!("unexpected answer {other:?}")),
@@ -1249,14 +1277,25 @@ async fn offer_attempt(
         )
         .await
     {
-        Ok(PeerResponse::Lacking(l)) => Ok(l),
+        Ok(PeerResponse::Lacking { chunks, next_nonce }) => Ok((chunks, next_nonce)),
+        Ok(PeerResponse::Refused { reason }) => Err(format!("{to} refused: {reason}")),
         Ok(other) => Err(format!("unexpected answer {other:?}")),
         // The offer may or may not have arrived; a new nonce makes a new
         // offer, which replaces the old one at the destination.
         Err(e) if e.starts_with(TRANSPORT_ERROR) && attempt < TRANSPORT_RETRIES => {
             warn!(vessel = %id, %to, "offer lost ({e}); offering again");
             tokio::time::sleep(Duration::from_millis(300)).await;
-            Box::pin(offer_attempt(mesh, to, kind, id, epoch, image, attempt + 1)).await
+            Box::pin(offer_attempt(
+                mesh,
+                to,
+                kind,
+                id,
+                epoch,
+                image,
+                attempt + 1,
+                None,
+            ))
+            .await
         }
         Err(e) => Err(e.trim_start_matches(TRANSPORT_ERROR).to_string()),
     }
@@ -1384,6 +1423,8 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
     let tracker = Arc::new(Mutex::new(MemoryTracker::default()));
     // Every chunk sent during this migration.
     let mut sent: HashSet<Hash> = HashSet::new();
+    // The destination's nonce for our next offer.
+    let mut nonce: Option<Nonce> = None;
 
     // Pre-copy: the vessel keeps running.
     for round in 0..mesh.policy.warm_rounds.min(MAX_WARM_ROUNDS) {
@@ -1404,7 +1445,7 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
             .map_err(|e| e.to_string())?;
         let mem_image = lock(&tracker).image.clone();
         let warm = protocol::cbor::encode(&vec![mem_image.clone(), module_image.clone()]);
-        let mut lacking = offer(mesh, to, OfferKind::Warm, id, new_epoch, warm).await?;
+        let mut lacking = offer(mesh, to, OfferKind::Warm, id, new_epoch, warm, &mut nonce).await?;
         if !mesh.policy.dedup {
             lacking = all_chunks(&[&mem_image, &module_image], &[], &sent);
         }
@@ -1491,6 +1532,7 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
             id,
             new_epoch,
             image_bytes.clone(),
+            &mut nonce,
         )
         .await?;
         let manifest: Manifest =

@@ -294,7 +294,7 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
             })
             .await
         {
-            PeerResponse::Lacking(l) => assert_eq!(l, vec![chunk]),
+            PeerResponse::Lacking { chunks, .. } => assert_eq!(chunks, vec![chunk]),
             other => panic!("a good offer was not accepted: {other:?}"),
         }
         let why = refused(
