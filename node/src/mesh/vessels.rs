@@ -1200,6 +1200,15 @@ pub fn start_migration(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Resu
 /// Offers an image and returns the chunks the destination lacks. `nonce`
 /// holds the nonce the destination gave with its last answer (used once,
 /// then replaced by the one this answer brings); without one, it asks.
+/// What an offer is for.
+#[derive(Debug, Clone, Copy)]
+struct OfferSpec {
+    to: PeerId,
+    kind: OfferKind,
+    id: VesselId,
+    epoch: u64,
+}
+
 async fn offer(
     mesh: &Mesh,
     to: PeerId,
@@ -1211,14 +1220,20 @@ async fn offer(
 ) -> Result<Vec<Hash>, String> {
     let cached = nonce.take();
     let had_cached = cached.is_some();
-    match offer_attempt(mesh, to, kind, id, epoch, image.clone(), 0, cached).await {
+    let spec = OfferSpec {
+        to,
+        kind,
+        id,
+        epoch,
+    };
+    match offer_attempt(mesh, spec, image.clone(), 0, cached).await {
         Ok((chunks, next)) => {
             *nonce = Some(next);
             Ok(chunks)
         }
         // A kept nonce may have expired (a long round): ask for a new one.
         Err(e) if had_cached && (e.contains("stale offer") || e.contains("replayed offer")) => {
-            let (chunks, next) = offer_attempt(mesh, to, kind, id, epoch, image, 0, None).await?;
+            let (chunks, next) = offer_attempt(mesh, spec, image, 0, None).await?;
             *nonce = Some(next);
             Ok(chunks)
         }
@@ -1228,14 +1243,17 @@ async fn offer(
 
 async fn offer_attempt(
     mesh: &Mesh,
-    to: PeerId,
-    kind: OfferKind,
-    id: VesselId,
-    epoch: u64,
+    spec: OfferSpec,
     image: Vec<u8>,
     attempt: u32,
     cached: Option<Nonce>,
 ) -> Result<(Vec<Hash>, Nonce), String> {
+    let OfferSpec {
+        to,
+        kind,
+        id,
+        epoch,
+    } = spec;
     // The first request of a round may hit a connection that died with a
     // restarted peer (closed within the QUIC idle timeout): try again on
     // another before giving up. Nothing has happened yet, so a retry is
@@ -1285,17 +1303,7 @@ async fn offer_attempt(
         Err(e) if e.starts_with(TRANSPORT_ERROR) && attempt < TRANSPORT_RETRIES => {
             warn!(vessel = %id, %to, "offer lost ({e}); offering again");
             tokio::time::sleep(Duration::from_millis(300)).await;
-            Box::pin(offer_attempt(
-                mesh,
-                to,
-                kind,
-                id,
-                epoch,
-                image,
-                attempt + 1,
-                None,
-            ))
-            .await
+            Box::pin(offer_attempt(mesh, spec, image, attempt + 1, None)).await
         }
         Err(e) => Err(e.trim_start_matches(TRANSPORT_ERROR).to_string()),
     }
