@@ -23,8 +23,20 @@ use wat::Error as WatError;
 /// The generic Wasmi root error type.
 #[derive(Debug)]
 pub struct Error {
+    /// The underlying kind of the error and where it happened, if known.
+    inner: Box<ErrorInner>,
+}
+
+/// The boxed contents of an [`Error`].
+#[derive(Debug)]
+struct ErrorInner {
     /// The underlying kind of the error and its specific information.
-    kind: Box<ErrorKind>,
+    kind: ErrorKind,
+    /// meshnode patch: the address of the instruction pointer of the top-most
+    /// call frame when this error ended a Wasm execution, see [`Module::trap_func_index`].
+    ///
+    /// [`Module::trap_func_index`]: crate::Module::trap_func_index
+    trap_ip: Option<usize>,
 }
 
 #[test]
@@ -37,8 +49,23 @@ impl Error {
     /// Creates a new [`Error`] from the [`ErrorKind`].
     fn from_kind(kind: ErrorKind) -> Self {
         Self {
-            kind: Box::new(kind),
+            inner: Box::new(ErrorInner {
+                kind,
+                trap_ip: None,
+            }),
         }
+    }
+
+    /// meshnode patch: records the instruction pointer of the frame in which a Wasm
+    /// execution ended with `self`. Only called on the error path.
+    #[cold]
+    pub(crate) fn set_trap_ip(&mut self, ip: usize) {
+        self.inner.trap_ip = Some(ip);
+    }
+
+    /// meshnode patch: the instruction pointer recorded by [`Error::set_trap_ip`], if any.
+    pub(crate) fn trap_ip(&self) -> Option<usize> {
+        self.inner.trap_ip
     }
 
     /// Creates a new [`Error`] described by a `message`.
@@ -74,7 +101,7 @@ impl Error {
 
     /// Returns the [`ErrorKind`] of the [`Error`].
     pub fn kind(&self) -> &ErrorKind {
-        &self.kind
+        &self.inner.kind
     }
 
     /// Returns a reference to [`TrapCode`] if [`Error`] is a [`TrapCode`].
@@ -97,7 +124,8 @@ impl Error {
     where
         T: HostError,
     {
-        self.kind
+        self.inner
+            .kind
             .as_host()
             .and_then(<dyn HostError + 'static>::downcast_ref)
     }
@@ -110,7 +138,8 @@ impl Error {
     where
         T: HostError,
     {
-        self.kind
+        self.inner
+            .kind
             .as_host_mut()
             .and_then(<dyn HostError + 'static>::downcast_mut)
     }
@@ -123,7 +152,8 @@ impl Error {
     where
         T: HostError,
     {
-        self.kind
+        self.inner
+            .kind
             .into_host()
             .and_then(|error| error.downcast().ok())
             .map(|boxed| *boxed)
@@ -147,7 +177,7 @@ impl core::error::Error for Error {}
 
 impl Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        Display::fmt(&self.kind, f)
+        Display::fmt(&self.inner.kind, f)
     }
 }
 

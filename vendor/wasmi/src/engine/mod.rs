@@ -195,6 +195,22 @@ impl Engine {
         Arc::ptr_eq(&a.inner, &b.inner)
     }
 
+    /// meshnode patch: the position within `funcs` of the compiled function whose ops
+    /// contain the instruction pointer address `ip`, if any. Only used on the error path.
+    pub(crate) fn position_of_ip(&self, funcs: EngineFuncSpan, ip: usize) -> Option<u32> {
+        funcs.iter().position(|func| {
+            self.inner
+                .resolve_func(func)
+                .and_then(FuncEntry::compiled_ops)
+                .is_some_and(|ops| {
+                    let start = ops.as_ptr().addr();
+                    start <= ip && ip - start < ops.len()
+                })
+        })?
+        .try_into()
+        .ok()
+    }
+
     /// Allocates a new function type to the [`Engine`].
     pub(super) fn alloc_func_type(&self, func_type: FuncType) -> DedupFuncType {
         self.inner.alloc_func_type(func_type)

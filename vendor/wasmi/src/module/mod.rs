@@ -268,6 +268,23 @@ impl Module {
         &self.inner.engine
     }
 
+    /// Returns the index of the function of this [`Module`] in which `error` happened.
+    ///
+    /// The index is in the module's function index space: imported functions first.
+    ///
+    /// # Note
+    ///
+    /// meshnode patch. Returns `None` unless `error` ended an execution of Wasm code
+    /// of this [`Module`] (a trap, say). Finding the function takes a search over
+    /// the module's functions, so this is meant for reporting an error, not for
+    /// anything the execution depends on.
+    pub fn trap_func_index(&self, error: &Error) -> Option<u32> {
+        let ip = error.trap_ip()?;
+        let header = self.module_header();
+        let position = self.engine().position_of_ip(header.engine_funcs, ip)?;
+        position.checked_add(u32::try_from(header.imports.len_funcs()).ok()?)
+    }
+
     /// Returns a shared reference to the [`ModuleHeaderInner`].
     fn module_header(&self) -> &ModuleHeaderInner {
         &self.inner.header.inner

@@ -700,6 +700,15 @@ impl FuncEntry {
         Ok(unsafe { self.assume_compiled() })
     }
 
+    /// meshnode patch: the encoded ops of `self` if it has been compiled.
+    pub fn compiled_ops(&self) -> Option<&[u8]> {
+        if self.state.load(Ordering::Acquire) != state::COMPILED {
+            return None;
+        }
+        // Safety: `self` is compiled, and a compiled payload is immutable from then on.
+        Some(unsafe { self.assume_compiled() }.ops())
+    }
+
     /// Assumes `self` to be compiled and returns a [`CompiledFuncRef`].
     ///
     /// # Safety

@@ -60,6 +60,12 @@ impl EngineInner {
     {
         let stack = self.stacks.lock().reuse_or_new();
         let (outcome, stack) = execute_root_func(ctx.store, stack, func, params, results);
+        let outcome = outcome.map_err(|outcome| match outcome {
+            ExecutionOutcome::Error(error) => {
+                ExecutionOutcome::Error(record_trap_site(error, &stack))
+            }
+            outcome => outcome,
+        });
         self.stacks.lock().recycle(stack);
         let value = outcome.map_err(ExecutionOutcome::into_non_resumable)?;
         Ok(value)
@@ -111,6 +117,7 @@ impl EngineInner {
                 )));
             }
             Err(ExecutionOutcome::Error(error)) => {
+                let error = record_trap_site(error, &stack);
                 self.stacks.lock().recycle(stack);
                 return Err(error);
             }
@@ -159,7 +166,9 @@ impl EngineInner {
                 return Ok(ResumableCallBase::OutOfFuel(invocation));
             }
             Err(ExecutionOutcome::Error(error)) => {
-                self.stacks.lock().recycle(invocation.common.take_stack());
+                let stack = invocation.common.take_stack();
+                let error = record_trap_site(error, &stack);
+                self.stacks.lock().recycle(stack);
                 return Err(error);
             }
         };
@@ -203,13 +212,32 @@ impl EngineInner {
                 return Ok(ResumableCallBase::OutOfFuel(invocation));
             }
             Err(ExecutionOutcome::Error(error)) => {
-                self.stacks.lock().recycle(invocation.common.take_stack());
+                let stack = invocation.common.take_stack();
+                let error = record_trap_site(error, &stack);
+                self.stacks.lock().recycle(stack);
                 return Err(error);
             }
         };
         self.stacks.lock().recycle(invocation.common.take_stack());
         Ok(ResumableCallBase::Finished(results))
     }
+}
+
+/// meshnode patch: records in `error`, which ended a Wasm execution on `stack`, the
+/// instruction pointer of the top-most frame, so that [`Module::trap_func_index`] can
+/// name the function in which it happened. `stack` still holds the frames of the
+/// execution: they are only reset when the stack is reused.
+///
+/// Only on the error path: the execution itself does not record anything.
+///
+/// [`Module::trap_func_index`]: crate::Module::trap_func_index
+#[cold]
+#[inline(never)]
+fn record_trap_site(mut error: Error, stack: &Stack) -> Error {
+    if let Some(ip) = stack.top_frame_ip() {
+        error.set_trap_ip(ip);
+    }
+    error
 }
 
 /// Resumes a function from `handle` using `f`.

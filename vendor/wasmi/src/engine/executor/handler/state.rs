@@ -929,6 +929,19 @@ impl Stack {
         self.freg64 = Freg64::default();
     }
 
+    /// meshnode patch: the address of the [`Ip`] stored in the top-most call frame, if any.
+    ///
+    /// # Note
+    ///
+    /// The current [`Ip`] lives outside of the [`CallStack`] while executing, but the
+    /// top-most frame's [`Ip`] always points into the ops of the function that frame
+    /// runs: its entry, or the call site it last synchronized. After an execution
+    /// ended with an error, the frames are left as they were, so this names the
+    /// function in which the error happened. Only used on the error path.
+    pub fn top_frame_ip(&self) -> Option<usize> {
+        self.frames.top().map(|frame| frame.ip.value.addr())
+    }
+
     /// Returns the state of all registers.
     pub fn regs(&self) -> (Ireg, Freg32, Freg64) {
         (self.ireg, self.freg32, self.freg64)
