@@ -261,8 +261,9 @@ pub struct Instrumented {
 /// A module ready to instantiate as vessels.
 pub struct VesselModule {
     /// The module as deployed (shared with its vessels, which read its name
-    /// section when they trap).
-    pub original: Arc<[u8]>,
+    /// section when they trap). An `Arc<Vec>` rather than an `Arc<[u8]>`,
+    /// which would copy a module of up to `MAX_MODULE_BYTES` at every load.
+    pub original: Arc<Vec<u8>>,
     pub original_hash: Hash,
     /// Present when the module was rewritten (migratable).
     pub instrumented: Option<Instrumented>,
@@ -284,7 +285,7 @@ impl VesselModule {
             .map_or(&original[..], |i| &i.bytes[..]);
         let module = compile_checked(engine, path, code, instrumented.is_some())?;
         Ok(VesselModule {
-            original: original.into(),
+            original: Arc::new(original),
             original_hash,
             instrumented,
             module,
@@ -319,7 +320,7 @@ impl VesselModule {
             engine,
             config,
             VesselModule {
-                original: original.into(),
+                original: Arc::new(original),
                 original_hash,
                 instrumented,
                 module,

@@ -26,13 +26,13 @@ pub(crate) struct TrapSite {
     /// The module as it runs (instrumented or not).
     module: Module,
     /// The module as deployed, read only when naming a function.
-    original: Arc<[u8]>,
+    original: Arc<Vec<u8>>,
     /// Whether `module` is the rewriter's output for `original`.
     instrumented: bool,
 }
 
 impl TrapSite {
-    pub(crate) fn new(module: &Module, original: &Arc<[u8]>, instrumented: bool) -> Self {
+    pub(crate) fn new(module: &Module, original: &Arc<Vec<u8>>, instrumented: bool) -> Self {
         TrapSite {
             module: module.clone(),
             original: Arc::clone(original),
@@ -43,7 +43,9 @@ impl TrapSite {
     /// ` in function `NAME` (func[N])`, or ` in func[N]` when the module has
     /// no name for it, where N is the index in the module as deployed; empty
     /// when wasmi cannot tell where `error` happened (or it happened in a
-    /// function the rewriter added).
+    /// function the rewriter added). Cold: it runs once, when a vessel ends.
+    #[cold]
+    #[inline(never)]
     pub(crate) fn describe(&self, error: &wasmi::Error) -> String {
         let Some(index) = self.module.trap_func_index(error) else {
             return String::new();
