@@ -35,7 +35,8 @@ pub enum Command {
     /// Options come before the module; everything after the module is passed
     /// to the program as its arguments. stdin, stdout and stderr are this
     /// process's own. meshnode exits with the program's exit code; a trap
-    /// exits with 134 and one line on stderr naming the trap.
+    /// exits with 134 and one line on stderr naming the trap and the wasm
+    /// function it happened in.
     Run(RunArgs),
 
     /// Instrument a module with migration points (what the dock does before
@@ -397,9 +398,13 @@ pub fn run(args: RunArgs) -> Result<i32> {
             args.module.display()
         )
     })?;
-    let vessel = Vessel::new(&engine, &vm, wasi, &config)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", args.module.display()))?;
     let name = args.module.display().to_string();
+    let vessel = match Vessel::new(&engine, &vm, wasi, &config) {
+        // A module's start section runs while it is instantiated: a trap
+        // there is reported and exits as any other.
+        Err(dock::DockError::Trap(msg)) => return Ok(trap_exit(&name, &msg)),
+        other => other.map_err(|e| anyhow::anyhow!("{name}: {e}"))?,
+    };
     let result = match args.migrate_every {
         Some(n) => storm(
             &engine,

@@ -57,6 +57,26 @@ pub const IMPORT_NAMES: [&str; 10] = [
 /// Number of added imports.
 pub const IMPORT_COUNT: u32 = IMPORT_NAMES.len() as u32;
 
+/// The index in the input module of function `index` of the instrumented
+/// module, whose input had `input_imported_funcs` imported and
+/// `input_defined_funcs` defined functions. `None` for a function the
+/// rewriter added: one of the [`IMPORT_NAMES`] imports, or the
+/// [`REDROP_EXPORT`] helper (appended after the defined functions).
+///
+/// Used to name the function a trap happened in by its input index.
+pub fn input_func_index(
+    index: u32,
+    input_imported_funcs: u32,
+    input_defined_funcs: u32,
+) -> Option<u32> {
+    if index < input_imported_funcs {
+        return Some(index);
+    }
+    let input = index.checked_sub(IMPORT_COUNT)?;
+    (input >= input_imported_funcs && input - input_imported_funcs < input_defined_funcs)
+        .then_some(input)
+}
+
 /// Position of each import in [`IMPORT_NAMES`].
 pub(crate) mod slot {
     pub const SAVE_I32: u32 = 0;

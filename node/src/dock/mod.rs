@@ -14,9 +14,11 @@ pub mod frames;
 pub mod fuzzing;
 pub mod services;
 pub mod snapshot;
+mod trap;
 pub mod wasi;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use protocol::snapshot::{Entry, Frame, Hash, Value};
@@ -26,6 +28,7 @@ use wasmi::{
 };
 
 use self::frames::{FrameIo, FrameView};
+use self::trap::TrapSite;
 use self::wasi::{WasiCtx, WasiView};
 
 /// Default cap on a vessel's linear memory. Small boards have 1–8 GiB; one
@@ -259,8 +262,10 @@ pub struct Instrumented {
 
 /// A module ready to instantiate as vessels.
 pub struct VesselModule {
-    /// The module as deployed.
-    pub original: Vec<u8>,
+    /// The module as deployed (shared with its vessels, which read its name
+    /// section when they trap). An `Arc<Vec>` rather than an `Arc<[u8]>`,
+    /// which would copy a module of up to `MAX_MODULE_BYTES` at every load.
+    pub original: Arc<Vec<u8>>,
     pub original_hash: Hash,
     /// Present when the module was rewritten (migratable).
     pub instrumented: Option<Instrumented>,
@@ -282,7 +287,7 @@ impl VesselModule {
             .map_or(&original[..], |i| &i.bytes[..]);
         let module = compile_checked(engine, path, code, instrumented.is_some())?;
         Ok(VesselModule {
-            original,
+            original: Arc::new(original),
             original_hash,
             instrumented,
             module,
@@ -317,7 +322,7 @@ impl VesselModule {
             engine,
             config,
             VesselModule {
-                original,
+                original: Arc::new(original),
                 original_hash,
                 instrumented,
                 module,
@@ -468,6 +473,8 @@ pub struct Vessel {
     pending: Option<ResumableCallOutOfFuel>,
     phase: Phase,
     slices: u64,
+    /// Names the function a trap happens in.
+    trap_site: TrapSite,
 }
 
 impl Vessel {
@@ -517,16 +524,19 @@ impl Vessel {
         let mut linker = Linker::new(engine);
         wasi::add_to_linker(&mut linker).map_err(|e| DockError::Instantiate(e.to_string()))?;
         frames::add_to_linker(&mut linker).map_err(|e| DockError::Instantiate(e.to_string()))?;
+        let trap_site = TrapSite::new(&vm.module, &vm.original, vm.instrumented.is_some());
         // A plain module's start section runs here, as wasmi always runs it;
         // the rewriter has moved an instrumented module's into an export.
         let instance = linker
             .instantiate_and_start(&mut store, &vm.module)
-            .map_err(|e| match classify_error(e, "the start function") {
-                Exit::Trap(t) => DockError::Trap(t),
-                Exit::Code(c) => {
-                    DockError::Instantiate(format!("the start function exited with {c}"))
-                }
-            })?;
+            .map_err(
+                |e| match classify_error(e, "the start function", &trap_site) {
+                    Exit::Trap(t) => DockError::Trap(t),
+                    Exit::Code(c) => {
+                        DockError::Instantiate(format!("the start function exited with {c}"))
+                    }
+                },
+            )?;
         let memory = match instance.get_export(&store, "memory") {
             Some(Extern::Memory(m)) => Some(m),
             _ => None,
@@ -569,6 +579,7 @@ impl Vessel {
             pending: None,
             phase: Phase::Ended,
             slices: 0,
+            trap_site,
         })
     }
 
@@ -661,11 +672,11 @@ impl Vessel {
             }
             Ok(ResumableCall::HostTrap(t)) => {
                 self.phase = Phase::Ended;
-                Slice::Exited(classify_error(t.into_host_error(), during))
+                Slice::Exited(classify_error(t.into_host_error(), during, &self.trap_site))
             }
             Err(e) => {
                 self.phase = Phase::Ended;
-                Slice::Exited(classify_error(e, during))
+                Slice::Exited(classify_error(e, during, &self.trap_site))
             }
         }
     }
@@ -994,14 +1005,17 @@ fn value_to_val(v: &Value, ty: wasmi::ValType) -> Option<Val> {
     }
 }
 
-/// Turns a wasmi error into how the vessel ended.
-fn classify_error(e: wasmi::Error, during: &str) -> Exit {
+/// Turns a wasmi error into how the vessel ended. A trap names the function
+/// it happened in when wasmi can tell: `unreachable in function `f`
+/// (func[3]) (while running _start)`.
+fn classify_error(e: wasmi::Error, during: &str, site: &TrapSite) -> Exit {
     if let Some(code) = e.i32_exit_status() {
         return Exit::Code(code as u32);
     }
+    let func = site.describe(&e);
     match e.as_trap_code() {
-        Some(code) => Exit::Trap(format!("{code} (while running {during})")),
-        None => Exit::Trap(format!("{e} (while running {during})")),
+        Some(code) => Exit::Trap(format!("{code}{func} (while running {during})")),
+        None => Exit::Trap(format!("{e}{func} (while running {during})")),
     }
 }
 

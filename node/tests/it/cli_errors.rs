@@ -311,3 +311,126 @@ fn unmigratable_module_runs_as_given_and_refuses_capture() {
         &["cannot make it migratable", "table"],
     );
 }
+
+/// Index of the function that the `name` section of `wasm` calls `name`, and
+/// whether `wasm` has a `name` section at all.
+fn named_func(wasm: &[u8], name: &str) -> (Option<u32>, bool) {
+    use wasmparser::{KnownCustom, Name, Parser, Payload};
+    let mut has_names = false;
+    for payload in Parser::new(0).parse_all(wasm) {
+        let Payload::CustomSection(section) = payload.unwrap() else {
+            continue;
+        };
+        let KnownCustom::Name(reader) = section.as_known() else {
+            continue;
+        };
+        has_names = true;
+        for sub in reader {
+            if let Name::Function(map) = sub.unwrap() {
+                for naming in map {
+                    let naming = naming.unwrap();
+                    if naming.name == name {
+                        return (Some(naming.index), true);
+                    }
+                }
+            }
+        }
+    }
+    (None, has_names)
+}
+
+/// Runs `meshnode run` on `wasm` instrumented (the default) and as given
+/// (`--no-rewrite`); both must exit 134 with one stderr line containing
+/// `expected`.
+fn assert_trap_line(what: &str, wasm: &str, expected: &str) {
+    for args in [vec!["run", wasm], vec!["run", "--no-rewrite", wasm]] {
+        let what = format!("{what} ({})", args.join(" "));
+        let out = meshnode(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(134),
+            "{what}: stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_one_line_error(&what, &out, &[expected]);
+    }
+}
+
+/// A trap names the wasm function it happened in: by the module's `name`
+/// section, with its index in the module as deployed (not the rewriter's
+/// shifted one), whether the module runs instrumented or as given.
+#[test]
+fn trap_names_its_function() {
+    // -O0: at -O1 and above, clang runs binaryen's wasm-opt when it is on
+    // the PATH, and wasm-opt drops the name section.
+    let wasm = crate::support::compile_c("node/tests/programs/trap_in_function.c", &["-O0"]);
+    let (index, _) = named_func(&std::fs::read(&wasm).unwrap(), "crash_here");
+    let index = index.expect("clang names crash_here in the name section");
+    let path = wasm.to_str().unwrap();
+    assert_trap_line(
+        "named",
+        path,
+        &format!(
+            ".wasm: wasm trap: wasm `unreachable` instruction executed in function `crash_here` (func[{index}]) (while running _start)"
+        ),
+    );
+    let out = meshnode(&["run", path]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "before the trap: 285\n"
+    );
+
+    // Without a name section (stripped at link time), the same function is
+    // named by its index: stripping renumbers nothing.
+    let stripped = crate::support::compile_c(
+        "node/tests/programs/trap_in_function.c",
+        &["-O0", "-Wl,--strip-all"],
+    );
+    let (_, has_names) = named_func(&std::fs::read(&stripped).unwrap(), "crash_here");
+    assert!(!has_names, "--strip-all left a name section");
+    assert_trap_line(
+        "stripped",
+        stripped.to_str().unwrap(),
+        &format!("instruction executed in func[{index}] (while running _start)"),
+    );
+}
+
+/// Hand-written modules without names: the index counts imports first;
+/// a trap in a callee names the callee, a trap in a start function says so.
+#[test]
+fn trap_in_unnamed_module_names_the_index() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            // func 0 is the import, 1 is _start, 2 traps.
+            "callee",
+            r#"(module
+                 (import "wasi_snapshot_preview1" "proc_exit" (func (param i32)))
+                 (memory (export "memory") 1)
+                 (func (export "_start") (call 2) (call 0 (i32.const 0)))
+                 (func (drop (i32.div_u (i32.const 1) (i32.const 0)))))"#,
+            "integer divide by zero in func[2] (while running _start)",
+        ),
+        (
+            "start",
+            r#"(module
+                 (memory (export "memory") 1)
+                 (func (export "_start"))
+                 (func unreachable)
+                 (start 1))"#,
+            "instruction executed in func[1] (while running the start function)",
+        ),
+        (
+            // Named by wat: `$f` recursing until the call stack is exhausted.
+            "recursion",
+            r#"(module (memory (export "memory") 1) (func $f (export "_start") (call $f)))"#,
+            "call stack exhausted in function `f` (func[0]) (while running _start)",
+        ),
+    ];
+    for (name, wat, expected) in cases {
+        let p = write_wat(tmp.path(), &format!("{name}.wasm"), wat);
+        let has_names = named_func(&std::fs::read(&p).unwrap(), "").1;
+        assert_eq!(has_names, name == "recursion", "{name}: name section");
+        assert_trap_line(name, &p, expected);
+    }
+}

@@ -103,6 +103,53 @@ fn report_describes_frames() {
     assert_eq!(original[3], rewritten[3]);
 }
 
+/// `abi::input_func_index` maps an instrumented function back to the input's
+/// index (how a trap names its function): imports keep theirs, instrumented
+/// and plain functions shift back, and what the rewriter added has none.
+#[test]
+fn input_func_index_maps_back() {
+    use wasm_rewriter::abi::{input_func_index, IMPORT_COUNT, REDROP_EXPORT};
+    // A passive segment that is dropped: the rewriter adds its redrop helper.
+    let rw = rewrite(
+        &wat(r#"(module
+          (import "env" "f" (func $imp))
+          (memory 1)
+          (data "passive")
+          (func $a (loop $l (br_if $l (i32.const 0))) (data.drop 0))
+          (func $b (call $a) (call $imp)))"#),
+        &RewriteConfig::default(),
+    )
+    .unwrap();
+    let (imported, defined) = (1, 2);
+    assert_eq!(input_func_index(0, imported, defined), Some(0));
+    for added in imported..imported + IMPORT_COUNT {
+        assert_eq!(input_func_index(added, imported, defined), None);
+    }
+    assert!(!rw.report.frames.is_empty());
+    for f in &rw.report.frames {
+        assert_eq!(
+            input_func_index(f.func_index, imported, defined),
+            Some(f.original_func_index)
+        );
+    }
+    let last = imported + IMPORT_COUNT + defined - 1;
+    assert_eq!(input_func_index(last, imported, defined), Some(2));
+    // The data-drop helper follows the defined functions.
+    let redrop = wasmparser::Parser::new(0)
+        .parse_all(&rw.wasm)
+        .find_map(|p| match p.unwrap() {
+            wasmparser::Payload::ExportSection(s) => s
+                .into_iter()
+                .map(|e| e.unwrap())
+                .find(|e| e.name == REDROP_EXPORT)
+                .map(|e| e.index),
+            _ => None,
+        })
+        .expect("a dropped passive segment gets a redrop helper");
+    assert_eq!(redrop, last + 1);
+    assert_eq!(input_func_index(redrop, imported, defined), None);
+}
+
 fn refused(src: &str) -> RewriteError {
     let wasm = wat(src);
     match rewrite(&wasm, &RewriteConfig::default()) {

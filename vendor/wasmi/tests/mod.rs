@@ -1,0 +1,3 @@
+//! Integration tests for Wasmi.
+
+mod integration;
