@@ -655,3 +655,94 @@ fn a_sleeping_vessel_moves_at_once_and_sleeps_only_what_was_left() {
         "the run took {total:?}: the sleep started over after the move"
     );
 }
+
+/// Goal: a mount is a node-local directory that each node maps by name in
+/// its config; it does not travel. A node that maps no such name refuses the
+/// vessel. Method: nodes a and b map `media` to different directories, c
+/// maps none; the program prints a file from /media before and after a move
+/// from a to b.
+#[test]
+fn mounts_are_node_local_and_a_node_without_the_name_refuses() {
+    let _cpu = crate::support::shared_cpu();
+    let user = User::new();
+    let media = tempfile::tempdir().unwrap();
+    let mut nodes = Vec::new();
+    let mut addrs: Vec<String> = Vec::new();
+    for (name, mount) in [("a", Some("on a")), ("b", Some("on b")), ("c", None)] {
+        let dir = user.home.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut config = String::from("[mounts]\n");
+        if let Some(text) = mount {
+            let m = media.path().join(name);
+            std::fs::create_dir_all(&m).unwrap();
+            std::fs::write(m.join("where.txt"), text).unwrap();
+            config.push_str(&format!("media = \"{}\"\n", m.display()));
+        }
+        std::fs::write(dir.join("config.toml"), config).unwrap();
+        let mut n = user.start_env(
+            &dir,
+            &addrs,
+            &["--config", dir.join("config.toml").to_str().unwrap()],
+            &[],
+        );
+        addrs.push(n.wait_ready());
+        nodes.push(n);
+    }
+    let ids: Vec<String> = nodes.iter().map(|n| n.peer_id()).collect();
+    crate::mesh::wait_for_peers(&user, &nodes[0], "a sees b and c", |p| {
+        ids[1..].iter().all(|id| {
+            p.iter()
+                .any(|x| x["peer_id"] == id.as_str() && x["member"] == true)
+        })
+    });
+    let wasm = crate::support::compile_c("node/tests/it/programs/mount_reader.c", &[]);
+    let deploy = |node: &Node| {
+        user.run(&[
+            "deploy",
+            "--mount",
+            "/media=media",
+            "--data-dir",
+            node.dir(),
+            wasm.to_str().unwrap(),
+        ])
+    };
+    let refused = deploy(&nodes[2]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("maps no directory named `media`"),
+        "{}",
+        stderr(&refused)
+    );
+    let out = deploy(&nodes[0]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let vessel = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let logs = |node: &Node| {
+        let o = user.run(&["logs", &vessel, "--data-dir", node.dir()]);
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let deadline = Instant::now() + WAIT;
+    while !logs(&nodes[0]).contains("on a") {
+        assert!(Instant::now() < deadline, "no first line");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let m = user.run(&[
+        "migrate",
+        "--json",
+        "--to",
+        &ids[1],
+        &vessel,
+        "--data-dir",
+        nodes[0].dir(),
+    ]);
+    assert!(m.status.success(), "{}", stderr(&m));
+    let deadline = Instant::now() + WAIT;
+    while !logs(&nodes[1]).contains("on b") {
+        assert!(
+            Instant::now() < deadline,
+            "no second line: {}",
+            logs(&nodes[1])
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(logs(&nodes[1]), "on a\non b\n");
+}
