@@ -370,6 +370,9 @@ pub async fn run(
         tokio::select! {
             _ = &mut shutdown => {
                 info!("stopping");
+                // Every running vessel is written down where it is, so
+                // the next start continues it instead of starting over.
+                super::vessels::checkpoint_all(&state.vessels_net.host).await;
                 break;
             }
             _ = status_tick.tick() => publish_status(&mut swarm, &state, &topic),

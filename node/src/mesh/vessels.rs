@@ -1839,3 +1839,110 @@ pub fn recover(state: &NodeState) {
         }
     }
 }
+
+/// How long a clean stop waits for one vessel to reach a migration point.
+pub const CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// At a clean stop (Ctrl-C, SIGTERM): every vessel running here is paused
+/// at its next migration point and written down as a durable image, so the
+/// next start resumes it exactly there. One that cannot be paused in time
+/// resumes from its last durable image instead, as after a crash.
+pub async fn checkpoint_all(host: &Arc<Mutex<Host>>) {
+    let ids: Vec<VesselId> = lock(host)
+        .vessels
+        .iter()
+        .filter(|(_, l)| {
+            matches!(l.record, Record::Owned { .. })
+                && !l.migrating
+                && l.runner.as_ref().is_some_and(|r| r.exit().is_none())
+        })
+        .map(|(id, _)| *id)
+        .collect();
+    for id in ids {
+        match tokio::time::timeout(CHECKPOINT_TIMEOUT, checkpoint(host, id)).await {
+            Ok(Ok(())) => info!(vessel = %id, "checkpointed: the next start continues it here"),
+            Ok(Err(e)) => {
+                warn!(vessel = %id, "cannot checkpoint it ({e}); the next start resumes it from its last image")
+            }
+            Err(_) => warn!(
+                vessel = %id,
+                "it did not reach a migration point within {} s; the next start resumes it from its last image",
+                CHECKPOINT_TIMEOUT.as_secs()
+            ),
+        }
+    }
+}
+
+async fn checkpoint(host: &Arc<Mutex<Host>>, id: VesselId) -> Result<(), String> {
+    let (tx, rx) = oneshot::channel();
+    {
+        let h = lock(host);
+        let l = h.vessels.get(&id).ok_or("vessel gone")?;
+        l.runner
+            .as_ref()
+            .ok_or("not running")?
+            .send(RunnerCmd::Pause(tx))?;
+    }
+    let (capture, _) = rx
+        .await
+        .map_err(|_| "the vessel ended first".to_string())??;
+    let host = host.clone();
+    tokio::task::spawn_blocking(move || -> Result<(), String> {
+        let mut h = lock(&host);
+        let l = h.vessels.get(&id).ok_or("vessel gone")?;
+        let epoch = l.record.epoch();
+        let deployment = l.deployment.clone();
+        let (migrations, run_ms) = (l.migrations, l.run_ms());
+        let log = l.log.clone();
+        let old = h
+            .store
+            .get_image_doc(&l.record.image())
+            .map_err(|e| e.to_string())?;
+        let old: VesselImage = protocol::cbor::decode(&old).map_err(|e| e.to_string())?;
+        let module_bytes =
+            crate::store::get_image(&h.store, &old.module, protocol::limits::MAX_MODULE_BYTES)
+                .map_err(|e| e.to_string())?;
+        let module = h.module(module_bytes, &deployment.body.name)?;
+        let store = h.store.clone();
+        let mut tracker = MemoryTracker::default();
+        tracker
+            .update(&store, &capture.memory)
+            .map_err(|e| e.to_string())?;
+        let manifest = image::manifest_of(&module, &old.module, &capture, tracker.image)?;
+        let (mbytes, mh) = manifest.encode_and_hash();
+        let dirs = image::volume_dirs(&h.vessel_dir(id), deployment.body.volumes.len());
+        let volumes = deployment
+            .body
+            .volumes
+            .iter()
+            .zip(&dirs)
+            .map(|(v, d)| image::pack_volume(&store, d, &v.guest))
+            .collect::<Result<Vec<_>, _>>()?;
+        let log = image::pack_log(&store, &lock(&log))?;
+        let img = VesselImage {
+            version: VESSEL_VERSION,
+            deployment,
+            epoch,
+            resume: Resume::Snapshot(mh),
+            module: old.module,
+            manifest: mbytes.clone(),
+            volumes,
+            log,
+            migrations,
+            run_ms,
+        };
+        let (bytes, ih) = img.encode_and_hash();
+        store
+            .put_manifest_bytes_unsynced(&mbytes)
+            .map_err(|e| e.to_string())?;
+        store
+            .put_image_doc(&bytes, false)
+            .map_err(|e| e.to_string())?;
+        store.sync().map_err(|e| e.to_string())?;
+        h.write_record(id, &Record::Owned { epoch, image: ih })
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}

@@ -242,7 +242,7 @@ pub(crate) fn sees_all(peers: &[Value], ids: &[&str]) -> bool {
 
 /// Sends SIGTERM (through the shell's built-in `kill`, which every system
 /// has).
-fn sigterm(child: &Child) {
+pub(crate) fn sigterm(child: &Child) {
     let status = Command::new("sh")
         .args(["-c", &format!("kill -TERM {}", child.id())])
         .status()

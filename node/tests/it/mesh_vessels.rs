@@ -746,3 +746,35 @@ fn mounts_are_node_local_and_a_node_without_the_name_refuses() {
     }
     assert_eq!(logs(&nodes[1]), "on a\non b\n");
 }
+
+/// Goal: a clean stop (SIGTERM, Ctrl-C) writes every running vessel down
+/// where it is, and the next start continues it there: same output as a
+/// plain run, and a new durable record taken at the stop.
+#[test]
+fn a_clean_stop_checkpoints_running_vessels_and_the_next_start_continues_them() {
+    let _cpu = crate::support::shared_cpu();
+    let (mut mesh, wasm, spec, plain) = fault_setup();
+    let vessel = mesh.deploy(0, &wasm, &spec, &[]);
+    let record = mesh.nodes[0]
+        .data_dir
+        .join("vessels")
+        .join(&vessel)
+        .join("record.cbor");
+    let at_deploy = std::fs::read(&record).unwrap();
+    let deadline = Instant::now() + WAIT;
+    while !text(&mesh.logs(0, &vessel).0).contains("progress") {
+        assert!(Instant::now() < deadline, "no progress line");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    crate::mesh::sigterm(&mesh.nodes[0].child);
+    let (code, log) = mesh.nodes[0].wait_exit();
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("checkpointed"), "{log}");
+    assert_ne!(
+        std::fs::read(&record).unwrap(),
+        at_deploy,
+        "the stop wrote no new record"
+    );
+    mesh.restart(0, &[]);
+    assert_completed_once(&mesh, &vessel, 0, &plain);
+}
