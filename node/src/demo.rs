@@ -37,56 +37,10 @@ pub struct DemoArgs {
     pub args: Vec<String>,
 }
 
-/// The built-in vessel: 30 ticks, each some arithmetic, a line
-/// `tick N total T` (T carries its state across every move), and a 300 ms
-/// sleep.
-const TICKER_WAT: &str = r#"
-(module
-  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 200) "tick ")
-  (data (i32.const 220) " total ")
-  (data (i32.const 240) "\n")
-  (func $write (param $ptr i32) (param $len i32)
-    (i32.store (i32.const 0) (local.get $ptr))
-    (i32.store (i32.const 4) (local.get $len))
-    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))))
-  (func $num (param $n i64)
-    (local $p i32)
-    (local.set $p (i32.const 64))
-    (loop $digits
-      (local.set $p (i32.sub (local.get $p) (i32.const 1)))
-      (i64.store8 (local.get $p) (i64.add (i64.const 48) (i64.rem_u (local.get $n) (i64.const 10))))
-      (local.set $n (i64.div_u (local.get $n) (i64.const 10)))
-      (br_if $digits (i64.ne (local.get $n) (i64.const 0))))
-    (call $write (local.get $p) (i32.sub (i32.const 64) (local.get $p))))
-  (func $sleep (param $ns i64)
-    (i64.store (i32.const 64) (i64.const 0))
-    (i32.store8 (i32.const 72) (i32.const 0))
-    (i32.store (i32.const 80) (i32.const 1))
-    (i64.store (i32.const 88) (local.get $ns))
-    (i64.store (i32.const 96) (i64.const 0))
-    (i32.store16 (i32.const 104) (i32.const 0))
-    (drop (call $poll (i32.const 64) (i32.const 112) (i32.const 1) (i32.const 144))))
-  (func (export "_start")
-    (local $i i64) (local $j i64) (local $total i64)
-    (loop $tick
-      (local.set $j (i64.const 0))
-      (loop $work
-        (local.set $total (i64.add (local.get $total) (i64.rem_u (i64.mul (local.get $i) (local.get $j)) (i64.const 1009))))
-        (local.set $j (i64.add (local.get $j) (i64.const 1)))
-        (br_if $work (i64.lt_u (local.get $j) (i64.const 200000))))
-      (call $write (i32.const 200) (i32.const 5))
-      (call $num (local.get $i))
-      (call $write (i32.const 220) (i32.const 7))
-      (call $num (local.get $total))
-      (call $write (i32.const 240) (i32.const 1))
-      (call $sleep (i64.const 300000000))
-      (local.set $i (i64.add (local.get $i) (i64.const 1)))
-      (br_if $tick (i64.lt_u (local.get $i) (i64.const 30)))))
-)
-"#;
+/// The built-in vessel (node/wat/ticker.wat, assembled by build.rs): 30
+/// ticks, each some arithmetic, a line `tick N total T` (T carries its state
+/// across every move), and a 300 ms sleep.
+const TICKER_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ticker.wasm"));
 
 struct DemoNode {
     name: String,
@@ -212,11 +166,7 @@ pub fn run_demo(args: DemoArgs) -> Result<i32> {
                 .map_or("vessel".into(), |s| s.to_string_lossy().to_string()),
             args.args.clone(),
         ),
-        None => (
-            wat::parse_str(TICKER_WAT).context("the built-in ticker does not assemble")?,
-            "ticker".to_string(),
-            Vec::new(),
-        ),
+        None => (TICKER_WASM.to_vec(), "ticker".to_string(), Vec::new()),
     };
 
     say(format_args!(

@@ -18,28 +18,7 @@ use super::wasi::{WasiCtx, WasiOptions};
 use super::{snapshot, DockConfig, Mode, Slice, Vessel, VesselModule};
 use crate::store::MemChunks;
 
-const FIXTURE_WAT: &str = r#"
-(module
-  (memory (export "memory") 1)
-  (global $g (mut i64) (i64.const 7))
-  (global $f (mut f64) (f64.const 1.5))
-  (func $rec (param $n i32) (param $x f32) (result i64)
-    (local $acc i64)
-    (if (i32.gt_u (local.get $n) (i32.const 0))
-      (then
-        (local.set $acc (call $rec (i32.sub (local.get $n) (i32.const 1))
-                                   (f32.add (local.get $x) (f32.const 0.5))))))
-    (loop $l
-      (local.set $acc (i64.add (local.get $acc) (i64.extend_i32_u (local.get $n))))
-      (i32.store (i32.mul (local.get $n) (i32.const 4)) (local.get $n))
-      (global.set $g (i64.add (global.get $g) (i64.const 1)))
-      (global.set $f (f64.add (global.get $f) (f64.promote_f32 (local.get $x))))
-      (br_if $l (i64.lt_u (local.get $acc) (i64.const 2000))))
-    (local.get $acc))
-  (func (export "_start")
-    (drop (call $rec (i32.const 6) (f32.const 1.0))))
-)
-"#;
+const FIXTURE_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/snapshot_fixture.wasm"));
 
 /// A snapshot to mutate, and what resuming it needs.
 pub struct SnapshotFixture {
@@ -53,7 +32,7 @@ pub struct SnapshotFixture {
 impl SnapshotFixture {
     /// Runs the fixture module to its 40th migration point and captures it.
     pub fn new() -> SnapshotFixture {
-        let wasm = wat::parse_str(FIXTURE_WAT).expect("the fixture assembles");
+        let wasm = FIXTURE_WASM.to_vec();
         let config = DockConfig::default();
         let (engine, config, vm) = VesselModule::prepare_with_engine(
             &config,
