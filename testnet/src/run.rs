@@ -560,6 +560,21 @@ fn sleep_until(ctx: &Ctx, t0: Instant, t: Duration) -> bool {
     }
 }
 
+/// Sleeps until `t` (since t0), waking early only on Ctrl-C: windowed
+/// assertions end by their own deadline, which is within the run.
+fn sleep_until_unless_interrupted(t0: Instant, t: Duration) -> bool {
+    loop {
+        if interrupted() {
+            return false;
+        }
+        let now = t0.elapsed();
+        if now >= t {
+            return true;
+        }
+        std::thread::sleep((t - now).min(Duration::from_millis(50)));
+    }
+}
+
 /// A node to ask about the mesh: the first one that is up.
 fn any_up(ctx: &Ctx) -> Option<&NodeRt> {
     ctx.nodes.iter().find(|n| n.is_up())
@@ -1282,7 +1297,7 @@ fn check_once(ctx: &Ctx, check: &Check) -> (bool, String) {
 
 fn check_window(ctx: &Ctx, i: usize, t0: Instant) {
     let a = &ctx.sc.asserts[i];
-    if !sleep_until(ctx, t0, a.at) {
+    if !sleep_until_unless_interrupted(t0, a.at) {
         return;
     }
     let end = a.at + a.within;
@@ -1312,7 +1327,7 @@ fn check_window(ctx: &Ctx, i: usize, t0: Instant) {
             return;
         }
         let next = (t0.elapsed() + CHECK_EVERY).min(end);
-        if !sleep_until(ctx, t0, next) {
+        if !sleep_until_unless_interrupted(t0, next) {
             return;
         }
     }
