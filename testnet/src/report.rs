@@ -448,7 +448,7 @@ pub fn svg(name: &str, duration: f64, samples: &[Sample], marks: &[Mark]) -> Str
             r#"<line x1="{xx:.1}" y1="{t}" x2="{xx:.1}" y2="{:.1}" stroke="{color}" stroke-width="{width}" stroke-dasharray="{dash}"/>"#,
             t + ph
         );
-        let lx = xx.max(last_label_x + 18.0);
+        let lx = xx.max(last_label_x + 24.0);
         last_label_x = lx;
         let ly = t + ph + 24.0;
         let _ = writeln!(
