@@ -1,0 +1,257 @@
+//! The meshnode processes: one `meshnode start` per node, inside its
+//! namespace, and short CLI commands (`peers --json`, `ps --json`, `deploy`,
+//! `migrate`) run inside a node's namespace against that node, as its user.
+
+use std::io::Read;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::netns::NetNs;
+use crate::scenario::{Arch, Discovery, Scenario};
+
+/// The binaries a run needs.
+#[derive(Debug, Clone)]
+pub struct Binaries {
+    /// The native meshnode (every CLI command uses it).
+    pub meshnode: PathBuf,
+    /// qemu-aarch64-static and the aarch64 meshnode, when a node needs them.
+    pub aarch64: Option<(PathBuf, PathBuf)>,
+}
+
+/// One node: what never changes during a run, plus its liveness.
+pub struct NodeRt {
+    pub name: String,
+    pub index: usize,
+    pub addr: Ipv4Addr,
+    pub arch: Arch,
+    pub ns: NetNs,
+    /// out/nodes/NAME
+    pub dir: PathBuf,
+    pub data_dir: PathBuf,
+    pub home: PathBuf,
+    pub log: PathBuf,
+    pub peer_id: OnceLock<String>,
+    /// Its QUIC address with /p2p/ID, once it has started.
+    pub quic: Mutex<Option<String>>,
+    /// A `meshnode start` process is running (not killed).
+    pub up: AtomicBool,
+}
+
+impl NodeRt {
+    pub fn new(
+        name: &str,
+        index: usize,
+        arch: Arch,
+        ns: NetNs,
+        out: &Path,
+    ) -> std::io::Result<NodeRt> {
+        let dir = out.join("nodes").join(name);
+        let data_dir = dir.join("data");
+        let home = dir.join("home");
+        std::fs::create_dir_all(&data_dir)?;
+        std::fs::create_dir_all(home.join(".config"))?;
+        std::fs::create_dir_all(home.join(".local/share"))?;
+        Ok(NodeRt {
+            name: name.to_string(),
+            index,
+            addr: Scenario::addr(index),
+            arch,
+            ns,
+            log: dir.join("node.log"),
+            dir,
+            data_dir,
+            home,
+            peer_id: OnceLock::new(),
+            quic: Mutex::new(None),
+            up: AtomicBool::new(false),
+        })
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::SeqCst)
+    }
+
+    fn env(&self, c: &mut Command) {
+        c.env("HOME", &self.home)
+            .env("XDG_CONFIG_HOME", self.home.join(".config"))
+            .env("XDG_DATA_HOME", self.home.join(".local/share"))
+            .env_remove("MESHNODE_USER_KEY")
+            .stdin(Stdio::null());
+    }
+
+    /// `meshnode start` for this node (spawn it from the main thread: the
+    /// child dies with the thread that spawned it).
+    pub fn start(
+        &self,
+        sc: &Scenario,
+        bins: &Binaries,
+        user_key: &Path,
+        peers: &[String],
+    ) -> std::io::Result<Child> {
+        let mut c = match (self.arch, &bins.aarch64) {
+            (Arch::Aarch64, Some((qemu, bin))) => {
+                let mut c = self.ns.command(qemu, true);
+                c.arg(bin);
+                c
+            }
+            (Arch::Aarch64, None) => {
+                return Err(std::io::Error::other(
+                    "no aarch64 meshnode (MESHNODE_AARCH64_BIN)",
+                ))
+            }
+            (Arch::Native, _) => self.ns.command(&bins.meshnode, true),
+        };
+        self.env(&mut c);
+        let a = self.addr;
+        c.env(
+            "RUST_LOG",
+            std::env::var("TESTNET_NODE_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .arg("start")
+        .arg("--data-dir")
+        .arg(&self.data_dir)
+        .arg("--user-key")
+        .arg(user_key)
+        .args(["--listen", &format!("/ip4/{a}/tcp/7646")])
+        .args(["--listen", &format!("/ip4/{a}/udp/7646/quic-v1")])
+        .args([
+            "--ping-interval",
+            &format!("{}ms", sc.ping_interval.as_millis()),
+        ])
+        .args([
+            "--status-interval",
+            &format!("{}ms", sc.status_interval.as_millis()),
+        ]);
+        if sc.discovery == Discovery::Peer {
+            c.arg("--no-mdns");
+        }
+        for p in peers {
+            c.args(["--peer", p]);
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        c.stdout(Stdio::null()).stderr(log);
+        // The address file of the last run would look like readiness.
+        let _ = std::fs::remove_file(self.data_dir.join("node.addrs"));
+        c.spawn()
+    }
+
+    /// The node's QUIC address once its address file lists TCP and QUIC.
+    pub fn ready_addr(&self) -> Option<String> {
+        let text = std::fs::read_to_string(self.data_dir.join("node.addrs")).ok()?;
+        let has_tcp = text.lines().any(|l| l.contains("/tcp/"));
+        let quic = text
+            .lines()
+            .find(|l| l.contains("/quic-v1/") && l.contains("/p2p/"))?;
+        has_tcp.then(|| quic.trim().to_string())
+    }
+
+    /// The last lines of the node's log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// Runs `meshnode SUB [target options] REST...` in this node's namespace
+    /// against this node; returns stdout, or stderr as the error.
+    pub fn cli(
+        &self,
+        bins: &Binaries,
+        user_key: &Path,
+        sub: &str,
+        rest: &[&str],
+        timeout: Duration,
+    ) -> Result<Vec<u8>, String> {
+        let mut c = self.ns.command(&bins.meshnode, false);
+        self.env(&mut c);
+        c.env("RUST_LOG", "warn")
+            .arg(sub)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--user-key")
+            .arg(user_key)
+            .args(["--timeout", &format!("{}s", timeout.as_secs().max(1))])
+            .args(rest);
+        let out = output_within(c, timeout + Duration::from_secs(5))
+            .map_err(|e| format!("meshnode {sub} on {}: {e}", self.name))?;
+        if out.0 {
+            Ok(out.1)
+        } else {
+            let err = String::from_utf8_lossy(&out.2).trim().to_string();
+            Err(format!("meshnode {sub} on {}: {err}", self.name))
+        }
+    }
+
+    /// `peers --json` as parsed JSON rows.
+    pub fn peers(
+        &self,
+        bins: &Binaries,
+        user_key: &Path,
+    ) -> Result<Vec<serde_json::Value>, String> {
+        let out = self.cli(
+            bins,
+            user_key,
+            "peers",
+            &["--json"],
+            Duration::from_secs(10),
+        )?;
+        let v: serde_json::Value = serde_json::from_slice(&out)
+            .map_err(|e| format!("peers --json on {}: {e}", self.name))?;
+        Ok(v.as_array().cloned().unwrap_or_default())
+    }
+}
+
+/// Runs a command to its end or until `limit`, when it is killed; returns
+/// (success, stdout, stderr).
+pub fn output_within(mut c: Command, limit: Duration) -> std::io::Result<(bool, Vec<u8>, Vec<u8>)> {
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = c.spawn()?;
+    let mut so = child.stdout.take().unwrap();
+    let mut se = child.stderr.take().unwrap();
+    let ro = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = so.read_to_end(&mut b);
+        b
+    });
+    let re = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = se.read_to_end(&mut b);
+        b
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(s) = child.try_wait()? {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let out = ro.join().unwrap_or_default();
+    let mut err = re.join().unwrap_or_default();
+    match status {
+        Some(s) => Ok((s.success(), out, err)),
+        None => {
+            err.extend_from_slice(format!("(killed after {limit:?})").as_bytes());
+            Ok((false, out, err))
+        }
+    }
+}
+
+/// Whether `row` (from `peers --json`) is a connected member whose status
+/// is fresh: what testnet calls "sees".
+pub fn sees_row(row: &serde_json::Value, stale_ms: u64) -> bool {
+    row["member"] == true
+        && row["rtt_ms"].as_f64().is_some()
+        && row["status_age_ms"].as_u64().is_some_and(|a| a <= stale_ms)
+}

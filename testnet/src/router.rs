@@ -1,0 +1,399 @@
+//! The router: one thread that moves IP packets between the nodes' TUN
+//! devices through the emulated links.
+//!
+//! It waits in `ppoll` on every TUN descriptor (and an eventfd that stops
+//! it), with a timeout that ends when the next queued packet is due. A
+//! packet read from node i's TUN goes, for a unicast destination 10.77.0.j,
+//! through link i→j ([`crate::link::Link`]) into one time-ordered queue; a
+//! multicast (224.0.0.0/4, mDNS) or broadcast packet goes through every link
+//! i→j, j ≠ i, as its own copy. Due packets are written to the destination's
+//! TUN. IPv6 is dropped (the nodes listen on IPv4). The thread asks for
+//! SCHED_FIFO when it may (root), so a busy machine delays it less; how late
+//! it delivered is measured and goes in the report.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering as AtOrd};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::link::{Link, LinkStats, Verdict};
+use crate::netns::{read_packet, write_packet};
+use crate::rng::Rng;
+use crate::scenario::{LinkChange, LinkParams};
+
+/// The largest packet read from a TUN (its MTU is 1500).
+const MAX_PACKET: usize = 65536;
+/// Packets read from one TUN before the others get a turn.
+const BURST_PER_FD: usize = 64;
+/// A packet due within this much is sent now rather than slept for.
+const EARLY_SECS: f64 = 20e-6;
+
+struct Table {
+    n: usize,
+    /// `links[src * n + dst]`.
+    links: Vec<Link>,
+    /// Partition side of each node; different sides cannot talk.
+    side: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RouterStats {
+    pub no_route: u64,
+    pub not_ipv4: u64,
+    pub write_errors: u64,
+    pub delivered: u64,
+    /// How late packets were written, against when they were due.
+    pub late_sum: f64,
+    pub late_max: f64,
+    pub late_over_1ms: u64,
+    pub realtime: bool,
+}
+
+struct Shared {
+    table: Mutex<Table>,
+    stats: Mutex<RouterStats>,
+    stop: AtomicBool,
+}
+
+pub struct Router {
+    shared: Arc<Shared>,
+    wake: OwnedFd,
+    thread: Mutex<Option<std::thread::JoinHandle<io::Result<()>>>>,
+    pub epoch: Instant,
+}
+
+struct Queued {
+    at: f64,
+    seq: u64,
+    dst: usize,
+    pkt: Vec<u8>,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, o: &Self) -> bool {
+        self.at == o.at && self.seq == o.seq
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Queued {
+    // A max-heap: the earliest (then the first queued) is the greatest.
+    fn cmp(&self, o: &Self) -> Ordering {
+        o.at.total_cmp(&self.at).then(o.seq.cmp(&self.seq))
+    }
+}
+
+/// Which nodes an IPv4 packet is for, given its source node.
+pub fn destinations(pkt: &[u8], src: usize, n: usize) -> Option<Vec<usize>> {
+    if pkt.len() < 20 || pkt[0] >> 4 != 4 {
+        return None;
+    }
+    let d = [pkt[16], pkt[17], pkt[18], pkt[19]];
+    if (224..=239).contains(&d[0]) || d == [255, 255, 255, 255] || d == [10, 77, 0, 255] {
+        return Some((0..n).filter(|j| *j != src).collect());
+    }
+    if d[0] == 10 && d[1] == 77 && d[2] == 0 && d[3] >= 1 && (d[3] as usize) <= n {
+        let j = d[3] as usize - 1;
+        if j != src {
+            return Some(vec![j]);
+        }
+    }
+    Some(Vec::new())
+}
+
+impl Router {
+    /// Starts forwarding between `tuns` (node i's TUN is `tuns[i]`) with the
+    /// initial `links[i][j]` and streams from `seed` and the node `names`.
+    pub fn start(
+        tuns: Vec<OwnedFd>,
+        links: &[Vec<LinkParams>],
+        names: &[String],
+        seed: u64,
+    ) -> io::Result<Router> {
+        let n = tuns.len();
+        let mut table = Vec::with_capacity(n * n);
+        for (i, row) in links.iter().enumerate() {
+            for (j, p) in row.iter().enumerate() {
+                table.push(Link::new(*p, Rng::for_link(seed, &names[i], &names[j])));
+            }
+        }
+        let shared = Arc::new(Shared {
+            table: Mutex::new(Table {
+                n,
+                links: table,
+                side: vec![0; n],
+            }),
+            stats: Mutex::new(RouterStats::default()),
+            stop: AtomicBool::new(false),
+        });
+        // SAFETY: eventfd returns a new descriptor or -1.
+        let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh descriptor we own.
+        let wake = unsafe { OwnedFd::from_raw_fd(raw) };
+        let wake_fd = wake.as_raw_fd();
+        let epoch = Instant::now();
+        let sh = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("router".into())
+            .spawn(move || forward(sh, tuns, wake_fd, epoch))?;
+        Ok(Router {
+            shared,
+            wake,
+            thread: Mutex::new(Some(thread)),
+            epoch,
+        })
+    }
+
+    pub fn change_link(&self, a: usize, b: usize, change: &LinkChange) {
+        let mut t = self.shared.table.lock().unwrap();
+        let n = t.n;
+        change.apply(&mut t.links[a * n + b].params);
+        change.apply(&mut t.links[b * n + a].params);
+    }
+
+    pub fn params(&self, a: usize, b: usize) -> LinkParams {
+        let t = self.shared.table.lock().unwrap();
+        t.links[a * t.n + b].params
+    }
+
+    pub fn set_sides(&self, side: &[u32]) {
+        self.shared.table.lock().unwrap().side = side.to_vec();
+    }
+
+    /// Per-direction statistics, `[src][dst]`.
+    pub fn link_stats(&self) -> Vec<Vec<LinkStats>> {
+        let t = self.shared.table.lock().unwrap();
+        (0..t.n)
+            .map(|i| (0..t.n).map(|j| t.links[i * t.n + j].stats).collect())
+            .collect()
+    }
+
+    pub fn stats(&self) -> RouterStats {
+        *self.shared.stats.lock().unwrap()
+    }
+
+    /// Stops the thread; returns its error, if it failed.
+    pub fn stop(&self) -> io::Result<()> {
+        self.shared.stop.store(true, AtOrd::SeqCst);
+        let one: u64 = 1;
+        // SAFETY: an 8-byte write to our eventfd.
+        unsafe { libc::write(self.wake.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        let thread = self.thread.lock().unwrap().take();
+        match thread {
+            Some(t) => t
+                .join()
+                .map_err(|_| io::Error::other("the router thread panicked"))?,
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the thread is still forwarding.
+    pub fn alive(&self) -> bool {
+        self.thread
+            .lock()
+            .unwrap()
+            .as_ref()
+            .is_some_and(|t| !t.is_finished())
+    }
+}
+
+impl Drop for Router {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+fn try_realtime() -> bool {
+    // SAFETY: plain syscalls on the calling thread.
+    unsafe {
+        libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong);
+        let p = libc::sched_param { sched_priority: 10 };
+        libc::sched_setscheduler(0, libc::SCHED_FIFO, &p) == 0
+    }
+}
+
+fn forward(sh: Arc<Shared>, tuns: Vec<OwnedFd>, wake: RawFd, epoch: Instant) -> io::Result<()> {
+    let rt = try_realtime();
+    sh.stats.lock().unwrap().realtime = rt;
+    let n = tuns.len();
+    let mut pfds: Vec<libc::pollfd> = tuns
+        .iter()
+        .map(|t| libc::pollfd {
+            fd: t.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    pfds.push(libc::pollfd {
+        fd: wake,
+        events: libc::POLLIN,
+        revents: 0,
+    });
+    let mut queue: BinaryHeap<Queued> = BinaryHeap::new();
+    let mut seq = 0u64;
+    let mut buf = vec![0u8; MAX_PACKET];
+    let mut local = RouterStats::default();
+    let mut last_flush = Instant::now();
+    while !sh.stop.load(AtOrd::SeqCst) {
+        let now = epoch.elapsed().as_secs_f64();
+        let timeout = queue.peek().map(|q| (q.at - now).max(0.0));
+        let ts;
+        let tsp = match timeout {
+            Some(secs) => {
+                ts = libc::timespec {
+                    tv_sec: secs as libc::time_t,
+                    tv_nsec: ((secs.fract()) * 1e9) as libc::c_long,
+                };
+                &ts as *const libc::timespec
+            }
+            None => std::ptr::null(),
+        };
+        for p in pfds.iter_mut() {
+            p.revents = 0;
+        }
+        // SAFETY: pfds is a valid array of pollfd; tsp is null or points
+        // at a timespec that lives through the call.
+        let r = unsafe {
+            libc::ppoll(
+                pfds.as_mut_ptr(),
+                pfds.len() as libc::nfds_t,
+                tsp,
+                std::ptr::null(),
+            )
+        };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+        if r > 0 {
+            for (src, pfd) in pfds.iter().enumerate().take(n) {
+                if pfd.revents & libc::POLLIN == 0 {
+                    continue;
+                }
+                for _ in 0..BURST_PER_FD {
+                    let Some(len) = read_packet(pfd.fd, &mut buf)? else {
+                        break;
+                    };
+                    let pkt = &buf[..len];
+                    let Some(dsts) = destinations(pkt, src, n) else {
+                        local.not_ipv4 += 1;
+                        continue;
+                    };
+                    if dsts.is_empty() {
+                        local.no_route += 1;
+                        continue;
+                    }
+                    let now = epoch.elapsed().as_secs_f64();
+                    let mut t = sh.table.lock().unwrap();
+                    for dst in dsts {
+                        let blocked = t.side[src] != t.side[dst];
+                        let link = &mut t.links[src * n + dst];
+                        if let Verdict::Deliver(at) = link.decide(now, len, blocked) {
+                            seq += 1;
+                            queue.push(Queued {
+                                at,
+                                seq,
+                                dst,
+                                pkt: pkt.to_vec(),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        let now = epoch.elapsed().as_secs_f64();
+        while queue.peek().is_some_and(|q| q.at <= now + EARLY_SECS) {
+            let q = queue.pop().unwrap();
+            let late = (epoch.elapsed().as_secs_f64() - q.at).max(0.0);
+            local.late_sum += late;
+            local.late_max = local.late_max.max(late);
+            if late > 0.001 {
+                local.late_over_1ms += 1;
+            }
+            match write_packet(tuns[q.dst].as_raw_fd(), &q.pkt) {
+                Ok(()) => local.delivered += 1,
+                Err(_) => local.write_errors += 1,
+            }
+        }
+        if last_flush.elapsed() > Duration::from_millis(100) {
+            flush(&sh, &mut local);
+            last_flush = Instant::now();
+        }
+    }
+    flush(&sh, &mut local);
+    Ok(())
+}
+
+fn flush(sh: &Shared, local: &mut RouterStats) {
+    let mut s = sh.stats.lock().unwrap();
+    s.no_route += local.no_route;
+    s.not_ipv4 += local.not_ipv4;
+    s.write_errors += local.write_errors;
+    s.delivered += local.delivered;
+    s.late_sum += local.late_sum;
+    s.late_max = s.late_max.max(local.late_max);
+    s.late_over_1ms += local.late_over_1ms;
+    let rt = s.realtime;
+    *local = RouterStats {
+        realtime: rt,
+        ..RouterStats::default()
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ipv4_to(d: [u8; 4]) -> Vec<u8> {
+        let mut p = vec![0u8; 28];
+        p[0] = 0x45;
+        p[16..20].copy_from_slice(&d);
+        p
+    }
+
+    #[test]
+    fn destinations_unicast_multicast_and_strays() {
+        assert_eq!(destinations(&ipv4_to([10, 77, 0, 2]), 0, 3), Some(vec![1]));
+        assert_eq!(
+            destinations(&ipv4_to([224, 0, 0, 251]), 1, 3),
+            Some(vec![0, 2])
+        );
+        assert_eq!(
+            destinations(&ipv4_to([10, 77, 0, 255]), 2, 3),
+            Some(vec![0, 1])
+        );
+        assert_eq!(destinations(&ipv4_to([10, 77, 0, 9]), 0, 3), Some(vec![]));
+        assert_eq!(destinations(&ipv4_to([10, 77, 0, 1]), 0, 3), Some(vec![]));
+        assert_eq!(destinations(&ipv4_to([8, 8, 8, 8]), 0, 3), Some(vec![]));
+        let mut v6 = vec![0u8; 40];
+        v6[0] = 0x60;
+        assert_eq!(destinations(&v6, 0, 3), None);
+    }
+
+    #[test]
+    fn queue_pops_earliest_first_then_fifo() {
+        let mut q = BinaryHeap::new();
+        for (at, seq) in [(2.0, 1), (1.0, 2), (1.0, 3), (0.5, 4)] {
+            q.push(Queued {
+                at,
+                seq,
+                dst: 0,
+                pkt: vec![],
+            });
+        }
+        let order: Vec<u64> = std::iter::from_fn(|| q.pop().map(|x| x.seq)).collect();
+        assert_eq!(order, vec![4, 2, 3, 1]);
+    }
+}
