@@ -389,6 +389,22 @@ pub async fn run(
                         _ => dial_bootstrap(&mut swarm, addr),
                     }
                 }
+                // Members we lost (a partition, a reboot) are dialled again
+                // at the addresses we know, not only the bootstrap peers.
+                let lost: Vec<(PeerId, Vec<Multiaddr>)> = state
+                    .peers
+                    .iter()
+                    .filter(|(p, e)| {
+                        e.connections == 0
+                            && !e.addrs.is_empty()
+                            && matches!(e.membership, Membership::Member(_))
+                            && !swarm.is_connected(p)
+                    })
+                    .map(|(p, e)| (*p, e.addrs.clone()))
+                    .collect();
+                for (peer, addrs) in lost {
+                    let _ = swarm.dial(DialOpts::peer_id(peer).addresses(addrs).build());
+                }
                 if ticks % KAD_BOOTSTRAP_EVERY_TICKS == 1 {
                     if let Some(k) = swarm.behaviour_mut().kad.as_mut() {
                         let _ = k.bootstrap();
