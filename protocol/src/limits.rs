@@ -175,10 +175,11 @@ pub const MAX_VESSELS_PER_NODE: usize = 256;
 /// Migrations a node receives at once (each pins chunks and holds an image).
 pub const MAX_INCOMING_MIGRATIONS: usize = 8;
 
-/// Manifests (and images) of vessels that left, kept so a return trip finds
-/// its chunks. Bounded so a node that saw many vessels does not fill its
-/// disk; chunks no kept image names are evicted.
-pub const MAX_DEPARTED_IMAGES: usize = 64;
+/// Vessels that left whose last image (manifest and chunks) a node keeps,
+/// so a return trip finds its chunks. One image per vessel; bounded so a
+/// node that saw many vessels does not fill its disk (a board's SD card):
+/// chunks no kept image names are evicted after each move out.
+pub const MAX_DEPARTED_IMAGES: usize = 16;
 
 /// How long a migration nonce stays good: issue to offer is one round trip.
 pub const MIGRATION_NONCE_TTL_SECS: u64 = 60;

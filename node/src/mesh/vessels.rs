@@ -67,9 +67,10 @@ pub const COMMIT_RETRY_INTERVAL: Duration = Duration::from_millis(500);
 /// migration is given up (the vessel stays where it is).
 pub const NONCE_RETRIES: u32 = 8;
 
-/// Eviction runs once the departed LRU is this full (it keeps
-/// `MAX_DEPARTED_IMAGES`; below this there is little to evict).
-pub const MAX_DEPARTED_IMAGES_BEFORE_EVICT: usize = protocol::limits::MAX_DEPARTED_IMAGES / 2;
+/// Eviction runs after a move out once the departed LRU holds this many
+/// vessels (below it, a vessel's own older images are all there is to
+/// evict, and they are evicted at the next move).
+pub const MAX_DEPARTED_IMAGES_BEFORE_EVICT: usize = 1;
 
 /// An incoming migration with no word from its source for this long is
 /// dropped (its `Prepared` record stays on disk, for a late commit).
@@ -1622,7 +1623,7 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
                     l.run_ms_before = final_image.run_ms;
                     l.migrations = final_image.migrations;
                 }
-                h.remember_departed(image_hash);
+                h.remember_departed(id, image_hash);
                 Ok(())
             }
         }
@@ -1831,7 +1832,7 @@ pub fn recover(state: &NodeState) {
                     },
                 );
                 if matches!(&record, Record::Left { .. }) {
-                    h.remember_departed(record.image());
+                    h.remember_departed(id, record.image());
                 }
             }
             // Waits for its source's commit (see `commit`), never runs alone.

@@ -175,7 +175,7 @@ pub struct Host {
     pub vessels: BTreeMap<VesselId, Local>,
     /// Images of vessels that left, newest last: kept so that a return trip
     /// finds its chunks ([`MAX_DEPARTED_IMAGES`]).
-    pub departed: VecDeque<Hash>,
+    pub departed: VecDeque<(VesselId, Hash)>,
     /// Node-local directories that `--mount GUEST=NAME` can name.
     pub mounts: BTreeMap<String, PathBuf>,
     modules: HashMap<(Hash, bool), Arc<PreparedModule>>,
@@ -318,9 +318,11 @@ impl Host {
 
     /// Remembers that a vessel's image now lives elsewhere, keeping the last
     /// [`MAX_DEPARTED_IMAGES`], and evicts chunks no kept image names.
-    pub fn remember_departed(&mut self, image: Hash) {
-        self.departed.retain(|h| *h != image);
-        self.departed.push_back(image);
+    pub fn remember_departed(&mut self, vessel: VesselId, image: Hash) {
+        // One image per vessel: the one it left with last time is what a
+        // return trip shares most with.
+        self.departed.retain(|(v, _)| *v != vessel);
+        self.departed.push_back((vessel, image));
         while self.departed.len() > MAX_DEPARTED_IMAGES {
             self.departed.pop_front();
         }
@@ -329,8 +331,15 @@ impl Host {
     /// Every image that must keep its chunks: vessels here (running,
     /// prepared, ended) and the departed LRU.
     pub fn live_images(&self) -> Vec<Hash> {
-        let mut keep: Vec<Hash> = self.vessels.values().map(|l| l.record.image()).collect();
-        keep.extend(self.departed.iter().copied());
+        // A vessel that left keeps its chunks only while the departed LRU
+        // remembers it.
+        let mut keep: Vec<Hash> = self
+            .vessels
+            .values()
+            .filter(|l| !matches!(l.record, Record::Left { .. }))
+            .map(|l| l.record.image())
+            .collect();
+        keep.extend(self.departed.iter().map(|(_, h)| *h));
         keep
     }
 
@@ -601,4 +610,82 @@ pub fn find_in<'a>(
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::snapshot::ChunkedImage;
+    use protocol::vessel::DeploymentBody;
+
+    fn image(store: &ChunkStore, vessel: u8, content: &[u8]) -> Hash {
+        let chunk = store.put_chunk(content).unwrap();
+        let user = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+        let img = VesselImage {
+            version: VESSEL_VERSION,
+            deployment: Deployment::sign(
+                &user,
+                DeploymentBody {
+                    version: VESSEL_VERSION,
+                    vessel: VesselId([vessel; 8]),
+                    name: "v".into(),
+                    module_hash: Hash::of(content),
+                    args: vec![],
+                    env: vec![],
+                    volumes: vec![],
+                    mounts: vec![],
+                },
+            ),
+            epoch: 1,
+            resume: Resume::Fresh,
+            module: ChunkedImage {
+                size_bytes: content.len() as u64,
+                chunks: vec![Some(chunk)],
+            },
+            manifest: vec![],
+            volumes: vec![],
+            log: LogImage::default(),
+            migrations: 0,
+            run_ms: 0,
+        };
+        let (bytes, _) = img.encode_and_hash();
+        store.put_image_doc(&bytes, false).unwrap()
+    }
+
+    /// The store stays bounded: a vessel that left keeps its last image
+    /// (and chunks) while the LRU remembers it; older images of it, and
+    /// vessels the LRU forgot, are evicted.
+    #[test]
+    fn departed_images_are_bounded_and_the_rest_is_evicted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut host = Host::open(
+            dir.path(),
+            "n".into(),
+            DockConfig::default(),
+            BTreeMap::new(),
+        )
+        .unwrap();
+        let first = image(&host.store, 0, b"first visit");
+        let again = image(&host.store, 0, b"second visit");
+        host.remember_departed(VesselId([0; 8]), first);
+        host.remember_departed(VesselId([0; 8]), again);
+        assert_eq!(host.departed.len(), 1, "one image per vessel");
+        let mut others = Vec::new();
+        for v in 1..=(MAX_DEPARTED_IMAGES as u8 + 1) {
+            let h = image(&host.store, v, &[v; 100]);
+            host.remember_departed(VesselId([v; 8]), h);
+            others.push(h);
+        }
+        assert_eq!(host.departed.len(), MAX_DEPARTED_IMAGES);
+        assert!(host.evict() > 0);
+        assert!(!host.store.has_chunk(&Hash::of(b"first visit")));
+        // Vessel 0 and vessel 1 were the oldest: forgotten, evicted.
+        assert!(!host.store.has_chunk(&Hash::of(b"second visit")));
+        assert!(!host.store.has_chunk(&Hash::of(&[1u8; 100])));
+        assert!(host.store.get_image_doc(&others[0]).is_err());
+        // The newest are all there.
+        let last = MAX_DEPARTED_IMAGES as u8 + 1;
+        assert!(host.store.has_chunk(&Hash::of(&[last; 100])));
+        assert!(host.store.get_image_doc(others.last().unwrap()).is_ok());
+    }
 }
