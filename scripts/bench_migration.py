@@ -20,11 +20,15 @@ One command measures, in one run:
    `meshnode migrate` progress lines.
 3. Node footprint: release binary size, and idle RSS (VmRSS) of each node
    of the pairs, ten seconds after it started, one peer, no vessel.
+4. With --phases N (needs perf): N more migrations under `perf trace`, and
+   their downtime split into phases read off the system calls that bound
+   them (see PHASES below).
 
     python3 scripts/bench_migration.py [--sizes 16,64,256] [--rates 0,1,8]
         [--migrations 16:4,64:6,256:4] [--dwell 1] [--random 64:1] [--sleep 64:1]
         [--modes precopy,stopcopy,nodedup] [--transfer-mib 256]
-        [--transfer-repeats 3] [--skip-transfer] [--json FILE] [--keep]
+        [--transfer-repeats 3] [--skip-transfer] [--skip-migration]
+        [--phases N [--phases-case 64:1]] [--json FILE] [--keep]
 
 Needs: `cargo build --release -p meshnode --bin meshnode --example
 transfer_bench` and clang with wasi-libc. Prints a markdown report.
@@ -219,8 +223,9 @@ def first_round_rate(report, phase="warming"):
     """Chunk path throughput of the first pre-copy round, from the progress
     lines: (bytes, seconds) between the first and the last line of round 0
     that show more chunks sent (the chunk sending alone), and
-    (bytes, seconds) from the command's start to the end of round 0 (copy,
-    diff, hash and store of the whole memory, offer, chunk sending)."""
+    (bytes, seconds) from the command's start to that last line (copy,
+    diff, hash and store of the whole memory, offer, chunk sending). With
+    phase "final": the same for a stop-and-copy migration."""
     pts = []
     for t, line in report["progress"]:
         p = parse_progress(line)
@@ -233,10 +238,9 @@ def first_round_rate(report, phase="warming"):
     last_c = r0[-1][1]
     t_last = min(t for t, c in r0 if c == last_c)
     t_first, c_first = r0[0]
-    end_r0 = [t for t, (ph, rnd, c) in pts if rnd >= 1 or ph != phase]
     chunk = 65536
     send = ((last_c - c_first) * chunk, t_last - t_first)
-    whole = (last_c * chunk, end_r0[0] if end_r0 else t_last)
+    whole = (last_c * chunk, t_last)
     return send, whole
 
 
@@ -323,6 +327,177 @@ def table_migration(results, modes):
     return "\n".join(out)
 
 
+# ---------------------------------------------------------------------------
+# Where the downtime goes: `perf trace` of both nodes during migrations.
+#
+# The node logs no phase times, so the phases are read off the system calls
+# that bound them (one `perf trace` of both processes, one clock):
+#   S pause   the vessel thread maps a buffer the size of the memory: the
+#             capture's copy, right after it reached a migration point and
+#             unwound (where the node starts its downtime clock);
+#   S image   the source's last file write before the destination's first
+#             syncfs: the vessel image document, after the changed chunks,
+#             the manifest and the log were stored;
+#   D sync    the destination's first syncfs: `prepare` starts (after a
+#             has_chunk check of every chunk the image names);
+#   D read    the destination maps a memory-sized buffer after the second
+#             syncfs and its fsync (module, log and manifest were read): the
+#             capture's memory, into which every chunk is read and verified;
+#   D inst    it maps a second one: the instance's memory;
+#   D prep    the destination's next fsync: the `Prepared` record;
+#   S left    the end of the source's next fsync: the `Left` record (the
+#             commit point);
+#   D run     the destination's next clone3: the vessel's thread starts.
+PHASES = [
+    ("source: capture, diff and hash, changed chunks, manifest, log, image document", "S pause", "S image"),
+    ("offer (2 round trips), final chunks, destination's has_chunk of every chunk", "S image", "D sync"),
+    ("destination: syncfs, manifest fsync, syncfs, image fsync", "D sync", "D read"),
+    ("destination: read and verify every memory chunk from the store", "D read", "D inst"),
+    ("destination: instantiate, write memory, validate frames", "D inst", "D prep"),
+    ("Prepared record, answer, source's Left record (commit point)", "D prep", "S left"),
+    ("commit round trip, Owned record, vessel thread started", "S left", "D run"),
+]
+
+
+def parse_perf_trace(path, procs):
+    import re
+    rx = re.compile(r'\s*([\d.]+) \(\s*([\d.]+) ms\): (\S+)/(\d+)\s+(?:\.\.\. \[continued\]: )?(\w+)\((.*?)\)\s+= ')
+    ev = []
+    for line in open(path, errors="replace"):
+        m = rx.match(line)
+        if not m:
+            continue
+        t, dur, comm, tid, sc, args = m.groups()
+        proc = procs.get(tid)
+        kind = sc
+        if sc == "openat":
+            kind = "write" if "CREAT" in args else "read"
+        elif sc.startswith("rename"):
+            kind = "write"
+        elif sc == "mmap":
+            mm = re.search(r"len: (\d+)", args)
+            kind = ("mmap", int(mm.group(1)) if mm else 0)
+        ev.append((float(t), float(dur), comm, tid, proc, kind))
+    ev.sort()
+    return ev
+
+
+def phase_marks(ev, src, dst, mem_bytes, after):
+    """The marks of the first migration from src to dst that starts after
+    time `after` (ms); None if incomplete."""
+    def big(k):
+        return isinstance(k, tuple) and mem_bytes <= k[1] <= mem_bytes + (32 << 20)
+    m = {}
+    i_sync = next((i for i, e in enumerate(ev) if e[0] > after and e[4] == dst and e[5] == "syncfs"), None)
+    if i_sync is None:
+        return None
+    m["D sync"] = ev[i_sync][0]
+    pauses = [e for e in ev[:i_sync] if e[0] > after and e[2].startswith("vessel-") and big(e[5])]
+    if not pauses:
+        return None
+    m["S pause"] = pauses[-1][0]
+    writes = [e for e in ev[:i_sync] if e[4] == src and e[5] == "write" and e[0] > m["S pause"]]
+    m["S image"] = writes[-1][0] + writes[-1][1] if writes else m["S pause"]
+    rest = [e for e in ev[i_sync:]]
+    syncs = [e for e in rest if e[4] == dst and e[5] == "syncfs"][:2]
+    t = syncs[-1][0] + syncs[-1][1]
+    # The image document's fsync after the second syncfs.
+    fs = next((e for e in rest if e[4] == dst and e[5] == "fsync" and e[0] >= t), None)
+    t = fs[0] + fs[1] if fs else t
+    # Two memory-sized buffers: the capture's (then every chunk is read
+    # into it) and the instance's.
+    bufs = [e for e in rest if e[4] == dst and big(e[5]) and e[0] >= t][:2]
+    if len(bufs) < 2:
+        return None
+    m["D read"] = bufs[0][0]
+    m["D inst"] = bufs[1][0]
+    prep = next((e for e in rest if e[4] == dst and e[5] == "fsync" and e[0] > m["D inst"]), None)
+    if not prep:
+        return None
+    m["D prep"] = prep[0]
+    left = next((e for e in rest if e[4] == src and e[5] == "fsync" and e[0] > m["D prep"]), None)
+    if not left:
+        return None
+    m["S left"] = left[0] + left[1]
+    run = next((e for e in rest if e[4] == dst and e[5] == "clone3" and e[0] > m["S left"]), None)
+    if not run:
+        return None
+    m["D run"] = run[0]
+    return m
+
+
+def run_phases(user, work, wasm, size, rate_mib, count, rust_log):
+    """A pre-copy pair, one vessel, `count` migrations a→b, b→a, … under
+    `perf trace`; returns (reports, marks per migration)."""
+    if not shutil.which("perf"):
+        sys.exit("--phases needs perf (apt-get install linux-perf)")
+    pr = Pair(user, work, "precopy", rust_log)
+    try:
+        pr.wait_members()
+        a, b = pr.nodes
+        seed = str(random.getrandbits(63))
+        r = a.cli(["deploy", "--name", f"phases-{seed[:6]}", wasm, str(size), str(int(rate_mib * MIB)),
+                   "sweep", "0", seed, "spin"])
+        vessel = r.stdout.decode().split()[-1]
+        wait_ready(a, vessel, 300)
+        time.sleep(1)
+        # Two untraced migrations first: both nodes have the module
+        # instrumented and the memory's chunks, as in a steady state.
+        where = 0
+        for _ in range(2):
+            migrate(pr.nodes[where], vessel, pr.nodes[1 - where].peer_id)
+            where = 1 - where
+            time.sleep(1)
+        # One `perf trace` per migration, attached just before it: perf
+        # follows the threads that exist when it attaches (the vessel's own
+        # thread among them), not those started later.
+        reports, marks = [], []
+        for k in range(count):
+            src, dst = pr.nodes[where], pr.nodes[1 - where]
+            out = os.path.join(work, f"phases-{k}.perf.txt")
+            procs = {}
+            for n in pr.nodes:
+                for t in os.listdir(f"/proc/{n.proc.pid}/task"):
+                    procs[t] = n.name
+            pt = subprocess.Popen(["perf", "trace", "-p", f"{a.proc.pid},{b.proc.pid}", "-o", out, "-e",
+                                   "openat,rename,renameat,renameat2,syncfs,fsync,fdatasync,mmap,clone3"],
+                                  stderr=subprocess.DEVNULL)
+            time.sleep(2)
+            rep = migrate(src, vessel, dst.peer_id)
+            time.sleep(0.5)
+            for n in pr.nodes:
+                for t in os.listdir(f"/proc/{n.proc.pid}/task"):
+                    procs.setdefault(t, n.name)
+            pt.send_signal(signal.SIGINT)
+            pt.wait()
+            ev = parse_perf_trace(out, procs)
+            m = phase_marks(ev, src.name, dst.name, size * MIB, 0.0)
+            reports.append(rep)
+            marks.append(m)
+            log(f"traced migration {src.name} → {dst.name}: downtime {rep['downtime_ms']} ms, "
+                f"phases {'found' if m else 'not found'}")
+            where = 1 - where
+            time.sleep(1)
+    finally:
+        pr.stop()
+    return reports, marks
+
+
+def table_phases(reports, marks, size, rate_mib):
+    ok = [m for m in marks if m]
+    out = [f"{len(ok)} of {len(marks)} traced migrations parsed; {size} MiB, {rate_mib:g} MiB/s sweep, "
+           f"pre-copy; medians in ms.\n",
+           "| phase | median | min | max |", "| --- | --- | --- | --- |"]
+    for label, a, b in PHASES:
+        xs = [m[b] - m[a] for m in ok]
+        out.append(f"| {label} | {med(xs):.1f} | {min(xs):.1f} | {max(xs):.1f} |")
+    tot = [m["D run"] - m["S pause"] for m in ok]
+    out.append(f"| **pause → vessel thread started at the destination** | **{med(tot):.1f}** | {min(tot):.1f} | {max(tot):.1f} |")
+    rep = [r["downtime_ms"] for r in reports]
+    out.append(f"| reported downtime (same migrations) | {med(rep):.1f} | {min(rep):.1f} | {max(rep):.1f} |")
+    return "\n".join(out)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="16,64,256", help="MiB, comma-separated")
@@ -342,6 +517,10 @@ def main():
     ap.add_argument("--skip-transfer", action="store_true")
     ap.add_argument("--skip-migration", action="store_true")
     ap.add_argument("--rust-log", default="info", help="the nodes' RUST_LOG")
+    ap.add_argument("--phases", type=int, default=0, metavar="N",
+                    help="also trace N migrations with `perf trace` and break their downtime into phases")
+    ap.add_argument("--phases-case", default="64:1", metavar="SIZE:RATE",
+                    help="the vessel of the traced migrations (MiB, MiB/s sweep)")
     ap.add_argument("--json", help="write every raw report to this file")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (node logs)")
     args = ap.parse_args()
@@ -371,6 +550,7 @@ def main():
     results = []
     rss = []
     transfer = []
+    phases = None
     try:
         if not args.skip_migration:
             for m in modes:
@@ -386,6 +566,10 @@ def main():
                 size, rate, pattern, pace = c[:4]
                 n = c[4] if len(c) > 4 else nmig.get(size, 4)
                 run_case(pairs, wasm, size, rate, pattern, pace, n, args.dwell, results)
+        if args.phases:
+            ps, pr_ = args.phases_case.split(":")
+            phases = (run_phases(user, work, wasm, int(ps), float(pr_), args.phases, args.rust_log),
+                      int(ps), float(pr_))
         if not args.skip_transfer:
             r = subprocess.run([TRANSFER, "--mib", str(args.transfer_mib), "--repeats",
                                 str(args.transfer_repeats)], stdout=subprocess.PIPE, check=True)
@@ -395,7 +579,8 @@ def main():
             pr.stop()
         if args.json:
             with open(args.json, "w") as f:
-                json.dump({"migrations": results, "rss_kib": rss, "transfer": transfer}, f, indent=1)
+                json.dump({"migrations": results, "rss_kib": rss, "transfer": transfer,
+                           "phases": phases and {"reports": phases[0][0], "marks": phases[0][1]}}, f, indent=1)
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 
@@ -439,6 +624,11 @@ def main():
                           f"| {med(send):.0f} | {len(send)} |")
                     print(f"| same, from `migrate` to the last chunk (copy, hash, store, offer, send) "
                           f"| {med(whole):.0f} | {len(whole)} |")
+        print()
+    if phases:
+        (reports, marks), size, rate = phases
+        print("### Where the downtime goes (perf trace)\n")
+        print(table_phases(reports, marks, size, rate))
         print()
     if rss:
         size = os.path.getsize(MESHNODE)
