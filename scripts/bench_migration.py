@@ -107,6 +107,7 @@ class Node:
         for p in peers:
             args += ["--peer", p]
         self.started = time.monotonic()
+        self.wall_started = time.time()
         self.proc = subprocess.Popen(args, env=user.env(rust_log), stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=open(self.log, "ab"))
         self.addr = None
@@ -118,7 +119,7 @@ class Node:
         while time.monotonic() < end:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"node {self.name} exited: {open(self.log).read()[-2000:]}")
-            if os.path.exists(path):
+            if os.path.exists(path) and os.path.getmtime(path) >= self.wall_started - 1:
                 lines = open(path).read().split()
                 quic = [a for a in lines if "/quic-v1/" in a]
                 if quic and any("/tcp/" in a for a in lines):
@@ -152,11 +153,12 @@ class Node:
 class Pair:
     """Two nodes, a and b, of one policy."""
 
-    def __init__(self, user, work, mode, rust_log):
+    def __init__(self, user, work, mode, rust_log, name=None):
         self.mode = mode
-        a = Node(user, work, f"{mode}-a", mode, [], rust_log)
+        name = name or mode
+        a = Node(user, work, f"{name}-a", mode, [], rust_log)
         a.wait_ready()
-        b = Node(user, work, f"{mode}-b", mode, [a.addr], rust_log)
+        b = Node(user, work, f"{name}-b", mode, [a.addr], rust_log)
         b.wait_ready()
         self.nodes = [a, b]
 
@@ -439,7 +441,8 @@ def run_phases(user, work, wasm, size, rate_mib, count, rust_log):
     `perf trace`; returns (reports, marks per migration)."""
     if not shutil.which("perf"):
         sys.exit("--phases needs perf (apt-get install linux-perf)")
-    pr = Pair(user, work, "precopy", rust_log)
+    # Its own data directories: the benchmark's pairs still run.
+    pr = Pair(user, work, "precopy", rust_log, name="phases")
     try:
         pr.wait_members()
         a, b = pr.nodes
@@ -493,6 +496,9 @@ def run_phases(user, work, wasm, size, rate_mib, count, rust_log):
 
 def table_phases(reports, marks, size, rate_mib):
     ok = [m for m in marks if m]
+    if not ok:
+        return (f"None of the {len(marks)} traced migrations could be split into phases (a marking "
+                "system call was not found; see PHASES in the script).")
     out = [f"{len(ok)} of {len(marks)} traced migrations parsed; {size} MiB, {rate_mib:g} MiB/s sweep, "
            f"pre-copy; medians in ms.\n",
            "| phase | median | min | max |", "| --- | --- | --- | --- |"]
@@ -528,7 +534,7 @@ def main():
     ap.add_argument("--phases", type=int, default=0, metavar="N",
                     help="also trace N migrations with `perf trace` and break their downtime into phases")
     ap.add_argument("--phases-case", default="64:1", metavar="SIZE:RATE",
-                    help="the vessel of the traced migrations (MiB, MiB/s sweep)")
+                    help="the vessel of the traced migrations (MiB, at least 48; MiB/s sweep)")
     ap.add_argument("--json", help="write every raw report to this file")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (node logs)")
     args = ap.parse_args()
@@ -576,6 +582,10 @@ def main():
                 run_case(pairs, wasm, size, rate, pattern, pace, n, args.dwell, results)
         if args.phases:
             ps, pr_ = args.phases_case.split(":")
+            if int(ps) < 48:
+                # The marks are memory-sized mmaps; glibc serves allocations
+                # below its mmap threshold (at most 32 MiB) from the heap.
+                sys.exit("--phases-case: the memory must be 48 MiB or more")
             phases = (run_phases(user, work, wasm, int(ps), float(pr_), args.phases, args.rust_log),
                       int(ps), float(pr_))
         if not args.skip_transfer:
