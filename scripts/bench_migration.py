@@ -29,6 +29,7 @@ One command measures, in one run:
         [--modes precopy,stopcopy,nodedup] [--transfer-mib 256]
         [--transfer-repeats 3] [--skip-transfer] [--skip-migration]
         [--phases N [--phases-case 64:1]] [--json FILE] [--keep]
+    python3 scripts/bench_migration.py --report FILE   # re-print a saved run
 
 Needs: `cargo build --release -p meshnode --bin meshnode --example
 transfer_bench` and clang with wasi-libc. Prints a markdown report.
@@ -308,9 +309,10 @@ def run_case(pairs, wasm, size, rate_mib, pattern, pace, migrations, dwell, resu
 
 def table_migration(results, modes):
     out = []
-    out.append("| memory | writes | policy | migrations | downtime median | downtime max | total median "
-               "| MiB sent median (first a→b) | return trip sent, % of memory (median, max) | rounds |")
-    out.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    out.append("| memory | writes | policy | migrations | downtime median | downtime max | downtime, first a→b "
+               "| total median (first a→b) | MiB sent median (first a→b) "
+               "| return trip sent, % of memory (median, max) | rounds |")
+    out.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     keys = []
     for r in results:
         k = (r["size_mib"], r["rate_mib"], r["pattern"], r["pace"])
@@ -332,7 +334,8 @@ def table_migration(results, modes):
             writes = (f"{k[1]:g} MiB/s {k[2]}" if k[1] else "none") + ("" if k[3] == "spin" else f", {k[3]}")
             out.append(
                 f"| {size} MiB | {writes} | {m} | {len(rs)} | {fmt_ms(med(dt))} ms | {fmt_ms(max(dt))} ms "
-                f"| {fmt_ms(med(tot))} ms | {med(sent):.1f} ({first:.1f}) "
+                f"| {fmt_ms(rs[0]['downtime_ms'])} ms | {fmt_ms(med(tot))} ms ({fmt_ms(rs[0]['total_ms'])} ms) "
+                f"| {med(sent):.1f} ({first:.1f}) "
                 f"| {med(back):.1f} %, {max(back) if back else float('nan'):.1f} % | {','.join(map(str, rounds))} |")
     return "\n".join(out)
 
@@ -537,7 +540,11 @@ def main():
                     help="the vessel of the traced migrations (MiB, at least 48; MiB/s sweep)")
     ap.add_argument("--json", help="write every raw report to this file")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (node logs)")
+    ap.add_argument("--report", metavar="FILE", help="only print the report of a run saved with --json")
     args = ap.parse_args()
+    if args.report:
+        report_from(args.report, args.phases_case, args.modes.split(","))
+        return
     for f in [MESHNODE] + ([] if args.skip_transfer else [TRANSFER]):
         if not os.path.exists(f):
             sys.exit(f"{f} not found: run `cargo build --release -p meshnode --bin meshnode "
@@ -598,15 +605,22 @@ def main():
         if args.json:
             with open(args.json, "w") as f:
                 json.dump({"migrations": results, "rss_kib": rss, "transfer": transfer,
-                           "phases": phases and {"reports": phases[0][0], "marks": phases[0][1]}}, f, indent=1)
+                           "phases": phases and {"reports": phases[0][0], "marks": phases[0][1]},
+                           "phases_case": args.phases_case, "modes": modes,
+                           "command": " ".join(["scripts/bench_migration.py"] + sys.argv[1:])},
+                          f, indent=1)
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 
-    # ---- report ----
+    report(results, modes, rss, transfer, phases,
+           " ".join(["scripts/bench_migration.py"] + sys.argv[1:]))
+
+
+def report(results, modes, rss, transfer, phases, command):
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     print("## Migration benchmarks (issue 4)\n")
-    print(f"Command: `python3 {' '.join(['scripts/bench_migration.py'] + sys.argv[1:])}`. "
-          f"Machine: {os.cpu_count()} cores, {cpu}; load average at the end "
+    print(f"Command: `python3 {command}`. "
+          f"Machine: {os.cpu_count()} cores, {cpu}; load average when printed "
           f"{os.getloadavg()[0]:.1f}.\n")
     if results:
         print("### Migration: downtime, total time, bytes on the wire\n")
@@ -614,15 +628,16 @@ def main():
         print()
     if results or transfer:
         print("### Transfer throughput on loopback\n")
-        print("| path | MiB/s (median) | runs |")
-        print("| --- | --- | --- |")
+        print("| path | MiB/s (median) | runs | ÷ libp2p QUIC |")
+        print("| --- | --- | --- | --- |")
         by = {}
         for t in transfer:
             by.setdefault(t["mode"], []).append(t["mib_per_s"])
+        quic = med(by["quic"]) if "quic" in by else float("nan")
         for mode, label in [("tcp", "plain TCP socket"), ("quic", "libp2p QUIC, request-response, 4 MiB requests, 4 in flight"),
                             ("libp2p-tcp", "libp2p TCP+noise+yamux, same requests")]:
             if mode in by:
-                print(f"| {label} | {med(by[mode]):.0f} | {len(by[mode])} |")
+                print(f"| {label} | {med(by[mode]):.0f} | {len(by[mode])} | {med(by[mode]) / quic:.2f} |")
         for size in sorted({r["size_mib"] for r in results}):
             for mode, phase, what in [("precopy", "warming", "first pre-copy round (the vessel runs)"),
                                       ("stopcopy", "final", "stop-and-copy (the vessel is paused)")]:
@@ -639,9 +654,9 @@ def main():
                                 whole.append(b2 / MIB / s2)
                 if send:
                     print(f"| meshnode chunk path, {size} MiB, {what}: chunk sending "
-                          f"| {med(send):.0f} | {len(send)} |")
+                          f"| {med(send):.0f} | {len(send)} | {med(send) / quic:.2f} |")
                     print(f"| same, from `migrate` to the last chunk (copy, hash, store, offer, send) "
-                          f"| {med(whole):.0f} | {len(whole)} |")
+                          f"| {med(whole):.0f} | {len(whole)} | {med(whole) / quic:.2f} |")
         print()
     if phases:
         (reports, marks), size, rate = phases
@@ -654,6 +669,18 @@ def main():
         print(f"- Release binary: {size:,} bytes ({size / MIB:.1f} MiB).")
         print(f"- Idle RSS, one peer, no vessel, 10 s after start, {len(rss)} nodes: median "
               f"{med(rss) / 1024:.1f} MiB, max {max(rss) / 1024:.1f} MiB.")
+
+
+def report_from(path, phases_case, modes):
+    """Prints the report of a run saved with --json."""
+    d = json.load(open(path))
+    ph = d.get("phases")
+    phases = None
+    if ph:
+        ps, pr_ = d.get("phases_case", phases_case).split(":")
+        phases = ((ph["reports"], ph["marks"]), int(ps), float(pr_))
+    report(d["migrations"], d.get("modes", modes), d["rss_kib"], d["transfer"], phases,
+           d.get("command", f"scripts/bench_migration.py … --json {path}"))
 
 
 if __name__ == "__main__":
