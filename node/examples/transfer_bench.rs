@@ -84,9 +84,10 @@ async fn libp2p_once(listen: &str, total: usize) -> f64 {
     let server_task = tokio::spawn(async move {
         loop {
             if let SwarmEvent::Behaviour(request_response::Event::Message {
-                message: Message::Request {
-                    request, channel, ..
-                },
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
                 ..
             }) = server.select_next_some().await
             {
@@ -204,7 +205,9 @@ fn main() {
             "--repeats" => repeats = args.next().unwrap().parse().unwrap(),
             "--modes" => modes = args.next().unwrap().split(',').map(String::from).collect(),
             _ => {
-                eprintln!("usage: transfer_bench [--mib N] [--repeats N] [--modes tcp,quic,libp2p-tcp]");
+                eprintln!(
+                    "usage: transfer_bench [--mib N] [--repeats N] [--modes tcp,quic,libp2p-tcp]"
+                );
                 std::process::exit(2);
             }
         }

@@ -106,6 +106,10 @@ pub struct Incoming {
     pub expected: HashSet<Hash>,
     pub ready: Option<Ready>,
     pub started: Instant,
+    /// The vessel's memory as the last pre-copy round left it, assembled
+    /// (from verified chunks) while the vessel still ran at the source, so
+    /// the pause patches only what changed instead of re-reading it all.
+    pub memory: Option<Arc<(ChunkedImage, Vec<u8>)>>,
 }
 
 impl VesselNet {
@@ -620,10 +624,10 @@ pub fn serve_peer(
             let tx = state.vessels_net.tx.clone();
             let next_nonce = state.vessels_net.issue(peer);
             tokio::task::spawn_blocking(move || {
-                let warm_module = (offer.body.kind == OfferKind::Warm)
+                let warm = (offer.body.kind == OfferKind::Warm)
                     .then(|| protocol::cbor::decode::<Vec<ChunkedImage>>(&image).ok())
-                    .flatten()
-                    .and_then(|images| images.get(1).cloned());
+                    .flatten();
+                let (vessel, epoch) = (offer.body.vessel, offer.body.epoch);
                 let response = match accept_offer(&mesh, &incoming, peer, offer, image, next_nonce)
                 {
                     Ok(r) => r,
@@ -636,8 +640,13 @@ pub fn serve_peer(
                 let _ = tx.blocking_send(NodeCommand::RespondPeer { channel, response });
                 // While the chunks arrive, get the module ready, so the
                 // pause does not pay for instrumenting and compiling it.
-                if let (true, Some(module)) = (accepted, warm_module) {
-                    prewarm(&mesh.host, &module);
+                if let (true, Some(images)) = (accepted, warm) {
+                    if let Some(module) = images.get(1) {
+                        prewarm(&mesh.host, module);
+                    }
+                    if let Some(mem) = images.first() {
+                        prebuild_memory(&mesh.host, &incoming, peer, vessel, epoch, mem);
+                    }
                 }
             });
         }
@@ -674,6 +683,80 @@ fn prewarm(host: &Arc<Mutex<Host>>, module: &ChunkedImage) {
     if let Ok(bytes) = crate::store::get_image(&store, module, protocol::limits::MAX_MODULE_BYTES) {
         Host::prewarm_module(host, bytes);
     }
+}
+
+/// Builds (or patches) the vessel's memory from a pre-copy round's image
+/// once its chunks are here, off the pause.
+fn prebuild_memory(
+    host: &Arc<Mutex<Host>>,
+    incoming: &Arc<Mutex<HashMap<VesselId, Incoming>>>,
+    peer: PeerId,
+    vessel: VesselId,
+    epoch: u64,
+    image: &ChunkedImage,
+) {
+    let store = lock(host).store.clone();
+    let deadline = Instant::now() + PREWARM_WAIT;
+    while image.chunks.iter().flatten().any(|h| !store.has_chunk(h)) {
+        if Instant::now() > deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let previous = lock(incoming)
+        .get(&vessel)
+        .filter(|s| s.from == peer && s.epoch == epoch)
+        .and_then(|s| s.memory.clone());
+    let built = match previous {
+        Some(prev) => patch_memory(&store, &prev.0, prev.1.clone(), image),
+        None => crate::store::get_image(&store, image, protocol::limits::MAX_MEMORY_BYTES)
+            .map_err(|e| e.to_string()),
+    };
+    if let Ok(bytes) = built {
+        let mut inc = lock(incoming);
+        if let Some(s) = inc
+            .get_mut(&vessel)
+            .filter(|s| s.from == peer && s.epoch == epoch)
+        {
+            s.memory = Some(Arc::new((image.clone(), bytes)));
+        }
+    }
+}
+
+/// Turns `memory` (which holds `from`) into `to`, reading only the chunks
+/// whose names differ. Every chunk read is verified against its name.
+fn patch_memory(
+    store: &crate::store::ChunkStore,
+    from: &ChunkedImage,
+    mut memory: Vec<u8>,
+    to: &ChunkedImage,
+) -> Result<Vec<u8>, String> {
+    if ChunkedImage::chunk_count(to.size_bytes) != to.chunks.len() as u64
+        || to.size_bytes > protocol::limits::MAX_MEMORY_BYTES
+        || memory.len() as u64 != from.size_bytes
+    {
+        return Err("memory image shape".into());
+    }
+    let cs = protocol::snapshot::CHUNK_SIZE_BYTES as usize;
+    memory.resize(to.size_bytes as usize, 0);
+    for (i, c) in to.chunks.iter().enumerate() {
+        if from.chunks.get(i) == Some(c) && (i + 1) * cs <= from.size_bytes as usize {
+            continue;
+        }
+        let start = i * cs;
+        let end = (start + cs).min(memory.len());
+        match c {
+            None => memory[start..end].fill(0),
+            Some(h) => {
+                let bytes = store.get_chunk(h).map_err(|e| e.to_string())?;
+                if bytes.len() != end - start {
+                    return Err("memory image shape".into());
+                }
+                memory[start..end].copy_from_slice(&bytes);
+            }
+        }
+    }
+    Ok(memory)
 }
 
 fn check_offer(
@@ -788,9 +871,16 @@ fn accept_offer(
         }
     };
     drop(host);
-    lock(incoming).insert(
+    let mut inc = lock(incoming);
+    // A later round of the same migration keeps what earlier rounds built.
+    let memory = inc
+        .get(&id)
+        .filter(|s| s.from == peer && s.epoch == b.epoch)
+        .and_then(|s| s.memory.clone());
+    inc.insert(
         id,
         Incoming {
+            memory,
             from: peer,
             kind: b.kind,
             epoch: b.epoch,
@@ -989,7 +1079,7 @@ fn prepare(
 ) -> Result<PeerResponse, String> {
     fault_point("dest-prepare");
     let t0 = Instant::now();
-    let (image, manifest, image_hash) = {
+    let (image, manifest, image_hash, warm_memory) = {
         let inc = lock(incoming);
         let s = inc
             .get(&vessel)
@@ -1004,6 +1094,7 @@ fn prepare(
             s.image.clone().expect("final offers carry an image"),
             s.manifest.is_some(),
             s.image_hash,
+            s.memory.clone(),
         )
     };
     let mut h = lock(host);
@@ -1032,7 +1123,32 @@ fn prepare(
         .map_err(|e| e.to_string())?;
     h.store.sync().map_err(|e| e.to_string())?;
     let t_synced = t0.elapsed();
-    let ready = image::ready(&mut h, &image).map_err(|e| e.to_string())?;
+    // The memory the pre-copy rounds built, patched to the final image:
+    // only the chunks that changed since are read.
+    let final_memory = lock(incoming)
+        .get(&vessel)
+        .and_then(|s| s.manifest.as_ref().map(|m| m.memory.clone()));
+    let memory = match (warm_memory, &final_memory) {
+        (Some(w), Some(m)) => patch_memory(&h.store, &w.0, w.1.clone(), m).ok(),
+        _ => None,
+    };
+    // Pair assertion (debug builds): the patched memory is exactly what the
+    // manifest names, chunk by chunk.
+    #[cfg(debug_assertions)]
+    if let (Some(mem), Some(m)) = (&memory, &final_memory) {
+        let cs = protocol::snapshot::CHUNK_SIZE_BYTES as usize;
+        for (i, c) in m.chunks.iter().enumerate() {
+            let chunk = &mem[i * cs..((i + 1) * cs).min(mem.len())];
+            let want = c.unwrap_or_else(|| Hash::of(chunk));
+            let found = if c.is_none() && chunk.iter().all(|&b| b == 0) {
+                want
+            } else {
+                Hash::of(chunk)
+            };
+            assert_eq!(found, want, "patched memory differs at chunk {i}");
+        }
+    }
+    let ready = image::ready_with_memory(&mut h, &image, memory).map_err(|e| e.to_string())?;
     let t_ready = t0.elapsed();
     tracing::debug!(
         vessel = %vessel,
@@ -1488,7 +1604,8 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
         tokio::task::spawn_blocking(
             move || -> Result<(VesselImage, crate::dock::Capture), String> {
                 let mut t = lock(&t);
-                t.update(&s, &capture.memory).map_err(|e| e.to_string())?;
+                t.update_final(&s, &capture.memory)
+                    .map_err(|e| e.to_string())?;
                 let manifest =
                     image::manifest_of(&module, &module_image, &capture, t.image.clone())?;
                 let (mbytes, mh) = manifest.encode_and_hash();
@@ -1638,8 +1755,11 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
     fault_point("after-commit-record");
     let _ = why;
     let t_recorded = paused_at.elapsed();
-    send_commit(mesh, id, to, decision(true)).await;
-    let downtime = paused_at.elapsed();
+    // Downtime ends when the destination says the vessel runs there (its
+    // thread has started); the source's own bookkeeping after that is not
+    // downtime.
+    let acked_at = send_commit(mesh, id, to, decision(true)).await;
+    let downtime = acked_at.duration_since(paused_at);
     tracing::debug!(
         vessel = %id,
         packed_us = t_packed.as_micros() as u64,
@@ -1655,13 +1775,18 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
 }
 
 /// Sends the commit until the destination confirms, then records that.
-pub async fn send_commit(mesh: &Mesh, id: VesselId, to: PeerId, decision: Decision) {
+/// Returns when the confirmation arrived.
+pub async fn send_commit(mesh: &Mesh, id: VesselId, to: PeerId, decision: Decision) -> Instant {
+    let acked_at;
     loop {
         match mesh
             .request(to, PeerRequest::Commit(decision.clone()))
             .await
         {
-            Ok(PeerResponse::Committed) => break,
+            Ok(PeerResponse::Committed) => {
+                acked_at = Instant::now();
+                break;
+            }
             Ok(other) => warn!(vessel = %id, %to, "commit answered {other:?}; retrying"),
             Err(e) => warn!(vessel = %id, %to, "commit not confirmed yet ({e}); retrying"),
         }
@@ -1680,7 +1805,7 @@ pub async fn send_commit(mesh: &Mesh, id: VesselId, to: PeerId, decision: Decisi
         }
     }
     let Some(l) = h.vessels.get_mut(&id) else {
-        return;
+        return acked_at;
     };
     if let Record::Left {
         epoch, image, to, ..
@@ -1697,6 +1822,7 @@ pub async fn send_commit(mesh: &Mesh, id: VesselId, to: PeerId, decision: Decisi
             let _ = h.write_record(id, &record);
         }
     }
+    acked_at
 }
 
 /// An aborted migration: the vessel runs on here, from the capture taken
@@ -1768,7 +1894,9 @@ pub fn recover(state: &NodeState) {
                 );
                 info!(vessel = %id, %to, "finishing a commit decided before the restart");
                 let m = mesh.clone();
-                tokio::spawn(async move { send_commit(&m, id, to, decision).await });
+                tokio::spawn(async move {
+                    send_commit(&m, id, to, decision).await;
+                });
             }
         }
         let mut h = lock(&mesh.host);

@@ -49,6 +49,27 @@ impl MemoryTracker {
         store: &ChunkStore,
         memory: &[u8],
     ) -> Result<usize, crate::store::StoreError> {
+        let n = self.diff(store, memory)?;
+        self.last.clear();
+        self.last.extend_from_slice(memory);
+        Ok(n)
+    }
+
+    /// [`update`](Self::update) for the last round: no copy is kept (the
+    /// pause does not pay for copying the whole memory once more).
+    pub fn update_final(
+        &mut self,
+        store: &ChunkStore,
+        memory: &[u8],
+    ) -> Result<usize, crate::store::StoreError> {
+        self.diff(store, memory)
+    }
+
+    fn diff(
+        &mut self,
+        store: &ChunkStore,
+        memory: &[u8],
+    ) -> Result<usize, crate::store::StoreError> {
         let cs = chunk_size();
         let count = memory.len().div_ceil(cs);
         self.image.chunks.resize(count, None);
@@ -69,8 +90,6 @@ impl MemoryTracker {
             };
         }
         self.image.size_bytes = memory.len() as u64;
-        self.last.clear();
-        self.last.extend_from_slice(memory);
         Ok(changed)
     }
 }
@@ -236,6 +255,17 @@ pub fn volume_dirs(vessel_dir: &Path, count: usize) -> Vec<PathBuf> {
 /// (re-instrumented and checked against the snapshot), volumes unpacked,
 /// log restored, WASI state rebuilt, frames validated. Nothing runs.
 pub fn ready(host: &mut Host, image: &VesselImage) -> Result<Ready, HostError> {
+    ready_with_memory(host, image, None)
+}
+
+/// [`ready`], with the snapshot's memory already assembled (by a migration's
+/// pre-copy rounds, from verified chunks): it must be exactly as long as
+/// the manifest says.
+pub fn ready_with_memory(
+    host: &mut Host,
+    image: &VesselImage,
+    memory: Option<Vec<u8>>,
+) -> Result<Ready, HostError> {
     let id = image.vessel();
     let refuse = |r: String| HostError::refused(id, r);
     image.check().map_err(|e| refuse(e.to_string()))?;
@@ -330,12 +360,28 @@ pub fn ready(host: &mut Host, image: &VesselImage) -> Result<Ready, HostError> {
                     manifest.module.instrumented_hash
                 )));
             }
-            let capture = capture_from_manifest(
-                &host.store,
-                &manifest,
-                module.config.max_memory_bytes as u64,
-            )
-            .map_err(|e| refuse(e.to_string()))?;
+            let capture = match memory {
+                Some(memory)
+                    if memory.len() as u64 == manifest.memory.size_bytes
+                        && memory.len() <= module.config.max_memory_bytes =>
+                {
+                    crate::dock::Capture {
+                        memory,
+                        globals: manifest.globals.clone(),
+                        data_dropped: manifest.data_dropped,
+                        entry: manifest.entry,
+                        frames: manifest.frames.clone(),
+                        wasi: manifest.wasi.clone(),
+                        points_passed: manifest.points_passed,
+                    }
+                }
+                _ => capture_from_manifest(
+                    &host.store,
+                    &manifest,
+                    module.config.max_memory_bytes as u64,
+                )
+                .map_err(|e| refuse(e.to_string()))?,
+            };
             let wasi = WasiCtx::rebuild(manifest.wasi.clone(), &mappings, stdio)
                 .map_err(|e| refuse(e.to_string()))?;
             Vessel::resume(&module.engine, &module.vm, &capture, wasi, &module.config)
