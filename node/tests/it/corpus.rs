@@ -1118,10 +1118,14 @@ fn corpus_meshnode_matches_references() {
 #[test]
 fn bench_programs_match_references() {
     let _cpu = crate::support::shared_cpu();
-    let names = c_files(&bench_programs_dir());
+    let mut names = c_files(&bench_programs_dir());
+    // memwriter is the migration benchmark's vessel, not a CPU benchmark:
+    // it runs for as long as its arguments say and paces itself by the
+    // clock, so its output is not a reference comparison.
+    names.retain(|n| n != "memwriter");
     assert!(
         names.len() >= 6,
-        "benches/programs should hold at least 6 programs"
+        "benches/programs should hold at least 6 CPU programs"
     );
     let mut failures = Vec::new();
     for name in &names {
