@@ -351,7 +351,14 @@ impl ChunkStore {
             live.extend(img.own_chunks());
             if let protocol::vessel::Resume::Snapshot(m) = img.resume {
                 live_manifests.insert(m);
-                if let Ok(man) = self.get_manifest(&m) {
+                // The image carries its manifest (a source never stores it
+                // on its own); the stored copy, where there is one, is the
+                // same bytes.
+                let man = protocol::cbor::decode::<Manifest>(&img.manifest)
+                    .ok()
+                    .filter(|_| Hash::of(&img.manifest) == m)
+                    .or_else(|| self.get_manifest(&m).ok());
+                if let Some(man) = man {
                     live.extend(man.memory.chunks.iter().flatten().copied());
                     live.extend(man.module.original.chunks.iter().flatten().copied());
                 }

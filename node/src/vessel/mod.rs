@@ -652,6 +652,64 @@ mod tests {
         store.put_image_doc(&bytes, false).unwrap()
     }
 
+    /// Regression: eviction after a move out dropped the memory chunks of
+    /// the image the vessel left with (the source never stores the manifest
+    /// apart from the image), so a return trip sent everything again.
+    #[test]
+    fn eviction_keeps_the_memory_of_a_departed_image() {
+        use protocol::snapshot::{Entry, Manifest, ModuleRef, VesselLimits, MANIFEST_VERSION};
+        let dir = tempfile::tempdir().unwrap();
+        let mut host = Host::open(
+            dir.path(),
+            "n".into(),
+            DockConfig::default(),
+            BTreeMap::new(),
+        )
+        .unwrap();
+        let mem = host.store.put_chunk(b"memory chunk").unwrap();
+        let manifest = Manifest {
+            version: MANIFEST_VERSION,
+            module: ModuleRef {
+                original_hash: Hash::of(b"m"),
+                original: ChunkedImage::default(),
+                rewriter_version: "x".into(),
+                countdown: false,
+                instrumented_hash: Hash::of(b"i"),
+            },
+            memory: ChunkedImage {
+                size_bytes: 12,
+                chunks: vec![Some(mem)],
+            },
+            globals: vec![],
+            data_dropped: 0,
+            entry: Entry::Main,
+            frames: vec![],
+            wasi: crate::dock::wasi::WasiCtx::new(Default::default())
+                .unwrap()
+                .capture_state()
+                .unwrap(),
+            limits: VesselLimits {
+                max_memory_bytes: 1 << 20,
+                max_call_depth: 100,
+            },
+            points_passed: 0,
+        };
+        let (mbytes, mh) = manifest.encode_and_hash();
+        let h = image(&host.store, 3, b"module");
+        let mut img: VesselImage =
+            protocol::cbor::decode(&host.store.get_image_doc(&h).unwrap()).unwrap();
+        img.resume = Resume::Snapshot(mh);
+        img.manifest = mbytes;
+        let (bytes, ih) = img.encode_and_hash();
+        host.store.put_image_doc(&bytes, false).unwrap();
+        host.remember_departed(VesselId([3; 8]), ih);
+        host.evict();
+        assert!(
+            host.store.has_chunk(&mem),
+            "the departed image's memory was evicted"
+        );
+    }
+
     /// The store stays bounded: a vessel that left keeps its last image
     /// (and chunks) while the LRU remembers it; older images of it, and
     /// vessels the LRU forgot, are evicted.
