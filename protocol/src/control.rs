@@ -369,16 +369,7 @@ pub fn secret_hash(secret: &Nonce) -> Hash {
 /// panics, and whatever decodes re-encodes to an equal value. Used by the
 /// cargo-fuzz target `mesh_messages` and by seeded smoke tests.
 pub fn mesh_messages_oracle(data: &[u8]) {
-    fn round_trip<T>(data: &[u8]) -> Option<T>
-    where
-        T: Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
-    {
-        let v: T = crate::cbor::decode(data).ok()?;
-        let again: T =
-            crate::cbor::decode(&crate::cbor::encode(&v)).expect("a re-encoded message decodes");
-        assert_eq!(again, v, "round trip changed the value");
-        Some(v)
-    }
+    use crate::fuzzing::round_trip;
     let node = PublicKey([9; 32]);
     if let Some(ControlRequest::Signed(r)) = round_trip::<ControlRequest>(data) {
         let _ = r.verify_for(&node);

@@ -68,6 +68,19 @@ pub fn mutate(rng: &mut SplitMix64, input: &[u8]) -> Vec<u8> {
     v
 }
 
+/// The fuzz oracles' common check: if `data` decodes as a `T`, the value
+/// re-encodes and decodes to itself.
+pub fn round_trip<T>(data: &[u8]) -> Option<T>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    let v: T = crate::cbor::decode(data).ok()?;
+    let again: T =
+        crate::cbor::decode(&crate::cbor::encode(&v)).expect("a re-encoded message decodes");
+    assert_eq!(again, v, "round trip changed the value");
+    Some(v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -214,16 +214,7 @@ pub enum PeerResponse {
 /// to an equal value. Used by the cargo-fuzz target `peer_messages` and by a
 /// seeded smoke test.
 pub fn peer_messages_oracle(data: &[u8]) {
-    fn round_trip<T>(data: &[u8]) -> Option<T>
-    where
-        T: Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
-    {
-        let v: T = crate::cbor::decode(data).ok()?;
-        let again: T =
-            crate::cbor::decode(&crate::cbor::encode(&v)).expect("a re-encoded message decodes");
-        assert_eq!(again, v, "round trip changed the value");
-        Some(v)
-    }
+    use crate::fuzzing::round_trip;
     let key = PublicKey([7; 32]);
     match round_trip::<PeerRequest>(data) {
         Some(PeerRequest::Offer { offer, image }) => {

@@ -121,7 +121,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Prints a line to stdout; a closed pipe (`meshnode peers | head`) is not
 /// an error.
-fn out(text: impl std::fmt::Display) -> Result<()> {
+pub(crate) fn out(text: impl std::fmt::Display) -> Result<()> {
     use std::io::Write;
     match writeln!(std::io::stdout().lock(), "{text}") {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
@@ -129,14 +129,14 @@ fn out(text: impl std::fmt::Display) -> Result<()> {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")
 }
 
-fn user_key(explicit: Option<&std::path::Path>) -> Result<ed25519_dalek::SigningKey> {
+pub(crate) fn user_key(explicit: Option<&std::path::Path>) -> Result<ed25519_dalek::SigningKey> {
     let path = user_key_path(explicit)?;
     let (key, created) = read_or_create_key(&path)?;
     if created {

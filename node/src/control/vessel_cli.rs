@@ -11,7 +11,7 @@ use protocol::migrate::ChunkBytes;
 use protocol::snapshot::Hash;
 use protocol::vessel::{log_records, Deployment, DeploymentBody, VesselId, VESSEL_VERSION};
 
-use super::cli::NodeTarget;
+use super::cli::{out, runtime, user_key, NodeTarget};
 use super::client::{resolve_target, Session};
 
 #[derive(Args, Debug)]
@@ -92,33 +92,6 @@ pub struct StopArgs {
     pub vessel: String,
 }
 
-fn out(text: impl std::fmt::Display) -> Result<()> {
-    match writeln!(std::io::stdout().lock(), "{text}") {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
-        _ => Ok(()),
-    }
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-}
-
-fn user_key(target: &NodeTarget) -> Result<ed25519_dalek::SigningKey> {
-    let path = crate::identity::user_key_path(target.user_key.as_deref())?;
-    let (key, created) = crate::identity::read_or_create_key(&path)?;
-    if created {
-        eprintln!(
-            "meshnode: created your user key {} in {}",
-            protocol::membership::PublicKey::of(&key),
-            path.display()
-        );
-    }
-    Ok(key)
-}
-
 /// One connection to the node for a whole command.
 struct Client {
     rt: tokio::runtime::Runtime,
@@ -130,7 +103,7 @@ struct Client {
 impl Client {
     fn connect(target: &NodeTarget) -> Result<Client> {
         let addrs = resolve_target(target.node.as_deref(), target.data_dir.as_deref())?;
-        let key = user_key(target)?;
+        let key = user_key(target.user_key.as_deref())?;
         let rt = runtime()?;
         let timeout = target.timeout;
         let session = rt

@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use protocol::limits::MAX_MODULE_BYTES;
-use protocol::snapshot::{Hash, Manifest, ModuleRef, VesselLimits, MANIFEST_VERSION};
+use protocol::snapshot::{ChunkedImage, Hash, Manifest, ModuleRef, VesselLimits, MANIFEST_VERSION};
 use wasmi::Engine;
 
 use super::{Capture, DockConfig, DockError, Mode, VesselModule};
@@ -42,12 +42,25 @@ pub fn to_manifest(
     capture: &Capture,
     config: &DockConfig,
 ) -> Result<Manifest, SnapshotError> {
+    let original = put_image(store, &vm.original)?;
+    let memory = put_image(store, &capture.memory)?;
+    manifest_with(vm, original, capture, memory, config)
+}
+
+/// The manifest of `capture`, with the module's and the memory's chunk
+/// lists already made (by [`to_manifest`], or by a migration's memory
+/// tracker, which hashes only what changed).
+pub fn manifest_with(
+    vm: &VesselModule,
+    original: ChunkedImage,
+    capture: &Capture,
+    memory: ChunkedImage,
+    config: &DockConfig,
+) -> Result<Manifest, SnapshotError> {
     let instrumented = vm
         .instrumented
         .as_ref()
         .ok_or(SnapshotError::NotMigratable)?;
-    let original = put_image(store, &vm.original)?;
-    let memory = put_image(store, &capture.memory)?;
     let manifest = Manifest {
         version: MANIFEST_VERSION,
         module: ModuleRef {

@@ -10,9 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use protocol::limits::{MAX_LOG_BYTES, MAX_MODULE_BYTES, MAX_VOLUME_BYTES};
-use protocol::snapshot::{
-    ChunkedImage, Hash, Manifest, ModuleRef, VesselLimits, CHUNK_SIZE_BYTES, MANIFEST_VERSION,
-};
+use protocol::snapshot::{ChunkedImage, Hash, Manifest, CHUNK_SIZE_BYTES};
 use protocol::vessel::{LogImage, Resume, VesselImage, VolumeEntry, VolumeImage};
 
 use super::log::VesselLog;
@@ -102,32 +100,14 @@ pub fn manifest_of(
     capture: &Capture,
     memory: ChunkedImage,
 ) -> Result<Manifest, String> {
-    let instrumented = module
-        .vm
-        .instrumented
-        .as_ref()
-        .ok_or("the module is not instrumented")?;
-    let manifest = Manifest {
-        version: MANIFEST_VERSION,
-        module: ModuleRef {
-            original_hash: module.vm.original_hash,
-            original: module_image.clone(),
-            rewriter_version: wasm_rewriter::REWRITER_VERSION.to_string(),
-            countdown: instrumented.countdown,
-            instrumented_hash: instrumented.hash,
-        },
+    let manifest = crate::dock::snapshot::manifest_with(
+        &module.vm,
+        module_image.clone(),
+        capture,
         memory,
-        globals: capture.globals.clone(),
-        data_dropped: capture.data_dropped,
-        entry: capture.entry,
-        frames: capture.frames.clone(),
-        wasi: capture.wasi.clone(),
-        limits: VesselLimits {
-            max_memory_bytes: module.config.max_memory_bytes as u64,
-            max_call_depth: module.config.max_call_depth as u64,
-        },
-        points_passed: capture.points_passed,
-    };
+        &module.config,
+    )
+    .map_err(|e| e.to_string())?;
     manifest.check().map_err(|e| e.to_string())?;
     Ok(manifest)
 }
