@@ -1930,19 +1930,16 @@ pub fn recover(state: &NodeState) {
                 }
             }
             Record::Ended { .. } | Record::Left { .. } => {
-                let log = match h.store.get_image_doc(&record.image()).ok().and_then(|_| {
-                    crate::store::get_image(
-                        &h.store,
-                        &image.log.content,
-                        protocol::limits::MAX_LOG_BYTES,
-                    )
-                    .ok()
-                }) {
-                    Some(bytes) => crate::vessel::log::VesselLog {
+                let log = match crate::store::get_image(
+                    &h.store,
+                    &image.log.content,
+                    protocol::limits::MAX_LOG_BYTES,
+                ) {
+                    Ok(bytes) => crate::vessel::log::VesselLog {
                         start: image.log.start_offset,
                         bytes,
                     },
-                    None => Default::default(),
+                    Err(_) => Default::default(),
                 };
                 h.vessels.insert(
                     id,

@@ -15,6 +15,10 @@ use tokio::sync::oneshot;
 use super::log::VesselLog;
 use crate::dock::{Capture, Exit, Slice, Vessel};
 
+/// How long a vessel that unwound from inside a blocking call waits for
+/// the pause command that raised the interrupt (it is sent right after).
+pub const PAUSE_COMMAND_WAIT: Duration = Duration::from_secs(5);
+
 pub enum Command {
     /// Copy the memory as it is between two slices.
     CopyMemory(oneshot::Sender<Vec<u8>>),
@@ -140,7 +144,7 @@ pub fn spawn(
                         // Unwound from inside a blocking call: the pause was
                         // raised from outside, its command is still queued.
                         while pause.is_none() {
-                            match rx.recv_timeout(Duration::from_secs(5)) {
+                            match rx.recv_timeout(PAUSE_COMMAND_WAIT) {
                                 Ok(Command::Pause(reply)) => pause = Some(reply),
                                 Ok(Command::CopyMemory(reply)) => {
                                     let _ = reply.send(vessel.memory().to_vec());
