@@ -332,13 +332,16 @@ fn corpus_programs_move_a_b_c_a_while_they_run_and_end_as_a_plain_run() {
             let back = &hops[2];
             // Skipped counts chunks of the final image the destination
             // had before the move began: for A, its module and what did
-            // not change since it sent them.
+            // not change since it sent them. The first move's count is no
+            // bound: a program whose memory grows between moves (the
+            // regression: clocks_random sent 9, then 12, then 10 with 2
+            // skipped) needs more chunks on the way back than on the way
+            // out, so the check is that A skipped the chunks it still had.
+            let sent = back["chunks_sent"].as_u64().unwrap();
+            let skipped = back["chunks_skipped"].as_u64().unwrap();
             assert!(
-                back["chunks_sent"].as_u64() <= first["chunks_sent"].as_u64()
-                    && back["chunks_skipped"].as_u64() > Some(0),
-                "{name}: the return to A sent {} chunks and skipped {}, the first move sent {} and skipped {}",
-                back["chunks_sent"],
-                back["chunks_skipped"],
+                skipped > 0,
+                "{name}: the return to A sent {sent} chunks and skipped none (the first move sent {} and skipped {})",
                 first["chunks_sent"],
                 first["chunks_skipped"]
             );
