@@ -11,6 +11,7 @@
 //! - [`mesh`]: the libp2p swarm: discovery, RTT, membership, status gossip.
 //! - [`control`]: the CLI ↔ node control protocol (client and server).
 //! - [`identity`]: node and user keys on disk.
+//! - [`placement`]: where each vessel should run (latency-driven moves).
 //! - [`vessel`]: the vessels a node hosts: runner threads, images,
 //!   durable records, logs.
 
@@ -21,5 +22,6 @@ pub mod demo;
 pub mod dock;
 pub mod identity;
 pub mod mesh;
+pub mod placement;
 pub mod store;
 pub mod vessel;
