@@ -86,6 +86,13 @@ pub enum Command {
 
     /// List every vessel in the mesh: id, name, node, state, uptime,
     /// migrations, and why it is where it is.
+    ///
+    /// WHY is placement's latest judgement on the node that hosts it, e.g.
+    /// "pinned", "deployed here; no client traffic yet", "nearest to its
+    /// clients: 5 ms here vs 80 ms at …", "… is nearer its clients …:
+    /// moving if it holds (2/3)", "cool-down 12 s after a move (drained
+    /// from …)". --json gives it as `why` (and how the vessel got there as
+    /// `reason`).
     Ps(crate::control::vessel_cli::PsArgs),
 
     /// Print a vessel's stdout and stderr, wherever it runs (-f follows it
@@ -98,6 +105,44 @@ pub enum Command {
 
     /// Stop a vessel.
     Stop(crate::control::vessel_cli::StopArgs),
+
+    /// Keep a vessel where it runs: placement never moves it automatically.
+    ///
+    /// Each node moves the vessels it hosts to the node nearest their
+    /// clients (see `placement_*` in the node's config.toml). A pinned
+    /// vessel is left out: use it for a vessel that must stay near a device
+    /// or a mount. The pin belongs to the vessel: it survives migrations and
+    /// restarts. `meshnode migrate` still moves a pinned vessel (by hand,
+    /// keeping the pin); `meshnode drain` leaves it where it is unless
+    /// --include-pinned. `meshnode ps` shows "pinned" as its WHY.
+    ///
+    /// Example: meshnode pin sensor-reader
+    Pin(crate::control::vessel_cli::PinArgs),
+
+    /// Let placement move a pinned vessel again (see `meshnode pin`).
+    ///
+    /// Example: meshnode unpin sensor-reader
+    Unpin(crate::control::vessel_cli::PinArgs),
+
+    /// Move every vessel off a node, e.g. before maintenance.
+    ///
+    /// The node's running vessels move one at a time, live, each to the
+    /// other member nearest its clients that has room for it (with no
+    /// clients yet: the one running the fewest vessels). Progress is shown
+    /// as it goes; at the end each vessel is listed with where it went.
+    ///
+    /// Pinned vessels stay where they are, and drain then exits with
+    /// status 3 so that a script sees the node is not empty; --include-pinned
+    /// moves them too (they stay pinned on their new node). A vessel whose
+    /// move fails keeps running on the node, and drain exits with status 1.
+    ///
+    /// Once drained, the node takes no vessels from placement (its status
+    /// says so) until it restarts; a deploy or a migrate by hand still can
+    /// put vessels on it. Vessels that have ended are not moved: their logs
+    /// stay on the node.
+    ///
+    /// Example: meshnode drain 12D3KooW…   (or `self` for the node you talk to)
+    Drain(crate::control::vessel_cli::DrainArgs),
 }
 
 #[derive(Args, Debug)]

@@ -18,6 +18,9 @@ fn main() {
         Command::Logs(args) => meshnode::control::vessel_cli::run_logs(args),
         Command::Migrate(args) => meshnode::control::vessel_cli::run_migrate(args),
         Command::Stop(args) => meshnode::control::vessel_cli::run_stop(args),
+        Command::Pin(args) => meshnode::control::vessel_cli::run_pin(args, true),
+        Command::Unpin(args) => meshnode::control::vessel_cli::run_pin(args, false),
+        Command::Drain(args) => meshnode::control::vessel_cli::run_drain(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

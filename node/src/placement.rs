@@ -367,7 +367,11 @@ impl Placement {
             if since < p.cooldown {
                 return Verdict::Stay(Why::CoolDown {
                     left: p.cooldown - since,
-                    after: "a move".into(),
+                    after: if v.reason.is_empty() {
+                        "a move".into()
+                    } else {
+                        format!("a move ({})", v.reason)
+                    },
                 });
             }
         }
@@ -467,6 +471,41 @@ impl Placement {
             needed: p.hysteresis,
         })
     }
+}
+
+/// Where a drain sends a vessel: the other node with room that is nearest
+/// its clients (when it has any and their RTTs are known), then the one that
+/// runs the fewest vessels, then the one with the most free memory. `None`
+/// when no other node has room.
+pub fn drain_target(
+    v: &VesselView,
+    rtts: &Rtts,
+    nodes: &[NodeRoom],
+    here_load_per_cpu: Option<f64>,
+    params: &PlacementParams,
+) -> Option<PeerId> {
+    nodes
+        .iter()
+        .filter(|n| n.peer != rtts.me)
+        .filter(|n| {
+            n.lacks_room(v.memory_bytes, here_load_per_cpu, params)
+                .is_none()
+        })
+        .map(|n| {
+            let cost = if v.entries.is_empty() {
+                0.0
+            } else {
+                rtts.cost_ms(&n.peer, &v.entries).unwrap_or(f64::INFINITY)
+            };
+            (n, cost)
+        })
+        .min_by(|(a, ca), (b, cb)| {
+            ca.total_cmp(cb)
+                .then(a.vessels.cmp(&b.vessels))
+                .then(b.free_memory_bytes.cmp(&a.free_memory_bytes))
+                .then(a.peer.cmp(&b.peer))
+        })
+        .map(|(n, _)| n.peer)
 }
 
 /// Where each vessel's client traffic enters the mesh: per (vessel, entry
@@ -751,9 +790,13 @@ mod tests {
         }
         v.pinned = false;
         v.last_move = Some(now);
+        v.reason = "drained from A".into();
         let later = now + Duration::from_secs(3);
         let got = pl.evaluate(&v, &r, &roomy(&ps), None, later);
-        assert_eq!(got_text(&got), "cool-down 12 s after a move");
+        assert_eq!(
+            got_text(&got),
+            "cool-down 12 s after a move (drained from A)"
+        );
         let v = view(vec![]);
         assert_eq!(
             got_text(&pl.evaluate(&v, &r, &roomy(&ps), None, later)),
@@ -830,6 +873,27 @@ mod tests {
             matches!(got, Verdict::Stay(Why::UnknownRtt { .. })),
             "{got:?}"
         );
+    }
+
+    #[test]
+    fn a_drain_prefers_nearness_then_the_emptiest_node_with_room() {
+        let (ps, ms) = follow_the_client();
+        let r = rtts(0, &ps, &ms);
+        let mut nodes = roomy(&ps);
+        nodes[1].vessels = 5;
+        let p = PlacementParams::default();
+        // No traffic: the node with fewer vessels.
+        assert_eq!(
+            drain_target(&view(vec![]), &r, &nodes, None, &p),
+            Some(ps[2])
+        );
+        // Clients at D: D, however full.
+        let v = view(vec![(ps[1], 10.0)]);
+        assert_eq!(drain_target(&v, &r, &nodes, None, &p), Some(ps[1]));
+        // Never this node; none when nobody else has room.
+        nodes[1].draining = true;
+        nodes[2].free_memory_bytes = Some(0);
+        assert_eq!(drain_target(&v, &r, &nodes, None, &p), None);
     }
 
     /// A small seeded generator (no dependency for one test helper).

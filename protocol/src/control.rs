@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::limits::{MAX_STATUS_STRING_BYTES, MAX_STATUS_VESSELS};
+use crate::limits::{MAX_STATUS_RTTS, MAX_STATUS_STRING_BYTES, MAX_STATUS_VESSELS};
 use crate::membership::{
     serde_bytes_vec, verify, Domain, InviteGrant, JoinToken, MemberCertificate, MemberRequest,
     MemberResponse, Nonce, PublicKey, Signature, SignatureError,
@@ -116,6 +116,27 @@ pub enum Command {
     Stop {
         vessel: String,
     },
+    /// Pin a vessel (id, id prefix or name) where it runs: placement never
+    /// moves it (by-hand migrations still do). The pin travels with it.
+    Pin {
+        vessel: String,
+    },
+    /// Let placement move a pinned vessel again.
+    Unpin {
+        vessel: String,
+    },
+    /// Move every vessel off the member with this PeerId (or this node, for
+    /// `self`), one at a time, to the best other nodes with room. Answers
+    /// at once; `DrainStatus` follows it. Pinned vessels stay unless
+    /// `include_pinned`.
+    Drain {
+        node: String,
+        include_pinned: bool,
+    },
+    /// How the drain of a node is going, asked of any node.
+    DrainStatus {
+        node: String,
+    },
 }
 
 impl SignedRequest {
@@ -197,6 +218,27 @@ pub enum ControlResponse {
     Refused {
         reason: String,
     },
+    Drain(DrainReport),
+}
+
+/// How a drain is going: one line per vessel that was on the node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainReport {
+    /// The node being drained (a PeerId).
+    pub node: String,
+    /// Every vessel has been dealt with (moved, left pinned or failed).
+    pub done: bool,
+    pub vessels: Vec<DrainItem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainItem {
+    pub id: crate::vessel::VesselId,
+    pub name: String,
+    /// Where it goes or went (a PeerId), once chosen.
+    pub to: Option<String>,
+    /// `waiting`, `moving`, `moved`, `pinned` (stays: not moved), `failed: …`.
+    pub state: String,
 }
 
 /// One vessel as `ps` shows it.
@@ -213,8 +255,16 @@ pub struct VesselInfo {
     pub run_ms: u64,
     pub migrations: u32,
     pub exit_code: Option<i32>,
-    /// Why it is where it is (deployed here, migrated by hand, …).
+    /// How it came to be where it is (deployed here, migrated by hand, …).
     pub reason: String,
+    /// Why it is where it is now, as placement sees it ("pinned", "nearest
+    /// to its clients: …", "cool-down 12 s after a move", …); empty from
+    /// nodes older than placement.
+    #[serde(default)]
+    pub why: String,
+    /// Placement never moves it (`meshnode pin`).
+    #[serde(default)]
+    pub pinned: bool,
 }
 
 /// A page of a vessel's log.
@@ -306,6 +356,21 @@ pub struct NodeStatus {
     pub cpus: u32,
     /// Ids of the vessels running on the node.
     pub vessels: Vec<String>,
+    /// Smoothed RTTs to its nearest connected member peers, for placement
+    /// elsewhere (absent from nodes older than placement).
+    #[serde(default)]
+    pub rtts: Vec<PeerRtt>,
+    /// It is being drained: placement moves no vessel to it.
+    #[serde(default)]
+    pub draining: bool,
+}
+
+/// One peer's smoothed RTT, as a status reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerRtt {
+    /// The peer's PeerId.
+    pub peer: String,
+    pub rtt_us: u64,
 }
 
 /// A gossiped status: the sender's certificate travels with it, so that a
@@ -324,6 +389,8 @@ pub enum StatusError {
     Version { found: u32, expected: u32 },
     #[error("status lists {found} vessels, over the limit of {limit}")]
     TooManyVessels { found: usize, limit: usize },
+    #[error("status lists {found} RTTs, over the limit of {limit}")]
+    TooManyRtts { found: usize, limit: usize },
     #[error("status has a string of {found} bytes, over the limit of {limit}")]
     StringTooLong { found: usize, limit: usize },
 }
@@ -342,9 +409,16 @@ impl NodeStatus {
                 limit: MAX_STATUS_VESSELS,
             });
         }
+        if self.rtts.len() > MAX_STATUS_RTTS {
+            return Err(StatusError::TooManyRtts {
+                found: self.rtts.len(),
+                limit: MAX_STATUS_RTTS,
+            });
+        }
         for s in [&self.arch, &self.os]
             .into_iter()
             .chain(self.vessels.iter())
+            .chain(self.rtts.iter().map(|r| &r.peer))
         {
             if s.len() > MAX_STATUS_STRING_BYTES {
                 return Err(StatusError::StringTooLong {
@@ -479,8 +553,19 @@ pub(crate) mod tests {
             load_milli: Some(10),
             cpus: 2,
             vessels: vec![],
+            rtts: vec![],
+            draining: false,
         };
         s.check().unwrap();
+        s.rtts = vec![
+            PeerRtt {
+                peer: "p".into(),
+                rtt_us: 1
+            };
+            MAX_STATUS_RTTS + 1
+        ];
+        assert!(matches!(s.check(), Err(StatusError::TooManyRtts { .. })));
+        s.rtts.clear();
         s.vessels = vec!["v".into(); MAX_STATUS_VESSELS + 1];
         assert!(matches!(s.check(), Err(StatusError::TooManyVessels { .. })));
         s.vessels.clear();
@@ -508,6 +593,11 @@ mod smoke {
             load_milli: Some(250),
             cpus: 4,
             vessels: vec!["v1".into()],
+            rtts: vec![PeerRtt {
+                peer: "12D3KooW".into(),
+                rtt_us: 5000,
+            }],
+            draining: true,
         };
         let token = JoinToken {
             version: crate::membership::MEMBERSHIP_VERSION,

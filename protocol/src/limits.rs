@@ -79,8 +79,18 @@ pub const MAX_STATUS_MESSAGE_BYTES: usize = 64 * 1024;
 /// Most vessel ids one status lists. A small board runs tens of vessels.
 pub const MAX_STATUS_VESSELS: usize = 512;
 
-/// Longest string (arch, OS, vessel id) in a status.
+/// Longest string (arch, OS, vessel id, PeerId) in a status.
 pub const MAX_STATUS_STRING_BYTES: usize = 64;
+
+/// Most peer RTTs one status lists (its nearest peers). Placement needs the
+/// RTTs between a vessel's candidates and its clients' entry nodes, which
+/// are near each other when a move is worth it; 128 entries of about 80
+/// bytes keep a status far under [`MAX_STATUS_MESSAGE_BYTES`].
+pub const MAX_STATUS_RTTS: usize = 128;
+
+/// Longest placement note that travels with a vessel (why it last moved),
+/// in bytes: one line for `meshnode ps`.
+pub const MAX_PLACEMENT_NOTE_BYTES: usize = 256;
 
 /// Most peers a node keeps in its peer table and lists; past it, peers that
 /// are neither members nor connected are forgotten first.

@@ -180,6 +180,19 @@ pub enum PeerRequest {
     MigrationStatus {
         vessel: VesselId,
     },
+    /// Pin (or unpin) a vessel that runs here (`meshnode pin`/`unpin` sent
+    /// to another node).
+    Pin {
+        vessel: VesselId,
+        pinned: bool,
+    },
+    /// Move every vessel off this node (`meshnode drain` sent to another
+    /// node); answers with the drain's report at once.
+    Drain {
+        include_pinned: bool,
+    },
+    /// How this node's drain is going.
+    DrainStatus,
 }
 
 /// One answer.
@@ -207,6 +220,7 @@ pub enum PeerResponse {
     Refused {
         reason: String,
     },
+    Drain(crate::control::DrainReport),
 }
 
 /// Fuzz oracle for the peer messages: decoding arbitrary bytes never panics,
@@ -349,6 +363,10 @@ mod tests {
             log: LogImage::default(),
             migrations: 1,
             run_ms: 5,
+            placement: crate::vessel::VesselPlacement {
+                pinned: true,
+                last_move: "drained".into(),
+            },
         };
         let decision = Decision::sign(
             &key(2),

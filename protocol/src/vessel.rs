@@ -318,6 +318,21 @@ pub struct VesselImage {
     pub migrations: u32,
     /// Run time so far, milliseconds (for `ps`).
     pub run_ms: u64,
+    /// What placement keeps about the vessel (absent from images older than
+    /// placement).
+    #[serde(default)]
+    pub placement: VesselPlacement,
+}
+
+/// Placement facts that travel with a vessel, so that they hold wherever it
+/// runs and after its node restarts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VesselPlacement {
+    /// Never moved automatically (`meshnode pin`).
+    pub pinned: bool,
+    /// Why it last moved ("migrated by hand", "drained from …", "nearer its
+    /// clients: …"); empty before its first move.
+    pub last_move: String,
 }
 
 impl VesselImage {
@@ -335,6 +350,11 @@ impl VesselImage {
         }
         check_image("the log", &self.log.content)?;
         check_image("the module", &self.module)?;
+        too_many(
+            "a placement note's bytes",
+            self.placement.last_move.len(),
+            crate::limits::MAX_PLACEMENT_NOTE_BYTES,
+        )?;
         if self.module.size_bytes > crate::limits::MAX_DEPLOY_MODULE_BYTES as u64 {
             return Err(VesselError::TooMany {
                 what: "the module's bytes",

@@ -233,6 +233,10 @@ fn is_vessel_command(c: &Command) -> bool {
             | Command::Migrate { .. }
             | Command::MigrationStatus { .. }
             | Command::Stop { .. }
+            | Command::Pin { .. }
+            | Command::Unpin { .. }
+            | Command::Drain { .. }
+            | Command::DrainStatus { .. }
     )
 }
 

@@ -1,4 +1,5 @@
-//! The `meshnode deploy | ps | logs | migrate | stop` subcommands.
+//! The `meshnode deploy | ps | logs | migrate | stop | pin | unpin | drain`
+//! subcommands.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -6,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use protocol::control::{Command, ControlResponse, MigrationReport, VesselInfo};
+use protocol::control::{Command, ControlResponse, DrainReport, MigrationReport, VesselInfo};
 use protocol::migrate::ChunkBytes;
 use protocol::snapshot::Hash;
 use protocol::vessel::{log_records, Deployment, DeploymentBody, VesselId, VESSEL_VERSION};
@@ -90,6 +91,31 @@ pub struct StopArgs {
     pub target: NodeTarget,
     /// The vessel: id, id prefix or name.
     pub vessel: String,
+}
+
+#[derive(Args, Debug)]
+pub struct PinArgs {
+    #[command(flatten)]
+    pub target: NodeTarget,
+    /// The vessel: id, id prefix or name.
+    pub vessel: String,
+}
+
+#[derive(Args, Debug)]
+pub struct DrainArgs {
+    #[command(flatten)]
+    pub target: NodeTarget,
+    /// Also move pinned vessels (they keep their pin on the new node).
+    /// Without it, pinned vessels stay and drain exits with status 3.
+    #[arg(long)]
+    pub include_pinned: bool,
+    /// Print the final report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The node to drain: a PeerId from `meshnode peers`, or `self` for
+    /// the node this command talks to.
+    #[arg(value_name = "NODE")]
+    pub drained: String,
 }
 
 /// One connection to the node for a whole command.
@@ -225,6 +251,16 @@ fn human_ms(ms: u64) -> String {
     }
 }
 
+/// Why a vessel is where it is; a node older than placement says only how
+/// it got there.
+fn why_of(v: &VesselInfo) -> &str {
+    if v.why.is_empty() {
+        &v.reason
+    } else {
+        &v.why
+    }
+}
+
 /// The JSON shape of `ps --json`.
 pub fn ps_json(rows: &[VesselInfo]) -> serde_json::Value {
     serde_json::Value::Array(
@@ -240,6 +276,8 @@ pub fn ps_json(rows: &[VesselInfo]) -> serde_json::Value {
                     "migrations": v.migrations,
                     "exit_code": v.exit_code,
                     "reason": v.reason,
+                    "why": why_of(v),
+                    "pinned": v.pinned,
                 })
             })
             .collect(),
@@ -269,7 +307,7 @@ pub fn run_ps(args: PsArgs) -> Result<i32> {
             v.state,
             human_ms(v.run_ms),
             v.migrations,
-            v.reason
+            why_of(v)
         ))?;
     }
     Ok(0)
@@ -442,5 +480,128 @@ pub fn run_stop(args: StopArgs) -> Result<i32> {
         vessel: args.vessel.clone(),
     })?;
     eprintln!("meshnode: stopped {}", args.vessel);
+    Ok(0)
+}
+
+/// `meshnode pin` and `meshnode unpin`.
+pub fn run_pin(args: PinArgs, pinned: bool) -> Result<i32> {
+    let mut client = Client::connect(&args.target)?;
+    let command = if pinned {
+        Command::Pin {
+            vessel: args.vessel.clone(),
+        }
+    } else {
+        Command::Unpin {
+            vessel: args.vessel.clone(),
+        }
+    };
+    client.call(command)?;
+    if pinned {
+        eprintln!(
+            "meshnode: pinned {}: placement will not move it (`meshnode migrate` still can)",
+            args.vessel
+        );
+    } else {
+        eprintln!(
+            "meshnode: unpinned {}: placement may move it nearer its clients",
+            args.vessel
+        );
+    }
+    Ok(0)
+}
+
+/// How often `drain` asks how the drain goes.
+const DRAIN_POLL: Duration = Duration::from_millis(200);
+
+/// Exit status of a drain that left pinned vessels on the node.
+pub const DRAIN_PINNED_STAYED_EXIT: i32 = 3;
+
+/// The JSON shape of `drain --json`.
+pub fn drain_json(r: &DrainReport) -> serde_json::Value {
+    serde_json::json!({
+        "node": r.node,
+        "done": r.done,
+        "vessels": r.vessels.iter().map(|i| serde_json::json!({
+            "id": i.id.to_hex(),
+            "name": i.name,
+            "to": i.to,
+            "state": i.state,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// `meshnode drain`.
+pub fn run_drain(args: DrainArgs) -> Result<i32> {
+    let mut client = Client::connect(&args.target)?;
+    let ControlResponse::Drain(mut report) = client.call(Command::Drain {
+        node: args.drained.clone(),
+        include_pinned: args.include_pinned,
+    })?
+    else {
+        bail!("unexpected answer to `drain`");
+    };
+    eprintln!(
+        "meshnode: draining {}: {} vessel(s)",
+        report.node,
+        report.vessels.len()
+    );
+    let mut shown: std::collections::HashMap<VesselId, String> = Default::default();
+    loop {
+        for i in &report.vessels {
+            let line = match (&i.to, i.state.as_str()) {
+                (_, "waiting") => continue,
+                (Some(to), "moving") => format!("moving {} ({}) to {to}", i.name, i.id),
+                (_, state) => format!("{} ({}): {state}", i.name, i.id),
+            };
+            if shown.get(&i.id) != Some(&line) {
+                eprintln!("  {line}");
+                shown.insert(i.id, line);
+            }
+        }
+        if report.done {
+            break;
+        }
+        std::thread::sleep(DRAIN_POLL);
+        let ControlResponse::Drain(r) = client.call(Command::DrainStatus {
+            node: report.node.clone(),
+        })?
+        else {
+            bail!("unexpected answer to a drain status");
+        };
+        report = r;
+    }
+    if args.json {
+        out(drain_json(&report))?;
+    } else {
+        for i in &report.vessels {
+            match (i.state.as_str(), &i.to) {
+                ("moved", Some(to)) => out(format_args!("{} {} -> {to}", i.id, i.name))?,
+                (state, _) => out(format_args!("{} {} stays: {state}", i.id, i.name))?,
+            }
+        }
+    }
+    let failed = report
+        .vessels
+        .iter()
+        .filter(|i| i.state.starts_with("failed"))
+        .count();
+    let pinned = report
+        .vessels
+        .iter()
+        .filter(|i| i.state == "pinned")
+        .count();
+    if failed > 0 {
+        bail!(
+            "{failed} vessel(s) could not be moved off {}; they run on there",
+            report.node
+        );
+    }
+    if pinned > 0 {
+        eprintln!(
+            "meshnode: {pinned} pinned vessel(s) stay on {}: `meshnode unpin` them, or drain again with --include-pinned",
+            report.node
+        );
+        return Ok(DRAIN_PINNED_STAYED_EXIT);
+    }
     Ok(0)
 }

@@ -24,7 +24,19 @@ pub const DEFAULT_STATUS_INTERVAL_MS: u64 = 2000;
 /// refreshes Kademlia.
 pub const DEFAULT_REDIAL_INTERVAL_MS: u64 = 5000;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// How often placement judges each vessel hosted here, by default. With
+/// the default hysteresis (3 judgements) a move is decided about 3 s after
+/// its clients moved, leaving most of the 10 s reaction goal to the
+/// migration itself.
+pub const DEFAULT_PLACEMENT_INTERVAL_MS: u64 = 1000;
+
+/// No automatic move within this long after a vessel's last move (or a
+/// failed attempt), by default: long enough that a new host's traffic book
+/// has filled up before it judges, short enough to follow a client that
+/// really moved.
+pub const DEFAULT_PLACEMENT_COOLDOWN_MS: u64 = 15_000;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Multiaddrs to listen on.
@@ -54,6 +66,24 @@ pub struct Config {
     /// Send only the chunks a destination lacks. For measurements; keep the
     /// default.
     pub migration_dedup: bool,
+    /// How often placement judges each vessel hosted here (0: never move
+    /// vessels automatically).
+    pub placement_interval_ms: u64,
+    /// A move must cut the clients' mean RTT by this fraction of what it is
+    /// here (0.3: 30 %) …
+    pub placement_margin: f64,
+    /// … and by at least this many milliseconds …
+    pub placement_min_gain_ms: f64,
+    /// … with the same best node for this many judgements in a row.
+    pub placement_hysteresis: u32,
+    /// No automatic move within this long after a vessel's last move.
+    pub placement_cooldown_ms: u64,
+    /// A node whose load per CPU is above this and above this node's takes
+    /// no vessel from placement (0: load is not looked at).
+    pub placement_max_load_per_cpu: f64,
+    /// Half-life of the client traffic placement weighs: a client that went
+    /// quiet counts half as much after this long.
+    pub traffic_half_life_ms: u64,
 }
 
 impl Default for Config {
@@ -75,6 +105,27 @@ impl Default for Config {
             vessel_max_memory_bytes: crate::dock::DEFAULT_MAX_MEMORY_BYTES as u64,
             migration_warm_rounds: crate::mesh::vessels::MAX_WARM_ROUNDS,
             migration_dedup: true,
+            placement_interval_ms: DEFAULT_PLACEMENT_INTERVAL_MS,
+            placement_margin: crate::placement::PlacementParams::default().margin,
+            placement_min_gain_ms: crate::placement::PlacementParams::default().min_gain_ms,
+            placement_hysteresis: crate::placement::PlacementParams::default().hysteresis,
+            placement_cooldown_ms: DEFAULT_PLACEMENT_COOLDOWN_MS,
+            placement_max_load_per_cpu: crate::placement::PlacementParams::default()
+                .max_load_per_cpu,
+            traffic_half_life_ms: crate::placement::DEFAULT_TRAFFIC_HALF_LIFE_MS,
+        }
+    }
+}
+
+impl Config {
+    /// The placement policy's parameters.
+    pub fn placement_params(&self) -> crate::placement::PlacementParams {
+        crate::placement::PlacementParams {
+            margin: self.placement_margin,
+            min_gain_ms: self.placement_min_gain_ms,
+            hysteresis: self.placement_hysteresis,
+            cooldown: std::time::Duration::from_millis(self.placement_cooldown_ms),
+            max_load_per_cpu: self.placement_max_load_per_cpu,
         }
     }
 }
@@ -95,7 +146,10 @@ mdns = true
 # Find peers beyond the LAN through Kademlia.
 kademlia = true
 
-# How often to ping each peer (the smoothed RTT drives placement).
+# How often to ping each peer: the RTT probe. Each node keeps a smoothed
+# RTT per peer (a new sample weighs 1/8) and gossips it, and placement
+# works from these; libp2p's own default of 15 s is far too slow to react
+# within seconds.
 ping_interval_ms = 1000
 
 # How long a connection that no protocol needs stays open.
@@ -121,6 +175,30 @@ vessel_max_memory_bytes = 536870912
 migration_warm_rounds = 4
 migration_dedup = true
 
+# Placement: the node that hosts a vessel moves it to the node nearest its
+# clients (the traffic-weighted mean RTT from a node to where the vessel's
+# client traffic enters the mesh), only when that node is clearly nearer
+# and has room. With these defaults a vessel follows its clients within
+# about 10 s of them moving, and never flaps. `meshnode pin` exempts one
+# vessel.
+#
+# How often each vessel hosted here is judged (0: never move automatically).
+placement_interval_ms = 1000
+# A move must cut the clients' mean RTT by this fraction of what it is here
+# (0.3 is 30 %) and by at least this many milliseconds …
+placement_margin = 0.3
+placement_min_gain_ms = 10.0
+# … with the same best node for this many judgements in a row (hysteresis).
+placement_hysteresis = 3
+# No automatic move within this long after a vessel's last move (cool-down).
+placement_cooldown_ms = 15000
+# A node whose load per CPU is above this and above this node's takes no
+# vessel from placement (0: load is not looked at).
+placement_max_load_per_cpu = 4.0
+# Client traffic fades with this half-life: after a client moves, its new
+# entry node outweighs the old one within about 1.3 half-lives.
+traffic_half_life_ms = 2000
+
 # Node-local directories that deployments may mount by name
 # (`meshnode deploy --mount /guest/path=NAME`). Unlike volumes, they do not
 # travel: every node a vessel may move to needs a directory of that name.
@@ -140,6 +218,8 @@ pub enum ConfigError {
         path: PathBuf,
         source: toml::de::Error,
     },
+    #[error("{path}: placement_margin must be at least 0 and below 1 (0.3 is 30 %), placement_min_gain_ms and placement_max_load_per_cpu at least 0")]
+    Placement { path: PathBuf },
     #[error("{path}: {what} must be at least {min}")]
     TooSmall {
         path: PathBuf,
@@ -172,6 +252,7 @@ impl Config {
             ("ping_interval_ms", config.ping_interval_ms, 10),
             ("status_interval_ms", config.status_interval_ms, 100),
             ("redial_interval_ms", config.redial_interval_ms, 100),
+            ("traffic_half_life_ms", config.traffic_half_life_ms, 100),
             (
                 "idle_connection_timeout_secs",
                 config.idle_connection_timeout_secs,
@@ -185,6 +266,23 @@ impl Config {
                     min,
                 });
             }
+        }
+        if config.placement_interval_ms > 0 && config.placement_interval_ms < 100 {
+            return Err(ConfigError::TooSmall {
+                path: path.to_path_buf(),
+                what: "placement_interval_ms (or 0, off)",
+                min: 100,
+            });
+        }
+        if !(0.0..1.0).contains(&config.placement_margin)
+            || config.placement_min_gain_ms.is_nan()
+            || config.placement_min_gain_ms < 0.0
+            || config.placement_max_load_per_cpu.is_nan()
+            || config.placement_max_load_per_cpu < 0.0
+        {
+            return Err(ConfigError::Placement {
+                path: path.to_path_buf(),
+            });
         }
         Ok(config)
     }

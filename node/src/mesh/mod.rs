@@ -6,6 +6,8 @@
 //! - [`codec`]: the ciborium request-response codec with explicit limits.
 //! - [`node`]: the node's event loop: peers, membership, RTT, status gossip,
 //!   and the control protocol's server side ([`crate::control::server`]).
+//! - [`place`]: placement in the running node: the periodic tick that moves
+//!   vessels nearer their clients, pin/unpin, and drain.
 //! - [`rtt`]: smoothed round-trip times.
 //! - [`status`]: what this node gossips about itself.
 //! - [`vessels`]: the node ↔ node vessel protocol (migration with signed
@@ -24,6 +26,7 @@
 pub mod behaviour;
 pub mod codec;
 pub mod node;
+pub mod place;
 pub mod rtt;
 pub mod status;
 pub mod vessels;

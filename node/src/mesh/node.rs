@@ -357,6 +357,19 @@ pub async fn run(
         warm_rounds: config.migration_warm_rounds,
         dedup: config.migration_dedup,
     };
+    state.vessels_net.placement = crate::placement::Placement::new(config.placement_params());
+    state.vessels_net.traffic = std::sync::Arc::new(crate::placement::TrafficBook::new(
+        Duration::from_millis(config.traffic_half_life_ms),
+    ));
+    // With placement off the tick still refreshes what a drain chooses by.
+    let placement_on = config.placement_interval_ms > 0;
+    let mut placement_tick = tokio::time::interval(Duration::from_millis(if placement_on {
+        config.placement_interval_ms
+    } else {
+        config.status_interval_ms
+    }));
+    let stale_status =
+        Duration::from_millis(config.status_interval_ms) * super::place::STALE_STATUS_INTERVALS;
     super::vessels::recover(&state);
     let mut commands = params.commands;
     let mut status_tick = tokio::time::interval(Duration::from_millis(config.status_interval_ms));
@@ -376,6 +389,7 @@ pub async fn run(
                 break;
             }
             _ = status_tick.tick() => publish_status(&mut swarm, &state, &topic),
+            _ = placement_tick.tick() => super::place::tick(&mut state, stale_status, placement_on),
             cmd = next_command(&mut commands) => match cmd {
                 Some(c) => handle_command(&mut swarm, &mut state, c),
                 None => commands = None,
@@ -528,9 +542,17 @@ fn publish_status(
             .take(protocol::limits::MAX_STATUS_VESSELS)
             .collect()
     };
+    let mut status = super::status::sample(vessels);
+    status.rtts = super::place::own_rtts(state);
+    status.draining = state
+        .vessels_net
+        .drain
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .is_some();
     let msg = StatusMessage {
         certificate: cert.clone(),
-        status: super::status::sample(vessels),
+        status,
     };
     match swarm
         .behaviour_mut()

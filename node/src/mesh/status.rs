@@ -18,7 +18,15 @@ pub fn sample(vessels: Vec<String>) -> NodeStatus {
             .map(|n| n.get() as u32)
             .unwrap_or(1),
         vessels,
+        rtts: Vec::new(),
+        draining: false,
     }
+}
+
+/// The one-minute load average per CPU, where the platform gives it.
+pub fn load_per_cpu() -> Option<f64> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    load_milli().map(|l| l as f64 / 1000.0 / cpus as f64)
 }
 
 /// `MemAvailable` and `MemTotal` from /proc/meminfo.

@@ -31,7 +31,7 @@ use protocol::migrate::{
     PeerResponse, PEER_PROTOCOL_VERSION,
 };
 use protocol::snapshot::{ChunkedImage, Hash, Manifest};
-use protocol::vessel::{Resume, VesselId, VesselImage, VESSEL_VERSION};
+use protocol::vessel::{Resume, VesselId, VesselImage, VesselPlacement, VESSEL_VERSION};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
@@ -92,6 +92,19 @@ pub struct VesselNet {
     pub migrations: Arc<Mutex<HashMap<VesselId, MigrationReport>>>,
     pub incoming: Arc<Mutex<HashMap<VesselId, Incoming>>>,
     pub policy: MigrationPolicy,
+    /// Where each hosted vessel's client traffic enters the mesh: the
+    /// ingress records into it, placement reads it.
+    pub traffic: Arc<crate::placement::TrafficBook>,
+    /// What the event loop last saw of the mesh, for placement decisions
+    /// made in tasks (drain).
+    pub inputs: Arc<Mutex<super::place::Inputs>>,
+    /// This node's drain, once one was asked for (it then takes no vessels
+    /// from placement until it restarts).
+    pub drain: Arc<Mutex<Option<protocol::control::DrainReport>>>,
+    /// The placement policy and its memory (event loop only).
+    pub placement: crate::placement::Placement,
+    /// The automatic migration in flight, if any: (vessel, destination).
+    pub auto: Option<(VesselId, PeerId)>,
 }
 
 /// One migration this node is receiving.
@@ -123,6 +136,11 @@ impl VesselNet {
             migrations: Arc::new(Mutex::new(HashMap::new())),
             incoming: Arc::new(Mutex::new(HashMap::new())),
             policy: MigrationPolicy::default(),
+            traffic: Arc::new(crate::placement::TrafficBook::default()),
+            inputs: Arc::new(Mutex::new(Default::default())),
+            drain: Arc::new(Mutex::new(None)),
+            placement: crate::placement::Placement::default(),
+            auto: None,
         }
     }
 
@@ -172,6 +190,9 @@ pub struct Mesh {
     pub migrations: Arc<Mutex<HashMap<VesselId, MigrationReport>>>,
     pub trusted: Vec<PublicKey>,
     pub policy: MigrationPolicy,
+    pub traffic: Arc<crate::placement::TrafficBook>,
+    pub inputs: Arc<Mutex<super::place::Inputs>>,
+    pub drain: Arc<Mutex<Option<protocol::control::DrainReport>>>,
 }
 
 /// How this node moves vessels. The defaults are what a user wants; the
@@ -259,6 +280,9 @@ pub fn mesh_of(state: &NodeState) -> Mesh {
         migrations: state.vessels_net.migrations.clone(),
         trusted: state.trusted.clone(),
         policy: state.vessels_net.policy,
+        traffic: state.vessels_net.traffic.clone(),
+        inputs: state.vessels_net.inputs.clone(),
+        drain: state.vessels_net.drain.clone(),
     }
 }
 
@@ -327,6 +351,11 @@ async fn run_control(
     user: PublicKey,
     command: Command,
 ) -> Result<ControlResponse, String> {
+    let command_kind = if matches!(command, Command::Pin { .. }) {
+        Kind::Pin
+    } else {
+        Kind::Other
+    };
     match command {
         Command::Deploy {
             deployment,
@@ -400,7 +429,7 @@ async fn run_control(
                 return Err(format!("vessel {id} runs on {node} already"));
             }
             if node == mesh.me {
-                start_migration(mesh, id, to_peer, "migrated by hand")?;
+                start_migration(mesh, id, to_peer, &by_hand(mesh))?;
                 Ok(ControlResponse::Migration(status(mesh, id)?))
             } else {
                 match mesh
@@ -443,7 +472,68 @@ async fn run_control(
             }
             Ok(ControlResponse::Done)
         }
+        Command::Pin { vessel } | Command::Unpin { vessel } => {
+            let pinned = matches!(command_kind, Kind::Pin);
+            let (id, node) = resolve(mesh, peers, &vessel).await?;
+            if node == mesh.me {
+                let host = mesh.host.clone();
+                tokio::task::spawn_blocking(move || super::place::set_pinned(&host, id, pinned))
+                    .await
+                    .map_err(|e| e.to_string())??;
+            } else {
+                mesh.request(node, PeerRequest::Pin { vessel: id, pinned })
+                    .await?;
+            }
+            Ok(ControlResponse::Done)
+        }
+        Command::Drain {
+            node,
+            include_pinned,
+        } => {
+            let target = node_of(mesh, &node)?;
+            if target == mesh.me {
+                Ok(ControlResponse::Drain(super::place::start_drain(
+                    mesh,
+                    include_pinned,
+                )))
+            } else {
+                match mesh
+                    .request(target, PeerRequest::Drain { include_pinned })
+                    .await?
+                {
+                    PeerResponse::Drain(r) => Ok(ControlResponse::Drain(r)),
+                    other => Err(format!("unexpected answer {other:?}")),
+                }
+            }
+        }
+        Command::DrainStatus { node } => {
+            let target = node_of(mesh, &node)?;
+            if target == mesh.me {
+                Ok(ControlResponse::Drain(super::place::drain_report(mesh)?))
+            } else {
+                match mesh.request(target, PeerRequest::DrainStatus).await? {
+                    PeerResponse::Drain(r) => Ok(ControlResponse::Drain(r)),
+                    other => Err(format!("unexpected answer {other:?}")),
+                }
+            }
+        }
         other => Err(format!("not a vessel command: {other:?}")),
+    }
+}
+
+/// Which kind of pin command (the variants share their body).
+enum Kind {
+    Pin,
+    Other,
+}
+
+/// The node a user named: a PeerId, or `self` for the node the CLI talks to.
+fn node_of(mesh: &Mesh, node: &str) -> Result<PeerId, String> {
+    match node.trim() {
+        "self" | "" => Ok(mesh.me),
+        n => n
+            .parse()
+            .map_err(|_| format!("`{n}` is not a PeerId (see `meshnode peers`), nor `self`")),
     }
 }
 
@@ -1058,12 +1148,23 @@ async fn serve_async(
         }
         PeerRequest::Migrate { vessel, to } => {
             let to = PeerId::from_bytes(&to.0).map_err(|_| "--to: not a PeerId")?;
-            start_migration(mesh, vessel, to, "migrated by hand")?;
+            start_migration(mesh, vessel, to, &by_hand(mesh))?;
             Ok(PeerResponse::Migration(status(mesh, vessel)?))
         }
         PeerRequest::MigrationStatus { vessel } => {
             Ok(PeerResponse::Migration(status(mesh, vessel)?))
         }
+        PeerRequest::Pin { vessel, pinned } => {
+            let host = mesh.host.clone();
+            tokio::task::spawn_blocking(move || super::place::set_pinned(&host, vessel, pinned))
+                .await
+                .map_err(|e| e.to_string())??;
+            Ok(PeerResponse::Done)
+        }
+        PeerRequest::Drain { include_pinned } => Ok(PeerResponse::Drain(
+            super::place::start_drain(mesh, include_pinned),
+        )),
+        PeerRequest::DrainStatus => Ok(PeerResponse::Drain(super::place::drain_report(mesh)?)),
         PeerRequest::Nonce | PeerRequest::Offer { .. } => Err("handled by the event loop".into()),
     }
 }
@@ -1236,9 +1337,16 @@ fn commit(
     };
     h.write_record(d.vessel, &record)
         .map_err(|e| e.to_string())?;
-    let from = peer.to_string();
-    h.start_from_image(image, record, format!("migrated here from {from}"), ready)
+    let reason = if image.placement.last_move.is_empty() {
+        format!("migrated here from {peer}")
+    } else {
+        image.placement.last_move.clone()
+    };
+    h.start_from_image(image, record, reason, ready)
         .map_err(|e| e.to_string())?;
+    if let Some(l) = h.vessels.get_mut(&d.vessel) {
+        l.last_move = Some(Instant::now());
+    }
     info!(vessel = %d.vessel, epoch = d.epoch, "migration committed: running here");
     Ok(PeerResponse::Committed)
 }
@@ -1252,7 +1360,26 @@ fn set_report(mesh: &Mesh, id: VesselId, f: impl FnOnce(&mut MigrationReport)) {
     }
 }
 
-/// Starts moving a vessel that runs here to `to`, in a task.
+/// A placement note as it travels: one line, bounded.
+fn note(why: &str) -> String {
+    let mut n: String = why.lines().next().unwrap_or("").to_string();
+    if n.len() > protocol::limits::MAX_PLACEMENT_NOTE_BYTES {
+        let mut cut = protocol::limits::MAX_PLACEMENT_NOTE_BYTES;
+        while !n.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        n.truncate(cut);
+    }
+    n
+}
+
+/// The note of a move a user asked for.
+fn by_hand(mesh: &Mesh) -> String {
+    format!("migrated here by hand from {}", mesh.me)
+}
+
+/// Starts moving a vessel that runs here to `to`, in a task. `why` travels
+/// with it: the destination's `ps` shows it as how the vessel got there.
 pub fn start_migration(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(), String> {
     {
         let mut h = lock(&mesh.host);
@@ -1596,11 +1723,18 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
         let guests = guests.clone();
         let log = log.clone();
         let vdir = vdir.clone();
-        let deployment = lock(&mesh.host)
-            .vessels
-            .get(&id)
-            .map(|l| (l.deployment.clone(), l.migrations, l.run_ms()));
-        let (deployment, migrations, run_ms) = deployment.ok_or("vessel gone")?;
+        let deployment = lock(&mesh.host).vessels.get(&id).map(|l| {
+            (
+                l.deployment.clone(),
+                l.migrations,
+                l.run_ms(),
+                VesselPlacement {
+                    pinned: l.pinned,
+                    last_move: note(why),
+                },
+            )
+        });
+        let (deployment, migrations, run_ms, placement) = deployment.ok_or("vessel gone")?;
         tokio::task::spawn_blocking(
             move || -> Result<(VesselImage, crate::dock::Capture), String> {
                 let mut t = lock(&t);
@@ -1628,6 +1762,7 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
                         log,
                         migrations: migrations + 1,
                         run_ms,
+                        placement,
                     },
                     capture,
                 ))
@@ -1753,7 +1888,8 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
     drop(capture);
     set_report(mesh, id, |r| r.phase = "committed".into());
     fault_point("after-commit-record");
-    let _ = why;
+    // Its traffic now enters towards the new host, which keeps its own book.
+    mesh.traffic.forget(id);
     let t_recorded = paused_at.elapsed();
     // Downtime ends when the destination says the vessel runs there (its
     // thread has started); the source's own bookkeeping after that is not
@@ -1954,6 +2090,9 @@ pub fn recover(state: &NodeState) {
                         reason: "known from before a restart".into(),
                         migrating: false,
                         stopped: matches!(&record, Record::Ended { exit, .. } if exit == "stopped"),
+                        pinned: image.placement.pinned,
+                        last_move: None,
+                        why: String::new(),
                     },
                 );
                 if matches!(&record, Record::Left { .. }) {
@@ -2019,6 +2158,7 @@ async fn checkpoint(host: &Arc<Mutex<Host>>, id: VesselId) -> Result<(), String>
         let epoch = l.record.epoch();
         let deployment = l.deployment.clone();
         let (migrations, run_ms) = (l.migrations, l.run_ms());
+        let pinned = l.pinned;
         let log = l.log.clone();
         let old = h
             .store
@@ -2056,6 +2196,10 @@ async fn checkpoint(host: &Arc<Mutex<Host>>, id: VesselId) -> Result<(), String>
             log,
             migrations,
             run_ms,
+            placement: VesselPlacement {
+                pinned,
+                last_move: old.placement.last_move.clone(),
+            },
         };
         let (bytes, ih) = img.encode_and_hash();
         store

@@ -148,6 +148,13 @@ pub struct Local {
     pub migrating: bool,
     /// Stopped by a user: not restarted.
     pub stopped: bool,
+    /// Placement never moves it (travels in its image; see [`Host::set_pinned`]).
+    pub pinned: bool,
+    /// When it last arrived here by a move (placement's cool-down).
+    pub last_move: Option<Instant>,
+    /// Why it is here now, as placement last judged it (empty: not judged
+    /// yet; `ps` shows `reason` then).
+    pub why: String,
 }
 
 impl Local {
@@ -389,6 +396,13 @@ impl Host {
                         _ => ("running".to_string(), None),
                     }
                 };
+                let why = if l.pinned && state == "running" {
+                    crate::placement::Why::Pinned.to_string()
+                } else if l.why.is_empty() || state != "running" {
+                    l.reason.clone()
+                } else {
+                    l.why.clone()
+                };
                 VesselInfo {
                     id: *id,
                     name: l.deployment.body.name.clone(),
@@ -399,6 +413,8 @@ impl Host {
                     migrations: l.migrations,
                     exit_code,
                     reason: l.reason.clone(),
+                    why,
+                    pinned: l.pinned,
                 }
             })
             .collect()
@@ -494,6 +510,7 @@ impl Host {
             log: LogImage::default(),
             migrations: 0,
             run_ms: 0,
+            placement: Default::default(),
         };
         let (bytes, h) = image.encode_and_hash();
         self.store.put_image_doc(&bytes, true).map_err(store_err)?;
@@ -534,8 +551,50 @@ impl Host {
                 reason,
                 migrating: false,
                 stopped: false,
+                pinned: image.placement.pinned,
+                last_move: None,
+                why: String::new(),
             },
         );
+        Ok(())
+    }
+
+    /// Pins (or unpins) a vessel that runs here. The pin is written into a
+    /// copy of the image the vessel restarts from (same chunks, one small
+    /// document) and the record is pointed at it, durably: so it holds
+    /// after a restart here, and every later image (a move, a clean stop)
+    /// carries it on.
+    pub fn set_pinned(&mut self, id: VesselId, pinned: bool) -> Result<(), HostError> {
+        let l = self
+            .vessels
+            .get(&id)
+            .ok_or_else(|| HostError::refused(id, "it is not on this node"))?;
+        if l.migrating {
+            return Err(HostError::refused(
+                id,
+                "it is migrating; pin it once it has arrived",
+            ));
+        }
+        let Record::Owned { epoch, image } = l.record.clone() else {
+            return Err(HostError::refused(id, "it does not run on this node"));
+        };
+        if l.pinned == pinned {
+            return Ok(());
+        }
+        let store_err = |source| HostError::Store { vessel: id, source };
+        let bytes = self.store.get_image_doc(&image).map_err(store_err)?;
+        let mut img: VesselImage = protocol::cbor::decode(&bytes)
+            .map_err(|e| HostError::refused(id, format!("its image: {e}")))?;
+        img.placement.pinned = pinned;
+        let (bytes, h) = img.encode_and_hash();
+        self.store.put_image_doc(&bytes, true).map_err(store_err)?;
+        let record = Record::Owned { epoch, image: h };
+        self.write_record(id, &record)?;
+        let l = self.vessels.get_mut(&id).expect("looked up above");
+        l.record = record;
+        l.pinned = pinned;
+        l.why.clear();
+        info!(vessel = %id, pinned, "pin changed by a user");
         Ok(())
     }
 
@@ -647,6 +706,7 @@ mod tests {
             log: LogImage::default(),
             migrations: 0,
             run_ms: 0,
+            placement: Default::default(),
         };
         let (bytes, _) = img.encode_and_hash();
         store.put_image_doc(&bytes, false).unwrap()

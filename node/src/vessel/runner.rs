@@ -38,6 +38,9 @@ enum State {
 struct Shared {
     state: Mutex<State>,
     run_ms: Mutex<u64>,
+    /// The vessel's linear memory, as of its last slice (placement needs to
+    /// know whether a node has room for it).
+    memory_bytes: std::sync::atomic::AtomicU64,
 }
 
 /// The handle the host keeps.
@@ -79,6 +82,13 @@ impl Runner {
     pub fn run_ms(&self) -> u64 {
         *self.shared.run_ms.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// The vessel's linear memory in bytes, as of its last slice.
+    pub fn memory_bytes(&self) -> u64 {
+        self.shared
+            .memory_bytes
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 fn set(shared: &Shared, s: State) {
@@ -98,6 +108,7 @@ pub fn spawn(
     let shared = Arc::new(Shared {
         state: Mutex::new(State::Running),
         run_ms: Mutex::new(0),
+        memory_bytes: std::sync::atomic::AtomicU64::new(vessel.memory().len() as u64),
     });
     let s = shared.clone();
     let pace = slice_pace();
@@ -133,6 +144,10 @@ pub fn spawn(
                 let slice = vessel.run_slice();
                 *s.run_ms.lock().unwrap_or_else(|p| p.into_inner()) =
                     started.elapsed().as_millis() as u64;
+                s.memory_bytes.store(
+                    vessel.memory().len() as u64,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
                 match slice {
                     Slice::Yielded => {
                         if let Some(p) = pace {

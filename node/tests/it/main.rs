@@ -13,5 +13,6 @@ mod mesh;
 mod mesh_refusals;
 mod mesh_vessels;
 mod migrate;
+mod placement;
 mod snapshot;
 mod support;

@@ -205,6 +205,7 @@ fn image_for(
         log: LogImage::default(),
         migrations: 0,
         run_ms: 0,
+        placement: Default::default(),
     }
 }
 

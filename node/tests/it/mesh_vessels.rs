@@ -25,18 +25,19 @@ use crate::mesh::{stderr, Node, User};
 /// Long enough for a migration on a loaded CI machine.
 const WAIT: Duration = Duration::from_secs(60);
 
-/// One user's mesh of three nodes, a, b and c.
-struct Mesh {
-    user: User,
-    nodes: Vec<Node>,
+/// One user's mesh of three nodes, a, b and c (also used by the placement
+/// tests).
+pub(crate) struct Mesh {
+    pub(crate) user: User,
+    pub(crate) nodes: Vec<Node>,
     addrs: Vec<String>,
-    ids: Vec<String>,
+    pub(crate) ids: Vec<String>,
     pace_ms: u32,
     fuel_slice: u64,
 }
 
 impl Mesh {
-    fn new(pace_ms: u32, fuel_slice: u64) -> Mesh {
+    pub(crate) fn new(pace_ms: u32, fuel_slice: u64) -> Mesh {
         let user = User::new();
         let mut m = Mesh {
             user,
@@ -75,7 +76,7 @@ impl Mesh {
     }
 
     /// Restarts node `i` (after it died), with the others as its peers.
-    fn restart(&mut self, i: usize, envs: &[(&str, &str)]) {
+    pub(crate) fn restart(&mut self, i: usize, envs: &[(&str, &str)]) {
         let _ = self.nodes[i].child.kill();
         let _ = self.nodes[i].child.wait();
         let _ = std::fs::remove_file(self.nodes[i].data_dir.join("node.addrs"));
@@ -105,13 +106,13 @@ impl Mesh {
         }
     }
 
-    fn cli(&self, node: usize, args: &[&str]) -> std::process::Output {
+    pub(crate) fn cli(&self, node: usize, args: &[&str]) -> std::process::Output {
         let mut all: Vec<&str> = args.to_vec();
         all.extend(["--data-dir", self.nodes[node].dir(), "--timeout", "60s"]);
         self.user.run(&all)
     }
 
-    fn deploy(
+    pub(crate) fn deploy(
         &self,
         node: usize,
         wasm: &Path,
@@ -138,7 +139,7 @@ impl Mesh {
     }
 
     /// `meshnode migrate --json`: Ok(report) or Err(stderr).
-    fn migrate(&self, via: usize, vessel: &str, to: usize) -> Result<Value, String> {
+    pub(crate) fn migrate(&self, via: usize, vessel: &str, to: usize) -> Result<Value, String> {
         let out = self.cli(via, &["migrate", "--json", "--to", &self.ids[to], vessel]);
         if !out.status.success() {
             return Err(stderr(&out));
@@ -146,7 +147,7 @@ impl Mesh {
         Ok(serde_json::from_slice(&out.stdout).unwrap())
     }
 
-    fn ps(&self, via: usize) -> Vec<Value> {
+    pub(crate) fn ps(&self, via: usize) -> Vec<Value> {
         let out = self.cli(via, &["ps", "--json"]);
         assert!(out.status.success(), "ps: {}", stderr(&out));
         serde_json::from_slice::<Value>(&out.stdout)
@@ -156,7 +157,7 @@ impl Mesh {
             .unwrap()
     }
 
-    fn row(&self, via: usize, vessel: &str) -> Option<Value> {
+    pub(crate) fn row(&self, via: usize, vessel: &str) -> Option<Value> {
         self.ps(via).into_iter().find(|r| r["id"] == vessel)
     }
 
@@ -181,13 +182,13 @@ impl Mesh {
     }
 
     /// The vessel's log as (stdout, stderr).
-    fn logs(&self, via: usize, vessel: &str) -> (Vec<u8>, Vec<u8>) {
+    pub(crate) fn logs(&self, via: usize, vessel: &str) -> (Vec<u8>, Vec<u8>) {
         let out = self.cli(via, &["logs", vessel]);
         assert!(out.status.success(), "logs: {}", stderr(&out));
         (out.stdout, out.stderr)
     }
 
-    fn logs_of_nodes(&self) -> String {
+    pub(crate) fn logs_of_nodes(&self) -> String {
         self.nodes
             .iter()
             .map(|n| format!("--- {}\n{}", n.data_dir.display(), n.log()))

@@ -1,0 +1,414 @@
+//! Placement in the running node: the periodic tick that moves vessels
+//! nearer their clients ([`crate::placement`] decides; this gathers its
+//! inputs and starts the migration `meshnode migrate` would), pins, and
+//! drains.
+//!
+//! The tick runs in the event loop, which owns the peer table; it publishes
+//! what it saw ([`Inputs`]) for the drain task, which runs apart because a
+//! drain waits for one migration after another.
+//!
+//! At most one automatic migration runs at a time per node, and none while
+//! any vessel here is moving (by hand or by a drain): a migration's pause is
+//! short only when it has the link to itself.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use libp2p::PeerId;
+use protocol::control::{DrainItem, DrainReport, PeerRtt};
+use protocol::limits::MAX_STATUS_RTTS;
+use protocol::vessel::VesselId;
+use tracing::{info, warn};
+
+use super::node::{Membership, NodeState};
+use super::vessels::{mesh_of, start_migration, Mesh};
+use crate::placement::{drain_target, short, NodeRoom, PlacementParams, Rtts, Verdict, VesselView};
+use crate::vessel::{Host, Record};
+
+/// A status older than this many status intervals is stale: its node may
+/// be gone, and its RTTs and free memory are not trusted for a move.
+pub const STALE_STATUS_INTERVALS: u32 = 3;
+
+/// How often a drain looks at the migration it is waiting for.
+const DRAIN_POLL: Duration = Duration::from_millis(100);
+
+/// How long a drain waits for another node with room (its status may not
+/// have arrived yet: statuses come every couple of seconds) before it
+/// reports a vessel as failed.
+const DRAIN_ROOM_WAIT: Duration = Duration::from_secs(10);
+
+/// How long a drain waits for one vessel's move before it reports it failed
+/// and goes on with the next: a large vessel over a slow link takes minutes,
+/// a hung one must not hang the whole drain.
+const DRAIN_MOVE_TIMEOUT: Duration = Duration::from_secs(600);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What the event loop last saw of the mesh.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    pub rtts: Option<Rtts>,
+    /// Connected members with a fresh status.
+    pub rooms: Vec<NodeRoom>,
+    pub here_load_per_cpu: Option<f64>,
+    pub params: PlacementParams,
+}
+
+/// Collects the RTT table and the candidates' room from the peer table.
+pub fn gather(state: &NodeState, stale: Duration) -> Inputs {
+    let mut rtts = Rtts::new(state.identity.peer_id);
+    let mut rooms = Vec::new();
+    for (p, e) in &state.peers {
+        if e.connections == 0 || !matches!(e.membership, Membership::Member(_)) {
+            continue;
+        }
+        if let Some(us) = e.rtt.srtt_us() {
+            rtts.own_ms.insert(*p, us as f64 / 1000.0);
+        }
+        let Some((st, at)) = &e.status else {
+            continue;
+        };
+        if at.elapsed() > stale {
+            continue;
+        }
+        let table = st
+            .rtts
+            .iter()
+            .filter_map(|r| {
+                r.peer
+                    .parse::<PeerId>()
+                    .ok()
+                    .map(|q| (q, r.rtt_us as f64 / 1000.0))
+            })
+            .collect();
+        rtts.gossiped_ms.insert(*p, table);
+        rooms.push(NodeRoom {
+            peer: *p,
+            free_memory_bytes: st.free_memory_bytes,
+            load_per_cpu: st
+                .load_milli
+                .map(|l| l as f64 / 1000.0 / st.cpus.max(1) as f64),
+            vessels: st.vessels.len(),
+            draining: st.draining,
+        });
+    }
+    Inputs {
+        rtts: Some(rtts),
+        rooms,
+        here_load_per_cpu: super::status::load_per_cpu(),
+        params: state.vessels_net.placement.params,
+    }
+}
+
+/// This node's smoothed RTTs to its nearest connected members, for its
+/// status.
+pub fn own_rtts(state: &NodeState) -> Vec<PeerRtt> {
+    let mut out: Vec<PeerRtt> = state
+        .peers
+        .iter()
+        .filter(|(_, e)| e.connections > 0 && matches!(e.membership, Membership::Member(_)))
+        .filter_map(|(p, e)| {
+            e.rtt.srtt_us().map(|us| PeerRtt {
+                peer: p.to_string(),
+                rtt_us: us,
+            })
+        })
+        .collect();
+    out.sort_by_key(|r| r.rtt_us);
+    out.truncate(MAX_STATUS_RTTS);
+    out
+}
+
+/// A vessel that runs here and could move now.
+fn movable(l: &crate::vessel::Local) -> bool {
+    matches!(l.record, Record::Owned { .. })
+        && !l.migrating
+        && !l.stopped
+        && l.runner.as_ref().is_some_and(|r| r.exit().is_none())
+}
+
+fn view_of(id: VesselId, l: &crate::vessel::Local, mesh: &Mesh, now: Instant) -> VesselView {
+    VesselView {
+        id,
+        pinned: l.pinned,
+        memory_bytes: l.runner.as_ref().map_or(0, |r| r.memory_bytes()),
+        last_move: l.last_move,
+        reason: l.reason.clone(),
+        entries: mesh.traffic.entries(id, now),
+    }
+}
+
+/// One placement round: refresh the inputs, and unless placement is off or
+/// a drain is under way, judge every vessel that runs here and start at
+/// most one move.
+pub fn tick(state: &mut NodeState, stale: Duration, enabled: bool) {
+    let inputs = gather(state, stale);
+    *lock(&state.vessels_net.inputs) = inputs.clone();
+    if !enabled
+        || lock(&state.vessels_net.drain)
+            .as_ref()
+            .is_some_and(|d| !d.done)
+    {
+        return;
+    }
+    let mesh = mesh_of(state);
+    let net = &mut state.vessels_net;
+    let now = Instant::now();
+    if let Some((id, to)) = net.auto {
+        let failed = match lock(&net.host).vessels.get(&id) {
+            Some(l) if l.migrating => return,
+            // Still here and not moving: the move was aborted.
+            Some(l) => matches!(l.record, Record::Owned { .. }),
+            None => false,
+        };
+        if failed {
+            net.placement.note_failed(id, to, now);
+        }
+        net.auto = None;
+    }
+    let rtts = inputs.rtts.expect("gathered");
+    let (views, busy) = {
+        let h = lock(&net.host);
+        let views: Vec<VesselView> = h
+            .vessels
+            .iter()
+            .filter(|(_, l)| movable(l))
+            .map(|(id, l)| view_of(*id, l, &mesh, now))
+            .collect();
+        (views, h.vessels.values().any(|l| l.migrating))
+    };
+    net.placement.retain(|v| views.iter().any(|w| w.id == *v));
+    let mut whys: Vec<(VesselId, String)> = Vec::new();
+    let mut chosen = None;
+    for v in &views {
+        match net.placement.evaluate(
+            v,
+            &rtts,
+            &inputs.rooms,
+            inputs.here_load_per_cpu,
+            now,
+        ) {
+            Verdict::Stay(w) => whys.push((v.id, w.to_string())),
+            Verdict::Move {
+                to,
+                here_ms,
+                there_ms,
+                why,
+            } if chosen.is_none() && !busy => chosen = Some((v.id, to, here_ms, there_ms, why)),
+            Verdict::Move {
+                to,
+                here_ms,
+                there_ms,
+                ..
+            } => whys.push((
+                v.id,
+                format!(
+                    "{} is nearer its clients ({there_ms:.0} ms vs {here_ms:.0} ms here): waiting for another move to finish",
+                    short(&to)
+                ),
+            )),
+        }
+    }
+    {
+        let mut h = lock(&net.host);
+        for (id, w) in whys {
+            if let Some(l) = h.vessels.get_mut(&id) {
+                l.why = w;
+            }
+        }
+    }
+    let Some((id, to, here_ms, there_ms, why)) = chosen else {
+        return;
+    };
+    info!(vessel = %id, %to, here_ms, there_ms, "placement moves it: {why}");
+    match start_migration(&mesh, id, to, &why) {
+        Ok(()) => net.auto = Some((id, to)),
+        Err(e) => {
+            warn!(vessel = %id, %to, "placement cannot move it: {e}");
+            net.placement.note_failed(id, to, now);
+        }
+    }
+}
+
+/// Pins or unpins a vessel that runs here (blocking: it writes durably).
+pub fn set_pinned(host: &Arc<Mutex<Host>>, id: VesselId, pinned: bool) -> Result<(), String> {
+    lock(host).set_pinned(id, pinned).map_err(|e| e.to_string())
+}
+
+/// Starts draining this node, or answers how the drain under way goes.
+/// Lists every vessel running here; pinned ones stay unless
+/// `include_pinned` (then they move and keep their pin).
+pub fn start_drain(mesh: &Mesh, include_pinned: bool) -> DrainReport {
+    let mut d = lock(&mesh.drain);
+    if let Some(r) = d.as_ref().filter(|r| !r.done) {
+        return r.clone();
+    }
+    let vessels: Vec<DrainItem> = {
+        let h = lock(&mesh.host);
+        h.vessels
+            .iter()
+            .filter(|(_, l)| {
+                movable(l) || (l.migrating && matches!(l.record, Record::Owned { .. }))
+            })
+            .map(|(id, l)| DrainItem {
+                id: *id,
+                name: l.deployment.body.name.clone(),
+                to: None,
+                state: if l.pinned && !include_pinned {
+                    "pinned".into()
+                } else {
+                    "waiting".into()
+                },
+            })
+            .collect()
+    };
+    let report = DrainReport {
+        node: mesh.me.to_string(),
+        done: false,
+        vessels,
+    };
+    info!(
+        vessels = report.vessels.len(),
+        include_pinned, "draining this node"
+    );
+    *d = Some(report.clone());
+    drop(d);
+    let mesh = mesh.clone();
+    tokio::spawn(async move { run_drain(&mesh).await });
+    report
+}
+
+/// The drain's report, once one was asked for.
+pub fn drain_report(mesh: &Mesh) -> Result<DrainReport, String> {
+    lock(&mesh.drain)
+        .clone()
+        .ok_or_else(|| format!("node {} is not being drained", mesh.me))
+}
+
+fn set_item(mesh: &Mesh, id: VesselId, state: &str, to: Option<PeerId>) {
+    if let Some(r) = lock(&mesh.drain).as_mut() {
+        if let Some(i) = r.vessels.iter_mut().find(|i| i.id == id) {
+            i.state = state.to_string();
+            if let Some(t) = to {
+                i.to = Some(t.to_string());
+            }
+        }
+    }
+}
+
+async fn run_drain(mesh: &Mesh) {
+    // Vessels sent to each node by this drain, so that the next ones
+    // spread instead of all choosing the same emptiest node.
+    let mut assigned: HashMap<PeerId, usize> = HashMap::new();
+    loop {
+        let next = lock(&mesh.drain).as_ref().and_then(|r| {
+            r.vessels
+                .iter()
+                .find(|i| i.state == "waiting")
+                .map(|i| i.id)
+        });
+        let Some(id) = next else {
+            break;
+        };
+        match drain_one(mesh, id, &mut assigned).await {
+            Ok(to) => {
+                info!(vessel = %id, %to, "drained");
+                set_item(mesh, id, "moved", Some(to));
+            }
+            Err(e) => {
+                warn!(vessel = %id, "cannot drain it: {e}");
+                set_item(mesh, id, &format!("failed: {e}"), None);
+            }
+        }
+    }
+    if let Some(r) = lock(&mesh.drain).as_mut() {
+        r.done = true;
+    }
+    info!("drain finished");
+}
+
+/// Waits until vessel `id` is not migrating; answers where it went, if it
+/// left.
+async fn settle(mesh: &Mesh, id: VesselId) -> Result<Option<PeerId>, String> {
+    let deadline = Instant::now() + DRAIN_MOVE_TIMEOUT;
+    loop {
+        {
+            let h = lock(&mesh.host);
+            let l = h.vessels.get(&id).ok_or("it is gone from this node")?;
+            if !l.migrating {
+                return Ok(match &l.record {
+                    Record::Left { to, .. } => PeerId::from_bytes(to).ok(),
+                    _ => None,
+                });
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "its move did not finish within {} s",
+                DRAIN_MOVE_TIMEOUT.as_secs()
+            ));
+        }
+        tokio::time::sleep(DRAIN_POLL).await;
+    }
+}
+
+async fn drain_one(
+    mesh: &Mesh,
+    id: VesselId,
+    assigned: &mut HashMap<PeerId, usize>,
+) -> Result<PeerId, String> {
+    // A move already under way (by hand, or placement's) finishes first.
+    if let Some(to) = settle(mesh, id).await? {
+        return Ok(to);
+    }
+    let view = {
+        let h = lock(&mesh.host);
+        let l = h.vessels.get(&id).ok_or("it is gone from this node")?;
+        if !movable(l) {
+            return Err("it no longer runs here".into());
+        }
+        view_of(id, l, mesh, Instant::now())
+    };
+    // Right after a start or a restart the other nodes' statuses may not
+    // be here yet: wait for them a little before giving up.
+    let room_deadline = Instant::now() + DRAIN_ROOM_WAIT;
+    let to = loop {
+        let inputs = lock(&mesh.inputs).clone();
+        let rtts = inputs.rtts.unwrap_or_else(|| Rtts::new(mesh.me));
+        let mut rooms = inputs.rooms;
+        for r in &mut rooms {
+            r.vessels += assigned.get(&r.peer).copied().unwrap_or(0);
+        }
+        if let Some(to) = drain_target(
+            &view,
+            &rtts,
+            &rooms,
+            inputs.here_load_per_cpu,
+            &inputs.params,
+        ) {
+            break to;
+        }
+        if Instant::now() > room_deadline {
+            return Err("no other member with a fresh status has room for it".into());
+        }
+        tokio::time::sleep(DRAIN_POLL).await;
+    };
+    set_item(mesh, id, "moving", Some(to));
+    start_migration(mesh, id, to, &format!("drained from {}", mesh.me))?;
+    match settle(mesh, id).await? {
+        Some(went) => {
+            *assigned.entry(went).or_default() += 1;
+            Ok(went)
+        }
+        None => {
+            let err = lock(&mesh.migrations)
+                .get(&id)
+                .and_then(|r| r.error.clone())
+                .unwrap_or_else(|| "the migration was aborted".into());
+            Err(format!("moving it to {to} failed ({err}); it runs on here"))
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! Placement on a mesh of real nodes (the 3-node harness of
+//! `mesh_vessels`): pin/unpin and drain, driven by the real CLI.
+//!
+//! Method: vessels are `ticker` programs (one numbered line every 100 ms,
+//! forever), so every vessel is running whenever it is moved, and its log
+//! shows whether a move lost or repeated anything. The automatic
+//! latency-driven move needs client traffic (the ingress) and is tested by
+//! the policy's unit tests (`placement::tests`) and by testnet.
+
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::corpus::Spec;
+use crate::mesh::stderr;
+use crate::mesh_vessels::Mesh;
+
+/// Long enough for a few migrations on a loaded CI machine.
+const WAIT: Duration = Duration::from_secs(60);
+
+fn ticker(mesh: &Mesh, node: usize) -> String {
+    let wasm = crate::support::compile_c("node/tests/it/programs/ticker.c", &[]);
+    let spec = Spec {
+        name: "ticker".into(),
+        ..Default::default()
+    };
+    mesh.deploy(node, &wasm, &spec, &[])
+}
+
+/// Polls `ps` (through node `via`) until `ok` holds for the vessel's row.
+fn wait_row(
+    mesh: &Mesh,
+    via: usize,
+    vessel: &str,
+    what: &str,
+    ok: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(r) = mesh.row(via, vessel) {
+            if ok(&r) {
+                return r;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{vessel}: {what} within {WAIT:?}; last row {r}\n{}",
+                mesh.logs_of_nodes()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The vessel's ticks so far; asserts they are 0, 1, 2, … with no gap and
+/// no repetition.
+fn ticks(mesh: &Mesh, vessel: &str) -> u64 {
+    let (out, _) = mesh.logs(0, vessel);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let mut n = 0;
+    for line in text.lines() {
+        assert_eq!(line, format!("tick {n}"), "{vessel}: log {text}");
+        n += 1;
+    }
+    n
+}
+
+fn drain(mesh: &Mesh, via: usize, node: &str, extra: &[&str]) -> (Output, Value) {
+    let mut args = vec!["drain", "--json"];
+    args.extend_from_slice(extra);
+    args.push(node);
+    let out = mesh.cli(via, &args);
+    let report = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out, report)
+}
+
+/// Waits until node `i` has a fresh status from both other nodes (a drain
+/// chooses destinations by it).
+fn wait_statuses(mesh: &Mesh, i: usize) {
+    let others: Vec<&String> = (0..3).filter(|j| *j != i).map(|j| &mesh.ids[j]).collect();
+    crate::mesh::wait_for_peers(&mesh.user, &mesh.nodes[i], "statuses arrive", |p| {
+        others.iter().all(|id| {
+            p.iter()
+                .any(|x| x["peer_id"] == id.as_str() && !x["status_age_ms"].is_null())
+        })
+    });
+}
+
+/// Goal: a pinned vessel is never moved by placement or by a drain; its pin
+/// travels with it (a move by hand, a restart of its node); a drain moves
+/// every other vessel off the node, each to another node, still running,
+/// nothing lost, and exits 3 while pinned vessels stay; unpinned, the last
+/// one follows.
+#[test]
+fn pinned_vessels_stay_and_a_drain_moves_every_other_vessel_off_its_node() {
+    let _cpu = crate::support::shared_cpu();
+    let mut mesh = Mesh::new(0, 4_000_000);
+    let (a, b, c) = (0, 1, 2);
+    let pinned = ticker(&mesh, a);
+    let free1 = ticker(&mesh, a);
+    let free2 = ticker(&mesh, a);
+
+    // Pin through another node than the vessel's (the request travels).
+    let out = mesh.cli(b, &["pin", &pinned]);
+    assert!(out.status.success(), "pin: {}", stderr(&out));
+    let row = wait_row(&mesh, c, &pinned, "shows pinned", |r| r["pinned"] == true);
+    assert!(row["why"].as_str().unwrap().starts_with("pinned"), "{row}");
+    // A vessel nobody talks to stays where it was deployed, and says why.
+    let row = wait_row(&mesh, a, &free1, "says why it stays", |r| {
+        r["why"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no client traffic yet")
+    });
+    assert_eq!(row["node"], mesh.ids[a].as_str(), "{row}");
+    assert_eq!(row["pinned"], false);
+
+    // Drain a (asked through c): the two free vessels leave, one to b and
+    // one to c; the pinned one stays, and drain says so with status 3.
+    wait_statuses(&mesh, a);
+    let before = ticks(&mesh, &free1);
+    let (out, report) = drain(&mesh, c, &mesh.ids[a], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "drain: {}\n{report}\n{}",
+        stderr(&out),
+        mesh.logs_of_nodes()
+    );
+    assert!(stderr(&out).contains("pinned"), "{}", stderr(&out));
+    assert_eq!(report["done"], true);
+    let items = report["vessels"].as_array().unwrap();
+    assert_eq!(items.len(), 3, "{report}");
+    let item = |v: &str| items.iter().find(|i| i["id"] == v).unwrap().clone();
+    assert_eq!(item(&pinned)["state"], "pinned", "{report}");
+    let mut went = Vec::new();
+    for v in [&free1, &free2] {
+        let i = item(v);
+        assert_eq!(i["state"], "moved", "{report}");
+        let to = i["to"].as_str().unwrap().to_string();
+        assert!(to == mesh.ids[b] || to == mesh.ids[c], "{report}");
+        let row = mesh.row(a, v).unwrap();
+        assert_eq!(row["node"], to.as_str(), "{row}");
+        assert_eq!(row["state"], "running", "{row}");
+        assert!(
+            row["why"].as_str().unwrap().contains("drained from"),
+            "{row}"
+        );
+        went.push(to);
+    }
+    assert_ne!(went[0], went[1], "the drain spread its vessels");
+    let row = mesh.row(a, &pinned).unwrap();
+    assert_eq!(row["node"], mesh.ids[a].as_str(), "{row}");
+    assert_eq!(row["state"], "running", "{row}");
+    // Still running where they went, and nothing lost or repeated.
+    let deadline = Instant::now() + WAIT;
+    while ticks(&mesh, &free1) < before + 10 {
+        assert!(Instant::now() < deadline, "{free1} stopped ticking");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    ticks(&mesh, &free2);
+
+    // The pin travels: moved by hand to b, and after b restarts.
+    let r = mesh
+        .migrate(a, &pinned, b)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r["phase"], "done");
+    let row = mesh.row(a, &pinned).unwrap();
+    assert_eq!(row["node"], mesh.ids[b].as_str(), "{row}");
+    assert_eq!(row["pinned"], true, "{row}");
+    mesh.restart(b, &[]);
+    let row = wait_row(&mesh, a, &pinned, "runs again after the restart", |r| {
+        r["state"] == "running" && r["node"] == mesh.ids[b].as_str()
+    });
+    assert_eq!(
+        row["pinned"], true,
+        "the pin did not survive the restart: {row}"
+    );
+
+    // Unpinned, a drain of b moves it (and whatever else b runs).
+    let out = mesh.cli(a, &["unpin", &pinned]);
+    assert!(out.status.success(), "unpin: {}", stderr(&out));
+    wait_row(&mesh, a, &pinned, "shows unpinned", |r| {
+        r["pinned"] == false
+    });
+    wait_statuses(&mesh, b);
+    let (out, report) = drain(&mesh, a, &mesh.ids[b], &[]);
+    assert!(
+        out.status.success(),
+        "drain: {}\n{report}\n{}",
+        stderr(&out),
+        mesh.logs_of_nodes()
+    );
+    for i in report["vessels"].as_array().unwrap() {
+        assert_eq!(i["state"], "moved", "{report}");
+    }
+    let row = mesh.row(a, &pinned).unwrap();
+    assert_ne!(row["node"], mesh.ids[b].as_str(), "{row}");
+    assert_eq!(row["state"], "running", "{row}");
+    for v in [&pinned, &free1, &free2] {
+        ticks(&mesh, v);
+    }
+}
