@@ -306,6 +306,10 @@ pub struct NodeStatus {
     pub cpus: u32,
     /// Ids of the vessels running on the node.
     pub vessels: Vec<String>,
+    /// The service ports of the vessels running on the node, so that every
+    /// node can accept their clients.
+    #[serde(default)]
+    pub services: Vec<crate::ingress::ServiceRoute>,
 }
 
 /// A gossiped status: the sender's certificate travels with it, so that a
@@ -324,6 +328,12 @@ pub enum StatusError {
     Version { found: u32, expected: u32 },
     #[error("status lists {found} vessels, over the limit of {limit}")]
     TooManyVessels { found: usize, limit: usize },
+    #[error("vessel {vessel} has {found} service ports, over the limit of {limit}")]
+    TooManyPorts {
+        vessel: String,
+        found: usize,
+        limit: usize,
+    },
     #[error("status has a string of {found} bytes, over the limit of {limit}")]
     StringTooLong { found: usize, limit: usize },
 }
@@ -340,6 +350,19 @@ impl NodeStatus {
             return Err(StatusError::TooManyVessels {
                 found: self.vessels.len(),
                 limit: MAX_STATUS_VESSELS,
+            });
+        }
+        if self.services.len() > MAX_STATUS_VESSELS {
+            return Err(StatusError::TooManyVessels {
+                found: self.services.len(),
+                limit: MAX_STATUS_VESSELS,
+            });
+        }
+        if let Some(bad) = self.services.iter().find(|s| s.check().is_err()) {
+            return Err(StatusError::TooManyPorts {
+                vessel: bad.vessel.to_hex(),
+                found: bad.ports.len(),
+                limit: crate::limits::MAX_SERVICE_PORTS,
             });
         }
         for s in [&self.arch, &self.os]
@@ -479,6 +502,7 @@ pub(crate) mod tests {
             load_milli: Some(10),
             cpus: 2,
             vessels: vec![],
+            services: vec![],
         };
         s.check().unwrap();
         s.vessels = vec!["v".into(); MAX_STATUS_VESSELS + 1];
@@ -508,6 +532,7 @@ mod smoke {
             load_milli: Some(250),
             cpus: 4,
             vessels: vec!["v1".into()],
+            services: vec![],
         };
         let token = JoinToken {
             version: crate::membership::MEMBERSHIP_VERSION,

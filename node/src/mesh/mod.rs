@@ -23,6 +23,7 @@
 
 pub mod behaviour;
 pub mod codec;
+pub mod ingress;
 pub mod node;
 pub mod rtt;
 pub mod status;

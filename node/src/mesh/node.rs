@@ -299,8 +299,29 @@ pub async fn run(
     }
 
     let (internal_tx, mut internal_rx) = tokio::sync::mpsc::channel::<NodeCommand>(1024);
+    let service_ip = match config.service_address.trim() {
+        "" | "none" => None,
+        a => Some(
+            a.parse::<std::net::IpAddr>()
+                .map_err(|_| NodeError::Listen {
+                    addr: a.to_string(),
+                    reason: "service_address must be an IP address (or \"none\")".into(),
+                })?,
+        ),
+    };
+    let ingress = std::sync::Arc::new(super::ingress::Ingress::new(service_ip));
+    let (hub_tx, hub_rx) = tokio::sync::mpsc::unbounded_channel();
+    params
+        .host
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .hub_started = Some(hub_tx);
     let mut state = NodeState {
-        vessels_net: super::vessels::VesselNet::new(params.host.clone(), internal_tx),
+        vessels_net: super::vessels::VesselNet::new(
+            params.host.clone(),
+            internal_tx,
+            ingress.clone(),
+        ),
         identity: params.identity.clone(),
         data_dir: params.data_dir.clone(),
         certificate: params.certificate,
@@ -357,6 +378,11 @@ pub async fn run(
         warm_rounds: config.migration_warm_rounds,
         dedup: config.migration_dedup,
     };
+    tokio::spawn(super::ingress::run(
+        super::vessels::mesh_of(&state),
+        ingress,
+        hub_rx,
+    ));
     super::vessels::recover(&state);
     let mut commands = params.commands;
     let mut status_tick = tokio::time::interval(Duration::from_millis(config.status_interval_ms));
@@ -514,23 +540,27 @@ fn publish_status(
     let Some(cert) = &state.certificate else {
         return;
     };
-    let vessels: Vec<String> = {
+    let (vessels, services) = {
         let mut h = state
             .vessels_net
             .host
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         h.reap();
-        h.list()
+        let vessels: Vec<String> = h
+            .list()
             .into_iter()
             .filter(|v| v.state == "running" || v.state == "migrating")
             .map(|v| v.id.to_hex())
             .take(protocol::limits::MAX_STATUS_VESSELS)
-            .collect()
+            .collect();
+        (vessels, super::ingress::local_routes(&h))
     };
+    let mut status = super::status::sample(vessels);
+    status.services = services;
     let msg = StatusMessage {
         certificate: cert.clone(),
-        status: super::status::sample(vessels),
+        status,
     };
     match swarm
         .behaviour_mut()
@@ -895,6 +925,10 @@ fn judge_status(
     }
     match state.judge(&source, Some(&msg.certificate)) {
         m @ Membership::Member(_) => {
+            state
+                .vessels_net
+                .ingress
+                .learn(source, &msg.status.services);
             state.peer(source).status = Some((msg.status, Instant::now()));
             if state.peer(source).membership != m {
                 state.peer(source).certificate = Some(msg.certificate);

@@ -18,6 +18,7 @@ pub fn sample(vessels: Vec<String>) -> NodeStatus {
             .map(|n| n.get() as u32)
             .unwrap_or(1),
         vessels,
+        services: Vec::new(),
     }
 }
 

@@ -92,6 +92,7 @@ pub struct VesselNet {
     pub migrations: Arc<Mutex<HashMap<VesselId, MigrationReport>>>,
     pub incoming: Arc<Mutex<HashMap<VesselId, Incoming>>>,
     pub policy: MigrationPolicy,
+    pub ingress: Arc<super::ingress::Ingress>,
 }
 
 /// One migration this node is receiving.
@@ -113,8 +114,13 @@ pub struct Incoming {
 }
 
 impl VesselNet {
-    pub fn new(host: Arc<Mutex<Host>>, tx: mpsc::Sender<NodeCommand>) -> VesselNet {
+    pub fn new(
+        host: Arc<Mutex<Host>>,
+        tx: mpsc::Sender<NodeCommand>,
+        ingress: Arc<super::ingress::Ingress>,
+    ) -> VesselNet {
         VesselNet {
+            ingress,
             host,
             tx,
             nonces: HashMap::new(),
@@ -172,6 +178,7 @@ pub struct Mesh {
     pub migrations: Arc<Mutex<HashMap<VesselId, MigrationReport>>>,
     pub trusted: Vec<PublicKey>,
     pub policy: MigrationPolicy,
+    pub ingress: Arc<super::ingress::Ingress>,
 }
 
 /// How this node moves vessels. The defaults are what a user wants; the
@@ -227,7 +234,7 @@ impl Mesh {
 
     /// Sends one request through the event loop and waits for the answer;
     /// a refusal becomes an error with the peer's reason.
-    async fn request_once(
+    pub(crate) async fn request_once(
         &self,
         peer: PeerId,
         request: PeerRequest,
@@ -259,6 +266,7 @@ pub fn mesh_of(state: &NodeState) -> Mesh {
         migrations: state.vessels_net.migrations.clone(),
         trusted: state.trusted.clone(),
         policy: state.vessels_net.policy,
+        ingress: state.vessels_net.ingress.clone(),
     }
 }
 
@@ -648,6 +656,41 @@ pub fn serve_peer(
                         prebuild_memory(&mesh.host, &incoming, peer, vessel, epoch, mem);
                     }
                 }
+            });
+        }
+        PeerRequest::Ingress(frame) => {
+            if let Err(e) = frame.check() {
+                send_now(swarm, channel, peer_refused(format!("ingress frame: {e}")));
+                return;
+            }
+            let host = state.vessels_net.host.clone();
+            let tx = state.vessels_net.tx.clone();
+            tokio::task::spawn_blocking(move || {
+                let reply = super::ingress::host_take(&host, peer, &frame);
+                let _ = tx.blocking_send(NodeCommand::RespondPeer {
+                    channel,
+                    response: PeerResponse::Ingress(reply),
+                });
+            });
+        }
+        PeerRequest::Egress(frame) => {
+            if let Err(e) = frame.check() {
+                send_now(swarm, channel, peer_refused(format!("egress frame: {e}")));
+                return;
+            }
+            let ingress = state.vessels_net.ingress.clone();
+            let tx = state.vessels_net.tx.clone();
+            tokio::spawn(async move {
+                let response = match super::ingress::entry_write(&ingress, peer, frame).await {
+                    Ok(r) => PeerResponse::Egress(r),
+                    Err(reason) => {
+                        warn!(%peer, "egress refused: {reason}");
+                        peer_refused(reason)
+                    }
+                };
+                let _ = tx
+                    .send(NodeCommand::RespondPeer { channel, response })
+                    .await;
             });
         }
         other => {
@@ -1064,7 +1107,10 @@ async fn serve_async(
         PeerRequest::MigrationStatus { vessel } => {
             Ok(PeerResponse::Migration(status(mesh, vessel)?))
         }
-        PeerRequest::Nonce | PeerRequest::Offer { .. } => Err("handled by the event loop".into()),
+        PeerRequest::Nonce
+        | PeerRequest::Offer { .. }
+        | PeerRequest::Ingress(_)
+        | PeerRequest::Egress(_) => Err("handled by the event loop".into()),
     }
 }
 
@@ -1601,6 +1647,13 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
             .get(&id)
             .map(|l| (l.deployment.clone(), l.migrations, l.run_ms()));
         let (deployment, migrations, run_ms) = deployment.ok_or("vessel gone")?;
+        // The vessel is paused: its hub takes no more client bytes (entries
+        // keep them and send them to wherever the vessel runs next).
+        let hub = lock(&mesh.host)
+            .hubs
+            .get(&id)
+            .map(|h| h.freeze_and_export())
+            .unwrap_or_default();
         tokio::task::spawn_blocking(
             move || -> Result<(VesselImage, crate::dock::Capture), String> {
                 let mut t = lock(&t);
@@ -1628,6 +1681,7 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
                         log,
                         migrations: migrations + 1,
                         run_ms,
+                        hub,
                     },
                     capture,
                 ))
@@ -1734,6 +1788,10 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
         match h.write_record(id, &record) {
             Err(e) => Err(format!("cannot write the commit record: {e}")),
             Ok(()) => {
+                // Its clients' bytes go to the destination from now on.
+                if let Some(hub) = h.hubs.remove(&id) {
+                    hub.stop();
+                }
                 if let Some(l) = h.vessels.get_mut(&id) {
                     l.record = record;
                     l.runner = None;
@@ -2045,6 +2103,11 @@ async fn checkpoint(host: &Arc<Mutex<Host>>, id: VesselId) -> Result<(), String>
             .map(|(v, d)| image::pack_volume(&store, d, &v.guest))
             .collect::<Result<Vec<_>, _>>()?;
         let log = image::pack_log(&store, &lock(&log))?;
+        let hub = h
+            .hubs
+            .get(&id)
+            .map(|h| h.freeze_and_export())
+            .unwrap_or_default();
         let img = VesselImage {
             version: VESSEL_VERSION,
             deployment,
@@ -2056,6 +2119,7 @@ async fn checkpoint(host: &Arc<Mutex<Host>>, id: VesselId) -> Result<(), String>
             log,
             migrations,
             run_ms,
+            hub,
         };
         let (bytes, ih) = img.encode_and_hash();
         store

@@ -39,6 +39,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 use wasmi::Engine;
 
+use crate::dock::services::ingress::IngressHub;
 use crate::dock::{DockConfig, Mode, VesselModule};
 use crate::store::{ChunkStore, StoreError};
 use log::VesselLog;
@@ -181,6 +182,13 @@ pub struct Host {
     modules: HashMap<(Hash, bool), Arc<PreparedModule>>,
     /// This node's PeerId, for `ps`.
     pub node: String,
+    /// The hubs of the service vessels that run here (`deploy --port`): the
+    /// mesh's ingress feeds them. A hub is here only while its vessel runs
+    /// here under a committed epoch, so no client byte is confirmed by a
+    /// node that may yet lose the vessel.
+    pub hubs: HashMap<VesselId, Arc<IngressHub>>,
+    /// Told of every hub that starts, so that the mesh pumps its bytes.
+    pub hub_started: Option<tokio::sync::mpsc::UnboundedSender<(VesselId, Arc<IngressHub>)>>,
 }
 
 impl Host {
@@ -207,6 +215,8 @@ impl Host {
             mounts,
             modules: HashMap::new(),
             node,
+            hubs: HashMap::new(),
+            hub_started: None,
         })
     }
 
@@ -494,6 +504,7 @@ impl Host {
             log: LogImage::default(),
             migrations: 0,
             run_ms: 0,
+            hub: Default::default(),
         };
         let (bytes, h) = image.encode_and_hash();
         self.store.put_image_doc(&bytes, true).map_err(store_err)?;
@@ -521,6 +532,15 @@ impl Host {
         };
         let runner = runner::spawn(id, ready.vessel, self.vessel_dir(id), ready.log.clone())
             .map_err(|e| HostError::refused(id, format!("cannot start its thread: {e}")))?;
+        if let Some(old) = self.hubs.remove(&id) {
+            old.stop();
+        }
+        if let Some(hub) = ready.ingress {
+            self.hubs.insert(id, hub.clone());
+            if let Some(tx) = &self.hub_started {
+                let _ = tx.send((id, hub));
+            }
+        }
         self.vessels.insert(
             id,
             Local {
@@ -634,6 +654,7 @@ mod tests {
                     env: vec![],
                     volumes: vec![],
                     mounts: vec![],
+                    ports: vec![],
                 },
             ),
             epoch: 1,
@@ -647,6 +668,7 @@ mod tests {
             log: LogImage::default(),
             migrations: 0,
             run_ms: 0,
+            hub: Default::default(),
         };
         let (bytes, _) = img.encode_and_hash();
         store.put_image_doc(&bytes, false).unwrap()

@@ -189,6 +189,7 @@ fn image_for(
             env: vec![],
             volumes: vec![],
             mounts: vec![],
+            ports: vec![],
         },
     );
     VesselImage {
@@ -205,6 +206,7 @@ fn image_for(
         log: LogImage::default(),
         migrations: 0,
         run_ms: 0,
+        hub: Default::default(),
     }
 }
 

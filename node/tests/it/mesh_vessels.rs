@@ -26,17 +26,17 @@ use crate::mesh::{stderr, Node, User};
 const WAIT: Duration = Duration::from_secs(60);
 
 /// One user's mesh of three nodes, a, b and c.
-struct Mesh {
-    user: User,
-    nodes: Vec<Node>,
+pub(crate) struct Mesh {
+    pub(crate) user: User,
+    pub(crate) nodes: Vec<Node>,
     addrs: Vec<String>,
-    ids: Vec<String>,
+    pub(crate) ids: Vec<String>,
     pace_ms: u32,
     fuel_slice: u64,
 }
 
 impl Mesh {
-    fn new(pace_ms: u32, fuel_slice: u64) -> Mesh {
+    pub(crate) fn new(pace_ms: u32, fuel_slice: u64) -> Mesh {
         let user = User::new();
         let mut m = Mesh {
             user,
@@ -57,6 +57,11 @@ impl Mesh {
         m
     }
 
+    /// Where node `i` accepts the clients of service vessels.
+    pub(crate) fn service_ip(i: usize) -> String {
+        format!("127.0.0.{}", 2 + i)
+    }
+
     fn data_dir(&self, name: &str) -> PathBuf {
         self.user.home.path().join(name)
     }
@@ -66,10 +71,19 @@ impl Mesh {
         let mut all: Vec<(&str, &str)> = vec![("MESHNODE_TEST_SLICE_PACE_MS", &pace)];
         all.extend_from_slice(envs);
         let slice = self.fuel_slice.to_string();
+        // One loopback address per node for service vessels' clients.
+        let service = Self::service_ip(["a", "b", "c"].iter().position(|n| *n == name).unwrap());
         self.user.start_env(
             &self.data_dir(name),
             peers,
-            &["--fuel-slice", &slice, "--ping-interval", "200ms"],
+            &[
+                "--fuel-slice",
+                &slice,
+                "--ping-interval",
+                "200ms",
+                "--service-address",
+                &service,
+            ],
             &all,
         )
     }
@@ -105,7 +119,7 @@ impl Mesh {
         }
     }
 
-    fn cli(&self, node: usize, args: &[&str]) -> std::process::Output {
+    pub(crate) fn cli(&self, node: usize, args: &[&str]) -> std::process::Output {
         let mut all: Vec<&str> = args.to_vec();
         all.extend(["--data-dir", self.nodes[node].dir(), "--timeout", "60s"]);
         self.user.run(&all)
@@ -138,7 +152,7 @@ impl Mesh {
     }
 
     /// `meshnode migrate --json`: Ok(report) or Err(stderr).
-    fn migrate(&self, via: usize, vessel: &str, to: usize) -> Result<Value, String> {
+    pub(crate) fn migrate(&self, via: usize, vessel: &str, to: usize) -> Result<Value, String> {
         let out = self.cli(via, &["migrate", "--json", "--to", &self.ids[to], vessel]);
         if !out.status.success() {
             return Err(stderr(&out));
@@ -146,7 +160,7 @@ impl Mesh {
         Ok(serde_json::from_slice(&out.stdout).unwrap())
     }
 
-    fn ps(&self, via: usize) -> Vec<Value> {
+    pub(crate) fn ps(&self, via: usize) -> Vec<Value> {
         let out = self.cli(via, &["ps", "--json"]);
         assert!(out.status.success(), "ps: {}", stderr(&out));
         serde_json::from_slice::<Value>(&out.stdout)
@@ -156,12 +170,12 @@ impl Mesh {
             .unwrap()
     }
 
-    fn row(&self, via: usize, vessel: &str) -> Option<Value> {
+    pub(crate) fn row(&self, via: usize, vessel: &str) -> Option<Value> {
         self.ps(via).into_iter().find(|r| r["id"] == vessel)
     }
 
     /// Waits until the vessel has ended; returns its `ps` row.
-    fn wait_end(&self, via: usize, vessel: &str) -> Value {
+    pub(crate) fn wait_end(&self, via: usize, vessel: &str) -> Value {
         let deadline = Instant::now() + WAIT;
         loop {
             if let Some(r) = self.row(via, vessel) {
@@ -181,13 +195,13 @@ impl Mesh {
     }
 
     /// The vessel's log as (stdout, stderr).
-    fn logs(&self, via: usize, vessel: &str) -> (Vec<u8>, Vec<u8>) {
+    pub(crate) fn logs(&self, via: usize, vessel: &str) -> (Vec<u8>, Vec<u8>) {
         let out = self.cli(via, &["logs", vessel]);
         assert!(out.status.success(), "logs: {}", stderr(&out));
         (out.stdout, out.stderr)
     }
 
-    fn logs_of_nodes(&self) -> String {
+    pub(crate) fn logs_of_nodes(&self) -> String {
         self.nodes
             .iter()
             .map(|n| format!("--- {}\n{}", n.data_dir.display(), n.log()))
