@@ -92,7 +92,7 @@ class User:
 
 
 class Node:
-    def __init__(self, user, work, name, mode, peers, rust_log):
+    def __init__(self, user, work, name, mode, peers, rust_log, extra_config=""):
         self.user = user
         self.name = name
         self.dir = os.path.join(work, name)
@@ -101,6 +101,7 @@ class Node:
         self.config = os.path.join(work, f"{name}.toml")
         with open(self.config, "w") as f:
             f.write(f"migration_warm_rounds = {rounds}\nmigration_dedup = {'true' if dedup else 'false'}\n")
+            f.write(extra_config)
         self.log = os.path.join(work, f"{name}.log")
         args = [MESHNODE, "start", "--data-dir", self.dir, "--config", self.config,
                 "--listen", "/ip4/127.0.0.1/tcp/0", "--listen", "/ip4/127.0.0.1/udp/0/quic-v1",

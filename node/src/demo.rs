@@ -238,6 +238,7 @@ pub fn run_demo(args: DemoArgs) -> Result<i32> {
         env: vec![],
         volumes: vec![],
         mounts: vec![],
+        ports: vec![],
     };
     let deployment = Deployment::sign(&user, body);
     let ControlResponse::Deployed { vessel, .. } = call(Command::Deploy {

@@ -356,6 +356,10 @@ pub struct NodeStatus {
     pub cpus: u32,
     /// Ids of the vessels running on the node.
     pub vessels: Vec<String>,
+    /// The service ports of the vessels running on the node, so that every
+    /// node can accept their clients.
+    #[serde(default)]
+    pub services: Vec<crate::ingress::ServiceRoute>,
     /// Smoothed RTTs to its nearest connected member peers, for placement
     /// elsewhere (absent from nodes older than placement).
     #[serde(default)]
@@ -391,6 +395,12 @@ pub enum StatusError {
     TooManyVessels { found: usize, limit: usize },
     #[error("status lists {found} RTTs, over the limit of {limit}")]
     TooManyRtts { found: usize, limit: usize },
+    #[error("vessel {vessel} has {found} service ports, over the limit of {limit}")]
+    TooManyPorts {
+        vessel: String,
+        found: usize,
+        limit: usize,
+    },
     #[error("status has a string of {found} bytes, over the limit of {limit}")]
     StringTooLong { found: usize, limit: usize },
 }
@@ -413,6 +423,19 @@ impl NodeStatus {
             return Err(StatusError::TooManyRtts {
                 found: self.rtts.len(),
                 limit: MAX_STATUS_RTTS,
+            });
+        }
+        if self.services.len() > MAX_STATUS_VESSELS {
+            return Err(StatusError::TooManyVessels {
+                found: self.services.len(),
+                limit: MAX_STATUS_VESSELS,
+            });
+        }
+        if let Some(bad) = self.services.iter().find(|s| s.check().is_err()) {
+            return Err(StatusError::TooManyPorts {
+                vessel: bad.vessel.to_hex(),
+                found: bad.ports.len(),
+                limit: crate::limits::MAX_SERVICE_PORTS,
             });
         }
         for s in [&self.arch, &self.os]
@@ -555,6 +578,7 @@ pub(crate) mod tests {
             vessels: vec![],
             rtts: vec![],
             draining: false,
+            services: vec![],
         };
         s.check().unwrap();
         s.rtts = vec![
@@ -598,6 +622,7 @@ mod smoke {
                 rtt_us: 5000,
             }],
             draining: true,
+            services: vec![],
         };
         let token = JoinToken {
             version: crate::membership::MEMBERSHIP_VERSION,

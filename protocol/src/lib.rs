@@ -23,6 +23,7 @@
 pub mod cbor;
 pub mod control;
 pub mod fuzzing;
+pub mod ingress;
 pub mod limits;
 pub mod membership;
 pub mod migrate;

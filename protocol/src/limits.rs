@@ -226,3 +226,8 @@ pub const MAX_HUB_BUFFER_BYTES: usize = 256 * 1024;
 
 /// Longest service port name (for `--tcplisten`, the address as given).
 pub const MAX_SERVICE_NAME_BYTES: usize = 256;
+
+/// Most connections one ingress or egress frame carries. A frame is sent
+/// per burst of traffic; more connections wait for the next frame, so one
+/// frame stays under a few MiB ([`MAX_HUB_BUFFER_BYTES`] each at most).
+pub const MAX_INGRESS_SEGMENTS: usize = 16;

@@ -180,6 +180,11 @@ pub enum PeerRequest {
     MigrationStatus {
         vessel: VesselId,
     },
+    /// Client bytes for a vessel that runs here, from the entry node that
+    /// holds the clients (docs/protocol.md, "Service ingress").
+    Ingress(crate::ingress::IngressFrame),
+    /// A vessel's bytes for clients that this node holds, from its host.
+    Egress(crate::ingress::EgressFrame),
     /// Pin (or unpin) a vessel that runs here (`meshnode pin`/`unpin` sent
     /// to another node).
     Pin {
@@ -217,6 +222,8 @@ pub enum PeerResponse {
     Logs(crate::control::LogChunk),
     Migration(crate::control::MigrationReport),
     Done,
+    Ingress(crate::ingress::IngressReply),
+    Egress(crate::ingress::EgressReply),
     Refused {
         reason: String,
     },
@@ -243,6 +250,12 @@ pub fn peer_messages_oracle(data: &[u8]) {
         }
         Some(PeerRequest::Deploy { deployment, .. }) => {
             let _ = deployment.verify();
+        }
+        Some(PeerRequest::Ingress(f)) => {
+            let _ = f.check();
+        }
+        Some(PeerRequest::Egress(f)) => {
+            let _ = f.check();
         }
         _ => {}
     }
@@ -284,6 +297,7 @@ mod tests {
                     ],
                 }],
                 mounts: vec![],
+                ports: vec![],
             },
         )
     }
@@ -367,6 +381,24 @@ mod tests {
                 pinned: true,
                 last_move: "drained".into(),
             },
+            hub: crate::ingress::HubImage {
+                services: vec![("8080".into(), false)],
+                conns: vec![crate::ingress::ConnImage {
+                    id: 7,
+                    service: "8080".into(),
+                    entry: PeerIdBytes(vec![4, 5]),
+                    waiting: false,
+                    in_base: 3,
+                    inbound: b"get".to_vec(),
+                    in_end: Some(crate::ingress::StreamEnd::Fin),
+                    in_discard: false,
+                    out_base: 9,
+                    outbound: b"ok".to_vec(),
+                    out_fin: true,
+                    vessel_closed: false,
+                    reset: false,
+                }],
+            },
         };
         let decision = Decision::sign(
             &key(2),
@@ -399,6 +431,27 @@ mod tests {
                 next_nonce: Nonce([3; 32]),
             }),
             crate::cbor::encode(&image),
+            crate::cbor::encode(&PeerRequest::Ingress(crate::ingress::IngressFrame {
+                vessel: VesselId([1; 8]),
+                segments: vec![crate::ingress::InSegment {
+                    conn: 7,
+                    service: "8080".into(),
+                    at: 0,
+                    data: b"put k v".to_vec(),
+                    end: None,
+                }],
+            })),
+            crate::cbor::encode(&PeerRequest::Egress(crate::ingress::EgressFrame {
+                vessel: VesselId([1; 8]),
+                epoch: 4,
+                segments: vec![crate::ingress::OutSegment {
+                    conn: 7,
+                    at: 2,
+                    data: b"ok".to_vec(),
+                    fin: false,
+                    closed: true,
+                }],
+            })),
         ];
         for s in &samples {
             peer_messages_oracle(s);

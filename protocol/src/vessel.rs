@@ -100,6 +100,11 @@ pub struct DeploymentBody {
     /// Node-local directories: (guest path, name that each node maps in its
     /// config).
     pub mounts: Vec<(String, String)>,
+    /// Service ports (`meshnode deploy --port`): the vessel gets a listening
+    /// socket for each, as descriptors 3, 4, ... in this order, and every
+    /// node accepts its clients on them.
+    #[serde(default)]
+    pub ports: Vec<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,6 +117,10 @@ pub struct Deployment {
 /// Why a deployment or an image is malformed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VesselError {
+    #[error("its open connections: {0}")]
+    Hub(String),
+    #[error("service ports: {0}")]
+    Ports(String),
     #[error("format version {found}, this build reads version {expected}")]
     Version { found: u32, expected: u32 },
     #[error("forged deployment: {0}")]
@@ -248,6 +257,19 @@ impl DeploymentBody {
             too_many("a mount's guest path", guest.len(), MAX_PATH_BYTES)?;
             too_many("a mount's name", name.len(), MAX_NAME_BYTES)?;
         }
+        too_many(
+            "service ports",
+            self.ports.len(),
+            crate::limits::MAX_SERVICE_PORTS,
+        )?;
+        let mut ports = self.ports.clone();
+        ports.sort_unstable();
+        ports.dedup();
+        if ports.len() != self.ports.len() || ports.contains(&0) {
+            return Err(VesselError::Ports(
+                "each service port must be given once, and not be 0".into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -318,6 +340,10 @@ pub struct VesselImage {
     pub migrations: u32,
     /// Run time so far, milliseconds (for `ps`).
     pub run_ms: u64,
+    /// The host's side of the vessel's open client connections at the
+    /// capture (a service vessel's; empty otherwise).
+    #[serde(default)]
+    pub hub: crate::ingress::HubImage,
     /// What placement keeps about the vessel (absent from images older than
     /// placement).
     #[serde(default)]
@@ -349,6 +375,9 @@ impl VesselImage {
             v.check()?;
         }
         check_image("the log", &self.log.content)?;
+        self.hub
+            .check()
+            .map_err(|e| VesselError::Hub(e.to_string()))?;
         check_image("the module", &self.module)?;
         too_many(
             "a placement note's bytes",

@@ -35,6 +35,13 @@ pub struct DeployArgs {
     /// (`[mounts]`), seen at GUEST. It does not travel. Repeatable.
     #[arg(long = "mount", value_name = "GUEST=NAME")]
     pub mounts: Vec<String>,
+    /// Give the vessel a listening TCP socket on this port (as wasmtime's
+    /// `--tcplisten`: descriptor 3, then 4, ... in the order given). Every
+    /// node of the mesh accepts its clients on PORT (at the node's
+    /// `service_address`) and carries them to wherever the vessel runs;
+    /// open connections survive its moves. Repeatable.
+    #[arg(long = "port", value_name = "PORT")]
+    pub ports: Vec<u16>,
     /// An environment variable for the program. Repeatable.
     #[arg(long = "env", value_name = "KEY=VALUE")]
     pub envs: Vec<String>,
@@ -221,6 +228,7 @@ pub fn run_deploy(args: DeployArgs) -> Result<i32> {
         env: args.envs.clone(),
         volumes,
         mounts,
+        ports: args.ports.clone(),
     };
     body.check().map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut client = Client::connect(&args.target)?;
@@ -238,6 +246,9 @@ pub fn run_deploy(args: DeployArgs) -> Result<i32> {
         out(serde_json::json!({ "vessel": vessel.to_hex(), "node": node }))?;
     } else {
         eprintln!("meshnode: deployed on {node}");
+        for p in &args.ports {
+            eprintln!("meshnode: its clients connect to port {p} of any node");
+        }
         out(vessel)?;
     }
     Ok(0)

@@ -17,6 +17,10 @@ pub const DEFAULT_PING_INTERVAL_MS: u64 = 1000;
 /// How long a connection that no protocol needs stays open.
 pub const DEFAULT_IDLE_CONNECTION_TIMEOUT_SECS: u64 = 300;
 
+/// Where a node accepts clients of service vessels by default: every
+/// interface, so that a client can enter the mesh at any node.
+pub const DEFAULT_SERVICE_ADDRESS: &str = "0.0.0.0";
+
 /// How often the node gossips its status.
 pub const DEFAULT_STATUS_INTERVAL_MS: u64 = 2000;
 
@@ -66,6 +70,9 @@ pub struct Config {
     /// Send only the chunks a destination lacks. For measurements; keep the
     /// default.
     pub migration_dedup: bool,
+    /// The IP address on which this node accepts the clients of the mesh's
+    /// service vessels (`deploy --port`), or "none" to accept none.
+    pub service_address: String,
     /// How often placement judges each vessel hosted here (0: never move
     /// vessels automatically).
     pub placement_interval_ms: u64,
@@ -105,6 +112,7 @@ impl Default for Config {
             vessel_max_memory_bytes: crate::dock::DEFAULT_MAX_MEMORY_BYTES as u64,
             migration_warm_rounds: crate::mesh::vessels::MAX_WARM_ROUNDS,
             migration_dedup: true,
+            service_address: DEFAULT_SERVICE_ADDRESS.to_string(),
             placement_interval_ms: DEFAULT_PLACEMENT_INTERVAL_MS,
             placement_margin: crate::placement::PlacementParams::default().margin,
             placement_min_gain_ms: crate::placement::PlacementParams::default().min_gain_ms,
@@ -175,6 +183,10 @@ vessel_max_memory_bytes = 536870912
 migration_warm_rounds = 4
 migration_dedup = true
 
+# Where this node accepts the clients of the mesh's service vessels
+# (`meshnode deploy --port`): an IP address, or "none". Every node accepts
+# every service's clients and carries them to wherever the vessel runs.
+service_address = "0.0.0.0"
 # Placement: the node that hosts a vessel moves it to the node nearest its
 # clients (the traffic-weighted mean RTT from a node to where the vessel's
 # client traffic enters the mesh), only when that node is clearly nearer

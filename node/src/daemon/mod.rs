@@ -72,6 +72,13 @@ pub struct StartArgs {
     #[arg(long, value_name = "N")]
     pub fuel_slice: Option<u64>,
 
+    /// IP address on which to accept the clients of the mesh's service
+    /// vessels (`deploy --port`), or `none` (default: from the config,
+    /// 0.0.0.0). Several nodes on one machine need one address each, e.g.
+    /// 127.0.0.2, 127.0.0.3.
+    #[arg(long, value_name = "IP")]
+    pub service_address: Option<String>,
+
     /// The user key that enrols this node on first start (default:
     /// ~/.config/meshnode/user.key, created when missing unless --join).
     #[arg(long, value_name = "FILE")]
@@ -124,6 +131,9 @@ pub fn run_start(args: StartArgs) -> Result<i32> {
     }
     if let Some(n) = args.fuel_slice {
         config.vessel_fuel_slice = n.max(1);
+    }
+    if let Some(a) = &args.service_address {
+        config.service_address = a.clone();
     }
     if let Some(d) = args.status_interval {
         config.status_interval_ms = (d.as_millis() as u64).max(100);

@@ -25,6 +25,7 @@
 
 pub mod behaviour;
 pub mod codec;
+pub mod ingress;
 pub mod node;
 pub mod place;
 pub mod rtt;

@@ -299,8 +299,37 @@ pub async fn run(
     }
 
     let (internal_tx, mut internal_rx) = tokio::sync::mpsc::channel::<NodeCommand>(1024);
+    let service_ip = match config.service_address.trim() {
+        "" | "none" => None,
+        a => Some(
+            a.parse::<std::net::IpAddr>()
+                .map_err(|_| NodeError::Listen {
+                    addr: a.to_string(),
+                    reason: "service_address must be an IP address (or \"none\")".into(),
+                })?,
+        ),
+    };
+    let ingress = std::sync::Arc::new(super::ingress::Ingress::new(service_ip));
+    let (hub_tx, hub_rx) = tokio::sync::mpsc::unbounded_channel();
+    params
+        .host
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .hub_started = Some(hub_tx);
+    // Before the ingress starts: it records into this book.
+    params
+        .host
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .traffic = std::sync::Arc::new(crate::placement::TrafficBook::new(Duration::from_millis(
+        config.traffic_half_life_ms,
+    )));
     let mut state = NodeState {
-        vessels_net: super::vessels::VesselNet::new(params.host.clone(), internal_tx),
+        vessels_net: super::vessels::VesselNet::new(
+            params.host.clone(),
+            internal_tx,
+            ingress.clone(),
+        ),
         identity: params.identity.clone(),
         data_dir: params.data_dir.clone(),
         certificate: params.certificate,
@@ -358,9 +387,6 @@ pub async fn run(
         dedup: config.migration_dedup,
     };
     state.vessels_net.placement = crate::placement::Placement::new(config.placement_params());
-    state.vessels_net.traffic = std::sync::Arc::new(crate::placement::TrafficBook::new(
-        Duration::from_millis(config.traffic_half_life_ms),
-    ));
     // With placement off the tick still refreshes what a drain chooses by.
     let placement_on = config.placement_interval_ms > 0;
     let mut placement_tick = tokio::time::interval(Duration::from_millis(if placement_on {
@@ -370,6 +396,11 @@ pub async fn run(
     }));
     let stale_status =
         Duration::from_millis(config.status_interval_ms) * super::place::STALE_STATUS_INTERVALS;
+    tokio::spawn(super::ingress::run(
+        super::vessels::mesh_of(&state),
+        ingress,
+        hub_rx,
+    ));
     super::vessels::recover(&state);
     let mut commands = params.commands;
     let mut status_tick = tokio::time::interval(Duration::from_millis(config.status_interval_ms));
@@ -528,19 +559,21 @@ fn publish_status(
     let Some(cert) = &state.certificate else {
         return;
     };
-    let vessels: Vec<String> = {
+    let (vessels, services) = {
         let mut h = state
             .vessels_net
             .host
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         h.reap();
-        h.list()
+        let vessels: Vec<String> = h
+            .list()
             .into_iter()
             .filter(|v| v.state == "running" || v.state == "migrating")
             .map(|v| v.id.to_hex())
             .take(protocol::limits::MAX_STATUS_VESSELS)
-            .collect()
+            .collect();
+        (vessels, super::ingress::local_routes(&h))
     };
     let mut status = super::status::sample(vessels);
     status.rtts = super::place::own_rtts(state);
@@ -550,6 +583,7 @@ fn publish_status(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .is_some();
+    status.services = services;
     let msg = StatusMessage {
         certificate: cert.clone(),
         status,
@@ -917,6 +951,10 @@ fn judge_status(
     }
     match state.judge(&source, Some(&msg.certificate)) {
         m @ Membership::Member(_) => {
+            state
+                .vessels_net
+                .ingress
+                .learn(source, &msg.status.services);
             state.peer(source).status = Some((msg.status, Instant::now()));
             if state.peer(source).membership != m {
                 state.peer(source).certificate = Some(msg.certificate);

@@ -23,7 +23,9 @@ use tracing::{info, warn};
 
 use super::node::{Membership, NodeState};
 use super::vessels::{mesh_of, start_migration, Mesh};
-use crate::placement::{drain_target, short, NodeRoom, PlacementParams, Rtts, Verdict, VesselView};
+use crate::placement::{
+    drain_target, short, NodeRoom, PlacementParams, Rtts, TrafficBook, Verdict, VesselView,
+};
 use crate::vessel::{Host, Record};
 
 /// A status older than this many status intervals is stale: its node may
@@ -130,14 +132,19 @@ fn movable(l: &crate::vessel::Local) -> bool {
         && l.runner.as_ref().is_some_and(|r| r.exit().is_none())
 }
 
-fn view_of(id: VesselId, l: &crate::vessel::Local, mesh: &Mesh, now: Instant) -> VesselView {
+fn view_of(
+    id: VesselId,
+    l: &crate::vessel::Local,
+    traffic: &TrafficBook,
+    now: Instant,
+) -> VesselView {
     VesselView {
         id,
         pinned: l.pinned,
         memory_bytes: l.runner.as_ref().map_or(0, |r| r.memory_bytes()),
         last_move: l.last_move,
         reason: l.reason.clone(),
-        entries: mesh.traffic.entries(id, now),
+        entries: traffic.entries(id, now),
     }
 }
 
@@ -176,7 +183,7 @@ pub fn tick(state: &mut NodeState, stale: Duration, enabled: bool) {
             .vessels
             .iter()
             .filter(|(_, l)| movable(l))
-            .map(|(id, l)| view_of(*id, l, &mesh, now))
+            .map(|(id, l)| view_of(*id, l, &h.traffic, now))
             .collect();
         (views, h.vessels.values().any(|l| l.migrating))
     };
@@ -370,7 +377,7 @@ async fn drain_one(
         if !movable(l) {
             return Err("it no longer runs here".into());
         }
-        view_of(id, l, mesh, Instant::now())
+        view_of(id, l, &h.traffic, Instant::now())
     };
     // Right after a start or a restart the other nodes' statuses may not
     // be here yet: wait for them a little before giving up.

@@ -20,6 +20,7 @@ pub fn sample(vessels: Vec<String>) -> NodeStatus {
         vessels,
         rtts: Vec::new(),
         draining: false,
+        services: Vec::new(),
     }
 }
 

@@ -92,9 +92,6 @@ pub struct VesselNet {
     pub migrations: Arc<Mutex<HashMap<VesselId, MigrationReport>>>,
     pub incoming: Arc<Mutex<HashMap<VesselId, Incoming>>>,
     pub policy: MigrationPolicy,
-    /// Where each hosted vessel's client traffic enters the mesh: the
-    /// ingress records into it, placement reads it.
-    pub traffic: Arc<crate::placement::TrafficBook>,
     /// What the event loop last saw of the mesh, for placement decisions
     /// made in tasks (drain).
     pub inputs: Arc<Mutex<super::place::Inputs>>,
@@ -105,6 +102,7 @@ pub struct VesselNet {
     pub placement: crate::placement::Placement,
     /// The automatic migration in flight, if any: (vessel, destination).
     pub auto: Option<(VesselId, PeerId)>,
+    pub ingress: Arc<super::ingress::Ingress>,
 }
 
 /// One migration this node is receiving.
@@ -126,8 +124,13 @@ pub struct Incoming {
 }
 
 impl VesselNet {
-    pub fn new(host: Arc<Mutex<Host>>, tx: mpsc::Sender<NodeCommand>) -> VesselNet {
+    pub fn new(
+        host: Arc<Mutex<Host>>,
+        tx: mpsc::Sender<NodeCommand>,
+        ingress: Arc<super::ingress::Ingress>,
+    ) -> VesselNet {
         VesselNet {
+            ingress,
             host,
             tx,
             nonces: HashMap::new(),
@@ -136,7 +139,6 @@ impl VesselNet {
             migrations: Arc::new(Mutex::new(HashMap::new())),
             incoming: Arc::new(Mutex::new(HashMap::new())),
             policy: MigrationPolicy::default(),
-            traffic: Arc::new(crate::placement::TrafficBook::default()),
             inputs: Arc::new(Mutex::new(Default::default())),
             drain: Arc::new(Mutex::new(None)),
             placement: crate::placement::Placement::default(),
@@ -190,9 +192,9 @@ pub struct Mesh {
     pub migrations: Arc<Mutex<HashMap<VesselId, MigrationReport>>>,
     pub trusted: Vec<PublicKey>,
     pub policy: MigrationPolicy,
-    pub traffic: Arc<crate::placement::TrafficBook>,
     pub inputs: Arc<Mutex<super::place::Inputs>>,
     pub drain: Arc<Mutex<Option<protocol::control::DrainReport>>>,
+    pub ingress: Arc<super::ingress::Ingress>,
 }
 
 /// How this node moves vessels. The defaults are what a user wants; the
@@ -248,7 +250,7 @@ impl Mesh {
 
     /// Sends one request through the event loop and waits for the answer;
     /// a refusal becomes an error with the peer's reason.
-    async fn request_once(
+    pub(crate) async fn request_once(
         &self,
         peer: PeerId,
         request: PeerRequest,
@@ -280,9 +282,9 @@ pub fn mesh_of(state: &NodeState) -> Mesh {
         migrations: state.vessels_net.migrations.clone(),
         trusted: state.trusted.clone(),
         policy: state.vessels_net.policy,
-        traffic: state.vessels_net.traffic.clone(),
         inputs: state.vessels_net.inputs.clone(),
         drain: state.vessels_net.drain.clone(),
+        ingress: state.vessels_net.ingress.clone(),
     }
 }
 
@@ -740,6 +742,41 @@ pub fn serve_peer(
                 }
             });
         }
+        PeerRequest::Ingress(frame) => {
+            if let Err(e) = frame.check() {
+                send_now(swarm, channel, peer_refused(format!("ingress frame: {e}")));
+                return;
+            }
+            let host = state.vessels_net.host.clone();
+            let tx = state.vessels_net.tx.clone();
+            tokio::task::spawn_blocking(move || {
+                let reply = super::ingress::host_take(&host, peer, &frame);
+                let _ = tx.blocking_send(NodeCommand::RespondPeer {
+                    channel,
+                    response: PeerResponse::Ingress(reply),
+                });
+            });
+        }
+        PeerRequest::Egress(frame) => {
+            if let Err(e) = frame.check() {
+                send_now(swarm, channel, peer_refused(format!("egress frame: {e}")));
+                return;
+            }
+            let ingress = state.vessels_net.ingress.clone();
+            let tx = state.vessels_net.tx.clone();
+            tokio::spawn(async move {
+                let response = match super::ingress::entry_write(&ingress, peer, frame).await {
+                    Ok(r) => PeerResponse::Egress(r),
+                    Err(reason) => {
+                        warn!(%peer, "egress refused: {reason}");
+                        peer_refused(reason)
+                    }
+                };
+                let _ = tx
+                    .send(NodeCommand::RespondPeer { channel, response })
+                    .await;
+            });
+        }
         other => {
             let mesh = mesh_of(state);
             let incoming = state.vessels_net.incoming.clone();
@@ -1165,7 +1202,10 @@ async fn serve_async(
             super::place::start_drain(mesh, include_pinned),
         )),
         PeerRequest::DrainStatus => Ok(PeerResponse::Drain(super::place::drain_report(mesh)?)),
-        PeerRequest::Nonce | PeerRequest::Offer { .. } => Err("handled by the event loop".into()),
+        PeerRequest::Nonce
+        | PeerRequest::Offer { .. }
+        | PeerRequest::Ingress(_)
+        | PeerRequest::Egress(_) => Err("handled by the event loop".into()),
     }
 }
 
@@ -1735,6 +1775,13 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
             )
         });
         let (deployment, migrations, run_ms, placement) = deployment.ok_or("vessel gone")?;
+        // The vessel is paused: its hub takes no more client bytes (entries
+        // keep them and send them to wherever the vessel runs next).
+        let hub = lock(&mesh.host)
+            .hubs
+            .get(&id)
+            .map(|h| h.freeze_and_export())
+            .unwrap_or_default();
         tokio::task::spawn_blocking(
             move || -> Result<(VesselImage, crate::dock::Capture), String> {
                 let mut t = lock(&t);
@@ -1763,6 +1810,7 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
                         migrations: migrations + 1,
                         run_ms,
                         placement,
+                        hub,
                     },
                     capture,
                 ))
@@ -1869,6 +1917,10 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
         match h.write_record(id, &record) {
             Err(e) => Err(format!("cannot write the commit record: {e}")),
             Ok(()) => {
+                // Its clients' bytes go to the destination from now on.
+                if let Some(hub) = h.hubs.remove(&id) {
+                    hub.stop();
+                }
                 if let Some(l) = h.vessels.get_mut(&id) {
                     l.record = record;
                     l.runner = None;
@@ -1889,7 +1941,7 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
     set_report(mesh, id, |r| r.phase = "committed".into());
     fault_point("after-commit-record");
     // Its traffic now enters towards the new host, which keeps its own book.
-    mesh.traffic.forget(id);
+    lock(&mesh.host).traffic.forget(id);
     let t_recorded = paused_at.elapsed();
     // Downtime ends when the destination says the vessel runs there (its
     // thread has started); the source's own bookkeeping after that is not
@@ -2185,6 +2237,11 @@ async fn checkpoint(host: &Arc<Mutex<Host>>, id: VesselId) -> Result<(), String>
             .map(|(v, d)| image::pack_volume(&store, d, &v.guest))
             .collect::<Result<Vec<_>, _>>()?;
         let log = image::pack_log(&store, &lock(&log))?;
+        let hub = h
+            .hubs
+            .get(&id)
+            .map(|h| h.freeze_and_export())
+            .unwrap_or_default();
         let img = VesselImage {
             version: VESSEL_VERSION,
             deployment,
@@ -2200,6 +2257,7 @@ async fn checkpoint(host: &Arc<Mutex<Host>>, id: VesselId) -> Result<(), String>
                 pinned,
                 last_move: old.placement.last_move.clone(),
             },
+            hub,
         };
         let (bytes, ih) = img.encode_and_hash();
         store

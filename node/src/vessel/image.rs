@@ -15,8 +15,11 @@ use protocol::vessel::{LogImage, Resume, VesselImage, VolumeEntry, VolumeImage};
 
 use super::log::VesselLog;
 use super::{Host, HostError, PreparedModule};
+use crate::dock::services::ingress::IngressHub;
 use crate::dock::snapshot::capture_from_manifest;
-use crate::dock::wasi::{DirMapping, InputSource, OutputSink, Stdio, WasiCtx, WasiOptions};
+use crate::dock::wasi::{
+    DirMapping, InputSource, OutputSink, Services, Stdio, WasiCtx, WasiOptions,
+};
 use crate::dock::{Capture, Vessel};
 use crate::store::{get_image, put_image, ChunkStore};
 
@@ -25,6 +28,8 @@ pub struct Ready {
     pub vessel: Vessel,
     pub log: Arc<Mutex<VesselLog>>,
     pub module: Arc<PreparedModule>,
+    /// The hub of a service vessel (`deploy --port`): its clients' bytes.
+    pub ingress: Option<Arc<IngressHub>>,
 }
 
 fn chunk_size() -> usize {
@@ -309,17 +314,31 @@ pub fn ready_with_memory(
         stderr: sink(2),
     };
 
+    let ports = &image.deployment.body.ports;
+    let ingress = (!ports.is_empty()).then(|| {
+        Arc::new(match &image.resume {
+            Resume::Fresh => IngressHub::new(ports),
+            Resume::Snapshot(_) => IngressHub::from_image(&image.hub),
+        })
+    });
     let vessel = match &image.resume {
         Resume::Fresh => {
             let body = &image.deployment.body;
             let mut args = vec![body.name.as_bytes().to_vec()];
             args.extend(body.args.iter().map(|a| a.as_bytes().to_vec()));
-            let wasi = WasiCtx::new(WasiOptions {
-                args,
-                env: body.env.iter().map(|e| e.as_bytes().to_vec()).collect(),
-                dirs: mappings,
-                stdio,
-            })
+            let services = ingress.as_ref().map(|i| Services {
+                hub: i.hub(),
+                ports: ports.iter().map(|p| p.to_string()).collect(),
+            });
+            let wasi = WasiCtx::new_with_services(
+                WasiOptions {
+                    args,
+                    env: body.env.iter().map(|e| e.as_bytes().to_vec()).collect(),
+                    dirs: mappings,
+                    stdio,
+                },
+                services,
+            )
             .map_err(|e| refuse(e.to_string()))?;
             Vessel::new(&module.engine, &module.vm, wasi, &module.config)
                 .map_err(|e| refuse(e.to_string()))?
@@ -362,7 +381,10 @@ pub fn ready_with_memory(
                 )
                 .map_err(|e| refuse(e.to_string()))?,
             };
-            let wasi = WasiCtx::rebuild(manifest.wasi.clone(), &mappings, stdio)
+            let hub = ingress
+                .as_ref()
+                .map(|i| i.hub() as Arc<dyn crate::dock::services::ServiceHub>);
+            let wasi = WasiCtx::rebuild_with_hub(manifest.wasi.clone(), &mappings, stdio, hub)
                 .map_err(|e| refuse(e.to_string()))?;
             Vessel::resume(&module.engine, &module.vm, &capture, wasi, &module.config)
                 .map_err(|e| refuse(e.to_string()))?
@@ -372,6 +394,7 @@ pub fn ready_with_memory(
         vessel,
         log,
         module,
+        ingress,
     })
 }
 

@@ -39,6 +39,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 use wasmi::Engine;
 
+use crate::dock::services::ingress::IngressHub;
 use crate::dock::{DockConfig, Mode, VesselModule};
 use crate::store::{ChunkStore, StoreError};
 use log::VesselLog;
@@ -188,6 +189,18 @@ pub struct Host {
     modules: HashMap<(Hash, bool), Arc<PreparedModule>>,
     /// This node's PeerId, for `ps`.
     pub node: String,
+    /// The hubs of the service vessels that run here (`deploy --port`): the
+    /// mesh's ingress feeds them. A hub is here only while its vessel runs
+    /// here under a committed epoch, so no client byte is confirmed by a
+    /// node that may yet lose the vessel.
+    pub hubs: HashMap<VesselId, Arc<IngressHub>>,
+    /// Told of every hub that starts, so that the mesh pumps its bytes.
+    pub hub_started: Option<tokio::sync::mpsc::UnboundedSender<(VesselId, Arc<IngressHub>)>>,
+    /// Where each vessel's client traffic enters the mesh (placement's
+    /// input). The ingress records every client frame a vessel hosted here
+    /// takes; it has a lock of its own, so a caller may clone the `Arc` and
+    /// record without holding the host's lock.
+    pub traffic: Arc<crate::placement::TrafficBook>,
 }
 
 impl Host {
@@ -214,6 +227,9 @@ impl Host {
             mounts,
             modules: HashMap::new(),
             node,
+            hubs: HashMap::new(),
+            hub_started: None,
+            traffic: Arc::new(crate::placement::TrafficBook::default()),
         })
     }
 
@@ -511,6 +527,7 @@ impl Host {
             migrations: 0,
             run_ms: 0,
             placement: Default::default(),
+            hub: Default::default(),
         };
         let (bytes, h) = image.encode_and_hash();
         self.store.put_image_doc(&bytes, true).map_err(store_err)?;
@@ -538,6 +555,15 @@ impl Host {
         };
         let runner = runner::spawn(id, ready.vessel, self.vessel_dir(id), ready.log.clone())
             .map_err(|e| HostError::refused(id, format!("cannot start its thread: {e}")))?;
+        if let Some(old) = self.hubs.remove(&id) {
+            old.stop();
+        }
+        if let Some(hub) = ready.ingress {
+            self.hubs.insert(id, hub.clone());
+            if let Some(tx) = &self.hub_started {
+                let _ = tx.send((id, hub));
+            }
+        }
         self.vessels.insert(
             id,
             Local {
@@ -693,6 +719,7 @@ mod tests {
                     env: vec![],
                     volumes: vec![],
                     mounts: vec![],
+                    ports: vec![],
                 },
             ),
             epoch: 1,
@@ -707,6 +734,7 @@ mod tests {
             migrations: 0,
             run_ms: 0,
             placement: Default::default(),
+            hub: Default::default(),
         };
         let (bytes, _) = img.encode_and_hash();
         store.put_image_doc(&bytes, false).unwrap()

@@ -11,6 +11,7 @@ mod cross_cpu;
 mod dock;
 mod mesh;
 mod mesh_refusals;
+mod mesh_services;
 mod mesh_vessels;
 mod migrate;
 mod placement;

@@ -18,6 +18,7 @@ use libp2p::{request_response, Multiaddr, PeerId, Swarm};
 use meshnode::identity::NodeIdentity;
 use meshnode::mesh::behaviour::{node_swarm, NodeBehaviour, NodeBehaviourEvent, SwarmOptions};
 use protocol::control::PeerIdBytes;
+use protocol::ingress::{EgressFrame, InSegment, IngressFrame, OutSegment};
 use protocol::membership::{MemberCertificate, MemberRequest, MemberResponse, Nonce, PublicKey};
 use protocol::migrate::{
     ChunkBytes, Decision, DecisionBody, NamedChunk, Offer, OfferBody, OfferKind, PeerRequest,
@@ -189,6 +190,7 @@ fn image_for(
             env: vec![],
             volumes: vec![],
             mounts: vec![],
+            ports: vec![],
         },
     );
     VesselImage {
@@ -206,6 +208,7 @@ fn image_for(
         migrations: 0,
         run_ms: 0,
         placement: Default::default(),
+        hub: Default::default(),
     }
 }
 
@@ -220,8 +223,24 @@ fn refused(r: PeerResponse) -> String {
 fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
     let _cpu = crate::support::shared_cpu();
     let user = User::new();
-    let mut a = user.start("a", &[], &[]);
+    let mut a = user.start("a", &[], &["--service-address", "127.0.0.5"]);
     let addr = a.wait_ready();
+    // A service vessel at epoch 1, for the fenced egress.
+    let kv = crate::support::compile_c("examples/kvserver.c", &[]);
+    let port = (20_000..60_000)
+        .find(|p| std::net::TcpListener::bind(("127.0.0.5", *p)).is_ok())
+        .unwrap()
+        .to_string();
+    let out = user.run(&[
+        "deploy",
+        "--data-dir",
+        a.dir(),
+        "--port",
+        &port,
+        kv.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", crate::mesh::stderr(&out));
+    let service = VesselId::from_hex(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
     // A real vessel at epoch 1, for the stale-epoch case.
     let hello = crate::corpus::corpus_wasm("cpu_loop");
     let out = user.run(&[
@@ -367,6 +386,45 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
         );
         let why = refused(m.ask(PeerRequest::Commit(decision)).await);
         assert!(why.starts_with("forged commit"), "{why}");
+
+        // Service ingress: vessel bytes under an epoch older than the one
+        // the entry knows for the vessel (a host it left) are fenced off.
+        let stale = EgressFrame {
+            vessel: service,
+            epoch: 0,
+            segments: vec![OutSegment {
+                conn: 1,
+                at: 0,
+                data: b"late".to_vec(),
+                fin: false,
+                closed: true,
+            }],
+        };
+        let why = refused(m.ask(PeerRequest::Egress(stale)).await);
+        assert!(
+            why.contains("stale epoch 0") && why.contains("epoch 1"),
+            "{why}"
+        );
+        // A frame over the segment limit is refused, naming the limit.
+        let seg = InSegment {
+            conn: 1,
+            service: port.clone(),
+            at: 0,
+            data: vec![],
+            end: None,
+        };
+        let big = IngressFrame {
+            vessel: service,
+            segments: vec![seg; protocol::limits::MAX_INGRESS_SEGMENTS + 1],
+        };
+        let why = refused(m.ask(PeerRequest::Ingress(big)).await);
+        assert!(
+            why.contains(&format!(
+                "over the limit of {}",
+                protocol::limits::MAX_INGRESS_SEGMENTS
+            )),
+            "{why}"
+        );
         let _ = PublicKey([0; 32]);
     });
     let log = a.log();
@@ -378,6 +436,7 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
         "untrusted deployer",
         "stale epoch",
         "forged commit",
+        "egress refused: stale epoch",
     ] {
         assert!(
             log.contains(expected),

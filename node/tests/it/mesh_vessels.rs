@@ -58,6 +58,11 @@ impl Mesh {
         m
     }
 
+    /// Where node `i` accepts the clients of service vessels.
+    pub(crate) fn service_ip(i: usize) -> String {
+        format!("127.0.0.{}", 2 + i)
+    }
+
     fn data_dir(&self, name: &str) -> PathBuf {
         self.user.home.path().join(name)
     }
@@ -67,10 +72,19 @@ impl Mesh {
         let mut all: Vec<(&str, &str)> = vec![("MESHNODE_TEST_SLICE_PACE_MS", &pace)];
         all.extend_from_slice(envs);
         let slice = self.fuel_slice.to_string();
+        // One loopback address per node for service vessels' clients.
+        let service = Self::service_ip(["a", "b", "c"].iter().position(|n| *n == name).unwrap());
         self.user.start_env(
             &self.data_dir(name),
             peers,
-            &["--fuel-slice", &slice, "--ping-interval", "200ms"],
+            &[
+                "--fuel-slice",
+                &slice,
+                "--ping-interval",
+                "200ms",
+                "--service-address",
+                &service,
+            ],
             &all,
         )
     }
@@ -162,7 +176,7 @@ impl Mesh {
     }
 
     /// Waits until the vessel has ended; returns its `ps` row.
-    fn wait_end(&self, via: usize, vessel: &str) -> Value {
+    pub(crate) fn wait_end(&self, via: usize, vessel: &str) -> Value {
         let deadline = Instant::now() + WAIT;
         loop {
             if let Some(r) = self.row(via, vessel) {

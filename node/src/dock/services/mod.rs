@@ -23,12 +23,15 @@
 //! dock side is the [`ServiceHub`] trait, the network side the `net_*`
 //! methods that a bridge (TCP threads, the mesh) calls.
 
+pub mod ingress;
 pub mod tcp;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use protocol::control::PeerIdBytes;
+use protocol::ingress::{ConnImage, HubImage};
 use protocol::limits::{MAX_HUB_BUFFER_BYTES, MAX_VESSEL_CONNECTIONS};
 
 /// A connection's id, assigned by whoever accepted the client (unique per
@@ -146,6 +149,8 @@ struct Service {
 }
 
 struct Conn {
+    /// The service port it arrived on.
+    service: String,
     /// Network → vessel: stream offset of `inbound[0]`.
     in_base: u64,
     inbound: VecDeque<u8>,
@@ -162,8 +167,9 @@ struct Conn {
 }
 
 impl Conn {
-    fn new() -> Self {
+    fn new(service: &str) -> Self {
         Conn {
+            service: service.to_string(),
             in_base: 0,
             inbound: VecDeque::new(),
             in_end: None,
@@ -285,7 +291,7 @@ impl BufferHub {
                 );
             }
             s.waiting.push_back(id);
-            i.conns.insert(id, Conn::new());
+            i.conns.insert(id, Conn::new(service));
             (Ok(()), true)
         })
     }
@@ -416,6 +422,181 @@ impl BufferHub {
     /// Waits for any change, as [`ServiceHub::wait`].
     pub fn net_wait(&self, seen: u64, timeout: Option<Duration>) -> u64 {
         self.wait_inner(seen, timeout)
+    }
+
+    // ---- the network side, by offset (a mesh that resends) -----------------
+
+    /// Client bytes of `id` at stream offset `at`: bytes the hub already
+    /// has are skipped, a gap (`at` past what the hub has) takes nothing.
+    /// Returns the offset up to which the hub now holds the stream (the
+    /// sender may forget everything before it).
+    pub fn net_deliver_at(&self, id: ConnId, at: u64, data: &[u8]) -> Result<u64, HubError> {
+        self.update(|i| {
+            let Some(c) = i.conns.get_mut(&id) else {
+                return (Err(HubError::Unknown), false);
+            };
+            if c.reset {
+                return (Err(HubError::Reset), false);
+            }
+            let have = c.in_base + c.inbound.len() as u64;
+            let end = at.saturating_add(data.len() as u64);
+            if at > have || end <= have {
+                return (Ok(have), false);
+            }
+            let fresh = &data[(have - at) as usize..];
+            if c.in_discard {
+                c.in_base = end;
+                return (Ok(end), false);
+            }
+            let n = MAX_HUB_BUFFER_BYTES
+                .saturating_sub(c.inbound.len())
+                .min(fresh.len());
+            c.inbound.extend(&fresh[..n]);
+            (Ok(have + n as u64), n > 0)
+        })
+    }
+
+    /// Up to `max` of the bytes the vessel sent on `id` that the network has
+    /// not confirmed, from the oldest, without forgetting them: they are
+    /// forgotten by [`net_confirm`](Self::net_confirm). `fin`/`closed` are
+    /// set when the result reaches the end of what the vessel sent.
+    pub fn net_peek(&self, id: ConnId, max: usize) -> Result<Outbound, HubError> {
+        let g = self.lock();
+        let c = g.conns.get(&id).ok_or(HubError::Unknown)?;
+        if c.reset {
+            return Err(HubError::Reset);
+        }
+        let n = c.outbound.len().min(max);
+        let all = n == c.outbound.len();
+        Ok(Outbound {
+            at: c.out_base,
+            data: c.outbound.iter().take(n).copied().collect(),
+            fin: all && c.out_fin,
+            closed: all && c.vessel_closed,
+        })
+    }
+
+    /// The network confirmed the vessel's bytes of `id` up to offset `upto`.
+    pub fn net_confirm(&self, id: ConnId, upto: u64) {
+        self.update(|i| {
+            let Some(c) = i.conns.get_mut(&id) else {
+                return ((), false);
+            };
+            let n = upto.saturating_sub(c.out_base).min(c.outbound.len() as u64) as usize;
+            c.outbound.drain(..n);
+            c.out_base += n as u64;
+            ((), n > 0)
+        })
+    }
+
+    /// Every connection the hub holds.
+    pub fn net_conn_ids(&self) -> Vec<ConnId> {
+        let mut ids: Vec<ConnId> = self.lock().conns.keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Whether the hub holds `id`.
+    pub fn net_knows(&self, id: ConnId) -> bool {
+        self.lock().conns.contains_key(&id)
+    }
+
+    /// The whole hub as plain data, to travel in a vessel's image; `entry`
+    /// names the node that holds each connection's client.
+    pub fn export(&self, entry: impl Fn(ConnId) -> Vec<u8>) -> HubImage {
+        let g = self.lock();
+        let waiting: std::collections::HashSet<ConnId> = g
+            .services
+            .values()
+            .flat_map(|s| s.waiting.iter().copied())
+            .collect();
+        let service_of = |id: ConnId| {
+            g.services
+                .iter()
+                .find(|(_, s)| s.waiting.contains(&id))
+                .map(|(n, _)| n.clone())
+        };
+        let mut conns: Vec<ConnImage> = g
+            .conns
+            .iter()
+            .map(|(&id, c)| ConnImage {
+                id,
+                service: service_of(id).unwrap_or_else(|| c.service.clone()),
+                entry: PeerIdBytes(entry(id)),
+                waiting: waiting.contains(&id),
+                in_base: c.in_base,
+                inbound: c.inbound.iter().copied().collect(),
+                in_end: c.in_end.map(StreamEnd::to_wire),
+                in_discard: c.in_discard,
+                out_base: c.out_base,
+                outbound: c.outbound.iter().copied().collect(),
+                out_fin: c.out_fin,
+                vessel_closed: c.vessel_closed,
+                reset: c.reset,
+            })
+            .collect();
+        conns.sort_by_key(|c| c.id);
+        HubImage {
+            services: g
+                .services
+                .iter()
+                .map(|(n, s)| (n.clone(), s.closed))
+                .collect(),
+            conns,
+        }
+    }
+
+    /// A hub as [`export`](Self::export) left it (the image was checked
+    /// against the limits). Waiting connections queue again in id order,
+    /// which is the order the entry nodes opened them in only roughly: the
+    /// vessel had not seen any of them yet.
+    pub fn import(image: &HubImage) -> BufferHub {
+        let hub = BufferHub::new();
+        {
+            let mut g = hub.lock();
+            for (name, closed) in &image.services {
+                g.services.entry(name.clone()).or_default().closed = *closed;
+            }
+            for c in &image.conns {
+                if c.waiting {
+                    if let Some(s) = g.services.get_mut(&c.service) {
+                        s.waiting.push_back(c.id);
+                    }
+                }
+                g.conns.insert(
+                    c.id,
+                    Conn {
+                        service: c.service.clone(),
+                        in_base: c.in_base,
+                        inbound: c.inbound.iter().copied().collect(),
+                        in_end: c.in_end.map(StreamEnd::from_wire),
+                        in_discard: c.in_discard,
+                        out_base: c.out_base,
+                        outbound: c.outbound.iter().copied().collect(),
+                        out_fin: c.out_fin,
+                        vessel_closed: c.vessel_closed,
+                        reset: c.reset,
+                    },
+                );
+            }
+        }
+        hub
+    }
+}
+
+impl StreamEnd {
+    pub fn to_wire(self) -> protocol::ingress::StreamEnd {
+        match self {
+            StreamEnd::Fin => protocol::ingress::StreamEnd::Fin,
+            StreamEnd::Reset => protocol::ingress::StreamEnd::Reset,
+        }
+    }
+
+    pub fn from_wire(end: protocol::ingress::StreamEnd) -> StreamEnd {
+        match end {
+            protocol::ingress::StreamEnd::Fin => StreamEnd::Fin,
+            protocol::ingress::StreamEnd::Reset => StreamEnd::Reset,
+        }
     }
 }
 

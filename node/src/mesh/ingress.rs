@@ -1,0 +1,689 @@
+//! Service ingress on the mesh (DESIGN.md §7, docs/protocol.md "Service
+//! ingress"): every node accepts the clients of every service vessel in
+//! the mesh and carries their bytes to wherever the vessel runs.
+//!
+//! Two roles, often on the same node:
+//! - **Entry**: a node that holds a client's TCP connection. It listens on
+//!   the service ports the mesh gossips ([`ServiceRoute`]), gives each
+//!   client a random connection id, and sends the client's bytes to the
+//!   vessel's host by offset ([`IngressFrame`]), keeping them until the
+//!   host confirms them. The host's answer `NotHere { moved_to }` sends it
+//!   after the vessel; `Moving` makes it wait out a capture. Vessel bytes
+//!   arrive as [`EgressFrame`]s, are written to the client once each (by
+//!   offset) and confirmed; frames from an epoch older than one the entry
+//!   has seen are refused (a host the vessel left cannot speak for it).
+//! - **Host**: the node that runs the vessel. Its [`IngressHub`] takes the
+//!   client bytes, and a pump task per hub sends the vessel's bytes to the
+//!   entries until they confirm them.
+//!
+//! Nothing is lost across a move because each side keeps what the other
+//! has not confirmed: the entry the client's bytes, the host its vessel's
+//! bytes, which travel in the vessel's image ([`protocol::ingress::HubImage`]).
+//! A client that reached the host directly is held by the host as entry,
+//! so it keeps its connection when the vessel leaves.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use libp2p::PeerId;
+use protocol::control::PeerIdBytes;
+use protocol::ingress::{
+    EgressFrame, EgressReply, InSegment, InStatus, IngressFrame, IngressReply, OutSegment,
+    OutStatus, ServiceRoute, StreamEnd,
+};
+use protocol::limits::{MAX_HUB_BUFFER_BYTES, MAX_INGRESS_SEGMENTS, MAX_STATUS_VESSELS};
+use protocol::migrate::{PeerRequest, PeerResponse};
+use protocol::vessel::VesselId;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use super::vessels::Mesh;
+use crate::dock::services::ingress::IngressHub;
+use crate::vessel::{Host, Record};
+
+/// Most client connections one entry node holds at once, over all
+/// services: each costs two tasks and up to [`MAX_HUB_BUFFER_BYTES`] of
+/// unconfirmed bytes, so this bounds an entry's memory to about 256 MiB.
+pub const MAX_ENTRY_CONNECTIONS: usize = 1024;
+
+/// Most client bytes an entry reads into one ingress frame.
+const INGRESS_SEGMENT_BYTES: usize = 64 * 1024;
+
+/// How long an entry waits before it asks again while the vessel is being
+/// captured (`Moving`) or its host is unknown or unreachable. Short: the
+/// pause of a migration is tens of milliseconds.
+const RETRY_WAIT: Duration = Duration::from_millis(10);
+const UNREACHABLE_WAIT: Duration = Duration::from_millis(100);
+
+/// How long an entry keeps trying to reach a vessel's host for one client
+/// before it resets the client. Long enough to ride out a partition that
+/// heals; a client that gives up earlier simply closes.
+pub const HOST_UNREACHABLE_LIMIT: Duration = Duration::from_secs(120);
+
+/// How long an entry keeps asking after hosts that say the vessel is not
+/// there and do not know where it went (a few status intervals: the gossip
+/// names the new host by then) before it resets the client.
+const NOWHERE_LIMIT: Duration = Duration::from_secs(6);
+
+/// How long an idle egress pump sleeps between looks when nothing wakes it
+/// (the hub wakes it at once when the vessel sends).
+const PUMP_IDLE_WAIT: Duration = Duration::from_millis(200);
+
+/// How long a gossiped route stays without being gossiped again (a few
+/// status intervals): a vessel that ended stops being announced.
+const ROUTE_TTL: Duration = Duration::from_secs(30);
+
+/// How often the ingress task looks at routes, listeners and hubs.
+const TICK: Duration = Duration::from_millis(250);
+
+/// How long a hub of a vessel that ended keeps sending what the vessel
+/// wrote before its connections are dropped.
+const ENDED_HUB_LINGER: Duration = Duration::from_secs(10);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Where a vessel runs, as far as this node knows.
+#[derive(Debug, Clone)]
+struct Route {
+    host: PeerId,
+    epoch: u64,
+    ports: Vec<u16>,
+    seen: Instant,
+}
+
+/// A write of vessel bytes to a client, answered once done.
+struct WriteCmd {
+    seg: OutSegment,
+    reply: oneshot::Sender<OutStatus>,
+}
+
+/// A client connection this node holds as entry.
+struct EntryConn {
+    vessel: VesselId,
+    writer: mpsc::Sender<WriteCmd>,
+}
+
+/// The ingress state of one node: routes, listeners and client
+/// connections (entry role).
+pub struct Ingress {
+    /// Where service ports are listened on (config `service_address`).
+    service_ip: Option<IpAddr>,
+    routes: Mutex<HashMap<VesselId, Route>>,
+    /// Ports listened on, and the one that failed to bind (logged once).
+    listening: Mutex<HashMap<u16, bool>>,
+    conns: Mutex<HashMap<u64, Arc<EntryConn>>>,
+}
+
+impl Ingress {
+    /// `service_ip` None: this node accepts no clients itself (it still
+    /// hosts service vessels for other entries).
+    pub fn new(service_ip: Option<IpAddr>) -> Ingress {
+        Ingress {
+            service_ip,
+            routes: Mutex::new(HashMap::new()),
+            listening: Mutex::new(HashMap::new()),
+            conns: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Routes gossiped by `host` (a member's status).
+    pub fn learn(&self, host: PeerId, services: &[ServiceRoute]) {
+        let mut routes = lock(&self.routes);
+        for s in services.iter().take(MAX_STATUS_VESSELS) {
+            self.learn_one(&mut routes, host, s.vessel, s.epoch, Some(&s.ports));
+        }
+    }
+
+    fn learn_one(
+        &self,
+        routes: &mut HashMap<VesselId, Route>,
+        host: PeerId,
+        vessel: VesselId,
+        epoch: u64,
+        ports: Option<&[u16]>,
+    ) {
+        match routes.get_mut(&vessel) {
+            Some(r) if r.epoch > epoch => {}
+            Some(r) => {
+                if r.host != host || r.epoch != epoch {
+                    debug!(%vessel, %host, epoch, "service route");
+                }
+                r.host = host;
+                r.epoch = epoch;
+                if let Some(p) = ports {
+                    r.ports = p.to_vec();
+                }
+                r.seen = Instant::now();
+            }
+            None => {
+                if routes.len() >= MAX_STATUS_VESSELS * 4 {
+                    return;
+                }
+                routes.insert(
+                    vessel,
+                    Route {
+                        host,
+                        epoch,
+                        ports: ports.map(|p| p.to_vec()).unwrap_or_default(),
+                        seen: Instant::now(),
+                    },
+                );
+            }
+        }
+    }
+
+    fn route(&self, vessel: VesselId) -> Option<(PeerId, u64)> {
+        lock(&self.routes).get(&vessel).map(|r| (r.host, r.epoch))
+    }
+
+    fn vessel_on_port(&self, port: u16) -> Option<VesselId> {
+        let routes = lock(&self.routes);
+        // The newest route wins if two vessels claim a port.
+        routes
+            .iter()
+            .filter(|(_, r)| r.ports.contains(&port))
+            .max_by_key(|(_, r)| r.seen)
+            .map(|(v, _)| *v)
+    }
+
+    /// Client connections held here now.
+    pub fn connections(&self) -> usize {
+        lock(&self.conns).len()
+    }
+}
+
+/// The routes of the service vessels that run here, to gossip.
+pub fn local_routes(host: &Host) -> Vec<ServiceRoute> {
+    host.vessels
+        .iter()
+        .filter(|(id, l)| {
+            !l.deployment.body.ports.is_empty()
+                && matches!(l.record, Record::Owned { .. })
+                && l.runner.is_some()
+                && l.ended().is_none()
+                && host.hubs.contains_key(id)
+        })
+        .map(|(id, l)| ServiceRoute {
+            vessel: *id,
+            epoch: l.record.epoch(),
+            ports: l.deployment.body.ports.clone(),
+        })
+        .take(MAX_STATUS_VESSELS)
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// Host role.
+
+/// Client bytes from the entry `from` for a vessel that may run here.
+pub fn host_take(host: &Mutex<Host>, from: PeerId, frame: &IngressFrame) -> IngressReply {
+    let (hub, epoch) = {
+        let h = lock(host);
+        let id = frame.vessel;
+        let running = h.vessels.get(&id).filter(|l| {
+            matches!(l.record, Record::Owned { .. }) && l.runner.is_some() && !l.stopped
+        });
+        match (h.hubs.get(&id), running) {
+            (Some(hub), Some(l)) => (hub.clone(), l.record.epoch()),
+            _ => {
+                let moved_to = match h.vessels.get(&id).map(|l| &l.record) {
+                    Some(Record::Left { to, .. }) => Some(PeerIdBytes(to.clone())),
+                    _ => None,
+                };
+                return IngressReply::NotHere {
+                    moved_to,
+                    epoch: h.known_epoch(id),
+                };
+            }
+        }
+    };
+    IngressReply::Took {
+        epoch,
+        conns: hub.take(&from.to_bytes(), &frame.segments),
+    }
+}
+
+/// Sends one hub's vessel bytes to the entries until the hub stops.
+async fn pump(mesh: Mesh, ingress: Arc<Ingress>, id: VesselId, hub: Arc<IngressHub>) {
+    let net = hub.hub();
+    let mut seen = net.net_generation();
+    loop {
+        if hub.stopped() {
+            return;
+        }
+        let batches = hub.egress(MAX_INGRESS_SEGMENTS);
+        if batches.is_empty() {
+            let (n, s) = (net.clone(), seen);
+            seen = tokio::task::spawn_blocking(move || n.net_wait(s, Some(PUMP_IDLE_WAIT)))
+                .await
+                .unwrap_or(seen);
+            continue;
+        }
+        seen = net.net_generation();
+        let epoch = lock(&mesh.host).known_epoch(id);
+        let mut progress = false;
+        for (entry, segments) in batches {
+            let Ok(peer) = PeerId::from_bytes(&entry) else {
+                continue;
+            };
+            let frame = EgressFrame {
+                vessel: id,
+                epoch,
+                segments,
+            };
+            let reply = if peer == mesh.me {
+                entry_write(&ingress, peer, frame.clone()).await
+            } else {
+                match mesh
+                    .request_once(peer, PeerRequest::Egress(frame.clone()))
+                    .await
+                {
+                    Ok(PeerResponse::Egress(r)) => Ok(r),
+                    Ok(other) => Err(format!("unexpected answer {other:?}")),
+                    Err(e) => Err(e),
+                }
+            };
+            match reply {
+                Ok(r) => {
+                    for (seg, (conn, status)) in frame.segments.iter().zip(r.conns) {
+                        if conn == seg.conn {
+                            hub.confirm(seg, status);
+                            progress = true;
+                        }
+                    }
+                }
+                Err(e) => debug!(vessel = %id, entry = %peer, "egress not delivered: {e}"),
+            }
+        }
+        if !progress {
+            tokio::time::sleep(UNREACHABLE_WAIT).await;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Entry role.
+
+/// Vessel bytes from `from` for clients held here.
+pub async fn entry_write(
+    ingress: &Ingress,
+    from: PeerId,
+    frame: EgressFrame,
+) -> Result<EgressReply, String> {
+    {
+        let mut routes = lock(&ingress.routes);
+        if let Some(r) = routes.get(&frame.vessel) {
+            if frame.epoch < r.epoch {
+                return Err(format!(
+                    "stale epoch {} for vessel {}: it runs under epoch {} now",
+                    frame.epoch, frame.vessel, r.epoch
+                ));
+            }
+        }
+        ingress.learn_one(&mut routes, from, frame.vessel, frame.epoch, None);
+    }
+    let mut conns = Vec::with_capacity(frame.segments.len());
+    for seg in frame.segments {
+        let id = seg.conn;
+        let conn = lock(&ingress.conns)
+            .get(&id)
+            .filter(|c| c.vessel == frame.vessel)
+            .cloned();
+        let status = match conn {
+            None => OutStatus::Unknown,
+            Some(c) => {
+                let (reply, rx) = oneshot::channel();
+                if c.writer.send(WriteCmd { seg, reply }).await.is_err() {
+                    OutStatus::Unknown
+                } else {
+                    rx.await.unwrap_or(OutStatus::Unknown)
+                }
+            }
+        };
+        conns.push((id, status));
+    }
+    Ok(EgressReply { conns })
+}
+
+fn new_conn_id() -> u64 {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).expect("the OS random source works");
+    u64::from_le_bytes(b)
+}
+
+/// Accepts clients on one service port.
+async fn listen(mesh: Mesh, ingress: Arc<Ingress>, listener: TcpListener, port: u16) {
+    loop {
+        let (stream, addr) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(port, "service port: accept failed: {e}");
+                tokio::time::sleep(UNREACHABLE_WAIT).await;
+                continue;
+            }
+        };
+        let Some(vessel) = ingress.vessel_on_port(port) else {
+            debug!(port, %addr, "no vessel serves this port now: client closed");
+            continue;
+        };
+        if ingress.connections() >= MAX_ENTRY_CONNECTIONS {
+            warn!(
+                port,
+                "client refused: {MAX_ENTRY_CONNECTIONS} client connections already held here"
+            );
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let id = new_conn_id();
+        let (tx, rx) = mpsc::channel(4);
+        lock(&ingress.conns).insert(id, Arc::new(EntryConn { vessel, writer: tx }));
+        let (read, write) = stream.into_split();
+        tokio::spawn(write_client(ingress.clone(), id, write, rx));
+        tokio::spawn(read_client(
+            mesh.clone(),
+            ingress.clone(),
+            vessel,
+            id,
+            port.to_string(),
+            read,
+        ));
+    }
+}
+
+/// Writes the vessel's bytes to the client, each once, and closes the
+/// client after the vessel's close.
+async fn write_client(
+    ingress: Arc<Ingress>,
+    id: u64,
+    mut write: tokio::net::tcp::OwnedWriteHalf,
+    mut rx: mpsc::Receiver<WriteCmd>,
+) {
+    let mut written: u64 = 0;
+    let mut shut = false;
+    let mut broken = false;
+    while let Some(WriteCmd { seg, reply }) = rx.recv().await {
+        let end = seg.at + seg.data.len() as u64;
+        if !broken && seg.at <= written && end > written {
+            let fresh = &seg.data[(written - seg.at) as usize..];
+            match write.write_all(fresh).await {
+                Ok(()) => written = end,
+                Err(_) => broken = true,
+            }
+        }
+        let complete = end <= written;
+        if complete && (seg.fin || seg.closed) && !shut && !broken {
+            let _ = write.shutdown().await;
+            shut = true;
+        }
+        let done = broken || (complete && seg.closed);
+        let _ = reply.send(OutStatus::Written { written, done });
+        if done {
+            break;
+        }
+    }
+    lock(&ingress.conns).remove(&id);
+}
+
+/// Reads the client's bytes and sends them to the vessel's host until the
+/// host has them all (and the client's end).
+async fn read_client(
+    mesh: Mesh,
+    ingress: Arc<Ingress>,
+    vessel: VesselId,
+    id: u64,
+    service: String,
+    mut read: tokio::net::tcp::OwnedReadHalf,
+) {
+    // Client bytes from offset `base` that no host has confirmed.
+    let mut base: u64 = 0;
+    let mut pending: Vec<u8> = Vec::new();
+    let mut end: Option<StreamEnd> = None;
+    let mut opened = false;
+    let mut unreachable_since: Option<Instant> = None;
+    let mut nowhere_since: Option<Instant> = None;
+    let mut buf = vec![0u8; INGRESS_SEGMENT_BYTES];
+    loop {
+        let gone = !lock(&ingress.conns).contains_key(&id);
+        if gone {
+            // The vessel closed the connection: nothing more to carry.
+            return;
+        }
+        // Read when there is nothing to send (wait) or room for more (now).
+        if end.is_none() && pending.len() < MAX_HUB_BUFFER_BYTES {
+            let idle = opened && pending.is_empty();
+            let r = if idle {
+                tokio::select! {
+                    r = read.read(&mut buf) => Some(r),
+                    // Look up now and then: the vessel may have closed.
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => None,
+                }
+            } else {
+                match read.try_read(&mut buf) {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+                    r => Some(r),
+                }
+            };
+            match r {
+                None if idle => continue,
+                None => {}
+                Some(Ok(0)) => end = Some(StreamEnd::Fin),
+                Some(Ok(n)) => pending.extend_from_slice(&buf[..n]),
+                Some(Err(_)) => end = Some(StreamEnd::Reset),
+            }
+        }
+        let n = pending.len().min(INGRESS_SEGMENT_BYTES);
+        let seg = InSegment {
+            conn: id,
+            service: service.clone(),
+            at: base,
+            data: pending[..n].to_vec(),
+            end: if n == pending.len() { end } else { None },
+        };
+        let frame = IngressFrame {
+            vessel,
+            segments: vec![seg],
+        };
+        let reply = match ingress.route(vessel) {
+            None => Err("no route".to_string()),
+            Some((host, _)) if host == mesh.me => Ok(host_take(&mesh.host, host, &frame)),
+            Some((host, _)) => match mesh
+                .request_once(host, PeerRequest::Ingress(frame.clone()))
+                .await
+            {
+                Ok(PeerResponse::Ingress(r)) => Ok(r),
+                Ok(other) => Err(format!("unexpected answer {other:?}")),
+                Err(e) => Err(e),
+            },
+        };
+        match reply {
+            Ok(IngressReply::Took { epoch, conns }) => {
+                unreachable_since = None;
+                if let Some((host, _)) = ingress.route(vessel) {
+                    ingress.learn_one(&mut lock(&ingress.routes), host, vessel, epoch, None);
+                }
+                match conns.first().map(|c| c.1) {
+                    Some(InStatus::Taken { taken }) => {
+                        if taken < base {
+                            // The host is behind what another host confirmed:
+                            // it restarted from an older image, bytes are gone.
+                            warn!(%vessel, conn = id, "client reset: its host lost bytes it had confirmed");
+                            break;
+                        }
+                        let k = ((taken - base) as usize).min(pending.len());
+                        pending.drain(..k);
+                        base += k as u64;
+                        opened = true;
+                        if end.is_some() && pending.is_empty() && taken == base {
+                            // Everything and the end are with the host.
+                            if end == Some(StreamEnd::Reset) {
+                                lock(&ingress.conns).remove(&id);
+                            }
+                            return;
+                        }
+                        if k == 0 && !pending.is_empty() {
+                            // The host's buffer is full: the vessel reads slowly.
+                            tokio::time::sleep(RETRY_WAIT).await;
+                        }
+                    }
+                    Some(InStatus::Moving) => tokio::time::sleep(RETRY_WAIT).await,
+                    Some(InStatus::Reset) | None => {
+                        debug!(%vessel, conn = id, "client reset by the vessel's host");
+                        break;
+                    }
+                }
+            }
+            Ok(IngressReply::NotHere { moved_to, epoch }) => {
+                let to = moved_to.and_then(|b| PeerId::from_bytes(&b.0).ok());
+                match to {
+                    Some(to) => {
+                        nowhere_since = None;
+                        ingress.learn_one(&mut lock(&ingress.routes), to, vessel, epoch, None)
+                    }
+                    None => {
+                        // Not there and no word of where it went: it ended,
+                        // or the route is older than the gossip.
+                        let since = *nowhere_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() > NOWHERE_LIMIT {
+                            debug!(%vessel, conn = id, "client reset: the vessel runs nowhere this node knows");
+                            break;
+                        }
+                        tokio::time::sleep(UNREACHABLE_WAIT).await
+                    }
+                }
+            }
+            Err(e) => {
+                let since = *unreachable_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > HOST_UNREACHABLE_LIMIT {
+                    warn!(%vessel, conn = id, "client reset: the vessel's host is unreachable ({e})");
+                    break;
+                }
+                tokio::time::sleep(UNREACHABLE_WAIT).await;
+            }
+        }
+    }
+    // Reset the client: a zero linger makes the close a reset, and the
+    // close comes once the writer (whose sender goes with the entry) and
+    // this half are both dropped.
+    let _ = read.as_ref().set_zero_linger();
+    lock(&ingress.conns).remove(&id);
+}
+
+/// Starts a listener for every port the routes name that has none yet.
+fn listen_on_new_ports(mesh: &Mesh, ingress: &Arc<Ingress>) {
+    let Some(ip) = ingress.service_ip else {
+        return;
+    };
+    let ports: Vec<u16> = {
+        let routes = lock(&ingress.routes);
+        let listening = lock(&ingress.listening);
+        let mut p: Vec<u16> = routes
+            .values()
+            .flat_map(|r| r.ports.iter().copied())
+            .filter(|p| !listening.contains_key(p))
+            .collect();
+        p.sort_unstable();
+        p.dedup();
+        p
+    };
+    for port in ports {
+        let addr = SocketAddr::new(ip, port);
+        let bound = std::net::TcpListener::bind(addr).and_then(|l| {
+            l.set_nonblocking(true)?;
+            TcpListener::from_std(l)
+        });
+        match bound {
+            Ok(l) => {
+                info!(%addr, "accepting clients of the mesh's services");
+                lock(&ingress.listening).insert(port, true);
+                tokio::spawn(listen(mesh.clone(), ingress.clone(), l, port));
+            }
+            Err(e) => {
+                warn!(%addr, "cannot accept clients on this service port: {e}");
+                lock(&ingress.listening).insert(port, false);
+            }
+        }
+    }
+}
+
+/// The ingress task of a node: keeps the routes of its own vessels, opens
+/// listeners for new service ports, starts a pump for every hub that
+/// starts, and closes the hubs of vessels that ended or left.
+pub async fn run(
+    mesh: Mesh,
+    ingress: Arc<Ingress>,
+    mut hubs: mpsc::UnboundedReceiver<(VesselId, Arc<IngressHub>)>,
+) {
+    let mut tick = tokio::time::interval(TICK);
+    let mut ended: HashMap<VesselId, Instant> = HashMap::new();
+    loop {
+        tokio::select! {
+            started = hubs.recv() => {
+                let Some((id, hub)) = started else { return };
+                // Its own route at once: clients that reach this node go
+                // straight to the hub.
+                let epoch = lock(&mesh.host).known_epoch(id);
+                let ports = lock(&mesh.host).vessels.get(&id).map(|l| l.deployment.body.ports.clone());
+                ingress.learn_one(&mut lock(&ingress.routes), mesh.me, id, epoch, ports.as_deref());
+                ended.remove(&id);
+                tokio::spawn(pump(mesh.clone(), ingress.clone(), id, hub));
+                listen_on_new_ports(&mesh, &ingress);
+            }
+            _ = tick.tick() => {
+                let own = local_routes(&lock(&mesh.host));
+                ingress.learn(mesh.me, &own);
+                lock(&ingress.routes).retain(|_, r| r.seen.elapsed() < ROUTE_TTL);
+                listen_on_new_ports(&mesh, &ingress);
+                close_ended_hubs(&mesh.host, &mut ended);
+            }
+        }
+    }
+}
+
+/// A hub whose vessel ended (or was stopped) closes its connections after
+/// the bytes the vessel sent, and goes once they are delivered.
+fn close_ended_hubs(host: &Mutex<Host>, ended: &mut HashMap<VesselId, Instant>) {
+    let mut h = lock(host);
+    // A vessel that left: its hub travelled in the image; only the pump
+    // stops (the migration removes it at the commit, this is the backstop).
+    let left: Vec<VesselId> = h
+        .hubs
+        .keys()
+        .copied()
+        .filter(|id| {
+            h.vessels
+                .get(id)
+                .is_some_and(|l| matches!(l.record, Record::Left { .. }))
+        })
+        .collect();
+    for id in left {
+        if let Some(hub) = h.hubs.remove(&id) {
+            hub.stop();
+        }
+    }
+    let gone: Vec<VesselId> = h
+        .hubs
+        .keys()
+        .copied()
+        .filter(|id| {
+            h.vessels
+                .get(id)
+                .is_none_or(|l| l.stopped || l.ended().is_some())
+        })
+        .collect();
+    for id in gone {
+        let since = *ended.entry(id).or_insert_with(Instant::now);
+        let hub = h.hubs[&id].clone();
+        hub.hub().net_stop();
+        if hub.connections() == 0 || since.elapsed() > ENDED_HUB_LINGER {
+            hub.stop();
+            h.hubs.remove(&id);
+            ended.remove(&id);
+        }
+    }
+}
