@@ -230,7 +230,14 @@ pub fn host_take(host: &Mutex<Host>, from: PeerId, frame: &IngressFrame) -> Ingr
             matches!(l.record, Record::Owned { .. }) && l.runner.is_some() && !l.stopped
         });
         match (h.hubs.get(&id), running) {
-            (Some(hub), Some(l)) => (hub.clone(), l.record.epoch()),
+            (Some(hub), Some(l)) => {
+                // Placement weighs where this vessel's clients enter.
+                let bytes: u64 = frame.segments.iter().map(|s| s.data.len() as u64).sum();
+                if bytes > 0 {
+                    h.traffic.record(id, from, bytes, Instant::now());
+                }
+                (hub.clone(), l.record.epoch())
+            }
             _ => {
                 let moved_to = match h.vessels.get(&id).map(|l| &l.record) {
                     Some(Record::Left { to, .. }) => Some(PeerIdBytes(to.clone())),
