@@ -38,7 +38,20 @@ pub(crate) struct Mesh {
 
 impl Mesh {
     pub(crate) fn new(pace_ms: u32, fuel_slice: u64) -> Mesh {
+        Mesh::with_config(pace_ms, fuel_slice, "")
+    }
+
+    /// A mesh whose nodes start with `config` as their config.toml (the
+    /// settings not named keep their defaults).
+    pub(crate) fn with_config(pace_ms: u32, fuel_slice: u64, config: &str) -> Mesh {
         let user = User::new();
+        if !config.is_empty() {
+            for name in ["a", "b", "c"] {
+                let dir = user.home.path().join(name);
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(dir.join("config.toml"), config).unwrap();
+            }
+        }
         let mut m = Mesh {
             user,
             nodes: Vec::new(),

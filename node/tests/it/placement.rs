@@ -201,3 +201,176 @@ fn pinned_vessels_stay_and_a_drain_moves_every_other_vessel_off_its_node() {
         ticks(&mesh, v);
     }
 }
+
+/// A client of a kvserver vessel that asks in lockstep (`SET`, then `GET`,
+/// checking both answers) every few milliseconds until stopped; any failed
+/// read or write, wrong answer or reset ends it with an error.
+struct LockstepClient {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    answered: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    thread: std::thread::JoinHandle<Result<u64, String>>,
+}
+
+/// A client's pause between two requests: a steady trickle of traffic.
+const CLIENT_PAUSE: Duration = Duration::from_millis(10);
+
+impl LockstepClient {
+    fn start(addr: std::net::SocketAddr, id: u64) -> LockstepClient {
+        use std::io::{BufRead, BufReader, Write};
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let answered = std::sync::Arc::new(AtomicU64::new(0));
+        let (stop_t, answered_t) = (stop.clone(), answered.clone());
+        let thread = std::thread::spawn(move || -> Result<u64, String> {
+            let start = Instant::now();
+            // Until the node has heard of the service.
+            let stream = loop {
+                if let Ok(s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+                    break s;
+                }
+                if start.elapsed() > WAIT {
+                    return Err(format!("client {id}: {addr} never accepted"));
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            };
+            stream.set_read_timeout(Some(WAIT)).unwrap();
+            let mut w = stream.try_clone().unwrap();
+            let mut r = BufReader::new(stream);
+            let mut i = 0u64;
+            let mut line = String::new();
+            while !stop_t.load(Ordering::SeqCst) {
+                let v = format!("v{id}-{i}");
+                write!(w, "SET k{id} {v}\nGET k{id}\n")
+                    .map_err(|e| format!("client {id}: write {i}: {e}"))?;
+                for want in ["OK\n".to_string(), format!("VALUE {v}\n")] {
+                    line.clear();
+                    r.read_line(&mut line)
+                        .map_err(|e| format!("client {id}: read {i}: {e}"))?;
+                    if line != want {
+                        return Err(format!(
+                            "client {id}: request {i}: {line:?}, expected {want:?}"
+                        ));
+                    }
+                }
+                i += 1;
+                answered_t.store(i, Ordering::SeqCst);
+                std::thread::sleep(CLIENT_PAUSE);
+            }
+            w.write_all(b"QUIT\n")
+                .map_err(|e| format!("client {id}: QUIT: {e}"))?;
+            line.clear();
+            r.read_line(&mut line)
+                .map_err(|e| format!("client {id}: BYE: {e}"))?;
+            if line != "BYE\n" {
+                return Err(format!("client {id}: {line:?} instead of BYE"));
+            }
+            Ok(i)
+        });
+        LockstepClient {
+            stop,
+            answered,
+            thread,
+        }
+    }
+
+    fn answered(&self) -> u64 {
+        self.answered.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn finish(self) -> Result<u64, String> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread.join().unwrap()
+    }
+}
+
+/// Goal: a service vessel moves on its own to the node where its client's
+/// traffic enters, without the client seeing an error, stays there (no
+/// flapping), and follows the client when it moves to another node.
+///
+/// Method: on one machine every RTT is about the same (loopback), so the
+/// nodes run with `placement_min_gain_ms = 0` (the margin, hysteresis and
+/// cool-down stay on): the entry node itself, 0 ms from its clients, is
+/// then clearly the nearest. Real latencies are testnet's
+/// (scenarios/follow-the-client.toml).
+#[test]
+fn a_service_vessel_follows_its_client_without_flapping() {
+    let _cpu = crate::support::shared_cpu();
+    let mesh = Mesh::with_config(
+        0,
+        200_000,
+        "placement_min_gain_ms = 0.0\nplacement_cooldown_ms = 5000\n",
+    );
+    let (a, b, c) = (0, 1, 2);
+    let port = {
+        let l = std::net::TcpListener::bind((Mesh::service_ip(c).as_str(), 0)).unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let wasm = crate::support::compile_c("examples/kvserver.c", &[]);
+    let p = port.to_string();
+    let out = mesh.cli(
+        a,
+        &[
+            "deploy",
+            "--name",
+            "kv",
+            "--port",
+            &p,
+            wasm.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "deploy: {}", stderr(&out));
+    let vessel = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let at = |i: usize| -> std::net::SocketAddr {
+        format!("{}:{port}", Mesh::service_ip(i)).parse().unwrap()
+    };
+
+    // The client enters at C: the vessel comes to C on its own.
+    let client = LockstepClient::start(at(c), 1);
+    let started = Instant::now();
+    let row = wait_row(&mesh, a, &vessel, "moves to its client's node", |r| {
+        r["node"] == mesh.ids[c].as_str() && r["state"] == "running"
+    });
+    let took = started.elapsed();
+    assert!(
+        row["reason"]
+            .as_str()
+            .unwrap()
+            .contains("nearer its clients"),
+        "{row}"
+    );
+    assert_eq!(row["migrations"], 1, "{row}");
+    // It stays: a few seconds later, still one move and still serving.
+    let served = client.answered();
+    std::thread::sleep(Duration::from_secs(3));
+    let row = mesh.row(a, &vessel).unwrap();
+    assert_eq!(row["node"], mesh.ids[c].as_str(), "{row}");
+    assert_eq!(row["migrations"], 1, "it flapped: {row}");
+    assert!(
+        client.answered() > served,
+        "the client stalled after the move"
+    );
+    let first = client
+        .finish()
+        .unwrap_or_else(|e| panic!("{e}\n{}", mesh.logs_of_nodes()));
+
+    // The client moves to B: after the cool-down, the vessel follows.
+    let client = LockstepClient::start(at(b), 2);
+    let row = wait_row(&mesh, a, &vessel, "follows its client to B", |r| {
+        r["node"] == mesh.ids[b].as_str() && r["state"] == "running"
+    });
+    assert_eq!(row["migrations"], 2, "{row}");
+    let served = client.answered();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        client.answered() > served,
+        "the client stalled after the move"
+    );
+    let second = client
+        .finish()
+        .unwrap_or_else(|e| panic!("{e}\n{}", mesh.logs_of_nodes()));
+    let row = mesh.row(a, &vessel).unwrap();
+    assert_eq!(row["migrations"], 2, "it flapped: {row}");
+    eprintln!(
+        "moved to the client's node {took:?} after it started; {first} and {second} requests answered, none failed"
+    );
+}
