@@ -339,6 +339,10 @@ pub struct PeerInfo {
     pub status: Option<NodeStatus>,
     /// How long ago its last status arrived, in milliseconds.
     pub status_age_ms: Option<u64>,
+    /// How long ago its last RTT sample arrived, in milliseconds: a large
+    /// value means pings are failing (a partition) and `rtt_us` is stale.
+    #[serde(default)]
+    pub rtt_age_ms: Option<u64>,
 }
 
 /// What each node gossips about itself on the status topic.

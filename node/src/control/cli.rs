@@ -219,6 +219,7 @@ pub fn peers_json(peers: &[PeerInfo]) -> serde_json::Value {
                     "total_memory_bytes": s.and_then(|s| s.total_memory_bytes),
                     "vessels": s.map(|s| s.vessels.clone()).unwrap_or_default(),
                     "status_age_ms": p.status_age_ms,
+                    "rtt_age_ms": p.rtt_age_ms,
                 })
             })
             .collect(),

@@ -447,6 +447,11 @@ pub fn list_peers(state: &NodeState, all: bool) -> Vec<PeerInfo> {
                 .status
                 .as_ref()
                 .map(|(_, at)| at.elapsed().as_millis() as u64),
+            rtt_age_ms: if e.connections > 0 {
+                e.rtt.age().map(|a| a.as_millis() as u64)
+            } else {
+                None
+            },
         })
         .collect()
 }

@@ -396,6 +396,9 @@ pub async fn run(
     }));
     let stale_status =
         Duration::from_millis(config.status_interval_ms) * super::place::STALE_STATUS_INTERVALS;
+    state.vessels_net.rtt_stale =
+        Duration::from_millis(config.ping_interval_ms.max(config.status_interval_ms))
+            * super::place::STALE_RTT_INTERVALS;
     tokio::spawn(super::ingress::run(
         super::vessels::mesh_of(&state),
         ingress,

@@ -32,6 +32,14 @@ use crate::vessel::{Host, Record};
 /// be gone, and its RTTs and free memory are not trusted for a move.
 pub const STALE_STATUS_INTERVALS: u32 = 3;
 
+/// An RTT is stale after this long without a sample when the config does
+/// not say (3 probes at the default 1 s, with room for a slow answer).
+pub const DEFAULT_RTT_STALE: Duration = Duration::from_secs(6);
+
+/// An RTT is stale after this many probe (or status) intervals without a
+/// sample: one lost ping is noise, three in a row is a partition.
+pub const STALE_RTT_INTERVALS: u32 = 3;
+
 /// How often a drain looks at the migration it is waiting for.
 const DRAIN_POLL: Duration = Duration::from_millis(100);
 
@@ -67,7 +75,7 @@ pub fn gather(state: &NodeState, stale: Duration) -> Inputs {
         if e.connections == 0 || !matches!(e.membership, Membership::Member(_)) {
             continue;
         }
-        if let Some(us) = e.rtt.srtt_us() {
+        if let (Some(us), true) = (e.rtt.srtt_us(), fresh(&e.rtt, state)) {
             rtts.own_ms.insert(*p, us as f64 / 1000.0);
         }
         let Some((st, at)) = &e.status else {
@@ -105,6 +113,11 @@ pub fn gather(state: &NodeState, stale: Duration) -> Inputs {
     }
 }
 
+/// Whether an RTT was sampled recently enough to be believed.
+fn fresh(rtt: &super::rtt::SmoothedRtt, state: &NodeState) -> bool {
+    rtt.age().is_some_and(|a| a <= state.vessels_net.rtt_stale)
+}
+
 /// This node's smoothed RTTs to its nearest connected members, for its
 /// status.
 pub fn own_rtts(state: &NodeState) -> Vec<PeerRtt> {
@@ -112,6 +125,7 @@ pub fn own_rtts(state: &NodeState) -> Vec<PeerRtt> {
         .peers
         .iter()
         .filter(|(_, e)| e.connections > 0 && matches!(e.membership, Membership::Member(_)))
+        .filter(|(_, e)| fresh(&e.rtt, state))
         .filter_map(|(p, e)| {
             e.rtt.srtt_us().map(|us| PeerRtt {
                 peer: p.to_string(),

@@ -102,6 +102,9 @@ pub struct VesselNet {
     pub placement: crate::placement::Placement,
     /// The automatic migration in flight, if any: (vessel, destination).
     pub auto: Option<(VesselId, PeerId)>,
+    /// An RTT with no new sample for this long is stale (its pings fail:
+    /// a partition): placement neither uses nor gossips it.
+    pub rtt_stale: Duration,
     pub ingress: Arc<super::ingress::Ingress>,
 }
 
@@ -143,6 +146,7 @@ impl VesselNet {
             drain: Arc::new(Mutex::new(None)),
             placement: crate::placement::Placement::default(),
             auto: None,
+            rtt_stale: super::place::DEFAULT_RTT_STALE,
         }
     }
 
