@@ -246,6 +246,7 @@ pub fn run_demo(args: DemoArgs) -> Result<i32> {
         module,
         volume_chunks: vec![],
         on: None,
+        pinned: false,
     })?
     else {
         bail!("unexpected answer to deploy");

@@ -92,6 +92,9 @@ pub enum Command {
         module: Vec<u8>,
         volume_chunks: Vec<crate::migrate::ChunkBytes>,
         on: Option<String>,
+        /// Start it pinned (`deploy --pin`): placement never moves it.
+        #[serde(default)]
+        pinned: bool,
     },
     /// Every vessel in the mesh, as this node and its member peers know them.
     Ps,

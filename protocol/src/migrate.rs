@@ -156,6 +156,9 @@ pub enum PeerRequest {
         #[serde(with = "serde_bytes_vec")]
         module: Vec<u8>,
         volume_chunks: Vec<ChunkBytes>,
+        /// Start it pinned (`deploy --pin --on`).
+        #[serde(default)]
+        pinned: bool,
     },
     /// The vessels this node runs or knows the fate of (for `ps`).
     Vessels,

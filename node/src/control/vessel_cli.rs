@@ -26,6 +26,11 @@ pub struct DeployArgs {
     /// the node you talk to.
     #[arg(long, value_name = "PEER")]
     pub on: Option<String>,
+    /// Start it pinned: placement never moves it nearer its clients (as
+    /// `meshnode pin` right after the deployment, without the window in
+    /// which placement could move it). `meshnode unpin` lets it move.
+    #[arg(long)]
+    pub pin: bool,
     /// A volume: the files of LOCAL_DIR are uploaded now and then belong to
     /// the vessel, which sees them at GUEST and takes them along when it
     /// moves. Repeatable.
@@ -238,6 +243,7 @@ pub fn run_deploy(args: DeployArgs) -> Result<i32> {
         module,
         volume_chunks,
         on: args.on.clone(),
+        pinned: args.pin,
     })?;
     let ControlResponse::Deployed { vessel, node } = response else {
         bail!("unexpected answer to `deploy`: {response:?}");

@@ -68,6 +68,11 @@ pub struct StartArgs {
     #[arg(long, value_name = "DURATION", value_parser = crate::control::cli::parse_duration)]
     pub status_interval: Option<std::time::Duration>,
 
+    /// How often placement judges the vessels hosted here, e.g. 1s, or 0 to
+    /// never move vessels automatically (default: from the config, 1s).
+    #[arg(long, value_name = "DURATION", value_parser = crate::control::cli::parse_duration)]
+    pub placement_interval: Option<std::time::Duration>,
+
     /// Fuel per vessel slice (default: from the config, 4000000).
     #[arg(long, value_name = "N")]
     pub fuel_slice: Option<u64>,
@@ -128,6 +133,13 @@ pub fn run_start(args: StartArgs) -> Result<i32> {
     }
     if let Some(d) = args.ping_interval {
         config.ping_interval_ms = (d.as_millis() as u64).max(10);
+    }
+    if let Some(d) = args.placement_interval {
+        // 0 is off; anything else at least what the config file allows.
+        config.placement_interval_ms = match d.as_millis() as u64 {
+            0 => 0,
+            ms => ms.max(100),
+        };
     }
     if let Some(n) = args.fuel_slice {
         config.vessel_fuel_slice = n.max(1);

@@ -368,6 +368,7 @@ async fn run_control(
             module,
             volume_chunks,
             on,
+            pinned,
         } => {
             deployment.verify().map_err(|e| e.to_string())?;
             if deployment.user_key != user {
@@ -389,7 +390,13 @@ async fn run_control(
             if target == mesh.me {
                 let host = mesh.host.clone();
                 tokio::task::spawn_blocking(move || {
-                    lock(&host).deploy(deployment, module, volume_chunks, "deployed here".into())
+                    lock(&host).deploy(
+                        deployment,
+                        module,
+                        volume_chunks,
+                        "deployed here".into(),
+                        pinned,
+                    )
                 })
                 .await
                 .map_err(|e| e.to_string())?
@@ -401,6 +408,7 @@ async fn run_control(
                         deployment,
                         module,
                         volume_chunks,
+                        pinned,
                     },
                 )
                 .await?;
@@ -1153,6 +1161,7 @@ async fn serve_async(
             deployment,
             module,
             volume_chunks,
+            pinned,
         } => {
             deployment.verify().map_err(|e| e.to_string())?;
             if !mesh.trusted.contains(&deployment.user_key) {
@@ -1168,6 +1177,7 @@ async fn serve_async(
                     module,
                     volume_chunks,
                     format!("deployed here through {peer}"),
+                    pinned,
                 )
             })
             .await

@@ -464,6 +464,7 @@ impl Host {
         module: Vec<u8>,
         volume_chunks: Vec<ChunkBytes>,
         reason: String,
+        pinned: bool,
     ) -> Result<VesselId, HostError> {
         let id = deployment.body.vessel;
         if self.vessels.contains_key(&id) {
@@ -526,7 +527,10 @@ impl Host {
             log: LogImage::default(),
             migrations: 0,
             run_ms: 0,
-            placement: Default::default(),
+            placement: protocol::vessel::VesselPlacement {
+                pinned,
+                last_move: String::new(),
+            },
             hub: Default::default(),
         };
         let (bytes, h) = image.encode_and_hash();

@@ -159,6 +159,14 @@ fn pinned_vessels_stay_and_a_drain_moves_every_other_vessel_off_its_node() {
         std::thread::sleep(Duration::from_millis(200));
     }
     ticks(&mesh, &free2);
+    // Or pinned from the start (on c, which this test never drains; after
+    // the drain above, so as not to change how it spread its vessels).
+    let wasm = crate::support::compile_c("node/tests/it/programs/ticker.c", &[]);
+    let out = mesh.cli(c, &["deploy", "--pin", wasm.to_str().unwrap()]);
+    assert!(out.status.success(), "deploy --pin: {}", stderr(&out));
+    let born = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let row = mesh.row(a, &born).unwrap();
+    assert_eq!(row["pinned"], true, "{row}");
 
     // The pin travels: moved by hand to b, and after b restarts.
     let r = mesh
@@ -197,9 +205,11 @@ fn pinned_vessels_stay_and_a_drain_moves_every_other_vessel_off_its_node() {
     let row = mesh.row(a, &pinned).unwrap();
     assert_ne!(row["node"], mesh.ids[b].as_str(), "{row}");
     assert_eq!(row["state"], "running", "{row}");
-    for v in [&pinned, &free1, &free2] {
+    for v in [&pinned, &free1, &free2, &born] {
         ticks(&mesh, v);
     }
+    let row = mesh.row(a, &born).unwrap();
+    assert_eq!(row["node"], mesh.ids[c].as_str(), "{row}");
 }
 
 /// A client of a kvserver vessel that asks in lockstep (`SET`, then `GET`,
