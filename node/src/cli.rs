@@ -133,8 +133,10 @@ pub enum Command {
     ///
     /// Pinned vessels stay where they are, and drain then exits with
     /// status 3 so that a script sees the node is not empty; --include-pinned
-    /// moves them too (they stay pinned on their new node). A vessel whose
-    /// move fails keeps running on the node, and drain exits with status 1.
+    /// moves them too (they stay pinned on their new node). A node that
+    /// refuses a vessel (full, a missing mount) or fails mid-move is passed
+    /// over for the next best, up to three; a vessel no node takes keeps
+    /// running on the node, and drain exits with status 1.
     ///
     /// Once drained, the node takes no vessels from placement (its status
     /// says so) until it restarts; a deploy or a migrate by hand still can

@@ -48,6 +48,11 @@ const DRAIN_POLL: Duration = Duration::from_millis(100);
 /// reports a vessel as failed.
 const DRAIN_ROOM_WAIT: Duration = Duration::from_secs(10);
 
+/// Destinations a drain tries for one vessel before it reports it failed:
+/// one that refuses (full, a missing mount) or fails mid-move is passed
+/// over for the next best.
+const DRAIN_DESTINATIONS: usize = 3;
+
 /// How long a drain waits for one vessel's move before it reports it failed
 /// and goes on with the next: a large vessel over a slow link takes minutes,
 /// a hung one must not hang the whole drain.
@@ -393,43 +398,69 @@ async fn drain_one(
         }
         view_of(id, l, &h.traffic, Instant::now())
     };
-    // Right after a start or a restart the other nodes' statuses may not
-    // be here yet: wait for them a little before giving up.
+    // A destination that refuses or fails is not asked again for this
+    // vessel; the next best is tried, up to a few.
+    let mut failures: Vec<String> = Vec::new();
+    let mut tried: Vec<PeerId> = Vec::new();
+    while tried.len() < DRAIN_DESTINATIONS {
+        let Some(to) = destination(mesh, &view, assigned, &tried).await else {
+            break;
+        };
+        tried.push(to);
+        set_item(mesh, id, "moving", Some(to));
+        if let Err(e) = start_migration(mesh, id, to, &format!("drained from {}", mesh.me)) {
+            failures.push(format!("{to}: {e}"));
+            continue;
+        }
+        match settle(mesh, id).await? {
+            Some(went) => {
+                *assigned.entry(went).or_default() += 1;
+                return Ok(went);
+            }
+            None => {
+                let err = lock(&mesh.migrations)
+                    .get(&id)
+                    .and_then(|r| r.error.clone())
+                    .unwrap_or_else(|| "the migration was aborted".into());
+                warn!(vessel = %id, %to, "drain: moving it failed ({err}); trying another node");
+                failures.push(format!("{to}: {err}"));
+            }
+        }
+    }
+    if failures.is_empty() {
+        return Err("no other member with a fresh status has room for it".into());
+    }
+    Err(format!("it runs on here; tried {}", failures.join("; ")))
+}
+
+/// The best other node for a drained vessel, leaving out `tried`. Right
+/// after a start or a restart the other nodes' statuses may not be here
+/// yet: it waits for them a little before giving up.
+async fn destination(
+    mesh: &Mesh,
+    view: &VesselView,
+    assigned: &HashMap<PeerId, usize>,
+    tried: &[PeerId],
+) -> Option<PeerId> {
     let room_deadline = Instant::now() + DRAIN_ROOM_WAIT;
-    let to = loop {
+    loop {
         let inputs = lock(&mesh.inputs).clone();
         let rtts = inputs.rtts.unwrap_or_else(|| Rtts::new(mesh.me));
         let mut rooms = inputs.rooms;
+        rooms.retain(|r| !tried.contains(&r.peer));
         for r in &mut rooms {
             r.vessels += assigned.get(&r.peer).copied().unwrap_or(0);
         }
-        if let Some(to) = drain_target(
-            &view,
+        let found = drain_target(
+            view,
             &rtts,
             &rooms,
             inputs.here_load_per_cpu,
             &inputs.params,
-        ) {
-            break to;
-        }
-        if Instant::now() > room_deadline {
-            return Err("no other member with a fresh status has room for it".into());
+        );
+        if found.is_some() || Instant::now() > room_deadline {
+            return found;
         }
         tokio::time::sleep(DRAIN_POLL).await;
-    };
-    set_item(mesh, id, "moving", Some(to));
-    start_migration(mesh, id, to, &format!("drained from {}", mesh.me))?;
-    match settle(mesh, id).await? {
-        Some(went) => {
-            *assigned.entry(went).or_default() += 1;
-            Ok(went)
-        }
-        None => {
-            let err = lock(&mesh.migrations)
-                .get(&id)
-                .and_then(|r| r.error.clone())
-                .unwrap_or_else(|| "the migration was aborted".into());
-            Err(format!("moving it to {to} failed ({err}); it runs on here"))
-        }
     }
 }

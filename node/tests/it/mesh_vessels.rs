@@ -44,9 +44,15 @@ impl Mesh {
     /// A mesh whose nodes start with `config` as their config.toml (the
     /// settings not named keep their defaults).
     pub(crate) fn with_config(pace_ms: u32, fuel_slice: u64, config: &str) -> Mesh {
+        Mesh::with_node_configs(pace_ms, fuel_slice, [config, config, config])
+    }
+
+    /// A mesh whose nodes a, b and c start with these config.toml files
+    /// (an empty one: the defaults).
+    pub(crate) fn with_node_configs(pace_ms: u32, fuel_slice: u64, configs: [&str; 3]) -> Mesh {
         let user = User::new();
-        if !config.is_empty() {
-            for name in ["a", "b", "c"] {
+        for (name, config) in ["a", "b", "c"].into_iter().zip(configs) {
+            if !config.is_empty() {
                 let dir = user.home.path().join(name);
                 std::fs::create_dir_all(&dir).unwrap();
                 std::fs::write(dir.join("config.toml"), config).unwrap();

@@ -212,6 +212,62 @@ fn pinned_vessels_stay_and_a_drain_moves_every_other_vessel_off_its_node() {
     assert_eq!(row["node"], mesh.ids[c].as_str(), "{row}");
 }
 
+/// Goal: a drain passes over a destination that refuses a vessel and moves
+/// it to the next best one, still running, nothing lost. Method: the
+/// vessel uses a mount that c does not map (so c refuses it when the
+/// migration prepares), and b already runs a vessel, so that c, the
+/// emptiest node, is the drain's first choice.
+#[test]
+fn a_drain_tries_the_next_node_when_one_refuses() {
+    let _cpu = crate::support::shared_cpu();
+    let media = tempfile::tempdir().unwrap();
+    let mapped = format!("[mounts]\nmedia = \"{}\"\n", media.path().display());
+    let mesh = Mesh::with_node_configs(0, 4_000_000, [&mapped, &mapped, ""]);
+    let (a, b, c) = (0, 1, 2);
+    ticker(&mesh, b);
+    let wasm = crate::support::compile_c("node/tests/it/programs/ticker.c", &[]);
+    let out = mesh.cli(
+        a,
+        &["deploy", "--mount", "/media=media", wasm.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "deploy: {}", stderr(&out));
+    let vessel = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    // a knows that b runs one vessel and c none.
+    crate::mesh::wait_for_peers(&mesh.user, &mesh.nodes[a], "b's vessel is gossiped", |p| {
+        p.iter().any(|x| {
+            x["peer_id"] == mesh.ids[b].as_str()
+                && x["vessels"].as_array().is_some_and(|v| v.len() == 1)
+        }) && p
+            .iter()
+            .any(|x| x["peer_id"] == mesh.ids[c].as_str() && !x["status_age_ms"].is_null())
+    });
+    let (out, report) = drain(&mesh, a, "self", &[]);
+    assert!(
+        out.status.success(),
+        "drain: {}\n{report}\n{}",
+        stderr(&out),
+        mesh.logs_of_nodes()
+    );
+    let items = report["vessels"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{report}");
+    assert_eq!(items[0]["state"], "moved", "{report}");
+    assert_eq!(items[0]["to"], mesh.ids[b].as_str(), "{report}");
+    assert!(
+        mesh.nodes[a].log().contains("trying another node"),
+        "c was not tried first:\n{}",
+        mesh.nodes[a].log()
+    );
+    let row = mesh.row(a, &vessel).unwrap();
+    assert_eq!(row["node"], mesh.ids[b].as_str(), "{row}");
+    assert_eq!(row["state"], "running", "{row}");
+    let before = ticks(&mesh, &vessel);
+    let deadline = Instant::now() + WAIT;
+    while ticks(&mesh, &vessel) < before + 5 {
+        assert!(Instant::now() < deadline, "it stopped ticking");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// A client of a kvserver vessel that asks in lockstep (`SET`, then `GET`,
 /// checking both answers) every few milliseconds until stopped; any failed
 /// read or write, wrong answer or reset ends it with an error.
