@@ -323,6 +323,14 @@ mod tests {
             err.contains("ping_interval_ms must be at least 10"),
             "{err}"
         );
+        std::fs::write(&p, "placement_margin = 1.5\n").unwrap();
+        let err = Config::load(&p, false).unwrap_err().to_string();
+        assert!(err.contains("placement_margin must be"), "{err}");
+        std::fs::write(&p, "placement_interval_ms = 5\n").unwrap();
+        let err = Config::load(&p, false).unwrap_err().to_string();
+        assert!(err.contains("placement_interval_ms"), "{err}");
+        std::fs::write(&p, "placement_interval_ms = 0\n").unwrap();
+        assert_eq!(Config::load(&p, false).unwrap().placement_interval_ms, 0);
         let fresh = dir.path().join("new.toml");
         assert_eq!(Config::load(&fresh, true).unwrap(), Config::default());
         assert_eq!(

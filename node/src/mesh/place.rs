@@ -249,7 +249,16 @@ pub fn tick(state: &mut NodeState, stale: Duration, enabled: bool) {
     let Some((id, to, here_ms, there_ms, why)) = chosen else {
         return;
     };
-    info!(vessel = %id, %to, here_ms, there_ms, "placement moves it: {why}");
+    // `why` speaks from the destination, where `ps` shows it; the log
+    // speaks from here.
+    info!(
+        vessel = %id,
+        %to,
+        here_ms,
+        there_ms,
+        "placement moves it nearer its clients: {there_ms:.1} ms from {} vs {here_ms:.1} ms from here",
+        short(&to)
+    );
     match start_migration(&mesh, id, to, &why) {
         Ok(()) => net.auto = Some((id, to)),
         Err(e) => {
