@@ -196,7 +196,7 @@ pub fn tick(state: &mut NodeState, stale: Duration, enabled: bool) {
         net.auto = None;
     }
     let rtts = inputs.rtts.expect("gathered");
-    let (views, busy) = {
+    let (mut views, busy) = {
         let h = lock(&net.host);
         let views: Vec<VesselView> = h
             .vessels
@@ -206,6 +206,14 @@ pub fn tick(state: &mut NodeState, stale: Duration, enabled: bool) {
             .collect();
         (views, h.vessels.values().any(|l| l.migrating))
     };
+    // Traffic from an entry this node has no fresh RTT to (it left, or a
+    // partition cut it off) can reach the vessel neither here nor, for now,
+    // anywhere: it is left out rather than keeping every cost unknown
+    // until it fades.
+    for v in &mut views {
+        v.entries
+            .retain(|(e, _)| *e == rtts.me || rtts.own_ms.contains_key(e));
+    }
     net.placement.retain(|v| views.iter().any(|w| w.id == *v));
     let mut whys: Vec<(VesselId, String)> = Vec::new();
     let mut chosen = None;
