@@ -403,7 +403,8 @@ impl ChunkStore {
 
     /// Makes every file this store wrote without syncing durable, like
     /// [`sync`](Self::sync), but by an fsync of each such file and then of
-    /// each directory they were renamed into, so that it does not wait
+    /// each directory they were renamed into (and its parents up to the
+    /// store's root, which a new chunk directory needs), so that it does not wait
     /// for the rest of the disk's dirty pages (a `syncfs` on a disk shared
     /// with builds took 0.1–0.7 s). Falls back to `syncfs` when more files
     /// were written than the store tracks one by one. Two calls at once
@@ -419,10 +420,20 @@ impl ChunkStore {
             let files: Vec<PathBuf> = u.files.keys().cloned().collect();
             (u.generation, files)
         };
-        let mut dirs: Vec<PathBuf> = files
-            .iter()
-            .filter_map(|f| f.parent().map(Path::to_path_buf))
-            .collect();
+        // The directories the files were renamed into, and theirs up to
+        // the store's root: a chunk's `chunks/ab/` may be new too (an
+        // unchanged directory's fsync returns at once).
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for f in &files {
+            let mut d = f.parent();
+            while let Some(p) = d {
+                dirs.push(p.to_path_buf());
+                if p == self.root || !p.starts_with(&self.root) {
+                    break;
+                }
+                d = p.parent();
+            }
+        }
         dirs.sort();
         dirs.dedup();
         fsync_all(&files)?;

@@ -1216,7 +1216,7 @@ fn prepare(
         ready_us = t_ready.as_micros() as u64,
         recorded_us = t0.elapsed().as_micros() as u64,
         prebuilt,
-        unsynced,
+        unsynced_files = unsynced,
         "prepare phases"
     );
     if let Some(s) = lock(incoming).get_mut(&vessel) {
@@ -1872,6 +1872,7 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
     // are made durable now too, so that if the vessel comes back, the
     // pause of that migration does not have to sync them.
     finish_storing(&store, stored, &fresh).await;
+    let memory_bytes = paused.vessel.memory().len() as u64;
     tokio::task::spawn_blocking(move || {
         drop(paused);
         if let Err(e) = store.sync_written() {
@@ -1880,6 +1881,7 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
     });
     tracing::debug!(
         vessel = %id,
+        memory_bytes = memory_bytes,
         packed_us = t_packed.as_micros() as u64,
         offered_us = t_offered.as_micros() as u64,
         sent_us = t_sent.as_micros() as u64,
