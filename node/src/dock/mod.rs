@@ -478,6 +478,8 @@ pub struct Vessel {
     slices: u64,
     /// Names the function a trap happens in.
     trap_site: TrapSite,
+    /// The instrumented module it was instantiated from (None: plain).
+    module: Option<Hash>,
 }
 
 impl Vessel {
@@ -583,6 +585,7 @@ impl Vessel {
             phase: Phase::Ended,
             slices: 0,
             trap_site,
+            module: vm.instrumented.as_ref().map(|i| i.hash),
         })
     }
 
@@ -884,6 +887,11 @@ impl Vessel {
             .instrumented
             .as_ref()
             .ok_or_else(|| DockError::Resume("the module was not instrumented".into()))?;
+        if self.module != Some(instrumented.hash) {
+            return Err(DockError::Resume(
+                "the blank instance runs another module".into(),
+            ));
+        }
         validate_frames(&capture.frames, &instrumented.report, config)?;
         if self.memory().len() as u64 != memory_bytes {
             return Err(DockError::Resume(format!(

@@ -653,6 +653,28 @@ mod tests {
         assert_eq!(p.memory(), &zero[..]);
     }
 
+    /// A blank instance resumes only the module it was made from: the
+    /// frames are validated against that module's layouts.
+    #[test]
+    fn a_blank_instance_of_another_module_is_refused() {
+        let f = crate::dock::fuzzing::SnapshotFixture::new();
+        let p = Prebuilt::new(module()).unwrap();
+        let capture = crate::dock::snapshot::capture_from_manifest(
+            &f.chunks,
+            &f.manifest,
+            f.config.max_memory_bytes as u64,
+        )
+        .unwrap();
+        let wasi = WasiCtx::rebuild(f.manifest.wasi.clone(), &[], Default::default()).unwrap();
+        let size = p.memory().len() as u64;
+        let err = p
+            .vessel
+            .resume_blank(&f.vm, &capture, size, wasi, &f.config)
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("another module"), "{err}");
+    }
+
     /// A chunk whose bytes no longer hash to its name is refused, not
     /// written into the memory as good.
     #[test]
