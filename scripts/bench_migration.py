@@ -20,9 +20,13 @@ One command measures, in one run:
    `meshnode migrate` progress lines.
 3. Node footprint: release binary size, and idle RSS (VmRSS) of each node
    of the pairs, ten seconds after it started, one peer, no vessel.
-4. With --phases N (needs perf): N more migrations under `perf trace`, and
+4. With `--rust-log meshnode::mesh::vessels=debug` (or any RUST_LOG that
+   shows that module's debug lines): every pause split into steps, read off
+   the nodes' own "pause phases" and "prepare phases" lines.
+5. With --phases N (needs perf): N more migrations under `perf trace`, and
    their downtime split into phases read off the system calls that bound
-   them (see PHASES below).
+   them (see PHASES below). Obsolete since the pause copies no memory-sized
+   buffer and runs no syncfs: the marks are no longer there; use 4.
 
     python3 scripts/bench_migration.py [--sizes 16,64,256] [--rates 0,1,8]
         [--migrations 16:4,64:6,256:4] [--dwell 1] [--random 64:1] [--sleep 64:1]
@@ -35,9 +39,11 @@ Needs: `cargo build --release -p meshnode --bin meshnode --example
 transfer_bench` and clang with wasi-libc. Prints a markdown report.
 """
 import argparse
+import glob
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import statistics
@@ -344,6 +350,10 @@ def table_migration(results, modes):
 # ---------------------------------------------------------------------------
 # Where the downtime goes: `perf trace` of both nodes during migrations.
 #
+# Obsolete: these marks are the pause as it was before the destination kept
+# a prebuilt instance and the source compared memory in place (no
+# memory-sized buffers, no syncfs now); the nodes' debug lines (log_phases)
+# replace them.
 # The node logs no phase times, so the phases are read off the system calls
 # that bound them (one `perf trace` of both processes, one clock):
 #   S pause   the vessel thread maps a buffer the size of the memory: the
@@ -603,10 +613,12 @@ def main():
     finally:
         for pr in pairs:
             pr.stop()
+        logph = log_phases(work)
         if args.json:
             with open(args.json, "w") as f:
                 json.dump({"migrations": results, "rss_kib": rss, "transfer": transfer,
                            "phases": phases and {"reports": phases[0][0], "marks": phases[0][1]},
+                           "log_phases": logph,
                            "phases_case": args.phases_case, "modes": modes,
                            "command": " ".join(["scripts/bench_migration.py"] + sys.argv[1:])},
                           f, indent=1)
@@ -614,10 +626,10 @@ def main():
             shutil.rmtree(work, ignore_errors=True)
 
     report(results, modes, rss, transfer, phases,
-           " ".join(["scripts/bench_migration.py"] + sys.argv[1:]))
+           " ".join(["scripts/bench_migration.py"] + sys.argv[1:]), logph)
 
 
-def report(results, modes, rss, transfer, phases, command):
+def report(results, modes, rss, transfer, phases, command, logph=None):
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     print("## Migration benchmarks (issue 4)\n")
     print(f"Command: `python3 {command}`. "
@@ -626,6 +638,13 @@ def report(results, modes, rss, transfer, phases, command):
     if results:
         print("### Migration: downtime, total time, bytes on the wire\n")
         print(table_migration(results, modes))
+        print()
+    if logph:
+        print("### Where the pause goes (the nodes' debug lines)\n")
+        print("Medians in ms of each step, from the source pausing the vessel to the "
+              "destination's `Committed` answer; the destination's fsyncs run beside its "
+              "patch, resume and `Prepared` record.\n")
+        print(table_log_phases(logph))
         print()
     if results or transfer:
         print("### Transfer throughput on loopback\n")
@@ -672,6 +691,66 @@ def report(results, modes, rss, transfer, phases, command):
               f"{med(rss) / 1024:.1f} MiB, max {max(rss) / 1024:.1f} MiB.")
 
 
+def log_phases(work):
+    """The pauses split into phases, read off the nodes' own debug lines
+    (`--rust-log meshnode::mesh::vessels=debug`): the source's "pause
+    phases" (microseconds from the pause to the end of each step) and the
+    destination's "prepare phases" of the same vessel. Returns
+    {"MODE SIZE": {"src": [...], "dst": [...]}}, empty when the nodes
+    logged none."""
+    out, size_of, dst = {}, {}, []
+    for path in sorted(glob.glob(os.path.join(work, "*.log"))):
+        mode = os.path.basename(path)[:-len(".log")].rsplit("-", 1)[0]
+        for line in open(path, errors="replace"):
+            if "pause phases" not in line and "prepare phases" not in line:
+                continue
+            line = re.sub(r"\x1b\[[0-9;]*m", "", line)
+            v = re.search(r"vessel=(\w+)", line)
+            kv = {k: int(x) for k, x in re.findall(r"(\w+_(?:us|bytes|files))=(\d+)", line)}
+            if not v:
+                continue
+            if "pause phases" in line:
+                key = f"{mode} {kv.get('memory_bytes', 0) // MIB}"
+                size_of[v.group(1)] = key
+                out.setdefault(key, {"src": [], "dst": []})["src"].append(kv)
+            else:
+                dst.append((v.group(1), kv))
+    for v, kv in dst:
+        if v in size_of:
+            out[size_of[v]]["dst"].append(kv)
+    return out
+
+
+def table_log_phases(lp):
+    """Medians (ms) of each step of the pause, per policy and memory size."""
+    head = ("| policy | memory | pauses | source: compare, hash, manifest, image | final offer "
+            "| final chunks | prepare (request to answer) | `Left` record (commit point) "
+            "| commit round trip (`Owned` record, thread) | downtime | destination in prepare: "
+            "fsyncs of unsynced files | destination in prepare: patch, resume, `Prepared` record "
+            "| files fsynced |\n" + "| --- " * 13 + "|")
+    rows = []
+
+    def step(src, a, b):
+        xs = [d[b] - d.get(a, 0) for d in src if b in d and (a is None or a in d)]
+        return f"{med(xs) / 1000:.1f}" if xs else "–"
+
+    for key in sorted(lp, key=lambda k: (k.split()[0], int(k.split()[1]))):
+        mode, mib = key.split()
+        src, dst = lp[key]["src"], lp[key]["dst"]
+        sync = [d["synced_us"] - d["written_us"] for d in dst if "synced_us" in d]
+        rest = [d.get("recorded_us", d.get("ready_us", 0)) - d["written_us"] for d in dst
+                if "written_us" in d]
+        files = [d["unsynced_files"] for d in dst if "unsynced_files" in d]
+        rows.append(f"| {mode} | {mib} MiB | {len(src)} | {step(src, None, 'packed_us')} "
+                    f"| {step(src, 'packed_us', 'offered_us')} | {step(src, 'offered_us', 'sent_us')} "
+                    f"| {step(src, 'sent_us', 'prepared_us')} | {step(src, 'prepared_us', 'recorded_us')} "
+                    f"| {step(src, 'recorded_us', 'committed_us')} | {step(src, None, 'committed_us')} "
+                    f"| {med(sync) / 1000 if sync else float('nan'):.1f} "
+                    f"| {med(rest) / 1000 if rest else float('nan'):.1f} "
+                    f"| {med(files) if files else '–'} |")
+    return head + "\n" + "\n".join(rows)
+
+
 def report_from(path, phases_case, modes):
     """Prints the report of a run saved with --json."""
     d = json.load(open(path))
@@ -681,7 +760,7 @@ def report_from(path, phases_case, modes):
         ps, pr_ = d.get("phases_case", phases_case).split(":")
         phases = ((ph["reports"], ph["marks"]), int(ps), float(pr_))
     report(d["migrations"], d.get("modes", modes), d["rss_kib"], d["transfer"], phases,
-           d.get("command", f"scripts/bench_migration.py … --json {path}"))
+           d.get("command", f"scripts/bench_migration.py … --json {path}"), d.get("log_phases"))
 
 
 if __name__ == "__main__":

@@ -171,3 +171,95 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod blank_tests {
+    use super::*;
+    use crate::dock::Exit;
+
+    /// Runs a resumed vessel for some slices (the fixture never ends), then
+    /// unwinds it at its next migration point and captures it.
+    fn run_and_capture(mut v: Vessel) -> crate::dock::Capture {
+        for _ in 0..20 {
+            assert!(matches!(v.run_slice(), Slice::Yielded));
+        }
+        assert!(v.unwind_after_points(1));
+        loop {
+            match v.run_slice() {
+                Slice::Unwound => return v.capture(0).unwrap(),
+                Slice::Yielded => {}
+                Slice::Exited(e) => panic!("ended: {e:?}"),
+            }
+        }
+    }
+
+    /// A blank instance whose memory was filled with the captured memory
+    /// resumes exactly as `Vessel::resume` does: after the same run, the
+    /// same memory, globals and frames.
+    #[test]
+    fn a_blank_vessel_filled_with_the_memory_resumes_as_a_fresh_resume_does() {
+        let f = SnapshotFixture::new();
+        let capture = snapshot::capture_from_manifest(
+            &f.chunks,
+            &f.manifest,
+            f.config.max_memory_bytes as u64,
+        )
+        .unwrap();
+        let wasi = || WasiCtx::rebuild(f.manifest.wasi.clone(), &[], Default::default()).unwrap();
+        let fresh = Vessel::resume(&f.engine, &f.vm, &capture, wasi(), &f.config).unwrap();
+
+        let mut blank = Vessel::blank(&f.engine, &f.vm, &f.config).unwrap();
+        assert!(
+            matches!(blank.run_slice(), Slice::Exited(Exit::Trap(_))),
+            "a blank vessel must not run"
+        );
+        let mut blank = Vessel::blank(&f.engine, &f.vm, &f.config).unwrap();
+        blank
+            .memory_sized(capture.memory.len() as u64)
+            .unwrap()
+            .copy_from_slice(&capture.memory);
+        let mut state = capture.clone();
+        state.memory = Vec::new();
+        let resumed = blank
+            .resume_blank(
+                &f.vm,
+                &state,
+                capture.memory.len() as u64,
+                wasi(),
+                &f.config,
+            )
+            .unwrap();
+        let (a, b) = (run_and_capture(resumed), run_and_capture(fresh));
+        // Everything but the clock, which reads the host's time.
+        assert!(a.memory == b.memory, "the memories differ");
+        assert_eq!(
+            (&a.globals, a.data_dropped, a.entry, &a.frames),
+            (&b.globals, b.data_dropped, b.entry, &b.frames)
+        );
+    }
+
+    /// A blank instance whose memory is not the snapshot's size is refused.
+    #[test]
+    fn a_blank_vessel_of_another_memory_size_is_refused() {
+        let f = SnapshotFixture::new();
+        let capture = snapshot::capture_from_manifest(
+            &f.chunks,
+            &f.manifest,
+            f.config.max_memory_bytes as u64,
+        )
+        .unwrap();
+        let blank = Vessel::blank(&f.engine, &f.vm, &f.config).unwrap();
+        let wasi = WasiCtx::rebuild(f.manifest.wasi.clone(), &[], Default::default()).unwrap();
+        let err = blank
+            .resume_blank(
+                &f.vm,
+                &capture,
+                capture.memory.len() as u64 + 65536,
+                wasi,
+                &f.config,
+            )
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("prepared memory"), "{err}");
+    }
+}

@@ -29,7 +29,7 @@ use wasmi::{
 
 use self::frames::{FrameIo, FrameView};
 use self::trap::TrapSite;
-use self::wasi::{WasiCtx, WasiView};
+use self::wasi::{InputSource, OutputSink, Stdio, WasiCtx, WasiOptions, WasiView};
 
 /// Default cap on a vessel's linear memory. Small boards have 1–8 GiB; one
 /// vessel should not be able to take most of a 1 GiB Pi.
@@ -437,6 +437,9 @@ enum Phase {
     /// Unwound, waiting to be captured.
     Unwound(Entry),
     Ended,
+    /// Instantiated by [`Vessel::blank`], its memory being filled: it runs
+    /// only once [`Vessel::resume_blank`] has restored the rest.
+    Blank,
 }
 
 /// The exports through which the dock drives an instrumented vessel.
@@ -475,6 +478,8 @@ pub struct Vessel {
     slices: u64,
     /// Names the function a trap happens in.
     trap_site: TrapSite,
+    /// The instrumented module it was instantiated from (None: plain).
+    module: Option<Hash>,
 }
 
 impl Vessel {
@@ -580,6 +585,7 @@ impl Vessel {
             phase: Phase::Ended,
             slices: 0,
             trap_site,
+            module: vm.instrumented.as_ref().map(|i| i.hash),
         })
     }
 
@@ -624,6 +630,9 @@ impl Vessel {
             }
             (Phase::Unwound(_), _) => {
                 return Slice::Exited(Exit::Trap("vessel run after it unwound".into()))
+            }
+            (Phase::Blank, _) => {
+                return Slice::Exited(Exit::Trap("vessel run before it was resumed".into()))
             }
             _ => return Slice::Exited(Exit::Trap("vessel run after it ended".into())),
         };
@@ -737,6 +746,17 @@ impl Vessel {
     /// Takes the state of a vessel that has just unwound. The vessel is
     /// spent afterwards; resume the capture in a new one.
     pub fn capture(&mut self, points_passed: u64) -> Result<Capture, DockError> {
+        let mut capture = self.capture_state(points_passed)?;
+        capture.memory = self.memory().to_vec();
+        Ok(capture)
+    }
+
+    /// [`capture`](Self::capture) without the memory (`memory` is left
+    /// empty): the memory stays in the spent vessel, readable through
+    /// [`memory`](Self::memory) for as long as it is kept. A migration's
+    /// final round compares it there with what was last sent, rather than
+    /// copying the whole memory while the vessel is paused.
+    pub fn capture_state(&mut self, points_passed: u64) -> Result<Capture, DockError> {
         let Phase::Unwound(entry) = self.phase else {
             return Err(DockError::Capture("the vessel has not unwound".into()));
         };
@@ -754,13 +774,6 @@ impl Vessel {
                 "the vessel unwound without saving a frame".into(),
             ));
         }
-        let memory = match self
-            .instance
-            .get_memory(&self.store, wasm_rewriter::abi::MEMORY_EXPORT)
-        {
-            Some(m) => m.data(&self.store).to_vec(),
-            None => Vec::new(),
-        };
         let globals = controls
             .globals
             .iter()
@@ -778,7 +791,7 @@ impl Vessel {
             .map_err(|e| DockError::Capture(e.to_string()))?;
         self.phase = Phase::Ended;
         Ok(Capture {
-            memory,
+            memory: Vec::new(),
             globals,
             data_dropped,
             entry,
@@ -811,6 +824,117 @@ impl Vessel {
             )));
         }
         let mut v = Self::instantiate(engine, vm, wasi, config)?;
+        if v.has_memory() {
+            v.memory_sized(capture.memory.len() as u64)?
+                .copy_from_slice(&capture.memory);
+        } else if !capture.memory.is_empty() {
+            return Err(DockError::Resume(
+                "memory captured, but the module has none".into(),
+            ));
+        }
+        v.restore(capture, config)
+    }
+
+    /// A vessel instantiated ahead of a resume whose state is not known
+    /// yet: a migration's destination fills its memory
+    /// ([`memory_sized`](Self::memory_sized)) from the pre-copy rounds'
+    /// chunks while the vessel still runs at the source, so that the pause
+    /// writes only what changed since, into pages already in place. It
+    /// runs nothing until [`resume_blank`](Self::resume_blank).
+    pub fn blank(
+        engine: &Engine,
+        vm: &VesselModule,
+        config: &DockConfig,
+    ) -> Result<Self, DockError> {
+        if vm.instrumented.is_none() {
+            return Err(DockError::Resume("the module was not instrumented".into()));
+        }
+        let wasi = WasiCtx::new(WasiOptions {
+            args: Vec::new(),
+            env: Vec::new(),
+            dirs: Vec::new(),
+            stdio: Stdio {
+                stdin: InputSource::Empty,
+                stdout: OutputSink::Buffer(Default::default()),
+                stderr: OutputSink::Buffer(Default::default()),
+            },
+        })
+        .map_err(|e| DockError::Instantiate(e.to_string()))?;
+        let mut v = Self::instantiate(engine, vm, wasi, config)?;
+        v.phase = Phase::Blank;
+        Ok(v)
+    }
+
+    /// Finishes the resume of a [`blank`](Self::blank) vessel whose memory
+    /// already holds the captured memory (`capture.memory` is ignored; the
+    /// memory must be `memory_bytes` long, the size the snapshot names):
+    /// the same checks and restores as [`resume`](Self::resume), without
+    /// instantiating or copying the memory.
+    pub fn resume_blank(
+        mut self,
+        vm: &VesselModule,
+        capture: &Capture,
+        memory_bytes: u64,
+        wasi: WasiCtx,
+        config: &DockConfig,
+    ) -> Result<Self, DockError> {
+        if self.phase != Phase::Blank || self.slices != 0 {
+            return Err(DockError::Resume(
+                "the vessel is not a blank instance".into(),
+            ));
+        }
+        let instrumented = vm
+            .instrumented
+            .as_ref()
+            .ok_or_else(|| DockError::Resume("the module was not instrumented".into()))?;
+        if self.module != Some(instrumented.hash) {
+            return Err(DockError::Resume(
+                "the blank instance runs another module".into(),
+            ));
+        }
+        validate_frames(&capture.frames, &instrumented.report, config)?;
+        if self.memory().len() as u64 != memory_bytes {
+            return Err(DockError::Resume(format!(
+                "the prepared memory holds {} bytes, the snapshot {memory_bytes}",
+                self.memory().len()
+            )));
+        }
+        self.replace_wasi(wasi);
+        self.restore(capture, config)
+    }
+
+    fn has_memory(&self) -> bool {
+        self.instance
+            .get_memory(&self.store, wasm_rewriter::abi::MEMORY_EXPORT)
+            .is_some()
+    }
+
+    /// The memory, grown first to `bytes` (a whole number of pages, no
+    /// less than it holds, within the dock's limit), for writing.
+    pub fn memory_sized(&mut self, bytes: u64) -> Result<&mut [u8], DockError> {
+        let m = self
+            .instance
+            .get_memory(&self.store, wasm_rewriter::abi::MEMORY_EXPORT)
+            .ok_or_else(|| DockError::Resume("the module has no memory".into()))?;
+        let have = m.data(&self.store).len() as u64;
+        if !bytes.is_multiple_of(65536) || bytes < have {
+            return Err(DockError::Resume(format!(
+                "memory of {bytes} bytes cannot restore a module whose memory holds {have} bytes"
+            )));
+        }
+        if bytes > have {
+            m.grow(&mut self.store, (bytes - have) / 65536)
+                .map_err(|e| {
+                    DockError::Resume(format!("cannot grow memory to {bytes} bytes: {e}"))
+                })?;
+        }
+        Ok(m.data_mut(&mut self.store))
+    }
+
+    /// The part of a resume after the memory: globals, dropped data
+    /// segments, the frames to rewind.
+    fn restore(mut self, capture: &Capture, config: &DockConfig) -> Result<Self, DockError> {
+        let v = &mut self;
         let controls = v
             .controls
             .as_ref()
@@ -821,33 +945,6 @@ impl Vessel {
                 capture.globals.len(),
                 controls.globals.len()
             )));
-        }
-        // Memory: grow to the captured size, then write it back.
-        match v
-            .instance
-            .get_memory(&v.store, wasm_rewriter::abi::MEMORY_EXPORT)
-        {
-            Some(m) => {
-                let have = m.data(&v.store).len() as u64;
-                let want = capture.memory.len() as u64;
-                if !want.is_multiple_of(65536) || want < have {
-                    return Err(DockError::Resume(format!(
-                        "memory of {want} bytes cannot restore a module whose memory starts at {have} bytes"
-                    )));
-                }
-                if want > have {
-                    m.grow(&mut v.store, (want - have) / 65536).map_err(|e| {
-                        DockError::Resume(format!("cannot grow memory to {want} bytes: {e}"))
-                    })?;
-                }
-                m.data_mut(&mut v.store).copy_from_slice(&capture.memory);
-            }
-            None if capture.memory.is_empty() => {}
-            None => {
-                return Err(DockError::Resume(
-                    "memory captured, but the module has none".into(),
-                ))
-            }
         }
         // Globals: set every mutable one, with its type checked.
         for (i, (g, value)) in controls.globals.iter().zip(&capture.globals).enumerate() {
@@ -883,7 +980,7 @@ impl Vessel {
             .begin_rewind(capture.frames.clone());
         v.set_state(wasm_rewriter::abi::STATE_REWINDING);
         v.phase = Phase::Call(capture.entry);
-        Ok(v)
+        Ok(self)
     }
 
     pub fn wasi(&self) -> &WasiCtx {

@@ -38,8 +38,8 @@ use tracing::{info, warn};
 use super::behaviour::NodeBehaviour;
 use super::node::{Membership, NodeCommand, NodeState};
 use crate::identity::peer_public_key;
-use crate::vessel::image::{self, MemoryTracker, Ready};
-use crate::vessel::runner::Command as RunnerCmd;
+use crate::vessel::image::{self, MemoryTracker, Prebuilt, Ready};
+use crate::vessel::runner::{self, Command as RunnerCmd};
 use crate::vessel::{Host, Record};
 
 /// Pre-copy rounds at most before the final stop.
@@ -120,10 +120,20 @@ pub struct Incoming {
     pub expected: HashSet<Hash>,
     pub ready: Option<Ready>,
     pub started: Instant,
-    /// The vessel's memory as the last pre-copy round left it, assembled
-    /// (from verified chunks) while the vessel still ran at the source, so
-    /// the pause patches only what changed instead of re-reading it all.
-    pub memory: Option<Arc<(ChunkedImage, Vec<u8>)>>,
+    /// Chunks known to be in the store for this migration: everything an
+    /// earlier offer of it named, once all that offer lacked had arrived.
+    /// Nothing evicts them while the migration is open, so the final offer
+    /// (in the pause) asks the store only about the rest.
+    pub known: Arc<HashSet<Hash>>,
+    /// Every chunk this offer names (known once `expected` is empty).
+    pub named: Arc<HashSet<Hash>>,
+    /// The vessel's memory as the last pre-copy round left it, written
+    /// (from verified chunks) into a blank instance while the vessel still
+    /// ran at the source, so the pause patches only what changed instead of
+    /// re-reading it all and copying it into a new instance. Locked while a
+    /// round's chunks are written into it, so `prepare` waits for that
+    /// rather than starting over.
+    pub memory: Arc<Mutex<Option<Prebuilt>>>,
 }
 
 impl VesselNet {
@@ -732,6 +742,7 @@ pub fn serve_peer(
                     .then(|| protocol::cbor::decode::<Vec<ChunkedImage>>(&image).ok())
                     .flatten();
                 let (vessel, epoch) = (offer.body.vessel, offer.body.epoch);
+                let (kind, t0) = (offer.body.kind, Instant::now());
                 let response = match accept_offer(&mesh, &incoming, peer, offer, image, next_nonce)
                 {
                     Ok(r) => r,
@@ -741,15 +752,19 @@ pub fn serve_peer(
                     }
                 };
                 let accepted = matches!(response, PeerResponse::Lacking { .. });
+                tracing::debug!(
+                    vessel = %vessel,
+                    ?kind,
+                    accept_us = t0.elapsed().as_micros() as u64,
+                    "offer checked"
+                );
                 let _ = tx.blocking_send(NodeCommand::RespondPeer { channel, response });
                 // While the chunks arrive, get the module ready, so the
                 // pause does not pay for instrumenting and compiling it.
                 if let (true, Some(images)) = (accepted, warm) {
-                    if let Some(module) = images.get(1) {
-                        prewarm(&mesh.host, module);
-                    }
-                    if let Some(mem) = images.first() {
-                        prebuild_memory(&mesh.host, &incoming, peer, vessel, epoch, mem);
+                    let module = images.get(1).and_then(|m| prewarm(&mesh.host, m));
+                    if let (Some(mem), Some(module)) = (images.first(), module) {
+                        prebuild_memory(&mesh.host, &incoming, peer, vessel, epoch, mem, module);
                     }
                 }
             });
@@ -810,22 +825,25 @@ pub fn serve_peer(
 }
 
 /// Waits (bounded) for a module's chunks to arrive, then prepares it.
-fn prewarm(host: &Arc<Mutex<Host>>, module: &ChunkedImage) {
+fn prewarm(
+    host: &Arc<Mutex<Host>>,
+    module: &ChunkedImage,
+) -> Option<Arc<crate::vessel::PreparedModule>> {
     let store = lock(host).store.clone();
     let deadline = Instant::now() + PREWARM_WAIT;
     while module.chunks.iter().flatten().any(|h| !store.has_chunk(h)) {
         if Instant::now() > deadline {
-            return;
+            return None;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    if let Ok(bytes) = crate::store::get_image(&store, module, protocol::limits::MAX_MODULE_BYTES) {
-        Host::prewarm_module(host, bytes);
-    }
+    let bytes = crate::store::get_image(&store, module, protocol::limits::MAX_MODULE_BYTES).ok()?;
+    Host::prewarm_module(host, bytes)
 }
 
-/// Builds (or patches) the vessel's memory from a pre-copy round's image
-/// once its chunks are here, off the pause.
+/// Writes a pre-copy round's memory image into the migration's blank
+/// instance (made on the first round) once its chunks are here, off the
+/// pause: only the chunks whose names changed since the last round.
 fn prebuild_memory(
     host: &Arc<Mutex<Host>>,
     incoming: &Arc<Mutex<HashMap<VesselId, Incoming>>>,
@@ -833,6 +851,7 @@ fn prebuild_memory(
     vessel: VesselId,
     epoch: u64,
     image: &ChunkedImage,
+    module: Arc<crate::vessel::PreparedModule>,
 ) {
     let store = lock(host).store.clone();
     let deadline = Instant::now() + PREWARM_WAIT;
@@ -842,60 +861,33 @@ fn prebuild_memory(
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    let previous = lock(incoming)
+    let Some(slot) = lock(incoming)
         .get(&vessel)
         .filter(|s| s.from == peer && s.epoch == epoch)
-        .and_then(|s| s.memory.clone());
-    let built = match previous {
-        Some(prev) => patch_memory(&store, &prev.0, prev.1.clone(), image),
-        None => crate::store::get_image(&store, image, protocol::limits::MAX_MEMORY_BYTES)
-            .map_err(|e| e.to_string()),
+        .map(|s| s.memory.clone())
+    else {
+        return;
     };
-    if let Ok(bytes) = built {
-        let mut inc = lock(incoming);
-        if let Some(s) = inc
-            .get_mut(&vessel)
-            .filter(|s| s.from == peer && s.epoch == epoch)
-        {
-            s.memory = Some(Arc::new((image.clone(), bytes)));
-        }
-    }
-}
-
-/// Turns `memory` (which holds `from`) into `to`, reading only the chunks
-/// whose names differ. Every chunk read is verified against its name.
-fn patch_memory(
-    store: &crate::store::ChunkStore,
-    from: &ChunkedImage,
-    mut memory: Vec<u8>,
-    to: &ChunkedImage,
-) -> Result<Vec<u8>, String> {
-    if ChunkedImage::chunk_count(to.size_bytes) != to.chunks.len() as u64
-        || to.size_bytes > protocol::limits::MAX_MEMORY_BYTES
-        || memory.len() as u64 != from.size_bytes
+    let mut prebuilt = lock(&slot);
+    if prebuilt
+        .as_ref()
+        .is_none_or(|p| !Arc::ptr_eq(&p.module, &module))
     {
-        return Err("memory image shape".into());
+        *prebuilt = Prebuilt::new(module).ok();
     }
-    let cs = protocol::snapshot::CHUNK_SIZE_BYTES as usize;
-    memory.resize(to.size_bytes as usize, 0);
-    for (i, c) in to.chunks.iter().enumerate() {
-        if from.chunks.get(i) == Some(c) && (i + 1) * cs <= from.size_bytes as usize {
-            continue;
-        }
-        let start = i * cs;
-        let end = (start + cs).min(memory.len());
-        match c {
-            None => memory[start..end].fill(0),
-            Some(h) => {
-                let bytes = store.get_chunk(h).map_err(|e| e.to_string())?;
-                if bytes.len() != end - start {
-                    return Err("memory image shape".into());
-                }
-                memory[start..end].copy_from_slice(&bytes);
-            }
+    if let Some(p) = prebuilt.as_mut() {
+        if let Err(e) = p.patch(&store, image) {
+            warn!(vessel = %vessel, "cannot build the incoming memory ahead: {e}");
+            *prebuilt = None;
         }
     }
-    Ok(memory)
+    drop(prebuilt);
+    // This round's chunks made durable now, while the vessel still runs at
+    // the source, so that `prepare`, in the pause, syncs only what came
+    // after.
+    if let Err(e) = store.sync_written() {
+        warn!(vessel = %vessel, "cannot sync the store: {e}");
+    }
 }
 
 fn check_offer(
@@ -940,7 +932,7 @@ fn accept_offer(
 ) -> Result<PeerResponse, String> {
     let b = offer.body;
     let id = b.vessel;
-    {
+    let known_chunks: Arc<HashSet<Hash>> = {
         let mut inc = lock(incoming);
         // A migration whose source went quiet (it aborted and the abort
         // was lost, or it died before its commit) is forgotten in time.
@@ -950,7 +942,19 @@ fn accept_offer(
                 "this node receives {MAX_INCOMING_MIGRATIONS} migrations already; retry later"
             ));
         }
-    }
+        match inc
+            .get(&id)
+            .filter(|s| s.from == peer && s.epoch == b.epoch)
+        {
+            Some(s) if s.expected.is_empty() => {
+                let mut k = (*s.known).clone();
+                k.extend(s.named.iter().copied());
+                Arc::new(k)
+            }
+            Some(s) => s.known.clone(),
+            None => Default::default(),
+        }
+    };
     let host = lock(&mesh.host);
     let known = host.vessels.get(&id).map(|l| l.record.clone());
     if let Some(r) = &known {
@@ -962,7 +966,7 @@ fn accept_offer(
             ));
         }
     }
-    let (lacking, image, manifest) = match b.kind {
+    let (lacking, image, manifest, named) = match b.kind {
         OfferKind::Warm => {
             let images: Vec<ChunkedImage> =
                 protocol::cbor::decode(&image_bytes).map_err(|e| format!("warm image: {e}"))?;
@@ -972,8 +976,9 @@ fn accept_offer(
                 .collect();
             all.sort();
             all.dedup();
-            all.retain(|h| !host.store.has_chunk(h));
-            (all, None, None)
+            let named: HashSet<Hash> = all.iter().copied().collect();
+            all.retain(|h| !known_chunks.contains(h) && !host.store.has_chunk(h));
+            (all, None, None, named)
         }
         OfferKind::Final => {
             let image: VesselImage =
@@ -1005,8 +1010,8 @@ fn accept_offer(
                 }
                 Resume::Fresh => None,
             };
-            let lacking = image::lacking(&host.store, &image, manifest.as_ref());
-            (lacking, Some(image), manifest)
+            let lacking = image::lacking(&host.store, &image, manifest.as_ref(), &known_chunks);
+            (lacking, Some(image), manifest, HashSet::new())
         }
     };
     drop(host);
@@ -1015,7 +1020,7 @@ fn accept_offer(
     let memory = inc
         .get(&id)
         .filter(|s| s.from == peer && s.epoch == b.epoch)
-        .and_then(|s| s.memory.clone());
+        .map_or_else(Default::default, |s| s.memory.clone());
     inc.insert(
         id,
         Incoming {
@@ -1029,6 +1034,8 @@ fn accept_offer(
             expected: lacking.iter().copied().collect(),
             ready: None,
             started: Instant::now(),
+            known: known_chunks,
+            named: Arc::new(named),
         },
     );
     Ok(PeerResponse::Lacking {
@@ -1252,20 +1259,32 @@ fn prepare(
             s.memory.clone(),
         )
     };
+    // Waits for a pre-copy round still being written into it.
+    let prebuilt = lock(&warm_memory).take();
     let mut h = lock(host);
-    // Pair assertion with the offer: every chunk the image names is here.
-    let still = image::lacking(
-        &h.store,
-        &image,
-        lock(incoming)
-            .get(&vessel)
-            .and_then(|s| s.manifest.as_ref()),
-    );
+    // Pair assertion with the offer: every chunk the image names is here
+    // (those known to be here since the pre-copy rounds are not asked
+    // again).
+    let still = {
+        let inc = lock(incoming);
+        let s = inc.get(&vessel);
+        image::lacking(
+            &h.store,
+            &image,
+            s.and_then(|s| s.manifest.as_ref()),
+            s.map_or(&HashSet::new(), |s| &*s.known),
+        )
+    };
     if !still.is_empty() {
         return Err(format!("{} chunks are missing from the store", still.len()));
     }
-    // Manifest and image written, then one syncfs makes them durable with
-    // every chunk of this migration (one sync in the pause, not three).
+    let t_checked = t0.elapsed();
+    // Manifest and image written, then made durable with every chunk this
+    // migration stored and no sync covered yet (the pre-copy rounds' chunks
+    // were synced during those rounds, off the pause): one fsync per such
+    // file and per directory they were renamed into, not a `syncfs`, which
+    // would wait for every dirty page of the disk (docs/protocol.md, "What
+    // is durable before `Prepared`").
     if manifest {
         h.store
             .put_manifest_bytes_unsynced(&image.manifest)
@@ -1276,50 +1295,85 @@ fn prepare(
     h.store
         .put_image_doc(&bytes, false)
         .map_err(|e| e.to_string())?;
-    h.store.sync().map_err(|e| e.to_string())?;
-    let t_synced = t0.elapsed();
-    // The memory the pre-copy rounds built, patched to the final image:
-    // only the chunks that changed since are read.
-    let final_memory = lock(incoming)
-        .get(&vessel)
-        .and_then(|s| s.manifest.as_ref().map(|m| m.memory.clone()));
-    let memory = match (warm_memory, &final_memory) {
-        (Some(w), Some(m)) => patch_memory(&h.store, &w.0, w.1.clone(), m).ok(),
-        _ => None,
-    };
-    // Pair assertion (debug builds): the patched memory is exactly what the
-    // manifest names, chunk by chunk.
-    #[cfg(debug_assertions)]
-    if let (Some(mem), Some(m)) = (&memory, &final_memory) {
-        let cs = protocol::snapshot::CHUNK_SIZE_BYTES as usize;
-        for (i, c) in m.chunks.iter().enumerate() {
-            let chunk = &mem[i * cs..((i + 1) * cs).min(mem.len())];
-            let want = c.unwrap_or_else(|| Hash::of(chunk));
-            let found = if c.is_none() && chunk.iter().all(|&b| b == 0) {
-                want
-            } else {
-                Hash::of(chunk)
+    let t_written = t0.elapsed();
+    let unsynced = h.store.unsynced_count();
+    // The fsyncs run beside the rest of `prepare` (memory, vessel, the
+    // `Prepared` record), so that the disk's waits overlap. A `Prepared`
+    // record that reaches the disk before the chunks do is harmless: this
+    // node answers `Prepared` only once both are durable, and the source
+    // never commits without that answer (a lone `Prepared` record is never
+    // run, and is dropped on `Abort` or a newer offer).
+    let sync_store = h.store.clone();
+    let (synced, rest) = std::thread::scope(|scope| {
+        let sync = scope.spawn(move || (sync_store.sync_written(), t0.elapsed()));
+        let rest = (|| -> Result<(Ready, bool, Duration, Duration), String> {
+            // The memory the pre-copy rounds built, patched to the final
+            // image: only the chunks that changed since are read and
+            // written.
+            let final_memory = lock(incoming)
+                .get(&vessel)
+                .and_then(|s| s.manifest.as_ref().map(|m| m.memory.clone()));
+            let memory = match (prebuilt, &final_memory) {
+                (Some(mut p), Some(m)) => match p.patch(&h.store, m) {
+                    Ok(_) => Some(p),
+                    Err(e) => {
+                        warn!(vessel = %vessel, "the memory built ahead does not patch: {e}");
+                        None
+                    }
+                },
+                _ => None,
             };
-            assert_eq!(found, want, "patched memory differs at chunk {i}");
-        }
-    }
-    let ready = image::ready_with_memory(&mut h, &image, memory).map_err(|e| e.to_string())?;
-    let t_ready = t0.elapsed();
+            let t_patched = t0.elapsed();
+            // Pair assertion (debug builds): the patched memory is exactly
+            // what the manifest names, chunk by chunk.
+            #[cfg(debug_assertions)]
+            if let (Some(p), Some(m)) = (&memory, &final_memory) {
+                let mem = p.memory();
+                assert_eq!(mem.len() as u64, m.size_bytes, "patched memory size");
+                let cs = protocol::snapshot::CHUNK_SIZE_BYTES as usize;
+                for (i, c) in m.chunks.iter().enumerate() {
+                    let chunk = &mem[i * cs..((i + 1) * cs).min(mem.len())];
+                    let want = c.unwrap_or_else(|| Hash::of(chunk));
+                    let found = if c.is_none() && chunk.iter().all(|&b| b == 0) {
+                        want
+                    } else {
+                        Hash::of(chunk)
+                    };
+                    assert_eq!(found, want, "patched memory differs at chunk {i}");
+                }
+            }
+            let prebuilt = memory.is_some();
+            let ready =
+                image::ready_with_memory(&mut h, &image, memory).map_err(|e| e.to_string())?;
+            let t_ready = t0.elapsed();
+            h.write_record(
+                vessel,
+                &Record::Prepared {
+                    epoch,
+                    image: image_hash,
+                    from: peer.to_bytes(),
+                },
+            )
+            .map_err(|e| e.to_string())?;
+            Ok((ready, prebuilt, t_patched, t_ready))
+        })();
+        (sync.join(), rest)
+    });
+    let (synced, t_synced) = synced.map_err(|_| "the sync thread panicked".to_string())?;
+    synced.map_err(|e| e.to_string())?;
+    let (ready, prebuilt, t_patched, t_ready) = rest?;
     tracing::debug!(
         vessel = %vessel,
+        checked_us = t_checked.as_micros() as u64,
+        written_us = t_written.as_micros() as u64,
         synced_us = t_synced.as_micros() as u64,
+        patched_us = t_patched.as_micros() as u64,
         ready_us = t_ready.as_micros() as u64,
+        recorded_us = t0.elapsed().as_micros() as u64,
+        prebuilt,
+        unsynced_files = unsynced,
         "prepare phases"
     );
-    h.write_record(
-        vessel,
-        &Record::Prepared {
-            epoch,
-            image: image_hash,
-            from: peer.to_bytes(),
-        },
-    )
-    .map_err(|e| e.to_string())?;
     if let Some(s) = lock(incoming).get_mut(&vessel) {
         s.ready = Some(ready);
     }
@@ -1615,8 +1669,10 @@ async fn send_chunks(
     id: VesselId,
     epoch: u64,
     lacking: Vec<Hash>,
+    fresh: Option<&Fresh>,
 ) -> Result<u64, String> {
     let store = lock(&mesh.host).store.clone();
+    let fresh = fresh.cloned();
     let batches: Vec<Vec<Hash>> = lacking
         .chunks(MAX_CHUNKS_PER_BATCH)
         .map(|c| c.to_vec())
@@ -1624,11 +1680,19 @@ async fn send_chunks(
     let mut sends = futures::stream::iter(batches.into_iter().map(|batch| {
         let store = store.clone();
         let mesh = mesh.clone();
+        let fresh = fresh.clone();
         async move {
             let chunks = tokio::task::spawn_blocking(move || {
                 batch
                     .iter()
                     .map(|h| {
+                        // Hashed from these very bytes in the pause.
+                        if let Some(bytes) = fresh.as_ref().and_then(|f| f.get(h)) {
+                            return Ok(NamedChunk {
+                                hash: *h,
+                                bytes: ChunkBytes(bytes.clone()),
+                            });
+                        }
                         store.get_chunk(h).map(|bytes| NamedChunk {
                             hash: *h,
                             bytes: ChunkBytes(bytes),
@@ -1663,6 +1727,34 @@ async fn send_chunks(
         total += r?;
     }
     Ok(total)
+}
+
+/// The chunks of a final round that are sent from memory (and stored
+/// beside the sending).
+type Fresh = Arc<HashMap<Hash, Vec<u8>>>;
+
+fn store_fresh(store: &crate::store::ChunkStore, fresh: &Fresh) -> Result<(), String> {
+    for bytes in fresh.values() {
+        store.put_chunk(bytes).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Waits for the final round's chunks to be stored; if that failed, tries
+/// once more (an abort resumes the vessel from them).
+async fn finish_storing(
+    store: &crate::store::ChunkStore,
+    stored: tokio::task::JoinHandle<Result<(), String>>,
+    fresh: &Fresh,
+) {
+    if matches!(stored.await, Ok(Ok(()))) {
+        return;
+    }
+    let (s, fresh) = (store.clone(), fresh.clone());
+    let again = tokio::task::spawn_blocking(move || store_fresh(&s, &fresh)).await;
+    if !matches!(again, Ok(Ok(()))) {
+        warn!("cannot store the final round's chunks: {again:?}");
+    }
 }
 
 /// Every chunk the images name, but those sent already in this migration
@@ -1756,7 +1848,7 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
             lacking = all_chunks(&[&mem_image, &module_image], &[], &sent);
         }
         sent.extend(lacking.iter().copied());
-        send_chunks(mesh, to, id, new_epoch, lacking).await?;
+        send_chunks(mesh, to, id, new_epoch, lacking, None).await?;
         set_report(mesh, id, |r| r.rounds = round + 1);
         if round > 0 && changed <= WARM_CONVERGED_CHUNKS {
             break;
@@ -1767,9 +1859,10 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
     set_report(mesh, id, |r| r.phase = "final".into());
     let (tx, rx) = oneshot::channel();
     send_cmd(RunnerCmd::Pause(tx))?;
-    let (capture, paused_at) = rx
+    let paused = rx
         .await
         .map_err(|_| "the vessel ended before it could move".to_string())??;
+    let paused_at = paused.at;
     let final_image = {
         let (t, s) = (tracker.clone(), store.clone());
         let module = module.clone();
@@ -1796,46 +1889,55 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
             .get(&id)
             .map(|h| h.freeze_and_export())
             .unwrap_or_default();
-        tokio::task::spawn_blocking(
-            move || -> Result<(VesselImage, crate::dock::Capture), String> {
-                let mut t = lock(&t);
-                t.update_final(&s, &capture.memory)
-                    .map_err(|e| e.to_string())?;
-                let manifest =
-                    image::manifest_of(&module, &module_image, &capture, t.image.clone())?;
-                let (mbytes, mh) = manifest.encode_and_hash();
-                let dirs = image::volume_dirs(&vdir, guests.len());
-                let volumes = guests
-                    .iter()
-                    .zip(&dirs)
-                    .map(|(g, d)| image::pack_volume(&s, d, g))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let log = image::pack_log(&s, &lock(&log))?;
-                Ok((
-                    VesselImage {
-                        version: VESSEL_VERSION,
-                        deployment,
-                        epoch: new_epoch,
-                        resume: Resume::Snapshot(mh),
-                        module: module_image,
-                        manifest: mbytes,
-                        volumes,
-                        log,
-                        migrations: migrations + 1,
-                        run_ms,
-                        placement,
-                        hub,
-                    },
-                    capture,
-                ))
-            },
-        )
+        type Packed = (VesselImage, runner::Paused, Fresh);
+        tokio::task::spawn_blocking(move || -> Result<Packed, String> {
+            let mut t = lock(&t);
+            // The paused instance's own memory, compared in place with
+            // what was last sent: no copy of the whole memory here. The
+            // changed chunks are sent from memory and stored meanwhile.
+            let fresh = Arc::new(t.update_final_unstored(paused.vessel.memory()));
+            let manifest =
+                image::manifest_of(&module, &module_image, &paused.capture, t.image.clone())?;
+            let (mbytes, mh) = manifest.encode_and_hash();
+            let dirs = image::volume_dirs(&vdir, guests.len());
+            let volumes = guests
+                .iter()
+                .zip(&dirs)
+                .map(|(g, d)| image::pack_volume(&s, d, g))
+                .collect::<Result<Vec<_>, _>>()?;
+            let log = image::pack_log(&s, &lock(&log))?;
+            Ok((
+                VesselImage {
+                    version: VESSEL_VERSION,
+                    deployment,
+                    epoch: new_epoch,
+                    resume: Resume::Snapshot(mh),
+                    module: module_image,
+                    manifest: mbytes,
+                    volumes,
+                    log,
+                    migrations: migrations + 1,
+                    run_ms,
+                    placement,
+                    hub,
+                },
+                paused,
+                fresh,
+            ))
+        })
         .await
         .map_err(|e| e.to_string())?
     };
-    let (final_image, capture) = match final_image {
+    let (final_image, paused, fresh) = match final_image {
         Ok(v) => v,
         Err(e) => return Err(e),
+    };
+    // The final round's changed chunks go to this node's store while the
+    // offer is on its way (an abort resumes the vessel from the store, and
+    // a return trip deduplicates against it).
+    let stored = {
+        let (s, fresh) = (store.clone(), fresh.clone());
+        tokio::task::spawn_blocking(move || store_fresh(&s, &fresh))
     };
     let (image_bytes, image_hash) = final_image.encode_and_hash();
     // Pair assertion with the destination's check of the same hash.
@@ -1847,6 +1949,8 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
     }
 
     let t_packed = paused_at.elapsed();
+    let mut t_offered = Duration::ZERO;
+    let mut t_sent = Duration::ZERO;
     let sent: Result<(), String> = async {
         let lacking = offer(
             mesh,
@@ -1858,6 +1962,7 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
             &mut nonce,
         )
         .await?;
+        t_offered = paused_at.elapsed();
         let manifest: Manifest =
             protocol::cbor::decode(&final_image.manifest).map_err(|e| e.to_string())?;
         let lacking = if mesh.policy.dedup {
@@ -1870,7 +1975,8 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
             )
         };
         sent.extend(lacking.iter().copied());
-        send_chunks(mesh, to, id, new_epoch, lacking).await?;
+        send_chunks(mesh, to, id, new_epoch, lacking, Some(&fresh)).await?;
+        t_sent = paused_at.elapsed();
         // Skipped: chunks of the image that the destination had before this
         // migration began (earlier visits, other vessels, the same module).
         let mut needed: HashSet<Hash> = final_image.own_chunks().into_iter().collect();
@@ -1913,7 +2019,8 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
             mesh.request(to, PeerRequest::Abort(decision(false))),
         )
         .await;
-        resume_here(mesh, id, final_image, capture)?;
+        finish_storing(&store, stored, &fresh).await;
+        resume_here(mesh, id, final_image)?;
         return Err(e);
     }
 
@@ -1948,10 +2055,10 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
     };
     if let Err(e) = committed {
         let _ = mesh.request(to, PeerRequest::Abort(decision(false))).await;
-        resume_here(mesh, id, final_image, capture)?;
+        finish_storing(&store, stored, &fresh).await;
+        resume_here(mesh, id, final_image)?;
         return Err(e);
     }
-    drop(capture);
     set_report(mesh, id, |r| r.phase = "committed".into());
     fault_point("after-commit-record");
     // Its traffic now enters towards the new host, which keeps its own book.
@@ -1962,9 +2069,24 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
     // downtime.
     let acked_at = send_commit(mesh, id, to, decision(true)).await;
     let downtime = acked_at.duration_since(paused_at);
+    // Freeing the spent instance's memory takes milliseconds: after the
+    // pause, off the async runtime. The chunks this migration stored here
+    // are made durable now too, so that if the vessel comes back, the
+    // pause of that migration does not have to sync them.
+    finish_storing(&store, stored, &fresh).await;
+    let memory_bytes = paused.vessel.memory().len() as u64;
+    tokio::task::spawn_blocking(move || {
+        drop(paused);
+        if let Err(e) = store.sync_written() {
+            warn!(vessel = %id, "cannot sync the store: {e}");
+        }
+    });
     tracing::debug!(
         vessel = %id,
+        memory_bytes = memory_bytes,
         packed_us = t_packed.as_micros() as u64,
+        offered_us = t_offered.as_micros() as u64,
+        sent_us = t_sent.as_micros() as u64,
         prepared_us = t_prepared.as_micros() as u64,
         recorded_us = t_recorded.as_micros() as u64,
         committed_us = downtime.as_micros() as u64,
@@ -2027,14 +2149,10 @@ pub async fn send_commit(mesh: &Mesh, id: VesselId, to: PeerId, decision: Decisi
     acked_at
 }
 
-/// An aborted migration: the vessel runs on here, from the capture taken
-/// for it (no step of the program is lost or repeated).
-fn resume_here(
-    mesh: &Mesh,
-    id: VesselId,
-    image: VesselImage,
-    _capture: crate::dock::Capture,
-) -> Result<(), String> {
+/// An aborted migration: the vessel runs on here, from the image of the
+/// capture taken for it (its memory chunks are in the store already; no
+/// step of the program is lost or repeated).
+fn resume_here(mesh: &Mesh, id: VesselId, image: VesselImage) -> Result<(), String> {
     let mut h = lock(&mesh.host);
     let l = h.vessels.get(&id).ok_or("vessel gone")?;
     let record = l.record.clone();
@@ -2214,7 +2332,7 @@ async fn checkpoint(host: &Arc<Mutex<Host>>, id: VesselId) -> Result<(), String>
             .ok_or("not running")?
             .send(RunnerCmd::Pause(tx))?;
     }
-    let (capture, _) = rx
+    let paused = rx
         .await
         .map_err(|_| "the vessel ended first".to_string())??;
     let host = host.clone();
@@ -2238,9 +2356,9 @@ async fn checkpoint(host: &Arc<Mutex<Host>>, id: VesselId) -> Result<(), String>
         let store = h.store.clone();
         let mut tracker = MemoryTracker::default();
         tracker
-            .update(&store, &capture.memory)
+            .update_final(&store, paused.vessel.memory())
             .map_err(|e| e.to_string())?;
-        let manifest = image::manifest_of(&module, &old.module, &capture, tracker.image)?;
+        let manifest = image::manifest_of(&module, &old.module, &paused.capture, tracker.image)?;
         let (mbytes, mh) = manifest.encode_and_hash();
         let dirs = image::volume_dirs(&h.vessel_dir(id), deployment.body.volumes.len());
         let volumes = deployment

@@ -6,6 +6,7 @@
 //! pause) compares bytes and hashes only the chunks that changed, instead of
 //! rehashing the whole memory while the vessel waits.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -52,7 +53,7 @@ impl MemoryTracker {
         store: &ChunkStore,
         memory: &[u8],
     ) -> Result<usize, crate::store::StoreError> {
-        let n = self.diff(store, memory)?;
+        let n = self.diff(memory, |bytes| store.put_chunk(bytes))?;
         self.last.clear();
         self.last.extend_from_slice(memory);
         Ok(n)
@@ -65,35 +66,170 @@ impl MemoryTracker {
         store: &ChunkStore,
         memory: &[u8],
     ) -> Result<usize, crate::store::StoreError> {
-        self.diff(store, memory)
+        self.diff(memory, |bytes| store.put_chunk(bytes))
     }
 
-    fn diff(
+    /// [`update_final`](Self::update_final) that stores nothing: returns
+    /// the changed chunks (named, not all zero) for the caller to send and
+    /// store, so that the pause does not wait for their files.
+    pub fn update_final_unstored(&mut self, memory: &[u8]) -> HashMap<Hash, Vec<u8>> {
+        let mut fresh = HashMap::new();
+        let _ = self.diff(memory, |bytes| {
+            let h = Hash::of(bytes);
+            fresh.entry(h).or_insert_with(|| bytes.to_vec());
+            Ok::<_, std::convert::Infallible>(h)
+        });
+        fresh
+    }
+
+    fn diff<E>(
         &mut self,
-        store: &ChunkStore,
         memory: &[u8],
-    ) -> Result<usize, crate::store::StoreError> {
+        mut put: impl FnMut(&[u8]) -> Result<Hash, E>,
+    ) -> Result<usize, E> {
         let cs = chunk_size();
         let count = memory.len().div_ceil(cs);
         self.image.chunks.resize(count, None);
-        let mut changed = 0;
-        for i in 0..count {
-            let start = i * cs;
-            let end = (start + cs).min(memory.len());
-            let now = &memory[start..end];
-            let same = end <= self.last.len() && self.last[start..end] == *now;
-            if same && !(self.image.chunks[i].is_none() && now.iter().any(|&b| b != 0)) {
-                continue;
-            }
-            changed += 1;
+        let changed = changed_chunks(&self.last, &self.image.chunks, memory);
+        for &i in &changed {
+            let now = &memory[i * cs..((i + 1) * cs).min(memory.len())];
             self.image.chunks[i] = if now.iter().all(|&b| b == 0) {
                 None
             } else {
-                Some(store.put_chunk(now)?)
+                Some(put(now)?)
             };
         }
         self.image.size_bytes = memory.len() as u64;
-        Ok(changed)
+        Ok(changed.len())
+    }
+}
+
+/// Memories at least this large are compared on several threads.
+const PARALLEL_DIFF_BYTES: usize = 8 << 20;
+
+/// The indices of the chunks of `memory` that differ from `last` (or lie
+/// past its end), or that `known` names as all zero and are not. The
+/// compare reads the whole memory, so a large one is split across the
+/// cores (in the final round the vessel is paused and leaves its core
+/// free).
+fn changed_chunks(last: &[u8], known: &[Option<Hash>], memory: &[u8]) -> Vec<usize> {
+    let cs = chunk_size();
+    let count = memory.len().div_ceil(cs);
+    let scan = |range: std::ops::Range<usize>| -> Vec<usize> {
+        range
+            .filter(|&i| {
+                let start = i * cs;
+                let end = (start + cs).min(memory.len());
+                let now = &memory[start..end];
+                let same = end <= last.len() && last[start..end] == *now;
+                !same || (known[i].is_none() && now.iter().any(|&b| b != 0))
+            })
+            .collect()
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4);
+    if threads < 2 || memory.len() < PARALLEL_DIFF_BYTES {
+        return scan(0..count);
+    }
+    let per = count.div_ceil(threads);
+    std::thread::scope(|s| {
+        let parts: Vec<_> = (1..threads)
+            .map(|t| {
+                let range = (t * per).min(count)..((t + 1) * per).min(count);
+                s.spawn(move || scan(range))
+            })
+            .collect();
+        let mut changed = scan(0..per.min(count));
+        for p in parts {
+            changed.extend(p.join().expect("a diff thread panicked"));
+        }
+        changed
+    })
+}
+
+/// A blank vessel ([`Vessel::blank`]) whose memory a migration's
+/// destination fills from the pre-copy rounds' chunks while the vessel
+/// still runs at the source: the pause then writes only the chunks that
+/// changed since, into memory already in place, and restores the rest of
+/// the state ([`ready_with_memory`]).
+pub struct Prebuilt {
+    pub module: Arc<PreparedModule>,
+    vessel: Vessel,
+    /// The memory image its memory holds (None: not written yet; it holds
+    /// the module's initial memory).
+    image: Option<ChunkedImage>,
+}
+
+impl Prebuilt {
+    /// Instantiates `module`, runs nothing.
+    pub fn new(module: Arc<PreparedModule>) -> Result<Self, String> {
+        let vessel =
+            Vessel::blank(&module.engine, &module.vm, &module.config).map_err(|e| e.to_string())?;
+        Ok(Prebuilt {
+            module,
+            vessel,
+            image: None,
+        })
+    }
+
+    /// What its memory holds.
+    pub fn image(&self) -> Option<&ChunkedImage> {
+        self.image.as_ref()
+    }
+
+    /// The memory, as it is now.
+    pub fn memory(&self) -> &[u8] {
+        self.vessel.memory()
+    }
+
+    /// Brings the memory to `to`, reading only the chunks whose names
+    /// differ from what it holds; every chunk read is verified against its
+    /// name. Returns how many chunks it wrote. After an error the memory
+    /// holds something between the two images: drop it.
+    pub fn patch(&mut self, store: &ChunkStore, to: &ChunkedImage) -> Result<usize, String> {
+        if ChunkedImage::chunk_count(to.size_bytes) != to.chunks.len() as u64
+            || to.size_bytes > protocol::limits::MAX_MEMORY_BYTES
+        {
+            return Err("memory image shape".into());
+        }
+        let cs = chunk_size();
+        let from = self.image.take();
+        let memory = self
+            .vessel
+            .memory_sized(to.size_bytes)
+            .map_err(|e| e.to_string())?;
+        let mut written = 0;
+        for (i, c) in to.chunks.iter().enumerate() {
+            let start = i * cs;
+            let end = (start + cs).min(memory.len());
+            if let Some(f) = &from {
+                if f.chunks.get(i) == Some(c) && end as u64 <= f.size_bytes {
+                    continue;
+                }
+            }
+            let region = &mut memory[start..end];
+            match c {
+                // Grown memory is zero already; the initial memory may
+                // hold data segments.
+                None => {
+                    if region.iter().any(|&b| b != 0) {
+                        region.fill(0);
+                        written += 1;
+                    }
+                }
+                Some(h) => {
+                    let bytes = store.get_chunk(h).map_err(|e| e.to_string())?;
+                    if bytes.len() != end - start {
+                        return Err("memory image shape".into());
+                    }
+                    region.copy_from_slice(&bytes);
+                    written += 1;
+                }
+            }
+        }
+        self.image = Some(to.clone());
+        Ok(written)
     }
 }
 
@@ -243,13 +379,14 @@ pub fn ready(host: &mut Host, image: &VesselImage) -> Result<Ready, HostError> {
     ready_with_memory(host, image, None)
 }
 
-/// [`ready`], with the snapshot's memory already assembled (by a migration's
-/// pre-copy rounds, from verified chunks): it must be exactly as long as
-/// the manifest says.
+/// [`ready`], with the snapshot's memory already in a blank instance (by a
+/// migration's pre-copy rounds and its final patch, from verified chunks):
+/// used when it holds exactly the manifest's memory image and runs the
+/// same prepared module; otherwise the memory is read from the store.
 pub fn ready_with_memory(
     host: &mut Host,
     image: &VesselImage,
-    memory: Option<Vec<u8>>,
+    memory: Option<Prebuilt>,
 ) -> Result<Ready, HostError> {
     let id = image.vessel();
     let refuse = |r: String| HostError::refused(id, r);
@@ -359,35 +496,47 @@ pub fn ready_with_memory(
                     manifest.module.instrumented_hash
                 )));
             }
-            let capture = match memory {
-                Some(memory)
-                    if memory.len() as u64 == manifest.memory.size_bytes
-                        && memory.len() <= module.config.max_memory_bytes =>
+            let hub = ingress
+                .as_ref()
+                .map(|i| i.hub() as Arc<dyn crate::dock::services::ServiceHub>);
+            let wasi = WasiCtx::rebuild_with_hub(manifest.wasi.clone(), &mappings, stdio, hub)
+                .map_err(|e| refuse(e.to_string()))?;
+            match memory {
+                Some(p)
+                    if Arc::ptr_eq(&p.module, &module)
+                        && p.image.as_ref() == Some(&manifest.memory)
+                        && p.vessel.memory().len() as u64 == manifest.memory.size_bytes =>
                 {
-                    crate::dock::Capture {
-                        memory,
+                    let capture = crate::dock::Capture {
+                        memory: Vec::new(),
                         globals: manifest.globals.clone(),
                         data_dropped: manifest.data_dropped,
                         entry: manifest.entry,
                         frames: manifest.frames.clone(),
                         wasi: manifest.wasi.clone(),
                         points_passed: manifest.points_passed,
-                    }
+                    };
+                    p.vessel
+                        .resume_blank(
+                            &module.vm,
+                            &capture,
+                            manifest.memory.size_bytes,
+                            wasi,
+                            &module.config,
+                        )
+                        .map_err(|e| refuse(e.to_string()))?
                 }
-                _ => capture_from_manifest(
-                    &host.store,
-                    &manifest,
-                    module.config.max_memory_bytes as u64,
-                )
-                .map_err(|e| refuse(e.to_string()))?,
-            };
-            let hub = ingress
-                .as_ref()
-                .map(|i| i.hub() as Arc<dyn crate::dock::services::ServiceHub>);
-            let wasi = WasiCtx::rebuild_with_hub(manifest.wasi.clone(), &mappings, stdio, hub)
-                .map_err(|e| refuse(e.to_string()))?;
-            Vessel::resume(&module.engine, &module.vm, &capture, wasi, &module.config)
-                .map_err(|e| refuse(e.to_string()))?
+                _ => {
+                    let capture = capture_from_manifest(
+                        &host.store,
+                        &manifest,
+                        module.config.max_memory_bytes as u64,
+                    )
+                    .map_err(|e| refuse(e.to_string()))?;
+                    Vessel::resume(&module.engine, &module.vm, &capture, wasi, &module.config)
+                        .map_err(|e| refuse(e.to_string()))?
+                }
+            }
         }
     };
     Ok(Ready {
@@ -399,8 +548,14 @@ pub fn ready_with_memory(
 }
 
 /// The chunks an image needs that `store` lacks: its own (module, volumes,
-/// log) and, for a snapshot, its manifest's memory.
-pub fn lacking(store: &ChunkStore, image: &VesselImage, manifest: Option<&Manifest>) -> Vec<Hash> {
+/// log) and, for a snapshot, its manifest's memory. Chunks in `known` are
+/// known to be in the store (the store is not asked about them).
+pub fn lacking(
+    store: &ChunkStore,
+    image: &VesselImage,
+    manifest: Option<&Manifest>,
+    known: &std::collections::HashSet<Hash>,
+) -> Vec<Hash> {
     let mut all = image.own_chunks();
     if let Some(m) = manifest {
         all.extend(m.memory.chunks.iter().flatten().copied());
@@ -408,6 +563,156 @@ pub fn lacking(store: &ChunkStore, image: &VesselImage, manifest: Option<&Manife
     }
     all.sort();
     all.dedup();
-    all.retain(|h| !store.has_chunk(h));
+    all.retain(|h| !known.contains(h) && !store.has_chunk(h));
     all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dock::{DockConfig, Mode, VesselModule};
+    use crate::store::put_image;
+
+    /// A migratable module with one page of memory that starts with a
+    /// data segment.
+    fn module() -> Arc<PreparedModule> {
+        let wasm = wat::parse_str(
+            r#"(module
+                 (memory (export "memory") 1)
+                 (data (i32.const 0) "data segment bytes")
+                 (func (export "_start") (local i32)
+                   (loop (local.set 0 (i32.add (local.get 0) (i32.const 1)))
+                         (br_if 0 (i32.lt_u (local.get 0) (i32.const 10))))))"#,
+        )
+        .unwrap();
+        let (engine, config, vm) = VesselModule::prepare_with_engine(
+            &DockConfig::default(),
+            Path::new("test.wasm"),
+            wasm,
+            Mode::Migratable { countdown: false },
+        )
+        .unwrap();
+        Arc::new(PreparedModule { engine, config, vm })
+    }
+
+    fn store() -> (tempfile::TempDir, ChunkStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path()).unwrap();
+        (dir, store)
+    }
+
+    /// Memory built ahead of a migration's pause is patched from image to
+    /// image (growing as the vessel did), and writes only the chunks whose
+    /// names changed.
+    #[test]
+    fn prebuilt_memory_patches_from_image_to_image() {
+        let (_dir, store) = store();
+        let mut p = Prebuilt::new(module()).unwrap();
+        let page = 65536;
+        let a: Vec<u8> = (0..3 * page).map(|i| (i % 251) as u8 + 1).collect();
+        let ia = put_image(&mut store.clone(), &a).unwrap();
+        assert_eq!(p.patch(&store, &ia).unwrap(), 3);
+        assert_eq!(p.memory(), &a[..]);
+        assert_eq!(p.image(), Some(&ia));
+
+        let mut b = a.clone();
+        b[2 * page + 7] ^= 0xff;
+        b.resize(5 * page, 0);
+        b[4 * page] = 1;
+        let ib = put_image(&mut store.clone(), &b).unwrap();
+        // Chunk 2 changed, chunk 4 is new; chunk 3 is new and zero: grown
+        // memory is zero already.
+        assert_eq!(p.patch(&store, &ib).unwrap(), 2);
+        assert_eq!(p.memory(), &b[..]);
+
+        // Memory does not shrink: a smaller image is refused.
+        assert!(p.patch(&store, &ia).is_err());
+    }
+
+    /// The final round compares a large memory on several threads: every
+    /// changed chunk is found, in order, wherever the split falls, and the
+    /// image names exactly the new content.
+    #[test]
+    fn the_memory_tracker_finds_every_changed_chunk_of_a_large_memory() {
+        let (_dir, store) = store();
+        let cs = chunk_size();
+        let mut memory: Vec<u8> = (0..PARALLEL_DIFF_BYTES + 3 * cs)
+            .map(|i| (i % 241) as u8 + 1)
+            .collect();
+        let mut t = MemoryTracker::default();
+        let count = memory.len() / cs;
+        assert_eq!(t.update(&store, &memory).unwrap(), count);
+        assert_eq!(t.update(&store, &memory).unwrap(), 0);
+        let touched = [
+            0,
+            count / 4,
+            count / 2 - 1,
+            count / 2,
+            count / 3 + 1,
+            count - 1,
+        ];
+        for &i in &touched {
+            memory[i * cs + 9] ^= 0x5a;
+        }
+        // A chunk that became all zero.
+        memory[cs..2 * cs].fill(0);
+        assert_eq!(t.update_final(&store, &memory).unwrap(), touched.len() + 1);
+        assert_eq!(t.image.chunks[1], None);
+        assert_eq!(t.image, put_image(&mut store.clone(), &memory).unwrap());
+    }
+
+    /// Regression (a blank instance is not zeroed memory): it holds the
+    /// module's data segments, so a chunk that the snapshot names as all
+    /// zero must be written as zeros, not skipped.
+    #[test]
+    fn prebuilt_memory_clears_data_segments_the_snapshot_zeroed() {
+        let (_dir, store) = store();
+        let mut p = Prebuilt::new(module()).unwrap();
+        assert!(p.memory().starts_with(b"data segment bytes"));
+        let zero = vec![0u8; 2 * 65536];
+        let image = put_image(&mut store.clone(), &zero).unwrap();
+        assert!(image.chunks.iter().all(Option::is_none));
+        assert_eq!(p.patch(&store, &image).unwrap(), 1);
+        assert_eq!(p.memory(), &zero[..]);
+    }
+
+    /// A blank instance resumes only the module it was made from: the
+    /// frames are validated against that module's layouts.
+    #[test]
+    fn a_blank_instance_of_another_module_is_refused() {
+        let f = crate::dock::fuzzing::SnapshotFixture::new();
+        let p = Prebuilt::new(module()).unwrap();
+        let capture = crate::dock::snapshot::capture_from_manifest(
+            &f.chunks,
+            &f.manifest,
+            f.config.max_memory_bytes as u64,
+        )
+        .unwrap();
+        let wasi = WasiCtx::rebuild(f.manifest.wasi.clone(), &[], Default::default()).unwrap();
+        let size = p.memory().len() as u64;
+        let err = p
+            .vessel
+            .resume_blank(&f.vm, &capture, size, wasi, &f.config)
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("another module"), "{err}");
+    }
+
+    /// A chunk whose bytes no longer hash to its name is refused, not
+    /// written into the memory as good.
+    #[test]
+    fn prebuilt_memory_refuses_a_corrupt_chunk() {
+        let (dir, store) = store();
+        let mut p = Prebuilt::new(module()).unwrap();
+        let a: Vec<u8> = (0..65536).map(|i| (i % 13) as u8 + 1).collect();
+        let ia = put_image(&mut store.clone(), &a).unwrap();
+        let h = ia.chunks[0].unwrap().to_hex();
+        std::fs::write(
+            dir.path().join("chunks").join(&h[..2]).join(&h),
+            vec![7u8; 65536],
+        )
+        .unwrap();
+        let err = p.patch(&store, &ia).unwrap_err();
+        assert!(err.contains("corrupt"), "{err}");
+    }
 }

@@ -313,30 +313,34 @@ impl Host {
     /// Instruments and compiles a module into the cache without holding the
     /// host's lock while it works: a destination does this during the
     /// pre-copy rounds, so that the pause does not pay for it.
-    pub fn prewarm_module(host: &Mutex<Host>, original: Vec<u8>) {
+    /// Returns the prepared module (None if it does not prepare).
+    pub fn prewarm_module(host: &Mutex<Host>, original: Vec<u8>) -> Option<Arc<PreparedModule>> {
         let h = Hash::of(&original);
         let dock = {
             let guard = host.lock().unwrap_or_else(|p| p.into_inner());
-            if guard.modules.contains_key(&(h, false)) {
-                return;
+            if let Some(m) = guard.modules.get(&(h, false)) {
+                return Some(m.clone());
             }
             guard.dock.clone()
         };
-        if let Ok((engine, config, vm)) = VesselModule::prepare_with_engine(
+        let (engine, config, vm) = VesselModule::prepare_with_engine(
             &dock,
             Path::new("prewarm"),
             original,
             Mode::Migratable { countdown: false },
-        ) {
-            let mut guard = host.lock().unwrap_or_else(|p| p.into_inner());
-            if guard.modules.len() >= 32 {
-                guard.modules.clear();
-            }
+        )
+        .ok()?;
+        let mut guard = host.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.modules.len() >= 32 {
+            guard.modules.clear();
+        }
+        Some(
             guard
                 .modules
                 .entry((h, false))
-                .or_insert_with(|| Arc::new(PreparedModule { engine, config, vm }));
-        }
+                .or_insert_with(|| Arc::new(PreparedModule { engine, config, vm }))
+                .clone(),
+        )
     }
 
     /// Remembers that a vessel's image now lives elsewhere, keeping the last

@@ -22,10 +22,31 @@ pub const PAUSE_COMMAND_WAIT: Duration = Duration::from_secs(5);
 pub enum Command {
     /// Copy the memory as it is between two slices.
     CopyMemory(oneshot::Sender<Vec<u8>>),
-    /// Unwind at the next migration point and hand over the capture (and
-    /// the instant the vessel stopped running).
-    Pause(oneshot::Sender<Result<(Capture, Instant), String>>),
+    /// Unwind at the next migration point and hand over the capture.
+    Pause(oneshot::Sender<Result<Paused, String>>),
     Stop,
+}
+
+/// A vessel that unwound at a migration point and will not run again.
+pub struct Paused {
+    /// Its state, without the memory (`capture.memory` is empty).
+    pub capture: Capture,
+    /// The spent vessel, kept for its memory ([`Vessel::memory`]): the
+    /// final round reads it in place instead of copying it in the pause.
+    /// Dropping it frees the memory (milliseconds for a large one: drop it
+    /// after the pause, off the async runtime).
+    pub vessel: Vessel,
+    /// When the vessel stopped running.
+    pub at: Instant,
+}
+
+impl Paused {
+    /// The capture with its memory, as [`Vessel::capture`] takes it.
+    pub fn into_capture(self) -> Capture {
+        let mut capture = self.capture;
+        capture.memory = self.vessel.memory().to_vec();
+        capture
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -116,7 +137,7 @@ pub fn spawn(
         .name(format!("vessel-{id}"))
         .spawn(move || {
             let started = Instant::now();
-            let mut pause: Option<oneshot::Sender<Result<(Capture, Instant), String>>> = None;
+            let mut pause: Option<oneshot::Sender<Result<Paused, String>>> = None;
             let mut asked = false;
             loop {
                 loop {
@@ -167,11 +188,15 @@ pub fn spawn(
                                 Ok(Command::Stop) | Err(_) => break,
                             }
                         }
-                        let capture = vessel.capture(0).map_err(|e| e.to_string());
+                        let capture = vessel.capture_state(0).map_err(|e| e.to_string());
                         set(&s, State::Paused);
                         match pause.take() {
                             Some(reply) => {
-                                let _ = reply.send(capture.map(|c| (c, at)));
+                                let _ = reply.send(capture.map(|capture| Paused {
+                                    capture,
+                                    vessel,
+                                    at,
+                                }));
                             }
                             None => set(
                                 &s,
