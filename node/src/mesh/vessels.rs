@@ -1891,6 +1891,9 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
             .unwrap_or_default();
         type Packed = (VesselImage, runner::Paused, Fresh);
         tokio::task::spawn_blocking(move || -> Result<Packed, String> {
+            if fault_active("pack-fails") {
+                return Err("fault injection: packing the paused vessel failed".into());
+            }
             let mut t = lock(&t);
             // The paused instance's own memory, compared in place with
             // what was last sent: no copy of the whole memory here. The
@@ -1930,7 +1933,14 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
     };
     let (final_image, paused, fresh) = match final_image {
         Ok(v) => v,
-        Err(e) => return Err(e),
+        Err(e) => {
+            // Before the commit point, so the vessel must run on here. Its
+            // paused instance went with the failed packing (a disk error):
+            // it continues from its last durable image, as after a crash.
+            warn!(vessel = %id, "cannot pack the paused vessel ({e}); it continues from its last image here");
+            restart_from_record(mesh, id)?;
+            return Err(e);
+        }
     };
     // The final round's changed chunks go to this node's store while the
     // offer is on its way (an abort resumes the vessel from the store, and
@@ -2170,6 +2180,28 @@ fn resume_here(mesh: &Mesh, id: VesselId, image: VesselImage) -> Result<(), Stri
         .map_err(|e| e.to_string())?;
     info!(vessel = %id, "migration aborted: the vessel runs on here");
     Ok(())
+}
+
+/// Runs a vessel again from the image its record names (as a restart of
+/// the node would), when the instance it ran in is gone.
+fn restart_from_record(mesh: &Mesh, id: VesselId) -> Result<(), String> {
+    let mut h = lock(&mesh.host);
+    let l = h.vessels.get(&id).ok_or("vessel gone")?;
+    let (record, reason) = (l.record.clone(), l.reason.clone());
+    let bytes = h
+        .store
+        .get_image_doc(&record.image())
+        .map_err(|e| e.to_string())?;
+    let image: VesselImage = protocol::cbor::decode(&bytes).map_err(|e| e.to_string())?;
+    h.vessels.remove(&id);
+    h.start_from_image(image, record, reason, None)
+        .map_err(|e| e.to_string())
+}
+
+/// Test-only fault injection: whether `MESHNODE_FAULT` names `point` (a
+/// step that then fails instead of exiting the node).
+fn fault_active(point: &str) -> bool {
+    std::env::var("MESHNODE_FAULT").is_ok_and(|f| f == point)
 }
 
 /// Test-only fault injection: `MESHNODE_FAULT=<point>` makes the node exit

@@ -517,6 +517,21 @@ fn source_killed_before_commit_keeps_the_vessel() {
     assert_completed_once(&mesh, &vessel, 0, &plain);
 }
 
+/// Goal: packing the paused vessel fails at the source (a disk error in
+/// the pause, before the commit point). The vessel must not stay paused: it
+/// runs on at the source (from its last durable image) to the same end as
+/// a plain run. Regression: it stayed paused until the node restarted.
+#[test]
+fn a_packing_failure_in_the_pause_leaves_the_vessel_running_at_the_source() {
+    let _cpu = crate::support::shared_cpu();
+    let (mut mesh, wasm, spec, plain) = fault_setup();
+    mesh.restart(0, &[("MESHNODE_FAULT", "pack-fails")]);
+    let vessel = mesh.deploy(0, &wasm, &spec, &[]);
+    let err = mesh.migrate(0, &vessel, 1).unwrap_err();
+    assert!(err.contains("packing the paused vessel failed"), "{err}");
+    assert_completed_once(&mesh, &vessel, 0, &plain);
+}
+
 /// Goal: the source dies right after its commit record, before it told the
 /// destination. The destination holds the prepared vessel and never runs
 /// it alone; when the source is back it sends the commit, and B runs it.
