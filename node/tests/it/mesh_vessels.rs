@@ -89,7 +89,7 @@ impl Mesh {
     }
 
     /// Restarts node `i` (after it died), with the others as its peers.
-    fn restart(&mut self, i: usize, envs: &[(&str, &str)]) {
+    pub(crate) fn restart(&mut self, i: usize, envs: &[(&str, &str)]) {
         let _ = self.nodes[i].child.kill();
         let _ = self.nodes[i].child.wait();
         let _ = std::fs::remove_file(self.nodes[i].data_dir.join("node.addrs"));
