@@ -1734,6 +1734,18 @@ pub fn kv_judge(may: &mut MayHold, set: Option<&str>, line: &str) -> Result<(), 
     }
 }
 
+/// When a kv client sends its next request, given when this one was due
+/// and now: one interval later, except after a stall (a request that
+/// waited for a migration or a partition), where the slots it missed are
+/// skipped rather than sent back to back.
+pub fn next_request(due: Duration, now: Duration, interval: Duration) -> Duration {
+    if now > due + interval {
+        now + interval
+    } else {
+        due + interval
+    }
+}
+
 /// The kv client: one connection at a time from the node it is attached
 /// to, one request per interval, alternating SET and a GET that reads back
 /// an earlier write (`kv_request`), so a write lost in a move or a restart
@@ -1792,7 +1804,7 @@ fn kv_loop(ctx: &Ctx, i: usize, t0: Instant, target: Target, timeout: Duration) 
                 let _ = w.shutdown(std::net::Shutdown::Both);
                 break 'outer;
             }
-            next += spec.interval;
+            next = next_request(next, t0.elapsed(), spec.interval);
             if rt.node.load(Ordering::SeqCst) != at {
                 rt.stats.lock().unwrap().moves += 1;
                 let _ = w.shutdown(std::net::Shutdown::Both);
@@ -1898,6 +1910,17 @@ mod tests {
             last_line("meshnode migrate on a: no vessel"),
             "meshnode migrate on a: no vessel"
         );
+    }
+
+    #[test]
+    fn a_stalled_kv_client_does_not_fire_its_missed_requests_at_once() {
+        let ms = Duration::from_millis;
+        // On time, or a little late: the schedule holds.
+        assert_eq!(next_request(ms(1000), ms(1000), ms(100)), ms(1100));
+        assert_eq!(next_request(ms(1000), ms(1060), ms(100)), ms(1100));
+        // A request that waited 5 s: the next one comes an interval after
+        // it, not 49 requests back to back.
+        assert_eq!(next_request(ms(1000), ms(6000), ms(100)), ms(6100));
     }
 
     #[test]
