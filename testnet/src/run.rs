@@ -553,8 +553,13 @@ pub fn run(path: &Path, opts: &Options) -> Outcome {
 fn stop_nodes(ctx: &Ctx, children: &mut [Option<Child>]) {
     for (i, c) in children.iter_mut().enumerate() {
         if let Some(c) = c {
-            // SAFETY: signals a child we own.
-            unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
+            // Only a child that has not been reaped: the pid of one that
+            // exited by itself (reaped by `reap_exited`) may be another
+            // process's by now.
+            if let Ok(None) = c.try_wait() {
+                // SAFETY: signals a child we own, still running or a zombie.
+                unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
+            }
             ctx.nodes[i].up.store(false, Ordering::SeqCst);
         }
     }
