@@ -116,6 +116,9 @@ impl NodeRt {
             "RUST_LOG",
             std::env::var("TESTNET_NODE_LOG").unwrap_or_else(|_| "info".into()),
         )
+        // A fault injection comes from the scenario only, never from the
+        // environment testnet itself runs in.
+        .env_remove("MESHNODE_FAULT")
         .envs(self.env.lock().unwrap().iter().map(|(k, v)| (k, v)))
         .arg("start")
         .arg("--data-dir")
