@@ -37,8 +37,11 @@ pub struct NodeRt {
     pub peer_id: OnceLock<String>,
     /// Its QUIC address with /p2p/ID, once it has started.
     pub quic: Mutex<Option<String>>,
-    /// A `meshnode start` process is running (not killed).
+    /// A `meshnode start` process is running (not killed, has not exited).
     pub up: AtomicBool,
+    /// Extra environment of its `meshnode start` (the scenario's `env`; a
+    /// `restart` with `env` replaces it).
+    pub env: Mutex<Vec<(String, String)>>,
 }
 
 impl NodeRt {
@@ -46,6 +49,7 @@ impl NodeRt {
         name: &str,
         index: usize,
         arch: Arch,
+        env: Vec<(String, String)>,
         ns: NetNs,
         out: &Path,
     ) -> std::io::Result<NodeRt> {
@@ -68,6 +72,7 @@ impl NodeRt {
             peer_id: OnceLock::new(),
             quic: Mutex::new(None),
             up: AtomicBool::new(false),
+            env: Mutex::new(env),
         })
     }
 
@@ -111,6 +116,10 @@ impl NodeRt {
             "RUST_LOG",
             std::env::var("TESTNET_NODE_LOG").unwrap_or_else(|_| "info".into()),
         )
+        // A fault injection comes from the scenario only, never from the
+        // environment testnet itself runs in.
+        .env_remove("MESHNODE_FAULT")
+        .envs(self.env.lock().unwrap().iter().map(|(k, v)| (k, v)))
         .arg("start")
         .arg("--data-dir")
         .arg(&self.data_dir)

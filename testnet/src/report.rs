@@ -106,11 +106,14 @@ fn markdown(ctx: &Ctx, outcome: &Outcome, samples: &[Sample], marks: &[Mark]) ->
 
     // Nodes.
     let _ = writeln!(m, "\n## Nodes\n");
-    let _ = writeln!(m, "| node | arch | address | peer id |\n|---|---|---|---|");
-    for n in &ctx.nodes {
+    let _ = writeln!(
+        m,
+        "| node | arch | address | peer id | environment (at the start) |\n|---|---|---|---|---|"
+    );
+    for (n, spec) in ctx.nodes.iter().zip(&sc.nodes) {
         let _ = writeln!(
             m,
-            "| {} | {} | {} | `{}` |",
+            "| {} | {} | {} | `{}` | {} |",
             n.name,
             if n.arch == Arch::Aarch64 {
                 "aarch64 (qemu)"
@@ -118,7 +121,8 @@ fn markdown(ctx: &Ctx, outcome: &Outcome, samples: &[Sample], marks: &[Mark]) ->
                 "native"
             },
             n.addr,
-            n.peer_id.get().map(String::as_str).unwrap_or("?")
+            n.peer_id.get().map(String::as_str).unwrap_or("?"),
+            env_words(&spec.env)
         );
     }
 
@@ -256,11 +260,11 @@ fn markdown(ctx: &Ctx, outcome: &Outcome, samples: &[Sample], marks: &[Mark]) ->
         let _ = writeln!(m, "\n## Clients\n");
         let _ = writeln!(
             m,
-            "| client | kind | at | requests | ok | failed | resets | failed connects | median ms | p95 ms | note |\n|---|---|---|---|---|---|---|---|---|---|---|"
+            "| client | kind | at | requests | ok | failed | lost | resets | failed connects | median ms | p95 ms | max ms | note |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
         );
         for (i, c) in sc.clients.iter().enumerate() {
             let st = ctx.clients[i].stats.lock().unwrap();
-            let mut v: Vec<f64> = st.latencies.iter().map(|x| x.1).collect();
+            let v: Vec<f64> = st.latencies.iter().map(|x| x.1).collect();
             let kind = match &c.kind {
                 ClientKind::RttProbe => "rtt-probe".to_string(),
                 ClientKind::Kv { .. } => "kv".to_string(),
@@ -273,23 +277,25 @@ fn markdown(ctx: &Ctx, outcome: &Outcome, samples: &[Sample], marks: &[Mark]) ->
             if matches!(c.kind, ClientKind::RttProbe) {
                 let _ = writeln!(
                     m,
-                    "| {} | {kind} | {} | | | | | | | | {note} |",
+                    "| {} | {kind} | {} | | | | | | | | | | {note} |",
                     c.name, sc.nodes[c.at].name
                 );
                 continue;
             }
             let _ = writeln!(
                 m,
-                "| {} | {kind} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {kind} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 c.name,
                 sc.nodes[c.at].name,
                 st.requests,
                 st.ok,
                 st.failed,
+                st.lost,
                 st.resets,
                 st.connect_failures,
                 fmt_ms(median(&mut v.clone())),
-                fmt_ms(percentile(&mut v, 0.95)),
+                fmt_ms(percentile(&mut v.clone(), 0.95)),
+                fmt_ms(v.iter().copied().reduce(f64::max)),
                 note.replace('|', "\\|")
             );
         }
@@ -584,6 +590,14 @@ fn trim_num(v: f64) -> String {
 }
 
 /// Used by `testnet check`: what a scenario will do, without running it.
+/// `K=V K2=V2`, or nothing.
+fn env_words(env: &[(String, String)]) -> String {
+    env.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 pub fn plan(sc: &Scenario) -> String {
     let mut m = String::new();
     let _ = writeln!(
@@ -602,13 +616,18 @@ pub fn plan(sc: &Scenario) -> String {
     for (i, n) in sc.nodes.iter().enumerate() {
         let _ = writeln!(
             m,
-            "  node {} {} {}",
+            "  node {} {} {}{}",
             n.name,
             Scenario::addr(i),
             if n.arch == Arch::Aarch64 {
                 "aarch64"
             } else {
                 "native"
+            },
+            if n.env.is_empty() {
+                String::new()
+            } else {
+                format!(" with {}", env_words(&n.env))
             }
         );
     }

@@ -7,6 +7,7 @@
 //! Every error names the file and the field (`rtt.toml: event[2].node: no
 //! node named "x"`). docs/testnet.md describes the format.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -47,6 +48,19 @@ pub const MAX_ARGS: usize = 64;
 pub const MIN_CLIENT_INTERVAL: Duration = Duration::from_millis(10);
 /// The shortest node ping and status intervals testnet passes on.
 pub const MIN_NODE_INTERVAL: Duration = Duration::from_millis(10);
+/// Environment variables of one node (`[[node]] env`, a restart's `env`).
+pub const MAX_ENV: usize = 32;
+/// The longest value of such a variable.
+pub const MAX_ENV_VALUE: usize = 4096;
+/// Variables testnet sets for every node itself: a scenario may not set
+/// them (each node has a HOME of its own; the user key is given on the
+/// command line).
+pub const RESERVED_ENV: &[&str] = &[
+    "HOME",
+    "XDG_CONFIG_HOME",
+    "XDG_DATA_HOME",
+    "MESHNODE_USER_KEY",
+];
 
 /// The default one-way latency of a link nobody described.
 const DEFAULT_LATENCY_MS: f64 = 1.0;
@@ -99,6 +113,9 @@ pub enum Arch {
 pub struct NodeSpec {
     pub name: String,
     pub arch: Arch,
+    /// Extra environment of its `meshnode start` (e.g. `MESHNODE_FAULT`),
+    /// sorted by name; a `restart` with `env` replaces it.
+    pub env: Vec<(String, String)>,
 }
 
 /// One direction of a link. Both directions of a pair get the same
@@ -176,6 +193,8 @@ pub struct ClientSpec {
     /// The node whose namespace the client starts in.
     pub at: usize,
     pub start: Duration,
+    /// When it stops (closes its connection); None: at the end of the run.
+    pub stop: Option<Duration>,
     pub interval: Duration,
     pub kind: ClientKind,
     pub pending: Option<String>,
@@ -186,8 +205,9 @@ pub enum ClientKind {
     /// `meshnode peers --json` in the node's namespace every interval; the
     /// smoothed RTT to each peer becomes a series.
     RttProbe,
-    /// One TCP connection speaking kvserver's line protocol (SET then GET
-    /// of the same key), one request per interval; latency per request.
+    /// One TCP connection speaking kvserver's line protocol, one request
+    /// per interval, alternating a SET with a GET that reads back the
+    /// client's oldest write (see `KV_KEYS`); latency per request.
     Kv { target: Target, timeout: Duration },
 }
 
@@ -254,6 +274,9 @@ pub enum Action {
     },
     Restart {
         node: usize,
+        /// Replaces the node's environment from this start on (`env = {}`
+        /// drops a fault injection); None keeps it.
+        env: Option<Vec<(String, String)>>,
     },
     Migrate {
         vessel: usize,
@@ -299,6 +322,10 @@ pub enum Check {
     /// At the end: the client had no failed request, no reset and no
     /// failed connect.
     ClientClean { client: usize },
+    /// Sampled throughout the run, decided at the end: at no sample did two
+    /// nodes hold an `Owned` record of the vessel (a node runs a vessel only
+    /// under one, docs/protocol.md).
+    VesselOnce { vessel: usize },
     /// At the end: the client's median latency over the window.
     ClientLatency {
         client: usize,
@@ -322,6 +349,7 @@ impl Check {
         matches!(
             self,
             Check::ClientClean { .. }
+                | Check::VesselOnce { .. }
                 | Check::ClientLatency { .. }
                 | Check::ClientLatencyDrop { .. }
         )
@@ -365,6 +393,7 @@ struct RawScenario {
 struct RawNode {
     name: String,
     arch: Option<String>,
+    env: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -427,6 +456,7 @@ struct RawClient {
     kind: String,
     at: String,
     start: Option<String>,
+    stop: Option<String>,
     interval: Option<String>,
     target: Option<String>,
     timeout: Option<String>,
@@ -450,6 +480,7 @@ struct RawEvent {
     vessel: Option<String>,
     client: Option<String>,
     to: Option<String>,
+    env: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Deserialize)]
@@ -623,6 +654,43 @@ impl Ck<'_> {
         })
     }
 
+    /// An environment table: names a shell would accept, no variable testnet
+    /// sets itself, values without NUL, named limits.
+    fn env(
+        &self,
+        field: &str,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Vec<(String, String)>, ScenarioError> {
+        if env.len() > MAX_ENV {
+            return Err(self.err(field, format!("{} given, at most {MAX_ENV}", env.len())));
+        }
+        for (k, v) in env {
+            let f = format!("{field}.{k}");
+            let ok = !k.is_empty()
+                && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                && !k.as_bytes()[0].is_ascii_digit();
+            if !ok {
+                return Err(self.err(
+                    &f,
+                    format!("{k:?} is not a variable name (A-Z, a-z, 0-9 and _, not starting with a digit)"),
+                ));
+            }
+            if RESERVED_ENV.contains(&k.as_str()) {
+                return Err(self.err(
+                    &f,
+                    "testnet sets it for every node (each has a HOME of its own; the user key is on the command line)",
+                ));
+            }
+            if v.len() > MAX_ENV_VALUE || v.contains('\0') {
+                return Err(self.err(
+                    &f,
+                    format!("a value is at most {MAX_ENV_VALUE} bytes, without NUL"),
+                ));
+            }
+        }
+        Ok(env.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+    }
+
     fn pair(&self, field: &str, between: &[String]) -> Result<(usize, usize), ScenarioError> {
         if between.len() != 2 {
             return Err(self.err(field, "must name two nodes, [\"a\", \"b\"]"));
@@ -707,9 +775,14 @@ impl Scenario {
                     ))
                 }
             };
+            let env = match &n.env {
+                Some(e) => ck.env(&format!("node[{i}].env"), e)?,
+                None => Vec::new(),
+            };
             nodes.push(NodeSpec {
                 name: n.name.clone(),
                 arch,
+                env,
             });
         }
         unique(
@@ -969,10 +1042,23 @@ impl Scenario {
                     format!("at least {MIN_CLIENT_INTERVAL:?}"),
                 ));
             }
+            let start = ck.opt_dur(&format!("{f}.start"), &c.start, Duration::ZERO)?;
+            let stop = c
+                .stop
+                .as_ref()
+                .map(|s| ck.dur(&format!("{f}.stop"), s))
+                .transpose()?;
+            if stop.is_some_and(|s| s <= start) {
+                return Err(ck.err(
+                    &format!("{f}.stop"),
+                    format!("must be after its start ({})", secs(start)),
+                ));
+            }
             clients.push(ClientSpec {
                 name: c.name.clone(),
                 at,
-                start: ck.opt_dur(&format!("{f}.start"), &c.start, Duration::ZERO)?,
+                start,
+                stop,
                 interval,
                 kind,
                 pending: pending(&ck, &format!("{f}.pending"), &c.pending)?,
@@ -1007,7 +1093,7 @@ impl Scenario {
                 "partition" => &["groups"],
                 "heal" => &[],
                 "kill" => &["node", "signal"],
-                "restart" => &["node"],
+                "restart" => &["node", "env"],
                 "migrate" => &["vessel", "to"],
                 "move-client" => &["client", "to"],
                 other => {
@@ -1032,6 +1118,7 @@ impl Scenario {
                 ("vessel", e.vessel.is_some()),
                 ("client", e.client.is_some()),
                 ("to", e.to.is_some()),
+                ("env", e.env.is_some()),
             ];
             for (field, there) in present {
                 if there && !allowed.contains(&field) {
@@ -1111,6 +1198,11 @@ impl Scenario {
                         &format!("{f}.node"),
                         ck.need(&format!("{f}.node"), &e.node, "the node to restart")?,
                     )?,
+                    env: e
+                        .env
+                        .as_ref()
+                        .map(|v| ck.env(&format!("{f}.env"), v))
+                        .transpose()?,
                 },
                 "migrate" => Action::Migrate {
                     vessel: vessel(
@@ -1149,6 +1241,7 @@ impl Scenario {
                 "rtt" => &["at", "within", "from", "to", "expect_ms", "tolerance", "slack_ms"],
                 "sees" => &["at", "within", "node", "peer", "expect"],
                 "vessel-on" => &["at", "within", "vessel", "nodes"],
+                "vessel-once" => &["vessel"],
                 "client-clean" => &["client"],
                 "client-latency" => &["client", "window", "expect_ms", "tolerance", "slack_ms"],
                 "client-latency-drop" => &["client", "before", "after", "factor"],
@@ -1156,7 +1249,7 @@ impl Scenario {
                     return Err(ck.err(
                         &fld("kind"),
                         format!(
-                            "{other:?} is not an assertion kind (rtt, sees, vessel-on, client-clean, client-latency, client-latency-drop)"
+                            "{other:?} is not an assertion kind (rtt, sees, vessel-on, vessel-once, client-clean, client-latency, client-latency-drop)"
                         ),
                     ))
                 }
@@ -1248,6 +1341,12 @@ impl Scenario {
                         .collect::<Result<Vec<_>, _>>()?;
                     Check::VesselOn { vessel: v, nodes }
                 }
+                "vessel-once" => Check::VesselOnce {
+                    vessel: vessel(
+                        &fld("vessel"),
+                        ck.need(&fld("vessel"), &a.vessel, "the vessel's name")?,
+                    )?,
+                },
                 "client-clean" => Check::ClientClean {
                     client: client_of()?,
                 },
@@ -1283,7 +1382,7 @@ impl Scenario {
                     .pending
                     .as_ref()
                     .map(|p| format!("client {} is pending: {p}", clients[*client].name)),
-                Check::VesselOn { vessel, .. } => vessels[*vessel]
+                Check::VesselOn { vessel, .. } | Check::VesselOnce { vessel } => vessels[*vessel]
                     .pending
                     .as_ref()
                     .map(|p| format!("vessel {} is pending: {p}", vessels[*vessel].name)),
@@ -1321,7 +1420,7 @@ impl Scenario {
             end = end.max(v.at);
         }
         for c in &clients {
-            end = end.max(c.start);
+            end = end.max(c.start).max(c.stop.unwrap_or_default());
         }
         let duration = match &raw.duration {
             Some(s) => {
@@ -1409,8 +1508,12 @@ impl Scenario {
                     .collect::<Vec<_>>()
                     .join(" or ")
             ),
+            Check::VesselOnce { vessel } => format!(
+                "vessel {} never runs on two nodes (an Owned record on at most one node at every sample)",
+                self.vessels[*vessel].name
+            ),
             Check::ClientClean { client } => format!(
-                "client {}: no failed request, no reset, no failed connect",
+                "client {}: no failed request, no lost write, no reset, no failed connect",
                 self.clients[*client].name
             ),
             Check::ClientLatency {
@@ -1574,6 +1677,110 @@ mod tests {
         assert_eq!(
             s.asserts[0].pending.as_deref(),
             Some("client k is pending: needs services")
+        );
+    }
+
+    #[test]
+    fn node_env_and_a_restart_that_replaces_it() {
+        let s = parse(&format!(
+            "{BASE}\n[[node]]\nname = \"d\"\nenv = {{ MESHNODE_FAULT = \"dest-prepare\" }}\n\
+             [[event]]\nat = \"5s\"\naction = \"restart\"\nnode = \"d\"\nenv = {{}}\n\
+             [[event]]\nat = \"9s\"\naction = \"restart\"\nnode = \"d\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            s.nodes[3].env,
+            vec![("MESHNODE_FAULT".to_string(), "dest-prepare".to_string())]
+        );
+        assert!(s.nodes[0].env.is_empty());
+        match &s.events[0].action {
+            Action::Restart { node: 3, env } => assert_eq!(env, &Some(vec![])),
+            other => panic!("{other:?}"),
+        }
+        match &s.events[1].action {
+            Action::Restart { node: 3, env } => assert_eq!(env, &None),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_env_is_refused_naming_the_variable() {
+        let node = |env: &str| format!("{BASE}\n[[node]]\nname = \"d\"\nenv = {{ {env} }}\n");
+        let e = parse(&node("HOME = \"/tmp\"")).unwrap_err();
+        assert!(
+            e.contains("t.toml: node[3].env.HOME: testnet sets it"),
+            "{e}"
+        );
+        let e = parse(&node("\"1X\" = \"a\"")).unwrap_err();
+        assert!(
+            e.contains("node[3].env.1X: \"1X\" is not a variable name"),
+            "{e}"
+        );
+        let e = parse(&node("A = 3")).unwrap_err();
+        assert!(e.contains("t.toml") && e.contains("invalid type"), "{e}");
+        let e = parse(&format!(
+            "{BASE}\n[[event]]\nat = \"5s\"\naction = \"kill\"\nnode = \"a\"\nenv = {{}}\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("event[0].env: does not apply to action \"kill\""),
+            "{e}"
+        );
+        let e = parse(&format!(
+            "{BASE}\n[[event]]\nat = \"5s\"\naction = \"restart\"\nnode = \"a\"\nenv = {{ \"X-Y\" = \"1\" }}\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("event[0].env.X-Y: \"X-Y\" is not a variable name"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_client_stops_after_it_starts() {
+        let client = |extra: &str| {
+            format!("{BASE}\n[[client]]\nname = \"k\"\nkind = \"kv\"\nat = \"a\"\ntarget = \":7000\"\nstart = \"3s\"\n{extra}\n")
+        };
+        let s = parse(&client("stop = \"20s\"")).unwrap();
+        assert_eq!(s.clients[0].stop, Some(Duration::from_secs(20)));
+        assert_eq!(s.duration, Duration::from_secs(21));
+        let e = parse(&client("stop = \"3s\"")).unwrap_err();
+        assert!(
+            e.contains("client[0].stop: must be after its start (3s)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn vessel_once_names_a_vessel() {
+        let v = "[[program]]\nname = \"p\"\nwasm = \"p.wasm\"\n[[vessel]]\nname = \"v\"\nprogram = \"p\"\non = \"a\"\n";
+        let s = parse(&format!(
+            "{BASE}\n{v}[[assert]]\nkind = \"vessel-once\"\nvessel = \"v\"\n"
+        ))
+        .unwrap();
+        assert!(matches!(
+            s.asserts[0].check,
+            Check::VesselOnce { vessel: 0 }
+        ));
+        assert!(s.asserts[0].check.at_end());
+        assert!(s
+            .describe(&s.asserts[0])
+            .contains("never runs on two nodes"));
+        let e = parse(&format!(
+            "{BASE}\n{v}[[assert]]\nkind = \"vessel-once\"\nvessel = \"w\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("assert[0].vessel: no [[vessel]] named \"w\""),
+            "{e}"
+        );
+        let e = parse(&format!(
+            "{BASE}\n{v}[[assert]]\nkind = \"vessel-once\"\nvessel = \"v\"\nwithin = \"5s\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("assert[0].within: does not apply to kind \"vessel-once\""),
+            "{e}"
         );
     }
 

@@ -435,6 +435,14 @@ async fn write_client(
         }
     }
     lock(&ingress.conns).remove(&id);
+    // Ended without the vessel's FIN or close: the entry is resetting the
+    // client (`read_client` set a zero linger). Dropping the half would
+    // shut down the write side first, and the client would read a clean
+    // end of stream before the reset: a request cut short would look
+    // answered. The reset comes with the close, once both halves are gone.
+    if !shut {
+        write.forget();
+    }
 }
 
 /// Reads the client's bytes and sends them to the vessel's host until the

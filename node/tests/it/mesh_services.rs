@@ -257,3 +257,52 @@ fn client_connections_survive_moves_with_bytes_in_flight_both_ways() {
     assert_eq!(row["migrations"].as_u64(), Some(3), "{row}");
     assert_eq!(row["state"], "running", "{row}");
 }
+
+/// A host that dies and resumes from an older image has lost bytes its
+/// entry had confirmed to the client: the entry must reset the client
+/// (RST), not end its stream (FIN), or a request cut short would look
+/// answered to a client that reads until end-of-file. Regression: the
+/// entry's writer shut down its half as it was dropped, so the client read
+/// a clean end-of-file before the reset (seen in testnet's faults
+/// scenario: "closed the connection").
+#[test]
+fn a_client_whose_host_lost_its_bytes_is_reset_not_closed() {
+    let _cpu = crate::support::shared_cpu();
+    let mut mesh = Mesh::new(0, 200_000);
+    let port = free_port();
+    let wasm = compile_c("examples/kvserver.c", &[]);
+    let p = port.to_string();
+    // Hosted on b; the client enters at a.
+    let out = mesh.cli(
+        1,
+        &[
+            "deploy",
+            "--name",
+            "kv",
+            "--port",
+            &p,
+            wasm.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "deploy: {}", stderr(&out));
+    let addr: SocketAddr = format!("{}:{port}", Mesh::service_ip(0)).parse().unwrap();
+    let stream = connect(addr);
+    let mut w = stream.try_clone().unwrap();
+    let mut r = BufReader::new(stream);
+    let mut line = String::new();
+    w.write_all(b"SET k v\n").unwrap();
+    r.read_line(&mut line).unwrap();
+    assert_eq!(line, "OK\n");
+    // b dies; it resumes the vessel from its deployment, which never saw
+    // this connection's bytes.
+    mesh.restart(1, &[]);
+    line.clear();
+    let _ = w.write_all(b"GET k\n");
+    match r.read_line(&mut line) {
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!(
+            "expected a reset, got {other:?} ({line:?})\n{}",
+            mesh.logs_of_nodes()
+        ),
+    }
+}
