@@ -1154,6 +1154,9 @@ fn deploy(ctx: &Ctx, v: usize) {
     if let Some(p) = &port {
         rest.extend(["--port", p]);
     }
+    if spec.pin {
+        rest.push("--pin");
+    }
     rest.push(&wasm_s);
     rest.extend(spec.args.iter().map(String::as_str));
     match on.cli(&ctx.bins, &ctx.user_key, "deploy", &rest, SLOW_CLI_TIMEOUT) {

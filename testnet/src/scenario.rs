@@ -183,6 +183,9 @@ pub struct VesselSpec {
     pub at: Duration,
     /// The service port (`deploy --port`), when the node supports it.
     pub port: Option<u16>,
+    /// Deployed pinned (`deploy --pin`): placement never moves it, only the
+    /// scenario's `migrate` events do.
+    pub pin: bool,
     pub args: Vec<String>,
     pub pending: Option<String>,
 }
@@ -444,6 +447,8 @@ struct RawVessel {
     on: String,
     at: Option<String>,
     port: Option<u16>,
+    #[serde(default)]
+    pin: bool,
     #[serde(default)]
     args: Vec<String>,
     pending: Option<String>,
@@ -965,6 +970,7 @@ impl Scenario {
                 on: ck.node(&format!("{f}.on"), &v.on)?,
                 at: ck.opt_dur(&format!("{f}.at"), &v.at, Duration::ZERO)?,
                 port: v.port,
+                pin: v.pin,
                 args: v.args.clone(),
                 pending: pending(&ck, &format!("{f}.pending"), &v.pending)?,
             });
