@@ -131,7 +131,7 @@ def main():
         pair = bm.Pair.__new__(bm.Pair)
         pair.mode, pair.nodes = "stall", nodes[:2]
         pair.wait_members()
-        r = nodes[0].cli(["deploy", "--name", "kv", "--port", str(PORT), wasm])
+        r = nodes[0].cli(["deploy", "--name", "kv", "--pin", "--port", str(PORT), wasm])
         vessel = r.stdout.decode().strip()
         wait_serving(ips[0], PORT)
         # Fill the server's memory: 1 MiB values.
