@@ -203,22 +203,8 @@ fn client_connections_survive_moves_with_bytes_in_flight_both_ways() {
     let mesh = Mesh::new(0, 200_000);
     let port = free_port();
     let wasm = compile_c("examples/kvserver.c", &[]);
-    let p = port.to_string();
-    let out = mesh.cli(
-        0,
-        &[
-            "deploy",
-            "--name",
-            "kv",
-            "--port",
-            &p,
-            wasm.to_str().unwrap(),
-        ],
-    );
-    assert!(out.status.success(), "deploy: {}", stderr(&out));
-    let vessel = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    let at =
-        |i: usize| -> SocketAddr { format!("{}:{port}", Mesh::service_ip(i)).parse().unwrap() };
+    let vessel = mesh.deploy_service(0, "kv", port, &wasm);
+    let at = |i: usize| Mesh::service_addr(i, port);
 
     let via_c = Client::start(at(2), seed, 1);
     let via_a = Client::start(at(0), seed, 2);

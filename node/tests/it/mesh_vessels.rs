@@ -82,6 +82,30 @@ impl Mesh {
         format!("127.0.0.{}", 2 + i)
     }
 
+    /// Where node `i` accepts the clients of a service on `port`.
+    pub(crate) fn service_addr(i: usize, port: u16) -> std::net::SocketAddr {
+        format!("{}:{port}", Self::service_ip(i)).parse().unwrap()
+    }
+
+    /// `meshnode deploy --name NAME --port PORT WASM` on node `node`: the
+    /// vessel's id.
+    pub(crate) fn deploy_service(&self, node: usize, name: &str, port: u16, wasm: &Path) -> String {
+        let p = port.to_string();
+        let out = self.cli(
+            node,
+            &[
+                "deploy",
+                "--name",
+                name,
+                "--port",
+                &p,
+                wasm.to_str().unwrap(),
+            ],
+        );
+        assert!(out.status.success(), "deploy {name}: {}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
     fn data_dir(&self, name: &str) -> PathBuf {
         self.user.home.path().join(name)
     }

@@ -374,23 +374,8 @@ fn a_service_vessel_follows_its_client_without_flapping() {
         l.local_addr().unwrap().port()
     };
     let wasm = crate::support::compile_c("examples/kvserver.c", &[]);
-    let p = port.to_string();
-    let out = mesh.cli(
-        a,
-        &[
-            "deploy",
-            "--name",
-            "kv",
-            "--port",
-            &p,
-            wasm.to_str().unwrap(),
-        ],
-    );
-    assert!(out.status.success(), "deploy: {}", stderr(&out));
-    let vessel = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    let at = |i: usize| -> std::net::SocketAddr {
-        format!("{}:{port}", Mesh::service_ip(i)).parse().unwrap()
-    };
+    let vessel = mesh.deploy_service(a, "kv", port, &wasm);
+    let at = |i: usize| Mesh::service_addr(i, port);
 
     // The client enters at C: the vessel comes to C on its own.
     let client = LockstepClient::start(at(c), 1);
