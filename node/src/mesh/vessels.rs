@@ -209,6 +209,13 @@ pub struct Mesh {
     pub inputs: Arc<Mutex<super::place::Inputs>>,
     pub drain: Arc<Mutex<Option<protocol::control::DrainReport>>>,
     pub ingress: Arc<super::ingress::Ingress>,
+    /// Give up at the first transport error instead of retrying on a new
+    /// connection: set for the requests a migration sends while its vessel
+    /// is paused, where a dead destination would otherwise keep the vessel
+    /// stopped through every retry's dial timeout (16–18 s in testnet's
+    /// faults scenario). Giving up there is safe: before the commit point
+    /// the vessel runs on at the source.
+    pub fail_fast: bool,
 }
 
 /// How this node moves vessels. The defaults are what a user wants; the
@@ -248,7 +255,7 @@ impl Mesh {
         peer: PeerId,
         request: PeerRequest,
     ) -> Result<PeerResponse, String> {
-        let retry = !matches!(request, PeerRequest::Offer { .. });
+        let retry = !matches!(request, PeerRequest::Offer { .. }) && !self.fail_fast;
         let mut tries = 0;
         loop {
             match self.request_once(peer, request.clone()).await {
@@ -299,6 +306,7 @@ pub fn mesh_of(state: &NodeState) -> Mesh {
         inputs: state.vessels_net.inputs.clone(),
         drain: state.vessels_net.drain.clone(),
         ingress: state.vessels_net.ingress.clone(),
+        fail_fast: false,
     }
 }
 
@@ -1652,7 +1660,9 @@ async fn offer_attempt(
         Ok(other) => Err(format!("unexpected answer {other:?}")),
         // The offer may or may not have arrived; a new nonce makes a new
         // offer, which replaces the old one at the destination.
-        Err(e) if e.starts_with(TRANSPORT_ERROR) && attempt < TRANSPORT_RETRIES => {
+        Err(e)
+            if e.starts_with(TRANSPORT_ERROR) && attempt < TRANSPORT_RETRIES && !mesh.fail_fast =>
+        {
             warn!(vessel = %id, %to, "offer lost ({e}); offering again");
             tokio::time::sleep(Duration::from_millis(300)).await;
             Box::pin(offer_attempt(mesh, spec, image, attempt + 1, None)).await
@@ -1961,7 +1971,14 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
     let t_packed = paused_at.elapsed();
     let mut t_offered = Duration::ZERO;
     let mut t_sent = Duration::ZERO;
+    // From here to the commit point the vessel is stopped: a request that
+    // fails aborts the move rather than retrying a peer that may be dead.
+    let paused_mesh = Mesh {
+        fail_fast: true,
+        ..mesh.clone()
+    };
     let sent: Result<(), String> = async {
+        let mesh = &paused_mesh;
         let lacking = offer(
             mesh,
             to,
@@ -2023,14 +2040,15 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
         )
     };
     if let Err(e) = sent {
-        // Before the commit point: the vessel stays here.
-        let _ = tokio::time::timeout(
-            Duration::from_secs(2),
-            mesh.request(to, PeerRequest::Abort(decision(false))),
-        )
-        .await;
+        // Before the commit point: the vessel stays here, and runs again
+        // before the destination hears of the abort (it never runs a
+        // prepared vessel without the commit, which will not come now).
         finish_storing(&store, stored, &fresh).await;
         resume_here(mesh, id, final_image)?;
+        let (m, abort) = (mesh.clone(), PeerRequest::Abort(decision(false)));
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(2), m.request(to, abort)).await;
+        });
         return Err(e);
     }
 
