@@ -109,7 +109,9 @@ def main():
     ap.add_argument("--fill-mib", type=int, default=16, help="MiB of values the server holds")
     ap.add_argument("--migrations", type=int, default=8)
     ap.add_argument("--dwell", type=float, default=1.5, help="seconds between migrations")
-    ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory (node logs)")
+    ap.add_argument("--rust-log", default="info",
+                    help="the nodes' RUST_LOG (meshnode::mesh::vessels=debug,info logs the pause phases)")
     args = ap.parse_args()
     if not os.path.exists(bm.MESHNODE):
         sys.exit(f"{bm.MESHNODE} not found: run `cargo build --release -p meshnode` first")
@@ -124,7 +126,7 @@ def main():
     clients = []
     try:
         for i, name in enumerate(["a", "b", "c"]):
-            n = bm.Node(user, work, f"stall-{name}", "precopy", [x.addr for x in nodes], "info",
+            n = bm.Node(user, work, f"stall-{name}", "precopy", [x.addr for x in nodes], args.rust_log,
                         extra_config=f'service_address = "{ips[i]}"\n')
             n.wait_ready()
             nodes.append(n)
