@@ -190,6 +190,10 @@ pub enum IngressError {
     Duplicate(u64),
 }
 
+/// Longest entry-node id a hub image names: a libp2p PeerId of an ed25519
+/// key is 38 bytes; this leaves room for other key types and nothing more.
+pub const MAX_PEER_ID_BYTES: usize = 128;
+
 fn too_many(what: &'static str, found: usize, limit: usize) -> Result<(), IngressError> {
     if found > limit {
         return Err(IngressError::TooMany {
@@ -279,7 +283,7 @@ impl HubImage {
                 c.outbound.len(),
                 MAX_HUB_BUFFER_BYTES,
             )?;
-            too_many("bytes in an entry's id", c.entry.0.len(), 128)?;
+            too_many("bytes in an entry's id", c.entry.0.len(), MAX_PEER_ID_BYTES)?;
             check_span(c.id, c.in_base, c.inbound.len())?;
             check_span(c.id, c.out_base, c.outbound.len())?;
         }

@@ -50,6 +50,11 @@ use crate::vessel::{Host, Record};
 /// unconfirmed bytes, so this bounds an entry's memory to about 256 MiB.
 pub const MAX_ENTRY_CONNECTIONS: usize = 1024;
 
+/// Most service routes an entry remembers: a few statuses' worth of
+/// vessels, so that gossip from many nodes cannot grow the table without
+/// bound (a route nobody gossips again expires after `ROUTE_TTL`).
+const MAX_ROUTES: usize = MAX_STATUS_VESSELS * 4;
+
 /// Most client bytes an entry reads into one ingress frame.
 const INGRESS_SEGMENT_BYTES: usize = 64 * 1024;
 
@@ -162,7 +167,7 @@ impl Ingress {
                 r.seen = Instant::now();
             }
             None => {
-                if routes.len() >= MAX_STATUS_VESSELS * 4 {
+                if routes.len() >= MAX_ROUTES {
                     return;
                 }
                 routes.insert(

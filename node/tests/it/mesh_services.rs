@@ -59,8 +59,13 @@ fn value(seed: u64, client: u64, i: u64) -> Vec<u8> {
 
 /// A port free on every node's service address.
 fn free_port() -> u16 {
-    let mut rng =
-        SplitMix64(std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64);
+    // Each call draws from its own stream: tests of this binary run at the
+    // same time and must not pick the same port (regression: the seed was
+    // the process id alone, `Instant::now().elapsed()` being ~0, so two
+    // tests drew the same port and one timed out).
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, Ordering::SeqCst);
+    let mut rng = SplitMix64((std::process::id() as u64) << 16 ^ call.wrapping_mul(0x9e37_79b9));
     loop {
         let port = 20_000 + (rng.next() % 30_000) as u16;
         let free = (0..3)

@@ -510,18 +510,12 @@ impl BufferHub {
             .values()
             .flat_map(|s| s.waiting.iter().copied())
             .collect();
-        let service_of = |id: ConnId| {
-            g.services
-                .iter()
-                .find(|(_, s)| s.waiting.contains(&id))
-                .map(|(n, _)| n.clone())
-        };
         let mut conns: Vec<ConnImage> = g
             .conns
             .iter()
             .map(|(&id, c)| ConnImage {
                 id,
-                service: service_of(id).unwrap_or_else(|| c.service.clone()),
+                service: c.service.clone(),
                 entry: PeerIdBytes(entry(id)),
                 waiting: waiting.contains(&id),
                 in_base: c.in_base,
