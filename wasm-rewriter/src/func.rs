@@ -22,26 +22,27 @@
 //! Inside a body, an *item* is a node that contains a migration point: a call
 //! that may unwind, or a structure containing one (every loop is one: its
 //! header is a point). The code between items (a *run*) is skipped while
-//! rewinding. Each item is emitted as
+//! rewinding. Only the first item of a body is guarded:
 //!
 //! ```text
-//! block $skip (param F) (result below.. results..)   ;; if it may be skipped
-//!   if (state != REWINDING) (param F)
-//!     run; local.set the item's inputs and the values below them
-//!   else
-//!     drop F; if resume ∉ item's points { br $skip with zeros }
-//!     (an `if` item: condition = target ∈ then-arm)
-//!   end
-//!   local.get below.., inputs..   ;; restored or stale locals when rewinding
-//!   item                          ;; structure, or call + unwind check
+//! if (state != REWINDING) (param F)
+//!   run; local.set the item's inputs and the values below them
+//! else
+//!   drop F; if resume ∉ item's points { br to the later item holding it }
+//!   (an `if` item: condition = target ∈ then-arm)
 //! end
+//! local.get below.., inputs..   ;; restored or stale locals when rewinding
+//! item                          ;; structure, or call + unwind check
 //! ```
 //!
-//! While rewinding, only items containing the target point are entered, and
-//! the code after an item runs only once the rewind has finished (state back
-//! to RUNNING), so code after the last item of a body needs no guard. Items
-//! whose inputs may be dummies and whose run is side-effect free skip the
-//! guard (see [`is_replayable`]).
+//! A later item needs no guard: on the normal path the state cannot be
+//! REWINDING after an item (a rewind ends inside the item that holds its
+//! target), and while rewinding the first item's guard branches straight to
+//! the item holding the target, through a block that ends right before it
+//! (see [`ChainTarget`]). So a body costs one state check however many items
+//! it has. Code after the last item runs only once the rewind has finished.
+//! A first item whose inputs may be dummies and whose run is side-effect free
+//! skips the guard (see [`is_replayable`]).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -467,6 +468,47 @@ enum Merge {
     Entry,
 }
 
+/// A later item of a body, as the body's first item sees it. Only the first
+/// item of a body is guarded: on the normal path the state cannot be
+/// REWINDING after it (a rewind ends inside the item holding its target), so
+/// the runs between later items need no check. While rewinding, the first
+/// item's rewind arm branches straight to the item holding the target,
+/// through a block `$to_k` that opens before the first item and ends right
+/// before item `k`:
+///
+/// ```text
+/// block $to_3 (F -> E3)
+///   block $to_2 (F -> E2)
+///     guard + item 1  (rewind arm: target in item 2? br $to_2; else br $to_3)
+///     run; local.set …      ;; leaves E2
+///   end
+///   local.get …; item 2
+///   run; local.set …        ;; leaves E3
+/// end
+/// local.get …; item 3
+/// ```
+struct ChainTarget {
+    /// First and last point inside the item.
+    points: (u32, u32),
+    /// The item's `$to_k` block, as an index in `Emitter::ctl`.
+    ctl: usize,
+    /// What `$to_k` yields: nothing if the item's inputs (and the values
+    /// below them) go through locals, else its inputs, dummies on rewind.
+    entry: Vec<ValType>,
+    via_locals: bool,
+    /// For an `if`: the local of its condition and the points of its `then`
+    /// arm. The dispatch sets it before branching.
+    cond: Option<(u32, Option<(u32, u32)>)>,
+}
+
+fn item_points(item: &Item<'_>) -> (u32, u32) {
+    match &item.node {
+        Node::Call { point, .. } => (*point, *point),
+        Node::Struct(s) => s.points.expect("items contain points"),
+        Node::Op(_) => unreachable!("plain ops are not items"),
+    }
+}
+
 /// One entry of the emitted control stack: `true` for a frame that exists in
 /// the input (branches may target it), `false` for one the transform added.
 type Ctl = bool;
@@ -598,22 +640,56 @@ impl Emitter<'_, '_> {
         self.emit_seq_merging(items, None)
     }
 
-    /// Emits a body; with `merge`, the body starts on an empty stack and its
-    /// first item is guarded, and the check of the loop header or function
-    /// entry before it is merged into that guard (see [`Self::emit_item`]).
+    /// Emits a body as a chain of its items (see [`ChainTarget`]). With
+    /// `merge`, the body starts on an empty stack and its first item is
+    /// guarded, and the check of the loop header or function entry before it
+    /// is merged into that guard (see [`Self::emit_item`]).
     fn emit_seq_merging(&mut self, items: &[Item<'_>], merge: Option<Merge>) -> Result<(), String> {
-        let last_item = items.iter().rposition(Item::has_point);
-        let mut run_start = 0;
-        let mut merge = merge;
-        for (i, item) in items.iter().enumerate() {
-            if item.has_point() {
-                // While rewinding, the target is inside this body and in no
-                // earlier item (or the rewind would have finished there), so
-                // the last item always holds it: no skip check needed.
-                let may_skip = Some(i) != last_item;
-                self.emit_item(&items[run_start..i], item, may_skip, merge.take())?;
-                run_start = i + 1;
+        let positions: Vec<usize> = (0..items.len()).filter(|&i| items[i].has_point()).collect();
+        let Some(&first) = positions.first() else {
+            debug_assert!(merge.is_none(), "merging needs an item");
+            for item in items {
+                self.emit_plain(item)?;
             }
+            return Ok(());
+        };
+        // The chain's blocks all start here, on the body's incoming stack:
+        // `$to_k` for the last item is the outermost.
+        let frame_in = items[0].stack.clone();
+        let mut chain = Vec::with_capacity(positions.len() - 1);
+        for &pos in positions[1..].iter().rev() {
+            let item = &items[pos];
+            let (inputs, _, real) = self.item_sig(item);
+            let if_then = match &item.node {
+                Node::Struct(s) if matches!(s.op, Operator::If { .. }) => Some(s.then_points),
+                _ => None,
+            };
+            let has_below = item.stack.len() > inputs.len();
+            let via_locals = has_below || real.contains(&true) || if_then.is_some();
+            let entry = if via_locals { Vec::new() } else { inputs };
+            let bt = self.types.block_type(&frame_in, &entry);
+            self.s().block(bt);
+            self.ctl.push(false);
+            // The dispatch in the first item's rewind arm sets an `if`'s
+            // condition before its own locals exist: it gets one now.
+            let cond = match if_then {
+                Some(then_points) => Some((self.locals.alloc(ValType::I32)?, then_points)),
+                None => None,
+            };
+            chain.push(ChainTarget {
+                points: item_points(item),
+                ctl: self.ctl.len() - 1,
+                entry,
+                via_locals,
+                cond,
+            });
+        }
+        chain.reverse();
+        self.emit_item(&items[..first], &items[first], &chain, merge)?;
+        let mut run_start = first + 1;
+        for (target, &pos) in chain.iter().zip(&positions[1..]) {
+            self.emit_chained_item(&items[run_start..pos], &items[pos], target)?;
+            run_start = pos + 1;
         }
         for item in &items[run_start..] {
             self.emit_plain(item)?;
@@ -685,9 +761,10 @@ impl Emitter<'_, '_> {
         has_below || real.contains(&true) || is_if || !run.iter().all(is_replayable)
     }
 
-    /// Emits an item and the run before it. With `merged` (the run starts a
-    /// loop or function body with an empty operand stack), the header or
-    /// entry check and the guard share one state check:
+    /// Emits the first item of a body and the run before it; `chain` holds
+    /// the body's later items. With `merged` (the run starts a loop or
+    /// function body with an empty operand stack), the header or entry check
+    /// and the guard share one state check:
     ///
     /// ```text
     /// block $after_run
@@ -702,11 +779,11 @@ impl Emitter<'_, '_> {
         &mut self,
         run: &[Item<'_>],
         item: &Item<'_>,
-        may_skip: bool,
+        chain: &[ChainTarget],
         merged: Option<Merge>,
     ) -> Result<(), String> {
         let frame_in = run.first().map_or(&item.stack, |r| &r.stack).clone();
-        let (inputs, results, _) = self.item_sig(item);
+        let (inputs, _, _) = self.item_sig(item);
         let below = item.stack[..item.stack.len() - inputs.len()].to_vec();
         let if_arm = match &item.node {
             Node::Struct(s) if matches!(s.op, Operator::If { .. }) => Some(s.then_points),
@@ -715,7 +792,7 @@ impl Emitter<'_, '_> {
 
         if !self.needs_guard(run, item) {
             debug_assert!(merged.is_none(), "merging needs a guard");
-            return self.emit_unguarded_item(run, item, &frame_in, &results, may_skip);
+            return self.emit_unguarded_item(run, item, chain);
         }
 
         // Every input and every value below the inputs goes through a local:
@@ -732,15 +809,6 @@ impl Emitter<'_, '_> {
         for &ty in &below {
             below_locals.push(self.locals.alloc(ty)?);
         }
-
-        // block $skip, only needed if the item may have to be skipped.
-        let skip_results: Vec<ValType> = below.iter().chain(&results).copied().collect();
-        if may_skip {
-            let bt = self.types.block_type(&frame_in, &skip_results);
-            self.s().block(bt);
-            self.ctl.push(false);
-        }
-        let skip_ctl = self.ctl.len() - 1;
 
         let state = self.globals.state;
         if let Some(merge) = merged {
@@ -768,14 +836,7 @@ impl Emitter<'_, '_> {
                 .i32_eq()
                 .if_(EncBlockType::Empty);
             self.ctl.push(false);
-            self.rewind_arm(
-                item,
-                if_arm,
-                &input_locals,
-                may_skip,
-                &skip_results,
-                skip_ctl,
-            );
+            self.rewind_arm(item, if_arm, &input_locals, chain);
             let d = self.depth_of(after_run_ctl);
             self.s().br(d).end();
             self.ctl.pop();
@@ -809,14 +870,7 @@ impl Emitter<'_, '_> {
             for _ in &frame_in {
                 self.s().drop();
             }
-            self.rewind_arm(
-                item,
-                if_arm,
-                &input_locals,
-                may_skip,
-                &skip_results,
-                skip_ctl,
-            );
+            self.rewind_arm(item, if_arm, &input_locals, chain);
             self.s().end();
             self.ctl.pop();
         }
@@ -824,83 +878,138 @@ impl Emitter<'_, '_> {
             self.s().local_get(l);
         }
 
-        // The item itself.
-        match &item.node {
-            Node::Call { op, point, .. } => {
-                self.emit_op(op)?;
-                self.unwind_check(*point);
-            }
-            Node::Struct(s) => {
-                let kept: Vec<Option<u32>> = input_locals.iter().map(|&l| Some(l)).collect();
-                self.emit_struct(s, &kept)?;
-            }
-            Node::Op(_) => unreachable!(),
-        }
-        if may_skip {
-            self.s().end();
-            self.ctl.pop();
-        }
-
+        self.emit_item_itself(item, &input_locals)?;
         for l in input_locals.into_iter().chain(below_locals) {
             self.locals.release(l);
         }
         Ok(())
     }
 
-    /// The guard's rewinding side: skip the item unless it holds the target
-    /// point; for an `if`, set the condition from the target. The locals of
-    /// real inputs and of values below were restored with the frame.
+    /// The call (with its unwind check) or structure of an item, its inputs
+    /// on the stack; `input_locals` are the locals that hold them, if any.
+    fn emit_item_itself(&mut self, item: &Item<'_>, input_locals: &[u32]) -> Result<(), String> {
+        match &item.node {
+            Node::Call { op, point, .. } => {
+                self.emit_op(op)?;
+                self.unwind_check(*point);
+            }
+            Node::Struct(s) => {
+                let n = self.block_sig(s.blockty).0.len();
+                let kept: Vec<Option<u32>> = if input_locals.is_empty() {
+                    vec![None; n]
+                } else {
+                    input_locals.iter().map(|&l| Some(l)).collect()
+                };
+                self.emit_struct(s, &kept)?;
+            }
+            Node::Op(_) => unreachable!("plain ops are not items"),
+        }
+        Ok(())
+    }
+
+    /// An item after the first of its body: no guard. Normally the run
+    /// falls through into the item; while rewinding, the first item's
+    /// dispatch branches to `$to_k`, which ends right before the item.
+    fn emit_chained_item(
+        &mut self,
+        run: &[Item<'_>],
+        item: &Item<'_>,
+        target: &ChainTarget,
+    ) -> Result<(), String> {
+        let (inputs, _, _) = self.item_sig(item);
+        let below = item.stack[..item.stack.len() - inputs.len()].to_vec();
+        let mut input_locals = Vec::new();
+        let mut below_locals = Vec::new();
+        if target.via_locals {
+            for (i, &ty) in inputs.iter().enumerate() {
+                let preset = target.cond.filter(|_| i + 1 == inputs.len());
+                input_locals.push(match preset {
+                    Some((cond, _)) => cond,
+                    None => self.locals.alloc(ty)?,
+                });
+            }
+            for &ty in &below {
+                below_locals.push(self.locals.alloc(ty)?);
+            }
+        }
+        for r in run {
+            self.emit_plain(r)?;
+        }
+        for &l in input_locals.iter().rev().chain(below_locals.iter().rev()) {
+            self.s().local_set(l);
+        }
+        debug_assert_eq!(self.ctl.len() - 1, target.ctl, "chain blocks nest");
+        self.s().end();
+        self.ctl.pop();
+        for &l in below_locals.iter().chain(&input_locals) {
+            self.s().local_get(l);
+        }
+        self.emit_item_itself(item, &input_locals)?;
+        for l in input_locals.into_iter().chain(below_locals) {
+            self.locals.release(l);
+        }
+        Ok(())
+    }
+
+    /// The guard's rewinding side: branch to the later item that holds the
+    /// target point, if any; for an `if`, set the condition from the target.
+    /// The locals of real inputs and of values below were restored with the
+    /// frame.
     fn rewind_arm(
         &mut self,
         item: &Item<'_>,
         if_arm: Option<Option<(u32, u32)>>,
         input_locals: &[u32],
-        may_skip: bool,
-        skip_results: &[ValType],
-        skip_ctl: usize,
+        chain: &[ChainTarget],
     ) {
-        if may_skip {
-            self.skip_unless_target(item, skip_results, skip_ctl);
-        }
+        self.dispatch_unless_target(item, chain);
         if let Some(then_points) = if_arm {
             // The `if` condition: take the arm that holds the target.
-            let resume = self.resume;
-            match then_points {
-                Some((first, last)) => self
-                    .s()
-                    .local_get(resume)
-                    .i32_const(first as i32)
-                    .i32_sub()
-                    .i32_const((last - first) as i32)
-                    .i32_le_u(),
-                None => self.s().i32_const(0),
-            };
             let cond = *input_locals.last().expect("if has a condition");
-            self.s().local_set(cond);
+            self.set_if_condition(cond, then_points);
         }
     }
 
-    /// The fast path for an item whose inputs may be dummies while rewinding
-    /// and whose run can be replayed harmlessly (see [`is_replayable`]): no
-    /// guard, and a skip check only when the item may not hold the target.
+    /// `cond = resume ∈ then_points`.
+    fn set_if_condition(&mut self, cond: u32, then_points: Option<(u32, u32)>) {
+        match then_points {
+            Some(range) => self.resume_in_range(range),
+            None => {
+                self.s().i32_const(0);
+            }
+        }
+        self.s().local_set(cond);
+    }
+
+    /// Pushes `resume ∈ first..=last` as an i32.
+    fn resume_in_range(&mut self, (first, last): (u32, u32)) {
+        let resume = self.resume;
+        self.s().local_get(resume);
+        if first == last {
+            self.s().i32_const(first as i32).i32_eq();
+        } else {
+            self.s()
+                .i32_const(first as i32)
+                .i32_sub()
+                .i32_const((last - first) as i32)
+                .i32_le_u();
+        }
+    }
+
+    /// The unguarded fast path for a first item whose inputs may be dummies
+    /// while rewinding and whose run can be replayed harmlessly (see
+    /// [`is_replayable`]): no guard, and a state check only when a later item
+    /// of the body may hold the target.
     fn emit_unguarded_item(
         &mut self,
         run: &[Item<'_>],
         item: &Item<'_>,
-        frame_in: &[ValType],
-        results: &[ValType],
-        may_skip: bool,
+        chain: &[ChainTarget],
     ) -> Result<(), String> {
-        if may_skip {
-            let bt = self.types.block_type(frame_in, results);
-            self.s().block(bt);
-            self.ctl.push(false);
-        }
-        let skip_ctl = self.ctl.len() - 1;
         for r in run {
             self.emit_plain(r)?;
         }
-        if may_skip {
+        if !chain.is_empty() {
             let state = self.globals.state;
             self.s()
                 .global_get(state)
@@ -908,52 +1017,41 @@ impl Emitter<'_, '_> {
                 .i32_eq()
                 .if_(EncBlockType::Empty);
             self.ctl.push(false);
-            self.skip_unless_target(item, results, skip_ctl);
+            self.dispatch_unless_target(item, chain);
             self.s().end();
             self.ctl.pop();
         }
-        match &item.node {
-            Node::Call { op, point, .. } => {
-                self.emit_op(op)?;
-                self.unwind_check(*point);
-            }
-            Node::Struct(s) => {
-                let no_locals = vec![None; self.block_sig(s.blockty).0.len()];
-                self.emit_struct(s, &no_locals)?;
-            }
-            Node::Op(_) => unreachable!(),
-        }
-        if may_skip {
-            self.s().end();
-            self.ctl.pop();
-        }
-        Ok(())
+        self.emit_item_itself(item, &[])
     }
 
-    /// While rewinding: leave the `$skip` block (at `skip_ctl`) with dummy
-    /// `skip_results` unless the target point is inside `item`.
-    fn skip_unless_target(&mut self, item: &Item<'_>, skip_results: &[ValType], skip_ctl: usize) {
-        let (first, last) = match &item.node {
-            Node::Call { point, .. } => (*point, *point),
-            Node::Struct(s) => s.points.expect("items contain points"),
-            Node::Op(_) => unreachable!(),
-        };
-        let resume = self.resume;
-        self.s().local_get(resume);
-        if first == last {
-            self.s().i32_const(first as i32).i32_ne();
-        } else {
-            self.s()
-                .i32_const(first as i32)
-                .i32_sub()
-                .i32_const((last - first) as i32)
-                .i32_gt_u();
+    /// While rewinding: unless the target point is inside `item`, branch to
+    /// the later item of the chain that holds it (the last one if no other
+    /// does: the target is somewhere in this body), with dummy inputs.
+    fn dispatch_unless_target(&mut self, item: &Item<'_>, chain: &[ChainTarget]) {
+        if chain.is_empty() {
+            return;
         }
-        self.s().if_(EncBlockType::Empty);
+        self.resume_in_range(item_points(item));
+        self.s().i32_eqz().if_(EncBlockType::Empty);
         self.ctl.push(false);
-        self.zeros(skip_results);
-        let d = self.depth_of(skip_ctl);
-        self.s().br(d);
+        for (i, target) in chain.iter().enumerate() {
+            let last = i + 1 == chain.len();
+            if !last {
+                self.resume_in_range(target.points);
+                self.s().if_(EncBlockType::Empty);
+                self.ctl.push(false);
+            }
+            if let Some((cond, then_points)) = target.cond {
+                self.set_if_condition(cond, then_points);
+            }
+            self.zeros(&target.entry);
+            let d = self.depth_of(target.ctl);
+            self.s().br(d);
+            if !last {
+                self.s().end();
+                self.ctl.pop();
+            }
+        }
         self.s().end();
         self.ctl.pop();
     }

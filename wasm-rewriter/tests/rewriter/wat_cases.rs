@@ -579,3 +579,42 @@ fn default_config_migrates_at_blocking_calls() {
     assert!(stats.migrations > 50, "{}", stats.migrations);
     assert!(stats.max_frames >= 10, "{}", stats.max_frames);
 }
+
+/// Only the first item of a body is guarded; a rewind reaches a later item by
+/// a branch past the runs before it. Here every run between items has a side
+/// effect (a rerun would show in the result), the third item has a value
+/// below its arguments, and the fourth is an `if` whose condition would
+/// differ on a rerun.
+#[test]
+fn later_items_of_a_body_are_reached_without_guards() {
+    check(
+        r#"(module
+      (global $g (mut i32) (i32.const 0))
+      (func $spin (param $k i32) (result i32)
+        (loop $l
+          (global.set $g (i32.add (global.get $g) (i32.const 1)))
+          (local.set $k (i32.sub (local.get $k) (i32.const 1)))
+          (br_if $l (i32.gt_s (local.get $k) (i32.const 0))))
+        (global.get $g))
+      (func (export "run") (param $n i32) (result i32)
+        (local $i i32) (local $acc i32)
+        (loop $l
+          (global.set $g (i32.mul (global.get $g) (i32.const 3)))
+          (local.set $acc (i32.add (local.get $acc) (call $spin (i32.const 2))))
+          (global.set $g (i32.xor (global.get $g) (i32.const 0x55)))
+          (local.set $acc (i32.sub (local.get $acc) (call $spin (i32.const 1))))
+          (global.set $g (i32.add (global.get $g) (i32.const 7)))
+          (local.set $acc
+            (i32.add (i32.mul (local.get $acc) (i32.const 5))   ;; below the call
+                     (call $spin (i32.and (local.get $i) (i32.const 3)))))
+          (global.set $g (i32.rotl (global.get $g) (i32.const 1)))
+          (if (i32.and (global.get $g) (i32.const 1))
+            (then (local.set $acc (i32.xor (local.get $acc) (call $spin (i32.const 3)))))
+            (else (local.set $acc (i32.add (local.get $acc) (i32.const 11)))))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $l (i32.lt_u (local.get $i) (local.get $n))))
+        (i32.add (local.get $acc) (global.get $g)))
+      )"#,
+        &[Val::I32(40)],
+    );
+}
