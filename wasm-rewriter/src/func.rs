@@ -501,6 +501,14 @@ struct ChainTarget {
     cond: Option<(u32, Option<(u32, u32)>)>,
 }
 
+/// For an `if` item: the points of its `then` arm (`None` if it has none).
+fn if_then_points(item: &Item<'_>) -> Option<Option<(u32, u32)>> {
+    match &item.node {
+        Node::Struct(s) if matches!(s.op, Operator::If { .. }) => Some(s.then_points),
+        _ => None,
+    }
+}
+
 fn item_points(item: &Item<'_>) -> (u32, u32) {
     match &item.node {
         Node::Call { point, .. } => (*point, *point),
@@ -659,20 +667,18 @@ impl Emitter<'_, '_> {
         let mut chain = Vec::with_capacity(positions.len() - 1);
         for &pos in positions[1..].iter().rev() {
             let item = &items[pos];
-            let (inputs, _, real) = self.item_sig(item);
-            let if_then = match &item.node {
-                Node::Struct(s) if matches!(s.op, Operator::If { .. }) => Some(s.then_points),
-                _ => None,
+            let via_locals = self.needs_locals(item);
+            let entry = if via_locals {
+                Vec::new()
+            } else {
+                self.item_sig(item).0
             };
-            let has_below = item.stack.len() > inputs.len();
-            let via_locals = has_below || real.contains(&true) || if_then.is_some();
-            let entry = if via_locals { Vec::new() } else { inputs };
             let bt = self.types.block_type(&frame_in, &entry);
             self.s().block(bt);
             self.ctl.push(false);
             // The dispatch in the first item's rewind arm sets an `if`'s
             // condition before its own locals exist: it gets one now.
-            let cond = match if_then {
+            let cond = match if_then_points(item) {
                 Some(then_points) => Some((self.locals.alloc(ValType::I32)?, then_points)),
                 None => None,
             };
@@ -751,14 +757,68 @@ impl Emitter<'_, '_> {
         }
     }
 
-    /// Whether an item needs a guard around its run (else the unguarded fast
-    /// path applies): its run has effects, or some input or value below it
-    /// must be real when the item is re-entered on rewind.
-    fn needs_guard(&self, run: &[Item<'_>], item: &Item<'_>) -> bool {
+    /// Whether an item's inputs and the values below them must go through
+    /// locals: some of them must be real when the item is re-entered on
+    /// rewind, or it is an `if`, whose condition is set from the target.
+    fn needs_locals(&self, item: &Item<'_>) -> bool {
         let (inputs, _, real) = self.item_sig(item);
         let has_below = item.stack.len() > inputs.len();
-        let is_if = matches!(&item.node, Node::Struct(s) if matches!(s.op, Operator::If { .. }));
-        has_below || real.contains(&true) || is_if || !run.iter().all(is_replayable)
+        has_below || real.contains(&true) || if_then_points(item).is_some()
+    }
+
+    /// Whether a first item needs a guard around its run (else the unguarded
+    /// fast path applies): its run has effects, or its inputs must go
+    /// through locals.
+    fn needs_guard(&self, run: &[Item<'_>], item: &Item<'_>) -> bool {
+        self.needs_locals(item) || !run.iter().all(is_replayable)
+    }
+
+    /// Allocates the locals of an item's inputs and of the values below
+    /// them; `cond`, if given, is the local of an `if`'s condition (its last
+    /// input).
+    fn alloc_item_locals(
+        &mut self,
+        item: &Item<'_>,
+        cond: Option<u32>,
+    ) -> Result<(Vec<u32>, Vec<u32>), String> {
+        let (inputs, _, _) = self.item_sig(item);
+        let below = &item.stack[..item.stack.len() - inputs.len()];
+        let mut input_locals = Vec::with_capacity(inputs.len());
+        for (i, &ty) in inputs.iter().enumerate() {
+            input_locals.push(match cond.filter(|_| i + 1 == inputs.len()) {
+                Some(c) => c,
+                None => self.locals.alloc(ty)?,
+            });
+        }
+        let mut below_locals = Vec::with_capacity(below.len());
+        for &ty in below {
+            below_locals.push(self.locals.alloc(ty)?);
+        }
+        Ok((input_locals, below_locals))
+    }
+
+    /// Stores the values a run leaves (below.., inputs..) in their locals.
+    fn store_item_locals(&mut self, input_locals: &[u32], below_locals: &[u32]) {
+        for &l in input_locals.iter().rev().chain(below_locals.iter().rev()) {
+            self.s().local_set(l);
+        }
+    }
+
+    /// Loads them back, then emits the item and frees its locals.
+    fn emit_item_from_locals(
+        &mut self,
+        item: &Item<'_>,
+        input_locals: Vec<u32>,
+        below_locals: Vec<u32>,
+    ) -> Result<(), String> {
+        for &l in below_locals.iter().chain(&input_locals) {
+            self.s().local_get(l);
+        }
+        self.emit_item_itself(item, &input_locals)?;
+        for l in input_locals.into_iter().chain(below_locals) {
+            self.locals.release(l);
+        }
+        Ok(())
     }
 
     /// Emits the first item of a body and the run before it; `chain` holds
@@ -783,12 +843,7 @@ impl Emitter<'_, '_> {
         merged: Option<Merge>,
     ) -> Result<(), String> {
         let frame_in = run.first().map_or(&item.stack, |r| &r.stack).clone();
-        let (inputs, _, _) = self.item_sig(item);
-        let below = item.stack[..item.stack.len() - inputs.len()].to_vec();
-        let if_arm = match &item.node {
-            Node::Struct(s) if matches!(s.op, Operator::If { .. }) => Some(s.then_points),
-            _ => None,
-        };
+        let if_arm = if_then_points(item);
 
         if !self.needs_guard(run, item) {
             debug_assert!(merged.is_none(), "merging needs a guard");
@@ -801,14 +856,7 @@ impl Emitter<'_, '_> {
         // inputs and the values below live until the item is done; the
         // other inputs' locals are stale while rewinding, which is fine
         // (dummies are all the item needs).
-        let mut input_locals = Vec::with_capacity(inputs.len());
-        for &ty in &inputs {
-            input_locals.push(self.locals.alloc(ty)?);
-        }
-        let mut below_locals = Vec::with_capacity(below.len());
-        for &ty in &below {
-            below_locals.push(self.locals.alloc(ty)?);
-        }
+        let (input_locals, below_locals) = self.alloc_item_locals(item, None)?;
 
         let state = self.globals.state;
         if let Some(merge) = merged {
@@ -845,9 +893,7 @@ impl Emitter<'_, '_> {
             for r in run {
                 self.emit_plain(r)?;
             }
-            for &l in input_locals.iter().rev().chain(below_locals.iter().rev()) {
-                self.s().local_set(l);
-            }
+            self.store_item_locals(&input_locals, &below_locals);
             self.s().end();
             self.ctl.pop();
         } else {
@@ -862,9 +908,7 @@ impl Emitter<'_, '_> {
             for r in run {
                 self.emit_plain(r)?;
             }
-            for &l in input_locals.iter().rev().chain(below_locals.iter().rev()) {
-                self.s().local_set(l);
-            }
+            self.store_item_locals(&input_locals, &below_locals);
             // else: rewinding.
             self.s().else_();
             for _ in &frame_in {
@@ -874,15 +918,7 @@ impl Emitter<'_, '_> {
             self.s().end();
             self.ctl.pop();
         }
-        for &l in below_locals.iter().chain(&input_locals) {
-            self.s().local_get(l);
-        }
-
-        self.emit_item_itself(item, &input_locals)?;
-        for l in input_locals.into_iter().chain(below_locals) {
-            self.locals.release(l);
-        }
-        Ok(())
+        self.emit_item_from_locals(item, input_locals, below_locals)
     }
 
     /// The call (with its unwind check) or structure of an item, its inputs
@@ -916,39 +952,19 @@ impl Emitter<'_, '_> {
         item: &Item<'_>,
         target: &ChainTarget,
     ) -> Result<(), String> {
-        let (inputs, _, _) = self.item_sig(item);
-        let below = item.stack[..item.stack.len() - inputs.len()].to_vec();
-        let mut input_locals = Vec::new();
-        let mut below_locals = Vec::new();
-        if target.via_locals {
-            for (i, &ty) in inputs.iter().enumerate() {
-                let preset = target.cond.filter(|_| i + 1 == inputs.len());
-                input_locals.push(match preset {
-                    Some((cond, _)) => cond,
-                    None => self.locals.alloc(ty)?,
-                });
-            }
-            for &ty in &below {
-                below_locals.push(self.locals.alloc(ty)?);
-            }
-        }
+        let (input_locals, below_locals) = if target.via_locals {
+            self.alloc_item_locals(item, target.cond.map(|(c, _)| c))?
+        } else {
+            (Vec::new(), Vec::new())
+        };
         for r in run {
             self.emit_plain(r)?;
         }
-        for &l in input_locals.iter().rev().chain(below_locals.iter().rev()) {
-            self.s().local_set(l);
-        }
+        self.store_item_locals(&input_locals, &below_locals);
         debug_assert_eq!(self.ctl.len() - 1, target.ctl, "chain blocks nest");
         self.s().end();
         self.ctl.pop();
-        for &l in below_locals.iter().chain(&input_locals) {
-            self.s().local_get(l);
-        }
-        self.emit_item_itself(item, &input_locals)?;
-        for l in input_locals.into_iter().chain(below_locals) {
-            self.locals.release(l);
-        }
-        Ok(())
+        self.emit_item_from_locals(item, input_locals, below_locals)
     }
 
     /// The guard's rewinding side: branch to the later item that holds the
