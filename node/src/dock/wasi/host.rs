@@ -4,7 +4,8 @@
 use wasmi::{Caller, Error, Linker, Memory, Val};
 
 use super::abi::*;
-use super::ctx::{Subscription, WasiCtx};
+use super::ctx::WasiCtx;
+use super::poll::Subscription;
 use super::mem::GuestMemory;
 
 /// The module name every preview1 import uses.
