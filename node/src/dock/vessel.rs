@@ -6,8 +6,8 @@ use std::thread::JoinHandle;
 
 use protocol::snapshot::{Entry, Hash};
 use wasmi::{
-    Engine, Extern, Func, Global, Instance, Linker, Memory, ResumableCall, ResumableCallOutOfFuel, Store,
-    StoreLimits, StoreLimitsBuilder, Val,
+    Engine, Extern, Func, Global, Instance, Linker, Memory, ResumableCall, ResumableCallOutOfFuel,
+    Store, StoreLimits, StoreLimitsBuilder, Val,
 };
 
 use super::frames::{self, FrameIo, FrameView};

@@ -24,7 +24,6 @@ use super::abi::*;
 use super::stdio::Stdio;
 use crate::dock::services::ServiceHub;
 
-
 pub(super) struct PreopenRoot {
     pub(super) dir: Dir,
     /// The host directory, canonical, so that `/proc/self/fd` links can be
@@ -85,6 +84,7 @@ pub struct WasiCtx {
 }
 
 impl WasiCtx {
+    /// The serializable state, without refreshing anything from the host.
     pub fn state(&self) -> &WasiState {
         &self.state
     }

@@ -396,6 +396,7 @@ impl WasiCtx {
     }
 }
 
+/// Reads up to `len` bytes at `offset`, stopping early only at end of file.
 fn pread_up_to(f: &File, offset: u64, len: usize) -> Result<Vec<u8>, Errno> {
     // One read never buffers more than this; the guest asks again for more.
     let mut buf = vec![0u8; len.min(MAX_IO_BYTES)];

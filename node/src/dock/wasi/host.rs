@@ -5,8 +5,8 @@ use wasmi::{Caller, Error, Linker, Memory, Val};
 
 use super::abi::*;
 use super::ctx::WasiCtx;
-use super::poll::Subscription;
 use super::mem::GuestMemory;
+use super::poll::Subscription;
 
 /// The module name every preview1 import uses.
 pub const MODULE: &str = "wasi_snapshot_preview1";

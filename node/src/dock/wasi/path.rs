@@ -17,7 +17,11 @@ use super::stat::{encode_filestat, time_specs};
 
 impl WasiCtx {
     /// Checks a guest path and turns it into a host path relative to `fd`.
-    pub(super) fn guest_path<'p>(&self, fd: u32, path: &'p [u8]) -> Result<(&Dir, &'p Path), Errno> {
+    pub(super) fn guest_path<'p>(
+        &self,
+        fd: u32,
+        path: &'p [u8],
+    ) -> Result<(&Dir, &'p Path), Errno> {
         let dir = self.dir(fd)?;
         if path.contains(&0) {
             return Err(Errno::INVAL);
@@ -276,8 +280,7 @@ impl OpenRequest {
         Descriptor {
             kind: DescriptorKind::File {
                 preopen: self.preopen,
-                path: host_relative_path(file, root_canon)
-                    .unwrap_or_else(|| self.lexical.clone()),
+                path: host_relative_path(file, root_canon).unwrap_or_else(|| self.lexical.clone()),
                 offset: 0,
                 read: readable,
                 write: self.write,

@@ -101,7 +101,10 @@ impl WasiCtx {
     /// The deadline of every clock subscription, and an error event for
     /// each one whose clock does not exist. A call re-issued after a move
     /// waits for what was left of it.
-    fn clock_deadlines(&mut self, subs: &[(u64, Subscription)]) -> (Vec<Event>, Vec<ClockDeadline>) {
+    fn clock_deadlines(
+        &mut self,
+        subs: &[(u64, Subscription)],
+    ) -> (Vec<Event>, Vec<ClockDeadline>) {
         let started_ns = self.clock.now_ns();
         let mut errors = Vec::new();
         let mut resumed = self

@@ -120,6 +120,29 @@ fn stdio_descriptor(kind: DescriptorKind) -> Descriptor {
     }
 }
 
+fn listener_descriptor(service: &str) -> Descriptor {
+    Descriptor {
+        kind: DescriptorKind::Listener(ListenerState {
+            service: service.to_string(),
+            pending: Vec::new(),
+        }),
+        rights_base: RIGHTS_LISTENER,
+        rights_inheriting: 0,
+        // Blocking, as a socket fresh from socket(2): a plain accept() loop
+        // blocks (wasmtime hands out non-blocking listeners; docs/wasi.md).
+        fdflags: 0,
+    }
+}
+
+fn preopen_descriptor(preopen: u32) -> Descriptor {
+    Descriptor {
+        kind: DescriptorKind::PreopenRoot { preopen },
+        rights_base: RIGHTS_DIRECTORY,
+        rights_inheriting: RIGHTS_DIRECTORY_INHERITING,
+        fdflags: 0,
+    }
+}
+
 impl WasiCtx {
     /// A fresh context: stdio on 0–2, preopens from 3 in the given order.
     pub fn new(opts: WasiOptions) -> Result<Self, SetupError> {
@@ -159,21 +182,7 @@ impl WasiCtx {
             });
         }
         for (i, service) in ports.iter().enumerate() {
-            fds.insert(
-                3 + i as u32,
-                Descriptor {
-                    kind: DescriptorKind::Listener(ListenerState {
-                        service: service.clone(),
-                        pending: Vec::new(),
-                    }),
-                    rights_base: RIGHTS_LISTENER,
-                    rights_inheriting: 0,
-                    // Blocking, as a socket fresh from socket(2): a plain
-                    // accept() loop blocks (wasmtime hands out non-blocking
-                    // listeners; docs/wasi.md).
-                    fdflags: 0,
-                },
-            );
+            fds.insert(3 + i as u32, listener_descriptor(service));
         }
         let first_dir = 3 + ports.len() as u32;
         let mut preopens = Vec::new();
@@ -181,15 +190,7 @@ impl WasiCtx {
             preopens.push(Preopen {
                 guest_path: d.guest.clone(),
             });
-            fds.insert(
-                first_dir + i as u32,
-                Descriptor {
-                    kind: DescriptorKind::PreopenRoot { preopen: i as u32 },
-                    rights_base: RIGHTS_DIRECTORY,
-                    rights_inheriting: RIGHTS_DIRECTORY_INHERITING,
-                    fdflags: 0,
-                },
-            );
+            fds.insert(first_dir + i as u32, preopen_descriptor(i as u32));
         }
         let state = WasiState {
             args: opts.args,
@@ -205,7 +206,7 @@ impl WasiCtx {
 
     /// Re-creates every host handle from `state`. `dirs` maps each preopen's
     /// guest path to a directory on this host; it need not be the directory
-
+    /// the state was captured against. A state with sockets needs
     /// [`rebuild_with_hub`](Self::rebuild_with_hub).
     pub fn rebuild(
         state: WasiState,
@@ -302,7 +303,6 @@ impl WasiCtx {
         }
         Ok(state)
     }
-
 }
 
 /// A travelled state's tables within this node's limits.
@@ -424,7 +424,13 @@ impl Reopen<'_> {
         Ok(Handle::Dir { dir, listing: None })
     }
 
-    fn file(&self, preopen: u32, path: &[u8], read: bool, write: bool) -> Result<Handle, SetupError> {
+    fn file(
+        &self,
+        preopen: u32,
+        path: &[u8],
+        read: bool,
+        write: bool,
+    ) -> Result<Handle, SetupError> {
         let (root, guest) = self.root_of(preopen)?;
         let mut o = OpenOptions::new();
         o.read(read || !write).write(write);

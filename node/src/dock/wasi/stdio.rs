@@ -48,7 +48,11 @@ pub struct Stdio {
 }
 
 impl WasiCtx {
-    pub(super) fn write_stdio(&mut self, which: &DescriptorKind, data: &[u8]) -> Result<usize, Errno> {
+    pub(super) fn write_stdio(
+        &mut self,
+        which: &DescriptorKind,
+        data: &[u8],
+    ) -> Result<usize, Errno> {
         let (sink, counter) = match which {
             DescriptorKind::Stdout => (&self.stdio.stdout, &mut self.state.stdio.stdout_bytes),
             DescriptorKind::Stderr => (&self.stdio.stderr, &mut self.state.stdio.stderr_bytes),
@@ -106,4 +110,3 @@ pub(super) fn stdin_ready(timeout: Option<Duration>) -> Result<bool, Errno> {
     let n = poll(&mut fds, ts.as_ref()).map_err(|e| from_host_errno(e.raw_os_error()))?;
     Ok(n > 0)
 }
-
