@@ -24,4 +24,5 @@ pub mod identity;
 pub mod mesh;
 pub mod placement;
 pub mod store;
+mod sync;
 pub mod vessel;
