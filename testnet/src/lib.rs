@@ -4,19 +4,32 @@
 //! devices through per-link delay queues with jitter, loss and a bandwidth
 //! limit, drawn from seeded streams. docs/testnet.md has the whole story.
 //!
+//! The layers, each using only those above it:
+//! - [`fields`]: reading a scenario's values, with errors naming the field.
+//! - [`view`]: what checks and clients see of a running testnet (a trait).
+//! - [`checks`]: one file per assertion kind: its fields, its judging, its
+//!   report line. [`clients`]: one file per load client kind.
 //! - [`scenario`]: the scenario file and its limits.
 //! - [`rng`], [`link`]: the seeded per-link model (pure, tested without a clock).
 //! - [`netns`]: namespaces and TUN devices (raw syscalls).
 //! - [`router`]: the forwarding thread.
 //! - [`nodes`]: meshnode processes and CLI calls inside namespaces.
-//! - [`run`]: the timeline, clients and assertions; [`report`]: the outputs.
+//! - [`ctx`]: what a run's threads share (the [`view::View`] of a run).
+//! - [`outcome`]: how a run ends; [`report`]: the outputs.
+//! - [`run`]: tools and builds, setup, the timeline, vessels, assertions.
 
+pub mod checks;
+pub mod clients;
+pub mod ctx;
+pub mod fields;
 pub mod link;
 pub mod netns;
 pub mod nodes;
+pub mod outcome;
 pub mod record;
 pub mod report;
 pub mod rng;
 pub mod router;
 pub mod run;
 pub mod scenario;
+pub mod view;
