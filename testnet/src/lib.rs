@@ -4,18 +4,21 @@
 //! devices through per-link delay queues with jitter, loss and a bandwidth
 //! limit, drawn from seeded streams. docs/testnet.md has the whole story.
 //!
-//! The layers, each using only those above it:
+//! The modules, each using only those listed before it (no import
+//! circle):
+//! - [`record`]: what a run records (progress, samples, marks).
+//! - [`rng`]: the seeded streams; [`netns`]: namespaces and TUN devices
+//!   (raw syscalls); [`outcome`]: how a run ends, and its exit code.
 //! - [`fields`]: reading a scenario's values, with errors naming the field.
 //! - [`view`]: what checks and clients see of a running testnet (a trait).
-//! - [`checks`]: one file per assertion kind: its fields, its judging, its
-//!   report line. [`clients`]: one file per load client kind.
+//! - [`checks`]: one file per assertion kind (its fields, how it is judged,
+//!   its report line); [`clients`]: one file per load client kind.
 //! - [`scenario`]: the scenario file and its limits.
-//! - [`rng`], [`link`]: the seeded per-link model (pure, tested without a clock).
-//! - [`netns`]: namespaces and TUN devices (raw syscalls).
+//! - [`link`]: the per-link model (pure, tested without a clock);
+//!   [`nodes`]: meshnode processes and CLI calls inside namespaces.
 //! - [`router`]: the forwarding thread.
-//! - [`nodes`]: meshnode processes and CLI calls inside namespaces.
 //! - [`ctx`]: what a run's threads share (the [`view::View`] of a run).
-//! - [`outcome`]: how a run ends; [`report`]: the outputs.
+//! - [`report`]: report.md, timeline.svg, samples.csv, and the plan.
 //! - [`run`]: tools and builds, setup, the timeline, vessels, assertions.
 
 pub mod checks;
