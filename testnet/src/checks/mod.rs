@@ -225,3 +225,192 @@ impl AssertResult {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::record::Recorder;
+    use crate::view::ClientRt;
+
+    /// A made-up mesh of two nodes, a and b: what `peers` and `ps` answer
+    /// is set by the test.
+    struct Fake {
+        rec: Recorder,
+        peers: Vec<serde_json::Value>,
+        ps: Vec<serde_json::Value>,
+        latency_ms: f64,
+        clients: Vec<ClientRt>,
+    }
+
+    impl Fake {
+        fn new() -> Fake {
+            Fake {
+                rec: Recorder::new(true),
+                peers: Vec::new(),
+                ps: Vec::new(),
+                latency_ms: 10.0,
+                clients: vec![ClientRt::new(0)],
+            }
+        }
+    }
+
+    const NAMES: [&str; 2] = ["a", "b"];
+
+    impl View for Fake {
+        fn rec(&self) -> &Recorder {
+            &self.rec
+        }
+        fn sleep_until(&self, _: Instant, _: Duration) -> bool {
+            false
+        }
+        fn stopping(&self) -> bool {
+            true
+        }
+        fn duration(&self) -> Duration {
+            Duration::from_secs(10)
+        }
+        fn stale_ms(&self) -> u64 {
+            2000
+        }
+        fn node_name(&self, node: usize) -> &str {
+            NAMES[node]
+        }
+        fn node_count(&self) -> usize {
+            NAMES.len()
+        }
+        fn node_up(&self, _: usize) -> bool {
+            true
+        }
+        fn node_addr(&self, node: usize) -> Ipv4Addr {
+            Ipv4Addr::new(10, 77, 0, node as u8 + 1)
+        }
+        fn node_peer_id(&self, node: usize) -> Option<String> {
+            Some(format!("ID-{}", NAMES[node]))
+        }
+        fn node_data_dir(&self, _: usize) -> &Path {
+            Path::new("/nonexistent")
+        }
+        fn enter_node(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn name_of(&self, peer_id: &str) -> Option<String> {
+            peer_id.strip_prefix("ID-").map(str::to_string)
+        }
+        fn peers(&self, _: usize) -> Result<Vec<serde_json::Value>, String> {
+            Ok(self.peers.clone())
+        }
+        fn ps(&self) -> Result<Vec<serde_json::Value>, String> {
+            Ok(self.ps.clone())
+        }
+        fn link_latency_ms(&self, _: usize, _: usize) -> f64 {
+            self.latency_ms
+        }
+        fn vessel_name(&self, _: usize) -> &str {
+            "svc"
+        }
+        fn vessel_id(&self, _: usize) -> Option<String> {
+            None
+        }
+        fn client(&self, client: usize) -> &ClientRt {
+            &self.clients[client]
+        }
+    }
+
+    fn row(rtt_ms: f64, status_age_ms: u64) -> serde_json::Value {
+        serde_json::json!({"peer_id": "ID-b", "member": true, "rtt_ms": rtt_ms, "status_age_ms": status_age_ms})
+    }
+
+    #[test]
+    fn rtt_counts_only_a_peer_seen_now_within_its_margin() {
+        let check = rtt::Rtt {
+            from: 0,
+            to: 1,
+            expect_ms: None,
+            tolerance: 0.2,
+            slack_ms: 2.0,
+        };
+        let mut view = Fake::new();
+        view.peers = vec![row(23.0, 100)];
+        let (ok, detail) = check.begin().judge(&view);
+        assert!(ok, "{detail}");
+        assert_eq!(detail, "measured 23.00 ms, expected 20.00 ± 4.00 ms");
+        view.peers = vec![row(25.0, 100)];
+        assert!(!check.begin().judge(&view).0, "outside 20 ± 4");
+        // A stale status: the RTT is what a dead connection last carried.
+        view.peers = vec![row(20.0, 5000)];
+        let (ok, detail) = check.begin().judge(&view);
+        assert!(!ok);
+        assert_eq!(detail, "a does not see b (no RTT, or no fresh status)");
+    }
+
+    #[test]
+    fn vessel_on_wants_it_running_on_one_of_the_nodes() {
+        let check = vessel_on::VesselOn {
+            vessel: 0,
+            nodes: vec![1],
+        };
+        let mut view = Fake::new();
+        view.ps = vec![serde_json::json!({"name": "svc", "node": "ID-b", "state": "running"})];
+        assert_eq!(check.judge(&view), (true, "svc is running on b".into()));
+        view.ps = vec![serde_json::json!({"name": "svc", "node": "ID-b", "state": "migrating"})];
+        assert!(!check.judge(&view).0);
+        view.ps = vec![serde_json::json!({"name": "svc", "node": "ID-a", "state": "running"})];
+        assert!(!check.judge(&view).0);
+        view.ps = Vec::new();
+        assert_eq!(check.judge(&view), (false, "svc is not in `ps`".into()));
+    }
+
+    #[test]
+    fn client_checks_read_what_the_client_counted() {
+        let view = Fake::new();
+        let clean = client_clean::ClientClean { client: 0 };
+        assert!(!clean.judge(&view).0, "no answer at all is not clean");
+        {
+            let mut st = view.clients[0].stats.lock().unwrap();
+            st.requests = 4;
+            st.ok = 4;
+            st.latencies = vec![(1.0, 80.0), (2.0, 82.0), (11.0, 4.0), (12.0, 5.0)];
+        }
+        assert!(clean.judge(&view).0);
+        let secs = Duration::from_secs;
+        let drop = client_latency_drop::ClientLatencyDrop {
+            client: 0,
+            before: (secs(0), secs(5)),
+            after: (secs(10), secs(15)),
+            factor: 5.0,
+        };
+        assert_eq!(
+            drop.judge(&view),
+            (true, "median 80.00 ms before, 4.00 ms after: 20.0×".into())
+        );
+        view.clients[0].stats.lock().unwrap().lost = 1;
+        view.clients[0].stats.lock().unwrap().wrong = 1;
+        assert!(!clean.judge(&view).0, "a lost write is not clean");
+    }
+
+    #[test]
+    fn every_kind_has_a_name_of_its_own_and_refuses_the_others_fields() {
+        let names: Vec<&str> = KINDS.iter().map(|k| k.fields.name).collect();
+        for (i, n) in names.iter().enumerate() {
+            assert!(!names[..i].contains(n), "{n} twice");
+        }
+        let ck = Ck {
+            file: "t.toml".into(),
+            names: Names {
+                nodes: vec!["a".into(), "b".into()],
+                ..Names::default()
+            },
+        };
+        let map: toml::Table =
+            toml::from_str("kind = \"sees\"\nnode = \"a\"\npeer = \"b\"\nfactor = 3").unwrap();
+        let e = Assertion::parse(&ck, 0, map).unwrap_err().0;
+        assert_eq!(
+            e,
+            "t.toml: assert[0].factor: does not apply to kind \"sees\""
+        );
+    }
+}
