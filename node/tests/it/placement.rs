@@ -241,8 +241,8 @@ fn a_drain_tries_the_next_node_when_one_refuses() {
             .iter()
             .any(|x| x["peer_id"] == mesh.ids[c].as_str() && !x["status_age_ms"].is_null())
     });
-    // The drain chooses by what a's last placement tick saw (once a second).
-    std::thread::sleep(Duration::from_secs(2));
+    // The drain chooses by what a knew when asked (it waits for a's next
+    // placement tick): b's one vessel, seen above.
     let (out, report) = drain(&mesh, a, "self", &[]);
     assert!(
         out.status.success(),
