@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use meshnode::vessel::Record;
 use serde_json::Value;
 
 use crate::corpus::{apply_setup, corpus_wasm, spec, Spec};
@@ -496,21 +497,38 @@ fn assert_completed_once(mesh: &Mesh, vessel: &str, owner: usize, plain: &Plain)
         "{}",
         mesh.logs_of_nodes()
     );
-    // Nobody else ran it to the end or runs it now.
-    for (i, n) in mesh.nodes.iter().enumerate() {
-        if i == owner {
-            continue;
-        }
-        let vdir = n.data_dir.join("vessels").join(vessel).join("record.cbor");
-        if let Ok(bytes) = std::fs::read(&vdir) {
-            let text = format!("{bytes:02x?}");
-            // "Ended" is never recorded by a node that did not own it.
-            assert!(
-                !String::from_utf8_lossy(&bytes).contains("Ended"),
-                "node {i} ended it too: {text}"
-            );
+    // The owner's record says it ended there; every other node's says it
+    // left, or was only prepared: nobody else ended it or holds it as its
+    // own (an `Owned` record runs again when that node restarts).
+    for (i, record) in records(mesh, vessel).into_iter().enumerate() {
+        match (i == owner, &record) {
+            (true, Some(Record::Ended { .. })) => {}
+            (false, None | Some(Record::Left { .. } | Record::Prepared { .. })) => {}
+            _ => panic!(
+                "node {i}'s record of {vessel}: {record:?} (owner: node {owner})\n{}",
+                mesh.logs_of_nodes()
+            ),
         }
     }
+}
+
+/// Each node's durable record of the vessel (`vessels/<id>/record.cbor`),
+/// `None` where there is none.
+fn records(mesh: &Mesh, vessel: &str) -> Vec<Option<Record>> {
+    mesh.nodes
+        .iter()
+        .map(|n| {
+            let path = n.data_dir.join("vessels").join(vessel).join("record.cbor");
+            match std::fs::read(&path) {
+                Ok(bytes) => Some(
+                    protocol::cbor::decode::<Record>(&bytes)
+                        .unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+                ),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => panic!("{}: {e}", path.display()),
+            }
+        })
+        .collect()
 }
 
 fn fault_setup() -> (Mesh, PathBuf, Spec, Plain) {
@@ -565,9 +583,28 @@ fn source_killed_at_commit_finishes_the_move_when_back() {
     let (mut mesh, wasm, spec, plain) = fault_setup();
     mesh.restart(0, &[("MESHNODE_FAULT", "after-commit-record")]);
     let vessel = mesh.deploy(0, &wasm, &spec, &[]);
-    let _ = mesh.migrate(0, &vessel, 1);
-    std::thread::sleep(Duration::from_millis(500));
-    // Not running anywhere while A is down: B only prepared it.
+    let err = mesh.migrate(0, &vessel, 1).unwrap_err();
+    assert!(!err.is_empty());
+    // The fault fired: A exited at its commit record, as if it crashed.
+    let (code, log) = mesh.nodes[0].wait_exit();
+    assert_eq!(code, 86, "A did not exit by the fault:\n{log}");
+    assert!(
+        log.contains("fault injection: exiting at after-commit-record"),
+        "{log}"
+    );
+    // Not running anywhere while A is down: A's record says it left, and B
+    // only prepared it.
+    let records = records(&mesh, &vessel);
+    assert!(
+        matches!(records[0], Some(Record::Left { .. })),
+        "A: {:?}",
+        records[0]
+    );
+    assert!(
+        matches!(records[1], Some(Record::Prepared { .. })),
+        "B: {:?}",
+        records[1]
+    );
     let row = mesh.row(1, &vessel);
     assert!(
         row.is_none() || row.as_ref().unwrap()["state"] != "running",
