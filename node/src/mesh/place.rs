@@ -383,8 +383,7 @@ async fn run_drain(mesh: &Mesh) {
 /// arrived in between, saying a node got busier, would be missed).
 async fn inputs_since(mesh: &Mesh, asked: Instant) {
     let deadline = asked + DRAIN_ROOM_WAIT;
-    while lock(&mesh.inputs).gathered_at.is_none_or(|at| at < asked) && Instant::now() < deadline
-    {
+    while lock(&mesh.inputs).gathered_at.is_none_or(|at| at < asked) && Instant::now() < deadline {
         tokio::time::sleep(DRAIN_POLL).await;
     }
 }

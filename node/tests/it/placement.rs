@@ -470,9 +470,17 @@ fn a_service_vessel_follows_its_client_without_flapping() {
     // margin. The vessel says so, and stays for four cool-downs.
     let heavy = LockstepClient::start(at(b), 2, HEAVY_PAD);
     let row = wait_row(&mesh, a, &vessel, "names the margin", |r| {
-        r["why"].as_str().unwrap_or("").contains("not enough to move") || r["migrations"] != 1
+        r["why"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not enough to move")
+            || r["migrations"] != 1
     });
-    assert_eq!(row["node"], mesh.ids[c].as_str(), "it moved on a small gain: {row}");
+    assert_eq!(
+        row["node"],
+        mesh.ids[c].as_str(),
+        "it moved on a small gain: {row}"
+    );
     assert_eq!(row["migrations"], 1, "it moved on a small gain: {row}");
     watch_stays(&mesh, &vessel, c, 1, "on a gain below the margin");
     heavy.wait_served(&mesh, heavy.answered(), "through B");

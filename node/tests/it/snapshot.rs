@@ -351,7 +351,10 @@ fn snapshot_validation_survives_seeded_structural_mutations() {
         }
     }
     eprintln!("{refused} mutated snapshots refused, {resumed} resumed");
-    assert!(refused > 50 && resumed > 50, "{refused} refused, {resumed} resumed");
+    assert!(
+        refused > 50 && resumed > 50,
+        "{refused} refused, {resumed} resumed"
+    );
 }
 
 /// What [`Vessel::resume`] must say of frame `i` against the instrumented
@@ -362,7 +365,10 @@ fn frame_fault(
     report: &wasm_rewriter::Report,
 ) -> Option<String> {
     let Some(layout) = report.frames.iter().find(|l| l.func_index == f.func) else {
-        return Some(format!("frame {i}: function {} is not instrumented", f.func));
+        return Some(format!(
+            "frame {i}: function {} is not instrumented",
+            f.func
+        ));
     };
     if f.point >= layout.points {
         return Some(format!(

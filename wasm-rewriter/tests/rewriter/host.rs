@@ -930,5 +930,8 @@ fn traps_compare_by_trap_code() {
     let div_by_zero = run("(drop (i32.div_s (i32.const 1) (i32.const 0)))");
     assert!(unreachable.outcome.is_err() && div_by_zero.outcome.is_err());
     assert_ne!(unreachable, div_by_zero);
-    assert_eq!(div_by_zero, run("(drop (i32.div_u (i32.const 7) (i32.const 0)))"));
+    assert_eq!(
+        div_by_zero,
+        run("(drop (i32.div_u (i32.const 7) (i32.const 0)))")
+    );
 }
