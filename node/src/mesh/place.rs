@@ -67,6 +67,8 @@ pub struct Inputs {
     pub rooms: Vec<NodeRoom>,
     pub here_load_per_cpu: Option<f64>,
     pub params: PlacementParams,
+    /// When the event loop gathered them (`None`: not yet).
+    pub gathered_at: Option<Instant>,
 }
 
 /// Collects the RTT table and the candidates' room from the peer table.
@@ -112,6 +114,7 @@ pub fn gather(state: &NodeState, stale: Duration) -> Inputs {
         rooms,
         here_load_per_cpu: super::status::load_per_cpu(),
         params: state.vessels_net.placement.params,
+        gathered_at: Some(Instant::now()),
     }
 }
 
@@ -340,6 +343,7 @@ fn set_item(mesh: &Mesh, id: VesselId, state: &str, to: Option<PeerId>) {
 }
 
 async fn run_drain(mesh: &Mesh) {
+    inputs_since(mesh, Instant::now()).await;
     // Vessels sent to each node by this drain, so that the next ones
     // spread instead of all choosing the same emptiest node.
     let mut assigned: HashMap<PeerId, usize> = HashMap::new();
@@ -368,6 +372,17 @@ async fn run_drain(mesh: &Mesh) {
         r.done = true;
     }
     info!("drain finished");
+}
+
+/// Waits (up to `DRAIN_ROOM_WAIT`) for inputs the event loop gathered after
+/// `asked`, so that a drain chooses by what this node knew when it was
+/// asked, not by a tick up to a placement interval older (a status that
+/// arrived in between, saying a node got busier, would be missed).
+async fn inputs_since(mesh: &Mesh, asked: Instant) {
+    let deadline = asked + DRAIN_ROOM_WAIT;
+    while lock(&mesh.inputs).gathered_at.is_none_or(|at| at < asked) && Instant::now() < deadline {
+        tokio::time::sleep(DRAIN_POLL).await;
+    }
 }
 
 /// Waits until vessel `id` is not migrating; answers where it went, if it

@@ -1,8 +1,7 @@
-//! Dock-level tests: fuel slices, fairness between vessels, and rebuilding a
+//! Dock-level tests: fuel slices, slicing alike beside other vessels, and rebuilding a
 //! vessel's WASI state from serialized bytes mid-run.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use meshnode::dock::wasi::{DirMapping, OutputSink, Stdio, WasiCtx, WasiOptions};
 use meshnode::dock::{self, DockConfig, Exit, Slice, Vessel};
@@ -43,80 +42,94 @@ fn buffered_stdio() -> (Stdio, Arc<Mutex<Vec<u8>>>) {
     (stdio, out)
 }
 
-/// Goal: four identical CPU-bound vessels on one dock share the CPU fairly.
-/// Method: instantiate four, release them together (a barrier) on worker
-/// threads of their own, record when each finishes, and compare the last
-/// finish time with the first. The machine is shared, so a burst of outside
-/// load can skew one measurement: up to three attempts are made, and every
-/// ratio is printed; an unfair dock fails all three.
+/// Goal: four identical CPU-bound vessels running at once on one dock are
+/// sliced alike: each yields after the same number of fuel slices as the
+/// same vessel running alone, so none is given longer or shorter turns,
+/// and all end with the same result. Method: a lone run first, then four
+/// released together (a barrier), each on its own thread as the node runs
+/// them. How the OS then shares the CPU between those threads is not the
+/// dock's: wall-clock fairness is measured by the `dock_fairness` example
+/// (docs/benchmarks.md), not asserted here.
 #[test]
-fn four_cpu_bound_vessels_finish_within_1_5x_of_each_other() {
-    let _cpu = crate::support::exclusive_cpu();
-    let config = DockConfig::default();
+fn four_cpu_bound_vessels_run_in_the_same_fuel_slices_as_one_alone() {
+    let _cpu = crate::support::shared_cpu();
+    let config = DockConfig {
+        fuel_slice: Some(SPIN_SLICE_FUEL),
+        ..DockConfig::default()
+    };
     let engine = config.engine();
-    let wasm = spin_module(100_000_000);
+    let wasm = spin_module(SPIN_ITERATIONS);
     let module = dock::module_from_bytes(&engine, "spin.wasm".as_ref(), &wasm).unwrap();
-    let mut ratios = Vec::new();
-    for _attempt in 0..3 {
-        let ratio = fairness_ratio(&engine, &module, &config);
-        eprintln!("fairness: last / first finish time = {ratio:.3}");
-        ratios.push(ratio);
-        if ratio <= 1.5 {
-            return;
-        }
-    }
-    panic!(
-        "the last vessel took more than 1.5x the time of the first in every attempt: {ratios:.3?}"
+    let [alone] = run_spinners(&engine, &module, &config);
+    assert_eq!(alone.exit, Exit::Code(0));
+    assert!(
+        alone.slices > 5,
+        "the loop must take several fuel slices, took {}",
+        alone.slices
     );
+    let together: [Spun; 4] = run_spinners(&engine, &module, &config);
+    for (i, s) in together.iter().enumerate() {
+        assert_eq!(s.exit, Exit::Code(0), "vessel {i}");
+        assert_eq!(
+            s.slices, alone.slices,
+            "vessel {i} ran in {} slices beside three others, {} alone",
+            s.slices, alone.slices
+        );
+        assert_eq!(s.stdout, alone.stdout, "vessel {i}'s output");
+    }
 }
 
-fn fairness_ratio(engine: &wasmi::Engine, module: &dock::VesselModule, config: &DockConfig) -> f64 {
-    let barrier = Arc::new(std::sync::Barrier::new(4));
-    let mut handles = Vec::new();
-    for i in 0..4 {
-        let (stdio, out) = buffered_stdio();
-        let wasi = WasiCtx::new(WasiOptions {
-            args: vec![b"spin".to_vec()],
-            stdio,
-            ..Default::default()
-        })
-        .unwrap();
-        let vessel = Vessel::new(engine, module, wasi, config).unwrap();
-        let barrier = barrier.clone();
-        let handle = std::thread::Builder::new()
-            .name(format!("starter-{i}"))
-            .spawn(move || {
+/// Iterations of the spin loop in the slicing test: about 180 slices.
+const SPIN_ITERATIONS: u64 = 2_000_000;
+
+/// Fuel per slice in the slicing test: small, so that the loop is cut into
+/// many slices, each a chance for the vessels to interfere.
+const SPIN_SLICE_FUEL: u64 = 200_000;
+
+/// How one spinner ended.
+struct Spun {
+    exit: Exit,
+    slices: u64,
+    stdout: Vec<u8>,
+}
+
+/// Runs `N` spinners at once, each on its own dock thread (released
+/// together), and returns how each ended.
+fn run_spinners<const N: usize>(
+    engine: &wasmi::Engine,
+    module: &dock::VesselModule,
+    config: &DockConfig,
+) -> [Spun; N] {
+    let barrier = Arc::new(std::sync::Barrier::new(N));
+    let handles: Vec<_> = (0..N)
+        .map(|i| {
+            let (stdio, out) = buffered_stdio();
+            let wasi = WasiCtx::new(WasiOptions {
+                args: vec![b"spin".to_vec()],
+                stdio,
+                ..Default::default()
+            })
+            .unwrap();
+            let vessel = Vessel::new(engine, module, wasi, config).unwrap();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
                 barrier.wait();
-                let start = Instant::now();
                 let (exit, vessel) = dock::spawn(vessel, format!("spin{i}"))
                     .unwrap()
                     .join()
                     .unwrap();
-                (exit, start.elapsed(), vessel.slices(), out)
+                let stdout = out.lock().unwrap().clone();
+                Spun {
+                    exit,
+                    slices: vessel.slices(),
+                    stdout,
+                }
             })
-            .unwrap();
-        handles.push(handle);
-    }
-    type Finished = (Exit, Duration, u64, Arc<Mutex<Vec<u8>>>);
-    let mut finished: Vec<Finished> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    finished.sort_by_key(|f| f.1);
-    let outputs: Vec<Vec<u8>> = finished
-        .iter()
-        .map(|f| f.3.lock().unwrap().clone())
+        })
         .collect();
-    for f in &finished {
-        assert_eq!(f.0, Exit::Code(0));
-        assert!(
-            f.2 > 5,
-            "a 100M-iteration loop must take several fuel slices, took {}",
-            f.2
-        );
-    }
-    assert!(
-        outputs.iter().all(|o| o == &outputs[0] && o.len() == 2),
-        "outputs differ: {outputs:?}"
-    );
-    finished[3].1.as_secs_f64() / finished[0].1.as_secs_f64()
+    let spun: Vec<Spun> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    spun.try_into()
+        .unwrap_or_else(|_| unreachable!("N threads, N results"))
 }
 
 /// Goal: fuel slicing preempts a vessel that never calls the host, and the

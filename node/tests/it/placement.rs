@@ -241,8 +241,8 @@ fn a_drain_tries_the_next_node_when_one_refuses() {
             .iter()
             .any(|x| x["peer_id"] == mesh.ids[c].as_str() && !x["status_age_ms"].is_null())
     });
-    // The drain chooses by what a's last placement tick saw (once a second).
-    std::thread::sleep(Duration::from_secs(2));
+    // The drain chooses by what a knew when asked (it waits for a's next
+    // placement tick): b's one vessel, seen above.
     let (out, report) = drain(&mesh, a, "self", &[]);
     assert!(
         out.status.success(),
@@ -271,7 +271,8 @@ fn a_drain_tries_the_next_node_when_one_refuses() {
 }
 
 /// A client of a kvserver vessel that asks in lockstep (`SET`, then `GET`,
-/// checking both answers) every few milliseconds until stopped; any failed
+/// checking both answers) on a fixed schedule until stopped, so that two
+/// clients send at the same request rate wherever they enter; any failed
 /// read or write, wrong answer or reset ends it with an error.
 struct LockstepClient {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -279,11 +280,21 @@ struct LockstepClient {
     thread: std::thread::JoinHandle<Result<u64, String>>,
 }
 
-/// A client's pause between two requests: a steady trickle of traffic.
-const CLIENT_PAUSE: Duration = Duration::from_millis(10);
+/// A client's request period: a steady trickle of traffic, slow enough
+/// that a request through another node is answered well within it.
+const CLIENT_PERIOD: Duration = Duration::from_millis(20);
+
+/// The bytes one request of a client with `pad` sends (`SET k1 v1-…\nGET
+/// k1\n`, its value of fixed width).
+fn request(id: u64, i: u64, pad: usize) -> (String, String) {
+    let v = format!("v{id}-{i:08}{}", "x".repeat(pad));
+    (format!("SET k{id} {v}\nGET k{id}\n"), v)
+}
 
 impl LockstepClient {
-    fn start(addr: std::net::SocketAddr, id: u64) -> LockstepClient {
+    /// A client numbered `id` (0 to 9) entering at `addr`, each request
+    /// carrying `pad` extra bytes.
+    fn start(addr: std::net::SocketAddr, id: u64, pad: usize) -> LockstepClient {
         use std::io::{BufRead, BufReader, Write};
         use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
         let stop = std::sync::Arc::new(AtomicBool::new(false));
@@ -306,9 +317,10 @@ impl LockstepClient {
             let mut r = BufReader::new(stream);
             let mut i = 0u64;
             let mut line = String::new();
+            let mut next = Instant::now();
             while !stop_t.load(Ordering::SeqCst) {
-                let v = format!("v{id}-{i}");
-                write!(w, "SET k{id} {v}\nGET k{id}\n")
+                let (req, v) = request(id, i, pad);
+                w.write_all(req.as_bytes())
                     .map_err(|e| format!("client {id}: write {i}: {e}"))?;
                 for want in ["OK\n".to_string(), format!("VALUE {v}\n")] {
                     line.clear();
@@ -322,7 +334,10 @@ impl LockstepClient {
                 }
                 i += 1;
                 answered_t.store(i, Ordering::SeqCst);
-                std::thread::sleep(CLIENT_PAUSE);
+                // Pacing, not synchronisation: the next request is due one
+                // period after this one was, late or not.
+                next += CLIENT_PERIOD;
+                std::thread::sleep(next.saturating_duration_since(Instant::now()));
             }
             w.write_all(b"QUIT\n")
                 .map_err(|e| format!("client {id}: QUIT: {e}"))?;
@@ -345,29 +360,86 @@ impl LockstepClient {
         self.answered.load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    /// Waits until the client has had more than `served` answers.
+    fn wait_served(&self, mesh: &Mesh, served: u64, what: &str) {
+        let deadline = Instant::now() + WAIT;
+        while self.answered() <= served {
+            assert!(
+                Instant::now() < deadline && !self.thread.is_finished(),
+                "the client stalled {what}\n{}",
+                mesh.logs_of_nodes()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn finish(self) -> Result<u64, String> {
         self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
         self.thread.join().unwrap()
     }
 }
 
+/// The placement test's cool-down: short, so that the windows watched for
+/// a flap span several cool-downs and the cool-down alone cannot hide one.
+const COOLDOWN: Duration = Duration::from_millis(1000);
+
+/// How long the test watches a vessel that must stay: four cool-downs.
+const WATCH: Duration = Duration::from_millis(4 * 1000);
+
+/// The test's margin: wider than the default 0.3, because each node
+/// measures its own loopback RTT (a fraction of a millisecond, noisy on a
+/// loaded machine), and a node's cost of the other's clients uses the
+/// other's measurement; HEAVY_PAD's traffic ratio must stay clear of both
+/// the margin and no margin at all by more than that noise.
+const MARGIN: f64 = 0.6;
+
+/// Extra bytes per request of the heavier client: its requests carry
+/// 42 bytes to the lighter one's 26, 1.6 times as much, so that its entry
+/// is nearer by a factor of 1/1.6 = 0.62, a gain of 38 %: clearly a gain,
+/// and clearly below the margin (a move needs 1 − MARGIN = 0.4, or a
+/// traffic ratio of 2.5).
+const HEAVY_PAD: usize = 16;
+
+/// Polls `ps` for `WATCH`: the vessel stays on `node` with `migrations`
+/// moves.
+fn watch_stays(mesh: &Mesh, vessel: &str, node: usize, migrations: u64, what: &str) {
+    let until = Instant::now() + WATCH;
+    while Instant::now() < until {
+        let row = mesh.row(0, vessel).unwrap();
+        assert!(
+            row["node"] == mesh.ids[node].as_str() && row["migrations"] == migrations,
+            "it moved {what}: {row}\n{}",
+            mesh.logs_of_nodes()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Goal: a service vessel moves on its own to the node where its client's
-/// traffic enters, without the client seeing an error, stays there (no
-/// flapping), and follows the client when it moves to another node.
+/// traffic enters, without the client seeing an error; stays there when a
+/// second client, entering elsewhere, makes that node only a little nearer
+/// (less than the margin: no flapping between near-equal nodes); and
+/// follows the client when it moves to another node.
 ///
 /// Method: on one machine every RTT is about the same (loopback), so the
-/// nodes run with `placement_min_gain_ms = 0` (the margin, hysteresis and
-/// cool-down stay on): the entry node itself, 0 ms from its clients, is
-/// then clearly the nearest. Real latencies are testnet's
-/// (scenarios/follow-the-client.toml).
+/// nodes run with `placement_min_gain_ms = 0` and the test's margin
+/// (`MARGIN`); the hysteresis stays on, and the cool-down is short
+/// (`COOLDOWN`) so that each window watched (`WATCH`) spans four. The
+/// entry node itself, 0 ms from its clients, is then clearly the nearest.
+/// For the near-equal case, a second client entering at B sends 1.6 times
+/// the bytes of the first, at C: B is nearer by 38 %, below the margin.
+/// With `placement_margin = 0` it moves to B and the test fails. Real
+/// latencies are testnet's (scenarios/follow-the-client.toml).
 #[test]
 fn a_service_vessel_follows_its_client_without_flapping() {
     let _cpu = crate::support::shared_cpu();
-    let mesh = Mesh::with_config(
-        0,
-        200_000,
-        "placement_min_gain_ms = 0.0\nplacement_cooldown_ms = 5000\n",
+    let config = format!(
+        "placement_min_gain_ms = 0.0\nplacement_margin = {MARGIN}\n\
+         placement_cooldown_ms = {}\nplacement_interval_ms = 250\n\
+         traffic_half_life_ms = 500\n",
+        COOLDOWN.as_millis()
     );
+    let mesh = Mesh::with_config(0, 200_000, &config);
     let (a, b, c) = (0, 1, 2);
     let port = {
         let l = std::net::TcpListener::bind((Mesh::service_ip(c).as_str(), 0)).unwrap();
@@ -378,7 +450,7 @@ fn a_service_vessel_follows_its_client_without_flapping() {
     let at = |i: usize| Mesh::service_addr(i, port);
 
     // The client enters at C: the vessel comes to C on its own.
-    let client = LockstepClient::start(at(c), 1);
+    let client = LockstepClient::start(at(c), 1, 0);
     let started = Instant::now();
     let row = wait_row(&mesh, a, &vessel, "moves to its client's node", |r| {
         r["node"] == mesh.ids[c].as_str() && r["state"] == "running"
@@ -392,37 +464,43 @@ fn a_service_vessel_follows_its_client_without_flapping() {
         "{row}"
     );
     assert_eq!(row["migrations"], 1, "{row}");
-    // It stays: a few seconds later, still one move and still serving.
-    let served = client.answered();
-    std::thread::sleep(Duration::from_secs(3));
-    let row = mesh.row(a, &vessel).unwrap();
-    assert_eq!(row["node"], mesh.ids[c].as_str(), "{row}");
-    assert_eq!(row["migrations"], 1, "it flapped: {row}");
-    assert!(
-        client.answered() > served,
-        "the client stalled after the move"
+    client.wait_served(&mesh, client.answered(), "after the move");
+
+    // A heavier client enters at B: B is a little nearer, not by the
+    // margin. The vessel says so, and stays for four cool-downs.
+    let heavy = LockstepClient::start(at(b), 2, HEAVY_PAD);
+    let row = wait_row(&mesh, a, &vessel, "names the margin", |r| {
+        r["why"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not enough to move")
+            || r["migrations"] != 1
+    });
+    assert_eq!(
+        row["node"],
+        mesh.ids[c].as_str(),
+        "it moved on a small gain: {row}"
     );
+    assert_eq!(row["migrations"], 1, "it moved on a small gain: {row}");
+    watch_stays(&mesh, &vessel, c, 1, "on a gain below the margin");
+    heavy.wait_served(&mesh, heavy.answered(), "through B");
     let first = client
         .finish()
+        .and_then(|n| Ok(n + heavy.finish()?))
         .unwrap_or_else(|e| panic!("{e}\n{}", mesh.logs_of_nodes()));
 
-    // The client moves to B: after the cool-down, the vessel follows.
-    let client = LockstepClient::start(at(b), 2);
+    // The client moves to B: after the cool-down, the vessel follows, and
+    // stays.
+    let client = LockstepClient::start(at(b), 3, 0);
     let row = wait_row(&mesh, a, &vessel, "follows its client to B", |r| {
         r["node"] == mesh.ids[b].as_str() && r["state"] == "running"
     });
     assert_eq!(row["migrations"], 2, "{row}");
-    let served = client.answered();
-    std::thread::sleep(Duration::from_secs(2));
-    assert!(
-        client.answered() > served,
-        "the client stalled after the move"
-    );
+    client.wait_served(&mesh, client.answered(), "after the move");
+    watch_stays(&mesh, &vessel, b, 2, "away from its only client");
     let second = client
         .finish()
         .unwrap_or_else(|e| panic!("{e}\n{}", mesh.logs_of_nodes()));
-    let row = mesh.row(a, &vessel).unwrap();
-    assert_eq!(row["migrations"], 2, "it flapped: {row}");
     eprintln!(
         "moved to the client's node {took:?} after it started; {first} and {second} requests answered, none failed"
     );

@@ -256,13 +256,17 @@ fn hostile_and_corrupt_snapshots_are_refused_before_anything_runs() {
 
 /// Seeded smoke run of snapshot validation: 300 structurally mutated
 /// manifests of a real snapshot go through the whole resume path up to the
-/// first instruction. None may panic; the ones that pass validation must
-/// keep every frame value's type. A failing case names the seed.
+/// first instruction. None may panic; each must be refused with exactly the
+/// error its mutation calls for (a frame naming a function, point or value
+/// type the instrumented module does not have; a global of another type),
+/// and resumed when the mutation left every frame and global valid (a
+/// value replaced by one of the same type, frames swapped or dropped). A
+/// failing case names the seed.
 #[test]
 fn snapshot_validation_survives_seeded_structural_mutations() {
     let _cpu = crate::support::shared_cpu();
     use meshnode::dock::wasi::{DirMapping, WasiCtx};
-    use meshnode::dock::{snapshot, DockConfig, Vessel};
+    use meshnode::dock::{snapshot, DockConfig, DockError, Vessel};
     use meshnode::store::ChunkStore;
 
     let store_dir = tempfile::tempdir().unwrap();
@@ -273,18 +277,28 @@ fn snapshot_validation_survives_seeded_structural_mutations() {
     let good = store.get_manifest(&Hash::from_hex(&hash).unwrap()).unwrap();
     let config = DockConfig::default();
     let (engine, config, vm) = snapshot::module_from_manifest(&config, &store, &good).unwrap();
+    let report = &vm.instrumented.as_ref().expect("instrumented").report;
     let seed = 0x5eed_0002;
     let mut rng = SplitMix64(seed);
     let dirs = [DirMapping {
         host: data.path().to_path_buf(),
         guest: "/data".into(),
     }];
+    let (mut refused, mut resumed) = (0, 0);
     for case in 0..300 {
         let mut m = good.clone();
         let f = rng.below(m.frames.len() as u64) as usize;
-        match rng.below(6) {
-            0 => m.frames[f].func = rng.next_u64() as u32 % 64,
-            1 => m.frames[f].point = rng.below(40) as u32,
+        // What resuming `m` must answer: `None` resumes, `Some(text)` is
+        // refused with `DockError::Resume(text)`.
+        let want: Option<String> = match rng.below(6) {
+            0 => {
+                m.frames[f].func = rng.next_u64() as u32 % 64;
+                frame_fault(f, &m.frames[f], report)
+            }
+            1 => {
+                m.frames[f].point = rng.below(40) as u32;
+                frame_fault(f, &m.frames[f], report)
+            }
             2 => {
                 let n = m.frames[f].locals.len() as u64;
                 if n > 0 {
@@ -296,29 +310,96 @@ fn snapshot_validation_survives_seeded_structural_mutations() {
                         _ => Value::F64(rng.next_u64()),
                     };
                 }
+                frame_fault(f, &m.frames[f], report)
             }
             3 => {
+                // Each frame stays valid on its own.
                 let a = rng.below(m.frames.len() as u64) as usize;
                 m.frames.swap(f, a);
+                None
             }
             4 => {
                 let g = rng.below(m.globals.len() as u64) as usize;
                 m.globals[g] = Value::I64(rng.next_u64() as i64);
+                (!matches!(good.globals[g], Value::I64(_))).then(|| format!("global {g}: "))
             }
             _ => {
                 m.frames.truncate(f.max(1));
+                None
             }
-        }
+        };
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            if m.check().is_err() {
-                return;
-            }
+            m.check().expect("the mutations keep every limit");
             let capture =
                 snapshot::capture_from_manifest(&store, &m, config.max_memory_bytes as u64)
                     .unwrap();
             let wasi = WasiCtx::rebuild(m.wasi.clone(), &dirs, Default::default()).unwrap();
-            let _ = Vessel::resume(&engine, &vm, &capture, wasi, &config);
+            Vessel::resume(&engine, &vm, &capture, wasi, &config).map(|_| ())
         }));
-        assert!(result.is_ok(), "seed {seed:#x} case {case} panicked");
+        let Ok(result) = result else {
+            panic!("seed {seed:#x} case {case} panicked");
+        };
+        match (&want, &result) {
+            (None, Ok(())) => resumed += 1,
+            // A global's error ends with wasmi's own words: its start is ours.
+            (Some(w), Err(DockError::Resume(got)))
+                if got == w || (w.starts_with("global ") && got.starts_with(w.as_str())) =>
+            {
+                refused += 1
+            }
+            _ => panic!("seed {seed:#x} case {case}: expected {want:?}, got {result:?}"),
+        }
     }
+    eprintln!("{refused} mutated snapshots refused, {resumed} resumed");
+    assert!(
+        refused > 50 && resumed > 50,
+        "{refused} refused, {resumed} resumed"
+    );
+}
+
+/// What [`Vessel::resume`] must say of frame `i` against the instrumented
+/// module's layouts (docs/snapshot-format.md), or `None` when it is valid.
+fn frame_fault(
+    i: usize,
+    f: &protocol::snapshot::Frame,
+    report: &wasm_rewriter::Report,
+) -> Option<String> {
+    let Some(layout) = report.frames.iter().find(|l| l.func_index == f.func) else {
+        return Some(format!(
+            "frame {i}: function {} is not instrumented",
+            f.func
+        ));
+    };
+    if f.point >= layout.points {
+        return Some(format!(
+            "frame {i}: function {} has {} migration points, not point {}",
+            f.func, layout.points, f.point
+        ));
+    }
+    if f.locals.len() != layout.locals.len() {
+        return Some(format!(
+            "frame {i}: function {} saves {} values, the frame has {}",
+            f.func,
+            layout.locals.len(),
+            f.locals.len()
+        ));
+    }
+    let kind = |v: &Value| match v {
+        Value::I32(_) => "i32",
+        Value::I64(_) => "i64",
+        Value::F32(_) => "f32",
+        Value::F64(_) => "f64",
+        Value::FuncRef(_) | Value::ExternRefNull => "ref",
+    };
+    f.locals
+        .iter()
+        .zip(&layout.locals)
+        .enumerate()
+        .find(|(_, (v, t))| kind(v) != t.to_string())
+        .map(|(j, (v, t))| {
+            format!(
+                "frame {i}: function {} value {j} is {v:?}, the function saves a {t} there",
+                f.func
+            )
+        })
 }

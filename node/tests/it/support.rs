@@ -108,18 +108,14 @@ pub fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-/// Tests in this binary run in parallel threads. The fairness test measures
-/// wall-clock finish times, so it takes this lock exclusively while the
-/// tests that load the CPU (many processes, long programs) take it shared:
-/// they still run in parallel with each other, never with it.
+/// Tests in this binary run in parallel threads. The tests that load the
+/// CPU (many processes, long programs) take this lock shared. None takes it
+/// exclusively since wall-clock fairness became a benchmark
+/// (`examples/dock_fairness.rs`); a test that needs the CPU to itself would
+/// take `CPU.write()`.
 static CPU: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
 /// Held by a test that loads the CPU heavily.
 pub fn shared_cpu() -> std::sync::RwLockReadGuard<'static, ()> {
     CPU.read().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Held by a test that needs the CPU to itself.
-pub fn exclusive_cpu() -> std::sync::RwLockWriteGuard<'static, ()> {
-    CPU.write().unwrap_or_else(|p| p.into_inner())
 }

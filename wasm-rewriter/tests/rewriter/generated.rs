@@ -139,16 +139,6 @@ pub struct CaseStats {
     pub migrations: u32,
 }
 
-/// Rewrites the module from `seed` and compares the original against the
-/// instrumented module migrating at pseudo-random points. Panics on any
-/// difference.
-pub fn check_seed(seed: u64) -> CaseStats {
-    match generate(seed) {
-        Some(wasm) => check_module(&wasm, seed),
-        None => CaseStats::default(),
-    }
-}
-
 /// Compares `wasm` run plainly against its instrumented version migrating at
 /// points drawn from `seed`. Panics on any difference.
 pub fn check_module(wasm: &[u8], seed: u64) -> CaseStats {
@@ -194,7 +184,7 @@ fn generated_modules_survive_migration() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(400u64);
     let mut total = CaseStats::default();
-    let mut refused = 0;
+    let (mut generated, mut refused) = (0u32, 0u32);
     let first = std::env::var("REWRITER_SMITH_FIRST")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -203,13 +193,17 @@ fn generated_modules_survive_migration() {
         if std::env::var("REWRITER_SMITH_VERBOSE").is_ok() {
             eprintln!("seed {seed}");
         }
-        let s = check_seed(seed);
+        let Some(wasm) = generate(seed) else {
+            continue;
+        };
+        generated += 1;
+        let s = check_module(&wasm, seed);
         refused += u32::from(s.refused);
         total.runs += s.runs;
         total.migrations += s.migrations;
     }
     eprintln!(
-        "{cases} seeds: {} runs, {} migrations, {refused} refused",
+        "{cases} seeds: {generated} modules, {} runs, {} migrations, {refused} refused",
         total.runs, total.migrations
     );
     // The test must exercise real migrations, not just agree on trivia.
@@ -217,7 +211,23 @@ fn generated_modules_survive_migration() {
         total.migrations > cases as u32,
         "too few migrations: {total:?}"
     );
+    // … on most of the modules: a rewriter that refused them en masse would
+    // otherwise pass on the few it still took.
+    assert!(
+        generated > 0 && f64::from(refused) <= MAX_REFUSED_FRACTION * f64::from(generated),
+        "{refused} of {generated} generated modules refused, more than {MAX_REFUSED_FRACTION}"
+    );
 }
+
+/// The share of generated modules the rewriter may refuse as unsupported.
+/// Measured on 2026-12-06 with the default 400 seeds: 139 of 400 (0.35),
+/// nearly all for what the generator still emits and the rewriter refuses
+/// by design (`elem.drop` and other table mutation, reference-typed values
+/// live across a migration point, mutable reference-typed globals). The
+/// seeds are fixed, so the count moves only with the generator or the
+/// rewriter; the bound leaves ten points for such a change and fails when
+/// the rewriter starts refusing what it used to take.
+const MAX_REFUSED_FRACTION: f64 = 0.45;
 
 /// Every feature wasm-smith knows (SIMD, threads, GC, exceptions, ...): the
 /// rewriter must answer each module with output or an error, never a panic,

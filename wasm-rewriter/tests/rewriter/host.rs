@@ -65,7 +65,7 @@ impl Bits {
 /// What a run produced. Two runs of equivalent modules must be equal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Observed {
-    /// Results, or `Err` if the call trapped (message not compared).
+    /// Results, or `Err` if the call trapped (the trap code compared).
     pub outcome: Result<Vec<Bits>, Trapped>,
     pub memory: Vec<u8>,
     /// Every global of the input module, in index order.
@@ -74,14 +74,35 @@ pub struct Observed {
     pub log: Vec<i64>,
 }
 
-/// A trap; its message is shown in assertion failures (through `Debug`)
-/// but not compared: both runs trapping is what matters.
+/// A trap, or another error that ended a run (a host error, a failed
+/// instantiation). Two traps are equal when their trap codes are: a
+/// division by zero is not an out-of-bounds access. Errors that are not
+/// traps carry no code and are equal when their messages are, so that a
+/// host error in the instrumented run (a broken unwind or rewind) never
+/// passes for the original's trap. The message is shown in assertion
+/// failures (through `Debug`).
 #[derive(Debug, Clone)]
-pub struct Trapped(#[allow(dead_code)] pub String);
+pub struct Trapped {
+    pub code: Option<wasmi::TrapCode>,
+    pub message: String,
+}
+
+impl Trapped {
+    fn of(e: &wasmi::Error) -> Trapped {
+        Trapped {
+            code: e.as_trap_code(),
+            message: e.to_string(),
+        }
+    }
+}
 
 impl PartialEq for Trapped {
-    fn eq(&self, _: &Self) -> bool {
-        true
+    fn eq(&self, other: &Self) -> bool {
+        match (self.code, other.code) {
+            (Some(a), Some(b)) => a == b,
+            (None, None) => self.message == other.message,
+            _ => false,
+        }
     }
 }
 impl Eq for Trapped {}
@@ -403,7 +424,7 @@ fn call(
         .map(|t| Val::default_for_ty(*t))
         .collect();
     func.call(&mut *store, args, &mut results)
-        .map_err(|e| Trapped(e.to_string()))?;
+        .map_err(|e| Trapped::of(&e))?;
     Ok(results.iter().map(Bits::of).collect())
 }
 
@@ -437,7 +458,7 @@ pub fn run_original(
                 log: store.data().carried.log.clone(),
             };
         }
-        Err(e) => Err(Trapped(e.to_string())),
+        Err(e) => Err(Trapped::of(&e)),
     };
     Observed {
         outcome,
@@ -670,7 +691,7 @@ pub fn run_instrumented(
             Err(e) => {
                 return MigratingRun {
                     observed: Observed {
-                        outcome: Err(Trapped(e.to_string())),
+                        outcome: Err(Trapped::of(&e)),
                         memory: Vec::new(),
                         globals: Vec::new(),
                         log: Vec::new(),
@@ -890,4 +911,27 @@ pub fn export_all(wasm: &[u8]) -> (Vec<u8>, u32) {
         .unwrap();
     let _ = RoundtripReencoder;
     (module.finish(), globals)
+}
+
+/// Goal: the comparison tells traps apart. Two runs that trap for different
+/// reasons (here `unreachable` and a division by zero, with the same memory
+/// and globals) differ; two that trap for the same reason are equal.
+#[test]
+fn traps_compare_by_trap_code() {
+    let run = |body: &str| {
+        let wasm = wat::parse_str(format!(
+            r#"(module (memory 1) (func (export "run") {body}))"#
+        ))
+        .unwrap();
+        let (exported, globals) = export_all(&wasm);
+        run_original(&exported, globals, "run", &[], None)
+    };
+    let unreachable = run("unreachable");
+    let div_by_zero = run("(drop (i32.div_s (i32.const 1) (i32.const 0)))");
+    assert!(unreachable.outcome.is_err() && div_by_zero.outcome.is_err());
+    assert_ne!(unreachable, div_by_zero);
+    assert_eq!(
+        div_by_zero,
+        run("(drop (i32.div_u (i32.const 7) (i32.const 0)))")
+    );
 }
