@@ -190,6 +190,18 @@ pub enum IngressError {
     Duplicate(u64),
 }
 
+impl IngressError {
+    /// The refusal code a node answers this error with.
+    pub fn code(&self) -> crate::refusal::RefusalCode {
+        match self {
+            IngressError::TooMany { .. } => crate::refusal::RefusalCode::Limit,
+            IngressError::Overflow { .. } | IngressError::Duplicate(_) => {
+                crate::refusal::RefusalCode::Invalid
+            }
+        }
+    }
+}
+
 /// Longest entry-node id a hub image names: a libp2p PeerId of an ed25519
 /// key is 38 bytes; this leaves room for other key types and nothing more.
 pub const MAX_PEER_ID_BYTES: usize = 128;

@@ -227,9 +227,7 @@ pub enum PeerResponse {
     Done,
     Ingress(crate::ingress::IngressReply),
     Egress(crate::ingress::EgressReply),
-    Refused {
-        reason: String,
-    },
+    Refused(crate::refusal::Refusal),
     Drain(crate::control::DrainReport),
 }
 

@@ -147,6 +147,19 @@ pub enum VesselError {
     WrongVessel { found: VesselId, expected: VesselId },
 }
 
+impl VesselError {
+    /// The refusal code a node answers this error with.
+    pub fn code(&self) -> crate::refusal::RefusalCode {
+        use crate::refusal::RefusalCode;
+        match self {
+            VesselError::Version { .. } => RefusalCode::Version,
+            VesselError::Signature(_) => RefusalCode::Forged,
+            VesselError::TooMany { .. } => RefusalCode::Limit,
+            _ => RefusalCode::Invalid,
+        }
+    }
+}
+
 fn too_many(what: &'static str, found: usize, limit: usize) -> Result<(), VesselError> {
     if found > limit {
         return Err(VesselError::TooMany {

@@ -35,13 +35,14 @@ use protocol::ingress::{
 };
 use protocol::limits::{MAX_HUB_BUFFER_BYTES, MAX_INGRESS_SEGMENTS, MAX_STATUS_VESSELS};
 use protocol::migrate::{PeerRequest, PeerResponse};
+use protocol::refusal::{Refusal, RefusalCode};
 use protocol::vessel::VesselId;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use super::vessels::Mesh;
+use super::vessels::{Mesh, RequestError};
 use crate::dock::services::ingress::IngressHub;
 use crate::vessel::{Host, Record};
 
@@ -290,15 +291,17 @@ async fn pump(mesh: Mesh, ingress: Arc<Ingress>, id: VesselId, hub: Arc<IngressH
                 segments,
             };
             let reply = if peer == mesh.me {
-                entry_write(&ingress, peer, frame.clone()).await
+                entry_write(&ingress, peer, frame.clone())
+                    .await
+                    .map_err(|e| e.to_string())
             } else {
                 match mesh
                     .request_once(peer, PeerRequest::Egress(frame.clone()))
                     .await
                 {
                     Ok(PeerResponse::Egress(r)) => Ok(r),
-                    Ok(other) => Err(format!("unexpected answer {other:?}")),
-                    Err(e) => Err(e),
+                    Ok(other) => Err(RequestError::unexpected(peer, &other).to_string()),
+                    Err(e) => Err(e.to_string()),
                 }
             };
             match reply {
@@ -327,14 +330,17 @@ pub async fn entry_write(
     ingress: &Ingress,
     from: PeerId,
     frame: EgressFrame,
-) -> Result<EgressReply, String> {
+) -> Result<EgressReply, Refusal> {
     {
         let mut routes = lock(&ingress.routes);
         if let Some(r) = routes.get(&frame.vessel) {
             if frame.epoch < r.epoch {
-                return Err(format!(
-                    "stale epoch {} for vessel {}: it runs under epoch {} now",
-                    frame.epoch, frame.vessel, r.epoch
+                return Err(Refusal::new(
+                    RefusalCode::StaleEpoch,
+                    format!(
+                        "stale epoch {} for vessel {}: it runs under epoch {} now",
+                        frame.epoch, frame.vessel, r.epoch
+                    ),
                 ));
             }
         }
@@ -517,8 +523,8 @@ async fn read_client(
                 .await
             {
                 Ok(PeerResponse::Ingress(r)) => Ok(r),
-                Ok(other) => Err(format!("unexpected answer {other:?}")),
-                Err(e) => Err(e),
+                Ok(other) => Err(RequestError::unexpected(host, &other).to_string()),
+                Err(e) => Err(e.to_string()),
             },
         };
         match reply {

@@ -58,7 +58,7 @@ pub enum NodeError {
     #[error("`{addr}` is not a multiaddr ({reason}); e.g. /ip4/192.0.2.7/udp/7646/quic-v1")]
     BadAddr { addr: String, reason: String },
     #[error("join refused by the inviting node: {0}")]
-    JoinRefused(String),
+    JoinRefused(protocol::refusal::Refusal),
     #[error("cannot join: {0}")]
     JoinFailed(String),
 }
@@ -152,7 +152,9 @@ pub enum NodeCommand {
     PeerRequest {
         peer: PeerId,
         request: Box<protocol::migrate::PeerRequest>,
-        reply: tokio::sync::oneshot::Sender<Result<protocol::migrate::PeerResponse, String>>,
+        reply: tokio::sync::oneshot::Sender<
+            Result<protocol::migrate::PeerResponse, super::vessels::RequestError>,
+        >,
     },
     /// Deliver a control answer that a task prepared.
     RespondControl {
@@ -910,12 +912,12 @@ fn handle_behaviour(
                         | request_response::OutboundFailure::DialFailure
                         | request_response::OutboundFailure::Io(_)
                 );
-                let prefix = if transport {
-                    super::vessels::TRANSPORT_ERROR
+                let reason = error.to_string();
+                let _ = reply.send(Err(if transport {
+                    super::vessels::RequestError::Transport { peer, reason }
                 } else {
-                    ""
-                };
-                let _ = reply.send(Err(format!("{prefix}request to {peer} failed: {error}")));
+                    super::vessels::RequestError::Failed { peer, reason }
+                }));
             }
         }
         NodeBehaviourEvent::Vessel(request_response::Event::InboundFailure {
@@ -1011,7 +1013,7 @@ fn finish_join(
             remember_members(state);
             Ok(())
         }
-        ControlResponse::Refused { reason } => Err(NodeError::JoinRefused(reason)),
+        ControlResponse::Refused(refusal) => Err(NodeError::JoinRefused(refusal)),
         other => Err(NodeError::JoinFailed(format!(
             "unexpected answer from the inviting node: {other:?}"
         ))),

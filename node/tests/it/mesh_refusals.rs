@@ -24,6 +24,7 @@ use protocol::migrate::{
     ChunkBytes, Decision, DecisionBody, NamedChunk, Offer, OfferBody, OfferKind, PeerRequest,
     PeerResponse, PEER_PROTOCOL_VERSION,
 };
+use protocol::refusal::RefusalCode;
 use protocol::snapshot::{ChunkedImage, Hash};
 use protocol::vessel::{
     Deployment, DeploymentBody, LogImage, Resume, VesselId, VesselImage, VESSEL_VERSION,
@@ -212,10 +213,15 @@ fn image_for(
     }
 }
 
-fn refused(r: PeerResponse) -> String {
+/// The refusal `r` must be, with the code it must carry; answers its
+/// detail (the human line, checked too where it names something).
+fn refused(r: PeerResponse, code: RefusalCode) -> String {
     match r {
-        PeerResponse::Refused { reason } => reason,
-        other => panic!("expected a refusal, got {other:?}"),
+        PeerResponse::Refused(refusal) => {
+            assert_eq!(refusal.code, code, "{refusal}");
+            refusal.detail
+        }
+        other => panic!("expected a refusal ({code}), got {other:?}"),
     }
 }
 
@@ -264,7 +270,10 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
     rt.block_on(async {
         // Not a member: refused before anything else.
         let mut outsider = Adversary::connect(&addr, None).await;
-        let why = refused(outsider.ask(PeerRequest::Nonce).await);
+        let why = refused(
+            outsider.ask(PeerRequest::Nonce).await,
+            RefusalCode::NotMember,
+        );
         assert!(why.contains("not a member"), "{why}");
 
         let mut m = Adversary::connect(&addr, Some(&user_key)).await;
@@ -286,6 +295,7 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
                 image: warm.clone(),
             })
             .await,
+            RefusalCode::Forged,
         );
         assert!(why.starts_with("forged offer"), "{why}");
 
@@ -300,6 +310,7 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
                 image: warm.clone(),
             })
             .await,
+            RefusalCode::Forged,
         );
         assert!(why.contains("names another node as its source"), "{why}");
 
@@ -323,6 +334,7 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
                 image: warm.clone(),
             })
             .await,
+            RefusalCode::Replayed,
         );
         assert!(why.starts_with("replayed offer"), "{why}");
 
@@ -337,6 +349,7 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
                 }],
             })
             .await,
+            RefusalCode::Tampered,
         );
         assert!(why.starts_with("tampered chunk"), "{why}");
         // The right bytes are taken.
@@ -360,7 +373,10 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
         let n = m.nonce().await;
         let body = m.offer_body(OfferKind::Final, vessel, 2, &img, n);
         let offer = Offer::sign(&m.identity.signing, body);
-        let why = refused(m.ask(PeerRequest::Offer { offer, image: img }).await);
+        let why = refused(
+            m.ask(PeerRequest::Offer { offer, image: img }).await,
+            RefusalCode::Untrusted,
+        );
         assert!(why.starts_with("untrusted deployer"), "{why}");
 
         // A stale epoch: the node runs `real` at epoch 1.
@@ -368,7 +384,10 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
         let n = m.nonce().await;
         let body = m.offer_body(OfferKind::Final, real, 1, &img, n);
         let offer = Offer::sign(&m.identity.signing, body);
-        let why = refused(m.ask(PeerRequest::Offer { offer, image: img }).await);
+        let why = refused(
+            m.ask(PeerRequest::Offer { offer, image: img }).await,
+            RefusalCode::StaleEpoch,
+        );
         assert!(why.starts_with("stale epoch"), "{why}");
 
         // A commit signed by someone else.
@@ -384,7 +403,10 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
                 commit: true,
             },
         );
-        let why = refused(m.ask(PeerRequest::Commit(decision)).await);
+        let why = refused(
+            m.ask(PeerRequest::Commit(decision)).await,
+            RefusalCode::Forged,
+        );
         assert!(why.starts_with("forged commit"), "{why}");
 
         // Service ingress: vessel bytes under an epoch older than the one
@@ -400,7 +422,10 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
                 closed: true,
             }],
         };
-        let why = refused(m.ask(PeerRequest::Egress(stale)).await);
+        let why = refused(
+            m.ask(PeerRequest::Egress(stale)).await,
+            RefusalCode::StaleEpoch,
+        );
         assert!(
             why.contains("stale epoch 0") && why.contains("epoch 1"),
             "{why}"
@@ -417,7 +442,7 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
             vessel: service,
             segments: vec![seg; protocol::limits::MAX_INGRESS_SEGMENTS + 1],
         };
-        let why = refused(m.ask(PeerRequest::Ingress(big)).await);
+        let why = refused(m.ask(PeerRequest::Ingress(big)).await, RefusalCode::Limit);
         assert!(
             why.contains(&format!(
                 "over the limit of {}",
@@ -428,15 +453,16 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
         let _ = PublicKey([0; 32]);
     });
     let log = a.log();
+    // Each refusal is in the log with its code.
     for expected in [
-        "not a member",
-        "forged offer",
-        "replayed offer",
-        "tampered chunk",
-        "untrusted deployer",
-        "stale epoch",
-        "forged commit",
-        "egress refused: stale epoch",
+        "not-member: not a member",
+        "forged: forged offer",
+        "replayed: replayed offer",
+        "tampered: tampered chunk",
+        "untrusted: untrusted deployer",
+        "stale-epoch: stale epoch",
+        "forged: forged commit",
+        "egress refused: stale-epoch: stale epoch",
     ] {
         assert!(
             log.contains(expected),
