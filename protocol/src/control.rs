@@ -10,6 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ids::{ChunkBytes, VesselId};
 use crate::limits::{MAX_STATUS_RTTS, MAX_STATUS_STRING_BYTES, MAX_STATUS_VESSELS};
 use crate::membership::{
     serde_bytes_vec, verify, Domain, InviteGrant, JoinToken, MemberCertificate, MemberRequest,
@@ -91,7 +92,7 @@ pub enum Command {
         deployment: crate::vessel::Deployment,
         #[serde(with = "serde_bytes_vec")]
         module: Vec<u8>,
-        volume_chunks: Vec<crate::migrate::ChunkBytes>,
+        volume_chunks: Vec<ChunkBytes>,
         on: Option<String>,
         /// Start it pinned (`deploy --pin`): placement never moves it.
         #[serde(default)]
@@ -114,7 +115,7 @@ pub enum Command {
     /// How the last migration of a vessel is going, asked of the node that
     /// started it (`source`, a PeerId, as the `Migrate` answer named it).
     MigrationStatus {
-        vessel: crate::vessel::VesselId,
+        vessel: VesselId,
         source: String,
     },
     Stop {
@@ -228,7 +229,7 @@ pub enum ControlResponse {
     },
     Info(NodeInfo),
     Deployed {
-        vessel: crate::vessel::VesselId,
+        vessel: VesselId,
         node: String,
     },
     Vessels(Vec<VesselInfo>),
@@ -252,7 +253,7 @@ pub struct DrainReport {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DrainItem {
-    pub id: crate::vessel::VesselId,
+    pub id: VesselId,
     pub name: String,
     /// Where it goes or went (a PeerId), once chosen.
     pub to: Option<String>,
@@ -263,7 +264,7 @@ pub struct DrainItem {
 /// One vessel as `ps` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VesselInfo {
-    pub id: crate::vessel::VesselId,
+    pub id: VesselId,
     pub name: String,
     /// The node it runs on (or ran on last), as a PeerId.
     pub node: String,
@@ -308,7 +309,7 @@ pub struct LogChunk {
 /// How a migration went (or is going).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MigrationReport {
-    pub vessel: crate::vessel::VesselId,
+    pub vessel: VesselId,
     pub from: String,
     pub to: String,
     pub phase: MigrationPhase,
@@ -388,9 +389,7 @@ impl From<String> for MigrationPhase {
     }
 }
 
-/// A PeerId as its multihash bytes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PeerIdBytes(#[serde(with = "serde_bytes_vec")] pub Vec<u8>);
+pub use crate::ids::PeerIdBytes;
 
 /// What an inviting node gives an enrolled device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -30,11 +30,10 @@ use std::time::{Duration, Instant};
 use libp2p::PeerId;
 use protocol::control::PeerIdBytes;
 use protocol::ingress::{
-    EgressFrame, EgressReply, InSegment, InStatus, IngressFrame, IngressReply, OutSegment,
-    OutStatus, ServiceRoute, StreamEnd,
+    EgressFrame, EgressReply, InSegment, InStatus, IngressFrame, IngressReply, IngressRequest,
+    IngressResponse, OutSegment, OutStatus, ServiceRoute, StreamEnd,
 };
 use protocol::limits::{MAX_HUB_BUFFER_BYTES, MAX_INGRESS_SEGMENTS, MAX_STATUS_VESSELS};
-use protocol::migrate::{PeerRequest, PeerResponse};
 use protocol::refusal::{Refusal, RefusalCode};
 use protocol::vessel::VesselId;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -296,10 +295,10 @@ async fn pump(mesh: Mesh, ingress: Arc<Ingress>, id: VesselId, hub: Arc<IngressH
                     .map_err(|e| e.to_string())
             } else {
                 match mesh
-                    .request_once(peer, PeerRequest::Egress(frame.clone()))
+                    .ingress_once(peer, IngressRequest::Egress(frame.clone()))
                     .await
                 {
-                    Ok(PeerResponse::Egress(r)) => Ok(r),
+                    Ok(IngressResponse::Egress(r)) => Ok(r),
                     Ok(other) => Err(RequestError::unexpected(peer, &other).to_string()),
                     Err(e) => Err(e.to_string()),
                 }
@@ -519,10 +518,10 @@ async fn read_client(
             None => Err("no route".to_string()),
             Some((host, _)) if host == mesh.me => Ok(host_take(&mesh.host, host, &frame)),
             Some((host, _)) => match mesh
-                .request_once(host, PeerRequest::Ingress(frame.clone()))
+                .ingress_once(host, IngressRequest::Ingress(frame.clone()))
                 .await
             {
-                Ok(PeerResponse::Ingress(r)) => Ok(r),
+                Ok(IngressResponse::Ingress(r)) => Ok(r),
                 Ok(other) => Err(RequestError::unexpected(host, &other).to_string()),
                 Err(e) => Err(e.to_string()),
             },

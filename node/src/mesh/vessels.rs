@@ -1,5 +1,5 @@
-//! Vessels on the mesh: the node ↔ node protocol (`/meshnode/vessel/1`,
-//! [`protocol::migrate`]) and the control commands that use it (deploy, ps,
+//! Vessels on the mesh: the node ↔ node protocol (`/meshnode/vessel/2`,
+//! [`protocol::peer`]) and the control commands that use it (deploy, ps,
 //! logs, migrate, stop).
 //!
 //! The event loop owns the swarm; everything that takes time runs in tasks
@@ -22,14 +22,17 @@ use libp2p::{PeerId, Swarm};
 use protocol::control::{
     Command, ControlResponse, LogChunk, MigrationPhase, MigrationReport, PeerIdBytes, VesselInfo,
 };
+use protocol::forward::{ForwardRequest, ForwardResponse};
+use protocol::ingress::{IngressRequest, IngressResponse};
 use protocol::limits::{
     MAX_CHUNKS_PER_BATCH, MAX_INCOMING_MIGRATIONS, MAX_PENDING_NONCES, MIGRATION_NONCE_TTL_SECS,
 };
 use protocol::membership::{Nonce, PublicKey};
 use protocol::migrate::{
-    ChunkBytes, Decision, DecisionBody, NamedChunk, Offer, OfferBody, OfferKind, PeerRequest,
-    PeerResponse, PEER_PROTOCOL_VERSION,
+    ChunkBytes, Decision, DecisionBody, MigrationRequest, MigrationResponse, NamedChunk, Offer,
+    OfferBody, OfferKind, PEER_PROTOCOL_VERSION,
 };
+use protocol::peer::{PeerRequest, PeerResponse};
 use protocol::refusal::{Refusal, RefusalCode};
 use protocol::snapshot::{ChunkedImage, Hash, Manifest};
 use protocol::vessel::{Resume, VesselId, VesselImage, VesselPlacement, VESSEL_VERSION};
@@ -270,7 +273,7 @@ pub enum RequestError {
 
 impl RequestError {
     /// An answer of the wrong kind from `peer`.
-    pub fn unexpected(peer: PeerId, answer: &PeerResponse) -> RequestError {
+    pub fn unexpected(peer: PeerId, answer: &impl std::fmt::Debug) -> RequestError {
         RequestError::Unexpected {
             peer,
             answer: format!("{answer:?}"),
@@ -328,7 +331,10 @@ impl Mesh {
         peer: PeerId,
         request: PeerRequest,
     ) -> Result<PeerResponse, RequestError> {
-        let retry = !matches!(request, PeerRequest::Offer { .. }) && !self.fail_fast;
+        let retry = !matches!(
+            request,
+            PeerRequest::Migration(MigrationRequest::Offer { .. })
+        ) && !self.fail_fast;
         let mut tries = 0;
         loop {
             match self.request_once(peer, request.clone()).await {
@@ -361,6 +367,58 @@ impl Mesh {
             Ok(Ok(PeerResponse::Refused(refusal))) => Err(RequestError::Refused { peer, refusal }),
             Ok(r) => r,
             Err(_) => Err(RequestError::Stopping),
+        }
+    }
+}
+
+impl Mesh {
+    /// A migration request (retried as [`Mesh::request`] does); answers the
+    /// migration answer inside the envelope.
+    pub async fn migration(
+        &self,
+        peer: PeerId,
+        request: MigrationRequest,
+    ) -> Result<MigrationResponse, RequestError> {
+        match self.request(peer, request.into()).await? {
+            PeerResponse::Migration(r) => Ok(r),
+            other => Err(RequestError::unexpected(peer, &other)),
+        }
+    }
+
+    /// [`Mesh::migration`], tried once (an offer spends its nonce).
+    pub async fn migration_once(
+        &self,
+        peer: PeerId,
+        request: MigrationRequest,
+    ) -> Result<MigrationResponse, RequestError> {
+        match self.request_once(peer, request.into()).await? {
+            PeerResponse::Migration(r) => Ok(r),
+            other => Err(RequestError::unexpected(peer, &other)),
+        }
+    }
+
+    /// A control command forwarded to the member that acts on it.
+    pub async fn forward(
+        &self,
+        peer: PeerId,
+        request: ForwardRequest,
+    ) -> Result<ForwardResponse, RequestError> {
+        match self.request(peer, request.into()).await? {
+            PeerResponse::Forward(r) => Ok(r),
+            other => Err(RequestError::unexpected(peer, &other)),
+        }
+    }
+
+    /// An ingress or egress frame, tried once (the ingress loops retry on
+    /// their own schedule).
+    pub async fn ingress_once(
+        &self,
+        peer: PeerId,
+        request: IngressRequest,
+    ) -> Result<IngressResponse, RequestError> {
+        match self.request_once(peer, request.into()).await? {
+            PeerResponse::Ingress(r) => Ok(r),
+            other => Err(RequestError::unexpected(peer, &other)),
         }
     }
 }
@@ -492,9 +550,9 @@ async fn run_control(
                 .await
                 .map_err(Refusal::internal)??;
             } else {
-                mesh.request(
+                mesh.forward(
                     target,
-                    PeerRequest::Deploy {
+                    ForwardRequest::Deploy {
                         deployment,
                         module,
                         volume_chunks,
@@ -515,10 +573,10 @@ async fn run_control(
                 log_page(&mesh.host, id, from, &mesh.me)?
             } else {
                 match mesh
-                    .request(node, PeerRequest::Logs { vessel: id, from })
+                    .forward(node, ForwardRequest::Logs { vessel: id, from })
                     .await?
                 {
-                    PeerResponse::Logs(p) => p,
+                    ForwardResponse::Logs(p) => p,
                     other => return Err(RequestError::unexpected(node, &other).into()),
                 }
             };
@@ -543,16 +601,16 @@ async fn run_control(
                 Ok(ControlResponse::Migration(status(mesh, id)?))
             } else {
                 match mesh
-                    .request(
+                    .forward(
                         node,
-                        PeerRequest::Migrate {
+                        ForwardRequest::Migrate {
                             vessel: id,
                             to: PeerIdBytes(to_peer.to_bytes()),
                         },
                     )
                     .await?
                 {
-                    PeerResponse::Migration(r) => Ok(ControlResponse::Migration(r)),
+                    ForwardResponse::Migration(r) => Ok(ControlResponse::Migration(r)),
                     other => Err(RequestError::unexpected(node, &other).into()),
                 }
             }
@@ -565,10 +623,10 @@ async fn run_control(
                 Ok(ControlResponse::Migration(status(mesh, vessel)?))
             } else {
                 match mesh
-                    .request(src, PeerRequest::MigrationStatus { vessel })
+                    .forward(src, ForwardRequest::MigrationStatus { vessel })
                     .await?
                 {
-                    PeerResponse::Migration(r) => Ok(ControlResponse::Migration(r)),
+                    ForwardResponse::Migration(r) => Ok(ControlResponse::Migration(r)),
                     other => Err(RequestError::unexpected(src, &other).into()),
                 }
             }
@@ -578,7 +636,8 @@ async fn run_control(
             if node == mesh.me {
                 stop_local(&mesh.host, id)?;
             } else {
-                mesh.request(node, PeerRequest::Stop { vessel: id }).await?;
+                mesh.forward(node, ForwardRequest::Stop { vessel: id })
+                    .await?;
             }
             Ok(ControlResponse::Done)
         }
@@ -591,7 +650,7 @@ async fn run_control(
                     .await
                     .map_err(Refusal::internal)??;
             } else {
-                mesh.request(node, PeerRequest::Pin { vessel: id, pinned })
+                mesh.forward(node, ForwardRequest::Pin { vessel: id, pinned })
                     .await?;
             }
             Ok(ControlResponse::Done)
@@ -608,10 +667,10 @@ async fn run_control(
                 )))
             } else {
                 match mesh
-                    .request(target, PeerRequest::Drain { include_pinned })
+                    .forward(target, ForwardRequest::Drain { include_pinned })
                     .await?
                 {
-                    PeerResponse::Drain(r) => Ok(ControlResponse::Drain(r)),
+                    ForwardResponse::Drain(r) => Ok(ControlResponse::Drain(r)),
                     other => Err(RequestError::unexpected(target, &other).into()),
                 }
             }
@@ -621,8 +680,8 @@ async fn run_control(
             if target == mesh.me {
                 Ok(ControlResponse::Drain(super::place::drain_report(mesh)?))
             } else {
-                match mesh.request(target, PeerRequest::DrainStatus).await? {
-                    PeerResponse::Drain(r) => Ok(ControlResponse::Drain(r)),
+                match mesh.forward(target, ForwardRequest::DrainStatus).await? {
+                    ForwardResponse::Drain(r) => Ok(ControlResponse::Drain(r)),
                     other => Err(RequestError::unexpected(target, &other).into()),
                 }
             }
@@ -736,16 +795,15 @@ pub async fn ps(mesh: &Mesh, peers: &[PeerId]) -> Vec<VesselInfo> {
         h.reap();
         h.list()
     };
-    let asks =
-        peers.iter().map(|p| {
-            let mesh = mesh.clone();
-            let p = *p;
-            async move {
-                tokio::time::timeout(PS_PEER_TIMEOUT, mesh.request(p, PeerRequest::Vessels)).await
-            }
-        });
+    let asks = peers.iter().map(|p| {
+        let mesh = mesh.clone();
+        let p = *p;
+        async move {
+            tokio::time::timeout(PS_PEER_TIMEOUT, mesh.forward(p, ForwardRequest::Vessels)).await
+        }
+    });
     for r in futures::future::join_all(asks).await {
-        if let Ok(Ok(PeerResponse::Vessels(v))) = r {
+        if let Ok(Ok(ForwardResponse::Vessels(v))) = r {
             rows.extend(v);
         }
     }
@@ -830,11 +888,11 @@ pub fn serve_peer(
             .send_response(channel, response);
     };
     match request {
-        PeerRequest::Nonce => {
+        PeerRequest::Migration(MigrationRequest::Nonce) => {
             let n = state.vessels_net.issue(peer);
-            send_now(swarm, channel, PeerResponse::Nonce(n));
+            send_now(swarm, channel, MigrationResponse::Nonce(n).into());
         }
-        PeerRequest::Offer { offer, image } => {
+        PeerRequest::Migration(MigrationRequest::Offer { offer, image }) => {
             // Checked here, in order, before any work: the signature (made
             // by the connection's own key), the addressee, the nonce.
             if let Err(refusal) = check_offer(state, peer, &offer, &image) {
@@ -853,13 +911,16 @@ pub fn serve_peer(
                 let (kind, t0) = (offer.body.kind, Instant::now());
                 let response = match accept_offer(&mesh, &incoming, peer, offer, image, next_nonce)
                 {
-                    Ok(r) => r,
+                    Ok(r) => PeerResponse::Migration(r),
                     Err(refusal) => {
                         warn!(%peer, "offer refused: {refusal}");
                         PeerResponse::Refused(refusal)
                     }
                 };
-                let accepted = matches!(response, PeerResponse::Lacking { .. });
+                let accepted = matches!(
+                    response,
+                    PeerResponse::Migration(MigrationResponse::Lacking { .. })
+                );
                 tracing::debug!(
                     vessel = %vessel,
                     ?kind,
@@ -877,7 +938,7 @@ pub fn serve_peer(
                 }
             });
         }
-        PeerRequest::Ingress(frame) => {
+        PeerRequest::Ingress(IngressRequest::Ingress(frame)) => {
             if let Err(e) = frame.check() {
                 let refusal = refuse(e.code(), format!("ingress frame: {e}"));
                 send_now(swarm, channel, PeerResponse::Refused(refusal));
@@ -889,11 +950,11 @@ pub fn serve_peer(
                 let reply = super::ingress::host_take(&host, peer, &frame);
                 let _ = tx.blocking_send(NodeCommand::RespondPeer {
                     channel,
-                    response: PeerResponse::Ingress(reply),
+                    response: IngressResponse::Ingress(reply).into(),
                 });
             });
         }
-        PeerRequest::Egress(frame) => {
+        PeerRequest::Ingress(IngressRequest::Egress(frame)) => {
             if let Err(e) = frame.check() {
                 let refusal = refuse(e.code(), format!("egress frame: {e}"));
                 send_now(swarm, channel, PeerResponse::Refused(refusal));
@@ -903,7 +964,7 @@ pub fn serve_peer(
             let tx = state.vessels_net.tx.clone();
             tokio::spawn(async move {
                 let response = match super::ingress::entry_write(&ingress, peer, frame).await {
-                    Ok(r) => PeerResponse::Egress(r),
+                    Ok(r) => IngressResponse::Egress(r).into(),
                     Err(refusal) => {
                         warn!(%peer, "egress refused: {refusal}");
                         PeerResponse::Refused(refusal)
@@ -1056,7 +1117,7 @@ fn accept_offer(
     offer: Offer,
     image_bytes: Vec<u8>,
     next_nonce: Nonce,
-) -> Result<PeerResponse, Refusal> {
+) -> Result<MigrationResponse, Refusal> {
     let b = offer.body;
     let id = b.vessel;
     let known_chunks: Arc<HashSet<Hash>> = {
@@ -1180,18 +1241,33 @@ fn accept_offer(
             named: Arc::new(named),
         },
     );
-    Ok(PeerResponse::Lacking {
+    Ok(MigrationResponse::Lacking {
         chunks: lacking,
         next_nonce,
     })
 }
 
+/// Answers a request that is not the event loop's to answer, off the loop.
 async fn serve_async(
     mesh: &Mesh,
     incoming: &Arc<Mutex<HashMap<VesselId, Incoming>>>,
     peer: PeerId,
     request: PeerRequest,
 ) -> Result<PeerResponse, Refusal> {
+    match request {
+        PeerRequest::Migration(m) => Ok(serve_migration(mesh, incoming, peer, m).await?.into()),
+        PeerRequest::Forward(f) => Ok(serve_forward(mesh, peer, f).await?.into()),
+        PeerRequest::Ingress(_) => Err(refuse(RefusalCode::Internal, "handled by the event loop")),
+    }
+}
+
+/// The destination side of a migration: chunks, prepare, commit, abort.
+async fn serve_migration(
+    mesh: &Mesh,
+    incoming: &Arc<Mutex<HashMap<VesselId, Incoming>>>,
+    peer: PeerId,
+    request: MigrationRequest,
+) -> Result<MigrationResponse, Refusal> {
     let key = peer_public_key(&peer).ok_or_else(|| {
         refuse(
             RefusalCode::Forged,
@@ -1199,7 +1275,7 @@ async fn serve_async(
         )
     })?;
     match request {
-        PeerRequest::Chunks {
+        MigrationRequest::Chunks {
             vessel,
             epoch,
             chunks,
@@ -1249,21 +1325,21 @@ async fn serve_async(
                         s.expected.remove(&c.hash);
                     }
                 }
-                Ok(PeerResponse::Stored {
+                Ok(MigrationResponse::Stored {
                     count: chunks.len() as u32,
                 })
             })
             .await
             .map_err(Refusal::internal)?
         }
-        PeerRequest::Prepare { vessel, epoch } => {
+        MigrationRequest::Prepare { vessel, epoch } => {
             let incoming = incoming.clone();
             let host = mesh.host.clone();
             tokio::task::spawn_blocking(move || prepare(&host, &incoming, peer, vessel, epoch))
                 .await
                 .map_err(Refusal::internal)?
         }
-        PeerRequest::Commit(decision) => {
+        MigrationRequest::Commit(decision) => {
             decision
                 .verify(&key)
                 .map_err(|e| refuse(RefusalCode::Forged, format!("forged commit: {e}")))?;
@@ -1281,7 +1357,7 @@ async fn serve_async(
                 .await
                 .map_err(Refusal::internal)?
         }
-        PeerRequest::Abort(decision) => {
+        MigrationRequest::Abort(decision) => {
             decision
                 .verify(&key)
                 .map_err(|e| refuse(RefusalCode::Forged, format!("forged abort: {e}")))?;
@@ -1318,9 +1394,22 @@ async fn serve_async(
                 }
             }
             info!(vessel = %d.vessel, epoch = d.epoch, "migration aborted by its source");
-            Ok(PeerResponse::Aborted)
+            Ok(MigrationResponse::Aborted)
         }
-        PeerRequest::Deploy {
+        MigrationRequest::Nonce | MigrationRequest::Offer { .. } => {
+            Err(refuse(RefusalCode::Internal, "handled by the event loop"))
+        }
+    }
+}
+
+/// A control command another member forwarded here (it checked the user).
+async fn serve_forward(
+    mesh: &Mesh,
+    peer: PeerId,
+    request: ForwardRequest,
+) -> Result<ForwardResponse, Refusal> {
+    match request {
+        ForwardRequest::Deploy {
             deployment,
             module,
             volume_chunks,
@@ -1350,44 +1439,42 @@ async fn serve_async(
             })
             .await
             .map_err(Refusal::internal)??;
-            Ok(PeerResponse::Deployed)
+            Ok(ForwardResponse::Deployed)
         }
-        PeerRequest::Vessels => {
+        ForwardRequest::Vessels => {
             let mut h = lock(&mesh.host);
             h.reap();
-            Ok(PeerResponse::Vessels(h.list()))
+            Ok(ForwardResponse::Vessels(h.list()))
         }
-        PeerRequest::Logs { vessel, from } => Ok(PeerResponse::Logs(log_page(
+        ForwardRequest::Logs { vessel, from } => Ok(ForwardResponse::Logs(log_page(
             &mesh.host, vessel, from, &mesh.me,
         )?)),
-        PeerRequest::Stop { vessel } => {
+        ForwardRequest::Stop { vessel } => {
             stop_local(&mesh.host, vessel)?;
-            Ok(PeerResponse::Done)
+            Ok(ForwardResponse::Done)
         }
-        PeerRequest::Migrate { vessel, to } => {
+        ForwardRequest::Migrate { vessel, to } => {
             let to = PeerId::from_bytes(&to.0)
                 .map_err(|_| refuse(RefusalCode::BadArgument, "--to: not a PeerId"))?;
             start_migration(mesh, vessel, to, &by_hand(mesh))?;
-            Ok(PeerResponse::Migration(status(mesh, vessel)?))
+            Ok(ForwardResponse::Migration(status(mesh, vessel)?))
         }
-        PeerRequest::MigrationStatus { vessel } => {
-            Ok(PeerResponse::Migration(status(mesh, vessel)?))
+        ForwardRequest::MigrationStatus { vessel } => {
+            Ok(ForwardResponse::Migration(status(mesh, vessel)?))
         }
-        PeerRequest::Pin { vessel, pinned } => {
+        ForwardRequest::Pin { vessel, pinned } => {
             let host = mesh.host.clone();
             tokio::task::spawn_blocking(move || super::place::set_pinned(&host, vessel, pinned))
                 .await
                 .map_err(Refusal::internal)??;
-            Ok(PeerResponse::Done)
+            Ok(ForwardResponse::Done)
         }
-        PeerRequest::Drain { include_pinned } => Ok(PeerResponse::Drain(
+        ForwardRequest::Drain { include_pinned } => Ok(ForwardResponse::Drain(
             super::place::start_drain(mesh, include_pinned),
         )),
-        PeerRequest::DrainStatus => Ok(PeerResponse::Drain(super::place::drain_report(mesh)?)),
-        PeerRequest::Nonce
-        | PeerRequest::Offer { .. }
-        | PeerRequest::Ingress(_)
-        | PeerRequest::Egress(_) => Err(refuse(RefusalCode::Internal, "handled by the event loop")),
+        ForwardRequest::DrainStatus => {
+            Ok(ForwardResponse::Drain(super::place::drain_report(mesh)?))
+        }
     }
 }
 
@@ -1399,7 +1486,7 @@ fn prepare(
     peer: PeerId,
     vessel: VesselId,
     epoch: u64,
-) -> Result<PeerResponse, Refusal> {
+) -> Result<MigrationResponse, Refusal> {
     fault_point("dest-prepare");
     let t0 = Instant::now();
     let (image, manifest, image_hash, warm_memory) = {
@@ -1545,7 +1632,7 @@ fn prepare(
     if let Some(s) = lock(incoming).get_mut(&vessel) {
         s.ready = Some(ready);
     }
-    Ok(PeerResponse::Prepared)
+    Ok(MigrationResponse::Prepared)
 }
 
 /// The source committed: run the prepared vessel under the new epoch.
@@ -1555,7 +1642,7 @@ fn commit(
     incoming: &Arc<Mutex<HashMap<VesselId, Incoming>>>,
     peer: PeerId,
     d: &DecisionBody,
-) -> Result<PeerResponse, Refusal> {
+) -> Result<MigrationResponse, Refusal> {
     fault_point("dest-commit");
     let mut h = lock(host);
     if let Some(l) = h.vessels.get(&d.vessel) {
@@ -1563,7 +1650,7 @@ fn commit(
             Record::Owned { epoch, image } | Record::Ended { epoch, image, .. }
                 if *epoch == d.epoch && *image == d.image =>
             {
-                return Ok(PeerResponse::Committed);
+                return Ok(MigrationResponse::Committed);
             }
             r if r.epoch() >= d.epoch && !matches!(r, Record::Prepared { .. }) => {
                 return Err(refuse(
@@ -1628,7 +1715,7 @@ fn commit(
         l.last_move = Some(Instant::now());
     }
     info!(vessel = %d.vessel, epoch = d.epoch, "migration committed: running here");
-    Ok(PeerResponse::Committed)
+    Ok(MigrationResponse::Committed)
 }
 
 // ---------------------------------------------------------------------------
@@ -1801,8 +1888,8 @@ async fn offer_attempt(
         if let Some(n) = cached {
             break n;
         }
-        match mesh.request(to, PeerRequest::Nonce).await {
-            Ok(PeerResponse::Nonce(n)) => break n,
+        match mesh.migration(to, MigrationRequest::Nonce).await {
+            Ok(MigrationResponse::Nonce(n)) => break n,
             Ok(other) => return Err(RequestError::unexpected(to, &other)),
             // A refusal is final; anything else (a connection that died
             // with a restarted peer) is worth another try.
@@ -1826,16 +1913,16 @@ async fn offer_attempt(
     };
     let offer = Offer::sign(&mesh.signing, body);
     match mesh
-        .request_once(
+        .migration_once(
             to,
-            PeerRequest::Offer {
+            MigrationRequest::Offer {
                 offer,
                 image: image.clone(),
             },
         )
         .await
     {
-        Ok(PeerResponse::Lacking { chunks, next_nonce }) => Ok((chunks, next_nonce)),
+        Ok(MigrationResponse::Lacking { chunks, next_nonce }) => Ok((chunks, next_nonce)),
         Ok(other) => Err(RequestError::unexpected(to, &other)),
         // The offer may or may not have arrived; a new nonce makes a new
         // offer, which replaces the old one at the destination.
@@ -1892,9 +1979,9 @@ async fn send_chunks(
             .map_err(|e| e.to_string())?;
             let bytes: u64 = chunks.iter().map(|c| c.bytes.0.len() as u64).sum();
             let n = chunks.len() as u64;
-            mesh.request(
+            mesh.migration(
                 to,
-                PeerRequest::Chunks {
+                MigrationRequest::Chunks {
                     vessel: id,
                     epoch,
                     chunks,
@@ -2188,16 +2275,16 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
         let skipped = needed.iter().filter(|h| !sent.contains(h)).count() as u64;
         set_report(mesh, id, |r| r.chunks_skipped = skipped);
         match mesh
-            .request(
+            .migration(
                 to,
-                PeerRequest::Prepare {
+                MigrationRequest::Prepare {
                     vessel: id,
                     epoch: new_epoch,
                 },
             )
             .await?
         {
-            PeerResponse::Prepared => Ok(()),
+            MigrationResponse::Prepared => Ok(()),
             other => Err(format!("unexpected answer {other:?}")),
         }
     }
@@ -2222,9 +2309,9 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
         // prepared vessel without the commit, which will not come now).
         finish_storing(&store, stored, &fresh).await;
         resume_here(mesh, id, final_image)?;
-        let (m, abort) = (mesh.clone(), PeerRequest::Abort(decision(false)));
+        let (m, abort) = (mesh.clone(), MigrationRequest::Abort(decision(false)));
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(2), m.request(to, abort)).await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), m.migration(to, abort)).await;
         });
         return Err(e);
     }
@@ -2259,7 +2346,9 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
         }
     };
     if let Err(e) = committed {
-        let _ = mesh.request(to, PeerRequest::Abort(decision(false))).await;
+        let _ = mesh
+            .migration(to, MigrationRequest::Abort(decision(false)))
+            .await;
         finish_storing(&store, stored, &fresh).await;
         resume_here(mesh, id, final_image)?;
         return Err(e);
@@ -2309,10 +2398,10 @@ pub async fn send_commit(mesh: &Mesh, id: VesselId, to: PeerId, decision: Decisi
     let acked_at;
     loop {
         match mesh
-            .request(to, PeerRequest::Commit(decision.clone()))
+            .migration(to, MigrationRequest::Commit(decision.clone()))
             .await
         {
-            Ok(PeerResponse::Committed) => {
+            Ok(MigrationResponse::Committed) => {
                 acked_at = Instant::now();
                 break;
             }

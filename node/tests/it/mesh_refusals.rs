@@ -17,13 +17,15 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{request_response, Multiaddr, PeerId, Swarm};
 use meshnode::identity::NodeIdentity;
 use meshnode::mesh::behaviour::{node_swarm, NodeBehaviour, NodeBehaviourEvent, SwarmOptions};
-use protocol::control::PeerIdBytes;
+use protocol::ids::PeerIdBytes;
+use protocol::ingress::IngressRequest;
 use protocol::ingress::{EgressFrame, InSegment, IngressFrame, OutSegment};
 use protocol::membership::{MemberCertificate, MemberRequest, MemberResponse, Nonce, PublicKey};
 use protocol::migrate::{
-    ChunkBytes, Decision, DecisionBody, NamedChunk, Offer, OfferBody, OfferKind, PeerRequest,
-    PeerResponse, PEER_PROTOCOL_VERSION,
+    ChunkBytes, Decision, DecisionBody, MigrationRequest, MigrationResponse, NamedChunk, Offer,
+    OfferBody, OfferKind, PEER_PROTOCOL_VERSION,
 };
+use protocol::peer::{PeerRequest, PeerResponse};
 use protocol::refusal::RefusalCode;
 use protocol::snapshot::{ChunkedImage, Hash};
 use protocol::vessel::{
@@ -133,9 +135,13 @@ impl Adversary {
         }
     }
 
-    async fn ask(&mut self, req: PeerRequest) -> PeerResponse {
+    async fn ask(&mut self, req: impl Into<PeerRequest>) -> PeerResponse {
         let node = self.node;
-        let id = self.swarm.behaviour_mut().vessel.send_request(&node, req);
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .vessel
+            .send_request(&node, req.into());
         loop {
             let ev = tokio::time::timeout(Duration::from_secs(30), self.swarm.select_next_some())
                 .await
@@ -147,8 +153,8 @@ impl Adversary {
     }
 
     async fn nonce(&mut self) -> Nonce {
-        match self.ask(PeerRequest::Nonce).await {
-            PeerResponse::Nonce(n) => n,
+        match self.ask(MigrationRequest::Nonce).await {
+            PeerResponse::Migration(MigrationResponse::Nonce(n)) => n,
             other => panic!("no nonce: {other:?}"),
         }
     }
@@ -271,7 +277,7 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
         // Not a member: refused before anything else.
         let mut outsider = Adversary::connect(&addr, None).await;
         let why = refused(
-            outsider.ask(PeerRequest::Nonce).await,
+            outsider.ask(MigrationRequest::Nonce).await,
             RefusalCode::NotMember,
         );
         assert!(why.contains("not a member"), "{why}");
@@ -290,7 +296,7 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
         let body = m.offer_body(OfferKind::Warm, vessel, 1, &warm, n);
         let forged = Offer::sign(&stranger_key, body);
         let why = refused(
-            m.ask(PeerRequest::Offer {
+            m.ask(MigrationRequest::Offer {
                 offer: forged,
                 image: warm.clone(),
             })
@@ -305,7 +311,7 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
         body.source = PeerIdBytes(PeerId::random().to_bytes());
         let lying = Offer::sign(&m.identity.signing, body);
         let why = refused(
-            m.ask(PeerRequest::Offer {
+            m.ask(MigrationRequest::Offer {
                 offer: lying,
                 image: warm.clone(),
             })
@@ -319,17 +325,19 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
         let body = m.offer_body(OfferKind::Warm, vessel, 1, &warm, n);
         let good = Offer::sign(&m.identity.signing, body);
         match m
-            .ask(PeerRequest::Offer {
+            .ask(MigrationRequest::Offer {
                 offer: good.clone(),
                 image: warm.clone(),
             })
             .await
         {
-            PeerResponse::Lacking { chunks, .. } => assert_eq!(chunks, vec![chunk]),
+            PeerResponse::Migration(MigrationResponse::Lacking { chunks, .. }) => {
+                assert_eq!(chunks, vec![chunk])
+            }
             other => panic!("a good offer was not accepted: {other:?}"),
         }
         let why = refused(
-            m.ask(PeerRequest::Offer {
+            m.ask(MigrationRequest::Offer {
                 offer: good,
                 image: warm.clone(),
             })
@@ -340,7 +348,7 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
 
         // A tampered chunk: the bytes do not hash to the name asked for.
         let why = refused(
-            m.ask(PeerRequest::Chunks {
+            m.ask(MigrationRequest::Chunks {
                 vessel,
                 epoch: 1,
                 chunks: vec![NamedChunk {
@@ -354,7 +362,7 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
         assert!(why.starts_with("tampered chunk"), "{why}");
         // The right bytes are taken.
         match m
-            .ask(PeerRequest::Chunks {
+            .ask(MigrationRequest::Chunks {
                 vessel,
                 epoch: 1,
                 chunks: vec![NamedChunk {
@@ -364,7 +372,7 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
             })
             .await
         {
-            PeerResponse::Stored { count: 1 } => {}
+            PeerResponse::Migration(MigrationResponse::Stored { count: 1 }) => {}
             other => panic!("the right chunk was refused: {other:?}"),
         }
 
@@ -374,7 +382,7 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
         let body = m.offer_body(OfferKind::Final, vessel, 2, &img, n);
         let offer = Offer::sign(&m.identity.signing, body);
         let why = refused(
-            m.ask(PeerRequest::Offer { offer, image: img }).await,
+            m.ask(MigrationRequest::Offer { offer, image: img }).await,
             RefusalCode::Untrusted,
         );
         assert!(why.starts_with("untrusted deployer"), "{why}");
@@ -385,7 +393,7 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
         let body = m.offer_body(OfferKind::Final, real, 1, &img, n);
         let offer = Offer::sign(&m.identity.signing, body);
         let why = refused(
-            m.ask(PeerRequest::Offer { offer, image: img }).await,
+            m.ask(MigrationRequest::Offer { offer, image: img }).await,
             RefusalCode::StaleEpoch,
         );
         assert!(why.starts_with("stale epoch"), "{why}");
@@ -404,7 +412,7 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
             },
         );
         let why = refused(
-            m.ask(PeerRequest::Commit(decision)).await,
+            m.ask(MigrationRequest::Commit(decision)).await,
             RefusalCode::Forged,
         );
         assert!(why.starts_with("forged commit"), "{why}");
@@ -423,7 +431,7 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
             }],
         };
         let why = refused(
-            m.ask(PeerRequest::Egress(stale)).await,
+            m.ask(IngressRequest::Egress(stale)).await,
             RefusalCode::StaleEpoch,
         );
         assert!(
@@ -442,7 +450,10 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
             vessel: service,
             segments: vec![seg; protocol::limits::MAX_INGRESS_SEGMENTS + 1],
         };
-        let why = refused(m.ask(PeerRequest::Ingress(big)).await, RefusalCode::Limit);
+        let why = refused(
+            m.ask(IngressRequest::Ingress(big)).await,
+            RefusalCode::Limit,
+        );
         assert!(
             why.contains(&format!(
                 "over the limit of {}",
@@ -469,4 +480,73 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
             "the node's log does not say `{expected}`:\n{log}"
         );
     }
+}
+
+/// A peer that speaks version 1 of the vessel protocol, as a meshnode of
+/// before the envelope did: identify and the old request-response name.
+#[derive(libp2p::swarm::NetworkBehaviour)]
+struct OldNode {
+    identify: libp2p::identify::Behaviour,
+    vessel:
+        request_response::Behaviour<meshnode::mesh::codec::CborCodec<PeerRequest, PeerResponse>>,
+}
+
+/// Goal: a node refuses a peer whose vessel protocol version it cannot
+/// speak, and its log names both versions and what to do.
+#[test]
+fn a_peer_of_another_protocol_version_is_refused_with_both_versions_named() {
+    let _cpu = crate::support::shared_cpu();
+    let user = User::new();
+    let mut a = user.start("a", &[], &[]);
+    let addr: Multiaddr = a.wait_ready().parse().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let expected = format!(
+        "speaks meshnode vessel protocol /1, this node speaks /{}; upgrade the older one",
+        protocol::peer::VESSEL_PROTOCOL_VERSION
+    );
+    rt.block_on(async {
+        let identity = NodeIdentity::ephemeral().unwrap();
+        let mut old = libp2p::SwarmBuilder::with_existing_identity(identity.keypair.clone())
+            .with_tokio()
+            .with_quic()
+            .with_behaviour(|key| OldNode {
+                identify: libp2p::identify::Behaviour::new(
+                    libp2p::identify::Config::new(
+                        meshnode::mesh::IDENTIFY_PROTOCOL.to_string(),
+                        key.public(),
+                    )
+                    .with_agent_version("meshnode/0.0.1".into()),
+                ),
+                vessel: request_response::Behaviour::with_codec(
+                    meshnode::mesh::codec::CborCodec::new(1 << 20, 1 << 20),
+                    [(
+                        libp2p::StreamProtocol::new("/meshnode/vessel/1"),
+                        request_response::ProtocolSupport::Full,
+                    )],
+                    request_response::Config::default(),
+                ),
+            })
+            .unwrap()
+            .build();
+        old.dial(addr).unwrap();
+        // Drive the old peer until the node has judged it (its log says so).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !a.log().contains(&expected) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the node did not refuse the old peer within 30 s:\n{}",
+                a.log()
+            );
+            let _ = tokio::time::timeout(Duration::from_millis(200), old.select_next_some()).await;
+        }
+    });
+    let log = a.log();
+    assert!(log.contains("meshnode/0.0.1"), "{log}");
+    // It is refused as a member, with that reason, in `peers --all`.
+    let out = user.run(&["peers", "--all", "--json", "--data-dir", a.dir()]);
+    let peers = String::from_utf8_lossy(&out.stdout);
+    assert!(peers.contains(&expected), "{peers}");
 }
