@@ -27,6 +27,7 @@ pub mod ingress;
 pub mod limits;
 pub mod membership;
 pub mod migrate;
+pub mod refusal;
 pub mod snapshot;
 pub mod vessel;
 pub mod wasi;
