@@ -169,13 +169,17 @@ impl<P: Clone + Eq + StdHash, D> Destination<P, D> {
         }
     }
 
-    /// A prepare is taken only for the final offer of this very migration,
-    /// once every chunk it asked for is here.
+    /// A prepare is taken only for the final offer of this very migration
+    /// and image, once every chunk it asked for is here. The image matters:
+    /// an earlier attempt's final offer that arrives late replaces the
+    /// session (same source, same epoch), and must not be what a later
+    /// attempt's prepare makes durable.
     pub fn check_prepare(
         &self,
         from: &P,
         vessel: VesselId,
         epoch: u64,
+        image: Hash,
     ) -> Result<&Session<P, D>, Refusal> {
         let s = self
             .session(vessel, from, epoch)
@@ -186,6 +190,12 @@ impl<P: Clone + Eq + StdHash, D> Destination<P, D> {
                     format!("no final offer of vessel {vessel} at epoch {epoch} from this node"),
                 )
             })?;
+        if s.image != image {
+            return Err(Refusal::new(
+                RefusalCode::NoMigration,
+                format!("the final offer of vessel {vessel} at epoch {epoch} here names another image than this prepare"),
+            ));
+        }
         if !s.expected.is_empty() {
             return Err(Refusal::new(
                 RefusalCode::MissingChunks,
@@ -303,11 +313,17 @@ mod tests {
             RefusalCode::NoMigration
         );
         assert_eq!(
-            d.check_prepare(&1, v, 2).err().unwrap().code,
+            d.check_prepare(&1, v, 2, Hash([9; 32])).err().unwrap().code,
             RefusalCode::MissingChunks
         );
         d.stored(v, [Hash([1; 32])]);
-        assert!(d.check_prepare(&1, v, 2).is_ok());
+        assert!(d.check_prepare(&1, v, 2, Hash([9; 32])).is_ok());
+        let other = d.check_prepare(&1, v, 2, Hash([8; 32])).err().unwrap();
+        assert_eq!(
+            other.code,
+            RefusalCode::NoMigration,
+            "a prepare for another image"
+        );
     }
 
     #[test]

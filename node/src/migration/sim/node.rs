@@ -39,6 +39,7 @@ pub enum Request {
     Prepare {
         vessel: VesselId,
         epoch: u64,
+        image: Hash,
     },
     Commit {
         vessel: VesselId,
@@ -88,6 +89,7 @@ pub enum LocalStep {
         from: NodeId,
         vessel: VesselId,
         epoch: u64,
+        image: Hash,
         request: u64,
     },
 }
@@ -188,7 +190,11 @@ pub fn serve(w: &mut World, node: NodeId, from: NodeId, id: u64, body: Request) 
             epoch,
             chunks,
         } => Some(chunks_in(w, node, from, vessel, epoch, chunks)),
-        Request::Prepare { vessel, epoch } => prepare(w, node, from, vessel, epoch, id),
+        Request::Prepare {
+            vessel,
+            epoch,
+            image,
+        } => prepare(w, node, from, (vessel, epoch, image), id),
         Request::Commit {
             vessel,
             epoch,
@@ -294,13 +300,12 @@ fn prepare(
     w: &mut World,
     node: NodeId,
     from: NodeId,
-    vessel: VesselId,
-    epoch: u64,
+    (vessel, epoch, image): (VesselId, u64, Hash),
     request: u64,
 ) -> Option<Response> {
     if let Err(r) = w.nodes[node as usize]
         .dest
-        .check_prepare(&from, vessel, epoch)
+        .check_prepare(&from, vessel, epoch, image)
     {
         return Some(Response::Refused(r));
     }
@@ -310,6 +315,7 @@ fn prepare(
         from,
         vessel,
         epoch,
+        image,
         request,
     };
     w.at(
@@ -327,13 +333,12 @@ fn prepare_done(
     w: &mut World,
     node: NodeId,
     from: NodeId,
-    vessel: VesselId,
-    epoch: u64,
+    (vessel, epoch, image): (VesselId, u64, Hash),
     request: u64,
 ) {
     let image = match w.nodes[node as usize]
         .dest
-        .check_prepare(&from, vessel, epoch)
+        .check_prepare(&from, vessel, epoch, image)
     {
         Ok(s) => s.image,
         Err(r) => return respond(w, node, from, request, Response::Refused(r)),
@@ -435,8 +440,9 @@ pub fn local_done(w: &mut World, node: NodeId, step: LocalStep) {
             from,
             vessel,
             epoch,
+            image,
             request,
-        } => prepare_done(w, node, from, vessel, epoch, request),
+        } => prepare_done(w, node, from, (vessel, epoch, image), request),
     }
 }
 

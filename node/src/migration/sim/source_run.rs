@@ -162,6 +162,7 @@ fn perform_one(w: &mut World, node: NodeId, vessel: VesselId, output: Output) {
             Request::Prepare {
                 vessel,
                 epoch: new_epoch,
+                image,
             },
         ),
         Output::WriteLeft => {
