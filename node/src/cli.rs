@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use protocol::duration::parse_duration;
 
 use crate::dock::services::tcp::TcpServices;
 use crate::dock::services::ServiceHub;
@@ -273,29 +274,6 @@ pub struct ResumeArgs {
 
     /// The snapshot's hash (as printed when it was taken).
     pub hash: String,
-}
-
-/// Parses `500ms`, `2s`, `1.5s`, `1m`, or a plain number of seconds.
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration (try 500ms or 2s)"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" => n * 60.0,
-        other => {
-            return Err(format!(
-                "unknown duration unit `{other}` in `{s}` (use ms, s or m)"
-            ))
-        }
-    };
-    std::time::Duration::try_from_secs_f64(secs).map_err(|_| format!("`{s}` is out of range"))
 }
 
 /// Parses `512MiB`, `1GiB`, `64KiB`, `1.5GiB`, or a plain number of bytes.

@@ -25,4 +25,5 @@ pub mod mesh;
 pub mod migration;
 pub mod placement;
 pub mod store;
+mod sync;
 pub mod vessel;

@@ -19,9 +19,12 @@
 //!   log).
 //! - [`migrate`]: the node ↔ node protocol: signed migration offers with
 //!   receiver-issued nonces, deduplicated chunks, one commit point.
+//! - [`duration`]: the one parser of durations (`500ms`, `1.5s`, `10m`,
+//!   `1h`) that every command line and scenario file uses.
 
 pub mod cbor;
 pub mod control;
+pub mod duration;
 pub mod fuzzing;
 pub mod ingress;
 pub mod limits;

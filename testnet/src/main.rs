@@ -14,7 +14,7 @@ use testnet::run::{self, Options, Outcome, EXIT_ERROR};
     about = "Many meshnode processes on one machine over an emulated WAN",
     long_about = "Runs a scenario: real `meshnode start` processes, each in its own network namespace, \
 joined by links that a router in this process emulates (latency, jitter, loss, bandwidth; seeded). \
-Needs root. Exit codes: 0 every assertion passed, 1 one failed, 2 bad input or setup failure, \
+Needs root. Exit codes: 0 every assertion passed, 1 one failed, 2 bad input, a program that does not compile, or a setup failure, \
 77 this machine cannot run it (skipped, with the reason), 130 interrupted."
 )]
 struct Cli {

@@ -256,11 +256,3 @@ pub fn output_within(mut c: Command, limit: Duration) -> std::io::Result<(bool, 
         }
     }
 }
-
-/// Whether `row` (from `peers --json`) is a connected member whose status
-/// is fresh: what testnet calls "sees".
-pub fn sees_row(row: &serde_json::Value, stale_ms: u64) -> bool {
-    row["member"] == true
-        && row["rtt_ms"].as_f64().is_some()
-        && row["status_age_ms"].as_u64().is_some_and(|a| a <= stale_ms)
-}

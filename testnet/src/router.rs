@@ -30,6 +30,8 @@ const MAX_PACKET: usize = 65536;
 const BURST_PER_FD: usize = 64;
 /// A packet due within this much is sent now rather than slept for.
 const EARLY_SECS: f64 = 20e-6;
+/// How often the forwarding thread adds its counts to the shared stats.
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
 struct Table {
     n: usize,
@@ -222,31 +224,63 @@ fn try_realtime() -> bool {
     }
 }
 
+/// The forwarding thread's state: the TUN devices, the packets waiting for
+/// their time, and the counts not yet flushed to the shared stats.
+struct Forwarder {
+    sh: Arc<Shared>,
+    tuns: Vec<OwnedFd>,
+    /// The TUN devices, then the wake-up pipe.
+    pfds: Vec<libc::pollfd>,
+    epoch: Instant,
+    queue: BinaryHeap<Queued>,
+    seq: u64,
+    buf: Vec<u8>,
+    local: RouterStats,
+}
+
 fn forward(sh: Arc<Shared>, tuns: Vec<OwnedFd>, wake: RawFd, epoch: Instant) -> io::Result<()> {
     let rt = try_realtime();
     sh.stats.lock().unwrap().realtime = rt;
-    let n = tuns.len();
-    let mut pfds: Vec<libc::pollfd> = tuns
-        .iter()
-        .map(|t| libc::pollfd {
-            fd: t.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
-    pfds.push(libc::pollfd {
-        fd: wake,
+    let pollin = |fd: RawFd| libc::pollfd {
+        fd,
         events: libc::POLLIN,
         revents: 0,
-    });
-    let mut queue: BinaryHeap<Queued> = BinaryHeap::new();
-    let mut seq = 0u64;
-    let mut buf = vec![0u8; MAX_PACKET];
-    let mut local = RouterStats::default();
+    };
+    let mut pfds: Vec<libc::pollfd> = tuns.iter().map(|t| pollin(t.as_raw_fd())).collect();
+    pfds.push(pollin(wake));
+    let mut f = Forwarder {
+        sh,
+        tuns,
+        pfds,
+        epoch,
+        queue: BinaryHeap::new(),
+        seq: 0,
+        buf: vec![0u8; MAX_PACKET],
+        local: RouterStats::default(),
+    };
     let mut last_flush = Instant::now();
-    while !sh.stop.load(AtOrd::SeqCst) {
-        let now = epoch.elapsed().as_secs_f64();
-        let timeout = queue.peek().map(|q| (q.at - now).max(0.0));
+    while !f.sh.stop.load(AtOrd::SeqCst) {
+        if f.poll()? > 0 {
+            f.read_ready()?;
+        }
+        f.deliver_due();
+        if last_flush.elapsed() > FLUSH_EVERY {
+            flush(&f.sh, &mut f.local);
+            last_flush = Instant::now();
+        }
+    }
+    flush(&f.sh, &mut f.local);
+    Ok(())
+}
+
+impl Forwarder {
+    fn now(&self) -> f64 {
+        self.epoch.elapsed().as_secs_f64()
+    }
+
+    /// Waits for a packet, the wake-up pipe, or the next packet's time.
+    fn poll(&mut self) -> io::Result<i32> {
+        let timeout = self.queue.peek().map(|q| (q.at - self.now()).max(0.0));
         let ts;
         let tsp = match timeout {
             Some(secs) => {
@@ -258,15 +292,15 @@ fn forward(sh: Arc<Shared>, tuns: Vec<OwnedFd>, wake: RawFd, epoch: Instant) -> 
             }
             None => std::ptr::null(),
         };
-        for p in pfds.iter_mut() {
+        for p in self.pfds.iter_mut() {
             p.revents = 0;
         }
         // SAFETY: pfds is a valid array of pollfd; tsp is null or points
         // at a timespec that lives through the call.
         let r = unsafe {
             libc::ppoll(
-                pfds.as_mut_ptr(),
-                pfds.len() as libc::nfds_t,
+                self.pfds.as_mut_ptr(),
+                self.pfds.len() as libc::nfds_t,
                 tsp,
                 std::ptr::null(),
             )
@@ -277,63 +311,73 @@ fn forward(sh: Arc<Shared>, tuns: Vec<OwnedFd>, wake: RawFd, epoch: Instant) -> 
                 return Err(e);
             }
         }
-        if r > 0 {
-            for (src, pfd) in pfds.iter().enumerate().take(n) {
-                if pfd.revents & libc::POLLIN == 0 {
-                    continue;
-                }
-                for _ in 0..BURST_PER_FD {
-                    let Some(len) = read_packet(pfd.fd, &mut buf)? else {
-                        break;
-                    };
-                    let pkt = &buf[..len];
-                    let Some(dsts) = destinations(pkt, src, n) else {
-                        local.not_ipv4 += 1;
-                        continue;
-                    };
-                    if dsts.is_empty() {
-                        local.no_route += 1;
-                        continue;
-                    }
-                    let now = epoch.elapsed().as_secs_f64();
-                    let mut t = sh.table.lock().unwrap();
-                    for dst in dsts {
-                        let blocked = t.side[src] != t.side[dst];
-                        let link = &mut t.links[src * n + dst];
-                        if let Verdict::Deliver(at) = link.decide(now, len, blocked) {
-                            seq += 1;
-                            queue.push(Queued {
-                                at,
-                                seq,
-                                dst,
-                                pkt: pkt.to_vec(),
-                            });
-                        }
-                    }
-                }
+        Ok(r)
+    }
+
+    /// Reads up to BURST_PER_FD packets from each TUN device that has one.
+    fn read_ready(&mut self) -> io::Result<()> {
+        for src in 0..self.tuns.len() {
+            let pfd = self.pfds[src];
+            if pfd.revents & libc::POLLIN == 0 {
+                continue;
+            }
+            for _ in 0..BURST_PER_FD {
+                let Some(len) = read_packet(pfd.fd, &mut self.buf)? else {
+                    break;
+                };
+                self.route(src, len);
             }
         }
-        let now = epoch.elapsed().as_secs_f64();
-        while queue.peek().is_some_and(|q| q.at <= now + EARLY_SECS) {
-            let q = queue.pop().unwrap();
-            let late = (epoch.elapsed().as_secs_f64() - q.at).max(0.0);
-            local.late_sum += late;
-            local.late_max = local.late_max.max(late);
-            if late > 0.001 {
-                local.late_over_1ms += 1;
-            }
-            match write_packet(tuns[q.dst].as_raw_fd(), &q.pkt) {
-                Ok(()) => local.delivered += 1,
-                Err(_) => local.write_errors += 1,
-            }
+        Ok(())
+    }
+
+    /// Queues the packet in `buf[..len]` from node `src` on each link it
+    /// goes through, as each link's model decides.
+    fn route(&mut self, src: usize, len: usize) {
+        let n = self.tuns.len();
+        let pkt = &self.buf[..len];
+        let Some(dsts) = destinations(pkt, src, n) else {
+            self.local.not_ipv4 += 1;
+            return;
+        };
+        if dsts.is_empty() {
+            self.local.no_route += 1;
+            return;
         }
-        if last_flush.elapsed() > Duration::from_millis(100) {
-            flush(&sh, &mut local);
-            last_flush = Instant::now();
+        let now = self.now();
+        let mut t = self.sh.table.lock().unwrap();
+        for dst in dsts {
+            let blocked = t.side[src] != t.side[dst];
+            let link = &mut t.links[src * n + dst];
+            if let Verdict::Deliver(at) = link.decide(now, len, blocked) {
+                self.seq += 1;
+                self.queue.push(Queued {
+                    at,
+                    seq: self.seq,
+                    dst,
+                    pkt: pkt.to_vec(),
+                });
+            }
         }
     }
-    flush(&sh, &mut local);
-    Ok(())
+
+    /// Writes every packet that is due, and counts how late it was.
+    fn deliver_due(&mut self) {
+        let now = self.now();
+        while self.queue.peek().is_some_and(|q| q.at <= now + EARLY_SECS) {
+            let q = self.queue.pop().unwrap();
+            let late = (self.now() - q.at).max(0.0);
+            self.local.late_sum += late;
+            self.local.late_max = self.local.late_max.max(late);
+            if late > 0.001 {
+                self.local.late_over_1ms += 1;
+            }
+            match write_packet(self.tuns[q.dst].as_raw_fd(), &q.pkt) {
+                Ok(()) => self.local.delivered += 1,
+                Err(_) => self.local.write_errors += 1,
+            }
+        }
+    }
 }
 
 fn flush(sh: &Shared, local: &mut RouterStats) {

@@ -3,14 +3,27 @@
 //! `meshnode start` processes in network namespaces, one at a time. A run
 //! passes when every assertion that is not `pending` passed.
 //!
-//! That needs root (namespaces, TUN devices): where this machine cannot, the
-//! test prints why and passes without running anything, as `testnet` itself
-//! says "skipped" (exit 77; mixed-fleet also skips without
-//! `MESHNODE_AARCH64_BIN` and qemu-aarch64-static). The meshnode binary is
-//! the workspace's own build: `$MESHNODE_BIN`, or `meshnode` in the target
-//! directory this test was built into (`cargo test --workspace` builds it;
-//! `cargo test -p testnet` alone does not, and the test then says to build
-//! it).
+//! Each scenario test prints exactly one line, past the test harness's
+//! output capture so that every log shows it, for CI summaries to grep
+//! (`^scenario .*: (PASSED|FAILED|SKIPPED)`):
+//!
+//! ```text
+//! scenario rtt: PASSED
+//! scenario faults: FAILED (testnet exited 1: FAIL client steady: ...)
+//! scenario mixed-fleet: SKIPPED (nodes d, e are aarch64: set MESHNODE_AARCH64_BIN ...)
+//! ```
+//!
+//! A scenario skips where this machine cannot run it: no root or network
+//! namespaces, or `testnet` says so (exit 77: no aarch64 build or qemu for
+//! mixed-fleet, no clang). Outside CI a skip passes, loudly. Under CI
+//! (`CI=true`) a skip fails the test, naming the reason: a green CI means
+//! every scenario ran. A program that does not compile is not a skip:
+//! `testnet` exits 2 with the compiler's message, and the test fails.
+//!
+//! The meshnode binary is the workspace's own build: `$MESHNODE_BIN`, or
+//! `meshnode` in the target directory this test was built into (`cargo
+//! test --workspace` builds it; `cargo test -p testnet` alone does not,
+//! and the test then fails saying to build it).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -23,12 +36,15 @@ fn testnet() -> Command {
     Command::new(env!("CARGO_BIN_EXE_testnet"))
 }
 
-/// The workspace's meshnode binary.
-fn meshnode() -> PathBuf {
+/// The workspace's meshnode binary, or why there is none.
+fn meshnode() -> Result<PathBuf, String> {
     if let Some(p) = std::env::var_os("MESHNODE_BIN") {
         let p = PathBuf::from(p);
-        assert!(p.is_file(), "MESHNODE_BIN={} is not a file", p.display());
-        return p;
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(format!("MESHNODE_BIN={} is not a file", p.display()))
+        };
     }
     let mut looked = Vec::new();
     // This test is target/<profile>/deps/scenarios-HASH; binaries are in
@@ -43,20 +59,15 @@ fn meshnode() -> PathBuf {
         looked.push(PathBuf::from(t).join("debug/meshnode"));
     }
     looked.push(manifest_dir().join("../target/debug/meshnode"));
-    for p in &looked {
-        if p.is_file() {
-            return p.clone();
-        }
+    if let Some(p) = looked.iter().find(|p| p.is_file()) {
+        return Ok(p.clone());
     }
-    panic!(
+    let looked: Vec<String> = looked.iter().map(|p| p.display().to_string()).collect();
+    Err(format!(
         "no meshnode binary (looked at {}): build it with `cargo build -p meshnode` \
          (`cargo test --workspace` builds it), or set MESHNODE_BIN",
-        looked
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+        looked.join(", ")
+    ))
 }
 
 fn text(b: &[u8]) -> String {
@@ -65,6 +76,95 @@ fn text(b: &[u8]) -> String {
 
 fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_else(|e| format!("(cannot read {}: {e})", p.display()))
+}
+
+/// Under CI a skip is a failure: `CI` is `true` or `1`.
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+}
+
+/// The longest reason a result line carries (the whole story is in the
+/// test's failure message).
+const MAX_REASON_CHARS: usize = 400;
+
+/// One line of words: newlines become " / ", and it is cut at
+/// MAX_REASON_CHARS.
+fn one_line(s: &str) -> String {
+    let line = s
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" / ");
+    if line.chars().count() <= MAX_REASON_CHARS {
+        line
+    } else {
+        format!(
+            "{}…",
+            line.chars().take(MAX_REASON_CHARS).collect::<String>()
+        )
+    }
+}
+
+/// Writes a line to stderr past the harness's capture (which takes only
+/// `print!`/`eprint!`), so that it shows in every log. The leading newline
+/// keeps it at the start of a line when the harness has printed `test NAME
+/// ... ` before it (one test thread).
+fn shout(line: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr()
+        .lock()
+        .write_all(format!("\n{line}\n").as_bytes());
+}
+
+/// Why a scenario failed: a line for the summary, and the whole story.
+struct Failure {
+    reason: String,
+    detail: String,
+}
+
+impl Failure {
+    fn new(reason: impl Into<String>, detail: impl Into<String>) -> Failure {
+        Failure {
+            reason: reason.into(),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// How a scenario ended.
+enum Verdict {
+    Passed,
+    Failed(Failure),
+    Skipped(String),
+}
+
+/// Prints the scenario's one result line, and fails the test unless it
+/// passed or skipped outside CI.
+fn conclude(name: &str, verdict: Verdict) {
+    match verdict {
+        Verdict::Passed => shout(&format!("scenario {name}: PASSED")),
+        Verdict::Failed(f) => {
+            shout(&format!(
+                "scenario {name}: FAILED ({})",
+                one_line(&f.reason)
+            ));
+            panic!("scenario {name} failed: {}\n{}", f.reason, f.detail);
+        }
+        Verdict::Skipped(why) if in_ci() => {
+            let why = one_line(&why);
+            shout(&format!(
+                "scenario {name}: FAILED (skipped, and under CI=true a scenario may not skip: {why})"
+            ));
+            panic!("scenario {name} skipped under CI=true, which must run every scenario: {why}");
+        }
+        Verdict::Skipped(why) => {
+            shout(&format!("scenario {name}: SKIPPED ({})", one_line(&why)));
+            shout(&format!(
+                "!!! scenario {name} did NOT run on this machine; under CI=true this fails the test"
+            ));
+        }
+    }
 }
 
 /// One end-to-end run at a time: the scenarios are timed, and two of them
@@ -80,16 +180,34 @@ struct Run {
     out: PathBuf,
 }
 
-/// Runs `scenarios/NAME.toml` end to end, or None (with the reason printed)
-/// where this machine cannot: no root or namespaces, or testnet says it
-/// skipped (exit 77: no aarch64 build, no qemu, no clang).
-fn run_scenario(test: &str, name: &str) -> Option<Run> {
+impl Run {
+    /// Everything it said, for a failure message.
+    fn story(&self) -> String {
+        format!(
+            "stdout:\n{}\nstderr:\n{}\nreport:\n{}",
+            self.stdout, self.stderr, self.report
+        )
+    }
+
+    /// Fails unless `ok`, saying `what`.
+    fn expect(&self, ok: bool, what: &str) -> Result<(), Failure> {
+        if ok {
+            Ok(())
+        } else {
+            Err(Failure::new(what, self.story()))
+        }
+    }
+}
+
+/// Runs `scenarios/NAME.toml` end to end: Err(Skipped) where this machine
+/// cannot (no root or namespaces, or testnet exits 77), Err(Failed) where
+/// testnet cannot be started at all.
+fn run_scenario(name: &str) -> Result<Run, Verdict> {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(why) = testnet::netns::capability_problem() {
-        eprintln!("skipping {test}: {why}");
-        return None;
+        return Err(Verdict::Skipped(why));
     }
-    let bin = meshnode();
+    let bin = meshnode().map_err(|e| Verdict::Failed(Failure::new(e, "")))?;
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("testnet-{name}"));
     let scenario = manifest_dir().join(format!("scenarios/{name}.toml"));
     let started = std::time::Instant::now();
@@ -101,18 +219,19 @@ fn run_scenario(test: &str, name: &str) -> Option<Run> {
         .arg("--meshnode")
         .arg(&bin)
         .output()
-        .unwrap();
+        .map_err(|e| Verdict::Failed(Failure::new(format!("cannot run testnet: {e}"), "")))?;
     let code = o.status.code().unwrap_or(-1);
     if code == testnet::run::EXIT_SKIPPED {
-        eprintln!("skipping {test}: {}", text(&o.stderr).trim());
-        return None;
+        let why = text(&o.stderr);
+        let why = why.trim().trim_start_matches("testnet: skipped: ");
+        return Err(Verdict::Skipped(why.to_string()));
     }
     eprintln!(
-        "{test}: {name}.toml ran in {:.0} s (exit {code}); output in {}",
+        "{name}.toml ran in {:.0} s (exit {code}); output in {}",
         started.elapsed().as_secs_f64(),
         out.display()
     );
-    Some(Run {
+    Ok(Run {
         code,
         stdout: text(&o.stdout),
         stderr: text(&o.stderr),
@@ -121,90 +240,182 @@ fn run_scenario(test: &str, name: &str) -> Option<Run> {
     })
 }
 
+/// Runs scenario NAME, then `checks` on what it wrote, and concludes.
+fn scenario(name: &str, checks: impl FnOnce(&Run) -> Result<(), Failure>) {
+    let verdict = match run_scenario(name) {
+        Ok(r) => match passed(&r).and_then(|()| checks(&r)) {
+            Ok(()) => Verdict::Passed,
+            Err(f) => Verdict::Failed(f),
+        },
+        Err(v) => v,
+    };
+    conclude(name, verdict);
+}
+
 /// Every assertion that is not pending passed (pending ones are reported,
 /// and do not fail the run).
-fn assert_passed(name: &str, r: &Run) {
-    assert_eq!(
-        r.code, 0,
-        "testnet run {name}.toml exited {}\nstdout:\n{}\nstderr:\n{}\nreport:\n{}",
-        r.code, r.stdout, r.stderr, r.report
-    );
-    assert!(r.report.contains("**PASSED**"), "{}", r.report);
-    assert!(
+fn passed(r: &Run) -> Result<(), Failure> {
+    if r.code != 0 {
+        // Why, in a line: the failed assertions, else what testnet said.
+        let fails: Vec<&str> = r
+            .stdout
+            .lines()
+            .filter_map(|l| l.split_once("] FAIL ").map(|(_, f)| f))
+            .collect();
+        let why = if fails.is_empty() {
+            r.stderr.clone()
+        } else {
+            format!("FAIL {}", fails.join("; FAIL "))
+        };
+        return Err(Failure::new(
+            format!("testnet exited {}: {}", r.code, why.trim()),
+            r.story(),
+        ));
+    }
+    r.expect(
+        r.report.contains("**PASSED**"),
+        "report.md does not say PASSED",
+    )?;
+    r.expect(
         !r.stdout.lines().any(|l| l.contains("] FAIL ")),
-        "{}",
-        r.stdout
-    );
+        "an assertion failed, yet testnet exited 0",
+    )
 }
 
 #[test]
 fn rtt_scenario_runs_end_to_end() {
-    let Some(r) = run_scenario("rtt_scenario_runs_end_to_end", "rtt") else {
-        return;
-    };
-    assert_passed("rtt", &r);
-    // The outputs are there and say what happened.
-    assert!(r.report.contains("| a→b |"), "{}", r.report);
-    let svg = read(&r.out.join("timeline.svg"));
-    assert!(svg.starts_with("<svg") && svg.contains("rtt a→b"), "{svg}");
-    assert!(svg.contains("partition"), "the timeline marks the events");
-    let csv = read(&r.out.join("samples.csv"));
-    assert!(
-        csv.lines().filter(|l| l.contains("rtt c→a")).count() > 10,
-        "{csv}"
-    );
-    assert!(
-        r.stdout.contains("mesh up"),
-        "progress is printed: {}",
-        r.stdout
-    );
+    scenario("rtt", |r| {
+        // The outputs are there and say what happened.
+        r.expect(
+            r.report.contains("| a→b |"),
+            "report.md has no a→b link row",
+        )?;
+        let svg = read(&r.out.join("timeline.svg"));
+        r.expect(
+            svg.starts_with("<svg") && svg.contains("rtt a→b"),
+            "timeline.svg has no rtt a→b series",
+        )?;
+        r.expect(
+            svg.contains("partition"),
+            "the timeline does not mark the partition",
+        )?;
+        let csv = read(&r.out.join("samples.csv"));
+        let rows = csv.lines().filter(|l| l.contains("rtt c→a")).count();
+        r.expect(
+            rows > 10,
+            &format!("samples.csv has {rows} rtt c→a rows, want > 10"),
+        )?;
+        r.expect(
+            r.stdout.contains("mesh up"),
+            "no progress printed (mesh up)",
+        )
+    });
 }
 
 #[test]
 fn follow_the_client_scenario_runs_end_to_end() {
-    let Some(r) = run_scenario(
-        "follow_the_client_scenario_runs_end_to_end",
-        "follow-the-client",
-    ) else {
-        return;
-    };
-    assert_passed("follow-the-client", &r);
-    // The stand-in was moved by hand, and the timeline marks it.
-    let svg = read(&r.out.join("timeline.svg"));
-    assert!(svg.contains("stand-in: a → d"), "{svg}");
+    scenario("follow-the-client", |r| {
+        // The stand-in was moved by hand, and the timeline marks it.
+        let svg = read(&r.out.join("timeline.svg"));
+        r.expect(
+            svg.contains("stand-in: a → d"),
+            "the timeline does not mark the stand-in's move a → d",
+        )
+    });
 }
 
 #[test]
 fn mixed_fleet_scenario_runs_end_to_end() {
     // Needs MESHNODE_AARCH64_BIN and qemu-aarch64-static: testnet says which
     // is missing and exits 77, and the test skips with its words.
-    let Some(r) = run_scenario("mixed_fleet_scenario_runs_end_to_end", "mixed-fleet") else {
-        return;
-    };
-    assert_passed("mixed-fleet", &r);
+    scenario("mixed-fleet", |_| Ok(()));
 }
 
 #[test]
 fn faults_scenario_runs_end_to_end() {
-    let Some(r) = run_scenario("faults_scenario_runs_end_to_end", "faults") else {
-        return;
-    };
-    assert_passed("faults", &r);
-    // The faults happened where the scenario put them.
-    for line in [
-        "node b exited by itself",
-        "node d exited by itself",
-        "restart d (no extra environment)",
-        "partition: {b,c,e} | {d} | {a}",
-        "kill c (SIGKILL)",
-        // What (c) does today: the client connected through the kill is
-        // reset (not closed cleanly) and finds its writes since the last
-        // image lost.
-        "client through-kill: request failed: 10.77.0.5:7000: Connection reset by peer",
-        "client through-kill: request failed: GET through-kill-k0: lost write",
-    ] {
-        assert!(r.stdout.contains(line), "no {line:?} in\n{}", r.stdout);
+    scenario("faults", |r| {
+        // The faults happened where the scenario put them.
+        for line in [
+            "node b exited by itself",
+            "node d exited by itself",
+            "restart d (no extra environment)",
+            "partition: {b,c,e} | {d} | {a}",
+            "kill c (SIGKILL)",
+            // What (c) does today: the client connected through the kill is
+            // reset (not closed cleanly) and finds its writes since the last
+            // image lost.
+            "client through-kill: request failed: 10.77.0.5:7000: Connection reset by peer",
+            "client through-kill: request failed: GET through-kill-k0: lost write",
+        ] {
+            r.expect(
+                r.stdout.contains(line),
+                &format!("no {line:?} in the progress"),
+            )?;
+        }
+        Ok(())
+    });
+}
+
+/// A skip outside a scenario test: loud, and a failure under CI.
+fn skip(test: &str, why: &str) {
+    if in_ci() {
+        panic!("{test} skipped under CI=true, which must run everything: {why}");
     }
+    shout(&format!("!!! {test} did NOT run: {why}"));
+}
+
+#[test]
+fn a_program_that_does_not_compile_fails_the_run_and_is_not_a_skip() {
+    let test = "a_program_that_does_not_compile_fails_the_run_and_is_not_a_skip";
+    if let Some(why) = testnet::netns::capability_problem() {
+        return skip(test, &why);
+    }
+    // Without clang there is nothing to compile with: that is a skip
+    // (testnet exits 77 saying so), which this test is not about.
+    let clang = Command::new("clang").arg("--version").output();
+    if !clang.is_ok_and(|o| o.status.success()) {
+        return skip(test, "no clang on this machine");
+    }
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("testnet-broken-program");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("broken.c"),
+        "int main(void) { return no_such_variable; }\n",
+    )
+    .unwrap();
+    let file = dir.join("broken.toml");
+    std::fs::write(
+        &file,
+        "[[node]]\nname = \"a\"\n[[program]]\nname = \"broken\"\nc_source = \"broken.c\"\n\
+         [[vessel]]\nname = \"v\"\nprogram = \"broken\"\non = \"a\"\n",
+    )
+    .unwrap();
+    // The build comes before any node starts: any file will do as meshnode.
+    let o = testnet()
+        .arg("run")
+        .arg(&file)
+        .arg("--out")
+        .arg(dir.join("out"))
+        .args(["--meshnode", "/bin/true"])
+        .output()
+        .unwrap();
+    let err = text(&o.stderr);
+    assert_ne!(
+        o.status.code(),
+        Some(testnet::run::EXIT_SKIPPED),
+        "a program that does not compile was a skip: {err}"
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(testnet::run::EXIT_ERROR),
+        "a program that does not compile: {err}"
+    );
+    assert!(
+        err.contains("program broken: clang --target=wasm32-wasi failed on")
+            && err.contains("no_such_variable"),
+        "the error names the program and shows the compiler's message: {err}"
+    );
 }
 
 #[test]

@@ -97,27 +97,9 @@ pub enum TrustCommand {
     },
 }
 
-/// Parses `500ms`, `15s`, `10m`, `1h`, or a number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration (try 15s, 10m or 1h)"))?;
-    let d = match unit {
-        "ms" => Duration::from_millis(n),
-        "" | "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        other => {
-            return Err(format!(
-                "unknown unit `{other}` in `{s}` (use ms, s, m or h)"
-            ))
-        }
-    };
-    Ok(d)
-}
+/// The one duration parser (`500ms`, `1.5s`, `10m`, `1h`, bare seconds),
+/// here for the flags of `meshnode start` and `meshnode demo` too.
+pub use protocol::duration::parse_duration;
 
 /// Prints a line to stdout; a closed pipe (`meshnode peers | head`) is not
 /// an error.

@@ -43,6 +43,7 @@ use tracing::{debug, info, warn};
 
 use super::vessels::Mesh;
 use crate::dock::services::ingress::IngressHub;
+use crate::sync::lock;
 use crate::vessel::{Host, Record};
 
 /// Most client connections one entry node holds at once, over all
@@ -88,10 +89,6 @@ const TICK: Duration = Duration::from_millis(250);
 /// How long a hub of a vessel that ended keeps sending what the vessel
 /// wrote before its connections are dropped.
 const ENDED_HUB_LINGER: Duration = Duration::from_secs(10);
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// Where a vessel runs, as far as this node knows.
 #[derive(Debug, Clone)]

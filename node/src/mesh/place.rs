@@ -26,6 +26,7 @@ use super::vessels::{mesh_of, start_migration, Mesh};
 use crate::placement::{
     drain_target, short, NodeRoom, PlacementParams, Rtts, TrafficBook, Verdict, VesselView,
 };
+use crate::sync::lock;
 use crate::vessel::{Host, Record};
 
 /// A status older than this many status intervals is stale: its node may
@@ -57,10 +58,6 @@ const DRAIN_DESTINATIONS: usize = 3;
 /// and goes on with the next: a large vessel over a slow link takes minutes,
 /// a hung one must not hang the whole drain.
 const DRAIN_MOVE_TIMEOUT: Duration = Duration::from_secs(600);
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// What the event loop last saw of the mesh.
 #[derive(Debug, Clone, Default)]

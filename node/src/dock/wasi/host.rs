@@ -4,8 +4,9 @@
 use wasmi::{Caller, Error, Linker, Memory, Val};
 
 use super::abi::*;
-use super::ctx::{Subscription, WasiCtx};
+use super::ctx::WasiCtx;
 use super::mem::GuestMemory;
+use super::poll::Subscription;
 
 /// The module name every preview1 import uses.
 pub const MODULE: &str = "wasi_snapshot_preview1";

@@ -2,17 +2,27 @@
 //!
 //! - [`WasiCtx`] holds a vessel's OS view: the serializable
 //!   [`protocol::wasi::WasiState`] plus host handles that are only a cache.
+//!   Its calls are split by job: `ctx` (the context, descriptor table,
+//!   args, env, clocks), `setup` (new, rebuild, capture), `stdio`, `fd`,
+//!   `path`, `poll`, `sockets`, and `stat` (host metadata in preview1's
+//!   layouts).
 //! - [`add_to_linker`] binds every preview1 function into a wasmi linker.
 //! - [`abi`] has the errno values, flags and struct layouts.
 
 pub mod abi;
 mod ctx;
+mod fd;
 mod host;
 mod mem;
+mod path;
+mod poll;
+mod setup;
 mod sockets;
+mod stat;
+mod stdio;
 
-pub use ctx::{
-    CaptureError, DirMapping, InputSource, OutputSink, SetupError, Stdio, WasiCtx, WasiOptions,
-};
+pub use ctx::WasiCtx;
 pub use host::{add_to_linker, WasiView, FUNCTIONS, MODULE};
+pub use setup::{CaptureError, DirMapping, SetupError, WasiOptions};
 pub use sockets::Services;
+pub use stdio::{InputSource, OutputSink, Stdio};

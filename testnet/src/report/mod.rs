@@ -1,0 +1,352 @@
+//! The run's outputs: `report.md` (here, one function per section),
+//! `timeline.svg` (`svg.rs`) and `samples.csv`; and `testnet check`'s plan
+//! (`plan.rs`).
+
+mod plan;
+mod svg;
+
+use std::fmt::Write as _;
+
+pub use plan::plan;
+pub use svg::svg;
+
+use crate::checks::Verdict;
+use crate::ctx::Ctx;
+use crate::outcome::Outcome;
+use crate::record::{median, percentile, Mark, MarkKind, Sample};
+use crate::scenario::{secs, Arch, Discovery};
+
+pub fn write(ctx: &Ctx, outcome: &Outcome) -> std::io::Result<()> {
+    let samples = ctx.rec.samples();
+    let marks = ctx.rec.marks();
+    std::fs::write(
+        ctx.out.join("report.md"),
+        markdown(ctx, outcome, &samples, &marks),
+    )?;
+    std::fs::write(
+        ctx.out.join("timeline.svg"),
+        svg(
+            &ctx.sc.name,
+            ctx.sc.duration.as_secs_f64(),
+            &samples,
+            &marks,
+        ),
+    )?;
+    let mut csv = String::from("t_s,series,value_ms\n");
+    for s in &samples {
+        let _ = writeln!(csv, "{:.4},{},{:.3}", s.t, s.series, s.value);
+    }
+    std::fs::write(ctx.out.join("samples.csv"), csv)?;
+    Ok(())
+}
+
+fn fmt_ms(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.2}")).unwrap_or_else(|| "–".into())
+}
+
+fn markdown(ctx: &Ctx, outcome: &Outcome, samples: &[Sample], marks: &[Mark]) -> String {
+    let mut m = String::new();
+    header(&mut m, ctx, outcome);
+    assertions(&mut m, ctx);
+    nodes(&mut m, ctx);
+    links(&mut m, ctx);
+    timeline(&mut m, ctx, marks);
+    rtts(&mut m, samples);
+    clients(&mut m, ctx);
+    vessels(&mut m, ctx);
+    m
+}
+
+/// The verdict, the seed and how to replay, the binaries and the settings.
+fn header(m: &mut String, ctx: &Ctx, outcome: &Outcome) {
+    let sc = &ctx.sc;
+    let verdict = match outcome.reason() {
+        Some(why) => format!("{}: {why}", outcome.word()),
+        None => outcome.word().to_string(),
+    };
+    let _ = writeln!(m, "# testnet: {}\n", sc.name);
+    if !sc.description.is_empty() {
+        let _ = writeln!(m, "{}\n", sc.description.trim());
+    }
+    let _ = writeln!(m, "**{verdict}**\n");
+    let _ = writeln!(m, "- scenario: `{}`", sc.file.display());
+    let _ = writeln!(
+        m,
+        "- seed: {} (replay: `testnet run {} --seed {}`)",
+        sc.seed,
+        sc.file.display(),
+        sc.seed
+    );
+    let _ = writeln!(m, "- meshnode: `{}`", ctx.bins.meshnode.display());
+    if let Some((q, b)) = &ctx.bins.aarch64 {
+        let _ = writeln!(m, "- aarch64 nodes: `{} {}`", q.display(), b.display());
+    }
+    let _ = writeln!(
+        m,
+        "- setup: {:.1} s until every node saw every other; then {} of scenario time",
+        *ctx.setup_secs.lock().unwrap(),
+        secs(sc.duration)
+    );
+    let _ = writeln!(
+        m,
+        "- discovery: {}; ping every {}, status every {}",
+        match sc.discovery {
+            Discovery::Peer => "--peer (first node), no mDNS",
+            Discovery::Mdns => "mDNS only (forwarded multicast)",
+            Discovery::Both => "--peer (first node) and mDNS",
+        },
+        secs(sc.ping_interval),
+        secs(sc.status_interval)
+    );
+    let _ = writeln!(m, "- timeline: [timeline.svg](timeline.svg); raw samples: samples.csv; progress: progress.log; node logs: nodes/NAME/node.log\n");
+}
+
+fn assertions(m: &mut String, ctx: &Ctx) {
+    let sc = &ctx.sc;
+    let results = ctx.results.lock().unwrap();
+    let _ = writeln!(m, "## Assertions\n");
+    let _ = writeln!(
+        m,
+        "| # | result | at | check | detail |\n|---|---|---|---|---|"
+    );
+    for (i, (a, r)) in sc.asserts.iter().zip(results.iter()).enumerate() {
+        let v = match r.verdict {
+            Verdict::Pass => "PASS",
+            Verdict::Fail => "**FAIL**",
+            Verdict::Pending => "pending",
+            Verdict::NotRun => "not run",
+        };
+        let _ = writeln!(
+            m,
+            "| {i} | {v} | {} | {} | {} |",
+            r.t.map(|t| format!("{t:.1}s")).unwrap_or_default(),
+            sc.describe(a).replace('|', "\\|"),
+            r.detail.replace('|', "\\|")
+        );
+    }
+}
+
+fn nodes(m: &mut String, ctx: &Ctx) {
+    let _ = writeln!(m, "\n## Nodes\n");
+    let _ = writeln!(
+        m,
+        "| node | arch | address | peer id | environment (at the start) |\n|---|---|---|---|---|"
+    );
+    for (n, spec) in ctx.nodes.iter().zip(&ctx.sc.nodes) {
+        let _ = writeln!(
+            m,
+            "| {} | {} | {} | `{}` | {} |",
+            n.name,
+            if n.arch == Arch::Aarch64 {
+                "aarch64 (qemu)"
+            } else {
+                "native"
+            },
+            n.addr,
+            n.peer_id.get().map(String::as_str).unwrap_or("?"),
+            plan::env_words(&spec.env)
+        );
+    }
+}
+
+/// Per direction of each link: configured (start → end) and what the
+/// router did; then the router's own lateness.
+fn links(m: &mut String, ctx: &Ctx) {
+    let sc = &ctx.sc;
+    let _ = writeln!(m, "\n## Links\n");
+    let _ = writeln!(
+        m,
+        "Configured (at the start → at the end, one-way; an RTT is twice the latency), and what the router did, per direction. \
+         \"added delay\" is the mean time a delivered packet spent in the router.\n"
+    );
+    let _ = writeln!(
+        m,
+        "| link | latency ms | jitter ms | loss | kbit/s (0: unlimited) | packets | delivered | lost | partitioned | queue drops | added delay ms |\n|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    let changed = |a: f64, b: f64| {
+        if a == b {
+            format!("{a}")
+        } else {
+            format!("{a} → {b}")
+        }
+    };
+    for (i, row) in ctx.router.link_stats().iter().enumerate() {
+        for (j, s) in row.iter().enumerate().filter(|(j, _)| *j != i) {
+            let p = &sc.links[i][j];
+            let now = ctx.router.params(i, j);
+            let _ = writeln!(
+                m,
+                "| {}→{} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                sc.nodes[i].name,
+                sc.nodes[j].name,
+                changed(p.latency_ms, now.latency_ms),
+                changed(p.jitter_ms, now.jitter_ms),
+                changed(p.loss, now.loss),
+                changed(p.bandwidth_kbps, now.bandwidth_kbps),
+                s.packets,
+                s.delivered,
+                s.lost,
+                s.blocked,
+                s.queue_drops,
+                if s.delivered > 0 {
+                    format!("{:.2}", s.delay_sum / s.delivered as f64 * 1000.0)
+                } else {
+                    "–".into()
+                }
+            );
+        }
+    }
+    let rs = ctx.router.stats();
+    let _ = writeln!(
+        m,
+        "\nRouter: {} packets written; lateness against the schedule: mean {:.3} ms, max {:.2} ms, {} packets more than 1 ms late; {} to no node, {} not IPv4 (dropped), {} write errors; {}.",
+        rs.delivered,
+        if rs.delivered > 0 { rs.late_sum / rs.delivered as f64 * 1000.0 } else { 0.0 },
+        rs.late_max * 1000.0,
+        rs.late_over_1ms,
+        rs.no_route,
+        rs.not_ipv4,
+        rs.write_errors,
+        if rs.realtime { "SCHED_FIFO" } else { "normal scheduling (no SCHED_FIFO)" }
+    );
+}
+
+/// Events and vessel moves in time order, then the migrations the
+/// scenario asked for.
+fn timeline(m: &mut String, ctx: &Ctx, marks: &[Mark]) {
+    let _ = writeln!(m, "\n## Timeline\n");
+    let events: Vec<&Mark> = marks
+        .iter()
+        .filter(|k| matches!(k.kind, MarkKind::Event | MarkKind::Migration))
+        .collect();
+    if events.is_empty() {
+        let _ = writeln!(m, "No events.");
+    }
+    for e in events {
+        let moved = if e.kind == MarkKind::Migration {
+            "vessel moved: "
+        } else {
+            ""
+        };
+        let _ = writeln!(m, "- {:.2}s {moved}{}", e.t, e.label);
+    }
+    let migs = ctx.migrations.lock().unwrap();
+    if !migs.is_empty() {
+        let _ = writeln!(m, "\nMigrations asked for by the scenario:\n");
+        for l in migs.iter() {
+            let _ = writeln!(m, "- {l}");
+        }
+    }
+}
+
+/// Per RTT series (rtt-probe clients): samples, median, min and max.
+fn rtts(m: &mut String, samples: &[Sample]) {
+    let mut series: Vec<&str> = samples
+        .iter()
+        .map(|s| s.series.as_str())
+        .filter(|s| s.starts_with("rtt "))
+        .collect();
+    series.sort();
+    series.dedup();
+    if series.is_empty() {
+        return;
+    }
+    let _ = writeln!(m, "\n## Measured RTT (rtt-probe clients)\n");
+    let _ = writeln!(
+        m,
+        "The nodes' smoothed ping RTT, as `meshnode peers --json` reports it.\n"
+    );
+    let _ = writeln!(
+        m,
+        "| pair | samples | median ms | min ms | max ms |\n|---|---|---|---|---|"
+    );
+    for s in series {
+        let mut v: Vec<f64> = samples
+            .iter()
+            .filter(|x| x.series == s)
+            .map(|x| x.value)
+            .collect();
+        let count = v.len();
+        let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let _ = writeln!(
+            m,
+            "| {} | {count} | {} | {min:.2} | {max:.2} |",
+            &s[4..],
+            fmt_ms(median(&mut v))
+        );
+    }
+}
+
+/// Per client: its counts and latencies (for clients that count requests).
+fn clients(m: &mut String, ctx: &Ctx) {
+    let sc = &ctx.sc;
+    if sc.clients.is_empty() {
+        return;
+    }
+    let _ = writeln!(m, "\n## Clients\n");
+    let _ = writeln!(
+        m,
+        "| client | kind | at | requests | ok | failed | lost | resets | failed connects | median ms | p95 ms | max ms | note |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for (i, c) in sc.clients.iter().enumerate() {
+        let st = ctx.clients[i].stats.lock().unwrap();
+        let kind = c.load.kind();
+        let at = &sc.nodes[c.at].name;
+        let note = match (&c.pending, &st.last_error) {
+            (Some(p), _) => format!("pending: {p}"),
+            (None, Some(e)) => format!("last error: {e}"),
+            _ => String::new(),
+        };
+        if !c.load.counts_requests() {
+            let _ = writeln!(
+                m,
+                "| {} | {kind} | {at} | | | | | | | | | | {note} |",
+                c.name
+            );
+            continue;
+        }
+        let v: Vec<f64> = st.latencies.iter().map(|x| x.1).collect();
+        let _ = writeln!(
+            m,
+            "| {} | {kind} | {at} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            c.name,
+            st.requests,
+            st.ok,
+            st.failed,
+            st.lost,
+            st.resets,
+            st.connect_failures,
+            fmt_ms(median(&mut v.clone())),
+            fmt_ms(percentile(&mut v.clone(), 0.95)),
+            fmt_ms(v.iter().copied().reduce(f64::max)),
+            note.replace('|', "\\|")
+        );
+    }
+}
+
+/// Per vessel: where it was deployed and where it was last seen.
+fn vessels(m: &mut String, ctx: &Ctx) {
+    let sc = &ctx.sc;
+    if sc.vessels.is_empty() {
+        return;
+    }
+    let _ = writeln!(m, "\n## Vessels\n");
+    let seen = ctx.vessels.lock().unwrap();
+    for (v, s) in sc.vessels.iter().zip(seen.iter()) {
+        if let Some(p) = &v.pending {
+            let _ = writeln!(m, "- {}: pending ({p})", v.name);
+            continue;
+        }
+        let _ = writeln!(
+            m,
+            "- {}: deployed on {} at {}; last seen {} on {} after {} migrations",
+            v.name,
+            sc.nodes[v.on].name,
+            secs(v.at),
+            if s.state.is_empty() { "?" } else { &s.state },
+            s.node.as_deref().unwrap_or("?"),
+            s.migrations
+        );
+    }
+}
