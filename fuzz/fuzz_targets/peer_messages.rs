@@ -4,5 +4,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    protocol::migrate::peer_messages_oracle(data);
+    protocol::peer::peer_messages_oracle(data);
 });

@@ -303,7 +303,7 @@ pub fn run_demo(args: DemoArgs) -> Result<i32> {
             });
             match response {
                 Ok(ControlResponse::Migration(mut r)) => {
-                    while r.phase != "done" && r.phase != "aborted" {
+                    while !r.phase.is_over() {
                         std::thread::sleep(Duration::from_millis(20));
                         match call(Command::MigrationStatus {
                             vessel,

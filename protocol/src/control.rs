@@ -10,11 +10,13 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ids::{ChunkBytes, VesselId};
 use crate::limits::{MAX_STATUS_RTTS, MAX_STATUS_STRING_BYTES, MAX_STATUS_VESSELS};
 use crate::membership::{
     serde_bytes_vec, verify, Domain, InviteGrant, JoinToken, MemberCertificate, MemberRequest,
     MemberResponse, Nonce, PublicKey, Signature, SignatureError,
 };
+use crate::refusal::{Refusal, RefusalCode};
 use crate::snapshot::Hash;
 
 /// Version of the control messages this build speaks.
@@ -90,7 +92,7 @@ pub enum Command {
         deployment: crate::vessel::Deployment,
         #[serde(with = "serde_bytes_vec")]
         module: Vec<u8>,
-        volume_chunks: Vec<crate::migrate::ChunkBytes>,
+        volume_chunks: Vec<ChunkBytes>,
         on: Option<String>,
         /// Start it pinned (`deploy --pin`): placement never moves it.
         #[serde(default)]
@@ -113,7 +115,7 @@ pub enum Command {
     /// How the last migration of a vessel is going, asked of the node that
     /// started it (`source`, a PeerId, as the `Migrate` answer named it).
     MigrationStatus {
-        vessel: crate::vessel::VesselId,
+        vessel: VesselId,
         source: String,
     },
     Stop {
@@ -193,6 +195,23 @@ pub enum ControlError {
     },
 }
 
+impl ControlError {
+    /// The refusal code a node answers this error with.
+    pub fn code(&self) -> RefusalCode {
+        match self {
+            ControlError::Version { .. } => RefusalCode::Version,
+            ControlError::Signature(_) => RefusalCode::Forged,
+            ControlError::WrongNode { .. } => RefusalCode::Misdirected,
+        }
+    }
+}
+
+impl From<ControlError> for Refusal {
+    fn from(e: ControlError) -> Refusal {
+        Refusal::new(e.code(), e.to_string())
+    }
+}
+
 /// One answer on the control protocol.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ControlResponse {
@@ -210,17 +229,15 @@ pub enum ControlResponse {
     },
     Info(NodeInfo),
     Deployed {
-        vessel: crate::vessel::VesselId,
+        vessel: VesselId,
         node: String,
     },
     Vessels(Vec<VesselInfo>),
     Logs(LogChunk),
     Migration(MigrationReport),
     Done,
-    /// The request was refused; `reason` is one line for the user.
-    Refused {
-        reason: String,
-    },
+    /// The request was refused: a code, and one line for the user.
+    Refused(Refusal),
     Drain(DrainReport),
 }
 
@@ -236,7 +253,7 @@ pub struct DrainReport {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DrainItem {
-    pub id: crate::vessel::VesselId,
+    pub id: VesselId,
     pub name: String,
     /// Where it goes or went (a PeerId), once chosen.
     pub to: Option<String>,
@@ -247,7 +264,7 @@ pub struct DrainItem {
 /// One vessel as `ps` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VesselInfo {
-    pub id: crate::vessel::VesselId,
+    pub id: VesselId,
     pub name: String,
     /// The node it runs on (or ran on last), as a PeerId.
     pub node: String,
@@ -292,11 +309,10 @@ pub struct LogChunk {
 /// How a migration went (or is going).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MigrationReport {
-    pub vessel: crate::vessel::VesselId,
+    pub vessel: VesselId,
     pub from: String,
     pub to: String,
-    /// `warming` (pre-copy rounds), `final`, `committed`, `done`, `aborted`.
-    pub phase: String,
+    pub phase: MigrationPhase,
     pub rounds: u32,
     pub bytes_sent: u64,
     pub chunks_sent: u64,
@@ -308,9 +324,72 @@ pub struct MigrationReport {
     pub error: Option<String>,
 }
 
-/// A PeerId as its multihash bytes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PeerIdBytes(#[serde(with = "serde_bytes_vec")] pub Vec<u8>);
+/// Where a migration is. On the wire, its name (`"warming"`): the same
+/// bytes as the string this field used to be, and a newer node's phase
+/// decodes as `Unknown` instead of failing the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "String", from = "String")]
+pub enum MigrationPhase {
+    /// Pre-copy rounds while the vessel runs at the source.
+    Warming,
+    /// The vessel is paused; the final image is on its way.
+    Final,
+    /// The source wrote its commit record: the vessel is the destination's.
+    Committed,
+    /// The destination confirmed that it runs the vessel.
+    Done,
+    /// Given up before the commit point: the vessel runs on at the source.
+    Aborted,
+    /// A phase this build does not know (from a newer node).
+    Unknown,
+}
+
+impl MigrationPhase {
+    pub fn name(self) -> &'static str {
+        match self {
+            MigrationPhase::Warming => "warming",
+            MigrationPhase::Final => "final",
+            MigrationPhase::Committed => "committed",
+            MigrationPhase::Done => "done",
+            MigrationPhase::Aborted => "aborted",
+            MigrationPhase::Unknown => "unknown",
+        }
+    }
+
+    /// The migration is over (done or aborted): nothing more will change.
+    pub fn is_over(self) -> bool {
+        matches!(self, MigrationPhase::Done | MigrationPhase::Aborted)
+    }
+}
+
+impl std::fmt::Display for MigrationPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl From<MigrationPhase> for String {
+    fn from(p: MigrationPhase) -> String {
+        p.name().to_string()
+    }
+}
+
+impl From<String> for MigrationPhase {
+    fn from(name: String) -> MigrationPhase {
+        [
+            MigrationPhase::Warming,
+            MigrationPhase::Final,
+            MigrationPhase::Committed,
+            MigrationPhase::Done,
+            MigrationPhase::Aborted,
+        ]
+        .into_iter()
+        .find(|p| p.name() == name)
+        .unwrap_or(MigrationPhase::Unknown)
+    }
+}
+
+pub use crate::ids::PeerIdBytes;
 
 /// What an inviting node gives an enrolled device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

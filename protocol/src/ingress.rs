@@ -25,13 +25,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::control::PeerIdBytes;
+use crate::ids::{serde_bytes_vec, PeerIdBytes, VesselId};
 use crate::limits::{
     MAX_HUB_BUFFER_BYTES, MAX_INGRESS_SEGMENTS, MAX_SERVICE_NAME_BYTES, MAX_SERVICE_PORTS,
     MAX_VESSEL_CONNECTIONS,
 };
-use crate::membership::serde_bytes_vec;
-use crate::vessel::VesselId;
 
 /// How a client's or a vessel's stream ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,6 +90,24 @@ pub enum IngressReply {
         moved_to: Option<PeerIdBytes>,
         epoch: u64,
     },
+}
+
+/// An ingress request between two members, in
+/// `peer::PeerRequest::Ingress`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IngressRequest {
+    /// Client bytes for a vessel that runs at the receiver, from the entry
+    /// node that holds the clients.
+    Ingress(IngressFrame),
+    /// A vessel's bytes for clients that the receiver holds, from its host.
+    Egress(EgressFrame),
+}
+
+/// The answer to an [`IngressRequest`] of the same name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IngressResponse {
+    Ingress(IngressReply),
+    Egress(EgressReply),
 }
 
 /// Vessel bytes of one connection.
@@ -188,6 +204,18 @@ pub enum IngressError {
     Overflow { conn: u64, at: u64, len: usize },
     #[error("connection {0} appears twice")]
     Duplicate(u64),
+}
+
+impl IngressError {
+    /// The refusal code a node answers this error with.
+    pub fn code(&self) -> crate::refusal::RefusalCode {
+        match self {
+            IngressError::TooMany { .. } => crate::refusal::RefusalCode::Limit,
+            IngressError::Overflow { .. } | IngressError::Duplicate(_) => {
+                crate::refusal::RefusalCode::Invalid
+            }
+        }
+    }
 }
 
 /// Longest entry-node id a hub image names: a libp2p PeerId of an ed25519

@@ -1,36 +1,38 @@
-//! The node ↔ node vessel protocol (`/meshnode/vessel/1`): migration,
-//! deployment forwarding, and the questions `ps` and `logs` ask across the
-//! mesh. Plain data; the state machine is in docs/protocol.md.
+//! Migration on the vessel protocol (inside the `peer` envelope, `/meshnode/vessel/2`):
+//! the messages a source and a destination exchange to move a vessel.
+//! Plain data; the state machine is in docs/protocol.md.
 //!
 //! A migration from S to D, for vessel V now at epoch E:
-//! 1. S → D [`PeerRequest::Nonce`]; D answers a fresh nonce, remembered for S.
-//! 2. S → D [`PeerRequest::Offer`]: an [`Offer`] signed by S's node key
-//!    naming V, E + 1, the image's hash, S, D and D's nonce, plus the image.
-//!    D checks all of it (signature, addressee, nonce unused and issued to S,
-//!    S a member, the deployer trusted, E + 1 above every epoch D knows for
-//!    V, capacity) and answers the chunks of *this* image it lacks.
-//!    A [`OfferKind::Warm`] offer (pre-copy while V runs) stops here, after
-//!    the chunks; a [`OfferKind::Final`] one goes on:
-//! 3. S → D [`PeerRequest::Chunks`] until D has them all (each verified).
-//! 4. S → D [`PeerRequest::Prepare`]: D validates the whole snapshot and
-//!    writes the image durably, *without running it*.
+//! 1. S → D [`MigrationRequest::Nonce`]; D answers a fresh nonce,
+//!    remembered for S.
+//! 2. S → D [`MigrationRequest::Offer`]: an [`Offer`] signed by S's node
+//!    key naming V, E + 1, the image's hash, S, D and D's nonce, plus the
+//!    image. D checks all of it (signature, addressee, nonce unused and
+//!    issued to S, S a member, the deployer trusted, E + 1 above every epoch
+//!    D knows for V, capacity) and answers the chunks of *this* image it
+//!    lacks. A [`OfferKind::Warm`] offer (pre-copy while V runs) stops here,
+//!    after the chunks; a [`OfferKind::Final`] one goes on:
+//! 3. S → D [`MigrationRequest::Chunks`] until D has them all (each
+//!    verified).
+//! 4. S → D [`MigrationRequest::Prepare`]: D validates the whole snapshot
+//!    and writes the image durably, *without running it*.
 //! 5. S writes "V left for D at E + 1" durably: **the commit point**. Before
 //!    it, S resumes V on any failure; after it, S never runs V again.
-//! 6. S → D [`PeerRequest::Commit`] (signed), retried until D answers: D
-//!    runs V under E + 1. A commit for a prepared image is idempotent.
-//!    If S aborts before step 5, it sends [`PeerRequest::Abort`]; a prepared
-//!    image that never gets its commit is never run.
+//! 6. S → D [`MigrationRequest::Commit`] (signed), retried until D answers:
+//!    D runs V under E + 1. A commit for a prepared image is idempotent.
+//!    If S aborts before step 5, it sends [`MigrationRequest::Abort`]; a
+//!    prepared image that never gets its commit is never run.
 
 use serde::{Deserialize, Serialize};
 
-use crate::control::PeerIdBytes;
-use crate::membership::{
-    serde_bytes_vec, sign, verify, Domain, Nonce, PublicKey, Signature, SignatureError,
-};
+pub use crate::ids::ChunkBytes;
+use crate::ids::{serde_bytes_vec, PeerIdBytes, VesselId};
+use crate::membership::{sign, verify, Domain, Nonce, PublicKey, Signature, SignatureError};
 use crate::snapshot::Hash;
-use crate::vessel::{Deployment, VesselId};
 
-/// Version of these messages.
+/// Version of the signed offer and decision bodies. Their layout did not
+/// change with the envelope of vessel protocol version 2
+/// (`peer::VESSEL_PROTOCOL_VERSION`), so it is still 1.
 pub const PEER_PROTOCOL_VERSION: u32 = 1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,7 +57,7 @@ pub struct OfferBody {
     pub image: Hash,
     pub source: PeerIdBytes,
     pub destination: PeerIdBytes,
-    /// Issued by the destination ([`PeerRequest::Nonce`]).
+    /// Issued by the destination ([`MigrationRequest::Nonce`]).
     pub nonce: Nonce,
 }
 
@@ -117,10 +119,6 @@ impl Decision {
     }
 }
 
-/// A chunk on the wire.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChunkBytes(#[serde(with = "serde_bytes_vec")] pub Vec<u8>);
-
 /// A chunk with the name it is sent for: the receiver refuses it when the
 /// bytes hash to anything else, or when the name is not one it asked for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,9 +127,9 @@ pub struct NamedChunk {
     pub bytes: ChunkBytes,
 }
 
-/// One request between two member nodes.
+/// A migration request, source → destination.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum PeerRequest {
+pub enum MigrationRequest {
     Nonce,
     Offer {
         offer: Offer,
@@ -149,63 +147,12 @@ pub enum PeerRequest {
     },
     Commit(Decision),
     Abort(Decision),
-    /// Run this deployment here (`meshnode deploy --on`): the user's
-    /// signature travels, the receiving node checks its own trust list.
-    Deploy {
-        deployment: Deployment,
-        #[serde(with = "serde_bytes_vec")]
-        module: Vec<u8>,
-        volume_chunks: Vec<ChunkBytes>,
-        /// Start it pinned (`deploy --pin --on`).
-        #[serde(default)]
-        pinned: bool,
-    },
-    /// The vessels this node runs or knows the fate of (for `ps`).
-    Vessels,
-    /// Log records from an absolute offset (for `logs`).
-    Logs {
-        vessel: VesselId,
-        from: u64,
-    },
-    /// Stop a vessel running here (the user's request, checked by the node
-    /// the CLI talked to, travels as that node's word: members trust each
-    /// other's control decisions).
-    Stop {
-        vessel: VesselId,
-    },
-    /// Move a vessel that runs here (for `meshnode migrate` sent to another
-    /// node).
-    Migrate {
-        vessel: VesselId,
-        to: PeerIdBytes,
-    },
-    /// How the migration of a vessel that this node started is going.
-    MigrationStatus {
-        vessel: VesselId,
-    },
-    /// Client bytes for a vessel that runs here, from the entry node that
-    /// holds the clients (docs/protocol.md, "Service ingress").
-    Ingress(crate::ingress::IngressFrame),
-    /// A vessel's bytes for clients that this node holds, from its host.
-    Egress(crate::ingress::EgressFrame),
-    /// Pin (or unpin) a vessel that runs here (`meshnode pin`/`unpin` sent
-    /// to another node).
-    Pin {
-        vessel: VesselId,
-        pinned: bool,
-    },
-    /// Move every vessel off this node (`meshnode drain` sent to another
-    /// node); answers with the drain's report at once.
-    Drain {
-        include_pinned: bool,
-    },
-    /// How this node's drain is going.
-    DrainStatus,
 }
 
-/// One answer.
+/// The destination's answer to a [`MigrationRequest`] (a refusal is
+/// `peer::PeerResponse::Refused`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum PeerResponse {
+pub enum MigrationResponse {
     Nonce(Nonce),
     /// The chunks the receiver lacks, of those the offered image names, and
     /// a fresh nonce for the same source's next offer (saves a round trip
@@ -220,63 +167,16 @@ pub enum PeerResponse {
     Prepared,
     Committed,
     Aborted,
-    Deployed,
-    Vessels(Vec<crate::control::VesselInfo>),
-    Logs(crate::control::LogChunk),
-    Migration(crate::control::MigrationReport),
-    Done,
-    Ingress(crate::ingress::IngressReply),
-    Egress(crate::ingress::EgressReply),
-    Refused {
-        reason: String,
-    },
-    Drain(crate::control::DrainReport),
-}
-
-/// Fuzz oracle for the peer messages: decoding arbitrary bytes never panics,
-/// verifying whatever decodes never panics, and whatever decodes re-encodes
-/// to an equal value. Used by the cargo-fuzz target `peer_messages` and by a
-/// seeded smoke test.
-pub fn peer_messages_oracle(data: &[u8]) {
-    use crate::fuzzing::round_trip;
-    let key = PublicKey([7; 32]);
-    match round_trip::<PeerRequest>(data) {
-        Some(PeerRequest::Offer { offer, image }) => {
-            let _ = offer.verify(&key);
-            if let Ok(img) = crate::cbor::decode::<crate::vessel::VesselImage>(&image) {
-                let _ = img.check();
-                let _ = img.deployment.verify();
-            }
-        }
-        Some(PeerRequest::Commit(d)) | Some(PeerRequest::Abort(d)) => {
-            let _ = d.verify(&key);
-        }
-        Some(PeerRequest::Deploy { deployment, .. }) => {
-            let _ = deployment.verify();
-        }
-        Some(PeerRequest::Ingress(f)) => {
-            let _ = f.check();
-        }
-        Some(PeerRequest::Egress(f)) => {
-            let _ = f.check();
-        }
-        _ => {}
-    }
-    let _ = round_trip::<PeerResponse>(data);
-    if let Some(img) = round_trip::<crate::vessel::VesselImage>(data) {
-        let _ = img.check();
-    }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::fuzzing::{mutate, SplitMix64};
     use crate::membership::tests::key;
     use crate::snapshot::ChunkedImage;
     use crate::vessel::*;
 
-    fn deployment() -> Deployment {
+    pub fn deployment() -> Deployment {
         Deployment::sign(
             &key(1),
             DeploymentBody {
@@ -305,7 +205,7 @@ mod tests {
         )
     }
 
-    fn offer() -> Offer {
+    pub fn offer() -> Offer {
         Offer::sign(
             &key(2),
             OfferBody {
@@ -366,10 +266,10 @@ mod tests {
         assert_eq!(log_records(&log[..log.len() - 1]).len(), 1);
     }
 
-    /// Seeded smoke run of the `peer_messages` fuzz target.
-    #[test]
-    fn peer_messages_survive_seeded_mutations() {
-        let image = VesselImage {
+    /// A whole image (volumes, hub, placement) for the peer messages'
+    /// smoke test.
+    pub fn sample_image() -> VesselImage {
+        VesselImage {
             version: VESSEL_VERSION,
             deployment: deployment(),
             epoch: 2,
@@ -402,8 +302,11 @@ mod tests {
                     reset: false,
                 }],
             },
-        };
-        let decision = Decision::sign(
+        }
+    }
+
+    pub fn decision() -> Decision {
+        Decision::sign(
             &key(2),
             DecisionBody {
                 version: PEER_PROTOCOL_VERSION,
@@ -414,60 +317,6 @@ mod tests {
                 destination: PeerIdBytes(vec![2]),
                 commit: true,
             },
-        );
-        let samples = vec![
-            crate::cbor::encode(&PeerRequest::Offer {
-                offer: offer(),
-                image: crate::cbor::encode(&image),
-            }),
-            crate::cbor::encode(&PeerRequest::Commit(decision)),
-            crate::cbor::encode(&PeerRequest::Chunks {
-                vessel: VesselId([1; 8]),
-                epoch: 1,
-                chunks: vec![NamedChunk {
-                    hash: Hash::of(&[1, 2, 3]),
-                    bytes: ChunkBytes(vec![1, 2, 3]),
-                }],
-            }),
-            crate::cbor::encode(&PeerResponse::Lacking {
-                chunks: vec![Hash::of(b"x")],
-                next_nonce: Nonce([3; 32]),
-            }),
-            crate::cbor::encode(&image),
-            crate::cbor::encode(&PeerRequest::Ingress(crate::ingress::IngressFrame {
-                vessel: VesselId([1; 8]),
-                segments: vec![crate::ingress::InSegment {
-                    conn: 7,
-                    service: "8080".into(),
-                    at: 0,
-                    data: b"put k v".to_vec(),
-                    end: None,
-                }],
-            })),
-            crate::cbor::encode(&PeerRequest::Egress(crate::ingress::EgressFrame {
-                vessel: VesselId([1; 8]),
-                epoch: 4,
-                segments: vec![crate::ingress::OutSegment {
-                    conn: 7,
-                    at: 2,
-                    data: b"ok".to_vec(),
-                    fin: false,
-                    closed: true,
-                }],
-            })),
-        ];
-        for s in &samples {
-            peer_messages_oracle(s);
-        }
-        let seed = 0x5eed_0005;
-        let mut rng = SplitMix64(seed);
-        for case in 0..10_000 {
-            let input = mutate(&mut rng, &samples[case % samples.len()]);
-            let r = std::panic::catch_unwind(|| peer_messages_oracle(&input));
-            assert!(
-                r.is_ok(),
-                "seed {seed:#x} case {case} panicked on {input:02x?}"
-            );
-        }
+        )
     }
 }

@@ -13,7 +13,7 @@
 //! retried on a code it does not know). New codes are therefore added
 //! freely; a code's name never changes meaning once released.
 //!
-//! This module imports nothing of the crate.
+//! This module imports nothing of the crate (its tests use `cbor`).
 
 use std::fmt;
 

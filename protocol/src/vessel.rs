@@ -7,8 +7,6 @@
 //! ([`ChunkedImage`]), so a node that already holds a chunk (from an earlier
 //! visit, another vessel or the same module) never receives it again.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
 use crate::limits::{
@@ -21,40 +19,7 @@ use crate::snapshot::{ChunkedImage, Hash, CHUNK_SIZE_BYTES};
 /// Version of the deployment and vessel-image formats.
 pub const VESSEL_VERSION: u32 = 1;
 
-/// A vessel's id: 8 random bytes chosen at deployment, shown as 16 hex
-/// digits. Stays the same across migrations.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct VesselId(pub [u8; 8]);
-
-impl VesselId {
-    pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
-    }
-
-    pub fn from_hex(s: &str) -> Option<VesselId> {
-        let s = s.trim();
-        if s.len() != 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
-        let mut out = [0u8; 8];
-        for (i, o) in out.iter_mut().enumerate() {
-            *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
-        }
-        Some(VesselId(out))
-    }
-}
-
-impl fmt::Display for VesselId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
-
-impl fmt::Debug for VesselId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "vessel:{}", self.to_hex())
-    }
-}
+pub use crate::ids::VesselId;
 
 /// One file or directory of a volume, relative to the volume's root.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,6 +110,19 @@ pub enum VesselError {
     },
     #[error("the image names vessel {found}, its deployment names {expected}")]
     WrongVessel { found: VesselId, expected: VesselId },
+}
+
+impl VesselError {
+    /// The refusal code a node answers this error with.
+    pub fn code(&self) -> crate::refusal::RefusalCode {
+        use crate::refusal::RefusalCode;
+        match self {
+            VesselError::Version { .. } => RefusalCode::Version,
+            VesselError::Signature(_) => RefusalCode::Forged,
+            VesselError::TooMany { .. } => RefusalCode::Limit,
+            _ => RefusalCode::Invalid,
+        }
+    }
 }
 
 fn too_many(what: &'static str, found: usize, limit: usize) -> Result<(), VesselError> {
@@ -333,7 +311,7 @@ pub struct VesselImage {
     pub module: ChunkedImage,
     /// The snapshot manifest's encoding, when `resume` names one (it travels
     /// inside the image so the receiver needs one round trip less).
-    #[serde(with = "crate::membership::serde_bytes_vec")]
+    #[serde(with = "crate::ids::serde_bytes_vec")]
     pub manifest: Vec<u8>,
     pub volumes: Vec<VolumeImage>,
     pub log: LogImage,

@@ -122,7 +122,7 @@ pub struct ConnectionState {
     pub service: String,
     /// Bytes received from the hub that the vessel has not read yet. At most
     /// `limits::MAX_SOCKET_UNREAD_BYTES`.
-    #[serde(with = "crate::membership::serde_bytes_vec")]
+    #[serde(with = "crate::ids::serde_bytes_vec")]
     pub unread: Vec<u8>,
     /// Bytes taken from the hub so far (read or in `unread`).
     pub received_bytes: u64,

@@ -34,8 +34,9 @@ pub enum ClientError {
     Unreachable { addrs: String, reason: String },
     #[error("the node did not answer within {secs} s")]
     Timeout { secs: u64 },
+    /// The node refused: `meshnode: the node refused: CODE: DETAIL`.
     #[error("the node refused: {0}")]
-    Refused(String),
+    Refused(protocol::refusal::Refusal),
     #[error("the node answered with a key that does not match its PeerId: not talking to the node that was dialled")]
     KeyMismatch,
     #[error("unexpected answer from the node: {0}")]
@@ -247,7 +248,7 @@ impl Session {
                 };
                 Ok(SignedRequest::sign(user, body))
             }
-            ControlResponse::Refused { reason } => Err(ClientError::Refused(reason)),
+            ControlResponse::Refused(refusal) => Err(ClientError::Refused(refusal)),
             other => Err(ClientError::Unexpected(format!("{other:?}"))),
         }
     }
@@ -261,7 +262,7 @@ impl Session {
     ) -> Result<ControlResponse, ClientError> {
         let req = self.sign(user, command).await?;
         match self.request(ControlRequest::Signed(Box::new(req))).await? {
-            ControlResponse::Refused { reason } => Err(ClientError::Refused(reason)),
+            ControlResponse::Refused(refusal) => Err(ClientError::Refused(refusal)),
             other => Ok(other),
         }
     }

@@ -22,6 +22,7 @@ use protocol::limits::{
     MAX_PENDING_NONCES, MAX_SPENT_INVITES, MAX_TRUSTED_USERS,
 };
 use protocol::membership::{InviteGrant, MemberCertificate, Nonce, PublicKey};
+use protocol::refusal::{Refusal, RefusalCode};
 use tracing::{info, warn};
 
 use crate::identity::peer_public_key;
@@ -56,20 +57,24 @@ impl ControlServer {
 
     /// Consumes `nonce` if this node issued it to `peer` less than
     /// [`CONTROL_NONCE_TTL_SECS`] ago.
-    pub fn redeem(&mut self, nonce: &Nonce, peer: &PeerId) -> Result<(), String> {
+    pub fn redeem(&mut self, nonce: &Nonce, peer: &PeerId) -> Result<(), Refusal> {
         let Some((owner, at)) = self.nonces.remove(nonce) else {
-            return Err(
-                "unknown or already used nonce: a replayed request, or the node restarted; retry"
-                    .into(),
-            );
+            return Err(Refusal::new(
+                RefusalCode::Replayed,
+                "unknown or already used nonce: a replayed request, or the node restarted; retry",
+            ));
         };
         self.order.retain(|n| n != nonce);
         if &owner != peer {
-            return Err("the nonce was issued to another connection: a replayed request".into());
+            return Err(Refusal::new(
+                RefusalCode::Replayed,
+                "the nonce was issued to another connection: a replayed request",
+            ));
         }
         if at.elapsed() > Duration::from_secs(CONTROL_NONCE_TTL_SECS) {
-            return Err(format!(
-                "the nonce expired (older than {CONTROL_NONCE_TTL_SECS} s); retry"
+            return Err(Refusal::new(
+                RefusalCode::NonceExpired,
+                format!("the nonce expired (older than {CONTROL_NONCE_TTL_SECS} s); retry"),
             ));
         }
         Ok(())
@@ -120,7 +125,7 @@ impl InviteBook {
     }
 
     /// Holds `grant` open for `ttl_secs` on this node's monotonic clock.
-    pub fn open(&mut self, grant: InviteGrant, ttl_secs: u64) -> Result<(), String> {
+    pub fn open(&mut self, grant: InviteGrant, ttl_secs: u64) -> Result<(), Refusal> {
         if self.open_count() >= MAX_PENDING_INVITES {
             // Drop the oldest open invite to make room.
             let oldest = self
@@ -134,7 +139,10 @@ impl InviteBook {
             }
         }
         if self.invites.contains_key(&grant.body.invite_id) {
-            return Err("an invite with this id exists already".into());
+            return Err(Refusal::new(
+                RefusalCode::Exists,
+                "an invite with this id exists already",
+            ));
         }
         let expires_at = Instant::now() + Duration::from_secs(ttl_secs);
         self.insert(
@@ -150,28 +158,34 @@ impl InviteBook {
 
     /// Redeems a join request from `peer`: the grant under which to sign its
     /// certificate, or why not.
-    pub fn redeem(&mut self, req: &JoinRequest, peer: PeerId) -> Result<InviteGrant, String> {
+    pub fn redeem(&mut self, req: &JoinRequest, peer: PeerId) -> Result<InviteGrant, Refusal> {
         let again = "run `meshnode invite` again for a new token";
+        let expired = |ttl_secs: u64| {
+            Refusal::new(
+                RefusalCode::TokenExpired,
+                format!("join token expired (it was valid for {ttl_secs} s on the inviting node's clock); {again}"),
+            )
+        };
         match self.invites.get(&req.invite_id) {
-            None => Err(format!(
+            None => Err(Refusal::new(RefusalCode::UnknownToken, format!(
                 "unknown join token: this node did not issue it, or it restarted since (invites do not survive a restart); {again}"
+            ))),
+            Some(InviteState::Used { by }) => Err(Refusal::new(
+                RefusalCode::TokenUsed,
+                format!("join token already used (by {by}): a token enrols one device only; {again}"),
             )),
-            Some(InviteState::Used { by }) => {
-                Err(format!("join token already used (by {by}): a token enrols one device only; {again}"))
-            }
-            Some(InviteState::Expired { ttl_secs }) => {
-                Err(format!("join token expired (it was valid for {ttl_secs} s on the inviting node's clock); {again}"))
-            }
+            Some(InviteState::Expired { ttl_secs }) => Err(expired(*ttl_secs)),
             Some(InviteState::Open { grant, expires_at, ttl_secs }) => {
                 if Instant::now() > *expires_at {
                     let ttl_secs = *ttl_secs;
                     self.insert(req.invite_id, InviteState::Expired { ttl_secs });
-                    return Err(format!(
-                        "join token expired (it was valid for {ttl_secs} s on the inviting node's clock); {again}"
-                    ));
+                    return Err(expired(ttl_secs));
                 }
                 if secret_hash(&req.secret) != grant.body.secret_hash {
-                    return Err("wrong secret for this join token (damaged token?)".into());
+                    return Err(Refusal::new(
+                        RefusalCode::WrongSecret,
+                        "wrong secret for this join token (damaged token?)",
+                    ));
                 }
                 let grant = grant.clone();
                 self.insert(req.invite_id, InviteState::Used { by: peer });
@@ -181,10 +195,8 @@ impl InviteBook {
     }
 }
 
-fn refused(reason: impl Into<String>) -> ControlResponse {
-    ControlResponse::Refused {
-        reason: reason.into(),
-    }
+fn refused(code: RefusalCode, detail: impl Into<String>) -> ControlResponse {
+    ControlResponse::Refused(Refusal::new(code, detail))
 }
 
 /// Answers one control request from `peer`: returns the answer to send
@@ -204,8 +216,8 @@ pub fn handle(
             };
             return match authorize(state, peer, &req) {
                 Err(response) => {
-                    if let ControlResponse::Refused { reason } = &*response {
-                        warn!(%peer, "control request refused: {reason}");
+                    if let ControlResponse::Refused(refusal) = &*response {
+                        warn!(%peer, "control request refused: {refusal}");
                     }
                     Some((channel, *response))
                 }
@@ -249,13 +261,13 @@ fn authorize(
 ) -> Result<(), Box<ControlResponse>> {
     let own = state.identity.public_key();
     req.verify_for(&own)
-        .map_err(|e| Box::new(refused(e.to_string())))?;
+        .map_err(|e| Box::new(ControlResponse::Refused(e.into())))?;
     state
         .control
         .redeem(&req.body.nonce, &peer)
-        .map_err(|e| Box::new(refused(e)))?;
+        .map_err(|e| Box::new(ControlResponse::Refused(e)))?;
     if !state.trusted.contains(&req.user_key) {
-        return Err(Box::new(refused(format!(
+        return Err(Box::new(refused(RefusalCode::Untrusted, format!(
             "user key {} is not trusted by this node (a trusted user can run `meshnode trust add {}`)",
             req.user_key, req.user_key
         ))));
@@ -277,7 +289,7 @@ fn handle_now(
         ControlRequest::Join(req) => {
             let response = join(state, peer, &req);
             match &response {
-                ControlResponse::Refused { reason } => warn!(%peer, "join refused: {reason}"),
+                ControlResponse::Refused(refusal) => warn!(%peer, "join refused: {refusal}"),
                 _ => {
                     info!(%peer, "enrolled a new member through an invite");
                     // The new member shows its certificate to every peer
@@ -288,8 +300,8 @@ fn handle_now(
         }
         ControlRequest::Signed(req) => {
             let response = signed(swarm, state, peer, *req);
-            if let ControlResponse::Refused { reason } = &response {
-                warn!(%peer, "control request refused: {reason}");
+            if let ControlResponse::Refused(refusal) = &response {
+                warn!(%peer, "control request refused: {refusal}");
             }
             response
         }
@@ -298,17 +310,23 @@ fn handle_now(
 
 fn join(state: &mut NodeState, peer: PeerId, req: &JoinRequest) -> ControlResponse {
     let Some(key) = peer_public_key(&peer) else {
-        return refused("the joining node's PeerId is not an ed25519 key");
+        return refused(
+            RefusalCode::BadArgument,
+            "the joining node's PeerId is not an ed25519 key",
+        );
     };
     let grant = match state.invites.redeem(req, peer) {
         Ok(g) => g,
-        Err(reason) => return refused(reason),
+        Err(refusal) => return ControlResponse::Refused(refusal),
     };
     if !state.trusted.contains(&grant.body.user_key) {
-        return refused(format!(
-            "the invite's user key {} is no longer trusted by this node",
-            grant.body.user_key
-        ));
+        return refused(
+            RefusalCode::Untrusted,
+            format!(
+                "the invite's user key {} is no longer trusted by this node",
+                grant.body.user_key
+            ),
+        );
     }
     let certificate = MemberCertificate::by_invite(&state.identity.signing, grant, key);
     ControlResponse::Joined(Box::new(JoinAccepted {
@@ -335,14 +353,18 @@ fn signed(
                 return ControlResponse::Trust(state.trusted.clone());
             }
             if state.trusted.len() >= MAX_TRUSTED_USERS {
-                return refused(format!(
-                    "this node trusts {MAX_TRUSTED_USERS} user keys already"
-                ));
+                return refused(
+                    RefusalCode::Limit,
+                    format!("this node trusts {MAX_TRUSTED_USERS} user keys already"),
+                );
             }
             let mut next = state.trusted.clone();
             next.push(user_key);
             if let Err(e) = state.data_dir.write_trusted(&next) {
-                return refused(format!("cannot save the trust list: {e}"));
+                return refused(
+                    RefusalCode::Internal,
+                    format!("cannot save the trust list: {e}"),
+                );
             }
             info!(by = %req.user_key, "trusted user key {user_key}");
             state.trusted = next;
@@ -351,12 +373,14 @@ fn signed(
         }
         Command::TrustRemove { user_key } => {
             if !state.trusted.contains(&user_key) {
-                return refused(format!(
-                    "user key {user_key} is not in this node's trust list"
-                ));
+                return refused(
+                    RefusalCode::BadArgument,
+                    format!("user key {user_key} is not in this node's trust list"),
+                );
             }
             if state.trusted.len() == 1 {
                 return refused(
+                    RefusalCode::BadArgument,
                     "refusing to remove the last trusted user key: nobody could administer this node any more",
                 );
             }
@@ -367,7 +391,10 @@ fn signed(
                 .filter(|k| k != &user_key)
                 .collect();
             if let Err(e) = state.data_dir.write_trusted(&next) {
-                return refused(format!("cannot save the trust list: {e}"));
+                return refused(
+                    RefusalCode::Internal,
+                    format!("cannot save the trust list: {e}"),
+                );
             }
             info!(by = %req.user_key, "no longer trusts user key {user_key}");
             state.trusted = next;
@@ -376,24 +403,34 @@ fn signed(
         }
         Command::CreateInvite { grant, ttl_secs } => {
             if state.certificate.is_none() {
-                return refused("this node is not a member of a mesh yet, so it cannot invite");
+                return refused(
+                    RefusalCode::NotEnrolled,
+                    "this node is not a member of a mesh yet, so it cannot invite",
+                );
             }
             if let Err(e) = grant.verify() {
-                return refused(e.to_string());
+                return refused(RefusalCode::Forged, e.to_string());
             }
             if grant.body.user_key != req.user_key {
-                return refused("the invite grant is signed by another user key than the request");
+                return refused(
+                    RefusalCode::Forged,
+                    "the invite grant is signed by another user key than the request",
+                );
             }
             if grant.body.issuer_node != own {
-                return refused("the invite grant names another node as the inviting node");
+                return refused(
+                    RefusalCode::Misdirected,
+                    "the invite grant names another node as the inviting node",
+                );
             }
             if ttl_secs == 0 || ttl_secs > MAX_INVITE_TTL_SECS {
-                return refused(format!(
-                    "an invite lasts between 1 and {MAX_INVITE_TTL_SECS} seconds"
-                ));
+                return refused(
+                    RefusalCode::BadArgument,
+                    format!("an invite lasts between 1 and {MAX_INVITE_TTL_SECS} seconds"),
+                );
             }
-            if let Err(e) = state.invites.open(grant, ttl_secs) {
-                return refused(e);
+            if let Err(refusal) = state.invites.open(grant, ttl_secs) {
+                return ControlResponse::Refused(refusal);
             }
             info!(by = %req.user_key, ttl_secs, "invite created");
             // Without `/p2p/ID`: the token names the inviter once, which
@@ -414,7 +451,10 @@ fn signed(
             user_key: state.certificate.as_ref().map(|c| c.body.user_key),
             version: env!("CARGO_PKG_VERSION").to_string(),
         }),
-        other => refused(format!("not handled here: {other:?}")),
+        other => refused(
+            RefusalCode::Internal,
+            format!("not handled here: {other:?}"),
+        ),
     }
 }
 
@@ -471,10 +511,19 @@ mod tests {
         let n = s.issue(peer(1));
         s.redeem(&n, &peer(1)).unwrap();
         let err = s.redeem(&n, &peer(1)).unwrap_err();
-        assert!(err.contains("already used"), "{err}");
+        assert_eq!(err.code, RefusalCode::Replayed, "{err}");
+        assert!(err.detail.contains("already used"), "{err}");
         let n = s.issue(peer(1));
         let err = s.redeem(&n, &peer(2)).unwrap_err();
-        assert!(err.contains("issued to another connection"), "{err}");
+        assert_eq!(err.code, RefusalCode::Replayed, "{err}");
+        assert!(err.detail.contains("issued to another connection"), "{err}");
+        // An expired nonce (backdated rather than waited for).
+        let n = s.issue(peer(1));
+        if let Some((_, at)) = s.nonces.get_mut(&n) {
+            *at = Instant::now() - Duration::from_secs(CONTROL_NONCE_TTL_SECS + 1);
+        }
+        let err = s.redeem(&n, &peer(1)).unwrap_err();
+        assert_eq!(err.code, RefusalCode::NonceExpired, "{err}");
         // The bound holds: the oldest nonces are forgotten.
         let first = s.issue(peer(1));
         for _ in 0..MAX_PENDING_NONCES {
@@ -503,25 +552,27 @@ mod tests {
             invite_id: Nonce([1; 32]),
             secret: Nonce([8; 32]),
         };
-        assert!(book
-            .redeem(&wrong, peer(3))
-            .unwrap_err()
-            .contains("wrong secret"));
+        let err = book.redeem(&wrong, peer(3)).unwrap_err();
+        assert_eq!(err.code, RefusalCode::WrongSecret, "{err}");
+        assert!(err.detail.contains("wrong secret"), "{err}");
         let right = JoinRequest {
             invite_id: Nonce([1; 32]),
             secret,
         };
         book.redeem(&right, peer(3)).unwrap();
         let err = book.redeem(&right, peer(4)).unwrap_err();
-        assert!(err.starts_with("join token already used (by "), "{err}");
+        assert_eq!(err.code, RefusalCode::TokenUsed, "{err}");
+        assert!(
+            err.detail.starts_with("join token already used (by "),
+            "{err}"
+        );
         let unknown = JoinRequest {
             invite_id: Nonce([5; 32]),
             secret,
         };
-        assert!(book
-            .redeem(&unknown, peer(4))
-            .unwrap_err()
-            .starts_with("unknown join token"));
+        let err = book.redeem(&unknown, peer(4)).unwrap_err();
+        assert_eq!(err.code, RefusalCode::UnknownToken, "{err}");
+        assert!(err.detail.starts_with("unknown join token"), "{err}");
     }
 
     #[test]
@@ -537,14 +588,15 @@ mod tests {
             invite_id: Nonce([1; 32]),
             secret,
         };
-        assert!(book
-            .redeem(&req, peer(3))
-            .unwrap_err()
-            .starts_with("join token expired (it was valid for 1 s"));
-        assert!(book
-            .redeem(&req, peer(3))
-            .unwrap_err()
-            .starts_with("join token expired"));
+        for _ in 0..2 {
+            let err = book.redeem(&req, peer(3)).unwrap_err();
+            assert_eq!(err.code, RefusalCode::TokenExpired, "{err}");
+            assert!(
+                err.detail
+                    .starts_with("join token expired (it was valid for 1 s"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -442,7 +442,7 @@ pub fn run_migrate(args: MigrateArgs) -> Result<i32> {
     };
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let mut last = String::new();
-    while report.phase != "done" && report.phase != "aborted" {
+    while !report.phase.is_over() {
         let line = describe(&report);
         if line != last {
             if tty {

@@ -16,7 +16,7 @@ use protocol::limits::{
 };
 use protocol::limits::{MAX_PEER_REQUEST_BYTES, MAX_PEER_RESPONSE_BYTES};
 use protocol::membership::{MemberRequest, MemberResponse};
-use protocol::migrate::{PeerRequest, PeerResponse};
+use protocol::peer::{PeerRequest, PeerResponse};
 
 use super::codec::CborCodec;
 use super::{CONTROL_PROTOCOL, IDENTIFY_PROTOCOL, KAD_PROTOCOL, MEMBER_PROTOCOL, VESSEL_PROTOCOL};

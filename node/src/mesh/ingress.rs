@@ -30,18 +30,18 @@ use std::time::{Duration, Instant};
 use libp2p::PeerId;
 use protocol::control::PeerIdBytes;
 use protocol::ingress::{
-    EgressFrame, EgressReply, InSegment, InStatus, IngressFrame, IngressReply, OutSegment,
-    OutStatus, ServiceRoute, StreamEnd,
+    EgressFrame, EgressReply, InSegment, InStatus, IngressFrame, IngressReply, IngressRequest,
+    IngressResponse, OutSegment, OutStatus, ServiceRoute, StreamEnd,
 };
 use protocol::limits::{MAX_HUB_BUFFER_BYTES, MAX_INGRESS_SEGMENTS, MAX_STATUS_VESSELS};
-use protocol::migrate::{PeerRequest, PeerResponse};
+use protocol::refusal::{Refusal, RefusalCode};
 use protocol::vessel::VesselId;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use super::vessels::Mesh;
+use super::vessels::{Mesh, RequestError};
 use crate::dock::services::ingress::IngressHub;
 use crate::sync::lock;
 use crate::vessel::{Host, Record};
@@ -287,15 +287,17 @@ async fn pump(mesh: Mesh, ingress: Arc<Ingress>, id: VesselId, hub: Arc<IngressH
                 segments,
             };
             let reply = if peer == mesh.me {
-                entry_write(&ingress, peer, frame.clone()).await
+                entry_write(&ingress, peer, frame.clone())
+                    .await
+                    .map_err(|e| e.to_string())
             } else {
                 match mesh
-                    .request_once(peer, PeerRequest::Egress(frame.clone()))
+                    .ingress_once(peer, IngressRequest::Egress(frame.clone()))
                     .await
                 {
-                    Ok(PeerResponse::Egress(r)) => Ok(r),
-                    Ok(other) => Err(format!("unexpected answer {other:?}")),
-                    Err(e) => Err(e),
+                    Ok(IngressResponse::Egress(r)) => Ok(r),
+                    Ok(other) => Err(RequestError::unexpected(peer, &other).to_string()),
+                    Err(e) => Err(e.to_string()),
                 }
             };
             match reply {
@@ -324,14 +326,17 @@ pub async fn entry_write(
     ingress: &Ingress,
     from: PeerId,
     frame: EgressFrame,
-) -> Result<EgressReply, String> {
+) -> Result<EgressReply, Refusal> {
     {
         let mut routes = lock(&ingress.routes);
         if let Some(r) = routes.get(&frame.vessel) {
             if frame.epoch < r.epoch {
-                return Err(format!(
-                    "stale epoch {} for vessel {}: it runs under epoch {} now",
-                    frame.epoch, frame.vessel, r.epoch
+                return Err(Refusal::new(
+                    RefusalCode::StaleEpoch,
+                    format!(
+                        "stale epoch {} for vessel {}: it runs under epoch {} now",
+                        frame.epoch, frame.vessel, r.epoch
+                    ),
                 ));
             }
         }
@@ -510,12 +515,12 @@ async fn read_client(
             None => Err("no route".to_string()),
             Some((host, _)) if host == mesh.me => Ok(host_take(&mesh.host, host, &frame)),
             Some((host, _)) => match mesh
-                .request_once(host, PeerRequest::Ingress(frame.clone()))
+                .ingress_once(host, IngressRequest::Ingress(frame.clone()))
                 .await
             {
-                Ok(PeerResponse::Ingress(r)) => Ok(r),
-                Ok(other) => Err(format!("unexpected answer {other:?}")),
-                Err(e) => Err(e),
+                Ok(IngressResponse::Ingress(r)) => Ok(r),
+                Ok(other) => Err(RequestError::unexpected(host, &other).to_string()),
+                Err(e) => Err(e.to_string()),
             },
         };
         match reply {

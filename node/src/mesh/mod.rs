@@ -35,7 +35,9 @@ pub mod vessels;
 /// Protocol names on the wire.
 pub const CONTROL_PROTOCOL: &str = "/meshnode/control/1";
 pub const MEMBER_PROTOCOL: &str = "/meshnode/member/1";
-pub const VESSEL_PROTOCOL: &str = "/meshnode/vessel/1";
+/// The vessel protocol; its version is the number at the end (see
+/// `protocol::peer` and docs/protocol.md, "Versions").
+pub const VESSEL_PROTOCOL: &str = protocol::peer::VESSEL_PROTOCOL;
 pub const KAD_PROTOCOL: &str = "/meshnode/kad/1.0.0";
 pub const IDENTIFY_PROTOCOL: &str = "/meshnode/id/1";
 /// The gossipsub topic of node status messages.

@@ -58,7 +58,7 @@ pub enum NodeError {
     #[error("`{addr}` is not a multiaddr ({reason}); e.g. /ip4/192.0.2.7/udp/7646/quic-v1")]
     BadAddr { addr: String, reason: String },
     #[error("join refused by the inviting node: {0}")]
-    JoinRefused(String),
+    JoinRefused(protocol::refusal::Refusal),
     #[error("cannot join: {0}")]
     JoinFailed(String),
 }
@@ -83,6 +83,9 @@ pub struct PeerEntry {
     pub membership: Membership,
     pub status: Option<(NodeStatus, Instant)>,
     pub certificate: Option<MemberCertificate>,
+    /// Why this node cannot speak with the peer (another vessel protocol
+    /// version): it is then never a member, whatever its certificate.
+    pub incompatible: Option<String>,
 }
 
 impl PeerEntry {
@@ -94,6 +97,7 @@ impl PeerEntry {
             membership: Membership::Unknown,
             status: None,
             certificate: None,
+            incompatible: None,
         }
     }
 
@@ -151,8 +155,10 @@ pub enum NodeCommand {
     /// there is none) goes to `reply`.
     PeerRequest {
         peer: PeerId,
-        request: Box<protocol::migrate::PeerRequest>,
-        reply: tokio::sync::oneshot::Sender<Result<protocol::migrate::PeerResponse, String>>,
+        request: Box<protocol::peer::PeerRequest>,
+        reply: tokio::sync::oneshot::Sender<
+            Result<protocol::peer::PeerResponse, super::vessels::RequestError>,
+        >,
     },
     /// Deliver a control answer that a task prepared.
     RespondControl {
@@ -161,8 +167,8 @@ pub enum NodeCommand {
     },
     /// Deliver a vessel-protocol answer that a task prepared.
     RespondPeer {
-        channel: request_response::ResponseChannel<protocol::migrate::PeerResponse>,
-        response: protocol::migrate::PeerResponse,
+        channel: request_response::ResponseChannel<protocol::peer::PeerResponse>,
+        response: protocol::peer::PeerResponse,
     },
 }
 
@@ -203,6 +209,9 @@ impl NodeState {
         if self.certificate.is_none() && self.trusted.is_empty() {
             // Not enrolled yet (`--join` in progress): no basis to judge.
             return Membership::Unknown;
+        }
+        if let Some(reason) = self.peers.get(peer).and_then(|e| e.incompatible.clone()) {
+            return Membership::Refused(reason);
         }
         let Some(key) = peer_public_key(peer) else {
             return Membership::Refused("its PeerId is not an ed25519 key".into());
@@ -660,6 +669,32 @@ fn set_membership(
     }
 }
 
+/// Refuses a meshnode peer that speaks another version of the vessel
+/// protocol (its identify lists the protocols it speaks): it could neither
+/// send this node a request nor answer one, so it is no member, and the
+/// log says which side to upgrade.
+fn check_vessel_version(
+    swarm: &mut Swarm<NodeBehaviour>,
+    state: &mut NodeState,
+    peer: PeerId,
+    info: &identify::Info,
+) {
+    let names = info.protocols.iter().map(|p| p.as_ref());
+    let Some(theirs) = protocol::peer::other_vessel_version(names) else {
+        return;
+    };
+    let ours = protocol::peer::VESSEL_PROTOCOL_VERSION;
+    let reason = format!(
+        "peer {peer} ({}) speaks meshnode vessel protocol /{theirs}, this node speaks /{ours}; upgrade the older one",
+        info.agent_version
+    );
+    if state.peer(peer).incompatible.as_ref() != Some(&reason) {
+        warn!(%peer, "{reason}");
+    }
+    state.peer(peer).incompatible = Some(reason.clone());
+    set_membership(swarm, state, peer, Membership::Refused(reason));
+}
+
 /// Asks every connected peer for its certificate again (after the trust list
 /// changed).
 pub fn recheck_members(swarm: &mut Swarm<NodeBehaviour>, state: &mut NodeState) {
@@ -776,6 +811,7 @@ fn handle_behaviour(
                 }
             }
             if info.protocol_version == super::IDENTIFY_PROTOCOL {
+                check_vessel_version(swarm, state, peer_id, &info);
                 let entry = state.peer(peer_id);
                 for addr in info.listen_addrs.into_iter().take(MAX_ADDRS_PER_PEER) {
                     entry.add_addr(addr);
@@ -910,12 +946,18 @@ fn handle_behaviour(
                         | request_response::OutboundFailure::DialFailure
                         | request_response::OutboundFailure::Io(_)
                 );
-                let prefix = if transport {
-                    super::vessels::TRANSPORT_ERROR
-                } else {
-                    ""
+                let reason = match error {
+                    request_response::OutboundFailure::UnsupportedProtocols => format!(
+                        "it does not speak {} (another meshnode version?)",
+                        super::VESSEL_PROTOCOL
+                    ),
+                    other => other.to_string(),
                 };
-                let _ = reply.send(Err(format!("{prefix}request to {peer} failed: {error}")));
+                let _ = reply.send(Err(if transport {
+                    super::vessels::RequestError::Transport { peer, reason }
+                } else {
+                    super::vessels::RequestError::Failed { peer, reason }
+                }));
             }
         }
         NodeBehaviourEvent::Vessel(request_response::Event::InboundFailure {
@@ -1011,7 +1053,7 @@ fn finish_join(
             remember_members(state);
             Ok(())
         }
-        ControlResponse::Refused { reason } => Err(NodeError::JoinRefused(reason)),
+        ControlResponse::Refused(refusal) => Err(NodeError::JoinRefused(refusal)),
         other => Err(NodeError::JoinFailed(format!(
             "unexpected answer from the inviting node: {other:?}"
         ))),

@@ -274,8 +274,12 @@ pub fn tick(state: &mut NodeState, stale: Duration, enabled: bool) {
 }
 
 /// Pins or unpins a vessel that runs here (blocking: it writes durably).
-pub fn set_pinned(host: &Arc<Mutex<Host>>, id: VesselId, pinned: bool) -> Result<(), String> {
-    lock(host).set_pinned(id, pinned).map_err(|e| e.to_string())
+pub fn set_pinned(
+    host: &Arc<Mutex<Host>>,
+    id: VesselId,
+    pinned: bool,
+) -> Result<(), protocol::refusal::Refusal> {
+    Ok(lock(host).set_pinned(id, pinned)?)
 }
 
 /// Starts draining this node, or answers how the drain under way goes.
@@ -322,10 +326,13 @@ pub fn start_drain(mesh: &Mesh, include_pinned: bool) -> DrainReport {
 }
 
 /// The drain's report, once one was asked for.
-pub fn drain_report(mesh: &Mesh) -> Result<DrainReport, String> {
-    lock(&mesh.drain)
-        .clone()
-        .ok_or_else(|| format!("node {} is not being drained", mesh.me))
+pub fn drain_report(mesh: &Mesh) -> Result<DrainReport, protocol::refusal::Refusal> {
+    lock(&mesh.drain).clone().ok_or_else(|| {
+        protocol::refusal::Refusal::new(
+            protocol::refusal::RefusalCode::NotDraining,
+            format!("node {} is not being drained", mesh.me),
+        )
+    })
 }
 
 fn set_item(mesh: &Mesh, id: VesselId, state: &str, to: Option<PeerId>) {

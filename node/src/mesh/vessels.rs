@@ -1,5 +1,5 @@
-//! Vessels on the mesh: the node ↔ node protocol (`/meshnode/vessel/1`,
-//! [`protocol::migrate`]) and the control commands that use it (deploy, ps,
+//! Vessels on the mesh: the node ↔ node protocol (`/meshnode/vessel/2`,
+//! [`protocol::peer`]) and the control commands that use it (deploy, ps,
 //! logs, migrate, stop).
 //!
 //! The event loop owns the swarm; everything that takes time runs in tasks
@@ -20,16 +20,20 @@ use futures::StreamExt;
 use libp2p::request_response::ResponseChannel;
 use libp2p::{PeerId, Swarm};
 use protocol::control::{
-    Command, ControlResponse, LogChunk, MigrationReport, PeerIdBytes, VesselInfo,
+    Command, ControlResponse, LogChunk, MigrationPhase, MigrationReport, PeerIdBytes, VesselInfo,
 };
+use protocol::forward::{ForwardRequest, ForwardResponse};
+use protocol::ingress::{IngressRequest, IngressResponse};
 use protocol::limits::{
     MAX_CHUNKS_PER_BATCH, MAX_INCOMING_MIGRATIONS, MAX_PENDING_NONCES, MIGRATION_NONCE_TTL_SECS,
 };
 use protocol::membership::{Nonce, PublicKey};
 use protocol::migrate::{
-    ChunkBytes, Decision, DecisionBody, NamedChunk, Offer, OfferBody, OfferKind, PeerRequest,
-    PeerResponse, PEER_PROTOCOL_VERSION,
+    ChunkBytes, Decision, DecisionBody, MigrationRequest, MigrationResponse, NamedChunk, Offer,
+    OfferBody, OfferKind, PEER_PROTOCOL_VERSION,
 };
+use protocol::peer::{PeerRequest, PeerResponse};
+use protocol::refusal::{Refusal, RefusalCode};
 use protocol::snapshot::{ChunkedImage, Hash, Manifest};
 use protocol::vessel::{Resume, VesselId, VesselImage, VesselPlacement, VESSEL_VERSION};
 use tokio::sync::{mpsc, oneshot};
@@ -87,7 +91,7 @@ pub struct VesselNet {
     nonce_order: VecDeque<Nonce>,
     pub pending: HashMap<
         libp2p::request_response::OutboundRequestId,
-        oneshot::Sender<Result<PeerResponse, String>>,
+        oneshot::Sender<Result<PeerResponse, RequestError>>,
     >,
     pub migrations: Arc<Mutex<HashMap<VesselId, MigrationReport>>>,
     pub incoming: Arc<Mutex<HashMap<VesselId, Incoming>>>,
@@ -174,17 +178,24 @@ impl VesselNet {
         n
     }
 
-    fn redeem(&mut self, nonce: &Nonce, peer: &PeerId) -> Result<(), String> {
+    fn redeem(&mut self, nonce: &Nonce, peer: &PeerId) -> Result<(), Refusal> {
         let Some((owner, at)) = self.nonces.remove(nonce) else {
-            return Err("replayed offer: its nonce is unknown or already used".into());
+            return Err(Refusal::new(
+                RefusalCode::Replayed,
+                "replayed offer: its nonce is unknown or already used",
+            ));
         };
         self.nonce_order.retain(|n| n != nonce);
         if &owner != peer {
-            return Err("replayed offer: its nonce was issued to another node".into());
+            return Err(Refusal::new(
+                RefusalCode::Replayed,
+                "replayed offer: its nonce was issued to another node",
+            ));
         }
         if at.elapsed() > Duration::from_secs(MIGRATION_NONCE_TTL_SECS) {
-            return Err(format!(
-                "stale offer: its nonce is older than {MIGRATION_NONCE_TTL_SECS} s"
+            return Err(Refusal::new(
+                RefusalCode::NonceExpired,
+                format!("stale offer: its nonce is older than {MIGRATION_NONCE_TTL_SECS} s"),
             ));
         }
         Ok(())
@@ -239,8 +250,73 @@ impl Default for MigrationPolicy {
     }
 }
 
-/// Marks an error of the connection rather than of the request.
-pub const TRANSPORT_ERROR: &str = "transport: ";
+/// Why a request to a peer brought no answer of the kind asked for.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RequestError {
+    /// The connection failed (closed, not dialled, I/O): a request that is
+    /// safe to repeat may be retried on another connection.
+    #[error("request to {peer} failed: {reason}")]
+    Transport { peer: PeerId, reason: String },
+    /// The request failed otherwise (timed out, too large, the peer speaks
+    /// no version of the protocol this node speaks).
+    #[error("request to {peer} failed: {reason}")]
+    Failed { peer: PeerId, reason: String },
+    /// The peer refused it.
+    #[error("{peer} refused: {refusal}")]
+    Refused { peer: PeerId, refusal: Refusal },
+    /// The peer answered something the request does not call for.
+    #[error("unexpected answer from {peer}: {answer}")]
+    Unexpected { peer: PeerId, answer: String },
+    #[error("the node is stopping")]
+    Stopping,
+}
+
+impl RequestError {
+    /// An answer of the wrong kind from `peer`.
+    pub fn unexpected(peer: PeerId, answer: &impl std::fmt::Debug) -> RequestError {
+        RequestError::Unexpected {
+            peer,
+            answer: format!("{answer:?}"),
+        }
+    }
+
+    /// The connection failed, not the request.
+    pub fn is_transport(&self) -> bool {
+        matches!(self, RequestError::Transport { .. })
+    }
+
+    /// The peer's refusal code, if it refused.
+    pub fn refusal_code(&self) -> Option<RefusalCode> {
+        match self {
+            RequestError::Refused { refusal, .. } => Some(refusal.code),
+            _ => None,
+        }
+    }
+}
+
+/// A command forwarded to a peer that failed: the peer's own refusal keeps
+/// its code; a peer that could not be reached is `Unreachable`.
+impl From<RequestError> for Refusal {
+    fn from(e: RequestError) -> Refusal {
+        match e {
+            RequestError::Refused { peer, refusal } => {
+                Refusal::new(refusal.code, format!("{peer} refused: {}", refusal.detail))
+            }
+            RequestError::Transport { .. } | RequestError::Failed { .. } => {
+                Refusal::new(RefusalCode::Unreachable, e.to_string())
+            }
+            RequestError::Unexpected { .. } | RequestError::Stopping => Refusal::internal(e),
+        }
+    }
+}
+
+/// The source side of a migration reports errors as text (its report's
+/// `error`); the codes it acts on are matched before this.
+impl From<RequestError> for String {
+    fn from(e: RequestError) -> String {
+        e.to_string()
+    }
+}
 
 /// Tries of an idempotent request whose connection failed.
 pub const TRANSPORT_RETRIES: u32 = 4;
@@ -254,17 +330,19 @@ impl Mesh {
         &self,
         peer: PeerId,
         request: PeerRequest,
-    ) -> Result<PeerResponse, String> {
-        let retry = !matches!(request, PeerRequest::Offer { .. }) && !self.fail_fast;
+    ) -> Result<PeerResponse, RequestError> {
+        let retry = !matches!(
+            request,
+            PeerRequest::Migration(MigrationRequest::Offer { .. })
+        ) && !self.fail_fast;
         let mut tries = 0;
         loop {
             match self.request_once(peer, request.clone()).await {
-                Err(e) if retry && e.starts_with(TRANSPORT_ERROR) && tries < TRANSPORT_RETRIES => {
+                Err(e) if retry && e.is_transport() && tries < TRANSPORT_RETRIES => {
                     tries += 1;
                     tokio::time::sleep(Duration::from_millis(300)).await;
                 }
-                Err(e) => return Err(e.trim_start_matches(TRANSPORT_ERROR).to_string()),
-                ok => return ok,
+                done => return done,
             }
         }
     }
@@ -275,7 +353,7 @@ impl Mesh {
         &self,
         peer: PeerId,
         request: PeerRequest,
-    ) -> Result<PeerResponse, String> {
+    ) -> Result<PeerResponse, RequestError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(NodeCommand::PeerRequest {
@@ -284,11 +362,63 @@ impl Mesh {
                 reply,
             })
             .await
-            .map_err(|_| "the node is stopping".to_string())?;
+            .map_err(|_| RequestError::Stopping)?;
         match rx.await {
-            Ok(Ok(PeerResponse::Refused { reason })) => Err(format!("{peer} refused: {reason}")),
+            Ok(Ok(PeerResponse::Refused(refusal))) => Err(RequestError::Refused { peer, refusal }),
             Ok(r) => r,
-            Err(_) => Err("the node is stopping".into()),
+            Err(_) => Err(RequestError::Stopping),
+        }
+    }
+}
+
+impl Mesh {
+    /// A migration request (retried as [`Mesh::request`] does); answers the
+    /// migration answer inside the envelope.
+    pub async fn migration(
+        &self,
+        peer: PeerId,
+        request: MigrationRequest,
+    ) -> Result<MigrationResponse, RequestError> {
+        match self.request(peer, request.into()).await? {
+            PeerResponse::Migration(r) => Ok(r),
+            other => Err(RequestError::unexpected(peer, &other)),
+        }
+    }
+
+    /// [`Mesh::migration`], tried once (an offer spends its nonce).
+    pub async fn migration_once(
+        &self,
+        peer: PeerId,
+        request: MigrationRequest,
+    ) -> Result<MigrationResponse, RequestError> {
+        match self.request_once(peer, request.into()).await? {
+            PeerResponse::Migration(r) => Ok(r),
+            other => Err(RequestError::unexpected(peer, &other)),
+        }
+    }
+
+    /// A control command forwarded to the member that acts on it.
+    pub async fn forward(
+        &self,
+        peer: PeerId,
+        request: ForwardRequest,
+    ) -> Result<ForwardResponse, RequestError> {
+        match self.request(peer, request.into()).await? {
+            PeerResponse::Forward(r) => Ok(r),
+            other => Err(RequestError::unexpected(peer, &other)),
+        }
+    }
+
+    /// An ingress or egress frame, tried once (the ingress loops retry on
+    /// their own schedule).
+    pub async fn ingress_once(
+        &self,
+        peer: PeerId,
+        request: IngressRequest,
+    ) -> Result<IngressResponse, RequestError> {
+        match self.request_once(peer, request.into()).await? {
+            PeerResponse::Ingress(r) => Ok(r),
+            other => Err(RequestError::unexpected(peer, &other)),
         }
     }
 }
@@ -321,16 +451,9 @@ fn respond_control(
     });
 }
 
-fn refused(reason: impl Into<String>) -> ControlResponse {
-    ControlResponse::Refused {
-        reason: reason.into(),
-    }
-}
-
-fn peer_refused(reason: impl Into<String>) -> PeerResponse {
-    PeerResponse::Refused {
-        reason: reason.into(),
-    }
+/// A refusal, with its code, as a one-line detail: `Err(refuse(code, …))`.
+fn refuse(code: RefusalCode, detail: impl Into<String>) -> Refusal {
+    Refusal::new(code, detail)
 }
 
 /// Member peers that are connected now.
@@ -360,9 +483,9 @@ pub fn control_command(
     tokio::spawn(async move {
         let response = match run_control(&mesh, &peers, user, command).await {
             Ok(r) => r,
-            Err(reason) => {
-                warn!("control request refused: {reason}");
-                refused(reason)
+            Err(refusal) => {
+                warn!("control request refused: {refusal}");
+                ControlResponse::Refused(refusal)
             }
         };
         respond_control(&tx, channel, response);
@@ -374,7 +497,7 @@ async fn run_control(
     peers: &[PeerId],
     user: PublicKey,
     command: Command,
-) -> Result<ControlResponse, String> {
+) -> Result<ControlResponse, Refusal> {
     let command_kind = if matches!(command, Command::Pin { .. }) {
         Kind::Pin
     } else {
@@ -388,22 +511,30 @@ async fn run_control(
             on,
             pinned,
         } => {
-            deployment.verify().map_err(|e| e.to_string())?;
+            deployment
+                .verify()
+                .map_err(|e| refuse(e.code(), e.to_string()))?;
             if deployment.user_key != user {
-                return Err("the deployment is signed by another key than the request".into());
+                return Err(refuse(
+                    RefusalCode::Forged,
+                    "the deployment is signed by another key than the request",
+                ));
             }
             if !mesh.trusted.contains(&deployment.user_key) {
-                return Err(format!(
-                    "untrusted deployer: user key {} is not trusted by this node",
-                    deployment.user_key
+                return Err(refuse(
+                    RefusalCode::Untrusted,
+                    format!(
+                        "untrusted deployer: user key {} is not trusted by this node",
+                        deployment.user_key
+                    ),
                 ));
             }
             let id = deployment.body.vessel;
             let target = match on.as_deref() {
                 None => mesh.me,
-                Some(p) => p
-                    .parse::<PeerId>()
-                    .map_err(|_| format!("--on {p}: not a PeerId"))?,
+                Some(p) => p.parse::<PeerId>().map_err(|_| {
+                    refuse(RefusalCode::BadArgument, format!("--on {p}: not a PeerId"))
+                })?,
             };
             if target == mesh.me {
                 let host = mesh.host.clone();
@@ -417,12 +548,11 @@ async fn run_control(
                     )
                 })
                 .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
+                .map_err(Refusal::internal)??;
             } else {
-                mesh.request(
+                mesh.forward(
                     target,
-                    PeerRequest::Deploy {
+                    ForwardRequest::Deploy {
                         deployment,
                         module,
                         volume_chunks,
@@ -443,55 +573,61 @@ async fn run_control(
                 log_page(&mesh.host, id, from, &mesh.me)?
             } else {
                 match mesh
-                    .request(node, PeerRequest::Logs { vessel: id, from })
+                    .forward(node, ForwardRequest::Logs { vessel: id, from })
                     .await?
                 {
-                    PeerResponse::Logs(p) => p,
-                    other => return Err(format!("unexpected answer {other:?}")),
+                    ForwardResponse::Logs(p) => p,
+                    other => return Err(RequestError::unexpected(node, &other).into()),
                 }
             };
             Ok(ControlResponse::Logs(page))
         }
         Command::Migrate { vessel, to } => {
             let (id, node) = resolve(mesh, peers, &vessel).await?;
-            let to_peer: PeerId = to
-                .parse()
-                .map_err(|_| format!("--to {to}: not a PeerId (see `meshnode peers`)"))?;
+            let to_peer: PeerId = to.parse().map_err(|_| {
+                refuse(
+                    RefusalCode::BadArgument,
+                    format!("--to {to}: not a PeerId (see `meshnode peers`)"),
+                )
+            })?;
             if to_peer == node {
-                return Err(format!("vessel {id} runs on {node} already"));
+                return Err(refuse(
+                    RefusalCode::BadArgument,
+                    format!("vessel {id} runs on {node} already"),
+                ));
             }
             if node == mesh.me {
                 start_migration(mesh, id, to_peer, &by_hand(mesh))?;
                 Ok(ControlResponse::Migration(status(mesh, id)?))
             } else {
                 match mesh
-                    .request(
+                    .forward(
                         node,
-                        PeerRequest::Migrate {
+                        ForwardRequest::Migrate {
                             vessel: id,
                             to: PeerIdBytes(to_peer.to_bytes()),
                         },
                     )
                     .await?
                 {
-                    PeerResponse::Migration(r) => Ok(ControlResponse::Migration(r)),
-                    other => Err(format!("unexpected answer {other:?}")),
+                    ForwardResponse::Migration(r) => Ok(ControlResponse::Migration(r)),
+                    other => Err(RequestError::unexpected(node, &other).into()),
                 }
             }
         }
         Command::MigrationStatus { vessel, source } => {
             let src: PeerId = source
                 .parse()
-                .map_err(|_| format!("{source}: not a PeerId"))?;
+                .map_err(|_| refuse(RefusalCode::BadArgument, format!("{source}: not a PeerId")))?;
             if src == mesh.me {
                 Ok(ControlResponse::Migration(status(mesh, vessel)?))
             } else {
                 match mesh
-                    .request(src, PeerRequest::MigrationStatus { vessel })
+                    .forward(src, ForwardRequest::MigrationStatus { vessel })
                     .await?
                 {
-                    PeerResponse::Migration(r) => Ok(ControlResponse::Migration(r)),
-                    other => Err(format!("unexpected answer {other:?}")),
+                    ForwardResponse::Migration(r) => Ok(ControlResponse::Migration(r)),
+                    other => Err(RequestError::unexpected(src, &other).into()),
                 }
             }
         }
@@ -500,7 +636,8 @@ async fn run_control(
             if node == mesh.me {
                 stop_local(&mesh.host, id)?;
             } else {
-                mesh.request(node, PeerRequest::Stop { vessel: id }).await?;
+                mesh.forward(node, ForwardRequest::Stop { vessel: id })
+                    .await?;
             }
             Ok(ControlResponse::Done)
         }
@@ -511,9 +648,9 @@ async fn run_control(
                 let host = mesh.host.clone();
                 tokio::task::spawn_blocking(move || super::place::set_pinned(&host, id, pinned))
                     .await
-                    .map_err(|e| e.to_string())??;
+                    .map_err(Refusal::internal)??;
             } else {
-                mesh.request(node, PeerRequest::Pin { vessel: id, pinned })
+                mesh.forward(node, ForwardRequest::Pin { vessel: id, pinned })
                     .await?;
             }
             Ok(ControlResponse::Done)
@@ -530,11 +667,11 @@ async fn run_control(
                 )))
             } else {
                 match mesh
-                    .request(target, PeerRequest::Drain { include_pinned })
+                    .forward(target, ForwardRequest::Drain { include_pinned })
                     .await?
                 {
-                    PeerResponse::Drain(r) => Ok(ControlResponse::Drain(r)),
-                    other => Err(format!("unexpected answer {other:?}")),
+                    ForwardResponse::Drain(r) => Ok(ControlResponse::Drain(r)),
+                    other => Err(RequestError::unexpected(target, &other).into()),
                 }
             }
         }
@@ -543,13 +680,16 @@ async fn run_control(
             if target == mesh.me {
                 Ok(ControlResponse::Drain(super::place::drain_report(mesh)?))
             } else {
-                match mesh.request(target, PeerRequest::DrainStatus).await? {
-                    PeerResponse::Drain(r) => Ok(ControlResponse::Drain(r)),
-                    other => Err(format!("unexpected answer {other:?}")),
+                match mesh.forward(target, ForwardRequest::DrainStatus).await? {
+                    ForwardResponse::Drain(r) => Ok(ControlResponse::Drain(r)),
+                    other => Err(RequestError::unexpected(target, &other).into()),
                 }
             }
         }
-        other => Err(format!("not a vessel command: {other:?}")),
+        other => Err(refuse(
+            RefusalCode::Internal,
+            format!("not a vessel command: {other:?}"),
+        )),
     }
 }
 
@@ -560,35 +700,46 @@ enum Kind {
 }
 
 /// The node a user named: a PeerId, or `self` for the node the CLI talks to.
-fn node_of(mesh: &Mesh, node: &str) -> Result<PeerId, String> {
+fn node_of(mesh: &Mesh, node: &str) -> Result<PeerId, Refusal> {
     match node.trim() {
         "self" | "" => Ok(mesh.me),
-        n => n
-            .parse()
-            .map_err(|_| format!("`{n}` is not a PeerId (see `meshnode peers`), nor `self`")),
+        n => n.parse().map_err(|_| {
+            refuse(
+                RefusalCode::BadArgument,
+                format!("`{n}` is not a PeerId (see `meshnode peers`), nor `self`"),
+            )
+        }),
     }
 }
 
-fn status(mesh: &Mesh, id: VesselId) -> Result<MigrationReport, String> {
-    lock(&mesh.migrations)
-        .get(&id)
-        .cloned()
-        .ok_or_else(|| format!("no migration of vessel {id} was started on this node"))
+fn status(mesh: &Mesh, id: VesselId) -> Result<MigrationReport, Refusal> {
+    lock(&mesh.migrations).get(&id).cloned().ok_or_else(|| {
+        refuse(
+            RefusalCode::NoMigration,
+            format!("no migration of vessel {id} was started on this node"),
+        )
+    })
 }
 
-fn stop_local(host: &Arc<Mutex<Host>>, id: VesselId) -> Result<(), String> {
+fn stop_local(host: &Arc<Mutex<Host>>, id: VesselId) -> Result<(), Refusal> {
     let mut h = lock(host);
-    let l = h
-        .vessels
-        .get_mut(&id)
-        .ok_or_else(|| format!("vessel {id} is not on this node"))?;
+    let l = h.vessels.get_mut(&id).ok_or_else(|| {
+        refuse(
+            RefusalCode::UnknownVessel,
+            format!("vessel {id} is not on this node"),
+        )
+    })?;
     if l.migrating {
-        return Err(format!(
-            "vessel {id} is migrating; stop it when it has arrived"
+        return Err(refuse(
+            RefusalCode::Busy,
+            format!("vessel {id} is migrating; stop it when it has arrived"),
         ));
     }
     let Record::Owned { epoch, image } = l.record.clone() else {
-        return Err(format!("vessel {id} does not run on this node"));
+        return Err(refuse(
+            RefusalCode::NotOwner,
+            format!("vessel {id} does not run on this node"),
+        ));
     };
     if let Some(r) = &l.runner {
         let _ = r.send(RunnerCmd::Stop);
@@ -601,7 +752,7 @@ fn stop_local(host: &Arc<Mutex<Host>>, id: VesselId) -> Result<(), String> {
         code: None,
     };
     l.record = record.clone();
-    h.write_record(id, &record).map_err(|e| e.to_string())?;
+    h.write_record(id, &record)?;
     info!(vessel = %id, "stopped by a user");
     Ok(())
 }
@@ -611,12 +762,14 @@ fn log_page(
     id: VesselId,
     from: u64,
     me: &PeerId,
-) -> Result<LogChunk, String> {
+) -> Result<LogChunk, Refusal> {
     let h = lock(host);
-    let l = h
-        .vessels
-        .get(&id)
-        .ok_or_else(|| format!("vessel {id} is not on this node"))?;
+    let l = h.vessels.get(&id).ok_or_else(|| {
+        refuse(
+            RefusalCode::UnknownVessel,
+            format!("vessel {id} is not on this node"),
+        )
+    })?;
     let page = lock(&l.log).page(from);
     let end = lock(&l.log).end();
     let ended = match (&l.record, l.ended()) {
@@ -642,16 +795,15 @@ pub async fn ps(mesh: &Mesh, peers: &[PeerId]) -> Vec<VesselInfo> {
         h.reap();
         h.list()
     };
-    let asks =
-        peers.iter().map(|p| {
-            let mesh = mesh.clone();
-            let p = *p;
-            async move {
-                tokio::time::timeout(PS_PEER_TIMEOUT, mesh.request(p, PeerRequest::Vessels)).await
-            }
-        });
+    let asks = peers.iter().map(|p| {
+        let mesh = mesh.clone();
+        let p = *p;
+        async move {
+            tokio::time::timeout(PS_PEER_TIMEOUT, mesh.forward(p, ForwardRequest::Vessels)).await
+        }
+    });
     for r in futures::future::join_all(asks).await {
-        if let Ok(Ok(PeerResponse::Vessels(v))) = r {
+        if let Ok(Ok(ForwardResponse::Vessels(v))) = r {
             rows.extend(v);
         }
     }
@@ -683,17 +835,19 @@ async fn resolve(
     mesh: &Mesh,
     peers: &[PeerId],
     reference: &str,
-) -> Result<(VesselId, PeerId), String> {
+) -> Result<(VesselId, PeerId), Refusal> {
     let rows = ps(mesh, peers).await;
     let id = crate::vessel::find_in(rows.iter().map(|r| (r.id, r.name.as_str())), reference)
         .ok_or_else(|| {
-            format!("no vessel `{reference}` in the mesh (or the name is ambiguous; use the id from `meshnode ps`)")
+            refuse(RefusalCode::UnknownVessel, format!("no vessel `{reference}` in the mesh (or the name is ambiguous; use the id from `meshnode ps`)"))
         })?;
     let row = rows.iter().find(|r| r.id == id).expect("found");
-    let node: PeerId = row
-        .node
-        .parse()
-        .map_err(|_| format!("vessel {id}: bad node id {}", row.node))?;
+    let node: PeerId = row.node.parse().map_err(|_| {
+        refuse(
+            RefusalCode::Internal,
+            format!("vessel {id}: bad node id {}", row.node),
+        )
+    })?;
     Ok((id, node))
 }
 
@@ -713,16 +867,20 @@ pub fn serve_peer(
         .get(&peer)
         .is_some_and(|e| matches!(e.membership, Membership::Member(_)));
     if !member {
-        warn!(%peer, "vessel request refused: not a member of this mesh");
-        let _ = swarm.behaviour_mut().vessel.send_response(
-            channel,
-            peer_refused("not a member of this mesh: this node serves vessels to members only"),
+        let refusal = refuse(
+            RefusalCode::NotMember,
+            "not a member of this mesh: this node serves vessels to members only",
         );
+        warn!(%peer, "vessel request refused: {refusal}");
+        let _ = swarm
+            .behaviour_mut()
+            .vessel
+            .send_response(channel, PeerResponse::Refused(refusal));
         return;
     }
     let send_now = |swarm: &mut Swarm<NodeBehaviour>, channel, response: PeerResponse| {
-        if let PeerResponse::Refused { reason } = &response {
-            warn!(%peer, "vessel request refused: {reason}");
+        if let PeerResponse::Refused(refusal) = &response {
+            warn!(%peer, "vessel request refused: {refusal}");
         }
         let _ = swarm
             .behaviour_mut()
@@ -730,15 +888,15 @@ pub fn serve_peer(
             .send_response(channel, response);
     };
     match request {
-        PeerRequest::Nonce => {
+        PeerRequest::Migration(MigrationRequest::Nonce) => {
             let n = state.vessels_net.issue(peer);
-            send_now(swarm, channel, PeerResponse::Nonce(n));
+            send_now(swarm, channel, MigrationResponse::Nonce(n).into());
         }
-        PeerRequest::Offer { offer, image } => {
+        PeerRequest::Migration(MigrationRequest::Offer { offer, image }) => {
             // Checked here, in order, before any work: the signature (made
             // by the connection's own key), the addressee, the nonce.
-            if let Err(reason) = check_offer(state, peer, &offer, &image) {
-                send_now(swarm, channel, peer_refused(reason));
+            if let Err(refusal) = check_offer(state, peer, &offer, &image) {
+                send_now(swarm, channel, PeerResponse::Refused(refusal));
                 return;
             }
             let mesh = mesh_of(state);
@@ -753,13 +911,16 @@ pub fn serve_peer(
                 let (kind, t0) = (offer.body.kind, Instant::now());
                 let response = match accept_offer(&mesh, &incoming, peer, offer, image, next_nonce)
                 {
-                    Ok(r) => r,
-                    Err(reason) => {
-                        warn!(%peer, "offer refused: {reason}");
-                        peer_refused(reason)
+                    Ok(r) => PeerResponse::Migration(r),
+                    Err(refusal) => {
+                        warn!(%peer, "offer refused: {refusal}");
+                        PeerResponse::Refused(refusal)
                     }
                 };
-                let accepted = matches!(response, PeerResponse::Lacking { .. });
+                let accepted = matches!(
+                    response,
+                    PeerResponse::Migration(MigrationResponse::Lacking { .. })
+                );
                 tracing::debug!(
                     vessel = %vessel,
                     ?kind,
@@ -777,9 +938,10 @@ pub fn serve_peer(
                 }
             });
         }
-        PeerRequest::Ingress(frame) => {
+        PeerRequest::Ingress(IngressRequest::Ingress(frame)) => {
             if let Err(e) = frame.check() {
-                send_now(swarm, channel, peer_refused(format!("ingress frame: {e}")));
+                let refusal = refuse(e.code(), format!("ingress frame: {e}"));
+                send_now(swarm, channel, PeerResponse::Refused(refusal));
                 return;
             }
             let host = state.vessels_net.host.clone();
@@ -788,23 +950,24 @@ pub fn serve_peer(
                 let reply = super::ingress::host_take(&host, peer, &frame);
                 let _ = tx.blocking_send(NodeCommand::RespondPeer {
                     channel,
-                    response: PeerResponse::Ingress(reply),
+                    response: IngressResponse::Ingress(reply).into(),
                 });
             });
         }
-        PeerRequest::Egress(frame) => {
+        PeerRequest::Ingress(IngressRequest::Egress(frame)) => {
             if let Err(e) = frame.check() {
-                send_now(swarm, channel, peer_refused(format!("egress frame: {e}")));
+                let refusal = refuse(e.code(), format!("egress frame: {e}"));
+                send_now(swarm, channel, PeerResponse::Refused(refusal));
                 return;
             }
             let ingress = state.vessels_net.ingress.clone();
             let tx = state.vessels_net.tx.clone();
             tokio::spawn(async move {
                 let response = match super::ingress::entry_write(&ingress, peer, frame).await {
-                    Ok(r) => PeerResponse::Egress(r),
-                    Err(reason) => {
-                        warn!(%peer, "egress refused: {reason}");
-                        peer_refused(reason)
+                    Ok(r) => IngressResponse::Egress(r).into(),
+                    Err(refusal) => {
+                        warn!(%peer, "egress refused: {refusal}");
+                        PeerResponse::Refused(refusal)
                     }
                 };
                 let _ = tx
@@ -819,9 +982,9 @@ pub fn serve_peer(
             tokio::spawn(async move {
                 let response = match serve_async(&mesh, &incoming, peer, other).await {
                     Ok(r) => r,
-                    Err(reason) => {
-                        warn!(%peer, "vessel request refused: {reason}");
-                        peer_refused(reason)
+                    Err(refusal) => {
+                        warn!(%peer, "vessel request refused: {refusal}");
+                        PeerResponse::Refused(refusal)
                     }
                 };
                 let _ = tx
@@ -903,27 +1066,44 @@ fn check_offer(
     peer: PeerId,
     offer: &Offer,
     image: &[u8],
-) -> Result<(), String> {
+) -> Result<(), Refusal> {
     let b = &offer.body;
     if b.version != PEER_PROTOCOL_VERSION {
-        return Err(format!(
-            "offer version {}, this node speaks {PEER_PROTOCOL_VERSION}",
-            b.version
+        return Err(refuse(
+            RefusalCode::Version,
+            format!(
+                "offer version {}, this node speaks {PEER_PROTOCOL_VERSION}",
+                b.version
+            ),
         ));
     }
-    let key = peer_public_key(&peer).ok_or("the source's PeerId is not an ed25519 key")?;
+    let key = peer_public_key(&peer).ok_or_else(|| {
+        refuse(
+            RefusalCode::Forged,
+            "the source's PeerId is not an ed25519 key",
+        )
+    })?;
     offer
         .verify(&key)
-        .map_err(|e| format!("forged offer: {e}"))?;
+        .map_err(|e| refuse(RefusalCode::Forged, format!("forged offer: {e}")))?;
     if b.source.0 != peer.to_bytes() {
-        return Err("forged offer: it names another node as its source".into());
+        return Err(refuse(
+            RefusalCode::Forged,
+            "forged offer: it names another node as its source",
+        ));
     }
     if b.destination.0 != state.identity.peer_id.to_bytes() {
-        return Err("misdirected offer: it names another node as its destination".into());
+        return Err(refuse(
+            RefusalCode::Misdirected,
+            "misdirected offer: it names another node as its destination",
+        ));
     }
     state.vessels_net.redeem(&b.nonce, &peer)?;
     if Hash::of(image) != b.image {
-        return Err("the image does not hash to what the offer names".into());
+        return Err(refuse(
+            RefusalCode::Tampered,
+            "the image does not hash to what the offer names",
+        ));
     }
     Ok(())
 }
@@ -937,7 +1117,7 @@ fn accept_offer(
     offer: Offer,
     image_bytes: Vec<u8>,
     next_nonce: Nonce,
-) -> Result<PeerResponse, String> {
+) -> Result<MigrationResponse, Refusal> {
     let b = offer.body;
     let id = b.vessel;
     let known_chunks: Arc<HashSet<Hash>> = {
@@ -946,8 +1126,11 @@ fn accept_offer(
         // was lost, or it died before its commit) is forgotten in time.
         inc.retain(|_, s| s.started.elapsed() < INCOMING_MIGRATION_TTL);
         if inc.len() >= MAX_INCOMING_MIGRATIONS && !inc.contains_key(&id) {
-            return Err(format!(
-                "this node receives {MAX_INCOMING_MIGRATIONS} migrations already; retry later"
+            return Err(refuse(
+                RefusalCode::Busy,
+                format!(
+                    "this node receives {MAX_INCOMING_MIGRATIONS} migrations already; retry later"
+                ),
             ));
         }
         match inc
@@ -967,17 +1150,20 @@ fn accept_offer(
     let known = host.vessels.get(&id).map(|l| l.record.clone());
     if let Some(r) = &known {
         if b.epoch <= r.epoch() {
-            return Err(format!(
-                "stale epoch: offer for epoch {}, this node knows vessel {id} at epoch {}",
-                b.epoch,
-                r.epoch()
+            return Err(refuse(
+                RefusalCode::StaleEpoch,
+                format!(
+                    "stale epoch: offer for epoch {}, this node knows vessel {id} at epoch {}",
+                    b.epoch,
+                    r.epoch()
+                ),
             ));
         }
     }
     let (lacking, image, manifest, named) = match b.kind {
         OfferKind::Warm => {
-            let images: Vec<ChunkedImage> =
-                protocol::cbor::decode(&image_bytes).map_err(|e| format!("warm image: {e}"))?;
+            let images: Vec<ChunkedImage> = protocol::cbor::decode(&image_bytes)
+                .map_err(|e| refuse(RefusalCode::Invalid, format!("warm image: {e}")))?;
             let mut all: Vec<Hash> = images
                 .iter()
                 .flat_map(|i| i.chunks.iter().flatten().copied())
@@ -989,31 +1175,40 @@ fn accept_offer(
             (all, None, None, named)
         }
         OfferKind::Final => {
-            let image: VesselImage =
-                protocol::cbor::decode(&image_bytes).map_err(|e| format!("image: {e}"))?;
-            image.check().map_err(|e| format!("image: {e}"))?;
+            let image: VesselImage = protocol::cbor::decode(&image_bytes)
+                .map_err(|e| refuse(RefusalCode::Invalid, format!("image: {e}")))?;
+            image
+                .check()
+                .map_err(|e| refuse(e.code(), format!("image: {e}")))?;
             if image.vessel() != id || image.epoch != b.epoch {
-                return Err("the image names another vessel or epoch than the offer".into());
+                return Err(refuse(
+                    RefusalCode::Invalid,
+                    "the image names another vessel or epoch than the offer",
+                ));
             }
             image
                 .deployment
                 .verify()
-                .map_err(|e| format!("vessel {id}: {e}"))?;
+                .map_err(|e| refuse(e.code(), format!("vessel {id}: {e}")))?;
             if !mesh.trusted.contains(&image.deployment.user_key) {
-                return Err(format!(
+                return Err(refuse(RefusalCode::Untrusted, format!(
                     "untrusted deployer: vessel {id} was deployed by user key {}, which this node does not trust",
                     image.deployment.user_key
-                ));
+                )));
             }
-            host.check_capacity(id).map_err(|e| e.to_string())?;
+            host.check_capacity(id)?;
             let manifest = match &image.resume {
                 Resume::Snapshot(h) => {
                     if Hash::of(&image.manifest) != *h {
-                        return Err("the image's manifest does not hash to its name".into());
+                        return Err(refuse(
+                            RefusalCode::Tampered,
+                            "the image's manifest does not hash to its name",
+                        ));
                     }
                     let m: Manifest = protocol::cbor::decode(&image.manifest)
-                        .map_err(|e| format!("manifest: {e}"))?;
-                    m.check().map_err(|e| format!("manifest: {e}"))?;
+                        .map_err(|e| refuse(RefusalCode::Invalid, format!("manifest: {e}")))?;
+                    m.check()
+                        .map_err(|e| refuse(RefusalCode::Invalid, format!("manifest: {e}")))?;
                     Some(m)
                 }
                 Resume::Fresh => None,
@@ -1046,21 +1241,41 @@ fn accept_offer(
             named: Arc::new(named),
         },
     );
-    Ok(PeerResponse::Lacking {
+    Ok(MigrationResponse::Lacking {
         chunks: lacking,
         next_nonce,
     })
 }
 
+/// Answers a request that is not the event loop's to answer, off the loop.
 async fn serve_async(
     mesh: &Mesh,
     incoming: &Arc<Mutex<HashMap<VesselId, Incoming>>>,
     peer: PeerId,
     request: PeerRequest,
-) -> Result<PeerResponse, String> {
-    let key = peer_public_key(&peer).ok_or("the peer's PeerId is not an ed25519 key")?;
+) -> Result<PeerResponse, Refusal> {
     match request {
-        PeerRequest::Chunks {
+        PeerRequest::Migration(m) => Ok(serve_migration(mesh, incoming, peer, m).await?.into()),
+        PeerRequest::Forward(f) => Ok(serve_forward(mesh, peer, f).await?.into()),
+        PeerRequest::Ingress(_) => Err(refuse(RefusalCode::Internal, "handled by the event loop")),
+    }
+}
+
+/// The destination side of a migration: chunks, prepare, commit, abort.
+async fn serve_migration(
+    mesh: &Mesh,
+    incoming: &Arc<Mutex<HashMap<VesselId, Incoming>>>,
+    peer: PeerId,
+    request: MigrationRequest,
+) -> Result<MigrationResponse, Refusal> {
+    let key = peer_public_key(&peer).ok_or_else(|| {
+        refuse(
+            RefusalCode::Forged,
+            "the peer's PeerId is not an ed25519 key",
+        )
+    })?;
+    match request {
+        MigrationRequest::Chunks {
             vessel,
             epoch,
             chunks,
@@ -1073,7 +1288,7 @@ async fn serve_async(
                     let s = inc
                         .get(&vessel)
                         .filter(|s| s.from == peer && s.epoch == epoch)
-                        .ok_or_else(|| format!("no migration of vessel {vessel} at epoch {epoch} from this node is in progress"))?;
+                        .ok_or_else(|| refuse(RefusalCode::NoMigration, format!("no migration of vessel {vessel} at epoch {epoch} from this node is in progress")))?;
                     chunks
                         .iter()
                         .filter(|c| s.expected.contains(&c.hash))
@@ -1087,17 +1302,20 @@ async fn serve_async(
                         continue;
                     }
                     if !expected.contains(&c.hash) {
-                        return Err(format!(
-                            "chunk {} was not asked for by this migration",
-                            c.hash
+                        return Err(refuse(
+                            RefusalCode::UnexpectedChunk,
+                            format!("chunk {} was not asked for by this migration", c.hash),
                         ));
                     }
                     store
                         .put_chunk_expecting(&c.hash, &c.bytes.0)
                         .map_err(|_| {
-                            format!(
-                                "tampered chunk: its content does not hash to its name {}",
-                                c.hash
+                            refuse(
+                                RefusalCode::Tampered,
+                                format!(
+                                    "tampered chunk: its content does not hash to its name {}",
+                                    c.hash
+                                ),
                             )
                         })?;
                 }
@@ -1107,42 +1325,48 @@ async fn serve_async(
                         s.expected.remove(&c.hash);
                     }
                 }
-                Ok(PeerResponse::Stored {
+                Ok(MigrationResponse::Stored {
                     count: chunks.len() as u32,
                 })
             })
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(Refusal::internal)?
         }
-        PeerRequest::Prepare { vessel, epoch } => {
+        MigrationRequest::Prepare { vessel, epoch } => {
             let incoming = incoming.clone();
             let host = mesh.host.clone();
             tokio::task::spawn_blocking(move || prepare(&host, &incoming, peer, vessel, epoch))
                 .await
-                .map_err(|e| e.to_string())?
+                .map_err(Refusal::internal)?
         }
-        PeerRequest::Commit(decision) => {
+        MigrationRequest::Commit(decision) => {
             decision
                 .verify(&key)
-                .map_err(|e| format!("forged commit: {e}"))?;
+                .map_err(|e| refuse(RefusalCode::Forged, format!("forged commit: {e}")))?;
             let d = &decision.body;
             if d.source.0 != peer.to_bytes() || d.destination.0 != mesh.me.to_bytes() || !d.commit {
-                return Err("forged commit: wrong source, destination or decision".into());
+                return Err(refuse(
+                    RefusalCode::Forged,
+                    "forged commit: wrong source, destination or decision",
+                ));
             }
             let incoming = incoming.clone();
             let host = mesh.host.clone();
             let body = decision.body.clone();
             tokio::task::spawn_blocking(move || commit(&host, &incoming, peer, &body))
                 .await
-                .map_err(|e| e.to_string())?
+                .map_err(Refusal::internal)?
         }
-        PeerRequest::Abort(decision) => {
+        MigrationRequest::Abort(decision) => {
             decision
                 .verify(&key)
-                .map_err(|e| format!("forged abort: {e}"))?;
+                .map_err(|e| refuse(RefusalCode::Forged, format!("forged abort: {e}")))?;
             let d = &decision.body;
             if d.source.0 != peer.to_bytes() || d.commit {
-                return Err("forged abort".into());
+                return Err(refuse(
+                    RefusalCode::Forged,
+                    "forged abort: wrong source or decision",
+                ));
             }
             let mut inc = lock(incoming);
             if inc
@@ -1170,19 +1394,37 @@ async fn serve_async(
                 }
             }
             info!(vessel = %d.vessel, epoch = d.epoch, "migration aborted by its source");
-            Ok(PeerResponse::Aborted)
+            Ok(MigrationResponse::Aborted)
         }
-        PeerRequest::Deploy {
+        MigrationRequest::Nonce | MigrationRequest::Offer { .. } => {
+            Err(refuse(RefusalCode::Internal, "handled by the event loop"))
+        }
+    }
+}
+
+/// A control command another member forwarded here (it checked the user).
+async fn serve_forward(
+    mesh: &Mesh,
+    peer: PeerId,
+    request: ForwardRequest,
+) -> Result<ForwardResponse, Refusal> {
+    match request {
+        ForwardRequest::Deploy {
             deployment,
             module,
             volume_chunks,
             pinned,
         } => {
-            deployment.verify().map_err(|e| e.to_string())?;
+            deployment
+                .verify()
+                .map_err(|e| refuse(e.code(), e.to_string()))?;
             if !mesh.trusted.contains(&deployment.user_key) {
-                return Err(format!(
-                    "untrusted deployer: user key {} is not trusted by this node",
-                    deployment.user_key
+                return Err(refuse(
+                    RefusalCode::Untrusted,
+                    format!(
+                        "untrusted deployer: user key {} is not trusted by this node",
+                        deployment.user_key
+                    ),
                 ));
             }
             let host = mesh.host.clone();
@@ -1196,45 +1438,43 @@ async fn serve_async(
                 )
             })
             .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-            Ok(PeerResponse::Deployed)
+            .map_err(Refusal::internal)??;
+            Ok(ForwardResponse::Deployed)
         }
-        PeerRequest::Vessels => {
+        ForwardRequest::Vessels => {
             let mut h = lock(&mesh.host);
             h.reap();
-            Ok(PeerResponse::Vessels(h.list()))
+            Ok(ForwardResponse::Vessels(h.list()))
         }
-        PeerRequest::Logs { vessel, from } => Ok(PeerResponse::Logs(log_page(
+        ForwardRequest::Logs { vessel, from } => Ok(ForwardResponse::Logs(log_page(
             &mesh.host, vessel, from, &mesh.me,
         )?)),
-        PeerRequest::Stop { vessel } => {
+        ForwardRequest::Stop { vessel } => {
             stop_local(&mesh.host, vessel)?;
-            Ok(PeerResponse::Done)
+            Ok(ForwardResponse::Done)
         }
-        PeerRequest::Migrate { vessel, to } => {
-            let to = PeerId::from_bytes(&to.0).map_err(|_| "--to: not a PeerId")?;
+        ForwardRequest::Migrate { vessel, to } => {
+            let to = PeerId::from_bytes(&to.0)
+                .map_err(|_| refuse(RefusalCode::BadArgument, "--to: not a PeerId"))?;
             start_migration(mesh, vessel, to, &by_hand(mesh))?;
-            Ok(PeerResponse::Migration(status(mesh, vessel)?))
+            Ok(ForwardResponse::Migration(status(mesh, vessel)?))
         }
-        PeerRequest::MigrationStatus { vessel } => {
-            Ok(PeerResponse::Migration(status(mesh, vessel)?))
+        ForwardRequest::MigrationStatus { vessel } => {
+            Ok(ForwardResponse::Migration(status(mesh, vessel)?))
         }
-        PeerRequest::Pin { vessel, pinned } => {
+        ForwardRequest::Pin { vessel, pinned } => {
             let host = mesh.host.clone();
             tokio::task::spawn_blocking(move || super::place::set_pinned(&host, vessel, pinned))
                 .await
-                .map_err(|e| e.to_string())??;
-            Ok(PeerResponse::Done)
+                .map_err(Refusal::internal)??;
+            Ok(ForwardResponse::Done)
         }
-        PeerRequest::Drain { include_pinned } => Ok(PeerResponse::Drain(
+        ForwardRequest::Drain { include_pinned } => Ok(ForwardResponse::Drain(
             super::place::start_drain(mesh, include_pinned),
         )),
-        PeerRequest::DrainStatus => Ok(PeerResponse::Drain(super::place::drain_report(mesh)?)),
-        PeerRequest::Nonce
-        | PeerRequest::Offer { .. }
-        | PeerRequest::Ingress(_)
-        | PeerRequest::Egress(_) => Err("handled by the event loop".into()),
+        ForwardRequest::DrainStatus => {
+            Ok(ForwardResponse::Drain(super::place::drain_report(mesh)?))
+        }
     }
 }
 
@@ -1246,7 +1486,7 @@ fn prepare(
     peer: PeerId,
     vessel: VesselId,
     epoch: u64,
-) -> Result<PeerResponse, String> {
+) -> Result<MigrationResponse, Refusal> {
     fault_point("dest-prepare");
     let t0 = Instant::now();
     let (image, manifest, image_hash, warm_memory) = {
@@ -1255,10 +1495,16 @@ fn prepare(
             .get(&vessel)
             .filter(|s| s.from == peer && s.epoch == epoch && s.kind == OfferKind::Final)
             .ok_or_else(|| {
-                format!("no final offer of vessel {vessel} at epoch {epoch} from this node")
+                refuse(
+                    RefusalCode::NoMigration,
+                    format!("no final offer of vessel {vessel} at epoch {epoch} from this node"),
+                )
             })?;
         if !s.expected.is_empty() {
-            return Err(format!("{} chunks are still missing", s.expected.len()));
+            return Err(refuse(
+                RefusalCode::MissingChunks,
+                format!("{} chunks are still missing", s.expected.len()),
+            ));
         }
         (
             s.image.clone().expect("final offers carry an image"),
@@ -1284,7 +1530,10 @@ fn prepare(
         )
     };
     if !still.is_empty() {
-        return Err(format!("{} chunks are missing from the store", still.len()));
+        return Err(refuse(
+            RefusalCode::MissingChunks,
+            format!("{} chunks are missing from the store", still.len()),
+        ));
     }
     let t_checked = t0.elapsed();
     // Manifest and image written, then made durable with every chunk this
@@ -1296,13 +1545,13 @@ fn prepare(
     if manifest {
         h.store
             .put_manifest_bytes_unsynced(&image.manifest)
-            .map_err(|e| e.to_string())?;
+            .map_err(Refusal::internal)?;
     }
     let (bytes, found) = image.encode_and_hash();
     debug_assert_eq!(found, image_hash);
     h.store
         .put_image_doc(&bytes, false)
-        .map_err(|e| e.to_string())?;
+        .map_err(Refusal::internal)?;
     let t_written = t0.elapsed();
     let unsynced = h.store.unsynced_count();
     // The fsyncs run beside the rest of `prepare` (memory, vessel, the
@@ -1314,7 +1563,7 @@ fn prepare(
     let sync_store = h.store.clone();
     let (synced, rest) = std::thread::scope(|scope| {
         let sync = scope.spawn(move || (sync_store.sync_written(), t0.elapsed()));
-        let rest = (|| -> Result<(Ready, bool, Duration, Duration), String> {
+        let rest = (|| -> Result<(Ready, bool, Duration, Duration), Refusal> {
             // The memory the pre-copy rounds built, patched to the final
             // image: only the chunks that changed since are read and
             // written.
@@ -1351,8 +1600,7 @@ fn prepare(
                 }
             }
             let prebuilt = memory.is_some();
-            let ready =
-                image::ready_with_memory(&mut h, &image, memory).map_err(|e| e.to_string())?;
+            let ready = image::ready_with_memory(&mut h, &image, memory)?;
             let t_ready = t0.elapsed();
             h.write_record(
                 vessel,
@@ -1361,14 +1609,13 @@ fn prepare(
                     image: image_hash,
                     from: peer.to_bytes(),
                 },
-            )
-            .map_err(|e| e.to_string())?;
+            )?;
             Ok((ready, prebuilt, t_patched, t_ready))
         })();
         (sync.join(), rest)
     });
-    let (synced, t_synced) = synced.map_err(|_| "the sync thread panicked".to_string())?;
-    synced.map_err(|e| e.to_string())?;
+    let (synced, t_synced) = synced.map_err(|_| Refusal::internal("the sync thread panicked"))?;
+    synced.map_err(Refusal::internal)?;
     let (ready, prebuilt, t_patched, t_ready) = rest?;
     tracing::debug!(
         vessel = %vessel,
@@ -1385,7 +1632,7 @@ fn prepare(
     if let Some(s) = lock(incoming).get_mut(&vessel) {
         s.ready = Some(ready);
     }
-    Ok(PeerResponse::Prepared)
+    Ok(MigrationResponse::Prepared)
 }
 
 /// The source committed: run the prepared vessel under the new epoch.
@@ -1395,7 +1642,7 @@ fn commit(
     incoming: &Arc<Mutex<HashMap<VesselId, Incoming>>>,
     peer: PeerId,
     d: &DecisionBody,
-) -> Result<PeerResponse, String> {
+) -> Result<MigrationResponse, Refusal> {
     fault_point("dest-commit");
     let mut h = lock(host);
     if let Some(l) = h.vessels.get(&d.vessel) {
@@ -1403,14 +1650,17 @@ fn commit(
             Record::Owned { epoch, image } | Record::Ended { epoch, image, .. }
                 if *epoch == d.epoch && *image == d.image =>
             {
-                return Ok(PeerResponse::Committed);
+                return Ok(MigrationResponse::Committed);
             }
             r if r.epoch() >= d.epoch && !matches!(r, Record::Prepared { .. }) => {
-                return Err(format!(
-                    "stale epoch: commit for epoch {}, this node knows vessel {} at epoch {}",
-                    d.epoch,
-                    d.vessel,
-                    r.epoch()
+                return Err(refuse(
+                    RefusalCode::StaleEpoch,
+                    format!(
+                        "stale epoch: commit for epoch {}, this node knows vessel {} at epoch {}",
+                        d.epoch,
+                        d.vessel,
+                        r.epoch()
+                    ),
                 ));
             }
             _ => {}
@@ -1433,15 +1683,18 @@ fn commit(
                 Some(Record::Prepared { epoch, image, .. })
                     if epoch == d.epoch && image == d.image =>
                 {
-                    let bytes = h.store.get_image_doc(&image).map_err(|e| e.to_string())?;
+                    let bytes = h.store.get_image_doc(&image).map_err(Refusal::internal)?;
                     let img: VesselImage =
-                        protocol::cbor::decode(&bytes).map_err(|e| e.to_string())?;
+                        protocol::cbor::decode(&bytes).map_err(Refusal::internal)?;
                     (img, None)
                 }
                 _ => {
-                    return Err(format!(
-                        "nothing prepared for vessel {} at epoch {}",
-                        d.vessel, d.epoch
+                    return Err(refuse(
+                        RefusalCode::NoMigration,
+                        format!(
+                            "nothing prepared for vessel {} at epoch {}",
+                            d.vessel, d.epoch
+                        ),
                     ))
                 }
             }
@@ -1451,20 +1704,18 @@ fn commit(
         epoch: d.epoch,
         image: d.image,
     };
-    h.write_record(d.vessel, &record)
-        .map_err(|e| e.to_string())?;
+    h.write_record(d.vessel, &record)?;
     let reason = if image.placement.last_move.is_empty() {
         format!("migrated here from {peer}")
     } else {
         image.placement.last_move.clone()
     };
-    h.start_from_image(image, record, reason, ready)
-        .map_err(|e| e.to_string())?;
+    h.start_from_image(image, record, reason, ready)?;
     if let Some(l) = h.vessels.get_mut(&d.vessel) {
         l.last_move = Some(Instant::now());
     }
     info!(vessel = %d.vessel, epoch = d.epoch, "migration committed: running here");
-    Ok(PeerResponse::Committed)
+    Ok(MigrationResponse::Committed)
 }
 
 // ---------------------------------------------------------------------------
@@ -1496,18 +1747,26 @@ fn by_hand(mesh: &Mesh) -> String {
 
 /// Starts moving a vessel that runs here to `to`, in a task. `why` travels
 /// with it: the destination's `ps` shows it as how the vessel got there.
-pub fn start_migration(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(), String> {
+pub fn start_migration(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(), Refusal> {
     {
         let mut h = lock(&mesh.host);
-        let l = h
-            .vessels
-            .get_mut(&id)
-            .ok_or_else(|| format!("vessel {id} is not on this node"))?;
+        let l = h.vessels.get_mut(&id).ok_or_else(|| {
+            refuse(
+                RefusalCode::UnknownVessel,
+                format!("vessel {id} is not on this node"),
+            )
+        })?;
         if l.migrating {
-            return Err(format!("vessel {id} is migrating already"));
+            return Err(refuse(
+                RefusalCode::Busy,
+                format!("vessel {id} is migrating already"),
+            ));
         }
         if !matches!(l.record, Record::Owned { .. }) || l.ended().is_some() || l.runner.is_none() {
-            return Err(format!("vessel {id} is not running on this node"));
+            return Err(refuse(
+                RefusalCode::NotOwner,
+                format!("vessel {id} is not running on this node"),
+            ));
         }
         l.migrating = true;
     }
@@ -1517,7 +1776,7 @@ pub fn start_migration(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Resu
             vessel: id,
             from: mesh.me.to_string(),
             to: to.to_string(),
-            phase: "warming".into(),
+            phase: MigrationPhase::Warming,
             rounds: 0,
             bytes_sent: 0,
             chunks_sent: 0,
@@ -1536,7 +1795,7 @@ pub fn start_migration(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Resu
         match result {
             Ok(()) => {
                 set_report(&mesh, id, |r| {
-                    r.phase = "done".into();
+                    r.phase = MigrationPhase::Done;
                     r.total_ms = total_ms;
                 });
                 info!(vessel = %id, %to, total_ms, "migration done");
@@ -1544,7 +1803,7 @@ pub fn start_migration(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Resu
             Err(e) => {
                 warn!(vessel = %id, %to, "migration aborted: {e}");
                 set_report(&mesh, id, |r| {
-                    r.phase = "aborted".into();
+                    r.phase = MigrationPhase::Aborted;
                     r.error = Some(e);
                     r.total_ms = total_ms;
                 });
@@ -1577,7 +1836,7 @@ async fn offer(
     epoch: u64,
     image: Vec<u8>,
     nonce: &mut Option<Nonce>,
-) -> Result<Vec<Hash>, String> {
+) -> Result<Vec<Hash>, RequestError> {
     let cached = nonce.take();
     let had_cached = cached.is_some();
     let spec = OfferSpec {
@@ -1592,7 +1851,13 @@ async fn offer(
             Ok(chunks)
         }
         // A kept nonce may have expired (a long round): ask for a new one.
-        Err(e) if had_cached && (e.contains("stale offer") || e.contains("replayed offer")) => {
+        Err(e)
+            if had_cached
+                && matches!(
+                    e.refusal_code(),
+                    Some(RefusalCode::NonceExpired | RefusalCode::Replayed)
+                ) =>
+        {
             let (chunks, next) = offer_attempt(mesh, spec, image, 0, None).await?;
             *nonce = Some(next);
             Ok(chunks)
@@ -1607,7 +1872,7 @@ async fn offer_attempt(
     image: Vec<u8>,
     attempt: u32,
     cached: Option<Nonce>,
-) -> Result<(Vec<Hash>, Nonce), String> {
+) -> Result<(Vec<Hash>, Nonce), RequestError> {
     let OfferSpec {
         to,
         kind,
@@ -1623,10 +1888,12 @@ async fn offer_attempt(
         if let Some(n) = cached {
             break n;
         }
-        match mesh.request(to, PeerRequest::Nonce).await {
-            Ok(PeerResponse::Nonce(n)) => break n,
-            Ok(other) => return Err(format!("unexpected answer {other:?}")),
-            Err(e) if tries < NONCE_RETRIES && !e.contains("refused") => {
+        match mesh.migration(to, MigrationRequest::Nonce).await {
+            Ok(MigrationResponse::Nonce(n)) => break n,
+            Ok(other) => return Err(RequestError::unexpected(to, &other)),
+            // A refusal is final; anything else (a connection that died
+            // with a restarted peer) is worth another try.
+            Err(e) if tries < NONCE_RETRIES && e.refusal_code().is_none() => {
                 tries += 1;
                 warn!(vessel = %id, %to, "no nonce yet ({e}); retrying");
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -1646,28 +1913,25 @@ async fn offer_attempt(
     };
     let offer = Offer::sign(&mesh.signing, body);
     match mesh
-        .request_once(
+        .migration_once(
             to,
-            PeerRequest::Offer {
+            MigrationRequest::Offer {
                 offer,
                 image: image.clone(),
             },
         )
         .await
     {
-        Ok(PeerResponse::Lacking { chunks, next_nonce }) => Ok((chunks, next_nonce)),
-        Ok(PeerResponse::Refused { reason }) => Err(format!("{to} refused: {reason}")),
-        Ok(other) => Err(format!("unexpected answer {other:?}")),
+        Ok(MigrationResponse::Lacking { chunks, next_nonce }) => Ok((chunks, next_nonce)),
+        Ok(other) => Err(RequestError::unexpected(to, &other)),
         // The offer may or may not have arrived; a new nonce makes a new
         // offer, which replaces the old one at the destination.
-        Err(e)
-            if e.starts_with(TRANSPORT_ERROR) && attempt < TRANSPORT_RETRIES && !mesh.fail_fast =>
-        {
+        Err(e) if e.is_transport() && attempt < TRANSPORT_RETRIES && !mesh.fail_fast => {
             warn!(vessel = %id, %to, "offer lost ({e}); offering again");
             tokio::time::sleep(Duration::from_millis(300)).await;
             Box::pin(offer_attempt(mesh, spec, image, attempt + 1, None)).await
         }
-        Err(e) => Err(e.trim_start_matches(TRANSPORT_ERROR).to_string()),
+        Err(e) => Err(e),
     }
 }
 
@@ -1715,9 +1979,9 @@ async fn send_chunks(
             .map_err(|e| e.to_string())?;
             let bytes: u64 = chunks.iter().map(|c| c.bytes.0.len() as u64).sum();
             let n = chunks.len() as u64;
-            mesh.request(
+            mesh.migration(
                 to,
-                PeerRequest::Chunks {
+                MigrationRequest::Chunks {
                     vessel: id,
                     epoch,
                     chunks,
@@ -1866,7 +2130,7 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
     }
 
     // Final round: pause at the next migration point.
-    set_report(mesh, id, |r| r.phase = "final".into());
+    set_report(mesh, id, |r| r.phase = MigrationPhase::Final);
     let (tx, rx) = oneshot::channel();
     send_cmd(RunnerCmd::Pause(tx))?;
     let paused = rx
@@ -2011,16 +2275,16 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
         let skipped = needed.iter().filter(|h| !sent.contains(h)).count() as u64;
         set_report(mesh, id, |r| r.chunks_skipped = skipped);
         match mesh
-            .request(
+            .migration(
                 to,
-                PeerRequest::Prepare {
+                MigrationRequest::Prepare {
                     vessel: id,
                     epoch: new_epoch,
                 },
             )
             .await?
         {
-            PeerResponse::Prepared => Ok(()),
+            MigrationResponse::Prepared => Ok(()),
             other => Err(format!("unexpected answer {other:?}")),
         }
     }
@@ -2045,9 +2309,9 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
         // prepared vessel without the commit, which will not come now).
         finish_storing(&store, stored, &fresh).await;
         resume_here(mesh, id, final_image)?;
-        let (m, abort) = (mesh.clone(), PeerRequest::Abort(decision(false)));
+        let (m, abort) = (mesh.clone(), MigrationRequest::Abort(decision(false)));
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(2), m.request(to, abort)).await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), m.migration(to, abort)).await;
         });
         return Err(e);
     }
@@ -2082,12 +2346,14 @@ async fn migrate(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(),
         }
     };
     if let Err(e) = committed {
-        let _ = mesh.request(to, PeerRequest::Abort(decision(false))).await;
+        let _ = mesh
+            .migration(to, MigrationRequest::Abort(decision(false)))
+            .await;
         finish_storing(&store, stored, &fresh).await;
         resume_here(mesh, id, final_image)?;
         return Err(e);
     }
-    set_report(mesh, id, |r| r.phase = "committed".into());
+    set_report(mesh, id, |r| r.phase = MigrationPhase::Committed);
     fault_point("after-commit-record");
     // Its traffic now enters towards the new host, which keeps its own book.
     lock(&mesh.host).traffic.forget(id);
@@ -2132,10 +2398,10 @@ pub async fn send_commit(mesh: &Mesh, id: VesselId, to: PeerId, decision: Decisi
     let acked_at;
     loop {
         match mesh
-            .request(to, PeerRequest::Commit(decision.clone()))
+            .migration(to, MigrationRequest::Commit(decision.clone()))
             .await
         {
-            Ok(PeerResponse::Committed) => {
+            Ok(MigrationResponse::Committed) => {
                 acked_at = Instant::now();
                 break;
             }

@@ -389,7 +389,8 @@ pub fn ready_with_memory(
     memory: Option<Prebuilt>,
 ) -> Result<Ready, HostError> {
     let id = image.vessel();
-    let refuse = |r: String| HostError::refused(id, r);
+    // A received image that cannot be made ready is a malformed one.
+    let refuse = |r: String| HostError::refused(id, protocol::refusal::RefusalCode::Invalid, r);
     image.check().map_err(|e| refuse(e.to_string()))?;
     let module_bytes = get_image(&host.store, &image.module, MAX_MODULE_BYTES)
         .map_err(|e| refuse(e.to_string()))?;
@@ -406,7 +407,13 @@ pub fn ready_with_memory(
     let dirs = volume_dirs(&vdir, image.volumes.len());
     for (vol, dir) in image.volumes.iter().zip(&dirs) {
         if dir.exists() {
-            std::fs::remove_dir_all(dir).map_err(|e| refuse(format!("{}: {e}", dir.display())))?;
+            std::fs::remove_dir_all(dir).map_err(|e| {
+                HostError::refused(
+                    id,
+                    protocol::refusal::RefusalCode::Internal,
+                    format!("{}: {e}", dir.display()),
+                )
+            })?;
         }
         unpack_volume(&host.store, vol, dir).map_err(refuse)?;
     }
@@ -421,9 +428,11 @@ pub fn ready_with_memory(
         .collect();
     for (guest, name) in &image.deployment.body.mounts {
         let host_dir = host.mounts.get(name).ok_or_else(|| {
-            refuse(format!(
-                "mount {guest}={name}: this node maps no directory named `{name}`"
-            ))
+            HostError::refused(
+                id,
+                protocol::refusal::RefusalCode::MissingMount,
+                format!("mount {guest}={name}: this node maps no directory named `{name}`"),
+            )
         })?;
         mappings.push(DirMapping {
             host: host_dir.clone(),

@@ -33,6 +33,7 @@ use std::time::Instant;
 use protocol::control::VesselInfo;
 use protocol::limits::{MAX_DEPARTED_IMAGES, MAX_DEPLOY_MODULE_BYTES, MAX_VESSELS_PER_NODE};
 use protocol::migrate::ChunkBytes;
+use protocol::refusal::{Refusal, RefusalCode};
 use protocol::snapshot::Hash;
 use protocol::vessel::{Deployment, LogImage, Resume, VesselId, VesselImage, VESSEL_VERSION};
 use tracing::{info, warn};
@@ -53,7 +54,11 @@ pub enum HostError {
         source: StoreError,
     },
     #[error("vessel {vessel}: {reason}")]
-    Refused { vessel: VesselId, reason: String },
+    Refused {
+        vessel: VesselId,
+        code: RefusalCode,
+        reason: String,
+    },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -62,11 +67,27 @@ pub enum HostError {
 }
 
 impl HostError {
-    pub fn refused(vessel: VesselId, reason: impl Into<String>) -> HostError {
+    pub fn refused(vessel: VesselId, code: RefusalCode, reason: impl Into<String>) -> HostError {
         HostError::Refused {
             vessel,
+            code,
             reason: reason.into(),
         }
+    }
+
+    /// The refusal code a node answers this error with: a disk error is
+    /// this node's failure, not the request's.
+    pub fn code(&self) -> RefusalCode {
+        match self {
+            HostError::Refused { code, .. } => *code,
+            HostError::Store { .. } | HostError::Io { .. } => RefusalCode::Internal,
+        }
+    }
+}
+
+impl From<HostError> for Refusal {
+    fn from(e: HostError) -> Refusal {
+        Refusal::new(e.code(), e.to_string())
     }
 }
 
@@ -405,6 +426,7 @@ impl Host {
         if self.running_count() >= MAX_VESSELS_PER_NODE {
             return Err(HostError::refused(
                 id,
+                RefusalCode::Full,
                 format!("this node runs {MAX_VESSELS_PER_NODE} vessels already"),
             ));
         }
@@ -426,6 +448,7 @@ impl Host {
         if self.vessels.contains_key(&id) {
             return Err(HostError::refused(
                 id,
+                RefusalCode::Exists,
                 "a vessel with this id exists already",
             ));
         }
@@ -433,6 +456,7 @@ impl Host {
         if module.len() > MAX_DEPLOY_MODULE_BYTES {
             return Err(HostError::refused(
                 id,
+                RefusalCode::Limit,
                 format!(
                     "module of {} bytes, over the limit of {MAX_DEPLOY_MODULE_BYTES} bytes",
                     module.len()
@@ -442,6 +466,7 @@ impl Host {
         if Hash::of(&module) != deployment.body.module_hash {
             return Err(HostError::refused(
                 id,
+                RefusalCode::Tampered,
                 "the module does not hash to what the deployment names",
             ));
         }
@@ -454,6 +479,7 @@ impl Host {
                 if !self.store.has_chunk(&h) {
                     return Err(HostError::refused(
                         id,
+                        RefusalCode::MissingChunks,
                         format!("volume {}: chunk {h} was not uploaded", v.guest),
                     ));
                 }
@@ -463,6 +489,7 @@ impl Host {
             if !self.mounts.contains_key(name) {
                 return Err(HostError::refused(
                     id,
+                    RefusalCode::MissingMount,
                     format!("mount {guest}={name}: this node maps no directory named `{name}` (add it under [mounts] in its config.toml)"),
                 ));
             }
@@ -470,7 +497,7 @@ impl Host {
         // Refuse what the rewriter cannot make migratable before anything
         // is written.
         self.module(module.clone(), &deployment.body.name)
-            .map_err(|e| HostError::refused(id, e))?;
+            .map_err(|e| HostError::refused(id, RefusalCode::Invalid, e))?;
         let module_image = crate::store::put_image(&mut self.store, &module).map_err(store_err)?;
         let image = VesselImage {
             module: module_image,
@@ -514,7 +541,13 @@ impl Host {
             None => image::ready(self, &image)?,
         };
         let runner = runner::spawn(id, ready.vessel, self.vessel_dir(id), ready.log.clone())
-            .map_err(|e| HostError::refused(id, format!("cannot start its thread: {e}")))?;
+            .map_err(|e| {
+                HostError::refused(
+                    id,
+                    RefusalCode::Internal,
+                    format!("cannot start its thread: {e}"),
+                )
+            })?;
         if let Some(old) = self.hubs.remove(&id) {
             old.stop();
         }
@@ -551,26 +584,31 @@ impl Host {
     /// after a restart here, and every later image (a move, a clean stop)
     /// carries it on.
     pub fn set_pinned(&mut self, id: VesselId, pinned: bool) -> Result<(), HostError> {
-        let l = self
-            .vessels
-            .get(&id)
-            .ok_or_else(|| HostError::refused(id, "it is not on this node"))?;
+        let l = self.vessels.get(&id).ok_or_else(|| {
+            HostError::refused(id, RefusalCode::UnknownVessel, "it is not on this node")
+        })?;
         if l.migrating {
             return Err(HostError::refused(
                 id,
+                RefusalCode::Busy,
                 "it is migrating; pin it once it has arrived",
             ));
         }
         let Record::Owned { epoch, image } = l.record.clone() else {
-            return Err(HostError::refused(id, "it does not run on this node"));
+            return Err(HostError::refused(
+                id,
+                RefusalCode::NotOwner,
+                "it does not run on this node",
+            ));
         };
         if l.pinned == pinned {
             return Ok(());
         }
         let store_err = |source| HostError::Store { vessel: id, source };
         let bytes = self.store.get_image_doc(&image).map_err(store_err)?;
-        let mut img: VesselImage = protocol::cbor::decode(&bytes)
-            .map_err(|e| HostError::refused(id, format!("its image: {e}")))?;
+        let mut img: VesselImage = protocol::cbor::decode(&bytes).map_err(|e| {
+            HostError::refused(id, RefusalCode::Internal, format!("its image: {e}"))
+        })?;
         img.placement.pinned = pinned;
         let (bytes, h) = img.encode_and_hash();
         self.store.put_image_doc(&bytes, true).map_err(store_err)?;

@@ -434,3 +434,22 @@ fn trap_in_unnamed_module_names_the_index() {
         assert_trap_line(name, &p, expected);
     }
 }
+
+/// A refusal from a node reaches the user as one line with its code and
+/// its detail: `meshnode: the node refused: CODE: DETAIL`.
+#[test]
+fn a_refusal_prints_its_code_and_detail() {
+    let _cpu = crate::support::shared_cpu();
+    let user = crate::mesh::User::new();
+    let mut a = user.start("a", &[], &[]);
+    a.wait_ready();
+    let out = user.run(&["stop", "--data-dir", a.dir(), "no-such-vessel"]);
+    assert_one_line_error(
+        "stop of a vessel that does not exist",
+        &out,
+        &[
+            "the node refused: unknown-vessel: ",
+            "no vessel `no-such-vessel` in the mesh",
+        ],
+    );
+}

@@ -425,7 +425,7 @@ fn membership_non_members_invites_and_refusals() {
     let (code, log) = c.wait_exit();
     assert_eq!(code, 1, "{log}");
     assert!(
-        log.contains("join refused by the inviting node: join token already used"),
+        log.contains("join refused by the inviting node: token-used: join token already used"),
         "{log}"
     );
 
@@ -645,6 +645,7 @@ fn control_requests_are_bound_to_a_nonce_a_connection_and_a_node() {
     let _cpu = crate::support::shared_cpu();
     use meshnode::control::client::Session;
     use protocol::control::{Command, ControlRequest, ControlResponse};
+    use protocol::refusal::RefusalCode;
 
     let user = User::new();
     let mut a = user.start("a", &[], &[]);
@@ -660,7 +661,7 @@ fn control_requests_are_bound_to_a_nonce_a_connection_and_a_node() {
     let key = ed25519_dalek::SigningKey::from_bytes(&secret);
     let refusal =
         |r: Result<ControlResponse, meshnode::control::client::ClientError>| match r.unwrap() {
-            ControlResponse::Refused { reason } => reason,
+            ControlResponse::Refused(refusal) => refusal,
             other => panic!("expected a refusal, got {other:?}"),
         };
 
@@ -687,8 +688,9 @@ fn control_requests_are_bound_to_a_nonce_a_connection_and_a_node() {
             s1.request(ControlRequest::Signed(Box::new(req.clone())))
                 .await,
         );
+        assert_eq!(reason.code, RefusalCode::Replayed, "{reason}");
         assert!(
-            reason.starts_with("unknown or already used nonce"),
+            reason.detail.starts_with("unknown or already used nonce"),
             "{reason}"
         );
 
@@ -698,7 +700,11 @@ fn control_requests_are_bound_to_a_nonce_a_connection_and_a_node() {
             .await
             .unwrap();
         let reason = refusal(s2.request(ControlRequest::Signed(Box::new(fresh))).await);
-        assert!(reason.contains("issued to another connection"), "{reason}");
+        assert_eq!(reason.code, RefusalCode::Replayed, "{reason}");
+        assert!(
+            reason.detail.contains("issued to another connection"),
+            "{reason}"
+        );
 
         // A request signed for A, sent to B.
         let for_a = s1.sign(&key, Command::TrustList).await.unwrap();
@@ -706,8 +712,11 @@ fn control_requests_are_bound_to_a_nonce_a_connection_and_a_node() {
             .await
             .unwrap();
         let reason = refusal(s3.request(ControlRequest::Signed(Box::new(for_a))).await);
+        assert_eq!(reason.code, RefusalCode::Misdirected, "{reason}");
         assert!(
-            reason.starts_with("the request was signed for node key"),
+            reason
+                .detail
+                .starts_with("the request was signed for node key"),
             "{reason}"
         );
 
@@ -717,8 +726,11 @@ fn control_requests_are_bound_to_a_nonce_a_connection_and_a_node() {
             user_key: protocol::membership::PublicKey([3; 32]),
         };
         let reason = refusal(s1.request(ControlRequest::Signed(Box::new(tampered))).await);
+        assert_eq!(reason.code, RefusalCode::Forged, "{reason}");
         assert!(
-            reason.starts_with("forged or corrupt control request"),
+            reason
+                .detail
+                .starts_with("forged or corrupt control request"),
             "{reason}"
         );
 

@@ -17,13 +17,16 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{request_response, Multiaddr, PeerId, Swarm};
 use meshnode::identity::NodeIdentity;
 use meshnode::mesh::behaviour::{node_swarm, NodeBehaviour, NodeBehaviourEvent, SwarmOptions};
-use protocol::control::PeerIdBytes;
+use protocol::ids::PeerIdBytes;
+use protocol::ingress::IngressRequest;
 use protocol::ingress::{EgressFrame, InSegment, IngressFrame, OutSegment};
 use protocol::membership::{MemberCertificate, MemberRequest, MemberResponse, Nonce, PublicKey};
 use protocol::migrate::{
-    ChunkBytes, Decision, DecisionBody, NamedChunk, Offer, OfferBody, OfferKind, PeerRequest,
-    PeerResponse, PEER_PROTOCOL_VERSION,
+    ChunkBytes, Decision, DecisionBody, MigrationRequest, MigrationResponse, NamedChunk, Offer,
+    OfferBody, OfferKind, PEER_PROTOCOL_VERSION,
 };
+use protocol::peer::{PeerRequest, PeerResponse};
+use protocol::refusal::RefusalCode;
 use protocol::snapshot::{ChunkedImage, Hash};
 use protocol::vessel::{
     Deployment, DeploymentBody, LogImage, Resume, VesselId, VesselImage, VESSEL_VERSION,
@@ -132,9 +135,13 @@ impl Adversary {
         }
     }
 
-    async fn ask(&mut self, req: PeerRequest) -> PeerResponse {
+    async fn ask(&mut self, req: impl Into<PeerRequest>) -> PeerResponse {
         let node = self.node;
-        let id = self.swarm.behaviour_mut().vessel.send_request(&node, req);
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .vessel
+            .send_request(&node, req.into());
         loop {
             let ev = tokio::time::timeout(Duration::from_secs(30), self.swarm.select_next_some())
                 .await
@@ -146,8 +153,8 @@ impl Adversary {
     }
 
     async fn nonce(&mut self) -> Nonce {
-        match self.ask(PeerRequest::Nonce).await {
-            PeerResponse::Nonce(n) => n,
+        match self.ask(MigrationRequest::Nonce).await {
+            PeerResponse::Migration(MigrationResponse::Nonce(n)) => n,
             other => panic!("no nonce: {other:?}"),
         }
     }
@@ -212,10 +219,15 @@ fn image_for(
     }
 }
 
-fn refused(r: PeerResponse) -> String {
+/// The refusal `r` must be, with the code it must carry; answers its
+/// detail (the human line, checked too where it names something).
+fn refused(r: PeerResponse, code: RefusalCode) -> String {
     match r {
-        PeerResponse::Refused { reason } => reason,
-        other => panic!("expected a refusal, got {other:?}"),
+        PeerResponse::Refused(refusal) => {
+            assert_eq!(refusal.code, code, "{refusal}");
+            refusal.detail
+        }
+        other => panic!("expected a refusal ({code}), got {other:?}"),
     }
 }
 
@@ -264,7 +276,10 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
     rt.block_on(async {
         // Not a member: refused before anything else.
         let mut outsider = Adversary::connect(&addr, None).await;
-        let why = refused(outsider.ask(PeerRequest::Nonce).await);
+        let why = refused(
+            outsider.ask(MigrationRequest::Nonce).await,
+            RefusalCode::NotMember,
+        );
         assert!(why.contains("not a member"), "{why}");
 
         let mut m = Adversary::connect(&addr, Some(&user_key)).await;
@@ -281,11 +296,12 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
         let body = m.offer_body(OfferKind::Warm, vessel, 1, &warm, n);
         let forged = Offer::sign(&stranger_key, body);
         let why = refused(
-            m.ask(PeerRequest::Offer {
+            m.ask(MigrationRequest::Offer {
                 offer: forged,
                 image: warm.clone(),
             })
             .await,
+            RefusalCode::Forged,
         );
         assert!(why.starts_with("forged offer"), "{why}");
 
@@ -295,11 +311,12 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
         body.source = PeerIdBytes(PeerId::random().to_bytes());
         let lying = Offer::sign(&m.identity.signing, body);
         let why = refused(
-            m.ask(PeerRequest::Offer {
+            m.ask(MigrationRequest::Offer {
                 offer: lying,
                 image: warm.clone(),
             })
             .await,
+            RefusalCode::Forged,
         );
         assert!(why.contains("names another node as its source"), "{why}");
 
@@ -308,27 +325,30 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
         let body = m.offer_body(OfferKind::Warm, vessel, 1, &warm, n);
         let good = Offer::sign(&m.identity.signing, body);
         match m
-            .ask(PeerRequest::Offer {
+            .ask(MigrationRequest::Offer {
                 offer: good.clone(),
                 image: warm.clone(),
             })
             .await
         {
-            PeerResponse::Lacking { chunks, .. } => assert_eq!(chunks, vec![chunk]),
+            PeerResponse::Migration(MigrationResponse::Lacking { chunks, .. }) => {
+                assert_eq!(chunks, vec![chunk])
+            }
             other => panic!("a good offer was not accepted: {other:?}"),
         }
         let why = refused(
-            m.ask(PeerRequest::Offer {
+            m.ask(MigrationRequest::Offer {
                 offer: good,
                 image: warm.clone(),
             })
             .await,
+            RefusalCode::Replayed,
         );
         assert!(why.starts_with("replayed offer"), "{why}");
 
         // A tampered chunk: the bytes do not hash to the name asked for.
         let why = refused(
-            m.ask(PeerRequest::Chunks {
+            m.ask(MigrationRequest::Chunks {
                 vessel,
                 epoch: 1,
                 chunks: vec![NamedChunk {
@@ -337,11 +357,12 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
                 }],
             })
             .await,
+            RefusalCode::Tampered,
         );
         assert!(why.starts_with("tampered chunk"), "{why}");
         // The right bytes are taken.
         match m
-            .ask(PeerRequest::Chunks {
+            .ask(MigrationRequest::Chunks {
                 vessel,
                 epoch: 1,
                 chunks: vec![NamedChunk {
@@ -351,7 +372,7 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
             })
             .await
         {
-            PeerResponse::Stored { count: 1 } => {}
+            PeerResponse::Migration(MigrationResponse::Stored { count: 1 }) => {}
             other => panic!("the right chunk was refused: {other:?}"),
         }
 
@@ -360,7 +381,10 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
         let n = m.nonce().await;
         let body = m.offer_body(OfferKind::Final, vessel, 2, &img, n);
         let offer = Offer::sign(&m.identity.signing, body);
-        let why = refused(m.ask(PeerRequest::Offer { offer, image: img }).await);
+        let why = refused(
+            m.ask(MigrationRequest::Offer { offer, image: img }).await,
+            RefusalCode::Untrusted,
+        );
         assert!(why.starts_with("untrusted deployer"), "{why}");
 
         // A stale epoch: the node runs `real` at epoch 1.
@@ -368,7 +392,10 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
         let n = m.nonce().await;
         let body = m.offer_body(OfferKind::Final, real, 1, &img, n);
         let offer = Offer::sign(&m.identity.signing, body);
-        let why = refused(m.ask(PeerRequest::Offer { offer, image: img }).await);
+        let why = refused(
+            m.ask(MigrationRequest::Offer { offer, image: img }).await,
+            RefusalCode::StaleEpoch,
+        );
         assert!(why.starts_with("stale epoch"), "{why}");
 
         // A commit signed by someone else.
@@ -384,7 +411,10 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
                 commit: true,
             },
         );
-        let why = refused(m.ask(PeerRequest::Commit(decision)).await);
+        let why = refused(
+            m.ask(MigrationRequest::Commit(decision)).await,
+            RefusalCode::Forged,
+        );
         assert!(why.starts_with("forged commit"), "{why}");
 
         // Service ingress: vessel bytes under an epoch older than the one
@@ -400,7 +430,10 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
                 closed: true,
             }],
         };
-        let why = refused(m.ask(PeerRequest::Egress(stale)).await);
+        let why = refused(
+            m.ask(IngressRequest::Egress(stale)).await,
+            RefusalCode::StaleEpoch,
+        );
         assert!(
             why.contains("stale epoch 0") && why.contains("epoch 1"),
             "{why}"
@@ -417,7 +450,10 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
             vessel: service,
             segments: vec![seg; protocol::limits::MAX_INGRESS_SEGMENTS + 1],
         };
-        let why = refused(m.ask(PeerRequest::Ingress(big)).await);
+        let why = refused(
+            m.ask(IngressRequest::Ingress(big)).await,
+            RefusalCode::Limit,
+        );
         assert!(
             why.contains(&format!(
                 "over the limit of {}",
@@ -428,19 +464,89 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
         let _ = PublicKey([0; 32]);
     });
     let log = a.log();
+    // Each refusal is in the log with its code.
     for expected in [
-        "not a member",
-        "forged offer",
-        "replayed offer",
-        "tampered chunk",
-        "untrusted deployer",
-        "stale epoch",
-        "forged commit",
-        "egress refused: stale epoch",
+        "not-member: not a member",
+        "forged: forged offer",
+        "replayed: replayed offer",
+        "tampered: tampered chunk",
+        "untrusted: untrusted deployer",
+        "stale-epoch: stale epoch",
+        "forged: forged commit",
+        "egress refused: stale-epoch: stale epoch",
     ] {
         assert!(
             log.contains(expected),
             "the node's log does not say `{expected}`:\n{log}"
         );
     }
+}
+
+/// A peer that speaks version 1 of the vessel protocol, as a meshnode of
+/// before the envelope did: identify and the old request-response name.
+#[derive(libp2p::swarm::NetworkBehaviour)]
+struct OldNode {
+    identify: libp2p::identify::Behaviour,
+    vessel:
+        request_response::Behaviour<meshnode::mesh::codec::CborCodec<PeerRequest, PeerResponse>>,
+}
+
+/// Goal: a node refuses a peer whose vessel protocol version it cannot
+/// speak, and its log names both versions and what to do.
+#[test]
+fn a_peer_of_another_protocol_version_is_refused_with_both_versions_named() {
+    let _cpu = crate::support::shared_cpu();
+    let user = User::new();
+    let mut a = user.start("a", &[], &[]);
+    let addr: Multiaddr = a.wait_ready().parse().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let expected = format!(
+        "speaks meshnode vessel protocol /1, this node speaks /{}; upgrade the older one",
+        protocol::peer::VESSEL_PROTOCOL_VERSION
+    );
+    rt.block_on(async {
+        let identity = NodeIdentity::ephemeral().unwrap();
+        let mut old = libp2p::SwarmBuilder::with_existing_identity(identity.keypair.clone())
+            .with_tokio()
+            .with_quic()
+            .with_behaviour(|key| OldNode {
+                identify: libp2p::identify::Behaviour::new(
+                    libp2p::identify::Config::new(
+                        meshnode::mesh::IDENTIFY_PROTOCOL.to_string(),
+                        key.public(),
+                    )
+                    .with_agent_version("meshnode/0.0.1".into()),
+                ),
+                vessel: request_response::Behaviour::with_codec(
+                    meshnode::mesh::codec::CborCodec::new(1 << 20, 1 << 20),
+                    [(
+                        libp2p::StreamProtocol::new("/meshnode/vessel/1"),
+                        request_response::ProtocolSupport::Full,
+                    )],
+                    request_response::Config::default(),
+                ),
+            })
+            .unwrap()
+            .build();
+        old.dial(addr).unwrap();
+        // Drive the old peer until the node has judged it (its log says so).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !a.log().contains(&expected) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the node did not refuse the old peer within 30 s:\n{}",
+                a.log()
+            );
+            let _ = tokio::time::timeout(Duration::from_millis(200), old.select_next_some()).await;
+        }
+    });
+    let log = a.log();
+    assert!(log.contains("meshnode/0.0.1"), "{log}");
+    // It is refused as a member, with that reason, in `peers --all`.
+    let out = user.run(&["peers", "--all", "--json", "--data-dir", a.dir()]);
+    let peers = String::from_utf8_lossy(&out.stdout);
+    assert!(peers.contains(&expected), "{peers}");
 }
