@@ -22,6 +22,8 @@ use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use super::vessels::*;
+use crate::migration::source::{Input, Output, Source};
+use crate::migration::ErrorKind;
 use crate::sync::lock;
 use crate::vessel::image::{self, MemoryTracker};
 use crate::vessel::runner::{self, Command as RunnerCmd};
@@ -598,6 +600,7 @@ pub(super) async fn migrate(
                 MigrationRequest::Prepare {
                     vessel: id,
                     epoch: new_epoch,
+                    image: image_hash,
                 },
             )
             .await?
@@ -713,21 +716,7 @@ pub(super) async fn migrate(
 /// Sends the commit until the destination confirms, then records that.
 /// Returns when the confirmation arrived.
 pub async fn send_commit(mesh: &Mesh, id: VesselId, to: PeerId, decision: Decision) -> Instant {
-    let acked_at;
-    loop {
-        match mesh
-            .migration(to, MigrationRequest::Commit(decision.clone()))
-            .await
-        {
-            Ok(MigrationResponse::Committed) => {
-                acked_at = Instant::now();
-                break;
-            }
-            Ok(other) => warn!(vessel = %id, %to, "commit answered {other:?}; retrying"),
-            Err(e) => warn!(vessel = %id, %to, "commit not confirmed yet ({e}); retrying"),
-        }
-        tokio::time::sleep(COMMIT_RETRY_INTERVAL).await;
-    }
+    let acked_at = drive_commit(mesh, id, to, &decision).await;
     let mut h = lock(&mesh.host);
     if h.departed.len() >= MAX_DEPARTED_IMAGES_BEFORE_EVICT {
         // Bounded: evict what the LRU no longer keeps (never while a
@@ -798,4 +787,52 @@ pub(super) fn restart_from_record(mesh: &Mesh, id: VesselId) -> Result<(), Strin
     h.vessels.remove(&id);
     h.start_from_image(image, record, reason, None)
         .map_err(|e| e.to_string())
+}
+
+/// Drives the migration layer's source machine past the commit point: the
+/// commit is sent until the destination confirms (or tells that the vessel
+/// ran under it and moved on: a stale-epoch refusal), and nothing resumes
+/// the vessel here meanwhile. Returns when the confirmation came.
+async fn drive_commit(mesh: &Mesh, id: VesselId, to: PeerId, decision: &Decision) -> Instant {
+    let (mut machine, mut outputs) = Source::finish_commit();
+    let mut acked_at = Instant::now();
+    loop {
+        let mut input = None;
+        for output in outputs {
+            match output {
+                Output::SendCommit => {
+                    let commit = MigrationRequest::Commit(decision.clone());
+                    let answer = match mesh.migration(to, commit).await {
+                        Ok(MigrationResponse::Committed) => Input::Committed,
+                        Ok(other) => Input::Failed(ErrorKind::Local(format!("answered {other:?}"))),
+                        Err(e) => Input::Failed(error_kind(e)),
+                    };
+                    if let Input::Failed(why) = &answer {
+                        warn!(vessel = %id, %to, "commit not confirmed yet ({why:?})");
+                    }
+                    acked_at = Instant::now();
+                    input = Some(answer);
+                }
+                Output::RetryAfter(wait) => {
+                    tokio::time::sleep(wait).await;
+                    input = Some(Input::RetryDue);
+                }
+                Output::Finished(_) => return acked_at,
+                _ => {}
+            }
+        }
+        let Some(input) = input else {
+            return acked_at;
+        };
+        outputs = machine.handle(input);
+    }
+}
+
+/// A failed request as the migration layer sees it: refused (with its
+/// code), or the destination did not answer.
+pub(super) fn error_kind(e: RequestError) -> ErrorKind {
+    match e {
+        RequestError::Refused { refusal, .. } => ErrorKind::Refused(refusal),
+        other => ErrorKind::Unreachable(other.to_string()),
+    }
 }

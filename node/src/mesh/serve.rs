@@ -25,6 +25,9 @@ use super::behaviour::NodeBehaviour;
 use super::node::{Membership, NodeCommand, NodeState};
 use super::vessels::*;
 use crate::identity::peer_public_key;
+use crate::migration::record::{
+    abort_record, check_offer_epoch, commit_rule, AbortRecord, CommitRule,
+};
 use crate::sync::lock;
 use crate::vessel::image::{self, Prebuilt, Ready};
 use crate::vessel::{Host, Record};
@@ -326,18 +329,7 @@ pub(super) fn accept_offer(
     };
     let host = lock(&mesh.host);
     let known = host.vessels.get(&id).map(|l| l.record.clone());
-    if let Some(r) = &known {
-        if b.epoch <= r.epoch() {
-            return Err(refuse(
-                RefusalCode::StaleEpoch,
-                format!(
-                    "stale epoch: offer for epoch {}, this node knows vessel {id} at epoch {}",
-                    b.epoch,
-                    r.epoch()
-                ),
-            ));
-        }
-    }
+    check_offer_epoch(known.as_ref(), id, b.epoch)?;
     let (lacking, image, manifest, named) = match b.kind {
         OfferKind::Warm => {
             let images: Vec<ChunkedImage> = protocol::cbor::decode(&image_bytes)
@@ -510,12 +502,18 @@ pub(super) async fn serve_migration(
             .await
             .map_err(Refusal::internal)?
         }
-        MigrationRequest::Prepare { vessel, epoch } => {
+        MigrationRequest::Prepare {
+            vessel,
+            epoch,
+            image,
+        } => {
             let incoming = incoming.clone();
             let host = mesh.host.clone();
-            tokio::task::spawn_blocking(move || prepare(&host, &incoming, peer, vessel, epoch))
-                .await
-                .map_err(Refusal::internal)?
+            tokio::task::spawn_blocking(move || {
+                prepare(&host, &incoming, peer, (vessel, epoch, image))
+            })
+            .await
+            .map_err(Refusal::internal)?
         }
         MigrationRequest::Commit(decision) => {
             decision
@@ -546,31 +544,7 @@ pub(super) async fn serve_migration(
                     "forged abort: wrong source or decision",
                 ));
             }
-            let mut inc = lock(incoming);
-            if inc
-                .get(&d.vessel)
-                .is_some_and(|s| s.from == peer && s.epoch == d.epoch)
-            {
-                inc.remove(&d.vessel);
-            }
-            drop(inc);
-            let mut h = lock(&mesh.host);
-            if let Some(Record::Prepared { epoch, .. }) =
-                h.vessels.get(&d.vessel).map(|l| l.record.clone())
-            {
-                if epoch == d.epoch {
-                    h.vessels.remove(&d.vessel);
-                }
-            }
-            let dir = h.vessel_dir(d.vessel).join("record.cbor");
-            if let Ok(bytes) = std::fs::read(&dir) {
-                if let Ok(Record::Prepared { epoch, .. }) = protocol::cbor::decode::<Record>(&bytes)
-                {
-                    if epoch == d.epoch {
-                        let _ = std::fs::remove_file(&dir);
-                    }
-                }
-            }
+            abort(mesh, incoming, peer, &decision.body)?;
             info!(vessel = %d.vessel, epoch = d.epoch, "migration aborted by its source");
             Ok(MigrationResponse::Aborted)
         }
@@ -586,8 +560,7 @@ pub(super) fn prepare(
     host: &Arc<Mutex<Host>>,
     incoming: &Arc<Mutex<HashMap<VesselId, Incoming>>>,
     peer: PeerId,
-    vessel: VesselId,
-    epoch: u64,
+    (vessel, epoch, image_named): (VesselId, u64, Hash),
 ) -> Result<MigrationResponse, Refusal> {
     fault_point("dest-prepare");
     let t0 = Instant::now();
@@ -602,6 +575,14 @@ pub(super) fn prepare(
                     format!("no final offer of vessel {vessel} at epoch {epoch} from this node"),
                 )
             })?;
+        // An earlier attempt's final offer that arrived late replaced the
+        // session: what this prepare names is not what would be prepared.
+        if s.image_hash != image_named {
+            return Err(refuse(
+                RefusalCode::NoMigration,
+                format!("the final offer of vessel {vessel} at epoch {epoch} here names another image than this prepare"),
+            ));
+        }
         if !s.expected.is_empty() {
             return Err(refuse(
                 RefusalCode::MissingChunks,
@@ -704,14 +685,9 @@ pub(super) fn prepare(
             let prebuilt = memory.is_some();
             let ready = image::ready_with_memory(&mut h, &image, memory)?;
             let t_ready = t0.elapsed();
-            h.write_record(
-                vessel,
-                &Record::Prepared {
-                    epoch,
-                    image: image_hash,
-                    from: peer.to_bytes(),
-                },
-            )?;
+            let known = record_on_disk(&h, vessel);
+            let prepared = Record::prepared(epoch, image_hash, peer.to_bytes(), known.as_ref());
+            h.write_record(vessel, &prepared)?;
             Ok((ready, prebuilt, t_patched, t_ready))
         })();
         (sync.join(), rest)
@@ -747,26 +723,17 @@ pub(super) fn commit(
 ) -> Result<MigrationResponse, Refusal> {
     fault_point("dest-commit");
     let mut h = lock(host);
-    if let Some(l) = h.vessels.get(&d.vessel) {
-        match &l.record {
-            Record::Owned { epoch, image } | Record::Ended { epoch, image, .. }
-                if *epoch == d.epoch && *image == d.image =>
-            {
-                return Ok(MigrationResponse::Committed);
-            }
-            r if r.epoch() >= d.epoch && !matches!(r, Record::Prepared { .. }) => {
-                return Err(refuse(
-                    RefusalCode::StaleEpoch,
-                    format!(
-                        "stale epoch: commit for epoch {}, this node knows vessel {} at epoch {}",
-                        d.epoch,
-                        d.vessel,
-                        r.epoch()
-                    ),
-                ));
-            }
-            _ => {}
-        }
+    // The rule judges by the durable record (after a restart, a prepared
+    // vessel is on disk only).
+    match commit_rule(
+        record_on_disk(&h, d.vessel).as_ref(),
+        d.vessel,
+        d.epoch,
+        d.image,
+    ) {
+        CommitRule::AlreadyDone => return Ok(MigrationResponse::Committed),
+        CommitRule::Refuse(r) => return Err(r),
+        CommitRule::Proceed => {}
     }
     let session = lock(incoming).remove(&d.vessel);
     let (image, ready) = match session {
@@ -818,4 +785,52 @@ pub(super) fn commit(
     }
     info!(vessel = %d.vessel, epoch = d.epoch, "migration committed: running here");
     Ok(MigrationResponse::Committed)
+}
+
+/// The record this node has on disk for `vessel` (the durable fact, which
+/// the rules judge by; an unreadable one counts as none).
+pub(super) fn record_on_disk(h: &Host, vessel: VesselId) -> Option<Record> {
+    let bytes = std::fs::read(h.vessel_dir(vessel).join("record.cbor")).ok()?;
+    protocol::cbor::decode::<Record>(&bytes).ok()
+}
+
+/// The source gave up the move at `d.epoch` with image `d.image`: its
+/// session ends, and the migration layer's abort rule says what becomes of
+/// the record (only that very move's `Prepared` record goes, and the
+/// settled record it stood over comes back).
+fn abort(
+    mesh: &Mesh,
+    incoming: &Arc<Mutex<HashMap<VesselId, Incoming>>>,
+    peer: PeerId,
+    d: &DecisionBody,
+) -> Result<(), Refusal> {
+    let mut inc = lock(incoming);
+    let ours = inc.get(&d.vessel).is_some_and(|s| {
+        s.from == peer
+            && s.epoch == d.epoch
+            && (s.kind == OfferKind::Warm || s.image_hash == d.image)
+    });
+    if ours {
+        inc.remove(&d.vessel);
+    }
+    drop(inc);
+    let mut h = lock(&mesh.host);
+    let known = record_on_disk(&h, d.vessel);
+    let outcome = abort_record(known.as_ref(), d.epoch, d.image);
+    match &outcome {
+        AbortRecord::Keep => return Ok(()),
+        AbortRecord::Restore(before) => h.write_record(d.vessel, before)?,
+        AbortRecord::Remove => {
+            let path = h.vessel_dir(d.vessel).join("record.cbor");
+            std::fs::remove_file(&path).map_err(Refusal::internal)?;
+        }
+    }
+    let prepared_here = h
+        .vessels
+        .get(&d.vessel)
+        .is_some_and(|l| matches!(l.record, Record::Prepared { epoch, .. } if epoch == d.epoch));
+    if prepared_here {
+        h.vessels.remove(&d.vessel);
+    }
+    Ok(())
 }

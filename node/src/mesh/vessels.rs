@@ -32,16 +32,13 @@ pub use super::migrate::*;
 use super::node::NodeCommand;
 pub use super::recover::*;
 pub use super::serve::*;
+pub use crate::migration::destination::INCOMING_MIGRATION_TTL;
 use crate::migration::nonce::NonceBook;
+pub use crate::migration::source::{
+    COMMIT_RETRY_INTERVAL, MAX_WARM_ROUNDS, NONCE_RETRIES, WARM_CONVERGED_CHUNKS,
+};
 use crate::vessel::image::{Prebuilt, Ready};
 use crate::vessel::Host;
-
-/// Pre-copy rounds at most before the final stop.
-pub const MAX_WARM_ROUNDS: u32 = 4;
-
-/// Pre-copy stops early once a round changed at most this many chunks: the
-/// final round will be as small as it gets.
-pub const WARM_CONVERGED_CHUNKS: usize = 16;
 
 /// How long a pre-copy round waits for the vessel to reach the end of a
 /// slice (a slice is milliseconds of work; longer means it is blocked).
@@ -53,22 +50,10 @@ pub const PREWARM_WAIT: Duration = Duration::from_secs(30);
 /// Batches of chunks in flight at once.
 pub const CHUNK_BATCHES_IN_FLIGHT: usize = 4;
 
-/// How often a committed source retries a commit the destination has not
-/// confirmed (it may be down; it resumes the vessel when it is back).
-pub const COMMIT_RETRY_INTERVAL: Duration = Duration::from_millis(500);
-
-/// Tries for a migration round's first request (a nonce) before the
-/// migration is given up (the vessel stays where it is).
-pub const NONCE_RETRIES: u32 = 8;
-
 /// Eviction runs after a move out once the departed LRU holds this many
 /// vessels (below it, a vessel's own older images are all there is to
 /// evict, and they are evicted at the next move).
 pub const MAX_DEPARTED_IMAGES_BEFORE_EVICT: usize = 1;
-
-/// An incoming migration with no word from its source for this long is
-/// dropped (its `Prepared` record stays on disk, for a late commit).
-pub const INCOMING_MIGRATION_TTL: Duration = Duration::from_secs(600);
 
 /// How long a `ps` waits for each peer.
 pub const PS_PEER_TIMEOUT: Duration = Duration::from_secs(5);

@@ -17,7 +17,9 @@ use protocol::refusal::{Refusal, RefusalCode};
 use protocol::snapshot::Hash;
 use protocol::vessel::VesselId;
 
-use super::record::{abort_removes, check_offer_epoch, commit_rule, CommitRule, Record};
+use super::record::{
+    abort_record, check_offer_epoch, commit_rule, AbortRecord, CommitRule, Record,
+};
 
 /// A migration whose source went quiet (it aborted and the abort was lost,
 /// or it died before its commit) is forgotten after this long.
@@ -65,8 +67,8 @@ pub enum CommitPlan<P, D> {
 pub struct AbortPlan<P, D> {
     /// The session it ended, if one was open.
     pub session: Option<Session<P, D>>,
-    /// Whether the `Prepared` record for that epoch is to be removed.
-    pub remove_record: bool,
+    /// What becomes of the record.
+    pub record: AbortRecord,
 }
 
 /// Every migration this node is receiving, by vessel.
@@ -252,7 +254,7 @@ impl<P: Clone + Eq + StdHash, D> Destination<P, D> {
         };
         AbortPlan {
             session,
-            remove_record: abort_removes(known, epoch, image),
+            record: abort_record(known, epoch, image),
         }
     }
 }

@@ -29,11 +29,16 @@ pub enum Record {
         acked: bool,
     },
     /// Received from `from` for `epoch`, validated, not committed: never run
-    /// unless the source's signed commit arrives.
+    /// unless the source's signed commit arrives. `before` is the settled
+    /// record it stands over (this node's history of the vessel), which an
+    /// abort puts back: deleting it would make the node forget epochs it
+    /// knew, and an old commit could no longer be told it is stale.
     Prepared {
         epoch: u64,
         image: Hash,
         from: Vec<u8>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<Box<Record>>,
     },
     /// It ended here.
     Ended {
@@ -51,6 +56,30 @@ impl Record {
             | Record::Left { epoch, .. }
             | Record::Prepared { epoch, .. }
             | Record::Ended { epoch, .. } => *epoch,
+        }
+    }
+
+    /// The `Prepared` record of a move at `epoch` with `image` from `from`,
+    /// over what this node knows of the vessel (`known`).
+    pub fn prepared(epoch: u64, image: Hash, from: Vec<u8>, known: Option<&Record>) -> Record {
+        let before = match known {
+            Some(Record::Prepared { before, .. }) => before.clone(),
+            Some(settled) => Some(Box::new(settled.clone())),
+            None => None,
+        };
+        Record::Prepared {
+            epoch,
+            image,
+            from,
+            before,
+        }
+    }
+
+    /// The record without a pending prepare: the settled fact.
+    pub fn settled(&self) -> Option<&Record> {
+        match self {
+            Record::Prepared { before, .. } => before.as_deref(),
+            settled => Some(settled),
         }
     }
 
@@ -145,13 +174,35 @@ pub fn prepared_matches(on_disk: Option<&Record>, epoch: u64, image: Hash) -> bo
     matches!(on_disk, Some(Record::Prepared { epoch: e, image: i, .. }) if *e == epoch && *i == image)
 }
 
-/// Whether an abort of the move at `epoch` with `image` removes the record:
-/// only a `Prepared` record of that very move (a record of any other kind
-/// is a fact the abort cannot undo). The image tells two attempts of one
-/// source at the same epoch apart: an abort of the first that arrives late
-/// must not undo the second, whose commit point may be passed already.
-pub fn abort_removes(known: Option<&Record>, epoch: u64, image: Hash) -> bool {
-    matches!(known, Some(Record::Prepared { epoch: e, image: i, .. }) if *e == epoch && *i == image)
+/// What an abort does to the record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AbortRecord {
+    /// Nothing: the record is not the `Prepared` record of this very move
+    /// (any other record is a fact the abort cannot undo).
+    Keep,
+    /// Put back the settled record the `Prepared` one stood over.
+    Restore(Record),
+    /// Remove the record: the node knew nothing of the vessel before.
+    Remove,
+}
+
+/// The abort rule: only the `Prepared` record of exactly the move at
+/// `epoch` with `image` goes. The image tells two attempts of one source at
+/// the same epoch apart: a late abort of the first must not undo the
+/// second, whose commit point may have passed already.
+pub fn abort_record(known: Option<&Record>, epoch: u64, image: Hash) -> AbortRecord {
+    match known {
+        Some(Record::Prepared {
+            epoch: e,
+            image: i,
+            before,
+            ..
+        }) if *e == epoch && *i == image => match before {
+            Some(b) => AbortRecord::Restore((**b).clone()),
+            None => AbortRecord::Remove,
+        },
+        _ => AbortRecord::Keep,
+    }
 }
 
 /// Whether a vessel with this record may start a migration from this node.
@@ -258,36 +309,50 @@ mod tests {
             commit_rule(Some(&left), id(), 4, h(1)),
             CommitRule::Refuse(_)
         ));
-        let prepared = Record::Prepared {
-            epoch: 4,
-            image: h(1),
-            from: vec![1],
-        };
+        let prepared = Record::prepared(4, h(1), vec![1], None);
         assert_eq!(
             commit_rule(Some(&prepared), id(), 4, h(1)),
             CommitRule::Proceed
+        );
+        assert!(
+            matches!(
+                commit_rule(Some(&prepared), id(), 3, h(1)),
+                CommitRule::Refuse(_)
+            ),
+            "a record above the commit's epoch, a prepared one included, makes it stale"
         );
         assert_eq!(commit_rule(None, id(), 4, h(1)), CommitRule::Proceed);
     }
 
     #[test]
-    fn only_a_prepared_record_of_that_epoch_is_aborted() {
-        let prepared = Record::Prepared {
-            epoch: 4,
-            image: h(1),
-            from: vec![1],
+    fn only_a_prepared_record_of_that_move_is_aborted_and_history_comes_back() {
+        let left = Record::Left {
+            epoch: 3,
+            image: h(9),
+            to: vec![2],
+            acked: true,
         };
-        assert!(abort_removes(Some(&prepared), 4, h(1)));
-        assert!(!abort_removes(Some(&prepared), 5, h(1)));
-        assert!(
-            !abort_removes(Some(&prepared), 4, h(2)),
+        let prepared = Record::prepared(4, h(1), vec![1], Some(&left));
+        assert_eq!(
+            abort_record(Some(&prepared), 4, h(1)),
+            AbortRecord::Restore(left.clone())
+        );
+        assert_eq!(abort_record(Some(&prepared), 5, h(1)), AbortRecord::Keep);
+        assert_eq!(
+            abort_record(Some(&prepared), 4, h(2)),
+            AbortRecord::Keep,
             "an earlier attempt"
         );
+        let fresh = Record::prepared(4, h(1), vec![1], None);
+        assert_eq!(abort_record(Some(&fresh), 4, h(1)), AbortRecord::Remove);
         let owned = Record::Owned {
             epoch: 4,
             image: h(1),
         };
-        assert!(!abort_removes(Some(&owned), 4, h(1)));
+        assert_eq!(abort_record(Some(&owned), 4, h(1)), AbortRecord::Keep);
+        // A prepare over a prepare keeps the settled record beneath both.
+        let again = Record::prepared(5, h(2), vec![1], Some(&prepared));
+        assert_eq!(again.settled(), Some(&left));
     }
 
     #[test]
@@ -309,11 +374,7 @@ mod tests {
             Recovery::FinishCommit { to: vec![9] }
         );
         assert_eq!(
-            recovery_of(&Record::Prepared {
-                epoch: 2,
-                image: h(1),
-                from: vec![9]
-            }),
+            recovery_of(&Record::prepared(2, h(1), vec![9], None)),
             Recovery::AwaitCommit
         );
     }

@@ -28,13 +28,28 @@ impl Ghost {
         self.ran.insert(vessel, 1);
     }
 
+    /// A node's settled records (`Owned`, `Left`, `Ended`) of a vessel
+    /// only rise; a `Prepared` record stands above the settled one it
+    /// covers, and an abort that puts the settled one back lowers nothing
+    /// the node had settled.
     pub fn record_written(&mut self, node: NodeId, vessel: VesselId, record: &Record, now_ms: u64) {
+        let before = self.recorded.get(&(node, vessel)).copied().unwrap_or(0);
         let e = record.epoch();
-        let before = self.recorded.insert((node, vessel), e).unwrap_or(0);
-        if e < before {
-            self.broken.push(format!(
+        match record {
+            Record::Prepared { before: under, .. } => {
+                let under = under.as_ref().map_or(0, |r| r.epoch());
+                if e <= under || under < before {
+                    self.broken.push(format!(
+                        "epochs only increase: n{node} prepared {vessel} at epoch {e} over a settled epoch {under} (it had settled {before}) ({now_ms} ms)"
+                    ));
+                }
+            }
+            _ if e < before => self.broken.push(format!(
                 "epochs only increase: n{node} recorded {vessel} at epoch {e} after epoch {before} ({now_ms} ms)"
-            ));
+            )),
+            _ => {
+                self.recorded.insert((node, vessel), e);
+            }
         }
         if let Record::Left { epoch, .. } = record {
             let c = self.committed.entry(vessel).or_insert(0);

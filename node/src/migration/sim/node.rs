@@ -16,7 +16,7 @@ use crate::migration::bugs::{active, Bug};
 use crate::migration::destination::{nothing_prepared, CommitPlan, Destination, Session};
 use crate::migration::nonce::NonceBook;
 use crate::migration::record::{
-    check_may_migrate, prepared_matches, recovery_of, Record, Recovery,
+    check_may_migrate, prepared_matches, recovery_of, AbortRecord, Record, Recovery,
 };
 
 /// A request between nodes (signatures are not simulated: the simulated
@@ -352,16 +352,9 @@ fn prepare_done(
         let synced = std::mem::take(&mut n.disk.unsynced_images);
         n.disk.images.extend(synced);
     }
-    write_record(
-        w,
-        node,
-        vessel,
-        Record::Prepared {
-            epoch,
-            image,
-            from: vec![from],
-        },
-    );
+    let known = w.nodes[node as usize].record(vessel).cloned();
+    let prepared = Record::prepared(epoch, image, vec![from], known.as_ref());
+    write_record(w, node, vessel, prepared);
     if let Some(s) = w.nodes[node as usize]
         .dest
         .session_mut(vessel, &from, epoch)
@@ -410,11 +403,20 @@ fn abort(
     let n = &mut w.nodes[node as usize];
     let known = n.disk.records.get(&vessel).cloned();
     let plan = n.dest.abort(&from, vessel, epoch, image, known.as_ref());
-    if plan.remove_record {
-        n.disk.records.remove(&vessel);
-        w.note(format!(
-            "n{node} {vessel} prepared record removed by an abort"
-        ));
+    match plan.record {
+        AbortRecord::Keep => {}
+        AbortRecord::Restore(before) => {
+            w.note(format!(
+                "n{node} {vessel} prepared record undone by an abort"
+            ));
+            write_record(w, node, vessel, before);
+        }
+        AbortRecord::Remove => {
+            w.note(format!(
+                "n{node} {vessel} prepared record removed by an abort"
+            ));
+            w.nodes[node as usize].disk.records.remove(&vessel);
+        }
     }
     Response::Aborted
 }
