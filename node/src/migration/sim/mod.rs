@@ -143,7 +143,7 @@ pub struct World {
 }
 
 /// Lines of trace kept for a failing seed (the last ones).
-const TRACE_LINES: usize = 100_000;
+const TRACE_LINES: usize = 400;
 
 /// The longest extra delay of a straggling message.
 const STRAGGLER_MAX_MS: u64 = 5_000;
