@@ -685,6 +685,34 @@ pub(crate) mod tests {
 }
 
 #[cfg(test)]
+mod phase_tests {
+    use super::*;
+
+    /// A phase travels as the string this field used to be, and a newer
+    /// node's phase decodes as `Unknown` rather than failing the report.
+    #[test]
+    fn phases_travel_as_their_old_names() {
+        for p in [
+            MigrationPhase::Warming,
+            MigrationPhase::Final,
+            MigrationPhase::Committed,
+            MigrationPhase::Done,
+            MigrationPhase::Aborted,
+        ] {
+            let bytes = crate::cbor::encode(&p);
+            assert_eq!(bytes, crate::cbor::encode(&p.name().to_string()));
+            assert_eq!(crate::cbor::decode::<MigrationPhase>(&bytes).unwrap(), p);
+        }
+        let newer = crate::cbor::encode(&"replicating".to_string());
+        assert_eq!(
+            crate::cbor::decode::<MigrationPhase>(&newer).unwrap(),
+            MigrationPhase::Unknown
+        );
+        assert!(MigrationPhase::Done.is_over() && !MigrationPhase::Unknown.is_over());
+    }
+}
+
+#[cfg(test)]
 mod smoke {
     use super::tests::sample_request;
     use super::*;
@@ -741,6 +769,23 @@ mod smoke {
             }),
             crate::cbor::encode(&token),
             token.encode().into_bytes(),
+            crate::cbor::encode(&ControlResponse::Refused(Refusal::new(
+                RefusalCode::Untrusted,
+                "user key … is not trusted by this node",
+            ))),
+            crate::cbor::encode(&ControlResponse::Migration(MigrationReport {
+                vessel: VesselId([4; 8]),
+                from: "12D3KooWa".into(),
+                to: "12D3KooWb".into(),
+                phase: MigrationPhase::Committed,
+                rounds: 3,
+                bytes_sent: 1 << 20,
+                chunks_sent: 16,
+                chunks_skipped: 2,
+                downtime_us: Some(1500),
+                total_ms: 40,
+                error: None,
+            })),
         ]
     }
 
