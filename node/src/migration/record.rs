@@ -112,7 +112,7 @@ pub fn check_offer_epoch(
         return Err(Refusal::new(
             RefusalCode::StaleEpoch,
             format!(
-                "offer for epoch {epoch}, this node knows vessel {vessel} at epoch {}",
+                "stale epoch: offer for epoch {epoch}, this node knows vessel {vessel} at epoch {}",
                 r.epoch()
             ),
         ));
@@ -150,7 +150,7 @@ pub fn commit_rule(
         CommitRule::Refuse(Refusal::new(
             RefusalCode::StaleEpoch,
             format!(
-                "commit for epoch {epoch}, this node knows vessel {vessel} at epoch {}",
+                "stale epoch: commit for epoch {epoch}, this node knows vessel {vessel} at epoch {}",
                 r.epoch()
             ),
         ))
