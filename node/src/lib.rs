@@ -22,6 +22,7 @@ pub mod demo;
 pub mod dock;
 pub mod identity;
 pub mod mesh;
+pub mod migration;
 pub mod placement;
 pub mod store;
 mod sync;

@@ -141,9 +141,13 @@ pub enum MigrationRequest {
         epoch: u64,
         chunks: Vec<NamedChunk>,
     },
+    /// Make the final image named `image` durable and ready. The image
+    /// tells two attempts of one source at the same epoch apart (a late
+    /// final offer of the first must not be what the second prepares).
     Prepare {
         vessel: VesselId,
         epoch: u64,
+        image: Hash,
     },
     Commit(Decision),
     Abort(Decision),

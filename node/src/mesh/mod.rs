@@ -25,10 +25,15 @@
 
 pub mod behaviour;
 pub mod codec;
+pub mod commands;
 pub mod ingress;
+pub mod link;
+pub mod migrate;
 pub mod node;
 pub mod place;
+pub mod recover;
 pub mod rtt;
+pub mod serve;
 pub mod status;
 pub mod vessels;
 

@@ -36,7 +36,6 @@ use protocol::migrate::ChunkBytes;
 use protocol::refusal::{Refusal, RefusalCode};
 use protocol::snapshot::Hash;
 use protocol::vessel::{Deployment, LogImage, Resume, VesselId, VesselImage, VESSEL_VERSION};
-use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 use wasmi::Engine;
 
@@ -99,54 +98,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> HostError + '_ {
     }
 }
 
-/// The durable fact about one vessel on this node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Record {
-    /// It runs here under `epoch`, from `image` when the node restarts.
-    Owned { epoch: u64, image: Hash },
-    /// It left for `to` under `epoch` (this node's commit point). `acked`
-    /// once the destination confirmed that it runs it.
-    Left {
-        epoch: u64,
-        image: Hash,
-        to: Vec<u8>,
-        acked: bool,
-    },
-    /// Received from `from` for `epoch`, validated, not committed: never run
-    /// unless the source's signed commit arrives.
-    Prepared {
-        epoch: u64,
-        image: Hash,
-        from: Vec<u8>,
-    },
-    /// It ended here.
-    Ended {
-        epoch: u64,
-        image: Hash,
-        exit: String,
-        code: Option<i32>,
-    },
-}
-
-impl Record {
-    pub fn epoch(&self) -> u64 {
-        match self {
-            Record::Owned { epoch, .. }
-            | Record::Left { epoch, .. }
-            | Record::Prepared { epoch, .. }
-            | Record::Ended { epoch, .. } => *epoch,
-        }
-    }
-
-    pub fn image(&self) -> Hash {
-        match self {
-            Record::Owned { image, .. }
-            | Record::Left { image, .. }
-            | Record::Prepared { image, .. }
-            | Record::Ended { image, .. } => *image,
-        }
-    }
-}
+pub use crate::migration::record::Record;
 
 /// A module ready to instantiate, shared by every vessel that runs it.
 pub struct PreparedModule {

@@ -1,0 +1,260 @@
+//! Start-up recovery from the durable records, test-only fault points,
+//! and the checkpoint of every vessel at a clean stop.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use libp2p::PeerId;
+use protocol::control::PeerIdBytes;
+use protocol::migrate::{Decision, DecisionBody, PEER_PROTOCOL_VERSION};
+use protocol::vessel::{Resume, VesselId, VesselImage, VesselPlacement, VESSEL_VERSION};
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+
+use super::node::NodeState;
+use super::vessels::*;
+use crate::sync::lock;
+use crate::vessel::image::{self, MemoryTracker};
+use crate::vessel::runner::Command as RunnerCmd;
+use crate::vessel::{Host, Record};
+
+/// Test-only fault injection: whether `MESHNODE_FAULT` names `point` (a
+/// step that then fails instead of exiting the node).
+pub(super) fn fault_active(point: &str) -> bool {
+    std::env::var("MESHNODE_FAULT").is_ok_and(|f| f == point)
+}
+
+/// Test-only fault injection: `MESHNODE_FAULT=<point>` makes the node exit
+/// at that point of the migration protocol, as if it crashed there. The
+/// fault tests use it to kill a node at an exact step.
+pub fn fault_point(point: &str) {
+    if std::env::var("MESHNODE_FAULT").is_ok_and(|f| f == point) {
+        eprintln!("meshnode: fault injection: exiting at {point}");
+        std::process::exit(86);
+    }
+}
+
+/// At start-up: resume every vessel this node owns from its last durable
+/// image, list the ones that ended here, and finish commits that were
+/// decided but not confirmed (the destination resumes the vessel when it
+/// hears the commit, however late).
+pub fn recover(state: &NodeState) {
+    let mesh = mesh_of(state);
+    let records = lock(&mesh.host).read_records();
+    for (id, record) in records {
+        // A committed move is finished first, image or not: the
+        // destination holds everything it needs.
+        if let Record::Left {
+            epoch,
+            image: ih,
+            to,
+            acked: false,
+        } = &record
+        {
+            if let Ok(to) = PeerId::from_bytes(to) {
+                let decision = Decision::sign(
+                    &mesh.signing,
+                    DecisionBody {
+                        version: PEER_PROTOCOL_VERSION,
+                        vessel: id,
+                        epoch: *epoch,
+                        image: *ih,
+                        source: PeerIdBytes(mesh.me.to_bytes()),
+                        destination: PeerIdBytes(to.to_bytes()),
+                        commit: true,
+                    },
+                );
+                info!(vessel = %id, %to, "finishing a commit decided before the restart");
+                let m = mesh.clone();
+                tokio::spawn(async move {
+                    send_commit(&m, id, to, decision).await;
+                });
+            }
+        }
+        let mut h = lock(&mesh.host);
+        let image = match h.store.get_image_doc(&record.image()) {
+            Ok(bytes) => match protocol::cbor::decode::<VesselImage>(&bytes) {
+                Ok(i) => i,
+                Err(e) => {
+                    warn!(vessel = %id, "its image does not decode: {e}");
+                    continue;
+                }
+            },
+            Err(e) => {
+                if !matches!(record, Record::Left { .. }) {
+                    warn!(vessel = %id, "its image is missing: {e}");
+                }
+                continue;
+            }
+        };
+        match &record {
+            Record::Owned { .. } => {
+                match h.start_from_image(
+                    image,
+                    record.clone(),
+                    "resumed after a restart".into(),
+                    None,
+                ) {
+                    Ok(()) => {
+                        info!(vessel = %id, epoch = record.epoch(), "resumed after a restart")
+                    }
+                    Err(e) => warn!(vessel = %id, "cannot resume: {e}"),
+                }
+            }
+            Record::Ended { .. } | Record::Left { .. } => {
+                let log = match crate::store::get_image(
+                    &h.store,
+                    &image.log.content,
+                    protocol::limits::MAX_LOG_BYTES,
+                ) {
+                    Ok(bytes) => crate::vessel::log::VesselLog {
+                        start: image.log.start_offset,
+                        bytes,
+                    },
+                    Err(_) => Default::default(),
+                };
+                h.vessels.insert(
+                    id,
+                    crate::vessel::Local {
+                        deployment: image.deployment.clone(),
+                        record: record.clone(),
+                        log: Arc::new(Mutex::new(log)),
+                        runner: None,
+                        migrations: image.migrations,
+                        run_ms_before: image.run_ms,
+                        started: Instant::now(),
+                        reason: "known from before a restart".into(),
+                        migrating: false,
+                        stopped: matches!(&record, Record::Ended { exit, .. } if exit == "stopped"),
+                        pinned: image.placement.pinned,
+                        last_move: None,
+                        why: String::new(),
+                    },
+                );
+                if matches!(&record, Record::Left { .. }) {
+                    h.remember_departed(id, record.image());
+                }
+            }
+            // Waits for its source's commit (see `commit`), never runs alone.
+            Record::Prepared { .. } => {}
+        }
+    }
+}
+
+/// How long a clean stop waits for one vessel to reach a migration point.
+pub const CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// At a clean stop (Ctrl-C, SIGTERM): every vessel running here is paused
+/// at its next migration point and written down as a durable image, so the
+/// next start resumes it exactly there. One that cannot be paused in time
+/// resumes from its last durable image instead, as after a crash.
+pub async fn checkpoint_all(host: &Arc<Mutex<Host>>) {
+    let ids: Vec<VesselId> = lock(host)
+        .vessels
+        .iter()
+        .filter(|(_, l)| {
+            matches!(l.record, Record::Owned { .. })
+                && !l.migrating
+                && l.runner.as_ref().is_some_and(|r| r.exit().is_none())
+        })
+        .map(|(id, _)| *id)
+        .collect();
+    for id in ids {
+        match tokio::time::timeout(CHECKPOINT_TIMEOUT, checkpoint(host, id)).await {
+            Ok(Ok(())) => info!(vessel = %id, "checkpointed: the next start continues it here"),
+            Ok(Err(e)) => {
+                warn!(vessel = %id, "cannot checkpoint it ({e}); the next start resumes it from its last image")
+            }
+            Err(_) => warn!(
+                vessel = %id,
+                "it did not reach a migration point within {} s; the next start resumes it from its last image",
+                CHECKPOINT_TIMEOUT.as_secs()
+            ),
+        }
+    }
+}
+
+pub(super) async fn checkpoint(host: &Arc<Mutex<Host>>, id: VesselId) -> Result<(), String> {
+    let (tx, rx) = oneshot::channel();
+    {
+        let h = lock(host);
+        let l = h.vessels.get(&id).ok_or("vessel gone")?;
+        l.runner
+            .as_ref()
+            .ok_or("not running")?
+            .send(RunnerCmd::Pause(tx))?;
+    }
+    let paused = rx
+        .await
+        .map_err(|_| "the vessel ended first".to_string())??;
+    let host = host.clone();
+    tokio::task::spawn_blocking(move || -> Result<(), String> {
+        let mut h = lock(&host);
+        let l = h.vessels.get(&id).ok_or("vessel gone")?;
+        let epoch = l.record.epoch();
+        let deployment = l.deployment.clone();
+        let (migrations, run_ms) = (l.migrations, l.run_ms());
+        let pinned = l.pinned;
+        let log = l.log.clone();
+        let old = h
+            .store
+            .get_image_doc(&l.record.image())
+            .map_err(|e| e.to_string())?;
+        let old: VesselImage = protocol::cbor::decode(&old).map_err(|e| e.to_string())?;
+        let module_bytes =
+            crate::store::get_image(&h.store, &old.module, protocol::limits::MAX_MODULE_BYTES)
+                .map_err(|e| e.to_string())?;
+        let module = h.module(module_bytes, &deployment.body.name)?;
+        let store = h.store.clone();
+        let mut tracker = MemoryTracker::default();
+        tracker
+            .update_final(&store, paused.vessel.memory())
+            .map_err(|e| e.to_string())?;
+        let manifest = image::manifest_of(&module, &old.module, &paused.capture, tracker.image)?;
+        let (mbytes, mh) = manifest.encode_and_hash();
+        let dirs = image::volume_dirs(&h.vessel_dir(id), deployment.body.volumes.len());
+        let volumes = deployment
+            .body
+            .volumes
+            .iter()
+            .zip(&dirs)
+            .map(|(v, d)| image::pack_volume(&store, d, &v.guest))
+            .collect::<Result<Vec<_>, _>>()?;
+        let log = image::pack_log(&store, &lock(&log))?;
+        let hub = h
+            .hubs
+            .get(&id)
+            .map(|h| h.freeze_and_export())
+            .unwrap_or_default();
+        let img = VesselImage {
+            version: VESSEL_VERSION,
+            deployment,
+            epoch,
+            resume: Resume::Snapshot(mh),
+            module: old.module,
+            manifest: mbytes.clone(),
+            volumes,
+            log,
+            migrations,
+            run_ms,
+            placement: VesselPlacement {
+                pinned,
+                last_move: old.placement.last_move.clone(),
+            },
+            hub,
+        };
+        let (bytes, ih) = img.encode_and_hash();
+        store
+            .put_manifest_bytes_unsynced(&mbytes)
+            .map_err(|e| e.to_string())?;
+        store
+            .put_image_doc(&bytes, false)
+            .map_err(|e| e.to_string())?;
+        store.sync().map_err(|e| e.to_string())?;
+        h.write_record(id, &Record::Owned { epoch, image: ih })
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}

@@ -1,0 +1,836 @@
+//! The destination side of the vessel protocol: requests from peers,
+//! checked (a member, a nonce this node issued to that very peer) before
+//! anything else, and the driver of the migration layer's destination
+//! decisions (offer, chunks, prepare, commit, abort).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use libp2p::request_response::ResponseChannel;
+use libp2p::{PeerId, Swarm};
+use protocol::ingress::{IngressRequest, IngressResponse};
+use protocol::limits::MAX_INCOMING_MIGRATIONS;
+use protocol::membership::Nonce;
+use protocol::migrate::{
+    DecisionBody, MigrationRequest, MigrationResponse, Offer, OfferKind, PEER_PROTOCOL_VERSION,
+};
+use protocol::peer::{PeerRequest, PeerResponse};
+use protocol::refusal::{Refusal, RefusalCode};
+use protocol::snapshot::{ChunkedImage, Hash, Manifest};
+use protocol::vessel::{Resume, VesselId, VesselImage};
+use tracing::{info, warn};
+
+use super::behaviour::NodeBehaviour;
+use super::node::{Membership, NodeCommand, NodeState};
+use super::vessels::*;
+use crate::identity::peer_public_key;
+use crate::migration::record::{
+    abort_record, check_offer_epoch, commit_rule, AbortRecord, CommitRule,
+};
+use crate::sync::lock;
+use crate::vessel::image::{self, Prebuilt, Ready};
+use crate::vessel::{Host, Record};
+
+// ---------------------------------------------------------------------------
+// The destination side: requests from peers.
+
+/// Answers one request from a peer. Only members are served.
+pub fn serve_peer(
+    swarm: &mut Swarm<NodeBehaviour>,
+    state: &mut NodeState,
+    peer: PeerId,
+    request: PeerRequest,
+    channel: ResponseChannel<PeerResponse>,
+) {
+    let member = state
+        .peers
+        .get(&peer)
+        .is_some_and(|e| matches!(e.membership, Membership::Member(_)));
+    if !member {
+        let refusal = refuse(
+            RefusalCode::NotMember,
+            "not a member of this mesh: this node serves vessels to members only",
+        );
+        warn!(%peer, "vessel request refused: {refusal}");
+        let _ = swarm
+            .behaviour_mut()
+            .vessel
+            .send_response(channel, PeerResponse::Refused(refusal));
+        return;
+    }
+    let send_now = |swarm: &mut Swarm<NodeBehaviour>, channel, response: PeerResponse| {
+        if let PeerResponse::Refused(refusal) = &response {
+            warn!(%peer, "vessel request refused: {refusal}");
+        }
+        let _ = swarm
+            .behaviour_mut()
+            .vessel
+            .send_response(channel, response);
+    };
+    match request {
+        PeerRequest::Migration(MigrationRequest::Nonce) => {
+            let n = state.vessels_net.issue(peer);
+            send_now(swarm, channel, MigrationResponse::Nonce(n).into());
+        }
+        PeerRequest::Migration(MigrationRequest::Offer { offer, image }) => {
+            // Checked here, in order, before any work: the signature (made
+            // by the connection's own key), the addressee, the nonce.
+            if let Err(refusal) = check_offer(state, peer, &offer, &image) {
+                send_now(swarm, channel, PeerResponse::Refused(refusal));
+                return;
+            }
+            let mesh = mesh_of(state);
+            let incoming = state.vessels_net.incoming.clone();
+            let tx = state.vessels_net.tx.clone();
+            let next_nonce = state.vessels_net.issue(peer);
+            tokio::task::spawn_blocking(move || {
+                let warm = (offer.body.kind == OfferKind::Warm)
+                    .then(|| protocol::cbor::decode::<Vec<ChunkedImage>>(&image).ok())
+                    .flatten();
+                let (vessel, epoch) = (offer.body.vessel, offer.body.epoch);
+                let (kind, t0) = (offer.body.kind, Instant::now());
+                let response = match accept_offer(&mesh, &incoming, peer, offer, image, next_nonce)
+                {
+                    Ok(r) => PeerResponse::Migration(r),
+                    Err(refusal) => {
+                        warn!(%peer, "offer refused: {refusal}");
+                        PeerResponse::Refused(refusal)
+                    }
+                };
+                let accepted = matches!(
+                    response,
+                    PeerResponse::Migration(MigrationResponse::Lacking { .. })
+                );
+                tracing::debug!(
+                    vessel = %vessel,
+                    ?kind,
+                    accept_us = t0.elapsed().as_micros() as u64,
+                    "offer checked"
+                );
+                let _ = tx.blocking_send(NodeCommand::RespondPeer { channel, response });
+                // While the chunks arrive, get the module ready, so the
+                // pause does not pay for instrumenting and compiling it.
+                if let (true, Some(images)) = (accepted, warm) {
+                    let module = images.get(1).and_then(|m| prewarm(&mesh.host, m));
+                    if let (Some(mem), Some(module)) = (images.first(), module) {
+                        prebuild_memory(&mesh.host, &incoming, peer, vessel, epoch, mem, module);
+                    }
+                }
+            });
+        }
+        PeerRequest::Ingress(IngressRequest::Ingress(frame)) => {
+            if let Err(e) = frame.check() {
+                let refusal = refuse(e.code(), format!("ingress frame: {e}"));
+                send_now(swarm, channel, PeerResponse::Refused(refusal));
+                return;
+            }
+            let host = state.vessels_net.host.clone();
+            let tx = state.vessels_net.tx.clone();
+            tokio::task::spawn_blocking(move || {
+                let reply = super::ingress::host_take(&host, peer, &frame);
+                let _ = tx.blocking_send(NodeCommand::RespondPeer {
+                    channel,
+                    response: IngressResponse::Ingress(reply).into(),
+                });
+            });
+        }
+        PeerRequest::Ingress(IngressRequest::Egress(frame)) => {
+            if let Err(e) = frame.check() {
+                let refusal = refuse(e.code(), format!("egress frame: {e}"));
+                send_now(swarm, channel, PeerResponse::Refused(refusal));
+                return;
+            }
+            let ingress = state.vessels_net.ingress.clone();
+            let tx = state.vessels_net.tx.clone();
+            tokio::spawn(async move {
+                let response = match super::ingress::entry_write(&ingress, peer, frame).await {
+                    Ok(r) => IngressResponse::Egress(r).into(),
+                    Err(refusal) => {
+                        warn!(%peer, "egress refused: {refusal}");
+                        PeerResponse::Refused(refusal)
+                    }
+                };
+                let _ = tx
+                    .send(NodeCommand::RespondPeer { channel, response })
+                    .await;
+            });
+        }
+        other => {
+            let mesh = mesh_of(state);
+            let incoming = state.vessels_net.incoming.clone();
+            let tx = state.vessels_net.tx.clone();
+            tokio::spawn(async move {
+                let response = match serve_async(&mesh, &incoming, peer, other).await {
+                    Ok(r) => r,
+                    Err(refusal) => {
+                        warn!(%peer, "vessel request refused: {refusal}");
+                        PeerResponse::Refused(refusal)
+                    }
+                };
+                let _ = tx
+                    .send(NodeCommand::RespondPeer { channel, response })
+                    .await;
+            });
+        }
+    }
+}
+
+/// Waits (bounded) for a module's chunks to arrive, then prepares it.
+pub(super) fn prewarm(
+    host: &Arc<Mutex<Host>>,
+    module: &ChunkedImage,
+) -> Option<Arc<crate::vessel::PreparedModule>> {
+    let store = lock(host).store.clone();
+    let deadline = Instant::now() + PREWARM_WAIT;
+    while module.chunks.iter().flatten().any(|h| !store.has_chunk(h)) {
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let bytes = crate::store::get_image(&store, module, protocol::limits::MAX_MODULE_BYTES).ok()?;
+    Host::prewarm_module(host, bytes)
+}
+
+/// Writes a pre-copy round's memory image into the migration's blank
+/// instance (made on the first round) once its chunks are here, off the
+/// pause: only the chunks whose names changed since the last round.
+pub(super) fn prebuild_memory(
+    host: &Arc<Mutex<Host>>,
+    incoming: &Arc<Mutex<HashMap<VesselId, Incoming>>>,
+    peer: PeerId,
+    vessel: VesselId,
+    epoch: u64,
+    image: &ChunkedImage,
+    module: Arc<crate::vessel::PreparedModule>,
+) {
+    let store = lock(host).store.clone();
+    let deadline = Instant::now() + PREWARM_WAIT;
+    while image.chunks.iter().flatten().any(|h| !store.has_chunk(h)) {
+        if Instant::now() > deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let Some(slot) = lock(incoming)
+        .get(&vessel)
+        .filter(|s| s.from == peer && s.epoch == epoch)
+        .map(|s| s.memory.clone())
+    else {
+        return;
+    };
+    let mut prebuilt = lock(&slot);
+    if prebuilt
+        .as_ref()
+        .is_none_or(|p| !Arc::ptr_eq(&p.module, &module))
+    {
+        *prebuilt = Prebuilt::new(module).ok();
+    }
+    if let Some(p) = prebuilt.as_mut() {
+        if let Err(e) = p.patch(&store, image) {
+            warn!(vessel = %vessel, "cannot build the incoming memory ahead: {e}");
+            *prebuilt = None;
+        }
+    }
+    drop(prebuilt);
+    // This round's chunks made durable now, while the vessel still runs at
+    // the source, so that `prepare`, in the pause, syncs only what came
+    // after.
+    if let Err(e) = store.sync_written() {
+        warn!(vessel = %vessel, "cannot sync the store: {e}");
+    }
+}
+
+pub(super) fn check_offer(
+    state: &mut NodeState,
+    peer: PeerId,
+    offer: &Offer,
+    image: &[u8],
+) -> Result<(), Refusal> {
+    let b = &offer.body;
+    if b.version != PEER_PROTOCOL_VERSION {
+        return Err(refuse(
+            RefusalCode::Version,
+            format!(
+                "offer version {}, this node speaks {PEER_PROTOCOL_VERSION}",
+                b.version
+            ),
+        ));
+    }
+    let key = peer_public_key(&peer).ok_or_else(|| {
+        refuse(
+            RefusalCode::Forged,
+            "the source's PeerId is not an ed25519 key",
+        )
+    })?;
+    offer
+        .verify(&key)
+        .map_err(|e| refuse(RefusalCode::Forged, format!("forged offer: {e}")))?;
+    if b.source.0 != peer.to_bytes() {
+        return Err(refuse(
+            RefusalCode::Forged,
+            "forged offer: it names another node as its source",
+        ));
+    }
+    if b.destination.0 != state.identity.peer_id.to_bytes() {
+        return Err(refuse(
+            RefusalCode::Misdirected,
+            "misdirected offer: it names another node as its destination",
+        ));
+    }
+    state.vessels_net.redeem(&b.nonce, &peer)?;
+    if Hash::of(image) != b.image {
+        return Err(refuse(
+            RefusalCode::Tampered,
+            "the image does not hash to what the offer names",
+        ));
+    }
+    Ok(())
+}
+
+/// Decodes and checks an offered image and answers the chunks this node
+/// lacks. Runs off the event loop (hashing, store lookups).
+pub(super) fn accept_offer(
+    mesh: &Mesh,
+    incoming: &Arc<Mutex<HashMap<VesselId, Incoming>>>,
+    peer: PeerId,
+    offer: Offer,
+    image_bytes: Vec<u8>,
+    next_nonce: Nonce,
+) -> Result<MigrationResponse, Refusal> {
+    let b = offer.body;
+    let id = b.vessel;
+    let known_chunks: Arc<HashSet<Hash>> = {
+        let mut inc = lock(incoming);
+        // A migration whose source went quiet (it aborted and the abort
+        // was lost, or it died before its commit) is forgotten in time.
+        inc.retain(|_, s| s.started.elapsed() < INCOMING_MIGRATION_TTL);
+        if inc.len() >= MAX_INCOMING_MIGRATIONS && !inc.contains_key(&id) {
+            return Err(refuse(
+                RefusalCode::Busy,
+                format!(
+                    "this node receives {MAX_INCOMING_MIGRATIONS} migrations already; retry later"
+                ),
+            ));
+        }
+        match inc
+            .get(&id)
+            .filter(|s| s.from == peer && s.epoch == b.epoch)
+        {
+            Some(s) if s.expected.is_empty() => {
+                let mut k = (*s.known).clone();
+                k.extend(s.named.iter().copied());
+                Arc::new(k)
+            }
+            Some(s) => s.known.clone(),
+            None => Default::default(),
+        }
+    };
+    let host = lock(&mesh.host);
+    let known = host.vessels.get(&id).map(|l| l.record.clone());
+    check_offer_epoch(known.as_ref(), id, b.epoch)?;
+    let (lacking, image, manifest, named) = match b.kind {
+        OfferKind::Warm => {
+            let images: Vec<ChunkedImage> = protocol::cbor::decode(&image_bytes)
+                .map_err(|e| refuse(RefusalCode::Invalid, format!("warm image: {e}")))?;
+            let mut all: Vec<Hash> = images
+                .iter()
+                .flat_map(|i| i.chunks.iter().flatten().copied())
+                .collect();
+            all.sort();
+            all.dedup();
+            let named: HashSet<Hash> = all.iter().copied().collect();
+            all.retain(|h| !known_chunks.contains(h) && !host.store.has_chunk(h));
+            (all, None, None, named)
+        }
+        OfferKind::Final => {
+            let image: VesselImage = protocol::cbor::decode(&image_bytes)
+                .map_err(|e| refuse(RefusalCode::Invalid, format!("image: {e}")))?;
+            image
+                .check()
+                .map_err(|e| refuse(e.code(), format!("image: {e}")))?;
+            if image.vessel() != id || image.epoch != b.epoch {
+                return Err(refuse(
+                    RefusalCode::Invalid,
+                    "the image names another vessel or epoch than the offer",
+                ));
+            }
+            image
+                .deployment
+                .verify()
+                .map_err(|e| refuse(e.code(), format!("vessel {id}: {e}")))?;
+            if !mesh.trusted.contains(&image.deployment.user_key) {
+                return Err(refuse(RefusalCode::Untrusted, format!(
+                    "untrusted deployer: vessel {id} was deployed by user key {}, which this node does not trust",
+                    image.deployment.user_key
+                )));
+            }
+            host.check_capacity(id)?;
+            let manifest = match &image.resume {
+                Resume::Snapshot(h) => {
+                    if Hash::of(&image.manifest) != *h {
+                        return Err(refuse(
+                            RefusalCode::Tampered,
+                            "the image's manifest does not hash to its name",
+                        ));
+                    }
+                    let m: Manifest = protocol::cbor::decode(&image.manifest)
+                        .map_err(|e| refuse(RefusalCode::Invalid, format!("manifest: {e}")))?;
+                    m.check()
+                        .map_err(|e| refuse(RefusalCode::Invalid, format!("manifest: {e}")))?;
+                    Some(m)
+                }
+                Resume::Fresh => None,
+            };
+            let lacking = image::lacking(&host.store, &image, manifest.as_ref(), &known_chunks);
+            (lacking, Some(image), manifest, HashSet::new())
+        }
+    };
+    drop(host);
+    let mut inc = lock(incoming);
+    // A later round of the same migration keeps what earlier rounds built.
+    let memory = inc
+        .get(&id)
+        .filter(|s| s.from == peer && s.epoch == b.epoch)
+        .map_or_else(Default::default, |s| s.memory.clone());
+    inc.insert(
+        id,
+        Incoming {
+            memory,
+            from: peer,
+            kind: b.kind,
+            epoch: b.epoch,
+            image_hash: b.image,
+            image,
+            manifest,
+            expected: lacking.iter().copied().collect(),
+            ready: None,
+            started: Instant::now(),
+            known: known_chunks,
+            named: Arc::new(named),
+        },
+    );
+    Ok(MigrationResponse::Lacking {
+        chunks: lacking,
+        next_nonce,
+    })
+}
+
+/// Answers a request that is not the event loop's to answer, off the loop.
+pub(super) async fn serve_async(
+    mesh: &Mesh,
+    incoming: &Arc<Mutex<HashMap<VesselId, Incoming>>>,
+    peer: PeerId,
+    request: PeerRequest,
+) -> Result<PeerResponse, Refusal> {
+    match request {
+        PeerRequest::Migration(m) => Ok(serve_migration(mesh, incoming, peer, m).await?.into()),
+        PeerRequest::Forward(f) => Ok(serve_forward(mesh, peer, f).await?.into()),
+        PeerRequest::Ingress(_) => Err(refuse(RefusalCode::Internal, "handled by the event loop")),
+    }
+}
+
+/// The destination side of a migration: chunks, prepare, commit, abort.
+pub(super) async fn serve_migration(
+    mesh: &Mesh,
+    incoming: &Arc<Mutex<HashMap<VesselId, Incoming>>>,
+    peer: PeerId,
+    request: MigrationRequest,
+) -> Result<MigrationResponse, Refusal> {
+    let key = peer_public_key(&peer).ok_or_else(|| {
+        refuse(
+            RefusalCode::Forged,
+            "the peer's PeerId is not an ed25519 key",
+        )
+    })?;
+    match request {
+        MigrationRequest::Chunks {
+            vessel,
+            epoch,
+            chunks,
+        } => {
+            let incoming = incoming.clone();
+            let store = lock(&mesh.host).store.clone();
+            tokio::task::spawn_blocking(move || {
+                let expected: HashSet<Hash> = {
+                    let inc = lock(&incoming);
+                    let s = inc
+                        .get(&vessel)
+                        .filter(|s| s.from == peer && s.epoch == epoch)
+                        .ok_or_else(|| refuse(RefusalCode::NoMigration, format!("no migration of vessel {vessel} at epoch {epoch} from this node is in progress")))?;
+                    chunks
+                        .iter()
+                        .filter(|c| s.expected.contains(&c.hash))
+                        .map(|c| c.hash)
+                        .collect()
+                };
+                for c in &chunks {
+                    // A batch sent again (its answer was lost) finds its
+                    // chunks stored already: nothing to do for those.
+                    if !expected.contains(&c.hash) && store.has_chunk(&c.hash) {
+                        continue;
+                    }
+                    if !expected.contains(&c.hash) {
+                        return Err(refuse(
+                            RefusalCode::UnexpectedChunk,
+                            format!("chunk {} was not asked for by this migration", c.hash),
+                        ));
+                    }
+                    store
+                        .put_chunk_expecting(&c.hash, &c.bytes.0)
+                        .map_err(|_| {
+                            refuse(
+                                RefusalCode::Tampered,
+                                format!(
+                                    "tampered chunk: its content does not hash to its name {}",
+                                    c.hash
+                                ),
+                            )
+                        })?;
+                }
+                let mut inc = lock(&incoming);
+                if let Some(s) = inc.get_mut(&vessel) {
+                    for c in &chunks {
+                        s.expected.remove(&c.hash);
+                    }
+                }
+                Ok(MigrationResponse::Stored {
+                    count: chunks.len() as u32,
+                })
+            })
+            .await
+            .map_err(Refusal::internal)?
+        }
+        MigrationRequest::Prepare {
+            vessel,
+            epoch,
+            image,
+        } => {
+            let incoming = incoming.clone();
+            let host = mesh.host.clone();
+            tokio::task::spawn_blocking(move || {
+                prepare(&host, &incoming, peer, (vessel, epoch, image))
+            })
+            .await
+            .map_err(Refusal::internal)?
+        }
+        MigrationRequest::Commit(decision) => {
+            decision
+                .verify(&key)
+                .map_err(|e| refuse(RefusalCode::Forged, format!("forged commit: {e}")))?;
+            let d = &decision.body;
+            if d.source.0 != peer.to_bytes() || d.destination.0 != mesh.me.to_bytes() || !d.commit {
+                return Err(refuse(
+                    RefusalCode::Forged,
+                    "forged commit: wrong source, destination or decision",
+                ));
+            }
+            let incoming = incoming.clone();
+            let host = mesh.host.clone();
+            let body = decision.body.clone();
+            tokio::task::spawn_blocking(move || commit(&host, &incoming, peer, &body))
+                .await
+                .map_err(Refusal::internal)?
+        }
+        MigrationRequest::Abort(decision) => {
+            decision
+                .verify(&key)
+                .map_err(|e| refuse(RefusalCode::Forged, format!("forged abort: {e}")))?;
+            let d = &decision.body;
+            if d.source.0 != peer.to_bytes() || d.commit {
+                return Err(refuse(
+                    RefusalCode::Forged,
+                    "forged abort: wrong source or decision",
+                ));
+            }
+            abort(mesh, incoming, peer, &decision.body)?;
+            info!(vessel = %d.vessel, epoch = d.epoch, "migration aborted by its source");
+            Ok(MigrationResponse::Aborted)
+        }
+        MigrationRequest::Nonce | MigrationRequest::Offer { .. } => {
+            Err(refuse(RefusalCode::Internal, "handled by the event loop"))
+        }
+    }
+}
+
+/// Everything is here: write the image durably, re-create the vessel (not
+/// running), and record `Prepared`.
+pub(super) fn prepare(
+    host: &Arc<Mutex<Host>>,
+    incoming: &Arc<Mutex<HashMap<VesselId, Incoming>>>,
+    peer: PeerId,
+    (vessel, epoch, image_named): (VesselId, u64, Hash),
+) -> Result<MigrationResponse, Refusal> {
+    fault_point("dest-prepare");
+    let t0 = Instant::now();
+    let (image, manifest, image_hash, warm_memory) = {
+        let inc = lock(incoming);
+        let s = inc
+            .get(&vessel)
+            .filter(|s| s.from == peer && s.epoch == epoch && s.kind == OfferKind::Final)
+            .ok_or_else(|| {
+                refuse(
+                    RefusalCode::NoMigration,
+                    format!("no final offer of vessel {vessel} at epoch {epoch} from this node"),
+                )
+            })?;
+        // An earlier attempt's final offer that arrived late replaced the
+        // session: what this prepare names is not what would be prepared.
+        if s.image_hash != image_named {
+            return Err(refuse(
+                RefusalCode::NoMigration,
+                format!("the final offer of vessel {vessel} at epoch {epoch} here names another image than this prepare"),
+            ));
+        }
+        if !s.expected.is_empty() {
+            return Err(refuse(
+                RefusalCode::MissingChunks,
+                format!("{} chunks are still missing", s.expected.len()),
+            ));
+        }
+        (
+            s.image.clone().expect("final offers carry an image"),
+            s.manifest.is_some(),
+            s.image_hash,
+            s.memory.clone(),
+        )
+    };
+    // Waits for a pre-copy round still being written into it.
+    let prebuilt = lock(&warm_memory).take();
+    let mut h = lock(host);
+    // Pair assertion with the offer: every chunk the image names is here
+    // (those known to be here since the pre-copy rounds are not asked
+    // again).
+    let still = {
+        let inc = lock(incoming);
+        let s = inc.get(&vessel);
+        image::lacking(
+            &h.store,
+            &image,
+            s.and_then(|s| s.manifest.as_ref()),
+            s.map_or(&HashSet::new(), |s| &*s.known),
+        )
+    };
+    if !still.is_empty() {
+        return Err(refuse(
+            RefusalCode::MissingChunks,
+            format!("{} chunks are missing from the store", still.len()),
+        ));
+    }
+    let t_checked = t0.elapsed();
+    // Manifest and image written, then made durable with every chunk this
+    // migration stored and no sync covered yet (the pre-copy rounds' chunks
+    // were synced during those rounds, off the pause): one fsync per such
+    // file and per directory they were renamed into, not a `syncfs`, which
+    // would wait for every dirty page of the disk (docs/protocol.md, "What
+    // is durable before `Prepared`").
+    if manifest {
+        h.store
+            .put_manifest_bytes_unsynced(&image.manifest)
+            .map_err(Refusal::internal)?;
+    }
+    let (bytes, found) = image.encode_and_hash();
+    debug_assert_eq!(found, image_hash);
+    h.store
+        .put_image_doc(&bytes, false)
+        .map_err(Refusal::internal)?;
+    let t_written = t0.elapsed();
+    let unsynced = h.store.unsynced_count();
+    // The fsyncs run beside the rest of `prepare` (memory, vessel, the
+    // `Prepared` record), so that the disk's waits overlap. A `Prepared`
+    // record that reaches the disk before the chunks do is harmless: this
+    // node answers `Prepared` only once both are durable, and the source
+    // never commits without that answer (a lone `Prepared` record is never
+    // run, and is dropped on `Abort` or a newer offer).
+    let sync_store = h.store.clone();
+    let (synced, rest) = std::thread::scope(|scope| {
+        let sync = scope.spawn(move || (sync_store.sync_written(), t0.elapsed()));
+        let rest = (|| -> Result<(Ready, bool, Duration, Duration), Refusal> {
+            // The memory the pre-copy rounds built, patched to the final
+            // image: only the chunks that changed since are read and
+            // written.
+            let final_memory = lock(incoming)
+                .get(&vessel)
+                .and_then(|s| s.manifest.as_ref().map(|m| m.memory.clone()));
+            let memory = match (prebuilt, &final_memory) {
+                (Some(mut p), Some(m)) => match p.patch(&h.store, m) {
+                    Ok(_) => Some(p),
+                    Err(e) => {
+                        warn!(vessel = %vessel, "the memory built ahead does not patch: {e}");
+                        None
+                    }
+                },
+                _ => None,
+            };
+            let t_patched = t0.elapsed();
+            // Pair assertion (debug builds): the patched memory is exactly
+            // what the manifest names, chunk by chunk.
+            #[cfg(debug_assertions)]
+            if let (Some(p), Some(m)) = (&memory, &final_memory) {
+                let mem = p.memory();
+                assert_eq!(mem.len() as u64, m.size_bytes, "patched memory size");
+                let cs = protocol::snapshot::CHUNK_SIZE_BYTES as usize;
+                for (i, c) in m.chunks.iter().enumerate() {
+                    let chunk = &mem[i * cs..((i + 1) * cs).min(mem.len())];
+                    let want = c.unwrap_or_else(|| Hash::of(chunk));
+                    let found = if c.is_none() && chunk.iter().all(|&b| b == 0) {
+                        want
+                    } else {
+                        Hash::of(chunk)
+                    };
+                    assert_eq!(found, want, "patched memory differs at chunk {i}");
+                }
+            }
+            let prebuilt = memory.is_some();
+            let ready = image::ready_with_memory(&mut h, &image, memory)?;
+            let t_ready = t0.elapsed();
+            let known = record_on_disk(&h, vessel);
+            let prepared = Record::prepared(epoch, image_hash, peer.to_bytes(), known.as_ref());
+            h.write_record(vessel, &prepared)?;
+            Ok((ready, prebuilt, t_patched, t_ready))
+        })();
+        (sync.join(), rest)
+    });
+    let (synced, t_synced) = synced.map_err(|_| Refusal::internal("the sync thread panicked"))?;
+    synced.map_err(Refusal::internal)?;
+    let (ready, prebuilt, t_patched, t_ready) = rest?;
+    tracing::debug!(
+        vessel = %vessel,
+        checked_us = t_checked.as_micros() as u64,
+        written_us = t_written.as_micros() as u64,
+        synced_us = t_synced.as_micros() as u64,
+        patched_us = t_patched.as_micros() as u64,
+        ready_us = t_ready.as_micros() as u64,
+        recorded_us = t0.elapsed().as_micros() as u64,
+        prebuilt,
+        unsynced_files = unsynced,
+        "prepare phases"
+    );
+    if let Some(s) = lock(incoming).get_mut(&vessel) {
+        s.ready = Some(ready);
+    }
+    Ok(MigrationResponse::Prepared)
+}
+
+/// The source committed: run the prepared vessel under the new epoch.
+/// Idempotent: a repeated commit of what already runs answers `Committed`.
+pub(super) fn commit(
+    host: &Arc<Mutex<Host>>,
+    incoming: &Arc<Mutex<HashMap<VesselId, Incoming>>>,
+    peer: PeerId,
+    d: &DecisionBody,
+) -> Result<MigrationResponse, Refusal> {
+    fault_point("dest-commit");
+    let mut h = lock(host);
+    // The rule judges by the durable record (after a restart, a prepared
+    // vessel is on disk only).
+    match commit_rule(
+        record_on_disk(&h, d.vessel).as_ref(),
+        d.vessel,
+        d.epoch,
+        d.image,
+    ) {
+        CommitRule::AlreadyDone => return Ok(MigrationResponse::Committed),
+        CommitRule::Refuse(r) => return Err(r),
+        CommitRule::Proceed => {}
+    }
+    let session = lock(incoming).remove(&d.vessel);
+    let (image, ready) = match session {
+        Some(s) if s.from == peer && s.epoch == d.epoch && s.image_hash == d.image => {
+            (s.image.expect("final"), s.ready)
+        }
+        other => {
+            // This node restarted after it prepared: the image is on disk.
+            if let Some(s) = other {
+                lock(incoming).insert(d.vessel, s);
+            }
+            let record = std::fs::read(h.vessel_dir(d.vessel).join("record.cbor"))
+                .ok()
+                .and_then(|b| protocol::cbor::decode::<Record>(&b).ok());
+            match record {
+                Some(Record::Prepared { epoch, image, .. })
+                    if epoch == d.epoch && image == d.image =>
+                {
+                    let bytes = h.store.get_image_doc(&image).map_err(Refusal::internal)?;
+                    let img: VesselImage =
+                        protocol::cbor::decode(&bytes).map_err(Refusal::internal)?;
+                    (img, None)
+                }
+                _ => {
+                    return Err(refuse(
+                        RefusalCode::NoMigration,
+                        format!(
+                            "nothing prepared for vessel {} at epoch {}",
+                            d.vessel, d.epoch
+                        ),
+                    ))
+                }
+            }
+        }
+    };
+    let record = Record::Owned {
+        epoch: d.epoch,
+        image: d.image,
+    };
+    h.write_record(d.vessel, &record)?;
+    let reason = if image.placement.last_move.is_empty() {
+        format!("migrated here from {peer}")
+    } else {
+        image.placement.last_move.clone()
+    };
+    h.start_from_image(image, record, reason, ready)?;
+    if let Some(l) = h.vessels.get_mut(&d.vessel) {
+        l.last_move = Some(Instant::now());
+    }
+    info!(vessel = %d.vessel, epoch = d.epoch, "migration committed: running here");
+    Ok(MigrationResponse::Committed)
+}
+
+/// The record this node has on disk for `vessel` (the durable fact, which
+/// the rules judge by; an unreadable one counts as none).
+pub(super) fn record_on_disk(h: &Host, vessel: VesselId) -> Option<Record> {
+    let bytes = std::fs::read(h.vessel_dir(vessel).join("record.cbor")).ok()?;
+    protocol::cbor::decode::<Record>(&bytes).ok()
+}
+
+/// The source gave up the move at `d.epoch` with image `d.image`: its
+/// session ends, and the migration layer's abort rule says what becomes of
+/// the record (only that very move's `Prepared` record goes, and the
+/// settled record it stood over comes back).
+fn abort(
+    mesh: &Mesh,
+    incoming: &Arc<Mutex<HashMap<VesselId, Incoming>>>,
+    peer: PeerId,
+    d: &DecisionBody,
+) -> Result<(), Refusal> {
+    let mut inc = lock(incoming);
+    let ours = inc.get(&d.vessel).is_some_and(|s| {
+        s.from == peer
+            && s.epoch == d.epoch
+            && (s.kind == OfferKind::Warm || s.image_hash == d.image)
+    });
+    if ours {
+        inc.remove(&d.vessel);
+    }
+    drop(inc);
+    let mut h = lock(&mesh.host);
+    let known = record_on_disk(&h, d.vessel);
+    let outcome = abort_record(known.as_ref(), d.epoch, d.image);
+    match &outcome {
+        AbortRecord::Keep => return Ok(()),
+        AbortRecord::Restore(before) => h.write_record(d.vessel, before)?,
+        AbortRecord::Remove => {
+            let path = h.vessel_dir(d.vessel).join("record.cbor");
+            std::fs::remove_file(&path).map_err(Refusal::internal)?;
+        }
+    }
+    let prepared_here = h
+        .vessels
+        .get(&d.vessel)
+        .is_some_and(|l| matches!(l.record, Record::Prepared { epoch, .. } if epoch == d.epoch));
+    if prepared_here {
+        h.vessels.remove(&d.vessel);
+    }
+    Ok(())
+}
