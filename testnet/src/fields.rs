@@ -39,26 +39,10 @@ impl std::fmt::Display for ScenarioError {
 
 impl std::error::Error for ScenarioError {}
 
-/// Parses `250ms`, `5s`, `1.5s`, `2m`.
+/// Parses a duration as every meshnode command line does (`250ms`, `5s`,
+/// `1.5s`, `2m`, `1h`): one parser, `protocol::duration`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let bad =
-        || format!("`{s}` is not a duration (write e.g. \"250ms\", \"5s\", \"1.5s\" or \"2m\")");
-    let n: f64 = num.parse().map_err(|_| bad())?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        _ => return Err(bad()),
-    };
-    if !secs.is_finite() || !(0.0..=1e7).contains(&secs) {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs_f64(secs))
+    protocol::duration::parse_duration(s).map_err(|e| e.to_string())
 }
 
 /// `5s`, `1.5s`, `250ms`.
@@ -428,9 +412,11 @@ mod tests {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert!(parse_duration("5").is_err());
-        assert!(parse_duration("5h").is_err());
+        // The same parser as the CLI's: hours and bare seconds work here too.
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_duration("5").unwrap(), Duration::from_secs(5));
         assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("5d").unwrap_err().contains("5d"));
     }
 
     fn ck() -> Ck {
