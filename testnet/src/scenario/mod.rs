@@ -375,10 +375,10 @@ mod tests {
         .unwrap_err();
         assert!(e.contains("link[0].loss: must be between 0 and 1"), "{e}");
         let e = parse(&format!(
-            "{BASE}\n[[event]]\nat = \"5\"\naction = \"heal\"\n"
+            "{BASE}\n[[event]]\nat = \"5 days\"\naction = \"heal\"\n"
         ))
         .unwrap_err();
-        assert!(e.contains("event[0].at: `5` is not a duration"), "{e}");
+        assert!(e.contains("event[0].at: `5 days` is not a duration"), "{e}");
         let e = parse(&format!(
             "{BASE}\n[[event]]\nat = \"5s\"\naction = \"heal\"\nnode = \"a\"\n"
         ))
