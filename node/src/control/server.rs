@@ -27,7 +27,8 @@ use tracing::{info, warn};
 
 use crate::identity::peer_public_key;
 use crate::mesh::behaviour::NodeBehaviour;
-use crate::mesh::node::{recheck_members, Membership, NodeState};
+use crate::mesh::membership::recheck_members;
+use crate::mesh::node::{Membership, NodeState};
 
 fn random_nonce() -> Nonce {
     let mut n = [0u8; 32];

@@ -4,15 +4,21 @@
 //!   gossipsub, membership and control request-response) and how the swarm
 //!   is built (TCP and QUIC, noise, yamux).
 //! - [`codec`]: the ciborium request-response codec with explicit limits.
-//! - [`node`]: the node's event loop: peers, membership, RTT, status gossip,
-//!   and the control protocol's server side ([`crate::control::server`]).
+//! - [`node`]: the node's event loop (peers, RTT, dispatch) and the state
+//!   it keeps; [`membership`]: the certificate exchange, judging peers
+//!   (certificate, protocol version), `--join`; [`status_gossip`]:
+//!   publishing and judging statuses; the control protocol's server side
+//!   is [`crate::control::server`].
 //! - [`place`]: placement in the running node: the periodic tick that moves
 //!   vessels nearer their clients, pin/unpin, and drain.
 //! - [`rtt`]: smoothed round-trip times.
 //! - [`status`]: what this node gossips about itself.
-//! - [`vessels`]: the node ↔ node vessel protocol (migration with signed
-//!   offers, deployment forwarding, `ps`/`logs` across the mesh) and the
-//!   control commands that use it.
+//! - [`vessels`]: the vessel side of the node's state; beside it, the
+//!   vessel protocol by job: [`link`] (request/await to peers), [`serve`]
+//!   (the destination side), [`migrate`] (the source side), [`commands`]
+//!   (control commands across the mesh), [`recover`] (start-up recovery and
+//!   the clean-stop checkpoint). Their decisions are the migration layer's
+//!   ([`crate::migration`]).
 //!
 //! Adding a protocol (migration, deployment): add a behaviour field to
 //! [`behaviour::NodeBehaviour`], handle its events in `node::handle_behaviour`,
@@ -28,6 +34,7 @@ pub mod codec;
 pub mod commands;
 pub mod ingress;
 pub mod link;
+pub mod membership;
 pub mod migrate;
 pub mod node;
 pub mod place;
@@ -35,6 +42,7 @@ pub mod recover;
 pub mod rtt;
 pub mod serve;
 pub mod status;
+pub mod status_gossip;
 pub mod vessels;
 
 /// Protocol names on the wire.

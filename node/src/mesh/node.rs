@@ -23,15 +23,17 @@ use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{gossipsub, identify, kad, mdns, ping, request_response, Multiaddr, PeerId, Swarm};
-use protocol::control::{ControlRequest, ControlResponse, JoinRequest, NodeStatus, StatusMessage};
-use protocol::limits::{MAX_PEERS_LISTED, MAX_STATUS_MESSAGE_BYTES};
+use protocol::control::{ControlRequest, ControlResponse, JoinRequest, NodeStatus};
+use protocol::limits::MAX_PEERS_LISTED;
 use protocol::membership::{
     JoinToken, MemberCertificate, MemberRequest, MemberResponse, PublicKey,
 };
 use tracing::{debug, info, warn};
 
 use super::behaviour::{node_swarm, NodeBehaviour, NodeBehaviourEvent, SwarmError, SwarmOptions};
+use super::membership::*;
 use super::rtt::SmoothedRtt;
+use super::status_gossip::*;
 use super::STATUS_TOPIC;
 use crate::control::server::{ControlServer, InviteBook};
 use crate::daemon::config::Config;
@@ -147,8 +149,6 @@ pub struct NodeParams {
 /// while it runs, through [`NodeParams::commands`].
 #[derive(Debug)]
 pub enum NodeCommand {
-    /// The vessels running here, for the status gossip.
-    SetVessels(Vec<String>),
     /// The peer table, as `meshnode peers --all` shows it.
     Peers(tokio::sync::oneshot::Sender<Vec<protocol::control::PeerInfo>>),
     /// Send a request to a peer on the vessel protocol; the answer (or why
@@ -182,8 +182,6 @@ pub struct NodeState {
     pub listen_addrs: Vec<Multiaddr>,
     pub control: ControlServer,
     pub invites: InviteBook,
-    /// Vessels running here (filled in by the dock once it runs on the node).
-    pub vessels: Vec<String>,
     /// Vessels, migrations in and out, and requests waiting for peers.
     pub vessels_net: super::vessels::VesselNet,
 }
@@ -255,7 +253,7 @@ pub fn parse_addr(s: &str) -> Result<Multiaddr, NodeError> {
 }
 
 /// Where a `--join` stands.
-enum Joining {
+pub(super) enum Joining {
     No,
     /// Dialled the inviter; the request goes out once connected.
     Dialled {
@@ -347,7 +345,6 @@ pub async fn run(
         listen_addrs: Vec::new(),
         control: ControlServer::default(),
         invites: InviteBook::default(),
-        vessels: Vec::new(),
     };
 
     let mut bootstrap: Vec<Multiaddr> = Vec::new();
@@ -489,7 +486,6 @@ pub async fn run(
 
 fn handle_command(swarm: &mut Swarm<NodeBehaviour>, state: &mut NodeState, cmd: NodeCommand) {
     match cmd {
-        NodeCommand::SetVessels(v) => state.vessels = v,
         NodeCommand::Peers(reply) => {
             let _ = reply.send(crate::control::server::list_peers(state, true));
         }
@@ -538,176 +534,12 @@ async fn next_command(
     }
 }
 
-/// Writes the addresses of member peers to `known-peers`, for the next start.
-fn remember_members(state: &NodeState) {
-    let addrs: Vec<String> = state
-        .peers
-        .iter()
-        .filter(|(_, e)| matches!(e.membership, Membership::Member(_)))
-        .flat_map(|(p, e)| e.addrs.iter().take(2).map(move |a| format!("{a}/p2p/{p}")))
-        .collect();
-    if addrs.is_empty() {
-        return;
-    }
-    if let Err(e) = state.data_dir.write_known_peers(&addrs) {
-        warn!("cannot remember peers: {e}");
-    }
-}
-
 fn dial_bootstrap(swarm: &mut Swarm<NodeBehaviour>, addr: &Multiaddr) {
     if let (Some(p), Some(k)) = (peer_of(addr), swarm.behaviour_mut().kad.as_mut()) {
         k.add_address(&p, strip_p2p(addr.clone()));
     }
     if let Err(e) = swarm.dial(addr.clone()) {
         debug!(%addr, "cannot dial bootstrap peer: {e}");
-    }
-}
-
-fn publish_status(
-    swarm: &mut Swarm<NodeBehaviour>,
-    state: &NodeState,
-    topic: &gossipsub::IdentTopic,
-) {
-    let Some(cert) = &state.certificate else {
-        return;
-    };
-    let (vessels, services) = {
-        let mut h = state
-            .vessels_net
-            .host
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        h.reap();
-        let vessels: Vec<String> = h
-            .list()
-            .into_iter()
-            .filter(|v| v.state == "running" || v.state == "migrating")
-            .map(|v| v.id.to_hex())
-            .take(protocol::limits::MAX_STATUS_VESSELS)
-            .collect();
-        (vessels, super::ingress::local_routes(&h))
-    };
-    let mut status = super::status::sample(vessels);
-    status.rtts = super::place::own_rtts(state);
-    status.draining = state
-        .vessels_net
-        .drain
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .is_some();
-    status.services = services;
-    let msg = StatusMessage {
-        certificate: cert.clone(),
-        status,
-    };
-    match swarm
-        .behaviour_mut()
-        .gossipsub
-        .publish(topic.clone(), protocol::cbor::encode(&msg))
-    {
-        Ok(_) => {}
-        Err(gossipsub::PublishError::NoPeersSubscribedToTopic)
-        | Err(gossipsub::PublishError::Duplicate) => {}
-        Err(e) => debug!("cannot publish status: {e}"),
-    }
-}
-
-/// Sends this node's certificate to `peer`, which answers with its own.
-pub fn exchange_certificates(swarm: &mut Swarm<NodeBehaviour>, state: &NodeState, peer: PeerId) {
-    swarm
-        .behaviour_mut()
-        .member
-        .send_request(&peer, MemberRequest::Certificate(state.certificate.clone()));
-}
-
-/// Records `cert` as `peer`'s certificate and judges it.
-fn learn_certificate(
-    swarm: &mut Swarm<NodeBehaviour>,
-    state: &mut NodeState,
-    peer: PeerId,
-    cert: Option<MemberCertificate>,
-) {
-    let m = state.judge(&peer, cert.as_ref());
-    state.peer(peer).certificate = cert;
-    set_membership(swarm, state, peer, m);
-}
-
-fn set_membership(
-    swarm: &mut Swarm<NodeBehaviour>,
-    state: &mut NodeState,
-    peer: PeerId,
-    m: Membership,
-) {
-    let entry = state.peer(peer);
-    let before = std::mem::replace(&mut entry.membership, m.clone());
-    if before == m {
-        return;
-    }
-    match &m {
-        Membership::Member(user) => {
-            info!(%peer, user = %user, "peer is a member");
-            swarm
-                .behaviour_mut()
-                .gossipsub
-                .remove_blacklisted_peer(&peer);
-        }
-        Membership::Refused(reason)
-            if state
-                .peers
-                .get(&peer)
-                .is_some_and(|e| e.certificate.is_none()) =>
-        {
-            // Usually a device in the middle of `--join`: not alarming.
-            info!(%peer, "refused peer as a non-member: {reason}");
-            swarm.behaviour_mut().gossipsub.blacklist_peer(&peer);
-        }
-        Membership::Refused(reason) => {
-            warn!(%peer, "refused peer as a non-member: {reason}");
-            swarm.behaviour_mut().gossipsub.blacklist_peer(&peer);
-        }
-        Membership::Unknown => {}
-    }
-}
-
-/// Refuses a meshnode peer that speaks another version of the vessel
-/// protocol (its identify lists the protocols it speaks): it could neither
-/// send this node a request nor answer one, so it is no member, and the
-/// log says which side to upgrade.
-fn check_vessel_version(
-    swarm: &mut Swarm<NodeBehaviour>,
-    state: &mut NodeState,
-    peer: PeerId,
-    info: &identify::Info,
-) {
-    let names = info.protocols.iter().map(|p| p.as_ref());
-    let Some(theirs) = protocol::peer::other_vessel_version(names) else {
-        return;
-    };
-    let ours = protocol::peer::VESSEL_PROTOCOL_VERSION;
-    let reason = format!(
-        "peer {peer} ({}) speaks meshnode vessel protocol /{theirs}, this node speaks /{ours}; upgrade the older one",
-        info.agent_version
-    );
-    if state.peer(peer).incompatible.as_ref() != Some(&reason) {
-        warn!(%peer, "{reason}");
-    }
-    state.peer(peer).incompatible = Some(reason.clone());
-    set_membership(swarm, state, peer, Membership::Refused(reason));
-}
-
-/// Asks every connected peer for its certificate again (after the trust list
-/// changed).
-pub fn recheck_members(swarm: &mut Swarm<NodeBehaviour>, state: &mut NodeState) {
-    let peers: Vec<(PeerId, Option<MemberCertificate>)> = state
-        .peers
-        .iter()
-        .map(|(p, e)| (*p, e.certificate.clone()))
-        .collect();
-    for (p, cert) in peers {
-        if cert.is_some() {
-            let m = state.judge(&p, cert.as_ref());
-            set_membership(swarm, state, p, m);
-        }
     }
 }
 
@@ -971,91 +803,4 @@ fn handle_behaviour(
         _ => {}
     }
     Ok(())
-}
-
-fn judge_status(
-    swarm: &mut Swarm<NodeBehaviour>,
-    state: &mut NodeState,
-    message: &gossipsub::Message,
-) -> gossipsub::MessageAcceptance {
-    let Some(source) = message.source else {
-        return gossipsub::MessageAcceptance::Reject;
-    };
-    let decoded: Result<StatusMessage, _> =
-        super::codec::decode_limited(&message.data, MAX_STATUS_MESSAGE_BYTES);
-    let msg = match decoded {
-        Ok(m) => m,
-        Err(e) => {
-            debug!(%source, "undecodable status: {e}");
-            return gossipsub::MessageAcceptance::Reject;
-        }
-    };
-    if let Err(e) = msg.status.check() {
-        debug!(%source, "status refused: {e}");
-        return gossipsub::MessageAcceptance::Reject;
-    }
-    match state.judge(&source, Some(&msg.certificate)) {
-        m @ Membership::Member(_) => {
-            state
-                .vessels_net
-                .ingress
-                .learn(source, &msg.status.services);
-            state.peer(source).status = Some((msg.status, Instant::now()));
-            if state.peer(source).membership != m {
-                state.peer(source).certificate = Some(msg.certificate);
-                set_membership(swarm, state, source, m);
-            }
-            gossipsub::MessageAcceptance::Accept
-        }
-        Membership::Refused(reason) => {
-            debug!(%source, "status from a non-member refused: {reason}");
-            gossipsub::MessageAcceptance::Reject
-        }
-        Membership::Unknown => gossipsub::MessageAcceptance::Ignore,
-    }
-}
-
-fn finish_join(
-    swarm: &mut Swarm<NodeBehaviour>,
-    state: &mut NodeState,
-    joining: &mut Joining,
-    peer: PeerId,
-    response: ControlResponse,
-) -> Result<(), NodeError> {
-    let Joining::Sent { inviter, .. } = joining else {
-        return Ok(());
-    };
-    if *inviter != peer {
-        return Ok(());
-    }
-    match response {
-        ControlResponse::Joined(accepted) => {
-            let own = state.identity.public_key();
-            accepted
-                .certificate
-                .verify_trusted(&own, &accepted.trusted_users)
-                .map_err(|e| {
-                    NodeError::JoinFailed(format!("the inviting node sent a bad certificate: {e}"))
-                })?;
-            state.data_dir.write_trusted(&accepted.trusted_users)?;
-            state.data_dir.write_certificate(&accepted.certificate)?;
-            info!(user = %accepted.certificate.body.user_key, "joined the mesh: enrolled by {peer}");
-            state.trusted = accepted.trusted_users;
-            state.certificate = Some(accepted.certificate);
-            *joining = Joining::No;
-            // Show every peer our new certificate (and see theirs again).
-            let connected: Vec<PeerId> = swarm.connected_peers().copied().collect();
-            for p in connected {
-                exchange_certificates(swarm, state, p);
-            }
-            recheck_members(swarm, state);
-            // Find the mesh again after a restart, without the token.
-            remember_members(state);
-            Ok(())
-        }
-        ControlResponse::Refused(refusal) => Err(NodeError::JoinRefused(refusal)),
-        other => Err(NodeError::JoinFailed(format!(
-            "unexpected answer from the inviting node: {other:?}"
-        ))),
-    }
 }

@@ -1,0 +1,104 @@
+//! Status gossip on the running node: publishing this node's status and
+//! judging the statuses other members publish.
+
+use std::time::Instant;
+
+use libp2p::{gossipsub, Swarm};
+use protocol::control::StatusMessage;
+use protocol::limits::MAX_STATUS_MESSAGE_BYTES;
+use tracing::debug;
+
+use super::behaviour::NodeBehaviour;
+use super::membership::*;
+use super::node::*;
+
+pub(super) fn publish_status(
+    swarm: &mut Swarm<NodeBehaviour>,
+    state: &NodeState,
+    topic: &gossipsub::IdentTopic,
+) {
+    let Some(cert) = &state.certificate else {
+        return;
+    };
+    let (vessels, services) = {
+        let mut h = state
+            .vessels_net
+            .host
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        h.reap();
+        let vessels: Vec<String> = h
+            .list()
+            .into_iter()
+            .filter(|v| v.state == "running" || v.state == "migrating")
+            .map(|v| v.id.to_hex())
+            .take(protocol::limits::MAX_STATUS_VESSELS)
+            .collect();
+        (vessels, super::ingress::local_routes(&h))
+    };
+    let mut status = super::status::sample(vessels);
+    status.rtts = super::place::own_rtts(state);
+    status.draining = state
+        .vessels_net
+        .drain
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .is_some();
+    status.services = services;
+    let msg = StatusMessage {
+        certificate: cert.clone(),
+        status,
+    };
+    match swarm
+        .behaviour_mut()
+        .gossipsub
+        .publish(topic.clone(), protocol::cbor::encode(&msg))
+    {
+        Ok(_) => {}
+        Err(gossipsub::PublishError::NoPeersSubscribedToTopic)
+        | Err(gossipsub::PublishError::Duplicate) => {}
+        Err(e) => debug!("cannot publish status: {e}"),
+    }
+}
+
+pub(super) fn judge_status(
+    swarm: &mut Swarm<NodeBehaviour>,
+    state: &mut NodeState,
+    message: &gossipsub::Message,
+) -> gossipsub::MessageAcceptance {
+    let Some(source) = message.source else {
+        return gossipsub::MessageAcceptance::Reject;
+    };
+    let decoded: Result<StatusMessage, _> =
+        super::codec::decode_limited(&message.data, MAX_STATUS_MESSAGE_BYTES);
+    let msg = match decoded {
+        Ok(m) => m,
+        Err(e) => {
+            debug!(%source, "undecodable status: {e}");
+            return gossipsub::MessageAcceptance::Reject;
+        }
+    };
+    if let Err(e) = msg.status.check() {
+        debug!(%source, "status refused: {e}");
+        return gossipsub::MessageAcceptance::Reject;
+    }
+    match state.judge(&source, Some(&msg.certificate)) {
+        m @ Membership::Member(_) => {
+            state
+                .vessels_net
+                .ingress
+                .learn(source, &msg.status.services);
+            state.peer(source).status = Some((msg.status, Instant::now()));
+            if state.peer(source).membership != m {
+                state.peer(source).certificate = Some(msg.certificate);
+                set_membership(swarm, state, source, m);
+            }
+            gossipsub::MessageAcceptance::Accept
+        }
+        Membership::Refused(reason) => {
+            debug!(%source, "status from a non-member refused: {reason}");
+            gossipsub::MessageAcceptance::Reject
+        }
+        Membership::Unknown => gossipsub::MessageAcceptance::Ignore,
+    }
+}
