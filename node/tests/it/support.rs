@@ -43,11 +43,13 @@ pub fn missing_reference(test: &str, missing: &str) {
             .open(&log)
             .and_then(|mut f| f.write_all(line.as_bytes()));
         if let Err(e) = written {
-            eprintln!("cannot append to MESHNODE_SKIP_LOG={}: {e}", Path::new(&log).display());
+            eprintln!(
+                "cannot append to MESHNODE_SKIP_LOG={}: {e}",
+                Path::new(&log).display()
+            );
         }
     }
 }
-
 
 /// Compiles a C source (path relative to the repository root) to wasm32-wasi
 /// with `clang -O2` and `extra_flags`, caching the result under the cargo
