@@ -425,7 +425,7 @@ mod tests {
                 commit: true,
             },
         );
-        let samples = vec![
+        let samples = [
             crate::cbor::encode(&PeerRequest::Offer {
                 offer: offer(),
                 image: crate::cbor::encode(&image),
