@@ -25,7 +25,9 @@
 #   FUZZ_SECONDS     how long each target runs (default 10)
 #
 # Each target's corpus is kept in $FUZZ_TARGET_DIR/corpus/TARGET, so a cached
-# target dir grows it from run to run. A crash, a leak or a timeout fails the
+# target dir grows it from run to run; WORKSPACE/seeds/TARGET, where there is
+# one, is read as well (valid messages: from nothing, a 10 s run never reaches
+# a manifest that decodes; protocol/src/fuzzing.rs, write_seeds, makes them). A crash, a leak or a timeout fails the
 # script, and the input is saved in $FUZZ_TARGET_DIR/artifacts/TARGET/. Per
 # target, one line goes to stdout:
 #
@@ -69,16 +71,18 @@ export RUSTFLAGS="-Cpasses=sancov-module \
  --cfg fuzzing -Cforce-frame-pointers"
 export CARGO_TARGET_DIR=$FUZZ_TARGET_DIR
 
-run_target() {  # run_target TARGET
-    local target=$1
+run_target() {  # run_target WORKSPACE TARGET
+    local ws=$1 target=$2
+    local seeds=$REPO/$ws/seeds/$target
+    [ -d "$seeds" ] || seeds=""
     local bin=$FUZZ_TARGET_DIR/$host/release/$target
     local corpus=$FUZZ_TARGET_DIR/corpus/$target
     local artifacts=$FUZZ_TARGET_DIR/artifacts/$target
     local out=$FUZZ_TARGET_DIR/logs/$target.log
     mkdir -p "$corpus" "$artifacts" "$(dirname "$out")"
-    log "running $target for $FUZZ_SECONDS s (corpus $corpus: $(find "$corpus" -type f | wc -l) inputs)"
+    log "running $target for $FUZZ_SECONDS s (corpus $corpus: $(find "$corpus" -type f | wc -l) inputs${seeds:+; seeds $seeds})"
     local rc=0
-    "$bin" "$corpus" -max_total_time="$FUZZ_SECONDS" -timeout="$FUZZ_INPUT_TIMEOUT_S" \
+    "$bin" "$corpus" ${seeds:+"$seeds"} -max_total_time="$FUZZ_SECONDS" -timeout="$FUZZ_INPUT_TIMEOUT_S" \
         -rss_limit_mb="$FUZZ_RSS_LIMIT_MB" -artifact_prefix="$artifacts/" -print_final_stats=1 \
         > "$out" 2>&1 || rc=$?
     if [ $rc -ne 0 ]; then
@@ -105,7 +109,7 @@ for ws in "${!WORKSPACE_TARGETS[@]}"; do
     for t in "${targets[@]}"; do bin_args+=(--bin "$t"); done
     (cd "$REPO/$ws" && cargo build --release --locked --target "$host" "${bin_args[@]}") >&2
     for t in "${targets[@]}"; do
-        run_target "$t" || failed+=("$t")
+        run_target "$ws" "$t" || failed+=("$t")
     done
 done
 [ ${#failed[@]} -eq 0 ] || die "failed: ${failed[*]}"

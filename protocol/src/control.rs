@@ -704,6 +704,7 @@ mod smoke {
         for (i, s) in samples.iter().enumerate() {
             assert!(mesh_messages_oracle(s), "sample {i} decodes unmutated");
         }
+        crate::fuzzing::write_seeds("mesh_messages", &samples);
         let seed = 0x5eed_0004;
         let mut rng = SplitMix64(seed);
         let cases = 12_000;

@@ -17,6 +17,24 @@ pub fn manifest_oracle(data: &[u8]) -> bool {
     true
 }
 
+/// Writes a smoke test's unmutated samples as seed inputs of fuzz target
+/// `target`, into `$MESHNODE_FUZZ_SEED_DIR/target/` when that is set (it is
+/// not in a normal run). Without seeds, libFuzzer's short CI run never built
+/// a manifest that decodes (1.8 million inputs tried), so fuzz/seeds/ holds
+/// these, made with `MESHNODE_FUZZ_SEED_DIR=$PWD/fuzz/seeds cargo test -p
+/// meshnode-protocol seeded_mutations`, and scripts/fuzz-smoke.sh reads them.
+#[cfg(test)]
+pub(crate) fn write_seeds(target: &str, samples: &[Vec<u8>]) {
+    let Some(dir) = std::env::var_os("MESHNODE_FUZZ_SEED_DIR") else {
+        return;
+    };
+    let dir = std::path::Path::new(&dir).join(target);
+    std::fs::create_dir_all(&dir).expect("the seed directory can be made");
+    for (i, s) in samples.iter().enumerate() {
+        std::fs::write(dir.join(format!("sample-{i}")), s).expect("a seed can be written");
+    }
+}
+
 /// A seeded smoke run's check that it got past the decoders' error path: at
 /// least `min_per_mille` of every 1000 of its `total` mutated inputs decoded
 /// (or, for the snapshot oracle, passed validation and ran). Each run's floor
@@ -115,6 +133,7 @@ mod tests {
     fn manifest_decoder_survives_seeded_mutations() {
         let (valid, _) = crate::snapshot::tests::sample().encode_and_hash();
         assert!(manifest_oracle(&valid), "the unmutated manifest decodes");
+        write_seeds("manifest_decode", std::slice::from_ref(&valid));
         let seed = 0x5eed_0001;
         let mut rng = SplitMix64(seed);
         let cases = 20_000;

@@ -469,6 +469,7 @@ mod tests {
         for (i, s) in samples.iter().enumerate() {
             assert!(peer_messages_oracle(s), "sample {i} decodes unmutated");
         }
+        crate::fuzzing::write_seeds("peer_messages", &samples);
         let seed = 0x5eed_0005;
         let mut rng = SplitMix64(seed);
         let cases = 10_000;
