@@ -89,7 +89,9 @@ impl Default for SnapshotFixture {
 
 /// Mutates the fixture's manifest as `data` says (each 9 bytes: an
 /// operation and a value) and resumes it. Never panics on any input.
-pub fn snapshot_validation_oracle(fixture: &SnapshotFixture, data: &[u8]) {
+/// Returns whether the mutated snapshot passed validation and ran a slice
+/// (the smoke test counts them).
+pub fn snapshot_validation_oracle(fixture: &SnapshotFixture, data: &[u8]) -> bool {
     let mut m = fixture.manifest.clone();
     for op in data.chunks(9) {
         let kind = op[0];
@@ -142,14 +144,20 @@ pub fn snapshot_validation_oracle(fixture: &SnapshotFixture, data: &[u8]) {
             _ => {}
         }
     }
-    let _ = fixture.resume(&m);
+    fixture.resume(&m).is_ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The unmutated fixture resumes; seeded mutations never panic.
+    /// Measured (seed 0x5eed_0006): 123 of 400 mutated snapshots pass
+    /// validation and run a slice, 307 per mille; the floor is half that.
+    const SNAPSHOT_MIN_RESUMED_PER_MILLE: usize = 150;
+
+    /// The unmutated fixture resumes; seeded mutations never panic, and a
+    /// share of them still pass validation and run, so that the run reaches
+    /// past the first check that refuses.
     #[test]
     fn snapshot_validation_survives_seeded_mutations() {
         let fixture = SnapshotFixture::new();
@@ -158,17 +166,27 @@ mod tests {
             .expect("the fixture resumes");
         let seed = 0x5eed_0006u64;
         let mut rng = protocol::fuzzing::SplitMix64(seed);
-        for case in 0..400 {
+        let cases = 400;
+        let mut resumed = 0;
+        for case in 0..cases {
             let len = 9 * (1 + rng.below(4) as usize);
             let data: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 snapshot_validation_oracle(&fixture, &data)
             }));
-            assert!(
-                r.is_ok(),
-                "seed {seed:#x} case {case} panicked on {data:02x?}"
-            );
+            match r {
+                Ok(true) => resumed += 1,
+                Ok(false) => {}
+                Err(_) => panic!("seed {seed:#x} case {case} panicked on {data:02x?}"),
+            }
         }
+        eprintln!("snapshot: {resumed} of {cases} mutated snapshots resumed");
+        protocol::fuzzing::assert_decoded_share(
+            "snapshot validation",
+            resumed,
+            cases,
+            SNAPSHOT_MIN_RESUMED_PER_MILLE,
+        );
     }
 }
 

@@ -4,14 +4,17 @@
 //!
 //! Needs `MESHNODE_AARCH64_BIN` (what `scripts/build-aarch64.sh` prints) and
 //! `qemu-aarch64-static`; `scripts/test-all.sh` provides both. Without them
-//! the test says why and skips.
+//! the test fails under CI (`CI=true`) and elsewhere says why and skips.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn aarch64() -> Option<PathBuf> {
     let Some(bin) = std::env::var_os("MESHNODE_AARCH64_BIN").map(PathBuf::from) else {
-        eprintln!("SKIP cross_cpu: MESHNODE_AARCH64_BIN is not set (scripts/test-all.sh builds it with scripts/build-aarch64.sh)");
+        crate::support::missing_reference(
+            "cross_cpu",
+            "MESHNODE_AARCH64_BIN is not set (scripts/test-all.sh builds it with scripts/build-aarch64.sh)",
+        );
         return None;
     };
     if !bin.exists() {

@@ -16,6 +16,41 @@ pub fn repo_root() -> PathBuf {
 
 static BUILD_LOCK: Mutex<()> = Mutex::new(());
 
+/// Whether this is a CI run (`CI` set, and not to `false` or `0`, as CI
+/// services and `.ci/run` set it). There a reference or tool that a test
+/// compares against must be present: a run that skips it is not green.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// Part of `test` cannot run because `missing` (what, and how to get it) is
+/// not here. Under CI that fails the test, naming it. Elsewhere the test says
+/// so on stderr and appends `test: missing` to the file `MESHNODE_SKIP_LOG`
+/// names (scripts/test-all.sh lists those lines in its summary, since cargo
+/// test hides a passing test's output), and the caller skips that part.
+#[track_caller]
+pub fn missing_reference(test: &str, missing: &str) {
+    if in_ci() {
+        panic!("{test}: {missing}. CI must run every comparison (bash scripts/test-all.sh installs what the tests need)");
+    }
+    eprintln!("SKIP {test}: {missing}");
+    if let Some(log) = std::env::var_os("MESHNODE_SKIP_LOG") {
+        use std::io::Write;
+        let line = format!("{test}: {}\n", missing.replace('\n', " "));
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = written {
+            eprintln!(
+                "cannot append to MESHNODE_SKIP_LOG={}: {e}",
+                Path::new(&log).display()
+            );
+        }
+    }
+}
+
 /// Compiles a C source (path relative to the repository root) to wasm32-wasi
 /// with `clang -O2` and `extra_flags`, caching the result under the cargo
 /// target dir until the source changes. A missing toolchain is a failure

@@ -26,10 +26,9 @@ fuzz_target!(|data: &[u8]| {
     let Some((&flags, rest)) = data.split_first() else {
         return;
     };
-    let seed = rest
-        .iter()
-        .take(8)
-        .fold(u64::from(flags), |acc, &b| acc.rotate_left(8) ^ u64::from(b));
+    let seed = rest.iter().take(8).fold(u64::from(flags), |acc, &b| {
+        acc.rotate_left(8) ^ u64::from(b)
+    });
     if let Some(wasm) = generated::generate_from(rest, flags & 1 == 1) {
         generated::check_module(&wasm, seed);
     }
