@@ -22,6 +22,7 @@ use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use super::vessels::*;
+use crate::migration::record::check_may_migrate;
 use crate::migration::source::{Input, Output, Source};
 use crate::migration::ErrorKind;
 use crate::sync::lock;
@@ -61,24 +62,14 @@ pub(super) fn by_hand(mesh: &Mesh) -> String {
 pub fn start_migration(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(), Refusal> {
     {
         let mut h = lock(&mesh.host);
-        let l = h.vessels.get_mut(&id).ok_or_else(|| {
-            refuse(
-                RefusalCode::UnknownVessel,
-                format!("vessel {id} is not on this node"),
-            )
-        })?;
-        if l.migrating {
-            return Err(refuse(
-                RefusalCode::Busy,
-                format!("vessel {id} is migrating already"),
-            ));
-        }
-        if !matches!(l.record, Record::Owned { .. }) || l.ended().is_some() || l.runner.is_none() {
-            return Err(refuse(
-                RefusalCode::NotOwner,
-                format!("vessel {id} is not running on this node"),
-            ));
-        }
+        let l = h.vessels.get_mut(&id);
+        let record = l.as_ref().map(|l| &l.record);
+        let running = l
+            .as_ref()
+            .is_some_and(|l| l.ended().is_none() && l.runner.is_some());
+        let migrating = l.as_ref().is_some_and(|l| l.migrating);
+        check_may_migrate(record, id, running, migrating)?;
+        let l = l.expect("checked: the vessel is here");
         l.migrating = true;
     }
     lock(&mesh.migrations).insert(
