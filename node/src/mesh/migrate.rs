@@ -2,31 +2,33 @@
 //! migration layer's source machine decides, with the vessel's runner, the
 //! chunk store and the link to the destination.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use libp2p::PeerId;
 use protocol::control::{MigrationPhase, MigrationReport, PeerIdBytes};
-use protocol::limits::MAX_CHUNKS_PER_BATCH;
 use protocol::membership::Nonce;
 use protocol::migrate::{
-    ChunkBytes, Decision, DecisionBody, MigrationRequest, MigrationResponse, NamedChunk, Offer,
-    OfferBody, OfferKind, PEER_PROTOCOL_VERSION,
+    Decision, DecisionBody, MigrationRequest, MigrationResponse, OfferKind, PEER_PROTOCOL_VERSION,
 };
-use protocol::refusal::{Refusal, RefusalCode};
-use protocol::snapshot::{ChunkedImage, Hash, Manifest};
-use protocol::vessel::{Resume, VesselId, VesselImage, VesselPlacement, VESSEL_VERSION};
+use protocol::refusal::Refusal;
+use protocol::snapshot::{Hash, Manifest};
+use protocol::vessel::{VesselId, VesselImage};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
+use super::pack::{pack, Outgoing, Packed};
+use super::transfer::{
+    all_chunks, ask_nonce, error_kind, finish_storing, offer_once, send_chunks, OfferSpec,
+};
 use super::vessels::*;
+use crate::migration::error::{MigrationError, Step};
 use crate::migration::record::check_may_migrate;
-use crate::migration::source::{Input, Output, Source};
+use crate::migration::source::{Input, Output, Phase, Source, SourcePlan};
 use crate::migration::ErrorKind;
 use crate::sync::lock;
-use crate::vessel::image::{self, MemoryTracker};
+use crate::vessel::image::MemoryTracker;
 use crate::vessel::runner::{self, Command as RunnerCmd};
 use crate::vessel::Record;
 
@@ -106,7 +108,7 @@ pub fn start_migration(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Resu
                 warn!(vessel = %id, %to, "migration aborted: {e}");
                 set_report(&mesh, id, |r| {
                     r.phase = MigrationPhase::Aborted;
-                    r.error = Some(e);
+                    r.error = Some(e.to_string());
                     r.total_ms = total_ms;
                 });
             }
@@ -118,600 +120,526 @@ pub fn start_migration(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Resu
     Ok(())
 }
 
-/// Offers an image and returns the chunks the destination lacks. `nonce`
-/// holds the nonce the destination gave with its last answer (used once,
-/// then replaced by the one this answer brings); without one, it asks.
-/// What an offer is for.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct OfferSpec {
-    to: PeerId,
-    kind: OfferKind,
-    id: VesselId,
-    epoch: u64,
-}
-
-pub(super) async fn offer(
-    mesh: &Mesh,
-    to: PeerId,
-    kind: OfferKind,
-    id: VesselId,
-    epoch: u64,
-    image: Vec<u8>,
-    nonce: &mut Option<Nonce>,
-) -> Result<Vec<Hash>, RequestError> {
-    let cached = nonce.take();
-    let had_cached = cached.is_some();
-    let spec = OfferSpec {
-        to,
-        kind,
-        id,
-        epoch,
-    };
-    match offer_attempt(mesh, spec, image.clone(), 0, cached).await {
-        Ok((chunks, next)) => {
-            *nonce = Some(next);
-            Ok(chunks)
-        }
-        // A kept nonce may have expired (a long round): ask for a new one.
-        Err(e)
-            if had_cached
-                && matches!(
-                    e.refusal_code(),
-                    Some(RefusalCode::NonceExpired | RefusalCode::Replayed)
-                ) =>
-        {
-            let (chunks, next) = offer_attempt(mesh, spec, image, 0, None).await?;
-            *nonce = Some(next);
-            Ok(chunks)
-        }
-        Err(e) => Err(e),
-    }
-}
-
-pub(super) async fn offer_attempt(
-    mesh: &Mesh,
-    spec: OfferSpec,
-    image: Vec<u8>,
-    attempt: u32,
-    cached: Option<Nonce>,
-) -> Result<(Vec<Hash>, Nonce), RequestError> {
-    let OfferSpec {
-        to,
-        kind,
-        id,
-        epoch,
-    } = spec;
-    // The first request of a round may hit a connection that died with a
-    // restarted peer (closed within the QUIC idle timeout): try again on
-    // another before giving up. Nothing has happened yet, so a retry is
-    // safe.
-    let mut tries = 0;
-    let nonce = loop {
-        if let Some(n) = cached {
-            break n;
-        }
-        match mesh.migration(to, MigrationRequest::Nonce).await {
-            Ok(MigrationResponse::Nonce(n)) => break n,
-            Ok(other) => return Err(RequestError::unexpected(to, &other)),
-            // A refusal is final; anything else (a connection that died
-            // with a restarted peer) is worth another try.
-            Err(e) if tries < NONCE_RETRIES && e.refusal_code().is_none() => {
-                tries += 1;
-                warn!(vessel = %id, %to, "no nonce yet ({e}); retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(e) => return Err(e),
-        }
-    };
-    let body = OfferBody {
-        version: PEER_PROTOCOL_VERSION,
-        kind,
-        vessel: id,
-        epoch,
-        image: Hash::of(&image),
-        source: PeerIdBytes(mesh.me.to_bytes()),
-        destination: PeerIdBytes(to.to_bytes()),
-        nonce,
-    };
-    let offer = Offer::sign(&mesh.signing, body);
-    match mesh
-        .migration_once(
-            to,
-            MigrationRequest::Offer {
-                offer,
-                image: image.clone(),
-            },
-        )
-        .await
-    {
-        Ok(MigrationResponse::Lacking { chunks, next_nonce }) => Ok((chunks, next_nonce)),
-        Ok(other) => Err(RequestError::unexpected(to, &other)),
-        // The offer may or may not have arrived; a new nonce makes a new
-        // offer, which replaces the old one at the destination.
-        Err(e) if e.is_transport() && attempt < TRANSPORT_RETRIES && !mesh.fail_fast => {
-            warn!(vessel = %id, %to, "offer lost ({e}); offering again");
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            Box::pin(offer_attempt(mesh, spec, image, attempt + 1, None)).await
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// Sends the chunks `lacking` names (read from the store), a few batches in
-/// flight. Returns bytes sent.
-pub(super) async fn send_chunks(
-    mesh: &Mesh,
-    to: PeerId,
-    id: VesselId,
-    epoch: u64,
-    lacking: Vec<Hash>,
-    fresh: Option<&Fresh>,
-) -> Result<u64, String> {
-    let store = lock(&mesh.host).store.clone();
-    let fresh = fresh.cloned();
-    let batches: Vec<Vec<Hash>> = lacking
-        .chunks(MAX_CHUNKS_PER_BATCH)
-        .map(|c| c.to_vec())
-        .collect();
-    let mut sends = futures::stream::iter(batches.into_iter().map(|batch| {
-        let store = store.clone();
-        let mesh = mesh.clone();
-        let fresh = fresh.clone();
-        async move {
-            let chunks = tokio::task::spawn_blocking(move || {
-                batch
-                    .iter()
-                    .map(|h| {
-                        // Hashed from these very bytes in the pause.
-                        if let Some(bytes) = fresh.as_ref().and_then(|f| f.get(h)) {
-                            return Ok(NamedChunk {
-                                hash: *h,
-                                bytes: ChunkBytes(bytes.clone()),
-                            });
-                        }
-                        store.get_chunk(h).map(|bytes| NamedChunk {
-                            hash: *h,
-                            bytes: ChunkBytes(bytes),
-                        })
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-            let bytes: u64 = chunks.iter().map(|c| c.bytes.0.len() as u64).sum();
-            let n = chunks.len() as u64;
-            mesh.migration(
-                to,
-                MigrationRequest::Chunks {
-                    vessel: id,
-                    epoch,
-                    chunks,
-                },
-            )
-            .await?;
-            set_report(&mesh, id, |r| {
-                r.bytes_sent += bytes;
-                r.chunks_sent += n;
-            });
-            Ok::<u64, String>(bytes)
-        }
-    }))
-    .buffer_unordered(CHUNK_BATCHES_IN_FLIGHT);
-    let mut total = 0;
-    while let Some(r) = sends.next().await {
-        total += r?;
-    }
-    Ok(total)
-}
-
-/// The chunks of a final round that are sent from memory (and stored
-/// beside the sending).
-pub(super) type Fresh = Arc<HashMap<Hash, Vec<u8>>>;
-
-pub(super) fn store_fresh(store: &crate::store::ChunkStore, fresh: &Fresh) -> Result<(), String> {
-    for bytes in fresh.values() {
-        store.put_chunk(bytes).map_err(|e| e.to_string())?;
-    }
-    Ok(())
-}
-
-/// Waits for the final round's chunks to be stored; if that failed, tries
-/// once more (an abort resumes the vessel from them).
-pub(super) async fn finish_storing(
-    store: &crate::store::ChunkStore,
-    stored: tokio::task::JoinHandle<Result<(), String>>,
-    fresh: &Fresh,
-) {
-    if matches!(stored.await, Ok(Ok(()))) {
-        return;
-    }
-    let (s, fresh) = (store.clone(), fresh.clone());
-    let again = tokio::task::spawn_blocking(move || store_fresh(&s, &fresh)).await;
-    if !matches!(again, Ok(Ok(()))) {
-        warn!("cannot store the final round's chunks: {again:?}");
-    }
-}
-
-/// Every chunk the images name, but those sent already in this migration
-/// (the no-deduplication baseline).
-pub(super) fn all_chunks(
-    images: &[&ChunkedImage],
-    more: &[Hash],
-    sent: &HashSet<Hash>,
-) -> Vec<Hash> {
-    let mut all: Vec<Hash> = images
-        .iter()
-        .flat_map(|i| i.chunks.iter().flatten().copied())
-        .chain(more.iter().copied())
-        .filter(|h| !sent.contains(h))
-        .collect();
-    all.sort();
-    all.dedup();
-    all
-}
-
-/// Moves vessel `id` to `to`: pre-copy rounds while it runs, then the final
-/// round while it is paused, then the commit. Any failure before the commit
-/// resumes the vessel here.
+/// Moves vessel `id` to `to`, as the migration layer's source machine
+/// decides: pre-copy rounds while it runs, then the final round while it
+/// is paused, then the commit. This loop only performs the machine's
+/// outputs and feeds back what happened; any failure before the commit
+/// point resumes the vessel here, because the machine says so.
 pub(super) async fn migrate(
     mesh: &Mesh,
     id: VesselId,
     to: PeerId,
     why: &str,
-) -> Result<(), String> {
-    let (epoch, module, module_image, guests, log, vdir, runner_ok) = {
-        let mut h = lock(&mesh.host);
-        let l = h.vessels.get(&id).ok_or("vessel gone")?;
-        let epoch = l.record.epoch();
-        let image_hash = l.record.image();
-        let guests: Vec<String> = l
-            .deployment
-            .body
-            .volumes
-            .iter()
-            .map(|v| v.guest.clone())
-            .collect();
-        let log = l.log.clone();
-        let runner_ok = l.runner.is_some();
-        let bytes = h
-            .store
-            .get_image_doc(&image_hash)
-            .map_err(|e| e.to_string())?;
-        let img: VesselImage = protocol::cbor::decode(&bytes).map_err(|e| e.to_string())?;
-        let module_bytes =
-            crate::store::get_image(&h.store, &img.module, protocol::limits::MAX_MODULE_BYTES)
-                .map_err(|e| e.to_string())?;
-        let module = h.module(module_bytes, &img.deployment.body.name)?;
-        (
-            epoch,
-            module,
-            img.module,
-            guests,
-            log,
-            h.vessel_dir(id),
-            runner_ok,
-        )
+) -> Result<(), MigrationError> {
+    let mut run = Run::new(mesh, id, to, why)
+        .map_err(|e| MigrationError::new(Step::Start, ErrorKind::Local(e)))?;
+    let plan = SourcePlan {
+        warm_rounds: mesh.policy.warm_rounds,
     };
-    if !runner_ok {
-        return Err("the vessel is not running".into());
+    let (mut machine, mut outputs) = Source::start(plan);
+    loop {
+        let mut input = None;
+        for output in outputs {
+            if let Output::Finished(result) = output {
+                if result.is_ok() {
+                    run.finished().await;
+                }
+                return result;
+            }
+            if let Some(next) = run.perform(output).await {
+                input = Some(next);
+            }
+        }
+        let input = input.expect("the source machine waits only for a step it asked for");
+        outputs = machine.handle(input);
     }
-    let store = lock(&mesh.host).store.clone();
-    let send_cmd = |cmd: RunnerCmd| -> Result<(), String> {
-        let h = lock(&mesh.host);
-        let l = h.vessels.get(&id).ok_or("vessel gone")?;
-        l.runner.as_ref().ok_or("not running")?.send(cmd)
-    };
-    let new_epoch = epoch + 1;
-    let tracker = Arc::new(Mutex::new(MemoryTracker::default()));
-    // Every chunk sent during this migration.
-    let mut sent: HashSet<Hash> = HashSet::new();
-    // The destination's nonce for our next offer.
-    let mut nonce: Option<Nonce> = None;
+}
 
-    // Pre-copy: the vessel keeps running.
-    for round in 0..mesh.policy.warm_rounds.min(MAX_WARM_ROUNDS) {
+/// One migration's driver: what it keeps between the machine's steps.
+struct Run<'a> {
+    mesh: &'a Mesh,
+    /// The same link, giving up at the first transport error: used while
+    /// the vessel is paused, where a dead destination would otherwise keep
+    /// it stopped through every retry's dial timeout. Giving up there is
+    /// safe: before the commit point the vessel runs on here.
+    paused_link: Mesh,
+    spec: OfferSpec,
+    why: &'a str,
+    vessel: Outgoing,
+    tracker: Arc<Mutex<MemoryTracker>>,
+    /// Every chunk sent during this migration.
+    sent: HashSet<Hash>,
+    /// The image the next offer carries (a warm round's, then the final one).
+    offer_image: Vec<u8>,
+    /// What the destination lacks of the last offer.
+    lacking: Vec<Hash>,
+    paused: Option<runner::Paused>,
+    packed: Option<Packed>,
+    marks: PauseMarks,
+}
+
+/// When each step of the pause ended, from the pause (for the debug line
+/// that bench_migration.py reads).
+#[derive(Default)]
+struct PauseMarks {
+    paused_at: Option<Instant>,
+    packed: Duration,
+    offered: Duration,
+    sent: Duration,
+    prepared: Duration,
+    recorded: Duration,
+    acked_at: Option<Instant>,
+}
+
+impl PauseMarks {
+    fn since_pause(&self) -> Duration {
+        self.paused_at.map_or(Duration::ZERO, |t| t.elapsed())
+    }
+}
+
+impl<'a> Run<'a> {
+    fn new(mesh: &'a Mesh, id: VesselId, to: PeerId, why: &'a str) -> Result<Run<'a>, String> {
+        let (epoch, vessel) = outgoing(mesh, id)?;
+        Ok(Run {
+            mesh,
+            paused_link: Mesh {
+                fail_fast: true,
+                ..mesh.clone()
+            },
+            spec: OfferSpec {
+                to,
+                kind: OfferKind::Warm,
+                id,
+                epoch: epoch + 1,
+            },
+            why,
+            vessel,
+            tracker: Arc::new(Mutex::new(MemoryTracker::default())),
+            sent: HashSet::new(),
+            offer_image: Vec::new(),
+            lacking: Vec::new(),
+            paused: None,
+            packed: None,
+            marks: PauseMarks::default(),
+        })
+    }
+
+    /// Performs one output; returns the input it produced, if it is a step
+    /// the machine waits for.
+    async fn perform(&mut self, output: Output) -> Option<Input> {
+        let done = |r: Result<Input, ErrorKind>| Some(r.unwrap_or_else(Input::Failed));
+        let id = self.spec.id;
+        match output {
+            Output::CopyMemory { .. } => done(self.copy_memory().await),
+            Output::AskNonce => done(
+                ask_nonce(self.link(), self.spec.to)
+                    .await
+                    .map(Input::Nonce)
+                    .map_err(error_kind),
+            ),
+            Output::Offer { kind, nonce } => done(self.offer(kind, nonce).await),
+            Output::SendLacking { kind } => done(self.send_lacking(kind).await),
+            Output::Pause => done(self.pause().await),
+            Output::Pack => done(self.pack().await),
+            Output::Prepare => done(self.prepare().await),
+            Output::WriteLeft => done(self.write_left()),
+            Output::SendCommit => done(self.send_commit().await),
+            Output::RetryAfter(wait) => {
+                tokio::time::sleep(wait).await;
+                Some(Input::RetryDue)
+            }
+            Output::ResumeFromCapture => {
+                self.resume_from_capture().await;
+                None
+            }
+            Output::RestartFromRecord => {
+                if let Err(e) = restart_from_record(self.mesh, id) {
+                    warn!(vessel = %id, "cannot run it again from its record: {e}");
+                }
+                None
+            }
+            Output::SendAbort => {
+                self.send_abort();
+                None
+            }
+            Output::MarkAcked => {
+                mark_acked(self.mesh, id, self.spec.epoch);
+                None
+            }
+            Output::RoundDone { rounds } => {
+                set_report(self.mesh, id, |r| r.rounds = rounds);
+                None
+            }
+            Output::Phase(phase) => {
+                set_report(self.mesh, id, |r| r.phase = report_phase(phase));
+                None
+            }
+            Output::Finished(_) => None,
+        }
+    }
+
+    /// The link for the next request: fail fast while the vessel is paused.
+    fn link(&self) -> &Mesh {
+        match self.paused.is_some() || self.packed.is_some() {
+            true => &self.paused_link,
+            false => self.mesh,
+        }
+    }
+
+    fn send_cmd(&self, cmd: RunnerCmd) -> Result<(), ErrorKind> {
+        let h = lock(&self.mesh.host);
+        let l = h.vessels.get(&self.spec.id).ok_or(ErrorKind::VesselEnded)?;
+        let runner = l.runner.as_ref().ok_or(ErrorKind::VesselEnded)?;
+        runner.send(cmd).map_err(ErrorKind::Local)
+    }
+
+    /// A pre-copy round's copy of the running vessel's memory, diffed with
+    /// the last one (changed chunks hashed and stored).
+    async fn copy_memory(&mut self) -> Result<Input, ErrorKind> {
         let (tx, rx) = oneshot::channel();
-        send_cmd(RunnerCmd::CopyMemory(tx))?;
+        self.send_cmd(RunnerCmd::CopyMemory(tx))?;
         // A vessel that waits in a blocking call (a sleep, a socket) does
-        // not reach the end of its slice: its memory does not change while
-        // it waits, so go straight to the final round, which interrupts the
-        // wait.
+        // not reach the end of its slice: the machine then goes to the
+        // final round, which interrupts the wait.
         let memory = match tokio::time::timeout(WARM_COPY_WAIT, rx).await {
-            Ok(m) => m.map_err(|_| "the vessel ended before it could move")?,
-            Err(_) => break,
+            Ok(m) => m.map_err(|_| ErrorKind::VesselEnded)?,
+            Err(_) => return Ok(Input::CopyTimedOut),
         };
-        let (t, s) = (tracker.clone(), store.clone());
+        let (t, s) = (self.tracker.clone(), lock(&self.mesh.host).store.clone());
         let changed = tokio::task::spawn_blocking(move || lock(&t).update(&s, &memory))
             .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-        let mem_image = lock(&tracker).image.clone();
-        let warm = protocol::cbor::encode(&vec![mem_image.clone(), module_image.clone()]);
-        let mut lacking = offer(mesh, to, OfferKind::Warm, id, new_epoch, warm, &mut nonce).await?;
-        if !mesh.policy.dedup {
-            lacking = all_chunks(&[&mem_image, &module_image], &[], &sent);
-        }
-        sent.extend(lacking.iter().copied());
-        send_chunks(mesh, to, id, new_epoch, lacking, None).await?;
-        set_report(mesh, id, |r| r.rounds = round + 1);
-        if round > 0 && changed <= WARM_CONVERGED_CHUNKS {
-            break;
-        }
-    }
-
-    // Final round: pause at the next migration point.
-    set_report(mesh, id, |r| r.phase = MigrationPhase::Final);
-    let (tx, rx) = oneshot::channel();
-    send_cmd(RunnerCmd::Pause(tx))?;
-    let paused = rx
-        .await
-        .map_err(|_| "the vessel ended before it could move".to_string())??;
-    let paused_at = paused.at;
-    let final_image = {
-        let (t, s) = (tracker.clone(), store.clone());
-        let module = module.clone();
-        let module_image = module_image.clone();
-        let guests = guests.clone();
-        let log = log.clone();
-        let vdir = vdir.clone();
-        let deployment = lock(&mesh.host).vessels.get(&id).map(|l| {
-            (
-                l.deployment.clone(),
-                l.migrations,
-                l.run_ms(),
-                VesselPlacement {
-                    pinned: l.pinned,
-                    last_move: note(why),
-                },
-            )
-        });
-        let (deployment, migrations, run_ms, placement) = deployment.ok_or("vessel gone")?;
-        // The vessel is paused: its hub takes no more client bytes (entries
-        // keep them and send them to wherever the vessel runs next).
-        let hub = lock(&mesh.host)
-            .hubs
-            .get(&id)
-            .map(|h| h.freeze_and_export())
-            .unwrap_or_default();
-        type Packed = (VesselImage, runner::Paused, Fresh);
-        tokio::task::spawn_blocking(move || -> Result<Packed, String> {
-            if fault_active("pack-fails") {
-                return Err("fault injection: packing the paused vessel failed".into());
-            }
-            let mut t = lock(&t);
-            // The paused instance's own memory, compared in place with
-            // what was last sent: no copy of the whole memory here. The
-            // changed chunks are sent from memory and stored meanwhile.
-            let fresh = Arc::new(t.update_final_unstored(paused.vessel.memory()));
-            let manifest =
-                image::manifest_of(&module, &module_image, &paused.capture, t.image.clone())?;
-            let (mbytes, mh) = manifest.encode_and_hash();
-            let dirs = image::volume_dirs(&vdir, guests.len());
-            let volumes = guests
-                .iter()
-                .zip(&dirs)
-                .map(|(g, d)| image::pack_volume(&s, d, g))
-                .collect::<Result<Vec<_>, _>>()?;
-            let log = image::pack_log(&s, &lock(&log))?;
-            Ok((
-                VesselImage {
-                    version: VESSEL_VERSION,
-                    deployment,
-                    epoch: new_epoch,
-                    resume: Resume::Snapshot(mh),
-                    module: module_image,
-                    manifest: mbytes,
-                    volumes,
-                    log,
-                    migrations: migrations + 1,
-                    run_ms,
-                    placement,
-                    hub,
-                },
-                paused,
-                fresh,
-            ))
+            .map_err(|e| ErrorKind::Local(e.to_string()))?
+            .map_err(|e| ErrorKind::Local(e.to_string()))?;
+        let mem_image = lock(&self.tracker).image.clone();
+        self.offer_image =
+            protocol::cbor::encode(&vec![mem_image, self.vessel.module_image.clone()]);
+        Ok(Input::Copied {
+            changed_chunks: changed,
         })
-        .await
-        .map_err(|e| e.to_string())?
-    };
-    let (final_image, paused, fresh) = match final_image {
-        Ok(v) => v,
-        Err(e) => {
-            // Before the commit point, so the vessel must run on here. Its
-            // paused instance went with the failed packing (a disk error):
-            // it continues from its last durable image, as after a crash.
-            warn!(vessel = %id, "cannot pack the paused vessel ({e}); it continues from its last image here");
-            restart_from_record(mesh, id)?;
-            return Err(e);
-        }
-    };
-    // The final round's changed chunks go to this node's store while the
-    // offer is on its way (an abort resumes the vessel from the store, and
-    // a return trip deduplicates against it).
-    let stored = {
-        let (s, fresh) = (store.clone(), fresh.clone());
-        tokio::task::spawn_blocking(move || store_fresh(&s, &fresh))
-    };
-    let (image_bytes, image_hash) = final_image.encode_and_hash();
-    // Pair assertion with the destination's check of the same hash.
-    debug_assert_eq!(Hash::of(&image_bytes), image_hash);
-    // Kept (not synced) so `ps` and `logs` still know the vessel after a
-    // restart; the commit needs only the record.
-    if let Err(e) = store.put_image_doc(&image_bytes, false) {
-        warn!(vessel = %id, "cannot keep its image: {e}");
     }
 
-    let t_packed = paused_at.elapsed();
-    let mut t_offered = Duration::ZERO;
-    let mut t_sent = Duration::ZERO;
-    // From here to the commit point the vessel is stopped: a request that
-    // fails aborts the move rather than retrying a peer that may be dead.
-    let paused_mesh = Mesh {
-        fail_fast: true,
-        ..mesh.clone()
-    };
-    let sent: Result<(), String> = async {
-        let mesh = &paused_mesh;
-        let lacking = offer(
-            mesh,
-            to,
-            OfferKind::Final,
-            id,
-            new_epoch,
-            image_bytes.clone(),
-            &mut nonce,
-        )
-        .await?;
-        t_offered = paused_at.elapsed();
-        let manifest: Manifest =
-            protocol::cbor::decode(&final_image.manifest).map_err(|e| e.to_string())?;
-        let lacking = if mesh.policy.dedup {
-            lacking
-        } else {
-            all_chunks(
-                &[&manifest.memory, &module_image],
-                &final_image.own_chunks(),
-                &sent,
-            )
+    async fn offer(&mut self, kind: OfferKind, nonce: Nonce) -> Result<Input, ErrorKind> {
+        let spec = OfferSpec { kind, ..self.spec };
+        let image = self.offer_image.clone();
+        let (lacking, next_nonce) = offer_once(self.link(), spec, image, nonce)
+            .await
+            .map_err(error_kind)?;
+        self.lacking = match self.mesh.policy.dedup {
+            true => lacking,
+            false => self.everything_unsent(kind)?,
         };
-        sent.extend(lacking.iter().copied());
-        send_chunks(mesh, to, id, new_epoch, lacking, Some(&fresh)).await?;
-        t_sent = paused_at.elapsed();
-        // Skipped: chunks of the image that the destination had before this
-        // migration began (earlier visits, other vessels, the same module).
-        let mut needed: HashSet<Hash> = final_image.own_chunks().into_iter().collect();
-        needed.extend(manifest.memory.chunks.iter().flatten().copied());
-        let skipped = needed.iter().filter(|h| !sent.contains(h)).count() as u64;
-        set_report(mesh, id, |r| r.chunks_skipped = skipped);
-        match mesh
-            .migration(
-                to,
-                MigrationRequest::Prepare {
-                    vessel: id,
-                    epoch: new_epoch,
-                    image: image_hash,
-                },
-            )
-            .await?
-        {
-            MigrationResponse::Prepared => Ok(()),
-            other => Err(format!("unexpected answer {other:?}")),
+        self.sent.extend(self.lacking.iter().copied());
+        if kind == OfferKind::Final {
+            self.marks.offered = self.marks.since_pause();
+            self.report_skipped()?;
         }
-    }
-    .await;
-    let decision = |commit: bool| {
-        Decision::sign(
-            &mesh.signing,
-            DecisionBody {
-                version: PEER_PROTOCOL_VERSION,
-                vessel: id,
-                epoch: new_epoch,
-                image: image_hash,
-                source: PeerIdBytes(mesh.me.to_bytes()),
-                destination: PeerIdBytes(to.to_bytes()),
-                commit,
-            },
-        )
-    };
-    if let Err(e) = sent {
-        // Before the commit point: the vessel stays here, and runs again
-        // before the destination hears of the abort (it never runs a
-        // prepared vessel without the commit, which will not come now).
-        finish_storing(&store, stored, &fresh).await;
-        resume_here(mesh, id, final_image)?;
-        let (m, abort) = (mesh.clone(), MigrationRequest::Abort(decision(false)));
-        tokio::spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(2), m.migration(to, abort)).await;
-        });
-        return Err(e);
+        Ok(Input::Lacking { next_nonce })
     }
 
-    // The commit point.
-    let t_prepared = paused_at.elapsed();
-    fault_point("before-commit");
-    let committed: Result<(), String> = {
-        let mut h = lock(&mesh.host);
+    /// The no-deduplication baseline: every chunk the offered images name
+    /// that this migration has not sent yet.
+    fn everything_unsent(&self, kind: OfferKind) -> Result<Vec<Hash>, ErrorKind> {
+        let module = &self.vessel.module_image;
+        if kind == OfferKind::Warm {
+            let memory = lock(&self.tracker).image.clone();
+            return Ok(all_chunks(&[&memory, module], &[], &self.sent));
+        }
+        let image = &self.packed.as_ref().ok_or(ErrorKind::VesselEnded)?.image;
+        let manifest = final_manifest(image)?;
+        Ok(all_chunks(
+            &[&manifest.memory, module],
+            &image.own_chunks(),
+            &self.sent,
+        ))
+    }
+
+    /// Skipped: chunks of the final image that the destination had before
+    /// this migration began (earlier visits, other vessels, the module).
+    fn report_skipped(&self) -> Result<(), ErrorKind> {
+        let image = &self.packed.as_ref().ok_or(ErrorKind::VesselEnded)?.image;
+        let manifest = final_manifest(image)?;
+        let mut needed: HashSet<Hash> = image.own_chunks().into_iter().collect();
+        needed.extend(manifest.memory.chunks.iter().flatten().copied());
+        let skipped = needed.iter().filter(|h| !self.sent.contains(h)).count() as u64;
+        set_report(self.mesh, self.spec.id, |r| r.chunks_skipped = skipped);
+        Ok(())
+    }
+
+    async fn send_lacking(&mut self, kind: OfferKind) -> Result<Input, ErrorKind> {
+        let lacking = std::mem::take(&mut self.lacking);
+        let spec = OfferSpec { kind, ..self.spec };
+        let fresh = self.packed.as_ref().map(|p| p.fresh.clone());
+        send_chunks(self.link(), spec, lacking, fresh.as_ref()).await?;
+        if kind == OfferKind::Final {
+            self.marks.sent = self.marks.since_pause();
+        }
+        Ok(Input::ChunksSent)
+    }
+
+    async fn pause(&mut self) -> Result<Input, ErrorKind> {
+        let (tx, rx) = oneshot::channel();
+        self.send_cmd(RunnerCmd::Pause(tx))?;
+        let paused = rx
+            .await
+            .map_err(|_| ErrorKind::VesselEnded)?
+            .map_err(ErrorKind::Local)?;
+        self.marks.paused_at = Some(paused.at);
+        self.paused = Some(paused);
+        Ok(Input::Paused)
+    }
+
+    async fn pack(&mut self) -> Result<Input, ErrorKind> {
+        let paused = self.paused.take().ok_or(ErrorKind::VesselEnded)?;
+        let header = (self.spec.epoch, self.why);
+        let packed = pack(self.mesh, self.spec.id, header, &self.vessel, &self.tracker, paused)
+            .await
+            .inspect_err(|e| {
+                warn!(vessel = %self.spec.id, "cannot pack the paused vessel ({e:?}); it continues from its last image here");
+            })?;
+        // Pair assertion with the destination's check of the same hash.
+        debug_assert_eq!(Hash::of(&packed.bytes), packed.hash);
+        self.offer_image = packed.bytes.clone();
+        self.packed = Some(packed);
+        self.marks.packed = self.marks.since_pause();
+        Ok(Input::Packed)
+    }
+
+    async fn prepare(&mut self) -> Result<Input, ErrorKind> {
+        let image = self.packed.as_ref().ok_or(ErrorKind::VesselEnded)?.hash;
+        let request = MigrationRequest::Prepare {
+            vessel: self.spec.id,
+            epoch: self.spec.epoch,
+            image,
+        };
+        let to = self.spec.to;
+        match self
+            .link()
+            .migration(to, request)
+            .await
+            .map_err(error_kind)?
+        {
+            MigrationResponse::Prepared => {
+                self.marks.prepared = self.marks.since_pause();
+                Ok(Input::Prepared)
+            }
+            other => Err(error_kind(RequestError::unexpected(to, &other))),
+        }
+    }
+
+    /// The commit point: the `Left` record, durable. From here the vessel
+    /// belongs to the destination.
+    fn write_left(&mut self) -> Result<Input, ErrorKind> {
+        fault_point("before-commit");
+        let (id, to) = (self.spec.id, self.spec.to);
+        let packed = self.packed.as_ref().ok_or(ErrorKind::VesselEnded)?;
         let record = Record::Left {
-            epoch: new_epoch,
-            image: image_hash,
+            epoch: self.spec.epoch,
+            image: packed.hash,
             to: to.to_bytes(),
             acked: false,
         };
-        match h.write_record(id, &record) {
-            Err(e) => Err(format!("cannot write the commit record: {e}")),
-            Ok(()) => {
-                // Its clients' bytes go to the destination from now on.
-                if let Some(hub) = h.hubs.remove(&id) {
-                    hub.stop();
-                }
-                if let Some(l) = h.vessels.get_mut(&id) {
-                    l.record = record;
-                    l.runner = None;
-                    l.run_ms_before = final_image.run_ms;
-                    l.migrations = final_image.migrations;
-                }
-                h.remember_departed(id, image_hash);
-                Ok(())
+        let mut h = lock(&self.mesh.host);
+        h.write_record(id, &record)
+            .map_err(|e| ErrorKind::Local(format!("cannot write the commit record: {e}")))?;
+        // Its clients' bytes go to the destination from now on.
+        if let Some(hub) = h.hubs.remove(&id) {
+            hub.stop();
+        }
+        if let Some(l) = h.vessels.get_mut(&id) {
+            l.record = record;
+            l.runner = None;
+            l.run_ms_before = packed.image.run_ms;
+            l.migrations = packed.image.migrations;
+        }
+        h.remember_departed(id, packed.hash);
+        // Its traffic now enters towards the new host, which keeps its own book.
+        h.traffic.forget(id);
+        drop(h);
+        fault_point("after-commit-record");
+        self.marks.recorded = self.marks.since_pause();
+        Ok(Input::LeftDurable)
+    }
+
+    /// The commit, on the patient link: the vessel is the destination's now,
+    /// and nothing is gained by giving up early.
+    async fn send_commit(&mut self) -> Result<Input, ErrorKind> {
+        let (id, to) = (self.spec.id, self.spec.to);
+        let commit = MigrationRequest::Commit(self.decision(true)?);
+        let answer = self.mesh.migration(to, commit).await;
+        self.marks.acked_at = Some(Instant::now());
+        match answer {
+            Ok(MigrationResponse::Committed) => Ok(Input::Committed),
+            Ok(other) => Err(error_kind(RequestError::unexpected(to, &other))),
+            Err(e) => {
+                warn!(vessel = %id, %to, "commit not confirmed yet ({e})");
+                Err(error_kind(e))
             }
         }
-    };
-    if let Err(e) = committed {
-        let _ = mesh
-            .migration(to, MigrationRequest::Abort(decision(false)))
-            .await;
-        finish_storing(&store, stored, &fresh).await;
-        resume_here(mesh, id, final_image)?;
-        return Err(e);
     }
-    set_report(mesh, id, |r| r.phase = MigrationPhase::Committed);
-    fault_point("after-commit-record");
-    // Its traffic now enters towards the new host, which keeps its own book.
-    lock(&mesh.host).traffic.forget(id);
-    let t_recorded = paused_at.elapsed();
-    // Downtime ends when the destination says the vessel runs there (its
-    // thread has started); the source's own bookkeeping after that is not
-    // downtime.
-    let acked_at = send_commit(mesh, id, to, decision(true)).await;
-    let downtime = acked_at.duration_since(paused_at);
-    // Freeing the spent instance's memory takes milliseconds: after the
-    // pause, off the async runtime. The chunks this migration stored here
-    // are made durable now too, so that if the vessel comes back, the
-    // pause of that migration does not have to sync them.
-    finish_storing(&store, stored, &fresh).await;
-    let memory_bytes = paused.vessel.memory().len() as u64;
-    tokio::task::spawn_blocking(move || {
-        drop(paused);
-        if let Err(e) = store.sync_written() {
-            warn!(vessel = %id, "cannot sync the store: {e}");
+
+    fn decision(&self, commit: bool) -> Result<Decision, ErrorKind> {
+        let packed = self.packed.as_ref().ok_or(ErrorKind::VesselEnded)?;
+        Ok(signed_decision(self.mesh, self.spec, packed.hash, commit))
+    }
+
+    /// Before the commit point: the vessel runs on here from the capture
+    /// taken for the move (its chunks stored first), so no step of the
+    /// program is lost or repeated.
+    async fn resume_from_capture(&mut self) {
+        let id = self.spec.id;
+        let Some(packed) = self.packed.as_mut() else {
+            if let Err(e) = restart_from_record(self.mesh, id) {
+                warn!(vessel = %id, "cannot run it again from its record: {e}");
+            }
+            return;
+        };
+        let store = lock(&self.mesh.host).store.clone();
+        if let Some(stored) = packed.stored.take() {
+            finish_storing(&store, stored, &packed.fresh).await;
         }
-    });
-    tracing::debug!(
-        vessel = %id,
-        memory_bytes = memory_bytes,
-        packed_us = t_packed.as_micros() as u64,
-        offered_us = t_offered.as_micros() as u64,
-        sent_us = t_sent.as_micros() as u64,
-        prepared_us = t_prepared.as_micros() as u64,
-        recorded_us = t_recorded.as_micros() as u64,
-        committed_us = downtime.as_micros() as u64,
-        "pause phases (from the pause)"
-    );
-    set_report(mesh, id, |r| {
-        r.downtime_us = Some(downtime.as_micros() as u64)
-    });
-    Ok(())
+        if let Err(e) = resume_here(self.mesh, id, packed.image.clone()) {
+            warn!(vessel = %id, "cannot resume it here: {e}");
+        }
+    }
+
+    /// Tells the destination the move is off: best effort, after the
+    /// vessel runs here again (a destination never runs a prepared vessel
+    /// without the commit, which will not come now).
+    fn send_abort(&self) {
+        let Ok(decision) = self.decision(false) else {
+            return;
+        };
+        let (m, to) = (self.mesh.clone(), self.spec.to);
+        tokio::spawn(async move {
+            let abort = MigrationRequest::Abort(decision);
+            let _ = tokio::time::timeout(Duration::from_secs(2), m.migration(to, abort)).await;
+        });
+    }
+
+    /// After the destination confirmed: the downtime is reported, and the
+    /// spent instance is freed and this move's chunks made durable, off
+    /// the pause.
+    async fn finished(mut self) {
+        let id = self.spec.id;
+        let marks = &self.marks;
+        let downtime = match (marks.paused_at, marks.acked_at) {
+            (Some(p), Some(a)) => a.saturating_duration_since(p),
+            _ => Duration::ZERO,
+        };
+        let Some(mut packed) = self.packed.take() else {
+            return;
+        };
+        let store = lock(&self.mesh.host).store.clone();
+        if let Some(stored) = packed.stored.take() {
+            finish_storing(&store, stored, &packed.fresh).await;
+        }
+        let memory_bytes = packed.paused.vessel.memory().len() as u64;
+        tokio::task::spawn_blocking(move || {
+            drop(packed);
+            if let Err(e) = store.sync_written() {
+                warn!(vessel = %id, "cannot sync the store: {e}");
+            }
+        });
+        tracing::debug!(
+            vessel = %id,
+            memory_bytes = memory_bytes,
+            packed_us = marks.packed.as_micros() as u64,
+            offered_us = marks.offered.as_micros() as u64,
+            sent_us = marks.sent.as_micros() as u64,
+            prepared_us = marks.prepared.as_micros() as u64,
+            recorded_us = marks.recorded.as_micros() as u64,
+            committed_us = downtime.as_micros() as u64,
+            "pause phases (from the pause)"
+        );
+        set_report(self.mesh, id, |r| {
+            r.downtime_us = Some(downtime.as_micros() as u64)
+        });
+    }
 }
 
-/// Sends the commit until the destination confirms, then records that.
-/// Returns when the confirmation arrived.
+/// What a migration of `id` needs, read once at its start: the vessel's
+/// epoch and module, its volumes' guest paths, its log and directory.
+fn outgoing(mesh: &Mesh, id: VesselId) -> Result<(u64, Outgoing), String> {
+    let mut h = lock(&mesh.host);
+    let l = h.vessels.get(&id).ok_or("vessel gone")?;
+    if l.runner.is_none() {
+        return Err("the vessel is not running".into());
+    }
+    let epoch = l.record.epoch();
+    let image_hash = l.record.image();
+    let guests: Vec<String> = l
+        .deployment
+        .body
+        .volumes
+        .iter()
+        .map(|v| v.guest.clone())
+        .collect();
+    let log = l.log.clone();
+    let bytes = h
+        .store
+        .get_image_doc(&image_hash)
+        .map_err(|e| e.to_string())?;
+    let img: VesselImage = protocol::cbor::decode(&bytes).map_err(|e| e.to_string())?;
+    let module_bytes =
+        crate::store::get_image(&h.store, &img.module, protocol::limits::MAX_MODULE_BYTES)
+            .map_err(|e| e.to_string())?;
+    let module = h.module(module_bytes, &img.deployment.body.name)?;
+    let vessel_dir = h.vessel_dir(id);
+    let vessel = Outgoing {
+        module,
+        module_image: img.module,
+        guests,
+        log,
+        vessel_dir,
+    };
+    Ok((epoch, vessel))
+}
+
+fn final_manifest(image: &VesselImage) -> Result<Manifest, ErrorKind> {
+    protocol::cbor::decode(&image.manifest).map_err(|e| ErrorKind::Local(e.to_string()))
+}
+
+/// The source's signed decision about the move `spec` describes.
+fn signed_decision(mesh: &Mesh, spec: OfferSpec, image: Hash, commit: bool) -> Decision {
+    Decision::sign(
+        &mesh.signing,
+        DecisionBody {
+            version: PEER_PROTOCOL_VERSION,
+            vessel: spec.id,
+            epoch: spec.epoch,
+            image,
+            source: PeerIdBytes(mesh.me.to_bytes()),
+            destination: PeerIdBytes(spec.to.to_bytes()),
+            commit,
+        },
+    )
+}
+
+fn report_phase(phase: Phase) -> MigrationPhase {
+    match phase {
+        Phase::Warming => MigrationPhase::Warming,
+        Phase::Final => MigrationPhase::Final,
+        Phase::Committed => MigrationPhase::Committed,
+    }
+}
+
+/// Sends the commit until the destination confirms, then records that
+/// (a commit decided before a restart). Returns when the confirmation
+/// arrived.
 pub async fn send_commit(mesh: &Mesh, id: VesselId, to: PeerId, decision: Decision) -> Instant {
     let acked_at = drive_commit(mesh, id, to, &decision).await;
+    mark_acked(mesh, id, decision.body.epoch);
+    acked_at
+}
+
+/// The destination confirmed the move at `epoch`: the `Left` record says
+/// so, and chunks no kept image names are evicted (bounded by the LRU of
+/// departed vessels).
+pub(super) fn mark_acked(mesh: &Mesh, id: VesselId, epoch: u64) {
     let mut h = lock(&mesh.host);
     if h.departed.len() >= MAX_DEPARTED_IMAGES_BEFORE_EVICT {
-        // Bounded: evict what the LRU no longer keeps (never while a
-        // migration is arriving: its chunks are not in an image yet).
+        // Never while a migration is arriving: its chunks are not in an
+        // image yet.
         let busy = h.vessels.iter().any(|(v, l)| *v != id && l.migrating);
         if !busy && lock(&mesh.incoming).is_empty() {
             let n = h.evict();
@@ -721,13 +649,16 @@ pub async fn send_commit(mesh: &Mesh, id: VesselId, to: PeerId, decision: Decisi
         }
     }
     let Some(l) = h.vessels.get_mut(&id) else {
-        return acked_at;
+        return;
     };
     if let Record::Left {
-        epoch, image, to, ..
+        epoch: e,
+        image,
+        to,
+        ..
     } = l.record.clone()
     {
-        if epoch == decision.body.epoch {
+        if e == epoch {
             let record = Record::Left {
                 epoch,
                 image,
@@ -738,7 +669,6 @@ pub async fn send_commit(mesh: &Mesh, id: VesselId, to: PeerId, decision: Decisi
             let _ = h.write_record(id, &record);
         }
     }
-    acked_at
 }
 
 /// An aborted migration: the vessel runs on here, from the image of the
@@ -816,14 +746,5 @@ async fn drive_commit(mesh: &Mesh, id: VesselId, to: PeerId, decision: &Decision
             return acked_at;
         };
         outputs = machine.handle(input);
-    }
-}
-
-/// A failed request as the migration layer sees it: refused (with its
-/// code), or the destination did not answer.
-pub(super) fn error_kind(e: RequestError) -> ErrorKind {
-    match e {
-        RequestError::Refused { refusal, .. } => ErrorKind::Refused(refusal),
-        other => ErrorKind::Unreachable(other.to_string()),
     }
 }

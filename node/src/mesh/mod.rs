@@ -37,12 +37,14 @@ pub mod link;
 pub mod membership;
 pub mod migrate;
 pub mod node;
+pub mod pack;
 pub mod place;
 pub mod recover;
 pub mod rtt;
 pub mod serve;
 pub mod status;
 pub mod status_gossip;
+pub mod transfer;
 pub mod vessels;
 
 /// Protocol names on the wire.
