@@ -24,7 +24,7 @@ use crate::vessel::Host;
 /// What a task needs to talk to peers and answer requests.
 #[derive(Clone)]
 pub struct Mesh {
-    pub incoming: Arc<Mutex<HashMap<VesselId, Incoming>>>,
+    pub incoming: Arc<Mutex<Incoming>>,
     pub tx: mpsc::Sender<NodeCommand>,
     pub host: Arc<Mutex<Host>>,
     pub me: PeerId,

@@ -150,7 +150,12 @@ pub(super) async fn migrate(
                 input = Some(next);
             }
         }
-        let input = input.expect("the source machine waits only for a step it asked for");
+        // The machine waits only for a step it asked for; a batch with none
+        // would be a bug in it, reported rather than hung on.
+        let Some(input) = input else {
+            let stuck = ErrorKind::Local("the source machine asked for nothing".into());
+            return Err(MigrationError::new(Step::Start, stuck));
+        };
         outputs = machine.handle(input);
     }
 }

@@ -3,14 +3,13 @@
 //! anything else, and the driver of the migration layer's destination
 //! decisions (offer, chunks, prepare, commit, abort).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use libp2p::request_response::ResponseChannel;
 use libp2p::{PeerId, Swarm};
 use protocol::ingress::{IngressRequest, IngressResponse};
-use protocol::limits::MAX_INCOMING_MIGRATIONS;
 use protocol::membership::Nonce;
 use protocol::migrate::{
     DecisionBody, MigrationRequest, MigrationResponse, Offer, OfferKind, PEER_PROTOCOL_VERSION,
@@ -25,9 +24,8 @@ use super::behaviour::NodeBehaviour;
 use super::node::{Membership, NodeCommand, NodeState};
 use super::vessels::*;
 use crate::identity::peer_public_key;
-use crate::migration::record::{
-    abort_record, check_offer_epoch, commit_rule, AbortRecord, CommitRule,
-};
+use crate::migration::destination::{nothing_prepared, CommitPlan, Session};
+use crate::migration::record::{prepared_matches, AbortRecord};
 use crate::sync::lock;
 use crate::vessel::image::{self, Prebuilt, Ready};
 use crate::vessel::{Host, Record};
@@ -198,7 +196,7 @@ pub(super) fn prewarm(
 /// pause: only the chunks whose names changed since the last round.
 pub(super) fn prebuild_memory(
     host: &Arc<Mutex<Host>>,
-    incoming: &Arc<Mutex<HashMap<VesselId, Incoming>>>,
+    incoming: &Arc<Mutex<Incoming>>,
     peer: PeerId,
     vessel: VesselId,
     epoch: u64,
@@ -214,9 +212,8 @@ pub(super) fn prebuild_memory(
         std::thread::sleep(Duration::from_millis(10));
     }
     let Some(slot) = lock(incoming)
-        .get(&vessel)
-        .filter(|s| s.from == peer && s.epoch == epoch)
-        .map(|s| s.memory.clone())
+        .session(vessel, &peer, epoch)
+        .map(|s| s.data.memory.clone())
     else {
         return;
     };
@@ -293,7 +290,7 @@ pub(super) fn check_offer(
 /// lacks. Runs off the event loop (hashing, store lookups).
 pub(super) fn accept_offer(
     mesh: &Mesh,
-    incoming: &Arc<Mutex<HashMap<VesselId, Incoming>>>,
+    incoming: &Arc<Mutex<Incoming>>,
     peer: PeerId,
     offer: Offer,
     image_bytes: Vec<u8>,
@@ -301,35 +298,22 @@ pub(super) fn accept_offer(
 ) -> Result<MigrationResponse, Refusal> {
     let b = offer.body;
     let id = b.vessel;
-    let known_chunks: Arc<HashSet<Hash>> = {
+    let known = lock(&mesh.host).vessels.get(&id).map(|l| l.record.clone());
+    // The destination's rules: room for another migration, and the epoch.
+    // A later round of the same migration keeps what earlier ones built.
+    let (known_chunks, memory) = {
         let mut inc = lock(incoming);
-        // A migration whose source went quiet (it aborted and the abort
-        // was lost, or it died before its commit) is forgotten in time.
-        inc.retain(|_, s| s.started.elapsed() < INCOMING_MIGRATION_TTL);
-        if inc.len() >= MAX_INCOMING_MIGRATIONS && !inc.contains_key(&id) {
-            return Err(refuse(
-                RefusalCode::Busy,
-                format!(
-                    "this node receives {MAX_INCOMING_MIGRATIONS} migrations already; retry later"
-                ),
-            ));
-        }
-        match inc
-            .get(&id)
-            .filter(|s| s.from == peer && s.epoch == b.epoch)
-        {
+        match inc.check_offer(&peer, id, b.epoch, known.as_ref(), Instant::now())? {
             Some(s) if s.expected.is_empty() => {
-                let mut k = (*s.known).clone();
-                k.extend(s.named.iter().copied());
-                Arc::new(k)
+                let mut k = (*s.data.known).clone();
+                k.extend(s.data.named.iter().copied());
+                (Arc::new(k), s.data.memory.clone())
             }
-            Some(s) => s.known.clone(),
+            Some(s) => (s.data.known.clone(), s.data.memory.clone()),
             None => Default::default(),
         }
     };
     let host = lock(&mesh.host);
-    let known = host.vessels.get(&id).map(|l| l.record.clone());
-    check_offer_epoch(known.as_ref(), id, b.epoch)?;
     let (lacking, image, manifest, named) = match b.kind {
         OfferKind::Warm => {
             let images: Vec<ChunkedImage> = protocol::cbor::decode(&image_bytes)
@@ -388,27 +372,24 @@ pub(super) fn accept_offer(
         }
     };
     drop(host);
-    let mut inc = lock(incoming);
-    // A later round of the same migration keeps what earlier rounds built.
-    let memory = inc
-        .get(&id)
-        .filter(|s| s.from == peer && s.epoch == b.epoch)
-        .map_or_else(Default::default, |s| s.memory.clone());
-    inc.insert(
+    lock(incoming).accept(
         id,
-        Incoming {
-            memory,
+        Session {
             from: peer,
             kind: b.kind,
             epoch: b.epoch,
-            image_hash: b.image,
-            image,
-            manifest,
+            image: b.image,
             expected: lacking.iter().copied().collect(),
-            ready: None,
             started: Instant::now(),
-            known: known_chunks,
-            named: Arc::new(named),
+            prepared: false,
+            data: IncomingData {
+                image,
+                manifest,
+                ready: None,
+                known: known_chunks,
+                named: Arc::new(named),
+                memory,
+            },
         },
     );
     Ok(MigrationResponse::Lacking {
@@ -420,7 +401,7 @@ pub(super) fn accept_offer(
 /// Answers a request that is not the event loop's to answer, off the loop.
 pub(super) async fn serve_async(
     mesh: &Mesh,
-    incoming: &Arc<Mutex<HashMap<VesselId, Incoming>>>,
+    incoming: &Arc<Mutex<Incoming>>,
     peer: PeerId,
     request: PeerRequest,
 ) -> Result<PeerResponse, Refusal> {
@@ -434,7 +415,7 @@ pub(super) async fn serve_async(
 /// The destination side of a migration: chunks, prepare, commit, abort.
 pub(super) async fn serve_migration(
     mesh: &Mesh,
-    incoming: &Arc<Mutex<HashMap<VesselId, Incoming>>>,
+    incoming: &Arc<Mutex<Incoming>>,
     peer: PeerId,
     request: MigrationRequest,
 ) -> Result<MigrationResponse, Refusal> {
@@ -453,30 +434,15 @@ pub(super) async fn serve_migration(
             let incoming = incoming.clone();
             let store = lock(&mesh.host).store.clone();
             tokio::task::spawn_blocking(move || {
-                let expected: HashSet<Hash> = {
-                    let inc = lock(&incoming);
-                    let s = inc
-                        .get(&vessel)
-                        .filter(|s| s.from == peer && s.epoch == epoch)
-                        .ok_or_else(|| refuse(RefusalCode::NoMigration, format!("no migration of vessel {vessel} at epoch {epoch} from this node is in progress")))?;
-                    chunks
-                        .iter()
-                        .filter(|c| s.expected.contains(&c.hash))
-                        .map(|c| c.hash)
-                        .collect()
-                };
-                for c in &chunks {
-                    // A batch sent again (its answer was lost) finds its
-                    // chunks stored already: nothing to do for those.
-                    if !expected.contains(&c.hash) && store.has_chunk(&c.hash) {
-                        continue;
-                    }
-                    if !expected.contains(&c.hash) {
-                        return Err(refuse(
-                            RefusalCode::UnexpectedChunk,
-                            format!("chunk {} was not asked for by this migration", c.hash),
-                        ));
-                    }
+                // A batch sent again (its answer was lost) finds its chunks
+                // stored already: nothing to do for those.
+                let wanted: HashSet<Hash> = lock(&incoming)
+                    .check_chunks(&peer, vessel, epoch, chunks.iter().map(|c| c.hash), |h| {
+                        store.has_chunk(h)
+                    })?
+                    .into_iter()
+                    .collect();
+                for c in chunks.iter().filter(|c| wanted.contains(&c.hash)) {
                     store
                         .put_chunk_expecting(&c.hash, &c.bytes.0)
                         .map_err(|_| {
@@ -489,12 +455,7 @@ pub(super) async fn serve_migration(
                             )
                         })?;
                 }
-                let mut inc = lock(&incoming);
-                if let Some(s) = inc.get_mut(&vessel) {
-                    for c in &chunks {
-                        s.expected.remove(&c.hash);
-                    }
-                }
+                lock(&incoming).stored(vessel, chunks.iter().map(|c| c.hash));
                 Ok(MigrationResponse::Stored {
                     count: chunks.len() as u32,
                 })
@@ -558,7 +519,7 @@ pub(super) async fn serve_migration(
 /// running), and record `Prepared`.
 pub(super) fn prepare(
     host: &Arc<Mutex<Host>>,
-    incoming: &Arc<Mutex<HashMap<VesselId, Incoming>>>,
+    incoming: &Arc<Mutex<Incoming>>,
     peer: PeerId,
     (vessel, epoch, image_named): (VesselId, u64, Hash),
 ) -> Result<MigrationResponse, Refusal> {
@@ -566,34 +527,12 @@ pub(super) fn prepare(
     let t0 = Instant::now();
     let (image, manifest, image_hash, warm_memory) = {
         let inc = lock(incoming);
-        let s = inc
-            .get(&vessel)
-            .filter(|s| s.from == peer && s.epoch == epoch && s.kind == OfferKind::Final)
-            .ok_or_else(|| {
-                refuse(
-                    RefusalCode::NoMigration,
-                    format!("no final offer of vessel {vessel} at epoch {epoch} from this node"),
-                )
-            })?;
-        // An earlier attempt's final offer that arrived late replaced the
-        // session: what this prepare names is not what would be prepared.
-        if s.image_hash != image_named {
-            return Err(refuse(
-                RefusalCode::NoMigration,
-                format!("the final offer of vessel {vessel} at epoch {epoch} here names another image than this prepare"),
-            ));
-        }
-        if !s.expected.is_empty() {
-            return Err(refuse(
-                RefusalCode::MissingChunks,
-                format!("{} chunks are still missing", s.expected.len()),
-            ));
-        }
+        let s = inc.check_prepare(&peer, vessel, epoch, image_named)?;
         (
-            s.image.clone().expect("final offers carry an image"),
-            s.manifest.is_some(),
-            s.image_hash,
-            s.memory.clone(),
+            s.data.image.clone().expect("final offers carry an image"),
+            s.data.manifest.is_some(),
+            s.image,
+            s.data.memory.clone(),
         )
     };
     // Waits for a pre-copy round still being written into it.
@@ -604,12 +543,12 @@ pub(super) fn prepare(
     // again).
     let still = {
         let inc = lock(incoming);
-        let s = inc.get(&vessel);
+        let s = inc.session(vessel, &peer, epoch);
         image::lacking(
             &h.store,
             &image,
-            s.and_then(|s| s.manifest.as_ref()),
-            s.map_or(&HashSet::new(), |s| &*s.known),
+            s.and_then(|s| s.data.manifest.as_ref()),
+            s.map_or(&HashSet::new(), |s| &*s.data.known),
         )
     };
     if !still.is_empty() {
@@ -651,8 +590,8 @@ pub(super) fn prepare(
             // image: only the chunks that changed since are read and
             // written.
             let final_memory = lock(incoming)
-                .get(&vessel)
-                .and_then(|s| s.manifest.as_ref().map(|m| m.memory.clone()));
+                .session(vessel, &peer, epoch)
+                .and_then(|s| s.data.manifest.as_ref().map(|m| m.memory.clone()));
             let memory = match (prebuilt, &final_memory) {
                 (Some(mut p), Some(m)) => match p.patch(&h.store, m) {
                     Ok(_) => Some(p),
@@ -707,8 +646,10 @@ pub(super) fn prepare(
         unsynced_files = unsynced,
         "prepare phases"
     );
-    if let Some(s) = lock(incoming).get_mut(&vessel) {
-        s.ready = Some(ready);
+    // Only now may a commit run the vessel from this session.
+    if let Some(s) = lock(incoming).session_mut(vessel, &peer, epoch) {
+        s.prepared = true;
+        s.data.ready = Some(ready);
     }
     Ok(MigrationResponse::Prepared)
 }
@@ -717,57 +658,27 @@ pub(super) fn prepare(
 /// Idempotent: a repeated commit of what already runs answers `Committed`.
 pub(super) fn commit(
     host: &Arc<Mutex<Host>>,
-    incoming: &Arc<Mutex<HashMap<VesselId, Incoming>>>,
+    incoming: &Arc<Mutex<Incoming>>,
     peer: PeerId,
     d: &DecisionBody,
 ) -> Result<MigrationResponse, Refusal> {
     fault_point("dest-commit");
     let mut h = lock(host);
-    // The rule judges by the durable record (after a restart, a prepared
+    // The rules judge by the durable record (after a restart, a prepared
     // vessel is on disk only).
-    match commit_rule(
-        record_on_disk(&h, d.vessel).as_ref(),
-        d.vessel,
-        d.epoch,
-        d.image,
-    ) {
-        CommitRule::AlreadyDone => return Ok(MigrationResponse::Committed),
-        CommitRule::Refuse(r) => return Err(r),
-        CommitRule::Proceed => {}
-    }
-    let session = lock(incoming).remove(&d.vessel);
-    let (image, ready) = match session {
-        Some(s) if s.from == peer && s.epoch == d.epoch && s.image_hash == d.image => {
-            (s.image.expect("final"), s.ready)
-        }
-        other => {
+    let known = record_on_disk(&h, d.vessel);
+    let plan = lock(incoming).commit(&peer, d.vessel, d.epoch, d.image, known.as_ref());
+    let (image, ready) = match plan {
+        CommitPlan::AlreadyDone => return Ok(MigrationResponse::Committed),
+        CommitPlan::Refuse(r) => return Err(r),
+        CommitPlan::FromSession(s) => (s.data.image.expect("final"), s.data.ready),
+        CommitPlan::FromDisk if prepared_matches(known.as_ref(), d.epoch, d.image) => {
             // This node restarted after it prepared: the image is on disk.
-            if let Some(s) = other {
-                lock(incoming).insert(d.vessel, s);
-            }
-            let record = std::fs::read(h.vessel_dir(d.vessel).join("record.cbor"))
-                .ok()
-                .and_then(|b| protocol::cbor::decode::<Record>(&b).ok());
-            match record {
-                Some(Record::Prepared { epoch, image, .. })
-                    if epoch == d.epoch && image == d.image =>
-                {
-                    let bytes = h.store.get_image_doc(&image).map_err(Refusal::internal)?;
-                    let img: VesselImage =
-                        protocol::cbor::decode(&bytes).map_err(Refusal::internal)?;
-                    (img, None)
-                }
-                _ => {
-                    return Err(refuse(
-                        RefusalCode::NoMigration,
-                        format!(
-                            "nothing prepared for vessel {} at epoch {}",
-                            d.vessel, d.epoch
-                        ),
-                    ))
-                }
-            }
+            let bytes = h.store.get_image_doc(&d.image).map_err(Refusal::internal)?;
+            let img: VesselImage = protocol::cbor::decode(&bytes).map_err(Refusal::internal)?;
+            (img, None)
         }
+        CommitPlan::FromDisk => return Err(nothing_prepared(d.vessel, d.epoch)),
     };
     let record = Record::Owned {
         epoch: d.epoch,
@@ -800,24 +711,14 @@ pub(super) fn record_on_disk(h: &Host, vessel: VesselId) -> Option<Record> {
 /// settled record it stood over comes back).
 fn abort(
     mesh: &Mesh,
-    incoming: &Arc<Mutex<HashMap<VesselId, Incoming>>>,
+    incoming: &Arc<Mutex<Incoming>>,
     peer: PeerId,
     d: &DecisionBody,
 ) -> Result<(), Refusal> {
-    let mut inc = lock(incoming);
-    let ours = inc.get(&d.vessel).is_some_and(|s| {
-        s.from == peer
-            && s.epoch == d.epoch
-            && (s.kind == OfferKind::Warm || s.image_hash == d.image)
-    });
-    if ours {
-        inc.remove(&d.vessel);
-    }
-    drop(inc);
     let mut h = lock(&mesh.host);
     let known = record_on_disk(&h, d.vessel);
-    let outcome = abort_record(known.as_ref(), d.epoch, d.image);
-    match &outcome {
+    let plan = lock(incoming).abort(&peer, d.vessel, d.epoch, d.image, known.as_ref());
+    match &plan.record {
         AbortRecord::Keep => return Ok(()),
         AbortRecord::Restore(before) => h.write_record(d.vessel, before)?,
         AbortRecord::Remove => {

@@ -10,7 +10,8 @@
 //! Source side of a migration: [`migrate`]. Destination side:
 //! [`serve_peer`], which checks who asks before anything else (a member,
 //! with a nonce this node issued to that very peer) and keeps each incoming
-//! migration in [`Incoming`] until the source's signed commit or abort.
+//! migration as a session of the migration layer's destination
+//! ([`Incoming`]) until the source's signed commit or abort.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -19,7 +20,6 @@ use std::time::{Duration, Instant};
 use libp2p::PeerId;
 use protocol::control::MigrationReport;
 use protocol::membership::Nonce;
-use protocol::migrate::OfferKind;
 use protocol::peer::PeerResponse;
 use protocol::refusal::Refusal;
 use protocol::snapshot::{Hash, Manifest};
@@ -32,6 +32,7 @@ pub use super::migrate::*;
 use super::node::NodeCommand;
 pub use super::recover::*;
 pub use super::serve::*;
+use crate::migration::destination::Destination;
 pub use crate::migration::destination::INCOMING_MIGRATION_TTL;
 use crate::migration::nonce::NonceBook;
 pub use crate::migration::source::{
@@ -69,7 +70,7 @@ pub struct VesselNet {
         oneshot::Sender<Result<PeerResponse, RequestError>>,
     >,
     pub migrations: Arc<Mutex<HashMap<VesselId, MigrationReport>>>,
-    pub incoming: Arc<Mutex<HashMap<VesselId, Incoming>>>,
+    pub incoming: Arc<Mutex<Incoming>>,
     pub policy: MigrationPolicy,
     /// What the event loop last saw of the mesh, for placement decisions
     /// made in tasks (drain).
@@ -87,18 +88,20 @@ pub struct VesselNet {
     pub ingress: Arc<super::ingress::Ingress>,
 }
 
-/// One migration this node is receiving.
-pub struct Incoming {
-    pub from: PeerId,
-    pub kind: OfferKind,
-    pub epoch: u64,
-    pub image_hash: Hash,
+/// Every migration this node is receiving: the migration layer's
+/// destination sessions, each with what this node keeps beside it.
+pub type Incoming = Destination<PeerId, IncomingData>;
+
+/// What the node keeps of one migration it is receiving, beside the
+/// protocol's own fields (`migration::destination::Session`).
+#[derive(Default)]
+pub struct IncomingData {
+    /// The final image, decoded and checked (final offers only).
     pub image: Option<VesselImage>,
     pub manifest: Option<Manifest>,
-    /// Chunks asked for and not received yet (pinned: nothing evicts them).
-    pub expected: HashSet<Hash>,
+    /// The vessel re-created from the prepared image, not running: the
+    /// commit starts it.
     pub ready: Option<Ready>,
-    pub started: Instant,
     /// Chunks known to be in the store for this migration: everything an
     /// earlier offer of it named, once all that offer lacked had arrived.
     /// Nothing evicts them while the migration is open, so the final offer
@@ -128,7 +131,7 @@ impl VesselNet {
             nonces: NonceBook::default(),
             pending: HashMap::new(),
             migrations: Arc::new(Mutex::new(HashMap::new())),
-            incoming: Arc::new(Mutex::new(HashMap::new())),
+            incoming: Arc::new(Mutex::new(Incoming::default())),
             policy: MigrationPolicy::default(),
             inputs: Arc::new(Mutex::new(Default::default())),
             drain: Arc::new(Mutex::new(None)),
