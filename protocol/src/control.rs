@@ -321,7 +321,34 @@ pub struct MigrationReport {
     pub downtime_us: Option<u64>,
     pub total_ms: u64,
     /// Why it was aborted.
-    pub error: Option<String>,
+    pub error: Option<MigrationFailure>,
+}
+
+/// Why a migration was aborted: a kind that code acts on and one line for
+/// people (which names the step it failed at).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationFailure {
+    pub kind: FailureKind,
+    pub detail: String,
+}
+
+/// What kind of failure ended a migration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FailureKind {
+    /// The destination (or this node, before it began) refused, with this code.
+    Refused(RefusalCode),
+    /// The destination could not be reached.
+    Unreachable,
+    /// The vessel ended before it could move.
+    VesselEnded,
+    /// The source node failed (a disk error, a capture it could not pack).
+    Local,
+}
+
+impl std::fmt::Display for MigrationFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.detail)
+    }
 }
 
 /// Where a migration is. On the wire, its name (`"warming"`): the same

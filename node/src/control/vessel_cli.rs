@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use protocol::control::{Command, ControlResponse, DrainReport, MigrationReport, VesselInfo};
+use protocol::control::{
+    Command, ControlResponse, DrainReport, FailureKind, MigrationReport, VesselInfo,
+};
 use protocol::migrate::ChunkBytes;
 use protocol::snapshot::Hash;
 use protocol::vessel::{log_records, Deployment, DeploymentBody, VesselId, VESSEL_VERSION};
@@ -426,8 +428,23 @@ pub fn migration_json(r: &MigrationReport) -> serde_json::Value {
         "chunks_skipped": r.chunks_skipped,
         "downtime_ms": r.downtime_us.map(|us| us as f64 / 1000.0),
         "total_ms": r.total_ms,
-        "error": r.error,
+        "error": r.error.as_ref().map(|e| &e.detail),
+        "error_kind": r.error.as_ref().map(|e| failure_kind_name(e.kind)),
+        "error_code": r.error.as_ref().and_then(|e| match e.kind {
+            FailureKind::Refused(code) => Some(code.name()),
+            _ => None,
+        }),
     })
+}
+
+/// A failure's kind as `migrate --json` names it.
+fn failure_kind_name(kind: FailureKind) -> &'static str {
+    match kind {
+        FailureKind::Refused(_) => "refused",
+        FailureKind::Unreachable => "unreachable",
+        FailureKind::VesselEnded => "vessel-ended",
+        FailureKind::Local => "local",
+    }
 }
 
 /// `meshnode migrate`.

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
-use protocol::control::{MigrationPhase, MigrationReport, PeerIdBytes};
+use protocol::control::{MigrationFailure, MigrationPhase, MigrationReport, PeerIdBytes};
 use protocol::membership::Nonce;
 use protocol::migrate::{
     Decision, DecisionBody, MigrationRequest, MigrationResponse, OfferKind, PEER_PROTOCOL_VERSION,
@@ -108,7 +108,7 @@ pub fn start_migration(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Resu
                 warn!(vessel = %id, %to, "migration aborted: {e}");
                 set_report(&mesh, id, |r| {
                     r.phase = MigrationPhase::Aborted;
-                    r.error = Some(e.to_string());
+                    r.error = Some(MigrationFailure::from(&e));
                     r.total_ms = total_ms;
                 });
             }

@@ -456,7 +456,7 @@ async fn drain_one(
             None => {
                 let err = lock(&mesh.migrations)
                     .get(&id)
-                    .and_then(|r| r.error.clone())
+                    .and_then(|r| r.error.as_ref().map(|e| e.detail.clone()))
                     .unwrap_or_else(|| "the migration was aborted".into());
                 warn!(vessel = %id, %to, "drain: moving it failed ({err}); trying another node");
                 failures.push(format!("{to}: {err}"));

@@ -13,6 +13,7 @@ use tracing::{info, warn};
 
 use super::node::NodeState;
 use super::vessels::*;
+use crate::migration::record::{recovery_of, Recovery};
 use crate::sync::lock;
 use crate::vessel::image::{self, MemoryTracker};
 use crate::vessel::runner::Command as RunnerCmd;
@@ -42,102 +43,120 @@ pub fn recover(state: &NodeState) {
     let mesh = mesh_of(state);
     let records = lock(&mesh.host).read_records();
     for (id, record) in records {
+        let recovery = recovery_of(&record);
         // A committed move is finished first, image or not: the
         // destination holds everything it needs.
-        if let Record::Left {
-            epoch,
-            image: ih,
-            to,
-            acked: false,
-        } = &record
-        {
-            if let Ok(to) = PeerId::from_bytes(to) {
-                let decision = Decision::sign(
-                    &mesh.signing,
-                    DecisionBody {
-                        version: PEER_PROTOCOL_VERSION,
-                        vessel: id,
-                        epoch: *epoch,
-                        image: *ih,
-                        source: PeerIdBytes(mesh.me.to_bytes()),
-                        destination: PeerIdBytes(to.to_bytes()),
-                        commit: true,
-                    },
-                );
-                info!(vessel = %id, %to, "finishing a commit decided before the restart");
-                let m = mesh.clone();
-                tokio::spawn(async move {
-                    send_commit(&m, id, to, decision).await;
-                });
-            }
+        if let Recovery::FinishCommit { to } = &recovery {
+            finish_commit(&mesh, id, &record, to);
+        }
+        // A prepared vessel waits for its source's commit (see
+        // `serve::commit`), and never runs alone.
+        if recovery == Recovery::AwaitCommit {
+            continue;
         }
         let mut h = lock(&mesh.host);
-        let image = match h.store.get_image_doc(&record.image()) {
-            Ok(bytes) => match protocol::cbor::decode::<VesselImage>(&bytes) {
-                Ok(i) => i,
-                Err(e) => {
-                    warn!(vessel = %id, "its image does not decode: {e}");
-                    continue;
-                }
-            },
-            Err(e) => {
-                if !matches!(record, Record::Left { .. }) {
-                    warn!(vessel = %id, "its image is missing: {e}");
-                }
-                continue;
-            }
+        let Some(image) = image_of(&h, id, &record) else {
+            continue;
         };
-        match &record {
-            Record::Owned { .. } => {
-                match h.start_from_image(
-                    image,
-                    record.clone(),
-                    "resumed after a restart".into(),
-                    None,
-                ) {
+        match recovery {
+            Recovery::Resume => {
+                let reason = "resumed after a restart".to_string();
+                match h.start_from_image(image, record.clone(), reason, None) {
                     Ok(()) => {
                         info!(vessel = %id, epoch = record.epoch(), "resumed after a restart")
                     }
                     Err(e) => warn!(vessel = %id, "cannot resume: {e}"),
                 }
             }
-            Record::Ended { .. } | Record::Left { .. } => {
-                let log = match crate::store::get_image(
-                    &h.store,
-                    &image.log.content,
-                    protocol::limits::MAX_LOG_BYTES,
-                ) {
-                    Ok(bytes) => crate::vessel::log::VesselLog {
-                        start: image.log.start_offset,
-                        bytes,
-                    },
-                    Err(_) => Default::default(),
-                };
-                h.vessels.insert(
-                    id,
-                    crate::vessel::Local {
-                        deployment: image.deployment.clone(),
-                        record: record.clone(),
-                        log: Arc::new(Mutex::new(log)),
-                        runner: None,
-                        migrations: image.migrations,
-                        run_ms_before: image.run_ms,
-                        started: Instant::now(),
-                        reason: "known from before a restart".into(),
-                        migrating: false,
-                        stopped: matches!(&record, Record::Ended { exit, .. } if exit == "stopped"),
-                        pinned: image.placement.pinned,
-                        last_move: None,
-                        why: String::new(),
-                    },
-                );
-                if matches!(&record, Record::Left { .. }) {
-                    h.remember_departed(id, record.image());
-                }
+            Recovery::FinishCommit { .. } | Recovery::Remember => {
+                remember(&mut h, id, record, image)
             }
-            // Waits for its source's commit (see `commit`), never runs alone.
-            Record::Prepared { .. } => {}
+            Recovery::AwaitCommit => {}
         }
+    }
+}
+
+/// Sends, until the destination confirms, the commit this node decided
+/// before it stopped (its `Left` record).
+fn finish_commit(mesh: &Mesh, id: VesselId, record: &Record, to: &[u8]) {
+    let Ok(to) = PeerId::from_bytes(to) else {
+        warn!(vessel = %id, "its Left record names no node; the commit cannot be sent");
+        return;
+    };
+    let decision = Decision::sign(
+        &mesh.signing,
+        DecisionBody {
+            version: PEER_PROTOCOL_VERSION,
+            vessel: id,
+            epoch: record.epoch(),
+            image: record.image(),
+            source: PeerIdBytes(mesh.me.to_bytes()),
+            destination: PeerIdBytes(to.to_bytes()),
+            commit: true,
+        },
+    );
+    info!(vessel = %id, %to, "finishing a commit decided before the restart");
+    let m = mesh.clone();
+    tokio::spawn(async move {
+        send_commit(&m, id, to, decision).await;
+    });
+}
+
+/// The image a record names, if this node has it whole.
+fn image_of(h: &Host, id: VesselId, record: &Record) -> Option<VesselImage> {
+    match h.store.get_image_doc(&record.image()) {
+        Ok(bytes) => match protocol::cbor::decode::<VesselImage>(&bytes) {
+            Ok(i) => Some(i),
+            Err(e) => {
+                warn!(vessel = %id, "its image does not decode: {e}");
+                None
+            }
+        },
+        Err(e) => {
+            // A vessel that left may have had its image evicted here.
+            if !matches!(record, Record::Left { .. }) {
+                warn!(vessel = %id, "its image is missing: {e}");
+            }
+            None
+        }
+    }
+}
+
+/// History, for `ps` and `logs`: a vessel that left or ended here, listed
+/// with its log and never run.
+fn remember(h: &mut Host, id: VesselId, record: Record, image: VesselImage) {
+    let log = match crate::store::get_image(
+        &h.store,
+        &image.log.content,
+        protocol::limits::MAX_LOG_BYTES,
+    ) {
+        Ok(bytes) => crate::vessel::log::VesselLog {
+            start: image.log.start_offset,
+            bytes,
+        },
+        Err(_) => Default::default(),
+    };
+    let left = matches!(&record, Record::Left { .. });
+    h.vessels.insert(
+        id,
+        crate::vessel::Local {
+            deployment: image.deployment.clone(),
+            stopped: matches!(&record, Record::Ended { exit, .. } if exit == "stopped"),
+            record: record.clone(),
+            log: Arc::new(Mutex::new(log)),
+            runner: None,
+            migrations: image.migrations,
+            run_ms_before: image.run_ms,
+            started: Instant::now(),
+            reason: "known from before a restart".into(),
+            migrating: false,
+            pinned: image.placement.pinned,
+            last_move: None,
+            why: String::new(),
+        },
+    );
+    if left {
+        h.remember_departed(id, record.image());
     }
 }
 

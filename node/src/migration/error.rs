@@ -5,6 +5,7 @@
 
 use std::fmt;
 
+use protocol::control::{FailureKind, MigrationFailure};
 use protocol::refusal::{Refusal, RefusalCode};
 
 /// The step of a migration at which it failed.
@@ -101,3 +102,19 @@ impl fmt::Display for MigrationError {
 }
 
 impl std::error::Error for MigrationError {}
+
+/// A failure as a migration's report carries it to the user's CLI.
+impl From<&MigrationError> for MigrationFailure {
+    fn from(e: &MigrationError) -> MigrationFailure {
+        let kind = match e.kind() {
+            ErrorKind::Refused(r) => FailureKind::Refused(r.code),
+            ErrorKind::Unreachable(_) => FailureKind::Unreachable,
+            ErrorKind::VesselEnded => FailureKind::VesselEnded,
+            ErrorKind::Local(_) => FailureKind::Local,
+        };
+        MigrationFailure {
+            kind,
+            detail: e.to_string(),
+        }
+    }
+}
