@@ -21,9 +21,15 @@ use protocol::vessel::{Resume, VesselId, VesselImage, VesselPlacement, VESSEL_VE
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
-use super::vessels::*;
+use super::faults::{fault_active, fault_point};
+use super::link::{RequestError, TRANSPORT_RETRIES};
+use super::vessels::{
+    Migrator, CHUNK_BATCHES_IN_FLIGHT, MAX_DEPARTED_IMAGES_BEFORE_EVICT, WARM_COPY_WAIT,
+};
 use crate::migration::record::check_may_migrate;
-use crate::migration::source::{Input, Output, Source};
+use crate::migration::source::{
+    Input, Output, Source, MAX_WARM_ROUNDS, NONCE_RETRIES, WARM_CONVERGED_CHUNKS,
+};
 use crate::migration::ErrorKind;
 use crate::sync::lock;
 use crate::vessel::image::{self, MemoryTracker};
@@ -33,7 +39,7 @@ use crate::vessel::Record;
 // ---------------------------------------------------------------------------
 // The source side.
 
-pub(super) fn set_report(mesh: &Mesh, id: VesselId, f: impl FnOnce(&mut MigrationReport)) {
+pub(super) fn set_report(mesh: &Migrator, id: VesselId, f: impl FnOnce(&mut MigrationReport)) {
     if let Some(r) = lock(&mesh.migrations).get_mut(&id) {
         f(r);
     }
@@ -53,13 +59,18 @@ pub(super) fn note(why: &str) -> String {
 }
 
 /// The note of a move a user asked for.
-pub(super) fn by_hand(mesh: &Mesh) -> String {
+pub(super) fn by_hand(mesh: &Migrator) -> String {
     format!("migrated here by hand from {}", mesh.me)
 }
 
 /// Starts moving a vessel that runs here to `to`, in a task. `why` travels
 /// with it: the destination's `ps` shows it as how the vessel got there.
-pub fn start_migration(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(), Refusal> {
+pub fn start_migration(
+    mesh: &Migrator,
+    id: VesselId,
+    to: PeerId,
+    why: &str,
+) -> Result<(), Refusal> {
     {
         let mut h = lock(&mesh.host);
         let l = h.vessels.get_mut(&id);
@@ -131,7 +142,7 @@ pub(super) struct OfferSpec {
 }
 
 pub(super) async fn offer(
-    mesh: &Mesh,
+    mesh: &Migrator,
     to: PeerId,
     kind: OfferKind,
     id: VesselId,
@@ -169,7 +180,7 @@ pub(super) async fn offer(
 }
 
 pub(super) async fn offer_attempt(
-    mesh: &Mesh,
+    mesh: &Migrator,
     spec: OfferSpec,
     image: Vec<u8>,
     attempt: u32,
@@ -190,7 +201,7 @@ pub(super) async fn offer_attempt(
         if let Some(n) = cached {
             break n;
         }
-        match mesh.migration(to, MigrationRequest::Nonce).await {
+        match mesh.link.migration(to, MigrationRequest::Nonce).await {
             Ok(MigrationResponse::Nonce(n)) => break n,
             Ok(other) => return Err(RequestError::unexpected(to, &other)),
             // A refusal is final; anything else (a connection that died
@@ -215,6 +226,7 @@ pub(super) async fn offer_attempt(
     };
     let offer = Offer::sign(&mesh.signing, body);
     match mesh
+        .link
         .migration_once(
             to,
             MigrationRequest::Offer {
@@ -228,7 +240,7 @@ pub(super) async fn offer_attempt(
         Ok(other) => Err(RequestError::unexpected(to, &other)),
         // The offer may or may not have arrived; a new nonce makes a new
         // offer, which replaces the old one at the destination.
-        Err(e) if e.is_transport() && attempt < TRANSPORT_RETRIES && !mesh.fail_fast => {
+        Err(e) if e.is_transport() && attempt < TRANSPORT_RETRIES && !mesh.link.fail_fast => {
             warn!(vessel = %id, %to, "offer lost ({e}); offering again");
             tokio::time::sleep(Duration::from_millis(300)).await;
             Box::pin(offer_attempt(mesh, spec, image, attempt + 1, None)).await
@@ -240,7 +252,7 @@ pub(super) async fn offer_attempt(
 /// Sends the chunks `lacking` names (read from the store), a few batches in
 /// flight. Returns bytes sent.
 pub(super) async fn send_chunks(
-    mesh: &Mesh,
+    mesh: &Migrator,
     to: PeerId,
     id: VesselId,
     epoch: u64,
@@ -281,15 +293,16 @@ pub(super) async fn send_chunks(
             .map_err(|e| e.to_string())?;
             let bytes: u64 = chunks.iter().map(|c| c.bytes.0.len() as u64).sum();
             let n = chunks.len() as u64;
-            mesh.migration(
-                to,
-                MigrationRequest::Chunks {
-                    vessel: id,
-                    epoch,
-                    chunks,
-                },
-            )
-            .await?;
+            mesh.link
+                .migration(
+                    to,
+                    MigrationRequest::Chunks {
+                        vessel: id,
+                        epoch,
+                        chunks,
+                    },
+                )
+                .await?;
             set_report(&mesh, id, |r| {
                 r.bytes_sent += bytes;
                 r.chunks_sent += n;
@@ -355,7 +368,7 @@ pub(super) fn all_chunks(
 /// round while it is paused, then the commit. Any failure before the commit
 /// resumes the vessel here.
 pub(super) async fn migrate(
-    mesh: &Mesh,
+    mesh: &Migrator,
     id: VesselId,
     to: PeerId,
     why: &str,
@@ -548,10 +561,7 @@ pub(super) async fn migrate(
     let mut t_sent = Duration::ZERO;
     // From here to the commit point the vessel is stopped: a request that
     // fails aborts the move rather than retrying a peer that may be dead.
-    let paused_mesh = Mesh {
-        fail_fast: true,
-        ..mesh.clone()
-    };
+    let paused_mesh = mesh.failing_fast();
     let sent: Result<(), String> = async {
         let mesh = &paused_mesh;
         let lacking = offer(
@@ -586,6 +596,7 @@ pub(super) async fn migrate(
         let skipped = needed.iter().filter(|h| !sent.contains(h)).count() as u64;
         set_report(mesh, id, |r| r.chunks_skipped = skipped);
         match mesh
+            .link
             .migration(
                 to,
                 MigrationRequest::Prepare {
@@ -623,7 +634,7 @@ pub(super) async fn migrate(
         resume_here(mesh, id, final_image)?;
         let (m, abort) = (mesh.clone(), MigrationRequest::Abort(decision(false)));
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(2), m.migration(to, abort)).await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), m.link.migration(to, abort)).await;
         });
         return Err(e);
     }
@@ -659,6 +670,7 @@ pub(super) async fn migrate(
     };
     if let Err(e) = committed {
         let _ = mesh
+            .link
             .migration(to, MigrationRequest::Abort(decision(false)))
             .await;
         finish_storing(&store, stored, &fresh).await;
@@ -706,7 +718,7 @@ pub(super) async fn migrate(
 
 /// Sends the commit until the destination confirms, then records that.
 /// Returns when the confirmation arrived.
-pub async fn send_commit(mesh: &Mesh, id: VesselId, to: PeerId, decision: Decision) -> Instant {
+pub async fn send_commit(mesh: &Migrator, id: VesselId, to: PeerId, decision: Decision) -> Instant {
     let acked_at = drive_commit(mesh, id, to, &decision).await;
     let mut h = lock(&mesh.host);
     if h.departed.len() >= MAX_DEPARTED_IMAGES_BEFORE_EVICT {
@@ -744,7 +756,7 @@ pub async fn send_commit(mesh: &Mesh, id: VesselId, to: PeerId, decision: Decisi
 /// An aborted migration: the vessel runs on here, from the image of the
 /// capture taken for it (its memory chunks are in the store already; no
 /// step of the program is lost or repeated).
-pub(super) fn resume_here(mesh: &Mesh, id: VesselId, image: VesselImage) -> Result<(), String> {
+pub(super) fn resume_here(mesh: &Migrator, id: VesselId, image: VesselImage) -> Result<(), String> {
     let mut h = lock(&mesh.host);
     let l = h.vessels.get(&id).ok_or("vessel gone")?;
     let record = l.record.clone();
@@ -766,7 +778,7 @@ pub(super) fn resume_here(mesh: &Mesh, id: VesselId, image: VesselImage) -> Resu
 
 /// Runs a vessel again from the image its record names (as a restart of
 /// the node would), when the instance it ran in is gone.
-pub(super) fn restart_from_record(mesh: &Mesh, id: VesselId) -> Result<(), String> {
+pub(super) fn restart_from_record(mesh: &Migrator, id: VesselId) -> Result<(), String> {
     let mut h = lock(&mesh.host);
     let l = h.vessels.get(&id).ok_or("vessel gone")?;
     let (record, reason) = (l.record.clone(), l.reason.clone());
@@ -784,7 +796,7 @@ pub(super) fn restart_from_record(mesh: &Mesh, id: VesselId) -> Result<(), Strin
 /// commit is sent until the destination confirms (or tells that the vessel
 /// ran under it and moved on: a stale-epoch refusal), and nothing resumes
 /// the vessel here meanwhile. Returns when the confirmation came.
-async fn drive_commit(mesh: &Mesh, id: VesselId, to: PeerId, decision: &Decision) -> Instant {
+async fn drive_commit(mesh: &Migrator, id: VesselId, to: PeerId, decision: &Decision) -> Instant {
     let (mut machine, mut outputs) = Source::finish_commit();
     let mut acked_at = Instant::now();
     loop {
@@ -793,7 +805,7 @@ async fn drive_commit(mesh: &Mesh, id: VesselId, to: PeerId, decision: &Decision
             match output {
                 Output::SendCommit => {
                     let commit = MigrationRequest::Commit(decision.clone());
-                    let answer = match mesh.migration(to, commit).await {
+                    let answer = match mesh.link.migration(to, commit).await {
                         Ok(MigrationResponse::Committed) => Input::Committed,
                         Ok(other) => Input::Failed(ErrorKind::Local(format!("answered {other:?}"))),
                         Err(e) => Input::Failed(error_kind(e)),
