@@ -124,13 +124,7 @@ pub(super) async fn run_control(
             pinned,
         } => {
             check_deployment(control, &deployment, Some(user))?;
-            let id = deployment.body.vessel;
-            let target = match on.as_deref() {
-                None => control.me,
-                Some(p) => p.parse::<PeerId>().map_err(|_| {
-                    refuse(RefusalCode::BadArgument, format!("--on {p}: not a PeerId"))
-                })?,
-            };
+            let (id, target) = (deployment.body.vessel, deploy_target(control, on)?);
             let request = ForwardRequest::Deploy {
                 deployment,
                 module,
@@ -138,10 +132,8 @@ pub(super) async fn run_control(
                 pinned,
             };
             run_on(control, target, request, deployed).await?;
-            Ok(ControlResponse::Deployed {
-                vessel: id,
-                node: target.to_string(),
-            })
+            let node = target.to_string();
+            Ok(ControlResponse::Deployed { vessel: id, node })
         }
         Command::Ps => Ok(ControlResponse::Vessels(ps(control, peers).await)),
         Command::Logs { vessel, from } => {
@@ -189,6 +181,16 @@ pub(super) async fn run_control(
             RefusalCode::Internal,
             format!("not a vessel command: {other:?}"),
         )),
+    }
+}
+
+/// The node `meshnode deploy --on` names (this one by default).
+fn deploy_target(control: &Control, on: Option<String>) -> Result<PeerId, Refusal> {
+    match on.as_deref() {
+        None => Ok(control.me),
+        Some(p) => p
+            .parse::<PeerId>()
+            .map_err(|_| refuse(RefusalCode::BadArgument, format!("--on {p}: not a PeerId"))),
     }
 }
 
