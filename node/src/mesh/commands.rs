@@ -2,8 +2,8 @@
 //! logs, migrate, stop, pin, drain): run here, or forward to the member
 //! that acts, and answer the CLI; and the forwarded commands this node
 //! serves for other members. Every command runs on its node through one
-//! helper, [`run_on`]: a command for this node runs the very code a
-//! forwarded one runs ([`serve_forward`]), and both answers are matched the
+//! helper, `run_on`: a command for this node runs the very code a
+//! forwarded one runs (`serve_forward`), and both answers are matched the
 //! same way.
 
 use std::collections::BTreeMap;

@@ -43,9 +43,6 @@ pub const CHUNK_BATCHES_IN_FLIGHT: usize = 4;
 /// evict, and they are evicted at the next move).
 pub const MAX_DEPARTED_IMAGES_BEFORE_EVICT: usize = 1;
 
-/// How long a `ps` waits for each peer.
-pub const PS_PEER_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// How this node moves vessels. The defaults are what a user wants; the
 /// other settings exist to measure what pre-copy and deduplication buy
 /// (docs/benchmarks.md).
