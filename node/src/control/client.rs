@@ -17,7 +17,7 @@ use protocol::control::{
 use crate::daemon::datadir::DataDir;
 use crate::identity::{peer_public_key, NodeIdentity};
 use crate::mesh::behaviour::client_swarm;
-use crate::mesh::node::{is_loopback, peer_of};
+use crate::mesh::peers::{is_loopback, peer_of};
 
 /// How long a CLI command waits for a node by default.
 pub const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(15);

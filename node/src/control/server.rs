@@ -1,6 +1,6 @@
 //! The node's side of the control protocol: nonces, signed commands,
 //! invites and joins. Runs inside the node's event loop
-//! ([`crate::mesh::node`]), which owns all state.
+//! ([`crate::mesh::node`]), which owns all state ([`NodeState`]).
 //!
 //! Order of checks for a signed command: signature and addressee
 //! (`SignedRequest::verify_for`), then the nonce (issued by this node, to
@@ -27,8 +27,10 @@ use tracing::{info, warn};
 
 use crate::identity::peer_public_key;
 use crate::mesh::behaviour::NodeBehaviour;
+use crate::mesh::commands::control_command;
 use crate::mesh::membership::recheck_members;
-use crate::mesh::node::{Membership, NodeState};
+use crate::mesh::peers::Membership;
+use crate::mesh::state::NodeState;
 
 fn random_nonce() -> Nonce {
     let mut n = [0u8; 32];
@@ -223,12 +225,7 @@ pub fn handle(
                     Some((channel, *response))
                 }
                 Ok(()) => {
-                    crate::mesh::vessels::control_command(
-                        state,
-                        req.user_key,
-                        req.body.command,
-                        channel,
-                    );
+                    control_command(state, req.user_key, req.body.command, channel);
                     None
                 }
             };

@@ -110,7 +110,7 @@ impl Default for Config {
             mounts: Default::default(),
             vessel_fuel_slice: crate::dock::DEFAULT_FUEL_SLICE,
             vessel_max_memory_bytes: crate::dock::DEFAULT_MAX_MEMORY_BYTES as u64,
-            migration_warm_rounds: crate::mesh::vessels::MAX_WARM_ROUNDS,
+            migration_warm_rounds: crate::migration::source::MAX_WARM_ROUNDS,
             migration_dedup: true,
             service_address: DEFAULT_SERVICE_ADDRESS.to_string(),
             placement_interval_ms: DEFAULT_PLACEMENT_INTERVAL_MS,

@@ -1,15 +1,19 @@
 //! Control commands that act on vessels across the mesh (deploy, ps,
 //! logs, migrate, stop, pin, drain): run here, or forward to the member
 //! that acts, and answer the CLI; and the forwarded commands this node
-//! serves for other members.
+//! serves for other members. Every command runs on its node through one
+//! helper, `run_on`: a command for this node runs the very code a
+//! forwarded one runs (`serve_forward`), and both answers are matched the
+//! same way.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use libp2p::request_response::ResponseChannel;
 use libp2p::PeerId;
 use protocol::control::{
-    Command, ControlResponse, LogChunk, MigrationReport, PeerIdBytes, VesselInfo,
+    Command, ControlResponse, DrainReport, LogChunk, MigrationReport, PeerIdBytes, VesselInfo,
 };
 use protocol::forward::{ForwardRequest, ForwardResponse};
 use protocol::membership::PublicKey;
@@ -18,11 +22,45 @@ use protocol::vessel::VesselId;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::node::{Membership, NodeCommand, NodeState};
-use super::vessels::*;
+use super::link::{Link, NodeCommand, RequestError};
+use super::migrate::{by_hand, start_migration};
+use super::place::{drain_report, set_pinned, start_drain, Drains};
+use super::state::NodeState;
+use super::vessels::{refuse, Migrator};
 use crate::sync::lock;
 use crate::vessel::runner::Command as RunnerCmd;
 use crate::vessel::{Host, Record};
+
+/// How long a `ps` waits for each peer.
+pub const PS_PEER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a control command needs: the vessels here, the link to the member
+/// that acts, the trust list, and the migration and placement sides, which
+/// it calls through their public functions only.
+#[derive(Clone)]
+pub struct Control {
+    pub host: Arc<Mutex<Host>>,
+    pub link: Link,
+    pub me: PeerId,
+    /// The user keys this node trusted when the command arrived.
+    pub trusted: Vec<PublicKey>,
+    pub migrator: Migrator,
+    pub drains: Drains,
+}
+
+impl Control {
+    pub fn of(state: &NodeState) -> Control {
+        let migrator = state.migrator();
+        Control {
+            host: state.host.clone(),
+            link: state.link.clone(),
+            me: state.identity.peer_id,
+            trusted: state.trusted.clone(),
+            drains: state.placer.drains(migrator.clone()),
+            migrator,
+        }
+    }
+}
 
 pub(super) fn respond_control(
     tx: &mpsc::Sender<NodeCommand>,
@@ -35,17 +73,12 @@ pub(super) fn respond_control(
     });
 }
 
-/// A refusal, with its code, as a one-line detail: `Err(refuse(code, …))`.
-pub(super) fn refuse(code: RefusalCode, detail: impl Into<String>) -> Refusal {
-    Refusal::new(code, detail)
-}
-
 /// Member peers that are connected now.
 pub(super) fn member_peers(state: &NodeState) -> Vec<PeerId> {
     state
         .peers
         .iter()
-        .filter(|(_, e)| e.connections > 0 && matches!(e.membership, Membership::Member(_)))
+        .filter(|(_, e)| e.connected_member())
         .map(|(p, _)| *p)
         .collect()
 }
@@ -61,11 +94,11 @@ pub fn control_command(
     command: Command,
     channel: ResponseChannel<ControlResponse>,
 ) {
-    let mesh = mesh_of(state);
+    let control = Control::of(state);
     let peers = member_peers(state);
-    let tx = state.vessels_net.tx.clone();
+    let tx = state.link.tx.clone();
     tokio::spawn(async move {
-        let response = match run_control(&mesh, &peers, user, command).await {
+        let response = match run_control(&control, &peers, user, command).await {
             Ok(r) => r,
             Err(refusal) => {
                 warn!("control request refused: {refusal}");
@@ -77,16 +110,11 @@ pub fn control_command(
 }
 
 pub(super) async fn run_control(
-    mesh: &Mesh,
+    control: &Control,
     peers: &[PeerId],
     user: PublicKey,
     command: Command,
 ) -> Result<ControlResponse, Refusal> {
-    let command_kind = if matches!(command, Command::Pin { .. }) {
-        Kind::Pin
-    } else {
-        Kind::Other
-    };
     match command {
         Command::Deploy {
             deployment,
@@ -95,180 +123,59 @@ pub(super) async fn run_control(
             on,
             pinned,
         } => {
-            deployment
-                .verify()
-                .map_err(|e| refuse(e.code(), e.to_string()))?;
-            if deployment.user_key != user {
-                return Err(refuse(
-                    RefusalCode::Forged,
-                    "the deployment is signed by another key than the request",
-                ));
-            }
-            if !mesh.trusted.contains(&deployment.user_key) {
-                return Err(refuse(
-                    RefusalCode::Untrusted,
-                    format!(
-                        "untrusted deployer: user key {} is not trusted by this node",
-                        deployment.user_key
-                    ),
-                ));
-            }
-            let id = deployment.body.vessel;
-            let target = match on.as_deref() {
-                None => mesh.me,
-                Some(p) => p.parse::<PeerId>().map_err(|_| {
-                    refuse(RefusalCode::BadArgument, format!("--on {p}: not a PeerId"))
-                })?,
+            check_deployment(control, &deployment, Some(user))?;
+            let (id, target) = (deployment.body.vessel, deploy_target(control, on)?);
+            let request = ForwardRequest::Deploy {
+                deployment,
+                module,
+                volume_chunks,
+                pinned,
             };
-            if target == mesh.me {
-                let host = mesh.host.clone();
-                tokio::task::spawn_blocking(move || {
-                    lock(&host).deploy(
-                        deployment,
-                        module,
-                        volume_chunks,
-                        "deployed here".into(),
-                        pinned,
-                    )
-                })
-                .await
-                .map_err(Refusal::internal)??;
-            } else {
-                mesh.forward(
-                    target,
-                    ForwardRequest::Deploy {
-                        deployment,
-                        module,
-                        volume_chunks,
-                        pinned,
-                    },
-                )
-                .await?;
-            }
-            Ok(ControlResponse::Deployed {
-                vessel: id,
-                node: target.to_string(),
-            })
+            run_on(control, target, request, deployed).await?;
+            let node = target.to_string();
+            Ok(ControlResponse::Deployed { vessel: id, node })
         }
-        Command::Ps => Ok(ControlResponse::Vessels(ps(mesh, peers).await)),
+        Command::Ps => Ok(ControlResponse::Vessels(ps(control, peers).await)),
         Command::Logs { vessel, from } => {
-            let (id, node) = resolve(mesh, peers, &vessel).await?;
-            let page = if node == mesh.me {
-                log_page(&mesh.host, id, from, &mesh.me)?
-            } else {
-                match mesh
-                    .forward(node, ForwardRequest::Logs { vessel: id, from })
-                    .await?
-                {
-                    ForwardResponse::Logs(p) => p,
-                    other => return Err(RequestError::unexpected(node, &other).into()),
-                }
-            };
-            Ok(ControlResponse::Logs(page))
+            let (id, node) = resolve(control, peers, &vessel).await?;
+            let request = ForwardRequest::Logs { vessel: id, from };
+            Ok(ControlResponse::Logs(
+                run_on(control, node, request, logs).await?,
+            ))
         }
-        Command::Migrate { vessel, to } => {
-            let (id, node) = resolve(mesh, peers, &vessel).await?;
-            let to_peer: PeerId = to.parse().map_err(|_| {
-                refuse(
-                    RefusalCode::BadArgument,
-                    format!("--to {to}: not a PeerId (see `meshnode peers`)"),
-                )
-            })?;
-            if to_peer == node {
-                return Err(refuse(
-                    RefusalCode::BadArgument,
-                    format!("vessel {id} runs on {node} already"),
-                ));
-            }
-            if node == mesh.me {
-                start_migration(mesh, id, to_peer, &by_hand(mesh))?;
-                Ok(ControlResponse::Migration(status(mesh, id)?))
-            } else {
-                match mesh
-                    .forward(
-                        node,
-                        ForwardRequest::Migrate {
-                            vessel: id,
-                            to: PeerIdBytes(to_peer.to_bytes()),
-                        },
-                    )
-                    .await?
-                {
-                    ForwardResponse::Migration(r) => Ok(ControlResponse::Migration(r)),
-                    other => Err(RequestError::unexpected(node, &other).into()),
-                }
-            }
-        }
+        Command::Migrate { vessel, to } => migrate_command(control, peers, &vessel, &to).await,
         Command::MigrationStatus { vessel, source } => {
             let src: PeerId = source
                 .parse()
                 .map_err(|_| refuse(RefusalCode::BadArgument, format!("{source}: not a PeerId")))?;
-            if src == mesh.me {
-                Ok(ControlResponse::Migration(status(mesh, vessel)?))
-            } else {
-                match mesh
-                    .forward(src, ForwardRequest::MigrationStatus { vessel })
-                    .await?
-                {
-                    ForwardResponse::Migration(r) => Ok(ControlResponse::Migration(r)),
-                    other => Err(RequestError::unexpected(src, &other).into()),
-                }
-            }
+            let request = ForwardRequest::MigrationStatus { vessel };
+            Ok(ControlResponse::Migration(
+                run_on(control, src, request, migration).await?,
+            ))
         }
         Command::Stop { vessel } => {
-            let (id, node) = resolve(mesh, peers, &vessel).await?;
-            if node == mesh.me {
-                stop_local(&mesh.host, id)?;
-            } else {
-                mesh.forward(node, ForwardRequest::Stop { vessel: id })
-                    .await?;
-            }
+            let (id, node) = resolve(control, peers, &vessel).await?;
+            run_on(control, node, ForwardRequest::Stop { vessel: id }, done).await?;
             Ok(ControlResponse::Done)
         }
-        Command::Pin { vessel } | Command::Unpin { vessel } => {
-            let pinned = matches!(command_kind, Kind::Pin);
-            let (id, node) = resolve(mesh, peers, &vessel).await?;
-            if node == mesh.me {
-                let host = mesh.host.clone();
-                tokio::task::spawn_blocking(move || super::place::set_pinned(&host, id, pinned))
-                    .await
-                    .map_err(Refusal::internal)??;
-            } else {
-                mesh.forward(node, ForwardRequest::Pin { vessel: id, pinned })
-                    .await?;
-            }
-            Ok(ControlResponse::Done)
-        }
+        Command::Pin { vessel } => pin_command(control, peers, &vessel, true).await,
+        Command::Unpin { vessel } => pin_command(control, peers, &vessel, false).await,
         Command::Drain {
             node,
             include_pinned,
         } => {
-            let target = node_of(mesh, &node)?;
-            if target == mesh.me {
-                Ok(ControlResponse::Drain(super::place::start_drain(
-                    mesh,
-                    include_pinned,
-                )))
-            } else {
-                match mesh
-                    .forward(target, ForwardRequest::Drain { include_pinned })
-                    .await?
-                {
-                    ForwardResponse::Drain(r) => Ok(ControlResponse::Drain(r)),
-                    other => Err(RequestError::unexpected(target, &other).into()),
-                }
-            }
+            let target = node_of(control, &node)?;
+            let request = ForwardRequest::Drain { include_pinned };
+            Ok(ControlResponse::Drain(
+                run_on(control, target, request, drain).await?,
+            ))
         }
         Command::DrainStatus { node } => {
-            let target = node_of(mesh, &node)?;
-            if target == mesh.me {
-                Ok(ControlResponse::Drain(super::place::drain_report(mesh)?))
-            } else {
-                match mesh.forward(target, ForwardRequest::DrainStatus).await? {
-                    ForwardResponse::Drain(r) => Ok(ControlResponse::Drain(r)),
-                    other => Err(RequestError::unexpected(target, &other).into()),
-                }
-            }
+            let target = node_of(control, &node)?;
+            let request = ForwardRequest::DrainStatus;
+            Ok(ControlResponse::Drain(
+                run_on(control, target, request, drain).await?,
+            ))
         }
         other => Err(refuse(
             RefusalCode::Internal,
@@ -277,16 +184,145 @@ pub(super) async fn run_control(
     }
 }
 
-/// Which kind of pin command (the variants share their body).
-pub(super) enum Kind {
-    Pin,
-    Other,
+/// The node `meshnode deploy --on` names (this one by default).
+fn deploy_target(control: &Control, on: Option<String>) -> Result<PeerId, Refusal> {
+    match on.as_deref() {
+        None => Ok(control.me),
+        Some(p) => p
+            .parse::<PeerId>()
+            .map_err(|_| refuse(RefusalCode::BadArgument, format!("--on {p}: not a PeerId"))),
+    }
+}
+
+/// `meshnode migrate`: the node that runs the vessel starts the move.
+async fn migrate_command(
+    control: &Control,
+    peers: &[PeerId],
+    vessel: &str,
+    to: &str,
+) -> Result<ControlResponse, Refusal> {
+    let (id, node) = resolve(control, peers, vessel).await?;
+    let to_peer: PeerId = to.parse().map_err(|_| {
+        refuse(
+            RefusalCode::BadArgument,
+            format!("--to {to}: not a PeerId (see `meshnode peers`)"),
+        )
+    })?;
+    if to_peer == node {
+        return Err(refuse(
+            RefusalCode::BadArgument,
+            format!("vessel {id} runs on {node} already"),
+        ));
+    }
+    let request = ForwardRequest::Migrate {
+        vessel: id,
+        to: PeerIdBytes(to_peer.to_bytes()),
+    };
+    Ok(ControlResponse::Migration(
+        run_on(control, node, request, migration).await?,
+    ))
+}
+
+/// `meshnode pin` and `unpin`, on the node that runs the vessel.
+async fn pin_command(
+    control: &Control,
+    peers: &[PeerId],
+    vessel: &str,
+    pinned: bool,
+) -> Result<ControlResponse, Refusal> {
+    let (id, node) = resolve(control, peers, vessel).await?;
+    let request = ForwardRequest::Pin { vessel: id, pinned };
+    run_on(control, node, request, done).await?;
+    Ok(ControlResponse::Done)
+}
+
+/// Runs `request` on `node`: here when it is this node (the code a
+/// forwarded command runs), else forwarded to it, whose failure becomes a
+/// refusal with a code. `expect` takes the answer the command calls for
+/// out of the reply; any other answer is refused as unexpected from `node`.
+pub(super) async fn run_on<T>(
+    control: &Control,
+    node: PeerId,
+    request: ForwardRequest,
+    expect: fn(ForwardResponse) -> Result<T, Box<ForwardResponse>>,
+) -> Result<T, Refusal> {
+    let reply = if node == control.me {
+        run_here(control, None, request).await?
+    } else {
+        control.link.forward(node, request).await?
+    };
+    expect(reply).map_err(|other| RequestError::unexpected(node, &other).into())
+}
+
+// The answers `run_on` expects, one per kind of command.
+
+fn deployed(reply: ForwardResponse) -> Result<(), Box<ForwardResponse>> {
+    match reply {
+        ForwardResponse::Deployed => Ok(()),
+        other => Err(Box::new(other)),
+    }
+}
+
+fn done(reply: ForwardResponse) -> Result<(), Box<ForwardResponse>> {
+    match reply {
+        ForwardResponse::Done => Ok(()),
+        other => Err(Box::new(other)),
+    }
+}
+
+fn logs(reply: ForwardResponse) -> Result<LogChunk, Box<ForwardResponse>> {
+    match reply {
+        ForwardResponse::Logs(page) => Ok(page),
+        other => Err(Box::new(other)),
+    }
+}
+
+fn migration(reply: ForwardResponse) -> Result<MigrationReport, Box<ForwardResponse>> {
+    match reply {
+        ForwardResponse::Migration(report) => Ok(report),
+        other => Err(Box::new(other)),
+    }
+}
+
+fn drain(reply: ForwardResponse) -> Result<DrainReport, Box<ForwardResponse>> {
+    match reply {
+        ForwardResponse::Drain(report) => Ok(report),
+        other => Err(Box::new(other)),
+    }
+}
+
+/// A deployment's signature, its signer (`user`, when the CLI asked this
+/// node: the request's own key) and whether this node trusts the deployer.
+fn check_deployment(
+    control: &Control,
+    deployment: &protocol::vessel::Deployment,
+    user: Option<PublicKey>,
+) -> Result<(), Refusal> {
+    deployment
+        .verify()
+        .map_err(|e| refuse(e.code(), e.to_string()))?;
+    if user.is_some_and(|u| deployment.user_key != u) {
+        return Err(refuse(
+            RefusalCode::Forged,
+            "the deployment is signed by another key than the request",
+        ));
+    }
+    if !control.trusted.contains(&deployment.user_key) {
+        return Err(refuse(
+            RefusalCode::Untrusted,
+            format!(
+                "untrusted deployer: user key {} is not trusted by this node",
+                deployment.user_key
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The node a user named: a PeerId, or `self` for the node the CLI talks to.
-pub(super) fn node_of(mesh: &Mesh, node: &str) -> Result<PeerId, Refusal> {
+pub(super) fn node_of(control: &Control, node: &str) -> Result<PeerId, Refusal> {
     match node.trim() {
-        "self" | "" => Ok(mesh.me),
+        "self" | "" => Ok(control.me),
         n => n.parse().map_err(|_| {
             refuse(
                 RefusalCode::BadArgument,
@@ -296,8 +332,9 @@ pub(super) fn node_of(mesh: &Mesh, node: &str) -> Result<PeerId, Refusal> {
     }
 }
 
-pub(super) fn status(mesh: &Mesh, id: VesselId) -> Result<MigrationReport, Refusal> {
-    lock(&mesh.migrations).get(&id).cloned().ok_or_else(|| {
+/// The report of the last migration of `id` started here.
+pub(super) fn report(control: &Control, id: VesselId) -> Result<MigrationReport, Refusal> {
+    control.migrator.report(id).ok_or_else(|| {
         refuse(
             RefusalCode::NoMigration,
             format!("no migration of vessel {id} was started on this node"),
@@ -373,17 +410,17 @@ pub(super) fn log_page(
 
 /// Every vessel in the mesh: this node's and each member peer's, one row
 /// per vessel (the highest epoch wins; a node it left says `left`).
-pub async fn ps(mesh: &Mesh, peers: &[PeerId]) -> Vec<VesselInfo> {
+pub async fn ps(control: &Control, peers: &[PeerId]) -> Vec<VesselInfo> {
     let mut rows = {
-        let mut h = lock(&mesh.host);
+        let mut h = lock(&control.host);
         h.reap();
         h.list()
     };
     let asks = peers.iter().map(|p| {
-        let mesh = mesh.clone();
+        let link = control.link.clone();
         let p = *p;
         async move {
-            tokio::time::timeout(PS_PEER_TIMEOUT, mesh.forward(p, ForwardRequest::Vessels)).await
+            tokio::time::timeout(PS_PEER_TIMEOUT, link.forward(p, ForwardRequest::Vessels)).await
         }
     });
     for r in futures::future::join_all(asks).await {
@@ -416,11 +453,11 @@ pub fn merge_rows(rows: Vec<VesselInfo>) -> Vec<VesselInfo> {
 /// Finds a vessel by reference across the mesh: its id and the node that
 /// has it now.
 pub(super) async fn resolve(
-    mesh: &Mesh,
+    control: &Control,
     peers: &[PeerId],
     reference: &str,
 ) -> Result<(VesselId, PeerId), Refusal> {
-    let rows = ps(mesh, peers).await;
+    let rows = ps(control, peers).await;
     let id = crate::vessel::find_in(rows.iter().map(|r| (r.id, r.name.as_str())), reference)
         .ok_or_else(|| {
             refuse(RefusalCode::UnknownVessel, format!("no vessel `{reference}` in the mesh (or the name is ambiguous; use the id from `meshnode ps`)"))
@@ -437,8 +474,18 @@ pub(super) async fn resolve(
 
 /// A control command another member forwarded here (it checked the user).
 pub(super) async fn serve_forward(
-    mesh: &Mesh,
+    control: &Control,
     peer: PeerId,
+    request: ForwardRequest,
+) -> Result<ForwardResponse, Refusal> {
+    run_here(control, Some(peer), request).await
+}
+
+/// Runs a command on this node: one the CLI asked here (`through` None;
+/// its user was checked already) or one that `through` forwarded.
+async fn run_here(
+    control: &Control,
+    through: Option<PeerId>,
     request: ForwardRequest,
 ) -> Result<ForwardResponse, Refusal> {
     match request {
@@ -448,65 +495,55 @@ pub(super) async fn serve_forward(
             volume_chunks,
             pinned,
         } => {
-            deployment
-                .verify()
-                .map_err(|e| refuse(e.code(), e.to_string()))?;
-            if !mesh.trusted.contains(&deployment.user_key) {
-                return Err(refuse(
-                    RefusalCode::Untrusted,
-                    format!(
-                        "untrusted deployer: user key {} is not trusted by this node",
-                        deployment.user_key
-                    ),
-                ));
-            }
-            let host = mesh.host.clone();
+            check_deployment(control, &deployment, None)?;
+            let reason = match through {
+                None => "deployed here".to_string(),
+                Some(peer) => format!("deployed here through {peer}"),
+            };
+            let host = control.host.clone();
             tokio::task::spawn_blocking(move || {
-                lock(&host).deploy(
-                    deployment,
-                    module,
-                    volume_chunks,
-                    format!("deployed here through {peer}"),
-                    pinned,
-                )
+                lock(&host).deploy(deployment, module, volume_chunks, reason, pinned)
             })
             .await
             .map_err(Refusal::internal)??;
             Ok(ForwardResponse::Deployed)
         }
         ForwardRequest::Vessels => {
-            let mut h = lock(&mesh.host);
+            let mut h = lock(&control.host);
             h.reap();
             Ok(ForwardResponse::Vessels(h.list()))
         }
         ForwardRequest::Logs { vessel, from } => Ok(ForwardResponse::Logs(log_page(
-            &mesh.host, vessel, from, &mesh.me,
+            &control.host,
+            vessel,
+            from,
+            &control.me,
         )?)),
         ForwardRequest::Stop { vessel } => {
-            stop_local(&mesh.host, vessel)?;
+            stop_local(&control.host, vessel)?;
             Ok(ForwardResponse::Done)
         }
         ForwardRequest::Migrate { vessel, to } => {
             let to = PeerId::from_bytes(&to.0)
                 .map_err(|_| refuse(RefusalCode::BadArgument, "--to: not a PeerId"))?;
-            start_migration(mesh, vessel, to, &by_hand(mesh))?;
-            Ok(ForwardResponse::Migration(status(mesh, vessel)?))
+            let migrator = &control.migrator;
+            start_migration(migrator, vessel, to, &by_hand(migrator))?;
+            Ok(ForwardResponse::Migration(report(control, vessel)?))
         }
         ForwardRequest::MigrationStatus { vessel } => {
-            Ok(ForwardResponse::Migration(status(mesh, vessel)?))
+            Ok(ForwardResponse::Migration(report(control, vessel)?))
         }
         ForwardRequest::Pin { vessel, pinned } => {
-            let host = mesh.host.clone();
-            tokio::task::spawn_blocking(move || super::place::set_pinned(&host, vessel, pinned))
+            let host = control.host.clone();
+            tokio::task::spawn_blocking(move || set_pinned(&host, vessel, pinned))
                 .await
                 .map_err(Refusal::internal)??;
             Ok(ForwardResponse::Done)
         }
-        ForwardRequest::Drain { include_pinned } => Ok(ForwardResponse::Drain(
-            super::place::start_drain(mesh, include_pinned),
-        )),
-        ForwardRequest::DrainStatus => {
-            Ok(ForwardResponse::Drain(super::place::drain_report(mesh)?))
-        }
+        ForwardRequest::Drain { include_pinned } => Ok(ForwardResponse::Drain(start_drain(
+            &control.drains,
+            include_pinned,
+        ))),
+        ForwardRequest::DrainStatus => Ok(ForwardResponse::Drain(drain_report(&control.drains)?)),
     }
 }

@@ -41,7 +41,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use super::vessels::{Mesh, RequestError};
+use super::link::{Link, RequestError};
 use crate::dock::services::ingress::IngressHub;
 use crate::sync::lock;
 use crate::vessel::{Host, Record};
@@ -116,6 +116,11 @@ struct EntryConn {
 pub struct Ingress {
     /// Where service ports are listened on (config `service_address`).
     service_ip: Option<IpAddr>,
+    /// Frames to the other entries and hosts.
+    link: Link,
+    /// The vessels this node hosts.
+    host: Arc<Mutex<Host>>,
+    me: PeerId,
     routes: Mutex<HashMap<VesselId, Route>>,
     /// Ports listened on, and the one that failed to bind (logged once).
     listening: Mutex<HashMap<u16, bool>>,
@@ -125,9 +130,17 @@ pub struct Ingress {
 impl Ingress {
     /// `service_ip` None: this node accepts no clients itself (it still
     /// hosts service vessels for other entries).
-    pub fn new(service_ip: Option<IpAddr>) -> Ingress {
+    pub fn new(
+        service_ip: Option<IpAddr>,
+        link: Link,
+        host: Arc<Mutex<Host>>,
+        me: PeerId,
+    ) -> Ingress {
         Ingress {
             service_ip,
+            link,
+            host,
+            me,
             routes: Mutex::new(HashMap::new()),
             listening: Mutex::new(HashMap::new()),
             conns: Mutex::new(HashMap::new()),
@@ -259,7 +272,7 @@ pub fn host_take(host: &Mutex<Host>, from: PeerId, frame: &IngressFrame) -> Ingr
 }
 
 /// Sends one hub's vessel bytes to the entries until the hub stops.
-async fn pump(mesh: Mesh, ingress: Arc<Ingress>, id: VesselId, hub: Arc<IngressHub>) {
+async fn pump(ingress: Arc<Ingress>, id: VesselId, hub: Arc<IngressHub>) {
     let net = hub.hub();
     let mut seen = net.net_generation();
     loop {
@@ -275,7 +288,7 @@ async fn pump(mesh: Mesh, ingress: Arc<Ingress>, id: VesselId, hub: Arc<IngressH
             continue;
         }
         seen = net.net_generation();
-        let epoch = lock(&mesh.host).known_epoch(id);
+        let epoch = lock(&ingress.host).known_epoch(id);
         let mut progress = false;
         for (entry, segments) in batches {
             let Ok(peer) = PeerId::from_bytes(&entry) else {
@@ -286,12 +299,13 @@ async fn pump(mesh: Mesh, ingress: Arc<Ingress>, id: VesselId, hub: Arc<IngressH
                 epoch,
                 segments,
             };
-            let reply = if peer == mesh.me {
+            let reply = if peer == ingress.me {
                 entry_write(&ingress, peer, frame.clone())
                     .await
                     .map_err(|e| e.to_string())
             } else {
-                match mesh
+                match ingress
+                    .link
                     .ingress_once(peer, IngressRequest::Egress(frame.clone()))
                     .await
                 {
@@ -372,7 +386,7 @@ fn new_conn_id() -> u64 {
 }
 
 /// Accepts clients on one service port.
-async fn listen(mesh: Mesh, ingress: Arc<Ingress>, listener: TcpListener, port: u16) {
+async fn listen(ingress: Arc<Ingress>, listener: TcpListener, port: u16) {
     loop {
         let (stream, addr) = match listener.accept().await {
             Ok(s) => s,
@@ -400,7 +414,6 @@ async fn listen(mesh: Mesh, ingress: Arc<Ingress>, listener: TcpListener, port: 
         let (read, write) = stream.into_split();
         tokio::spawn(write_client(ingress.clone(), id, write, rx));
         tokio::spawn(read_client(
-            mesh.clone(),
             ingress.clone(),
             vessel,
             id,
@@ -455,7 +468,6 @@ async fn write_client(
 /// Reads the client's bytes and sends them to the vessel's host until the
 /// host has them all (and the client's end).
 async fn read_client(
-    mesh: Mesh,
     ingress: Arc<Ingress>,
     vessel: VesselId,
     id: u64,
@@ -513,8 +525,9 @@ async fn read_client(
         };
         let reply = match ingress.route(vessel) {
             None => Err("no route".to_string()),
-            Some((host, _)) if host == mesh.me => Ok(host_take(&mesh.host, host, &frame)),
-            Some((host, _)) => match mesh
+            Some((host, _)) if host == ingress.me => Ok(host_take(&ingress.host, host, &frame)),
+            Some((host, _)) => match ingress
+                .link
                 .ingress_once(host, IngressRequest::Ingress(frame.clone()))
                 .await
             {
@@ -597,7 +610,7 @@ async fn read_client(
 }
 
 /// Starts a listener for every port the routes name that has none yet.
-fn listen_on_new_ports(mesh: &Mesh, ingress: &Arc<Ingress>) {
+fn listen_on_new_ports(ingress: &Arc<Ingress>) {
     let Some(ip) = ingress.service_ip else {
         return;
     };
@@ -623,7 +636,7 @@ fn listen_on_new_ports(mesh: &Mesh, ingress: &Arc<Ingress>) {
             Ok(l) => {
                 info!(%addr, "accepting clients of the mesh's services");
                 lock(&ingress.listening).insert(port, true);
-                tokio::spawn(listen(mesh.clone(), ingress.clone(), l, port));
+                tokio::spawn(listen(ingress.clone(), l, port));
             }
             Err(e) => {
                 warn!(%addr, "cannot accept clients on this service port: {e}");
@@ -637,7 +650,6 @@ fn listen_on_new_ports(mesh: &Mesh, ingress: &Arc<Ingress>) {
 /// listeners for new service ports, starts a pump for every hub that
 /// starts, and closes the hubs of vessels that ended or left.
 pub async fn run(
-    mesh: Mesh,
     ingress: Arc<Ingress>,
     mut hubs: mpsc::UnboundedReceiver<(VesselId, Arc<IngressHub>)>,
 ) {
@@ -649,19 +661,19 @@ pub async fn run(
                 let Some((id, hub)) = started else { return };
                 // Its own route at once: clients that reach this node go
                 // straight to the hub.
-                let epoch = lock(&mesh.host).known_epoch(id);
-                let ports = lock(&mesh.host).vessels.get(&id).map(|l| l.deployment.body.ports.clone());
-                ingress.learn_one(&mut lock(&ingress.routes), mesh.me, id, epoch, ports.as_deref());
+                let epoch = lock(&ingress.host).known_epoch(id);
+                let ports = lock(&ingress.host).vessels.get(&id).map(|l| l.deployment.body.ports.clone());
+                ingress.learn_one(&mut lock(&ingress.routes), ingress.me, id, epoch, ports.as_deref());
                 ended.remove(&id);
-                tokio::spawn(pump(mesh.clone(), ingress.clone(), id, hub));
-                listen_on_new_ports(&mesh, &ingress);
+                tokio::spawn(pump(ingress.clone(), id, hub));
+                listen_on_new_ports(&ingress);
             }
             _ = tick.tick() => {
-                let own = local_routes(&lock(&mesh.host));
-                ingress.learn(mesh.me, &own);
+                let own = local_routes(&lock(&ingress.host));
+                ingress.learn(ingress.me, &own);
                 lock(&ingress.routes).retain(|_, r| r.seen.elapsed() < ROUTE_TTL);
-                listen_on_new_ports(&mesh, &ingress);
-                close_ended_hubs(&mesh.host, &mut ended);
+                listen_on_new_ports(&ingress);
+                close_ended_hubs(&ingress.host, &mut ended);
             }
         }
     }

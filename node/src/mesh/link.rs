@@ -1,40 +1,56 @@
 //! The request/await link to peers: a task sends a request through the
-//! event loop and awaits its answer, with the retry rule for requests whose
-//! connection failed. It knows nothing of the node's vessels.
+//! event loop ([`NodeCommand`]) and awaits its answer, with the retry rule
+//! for requests whose connection failed. It knows nothing of the node's
+//! vessels, and uses no other module of `mesh/`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use libp2p::request_response::{OutboundRequestId, ResponseChannel};
 use libp2p::PeerId;
-use protocol::control::MigrationReport;
+use protocol::control::{ControlResponse, PeerInfo};
 use protocol::forward::{ForwardRequest, ForwardResponse};
 use protocol::ingress::{IngressRequest, IngressResponse};
-use protocol::membership::PublicKey;
 use protocol::migrate::{MigrationRequest, MigrationResponse};
 use protocol::peer::{PeerRequest, PeerResponse};
 use protocol::refusal::{Refusal, RefusalCode};
-use protocol::vessel::VesselId;
 use tokio::sync::{mpsc, oneshot};
 
-use super::node::{NodeCommand, NodeState};
-use super::vessels::*;
-use crate::vessel::Host;
+/// What the rest of a node (dock, migration, placement) can ask the mesh's
+/// event loop while it runs: the only way a task reaches the swarm.
+#[derive(Debug)]
+pub enum NodeCommand {
+    /// The peer table, as `meshnode peers --all` shows it.
+    Peers(oneshot::Sender<Vec<PeerInfo>>),
+    /// Send a request to a peer on the vessel protocol; the answer (or why
+    /// there is none) goes to `reply`.
+    PeerRequest {
+        peer: PeerId,
+        request: Box<PeerRequest>,
+        reply: oneshot::Sender<Result<PeerResponse, RequestError>>,
+    },
+    /// Deliver a control answer that a task prepared.
+    RespondControl {
+        channel: ResponseChannel<ControlResponse>,
+        response: Box<ControlResponse>,
+    },
+    /// Deliver a vessel-protocol answer that a task prepared.
+    RespondPeer {
+        channel: ResponseChannel<PeerResponse>,
+        response: PeerResponse,
+    },
+}
 
-/// What a task needs to talk to peers and answer requests.
+/// Requests sent to peers whose answers the event loop has not delivered
+/// yet, each with where its answer goes (event loop only).
+pub type PendingRequests =
+    HashMap<OutboundRequestId, oneshot::Sender<Result<PeerResponse, RequestError>>>;
+
+/// A task's link to peers, through the event loop. It knows nothing of the
+/// node's state.
 #[derive(Clone)]
-pub struct Mesh {
-    pub incoming: Arc<Mutex<Incoming>>,
+pub struct Link {
     pub tx: mpsc::Sender<NodeCommand>,
-    pub host: Arc<Mutex<Host>>,
-    pub me: PeerId,
-    pub signing: ed25519_dalek::SigningKey,
-    pub migrations: Arc<Mutex<HashMap<VesselId, MigrationReport>>>,
-    pub trusted: Vec<PublicKey>,
-    pub policy: MigrationPolicy,
-    pub inputs: Arc<Mutex<super::place::Inputs>>,
-    pub drain: Arc<Mutex<Option<protocol::control::DrainReport>>>,
-    pub ingress: Arc<super::ingress::Ingress>,
     /// Give up at the first transport error instead of retrying on a new
     /// connection: set for the requests a migration sends while its vessel
     /// is paused, where a dead destination would otherwise keep the vessel
@@ -42,27 +58,6 @@ pub struct Mesh {
     /// faults scenario). Giving up there is safe: before the commit point
     /// the vessel runs on at the source.
     pub fail_fast: bool,
-}
-
-/// How this node moves vessels. The defaults are what a user wants; the
-/// other settings exist to measure what pre-copy and deduplication buy
-/// (docs/benchmarks.md).
-#[derive(Debug, Clone, Copy)]
-pub struct MigrationPolicy {
-    /// Pre-copy rounds before the final stop (0: stop-and-copy).
-    pub warm_rounds: u32,
-    /// Send only the chunks the destination lacks (false: every chunk of
-    /// each round, as if the destination had nothing).
-    pub dedup: bool,
-}
-
-impl Default for MigrationPolicy {
-    fn default() -> Self {
-        MigrationPolicy {
-            warm_rounds: MAX_WARM_ROUNDS,
-            dedup: true,
-        }
-    }
 }
 
 /// Why a request to a peer brought no answer of the kind asked for.
@@ -136,11 +131,26 @@ impl From<RequestError> for String {
 /// Tries of an idempotent request whose connection failed.
 pub const TRANSPORT_RETRIES: u32 = 4;
 
-impl Mesh {
+impl Link {
+    pub fn new(tx: mpsc::Sender<NodeCommand>) -> Link {
+        Link {
+            tx,
+            fail_fast: false,
+        }
+    }
+
+    /// This link, giving up at the first transport error.
+    pub fn failing_fast(&self) -> Link {
+        Link {
+            fail_fast: true,
+            ..self.clone()
+        }
+    }
+
     /// Sends one request to `peer` and waits for the answer, trying again
     /// (on another connection) when the connection failed. Every request
     /// but an offer is idempotent; an offer spends its nonce, so a failed
-    /// offer is retried by [`offer`] with a fresh one.
+    /// offer is retried by the source side (`migrate::offer`) with a fresh one.
     pub async fn request(
         &self,
         peer: PeerId,
@@ -184,10 +194,8 @@ impl Mesh {
             Err(_) => Err(RequestError::Stopping),
         }
     }
-}
 
-impl Mesh {
-    /// A migration request (retried as [`Mesh::request`] does); answers the
+    /// A migration request (retried as [`Link::request`] does); answers the
     /// migration answer inside the envelope.
     pub async fn migration(
         &self,
@@ -200,7 +208,7 @@ impl Mesh {
         }
     }
 
-    /// [`Mesh::migration`], tried once (an offer spends its nonce).
+    /// [`Link::migration`], tried once (an offer spends its nonce).
     pub async fn migration_once(
         &self,
         peer: PeerId,
@@ -235,22 +243,5 @@ impl Mesh {
             PeerResponse::Ingress(r) => Ok(r),
             other => Err(RequestError::unexpected(peer, &other)),
         }
-    }
-}
-
-pub fn mesh_of(state: &NodeState) -> Mesh {
-    Mesh {
-        incoming: state.vessels_net.incoming.clone(),
-        tx: state.vessels_net.tx.clone(),
-        host: state.vessels_net.host.clone(),
-        me: state.identity.peer_id,
-        signing: state.identity.signing.clone(),
-        migrations: state.vessels_net.migrations.clone(),
-        trusted: state.trusted.clone(),
-        policy: state.vessels_net.policy,
-        inputs: state.vessels_net.inputs.clone(),
-        drain: state.vessels_net.drain.clone(),
-        ingress: state.vessels_net.ingress.clone(),
-        fail_fast: false,
     }
 }

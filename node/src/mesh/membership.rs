@@ -2,13 +2,31 @@
 //! connection, judging a peer (its certificate, its protocol version), the
 //! peers remembered across restarts, and finishing a `--join`.
 
+use std::time::Instant;
+
 use libp2p::{identify, PeerId, Swarm};
 use protocol::control::ControlResponse;
-use protocol::membership::{MemberCertificate, MemberRequest};
+use protocol::membership::{JoinToken, MemberCertificate, MemberRequest};
 use tracing::{info, warn};
 
 use super::behaviour::NodeBehaviour;
-use super::node::*;
+use super::peers::Membership;
+use super::state::{NodeError, NodeState};
+
+/// Where a `--join` stands.
+pub(super) enum Joining {
+    No,
+    /// Dialled the inviter; the request goes out once connected.
+    Dialled {
+        inviter: PeerId,
+        token: JoinToken,
+        since: Instant,
+    },
+    Sent {
+        inviter: PeerId,
+        since: Instant,
+    },
+}
 
 /// Writes the addresses of member peers to `known-peers`, for the next start.
 pub(super) fn remember_members(state: &NodeState) {

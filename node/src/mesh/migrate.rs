@@ -18,11 +18,13 @@ use protocol::vessel::{VesselId, VesselImage};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
+use super::faults::fault_point;
+use super::link::RequestError;
 use super::pack::{pack, Outgoing, Packed};
 use super::transfer::{
     all_chunks, ask_nonce, error_kind, finish_storing, offer_once, send_chunks, OfferSpec,
 };
-use super::vessels::*;
+use super::vessels::{Migrator, MAX_DEPARTED_IMAGES_BEFORE_EVICT, WARM_COPY_WAIT};
 use crate::migration::error::{MigrationError, Step};
 use crate::migration::record::check_may_migrate;
 use crate::migration::source::{Input, Output, Phase, Source, SourcePlan};
@@ -35,33 +37,19 @@ use crate::vessel::Record;
 // ---------------------------------------------------------------------------
 // The source side.
 
-pub(super) fn set_report(mesh: &Mesh, id: VesselId, f: impl FnOnce(&mut MigrationReport)) {
-    if let Some(r) = lock(&mesh.migrations).get_mut(&id) {
-        f(r);
-    }
-}
-
-/// A placement note as it travels: one line, bounded.
-pub(super) fn note(why: &str) -> String {
-    let mut n: String = why.lines().next().unwrap_or("").to_string();
-    if n.len() > protocol::limits::MAX_PLACEMENT_NOTE_BYTES {
-        let mut cut = protocol::limits::MAX_PLACEMENT_NOTE_BYTES;
-        while !n.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        n.truncate(cut);
-    }
-    n
-}
-
 /// The note of a move a user asked for.
-pub(super) fn by_hand(mesh: &Mesh) -> String {
+pub(super) fn by_hand(mesh: &Migrator) -> String {
     format!("migrated here by hand from {}", mesh.me)
 }
 
 /// Starts moving a vessel that runs here to `to`, in a task. `why` travels
 /// with it: the destination's `ps` shows it as how the vessel got there.
-pub fn start_migration(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Result<(), Refusal> {
+pub fn start_migration(
+    mesh: &Migrator,
+    id: VesselId,
+    to: PeerId,
+    why: &str,
+) -> Result<(), Refusal> {
     {
         let mut h = lock(&mesh.host);
         let l = h.vessels.get_mut(&id);
@@ -98,7 +86,7 @@ pub fn start_migration(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Resu
         let total_ms = started.elapsed().as_millis() as u64;
         match result {
             Ok(()) => {
-                set_report(&mesh, id, |r| {
+                mesh.set_report(id, |r| {
                     r.phase = MigrationPhase::Done;
                     r.total_ms = total_ms;
                 });
@@ -106,7 +94,7 @@ pub fn start_migration(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Resu
             }
             Err(e) => {
                 warn!(vessel = %id, %to, "migration aborted: {e}");
-                set_report(&mesh, id, |r| {
+                mesh.set_report(id, |r| {
                     r.phase = MigrationPhase::Aborted;
                     r.error = Some(MigrationFailure::from(&e));
                     r.total_ms = total_ms;
@@ -126,7 +114,7 @@ pub fn start_migration(mesh: &Mesh, id: VesselId, to: PeerId, why: &str) -> Resu
 /// outputs and feeds back what happened; any failure before the commit
 /// point resumes the vessel here, because the machine says so.
 pub(super) async fn migrate(
-    mesh: &Mesh,
+    mesh: &Migrator,
     id: VesselId,
     to: PeerId,
     why: &str,
@@ -162,12 +150,12 @@ pub(super) async fn migrate(
 
 /// One migration's driver: what it keeps between the machine's steps.
 struct Run<'a> {
-    mesh: &'a Mesh,
+    mesh: &'a Migrator,
     /// The same link, giving up at the first transport error: used while
     /// the vessel is paused, where a dead destination would otherwise keep
     /// it stopped through every retry's dial timeout. Giving up there is
     /// safe: before the commit point the vessel runs on here.
-    paused_link: Mesh,
+    paused_link: Migrator,
     spec: OfferSpec,
     why: &'a str,
     vessel: Outgoing,
@@ -203,14 +191,11 @@ impl PauseMarks {
 }
 
 impl<'a> Run<'a> {
-    fn new(mesh: &'a Mesh, id: VesselId, to: PeerId, why: &'a str) -> Result<Run<'a>, String> {
+    fn new(mesh: &'a Migrator, id: VesselId, to: PeerId, why: &'a str) -> Result<Run<'a>, String> {
         let (epoch, vessel) = outgoing(mesh, id)?;
         Ok(Run {
             mesh,
-            paused_link: Mesh {
-                fail_fast: true,
-                ..mesh.clone()
-            },
+            paused_link: mesh.failing_fast(),
             spec: OfferSpec {
                 to,
                 kind: OfferKind::Warm,
@@ -272,11 +257,11 @@ impl<'a> Run<'a> {
                 None
             }
             Output::RoundDone { rounds } => {
-                set_report(self.mesh, id, |r| r.rounds = rounds);
+                self.mesh.set_report(id, |r| r.rounds = rounds);
                 None
             }
             Output::Phase(phase) => {
-                set_report(self.mesh, id, |r| r.phase = report_phase(phase));
+                self.mesh.set_report(id, |r| r.phase = report_phase(phase));
                 None
             }
             Output::Finished(_) => None,
@@ -284,7 +269,7 @@ impl<'a> Run<'a> {
     }
 
     /// The link for the next request: fail fast while the vessel is paused.
-    fn link(&self) -> &Mesh {
+    fn link(&self) -> &Migrator {
         match self.paused.is_some() || self.packed.is_some() {
             true => &self.paused_link,
             false => self.mesh,
@@ -366,7 +351,8 @@ impl<'a> Run<'a> {
         let mut needed: HashSet<Hash> = image.own_chunks().into_iter().collect();
         needed.extend(manifest.memory.chunks.iter().flatten().copied());
         let skipped = needed.iter().filter(|h| !self.sent.contains(h)).count() as u64;
-        set_report(self.mesh, self.spec.id, |r| r.chunks_skipped = skipped);
+        self.mesh
+            .set_report(self.spec.id, |r| r.chunks_skipped = skipped);
         Ok(())
     }
 
@@ -419,6 +405,7 @@ impl<'a> Run<'a> {
         let to = self.spec.to;
         match self
             .link()
+            .link
             .migration(to, request)
             .await
             .map_err(error_kind)?
@@ -470,7 +457,7 @@ impl<'a> Run<'a> {
     async fn send_commit(&mut self) -> Result<Input, ErrorKind> {
         let (id, to) = (self.spec.id, self.spec.to);
         let commit = MigrationRequest::Commit(self.decision(true)?);
-        let answer = self.mesh.migration(to, commit).await;
+        let answer = self.mesh.link.migration(to, commit).await;
         self.marks.acked_at = Some(Instant::now());
         match answer {
             Ok(MigrationResponse::Committed) => Ok(Input::Committed),
@@ -517,7 +504,7 @@ impl<'a> Run<'a> {
         let (m, to) = (self.mesh.clone(), self.spec.to);
         tokio::spawn(async move {
             let abort = MigrationRequest::Abort(decision);
-            let _ = tokio::time::timeout(Duration::from_secs(2), m.migration(to, abort)).await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), m.link.migration(to, abort)).await;
         });
     }
 
@@ -556,15 +543,14 @@ impl<'a> Run<'a> {
             committed_us = downtime.as_micros() as u64,
             "pause phases (from the pause)"
         );
-        set_report(self.mesh, id, |r| {
-            r.downtime_us = Some(downtime.as_micros() as u64)
-        });
+        self.mesh
+            .set_report(id, |r| r.downtime_us = Some(downtime.as_micros() as u64));
     }
 }
 
 /// What a migration of `id` needs, read once at its start: the vessel's
 /// epoch and module, its volumes' guest paths, its log and directory.
-fn outgoing(mesh: &Mesh, id: VesselId) -> Result<(u64, Outgoing), String> {
+fn outgoing(mesh: &Migrator, id: VesselId) -> Result<(u64, Outgoing), String> {
     let mut h = lock(&mesh.host);
     let l = h.vessels.get(&id).ok_or("vessel gone")?;
     if l.runner.is_none() {
@@ -605,7 +591,7 @@ fn final_manifest(image: &VesselImage) -> Result<Manifest, ErrorKind> {
 }
 
 /// The source's signed decision about the move `spec` describes.
-fn signed_decision(mesh: &Mesh, spec: OfferSpec, image: Hash, commit: bool) -> Decision {
+fn signed_decision(mesh: &Migrator, spec: OfferSpec, image: Hash, commit: bool) -> Decision {
     Decision::sign(
         &mesh.signing,
         DecisionBody {
@@ -631,7 +617,7 @@ fn report_phase(phase: Phase) -> MigrationPhase {
 /// Sends the commit until the destination confirms, then records that
 /// (a commit decided before a restart). Returns when the confirmation
 /// arrived.
-pub async fn send_commit(mesh: &Mesh, id: VesselId, to: PeerId, decision: Decision) -> Instant {
+pub async fn send_commit(mesh: &Migrator, id: VesselId, to: PeerId, decision: Decision) -> Instant {
     let acked_at = drive_commit(mesh, id, to, &decision).await;
     mark_acked(mesh, id, decision.body.epoch);
     acked_at
@@ -640,7 +626,7 @@ pub async fn send_commit(mesh: &Mesh, id: VesselId, to: PeerId, decision: Decisi
 /// The destination confirmed the move at `epoch`: the `Left` record says
 /// so, and chunks no kept image names are evicted (bounded by the LRU of
 /// departed vessels).
-pub(super) fn mark_acked(mesh: &Mesh, id: VesselId, epoch: u64) {
+pub(super) fn mark_acked(mesh: &Migrator, id: VesselId, epoch: u64) {
     let mut h = lock(&mesh.host);
     if h.departed.len() >= MAX_DEPARTED_IMAGES_BEFORE_EVICT {
         // Never while a migration is arriving: its chunks are not in an
@@ -679,7 +665,7 @@ pub(super) fn mark_acked(mesh: &Mesh, id: VesselId, epoch: u64) {
 /// An aborted migration: the vessel runs on here, from the image of the
 /// capture taken for it (its memory chunks are in the store already; no
 /// step of the program is lost or repeated).
-pub(super) fn resume_here(mesh: &Mesh, id: VesselId, image: VesselImage) -> Result<(), String> {
+pub(super) fn resume_here(mesh: &Migrator, id: VesselId, image: VesselImage) -> Result<(), String> {
     let mut h = lock(&mesh.host);
     let l = h.vessels.get(&id).ok_or("vessel gone")?;
     let record = l.record.clone();
@@ -701,7 +687,7 @@ pub(super) fn resume_here(mesh: &Mesh, id: VesselId, image: VesselImage) -> Resu
 
 /// Runs a vessel again from the image its record names (as a restart of
 /// the node would), when the instance it ran in is gone.
-pub(super) fn restart_from_record(mesh: &Mesh, id: VesselId) -> Result<(), String> {
+pub(super) fn restart_from_record(mesh: &Migrator, id: VesselId) -> Result<(), String> {
     let mut h = lock(&mesh.host);
     let l = h.vessels.get(&id).ok_or("vessel gone")?;
     let (record, reason) = (l.record.clone(), l.reason.clone());
@@ -719,7 +705,7 @@ pub(super) fn restart_from_record(mesh: &Mesh, id: VesselId) -> Result<(), Strin
 /// commit is sent until the destination confirms (or tells that the vessel
 /// ran under it and moved on: a stale-epoch refusal), and nothing resumes
 /// the vessel here meanwhile. Returns when the confirmation came.
-async fn drive_commit(mesh: &Mesh, id: VesselId, to: PeerId, decision: &Decision) -> Instant {
+async fn drive_commit(mesh: &Migrator, id: VesselId, to: PeerId, decision: &Decision) -> Instant {
     let (mut machine, mut outputs) = Source::finish_commit();
     let mut acked_at = Instant::now();
     loop {
@@ -728,7 +714,7 @@ async fn drive_commit(mesh: &Mesh, id: VesselId, to: PeerId, decision: &Decision
             match output {
                 Output::SendCommit => {
                     let commit = MigrationRequest::Commit(decision.clone());
-                    let answer = match mesh.migration(to, commit).await {
+                    let answer = match mesh.link.migration(to, commit).await {
                         Ok(MigrationResponse::Committed) => Input::Committed,
                         Ok(other) => Input::Failed(ErrorKind::Local(format!("answered {other:?}"))),
                         Err(e) => Input::Failed(error_kind(e)),

@@ -15,6 +15,7 @@
 //! - control requests are answered by [`crate::control::server`].
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -23,112 +24,39 @@ use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{gossipsub, identify, kad, mdns, ping, request_response, Multiaddr, PeerId, Swarm};
-use protocol::control::{ControlRequest, ControlResponse, JoinRequest, NodeStatus};
-use protocol::limits::MAX_PEERS_LISTED;
+use protocol::control::{ControlRequest, JoinRequest};
 use protocol::membership::{
     JoinToken, MemberCertificate, MemberRequest, MemberResponse, PublicKey,
 };
 use tracing::{debug, info, warn};
 
 use super::behaviour::{node_swarm, NodeBehaviour, NodeBehaviourEvent, SwarmError, SwarmOptions};
-use super::membership::*;
+use super::ingress::Ingress;
+use super::link::{Link, NodeCommand, PendingRequests, RequestError};
+use super::membership::{
+    check_vessel_version, exchange_certificates, finish_join, learn_certificate, remember_members,
+    Joining,
+};
+use super::peers::{peer_of, strip_p2p, Membership, MAX_ADDRS_PER_PEER};
+use super::place::{tick, Placer, STALE_RTT_INTERVALS, STALE_STATUS_INTERVALS};
+use super::recover::{checkpoint_all, recover};
 use super::rtt::SmoothedRtt;
-use super::status_gossip::*;
-use super::STATUS_TOPIC;
+use super::serve::serve_peer;
+use super::state::{NodeError, NodeState};
+use super::status_gossip::{judge_status, publish_status};
+use super::vessels::{MigrationPolicy, MigrationState};
+use super::{IDENTIFY_PROTOCOL, STATUS_TOPIC, VESSEL_PROTOCOL};
 use crate::control::server::{ControlServer, InviteBook};
 use crate::daemon::config::Config;
-use crate::daemon::datadir::{DataDir, DataDirError};
-use crate::identity::{peer_public_key, NodeIdentity};
-
-/// Most addresses kept per peer; extra ones replace the oldest.
-const MAX_ADDRS_PER_PEER: usize = 8;
+use crate::daemon::datadir::DataDir;
+use crate::identity::NodeIdentity;
+use crate::placement::Placement;
 
 /// Kademlia bootstrap runs on every this-many redial ticks.
 const KAD_BOOTSTRAP_EVERY_TICKS: u64 = 6;
 
 /// How long `--join` keeps trying to reach the inviting node.
 pub const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
-
-#[derive(Debug, thiserror::Error)]
-pub enum NodeError {
-    #[error(transparent)]
-    Swarm(#[from] SwarmError),
-    #[error(transparent)]
-    DataDir(#[from] DataDirError),
-    #[error("cannot listen on {addr}: {reason}")]
-    Listen { addr: String, reason: String },
-    #[error("`{addr}` is not a multiaddr ({reason}); e.g. /ip4/192.0.2.7/udp/7646/quic-v1")]
-    BadAddr { addr: String, reason: String },
-    #[error("join refused by the inviting node: {0}")]
-    JoinRefused(protocol::refusal::Refusal),
-    #[error("cannot join: {0}")]
-    JoinFailed(String),
-}
-
-/// Whether a peer belongs to this node's mesh.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Membership {
-    /// Not asked yet, or no answer yet.
-    Unknown,
-    /// Its certificate verifies back to this trusted user key.
-    Member(PublicKey),
-    /// Why it is not a member.
-    Refused(String),
-}
-
-/// What this node knows about one peer.
-#[derive(Debug, Clone)]
-pub struct PeerEntry {
-    pub addrs: Vec<Multiaddr>,
-    pub connections: usize,
-    pub rtt: SmoothedRtt,
-    pub membership: Membership,
-    pub status: Option<(NodeStatus, Instant)>,
-    pub certificate: Option<MemberCertificate>,
-    /// Why this node cannot speak with the peer (another vessel protocol
-    /// version): it is then never a member, whatever its certificate.
-    pub incompatible: Option<String>,
-}
-
-impl PeerEntry {
-    fn new() -> PeerEntry {
-        PeerEntry {
-            addrs: Vec::new(),
-            connections: 0,
-            rtt: SmoothedRtt::default(),
-            membership: Membership::Unknown,
-            status: None,
-            certificate: None,
-            incompatible: None,
-        }
-    }
-
-    fn add_addr(&mut self, addr: Multiaddr) {
-        let addr = strip_p2p(addr);
-        if self.addrs.contains(&addr) {
-            return;
-        }
-        if self.addrs.len() >= MAX_ADDRS_PER_PEER {
-            self.addrs.remove(0);
-        }
-        self.addrs.push(addr);
-    }
-}
-
-fn strip_p2p(mut addr: Multiaddr) -> Multiaddr {
-    if matches!(addr.iter().last(), Some(Protocol::P2p(_))) {
-        addr.pop();
-    }
-    addr
-}
-
-/// The peer id at the end of a multiaddr, if any.
-pub fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
-    match addr.iter().last() {
-        Some(Protocol::P2p(p)) => Some(p),
-        _ => None,
-    }
-}
 
 /// What a node starts with.
 pub struct NodeParams {
@@ -142,104 +70,7 @@ pub struct NodeParams {
     /// Requests from the rest of the node (dock, migration, placement).
     pub commands: Option<tokio::sync::mpsc::Receiver<NodeCommand>>,
     /// The vessels this node hosts.
-    pub host: std::sync::Arc<std::sync::Mutex<crate::vessel::Host>>,
-}
-
-/// What the rest of a node (dock, migration, placement) can ask the mesh
-/// while it runs, through [`NodeParams::commands`].
-#[derive(Debug)]
-pub enum NodeCommand {
-    /// The peer table, as `meshnode peers --all` shows it.
-    Peers(tokio::sync::oneshot::Sender<Vec<protocol::control::PeerInfo>>),
-    /// Send a request to a peer on the vessel protocol; the answer (or why
-    /// there is none) goes to `reply`.
-    PeerRequest {
-        peer: PeerId,
-        request: Box<protocol::peer::PeerRequest>,
-        reply: tokio::sync::oneshot::Sender<
-            Result<protocol::peer::PeerResponse, super::vessels::RequestError>,
-        >,
-    },
-    /// Deliver a control answer that a task prepared.
-    RespondControl {
-        channel: request_response::ResponseChannel<ControlResponse>,
-        response: Box<ControlResponse>,
-    },
-    /// Deliver a vessel-protocol answer that a task prepared.
-    RespondPeer {
-        channel: request_response::ResponseChannel<protocol::peer::PeerResponse>,
-        response: protocol::peer::PeerResponse,
-    },
-}
-
-/// The node's state, owned by its event loop.
-pub struct NodeState {
-    pub identity: NodeIdentity,
-    pub data_dir: DataDir,
-    pub certificate: Option<MemberCertificate>,
-    pub trusted: Vec<PublicKey>,
-    pub peers: BTreeMap<PeerId, PeerEntry>,
-    pub listen_addrs: Vec<Multiaddr>,
-    pub control: ControlServer,
-    pub invites: InviteBook,
-    /// Vessels, migrations in and out, and requests waiting for peers.
-    pub vessels_net: super::vessels::VesselNet,
-}
-
-impl NodeState {
-    pub fn peer(&mut self, peer: PeerId) -> &mut PeerEntry {
-        if !self.peers.contains_key(&peer) && self.peers.len() >= MAX_PEERS_LISTED {
-            // Forget a peer that is neither connected nor a member.
-            let victim = self
-                .peers
-                .iter()
-                .find(|(_, e)| e.connections == 0 && !matches!(e.membership, Membership::Member(_)))
-                .map(|(p, _)| *p);
-            if let Some(v) = victim {
-                self.peers.remove(&v);
-            }
-        }
-        self.peers.entry(peer).or_insert_with(PeerEntry::new)
-    }
-
-    /// Checks `cert` as `peer`'s certificate against the trust list.
-    pub fn judge(&self, peer: &PeerId, cert: Option<&MemberCertificate>) -> Membership {
-        if self.certificate.is_none() && self.trusted.is_empty() {
-            // Not enrolled yet (`--join` in progress): no basis to judge.
-            return Membership::Unknown;
-        }
-        if let Some(reason) = self.peers.get(peer).and_then(|e| e.incompatible.clone()) {
-            return Membership::Refused(reason);
-        }
-        let Some(key) = peer_public_key(peer) else {
-            return Membership::Refused("its PeerId is not an ed25519 key".into());
-        };
-        match cert {
-            None => Membership::Refused("it has no member certificate (not enrolled)".into()),
-            Some(c) => match c.verify_trusted(&key, &self.trusted) {
-                Ok(()) => Membership::Member(c.body.user_key),
-                Err(e) => Membership::Refused(e.to_string()),
-            },
-        }
-    }
-
-    /// The node's own addresses with `/p2p/ID`, loopback first.
-    pub fn own_addrs(&self) -> Vec<String> {
-        let mut addrs: Vec<&Multiaddr> = self.listen_addrs.iter().collect();
-        addrs.sort_by_key(|a| !is_loopback(a));
-        addrs
-            .iter()
-            .map(|a| format!("{a}/p2p/{}", self.identity.peer_id))
-            .collect()
-    }
-}
-
-pub fn is_loopback(addr: &Multiaddr) -> bool {
-    addr.iter().any(|p| match p {
-        Protocol::Ip4(ip) => ip.is_loopback(),
-        Protocol::Ip6(ip) => ip.is_loopback(),
-        _ => false,
-    })
+    pub host: Arc<std::sync::Mutex<crate::vessel::Host>>,
 }
 
 /// Parses a multiaddr given by the user.
@@ -250,21 +81,6 @@ pub fn parse_addr(s: &str) -> Result<Multiaddr, NodeError> {
             addr: s.to_string(),
             reason: e.to_string(),
         })
-}
-
-/// Where a `--join` stands.
-pub(super) enum Joining {
-    No,
-    /// Dialled the inviter; the request goes out once connected.
-    Dialled {
-        inviter: PeerId,
-        token: JoinToken,
-        since: Instant,
-    },
-    Sent {
-        inviter: PeerId,
-        since: Instant,
-    },
 }
 
 /// Runs a node until `shutdown` resolves. Listening addresses are written to
@@ -316,7 +132,13 @@ pub async fn run(
                 })?,
         ),
     };
-    let ingress = std::sync::Arc::new(super::ingress::Ingress::new(service_ip));
+    let link = Link::new(internal_tx);
+    let ingress = Arc::new(Ingress::new(
+        service_ip,
+        link.clone(),
+        params.host.clone(),
+        params.identity.peer_id,
+    ));
     let (hub_tx, hub_rx) = tokio::sync::mpsc::unbounded_channel();
     params
         .host
@@ -328,15 +150,12 @@ pub async fn run(
         .host
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .traffic = std::sync::Arc::new(crate::placement::TrafficBook::new(Duration::from_millis(
+        .traffic = Arc::new(crate::placement::TrafficBook::new(Duration::from_millis(
         config.traffic_half_life_ms,
     )));
+    let rtt_stale = Duration::from_millis(config.ping_interval_ms.max(config.status_interval_ms))
+        * STALE_RTT_INTERVALS;
     let mut state = NodeState {
-        vessels_net: super::vessels::VesselNet::new(
-            params.host.clone(),
-            internal_tx,
-            ingress.clone(),
-        ),
         identity: params.identity.clone(),
         data_dir: params.data_dir.clone(),
         certificate: params.certificate,
@@ -345,6 +164,15 @@ pub async fn run(
         listen_addrs: Vec::new(),
         control: ControlServer::default(),
         invites: InviteBook::default(),
+        host: params.host.clone(),
+        link,
+        pending: PendingRequests::new(),
+        migration: MigrationState::new(MigrationPolicy {
+            warm_rounds: config.migration_warm_rounds,
+            dedup: config.migration_dedup,
+        }),
+        placer: Placer::new(Placement::new(config.placement_params()), rtt_stale),
+        ingress: ingress.clone(),
     };
 
     let mut bootstrap: Vec<Multiaddr> = Vec::new();
@@ -388,11 +216,6 @@ pub async fn run(
     }
     bootstrap.extend(join_addrs);
 
-    state.vessels_net.policy = super::vessels::MigrationPolicy {
-        warm_rounds: config.migration_warm_rounds,
-        dedup: config.migration_dedup,
-    };
-    state.vessels_net.placement = crate::placement::Placement::new(config.placement_params());
     // With placement off the tick still refreshes what a drain chooses by.
     let placement_on = config.placement_interval_ms > 0;
     let mut placement_tick = tokio::time::interval(Duration::from_millis(if placement_on {
@@ -400,17 +223,9 @@ pub async fn run(
     } else {
         config.status_interval_ms
     }));
-    let stale_status =
-        Duration::from_millis(config.status_interval_ms) * super::place::STALE_STATUS_INTERVALS;
-    state.vessels_net.rtt_stale =
-        Duration::from_millis(config.ping_interval_ms.max(config.status_interval_ms))
-            * super::place::STALE_RTT_INTERVALS;
-    tokio::spawn(super::ingress::run(
-        super::vessels::mesh_of(&state),
-        ingress,
-        hub_rx,
-    ));
-    super::vessels::recover(&state);
+    let stale_status = Duration::from_millis(config.status_interval_ms) * STALE_STATUS_INTERVALS;
+    tokio::spawn(super::ingress::run(ingress, hub_rx));
+    recover(&state);
     let mut commands = params.commands;
     let mut status_tick = tokio::time::interval(Duration::from_millis(config.status_interval_ms));
     let mut redial_tick = tokio::time::interval(Duration::from_millis(config.redial_interval_ms));
@@ -425,11 +240,14 @@ pub async fn run(
                 info!("stopping");
                 // Every running vessel is written down where it is, so
                 // the next start continues it instead of starting over.
-                super::vessels::checkpoint_all(&state.vessels_net.host).await;
+                checkpoint_all(&state.host).await;
                 break;
             }
             _ = status_tick.tick() => publish_status(&mut swarm, &state, &topic),
-            _ = placement_tick.tick() => super::place::tick(&mut state, stale_status, placement_on),
+            _ = placement_tick.tick() => {
+                let migrator = state.migrator();
+                tick(&mut state.placer, &migrator, &state.peers, stale_status, placement_on);
+            }
             cmd = next_command(&mut commands) => match cmd {
                 Some(c) => handle_command(&mut swarm, &mut state, c),
                 None => commands = None,
@@ -507,7 +325,7 @@ fn handle_command(swarm: &mut Swarm<NodeBehaviour>, state: &mut NodeState, cmd: 
                 }
             }
             let id = swarm.behaviour_mut().vessel.send_request(&peer, *request);
-            state.vessels_net.pending.insert(id, reply);
+            state.pending.insert(id, reply);
         }
         NodeCommand::RespondControl { channel, response } => {
             let _ = swarm
@@ -642,7 +460,7 @@ fn handle_behaviour(
                     }
                 }
             }
-            if info.protocol_version == super::IDENTIFY_PROTOCOL {
+            if info.protocol_version == IDENTIFY_PROTOCOL {
                 check_vessel_version(swarm, state, peer_id, &info);
                 let entry = state.peer(peer_id);
                 for addr in info.listen_addrs.into_iter().take(MAX_ADDRS_PER_PEER) {
@@ -752,12 +570,12 @@ fn handle_behaviour(
             match message {
                 request_response::Message::Request {
                     request, channel, ..
-                } => super::vessels::serve_peer(swarm, state, peer, request, channel),
+                } => serve_peer(swarm, state, peer, request, channel),
                 request_response::Message::Response {
                     request_id,
                     response,
                 } => {
-                    if let Some(reply) = state.vessels_net.pending.remove(&request_id) {
+                    if let Some(reply) = state.pending.remove(&request_id) {
                         let _ = reply.send(Ok(response));
                     }
                 }
@@ -769,7 +587,7 @@ fn handle_behaviour(
             error,
             ..
         }) => {
-            if let Some(reply) = state.vessels_net.pending.remove(&request_id) {
+            if let Some(reply) = state.pending.remove(&request_id) {
                 // A lost or refused connection may be one that died with a
                 // restarted peer: the caller may retry it on another.
                 let transport = matches!(
@@ -781,14 +599,14 @@ fn handle_behaviour(
                 let reason = match error {
                     request_response::OutboundFailure::UnsupportedProtocols => format!(
                         "it does not speak {} (another meshnode version?)",
-                        super::VESSEL_PROTOCOL
+                        VESSEL_PROTOCOL
                     ),
                     other => other.to_string(),
                 };
                 let _ = reply.send(Err(if transport {
-                    super::vessels::RequestError::Transport { peer, reason }
+                    RequestError::Transport { peer, reason }
                 } else {
-                    super::vessels::RequestError::Failed { peer, reason }
+                    RequestError::Failed { peer, reason }
                 }));
             }
         }

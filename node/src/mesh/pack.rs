@@ -1,7 +1,7 @@
 //! Packing a paused vessel into its final image: the last memory delta
 //! (compared in place, sent from memory), the WASI state, volumes, log,
 //! service hub and placement. A step of the source's driver
-//! ([`super::migrate`]); between the pause and the final offer.
+//! (`migrate.rs`); between the pause and the final offer.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -9,10 +9,9 @@ use std::sync::{Arc, Mutex};
 use protocol::snapshot::{ChunkedImage, Hash};
 use protocol::vessel::{Resume, VesselId, VesselImage, VesselPlacement, VESSEL_VERSION};
 
-use super::link::Mesh;
-use super::migrate::note;
-use super::recover::fault_active;
+use super::faults::fault_active;
 use super::transfer::{store_fresh, Fresh};
+use super::vessels::Migrator;
 use crate::migration::ErrorKind;
 use crate::sync::lock;
 use crate::vessel::image::{self, MemoryTracker};
@@ -48,7 +47,7 @@ pub(super) struct Packed {
 /// paused instance is gone with it: the vessel can only run on from its
 /// last durable image.
 pub(super) async fn pack(
-    mesh: &Mesh,
+    mesh: &Migrator,
     id: VesselId,
     (epoch, why): (u64, &str),
     vessel: &Outgoing,
@@ -136,7 +135,7 @@ struct Header {
     placement: VesselPlacement,
 }
 
-fn image_header(mesh: &Mesh, id: VesselId, why: &str) -> Option<Header> {
+fn image_header(mesh: &Migrator, id: VesselId, why: &str) -> Option<Header> {
     let h = lock(&mesh.host);
     let l = h.vessels.get(&id)?;
     Some(Header {
@@ -148,4 +147,17 @@ fn image_header(mesh: &Mesh, id: VesselId, why: &str) -> Option<Header> {
             last_move: note(why),
         },
     })
+}
+
+/// A placement note as it travels: one line, bounded.
+fn note(why: &str) -> String {
+    let mut n: String = why.lines().next().unwrap_or("").to_string();
+    if n.len() > protocol::limits::MAX_PLACEMENT_NOTE_BYTES {
+        let mut cut = protocol::limits::MAX_PLACEMENT_NOTE_BYTES;
+        while !n.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        n.truncate(cut);
+    }
+    n
 }

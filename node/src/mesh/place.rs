@@ -3,9 +3,12 @@
 //! inputs and starts the migration `meshnode migrate` would), pins, and
 //! drains.
 //!
-//! The tick runs in the event loop, which owns the peer table; it publishes
-//! what it saw ([`Inputs`]) for the drain task, which runs apart because a
-//! drain waits for one migration after another.
+//! The tick runs in the event loop, which owns the peer table and lends it
+//! to the tick; placement keeps its own state ([`Placer`]) and publishes
+//! what it saw ([`Inputs`]) for the drain task ([`Drains`]), which runs
+//! apart because a drain waits for one migration after another. Both start
+//! a move through the migration side's [`start_migration`], as `meshnode
+//! migrate` does, and read how it went from [`Migrator::report`].
 //!
 //! At most one automatic migration runs at a time per node, and none while
 //! any vessel here is moving (by hand or by a drain): a migration's pause is
@@ -21,10 +24,13 @@ use protocol::limits::MAX_STATUS_RTTS;
 use protocol::vessel::VesselId;
 use tracing::{info, warn};
 
-use super::node::{Membership, NodeState};
-use super::vessels::{mesh_of, start_migration, Mesh};
+use super::migrate::start_migration;
+use super::peers::PeerTable;
+use super::rtt::SmoothedRtt;
+use super::vessels::Migrator;
 use crate::placement::{
-    drain_target, short, NodeRoom, PlacementParams, Rtts, TrafficBook, Verdict, VesselView,
+    drain_target, short, NodeRoom, Placement, PlacementParams, Rtts, TrafficBook, Verdict,
+    VesselView,
 };
 use crate::sync::lock;
 use crate::vessel::{Host, Record};
@@ -32,10 +38,6 @@ use crate::vessel::{Host, Record};
 /// A status older than this many status intervals is stale: its node may
 /// be gone, and its RTTs and free memory are not trusted for a move.
 pub const STALE_STATUS_INTERVALS: u32 = 3;
-
-/// An RTT is stale after this long without a sample when the config does
-/// not say (3 probes at the default 1 s, with room for a slow answer).
-pub const DEFAULT_RTT_STALE: Duration = Duration::from_secs(6);
 
 /// An RTT is stale after this many probe (or status) intervals without a
 /// sample: one lost ping is noise, three in a row is a partition.
@@ -71,76 +73,131 @@ pub struct Inputs {
     pub gathered_at: Option<Instant>,
 }
 
-/// Collects the RTT table and the candidates' room from the peer table.
-pub fn gather(state: &NodeState, stale: Duration) -> Inputs {
-    let mut rtts = Rtts::new(state.identity.peer_id);
-    let mut rooms = Vec::new();
-    for (p, e) in &state.peers {
-        if e.connections == 0 || !matches!(e.membership, Membership::Member(_)) {
-            continue;
+/// Placement as the event loop keeps it.
+pub struct Placer {
+    /// The placement policy and its memory.
+    pub placement: Placement,
+    /// The automatic migration in flight, if any: (vessel, destination).
+    pub auto: Option<(VesselId, PeerId)>,
+    /// An RTT with no new sample for this long is stale (its pings fail:
+    /// a partition): placement neither uses nor gossips it.
+    pub rtt_stale: Duration,
+    /// What the event loop last saw of the mesh, for placement decisions
+    /// made in tasks (drain).
+    inputs: Arc<Mutex<Inputs>>,
+    /// This node's drain, once one was asked for (it then takes no vessels
+    /// from placement until it restarts).
+    drain: Arc<Mutex<Option<DrainReport>>>,
+}
+
+/// Placement as a task holds it: to start, run and report a drain.
+#[derive(Clone)]
+pub struct Drains {
+    host: Arc<Mutex<Host>>,
+    me: PeerId,
+    /// Starts the drain's moves and says how they went.
+    migrator: Migrator,
+    inputs: Arc<Mutex<Inputs>>,
+    report: Arc<Mutex<Option<DrainReport>>>,
+}
+
+impl Placer {
+    pub fn new(placement: Placement, rtt_stale: Duration) -> Placer {
+        Placer {
+            placement,
+            auto: None,
+            rtt_stale,
+            inputs: Arc::new(Mutex::new(Inputs::default())),
+            drain: Arc::new(Mutex::new(None)),
         }
-        if let (Some(us), true) = (e.rtt.srtt_us(), fresh(&e.rtt, state)) {
-            rtts.own_ms.insert(*p, us as f64 / 1000.0);
+    }
+
+    /// The handle a drain task (or a control command about drains) holds.
+    pub fn drains(&self, migrator: Migrator) -> Drains {
+        Drains {
+            host: migrator.host.clone(),
+            me: migrator.me,
+            migrator,
+            inputs: self.inputs.clone(),
+            report: self.drain.clone(),
         }
-        let Some((st, at)) = &e.status else {
-            continue;
-        };
-        if at.elapsed() > stale {
-            continue;
+    }
+
+    /// Whether a drain was asked for (gossiped until the node restarts).
+    pub fn draining(&self) -> bool {
+        lock(&self.drain).is_some()
+    }
+
+    /// Collects the RTT table and the candidates' room from the peer table.
+    pub fn gather(&self, me: PeerId, peers: &PeerTable, stale: Duration) -> Inputs {
+        let mut rtts = Rtts::new(me);
+        let mut rooms = Vec::new();
+        for (p, e) in peers {
+            if !e.connected_member() {
+                continue;
+            }
+            if let (Some(us), true) = (e.rtt.srtt_us(), self.fresh(&e.rtt)) {
+                rtts.own_ms.insert(*p, us as f64 / 1000.0);
+            }
+            let Some((st, at)) = &e.status else {
+                continue;
+            };
+            if at.elapsed() > stale {
+                continue;
+            }
+            let table = st
+                .rtts
+                .iter()
+                .filter_map(|r| {
+                    r.peer
+                        .parse::<PeerId>()
+                        .ok()
+                        .map(|q| (q, r.rtt_us as f64 / 1000.0))
+                })
+                .collect();
+            rtts.gossiped_ms.insert(*p, table);
+            rooms.push(NodeRoom {
+                peer: *p,
+                free_memory_bytes: st.free_memory_bytes,
+                load_per_cpu: st
+                    .load_milli
+                    .map(|l| l as f64 / 1000.0 / st.cpus.max(1) as f64),
+                vessels: st.vessels.len(),
+                draining: st.draining,
+            });
         }
-        let table = st
-            .rtts
+        Inputs {
+            rtts: Some(rtts),
+            rooms,
+            here_load_per_cpu: super::status::load_per_cpu(),
+            params: self.placement.params,
+            gathered_at: Some(Instant::now()),
+        }
+    }
+
+    /// Whether an RTT was sampled recently enough to be believed.
+    fn fresh(&self, rtt: &SmoothedRtt) -> bool {
+        rtt.age().is_some_and(|a| a <= self.rtt_stale)
+    }
+
+    /// This node's smoothed RTTs to its nearest connected members, for its
+    /// status.
+    pub fn own_rtts(&self, peers: &PeerTable) -> Vec<PeerRtt> {
+        let mut out: Vec<PeerRtt> = peers
             .iter()
-            .filter_map(|r| {
-                r.peer
-                    .parse::<PeerId>()
-                    .ok()
-                    .map(|q| (q, r.rtt_us as f64 / 1000.0))
+            .filter(|(_, e)| e.connected_member())
+            .filter(|(_, e)| self.fresh(&e.rtt))
+            .filter_map(|(p, e)| {
+                e.rtt.srtt_us().map(|us| PeerRtt {
+                    peer: p.to_string(),
+                    rtt_us: us,
+                })
             })
             .collect();
-        rtts.gossiped_ms.insert(*p, table);
-        rooms.push(NodeRoom {
-            peer: *p,
-            free_memory_bytes: st.free_memory_bytes,
-            load_per_cpu: st
-                .load_milli
-                .map(|l| l as f64 / 1000.0 / st.cpus.max(1) as f64),
-            vessels: st.vessels.len(),
-            draining: st.draining,
-        });
+        out.sort_by_key(|r| r.rtt_us);
+        out.truncate(MAX_STATUS_RTTS);
+        out
     }
-    Inputs {
-        rtts: Some(rtts),
-        rooms,
-        here_load_per_cpu: super::status::load_per_cpu(),
-        params: state.vessels_net.placement.params,
-        gathered_at: Some(Instant::now()),
-    }
-}
-
-/// Whether an RTT was sampled recently enough to be believed.
-fn fresh(rtt: &super::rtt::SmoothedRtt, state: &NodeState) -> bool {
-    rtt.age().is_some_and(|a| a <= state.vessels_net.rtt_stale)
-}
-
-/// This node's smoothed RTTs to its nearest connected members, for its
-/// status.
-pub fn own_rtts(state: &NodeState) -> Vec<PeerRtt> {
-    let mut out: Vec<PeerRtt> = state
-        .peers
-        .iter()
-        .filter(|(_, e)| e.connections > 0 && matches!(e.membership, Membership::Member(_)))
-        .filter(|(_, e)| fresh(&e.rtt, state))
-        .filter_map(|(p, e)| {
-            e.rtt.srtt_us().map(|us| PeerRtt {
-                peer: p.to_string(),
-                rtt_us: us,
-            })
-        })
-        .collect();
-    out.sort_by_key(|r| r.rtt_us);
-    out.truncate(MAX_STATUS_RTTS);
-    out
 }
 
 /// A vessel that runs here and could move now.
@@ -169,35 +226,35 @@ fn view_of(
 
 /// One placement round: refresh the inputs, and unless placement is off or
 /// a drain is under way, judge every vessel that runs here and start at
-/// most one move.
-pub fn tick(state: &mut NodeState, stale: Duration, enabled: bool) {
-    let inputs = gather(state, stale);
-    *lock(&state.vessels_net.inputs) = inputs.clone();
-    if !enabled
-        || lock(&state.vessels_net.drain)
-            .as_ref()
-            .is_some_and(|d| !d.done)
-    {
+/// most one move (through `migrator`, as `meshnode migrate` would).
+pub fn tick(
+    placer: &mut Placer,
+    migrator: &Migrator,
+    peers: &PeerTable,
+    stale: Duration,
+    enabled: bool,
+) {
+    let inputs = placer.gather(migrator.me, peers, stale);
+    *lock(&placer.inputs) = inputs.clone();
+    if !enabled || lock(&placer.drain).as_ref().is_some_and(|d| !d.done) {
         return;
     }
-    let mesh = mesh_of(state);
-    let net = &mut state.vessels_net;
     let now = Instant::now();
-    if let Some((id, to)) = net.auto {
-        let failed = match lock(&net.host).vessels.get(&id) {
+    if let Some((id, to)) = placer.auto {
+        let failed = match lock(&migrator.host).vessels.get(&id) {
             Some(l) if l.migrating => return,
             // Still here and not moving: the move was aborted.
             Some(l) => matches!(l.record, Record::Owned { .. }),
             None => false,
         };
         if failed {
-            net.placement.note_failed(id, to, now);
+            placer.placement.note_failed(id, to, now);
         }
-        net.auto = None;
+        placer.auto = None;
     }
     let rtts = inputs.rtts.expect("gathered");
     let (mut views, busy) = {
-        let h = lock(&net.host);
+        let h = lock(&migrator.host);
         let views: Vec<VesselView> = h
             .vessels
             .iter()
@@ -214,11 +271,13 @@ pub fn tick(state: &mut NodeState, stale: Duration, enabled: bool) {
         v.entries
             .retain(|(e, _)| *e == rtts.me || rtts.own_ms.contains_key(e));
     }
-    net.placement.retain(|v| views.iter().any(|w| w.id == *v));
+    placer
+        .placement
+        .retain(|v| views.iter().any(|w| w.id == *v));
     let mut whys: Vec<(VesselId, String)> = Vec::new();
     let mut chosen = None;
     for v in &views {
-        match net.placement.evaluate(
+        match placer.placement.evaluate(
             v,
             &rtts,
             &inputs.rooms,
@@ -247,7 +306,7 @@ pub fn tick(state: &mut NodeState, stale: Duration, enabled: bool) {
         }
     }
     {
-        let mut h = lock(&net.host);
+        let mut h = lock(&migrator.host);
         for (id, w) in whys {
             if let Some(l) = h.vessels.get_mut(&id) {
                 l.why = w;
@@ -267,11 +326,11 @@ pub fn tick(state: &mut NodeState, stale: Duration, enabled: bool) {
         "placement moves it nearer its clients: {there_ms:.1} ms from {} vs {here_ms:.1} ms from here",
         short(&to)
     );
-    match start_migration(&mesh, id, to, &why) {
-        Ok(()) => net.auto = Some((id, to)),
+    match start_migration(migrator, id, to, &why) {
+        Ok(()) => placer.auto = Some((id, to)),
         Err(e) => {
             warn!(vessel = %id, %to, "placement cannot move it: {e}");
-            net.placement.note_failed(id, to, now);
+            placer.placement.note_failed(id, to, now);
         }
     }
 }
@@ -288,13 +347,13 @@ pub fn set_pinned(
 /// Starts draining this node, or answers how the drain under way goes.
 /// Lists every vessel running here; pinned ones stay unless
 /// `include_pinned` (then they move and keep their pin).
-pub fn start_drain(mesh: &Mesh, include_pinned: bool) -> DrainReport {
-    let mut d = lock(&mesh.drain);
+pub fn start_drain(drains: &Drains, include_pinned: bool) -> DrainReport {
+    let mut d = lock(&drains.report);
     if let Some(r) = d.as_ref().filter(|r| !r.done) {
         return r.clone();
     }
     let vessels: Vec<DrainItem> = {
-        let h = lock(&mesh.host);
+        let h = lock(&drains.host);
         h.vessels
             .iter()
             .filter(|(_, l)| {
@@ -313,7 +372,7 @@ pub fn start_drain(mesh: &Mesh, include_pinned: bool) -> DrainReport {
             .collect()
     };
     let report = DrainReport {
-        node: mesh.me.to_string(),
+        node: drains.me.to_string(),
         done: false,
         vessels,
     };
@@ -323,23 +382,23 @@ pub fn start_drain(mesh: &Mesh, include_pinned: bool) -> DrainReport {
     );
     *d = Some(report.clone());
     drop(d);
-    let mesh = mesh.clone();
-    tokio::spawn(async move { run_drain(&mesh).await });
+    let drains = drains.clone();
+    tokio::spawn(async move { run_drain(&drains).await });
     report
 }
 
 /// The drain's report, once one was asked for.
-pub fn drain_report(mesh: &Mesh) -> Result<DrainReport, protocol::refusal::Refusal> {
-    lock(&mesh.drain).clone().ok_or_else(|| {
+pub fn drain_report(drains: &Drains) -> Result<DrainReport, protocol::refusal::Refusal> {
+    lock(&drains.report).clone().ok_or_else(|| {
         protocol::refusal::Refusal::new(
             protocol::refusal::RefusalCode::NotDraining,
-            format!("node {} is not being drained", mesh.me),
+            format!("node {} is not being drained", drains.me),
         )
     })
 }
 
-fn set_item(mesh: &Mesh, id: VesselId, state: &str, to: Option<PeerId>) {
-    if let Some(r) = lock(&mesh.drain).as_mut() {
+fn set_item(drains: &Drains, id: VesselId, state: &str, to: Option<PeerId>) {
+    if let Some(r) = lock(&drains.report).as_mut() {
         if let Some(i) = r.vessels.iter_mut().find(|i| i.id == id) {
             i.state = state.to_string();
             if let Some(t) = to {
@@ -349,13 +408,13 @@ fn set_item(mesh: &Mesh, id: VesselId, state: &str, to: Option<PeerId>) {
     }
 }
 
-async fn run_drain(mesh: &Mesh) {
-    inputs_since(mesh, Instant::now()).await;
+async fn run_drain(drains: &Drains) {
+    inputs_since(drains, Instant::now()).await;
     // Vessels sent to each node by this drain, so that the next ones
     // spread instead of all choosing the same emptiest node.
     let mut assigned: HashMap<PeerId, usize> = HashMap::new();
     loop {
-        let next = lock(&mesh.drain).as_ref().and_then(|r| {
+        let next = lock(&drains.report).as_ref().and_then(|r| {
             r.vessels
                 .iter()
                 .find(|i| i.state == "waiting")
@@ -364,18 +423,18 @@ async fn run_drain(mesh: &Mesh) {
         let Some(id) = next else {
             break;
         };
-        match drain_one(mesh, id, &mut assigned).await {
+        match drain_one(drains, id, &mut assigned).await {
             Ok(to) => {
                 info!(vessel = %id, %to, "drained");
-                set_item(mesh, id, "moved", Some(to));
+                set_item(drains, id, "moved", Some(to));
             }
             Err(e) => {
                 warn!(vessel = %id, "cannot drain it: {e}");
-                set_item(mesh, id, &format!("failed: {e}"), None);
+                set_item(drains, id, &format!("failed: {e}"), None);
             }
         }
     }
-    if let Some(r) = lock(&mesh.drain).as_mut() {
+    if let Some(r) = lock(&drains.report).as_mut() {
         r.done = true;
     }
     info!("drain finished");
@@ -385,20 +444,21 @@ async fn run_drain(mesh: &Mesh) {
 /// `asked`, so that a drain chooses by what this node knew when it was
 /// asked, not by a tick up to a placement interval older (a status that
 /// arrived in between, saying a node got busier, would be missed).
-async fn inputs_since(mesh: &Mesh, asked: Instant) {
+async fn inputs_since(drains: &Drains, asked: Instant) {
     let deadline = asked + DRAIN_ROOM_WAIT;
-    while lock(&mesh.inputs).gathered_at.is_none_or(|at| at < asked) && Instant::now() < deadline {
+    while lock(&drains.inputs).gathered_at.is_none_or(|at| at < asked) && Instant::now() < deadline
+    {
         tokio::time::sleep(DRAIN_POLL).await;
     }
 }
 
 /// Waits until vessel `id` is not migrating; answers where it went, if it
 /// left.
-async fn settle(mesh: &Mesh, id: VesselId) -> Result<Option<PeerId>, String> {
+async fn settle(drains: &Drains, id: VesselId) -> Result<Option<PeerId>, String> {
     let deadline = Instant::now() + DRAIN_MOVE_TIMEOUT;
     loop {
         {
-            let h = lock(&mesh.host);
+            let h = lock(&drains.host);
             let l = h.vessels.get(&id).ok_or("it is gone from this node")?;
             if !l.migrating {
                 return Ok(match &l.record {
@@ -418,16 +478,16 @@ async fn settle(mesh: &Mesh, id: VesselId) -> Result<Option<PeerId>, String> {
 }
 
 async fn drain_one(
-    mesh: &Mesh,
+    drains: &Drains,
     id: VesselId,
     assigned: &mut HashMap<PeerId, usize>,
 ) -> Result<PeerId, String> {
     // A move already under way (by hand, or placement's) finishes first.
-    if let Some(to) = settle(mesh, id).await? {
+    if let Some(to) = settle(drains, id).await? {
         return Ok(to);
     }
     let view = {
-        let h = lock(&mesh.host);
+        let h = lock(&drains.host);
         let l = h.vessels.get(&id).ok_or("it is gone from this node")?;
         if !movable(l) {
             return Err("it no longer runs here".into());
@@ -439,24 +499,30 @@ async fn drain_one(
     let mut failures: Vec<String> = Vec::new();
     let mut tried: Vec<PeerId> = Vec::new();
     while tried.len() < DRAIN_DESTINATIONS {
-        let Some(to) = destination(mesh, &view, assigned, &tried).await else {
+        let Some(to) = destination(drains, &view, assigned, &tried).await else {
             break;
         };
         tried.push(to);
-        set_item(mesh, id, "moving", Some(to));
-        if let Err(e) = start_migration(mesh, id, to, &format!("drained from {}", mesh.me)) {
+        set_item(drains, id, "moving", Some(to));
+        if let Err(e) = start_migration(
+            &drains.migrator,
+            id,
+            to,
+            &format!("drained from {}", drains.me),
+        ) {
             failures.push(format!("{to}: {e}"));
             continue;
         }
-        match settle(mesh, id).await? {
+        match settle(drains, id).await? {
             Some(went) => {
                 *assigned.entry(went).or_default() += 1;
                 return Ok(went);
             }
             None => {
-                let err = lock(&mesh.migrations)
-                    .get(&id)
-                    .and_then(|r| r.error.as_ref().map(|e| e.detail.clone()))
+                let err = drains
+                    .migrator
+                    .report(id)
+                    .and_then(|r| r.error.map(|e| e.detail))
                     .unwrap_or_else(|| "the migration was aborted".into());
                 warn!(vessel = %id, %to, "drain: moving it failed ({err}); trying another node");
                 failures.push(format!("{to}: {err}"));
@@ -473,15 +539,15 @@ async fn drain_one(
 /// after a start or a restart the other nodes' statuses may not be here
 /// yet: it waits for them a little before giving up.
 async fn destination(
-    mesh: &Mesh,
+    drains: &Drains,
     view: &VesselView,
     assigned: &HashMap<PeerId, usize>,
     tried: &[PeerId],
 ) -> Option<PeerId> {
     let room_deadline = Instant::now() + DRAIN_ROOM_WAIT;
     loop {
-        let inputs = lock(&mesh.inputs).clone();
-        let rtts = inputs.rtts.unwrap_or_else(|| Rtts::new(mesh.me));
+        let inputs = lock(&drains.inputs).clone();
+        let rtts = inputs.rtts.unwrap_or_else(|| Rtts::new(drains.me));
         let mut rooms = inputs.rooms;
         rooms.retain(|r| !tried.contains(&r.peer));
         for r in &mut rooms {

@@ -1,5 +1,5 @@
-//! Start-up recovery from the durable records, test-only fault points,
-//! and the checkpoint of every vessel at a clean stop.
+//! Start-up recovery from the durable records, and the checkpoint of every
+//! vessel at a clean stop.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -11,36 +11,21 @@ use protocol::vessel::{Resume, VesselId, VesselImage, VesselPlacement, VESSEL_VE
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
-use super::node::NodeState;
-use super::vessels::*;
+use super::migrate::send_commit;
+use super::state::NodeState;
+use super::vessels::Migrator;
 use crate::migration::record::{recovery_of, Recovery};
 use crate::sync::lock;
 use crate::vessel::image::{self, MemoryTracker};
 use crate::vessel::runner::Command as RunnerCmd;
 use crate::vessel::{Host, Record};
 
-/// Test-only fault injection: whether `MESHNODE_FAULT` names `point` (a
-/// step that then fails instead of exiting the node).
-pub(super) fn fault_active(point: &str) -> bool {
-    std::env::var("MESHNODE_FAULT").is_ok_and(|f| f == point)
-}
-
-/// Test-only fault injection: `MESHNODE_FAULT=<point>` makes the node exit
-/// at that point of the migration protocol, as if it crashed there. The
-/// fault tests use it to kill a node at an exact step.
-pub fn fault_point(point: &str) {
-    if std::env::var("MESHNODE_FAULT").is_ok_and(|f| f == point) {
-        eprintln!("meshnode: fault injection: exiting at {point}");
-        std::process::exit(86);
-    }
-}
-
 /// At start-up: resume every vessel this node owns from its last durable
 /// image, list the ones that ended here, and finish commits that were
 /// decided but not confirmed (the destination resumes the vessel when it
 /// hears the commit, however late).
 pub fn recover(state: &NodeState) {
-    let mesh = mesh_of(state);
+    let mesh = state.migrator();
     let records = lock(&mesh.host).read_records();
     for (id, record) in records {
         let recovery = recovery_of(&record);
@@ -78,7 +63,7 @@ pub fn recover(state: &NodeState) {
 
 /// Sends, until the destination confirms, the commit this node decided
 /// before it stopped (its `Left` record).
-fn finish_commit(mesh: &Mesh, id: VesselId, record: &Record, to: &[u8]) {
+fn finish_commit(mesh: &Migrator, id: VesselId, record: &Record, to: &[u8]) {
     let Ok(to) = PeerId::from_bytes(to) else {
         warn!(vessel = %id, "its Left record names no node; the commit cannot be sent");
         return;

@@ -21,8 +21,12 @@ use protocol::vessel::{Resume, VesselId, VesselImage};
 use tracing::{info, warn};
 
 use super::behaviour::NodeBehaviour;
-use super::node::{Membership, NodeCommand, NodeState};
-use super::vessels::*;
+use super::commands::{serve_forward, Control};
+use super::faults::fault_point;
+use super::link::NodeCommand;
+use super::peers::Membership;
+use super::state::NodeState;
+use super::vessels::{refuse, Incoming, IncomingData, Migrator, PREWARM_WAIT};
 use crate::identity::peer_public_key;
 use crate::migration::destination::{nothing_prepared, CommitPlan, Session};
 use crate::migration::record::{prepared_matches, AbortRecord};
@@ -68,7 +72,7 @@ pub fn serve_peer(
     };
     match request {
         PeerRequest::Migration(MigrationRequest::Nonce) => {
-            let n = state.vessels_net.issue(peer);
+            let n = state.migration.issue(peer);
             send_now(swarm, channel, MigrationResponse::Nonce(n).into());
         }
         PeerRequest::Migration(MigrationRequest::Offer { offer, image }) => {
@@ -78,10 +82,10 @@ pub fn serve_peer(
                 send_now(swarm, channel, PeerResponse::Refused(refusal));
                 return;
             }
-            let mesh = mesh_of(state);
-            let incoming = state.vessels_net.incoming.clone();
-            let tx = state.vessels_net.tx.clone();
-            let next_nonce = state.vessels_net.issue(peer);
+            let mesh = state.migrator();
+            let incoming = state.migration.incoming.clone();
+            let tx = state.link.tx.clone();
+            let next_nonce = state.migration.issue(peer);
             tokio::task::spawn_blocking(move || {
                 let warm = (offer.body.kind == OfferKind::Warm)
                     .then(|| protocol::cbor::decode::<Vec<ChunkedImage>>(&image).ok())
@@ -123,8 +127,8 @@ pub fn serve_peer(
                 send_now(swarm, channel, PeerResponse::Refused(refusal));
                 return;
             }
-            let host = state.vessels_net.host.clone();
-            let tx = state.vessels_net.tx.clone();
+            let host = state.host.clone();
+            let tx = state.link.tx.clone();
             tokio::task::spawn_blocking(move || {
                 let reply = super::ingress::host_take(&host, peer, &frame);
                 let _ = tx.blocking_send(NodeCommand::RespondPeer {
@@ -139,8 +143,8 @@ pub fn serve_peer(
                 send_now(swarm, channel, PeerResponse::Refused(refusal));
                 return;
             }
-            let ingress = state.vessels_net.ingress.clone();
-            let tx = state.vessels_net.tx.clone();
+            let ingress = state.ingress.clone();
+            let tx = state.link.tx.clone();
             tokio::spawn(async move {
                 let response = match super::ingress::entry_write(&ingress, peer, frame).await {
                     Ok(r) => IngressResponse::Egress(r).into(),
@@ -155,11 +159,11 @@ pub fn serve_peer(
             });
         }
         other => {
-            let mesh = mesh_of(state);
-            let incoming = state.vessels_net.incoming.clone();
-            let tx = state.vessels_net.tx.clone();
+            let control = Control::of(state);
+            let incoming = state.migration.incoming.clone();
+            let tx = state.link.tx.clone();
             tokio::spawn(async move {
-                let response = match serve_async(&mesh, &incoming, peer, other).await {
+                let response = match serve_async(&control, &incoming, peer, other).await {
                     Ok(r) => r,
                     Err(refusal) => {
                         warn!(%peer, "vessel request refused: {refusal}");
@@ -276,7 +280,7 @@ pub(super) fn check_offer(
             "misdirected offer: it names another node as its destination",
         ));
     }
-    state.vessels_net.redeem(&b.nonce, &peer)?;
+    state.migration.redeem(&b.nonce, &peer)?;
     if Hash::of(image) != b.image {
         return Err(refuse(
             RefusalCode::Tampered,
@@ -289,7 +293,7 @@ pub(super) fn check_offer(
 /// Decodes and checks an offered image and answers the chunks this node
 /// lacks. Runs off the event loop (hashing, store lookups).
 pub(super) fn accept_offer(
-    mesh: &Mesh,
+    mesh: &Migrator,
     incoming: &Arc<Mutex<Incoming>>,
     peer: PeerId,
     offer: Offer,
@@ -400,21 +404,23 @@ pub(super) fn accept_offer(
 
 /// Answers a request that is not the event loop's to answer, off the loop.
 pub(super) async fn serve_async(
-    mesh: &Mesh,
+    control: &Control,
     incoming: &Arc<Mutex<Incoming>>,
     peer: PeerId,
     request: PeerRequest,
 ) -> Result<PeerResponse, Refusal> {
     match request {
-        PeerRequest::Migration(m) => Ok(serve_migration(mesh, incoming, peer, m).await?.into()),
-        PeerRequest::Forward(f) => Ok(serve_forward(mesh, peer, f).await?.into()),
+        PeerRequest::Migration(m) => Ok(serve_migration(&control.migrator, incoming, peer, m)
+            .await?
+            .into()),
+        PeerRequest::Forward(f) => Ok(serve_forward(control, peer, f).await?.into()),
         PeerRequest::Ingress(_) => Err(refuse(RefusalCode::Internal, "handled by the event loop")),
     }
 }
 
 /// The destination side of a migration: chunks, prepare, commit, abort.
 pub(super) async fn serve_migration(
-    mesh: &Mesh,
+    mesh: &Migrator,
     incoming: &Arc<Mutex<Incoming>>,
     peer: PeerId,
     request: MigrationRequest,
@@ -710,7 +716,7 @@ pub(super) fn record_on_disk(h: &Host, vessel: VesselId) -> Option<Record> {
 /// the record (only that very move's `Prepared` record goes, and the
 /// settled record it stood over comes back).
 fn abort(
-    mesh: &Mesh,
+    mesh: &Migrator,
     incoming: &Arc<Mutex<Incoming>>,
     peer: PeerId,
     d: &DecisionBody,

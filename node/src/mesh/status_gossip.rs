@@ -9,8 +9,9 @@ use protocol::limits::MAX_STATUS_MESSAGE_BYTES;
 use tracing::debug;
 
 use super::behaviour::NodeBehaviour;
-use super::membership::*;
-use super::node::*;
+use super::membership::set_membership;
+use super::peers::Membership;
+use super::state::NodeState;
 
 pub(super) fn publish_status(
     swarm: &mut Swarm<NodeBehaviour>,
@@ -21,11 +22,7 @@ pub(super) fn publish_status(
         return;
     };
     let (vessels, services) = {
-        let mut h = state
-            .vessels_net
-            .host
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut h = state.host.lock().unwrap_or_else(|p| p.into_inner());
         h.reap();
         let vessels: Vec<String> = h
             .list()
@@ -37,13 +34,8 @@ pub(super) fn publish_status(
         (vessels, super::ingress::local_routes(&h))
     };
     let mut status = super::status::sample(vessels);
-    status.rtts = super::place::own_rtts(state);
-    status.draining = state
-        .vessels_net
-        .drain
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .is_some();
+    status.rtts = state.placer.own_rtts(&state.peers);
+    status.draining = state.placer.draining();
     status.services = services;
     let msg = StatusMessage {
         certificate: cert.clone(),
@@ -84,10 +76,7 @@ pub(super) fn judge_status(
     }
     match state.judge(&source, Some(&msg.certificate)) {
         m @ Membership::Member(_) => {
-            state
-                .vessels_net
-                .ingress
-                .learn(source, &msg.status.services);
+            state.ingress.learn(source, &msg.status.services);
             state.peer(source).status = Some((msg.status, Instant::now()));
             if state.peer(source).membership != m {
                 state.peer(source).certificate = Some(msg.certificate);

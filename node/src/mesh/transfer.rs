@@ -1,6 +1,6 @@
 //! What a migration's source sends: signed offers, and the chunks the
 //! destination lacks, a few batches in flight. The steps the source's
-//! driver ([`super::migrate`]) performs when the migration layer's source
+//! driver (`migrate.rs`) performs when the migration layer's source
 //! machine asks for them; they decide nothing themselves.
 
 use std::collections::{HashMap, HashSet};
@@ -19,8 +19,8 @@ use protocol::snapshot::{ChunkedImage, Hash};
 use protocol::vessel::VesselId;
 use tracing::warn;
 
-use super::link::{Mesh, RequestError};
-use super::migrate::set_report;
+use super::link::RequestError;
+use super::vessels::Migrator;
 use super::vessels::CHUNK_BATCHES_IN_FLIGHT;
 use crate::migration::ErrorKind;
 use crate::sync::lock;
@@ -38,7 +38,7 @@ pub(super) struct OfferSpec {
 /// happens): returns the chunks the destination lacks and its nonce for
 /// the next offer. Never retried here: the source machine decides.
 pub(super) async fn offer_once(
-    mesh: &Mesh,
+    mesh: &Migrator,
     spec: OfferSpec,
     image: Vec<u8>,
     nonce: Nonce,
@@ -55,6 +55,7 @@ pub(super) async fn offer_once(
     };
     let offer = Offer::sign(&mesh.signing, body);
     match mesh
+        .link
         .migration_once(spec.to, MigrationRequest::Offer { offer, image })
         .await?
     {
@@ -64,8 +65,8 @@ pub(super) async fn offer_once(
 }
 
 /// Asks `to` for a nonce for the next offer.
-pub(super) async fn ask_nonce(mesh: &Mesh, to: PeerId) -> Result<Nonce, RequestError> {
-    match mesh.migration(to, MigrationRequest::Nonce).await? {
+pub(super) async fn ask_nonce(mesh: &Migrator, to: PeerId) -> Result<Nonce, RequestError> {
+    match mesh.link.migration(to, MigrationRequest::Nonce).await? {
         MigrationResponse::Nonce(n) => Ok(n),
         other => Err(RequestError::unexpected(to, &other)),
     }
@@ -74,7 +75,7 @@ pub(super) async fn ask_nonce(mesh: &Mesh, to: PeerId) -> Result<Nonce, RequestE
 /// Sends the chunks `lacking` names (from `fresh` when it holds them, else
 /// read from the store), a few batches in flight. Returns bytes sent.
 pub(super) async fn send_chunks(
-    mesh: &Mesh,
+    mesh: &Migrator,
     spec: OfferSpec,
     lacking: Vec<Hash>,
     fresh: Option<&Fresh>,
@@ -97,8 +98,11 @@ pub(super) async fn send_chunks(
                 epoch: spec.epoch,
                 chunks,
             };
-            mesh.migration(spec.to, request).await.map_err(error_kind)?;
-            set_report(&mesh, spec.id, |r| {
+            mesh.link
+                .migration(spec.to, request)
+                .await
+                .map_err(error_kind)?;
+            mesh.set_report(spec.id, |r| {
                 r.bytes_sent += bytes;
                 r.chunks_sent += n;
             });

@@ -1,17 +1,13 @@
-//! Vessels on the mesh: the node ↔ node protocol (`/meshnode/vessel/2`,
-//! [`protocol::peer`]) and the control commands that use it (deploy, ps,
-//! logs, migrate, stop).
+//! The migration side's state, below the jobs that use it: [`Migrator`],
+//! the handle a task holds to move vessels and answer moves (the vessels,
+//! the link to peers, reports of migrations started here, migrations
+//! arriving, the policy), [`MigrationState`], what the event loop keeps of
+//! it (the nonce book besides), and the constants of the vessel protocol.
 //!
-//! The event loop owns the swarm; everything that takes time runs in tasks
-//! that talk to the loop through [`NodeCommand`]s: a task sends a peer
-//! request and awaits its answer ([`Mesh::request`]), and answers a request
-//! it was handed by sending the response back for the loop to deliver.
-//!
-//! Source side of a migration: [`migrate`]. Destination side:
-//! [`serve_peer`], which checks who asks before anything else (a member,
-//! with a nonce this node issued to that very peer) and keeps each incoming
-//! migration as a session of the migration layer's destination
-//! ([`Incoming`]) until the source's signed commit or abort.
+//! The jobs that use it sit above it, one each: `migrate` (the source
+//! side), `serve` (the destination side), `recover` (start-up recovery).
+//! Control and placement start and read migrations only through
+//! `migrate::start_migration` and [`Migrator::report`].
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -19,25 +15,16 @@ use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 use protocol::control::MigrationReport;
-use protocol::membership::Nonce;
-use protocol::peer::PeerResponse;
-use protocol::refusal::Refusal;
+use protocol::membership::{Nonce, PublicKey};
+use protocol::refusal::{Refusal, RefusalCode};
 use protocol::snapshot::{Hash, Manifest};
 use protocol::vessel::{VesselId, VesselImage};
-use tokio::sync::{mpsc, oneshot};
 
-pub use super::commands::*;
-pub use super::link::*;
-pub use super::migrate::*;
-use super::node::NodeCommand;
-pub use super::recover::*;
-pub use super::serve::*;
+use super::link::Link;
 use crate::migration::destination::Destination;
-pub use crate::migration::destination::INCOMING_MIGRATION_TTL;
 use crate::migration::nonce::NonceBook;
-pub use crate::migration::source::{
-    COMMIT_RETRY_INTERVAL, MAX_WARM_ROUNDS, NONCE_RETRIES, WARM_CONVERGED_CHUNKS,
-};
+use crate::migration::source::MAX_WARM_ROUNDS;
+use crate::sync::lock;
 use crate::vessel::image::{Prebuilt, Ready};
 use crate::vessel::Host;
 
@@ -56,36 +43,79 @@ pub const CHUNK_BATCHES_IN_FLIGHT: usize = 4;
 /// evict, and they are evicted at the next move).
 pub const MAX_DEPARTED_IMAGES_BEFORE_EVICT: usize = 1;
 
-/// How long a `ps` waits for each peer.
-pub const PS_PEER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How this node moves vessels. The defaults are what a user wants; the
+/// other settings exist to measure what pre-copy and deduplication buy
+/// (docs/benchmarks.md).
+#[derive(Debug, Clone, Copy)]
+pub struct MigrationPolicy {
+    /// Pre-copy rounds before the final stop (0: stop-and-copy).
+    pub warm_rounds: u32,
+    /// Send only the chunks the destination lacks (false: every chunk of
+    /// each round, as if the destination had nothing).
+    pub dedup: bool,
+}
 
-/// The vessel side of a node's state.
-pub struct VesselNet {
+impl Default for MigrationPolicy {
+    fn default() -> Self {
+        MigrationPolicy {
+            warm_rounds: MAX_WARM_ROUNDS,
+            dedup: true,
+        }
+    }
+}
+
+/// Reports of the migrations started here, by vessel.
+pub type Reports = Arc<Mutex<HashMap<VesselId, MigrationReport>>>;
+
+/// The migrations this node is receiving, by vessel.
+pub type IncomingMap = Arc<Mutex<Incoming>>;
+
+/// What a task needs to move a vessel out, or answer a move in.
+#[derive(Clone)]
+pub struct Migrator {
     pub host: Arc<Mutex<Host>>,
-    pub tx: mpsc::Sender<NodeCommand>,
-    /// Nonces issued to sources for their next offer.
-    nonces: NonceBook<PeerId>,
-    pub pending: HashMap<
-        libp2p::request_response::OutboundRequestId,
-        oneshot::Sender<Result<PeerResponse, RequestError>>,
-    >,
-    pub migrations: Arc<Mutex<HashMap<VesselId, MigrationReport>>>,
-    pub incoming: Arc<Mutex<Incoming>>,
+    pub link: Link,
+    pub me: PeerId,
+    /// Signs offers and decisions.
+    pub signing: ed25519_dalek::SigningKey,
+    /// The user keys this node trusted when the task started (an offered
+    /// vessel's deployer must be one).
+    pub trusted: Vec<PublicKey>,
+    pub migrations: Reports,
+    pub incoming: IncomingMap,
     pub policy: MigrationPolicy,
-    /// What the event loop last saw of the mesh, for placement decisions
-    /// made in tasks (drain).
-    pub inputs: Arc<Mutex<super::place::Inputs>>,
-    /// This node's drain, once one was asked for (it then takes no vessels
-    /// from placement until it restarts).
-    pub drain: Arc<Mutex<Option<protocol::control::DrainReport>>>,
-    /// The placement policy and its memory (event loop only).
-    pub placement: crate::placement::Placement,
-    /// The automatic migration in flight, if any: (vessel, destination).
-    pub auto: Option<(VesselId, PeerId)>,
-    /// An RTT with no new sample for this long is stale (its pings fail:
-    /// a partition): placement neither uses nor gossips it.
-    pub rtt_stale: Duration,
-    pub ingress: Arc<super::ingress::Ingress>,
+}
+
+impl Migrator {
+    /// Updates the report of the migration of `id` started here.
+    pub fn set_report(&self, id: VesselId, f: impl FnOnce(&mut MigrationReport)) {
+        if let Some(r) = lock(&self.migrations).get_mut(&id) {
+            f(r);
+        }
+    }
+
+    /// The report of the last migration of `id` started here, if any.
+    pub fn report(&self, id: VesselId) -> Option<MigrationReport> {
+        lock(&self.migrations).get(&id).cloned()
+    }
+
+    /// This handle, with a link that gives up at the first transport error
+    /// (for the requests sent while the vessel is paused).
+    pub fn failing_fast(&self) -> Migrator {
+        Migrator {
+            link: self.link.failing_fast(),
+            ..self.clone()
+        }
+    }
+}
+
+/// The migration side as the event loop keeps it.
+pub struct MigrationState {
+    /// Nonces issued to sources for their next offer (event loop only).
+    nonces: NonceBook<PeerId>,
+    pub migrations: Reports,
+    pub incoming: IncomingMap,
+    pub policy: MigrationPolicy,
 }
 
 /// Every migration this node is receiving: the migration layer's
@@ -118,26 +148,13 @@ pub struct IncomingData {
     pub memory: Arc<Mutex<Option<Prebuilt>>>,
 }
 
-impl VesselNet {
-    pub fn new(
-        host: Arc<Mutex<Host>>,
-        tx: mpsc::Sender<NodeCommand>,
-        ingress: Arc<super::ingress::Ingress>,
-    ) -> VesselNet {
-        VesselNet {
-            ingress,
-            host,
-            tx,
+impl MigrationState {
+    pub fn new(policy: MigrationPolicy) -> MigrationState {
+        MigrationState {
             nonces: NonceBook::default(),
-            pending: HashMap::new(),
             migrations: Arc::new(Mutex::new(HashMap::new())),
             incoming: Arc::new(Mutex::new(Incoming::default())),
-            policy: MigrationPolicy::default(),
-            inputs: Arc::new(Mutex::new(Default::default())),
-            drain: Arc::new(Mutex::new(None)),
-            placement: crate::placement::Placement::default(),
-            auto: None,
-            rtt_stale: super::place::DEFAULT_RTT_STALE,
+            policy,
         }
     }
 
@@ -152,4 +169,9 @@ impl VesselNet {
     pub(super) fn redeem(&mut self, nonce: &Nonce, peer: &PeerId) -> Result<(), Refusal> {
         self.nonces.redeem(nonce, peer, Instant::now())
     }
+}
+
+/// A refusal, with its code, as a one-line detail: `Err(refuse(code, …))`.
+pub(super) fn refuse(code: RefusalCode, detail: impl Into<String>) -> Refusal {
+    Refusal::new(code, detail)
 }

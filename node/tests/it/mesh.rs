@@ -543,7 +543,7 @@ struct InProcessNode {
     peer_id: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
-    commands: tokio::sync::mpsc::Sender<meshnode::mesh::node::NodeCommand>,
+    commands: tokio::sync::mpsc::Sender<meshnode::mesh::link::NodeCommand>,
 }
 
 impl InProcessNode {
@@ -609,7 +609,7 @@ impl InProcessNode {
     fn peers(&self) -> Vec<protocol::control::PeerInfo> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.commands
-            .blocking_send(meshnode::mesh::node::NodeCommand::Peers(tx))
+            .blocking_send(meshnode::mesh::link::NodeCommand::Peers(tx))
             .unwrap();
         rx.blocking_recv().unwrap()
     }

@@ -43,7 +43,7 @@ struct Adversary {
 }
 
 fn peer_of(addr: &Multiaddr) -> PeerId {
-    meshnode::mesh::node::peer_of(addr).expect("the address ends in /p2p/ID")
+    meshnode::mesh::peers::peer_of(addr).expect("the address ends in /p2p/ID")
 }
 
 impl Adversary {
