@@ -172,8 +172,8 @@ fn wait_end(runner: &Runner) -> Option<i32> {
     runner.exit().unwrap().1
 }
 
-/// The output of an uninterrupted run of `p`, on a thread of its own (it
-/// runs while the test runs its own copy).
+/// The output of an uninterrupted run of `source`, on a thread of its own
+/// (it runs while the test's resumed vessel does).
 fn reference_run(source: &'static str, args: &[&str]) -> std::thread::JoinHandle<(Exit, String)> {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     std::thread::spawn(move || {
@@ -195,7 +195,6 @@ fn copies_reach_a_vessel_that_naps_between_writes() {
     let _cpu = crate::support::shared_cpu();
     const SOURCE: &str = "node/tests/it/programs/napper.c";
     let args = ["napper", NAPPER_MIB, "150", "16"];
-    let reference = reference_run(SOURCE, &args);
     let p = program(SOURCE);
     let out = Output::default();
     let runner = start(fresh(&p, &args, &out, None));
@@ -221,6 +220,9 @@ fn copies_reach_a_vessel_that_naps_between_writes() {
     let (paused, took) = pause(&runner);
     eprintln!("pause between naps: {took:?}");
     assert!(took <= ANSWER_LIMIT);
+    // Started only now, so that it does not load the machine while the
+    // commands are timed.
+    let reference = reference_run(SOURCE, &args);
     let later = Output::default();
     let resumed = resume(&p, paused, &later, None);
     assert_eq!(wait_end(&resumed), Some(0), "{}", text(&later));
@@ -240,7 +242,6 @@ fn a_copy_and_a_pause_reach_a_vessel_in_a_ten_second_sleep() {
     let _cpu = crate::support::shared_cpu();
     const SOURCE: &str = "node/tests/it/programs/napper.c";
     let args = ["napper", NAPPER_MIB, "1", "10000"];
-    let reference = reference_run(SOURCE, &args);
     let p = program(SOURCE);
     let out = Output::default();
     let runner = start(fresh(&p, &args, &out, None));
@@ -268,6 +269,9 @@ fn a_copy_and_a_pause_reach_a_vessel_in_a_ten_second_sleep() {
         paused.vessel.memory() == &last[..],
         "the memory the pause captured differs from the copy taken during the same sleep"
     );
+    // Started only now, so that it does not load the machine while the
+    // commands are timed.
+    let reference = reference_run(SOURCE, &args);
     let later = Output::default();
     let resumed = resume(&p, paused, &later, None);
     assert_eq!(wait_end(&resumed), Some(0), "{}", text(&later));
