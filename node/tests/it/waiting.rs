@@ -203,7 +203,10 @@ fn copies_reach_a_vessel_that_naps_between_writes() {
     let deadline = Instant::now() + RUN_LIMIT;
     // At least 12 copies, and until the copies show a few naps go by.
     while times.len() < 12 || counts.last() < Some(&(counts[0] + 3)) {
-        assert!(Instant::now() < deadline, "its naps never advanced: {counts:?}");
+        assert!(
+            Instant::now() < deadline,
+            "its naps never advanced: {counts:?}"
+        );
         let (memory, took) = copy(&runner);
         counts.push(naps_begun(&memory));
         times.push(took);
@@ -350,4 +353,47 @@ fn a_copy_and_a_pause_reach_a_service_blocked_in_accept_and_recv() {
         text(&out),
         "client 1: echoed 5000 bytes in few recv calls\n"
     );
+}
+
+/// Goal (issue 12's migration test): a waiting vessel of 16 MiB, napping
+/// 16 ms between writes, gets pre-copy when it moves (today the copy times
+/// out and the move goes straight to the final round, `rounds: 0`), and
+/// ends on the destination as an uninterrupted run, no nap cut short.
+/// Asserted from the migration report's counter, not from a timing.
+#[test]
+fn a_napping_vessel_moves_with_pre_copy_rounds() {
+    let _cpu = crate::support::shared_cpu();
+    const SOURCE: &str = "node/tests/it/programs/napper.c";
+    let args = ["napper", NAPPER_MIB, "600", "16"];
+    let mesh = crate::mesh_vessels::Mesh::new(0, 4_000_000);
+    let wasm = compile_c(SOURCE, &[]);
+    let spec = crate::corpus::Spec {
+        name: "napper".into(),
+        args: args[1..].iter().map(|a| a.to_string()).collect(),
+        ..Default::default()
+    };
+    let vessel = mesh.deploy(0, &wasm, &spec, &[]);
+    let logged = |node: usize| String::from_utf8_lossy(&mesh.logs(node, &vessel).0).into_owned();
+    assert!(
+        runner::wait_until(RUN_LIMIT, || logged(0).contains("ready")),
+        "it never filled its memory: {}",
+        logged(0)
+    );
+    let reference = reference_run(SOURCE, &args);
+    let report = mesh
+        .migrate(0, &vessel, 1)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report["phase"], "done", "{report}");
+    eprintln!("the move: {report}");
+    let rounds = report["rounds"].as_u64().unwrap();
+    assert!(
+        rounds > 0,
+        "the napping vessel moved without pre-copy: {report}"
+    );
+    let row = mesh.wait_end(1, &vessel);
+    assert_eq!(row["exit_code"], 0, "{row}");
+    let (exit, expected) = reference.join().unwrap();
+    assert_eq!(exit, Exit::Code(0));
+    assert!(expected.contains("short 0,"), "{expected}");
+    assert_eq!(logged(1), expected);
 }
