@@ -284,6 +284,44 @@ fn a_copy_and_a_pause_reach_a_vessel_in_a_ten_second_sleep() {
     assert!(expected.contains("naps 1, short 0,"), "{expected}");
 }
 
+/// Goal (the test as it words it): a memory copy and a pause reach
+/// a vessel blocked in a one-hour sleep within 100 ms; and a stop ends such
+/// a vessel's thread at once (it used to outlive the stop by the hour).
+#[test]
+fn a_copy_a_pause_and_a_stop_reach_a_vessel_in_a_one_hour_sleep() {
+    let _cpu = crate::support::shared_cpu();
+    const HOUR_MS: &str = "3600000";
+    let p = program("node/tests/it/programs/napper.c");
+    let out = Output::default();
+    let runner = start(fresh(&p, &["napper", NAPPER_MIB, "1", HOUR_MS], &out, None));
+    let stopped_out = Output::default();
+    let stopped = start(fresh(
+        &p,
+        &["napper", "1", "1", HOUR_MS],
+        &stopped_out,
+        None,
+    ));
+    wait_for_output(&out, "ready");
+    let times: Vec<Duration> = (0..8).map(|_| copy(&runner).1).collect();
+    let typical = median("copies in a one-hour sleep", times.clone());
+    assert!(typical <= PROMPT, "copies in a one-hour sleep: {times:?}");
+    let (paused, took) = pause(&runner);
+    assert!(took <= PROMPT, "the pause took {took:?}");
+    assert_eq!(naps_begun(paused.vessel.memory()), 1, "not in its sleep");
+
+    wait_for_output(&stopped_out, "ready");
+    let (memory, _) = copy(&stopped);
+    assert_eq!(naps_begun(&memory), 1, "not in its sleep");
+    let asked = Instant::now();
+    stopped.send(Command::Stop).unwrap();
+    assert!(
+        runner::wait_until(ANSWER_LIMIT, || stopped.exit().is_some()),
+        "a stop did not end a vessel in a one-hour sleep"
+    );
+    eprintln!("stop in a one-hour sleep: {:?}", asked.elapsed());
+    assert_eq!(stopped.exit().unwrap().0, "stopped");
+}
+
 /// Runs the hub's network side for one connection: delivers `data`, and
 /// collects what the vessel sends back until `want` bytes came.
 fn echo_round(hub: &BufferHub, id: u64, data: &[u8], want: usize, got: &mut Vec<u8>) {
