@@ -8,8 +8,9 @@
 //!   from an image; it left for another node at an epoch (the source's
 //!   commit point); it was prepared here but not committed yet; it ended.
 //! - [`runner`]: the thread that runs one vessel in fuel slices and takes
-//!   commands between slices (copy memory for a pre-copy round, pause at the
-//!   next migration point, stop).
+//!   commands (copy memory for a pre-copy round, pause at the next
+//!   migration point, stop) between slices, or at once from inside a host
+//!   call that waits.
 //! - [`image`]: turning a paused vessel into a [`VesselImage`] (snapshot,
 //!   volumes, log) and back.
 //! - [`log`]: the ordered stdout/stderr log, by absolute offset.

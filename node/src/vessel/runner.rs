@@ -1,11 +1,19 @@
-//! The thread that runs one vessel in fuel slices. Between two slices it
-//! takes commands: copy the memory for a pre-copy round (the vessel keeps
-//! running), pause at the next migration point (the vessel unwinds and is
-//! captured), or stop.
+//! The thread that runs one vessel in fuel slices, and the commands it
+//! takes: copy the memory for a pre-copy round (the vessel keeps running),
+//! pause at the next migration point (the vessel unwinds and is captured),
+//! or stop.
+//!
+//! Commands wait in an [`Inbox`]. The thread takes them between two slices,
+//! and a vessel blocked in a host call (a sleep, a socket) hears of them
+//! at once: the inbox is the dock's [`Owner`], and [`Runner::send`] rings
+//! the doorbell that wakes the call (dock::wasi's `wait`). The call copies
+//! the memory right there, which is exact because the guest runs no code
+//! while it waits; for a pause or a stop it gives up its wait and the
+//! vessel unwinds from inside it.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -13,16 +21,15 @@ use protocol::vessel::VesselId;
 use tokio::sync::oneshot;
 
 use super::log::VesselLog;
+use crate::dock::wasi::{Attend, Doorbell, Owner};
 use crate::dock::{Capture, Exit, Slice, Vessel};
 
-/// How long a vessel that unwound from inside a blocking call waits for
-/// the pause command that raised the interrupt (it is sent right after).
-pub const PAUSE_COMMAND_WAIT: Duration = Duration::from_secs(5);
-
 pub enum Command {
-    /// Copy the memory as it is between two slices.
+    /// Copy the memory as it is between two slices, or inside a host call
+    /// that waits.
     CopyMemory(oneshot::Sender<Vec<u8>>),
-    /// Unwind at the next migration point and hand over the capture.
+    /// Unwind at the next migration point, or from inside a blocking call
+    /// that waits, and hand over the capture.
     Pause(oneshot::Sender<Result<Paused, String>>),
     Stop,
 }
@@ -49,6 +56,75 @@ impl Paused {
     }
 }
 
+/// The commands sent to one vessel and not taken yet.
+#[derive(Default)]
+struct Queue {
+    commands: VecDeque<Command>,
+    /// A pause or a stop was sent, or the host dropped its [`Runner`]: the
+    /// vessel must unwind (or end) and never run on here.
+    unwind: bool,
+    /// The host dropped its [`Runner`]: nobody will ask anything more.
+    closed: bool,
+    /// The thread has ended: a command sent now would never be taken.
+    ended: bool,
+}
+
+/// Where the host's commands wait for the vessel's thread.
+#[derive(Default)]
+struct Inbox {
+    queue: Mutex<Queue>,
+}
+
+impl Inbox {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes every queued command, and whether the host has gone.
+    fn take(&self) -> (Vec<Command>, bool) {
+        let mut q = self.lock();
+        (q.commands.drain(..).collect(), q.closed)
+    }
+
+    /// The thread ends: commands still queued are dropped (their senders
+    /// learn it), and later ones are refused.
+    fn end(&self) {
+        let mut q = self.lock();
+        q.ended = true;
+        q.commands.clear();
+    }
+}
+
+impl Owner for Inbox {
+    /// Inside a host call that waits: copies the memory for every queued
+    /// copy request (the guest runs no code meanwhile, so this is the
+    /// memory a slice end would show), and leaves the rest for the thread.
+    fn attend(&self, memory: &[u8]) -> Attend {
+        let (copies, unwind) = {
+            let mut q = self.lock();
+            let mut copies = Vec::new();
+            let mut rest = VecDeque::new();
+            for cmd in q.commands.drain(..) {
+                match cmd {
+                    Command::CopyMemory(reply) => copies.push(reply),
+                    other => rest.push_back(other),
+                }
+            }
+            q.commands = rest;
+            (copies, q.unwind)
+        };
+        // Copied without the lock: a send meanwhile does not wait for it.
+        for reply in copies {
+            let _ = reply.send(memory.to_vec());
+        }
+        if unwind {
+            Attend::Unwind
+        } else {
+            Attend::Wait
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 enum State {
     Running,
@@ -66,23 +142,28 @@ struct Shared {
 
 /// The handle the host keeps.
 pub struct Runner {
-    /// Raised with a pause: makes a vessel that waits in `poll_oneoff` give
-    /// up the wait and unwind from inside it.
-    interrupt: Arc<std::sync::atomic::AtomicBool>,
-    tx: mpsc::Sender<Command>,
+    inbox: Arc<Inbox>,
+    /// Wakes the vessel's host call if it waits, so that it attends to the
+    /// inbox.
+    bell: Arc<Doorbell>,
     shared: Arc<Shared>,
     _thread: JoinHandle<()>,
 }
 
 impl Runner {
+    /// Queues a command for the vessel: it is taken at the end of the
+    /// running slice, or at once if the vessel waits in a host call.
     pub fn send(&self, cmd: Command) -> Result<(), String> {
-        if matches!(cmd, Command::Pause(_)) {
-            self.interrupt
-                .store(true, std::sync::atomic::Ordering::Relaxed);
+        {
+            let mut q = self.inbox.lock();
+            if q.ended {
+                return Err("the vessel ended before it could move".to_string());
+            }
+            q.unwind |= matches!(cmd, Command::Pause(_) | Command::Stop);
+            q.commands.push_back(cmd);
         }
-        self.tx
-            .send(cmd)
-            .map_err(|_| "the vessel ended before it could move".to_string())
+        self.bell.ring();
+        Ok(())
     }
 
     /// How it ended: (text, exit code or None for a trap).
@@ -112,6 +193,19 @@ impl Runner {
     }
 }
 
+impl Drop for Runner {
+    /// The host forgot the vessel: its thread ends at its next look at the
+    /// inbox, also from inside a wait.
+    fn drop(&mut self) {
+        {
+            let mut q = self.inbox.lock();
+            q.closed = true;
+            q.unwind = true;
+        }
+        self.bell.ring();
+    }
+}
+
 fn set(shared: &Shared, s: State) {
     *shared.state.lock().unwrap_or_else(|p| p.into_inner()) = s;
 }
@@ -123,115 +217,163 @@ pub fn spawn(
     _dir: PathBuf,
     log: Arc<Mutex<VesselLog>>,
 ) -> std::io::Result<Runner> {
-    let (tx, rx) = mpsc::channel::<Command>();
-    let interrupt = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    vessel.wasi_mut().set_interrupt(interrupt.clone());
+    let inbox = Arc::new(Inbox::default());
+    let bell = vessel.wasi_mut().set_owner(inbox.clone());
     let shared = Arc::new(Shared {
         state: Mutex::new(State::Running),
         run_ms: Mutex::new(0),
         memory_bytes: std::sync::atomic::AtomicU64::new(vessel.memory().len() as u64),
     });
-    let s = shared.clone();
-    let pace = slice_pace();
+    let worker = Worker {
+        vessel,
+        inbox: inbox.clone(),
+        shared: shared.clone(),
+        log,
+        pace: slice_pace(),
+        pause: None,
+        asked: false,
+    };
     let thread = std::thread::Builder::new()
         .name(format!("vessel-{id}"))
-        .spawn(move || {
-            let started = Instant::now();
-            let mut pause: Option<oneshot::Sender<Result<Paused, String>>> = None;
-            let mut asked = false;
-            loop {
-                loop {
-                    match rx.try_recv() {
-                        Ok(Command::CopyMemory(reply)) => {
-                            let _ = reply.send(vessel.memory().to_vec());
-                        }
-                        Ok(Command::Pause(reply)) => {
-                            pause = Some(reply);
-                            asked = false;
-                        }
-                        Ok(Command::Stop) => {
-                            set(&s, State::Ended("stopped".into(), None));
-                            return;
-                        }
-                        Err(mpsc::TryRecvError::Empty) => break,
-                        // The host dropped us: stop.
-                        Err(mpsc::TryRecvError::Disconnected) => return,
-                    }
-                }
-                if pause.is_some() && !asked {
-                    // False while rewinding: ask again after the next slice.
-                    asked = vessel.request_unwind();
-                }
-                let slice = vessel.run_slice();
-                *s.run_ms.lock().unwrap_or_else(|p| p.into_inner()) =
-                    started.elapsed().as_millis() as u64;
-                s.memory_bytes.store(
-                    vessel.memory().len() as u64,
-                    std::sync::atomic::Ordering::Relaxed,
-                );
-                match slice {
-                    Slice::Yielded => {
-                        if let Some(p) = pace {
-                            std::thread::sleep(p);
-                        }
-                    }
-                    Slice::Unwound => {
-                        let at = Instant::now();
-                        // Unwound from inside a blocking call: the pause was
-                        // raised from outside, its command is still queued.
-                        while pause.is_none() {
-                            match rx.recv_timeout(PAUSE_COMMAND_WAIT) {
-                                Ok(Command::Pause(reply)) => pause = Some(reply),
-                                Ok(Command::CopyMemory(reply)) => {
-                                    let _ = reply.send(vessel.memory().to_vec());
-                                }
-                                Ok(Command::Stop) | Err(_) => break,
-                            }
-                        }
-                        let capture = vessel.capture_state(0).map_err(|e| e.to_string());
-                        set(&s, State::Paused);
-                        match pause.take() {
-                            Some(reply) => {
-                                let _ = reply.send(capture.map(|capture| Paused {
-                                    capture,
-                                    vessel,
-                                    at,
-                                }));
-                            }
-                            None => set(
-                                &s,
-                                State::Ended("unwound with nobody to capture it".into(), None),
-                            ),
-                        }
-                        return;
-                    }
-                    Slice::Exited(exit) => {
-                        let (text, code) = match exit {
-                            Exit::Code(c) => (format!("exit code {c}"), Some(c as i32)),
-                            Exit::Trap(t) => (format!("trap: {t}"), None),
-                        };
-                        // A pause asked of an ending vessel: it ended first.
-                        if let Some(reply) = pause.take() {
-                            let _ = reply.send(Err(format!(
-                                "the vessel ended before it could move ({text})"
-                            )));
-                        }
-                        log.lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .bytes
-                            .shrink_to_fit();
-                        set(&s, State::Ended(text, code));
-                        return;
-                    }
-                }
-            }
-        })?;
+        .spawn(move || worker.run())?;
     Ok(Runner {
-        interrupt,
-        tx,
+        inbox,
+        bell,
         shared,
         _thread: thread,
     })
+}
+
+type PauseReply = oneshot::Sender<Result<Paused, String>>;
+
+/// The vessel's thread: runs slices and takes commands between them.
+struct Worker {
+    vessel: Vessel,
+    inbox: Arc<Inbox>,
+    shared: Arc<Shared>,
+    log: Arc<Mutex<VesselLog>>,
+    pace: Option<Duration>,
+    /// The pause asked for, until the vessel unwinds.
+    pause: Option<PauseReply>,
+    /// Whether the unwind was requested of the vessel yet.
+    asked: bool,
+}
+
+/// What the thread does after taking the queued commands.
+enum Next {
+    Run,
+    /// The vessel ended here (stopped, or the host dropped its runner).
+    End,
+}
+
+impl Worker {
+    fn run(mut self) {
+        let started = Instant::now();
+        loop {
+            if let Next::End = self.take_commands() {
+                break;
+            }
+            if self.pause.is_some() && !self.asked {
+                // False while rewinding: ask again after the next slice.
+                self.asked = self.vessel.request_unwind();
+            }
+            let slice = self.vessel.run_slice();
+            *self.shared.run_ms.lock().unwrap_or_else(|p| p.into_inner()) =
+                started.elapsed().as_millis() as u64;
+            self.shared.memory_bytes.store(
+                self.vessel.memory().len() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            match slice {
+                Slice::Yielded => {
+                    if let Some(p) = self.pace {
+                        std::thread::sleep(p);
+                    }
+                }
+                Slice::Unwound => {
+                    let inbox = self.inbox.clone();
+                    self.unwound();
+                    inbox.end();
+                    return;
+                }
+                Slice::Exited(exit) => {
+                    self.exited(exit);
+                    break;
+                }
+            }
+        }
+        self.inbox.end();
+    }
+
+    /// Takes the queued commands between two slices.
+    fn take_commands(&mut self) -> Next {
+        let (commands, closed) = self.inbox.take();
+        for cmd in commands {
+            match cmd {
+                Command::CopyMemory(reply) => {
+                    let _ = reply.send(self.vessel.memory().to_vec());
+                }
+                Command::Pause(reply) => {
+                    self.pause = Some(reply);
+                    self.asked = false;
+                }
+                Command::Stop => {
+                    set(&self.shared, State::Ended("stopped".into(), None));
+                    return Next::End;
+                }
+            }
+        }
+        // The host dropped us: stop.
+        if closed {
+            return Next::End;
+        }
+        Next::Run
+    }
+
+    /// The vessel unwound, at a migration point or from inside a blocking
+    /// call that gave up its wait: the command that asked for it is a pause
+    /// (taken already, or still queued), a stop, or the host's leaving.
+    fn unwound(mut self) {
+        let at = Instant::now();
+        if let Next::End = self.take_commands() {
+            return;
+        }
+        let Some(reply) = self.pause.take() else {
+            set(
+                &self.shared,
+                State::Ended("unwound with nobody to capture it".into(), None),
+            );
+            return;
+        };
+        let capture = self.vessel.capture_state(0).map_err(|e| e.to_string());
+        set(&self.shared, State::Paused);
+        let vessel = self.vessel;
+        let _ = reply.send(capture.map(|capture| Paused {
+            capture,
+            vessel,
+            at,
+        }));
+    }
+
+    /// The vessel ended by itself: an exit or a trap.
+    fn exited(&mut self, exit: Exit) {
+        let (text, code) = match exit {
+            Exit::Code(c) => (format!("exit code {c}"), Some(c as i32)),
+            Exit::Trap(t) => (format!("trap: {t}"), None),
+        };
+        // A pause asked of an ending vessel: it ended first.
+        if let Some(reply) = self.pause.take() {
+            let _ = reply.send(Err(format!(
+                "the vessel ended before it could move ({text})"
+            )));
+        }
+        self.log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .bytes
+            .shrink_to_fit();
+        set(&self.shared, State::Ended(text, code));
+    }
 }
 
 /// Test pacing: `MESHNODE_TEST_SLICE_PACE_MS=N` sleeps N ms after every

@@ -17,3 +17,4 @@ mod migrate;
 mod placement;
 mod snapshot;
 mod support;
+mod waiting;

@@ -114,6 +114,12 @@ pub trait ServiceHub: Send + Sync {
     /// Blocks until the generation is no longer `seen`, or `timeout`
     /// passes (`None`: no timeout). Returns the generation then.
     fn wait(&self, seen: u64, timeout: Option<Duration>) -> u64;
+
+    /// Ends every [`wait`](Self::wait) now by moving the generation on, as
+    /// a change would: the vessel's owner wants the waiting call's
+    /// attention (dock::wasi's `wait`). A waiter that finds nothing new
+    /// simply looks again.
+    fn wake(&self);
 }
 
 /// Why the network side could not add a connection.
@@ -737,6 +743,10 @@ impl ServiceHub for BufferHub {
 
     fn wait(&self, seen: u64, timeout: Option<Duration>) -> u64 {
         self.wait_inner(seen, timeout)
+    }
+
+    fn wake(&self) {
+        self.update(|_| ((), true))
     }
 }
 

@@ -72,14 +72,15 @@ pub struct WasiCtx {
     pub(super) hub: Option<Arc<dyn ServiceHub>>,
     /// Set by `proc_exit`, read by the dock.
     pub exit_code: Option<u32>,
-    /// Raised from another thread when the vessel should unwind (a
-    /// migration wants it) even while it waits in `poll_oneoff`.
-    pub(super) interrupt: Option<Arc<std::sync::atomic::AtomicBool>>,
-    /// Whether the running `poll_oneoff` may be interrupted (the module is
-    /// instrumented and not rewinding), set by the host function.
+    /// The vessel's owner (the runner), whom a waiting call listens to
+    /// (see `wait`).
+    pub(super) owner: Option<super::wait::OwnerLink>,
+    /// Whether the running call may give up its wait so that the vessel
+    /// unwinds (a blocking import of an instrumented module), set by its
+    /// host function.
     pub(super) interruptible: bool,
-    /// The last `poll_oneoff` gave up its wait because of `interrupt`: the
-    /// host function makes the vessel unwind instead of returning events.
+    /// The running call gave up its wait for the owner: its host function
+    /// makes the vessel unwind instead of returning results.
     pub(super) interrupted: bool,
 }
 

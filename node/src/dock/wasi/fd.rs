@@ -15,10 +15,12 @@ use super::mem::MAX_IO_BYTES;
 use super::stat::{encode_filestat, filetype_of, time_specs};
 
 impl WasiCtx {
-    pub fn fd_read(&mut self, fd: u32, len: usize) -> Result<Vec<u8>, Errno> {
+    /// `memory`: the guest's memory, for the owner while a socket read
+    /// waits.
+    pub fn fd_read(&mut self, fd: u32, len: usize, memory: &[u8]) -> Result<Vec<u8>, Errno> {
         // A socket's descriptor holds its unread bytes: not cloned.
         match &self.desc(fd)?.kind {
-            DescriptorKind::Connection(_) => return self.sock_recv(fd, len, 0),
+            DescriptorKind::Connection(_) => return self.sock_recv(fd, len, 0, memory),
             // Reading a listener: EBADF, as wasmtime (Linux: ENOTCONN).
             DescriptorKind::Listener(_) => return Err(Errno::BADF),
             _ => {}
@@ -62,9 +64,11 @@ impl WasiCtx {
         }
     }
 
-    pub fn fd_write(&mut self, fd: u32, data: &[u8]) -> Result<usize, Errno> {
+    /// `memory`: the guest's memory, for the owner while a socket write
+    /// waits.
+    pub fn fd_write(&mut self, fd: u32, data: &[u8], memory: &[u8]) -> Result<usize, Errno> {
         match &self.desc(fd)?.kind {
-            DescriptorKind::Connection(_) => return self.sock_send(fd, data),
+            DescriptorKind::Connection(_) => return self.sock_send(fd, data, memory),
             DescriptorKind::Listener(_) => return Err(Errno::BADF),
             _ => {}
         }

@@ -46,6 +46,88 @@ fn with_mem<T: WasiView>(
     })
 }
 
+/// Runs a blocking import of the rewriter (`poll_oneoff`, `fd_read`,
+/// `sock_accept`, `sock_recv`; docs/rewriter.md §3.4) like [`with_mem`],
+/// and lets its wait be given up for the vessel's owner: then the call did
+/// nothing the guest can see, and the vessel unwinds from inside it (state
+/// 1, dummy result). On resume the same call is re-issued (state 2): it
+/// sets the state to 0 and runs for real, waiting only for what was left.
+fn blocking<T: WasiView>(
+    caller: &mut Caller<'_, T>,
+    f: impl FnOnce(&mut GuestMemory<'_>, &mut WasiCtx) -> Result<(), Errno>,
+) -> Result<i32, Error> {
+    use wasm_rewriter::abi::{STATE_EXPORT, STATE_REWINDING, STATE_RUNNING, STATE_UNWINDING};
+    let state = caller
+        .get_export(STATE_EXPORT)
+        .and_then(|e| e.into_global());
+    if let Some(g) = state {
+        if g.get(&*caller).i32() == Some(STATE_REWINDING) {
+            g.set(&mut *caller, Val::I32(STATE_RUNNING))?;
+            caller.data_mut().rewind_reissued()?;
+        }
+    }
+    caller.data_mut().wasi().interruptible = state.is_some();
+    let r = with_mem(caller, f);
+    let ctx = caller.data_mut().wasi();
+    ctx.interruptible = false;
+    if std::mem::take(&mut ctx.interrupted) {
+        if let Some(g) = state {
+            g.set(&mut *caller, Val::I32(STATE_UNWINDING))?;
+        }
+        return Ok(0);
+    }
+    r
+}
+
+/// `poll_oneoff`: reads the subscriptions, waits ([`WasiCtx::poll`]) and
+/// writes the events.
+fn poll_oneoff(
+    mem: &mut GuestMemory<'_>,
+    ctx: &mut WasiCtx,
+    subs_ptr: u32,
+    events_ptr: u32,
+    nsubs: u32,
+    nevents: u32,
+) -> Result<(), Errno> {
+    // Each subscription is 48 bytes; a bigger list than this is a guest
+    // bug, not a real wait.
+    const MAX_SUBSCRIPTIONS: u32 = 4096;
+    if nsubs == 0 || nsubs > MAX_SUBSCRIPTIONS {
+        return Err(Errno::INVAL);
+    }
+    mem.slice(subs_ptr, nsubs * SUBSCRIPTION_SIZE)?;
+    mem.slice(events_ptr, nsubs * EVENT_SIZE)?;
+    mem.slice(nevents, 4)?;
+    let mut subs = Vec::with_capacity(nsubs as usize);
+    for i in 0..nsubs {
+        let at = subs_ptr + i * SUBSCRIPTION_SIZE;
+        let userdata = mem.read_u64(at)?;
+        let sub = match mem.read_u8(at + 8)? {
+            EVENTTYPE_CLOCK => Subscription::Clock {
+                id: mem.read_u32(at + 16)?,
+                timeout_ns: mem.read_u64(at + 24)?,
+                absolute: mem.read_u16(at + 40)? & SUBCLOCKFLAGS_ABSTIME != 0,
+            },
+            EVENTTYPE_FD_READ => Subscription::FdRead(mem.read_u32(at + 16)?),
+            EVENTTYPE_FD_WRITE => Subscription::FdWrite(mem.read_u32(at + 16)?),
+            _ => return Err(Errno::INVAL),
+        };
+        subs.push((userdata, sub));
+    }
+    let events = ctx.poll(&subs, mem.bytes())?;
+    for (i, (userdata, errno, ty, nbytes, flags)) in events.iter().enumerate() {
+        let at = events_ptr + i as u32 * EVENT_SIZE;
+        let mut rec = [0u8; EVENT_SIZE as usize];
+        rec[0..8].copy_from_slice(&userdata.to_le_bytes());
+        rec[8..10].copy_from_slice(&errno.0.to_le_bytes());
+        rec[10] = *ty;
+        rec[16..24].copy_from_slice(&nbytes.to_le_bytes());
+        rec[24..26].copy_from_slice(&flags.to_le_bytes());
+        mem.write_bytes(at, &rec)?;
+    }
+    mem.write_u32(nevents, events.len() as u32)
+}
+
 /// Every preview1 function, in the order of the specification. Used by the
 /// docs test to check that `docs/wasi.md` lists them all.
 pub const FUNCTIONS: &[&str] = &[
@@ -137,6 +219,14 @@ pub fn add_to_linker<T: WasiView + 'static>(linker: &mut Linker<T>) -> Result<()
         ($name:literal, |$mem:ident, $ctx:ident $(, $arg:ident : $ty:ty)*| $body:block) => {
             linker.func_wrap(MODULE, $name, |mut caller: Caller<'_, T> $(, $arg: $ty)*| -> Result<i32, Error> {
                 with_mem(&mut caller, |$mem, $ctx| $body)
+            })?;
+        };
+    }
+    // A blocking import of the rewriter (see `blocking`).
+    macro_rules! blocking {
+        ($name:literal, |$mem:ident, $ctx:ident $(, $arg:ident : $ty:ty)*| $body:block) => {
+            linker.func_wrap(MODULE, $name, |mut caller: Caller<'_, T> $(, $arg: $ty)*| -> Result<i32, Error> {
+                blocking(&mut caller, |$mem, $ctx| $body)
             })?;
         };
     }
@@ -264,18 +354,18 @@ pub fn add_to_linker<T: WasiView + 'static>(linker: &mut Linker<T>) -> Result<()
         let n = ctx.fd_pwrite(fd, &data, offset)?;
         mem.write_u32(nwritten, n as u32)
     });
-    wasi!("fd_read", |mem,
-                      ctx,
-                      fd: u32,
-                      iovs: u32,
-                      iovs_len: u32,
-                      nread: u32| {
+    blocking!("fd_read", |mem,
+                          ctx,
+                          fd: u32,
+                          iovs: u32,
+                          iovs_len: u32,
+                          nread: u32| {
         let iovs = mem.iovecs(iovs, iovs_len)?;
         // Check the result pointer first: a read that consumed input must
         // be able to say so.
         mem.slice(nread, 4)?;
         let want: usize = iovs.iter().map(|&(_, l)| l as usize).sum();
-        let data = ctx.fd_read(fd, want)?;
+        let data = ctx.fd_read(fd, want, mem.bytes())?;
         mem.scatter(&iovs, &data)?;
         mem.write_u32(nread, data.len() as u32)
     });
@@ -320,7 +410,7 @@ pub fn add_to_linker<T: WasiView + 'static>(linker: &mut Linker<T>) -> Result<()
         // able to say so.
         mem.slice(nwritten, 4)?;
         let data = mem.gather(&iovs)?;
-        let n = ctx.fd_write(fd, &data)?;
+        let n = ctx.fd_write(fd, &data, mem.bytes())?;
         mem.write_u32(nwritten, n as u32)
     });
     wasi!(
@@ -444,85 +534,14 @@ pub fn add_to_linker<T: WasiView + 'static>(linker: &mut Linker<T>) -> Result<()
             ctx.path_unlink_file(fd, &p)
         }
     );
-    // poll_oneoff is a blocking import for the rewriter (docs/rewriter.md,
-    // §3.4): a migration may make it give up its wait, and then the vessel
-    // unwinds from inside it; on resume the same call is re-issued (state 2)
-    // and waits for what was left.
-    linker.func_wrap(
-        MODULE,
-        "poll_oneoff",
-        |mut caller: Caller<'_, T>,
-         subs_ptr: u32,
-         events_ptr: u32,
-         nsubs: u32,
-         nevents: u32|
-         -> Result<i32, Error> {
-            use wasm_rewriter::abi::{
-                STATE_EXPORT, STATE_REWINDING, STATE_RUNNING, STATE_UNWINDING,
-            };
-            let state = caller
-                .get_export(STATE_EXPORT)
-                .and_then(|e| e.into_global());
-            if let Some(g) = state {
-                if g.get(&caller).i32() == Some(STATE_REWINDING) {
-                    g.set(&mut caller, Val::I32(STATE_RUNNING))?;
-                    caller.data_mut().rewind_reissued()?;
-                }
-            }
-            caller.data_mut().wasi().interruptible = state.is_some();
-            let r = with_mem(&mut caller, |mem, ctx| {
-                // Each subscription is 48 bytes; a bigger list than this is a guest
-                // bug, not a real wait.
-                const MAX_SUBSCRIPTIONS: u32 = 4096;
-                if nsubs == 0 {
-                    return Err(Errno::INVAL);
-                }
-                if nsubs > MAX_SUBSCRIPTIONS {
-                    return Err(Errno::INVAL);
-                }
-                mem.slice(subs_ptr, nsubs * SUBSCRIPTION_SIZE)?;
-                mem.slice(events_ptr, nsubs * EVENT_SIZE)?;
-                mem.slice(nevents, 4)?;
-                let mut subs = Vec::with_capacity(nsubs as usize);
-                for i in 0..nsubs {
-                    let at = subs_ptr + i * SUBSCRIPTION_SIZE;
-                    let userdata = mem.read_u64(at)?;
-                    let sub = match mem.read_u8(at + 8)? {
-                        EVENTTYPE_CLOCK => Subscription::Clock {
-                            id: mem.read_u32(at + 16)?,
-                            timeout_ns: mem.read_u64(at + 24)?,
-                            absolute: mem.read_u16(at + 40)? & SUBCLOCKFLAGS_ABSTIME != 0,
-                        },
-                        EVENTTYPE_FD_READ => Subscription::FdRead(mem.read_u32(at + 16)?),
-                        EVENTTYPE_FD_WRITE => Subscription::FdWrite(mem.read_u32(at + 16)?),
-                        _ => return Err(Errno::INVAL),
-                    };
-                    subs.push((userdata, sub));
-                }
-                let events = ctx.poll(&subs)?;
-                for (i, (userdata, errno, ty, nbytes, flags)) in events.iter().enumerate() {
-                    let at = events_ptr + i as u32 * EVENT_SIZE;
-                    let mut rec = [0u8; EVENT_SIZE as usize];
-                    rec[0..8].copy_from_slice(&userdata.to_le_bytes());
-                    rec[8..10].copy_from_slice(&errno.0.to_le_bytes());
-                    rec[10] = *ty;
-                    rec[16..24].copy_from_slice(&nbytes.to_le_bytes());
-                    rec[24..26].copy_from_slice(&flags.to_le_bytes());
-                    mem.write_bytes(at, &rec)?;
-                }
-                mem.write_u32(nevents, events.len() as u32)
-            });
-            let ctx = caller.data_mut().wasi();
-            ctx.interruptible = false;
-            if std::mem::take(&mut ctx.interrupted) {
-                if let Some(g) = state {
-                    g.set(&mut caller, Val::I32(STATE_UNWINDING))?;
-                }
-                return Ok(0);
-            }
-            r
-        },
-    )?;
+    blocking!("poll_oneoff", |mem,
+                              ctx,
+                              subs_ptr: u32,
+                              events_ptr: u32,
+                              nsubs: u32,
+                              nevents: u32| {
+        poll_oneoff(mem, ctx, subs_ptr, events_ptr, nsubs, nevents)
+    });
     linker.func_wrap(
         MODULE,
         "proc_exit",
@@ -541,29 +560,29 @@ pub fn add_to_linker<T: WasiView + 'static>(linker: &mut Linker<T>) -> Result<()
         let out = mem.slice_mut(buf, len)?;
         getrandom::fill(out).map_err(|_| Errno::IO)
     });
-    wasi!("sock_accept", |mem, ctx, fd: u32, flags: u32, out: u32| {
+    blocking!("sock_accept", |mem, ctx, fd: u32, flags: u32, out: u32| {
         // Check the result pointer first: an accepted connection must be
         // able to be reported.
         mem.slice(out, 4)?;
         let flags = u16::try_from(flags).map_err(|_| Errno::INVAL)?;
-        let new_fd = ctx.sock_accept(fd, flags)?;
+        let new_fd = ctx.sock_accept(fd, flags, mem.bytes())?;
         mem.write_u32(out, new_fd)
     });
-    wasi!("sock_recv", |mem,
-                        ctx,
-                        fd: u32,
-                        ri: u32,
-                        ri_len: u32,
-                        flags: u32,
-                        nread: u32,
-                        oflags: u32| {
+    blocking!("sock_recv", |mem,
+                            ctx,
+                            fd: u32,
+                            ri: u32,
+                            ri_len: u32,
+                            flags: u32,
+                            nread: u32,
+                            oflags: u32| {
         let iovs = mem.iovecs(ri, ri_len)?;
         // Check the result pointers first: bytes taken must be reported.
         mem.slice(nread, 4)?;
         mem.slice(oflags, 2)?;
         let flags = u16::try_from(flags).map_err(|_| Errno::INVAL)?;
         let want: usize = iovs.iter().map(|&(_, l)| l as usize).sum();
-        let data = ctx.sock_recv(fd, want, flags)?;
+        let data = ctx.sock_recv(fd, want, flags, mem.bytes())?;
         mem.scatter(&iovs, &data)?;
         mem.write_u32(nread, data.len() as u32)?;
         // roflags: RECV_DATA_TRUNCATED never applies to a stream.
@@ -580,7 +599,7 @@ pub fn add_to_linker<T: WasiView + 'static>(linker: &mut Linker<T>) -> Result<()
         let iovs = mem.iovecs(si, si_len)?;
         mem.slice(nwritten, 4)?;
         let data = mem.gather(&iovs)?;
-        let n = ctx.sock_send(fd, &data)?;
+        let n = ctx.sock_send(fd, &data, mem.bytes())?;
         mem.write_u32(nwritten, n as u32)
     });
     wasi!("sock_shutdown", |_mem, ctx, fd: u32, how: u32| {

@@ -21,6 +21,11 @@ impl<'a> GuestMemory<'a> {
         GuestMemory { bytes }
     }
 
+    /// The whole memory, as it stands.
+    pub fn bytes(&self) -> &[u8] {
+        self.bytes
+    }
+
     fn range(&self, ptr: u32, len: u32) -> Result<std::ops::Range<usize>, Errno> {
         let start = ptr as usize;
         let end = start.checked_add(len as usize).ok_or(Errno::FAULT)?;

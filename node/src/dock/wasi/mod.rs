@@ -4,7 +4,8 @@
 //!   [`protocol::wasi::WasiState`] plus host handles that are only a cache.
 //!   Its calls are split by job: `ctx` (the context, descriptor table,
 //!   args, env, clocks), `setup` (new, rebuild, capture), `stdio`, `fd`,
-//!   `path`, `poll`, `sockets`, and `stat` (host metadata in preview1's
+//!   `path`, `poll`, `sockets`, `wait` (how a blocked call hears from the
+//!   vessel's owner), and `stat` (host metadata in preview1's
 //!   layouts).
 //! - [`add_to_linker`] binds every preview1 function into a wasmi linker.
 //! - [`abi`] has the errno values, flags and struct layouts.
@@ -20,9 +21,11 @@ mod setup;
 mod sockets;
 mod stat;
 mod stdio;
+mod wait;
 
 pub use ctx::WasiCtx;
 pub use host::{add_to_linker, WasiView, FUNCTIONS, MODULE};
 pub use setup::{CaptureError, DirMapping, SetupError, WasiOptions};
 pub use sockets::Services;
 pub use stdio::{InputSource, OutputSink, Stdio};
+pub use wait::{Attend, Doorbell, Owner};

@@ -1,18 +1,15 @@
 //! `poll_oneoff`: clocks as deadlines on the guest's monotonic clock,
-//! files and stdio, and sockets through their service hub; and the
-//! interrupt that lets a migration end a wait so that the vessel unwinds.
+//! files and stdio, and sockets through their service hub. Every wait
+//! listens to the vessel's owner (see `wait`): a migration may copy the
+//! memory during it, or end it so that the vessel unwinds.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use protocol::wasi::DescriptorKind;
 
 use super::abi::*;
 use super::ctx::WasiCtx;
 use super::stdio::{stdin_ready, InputSource};
-
-/// How often a wait checks whether a migration wants the vessel to unwind.
-pub const INTERRUPT_CHECK_INTERVAL: Duration = Duration::from_millis(5);
 
 /// How often a wait on sockets also looks at an inherited stdin: the hub
 /// cannot wake it for stdin.
@@ -36,39 +33,6 @@ pub enum Subscription {
 type ClockDeadline = (u64, u64);
 
 impl WasiCtx {
-    /// Lets another thread make a blocked `poll_oneoff` give up its wait so
-    /// that the vessel can unwind (see docs/rewriter.md, blocking imports).
-    pub fn set_interrupt(&mut self, flag: Arc<std::sync::atomic::AtomicBool>) {
-        self.interrupt = Some(flag);
-    }
-
-    pub(super) fn interrupt_raised(&self) -> bool {
-        self.interruptible
-            && self
-                .interrupt
-                .as_ref()
-                .is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed))
-    }
-
-    /// Sleeps for `t`, or less when an interrupt is raised (returns true).
-    fn sleep_interruptible(&self, t: Duration) -> bool {
-        if !self.interruptible || self.interrupt.is_none() {
-            std::thread::sleep(t);
-            return false;
-        }
-        let end = Instant::now() + t;
-        loop {
-            if self.interrupt_raised() {
-                return true;
-            }
-            let now = Instant::now();
-            if now >= end {
-                return false;
-            }
-            std::thread::sleep((end - now).min(INTERRUPT_CHECK_INTERVAL));
-        }
-    }
-
     /// Waits for subscriptions. Each subscription is `(userdata, kind)`;
     /// returns events as `(userdata, errno, type, nbytes, flags)`.
     ///
@@ -78,7 +42,16 @@ impl WasiCtx {
     /// call returns at once with it (and with any clock already due);
     /// otherwise it waits for the earliest deadline, stdin or a socket, and
     /// reports exactly what is ready then.
-    pub fn poll(&mut self, subs: &[(u64, Subscription)]) -> Result<Vec<Event>, Errno> {
+    ///
+    /// `memory` is the guest's memory, which the vessel's owner may copy
+    /// while the call waits. `Err(Errno::INTR)` with `interrupted` set: the
+    /// call gave up its wait so that the vessel unwinds; the deadlines stay
+    /// in the state, so the re-issued call waits only for what is left.
+    pub fn poll(
+        &mut self,
+        subs: &[(u64, Subscription)],
+        memory: &[u8],
+    ) -> Result<Vec<Event>, Errno> {
         if subs.is_empty() {
             return Err(Errno::INVAL);
         }
@@ -87,13 +60,13 @@ impl WasiCtx {
             Subscription::FdRead(fd) | Subscription::FdWrite(fd) => self.is_socket(fd),
             Subscription::Clock { .. } => false,
         });
-        if sockets {
-            return self.poll_with_sockets(subs, errors, &clocks);
-        }
-        let r = self.poll_without_sockets(subs, errors, &clocks);
+        let r = if sockets {
+            self.poll_with_sockets(subs, errors, &clocks, memory)
+        } else {
+            self.poll_without_sockets(subs, errors, &clocks, memory)
+        };
         if self.interrupted {
             self.interrupt_poll(&clocks);
-            return Ok(Vec::new());
         }
         r
     }
@@ -145,12 +118,13 @@ impl WasiCtx {
 
     /// `poll_oneoff` with sockets: looks at everything, and until something
     /// is ready waits for the hub to change, the earliest deadline, or the
-    /// next look at stdin or at the interrupt.
+    /// next look at stdin, or the owner rings.
     fn poll_with_sockets(
         &mut self,
         subs: &[(u64, Subscription)],
         errors: Vec<Event>,
         clocks: &[ClockDeadline],
+        memory: &[u8],
     ) -> Result<Vec<Event>, Errno> {
         let earliest = clocks.iter().map(|&(_, d)| d).min();
         loop {
@@ -170,39 +144,14 @@ impl WasiCtx {
             if !events.is_empty() {
                 return Ok(events);
             }
-            if self.interrupt_raised() {
-                self.interrupt_poll(clocks);
-                return Ok(Vec::new());
-            }
-            let timeout = self.socket_wait_timeout(earliest, now, !wants_stdin.is_empty());
-            self.wait_hub(seen, timeout);
+            let timeout = socket_wait_timeout(earliest, now, !wants_stdin.is_empty());
+            self.wait_blocked(memory, Some(seen), timeout)?;
         }
-    }
-
-    /// How long a wait on sockets may last: until the earliest deadline,
-    /// and no longer than the next look at stdin or at the interrupt.
-    fn socket_wait_timeout(
-        &self,
-        earliest: Option<u64>,
-        now: u64,
-        wants_stdin: bool,
-    ) -> Option<Duration> {
-        let mut timeout = earliest.map(|d| Duration::from_nanos(d.saturating_sub(now)));
-        if wants_stdin {
-            timeout = Some(timeout.map_or(STDIN_TICK, |t| t.min(STDIN_TICK)));
-        }
-        if self.interruptible && self.interrupt.is_some() {
-            timeout = Some(timeout.map_or(INTERRUPT_CHECK_INTERVAL, |t| {
-                t.min(INTERRUPT_CHECK_INTERVAL)
-            }));
-        }
-        timeout
     }
 
     /// Gives up a wait for a migration: the deadlines stay in the state, so
     /// the re-issued call (after the rewind) waits only for what is left.
     fn interrupt_poll(&mut self, clocks: &[ClockDeadline]) {
-        self.interrupted = true;
         self.state.pending_poll_deadlines_ns = Some(clocks.iter().map(|&(_, d)| d).collect());
     }
 
@@ -276,6 +225,7 @@ impl WasiCtx {
         subs: &[(u64, Subscription)],
         mut events: Vec<Event>,
         clocks: &[ClockDeadline],
+        memory: &[u8],
     ) -> Result<Vec<Event>, Errno> {
         let earliest = clocks.iter().map(|&(_, d)| d).min();
         let mut wants_stdin = Vec::new();
@@ -284,18 +234,18 @@ impl WasiCtx {
             push_due(clocks, self.clock.now_ns(), &mut events);
             return Ok(events);
         }
-        let timeout = earliest.map(|d| Duration::from_nanos(d.saturating_sub(self.clock.now_ns())));
         if !wants_stdin.is_empty() {
+            let now = self.clock.now_ns();
+            let timeout = earliest.map(|d| Duration::from_nanos(d.saturating_sub(now)));
+            // The node's own stdin (`meshnode run` only): a wait the owner
+            // cannot reach; no vessel of a mesh inherits stdin.
             if stdin_ready(timeout)? {
                 for u in wants_stdin {
                     events.push((u, Errno::SUCCESS, EVENTTYPE_FD_READ, 0, 0));
                 }
             }
-        } else if let Some(t) = timeout {
-            if self.sleep_interruptible(t) {
-                self.interrupted = true;
-                return Ok(Vec::new());
-            }
+        } else if let Some(deadline) = earliest {
+            self.sleep_until(deadline, memory)?;
         } else {
             // Only unanswerable subscriptions and no clock: nothing can wake us.
             return Err(Errno::NOTSUP);
@@ -310,6 +260,29 @@ impl WasiCtx {
         }
         Ok(events)
     }
+
+    /// Sleeps until `deadline` on the guest's monotonic clock, attending to
+    /// the owner whenever it rings; never wakes before the deadline unless
+    /// the owner wants the vessel to unwind (`Err(Errno::INTR)`).
+    fn sleep_until(&mut self, deadline: u64, memory: &[u8]) -> Result<(), Errno> {
+        loop {
+            let now = self.clock.now_ns();
+            if now >= deadline {
+                return Ok(());
+            }
+            self.wait_blocked(memory, None, Some(Duration::from_nanos(deadline - now)))?;
+        }
+    }
+}
+
+/// How long a wait on sockets may last: until the earliest deadline, and
+/// no longer than the next look at stdin (the hub cannot wake it for stdin).
+fn socket_wait_timeout(earliest: Option<u64>, now: u64, wants_stdin: bool) -> Option<Duration> {
+    let timeout = earliest.map(|d| Duration::from_nanos(d.saturating_sub(now)));
+    if wants_stdin {
+        return Some(timeout.map_or(STDIN_TICK, |t| t.min(STDIN_TICK)));
+    }
+    timeout
 }
 
 /// Adds an event for every clock whose deadline is `now` or earlier.

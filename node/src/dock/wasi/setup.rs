@@ -254,7 +254,7 @@ impl WasiCtx {
             stdio,
             hub,
             exit_code: None,
-            interrupt: None,
+            owner: None,
             interruptible: false,
             interrupted: false,
         })

@@ -12,9 +12,12 @@
 //!
 //! Blocking calls (`sock_accept` and `sock_recv` on an empty queue, a
 //! `sock_send` into a full hub, `poll_oneoff` with nothing ready) block the
-//! dock's thread in [`ServiceHub::wait`], as a blocking `fd_read` on stdin
-//! does. A vessel blocked there cannot be captured until the call returns:
-//! unwinding from inside a blocking import is not implemented yet.
+//! dock's thread in [`ServiceHub::wait`], listening to the vessel's owner
+//! meanwhile (`wait`): the owner may copy the memory during the wait, and
+//! `sock_accept` and `sock_recv` (blocking imports of the rewriter) give up
+//! their wait when it wants the vessel to unwind. They have then changed
+//! nothing the guest can see: what they took from the hub is in the state,
+//! and the call re-issued after the rewind finds it there.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -147,7 +150,8 @@ impl WasiCtx {
 
     /// `sock_accept`: the next connection on a listening socket, as a new
     /// descriptor with `flags` (only `NONBLOCK` is kept).
-    pub fn sock_accept(&mut self, fd: u32, flags: u16) -> Result<u32, Errno> {
+    /// `memory`: the guest's memory, for the owner while the call waits.
+    pub fn sock_accept(&mut self, fd: u32, flags: u16, memory: &[u8]) -> Result<u32, Errno> {
         match &self.desc(fd)?.kind {
             DescriptorKind::Listener(_) => {}
             // A socket in the wrong role: EBADF, as wasmtime (Linux accept(2)
@@ -196,14 +200,20 @@ impl WasiCtx {
             if nonblock {
                 return Err(Errno::AGAIN);
             }
-            hub.wait(seen, None);
+            self.wait_blocked(memory, Some(seen), None)?;
         }
     }
 
     /// `sock_recv` (and `fd_read` on a connection): up to `len` bytes.
     /// Returns the bytes and `roflags` (always 0: streams are never
     /// truncated).
-    pub fn sock_recv(&mut self, fd: u32, len: usize, riflags: u16) -> Result<Vec<u8>, Errno> {
+    pub fn sock_recv(
+        &mut self,
+        fd: u32,
+        len: usize,
+        riflags: u16,
+        memory: &[u8],
+    ) -> Result<Vec<u8>, Errno> {
         if riflags & !(RIFLAGS_RECV_PEEK | RIFLAGS_RECV_WAITALL) != 0 {
             return Err(Errno::INVAL);
         }
@@ -227,7 +237,7 @@ impl WasiCtx {
                 let short = c.unread.len() < len;
                 let can_wait = !ended && c.unread.len() < MAX_SOCKET_UNREAD_BYTES && !nonblock;
                 if riflags & RIFLAGS_RECV_WAITALL != 0 && short && can_wait && !peek {
-                    hub.wait(seen, None);
+                    self.wait_blocked(memory, Some(seen), None)?;
                     continue;
                 }
                 let n = c.unread.len().min(len);
@@ -249,14 +259,14 @@ impl WasiCtx {
             if nonblock {
                 return Err(Errno::AGAIN);
             }
-            hub.wait(seen, None);
+            self.wait_blocked(memory, Some(seen), None)?;
         }
     }
 
     /// `sock_send` (and `fd_write` on a connection). A blocking socket
     /// hands over everything (waiting while the hub is full); a
     /// non-blocking one what fits, or `EAGAIN`.
-    pub fn sock_send(&mut self, fd: u32, data: &[u8]) -> Result<usize, Errno> {
+    pub fn sock_send(&mut self, fd: u32, data: &[u8], memory: &[u8]) -> Result<usize, Errno> {
         self.conn(fd)?;
         let hub = self.hub()?;
         let data = &data[..data.len().min(MAX_IO_BYTES)];
@@ -300,7 +310,7 @@ impl WasiCtx {
             if nonblock {
                 return Err(Errno::AGAIN);
             }
-            hub.wait(seen, None);
+            self.wait_blocked(memory, Some(seen), None)?;
         }
     }
 
