@@ -317,6 +317,10 @@ pub struct MigrationReport {
     pub bytes_sent: u64,
     pub chunks_sent: u64,
     pub chunks_skipped: u64,
+    /// Chunks sent in the final round, with the vessel paused: what pre-copy
+    /// did not take out of the pause (0 from a node that does not count).
+    #[serde(default)]
+    pub final_chunks_sent: u64,
     /// From the source pausing the vessel to the destination running it.
     pub downtime_us: Option<u64>,
     pub total_ms: u64,
@@ -835,6 +839,7 @@ mod smoke {
                 bytes_sent: 1 << 20,
                 chunks_sent: 16,
                 chunks_skipped: 2,
+                final_chunks_sent: 1,
                 downtime_us: Some(1500),
                 total_ms: 40,
                 error: None,

@@ -208,6 +208,7 @@ mod tests {
             bytes_sent: 3,
             chunks_sent: 4,
             chunks_skipped: 5,
+            final_chunks_sent: 1,
             downtime_us: Some(6),
             total_ms: 7,
             error: None,

@@ -426,6 +426,7 @@ pub fn migration_json(r: &MigrationReport) -> serde_json::Value {
         "bytes_sent": r.bytes_sent,
         "chunks_sent": r.chunks_sent,
         "chunks_skipped": r.chunks_skipped,
+        "final_chunks_sent": r.final_chunks_sent,
         "downtime_ms": r.downtime_us.map(|us| us as f64 / 1000.0),
         "total_ms": r.total_ms,
         "error": r.error.as_ref().map(|e| &e.detail),
@@ -494,13 +495,15 @@ pub fn run_migrate(args: MigrateArgs) -> Result<i32> {
     }
     if !args.json {
         out(format_args!(
-            "migrated {} to {}: downtime {:.1} ms, total {} ms, {} bytes sent, {} chunks sent, {} chunks skipped",
+            "migrated {} to {}: downtime {:.1} ms, total {} ms, {} pre-copy rounds, {} bytes sent, {} chunks sent ({} in the pause), {} chunks skipped",
             report.vessel,
             report.to,
             report.downtime_us.unwrap_or(0) as f64 / 1000.0,
             report.total_ms,
+            report.rounds,
             report.bytes_sent,
             report.chunks_sent,
+            report.final_chunks_sent,
             report.chunks_skipped
         ))?;
     }

@@ -73,6 +73,7 @@ pub fn start_migration(
             bytes_sent: 0,
             chunks_sent: 0,
             chunks_skipped: 0,
+            final_chunks_sent: 0,
             downtime_us: None,
             total_ms: 0,
             error: None,
@@ -166,6 +167,9 @@ struct Run<'a> {
     offer_image: Vec<u8>,
     /// What the destination lacks of the last offer.
     lacking: Vec<Hash>,
+    /// A copy asked for and not answered within one wait: the next wait is
+    /// for this one (asking again would queue a second copy).
+    pending_copy: Option<oneshot::Receiver<Vec<u8>>>,
     paused: Option<runner::Paused>,
     packed: Option<Packed>,
     marks: PauseMarks,
@@ -208,6 +212,7 @@ impl<'a> Run<'a> {
             sent: HashSet::new(),
             offer_image: Vec::new(),
             lacking: Vec::new(),
+            pending_copy: None,
             paused: None,
             packed: None,
             marks: PauseMarks::default(),
@@ -286,14 +291,24 @@ impl<'a> Run<'a> {
     /// A pre-copy round's copy of the running vessel's memory, diffed with
     /// the last one (changed chunks hashed and stored).
     async fn copy_memory(&mut self) -> Result<Input, ErrorKind> {
-        let (tx, rx) = oneshot::channel();
-        self.send_cmd(RunnerCmd::CopyMemory(tx))?;
-        // A vessel that waits in a blocking call (a sleep, a socket) does
-        // not reach the end of its slice: the machine then goes to the
-        // final round, which interrupts the wait.
-        let memory = match tokio::time::timeout(WARM_COPY_WAIT, rx).await {
+        let mut rx = match self.pending_copy.take() {
+            Some(rx) => rx,
+            None => {
+                let (tx, rx) = oneshot::channel();
+                self.send_cmd(RunnerCmd::CopyMemory(tx))?;
+                rx
+            }
+        };
+        // A running vessel answers at the end of its slice, a waiting one
+        // from inside its wait; a late copy is waited for again (the
+        // machine decides how often).
+        let memory = match tokio::time::timeout(WARM_COPY_WAIT, &mut rx).await {
             Ok(m) => m.map_err(|_| ErrorKind::VesselEnded)?,
-            Err(_) => return Ok(Input::CopyTimedOut),
+            Err(_) => {
+                warn!(vessel = %self.spec.id, "no memory copy within {} ms yet", WARM_COPY_WAIT.as_millis());
+                self.pending_copy = Some(rx);
+                return Ok(Input::CopyTimedOut);
+            }
         };
         let (t, s) = (self.tracker.clone(), lock(&self.mesh.host).store.clone());
         let changed = tokio::task::spawn_blocking(move || lock(&t).update(&s, &memory))

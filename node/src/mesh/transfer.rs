@@ -105,6 +105,9 @@ pub(super) async fn send_chunks(
             mesh.set_report(spec.id, |r| {
                 r.bytes_sent += bytes;
                 r.chunks_sent += n;
+                if spec.kind == OfferKind::Final {
+                    r.final_chunks_sent += n;
+                }
             });
             Ok::<u64, ErrorKind>(bytes)
         }

@@ -28,8 +28,11 @@ use crate::sync::lock;
 use crate::vessel::image::{Prebuilt, Ready};
 use crate::vessel::Host;
 
-/// How long a pre-copy round waits for the vessel to reach the end of a
-/// slice (a slice is milliseconds of work; longer means it is blocked).
+/// One wait of a pre-copy round for its memory copy. A running vessel
+/// answers at the end of its slice (milliseconds of work) and a waiting one
+/// from inside its wait; the source machine waits again, up to
+/// `migration::source::MAX_COPY_WAITS` times, before it gives up on
+/// pre-copy.
 pub const WARM_COPY_WAIT: Duration = Duration::from_millis(200);
 
 /// How long a destination waits for a module's chunks to prepare it early.

@@ -428,6 +428,14 @@ fn a_napping_vessel_moves_with_pre_copy_rounds() {
         rounds > 0,
         "the napping vessel moved without pre-copy: {report}"
     );
+    // The pause took only what changed since the last round, not its
+    // memory: 16 MiB is 256 chunks, and it writes 16 KiB a nap.
+    let memory_chunks = NAPPER_MIB.parse::<u64>().unwrap() * 16;
+    let in_pause = report["final_chunks_sent"].as_u64().unwrap();
+    assert!(
+        in_pause * 8 < memory_chunks,
+        "the pause sent {in_pause} of {memory_chunks} chunks: {report}"
+    );
     let row = mesh.wait_end(1, &vessel);
     assert_eq!(row["exit_code"], 0, "{row}");
     let (exit, expected) = reference.join().unwrap();
