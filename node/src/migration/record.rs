@@ -197,7 +197,7 @@ pub fn abort_record(known: Option<&Record>, epoch: u64, image: Hash) -> AbortRec
             image: i,
             before,
             ..
-        }) if *e == epoch && *i == image => match before {
+        }) if *e == epoch && (*i == image || active(Bug::AbortIgnoresImage)) => match before {
             Some(b) => AbortRecord::Restore((**b).clone()),
             None => AbortRecord::Remove,
         },

@@ -137,5 +137,5 @@ pub fn at_end(w: &mut World) -> Result<(), String> {
             return Err(format!("{v}: n{}'s migration of it never finished", n.id));
         }
     }
-    Ok(())
+    super::liveness::check(w)
 }

@@ -244,6 +244,13 @@ fn offer(
         return Response::Refused(r);
     }
     let known = n.disk.records.get(&vessel).cloned();
+    if known.as_ref().is_some_and(|r| r.epoch() == epoch) {
+        w.stats.equal_epoch_offers += 1;
+        w.note(format!(
+            "n{node} {vessel} offered at the epoch it records, {epoch}"
+        ));
+    }
+    let n = &mut w.nodes[node as usize];
     if let Err(r) = n
         .dest
         .check_offer(&from, vessel, epoch, known.as_ref(), now)

@@ -10,7 +10,7 @@ use protocol::snapshot::Hash;
 use protocol::vessel::VesselId;
 
 use super::node::{self, LocalStep, Msg, Request, Response};
-use super::{Event, NodeId, World, REQUEST_TIMEOUT_MS};
+use super::{faults, liveness, Event, NodeId, World, REQUEST_TIMEOUT_MS};
 use crate::migration::error::ErrorKind;
 use crate::migration::record::Record;
 use crate::migration::source::{Input, Output, Source, SourcePlan};
@@ -416,6 +416,7 @@ fn finished(w: &mut World, node: NodeId, vessel: VesselId, result: Result<(), St
                 "n{node} {vessel} moved to n{} at epoch {}",
                 s.to, s.new_epoch
             ));
+            liveness::succeeded(w, vessel, s.to);
         }
         Err(e) => {
             w.stats.aborted += 1;
@@ -423,6 +424,10 @@ fn finished(w: &mut World, node: NodeId, vessel: VesselId, result: Result<(), St
                 "n{node} {vessel} migration to n{} failed: {e}",
                 s.to
             ));
+            match w.faults_on {
+                true => faults::maybe_ask_again(w, node, vessel, s.to),
+                false => liveness::failed(w, vessel, e),
+            }
         }
     }
 }
