@@ -29,17 +29,23 @@ pub enum Bug {
     /// A nonce can be redeemed more than once (so a duplicated offer is
     /// judged again instead of refused as replayed).
     ReuseNonce,
+    /// A source offers at the epoch after its own, whatever epoch a
+    /// destination reported refusing its last offer as stale (so a
+    /// `Prepared` record of its earlier attempt, whose abort never came,
+    /// blocks every later move to that destination).
+    IgnoreReportedEpoch,
 }
 
 impl Bug {
     /// Every deliberate bug, for sweeping them.
-    pub const ALL: [Bug; 6] = [
+    pub const ALL: [Bug; 7] = [
         Bug::ResumeSourceAfterCommit,
         Bug::AcceptEqualEpoch,
         Bug::SkipSyncBeforePrepared,
         Bug::AbortIgnoresImage,
         Bug::PrepareIgnoresImage,
         Bug::ReuseNonce,
+        Bug::IgnoreReportedEpoch,
     ];
 
     #[cfg(test)]

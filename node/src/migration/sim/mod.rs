@@ -5,12 +5,14 @@
 //! simulated network that delays, drops, duplicates and reorders messages
 //! and partitions nodes, on simulated disks that keep only what was made
 //! durable when a node crashes. Migrations are asked for by hand, by drain
-//! and by placement, racing each other. The invariants are checked after
-//! every step ([`check`]).
+//! and by placement, racing each other, and a failed one is often asked for
+//! again at once. The invariants are checked after every step ([`check`]);
+//! once the faults stop, a move asked for must happen ([`liveness`]).
 //!
 //! Everything comes from the seed: a failing seed prints itself, and
 //! `SIM_SEED=N cargo test -p meshnode --lib simulation_replays_one_seed`
-//! replays it exactly, printing its trace. The faults are injected by a
+//! replays it exactly, printing its trace (`SIM_BUGS` names the deliberate
+//! bugs of a seed that failed with them). The faults are injected by a
 //! separate actor ([`faults`]) from the nodes, as VOPR does.
 //!
 //! `cargo test -p meshnode --lib simulation` runs a few hundred seeds;
@@ -157,16 +159,21 @@ pub struct World {
     trace: Vec<String>,
     /// The moves asked for after the heal, which must happen.
     liveness: liveness::Probes,
-    checks: Checks,
+    options: Options,
 }
 
-/// Which checks beyond the safety invariants a run makes.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Checks {
+/// What a run checks beyond the safety invariants.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
     /// After the heal, ask each vessel's owner for a move and require that
-    /// it happens ([`liveness`]). Off by default: the protocol has a known
-    /// liveness gap that it finds (docs/protocol.md, "The simulation").
+    /// it happens ([`liveness`]). On unless a test turns it off.
     pub liveness: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { liveness: true }
+    }
 }
 
 /// Lines of trace kept for a failing seed (the last ones).
@@ -179,7 +186,7 @@ const STRAGGLER_MAX_MS: u64 = 5_000;
 const REQUEST_TIMEOUT_MS: u64 = 1_000;
 
 impl World {
-    fn new(seed: u64, checks: Checks) -> World {
+    fn new(seed: u64, options: Options) -> World {
         let mut rng = SplitMix64(seed);
         let shape = Shape::from_seed(&mut rng);
         let nodes = (0..shape.nodes).map(SimNode::new).collect();
@@ -198,7 +205,7 @@ impl World {
             stats: Stats::default(),
             trace: Vec::new(),
             liveness: liveness::Probes::default(),
-            checks,
+            options,
         };
         w.deploy();
         w.at(0, Event::Fault);
@@ -354,7 +361,7 @@ impl World {
             }
         }
         self.note("healed: no more faults".into());
-        if self.checks.liveness {
+        if self.options.liveness {
             liveness::schedule(self);
         }
     }
@@ -369,20 +376,20 @@ impl World {
 /// is); an invariant broken is an error that names the seed, the bugs, the
 /// invariant and the run's last steps.
 pub fn run_seed(seed: u64, bugs_on: &[Bug]) -> Result<Stats, String> {
-    run_seed_checking(seed, bugs_on, Checks::default())
+    run_seed_with(seed, bugs_on, Options::default())
 }
 
-/// [`run_seed`], making the extra `checks` too.
-pub fn run_seed_checking(seed: u64, bugs_on: &[Bug], checks: Checks) -> Result<Stats, String> {
+/// [`run_seed`], with `options`.
+pub fn run_seed_with(seed: u64, bugs_on: &[Bug], options: Options) -> Result<Stats, String> {
     bugs::with(bugs_on, || {
-        let mut world = World::new(seed, checks);
+        let mut world = World::new(seed, options);
         match world.run() {
             Ok(()) => Ok(world.stats.clone()),
             Err(why) => Err(format!(
-                "seed {seed} ({:?}, bugs {bugs_on:?}, {checks:?}): {why}\nreplay: SIM_SEED={seed} SIM_BUGS={} SIM_LIVENESS={} cargo test -p meshnode --lib simulation_replays_one_seed -- --nocapture\nlast steps:\n{}",
+                "seed {seed} ({:?}, bugs {bugs_on:?}, {options:?}): {why}\nreplay: SIM_SEED={seed} SIM_BUGS={} SIM_LIVENESS={} cargo test -p meshnode --lib simulation_replays_one_seed -- --nocapture\nlast steps:\n{}",
                 world.shape,
                 bug_names(bugs_on),
-                u8::from(checks.liveness),
+                u8::from(options.liveness),
                 world.trace.join("\n")
             )),
         }

@@ -113,6 +113,10 @@ pub struct SimNode {
     pub sources: BTreeMap<VesselId, SourceRun>,
     /// Requests in flight from this node's sources: request → vessel.
     pub pending: HashMap<u64, VesselId>,
+    /// The highest epoch a destination reported refusing an offer of a
+    /// vessel as stale: the next offer goes above it (in memory only, as
+    /// in the node's driver).
+    pub reported_epochs: BTreeMap<VesselId, u64>,
     pub dest: Destination<NodeId, ()>,
     pub nonces: NonceBook<NodeId>,
 }
@@ -127,6 +131,7 @@ impl SimNode {
             running: BTreeMap::new(),
             sources: BTreeMap::new(),
             pending: HashMap::new(),
+            reported_epochs: BTreeMap::new(),
             dest: Destination::default(),
             nonces: NonceBook::default(),
         }
@@ -465,6 +470,7 @@ pub fn crash(w: &mut World, node: NodeId) {
     n.running.clear();
     n.sources.clear();
     n.pending.clear();
+    n.reported_epochs.clear();
     n.dest = Destination::default();
     n.nonces = NonceBook::default();
     n.disk.unsynced_images.clear();

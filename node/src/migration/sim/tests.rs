@@ -53,7 +53,8 @@ fn simulation_many_seeds() {
 }
 
 /// `SIM_SEED=N` (with `SIM_BUGS=Name,Name` for a seed a deliberate bug
-/// failed, `SIM_LIVENESS=1` for one the liveness check failed) replays one seed, twice, and fails with its trace if it breaks
+/// failed, `SIM_LIVENESS=0` for a run without the liveness check) replays
+/// one seed, twice, and fails with its trace if it breaks
 /// an invariant.
 #[test]
 fn simulation_replays_one_seed() {
@@ -63,11 +64,11 @@ fn simulation_replays_one_seed() {
         .unwrap_or(7);
     let bugs_on = parse_bugs(&std::env::var("SIM_BUGS").unwrap_or_default())
         .unwrap_or_else(|e| panic!("{e}"));
-    let checks = Checks {
-        liveness: std::env::var("SIM_LIVENESS").is_ok_and(|v| v == "1"),
+    let checks = Options {
+        liveness: std::env::var("SIM_LIVENESS").map_or(true, |v| v != "0"),
     };
-    let a = run_seed_checking(seed, &bugs_on, checks);
-    let b = run_seed_checking(seed, &bugs_on, checks);
+    let a = run_seed_with(seed, &bugs_on, checks);
+    let b = run_seed_with(seed, &bugs_on, checks);
     assert_eq!(format!("{a:?}"), format!("{b:?}"), "a seed replays exactly");
     if let Err(e) = a {
         panic!("{e}");
@@ -172,23 +173,18 @@ fn simulation_catches_equal_epochs_once_the_abort_ignores_its_image() {
     );
 }
 
-/// A known liveness gap, kept visible until it is fixed (then this test
-/// fails, and the liveness check belongs in every sweep): a source whose
-/// move was prepared at its destination and then failed (the `Prepared`
-/// answer lost) resumes the vessel and sends its abort once; if that abort
-/// is lost, the destination keeps `Prepared{E+1}` and refuses every later
-/// offer of that source at E+1 as stale, so the vessel can never move there
-/// until it reached a higher epoch elsewhere.
+/// The liveness gap of a stale `Prepared` record: a source whose move was
+/// prepared at its destination and then failed resumes the vessel; if its
+/// abort is lost, or it crashed before its commit point and sent none, the
+/// destination keeps `Prepared{E+1}` and refuses every offer at E+1 as
+/// stale. A source that offers above the epoch the refusal reports moves
+/// it there on its next try; one that ignores it never does, which the
+/// liveness check catches.
 #[test]
-fn simulation_shows_a_lost_abort_blocks_later_moves_to_its_destination() {
-    let checks = Checks { liveness: true };
-    let seed = (0..100)
-        .find(|seed| {
-            run_seed_checking(*seed, &[], checks)
-                .is_err_and(|e| e.contains("): liveness:") && e.contains("keeps a Prepared record"))
-        })
-        .expect("the liveness gap after a lost abort is no longer found: fixed?");
-    eprintln!("a lost abort blocks later moves at seed {seed}");
+fn simulation_catches_a_source_that_ignores_the_reported_epoch() {
+    let (seed, why) = caught(&[Bug::IgnoreReportedEpoch], 100).expect("not caught in 100 seeds");
+    assert!(why.contains("): liveness:"), "{why}");
+    eprintln!("[IgnoreReportedEpoch] caught at seed {seed}");
 }
 
 /// For the table in docs/protocol.md: for each deliberate bug alone and
@@ -228,17 +224,17 @@ fn simulation_survey_of_the_deliberate_bugs() {
 
 /// The liveness check over `SIM_SEEDS` seeds (with `SIM_BUGS`, e.g. to see
 /// whether a relaxed rule would close the gap): how many seeds fail it, and
-/// how many of those at a destination that kept a lost abort's record.
+/// how many of those at a destination that kept a stale `Prepared` record.
 #[test]
 #[ignore = "long: SIM_SEEDS=500 [SIM_BUGS=Name] cargo test -p meshnode --lib simulation_liveness_survey -- --ignored --nocapture"]
 fn simulation_liveness_survey() {
     let limit = seeds(500);
     let bugs_on = parse_bugs(&std::env::var("SIM_BUGS").unwrap_or_default())
         .unwrap_or_else(|e| panic!("{e}"));
-    let checks = Checks { liveness: true };
+    let checks = Options { liveness: true };
     let (mut gap, mut other, mut unsafe_seeds) = (Vec::new(), Vec::new(), Vec::new());
     for seed in 0..limit {
-        let Err(e) = run_seed_checking(seed, &bugs_on, checks) else {
+        let Err(e) = run_seed_with(seed, &bugs_on, checks) else {
             continue;
         };
         match e.contains("): liveness:") {
@@ -248,7 +244,7 @@ fn simulation_liveness_survey() {
         }
     }
     eprintln!(
-        "liveness {}: of {limit} seeds, {} blocked by a lost abort {gap:?}, {} other liveness failures {other:?}, {} safety failures {unsafe_seeds:?}",
+        "liveness {} {checks:?}: of {limit} seeds, {} blocked by a stale Prepared record {gap:?}, {} other liveness failures {other:?}, {} safety failures {unsafe_seeds:?}",
         bug_names(&bugs_on),
         gap.len(),
         other.len(),
