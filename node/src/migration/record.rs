@@ -309,6 +309,11 @@ mod tests {
         assert!(check_offer_epoch(Some(&owned), id(), 4).is_ok());
         let refusal = check_offer_epoch(Some(&owned), id(), 3).unwrap_err();
         assert_eq!(reported_epoch(&refusal), Some(3));
+        let failed = crate::migration::MigrationError::new(
+            crate::migration::Step::WarmOffer,
+            crate::migration::ErrorKind::Refused(refusal),
+        );
+        assert_eq!(failed.reported_epoch(), Some(3), "as the driver reads it");
     }
 
     #[test]
