@@ -148,6 +148,13 @@ impl From<String> for RefusalCode {
 pub struct Refusal {
     pub code: RefusalCode,
     pub detail: String,
+    /// With `stale-epoch` for an offer: the epoch the refusing node records
+    /// for the vessel, so that the source's next attempt can offer above it
+    /// (a `Prepared` record whose abort never came holds an epoch that the
+    /// source's own record does not show). Absent in every other refusal,
+    /// and from older nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_epoch: Option<u64>,
 }
 
 impl Refusal {
@@ -155,7 +162,14 @@ impl Refusal {
         Refusal {
             code,
             detail: detail.into(),
+            known_epoch: None,
         }
+    }
+
+    /// This refusal, naming the epoch the refusing node records.
+    pub fn with_known_epoch(mut self, epoch: u64) -> Refusal {
+        self.known_epoch = Some(epoch);
+        self
     }
 
     /// This node failed (not the request): the error's text as the detail.
@@ -188,6 +202,31 @@ mod tests {
             assert_eq!(crate::cbor::decode::<Refusal>(&bytes).unwrap(), r);
         }
         assert!(!names.contains("unknown"));
+    }
+
+    /// The known epoch travels when set and costs nothing when not: a
+    /// refusal without it encodes as before, and an older node's refusal
+    /// decodes with none.
+    #[test]
+    fn a_known_epoch_travels_only_when_set() {
+        let plain = Refusal::new(RefusalCode::StaleEpoch, "old");
+        #[derive(Serialize)]
+        struct Older {
+            code: &'static str,
+            detail: &'static str,
+        }
+        let older = crate::cbor::encode(&Older {
+            code: "stale-epoch",
+            detail: "old",
+        });
+        assert_eq!(crate::cbor::encode(&plain), older);
+        assert_eq!(crate::cbor::decode::<Refusal>(&older).unwrap(), plain);
+        let with = plain.with_known_epoch(7);
+        let bytes = crate::cbor::encode(&with);
+        assert_eq!(
+            crate::cbor::decode::<Refusal>(&bytes).unwrap().known_epoch,
+            Some(7)
+        );
     }
 
     #[test]

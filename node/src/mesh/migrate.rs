@@ -24,9 +24,9 @@ use super::pack::{pack, Outgoing, Packed};
 use super::transfer::{
     all_chunks, ask_nonce, error_kind, finish_storing, offer_once, send_chunks, OfferSpec,
 };
-use super::vessels::{Migrator, MAX_DEPARTED_IMAGES_BEFORE_EVICT, WARM_COPY_WAIT};
+use super::vessels::{Migrator, MAX_COPY_WAITS, MAX_DEPARTED_IMAGES_BEFORE_EVICT, WARM_COPY_WAIT};
 use crate::migration::error::{MigrationError, Step};
-use crate::migration::record::check_may_migrate;
+use crate::migration::record::{check_may_migrate, offer_epoch};
 use crate::migration::source::{Input, Output, Phase, Source, SourcePlan};
 use crate::migration::ErrorKind;
 use crate::sync::lock;
@@ -92,9 +92,15 @@ pub fn start_migration(
                     r.total_ms = total_ms;
                 });
                 info!(vessel = %id, %to, total_ms, "migration done");
+                lock(&mesh.reported).remove(&id);
             }
             Err(e) => {
                 warn!(vessel = %id, %to, "migration aborted: {e}");
+                if let Some(known) = e.reported_epoch() {
+                    let mut reported = lock(&mesh.reported);
+                    let kept = reported.entry(id).or_default();
+                    *kept = (*kept).max(known);
+                }
                 mesh.set_report(id, |r| {
                     r.phase = MigrationPhase::Aborted;
                     r.error = Some(MigrationFailure::from(&e));
@@ -167,9 +173,6 @@ struct Run<'a> {
     offer_image: Vec<u8>,
     /// What the destination lacks of the last offer.
     lacking: Vec<Hash>,
-    /// A copy asked for and not answered within one wait: the next wait is
-    /// for this one (asking again would queue a second copy).
-    pending_copy: Option<oneshot::Receiver<Vec<u8>>>,
     paused: Option<runner::Paused>,
     packed: Option<Packed>,
     marks: PauseMarks,
@@ -196,7 +199,10 @@ impl PauseMarks {
 
 impl<'a> Run<'a> {
     fn new(mesh: &'a Migrator, id: VesselId, to: PeerId, why: &'a str) -> Result<Run<'a>, String> {
-        let (epoch, vessel) = outgoing(mesh, id)?;
+        let (owned_epoch, vessel) = outgoing(mesh, id)?;
+        let reported = lock(&mesh.reported).get(&id).copied();
+        let epoch = offer_epoch(owned_epoch, reported)
+            .ok_or_else(|| format!("vessel {id} is at the last epoch there is"))?;
         Ok(Run {
             mesh,
             paused_link: mesh.failing_fast(),
@@ -204,7 +210,7 @@ impl<'a> Run<'a> {
                 to,
                 kind: OfferKind::Warm,
                 id,
-                epoch: epoch + 1,
+                epoch,
             },
             why,
             vessel,
@@ -212,7 +218,6 @@ impl<'a> Run<'a> {
             sent: HashSet::new(),
             offer_image: Vec::new(),
             lacking: Vec::new(),
-            pending_copy: None,
             paused: None,
             packed: None,
             marks: PauseMarks::default(),
@@ -291,23 +296,21 @@ impl<'a> Run<'a> {
     /// A pre-copy round's copy of the running vessel's memory, diffed with
     /// the last one (changed chunks hashed and stored).
     async fn copy_memory(&mut self) -> Result<Input, ErrorKind> {
-        let mut rx = match self.pending_copy.take() {
-            Some(rx) => rx,
-            None => {
-                let (tx, rx) = oneshot::channel();
-                self.send_cmd(RunnerCmd::CopyMemory(tx))?;
-                rx
-            }
-        };
+        let (tx, mut rx) = oneshot::channel();
+        self.send_cmd(RunnerCmd::CopyMemory(tx))?;
         // A running vessel answers at the end of its slice, a waiting one
-        // from inside its wait; a late copy is waited for again (the
-        // machine decides how often).
-        let memory = match tokio::time::timeout(WARM_COPY_WAIT, &mut rx).await {
-            Ok(m) => m.map_err(|_| ErrorKind::VesselEnded)?,
-            Err(_) => {
-                warn!(vessel = %self.spec.id, "no memory copy within {} ms yet", WARM_COPY_WAIT.as_millis());
-                self.pending_copy = Some(rx);
-                return Ok(Input::CopyTimedOut);
+        // from inside its wait: pre-copy always runs, unless no copy comes
+        // within all the waits (one slice that runs for seconds, or a wait
+        // that cannot hear commands), when the machine goes to the pause.
+        let mut waits = 0;
+        let memory = loop {
+            match tokio::time::timeout(WARM_COPY_WAIT, &mut rx).await {
+                Ok(m) => break m.map_err(|_| ErrorKind::VesselEnded)?,
+                Err(_) if waits + 1 < MAX_COPY_WAITS => waits += 1,
+                Err(_) => {
+                    warn!(vessel = %self.spec.id, "no memory copy within {} ms: moving it without pre-copy", (WARM_COPY_WAIT * MAX_COPY_WAITS).as_millis());
+                    return Ok(Input::CopyTimedOut);
+                }
             }
         };
         let (t, s) = (self.tracker.clone(), lock(&self.mesh.host).store.clone());

@@ -302,7 +302,11 @@ pub(super) fn accept_offer(
 ) -> Result<MigrationResponse, Refusal> {
     let b = offer.body;
     let id = b.vessel;
-    let known = lock(&mesh.host).vessels.get(&id).map(|l| l.record.clone());
+    // The durable record, as every destination rule judges by: a vessel
+    // prepared here and not committed has its `Prepared` record on disk
+    // only; judged by the in-memory one, an offer at the epoch of a stale
+    // `Prepared` record was let in, and the equal-epoch rule did not hold.
+    let known = record_on_disk(&lock(&mesh.host), id);
     // The destination's rules: room for another migration, and the epoch.
     // A later round of the same migration keeps what earlier ones built.
     let (known_chunks, memory) = {

@@ -121,6 +121,7 @@ impl NodeState {
             migrations: self.migration.migrations.clone(),
             incoming: self.migration.incoming.clone(),
             policy: self.migration.policy,
+            reported: self.migration.reported.clone(),
         }
     }
 

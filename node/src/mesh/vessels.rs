@@ -30,10 +30,14 @@ use crate::vessel::Host;
 
 /// One wait of a pre-copy round for its memory copy. A running vessel
 /// answers at the end of its slice (milliseconds of work) and a waiting one
-/// from inside its wait; the source machine waits again, up to
-/// `migration::source::MAX_COPY_WAITS` times, before it gives up on
-/// pre-copy.
+/// from inside its wait (`dock::wasi::wait`).
 pub const WARM_COPY_WAIT: Duration = Duration::from_millis(200);
+
+/// Waits of [`WARM_COPY_WAIT`] for one copy before the move goes to the
+/// final round without it: pre-copy always runs unless no copy comes in
+/// 2 s (a single slice that runs that long, or a wait that cannot hear
+/// commands: the node's own stdin under `meshnode run`).
+pub const MAX_COPY_WAITS: u32 = 10;
 
 /// How long a destination waits for a module's chunks to prepare it early.
 pub const PREWARM_WAIT: Duration = Duration::from_secs(30);
@@ -70,6 +74,12 @@ impl Default for MigrationPolicy {
 /// Reports of the migrations started here, by vessel.
 pub type Reports = Arc<Mutex<HashMap<VesselId, MigrationReport>>>;
 
+/// Per vessel, the highest epoch a destination reported refusing one of
+/// this node's offers as stale: the next move of it offers above that
+/// (`migration::record::offer_epoch`). In memory: a restart forgets it, and
+/// the first attempt after it is refused once more and learns it again.
+pub type ReportedEpochs = Arc<Mutex<HashMap<VesselId, u64>>>;
+
 /// The migrations this node is receiving, by vessel.
 pub type IncomingMap = Arc<Mutex<Incoming>>;
 
@@ -87,6 +97,7 @@ pub struct Migrator {
     pub migrations: Reports,
     pub incoming: IncomingMap,
     pub policy: MigrationPolicy,
+    pub reported: ReportedEpochs,
 }
 
 impl Migrator {
@@ -119,6 +130,7 @@ pub struct MigrationState {
     pub migrations: Reports,
     pub incoming: IncomingMap,
     pub policy: MigrationPolicy,
+    pub reported: ReportedEpochs,
 }
 
 /// Every migration this node is receiving: the migration layer's
@@ -158,6 +170,7 @@ impl MigrationState {
             migrations: Arc::new(Mutex::new(HashMap::new())),
             incoming: Arc::new(Mutex::new(Incoming::default())),
             policy,
+            reported: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 

@@ -1,7 +1,10 @@
 //! Deliberate protocol bugs, for showing that the simulation catches them
 //! (docs/protocol.md, "The simulation"). Each is a one-line change to a
-//! rule that the simulation must notice. They exist only in test builds:
-//! in every other build [`active`] is a constant `false`.
+//! rule that the simulation must notice. Several may be switched on at
+//! once, to find out which rules cover for which: a rule whose break alone
+//! is never caught may still be the only thing standing once another rule
+//! is broken too. They exist only in test builds: in every other build
+//! [`active`] is a constant `false`.
 
 /// A deliberate break of one safety rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,17 +18,52 @@ pub enum Bug {
     /// A destination answers `Prepared` without first making the image and
     /// its record durable.
     SkipSyncBeforePrepared,
+    /// An abort ends the session and removes the `Prepared` record of its
+    /// source's move at its epoch whatever image it names (so a late abort
+    /// of an earlier attempt at the same epoch acts on a later one).
+    AbortIgnoresImage,
+    /// A prepare is taken for the source's final offer at its epoch
+    /// whatever image it names (so a late final offer of an earlier
+    /// attempt is what a later attempt's prepare makes durable).
+    PrepareIgnoresImage,
+    /// A nonce can be redeemed more than once (so a duplicated offer is
+    /// judged again instead of refused as replayed).
+    ReuseNonce,
+    /// A source offers at the epoch after its own, whatever epoch a
+    /// destination reported refusing its last offer as stale (so a
+    /// `Prepared` record of its earlier attempt, whose abort never came,
+    /// blocks every later move to that destination).
+    IgnoreReportedEpoch,
+}
+
+impl Bug {
+    /// Every deliberate bug, for sweeping them.
+    pub const ALL: [Bug; 7] = [
+        Bug::ResumeSourceAfterCommit,
+        Bug::AcceptEqualEpoch,
+        Bug::SkipSyncBeforePrepared,
+        Bug::AbortIgnoresImage,
+        Bug::PrepareIgnoresImage,
+        Bug::ReuseNonce,
+        Bug::IgnoreReportedEpoch,
+    ];
+
+    #[cfg(test)]
+    fn bit(self) -> u32 {
+        1 << self as u32
+    }
 }
 
 #[cfg(test)]
 thread_local! {
-    static ACTIVE: std::cell::Cell<Option<Bug>> = const { std::cell::Cell::new(None) };
+    /// The bugs switched on, one bit each.
+    static ACTIVE: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
 /// Whether `bug` is switched on (test builds, this thread only).
 #[cfg(test)]
 pub fn active(bug: Bug) -> bool {
-    ACTIVE.with(|a| a.get() == Some(bug))
+    ACTIVE.with(|a| a.get() & bug.bit() != 0)
 }
 
 /// Whether `bug` is switched on: never, outside tests.
@@ -35,17 +73,32 @@ pub fn active(_bug: Bug) -> bool {
     false
 }
 
-/// Runs `f` with `bug` switched on for this thread (off again afterwards,
-/// even if `f` panics).
+/// Runs `f` with exactly `bugs` switched on for this thread (all off again
+/// afterwards, even if `f` panics).
 #[cfg(test)]
-pub fn with<R>(bug: Option<Bug>, f: impl FnOnce() -> R) -> R {
+pub fn with<R>(bugs: &[Bug], f: impl FnOnce() -> R) -> R {
     struct Off;
     impl Drop for Off {
         fn drop(&mut self) {
-            ACTIVE.with(|a| a.set(None));
+            ACTIVE.with(|a| a.set(0));
         }
     }
-    ACTIVE.with(|a| a.set(bug));
+    ACTIVE.with(|a| a.set(bugs.iter().fold(0, |m, b| m | b.bit())));
     let _off = Off;
     f()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bugs_are_switched_on_together_and_off_afterwards() {
+        with(&[Bug::AcceptEqualEpoch, Bug::AbortIgnoresImage], || {
+            assert!(active(Bug::AcceptEqualEpoch));
+            assert!(active(Bug::AbortIgnoresImage));
+            assert!(!active(Bug::ReuseNonce));
+        });
+        assert!(Bug::ALL.iter().all(|b| !active(*b)));
+    }
 }

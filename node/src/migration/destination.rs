@@ -17,6 +17,7 @@ use protocol::refusal::{Refusal, RefusalCode};
 use protocol::snapshot::Hash;
 use protocol::vessel::VesselId;
 
+use super::bugs::{active, Bug};
 use super::record::{
     abort_record, check_offer_epoch, commit_rule, AbortRecord, CommitRule, Record,
 };
@@ -192,7 +193,7 @@ impl<P: Clone + Eq + StdHash, D> Destination<P, D> {
                     format!("no final offer of vessel {vessel} at epoch {epoch} from this node"),
                 )
             })?;
-        if s.image != image {
+        if s.image != image && !active(Bug::PrepareIgnoresImage) {
             return Err(Refusal::new(
                 RefusalCode::NoMigration,
                 format!("the final offer of vessel {vessel} at epoch {epoch} here names another image than this prepare"),
@@ -244,10 +245,10 @@ impl<P: Clone + Eq + StdHash, D> Destination<P, D> {
         image: Hash,
         known: Option<&Record>,
     ) -> AbortPlan<P, D> {
-        let ours = self
-            .sessions
-            .get(&vessel)
-            .is_some_and(|s| s.is(from, epoch) && (s.kind == OfferKind::Warm || s.image == image));
+        let ours = self.sessions.get(&vessel).is_some_and(|s| {
+            s.is(from, epoch)
+                && (s.kind == OfferKind::Warm || s.image == image || active(Bug::AbortIgnoresImage))
+        });
         let session = match ours {
             true => self.sessions.remove(&vessel),
             false => None,

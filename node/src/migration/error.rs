@@ -85,6 +85,16 @@ impl MigrationError {
             _ => None,
         }
     }
+
+    /// The epoch a destination reported refusing an offer as stale: the
+    /// driver keeps it, and the next attempt offers above it
+    /// ([`super::record::offer_epoch`]).
+    pub fn reported_epoch(&self) -> Option<u64> {
+        match &*self.kind {
+            ErrorKind::Refused(r) => super::record::reported_epoch(r),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for MigrationError {

@@ -12,6 +12,8 @@ use protocol::limits::{MAX_PENDING_NONCES, MIGRATION_NONCE_TTL_SECS};
 use protocol::membership::Nonce;
 use protocol::refusal::{Refusal, RefusalCode};
 
+use super::bugs::{active, Bug};
+
 /// The nonces issued and not yet redeemed, oldest first (at most
 /// [`MAX_PENDING_NONCES`]: the oldest is forgotten first).
 pub struct NonceBook<P> {
@@ -44,13 +46,19 @@ impl<P: Clone + Eq + StdHash> NonceBook<P> {
 
     /// Spends `nonce` for an offer from `peer` at `now`.
     pub fn redeem(&mut self, nonce: &Nonce, peer: &P, now: Instant) -> Result<(), Refusal> {
-        let Some((owner, at)) = self.issued.remove(nonce) else {
+        let spent = match active(Bug::ReuseNonce) {
+            true => self.issued.get(nonce).cloned(),
+            false => self.issued.remove(nonce),
+        };
+        let Some((owner, at)) = spent else {
             return Err(Refusal::new(
                 RefusalCode::Replayed,
                 "replayed offer: its nonce is unknown or already used",
             ));
         };
-        self.order.retain(|n| n != nonce);
+        if !active(Bug::ReuseNonce) {
+            self.order.retain(|n| n != nonce);
+        }
         if &owner != peer {
             return Err(Refusal::new(
                 RefusalCode::Replayed,

@@ -115,9 +115,33 @@ pub fn check_offer_epoch(
                 "stale epoch: offer for epoch {epoch}, this node knows vessel {vessel} at epoch {}",
                 r.epoch()
             ),
-        ));
+        )
+        .with_known_epoch(r.epoch()));
     }
     Ok(())
+}
+
+/// The epoch a source offers a move of a vessel it owns at `owned_epoch`
+/// under: the next one, or above the highest epoch a destination reported
+/// in a stale-epoch refusal of an earlier offer (`reported`). A destination
+/// can hold a `Prepared` record of this source's own earlier attempt at the
+/// next epoch (its abort lost, or the source crashed before its commit
+/// point) and refuses every offer at that epoch for good; an offer above
+/// it is taken, and a late message of that attempt (its abort, its
+/// prepare) names another epoch than the new one, so it acts on nothing.
+/// `None` if the epoch would overflow.
+pub fn offer_epoch(owned_epoch: u64, reported: Option<u64>) -> Option<u64> {
+    let reported = reported.filter(|_| !active(Bug::IgnoreReportedEpoch));
+    owned_epoch.max(reported.unwrap_or(0)).checked_add(1)
+}
+
+/// What a source keeps of stale-epoch refusals: from the refusal of an
+/// offer, the epoch to offer above next time (see [`offer_epoch`]).
+pub fn reported_epoch(refusal: &Refusal) -> Option<u64> {
+    match refusal.code {
+        RefusalCode::StaleEpoch => refusal.known_epoch,
+        _ => None,
+    }
 }
 
 /// What a destination does with a commit, judged from its record.
@@ -197,7 +221,7 @@ pub fn abort_record(known: Option<&Record>, epoch: u64, image: Hash) -> AbortRec
             image: i,
             before,
             ..
-        }) if *e == epoch && *i == image => match before {
+        }) if *e == epoch && (*i == image || active(Bug::AbortIgnoresImage)) => match before {
             Some(b) => AbortRecord::Restore((**b).clone()),
             None => AbortRecord::Remove,
         },
@@ -283,6 +307,27 @@ mod tests {
             RefusalCode::StaleEpoch
         );
         assert!(check_offer_epoch(Some(&owned), id(), 4).is_ok());
+        let refusal = check_offer_epoch(Some(&owned), id(), 3).unwrap_err();
+        assert_eq!(reported_epoch(&refusal), Some(3));
+        let failed = crate::migration::MigrationError::new(
+            crate::migration::Step::WarmOffer,
+            crate::migration::ErrorKind::Refused(refusal),
+        );
+        assert_eq!(failed.reported_epoch(), Some(3), "as the driver reads it");
+    }
+
+    #[test]
+    fn a_source_offers_above_what_a_destination_reported() {
+        assert_eq!(offer_epoch(3, None), Some(4));
+        assert_eq!(offer_epoch(3, Some(4)), Some(5));
+        assert_eq!(
+            offer_epoch(3, Some(2)),
+            Some(4),
+            "an old report changes nothing"
+        );
+        assert_eq!(offer_epoch(u64::MAX, None), None);
+        let other = Refusal::new(RefusalCode::Busy, "busy").with_known_epoch(9);
+        assert_eq!(reported_epoch(&other), None);
     }
 
     #[test]

@@ -28,15 +28,6 @@ pub const MAX_WARM_ROUNDS: u32 = 4;
 /// pre-copy early: the final round's delta is small enough.
 pub const WARM_CONVERGED_CHUNKS: usize = 16;
 
-/// How many times a pre-copy round waits for its copy ([`Input::CopyTimedOut`],
-/// one wait each) before the migration goes to the final round anyway. A
-/// vessel that waits in a host call answers a copy from inside the wait, and
-/// a running one at the end of its slice (milliseconds); a copy that does
-/// not come within all of them means a single slice that runs for seconds
-/// or a wait that cannot hear commands (the node's own stdin, under
-/// `meshnode run`), and stop-and-copy is all that is left.
-pub const MAX_COPY_WAITS: u32 = 10;
-
 /// How often a committed source sends its commit again until the
 /// destination confirms.
 pub const COMMIT_RETRY_INTERVAL: Duration = Duration::from_millis(500);
@@ -71,9 +62,8 @@ pub enum Input {
     Copied {
         changed_chunks: usize,
     },
-    /// The copy did not come within one wait: the machine waits again (the
-    /// same copy, still asked for) or, after [`MAX_COPY_WAITS`], goes to the
-    /// final round.
+    /// The vessel did not reach a point to copy its memory at in time (it
+    /// waits in a host call): go to the final round.
     CopyTimedOut,
     Nonce(Nonce),
     /// The destination took the offer; `next_nonce` is for the next one.
@@ -97,9 +87,7 @@ pub enum Input {
 /// What to do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
-    /// Take a copy of the running vessel's memory and diff it (round
-    /// `round`); after [`Input::CopyTimedOut`], keep waiting for the copy
-    /// already asked for.
+    /// Take a copy of the running vessel's memory and diff it (round `round`).
     CopyMemory {
         round: u32,
     },
@@ -153,7 +141,7 @@ pub enum Phase {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
-    Copying { round: u32, waits: u32 },
+    Copying { round: u32 },
     Nonce { round: Option<u32>, tries: u32 },
     Offering { round: Option<u32>, tries: u32 },
     Sending { round: Option<u32> },
@@ -241,13 +229,11 @@ impl Source {
 
     fn advance(&mut self, input: Input, out: &mut Vec<Output>) {
         match (self.stage, input) {
-            (Stage::Copying { round, .. }, Input::Copied { changed_chunks }) => {
+            (Stage::Copying { round }, Input::Copied { changed_chunks }) => {
                 self.changed = changed_chunks;
                 self.offer(Some(round), 0, out);
             }
-            (Stage::Copying { round, waits }, Input::CopyTimedOut) => {
-                self.copy_waited(round, waits, out)
-            }
+            (Stage::Copying { .. }, Input::CopyTimedOut) => self.final_round(out),
             (Stage::Nonce { round, tries }, Input::Nonce(n)) => {
                 self.nonce = Some(n);
                 self.offer(round, tries, out);
@@ -293,20 +279,7 @@ impl Source {
         if round >= self.plan.warm_rounds {
             return self.final_round(out);
         }
-        self.stage = Stage::Copying { round, waits: 0 };
-        out.push(Output::CopyMemory { round });
-    }
-
-    /// Pre-copy always runs: a copy that is late is waited for again, up to
-    /// [`MAX_COPY_WAITS`] waits, before the pause takes everything.
-    fn copy_waited(&mut self, round: u32, waits: u32, out: &mut Vec<Output>) {
-        if waits + 1 >= MAX_COPY_WAITS {
-            return self.final_round(out);
-        }
-        self.stage = Stage::Copying {
-            round,
-            waits: waits + 1,
-        };
+        self.stage = Stage::Copying { round };
         out.push(Output::CopyMemory { round });
     }
 
@@ -440,7 +413,7 @@ impl Source {
             Stage::Nonce { round, .. }
             | Stage::Offering { round, .. }
             | Stage::Sending { round } => round,
-            Stage::Copying { round, .. } => Some(round),
+            Stage::Copying { round } => Some(round),
             _ => None,
         }
     }
@@ -532,20 +505,6 @@ mod tests {
             "later offers reuse the nonce an answer brought"
         );
         assert_eq!(out.last(), Some(&Output::Finished(Ok(()))));
-    }
-
-    #[test]
-    fn a_late_copy_is_waited_for_before_the_pause_takes_everything() {
-        let (mut s, out) = Source::start(SourcePlan { warm_rounds: 2 });
-        assert!(out.contains(&Output::CopyMemory { round: 0 }));
-        for _ in 1..MAX_COPY_WAITS {
-            assert_eq!(
-                s.handle(Input::CopyTimedOut),
-                vec![Output::CopyMemory { round: 0 }]
-            );
-        }
-        let out = s.handle(Input::CopyTimedOut);
-        assert!(out.contains(&Output::Pause), "{out:?}");
     }
 
     #[test]

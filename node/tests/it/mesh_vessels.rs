@@ -559,6 +559,46 @@ fn source_killed_before_commit_keeps_the_vessel() {
     assert_completed_once(&mesh, &vessel, 0, &plain);
 }
 
+/// Regression: a source that died between its `Prepare` and its commit
+/// point left the destination holding `Prepared` at the next epoch, and
+/// every later move of the vessel there was refused as stale, for good. Now
+/// the refusal names the epoch the destination knows, and the source's next
+/// attempt offers above it: the first retry is refused, the second moves.
+#[test]
+fn a_node_left_holding_a_stale_prepare_takes_the_vessel_on_the_next_try() {
+    let _cpu = crate::support::shared_cpu();
+    let (mut mesh, wasm, mut spec, _) = fault_setup();
+    // Long enough for a crash, a restart and two more moves.
+    spec.args = vec!["60000".into()];
+    let plain = plain_run(&wasm, &spec, &[]);
+    mesh.restart(0, &[("MESHNODE_FAULT", "before-commit")]);
+    let vessel = mesh.deploy(0, &wasm, &spec, &[]);
+    mesh.migrate(0, &vessel, 1).unwrap_err();
+    mesh.restart(0, &[]);
+    let deadline = Instant::now() + WAIT;
+    while mesh.row(0, &vessel).is_none_or(|r| r["state"] != "running") {
+        assert!(Instant::now() < deadline, "it never ran again on A");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let prepared = records(&mesh, &vessel).swap_remove(1);
+    assert!(
+        matches!(prepared, Some(Record::Prepared { epoch: 2, .. })),
+        "B: {prepared:?}"
+    );
+    let refused = mesh.migrate(0, &vessel, 1).unwrap_err();
+    assert!(refused.contains("stale"), "{refused}");
+    let report = mesh
+        .migrate(0, &vessel, 1)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report["phase"], "done", "{report}");
+    assert_completed_once(&mesh, &vessel, 1, &plain);
+    let ended = records(&mesh, &vessel).swap_remove(1);
+    assert!(
+        matches!(ended, Some(Record::Ended { epoch: 3, .. })),
+        "B ran it above the stale epoch: {ended:?}"
+    );
+}
+
 /// Goal: packing the paused vessel fails at the source (a disk error in
 /// the pause, before the commit point). The vessel must not stay paused: it
 /// runs on at the source (from its last durable image) to the same end as

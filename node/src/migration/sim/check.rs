@@ -102,7 +102,8 @@ pub fn after_step(w: &mut World) -> Result<(), String> {
 
 /// Once the faults stopped and the mesh settled: every vessel runs exactly
 /// once, at the node whose record owns it at the highest epoch any record
-/// names, and no migration is left half done.
+/// names, no migration is left half done, and every move the liveness
+/// check asked for happened.
 pub fn at_end(w: &mut World) -> Result<(), String> {
     after_step(w)?;
     for v in w.vessels() {
@@ -137,5 +138,5 @@ pub fn at_end(w: &mut World) -> Result<(), String> {
             return Err(format!("{v}: n{}'s migration of it never finished", n.id));
         }
     }
-    Ok(())
+    super::liveness::check(w)
 }

@@ -2,11 +2,22 @@
 //! partitions) and the users and policies that ask for migrations (by
 //! hand, by drain, by placement). Both draw from the world's seed.
 
+use protocol::vessel::VesselId;
+
 use super::node::{self, crash, restart};
 use super::{Event, NodeId, World};
 
 /// How often the fault actor looks for something to break.
 const FAULT_TICK_MS: u64 = 100;
+
+/// Per mille of failed moves whose asker asks for the same move again (a
+/// drain or placement that retries, a user who runs the command again).
+const ASK_AGAIN_PERMILLE: u64 = 500;
+
+/// The longest wait before asking again: soon, so that the second attempt
+/// often races the first one's abort (two attempts by one source at one
+/// epoch to one destination).
+const ASK_AGAIN_MAX_MS: u64 = 300;
 
 /// The fault actor's turn: maybe crash a node, restart one, or cut a link.
 pub fn act(w: &mut World) {
@@ -76,4 +87,19 @@ pub fn ask(w: &mut World) {
     }
     let next = 20 + w.rng.below(400);
     w.at(next, Event::Ask);
+}
+
+/// A move failed: maybe its asker will ask for it again, soon.
+pub fn maybe_ask_again(w: &mut World, from: NodeId, vessel: VesselId, to: NodeId) {
+    if w.faults_on && w.rng.below(1000) < ASK_AGAIN_PERMILLE {
+        let delay = w.rng.below(ASK_AGAIN_MAX_MS);
+        w.at(delay, Event::AskAgain { from, vessel, to });
+    }
+}
+
+/// The same move, asked for again.
+pub fn ask_again(w: &mut World, from: NodeId, vessel: VesselId, to: NodeId) {
+    if w.faults_on {
+        node::ask_migrate(w, from, vessel, to, "asked again");
+    }
 }

@@ -5,12 +5,14 @@
 //! simulated network that delays, drops, duplicates and reorders messages
 //! and partitions nodes, on simulated disks that keep only what was made
 //! durable when a node crashes. Migrations are asked for by hand, by drain
-//! and by placement, racing each other. The invariants are checked after
-//! every step ([`check`]).
+//! and by placement, racing each other, and a failed one is often asked for
+//! again at once. The invariants are checked after every step ([`check`]);
+//! once the faults stop, a move asked for must happen ([`liveness`]).
 //!
 //! Everything comes from the seed: a failing seed prints itself, and
 //! `SIM_SEED=N cargo test -p meshnode --lib simulation_replays_one_seed`
-//! replays it exactly, printing its trace. The faults are injected by a
+//! replays it exactly, printing its trace (`SIM_BUGS` names the deliberate
+//! bugs of a seed that failed with them). The faults are injected by a
 //! separate actor ([`faults`]) from the nodes, as VOPR does.
 //!
 //! `cargo test -p meshnode --lib simulation` runs a few hundred seeds;
@@ -19,6 +21,7 @@
 
 mod check;
 mod faults;
+mod liveness;
 mod node;
 mod source_run;
 
@@ -109,6 +112,16 @@ enum Event {
     Fault,
     /// Someone asks for a migration.
     Ask,
+    /// The liveness check asks for a move of `vessel` ([`liveness`]).
+    Probe {
+        vessel: VesselId,
+    },
+    /// Whoever asked for a move that failed asks for the same move again.
+    AskAgain {
+        from: NodeId,
+        vessel: VesselId,
+        to: NodeId,
+    },
 }
 
 /// Counts, to show that a run exercised the protocol.
@@ -122,6 +135,10 @@ pub struct Stats {
     pub crashes: u64,
     pub partitions: u64,
     pub messages: u64,
+    /// Offers at exactly the epoch the destination records (the case the
+    /// equal-epoch rule refuses): a second attempt by one source at one
+    /// epoch to one destination, or a late or repeated offer.
+    pub equal_epoch_offers: u64,
 }
 
 /// The simulated world.
@@ -140,6 +157,23 @@ pub struct World {
     ghost: Ghost,
     stats: Stats,
     trace: Vec<String>,
+    /// The moves asked for after the heal, which must happen.
+    liveness: liveness::Probes,
+    options: Options,
+}
+
+/// What a run checks beyond the safety invariants.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// After the heal, ask each vessel's owner for a move and require that
+    /// it happens ([`liveness`]). On unless a test turns it off.
+    pub liveness: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { liveness: true }
+    }
 }
 
 /// Lines of trace kept for a failing seed (the last ones).
@@ -152,7 +186,7 @@ const STRAGGLER_MAX_MS: u64 = 5_000;
 const REQUEST_TIMEOUT_MS: u64 = 1_000;
 
 impl World {
-    fn new(seed: u64) -> World {
+    fn new(seed: u64, options: Options) -> World {
         let mut rng = SplitMix64(seed);
         let shape = Shape::from_seed(&mut rng);
         let nodes = (0..shape.nodes).map(SimNode::new).collect();
@@ -170,6 +204,8 @@ impl World {
             ghost: Ghost::default(),
             stats: Stats::default(),
             trace: Vec::new(),
+            liveness: liveness::Probes::default(),
+            options,
         };
         w.deploy();
         w.at(0, Event::Fault);
@@ -268,6 +304,8 @@ impl World {
             }
             Event::Fault => faults::act(self),
             Event::Ask => faults::ask(self),
+            Event::Probe { vessel } => liveness::ask(self, vessel),
+            Event::AskAgain { from, vessel, to } => faults::ask_again(self, from, vessel, to),
         }
     }
 
@@ -323,6 +361,9 @@ impl World {
             }
         }
         self.note("healed: no more faults".into());
+        if self.options.liveness {
+            liveness::schedule(self);
+        }
     }
 
     fn request_id(&mut self) -> u64 {
@@ -331,128 +372,50 @@ impl World {
     }
 }
 
-/// Runs one seed with `bug` switched on (or none); an invariant broken is
-/// an error that names the seed, the invariant and the run's last steps.
-pub fn run_seed(seed: u64, bug: Option<Bug>) -> Result<Stats, String> {
-    bugs::with(bug, || {
-        let mut world = World::new(seed);
+/// Runs one seed with `bugs` switched on (none for the protocol as it
+/// is); an invariant broken is an error that names the seed, the bugs, the
+/// invariant and the run's last steps.
+pub fn run_seed(seed: u64, bugs_on: &[Bug]) -> Result<Stats, String> {
+    run_seed_with(seed, bugs_on, Options::default())
+}
+
+/// [`run_seed`], with `options`.
+pub fn run_seed_with(seed: u64, bugs_on: &[Bug], options: Options) -> Result<Stats, String> {
+    bugs::with(bugs_on, || {
+        let mut world = World::new(seed, options);
         match world.run() {
             Ok(()) => Ok(world.stats.clone()),
             Err(why) => Err(format!(
-                "seed {seed} ({:?}): {why}\nreplay: SIM_SEED={seed} cargo test -p meshnode --lib simulation_replays_one_seed -- --nocapture\nlast steps:\n{}",
+                "seed {seed} ({:?}, bugs {bugs_on:?}, {options:?}): {why}\nreplay: SIM_SEED={seed} SIM_BUGS={} SIM_LIVENESS={} cargo test -p meshnode --lib simulation_replays_one_seed -- --nocapture\nlast steps:\n{}",
                 world.shape,
+                bug_names(bugs_on),
+                u8::from(options.liveness),
                 world.trace.join("\n")
             )),
         }
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Seeds per `cargo test` run: a few hundred, in well under two minutes.
-    const CI_SEEDS: u64 = 500;
-
-    fn seeds(default: u64) -> u64 {
-        std::env::var("SIM_SEEDS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(default)
-    }
-
-    fn sweep(n: u64) -> Stats {
-        let mut t = Stats::default();
-        for seed in 0..n {
-            let s = run_seed(seed, None).unwrap_or_else(|e| panic!("{e}"));
-            t.asked += s.asked;
-            t.started += s.started;
-            t.committed += s.committed;
-            t.aborted += s.aborted;
-            t.refused += s.refused;
-            t.crashes += s.crashes;
-            t.partitions += s.partitions;
-            t.messages += s.messages;
-        }
-        t
-    }
-
-    #[test]
-    fn simulation_holds_every_invariant_over_many_seeds() {
-        let t = sweep(seeds(CI_SEEDS));
-        eprintln!("simulation: {t:?}");
-        // A run that moves nothing, crashes nothing or refuses nothing
-        // shows nothing: each must happen, many times.
-        assert!(
-            t.committed > 100 && t.aborted > 10 && t.crashes > 10,
-            "{t:?}"
-        );
-        assert!(t.partitions > 10 && t.refused > 10, "{t:?}");
-    }
-
-    #[test]
-    #[ignore = "long: SIM_SEEDS=100000 cargo test -p meshnode --lib simulation_many_seeds -- --ignored --nocapture"]
-    fn simulation_many_seeds() {
-        let t = sweep(seeds(100_000));
-        eprintln!("simulation: {t:?}");
-    }
-
-    #[test]
-    fn simulation_replays_one_seed() {
-        let seed = std::env::var("SIM_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(7);
-        let a = run_seed(seed, None);
-        let b = run_seed(seed, None);
-        assert_eq!(format!("{a:?}"), format!("{b:?}"), "a seed replays exactly");
-        if let Err(e) = a {
-            panic!("{e}");
-        }
-    }
-
-    /// The first seed (of at most `limit`) on which `bug` breaks an
-    /// invariant that the same seed keeps without it.
-    fn caught(bug: Bug, limit: u64) -> Option<(u64, String)> {
-        (0..limit).find_map(|seed| {
-            let with = run_seed(seed, Some(bug)).err()?;
-            assert!(
-                run_seed(seed, None).is_ok(),
-                "seed {seed} fails without the bug too"
-            );
-            Some((seed, with))
-        })
-    }
-
-    #[test]
-    fn simulation_catches_a_source_that_resumes_after_the_commit() {
-        let (seed, why) = caught(Bug::ResumeSourceAfterCommit, 2_000).expect("not caught");
-        eprintln!(
-            "caught at seed {seed}: {}",
-            why.lines().next().unwrap_or("")
-        );
-    }
-
-    /// Accepting an offer (or a commit) at the epoch a node records is no
-    /// longer enough to break an invariant: every path by which such a
-    /// message could arrive is closed twice (a nonce is spent once, and a
-    /// prepare and an abort name the image of their own attempt). This
-    /// keeps that true: it fails if one of those other guards goes.
-    #[test]
-    fn simulation_shows_the_equal_epoch_rule_is_covered_by_the_image_checks() {
-        for seed in 0..CI_SEEDS {
-            if let Err(e) = run_seed(seed, Some(Bug::AcceptEqualEpoch)) {
-                panic!("{e}");
-            }
-        }
-    }
-
-    #[test]
-    fn simulation_catches_a_prepare_without_its_fsync() {
-        let (seed, why) = caught(Bug::SkipSyncBeforePrepared, 2_000).expect("not caught");
-        eprintln!(
-            "caught at seed {seed}: {}",
-            why.lines().next().unwrap_or("")
-        );
-    }
+/// `bugs` as `SIM_BUGS` names them: comma-separated, as declared.
+pub fn bug_names(bugs: &[Bug]) -> String {
+    let names: Vec<String> = bugs.iter().map(|b| format!("{b:?}")).collect();
+    names.join(",")
 }
+
+/// The bugs a `SIM_BUGS` value names; an unknown name is an error naming it.
+pub fn parse_bugs(names: &str) -> Result<Vec<Bug>, String> {
+    names
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|n| {
+            Bug::ALL
+                .into_iter()
+                .find(|b| format!("{b:?}") == n)
+                .ok_or_else(|| format!("SIM_BUGS: no deliberate bug is called {n:?}"))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -113,6 +113,10 @@ pub struct SimNode {
     pub sources: BTreeMap<VesselId, SourceRun>,
     /// Requests in flight from this node's sources: request → vessel.
     pub pending: HashMap<u64, VesselId>,
+    /// The highest epoch a destination reported refusing an offer of a
+    /// vessel as stale: the next offer goes above it (in memory only, as
+    /// in the node's driver).
+    pub reported_epochs: BTreeMap<VesselId, u64>,
     pub dest: Destination<NodeId, ()>,
     pub nonces: NonceBook<NodeId>,
 }
@@ -127,6 +131,7 @@ impl SimNode {
             running: BTreeMap::new(),
             sources: BTreeMap::new(),
             pending: HashMap::new(),
+            reported_epochs: BTreeMap::new(),
             dest: Destination::default(),
             nonces: NonceBook::default(),
         }
@@ -244,6 +249,13 @@ fn offer(
         return Response::Refused(r);
     }
     let known = n.disk.records.get(&vessel).cloned();
+    if known.as_ref().is_some_and(|r| r.epoch() == epoch) {
+        w.stats.equal_epoch_offers += 1;
+        w.note(format!(
+            "n{node} {vessel} offered at the epoch it records, {epoch}"
+        ));
+    }
+    let n = &mut w.nodes[node as usize];
     if let Err(r) = n
         .dest
         .check_offer(&from, vessel, epoch, known.as_ref(), now)
@@ -458,6 +470,7 @@ pub fn crash(w: &mut World, node: NodeId) {
     n.running.clear();
     n.sources.clear();
     n.pending.clear();
+    n.reported_epochs.clear();
     n.dest = Destination::default();
     n.nonces = NonceBook::default();
     n.disk.unsynced_images.clear();

@@ -10,9 +10,9 @@ use protocol::snapshot::Hash;
 use protocol::vessel::VesselId;
 
 use super::node::{self, LocalStep, Msg, Request, Response};
-use super::{Event, NodeId, World, REQUEST_TIMEOUT_MS};
+use super::{faults, liveness, Event, NodeId, World, REQUEST_TIMEOUT_MS};
 use crate::migration::error::ErrorKind;
-use crate::migration::record::Record;
+use crate::migration::record::{offer_epoch, reported_epoch, Record};
 use crate::migration::source::{Input, Output, Source, SourcePlan};
 
 /// Tries of an idempotent request whose answer did not come.
@@ -37,9 +37,13 @@ pub struct SourceRun {
 
 pub fn start(w: &mut World, node: NodeId, vessel: VesselId, to: NodeId) {
     w.stats.started += 1;
-    let epoch = match w.nodes[node as usize].record(vessel) {
-        Some(r) => r.epoch(),
-        None => return,
+    let n = &w.nodes[node as usize];
+    let Some(epoch) = n.record(vessel).map(Record::epoch) else {
+        return;
+    };
+    let reported = n.reported_epochs.get(&vessel).copied();
+    let Some(new_epoch) = offer_epoch(epoch, reported) else {
+        return;
     };
     let rounds = w.rng.below(4) as u32;
     let (machine, out) = Source::start(SourcePlan {
@@ -52,7 +56,7 @@ pub fn start(w: &mut World, node: NodeId, vessel: VesselId, to: NodeId) {
         run,
         to,
         epoch,
-        new_epoch: epoch + 1,
+        new_epoch,
         image,
         lacking: Vec::new(),
         outstanding: None,
@@ -223,8 +227,9 @@ fn later(w: &mut World, node: NodeId, delay_ms: u64, step: LocalStep) {
     );
 }
 
-/// A waiting vessel (one in five) does not reach a point to copy at in
-/// time; the others copy in a few milliseconds.
+/// One copy in five does not come within the driver's wait (a vessel in
+/// one long slice, or in a wait that cannot hear commands): the machine
+/// goes to the final round. The others come in a few milliseconds.
 fn copy(w: &mut World, node: NodeId, vessel: VesselId, run: u64) {
     let input = match w.rng.below(5) {
         0 => Input::CopyTimedOut,
@@ -314,7 +319,7 @@ pub fn answered(w: &mut World, node: NodeId, id: u64, body: Response) {
     if s.outstanding.as_ref().map(|o| o.0) != Some(id) {
         return;
     }
-    s.outstanding = None;
+    let offered = matches!(s.outstanding.take(), Some((_, Request::Offer { .. }, _)));
     let input = match body {
         Response::Nonce(n) => Input::Nonce(n),
         Response::Lacking { chunks, next_nonce } => {
@@ -325,9 +330,16 @@ pub fn answered(w: &mut World, node: NodeId, id: u64, body: Response) {
         Response::Prepared => Input::Prepared,
         Response::Committed => Input::Committed,
         Response::Aborted => return,
-        Response::Refused(r) => Input::Failed(ErrorKind::Refused(r)),
+        Response::Refused(r) => {
+            if let Some(k) = reported_epoch(&r).filter(|_| offered) {
+                let n = &mut w.nodes[node as usize];
+                let e = n.reported_epochs.entry(vessel).or_insert(0);
+                *e = (*e).max(k);
+            }
+            Input::Failed(ErrorKind::Refused(r))
+        }
     };
-    let run = s.run;
+    let run = w.nodes[node as usize].sources[&vessel].run;
     feed(w, node, vessel, run, input);
 }
 
@@ -416,6 +428,7 @@ fn finished(w: &mut World, node: NodeId, vessel: VesselId, result: Result<(), St
                 "n{node} {vessel} moved to n{} at epoch {}",
                 s.to, s.new_epoch
             ));
+            liveness::succeeded(w, vessel, s.to);
         }
         Err(e) => {
             w.stats.aborted += 1;
@@ -423,6 +436,10 @@ fn finished(w: &mut World, node: NodeId, vessel: VesselId, result: Result<(), St
                 "n{node} {vessel} migration to n{} failed: {e}",
                 s.to
             ));
+            match w.faults_on {
+                true => faults::maybe_ask_again(w, node, vessel, s.to),
+                false => liveness::failed(w, vessel, e),
+            }
         }
     }
 }
