@@ -1,10 +1,11 @@
 //! The migration protocol, as a layer of its own below `mesh/`: what a
 //! source and a destination decide at each step of a move, and the
 //! ownership rules that keep a vessel on exactly one node. Nothing here
-//! does I/O or imports `mesh/`; the node's driver (`mesh::migrate`,
-//! `mesh::vessels`) performs what these decide, and the seeded simulation
-//! (`sim`, tests only) drives the very same code over a simulated network
-//! and disks with faults.
+//! does I/O or imports `mesh/`; the node's drivers (`mesh::migrate` for
+//! the source, `mesh::serve` for the destination, `mesh::recover` at
+//! start-up) perform what these decide, and the seeded simulation (`sim`,
+//! tests only) drives the very same code over a simulated network and
+//! disks with faults.
 //!
 //! Stages, each one job:
 //! - [`record`]: the durable record and the ownership rules (epochs, the

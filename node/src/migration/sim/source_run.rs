@@ -3,7 +3,7 @@
 //! simulated node and network and feeds back what happened, as the node's
 //! driver does with real ones. Its request link retries an idempotent
 //! request whose answer did not come, but never while the vessel is paused
-//! (the link's rule in `mesh::vessels`).
+//! (the rule of `mesh::link`).
 
 use protocol::migrate::OfferKind;
 use protocol::snapshot::Hash;
