@@ -6,7 +6,7 @@
         [--before-target DIR] [--after-target DIR] [--pauses 24]
         [--per-vessel 6] [--kinds spin,sleep] [--size 64] [--rate 1]
         [--dwell 1] [--json FILE] [--keep] [--build-only]
-    python3 scripts/bench_before_after.py --report FILE   # re-print a saved run
+    python3 scripts/bench_before_after.py --report FILE...   # re-print saved runs (pooled)
 
 BEFORE and AFTER are each a git ref of this repository (a commit, a branch:
 `3c24d76`, `main`) or the path of a meshnode binary. A ref is checked out
@@ -295,8 +295,8 @@ def load_summary(samples):
 def report(d):
     results = d["results"]
     print("## Migration pause before and after (issue 11)\n")
-    print(f"Command: `{d['command']}`, {d['started']}–{d['ended']} UTC, {d['elapsed_s'] / 60:.1f} min "
-          f"of measuring.\n")
+    when = d["started"] + (f"–{d['ended']}" if d["ended"] else "")
+    print(f"Command: `{d['command']}`, {when} UTC, {d['elapsed_s'] / 60:.1f} min of measuring.\n")
     for side in ("before", "after"):
         print(f"- {side}: {d['sides'][side]['label']}")
     print(f"- load: {load_summary(d['load'])}.")
@@ -319,6 +319,21 @@ def report(d):
         print()
 
 
+def pooled(runs):
+    """One report of several saved runs of the same two builds: their
+    pauses and load samples together (each run was interleaved in itself)."""
+    d = dict(runs[0])
+    if len(runs) > 1:
+        d["command"] = "`, `".join(r["command"] for r in runs)
+        d["started"] = " and ".join(f"{r['started']}–{r['ended']}" for r in runs)
+        d["ended"] = None
+        d["elapsed_s"] = sum(r["elapsed_s"] for r in runs)
+        d["results"] = [x for r in runs for x in r["results"]]
+        d["load"] = [x for r in runs for x in r["load"]]
+        d["log_phases"] = None
+    return d
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("before", nargs="?", help="git ref or meshnode binary: the build before")
@@ -336,10 +351,11 @@ def main():
     ap.add_argument("--json", help="write every raw report to this file")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (node logs)")
     ap.add_argument("--build-only", action="store_true", help="build both and stop")
-    ap.add_argument("--report", metavar="FILE", help="only print the report of a run saved with --json")
+    ap.add_argument("--report", metavar="FILE", nargs="+",
+                    help="only print the report of runs saved with --json (several: their pauses pooled)")
     args = ap.parse_args()
     if args.report:
-        report(json.load(open(args.report)))
+        report(pooled([json.load(open(f)) for f in args.report]))
         return
     if not args.before or not args.after:
         ap.error("BEFORE and AFTER are needed (git refs or meshnode binaries)")
