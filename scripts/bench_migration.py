@@ -37,6 +37,8 @@ One command measures, in one run:
 
 Needs: `cargo build --release -p meshnode --bin meshnode --example
 transfer_bench` and clang with wasi-libc. Prints a markdown report.
+scripts/bench_before_after.py reuses this machinery to compare the pause
+of two builds (issue 11).
 """
 import argparse
 import glob
