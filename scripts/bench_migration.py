@@ -37,6 +37,8 @@ One command measures, in one run:
 
 Needs: `cargo build --release -p meshnode --bin meshnode --example
 transfer_bench` and clang with wasi-libc. Prints a markdown report.
+scripts/bench_before_after.py reuses this machinery to compare the pause
+of two builds (issue 11).
 """
 import argparse
 import glob
@@ -72,10 +74,13 @@ def log(msg):
 
 
 class User:
-    """A temporary HOME: one user key, trusted by every node it starts."""
+    """A temporary HOME: one user key, trusted by every node it starts.
+    Every node and CLI call of this user runs the binary `meshnode` (a
+    comparison of two builds gives each its own user: bench_before_after.py)."""
 
-    def __init__(self, work):
-        self.home = os.path.join(work, "home")
+    def __init__(self, work, meshnode=MESHNODE, name="home"):
+        self.meshnode = meshnode
+        self.home = os.path.join(work, name)
         os.makedirs(self.home, exist_ok=True)
 
     def env(self, rust_log):
@@ -90,7 +95,7 @@ class User:
         return e
 
     def run(self, args, timeout=600, check=True):
-        r = subprocess.run([MESHNODE] + args, env=self.env("warn"), stdin=subprocess.DEVNULL,
+        r = subprocess.run([self.meshnode] + args, env=self.env("warn"), stdin=subprocess.DEVNULL,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
         if check and r.returncode != 0:
             raise RuntimeError(f"meshnode {' '.join(args)}: exit {r.returncode}: {r.stderr.decode()}")
@@ -109,7 +114,7 @@ class Node:
             f.write(f"migration_warm_rounds = {rounds}\nmigration_dedup = {'true' if dedup else 'false'}\n")
             f.write(extra_config)
         self.log = os.path.join(work, f"{name}.log")
-        args = [MESHNODE, "start", "--data-dir", self.dir, "--config", self.config,
+        args = [user.meshnode, "start", "--data-dir", self.dir, "--config", self.config,
                 "--listen", "/ip4/127.0.0.1/tcp/0", "--listen", "/ip4/127.0.0.1/udp/0/quic-v1",
                 "--no-mdns"]
         for p in peers:
@@ -164,6 +169,7 @@ class Pair:
     def __init__(self, user, work, mode, rust_log, name=None):
         self.mode = mode
         name = name or mode
+        self.name = name
         a = Node(user, work, f"{name}-a", mode, [], rust_log)
         a.wait_ready()
         b = Node(user, work, f"{name}-b", mode, [a.addr], rust_log)
@@ -181,7 +187,7 @@ class Pair:
                     if any(p.get("peer_id") == other and p.get("member") for p in peers):
                         break
                 if time.monotonic() > end:
-                    raise RuntimeError(f"{self.mode}: nodes do not see each other as members")
+                    raise RuntimeError(f"{self.name}: nodes do not see each other as members")
                 time.sleep(0.2)
 
     def stop(self):
@@ -192,7 +198,7 @@ class Pair:
 def migrate(node, vessel, to_peer):
     """`meshnode migrate --json`, with the progress lines it prints (stderr,
     one per change, polled every 50 ms by the CLI) stamped as they come."""
-    args = [MESHNODE, "migrate", "--data-dir", node.dir, "--timeout", "300s", "--json",
+    args = [node.user.meshnode, "migrate", "--data-dir", node.dir, "--timeout", "300s", "--json",
             "--to", to_peer, vessel]
     t0 = time.perf_counter()
     p = subprocess.Popen(args, env=node.user.env("warn"), stdin=subprocess.DEVNULL,
@@ -280,38 +286,44 @@ def fmt_ms(x):
 
 
 def run_case(pairs, wasm, size, rate_mib, pattern, pace, migrations, dwell, results):
-    """For each policy in turn, on its own pair: deploys one vessel on a,
-    waits until its memory is filled, migrates it a→b, b→a, … and stops it.
+    """For each policy in turn, on its own pair: one vessel (run_vessel).
     One vessel at a time: a vessel that spins on the clock uses a core."""
-    rate = int(rate_mib * MIB)
     for pr in pairs:
-        seed = str(random.getrandbits(63))
-        name = f"mw-{size}-{rate_mib:g}-{pattern}-{pace}-{pr.mode}-{seed[:6]}"
-        r = pr.nodes[0].cli(["deploy", "--name", name, wasm, str(size), str(rate), pattern, "0", seed, pace])
-        vessel = r.stdout.decode().split()[-1]
-        wait_ready(pr.nodes[0], vessel, timeout=300)
+        run_vessel(pr, wasm, size, rate_mib, pattern, pace, migrations, dwell, results)
+
+
+def run_vessel(pr, wasm, size, rate_mib, pattern, pace, migrations, dwell, results):
+    """Deploys one vessel on pair `pr`'s node a, waits until its memory is
+    filled, migrates it a→b, b→a, … `migrations` times (appending each
+    report to `results`), stops it and empties both chunk stores."""
+    rate = int(rate_mib * MIB)
+    seed = str(random.getrandbits(63))
+    name = f"mw-{size}-{rate_mib:g}-{pattern}-{pace}-{pr.mode}-{seed[:6]}"
+    r = pr.nodes[0].cli(["deploy", "--name", name, wasm, str(size), str(rate), pattern, "0", seed, pace])
+    vessel = r.stdout.decode().split()[-1]
+    wait_ready(pr.nodes[0], vessel, timeout=300)
+    time.sleep(dwell)
+    where = 0
+    for i in range(migrations):
+        src, dst = where, 1 - where
+        rep = migrate(pr.nodes[src], vessel, pr.nodes[dst].peer_id)
+        where = dst
+        rep.update(mode=pr.mode, size_mib=size, rate_mib=rate_mib, pattern=pattern, pace=pace,
+                   index=i, direction="out" if src == 0 else "back")
+        results.append(rep)
+        log(f"{pr.name} {size} MiB {rate_mib:g} MiB/s {pattern} {pace} #{i} {'a→b' if src == 0 else 'b→a'}: "
+            f"downtime {rep['downtime_ms']} ms, total {rep['total_ms']} ms, "
+            f"{rep['bytes_sent'] / MIB:.1f} MiB, rounds {rep['rounds']}")
         time.sleep(dwell)
-        where = 0
-        for i in range(migrations):
-            src, dst = where, 1 - where
-            rep = migrate(pr.nodes[src], vessel, pr.nodes[dst].peer_id)
-            where = dst
-            rep.update(mode=pr.mode, size_mib=size, rate_mib=rate_mib, pattern=pattern, pace=pace,
-                       index=i, direction="out" if src == 0 else "back")
-            results.append(rep)
-            log(f"{pr.mode} {size} MiB {rate_mib:g} MiB/s {pattern} {pace} #{i} {'a→b' if src == 0 else 'b→a'}: "
-                f"downtime {rep['downtime_ms']} ms, total {rep['total_ms']} ms, "
-                f"{rep['bytes_sent'] / MIB:.1f} MiB, rounds {rep['rounds']}")
-            time.sleep(dwell)
-        pr.nodes[where].cli(["stop", vessel], check=False)
-        # The stores grow by the whole memory at every visit of a new vessel
-        # (17 GB for a full run): empty them between vessels. No later vessel
-        # shares a chunk with this one (other seed); the module travels again.
-        time.sleep(0.5)
-        for n in pr.nodes:
-            chunks = os.path.join(n.dir, "store", "chunks")
-            shutil.rmtree(chunks, ignore_errors=True)
-            os.makedirs(chunks, exist_ok=True)
+    pr.nodes[where].cli(["stop", vessel], check=False)
+    # The stores grow by the whole memory at every visit of a new vessel
+    # (17 GB for a full run): empty them between vessels. No later vessel
+    # shares a chunk with this one (other seed); the module travels again.
+    time.sleep(0.5)
+    for n in pr.nodes:
+        chunks = os.path.join(n.dir, "store", "chunks")
+        shutil.rmtree(chunks, ignore_errors=True)
+        os.makedirs(chunks, exist_ok=True)
 
 
 def table_migration(results, modes):
