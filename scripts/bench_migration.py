@@ -20,7 +20,7 @@ One command measures, in one run:
    `meshnode migrate` progress lines.
 3. Node footprint: release binary size, and idle RSS (VmRSS) of each node
    of the pairs, ten seconds after it started, one peer, no vessel.
-4. With `--rust-log meshnode::mesh::vessels=debug` (or any RUST_LOG that
+4. With `--rust-log meshnode::mesh::migrate=debug,meshnode::mesh::serve=debug` (or any RUST_LOG that
    shows that module's debug lines): every pause split into steps, read off
    the nodes' own "pause phases" and "prepare phases" lines.
 5. With --phases N (needs perf): N more migrations under `perf trace`, and
@@ -705,7 +705,7 @@ def report(results, modes, rss, transfer, phases, command, logph=None):
 
 def log_phases(work):
     """The pauses split into phases, read off the nodes' own debug lines
-    (`--rust-log meshnode::mesh::vessels=debug`): the source's "pause
+    (`--rust-log meshnode::mesh::migrate=debug,meshnode::mesh::serve=debug`): the source's "pause
     phases" (microseconds from the pause to the end of each step) and the
     destination's "prepare phases" of the same vessel. Returns
     {"MODE SIZE": {"src": [...], "dst": [...]}}, empty when the nodes

@@ -111,7 +111,7 @@ def main():
     ap.add_argument("--dwell", type=float, default=1.5, help="seconds between migrations")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (node logs)")
     ap.add_argument("--rust-log", default="info",
-                    help="the nodes' RUST_LOG (meshnode::mesh::vessels=debug,info logs the pause phases)")
+                    help="the nodes' RUST_LOG (meshnode::mesh::migrate=debug,meshnode::mesh::serve=debug,info logs the pause phases)")
     args = ap.parse_args()
     if not os.path.exists(bm.MESHNODE):
         sys.exit(f"{bm.MESHNODE} not found: run `cargo build --release -p meshnode` first")
