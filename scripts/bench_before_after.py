@@ -64,7 +64,7 @@ NEEDED_FLAGS = {
 # The nodes' phase lines ("pause phases", "prepare phases"): in
 # mesh::vessels before issue 11's refactor, in mesh::migrate and
 # mesh::serve after it. Both builds log the same three debug lines there.
-PHASE_LOG = ("info,meshnode::mesh::migrate=debug,meshnode::mesh::serve=debug,meshnode::mesh::migrate=debug,"
+PHASE_LOG = ("info,meshnode::mesh::vessels=debug,meshnode::mesh::migrate=debug,"
              "meshnode::mesh::serve=debug")
 LOAD_SAMPLE_S = 5.0
 # Resamples for the ratio's interval; a fixed seed, so that --report
