@@ -35,6 +35,8 @@ use pack::{Kind, Packs, Probe};
 pub enum StoreError {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error("the store at {root} is open in another process (a node, or a run or resume with this --snapshot-dir); stop it first")]
+    InUse { root: PathBuf },
     #[error("chunk {hash} is not in the store at {root}")]
     MissingChunk { hash: Hash, root: PathBuf },
     #[error("snapshot {hash} is not in the store at {root}")]

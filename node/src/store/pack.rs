@@ -252,6 +252,33 @@ pub(super) struct Packs {
     pub probe: Option<Probe>,
     /// Where a pack is sealed: [`MAX_PACK_BYTES`], smaller in tests.
     pub pack_limit_bytes: u64,
+    /// `packs/lock`, `flock`ed while the store is open: two processes
+    /// appending to one pack would write over each other's records.
+    _lock: File,
+}
+
+/// The file `flock`ed while a store is open.
+const LOCK_FILE: &str = "lock";
+
+fn lock_store(dir: &Path) -> Result<File, StoreError> {
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io_at(&path))?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(file),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(StoreError::InUse {
+            root: dir.parent().unwrap_or(dir).to_path_buf(),
+        }),
+        Err(e) => Err(StoreError::Io {
+            path,
+            source: e.into(),
+        }),
+    }
 }
 
 pub(super) fn pack_name(id: u32) -> String {
@@ -270,6 +297,7 @@ impl Packs {
     /// what survived durable; creates the first pack of a new store.
     pub fn open(dir: &Path, probe: Option<Probe>) -> Result<Packs, StoreError> {
         std::fs::create_dir_all(dir).map_err(io_at(dir))?;
+        let lock = lock_store(dir)?;
         let mut ids: Vec<u32> = std::fs::read_dir(dir)
             .map_err(io_at(dir))?
             .flatten()
@@ -286,6 +314,7 @@ impl Packs {
             active: 0,
             probe,
             pack_limit_bytes: MAX_PACK_BYTES,
+            _lock: lock,
         };
         for id in ids {
             packs.load(id)?;

@@ -132,7 +132,7 @@ fn a_corrupt_chunk_is_refused_on_read_naming_it() {
     std::fs::write(&path, &bytes).unwrap();
     // Refused by the store that wrote it, and after a reopen (where the
     // record is below a commit, so only the read can catch it).
-    for store in [store, ChunkStore::open(dir.path()).unwrap()] {
+    let refuses = |store: &ChunkStore| {
         match store.get_chunk(&h) {
             Err(StoreError::CorruptRecord { kind, hash, .. }) => {
                 assert_eq!((kind, hash), ("chunk", h));
@@ -140,7 +140,10 @@ fn a_corrupt_chunk_is_refused_on_read_naming_it() {
             other => panic!("a corrupt chunk read as {other:?}"),
         }
         assert!(store.get_chunk(&other).is_ok());
-    }
+    };
+    refuses(&store);
+    drop(store);
+    refuses(&ChunkStore::open(dir.path()).unwrap());
 }
 
 /// A disk that keeps, at a crash, only what was made durable: a file's
@@ -328,6 +331,20 @@ fn kill_during_writes_leaves_every_durable_doc_complete() {
         assert_complete(&store, &durable_docs, &format!("kill {kill}"));
     }
     assert!(!durable_docs.is_empty());
+}
+
+/// A second opener, in this process or another, is refused while the
+/// store is open, and may open it once the first is gone.
+#[test]
+fn a_store_open_elsewhere_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ChunkStore::open(dir.path()).unwrap();
+    match ChunkStore::open(dir.path()) {
+        Err(e @ StoreError::InUse { .. }) => assert!(e.to_string().contains("another process")),
+        other => panic!("a second open gave {other:?}"),
+    }
+    drop(store);
+    ChunkStore::open(dir.path()).unwrap();
 }
 
 #[test]
