@@ -147,6 +147,9 @@ pub(super) struct Pack {
     pub live_bytes: u64,
     /// Everything below this offset is known durable.
     pub durable_end: u64,
+    /// Damaged inside what was durable (see [`durable_beyond`]): kept as it
+    /// is, never written to or rewritten.
+    pub damaged: bool,
 }
 
 /// A record found by [`scan`].
@@ -243,6 +246,40 @@ pub(super) fn scan(file: &File, path: &Path, pack: u32) -> Result<Scanned, Store
     })
 }
 
+/// The bytes every commit record begins with: magic, kind 4, length 8.
+const COMMIT_PREFIX: [u8; 12] = *b"MNPK\x04\0\0\0\x08\0\0\0";
+/// The tail is searched for commits in windows of this size.
+const SEARCH_WINDOW_BYTES: u64 = 1024 * 1024;
+
+/// Whether a valid commit record past `from` says the pack was durable
+/// beyond `from`. Then what stopped the scan at `from` is damage inside
+/// durable data (a flipped bit), not the tail a crash tore, and cutting the
+/// pack there would destroy durable records.
+fn durable_beyond(file: &File, path: &Path, from: u64, size: u64) -> Result<bool, StoreError> {
+    let record_bytes = HEADER_BYTES + 8;
+    let mut at = from;
+    while at + record_bytes <= size {
+        let len = (size - at).min(SEARCH_WINDOW_BYTES);
+        let mut window = vec![0u8; len as usize];
+        read_exact(file, path, &mut window, at)?;
+        for q in 0..window.len().saturating_sub(COMMIT_PREFIX.len() - 1) {
+            if window[q..].starts_with(&COMMIT_PREFIX) && at + q as u64 + record_bytes <= size {
+                let mut rec = [0u8; (HEADER_BYTES + 8) as usize];
+                read_exact(file, path, &mut rec, at + q as u64)?;
+                let payload = &rec[HEADER_BYTES as usize..];
+                let claimed = u64::from_le_bytes(payload.try_into().expect("8 bytes"));
+                if rec[12..44] == Hash::of(payload).0 && claimed > from && claimed <= at + q as u64
+                {
+                    return Ok(true);
+                }
+            }
+        }
+        // Windows overlap by a record, so none is missed at a boundary.
+        at += len.saturating_sub(record_bytes).max(1);
+    }
+    Ok(false)
+}
+
 /// The packs of one store and the index of what they hold.
 pub(super) struct Packs {
     pub dir: PathBuf,
@@ -316,10 +353,12 @@ impl Packs {
             pack_limit_bytes: MAX_PACK_BYTES,
             _lock: lock,
         };
+        let mut newest_damaged = false;
         for id in ids {
-            packs.load(id)?;
+            newest_damaged = packs.load(id)?;
         }
         match packs.packs.keys().next_back() {
+            Some(&id) if newest_damaged => packs.begin_pack(id + 1)?,
             Some(&id) => packs.active = id,
             None => packs.begin_pack(1)?,
         }
@@ -327,8 +366,8 @@ impl Packs {
     }
 
     /// Loads one pack into the index; cuts a torn tail off, and makes a
-    /// verified tail durable.
-    fn load(&mut self, id: u32) -> Result<(), StoreError> {
+    /// verified tail durable. Returns whether the pack is damaged.
+    fn load(&mut self, id: u32) -> Result<bool, StoreError> {
         let path = self.dir.join(pack_name(id));
         let file = OpenOptions::new()
             .read(true)
@@ -337,7 +376,17 @@ impl Packs {
             .map_err(io_at(&path))?;
         let found = scan(&file, &path, id)?;
         let size = file.metadata().map_err(io_at(&path))?.len();
-        if found.valid_end < size {
+        let damaged =
+            found.valid_end < size && durable_beyond(&file, &path, found.valid_end, size)?;
+        if damaged {
+            tracing::error!(
+                pack = %path.display(),
+                "a record at offset {} is damaged inside data a commit says was durable: \
+                 the pack is kept as it is (the records after it cannot be read) and \
+                 new records go to a new pack",
+                found.valid_end
+            );
+        } else if found.valid_end < size {
             tracing::warn!(
                 pack = %path.display(),
                 "dropping a torn tail of {} bytes (a write a crash cut short)",
@@ -349,9 +398,10 @@ impl Packs {
             id,
             file: Arc::new(file),
             path,
-            size: found.valid_end,
+            size: if damaged { size } else { found.valid_end },
             live_bytes: 0,
             durable_end: found.durable_end,
+            damaged,
         };
         for f in found.records {
             if f.kind == Kind::Forget {
@@ -372,13 +422,14 @@ impl Packs {
                 e.insert(f.loc);
             }
         }
-        let sync_to = (pack.durable_end < pack.size || found.valid_end < size).then_some(pack.size);
+        let sync_to = (!damaged && (pack.durable_end < pack.size || found.valid_end < size))
+            .then_some(pack.size);
         self.packs.insert(id, pack);
         if let Some(end) = sync_to {
             self.fdatasync_pack(id)?;
             self.commit(id, end)?;
         }
-        Ok(())
+        Ok(damaged)
     }
 
     /// Creates pack `id`, durably (its directory entry too), and makes it
@@ -400,6 +451,7 @@ impl Packs {
                 size: 0,
                 live_bytes: 0,
                 durable_end: 0,
+                damaged: false,
             },
         );
         self.active = id;
@@ -504,7 +556,7 @@ impl Packs {
         self.packs
             .iter()
             .filter(|(id, p)| {
-                let mostly_dead = p.live_bytes * 2 <= p.size && p.size > 0;
+                let mostly_dead = p.live_bytes * 2 <= p.size && p.size > 0 && !p.damaged;
                 mostly_dead && (**id != self.active || p.size >= MIN_COMPACT_BYTES)
             })
             .map(|(id, _)| *id)

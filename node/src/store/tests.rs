@@ -116,6 +116,37 @@ fn torn_tail_written_by_hand_is_dropped_at_open() {
     );
 }
 
+/// A header damaged inside data a commit says was durable is not a torn
+/// tail: the pack is kept whole (nothing durable is cut off) and new
+/// records go to a new pack.
+#[test]
+fn damage_inside_durable_data_is_not_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ChunkStore::open(dir.path()).unwrap();
+    let a = store.put_chunk(&chunk(21, 3000)).unwrap();
+    let b = store.put_chunk(&chunk(22, 3000)).unwrap();
+    store.sync().unwrap();
+    let c = store.put_chunk(&chunk(23, 3000)).unwrap();
+    store.sync().unwrap();
+    drop(store);
+    let path = pack_path(dir.path(), 1);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let b_header = HEADER_BYTES as usize + 3000;
+    assert_eq!(&bytes[b_header..b_header + 4], b"MNPK");
+    bytes[b_header] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let store = ChunkStore::open(dir.path()).unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), bytes.len() as u64);
+    assert!(store.has_chunk(&a) && !store.has_chunk(&b) && !store.has_chunk(&c));
+    let d = store.put_chunk(&chunk(24, 3000)).unwrap();
+    store.sync().unwrap();
+    drop(store);
+    let store = ChunkStore::open(dir.path()).unwrap();
+    assert_eq!(store.get_chunk(&d).unwrap(), chunk(24, 3000));
+    assert!(pack_path(dir.path(), 2).exists());
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), bytes.len() as u64);
+}
+
 #[test]
 fn a_corrupt_chunk_is_refused_on_read_naming_it() {
     let dir = tempfile::tempdir().unwrap();
