@@ -291,7 +291,16 @@ pub(super) struct Packs {
     pub pack_limit_bytes: u64,
     /// `packs/lock`, `flock`ed while the store is open: two processes
     /// appending to one pack would write over each other's records.
-    _lock: File,
+    lock: File,
+}
+
+impl Drop for Packs {
+    /// Unlocks explicitly: a child forked by another thread holds a copy
+    /// of the descriptor until it execs, and closing ours alone would leave
+    /// the lock held until then.
+    fn drop(&mut self) {
+        let _ = rustix::fs::flock(&self.lock, rustix::fs::FlockOperation::Unlock);
+    }
 }
 
 /// The file `flock`ed while a store is open.
@@ -351,7 +360,7 @@ impl Packs {
             active: 0,
             probe,
             pack_limit_bytes: MAX_PACK_BYTES,
-            _lock: lock,
+            lock,
         };
         let mut newest_damaged = false;
         for id in ids {
