@@ -570,10 +570,10 @@ pub(super) fn prepare(
     let t_checked = t0.elapsed();
     // Manifest and image written, then made durable with every chunk this
     // migration stored and no sync covered yet (the pre-copy rounds' chunks
-    // were synced during those rounds, off the pause): one fsync per such
-    // file and per directory they were renamed into, not a `syncfs`, which
-    // would wait for every dirty page of the disk (docs/protocol.md, "What
-    // is durable before `Prepared`").
+    // were synced during those rounds, off the pause): one `fdatasync` of
+    // the store's current pack file, not a `syncfs`, which would wait for
+    // every dirty page of the disk (docs/protocol.md, "What is durable
+    // before `Prepared`").
     if manifest {
         h.store
             .put_manifest_bytes_unsynced(&image.manifest)

@@ -715,12 +715,13 @@ mod tests {
         let mut p = Prebuilt::new(module()).unwrap();
         let a: Vec<u8> = (0..65536).map(|i| (i % 13) as u8 + 1).collect();
         let ia = put_image(&mut store.clone(), &a).unwrap();
-        let h = ia.chunks[0].unwrap().to_hex();
-        std::fs::write(
-            dir.path().join("chunks").join(&h[..2]).join(&h),
-            vec![7u8; 65536],
-        )
-        .unwrap();
+        assert!(ia.chunks[0].is_some());
+        // Overwrite the chunk's bytes where they sit in the store's pack.
+        let pack = dir.path().join("packs").join("00000001.pack");
+        let mut bytes = std::fs::read(&pack).unwrap();
+        let at = bytes.windows(a.len()).position(|w| w == a).unwrap();
+        bytes[at..at + a.len()].fill(7);
+        std::fs::write(&pack, &bytes).unwrap();
         let err = p.patch(&store, &ia).unwrap_err();
         assert!(err.contains("corrupt"), "{err}");
     }

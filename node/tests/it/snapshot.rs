@@ -123,20 +123,30 @@ fn capture_and_resume_in_a_new_process_matches_an_uninterrupted_run() {
     );
 }
 
-fn manifest_path(store: &Path, hash: &str) -> PathBuf {
-    store.join("manifests").join(hash)
-}
-
 fn load_manifest(store: &Path, hash: &str) -> Manifest {
-    protocol::cbor::decode(&std::fs::read(manifest_path(store, hash)).unwrap()).unwrap()
+    let store = meshnode::store::ChunkStore::open(store).unwrap();
+    store.get_manifest(&Hash::from_hex(hash).unwrap()).unwrap()
 }
 
 /// Stores a forged manifest under its own (correct) hash, as an attacker
 /// who can write the store could, and returns that hash.
 fn store_forged(store: &Path, m: &Manifest) -> String {
     let (bytes, h) = m.encode_and_hash();
-    std::fs::write(manifest_path(store, &h.to_hex()), bytes).unwrap();
+    let store = meshnode::store::ChunkStore::open(store).unwrap();
+    store.put_manifest_bytes(&bytes).unwrap();
     h.to_hex()
+}
+
+/// The pack file of the store that holds `bytes`, and where in it.
+fn find_in_packs(store: &Path, bytes: &[u8]) -> (PathBuf, usize) {
+    for e in std::fs::read_dir(store.join("packs")).unwrap() {
+        let path = e.unwrap().path();
+        let data = std::fs::read(&path).unwrap();
+        if let Some(at) = data.windows(bytes.len()).position(|w| w == bytes) {
+            return (path, at);
+        }
+    }
+    panic!("no pack under {} holds those bytes", store.display());
 }
 
 fn refused(store: &Path, data: &Path, hash: &str, needle: &str) {
@@ -174,27 +184,32 @@ fn hostile_and_corrupt_snapshots_are_refused_before_anything_runs() {
     let good = load_manifest(s, &hash);
 
     // A tampered memory chunk.
-    let chunk = good.memory.chunks.iter().flatten().next().unwrap().to_hex();
-    let chunk_path = s.join("chunks").join(&chunk[..2]).join(&chunk);
-    let original_chunk = std::fs::read(&chunk_path).unwrap();
-    let mut bad = original_chunk.clone();
-    bad[100] ^= 0x40;
-    std::fs::write(&chunk_path, &bad).unwrap();
+    let chunk = *good.memory.chunks.iter().flatten().next().unwrap();
+    let chunk_bytes = meshnode::store::ChunkStore::open(s)
+        .unwrap()
+        .get_chunk(&chunk)
+        .unwrap();
+    let (pack, at) = find_in_packs(s, &chunk_bytes);
+    let original_pack = std::fs::read(&pack).unwrap();
+    let mut bad = original_pack.clone();
+    bad[at + 100] ^= 0x40;
+    std::fs::write(&pack, &bad).unwrap();
     refused(s, data.path(), &hash, "tampered");
-    std::fs::write(&chunk_path, &original_chunk).unwrap();
+    std::fs::write(&pack, &original_pack).unwrap();
 
-    // A tampered manifest file (its name no longer matches its content).
-    let mpath = manifest_path(s, &hash);
-    let original_manifest = std::fs::read(&mpath).unwrap();
-    let mut bad = original_manifest.clone();
-    let at = bad.len() / 2;
-    bad[at] ^= 1;
-    std::fs::write(&mpath, &bad).unwrap();
+    // A tampered manifest record (its name no longer matches its content).
+    let (manifest_bytes, manifest_hash) = good.encode_and_hash();
+    assert_eq!(manifest_hash.to_hex(), hash);
+    let (pack, at) = find_in_packs(s, &manifest_bytes);
+    let original_pack = std::fs::read(&pack).unwrap();
+    let mut bad = original_pack.clone();
+    bad[at + manifest_bytes.len() / 2] ^= 1;
+    std::fs::write(&pack, &bad).unwrap();
     refused(s, data.path(), &hash, "tampered");
-    // Truncated.
-    std::fs::write(&mpath, &original_manifest[..original_manifest.len() / 3]).unwrap();
-    refused(s, data.path(), &hash, "tampered");
-    std::fs::write(&mpath, &original_manifest).unwrap();
+    // Cut short, as a crash would: the torn record is dropped at open.
+    std::fs::write(&pack, &original_pack[..at + manifest_bytes.len() / 3]).unwrap();
+    refused(s, data.path(), &hash, "not in the store");
+    std::fs::write(&pack, &original_pack).unwrap();
 
     // Forged manifests, correctly named: each must fail validation.
     let mut m = good.clone();
