@@ -623,6 +623,9 @@ pub fn resume(args: ResumeArgs) -> Result<i32> {
             format!("snapshot {hash}: cannot re-create the vessel's files and directories")
         })?;
     let vessel = Vessel::resume(&engine, &vm, &capture, wasi, &config)?;
+    // Closed (and unlocked) before the vessel runs: a checkpoint it takes
+    // opens the store again, and a store is open once at a time.
+    drop(store);
     let mut checkpoint = args.checkpoint.clone();
     if checkpoint.snapshot_dir.is_none() {
         checkpoint.snapshot_dir = Some(args.store.clone());

@@ -78,6 +78,29 @@ fn resume(store: &Path, data: &Path, hash: &str) -> Output {
         .unwrap()
 }
 
+/// Regression (CI, 2026-12-07, through the cross-CPU test under qemu):
+/// `resume --checkpoint-at-point` kept the store it read open while the
+/// vessel ran, so its checkpoint could not open the store again ("open in
+/// another process"). A resume that checkpoints writes its snapshot into
+/// the store it resumed from.
+#[test]
+fn a_resume_that_checkpoints_writes_into_the_store_it_read() {
+    let store = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    input_dir(data.path());
+    let (hash, _) = checkpoint(store.path(), data.path(), 100);
+    let out = meshnode()
+        .args(["resume", "--checkpoint-at-point", "100", "--dir"])
+        .arg(format!("{}::/data", data.path().display()))
+        .arg(store.path())
+        .arg(&hash)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "resume failed: {stderr}");
+    assert!(stderr.contains("meshnode: snapshot "), "{stderr}");
+}
+
 /// Goal: a vessel captured in one process resumes in another, against a
 /// different host directory, and ends exactly as an uninterrupted run.
 /// Method: plain run; then a run stopped at point 300 (snapshot), its files
