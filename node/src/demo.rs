@@ -239,6 +239,7 @@ pub fn run_demo(args: DemoArgs) -> Result<i32> {
         volumes: vec![],
         mounts: vec![],
         ports: vec![],
+        checkpoint_every_ms: None,
     };
     let deployment = Deployment::sign(&user, body);
     let ControlResponse::Deployed { vessel, .. } = call(Command::Deploy {

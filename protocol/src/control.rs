@@ -285,6 +285,14 @@ pub struct VesselInfo {
     /// Placement never moves it (`meshnode pin`).
     #[serde(default)]
     pub pinned: bool,
+    /// How old its newest durable checkpoint on this node is, in
+    /// milliseconds: what a crash here would cost it now (`None`: none yet,
+    /// or it does not run here).
+    #[serde(default)]
+    pub checkpoint_age_ms: Option<u64>,
+    /// Why its last checkpoint was skipped or failed, until one succeeds.
+    #[serde(default)]
+    pub checkpoint_problem: Option<String>,
 }
 
 /// A page of a vessel's log.

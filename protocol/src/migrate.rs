@@ -205,6 +205,7 @@ pub(crate) mod tests {
                 }],
                 mounts: vec![],
                 ports: vec![],
+                checkpoint_every_ms: None,
             },
         )
     }

@@ -70,6 +70,13 @@ pub struct DeploymentBody {
     /// node accepts its clients on them.
     #[serde(default)]
     pub ports: Vec<u16>,
+    /// How often the node that runs it takes a durable checkpoint, in
+    /// milliseconds (`deploy --checkpoint-every`): `None` is the node's own
+    /// default (config.toml `checkpoint_every_ms`), `Some(0)` never. Left
+    /// out of the encoding when `None`, so a deployment signed before the
+    /// field existed still verifies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_every_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

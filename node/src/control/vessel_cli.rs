@@ -52,6 +52,13 @@ pub struct DeployArgs {
     /// An environment variable for the program. Repeatable.
     #[arg(long = "env", value_name = "KEY=VALUE")]
     pub envs: Vec<String>,
+    /// How often the node that runs it writes a durable checkpoint (e.g.
+    /// 500ms, 1s, 1m), or `off`. A node that crashes or loses power resumes
+    /// the vessel from its newest checkpoint, so a crash costs at most this
+    /// much of its work, with its log and volumes rolled back to match.
+    /// Default: each node's `checkpoint_every_ms` (1 s unless configured).
+    #[arg(long, value_name = "DURATION|off", value_parser = parse_checkpoint_every)]
+    pub checkpoint_every: Option<u64>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -61,6 +68,27 @@ pub struct DeployArgs {
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
 }
+
+/// `--checkpoint-every`: a duration in milliseconds, `off` as 0.
+fn parse_checkpoint_every(s: &str) -> std::result::Result<u64, String> {
+    if s == "off" {
+        return Ok(0);
+    }
+    let every = protocol::duration::parse_duration(s).map_err(|e| e.to_string())?;
+    if every < MIN_CHECKPOINT_EVERY {
+        return Err(format!(
+            "{s} is shorter than the shortest interval, {} ms (or `off`)",
+            MIN_CHECKPOINT_EVERY.as_millis()
+        ));
+    }
+    Ok(every.as_millis() as u64)
+}
+
+/// The shortest checkpoint interval a deployment may ask for: each
+/// checkpoint pauses the vessel and compares its whole memory, so a
+/// shorter one would spend more of a small board on checkpoints than on
+/// the program.
+pub const MIN_CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 #[derive(Args, Debug)]
 pub struct PsArgs {
@@ -236,6 +264,7 @@ pub fn run_deploy(args: DeployArgs) -> Result<i32> {
         volumes,
         mounts,
         ports: args.ports.clone(),
+        checkpoint_every_ms: args.checkpoint_every,
     };
     body.check().map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut client = Client::connect(&args.target)?;

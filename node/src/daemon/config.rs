@@ -40,6 +40,11 @@ pub const DEFAULT_PLACEMENT_INTERVAL_MS: u64 = 1000;
 /// really moved.
 pub const DEFAULT_PLACEMENT_COOLDOWN_MS: u64 = 15_000;
 
+/// A crash costs at most a second of a vessel's work: short enough that a
+/// user does not notice it, long enough that checkpoints cost a small
+/// board about 1 % of its CPU (docs/benchmarks.md, issue 13).
+pub const DEFAULT_CHECKPOINT_EVERY_MS: u64 = 1_000;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -91,6 +96,11 @@ pub struct Config {
     /// Half-life of the client traffic placement weighs: a client that went
     /// quiet counts half as much after this long.
     pub traffic_half_life_ms: u64,
+    /// How often each vessel running here gets a durable checkpoint, in
+    /// milliseconds (0: never), unless its deployment says otherwise
+    /// (`deploy --checkpoint-every`). A crash or a power cut costs a vessel
+    /// at most this much of its work.
+    pub checkpoint_every_ms: u64,
 }
 
 impl Default for Config {
@@ -121,6 +131,7 @@ impl Default for Config {
             placement_max_load_per_cpu: crate::placement::PlacementParams::default()
                 .max_load_per_cpu,
             traffic_half_life_ms: crate::placement::DEFAULT_TRAFFIC_HALF_LIFE_MS,
+            checkpoint_every_ms: DEFAULT_CHECKPOINT_EVERY_MS,
         }
     }
 }
@@ -211,6 +222,13 @@ placement_max_load_per_cpu = 4.0
 # entry node outweighs the old one within about 1.3 half-lives.
 traffic_half_life_ms = 2000
 
+# Durability: every vessel running here is checkpointed this often (0:
+# never; `deploy --checkpoint-every` overrides it per vessel). After a crash
+# or a power cut the node resumes each vessel from its newest checkpoint,
+# so a crash costs at most this much work, with the vessel's log and
+# volumes rolled back to match its memory.
+checkpoint_every_ms = 1000
+
 # Node-local directories that deployments may mount by name
 # (`meshnode deploy --mount /guest/path=NAME`). Unlike volumes, they do not
 # travel: every node a vessel may move to needs a directory of that name.
@@ -278,6 +296,14 @@ impl Config {
                     min,
                 });
             }
+        }
+        let min_checkpoint_ms = crate::control::vessel_cli::MIN_CHECKPOINT_EVERY.as_millis() as u64;
+        if config.checkpoint_every_ms > 0 && config.checkpoint_every_ms < min_checkpoint_ms {
+            return Err(ConfigError::TooSmall {
+                path: path.to_path_buf(),
+                what: "checkpoint_every_ms (or 0, off)",
+                min: min_checkpoint_ms,
+            });
         }
         if config.placement_interval_ms > 0 && config.placement_interval_ms < 100 {
             return Err(ConfigError::TooSmall {

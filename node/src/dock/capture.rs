@@ -42,12 +42,41 @@ impl Vessel {
     /// final round compares it there with what was last sent, rather than
     /// copying the whole memory while the vessel is paused.
     pub fn capture_state(&mut self, points_passed: u64) -> Result<Capture, DockError> {
+        let (entry, frames) = self.take_frames()?;
+        self.phase = Phase::Ended;
+        self.state_with(entry, frames, points_passed)
+    }
+
+    /// [`capture_state`](Self::capture_state) of a vessel that then runs
+    /// on in place (a periodic checkpoint): its frames are rewound into
+    /// this same instance, whose memory and globals the unwind left as they
+    /// were, so the next slice continues exactly where it stopped. No new
+    /// instance is built and no memory is copied. The vessel runs on even
+    /// when the rest of the state cannot be captured (the error says why).
+    pub fn capture_state_and_rewind(&mut self, points_passed: u64) -> Result<Capture, DockError> {
+        let (entry, frames) = match self.take_frames() {
+            Ok(taken) => taken,
+            Err(e) => {
+                // Without its frames it cannot rewind: it ends here.
+                self.phase = Phase::Ended;
+                return Err(e);
+            }
+        };
+        let capture = self.state_with(entry, frames.clone(), points_passed);
+        self.store.data_mut().frames.begin_rewind(frames);
+        self.set_state(wasm_rewriter::abi::STATE_REWINDING);
+        self.phase = Phase::Call(entry);
+        capture
+    }
+
+    /// The frames an unwind saved, and the entry it unwound from.
+    fn take_frames(&mut self) -> Result<(Entry, Vec<Frame>), DockError> {
         let Phase::Unwound(entry) = self.phase else {
             return Err(DockError::Capture("the vessel has not unwound".into()));
         };
-        let Some(controls) = &self.controls else {
+        if self.controls.is_none() {
             return Err(DockError::Capture("the vessel is not migratable".into()));
-        };
+        }
         let frames = self
             .store
             .data_mut()
@@ -59,6 +88,21 @@ impl Vessel {
                 "the vessel unwound without saving a frame".into(),
             ));
         }
+        Ok((entry, frames))
+    }
+
+    /// The state besides the frames and the memory: globals, dropped data
+    /// segments, WASI.
+    fn state_with(
+        &mut self,
+        entry: Entry,
+        frames: Vec<Frame>,
+        points_passed: u64,
+    ) -> Result<Capture, DockError> {
+        let controls = self
+            .controls
+            .as_ref()
+            .ok_or_else(|| DockError::Capture("the vessel is not migratable".into()))?;
         let globals = controls
             .globals
             .iter()
@@ -74,7 +118,6 @@ impl Vessel {
             .wasi
             .capture_state()
             .map_err(|e| DockError::Capture(e.to_string()))?;
-        self.phase = Phase::Ended;
         Ok(Capture {
             memory: Vec::new(),
             globals,

@@ -348,6 +348,21 @@ impl Vessel {
         }
     }
 
+    /// The memory and the WASI context at once (a checkpoint in the pause
+    /// reads the one and asks the other which files changed).
+    pub fn memory_and_wasi(&mut self) -> (&[u8], &mut WasiCtx) {
+        match self
+            .instance
+            .get_memory(&self.store, wasm_rewriter::abi::MEMORY_EXPORT)
+        {
+            Some(m) => {
+                let (memory, ctx) = m.data_and_store_mut(&mut self.store);
+                (memory, &mut ctx.wasi)
+            }
+            None => (&[], &mut self.store.data_mut().wasi),
+        }
+    }
+
     pub fn wasi_mut(&mut self) -> &mut WasiCtx {
         &mut self.store.data_mut().wasi
     }

@@ -28,7 +28,8 @@
 //!   [`commands`] (control commands across the mesh: run here or forward to
 //!   the member that acts), [`serve`] (the destination side of a migration
 //!   and the requests peers send), [`recover`] (start-up recovery and the
-//!   clean-stop checkpoint);
+//!   clean-stop checkpoint), [`checkpoint`] (the periodic checkpoints and
+//!   `meshnode checkpoint`);
 //! - on top, [`node`]: the event loop, which dispatches swarm events,
 //!   commands and ticks to the modules below. The control protocol's server
 //!   side is [`crate::control::server`].
@@ -47,6 +48,7 @@
 //! known deadlock.
 
 pub mod behaviour;
+pub mod checkpoint;
 pub mod codec;
 pub mod commands;
 pub mod faults;
@@ -89,6 +91,7 @@ mod tests {
     /// Every module's source, by name.
     const SOURCES: &[(&str, &str)] = &[
         ("behaviour", include_str!("behaviour.rs")),
+        ("checkpoint", include_str!("checkpoint.rs")),
         ("codec", include_str!("codec.rs")),
         ("commands", include_str!("commands.rs")),
         ("faults", include_str!("faults.rs")),

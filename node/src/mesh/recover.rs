@@ -138,6 +138,7 @@ fn remember(h: &mut Host, id: VesselId, record: Record, image: VesselImage) {
             pinned: image.placement.pinned,
             last_move: None,
             why: String::new(),
+            checkpoints: Default::default(),
         },
     );
     if left {

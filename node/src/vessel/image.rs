@@ -112,7 +112,7 @@ const PARALLEL_DIFF_BYTES: usize = 8 << 20;
 /// compare reads the whole memory, so a large one is split across the
 /// cores (in the final round the vessel is paused and leaves its core
 /// free).
-fn changed_chunks(last: &[u8], known: &[Option<Hash>], memory: &[u8]) -> Vec<usize> {
+pub(crate) fn changed_chunks(last: &[u8], known: &[Option<Hash>], memory: &[u8]) -> Vec<usize> {
     let cs = chunk_size();
     let count = memory.len().div_ceil(cs);
     let scan = |range: std::ops::Range<usize>| -> Vec<usize> {

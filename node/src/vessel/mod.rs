@@ -22,6 +22,7 @@
 //! writes the same records at the same log offsets, so `logs` shows each
 //! once.
 
+pub mod checkpoint;
 pub mod image;
 pub mod log;
 pub mod runner;
@@ -130,6 +131,8 @@ pub struct Local {
     /// Why it is here now, as placement last judged it (empty: not judged
     /// yet; `ps` shows `reason` then).
     pub why: String,
+    /// Its periodic checkpoints here.
+    pub checkpoints: checkpoint::Checkpoints,
 }
 
 impl Local {
@@ -397,6 +400,11 @@ impl Host {
                 } else {
                     l.why.clone()
                 };
+                let checkpoint_age_ms = l
+                    .checkpoints
+                    .last_durable
+                    .filter(|_| state == "running")
+                    .map(|(at, _)| at.elapsed().as_millis() as u64);
                 VesselInfo {
                     id: *id,
                     name: l.deployment.body.name.clone(),
@@ -409,6 +417,8 @@ impl Host {
                     reason: l.reason.clone(),
                     why,
                     pinned: l.pinned,
+                    checkpoint_age_ms,
+                    checkpoint_problem: l.checkpoints.problem.clone(),
                 }
             })
             .collect()
@@ -574,6 +584,7 @@ impl Host {
                 pinned: image.placement.pinned,
                 last_move: None,
                 why: String::new(),
+                checkpoints: Default::default(),
             },
         );
         Ok(())
@@ -719,6 +730,7 @@ mod tests {
                     volumes: vec![],
                     mounts: vec![],
                     ports: vec![],
+                    checkpoint_every_ms: None,
                 },
             ),
             epoch: 1,

@@ -21,7 +21,7 @@ use protocol::vessel::VesselId;
 use tokio::sync::oneshot;
 
 use super::log::VesselLog;
-use crate::dock::wasi::{Attend, Doorbell, Owner};
+use crate::dock::wasi::{Attend, Doorbell, Owner, WasiCtx};
 use crate::dock::{Capture, Exit, Slice, Vessel};
 
 pub enum Command {
@@ -31,8 +31,30 @@ pub enum Command {
     /// Unwind at the next migration point, or from inside a blocking call
     /// that waits, and hand over the capture.
     Pause(oneshot::Sender<Result<Paused, String>>),
+    /// Unwind at the next migration point (or from inside a blocking call
+    /// that waits), hand the state to the function, then rewind in place
+    /// and run on: a periodic checkpoint. The function runs in the pause,
+    /// on the vessel's thread, so it must only take what it needs and
+    /// leave the slow work (hashing, writing) to others.
+    AtPoint(AtPointFn),
     Stop,
 }
+
+/// What a checkpoint sees in its pause.
+pub struct AtPoint<'a> {
+    /// The state, without the memory (`capture.memory` is empty).
+    pub capture: Capture,
+    /// The memory, in place.
+    pub memory: &'a [u8],
+    /// The vessel's WASI context (to ask which files changed).
+    pub wasi: &'a mut WasiCtx,
+    /// When the vessel stopped running.
+    pub at: Instant,
+}
+
+/// The function a checkpoint runs in the pause: `Err` says why there is
+/// no state to take (the vessel ended, or is moving away).
+pub type AtPointFn = Box<dyn FnOnce(Result<AtPoint<'_>, String>) + Send>;
 
 /// A vessel that unwound at a migration point and will not run again.
 pub struct Paused {
@@ -63,6 +85,9 @@ struct Queue {
     /// A pause or a stop was sent, or the host dropped its [`Runner`]: the
     /// vessel must unwind (or end) and never run on here.
     unwind: bool,
+    /// Checkpoints asked for and not served yet: the vessel unwinds for
+    /// them (also from inside a wait), and runs on afterwards.
+    at_points: usize,
     /// The host dropped its [`Runner`]: nobody will ask anything more.
     closed: bool,
     /// The thread has ended: a command sent now would never be taken.
@@ -111,7 +136,7 @@ impl Owner for Inbox {
                 }
             }
             q.commands = rest;
-            (copies, q.unwind)
+            (copies, q.unwind || q.at_points > 0)
         };
         // Copied without the lock: a send meanwhile does not wait for it.
         for reply in copies {
@@ -160,6 +185,7 @@ impl Runner {
                 return Err("the vessel ended before it could move".to_string());
             }
             q.unwind |= matches!(cmd, Command::Pause(_) | Command::Stop);
+            q.at_points += usize::from(matches!(cmd, Command::AtPoint(_)));
             q.commands.push_back(cmd);
         }
         self.bell.ring();
@@ -231,6 +257,7 @@ pub fn spawn(
         log,
         pace: slice_pace(),
         pause: None,
+        at_points: Vec::new(),
         asked: false,
     };
     let thread = std::thread::Builder::new()
@@ -255,6 +282,8 @@ struct Worker {
     pace: Option<Duration>,
     /// The pause asked for, until the vessel unwinds.
     pause: Option<PauseReply>,
+    /// The checkpoints asked for, until the vessel unwinds.
+    at_points: Vec<AtPointFn>,
     /// Whether the unwind was requested of the vessel yet.
     asked: bool,
 }
@@ -273,7 +302,7 @@ impl Worker {
             if let Next::End = self.take_commands() {
                 break;
             }
-            if self.pause.is_some() && !self.asked {
+            if (self.pause.is_some() || !self.at_points.is_empty()) && !self.asked {
                 // False while rewinding: ask again after the next slice.
                 self.asked = self.vessel.request_unwind();
             }
@@ -291,6 +320,15 @@ impl Worker {
                     }
                 }
                 Slice::Unwound => {
+                    // A pause or a stop queued meanwhile wins over the
+                    // checkpoints: it is looked at first.
+                    if let Next::End = self.take_commands() {
+                        break;
+                    }
+                    if self.pause.is_none() && !self.at_points.is_empty() {
+                        self.serve_at_points();
+                        continue;
+                    }
                     let inbox = self.inbox.clone();
                     self.unwound();
                     inbox.end();
@@ -317,6 +355,7 @@ impl Worker {
                     self.pause = Some(reply);
                     self.asked = false;
                 }
+                Command::AtPoint(f) => self.at_points.push(f),
                 Command::Stop => {
                     set(&self.shared, State::Ended("stopped".into(), None));
                     return Next::End;
@@ -330,6 +369,28 @@ impl Worker {
         Next::Run
     }
 
+    /// Serves the checkpoints in the pause, then rewinds the vessel in
+    /// place; the next slice runs on from where it stopped.
+    fn serve_at_points(&mut self) {
+        let at = Instant::now();
+        let waiting = std::mem::take(&mut self.at_points);
+        self.inbox.lock().at_points -= waiting.len();
+        self.asked = false;
+        let capture = self
+            .vessel
+            .capture_state_and_rewind(0)
+            .map_err(|e| format!("cannot capture its state: {e}"));
+        let (memory, wasi) = self.vessel.memory_and_wasi();
+        for f in waiting {
+            f(capture.clone().map(|capture| AtPoint {
+                capture,
+                memory,
+                wasi: &mut *wasi,
+                at,
+            }));
+        }
+    }
+
     /// The vessel unwound, at a migration point or from inside a blocking
     /// call that gave up its wait: the command that asked for it is a pause
     /// (taken already, or still queued), a stop, or the host's leaving.
@@ -337,6 +398,9 @@ impl Worker {
         let at = Instant::now();
         if let Next::End = self.take_commands() {
             return;
+        }
+        for f in self.at_points.drain(..) {
+            f(Err("it paused to move away first".into()));
         }
         let Some(reply) = self.pause.take() else {
             set(
@@ -361,6 +425,9 @@ impl Worker {
             Exit::Code(c) => (format!("exit code {c}"), Some(c as i32)),
             Exit::Trap(t) => (format!("trap: {t}"), None),
         };
+        for f in self.at_points.drain(..) {
+            f(Err(format!("the vessel ended first ({text})")));
+        }
         // A pause asked of an ending vessel: it ended first.
         if let Some(reply) = self.pause.take() {
             let _ = reply.send(Err(format!(

@@ -198,6 +198,7 @@ fn image_for(
             volumes: vec![],
             mounts: vec![],
             ports: vec![],
+            checkpoint_every_ms: None,
         },
     );
     VesselImage {

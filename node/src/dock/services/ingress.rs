@@ -190,6 +190,15 @@ impl IngressHub {
             .export(|id| entries.get(&id).cloned().unwrap_or_default())
     }
 
+    /// The hub as it is, for a checkpoint taken while the vessel runs on:
+    /// unlike [`freeze_and_export`](Self::freeze_and_export) it keeps
+    /// taking client bytes.
+    pub fn export(&self) -> HubImage {
+        let entries = self.entries().clone();
+        self.hub
+            .export(|id| entries.get(&id).cloned().unwrap_or_default())
+    }
+
     pub fn thaw(&self) {
         self.frozen.store(false, Ordering::SeqCst);
     }

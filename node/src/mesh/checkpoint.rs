@@ -1,0 +1,75 @@
+//! The periodic checkpoints of the vessels this node runs (issue 13): a
+//! thin async driver around `vessel::checkpoint`, which does the work.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use protocol::vessel::VesselId;
+use tracing::{debug, warn};
+
+use crate::sync::lock;
+use crate::vessel::checkpoint::{finish, CheckpointError, Durable};
+use crate::vessel::Host;
+
+/// How long a checkpoint waits for its vessel to reach a migration point
+/// (every loop has one, and a call that waits gives up its wait at once, so
+/// only a vessel whose host is overloaded comes near it).
+pub const CHECKPOINT_POINT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often the node looks for vessels whose checkpoint is due: a
+/// checkpoint starts at most this late, a twentieth of the default interval.
+const DUE_TICK: Duration = Duration::from_millis(50);
+
+/// Takes one checkpoint of a vessel now, and returns once it is durable
+/// and the vessel's record points at it.
+pub async fn take(host: &Arc<Mutex<Host>>, id: VesselId) -> Result<Durable, CheckpointError> {
+    let result = take_inner(host, id).await;
+    if let Err(e) = &result {
+        lock(host).checkpoint_failed(id, e);
+    }
+    result
+}
+
+async fn take_inner(host: &Arc<Mutex<Host>>, id: VesselId) -> Result<Durable, CheckpointError> {
+    let rx = lock(host).begin_checkpoint(id)?;
+    let taken = match tokio::time::timeout(CHECKPOINT_POINT_TIMEOUT, rx).await {
+        Err(_) => return Err(CheckpointError::Timeout(CHECKPOINT_POINT_TIMEOUT)),
+        Ok(Err(_)) => return Err(CheckpointError::NotRunning("it ended".into())),
+        Ok(Ok(Err(why))) => return Err(CheckpointError::Capture(why)),
+        Ok(Ok(Ok(taken))) => taken,
+    };
+    let host = host.clone();
+    tokio::task::spawn_blocking(move || finish(&host, id, taken))
+        .await
+        .map_err(|e| CheckpointError::Capture(format!("its task failed: {e}")))?
+}
+
+/// Runs for as long as the node: checkpoints each vessel running here once
+/// per its interval (`default_every` unless its deployment says; `None`:
+/// only those whose deployment asks).
+pub async fn periodic(host: Arc<Mutex<Host>>, default_every: Option<Duration>) {
+    let mut tick = tokio::time::interval(DUE_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let due = lock(&host).checkpoints_due(Instant::now(), default_every);
+        for id in due {
+            let host = host.clone();
+            tokio::spawn(async move {
+                match take(&host, id).await {
+                    Ok(d) => debug!(
+                        vessel = %id,
+                        image = %d.image,
+                        pause_us = d.pause.as_micros() as u64,
+                        changed_chunks = d.changed_chunks,
+                        "checkpoint durable"
+                    ),
+                    // Expected around a move or an end: not worth a warning.
+                    Err(CheckpointError::Moving | CheckpointError::Superseded) => {}
+                    Err(CheckpointError::NotRunning(_) | CheckpointError::NotHere) => {}
+                    Err(e) => warn!(vessel = %id, "checkpoint skipped: {e}"),
+                }
+            });
+        }
+    }
+}

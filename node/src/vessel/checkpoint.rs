@@ -1,0 +1,409 @@
+//! Periodic checkpoints of a running vessel: a crash or a power cut costs
+//! at most one interval of its work (issue 13).
+//!
+//! A checkpoint is a whole [`VesselImage`], like the one a migration
+//! sends, made incrementally:
+//!
+//! 1. **In the pause** (on the vessel's thread, [`Command::AtPoint`]): the
+//!    vessel unwinds at its next migration point (or from inside a call
+//!    that waits), its state is captured, the memory is compared with the
+//!    last checkpoint's copy ([`Baseline::take_changes`]: only the chunks
+//!    that differ are copied), the volumes' files and the service hub are
+//!    taken, and the log's end is noted. Then the vessel rewinds in place
+//!    and runs on: nothing is rebuilt.
+//! 2. **After it** ([`finish`]): the changed chunks are hashed and stored,
+//!    the manifest and the image are written, and one `fdatasync` makes
+//!    them durable. Only then does the vessel's record point at the new
+//!    image, so a torn checkpoint is never used.
+//!
+//! The record is written only while the vessel is still owned here under
+//! the same epoch and no migration of it has begun; otherwise the
+//! checkpoint is dropped ("no checkpoint after a migration's final pause
+//! has begun", docs/protocol.md).
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use protocol::ingress::HubImage;
+use protocol::snapshot::{ChunkedImage, Hash, CHUNK_SIZE_BYTES};
+use protocol::vessel::{Resume, VesselId, VesselImage, VolumeImage, VESSEL_VERSION};
+use tokio::sync::oneshot;
+
+use super::image::{self, changed_chunks};
+use super::log::VesselLog;
+use super::runner::{AtPoint, Command};
+use super::{Host, PreparedModule, Record};
+use crate::store::{ChunkStore, StoreError};
+use crate::sync::lock;
+
+/// Why a checkpoint was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("it is not on this node")]
+    NotHere,
+    #[error("it is not running here ({0})")]
+    NotRunning(String),
+    #[error("it is migrating")]
+    Moving,
+    #[error("a checkpoint of it is being taken")]
+    Busy,
+    #[error("it cannot be checkpointed: {0}")]
+    Capture(String),
+    #[error("the chunk store: {0}")]
+    Store(#[from] StoreError),
+    #[error("it did not reach a migration point within {} s", .0.as_secs())]
+    Timeout(Duration),
+    #[error("it moved, ended or was checkpointed otherwise meanwhile; this one is dropped")]
+    Superseded,
+}
+
+/// The last checkpoint's memory, chunk by chunk: what the next one
+/// compares with. Kept on the node (a copy as large as the memory), so that
+/// the pause compares and copies rather than hashes.
+#[derive(Default)]
+pub struct Baseline {
+    last: Vec<u8>,
+    chunks: Vec<Option<Hash>>,
+}
+
+impl Baseline {
+    /// In the pause: which chunks of `memory` changed since the last
+    /// checkpoint. Brings the copy up to `memory` (copying only those); their
+    /// hashes wait for [`store_changes`](Self::store_changes).
+    pub fn take_changes(&mut self, memory: &[u8]) -> Vec<usize> {
+        let cs = CHUNK_SIZE_BYTES as usize;
+        // Linear memory only grows; new pages compare with zeros, which is
+        // what an unknown (`None`) chunk means.
+        self.last.resize(memory.len(), 0);
+        self.chunks.resize(memory.len().div_ceil(cs), None);
+        let changed = changed_chunks(&self.last, &self.chunks, memory);
+        for &i in &changed {
+            let range = i * cs..((i + 1) * cs).min(memory.len());
+            self.last[range.clone()].copy_from_slice(&memory[range]);
+        }
+        changed
+    }
+
+    /// After the pause: hashes and stores the chunks `take_changes` found,
+    /// and returns the memory's image.
+    pub fn store_changes(
+        &mut self,
+        store: &ChunkStore,
+        changed: &[usize],
+    ) -> Result<ChunkedImage, StoreError> {
+        let cs = CHUNK_SIZE_BYTES as usize;
+        for &i in changed {
+            let bytes = &self.last[i * cs..((i + 1) * cs).min(self.last.len())];
+            self.chunks[i] = if bytes.iter().all(|&b| b == 0) {
+                None
+            } else {
+                Some(store.put_chunk(bytes)?)
+            };
+        }
+        Ok(ChunkedImage {
+            size_bytes: self.last.len() as u64,
+            chunks: self.chunks.clone(),
+        })
+    }
+
+    /// The copy no longer matches the hashes (a checkpoint failed between
+    /// its pause and its store): the next one compares with nothing, which
+    /// makes it whole.
+    pub fn invalidate(&mut self) {
+        self.last = Vec::new();
+        self.chunks = Vec::new();
+    }
+}
+
+/// One vessel's checkpoints, as its node keeps them.
+#[derive(Default)]
+pub struct Checkpoints {
+    pub baseline: Arc<Mutex<Baseline>>,
+    /// A checkpoint is between its request and its record.
+    pub in_flight: bool,
+    /// When the last one was asked for (the interval counts from there).
+    pub last_attempt: Option<Instant>,
+    /// When the newest durable one was taken (its pause), and its image.
+    pub last_durable: Option<(Instant, Hash)>,
+    /// How long the last pause took.
+    pub last_pause: Option<Duration>,
+    /// Why the last one was skipped or failed, until one succeeds (`ps`).
+    pub problem: Option<String>,
+    /// How many were made durable since the vessel started here.
+    pub taken: u64,
+    /// The prepared module and its image, read once.
+    module: Option<(Arc<PreparedModule>, ChunkedImage)>,
+}
+
+/// What the pause hands over.
+pub struct Taken {
+    capture: crate::dock::Capture,
+    changed: Vec<usize>,
+    volumes: Result<Vec<VolumeImage>, String>,
+    hub: Option<HubImage>,
+    log_end: u64,
+    at: Instant,
+    pause: Duration,
+}
+
+/// A durable checkpoint.
+#[derive(Debug, Clone)]
+pub struct Durable {
+    pub image: Hash,
+    pub pause: Duration,
+    /// Chunks of memory that changed since the one before.
+    pub changed_chunks: usize,
+}
+
+impl Host {
+    /// The vessels whose next checkpoint is due at `now`: running here,
+    /// owned, not moving, none in flight, and their interval (their
+    /// deployment's, else `default_every`) passed since the last one.
+    pub fn checkpoints_due(&self, now: Instant, default_every: Option<Duration>) -> Vec<VesselId> {
+        self.vessels
+            .iter()
+            .filter(|(_, l)| {
+                let every = match l.deployment.body.checkpoint_every_ms {
+                    Some(0) => return false,
+                    Some(ms) => Duration::from_millis(ms),
+                    None => match default_every {
+                        Some(e) => e,
+                        None => return false,
+                    },
+                };
+                matches!(l.record, Record::Owned { .. })
+                    && !l.migrating
+                    && !l.checkpoints.in_flight
+                    && l.runner.as_ref().is_some_and(|r| r.exit().is_none())
+                    && l.checkpoints
+                        .last_attempt
+                        .is_none_or(|t| now.duration_since(t) >= every)
+            })
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Asks the vessel for a checkpoint at its next migration point. The
+    /// receiver gets what its pause took.
+    pub fn begin_checkpoint(
+        &mut self,
+        id: VesselId,
+    ) -> Result<oneshot::Receiver<Result<Taken, String>>, CheckpointError> {
+        let vessel_dir = self.vessel_dir(id);
+        let store = self.store.clone();
+        let hub = self.hubs.get(&id).cloned();
+        let l = self.vessels.get_mut(&id).ok_or(CheckpointError::NotHere)?;
+        if l.migrating {
+            return Err(CheckpointError::Moving);
+        }
+        if !matches!(l.record, Record::Owned { .. }) {
+            return Err(CheckpointError::NotRunning("not owned here".into()));
+        }
+        if l.checkpoints.in_flight {
+            return Err(CheckpointError::Busy);
+        }
+        let runner = l
+            .runner
+            .as_ref()
+            .ok_or_else(|| CheckpointError::NotRunning("no thread".into()))?;
+        if let Some((exit, _)) = runner.exit() {
+            return Err(CheckpointError::NotRunning(exit));
+        }
+        let volumes: Vec<(PathBuf, String)> =
+            image::volume_dirs(&vessel_dir, l.deployment.body.volumes.len())
+                .into_iter()
+                .zip(l.deployment.body.volumes.iter().map(|v| v.guest.clone()))
+                .collect();
+        let (tx, rx) = oneshot::channel();
+        let baseline = l.checkpoints.baseline.clone();
+        let log = l.log.clone();
+        let at_point = move |p: Result<AtPoint<'_>, String>| {
+            let taken = p.map(|p| in_the_pause(p, &baseline, &store, &volumes, &log, hub));
+            if let Err(Ok(_)) = tx.send(taken) {
+                // Nobody waits for it any more: its chunks will never be
+                // hashed, so the copy no longer matches.
+                lock(&baseline).invalidate();
+            }
+        };
+        runner
+            .send(Command::AtPoint(Box::new(at_point)))
+            .map_err(CheckpointError::NotRunning)?;
+        l.checkpoints.in_flight = true;
+        l.checkpoints.last_attempt = Some(Instant::now());
+        Ok(rx)
+    }
+
+    /// A checkpoint ended without a record (`Err`): noted for `ps`, and
+    /// the next one may start.
+    pub fn checkpoint_failed(&mut self, id: VesselId, why: &CheckpointError) {
+        if let Some(l) = self.vessels.get_mut(&id) {
+            l.checkpoints.in_flight = false;
+            l.checkpoints.problem = Some(why.to_string());
+        }
+    }
+}
+
+/// What the pause takes, on the vessel's thread.
+fn in_the_pause(
+    p: AtPoint<'_>,
+    baseline: &Mutex<Baseline>,
+    store: &ChunkStore,
+    volumes: &[(PathBuf, String)],
+    log: &Mutex<VesselLog>,
+    hub: Option<Arc<crate::dock::services::ingress::IngressHub>>,
+) -> Taken {
+    let changed = lock(baseline).take_changes(p.memory);
+    let volumes = volumes
+        .iter()
+        .map(|(dir, guest)| image::pack_volume(store, dir, guest))
+        .collect();
+    let log_end = lock(log).end();
+    Taken {
+        capture: p.capture,
+        changed,
+        volumes,
+        hub: hub.map(|h| h.export()),
+        log_end,
+        at: p.at,
+        pause: p.at.elapsed(),
+    }
+}
+
+/// After the pause (blocking: run it off the async runtime): stores what
+/// changed, writes the image, makes it durable, then points the record at
+/// it. On any failure the baseline is invalidated and the record keeps the
+/// previous checkpoint.
+pub fn finish(host: &Mutex<Host>, id: VesselId, taken: Taken) -> Result<Durable, CheckpointError> {
+    let baseline = match lock(host).vessels.get(&id) {
+        Some(l) => l.checkpoints.baseline.clone(),
+        None => return Err(CheckpointError::NotHere),
+    };
+    let result = write_image(host, id, &baseline, &taken).and_then(|(image, epoch)| {
+        commit(host, id, epoch, image, &taken)?;
+        Ok(Durable {
+            image,
+            pause: taken.pause,
+            changed_chunks: taken.changed.len(),
+        })
+    });
+    if result.is_err() {
+        lock(&baseline).invalidate();
+    }
+    result
+}
+
+/// Stores the checkpoint's chunks, manifest and image, durably. Returns
+/// the image's hash and the epoch it was taken under.
+fn write_image(
+    host: &Mutex<Host>,
+    id: VesselId,
+    baseline: &Mutex<Baseline>,
+    taken: &Taken,
+) -> Result<(Hash, u64), CheckpointError> {
+    let (store, epoch, old, module, log, run_ms, pinned) = {
+        let mut h = lock(host);
+        let store = h.store.clone();
+        let l = h.vessels.get(&id).ok_or(CheckpointError::NotHere)?;
+        let epoch = l.record.epoch();
+        let (run_ms, pinned) = (l.run_ms(), l.pinned);
+        let old = store.get_image_doc(&l.record.image())?;
+        let old: VesselImage = protocol::cbor::decode(&old)
+            .map_err(|e| CheckpointError::Capture(format!("its last image: {e}")))?;
+        let log = l.log.clone();
+        let module = module_of(&mut h, id, &old)?;
+        (store, epoch, old, module, log, run_ms, pinned)
+    };
+    let memory = lock(baseline).store_changes(&store, &taken.changed)?;
+    let manifest = image::manifest_of(&module.0, &module.1, &taken.capture, memory)
+        .map_err(CheckpointError::Capture)?;
+    let (manifest_bytes, manifest_hash) = manifest.encode_and_hash();
+    let volumes = taken.volumes.clone().map_err(CheckpointError::Capture)?;
+    let log = {
+        let log = lock(&log);
+        // Only what was printed before the pause: the vessel ran on since.
+        let upto = (taken.log_end.saturating_sub(log.start) as usize).min(log.bytes.len());
+        VesselLog {
+            start: log.start,
+            bytes: log.bytes[..upto].to_vec(),
+        }
+    };
+    let img = VesselImage {
+        version: VESSEL_VERSION,
+        deployment: old.deployment.clone(),
+        epoch,
+        resume: Resume::Snapshot(manifest_hash),
+        module: old.module.clone(),
+        manifest: manifest_bytes.clone(),
+        volumes,
+        log: image::pack_log(&store, &log).map_err(CheckpointError::Capture)?,
+        migrations: old.migrations,
+        run_ms,
+        placement: protocol::vessel::VesselPlacement {
+            pinned,
+            last_move: old.placement.last_move.clone(),
+        },
+        hub: taken.hub.clone().unwrap_or_default(),
+    };
+    let (bytes, image_hash) = img.encode_and_hash();
+    store.put_manifest_bytes_unsynced(&manifest_bytes)?;
+    store.put_image_doc(&bytes, false)?;
+    store.sync()?;
+    Ok((image_hash, epoch))
+}
+
+/// The vessel's prepared module and the module's image, read from the store
+/// once per stay.
+fn module_of(
+    h: &mut Host,
+    id: VesselId,
+    old: &VesselImage,
+) -> Result<(Arc<PreparedModule>, ChunkedImage), CheckpointError> {
+    if let Some(m) = h
+        .vessels
+        .get(&id)
+        .and_then(|l| l.checkpoints.module.clone())
+    {
+        return Ok(m);
+    }
+    let bytes = crate::store::get_image(&h.store, &old.module, protocol::limits::MAX_MODULE_BYTES)?;
+    let module = h
+        .module(bytes, &old.deployment.body.name)
+        .map_err(CheckpointError::Capture)?;
+    let m = (module, old.module.clone());
+    if let Some(l) = h.vessels.get_mut(&id) {
+        l.checkpoints.module = Some(m.clone());
+    }
+    Ok(m)
+}
+
+/// Points the vessel's record at the new image, if it is still owned here
+/// under the epoch it was taken under and not moving.
+fn commit(
+    host: &Mutex<Host>,
+    id: VesselId,
+    epoch: u64,
+    image: Hash,
+    taken: &Taken,
+) -> Result<(), CheckpointError> {
+    let mut h = lock(host);
+    let l = h.vessels.get(&id).ok_or(CheckpointError::NotHere)?;
+    let still_ours = matches!(l.record, Record::Owned { epoch: e, .. } if e == epoch)
+        && !l.migrating
+        && l.runner.as_ref().is_some_and(|r| r.exit().is_none());
+    if !still_ours {
+        return Err(CheckpointError::Superseded);
+    }
+    let record = Record::Owned { epoch, image };
+    h.write_record(id, &record)
+        .map_err(|e| CheckpointError::Capture(format!("its record: {e}")))?;
+    let l = h.vessels.get_mut(&id).ok_or(CheckpointError::NotHere)?;
+    l.record = record;
+    let c = &mut l.checkpoints;
+    c.in_flight = false;
+    c.last_durable = Some((taken.at, image));
+    c.last_pause = Some(taken.pause);
+    c.problem = None;
+    c.taken += 1;
+    Ok(())
+}
