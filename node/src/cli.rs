@@ -1,6 +1,6 @@
 //! The `meshnode` command line.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -48,8 +48,9 @@ pub enum Command {
     /// refused with an error naming the feature and the function.
     Rewrite(RewriteArgs),
 
-    /// Continue a vessel from a snapshot taken by `run --checkpoint-…`, on
-    /// this machine or another (any CPU). Exits with the program's exit code.
+    /// Continue a vessel from a snapshot taken by `run --checkpoint-…` or a
+    /// node's checkpoint (`meshnode checkpoint`), on this machine or
+    /// another (any CPU). Exits with the program's exit code.
     Resume(ResumeArgs),
 
     /// Start a node: join the mesh, find peers, gossip status, take commands.
@@ -106,6 +107,20 @@ pub enum Command {
 
     /// Stop a vessel.
     Stop(crate::control::vessel_cli::StopArgs),
+
+    /// Take a durable checkpoint of a running vessel now, and print its
+    /// image hash.
+    ///
+    /// Nodes checkpoint every vessel on their own, once a second by default
+    /// (config.toml `checkpoint_every_ms`, `deploy --checkpoint-every`):
+    /// after a crash or a power cut a node resumes each vessel from its
+    /// newest checkpoint, with its log and volumes rolled back to match.
+    /// Use this before something risky, or to get an image for
+    /// `meshnode resume --image`. `meshnode ps` shows each vessel's
+    /// checkpoint age.
+    ///
+    /// Example: meshnode checkpoint sensor-reader
+    Checkpoint(crate::control::vessel_cli::CheckpointArgs),
 
     /// Keep a vessel where it runs: placement never moves it automatically.
     ///
@@ -269,10 +284,14 @@ pub struct ResumeArgs {
     #[command(flatten)]
     pub checkpoint: CheckpointArgs,
 
-    /// The chunk store that holds the snapshot.
+    /// The chunk store that holds the snapshot, or a node's data directory
+    /// (its `store`; stop the node first, a store is open in one process
+    /// at a time).
     pub store: PathBuf,
 
-    /// The snapshot's hash (as printed when it was taken).
+    /// The snapshot's hash, as printed when it was taken: by `run
+    /// --checkpoint-…`, or by `meshnode checkpoint` (a node's checkpoint
+    /// image; its volumes are unpacked into the --dir given for each).
     pub hash: String,
 }
 
@@ -598,8 +617,8 @@ fn storm(
 pub fn resume(args: ResumeArgs) -> Result<i32> {
     let hash = protocol::snapshot::Hash::from_hex(&args.hash)
         .with_context(|| format!("{}: not a snapshot hash (64 hex digits)", args.hash))?;
-    let store = ChunkStore::open(&args.store)?;
-    let manifest = store.get_manifest(&hash)?;
+    let store_dir = store_dir_of(&args.store);
+    let store = ChunkStore::open(&store_dir)?;
     let dirs = args
         .dirs
         .iter()
@@ -610,6 +629,7 @@ pub fn resume(args: ResumeArgs) -> Result<i32> {
             parse_dir(d)
         })
         .collect::<Result<Vec<_>>>()?;
+    let manifest = manifest_to_resume(&store, &hash, &dirs)?;
     let config = DockConfig {
         max_memory_bytes: manifest.limits.max_memory_bytes as usize,
         max_call_depth: manifest.limits.max_call_depth as usize,
@@ -628,7 +648,7 @@ pub fn resume(args: ResumeArgs) -> Result<i32> {
     drop(store);
     let mut checkpoint = args.checkpoint.clone();
     if checkpoint.snapshot_dir.is_none() {
-        checkpoint.snapshot_dir = Some(args.store.clone());
+        checkpoint.snapshot_dir = Some(store_dir);
     }
     drive(
         &vm,
@@ -638,6 +658,71 @@ pub fn resume(args: ResumeArgs) -> Result<i32> {
         manifest.points_passed,
         &format!("snapshot {hash}"),
     )
+}
+
+/// The store `resume` reads: the directory given, or a node data
+/// directory's `store`.
+fn store_dir_of(given: &Path) -> PathBuf {
+    let inner = given.join("store");
+    if given.join("node.key").exists() && inner.is_dir() {
+        inner
+    } else {
+        given.to_path_buf()
+    }
+}
+
+/// The snapshot a hash names: a manifest (`run --checkpoint-…`), or a
+/// vessel image a node wrote (`meshnode checkpoint`, or its periodic
+/// checkpoints), whose volumes are unpacked into the `--dir` host
+/// directories given for their guest paths (each must be empty:
+/// nothing there is overwritten).
+fn manifest_to_resume(
+    store: &ChunkStore,
+    hash: &protocol::snapshot::Hash,
+    dirs: &[DirMapping],
+) -> Result<protocol::snapshot::Manifest> {
+    let manifest_err = match store.get_manifest(hash) {
+        Ok(m) => return Ok(m),
+        Err(e) => e,
+    };
+    let Ok(doc) = store.get_image_doc(hash) else {
+        return Err(manifest_err.into());
+    };
+    let image: protocol::vessel::VesselImage = protocol::cbor::decode(&doc)
+        .with_context(|| format!("image {hash}: does not decode"))?;
+    image
+        .check()
+        .with_context(|| format!("image {hash}: malformed"))?;
+    let protocol::vessel::Resume::Snapshot(_) = image.resume else {
+        bail!("image {hash}: the vessel never ran (deploy its module instead)");
+    };
+    let manifest: protocol::snapshot::Manifest = protocol::cbor::decode(&image.manifest)
+        .with_context(|| format!("image {hash}: its manifest does not decode"))?;
+    for vol in &image.volumes {
+        let Some(d) = dirs.iter().find(|d| d.guest == vol.guest) else {
+            bail!(
+                "image {hash}: its volume {} needs --dir HOST::{}, an empty host directory to unpack it into",
+                vol.guest,
+                vol.guest
+            );
+        };
+        let empty = std::fs::read_dir(&d.host).map_or(true, |mut r| r.next().is_none());
+        if !empty {
+            bail!(
+                "--dir {}::{}: not empty; the checkpoint's volume is unpacked there, so give an empty directory",
+                d.host.display(),
+                d.guest
+            );
+        }
+        crate::vessel::image::unpack_volume(store, vol, &d.host)
+            .map_err(|e| anyhow::anyhow!("image {hash}: volume {}: {e}", vol.guest))?;
+    }
+    eprintln!(
+        "meshnode: resuming vessel {} ({}) from its checkpoint image {hash}",
+        image.deployment.body.name,
+        image.vessel()
+    );
+    Ok(manifest)
 }
 
 /// `meshnode rewrite`.

@@ -18,6 +18,7 @@ fn main() {
         Command::Logs(args) => meshnode::control::vessel_cli::run_logs(args),
         Command::Migrate(args) => meshnode::control::vessel_cli::run_migrate(args),
         Command::Stop(args) => meshnode::control::vessel_cli::run_stop(args),
+        Command::Checkpoint(args) => meshnode::control::vessel_cli::run_checkpoint(args),
         Command::Pin(args) => meshnode::control::vessel_cli::run_pin(args, true),
         Command::Unpin(args) => meshnode::control::vessel_cli::run_pin(args, false),
         Command::Drain(args) => meshnode::control::vessel_cli::run_drain(args),

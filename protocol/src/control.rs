@@ -142,6 +142,11 @@ pub enum Command {
     DrainStatus {
         node: String,
     },
+    /// Take a durable checkpoint of a vessel (id, id prefix or name) now,
+    /// on the node that runs it.
+    Checkpoint {
+        vessel: String,
+    },
 }
 
 impl SignedRequest {
@@ -239,6 +244,22 @@ pub enum ControlResponse {
     /// The request was refused: a code, and one line for the user.
     Refused(Refusal),
     Drain(DrainReport),
+    Checkpointed(CheckpointReport),
+}
+
+/// A durable checkpoint (`meshnode checkpoint`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointReport {
+    pub vessel: VesselId,
+    /// The node that holds it (a PeerId).
+    pub node: String,
+    /// The checkpoint's image in that node's store: what its record now
+    /// names, and what `meshnode resume --image` continues from.
+    pub image: Hash,
+    /// How long the vessel was paused for it.
+    pub pause_us: u64,
+    /// Chunks of memory that changed since the checkpoint before.
+    pub changed_chunks: u64,
 }
 
 /// How a drain is going: one line per vessel that was on the node.

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::control::{DrainReport, LogChunk, MigrationReport, VesselInfo};
+use crate::control::{CheckpointReport, DrainReport, LogChunk, MigrationReport, VesselInfo};
 use crate::ids::{serde_bytes_vec, ChunkBytes, PeerIdBytes, VesselId};
 use crate::vessel::Deployment;
 
@@ -46,6 +46,8 @@ pub enum ForwardRequest {
     Drain { include_pinned: bool },
     /// How this node's drain is going.
     DrainStatus,
+    /// Take a durable checkpoint of a vessel that runs here.
+    Checkpoint { vessel: VesselId },
 }
 
 /// The answer to a [`ForwardRequest`] (a refusal is
@@ -58,4 +60,5 @@ pub enum ForwardResponse {
     Migration(MigrationReport),
     Done,
     Drain(DrainReport),
+    Checkpointed(CheckpointReport),
 }

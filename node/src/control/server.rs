@@ -247,6 +247,7 @@ fn is_vessel_command(c: &Command) -> bool {
             | Command::Unpin { .. }
             | Command::Drain { .. }
             | Command::DrainStatus { .. }
+            | Command::Checkpoint { .. }
     )
 }
 

@@ -136,6 +136,17 @@ pub struct StopArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct CheckpointArgs {
+    #[command(flatten)]
+    pub target: NodeTarget,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The vessel: id, id prefix or name.
+    pub vessel: String,
+}
+
+#[derive(Args, Debug)]
 pub struct PinArgs {
     #[command(flatten)]
     pub target: NodeTarget,
@@ -326,6 +337,8 @@ pub fn ps_json(rows: &[VesselInfo]) -> serde_json::Value {
                     "reason": v.reason,
                     "why": why_of(v),
                     "pinned": v.pinned,
+                    "checkpoint_age_ms": v.checkpoint_age_ms,
+                    "checkpoint_problem": v.checkpoint_problem,
                 })
             })
             .collect(),
@@ -343,20 +356,24 @@ pub fn run_ps(args: PsArgs) -> Result<i32> {
         return Ok(0);
     }
     out(format_args!(
-        "{:<16} {:<16} {:<54} {:<10} {:>8} {:>4}  WHY",
-        "ID", "NAME", "NODE", "STATE", "UPTIME", "MIGR"
+        "{:<16} {:<16} {:<54} {:<10} {:>8} {:>4} {:>6}  WHY",
+        "ID", "NAME", "NODE", "STATE", "UPTIME", "MIGR", "CKPT"
     ))?;
     for v in &rows {
         out(format_args!(
-            "{:<16} {:<16} {:<54} {:<10} {:>8} {:>4}  {}",
+            "{:<16} {:<16} {:<54} {:<10} {:>8} {:>4} {:>6}  {}",
             v.id,
             v.name,
             v.node,
             v.state,
             human_ms(v.run_ms),
             v.migrations,
+            v.checkpoint_age_ms.map_or("-".to_string(), human_ms),
             why_of(v)
         ))?;
+        if let Some(problem) = &v.checkpoint_problem {
+            out(format_args!("{:<16} checkpoint skipped: {problem}", ""))?;
+        }
     }
     Ok(0)
 }
@@ -546,6 +563,36 @@ pub fn run_stop(args: StopArgs) -> Result<i32> {
         vessel: args.vessel.clone(),
     })?;
     eprintln!("meshnode: stopped {}", args.vessel);
+    Ok(0)
+}
+
+/// `meshnode checkpoint`: the image hash on stdout, the rest on stderr.
+pub fn run_checkpoint(args: CheckpointArgs) -> Result<i32> {
+    let mut client = Client::connect(&args.target)?;
+    let ControlResponse::Checkpointed(r) = client.call(Command::Checkpoint {
+        vessel: args.vessel.clone(),
+    })?
+    else {
+        bail!("unexpected answer to `checkpoint`");
+    };
+    if args.json {
+        out(serde_json::json!({
+            "vessel": r.vessel.to_hex(),
+            "node": r.node,
+            "image": r.image.to_hex(),
+            "pause_us": r.pause_us,
+            "changed_chunks": r.changed_chunks,
+        }))?;
+        return Ok(0);
+    }
+    out(r.image.to_hex())?;
+    eprintln!(
+        "meshnode: checkpointed {} on {}: paused {:.1} ms, {} chunks of memory changed since the last one",
+        args.vessel,
+        r.node,
+        r.pause_us as f64 / 1000.0,
+        r.changed_chunks
+    );
     Ok(0)
 }
 

@@ -16,6 +16,10 @@ use crate::vessel::Host;
 /// only a vessel whose host is overloaded comes near it).
 pub const CHECKPOINT_POINT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How soon a checkpoint asked for while another is being written asks
+/// again (one takes a few milliseconds).
+const BUSY_RETRY: Duration = Duration::from_millis(5);
+
 /// How often the node looks for vessels whose checkpoint is due: a
 /// checkpoint starts at most this late, a twentieth of the default interval.
 const DUE_TICK: Duration = Duration::from_millis(50);
@@ -31,7 +35,16 @@ pub async fn take(host: &Arc<Mutex<Host>>, id: VesselId) -> Result<Durable, Chec
 }
 
 async fn take_inner(host: &Arc<Mutex<Host>>, id: VesselId) -> Result<Durable, CheckpointError> {
-    let rx = lock(host).begin_checkpoint(id)?;
+    // One asked for by hand while a periodic one is being written waits
+    // for it: it must show the vessel as it is now, not as it was then.
+    let since = Instant::now();
+    let rx = loop {
+        match lock(host).begin_checkpoint(id) {
+            Err(CheckpointError::Busy) if since.elapsed() < CHECKPOINT_POINT_TIMEOUT => {}
+            other => break other?,
+        }
+        tokio::time::sleep(BUSY_RETRY).await;
+    };
     let taken = match tokio::time::timeout(CHECKPOINT_POINT_TIMEOUT, rx).await {
         Err(_) => return Err(CheckpointError::Timeout(CHECKPOINT_POINT_TIMEOUT)),
         Ok(Err(_)) => return Err(CheckpointError::NotRunning("it ended".into())),
@@ -64,9 +77,7 @@ pub async fn periodic(host: Arc<Mutex<Host>>, default_every: Option<Duration>) {
                         changed_chunks = d.changed_chunks,
                         "checkpoint durable"
                     ),
-                    // Expected around a move or an end: not worth a warning.
-                    Err(CheckpointError::Moving | CheckpointError::Superseded) => {}
-                    Err(CheckpointError::NotRunning(_) | CheckpointError::NotHere) => {}
+                    Err(e) if e.is_expected() => debug!(vessel = %id, "checkpoint dropped: {e}"),
                     Err(e) => warn!(vessel = %id, "checkpoint skipped: {e}"),
                 }
             });

@@ -13,7 +13,8 @@ use std::time::Duration;
 use libp2p::request_response::ResponseChannel;
 use libp2p::PeerId;
 use protocol::control::{
-    Command, ControlResponse, DrainReport, LogChunk, MigrationReport, PeerIdBytes, VesselInfo,
+    CheckpointReport, Command, ControlResponse, DrainReport, LogChunk, MigrationReport,
+    PeerIdBytes, VesselInfo,
 };
 use protocol::forward::{ForwardRequest, ForwardResponse};
 use protocol::membership::PublicKey;
@@ -177,6 +178,13 @@ pub(super) async fn run_control(
                 run_on(control, target, request, drain).await?,
             ))
         }
+        Command::Checkpoint { vessel } => {
+            let (id, node) = resolve(control, peers, &vessel).await?;
+            let request = ForwardRequest::Checkpoint { vessel: id };
+            Ok(ControlResponse::Checkpointed(
+                run_on(control, node, request, checkpointed).await?,
+            ))
+        }
         other => Err(refuse(
             RefusalCode::Internal,
             format!("not a vessel command: {other:?}"),
@@ -280,6 +288,13 @@ fn logs(reply: ForwardResponse) -> Result<LogChunk, Box<ForwardResponse>> {
 fn migration(reply: ForwardResponse) -> Result<MigrationReport, Box<ForwardResponse>> {
     match reply {
         ForwardResponse::Migration(report) => Ok(report),
+        other => Err(Box::new(other)),
+    }
+}
+
+fn checkpointed(reply: ForwardResponse) -> Result<CheckpointReport, Box<ForwardResponse>> {
+    match reply {
+        ForwardResponse::Checkpointed(report) => Ok(report),
         other => Err(Box::new(other)),
     }
 }
@@ -545,5 +560,29 @@ async fn run_here(
             include_pinned,
         ))),
         ForwardRequest::DrainStatus => Ok(ForwardResponse::Drain(drain_report(&control.drains)?)),
+        ForwardRequest::Checkpoint { vessel } => {
+            let durable = super::checkpoint::take(&control.host, vessel)
+                .await
+                .map_err(|e| checkpoint_refusal(vessel, e))?;
+            Ok(ForwardResponse::Checkpointed(CheckpointReport {
+                vessel,
+                node: control.me.to_string(),
+                image: durable.image,
+                pause_us: durable.pause.as_micros() as u64,
+                changed_chunks: durable.changed_chunks as u64,
+            }))
+        }
     }
+}
+
+/// Why `meshnode checkpoint` took none, with the code a script can match.
+fn checkpoint_refusal(vessel: VesselId, e: crate::vessel::checkpoint::CheckpointError) -> Refusal {
+    use crate::vessel::checkpoint::CheckpointError as E;
+    let code = match &e {
+        E::NotHere => RefusalCode::UnknownVessel,
+        E::NotRunning(_) | E::Capture(_) => RefusalCode::Invalid,
+        E::Moving | E::Busy | E::Superseded | E::Timeout(_) => RefusalCode::Busy,
+        E::Store(_) => RefusalCode::Internal,
+    };
+    Refusal::new(code, format!("cannot checkpoint vessel {vessel}: {e}"))
 }

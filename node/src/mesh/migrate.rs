@@ -647,9 +647,12 @@ pub async fn send_commit(mesh: &Migrator, id: VesselId, to: PeerId, decision: De
 pub(super) fn mark_acked(mesh: &Migrator, id: VesselId, epoch: u64) {
     let mut h = lock(&mesh.host);
     if h.departed.len() >= MAX_DEPARTED_IMAGES_BEFORE_EVICT {
-        // Never while a migration is arriving: its chunks are not in an
-        // image yet.
-        let busy = h.vessels.iter().any(|(v, l)| *v != id && l.migrating);
+        // Never while a migration is arriving or a checkpoint is being
+        // written: their chunks are not in a kept image yet.
+        let busy = h
+            .vessels
+            .iter()
+            .any(|(v, l)| *v != id && l.migrating || l.checkpoints.in_flight);
         if !busy && lock(&mesh.incoming).is_empty() {
             let n = h.evict();
             if n > 0 {

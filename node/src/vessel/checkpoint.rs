@@ -58,6 +58,21 @@ pub enum CheckpointError {
     Superseded,
 }
 
+impl CheckpointError {
+    /// A checkpoint dropped because the vessel moved, ended or was busy:
+    /// normal around a move or an end, and nothing to warn about.
+    pub fn is_expected(&self) -> bool {
+        matches!(
+            self,
+            CheckpointError::NotHere
+                | CheckpointError::NotRunning(_)
+                | CheckpointError::Moving
+                | CheckpointError::Busy
+                | CheckpointError::Superseded
+        )
+    }
+}
+
 /// The last checkpoint's memory, chunk by chunk: what the next one
 /// compares with. Kept on the node (a copy as large as the memory), so that
 /// the pause compares and copies rather than hashes.
@@ -238,8 +253,12 @@ impl Host {
     /// the next one may start.
     pub fn checkpoint_failed(&mut self, id: VesselId, why: &CheckpointError) {
         if let Some(l) = self.vessels.get_mut(&id) {
-            l.checkpoints.in_flight = false;
-            l.checkpoints.problem = Some(why.to_string());
+            if !matches!(why, CheckpointError::Busy) {
+                l.checkpoints.in_flight = false;
+            }
+            if !why.is_expected() {
+                l.checkpoints.problem = Some(why.to_string());
+            }
         }
     }
 }
