@@ -140,6 +140,21 @@ fn pause(runner: &Runner) -> (Paused, Duration) {
     (paused, asked.elapsed())
 }
 
+/// A checkpoint's pause (issue 13): the vessel unwinds, the function sees
+/// its memory, and it rewinds in place and runs on. Returns the memory the
+/// pause saw and how long the pause took to arrive.
+fn at_point(runner: &Runner) -> (Vec<u8>, Duration) {
+    let (tx, rx) = oneshot::channel();
+    let asked = Instant::now();
+    runner
+        .send(Command::AtPoint(Box::new(move |p| {
+            let _ = tx.send(p.map(|p| (p.memory.to_vec(), p.at)));
+        })))
+        .unwrap();
+    let (memory, at) = answer(rx, "a checkpoint").unwrap_or_else(|e| panic!("no checkpoint: {e}"));
+    (memory, at.duration_since(asked))
+}
+
 /// The median of `times`; prints them all (seen with `--nocapture`).
 fn median(what: &str, mut times: Vec<Duration>) -> Duration {
     times.sort();
@@ -305,6 +320,11 @@ fn a_copy_a_pause_and_a_stop_reach_a_vessel_in_a_one_hour_sleep() {
     let times: Vec<Duration> = (0..8).map(|_| copy(&runner).1).collect();
     let typical = median("copies in a one-hour sleep", times.clone());
     assert!(typical <= PROMPT, "copies in a one-hour sleep: {times:?}");
+    // A checkpoint too: the vessel unwinds from its sleep, is seen, and
+    // goes back to sleep in place.
+    let times: Vec<Duration> = (0..8).map(|_| at_point(&runner).1).collect();
+    let typical = median("checkpoints in a one-hour sleep", times.clone());
+    assert!(typical <= PROMPT, "checkpoints in a one-hour sleep: {times:?}");
     let (paused, took) = pause(&runner);
     assert!(took <= PROMPT, "the pause took {took:?}");
     assert_eq!(naps_begun(paused.vessel.memory()), 1, "not in its sleep");
@@ -442,4 +462,44 @@ fn a_napping_vessel_moves_with_pre_copy_rounds() {
     assert_eq!(exit, Exit::Code(0));
     assert!(expected.contains("short 0,"), "{expected}");
     assert_eq!(logged(1), expected);
+}
+
+/// Goal (issue 13): a vessel checkpointed in place over and over (it
+/// unwinds, is seen, rewinds into the same instance) runs on exactly as an
+/// uninterrupted run does: the same output, no nap cut short and none
+/// begun twice, whether the checkpoint catches it asleep or awake.
+#[test]
+fn a_vessel_checkpointed_in_place_runs_on_as_if_uninterrupted() {
+    let _cpu = crate::support::shared_cpu();
+    const SOURCE: &str = "node/tests/it/programs/napper.c";
+    let args = ["napper", "4", "120", "16"];
+    let p = program(SOURCE);
+    let out = Output::default();
+    let runner = start(fresh(&p, &args, &out, None));
+    wait_for_output(&out, "ready");
+    let mut counts = Vec::new();
+    while runner.exit().is_none() && counts.len() < 60 {
+        let (tx, rx) = oneshot::channel();
+        let sent = runner.send(Command::AtPoint(Box::new(move |p| {
+            let _ = tx.send(p.map(|p| naps_begun(p.memory)));
+        })));
+        if sent.is_err() {
+            break;
+        }
+        match answer(rx, "a checkpoint") {
+            Ok(n) => counts.push(n),
+            // It ended before this one's point: fine, that is the end.
+            Err(e) => assert!(e.contains("ended"), "{e}"),
+        }
+    }
+    assert!(counts.len() >= 20, "too few checkpoints landed: {counts:?}");
+    assert!(
+        counts.windows(2).all(|w| w[0] <= w[1]),
+        "a checkpoint went back in time: {counts:?}"
+    );
+    assert_eq!(wait_end(&runner), Some(0), "{}", text(&out));
+    let (exit, expected) = reference_run(SOURCE, &args).join().unwrap();
+    assert_eq!(exit, Exit::Code(0));
+    assert!(expected.contains("naps 120, short 0,"), "{expected}");
+    assert_eq!(text(&out), expected);
 }
