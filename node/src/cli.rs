@@ -688,8 +688,8 @@ fn manifest_to_resume(
     let Ok(doc) = store.get_image_doc(hash) else {
         return Err(manifest_err.into());
     };
-    let image: protocol::vessel::VesselImage = protocol::cbor::decode(&doc)
-        .with_context(|| format!("image {hash}: does not decode"))?;
+    let image: protocol::vessel::VesselImage =
+        protocol::cbor::decode(&doc).with_context(|| format!("image {hash}: does not decode"))?;
     image
         .check()
         .with_context(|| format!("image {hash}: malformed"))?;

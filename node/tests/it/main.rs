@@ -9,6 +9,7 @@ mod wasi_errno;
 mod corpus;
 mod cross_cpu;
 mod dock;
+mod durability;
 mod mesh;
 mod mesh_refusals;
 mod mesh_services;

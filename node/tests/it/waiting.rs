@@ -324,7 +324,10 @@ fn a_copy_a_pause_and_a_stop_reach_a_vessel_in_a_one_hour_sleep() {
     // goes back to sleep in place.
     let times: Vec<Duration> = (0..8).map(|_| at_point(&runner).1).collect();
     let typical = median("checkpoints in a one-hour sleep", times.clone());
-    assert!(typical <= PROMPT, "checkpoints in a one-hour sleep: {times:?}");
+    assert!(
+        typical <= PROMPT,
+        "checkpoints in a one-hour sleep: {times:?}"
+    );
     let (paused, took) = pause(&runner);
     assert!(took <= PROMPT, "the pause took {took:?}");
     assert_eq!(naps_begun(paused.vessel.memory()), 1, "not in its sleep");
