@@ -34,11 +34,15 @@ pub enum Bug {
     /// `Prepared` record of its earlier attempt, whose abort never came,
     /// blocks every later move to that destination).
     IgnoreReportedEpoch,
+    /// A checkpoint becomes the vessel's record whatever record it finds
+    /// (so one that finishes after a move committed replaces the `Left`
+    /// commit point with `Owned`).
+    CheckpointOverAnyRecord,
 }
 
 impl Bug {
     /// Every deliberate bug, for sweeping them.
-    pub const ALL: [Bug; 7] = [
+    pub const ALL: [Bug; 8] = [
         Bug::ResumeSourceAfterCommit,
         Bug::AcceptEqualEpoch,
         Bug::SkipSyncBeforePrepared,
@@ -46,6 +50,7 @@ impl Bug {
         Bug::PrepareIgnoresImage,
         Bug::ReuseNonce,
         Bug::IgnoreReportedEpoch,
+        Bug::CheckpointOverAnyRecord,
     ];
 
     #[cfg(test)]

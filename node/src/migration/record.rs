@@ -229,6 +229,20 @@ pub fn abort_record(known: Option<&Record>, epoch: u64, image: Hash) -> AbortRec
     }
 }
 
+/// Whether a checkpoint of a vessel, taken while it ran here under
+/// `epoch`, may become its record (`Owned { epoch, checkpoint }`): only
+/// while this node still owns it at that epoch and no migration of it has
+/// begun here. A move that committed meanwhile wrote `Left` (a commit
+/// point): replacing it with `Owned` would make this node resume the
+/// vessel after a restart while the destination runs it too. A move in
+/// progress offered an image of its own; it decides, not the checkpoint.
+pub fn may_checkpoint(record: Option<&Record>, epoch: u64, migrating: bool) -> bool {
+    if active(Bug::CheckpointOverAnyRecord) {
+        return !migrating;
+    }
+    !migrating && matches!(record, Some(Record::Owned { epoch: e, .. }) if *e == epoch)
+}
+
 /// Whether a vessel with this record may start a migration from this node.
 pub fn check_may_migrate(
     known: Option<&Record>,

@@ -34,6 +34,7 @@ use super::image::{self, changed_chunks};
 use super::log::VesselLog;
 use super::runner::{AtPoint, Command};
 use super::{Host, PreparedModule, Record};
+use crate::migration::record::may_checkpoint;
 use crate::store::{ChunkStore, StoreError};
 use crate::sync::lock;
 
@@ -407,8 +408,7 @@ fn commit(
 ) -> Result<(), CheckpointError> {
     let mut h = lock(host);
     let l = h.vessels.get(&id).ok_or(CheckpointError::NotHere)?;
-    let still_ours = matches!(l.record, Record::Owned { epoch: e, .. } if e == epoch)
-        && !l.migrating
+    let still_ours = may_checkpoint(Some(&l.record), epoch, l.migrating)
         && l.runner.as_ref().is_some_and(|r| r.exit().is_none());
     if !still_ours {
         return Err(CheckpointError::Superseded);

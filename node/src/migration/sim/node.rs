@@ -16,7 +16,7 @@ use crate::migration::bugs::{active, Bug};
 use crate::migration::destination::{nothing_prepared, CommitPlan, Destination, Session};
 use crate::migration::nonce::NonceBook;
 use crate::migration::record::{
-    check_may_migrate, prepared_matches, recovery_of, AbortRecord, Record, Recovery,
+    check_may_migrate, may_checkpoint, prepared_matches, recovery_of, AbortRecord, Record, Recovery,
 };
 
 /// A request between nodes (signatures are not simulated: the simulated
@@ -84,6 +84,9 @@ pub enum LocalStep {
     },
     /// The source's commit record reaches the disk.
     WriteLeft { vessel: VesselId, run: u64 },
+    /// A checkpoint's image reached the disk (taken while the vessel ran
+    /// here under `epoch`).
+    Checkpoint { vessel: VesselId, epoch: u64 },
     /// A destination's prepare: image and record written (and synced).
     Prepare {
         from: NodeId,
@@ -433,6 +436,61 @@ fn abort(
     Response::Aborted
 }
 
+/// Every node's periodic checkpoint: each vessel it runs and is not moving
+/// is captured now; its image reaches the disk after a while (a slow SD
+/// card now and then takes longer than a whole move).
+pub fn checkpoint_tick(w: &mut World) {
+    for node in 0..w.nodes.len() {
+        let n = &w.nodes[node];
+        if !n.up {
+            continue;
+        }
+        let due: Vec<(VesselId, u64)> = n
+            .running
+            .iter()
+            .filter(|(v, _)| !n.sources.contains_key(v))
+            .map(|(v, e)| (*v, *e))
+            .collect();
+        let incarnation = n.incarnation;
+        for (vessel, epoch) in due {
+            let delay = match w.checkpoint_rng.below(8) {
+                0 => 50 + w.checkpoint_rng.below(400),
+                _ => 1 + w.checkpoint_rng.below(20),
+            };
+            let step = LocalStep::Checkpoint { vessel, epoch };
+            w.at(
+                delay,
+                Event::Local {
+                    node: node as NodeId,
+                    incarnation,
+                    step,
+                },
+            );
+        }
+    }
+}
+
+/// A checkpoint's image is durable: it becomes the vessel's record if the
+/// rule allows (`record::may_checkpoint`), else it is dropped.
+fn checkpoint_written(w: &mut World, node: NodeId, vessel: VesselId, epoch: u64) {
+    let mut image = [0u8; 32];
+    for c in image.chunks_mut(8) {
+        c.copy_from_slice(&w.checkpoint_rng.next_u64().to_le_bytes());
+    }
+    let image = Hash(image);
+    let n = &mut w.nodes[node as usize];
+    n.disk.images.insert(image);
+    let migrating = n.sources.contains_key(&vessel);
+    if !may_checkpoint(n.record(vessel), epoch, migrating) {
+        w.note(format!(
+            "n{node} {vessel} checkpoint at epoch {epoch} dropped"
+        ));
+        return;
+    }
+    w.stats.checkpoints += 1;
+    write_record(w, node, vessel, Record::Owned { epoch, image });
+}
+
 /// The vessel runs here from now on.
 pub fn start_running(w: &mut World, node: NodeId, vessel: VesselId, epoch: u64) {
     w.note(format!("n{node} {vessel} runs at epoch {epoch}"));
@@ -450,6 +508,7 @@ pub fn local_done(w: &mut World, node: NodeId, step: LocalStep) {
     match step {
         LocalStep::Source { vessel, run, input } => source_run::feed(w, node, vessel, run, input),
         LocalStep::WriteLeft { vessel, run } => source_run::left_written(w, node, vessel, run),
+        LocalStep::Checkpoint { vessel, epoch } => checkpoint_written(w, node, vessel, epoch),
         LocalStep::Prepare {
             from,
             vessel,

@@ -28,6 +28,7 @@ fn sweep(n: u64) -> Stats {
         t.partitions += s.partitions;
         t.messages += s.messages;
         t.equal_epoch_offers += s.equal_epoch_offers;
+        t.checkpoints += s.checkpoints;
     }
     t
 }
@@ -43,6 +44,7 @@ fn simulation_holds_every_invariant_over_many_seeds() {
         "{t:?}"
     );
     assert!(t.partitions > 10 && t.refused > 10, "{t:?}");
+    assert!(t.checkpoints > 1_000, "{t:?}");
 }
 
 #[test]
@@ -119,6 +121,11 @@ fn assert_not_caught(bugs_on: &[Bug], limit: u64) {
 #[test]
 fn simulation_catches_a_source_that_resumes_after_the_commit() {
     assert_caught(&[Bug::ResumeSourceAfterCommit], 2_000);
+}
+
+#[test]
+fn simulation_catches_a_checkpoint_that_replaces_a_commit_point() {
+    assert_caught(&[Bug::CheckpointOverAnyRecord], 1_000);
 }
 
 #[test]
