@@ -9,6 +9,7 @@ use tracing::{debug, warn};
 
 use crate::sync::lock;
 use crate::vessel::checkpoint::{finish, CheckpointError, Durable};
+use crate::vessel::runner::AtPointRefused;
 use crate::vessel::Host;
 
 /// How long a checkpoint waits for its vessel to reach a migration point
@@ -48,7 +49,11 @@ async fn take_inner(host: &Arc<Mutex<Host>>, id: VesselId) -> Result<Durable, Ch
     let taken = match tokio::time::timeout(CHECKPOINT_POINT_TIMEOUT, rx).await {
         Err(_) => return Err(CheckpointError::Timeout(CHECKPOINT_POINT_TIMEOUT)),
         Ok(Err(_)) => return Err(CheckpointError::NotRunning("it ended".into())),
-        Ok(Ok(Err(why))) => return Err(CheckpointError::Capture(why)),
+        Ok(Ok(Err(AtPointRefused::Pausing))) => return Err(CheckpointError::Moving),
+        Ok(Ok(Err(AtPointRefused::Ended(exit)))) => return Err(CheckpointError::NotRunning(exit)),
+        Ok(Ok(Err(why @ AtPointRefused::Capture(_)))) => {
+            return Err(CheckpointError::Capture(why.to_string()))
+        }
         Ok(Ok(Ok(taken))) => taken,
     };
     let host = host.clone();

@@ -52,9 +52,23 @@ pub struct AtPoint<'a> {
     pub at: Instant,
 }
 
+/// Why a checkpoint's function got no state to see.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AtPointRefused {
+    /// A pause (a migration's final round, a clean stop) came first: the
+    /// vessel is handed over, not run on.
+    #[error("it paused to move away first")]
+    Pausing,
+    #[error("the vessel ended first ({0})")]
+    Ended(String),
+    /// It unwound, but its state could not be taken (it runs on).
+    #[error("cannot capture its state: {0}")]
+    Capture(String),
+}
+
 /// The function a checkpoint runs in the pause: `Err` says why there is
-/// no state to take (the vessel ended, or is moving away).
-pub type AtPointFn = Box<dyn FnOnce(Result<AtPoint<'_>, String>) + Send>;
+/// no state to take.
+pub type AtPointFn = Box<dyn FnOnce(Result<AtPoint<'_>, AtPointRefused>) + Send>;
 
 /// A vessel that unwound at a migration point and will not run again.
 pub struct Paused {
@@ -379,7 +393,7 @@ impl Worker {
         let capture = self
             .vessel
             .capture_state_and_rewind(0)
-            .map_err(|e| format!("cannot capture its state: {e}"));
+            .map_err(|e| AtPointRefused::Capture(e.to_string()));
         let (memory, wasi) = self.vessel.memory_and_wasi();
         for f in waiting {
             f(capture.clone().map(|capture| AtPoint {
@@ -400,7 +414,7 @@ impl Worker {
             return;
         }
         for f in self.at_points.drain(..) {
-            f(Err("it paused to move away first".into()));
+            f(Err(AtPointRefused::Pausing));
         }
         let Some(reply) = self.pause.take() else {
             set(
@@ -426,7 +440,7 @@ impl Worker {
             Exit::Trap(t) => (format!("trap: {t}"), None),
         };
         for f in self.at_points.drain(..) {
-            f(Err(format!("the vessel ended first ({text})")));
+            f(Err(AtPointRefused::Ended(text.clone())));
         }
         // A pause asked of an ending vessel: it ended first.
         if let Some(reply) = self.pause.take() {
