@@ -122,6 +122,9 @@ pub struct Ingress {
     host: Arc<Mutex<Host>>,
     me: PeerId,
     routes: Mutex<HashMap<VesselId, Route>>,
+    /// Bumped whenever a route names a new host, so that a client's reader
+    /// waiting on the old host's answer goes to the new one at once.
+    moved: tokio::sync::watch::Sender<u64>,
     /// Ports listened on, and the one that failed to bind (logged once).
     listening: Mutex<HashMap<u16, bool>>,
     conns: Mutex<HashMap<u64, Arc<EntryConn>>>,
@@ -142,6 +145,7 @@ impl Ingress {
             host,
             me,
             routes: Mutex::new(HashMap::new()),
+            moved: tokio::sync::watch::Sender::new(0),
             listening: Mutex::new(HashMap::new()),
             conns: Mutex::new(HashMap::new()),
         }
@@ -169,6 +173,9 @@ impl Ingress {
                 if r.host != host || r.epoch != epoch {
                     debug!(%vessel, %host, epoch, "service route");
                 }
+                if r.host != host {
+                    self.moved.send_modify(|n| *n = n.wrapping_add(1));
+                }
                 r.host = host;
                 r.epoch = epoch;
                 if let Some(p) = ports {
@@ -195,6 +202,21 @@ impl Ingress {
 
     fn route(&self, vessel: VesselId) -> Option<(PeerId, u64)> {
         lock(&self.routes).get(&vessel).map(|r| (r.host, r.epoch))
+    }
+
+    /// Returns once the route of `vessel` names another host than `host`
+    /// (gossip, a frame or an announcement from the new host).
+    async fn moved_from(&self, vessel: VesselId, host: PeerId) {
+        let mut changes = self.moved.subscribe();
+        loop {
+            if self.route(vessel).is_some_and(|(h, _)| h != host) {
+                return;
+            }
+            if changes.changed().await.is_err() {
+                // The sender lives as long as `self`: never, but wait on.
+                std::future::pending::<()>().await;
+            }
+        }
     }
 
     fn vessel_on_port(&self, port: u16) -> Option<VesselId> {
@@ -329,6 +351,51 @@ async fn pump(ingress: Arc<Ingress>, id: VesselId, hub: Arc<IngressHub>) {
         if !progress {
             tokio::time::sleep(UNREACHABLE_WAIT).await;
         }
+    }
+}
+
+/// Most entries a new host tells of its arrival at once (more are told by
+/// the old host's `NotHere` and by gossip, as before).
+const MAX_ANNOUNCED_ENTRIES: usize = 64;
+
+/// How long a new host waits for an entry to take its announcement.
+const ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A vessel that arrived here under `epoch` tells the entry nodes of its
+/// clients (from its image's hub) that it runs here now: an egress frame
+/// with no segments, which an entry takes as the vessel's route (as from
+/// any frame of a newer epoch). Without it an entry learns of the move
+/// from the old host's `NotHere`, a round trip between entry and old host
+/// after the commit. Best effort: a lost one leaves that path.
+pub fn announce_arrival(
+    link: &Link,
+    me: PeerId,
+    vessel: VesselId,
+    epoch: u64,
+    entries: Vec<PeerId>,
+) {
+    let mut entries = entries;
+    entries.sort();
+    entries.dedup();
+    for entry in entries
+        .into_iter()
+        .filter(|e| *e != me)
+        .take(MAX_ANNOUNCED_ENTRIES)
+    {
+        let link = link.clone();
+        let frame = EgressFrame {
+            vessel,
+            epoch,
+            segments: Vec::new(),
+        };
+        tokio::spawn(async move {
+            let told = link.ingress_once(entry, IngressRequest::Egress(frame));
+            match tokio::time::timeout(ANNOUNCE_TIMEOUT, told).await {
+                Ok(Ok(_)) => debug!(%vessel, %entry, epoch, "entry told of the arrival"),
+                Ok(Err(e)) => debug!(%vessel, %entry, "entry not told of the arrival: {e}"),
+                Err(_) => debug!(%vessel, %entry, "entry not told of the arrival in time"),
+            }
+        });
     }
 }
 
@@ -526,15 +593,24 @@ async fn read_client(
         let reply = match ingress.route(vessel) {
             None => Err("no route".to_string()),
             Some((host, _)) if host == ingress.me => Ok(host_take(&ingress.host, host, &frame)),
-            Some((host, _)) => match ingress
-                .link
-                .ingress_once(host, IngressRequest::Ingress(frame.clone()))
-                .await
-            {
-                Ok(IngressResponse::Ingress(r)) => Ok(r),
-                Ok(other) => Err(RequestError::unexpected(host, &other).to_string()),
-                Err(e) => Err(e.to_string()),
-            },
+            Some((host, _)) => {
+                let ask = ingress
+                    .link
+                    .ingress_once(host, IngressRequest::Ingress(frame.clone()));
+                tokio::select! {
+                    answer = ask => match answer {
+                        Ok(IngressResponse::Ingress(r)) => Ok(r),
+                        Ok(other) => Err(RequestError::unexpected(host, &other).to_string()),
+                        Err(e) => Err(e.to_string()),
+                    },
+                    // The vessel moved while the old host had the frame (it
+                    // answers `Moving` in the pause, `NotHere` a round trip
+                    // after the commit): send it to the new host now. Its
+                    // answer is not needed: the bytes stay here until a host
+                    // confirms them, and a host skips bytes it has.
+                    () = ingress.moved_from(vessel, host) => continue,
+                }
+            }
         };
         match reply {
             Ok(IngressReply::Took { epoch, conns }) => {
