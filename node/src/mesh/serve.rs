@@ -749,6 +749,19 @@ pub(super) fn prepare(
             let ready = image::ready_with_memory(&mut h, &image, memory)?;
             let t_ready = t0.elapsed();
             let known = record_on_disk(&h, vessel);
+            // Never over a record at or above this epoch but this image's
+            // own `Prepared` one (a repeat): an offer prepared at once can
+            // be a late one of an earlier attempt, checked against the
+            // record before a later attempt at the same epoch prepared.
+            let above = known.as_ref().is_some_and(|k| k.epoch() >= epoch);
+            if above && !prepared_matches(known.as_ref(), epoch, image_hash) {
+                return Err(refuse(
+                    RefusalCode::StaleEpoch,
+                    format!(
+                        "stale epoch {epoch} for vessel {vessel}: a record at or above it is here"
+                    ),
+                ));
+            }
             let prepared = Record::prepared(epoch, image_hash, peer.to_bytes(), known.as_ref());
             h.write_record(vessel, &prepared)?;
             Ok((ready, prebuilt, t_patched, t_ready))
@@ -866,4 +879,91 @@ fn abort(
         h.vessels.remove(&d.vessel);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::ChunkStore;
+    use protocol::migrate::ChunkBytes;
+    use protocol::migrate::PatchRun;
+
+    fn chunk(seed: u8) -> Vec<u8> {
+        (0..4096u32).map(|i| (i as u8).wrapping_mul(seed)).collect()
+    }
+
+    fn named(bytes: &[u8]) -> NamedChunk {
+        NamedChunk {
+            hash: Hash::of(bytes),
+            bytes: ChunkBytes(bytes.to_vec()),
+        }
+    }
+
+    #[test]
+    fn pushed_chunks_and_patches_fill_only_what_the_image_lacks() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path()).unwrap();
+        let (base, whole, other) = (chunk(3), chunk(5), chunk(7));
+        store.put_chunk(&base).unwrap();
+        let mut changed = base.clone();
+        changed[100..104].copy_from_slice(b"SETx");
+        let patch = ChunkPatch {
+            hash: Hash::of(&changed),
+            base: Some(Hash::of(&base)),
+            len: changed.len() as u32,
+            runs: vec![PatchRun {
+                at: 100,
+                bytes: ChunkBytes(b"SETx".to_vec()),
+            }],
+        };
+        let not_sent = Hash::of(b"not pushed");
+        let lacking = vec![Hash::of(&whole), Hash::of(&changed), not_sent];
+        // `other` is pushed but not lacking: ignored, not stored.
+        let pushed = (vec![named(&whole), named(&other)], vec![patch]);
+        let left = store_pushed(&store, lacking, pushed).unwrap();
+        assert_eq!(left, vec![not_sent]);
+        assert_eq!(store.get_chunk(&Hash::of(&changed)).unwrap(), changed);
+        assert!(store.has_chunk(&Hash::of(&whole)));
+        assert!(!store.has_chunk(&Hash::of(&other)));
+    }
+
+    #[test]
+    fn a_patch_without_its_base_leaves_the_chunk_lacking_and_a_forged_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path()).unwrap();
+        let (base, now) = (chunk(3), chunk(9));
+        let runs = ChunkPatch::runs_between(&base, &now, 16, now.len()).unwrap();
+        let patch = ChunkPatch {
+            hash: Hash::of(&now),
+            base: Some(Hash::of(&base)),
+            len: now.len() as u32,
+            runs,
+        };
+        let lacking = vec![Hash::of(&now)];
+        let left = store_pushed(&store, lacking.clone(), (vec![], vec![patch.clone()])).unwrap();
+        assert_eq!(left, lacking, "the base is not here: still lacking");
+        store.put_chunk(&base).unwrap();
+        let forged = ChunkPatch {
+            runs: vec![PatchRun {
+                at: 0,
+                bytes: ChunkBytes(vec![1]),
+            }],
+            ..patch
+        };
+        let refusal = store_pushed(&store, lacking.clone(), (vec![], vec![forged])).unwrap_err();
+        assert_eq!(refusal.code, RefusalCode::Tampered);
+        let mut bad = named(&now);
+        bad.bytes.0[0] ^= 1;
+        let refusal = store_pushed(&store, lacking, (vec![bad], vec![])).unwrap_err();
+        assert_eq!(refusal.code, RefusalCode::Tampered);
+    }
+
+    #[test]
+    fn more_pushed_chunks_than_the_limit_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path()).unwrap();
+        let many: Vec<NamedChunk> = (0..=MAX_PUSHED_CHUNKS as u8).map(|i| named(&[i])).collect();
+        let refusal = store_pushed(&store, vec![], (many, vec![])).unwrap_err();
+        assert_eq!(refusal.code, RefusalCode::Limit);
+    }
 }
