@@ -797,3 +797,112 @@ fn close_ended_hubs(host: &Mutex<Host>, ended: &mut HashMap<VesselId, Instant>) 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::dock::DockConfig;
+    use crate::mesh::link::NodeCommand;
+
+    /// The frame an entry sent to `peer`, as the event loop would get it;
+    /// its answer is kept unsent (a host a WAN away, or frozen in a move).
+    async fn next_frame(
+        rx: &mut mpsc::Receiver<NodeCommand>,
+    ) -> (
+        PeerId,
+        IngressFrame,
+        oneshot::Sender<Result<protocol::peer::PeerResponse, RequestError>>,
+    ) {
+        loop {
+            let cmd = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .expect("the entry sends a frame within 5 s")
+                .expect("the link is open");
+            if let NodeCommand::PeerRequest {
+                peer,
+                request,
+                reply,
+            } = cmd
+            {
+                if let protocol::peer::PeerRequest::Ingress(IngressRequest::Ingress(f)) = *request {
+                    return (peer, f, reply);
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn an_entry_waiting_on_the_old_host_resends_to_the_new_one_when_it_announces_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = Host::open(
+            dir.path(),
+            "n".into(),
+            DockConfig::default(),
+            BTreeMap::new(),
+        )
+        .unwrap();
+        let (tx, mut rx) = mpsc::channel(16);
+        let link = Link {
+            tx,
+            fail_fast: false,
+        };
+        let me = PeerId::random();
+        let ingress = Arc::new(Ingress::new(None, link, Arc::new(Mutex::new(host)), me));
+        let (vessel, old, new) = (VesselId([7; 8]), PeerId::random(), PeerId::random());
+        let route = |epoch| ServiceRoute {
+            vessel,
+            epoch,
+            ports: vec![7000],
+        };
+        ingress.learn(old, &[route(1)]);
+
+        // A client connection held here, its reader carrying its bytes.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let (read, _write) = stream.into_split();
+        let (writer, _writes) = mpsc::channel(4);
+        lock(&ingress.conns).insert(1, Arc::new(EntryConn { vessel, writer }));
+        tokio::spawn(read_client(ingress.clone(), vessel, 1, "7000".into(), read));
+        let (to, opening, reply) = next_frame(&mut rx).await;
+        assert_eq!((to, opening.segments[0].at), (old, 0));
+        let took = IngressReply::Took {
+            epoch: 1,
+            conns: vec![(1, InStatus::Taken { taken: 0 })],
+        };
+        let _ = reply.send(Ok(IngressResponse::Ingress(took).into()));
+
+        client.write_all(b"SET k v\n").await.unwrap();
+        let (to, frame, _unanswered) = next_frame(&mut rx).await;
+        assert_eq!(to, old);
+        assert_eq!(frame.segments[0].data, b"SET k v\n");
+
+        // The vessel moved: the new host's announcement (an egress frame of
+        // the new epoch, no segments) reaches this entry while the old host
+        // still has the frame. The bytes go to the new host at once.
+        let announce = EgressFrame {
+            vessel,
+            epoch: 2,
+            segments: vec![],
+        };
+        entry_write(&ingress, new, announce).await.unwrap();
+        let (to, resent, _) = next_frame(&mut rx).await;
+        assert_eq!(to, new, "the resend goes to the new host");
+        assert_eq!(
+            (resent.segments[0].at, &resent.segments[0].data[..]),
+            (0, &b"SET k v\n"[..])
+        );
+        // A late frame of the old host's epoch is refused from now on.
+        let late = EgressFrame {
+            vessel,
+            epoch: 1,
+            segments: vec![],
+        };
+        let refused = entry_write(&ingress, old, late).await.unwrap_err();
+        assert_eq!(refused.code, RefusalCode::StaleEpoch);
+    }
+}
