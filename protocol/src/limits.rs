@@ -176,6 +176,17 @@ pub const MAX_PEER_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 /// ms of loopback or LAN busy without holding much in memory.
 pub const MAX_CHUNKS_PER_BATCH: usize = 64;
 
+/// Most chunks a final offer carries with it (`FinalPush`): 1 MiB, so that
+/// a pushed chunk the destination turns out to have (a log or volume chunk
+/// from an earlier visit) costs the pause little on a slow link, while the
+/// delta of a vessel that pre-copy caught up with fits.
+pub const MAX_PUSHED_CHUNKS: usize = 16;
+
+/// Most chunk patches a final offer carries (`FinalPush::patches`): each
+/// is at most a quarter of a chunk (else the chunk goes whole or after the
+/// offer), so 64 of them are at most 1 MiB, as the whole chunks.
+pub const MAX_PUSHED_PATCHES: usize = 64;
+
 /// Largest page of log in one answer.
 pub const MAX_LOG_PAGE_BYTES: usize = 1024 * 1024;
 

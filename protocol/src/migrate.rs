@@ -127,6 +127,125 @@ pub struct NamedChunk {
     pub bytes: ChunkBytes,
 }
 
+/// What a final offer carries besides its image, so that the pause needs
+/// no round trip for the chunks and none for the prepare: the chunks of the
+/// image the source expects the destination to lack (at most
+/// [`crate::limits::MAX_PUSHED_CHUNKS`]; the destination stores only those
+/// the image names and it lacks, each checked against its name, and
+/// ignores the rest), and whether to prepare at once when nothing is
+/// lacking after them (answered in `Lacking::prepared`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FinalPush {
+    pub chunks: Vec<NamedChunk>,
+    pub prepare: bool,
+    /// Chunks sent as the bytes that differ from an earlier chunk the
+    /// destination has (the same memory chunk as the last pre-copy round
+    /// named it): a vessel that changed a few bytes of a chunk in the pause
+    /// sends those bytes, not 64 KiB, so the delta fits the round trip the
+    /// offer takes anyway. At most [`crate::limits::MAX_PUSHED_PATCHES`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub patches: Vec<ChunkPatch>,
+}
+
+/// A chunk named `hash`, `len` bytes long, made by writing each run over
+/// the chunk `base` (None: all zero), cut or padded with zeros to `len`.
+/// The destination applies it only when it has `base` and the result
+/// hashes to `hash`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkPatch {
+    pub hash: Hash,
+    pub base: Option<Hash>,
+    pub len: u32,
+    pub runs: Vec<PatchRun>,
+}
+
+/// Bytes at offset `at` of a patched chunk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatchRun {
+    pub at: u32,
+    pub bytes: ChunkBytes,
+}
+
+/// Why a chunk patch cannot be applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PatchError {
+    /// A run or the length lies outside a chunk.
+    OutOfBounds,
+    /// The result does not hash to the patch's name.
+    Mismatch,
+}
+
+impl ChunkPatch {
+    /// The runs that turn `base` into `now` (two runs closer than
+    /// `gap` bytes are one), or None when they would carry more than
+    /// `max_bytes`.
+    pub fn runs_between(
+        base: &[u8],
+        now: &[u8],
+        gap: usize,
+        max_bytes: usize,
+    ) -> Option<Vec<PatchRun>> {
+        let mut runs: Vec<PatchRun> = Vec::new();
+        let mut total = 0usize;
+        let mut i = 0usize;
+        while i < now.len() {
+            if base.get(i) == Some(&now[i]) || (base.len() <= i && now[i] == 0) {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            let mut end = i + 1;
+            let mut same = 0usize;
+            let mut j = end;
+            while j < now.len() && same < gap {
+                let differs = base.get(j).map_or(now[j] != 0, |b| *b != now[j]);
+                if differs {
+                    end = j + 1;
+                    same = 0;
+                } else {
+                    same += 1;
+                }
+                j += 1;
+            }
+            total += end - start;
+            if total > max_bytes {
+                return None;
+            }
+            runs.push(PatchRun {
+                at: start as u32,
+                bytes: ChunkBytes(now[start..end].to_vec()),
+            });
+            i = end;
+        }
+        Some(runs)
+    }
+
+    /// The patched chunk, from `base`'s bytes (empty for an all-zero base),
+    /// checked against its name.
+    pub fn apply(&self, base: &[u8]) -> Result<Vec<u8>, PatchError> {
+        let len = self.len as usize;
+        if len > crate::snapshot::CHUNK_SIZE_BYTES as usize {
+            return Err(PatchError::OutOfBounds);
+        }
+        let mut out = base.to_vec();
+        out.resize(len, 0);
+        for r in &self.runs {
+            let at = r.at as usize;
+            let end = at
+                .checked_add(r.bytes.0.len())
+                .ok_or(PatchError::OutOfBounds)?;
+            if end > len {
+                return Err(PatchError::OutOfBounds);
+            }
+            out[at..end].copy_from_slice(&r.bytes.0);
+        }
+        match Hash::of(&out) == self.hash {
+            true => Ok(out),
+            false => Err(PatchError::Mismatch),
+        }
+    }
+}
+
 /// A migration request, source → destination.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MigrationRequest {
@@ -135,6 +254,10 @@ pub enum MigrationRequest {
         offer: Offer,
         #[serde(with = "serde_bytes_vec")]
         image: Vec<u8>,
+        /// A final offer's delta, sent with it instead of after its
+        /// `Lacking` answer (absent from older nodes, and ignored by them).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        push: Option<FinalPush>,
     },
     Chunks {
         vessel: VesselId,
@@ -164,6 +287,11 @@ pub enum MigrationResponse {
     Lacking {
         chunks: Vec<Hash>,
         next_nonce: Nonce,
+        /// The final offer asked to be prepared at once, nothing was
+        /// lacking, and the image is prepared (as a `Prepare` of it
+        /// answered `Prepared`). Absent from older nodes: false.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        prepared: bool,
     },
     Stored {
         count: u32,
@@ -323,5 +451,89 @@ pub(crate) mod tests {
                 commit: true,
             },
         )
+    }
+
+    #[test]
+    fn a_patch_rebuilds_the_chunk_from_its_base_and_nothing_else() {
+        let base: Vec<u8> = (0..4096u32).map(|i| (i % 251) as u8).collect();
+        let mut now = base.clone();
+        now[10] = 0xaa;
+        now[12] = 0xbb; // within the gap: one run with the byte above
+        now[3000..3004].copy_from_slice(b"DATA");
+        let runs = ChunkPatch::runs_between(&base, &now, 16, 1024).unwrap();
+        assert_eq!(runs.len(), 2, "{runs:?}");
+        assert_eq!((runs[0].at, runs[0].bytes.0.len()), (10, 3));
+        let patch = ChunkPatch {
+            hash: Hash::of(&now),
+            base: Some(Hash::of(&base)),
+            len: now.len() as u32,
+            runs,
+        };
+        assert_eq!(patch.apply(&base).unwrap(), now);
+        // Another base gives another chunk: refused, not stored.
+        let mut other = base.clone();
+        other[0] ^= 1;
+        assert_eq!(patch.apply(&other), Err(PatchError::Mismatch));
+        // Against an all-zero base (no base chunk), from nothing.
+        let zero_runs = ChunkPatch::runs_between(&[], &now[..64], 16, 1024).unwrap();
+        let from_zero = ChunkPatch {
+            hash: Hash::of(&now[..64]),
+            base: None,
+            len: 64,
+            runs: zero_runs,
+        };
+        assert_eq!(from_zero.apply(&[]).unwrap(), now[..64].to_vec());
+    }
+
+    #[test]
+    fn a_patch_that_changes_too_much_or_writes_outside_is_refused() {
+        let base = vec![0u8; 1024];
+        let now = vec![1u8; 1024];
+        assert_eq!(ChunkPatch::runs_between(&base, &now, 16, 256), None);
+        let outside = ChunkPatch {
+            hash: Hash::of(b"x"),
+            base: None,
+            len: 8,
+            runs: vec![PatchRun {
+                at: 6,
+                bytes: ChunkBytes(vec![1; 4]),
+            }],
+        };
+        assert_eq!(outside.apply(&[]), Err(PatchError::OutOfBounds));
+        let huge = ChunkPatch {
+            len: crate::snapshot::CHUNK_SIZE_BYTES + 1,
+            runs: vec![],
+            ..outside
+        };
+        assert_eq!(huge.apply(&[]), Err(PatchError::OutOfBounds));
+    }
+
+    #[test]
+    fn an_offer_and_an_answer_without_the_push_keep_their_old_layout() {
+        // A node without the push sends no `push` and no `prepared`; one
+        // with it sends neither when it does not push: older nodes decode
+        // its messages as before, and it decodes theirs.
+        let plain = MigrationRequest::Offer {
+            offer: offer(),
+            image: vec![1, 2, 3],
+            push: None,
+        };
+        let bytes = crate::cbor::encode(&plain);
+        assert!(!bytes.windows(4).any(|w| w == b"push"));
+        assert_eq!(
+            crate::cbor::decode::<MigrationRequest>(&bytes).unwrap(),
+            plain
+        );
+        let answer = MigrationResponse::Lacking {
+            chunks: vec![],
+            next_nonce: Nonce([3; 32]),
+            prepared: false,
+        };
+        let bytes = crate::cbor::encode(&answer);
+        assert!(!bytes.windows(8).any(|w| w == b"prepared"));
+        assert_eq!(
+            crate::cbor::decode::<MigrationResponse>(&bytes).unwrap(),
+            answer
+        );
     }
 }

@@ -122,7 +122,7 @@ pub fn peer_messages_oracle(data: &[u8]) -> bool {
     let request = round_trip::<PeerRequest>(data);
     let mut decoded = request.is_some();
     match request {
-        Some(PeerRequest::Migration(MigrationRequest::Offer { offer, image })) => {
+        Some(PeerRequest::Migration(MigrationRequest::Offer { offer, image, .. })) => {
             let _ = offer.verify(&key);
             if let Ok(img) = crate::cbor::decode::<crate::vessel::VesselImage>(&image) {
                 let _ = img.check();
@@ -160,7 +160,7 @@ mod tests {
     use crate::ingress::{EgressFrame, InSegment, IngressFrame, OutSegment};
     use crate::membership::Nonce;
     use crate::migrate::tests::{decision, offer, sample_image};
-    use crate::migrate::NamedChunk;
+    use crate::migrate::{ChunkPatch, FinalPush, NamedChunk, PatchRun};
     use crate::refusal::RefusalCode;
     use crate::snapshot::Hash;
 
@@ -217,6 +217,28 @@ mod tests {
             MigrationRequest::Offer {
                 offer: offer(),
                 image: crate::cbor::encode(&image),
+                push: None,
+            }
+            .into(),
+            MigrationRequest::Offer {
+                offer: offer(),
+                image: crate::cbor::encode(&image),
+                push: Some(FinalPush {
+                    chunks: vec![NamedChunk {
+                        hash: Hash::of(b"x"),
+                        bytes: ChunkBytes(b"x".to_vec()),
+                    }],
+                    prepare: true,
+                    patches: vec![ChunkPatch {
+                        hash: Hash::of(b"xy"),
+                        base: Some(Hash::of(b"x")),
+                        len: 2,
+                        runs: vec![PatchRun {
+                            at: 1,
+                            bytes: ChunkBytes(b"y".to_vec()),
+                        }],
+                    }],
+                }),
             }
             .into(),
             MigrationRequest::Commit(decision()).into(),
@@ -269,6 +291,13 @@ mod tests {
             MigrationResponse::Lacking {
                 chunks: vec![Hash::of(b"x")],
                 next_nonce: Nonce([3; 32]),
+                prepared: false,
+            }
+            .into(),
+            MigrationResponse::Lacking {
+                chunks: vec![],
+                next_nonce: Nonce([3; 32]),
+                prepared: true,
             }
             .into(),
             ForwardResponse::Migration(report).into(),

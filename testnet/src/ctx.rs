@@ -27,6 +27,25 @@ pub struct VesselSeen {
     pub state: String,
     pub id: Option<String>,
     pub migrations: u64,
+    /// When the watcher last saw it on `node` (scenario seconds).
+    pub seen_t: f64,
+    /// Every move the watcher saw, in order.
+    pub moves: Vec<SeenMove>,
+}
+
+/// A move of a vessel as the watcher saw it: on node `from` at `before`
+/// (the last `ps` that showed it there) and on node `to` at `after` (the
+/// first that showed it there). The move's commit lies between the two.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeenMove {
+    pub from: usize,
+    pub to: usize,
+    pub before: f64,
+    pub after: f64,
+    /// The configured RTT (2 × one-way latency) from `from` to each node
+    /// when the move was seen (0 to itself): what one round trip between
+    /// the old host and a client's entry node cost then.
+    pub rtt_from_ms: Vec<f64>,
 }
 
 /// Everything the run's threads share.

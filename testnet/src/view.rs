@@ -67,8 +67,11 @@ pub struct ClientStats {
     pub connect_failures: u64,
     pub connects: u64,
     pub moves: u64,
-    /// (t, latency ms) of each answered request.
+    /// (t, latency ms) of each answered request (t: when it was sent).
     pub latencies: Vec<(f64, f64)>,
+    /// (t, node) of each connection the client opened: from t on its
+    /// requests enter the mesh at that node.
+    pub entries: Vec<(f64, usize)>,
     pub last_error: Option<String>,
 }
 

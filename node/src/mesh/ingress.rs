@@ -122,6 +122,9 @@ pub struct Ingress {
     host: Arc<Mutex<Host>>,
     me: PeerId,
     routes: Mutex<HashMap<VesselId, Route>>,
+    /// Bumped whenever a route names a new host, so that a client's reader
+    /// waiting on the old host's answer goes to the new one at once.
+    moved: tokio::sync::watch::Sender<u64>,
     /// Ports listened on, and the one that failed to bind (logged once).
     listening: Mutex<HashMap<u16, bool>>,
     conns: Mutex<HashMap<u64, Arc<EntryConn>>>,
@@ -142,6 +145,7 @@ impl Ingress {
             host,
             me,
             routes: Mutex::new(HashMap::new()),
+            moved: tokio::sync::watch::Sender::new(0),
             listening: Mutex::new(HashMap::new()),
             conns: Mutex::new(HashMap::new()),
         }
@@ -169,6 +173,9 @@ impl Ingress {
                 if r.host != host || r.epoch != epoch {
                     debug!(%vessel, %host, epoch, "service route");
                 }
+                if r.host != host {
+                    self.moved.send_modify(|n| *n = n.wrapping_add(1));
+                }
                 r.host = host;
                 r.epoch = epoch;
                 if let Some(p) = ports {
@@ -195,6 +202,21 @@ impl Ingress {
 
     fn route(&self, vessel: VesselId) -> Option<(PeerId, u64)> {
         lock(&self.routes).get(&vessel).map(|r| (r.host, r.epoch))
+    }
+
+    /// Returns once the route of `vessel` names another host than `host`
+    /// (gossip, a frame or an announcement from the new host).
+    async fn moved_from(&self, vessel: VesselId, host: PeerId) {
+        let mut changes = self.moved.subscribe();
+        loop {
+            if self.route(vessel).is_some_and(|(h, _)| h != host) {
+                return;
+            }
+            if changes.changed().await.is_err() {
+                // The sender lives as long as `self`: never, but wait on.
+                std::future::pending::<()>().await;
+            }
+        }
     }
 
     fn vessel_on_port(&self, port: u16) -> Option<VesselId> {
@@ -329,6 +351,51 @@ async fn pump(ingress: Arc<Ingress>, id: VesselId, hub: Arc<IngressHub>) {
         if !progress {
             tokio::time::sleep(UNREACHABLE_WAIT).await;
         }
+    }
+}
+
+/// Most entries a new host tells of its arrival at once (more are told by
+/// the old host's `NotHere` and by gossip, as before).
+const MAX_ANNOUNCED_ENTRIES: usize = 64;
+
+/// How long a new host waits for an entry to take its announcement.
+const ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A vessel that arrived here under `epoch` tells the entry nodes of its
+/// clients (from its image's hub) that it runs here now: an egress frame
+/// with no segments, which an entry takes as the vessel's route (as from
+/// any frame of a newer epoch). Without it an entry learns of the move
+/// from the old host's `NotHere`, a round trip between entry and old host
+/// after the commit. Best effort: a lost one leaves that path.
+pub fn announce_arrival(
+    link: &Link,
+    me: PeerId,
+    vessel: VesselId,
+    epoch: u64,
+    entries: Vec<PeerId>,
+) {
+    let mut entries = entries;
+    entries.sort();
+    entries.dedup();
+    for entry in entries
+        .into_iter()
+        .filter(|e| *e != me)
+        .take(MAX_ANNOUNCED_ENTRIES)
+    {
+        let link = link.clone();
+        let frame = EgressFrame {
+            vessel,
+            epoch,
+            segments: Vec::new(),
+        };
+        tokio::spawn(async move {
+            let told = link.ingress_once(entry, IngressRequest::Egress(frame));
+            match tokio::time::timeout(ANNOUNCE_TIMEOUT, told).await {
+                Ok(Ok(_)) => debug!(%vessel, %entry, epoch, "entry told of the arrival"),
+                Ok(Err(e)) => debug!(%vessel, %entry, "entry not told of the arrival: {e}"),
+                Err(_) => debug!(%vessel, %entry, "entry not told of the arrival in time"),
+            }
+        });
     }
 }
 
@@ -526,15 +593,24 @@ async fn read_client(
         let reply = match ingress.route(vessel) {
             None => Err("no route".to_string()),
             Some((host, _)) if host == ingress.me => Ok(host_take(&ingress.host, host, &frame)),
-            Some((host, _)) => match ingress
-                .link
-                .ingress_once(host, IngressRequest::Ingress(frame.clone()))
-                .await
-            {
-                Ok(IngressResponse::Ingress(r)) => Ok(r),
-                Ok(other) => Err(RequestError::unexpected(host, &other).to_string()),
-                Err(e) => Err(e.to_string()),
-            },
+            Some((host, _)) => {
+                let ask = ingress
+                    .link
+                    .ingress_once(host, IngressRequest::Ingress(frame.clone()));
+                tokio::select! {
+                    answer = ask => match answer {
+                        Ok(IngressResponse::Ingress(r)) => Ok(r),
+                        Ok(other) => Err(RequestError::unexpected(host, &other).to_string()),
+                        Err(e) => Err(e.to_string()),
+                    },
+                    // The vessel moved while the old host had the frame (it
+                    // answers `Moving` in the pause, `NotHere` a round trip
+                    // after the commit): send it to the new host now. Its
+                    // answer is not needed: the bytes stay here until a host
+                    // confirms them, and a host skips bytes it has.
+                    () = ingress.moved_from(vessel, host) => continue,
+                }
+            }
         };
         match reply {
             Ok(IngressReply::Took { epoch, conns }) => {
@@ -719,5 +795,114 @@ fn close_ended_hubs(host: &Mutex<Host>, ended: &mut HashMap<VesselId, Instant>) 
             h.hubs.remove(&id);
             ended.remove(&id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::dock::DockConfig;
+    use crate::mesh::link::NodeCommand;
+
+    /// The frame an entry sent to `peer`, as the event loop would get it;
+    /// its answer is kept unsent (a host a WAN away, or frozen in a move).
+    async fn next_frame(
+        rx: &mut mpsc::Receiver<NodeCommand>,
+    ) -> (
+        PeerId,
+        IngressFrame,
+        oneshot::Sender<Result<protocol::peer::PeerResponse, RequestError>>,
+    ) {
+        loop {
+            let cmd = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .expect("the entry sends a frame within 5 s")
+                .expect("the link is open");
+            if let NodeCommand::PeerRequest {
+                peer,
+                request,
+                reply,
+            } = cmd
+            {
+                if let protocol::peer::PeerRequest::Ingress(IngressRequest::Ingress(f)) = *request {
+                    return (peer, f, reply);
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn an_entry_waiting_on_the_old_host_resends_to_the_new_one_when_it_announces_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = Host::open(
+            dir.path(),
+            "n".into(),
+            DockConfig::default(),
+            BTreeMap::new(),
+        )
+        .unwrap();
+        let (tx, mut rx) = mpsc::channel(16);
+        let link = Link {
+            tx,
+            fail_fast: false,
+        };
+        let me = PeerId::random();
+        let ingress = Arc::new(Ingress::new(None, link, Arc::new(Mutex::new(host)), me));
+        let (vessel, old, new) = (VesselId([7; 8]), PeerId::random(), PeerId::random());
+        let route = |epoch| ServiceRoute {
+            vessel,
+            epoch,
+            ports: vec![7000],
+        };
+        ingress.learn(old, &[route(1)]);
+
+        // A client connection held here, its reader carrying its bytes.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let (read, _write) = stream.into_split();
+        let (writer, _writes) = mpsc::channel(4);
+        lock(&ingress.conns).insert(1, Arc::new(EntryConn { vessel, writer }));
+        tokio::spawn(read_client(ingress.clone(), vessel, 1, "7000".into(), read));
+        let (to, opening, reply) = next_frame(&mut rx).await;
+        assert_eq!((to, opening.segments[0].at), (old, 0));
+        let took = IngressReply::Took {
+            epoch: 1,
+            conns: vec![(1, InStatus::Taken { taken: 0 })],
+        };
+        let _ = reply.send(Ok(IngressResponse::Ingress(took).into()));
+
+        client.write_all(b"SET k v\n").await.unwrap();
+        let (to, frame, _unanswered) = next_frame(&mut rx).await;
+        assert_eq!(to, old);
+        assert_eq!(frame.segments[0].data, b"SET k v\n");
+
+        // The vessel moved: the new host's announcement (an egress frame of
+        // the new epoch, no segments) reaches this entry while the old host
+        // still has the frame. The bytes go to the new host at once.
+        let announce = EgressFrame {
+            vessel,
+            epoch: 2,
+            segments: vec![],
+        };
+        entry_write(&ingress, new, announce).await.unwrap();
+        let (to, resent, _) = next_frame(&mut rx).await;
+        assert_eq!(to, new, "the resend goes to the new host");
+        assert_eq!(
+            (resent.segments[0].at, &resent.segments[0].data[..]),
+            (0, &b"SET k v\n"[..])
+        );
+        // A late frame of the old host's epoch is refused from now on.
+        let late = EgressFrame {
+            vessel,
+            epoch: 1,
+            segments: vec![],
+        };
+        let refused = entry_write(&ingress, old, late).await.unwrap_err();
+        assert_eq!(refused.code, RefusalCode::StaleEpoch);
     }
 }

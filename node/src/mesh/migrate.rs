@@ -10,7 +10,8 @@ use libp2p::PeerId;
 use protocol::control::{MigrationFailure, MigrationPhase, MigrationReport, PeerIdBytes};
 use protocol::membership::Nonce;
 use protocol::migrate::{
-    Decision, DecisionBody, MigrationRequest, MigrationResponse, OfferKind, PEER_PROTOCOL_VERSION,
+    Decision, DecisionBody, FinalPush, MigrationRequest, MigrationResponse, OfferKind,
+    PEER_PROTOCOL_VERSION,
 };
 use protocol::refusal::Refusal;
 use protocol::snapshot::{Hash, Manifest};
@@ -22,7 +23,8 @@ use super::faults::fault_point;
 use super::link::RequestError;
 use super::pack::{pack, Outgoing, Packed};
 use super::transfer::{
-    all_chunks, ask_nonce, error_kind, finish_storing, offer_once, send_chunks, OfferSpec,
+    all_chunks, ask_nonce, error_kind, final_delta, finish_storing, offer_once, send_chunks,
+    MemoryDelta, OfferSpec,
 };
 use super::vessels::{Migrator, MAX_COPY_WAITS, MAX_DEPARTED_IMAGES_BEFORE_EVICT, WARM_COPY_WAIT};
 use crate::migration::error::{MigrationError, Step};
@@ -173,6 +175,11 @@ struct Run<'a> {
     offer_image: Vec<u8>,
     /// What the destination lacks of the last offer.
     lacking: Vec<Hash>,
+    /// The destination prepared the final image in its answer to the offer.
+    prepared_in_offer: bool,
+    /// The memory chunks of the last pre-copy round, by index (the final
+    /// round's changed chunks are patched against them).
+    warm_chunks: Vec<Option<Hash>>,
     paused: Option<runner::Paused>,
     packed: Option<Packed>,
     marks: PauseMarks,
@@ -218,6 +225,8 @@ impl<'a> Run<'a> {
             sent: HashSet::new(),
             offer_image: Vec::new(),
             lacking: Vec::new(),
+            prepared_in_offer: false,
+            warm_chunks: Vec::new(),
             paused: None,
             packed: None,
             marks: PauseMarks::default(),
@@ -329,11 +338,31 @@ impl<'a> Run<'a> {
     async fn offer(&mut self, kind: OfferKind, nonce: Nonce) -> Result<Input, ErrorKind> {
         let spec = OfferSpec { kind, ..self.spec };
         let image = self.offer_image.clone();
-        let (lacking, next_nonce) = offer_once(self.link(), spec, image, nonce)
+        // The no-deduplication baseline sends everything after the offer.
+        let push = match (kind, self.mesh.policy.dedup) {
+            (OfferKind::Final, true) => Some(self.final_push().await?),
+            _ => None,
+        };
+        let pushed: Vec<(Hash, u64)> = push
+            .iter()
+            .flat_map(|p| {
+                let whole = p.chunks.iter().map(|c| (c.hash, c.bytes.0.len() as u64));
+                let patched = p.patches.iter().map(|c| {
+                    let bytes: usize = c.runs.iter().map(|r| r.bytes.0.len()).sum();
+                    (c.hash, bytes as u64)
+                });
+                whole.chain(patched)
+            })
+            .collect();
+        let answer = offer_once(self.link(), spec, image, nonce, push)
             .await
             .map_err(error_kind)?;
+        self.count_pushed(&pushed);
+        // Prepared means nothing was lacking; an answer that says both is
+        // taken as not prepared (the `Prepare` then asks again).
+        self.prepared_in_offer = answer.prepared && answer.lacking.is_empty();
         self.lacking = match self.mesh.policy.dedup {
-            true => lacking,
+            true => answer.lacking,
             false => self.everything_unsent(kind)?,
         };
         self.sent.extend(self.lacking.iter().copied());
@@ -341,7 +370,58 @@ impl<'a> Run<'a> {
             self.marks.offered = self.marks.since_pause();
             self.report_skipped()?;
         }
-        Ok(Input::Lacking { next_nonce })
+        Ok(Input::Lacking {
+            next_nonce: answer.next_nonce,
+        })
+    }
+
+    /// The final offer's delta, pushed with it so that the pause needs no
+    /// round trip to learn what the destination lacks: the memory chunks
+    /// that changed since the last pre-copy round (new to the
+    /// destination; small changes as patches), then the volumes' and log's
+    /// chunks this migration has not sent (the destination may have some
+    /// from an earlier visit; it ignores those). With the ask to prepare
+    /// at once when nothing is left lacking: then the `Prepare` round trip
+    /// goes too.
+    async fn final_push(&self) -> Result<FinalPush, ErrorKind> {
+        let packed = self.packed.as_ref().ok_or(ErrorKind::VesselEnded)?;
+        let delta = MemoryDelta {
+            before: self.warm_chunks.clone(),
+            after: lock(&self.tracker).image.chunks.clone(),
+        };
+        let module: HashSet<Hash> = self
+            .vessel
+            .module_image
+            .chunks
+            .iter()
+            .flatten()
+            .copied()
+            .collect();
+        let more: Vec<Hash> = packed
+            .image
+            .own_chunks()
+            .into_iter()
+            .filter(|h| !module.contains(h))
+            .collect();
+        let (chunks, patches) =
+            final_delta(self.mesh, delta, more, &self.sent, &packed.fresh).await?;
+        Ok(FinalPush {
+            chunks,
+            prepare: true,
+            patches,
+        })
+    }
+
+    /// Pushed chunks count as sent (the report's bytes and chunks too).
+    fn count_pushed(&mut self, pushed: &[(Hash, u64)]) {
+        self.sent.extend(pushed.iter().map(|(h, _)| *h));
+        let bytes: u64 = pushed.iter().map(|(_, b)| b).sum();
+        let n = pushed.len() as u64;
+        self.mesh.set_report(self.spec.id, |r| {
+            r.bytes_sent += bytes;
+            r.chunks_sent += n;
+            r.final_chunks_sent += n;
+        });
     }
 
     /// The no-deduplication baseline: every chunk the offered images name
@@ -399,6 +479,7 @@ impl<'a> Run<'a> {
 
     async fn pack(&mut self) -> Result<Input, ErrorKind> {
         let paused = self.paused.take().ok_or(ErrorKind::VesselEnded)?;
+        self.warm_chunks = lock(&self.tracker).image.chunks.clone();
         let header = (self.spec.epoch, self.why);
         let packed = pack(self.mesh, self.spec.id, header, &self.vessel, &self.tracker, paused)
             .await
@@ -415,6 +496,12 @@ impl<'a> Run<'a> {
 
     async fn prepare(&mut self) -> Result<Input, ErrorKind> {
         let image = self.packed.as_ref().ok_or(ErrorKind::VesselEnded)?.hash;
+        if self.prepared_in_offer {
+            // The destination prepared this very image in its answer to
+            // the final offer (which names it), as a `Prepare` would have.
+            self.marks.prepared = self.marks.since_pause();
+            return Ok(Input::Prepared);
+        }
         let request = MigrationRequest::Prepare {
             vessel: self.spec.id,
             epoch: self.spec.epoch,

@@ -10,9 +10,11 @@ use std::time::{Duration, Instant};
 use libp2p::request_response::ResponseChannel;
 use libp2p::{PeerId, Swarm};
 use protocol::ingress::{IngressRequest, IngressResponse};
+use protocol::limits::{MAX_PUSHED_CHUNKS, MAX_PUSHED_PATCHES};
 use protocol::membership::Nonce;
 use protocol::migrate::{
-    DecisionBody, MigrationRequest, MigrationResponse, Offer, OfferKind, PEER_PROTOCOL_VERSION,
+    ChunkPatch, DecisionBody, FinalPush, MigrationRequest, MigrationResponse, NamedChunk, Offer,
+    OfferKind, PatchError, PEER_PROTOCOL_VERSION,
 };
 use protocol::peer::{PeerRequest, PeerResponse};
 use protocol::refusal::{Refusal, RefusalCode};
@@ -75,7 +77,7 @@ pub fn serve_peer(
             let n = state.migration.issue(peer);
             send_now(swarm, channel, MigrationResponse::Nonce(n).into());
         }
-        PeerRequest::Migration(MigrationRequest::Offer { offer, image }) => {
+        PeerRequest::Migration(MigrationRequest::Offer { offer, image, push }) => {
             // Checked here, in order, before any work: the signature (made
             // by the connection's own key), the addressee, the nonce.
             if let Err(refusal) = check_offer(state, peer, &offer, &image) {
@@ -92,14 +94,14 @@ pub fn serve_peer(
                     .flatten();
                 let (vessel, epoch) = (offer.body.vessel, offer.body.epoch);
                 let (kind, t0) = (offer.body.kind, Instant::now());
-                let response = match accept_offer(&mesh, &incoming, peer, offer, image, next_nonce)
-                {
-                    Ok(r) => PeerResponse::Migration(r),
-                    Err(refusal) => {
-                        warn!(%peer, "offer refused: {refusal}");
-                        PeerResponse::Refused(refusal)
-                    }
-                };
+                let response =
+                    match answer_offer(&mesh, &incoming, peer, offer, image, push, next_nonce) {
+                        Ok(r) => PeerResponse::Migration(r),
+                        Err(refusal) => {
+                            warn!(%peer, "offer refused: {refusal}");
+                            PeerResponse::Refused(refusal)
+                        }
+                    };
                 let accepted = matches!(
                     response,
                     PeerResponse::Migration(MigrationResponse::Lacking { .. })
@@ -290,14 +292,120 @@ pub(super) fn check_offer(
     Ok(())
 }
 
+/// Answers an offer: accepts it (with the chunks a final offer pushed),
+/// then, when a final offer asked for it and nothing is lacking, prepares
+/// its image at once, exactly as a `Prepare` naming it would (the same
+/// checks, in the same order, with nothing between them). A prepare that
+/// fails here is not an error of the offer: the answer says not prepared,
+/// and the source's `Prepare` hears the refusal.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn answer_offer(
+    mesh: &Migrator,
+    incoming: &Arc<Mutex<Incoming>>,
+    peer: PeerId,
+    offer: Offer,
+    image_bytes: Vec<u8>,
+    push: Option<FinalPush>,
+    next_nonce: Nonce,
+) -> Result<MigrationResponse, Refusal> {
+    let (vessel, epoch, image) = (offer.body.vessel, offer.body.epoch, offer.body.image);
+    let prepare_now =
+        offer.body.kind == OfferKind::Final && push.as_ref().is_some_and(|p| p.prepare);
+    let pushed = match (offer.body.kind, push) {
+        (OfferKind::Final, Some(p)) => (p.chunks, p.patches),
+        _ => Default::default(),
+    };
+    let answer = accept_offer(mesh, incoming, peer, offer, image_bytes, pushed, next_nonce)?;
+    let MigrationResponse::Lacking {
+        chunks, next_nonce, ..
+    } = answer
+    else {
+        return Ok(answer);
+    };
+    let prepared = prepare_now
+        && chunks.is_empty()
+        && prepare(&mesh.host, incoming, peer, (vessel, epoch, image))
+            .inspect_err(
+                |r| warn!(%peer, %vessel, "the final offer could not be prepared at once: {r}"),
+            )
+            .is_ok();
+    Ok(MigrationResponse::Lacking {
+        chunks,
+        next_nonce,
+        prepared,
+    })
+}
+
+/// Stores the pushed chunks that `lacking` names (each checked against its
+/// name) and returns what is still lacking; pushed chunks the image does
+/// not need from the source are ignored, as a `Chunks` batch's would be
+/// refused, so a source can make this node store nothing but its image.
+fn store_pushed(
+    store: &crate::store::ChunkStore,
+    mut lacking: Vec<Hash>,
+    (chunks, patches): (Vec<NamedChunk>, Vec<ChunkPatch>),
+) -> Result<Vec<Hash>, Refusal> {
+    for (what, n, limit) in [
+        ("chunks", chunks.len(), MAX_PUSHED_CHUNKS),
+        ("chunk patches", patches.len(), MAX_PUSHED_PATCHES),
+    ] {
+        if n > limit {
+            return Err(refuse(
+                RefusalCode::Limit,
+                format!("{n} {what} pushed with an offer, over the limit of {limit}"),
+            ));
+        }
+    }
+    let tampered = |h: &Hash| {
+        refuse(
+            RefusalCode::Tampered,
+            format!("tampered chunk: its content does not hash to its name {h}"),
+        )
+    };
+    let wanted: HashSet<Hash> = lacking.iter().copied().collect();
+    let mut stored = HashSet::new();
+    for c in chunks.iter().filter(|c| wanted.contains(&c.hash)) {
+        store
+            .put_chunk_expecting(&c.hash, &c.bytes.0)
+            .map_err(|_| tampered(&c.hash))?;
+        stored.insert(c.hash);
+    }
+    for p in patches.iter().filter(|p| wanted.contains(&p.hash)) {
+        // A base this node does not have leaves the chunk lacking: the
+        // source sends it after the answer, as without a push.
+        let base = match &p.base {
+            None => Vec::new(),
+            Some(b) => match store.get_chunk(b) {
+                Ok(bytes) => bytes,
+                Err(_) => continue,
+            },
+        };
+        let bytes = p.apply(&base).map_err(|e| match e {
+            PatchError::Mismatch => tampered(&p.hash),
+            PatchError::OutOfBounds => refuse(
+                RefusalCode::Invalid,
+                format!("a patch of chunk {} writes outside a chunk", p.hash),
+            ),
+        })?;
+        store
+            .put_chunk_expecting(&p.hash, &bytes)
+            .map_err(|_| tampered(&p.hash))?;
+        stored.insert(p.hash);
+    }
+    lacking.retain(|h| !stored.contains(h));
+    Ok(lacking)
+}
+
 /// Decodes and checks an offered image and answers the chunks this node
-/// lacks. Runs off the event loop (hashing, store lookups).
+/// lacks (after storing those pushed with it). Runs off the event loop
+/// (hashing, store lookups).
 pub(super) fn accept_offer(
     mesh: &Migrator,
     incoming: &Arc<Mutex<Incoming>>,
     peer: PeerId,
     offer: Offer,
     image_bytes: Vec<u8>,
+    pushed: (Vec<NamedChunk>, Vec<ChunkPatch>),
     next_nonce: Nonce,
 ) -> Result<MigrationResponse, Refusal> {
     let b = offer.body;
@@ -376,6 +484,7 @@ pub(super) fn accept_offer(
                 Resume::Fresh => None,
             };
             let lacking = image::lacking(&host.store, &image, manifest.as_ref(), &known_chunks);
+            let lacking = store_pushed(&host.store, lacking, pushed)?;
             (lacking, Some(image), manifest, HashSet::new())
         }
     };
@@ -403,6 +512,7 @@ pub(super) fn accept_offer(
     Ok(MigrationResponse::Lacking {
         chunks: lacking,
         next_nonce,
+        prepared: false,
     })
 }
 
@@ -500,9 +610,13 @@ pub(super) async fn serve_migration(
             let incoming = incoming.clone();
             let host = mesh.host.clone();
             let body = decision.body.clone();
-            tokio::task::spawn_blocking(move || commit(&host, &incoming, peer, &body))
-                .await
-                .map_err(Refusal::internal)?
+            let (answer, entries) =
+                tokio::task::spawn_blocking(move || commit(&host, &incoming, peer, &body))
+                    .await
+                    .map_err(Refusal::internal)??;
+            let (vessel, epoch) = (decision.body.vessel, decision.body.epoch);
+            super::ingress::announce_arrival(&mesh.link, mesh.me, vessel, epoch, entries);
+            Ok(answer)
         }
         MigrationRequest::Abort(decision) => {
             decision
@@ -635,6 +749,19 @@ pub(super) fn prepare(
             let ready = image::ready_with_memory(&mut h, &image, memory)?;
             let t_ready = t0.elapsed();
             let known = record_on_disk(&h, vessel);
+            // Never over a record at or above this epoch but this image's
+            // own `Prepared` one (a repeat): an offer prepared at once can
+            // be a late one of an earlier attempt, checked against the
+            // record before a later attempt at the same epoch prepared.
+            let above = known.as_ref().is_some_and(|k| k.epoch() >= epoch);
+            if above && !prepared_matches(known.as_ref(), epoch, image_hash) {
+                return Err(refuse(
+                    RefusalCode::StaleEpoch,
+                    format!(
+                        "stale epoch {epoch} for vessel {vessel}: a record at or above it is here"
+                    ),
+                ));
+            }
             let prepared = Record::prepared(epoch, image_hash, peer.to_bytes(), known.as_ref());
             h.write_record(vessel, &prepared)?;
             Ok((ready, prebuilt, t_patched, t_ready))
@@ -666,12 +793,14 @@ pub(super) fn prepare(
 
 /// The source committed: run the prepared vessel under the new epoch.
 /// Idempotent: a repeated commit of what already runs answers `Committed`.
+/// Returns, beside the answer, the entry nodes of the vessel's clients
+/// (from its image), to tell of the arrival (none for a repeat).
 pub(super) fn commit(
     host: &Arc<Mutex<Host>>,
     incoming: &Arc<Mutex<Incoming>>,
     peer: PeerId,
     d: &DecisionBody,
-) -> Result<MigrationResponse, Refusal> {
+) -> Result<(MigrationResponse, Vec<PeerId>), Refusal> {
     fault_point("dest-commit");
     let mut h = lock(host);
     // The rules judge by the durable record (after a restart, a prepared
@@ -679,7 +808,7 @@ pub(super) fn commit(
     let known = record_on_disk(&h, d.vessel);
     let plan = lock(incoming).commit(&peer, d.vessel, d.epoch, d.image, known.as_ref());
     let (image, ready) = match plan {
-        CommitPlan::AlreadyDone => return Ok(MigrationResponse::Committed),
+        CommitPlan::AlreadyDone => return Ok((MigrationResponse::Committed, Vec::new())),
         CommitPlan::Refuse(r) => return Err(r),
         CommitPlan::FromSession(s) => (s.data.image.expect("final"), s.data.ready),
         CommitPlan::FromDisk if prepared_matches(known.as_ref(), d.epoch, d.image) => {
@@ -700,12 +829,18 @@ pub(super) fn commit(
     } else {
         image.placement.last_move.clone()
     };
+    let entries = image
+        .hub
+        .conns
+        .iter()
+        .filter_map(|c| PeerId::from_bytes(&c.entry.0).ok())
+        .collect();
     h.start_from_image(image, record, reason, ready)?;
     if let Some(l) = h.vessels.get_mut(&d.vessel) {
         l.last_move = Some(Instant::now());
     }
     info!(vessel = %d.vessel, epoch = d.epoch, "migration committed: running here");
-    Ok(MigrationResponse::Committed)
+    Ok((MigrationResponse::Committed, entries))
 }
 
 /// The record this node has on disk for `vessel` (the durable fact, which
@@ -744,4 +879,91 @@ fn abort(
         h.vessels.remove(&d.vessel);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::ChunkStore;
+    use protocol::migrate::ChunkBytes;
+    use protocol::migrate::PatchRun;
+
+    fn chunk(seed: u8) -> Vec<u8> {
+        (0..4096u32).map(|i| (i as u8).wrapping_mul(seed)).collect()
+    }
+
+    fn named(bytes: &[u8]) -> NamedChunk {
+        NamedChunk {
+            hash: Hash::of(bytes),
+            bytes: ChunkBytes(bytes.to_vec()),
+        }
+    }
+
+    #[test]
+    fn pushed_chunks_and_patches_fill_only_what_the_image_lacks() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path()).unwrap();
+        let (base, whole, other) = (chunk(3), chunk(5), chunk(7));
+        store.put_chunk(&base).unwrap();
+        let mut changed = base.clone();
+        changed[100..104].copy_from_slice(b"SETx");
+        let patch = ChunkPatch {
+            hash: Hash::of(&changed),
+            base: Some(Hash::of(&base)),
+            len: changed.len() as u32,
+            runs: vec![PatchRun {
+                at: 100,
+                bytes: ChunkBytes(b"SETx".to_vec()),
+            }],
+        };
+        let not_sent = Hash::of(b"not pushed");
+        let lacking = vec![Hash::of(&whole), Hash::of(&changed), not_sent];
+        // `other` is pushed but not lacking: ignored, not stored.
+        let pushed = (vec![named(&whole), named(&other)], vec![patch]);
+        let left = store_pushed(&store, lacking, pushed).unwrap();
+        assert_eq!(left, vec![not_sent]);
+        assert_eq!(store.get_chunk(&Hash::of(&changed)).unwrap(), changed);
+        assert!(store.has_chunk(&Hash::of(&whole)));
+        assert!(!store.has_chunk(&Hash::of(&other)));
+    }
+
+    #[test]
+    fn a_patch_without_its_base_leaves_the_chunk_lacking_and_a_forged_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path()).unwrap();
+        let (base, now) = (chunk(3), chunk(9));
+        let runs = ChunkPatch::runs_between(&base, &now, 16, now.len()).unwrap();
+        let patch = ChunkPatch {
+            hash: Hash::of(&now),
+            base: Some(Hash::of(&base)),
+            len: now.len() as u32,
+            runs,
+        };
+        let lacking = vec![Hash::of(&now)];
+        let left = store_pushed(&store, lacking.clone(), (vec![], vec![patch.clone()])).unwrap();
+        assert_eq!(left, lacking, "the base is not here: still lacking");
+        store.put_chunk(&base).unwrap();
+        let forged = ChunkPatch {
+            runs: vec![PatchRun {
+                at: 0,
+                bytes: ChunkBytes(vec![1]),
+            }],
+            ..patch
+        };
+        let refusal = store_pushed(&store, lacking.clone(), (vec![], vec![forged])).unwrap_err();
+        assert_eq!(refusal.code, RefusalCode::Tampered);
+        let mut bad = named(&now);
+        bad.bytes.0[0] ^= 1;
+        let refusal = store_pushed(&store, lacking, (vec![bad], vec![])).unwrap_err();
+        assert_eq!(refusal.code, RefusalCode::Tampered);
+    }
+
+    #[test]
+    fn more_pushed_chunks_than_the_limit_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path()).unwrap();
+        let many: Vec<NamedChunk> = (0..=MAX_PUSHED_CHUNKS as u8).map(|i| named(&[i])).collect();
+        let refusal = store_pushed(&store, vec![], (many, vec![])).unwrap_err();
+        assert_eq!(refusal.code, RefusalCode::Limit);
+    }
 }

@@ -9,13 +9,13 @@ use std::sync::Arc;
 use futures::StreamExt;
 use libp2p::PeerId;
 use protocol::control::PeerIdBytes;
-use protocol::limits::MAX_CHUNKS_PER_BATCH;
+use protocol::limits::{MAX_CHUNKS_PER_BATCH, MAX_PUSHED_CHUNKS, MAX_PUSHED_PATCHES};
 use protocol::membership::Nonce;
 use protocol::migrate::{
-    ChunkBytes, MigrationRequest, MigrationResponse, NamedChunk, Offer, OfferBody, OfferKind,
-    PEER_PROTOCOL_VERSION,
+    ChunkBytes, ChunkPatch, FinalPush, MigrationRequest, MigrationResponse, NamedChunk, Offer,
+    OfferBody, OfferKind, PEER_PROTOCOL_VERSION,
 };
-use protocol::snapshot::{ChunkedImage, Hash};
+use protocol::snapshot::{ChunkedImage, Hash, CHUNK_SIZE_BYTES};
 use protocol::vessel::VesselId;
 use tracing::warn;
 
@@ -34,15 +34,26 @@ pub(super) struct OfferSpec {
     pub epoch: u64,
 }
 
+/// The destination's answer to an offer.
+pub(super) struct OfferAnswer {
+    /// The chunks of the image it lacks (after those pushed with it).
+    pub lacking: Vec<Hash>,
+    /// Its nonce for the next offer.
+    pub next_nonce: Nonce,
+    /// It prepared the final image already (the offer asked it to).
+    pub prepared: bool,
+}
+
 /// Offers `image` once, under `nonce` (spent by this offer whatever
-/// happens): returns the chunks the destination lacks and its nonce for
-/// the next offer. Never retried here: the source machine decides.
+/// happens), with `push` (a final offer's delta): returns what the
+/// destination answered. Never retried here: the source machine decides.
 pub(super) async fn offer_once(
     mesh: &Migrator,
     spec: OfferSpec,
     image: Vec<u8>,
     nonce: Nonce,
-) -> Result<(Vec<Hash>, Nonce), RequestError> {
+    push: Option<FinalPush>,
+) -> Result<OfferAnswer, RequestError> {
     let body = OfferBody {
         version: PEER_PROTOCOL_VERSION,
         kind: spec.kind,
@@ -56,10 +67,18 @@ pub(super) async fn offer_once(
     let offer = Offer::sign(&mesh.signing, body);
     match mesh
         .link
-        .migration_once(spec.to, MigrationRequest::Offer { offer, image })
+        .migration_once(spec.to, MigrationRequest::Offer { offer, image, push })
         .await?
     {
-        MigrationResponse::Lacking { chunks, next_nonce } => Ok((chunks, next_nonce)),
+        MigrationResponse::Lacking {
+            chunks,
+            next_nonce,
+            prepared,
+        } => Ok(OfferAnswer {
+            lacking: chunks,
+            next_nonce,
+            prepared,
+        }),
         other => Err(RequestError::unexpected(spec.to, &other)),
     }
 }
@@ -118,6 +137,81 @@ pub(super) async fn send_chunks(
         total += r?;
     }
     Ok(total)
+}
+
+/// Two changed runs of a chunk closer than this are sent as one run (a
+/// run costs its offset and length on the wire).
+const PATCH_GAP_BYTES: usize = 16;
+
+/// A changed chunk goes as a patch when the patch carries at most this many
+/// bytes (a quarter of a chunk), else whole.
+const MAX_PATCH_BYTES: usize = CHUNK_SIZE_BYTES as usize / 4;
+
+/// The memory of a final offer: the chunks of the last pre-copy round
+/// (`before`, which the destination has: that round's offer named them and
+/// its lacking chunks were sent) and of the pause (`after`), by index.
+pub(super) struct MemoryDelta {
+    pub before: Vec<Option<Hash>>,
+    pub after: Vec<Option<Hash>>,
+}
+
+/// What a final offer carries (`FinalPush`): each memory chunk that changed
+/// in the pause, as a patch against the chunk the last round named at its
+/// index when that is small, else whole; then `more` (volumes and log)
+/// whole. Only chunks this migration has not sent, at most
+/// [`MAX_PUSHED_PATCHES`] patches and [`MAX_PUSHED_CHUNKS`] whole chunks
+/// (the rest go after the offer's answer, as without a push).
+pub(super) async fn final_delta(
+    mesh: &Migrator,
+    delta: MemoryDelta,
+    more: Vec<Hash>,
+    sent: &HashSet<Hash>,
+    fresh: &Fresh,
+) -> Result<(Vec<NamedChunk>, Vec<ChunkPatch>), ErrorKind> {
+    let store = lock(&mesh.host).store.clone();
+    let (sent, fresh) = (sent.clone(), fresh.clone());
+    tokio::task::spawn_blocking(move || {
+        let mut picked: HashSet<Hash> = HashSet::new();
+        let (mut whole, mut patches) = (Vec::new(), Vec::new());
+        for (i, now) in delta.after.iter().enumerate() {
+            let Some(h) = now else { continue };
+            let base = delta.before.get(i).copied().flatten();
+            if base == Some(*h) || sent.contains(h) || picked.contains(h) {
+                continue;
+            }
+            let Some(bytes) = fresh.get(h) else { continue };
+            let base_bytes = match base {
+                None => Some(Vec::new()),
+                Some(b) => store.get_chunk(&b).ok(),
+            };
+            let runs = base_bytes.and_then(|b| {
+                ChunkPatch::runs_between(&b, bytes, PATCH_GAP_BYTES, MAX_PATCH_BYTES)
+            });
+            match runs {
+                Some(runs) if patches.len() < MAX_PUSHED_PATCHES => patches.push(ChunkPatch {
+                    hash: *h,
+                    base,
+                    len: bytes.len() as u32,
+                    runs,
+                }),
+                _ if whole.len() < MAX_PUSHED_CHUNKS => whole.push(*h),
+                _ => continue,
+            }
+            picked.insert(*h);
+        }
+        for h in more {
+            if whole.len() == MAX_PUSHED_CHUNKS {
+                break;
+            }
+            if !sent.contains(&h) && picked.insert(h) {
+                whole.push(h);
+            }
+        }
+        let chunks = read_batch(&store, &whole, Some(fresh))?;
+        Ok((chunks, patches))
+    })
+    .await
+    .map_err(|e| ErrorKind::Local(e.to_string()))?
 }
 
 /// One batch's chunks: those hashed in the pause from the bytes in

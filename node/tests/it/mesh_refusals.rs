@@ -300,6 +300,7 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
             m.ask(MigrationRequest::Offer {
                 offer: forged,
                 image: warm.clone(),
+                push: None,
             })
             .await,
             RefusalCode::Forged,
@@ -315,6 +316,7 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
             m.ask(MigrationRequest::Offer {
                 offer: lying,
                 image: warm.clone(),
+                push: None,
             })
             .await,
             RefusalCode::Forged,
@@ -329,6 +331,7 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
             .ask(MigrationRequest::Offer {
                 offer: good.clone(),
                 image: warm.clone(),
+                push: None,
             })
             .await
         {
@@ -341,6 +344,7 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
             m.ask(MigrationRequest::Offer {
                 offer: good,
                 image: warm.clone(),
+                push: None,
             })
             .await,
             RefusalCode::Replayed,
@@ -383,7 +387,12 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
         let body = m.offer_body(OfferKind::Final, vessel, 2, &img, n);
         let offer = Offer::sign(&m.identity.signing, body);
         let why = refused(
-            m.ask(MigrationRequest::Offer { offer, image: img }).await,
+            m.ask(MigrationRequest::Offer {
+                offer,
+                image: img,
+                push: None,
+            })
+            .await,
             RefusalCode::Untrusted,
         );
         assert!(why.starts_with("untrusted deployer"), "{why}");
@@ -394,7 +403,12 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
         let body = m.offer_body(OfferKind::Final, real, 1, &img, n);
         let offer = Offer::sign(&m.identity.signing, body);
         let why = refused(
-            m.ask(MigrationRequest::Offer { offer, image: img }).await,
+            m.ask(MigrationRequest::Offer {
+                offer,
+                image: img,
+                push: None,
+            })
+            .await,
             RefusalCode::StaleEpoch,
         );
         assert!(why.starts_with("stale epoch"), "{why}");

@@ -82,6 +82,12 @@ impl Load for Kv {
         true
     }
 
+    fn service_port(&self) -> Option<u16> {
+        match self.target {
+            Target::Node(_, p) | Target::Local(p) => Some(p),
+        }
+    }
+
     fn run(&self, view: &dyn View, spec: &ClientSpec, client: usize, t0: Instant) {
         let mut c = KvClient {
             kv: self,
@@ -139,7 +145,11 @@ impl KvClient<'_> {
             Ok(s) => s,
             Err(e) => return self.connect_failed(addr, at, e),
         };
-        self.rt.stats.lock().unwrap().connects += 1;
+        let t = self.view.rec().t();
+        let mut st = self.rt.stats.lock().unwrap();
+        st.connects += 1;
+        st.entries.push((t, at));
+        drop(st);
         let _ = stream.set_nodelay(true);
         let _ = stream.set_read_timeout(Some(self.kv.timeout));
         let _ = stream.set_write_timeout(Some(self.kv.timeout));

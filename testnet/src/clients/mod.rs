@@ -43,6 +43,12 @@ pub trait Load: Debug + Send + Sync {
     /// It sends requests and counts them: the report shows its request
     /// counts and latencies, and the progress summary its recent ones.
     fn counts_requests(&self) -> bool;
+    /// The service port its requests go to, when it is a client of a
+    /// service (the report's stall per move finds a vessel's clients by
+    /// the vessel's `port`).
+    fn service_port(&self) -> Option<u16> {
+        None
+    }
     /// Runs from its start until its stop or the end of the run.
     fn run(&self, view: &dyn View, spec: &ClientSpec, client: usize, t0: Instant);
 }

@@ -3,6 +3,7 @@
 //! (`plan.rs`).
 
 mod plan;
+pub mod stall;
 mod svg;
 
 use std::fmt::Write as _;
@@ -53,6 +54,7 @@ fn markdown(ctx: &Ctx, outcome: &Outcome, samples: &[Sample], marks: &[Mark]) ->
     timeline(&mut m, ctx, marks);
     rtts(&mut m, samples);
     clients(&mut m, ctx);
+    stall::section(&mut m, &stall::stalls(ctx));
     vessels(&mut m, ctx);
     m
 }

@@ -181,6 +181,9 @@ fn outcome(ctx: &Ctx, played: Result<(), String>, router_failed: bool) -> Outcom
 
 /// Writes the report and says the run's last line.
 fn finish(ctx: &Ctx, outcome: &Outcome) {
+    for s in crate::report::stall::stalls(ctx) {
+        ctx.rec.say(s.line());
+    }
     if let Err(e) = crate::report::write(ctx, outcome) {
         ctx.rec.say(format!("cannot write the report: {e}"));
     }

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, SeenMove};
 use crate::record::MarkKind;
 use crate::view::View;
 
@@ -152,6 +152,7 @@ fn seen(ctx: &Ctx, i: usize, r: &serde_json::Value) {
     let name = &ctx.sc.vessels[i].name;
     let node = where_it_is(r).and_then(|p| ctx.name_of(p));
     let state = r["state"].as_str().unwrap_or("?").to_string();
+    let t = ctx.rec.t();
     let mut seen = ctx.vessels.lock().unwrap();
     let s = &mut seen[i];
     if let Some(now) = node.as_ref().filter(|n| s.node.as_ref() != Some(n)) {
@@ -159,15 +160,41 @@ fn seen(ctx: &Ctx, i: usize, r: &serde_json::Value) {
             Some(old) => format!("{name}: {old} → {now}"),
             None => format!("{name} on {now}"),
         };
-        if s.node.is_some() {
+        if let Some(old) = &s.node {
             ctx.rec.mark(MarkKind::Migration, label.clone());
+            if let Some(m) = seen_move(ctx, old, now, s.seen_t, t) {
+                s.moves.push(m);
+            }
         }
         ctx.rec.say(format!("vessel {label} ({state})"));
         s.node = node;
     }
+    if s.node.is_some() && where_it_is(r).is_some() {
+        s.seen_t = t;
+    }
     s.state = state;
     s.id = r["id"].as_str().map(str::to_string);
     s.migrations = r["migrations"].as_u64().unwrap_or(0);
+}
+
+/// A move from node `old` to node `now` (names), seen on `old` at
+/// `before` and on `now` at `after`, with the RTTs from `old` then.
+fn seen_move(ctx: &Ctx, old: &str, now: &str, before: f64, after: f64) -> Option<SeenMove> {
+    let index = |name: &str| ctx.nodes.iter().position(|n| n.name == name);
+    let (from, to) = (index(old)?, index(now)?);
+    let rtt_from_ms = (0..ctx.nodes.len())
+        .map(|j| match j == from {
+            true => 0.0,
+            false => 2.0 * ctx.router.params(from, j).latency_ms,
+        })
+        .collect();
+    Some(SeenMove {
+        from,
+        to,
+        before,
+        after,
+        rtt_from_ms,
+    })
 }
 
 #[cfg(test)]
