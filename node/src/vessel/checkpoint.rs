@@ -78,6 +78,16 @@ impl CheckpointError {
     }
 }
 
+/// A checkpoint that took D (from its request to its record: reaching a
+/// migration point, the unwind, the pause, the writes) is followed by the
+/// next no sooner than 20·D after it, whatever the interval. A vessel
+/// with a very deep stack unwinds and rewinds it at every checkpoint, and
+/// on a slow board that can take longer than the interval: without this it
+/// would spend all its time being checkpointed and never run. With it,
+/// checkpoints (and the rewind after each, which costs about what the
+/// unwind did) take at most about a tenth of its time.
+pub const CHECKPOINT_SPACING_FACTOR: u32 = 20;
+
 /// The last checkpoint's memory, chunk by chunk: what the next one
 /// compares with. Kept on the node (a copy as large as the memory), so that
 /// the pause compares and copies rather than hashes.
@@ -213,8 +223,12 @@ pub struct Checkpoints {
     pub baseline: Arc<Mutex<Baseline>>,
     /// A checkpoint is between its request and its record.
     pub in_flight: bool,
-    /// When the last one was asked for (the interval counts from there).
+    /// When the last one was asked for.
     pub last_attempt: Option<Instant>,
+    /// When the last one ended (durable or not), and how long it took from
+    /// its request: the next is due an interval later, or later still when
+    /// checkpoints of this vessel are slow ([`CHECKPOINT_SPACING_FACTOR`]).
+    pub last_done: Option<(Instant, Duration)>,
     /// When the newest durable one was taken (its pause), and its image.
     pub last_durable: Option<(Instant, Hash)>,
     /// How long the last pause took.
@@ -227,6 +241,14 @@ pub struct Checkpoints {
     module: Option<(Arc<PreparedModule>, ChunkedImage)>,
     /// The log's chunks as the last checkpoint stored them.
     log_chunks: Arc<Mutex<LogChunks>>,
+}
+
+impl Checkpoints {
+    fn note_done(&mut self) {
+        let now = Instant::now();
+        let took = self.last_attempt.map_or(Duration::ZERO, |t| now - t);
+        self.last_done = Some((now, took));
+    }
 }
 
 /// What the pause hands over.
@@ -265,13 +287,15 @@ impl Host {
                         None => return false,
                     },
                 };
+                let next = match l.checkpoints.last_done {
+                    Some((done, took)) => done + every.max(took * CHECKPOINT_SPACING_FACTOR),
+                    None => l.checkpoints.last_attempt.map_or(now, |t| t + every),
+                };
                 matches!(l.record, Record::Owned { .. })
                     && !l.migrating
                     && !l.checkpoints.in_flight
                     && l.runner.as_ref().is_some_and(|r| r.exit().is_none())
-                    && l.checkpoints
-                        .last_attempt
-                        .is_none_or(|t| now.duration_since(t) >= every)
+                    && now >= next
             })
             .map(|(id, _)| *id)
             .collect()
@@ -333,6 +357,7 @@ impl Host {
         if let Some(l) = self.vessels.get_mut(&id) {
             if !matches!(why, CheckpointError::Busy) {
                 l.checkpoints.in_flight = false;
+                l.checkpoints.note_done();
             }
             if !why.is_expected() {
                 l.checkpoints.problem = Some(why.to_string());
@@ -497,6 +522,7 @@ fn commit(
     l.record = record;
     let c = &mut l.checkpoints;
     c.in_flight = false;
+    c.note_done();
     c.last_durable = Some((taken.at, image));
     c.last_pause = Some(taken.pause);
     c.problem = None;
