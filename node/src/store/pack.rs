@@ -152,6 +152,14 @@ pub(super) struct Pack {
     pub damaged: bool,
 }
 
+/// Why a store takes no more writes until it is reopened (see
+/// [`Packs::stop`]).
+#[derive(Debug, Clone)]
+pub(super) struct Stopped {
+    pub cause: String,
+    pub disk_full: bool,
+}
+
 /// A record found by [`scan`].
 pub(super) struct Found {
     pub kind: Kind,
@@ -292,6 +300,11 @@ pub(super) struct Packs {
     /// `packs/lock`, `flock`ed while the store is open: two processes
     /// appending to one pack would write over each other's records.
     lock: File,
+    /// Set when what is on disk can no longer be trusted to match what the
+    /// index says (a failed `fdatasync`, or a failed write whose partial
+    /// record could not be cut off): every later write is refused, reads
+    /// go on.
+    pub stopped: Option<Stopped>,
 }
 
 impl Drop for Packs {
@@ -361,6 +374,7 @@ impl Packs {
             probe,
             pack_limit_bytes: MAX_PACK_BYTES,
             lock,
+            stopped: None,
         };
         let mut newest_damaged = false;
         for id in ids {
@@ -501,26 +515,72 @@ impl Packs {
         }
         pack.durable_end = end;
         let payload = end.to_le_bytes();
-        write_record(pack, Kind::Commit, &Hash::of(&payload), &payload).map(|_| ())
+        // The records are durable already; a commit record only spares the
+        // next open from verifying them. One that cannot be written (a
+        // full disk) costs that, nothing else.
+        match write_record(pack, Kind::Commit, &Hash::of(&payload), &payload) {
+            Ok(_) => Ok(()),
+            Err(WriteError::Undone(e)) => {
+                tracing::debug!("no commit record after a sync: {e}");
+                Ok(())
+            }
+            Err(WriteError::Torn(e)) => Err(self.stop(e)),
+        }
+    }
+
+    /// Refuses every later write (see [`Packs::stopped`]) and returns the
+    /// error that caused it.
+    pub fn stop(&mut self, e: StoreError) -> StoreError {
+        tracing::error!("the chunk store takes no more writes until the node restarts: {e}");
+        self.stopped = Some(Stopped {
+            cause: e.to_string(),
+            disk_full: e.is_disk_full(),
+        });
+        e
+    }
+
+    /// Fails when writes are refused ([`Packs::stop`]).
+    pub fn check_writable(&self) -> Result<(), StoreError> {
+        match &self.stopped {
+            None => Ok(()),
+            Some(s) => Err(StoreError::WritesStopped {
+                root: self.dir.parent().unwrap_or(&self.dir).to_path_buf(),
+                cause: s.cause.clone(),
+                disk_full: s.disk_full,
+            }),
+        }
+    }
+
+    /// Appends one record to the active pack; a failed write that could
+    /// not be undone stops the store.
+    fn write_active(&mut self, kind: Kind, hash: &Hash, payload: &[u8]) -> Result<Loc, StoreError> {
+        let active = self.active;
+        let pack = self
+            .packs
+            .get_mut(&active)
+            .expect("the active pack is open");
+        match write_record(pack, kind, hash, payload) {
+            Ok(loc) => Ok(loc),
+            Err(WriteError::Undone(e)) => Err(e),
+            Err(WriteError::Torn(e)) => Err(self.stop(e)),
+        }
     }
 
     /// Appends a record to the active pack (sealing it first when full)
     /// and indexes it. The record is whole on disk before the index names
     /// it, so a reader never finds a record that is still being written.
     pub fn append(&mut self, kind: Kind, hash: &Hash, payload: &[u8]) -> Result<(), StoreError> {
+        self.check_writable()?;
         let record_bytes = HEADER_BYTES + payload.len() as u64;
         if self.packs[&self.active].size > 0
             && self.packs[&self.active].size + record_bytes > self.pack_limit_bytes
         {
             self.seal_and_begin()?;
         }
-        let active = self.active;
-        let pack = self
-            .packs
-            .get_mut(&active)
-            .expect("the active pack is open");
-        let loc = write_record(pack, kind, hash, payload)?;
-        pack.live_bytes += loc.record_bytes();
+        let loc = self.write_active(kind, hash, payload)?;
+        if let Some(pack) = self.packs.get_mut(&loc.pack) {
+            pack.live_bytes += loc.record_bytes();
+        }
         if let Some(old) = self.index.insert((kind, *hash), loc) {
             if let Some(p) = self.packs.get_mut(&old.pack) {
                 p.live_bytes -= old.record_bytes();
@@ -533,7 +593,10 @@ impl Packs {
     pub fn seal_and_begin(&mut self) -> Result<(), StoreError> {
         let old = self.active;
         let end = self.packs[&old].size;
-        self.fdatasync_pack(old)?;
+        if let Err(e) = self.fdatasync_pack(old) {
+            // What the failed sync covered may or may not be on disk.
+            return Err(self.stop(e));
+        }
         self.commit(old, end)?;
         self.begin_pack(old + 1)
     }
@@ -542,6 +605,7 @@ impl Packs {
     /// its bytes stay in its pack until [`Packs::copy_live`] rewrites the
     /// pack or the pack is all garbage and removed.
     pub fn forget(&mut self, kind: Kind, hash: &Hash) -> Result<(), StoreError> {
+        self.check_writable()?;
         let Some(loc) = self.index.remove(&(kind, *hash)) else {
             return Ok(());
         };
@@ -551,12 +615,13 @@ impl Packs {
         let mut payload = [0u8; 33];
         payload[0] = kind as u8;
         payload[1..].copy_from_slice(&hash.0);
-        let active = self.active;
-        let pack = self
-            .packs
-            .get_mut(&active)
-            .expect("the active pack is open");
-        write_record(pack, Kind::Forget, &Hash::of(&payload), &payload).map(|_| ())
+        self.write_active(Kind::Forget, &Hash::of(&payload), &payload)
+            .map(|_| ())
+    }
+
+    /// Bytes of every pack on disk (what a disk budget counts).
+    pub fn disk_bytes(&self) -> u64 {
+        self.packs.values().map(|p| p.size).sum()
     }
 
     /// The packs worth rewriting: at most half live, and (the active one)
@@ -657,29 +722,63 @@ pub(super) fn read_verified(
     Ok(buf)
 }
 
-/// Appends one record at the pack's end. On a failed write the pack's size
-/// is not advanced, so the partial bytes are overwritten by the next record
-/// (or cut off as a torn tail at the next open).
+/// A write that failed.
+pub(super) enum WriteError {
+    /// Nothing of it is left: the pack ends where it did before.
+    Undone(StoreError),
+    /// Its partial record could not be cut off: the pack's file no longer
+    /// ends at a record's end.
+    Torn(StoreError),
+}
+
+/// The error for a failed write: [`StoreError::DiskFull`] when the disk (or
+/// the user's quota) is full, [`StoreError::WriteFailed`] otherwise.
+pub(super) fn write_error(path: &Path, source: std::io::Error) -> StoreError {
+    let full = [rustix::io::Errno::NOSPC, rustix::io::Errno::DQUOT]
+        .iter()
+        .any(|e| source.raw_os_error() == Some(e.raw_os_error()));
+    let path = path.to_path_buf();
+    if full {
+        StoreError::DiskFull { path, source }
+    } else {
+        StoreError::WriteFailed { path, source }
+    }
+}
+
+/// Appends one record at the pack's end. A failed write is undone: the
+/// file is cut back to the end of the last whole record (the records
+/// before it, durable or not, stay whole and indexed), so no torn record
+/// stays on disk and the space it took is free again.
 fn write_record(
     pack: &mut Pack,
     kind: Kind,
     hash: &Hash,
     payload: &[u8],
-) -> Result<Loc, StoreError> {
+) -> Result<Loc, WriteError> {
     let len = u32::try_from(payload.len())
         .ok()
         .filter(|l| u64::from(*l) <= kind.max_payload_bytes())
-        .ok_or(StoreError::TooLarge {
+        .ok_or(WriteError::Undone(StoreError::TooLarge {
             kind: kind.name(),
             size_bytes: payload.len() as u64,
             limit_bytes: kind.max_payload_bytes(),
-        })?;
+        }))?;
     let mut rec = Vec::with_capacity(HEADER_BYTES as usize + payload.len());
     rec.extend_from_slice(&encode_header(kind, len, hash));
     rec.extend_from_slice(payload);
-    pack.file
-        .write_all_at(&rec, pack.size)
-        .map_err(io_at(&pack.path))?;
+    if let Err(source) = pack.file.write_all_at(&rec, pack.size) {
+        let err = write_error(&pack.path, source);
+        return Err(match pack.file.set_len(pack.size) {
+            Ok(()) => WriteError::Undone(err),
+            Err(cut) => WriteError::Torn(StoreError::WriteFailed {
+                path: pack.path.clone(),
+                source: std::io::Error::new(
+                    cut.kind(),
+                    format!("{err}; then cutting off the partial record failed: {cut}"),
+                ),
+            }),
+        });
+    }
     let loc = Loc {
         pack: pack.id,
         offset: pack.size + HEADER_BYTES,
@@ -692,7 +791,7 @@ fn write_record(
 /// `fdatasync` of one file, told to the probe once it returned (so that
 /// removing a call removes both, and the power-loss test sees it).
 pub(super) fn fdatasync(file: &File, path: &Path, probe: Option<&Probe>) -> Result<(), StoreError> {
-    file.sync_data().map_err(io_at(path))?;
+    file.sync_data().map_err(|e| write_error(path, e))?;
     if let Some(p) = probe {
         p(&SyncEvent::File(path.to_path_buf()));
     }
