@@ -199,3 +199,42 @@ fn a_pin_keeps_a_batch_from_garbage_collection() {
     assert_eq!(store.retain_images(&[]).unwrap(), 3);
     assert!(!store.has_chunk(&new) && !store.has_chunk(&old));
 }
+
+/// A failed `fdatasync` stops writes until the store is reopened (a retry
+/// could vouch for pages the kernel dropped); reads go on, and the reopen
+/// keeps everything that was durable.
+#[test]
+fn a_failed_sync_stops_writes_until_reopen_and_reads_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ChunkStore::open(dir.path()).unwrap();
+    let (durable, chunks) = checkpoint(&store, 1).unwrap();
+    let pending = store.put_chunk(&chunk_of(99)).unwrap();
+    pack::FAIL_NEXT_FDATASYNC.with(|f| f.set(true));
+    let err = store.sync().unwrap_err();
+    assert!(
+        err.is_write_failure() && !err.is_disk_full(),
+        "an EIO is a write failure: {err:?}"
+    );
+    let again = store.sync().unwrap_err();
+    assert!(
+        matches!(again, StoreError::WritesStopped { .. }),
+        "a retried sync must not report success: {again:?}"
+    );
+    let refused = store.put_chunk(&chunk_of(100)).unwrap_err();
+    assert!(
+        matches!(refused, StoreError::WritesStopped { .. }),
+        "{refused:?}"
+    );
+    assert_intact(
+        &store,
+        &[(durable, chunks.clone())],
+        "after the failed sync",
+    );
+    drop(store);
+    let store = ChunkStore::open(dir.path()).unwrap();
+    assert_intact(&store, &[(durable, chunks)], "reopened");
+    // The reopen verified the unsynced chunk (it is whole here) and takes
+    // writes again.
+    assert!(store.has_chunk(&pending));
+    checkpoint(&store, 2).unwrap();
+}

@@ -788,9 +788,21 @@ fn write_record(
     Ok(loc)
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Makes this thread's next `fdatasync` fail with EIO (tests: no real
+    /// disk fails on demand).
+    pub(super) static FAIL_NEXT_FDATASYNC: std::cell::Cell<bool> =
+        const { std::cell::Cell::new(false) };
+}
+
 /// `fdatasync` of one file, told to the probe once it returned (so that
 /// removing a call removes both, and the power-loss test sees it).
 pub(super) fn fdatasync(file: &File, path: &Path, probe: Option<&Probe>) -> Result<(), StoreError> {
+    #[cfg(test)]
+    if FAIL_NEXT_FDATASYNC.with(|f| f.replace(false)) {
+        return Err(write_error(path, std::io::Error::from_raw_os_error(5)));
+    }
     file.sync_data().map_err(|e| write_error(path, e))?;
     if let Some(p) = probe {
         p(&SyncEvent::File(path.to_path_buf()));
