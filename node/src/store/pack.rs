@@ -122,7 +122,7 @@ fn decode_header(h: &[u8; HEADER_BYTES as usize]) -> Option<(Kind, u32, Hash)> {
 }
 
 /// Where a record's payload is.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Loc {
     pub pack: u32,
     pub offset: u64,
@@ -602,7 +602,7 @@ impl Packs {
     }
 
     /// Forgets a record (garbage collection) and appends its tombstone;
-    /// its bytes stay in its pack until [`Packs::copy_live`] rewrites the
+    /// its bytes stay in its pack until garbage collection rewrites the
     /// pack or the pack is all garbage and removed.
     pub fn forget(&mut self, kind: Kind, hash: &Hash) -> Result<(), StoreError> {
         self.check_writable()?;
@@ -637,29 +637,23 @@ impl Packs {
             .collect()
     }
 
-    /// Copies what is live in `ids` to the active pack (verifying each
-    /// record; a corrupt one is dropped with a warning). The caller makes
-    /// the copies durable before [`Packs::remove_packs`].
-    pub fn copy_live(&mut self, ids: &[u32]) -> Result<(), StoreError> {
-        if ids.contains(&self.active) {
-            self.seal_and_begin()?;
-        }
-        let moving: Vec<((Kind, Hash), Loc)> = self
-            .index
+    /// The records the index places in packs `ids`, with each pack's file,
+    /// for a copy that reads them without the store's lock.
+    pub fn live_in(&self, ids: &[u32]) -> Vec<Moving> {
+        self.index
             .iter()
             .filter(|(_, loc)| ids.contains(&loc.pack))
-            .map(|(k, l)| (*k, *l))
-            .collect();
-        for ((kind, hash), loc) in moving {
-            match self.read(kind, &hash, loc) {
-                Ok(bytes) => self.append(kind, &hash, &bytes)?,
-                Err(e) => {
-                    tracing::warn!("garbage collection drops a record it cannot read: {e}");
-                    self.forget(kind, &hash)?;
-                }
-            }
-        }
-        Ok(())
+            .filter_map(|(&(kind, hash), &loc)| {
+                let pack = self.packs.get(&loc.pack)?;
+                Some(Moving {
+                    kind,
+                    hash,
+                    loc,
+                    file: pack.file.clone(),
+                    path: pack.path.clone(),
+                })
+            })
+            .collect()
     }
 
     /// Removes packs whose live records were copied and made durable.
@@ -674,15 +668,15 @@ impl Packs {
         }
         self.fsync_dir()
     }
+}
 
-    /// Reads a record's payload and verifies it against its hash.
-    pub fn read(&self, kind: Kind, hash: &Hash, loc: Loc) -> Result<Vec<u8>, StoreError> {
-        let pack = self.packs.get(&loc.pack).ok_or_else(|| StoreError::Io {
-            path: self.dir.join(pack_name(loc.pack)),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "pack removed"),
-        })?;
-        read_verified(&pack.file, &pack.path, kind, hash, loc)
-    }
+/// A live record in a pack being rewritten.
+pub(super) struct Moving {
+    pub kind: Kind,
+    pub hash: Hash,
+    pub loc: Loc,
+    pub file: Arc<File>,
+    pub path: PathBuf,
 }
 
 /// The record a tombstone names, read from its payload.

@@ -166,8 +166,9 @@ impl Host {
     }
 
     /// Remembers a vessel's newest checkpoint. Call once its record points
-    /// at `image` durably, and before dropping the [`Pin`] its batch was
-    /// written under: from here on the image is kept by name.
+    /// at `image` durably, and only then drop the [`Pin`] its batch was
+    /// written under: from here on the image is kept by name (a collection
+    /// decided before this call inherits the pin).
     pub fn note_checkpoint(&mut self, id: VesselId, image: Hash) {
         let keep = self.retention.config.keep_checkpoints.max(1);
         let list = self.retention.checkpoints.entry(id).or_default();
@@ -259,9 +260,11 @@ impl Host {
                 .get(id)
                 .is_some_and(|l| matches!(l.record, Record::Owned { .. }))
         });
-        // The pin comes first: whatever is stored from here on is kept even
-        // if `keep` does not name it.
-        let after = self.store.pin();
+        // The pin comes first: whatever is stored from here on, and
+        // whatever a live pin has seen (a checkpoint written but noted only
+        // after this decision, whose own pin may go before the collection
+        // is done), is kept even if `keep` does not name it.
+        let after = self.store.pin_with_live();
         self.retention.appended_at_last_collection = self.store.appended_bytes();
         let mut keep = self.live_images();
         keep.extend(self.prepared_images());

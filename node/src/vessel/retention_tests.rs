@@ -78,7 +78,23 @@ fn local(deployment: Deployment, record: Record) -> Local {
 /// record, then `note_checkpoint`. Returns the image's name.
 fn checkpoint(host: &mut Host, id: VesselId, module: &[u8], memory: &[u8]) -> Hash {
     let pin = host.store.pin();
-    let mut chunks = host.store.clone();
+    let image = write_image(&host.store, id, module, memory);
+    note(host, id, image);
+    drop(pin);
+    image
+}
+
+/// The record points at the image, durably, and the host notes it.
+fn note(host: &mut Host, id: VesselId, image: Hash) {
+    let record = Record::Owned { epoch: 1, image };
+    host.write_record(id, &record).unwrap();
+    host.vessels.get_mut(&id).unwrap().record = record;
+    host.note_checkpoint(id, image);
+}
+
+/// Stores a checkpoint's chunks, manifest and image, with one sync.
+fn write_image(store: &ChunkStore, id: VesselId, module: &[u8], memory: &[u8]) -> Hash {
+    let mut chunks = store.clone();
     let module_image = put_image(&mut chunks, module).unwrap();
     let manifest = Manifest {
         version: MANIFEST_VERSION,
@@ -109,9 +125,7 @@ fn checkpoint(host: &mut Host, id: VesselId, module: &[u8], memory: &[u8]) -> Ha
         points_passed: 0,
     };
     let (manifest_bytes, manifest_hash) = manifest.encode_and_hash();
-    host.store
-        .put_manifest_bytes_unsynced(&manifest_bytes)
-        .unwrap();
+    store.put_manifest_bytes_unsynced(&manifest_bytes).unwrap();
     let epoch = 1;
     let img = VesselImage {
         version: VESSEL_VERSION,
@@ -128,13 +142,8 @@ fn checkpoint(host: &mut Host, id: VesselId, module: &[u8], memory: &[u8]) -> Ha
         hub: Default::default(),
     };
     let (bytes, _) = img.encode_and_hash();
-    let image = host.store.put_image_doc(&bytes, false).unwrap();
-    host.store.sync().unwrap();
-    let record = Record::Owned { epoch, image };
-    host.write_record(id, &record).unwrap();
-    host.vessels.get_mut(&id).unwrap().record = record;
-    host.note_checkpoint(id, image);
-    drop(pin);
+    let image = store.put_image_doc(&bytes, false).unwrap();
+    store.sync().unwrap();
     image
 }
 
@@ -262,6 +271,79 @@ fn the_store_of_a_vessel_checkpointed_200_times_stays_bounded() {
     assert!(host.store.get_image_doc(older).is_err());
 }
 
+/// Collections that run while a vessel checkpoints (writing without the
+/// host's lock, under a pin, as the checkpoint path does; compacting packs
+/// while it writes): every checkpoint noted stays whole while it is among
+/// the newest `keep_checkpoints`.
+#[test]
+fn collections_while_checkpoints_are_written_keep_every_noted_image() {
+    const MEMORY_BYTES: usize = 16 * CHUNK;
+    const CHECKPOINTS: usize = 120;
+    let dir = tempfile::tempdir().unwrap();
+    let mut host = open_host(dir.path());
+    host.configure_retention(RetentionConfig {
+        collect_every_bytes: 1,
+        ..RetentionConfig::default()
+    });
+    let id = VesselId([9; 8]);
+    let module = b"\0asm concurrent".to_vec();
+    host.vessels.insert(
+        id,
+        local(
+            deployment(id, &module),
+            Record::Owned {
+                epoch: 1,
+                image: Hash::of(b"none yet"),
+            },
+        ),
+    );
+    let store = host.store.clone();
+    let host = Arc::new(Mutex::new(host));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let collector = {
+        let (host, done) = (host.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut runs = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let c = host.lock().unwrap().collection_if_due();
+                if let Some(c) = c {
+                    c.run().unwrap();
+                    runs += 1;
+                }
+            }
+            runs
+        })
+    };
+    let mut rng = Rng(77);
+    let mut memory = vec![0u8; MEMORY_BYTES];
+    let mut history: Vec<(Hash, Vec<u8>)> = Vec::new();
+    for _ in 0..CHECKPOINTS {
+        for _ in 0..4 {
+            let at = (rng.next() as usize % (MEMORY_BYTES / CHUNK)) * CHUNK;
+            for b in &mut memory[at..at + CHUNK] {
+                *b = rng.next() as u8;
+            }
+        }
+        let pin = store.pin();
+        let image = write_image(&store, id, &module, &memory);
+        note(&mut host.lock().unwrap(), id, image);
+        drop(pin);
+        history.push((image, memory.clone()));
+        let kept = &history[history.len().saturating_sub(DEFAULT_KEEP_CHECKPOINTS)..];
+        for (image, mem) in kept {
+            assert_loads(&store, image, mem, "a kept checkpoint, while collecting");
+        }
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let runs = collector.join().unwrap();
+    assert!(runs >= 10, "only {runs} collections ran");
+    assert!(
+        store.disk_bytes() < 16 * MIB,
+        "collections ran but the store takes {} bytes",
+        store.disk_bytes()
+    );
+}
+
 /// A checkpoint that would take the store over the budget is refused with
 /// the figures; no budget refuses nothing.
 #[test]
@@ -299,4 +381,68 @@ fn the_default_budget_is_a_quarter_of_the_file_system() {
         default_disk_budget_bytes(dir.path()),
         Some(st.f_blocks * st.f_frsize / 4)
     );
+}
+
+/// What a collection costs at a realistic store size: 4 vessels of 64 MiB,
+/// two checkpoints each, then [`COLLECT_EVERY_BYTES`] of checkpoints that
+/// each change 1 MiB, then one collection; five rounds. Run by hand:
+/// `cargo test -p meshnode --lib measure_collection_cost -- --ignored --nocapture`
+/// (MESHNODE_MEASURE_DIR picks the disk; /var/tmp by default).
+#[test]
+#[ignore = "a measurement, not a check"]
+fn measure_collection_cost() {
+    const VESSELS: u8 = 4;
+    const MEMORY_BYTES: usize = 64 * MIB as usize;
+    const DIRTY_BYTES: usize = MIB as usize;
+    let base = std::env::var("MESHNODE_MEASURE_DIR").unwrap_or_else(|_| "/var/tmp".into());
+    let dir = tempfile::tempdir_in(base).unwrap();
+    let mut host = open_host(dir.path());
+    let module = b"\0asm measured module".to_vec();
+    let mut rng = Rng(42);
+    let mut memories = Vec::new();
+    for v in 0..VESSELS {
+        let id = VesselId([v; 8]);
+        let mut memory = vec![0u8; MEMORY_BYTES];
+        for w in memory.chunks_mut(8) {
+            w.copy_from_slice(&rng.next().to_le_bytes());
+        }
+        host.vessels.insert(
+            id,
+            local(
+                deployment(id, &module),
+                Record::Owned {
+                    epoch: 1,
+                    image: Hash::of(b"none yet"),
+                },
+            ),
+        );
+        checkpoint(&mut host, id, &module, &memory);
+        memories.push((id, memory));
+    }
+    for round in 0..5 {
+        let started = host.store.appended_bytes();
+        let write = Instant::now();
+        let mut checkpoints = 0;
+        while host.store.appended_bytes() - started < COLLECT_EVERY_BYTES {
+            let (id, memory) = &mut memories[checkpoints % VESSELS as usize];
+            for _ in 0..DIRTY_BYTES / CHUNK {
+                let at = (rng.next() as usize % (MEMORY_BYTES / CHUNK)) * CHUNK;
+                memory[at..at + 8].copy_from_slice(&rng.next().to_le_bytes());
+            }
+            let id = *id;
+            let memory = memory.clone();
+            checkpoint(&mut host, id, &module, &memory);
+            checkpoints += 1;
+        }
+        let wrote = write.elapsed();
+        let done = host.collection().run().unwrap();
+        eprintln!(
+            "round {round}: {checkpoints} checkpoints in {} ms; collection: {} ms, {} chunks removed, store {:.1} -> {:.1} MiB",
+            wrote.as_millis(),
+            done.took.as_millis(),
+            done.chunks_removed,
+            done.bytes_before as f64 / MIB as f64,
+            done.bytes_after as f64 / MIB as f64,
+        );
+    }
 }
