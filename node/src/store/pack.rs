@@ -464,7 +464,7 @@ impl Packs {
             .write(true)
             .create_new(true)
             .open(&path)
-            .map_err(io_at(&path))?;
+            .map_err(|e| write_error(&path, e))?;
         self.packs.insert(
             id,
             Pack {
@@ -478,7 +478,12 @@ impl Packs {
             },
         );
         self.active = id;
-        self.fsync_dir()
+        // Unless its name is durable, a power loss could take the pack, and
+        // every record a later sync of it made durable, away.
+        if let Err(e) = self.fsync_dir() {
+            return Err(self.stop(e));
+        }
+        Ok(())
     }
 
     pub fn fsync_dir(&self) -> Result<(), StoreError> {
