@@ -101,6 +101,13 @@ pub struct Config {
     /// (`deploy --checkpoint-every`). A crash or a power cut costs a vessel
     /// at most this much of its work.
     pub checkpoint_every_ms: u64,
+    /// Newest checkpoints kept in the store per vessel (at least 1).
+    pub keep_checkpoints: u64,
+    /// Most bytes the chunk store may take on disk: a checkpoint that would
+    /// exceed it is skipped. Absent: a quarter of the file system the data
+    /// directory is on; 0: no budget beyond the disk itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk_budget_bytes: Option<u64>,
 }
 
 impl Default for Config {
@@ -132,6 +139,8 @@ impl Default for Config {
                 .max_load_per_cpu,
             traffic_half_life_ms: crate::placement::DEFAULT_TRAFFIC_HALF_LIFE_MS,
             checkpoint_every_ms: DEFAULT_CHECKPOINT_EVERY_MS,
+            keep_checkpoints: crate::vessel::retention::DEFAULT_KEEP_CHECKPOINTS as u64,
+            disk_budget_bytes: None,
         }
     }
 }
@@ -145,6 +154,23 @@ impl Config {
             hysteresis: self.placement_hysteresis,
             cooldown: std::time::Duration::from_millis(self.placement_cooldown_ms),
             max_load_per_cpu: self.placement_max_load_per_cpu,
+        }
+    }
+
+    /// How the store keeps checkpoints, for a node whose data directory is
+    /// `data_dir` (where the default disk budget is measured).
+    pub fn retention(&self, data_dir: &Path) -> crate::vessel::retention::RetentionConfig {
+        use crate::vessel::retention::{default_disk_budget_bytes, RetentionConfig};
+        RetentionConfig {
+            keep_checkpoints: usize::try_from(self.keep_checkpoints)
+                .unwrap_or(usize::MAX)
+                .max(1),
+            disk_budget_bytes: match self.disk_budget_bytes {
+                None => default_disk_budget_bytes(data_dir),
+                Some(0) => None,
+                Some(n) => Some(n),
+            },
+            ..RetentionConfig::default()
         }
     }
 }
@@ -228,6 +254,14 @@ traffic_half_life_ms = 2000
 # so a crash costs at most this much work, with the vessel's log and
 # volumes rolled back to match its memory.
 checkpoint_every_ms = 1000
+# Checkpoints: the store keeps the newest this many of each vessel (at
+# least 1); older ones are garbage, collected as new ones are written.
+keep_checkpoints = 2
+# The most bytes the chunk store may take on disk. A checkpoint that would
+# exceed it is skipped with a warning (the vessel runs on). Unset, it is a
+# quarter of the file system that holds the data directory (about 3.6 GB
+# on a 16 GB SD card); 0 means no budget beyond the disk itself.
+# disk_budget_bytes = 4000000000
 
 # Node-local directories that deployments may mount by name
 # (`meshnode deploy --mount /guest/path=NAME`). Unlike volumes, they do not
@@ -283,6 +317,7 @@ impl Config {
             ("status_interval_ms", config.status_interval_ms, 100),
             ("redial_interval_ms", config.redial_interval_ms, 100),
             ("traffic_half_life_ms", config.traffic_half_life_ms, 100),
+            ("keep_checkpoints", config.keep_checkpoints, 1),
             (
                 "idle_connection_timeout_secs",
                 config.idle_connection_timeout_secs,
@@ -331,6 +366,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_disk_budget_is_a_quarter_of_the_disk_unless_set_and_0_is_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        assert_eq!(config.retention(dir.path()).keep_checkpoints, 2);
+        assert_eq!(
+            config.retention(dir.path()).disk_budget_bytes,
+            crate::vessel::retention::default_disk_budget_bytes(dir.path())
+        );
+        assert!(config.retention(dir.path()).disk_budget_bytes.is_some());
+        config.disk_budget_bytes = Some(0);
+        assert_eq!(config.retention(dir.path()).disk_budget_bytes, None);
+        config.disk_budget_bytes = Some(123);
+        assert_eq!(config.retention(dir.path()).disk_budget_bytes, Some(123));
+        let parsed: Config =
+            toml::from_str("disk_budget_bytes = 5\nkeep_checkpoints = 3\n").unwrap();
+        assert_eq!(
+            (parsed.disk_budget_bytes, parsed.keep_checkpoints),
+            (Some(5), 3)
+        );
+    }
+
+    #[test]
     fn default_file_says_what_default_is() {
         let parsed: Config = toml::from_str(DEFAULT_CONFIG_TOML).unwrap();
         assert_eq!(parsed, Config::default());
@@ -357,6 +414,9 @@ mod tests {
         assert!(err.contains("placement_interval_ms"), "{err}");
         std::fs::write(&p, "placement_interval_ms = 0\n").unwrap();
         assert_eq!(Config::load(&p, false).unwrap().placement_interval_ms, 0);
+        std::fs::write(&p, "keep_checkpoints = 0\n").unwrap();
+        let err = Config::load(&p, false).unwrap_err().to_string();
+        assert!(err.contains("keep_checkpoints must be at least 1"), "{err}");
         let fresh = dir.path().join("new.toml");
         assert_eq!(Config::load(&fresh, true).unwrap(), Config::default());
         assert_eq!(

@@ -203,7 +203,7 @@ pub fn run_start(args: StartArgs) -> Result<i32> {
         certificate = Some(cert);
     }
 
-    let host = crate::vessel::Host::open(
+    let mut host = crate::vessel::Host::open(
         &data_dir.root,
         identity.peer_id.to_string(),
         crate::dock::DockConfig {
@@ -213,6 +213,7 @@ pub fn run_start(args: StartArgs) -> Result<i32> {
         },
         config.mounts.clone(),
     )?;
+    host.configure_retention(config.retention(&data_dir.root));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -122,7 +122,7 @@ fn decode_header(h: &[u8; HEADER_BYTES as usize]) -> Option<(Kind, u32, Hash)> {
 }
 
 /// Where a record's payload is.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Loc {
     pub pack: u32,
     pub offset: u64,
@@ -150,6 +150,14 @@ pub(super) struct Pack {
     /// Damaged inside what was durable (see [`durable_beyond`]): kept as it
     /// is, never written to or rewritten.
     pub damaged: bool,
+}
+
+/// Why a store takes no more writes until it is reopened (see
+/// [`Packs::stop`]).
+#[derive(Debug, Clone)]
+pub(super) struct Stopped {
+    pub cause: String,
+    pub disk_full: bool,
 }
 
 /// A record found by [`scan`].
@@ -292,6 +300,11 @@ pub(super) struct Packs {
     /// `packs/lock`, `flock`ed while the store is open: two processes
     /// appending to one pack would write over each other's records.
     lock: File,
+    /// Set when what is on disk can no longer be trusted to match what the
+    /// index says (a failed `fdatasync`, or a failed write whose partial
+    /// record could not be cut off): every later write is refused, reads
+    /// go on.
+    pub stopped: Option<Stopped>,
 }
 
 impl Drop for Packs {
@@ -361,6 +374,7 @@ impl Packs {
             probe,
             pack_limit_bytes: MAX_PACK_BYTES,
             lock,
+            stopped: None,
         };
         let mut newest_damaged = false;
         for id in ids {
@@ -450,7 +464,7 @@ impl Packs {
             .write(true)
             .create_new(true)
             .open(&path)
-            .map_err(io_at(&path))?;
+            .map_err(|e| write_error(&path, e))?;
         self.packs.insert(
             id,
             Pack {
@@ -464,7 +478,12 @@ impl Packs {
             },
         );
         self.active = id;
-        self.fsync_dir()
+        // Unless its name is durable, a power loss could take the pack, and
+        // every record a later sync of it made durable, away.
+        if let Err(e) = self.fsync_dir() {
+            return Err(self.stop(e));
+        }
+        Ok(())
     }
 
     pub fn fsync_dir(&self) -> Result<(), StoreError> {
@@ -501,26 +520,72 @@ impl Packs {
         }
         pack.durable_end = end;
         let payload = end.to_le_bytes();
-        write_record(pack, Kind::Commit, &Hash::of(&payload), &payload).map(|_| ())
+        // The records are durable already; a commit record only spares the
+        // next open from verifying them. One that cannot be written (a
+        // full disk) costs that, nothing else.
+        match write_record(pack, Kind::Commit, &Hash::of(&payload), &payload) {
+            Ok(_) => Ok(()),
+            Err(WriteError::Undone(e)) => {
+                tracing::debug!("no commit record after a sync: {e}");
+                Ok(())
+            }
+            Err(WriteError::Torn(e)) => Err(self.stop(e)),
+        }
+    }
+
+    /// Refuses every later write (see [`Packs::stopped`]) and returns the
+    /// error that caused it.
+    pub fn stop(&mut self, e: StoreError) -> StoreError {
+        tracing::error!("the chunk store takes no more writes until the node restarts: {e}");
+        self.stopped = Some(Stopped {
+            cause: e.to_string(),
+            disk_full: e.is_disk_full(),
+        });
+        e
+    }
+
+    /// Fails when writes are refused ([`Packs::stop`]).
+    pub fn check_writable(&self) -> Result<(), StoreError> {
+        match &self.stopped {
+            None => Ok(()),
+            Some(s) => Err(StoreError::WritesStopped {
+                root: self.dir.parent().unwrap_or(&self.dir).to_path_buf(),
+                cause: s.cause.clone(),
+                disk_full: s.disk_full,
+            }),
+        }
+    }
+
+    /// Appends one record to the active pack; a failed write that could
+    /// not be undone stops the store.
+    fn write_active(&mut self, kind: Kind, hash: &Hash, payload: &[u8]) -> Result<Loc, StoreError> {
+        let active = self.active;
+        let pack = self
+            .packs
+            .get_mut(&active)
+            .expect("the active pack is open");
+        match write_record(pack, kind, hash, payload) {
+            Ok(loc) => Ok(loc),
+            Err(WriteError::Undone(e)) => Err(e),
+            Err(WriteError::Torn(e)) => Err(self.stop(e)),
+        }
     }
 
     /// Appends a record to the active pack (sealing it first when full)
     /// and indexes it. The record is whole on disk before the index names
     /// it, so a reader never finds a record that is still being written.
     pub fn append(&mut self, kind: Kind, hash: &Hash, payload: &[u8]) -> Result<(), StoreError> {
+        self.check_writable()?;
         let record_bytes = HEADER_BYTES + payload.len() as u64;
         if self.packs[&self.active].size > 0
             && self.packs[&self.active].size + record_bytes > self.pack_limit_bytes
         {
             self.seal_and_begin()?;
         }
-        let active = self.active;
-        let pack = self
-            .packs
-            .get_mut(&active)
-            .expect("the active pack is open");
-        let loc = write_record(pack, kind, hash, payload)?;
-        pack.live_bytes += loc.record_bytes();
+        let loc = self.write_active(kind, hash, payload)?;
+        if let Some(pack) = self.packs.get_mut(&loc.pack) {
+            pack.live_bytes += loc.record_bytes();
+        }
         if let Some(old) = self.index.insert((kind, *hash), loc) {
             if let Some(p) = self.packs.get_mut(&old.pack) {
                 p.live_bytes -= old.record_bytes();
@@ -533,15 +598,19 @@ impl Packs {
     pub fn seal_and_begin(&mut self) -> Result<(), StoreError> {
         let old = self.active;
         let end = self.packs[&old].size;
-        self.fdatasync_pack(old)?;
+        if let Err(e) = self.fdatasync_pack(old) {
+            // What the failed sync covered may or may not be on disk.
+            return Err(self.stop(e));
+        }
         self.commit(old, end)?;
         self.begin_pack(old + 1)
     }
 
     /// Forgets a record (garbage collection) and appends its tombstone;
-    /// its bytes stay in its pack until [`Packs::copy_live`] rewrites the
+    /// its bytes stay in its pack until garbage collection rewrites the
     /// pack or the pack is all garbage and removed.
     pub fn forget(&mut self, kind: Kind, hash: &Hash) -> Result<(), StoreError> {
+        self.check_writable()?;
         let Some(loc) = self.index.remove(&(kind, *hash)) else {
             return Ok(());
         };
@@ -551,12 +620,13 @@ impl Packs {
         let mut payload = [0u8; 33];
         payload[0] = kind as u8;
         payload[1..].copy_from_slice(&hash.0);
-        let active = self.active;
-        let pack = self
-            .packs
-            .get_mut(&active)
-            .expect("the active pack is open");
-        write_record(pack, Kind::Forget, &Hash::of(&payload), &payload).map(|_| ())
+        self.write_active(Kind::Forget, &Hash::of(&payload), &payload)
+            .map(|_| ())
+    }
+
+    /// Bytes of every pack on disk (what a disk budget counts).
+    pub fn disk_bytes(&self) -> u64 {
+        self.packs.values().map(|p| p.size).sum()
     }
 
     /// The packs worth rewriting: at most half live, and (the active one)
@@ -572,29 +642,23 @@ impl Packs {
             .collect()
     }
 
-    /// Copies what is live in `ids` to the active pack (verifying each
-    /// record; a corrupt one is dropped with a warning). The caller makes
-    /// the copies durable before [`Packs::remove_packs`].
-    pub fn copy_live(&mut self, ids: &[u32]) -> Result<(), StoreError> {
-        if ids.contains(&self.active) {
-            self.seal_and_begin()?;
-        }
-        let moving: Vec<((Kind, Hash), Loc)> = self
-            .index
+    /// The records the index places in packs `ids`, with each pack's file,
+    /// for a copy that reads them without the store's lock.
+    pub fn live_in(&self, ids: &[u32]) -> Vec<Moving> {
+        self.index
             .iter()
             .filter(|(_, loc)| ids.contains(&loc.pack))
-            .map(|(k, l)| (*k, *l))
-            .collect();
-        for ((kind, hash), loc) in moving {
-            match self.read(kind, &hash, loc) {
-                Ok(bytes) => self.append(kind, &hash, &bytes)?,
-                Err(e) => {
-                    tracing::warn!("garbage collection drops a record it cannot read: {e}");
-                    self.forget(kind, &hash)?;
-                }
-            }
-        }
-        Ok(())
+            .filter_map(|(&(kind, hash), &loc)| {
+                let pack = self.packs.get(&loc.pack)?;
+                Some(Moving {
+                    kind,
+                    hash,
+                    loc,
+                    file: pack.file.clone(),
+                    path: pack.path.clone(),
+                })
+            })
+            .collect()
     }
 
     /// Removes packs whose live records were copied and made durable.
@@ -609,15 +673,15 @@ impl Packs {
         }
         self.fsync_dir()
     }
+}
 
-    /// Reads a record's payload and verifies it against its hash.
-    pub fn read(&self, kind: Kind, hash: &Hash, loc: Loc) -> Result<Vec<u8>, StoreError> {
-        let pack = self.packs.get(&loc.pack).ok_or_else(|| StoreError::Io {
-            path: self.dir.join(pack_name(loc.pack)),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "pack removed"),
-        })?;
-        read_verified(&pack.file, &pack.path, kind, hash, loc)
-    }
+/// A live record in a pack being rewritten.
+pub(super) struct Moving {
+    pub kind: Kind,
+    pub hash: Hash,
+    pub loc: Loc,
+    pub file: Arc<File>,
+    pub path: PathBuf,
 }
 
 /// The record a tombstone names, read from its payload.
@@ -657,29 +721,63 @@ pub(super) fn read_verified(
     Ok(buf)
 }
 
-/// Appends one record at the pack's end. On a failed write the pack's size
-/// is not advanced, so the partial bytes are overwritten by the next record
-/// (or cut off as a torn tail at the next open).
+/// A write that failed.
+pub(super) enum WriteError {
+    /// Nothing of it is left: the pack ends where it did before.
+    Undone(StoreError),
+    /// Its partial record could not be cut off: the pack's file no longer
+    /// ends at a record's end.
+    Torn(StoreError),
+}
+
+/// The error for a failed write: [`StoreError::DiskFull`] when the disk (or
+/// the user's quota) is full, [`StoreError::WriteFailed`] otherwise.
+pub(super) fn write_error(path: &Path, source: std::io::Error) -> StoreError {
+    let full = [rustix::io::Errno::NOSPC, rustix::io::Errno::DQUOT]
+        .iter()
+        .any(|e| source.raw_os_error() == Some(e.raw_os_error()));
+    let path = path.to_path_buf();
+    if full {
+        StoreError::DiskFull { path, source }
+    } else {
+        StoreError::WriteFailed { path, source }
+    }
+}
+
+/// Appends one record at the pack's end. A failed write is undone: the
+/// file is cut back to the end of the last whole record (the records
+/// before it, durable or not, stay whole and indexed), so no torn record
+/// stays on disk and the space it took is free again.
 fn write_record(
     pack: &mut Pack,
     kind: Kind,
     hash: &Hash,
     payload: &[u8],
-) -> Result<Loc, StoreError> {
+) -> Result<Loc, WriteError> {
     let len = u32::try_from(payload.len())
         .ok()
         .filter(|l| u64::from(*l) <= kind.max_payload_bytes())
-        .ok_or(StoreError::TooLarge {
+        .ok_or(WriteError::Undone(StoreError::TooLarge {
             kind: kind.name(),
             size_bytes: payload.len() as u64,
             limit_bytes: kind.max_payload_bytes(),
-        })?;
+        }))?;
     let mut rec = Vec::with_capacity(HEADER_BYTES as usize + payload.len());
     rec.extend_from_slice(&encode_header(kind, len, hash));
     rec.extend_from_slice(payload);
-    pack.file
-        .write_all_at(&rec, pack.size)
-        .map_err(io_at(&pack.path))?;
+    if let Err(source) = pack.file.write_all_at(&rec, pack.size) {
+        let err = write_error(&pack.path, source);
+        return Err(match pack.file.set_len(pack.size) {
+            Ok(()) => WriteError::Undone(err),
+            Err(cut) => WriteError::Torn(StoreError::WriteFailed {
+                path: pack.path.clone(),
+                source: std::io::Error::new(
+                    cut.kind(),
+                    format!("{err}; then cutting off the partial record failed: {cut}"),
+                ),
+            }),
+        });
+    }
     let loc = Loc {
         pack: pack.id,
         offset: pack.size + HEADER_BYTES,
@@ -689,10 +787,22 @@ fn write_record(
     Ok(loc)
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Makes this thread's next `fdatasync` fail with EIO (tests: no real
+    /// disk fails on demand).
+    pub(super) static FAIL_NEXT_FDATASYNC: std::cell::Cell<bool> =
+        const { std::cell::Cell::new(false) };
+}
+
 /// `fdatasync` of one file, told to the probe once it returned (so that
 /// removing a call removes both, and the power-loss test sees it).
 pub(super) fn fdatasync(file: &File, path: &Path, probe: Option<&Probe>) -> Result<(), StoreError> {
-    file.sync_data().map_err(io_at(path))?;
+    #[cfg(test)]
+    if FAIL_NEXT_FDATASYNC.with(|f| f.replace(false)) {
+        return Err(write_error(path, std::io::Error::from_raw_os_error(5)));
+    }
+    file.sync_data().map_err(|e| write_error(path, e))?;
     if let Some(p) = probe {
         p(&SyncEvent::File(path.to_path_buf()));
     }

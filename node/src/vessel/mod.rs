@@ -25,6 +25,7 @@
 pub mod checkpoint;
 pub mod image;
 pub mod log;
+pub mod retention;
 pub mod runner;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -178,6 +179,9 @@ pub struct Host {
     /// takes; it has a lock of its own, so a caller may clone the `Arc` and
     /// record without holding the host's lock.
     pub traffic: Arc<crate::placement::TrafficBook>,
+    /// Which checkpoints are kept, the disk budget, and when the store is
+    /// collected next ([`retention`]).
+    pub retention: retention::Retention,
 }
 
 impl Host {
@@ -207,6 +211,7 @@ impl Host {
             hubs: HashMap::new(),
             hub_started: None,
             traffic: Arc::new(crate::placement::TrafficBook::default()),
+            retention: retention::Retention::default(),
         })
     }
 
@@ -333,7 +338,8 @@ impl Host {
     }
 
     /// Every image that must keep its chunks: vessels here (running,
-    /// prepared, ended) and the departed LRU.
+    /// prepared, ended), the newest checkpoints of those that run here
+    /// ([`Host::note_checkpoint`]), and the departed LRU.
     pub fn live_images(&self) -> Vec<Hash> {
         // A vessel that left keeps its chunks only while the departed LRU
         // remembers it.
@@ -343,22 +349,27 @@ impl Host {
             .filter(|l| !matches!(l.record, Record::Left { .. }))
             .map(|l| l.record.image())
             .collect();
+        keep.extend(self.kept_checkpoint_images());
         keep.extend(self.departed.iter().map(|(_, h)| *h));
         keep
+    }
+
+    /// The images of the vessels prepared here, from their records on disk.
+    fn prepared_images(&self) -> impl Iterator<Item = Hash> {
+        self.read_records()
+            .into_iter()
+            .filter(|(_, r)| matches!(r, Record::Prepared { .. }))
+            .map(|(_, r)| r.image())
     }
 
     /// Removes chunks, manifests and images that no kept image names: the
     /// vessels here, the prepared ones on disk, and the departed LRU. Call
     /// only while no migration is arriving (its chunks are named by no
-    /// image yet).
+    /// image yet) unless every batch is written under a pin (see
+    /// [`Host::collection_if_due`]).
     pub fn evict(&self) -> usize {
         let mut keep = self.live_images();
-        keep.extend(
-            self.read_records()
-                .into_iter()
-                .filter(|(_, r)| matches!(r, Record::Prepared { .. }))
-                .map(|(_, r)| r.image()),
-        );
+        keep.extend(self.prepared_images());
         match self.store.retain_images(&keep) {
             Ok(n) => n,
             Err(e) => {
