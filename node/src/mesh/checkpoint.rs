@@ -5,7 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use protocol::vessel::VesselId;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
+
+use super::vessels::Migrator;
 
 use crate::sync::lock;
 use crate::vessel::checkpoint::{finish, CheckpointError, Durable};
@@ -64,8 +66,10 @@ async fn take_inner(host: &Arc<Mutex<Host>>, id: VesselId) -> Result<Durable, Ch
 
 /// Runs for as long as the node: checkpoints each vessel running here once
 /// per its interval (`default_every` unless its deployment says; `None`:
-/// only those whose deployment asks).
-pub async fn periodic(host: Arc<Mutex<Host>>, default_every: Option<Duration>) {
+/// only those whose deployment asks), and collects the store's garbage when
+/// enough was written since the last collection.
+pub async fn periodic(mesh: Migrator, default_every: Option<Duration>) {
+    let host = mesh.host.clone();
     let mut tick = tokio::time::interval(DUE_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -73,19 +77,51 @@ pub async fn periodic(host: Arc<Mutex<Host>>, default_every: Option<Duration>) {
         let due = lock(&host).checkpoints_due(Instant::now(), default_every);
         for id in due {
             let host = host.clone();
+            let mesh = mesh.clone();
             tokio::spawn(async move {
                 match take(&host, id).await {
-                    Ok(d) => debug!(
-                        vessel = %id,
-                        image = %d.image,
-                        pause_us = d.pause.as_micros() as u64,
-                        changed_chunks = d.changed_chunks,
-                        "checkpoint durable"
-                    ),
+                    Ok(d) => {
+                        collect_if_due(&mesh);
+                        debug!(
+                            vessel = %id,
+                            image = %d.image,
+                            pause_us = d.pause.as_micros() as u64,
+                            changed_chunks = d.changed_chunks,
+                            "checkpoint durable"
+                        )
+                    }
                     Err(e) if e.is_expected() => debug!(vessel = %id, "checkpoint dropped: {e}"),
                     Err(e) => warn!(vessel = %id, "checkpoint skipped: {e}"),
                 }
             });
         }
     }
+}
+
+/// Runs a collection of the store's garbage (old checkpoints) when one is
+/// due, off the async runtime. Decided only while no migration is in
+/// flight: an arriving one's chunks are in no image yet (what is stored
+/// after the decision is pinned by the collection itself).
+fn collect_if_due(mesh: &Migrator) {
+    let collection = {
+        let mut h = lock(&mesh.host);
+        let moving = h.vessels.values().any(|l| l.migrating);
+        if moving || !lock(&mesh.incoming).is_empty() {
+            return;
+        }
+        h.collection_if_due()
+    };
+    let Some(collection) = collection else {
+        return;
+    };
+    tokio::task::spawn_blocking(move || match collection.run() {
+        Ok(c) => info!(
+            chunks_removed = c.chunks_removed,
+            bytes_before = c.bytes_before,
+            bytes_after = c.bytes_after,
+            took_ms = c.took.as_millis() as u64,
+            "collected old checkpoints from the chunk store"
+        ),
+        Err(e) => warn!("cannot collect the chunk store's garbage: {e}"),
+    });
 }

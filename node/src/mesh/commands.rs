@@ -582,6 +582,8 @@ fn checkpoint_refusal(vessel: VesselId, e: crate::vessel::checkpoint::Checkpoint
         E::NotHere => RefusalCode::UnknownVessel,
         E::NotRunning(_) | E::Capture(_) => RefusalCode::Invalid,
         E::Moving | E::Busy | E::Superseded | E::Timeout(_) => RefusalCode::Busy,
+        E::Store(e) if e.is_disk_full() => RefusalCode::Full,
+        E::Budget(_) => RefusalCode::Full,
         E::Store(_) => RefusalCode::Internal,
     };
     Refusal::new(code, format!("cannot checkpoint vessel {vessel}: {e}"))

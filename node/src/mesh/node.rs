@@ -228,7 +228,7 @@ pub async fn run(
     recover(&state);
     let every =
         (config.checkpoint_every_ms > 0).then(|| Duration::from_millis(config.checkpoint_every_ms));
-    tokio::spawn(super::checkpoint::periodic(state.host.clone(), every));
+    tokio::spawn(super::checkpoint::periodic(state.migrator(), every));
     let mut commands = params.commands;
     let mut status_tick = tokio::time::interval(Duration::from_millis(config.status_interval_ms));
     let mut redial_tick = tokio::time::interval(Duration::from_millis(config.redial_interval_ms));

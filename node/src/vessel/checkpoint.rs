@@ -36,10 +36,11 @@ use tokio::sync::oneshot;
 
 use super::image::{self, changed_chunks};
 use super::log::VesselLog;
+use super::retention::BudgetExceeded;
 use super::runner::{AtPoint, AtPointRefused, Command};
 use super::{Host, PreparedModule, Record};
 use crate::migration::record::may_checkpoint;
-use crate::store::{ChunkStore, StoreError};
+use crate::store::{ChunkStore, Pin, StoreError};
 use crate::sync::lock;
 
 /// Why a checkpoint was not taken.
@@ -61,6 +62,8 @@ pub enum CheckpointError {
     Timeout(Duration),
     #[error("it moved, ended or was checkpointed otherwise meanwhile; this one is dropped")]
     Superseded,
+    #[error(transparent)]
+    Budget(#[from] BudgetExceeded),
 }
 
 impl CheckpointError {
@@ -237,6 +240,8 @@ pub struct Checkpoints {
     pub problem: Option<String>,
     /// How many were made durable since the vessel started here.
     pub taken: u64,
+    /// How many chunks of memory the last durable one changed.
+    pub last_changed: usize,
     /// The prepared module and its image, read once.
     module: Option<(Arc<PreparedModule>, ChunkedImage)>,
     /// The log's chunks as the last checkpoint stored them.
@@ -244,6 +249,18 @@ pub struct Checkpoints {
 }
 
 impl Checkpoints {
+    /// What the next checkpoint may add to the store, for the disk budget:
+    /// as many chunks as the last one changed (the whole memory for the
+    /// first), and room for its documents and the log's tail.
+    fn estimate_bytes(&self, memory_bytes: u64) -> u64 {
+        const DOCUMENTS_BYTES: u64 = 1 << 20;
+        let memory = match self.last_durable {
+            None => memory_bytes,
+            Some(_) => self.last_changed as u64 * (u64::from(CHUNK_SIZE_BYTES) + 64),
+        };
+        memory + DOCUMENTS_BYTES
+    }
+
     fn note_done(&mut self) {
         let now = Instant::now();
         let took = self.last_attempt.map_or(Duration::ZERO, |t| now - t);
@@ -260,6 +277,9 @@ pub struct Taken {
     log_end: u64,
     at: Instant,
     pause: Duration,
+    /// Keeps what this checkpoint stores from a collection until its
+    /// record is written and noted ([`Host::note_checkpoint`]).
+    _pin: Pin,
 }
 
 /// A durable checkpoint.
@@ -327,6 +347,13 @@ impl Host {
         if let Some((exit, _)) = runner.exit() {
             return Err(CheckpointError::NotRunning(exit));
         }
+        let estimate = l.checkpoints.estimate_bytes(runner.memory_bytes());
+        self.checkpoint_allowed(estimate)?;
+        let l = self.vessels.get_mut(&id).ok_or(CheckpointError::NotHere)?;
+        let runner = l
+            .runner
+            .as_ref()
+            .ok_or_else(|| CheckpointError::NotRunning("no thread".into()))?;
         let volumes: Vec<(PathBuf, String)> =
             image::volume_dirs(&vessel_dir, l.deployment.body.volumes.len())
                 .into_iter()
@@ -335,8 +362,10 @@ impl Host {
         let (tx, rx) = oneshot::channel();
         let baseline = l.checkpoints.baseline.clone();
         let log = l.log.clone();
+        // Before the pause: the volumes' chunks are stored in it.
+        let pin = store.pin();
         let at_point = move |p: Result<AtPoint<'_>, AtPointRefused>| {
-            let taken = p.map(|p| in_the_pause(p, &baseline, &store, &volumes, &log, hub));
+            let taken = p.map(|p| in_the_pause(p, &baseline, &store, &volumes, &log, hub, pin));
             if let Err(Ok(_)) = tx.send(taken) {
                 // Nobody waits for it any more: its chunks will never be
                 // hashed, so the copy no longer matches.
@@ -374,6 +403,7 @@ fn in_the_pause(
     volumes: &[(PathBuf, String)],
     log: &Mutex<VesselLog>,
     hub: Option<Arc<crate::dock::services::ingress::IngressHub>>,
+    pin: Pin,
 ) -> Taken {
     let changed = lock(baseline).take_changes(p.memory);
     let volumes = volumes
@@ -389,6 +419,7 @@ fn in_the_pause(
         log_end,
         at: p.at,
         pause: p.at.elapsed(),
+        _pin: pin,
     }
 }
 
@@ -518,8 +549,12 @@ fn commit(
     let record = Record::Owned { epoch, image };
     h.write_record(id, &record)
         .map_err(|e| CheckpointError::Capture(format!("its record: {e}")))?;
+    // Noted before the pin goes (with `taken`): from here on retention
+    // keeps it.
+    h.note_checkpoint(id, image);
     let l = h.vessels.get_mut(&id).ok_or(CheckpointError::NotHere)?;
     l.record = record;
+    l.checkpoints.last_changed = taken.changed.len();
     let c = &mut l.checkpoints;
     c.in_flight = false;
     c.note_done();

@@ -212,3 +212,142 @@ fn wait_end(user: &User, node: &Node) -> Value {
         std::thread::sleep(POLL);
     }
 }
+
+/// A tmpfs mounted for one test, unmounted (lazily, in case a killed
+/// node's files linger) when dropped, also when the test panics.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    /// `None` only when not root (a developer's machine); as root (CI) a
+    /// mount that fails fails the test.
+    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("not root: the disk-full test cannot mount a tmpfs here (CI runs it as root)");
+            return None;
+        }
+        std::fs::create_dir_all(dir).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "root, but `mount -t tmpfs` failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Bytes free on the file system that holds `dir`.
+fn free_bytes(dir: &Path) -> u64 {
+    let s = rustix::fs::statvfs(dir).unwrap();
+    s.f_bavail * s.f_frsize
+}
+
+/// Goal (issue 13's disk-full test): the node's data directory is on a
+/// small tmpfs that fills up. Checkpoints are skipped with a warning in the
+/// node log and in `ps`, the vessel keeps running, and nothing durable is
+/// damaged: with room again checkpoints resume, and after a `kill -9` the
+/// vessel continues from its newest durable checkpoint and ends as an
+/// uninterrupted run.
+#[test]
+fn a_full_disk_skips_checkpoints_and_damages_nothing() {
+    let _cpu = crate::support::shared_cpu();
+    let wasm = compile_c("node/tests/it/programs/counter.c", &[]);
+    let user = User::new();
+    let data_dir = user.home.path().join("n");
+    let Some(_tmpfs) = Tmpfs::mount(&data_dir, "32m") else {
+        return;
+    };
+    let volume = user.home.path().join("vol");
+    std::fs::create_dir_all(&volume).unwrap();
+    // No budget: the disk itself is the limit here.
+    std::fs::write(data_dir.join("config.toml"), "disk_budget_bytes = 0\n").unwrap();
+    let mut node = user.start_in(&data_dir, &[], &[]);
+    node.wait_ready();
+    let target = 1200u64;
+    let out = user.run(&[
+        "deploy",
+        "--data-dir",
+        node.dir(),
+        "--name",
+        "counter",
+        "--volume",
+        &format!("/data={}", volume.display()),
+        "--checkpoint-every",
+        "200ms",
+        wasm.to_str().unwrap(),
+        &target.to_string(),
+        "10",
+    ]);
+    assert!(out.status.success(), "deploy: {}", stderr(&out));
+    wait_running(&user, &node, "counter");
+
+    // Fill the disk but for a few KiB.
+    let filler = data_dir.join("filler");
+    let room = free_bytes(&data_dir).saturating_sub(16 * 1024);
+    std::fs::write(&filler, vec![0xa5u8; room as usize]).unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    let problem = loop {
+        let row = ps_row(&user, &node, "counter").expect("ps");
+        assert_eq!(row["state"], "running", "{row}\n{}", node.log());
+        if let Some(p) = row["checkpoint_problem"].as_str() {
+            break p.to_string();
+        }
+        assert!(Instant::now() < deadline, "no checkpoint was skipped: {row}\n{}", node.log());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(problem.contains("full"), "ps says: {problem}");
+    assert!(node.log().contains("checkpoint skipped"), "{}", node.log());
+    let before = ps_row(&user, &node, "counter").unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    let after = ps_row(&user, &node, "counter").unwrap();
+    assert!(
+        after["checkpoint_age_ms"].as_u64() > before["checkpoint_age_ms"].as_u64(),
+        "a checkpoint was taken on a full disk: {before} then {after}"
+    );
+    assert_eq!(after["state"], "running", "{after}");
+
+    // Room again: checkpoints resume.
+    std::fs::remove_file(&filler).unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let row = ps_row(&user, &node, "counter").expect("ps");
+        if row["checkpoint_problem"].is_null() && row["checkpoint_age_ms"].as_u64() < Some(400) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "checkpoints did not resume: {row}\n{}", node.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Nothing durable was damaged: killed, it continues from its newest
+    // checkpoint and ends as an uninterrupted run.
+    let _ = node.child.kill();
+    let _ = node.child.wait();
+    let _ = std::fs::remove_file(data_dir.join("node.addrs"));
+    let mut node = user.start_in(&data_dir, &[], &[]);
+    node.wait_ready();
+    let row = wait_end(&user, &node);
+    assert_eq!(row["exit_code"], 0, "{row}\n{}", node.log());
+    let out = user.run(&["logs", "--data-dir", node.dir(), "counter"]);
+    let expected: String = (1..=target)
+        .map(|n| format!("count {n}\n"))
+        .chain([format!("done {target}\n")])
+        .collect();
+    assert!(
+        String::from_utf8_lossy(&out.stdout) == expected,
+        "the log is not an uninterrupted run's"
+    );
+    drop(node);
+}
