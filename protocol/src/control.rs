@@ -105,6 +105,12 @@ pub enum Command {
     Logs {
         vessel: String,
         from: u64,
+        /// A log generation whose rolled-back lines to read instead of the
+        /// current log (`logs --generation N`); None: the current log. An
+        /// older node ignores it and answers with its current log, which
+        /// the answer's `generation` shows.
+        #[serde(default)]
+        generation: Option<u32>,
     },
     /// Move a vessel (id, id prefix or name) to the member with this PeerId.
     /// Answers at once; `MigrationStatus` follows it.
@@ -304,6 +310,44 @@ pub struct LogChunk {
     pub ended: Option<String>,
     /// The node that answered.
     pub node: String,
+    /// The generation these records belong to: the current one, or the
+    /// one asked for. A log starts at generation 0; each crash that rolled
+    /// it back starts the next (0 from a node older than generations).
+    #[serde(default)]
+    pub generation: u32,
+    /// The offset at which the current generation begins (the offset its
+    /// last rollback went back to; 0 if it never rolled back).
+    #[serde(default)]
+    pub generation_start: u64,
+    /// The generations that were rolled back on the answering node, oldest
+    /// first (empty from older nodes).
+    #[serde(default)]
+    pub generations: Vec<LogGeneration>,
+}
+
+/// A log generation that a crash rolled back: the node resumed the vessel
+/// from an image whose log ended at `rolled_back_to`, while this generation
+/// had printed up to `ended_at`. Generation `generation + 1` begins at
+/// `rolled_back_to`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogGeneration {
+    pub generation: u32,
+    /// The offset the log was rolled back to.
+    pub rolled_back_to: u64,
+    /// Where this generation's log ended when the node went down.
+    pub ended_at: u64,
+    /// When the rollback was found (at the resume), Unix milliseconds.
+    pub at_unix_ms: u64,
+    /// How many of the rolled-back bytes are kept for `logs --generation`
+    /// (the newest, whole records; the rest are dropped to a bound).
+    pub kept_bytes: u64,
+}
+
+impl LogGeneration {
+    /// How many bytes of log the rollback took back.
+    pub fn rolled_back_bytes(&self) -> u64 {
+        self.ended_at.saturating_sub(self.rolled_back_to)
+    }
 }
 
 /// How a migration went (or is going).

@@ -118,6 +118,7 @@ fn remember(h: &mut Host, id: VesselId, record: Record, image: VesselImage) {
         Ok(bytes) => crate::vessel::log::VesselLog {
             start: image.log.start_offset,
             bytes,
+            ..Default::default()
         },
         Err(_) => Default::default(),
     };

@@ -23,6 +23,7 @@
 //! once.
 
 pub mod image;
+pub mod journal;
 pub mod log;
 pub mod runner;
 
