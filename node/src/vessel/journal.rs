@@ -8,7 +8,8 @@
 //! every record to a journal in the vessel's directory as it is printed:
 //!
 //! ```text
-//! log.journal      "MNLOGJ1\n" · epoch u64 LE · start offset u64 LE · records
+//! log.journal      "MNLOGJ1\n" · epoch u64 · start offset u64 · journal id u64
+//!                  (little-endian) · records
 //! log.journal.old  the same, the part before log.journal (after a rotation)
 //! ```
 //!
@@ -45,8 +46,8 @@ pub const JOURNAL_OLD_FILE: &str = "log.journal.old";
 pub const GENERATIONS_FILE: &str = "log-generations.cbor";
 
 const JOURNAL_MAGIC: [u8; 8] = *b"MNLOGJ1\n";
-/// Magic, epoch, start offset.
-pub const JOURNAL_HEADER_BYTES: usize = 8 + 8 + 8;
+/// Magic, epoch, start offset, journal id.
+pub const JOURNAL_HEADER_BYTES: usize = 8 + 8 + 8 + 8;
 /// A journal file moves to `log.journal.old` before a record would take it
 /// past this: the two files together hold at least the newest half of what
 /// the log keeps, which is far more than a checkpoint interval prints.
@@ -101,6 +102,9 @@ fn corrupt(path: &Path, reason: impl Into<String>) -> JournalError {
 pub struct Journal {
     dir: PathBuf,
     epoch: u64,
+    /// Random, per journal (its rotated parts share it): the same journal
+    /// found twice is one rollback, not two.
+    id: u64,
     file: File,
     /// The absolute offset of the current file's first record.
     start: u64,
@@ -117,10 +121,14 @@ impl Journal {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&old)(e)),
             _ => {}
         }
-        let file = new_journal_file(dir, epoch, start)?;
+        let mut id = [0u8; 8];
+        getrandom::fill(&mut id).map_err(|e| io(dir)(std::io::Error::other(e.to_string())))?;
+        let id = u64::from_le_bytes(id);
+        let file = new_journal_file(dir, epoch, start, id)?;
         Ok(Journal {
             dir: dir.to_path_buf(),
             epoch,
+            id,
             file,
             start,
             len_bytes: 0,
@@ -144,20 +152,21 @@ impl Journal {
         std::fs::rename(&cur, &old).map_err(io(&cur))?;
         self.start += self.len_bytes;
         self.len_bytes = 0;
-        self.file = new_journal_file(&self.dir, self.epoch, self.start)?;
+        self.file = new_journal_file(&self.dir, self.epoch, self.start, self.id)?;
         Ok(())
     }
 }
 
 /// Writes a journal file with its header under a temporary name and moves
 /// it into place, so a reader never sees a file without its header.
-fn new_journal_file(dir: &Path, epoch: u64, start: u64) -> Result<File, JournalError> {
+fn new_journal_file(dir: &Path, epoch: u64, start: u64, id: u64) -> Result<File, JournalError> {
     let path = dir.join(JOURNAL_FILE);
     let tmp = dir.join(format!("{JOURNAL_FILE}.tmp"));
     let mut header = Vec::with_capacity(JOURNAL_HEADER_BYTES);
     header.extend_from_slice(&JOURNAL_MAGIC);
     header.extend_from_slice(&epoch.to_le_bytes());
     header.extend_from_slice(&start.to_le_bytes());
+    header.extend_from_slice(&id.to_le_bytes());
     std::fs::write(&tmp, &header).map_err(io(&tmp))?;
     std::fs::rename(&tmp, &path).map_err(io(&tmp))?;
     OpenOptions::new().append(true).open(&path).map_err(io(&path))
@@ -167,6 +176,7 @@ fn new_journal_file(dir: &Path, epoch: u64, start: u64) -> Result<File, JournalE
 #[derive(Debug, PartialEq, Eq)]
 pub struct JournalRead {
     pub epoch: u64,
+    pub id: u64,
     pub start: u64,
     pub bytes: Vec<u8>,
 }
@@ -202,7 +212,7 @@ fn read_journal_file(path: &Path) -> Result<Option<JournalRead>, JournalError> {
         return Err(corrupt(path, "no journal header"));
     }
     let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
-    let (epoch, start) = (word(8), word(16));
+    let (epoch, start, id) = (word(8), word(16), word(24));
     let mut records = bytes.split_off(JOURNAL_HEADER_BYTES);
     let whole = whole_records_len(&records).map_err(|r| corrupt(path, r))?;
     records.truncate(whole);
@@ -211,6 +221,7 @@ fn read_journal_file(path: &Path) -> Result<Option<JournalRead>, JournalError> {
     }
     Ok(Some(JournalRead {
         epoch,
+        id,
         start,
         bytes: records,
     }))
@@ -247,7 +258,7 @@ pub fn read_journal(dir: &Path) -> Result<Option<JournalRead>, JournalError> {
     // A rotated part that does not join (torn by a power cut, or of another
     // run) is left out: the current part alone is still true.
     match read_journal_file(&dir.join(JOURNAL_OLD_FILE)) {
-        Ok(Some(mut old)) if old.epoch == current.epoch && old.end() == current.start => {
+        Ok(Some(mut old)) if old.id == current.id && old.end() == current.start => {
             old.bytes.extend_from_slice(&current.bytes);
             Ok(Some(old))
         }
@@ -255,12 +266,12 @@ pub fn read_journal(dir: &Path) -> Result<Option<JournalRead>, JournalError> {
     }
 }
 
-/// One rolled-back generation as kept on disk: with the epoch it was
-/// found under, so that finding the same journal twice (a crash between
+/// One rolled-back generation as kept on disk: with the journal it was
+/// found in, so that finding the same journal twice (a crash between
 /// writing the list and restarting the journal) records it once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct KeptGeneration {
-    epoch: u64,
+    journal_id: u64,
     info: LogGeneration,
 }
 
@@ -348,23 +359,23 @@ impl LogHistory {
         self.doc.rolled_back.iter().map(|k| k.info.clone()).collect()
     }
 
-    /// Records a rollback found under `epoch`: the log went back to
+    /// Records a rollback found in journal `journal_id`: the log went back to
     /// `rolled_back_to` from `ended_at`; `tail` holds the newest whole
     /// records of what was rolled back, ending at `ended_at`. Writes the
     /// tail, then the list (so a listed generation's tail is on disk).
     pub fn record_rollback(
         &mut self,
-        epoch: u64,
+        journal_id: u64,
         rolled_back_to: u64,
         ended_at: u64,
         at_unix_ms: u64,
         tail: &[u8],
     ) -> Result<(), JournalError> {
-        let seen = self.doc.rolled_back.last().is_some_and(|k| {
-            k.epoch == epoch
-                && k.info.rolled_back_to == rolled_back_to
-                && k.info.ended_at == ended_at
-        });
+        let seen = self
+            .doc
+            .rolled_back
+            .iter()
+            .any(|k| k.journal_id == journal_id);
         if seen {
             return Ok(());
         }
@@ -372,7 +383,7 @@ impl LogHistory {
         let path = tail_file(&self.dir, generation);
         write_durably(&path, tail)?;
         self.doc.rolled_back.push(KeptGeneration {
-            epoch,
+            journal_id,
             info: LogGeneration {
                 generation,
                 rolled_back_to,
@@ -466,7 +477,11 @@ pub enum Finding {
     NoRollback,
     /// The log was rolled back from `ended_at` to the image's log end;
     /// `tail` holds the newest whole records of it (bounded).
-    Rollback { ended_at: u64, tail: Vec<u8> },
+    Rollback {
+        journal_id: u64,
+        ended_at: u64,
+        tail: Vec<u8>,
+    },
 }
 
 /// Compares a journal with the log of an image of `epoch` (records from
@@ -501,6 +516,7 @@ pub fn compare(
         &journal.bytes[at..]
     };
     Ok(Finding::Rollback {
+        journal_id: journal.id,
         ended_at: journal.end(),
         tail: newest_records(past, MAX_ROLLED_BACK_KEPT_BYTES as usize).to_vec(),
     })
@@ -547,12 +563,17 @@ pub fn restore(dir: &Path, epoch: u64, start: u64, bytes: Vec<u8>) -> VesselLog 
             Finding::NoRollback
         }
     };
-    if let Finding::Rollback { ended_at, tail } = finding {
+    if let Finding::Rollback {
+        journal_id,
+        ended_at,
+        tail,
+    } = finding
+    {
         tracing::info!(
             "{}: the log was rolled back from offset {ended_at} to {end} by the resume",
             dir.display()
         );
-        if let Err(e) = history.record_rollback(epoch, end, ended_at, now_unix_ms(), &tail) {
+        if let Err(e) = history.record_rollback(journal_id, end, ended_at, now_unix_ms(), &tail) {
             tracing::warn!("the rolled-back log lines cannot be kept: {e}");
         }
     }
@@ -564,5 +585,253 @@ pub fn restore(dir: &Path, epoch: u64, start: u64, bytes: Vec<u8>) -> VesselLog 
         bytes,
         journal,
         history,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::vessel::{log_append, log_records};
+
+    fn lines(log: &mut VesselLog, from: u32, to: u32) {
+        for n in from..to {
+            log.append(1, format!("line {n}\n").as_bytes());
+        }
+    }
+
+    fn texts(records: &[u8]) -> Vec<String> {
+        log_records(records)
+            .into_iter()
+            .map(|(_, r)| String::from_utf8_lossy(r).into_owned())
+            .collect()
+    }
+
+    /// The image's log of a vessel that printed lines `0..n` (as a
+    /// checkpoint would hold it).
+    fn image_log(n: u32) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for i in 0..n {
+            log_append(&mut bytes, 1, format!("line {i}\n").as_bytes());
+        }
+        bytes
+    }
+
+    /// A restart from the arrival image (log empty) after the vessel
+    /// printed: a rollback to offset 0, whose lines are kept as generation
+    /// 0; the next restart from a checkpoint rolls back only what followed
+    /// it; both survive further restarts.
+    #[test]
+    fn a_resume_behind_the_journal_is_a_new_generation_that_keeps_what_was_rolled_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = restore(dir.path(), 7, 0, Vec::new());
+        assert_eq!(log.history.current(), 0);
+        lines(&mut log, 0, 5);
+        let printed_end = log.end();
+        drop(log); // kill -9: the journal's writes are in the page cache
+
+        let mut log = restore(dir.path(), 7, 0, Vec::new());
+        assert_eq!(log.history.current(), 1);
+        assert_eq!(log.history.current_start(), 0);
+        let g = &log.history.rolled_back()[0];
+        assert_eq!((g.generation, g.rolled_back_to, g.ended_at), (0, 0, printed_end));
+        assert_eq!(g.rolled_back_bytes(), printed_end);
+        let page = log.page_of(0, Some(0)).unwrap();
+        assert_eq!(page.generation, 0);
+        assert_eq!(texts(&page.records)[4], "line 4\n");
+        assert_eq!(log_records(&page.records).len(), 5);
+
+        // It re-executes and prints further; a checkpoint holds lines 0..3,
+        // and the node dies after line 8.
+        lines(&mut log, 0, 9);
+        drop(log);
+        let checkpoint = image_log(3);
+        let end = checkpoint.len() as u64;
+        let log = restore(dir.path(), 7, 0, checkpoint);
+        assert_eq!(log.history.current(), 2);
+        assert_eq!(log.history.current_start(), end);
+        let page = log.page_of(0, Some(1)).unwrap();
+        assert_eq!(page.from, end);
+        assert_eq!(texts(&page.records), ["line 3\n", "line 4\n", "line 5\n", "line 6\n", "line 7\n", "line 8\n"]);
+        // The current generation is the log itself.
+        assert_eq!(log.page_of(0, Some(2)).unwrap().records, log.bytes);
+        drop(log);
+
+        // A clean restart from an image that has everything: no rollback,
+        // and the history is still there.
+        let all = image_log(3);
+        let log = restore(dir.path(), 7, 0, all);
+        assert_eq!(log.history.current(), 2);
+        assert_eq!(log.history.rolled_back().len(), 2);
+    }
+
+    /// An image of another epoch (a migration's arrival, or a vessel that
+    /// came back) is not a rollback, however far the journal reached; the
+    /// journal then restarts at the image's log end, under the new epoch.
+    #[test]
+    fn an_arrival_is_not_a_rollback() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = restore(dir.path(), 1, 0, Vec::new());
+        lines(&mut log, 0, 4);
+        drop(log);
+        let log = restore(dir.path(), 2, 0, image_log(2));
+        assert_eq!(log.history.current(), 0);
+        assert!(log.history.rolled_back().is_empty());
+        let j = read_journal(dir.path()).unwrap().unwrap();
+        assert_eq!((j.epoch, j.start, j.bytes.len()), (2, log.end(), 0));
+        let err = log.page_of(0, Some(1)).err().unwrap();
+        assert!(err.to_string().contains("never rolled back"), "{err}");
+    }
+
+    /// A journal torn in its last record (a crash inside a write) keeps its
+    /// whole records; one with a bad header, impossible records or more
+    /// bytes than a node writes is refused with a reason (and `restore`
+    /// goes on without it), never a panic.
+    #[test]
+    fn a_torn_or_corrupt_journal_is_cut_or_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = restore(dir.path(), 3, 0, Vec::new());
+        lines(&mut log, 0, 3);
+        drop(log);
+        let path = dir.path().join(JOURNAL_FILE);
+        let whole = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &whole[..whole.len() - 2]).unwrap();
+        let j = read_journal(dir.path()).unwrap().unwrap();
+        assert_eq!(texts(&j.bytes), ["line 0\n", "line 1\n"]);
+
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (b"MNLOGJ1".to_vec(), "no journal header"),
+            ([b"XXXXXXXX".as_slice(), &whole[8..]].concat(), "no journal header"),
+            ([&whole[..JOURNAL_HEADER_BYTES], &[9, 1, 0, 0, 0, b'x'][..]].concat(), "stream 9"),
+            (
+                [&whole[..JOURNAL_HEADER_BYTES], &[1, 0xff, 0xff, 0xff, 0xff][..]].concat(),
+                "bytes at byte 0",
+            ),
+        ];
+        for (bytes, reason) in cases {
+            std::fs::write(&path, &bytes).unwrap();
+            let err = read_journal(dir.path()).unwrap_err();
+            assert!(matches!(err, JournalError::Corrupt { .. }), "{err}");
+            assert!(err.to_string().contains(reason), "{err}");
+            let log = restore(dir.path(), 3, 0, Vec::new());
+            assert_eq!(log.history.current(), 0, "{reason}");
+            // The journal was replaced by a good one.
+            assert!(read_journal(dir.path()).unwrap().is_some());
+        }
+        // Too large to be ours: refused before it is read.
+        let f = File::create(&path).unwrap();
+        f.set_len(MAX_JOURNAL_FILE_BYTES + 1).unwrap();
+        assert!(matches!(
+            read_journal(dir.path()),
+            Err(JournalError::TooLarge { .. })
+        ));
+        assert_eq!(restore(dir.path(), 3, 0, Vec::new()).history.current(), 0);
+    }
+
+    /// A journal that does not agree with the image on the bytes both
+    /// hold is not evidence of a rollback.
+    #[test]
+    fn a_journal_that_disagrees_with_the_image_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = restore(dir.path(), 3, 0, Vec::new());
+        lines(&mut log, 0, 4);
+        drop(log);
+        let mut other = Vec::new();
+        log_append(&mut other, 1, b"LINE 0\n");
+        let log = restore(dir.path(), 3, 0, other);
+        assert_eq!(log.history.current(), 0);
+        // An image log that ends inside a journal record.
+        let mut log = restore(dir.path(), 3, 0, Vec::new());
+        lines(&mut log, 0, 4);
+        drop(log);
+        let j = read_journal(dir.path()).unwrap().unwrap();
+        assert!(compare(&j, 3, 0, &j.bytes[..3]).is_err());
+    }
+
+    /// The journal rotates before a file passes its bound, and the two
+    /// parts read back as one; the kept tail of a large rollback is its
+    /// newest whole records, within the bound, while the count of bytes
+    /// rolled back is the whole.
+    #[test]
+    fn the_journal_and_the_kept_tail_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = restore(dir.path(), 1, 0, Vec::new());
+        let line = vec![b'y'; 64 * 1024 - 1];
+        let count = (ROTATE_AT_BYTES / line.len() as u64) * 3 / 2;
+        for _ in 0..count {
+            log.append(1, &line);
+        }
+        let end = log.end();
+        drop(log);
+        for f in [JOURNAL_FILE, JOURNAL_OLD_FILE] {
+            let len = std::fs::metadata(dir.path().join(f)).unwrap().len();
+            assert!(len <= JOURNAL_HEADER_BYTES as u64 + ROTATE_AT_BYTES, "{f}: {len}");
+        }
+        let j = read_journal(dir.path()).unwrap().unwrap();
+        assert_eq!((j.start, j.end()), (0, end));
+        let log = restore(dir.path(), 1, 0, Vec::new());
+        let g = &log.history.rolled_back()[0];
+        assert_eq!(g.rolled_back_bytes(), end);
+        assert!(g.kept_bytes <= MAX_ROLLED_BACK_KEPT_BYTES && g.kept_bytes > 0);
+        let (tail_start, tail) = log.history.read_tail(0).unwrap();
+        assert_eq!(tail_start + tail.len() as u64, end);
+        assert_eq!(whole_records_len(&tail), Ok(tail.len()));
+    }
+
+    /// Many crashes keep the newest generations only, and their files; a
+    /// damaged list or tail is reported, not trusted.
+    #[test]
+    fn old_generations_are_dropped_and_damage_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        for _ in 0..MAX_KEPT_GENERATIONS + 2 {
+            let mut log = restore(dir.path(), 1, 0, Vec::new());
+            lines(&mut log, 0, 1);
+        }
+        let log = restore(dir.path(), 1, 0, Vec::new());
+        let kept = log.history.rolled_back();
+        assert_eq!(kept.len(), MAX_KEPT_GENERATIONS);
+        assert_eq!(log.history.current(), MAX_KEPT_GENERATIONS as u32 + 2);
+        assert_eq!(kept[0].generation, 2);
+        assert!(!tail_file(dir.path(), 1).exists());
+        assert!(tail_file(dir.path(), 2).exists());
+        assert!(log.page_of(0, Some(1)).is_err());
+
+        // A tail cut short.
+        std::fs::write(tail_file(dir.path(), 2), b"\x01\x09\0\0\0li").unwrap();
+        let err = log.page_of(0, Some(2)).err().unwrap();
+        assert!(matches!(err, JournalError::Corrupt { .. }), "{err}");
+
+        // A list that is not CBOR: a warning, and the log starts afresh.
+        std::fs::write(dir.path().join(GENERATIONS_FILE), b"garbage").unwrap();
+        assert!(LogHistory::load(dir.path()).is_err());
+        assert_eq!(restore(dir.path(), 1, 0, Vec::new()).history.current(), 0);
+    }
+
+    /// A crash between writing the list and restarting the journal finds
+    /// the same journal again: it is recorded once. The same crash twice
+    /// (same offsets, another journal) is two rollbacks.
+    #[test]
+    fn the_same_journal_is_recorded_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = restore(dir.path(), 4, 0, Vec::new());
+        lines(&mut log, 0, 2);
+        drop(log);
+        let kept: Vec<_> = [JOURNAL_FILE, JOURNAL_OLD_FILE]
+            .map(|f| std::fs::read(dir.path().join(f)).ok())
+            .into();
+        let log = restore(dir.path(), 4, 0, Vec::new());
+        assert_eq!(log.history.current(), 1);
+        drop(log);
+        for (f, bytes) in [JOURNAL_FILE, JOURNAL_OLD_FILE].iter().zip(kept) {
+            if let Some(b) = bytes {
+                std::fs::write(dir.path().join(f), b).unwrap();
+            }
+        }
+        let mut log = restore(dir.path(), 4, 0, Vec::new());
+        assert_eq!(log.history.current(), 1);
+        lines(&mut log, 0, 2);
+        drop(log);
+        let log = restore(dir.path(), 4, 0, Vec::new());
+        assert_eq!(log.history.current(), 2);
+        assert_eq!(LogHistory::load(dir.path()).unwrap(), log.history);
     }
 }
