@@ -9,6 +9,7 @@ mod wasi_errno;
 mod corpus;
 mod cross_cpu;
 mod dock;
+mod log_generations;
 mod mesh;
 mod mesh_refusals;
 mod mesh_services;
