@@ -80,6 +80,13 @@ impl Follower {
     }
 }
 
+impl Drop for Follower {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn is_marker(line: &str) -> bool {
     line.starts_with("-- rolled back to offset ")
 }
