@@ -15,11 +15,11 @@ use super::vessel_cli::Client;
 
 #[derive(Args, Debug)]
 #[command(after_help = "\
-A crash of the vessel's node (kill -9, power loss) resumes the vessel from its \
-newest checkpoint, so the log is rolled back to the checkpoint's offset and the \
-vessel prints again from there. Each such rollback starts a new log generation: \
-`logs` shows the current one (everything up to the checkpoint, then what the \
-vessel printed after it resumed). `logs -f` keeps following while the node \
+A crash of the vessel's node (kill -9, power loss) resumes the vessel from the \
+newest image the node holds of it (its checkpoint), so the log is rolled back to \
+that image's offset and the vessel prints again from there. Each such rollback \
+starts a new log generation: `logs` shows the current one (everything up to the \
+image, then what the vessel printed after it resumed). `logs -f` keeps following while the node \
 restarts, and prints one line
 
   -- rolled back to offset N after a crash --
@@ -143,7 +143,11 @@ pub struct SeenGeneration {
 /// between; each rollback that went back before `from` (what the reader
 /// had printed) moves `from` back to its offset, and is returned: the
 /// reader prints a marker for each and asks again from `from`.
-pub fn rollbacks_seen(seen: &mut Option<SeenGeneration>, page: &LogChunk, from: &mut u64) -> Vec<u64> {
+pub fn rollbacks_seen(
+    seen: &mut Option<SeenGeneration>,
+    page: &LogChunk,
+    from: &mut u64,
+) -> Vec<u64> {
     let mut back_to = Vec::new();
     if let Some(s) = seen.as_ref() {
         if s.node == page.node && page.generation > s.generation {

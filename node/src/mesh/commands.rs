@@ -402,7 +402,7 @@ pub(super) fn log_page(
     let log = lock(&l.log);
     let page = log
         .page_of(from, generation)
-        .map_err(|e| refuse(RefusalCode::BadArgument, e.to_string()))?;
+        .map_err(|e| refuse(e.refusal_code(), e.to_string()))?;
     let end = log.end();
     let ended = match (&l.record, l.ended()) {
         (Record::Left { .. }, _) => None,

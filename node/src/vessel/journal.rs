@@ -76,11 +76,27 @@ pub enum JournalError {
         source: std::io::Error,
     },
     #[error("{path}: {bytes} bytes, more than the {limit} bytes this node writes")]
-    TooLarge { path: PathBuf, bytes: u64, limit: u64 },
+    TooLarge {
+        path: PathBuf,
+        bytes: u64,
+        limit: u64,
+    },
     #[error("{path}: not a log journal this node wrote ({reason})")]
     Corrupt { path: PathBuf, reason: String },
     #[error("generation {generation}: {reason}")]
     NoSuchGeneration { generation: u32, reason: String },
+}
+
+impl JournalError {
+    /// How a reader asking for this is refused: a generation that is not
+    /// kept is the reader's mistake, a damaged file is the node's.
+    pub fn refusal_code(&self) -> protocol::refusal::RefusalCode {
+        use protocol::refusal::RefusalCode;
+        match self {
+            JournalError::NoSuchGeneration { .. } => RefusalCode::BadArgument,
+            _ => RefusalCode::Internal,
+        }
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
@@ -169,7 +185,10 @@ fn new_journal_file(dir: &Path, epoch: u64, start: u64, id: u64) -> Result<File,
     header.extend_from_slice(&id.to_le_bytes());
     std::fs::write(&tmp, &header).map_err(io(&tmp))?;
     std::fs::rename(&tmp, &path).map_err(io(&tmp))?;
-    OpenOptions::new().append(true).open(&path).map_err(io(&path))
+    OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .map_err(io(&path))
 }
 
 /// A journal as read back: contiguous records from `start`.
@@ -330,7 +349,10 @@ impl LogHistory {
         if doc.version != GENERATIONS_VERSION || doc.rolled_back.len() > MAX_KEPT_GENERATIONS {
             return Err(corrupt(&path, "an unknown version or too many generations"));
         }
-        Ok(LogHistory { dir: fresh.dir, doc })
+        Ok(LogHistory {
+            dir: fresh.dir,
+            doc,
+        })
     }
 
     /// A history for `dir` with nothing in it.
@@ -356,7 +378,11 @@ impl LogHistory {
 
     /// The rolled-back generations kept, oldest first.
     pub fn rolled_back(&self) -> Vec<LogGeneration> {
-        self.doc.rolled_back.iter().map(|k| k.info.clone()).collect()
+        self.doc
+            .rolled_back
+            .iter()
+            .map(|k| k.info.clone())
+            .collect()
     }
 
     /// Records a rollback found in journal `journal_id`: the log went back to
@@ -500,7 +526,8 @@ pub fn compare(
     }
     let overlap_from = journal.start.max(start);
     if overlap_from < end {
-        let ours = &journal.bytes[(overlap_from - journal.start) as usize..][..(end - overlap_from) as usize];
+        let ours = &journal.bytes[(overlap_from - journal.start) as usize..]
+            [..(end - overlap_from) as usize];
         let theirs = &bytes[(overlap_from - start) as usize..];
         if ours != theirs {
             return Err("the journal disagrees with the image's log".into());
@@ -633,7 +660,10 @@ mod tests {
         assert_eq!(log.history.current(), 1);
         assert_eq!(log.history.current_start(), 0);
         let g = &log.history.rolled_back()[0];
-        assert_eq!((g.generation, g.rolled_back_to, g.ended_at), (0, 0, printed_end));
+        assert_eq!(
+            (g.generation, g.rolled_back_to, g.ended_at),
+            (0, 0, printed_end)
+        );
         assert_eq!(g.rolled_back_bytes(), printed_end);
         let page = log.page_of(0, Some(0)).unwrap();
         assert_eq!(page.generation, 0);
@@ -651,7 +681,10 @@ mod tests {
         assert_eq!(log.history.current_start(), end);
         let page = log.page_of(0, Some(1)).unwrap();
         assert_eq!(page.from, end);
-        assert_eq!(texts(&page.records), ["line 3\n", "line 4\n", "line 5\n", "line 6\n", "line 7\n", "line 8\n"]);
+        assert_eq!(
+            texts(&page.records),
+            ["line 3\n", "line 4\n", "line 5\n", "line 6\n", "line 7\n", "line 8\n"]
+        );
         // The current generation is the log itself.
         assert_eq!(log.page_of(0, Some(2)).unwrap().records, log.bytes);
         drop(log);
@@ -700,10 +733,20 @@ mod tests {
 
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (b"MNLOGJ1".to_vec(), "no journal header"),
-            ([b"XXXXXXXX".as_slice(), &whole[8..]].concat(), "no journal header"),
-            ([&whole[..JOURNAL_HEADER_BYTES], &[9, 1, 0, 0, 0, b'x'][..]].concat(), "stream 9"),
             (
-                [&whole[..JOURNAL_HEADER_BYTES], &[1, 0xff, 0xff, 0xff, 0xff][..]].concat(),
+                [b"XXXXXXXX".as_slice(), &whole[8..]].concat(),
+                "no journal header",
+            ),
+            (
+                [&whole[..JOURNAL_HEADER_BYTES], &[9, 1, 0, 0, 0, b'x'][..]].concat(),
+                "stream 9",
+            ),
+            (
+                [
+                    &whole[..JOURNAL_HEADER_BYTES],
+                    &[1, 0xff, 0xff, 0xff, 0xff][..],
+                ]
+                .concat(),
                 "bytes at byte 0",
             ),
         ];
@@ -764,7 +807,10 @@ mod tests {
         drop(log);
         for f in [JOURNAL_FILE, JOURNAL_OLD_FILE] {
             let len = std::fs::metadata(dir.path().join(f)).unwrap().len();
-            assert!(len <= JOURNAL_HEADER_BYTES as u64 + ROTATE_AT_BYTES, "{f}: {len}");
+            assert!(
+                len <= JOURNAL_HEADER_BYTES as u64 + ROTATE_AT_BYTES,
+                "{f}: {len}"
+            );
         }
         let j = read_journal(dir.path()).unwrap().unwrap();
         assert_eq!((j.start, j.end()), (0, end));

@@ -161,17 +161,30 @@ fn a_crash_rolls_the_log_back_into_a_generation_that_logs_f_marks_once() {
     // Each rollback is a generation, listed with where it went back to.
     let list = cli_ok(
         &user,
-        &["logs", "--generations", "--json", &vessel, "--data-dir", node.dir()],
+        &[
+            "logs",
+            "--generations",
+            "--json",
+            &vessel,
+            "--data-dir",
+            node.dir(),
+        ],
     );
     let list: Value = serde_json::from_slice(&list).unwrap();
     assert_eq!(list["current"], CRASHES as u64, "{list}");
     let rolled = list["rolled_back"].as_array().unwrap().clone();
     assert_eq!(rolled.len(), CRASHES, "{list}");
     assert_eq!(list["current_start"], rolled[CRASHES - 1]["rolled_back_to"]);
-    let plain = cli_ok(&user, &["logs", "--generations", &vessel, "--data-dir", node.dir()]);
+    let plain = cli_ok(
+        &user,
+        &["logs", "--generations", &vessel, "--data-dir", node.dir()],
+    );
     let plain = String::from_utf8(plain).unwrap();
     assert!(plain.contains("ROLLED BACK TO"), "{plain}");
-    assert!(plain.contains(&format!("{CRASHES}          current")), "{plain}");
+    assert!(
+        plain.contains(&format!("{CRASHES}          current")),
+        "{plain}"
+    );
 
     // The follower stops when the vessel does.
     cli_ok(&user, &["stop", &vessel, "--data-dir", node.dir()]);
@@ -208,7 +221,14 @@ fn a_crash_rolls_the_log_back_into_a_generation_that_logs_f_marks_once() {
 
         let gen = cli_ok(
             &user,
-            &["logs", "--generation", &g.to_string(), &vessel, "--data-dir", node.dir()],
+            &[
+                "logs",
+                "--generation",
+                &g.to_string(),
+                &vessel,
+                "--data-dir",
+                node.dir(),
+            ],
         );
         let gen: Vec<String> = String::from_utf8(gen)
             .unwrap()
@@ -241,7 +261,14 @@ fn a_crash_rolls_the_log_back_into_a_generation_that_logs_f_marks_once() {
     assert_eq!(consecutive_ticks(&current, "the current log"), 0);
 
     // A generation that does not exist is a clear refusal.
-    let out = user.run(&["logs", "--generation", "99", &vessel, "--data-dir", node.dir()]);
+    let out = user.run(&[
+        "logs",
+        "--generation",
+        "99",
+        &vessel,
+        "--data-dir",
+        node.dir(),
+    ]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("generation 99"), "{}", stderr(&out));
 }
