@@ -206,11 +206,13 @@ impl JournalRead {
     }
 }
 
-/// Reads one journal file: its size is checked before anything is
+/// Reads one journal file of `epoch` (None: there is none, or it is of
+/// another epoch, whose records are not read: an arrival reads 32 bytes in
+/// its migration's pause). Its size is checked before anything is
 /// allocated, its header must be this node's, and a torn last record (a
 /// crash in the middle of a write) is cut off.
-fn read_journal_file(path: &Path) -> Result<Option<JournalRead>, JournalError> {
-    let file = match File::open(path) {
+fn read_journal_file(path: &Path, epoch: u64) -> Result<Option<JournalRead>, JournalError> {
+    let mut file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io(path)(e)),
@@ -223,16 +225,23 @@ fn read_journal_file(path: &Path) -> Result<Option<JournalRead>, JournalError> {
             limit: MAX_JOURNAL_FILE_BYTES,
         });
     }
-    let mut bytes = Vec::with_capacity(len as usize);
-    file.take(MAX_JOURNAL_FILE_BYTES)
-        .read_to_end(&mut bytes)
-        .map_err(io(path))?;
-    if bytes.len() < JOURNAL_HEADER_BYTES || bytes[..8] != JOURNAL_MAGIC {
+    let mut header = [0u8; JOURNAL_HEADER_BYTES];
+    if len < JOURNAL_HEADER_BYTES as u64 {
         return Err(corrupt(path, "no journal header"));
     }
-    let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
-    let (epoch, start, id) = (word(8), word(16), word(24));
-    let mut records = bytes.split_off(JOURNAL_HEADER_BYTES);
+    file.read_exact(&mut header).map_err(io(path))?;
+    if header[..8] != JOURNAL_MAGIC {
+        return Err(corrupt(path, "no journal header"));
+    }
+    let word = |at: usize| u64::from_le_bytes(header[at..at + 8].try_into().expect("8 bytes"));
+    let (written_epoch, start, id) = (word(8), word(16), word(24));
+    if written_epoch != epoch {
+        return Ok(None);
+    }
+    let mut records = Vec::with_capacity((len - JOURNAL_HEADER_BYTES as u64) as usize);
+    file.take(MAX_JOURNAL_FILE_BYTES)
+        .read_to_end(&mut records)
+        .map_err(io(path))?;
     let whole = whole_records_len(&records).map_err(|r| corrupt(path, r))?;
     records.truncate(whole);
     if start.checked_add(records.len() as u64).is_none() {
@@ -268,15 +277,15 @@ fn whole_records_len(bytes: &[u8]) -> Result<usize, String> {
     Ok(at)
 }
 
-/// Reads the journal in `dir` (None: there is none), with its rotated part
-/// in front when the two join up.
-pub fn read_journal(dir: &Path) -> Result<Option<JournalRead>, JournalError> {
-    let Some(current) = read_journal_file(&dir.join(JOURNAL_FILE))? else {
+/// Reads the journal in `dir` written under `epoch` (None: there is none
+/// of that epoch), with its rotated part in front when the two join up.
+pub fn read_journal(dir: &Path, epoch: u64) -> Result<Option<JournalRead>, JournalError> {
+    let Some(current) = read_journal_file(&dir.join(JOURNAL_FILE), epoch)? else {
         return Ok(None);
     };
     // A rotated part that does not join (torn by a power cut, or of another
     // run) is left out: the current part alone is still true.
-    match read_journal_file(&dir.join(JOURNAL_OLD_FILE)) {
+    match read_journal_file(&dir.join(JOURNAL_OLD_FILE), epoch) {
         Ok(Some(mut old)) if old.id == current.id && old.end() == current.start => {
             old.bytes.extend_from_slice(&current.bytes);
             Ok(Some(old))
@@ -579,7 +588,7 @@ pub fn restore(dir: &Path, epoch: u64, start: u64, bytes: Vec<u8>) -> VesselLog 
         LogHistory::empty(dir)
     });
     let end = start + bytes.len() as u64;
-    let finding = match read_journal(dir) {
+    let finding = match read_journal(dir, epoch) {
         Ok(Some(j)) => compare(&j, epoch, start, &bytes).unwrap_or_else(|reason| {
             tracing::warn!("{}: ignored: {reason}", dir.join(JOURNAL_FILE).display());
             Finding::NoRollback
@@ -611,6 +620,25 @@ pub fn restore(dir: &Path, epoch: u64, start: u64, bytes: Vec<u8>) -> VesselLog 
         start,
         bytes,
         journal,
+        history,
+    }
+}
+
+/// The log of a vessel that is only listed (it left or ended here, and a
+/// restart remembers it): with the generations kept in `dir`, so that
+/// `logs --generations` still shows them, and no journal (nothing prints).
+pub fn listed(dir: &Path, start: u64, bytes: Vec<u8>) -> VesselLog {
+    let history = match LogHistory::load(dir) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::warn!("the log's generation list is ignored: {e}");
+            LogHistory::empty(dir)
+        }
+    };
+    VesselLog {
+        start,
+        bytes,
+        journal: None,
         history,
     }
 }
@@ -689,6 +717,11 @@ mod tests {
         assert_eq!(log.page_of(0, Some(2)).unwrap().records, log.bytes);
         drop(log);
 
+        // Listed after a restart (it ended here): the generations are there.
+        let listed = listed(dir.path(), 0, Vec::new());
+        assert_eq!(listed.history.rolled_back().len(), 2);
+        assert!(listed.journal.is_none());
+
         // A clean restart from an image that has everything: no rollback,
         // and the history is still there.
         let all = image_log(3);
@@ -709,7 +742,8 @@ mod tests {
         let log = restore(dir.path(), 2, 0, image_log(2));
         assert_eq!(log.history.current(), 0);
         assert!(log.history.rolled_back().is_empty());
-        let j = read_journal(dir.path()).unwrap().unwrap();
+        assert_eq!(read_journal(dir.path(), 1).unwrap(), None);
+        let j = read_journal(dir.path(), 2).unwrap().unwrap();
         assert_eq!((j.epoch, j.start, j.bytes.len()), (2, log.end(), 0));
         let err = log.page_of(0, Some(1)).err().unwrap();
         assert!(err.to_string().contains("never rolled back"), "{err}");
@@ -728,7 +762,7 @@ mod tests {
         let path = dir.path().join(JOURNAL_FILE);
         let whole = std::fs::read(&path).unwrap();
         std::fs::write(&path, &whole[..whole.len() - 2]).unwrap();
-        let j = read_journal(dir.path()).unwrap().unwrap();
+        let j = read_journal(dir.path(), 3).unwrap().unwrap();
         assert_eq!(texts(&j.bytes), ["line 0\n", "line 1\n"]);
 
         let cases: Vec<(Vec<u8>, &str)> = vec![
@@ -752,19 +786,19 @@ mod tests {
         ];
         for (bytes, reason) in cases {
             std::fs::write(&path, &bytes).unwrap();
-            let err = read_journal(dir.path()).unwrap_err();
+            let err = read_journal(dir.path(), 3).unwrap_err();
             assert!(matches!(err, JournalError::Corrupt { .. }), "{err}");
             assert!(err.to_string().contains(reason), "{err}");
             let log = restore(dir.path(), 3, 0, Vec::new());
             assert_eq!(log.history.current(), 0, "{reason}");
             // The journal was replaced by a good one.
-            assert!(read_journal(dir.path()).unwrap().is_some());
+            assert!(read_journal(dir.path(), 3).unwrap().is_some());
         }
         // Too large to be ours: refused before it is read.
         let f = File::create(&path).unwrap();
         f.set_len(MAX_JOURNAL_FILE_BYTES + 1).unwrap();
         assert!(matches!(
-            read_journal(dir.path()),
+            read_journal(dir.path(), 3),
             Err(JournalError::TooLarge { .. })
         ));
         assert_eq!(restore(dir.path(), 3, 0, Vec::new()).history.current(), 0);
@@ -786,7 +820,7 @@ mod tests {
         let mut log = restore(dir.path(), 3, 0, Vec::new());
         lines(&mut log, 0, 4);
         drop(log);
-        let j = read_journal(dir.path()).unwrap().unwrap();
+        let j = read_journal(dir.path(), 3).unwrap().unwrap();
         assert!(compare(&j, 3, 0, &j.bytes[..3]).is_err());
     }
 
@@ -812,7 +846,7 @@ mod tests {
                 "{f}: {len}"
             );
         }
-        let j = read_journal(dir.path()).unwrap().unwrap();
+        let j = read_journal(dir.path(), 1).unwrap().unwrap();
         assert_eq!((j.start, j.end()), (0, end));
         let log = restore(dir.path(), 1, 0, Vec::new());
         let g = &log.history.rolled_back()[0];
