@@ -389,7 +389,8 @@ pub(super) fn stop_local(host: &Arc<Mutex<Host>>, id: VesselId) -> Result<(), Re
 pub(super) fn log_page(
     host: &Arc<Mutex<Host>>,
     id: VesselId,
-    (from, generation): (u64, Option<u32>),
+    from: u64,
+    generation: Option<u32>,
     me: &PeerId,
 ) -> Result<LogChunk, Refusal> {
     let h = lock(host);
@@ -526,7 +527,8 @@ async fn run_here(
         } => Ok(ForwardResponse::Logs(log_page(
             &control.host,
             vessel,
-            (from, generation),
+            from,
+            generation,
             &control.me,
         )?)),
         ForwardRequest::Stop { vessel } => {
