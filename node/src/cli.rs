@@ -98,7 +98,8 @@ pub enum Command {
     Ps(crate::control::vessel_cli::PsArgs),
 
     /// Print a vessel's stdout and stderr, wherever it runs (-f follows it
-    /// across migrations; no line is lost or repeated).
+    /// across migrations, where no line is lost or repeated, and across
+    /// crashes of its node, where it marks what was rolled back).
     Logs(crate::control::vessel_cli::LogsArgs),
 
     /// Move a running vessel to another node, live; prints downtime, bytes

@@ -268,6 +268,7 @@ pub fn run_demo(args: DemoArgs) -> Result<i32> {
         let ended = match call(Command::Logs {
             vessel: vessel.to_hex(),
             from,
+            generation: None,
         }) {
             Ok(ControlResponse::Logs(page)) => {
                 for (stream, bytes) in log_records(&page.records) {

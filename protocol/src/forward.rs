@@ -29,8 +29,14 @@ pub enum ForwardRequest {
     },
     /// The vessels this node runs or knows the fate of (for `ps`).
     Vessels,
-    /// Log records from an absolute offset (for `logs`).
-    Logs { vessel: VesselId, from: u64 },
+    /// Log records from an absolute offset (for `logs`), of the current
+    /// log or of a rolled-back generation (`Command::Logs`).
+    Logs {
+        vessel: VesselId,
+        from: u64,
+        #[serde(default)]
+        generation: Option<u32>,
+    },
     /// Stop a vessel running here.
     Stop { vessel: VesselId },
     /// Move a vessel that runs here (for `meshnode migrate` sent to another

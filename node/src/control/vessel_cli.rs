@@ -1,9 +1,8 @@
 //! The `meshnode deploy | ps | logs | migrate | stop | pin | unpin | drain`
 //! subcommands.
 
-use std::io::Write;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -12,10 +11,12 @@ use protocol::control::{
 };
 use protocol::migrate::ChunkBytes;
 use protocol::snapshot::Hash;
-use protocol::vessel::{log_records, Deployment, DeploymentBody, VesselId, VESSEL_VERSION};
+use protocol::vessel::{Deployment, DeploymentBody, VesselId, VESSEL_VERSION};
 
 use super::cli::{out, runtime, user_key, NodeTarget};
 use super::client::{resolve_target, Session};
+// `logs` has a file of its own; it is a vessel command all the same.
+pub use super::logs_cli::{run_logs, LogsArgs, LOGS_RETRY_FOR};
 
 #[derive(Args, Debug)]
 pub struct DeployArgs {
@@ -100,20 +101,6 @@ pub struct PsArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct LogsArgs {
-    #[command(flatten)]
-    pub target: NodeTarget,
-    /// Keep following the log (across migrations) until the vessel ends.
-    #[arg(short, long)]
-    pub follow: bool,
-    /// Print JSON lines ({"stream", "offset", "text"}) instead of raw output.
-    #[arg(long)]
-    pub json: bool,
-    /// The vessel: id, id prefix or name.
-    pub vessel: String,
-}
-
-#[derive(Args, Debug)]
 pub struct MigrateArgs {
     #[command(flatten)]
     pub target: NodeTarget,
@@ -172,7 +159,7 @@ pub struct DrainArgs {
 }
 
 /// One connection to the node for a whole command.
-struct Client {
+pub(super) struct Client {
     rt: tokio::runtime::Runtime,
     session: Session,
     key: ed25519_dalek::SigningKey,
@@ -180,7 +167,7 @@ struct Client {
 }
 
 impl Client {
-    fn connect(target: &NodeTarget) -> Result<Client> {
+    pub(super) fn connect(target: &NodeTarget) -> Result<Client> {
         let addrs = resolve_target(target.node.as_deref(), target.data_dir.as_deref())?;
         let key = user_key(target.user_key.as_deref())?;
         let rt = runtime()?;
@@ -198,7 +185,7 @@ impl Client {
         })
     }
 
-    fn call(&mut self, command: Command) -> Result<ControlResponse> {
+    pub(super) fn call(&mut self, command: Command) -> Result<ControlResponse> {
         let timeout = self.timeout;
         let Client {
             rt, session, key, ..
@@ -376,78 +363,6 @@ pub fn run_ps(args: PsArgs) -> Result<i32> {
         }
     }
     Ok(0)
-}
-
-/// How long `logs -f` keeps retrying while the vessel cannot be found (it
-/// is between two nodes, or its node restarts).
-pub const LOGS_RETRY_FOR: Duration = Duration::from_secs(60);
-
-/// `meshnode logs`.
-pub fn run_logs(args: LogsArgs) -> Result<i32> {
-    let mut client = Client::connect(&args.target)?;
-    let mut from = 0u64;
-    let mut failing_since: Option<Instant> = None;
-    loop {
-        let response = client.call(Command::Logs {
-            vessel: args.vessel.clone(),
-            from,
-        });
-        let page = match response {
-            Ok(ControlResponse::Logs(p)) => {
-                failing_since = None;
-                p
-            }
-            Ok(other) => bail!("unexpected answer to `logs`: {other:?}"),
-            Err(e) if args.follow => {
-                let since = *failing_since.get_or_insert_with(Instant::now);
-                if since.elapsed() > LOGS_RETRY_FOR {
-                    return Err(e);
-                }
-                std::thread::sleep(Duration::from_millis(200));
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        if page.start > from {
-            eprintln!(
-                "meshnode: {} bytes of log were dropped (the log keeps its last {} bytes)",
-                page.start - from,
-                protocol::limits::MAX_LOG_BYTES
-            );
-        }
-        let mut offset = page.from;
-        for (stream, bytes) in log_records(&page.records) {
-            if args.json {
-                out(serde_json::json!({
-                    "stream": if stream == 2 { "stderr" } else { "stdout" },
-                    "offset": offset,
-                    "text": String::from_utf8_lossy(bytes),
-                }))?;
-            } else if stream == 2 {
-                let _ = std::io::stderr().lock().write_all(bytes);
-            } else {
-                let mut o = std::io::stdout().lock();
-                if let Err(e) = o.write_all(bytes).and_then(|_| o.flush()) {
-                    if e.kind() == std::io::ErrorKind::BrokenPipe {
-                        return Ok(0);
-                    }
-                    return Err(e.into());
-                }
-            }
-            offset += (protocol::vessel::LOG_RECORD_HEADER_BYTES + bytes.len()) as u64;
-        }
-        let progressed = page.next > from;
-        from = page.next;
-        if page.ended.is_some() && !progressed {
-            return Ok(0);
-        }
-        if !progressed {
-            if !args.follow {
-                return Ok(0);
-            }
-            std::thread::sleep(Duration::from_millis(150));
-        }
-    }
 }
 
 fn describe(r: &MigrationReport) -> String {

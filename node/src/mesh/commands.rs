@@ -137,9 +137,17 @@ pub(super) async fn run_control(
             Ok(ControlResponse::Deployed { vessel: id, node })
         }
         Command::Ps => Ok(ControlResponse::Vessels(ps(control, peers).await)),
-        Command::Logs { vessel, from } => {
+        Command::Logs {
+            vessel,
+            from,
+            generation,
+        } => {
             let (id, node) = resolve(control, peers, &vessel).await?;
-            let request = ForwardRequest::Logs { vessel: id, from };
+            let request = ForwardRequest::Logs {
+                vessel: id,
+                from,
+                generation,
+            };
             Ok(ControlResponse::Logs(
                 run_on(control, node, request, logs).await?,
             ))
@@ -397,6 +405,7 @@ pub(super) fn log_page(
     host: &Arc<Mutex<Host>>,
     id: VesselId,
     from: u64,
+    generation: Option<u32>,
     me: &PeerId,
 ) -> Result<LogChunk, Refusal> {
     let h = lock(host);
@@ -406,21 +415,19 @@ pub(super) fn log_page(
             format!("vessel {id} is not on this node"),
         )
     })?;
-    let page = lock(&l.log).page(from);
-    let end = lock(&l.log).end();
+    let log = lock(&l.log);
+    let page = log
+        .page_of(from, generation)
+        .map_err(|e| refuse(e.refusal_code(), e.to_string()))?;
+    let end = log.end();
     let ended = match (&l.record, l.ended()) {
         (Record::Left { .. }, _) => None,
-        (_, Some((exit, _))) if page.next >= end => Some(exit),
+        (_, Some((exit, _))) if page.next >= end && page.generation == log.history.current() => {
+            Some(exit)
+        }
         _ => None,
     };
-    Ok(LogChunk {
-        start: page.start,
-        from: page.from,
-        next: page.next,
-        records: page.records,
-        ended,
-        node: me.to_string(),
-    })
+    Ok(log.chunk(page, ended, me.to_string()))
 }
 
 /// Every vessel in the mesh: this node's and each member peer's, one row
@@ -528,10 +535,15 @@ async fn run_here(
             h.reap();
             Ok(ForwardResponse::Vessels(h.list()))
         }
-        ForwardRequest::Logs { vessel, from } => Ok(ForwardResponse::Logs(log_page(
+        ForwardRequest::Logs {
+            vessel,
+            from,
+            generation,
+        } => Ok(ForwardResponse::Logs(log_page(
             &control.host,
             vessel,
             from,
+            generation,
             &control.me,
         )?)),
         ForwardRequest::Stop { vessel } => {

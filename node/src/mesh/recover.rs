@@ -115,10 +115,10 @@ fn remember(h: &mut Host, id: VesselId, record: Record, image: VesselImage) {
         &image.log.content,
         protocol::limits::MAX_LOG_BYTES,
     ) {
-        Ok(bytes) => crate::vessel::log::VesselLog {
-            start: image.log.start_offset,
-            bytes,
-        },
+        // With the generations a crash here left (`logs --generation`).
+        Ok(bytes) => {
+            crate::vessel::journal::listed(&h.vessel_dir(id), image.log.start_offset, bytes)
+        }
         Err(_) => Default::default(),
     };
     let left = matches!(&record, Record::Left { .. });

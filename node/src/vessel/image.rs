@@ -442,10 +442,13 @@ pub fn ready_with_memory(
 
     let log_bytes = get_image(&host.store, &image.log.content, MAX_LOG_BYTES)
         .map_err(|e| refuse(e.to_string()))?;
-    let log = Arc::new(Mutex::new(VesselLog {
-        start: image.log.start_offset,
-        bytes: log_bytes,
-    }));
+    // The journal tells a crash's rollback from an arrival (issue 13).
+    let log = Arc::new(Mutex::new(super::journal::restore(
+        &vdir,
+        image.epoch,
+        image.log.start_offset,
+        log_bytes,
+    )));
     let sink = |stream: u8| {
         let log = log.clone();
         OutputSink::Record(Arc::new(move |data: &[u8]| {

@@ -3,17 +3,28 @@
 //!
 //! The offset of a byte never changes: the log travels with the vessel, and
 //! a node that resumes an older image truncates its log to that image's
-//! offset, so a reader that asks "from N" sees every record once.
+//! offset, so a reader that asks "from N" sees every record once. Such a
+//! rollback after a crash starts a new log *generation* (see
+//! [`super::journal`]), which readers are told, so that `logs -f` can say
+//! where it went back to.
 
+use protocol::control::LogChunk;
 use protocol::limits::{MAX_LOG_BYTES, MAX_LOG_PAGE_BYTES};
 use protocol::vessel::{log_records, LOG_RECORD_HEADER_BYTES};
 
-#[derive(Debug, Default, Clone)]
+use super::journal::{Journal, JournalError, LogHistory};
+
+#[derive(Debug, Default)]
 pub struct VesselLog {
     /// Absolute offset of `bytes[0]`.
     pub start: u64,
     /// Whole records only.
     pub bytes: Vec<u8>,
+    /// Where every record is also appended as it is printed (None: a log
+    /// that is only listed, or whose journal could not be written).
+    pub journal: Option<Journal>,
+    /// The generations this log went through on this node.
+    pub history: LogHistory,
 }
 
 /// A page of records.
@@ -22,6 +33,8 @@ pub struct Page {
     pub from: u64,
     pub next: u64,
     pub records: Vec<u8>,
+    /// The generation the records are of.
+    pub generation: u32,
 }
 
 impl VesselLog {
@@ -38,7 +51,16 @@ impl VesselLog {
         } else {
             data
         };
+        let at = self.bytes.len();
         protocol::vessel::log_append(&mut self.bytes, stream, data);
+        if let Some(journal) = &mut self.journal {
+            if let Err(e) = journal.append(&self.bytes[at..]) {
+                // The log goes on without it: a later rollback is then
+                // not noticed, which is what happened before journals.
+                tracing::warn!("the log journal stops: {e}");
+                self.journal = None;
+            }
+        }
         if self.bytes.len() as u64 > MAX_LOG_BYTES {
             let mut cut = 0usize;
             for (_, rec) in log_records(&self.bytes) {
@@ -81,6 +103,43 @@ impl VesselLog {
             from: self.start + at as u64,
             next: self.start + end as u64,
             records: self.bytes[at..end].to_vec(),
+            generation: self.history.current(),
+        }
+    }
+
+    /// A page of the current log (`generation` None or the current one),
+    /// or of the rolled-back records kept of an older generation.
+    pub fn page_of(&self, from: u64, generation: Option<u32>) -> Result<Page, JournalError> {
+        match generation {
+            None => Ok(self.page(from)),
+            Some(g) if g == self.history.current() => Ok(self.page(from)),
+            Some(g) => {
+                let (start, bytes) = self.history.read_tail(g)?;
+                let tail = VesselLog {
+                    start,
+                    bytes,
+                    ..Default::default()
+                };
+                Ok(Page {
+                    generation: g,
+                    ..tail.page(from)
+                })
+            }
+        }
+    }
+
+    /// The control protocol's answer for `page` of this log.
+    pub fn chunk(&self, page: Page, ended: Option<String>, node: String) -> LogChunk {
+        LogChunk {
+            start: page.start,
+            from: page.from,
+            next: page.next,
+            records: page.records,
+            ended,
+            node,
+            generation: page.generation,
+            generation_start: self.history.current_start(),
+            generations: self.history.rolled_back(),
         }
     }
 }

@@ -24,6 +24,7 @@
 
 pub mod checkpoint;
 pub mod image;
+pub mod journal;
 pub mod log;
 pub mod retention;
 pub mod runner;

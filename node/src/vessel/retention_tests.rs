@@ -49,6 +49,7 @@ fn deployment(vessel: VesselId, module: &[u8]) -> Deployment {
             volumes: vec![],
             mounts: vec![],
             ports: vec![],
+            checkpoint_every_ms: None,
         },
     )
 }
@@ -70,6 +71,7 @@ fn local(deployment: Deployment, record: Record) -> Local {
         pinned: false,
         last_move: None,
         why: String::new(),
+        checkpoints: Default::default(),
     }
 }
 
