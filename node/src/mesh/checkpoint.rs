@@ -38,6 +38,7 @@ pub async fn take(host: &Arc<Mutex<Host>>, id: VesselId) -> Result<Durable, Chec
 }
 
 async fn take_inner(host: &Arc<Mutex<Host>>, id: VesselId) -> Result<Durable, CheckpointError> {
+    presize_baseline(host, id).await;
     // One asked for by hand while a periodic one is being written waits
     // for it: it must show the vessel as it is now, not as it was then.
     let since = Instant::now();
@@ -62,6 +63,18 @@ async fn take_inner(host: &Arc<Mutex<Host>>, id: VesselId) -> Result<Durable, Ch
     tokio::task::spawn_blocking(move || finish(&host, id, taken))
         .await
         .map_err(|e| CheckpointError::Capture(format!("its task failed: {e}")))?
+}
+
+/// Sizes the vessel's baseline copy to its memory, off the async runtime
+/// and before the pause (a no-op once it is that large).
+async fn presize_baseline(host: &Arc<Mutex<Host>>, id: VesselId) {
+    let found = lock(host).vessels.get(&id).and_then(|l| {
+        let bytes = l.runner.as_ref()?.memory_bytes() as usize;
+        Some((l.checkpoints.baseline.clone(), bytes))
+    });
+    if let Some((baseline, bytes)) = found {
+        let _ = tokio::task::spawn_blocking(move || lock(&baseline).presize(bytes)).await;
+    }
 }
 
 /// Runs for as long as the node: checkpoints each vessel running here once

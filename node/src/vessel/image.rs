@@ -493,10 +493,24 @@ pub fn ready_with_memory(
                 .map_err(|e| refuse(e.to_string()))?
         }
         Resume::Snapshot(h) => {
-            let manifest = host
-                .store
-                .get_manifest(h)
-                .map_err(|e| refuse(e.to_string()))?;
+            // The image carries its manifest (a checkpoint stores it only
+            // there); the store's copy, where there is one, is the same.
+            let carried = (Hash::of(&image.manifest) == *h)
+                .then(|| {
+                    protocol::cbor::decode::<protocol::snapshot::Manifest>(&image.manifest).ok()
+                })
+                .flatten();
+            let manifest = match carried {
+                Some(m) => {
+                    m.check()
+                        .map_err(|e| refuse(format!("manifest {h}: {e}")))?;
+                    m
+                }
+                None => host
+                    .store
+                    .get_manifest(h)
+                    .map_err(|e| refuse(e.to_string()))?,
+            };
             let instrumented = module.vm.instrumented.as_ref().map(|i| i.hash);
             if instrumented != Some(manifest.module.instrumented_hash)
                 || manifest.module.rewriter_version != wasm_rewriter::REWRITER_VERSION

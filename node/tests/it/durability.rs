@@ -28,6 +28,35 @@ const EVERY_MS: u64 = 500;
 /// as far more.
 const SLACK_MS: u64 = 500;
 
+/// Deploys the counter on `node` with a volume at /data and a checkpoint
+/// every `every`: `extra` deploy options, then the program's `args`.
+fn deploy_counter(
+    user: &User,
+    node: &Node,
+    volume: &Path,
+    every: &str,
+    extra: &[&str],
+    args: &[&str],
+) {
+    let volume = format!("/data={}", volume.display());
+    let wasm = compile_c("node/tests/it/programs/counter.c", &[]);
+    let mut all = vec!["deploy", "--data-dir", node.dir(), "--name", "counter"];
+    all.extend(["--volume", &volume, "--checkpoint-every", every]);
+    all.extend(extra);
+    all.push(wasm.to_str().unwrap());
+    all.extend(args);
+    let out = user.run(&all);
+    assert!(out.status.success(), "deploy: {}", stderr(&out));
+}
+
+/// The counter's log when it counts to `target` uninterrupted.
+fn counter_log(target: u64) -> String {
+    (1..=target)
+        .map(|n| format!("count {n}\n"))
+        .chain([format!("done {target}\n")])
+        .collect()
+}
+
 /// A seeded xorshift: the kill moments replay with `MESHNODE_TEST_SEED`.
 struct Seeded(u64);
 
@@ -108,7 +137,6 @@ fn lives(seen: &Path) -> Vec<Vec<u64>> {
 #[test]
 fn a_vessel_survives_twenty_kill_9s_losing_at_most_an_interval_each() {
     let _cpu = crate::support::shared_cpu();
-    let wasm = compile_c("node/tests/it/programs/counter.c", &[]);
     let user = User::new();
     let data_dir = user.home.path().join("n");
     let mount = user.home.path().join("progress");
@@ -124,24 +152,14 @@ fn a_vessel_survives_twenty_kill_9s_losing_at_most_an_interval_each() {
     let mut node = user.start_in(&data_dir, &[], &[]);
     node.wait_ready();
     let started = Instant::now();
-    let out = user.run(&[
-        "deploy",
-        "--data-dir",
-        node.dir(),
-        "--name",
-        "counter",
-        "--volume",
-        &format!("/data={}", volume.display()),
-        "--mount",
-        "/progress=progress",
-        "--checkpoint-every",
+    deploy_counter(
+        &user,
+        &node,
+        &volume,
         &format!("{EVERY_MS}ms"),
-        wasm.to_str().unwrap(),
-        &TARGET.to_string(),
-        &STEP_MS.to_string(),
-        "/progress/seen",
-    ]);
-    assert!(out.status.success(), "deploy: {}", stderr(&out));
+        &["--mount", "/progress=progress"],
+        &[&TARGET.to_string(), &STEP_MS.to_string(), "/progress/seen"],
+    );
     // Followed throughout, across every crash and restart.
     let follower = Follower::start(&user, &node);
     let mut rng = Seeded::from_env();
@@ -165,10 +183,7 @@ fn a_vessel_survives_twenty_kill_9s_losing_at_most_an_interval_each() {
 
     let out = user.run(&["logs", "--data-dir", node.dir(), "counter"]);
     assert!(out.status.success(), "logs: {}", stderr(&out));
-    let expected: String = (1..=TARGET)
-        .map(|n| format!("count {n}\n"))
-        .chain([format!("done {TARGET}\n")])
-        .collect();
+    let expected = counter_log(TARGET);
     let log = String::from_utf8_lossy(&out.stdout);
     assert!(
         log == expected,
@@ -358,7 +373,6 @@ fn free_bytes(dir: &Path) -> u64 {
 #[test]
 fn a_full_disk_skips_checkpoints_and_damages_nothing() {
     let _cpu = crate::support::shared_cpu();
-    let wasm = compile_c("node/tests/it/programs/counter.c", &[]);
     let user = User::new();
     let data_dir = user.home.path().join("n");
     let Some(_tmpfs) = Tmpfs::mount(&data_dir, "32m") else {
@@ -371,21 +385,14 @@ fn a_full_disk_skips_checkpoints_and_damages_nothing() {
     let mut node = user.start_in(&data_dir, &[], &[]);
     node.wait_ready();
     let target = 1200u64;
-    let out = user.run(&[
-        "deploy",
-        "--data-dir",
-        node.dir(),
-        "--name",
-        "counter",
-        "--volume",
-        &format!("/data={}", volume.display()),
-        "--checkpoint-every",
+    deploy_counter(
+        &user,
+        &node,
+        &volume,
         "200ms",
-        wasm.to_str().unwrap(),
-        &target.to_string(),
-        "10",
-    ]);
-    assert!(out.status.success(), "deploy: {}", stderr(&out));
+        &[],
+        &[&target.to_string(), "10"],
+    );
     wait_running(&user, &node, "counter");
 
     // Fill the disk but for a few KiB.
@@ -443,10 +450,7 @@ fn a_full_disk_skips_checkpoints_and_damages_nothing() {
     let row = wait_end(&user, &node);
     assert_eq!(row["exit_code"], 0, "{row}\n{}", node.log());
     let out = user.run(&["logs", "--data-dir", node.dir(), "counter"]);
-    let expected: String = (1..=target)
-        .map(|n| format!("count {n}\n"))
-        .chain([format!("done {target}\n")])
-        .collect();
+    let expected = counter_log(target);
     assert!(
         String::from_utf8_lossy(&out.stdout) == expected,
         "the log is not an uninterrupted run's"
