@@ -19,8 +19,9 @@ debug lines of meshnode::mesh::checkpoint on), and for each vessel kind
    deployed on node a one after the other, alternately with
    `--checkpoint-every off` and `--checkpoint-every 1s` (off, on, on, off,
    off, on, ...: the machine's drift falls on both alike). Each is measured
-   over a fixed window of WINDOW s once it is ready (and, when on, once its
-   first checkpoint, the whole memory, is durable): the node process's CPU
+   over a fixed window of WINDOW s once it is ready (and, when on, its first
+   checkpoint durable) and 2 s more have passed, so that the checkpoint
+   that copies the whole memory falls before the window: the node process's CPU
    time (/proc/PID/stat utime+stime, threads that ended included) as a % of
    one core. Added CPU = mean(on) - mean(off), and the difference of each
    adjacent off/on pair. For a spinning vessel the process is busy anyway
@@ -30,8 +31,9 @@ debug lines of meshnode::mesh::checkpoint on), and for each vessel kind
    memwriter's own work rate ("wrote N bytes in T s") is printed as a check
    that it kept pace; it is capped at RATE, so it cannot show a loss.
 2. The pause per checkpoint: median, p90, max of `pause_us` of every
-   "checkpoint durable" debug line in the on-windows (the first checkpoint
-   of each vessel, which copies the whole memory, is reported apart),
+   "checkpoint durable" debug line in the on-windows (each vessel's first
+   checkpoint, which makes the node's copy of its memory, is reported
+   apart),
    against the final pause of migrations of the same kind of vessel in the
    same run: a fresh vessel (1 s checkpoints, as deployed by default),
    moved a->b, b->a, ... MOVES times, `downtime_ms` of
@@ -416,7 +418,7 @@ def table_cpu(windows, kinds):
 
 def table_pauses(d, kinds):
     out = ["| vessel | checkpoints | pause median | p90 | max | changed chunks (median) "
-           "| first checkpoint (whole memory), median pause | migrations | migration downtime median "
+           "| a vessel's first checkpoint (its baseline made in the pause), median pause | migrations | migration downtime median "
            "| p90 | max | checkpoint ÷ migration (medians) | verdict |", "| --- " * 13 + "|"]
     for k in kinds:
         ws = [w for w in d["windows"] if w["kind"] == k]
