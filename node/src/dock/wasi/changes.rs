@@ -1,0 +1,308 @@
+//! Which paths beneath each preopened directory the vessel changed since
+//! someone last asked ([`WasiCtx::take_changed`]), so that a checkpoint
+//! re-reads only those files of a volume instead of all of them
+//! (`vessel::image::pack_volume_changed`).
+//!
+//! A recorded path names an entry relative to its preopen's root, as the
+//! host resolves it (symlinks and `..` followed, as the kernel reports an
+//! open descriptor's path): "the entry at this path, and everything beneath
+//! it, may differ". The image of a volume holds only names, contents and
+//! symlink targets (no times, no modes), so only calls that change those
+//! are recorded: writes and size changes through a descriptor, creating or
+//! truncating opens, unlink, mkdir, rmdir, rename (both ends), symlink and
+//! link. `set_times` changes nothing the image holds.
+//!
+//! When the tracker cannot name what changed it says "everything" for that
+//! preopen: after more than [`MAX_TRACKED_PATHS`] paths, when a path cannot
+//! be resolved beneath its root, and for every write through a descriptor
+//! once a file in that preopen may have several names (a hard link: a write
+//! under one name changes the others, which the tracker cannot name
+//! without a syscall per write).
+//!
+//! The baseline is the directory as the context found it (when it was made
+//! or rebuilt), then each take. Changes made beside the WASI layer (by the
+//! node itself) are not seen.
+
+use std::collections::{BTreeSet, HashSet};
+
+use protocol::wasi::DescriptorKind;
+
+use super::ctx::{Handle, WasiCtx};
+use super::path::host_relative_path;
+
+/// Changed paths remembered per preopen before the tracker gives up and
+/// says "everything": past this, stat-ing each path at the checkpoint
+/// costs about what re-listing the volume does, and the set's memory
+/// (paths up to `MAX_PATH_BYTES`) must stay bounded between checkpoints.
+pub const MAX_TRACKED_PATHS: usize = 10_000;
+
+/// What changed beneath one preopened directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangedSet {
+    /// Paths relative to the root, `/`-separated, no `.` or `..`: each
+    /// entry, and everything beneath it, may differ from the baseline.
+    /// Nothing else does.
+    Paths(BTreeSet<Vec<u8>>),
+    /// Anything may differ: pack the whole directory again.
+    Everything,
+}
+
+impl ChangedSet {
+    pub fn is_empty(&self) -> bool {
+        matches!(self, ChangedSet::Paths(p) if p.is_empty())
+    }
+}
+
+/// [`ChangedSet::Everything`], to hand out by reference.
+static EVERYTHING: ChangedSet = ChangedSet::Everything;
+
+/// What [`WasiCtx::take_changed`] returns: one set per preopen, by guest
+/// path (a volume's `VolumeImage::guest`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ChangedPaths {
+    pub preopens: Vec<(String, ChangedSet)>,
+}
+
+impl ChangedPaths {
+    /// The set of the preopen at `guest`; "everything" for a guest path the
+    /// context does not know (nothing was tracked for it).
+    pub fn for_guest(&self, guest: &str) -> &ChangedSet {
+        self.preopens
+            .iter()
+            .find(|(g, _)| g == guest)
+            .map_or(&EVERYTHING, |(_, s)| s)
+    }
+}
+
+/// One preopen's changes since the last take.
+#[derive(Default)]
+struct PreopenChanges {
+    paths: HashSet<Vec<u8>>,
+    everything: bool,
+    /// A write through a descriptor cannot be named by its path alone: a
+    /// file may have more than one name (a hard link), or an open file's
+    /// path could not be had from the host. Sticky for the context's life.
+    fd_writes_unattributable: bool,
+}
+
+impl PreopenChanges {
+    fn note(&mut self, path: &[u8]) {
+        if self.everything || self.paths.contains(path) {
+            return;
+        }
+        if self.paths.len() >= MAX_TRACKED_PATHS {
+            self.give_up();
+            return;
+        }
+        self.paths.insert(path.to_vec());
+    }
+
+    fn give_up(&mut self) {
+        self.everything = true;
+        // Frees the memory; nothing more is remembered until the take.
+        self.paths = HashSet::new();
+    }
+
+    fn take(&mut self) -> ChangedSet {
+        let set = if self.everything {
+            ChangedSet::Everything
+        } else {
+            ChangedSet::Paths(self.paths.drain().collect())
+        };
+        self.everything = false;
+        set
+    }
+}
+
+/// The changes of every preopen, by preopen index.
+#[derive(Default)]
+pub(super) struct ChangeTracker {
+    preopens: Vec<PreopenChanges>,
+}
+
+impl ChangeTracker {
+    pub(super) fn new(preopen_count: usize) -> Self {
+        ChangeTracker {
+            preopens: (0..preopen_count).map(|_| Default::default()).collect(),
+        }
+    }
+
+    /// `path` beneath preopen `preopen` may have changed.
+    pub(super) fn note(&mut self, preopen: u32, path: &[u8]) {
+        if let Some(p) = self.preopens.get_mut(preopen as usize) {
+            p.note(path);
+        }
+    }
+
+    /// Something beneath `preopen` changed that cannot be named.
+    pub(super) fn note_everything(&mut self, preopen: u32) {
+        if let Some(p) = self.preopens.get_mut(preopen as usize) {
+            p.give_up();
+        }
+    }
+
+    /// From now on a write through a descriptor beneath `preopen` may
+    /// change more than the descriptor's own path.
+    pub(super) fn fd_writes_unattributable(&mut self, preopen: u32) {
+        if let Some(p) = self.preopens.get_mut(preopen as usize) {
+            p.fd_writes_unattributable = true;
+        }
+    }
+
+    /// A write through a descriptor whose file is at `path`.
+    fn note_fd_write(&mut self, preopen: u32, path: &[u8]) {
+        let Some(p) = self.preopens.get_mut(preopen as usize) else {
+            return;
+        };
+        if p.fd_writes_unattributable {
+            p.give_up();
+        } else {
+            p.note(path);
+        }
+    }
+}
+
+impl WasiCtx {
+    /// What changed beneath each preopened directory since the context was
+    /// made or this was last called; the tracking starts over. Call it in
+    /// the pause, together with capturing the memory, so that the files it
+    /// names (read before the vessel runs on) agree with the memory.
+    pub fn take_changed(&mut self) -> ChangedPaths {
+        let preopens = self
+            .state
+            .preopens
+            .iter()
+            .zip(self.changes.preopens.iter_mut())
+            .map(|(p, c)| (p.guest_path.clone(), c.take()))
+            .collect();
+        ChangedPaths { preopens }
+    }
+
+    /// Records a write through `fd`, by the path the descriptor holds: a
+    /// hash-set lookup, no syscall. Descriptors that are not files beneath
+    /// a preopen (stdio, sockets, files that lost their name) change no
+    /// volume.
+    pub(super) fn note_fd_write(&mut self, fd: u32) {
+        if let Some(DescriptorKind::File {
+            preopen,
+            path,
+            detached_contents: None,
+            ..
+        }) = self.state.fds.get(&fd).map(|d| &d.kind)
+        {
+            self.changes.note_fd_write(*preopen, path);
+        }
+    }
+
+    /// Where a change to the entry `path` names beneath directory
+    /// descriptor `fd` lands. Resolved before the call that changes it (a
+    /// rename may take away the path it was named by), recorded with
+    /// [`note_entry_change`](Self::note_entry_change) once the call
+    /// succeeded (a failed one changed nothing). The last component is the
+    /// entry itself (not followed); the components before it are resolved
+    /// as the host sees them, so that a path through a symlink or `..`
+    /// records where the change really lands.
+    pub(super) fn entry_location(&self, fd: u32, path: &[u8]) -> Option<EntryLocation> {
+        let (preopen, dir_rel) = self.dir_location(fd).ok()?;
+        Some(EntryLocation {
+            preopen,
+            path: self.resolve_entry(fd, preopen, &dir_rel, path),
+        })
+    }
+
+    pub(super) fn note_entry_change(&mut self, at: Option<EntryLocation>) {
+        match at {
+            Some(EntryLocation {
+                preopen,
+                path: Some(p),
+            }) => self.changes.note(preopen, &p),
+            Some(EntryLocation {
+                preopen,
+                path: None,
+            }) => self.changes.note_everything(preopen),
+            None => {}
+        }
+    }
+
+    /// Where the entry `path` names beneath `fd` (at `dir_rel` in its
+    /// preopen) lives, relative to the preopen's root; `None` when the host
+    /// cannot say (then the caller records "everything").
+    fn resolve_entry(
+        &self,
+        fd: u32,
+        preopen: u32,
+        dir_rel: &[u8],
+        path: &[u8],
+    ) -> Option<Vec<u8>> {
+        let trimmed = trim_trailing_slashes(path);
+        let (parent, name) = match trimmed.iter().rposition(|&b| b == b'/') {
+            Some(i) => (&trimmed[..i], &trimmed[i + 1..]),
+            None => (&b""[..], trimmed),
+        };
+        if name.is_empty() || name == b"." || name == b".." || trimmed.starts_with(b"/") {
+            return None;
+        }
+        let parent_rel = if parent.split(|&b| b == b'/').all(|c| c.is_empty() || c == b".") {
+            // The directory itself: its path is the host's already (taken
+            // when it was opened, refreshed after renames).
+            dir_rel.to_vec()
+        } else {
+            // Through other directories, which may be symlinks: ask the
+            // host where they lead (an open and a readlink; only the calls
+            // that change names pay this, not writes).
+            let Some(Handle::Dir { dir, .. }) = self.handles.get(&fd) else {
+                return None;
+            };
+            let opened = dir.open_dir(super::path::rel_path(parent)).ok()?;
+            host_relative_path(&opened, &self.roots.get(preopen as usize)?.canonical)?
+        };
+        let mut rel = parent_rel;
+        if !rel.is_empty() {
+            rel.push(b'/');
+        }
+        rel.extend_from_slice(name);
+        Some(rel)
+    }
+
+    /// A hard link was made at `at`: recorded, and from now on writes
+    /// through descriptors beneath its preopen are unattributable.
+    pub(super) fn note_link_made(&mut self, at: Option<EntryLocation>) {
+        if let Some(preopen) = at.as_ref().map(|a| a.preopen) {
+            self.changes.fd_writes_unattributable(preopen);
+        }
+        self.note_entry_change(at);
+    }
+
+    /// A file was opened: a creating or truncating open changed it (named
+    /// by the path the host gave the new descriptor), and a writable file
+    /// with more than one name makes later writes unattributable.
+    pub(super) fn note_opened_file(&mut self, fd: u32, changed: bool, multi_linked: bool) {
+        let Some(DescriptorKind::File { preopen, path, .. }) =
+            self.state.fds.get(&fd).map(|d| &d.kind)
+        else {
+            return;
+        };
+        let preopen = *preopen;
+        if multi_linked {
+            self.changes.fd_writes_unattributable(preopen);
+        }
+        if changed {
+            self.changes.note(preopen, path);
+        }
+    }
+}
+
+/// Where a change beneath a preopen lands: the path relative to its root,
+/// or `None` when the host could not say (then: "everything").
+pub(super) struct EntryLocation {
+    preopen: u32,
+    path: Option<Vec<u8>>,
+}
+
+fn trim_trailing_slashes(path: &[u8]) -> &[u8] {
+    let mut end = path.len();
+    while end > 1 && path[end - 1] == b'/' {
+        end -= 1;
+    }
+    &path[..end]
+}
