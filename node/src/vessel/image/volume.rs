@@ -333,3 +333,6 @@ fn merge(kept: Vec<VolumeEntry>, fresh: Vec<VolumeEntry>) -> Vec<VolumeEntry> {
     }
 }
 
+#[cfg(test)]
+#[path = "volume_tests.rs"]
+mod tests;
