@@ -306,3 +306,149 @@ fn trim_trailing_slashes(path: &[u8]) -> &[u8] {
     }
     &path[..end]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dock::wasi::abi::*;
+    use crate::dock::wasi::{DirMapping, WasiOptions};
+
+    const ROOT_FD: u32 = 3;
+
+    fn ctx_on(dir: &std::path::Path) -> WasiCtx {
+        WasiCtx::new(WasiOptions {
+            dirs: vec![DirMapping {
+                host: dir.to_path_buf(),
+                guest: "/data".into(),
+            }],
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    fn paths(list: &[&str]) -> ChangedSet {
+        ChangedSet::Paths(list.iter().map(|p| p.as_bytes().to_vec()).collect())
+    }
+
+    fn create(ctx: &mut WasiCtx, dirfd: u32, path: &str) -> u32 {
+        ctx.path_open(
+            dirfd,
+            LOOKUPFLAGS_SYMLINK_FOLLOW,
+            path.as_bytes(),
+            OFLAGS_CREAT,
+            RIGHTS_ALL,
+            RIGHTS_ALL,
+            0,
+        )
+        .unwrap()
+    }
+
+    fn take(ctx: &mut WasiCtx) -> ChangedSet {
+        ctx.take_changed().for_guest("/data").clone()
+    }
+
+    /// A change through a symlinked directory, `..` or a subdirectory's
+    /// descriptor is recorded where it lands, as the host resolves it.
+    #[test]
+    fn changes_are_recorded_where_they_land() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ctx = ctx_on(dir.path());
+        ctx.path_create_directory(ROOT_FD, b"a").unwrap();
+        ctx.path_symlink(b"a", ROOT_FD, b"s").unwrap();
+        assert_eq!(take(&mut ctx), paths(&["a", "s"]));
+
+        let fd = create(&mut ctx, ROOT_FD, "s/f");
+        assert_eq!(take(&mut ctx), paths(&["a/f"]));
+        ctx.fd_write(fd, b"x", &[]).unwrap();
+        assert_eq!(take(&mut ctx), paths(&["a/f"]));
+
+        ctx.path_create_directory(ROOT_FD, b"s/d/").unwrap();
+        ctx.path_rename(ROOT_FD, b"a/../s/d", ROOT_FD, b"s/e")
+            .unwrap();
+        assert_eq!(take(&mut ctx), paths(&["a/d", "a/e"]));
+
+        let sub = ctx
+            .path_open(ROOT_FD, 0, b"a/e", OFLAGS_DIRECTORY, RIGHTS_ALL, RIGHTS_ALL, 0)
+            .unwrap();
+        create(&mut ctx, sub, "g");
+        ctx.path_create_directory(sub, b"h").unwrap();
+        ctx.path_unlink_file(sub, b"h/../g").unwrap();
+        ctx.path_unlink_file(ROOT_FD, b"s/f").unwrap();
+        assert_eq!(take(&mut ctx), paths(&["a/e/g", "a/e/h", "a/f"]));
+        assert_eq!(take(&mut ctx), paths(&[]));
+    }
+
+    /// Calls that fail, read, or change only times record nothing.
+    #[test]
+    fn calls_that_change_no_name_or_content_record_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ctx = ctx_on(dir.path());
+        let fd = create(&mut ctx, ROOT_FD, "f");
+        take(&mut ctx);
+        assert!(ctx.path_unlink_file(ROOT_FD, b"missing").is_err());
+        assert!(ctx.path_create_directory(ROOT_FD, b"f").is_err());
+        assert!(ctx.path_remove_directory(ROOT_FD, b"f").is_err());
+        assert!(ctx.path_rename(ROOT_FD, b"missing", ROOT_FD, b"g").is_err());
+        ctx.fd_pread(fd, 10, 0).unwrap();
+        ctx.fd_filestat_set_times(fd, 5, 5, FSTFLAGS_ATIM | FSTFLAGS_MTIM)
+            .unwrap();
+        ctx.path_open(ROOT_FD, 0, b"f", 0, RIGHTS_ALL, RIGHTS_ALL, 0)
+            .unwrap();
+        assert_eq!(take(&mut ctx), paths(&[]));
+    }
+
+    /// Once a file has two names, a write through a descriptor opened
+    /// before the link changes both: the tracker says "everything".
+    #[test]
+    fn a_hard_link_makes_descriptor_writes_unattributable() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ctx = ctx_on(dir.path());
+        let fd = create(&mut ctx, ROOT_FD, "f");
+        ctx.path_link(ROOT_FD, 0, b"f", ROOT_FD, b"g").unwrap();
+        assert_eq!(take(&mut ctx), paths(&["f", "g"]));
+        ctx.fd_write(fd, b"both names", &[]).unwrap();
+        assert_eq!(take(&mut ctx), ChangedSet::Everything);
+        // Name changes are still named.
+        ctx.path_unlink_file(ROOT_FD, b"g").unwrap();
+        assert_eq!(take(&mut ctx), paths(&["g"]));
+
+        // A file with two names already, opened for writing in a fresh
+        // context, likewise.
+        std::fs::hard_link(dir.path().join("f"), dir.path().join("h")).unwrap();
+        let mut fresh = ctx_on(dir.path());
+        let fd = fresh
+            .path_open(ROOT_FD, 0, b"h", 0, RIGHTS_ALL, RIGHTS_ALL, 0)
+            .unwrap();
+        fresh.fd_pwrite(fd, b"x", 0).unwrap();
+        assert_eq!(take(&mut fresh), ChangedSet::Everything);
+    }
+
+    /// Past the named limit the tracker gives up for that preopen until
+    /// the next take, and starts naming again after it.
+    #[test]
+    fn too_many_paths_become_everything_until_the_next_take() {
+        let mut t = ChangeTracker::new(2);
+        for i in 0..MAX_TRACKED_PATHS {
+            t.note(0, format!("f{i}").as_bytes());
+        }
+        t.note(1, b"other");
+        assert!(!t.preopens[0].everything);
+        t.note(0, b"f0");
+        assert!(!t.preopens[0].everything, "a path already named is free");
+        t.note(0, b"one more");
+        assert_eq!(t.preopens[0].take(), ChangedSet::Everything);
+        assert_eq!(t.preopens[1].take(), paths(&["other"]));
+        t.note(0, b"again");
+        assert_eq!(t.preopens[0].take(), paths(&["again"]));
+    }
+
+    /// A guest path the context does not know is "everything".
+    #[test]
+    fn an_unknown_guest_path_is_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ctx = ctx_on(dir.path());
+        let changed = ctx.take_changed();
+        assert_eq!(changed.for_guest("/data"), &paths(&[]));
+        assert_eq!(changed.for_guest("/elsewhere"), &ChangedSet::Everything);
+    }
+}
