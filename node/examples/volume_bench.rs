@@ -88,14 +88,8 @@ fn main() {
         let set = ctx.take_changed();
         take.push(t.elapsed().as_secs_f64() * 1e3);
         let t = Instant::now();
-        let inc = pack_volume_changed(
-            &store,
-            vol.path(),
-            GUEST,
-            &previous,
-            set.for_guest(GUEST),
-        )
-        .unwrap();
+        let inc = pack_volume_changed(&store, vol.path(), GUEST, &previous, set.for_guest(GUEST))
+            .unwrap();
         changed.push(t.elapsed().as_secs_f64() * 1e3);
         let t = Instant::now();
         let full = pack_volume(&store, vol.path(), GUEST).unwrap();

@@ -227,13 +227,7 @@ impl WasiCtx {
     /// Where the entry `path` names beneath `fd` (at `dir_rel` in its
     /// preopen) lives, relative to the preopen's root; `None` when the host
     /// cannot say (then the caller records "everything").
-    fn resolve_entry(
-        &self,
-        fd: u32,
-        preopen: u32,
-        dir_rel: &[u8],
-        path: &[u8],
-    ) -> Option<Vec<u8>> {
+    fn resolve_entry(&self, fd: u32, preopen: u32, dir_rel: &[u8], path: &[u8]) -> Option<Vec<u8>> {
         let trimmed = trim_trailing_slashes(path);
         let (parent, name) = match trimmed.iter().rposition(|&b| b == b'/') {
             Some(i) => (&trimmed[..i], &trimmed[i + 1..]),
@@ -242,7 +236,10 @@ impl WasiCtx {
         if name.is_empty() || name == b"." || name == b".." || trimmed.starts_with(b"/") {
             return None;
         }
-        let parent_rel = if parent.split(|&b| b == b'/').all(|c| c.is_empty() || c == b".") {
+        let parent_rel = if parent
+            .split(|&b| b == b'/')
+            .all(|c| c.is_empty() || c == b".")
+        {
             // The directory itself: its path is the host's already (taken
             // when it was opened, refreshed after renames).
             dir_rel.to_vec()
@@ -368,7 +365,15 @@ mod tests {
         assert_eq!(take(&mut ctx), paths(&["a/d", "a/e"]));
 
         let sub = ctx
-            .path_open(ROOT_FD, 0, b"a/e", OFLAGS_DIRECTORY, RIGHTS_ALL, RIGHTS_ALL, 0)
+            .path_open(
+                ROOT_FD,
+                0,
+                b"a/e",
+                OFLAGS_DIRECTORY,
+                RIGHTS_ALL,
+                RIGHTS_ALL,
+                0,
+            )
             .unwrap();
         create(&mut ctx, sub, "g");
         ctx.path_create_directory(sub, b"h").unwrap();

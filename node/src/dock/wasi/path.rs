@@ -146,7 +146,10 @@ impl WasiCtx {
     ) -> Result<(), Errno> {
         let (old_dir, op) = self.guest_path(fd, old)?;
         let (new_dir, np) = self.guest_path(new_fd, new)?;
-        let (from, to) = (self.entry_location(fd, old), self.entry_location(new_fd, new));
+        let (from, to) = (
+            self.entry_location(fd, old),
+            self.entry_location(new_fd, new),
+        );
         old_dir.rename(op, new_dir, np).map_err(Errno::from)?;
         self.note_entry_change(from);
         self.note_entry_change(to);
@@ -282,7 +285,10 @@ struct OpenRequest {
 enum Opened {
     Dir(Dir),
     /// A file, and how many names it has.
-    File { file: File, links: u64 },
+    File {
+        file: File,
+        links: u64,
+    },
 }
 
 impl OpenRequest {

@@ -168,7 +168,8 @@ impl Packer {
     fn entry(&mut self, path: String, meta: &std::fs::Metadata) -> Result<(), String> {
         let full = self.root.join(&path);
         if meta.file_type().is_symlink() {
-            let target = std::fs::read_link(&full).map_err(|e| format!("{}: {e}", full.display()))?;
+            let target =
+                std::fs::read_link(&full).map_err(|e| format!("{}: {e}", full.display()))?;
             self.entries.push(VolumeEntry::Symlink {
                 path,
                 target: target.to_string_lossy().to_string(),

@@ -89,7 +89,9 @@ impl Guest {
         let path = random_path(rng);
         let fd = self
             .ctx
-            .path_open(dirfd, lookup, &path, oflags, RIGHTS_ALL, RIGHTS_ALL, fdflags)
+            .path_open(
+                dirfd, lookup, &path, oflags, RIGHTS_ALL, RIGHTS_ALL, fdflags,
+            )
             .ok()?;
         if oflags & OFLAGS_DIRECTORY != 0 || self.ctx.fd_fdstat(fd).unwrap().0 == FILETYPE_DIRECTORY
         {
@@ -101,7 +103,10 @@ impl Guest {
     }
 
     fn write_through_fd(&mut self, rng: &mut Rng) {
-        let Some(&fd) = self.files.get(rng.below(self.files.len().max(1) as u64) as usize) else {
+        let Some(&fd) = self
+            .files
+            .get(rng.below(self.files.len().max(1) as u64) as usize)
+        else {
             return;
         };
         let data = random_bytes(rng);
@@ -236,7 +241,10 @@ fn packing_only_the_tracked_changes_gives_the_whole_pack() {
         eprintln!("seed {seed}: {named} paths named, {everything} times everything");
         // The sequence really changed things, and named them.
         assert!(named > 30, "seed {seed}: only {named} paths named");
-        assert!(most_entries > 5, "seed {seed}: at most {most_entries} entries");
+        assert!(
+            most_entries > 5,
+            "seed {seed}: at most {most_entries} entries"
+        );
         if !guest.links {
             assert_eq!(everything, 0);
         }
@@ -264,7 +272,13 @@ fn unchanged_paths_keep_their_entries_without_being_read() {
     assert_eq!(path, "named");
     assert_eq!(get_image(&store, content, 100).unwrap(), b"new");
     // "Everything" packs the directory whole, untracked change included.
-    let all = pack_volume_changed(&store, vol.path(), GUEST, &previous, &ChangedSet::Everything);
+    let all = pack_volume_changed(
+        &store,
+        vol.path(),
+        GUEST,
+        &previous,
+        &ChangedSet::Everything,
+    );
     assert_eq!(all, pack_volume(&store, vol.path(), GUEST));
 }
 
@@ -281,7 +295,10 @@ fn a_changed_path_that_is_not_plain_or_a_foreign_image_is_refused() {
     }
     let set = ChangedSet::Paths(Default::default());
     let err = pack_volume_changed(&store, vol.path(), "/other", &previous, &set).unwrap_err();
-    assert!(err.contains("previous image is of the volume at /data"), "{err}");
+    assert!(
+        err.contains("previous image is of the volume at /data"),
+        "{err}"
+    );
 }
 
 /// The size limit holds for the image as a whole, reused entries
