@@ -51,6 +51,24 @@ impl ChangedSet {
     pub fn is_empty(&self) -> bool {
         matches!(self, ChangedSet::Paths(p) if p.is_empty())
     }
+
+    /// Adds what changed later, so that a set taken for a checkpoint that
+    /// was then not written can be carried into the next one. Past
+    /// [`MAX_TRACKED_PATHS`] it becomes "everything", as the tracker does.
+    pub fn absorb(&mut self, later: ChangedSet) {
+        let ChangedSet::Paths(mine) = self else {
+            return;
+        };
+        match later {
+            ChangedSet::Everything => *self = ChangedSet::Everything,
+            ChangedSet::Paths(theirs) => {
+                mine.extend(theirs);
+                if mine.len() > MAX_TRACKED_PATHS {
+                    *self = ChangedSet::Everything;
+                }
+            }
+        }
+    }
 }
 
 /// [`ChangedSet::Everything`], to hand out by reference.
@@ -64,6 +82,24 @@ pub struct ChangedPaths {
 }
 
 impl ChangedPaths {
+    /// Adds what changed later ([`ChangedSet::absorb`], per guest path).
+    /// A guest path only one side knows becomes "everything": the other
+    /// side did not track it.
+    pub fn absorb(&mut self, later: ChangedPaths) {
+        let mut later = later.preopens;
+        for (guest, set) in self.preopens.iter_mut() {
+            match later.iter().position(|(g, _)| g == guest) {
+                Some(i) => set.absorb(later.swap_remove(i).1),
+                None => *set = ChangedSet::Everything,
+            }
+        }
+        self.preopens.extend(
+            later
+                .into_iter()
+                .map(|(guest, _)| (guest, ChangedSet::Everything)),
+        );
+    }
+
     /// The set of the preopen at `guest`; "everything" for a guest path the
     /// context does not know (nothing was tracked for it).
     pub fn for_guest(&self, guest: &str) -> &ChangedSet {
@@ -445,6 +481,37 @@ mod tests {
         assert_eq!(t.preopens[1].take(), paths(&["other"]));
         t.note(0, b"again");
         assert_eq!(t.preopens[0].take(), paths(&["again"]));
+    }
+
+    /// Changes taken for a checkpoint that was not written are carried
+    /// into the next one.
+    #[test]
+    fn a_skipped_checkpoints_changes_are_absorbed_by_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ctx = ctx_on(dir.path());
+        create(&mut ctx, ROOT_FD, "f");
+        let mut skipped = ctx.take_changed();
+        ctx.path_create_directory(ROOT_FD, b"d").unwrap();
+        skipped.absorb(ctx.take_changed());
+        assert_eq!(skipped.for_guest("/data"), &paths(&["d", "f"]));
+
+        let mut set = paths(&["a"]);
+        set.absorb(ChangedSet::Everything);
+        assert_eq!(set, ChangedSet::Everything);
+        let many = (0..=MAX_TRACKED_PATHS).map(|i| format!("f{i}").into_bytes());
+        let mut set = paths(&[]);
+        set.absorb(ChangedSet::Paths(many.collect()));
+        assert_eq!(set, ChangedSet::Everything);
+
+        // A guest path only one side tracked: everything.
+        let mut one = ChangedPaths {
+            preopens: vec![("/a".into(), paths(&["x"]))],
+        };
+        one.absorb(ChangedPaths {
+            preopens: vec![("/b".into(), paths(&["y"]))],
+        });
+        assert_eq!(one.for_guest("/a"), &ChangedSet::Everything);
+        assert_eq!(one.for_guest("/b"), &ChangedSet::Everything);
     }
 
     /// A guest path the context does not know is "everything".
