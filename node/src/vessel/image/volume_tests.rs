@@ -248,6 +248,12 @@ fn packing_only_the_tracked_changes_gives_the_whole_pack() {
         if !guest.links {
             assert_eq!(everything, 0);
         }
+        // A resumed vessel's first checkpoint starts from the image its
+        // volume was unpacked from: unpacking then packing gives it back.
+        let again = tempfile::tempdir().unwrap();
+        let unpacked = again.path().join("vol");
+        unpack_volume(&store, &previous, &unpacked).unwrap();
+        assert_eq!(pack_volume(&store, &unpacked, GUEST).unwrap(), previous);
     }
 }
 
