@@ -10,9 +10,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use protocol::limits::{MAX_LOG_BYTES, MAX_MODULE_BYTES, MAX_VOLUME_BYTES};
+use protocol::limits::{MAX_LOG_BYTES, MAX_MODULE_BYTES};
 use protocol::snapshot::{ChunkedImage, Hash, Manifest, CHUNK_SIZE_BYTES};
-use protocol::vessel::{LogImage, Resume, VesselImage, VolumeEntry, VolumeImage};
+use protocol::vessel::{LogImage, Resume, VesselImage};
 
 use super::log::VesselLog;
 use super::{Host, HostError, PreparedModule};
@@ -23,6 +23,9 @@ use crate::dock::wasi::{
 };
 use crate::dock::{Capture, Vessel};
 use crate::store::{get_image, put_image, ChunkStore};
+
+mod volume;
+pub use volume::{pack_volume, pack_volume_changed, unpack_volume};
 
 /// A vessel re-created from an image, not running yet.
 pub struct Ready {
@@ -251,109 +254,6 @@ pub fn manifest_of(
     .map_err(|e| e.to_string())?;
     manifest.check().map_err(|e| e.to_string())?;
     Ok(manifest)
-}
-
-/// Packs a volume directory into an image (files chunked into the store),
-/// in sorted order so the same files give the same image.
-pub fn pack_volume(store: &ChunkStore, dir: &Path, guest: &str) -> Result<VolumeImage, String> {
-    let mut entries = Vec::new();
-    let mut total = 0u64;
-    let mut store = store.clone();
-    fn walk(
-        store: &mut ChunkStore,
-        root: &Path,
-        rel: &str,
-        entries: &mut Vec<VolumeEntry>,
-        total: &mut u64,
-    ) -> Result<(), String> {
-        let dir = if rel.is_empty() {
-            root.to_path_buf()
-        } else {
-            root.join(rel)
-        };
-        let mut names: Vec<_> = std::fs::read_dir(&dir)
-            .map_err(|e| format!("{}: {e}", dir.display()))?
-            .flatten()
-            .map(|e| e.file_name())
-            .collect();
-        names.sort();
-        for name in names {
-            let name = name
-                .to_str()
-                .ok_or_else(|| format!("{}: a file name that is not UTF-8", dir.display()))?
-                .to_string();
-            let path = if rel.is_empty() {
-                name.clone()
-            } else {
-                format!("{rel}/{name}")
-            };
-            let full = root.join(&path);
-            let meta =
-                std::fs::symlink_metadata(&full).map_err(|e| format!("{}: {e}", full.display()))?;
-            if meta.file_type().is_symlink() {
-                let target =
-                    std::fs::read_link(&full).map_err(|e| format!("{}: {e}", full.display()))?;
-                entries.push(VolumeEntry::Symlink {
-                    path,
-                    target: target.to_string_lossy().to_string(),
-                });
-            } else if meta.is_dir() {
-                entries.push(VolumeEntry::Dir { path: path.clone() });
-                walk(store, root, &path, entries, total)?;
-            } else if meta.is_file() {
-                *total += meta.len();
-                if *total > MAX_VOLUME_BYTES {
-                    return Err(format!(
-                        "{}: the volume holds more than {MAX_VOLUME_BYTES} bytes",
-                        root.display()
-                    ));
-                }
-                let bytes = std::fs::read(&full).map_err(|e| format!("{}: {e}", full.display()))?;
-                let content = put_image(store, &bytes).map_err(|e| e.to_string())?;
-                entries.push(VolumeEntry::File { path, content });
-            }
-        }
-        Ok(())
-    }
-    walk(&mut store, dir, "", &mut entries, &mut total)?;
-    Ok(VolumeImage {
-        guest: guest.to_string(),
-        entries,
-    })
-}
-
-/// Re-creates a volume's files under `dir` (which must not exist): the
-/// directories and files first, symlinks last, so no file is ever written
-/// through a symlink that the image made.
-pub fn unpack_volume(store: &ChunkStore, vol: &VolumeImage, dir: &Path) -> Result<(), String> {
-    vol.check().map_err(|e| e.to_string())?;
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    for e in &vol.entries {
-        let path = dir.join(e.path());
-        match e {
-            VolumeEntry::Dir { .. } => {
-                std::fs::create_dir_all(&path).map_err(|e| format!("{}: {e}", path.display()))?
-            }
-            VolumeEntry::File { content, .. } => {
-                if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent)
-                        .map_err(|e| format!("{}: {e}", parent.display()))?;
-                }
-                let bytes =
-                    get_image(store, content, MAX_VOLUME_BYTES).map_err(|e| e.to_string())?;
-                std::fs::write(&path, bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-            }
-            VolumeEntry::Symlink { .. } => {}
-        }
-    }
-    for e in &vol.entries {
-        if let VolumeEntry::Symlink { path, target } = e {
-            let full = dir.join(path);
-            std::os::unix::fs::symlink(target, &full)
-                .map_err(|e| format!("{}: {e}", full.display()))?;
-        }
-    }
-    Ok(())
 }
 
 /// The log's bytes as an image (chunked into the store).

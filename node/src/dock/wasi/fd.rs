@@ -83,6 +83,7 @@ impl WasiCtx {
                 if !write {
                     return Err(Errno::BADF);
                 }
+                self.note_fd_write(fd);
                 let file = self.file(fd)?;
                 let at = if desc.fdflags & FDFLAGS_APPEND != 0 {
                     file.metadata().map_err(Errno::from)?.len()
@@ -104,6 +105,7 @@ impl WasiCtx {
                 if !write {
                     return Err(Errno::BADF);
                 }
+                self.note_fd_write(fd);
                 self.file(fd)?
                     .write_all_at(data, offset)
                     .map_err(Errno::from)?;
@@ -225,6 +227,7 @@ impl WasiCtx {
         if end > i64::MAX as u64 {
             return Err(Errno::FBIG);
         }
+        self.note_fd_write(fd);
         let f = self.file(fd)?;
         if f.metadata().map_err(Errno::from)?.len() < end {
             f.set_len(end).map_err(Errno::from)?;
@@ -245,6 +248,7 @@ impl WasiCtx {
         if size > i64::MAX as u64 {
             return Err(Errno::INVAL);
         }
+        self.note_fd_write(fd);
         self.file(fd)?.set_len(size).map_err(Errno::from)
     }
 

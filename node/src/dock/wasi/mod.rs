@@ -5,12 +5,14 @@
 //!   Its calls are split by job: `ctx` (the context, descriptor table,
 //!   args, env, clocks), `setup` (new, rebuild, capture), `stdio`, `fd`,
 //!   `path`, `poll`, `sockets`, `wait` (how a blocked call hears from the
-//!   vessel's owner), and `stat` (host metadata in preview1's
+//!   vessel's owner), `changes` (which volume paths changed since the
+//!   last checkpoint), and `stat` (host metadata in preview1's
 //!   layouts).
 //! - [`add_to_linker`] binds every preview1 function into a wasmi linker.
 //! - [`abi`] has the errno values, flags and struct layouts.
 
 pub mod abi;
+mod changes;
 mod ctx;
 mod fd;
 mod host;
@@ -23,6 +25,7 @@ mod stat;
 mod stdio;
 mod wait;
 
+pub use changes::{ChangedPaths, ChangedSet, MAX_TRACKED_PATHS};
 pub use ctx::WasiCtx;
 pub use host::{add_to_linker, WasiView, FUNCTIONS, MODULE};
 pub use setup::{CaptureError, DirMapping, SetupError, WasiOptions};

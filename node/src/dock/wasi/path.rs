@@ -7,7 +7,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use cap_fs_ext::{DirExt, FollowSymlinks, OpenOptionsFollowExt, OpenOptionsMaybeDirExt};
-use cap_std::fs::{Dir, File, OpenOptions};
+use cap_std::fs::{Dir, File, MetadataExt, OpenOptions};
 use protocol::limits::MAX_PATH_BYTES;
 use protocol::wasi::{Descriptor, DescriptorKind};
 
@@ -80,25 +80,44 @@ impl WasiCtx {
             open_file_or_dir(dir, p, &req)?
         };
         let root_canon = &self.roots[preopen as usize].canonical;
-        let (desc, handle) = match opened {
+        let (desc, handle, links, named_by_host) = match opened {
             Opened::Dir(dir) => (
                 req.dir_descriptor(&dir, root_canon),
                 Handle::Dir { dir, listing: None },
+                1,
+                true,
             ),
-            Opened::File(f) => (req.file_descriptor(&f, root_canon), Handle::File(f)),
+            Opened::File { file, links } => {
+                let (desc, named_by_host) = req.file_descriptor(&file, root_canon);
+                (desc, Handle::File(file), links, named_by_host)
+            }
         };
         self.insert(fd, desc, handle);
+        // Creating or truncating changed the file; a writable file under
+        // several names (or under a name the host could not confirm) makes
+        // writes through it unattributable to one path.
+        self.note_opened_file(
+            fd,
+            oflags & (OFLAGS_CREAT | OFLAGS_TRUNC) != 0,
+            req.write && (links > 1 || !named_by_host),
+        );
         Ok(fd)
     }
 
     pub fn path_create_directory(&mut self, fd: u32, path: &[u8]) -> Result<(), Errno> {
         let (dir, p) = self.guest_path(fd, path)?;
-        dir.create_dir(p).map_err(Errno::from)
+        let at = self.entry_location(fd, path);
+        dir.create_dir(p).map_err(Errno::from)?;
+        self.note_entry_change(at);
+        Ok(())
     }
 
     pub fn path_remove_directory(&mut self, fd: u32, path: &[u8]) -> Result<(), Errno> {
         let (dir, p) = self.guest_path(fd, path)?;
-        dir.remove_dir(p).map_err(Errno::from)
+        let at = self.entry_location(fd, path);
+        dir.remove_dir(p).map_err(Errno::from)?;
+        self.note_entry_change(at);
+        Ok(())
     }
 
     pub fn path_unlink_file(&mut self, fd: u32, path: &[u8]) -> Result<(), Errno> {
@@ -112,7 +131,10 @@ impl WasiCtx {
                 Errno::NOTDIR
             });
         }
-        dir.remove_file_or_symlink(p).map_err(Errno::from)
+        let at = self.entry_location(fd, path);
+        dir.remove_file_or_symlink(p).map_err(Errno::from)?;
+        self.note_entry_change(at);
+        Ok(())
     }
 
     pub fn path_rename(
@@ -124,7 +146,13 @@ impl WasiCtx {
     ) -> Result<(), Errno> {
         let (old_dir, op) = self.guest_path(fd, old)?;
         let (new_dir, np) = self.guest_path(new_fd, new)?;
+        let (from, to) = (
+            self.entry_location(fd, old),
+            self.entry_location(new_fd, new),
+        );
         old_dir.rename(op, new_dir, np).map_err(Errno::from)?;
+        self.note_entry_change(from);
+        self.note_entry_change(to);
         self.refresh_paths();
         Ok(())
     }
@@ -165,7 +193,10 @@ impl WasiCtx {
         if target.starts_with(b"/") {
             return Err(Errno::PERM);
         }
-        dir.symlink(rel_path(target), p).map_err(Errno::from)
+        let at = self.entry_location(fd, link);
+        dir.symlink(rel_path(target), p).map_err(Errno::from)?;
+        self.note_entry_change(at);
+        Ok(())
     }
 
     pub fn path_readlink(&mut self, fd: u32, path: &[u8]) -> Result<Vec<u8>, Errno> {
@@ -188,7 +219,12 @@ impl WasiCtx {
         }
         let (old_dir, op) = self.guest_path(fd, old)?;
         let (new_dir, np) = self.guest_path(new_fd, new)?;
-        old_dir.hard_link(op, new_dir, np).map_err(Errno::from)
+        let at = self.entry_location(new_fd, new);
+        old_dir.hard_link(op, new_dir, np).map_err(Errno::from)?;
+        // The file now has two names: a write through a descriptor changes
+        // both, and the tracker knows only the descriptor's.
+        self.note_link_made(at);
+        Ok(())
     }
 
     pub fn path_filestat(
@@ -248,7 +284,11 @@ struct OpenRequest {
 /// file.
 enum Opened {
     Dir(Dir),
-    File(File),
+    /// A file, and how many names it has.
+    File {
+        file: File,
+        links: u64,
+    },
 }
 
 impl OpenRequest {
@@ -267,8 +307,9 @@ impl OpenRequest {
     }
 
     /// A file: where the host says it is, with the file rights its open
-    /// mode allows and the parent lets it inherit.
-    fn file_descriptor(&self, file: &File, root_canon: &Path) -> Descriptor {
+    /// mode allows and the parent lets it inherit; and whether the host
+    /// said where it is (otherwise its path is the lexical one).
+    fn file_descriptor(&self, file: &File, root_canon: &Path) -> (Descriptor, bool) {
         let readable = self.read || !self.write;
         let mut allowed = 0;
         if readable {
@@ -277,10 +318,12 @@ impl OpenRequest {
         if self.write {
             allowed |= RIGHTS_FILE_READ | RIGHTS_FILE_WRITE;
         }
-        Descriptor {
+        let host_path = host_relative_path(file, root_canon);
+        let named_by_host = host_path.is_some();
+        let desc = Descriptor {
             kind: DescriptorKind::File {
                 preopen: self.preopen,
-                path: host_relative_path(file, root_canon).unwrap_or_else(|| self.lexical.clone()),
+                path: host_path.unwrap_or_else(|| self.lexical.clone()),
                 offset: 0,
                 read: readable,
                 write: self.write,
@@ -289,7 +332,8 @@ impl OpenRequest {
             rights_base: self.rights_base & allowed & self.parent_inheriting,
             rights_inheriting: self.rights_inheriting & self.parent_inheriting,
             fdflags: self.fdflags,
-        }
+        };
+        (desc, named_by_host)
     }
 }
 
@@ -334,7 +378,10 @@ fn open_file_or_dir(dir: &Dir, p: &Path, req: &OpenRequest) -> Result<Opened, Er
     let f = dir.open_with(p, &o).map_err(Errno::from)?;
     let meta = f.metadata().map_err(Errno::from)?;
     if !meta.is_dir() {
-        return Ok(Opened::File(f));
+        return Ok(Opened::File {
+            file: f,
+            links: meta.nlink(),
+        });
     }
     if write {
         return Err(Errno::ISDIR);

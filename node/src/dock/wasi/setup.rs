@@ -20,6 +20,7 @@ use protocol::wasi::{
 };
 
 use super::abi::*;
+use super::changes::ChangeTracker;
 use super::ctx::{GuestClock, Handle, PreopenRoot, WasiCtx};
 use super::path::{host_relative_path, state_path};
 use super::sockets::{Services, RIGHTS_LISTENER};
@@ -246,6 +247,7 @@ impl WasiCtx {
             base_ns: state.clocks.monotonic_ns,
             started: Instant::now(),
         };
+        let changes = ChangeTracker::new(state.preopens.len());
         Ok(WasiCtx {
             state,
             roots,
@@ -257,6 +259,7 @@ impl WasiCtx {
             owner: None,
             interruptible: false,
             interrupted: false,
+            changes,
         })
     }
 
