@@ -262,6 +262,10 @@ pub struct Checkpoints {
     module: Option<(Arc<PreparedModule>, ChunkedImage)>,
     /// The log's chunks as the last checkpoint stored them.
     log_chunks: Arc<Mutex<LogChunks>>,
+    /// The volumes as the last checkpoint packed them: the next re-packs
+    /// only the paths the WASI layer saw change since (`None`: it packs
+    /// every file, as the first one does).
+    volumes: Arc<Mutex<Option<Vec<VolumeImage>>>>,
 }
 
 impl Checkpoints {
@@ -377,15 +381,23 @@ impl Host {
                 .collect();
         let (tx, rx) = oneshot::channel();
         let baseline = l.checkpoints.baseline.clone();
+        let last_volumes = l.checkpoints.volumes.clone();
+        let last_volumes_after = last_volumes.clone();
         let log = l.log.clone();
         // Before the pause: the volumes' chunks are stored in it.
         let pin = store.pin();
         let at_point = move |p: Result<AtPoint<'_>, AtPointRefused>| {
-            let taken = p.map(|p| in_the_pause(p, &baseline, &store, &volumes, &log, hub, pin));
+            let vols = Volumes {
+                dirs: &volumes,
+                last: &last_volumes,
+            };
+            let taken = p.map(|p| in_the_pause(p, &baseline, &store, vols, &log, hub, pin));
             if let Err(Ok(_)) = tx.send(taken) {
                 // Nobody waits for it any more: its chunks will never be
-                // hashed, so the copy no longer matches.
+                // hashed, so the copy no longer matches, and the volumes'
+                // chunks it stored are in no image.
                 lock(&baseline).invalidate();
+                *lock(&last_volumes_after) = None;
             }
         };
         runner
@@ -411,21 +423,59 @@ impl Host {
     }
 }
 
+/// A vessel's volumes, for the pause: where each lives here (with its
+/// guest path), and how the last checkpoint packed them.
+struct Volumes<'a> {
+    dirs: &'a [(PathBuf, String)],
+    last: &'a Mutex<Option<Vec<VolumeImage>>>,
+}
+
+impl Volumes<'_> {
+    /// Packs the volumes as they are in the pause: only the paths that
+    /// changed since the last checkpoint are read (every file, the first
+    /// time). The result is kept for the next, optimistically: a
+    /// checkpoint that fails forgets it ([`finish`]).
+    fn pack(
+        &self,
+        store: &ChunkStore,
+        wasi: &mut crate::dock::wasi::WasiCtx,
+    ) -> Result<Vec<VolumeImage>, String> {
+        // Taken even when unused: what changed before this pause is in
+        // this checkpoint, whichever way it packs.
+        let changed = wasi.take_changed();
+        let mut last = lock(self.last);
+        let packed = match last.take() {
+            Some(prev) if prev.len() == self.dirs.len() => self
+                .dirs
+                .iter()
+                .zip(&prev)
+                .map(|((dir, guest), p)| {
+                    image::pack_volume_changed(store, dir, guest, p, changed.for_guest(guest))
+                })
+                .collect::<Result<Vec<_>, _>>(),
+            _ => self
+                .dirs
+                .iter()
+                .map(|(dir, guest)| image::pack_volume(store, dir, guest))
+                .collect(),
+        };
+        *last = packed.as_ref().ok().cloned();
+        packed
+    }
+}
+
 /// What the pause takes, on the vessel's thread.
 fn in_the_pause(
     p: AtPoint<'_>,
     baseline: &Mutex<Baseline>,
     store: &ChunkStore,
-    volumes: &[(PathBuf, String)],
+    volumes: Volumes<'_>,
     log: &Mutex<VesselLog>,
     hub: Option<Arc<crate::dock::services::ingress::IngressHub>>,
     pin: Pin,
 ) -> Taken {
     let changed = lock(baseline).take_changes(p.memory);
-    let volumes = volumes
-        .iter()
-        .map(|(dir, guest)| image::pack_volume(store, dir, guest))
-        .collect();
+    let volumes = volumes.pack(store, p.wasi);
     let log_end = lock(log).end();
     Taken {
         capture: p.capture,
@@ -448,8 +498,11 @@ pub fn finish(host: &Mutex<Host>, id: VesselId, taken: Taken) -> Result<Durable,
         Some(l) => l.checkpoints.baseline.clone(),
         None => return Err(CheckpointError::NotHere),
     };
-    let log_chunks = match lock(host).vessels.get(&id) {
-        Some(l) => l.checkpoints.log_chunks.clone(),
+    let (log_chunks, volumes) = match lock(host).vessels.get(&id) {
+        Some(l) => (
+            l.checkpoints.log_chunks.clone(),
+            l.checkpoints.volumes.clone(),
+        ),
         None => return Err(CheckpointError::NotHere),
     };
     let result = write_image(host, id, &baseline, &taken).and_then(|(image, epoch)| {
@@ -464,6 +517,7 @@ pub fn finish(host: &Mutex<Host>, id: VesselId, taken: Taken) -> Result<Durable,
         // What they remember may name chunks that never became durable.
         lock(&baseline).invalidate();
         *lock(&log_chunks) = LogChunks::default();
+        *lock(&volumes) = None;
     }
     result
 }
