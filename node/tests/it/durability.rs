@@ -457,3 +457,79 @@ fn a_full_disk_skips_checkpoints_and_damages_nothing() {
     );
     drop(node);
 }
+
+/// Bytes of the node's chunk store on disk (its packs).
+fn store_bytes(data_dir: &Path) -> u64 {
+    let Ok(packs) = std::fs::read_dir(data_dir.join("store/packs")) else {
+        return 0;
+    };
+    packs
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// Goal (issue 13's garbage-collection test): a vessel that writes new
+/// memory all the time (8 MiB, rewritten with fresh bytes every second, a
+/// checkpoint every 500 ms) keeps the store under a fixed size while far
+/// more than that is written into it: old checkpoints are collected.
+#[test]
+fn a_vessel_writing_new_memory_keeps_the_store_bounded() {
+    let _cpu = crate::support::shared_cpu();
+    let wasm = compile_c("benches/programs/memwriter.c", &[]);
+    let user = User::new();
+    let data_dir = user.home.path().join("n");
+    std::fs::create_dir_all(&data_dir).unwrap();
+    std::fs::write(data_dir.join("config.toml"), "disk_budget_bytes = 0\n").unwrap();
+    let mut node = user.start_in(&data_dir, &[], &[]);
+    node.wait_ready();
+    let out = user.run(&[
+        "deploy",
+        "--data-dir",
+        node.dir(),
+        "--name",
+        "writer",
+        "--checkpoint-every",
+        "500ms",
+        wasm.to_str().unwrap(),
+        "8",
+        "8388608",
+        "sweep",
+        "0",
+        "7",
+        "sleep",
+    ]);
+    assert!(out.status.success(), "deploy: {}", stderr(&out));
+    // The bound: the garbage a collection waits for (64 MiB), the images
+    // kept (two checkpoints of 8 MiB and the deployment), and room for
+    // the checkpoints written while a collection runs.
+    const BOUND: u64 = 120 << 20;
+    let started = Instant::now();
+    let (mut peak, mut written) = (0u64, 0u64);
+    let mut last = 0u64;
+    while started.elapsed() < Duration::from_secs(30) {
+        let now = store_bytes(&data_dir);
+        written += now.saturating_sub(last);
+        last = now;
+        peak = peak.max(now);
+        assert!(
+            now < BOUND,
+            "the store grew to {now} bytes, over {BOUND}\n{}",
+            node.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let row = ps_row(&user, &node, "writer").expect("ps");
+    assert_eq!(row["state"], "running", "{row}");
+    let collections = node.log().matches("collected old checkpoints").count();
+    eprintln!("store: peak {peak} bytes, at least {written} written, {collections} collections");
+    assert!(
+        collections >= 2,
+        "{collections} collections\n{}",
+        node.log()
+    );
+    assert!(
+        written > BOUND * 3 / 2,
+        "only {written} bytes written: the test shows nothing"
+    );
+}
