@@ -342,16 +342,29 @@ fn faults_scenario_runs_end_to_end() {
             "partition: {b,c,e} | {d} | {a}",
             "kill c (SIGKILL)",
             // What (c) does today: the client connected through the kill is
-            // reset (not closed cleanly) and finds its writes since the last
-            // image lost.
+            // reset (not closed cleanly).
             "client through-kill: request failed: 10.77.0.5:7000: Connection reset by peer",
-            "client through-kill: request failed: GET through-kill-k0: lost write",
         ] {
             r.expect(
                 r.stdout.contains(line),
                 &format!("no {line:?} in the progress"),
             )?;
         }
+        // Its writes since the vessel's newest checkpoint (at most a
+        // second: issue 13) are lost, which its reads may or may not find
+        // (the checkpoint may have come after its last write); never more
+        // than the writes of that last second.
+        let lost = r
+            .stdout
+            .lines()
+            .filter(|l| {
+                l.contains("client through-kill: request failed: GET") && l.contains("lost write")
+            })
+            .count();
+        r.expect(
+            lost <= 12,
+            &format!("{lost} lost writes: more than a second's (one every 100 ms)"),
+        )?;
         Ok(())
     });
 }
