@@ -1,0 +1,80 @@
+//! The memory copy a checkpoint's pause compares with.
+
+use protocol::snapshot::{ChunkedImage, Hash, CHUNK_SIZE_BYTES};
+
+use crate::store::{ChunkStore, StoreError};
+use crate::vessel::image::changed_chunks;
+
+/// The last checkpoint's memory, chunk by chunk: what the next one
+/// compares with. Kept on the node (a copy as large as the memory), so that
+/// the pause compares and copies rather than hashes.
+#[derive(Default)]
+pub struct Baseline {
+    last: Vec<u8>,
+    chunks: Vec<Option<Hash>>,
+    /// The copy no longer matches the hashes: the next checkpoint takes
+    /// every chunk (into the buffer it already has).
+    stale: bool,
+}
+
+impl Baseline {
+    /// In the pause: which chunks of `memory` changed since the last
+    /// checkpoint. Brings the copy up to `memory` (copying only those); their
+    /// hashes wait for [`store_changes`](Self::store_changes).
+    pub fn take_changes(&mut self, memory: &[u8]) -> Vec<usize> {
+        let cs = CHUNK_SIZE_BYTES as usize;
+        // Linear memory only grows; new pages compare with zeros, which is
+        // what an unknown (`None`) chunk means. The buffer is sized ahead
+        // (`presize`), so this allocates only if the memory grew since.
+        self.last.resize(memory.len(), 0);
+        self.chunks.resize(memory.len().div_ceil(cs), None);
+        let changed = if std::mem::take(&mut self.stale) {
+            (0..self.chunks.len()).collect()
+        } else {
+            changed_chunks(&self.last, &self.chunks, memory)
+        };
+        for &i in &changed {
+            let range = i * cs..((i + 1) * cs).min(memory.len());
+            self.last[range.clone()].copy_from_slice(&memory[range]);
+        }
+        changed
+    }
+
+    /// After the pause: hashes and stores the chunks `take_changes` found,
+    /// and returns the memory's image.
+    pub fn store_changes(
+        &mut self,
+        store: &ChunkStore,
+        changed: &[usize],
+    ) -> Result<ChunkedImage, StoreError> {
+        let cs = CHUNK_SIZE_BYTES as usize;
+        for &i in changed {
+            let bytes = &self.last[i * cs..((i + 1) * cs).min(self.last.len())];
+            self.chunks[i] = if bytes.iter().all(|&b| b == 0) {
+                None
+            } else {
+                Some(store.put_chunk(bytes)?)
+            };
+        }
+        Ok(ChunkedImage {
+            size_bytes: self.last.len() as u64,
+            chunks: self.chunks.clone(),
+        })
+    }
+
+    /// Before a pause, off the vessel's thread: makes the copy as large as
+    /// the memory, so that the pause does not allocate and zero it (for a
+    /// vessel's first checkpoint here, tens of milliseconds at 64 MiB).
+    pub fn presize(&mut self, memory_bytes: usize) {
+        if self.last.len() < memory_bytes {
+            self.last.resize(memory_bytes, 0);
+        }
+    }
+
+    /// The copy no longer matches the hashes (a checkpoint failed between
+    /// its pause and its store): the next one takes every chunk, which
+    /// makes it whole. The buffer stays, for the next pause.
+    pub fn invalidate(&mut self) {
+        self.stale = true;
+    }
+}
