@@ -596,7 +596,7 @@ fn checkpoint_refusal(vessel: VesselId, e: crate::vessel::checkpoint::Checkpoint
         E::Moving | E::Busy | E::Superseded | E::Timeout(_) => RefusalCode::Busy,
         E::Store(e) if e.is_disk_full() => RefusalCode::Full,
         E::Budget(_) => RefusalCode::Full,
-        E::Store(_) => RefusalCode::Internal,
+        E::Store(_) | E::Record(_) => RefusalCode::Internal,
     };
     Refusal::new(code, format!("cannot checkpoint vessel {vessel}: {e}"))
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use protocol::fuzzing::SplitMix64;
 use protocol::snapshot::{
     Entry, Frame, Manifest, ModuleRef, VesselLimits, CHUNK_SIZE_BYTES, MANIFEST_VERSION,
 };
@@ -18,18 +19,6 @@ use crate::vessel::Local;
 
 const MIB: u64 = 1024 * 1024;
 const CHUNK: usize = CHUNK_SIZE_BYTES as usize;
-
-/// A seeded xorshift generator.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
 
 fn open_host(dir: &std::path::Path) -> Host {
     Host::open(dir, "n".into(), DockConfig::default(), BTreeMap::new()).unwrap()
@@ -204,16 +193,16 @@ fn the_store_of_a_vessel_checkpointed_200_times_stays_bounded() {
             },
         ),
     );
-    let mut rng = Rng(0x5eed);
+    let mut rng = SplitMix64(0x5eed);
     let mut memory = vec![0u8; MEMORY_BYTES];
     let mut history: Vec<(Hash, Vec<u8>)> = Vec::new();
     let mut collections = 0;
     let mut peak = 0;
     for n in 0..CHECKPOINTS {
         for _ in 0..DIRTY_CHUNKS {
-            let at = (rng.next() as usize % (MEMORY_BYTES / CHUNK)) * CHUNK;
+            let at = (rng.next_u64() as usize % (MEMORY_BYTES / CHUNK)) * CHUNK;
             for b in &mut memory[at..at + CHUNK] {
-                *b = rng.next() as u8;
+                *b = rng.next_u64() as u8;
             }
         }
         let image = checkpoint(&mut host, id, &module, &memory);
@@ -316,14 +305,14 @@ fn collections_while_checkpoints_are_written_keep_every_noted_image() {
             runs
         })
     };
-    let mut rng = Rng(77);
+    let mut rng = SplitMix64(77);
     let mut memory = vec![0u8; MEMORY_BYTES];
     let mut history: Vec<(Hash, Vec<u8>)> = Vec::new();
     for _ in 0..CHECKPOINTS {
         for _ in 0..4 {
-            let at = (rng.next() as usize % (MEMORY_BYTES / CHUNK)) * CHUNK;
+            let at = (rng.next_u64() as usize % (MEMORY_BYTES / CHUNK)) * CHUNK;
             for b in &mut memory[at..at + CHUNK] {
-                *b = rng.next() as u8;
+                *b = rng.next_u64() as u8;
             }
         }
         let pin = store.pin();
@@ -400,13 +389,13 @@ fn measure_collection_cost() {
     let dir = tempfile::tempdir_in(base).unwrap();
     let mut host = open_host(dir.path());
     let module = b"\0asm measured module".to_vec();
-    let mut rng = Rng(42);
+    let mut rng = SplitMix64(42);
     let mut memories = Vec::new();
     for v in 0..VESSELS {
         let id = VesselId([v; 8]);
         let mut memory = vec![0u8; MEMORY_BYTES];
         for w in memory.chunks_mut(8) {
-            w.copy_from_slice(&rng.next().to_le_bytes());
+            w.copy_from_slice(&rng.next_u64().to_le_bytes());
         }
         host.vessels.insert(
             id,
@@ -428,8 +417,8 @@ fn measure_collection_cost() {
         while host.store.appended_bytes() - started < COLLECT_EVERY_BYTES {
             let (id, memory) = &mut memories[checkpoints % VESSELS as usize];
             for _ in 0..DIRTY_BYTES / CHUNK {
-                let at = (rng.next() as usize % (MEMORY_BYTES / CHUNK)) * CHUNK;
-                memory[at..at + 8].copy_from_slice(&rng.next().to_le_bytes());
+                let at = (rng.next_u64() as usize % (MEMORY_BYTES / CHUNK)) * CHUNK;
+                memory[at..at + 8].copy_from_slice(&rng.next_u64().to_le_bytes());
             }
             let id = *id;
             let memory = memory.clone();

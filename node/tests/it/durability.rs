@@ -9,6 +9,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use protocol::fuzzing::SplitMix64;
 use serde_json::Value;
 
 use crate::mesh::{stderr, Node, User, POLL, TIMEOUT};
@@ -57,25 +58,15 @@ fn counter_log(target: u64) -> String {
         .collect()
 }
 
-/// A seeded xorshift: the kill moments replay with `MESHNODE_TEST_SEED`.
-struct Seeded(u64);
-
-impl Seeded {
-    fn from_env() -> Seeded {
-        let seed = std::env::var("MESHNODE_TEST_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0x5eed_2026_1207);
-        eprintln!("durability: seed {seed} (MESHNODE_TEST_SEED={seed} replays it)");
-        Seeded(seed | 1)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
+/// The kill moments' generator: the project's seeded one, replayable with
+/// `MESHNODE_TEST_SEED`.
+fn seeded_from_env() -> SplitMix64 {
+    let seed = std::env::var("MESHNODE_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_2026_1207);
+    eprintln!("durability: seed {seed} (MESHNODE_TEST_SEED={seed} replays it)");
+    SplitMix64(seed)
 }
 
 fn ps_row(user: &User, node: &Node, vessel: &str) -> Option<Value> {
@@ -162,7 +153,7 @@ fn a_vessel_survives_twenty_kill_9s_losing_at_most_an_interval_each() {
     );
     // Followed throughout, across every crash and restart.
     let follower = Follower::start(&user, &node);
-    let mut rng = Seeded::from_env();
+    let mut rng = seeded_from_env();
     for crash in 0..CRASHES {
         wait_running(&user, &node, "counter");
         // Between a fifth of an interval and three intervals.

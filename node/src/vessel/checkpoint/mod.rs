@@ -35,7 +35,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use protocol::snapshot::{ChunkedImage, Hash, CHUNK_SIZE_BYTES};
+use protocol::snapshot::{Hash, CHUNK_SIZE_BYTES};
 use protocol::vessel::{VesselId, VolumeImage};
 use tokio::sync::oneshot;
 
@@ -48,7 +48,7 @@ pub use write::finish;
 use super::image;
 use super::retention::BudgetExceeded;
 use super::runner::{AtPoint, AtPointRefused, Command};
-use super::{Host, PreparedModule, Record};
+use super::{Host, Record};
 use crate::store::StoreError;
 use crate::sync::lock;
 
@@ -67,6 +67,8 @@ pub enum CheckpointError {
     Capture(String),
     #[error("the chunk store: {0}")]
     Store(#[from] StoreError),
+    #[error("cannot write its record: {0}")]
+    Record(String),
     #[error("it did not reach a migration point within {} s", .0.as_secs())]
     Timeout(Duration),
     #[error("it moved, ended or was checkpointed otherwise meanwhile; this one is dropped")]
@@ -122,8 +124,9 @@ pub struct Checkpoints {
     pub taken: u64,
     /// How many chunks of memory the last durable one changed.
     pub last_changed: usize,
-    /// The prepared module and its image, read once.
-    pub(super) module: Option<(Arc<PreparedModule>, ChunkedImage)>,
+    /// What every checkpoint of this stay copies from the image the vessel
+    /// started from here, read once.
+    pub(super) base: Option<Arc<write::StayBase>>,
     /// The log's chunks as the last checkpoint stored them.
     pub(super) log_chunks: Arc<Mutex<LogChunks>>,
     /// The volumes as the last checkpoint packed them: the next re-packs

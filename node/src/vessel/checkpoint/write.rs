@@ -4,7 +4,9 @@
 use std::sync::{Arc, Mutex};
 
 use protocol::snapshot::{ChunkedImage, Hash};
-use protocol::vessel::{Resume, VesselId, VesselImage, VESSEL_VERSION};
+use protocol::vessel::{
+    Deployment, Resume, VesselId, VesselImage, VesselPlacement, VESSEL_VERSION,
+};
 
 use super::log_chunks::{pack_log_since, LogChunks};
 use super::{Baseline, CheckpointError, Durable, Taken};
@@ -17,25 +19,23 @@ use crate::vessel::{image, Host, PreparedModule, Record};
 /// it. On any failure the baseline is invalidated and the record keeps the
 /// previous checkpoint.
 pub fn finish(host: &Mutex<Host>, id: VesselId, taken: Taken) -> Result<Durable, CheckpointError> {
-    let baseline = match lock(host).vessels.get(&id) {
-        Some(l) => l.checkpoints.baseline.clone(),
-        None => return Err(CheckpointError::NotHere),
-    };
-    let (log_chunks, volumes) = match lock(host).vessels.get(&id) {
+    let (baseline, log_chunks, volumes) = match lock(host).vessels.get(&id) {
         Some(l) => (
+            l.checkpoints.baseline.clone(),
             l.checkpoints.log_chunks.clone(),
             l.checkpoints.volumes.clone(),
         ),
         None => return Err(CheckpointError::NotHere),
     };
-    let result = write_image(host, id, &baseline, &taken).and_then(|(image, epoch)| {
-        commit(host, id, epoch, image, &taken)?;
-        Ok(Durable {
-            image,
-            pause: taken.pause,
-            changed_chunks: taken.changed.len(),
-        })
-    });
+    let result =
+        write_image(host, id, &baseline, &log_chunks, &taken).and_then(|(image, epoch)| {
+            commit(host, id, epoch, image, &taken)?;
+            Ok(Durable {
+                image,
+                pause: taken.pause,
+                changed_chunks: taken.changed.len(),
+            })
+        });
     if result.is_err() {
         // What they remember may name chunks that never became durable.
         lock(&baseline).invalidate();
@@ -51,43 +51,42 @@ fn write_image(
     host: &Mutex<Host>,
     id: VesselId,
     baseline: &Mutex<Baseline>,
+    log_chunks: &Mutex<LogChunks>,
     taken: &Taken,
 ) -> Result<(Hash, u64), CheckpointError> {
-    let (store, epoch, old, module, log, log_chunks, run_ms, pinned) = {
-        let mut h = lock(host);
-        let store = h.store.clone();
+    let base = stay_base(host, id)?;
+    let (store, epoch, log, run_ms, pinned) = {
+        let h = lock(host);
         let l = h.vessels.get(&id).ok_or(CheckpointError::NotHere)?;
-        let epoch = l.record.epoch();
-        let (run_ms, pinned) = (l.run_ms(), l.pinned);
-        let old = store.get_image_doc(&l.record.image())?;
-        let old: VesselImage = protocol::cbor::decode(&old)
-            .map_err(|e| CheckpointError::Capture(format!("its last image: {e}")))?;
-        let log = l.log.clone();
-        let log_chunks = l.checkpoints.log_chunks.clone();
-        let module = module_of(&mut h, id, &old)?;
-        (store, epoch, old, module, log, log_chunks, run_ms, pinned)
+        (
+            h.store.clone(),
+            l.record.epoch(),
+            l.log.clone(),
+            l.run_ms(),
+            l.pinned,
+        )
     };
     let memory = lock(baseline).store_changes(&store, &taken.changed)?;
-    let manifest = image::manifest_of(&module.0, &module.1, &taken.capture, memory)
+    let manifest = image::manifest_of(&base.module, &base.module_image, &taken.capture, memory)
         .map_err(CheckpointError::Capture)?;
     let (manifest_bytes, manifest_hash) = manifest.encode_and_hash();
     let volumes = taken.volumes.clone().map_err(CheckpointError::Capture)?;
     // Only what was printed before the pause: the vessel ran on since.
-    let log = pack_log_since(&store, &mut lock(&log_chunks), &log, taken.log_end)?;
+    let log = pack_log_since(&store, &mut lock(log_chunks), &log, taken.log_end)?;
     let img = VesselImage {
         version: VESSEL_VERSION,
-        deployment: old.deployment.clone(),
+        deployment: base.deployment.clone(),
         epoch,
         resume: Resume::Snapshot(manifest_hash),
-        module: old.module.clone(),
+        module: base.module_image.clone(),
         manifest: manifest_bytes,
         volumes,
         log,
-        migrations: old.migrations,
+        migrations: base.migrations,
         run_ms,
-        placement: protocol::vessel::VesselPlacement {
+        placement: VesselPlacement {
             pinned,
-            last_move: old.placement.last_move.clone(),
+            last_move: base.last_move.clone(),
         },
         hub: taken.hub.clone().unwrap_or_default(),
     };
@@ -99,29 +98,46 @@ fn write_image(
     Ok((image_hash, epoch))
 }
 
-/// The vessel's prepared module and the module's image, read from the store
-/// once per stay.
-fn module_of(
-    h: &mut Host,
-    id: VesselId,
-    old: &VesselImage,
-) -> Result<(Arc<PreparedModule>, ChunkedImage), CheckpointError> {
-    if let Some(m) = h
-        .vessels
-        .get(&id)
-        .and_then(|l| l.checkpoints.module.clone())
-    {
-        return Ok(m);
-    }
-    let bytes = crate::store::get_image(&h.store, &old.module, protocol::limits::MAX_MODULE_BYTES)?;
+/// What every checkpoint of a stay copies from the image the vessel
+/// started from here: none of it changes while the vessel stays (a move
+/// or a restart makes a new stay).
+pub struct StayBase {
+    module: Arc<PreparedModule>,
+    module_image: ChunkedImage,
+    deployment: Deployment,
+    migrations: u32,
+    last_move: String,
+}
+
+/// The vessel's [`StayBase`], read from its record's image (and the module
+/// prepared) the first time, outside the host's lock but for the module
+/// cache; later checkpoints read nothing.
+fn stay_base(host: &Mutex<Host>, id: VesselId) -> Result<Arc<StayBase>, CheckpointError> {
+    let (store, image) = {
+        let h = lock(host);
+        let l = h.vessels.get(&id).ok_or(CheckpointError::NotHere)?;
+        if let Some(base) = &l.checkpoints.base {
+            return Ok(base.clone());
+        }
+        (h.store.clone(), l.record.image())
+    };
+    let old: VesselImage = protocol::cbor::decode(&store.get_image_doc(&image)?)
+        .map_err(|e| CheckpointError::Capture(format!("its last image: {e}")))?;
+    let bytes = crate::store::get_image(&store, &old.module, protocol::limits::MAX_MODULE_BYTES)?;
+    let mut h = lock(host);
     let module = h
         .module(bytes, &old.deployment.body.name)
         .map_err(CheckpointError::Capture)?;
-    let m = (module, old.module.clone());
-    if let Some(l) = h.vessels.get_mut(&id) {
-        l.checkpoints.module = Some(m.clone());
-    }
-    Ok(m)
+    let base = Arc::new(StayBase {
+        module,
+        module_image: old.module,
+        deployment: old.deployment,
+        migrations: old.migrations,
+        last_move: old.placement.last_move,
+    });
+    let l = h.vessels.get_mut(&id).ok_or(CheckpointError::NotHere)?;
+    l.checkpoints.base = Some(base.clone());
+    Ok(base)
 }
 
 /// Points the vessel's record at the new image, if it is still owned here
@@ -142,7 +158,7 @@ fn commit(
     }
     let record = Record::Owned { epoch, image };
     h.write_record(id, &record)
-        .map_err(|e| CheckpointError::Capture(format!("its record: {e}")))?;
+        .map_err(|e| CheckpointError::Record(e.to_string()))?;
     // Noted before the pin goes (with `taken`): from here on retention
     // keeps it.
     h.note_checkpoint(id, image);
