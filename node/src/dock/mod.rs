@@ -13,6 +13,7 @@
 //!   that CPU-bound vessels never stall the node's async work.
 
 mod capture;
+pub mod dirty;
 pub mod frames;
 pub mod fuzzing;
 mod load;

@@ -2,14 +2,16 @@
 //! one fuel slice at a time, asking it to unwind at a migration point, and
 //! [`spawn`] to run one to its end on a worker thread of its own.
 
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use protocol::snapshot::{Entry, Hash};
 use wasmi::{
-    Engine, Extern, Func, Global, Instance, Linker, Memory, ResumableCall, ResumableCallOutOfFuel,
-    Store, StoreLimits, StoreLimitsBuilder, Val,
+    Engine, Extern, Func, Global, Instance, Linker, Memory, ResourceLimiter, ResumableCall,
+    ResumableCallOutOfFuel, Store, StoreLimits, StoreLimitsBuilder, Val,
 };
 
+use super::dirty::WriteTracker;
 use super::frames::{self, FrameIo, FrameView};
 use super::load::VesselModule;
 use super::trap::TrapSite;
@@ -20,8 +22,52 @@ use super::{DockConfig, DockError};
 pub struct VesselCtx {
     pub wasi: WasiCtx,
     memory: Option<Memory>,
-    limits: StoreLimits,
+    limits: Limits,
     pub(super) frames: FrameIo,
+}
+
+/// The store's limits, and the one thing a growing memory must do first:
+/// stop write tracking, since the memory may move and the pages past its
+/// end are new (`dock/dirty`).
+struct Limits {
+    limits: StoreLimits,
+    writes: Arc<WriteTracker>,
+}
+
+impl ResourceLimiter for Limits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> Result<bool, wasmi::errors::LimiterError> {
+        let grows = self.limits.memory_growing(current, desired, maximum)?;
+        if grows {
+            self.writes.disarm();
+        }
+        Ok(grows)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> Result<bool, wasmi::errors::LimiterError> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
+    }
 }
 
 impl WasiView for VesselCtx {
@@ -103,6 +149,15 @@ pub struct Vessel {
     trap_site: TrapSite,
     /// The instrumented module it was instantiated from (None: plain).
     pub(super) module: Option<Hash>,
+    /// Which pages of its memory were written between two checkpoints.
+    writes: Arc<WriteTracker>,
+}
+
+impl Drop for Vessel {
+    /// Unprotects the memory before the store frees it.
+    fn drop(&mut self) {
+        self.writes.disarm();
+    }
 }
 
 impl Vessel {
@@ -129,7 +184,8 @@ impl Vessel {
         wasi: WasiCtx,
         config: &DockConfig,
     ) -> Result<Self, DockError> {
-        let mut store = new_store(engine, wasi, config)?;
+        let writes = Arc::new(WriteTracker::default());
+        let mut store = new_store(engine, wasi, config, writes.clone())?;
         let mut linker = Linker::new(engine);
         wasi::add_to_linker(&mut linker).map_err(|e| DockError::Instantiate(e.to_string()))?;
         frames::add_to_linker(&mut linker).map_err(|e| DockError::Instantiate(e.to_string()))?;
@@ -171,6 +227,7 @@ impl Vessel {
             slices: 0,
             trap_site,
             module: vm.instrumented.as_ref().map(|i| i.hash),
+            writes,
         })
     }
 
@@ -363,6 +420,12 @@ impl Vessel {
         }
     }
 
+    /// Its write tracking: a checkpoint's pause asks it which chunks of
+    /// the memory were written since the last.
+    pub fn write_tracker(&self) -> &Arc<WriteTracker> {
+        &self.writes
+    }
+
     pub fn wasi_mut(&mut self) -> &mut WasiCtx {
         &mut self.store.data_mut().wasi
     }
@@ -385,11 +448,13 @@ fn new_store(
     engine: &Engine,
     wasi: WasiCtx,
     config: &DockConfig,
+    writes: Arc<WriteTracker>,
 ) -> Result<Store<VesselCtx>, DockError> {
     let limits = StoreLimitsBuilder::new()
         .memory_size(config.max_memory_bytes)
         .instances(1)
         .build();
+    let limits = Limits { limits, writes };
     let frames = FrameIo::new(config.max_call_depth);
     let mut store = Store::new(
         engine,

@@ -46,6 +46,8 @@ pub struct AtPoint<'a> {
     pub capture: Capture,
     /// The memory, in place.
     pub memory: &'a [u8],
+    /// Which pages of it were written, and when last asked.
+    pub writes: &'a crate::dock::dirty::WriteTracker,
     /// The vessel's WASI context (to ask which files changed).
     pub wasi: &'a mut WasiCtx,
     /// When the vessel stopped running.
@@ -394,11 +396,13 @@ impl Worker {
             .vessel
             .capture_state_and_rewind(0)
             .map_err(|e| AtPointRefused::Capture(e.to_string()));
+        let writes = self.vessel.write_tracker().clone();
         let (memory, wasi) = self.vessel.memory_and_wasi();
         for f in waiting {
             f(capture.clone().map(|capture| AtPoint {
                 capture,
                 memory,
+                writes: &writes,
                 wasi: &mut *wasi,
                 at,
             }));

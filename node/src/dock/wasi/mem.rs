@@ -40,9 +40,15 @@ impl<'a> GuestMemory<'a> {
         Ok(&self.bytes[r])
     }
 
+    /// Guest memory to write. Its pages are made writable first: the
+    /// memory may be write-protected for checkpoints (`dock/dirty`), and a
+    /// system call writing into a protected page (`getrandom`, a read)
+    /// would fail with `EFAULT` instead of faulting.
     pub fn slice_mut(&mut self, ptr: u32, len: u32) -> Result<&mut [u8], Errno> {
         let r = self.range(ptr, len)?;
-        Ok(&mut self.bytes[r])
+        let out = &mut self.bytes[r];
+        crate::dock::dirty::touch_for_write(out);
+        Ok(out)
     }
 
     pub fn read_u8(&self, ptr: u32) -> Result<u8, Errno> {

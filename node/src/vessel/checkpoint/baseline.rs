@@ -2,6 +2,7 @@
 
 use protocol::snapshot::{ChunkedImage, Hash, CHUNK_SIZE_BYTES};
 
+use crate::dock::dirty::{WriteMark, WriteTracker, Written};
 use crate::store::{ChunkStore, StoreError};
 use crate::vessel::image::changed_chunks;
 
@@ -15,29 +16,52 @@ pub struct Baseline {
     /// The copy no longer matches the hashes: the next checkpoint takes
     /// every chunk (into the buffer it already has).
     stale: bool,
+    /// When the last pause asked the vessel's write tracking.
+    mark: Option<WriteMark>,
 }
 
 impl Baseline {
     /// In the pause: which chunks of `memory` changed since the last
     /// checkpoint. Brings the copy up to `memory` (copying only those); their
     /// hashes wait for [`store_changes`](Self::store_changes).
-    pub fn take_changes(&mut self, memory: &[u8]) -> Vec<usize> {
+    ///
+    /// `writes` (the vessel's write tracking) says which chunks were written
+    /// since the last pause, so only those are compared; when it cannot
+    /// say, every chunk is.
+    pub fn take_changes(&mut self, memory: &[u8], writes: &WriteTracker) -> Vec<usize> {
         let cs = CHUNK_SIZE_BYTES as usize;
         // Linear memory only grows; new pages compare with zeros, which is
         // what an unknown (`None`) chunk means. The buffer is sized ahead
         // (`presize`), so this allocates only if the memory grew since.
         self.last.resize(memory.len(), 0);
         self.chunks.resize(memory.len().div_ceil(cs), None);
-        let changed = if std::mem::take(&mut self.stale) {
-            (0..self.chunks.len()).collect()
-        } else {
-            changed_chunks(&self.last, &self.chunks, memory)
+        let (written, mark) = writes.look(memory, self.mark);
+        self.mark = Some(mark);
+        let changed = match (std::mem::take(&mut self.stale), written) {
+            (true, _) => (0..self.chunks.len()).collect(),
+            (false, Written::All) => changed_chunks(&self.last, &self.chunks, memory),
+            (false, Written::Chunks(candidates)) => self.changed_among(memory, candidates),
         };
         for &i in &changed {
             let range = i * cs..((i + 1) * cs).min(memory.len());
             self.last[range.clone()].copy_from_slice(&memory[range]);
         }
         changed
+    }
+
+    /// The chunks among `candidates` that differ from the copy (or that
+    /// were never stored and are not all zeros).
+    fn changed_among(&self, memory: &[u8], candidates: Vec<usize>) -> Vec<usize> {
+        let cs = CHUNK_SIZE_BYTES as usize;
+        candidates
+            .into_iter()
+            .filter(|&i| {
+                let range = i * cs..((i + 1) * cs).min(memory.len());
+                let now = &memory[range.clone()];
+                self.last[range] != *now
+                    || (self.chunks[i].is_none() && now.iter().any(|&b| b != 0))
+            })
+            .collect()
     }
 
     /// After the pause: hashes and stores the chunks `take_changes` found,

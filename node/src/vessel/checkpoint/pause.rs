@@ -81,7 +81,7 @@ pub(super) fn in_the_pause(
     hub: Option<Arc<crate::dock::services::ingress::IngressHub>>,
     pin: Pin,
 ) -> Taken {
-    let changed = lock(baseline).take_changes(p.memory);
+    let changed = lock(baseline).take_changes(p.memory, p.writes);
     let volumes = volumes.pack(store, p.wasi);
     let log_end = lock(log).end();
     Taken {

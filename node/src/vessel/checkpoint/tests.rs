@@ -22,6 +22,9 @@ fn incremental_memory_images_equal_whole_ones() {
     let cs = CHUNK_SIZE_BYTES as usize;
     let mut memory = vec![0u8; 8 * cs];
     let mut baseline = Baseline::default();
+    // Declared after the memory, so dropped (and unprotected) before it.
+    let writes = crate::dock::dirty::WriteTracker::default();
+    let mut tracked = 0;
     for round in 0..40 {
         for _ in 0..rng.below(6) {
             let at = rng.below(memory.len() as u64) as usize;
@@ -30,19 +33,23 @@ fn incremental_memory_images_equal_whole_ones() {
         if round % 13 == 5 {
             // A page zeroed again, and the memory grows.
             memory[cs..2 * cs].fill(0);
+            // As a vessel's limiter does before its memory grows (and moves).
+            writes.disarm();
             memory.resize(memory.len() + 3 * cs, 0);
             let end = memory.len() - 1;
             memory[end] = 7;
         }
-        let changed = baseline.take_changes(&memory);
+        let changed = baseline.take_changes(&memory, &writes);
         let got = baseline.store_changes(&store, &changed).unwrap();
         let mut s = store.clone();
         assert_eq!(got, put_image(&mut s, &memory).unwrap(), "round {round}");
-        let again = baseline.take_changes(&memory);
+        let again = baseline.take_changes(&memory, &writes);
         assert!(again.is_empty(), "unchanged memory reported {again:?}");
+        tracked += usize::from(writes.is_armed());
     }
+    assert!(tracked >= 30, "write tracking was armed in only {tracked} rounds");
     baseline.invalidate();
-    let changed = baseline.take_changes(&memory);
+    let changed = baseline.take_changes(&memory, &writes);
     let got = baseline.store_changes(&store, &changed).unwrap();
     let mut s = store.clone();
     assert_eq!(got, put_image(&mut s, &memory).unwrap(), "after invalidate");
