@@ -266,6 +266,12 @@ pub struct CheckpointReport {
     pub pause_us: u64,
     /// Chunks of memory that changed since the checkpoint before.
     pub changed_chunks: u64,
+    /// Chunks of memory the pause compared to find them: the whole memory
+    /// when write tracking could not say which were written (the first
+    /// checkpoint, a grown memory), else only the written ones. Absent
+    /// from older nodes.
+    #[serde(default)]
+    pub compared_chunks: u64,
 }
 
 /// How a drain is going: one line per vessel that was on the node.

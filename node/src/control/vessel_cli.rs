@@ -497,6 +497,7 @@ pub fn run_checkpoint(args: CheckpointArgs) -> Result<i32> {
             "image": r.image.to_hex(),
             "pause_us": r.pause_us,
             "changed_chunks": r.changed_chunks,
+            "compared_chunks": r.compared_chunks,
         }))?;
         return Ok(0);
     }

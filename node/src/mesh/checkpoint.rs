@@ -100,6 +100,7 @@ pub async fn periodic(mesh: Migrator, default_every: Option<Duration>) {
                             image = %d.image,
                             pause_us = d.pause.as_micros() as u64,
                             changed_chunks = d.changed_chunks,
+                            compared_chunks = d.compared_chunks,
                             "checkpoint durable"
                         )
                     }

@@ -582,6 +582,7 @@ async fn run_here(
                 image: durable.image,
                 pause_us: durable.pause.as_micros() as u64,
                 changed_chunks: durable.changed_chunks as u64,
+                compared_chunks: durable.compared_chunks as u64,
             }))
         }
     }

@@ -528,3 +528,82 @@ fn a_vessel_writing_new_memory_keeps_the_store_bounded() {
         "only {written} bytes written: the test shows nothing"
     );
 }
+
+/// `meshnode checkpoint VESSEL --json`, parsed.
+fn checkpoint_now(user: &User, node: &Node, vessel: &str) -> Value {
+    let out = user.run(&["checkpoint", "--data-dir", node.dir(), vessel, "--json"]);
+    assert!(out.status.success(), "checkpoint: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).expect("checkpoint --json")
+}
+
+/// Waits until the vessel's log has a line containing `text`.
+fn wait_log_line(user: &User, node: &Node, vessel: &str, text: &str) {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let out = user.run(&["logs", "--data-dir", node.dir(), vessel]);
+        if String::from_utf8_lossy(&out.stdout).contains(text) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no {text:?} in {vessel}'s log");
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Write tracking reaches a real vessel's memory: once a checkpoint has
+/// armed it, the next pauses compare only the chunks the vessel wrote (a
+/// 64 KiB/s sweep: a chunk or two a second, plus its stack and data), not
+/// all 256 of its 16 MiB. With tracking off the same pauses compare every
+/// chunk, which shows the figure tells the two apart.
+#[test]
+fn a_checkpoint_compares_only_the_chunks_the_vessel_wrote() {
+    let _cpu = crate::support::shared_cpu();
+    let wasm = compile_c("benches/programs/memwriter.c", &[]);
+    for tracking in [true, false] {
+        let user = User::new();
+        let data_dir = user.home.path().join("n");
+        std::fs::create_dir_all(&data_dir).unwrap();
+        let env: &[(&str, &str)] = if tracking {
+            &[]
+        } else {
+            &[("MESHNODE_WRITE_TRACKING", "off")]
+        };
+        let mut node = user.start_env(&data_dir, &[], &[], env);
+        node.wait_ready();
+        let out = user.run(&[
+            "deploy",
+            "--data-dir",
+            node.dir(),
+            "--name",
+            "writer",
+            "--checkpoint-every",
+            "off",
+            wasm.to_str().unwrap(),
+            "16",
+            "65536",
+            "sweep",
+            "0",
+            "3",
+            "sleep",
+        ]);
+        assert!(out.status.success(), "deploy: {}", stderr(&out));
+        // Filled first (every page written once): the checkpoints come after.
+        wait_log_line(&user, &node, "writer", "ready");
+        let compared: Vec<u64> = (0..3)
+            .map(|_| {
+                std::thread::sleep(Duration::from_millis(300));
+                checkpoint_now(&user, &node, "writer")["compared_chunks"]
+                    .as_u64()
+                    .expect("compared_chunks")
+            })
+            .collect();
+        assert!(compared[0] >= 256, "the first compares all: {compared:?}");
+        for &c in &compared[1..] {
+            if tracking {
+                assert!(c <= 32, "tracked pauses compared {compared:?}");
+            } else {
+                assert!(c >= 256, "untracked pauses compared {compared:?}");
+            }
+        }
+        drop(node);
+    }
+}

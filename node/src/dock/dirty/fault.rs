@@ -248,7 +248,11 @@ pub fn touch_for_write(bytes: &mut [u8]) {
 
 /// The handler. Async-signal-safe: atomics and `mprotect` only, and it
 /// keeps `errno` as it found it.
-extern "C" fn on_fault(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
+extern "C" fn on_fault(
+    signal: libc::c_int,
+    info: *mut libc::siginfo_t,
+    context: *mut libc::c_void,
+) {
     // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers.
     let addr = unsafe { (*info).si_addr() } as usize;
     // SAFETY: errno is thread-local; reading and writing it is safe.

@@ -33,12 +33,18 @@ use crate::sync::lock;
 const CHUNK_BYTES: usize = protocol::snapshot::CHUNK_SIZE_BYTES as usize;
 
 /// A look that finds more than this share of the pages written (as a
-/// fraction 1/N) stops tracking for a while: faulting on most pages costs
-/// more than the compare it saves.
+/// fraction 1/N) is a heavy one: faulting on most pages costs more than
+/// the compare it saves.
 const HEAVY_WRITER_SHARE: usize = 2;
 
-/// How many looks a heavy writer goes untracked before tracking is tried
-/// again.
+/// This many heavy looks in a row stop tracking for a while. One is not
+/// enough: a program that fills its memory once (at start, or loading a
+/// file) would lose tracking for the intervals after, when it writes
+/// little.
+const HEAVY_LOOKS_TO_REST: u32 = 2;
+
+/// How many looks a heavy writer then goes untracked before tracking is
+/// tried again.
 const REST_LOOKS_AFTER_HEAVY: u32 = 8;
 
 /// Set `MESHNODE_WRITE_TRACKING=off` to compare whole memories instead (for
@@ -82,6 +88,8 @@ struct Inner {
     stamps: Vec<u64>,
     /// Writes are known completely since the end of this look.
     tracked_since: Option<u64>,
+    /// Heavy looks in a row.
+    heavy_streak: u32,
     rest_looks: u32,
     /// Why tracking is not armed, if it failed (for the node log).
     last_refusal: Option<ProtectError>,
@@ -186,9 +194,12 @@ impl Inner {
                 self.stamps[c] = generation;
             }
         }
-        if pages.len() * HEAVY_WRITER_SHARE > protected_pages {
+        let heavy = pages.len() * HEAVY_WRITER_SHARE > protected_pages;
+        self.heavy_streak = if heavy { self.heavy_streak + 1 } else { 0 };
+        if self.heavy_streak >= HEAVY_LOOKS_TO_REST {
             // Complete for this look, but not worth tracking on.
             self.disarm_now();
+            self.heavy_streak = 0;
             self.rest_looks = REST_LOOKS_AFTER_HEAVY;
         }
         Some(Harvest { since, head, tail })

@@ -51,7 +51,11 @@ fn a_look_names_exactly_the_chunks_written_since_the_last() {
     let mut buf = Buffer::new(4 * MIB, 0);
     let t = WriteTracker::default();
     let (first, mark) = t.look(buf.bytes(), None);
-    assert_eq!(first, Written::All, "nothing is known before the first look");
+    assert_eq!(
+        first,
+        Written::All,
+        "nothing is known before the first look"
+    );
     assert!(t.is_armed(), "refused: {:?}", t.last_refusal());
     let mem = buf.bytes();
     mem[5] = 1; // chunk 0
@@ -110,15 +114,32 @@ fn an_older_mark_than_the_tracking_gets_all() {
 }
 
 #[test]
+fn one_heavy_interval_keeps_tracking() {
+    // A program that fills its memory once, then writes little.
+    let mut buf = Buffer::new(MIB, 0);
+    let t = WriteTracker::default();
+    let (_, mark) = t.look(buf.bytes(), None);
+    buf.bytes().fill(7);
+    let (written, mark) = t.look(buf.bytes(), Some(mark));
+    assert_eq!(chunks(written).len(), MIB / CHUNK_BYTES);
+    assert!(t.is_armed(), "one heavy look is not a heavy writer");
+    buf.bytes()[CHUNK_BYTES] = 1;
+    let (written, _) = t.look(buf.bytes(), Some(mark));
+    assert_eq!(chunks(written), vec![1]);
+}
+
+#[test]
 fn a_heavy_writer_rests_untracked_then_is_tracked_again() {
     let mut buf = Buffer::new(MIB, 0);
     let t = WriteTracker::default();
     let (_, mut mark) = t.look(buf.bytes(), None);
-    buf.bytes().fill(7);
-    let (written, m) = t.look(buf.bytes(), Some(mark));
-    mark = m;
-    assert_eq!(chunks(written).len(), MIB / CHUNK_BYTES, "complete");
-    assert!(!t.is_armed(), "most pages written: tracking rests");
+    for round in 0..HEAVY_LOOKS_TO_REST {
+        buf.bytes().fill(round as u8 + 1);
+        let (written, m) = t.look(buf.bytes(), Some(mark));
+        mark = m;
+        assert_eq!(chunks(written).len(), MIB / CHUNK_BYTES, "complete");
+    }
+    assert!(!t.is_armed(), "most pages written, again: tracking rests");
     for _ in 0..REST_LOOKS_AFTER_HEAVY {
         let (written, m) = t.look(buf.bytes(), Some(mark));
         mark = m;

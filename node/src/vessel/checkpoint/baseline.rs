@@ -18,6 +18,8 @@ pub struct Baseline {
     stale: bool,
     /// When the last pause asked the vessel's write tracking.
     mark: Option<WriteMark>,
+    /// How many chunks the last pause compared.
+    compared: usize,
 }
 
 impl Baseline {
@@ -37,16 +39,32 @@ impl Baseline {
         self.chunks.resize(memory.len().div_ceil(cs), None);
         let (written, mark) = writes.look(memory, self.mark);
         self.mark = Some(mark);
+        let all = self.chunks.len();
         let changed = match (std::mem::take(&mut self.stale), written) {
-            (true, _) => (0..self.chunks.len()).collect(),
-            (false, Written::All) => changed_chunks(&self.last, &self.chunks, memory),
-            (false, Written::Chunks(candidates)) => self.changed_among(memory, candidates),
+            (true, _) => {
+                self.compared = all;
+                (0..all).collect()
+            }
+            (false, Written::All) => {
+                self.compared = all;
+                changed_chunks(&self.last, &self.chunks, memory)
+            }
+            (false, Written::Chunks(candidates)) => {
+                self.compared = candidates.len();
+                self.changed_among(memory, candidates)
+            }
         };
         for &i in &changed {
             let range = i * cs..((i + 1) * cs).min(memory.len());
             self.last[range.clone()].copy_from_slice(&memory[range]);
         }
         changed
+    }
+
+    /// How many chunks the last [`take_changes`](Self::take_changes)
+    /// compared (all of them, unless write tracking named fewer).
+    pub fn compared(&self) -> usize {
+        self.compared
     }
 
     /// The chunks among `candidates` that differ from the copy (or that

@@ -162,6 +162,8 @@ pub struct Durable {
     pub pause: Duration,
     /// Chunks of memory that changed since the one before.
     pub changed_chunks: usize,
+    /// Chunks the pause compared to find them.
+    pub compared_chunks: usize,
 }
 
 impl Host {

@@ -20,6 +20,8 @@ use crate::vessel::runner::AtPoint;
 pub struct Taken {
     pub(super) capture: crate::dock::Capture,
     pub(super) changed: Vec<usize>,
+    /// How many chunks the pause compared to find them.
+    pub(super) compared: usize,
     pub(super) volumes: Result<Vec<VolumeImage>, String>,
     pub(super) hub: Option<HubImage>,
     pub(super) log_end: u64,
@@ -81,12 +83,17 @@ pub(super) fn in_the_pause(
     hub: Option<Arc<crate::dock::services::ingress::IngressHub>>,
     pin: Pin,
 ) -> Taken {
-    let changed = lock(baseline).take_changes(p.memory, p.writes);
+    let (changed, compared) = {
+        let mut b = lock(baseline);
+        let changed = b.take_changes(p.memory, p.writes);
+        (changed, b.compared())
+    };
     let volumes = volumes.pack(store, p.wasi);
     let log_end = lock(log).end();
     Taken {
         capture: p.capture,
         changed,
+        compared,
         volumes,
         hub: hub.map(|h| h.export()),
         log_end,

@@ -47,7 +47,10 @@ fn incremental_memory_images_equal_whole_ones() {
         assert!(again.is_empty(), "unchanged memory reported {again:?}");
         tracked += usize::from(writes.is_armed());
     }
-    assert!(tracked >= 30, "write tracking was armed in only {tracked} rounds");
+    assert!(
+        tracked >= 30,
+        "write tracking was armed in only {tracked} rounds"
+    );
     baseline.invalidate();
     let changed = baseline.take_changes(&memory, &writes);
     let got = baseline.store_changes(&store, &changed).unwrap();

@@ -34,6 +34,7 @@ pub fn finish(host: &Mutex<Host>, id: VesselId, taken: Taken) -> Result<Durable,
                 image,
                 pause: taken.pause,
                 changed_chunks: taken.changed.len(),
+                compared_chunks: taken.compared,
             })
         });
     if result.is_err() {
