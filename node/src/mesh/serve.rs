@@ -30,7 +30,7 @@ use super::peers::Membership;
 use super::state::NodeState;
 use super::vessels::{refuse, Incoming, IncomingData, Migrator, PREWARM_WAIT};
 use crate::identity::peer_public_key;
-use crate::migration::destination::{nothing_prepared, CommitPlan, Session};
+use crate::migration::destination::{nothing_prepared, warm_commit, CommitPlan, Session};
 use crate::migration::record::{prepared_matches, AbortRecord};
 use crate::sync::lock;
 use crate::vessel::image::{self, Prebuilt, Ready};
@@ -652,8 +652,16 @@ pub(super) fn prepare(
     let (image, manifest, image_hash, warm_memory) = {
         let inc = lock(incoming);
         let s = inc.check_prepare(&peer, vessel, epoch, image_named)?;
+        // `check_prepare` takes final sessions only, which always hold
+        // their image; a refusal, not a panic under the lock, if not.
+        let image = s.data.image.clone().ok_or_else(|| {
+            refuse(
+                RefusalCode::NoMigration,
+                "the session to prepare has no final image",
+            )
+        })?;
         (
-            s.data.image.clone().expect("final offers carry an image"),
+            image,
             s.data.manifest.is_some(),
             s.image,
             s.data.memory.clone(),
@@ -783,8 +791,13 @@ pub(super) fn prepare(
         unsynced_files = unsynced,
         "prepare phases"
     );
-    // Only now may a commit run the vessel from this session.
-    if let Some(s) = lock(incoming).session_mut(vessel, &peer, epoch) {
+    // Only now may a commit run the vessel from this session: the very
+    // session prepared (a later offer at the same epoch may have replaced
+    // it meanwhile, a warm one among them).
+    if let Some(s) = lock(incoming)
+        .session_mut(vessel, &peer, epoch)
+        .filter(|s| s.image == image_hash && s.kind == OfferKind::Final)
+    {
         s.prepared = true;
         s.data.ready = Some(ready);
     }
@@ -810,7 +823,10 @@ pub(super) fn commit(
     let (image, ready) = match plan {
         CommitPlan::AlreadyDone => return Ok((MigrationResponse::Committed, Vec::new())),
         CommitPlan::Refuse(r) => return Err(r),
-        CommitPlan::FromSession(s) => (s.data.image.expect("final"), s.data.ready),
+        CommitPlan::FromSession(s) => match s.data.image {
+            Some(image) => (image, s.data.ready),
+            None => return Err(warm_commit(d.vessel, d.epoch)),
+        },
         CommitPlan::FromDisk if prepared_matches(known.as_ref(), d.epoch, d.image) => {
             // This node restarted after it prepared: the image is on disk.
             let bytes = h.store.get_image_doc(&d.image).map_err(Refusal::internal)?;

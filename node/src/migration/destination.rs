@@ -226,10 +226,17 @@ impl<P: Clone + Eq + StdHash, D> Destination<P, D> {
         let ours = self
             .sessions
             .get(&vessel)
-            .is_some_and(|s| s.is(from, epoch) && s.image == image && s.prepared);
+            .filter(|s| s.is(from, epoch) && s.image == image);
         match ours {
-            true => CommitPlan::FromSession(self.sessions.remove(&vessel).expect("checked")),
-            false => CommitPlan::FromDisk,
+            // Only a final offer's image can run: a pre-copy round's names
+            // chunks only. A commit that names one (a hostile or broken
+            // source) is refused by code, never taken for a final image.
+            Some(s) if s.kind == OfferKind::Warm => CommitPlan::Refuse(warm_commit(vessel, epoch)),
+            Some(s) if s.prepared => match self.sessions.remove(&vessel) {
+                Some(s) => CommitPlan::FromSession(s),
+                None => CommitPlan::FromDisk,
+            },
+            _ => CommitPlan::FromDisk,
         }
     }
 
@@ -265,6 +272,17 @@ pub fn no_migration(vessel: VesselId, epoch: u64) -> Refusal {
     Refusal::new(
         RefusalCode::NoMigration,
         format!("no migration of vessel {vessel} at epoch {epoch} from this node is in progress"),
+    )
+}
+
+/// The refusal for a commit that names a pre-copy round's image.
+pub fn warm_commit(vessel: VesselId, epoch: u64) -> Refusal {
+    Refusal::new(
+        RefusalCode::NoMigration,
+        format!(
+            "the commit of vessel {vessel} at epoch {epoch} names a pre-copy image: only a \
+             prepared final image can be committed"
+        ),
     )
 }
 
@@ -348,6 +366,32 @@ mod tests {
             CommitPlan::FromSession(_)
         ));
         assert!(d.is_empty());
+    }
+
+    /// Issue 14, item 3: a warm offer, then a commit that names the warm
+    /// image. The session is one of a pre-copy round, which has no image
+    /// to run; the commit was once taken from it (and the node's commit
+    /// hit `expect("final")` under the host lock, poisoning it). Here the
+    /// warm session is marked prepared, as a prepare of the same epoch's
+    /// final offer that finishes after the warm offer replaced its session
+    /// does.
+    #[test]
+    fn a_commit_that_names_a_warm_image_is_refused_by_code() {
+        let v = VesselId([1; 8]);
+        let mut d: Destination<u8, ()> = Destination::default();
+        d.accept(v, session(1, OfferKind::Warm, 2, &[]));
+        for prepared in [false, true] {
+            d.session_mut(v, &1, 2).unwrap().prepared = prepared;
+            match d.commit(&1, v, 2, Hash([9; 32]), None) {
+                CommitPlan::Refuse(r) => {
+                    assert_eq!(r.code, RefusalCode::NoMigration);
+                    assert!(r.detail.contains("pre-copy image"), "{}", r.detail);
+                }
+                _ => panic!("a commit of a warm image was not refused"),
+            }
+        }
+        // The warm session stays: the source may still send its final offer.
+        assert!(d.session(v, &1, 2).is_some());
     }
 
     #[test]
