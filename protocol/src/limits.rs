@@ -190,6 +190,25 @@ pub const MAX_PUSHED_PATCHES: usize = 64;
 /// Largest page of log in one answer.
 pub const MAX_LOG_PAGE_BYTES: usize = 1024 * 1024;
 
+/// Chunks one migration's pre-copy (warm) rounds may ask the source for,
+/// all rounds together: a whole image of the largest memory and module
+/// (the first round), and as much again for what later rounds find
+/// changed. A source whose rounds change more than that is not converging;
+/// its final offer (not counted here, and checked like every final offer)
+/// could still go through. A round over it is refused with `limit`.
+/// Without it, a member could offer round after round
+/// of fresh chunk names and fill the destination's disk.
+pub const MAX_WARM_CHUNKS_PER_MIGRATION: u64 =
+    2 * ((MAX_MEMORY_BYTES + MAX_MODULE_BYTES) / crate::snapshot::CHUNK_SIZE_BYTES as u64);
+
+/// Pre-copy chunks all incoming migrations together may have asked for (a
+/// session's count goes when it ends, after at most
+/// `INCOMING_MIGRATION_TTL`): one full-size migration's budget, so that
+/// [`MAX_INCOMING_MIGRATIONS`] hostile members cannot make a node take
+/// eight times as much. A pre-copy round over it is refused with `busy`:
+/// that migration fails and its vessel runs on at the source.
+pub const MAX_WARM_CHUNKS_PER_NODE: u64 = MAX_WARM_CHUNKS_PER_MIGRATION;
+
 /// Most vessels one node runs at once (each has a thread and its memory).
 pub const MAX_VESSELS_PER_NODE: usize = 256;
 

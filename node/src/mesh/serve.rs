@@ -19,7 +19,7 @@ use protocol::migrate::{
 use protocol::peer::{PeerRequest, PeerResponse};
 use protocol::refusal::{Refusal, RefusalCode};
 use protocol::snapshot::{ChunkedImage, Hash, Manifest};
-use protocol::vessel::{Resume, VesselId, VesselImage};
+use protocol::vessel::{check_warm_images, Resume, VesselId, VesselImage};
 use tracing::{info, warn};
 
 use super::behaviour::NodeBehaviour;
@@ -417,23 +417,25 @@ pub(super) fn accept_offer(
     let known = record_on_disk(&lock(&mesh.host), id);
     // The destination's rules: room for another migration, and the epoch.
     // A later round of the same migration keeps what earlier ones built.
-    let (known_chunks, memory) = {
+    let (known_chunks, memory, earlier_warm) = {
         let mut inc = lock(incoming);
         match inc.check_offer(&peer, id, b.epoch, known.as_ref(), Instant::now())? {
             Some(s) if s.expected.is_empty() => {
                 let mut k = (*s.data.known).clone();
                 k.extend(s.data.named.iter().copied());
-                (Arc::new(k), s.data.memory.clone())
+                (Arc::new(k), s.data.memory.clone(), s.warm_chunks)
             }
-            Some(s) => (s.data.known.clone(), s.data.memory.clone()),
+            Some(s) => (s.data.known.clone(), s.data.memory.clone(), s.warm_chunks),
             None => Default::default(),
         }
     };
+    let mut warm_chunks = earlier_warm;
     let host = lock(&mesh.host);
     let (lacking, image, manifest, named) = match b.kind {
         OfferKind::Warm => {
             let images: Vec<ChunkedImage> = protocol::cbor::decode(&image_bytes)
                 .map_err(|e| refuse(RefusalCode::Invalid, format!("warm image: {e}")))?;
+            check_warm_images(&images).map_err(|e| refuse(e.code(), format!("warm image: {e}")))?;
             let mut all: Vec<Hash> = images
                 .iter()
                 .flat_map(|i| i.chunks.iter().flatten().copied())
@@ -442,6 +444,7 @@ pub(super) fn accept_offer(
             all.dedup();
             let named: HashSet<Hash> = all.iter().copied().collect();
             all.retain(|h| !known_chunks.contains(h) && !host.store.has_chunk(h));
+            warm_chunks = lock(incoming).check_warm_budget(&peer, id, b.epoch, all.len() as u64)?;
             (all, None, None, named)
         }
         OfferKind::Final => {
@@ -499,6 +502,7 @@ pub(super) fn accept_offer(
             expected: lacking.iter().copied().collect(),
             started: Instant::now(),
             prepared: false,
+            warm_chunks,
             data: IncomingData {
                 image,
                 manifest,

@@ -11,7 +11,9 @@ use std::collections::{HashMap, HashSet};
 use std::hash::Hash as StdHash;
 use std::time::{Duration, Instant};
 
-use protocol::limits::MAX_INCOMING_MIGRATIONS;
+use protocol::limits::{
+    MAX_INCOMING_MIGRATIONS, MAX_WARM_CHUNKS_PER_MIGRATION, MAX_WARM_CHUNKS_PER_NODE,
+};
 use protocol::migrate::OfferKind;
 use protocol::refusal::{Refusal, RefusalCode};
 use protocol::snapshot::Hash;
@@ -39,6 +41,9 @@ pub struct Session<P, D> {
     /// The image and its `Prepared` record are durable and the answer
     /// `Prepared` went out.
     pub prepared: bool,
+    /// Chunks this migration's pre-copy rounds asked for, all rounds
+    /// together (see [`Destination::check_warm_budget`]).
+    pub warm_chunks: u64,
     pub data: D,
 }
 
@@ -110,6 +115,49 @@ impl<P: Clone + Eq + StdHash, D> Destination<P, D> {
         }
         check_offer_epoch(known, vessel, epoch)?;
         Ok(self.sessions.get(&vessel).filter(|s| s.is(from, epoch)))
+    }
+
+    /// Judges a pre-copy round that would ask the source for `lacking`
+    /// chunks, against the migration's budget (its earlier rounds count)
+    /// and the node's (every other incoming migration's rounds count).
+    /// Returns the migration's count with this round's, for its session.
+    pub fn check_warm_budget(
+        &self,
+        from: &P,
+        vessel: VesselId,
+        epoch: u64,
+        lacking: u64,
+    ) -> Result<u64, Refusal> {
+        let earlier = self
+            .session(vessel, from, epoch)
+            .map_or(0, |s| s.warm_chunks);
+        let mine = earlier.saturating_add(lacking);
+        if mine > MAX_WARM_CHUNKS_PER_MIGRATION {
+            return Err(Refusal::new(
+                RefusalCode::Limit,
+                format!(
+                    "the pre-copy of vessel {vessel} would take {mine} chunks, over the \
+                     limit of {MAX_WARM_CHUNKS_PER_MIGRATION} per migration"
+                ),
+            ));
+        }
+        let others: u64 = self
+            .sessions
+            .iter()
+            .filter(|(v, _)| **v != vessel)
+            .map(|(_, s)| s.warm_chunks)
+            .sum();
+        if others.saturating_add(mine) > MAX_WARM_CHUNKS_PER_NODE {
+            return Err(Refusal::new(
+                RefusalCode::Busy,
+                format!(
+                    "incoming pre-copies would take {} chunks, over this node's limit of \
+                     {MAX_WARM_CHUNKS_PER_NODE}; retry later",
+                    others.saturating_add(mine)
+                ),
+            ));
+        }
+        Ok(mine)
     }
 
     /// Opens (or, for a later round or a newer offer, replaces) the session
@@ -307,8 +355,35 @@ mod tests {
             expected: expected.iter().copied().collect(),
             started: Instant::now(),
             prepared: false,
+            warm_chunks: 0,
             data: (),
         }
+    }
+
+    /// Issue 14, item 3: pre-copy rounds are counted, per migration (all
+    /// its rounds) and per node (all migrations), so that a member cannot
+    /// fill this node's disk with round after round of fresh chunks.
+    #[test]
+    fn pre_copy_chunks_are_counted_against_a_migration_and_a_node_budget() {
+        let (v, w) = (VesselId([1; 8]), VesselId([2; 8]));
+        let mut d: Destination<u8, ()> = Destination::default();
+        let half = MAX_WARM_CHUNKS_PER_MIGRATION / 2;
+        let mut s = session(1, OfferKind::Warm, 2, &[]);
+        s.warm_chunks = d.check_warm_budget(&1, v, 2, half).unwrap();
+        d.accept(v, s);
+        // A later round of the same migration adds to its count.
+        let n = d.check_warm_budget(&1, v, 2, half).unwrap();
+        assert_eq!(n, MAX_WARM_CHUNKS_PER_MIGRATION);
+        let e = d.check_warm_budget(&1, v, 2, half + 1).unwrap_err();
+        assert_eq!(e.code, RefusalCode::Limit);
+        // A new migration of another vessel counts against the node's.
+        d.session_mut(v, &1, 2).unwrap().warm_chunks = n;
+        let room = MAX_WARM_CHUNKS_PER_NODE - n;
+        assert_eq!(d.check_warm_budget(&2, w, 1, room).unwrap(), room);
+        let e = d.check_warm_budget(&2, w, 1, room + 1).unwrap_err();
+        assert_eq!(e.code, RefusalCode::Busy);
+        // Another source or epoch of the same vessel starts from nothing.
+        assert_eq!(d.check_warm_budget(&2, v, 3, half).unwrap(), half);
     }
 
     #[test]
