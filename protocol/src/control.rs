@@ -1,4 +1,4 @@
-//! The control protocol (`/meshnode/control/1`): what the `meshnode` CLI
+//! The control protocol (`/meshnode/control/2`): what the `meshnode` CLI
 //! (a short-lived libp2p peer) asks a node, and what the node answers. Also
 //! the gossiped node status. Plain data; see docs/protocol.md.
 //!
@@ -46,6 +46,82 @@ pub struct SignedRequest {
     pub body: RequestBody,
     pub user_key: PublicKey,
     pub signature: Signature,
+    /// The same user's signature of the node and the body's hash
+    /// ([`HeaderAuth`]), which goes in the header before the request so
+    /// that the node checks who sent a large request before reading it.
+    pub header_signature: Signature,
+}
+
+/// What precedes every control request on the wire (length-prefixed, at
+/// most `MAX_CONTROL_HEADER_BYTES`): the request's size, and, for a signed
+/// request, who vouches for it. A node reads a request of more than a few
+/// KiB only behind a header whose `auth` verifies for it, by a user key it
+/// trusts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlHeader {
+    /// The bytes of the request (its CBOR) that follow the header.
+    pub body_bytes: u64,
+    pub auth: Option<HeaderAuth>,
+}
+
+/// A user's signature (domain `control-header`) of [`HeaderBody`]: the
+/// node the request is for and the hash of its `RequestBody`'s CBOR.
+/// Bound to the node, so a node that received it cannot make another one
+/// read a large request with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeaderAuth {
+    pub user_key: PublicKey,
+    pub body_hash: Hash,
+    pub signature: Signature,
+}
+
+/// What a [`HeaderAuth`] signs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeaderBody {
+    pub node: PublicKey,
+    pub body_hash: Hash,
+}
+
+impl HeaderAuth {
+    /// Checks the signature, for `node`.
+    pub fn verify_for(&self, node: &PublicKey) -> Result<(), SignatureError> {
+        let body = HeaderBody {
+            node: *node,
+            body_hash: self.body_hash,
+        };
+        verify(
+            &self.user_key,
+            Domain::ControlHeader,
+            &body,
+            &self.signature,
+        )
+    }
+}
+
+impl ControlRequest {
+    /// The header this request is sent behind, `body_bytes` long.
+    pub fn header(&self, body_bytes: u64) -> ControlHeader {
+        let auth = match self {
+            ControlRequest::Signed(r) => Some(HeaderAuth {
+                user_key: r.user_key,
+                body_hash: Hash::of(&crate::cbor::encode(&r.body)),
+                signature: r.header_signature,
+            }),
+            _ => None,
+        };
+        ControlHeader { body_bytes, auth }
+    }
+
+    /// Whether this request is the one `auth` vouched for.
+    pub fn matches(&self, auth: &HeaderAuth) -> bool {
+        match self {
+            ControlRequest::Signed(r) => {
+                r.user_key == auth.user_key
+                    && Hash::of(&crate::cbor::encode(&r.body)) == auth.body_hash
+            }
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,10 +234,16 @@ pub enum Command {
 impl SignedRequest {
     pub fn sign(user: &ed25519_dalek::SigningKey, body: RequestBody) -> SignedRequest {
         let signature = crate::membership::sign(user, Domain::ControlRequest, &body);
+        let header = HeaderBody {
+            node: body.node,
+            body_hash: Hash::of(&crate::cbor::encode(&body)),
+        };
+        let header_signature = crate::membership::sign(user, Domain::ControlHeader, &header);
         SignedRequest {
             body,
             user_key: PublicKey::of(user),
             signature,
+            header_signature,
         }
     }
 

@@ -316,6 +316,12 @@ pub(crate) mod tests {
             size_bytes,
             chunks: vec![None; chunks],
         };
+        assert_eq!(
+            crate::limits::MAX_WARM_CHUNKS_PER_MIGRATION,
+            2 * ChunkedImage::chunk_count(
+                crate::limits::MAX_MEMORY_BYTES + crate::limits::MAX_MODULE_BYTES
+            )
+        );
         check_warm_images(&[img(1 << 17, 2), img(10, 1)]).unwrap();
         for bad in [
             vec![],
