@@ -323,9 +323,8 @@ pub(crate) mod tests {
             )
         );
         check_warm_images(&[img(1 << 17, 2), img(10, 1)]).unwrap();
+        check_warm_images(&[img(10, 1)]).unwrap();
         for bad in [
-            vec![],
-            vec![img(0, 0)],
             vec![img(0, 0), img(0, 0), img(0, 0)],
             // A size its chunks do not cover, or chunks past its size.
             vec![img(1 << 17, 1), img(10, 1)],

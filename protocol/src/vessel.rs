@@ -159,18 +159,18 @@ fn check_image(what: &'static str, img: &ChunkedImage) -> Result<(), VesselError
 /// their chunks while the vessel still runs at the source.
 pub const WARM_IMAGES: usize = 2;
 
-/// Checks a pre-copy offer's images as a final offer's are checked: the
-/// right number, each with as many chunks as its size has, neither larger
+/// Checks a pre-copy offer's images as a final offer's are checked: at
+/// most two, each with as many chunks as its size has, neither larger
 /// than a memory or a module may be. Chunk names are not looked at here;
 /// the destination counts the ones it lacks against its pre-copy budgets.
 pub fn check_warm_images(images: &[ChunkedImage]) -> Result<(), VesselError> {
-    if images.len() != WARM_IMAGES {
-        return Err(VesselError::ImageShape {
-            what: "a pre-copy offer (a memory and a module image)",
-            size_bytes: images.len() as u64,
-            chunks: WARM_IMAGES,
-        });
-    }
+    // A memory and a module image; fewer is a round that names less
+    // (nothing is lost by it), more would be counted nowhere.
+    too_many(
+        "a pre-copy offer's images (a memory and a module)",
+        images.len(),
+        WARM_IMAGES,
+    )?;
     let limits = [
         ("a pre-copy memory image", crate::limits::MAX_MEMORY_BYTES),
         ("a pre-copy module image", crate::limits::MAX_MODULE_BYTES),

@@ -281,3 +281,467 @@ fn oversize_requests_from_strangers_are_refused_before_they_are_read() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+// ---------------------------------------------------------------------------
+// Issue 14, item 3: the vessel protocol fuzzed through a real libp2p peer.
+//
+// The node is a real `meshnode start` process. The fuzzing peer is a member
+// (its certificate is signed by the node's user: an insider gone wrong), so
+// its requests reach the code behind the member check. Each iteration sends
+// one hostile vessel-protocol request (a warm or final offer under a fresh
+// nonce, chunks, a prepare, a commit or abort naming what an earlier offer
+// named, a nonce request), as it is or mutated at the byte level. The node
+// must answer with a message that decodes (usually a refusal) or close the
+// stream, never hang (every request has 30 s), and never die; afterwards it
+// still answers a legitimate request and its user.
+//
+// A longer run: `MESHNODE_FUZZ_PEER_ITERATIONS=5000 MESHNODE_FUZZ_PEER_SEED=N
+// cargo test -p meshnode --test it vessel_protocol_fuzz -- --nocapture`
+// (docs/protocol.md, "Fuzzing the vessel protocol").
+
+use protocol::fuzzing::{mutate, SplitMix64};
+use protocol::ids::{ChunkBytes, PeerIdBytes};
+use protocol::membership::{MemberCertificate, MemberRequest, MemberResponse, Nonce};
+use protocol::migrate::{
+    Decision, DecisionBody, FinalPush, MigrationRequest, MigrationResponse, NamedChunk, Offer,
+    OfferBody, OfferKind, PEER_PROTOCOL_VERSION,
+};
+use protocol::peer::{PeerRequest, PeerResponse};
+use protocol::snapshot::ChunkedImage;
+use protocol::vessel::VesselId;
+
+/// Iterations of the smoke run in `cargo test`.
+const FUZZ_ITERATIONS: u64 = 150;
+/// The smoke run's seed (a failure prints the seed that replays it).
+const FUZZ_SEED: u64 = 0x14_0003;
+/// Longest a node may take to answer one request before it counts as hung.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Vessel-protocol requests as raw bytes, written as they are.
+#[derive(Clone, Default)]
+struct RawCodec;
+
+impl request_response::Codec for RawCodec {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, _: &mut T) -> io::Result<Vec<u8>>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        Err(io::Error::other("the fuzzing peer serves nothing"))
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        let mut buf = Vec::new();
+        io.take(protocol::limits::MAX_PEER_RESPONSE_BYTES as u64 + 1)
+            .read_to_end(&mut buf)
+            .await?;
+        Ok(buf)
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        r: Vec<u8>,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        io.write_all(&r).await?;
+        io.close().await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        _: &mut T,
+        _: Vec<u8>,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        Ok(())
+    }
+}
+
+type MemberCodec = meshnode::mesh::codec::CborCodec<MemberRequest, MemberResponse>;
+
+#[derive(libp2p::swarm::NetworkBehaviour)]
+struct FuzzPeer {
+    identify: libp2p::identify::Behaviour,
+    member: request_response::Behaviour<MemberCodec>,
+    vessel: request_response::Behaviour<RawCodec>,
+}
+
+/// How the node dealt with one request.
+enum Outcome {
+    Answered(PeerResponse),
+    /// The stream was reset or closed without an answer.
+    Closed,
+}
+
+struct Fuzzer {
+    swarm: Swarm<FuzzPeer>,
+    identity: NodeIdentity,
+    cert: MemberCertificate,
+    node: libp2p::PeerId,
+}
+
+impl Fuzzer {
+    async fn connect(addr: Multiaddr, user: &ed25519_dalek::SigningKey) -> Fuzzer {
+        let identity = NodeIdentity::ephemeral().unwrap();
+        let cert = MemberCertificate::self_enrol(user, identity.public_key());
+        let swarm = libp2p::SwarmBuilder::with_existing_identity(identity.keypair.clone())
+            .with_tokio()
+            .with_quic()
+            .with_behaviour(|key| FuzzPeer {
+                identify: libp2p::identify::Behaviour::new(
+                    libp2p::identify::Config::new(
+                        meshnode::mesh::IDENTIFY_PROTOCOL.to_string(),
+                        key.public(),
+                    )
+                    .with_agent_version(format!("meshnode/{}", env!("CARGO_PKG_VERSION"))),
+                ),
+                member: request_response::Behaviour::with_codec(
+                    MemberCodec::new(1 << 16, 1 << 16),
+                    [(
+                        StreamProtocol::new(meshnode::mesh::MEMBER_PROTOCOL),
+                        ProtocolSupport::Full,
+                    )],
+                    request_response::Config::default(),
+                ),
+                vessel: request_response::Behaviour::with_codec(
+                    RawCodec,
+                    [(
+                        StreamProtocol::new(meshnode::mesh::VESSEL_PROTOCOL),
+                        ProtocolSupport::Full,
+                    )],
+                    request_response::Config::default().with_request_timeout(ANSWER_TIMEOUT),
+                ),
+            })
+            .unwrap()
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
+            .build();
+        let node = meshnode::mesh::peers::peer_of(&addr).unwrap();
+        let mut f = Fuzzer {
+            swarm,
+            identity,
+            cert,
+            node,
+        };
+        f.swarm.dial(addr).unwrap();
+        let c = Some(f.cert.clone());
+        f.swarm
+            .behaviour_mut()
+            .member
+            .send_request(&node, MemberRequest::Certificate(c));
+        let mut answered = false;
+        while !answered {
+            let ev = tokio::time::timeout(ANSWER_TIMEOUT, f.swarm.select_next_some())
+                .await
+                .expect("the node answers our certificate");
+            answered = f.handle_member(ev);
+        }
+        f
+    }
+
+    /// Answers the node's certificate requests; true on its answer to ours.
+    fn handle_member(&mut self, ev: SwarmEvent<FuzzPeerEvent>) -> bool {
+        use request_response::{Event, Message};
+        match ev {
+            SwarmEvent::Behaviour(FuzzPeerEvent::Member(Event::Message { message, .. })) => {
+                match message {
+                    Message::Request { channel, .. } => {
+                        let c = Some(self.cert.clone());
+                        let _ = self
+                            .swarm
+                            .behaviour_mut()
+                            .member
+                            .send_response(channel, MemberResponse::Certificate(c));
+                        false
+                    }
+                    Message::Response { .. } => true,
+                }
+            }
+            _ => false,
+        }
+    }
+
+    /// Sends `bytes` as one vessel-protocol request; panics when the node
+    /// neither answers nor closes within [`ANSWER_TIMEOUT`].
+    async fn send(&mut self, bytes: Vec<u8>, what: &str) -> Outcome {
+        use request_response::{Event, Message};
+        let node = self.node;
+        let id = self.swarm.behaviour_mut().vessel.send_request(&node, bytes);
+        loop {
+            let ev = tokio::time::timeout(
+                ANSWER_TIMEOUT + Duration::from_secs(5),
+                self.swarm.select_next_some(),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("the node hung on {what}"));
+            match ev {
+                SwarmEvent::Behaviour(FuzzPeerEvent::Vessel(Event::Message {
+                    message:
+                        Message::Response {
+                            request_id,
+                            response,
+                        },
+                    ..
+                })) if request_id == id && response.is_empty() => {
+                    // The node closed the stream without an answer.
+                    return Outcome::Closed;
+                }
+                SwarmEvent::Behaviour(FuzzPeerEvent::Vessel(Event::Message {
+                    message:
+                        Message::Response {
+                            request_id,
+                            response,
+                        },
+                    ..
+                })) if request_id == id => {
+                    let decoded =
+                        protocol::cbor::decode::<PeerResponse>(&response).unwrap_or_else(|e| {
+                            panic!("the node's answer to {what} does not decode: {e}")
+                        });
+                    return Outcome::Answered(decoded);
+                }
+                SwarmEvent::Behaviour(FuzzPeerEvent::Vessel(Event::OutboundFailure {
+                    request_id,
+                    error,
+                    ..
+                })) if request_id == id => {
+                    assert!(
+                        !matches!(error, request_response::OutboundFailure::Timeout),
+                        "the node hung on {what}"
+                    );
+                    return Outcome::Closed;
+                }
+                other => {
+                    self.handle_member(other);
+                }
+            }
+        }
+    }
+
+    async fn nonce(&mut self) -> Option<Nonce> {
+        let req = protocol::cbor::encode(&PeerRequest::from(MigrationRequest::Nonce));
+        match self.send(req, "a nonce request").await {
+            Outcome::Answered(PeerResponse::Migration(MigrationResponse::Nonce(n))) => Some(n),
+            _ => None,
+        }
+    }
+}
+
+/// What the fuzzer remembers between requests: the vessels, epochs and
+/// images its offers named, so that chunks, prepares and commits name them.
+#[derive(Default)]
+struct Named {
+    offers: Vec<(VesselId, u64, Hash, Vec<Hash>)>,
+}
+
+fn random_hash(rng: &mut SplitMix64) -> Hash {
+    let mut h = [0u8; 32];
+    for b in h.iter_mut() {
+        *b = rng.next_u64() as u8;
+    }
+    Hash(h)
+}
+
+/// A warm offer's images: valid and small, or hostile in shape or size.
+fn warm_images(rng: &mut SplitMix64) -> Vec<ChunkedImage> {
+    let image = |rng: &mut SplitMix64, size_bytes: u64, chunks: usize| ChunkedImage {
+        size_bytes,
+        chunks: (0..chunks)
+            .map(|_| (rng.below(4) > 0).then(|| random_hash(rng)))
+            .collect(),
+    };
+    match rng.below(5) {
+        0 => vec![image(rng, 1 << 17, 2)],
+        1 => vec![image(rng, 1 << 40, 3), image(rng, 10, 1)],
+        2 => vec![image(rng, 1 << 17, 5), image(rng, 10, 1)],
+        _ => {
+            let chunks = 1 + rng.below(40) as usize;
+            let size = chunks as u64 * 65536 - rng.below(1000);
+            vec![image(rng, size, chunks), image(rng, 10, 1)]
+        }
+    }
+}
+
+/// One hostile request, before any byte-level mutation.
+async fn hostile_request(f: &mut Fuzzer, rng: &mut SplitMix64, named: &mut Named) -> PeerRequest {
+    let vessel = VesselId([rng.below(4) as u8; 8]);
+    let epoch = 1 + rng.below(3);
+    let recalled = match named.offers.len() {
+        0 => None,
+        n => Some(named.offers[rng.below(n as u64) as usize].clone()),
+    };
+    let decision = |f: &Fuzzer, (vessel, epoch, image): (VesselId, u64, Hash), commit: bool| {
+        let body = DecisionBody {
+            version: PEER_PROTOCOL_VERSION,
+            vessel,
+            epoch,
+            image,
+            source: PeerIdBytes(f.identity.peer_id.to_bytes()),
+            destination: PeerIdBytes(f.node.to_bytes()),
+            commit,
+        };
+        Decision::sign(&f.identity.signing, body)
+    };
+    match rng.below(7) {
+        0 | 1 => {
+            let warm = rng.below(3) > 0;
+            let image = match warm {
+                true => protocol::cbor::encode(&warm_images(rng)),
+                false => (0..rng.below(512)).map(|_| rng.next_u64() as u8).collect(),
+            };
+            let nonce = f.nonce().await.unwrap_or(Nonce([0; 32]));
+            let body = OfferBody {
+                version: PEER_PROTOCOL_VERSION,
+                kind: if warm {
+                    OfferKind::Warm
+                } else {
+                    OfferKind::Final
+                },
+                vessel,
+                epoch,
+                image: Hash::of(&image),
+                source: PeerIdBytes(f.identity.peer_id.to_bytes()),
+                destination: PeerIdBytes(f.node.to_bytes()),
+                nonce,
+            };
+            let chunks: Vec<Hash> = protocol::cbor::decode::<Vec<ChunkedImage>>(&image)
+                .map(|imgs| {
+                    imgs.iter()
+                        .flat_map(|i| i.chunks.iter().flatten().copied())
+                        .collect()
+                })
+                .unwrap_or_default();
+            named.offers.push((vessel, epoch, Hash::of(&image), chunks));
+            let push = (!warm && rng.below(2) == 0).then(|| FinalPush {
+                chunks: vec![],
+                prepare: true,
+                patches: vec![],
+            });
+            MigrationRequest::Offer {
+                offer: Offer::sign(&f.identity.signing, body),
+                image,
+                push,
+            }
+            .into()
+        }
+        2 => {
+            let (vessel, epoch, chunks) = match &recalled {
+                Some((v, e, _, c)) => (*v, *e, c.clone()),
+                None => (vessel, epoch, vec![random_hash(rng)]),
+            };
+            let chunks = chunks
+                .into_iter()
+                .take(1 + rng.below(3) as usize)
+                .map(|hash| NamedChunk {
+                    hash,
+                    bytes: ChunkBytes((0..rng.below(2000)).map(|_| rng.next_u64() as u8).collect()),
+                })
+                .collect();
+            MigrationRequest::Chunks {
+                vessel,
+                epoch,
+                chunks,
+            }
+            .into()
+        }
+        3 => {
+            let (vessel, epoch, image) =
+                recalled.map_or((vessel, epoch, random_hash(rng)), |r| (r.0, r.1, r.2));
+            MigrationRequest::Prepare {
+                vessel,
+                epoch,
+                image,
+            }
+            .into()
+        }
+        4 | 5 => {
+            // A commit or abort naming what an offer named: a warm image's
+            // commit is the one that once panicked the node.
+            let named = recalled.map_or((vessel, epoch, random_hash(rng)), |r| (r.0, r.1, r.2));
+            let commit = rng.below(3) > 0;
+            let d = decision(f, named, commit);
+            match commit {
+                true => MigrationRequest::Commit(d).into(),
+                false => MigrationRequest::Abort(d).into(),
+            }
+        }
+        _ => MigrationRequest::Nonce.into(),
+    }
+}
+
+fn fuzz_knob(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a whole number")),
+        Err(_) => default,
+    }
+}
+
+#[test]
+fn vessel_protocol_fuzz_through_a_real_peer() {
+    let iterations = fuzz_knob("MESHNODE_FUZZ_PEER_ITERATIONS", FUZZ_ITERATIONS);
+    let seed = fuzz_knob("MESHNODE_FUZZ_PEER_SEED", FUZZ_SEED);
+    eprintln!("vessel protocol fuzz: {iterations} iterations, seed {seed}");
+    let user = User::new();
+    let mut node = user.start("a", &[], &[]);
+    let addr: Multiaddr = node.wait_ready().parse().unwrap();
+    let user_key = meshnode::identity::read_key(&user.user_key_file())
+        .unwrap()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (answered, closed) = rt.block_on(async {
+        let mut f = Fuzzer::connect(addr, &user_key).await;
+        let mut rng = SplitMix64(seed);
+        let mut named = Named::default();
+        let (mut answered, mut closed) = (0u64, 0u64);
+        for i in 0..iterations {
+            let request = hostile_request(&mut f, &mut rng, &mut named).await;
+            let mut bytes = protocol::cbor::encode(&request);
+            if rng.below(3) == 0 {
+                bytes = mutate(&mut rng, &bytes);
+            }
+            let what = format!("iteration {i} (seed {seed})");
+            match f.send(bytes, &what).await {
+                Outcome::Answered(_) => answered += 1,
+                Outcome::Closed => closed += 1,
+            }
+            if let Some(status) = node.child.try_wait().unwrap() {
+                panic!("the node exited ({status}) at {what}:\n{}", node.log());
+            }
+        }
+        // It still serves a legitimate request.
+        assert!(f.nonce().await.is_some(), "no nonce after the fuzz run");
+        (answered, closed)
+    });
+    eprintln!("vessel protocol fuzz: {answered} answered, {closed} closed");
+    // Most requests decode and get an answer (else the run only fuzzed the
+    // decoder, which the decode-only fuzz targets cover).
+    assert!(
+        answered * 2 >= iterations,
+        "{answered} of {iterations} answered"
+    );
+    let out = user.run(&["peers", "--data-dir", node.dir()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = node.log();
+    assert!(!log.contains("panicked"), "the node panicked:\n{log}");
+}
