@@ -749,9 +749,23 @@ pub fn mesh_messages_oracle(data: &[u8]) -> bool {
             if let Command::CreateInvite { grant, .. } = &r.body.command {
                 let _ = grant.verify();
             }
+            let header = ControlRequest::Signed(r.clone()).header(data.len() as u64);
+            let auth = header
+                .auth
+                .as_ref()
+                .expect("a signed request's header vouches");
+            let _ = auth.verify_for(&node);
+            assert!(ControlRequest::Signed(r).matches(auth));
         }
         Some(_) => decoded = true,
         None => {}
+    }
+    // The header every control request is sent behind.
+    if let Some(h) = round_trip::<ControlHeader>(data) {
+        decoded = true;
+        if let Some(a) = &h.auth {
+            let _ = a.verify_for(&node);
+        }
     }
     match round_trip::<ControlResponse>(data) {
         Some(ControlResponse::Joined(j)) => {
@@ -810,6 +824,27 @@ pub(crate) mod tests {
             },
         };
         SignedRequest::sign(&key(1), body)
+    }
+
+    /// Issue 14, item 4: the header a signed request goes behind verifies
+    /// for its node only, vouches for its body only, and a request without
+    /// a signature gets a header without one.
+    #[test]
+    fn a_header_vouches_for_one_body_for_one_node() {
+        let r = sample_request();
+        let node = r.body.node;
+        let req = ControlRequest::Signed(Box::new(r.clone()));
+        let auth = req.header(10).auth.unwrap();
+        auth.verify_for(&node).unwrap();
+        assert!(auth.verify_for(&PublicKey::of(&key(9))).is_err());
+        assert!(req.matches(&auth));
+        let mut other = r.clone();
+        other.body.nonce = Nonce([6; 32]);
+        assert!(!ControlRequest::Signed(Box::new(other)).matches(&auth));
+        let mut forged = auth.clone();
+        forged.body_hash = Hash::of(b"another body");
+        assert!(forged.verify_for(&node).is_err());
+        assert_eq!(ControlRequest::Challenge.header(1).auth, None);
     }
 
     #[test]
@@ -962,9 +997,11 @@ mod smoke {
             grant,
             ttl_secs: 60,
         };
+        let header = ControlRequest::Signed(Box::new(sample_request())).header(300);
         vec![
             crate::cbor::encode(&ControlRequest::Signed(Box::new(sample_request()))),
             crate::cbor::encode(&ControlRequest::Signed(Box::new(invite))),
+            crate::cbor::encode(&header),
             crate::cbor::encode(&ControlRequest::Join(JoinRequest {
                 invite_id: Nonce([1; 32]),
                 secret: Nonce([2; 32]),

@@ -96,6 +96,7 @@ mod tests {
         ("codec", include_str!("codec.rs")),
         ("commands", include_str!("commands.rs")),
         ("faults", include_str!("faults.rs")),
+        ("gate", include_str!("gate.rs")),
         ("ingress", include_str!("ingress.rs")),
         ("link", include_str!("link.rs")),
         ("membership", include_str!("membership.rs")),
