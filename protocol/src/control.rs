@@ -33,6 +33,12 @@ pub enum ControlRequest {
     Join(JoinRequest),
     /// A command, signed by a user key.
     Signed(Box<SignedRequest>),
+    /// Never on the wire: a request whose body the node's codec did not
+    /// read (over the strangers' bound, and its header not signed for this
+    /// node by a user it trusts; see `ControlHeader`), with the refusal to
+    /// answer it with, so that the sender hears why.
+    #[serde(skip)]
+    Unread(Refusal),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -20,6 +20,7 @@ use protocol::control::{ControlHeader, ControlRequest, ControlResponse};
 use protocol::limits::{
     MAX_CONTROL_HEADER_BYTES, MAX_CONTROL_REQUEST_BYTES, MAX_CONTROL_RESPONSE_BYTES,
 };
+use protocol::refusal::{Refusal, RefusalCode};
 use serde::{de::DeserializeOwned, Serialize};
 
 use super::gate::{
@@ -137,6 +138,21 @@ where
             return Ok(buf);
         }
     }
+}
+
+/// Reads and discards exactly `bytes` bytes through a small buffer.
+async fn drain<R: AsyncRead + Unpin + Send>(io: &mut R, bytes: u64) -> io::Result<()> {
+    let mut scratch = [0u8; 8 * 1024];
+    let mut left = bytes;
+    while left > 0 {
+        let want = left.min(scratch.len() as u64) as usize;
+        let n = io.read(&mut scratch[..want]).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        left -= n as u64;
+    }
+    Ok(())
 }
 
 /// Reads exactly `bytes` bytes (a header's), refusing a stream that ends
@@ -272,8 +288,8 @@ impl ControlCodec {
         }
     }
 
-    /// Most body bytes the header lets in, and the header's signature if
-    /// it vouches for the request (signature good, key trusted).
+    /// Most body bytes the header lets in, and whether its signature
+    /// vouches for the request (good for this node, by a trusted key).
     fn admit(&self, header: &ControlHeader) -> (usize, bool) {
         let Some(gate) = &self.gate else {
             return (MAX_CONTROL_REQUEST_BYTES, false);
@@ -285,6 +301,36 @@ impl ControlCodec {
         match vouched {
             true => (MAX_CONTROL_REQUEST_BYTES, true),
             false => (MAX_STRANGER_REQUEST_BYTES, false),
+        }
+    }
+
+    /// Why a header does not let its large body in, as the sender hears it.
+    fn unread_refusal(&self, header: &ControlHeader, limit_bytes: usize) -> Refusal {
+        let bytes = header.body_bytes;
+        let node_key = self.gate.as_ref().map(|g| g.node_key);
+        match &header.auth {
+            Some(a) if node_key.is_some_and(|k| a.verify_for(&k).is_err()) => Refusal::new(
+                RefusalCode::Forged,
+                format!(
+                    "forged or misdirected control request: its header's signature does not \
+                     verify for this node; its {bytes} bytes were not read"
+                ),
+            ),
+            Some(a) => Refusal::new(
+                RefusalCode::Untrusted,
+                format!(
+                    "user key {} is not trusted by this node (a trusted user can run `meshnode \
+                     trust add {}`); its request of {bytes} bytes was not read",
+                    a.user_key, a.user_key
+                ),
+            ),
+            None => Refusal::new(
+                RefusalCode::Limit,
+                format!(
+                    "a control request of {bytes} bytes without a user's signature: at most \
+                     {limit_bytes} bytes of one are read"
+                ),
+            ),
         }
     }
 
@@ -314,13 +360,22 @@ impl ControlCodec {
         )?;
         let (limit_bytes, vouched) = self.admit(&header);
         if header.body_bytes > limit_bytes as u64 {
-            return Err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                format!(
-                    "a control request of {} bytes without a header signed for this node by a \
-                     user key it trusts: not read (at most {limit_bytes} bytes are)",
-                    header.body_bytes
-                ),
+            // Not read into memory: drained through a small buffer (so
+            // that the sender gets to read the answer) and answered with
+            // why. A body over the protocol's limit is not even drained.
+            if header.body_bytes > MAX_CONTROL_REQUEST_BYTES as u64 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "a control request of {} bytes, over the limit of \
+                         {MAX_CONTROL_REQUEST_BYTES}: not read",
+                        header.body_bytes
+                    ),
+                ));
+            }
+            drain(io, header.body_bytes).await?;
+            return Ok(ControlRequest::Unread(
+                self.unread_refusal(&header, limit_bytes),
             ));
         }
         let body_bytes = header.body_bytes as usize;
@@ -531,18 +586,31 @@ mod tests {
                 req
             );
 
-            for refused in [
-                signed(&stranger, node, big),
-                signed(&trusted, other_node, big),
+            // Refused unread: drained through a small buffer, never
+            // buffered whole, and answered with why.
+            for (refused, code) in [
+                (signed(&stranger, node, big), RefusalCode::Untrusted),
+                (signed(&trusted, other_node, big), RefusalCode::Forged),
             ] {
                 let w = wire(refused).await;
-                let mut rest = &w[..];
-                let err = codec.read_request(&proto(), &mut rest).await.unwrap_err();
-                assert_eq!(err.kind(), io::ErrorKind::PermissionDenied, "{err}");
-                assert!(err.to_string().contains("not read"), "{err}");
-                let read = w.len() - rest.len();
-                assert!(read <= 4 + MAX_CONTROL_HEADER_BYTES, "{read} bytes read");
+                match codec.read_request(&proto(), &mut &w[..]).await.unwrap() {
+                    ControlRequest::Unread(r) => {
+                        assert_eq!(r.code, code, "{r}");
+                        assert!(r.detail.contains("not read"), "{r}");
+                    }
+                    other => panic!("read a refused request: {other:?}"),
+                }
             }
+            // A header that claims more than the protocol's limit: not
+            // even drained.
+            let mut claim = wire(signed(&stranger, node, 10)).await;
+            let header_bytes = 4 + u32::from_be_bytes(claim[..4].try_into().unwrap()) as usize;
+            let mut header: ControlHeader =
+                protocol::cbor::decode(&claim[4..header_bytes]).unwrap();
+            header.body_bytes = MAX_CONTROL_REQUEST_BYTES as u64 + 1;
+            let h = protocol::cbor::encode(&header);
+            claim = [&(h.len() as u32).to_be_bytes()[..], &h].concat();
+            assert!(codec.read_request(&proto(), &mut &claim[..]).await.is_err());
             // Small requests are read from anyone (a challenge, a join, a
             // stranger's small command, refused later by the server).
             let small = signed(&stranger, node, 100);

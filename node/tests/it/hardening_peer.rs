@@ -8,8 +8,10 @@
 //! itself holds none of them.
 //!
 //! Before the gate, a node read each whole request before it looked at the
-//! sender (the vessel requests alone: 20 × 60 MiB). Now every one is
-//! refused after its header or its first 64 KiB, the node's peak resident
+//! sender (the vessel requests alone: 20 × 60 MiB). Now each control
+//! request is answered `untrusted` having been drained through a small
+//! buffer, never held, each vessel message is closed after its first
+//! 64 KiB, the node's peak resident
 //! memory (VmHWM) stays within 64 MiB of what it was before, and it still
 //! answers its user.
 
@@ -21,8 +23,9 @@ use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, StreamProtocol, Swarm};
 use meshnode::identity::NodeIdentity;
-use protocol::control::{ControlHeader, HeaderAuth, HeaderBody};
+use protocol::control::{ControlHeader, ControlResponse, HeaderAuth, HeaderBody};
 use protocol::membership::{Domain, PublicKey};
+use protocol::refusal::RefusalCode;
 use protocol::snapshot::Hash;
 
 use crate::mesh::User;
@@ -153,7 +156,8 @@ fn stranger_swarm() -> Swarm<Stranger> {
 }
 
 /// Sends one control and one vessel flood and waits for both outcomes:
-/// `true` for each that the node answered (it should answer none).
+/// the control one must be refused (unread) as untrusted; returns how many
+/// vessel floods the node answered (it should close them unanswered).
 async fn flood_once(addr: Multiaddr, node_key: PublicKey) -> usize {
     let node = meshnode::mesh::peers::peer_of(&addr).unwrap();
     let mut swarm = stranger_swarm();
@@ -180,15 +184,32 @@ async fn flood_once(addr: Multiaddr, node_key: PublicKey) -> usize {
             .expect("every flood ends (refused or answered) within 120 s");
         use request_response::Event::{Message, OutboundFailure};
         let done = match ev {
-            SwarmEvent::Behaviour(StrangerEvent::Control(Message { message, .. }))
-            | SwarmEvent::Behaviour(StrangerEvent::Vessel(Message { message, .. })) => {
-                match message {
-                    request_response::Message::Response { request_id, .. } => {
-                        answered += 1;
-                        Some(request_id)
-                    }
-                    _ => None,
+            // The control request is answered, unread, with why.
+            SwarmEvent::Behaviour(StrangerEvent::Control(Message {
+                message:
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            })) => {
+                match protocol::cbor::decode::<ControlResponse>(&response) {
+                    Ok(ControlResponse::Refused(r)) if r.code == RefusalCode::Untrusted => {}
+                    other => panic!("a stranger's control request was answered with {other:?}"),
                 }
+                Some(request_id)
+            }
+            SwarmEvent::Behaviour(StrangerEvent::Vessel(Message {
+                message:
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            })) => {
+                // A reset stream reads as an empty answer.
+                answered += usize::from(!response.is_empty());
+                Some(request_id)
             }
             SwarmEvent::Behaviour(StrangerEvent::Control(OutboundFailure {
                 request_id, ..
@@ -582,63 +603,11 @@ async fn hostile_request(f: &mut Fuzzer, rng: &mut SplitMix64, named: &mut Named
         0 => None,
         n => Some(named.offers[rng.below(n as u64) as usize].clone()),
     };
-    let decision = |f: &Fuzzer, (vessel, epoch, image): (VesselId, u64, Hash), commit: bool| {
-        let body = DecisionBody {
-            version: PEER_PROTOCOL_VERSION,
-            vessel,
-            epoch,
-            image,
-            source: PeerIdBytes(f.identity.peer_id.to_bytes()),
-            destination: PeerIdBytes(f.node.to_bytes()),
-            commit,
-        };
-        Decision::sign(&f.identity.signing, body)
-    };
     match rng.below(7) {
-        0 | 1 => {
-            let warm = rng.below(3) > 0;
-            let image = match warm {
-                true => protocol::cbor::encode(&warm_images(rng)),
-                false => (0..rng.below(512)).map(|_| rng.next_u64() as u8).collect(),
-            };
-            let nonce = f.nonce().await.unwrap_or(Nonce([0; 32]));
-            let body = OfferBody {
-                version: PEER_PROTOCOL_VERSION,
-                kind: if warm {
-                    OfferKind::Warm
-                } else {
-                    OfferKind::Final
-                },
-                vessel,
-                epoch,
-                image: Hash::of(&image),
-                source: PeerIdBytes(f.identity.peer_id.to_bytes()),
-                destination: PeerIdBytes(f.node.to_bytes()),
-                nonce,
-            };
-            let chunks: Vec<Hash> = protocol::cbor::decode::<Vec<ChunkedImage>>(&image)
-                .map(|imgs| {
-                    imgs.iter()
-                        .flat_map(|i| i.chunks.iter().flatten().copied())
-                        .collect()
-                })
-                .unwrap_or_default();
-            named.offers.push((vessel, epoch, Hash::of(&image), chunks));
-            let push = (!warm && rng.below(2) == 0).then(|| FinalPush {
-                chunks: vec![],
-                prepare: true,
-                patches: vec![],
-            });
-            MigrationRequest::Offer {
-                offer: Offer::sign(&f.identity.signing, body),
-                image,
-                push,
-            }
-            .into()
-        }
+        0 | 1 => offer_request(f, rng, named, (vessel, epoch)).await,
         2 => {
-            let (vessel, epoch, chunks) = match &recalled {
-                Some((v, e, _, c)) => (*v, *e, c.clone()),
+            let (vessel, epoch, chunks) = match recalled {
+                Some((v, e, _, c)) => (v, e, c),
                 None => (vessel, epoch, vec![random_hash(rng)]),
             };
             let chunks = chunks
@@ -679,6 +648,69 @@ async fn hostile_request(f: &mut Fuzzer, rng: &mut SplitMix64, named: &mut Named
         }
         _ => MigrationRequest::Nonce.into(),
     }
+}
+
+/// A warm offer (valid or hostile images) or a final one (random image
+/// bytes), signed under a fresh nonce; what it names is remembered.
+async fn offer_request(
+    f: &mut Fuzzer,
+    rng: &mut SplitMix64,
+    named: &mut Named,
+    (vessel, epoch): (VesselId, u64),
+) -> PeerRequest {
+    let warm = rng.below(3) > 0;
+    let image = match warm {
+        true => protocol::cbor::encode(&warm_images(rng)),
+        false => (0..rng.below(512)).map(|_| rng.next_u64() as u8).collect(),
+    };
+    let nonce = f.nonce().await.unwrap_or(Nonce([0; 32]));
+    let body = OfferBody {
+        version: PEER_PROTOCOL_VERSION,
+        kind: if warm {
+            OfferKind::Warm
+        } else {
+            OfferKind::Final
+        },
+        vessel,
+        epoch,
+        image: Hash::of(&image),
+        source: PeerIdBytes(f.identity.peer_id.to_bytes()),
+        destination: PeerIdBytes(f.node.to_bytes()),
+        nonce,
+    };
+    let chunks: Vec<Hash> = protocol::cbor::decode::<Vec<ChunkedImage>>(&image)
+        .map(|imgs| {
+            imgs.iter()
+                .flat_map(|i| i.chunks.iter().flatten().copied())
+                .collect()
+        })
+        .unwrap_or_default();
+    named.offers.push((vessel, epoch, Hash::of(&image), chunks));
+    let push = (!warm && rng.below(2) == 0).then(|| FinalPush {
+        chunks: vec![],
+        prepare: true,
+        patches: vec![],
+    });
+    MigrationRequest::Offer {
+        offer: Offer::sign(&f.identity.signing, body),
+        image,
+        push,
+    }
+    .into()
+}
+
+/// A commit or abort by the fuzzing peer (correctly signed) of `named`.
+fn decision(f: &Fuzzer, (vessel, epoch, image): (VesselId, u64, Hash), commit: bool) -> Decision {
+    let body = DecisionBody {
+        version: PEER_PROTOCOL_VERSION,
+        vessel,
+        epoch,
+        image,
+        source: PeerIdBytes(f.identity.peer_id.to_bytes()),
+        destination: PeerIdBytes(f.node.to_bytes()),
+        commit,
+    };
+    Decision::sign(&f.identity.signing, body)
 }
 
 fn fuzz_knob(name: &str, default: u64) -> u64 {
