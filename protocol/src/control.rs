@@ -1,4 +1,4 @@
-//! The control protocol (`/meshnode/control/1`): what the `meshnode` CLI
+//! The control protocol (`/meshnode/control/2`): what the `meshnode` CLI
 //! (a short-lived libp2p peer) asks a node, and what the node answers. Also
 //! the gossiped node status. Plain data; see docs/protocol.md.
 //!
@@ -33,6 +33,12 @@ pub enum ControlRequest {
     Join(JoinRequest),
     /// A command, signed by a user key.
     Signed(Box<SignedRequest>),
+    /// Never on the wire: a request whose body the node's codec did not
+    /// read (over the strangers' bound, and its header not signed for this
+    /// node by a user it trusts; see `ControlHeader`), with the refusal to
+    /// answer it with, so that the sender hears why.
+    #[serde(skip)]
+    Unread(Refusal),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +52,82 @@ pub struct SignedRequest {
     pub body: RequestBody,
     pub user_key: PublicKey,
     pub signature: Signature,
+    /// The same user's signature of the node and the body's hash
+    /// ([`HeaderAuth`]), which goes in the header before the request so
+    /// that the node checks who sent a large request before reading it.
+    pub header_signature: Signature,
+}
+
+/// What precedes every control request on the wire (length-prefixed, at
+/// most `MAX_CONTROL_HEADER_BYTES`): the request's size, and, for a signed
+/// request, who vouches for it. A node reads a request of more than a few
+/// KiB only behind a header whose `auth` verifies for it, by a user key it
+/// trusts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlHeader {
+    /// The bytes of the request (its CBOR) that follow the header.
+    pub body_bytes: u64,
+    pub auth: Option<HeaderAuth>,
+}
+
+/// A user's signature (domain `control-header`) of [`HeaderBody`]: the
+/// node the request is for and the hash of its `RequestBody`'s CBOR.
+/// Bound to the node, so a node that received it cannot make another one
+/// read a large request with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeaderAuth {
+    pub user_key: PublicKey,
+    pub body_hash: Hash,
+    pub signature: Signature,
+}
+
+/// What a [`HeaderAuth`] signs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeaderBody {
+    pub node: PublicKey,
+    pub body_hash: Hash,
+}
+
+impl HeaderAuth {
+    /// Checks the signature, for `node`.
+    pub fn verify_for(&self, node: &PublicKey) -> Result<(), SignatureError> {
+        let body = HeaderBody {
+            node: *node,
+            body_hash: self.body_hash,
+        };
+        verify(
+            &self.user_key,
+            Domain::ControlHeader,
+            &body,
+            &self.signature,
+        )
+    }
+}
+
+impl ControlRequest {
+    /// The header this request is sent behind, `body_bytes` long.
+    pub fn header(&self, body_bytes: u64) -> ControlHeader {
+        let auth = match self {
+            ControlRequest::Signed(r) => Some(HeaderAuth {
+                user_key: r.user_key,
+                body_hash: Hash::of(&crate::cbor::encode(&r.body)),
+                signature: r.header_signature,
+            }),
+            _ => None,
+        };
+        ControlHeader { body_bytes, auth }
+    }
+
+    /// Whether this request is the one `auth` vouched for.
+    pub fn matches(&self, auth: &HeaderAuth) -> bool {
+        match self {
+            ControlRequest::Signed(r) => {
+                r.user_key == auth.user_key
+                    && Hash::of(&crate::cbor::encode(&r.body)) == auth.body_hash
+            }
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,10 +240,16 @@ pub enum Command {
 impl SignedRequest {
     pub fn sign(user: &ed25519_dalek::SigningKey, body: RequestBody) -> SignedRequest {
         let signature = crate::membership::sign(user, Domain::ControlRequest, &body);
+        let header = HeaderBody {
+            node: body.node,
+            body_hash: Hash::of(&crate::cbor::encode(&body)),
+        };
+        let header_signature = crate::membership::sign(user, Domain::ControlHeader, &header);
         SignedRequest {
             body,
             user_key: PublicKey::of(user),
             signature,
+            header_signature,
         }
     }
 
@@ -673,9 +761,23 @@ pub fn mesh_messages_oracle(data: &[u8]) -> bool {
             if let Command::CreateInvite { grant, .. } = &r.body.command {
                 let _ = grant.verify();
             }
+            let header = ControlRequest::Signed(r.clone()).header(data.len() as u64);
+            let auth = header
+                .auth
+                .as_ref()
+                .expect("a signed request's header vouches");
+            let _ = auth.verify_for(&node);
+            assert!(ControlRequest::Signed(r).matches(auth));
         }
         Some(_) => decoded = true,
         None => {}
+    }
+    // The header every control request is sent behind.
+    if let Some(h) = round_trip::<ControlHeader>(data) {
+        decoded = true;
+        if let Some(a) = &h.auth {
+            let _ = a.verify_for(&node);
+        }
     }
     match round_trip::<ControlResponse>(data) {
         Some(ControlResponse::Joined(j)) => {
@@ -734,6 +836,27 @@ pub(crate) mod tests {
             },
         };
         SignedRequest::sign(&key(1), body)
+    }
+
+    /// Issue 14, item 4: the header a signed request goes behind verifies
+    /// for its node only, vouches for its body only, and a request without
+    /// a signature gets a header without one.
+    #[test]
+    fn a_header_vouches_for_one_body_for_one_node() {
+        let r = sample_request();
+        let node = r.body.node;
+        let req = ControlRequest::Signed(Box::new(r.clone()));
+        let auth = req.header(10).auth.unwrap();
+        auth.verify_for(&node).unwrap();
+        assert!(auth.verify_for(&PublicKey::of(&key(9))).is_err());
+        assert!(req.matches(&auth));
+        let mut other = r.clone();
+        other.body.nonce = Nonce([6; 32]);
+        assert!(!ControlRequest::Signed(Box::new(other)).matches(&auth));
+        let mut forged = auth.clone();
+        forged.body_hash = Hash::of(b"another body");
+        assert!(forged.verify_for(&node).is_err());
+        assert_eq!(ControlRequest::Challenge.header(1).auth, None);
     }
 
     #[test]
@@ -886,9 +1009,11 @@ mod smoke {
             grant,
             ttl_secs: 60,
         };
+        let header = ControlRequest::Signed(Box::new(sample_request())).header(300);
         vec![
             crate::cbor::encode(&ControlRequest::Signed(Box::new(sample_request()))),
             crate::cbor::encode(&ControlRequest::Signed(Box::new(invite))),
+            crate::cbor::encode(&header),
             crate::cbor::encode(&ControlRequest::Join(JoinRequest {
                 invite_id: Nonce([1; 32]),
                 secret: Nonce([2; 32]),

@@ -64,6 +64,10 @@ pub const MAX_TOTAL_FRAME_VALUES: u64 = 16 * 1024 * 1024;
 /// gives up, so a stranger cannot make a node buffer more.
 pub const MAX_CONTROL_REQUEST_BYTES: usize = 48 * 1024 * 1024;
 
+/// Largest control request header (`control::ControlHeader`): a size, a
+/// key, a hash and a signature, under 200 bytes of CBOR.
+pub const MAX_CONTROL_HEADER_BYTES: usize = 1024;
+
 /// Largest control response (node → CLI). A `peers` listing of
 /// [`MAX_PEERS_LISTED`] peers with their status is well under this.
 pub const MAX_CONTROL_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
@@ -189,6 +193,29 @@ pub const MAX_PUSHED_PATCHES: usize = 64;
 
 /// Largest page of log in one answer.
 pub const MAX_LOG_PAGE_BYTES: usize = 1024 * 1024;
+
+/// Chunks one migration's pre-copy (warm) rounds may ask the source for,
+/// all rounds together: a whole image of the largest memory and module
+/// (the first round), and as much again for what later rounds find
+/// changed. A source whose rounds change more than that is not converging;
+/// its final offer (not counted here, and checked like every final offer)
+/// could still go through. A round over it is refused with `limit`.
+/// Without it, a member could offer round after round
+/// of fresh chunk names and fill the destination's disk.
+pub const MAX_WARM_CHUNKS_PER_MIGRATION: u64 =
+    2 * ((MAX_MEMORY_BYTES + MAX_MODULE_BYTES) / WARM_CHUNK_BYTES);
+
+/// `snapshot::CHUNK_SIZE_BYTES`, repeated because this module uses no
+/// other (a test checks that the two agree).
+const WARM_CHUNK_BYTES: u64 = 64 * 1024;
+
+/// Pre-copy chunks all incoming migrations together may have asked for (a
+/// session's count goes when it ends, after at most
+/// `INCOMING_MIGRATION_TTL`): one full-size migration's budget, so that
+/// [`MAX_INCOMING_MIGRATIONS`] hostile members cannot make a node take
+/// eight times as much. A pre-copy round over it is refused with `busy`:
+/// that migration fails and its vessel runs on at the source.
+pub const MAX_WARM_CHUNKS_PER_NODE: u64 = MAX_WARM_CHUNKS_PER_MIGRATION;
 
 /// Most vessels one node runs at once (each has a thread and its memory).
 pub const MAX_VESSELS_PER_NODE: usize = 256;

@@ -52,6 +52,9 @@ pub enum Domain {
     MigrationOffer,
     /// A source node commits or aborts a migration (`migrate::Decision`).
     MigrationDecision,
+    /// A user vouches for a control request's body before the node reads
+    /// it (`control::HeaderAuth`).
+    ControlHeader,
 }
 
 impl Domain {
@@ -63,6 +66,7 @@ impl Domain {
             Domain::Deployment => b"deployment",
             Domain::MigrationOffer => b"migration-offer",
             Domain::MigrationDecision => b"migration-decision",
+            Domain::ControlHeader => b"control-header",
         }
     }
 }

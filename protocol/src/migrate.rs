@@ -308,6 +308,35 @@ pub(crate) mod tests {
     use crate::snapshot::ChunkedImage;
     use crate::vessel::*;
 
+    /// Issue 14, item 3: a pre-copy offer's images are shape- and
+    /// size-checked as a final offer's are.
+    #[test]
+    fn warm_images_are_shape_and_size_checked() {
+        let img = |size_bytes: u64, chunks: usize| ChunkedImage {
+            size_bytes,
+            chunks: vec![None; chunks],
+        };
+        assert_eq!(
+            crate::limits::MAX_WARM_CHUNKS_PER_MIGRATION,
+            2 * ChunkedImage::chunk_count(
+                crate::limits::MAX_MEMORY_BYTES + crate::limits::MAX_MODULE_BYTES
+            )
+        );
+        check_warm_images(&[img(1 << 17, 2), img(10, 1)]).unwrap();
+        check_warm_images(&[img(10, 1)]).unwrap();
+        for bad in [
+            vec![img(0, 0), img(0, 0), img(0, 0)],
+            // A size its chunks do not cover, or chunks past its size.
+            vec![img(1 << 17, 1), img(10, 1)],
+            vec![img(0, 0), img(10, 5)],
+            // Larger than a memory or a module can be.
+            vec![img(crate::limits::MAX_MEMORY_BYTES + 1, 0), img(0, 0)],
+            vec![img(0, 0), img(crate::limits::MAX_MODULE_BYTES + 1, 0)],
+        ] {
+            assert!(check_warm_images(&bad).is_err(), "{bad:?}");
+        }
+    }
+
     pub fn deployment() -> Deployment {
         Deployment::sign(
             &key(1),

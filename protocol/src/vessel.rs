@@ -154,6 +154,40 @@ fn check_image(what: &'static str, img: &ChunkedImage) -> Result<(), VesselError
     Ok(())
 }
 
+/// What a pre-copy (warm) offer carries: the images of the vessel's memory
+/// and of its module, in that order, so that the destination can fetch
+/// their chunks while the vessel still runs at the source.
+pub const WARM_IMAGES: usize = 2;
+
+/// Checks a pre-copy offer's images as a final offer's are checked: at
+/// most two, each with as many chunks as its size has, neither larger
+/// than a memory or a module may be. Chunk names are not looked at here;
+/// the destination counts the ones it lacks against its pre-copy budgets.
+pub fn check_warm_images(images: &[ChunkedImage]) -> Result<(), VesselError> {
+    // A memory and a module image; fewer is a round that names less
+    // (nothing is lost by it), more would be counted nowhere.
+    too_many(
+        "a pre-copy offer's images (a memory and a module)",
+        images.len(),
+        WARM_IMAGES,
+    )?;
+    let limits = [
+        ("a pre-copy memory image", crate::limits::MAX_MEMORY_BYTES),
+        ("a pre-copy module image", crate::limits::MAX_MODULE_BYTES),
+    ];
+    for (img, (what, limit)) in images.iter().zip(limits) {
+        if img.size_bytes > limit {
+            return Err(VesselError::TooMany {
+                what,
+                found: img.size_bytes,
+                limit,
+            });
+        }
+        check_image(what, img)?;
+    }
+    Ok(())
+}
+
 /// A relative path inside a volume: no `..`, no absolute path, no empty or
 /// `.` components, no NUL. The node re-creates files from these, so this is
 /// the line between a hostile image and the host's filesystem.

@@ -281,6 +281,10 @@ fn handle_now(
     request: ControlRequest,
 ) -> ControlResponse {
     match request {
+        ControlRequest::Unread(refusal) => {
+            warn!(%peer, "control request not read: {refusal}");
+            ControlResponse::Refused(refusal)
+        }
         ControlRequest::Challenge => ControlResponse::Challenge {
             nonce: state.control.issue(peer),
             node: state.identity.public_key(),

@@ -9,20 +9,19 @@ use libp2p::{
     gossipsub, identify, kad, mdns, noise, ping, request_response, tcp, yamux, StreamProtocol,
     Swarm,
 };
-use protocol::control::{ControlRequest, ControlResponse};
-use protocol::limits::{
-    MAX_CONTROL_REQUEST_BYTES, MAX_CONTROL_RESPONSE_BYTES, MAX_MEMBER_MESSAGE_BYTES,
-    MAX_STATUS_MESSAGE_BYTES,
-};
+use std::sync::Arc;
+
+use protocol::limits::{MAX_MEMBER_MESSAGE_BYTES, MAX_STATUS_MESSAGE_BYTES};
 use protocol::limits::{MAX_PEER_REQUEST_BYTES, MAX_PEER_RESPONSE_BYTES};
 use protocol::membership::{MemberRequest, MemberResponse};
 use protocol::peer::{PeerRequest, PeerResponse};
 
 use super::codec::CborCodec;
+use super::gate::{Gated, PeerGate};
 use super::{CONTROL_PROTOCOL, IDENTIFY_PROTOCOL, KAD_PROTOCOL, MEMBER_PROTOCOL, VESSEL_PROTOCOL};
 use crate::identity::NodeIdentity;
 
-pub type ControlCodec = CborCodec<ControlRequest, ControlResponse>;
+pub use super::codec::ControlCodec;
 pub type MemberCodec = CborCodec<MemberRequest, MemberResponse>;
 pub type PeerCodec = CborCodec<PeerRequest, PeerResponse>;
 
@@ -62,9 +61,21 @@ pub struct NodeBehaviour {
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     pub kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
     pub gossipsub: gossipsub::Behaviour,
-    pub member: request_response::Behaviour<MemberCodec>,
-    pub control: request_response::Behaviour<ControlCodec>,
-    pub vessel: request_response::Behaviour<PeerCodec>,
+    /// The three request-response protocols read requests under the
+    /// node's [`PeerGate`] (see `gate`).
+    pub member: Gated<MemberCodec>,
+    pub control: Gated<ControlCodec>,
+    pub vessel: Gated<PeerCodec>,
+}
+
+impl NodeBehaviour {
+    /// What peers may make this node read; the event loop keeps it told.
+    pub fn gate(&self) -> Arc<PeerGate> {
+        self.vessel
+            .gate()
+            .expect("a node's behaviours are gated")
+            .clone()
+    }
 }
 
 /// What the swarm needs from the configuration.
@@ -87,9 +98,10 @@ fn setup(what: &'static str) -> impl FnOnce(String) -> SwarmError {
 
 pub fn control_behaviour(
     support: request_response::ProtocolSupport,
+    codec: ControlCodec,
 ) -> request_response::Behaviour<ControlCodec> {
     request_response::Behaviour::with_codec(
-        CborCodec::new(MAX_CONTROL_REQUEST_BYTES, MAX_CONTROL_RESPONSE_BYTES),
+        codec,
         [(StreamProtocol::new(CONTROL_PROTOCOL), support)],
         request_response::Config::default().with_request_timeout(REQUEST_TIMEOUT),
     )
@@ -142,6 +154,7 @@ pub fn node_swarm(
         k.set_mode(Some(kad::Mode::Server));
         k
     });
+    let gate = PeerGate::new(id.public_key());
     let behaviour = NodeBehaviour {
         limits: libp2p::connection_limits::Behaviour::new(
             libp2p::connection_limits::ConnectionLimits::default()
@@ -163,24 +176,40 @@ pub fn node_swarm(
         mdns: mdns.into(),
         kad: kad.into(),
         gossipsub,
-        member: request_response::Behaviour::with_codec(
-            CborCodec::new(MAX_MEMBER_MESSAGE_BYTES, MAX_MEMBER_MESSAGE_BYTES),
-            [(
-                StreamProtocol::new(MEMBER_PROTOCOL),
-                request_response::ProtocolSupport::Full,
-            )],
-            request_response::Config::default().with_request_timeout(REQUEST_TIMEOUT),
+        // Membership is how a stranger becomes a member: its messages are
+        // read from anyone, all far under the strangers' bound.
+        member: Gated::new(
+            request_response::Behaviour::with_codec(
+                CborCodec::new(MAX_MEMBER_MESSAGE_BYTES, MAX_MEMBER_MESSAGE_BYTES)
+                    .gated(gate.clone(), false),
+                [(
+                    StreamProtocol::new(MEMBER_PROTOCOL),
+                    request_response::ProtocolSupport::Full,
+                )],
+                request_response::Config::default().with_request_timeout(REQUEST_TIMEOUT),
+            ),
+            Some(gate.clone()),
         ),
-        control: control_behaviour(request_response::ProtocolSupport::Full),
-        vessel: request_response::Behaviour::with_codec(
-            CborCodec::new(MAX_PEER_REQUEST_BYTES, MAX_PEER_RESPONSE_BYTES),
-            [(
-                StreamProtocol::new(VESSEL_PROTOCOL),
+        control: Gated::new(
+            control_behaviour(
                 request_response::ProtocolSupport::Full,
-            )],
-            request_response::Config::default()
-                .with_request_timeout(PEER_REQUEST_TIMEOUT)
-                .with_max_concurrent_streams(64),
+                ControlCodec::gated(gate.clone()),
+            ),
+            Some(gate.clone()),
+        ),
+        vessel: Gated::new(
+            request_response::Behaviour::with_codec(
+                CborCodec::new(MAX_PEER_REQUEST_BYTES, MAX_PEER_RESPONSE_BYTES)
+                    .gated(gate.clone(), true),
+                [(
+                    StreamProtocol::new(VESSEL_PROTOCOL),
+                    request_response::ProtocolSupport::Full,
+                )],
+                request_response::Config::default()
+                    .with_request_timeout(PEER_REQUEST_TIMEOUT)
+                    .with_max_concurrent_streams(64),
+            ),
+            Some(gate),
         ),
     };
     let swarm = builder
@@ -213,7 +242,12 @@ pub fn client_swarm(
         )
         .map_err(|e| setup("TCP transport")(e.to_string()))?
         .with_quic()
-        .with_behaviour(|_| control_behaviour(request_response::ProtocolSupport::Outbound))
+        .with_behaviour(|_| {
+            control_behaviour(
+                request_response::ProtocolSupport::Outbound,
+                ControlCodec::new(),
+            )
+        })
         .map_err(|e| setup("control protocol")(e.to_string()))?
         .with_swarm_config(|c| {
             c.with_idle_connection_timeout(Duration::from_secs(5))

@@ -52,6 +52,7 @@ pub mod checkpoint;
 pub mod codec;
 pub mod commands;
 pub mod faults;
+pub mod gate;
 pub mod ingress;
 pub mod link;
 pub mod membership;
@@ -70,7 +71,7 @@ pub mod transfer;
 pub mod vessels;
 
 /// Protocol names on the wire.
-pub const CONTROL_PROTOCOL: &str = "/meshnode/control/1";
+pub const CONTROL_PROTOCOL: &str = "/meshnode/control/2";
 pub const MEMBER_PROTOCOL: &str = "/meshnode/member/1";
 /// The vessel protocol; its version is the number at the end (see
 /// `protocol::peer` and docs/protocol.md, "Versions").
@@ -95,6 +96,7 @@ mod tests {
         ("codec", include_str!("codec.rs")),
         ("commands", include_str!("commands.rs")),
         ("faults", include_str!("faults.rs")),
+        ("gate", include_str!("gate.rs")),
         ("ingress", include_str!("ingress.rs")),
         ("link", include_str!("link.rs")),
         ("membership", include_str!("membership.rs")),

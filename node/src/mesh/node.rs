@@ -173,7 +173,9 @@ pub async fn run(
         }),
         placer: Placer::new(Placement::new(config.placement_params()), rtt_stale),
         ingress: ingress.clone(),
+        gate: swarm.behaviour().gate(),
     };
+    state.sync_gate();
 
     let mut bootstrap: Vec<Multiaddr> = Vec::new();
     for p in &config.peers {
@@ -299,6 +301,9 @@ pub async fn run(
                 handle_event(&mut swarm, &mut state, &mut joining, event)?;
             }
         }
+        // Whatever changed who is a member or trusted, the codecs judge
+        // the next request by it (cheap when nothing did).
+        state.sync_gate();
     }
     let _ = std::fs::remove_file(state.data_dir.addrs());
     remember_members(&state);

@@ -19,7 +19,7 @@ use protocol::migrate::{
 use protocol::peer::{PeerRequest, PeerResponse};
 use protocol::refusal::{Refusal, RefusalCode};
 use protocol::snapshot::{ChunkedImage, Hash, Manifest};
-use protocol::vessel::{Resume, VesselId, VesselImage};
+use protocol::vessel::{check_warm_images, Resume, VesselId, VesselImage};
 use tracing::{info, warn};
 
 use super::behaviour::NodeBehaviour;
@@ -30,7 +30,7 @@ use super::peers::Membership;
 use super::state::NodeState;
 use super::vessels::{refuse, Incoming, IncomingData, Migrator, PREWARM_WAIT};
 use crate::identity::peer_public_key;
-use crate::migration::destination::{nothing_prepared, CommitPlan, Session};
+use crate::migration::destination::{nothing_prepared, warm_commit, CommitPlan, Session};
 use crate::migration::record::{prepared_matches, AbortRecord};
 use crate::sync::lock;
 use crate::vessel::image::{self, Prebuilt, Ready};
@@ -417,23 +417,25 @@ pub(super) fn accept_offer(
     let known = record_on_disk(&lock(&mesh.host), id);
     // The destination's rules: room for another migration, and the epoch.
     // A later round of the same migration keeps what earlier ones built.
-    let (known_chunks, memory) = {
+    let (known_chunks, memory, earlier_warm) = {
         let mut inc = lock(incoming);
         match inc.check_offer(&peer, id, b.epoch, known.as_ref(), Instant::now())? {
             Some(s) if s.expected.is_empty() => {
                 let mut k = (*s.data.known).clone();
                 k.extend(s.data.named.iter().copied());
-                (Arc::new(k), s.data.memory.clone())
+                (Arc::new(k), s.data.memory.clone(), s.warm_chunks)
             }
-            Some(s) => (s.data.known.clone(), s.data.memory.clone()),
+            Some(s) => (s.data.known.clone(), s.data.memory.clone(), s.warm_chunks),
             None => Default::default(),
         }
     };
+    let mut warm_chunks = earlier_warm;
     let host = lock(&mesh.host);
     let (lacking, image, manifest, named) = match b.kind {
         OfferKind::Warm => {
             let images: Vec<ChunkedImage> = protocol::cbor::decode(&image_bytes)
                 .map_err(|e| refuse(RefusalCode::Invalid, format!("warm image: {e}")))?;
+            check_warm_images(&images).map_err(|e| refuse(e.code(), format!("warm image: {e}")))?;
             let mut all: Vec<Hash> = images
                 .iter()
                 .flat_map(|i| i.chunks.iter().flatten().copied())
@@ -442,6 +444,7 @@ pub(super) fn accept_offer(
             all.dedup();
             let named: HashSet<Hash> = all.iter().copied().collect();
             all.retain(|h| !known_chunks.contains(h) && !host.store.has_chunk(h));
+            warm_chunks = lock(incoming).check_warm_budget(&peer, id, b.epoch, all.len() as u64)?;
             (all, None, None, named)
         }
         OfferKind::Final => {
@@ -499,6 +502,7 @@ pub(super) fn accept_offer(
             expected: lacking.iter().copied().collect(),
             started: Instant::now(),
             prepared: false,
+            warm_chunks,
             data: IncomingData {
                 image,
                 manifest,
@@ -652,8 +656,16 @@ pub(super) fn prepare(
     let (image, manifest, image_hash, warm_memory) = {
         let inc = lock(incoming);
         let s = inc.check_prepare(&peer, vessel, epoch, image_named)?;
+        // `check_prepare` takes final sessions only, which always hold
+        // their image; a refusal, not a panic under the lock, if not.
+        let image = s.data.image.clone().ok_or_else(|| {
+            refuse(
+                RefusalCode::NoMigration,
+                "the session to prepare has no final image",
+            )
+        })?;
         (
-            s.data.image.clone().expect("final offers carry an image"),
+            image,
             s.data.manifest.is_some(),
             s.image,
             s.data.memory.clone(),
@@ -783,8 +795,13 @@ pub(super) fn prepare(
         unsynced_files = unsynced,
         "prepare phases"
     );
-    // Only now may a commit run the vessel from this session.
-    if let Some(s) = lock(incoming).session_mut(vessel, &peer, epoch) {
+    // Only now may a commit run the vessel from this session: the very
+    // session prepared (a later offer at the same epoch may have replaced
+    // it meanwhile, a warm one among them).
+    if let Some(s) = lock(incoming)
+        .session_mut(vessel, &peer, epoch)
+        .filter(|s| s.image == image_hash && s.kind == OfferKind::Final)
+    {
         s.prepared = true;
         s.data.ready = Some(ready);
     }
@@ -810,7 +827,10 @@ pub(super) fn commit(
     let (image, ready) = match plan {
         CommitPlan::AlreadyDone => return Ok((MigrationResponse::Committed, Vec::new())),
         CommitPlan::Refuse(r) => return Err(r),
-        CommitPlan::FromSession(s) => (s.data.image.expect("final"), s.data.ready),
+        CommitPlan::FromSession(s) => match s.data.image {
+            Some(image) => (image, s.data.ready),
+            None => return Err(warm_commit(d.vessel, d.epoch)),
+        },
         CommitPlan::FromDisk if prepared_matches(known.as_ref(), d.epoch, d.image) => {
             // This node restarted after it prepared: the image is on disk.
             let bytes = h.store.get_image_doc(&d.image).map_err(Refusal::internal)?;

@@ -60,9 +60,21 @@ pub struct NodeState {
     pub placer: Placer,
     /// Service routes, listeners and client connections.
     pub ingress: Arc<Ingress>,
+    /// What peers may make the codecs read (members, trusted users),
+    /// brought up to date after every event ([`NodeState::sync_gate`]).
+    pub gate: Arc<super::gate::PeerGate>,
 }
 
 impl NodeState {
+    pub fn sync_gate(&self) {
+        let members = self
+            .peers
+            .iter()
+            .filter(|(_, e)| matches!(e.membership, Membership::Member(_)))
+            .map(|(p, _)| p);
+        self.gate.sync(members, &self.trusted);
+    }
+
     pub fn peer(&mut self, peer: PeerId) -> &mut PeerEntry {
         if !self.peers.contains_key(&peer) && self.peers.len() >= MAX_PEERS_LISTED {
             // Forget a peer that is neither connected nor a member.

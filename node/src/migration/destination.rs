@@ -11,7 +11,9 @@ use std::collections::{HashMap, HashSet};
 use std::hash::Hash as StdHash;
 use std::time::{Duration, Instant};
 
-use protocol::limits::MAX_INCOMING_MIGRATIONS;
+use protocol::limits::{
+    MAX_INCOMING_MIGRATIONS, MAX_WARM_CHUNKS_PER_MIGRATION, MAX_WARM_CHUNKS_PER_NODE,
+};
 use protocol::migrate::OfferKind;
 use protocol::refusal::{Refusal, RefusalCode};
 use protocol::snapshot::Hash;
@@ -39,6 +41,9 @@ pub struct Session<P, D> {
     /// The image and its `Prepared` record are durable and the answer
     /// `Prepared` went out.
     pub prepared: bool,
+    /// Chunks this migration's pre-copy rounds asked for, all rounds
+    /// together (see [`Destination::check_warm_budget`]).
+    pub warm_chunks: u64,
     pub data: D,
 }
 
@@ -110,6 +115,49 @@ impl<P: Clone + Eq + StdHash, D> Destination<P, D> {
         }
         check_offer_epoch(known, vessel, epoch)?;
         Ok(self.sessions.get(&vessel).filter(|s| s.is(from, epoch)))
+    }
+
+    /// Judges a pre-copy round that would ask the source for `lacking`
+    /// chunks, against the migration's budget (its earlier rounds count)
+    /// and the node's (every other incoming migration's rounds count).
+    /// Returns the migration's count with this round's, for its session.
+    pub fn check_warm_budget(
+        &self,
+        from: &P,
+        vessel: VesselId,
+        epoch: u64,
+        lacking: u64,
+    ) -> Result<u64, Refusal> {
+        let earlier = self
+            .session(vessel, from, epoch)
+            .map_or(0, |s| s.warm_chunks);
+        let mine = earlier.saturating_add(lacking);
+        if mine > MAX_WARM_CHUNKS_PER_MIGRATION {
+            return Err(Refusal::new(
+                RefusalCode::Limit,
+                format!(
+                    "the pre-copy of vessel {vessel} would take {mine} chunks, over the \
+                     limit of {MAX_WARM_CHUNKS_PER_MIGRATION} per migration"
+                ),
+            ));
+        }
+        let others: u64 = self
+            .sessions
+            .iter()
+            .filter(|(v, _)| **v != vessel)
+            .map(|(_, s)| s.warm_chunks)
+            .sum();
+        if others.saturating_add(mine) > MAX_WARM_CHUNKS_PER_NODE {
+            return Err(Refusal::new(
+                RefusalCode::Busy,
+                format!(
+                    "incoming pre-copies would take {} chunks, over this node's limit of \
+                     {MAX_WARM_CHUNKS_PER_NODE}; retry later",
+                    others.saturating_add(mine)
+                ),
+            ));
+        }
+        Ok(mine)
     }
 
     /// Opens (or, for a later round or a newer offer, replaces) the session
@@ -226,10 +274,17 @@ impl<P: Clone + Eq + StdHash, D> Destination<P, D> {
         let ours = self
             .sessions
             .get(&vessel)
-            .is_some_and(|s| s.is(from, epoch) && s.image == image && s.prepared);
+            .filter(|s| s.is(from, epoch) && s.image == image);
         match ours {
-            true => CommitPlan::FromSession(self.sessions.remove(&vessel).expect("checked")),
-            false => CommitPlan::FromDisk,
+            // Only a final offer's image can run: a pre-copy round's names
+            // chunks only. A commit that names one (a hostile or broken
+            // source) is refused by code, never taken for a final image.
+            Some(s) if s.kind == OfferKind::Warm => CommitPlan::Refuse(warm_commit(vessel, epoch)),
+            Some(s) if s.prepared => match self.sessions.remove(&vessel) {
+                Some(s) => CommitPlan::FromSession(s),
+                None => CommitPlan::FromDisk,
+            },
+            _ => CommitPlan::FromDisk,
         }
     }
 
@@ -268,6 +323,17 @@ pub fn no_migration(vessel: VesselId, epoch: u64) -> Refusal {
     )
 }
 
+/// The refusal for a commit that names a pre-copy round's image.
+pub fn warm_commit(vessel: VesselId, epoch: u64) -> Refusal {
+    Refusal::new(
+        RefusalCode::NoMigration,
+        format!(
+            "the commit of vessel {vessel} at epoch {epoch} names a pre-copy image: only a \
+             prepared final image can be committed"
+        ),
+    )
+}
+
 /// The refusal for a commit this node has nothing prepared for.
 pub fn nothing_prepared(vessel: VesselId, epoch: u64) -> Refusal {
     Refusal::new(
@@ -289,8 +355,35 @@ mod tests {
             expected: expected.iter().copied().collect(),
             started: Instant::now(),
             prepared: false,
+            warm_chunks: 0,
             data: (),
         }
+    }
+
+    /// Issue 14, item 3: pre-copy rounds are counted, per migration (all
+    /// its rounds) and per node (all migrations), so that a member cannot
+    /// fill this node's disk with round after round of fresh chunks.
+    #[test]
+    fn pre_copy_chunks_are_counted_against_a_migration_and_a_node_budget() {
+        let (v, w) = (VesselId([1; 8]), VesselId([2; 8]));
+        let mut d: Destination<u8, ()> = Destination::default();
+        let half = MAX_WARM_CHUNKS_PER_MIGRATION / 2;
+        let mut s = session(1, OfferKind::Warm, 2, &[]);
+        s.warm_chunks = d.check_warm_budget(&1, v, 2, half).unwrap();
+        d.accept(v, s);
+        // A later round of the same migration adds to its count.
+        let n = d.check_warm_budget(&1, v, 2, half).unwrap();
+        assert_eq!(n, MAX_WARM_CHUNKS_PER_MIGRATION);
+        let e = d.check_warm_budget(&1, v, 2, half + 1).unwrap_err();
+        assert_eq!(e.code, RefusalCode::Limit);
+        // A new migration of another vessel counts against the node's.
+        d.session_mut(v, &1, 2).unwrap().warm_chunks = n;
+        let room = MAX_WARM_CHUNKS_PER_NODE - n;
+        assert_eq!(d.check_warm_budget(&2, w, 1, room).unwrap(), room);
+        let e = d.check_warm_budget(&2, w, 1, room + 1).unwrap_err();
+        assert_eq!(e.code, RefusalCode::Busy);
+        // Another source or epoch of the same vessel starts from nothing.
+        assert_eq!(d.check_warm_budget(&2, v, 3, half).unwrap(), half);
     }
 
     #[test]
@@ -348,6 +441,32 @@ mod tests {
             CommitPlan::FromSession(_)
         ));
         assert!(d.is_empty());
+    }
+
+    /// Issue 14, item 3: a warm offer, then a commit that names the warm
+    /// image. The session is one of a pre-copy round, which has no image
+    /// to run; the commit was once taken from it (and the node's commit
+    /// hit `expect("final")` under the host lock, poisoning it). Here the
+    /// warm session is marked prepared, as a prepare of the same epoch's
+    /// final offer that finishes after the warm offer replaced its session
+    /// does.
+    #[test]
+    fn a_commit_that_names_a_warm_image_is_refused_by_code() {
+        let v = VesselId([1; 8]);
+        let mut d: Destination<u8, ()> = Destination::default();
+        d.accept(v, session(1, OfferKind::Warm, 2, &[]));
+        for prepared in [false, true] {
+            d.session_mut(v, &1, 2).unwrap().prepared = prepared;
+            match d.commit(&1, v, 2, Hash([9; 32]), None) {
+                CommitPlan::Refuse(r) => {
+                    assert_eq!(r.code, RefusalCode::NoMigration);
+                    assert!(r.detail.contains("pre-copy image"), "{}", r.detail);
+                }
+                _ => panic!("a commit of a warm image was not refused"),
+            }
+        }
+        // The warm session stays: the source may still send its final offer.
+        assert!(d.session(v, &1, 2).is_some());
     }
 
     #[test]

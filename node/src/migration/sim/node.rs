@@ -275,6 +275,7 @@ fn offer(
         expected: lacking.iter().copied().collect(),
         started: now,
         prepared: false,
+        warm_chunks: 0,
         data: (),
     };
     w.nodes[node as usize].dest.accept(vessel, session);

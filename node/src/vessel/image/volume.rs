@@ -76,37 +76,131 @@ pub fn pack_volume_changed(
 }
 
 /// Re-creates a volume's files under `dir` (which must not exist): the
-/// directories and files first, symlinks last, so no file is ever written
-/// through a symlink that the image made.
+/// directories and files first, symlinks last.
+///
+/// The image comes from another node and is not signed, so every entry is
+/// created beneath `dir` one path component at a time, each directory
+/// opened with `O_NOFOLLOW | O_DIRECTORY` relative to its parent's
+/// descriptor (what `openat2`'s `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`
+/// gives, on every kernel a board runs). A symlink is never followed,
+/// whether the image made it or not: an image with a symlink `a` → `/etc`
+/// and a second entry `a/x` is refused when it reaches `a/x`, and nothing
+/// is created outside `dir`.
 pub fn unpack_volume(store: &ChunkStore, vol: &VolumeImage, dir: &Path) -> Result<(), String> {
     vol.check().map_err(|e| e.to_string())?;
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let root = beneath::open_root(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let at = |path: &str, e: io::Error| format!("{}: {e}", dir.join(path).display());
     for e in &vol.entries {
-        let path = dir.join(e.path());
         match e {
-            VolumeEntry::Dir { .. } => {
-                std::fs::create_dir_all(&path).map_err(|e| format!("{}: {e}", path.display()))?
+            VolumeEntry::Dir { path } => {
+                beneath::open_dir(&root, path, true).map_err(|e| at(path, e))?;
             }
-            VolumeEntry::File { content, .. } => {
-                if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent)
-                        .map_err(|e| format!("{}: {e}", parent.display()))?;
-                }
+            VolumeEntry::File { path, content } => {
                 let bytes =
                     get_image(store, content, MAX_VOLUME_BYTES).map_err(|e| e.to_string())?;
-                std::fs::write(&path, bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+                beneath::write_file(&root, path, &bytes).map_err(|e| at(path, e))?;
             }
             VolumeEntry::Symlink { .. } => {}
         }
     }
     for e in &vol.entries {
         if let VolumeEntry::Symlink { path, target } = e {
-            let full = dir.join(path);
-            std::os::unix::fs::symlink(target, &full)
-                .map_err(|e| format!("{}: {e}", full.display()))?;
+            beneath::symlink(&root, path, target).map_err(|e| at(path, e))?;
         }
     }
     Ok(())
+}
+
+/// Creating entries beneath a directory descriptor without ever following
+/// a symlink (see [`unpack_volume`]). Paths are relative and `/`-separated,
+/// already checked by `check_volume_path` (no `..`, `.` or empty part).
+mod beneath {
+    use std::io::{self, Write};
+    use std::os::fd::OwnedFd;
+    use std::path::Path;
+
+    use rustix::fs::{mkdirat, openat, symlinkat, Mode, OFlags};
+    use rustix::io::Errno;
+
+    /// What an image's directories and files get: the process's umask
+    /// decides, as for any file the node creates.
+    const DIR_MODE: u32 = 0o777;
+    const FILE_MODE: u32 = 0o666;
+
+    fn dir_flags() -> OFlags {
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
+    }
+
+    pub fn open_root(dir: &Path) -> io::Result<OwnedFd> {
+        Ok(openat(rustix::fs::CWD, dir, dir_flags(), Mode::empty())?)
+    }
+
+    /// The directory `path` beneath `root`, each missing part created when
+    /// `create`. A part that is a symlink (or not a directory) is an error.
+    pub fn open_dir(root: &OwnedFd, path: &str, create: bool) -> io::Result<OwnedFd> {
+        let mut cur = root.try_clone()?;
+        for part in path.split('/') {
+            cur = match openat(&cur, part, dir_flags(), Mode::empty()) {
+                Ok(fd) => fd,
+                Err(Errno::NOENT) if create => {
+                    match mkdirat(&cur, part, Mode::from_raw_mode(DIR_MODE)) {
+                        Ok(()) | Err(Errno::EXIST) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                    openat(&cur, part, dir_flags(), Mode::empty()).map_err(not_beneath)?
+                }
+                Err(e) => return Err(not_beneath(e)),
+            };
+        }
+        Ok(cur)
+    }
+
+    /// `path`'s parent directory (opened as [`open_dir`] does, creating
+    /// it) and its last part.
+    fn parent<'p>(root: &OwnedFd, path: &'p str) -> io::Result<(OwnedFd, &'p str)> {
+        match path.rsplit_once('/') {
+            Some((dir, name)) => Ok((open_dir(root, dir, true)?, name)),
+            None => Ok((root.try_clone()?, path)),
+        }
+    }
+
+    /// A new file: `O_EXCL | O_NOFOLLOW`, so nothing that already stands
+    /// at `path` (a symlink above all) is written through or replaced.
+    pub fn write_file(root: &OwnedFd, path: &str, bytes: &[u8]) -> io::Result<()> {
+        let (dir, name) = parent(root, path)?;
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW;
+        let fd = openat(
+            &dir,
+            name,
+            flags | OFlags::CLOEXEC,
+            Mode::from_raw_mode(FILE_MODE),
+        )
+        .map_err(not_beneath)?;
+        std::fs::File::from(fd).write_all(bytes)
+    }
+
+    pub fn symlink(root: &OwnedFd, path: &str, target: &str) -> io::Result<()> {
+        let (dir, name) = parent(root, path)?;
+        Ok(symlinkat(target, &dir, name)?)
+    }
+
+    /// `ELOOP` and `ENOTDIR` from a `NOFOLLOW` open mean a symlink (or a
+    /// file) stands where the image needs a directory: said in words.
+    fn not_beneath(e: Errno) -> io::Error {
+        match e {
+            Errno::LOOP | Errno::NOTDIR => io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a symlink or a file stands where the image needs a directory; \
+                 volume entries are never created through a symlink",
+            ),
+            Errno::EXIST => io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "the image holds this path twice",
+            ),
+            e => e.into(),
+        }
+    }
 }
 
 /// Walks a volume directory, appending entries in walk order.

@@ -321,3 +321,74 @@ fn the_volume_size_limit_counts_the_reused_entries() {
     let err = pack_volume_changed(&store, vol.path(), GUEST, &previous, &set).unwrap_err();
     assert_eq!(Err(err), pack_volume(&store, vol.path(), GUEST));
 }
+
+/// Issue 14, item 3: an unsigned image from another node with a symlink
+/// `a` → a directory outside, and a second symlink `a/x`, must not get
+/// `x` created outside the vessel's directory (symlinks are created last,
+/// so the second was once made through the first). Nor may a file be
+/// written through a symlink that already stands in the directory.
+#[test]
+fn volume_entries_are_never_created_through_a_symlink() {
+    let (_s, store) = store();
+    let outside = tempfile::tempdir().unwrap();
+    let base = tempfile::tempdir().unwrap();
+    let target = outside.path().to_str().unwrap().to_string();
+    let hostile = VolumeImage {
+        guest: GUEST.into(),
+        entries: vec![
+            VolumeEntry::Symlink {
+                path: "a".into(),
+                target: target.clone(),
+            },
+            VolumeEntry::Symlink {
+                path: "a/x".into(),
+                target: "/etc/passwd".into(),
+            },
+        ],
+    };
+    let dir = base.path().join("v1");
+    let err = unpack_volume(&store, &hostile, &dir).unwrap_err();
+    assert!(err.contains("never created through a symlink"), "{err}");
+    assert!(std::fs::symlink_metadata(outside.path().join("x")).is_err());
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+
+    // A directory symlink then a file beneath it: the file comes first
+    // (into a real directory `b`), and the symlink then cannot replace it.
+    let content = put_image(&mut store.clone(), b"owned").unwrap();
+    let hostile = VolumeImage {
+        guest: GUEST.into(),
+        entries: vec![
+            VolumeEntry::Symlink {
+                path: "b".into(),
+                target,
+            },
+            VolumeEntry::File {
+                path: "b/f".into(),
+                content,
+            },
+        ],
+    };
+    let dir = base.path().join("v2");
+    assert!(unpack_volume(&store, &hostile, &dir).is_err());
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+    assert_eq!(std::fs::read(dir.join("b/f")).unwrap(), b"owned");
+}
+
+/// A plain image still unpacks as before: nested directories, files, and
+/// symlinks (relative or pointing anywhere: they are only ever resolved by
+/// the vessel, inside its sandbox).
+#[test]
+fn a_plain_volume_unpacks_to_what_was_packed() {
+    let (_s, store) = store();
+    let vol = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(vol.path().join("d/e")).unwrap();
+    std::fs::write(vol.path().join("d/e/f"), b"hello").unwrap();
+    std::fs::write(vol.path().join("top"), b"").unwrap();
+    std::os::unix::fs::symlink("d/e/f", vol.path().join("link")).unwrap();
+    std::os::unix::fs::symlink("/etc", vol.path().join("d/abs")).unwrap();
+    let image = pack_volume(&store, vol.path(), GUEST).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("v");
+    unpack_volume(&store, &image, &dir).unwrap();
+    assert_eq!(pack_volume(&store, &dir, GUEST).unwrap(), image);
+}
