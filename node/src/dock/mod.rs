@@ -2,6 +2,8 @@
 //!
 //! - [`DockConfig`]: the engine's limits (memory, call depth, value stack)
 //!   and the fuel slice length, each with a named default.
+//! - [`limits`]: what one vessel may make the node allocate (all its
+//!   memories together, table elements, how many tables and memories).
 //! - [`load_module`] (`load.rs`): reads and checks a module, with an error
 //!   that names the file and the reason.
 //! - [`Vessel`] (`vessel.rs`): one instantiated program.
@@ -15,6 +17,7 @@
 mod capture;
 pub mod frames;
 pub mod fuzzing;
+pub mod limits;
 mod load;
 pub mod services;
 pub mod snapshot;
@@ -129,6 +132,13 @@ pub enum DockError {
         name: String,
         kind: &'static str,
     },
+    #[error("{path}: declares {over}")]
+    OverLimit {
+        path: PathBuf,
+        over: limits::OverLimit,
+    },
+    #[error("cannot instantiate: needs {0}")]
+    InstantiateOverLimit(limits::OverLimit),
     #[error("{path}: has no `_start` function to run (it is not a WASI command module)")]
     NoStart { path: PathBuf },
     #[error("cannot set up WASI: {0}")]

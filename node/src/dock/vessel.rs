@@ -7,10 +7,11 @@ use std::thread::JoinHandle;
 use protocol::snapshot::{Entry, Hash};
 use wasmi::{
     Engine, Extern, Func, Global, Instance, Linker, Memory, ResumableCall, ResumableCallOutOfFuel,
-    Store, StoreLimits, StoreLimitsBuilder, Val,
+    Store, Val,
 };
 
 use super::frames::{self, FrameIo, FrameView};
+use super::limits::VesselLimiter;
 use super::load::VesselModule;
 use super::trap::TrapSite;
 use super::wasi::{self, WasiCtx, WasiView};
@@ -20,7 +21,7 @@ use super::{DockConfig, DockError};
 pub struct VesselCtx {
     pub wasi: WasiCtx,
     memory: Option<Memory>,
-    limits: StoreLimits,
+    limits: VesselLimiter,
     pub(super) frames: FrameIo,
 }
 
@@ -138,14 +139,17 @@ impl Vessel {
         // the rewriter has moved an instrumented module's into an export.
         let instance = linker
             .instantiate_and_start(&mut store, &vm.module)
-            .map_err(
-                |e| match classify_error(e, "the start function", &trap_site) {
+            .map_err(|e| {
+                if let Some(over) = store.data().limits.refused_by(&e) {
+                    return DockError::InstantiateOverLimit(over);
+                }
+                match classify_error(e, "the start function", &trap_site) {
                     Exit::Trap(t) => DockError::Trap(t),
                     Exit::Code(c) => {
                         DockError::Instantiate(format!("the start function exited with {c}"))
                     }
-                },
-            )?;
+                }
+            })?;
         let memory = match instance.get_export(&store, "memory") {
             Some(Extern::Memory(m)) => Some(m),
             _ => None,
@@ -386,10 +390,7 @@ fn new_store(
     wasi: WasiCtx,
     config: &DockConfig,
 ) -> Result<Store<VesselCtx>, DockError> {
-    let limits = StoreLimitsBuilder::new()
-        .memory_size(config.max_memory_bytes)
-        .instances(1)
-        .build();
+    let limits = VesselLimiter::new(config.max_memory_bytes);
     let frames = FrameIo::new(config.max_call_depth);
     let mut store = Store::new(
         engine,

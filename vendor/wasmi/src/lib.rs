@@ -177,7 +177,9 @@ pub mod errors {
         linker::LinkerError,
         module::{InstantiationError, ReadError},
     };
-    pub use wasmi_core::{FuelError, GlobalError, HostError, MemoryError, TableError};
+    // meshnode patch: `LimiterError` is in the signature of the public
+    // `ResourceLimiter` trait, so an embedder needs it to implement one.
+    pub use wasmi_core::{FuelError, GlobalError, HostError, LimiterError, MemoryError, TableError};
 }
 
 pub use self::{
