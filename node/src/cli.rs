@@ -202,8 +202,10 @@ pub struct RunArgs {
     #[arg(long = "tcplisten", value_name = "HOST:PORT")]
     pub tcplisten: Vec<String>,
 
-    /// Cap on the program's linear memory, e.g. 64MiB, 1GiB or a number of
-    /// bytes. Growing past it fails inside the program (malloc returns NULL).
+    /// Cap on the program's linear memory, all its memories together, e.g.
+    /// 64MiB, 1GiB or a number of bytes. Growing past it fails inside the
+    /// program (malloc returns NULL); a module whose memories' declared
+    /// minimums are already over it is refused.
     #[arg(long, value_name = "SIZE", default_value = "512MiB", value_parser = parse_size)]
     pub max_memory: usize,
 

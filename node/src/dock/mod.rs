@@ -35,7 +35,8 @@ pub use self::load::{
 };
 pub use self::vessel::{spawn, Exit, Slice, Vessel, VesselCtx};
 
-/// Default cap on a vessel's linear memory. Small boards have 1–8 GiB; one
+/// Default cap on a vessel's linear memory, all its memories together
+/// ([`limits::VesselLimiter`]). Small boards have 1–8 GiB; one
 /// vessel should not be able to take most of a 1 GiB Pi.
 pub const DEFAULT_MAX_MEMORY_BYTES: usize = 512 * 1024 * 1024;
 
