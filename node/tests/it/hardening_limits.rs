@@ -461,6 +461,7 @@ const PEERS_BOUND: Duration = Duration::from_secs(2);
 /// lock through the whole rewrite and compile, and `peers` waited for it.
 #[test]
 fn peers_answers_while_a_large_module_deploys() {
+    let _cpu = crate::support::shared_cpu();
     let user = crate::mesh::User::new();
     let mut node = user.start("a", &[], &[]);
     node.wait_ready();
