@@ -202,8 +202,10 @@ pub struct RunArgs {
     #[arg(long = "tcplisten", value_name = "HOST:PORT")]
     pub tcplisten: Vec<String>,
 
-    /// Cap on the program's linear memory, e.g. 64MiB, 1GiB or a number of
-    /// bytes. Growing past it fails inside the program (malloc returns NULL).
+    /// Cap on the program's linear memory, all its memories together, e.g.
+    /// 64MiB, 1GiB or a number of bytes. Growing past it fails inside the
+    /// program (malloc returns NULL); a module whose memories' declared
+    /// minimums are already over it is refused.
     #[arg(long, value_name = "SIZE", default_value = "512MiB", value_parser = parse_size)]
     pub max_memory: usize,
 
@@ -281,6 +283,17 @@ pub struct ResumeArgs {
     /// be a different host path from where the vessel ran before.
     #[arg(long = "dir", value_name = "HOST::GUEST")]
     pub dirs: Vec<String>,
+
+    /// Cap on the program's memory, all its memories together, e.g. 64MiB.
+    /// It applies whatever the snapshot says it ran under: a snapshot whose
+    /// memory is larger is refused before anything is allocated.
+    #[arg(long, value_name = "SIZE", default_value = "512MiB", value_parser = parse_size)]
+    pub max_memory: usize,
+
+    /// Cap on the wasm call depth, in frames; a snapshot with more frames
+    /// is refused.
+    #[arg(long, value_name = "FRAMES", default_value_t = dock::DEFAULT_MAX_CALL_DEPTH)]
+    pub max_call_depth: usize,
 
     #[command(flatten)]
     pub checkpoint: CheckpointArgs,
@@ -631,19 +644,22 @@ pub fn resume(args: ResumeArgs) -> Result<i32> {
         })
         .collect::<Result<Vec<_>>>()?;
     let manifest = manifest_to_resume(&store, &hash, &dirs)?;
+    // This command's limits, not the snapshot's (`manifest.limits` says
+    // what it ran under, which a hostile snapshot can set to anything).
     let config = DockConfig {
-        max_memory_bytes: manifest.limits.max_memory_bytes as usize,
-        max_call_depth: manifest.limits.max_call_depth as usize,
+        max_memory_bytes: args.max_memory,
+        max_call_depth: args.max_call_depth,
         ..DockConfig::default()
     };
+    snapshot::check_limits(&manifest, &config)
+        .with_context(|| format!("snapshot {hash}: refused"))?;
     let (engine, config, vm) = snapshot::module_from_manifest(&config, &store, &manifest)?;
-    let capture =
-        snapshot::capture_from_manifest(&store, &manifest, config.max_memory_bytes as u64)?;
     let wasi =
         WasiCtx::rebuild(manifest.wasi.clone(), &dirs, Default::default()).with_context(|| {
             format!("snapshot {hash}: cannot re-create the vessel's files and directories")
         })?;
-    let vessel = Vessel::resume(&engine, &vm, &capture, wasi, &config)?;
+    let vessel = snapshot::resume_from_manifest(&engine, &vm, &store, &manifest, wasi, &config)
+        .with_context(|| format!("snapshot {hash}"))?;
     // Closed (and unlocked) before the vessel runs: a checkpoint it takes
     // opens the store again, and a store is open once at a time.
     drop(store);

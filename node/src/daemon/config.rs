@@ -67,7 +67,9 @@ pub struct Config {
     /// looks at its commands: smaller reacts faster to a migration and
     /// costs a little more run time.
     pub vessel_fuel_slice: u64,
-    /// Most linear memory one vessel may have, bytes.
+    /// Most linear memory one vessel may have, all its memories together,
+    /// bytes. It also bounds the snapshots this node resumes, whatever
+    /// limits they were taken under.
     pub vessel_max_memory_bytes: u64,
     /// Pre-copy rounds while a vessel keeps running, before the final stop
     /// (0: stop-and-copy). For measurements; keep the default.
@@ -211,7 +213,7 @@ redial_interval_ms = 5000
 # more run time.
 vessel_fuel_slice = 4000000
 
-# Most linear memory one vessel may have (512 MiB).
+# Most linear memory one vessel may have, all its memories together (512 MiB).
 vessel_max_memory_bytes = 536870912
 
 # Pre-copy rounds while a vessel keeps running, before the final stop

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use protocol::snapshot::Hash;
 use wasmi::{Engine, Module};
 
-use super::{frames, wasi, DockConfig, DockError, MAX_MODULE_BYTES};
+use super::{frames, limits, wasi, DockConfig, DockError, MAX_MODULE_BYTES};
 
 /// Reads a module file and checks it: size, magic, validity, and that every
 /// import is one the dock provides.
@@ -147,6 +147,9 @@ impl VesselModule {
         original: Vec<u8>,
         mode: Mode,
     ) -> Result<Self, DockError> {
+        // The engine does not carry the memory limit: instantiation checks
+        // memory against the store's; the other limits are the dock's own.
+        limits::check_declared(path, &original, usize::MAX)?;
         let (instrumented, original_hash) = instrument(engine, path, &original, mode)?;
         let code = instrumented
             .as_ref()
@@ -171,6 +174,8 @@ impl VesselModule {
         original: Vec<u8>,
         mode: Mode,
     ) -> Result<(Engine, DockConfig, Self), DockError> {
+        // Before the rewriter and the compiler spend anything on it.
+        limits::check_declared(path, &original, config.max_memory_bytes)?;
         let probe = config.engine();
         let (instrumented, original_hash) = instrument(&probe, path, &original, mode)?;
         let mut config = config.clone();

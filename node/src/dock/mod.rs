@@ -2,6 +2,8 @@
 //!
 //! - [`DockConfig`]: the engine's limits (memory, call depth, value stack)
 //!   and the fuel slice length, each with a named default.
+//! - [`limits`]: what one vessel may make the node allocate (all its
+//!   memories together, table elements, how many tables and memories).
 //! - [`load_module`] (`load.rs`): reads and checks a module, with an error
 //!   that names the file and the reason.
 //! - [`Vessel`] (`vessel.rs`): one instantiated program.
@@ -16,6 +18,7 @@ mod capture;
 pub mod dirty;
 pub mod frames;
 pub mod fuzzing;
+pub mod limits;
 mod load;
 pub mod services;
 pub mod snapshot;
@@ -33,7 +36,8 @@ pub use self::load::{
 };
 pub use self::vessel::{spawn, Exit, Slice, Vessel, VesselCtx};
 
-/// Default cap on a vessel's linear memory. Small boards have 1–8 GiB; one
+/// Default cap on a vessel's linear memory, all its memories together
+/// ([`limits::VesselLimiter`]). Small boards have 1–8 GiB; one
 /// vessel should not be able to take most of a 1 GiB Pi.
 pub const DEFAULT_MAX_MEMORY_BYTES: usize = 512 * 1024 * 1024;
 
@@ -130,6 +134,13 @@ pub enum DockError {
         name: String,
         kind: &'static str,
     },
+    #[error("{path}: declares {over}")]
+    OverLimit {
+        path: PathBuf,
+        over: limits::OverLimit,
+    },
+    #[error("cannot instantiate: needs {0}")]
+    InstantiateOverLimit(limits::OverLimit),
     #[error("{path}: has no `_start` function to run (it is not a WASI command module)")]
     NoStart { path: PathBuf },
     #[error("cannot set up WASI: {0}")]

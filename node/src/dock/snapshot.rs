@@ -9,10 +9,13 @@
 use std::path::Path;
 
 use protocol::limits::MAX_MODULE_BYTES;
-use protocol::snapshot::{ChunkedImage, Hash, Manifest, ModuleRef, VesselLimits, MANIFEST_VERSION};
+use protocol::snapshot::{
+    ChunkedImage, Hash, Manifest, ModuleRef, VesselLimits, CHUNK_SIZE_BYTES, MANIFEST_VERSION,
+};
 use wasmi::Engine;
 
-use super::{Capture, DockConfig, DockError, Mode, VesselModule};
+use super::wasi::WasiCtx;
+use super::{Capture, DockConfig, DockError, Mode, Vessel, VesselModule};
 use crate::store::{get_image, put_image, Chunks, StoreError};
 
 /// Why a snapshot could not be written or read.
@@ -32,6 +35,25 @@ pub enum SnapshotError {
         "this dock's rewriter turns the module into {found}, not {expected} as the snapshot needs"
     )]
     InstrumentedHash { expected: Hash, found: Hash },
+    #[error("its memory is {size_bytes} bytes, over this dock's memory limit of {limit_bytes} bytes (--max-memory, or the node's vessel_max_memory_bytes)")]
+    MemoryOverLimit { size_bytes: u64, limit_bytes: u64 },
+    #[error(
+        "the memory image has {chunks} chunks for {size_bytes} bytes, or a chunk of the wrong size"
+    )]
+    MemoryShape { size_bytes: u64, chunks: usize },
+}
+
+/// Refuses a snapshot whose memory is over `config`'s limit: the limits of
+/// the node or the CLI that resumes it apply, whatever the snapshot says it
+/// ran under. Checked before anything is read or allocated.
+pub fn check_limits(manifest: &Manifest, config: &DockConfig) -> Result<(), SnapshotError> {
+    if manifest.memory.size_bytes > config.max_memory_bytes as u64 {
+        return Err(SnapshotError::MemoryOverLimit {
+            size_bytes: manifest.memory.size_bytes,
+            limit_bytes: config.max_memory_bytes as u64,
+        });
+    }
+    Ok(())
 }
 
 /// Writes `capture` of a vessel running `vm` into `store` and returns the
@@ -94,6 +116,7 @@ pub fn module_from_manifest(
     store: &impl Chunks,
     manifest: &Manifest,
 ) -> Result<(Engine, DockConfig, VesselModule), SnapshotError> {
+    check_limits(manifest, config)?;
     let m = &manifest.module;
     if m.rewriter_version != wasm_rewriter::REWRITER_VERSION {
         return Err(SnapshotError::RewriterVersion {
@@ -129,8 +152,10 @@ pub fn module_from_manifest(
     Ok((engine, config, vm))
 }
 
-/// Reads the capture a manifest describes, every chunk verified.
-/// `max_memory_bytes` bounds the memory image before it is allocated.
+/// Reads the capture a manifest describes, every chunk verified, the
+/// memory into a buffer of its own (see [`resume_from_manifest`] for a
+/// resume that writes it in place). `max_memory_bytes` bounds the memory
+/// image before it is allocated.
 pub fn capture_from_manifest(
     store: &impl Chunks,
     manifest: &Manifest,
@@ -146,4 +171,66 @@ pub fn capture_from_manifest(
         wasi: manifest.wasi.clone(),
         points_passed: manifest.points_passed,
     })
+}
+
+/// Re-creates the vessel a manifest describes, its memory written in place:
+/// the memory is grown to the snapshot's size and only the chunks that are
+/// not all zero are read and written (fresh wasm memory is already zero),
+/// so the resume holds no second copy of the memory and a snapshot of zero
+/// pages costs no chunk reads. `vm` and `engine` come from
+/// [`module_from_manifest`]; the memory is checked against `config` first.
+pub fn resume_from_manifest(
+    engine: &Engine,
+    vm: &VesselModule,
+    store: &impl Chunks,
+    manifest: &Manifest,
+    wasi: WasiCtx,
+    config: &DockConfig,
+) -> Result<Vessel, SnapshotError> {
+    check_limits(manifest, config)?;
+    let mut vessel = Vessel::blank(engine, vm, config)?;
+    let size_bytes = manifest.memory.size_bytes;
+    if size_bytes > 0 {
+        fill_memory(store, &manifest.memory, vessel.memory_sized(size_bytes)?)?;
+    }
+    let capture = Capture {
+        memory: Vec::new(),
+        globals: manifest.globals.clone(),
+        data_dropped: manifest.data_dropped,
+        entry: manifest.entry,
+        frames: manifest.frames.clone(),
+        wasi: manifest.wasi.clone(),
+        points_passed: manifest.points_passed,
+    };
+    Ok(vessel.resume_blank(vm, &capture, size_bytes, wasi, config)?)
+}
+
+/// Writes the image's non-zero chunks, each verified, into `memory`
+/// (already zero, and exactly the image's size).
+fn fill_memory(
+    store: &impl Chunks,
+    img: &ChunkedImage,
+    memory: &mut [u8],
+) -> Result<(), SnapshotError> {
+    let shape_err = || SnapshotError::MemoryShape {
+        size_bytes: img.size_bytes,
+        chunks: img.chunks.len(),
+    };
+    if ChunkedImage::chunk_count(img.size_bytes) != img.chunks.len() as u64
+        || memory.len() as u64 != img.size_bytes
+    {
+        return Err(shape_err());
+    }
+    let chunk_bytes = CHUNK_SIZE_BYTES as usize;
+    for (i, chunk) in img.chunks.iter().enumerate() {
+        let Some(hash) = chunk else { continue };
+        let data = store.get_chunk(hash)?;
+        let start = i * chunk_bytes;
+        let end = (start + chunk_bytes).min(memory.len());
+        if data.len() != end - start {
+            return Err(shape_err());
+        }
+        memory[start..end].copy_from_slice(&data);
+    }
+    Ok(())
 }

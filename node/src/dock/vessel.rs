@@ -7,12 +7,13 @@ use std::thread::JoinHandle;
 
 use protocol::snapshot::{Entry, Hash};
 use wasmi::{
-    Engine, Extern, Func, Global, Instance, Linker, Memory, ResourceLimiter, ResumableCall,
-    ResumableCallOutOfFuel, Store, StoreLimits, StoreLimitsBuilder, Val,
+    Engine, Extern, Func, Global, Instance, Linker, Memory, ResumableCall, ResumableCallOutOfFuel,
+    Store, Val,
 };
 
 use super::dirty::WriteTracker;
 use super::frames::{self, FrameIo, FrameView};
+use super::limits::VesselLimiter;
 use super::load::VesselModule;
 use super::trap::TrapSite;
 use super::wasi::{self, WasiCtx, WasiView};
@@ -22,52 +23,8 @@ use super::{DockConfig, DockError};
 pub struct VesselCtx {
     pub wasi: WasiCtx,
     memory: Option<Memory>,
-    limits: Limits,
+    limits: VesselLimiter,
     pub(super) frames: FrameIo,
-}
-
-/// The store's limits, and the one thing a growing memory must do first:
-/// stop write tracking, since the memory may move and the pages past its
-/// end are new (`dock/dirty`).
-struct Limits {
-    limits: StoreLimits,
-    writes: Arc<WriteTracker>,
-}
-
-impl ResourceLimiter for Limits {
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> Result<bool, wasmi::errors::LimiterError> {
-        let grows = self.limits.memory_growing(current, desired, maximum)?;
-        if grows {
-            self.writes.disarm();
-        }
-        Ok(grows)
-    }
-
-    fn table_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> Result<bool, wasmi::errors::LimiterError> {
-        self.limits.table_growing(current, desired, maximum)
-    }
-
-    fn instances(&self) -> usize {
-        self.limits.instances()
-    }
-
-    fn tables(&self) -> usize {
-        self.limits.tables()
-    }
-
-    fn memories(&self) -> usize {
-        self.limits.memories()
-    }
 }
 
 impl WasiView for VesselCtx {
@@ -194,14 +151,17 @@ impl Vessel {
         // the rewriter has moved an instrumented module's into an export.
         let instance = linker
             .instantiate_and_start(&mut store, &vm.module)
-            .map_err(
-                |e| match classify_error(e, "the start function", &trap_site) {
+            .map_err(|e| {
+                if let Some(over) = store.data().limits.refused_by(&e) {
+                    return DockError::InstantiateOverLimit(over);
+                }
+                match classify_error(e, "the start function", &trap_site) {
                     Exit::Trap(t) => DockError::Trap(t),
                     Exit::Code(c) => {
                         DockError::Instantiate(format!("the start function exited with {c}"))
                     }
-                },
-            )?;
+                }
+            })?;
         let memory = match instance.get_export(&store, "memory") {
             Some(Extern::Memory(m)) => Some(m),
             _ => None,
@@ -450,11 +410,7 @@ fn new_store(
     config: &DockConfig,
     writes: Arc<WriteTracker>,
 ) -> Result<Store<VesselCtx>, DockError> {
-    let limits = StoreLimitsBuilder::new()
-        .memory_size(config.max_memory_bytes)
-        .instances(1)
-        .build();
-    let limits = Limits { limits, writes };
+    let limits = VesselLimiter::new(config.max_memory_bytes).with_write_tracker(writes);
     let frames = FrameIo::new(config.max_call_depth);
     let mut store = Store::new(
         engine,

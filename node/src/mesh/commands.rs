@@ -524,6 +524,11 @@ async fn run_here(
             };
             let host = control.host.clone();
             tokio::task::spawn_blocking(move || {
+                // Rewrite and compile off the host's lock (issue 14, item
+                // 12); `deploy` then finds the module in the cache.
+                let id = deployment.body.vessel;
+                Host::prepare_module_unlocked(&host, module.clone(), &deployment.body.name)
+                    .map_err(|(code, e)| crate::vessel::HostError::refused(id, code, e))?;
                 lock(&host).deploy(deployment, module, volume_chunks, reason, pinned)
             })
             .await

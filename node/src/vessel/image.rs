@@ -17,7 +17,6 @@ use protocol::vessel::{LogImage, Resume, VesselImage};
 use super::log::VesselLog;
 use super::{Host, HostError, PreparedModule};
 use crate::dock::services::ingress::IngressHub;
-use crate::dock::snapshot::capture_from_manifest;
 use crate::dock::wasi::{
     DirMapping, InputSource, OutputSink, Services, Stdio, WasiCtx, WasiOptions,
 };
@@ -411,6 +410,9 @@ pub fn ready_with_memory(
                     .get_manifest(h)
                     .map_err(|e| refuse(e.to_string()))?,
             };
+            // This node's limits, whatever the snapshot ran under.
+            crate::dock::snapshot::check_limits(&manifest, &module.config)
+                .map_err(|e| refuse(format!("snapshot {h}: {e}")))?;
             let instrumented = module.vm.instrumented.as_ref().map(|i| i.hash);
             if instrumented != Some(manifest.module.instrumented_hash)
                 || manifest.module.rewriter_version != wasm_rewriter::REWRITER_VERSION
@@ -452,16 +454,17 @@ pub fn ready_with_memory(
                         )
                         .map_err(|e| refuse(e.to_string()))?
                 }
-                _ => {
-                    let capture = capture_from_manifest(
-                        &host.store,
-                        &manifest,
-                        module.config.max_memory_bytes as u64,
-                    )
-                    .map_err(|e| refuse(e.to_string()))?;
-                    Vessel::resume(&module.engine, &module.vm, &capture, wasi, &module.config)
-                        .map_err(|e| refuse(e.to_string()))?
-                }
+                // The memory is written in place, only its non-zero chunks,
+                // after a check against this node's limit.
+                _ => crate::dock::snapshot::resume_from_manifest(
+                    &module.engine,
+                    &module.vm,
+                    &host.store,
+                    &manifest,
+                    wasi,
+                    &module.config,
+                )
+                .map_err(|e| refuse(e.to_string()))?,
             }
         }
     };

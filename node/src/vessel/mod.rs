@@ -49,6 +49,12 @@ use crate::store::{ChunkStore, StoreError};
 use log::VesselLog;
 use runner::Runner;
 
+/// Held while a module is rewritten and compiled off the host's lock: the
+/// rewriter and the compiler each hold a few times the module's size, and
+/// concurrent deploys and migrations must not multiply that. One at a time
+/// bounds it to one module of at most `MAX_DEPLOY_MODULE_BYTES`.
+static PREPARE_SLOT: Mutex<()> = Mutex::new(());
+
 /// Why the host could not do what was asked. Each names the vessel.
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
@@ -298,32 +304,58 @@ impl Host {
     /// pre-copy rounds, so that the pause does not pay for it.
     /// Returns the prepared module (None if it does not prepare).
     pub fn prewarm_module(host: &Mutex<Host>, original: Vec<u8>) -> Option<Arc<PreparedModule>> {
+        Self::prepare_module_unlocked(host, original, "prewarm").ok()
+    }
+
+    /// Checks, instruments and compiles a module into the cache without
+    /// holding the host's lock while it works, so that a large module's
+    /// deploy does not stall `peers`, `ps` and every other command (issue
+    /// 14, item 12). A module over this node's limits (its size, then the
+    /// dock's declared-table and memory limits) is refused before any work
+    /// starts. One module is prepared at a time ([`PREPARE_SLOT`]).
+    pub fn prepare_module_unlocked(
+        host: &Mutex<Host>,
+        original: Vec<u8>,
+        name: &str,
+    ) -> Result<Arc<PreparedModule>, (RefusalCode, String)> {
+        if original.len() > MAX_DEPLOY_MODULE_BYTES {
+            return Err((
+                RefusalCode::Limit,
+                format!(
+                    "module of {} bytes, over the limit of {MAX_DEPLOY_MODULE_BYTES} bytes",
+                    original.len()
+                ),
+            ));
+        }
         let h = Hash::of(&original);
         let dock = {
             let guard = host.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(m) = guard.modules.get(&(h, false)) {
-                return Some(m.clone());
+                return Ok(m.clone());
             }
             guard.dock.clone()
         };
-        let (engine, config, vm) = VesselModule::prepare_with_engine(
-            &dock,
-            Path::new("prewarm"),
-            original,
-            Mode::Migratable { countdown: false },
-        )
-        .ok()?;
+        crate::dock::limits::check_declared(Path::new(name), &original, dock.max_memory_bytes)
+            .map_err(|e| (RefusalCode::Limit, e.to_string()))?;
+        let (engine, config, vm) = {
+            let _slot = PREPARE_SLOT.lock().unwrap_or_else(|p| p.into_inner());
+            VesselModule::prepare_with_engine(
+                &dock,
+                Path::new(name),
+                original,
+                Mode::Migratable { countdown: false },
+            )
+            .map_err(|e| (RefusalCode::Invalid, e.to_string()))?
+        };
         let mut guard = host.lock().unwrap_or_else(|p| p.into_inner());
         if guard.modules.len() >= 32 {
             guard.modules.clear();
         }
-        Some(
-            guard
-                .modules
-                .entry((h, false))
-                .or_insert_with(|| Arc::new(PreparedModule { engine, config, vm }))
-                .clone(),
-        )
+        Ok(guard
+            .modules
+            .entry((h, false))
+            .or_insert_with(|| Arc::new(PreparedModule { engine, config, vm }))
+            .clone())
     }
 
     /// Remembers that a vessel's image now lives elsewhere, keeping the last

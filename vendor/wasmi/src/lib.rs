@@ -177,6 +177,8 @@ pub mod errors {
         linker::LinkerError,
         module::{InstantiationError, ReadError},
     };
+    // meshnode patch: `LimiterError` is in the signature of the public
+    // `ResourceLimiter` trait, so an embedder needs it to implement one.
     pub use wasmi_core::{FuelError, GlobalError, HostError, LimiterError, MemoryError, TableError};
 }
 

@@ -103,6 +103,15 @@ struct Armed {
     len: usize,
 }
 
+impl std::fmt::Debug for WriteTracker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteTracker")
+            .field("id", &self.id)
+            .field("armed", &self.is_armed())
+            .finish()
+    }
+}
+
 impl Default for WriteTracker {
     fn default() -> Self {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);

@@ -23,7 +23,6 @@ use crate::{
         executor::handler::{
             Control,
             dispatch::Break,
-            state::DoneReason,
             utils::{self, GetValue, IntoControl as _, LoadEntity, LoadHandle as _},
         },
         utils::unreachable_unchecked,
@@ -692,7 +691,13 @@ execution_handler! {
                 }
             }
             Err(StoreError::External(TableError::OutOfFuel { required_fuel })) => {
-                done!(store, DoneReason::out_of_fuel(required_fuel));
+                // meshnode patch: save where execution stopped, as `memory.grow`
+                // does. A bare `done!` left the frame's saved `ip` (and
+                // registers) at an earlier point, so the resumption re-ran the
+                // instructions before `table.grow` and ran out of fuel there
+                // again, forever.
+                args.set_ip(ip);
+                out_of_fuel!(store, args, required_fuel)
             }
             Err(StoreError::External(TableError::ResourceLimiterDeniedAllocation)) => {
                 trap!(TrapCode::GrowthOperationLimited);
