@@ -82,6 +82,9 @@ pub struct WasiCtx {
     /// The running call gave up its wait for the owner: its host function
     /// makes the vessel unwind instead of returning results.
     pub(super) interrupted: bool,
+    /// The running call gave up its wait because the owner wants the
+    /// vessel gone: its host function ends the run (`wait`).
+    pub(super) ended: bool,
     /// Which paths beneath each preopen changed since the last checkpoint
     /// took them (`changes`). Not part of the state: it is about this
     /// host's directories, and starts over with every context.

@@ -31,4 +31,4 @@ pub use host::{add_to_linker, WasiView, FUNCTIONS, MODULE};
 pub use setup::{CaptureError, DirMapping, SetupError, WasiOptions};
 pub use sockets::Services;
 pub use stdio::{InputSource, OutputSink, Stdio};
-pub use wait::{Attend, Doorbell, Owner};
+pub use wait::{Attend, Doorbell, Owner, ENDED_BY_OWNER};

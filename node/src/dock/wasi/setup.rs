@@ -259,6 +259,7 @@ impl WasiCtx {
             owner: None,
             interruptible: false,
             interrupted: false,
+            ended: false,
             changes,
         })
     }
