@@ -16,6 +16,7 @@ mod changes;
 mod ctx;
 mod fd;
 mod host;
+mod listing;
 mod mem;
 mod path;
 mod poll;

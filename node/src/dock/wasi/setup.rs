@@ -261,6 +261,8 @@ impl WasiCtx {
             interrupted: false,
             ended: false,
             changes,
+            listing_tick: 0,
+            listings_budget: super::listing::MAX_LISTINGS_BYTES,
         })
     }
 
