@@ -422,3 +422,60 @@ fn listing_a_huge_directory_from_many_descriptors_stays_bounded_and_complete() {
     );
     assert!(cpu <= LISTER_CPU_LIMIT, "the listings took {cpu:?} of CPU");
 }
+
+fn mode_of(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+/// Goal (item 6): a node started on a data directory that exists with
+/// mode 0755 (so the store and the vessels' files were readable by every
+/// local user) tightens it to 0700, and says so in its log.
+#[test]
+fn a_node_tightens_a_pre_existing_0755_data_dir_to_0700() {
+    use std::os::unix::fs::PermissionsExt;
+    let user = User::new();
+    let data_dir = user.home.path().join("open");
+    std::fs::create_dir(&data_dir).unwrap();
+    std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut node = user.start_in(&data_dir, &[], &[]);
+    node.wait_ready();
+    assert_eq!(mode_of(&data_dir), 0o700, "{}", node.log());
+    assert!(
+        node.log().contains("was mode 755; tightened to 700"),
+        "no word of it in the log:\n{}",
+        node.log()
+    );
+}
+
+/// Goal (item 6): a node key its group or others can read is refused, as
+/// ssh refuses such a key: the node does not start, and says which file
+/// and how to fix it. Fixed, the node starts with the same identity.
+#[test]
+fn a_node_key_readable_by_others_is_refused_naming_the_file_and_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let user = User::new();
+    let data_dir = user.home.path().join("n");
+    let mut node = user.start_in(&data_dir, &[], &[]);
+    node.wait_ready();
+    let peer_id = node.peer_id();
+    sigterm(&node.child);
+    assert_eq!(node.wait_exit().0, 0);
+    drop(node);
+    let key = data_dir.join("node.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut node = user.start_in(&data_dir, &[], &[]);
+    let (code, log) = node.wait_exit();
+    assert_ne!(code, 0, "the node started with a world-readable key:\n{log}");
+    let fix = format!("chmod 600 {}", key.display());
+    assert!(
+        log.contains("the key is readable by others (mode 644)") && log.contains(&fix),
+        "the refusal does not name the file and the fix:\n{log}"
+    );
+    drop(node);
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let _ = std::fs::remove_file(data_dir.join("node.addrs"));
+    let mut node = user.start_in(&data_dir, &[], &[]);
+    node.wait_ready();
+    assert_eq!(node.peer_id(), peer_id, "not the same identity");
+}
