@@ -229,8 +229,14 @@ mod tests {
             assert!(matches!(e, IdentityError::ReadableByOthers { .. }), "{e}");
             let text = e.to_string();
             assert!(text.contains(&path.display().to_string()), "{text}");
-            assert!(text.contains(&format!("chmod 600 {}", path.display())), "{text}");
-            assert!(read_or_create_key(&path).is_err(), "replaced instead of refused");
+            assert!(
+                text.contains(&format!("chmod 600 {}", path.display())),
+                "{text}"
+            );
+            assert!(
+                read_or_create_key(&path).is_err(),
+                "replaced instead of refused"
+            );
         }
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(read_key(&path).unwrap().unwrap().to_bytes(), key.to_bytes());

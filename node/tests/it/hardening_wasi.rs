@@ -466,7 +466,10 @@ fn a_node_key_readable_by_others_is_refused_naming_the_file_and_the_fix() {
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let mut node = user.start_in(&data_dir, &[], &[]);
     let (code, log) = node.wait_exit();
-    assert_ne!(code, 0, "the node started with a world-readable key:\n{log}");
+    assert_ne!(
+        code, 0,
+        "the node started with a world-readable key:\n{log}"
+    );
     let fix = format!("chmod 600 {}", key.display());
     assert!(
         log.contains("the key is readable by others (mode 644)") && log.contains(&fix),

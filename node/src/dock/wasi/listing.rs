@@ -337,8 +337,16 @@ mod tests {
 
     fn open_dir(ctx: &mut WasiCtx, path: &str) -> u32 {
         let flags = OFLAGS_DIRECTORY;
-        ctx.path_open(ROOT_FD, 0, path.as_bytes(), flags, RIGHTS_ALL, RIGHTS_ALL, 0)
-            .unwrap()
+        ctx.path_open(
+            ROOT_FD,
+            0,
+            path.as_bytes(),
+            flags,
+            RIGHTS_ALL,
+            RIGHTS_ALL,
+            0,
+        )
+        .unwrap()
     }
 
     /// One page from `*cookie`: the whole records' names; moves `*cookie`
