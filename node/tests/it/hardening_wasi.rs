@@ -482,3 +482,101 @@ fn a_node_key_readable_by_others_is_refused_naming_the_file_and_the_fix() {
     node.wait_ready();
     assert_eq!(node.peer_id(), peer_id, "not the same identity");
 }
+
+/// A vessel that sleeps an hour in one `poll_oneoff`, in one page of
+/// memory: many of them fit a node cheaply.
+const HOUR_SLEEPER_WAT: &str = r#"
+(module
+  (import "wasi_snapshot_preview1" "poll_oneoff"
+    (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    ;; One clock subscription at 0: type 0 (clock) at 8, the monotonic
+    ;; clock (1) at 16, an hour in ns at 24; the event at 64, the count
+    ;; at 128.
+    (i32.store8 (i32.const 8) (i32.const 0))
+    (i32.store (i32.const 16) (i32.const 1))
+    (i64.store (i32.const 24) (i64.const 3600000000000))
+    (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))))
+"#;
+
+/// A deployment of `module` as vessel `n` (the host takes it as given:
+/// its caller checks signatures).
+fn deployment(n: u16, module: &[u8]) -> protocol::vessel::Deployment {
+    use protocol::membership::{PublicKey, Signature};
+    use protocol::vessel::{Deployment, DeploymentBody, VESSEL_VERSION};
+    let mut id = [0u8; 8];
+    id[..2].copy_from_slice(&n.to_le_bytes());
+    Deployment {
+        body: DeploymentBody {
+            version: VESSEL_VERSION,
+            vessel: VesselId(id),
+            name: format!("sleeper-{n}"),
+            module_hash: protocol::snapshot::Hash::of(module),
+            args: Vec::new(),
+            env: Vec::new(),
+            volumes: Vec::new(),
+            mounts: Vec::new(),
+            ports: Vec::new(),
+            checkpoint_every_ms: Some(0),
+        },
+        user_key: PublicKey([0; 32]),
+        signature: Signature([0; 64]),
+    }
+}
+
+/// Goal (item 9): a node at its vessel limit, every vessel asleep for an
+/// hour, refuses one more; a stop of one sleeper frees its slot within
+/// 100 ms, and the new vessel takes it.
+#[test]
+fn a_stopped_sleeper_gives_its_slot_to_a_new_vessel_at_the_limit() {
+    use protocol::limits::MAX_VESSELS_PER_NODE;
+    let _cpu = crate::support::shared_cpu();
+    let module = wat::parse_str(HOUR_SLEEPER_WAT).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut host = meshnode::vessel::Host::open(
+        dir.path(),
+        "n".into(),
+        DockConfig::default(),
+        Default::default(),
+    )
+    .unwrap();
+    let limit = u16::try_from(MAX_VESSELS_PER_NODE).unwrap();
+    for n in 0..limit {
+        let d = deployment(n, &module);
+        host.deploy(d, module.clone(), Vec::new(), "test".into(), false)
+            .unwrap();
+    }
+    assert_eq!(host.running_count(), MAX_VESSELS_PER_NODE);
+    let one_more = deployment(limit, &module);
+    let refused = host.deploy(
+        one_more.clone(),
+        module.clone(),
+        Vec::new(),
+        "test".into(),
+        false,
+    );
+    assert!(refused.is_err(), "a vessel over the limit was taken");
+    // In its sleep: its memory holds the hour it asked for.
+    let first = deployment(0, &module).body.vessel;
+    let runner = host.vessels[&first].runner.as_ref().unwrap();
+    let asleep = runner::wait_until(RUN_LIMIT, || {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        runner.send(Command::CopyMemory(tx)).unwrap();
+        rx.blocking_recv()
+            .is_ok_and(|m| m[24..32] == 3_600_000_000_000u64.to_le_bytes())
+    });
+    assert!(asleep, "the sleeper never went to sleep");
+    let asked = Instant::now();
+    runner.send(Command::Stop).unwrap();
+    let freed = runner::wait_until(Duration::from_secs(10), || {
+        host.check_capacity(one_more.body.vessel).is_ok()
+    });
+    let took = asked.elapsed();
+    assert!(freed, "the stopped sleeper kept its slot");
+    assert!(took <= PROMPT, "its slot came free {took:?} after the stop");
+    assert!(host.vessels[&first].runner.as_ref().unwrap().finished());
+    host.deploy(one_more, module, Vec::new(), "test".into(), false)
+        .unwrap();
+    assert_eq!(host.running_count(), MAX_VESSELS_PER_NODE);
+}
