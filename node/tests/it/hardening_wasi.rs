@@ -580,3 +580,39 @@ fn a_stopped_sleeper_gives_its_slot_to_a_new_vessel_at_the_limit() {
         .unwrap();
     assert_eq!(host.running_count(), MAX_VESSELS_PER_NODE);
 }
+
+/// How long a program that opens and reads a FIFO may take: it has
+/// nothing to wait for.
+const FIFO_RUN_LIMIT: Duration = Duration::from_secs(20);
+
+/// Goal (item 9): a FIFO in a vessel's directory (a host's mount may hold
+/// one) does not block the vessel in the kernel, where no stop reaches:
+/// its open returns at once (non-blocking), and a read says `ESPIPE`.
+#[test]
+fn opening_a_fifo_nobody_writes_to_does_not_block() {
+    let wasm = compile_c("node/tests/it/programs/fifo_reader.c", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo failed");
+    let preopen = format!("{}::/d", dir.path().display());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_meshnode"))
+        .args(["run", "--dir", &preopen])
+        .arg(&wasm)
+        .arg("/d/fifo")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ended = runner::wait_until(FIFO_RUN_LIMIT, || child.try_wait().unwrap().is_some());
+    if !ended {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(ended, "the vessel blocked opening a FIFO: {said:?}");
+    assert_eq!(said, "opened\nread: Invalid seek\n");
+}
