@@ -4,6 +4,10 @@
 //! Both are ed25519 secret keys stored as 64 hex digits and a newline in a
 //! file of mode 0600, created with `O_EXCL` so that two processes never
 //! write different keys to the same place.
+//!
+//! A key file that others can read is refused, as ssh refuses such a
+//! private key (issue 14, item 6): whoever read it can act as the node or
+//! the user, and a key that works anyway teaches nobody to fix the mode.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -28,7 +32,15 @@ pub enum IdentityError {
     NoHome,
     #[error("cannot draw random bytes for a new key: {0}")]
     Random(String),
+    #[error(
+        "{path}: the key is readable by others (mode {mode:03o}), so it is refused, as ssh refuses such keys: anyone who read it can act as its owner. Fix it with `chmod 600 {path}`, and make a new key if others may have copied it"
+    )]
+    ReadableByOthers { path: PathBuf, mode: u32 },
 }
+
+/// The permission bits a key file must not have: any access by its group
+/// or by others.
+const KEY_MODE_FORBIDDEN: u32 = 0o077;
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> IdentityError + '_ {
     move |source| IdentityError::Io {
@@ -92,13 +104,26 @@ fn random_signing_key() -> Result<SigningKey, IdentityError> {
     Ok(SigningKey::from_bytes(&seed))
 }
 
-/// Reads a key file, or `None` when it does not exist.
+/// Reads a key file, or `None` when it does not exist. Refuses one that
+/// its group or others may access ([`IdentityError::ReadableByOthers`]).
 pub fn read_key(path: &Path) -> Result<Option<SigningKey>, IdentityError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err(path)(e)),
     };
+    // The mode of the file opened, not of whatever the path names later.
+    let mode = file.metadata().map_err(io_err(path))?.permissions().mode() & 0o7777;
+    if mode & KEY_MODE_FORBIDDEN != 0 {
+        return Err(IdentityError::ReadableByOthers {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(io_err(path))?;
     let pk = PublicKey::from_hex(text.trim()).ok_or_else(|| IdentityError::Format {
         path: path.to_path_buf(),
     })?;
@@ -188,6 +213,33 @@ mod tests {
         );
         std::fs::write(&path, "nonsense").unwrap();
         assert!(matches!(read_key(&path), Err(IdentityError::Format { .. })));
+    }
+
+    /// A key its group or others can read is refused, naming the file and
+    /// the fix; fixed, it loads.
+    #[test]
+    fn a_key_readable_by_others_is_refused_until_its_mode_is_fixed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.key");
+        let (key, _) = read_or_create_key(&path).unwrap();
+        for mode in [0o640, 0o604, 0o644] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let e = read_key(&path).unwrap_err();
+            assert!(matches!(e, IdentityError::ReadableByOthers { .. }), "{e}");
+            let text = e.to_string();
+            assert!(text.contains(&path.display().to_string()), "{text}");
+            assert!(
+                text.contains(&format!("chmod 600 {}", path.display())),
+                "{text}"
+            );
+            assert!(
+                read_or_create_key(&path).is_err(),
+                "replaced instead of refused"
+            );
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(read_key(&path).unwrap().unwrap().to_bytes(), key.to_bytes());
     }
 
     #[test]

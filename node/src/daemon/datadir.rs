@@ -16,6 +16,9 @@ use std::path::{Path, PathBuf};
 
 use protocol::limits::{MAX_MULTIADDR_BYTES, MAX_TRUSTED_USERS};
 
+/// The data directory's mode: its owner's alone.
+pub const DATA_DIR_MODE: u32 = 0o700;
+
 /// Most remembered peer addresses: enough to find the mesh again after a
 /// restart, few enough to dial them all at once.
 pub const MAX_KNOWN_PEER_ADDRS: usize = 32;
@@ -62,18 +65,34 @@ pub struct DataDir {
 }
 
 impl DataDir {
-    /// `explicit`, else the platform default. Creates it (mode 0700).
+    /// `explicit`, else the platform default. Creates it (mode 0700), or
+    /// tightens a directory that exists to 0700: it holds the node key, the
+    /// store and every vessel's files, which are nobody else's to read
+    /// (issue 14, item 6).
     pub fn open(explicit: Option<&Path>) -> Result<DataDir, DataDirError> {
         let root = match explicit {
             Some(p) => p.to_path_buf(),
             None => default_data_dir()?,
         };
-        use std::os::unix::fs::DirBuilderExt;
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
         std::fs::DirBuilder::new()
             .recursive(true)
-            .mode(0o700)
+            .mode(DATA_DIR_MODE)
             .create(&root)
             .map_err(io_err(&root))?;
+        let mode = std::fs::metadata(&root)
+            .map_err(io_err(&root))?
+            .permissions()
+            .mode()
+            & 0o7777;
+        if mode != DATA_DIR_MODE {
+            std::fs::set_permissions(&root, std::fs::Permissions::from_mode(DATA_DIR_MODE))
+                .map_err(io_err(&root))?;
+            tracing::warn!(
+                "{}: was mode {mode:03o}; tightened to {DATA_DIR_MODE:03o}, so that only its owner can reach the node key, the store and the vessels' files",
+                root.display()
+            );
+        }
         Ok(DataDir { root })
     }
 

@@ -8,8 +8,13 @@
 //! at once: the inbox is the dock's [`Owner`], and [`Runner::send`] rings
 //! the doorbell that wakes the call (dock::wasi's `wait`). The call copies
 //! the memory right there, which is exact because the guest runs no code
-//! while it waits; for a pause or a stop it gives up its wait and the
-//! vessel unwinds from inside it.
+//! while it waits; for a pause it gives up its wait and the vessel unwinds
+//! from inside it. A stop, or the host dropping its [`Runner`] (the node
+//! shuts down, or forgets the vessel), ends any wait, also of a call that
+//! cannot unwind: the run ends there, the thread ends and frees the
+//! vessel's memory, and only then is the vessel reported ended, so a
+//! vessel that no longer counts toward the node's vessel limit holds
+//! nothing any more (issue 14, item 9).
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -101,6 +106,9 @@ struct Queue {
     /// A pause or a stop was sent, or the host dropped its [`Runner`]: the
     /// vessel must unwind (or end) and never run on here.
     unwind: bool,
+    /// A stop was sent, or the host dropped its [`Runner`]: the vessel is
+    /// not wanted any more, and any wait ends (`Attend::End`).
+    end: bool,
     /// Checkpoints asked for and not served yet: the vessel unwinds for
     /// them (also from inside a wait), and runs on afterwards.
     at_points: usize,
@@ -141,7 +149,7 @@ impl Owner for Inbox {
     /// copy request (the guest runs no code meanwhile, so this is the
     /// memory a slice end would show), and leaves the rest for the thread.
     fn attend(&self, memory: &[u8]) -> Attend {
-        let (copies, unwind) = {
+        let (copies, attend) = {
             let mut q = self.lock();
             let mut copies = Vec::new();
             let mut rest = VecDeque::new();
@@ -152,17 +160,20 @@ impl Owner for Inbox {
                 }
             }
             q.commands = rest;
-            (copies, q.unwind || q.at_points > 0)
+            let attend = if q.end {
+                Attend::End
+            } else if q.unwind || q.at_points > 0 {
+                Attend::Unwind
+            } else {
+                Attend::Wait
+            };
+            (copies, attend)
         };
         // Copied without the lock: a send meanwhile does not wait for it.
         for reply in copies {
             let _ = reply.send(memory.to_vec());
         }
-        if unwind {
-            Attend::Unwind
-        } else {
-            Attend::Wait
-        }
+        attend
     }
 }
 
@@ -188,7 +199,7 @@ pub struct Runner {
     /// inbox.
     bell: Arc<Doorbell>,
     shared: Arc<Shared>,
-    _thread: JoinHandle<()>,
+    thread: JoinHandle<()>,
 }
 
 impl Runner {
@@ -201,6 +212,7 @@ impl Runner {
                 return Err("the vessel ended before it could move".to_string());
             }
             q.unwind |= matches!(cmd, Command::Pause(_) | Command::Stop);
+            q.end |= matches!(cmd, Command::Stop);
             q.at_points += usize::from(matches!(cmd, Command::AtPoint(_)));
             q.commands.push_back(cmd);
         }
@@ -208,7 +220,14 @@ impl Runner {
         Ok(())
     }
 
-    /// How it ended: (text, exit code or None for a trap).
+    /// Whether the vessel's thread has ended (and with it the vessel's
+    /// instance and memory, unless a pause handed them over).
+    pub fn finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+
+    /// How it ended: (text, exit code or None for a trap). Set only once
+    /// the instance and its memory are freed (or handed over by a pause).
     pub fn exit(&self) -> Option<(String, Option<i32>)> {
         match &*self.shared.state.lock().unwrap_or_else(|p| p.into_inner()) {
             State::Ended(t, c) => Some((t.clone(), *c)),
@@ -243,6 +262,7 @@ impl Drop for Runner {
             let mut q = self.inbox.lock();
             q.closed = true;
             q.unwind = true;
+            q.end = true;
         }
         self.bell.ring();
     }
@@ -275,6 +295,7 @@ pub fn spawn(
         pause: None,
         at_points: Vec::new(),
         asked: false,
+        outcome: None,
     };
     let thread = std::thread::Builder::new()
         .name(format!("vessel-{id}"))
@@ -283,7 +304,7 @@ pub fn spawn(
         inbox,
         bell,
         shared,
-        _thread: thread,
+        thread,
     })
 }
 
@@ -302,6 +323,9 @@ struct Worker {
     at_points: Vec<AtPointFn>,
     /// Whether the unwind was requested of the vessel yet.
     asked: bool,
+    /// How the vessel ended, told to the host only once the vessel is
+    /// freed ([`Worker::finish`]).
+    outcome: Option<State>,
 }
 
 /// What the thread does after taking the queued commands.
@@ -345,10 +369,13 @@ impl Worker {
                         self.serve_at_points();
                         continue;
                     }
-                    let inbox = self.inbox.clone();
-                    self.unwound();
-                    inbox.end();
-                    return;
+                    return self.unwound();
+                }
+                // Ended from inside a wait for a stop or the host's
+                // leaving: said as the stop says it, not as a trap.
+                Slice::Exited(_) if self.inbox.lock().end => {
+                    self.take_commands();
+                    break;
                 }
                 Slice::Exited(exit) => {
                     self.exited(exit);
@@ -356,7 +383,26 @@ impl Worker {
                 }
             }
         }
-        self.inbox.end();
+        self.finish();
+    }
+
+    /// The thread ends: later commands are refused, the vessel's instance
+    /// and memory are freed, and only then is the outcome told, so that a
+    /// vessel reported ended (and no longer counted toward the node's
+    /// vessel limit) holds nothing.
+    fn finish(self) {
+        let Worker {
+            vessel,
+            inbox,
+            shared,
+            outcome,
+            ..
+        } = self;
+        inbox.end();
+        drop(vessel);
+        if let Some(state) = outcome {
+            set(&shared, state);
+        }
     }
 
     /// Takes the queued commands between two slices.
@@ -373,7 +419,7 @@ impl Worker {
                 }
                 Command::AtPoint(f) => self.at_points.push(f),
                 Command::Stop => {
-                    set(&self.shared, State::Ended("stopped".into(), None));
+                    self.outcome = Some(State::Ended("stopped".into(), None));
                     return Next::End;
                 }
             }
@@ -415,20 +461,21 @@ impl Worker {
     fn unwound(mut self) {
         let at = Instant::now();
         if let Next::End = self.take_commands() {
-            return;
+            return self.finish();
         }
         for f in self.at_points.drain(..) {
             f(Err(AtPointRefused::Pausing));
         }
         let Some(reply) = self.pause.take() else {
-            set(
-                &self.shared,
-                State::Ended("unwound with nobody to capture it".into(), None),
-            );
-            return;
+            self.outcome = Some(State::Ended(
+                "unwound with nobody to capture it".into(),
+                None,
+            ));
+            return self.finish();
         };
         let capture = self.vessel.capture_state(0).map_err(|e| e.to_string());
         set(&self.shared, State::Paused);
+        self.inbox.end();
         let vessel = self.vessel;
         let _ = reply.send(capture.map(|capture| Paused {
             capture,
@@ -457,7 +504,7 @@ impl Worker {
             .unwrap_or_else(|p| p.into_inner())
             .bytes
             .shrink_to_fit();
-        set(&self.shared, State::Ended(text, code));
+        self.outcome = Some(State::Ended(text, code));
     }
 }
 

@@ -12,6 +12,7 @@ mod dock;
 mod durability;
 mod hardening_limits;
 mod hardening_peer;
+mod hardening_wasi;
 mod log_generations;
 mod mesh;
 mod mesh_refusals;

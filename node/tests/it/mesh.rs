@@ -449,6 +449,10 @@ fn membership_non_members_invites_and_refusals() {
         format!("{}\n", hex(&node_secret)),
     )
     .unwrap();
+    // Its owner's alone, or the node refuses it before the certificate.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::Permissions::from_mode(0o600);
+    std::fs::set_permissions(forged_dir.join("node.key"), mode).unwrap();
     let node_pub = ed25519_dalek::SigningKey::from_bytes(&node_secret)
         .verifying_key()
         .to_bytes();

@@ -31,19 +31,14 @@ pub(super) struct PreopenRoot {
     pub(super) canonical: PathBuf,
 }
 
-pub(super) struct ListingEntry {
-    pub(super) name: Vec<u8>,
-    pub(super) ino: u64,
-    pub(super) filetype: u8,
-}
-
 pub(super) enum Handle {
     Stdio,
     /// A virtual socket: its bytes go through the service hub.
     Socket,
     Dir {
         dir: Dir,
-        listing: Option<Vec<ListingEntry>>,
+        /// What `fd_readdir` is reading (`listing`), if kept.
+        listing: Option<super::listing::HeldListing>,
     },
     File(File),
 }
@@ -82,10 +77,20 @@ pub struct WasiCtx {
     /// The running call gave up its wait for the owner: its host function
     /// makes the vessel unwind instead of returning results.
     pub(super) interrupted: bool,
+    /// The running call gave up its wait because the owner wants the
+    /// vessel gone: its host function ends the run (`wait`).
+    pub(super) ended: bool,
     /// Which paths beneath each preopen changed since the last checkpoint
     /// took them (`changes`). Not part of the state: it is about this
     /// host's directories, and starts over with every context.
     pub(super) changes: super::changes::ChangeTracker,
+    /// Counts `fd_readdir` calls: which listing was read least recently.
+    pub(super) listing_tick: u64,
+    /// The most the listings may hold together: [`MAX_LISTINGS_BYTES`]
+    /// (smaller in tests).
+    ///
+    /// [`MAX_LISTINGS_BYTES`]: super::listing::MAX_LISTINGS_BYTES
+    pub(super) listings_budget: usize,
 }
 
 impl WasiCtx {

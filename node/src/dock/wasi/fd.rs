@@ -3,14 +3,13 @@
 //! positional, at the offset kept in the state.
 
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 
 use cap_fs_ext::{DirExt, SystemTimeSpec};
-use cap_std::fs::{Dir, File, FileExt, MetadataExt};
+use cap_std::fs::{File, FileExt};
 use protocol::wasi::DescriptorKind;
 
 use super::abi::*;
-use super::ctx::{Handle, ListingEntry, WasiCtx};
+use super::ctx::{Handle, WasiCtx};
 use super::mem::MAX_IO_BYTES;
 use super::stat::{encode_filestat, filetype_of, time_specs};
 
@@ -363,45 +362,6 @@ impl WasiCtx {
             _ => Err(Errno::BADF),
         }
     }
-
-    /// Fills `buf_len` bytes of preview1 dirents starting at `cookie`.
-    pub fn fd_readdir(&mut self, fd: u32, cookie: u64, buf_len: usize) -> Result<Vec<u8>, Errno> {
-        // Listing something that is not a directory: EBADF, as in wasmtime
-        // (Linux's getdents says ENOTDIR, Node ENOTCAPABLE; docs/wasi.md).
-        self.desc(fd)?;
-        let Some(Handle::Dir { dir, listing }) = self.handles.get_mut(&fd) else {
-            return Err(Errno::BADF);
-        };
-        // A new listing starts at cookie 0; later calls continue the cached
-        // one. The listing is sorted by name, so that a listing continued
-        // after a move, from a rebuilt handle, resumes at the same entry.
-        if cookie == 0 || listing.is_none() {
-            *listing = Some(list_dir(dir)?);
-        }
-        let entries = listing.as_ref().unwrap();
-        let mut out = Vec::with_capacity(buf_len.min(64 * 1024));
-        for (i, e) in entries
-            .iter()
-            .enumerate()
-            .skip(cookie.min(usize::MAX as u64) as usize)
-        {
-            if out.len() >= buf_len {
-                break;
-            }
-            let mut rec = Vec::with_capacity(DIRENT_SIZE + e.name.len());
-            rec.extend_from_slice(&(i as u64 + 1).to_le_bytes());
-            rec.extend_from_slice(&e.ino.to_le_bytes());
-            rec.extend_from_slice(&(e.name.len() as u32).to_le_bytes());
-            rec.push(e.filetype);
-            rec.extend_from_slice(&[0, 0, 0]);
-            rec.extend_from_slice(&e.name);
-            // A record that does not fit is cut; the guest sees a full buffer
-            // and asks again from this entry's cookie with a bigger one.
-            let room = buf_len - out.len();
-            out.extend_from_slice(&rec[..rec.len().min(room)]);
-        }
-        Ok(out)
-    }
 }
 
 /// Reads up to `len` bytes at `offset`, stopping early only at end of file.
@@ -419,39 +379,4 @@ fn pread_up_to(f: &File, offset: u64, len: usize) -> Result<Vec<u8>, Errno> {
     }
     buf.truncate(filled);
     Ok(buf)
-}
-
-/// The entries of `dir`: `.` and `..` first, then the rest sorted by name.
-fn list_dir(dir: &Dir) -> Result<Vec<ListingEntry>, Errno> {
-    let own = dir.dir_metadata().map_err(Errno::from)?;
-    let mut entries = vec![
-        ListingEntry {
-            name: b".".to_vec(),
-            ino: own.ino(),
-            filetype: FILETYPE_DIRECTORY,
-        },
-        ListingEntry {
-            name: b"..".to_vec(),
-            ino: 0,
-            filetype: FILETYPE_DIRECTORY,
-        },
-    ];
-    let mut rest = Vec::new();
-    for entry in dir.entries().map_err(Errno::from)? {
-        let entry = entry.map_err(Errno::from)?;
-        let name = entry.file_name().as_bytes().to_vec();
-        let (ino, filetype) = match entry.metadata() {
-            Ok(m) => (m.ino(), filetype_of(&m)),
-            // The entry vanished between listing and stat: still list it.
-            Err(_) => (0, FILETYPE_UNKNOWN),
-        };
-        rest.push(ListingEntry {
-            name,
-            ino,
-            filetype,
-        });
-    }
-    rest.sort_by(|a, b| a.name.cmp(&b.name));
-    entries.extend(rest);
-    Ok(entries)
 }

@@ -40,7 +40,13 @@ fn with_mem<T: WasiView>(
     };
     let (bytes, data) = memory.data_and_store_mut(caller);
     let mut mem = GuestMemory::new(bytes);
-    Ok(match f(&mut mem, data.wasi()) {
+    let r = f(&mut mem, data.wasi());
+    // The call gave up its wait for an owner that wants the vessel gone:
+    // whatever the call, the run ends here (wait.rs, `Attend::End`).
+    if std::mem::take(&mut data.wasi().ended) {
+        return Err(Error::new(super::wait::ENDED_BY_OWNER));
+    }
+    Ok(match r {
         Ok(()) => 0,
         Err(e) => e.0 as i32,
     })

@@ -7,7 +7,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use cap_fs_ext::{DirExt, FollowSymlinks, OpenOptionsFollowExt, OpenOptionsMaybeDirExt};
-use cap_std::fs::{Dir, File, MetadataExt, OpenOptions};
+use cap_std::fs::{Dir, File, MetadataExt, OpenOptions, OpenOptionsExt};
 use protocol::limits::MAX_PATH_BYTES;
 use protocol::wasi::{Descriptor, DescriptorKind};
 
@@ -357,6 +357,14 @@ fn open_dir_only(dir: &Dir, p: &Path, req: &OpenRequest) -> Result<Dir, Errno> {
 
 /// `path_open` without `O_DIRECTORY`: a file, or a directory when one is
 /// there and the open does not write.
+/// Every open of a guest path is non-blocking. Opening a FIFO (a host's
+/// mount may hold one) for reading blocks in the kernel until a writer
+/// comes, where neither a stop nor a node's shutdown can reach the call
+/// (issue 14, item 9); with `O_NONBLOCK` it returns at once. Regular files
+/// and directories ignore the flag, and the dock reads and writes
+/// positionally, so a FIFO opened this way answers `ESPIPE`, never blocks.
+pub(super) const OPEN_NONBLOCK: i32 = rustix::fs::OFlags::NONBLOCK.bits() as i32;
+
 fn open_file_or_dir(dir: &Dir, p: &Path, req: &OpenRequest) -> Result<Opened, Errno> {
     let (oflags, write) = (req.oflags, req.write);
     let mut o = OpenOptions::new();
@@ -370,7 +378,8 @@ fn open_file_or_dir(dir: &Dir, p: &Path, req: &OpenRequest) -> Result<Opened, Er
         } else {
             FollowSymlinks::No
         })
-        .maybe_dir(!write);
+        .maybe_dir(!write)
+        .custom_flags(OPEN_NONBLOCK);
     if (oflags & (OFLAGS_CREAT | OFLAGS_TRUNC)) != 0 && !write {
         // Creating or truncating needs a writable open on Linux.
         o.write(true);

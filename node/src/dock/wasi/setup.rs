@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use cap_std::fs::{Dir, File, FileExt, MetadataExt, OpenOptions};
+use cap_std::fs::{Dir, File, FileExt, MetadataExt, OpenOptions, OpenOptionsExt};
 use protocol::limits::{
     MAX_ARGS_ENV_BYTES, MAX_DETACHED_FILE_BYTES, MAX_OPEN_DESCRIPTORS, MAX_PREOPENS,
     MAX_SERVICE_PORTS,
@@ -259,7 +259,10 @@ impl WasiCtx {
             owner: None,
             interruptible: false,
             interrupted: false,
+            ended: false,
             changes,
+            listing_tick: 0,
+            listings_budget: super::listing::MAX_LISTINGS_BYTES,
         })
     }
 
@@ -436,7 +439,9 @@ impl Reopen<'_> {
     ) -> Result<Handle, SetupError> {
         let (root, guest) = self.root_of(preopen)?;
         let mut o = OpenOptions::new();
-        o.read(read || !write).write(write);
+        o.read(read || !write)
+            .write(write)
+            .custom_flags(super::path::OPEN_NONBLOCK);
         let f = root
             .dir
             .open_with(state_path(path), &o)

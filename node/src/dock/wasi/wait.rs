@@ -22,6 +22,14 @@
 //!   rewind the same call is issued again and waits for what was left. A
 //!   call that cannot unwind (`sock_send`, or any call of a module that is
 //!   not instrumented) keeps waiting; the command waits for the slice end.
+//! - A command that ends the vessel (a stop, or the owner letting it go at
+//!   a node's shutdown) ends every wait, whether or not the call could
+//!   unwind: nothing of the vessel is kept, so nothing needs to be resumed.
+//!   The call returns at once and its host function ends the vessel's run
+//!   (a trap of kind [`ENDED_BY_OWNER`]); the thread then ends and frees
+//!   the memory. This is what makes a stop reach a vessel blocked in
+//!   `sock_send` or in any call of a module that is not instrumented
+//!   (issue 14, item 9).
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -35,16 +43,23 @@ use crate::dock::services::ServiceHub;
 pub enum Attend {
     /// Nothing (more) is asked of it: wait on.
     Wait,
-    /// The owner wants the vessel to unwind (pause, stop): give up the wait
-    /// if this call can.
+    /// The owner wants the vessel to unwind (a pause, a checkpoint): give
+    /// up the wait if this call can.
     Unwind,
+    /// The owner wants the vessel gone (a stop, or it let the vessel go):
+    /// give up the wait whatever the call, and end the run.
+    End,
 }
+
+/// The trap text of a run ended from inside a waiting host call because
+/// its owner wanted the vessel gone (see [`Attend::End`]).
+pub const ENDED_BY_OWNER: &str = "ended by its owner while waiting in a host call";
 
 /// The vessel's owner, as a blocked host call sees it.
 pub trait Owner: Send + Sync {
     /// Serves, with the guest's memory as it stands, every queued command
     /// that needs only the memory, and says whether one that needs the
-    /// vessel to unwind is queued. Called on the vessel's thread, inside a
+    /// vessel to unwind, or to end, is queued. Called on the vessel's thread, inside a
     /// host call, before each wait and after each ring.
     fn attend(&self, memory: &[u8]) -> Attend;
 }
@@ -121,7 +136,9 @@ impl WasiCtx {
     /// wants the vessel to unwind and the running call is a blocking import
     /// of an instrumented module: the call must then return at once, having
     /// done nothing the guest can see, and its host function unwinds the
-    /// vessel. Returns `Ok` on any wake; the caller looks again.
+    /// vessel. Returns `Err(Errno::INTR)` with `ended` set, for any call,
+    /// when the owner wants the vessel gone: its host function ends the
+    /// run. Returns `Ok` on any wake; the caller looks again.
     pub(super) fn wait_blocked(
         &mut self,
         memory: &[u8],
@@ -138,9 +155,16 @@ impl WasiCtx {
         // Taken before attending: a command queued after it rings, and the
         // wait below ends at once.
         let rings = link.bell.rings();
-        if link.owner.attend(memory) == Attend::Unwind && self.interruptible {
-            self.interrupted = true;
-            return Err(Errno::INTR);
+        match link.owner.attend(memory) {
+            Attend::End => {
+                self.ended = true;
+                return Err(Errno::INTR);
+            }
+            Attend::Unwind if self.interruptible => {
+                self.interrupted = true;
+                return Err(Errno::INTR);
+            }
+            Attend::Unwind | Attend::Wait => {}
         }
         match (hub_seen, &self.hub) {
             // A ring bumps the hub's generation as well.
