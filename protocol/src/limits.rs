@@ -120,9 +120,19 @@ pub const MAX_PENDING_INVITES: usize = 64;
 /// ("already used") from one it never issued.
 pub const MAX_SPENT_INVITES: usize = 1024;
 
-/// Most outstanding control nonces; the oldest is forgotten first. A CLI
-/// uses its nonce within one round trip.
+/// Most outstanding migration nonces; the oldest is forgotten first. Only
+/// members ask for them. (Control nonces are not kept at all: they are
+/// MACs, see [`MAX_USED_CONTROL_NONCES`].)
 pub const MAX_PENDING_NONCES: usize = 1024;
+
+/// Most spent control nonces a node remembers within their
+/// [`CONTROL_NONCE_TTL_SECS`], so that each works once. Control nonces are
+/// MACs of the peer and a counter under a per-start node secret, so issuing
+/// one (an unauthenticated `Challenge`) stores nothing and can evict nothing;
+/// only a trusted user's signed request spends one. Over this many spent in
+/// one TTL, the oldest are forgotten and every nonce issued before them is
+/// refused as too old (the CLI retries with a fresh one).
+pub const MAX_USED_CONTROL_NONCES: usize = 16 * 1024;
 
 /// How long a control nonce stays valid, in seconds (node's monotonic
 /// clock).

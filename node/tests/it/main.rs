@@ -10,6 +10,7 @@ mod corpus;
 mod cross_cpu;
 mod dock;
 mod durability;
+mod hardening_member;
 mod log_generations;
 mod mesh;
 mod mesh_refusals;
