@@ -153,6 +153,17 @@ pub enum Command {
     Checkpoint {
         vessel: String,
     },
+    /// Revoke a node key mesh-wide (`meshnode revoke`): the node gossips
+    /// the revocation and cuts the node off; answered with the nodes the
+    /// revoked one had enrolled.
+    Revoke {
+        revocation: crate::revocation::Revocation,
+    },
+    /// Keep nodes a revoked node enrolled (`meshnode endorse`): each
+    /// certificate is signed by the user key itself, without a grant.
+    Endorse {
+        certificates: Vec<MemberCertificate>,
+    },
 }
 
 impl SignedRequest {
@@ -251,6 +262,13 @@ pub enum ControlResponse {
     Refused(Refusal),
     Drain(DrainReport),
     Checkpointed(CheckpointReport),
+    /// A revocation was accepted; `enrolled` lists the PeerIds of the nodes
+    /// the revoked node had enrolled (each now needs `meshnode endorse`,
+    /// or nothing, if it is not yours).
+    Revoked {
+        node: String,
+        enrolled: Vec<String>,
+    },
 }
 
 /// A durable checkpoint (`meshnode checkpoint`).
@@ -664,8 +682,19 @@ pub fn mesh_messages_oracle(data: &[u8]) -> bool {
         Some(ControlRequest::Signed(r)) => {
             decoded = true;
             let _ = r.verify_for(&node);
-            if let Command::CreateInvite { grant, .. } = &r.body.command {
-                let _ = grant.verify();
+            match &r.body.command {
+                Command::CreateInvite { grant, .. } => {
+                    let _ = grant.verify();
+                }
+                Command::Revoke { revocation } => {
+                    let _ = revocation.verify();
+                }
+                Command::Endorse { certificates } => {
+                    for c in certificates {
+                        let _ = crate::revocation::verify_endorsement(c);
+                    }
+                }
+                _ => {}
             }
         }
         Some(_) => decoded = true,
@@ -704,6 +733,7 @@ pub fn mesh_messages_oracle(data: &[u8]) -> bool {
         decoded = true;
         let _ = t.check();
     }
+    decoded |= crate::revocation::trust_notice_oracle(data);
     if let Ok(s) = std::str::from_utf8(data) {
         if let Ok(t) = JoinToken::decode(s) {
             decoded = true;
@@ -880,9 +910,29 @@ mod smoke {
             grant,
             ttl_secs: 60,
         };
+        let revocation = crate::revocation::Revocation::sign(&key(1), PublicKey::of(&key(2)));
+        let endorsement = MemberCertificate::self_enrol(&key(1), PublicKey::of(&key(3)));
+        let mut revoke = sample_request();
+        revoke.body.command = Command::Revoke {
+            revocation: revocation.clone(),
+        };
+        let mut endorse = sample_request();
+        endorse.body.command = Command::Endorse {
+            certificates: vec![endorsement.clone()],
+        };
         vec![
             crate::cbor::encode(&ControlRequest::Signed(Box::new(sample_request()))),
             crate::cbor::encode(&ControlRequest::Signed(Box::new(invite))),
+            crate::cbor::encode(&ControlRequest::Signed(Box::new(revoke))),
+            crate::cbor::encode(&ControlRequest::Signed(Box::new(endorse))),
+            crate::cbor::encode(&crate::revocation::TrustNotice {
+                revocations: vec![revocation],
+                endorsements: vec![endorsement],
+            }),
+            crate::cbor::encode(&ControlResponse::Revoked {
+                node: "12D3KooWa".into(),
+                enrolled: vec!["12D3KooWb".into()],
+            }),
             crate::cbor::encode(&ControlRequest::Join(JoinRequest {
                 invite_id: Nonce([1; 32]),
                 secret: Nonce([2; 32]),

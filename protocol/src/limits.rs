@@ -138,6 +138,21 @@ pub const MAX_USED_CONTROL_NONCES: usize = 16 * 1024;
 /// clock).
 pub const CONTROL_NONCE_TTL_SECS: u64 = 60;
 
+/// Most revoked node keys a mesh remembers (`meshnode revoke`): a mesh of
+/// small boards loses a few, and every revocation travels in each trust
+/// notice, which must fit one gossip message (`MAX_STATUS_MESSAGE_BYTES`).
+pub const MAX_REVOCATIONS: usize = 64;
+
+/// Most endorsements (user-signed certificates that replace a revoked
+/// node's invites, `meshnode endorse`) a mesh remembers; with
+/// [`MAX_REVOCATIONS`] a full trust notice is about 50 KB.
+pub const MAX_ENDORSEMENTS: usize = 192;
+
+/// Most invite ids a node remembers the enrolled node keys of, to refuse a
+/// second certificate under one invite. Only certificates that verify back
+/// to a trusted user are recorded, so only the user's own grants count.
+pub const MAX_INVITES_SEEN: usize = 4096;
+
 /// Longest an invite may be held open, in seconds: one day.
 pub const MAX_INVITE_TTL_SECS: u64 = 24 * 3600;
 

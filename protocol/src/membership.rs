@@ -52,6 +52,8 @@ pub enum Domain {
     MigrationOffer,
     /// A source node commits or aborts a migration (`migrate::Decision`).
     MigrationDecision,
+    /// A user key revokes a node key (`revocation::Revocation`).
+    Revocation,
 }
 
 impl Domain {
@@ -63,6 +65,7 @@ impl Domain {
             Domain::Deployment => b"deployment",
             Domain::MigrationOffer => b"migration-offer",
             Domain::MigrationDecision => b"migration-decision",
+            Domain::Revocation => b"revocation",
         }
     }
 }
@@ -292,6 +295,10 @@ pub enum MembershipError {
     },
     #[error("the certificate's user key {0} is not trusted by this node (see `meshnode trust`)")]
     Untrusted(PublicKey),
+    #[error(
+        "an endorsement is a certificate signed by the user key itself, without an invite grant"
+    )]
+    NotEndorsement,
 }
 
 impl MemberCertificate {

@@ -382,6 +382,11 @@ fn join(state: &mut NodeState, peer: PeerId, req: &JoinRequest) -> ControlRespon
         );
     }
     let certificate = MemberCertificate::by_invite(&state.identity.signing, grant, key);
+    // Recorded at once: a second certificate under this invite (its grant
+    // is public in this one) is then refused here, and wherever it shows.
+    if let Some(line) = state.note_certificate(&key, &certificate) {
+        warn!("{line}");
+    }
     ControlResponse::Joined(Box::new(JoinAccepted {
         certificate,
         trusted_users: state.trusted.clone(),
@@ -497,6 +502,12 @@ fn signed(
                 addrs,
                 ttl_secs,
             }
+        }
+        Command::Revoke { revocation } => {
+            crate::mesh::trust::revoke(swarm, state, req.user_key, revocation)
+        }
+        Command::Endorse { certificates } => {
+            crate::mesh::trust::endorse(swarm, state, req.user_key, certificates)
         }
         Command::Info => ControlResponse::Info(NodeInfo {
             peer_id: state.identity.peer_id.to_string(),

@@ -53,6 +53,7 @@ pub mod codec;
 pub mod commands;
 pub mod faults;
 pub mod ingress;
+pub mod ledger;
 pub mod link;
 pub mod membership;
 pub mod migrate;
@@ -67,6 +68,7 @@ pub mod state;
 pub mod status;
 pub mod status_gossip;
 pub mod transfer;
+pub mod trust;
 pub mod vessels;
 
 /// Protocol names on the wire.
@@ -96,6 +98,7 @@ mod tests {
         ("commands", include_str!("commands.rs")),
         ("faults", include_str!("faults.rs")),
         ("ingress", include_str!("ingress.rs")),
+        ("ledger", include_str!("ledger.rs")),
         ("link", include_str!("link.rs")),
         ("membership", include_str!("membership.rs")),
         ("migrate", include_str!("migrate.rs")),
@@ -110,6 +113,7 @@ mod tests {
         ("status", include_str!("status.rs")),
         ("status_gossip", include_str!("status_gossip.rs")),
         ("transfer", include_str!("transfer.rs")),
+        ("trust", include_str!("trust.rs")),
         ("vessels", include_str!("vessels.rs")),
     ];
 
