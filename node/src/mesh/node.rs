@@ -446,13 +446,16 @@ fn handle_event(
             num_established,
             ..
         } => {
+            let revoked = crate::identity::peer_public_key(&peer_id)
+                .is_some_and(|k| state.revoked_reason(&k).is_some());
             if let Some(e) = state.peers.get_mut(&peer_id) {
                 e.connections = num_established as usize;
                 if num_established == 0 {
                     e.rtt = SmoothedRtt::default();
                     // Peers that never showed a certificate (CLI peers,
-                    // foreign peers) are forgotten when they leave.
-                    if e.certificate.is_none() && e.status.is_none() {
+                    // foreign peers) are forgotten when they leave; a
+                    // revoked one stays listed (`peers --all` says why).
+                    if e.certificate.is_none() && e.status.is_none() && !revoked {
                         state.peers.remove(&peer_id);
                     }
                 }
