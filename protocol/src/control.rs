@@ -269,6 +269,14 @@ pub enum ControlResponse {
         node: String,
         enrolled: Vec<String>,
     },
+    /// The command acts on another node (`node`, a PeerId, key `node_key`):
+    /// sign it again for that node and this nonce, which it issued, and
+    /// send it here; this node relays it, and that node checks it itself.
+    SignFor {
+        node: String,
+        node_key: PublicKey,
+        nonce: Nonce,
+    },
 }
 
 /// A durable checkpoint (`meshnode checkpoint`).
@@ -928,6 +936,11 @@ mod smoke {
             crate::cbor::encode(&crate::revocation::TrustNotice {
                 revocations: vec![revocation],
                 endorsements: vec![endorsement],
+            }),
+            crate::cbor::encode(&ControlResponse::SignFor {
+                node: "12D3KooWb".into(),
+                node_key: PublicKey::of(&key(2)),
+                nonce: Nonce([6; 32]),
             }),
             crate::cbor::encode(&ControlResponse::Revoked {
                 node: "12D3KooWa".into(),

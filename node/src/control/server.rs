@@ -270,6 +270,8 @@ pub fn handle(
             let ControlRequest::Signed(req) = request else {
                 unreachable!("matched above")
             };
+            // Signed for another member (after its `SignFor`): relayed.
+            let (req, channel) = crate::mesh::relay::relay_for_cli(state, *req, channel)?;
             return match authorize(state, peer, &req) {
                 Err(response) => {
                     if let ControlResponse::Refused(refusal) = &*response {
@@ -278,7 +280,8 @@ pub fn handle(
                     Some((channel, *response))
                 }
                 Ok(()) => {
-                    control_command(state, req.user_key, req.body.command, channel);
+                    let SignedRequest { user_key, body, .. } = req;
+                    control_command(state, user_key, body.command, channel);
                     None
                 }
             };
@@ -306,7 +309,7 @@ fn is_vessel_command(c: &Command) -> bool {
 
 /// Signature, addressee, nonce, trust: the checks every signed command
 /// passes before its command is looked at.
-fn authorize(
+pub(crate) fn authorize(
     state: &mut NodeState,
     peer: PeerId,
     req: &SignedRequest,

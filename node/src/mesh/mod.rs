@@ -62,6 +62,7 @@ pub mod pack;
 pub mod peers;
 pub mod place;
 pub mod recover;
+pub mod relay;
 pub mod rtt;
 pub mod serve;
 pub mod state;
@@ -107,6 +108,7 @@ mod tests {
         ("peers", include_str!("peers.rs")),
         ("place", include_str!("place.rs")),
         ("recover", include_str!("recover.rs")),
+        ("relay", include_str!("relay.rs")),
         ("rtt", include_str!("rtt.rs")),
         ("serve", include_str!("serve.rs")),
         ("state", include_str!("state.rs")),

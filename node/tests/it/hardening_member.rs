@@ -245,3 +245,158 @@ fn a_flood_of_challenges_does_not_fail_a_users_command() {
         );
     });
 }
+
+/// Sends `request` from the in-process node `from` to `to` on the vessel
+/// protocol, as a member node's own word.
+fn member_request(
+    from: &crate::mesh::InProcessNode,
+    to: &str,
+    request: protocol::forward::ForwardRequest,
+) -> protocol::peer::PeerResponse {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    from.commands
+        .blocking_send(meshnode::mesh::link::NodeCommand::PeerRequest {
+            peer: to.parse().unwrap(),
+            request: Box::new(protocol::peer::PeerRequest::Forward(request)),
+            reply: tx,
+        })
+        .unwrap();
+    rx.blocking_recv().unwrap().unwrap()
+}
+
+/// Issue 14, item 2: any member could stop, read the logs of, migrate or
+/// drain any vessel on its word alone. Now the node that acts checks the
+/// user's signature, made for a nonce it issued.
+#[test]
+fn a_member_cannot_act_on_a_vessel_without_the_users_signature() {
+    let _cpu = crate::support::shared_cpu();
+    use meshnode::control::client::{sign_for, Session};
+    use protocol::control::{Command, ControlRequest, ControlResponse};
+    use protocol::forward::ForwardRequest;
+    use protocol::peer::PeerResponse;
+    use protocol::refusal::RefusalCode;
+    use protocol::vessel::VesselId;
+
+    let user = User::new();
+    let mut a = user.start("a", &[], &[]);
+    let a_addr = a.wait_ready();
+    let mut b = user.start("b", std::slice::from_ref(&a_addr), &[]);
+    let b_addr = b.wait_ready();
+    let (a_id, b_id) = (a.peer_id(), b.peer_id());
+    wait_for_peers(&user, &a, "A sees B", |p| sees_all(p, &[&b_id]));
+    let wasm = crate::support::compile_c("node/tests/it/programs/ticker.c", &[]);
+    let out = user.run(&[
+        "deploy",
+        "--data-dir",
+        a.dir(),
+        "--on",
+        &b_id,
+        "--name",
+        "ticker",
+        wasm.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let vessel = VesselId::from_hex(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+
+    // The user's command through a forwarder (A) still works.
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let out = user.run(&["logs", "ticker", "--data-dir", a.dir()]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        if String::from_utf8_lossy(&out.stdout).contains("tick 1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no ticks through A");
+        std::thread::sleep(POLL);
+    }
+
+    // A member node, with only its node key (and a certificate the user
+    // signed), is refused with a code for each command.
+    let member_dir = user.home.path().join("m");
+    std::fs::create_dir_all(&member_dir).unwrap();
+    let secret = [0x4d; 32];
+    let user_key = read_key(&user.user_key_file());
+    let cert =
+        MemberCertificate::self_enrol(&user_key, PublicKey::of(&SigningKey::from_bytes(&secret)));
+    let m = crate::mesh::InProcessNode::start(&member_dir, secret, cert, &b_addr);
+    let deadline = Instant::now() + TIMEOUT;
+    while !m.peers().iter().any(|p| p.peer_id == b_id && p.member) {
+        assert!(Instant::now() < deadline, "M never saw B as a member");
+        std::thread::sleep(POLL);
+    }
+    wait_for_peers(&user, &b, "B counts M as a member", |p| {
+        p.iter().any(|p| p["peer_id"] == m.peer_id.as_str())
+    });
+    let to = protocol::ids::PeerIdBytes(a_id.parse::<libp2p::PeerId>().unwrap().to_bytes());
+    for request in [
+        ForwardRequest::Stop { vessel },
+        ForwardRequest::Logs {
+            vessel,
+            from: 0,
+            generation: None,
+        },
+        ForwardRequest::Migrate { vessel, to },
+        ForwardRequest::Drain {
+            include_pinned: true,
+        },
+        ForwardRequest::Checkpoint { vessel },
+    ] {
+        let what = format!("{request:?}");
+        match member_request(&m, &b_id, request) {
+            PeerResponse::Refused(r) => {
+                assert_eq!(r.code, RefusalCode::Unsigned, "{what}: {r}");
+            }
+            other => panic!("{what}: a member's word was obeyed: {other:?}"),
+        }
+    }
+    drop(m);
+
+    // The user's signed command, relayed by A, and the same one replayed.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let a_addr: libp2p::Multiaddr = a_addr.parse().unwrap();
+        let mut s = Session::connect(std::slice::from_ref(&a_addr))
+            .await
+            .unwrap();
+        let command = Command::Logs {
+            vessel: "ticker".into(),
+            from: 0,
+            generation: None,
+        };
+        let first = s.sign(&user_key, command.clone()).await.unwrap();
+        let ControlResponse::SignFor {
+            node,
+            node_key,
+            nonce,
+        } = s
+            .request(ControlRequest::Signed(Box::new(first)))
+            .await
+            .unwrap()
+        else {
+            panic!("A must ask for the user's signature for B");
+        };
+        assert_eq!(node, b_id);
+        let for_b = sign_for(&user_key, &node, node_key, nonce, command).unwrap();
+        let ok = s
+            .request(ControlRequest::Signed(Box::new(for_b.clone())))
+            .await
+            .unwrap();
+        assert!(matches!(ok, ControlResponse::Logs(_)), "{ok:?}");
+        let again = s
+            .request(ControlRequest::Signed(Box::new(for_b)))
+            .await
+            .unwrap();
+        match again {
+            ControlResponse::Refused(r) => assert_eq!(r.code, RefusalCode::Replayed, "{r}"),
+            other => panic!("a replayed command was obeyed: {other:?}"),
+        }
+    });
+
+    // And the user's stop through A still stops it on B.
+    let out = user.run(&["stop", "ticker", "--data-dir", a.dir()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(b.log().contains("stopped by a user"), "{}", b.log());
+}
