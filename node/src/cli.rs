@@ -72,6 +72,14 @@ pub enum Command {
     /// Manage the user keys a node trusts.
     Trust(crate::control::cli::TrustArgs),
 
+    /// Revoke a node (a stolen or lost board) mesh-wide, signed by your user
+    /// key. Lists the nodes it enrolled: `meshnode endorse` the ones you keep.
+    Revoke(crate::control::cli::RevokeArgs),
+
+    /// Keep nodes a revoked node enrolled: sign a certificate for each with
+    /// your user key, gossiped mesh-wide.
+    Endorse(crate::control::cli::EndorseArgs),
+
     /// See it work: start a small mesh of local nodes, deploy a vessel, and
     /// move it from node to node while it runs, showing each step.
     ///

@@ -12,6 +12,8 @@ fn main() {
         Command::Keygen(args) => meshnode::control::cli::run_keygen(args),
         Command::Invite(args) => meshnode::control::cli::run_invite(args),
         Command::Trust(args) => meshnode::control::cli::run_trust(args),
+        Command::Revoke(args) => meshnode::control::cli::run_revoke(args),
+        Command::Endorse(args) => meshnode::control::cli::run_endorse(args),
         Command::Demo(args) => meshnode::demo::run_demo(args),
         Command::Deploy(args) => meshnode::control::vessel_cli::run_deploy(args),
         Command::Ps(args) => meshnode::control::vessel_cli::run_ps(args),

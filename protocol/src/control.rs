@@ -235,6 +235,17 @@ pub enum Command {
     Checkpoint {
         vessel: String,
     },
+    /// Revoke a node key mesh-wide (`meshnode revoke`): the node gossips
+    /// the revocation and cuts the node off; answered with the nodes the
+    /// revoked one had enrolled.
+    Revoke {
+        revocation: crate::revocation::Revocation,
+    },
+    /// Keep nodes a revoked node enrolled (`meshnode endorse`): each
+    /// certificate is signed by the user key itself, without a grant.
+    Endorse {
+        certificates: Vec<MemberCertificate>,
+    },
 }
 
 impl SignedRequest {
@@ -339,6 +350,21 @@ pub enum ControlResponse {
     Refused(Refusal),
     Drain(DrainReport),
     Checkpointed(CheckpointReport),
+    /// A revocation was accepted; `enrolled` lists the PeerIds of the nodes
+    /// the revoked node had enrolled (each now needs `meshnode endorse`,
+    /// or nothing, if it is not yours).
+    Revoked {
+        node: String,
+        enrolled: Vec<String>,
+    },
+    /// The command acts on another node (`node`, a PeerId, key `node_key`):
+    /// sign it again for that node and this nonce, which it issued, and
+    /// send it here; this node relays it, and that node checks it itself.
+    SignFor {
+        node: String,
+        node_key: PublicKey,
+        nonce: Nonce,
+    },
 }
 
 /// A durable checkpoint (`meshnode checkpoint`).
@@ -758,8 +784,19 @@ pub fn mesh_messages_oracle(data: &[u8]) -> bool {
         Some(ControlRequest::Signed(r)) => {
             decoded = true;
             let _ = r.verify_for(&node);
-            if let Command::CreateInvite { grant, .. } = &r.body.command {
-                let _ = grant.verify();
+            match &r.body.command {
+                Command::CreateInvite { grant, .. } => {
+                    let _ = grant.verify();
+                }
+                Command::Revoke { revocation } => {
+                    let _ = revocation.verify();
+                }
+                Command::Endorse { certificates } => {
+                    for c in certificates {
+                        let _ = crate::revocation::verify_endorsement(c);
+                    }
+                }
+                _ => {}
             }
             let header = ControlRequest::Signed(r.clone()).header(data.len() as u64);
             let auth = header
@@ -812,6 +849,7 @@ pub fn mesh_messages_oracle(data: &[u8]) -> bool {
         decoded = true;
         let _ = t.check();
     }
+    decoded |= crate::revocation::trust_notice_oracle(data);
     if let Ok(s) = std::str::from_utf8(data) {
         if let Ok(t) = JoinToken::decode(s) {
             decoded = true;
@@ -1009,11 +1047,36 @@ mod smoke {
             grant,
             ttl_secs: 60,
         };
+        let revocation = crate::revocation::Revocation::sign(&key(1), PublicKey::of(&key(2)));
+        let endorsement = MemberCertificate::self_enrol(&key(1), PublicKey::of(&key(3)));
+        let mut revoke = sample_request();
+        revoke.body.command = Command::Revoke {
+            revocation: revocation.clone(),
+        };
+        let mut endorse = sample_request();
+        endorse.body.command = Command::Endorse {
+            certificates: vec![endorsement.clone()],
+        };
         let header = ControlRequest::Signed(Box::new(sample_request())).header(300);
         vec![
             crate::cbor::encode(&ControlRequest::Signed(Box::new(sample_request()))),
             crate::cbor::encode(&ControlRequest::Signed(Box::new(invite))),
             crate::cbor::encode(&header),
+            crate::cbor::encode(&ControlRequest::Signed(Box::new(revoke))),
+            crate::cbor::encode(&ControlRequest::Signed(Box::new(endorse))),
+            crate::cbor::encode(&crate::revocation::TrustNotice {
+                revocations: vec![revocation],
+                endorsements: vec![endorsement],
+            }),
+            crate::cbor::encode(&ControlResponse::SignFor {
+                node: "12D3KooWb".into(),
+                node_key: PublicKey::of(&key(2)),
+                nonce: Nonce([6; 32]),
+            }),
+            crate::cbor::encode(&ControlResponse::Revoked {
+                node: "12D3KooWa".into(),
+                enrolled: vec!["12D3KooWb".into()],
+            }),
             crate::cbor::encode(&ControlRequest::Join(JoinRequest {
                 invite_id: Nonce([1; 32]),
                 secret: Nonce([2; 32]),

@@ -1,13 +1,26 @@
 //! Control commands forwarded between member nodes on the vessel protocol:
-//! the CLI talks to one node, which checked the user's signature and trust,
-//! and asks the node that has the vessel (or is to be drained) to act. The
-//! user's request travels as that node's word: members trust each other's
-//! control decisions. Carried in `peer::PeerRequest::Forward`.
+//! the CLI talks to one node, which asks the node that has the vessel (or
+//! is to be drained) to act. Carried in `peer::PeerRequest::Forward`.
+//!
+//! A member's word is not the user's (issue 14, item 2): a command that
+//! acts on a vessel for the user (stop, logs, migrate, pin, drain,
+//! checkpoint, migration and drain status) reaches the node that acts only
+//! as [`ForwardRequest::Signed`], the user's own `SignedRequest`, signed for
+//! a nonce that *that* node issued ([`ForwardRequest::Challenge`], relayed
+//! to the CLI as `ControlResponse::SignFor`); the acting node checks the
+//! signature, its own trust list and the nonce itself. Only what the mesh
+//! needs between nodes stays a member's word: the vessel list behind `ps`
+//! and name resolution, and `deploy --on`, whose deployment carries the
+//! user's signature and is checked against the receiver's trust list.
 
 use serde::{Deserialize, Serialize};
 
-use crate::control::{CheckpointReport, DrainReport, LogChunk, MigrationReport, VesselInfo};
+use crate::control::{
+    CheckpointReport, ControlResponse, DrainReport, LogChunk, MigrationReport, SignedRequest,
+    VesselInfo,
+};
 use crate::ids::{serde_bytes_vec, ChunkBytes, PeerIdBytes, VesselId};
+use crate::membership::{Nonce, PublicKey};
 use crate::vessel::Deployment;
 
 /// A command a member node forwards to another.
@@ -54,6 +67,26 @@ pub enum ForwardRequest {
     DrainStatus,
     /// Take a durable checkpoint of a vessel that runs here.
     Checkpoint { vessel: VesselId },
+    /// A nonce for the user's signature, issued by the receiver to the
+    /// sender (the forwarding node), which relays it to the CLI.
+    Challenge,
+    /// The user's request, signed for the receiver and its nonce: the
+    /// receiver checks it as if the CLI had sent it, and runs it.
+    Signed(Box<SignedRequest>),
+}
+
+impl ForwardRequest {
+    /// Whether the receiver acts for the user on this request's word alone:
+    /// only with the user's signature (`Signed`), never on a member's.
+    pub fn needs_user_signature(&self) -> bool {
+        !matches!(
+            self,
+            ForwardRequest::Deploy { .. }
+                | ForwardRequest::Vessels
+                | ForwardRequest::Challenge
+                | ForwardRequest::Signed(_)
+        )
+    }
 }
 
 /// The answer to a [`ForwardRequest`] (a refusal is
@@ -67,4 +100,11 @@ pub enum ForwardResponse {
     Done,
     Drain(DrainReport),
     Checkpointed(CheckpointReport),
+    /// The nonce for [`ForwardRequest::Challenge`] and the receiver's key.
+    Challenge {
+        nonce: Nonce,
+        node: PublicKey,
+    },
+    /// The receiver's answer to a [`ForwardRequest::Signed`], for the CLI.
+    Signed(Box<ControlResponse>),
 }

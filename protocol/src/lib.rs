@@ -42,6 +42,7 @@ pub mod membership;
 pub mod migrate;
 pub mod peer;
 pub mod refusal;
+pub mod revocation;
 pub mod snapshot;
 pub mod vessel;
 pub mod wasi;
@@ -62,6 +63,7 @@ mod tests {
         ("migrate", include_str!("migrate.rs")),
         ("peer", include_str!("peer.rs")),
         ("refusal", include_str!("refusal.rs")),
+        ("revocation", include_str!("revocation.rs")),
         ("snapshot", include_str!("snapshot.rs")),
         ("vessel", include_str!("vessel.rs")),
         ("wasi", include_str!("wasi.rs")),

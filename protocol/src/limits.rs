@@ -124,13 +124,38 @@ pub const MAX_PENDING_INVITES: usize = 64;
 /// ("already used") from one it never issued.
 pub const MAX_SPENT_INVITES: usize = 1024;
 
-/// Most outstanding control nonces; the oldest is forgotten first. A CLI
-/// uses its nonce within one round trip.
+/// Most outstanding migration nonces; the oldest is forgotten first. Only
+/// members ask for them. (Control nonces are not kept at all: they are
+/// MACs, see [`MAX_USED_CONTROL_NONCES`].)
 pub const MAX_PENDING_NONCES: usize = 1024;
+
+/// Most spent control nonces a node remembers within their
+/// [`CONTROL_NONCE_TTL_SECS`], so that each works once. Control nonces are
+/// MACs of the peer and a counter under a per-start node secret, so issuing
+/// one (an unauthenticated `Challenge`) stores nothing and can evict nothing;
+/// only a trusted user's signed request spends one. Over this many spent in
+/// one TTL, the oldest are forgotten and every nonce issued before them is
+/// refused as too old (the CLI retries with a fresh one).
+pub const MAX_USED_CONTROL_NONCES: usize = 16 * 1024;
 
 /// How long a control nonce stays valid, in seconds (node's monotonic
 /// clock).
 pub const CONTROL_NONCE_TTL_SECS: u64 = 60;
+
+/// Most revoked node keys a mesh remembers (`meshnode revoke`): a mesh of
+/// small boards loses a few, and every revocation travels in each trust
+/// notice, which must fit one gossip message (`MAX_STATUS_MESSAGE_BYTES`).
+pub const MAX_REVOCATIONS: usize = 64;
+
+/// Most endorsements (user-signed certificates that replace a revoked
+/// node's invites, `meshnode endorse`) a mesh remembers; with
+/// [`MAX_REVOCATIONS`] a full trust notice is about 50 KB.
+pub const MAX_ENDORSEMENTS: usize = 192;
+
+/// Most invite ids a node remembers the enrolled node keys of, to refuse a
+/// second certificate under one invite. Only certificates that verify back
+/// to a trusted user are recorded, so only the user's own grants count.
+pub const MAX_INVITES_SEEN: usize = 4096;
 
 /// Longest an invite may be held open, in seconds: one day.
 pub const MAX_INVITE_TTL_SECS: u64 = 24 * 3600;

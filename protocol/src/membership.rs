@@ -55,6 +55,8 @@ pub enum Domain {
     /// A user vouches for a control request's body before the node reads
     /// it (`control::HeaderAuth`).
     ControlHeader,
+    /// A user key revokes a node key (`revocation::Revocation`).
+    Revocation,
 }
 
 impl Domain {
@@ -67,6 +69,7 @@ impl Domain {
             Domain::MigrationOffer => b"migration-offer",
             Domain::MigrationDecision => b"migration-decision",
             Domain::ControlHeader => b"control-header",
+            Domain::Revocation => b"revocation",
         }
     }
 }
@@ -296,6 +299,10 @@ pub enum MembershipError {
     },
     #[error("the certificate's user key {0} is not trusted by this node (see `meshnode trust`)")]
     Untrusted(PublicKey),
+    #[error(
+        "an endorsement is a certificate signed by the user key itself, without an invite grant"
+    )]
+    NotEndorsement,
 }
 
 impl MemberCertificate {

@@ -135,6 +135,9 @@ pub fn peer_messages_oracle(data: &[u8]) -> bool {
         Some(PeerRequest::Forward(ForwardRequest::Deploy { deployment, .. })) => {
             let _ = deployment.verify();
         }
+        Some(PeerRequest::Forward(ForwardRequest::Signed(req))) => {
+            let _ = req.verify_for(&key);
+        }
         Some(PeerRequest::Ingress(IngressRequest::Ingress(f))) => {
             let _ = f.check();
         }
@@ -263,6 +266,19 @@ mod tests {
                 to: PeerIdBytes(vec![1, 2]),
             }
             .into(),
+            ForwardRequest::Challenge.into(),
+            ForwardRequest::Signed(Box::new(crate::control::SignedRequest::sign(
+                &ed25519_dalek::SigningKey::from_bytes(&[1; 32]),
+                crate::control::RequestBody {
+                    version: crate::control::CONTROL_VERSION,
+                    node: crate::membership::PublicKey([7; 32]),
+                    nonce: Nonce([4; 32]),
+                    command: crate::control::Command::Stop {
+                        vessel: "counter".into(),
+                    },
+                },
+            )))
+            .into(),
             IngressRequest::Ingress(IngressFrame {
                 vessel: VesselId([1; 8]),
                 segments: vec![InSegment {
@@ -301,6 +317,12 @@ mod tests {
             }
             .into(),
             ForwardResponse::Migration(report).into(),
+            ForwardResponse::Challenge {
+                nonce: Nonce([5; 32]),
+                node: crate::membership::PublicKey([7; 32]),
+            }
+            .into(),
+            ForwardResponse::Signed(Box::new(crate::control::ControlResponse::Done)).into(),
             Refusal::new(RefusalCode::StaleEpoch, "stale epoch: offer for epoch 1").into(),
         ];
         let mut out: Vec<Vec<u8>> = requests.iter().map(crate::cbor::encode).collect();

@@ -66,6 +66,9 @@ refusal_codes! {
     Forged = "forged",
     /// The message is addressed to another node.
     Misdirected = "misdirected",
+    /// A command that acts on a vessel for the user came from a member node
+    /// without the user's signature: a member's word is not the user's.
+    Unsigned = "unsigned",
     /// A nonce this node did not issue to this sender, or one already used.
     Replayed = "replayed",
     /// A nonce older than its time to live; ask for a new one.

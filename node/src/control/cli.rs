@@ -1,4 +1,5 @@
-//! The `meshnode peers | keygen | invite | trust` subcommands.
+//! The `meshnode peers | keygen | invite | trust | revoke | endorse`
+//! subcommands.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -95,6 +96,26 @@ pub enum TrustCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct RevokeArgs {
+    /// The node to revoke: its PeerId, as `meshnode peers` lists it.
+    pub peer_id: String,
+    #[command(flatten)]
+    pub target: NodeTarget,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct EndorseArgs {
+    /// The nodes to keep: their PeerIds, as `meshnode revoke` listed them.
+    #[arg(required = true, num_args = 1..)]
+    pub peer_ids: Vec<String>,
+    #[command(flatten)]
+    pub target: NodeTarget,
 }
 
 /// The one duration parser (`500ms`, `1.5s`, `10m`, `1h`, bare seconds),
@@ -326,6 +347,60 @@ pub fn run_trust(args: TrustArgs) -> Result<i32> {
         for k in keys {
             out(k)?;
         }
+    }
+    Ok(0)
+}
+
+/// The node key inside a PeerId given on the command line.
+fn node_key_of(peer_id: &str) -> Result<PublicKey> {
+    let peer: libp2p::PeerId = peer_id.trim().parse().with_context(|| {
+        format!("`{peer_id}` is not a PeerId (copy it from `meshnode peers --all`)")
+    })?;
+    crate::identity::peer_public_key(&peer)
+        .with_context(|| format!("PeerId `{peer_id}` is not an ed25519 node key"))
+}
+
+/// `meshnode revoke PEER_ID`.
+pub fn run_revoke(args: RevokeArgs) -> Result<i32> {
+    let node_key = node_key_of(&args.peer_id)?;
+    let key = user_key(args.target.user_key.as_deref())?;
+    let revocation = protocol::revocation::Revocation::sign(&key, node_key);
+    let ControlResponse::Revoked { node, enrolled } =
+        send(&args.target, Command::Revoke { revocation })?
+    else {
+        bail!("unexpected answer to `revoke`");
+    };
+    if args.json {
+        out(serde_json::json!({ "revoked": node, "enrolled": enrolled }))?;
+        return Ok(0);
+    }
+    out(format_args!("revoked {node}"))?;
+    if !enrolled.is_empty() {
+        eprintln!(
+            "meshnode: {node} enrolled these nodes, which are refused until you vouch for them; `meshnode endorse` the ones that are yours:"
+        );
+        for e in &enrolled {
+            out(format_args!("  {e}"))?;
+        }
+    }
+    Ok(0)
+}
+
+/// `meshnode endorse PEER_ID...`.
+pub fn run_endorse(args: EndorseArgs) -> Result<i32> {
+    let keys = args
+        .peer_ids
+        .iter()
+        .map(|p| node_key_of(p))
+        .collect::<Result<Vec<_>>>()?;
+    let user = user_key(args.target.user_key.as_deref())?;
+    let certificates = keys
+        .into_iter()
+        .map(|k| protocol::membership::MemberCertificate::self_enrol(&user, k))
+        .collect();
+    send(&args.target, Command::Endorse { certificates })?;
+    for p in &args.peer_ids {
+        out(format_args!("endorsed {}", p.trim()))?;
     }
     Ok(0)
 }

@@ -254,16 +254,58 @@ impl Session {
     }
 
     /// Sends `command`, signed by `user` for a fresh nonce; a `Refused`
-    /// answer is an error.
+    /// answer is an error. When the node answers `SignFor` (another node
+    /// acts, and checks the user's signature itself), signs the command
+    /// again for that node and its nonce and sends it once more.
     pub async fn signed(
         &mut self,
         user: &SigningKey,
         command: Command,
     ) -> Result<ControlResponse, ClientError> {
+        // A deployment is never relayed this way (and is large).
+        let again = (!matches!(command, Command::Deploy { .. })).then(|| command.clone());
         let req = self.sign(user, command).await?;
-        match self.request(ControlRequest::Signed(Box::new(req))).await? {
+        let answer = match self.request(ControlRequest::Signed(Box::new(req))).await? {
+            ControlResponse::SignFor {
+                node,
+                node_key,
+                nonce,
+            } => {
+                let command = again.ok_or_else(|| {
+                    ClientError::Unexpected("a node asked to sign a deployment again".into())
+                })?;
+                let req = sign_for(user, &node, node_key, nonce, command)?;
+                self.request(ControlRequest::Signed(Box::new(req))).await?
+            }
+            other => other,
+        };
+        match answer {
             ControlResponse::Refused(refusal) => Err(ClientError::Refused(refusal)),
             other => Ok(other),
         }
     }
+}
+
+/// Signs `command` for `node` (a PeerId, whose key must be `node_key`)
+/// and the nonce it issued, for a `SignFor` answer.
+pub fn sign_for(
+    user: &SigningKey,
+    node: &str,
+    node_key: protocol::membership::PublicKey,
+    nonce: protocol::membership::Nonce,
+    command: Command,
+) -> Result<SignedRequest, ClientError> {
+    let peer: PeerId = node
+        .parse()
+        .map_err(|_| ClientError::Unexpected(format!("`{node}` is not a PeerId")))?;
+    if peer_public_key(&peer) != Some(node_key) {
+        return Err(ClientError::KeyMismatch);
+    }
+    let body = RequestBody {
+        version: CONTROL_VERSION,
+        node: node_key,
+        nonce,
+        command,
+    };
+    Ok(SignedRequest::sign(user, body))
 }

@@ -3,12 +3,11 @@
 //! ([`crate::mesh::node`]), which owns all state ([`NodeState`]).
 //!
 //! Order of checks for a signed command: signature and addressee
-//! (`SignedRequest::verify_for`), then the nonce (issued by this node, to
-//! this connection's peer, not used, not older than
-//! [`CONTROL_NONCE_TTL_SECS`]), then trust in the user key, then the
-//! command. Every refusal is one line, sent to the CLI and logged.
+//! (`SignedRequest::verify_for`), then trust in the user key, then the
+//! nonce (issued by this node, to this connection's peer, not used, not
+//! older than [`CONTROL_NONCE_TTL_SECS`]), then the command. Every refusal is one line, sent to the CLI and logged.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use libp2p::request_response::ResponseChannel;
@@ -19,7 +18,7 @@ use protocol::control::{
 };
 use protocol::limits::{
     CONTROL_NONCE_TTL_SECS, MAX_INVITE_TTL_SECS, MAX_JOIN_TOKEN_ADDRS, MAX_PENDING_INVITES,
-    MAX_PENDING_NONCES, MAX_SPENT_INVITES, MAX_TRUSTED_USERS,
+    MAX_SPENT_INVITES, MAX_TRUSTED_USERS, MAX_USED_CONTROL_NONCES,
 };
 use protocol::membership::{InviteGrant, MemberCertificate, Nonce, PublicKey};
 use protocol::refusal::{Refusal, RefusalCode};
@@ -32,53 +31,107 @@ use crate::mesh::membership::recheck_members;
 use crate::mesh::peers::Membership;
 use crate::mesh::state::NodeState;
 
-fn random_nonce() -> Nonce {
-    let mut n = [0u8; 32];
-    getrandom::fill(&mut n).expect("the OS random source works");
-    Nonce(n)
+/// Bytes of a control nonce's MAC (the rest is its counter and issue time).
+const NONCE_MAC_BYTES: usize = 16;
+
+/// Control nonces. A nonce is `counter || issued_ms || MAC(peer, counter,
+/// issued_ms)` under a secret drawn at start, so issuing one (answering an
+/// unauthenticated `Challenge`) stores nothing: a stranger's flood of
+/// challenges can neither fill memory nor push out a user's nonce, which
+/// the one global FIFO of issued nonces it replaces allowed (issue 14,
+/// item 5). Only redemption stores something: the counters spent within
+/// the TTL, so that each nonce works once.
+pub struct ControlServer {
+    mac_key: [u8; 32],
+    started: Instant,
+    next_counter: u64,
+    /// Spent counters still inside the TTL, with their issue time (counters
+    /// grow with time, so the first entry is the oldest).
+    spent: BTreeMap<u64, u64>,
+    /// Counters up to this one were forgotten from `spent` (over
+    /// [`MAX_USED_CONTROL_NONCES`]): refused as too old.
+    forgotten_below: u64,
 }
 
-/// Nonces handed out by [`ControlRequest::Challenge`], each for one peer.
-#[derive(Default)]
-pub struct ControlServer {
-    nonces: HashMap<Nonce, (PeerId, Instant)>,
-    order: VecDeque<Nonce>,
+impl Default for ControlServer {
+    fn default() -> Self {
+        let mut mac_key = [0u8; 32];
+        getrandom::fill(&mut mac_key).expect("the OS random source works");
+        ControlServer {
+            mac_key,
+            started: Instant::now(),
+            next_counter: 0,
+            spent: BTreeMap::new(),
+            forgotten_below: 0,
+        }
+    }
 }
 
 impl ControlServer {
+    fn mac(&self, peer: &PeerId, counter: u64, issued_ms: u64) -> [u8; NONCE_MAC_BYTES] {
+        let mut h = blake3::Hasher::new_keyed(&self.mac_key);
+        h.update(&peer.to_bytes());
+        h.update(&counter.to_le_bytes());
+        h.update(&issued_ms.to_le_bytes());
+        let mut out = [0u8; NONCE_MAC_BYTES];
+        out.copy_from_slice(&h.finalize().as_bytes()[..NONCE_MAC_BYTES]);
+        out
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
     pub fn issue(&mut self, peer: PeerId) -> Nonce {
-        while self.order.len() >= MAX_PENDING_NONCES {
-            if let Some(old) = self.order.pop_front() {
-                self.nonces.remove(&old);
-            }
-        }
-        let n = random_nonce();
-        self.nonces.insert(n, (peer, Instant::now()));
-        self.order.push_back(n);
-        n
+        let counter = self.next_counter;
+        self.next_counter += 1;
+        self.issue_at(peer, counter, self.now_ms())
+    }
+
+    fn issue_at(&self, peer: PeerId, counter: u64, issued_ms: u64) -> Nonce {
+        let mut n = [0u8; 32];
+        n[..8].copy_from_slice(&counter.to_le_bytes());
+        n[8..16].copy_from_slice(&issued_ms.to_le_bytes());
+        n[16..].copy_from_slice(&self.mac(&peer, counter, issued_ms));
+        Nonce(n)
     }
 
     /// Consumes `nonce` if this node issued it to `peer` less than
-    /// [`CONTROL_NONCE_TTL_SECS`] ago.
+    /// [`CONTROL_NONCE_TTL_SECS`] ago and it was not used yet.
     pub fn redeem(&mut self, nonce: &Nonce, peer: &PeerId) -> Result<(), Refusal> {
-        let Some((owner, at)) = self.nonces.remove(nonce) else {
+        let counter = u64::from_le_bytes(nonce.0[..8].try_into().expect("8 bytes"));
+        let issued_ms = u64::from_le_bytes(nonce.0[8..16].try_into().expect("8 bytes"));
+        if nonce.0[16..] != self.mac(peer, counter, issued_ms) {
             return Err(Refusal::new(
                 RefusalCode::Replayed,
-                "unknown or already used nonce: a replayed request, or the node restarted; retry",
-            ));
-        };
-        self.order.retain(|n| n != nonce);
-        if &owner != peer {
-            return Err(Refusal::new(
-                RefusalCode::Replayed,
-                "the nonce was issued to another connection: a replayed request",
+                "unknown nonce, or one issued to another connection: a replayed request, or the node restarted; retry",
             ));
         }
-        if at.elapsed() > Duration::from_secs(CONTROL_NONCE_TTL_SECS) {
+        let ttl_ms = CONTROL_NONCE_TTL_SECS * 1000;
+        let now_ms = self.now_ms();
+        if now_ms.saturating_sub(issued_ms) > ttl_ms {
             return Err(Refusal::new(
                 RefusalCode::NonceExpired,
                 format!("the nonce expired (older than {CONTROL_NONCE_TTL_SECS} s); retry"),
             ));
+        }
+        if self.spent.contains_key(&counter) || counter < self.forgotten_below {
+            return Err(Refusal::new(
+                RefusalCode::Replayed,
+                "unknown or already used nonce: a replayed request; retry",
+            ));
+        }
+        self.spent.insert(counter, issued_ms);
+        // Expired nonces are refused by their time: no need to remember them.
+        while let Some((&c, &at)) = self.spent.first_key_value() {
+            let over = self.spent.len() > MAX_USED_CONTROL_NONCES;
+            if !over && now_ms.saturating_sub(at) <= ttl_ms {
+                break;
+            }
+            self.spent.pop_first();
+            if over {
+                self.forgotten_below = self.forgotten_below.max(c + 1);
+            }
         }
         Ok(())
     }
@@ -217,6 +270,8 @@ pub fn handle(
             let ControlRequest::Signed(req) = request else {
                 unreachable!("matched above")
             };
+            // Signed for another member (after its `SignFor`): relayed.
+            let (req, channel) = crate::mesh::relay::relay_for_cli(state, *req, channel)?;
             return match authorize(state, peer, &req) {
                 Err(response) => {
                     if let ControlResponse::Refused(refusal) = &*response {
@@ -225,7 +280,8 @@ pub fn handle(
                     Some((channel, *response))
                 }
                 Ok(()) => {
-                    control_command(state, req.user_key, req.body.command, channel);
+                    let SignedRequest { user_key, body, .. } = req;
+                    control_command(state, user_key, body.command, channel);
                     None
                 }
             };
@@ -253,7 +309,7 @@ fn is_vessel_command(c: &Command) -> bool {
 
 /// Signature, addressee, nonce, trust: the checks every signed command
 /// passes before its command is looked at.
-fn authorize(
+pub(crate) fn authorize(
     state: &mut NodeState,
     peer: PeerId,
     req: &SignedRequest,
@@ -261,17 +317,18 @@ fn authorize(
     let own = state.identity.public_key();
     req.verify_for(&own)
         .map_err(|e| Box::new(ControlResponse::Refused(e.into())))?;
-    state
-        .control
-        .redeem(&req.body.nonce, &peer)
-        .map_err(|e| Box::new(ControlResponse::Refused(e)))?;
+    // Trust before the nonce: only a trusted user's request spends one, so
+    // a stranger cannot fill the spent set (and push its bound).
     if !state.trusted.contains(&req.user_key) {
         return Err(Box::new(refused(RefusalCode::Untrusted, format!(
             "user key {} is not trusted by this node (a trusted user can run `meshnode trust add {}`)",
             req.user_key, req.user_key
         ))));
     }
-    Ok(())
+    state
+        .control
+        .redeem(&req.body.nonce, &peer)
+        .map_err(|e| Box::new(ControlResponse::Refused(e)))
 }
 
 fn handle_now(
@@ -332,6 +389,11 @@ fn join(state: &mut NodeState, peer: PeerId, req: &JoinRequest) -> ControlRespon
         );
     }
     let certificate = MemberCertificate::by_invite(&state.identity.signing, grant, key);
+    // Recorded at once: a second certificate under this invite (its grant
+    // is public in this one) is then refused here, and wherever it shows.
+    if let Some(line) = state.note_certificate(&key, &certificate) {
+        warn!("{line}");
+    }
     ControlResponse::Joined(Box::new(JoinAccepted {
         certificate,
         trusted_users: state.trusted.clone(),
@@ -448,6 +510,12 @@ fn signed(
                 ttl_secs,
             }
         }
+        Command::Revoke { revocation } => {
+            crate::mesh::trust::revoke(swarm, state, req.user_key, revocation)
+        }
+        Command::Endorse { certificates } => {
+            crate::mesh::trust::endorse(swarm, state, req.user_key, certificates)
+        }
         Command::Info => ControlResponse::Info(NodeInfo {
             peer_id: state.identity.peer_id.to_string(),
             addrs: state.own_addrs(),
@@ -520,20 +588,59 @@ mod tests {
         let err = s.redeem(&n, &peer(2)).unwrap_err();
         assert_eq!(err.code, RefusalCode::Replayed, "{err}");
         assert!(err.detail.contains("issued to another connection"), "{err}");
+        // A forged one: another node's (or a changed) MAC.
+        let mut forged = s.issue(peer(1));
+        forged.0[31] ^= 1;
+        assert_eq!(
+            s.redeem(&forged, &peer(1)).unwrap_err().code,
+            RefusalCode::Replayed
+        );
         // An expired nonce (backdated rather than waited for).
-        let n = s.issue(peer(1));
-        if let Some((_, at)) = s.nonces.get_mut(&n) {
-            *at = Instant::now() - Duration::from_secs(CONTROL_NONCE_TTL_SECS + 1);
-        }
-        let err = s.redeem(&n, &peer(1)).unwrap_err();
+        s.started -= Duration::from_secs(CONTROL_NONCE_TTL_SECS + 5);
+        let old = s.issue_at(peer(1), 1000, 0);
+        let err = s.redeem(&old, &peer(1)).unwrap_err();
         assert_eq!(err.code, RefusalCode::NonceExpired, "{err}");
-        // The bound holds: the oldest nonces are forgotten.
-        let first = s.issue(peer(1));
-        for _ in 0..MAX_PENDING_NONCES {
-            s.issue(peer(1));
+    }
+
+    /// Issue 14, item 5: a stranger's flood of challenges used to push a
+    /// user's outstanding nonce out of the one global FIFO of 1024.
+    #[test]
+    fn a_flood_of_challenges_does_not_evict_a_users_nonce() {
+        let mut s = ControlServer::default();
+        let users = s.issue(peer(1));
+        for _ in 0..10 * 1024 {
+            s.issue(peer(2));
         }
-        assert!(s.redeem(&first, &peer(1)).is_err());
-        assert!(s.nonces.len() <= MAX_PENDING_NONCES);
+        s.redeem(&users, &peer(1)).unwrap();
+        assert!(s.spent.len() == 1, "issuing stores nothing");
+    }
+
+    #[test]
+    fn spent_nonces_are_bounded_and_forgotten_ones_stay_refused() {
+        let mut s = ControlServer::default();
+        let first = s.issue(peer(1));
+        let kept: Vec<Nonce> = (0..MAX_USED_CONTROL_NONCES + 1)
+            .map(|_| s.issue(peer(1)))
+            .collect();
+        for n in &kept {
+            s.redeem(n, &peer(1)).unwrap();
+        }
+        assert!(s.spent.len() <= MAX_USED_CONTROL_NONCES);
+        // The oldest spent one was forgotten, and so was everything issued
+        // before it: refused, not accepted twice.
+        assert_eq!(
+            s.redeem(&kept[0], &peer(1)).unwrap_err().code,
+            RefusalCode::Replayed
+        );
+        assert_eq!(
+            s.redeem(&first, &peer(1)).unwrap_err().code,
+            RefusalCode::Replayed
+        );
+        // Spent nonces past their TTL are dropped (they fail on time).
+        s.started -= Duration::from_secs(CONTROL_NONCE_TTL_SECS + 5);
+        let fresh = s.issue(peer(1));
+        s.redeem(&fresh, &peer(1)).unwrap();
+        assert_eq!(s.spent.len(), 1);
     }
 
     fn grant(id: u8, secret: &Nonce) -> InviteGrant {

@@ -47,6 +47,10 @@ pub struct Control {
     pub trusted: Vec<PublicKey>,
     pub migrator: Migrator,
     pub drains: Drains,
+    /// Whether a command for a vessel on another node is answered with
+    /// `SignFor` (the CLI asked this node), or refused (this node runs a
+    /// user's command relayed to it, which must act here).
+    pub relay: bool,
 }
 
 impl Control {
@@ -59,6 +63,7 @@ impl Control {
             trusted: state.trusted.clone(),
             drains: state.placer.drains(migrator.clone()),
             migrator,
+            relay: true,
         }
     }
 }
@@ -148,9 +153,10 @@ pub(super) async fn run_control(
                 from,
                 generation,
             };
-            Ok(ControlResponse::Logs(
-                run_on(control, node, request, logs).await?,
-            ))
+            act(control, node, request, |r| {
+                logs(r).map(ControlResponse::Logs)
+            })
+            .await
         }
         Command::Migrate { vessel, to } => migrate_command(control, peers, &vessel, &to).await,
         Command::MigrationStatus { vessel, source } => {
@@ -158,14 +164,17 @@ pub(super) async fn run_control(
                 .parse()
                 .map_err(|_| refuse(RefusalCode::BadArgument, format!("{source}: not a PeerId")))?;
             let request = ForwardRequest::MigrationStatus { vessel };
-            Ok(ControlResponse::Migration(
-                run_on(control, src, request, migration).await?,
-            ))
+            act(control, src, request, migration_answer).await
         }
         Command::Stop { vessel } => {
             let (id, node) = resolve(control, peers, &vessel).await?;
-            run_on(control, node, ForwardRequest::Stop { vessel: id }, done).await?;
-            Ok(ControlResponse::Done)
+            act(
+                control,
+                node,
+                ForwardRequest::Stop { vessel: id },
+                done_answer,
+            )
+            .await
         }
         Command::Pin { vessel } => pin_command(control, peers, &vessel, true).await,
         Command::Unpin { vessel } => pin_command(control, peers, &vessel, false).await,
@@ -175,23 +184,20 @@ pub(super) async fn run_control(
         } => {
             let target = node_of(control, &node)?;
             let request = ForwardRequest::Drain { include_pinned };
-            Ok(ControlResponse::Drain(
-                run_on(control, target, request, drain).await?,
-            ))
+            act(control, target, request, drain_answer).await
         }
         Command::DrainStatus { node } => {
             let target = node_of(control, &node)?;
             let request = ForwardRequest::DrainStatus;
-            Ok(ControlResponse::Drain(
-                run_on(control, target, request, drain).await?,
-            ))
+            act(control, target, request, drain_answer).await
         }
         Command::Checkpoint { vessel } => {
             let (id, node) = resolve(control, peers, &vessel).await?;
             let request = ForwardRequest::Checkpoint { vessel: id };
-            Ok(ControlResponse::Checkpointed(
-                run_on(control, node, request, checkpointed).await?,
-            ))
+            act(control, node, request, |r| {
+                checkpointed(r).map(ControlResponse::Checkpointed)
+            })
+            .await
         }
         other => Err(refuse(
             RefusalCode::Internal,
@@ -234,9 +240,7 @@ async fn migrate_command(
         vessel: id,
         to: PeerIdBytes(to_peer.to_bytes()),
     };
-    Ok(ControlResponse::Migration(
-        run_on(control, node, request, migration).await?,
-    ))
+    act(control, node, request, migration_answer).await
 }
 
 /// `meshnode pin` and `unpin`, on the node that runs the vessel.
@@ -248,8 +252,60 @@ async fn pin_command(
 ) -> Result<ControlResponse, Refusal> {
     let (id, node) = resolve(control, peers, vessel).await?;
     let request = ForwardRequest::Pin { vessel: id, pinned };
-    run_on(control, node, request, done).await?;
-    Ok(ControlResponse::Done)
+    act(control, node, request, done_answer).await
+}
+
+/// Runs a command that acts for the user on `node`'s vessels: here, or
+/// (another node acts) by the user's signature for that node: the CLI is
+/// answered `SignFor`, or, when this node runs a relayed command, which
+/// must act here, it is refused.
+async fn act(
+    control: &Control,
+    node: PeerId,
+    request: ForwardRequest,
+    answer: fn(ForwardResponse) -> Result<ControlResponse, Box<ForwardResponse>>,
+) -> Result<ControlResponse, Refusal> {
+    if node != control.me && request.needs_user_signature() {
+        if !control.relay {
+            return Err(refuse(
+                RefusalCode::Misdirected,
+                format!("the command acts on node {node}, not on this one"),
+            ));
+        }
+        return sign_for(control, node).await;
+    }
+    run_on(control, node, request, answer).await
+}
+
+/// Asks `node` for a nonce and tells the CLI to sign its command for it.
+async fn sign_for(control: &Control, node: PeerId) -> Result<ControlResponse, Refusal> {
+    match control
+        .link
+        .forward(node, ForwardRequest::Challenge)
+        .await?
+    {
+        ForwardResponse::Challenge { nonce, node: key } => Ok(ControlResponse::SignFor {
+            node: node.to_string(),
+            node_key: key,
+            nonce,
+        }),
+        other => Err(Refusal::new(
+            RefusalCode::Internal,
+            format!("unexpected answer to a challenge from {node}: {other:?}"),
+        )),
+    }
+}
+
+fn done_answer(reply: ForwardResponse) -> Result<ControlResponse, Box<ForwardResponse>> {
+    done(reply).map(|()| ControlResponse::Done)
+}
+
+fn migration_answer(reply: ForwardResponse) -> Result<ControlResponse, Box<ForwardResponse>> {
+    migration(reply).map(ControlResponse::Migration)
+}
+
+fn drain_answer(reply: ForwardResponse) -> Result<ControlResponse, Box<ForwardResponse>> {
+    drain(reply).map(ControlResponse::Drain)
 }
 
 /// Runs `request` on `node`: here when it is this node (the code a
@@ -577,6 +633,10 @@ async fn run_here(
             include_pinned,
         ))),
         ForwardRequest::DrainStatus => Ok(ForwardResponse::Drain(drain_report(&control.drains)?)),
+        ForwardRequest::Challenge | ForwardRequest::Signed(_) => Err(refuse(
+            RefusalCode::Internal,
+            "answered by the event loop (mesh/relay.rs)",
+        )),
         ForwardRequest::Checkpoint { vessel } => {
             let durable = super::checkpoint::take(&control.host, vessel)
                 .await

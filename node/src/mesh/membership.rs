@@ -59,9 +59,33 @@ pub(super) fn learn_certificate(
     peer: PeerId,
     cert: Option<MemberCertificate>,
 ) {
+    let reused = note_peer_certificate(state, &peer, cert.as_ref());
     let m = state.judge(&peer, cert.as_ref());
     state.peer(peer).certificate = cert;
     set_membership(swarm, state, peer, m);
+    if reused {
+        // The invite's first holder, judged before, is refused now too.
+        recheck_members(swarm, state);
+    }
+}
+
+/// Records `peer`'s certificate in the ledger's invite uses; true (and a
+/// warning in the log) when it shows an invite enrolling a second node key.
+pub(super) fn note_peer_certificate(
+    state: &mut NodeState,
+    peer: &PeerId,
+    cert: Option<&MemberCertificate>,
+) -> bool {
+    let (Some(cert), Some(key)) = (cert, crate::identity::peer_public_key(peer)) else {
+        return false;
+    };
+    match state.note_certificate(&key, cert) {
+        Some(line) => {
+            warn!("{line}");
+            true
+        }
+        None => false,
+    }
 }
 
 pub(super) fn set_membership(
@@ -169,6 +193,7 @@ pub(super) fn finish_join(
             state.data_dir.write_certificate(&accepted.certificate)?;
             info!(user = %accepted.certificate.body.user_key, "joined the mesh: enrolled by {peer}");
             state.trusted = accepted.trusted_users;
+            state.note_certificate(&own, &accepted.certificate);
             state.certificate = Some(accepted.certificate);
             *joining = Joining::No;
             // Show every peer our new certificate (and see theirs again).

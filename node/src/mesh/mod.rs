@@ -54,6 +54,7 @@ pub mod commands;
 pub mod faults;
 pub mod gate;
 pub mod ingress;
+pub mod ledger;
 pub mod link;
 pub mod membership;
 pub mod migrate;
@@ -62,12 +63,14 @@ pub mod pack;
 pub mod peers;
 pub mod place;
 pub mod recover;
+pub mod relay;
 pub mod rtt;
 pub mod serve;
 pub mod state;
 pub mod status;
 pub mod status_gossip;
 pub mod transfer;
+pub mod trust;
 pub mod vessels;
 
 /// Protocol names on the wire.
@@ -98,6 +101,7 @@ mod tests {
         ("faults", include_str!("faults.rs")),
         ("gate", include_str!("gate.rs")),
         ("ingress", include_str!("ingress.rs")),
+        ("ledger", include_str!("ledger.rs")),
         ("link", include_str!("link.rs")),
         ("membership", include_str!("membership.rs")),
         ("migrate", include_str!("migrate.rs")),
@@ -106,12 +110,14 @@ mod tests {
         ("peers", include_str!("peers.rs")),
         ("place", include_str!("place.rs")),
         ("recover", include_str!("recover.rs")),
+        ("relay", include_str!("relay.rs")),
         ("rtt", include_str!("rtt.rs")),
         ("serve", include_str!("serve.rs")),
         ("state", include_str!("state.rs")),
         ("status", include_str!("status.rs")),
         ("status_gossip", include_str!("status_gossip.rs")),
         ("transfer", include_str!("transfer.rs")),
+        ("trust", include_str!("trust.rs")),
         ("vessels", include_str!("vessels.rs")),
     ];
 

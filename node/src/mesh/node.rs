@@ -32,6 +32,7 @@ use tracing::{debug, info, warn};
 
 use super::behaviour::{node_swarm, NodeBehaviour, NodeBehaviourEvent, SwarmError, SwarmOptions};
 use super::ingress::Ingress;
+use super::ledger::Ledger;
 use super::link::{Link, NodeCommand, PendingRequests, RequestError};
 use super::membership::{
     check_vessel_version, exchange_certificates, finish_join, learn_certificate, remember_members,
@@ -44,6 +45,9 @@ use super::rtt::SmoothedRtt;
 use super::serve::serve_peer;
 use super::state::{NodeError, NodeState};
 use super::status_gossip::{judge_status, publish_status};
+use super::trust::{
+    cut_off_if_revoked, learn_notice, publish_notice, trust_topic, TRUST_REPUBLISH_EVERY_TICKS,
+};
 use super::vessels::{MigrationPolicy, MigrationState};
 use super::{IDENTIFY_PROTOCOL, STATUS_TOPIC, VESSEL_PROTOCOL};
 use crate::control::server::{ControlServer, InviteBook};
@@ -110,6 +114,16 @@ pub async fn run(
                 reason: e.to_string(),
             })
         })?;
+    swarm
+        .behaviour_mut()
+        .gossipsub
+        .subscribe(&trust_topic())
+        .map_err(|e| {
+            NodeError::Swarm(SwarmError::Setup {
+                what: "gossipsub",
+                reason: e.to_string(),
+            })
+        })?;
 
     for l in &config.listen {
         let addr = parse_addr(l)?;
@@ -164,6 +178,7 @@ pub async fn run(
         listen_addrs: Vec::new(),
         control: ControlServer::default(),
         invites: InviteBook::default(),
+        ledger: Ledger::load(&params.data_dir.root)?,
         host: params.host.clone(),
         link,
         pending: PendingRequests::new(),
@@ -176,6 +191,10 @@ pub async fn run(
         gate: swarm.behaviour().gate(),
     };
     state.sync_gate();
+
+    if let Some(own) = state.certificate.clone() {
+        state.note_certificate(&state.identity.public_key(), &own);
+    }
 
     let mut bootstrap: Vec<Multiaddr> = Vec::new();
     for p in &config.peers {
@@ -236,6 +255,7 @@ pub async fn run(
     let mut redial_tick = tokio::time::interval(Duration::from_millis(config.redial_interval_ms));
     redial_tick.tick().await; // the first tick is immediate; the dials above cover it
     let mut ticks: u64 = 0;
+    let mut status_ticks: u64 = 0;
     tokio::pin!(shutdown);
 
     info!(peer_id = %state.identity.peer_id, member = state.certificate.is_some(), "node started");
@@ -248,7 +268,13 @@ pub async fn run(
                 checkpoint_all(&state.host).await;
                 break;
             }
-            _ = status_tick.tick() => publish_status(&mut swarm, &state, &topic),
+            _ = status_tick.tick() => {
+                publish_status(&mut swarm, &state, &topic);
+                status_ticks += 1;
+                if status_ticks.is_multiple_of(TRUST_REPUBLISH_EVERY_TICKS) {
+                    publish_notice(&mut swarm, &state);
+                }
+            }
             _ = placement_tick.tick() => {
                 let migrator = state.migrator();
                 tick(&mut state.placer, &migrator, &state.peers, stale_status, placement_on);
@@ -399,6 +425,9 @@ fn handle_event(
             if let ConnectedPoint::Dialer { address, .. } = &endpoint {
                 entry.add_addr(address.clone());
             }
+            if cut_off_if_revoked(swarm, state, peer_id) {
+                return Ok(());
+            }
             if num_established.get() == 1 {
                 debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
                 exchange_certificates(swarm, state, peer_id);
@@ -422,13 +451,16 @@ fn handle_event(
             num_established,
             ..
         } => {
+            let revoked = crate::identity::peer_public_key(&peer_id)
+                .is_some_and(|k| state.revoked_reason(&k).is_some());
             if let Some(e) = state.peers.get_mut(&peer_id) {
                 e.connections = num_established as usize;
                 if num_established == 0 {
                     e.rtt = SmoothedRtt::default();
                     // Peers that never showed a certificate (CLI peers,
-                    // foreign peers) are forgotten when they leave.
-                    if e.certificate.is_none() && e.status.is_none() {
+                    // foreign peers) are forgotten when they leave; a
+                    // revoked one stays listed (`peers --all` says why).
+                    if e.certificate.is_none() && e.status.is_none() && !revoked {
                         state.peers.remove(&peer_id);
                     }
                 }
@@ -492,7 +524,11 @@ fn handle_behaviour(
             message_id,
             message,
         }) => {
-            let acceptance = judge_status(swarm, state, &message);
+            let acceptance = if message.topic == trust_topic().hash() {
+                learn_notice(swarm, state, &message)
+            } else {
+                judge_status(swarm, state, &message)
+            };
             swarm
                 .behaviour_mut()
                 .gossipsub

@@ -63,6 +63,13 @@ pub fn serve_peer(
             .send_response(channel, PeerResponse::Refused(refusal));
         return;
     }
+    // The user's authority first: nonces for the user, the user's signed
+    // commands, and no vessel command on a member's word alone.
+    let Some((request, channel)) =
+        super::relay::serve_user_forward(swarm, state, peer, request, channel)
+    else {
+        return;
+    };
     let send_now = |swarm: &mut Swarm<NodeBehaviour>, channel, response: PeerResponse| {
         if let PeerResponse::Refused(refusal) = &response {
             warn!(%peer, "vessel request refused: {refusal}");

@@ -12,6 +12,7 @@ use protocol::membership::{MemberCertificate, PublicKey};
 
 use super::behaviour::SwarmError;
 use super::ingress::Ingress;
+use super::ledger::{show_key, Ledger};
 use super::link::{Link, PendingRequests};
 use super::peers::{is_loopback, Membership, PeerEntry, PeerTable};
 use super::place::{Drains, Placer};
@@ -36,6 +37,8 @@ pub enum NodeError {
     JoinRefused(protocol::refusal::Refusal),
     #[error("cannot join: {0}")]
     JoinFailed(String),
+    #[error(transparent)]
+    Ledger(#[from] super::ledger::LedgerError),
 }
 
 /// The node's state, owned by its event loop.
@@ -48,6 +51,8 @@ pub struct NodeState {
     pub listen_addrs: Vec<Multiaddr>,
     pub control: ControlServer,
     pub invites: InviteBook,
+    /// Invite uses, revocations and endorsements seen (issue 14, item 1).
+    pub ledger: Ledger,
     /// The vessels this node hosts (every owner below shares them).
     pub host: Arc<Mutex<Host>>,
     /// How tasks reach peers: through this loop.
@@ -102,13 +107,49 @@ impl NodeState {
         let Some(key) = peer_public_key(peer) else {
             return Membership::Refused("its PeerId is not an ed25519 key".into());
         };
+        if let Some(reason) = self.revoked_reason(&key) {
+            return Membership::Refused(reason);
+        }
+        // The user's own signature outranks an invite certificate.
+        if let Some(e) = self.ledger.endorsement(&key) {
+            if e.verify_trusted(&key, &self.trusted).is_ok() {
+                return Membership::Member(e.body.user_key);
+            }
+        }
         match cert {
             None => Membership::Refused("it has no member certificate (not enrolled)".into()),
             Some(c) => match c.verify_trusted(&key, &self.trusted) {
-                Ok(()) => Membership::Member(c.body.user_key),
+                Ok(()) => match self.ledger.refusal(&key, c) {
+                    None => Membership::Member(c.body.user_key),
+                    Some(reason) => Membership::Refused(reason),
+                },
                 Err(e) => Membership::Refused(e.to_string()),
             },
         }
+    }
+
+    /// Why `key` is refused outright, when a trusted user revoked it.
+    pub fn revoked_reason(&self, key: &PublicKey) -> Option<String> {
+        let r = self.ledger.revocation(key)?;
+        self.trusted.contains(&r.body.user_key).then(|| {
+            format!(
+                "node {} was revoked by user key {} (`meshnode revoke`)",
+                show_key(key),
+                r.body.user_key
+            )
+        })
+    }
+
+    /// Records `cert`, if it verifies for `key` back to a trusted user, in
+    /// the ledger's invite uses; returns the log line when that shows an
+    /// invite enrolling a second node key.
+    pub fn note_certificate(
+        &mut self,
+        key: &PublicKey,
+        cert: &MemberCertificate,
+    ) -> Option<String> {
+        cert.verify_trusted(key, &self.trusted).ok()?;
+        self.ledger.note_certificate(cert)
     }
 
     /// The node's own addresses with `/p2p/ID`, loopback first.

@@ -9,7 +9,7 @@ use protocol::limits::MAX_STATUS_MESSAGE_BYTES;
 use tracing::debug;
 
 use super::behaviour::NodeBehaviour;
-use super::membership::set_membership;
+use super::membership::{note_peer_certificate, recheck_members, set_membership};
 use super::peers::Membership;
 use super::state::NodeState;
 
@@ -73,6 +73,17 @@ pub(super) fn judge_status(
     if let Err(e) = msg.status.check() {
         debug!(%source, "status refused: {e}");
         return gossipsub::MessageAcceptance::Reject;
+    }
+    // Every status shows a certificate: the ledger sees every member's
+    // invite, not only those of the peers connected here.
+    let known = state
+        .peers
+        .get(&source)
+        .and_then(|e| e.certificate.as_ref());
+    let reused = known != Some(&msg.certificate)
+        && note_peer_certificate(state, &source, Some(&msg.certificate));
+    if reused {
+        recheck_members(swarm, state);
     }
     match state.judge(&source, Some(&msg.certificate)) {
         m @ Membership::Member(_) => {

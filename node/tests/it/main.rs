@@ -11,6 +11,7 @@ mod cross_cpu;
 mod dock;
 mod durability;
 mod hardening_limits;
+mod hardening_member;
 mod hardening_peer;
 mod hardening_wasi;
 mod log_generations;

@@ -543,15 +543,15 @@ fn membership_non_members_invites_and_refusals() {
 /// A node run inside the test process through the library, for what the
 /// binary refuses to start with (a forged certificate). Real libp2p, real
 /// sockets; stopped when dropped.
-struct InProcessNode {
-    peer_id: String,
+pub(crate) struct InProcessNode {
+    pub(crate) peer_id: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
-    commands: tokio::sync::mpsc::Sender<meshnode::mesh::link::NodeCommand>,
+    pub(crate) commands: tokio::sync::mpsc::Sender<meshnode::mesh::link::NodeCommand>,
 }
 
 impl InProcessNode {
-    fn start(
+    pub(crate) fn start(
         dir: &Path,
         secret: [u8; 32],
         cert: protocol::membership::MemberCertificate,
@@ -610,7 +610,7 @@ impl InProcessNode {
     }
 
     /// The node's peer table, through its command channel.
-    fn peers(&self) -> Vec<protocol::control::PeerInfo> {
+    pub(crate) fn peers(&self) -> Vec<protocol::control::PeerInfo> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.commands
             .blocking_send(meshnode::mesh::link::NodeCommand::Peers(tx))
