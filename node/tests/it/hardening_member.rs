@@ -32,6 +32,9 @@ fn read_key(path: &Path) -> SigningKey {
 fn write_key(path: &Path, secret: &[u8; 32]) {
     let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
     std::fs::write(path, format!("{hex}\n")).unwrap();
+    // Owner-only, or the node refuses it (issue 14, item 6).
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
 /// Polls `node`'s `peers --all` until `cond` holds for the entry of `id`.
