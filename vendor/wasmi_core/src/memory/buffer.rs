@@ -29,6 +29,9 @@ pub struct ByteBuffer {
     capacity: usize,
     /// Whether the [`ByteBuffer`] was initialized from a `&'static [u8]` or a `Vec<u8>`.
     is_static: bool,
+    /// meshnode patch: the bytes are an anonymous mapping of `capacity`
+    /// bytes (`mapped.rs`), not a `Vec`.
+    is_mapped: bool,
 }
 
 // # Safety
@@ -74,6 +77,10 @@ impl ByteBuffer {
     ///
     /// If the requested amount of heap bytes could not be allocated.
     pub fn new(size: usize) -> Result<Self, MemoryError> {
+        #[cfg(target_os = "linux")]
+        if size > 0 {
+            return Self::new_mapped(size);
+        }
         let mut vec = Vec::new();
         if vec.try_reserve(size).is_err() {
             return Err(MemoryError::OutOfSystemMemory);
@@ -85,7 +92,40 @@ impl ByteBuffer {
             len,
             capacity,
             is_static: false,
+            is_mapped: false,
         })
+    }
+
+    /// meshnode patch: a buffer of `size` zero bytes in a fresh mapping;
+    /// its pages cost memory only once written.
+    #[cfg(target_os = "linux")]
+    fn new_mapped(size: usize) -> Result<Self, MemoryError> {
+        let capacity = super::mapped::mapping_len(size).ok_or(MemoryError::OutOfSystemMemory)?;
+        let ptr = super::mapped::map(capacity).ok_or(MemoryError::OutOfSystemMemory)?;
+        Ok(Self {
+            ptr,
+            len: size,
+            capacity,
+            is_static: false,
+            is_mapped: true,
+        })
+    }
+
+    /// meshnode patch: grows a mapped buffer. Bytes past `len` are never
+    /// written (every access is within `len`), so the rest of the last page
+    /// is still zero, and `mremap`'s new pages are zero.
+    #[cfg(target_os = "linux")]
+    fn grow_mapped(&mut self, new_size: usize) -> Result<(), MemoryError> {
+        if new_size > self.capacity {
+            let capacity =
+                super::mapped::mapping_len(new_size).ok_or(MemoryError::OutOfSystemMemory)?;
+            // SAFETY: `ptr` and `capacity` name this buffer's mapping.
+            let ptr = unsafe { super::mapped::remap(self.ptr, self.capacity, capacity) }
+                .ok_or(MemoryError::OutOfSystemMemory)?;
+            (self.ptr, self.capacity) = (ptr, capacity);
+        }
+        self.len = new_size;
+        Ok(())
     }
 
     /// Creates a new static byte buffer with the given `size` in bytes.
@@ -105,6 +145,7 @@ impl ByteBuffer {
             len: size,
             capacity: buffer.len(),
             is_static: true,
+            is_mapped: false,
         })
     }
 
@@ -123,6 +164,16 @@ impl ByteBuffer {
     ///     - `static`: If `new_size` is larger than it's the static buffer capacity.
     pub fn grow(&mut self, new_size: usize) -> Result<(), MemoryError> {
         assert!(self.len() <= new_size);
+        #[cfg(target_os = "linux")]
+        if self.is_mapped {
+            return self.grow_mapped(new_size);
+        }
+        #[cfg(target_os = "linux")]
+        if !self.is_static && self.capacity == 0 && new_size > 0 {
+            // An empty memory that grows: mapped from now on.
+            *self = Self::new_mapped(new_size)?;
+            return Ok(());
+        }
         match self.get_vec() {
             Some(vec) => self.grow_vec(vec, new_size),
             None => self.grow_static(new_size),
@@ -189,7 +240,7 @@ impl ByteBuffer {
     /// - The returned `Vec` is returned as [`ManuallyDrop`] to prevent its buffer from being freed
     ///   automatically upon going out of scope.
     fn get_vec(&mut self) -> Option<ManuallyDrop<Vec<u8>>> {
-        if self.is_static {
+        if self.is_static || self.is_mapped {
             return None;
         }
         // Safety
@@ -205,6 +256,12 @@ impl ByteBuffer {
 
 impl Drop for ByteBuffer {
     fn drop(&mut self) {
+        #[cfg(target_os = "linux")]
+        if self.is_mapped {
+            // SAFETY: this buffer's mapping, not used after this.
+            unsafe { super::mapped::unmap(self.ptr, self.capacity) };
+            return;
+        }
         self.get_vec().map(ManuallyDrop::into_inner);
     }
 }
@@ -212,6 +269,31 @@ impl Drop for ByteBuffer {
 #[cfg(test)]
 mod test {
     use super::*;
+
+    /// meshnode patch: a mapped buffer keeps its bytes across growth (also
+    /// when `mremap` moves it), and every new byte is zero.
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn mapped_growth_keeps_bytes_and_zeroes_new_ones() {
+        let mut b = ByteBuffer::new(3 * 65536 + 1).unwrap();
+        assert!(b.is_mapped);
+        for (i, x) in b.data_mut().iter_mut().enumerate() {
+            *x = (i % 251) as u8 + 1;
+        }
+        for size in [3 * 65536 + 2, 4 * 65536, 64 * 65536, 1000 * 65536] {
+            let old = b.len();
+            b.grow(size).unwrap();
+            assert_eq!(b.len(), size);
+            assert!(b.data()[old..].iter().all(|&x| x == 0), "grown to {size}");
+            assert!(b.data()[..3 * 65536 + 1]
+                .iter()
+                .enumerate()
+                .all(|(i, &x)| x == (i % 251) as u8 + 1));
+        }
+        let mut empty = ByteBuffer::new(0).unwrap();
+        empty.grow(65536).unwrap();
+        assert!(empty.is_mapped && empty.data().iter().all(|&x| x == 0));
+    }
     #[test]
     fn test_basic_allocation_deallocation() {
         let buffer = ByteBuffer::new(10).unwrap();

@@ -1,5 +1,7 @@
 mod access;
 mod buffer;
+#[cfg(target_os = "linux")]
+mod mapped;
 mod error;
 mod ty;
 
