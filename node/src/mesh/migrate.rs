@@ -323,7 +323,7 @@ impl<'a> Run<'a> {
             }
         };
         let (t, s) = (self.tracker.clone(), lock(&self.mesh.host).store.clone());
-        let changed = tokio::task::spawn_blocking(move || lock(&t).update(&s, &memory))
+        let changed = tokio::task::spawn_blocking(move || lock(&t).update_copy(&s, &memory))
             .await
             .map_err(|e| ErrorKind::Local(e.to_string()))?
             .map_err(|e| ErrorKind::Local(e.to_string()))?;

@@ -78,7 +78,9 @@ pub(super) async fn pack(
         // The paused instance's own memory, compared in place with what
         // was last sent: no copy of the whole memory here. The changed
         // chunks are sent from memory and stored meanwhile.
-        let fresh = Arc::new(t.update_final_unstored(paused.vessel.memory()));
+        let fresh = Arc::new(
+            t.update_final_unstored(paused.vessel.memory(), paused.vessel.write_tracker()),
+        );
         let manifest =
             image::manifest_of(&module, &module_image, &paused.capture, t.image.clone())?;
         let (mbytes, mh) = manifest.encode_and_hash();

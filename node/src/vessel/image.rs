@@ -43,6 +43,8 @@ fn chunk_size() -> usize {
 #[derive(Default)]
 pub struct MemoryTracker {
     last: Vec<u8>,
+    /// When `last` was copied, as the vessel's write tracking counts.
+    mark: Option<crate::dock::dirty::WriteMark>,
     pub image: ChunkedImage,
 }
 
@@ -55,9 +57,21 @@ impl MemoryTracker {
         store: &ChunkStore,
         memory: &[u8],
     ) -> Result<usize, crate::store::StoreError> {
-        let n = self.diff(memory, |bytes| store.put_chunk(bytes))?;
+        let n = self.diff(memory, None, |bytes| store.put_chunk(bytes))?;
         self.last.clear();
         self.last.extend_from_slice(memory);
+        Ok(n)
+    }
+
+    /// [`update`](Self::update) from a copy taken with its write mark: the
+    /// final pause then compares only the chunks written since.
+    pub fn update_copy(
+        &mut self,
+        store: &ChunkStore,
+        copy: &crate::vessel::runner::MemoryCopy,
+    ) -> Result<usize, crate::store::StoreError> {
+        let n = self.update(store, &copy.bytes)?;
+        self.mark = Some(copy.mark);
         Ok(n)
     }
 
@@ -68,15 +82,27 @@ impl MemoryTracker {
         store: &ChunkStore,
         memory: &[u8],
     ) -> Result<usize, crate::store::StoreError> {
-        self.diff(memory, |bytes| store.put_chunk(bytes))
+        self.diff(memory, None, |bytes| store.put_chunk(bytes))
     }
 
     /// [`update_final`](Self::update_final) that stores nothing: returns
     /// the changed chunks (named, not all zero) for the caller to send and
     /// store, so that the pause does not wait for their files.
-    pub fn update_final_unstored(&mut self, memory: &[u8]) -> HashMap<Hash, Vec<u8>> {
+    ///
+    /// `writes` (the paused vessel's write tracking) names the chunks
+    /// written since the last copy; only those are compared, unless it
+    /// cannot say.
+    pub fn update_final_unstored(
+        &mut self,
+        memory: &[u8],
+        writes: &crate::dock::dirty::WriteTracker,
+    ) -> HashMap<Hash, Vec<u8>> {
+        let candidates = match writes.look(memory, self.mark.take()) {
+            (crate::dock::dirty::Written::Chunks(c), _) => Some(c),
+            (crate::dock::dirty::Written::All, _) => None,
+        };
         let mut fresh = HashMap::new();
-        let _ = self.diff(memory, |bytes| {
+        let _ = self.diff(memory, candidates, |bytes| {
             let h = Hash::of(bytes);
             fresh.entry(h).or_insert_with(|| bytes.to_vec());
             Ok::<_, std::convert::Infallible>(h)
@@ -84,15 +110,22 @@ impl MemoryTracker {
         fresh
     }
 
+    /// Hashes (and `put`s) the chunks of `memory` that differ from the last
+    /// copy: among `candidates` if given (the others are known unchanged),
+    /// else all of them.
     fn diff<E>(
         &mut self,
         memory: &[u8],
+        candidates: Option<Vec<usize>>,
         mut put: impl FnMut(&[u8]) -> Result<Hash, E>,
     ) -> Result<usize, E> {
         let cs = chunk_size();
         let count = memory.len().div_ceil(cs);
         self.image.chunks.resize(count, None);
-        let changed = changed_chunks(&self.last, &self.image.chunks, memory);
+        let changed = match candidates {
+            None => changed_chunks(&self.last, &self.image.chunks, memory),
+            Some(c) => changed_among(&self.last, &self.image.chunks, memory, c),
+        };
         for &i in &changed {
             let now = &memory[i * cs..((i + 1) * cs).min(memory.len())];
             self.image.chunks[i] = if now.iter().all(|&b| b == 0) {
@@ -104,6 +137,27 @@ impl MemoryTracker {
         self.image.size_bytes = memory.len() as u64;
         Ok(changed.len())
     }
+}
+
+/// The chunks among `candidates` that differ from `last` (or lie past its
+/// end), or that `known` names as all zero and are not.
+fn changed_among(
+    last: &[u8],
+    known: &[Option<Hash>],
+    memory: &[u8],
+    candidates: Vec<usize>,
+) -> Vec<usize> {
+    let cs = chunk_size();
+    candidates
+        .into_iter()
+        .filter(|&i| {
+            let start = i * cs;
+            let end = (start + cs).min(memory.len());
+            let now = &memory[start..end];
+            let same = end <= last.len() && last[start..end] == *now;
+            !same || (known[i].is_none() && now.iter().any(|&b| b != 0))
+        })
+        .collect()
 }
 
 /// Memories at least this large are compared on several threads.
@@ -587,6 +641,38 @@ mod tests {
         memory[cs..2 * cs].fill(0);
         assert_eq!(t.update_final(&store, &memory).unwrap(), touched.len() + 1);
         assert_eq!(t.image.chunks[1], None);
+        assert_eq!(t.image, put_image(&mut store.clone(), &memory).unwrap());
+    }
+
+    /// A migration's final pause compares only the chunks written since the
+    /// last pre-copy round's copy (write tracking), and still finds every
+    /// change: the image equals one made from the whole memory.
+    #[test]
+    fn the_final_round_compares_only_chunks_written_since_the_last_copy() {
+        let (_dir, store) = store();
+        let cs = chunk_size();
+        let mut memory: Vec<u8> = (0..64 * cs).map(|i| (i % 239) as u8 + 1).collect();
+        // Declared after the memory: dropped (and unprotected) before it.
+        let writes = crate::dock::dirty::WriteTracker::default();
+        let (_, mark) = writes.look(&memory, None);
+        let copy = crate::vessel::runner::MemoryCopy {
+            bytes: memory.clone(),
+            mark,
+        };
+        let mut t = MemoryTracker::default();
+        t.update_copy(&store, &copy).unwrap();
+        for i in [3, 17, 40] {
+            memory[i * cs + 5] ^= 0x33;
+        }
+        // A chunk nobody wrote, made to differ from the copy behind the
+        // tracker's back: only a compare of every chunk would see it.
+        t.last[30 * cs] ^= 1;
+        let fresh = t.update_final_unstored(&memory, &writes);
+        let named: Vec<usize> = (0..64)
+            .filter(|&i| fresh.contains_key(&Hash::of(&memory[i * cs..(i + 1) * cs])))
+            .collect();
+        assert!(writes.is_armed(), "tracking was not armed");
+        assert_eq!(named, vec![3, 17, 40], "compared beyond what was written");
         assert_eq!(t.image, put_image(&mut store.clone(), &memory).unwrap());
     }
 

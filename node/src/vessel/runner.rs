@@ -26,13 +26,22 @@ use protocol::vessel::VesselId;
 use tokio::sync::oneshot;
 
 use super::log::VesselLog;
+use crate::dock::dirty::{WriteMark, WriteTracker};
 use crate::dock::wasi::{Attend, Doorbell, Owner, WasiCtx};
 use crate::dock::{Capture, Exit, Slice, Vessel};
+
+/// A copy of a vessel's memory, and when it was taken as write tracking
+/// counts (`dock::dirty`): a final pause asks which chunks were written
+/// since, and compares only those with the copy.
+pub struct MemoryCopy {
+    pub bytes: Vec<u8>,
+    pub mark: WriteMark,
+}
 
 pub enum Command {
     /// Copy the memory as it is between two slices, or inside a host call
     /// that waits.
-    CopyMemory(oneshot::Sender<Vec<u8>>),
+    CopyMemory(oneshot::Sender<MemoryCopy>),
     /// Unwind at the next migration point, or from inside a blocking call
     /// that waits, and hand over the capture.
     Pause(oneshot::Sender<Result<Paused, String>>),
@@ -119,9 +128,10 @@ struct Queue {
 }
 
 /// Where the host's commands wait for the vessel's thread.
-#[derive(Default)]
 struct Inbox {
     queue: Mutex<Queue>,
+    /// The vessel's write tracking, for copies taken inside a wait.
+    writes: Arc<WriteTracker>,
 }
 
 impl Inbox {
@@ -171,9 +181,19 @@ impl Owner for Inbox {
         };
         // Copied without the lock: a send meanwhile does not wait for it.
         for reply in copies {
-            let _ = reply.send(memory.to_vec());
+            let _ = reply.send(copy_of(memory, &self.writes));
         }
         attend
+    }
+}
+
+/// A copy of `memory` and the mark that dates it: taken where the guest
+/// runs no code (between slices, or inside a wait), so the two agree.
+fn copy_of(memory: &[u8], writes: &WriteTracker) -> MemoryCopy {
+    let (_, mark) = writes.look(memory, None);
+    MemoryCopy {
+        bytes: memory.to_vec(),
+        mark,
     }
 }
 
@@ -279,7 +299,10 @@ pub fn spawn(
     _dir: PathBuf,
     log: Arc<Mutex<VesselLog>>,
 ) -> std::io::Result<Runner> {
-    let inbox = Arc::new(Inbox::default());
+    let inbox = Arc::new(Inbox {
+        queue: Mutex::default(),
+        writes: vessel.write_tracker().clone(),
+    });
     let bell = vessel.wasi_mut().set_owner(inbox.clone());
     let shared = Arc::new(Shared {
         state: Mutex::new(State::Running),
@@ -411,7 +434,8 @@ impl Worker {
         for cmd in commands {
             match cmd {
                 Command::CopyMemory(reply) => {
-                    let _ = reply.send(self.vessel.memory().to_vec());
+                    let writes = self.vessel.write_tracker().clone();
+                    let _ = reply.send(copy_of(self.vessel.memory(), &writes));
                 }
                 Command::Pause(reply) => {
                     self.pause = Some(reply);

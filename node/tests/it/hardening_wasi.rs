@@ -564,7 +564,7 @@ fn a_stopped_sleeper_gives_its_slot_to_a_new_vessel_at_the_limit() {
         let (tx, rx) = tokio::sync::oneshot::channel();
         runner.send(Command::CopyMemory(tx)).unwrap();
         rx.blocking_recv()
-            .is_ok_and(|m| m[24..32] == 3_600_000_000_000u64.to_le_bytes())
+            .is_ok_and(|m| m.bytes[24..32] == 3_600_000_000_000u64.to_le_bytes())
     });
     assert!(asleep, "the sleeper never went to sleep");
     let asked = Instant::now();

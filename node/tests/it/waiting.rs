@@ -127,7 +127,7 @@ fn copy(runner: &Runner) -> (Vec<u8>, Duration) {
     let (tx, rx) = oneshot::channel();
     let asked = Instant::now();
     runner.send(Command::CopyMemory(tx)).unwrap();
-    let memory = answer(rx, "a memory copy");
+    let memory = answer(rx, "a memory copy").bytes;
     (memory, asked.elapsed())
 }
 
