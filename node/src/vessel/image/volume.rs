@@ -279,7 +279,8 @@ impl Packer {
                     self.root.display()
                 ));
             }
-            let bytes = std::fs::read(&full).map_err(|e| format!("{}: {e}", full.display()))?;
+            let bytes =
+                read_without_atime(&full).map_err(|e| format!("{}: {e}", full.display()))?;
             let content = put_image(&mut self.store, &bytes).map_err(|e| e.to_string())?;
             self.entries.push(VolumeEntry::File { path, content });
         }
@@ -295,6 +296,29 @@ impl Packer {
             self.root.join(rel)
         }
     }
+}
+
+/// Reads a volume file without touching its access time: a checkpoint
+/// packs the files a vessel changed while it runs, and a read would move
+/// their atime (relatime moves it when it is older than the mtime or a day
+/// old), which the vessel can see (`fd_filestat_get`). Regression: the
+/// corpus program fd_ops set a file's times, a checkpoint read it, and its
+/// "atim kept" check failed. `O_NOATIME` needs the file's owner, which the
+/// node is; otherwise it reads as before.
+fn read_without_atime(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOATIME)
+        .open(path)
+        .or_else(|e| match e.raw_os_error() {
+            Some(libc::EPERM) => std::fs::File::open(path),
+            _ => Err(e),
+        })?;
+    let mut bytes = Vec::new();
+    (&file).read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// A path that is not there: missing, or beneath something that is no

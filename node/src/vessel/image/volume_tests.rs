@@ -392,3 +392,29 @@ fn a_plain_volume_unpacks_to_what_was_packed() {
     unpack_volume(&store, &image, &dir).unwrap();
     assert_eq!(pack_volume(&store, &dir, GUEST).unwrap(), image);
 }
+
+/// Regression: packing a file (as every checkpoint does with the files a
+/// vessel changed) moved its access time, which the vessel can read; the
+/// corpus program fd_ops's "atim kept" check failed when a checkpoint fell
+/// between its two `fd_filestat_set_times`.
+#[test]
+fn packing_a_volume_leaves_access_times_alone() {
+    let (_s, store) = store();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a.txt");
+    std::fs::write(&file, b"hello").unwrap();
+    // Two days old: relatime moves an atime that old on any read.
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 86_400);
+    let f = std::fs::File::options().write(true).open(&file).unwrap();
+    f.set_times(
+        std::fs::FileTimes::new()
+            .set_accessed(old)
+            .set_modified(old),
+    )
+    .unwrap();
+    drop(f);
+    let before = std::fs::metadata(&file).unwrap().accessed().unwrap();
+    pack_volume(&store, dir.path(), GUEST).unwrap();
+    let after = std::fs::metadata(&file).unwrap().accessed().unwrap();
+    assert_eq!(before, after, "packing moved the file's atime");
+}
