@@ -139,24 +139,27 @@ impl MemoryTracker {
     }
 }
 
-/// The chunks among `candidates` that differ from `last` (or lie past its
-/// end), or that `known` names as all zero and are not.
-fn changed_among(
+/// Whether chunk `i` of `memory` differs from `last` (or lies past its
+/// end), or `known` names it as all zero and it is not.
+fn chunk_changed(last: &[u8], known: &[Option<Hash>], memory: &[u8], i: usize) -> bool {
+    let cs = chunk_size();
+    let start = i * cs;
+    let end = (start + cs).min(memory.len());
+    let now = &memory[start..end];
+    let same = end <= last.len() && last[start..end] == *now;
+    !same || (known[i].is_none() && now.iter().any(|&b| b != 0))
+}
+
+/// The chunks among `candidates` that changed ([`chunk_changed`]).
+pub(crate) fn changed_among(
     last: &[u8],
     known: &[Option<Hash>],
     memory: &[u8],
     candidates: Vec<usize>,
 ) -> Vec<usize> {
-    let cs = chunk_size();
     candidates
         .into_iter()
-        .filter(|&i| {
-            let start = i * cs;
-            let end = (start + cs).min(memory.len());
-            let now = &memory[start..end];
-            let same = end <= last.len() && last[start..end] == *now;
-            !same || (known[i].is_none() && now.iter().any(|&b| b != 0))
-        })
+        .filter(|&i| chunk_changed(last, known, memory, i))
         .collect()
 }
 
@@ -173,13 +176,7 @@ pub(crate) fn changed_chunks(last: &[u8], known: &[Option<Hash>], memory: &[u8])
     let count = memory.len().div_ceil(cs);
     let scan = |range: std::ops::Range<usize>| -> Vec<usize> {
         range
-            .filter(|&i| {
-                let start = i * cs;
-                let end = (start + cs).min(memory.len());
-                let now = &memory[start..end];
-                let same = end <= last.len() && last[start..end] == *now;
-                !same || (known[i].is_none() && now.iter().any(|&b| b != 0))
-            })
+            .filter(|&i| chunk_changed(last, known, memory, i))
             .collect()
     };
     let threads = std::thread::available_parallelism()

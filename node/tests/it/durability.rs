@@ -478,23 +478,7 @@ fn a_vessel_writing_new_memory_keeps_the_store_bounded() {
     std::fs::write(data_dir.join("config.toml"), "disk_budget_bytes = 0\n").unwrap();
     let mut node = user.start_in(&data_dir, &[], &[]);
     node.wait_ready();
-    let out = user.run(&[
-        "deploy",
-        "--data-dir",
-        node.dir(),
-        "--name",
-        "writer",
-        "--checkpoint-every",
-        "500ms",
-        wasm.to_str().unwrap(),
-        "8",
-        "8388608",
-        "sweep",
-        "0",
-        "7",
-        "sleep",
-    ]);
-    assert!(out.status.success(), "deploy: {}", stderr(&out));
+    deploy_memwriter(&user, &node, &wasm, "500ms", ["8", "8388608", "7"]);
     // The bound: the garbage a collection waits for (64 MiB), the images
     // kept (two checkpoints of 8 MiB and the deployment), and room for
     // the checkpoints written while a collection runs.
@@ -527,6 +511,35 @@ fn a_vessel_writing_new_memory_keeps_the_store_bounded() {
         written > BOUND * 3 / 2,
         "only {written} bytes written: the test shows nothing"
     );
+}
+
+/// Deploys benches/programs/memwriter.c as `writer`: `[SIZE_MIB,
+/// RATE_BYTES_PER_S, SEED]`, a sweep that runs forever and sleeps between
+/// writes, checkpointed `every` (a duration or `off`).
+fn deploy_memwriter(
+    user: &User,
+    node: &Node,
+    wasm: &Path,
+    every: &str,
+    [mib, rate, seed]: [&str; 3],
+) {
+    let out = user.run(&[
+        "deploy",
+        "--data-dir",
+        node.dir(),
+        "--name",
+        "writer",
+        "--checkpoint-every",
+        every,
+        wasm.to_str().unwrap(),
+        mib,
+        rate,
+        "sweep",
+        "0",
+        seed,
+        "sleep",
+    ]);
+    assert!(out.status.success(), "deploy: {}", stderr(&out));
 }
 
 /// `meshnode checkpoint VESSEL --json`, parsed.
@@ -569,23 +582,7 @@ fn a_checkpoint_compares_only_the_chunks_the_vessel_wrote() {
         };
         let mut node = user.start_env(&data_dir, &[], &[], env);
         node.wait_ready();
-        let out = user.run(&[
-            "deploy",
-            "--data-dir",
-            node.dir(),
-            "--name",
-            "writer",
-            "--checkpoint-every",
-            "off",
-            wasm.to_str().unwrap(),
-            "16",
-            "65536",
-            "sweep",
-            "0",
-            "3",
-            "sleep",
-        ]);
-        assert!(out.status.success(), "deploy: {}", stderr(&out));
+        deploy_memwriter(&user, &node, &wasm, "off", ["16", "65536", "3"]);
         // Filled first (every page written once): the checkpoints come after.
         wait_log_line(&user, &node, "writer", "ready");
         let compared: Vec<u64> = (0..3)

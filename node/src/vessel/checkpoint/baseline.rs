@@ -4,7 +4,7 @@ use protocol::snapshot::{ChunkedImage, Hash, CHUNK_SIZE_BYTES};
 
 use crate::dock::dirty::{WriteMark, WriteTracker, Written};
 use crate::store::{ChunkStore, StoreError};
-use crate::vessel::image::changed_chunks;
+use crate::vessel::image::{changed_among, changed_chunks};
 
 /// The last checkpoint's memory, chunk by chunk: what the next one
 /// compares with. Kept on the node (a copy as large as the memory), so that
@@ -51,7 +51,7 @@ impl Baseline {
             }
             (false, Written::Chunks(candidates)) => {
                 self.compared = candidates.len();
-                self.changed_among(memory, candidates)
+                changed_among(&self.last, &self.chunks, memory, candidates)
             }
         };
         for &i in &changed {
@@ -65,21 +65,6 @@ impl Baseline {
     /// compared (all of them, unless write tracking named fewer).
     pub fn compared(&self) -> usize {
         self.compared
-    }
-
-    /// The chunks among `candidates` that differ from the copy (or that
-    /// were never stored and are not all zeros).
-    fn changed_among(&self, memory: &[u8], candidates: Vec<usize>) -> Vec<usize> {
-        let cs = CHUNK_SIZE_BYTES as usize;
-        candidates
-            .into_iter()
-            .filter(|&i| {
-                let range = i * cs..((i + 1) * cs).min(memory.len());
-                let now = &memory[range.clone()];
-                self.last[range] != *now
-                    || (self.chunks[i].is_none() && now.iter().any(|&b| b != 0))
-            })
-            .collect()
     }
 
     /// After the pause: hashes and stores the chunks `take_changes` found,
