@@ -236,18 +236,7 @@ impl Session {
             ControlResponse::Challenge {
                 nonce,
                 node: node_key,
-            } => {
-                if peer_public_key(&self.node) != Some(node_key) {
-                    return Err(ClientError::KeyMismatch);
-                }
-                let body = RequestBody {
-                    version: CONTROL_VERSION,
-                    node: node_key,
-                    nonce,
-                    command,
-                };
-                Ok(SignedRequest::sign(user, body))
-            }
+            } => sign_for_peer(user, &self.node, node_key, nonce, command),
             ControlResponse::Refused(refusal) => Err(ClientError::Refused(refusal)),
             other => Err(ClientError::Unexpected(format!("{other:?}"))),
         }
@@ -298,7 +287,19 @@ pub fn sign_for(
     let peer: PeerId = node
         .parse()
         .map_err(|_| ClientError::Unexpected(format!("`{node}` is not a PeerId")))?;
-    if peer_public_key(&peer) != Some(node_key) {
+    sign_for_peer(user, &peer, node_key, nonce, command)
+}
+
+/// Signs `command` for `peer` and the nonce it issued, once `node_key` is
+/// checked to be the key of that PeerId.
+fn sign_for_peer(
+    user: &SigningKey,
+    peer: &PeerId,
+    node_key: protocol::membership::PublicKey,
+    nonce: protocol::membership::Nonce,
+    command: Command,
+) -> Result<SignedRequest, ClientError> {
+    if peer_public_key(peer) != Some(node_key) {
         return Err(ClientError::KeyMismatch);
     }
     let body = RequestBody {
