@@ -45,7 +45,7 @@ FUZZ_RSS_LIMIT_MB=3072
 
 # workspace directory (relative to the repository) → its targets
 declare -A WORKSPACE_TARGETS=(
-    [fuzz]="manifest_decode mesh_messages peer_messages snapshot_validate"
+    [fuzz]="manifest_decode mesh_messages peer_messages snapshot_validate lease_messages"
     [wasm-rewriter/fuzz]="differential"
 )
 

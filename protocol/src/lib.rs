@@ -22,6 +22,8 @@
 //!     deduplicated chunks, one commit point;
 //!   - [`forward`]: control commands forwarded to the member that acts;
 //!   - [`ingress`]: service clients' bytes between entry node and host.
+//! - [`lease`]: the lease and fencing of a replicated vessel: signed
+//!   assignment certificates, lease requests and grants, votes.
 //! - [`refusal`]: the code (and human detail) of every refusal.
 //! - [`duration`]: the one parser of durations (`500ms`, `1.5s`, `10m`,
 //!   `1h`) that every command line and scenario file uses.
@@ -37,6 +39,7 @@ pub mod forward;
 pub mod fuzzing;
 pub mod ids;
 pub mod ingress;
+pub mod lease;
 pub mod limits;
 pub mod membership;
 pub mod migrate;
@@ -58,6 +61,7 @@ mod tests {
         ("fuzzing", include_str!("fuzzing.rs")),
         ("ids", include_str!("ids.rs")),
         ("ingress", include_str!("ingress.rs")),
+        ("lease", include_str!("lease.rs")),
         ("limits", include_str!("limits.rs")),
         ("membership", include_str!("membership.rs")),
         ("migrate", include_str!("migrate.rs")),

@@ -294,3 +294,24 @@ pub const MAX_SERVICE_NAME_BYTES: usize = 256;
 /// per burst of traffic; more connections wait for the next frame, so one
 /// frame stays under a few MiB ([`MAX_HUB_BUFFER_BYTES`] each at most).
 pub const MAX_INGRESS_SEGMENTS: usize = 16;
+
+// ---------------------------------------------------------------------------
+// Failover: leases and fencing of a replicated vessel (protocol/src/lease.rs,
+// node/src/failover).
+
+/// Most voters one replicated vessel has (the host, its replicas and
+/// witness members). Every lease round and every vote asks each of them,
+/// so a small board keeps this small; 9 voters survive 4 lost ones, more
+/// than a fleet of boards loses at once. A longer list in a message fails
+/// while it is decoded (`lease::bounded_vec`).
+pub const MAX_VOTERS_PER_VESSEL: usize = 9;
+
+/// Most signatures one certificate carries: one per signer, and the
+/// signers are a voter set.
+pub const MAX_CERTIFICATE_SIGNATURES: usize = MAX_VOTERS_PER_VESSEL;
+
+/// Fewest voters a vessel fails over with automatically: with 2, either
+/// one alone is no majority, and a majority of 2 is both, so a takeover
+/// could never happen without the host; below 3 the user decides
+/// (`recover --force`, issue 15).
+pub const MIN_VOTERS_FOR_FAILOVER: usize = 3;

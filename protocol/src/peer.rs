@@ -5,7 +5,9 @@
 //! - [`PeerRequest::Forward`]: a control command forwarded to the node
 //!   that has to act on it ([`crate::forward`]);
 //! - [`PeerRequest::Ingress`]: service clients' bytes between the entry
-//!   node and the vessel's host ([`crate::ingress`]).
+//!   node and the vessel's host ([`crate::ingress`]);
+//! - [`PeerRequest::Lease`]: the lease, votes and fencing of a replicated
+//!   vessel ([`crate::lease`]).
 //!
 //! Every request is answered with the same kind of answer, or with
 //! [`PeerResponse::Refused`] and a [`Refusal`] code. The envelope is new in
@@ -17,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::forward::{ForwardRequest, ForwardResponse};
 use crate::ingress::{IngressRequest, IngressResponse};
+use crate::lease::{LeaseRequest, LeaseResponse};
 use crate::migrate::{MigrationRequest, MigrationResponse};
 use crate::refusal::Refusal;
 
@@ -57,6 +60,8 @@ pub enum PeerRequest {
     Migration(MigrationRequest),
     Forward(ForwardRequest),
     Ingress(IngressRequest),
+    /// The lease and fencing of a replicated vessel ([`crate::lease`]).
+    Lease(LeaseRequest),
 }
 
 /// One answer.
@@ -67,6 +72,7 @@ pub enum PeerResponse {
     Ingress(IngressResponse),
     /// The request was refused: a code, and one line for a human.
     Refused(Refusal),
+    Lease(LeaseResponse),
 }
 
 impl From<MigrationRequest> for PeerRequest {
@@ -102,6 +108,18 @@ impl From<ForwardResponse> for PeerResponse {
 impl From<IngressResponse> for PeerResponse {
     fn from(r: IngressResponse) -> PeerResponse {
         PeerResponse::Ingress(r)
+    }
+}
+
+impl From<LeaseRequest> for PeerRequest {
+    fn from(r: LeaseRequest) -> PeerRequest {
+        PeerRequest::Lease(r)
+    }
+}
+
+impl From<LeaseResponse> for PeerResponse {
+    fn from(r: LeaseResponse) -> PeerResponse {
+        PeerResponse::Lease(r)
     }
 }
 
@@ -143,6 +161,15 @@ pub fn peer_messages_oracle(data: &[u8]) -> bool {
         }
         Some(PeerRequest::Ingress(IngressRequest::Egress(f))) => {
             let _ = f.check();
+        }
+        Some(PeerRequest::Lease(crate::lease::LeaseRequest::Lease { certificate, .. })) => {
+            let _ = certificate.verify();
+        }
+        Some(PeerRequest::Lease(crate::lease::LeaseRequest::Vote { body, proof })) => {
+            let _ = body.check();
+            if let Some(p) = proof {
+                let _ = p.verify();
+            }
         }
         _ => {}
     }

@@ -126,6 +126,12 @@ refusal_codes! {
     /// This node failed to do it (a disk error, a task that died, an answer
     /// of the wrong kind from a peer).
     Internal = "internal",
+    /// A voter will not vote for a takeover yet: its own grant of the
+    /// lease has not run out, or it restarted less than a lease ago (it
+    /// forgot its grants). Ask again later.
+    LeaseHeld = "lease-held",
+    /// This node is not a voter of the vessel (or serves no lease votes).
+    NotVoter = "not-voter",
 }
 
 impl fmt::Display for RefusalCode {

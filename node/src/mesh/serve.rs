@@ -540,6 +540,12 @@ pub(super) async fn serve_async(
             .into()),
         PeerRequest::Forward(f) => Ok(serve_forward(control, peer, f).await?.into()),
         PeerRequest::Ingress(_) => Err(refuse(RefusalCode::Internal, "handled by the event loop")),
+        // The lease protocol's rules are in `failover` (issue 15); no node
+        // keeps voter state yet, so it is a voter of no vessel.
+        PeerRequest::Lease(_) => Err(refuse(
+            RefusalCode::NotVoter,
+            "this node is a voter of no vessel: it does not serve lease votes yet",
+        )),
     }
 }
 
