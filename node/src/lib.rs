@@ -20,6 +20,7 @@ pub mod control;
 pub mod daemon;
 pub mod demo;
 pub mod dock;
+pub mod failover;
 pub mod identity;
 pub mod mesh;
 pub mod migration;

@@ -38,11 +38,53 @@ pub enum Bug {
     /// (so one that finishes after a move committed replaces the `Left`
     /// commit point with `Owned`).
     CheckpointOverAnyRecord,
+    /// A lease holder counts its lease from when a majority's grants
+    /// arrived instead of from when it sent the request (failover).
+    HolderCountsFromGrant,
+    /// A voter signs a takeover before its own grant of the lease ran out.
+    TakeoverBeforeGrantRanOut,
+    /// The lease lengths ignore the clock-rate error: the holder counts
+    /// L, the voter L + delta, while the clocks drift (delta then covers
+    /// only the slice).
+    IgnoreClockRate,
+    /// A voter's promise (the assignment it signed) is not made durable
+    /// before its answer: a crash forgets it.
+    VoterForgetsPromise,
+    /// A restarted voter signs a takeover at once, without waiting a
+    /// lease's hold for the grants it forgot.
+    NoBootWait,
 }
 
 impl Bug {
-    /// Every deliberate bug, for sweeping them.
-    pub const ALL: [Bug; 8] = [
+    /// Every deliberate bug (`SIM_BUGS` names any of them).
+    pub const ALL: [Bug; 13] = [
+        Bug::ResumeSourceAfterCommit,
+        Bug::AcceptEqualEpoch,
+        Bug::SkipSyncBeforePrepared,
+        Bug::AbortIgnoresImage,
+        Bug::PrepareIgnoresImage,
+        Bug::ReuseNonce,
+        Bug::IgnoreReportedEpoch,
+        Bug::CheckpointOverAnyRecord,
+        Bug::HolderCountsFromGrant,
+        Bug::TakeoverBeforeGrantRanOut,
+        Bug::IgnoreClockRate,
+        Bug::VoterForgetsPromise,
+        Bug::NoBootWait,
+    ];
+
+    /// The lease and fencing bugs, which the failover simulation catches
+    /// (`failover::sim`); the migration simulation never reaches them.
+    pub const LEASE: [Bug; 5] = [
+        Bug::HolderCountsFromGrant,
+        Bug::TakeoverBeforeGrantRanOut,
+        Bug::IgnoreClockRate,
+        Bug::VoterForgetsPromise,
+        Bug::NoBootWait,
+    ];
+
+    /// The migration bugs, for sweeping them in the migration simulation.
+    pub const MIGRATION: [Bug; 8] = [
         Bug::ResumeSourceAfterCommit,
         Bug::AcceptEqualEpoch,
         Bug::SkipSyncBeforePrepared,

@@ -47,15 +47,29 @@ pub enum Record {
         exit: String,
         code: Option<i32>,
     },
+    /// It ran here under `epoch` (from `image`, its newest checkpoint
+    /// here), and a certificate for the higher epoch `by_epoch` names
+    /// another owner (a takeover while this node was cut off or down):
+    /// never run again; its log is kept as a past generation
+    /// (docs/protocol.md, "Failover: leases and fencing").
+    Fenced {
+        epoch: u64,
+        image: Hash,
+        by_epoch: u64,
+    },
 }
 
 impl Record {
+    /// The highest epoch this record knows of the vessel: its own, or for
+    /// a `Fenced` record the epoch that fenced it (an offer must be above
+    /// it, since that epoch has an owner).
     pub fn epoch(&self) -> u64 {
         match self {
             Record::Owned { epoch, .. }
             | Record::Left { epoch, .. }
             | Record::Prepared { epoch, .. }
             | Record::Ended { epoch, .. } => *epoch,
+            Record::Fenced { by_epoch, .. } => *by_epoch,
         }
     }
 
@@ -88,7 +102,8 @@ impl Record {
             Record::Owned { image, .. }
             | Record::Left { image, .. }
             | Record::Prepared { image, .. }
-            | Record::Ended { image, .. } => *image,
+            | Record::Ended { image, .. }
+            | Record::Fenced { image, .. } => *image,
         }
     }
 }
@@ -289,14 +304,82 @@ pub fn recovery_of(record: &Record) -> Recovery {
         Record::Left {
             to, acked: false, ..
         } => Recovery::FinishCommit { to: to.clone() },
-        Record::Left { acked: true, .. } | Record::Ended { .. } => Recovery::Remember,
+        Record::Left { acked: true, .. } | Record::Ended { .. } | Record::Fenced { .. } => {
+            Recovery::Remember
+        }
         Record::Prepared { .. } => Recovery::AwaitCommit,
+    }
+}
+
+/// The record a node writes when it sees a certificate for `cert_epoch`
+/// that names another owner: an `Owned` record below that epoch becomes
+/// `Fenced` (never run again), and a `Fenced` one learns the higher epoch.
+/// `None`: nothing to write (the record is at or above it, or is no run
+/// of this node's: a `Left`, `Prepared` or `Ended` record is never run
+/// anyway). Records only rise: the result is always above the record.
+pub fn fenced_by(record: Option<&Record>, cert_epoch: u64) -> Option<Record> {
+    match record? {
+        Record::Owned { epoch, image } if *epoch < cert_epoch => Some(Record::Fenced {
+            epoch: *epoch,
+            image: *image,
+            by_epoch: cert_epoch,
+        }),
+        Record::Fenced {
+            epoch,
+            image,
+            by_epoch,
+        } if *by_epoch < cert_epoch => Some(Record::Fenced {
+            epoch: *epoch,
+            image: *image,
+            by_epoch: cert_epoch,
+        }),
+        _ => None,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_higher_certificate_fences_an_owned_record_and_it_is_never_run() {
+        let owned = Record::Owned {
+            epoch: 3,
+            image: h(1),
+        };
+        assert_eq!(fenced_by(Some(&owned), 3), None, "its own epoch");
+        assert_eq!(fenced_by(Some(&owned), 2), None, "an older one");
+        let fenced = fenced_by(Some(&owned), 5).expect("fenced");
+        assert_eq!(
+            fenced,
+            Record::Fenced {
+                epoch: 3,
+                image: h(1),
+                by_epoch: 5
+            }
+        );
+        assert_eq!(
+            fenced.epoch(),
+            5,
+            "an offer must be above the fencing epoch"
+        );
+        assert_eq!(recovery_of(&fenced), Recovery::Remember);
+        assert_eq!(fenced_by(Some(&fenced), 5), None);
+        assert_eq!(fenced_by(Some(&fenced), 6).map(|r| r.epoch()), Some(6));
+        assert!(!may_checkpoint(Some(&fenced), 3, false));
+        assert_eq!(
+            check_offer_epoch(Some(&fenced), id(), 5).unwrap_err().code,
+            RefusalCode::StaleEpoch
+        );
+        let left = Record::Left {
+            epoch: 3,
+            image: h(1),
+            to: vec![1],
+            acked: true,
+        };
+        assert_eq!(fenced_by(Some(&left), 9), None);
+        assert_eq!(fenced_by(None, 9), None);
+    }
 
     fn id() -> VesselId {
         VesselId([7; 8])

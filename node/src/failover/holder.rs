@@ -1,0 +1,175 @@
+//! The owner's side of the lease: it sends a round to every voter at its
+//! local time s, counts the grants of that round, and once a majority
+//! granted it may run until s + L(1 - rho) on its own clock (never from
+//! when the grants arrived: a grant that took long to come back says
+//! nothing about how long ago the voter gave it). It renews every
+//! [`super::params::LeaseParams::renew_every_ms`] and checks
+//! [`Holder::may_run`] before every slice and before it releases output.
+//! A holder starts with no lease, so a restarted owner runs again only
+//! after a majority granted it anew (issue 15: "start-up recovery of a
+//! replicated vessel first wins the lease back").
+
+use std::collections::VecDeque;
+
+use protocol::ids::PeerIdBytes;
+use protocol::lease::{majority, Certificate};
+
+use super::params::LeaseParams;
+use crate::migration::bugs::{active, Bug};
+
+/// Rounds whose grants still count: a grant of an older round arrives
+/// after three newer rounds were sent, and those speak for it.
+const ROUNDS_KEPT: usize = 4;
+
+/// One round: sent at `sent_ms`, granted by `granted`.
+#[derive(Debug, Clone)]
+struct Round {
+    round: u64,
+    sent_ms: u64,
+    granted: Vec<PeerIdBytes>,
+}
+
+/// The lease of the owner of one vessel at one epoch.
+#[derive(Debug, Clone)]
+pub struct Holder {
+    pub params: LeaseParams,
+    /// The certificate that names this node the owner.
+    pub certificate: Certificate,
+    rounds: VecDeque<Round>,
+    next_round: u64,
+    /// It may run before this (its clock).
+    valid_until_ms: Option<u64>,
+}
+
+impl Holder {
+    /// A holder with no lease yet.
+    pub fn new(params: LeaseParams, certificate: Certificate) -> Holder {
+        Holder {
+            params,
+            certificate,
+            rounds: VecDeque::new(),
+            next_round: 1,
+            valid_until_ms: None,
+        }
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.certificate.body.epoch
+    }
+
+    /// Whether a round is due at `now_ms`: the first one at once, then one
+    /// every renewal interval. Returns the round to send to every voter.
+    pub fn poll(&mut self, now_ms: u64) -> Option<u64> {
+        let due = self
+            .rounds
+            .back()
+            .is_none_or(|r| now_ms >= r.sent_ms + self.params.renew_every_ms);
+        if !due {
+            return None;
+        }
+        let round = self.next_round;
+        self.next_round += 1;
+        if self.rounds.len() == ROUNDS_KEPT {
+            self.rounds.pop_front();
+        }
+        self.rounds.push_back(Round {
+            round,
+            sent_ms: now_ms,
+            granted: Vec::new(),
+        });
+        Some(round)
+    }
+
+    /// `voter` granted `round` (the answer arrived at `now_ms`); counts it
+    /// once, and extends the lease when that round has a majority.
+    pub fn granted(&mut self, voter: &PeerIdBytes, round: u64, now_ms: u64) {
+        let voters = &self.certificate.body.voters;
+        if !voters.contains(voter) {
+            return;
+        }
+        let needed = majority(voters.len());
+        let Some(r) = self.rounds.iter_mut().find(|r| r.round == round) else {
+            return;
+        };
+        if r.granted.contains(voter) {
+            return;
+        }
+        r.granted.push(voter.clone());
+        if r.granted.len() == needed {
+            let from = match active(Bug::HolderCountsFromGrant) {
+                true => now_ms,
+                false => r.sent_ms,
+            };
+            let until = from + self.params.holder_ms();
+            self.valid_until_ms = Some(self.valid_until_ms.map_or(until, |u| u.max(until)));
+        }
+    }
+
+    /// Whether the vessel may run a slice (or release output) at `now_ms`.
+    pub fn may_run(&self, now_ms: u64) -> bool {
+        self.valid_until_ms.is_some_and(|u| now_ms < u)
+    }
+
+    /// Until when it may run (its clock), if it ever held the lease.
+    pub fn valid_until_ms(&self) -> Option<u64> {
+        self.valid_until_ms
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::failover::cert::tests::{body, id, signed};
+    use protocol::lease::AssignmentKind;
+
+    fn holder() -> Holder {
+        let cert = signed(body(1, 0, AssignmentKind::Deploy, 3), &[0, 1, 2]);
+        Holder::new(LeaseParams::default(), cert)
+    }
+
+    #[test]
+    fn the_lease_counts_from_the_send_time_of_a_granted_round() {
+        let p = LeaseParams::default();
+        let mut h = holder();
+        assert!(!h.may_run(0), "no lease before a majority granted");
+        let r = h.poll(1_000).expect("the first round is due at once");
+        assert_eq!(h.poll(1_001), None);
+        h.granted(&id(1), r, 1_300);
+        assert!(!h.may_run(1_300), "one of three is no majority");
+        h.granted(&id(1), r, 1_301);
+        assert!(!h.may_run(1_301), "a voter counts once");
+        h.granted(&id(7), r, 1_302);
+        assert!(!h.may_run(1_302), "a stranger does not count");
+        h.granted(&id(2), r, 1_400);
+        assert!(h.may_run(1_400));
+        assert_eq!(h.valid_until_ms(), Some(1_000 + p.holder_ms()));
+        assert!(!h.may_run(1_000 + p.holder_ms()), "from the send time");
+    }
+
+    #[test]
+    fn it_renews_on_time_and_late_grants_of_recent_rounds_count() {
+        let p = LeaseParams::default();
+        let mut h = holder();
+        let r1 = h.poll(0).unwrap();
+        let r2 = h.poll(p.renew_every_ms).expect("renewal due");
+        h.granted(&id(0), r2, p.renew_every_ms + 1);
+        h.granted(&id(1), r1, p.renew_every_ms + 2);
+        assert!(
+            !h.may_run(p.renew_every_ms + 2),
+            "grants of two rounds do not add up"
+        );
+        h.granted(&id(2), r1, p.renew_every_ms + 3);
+        assert_eq!(h.valid_until_ms(), Some(p.holder_ms()));
+        h.granted(&id(1), r2, p.renew_every_ms + 4);
+        assert_eq!(h.valid_until_ms(), Some(p.renew_every_ms + p.holder_ms()));
+        for k in 3..=6 {
+            h.poll(k * p.renew_every_ms);
+        }
+        h.granted(&id(0), r1, 10_000);
+        assert_eq!(
+            h.valid_until_ms(),
+            Some(p.renew_every_ms + p.holder_ms()),
+            "a forgotten round is ignored"
+        );
+    }
+}

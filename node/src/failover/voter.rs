@@ -1,0 +1,442 @@
+//! A voter's state for one vessel, and its decisions. What it must never
+//! forget ([`VoterDurable`]: the highest assignment it signed, and the
+//! epoch below which it grants nothing) is returned as a write that the
+//! driver makes durable (fsync) *before* the answer leaves; the rest (its
+//! grants, the certificates it was shown) it may forget in a crash, which
+//! is why a restarted voter signs no takeover for one hold
+//! ([`super::params::LeaseParams::voter_hold_ms`]) after it starts.
+//!
+//! The rules (docs/protocol.md, "Failover: leases and fencing"):
+//! 1. Grant the lease at epoch E to the owner its certificate names, if
+//!    this voter knows no higher certificate (else: `Superseded`, the
+//!    asker is fenced) and has signed no takeover above E; a grant holds
+//!    the voter for [`super::params::LeaseParams::voter_hold_ms`].
+//! 2. Sign a takeover at E' (for its proposer) iff E' is above every
+//!    epoch it promised or knows, its own grant ran out, and its boot wait
+//!    is over. It grants nothing below E' after.
+//! 3. Sign a handoff at E' iff E' is above every epoch it promised or
+//!    knows and the owner of the epoch it follows asks (its consent; that
+//!    owner's commit point, not the lease, keeps the two apart).
+//! 4. Sign a deploy iff it knows nothing of the vessel.
+
+use protocol::ids::PeerIdBytes;
+use protocol::lease::{AssignmentBody, AssignmentKind, Certificate};
+use serde::{Deserialize, Serialize};
+
+use super::cert::{check_assignment, check_certificate};
+use super::error::FailoverError;
+use super::params::LeaseParams;
+use crate::migration::bugs::{active, Bug};
+
+/// What a voter must keep through a crash, for one vessel.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoterDurable {
+    /// The highest assignment this voter signed.
+    pub promised: Option<AssignmentBody>,
+    /// It grants no lease below this epoch: a takeover it signed fences
+    /// every epoch below the takeover's.
+    pub grants_from_epoch: u64,
+}
+
+impl VoterDurable {
+    fn promised_epoch(&self) -> u64 {
+        self.promised.as_ref().map_or(0, |p| p.epoch)
+    }
+}
+
+/// A voter's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// The lease at `epoch`, for the request's round.
+    Granted { epoch: u64 },
+    /// Sign this assignment (the driver signs with the node key).
+    Sign(AssignmentBody),
+    /// A higher certificate: the asker's epoch is over.
+    Superseded(Certificate),
+}
+
+/// A decision, and the durable state to write before it is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub answer: Result<Answer, FailoverError>,
+    /// Make this durable first (None: nothing durable changed).
+    pub write: Option<VoterDurable>,
+}
+
+impl Outcome {
+    fn answer(answer: Answer) -> Outcome {
+        Outcome {
+            answer: Ok(answer),
+            write: None,
+        }
+    }
+
+    fn refuse(e: FailoverError) -> Outcome {
+        Outcome {
+            answer: Err(e),
+            write: None,
+        }
+    }
+}
+
+/// One voter's state for one vessel.
+#[derive(Debug, Clone)]
+pub struct Voter {
+    pub me: PeerIdBytes,
+    pub params: LeaseParams,
+    pub durable: VoterDurable,
+    /// The highest certificate this voter was shown (volatile).
+    pub known: Option<Certificate>,
+    /// No takeover before this (its grants; volatile: forgotten in a
+    /// crash, which the boot wait covers).
+    pub granted_until_ms: u64,
+    /// When this voter started (its boot clock).
+    pub started_ms: u64,
+}
+
+impl Voter {
+    /// A voter that starts at `now_ms` with what it made durable before.
+    pub fn start(
+        me: PeerIdBytes,
+        params: LeaseParams,
+        durable: VoterDurable,
+        now_ms: u64,
+    ) -> Voter {
+        Voter {
+            me,
+            params,
+            durable,
+            known: None,
+            granted_until_ms: 0,
+            started_ms: now_ms,
+        }
+    }
+
+    fn known_epoch(&self) -> u64 {
+        self.known.as_ref().map_or(0, |c| c.body.epoch)
+    }
+
+    fn known_body(&self) -> Option<&AssignmentBody> {
+        self.known.as_ref().map(|c| &c.body)
+    }
+
+    /// Checks `cert` and keeps it if it is the highest seen.
+    fn learn(&mut self, cert: &Certificate) -> Result<(), FailoverError> {
+        if self.known.as_ref() == Some(cert) {
+            return Ok(()); // checked when it was learnt
+        }
+        check_certificate(cert, self.known_body())?;
+        if cert.body.epoch > self.known_epoch() {
+            self.known = Some(cert.clone());
+        }
+        Ok(())
+    }
+
+    /// Rule 1: a lease request from `from` with its certificate.
+    pub fn lease(&mut self, from: &PeerIdBytes, cert: &Certificate, now_ms: u64) -> Outcome {
+        if let Err(e) = self.learn(cert) {
+            return Outcome::refuse(e);
+        }
+        let epoch = cert.body.epoch;
+        if !cert.body.voters.contains(&self.me) {
+            return Outcome::refuse(FailoverError::NotVoter);
+        }
+        if &cert.body.owner != from {
+            return Outcome::refuse(FailoverError::NotOwner { epoch });
+        }
+        if let Some(k) = self.known.as_ref().filter(|k| k.body.epoch > epoch) {
+            return Outcome::answer(Answer::Superseded(k.clone()));
+        }
+        if epoch < self.durable.grants_from_epoch {
+            return Outcome::refuse(FailoverError::StaleEpoch {
+                epoch,
+                known: self.durable.grants_from_epoch,
+            });
+        }
+        let until = now_ms + self.params.voter_hold_ms();
+        self.granted_until_ms = self.granted_until_ms.max(until);
+        Outcome::answer(Answer::Granted { epoch })
+    }
+
+    /// Rules 2 to 4: `from` asks this voter to sign `body`; `proof` is the
+    /// certificate of the epoch it follows.
+    pub fn vote(
+        &mut self,
+        from: &PeerIdBytes,
+        body: &AssignmentBody,
+        proof: Option<&Certificate>,
+        now_ms: u64,
+    ) -> Outcome {
+        match self.vote_check(from, body, proof, now_ms) {
+            Ok(None) => {}
+            Ok(Some(answer)) => return Outcome::answer(answer),
+            Err(e) => return Outcome::refuse(e),
+        }
+        let mut durable = self.durable.clone();
+        durable.promised = Some(body.clone());
+        if body.kind == AssignmentKind::Takeover {
+            durable.grants_from_epoch = durable.grants_from_epoch.max(body.epoch);
+        }
+        self.durable = durable.clone();
+        Outcome {
+            answer: Ok(Answer::Sign(body.clone())),
+            write: (!active(Bug::VoterForgetsPromise)).then_some(durable),
+        }
+    }
+
+    /// The checks of a vote: an answer that needs no new promise
+    /// (`Some`), or go on and promise (`None`).
+    fn vote_check(
+        &mut self,
+        from: &PeerIdBytes,
+        body: &AssignmentBody,
+        proof: Option<&Certificate>,
+        now_ms: u64,
+    ) -> Result<Option<Answer>, FailoverError> {
+        if let Some(p) = proof {
+            if p.body.epoch != body.previous_epoch {
+                return Err(FailoverError::WrongProof {
+                    epoch: body.previous_epoch,
+                });
+            }
+            self.learn(p)?;
+        }
+        let follows = self.known_body().filter(|k| k.epoch == body.previous_epoch);
+        check_assignment(body, follows)?;
+        if !body.signers.contains(&self.me) {
+            return Err(FailoverError::NotVoter);
+        }
+        if self.durable.promised.as_ref() == Some(body) || self.known_body() == Some(body) {
+            // A repeated request, or one already certified: signing again
+            // promises nothing new.
+            return Ok(Some(Answer::Sign(body.clone())));
+        }
+        if let Some(k) = self.known.as_ref().filter(|k| k.body.epoch >= body.epoch) {
+            return Ok(Some(Answer::Superseded(k.clone())));
+        }
+        let known = self.durable.promised_epoch().max(self.known_epoch());
+        if body.epoch <= known {
+            return Err(FailoverError::StaleEpoch {
+                epoch: body.epoch,
+                known,
+            });
+        }
+        match body.kind {
+            AssignmentKind::Deploy => self.may_deploy()?,
+            AssignmentKind::Handoff => self.may_hand_off(from, body)?,
+            AssignmentKind::Takeover => self.may_take_over(from, body, now_ms)?,
+        }
+        Ok(None)
+    }
+
+    fn may_deploy(&self) -> Result<(), FailoverError> {
+        match self.durable.promised.is_none() && self.known.is_none() {
+            true => Ok(()),
+            false => Err(FailoverError::Exists),
+        }
+    }
+
+    /// Only the owner of the epoch a handoff follows consents to it.
+    fn may_hand_off(&self, from: &PeerIdBytes, body: &AssignmentBody) -> Result<(), FailoverError> {
+        match self.known.as_ref() {
+            Some(k) if k.body.epoch == body.previous_epoch && &k.body.owner == from => Ok(()),
+            _ => Err(FailoverError::NotOwner {
+                epoch: body.previous_epoch,
+            }),
+        }
+    }
+
+    /// A takeover for its proposer, once this voter's grants ran out and
+    /// it has been up for a hold (it may have granted before a crash).
+    fn may_take_over(
+        &self,
+        from: &PeerIdBytes,
+        body: &AssignmentBody,
+        now_ms: u64,
+    ) -> Result<(), FailoverError> {
+        if &body.owner != from {
+            return Err(FailoverError::NotOwner { epoch: body.epoch });
+        }
+        if now_ms < self.granted_until_ms && !active(Bug::TakeoverBeforeGrantRanOut) {
+            return Err(FailoverError::GrantRunning {
+                remaining_ms: self.granted_until_ms - now_ms,
+            });
+        }
+        let boot_end = self.started_ms + self.params.voter_hold_ms();
+        if now_ms < boot_end && !active(Bug::NoBootWait) {
+            return Err(FailoverError::BootWait {
+                remaining_ms: boot_end - now_ms,
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::failover::cert::tests::{body, id, signed};
+
+    fn voter(n: u8, now_ms: u64) -> Voter {
+        Voter::start(
+            id(n),
+            LeaseParams::default(),
+            VoterDurable::default(),
+            now_ms,
+        )
+    }
+
+    fn deployed() -> Certificate {
+        signed(body(1, 0, AssignmentKind::Deploy, 3), &[0, 1, 2])
+    }
+
+    #[test]
+    fn a_grant_holds_the_voter_off_a_takeover_for_its_hold() {
+        let p = LeaseParams::default();
+        let mut v = voter(1, 0);
+        let boot = p.voter_hold_ms();
+        let g = v.lease(&id(0), &deployed(), boot);
+        assert_eq!(g.answer, Ok(Answer::Granted { epoch: 1 }));
+        assert_eq!(g.write, None, "a grant need not be durable");
+        let take = body(2, 2, AssignmentKind::Takeover, 3);
+        let early = v.vote(&id(2), &take, None, boot + p.voter_hold_ms() - 1);
+        assert_eq!(
+            early.answer,
+            Err(FailoverError::GrantRunning { remaining_ms: 1 })
+        );
+        let on_time = v.vote(&id(2), &take, None, boot + p.voter_hold_ms());
+        assert_eq!(on_time.answer, Ok(Answer::Sign(take.clone())));
+        assert_eq!(on_time.write.as_ref().unwrap().grants_from_epoch, 2);
+        // After the takeover it grants the old owner nothing ...
+        let old = v.lease(&id(0), &deployed(), boot + p.voter_hold_ms() + 1);
+        assert!(matches!(
+            old.answer,
+            Err(FailoverError::StaleEpoch { epoch: 1, known: 2 })
+        ));
+        // ... and once shown the new certificate, tells it so.
+        let cert = signed(take, &[1, 2]);
+        let new = v.lease(&id(2), &cert, boot + p.voter_hold_ms() + 2);
+        assert_eq!(new.answer, Ok(Answer::Granted { epoch: 2 }));
+        let old = v.lease(&id(0), &deployed(), boot + p.voter_hold_ms() + 3);
+        assert_eq!(old.answer, Ok(Answer::Superseded(cert)));
+    }
+
+    #[test]
+    fn a_restarted_voter_waits_a_hold_before_a_takeover() {
+        let p = LeaseParams::default();
+        let mut v = voter(1, 10_000);
+        v.lease(&id(1), &deployed(), 10_000); // not the owner: refused
+        let take = body(2, 2, AssignmentKind::Takeover, 3);
+        let early = v.vote(&id(2), &take, Some(&deployed()), 10_000 + 5);
+        assert_eq!(
+            early.answer,
+            Err(FailoverError::BootWait {
+                remaining_ms: p.voter_hold_ms() - 5
+            })
+        );
+        let later = v.vote(&id(2), &take, None, 10_000 + p.voter_hold_ms());
+        assert!(matches!(later.answer, Ok(Answer::Sign(_))));
+    }
+
+    #[test]
+    fn one_promise_per_epoch_and_only_upwards() {
+        let hold = LeaseParams::default().voter_hold_ms();
+        let mut v = voter(0, 0);
+        let a = body(2, 1, AssignmentKind::Takeover, 3);
+        let b = body(2, 2, AssignmentKind::Takeover, 3);
+        assert!(v.vote(&id(1), &a, None, hold).write.is_some());
+        let again = v.vote(&id(1), &a, None, hold);
+        assert_eq!(again.answer, Ok(Answer::Sign(a.clone())), "repeated");
+        assert_eq!(again.write, None);
+        assert!(matches!(
+            v.vote(&id(2), &b, None, hold).answer,
+            Err(FailoverError::StaleEpoch { epoch: 2, known: 2 })
+        ));
+        let mut c = body(3, 2, AssignmentKind::Takeover, 3);
+        c.previous_epoch = 1;
+        assert!(matches!(
+            v.vote(&id(2), &c, None, hold).answer,
+            Ok(Answer::Sign(_))
+        ));
+        // A takeover is for its proposer only.
+        let d = body(4, 2, AssignmentKind::Takeover, 3);
+        assert_eq!(
+            v.vote(&id(1), &d, None, hold).answer,
+            Err(FailoverError::NotOwner { epoch: 4 })
+        );
+    }
+
+    #[test]
+    fn a_handoff_needs_the_owners_consent_and_a_deploy_a_fresh_voter() {
+        let mut v = voter(2, 0);
+        let deploy = body(1, 0, AssignmentKind::Deploy, 3);
+        assert!(matches!(
+            v.vote(&id(0), &deploy, None, 0).answer,
+            Ok(Answer::Sign(_))
+        ));
+        let hand = body(2, 1, AssignmentKind::Handoff, 3);
+        assert_eq!(
+            v.vote(&id(1), &hand, Some(&deployed()), 1).answer,
+            Err(FailoverError::NotOwner { epoch: 1 })
+        );
+        let ok = v.vote(&id(0), &hand, Some(&deployed()), 1);
+        assert_eq!(ok.answer, Ok(Answer::Sign(hand)));
+        assert_eq!(
+            ok.write.unwrap().grants_from_epoch,
+            0,
+            "the owner keeps its lease"
+        );
+        assert_eq!(
+            v.lease(&id(0), &deployed(), 2).answer,
+            Ok(Answer::Granted { epoch: 1 })
+        );
+        let mut w = voter(1, 0);
+        let other = body(1, 1, AssignmentKind::Deploy, 3);
+        assert!(matches!(
+            w.vote(&id(1), &other, None, 0).answer,
+            Ok(Answer::Sign(_))
+        ));
+        assert!(matches!(
+            w.vote(&id(0), &deploy, None, 0).answer,
+            Err(FailoverError::StaleEpoch { .. })
+        ));
+        let mut x = voter(1, 0);
+        x.durable.grants_from_epoch = 0;
+        x.known = None;
+        x.durable.promised = None;
+        x.lease(&id(0), &deployed(), 0);
+        assert_eq!(
+            x.vote(&id(0), &deploy, None, 0).answer,
+            Ok(Answer::Sign(deploy.clone())),
+            "the certified deploy itself"
+        );
+        assert!(matches!(
+            x.vote(&id(1), &other, None, 0).answer,
+            Ok(Answer::Superseded(_))
+        ));
+        let late = body(3, 1, AssignmentKind::Deploy, 3);
+        assert_eq!(
+            x.vote(&id(1), &late, None, 0).answer,
+            Err(FailoverError::Exists)
+        );
+    }
+
+    #[test]
+    fn a_lease_is_for_the_owner_and_voters_of_a_valid_certificate() {
+        let mut v = voter(1, 0);
+        assert_eq!(
+            v.lease(&id(1), &deployed(), 0).answer,
+            Err(FailoverError::NotOwner { epoch: 1 })
+        );
+        let mut outsider = voter(5, 0);
+        assert_eq!(
+            outsider.lease(&id(0), &deployed(), 0).answer,
+            Err(FailoverError::NotVoter)
+        );
+        let short = signed(body(1, 0, AssignmentKind::Deploy, 3), &[0]);
+        assert!(matches!(
+            v.lease(&id(0), &short, 0).answer,
+            Err(FailoverError::Certificate(_))
+        ));
+    }
+}
