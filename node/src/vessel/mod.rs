@@ -25,6 +25,7 @@
 pub mod checkpoint;
 pub mod image;
 pub mod journal;
+pub mod lease_gate;
 pub mod log;
 pub mod retention;
 pub mod runner;
@@ -46,6 +47,7 @@ use wasmi::Engine;
 use crate::dock::services::ingress::IngressHub;
 use crate::dock::{DockConfig, Mode, VesselModule};
 use crate::store::{ChunkStore, StoreError};
+use lease_gate::LeaseGate;
 use log::VesselLog;
 use runner::Runner;
 
@@ -141,6 +143,8 @@ pub struct Local {
     pub why: String,
     /// Its periodic checkpoints here.
     pub checkpoints: checkpoint::Checkpoints,
+    /// Whether its lease lets it run (open for a vessel without replicas).
+    pub gate: Arc<LeaseGate>,
 }
 
 impl Local {
@@ -595,14 +599,21 @@ impl Host {
             Some(r) => r,
             None => image::ready(self, &image)?,
         };
-        let runner = runner::spawn(id, ready.vessel, self.vessel_dir(id), ready.log.clone())
-            .map_err(|e| {
-                HostError::refused(
-                    id,
-                    RefusalCode::Internal,
-                    format!("cannot start its thread: {e}"),
-                )
-            })?;
+        let gate = LeaseGate::open();
+        let runner = runner::spawn(
+            id,
+            ready.vessel,
+            self.vessel_dir(id),
+            ready.log.clone(),
+            gate.clone(),
+        )
+        .map_err(|e| {
+            HostError::refused(
+                id,
+                RefusalCode::Internal,
+                format!("cannot start its thread: {e}"),
+            )
+        })?;
         if let Some(old) = self.hubs.remove(&id) {
             old.stop();
         }
@@ -629,6 +640,7 @@ impl Host {
                 last_move: None,
                 why: String::new(),
                 checkpoints: Default::default(),
+                gate,
             },
         );
         Ok(())
