@@ -599,6 +599,10 @@ impl Host {
             Some(r) => r,
             None => image::ready(self, &image)?,
         };
+        let checkpoints = checkpoint::Checkpoints::default();
+        if let Some(image) = &ready.memory_image {
+            seed_baseline(&checkpoints, &ready.vessel, image);
+        }
         let gate = LeaseGate::open();
         let runner = runner::spawn(
             id,
@@ -639,7 +643,7 @@ impl Host {
                 pinned: image.placement.pinned,
                 last_move: None,
                 why: String::new(),
-                checkpoints: Default::default(),
+                checkpoints,
                 gate,
             },
         );
@@ -761,6 +765,22 @@ pub fn find_in<'a>(
         }
     }
     None
+}
+
+/// Seeds the checkpoint baseline of a vessel resumed from a memory image
+/// (an arrival, a restart), before its thread runs it: write tracking is
+/// armed now, so its first checkpoint here compares only what it writes
+/// from now on (`Baseline::seed`).
+fn seed_baseline(
+    checkpoints: &checkpoint::Checkpoints,
+    vessel: &crate::dock::Vessel,
+    image: &protocol::snapshot::ChunkedImage,
+) {
+    if image.size_bytes != vessel.memory().len() as u64 {
+        return;
+    }
+    let (_, mark) = vessel.write_tracker().look(vessel.memory(), None);
+    crate::sync::lock(&checkpoints.baseline).seed(image, mark);
 }
 
 #[cfg(test)]
