@@ -15,6 +15,7 @@
 //! - [`vessel`]: the vessels a node hosts: runner threads, images,
 //!   durable records, logs.
 
+pub mod boot_clock;
 pub mod cli;
 pub mod control;
 pub mod daemon;

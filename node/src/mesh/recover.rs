@@ -139,6 +139,7 @@ fn remember(h: &mut Host, id: VesselId, record: Record, image: VesselImage) {
             last_move: None,
             why: String::new(),
             checkpoints: Default::default(),
+            gate: crate::vessel::lease_gate::LeaseGate::open(),
         },
     );
     if left {

@@ -33,6 +33,11 @@ pub struct Ready {
     pub module: Arc<PreparedModule>,
     /// The hub of a service vessel (`deploy --port`): its clients' bytes.
     pub ingress: Option<Arc<IngressHub>>,
+    /// The memory image the vessel was resumed from (None for a fresh
+    /// start): its memory holds exactly these chunks, so its first
+    /// checkpoint here compares only what it writes from now on
+    /// (`Baseline::seed`).
+    pub memory_image: Option<ChunkedImage>,
 }
 
 fn chunk_size() -> usize {
@@ -141,7 +146,7 @@ impl MemoryTracker {
 
 /// Whether chunk `i` of `memory` differs from `last` (or lies past its
 /// end), or `known` names it as all zero and it is not.
-fn chunk_changed(last: &[u8], known: &[Option<Hash>], memory: &[u8], i: usize) -> bool {
+pub(crate) fn chunk_changed(last: &[u8], known: &[Option<Hash>], memory: &[u8], i: usize) -> bool {
     let cs = chunk_size();
     let start = i * cs;
     let end = (start + cs).min(memory.len());
@@ -420,7 +425,7 @@ pub fn ready_with_memory(
             Resume::Snapshot(_) => IngressHub::from_image(&image.hub),
         })
     });
-    let vessel = match &image.resume {
+    let (vessel, memory_image) = match &image.resume {
         Resume::Fresh => {
             let body = &image.deployment.body;
             let mut args = vec![body.name.as_bytes().to_vec()];
@@ -439,8 +444,9 @@ pub fn ready_with_memory(
                 services,
             )
             .map_err(|e| refuse(e.to_string()))?;
-            Vessel::new(&module.engine, &module.vm, wasi, &module.config)
-                .map_err(|e| refuse(e.to_string()))?
+            let vessel = Vessel::new(&module.engine, &module.vm, wasi, &module.config)
+                .map_err(|e| refuse(e.to_string()))?;
+            (vessel, None)
         }
         Resume::Snapshot(h) => {
             // The image carries its manifest (a checkpoint stores it only
@@ -480,7 +486,7 @@ pub fn ready_with_memory(
                 .map(|i| i.hub() as Arc<dyn crate::dock::services::ServiceHub>);
             let wasi = WasiCtx::rebuild_with_hub(manifest.wasi.clone(), &mappings, stdio, hub)
                 .map_err(|e| refuse(e.to_string()))?;
-            match memory {
+            let vessel = match memory {
                 Some(p)
                     if Arc::ptr_eq(&p.module, &module)
                         && p.image.as_ref() == Some(&manifest.memory)
@@ -516,7 +522,8 @@ pub fn ready_with_memory(
                     &module.config,
                 )
                 .map_err(|e| refuse(e.to_string()))?,
-            }
+            };
+            (vessel, Some(manifest.memory))
         }
     };
     Ok(Ready {
@@ -524,6 +531,7 @@ pub fn ready_with_memory(
         log,
         module,
         ingress,
+        memory_image,
     })
 }
 

@@ -25,6 +25,7 @@
 pub mod checkpoint;
 pub mod image;
 pub mod journal;
+pub mod lease_gate;
 pub mod log;
 pub mod retention;
 pub mod runner;
@@ -46,6 +47,7 @@ use wasmi::Engine;
 use crate::dock::services::ingress::IngressHub;
 use crate::dock::{DockConfig, Mode, VesselModule};
 use crate::store::{ChunkStore, StoreError};
+use lease_gate::LeaseGate;
 use log::VesselLog;
 use runner::Runner;
 
@@ -141,6 +143,8 @@ pub struct Local {
     pub why: String,
     /// Its periodic checkpoints here.
     pub checkpoints: checkpoint::Checkpoints,
+    /// Whether its lease lets it run (open for a vessel without replicas).
+    pub gate: Arc<LeaseGate>,
 }
 
 impl Local {
@@ -595,14 +599,25 @@ impl Host {
             Some(r) => r,
             None => image::ready(self, &image)?,
         };
-        let runner = runner::spawn(id, ready.vessel, self.vessel_dir(id), ready.log.clone())
-            .map_err(|e| {
-                HostError::refused(
-                    id,
-                    RefusalCode::Internal,
-                    format!("cannot start its thread: {e}"),
-                )
-            })?;
+        let checkpoints = checkpoint::Checkpoints::default();
+        if let Some(image) = &ready.memory_image {
+            seed_baseline(&checkpoints, &ready.vessel, image);
+        }
+        let gate = LeaseGate::open();
+        let runner = runner::spawn(
+            id,
+            ready.vessel,
+            self.vessel_dir(id),
+            ready.log.clone(),
+            gate.clone(),
+        )
+        .map_err(|e| {
+            HostError::refused(
+                id,
+                RefusalCode::Internal,
+                format!("cannot start its thread: {e}"),
+            )
+        })?;
         if let Some(old) = self.hubs.remove(&id) {
             old.stop();
         }
@@ -628,7 +643,8 @@ impl Host {
                 pinned: image.placement.pinned,
                 last_move: None,
                 why: String::new(),
-                checkpoints: Default::default(),
+                checkpoints,
+                gate,
             },
         );
         Ok(())
@@ -749,6 +765,22 @@ pub fn find_in<'a>(
         }
     }
     None
+}
+
+/// Seeds the checkpoint baseline of a vessel resumed from a memory image
+/// (an arrival, a restart), before its thread runs it: write tracking is
+/// armed now, so its first checkpoint here compares only what it writes
+/// from now on (`Baseline::seed`).
+fn seed_baseline(
+    checkpoints: &checkpoint::Checkpoints,
+    vessel: &crate::dock::Vessel,
+    image: &protocol::snapshot::ChunkedImage,
+) {
+    if image.size_bytes != vessel.memory().len() as u64 {
+        return;
+    }
+    let (_, mark) = vessel.write_tracker().look(vessel.memory(), None);
+    crate::sync::lock(&checkpoints.baseline).seed(image, mark);
 }
 
 #[cfg(test)]

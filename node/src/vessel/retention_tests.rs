@@ -61,6 +61,7 @@ fn local(deployment: Deployment, record: Record) -> Local {
         last_move: None,
         why: String::new(),
         checkpoints: Default::default(),
+        gate: crate::vessel::lease_gate::LeaseGate::open(),
     }
 }
 

@@ -25,7 +25,9 @@ use std::time::{Duration, Instant};
 use protocol::vessel::VesselId;
 use tokio::sync::oneshot;
 
+use super::lease_gate::{LeaseGate, HELD_POLL};
 use super::log::VesselLog;
+use crate::boot_clock::BootInstant;
 use crate::dock::dirty::{WriteMark, WriteTracker};
 use crate::dock::wasi::{Attend, Doorbell, Owner, WasiCtx};
 use crate::dock::{Capture, Exit, Slice, Vessel};
@@ -132,6 +134,8 @@ struct Inbox {
     queue: Mutex<Queue>,
     /// The vessel's write tracking, for copies taken inside a wait.
     writes: Arc<WriteTracker>,
+    /// Whether the vessel's lease lets it run (`lease_gate`).
+    gate: Arc<LeaseGate>,
 }
 
 impl Inbox {
@@ -185,6 +189,14 @@ impl Owner for Inbox {
         }
         attend
     }
+
+    fn may_run(&self) -> bool {
+        self.gate.may_run(BootInstant::now())
+    }
+
+    fn guest_stopped(&self) {
+        self.gate.ran_until(BootInstant::now());
+    }
 }
 
 /// A copy of `memory` and the mark that dates it: taken where the guest
@@ -210,6 +222,8 @@ struct Shared {
     /// The vessel's linear memory, as of its last slice (placement needs to
     /// know whether a node has room for it).
     memory_bytes: std::sync::atomic::AtomicU64,
+    /// Its lease does not let it run: its thread runs no guest code.
+    held: std::sync::atomic::AtomicBool,
 }
 
 /// The handle the host keeps.
@@ -272,6 +286,12 @@ impl Runner {
             .memory_bytes
             .load(std::sync::atomic::Ordering::Relaxed)
     }
+
+    /// Whether its lease keeps it from running (between slices: a vessel
+    /// held inside a call that waited is not told apart from a waiting one).
+    pub fn held(&self) -> bool {
+        self.shared.held.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 impl Drop for Runner {
@@ -298,18 +318,22 @@ pub fn spawn(
     mut vessel: Vessel,
     _dir: PathBuf,
     log: Arc<Mutex<VesselLog>>,
+    gate: Arc<LeaseGate>,
 ) -> std::io::Result<Runner> {
     let inbox = Arc::new(Inbox {
         queue: Mutex::default(),
         writes: vessel.write_tracker().clone(),
+        gate: gate.clone(),
     });
     let bell = vessel.wasi_mut().set_owner(inbox.clone());
     let shared = Arc::new(Shared {
         state: Mutex::new(State::Running),
         run_ms: Mutex::new(0),
         memory_bytes: std::sync::atomic::AtomicU64::new(vessel.memory().len() as u64),
+        held: std::sync::atomic::AtomicBool::new(false),
     });
     let worker = Worker {
+        gate,
         vessel,
         inbox: inbox.clone(),
         shared: shared.clone(),
@@ -335,6 +359,8 @@ type PauseReply = oneshot::Sender<Result<Paused, String>>;
 
 /// The vessel's thread: runs slices and takes commands between them.
 struct Worker {
+    /// Whether its lease lets the vessel run; looked at before each slice.
+    gate: Arc<LeaseGate>,
     vessel: Vessel,
     inbox: Arc<Inbox>,
     shared: Arc<Shared>,
@@ -369,7 +395,11 @@ impl Worker {
                 // False while rewinding: ask again after the next slice.
                 self.asked = self.vessel.request_unwind();
             }
+            if !self.lease_lets_run() {
+                continue;
+            }
             let slice = self.vessel.run_slice();
+            self.gate.ran_until(BootInstant::now());
             *self.shared.run_ms.lock().unwrap_or_else(|p| p.into_inner()) =
                 started.elapsed().as_millis() as u64;
             self.shared.memory_bytes.store(
@@ -407,6 +437,20 @@ impl Worker {
             }
         }
         self.finish();
+    }
+
+    /// Whether the vessel's lease lets it run a slice now. If not, waits a
+    /// little for it (the caller then takes the commands that came
+    /// meanwhile, and asks again): a held vessel runs no guest code.
+    fn lease_lets_run(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.gate.may_run(BootInstant::now()) {
+            self.shared.held.store(false, Relaxed);
+            return true;
+        }
+        self.shared.held.store(true, Relaxed);
+        self.gate.wait_may_run(HELD_POLL);
+        false
     }
 
     /// The thread ends: later commands are refused, the vessel's instance

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use meshnode::dock::services::{BufferHub, ServiceHub};
 use meshnode::dock::wasi::{OutputSink, Services, Stdio, WasiCtx, WasiOptions};
 use meshnode::dock::{DockConfig, Mode, Vessel, VesselModule};
+use meshnode::vessel::lease_gate::LeaseGate;
 use meshnode::vessel::log::VesselLog;
 use meshnode::vessel::runner::{self, Command, Runner};
 use protocol::limits::MAX_HUB_BUFFER_BYTES;
@@ -80,7 +81,14 @@ fn start(p: &Program, id: u8, args: &[&str], out: &Output, hub: Option<&Arc<Buff
     let wasi = WasiCtx::new_with_services(options, services).unwrap();
     let vessel = Vessel::new(&p.engine, &p.vm, wasi, &p.config).unwrap();
     let log = Arc::new(Mutex::new(VesselLog::default()));
-    runner::spawn(VesselId([id; 8]), vessel, PathBuf::new(), log).unwrap()
+    runner::spawn(
+        VesselId([id; 8]),
+        vessel,
+        PathBuf::new(),
+        log,
+        LeaseGate::open(),
+    )
+    .unwrap()
 }
 
 fn wait_for_output(out: &Output, line: &str) {

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use meshnode::dock::services::{BufferHub, ServiceHub, StreamEnd};
 use meshnode::dock::wasi::{OutputSink, Services, Stdio, WasiCtx, WasiOptions};
 use meshnode::dock::{DockConfig, Exit, Mode, Vessel, VesselModule};
+use meshnode::vessel::lease_gate::LeaseGate;
 use meshnode::vessel::log::VesselLog;
 use meshnode::vessel::runner::{self, Command, Paused, Runner};
 use protocol::vessel::VesselId;
@@ -95,7 +96,14 @@ fn fresh(p: &Program, args: &[&str], out: &Output, hub: Option<&Arc<BufferHub>>)
 
 fn start(vessel: Vessel) -> Runner {
     let log = Arc::new(Mutex::new(VesselLog::default()));
-    runner::spawn(VesselId([0x12; 8]), vessel, PathBuf::new(), log).unwrap()
+    runner::spawn(
+        VesselId([0x12; 8]),
+        vessel,
+        PathBuf::new(),
+        log,
+        LeaseGate::open(),
+    )
+    .unwrap()
 }
 
 /// The paused vessel resumed in a new instance, as a destination resumes
@@ -505,4 +513,89 @@ fn a_vessel_checkpointed_in_place_runs_on_as_if_uninterrupted() {
     assert_eq!(exit, Exit::Code(0));
     assert!(expected.contains("naps 120, short 0,"), "{expected}");
     assert_eq!(text(&out), expected);
+}
+
+/// The napper's nap count now, from a memory copy.
+fn naps_now(runner: &Runner) -> u32 {
+    naps_begun(&copy(runner).0)
+}
+
+/// Whether the napper's nap count stays put for `quiet` (no guest code
+/// ran), after `settle` for the run it was in to end.
+fn stays_put(runner: &Runner, settle: Duration, quiet: Duration) -> (u32, u32) {
+    std::thread::sleep(settle);
+    let before = naps_now(runner);
+    std::thread::sleep(quiet);
+    (before, naps_now(runner))
+}
+
+/// Issue 15: a leased vessel runs guest code only while its lease holds.
+/// Before the first grant it runs nothing (not even its first line); with
+/// the lease it runs; when the lease is taken away (the host lost it) or
+/// runs out by itself it stops at once, whether it spins between slices
+/// (`NAP_MS` 0) or sleeps in a host call (5 ms naps: the call that waited
+/// does not return to the guest); meanwhile it still answers memory copies
+/// and a stop, and a renewal lets it run on.
+#[test]
+fn a_leased_vessel_runs_only_while_its_lease_holds() {
+    let _cpu = crate::support::shared_cpu();
+    let p = program("node/tests/it/programs/napper.c");
+    for nap_ms in ["0", "5"] {
+        let out = Output::default();
+        let gate = LeaseGate::shut();
+        let log = Arc::new(Mutex::new(VesselLog::default()));
+        let vessel = fresh(&p, &["napper", "1", "100000000", nap_ms], &out, None);
+        let runner = runner::spawn(
+            VesselId([0x15; 8]),
+            vessel,
+            PathBuf::new(),
+            log,
+            gate.clone(),
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(runner.held(), "naps {nap_ms}: held before its first grant");
+        assert_eq!(text(&out), "", "naps {nap_ms}: ran without a lease");
+
+        let long = || meshnode::boot_clock::BootInstant::now().after(Duration::from_secs(60));
+        gate.hold_until(long());
+        wait_for_output(&out, "ready");
+        let a = naps_now(&runner);
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(naps_now(&runner) > a, "naps {nap_ms}: runs under its lease");
+
+        gate.shut_now();
+        let (n1, n2) = stays_put(
+            &runner,
+            Duration::from_millis(100),
+            Duration::from_millis(300),
+        );
+        assert_eq!(n1, n2, "naps {nap_ms}: ran on after its lease was taken");
+
+        gate.hold_until(long());
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            naps_now(&runner) > n2,
+            "naps {nap_ms}: a renewal lets it run on"
+        );
+
+        // A lease that runs out by itself: nothing renews it.
+        let until = meshnode::boot_clock::BootInstant::now().after(Duration::from_millis(200));
+        gate.hold_until(until);
+        let (n3, n4) = stays_put(
+            &runner,
+            Duration::from_millis(300),
+            Duration::from_millis(300),
+        );
+        assert_eq!(n3, n4, "naps {nap_ms}: ran on past the end of its lease");
+
+        let asked = Instant::now();
+        runner.send(Command::Stop).unwrap();
+        wait_end(&runner);
+        assert!(
+            asked.elapsed() < ANSWER_LIMIT,
+            "naps {nap_ms}: a held vessel took {:?} to stop",
+            asked.elapsed()
+        );
+    }
 }

@@ -1,8 +1,22 @@
 //! `vessel-once`: sampled every ONCE_EVERY from the vessel's deployment to
-//! the end of the run, decided at the end: at no sample did two nodes hold
-//! an `Owned` record of the vessel (a node runs a vessel only under one,
-//! docs/protocol.md). Every node's record is read, up or not: a stopped
-//! node that holds `Owned` runs the vessel again when it starts.
+//! the end of the run, decided at the end:
+//! - at no sample could two nodes run the vessel. A node can run it when it
+//!   holds an `Owned` record of it (docs/protocol.md) and, for a vessel
+//!   with a lease (issue 15), when its lease note says the lease holds now.
+//!   Every node's record is read, up or not: a stopped node that holds
+//!   `Owned` of a vessel without a lease runs it again when it starts,
+//!   while one whose lease ran out must win the lease back first. After a
+//!   failover the old host keeps its `Owned` record until it hears of the
+//!   new epoch (then it writes `Fenced`), so two `Owned` records at two
+//!   epochs are expected; two that can run are not.
+//! - no epoch ever had two owners: two nodes never held an `Owned` record
+//!   at the same epoch, at one sample or at two (each epoch of a vessel
+//!   has one owner, named by its certificate).
+//!
+//! The lease note (`DATA/vessels/ID/lease.cbor`, written by the node's
+//! lease driver at each renewal) holds the epoch and until when the lease
+//! holds on `CLOCK_BOOTTIME`, which every node of a testnet shares with
+//! this sampler (one machine), so "holds now" is exact.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -38,7 +52,7 @@ fn parse(t: &Table) -> Result<Box<dyn Check>, ScenarioError> {
 impl Check for VesselOnce {
     fn describe(&self, names: &Names) -> String {
         format!(
-            "vessel {} never runs on two nodes (an Owned record on at most one node at every sample)",
+            "vessel {} never runs on two nodes (at every sample at most one node can run it, and no epoch has two owners)",
             names.vessels[self.vessel]
         )
     }
@@ -64,10 +78,23 @@ impl Check for VesselOnce {
 struct OnceSeen {
     /// Samples taken (after the vessel was deployed).
     samples: u64,
-    /// The owners in turn: (node, epoch, first seen at t).
+    /// The owners that could run it, in turn: (node, epoch, first seen at t).
     owners: Vec<(String, u64, f64)>,
-    /// The first sample with two owners, said in words.
+    /// Who held an `Owned` record at each epoch (first seen).
+    epoch_owner: std::collections::BTreeMap<u64, String>,
+    /// The first sample with two runners, or an epoch with two owners,
+    /// said in words.
     twice: Option<String>,
+}
+
+/// One node's hold on the vessel at one sample.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Hold {
+    node: String,
+    /// Its record's epoch (an `Owned` record).
+    epoch: u64,
+    /// It can run the vessel now (no lease, or a lease that holds now).
+    runs: bool,
 }
 
 struct Watch {
@@ -76,40 +103,64 @@ struct Watch {
 }
 
 impl Watch {
-    /// Every node's `Owned` record of the vessel: (node, epoch).
-    fn owners(view: &dyn View, id: &str) -> Vec<(String, u64)> {
+    /// Every node's `Owned` record of the vessel, and whether it can run it.
+    fn holds(view: &dyn View, id: &str) -> Vec<Hold> {
+        let now_ns = boot_clock_ns();
         (0..view.node_count())
             .filter_map(|n| {
-                read_record(view.node_data_dir(n), id)
-                    .filter(|(kind, _)| kind == "Owned")
-                    .map(|(_, epoch)| (view.node_name(n).to_string(), epoch))
+                let dir = view.node_data_dir(n);
+                let (kind, epoch) = read_record(dir, id)?;
+                if kind != "Owned" {
+                    return None;
+                }
+                let runs = match read_lease_note(dir, id) {
+                    None => true,
+                    Some((e, until_ns)) => e == epoch && until_ns > now_ns,
+                };
+                Some(Hold {
+                    node: view.node_name(n).to_string(),
+                    epoch,
+                    runs,
+                })
             })
             .collect()
     }
 
-    /// Notes one sample; the words for a sample with two owners, the first
-    /// time there is one.
-    fn note(&self, t: f64, owners: &[(String, u64)]) -> Option<String> {
+    /// Notes one sample; the words for what broke, the first time.
+    fn note(&self, t: f64, holds: &[Hold]) -> Option<String> {
         let mut s = self.seen.lock().unwrap();
         s.samples += 1;
-        if let [(node, epoch)] = owners {
+        let running: Vec<&Hold> = holds.iter().filter(|h| h.runs).collect();
+        if let [h] = running.as_slice() {
             if s.owners
                 .last()
-                .is_none_or(|(n, e, _)| n != node || e != epoch)
+                .is_none_or(|(n, e, _)| *n != h.node || *e != h.epoch)
             {
-                s.owners.push((node.clone(), *epoch, t));
+                s.owners.push((h.node.clone(), h.epoch, t));
             }
         }
-        if owners.len() < 2 || s.twice.is_some() {
+        let mut broke = None;
+        for h in holds {
+            let first = s.epoch_owner.entry(h.epoch).or_insert(h.node.clone());
+            if *first != h.node && broke.is_none() {
+                broke = Some(format!(
+                    "at {t:.2}s {} and {} both hold an Owned record at epoch {}",
+                    first, h.node, h.epoch
+                ));
+            }
+        }
+        if running.len() >= 2 && broke.is_none() {
+            let who: Vec<String> = running
+                .iter()
+                .map(|h| format!("{} (epoch {})", h.node, h.epoch))
+                .collect();
+            broke = Some(format!("at {t:.2}s {} can both run it", who.join(" and ")));
+        }
+        if s.twice.is_some() {
             return None;
         }
-        let who: Vec<String> = owners
-            .iter()
-            .map(|(n, e)| format!("{n} (epoch {e})"))
-            .collect();
-        let line = format!("at {t:.2}s {} both hold an Owned record", who.join(" and "));
-        s.twice = Some(line.clone());
-        Some(line)
+        s.twice.clone_from(&broke);
+        broke
     }
 }
 
@@ -127,8 +178,8 @@ impl Judge for Watch {
                 continue;
             };
             let t = view.rec().t();
-            let owners = Self::owners(view, &id);
-            if let Some(line) = self.note(t, &owners) {
+            let holds = Self::holds(view, &id);
+            if let Some(line) = self.note(t, &holds) {
                 view.rec().say(format!("vessel {name} runs twice: {line}"));
                 view.rec()
                     .mark(MarkKind::ClientError, format!("{name} twice"));
@@ -161,6 +212,40 @@ impl Judge for Watch {
 pub fn read_record(data_dir: &Path, vessel_id: &str) -> Option<(String, u64)> {
     let bytes = std::fs::read(data_dir.join("vessels").join(vessel_id).join("record.cbor")).ok()?;
     parse_record(&bytes)
+}
+
+/// A node's lease note of a vessel (`DATA/vessels/ID/lease.cbor`): the
+/// epoch and until when its lease holds, in `CLOCK_BOOTTIME` nanoseconds,
+/// `{"epoch": 3, "until_boot_ns": …}`. None for a vessel without a lease.
+pub fn read_lease_note(data_dir: &Path, vessel_id: &str) -> Option<(u64, u64)> {
+    let bytes = std::fs::read(data_dir.join("vessels").join(vessel_id).join("lease.cbor")).ok()?;
+    parse_lease_note(&bytes)
+}
+
+fn parse_lease_note(bytes: &[u8]) -> Option<(u64, u64)> {
+    use ciborium::Value;
+    let Value::Map(fields) = ciborium::from_reader(bytes).ok()? else {
+        return None;
+    };
+    let field = |name: &str| {
+        fields.iter().find_map(|(k, v)| match (k, v) {
+            (Value::Text(k), Value::Integer(e)) if k == name => u64::try_from(*e).ok(),
+            _ => None,
+        })
+    };
+    Some((field("epoch")?, field("until_boot_ns")?))
+}
+
+/// `CLOCK_BOOTTIME` now, in nanoseconds: the clock the nodes count their
+/// leases on.
+fn boot_clock_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid clock id and a writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// The kind and epoch of a CBOR-encoded record: serde's external tagging,
@@ -229,18 +314,78 @@ mod tests {
             vessel: 0,
             seen: Mutex::new(OnceSeen::default()),
         };
-        let one = [("a".to_string(), 1)];
-        let two = [("a".to_string(), 1), ("d".to_string(), 2)];
+        let hold = |node: &str, epoch, runs| Hold {
+            node: node.into(),
+            epoch,
+            runs,
+        };
+        let one = [hold("a", 1, true)];
+        let two = [hold("a", 1, true), hold("d", 2, true)];
         assert_eq!(w.note(0.1, &one), None);
         assert_eq!(w.note(0.2, &one), None);
         let line = w.note(0.3, &two).unwrap();
-        assert_eq!(
-            line,
-            "at 0.30s a (epoch 1) and d (epoch 2) both hold an Owned record"
-        );
+        assert_eq!(line, "at 0.30s a (epoch 1) and d (epoch 2) can both run it");
         assert_eq!(w.note(0.4, &two), None, "told once");
         let s = w.seen.lock().unwrap().clone();
         assert_eq!(s.samples, 4);
         assert_eq!(s.owners, vec![("a".to_string(), 1, 0.1)]);
+    }
+
+    #[test]
+    fn a_fenced_old_host_is_no_runner_but_an_epoch_has_one_owner() {
+        let w = Watch {
+            vessel: 0,
+            seen: Mutex::new(OnceSeen::default()),
+        };
+        let hold = |node: &str, epoch, runs| Hold {
+            node: node.into(),
+            epoch,
+            runs,
+        };
+        // A failover: a's lease ran out, d took over at epoch 2; a keeps
+        // its Owned record until it hears (then Fenced, not listed).
+        assert_eq!(w.note(0.1, &[hold("a", 1, true)]), None);
+        assert_eq!(w.note(0.2, &[hold("a", 1, false)]), None);
+        assert_eq!(
+            w.note(0.3, &[hold("a", 1, false), hold("d", 2, true)]),
+            None
+        );
+        assert_eq!(w.note(0.4, &[hold("d", 2, true)]), None);
+        // Epoch 2 owned by another node later, even alone: two owners.
+        let line = w.note(0.5, &[hold("e", 2, true)]).unwrap();
+        assert_eq!(
+            line,
+            "at 0.50s d and e both hold an Owned record at epoch 2"
+        );
+        let s = w.seen.lock().unwrap().clone();
+        assert_eq!(
+            s.owners,
+            vec![
+                ("a".to_string(), 1, 0.1),
+                ("d".to_string(), 2, 0.3),
+                ("e".to_string(), 2, 0.5)
+            ]
+        );
+    }
+
+    #[test]
+    fn lease_notes_are_read_as_the_node_writes_them() {
+        #[derive(serde::Serialize)]
+        struct Note {
+            epoch: u64,
+            until_boot_ns: u64,
+        }
+        let mut b = Vec::new();
+        ciborium::into_writer(
+            &Note {
+                epoch: 4,
+                until_boot_ns: 123_456_789_000,
+            },
+            &mut b,
+        )
+        .unwrap();
+        assert_eq!(parse_lease_note(&b), Some((4, 123_456_789_000)));
+        assert_eq!(parse_lease_note(b"junk"), None);
+        assert!(boot_clock_ns() > 0);
     }
 }

@@ -1,6 +1,7 @@
 //! `[[event]]`: the timeline's actions, each read by one function.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -26,6 +27,8 @@ pub(super) struct RawEvent {
     client: Option<String>,
     to: Option<String>,
     env: Option<BTreeMap<String, String>>,
+    every: Option<String>,
+    until: Option<String>,
 }
 
 /// Every action, and the fields it takes.
@@ -47,7 +50,13 @@ const ACTIONS: &[(&str, &[&str])] = &[
     ("restart", &["node", "env"]),
     ("migrate", &["vessel", "to"]),
     ("move-client", &["client", "to"]),
+    ("flap", &["between", "every", "until", "loss"]),
 ];
+
+/// How short a flap's half period may be: the router applies a link change
+/// within a few milliseconds, and a shorter flap is noise, not a link
+/// going up and down.
+const MIN_FLAP_EVERY: Duration = Duration::from_millis(100);
 
 /// The events, in time order (events at the same time in file order).
 pub(super) fn events(ck: &Ck, raw: &[RawEvent]) -> Result<Vec<Event>, ScenarioError> {
@@ -57,6 +66,11 @@ pub(super) fn events(ck: &Ck, raw: &[RawEvent]) -> Result<Vec<Event>, ScenarioEr
         let f = format!("event[{i}]");
         let at = ck.dur(&format!("{f}.at"), &e.at)?;
         fields_apply(ck, &f, e)?;
+        if e.action == "flap" {
+            events.extend(flap(ck, &f, e, at)?);
+            ck.count("event (flaps expanded)", events.len(), MAX_EVENTS)?;
+            continue;
+        }
         let action = action(ck, &f, e)?;
         events.push(Event { at, action });
     }
@@ -88,6 +102,8 @@ fn fields_apply(ck: &Ck, f: &str, e: &RawEvent) -> Result<(), ScenarioError> {
         ("client", e.client.is_some()),
         ("to", e.to.is_some()),
         ("env", e.env.is_some()),
+        ("every", e.every.is_some()),
+        ("until", e.until.is_some()),
     ];
     match present
         .iter()
@@ -136,6 +152,7 @@ fn action(ck: &Ck, f: &str, e: &RawEvent) -> Result<Action, ScenarioError> {
                 to: node("to", &e.to, "the node it moves to")?,
             }
         }
+        // "flap" is expanded by `events` before this is asked.
         _ => unreachable!("fields_apply refused it"),
     })
 }
@@ -156,6 +173,67 @@ fn set_link(ck: &Ck, f: &str, e: &RawEvent) -> Result<Action, ScenarioError> {
         return Err(ck.err(f, "set-link changes nothing (give latency_ms, jitter_ms, loss, bandwidth_kbps or queue_ms)"));
     }
     Ok(Action::SetLink { a, b, change })
+}
+
+/// `flap`: the link goes down (`loss`, default 1: nothing passes) at `at`,
+/// up again (loss 0) `every` later, down again `every` after that, and so
+/// on until `until` (a duration after the start, like `at`); it ends up.
+/// Expanded here into the `set-link` events it stands for, so the timeline
+/// shows each one.
+fn flap(ck: &Ck, f: &str, e: &RawEvent, at: Duration) -> Result<Vec<Event>, ScenarioError> {
+    let field = format!("{f}.between");
+    let between = ck.need(&field, &e.between, "the two nodes of the link")?;
+    let (a, b) = ck.pair(&field, between)?;
+    let every_field = format!("{f}.every");
+    let every = ck.dur(
+        &every_field,
+        ck.need(
+            &every_field,
+            &e.every,
+            "how long the link stays down, then up",
+        )?,
+    )?;
+    if every < MIN_FLAP_EVERY {
+        return Err(ck.err(
+            &every_field,
+            format!("at least {MIN_FLAP_EVERY:?} (a shorter flap is noise)"),
+        ));
+    }
+    let until_field = format!("{f}.until");
+    let until = ck.dur(
+        &until_field,
+        ck.need(&until_field, &e.until, "when the flapping stops")?,
+    )?;
+    if until <= at {
+        return Err(ck.err(&until_field, "must be after the event's `at`"));
+    }
+    let down_loss = e.loss.unwrap_or(1.0);
+    if !(0.0..=1.0).contains(&down_loss) || down_loss == 0.0 {
+        return Err(ck.err(&format!("{f}.loss"), "a loss above 0, at most 1"));
+    }
+    let link = |loss: f64| Action::SetLink {
+        a,
+        b,
+        change: LinkChange {
+            loss: Some(loss),
+            ..LinkChange::default()
+        },
+    };
+    let mut out = Vec::new();
+    let mut t = at;
+    let mut down = true;
+    while t < until || !down {
+        out.push(Event {
+            at: t,
+            action: link(if down { down_loss } else { 0.0 }),
+        });
+        if out.len() > MAX_EVENTS {
+            return Err(ck.err(f, format!("flaps into more than {MAX_EVENTS} events")));
+        }
+        t += every;
+        down = !down;
+    }
+    Ok(out)
 }
 
 fn partition(ck: &Ck, f: &str, e: &RawEvent) -> Result<Action, ScenarioError> {

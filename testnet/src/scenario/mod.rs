@@ -411,6 +411,43 @@ mod tests {
     }
 
     #[test]
+    fn a_flap_expands_into_link_changes_that_end_up() {
+        let s = parse(&format!(
+            "{BASE}\n[[event]]\nat = \"10s\"\naction = \"flap\"\nbetween = [\"a\", \"b\"]\n\
+             every = \"3s\"\nuntil = \"20s\"\n"
+        ))
+        .unwrap();
+        let got: Vec<(u64, f64)> = s
+            .events
+            .iter()
+            .map(|e| match &e.action {
+                Action::SetLink { a: 0, b: 1, change } => (e.at.as_secs(), change.loss.unwrap()),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![(10, 1.0), (13, 0.0), (16, 1.0), (19, 0.0)],
+            "down, up, down, up: it ends up"
+        );
+        let e = parse(&format!(
+            "{BASE}\n[[event]]\nat = \"1s\"\naction = \"flap\"\nbetween = [\"a\", \"b\"]\n\
+             every = \"100ms\"\nuntil = \"10h\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("event[0]: flaps into more than 512 events"),
+            "{e}"
+        );
+        let e = parse(&format!(
+            "{BASE}\n[[event]]\nat = \"1s\"\naction = \"flap\"\nbetween = [\"a\", \"b\"]\n\
+             every = \"10ms\"\nuntil = \"10s\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("event[0].every: at least 100ms"), "{e}");
+    }
+
+    #[test]
     fn partition_groups_and_run_length() {
         let s = parse(&format!(
             "{BASE}\n[[event]]\nat = \"10s\"\naction = \"partition\"\ngroups = [[\"c\"]]\n\

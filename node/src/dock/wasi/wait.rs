@@ -62,6 +62,16 @@ pub trait Owner: Send + Sync {
     /// vessel to unwind, or to end, is queued. Called on the vessel's thread, inside a
     /// host call, before each wait and after each ring.
     fn attend(&self, memory: &[u8]) -> Attend;
+
+    /// Whether the vessel may run guest code now (its lease holds, issue
+    /// 15). A call that waited does not return to the guest until it may.
+    fn may_run(&self) -> bool {
+        true
+    }
+
+    /// The guest stopped running code: a call is about to wait (the lease
+    /// gate measures how long guest code ran unchecked).
+    fn guest_stopped(&self) {}
 }
 
 /// Rung by the owner with each command; wakes a waiting host call.
@@ -155,23 +165,44 @@ impl WasiCtx {
         // Taken before attending: a command queued after it rings, and the
         // wait below ends at once.
         let rings = link.bell.rings();
-        match link.owner.attend(memory) {
-            Attend::End => {
-                self.ended = true;
-                return Err(Errno::INTR);
-            }
-            Attend::Unwind if self.interruptible => {
-                self.interrupted = true;
-                return Err(Errno::INTR);
-            }
-            Attend::Unwind | Attend::Wait => {}
-        }
+        link.owner.guest_stopped();
+        self.attend_owner(&link, memory)?;
         match (hub_seen, &self.hub) {
             // A ring bumps the hub's generation as well.
             (Some(seen), Some(hub)) => {
                 hub.wait(seen, timeout);
             }
             _ => link.bell.wait(rings, timeout),
+        }
+        self.wait_for_lease(&link, memory)
+    }
+
+    /// Lets the owner attend; `Err(INTR)` if the call must give up its
+    /// wait (see [`WasiCtx::wait_blocked`]).
+    fn attend_owner(&mut self, link: &OwnerLink, memory: &[u8]) -> Result<(), Errno> {
+        match link.owner.attend(memory) {
+            Attend::End => {
+                self.ended = true;
+                Err(Errno::INTR)
+            }
+            Attend::Unwind if self.interruptible => {
+                self.interrupted = true;
+                Err(Errno::INTR)
+            }
+            Attend::Unwind | Attend::Wait => Ok(()),
+        }
+    }
+
+    /// A call that waited returns to the guest only while the vessel's
+    /// lease lets it run (issue 15): a host that lost its lease while the
+    /// vessel slept must not run it on. Meanwhile it attends to the owner
+    /// as any wait does (a stop ends it, a pause unwinds it).
+    fn wait_for_lease(&mut self, link: &OwnerLink, memory: &[u8]) -> Result<(), Errno> {
+        while !link.owner.may_run() {
+            let rings = link.bell.rings();
+            self.attend_owner(link, memory)?;
+            link.bell
+                .wait(rings, Some(crate::vessel::lease_gate::HELD_POLL));
         }
         Ok(())
     }

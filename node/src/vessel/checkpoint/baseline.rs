@@ -4,7 +4,7 @@ use protocol::snapshot::{ChunkedImage, Hash, CHUNK_SIZE_BYTES};
 
 use crate::dock::dirty::{WriteMark, WriteTracker, Written};
 use crate::store::{ChunkStore, StoreError};
-use crate::vessel::image::{changed_among, changed_chunks};
+use crate::vessel::image::{changed_among, changed_chunks, chunk_changed};
 
 /// The last checkpoint's memory, chunk by chunk: what the next one
 /// compares with. Kept on the node (a copy as large as the memory), so that
@@ -20,6 +20,12 @@ pub struct Baseline {
     mark: Option<WriteMark>,
     /// How many chunks the last pause compared.
     compared: usize,
+    /// Chunks whose hash is known but whose bytes `last` does not hold
+    /// (a baseline seeded from the image the vessel resumed from): they
+    /// are compared by hash, and copied once looked at.
+    unknown: Vec<bool>,
+    /// How many chunks are in `unknown`.
+    unknown_count: usize,
 }
 
 impl Baseline {
@@ -37,28 +43,86 @@ impl Baseline {
         // (`presize`), so this allocates only if the memory grew since.
         self.last.resize(memory.len(), 0);
         self.chunks.resize(memory.len().div_ceil(cs), None);
+        self.unknown.resize(self.chunks.len(), false);
         let (written, mark) = writes.look(memory, self.mark);
         self.mark = Some(mark);
         let all = self.chunks.len();
+        let looked: Vec<usize>;
         let changed = match (std::mem::take(&mut self.stale), written) {
             (true, _) => {
-                self.compared = all;
-                (0..all).collect()
+                looked = (0..all).collect();
+                looked.clone()
             }
-            (false, Written::All) => {
-                self.compared = all;
+            (false, Written::All) if self.unknown_count == 0 => {
+                looked = Vec::new();
                 changed_chunks(&self.last, &self.chunks, memory)
             }
-            (false, Written::Chunks(candidates)) => {
+            (false, Written::All) => {
+                looked = (0..all).collect();
+                self.differing(memory, &looked)
+            }
+            (false, Written::Chunks(candidates)) if self.unknown_count == 0 => {
                 self.compared = candidates.len();
-                changed_among(&self.last, &self.chunks, memory, candidates)
+                let changed = changed_among(&self.last, &self.chunks, memory, candidates);
+                self.copy_in(memory, &changed);
+                return changed;
+            }
+            (false, Written::Chunks(candidates)) => {
+                let changed = self.differing(memory, &candidates);
+                looked = candidates;
+                changed
             }
         };
-        for &i in &changed {
+        self.compared = if looked.is_empty() { all } else { looked.len() };
+        // Every chunk looked at is copied: its bytes are known from now on.
+        self.copy_in(memory, if looked.is_empty() { &changed } else { &looked });
+        changed
+    }
+
+    /// The chunks among `candidates` that differ from the baseline: by
+    /// hash where only the hash is known, else byte by byte.
+    fn differing(&self, memory: &[u8], candidates: &[usize]) -> Vec<usize> {
+        let cs = CHUNK_SIZE_BYTES as usize;
+        candidates
+            .iter()
+            .copied()
+            .filter(|&i| {
+                if !self.unknown[i] {
+                    return chunk_changed(&self.last, &self.chunks, memory, i);
+                }
+                let now = &memory[i * cs..((i + 1) * cs).min(memory.len())];
+                match self.chunks[i] {
+                    None => now.iter().any(|&b| b != 0),
+                    Some(h) => Hash::of(now) != h,
+                }
+            })
+            .collect()
+    }
+
+    /// Copies chunks `which` of `memory` into the baseline; their bytes
+    /// are known from now on.
+    fn copy_in(&mut self, memory: &[u8], which: &[usize]) {
+        let cs = CHUNK_SIZE_BYTES as usize;
+        for &i in which {
             let range = i * cs..((i + 1) * cs).min(memory.len());
             self.last[range.clone()].copy_from_slice(&memory[range]);
+            if std::mem::take(&mut self.unknown[i]) {
+                self.unknown_count -= 1;
+            }
         }
-        changed
+    }
+
+    /// Seeds the baseline of a vessel that resumed from `image` (its memory
+    /// holds exactly those chunks) and whose write tracking was armed at
+    /// `mark`, before it ran: its first checkpoint here then compares, by
+    /// hash, only the chunks it wrote since, instead of copying its whole
+    /// memory in the pause (115–150 ms at 64 MiB, after every arrival).
+    pub fn seed(&mut self, image: &ChunkedImage, mark: WriteMark) {
+        self.chunks = image.chunks.clone();
+        self.unknown = vec![true; self.chunks.len()];
+        self.unknown_count = self.chunks.len();
+        self.mark = Some(mark);
+        self.stale = false;
     }
 
     /// How many chunks the last [`take_changes`](Self::take_changes)

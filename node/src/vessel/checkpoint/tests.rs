@@ -107,3 +107,58 @@ fn the_log_is_packed_from_a_stable_anchor_across_the_bound() {
     // not at every checkpoint.
     assert!(anchors.len() >= 2 && anchors.len() <= 6, "{anchors:?}");
 }
+
+/// A baseline seeded from the image a vessel resumed from (an arrival, a
+/// restart) compares only the chunks written since, by hash, and its
+/// images equal whole ones; without write tracking it hashes them all and
+/// is still exact. Before seeding existed, the first checkpoint after an
+/// arrival copied the whole memory in the pause.
+#[test]
+fn a_seeded_baseline_compares_only_what_was_written_since_the_arrival() {
+    let (_dir, store) = store();
+    let mut rng = SplitMix64(15);
+    let cs = CHUNK_SIZE_BYTES as usize;
+    for tracking in [true, false] {
+        let mut memory = vec![0u8; 32 * cs];
+        for b in memory.iter_mut().skip(3 * cs).step_by(97) {
+            *b = rng.below(255) as u8 + 1;
+        }
+        let mut s = store.clone();
+        let arrived = put_image(&mut s, &memory).unwrap();
+        let writes = crate::dock::dirty::WriteTracker::default();
+        let mut baseline = Baseline::default();
+        let (_, mark) = writes.look(&memory, None);
+        if !tracking {
+            writes.disarm();
+        }
+        baseline.seed(&arrived, mark);
+        baseline.presize(memory.len());
+        // Written since: one chunk changed, one rewritten with its own
+        // bytes, one zero chunk made non-zero.
+        memory[5 * cs + 11] ^= 0xff;
+        let same = std::hint::black_box(memory[9 * cs]);
+        memory[9 * cs] = same;
+        memory[cs + 1] = 1;
+        let changed = baseline.take_changes(&memory, &writes);
+        assert_eq!(changed, vec![1, 5], "tracking {tracking}");
+        if tracking {
+            // The written chunks, and the two at the ends of this test's
+            // memory (a Vec, not page-aligned: partial pages are never
+            // protected, so always candidates).
+            let compared = baseline.compared();
+            assert!((3..=8).contains(&compared), "compared {compared} of 32");
+        } else {
+            assert_eq!(baseline.compared(), 32);
+        }
+        let got = baseline.store_changes(&store, &changed).unwrap();
+        let mut s = store.clone();
+        assert_eq!(got, put_image(&mut s, &memory).unwrap());
+        // Later checkpoints go on from there, byte by byte.
+        memory[20 * cs] ^= 1;
+        let changed = baseline.take_changes(&memory, &writes);
+        assert_eq!(changed, vec![20]);
+        let got = baseline.store_changes(&store, &changed).unwrap();
+        let mut s = store.clone();
+        assert_eq!(got, put_image(&mut s, &memory).unwrap());
+    }
+}
