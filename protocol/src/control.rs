@@ -440,6 +440,10 @@ pub struct VesselInfo {
     /// Why its last checkpoint was skipped or failed, until one succeeds.
     #[serde(default)]
     pub checkpoint_problem: Option<String>,
+    /// Its lease, in words (issue 15): "held at epoch 2 by 3 voters, 1.2 s
+    /// left", "no lease: …", "fenced by epoch 3". None from older nodes.
+    #[serde(default)]
+    pub lease: Option<String>,
 }
 
 /// A page of a vessel's log.

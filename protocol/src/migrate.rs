@@ -258,6 +258,12 @@ pub enum MigrationRequest {
         /// `Lacking` answer (absent from older nodes, and ignored by them).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         push: Option<FinalPush>,
+        /// A final offer of a leased vessel: the certificate that hands
+        /// the offered epoch to the destination (issue 15; a majority of
+        /// the vessel's voters signed it before the source's commit point).
+        /// Absent for a vessel without a lease, and from older nodes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lease: Option<Box<crate::lease::Certificate>>,
     },
     Chunks {
         vessel: VesselId,
@@ -546,6 +552,7 @@ pub(crate) mod tests {
             offer: offer(),
             image: vec![1, 2, 3],
             push: None,
+            lease: None,
         };
         let bytes = crate::cbor::encode(&plain);
         assert!(!bytes.windows(4).any(|w| w == b"push"));

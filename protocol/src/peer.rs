@@ -140,8 +140,16 @@ pub fn peer_messages_oracle(data: &[u8]) -> bool {
     let request = round_trip::<PeerRequest>(data);
     let mut decoded = request.is_some();
     match request {
-        Some(PeerRequest::Migration(MigrationRequest::Offer { offer, image, .. })) => {
+        Some(PeerRequest::Migration(MigrationRequest::Offer {
+            offer,
+            image,
+            lease,
+            ..
+        })) => {
             let _ = offer.verify(&key);
+            if let Some(c) = lease {
+                let _ = c.verify();
+            }
             if let Ok(img) = crate::cbor::decode::<crate::vessel::VesselImage>(&image) {
                 let _ = img.check();
                 let _ = img.deployment.verify();
@@ -248,6 +256,7 @@ mod tests {
                 offer: offer(),
                 image: crate::cbor::encode(&image),
                 push: None,
+                lease: None,
             }
             .into(),
             MigrationRequest::Offer {
@@ -269,6 +278,7 @@ mod tests {
                         }],
                     }],
                 }),
+                lease: None,
             }
             .into(),
             MigrationRequest::Commit(decision()).into(),

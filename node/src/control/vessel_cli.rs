@@ -326,6 +326,7 @@ pub fn ps_json(rows: &[VesselInfo]) -> serde_json::Value {
                     "pinned": v.pinned,
                     "checkpoint_age_ms": v.checkpoint_age_ms,
                     "checkpoint_problem": v.checkpoint_problem,
+                    "lease": v.lease,
                 })
             })
             .collect(),
@@ -360,6 +361,9 @@ pub fn run_ps(args: PsArgs) -> Result<i32> {
         ))?;
         if let Some(problem) = &v.checkpoint_problem {
             out(format_args!("{:<16} checkpoint skipped: {problem}", ""))?;
+        }
+        if let Some(lease) = &v.lease {
+            out(format_args!("{:<16} lease: {lease}", ""))?;
         }
     }
     Ok(0)

@@ -486,14 +486,24 @@ pub(super) fn log_page(
     Ok(log.chunk(page, ended, me.to_string()))
 }
 
-/// Every vessel in the mesh: this node's and each member peer's, one row
-/// per vessel (the highest epoch wins; a node it left says `left`).
-pub async fn ps(control: &Control, peers: &[PeerId]) -> Vec<VesselInfo> {
+/// This node's `ps` rows, each with its lease in words.
+fn rows_here(control: &Control) -> Vec<VesselInfo> {
     let mut rows = {
         let mut h = lock(&control.host);
         h.reap();
         h.list()
     };
+    let leases = &control.migrator.leases;
+    for r in &mut rows {
+        r.lease = leases.status(r.id).map(|s| leases.describe(&s));
+    }
+    rows
+}
+
+/// Every vessel in the mesh: this node's and each member peer's, one row
+/// per vessel (the highest epoch wins; a node it left says `left`).
+pub async fn ps(control: &Control, peers: &[PeerId]) -> Vec<VesselInfo> {
+    let mut rows = rows_here(control);
     let asks = peers.iter().map(|p| {
         let link = control.link.clone();
         let p = *p;
@@ -591,11 +601,7 @@ async fn run_here(
             .map_err(Refusal::internal)??;
             Ok(ForwardResponse::Deployed)
         }
-        ForwardRequest::Vessels => {
-            let mut h = lock(&control.host);
-            h.reap();
-            Ok(ForwardResponse::Vessels(h.list()))
-        }
+        ForwardRequest::Vessels => Ok(ForwardResponse::Vessels(rows_here(control))),
         ForwardRequest::Logs {
             vessel,
             from,

@@ -128,6 +128,10 @@ impl From<RequestError> for String {
     }
 }
 
+/// A member whose last round-trip sample is older than this is not counted
+/// as in reach (pings every few seconds; a partition stops them).
+pub const MEMBER_RTT_FRESH_MS: u64 = 10_000;
+
 /// Tries of an idempotent request whose connection failed.
 pub const TRANSPORT_RETRIES: u32 = 4;
 
@@ -218,6 +222,24 @@ impl Link {
             PeerResponse::Migration(r) => Ok(r),
             other => Err(RequestError::unexpected(peer, &other)),
         }
+    }
+
+    /// The members this node is connected to and has a fresh round-trip
+    /// time for, nearest first (a lease's voters are chosen from them).
+    pub async fn members_by_rtt(&self) -> Vec<PeerId> {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(NodeCommand::Peers(reply)).await.is_err() {
+            return Vec::new();
+        }
+        let mut members: Vec<(u64, PeerId)> = rx
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| p.member && p.rtt_age_ms.is_some_and(|a| a < MEMBER_RTT_FRESH_MS))
+            .filter_map(|p| Some((p.rtt_us?, p.peer_id.parse().ok()?)))
+            .collect();
+        members.sort();
+        members.into_iter().map(|(_, p)| p).collect()
     }
 
     /// A control command forwarded to the member that acts on it.

@@ -130,6 +130,21 @@ pub(super) async fn migrate(
 ) -> Result<(), MigrationError> {
     let mut run = Run::new(mesh, id, to, why)
         .map_err(|e| MigrationError::new(Step::Start, ErrorKind::Local(e)))?;
+    // A leased vessel moves only under a certificate that hands the new
+    // epoch to the destination (issue 15): won before the first round,
+    // off the pause.
+    run.handoff =
+        super::lease::keep::win_handoff(&mesh.lease_driver(), &mesh.host, id, run.spec.epoch, to)
+            .await
+            .map_err(|r| MigrationError::new(Step::Start, ErrorKind::Refused(r)))?
+            .map(Box::new);
+    if run.handoff.is_some() {
+        // The voters promised this epoch to this destination: a later
+        // attempt (this one failing, to another node) offers above it.
+        let mut reported = lock(&mesh.reported);
+        let kept = reported.entry(id).or_default();
+        *kept = (*kept).max(run.spec.epoch);
+    }
     let plan = SourcePlan {
         warm_rounds: mesh.policy.warm_rounds,
     };
@@ -183,6 +198,9 @@ struct Run<'a> {
     paused: Option<runner::Paused>,
     packed: Option<Packed>,
     marks: PauseMarks,
+    /// The certificate handing the offered epoch to the destination, for
+    /// a leased vessel (sent with the final offer).
+    handoff: Option<Box<protocol::lease::Certificate>>,
 }
 
 /// When each step of the pause ended, from the pause (for the debug line
@@ -230,6 +248,7 @@ impl<'a> Run<'a> {
             paused: None,
             packed: None,
             marks: PauseMarks::default(),
+            handoff: None,
         })
     }
 
@@ -354,7 +373,11 @@ impl<'a> Run<'a> {
                 whole.chain(patched)
             })
             .collect();
-        let answer = offer_once(self.link(), spec, image, nonce, push)
+        let lease = match kind {
+            OfferKind::Final => self.handoff.clone(),
+            OfferKind::Warm => None,
+        };
+        let answer = offer_once(self.link(), spec, image, nonce, push, lease)
             .await
             .map_err(error_kind)?;
         self.count_pushed(&pushed);

@@ -17,6 +17,8 @@
 //!   migration layer's ([`crate::migration`]);
 //! - [`migrate`]: the source side of a migration, and
 //!   [`migrate::start_migration`], how everything else starts one;
+//!   [`lease`]: the lease of a replicated vessel (voters, holders,
+//!   elections; the rules are [`crate::failover`]'s);
 //!   [`ingress`]: service ingress (entry and host roles, its own state);
 //! - [`place`]: placement in the running node: the periodic tick that moves
 //!   vessels nearer their clients, pin/unpin, and drain (its own state:
@@ -54,6 +56,7 @@ pub mod commands;
 pub mod faults;
 pub mod gate;
 pub mod ingress;
+pub mod lease;
 pub mod ledger;
 pub mod link;
 pub mod membership;
@@ -101,6 +104,7 @@ mod tests {
         ("faults", include_str!("faults.rs")),
         ("gate", include_str!("gate.rs")),
         ("ingress", include_str!("ingress.rs")),
+        ("lease", include_str!("lease/mod.rs")),
         ("ledger", include_str!("ledger.rs")),
         ("link", include_str!("link.rs")),
         ("membership", include_str!("membership.rs")),

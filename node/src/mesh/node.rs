@@ -32,6 +32,7 @@ use tracing::{debug, info, warn};
 
 use super::behaviour::{node_swarm, NodeBehaviour, NodeBehaviourEvent, SwarmError, SwarmOptions};
 use super::ingress::Ingress;
+use super::lease::Leases;
 use super::ledger::Ledger;
 use super::link::{Link, NodeCommand, PendingRequests, RequestError};
 use super::membership::{
@@ -182,10 +183,17 @@ pub async fn run(
         host: params.host.clone(),
         link,
         pending: PendingRequests::new(),
-        migration: MigrationState::new(MigrationPolicy {
-            warm_rounds: config.migration_warm_rounds,
-            dedup: config.migration_dedup,
-        }),
+        migration: MigrationState::new(
+            MigrationPolicy {
+                warm_rounds: config.migration_warm_rounds,
+                dedup: config.migration_dedup,
+            },
+            Leases::open(
+                &params.data_dir.root,
+                &params.identity.peer_id,
+                crate::failover::LeaseParams::default(),
+            ),
+        ),
         placer: Placer::new(Placement::new(config.placement_params()), rtt_stale),
         ingress: ingress.clone(),
         gate: swarm.behaviour().gate(),
@@ -246,6 +254,13 @@ pub async fn run(
     }));
     let stale_status = Duration::from_millis(config.status_interval_ms) * STALE_STATUS_INTERVALS;
     tokio::spawn(super::ingress::run(ingress, hub_rx));
+    let (started_tx, started_rx) = tokio::sync::mpsc::unbounded_channel();
+    crate::sync::lock(&state.host).vessel_started = Some(started_tx);
+    tokio::spawn(super::lease::keep::keep_every_start(
+        state.migrator().lease_driver(),
+        state.host.clone(),
+        started_rx,
+    ));
     recover(&state);
     let every =
         (config.checkpoint_every_ms > 0).then(|| Duration::from_millis(config.checkpoint_every_ms));

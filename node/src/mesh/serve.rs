@@ -84,7 +84,12 @@ pub fn serve_peer(
             let n = state.migration.issue(peer);
             send_now(swarm, channel, MigrationResponse::Nonce(n).into());
         }
-        PeerRequest::Migration(MigrationRequest::Offer { offer, image, push }) => {
+        PeerRequest::Migration(MigrationRequest::Offer {
+            offer,
+            image,
+            push,
+            lease,
+        }) => {
             // Checked here, in order, before any work: the signature (made
             // by the connection's own key), the addressee, the nonce.
             if let Err(refusal) = check_offer(state, peer, &offer, &image) {
@@ -101,14 +106,19 @@ pub fn serve_peer(
                     .flatten();
                 let (vessel, epoch) = (offer.body.vessel, offer.body.epoch);
                 let (kind, t0) = (offer.body.kind, Instant::now());
-                let response =
-                    match answer_offer(&mesh, &incoming, peer, offer, image, push, next_nonce) {
-                        Ok(r) => PeerResponse::Migration(r),
-                        Err(refusal) => {
-                            warn!(%peer, "offer refused: {refusal}");
-                            PeerResponse::Refused(refusal)
-                        }
-                    };
+                let response = match answer_offer(
+                    &mesh,
+                    &incoming,
+                    peer,
+                    (offer, image, push, lease),
+                    next_nonce,
+                ) {
+                    Ok(r) => PeerResponse::Migration(r),
+                    Err(refusal) => {
+                        warn!(%peer, "offer refused: {refusal}");
+                        PeerResponse::Refused(refusal)
+                    }
+                };
                 let accepted = matches!(
                     response,
                     PeerResponse::Migration(MigrationResponse::Lacking { .. })
@@ -305,24 +315,30 @@ pub(super) fn check_offer(
 /// checks, in the same order, with nothing between them). A prepare that
 /// fails here is not an error of the offer: the answer says not prepared,
 /// and the source's `Prepare` hears the refusal.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn answer_offer(
     mesh: &Migrator,
     incoming: &Arc<Mutex<Incoming>>,
     peer: PeerId,
-    offer: Offer,
-    image_bytes: Vec<u8>,
-    push: Option<FinalPush>,
+    (offer, image_bytes, push, lease): OfferParts,
     next_nonce: Nonce,
 ) -> Result<MigrationResponse, Refusal> {
     let (vessel, epoch, image) = (offer.body.vessel, offer.body.epoch, offer.body.image);
-    let prepare_now =
-        offer.body.kind == OfferKind::Final && push.as_ref().is_some_and(|p| p.prepare);
+    let final_offer = offer.body.kind == OfferKind::Final;
+    let prepare_now = final_offer && push.as_ref().is_some_and(|p| p.prepare);
     let pushed = match (offer.body.kind, push) {
         (OfferKind::Final, Some(p)) => (p.chunks, p.patches),
         _ => Default::default(),
     };
+    let lease = match lease.filter(|_| final_offer) {
+        Some(cert) => Some(check_handoff(*cert, vessel, epoch, &mesh.me)?),
+        None => None,
+    };
     let answer = accept_offer(mesh, incoming, peer, offer, image_bytes, pushed, next_nonce)?;
+    if let Some(cert) = lease {
+        if let Some(s) = lock(incoming).session_mut(vessel, &peer, epoch) {
+            s.data.lease = Some(cert);
+        }
+    }
     let MigrationResponse::Lacking {
         chunks, next_nonce, ..
     } = answer
@@ -341,6 +357,40 @@ pub(super) fn answer_offer(
         next_nonce,
         prepared,
     })
+}
+
+/// An offer as it arrives: the signed offer, its image, a final offer's
+/// push and a leased vessel's handoff certificate.
+pub(super) type OfferParts = (
+    Offer,
+    Vec<u8>,
+    Option<FinalPush>,
+    Option<Box<protocol::lease::Certificate>>,
+);
+
+/// A final offer's handoff certificate (issue 15), checked: it verifies
+/// (a majority of its signers signed it), and it hands exactly the offered
+/// epoch of the offered vessel to this node. The vessel then runs here
+/// only under its lease, from that certificate.
+fn check_handoff(
+    cert: protocol::lease::Certificate,
+    vessel: VesselId,
+    epoch: u64,
+    me: &PeerId,
+) -> Result<protocol::lease::Certificate, Refusal> {
+    let invalid = |why: String| refuse(RefusalCode::Invalid, format!("handoff certificate: {why}"));
+    crate::failover::cert::check_certificate(&cert, None).map_err(|e| invalid(e.to_string()))?;
+    let b = &cert.body;
+    if b.vessel != vessel || b.epoch != epoch {
+        return Err(invalid(format!(
+            "it names vessel {} at epoch {}, the offer {vessel} at {epoch}",
+            b.vessel, b.epoch
+        )));
+    }
+    if b.owner.0 != me.to_bytes() || b.kind != protocol::lease::AssignmentKind::Handoff {
+        return Err(invalid("it does not hand the vessel to this node".into()));
+    }
+    Ok(cert)
 }
 
 /// Stores the pushed chunks that `lacking` names (each checked against its
@@ -517,6 +567,7 @@ pub(super) fn accept_offer(
                 known: known_chunks,
                 named: Arc::new(named),
                 memory,
+                lease: None,
             },
         },
     );
@@ -540,12 +591,13 @@ pub(super) async fn serve_async(
             .into()),
         PeerRequest::Forward(f) => Ok(serve_forward(control, peer, f).await?.into()),
         PeerRequest::Ingress(_) => Err(refuse(RefusalCode::Internal, "handled by the event loop")),
-        // The lease protocol's rules are in `failover` (issue 15); no node
-        // keeps voter state yet, so it is a voter of no vessel.
-        PeerRequest::Lease(_) => Err(refuse(
-            RefusalCode::NotVoter,
-            "this node is a voter of no vessel: it does not serve lease votes yet",
-        )),
+        // The lease protocol's rules are in `failover` (issue 15).
+        PeerRequest::Lease(l) => {
+            let m = &control.migrator;
+            Ok(super::lease::serve::serve(&m.leases, &m.signing, peer, l)
+                .await?
+                .into())
+        }
     }
 }
 
@@ -666,7 +718,7 @@ pub(super) fn prepare(
 ) -> Result<MigrationResponse, Refusal> {
     fault_point("dest-prepare");
     let t0 = Instant::now();
-    let (image, manifest, image_hash, warm_memory) = {
+    let (image, manifest, image_hash, warm_memory, lease) = {
         let inc = lock(incoming);
         let s = inc.check_prepare(&peer, vessel, epoch, image_named)?;
         // `check_prepare` takes final sessions only, which always hold
@@ -682,6 +734,7 @@ pub(super) fn prepare(
             s.data.manifest.is_some(),
             s.image,
             s.data.memory.clone(),
+            s.data.lease.clone(),
         )
     };
     // Waits for a pre-copy round still being written into it.
@@ -786,6 +839,12 @@ pub(super) fn prepare(
                         "stale epoch {epoch} for vessel {vessel}: a record at or above it is here"
                     ),
                 ));
+            }
+            // A leased vessel's certificate first: once `Prepared` is
+            // answered the commit may start it, under its lease only.
+            if let Some(cert) = &lease {
+                crate::vessel::certificate::write(&h.vessel_dir(vessel), cert)
+                    .map_err(|e| Refusal::internal(format!("its lease certificate: {e}")))?;
             }
             let prepared = Record::prepared(epoch, image_hash, peer.to_bytes(), known.as_ref());
             h.write_record(vessel, &prepared)?;

@@ -53,6 +53,7 @@ pub(super) async fn offer_once(
     image: Vec<u8>,
     nonce: Nonce,
     push: Option<FinalPush>,
+    lease: Option<Box<protocol::lease::Certificate>>,
 ) -> Result<OfferAnswer, RequestError> {
     let body = OfferBody {
         version: PEER_PROTOCOL_VERSION,
@@ -67,7 +68,15 @@ pub(super) async fn offer_once(
     let offer = Offer::sign(&mesh.signing, body);
     match mesh
         .link
-        .migration_once(spec.to, MigrationRequest::Offer { offer, image, push })
+        .migration_once(
+            spec.to,
+            MigrationRequest::Offer {
+                offer,
+                image,
+                push,
+                lease,
+            },
+        )
         .await?
     {
         MigrationResponse::Lacking {

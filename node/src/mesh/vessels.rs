@@ -20,6 +20,7 @@ use protocol::refusal::{Refusal, RefusalCode};
 use protocol::snapshot::{Hash, Manifest};
 use protocol::vessel::{VesselId, VesselImage};
 
+use super::lease::{LeaseDriver, Leases};
 use super::link::Link;
 use crate::migration::destination::Destination;
 use crate::migration::nonce::NonceBook;
@@ -98,9 +99,21 @@ pub struct Migrator {
     pub incoming: IncomingMap,
     pub policy: MigrationPolicy,
     pub reported: ReportedEpochs,
+    /// The leases of replicated vessels (issue 15).
+    pub leases: Leases,
 }
 
 impl Migrator {
+    /// The lease driver's handle, on this migrator's link and key.
+    pub fn lease_driver(&self) -> LeaseDriver {
+        LeaseDriver {
+            leases: self.leases.clone(),
+            link: self.link.clone(),
+            me: self.me,
+            signing: self.signing.clone(),
+        }
+    }
+
     /// Updates the report of the migration of `id` started here.
     pub fn set_report(&self, id: VesselId, f: impl FnOnce(&mut MigrationReport)) {
         if let Some(r) = lock(&self.migrations).get_mut(&id) {
@@ -131,6 +144,8 @@ pub struct MigrationState {
     pub incoming: IncomingMap,
     pub policy: MigrationPolicy,
     pub reported: ReportedEpochs,
+    /// The leases of replicated vessels (issue 15): this node's voters.
+    pub leases: Leases,
 }
 
 /// Every migration this node is receiving: the migration layer's
@@ -161,16 +176,20 @@ pub struct IncomingData {
     /// round's chunks are written into it, so `prepare` waits for that
     /// rather than starting over.
     pub memory: Arc<Mutex<Option<Prebuilt>>>,
+    /// A leased vessel's handoff certificate (final offers), written
+    /// beside the record when the image is prepared.
+    pub lease: Option<protocol::lease::Certificate>,
 }
 
 impl MigrationState {
-    pub fn new(policy: MigrationPolicy) -> MigrationState {
+    pub fn new(policy: MigrationPolicy, leases: Leases) -> MigrationState {
         MigrationState {
             nonces: NonceBook::default(),
             migrations: Arc::new(Mutex::new(HashMap::new())),
             incoming: Arc::new(Mutex::new(Incoming::default())),
             policy,
             reported: Arc::new(Mutex::new(HashMap::new())),
+            leases,
         }
     }
 

@@ -22,6 +22,7 @@
 //! writes the same records at the same log offsets, so `logs` shows each
 //! once.
 
+pub mod certificate;
 pub mod checkpoint;
 pub mod image;
 pub mod journal;
@@ -185,6 +186,9 @@ pub struct Host {
     pub hubs: HashMap<VesselId, Arc<IngressHub>>,
     /// Told of every hub that starts, so that the mesh pumps its bytes.
     pub hub_started: Option<tokio::sync::mpsc::UnboundedSender<(VesselId, Arc<IngressHub>)>>,
+    /// Told the id of every vessel that starts running here (as its owner):
+    /// the lease driver keeps each one's lease (`mesh::lease::keep`).
+    pub vessel_started: Option<tokio::sync::mpsc::UnboundedSender<VesselId>>,
     /// Where each vessel's client traffic enters the mesh (placement's
     /// input). The ingress records every client frame a vessel hosted here
     /// takes; it has a lock of its own, so a caller may clone the `Arc` and
@@ -221,6 +225,7 @@ impl Host {
             node,
             hubs: HashMap::new(),
             hub_started: None,
+            vessel_started: None,
             traffic: Arc::new(crate::placement::TrafficBook::default()),
             retention: retention::Retention::default(),
         })
@@ -228,6 +233,11 @@ impl Host {
 
     pub fn vessel_dir(&self, id: VesselId) -> PathBuf {
         self.root.join(id.to_hex())
+    }
+
+    /// The lease certificate kept beside the vessel's record, if any.
+    pub fn certificate(&self, id: VesselId) -> Option<protocol::lease::Certificate> {
+        certificate::read(&self.vessel_dir(id))
     }
 
     fn record_path(&self, id: VesselId) -> PathBuf {
@@ -430,6 +440,10 @@ impl Host {
                         (Record::Left { acked: true, .. }, _) => ("left".to_string(), None),
                         (Record::Left { acked: false, .. }, _) => ("waiting".to_string(), None),
                         (Record::Prepared { .. }, _) => ("prepared".to_string(), None),
+                        (Record::Fenced { .. }, _) => ("fenced".to_string(), None),
+                        (_, None) if l.runner.as_ref().is_some_and(|r| r.held()) => {
+                            ("held".to_string(), None)
+                        }
                         (_, Some((exit, code))) => (
                             if code.is_some() {
                                 "exited".to_string()
@@ -467,6 +481,7 @@ impl Host {
                     pinned: l.pinned,
                     checkpoint_age_ms,
                     checkpoint_problem: l.checkpoints.problem.clone(),
+                    lease: None,
                 }
             })
             .collect()
@@ -603,7 +618,20 @@ impl Host {
         if let Some(image) = &ready.memory_image {
             seed_baseline(&checkpoints, &ready.vessel, image);
         }
-        let gate = LeaseGate::open();
+        // A vessel with a certificate for the epoch it starts at runs only
+        // under its lease: shut until the first grant (a restart wins the
+        // lease back before the vessel runs again).
+        let leased = match &record {
+            Record::Owned { epoch, .. } => {
+                self.certificate(id).is_some_and(|c| c.body.epoch == *epoch)
+            }
+            _ => false,
+        };
+        let gate = if leased {
+            LeaseGate::shut()
+        } else {
+            LeaseGate::open()
+        };
         let runner = runner::spawn(
             id,
             ready.vessel,
@@ -647,6 +675,9 @@ impl Host {
                 gate,
             },
         );
+        if let Some(tx) = &self.vessel_started {
+            let _ = tx.send(id);
+        }
         Ok(())
     }
 

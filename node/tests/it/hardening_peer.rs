@@ -695,6 +695,7 @@ async fn offer_request(
         offer: Offer::sign(&f.identity.signing, body),
         image,
         push,
+        lease: None,
     }
     .into()
 }

@@ -14,6 +14,7 @@ mod hardening_limits;
 mod hardening_member;
 mod hardening_peer;
 mod hardening_wasi;
+mod leases;
 mod log_generations;
 mod mesh;
 mod mesh_refusals;

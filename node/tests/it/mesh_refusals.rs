@@ -301,6 +301,7 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
                 offer: forged,
                 image: warm.clone(),
                 push: None,
+                lease: None,
             })
             .await,
             RefusalCode::Forged,
@@ -317,6 +318,7 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
                 offer: lying,
                 image: warm.clone(),
                 push: None,
+                lease: None,
             })
             .await,
             RefusalCode::Forged,
@@ -332,6 +334,7 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
                 offer: good.clone(),
                 image: warm.clone(),
                 push: None,
+                lease: None,
             })
             .await
         {
@@ -345,6 +348,7 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
                 offer: good,
                 image: warm.clone(),
                 push: None,
+                lease: None,
             })
             .await,
             RefusalCode::Replayed,
@@ -391,6 +395,7 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
                 offer,
                 image: img,
                 push: None,
+                lease: None,
             })
             .await,
             RefusalCode::Untrusted,
@@ -407,6 +412,7 @@ fn forged_replayed_tampered_untrusted_and_stale_messages_are_refused() {
                 offer,
                 image: img,
                 push: None,
+                lease: None,
             })
             .await,
             RefusalCode::StaleEpoch,

@@ -135,17 +135,28 @@ impl Mesh {
 
     /// Restarts node `i` (after it died), with the others as its peers.
     pub(crate) fn restart(&mut self, i: usize, envs: &[(&str, &str)]) {
-        let _ = self.nodes[i].child.kill();
-        let _ = self.nodes[i].child.wait();
-        let _ = std::fs::remove_file(self.nodes[i].data_dir.join("node.addrs"));
-        let peers: Vec<String> = (0..3)
-            .filter(|j| *j != i)
-            .map(|j| self.addrs[j].clone())
-            .collect();
-        let name = ["a", "b", "c"][i];
-        let mut n = self.start(name, &peers, envs);
-        self.addrs[i] = n.wait_ready();
-        self.nodes[i] = n;
+        self.restart_together(&[i], envs);
+    }
+
+    /// Kills the nodes `which` (those still running) and starts them all
+    /// again before waiting for the mesh: nodes that are down together
+    /// come back together.
+    pub(crate) fn restart_together(&mut self, which: &[usize], envs: &[(&str, &str)]) {
+        for &i in which {
+            let _ = self.nodes[i].child.kill();
+            let _ = self.nodes[i].child.wait();
+            let _ = std::fs::remove_file(self.nodes[i].data_dir.join("node.addrs"));
+        }
+        for &i in which {
+            let peers: Vec<String> = (0..3)
+                .filter(|j| *j != i)
+                .map(|j| self.addrs[j].clone())
+                .collect();
+            let name = ["a", "b", "c"][i];
+            let mut n = self.start(name, &peers, envs);
+            self.addrs[i] = n.wait_ready();
+            self.nodes[i] = n;
+        }
         self.wait_members();
     }
 

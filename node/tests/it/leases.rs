@@ -1,0 +1,189 @@
+//! The lease of a replicated vessel (issue 15), on three real nodes: a
+//! vessel deployed on a mesh of three wins a certificate from three voters
+//! (its host and the two others), runs only while a majority of them
+//! grants its lease, stops within a lease when they stop answering, and
+//! runs on when they are back. Its host writes the lease note testnet's
+//! `vessel-once` check reads.
+
+use std::time::{Duration, Instant};
+
+use meshnode::boot_clock::BootInstant;
+use serde_json::Value;
+
+use crate::mesh::stderr;
+use crate::mesh_vessels::Mesh;
+use crate::support::compile_c;
+
+/// How long to wait for the lease to change (a lease is 1.5 s; its holder
+/// renews every 0.4 s; a loaded CI machine adds seconds).
+const LEASE_WAIT: Duration = Duration::from_secs(20);
+
+/// `ps --json` row of `name` as node `via` sees it.
+fn row(mesh: &Mesh, via: usize, name: &str) -> Option<Value> {
+    mesh.ps(via).into_iter().find(|r| r["name"] == name)
+}
+
+/// Waits until node `via`'s row of `name` satisfies `ok`; returns it.
+fn wait_row(mesh: &Mesh, via: usize, name: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + LEASE_WAIT;
+    let mut last = None;
+    while Instant::now() < deadline {
+        last = row(mesh, via, name);
+        if last.as_ref().is_some_and(&ok) {
+            return last.unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!(
+        "{what}: not within {LEASE_WAIT:?}; last row {last:?}\nnode log:\n{}",
+        mesh.nodes[via].log()
+    );
+}
+
+/// The vessel's log lines, from its host `via`.
+fn ticks(mesh: &Mesh, via: usize, id: &str) -> usize {
+    let out = mesh.cli(via, &["logs", id]);
+    assert!(out.status.success(), "logs: {}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("tick "))
+        .count()
+}
+
+/// The host's lease note: (epoch, until) on the boot clock.
+fn lease_note(mesh: &Mesh, host: usize, id: &str) -> Option<(u64, BootInstant)> {
+    let path = mesh.nodes[host]
+        .data_dir
+        .join("vessels")
+        .join(id)
+        .join("lease.cbor");
+    let v: ciborium::Value = ciborium::from_reader(std::fs::read(path).ok()?.as_slice()).ok()?;
+    let field = |name: &str| {
+        v.as_map()?.iter().find_map(|(k, v)| {
+            (k.as_text()? == name).then(|| v.as_integer().and_then(|i| u64::try_from(i).ok()))?
+        })
+    };
+    Some((
+        field("epoch")?,
+        BootInstant::from_ns(field("until_boot_ns")?),
+    ))
+}
+
+/// Goal: the host of a leased vessel runs it only while a majority of its
+/// voters answers. Both other nodes are killed: within a lease the vessel
+/// is held (no tick more, its lease note runs out, `ps` says so); they
+/// come back: it runs on from where it stopped, nothing lost or repeated.
+#[test]
+fn a_host_runs_its_vessel_only_while_a_majority_of_its_voters_answers() {
+    let _cpu = crate::support::shared_cpu();
+    let wasm = compile_c("node/tests/it/programs/ticker.c", &[]);
+    let mut mesh = Mesh::new(0, 200_000);
+    let out = mesh.cli(0, &["deploy", "--name", "ticker", wasm.to_str().unwrap()]);
+    assert!(out.status.success(), "deploy: {}", stderr(&out));
+    let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+
+    let r = wait_row(&mesh, 0, "ticker", "leased", |r| {
+        r["lease"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("held at epoch 1 from 3 voters"))
+    });
+    assert_eq!(r["state"], "running", "{r}");
+    let (epoch, until) = lease_note(&mesh, 0, &id).expect("the host writes its lease note");
+    assert_eq!(epoch, 1);
+    assert!(until > BootInstant::now(), "the note says the lease holds");
+
+    for i in [1, 2] {
+        let _ = mesh.nodes[i].child.kill();
+        let _ = mesh.nodes[i].child.wait();
+    }
+    let killed = Instant::now();
+    let r = wait_row(&mesh, 0, "ticker", "held once its voters are gone", |r| {
+        r["state"] == "held"
+    });
+    eprintln!("held {:?} after its voters died: {r}", killed.elapsed());
+    let (_, until) = lease_note(&mesh, 0, &id).unwrap();
+    assert!(until < BootInstant::now(), "the note's lease has run out");
+    let before = ticks(&mesh, 0, &id);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(ticks(&mesh, 0, &id), before, "a held vessel printed");
+
+    mesh.restart_together(&[1, 2], &[]);
+    wait_row(
+        &mesh,
+        0,
+        "ticker",
+        "running again once its voters are back",
+        |r| r["state"] == "running",
+    );
+    let deadline = Instant::now() + LEASE_WAIT;
+    while ticks(&mesh, 0, &id) <= before + 3 {
+        assert!(Instant::now() < deadline, "it does not tick again");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = mesh.cli(0, &["logs", &id]);
+    let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    for (n, line) in lines.iter().enumerate() {
+        assert_eq!(*line, format!("tick {n}"), "nothing lost or repeated");
+    }
+}
+
+/// Goal: a leased vessel moves under a handoff certificate: its voters
+/// hand the next epoch to the destination before the source's commit
+/// point, the destination runs it under its own lease at that epoch, and
+/// the old host's death afterwards changes nothing (two of its three
+/// voters still answer). Its log has every tick once.
+#[test]
+fn a_leased_vessel_moves_under_a_handoff_and_keeps_its_lease() {
+    let _cpu = crate::support::shared_cpu();
+    let wasm = compile_c("node/tests/it/programs/ticker.c", &[]);
+    let mesh = Mesh::new(0, 200_000);
+    let out = mesh.cli(0, &["deploy", "--name", "ticker", wasm.to_str().unwrap()]);
+    assert!(out.status.success(), "deploy: {}", stderr(&out));
+    let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    wait_row(&mesh, 0, "ticker", "leased", |r| {
+        r["lease"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("held at epoch 1"))
+    });
+    let report = mesh.migrate(0, &id, 1).expect("the move");
+    assert_eq!(report["phase"], "done", "{report}");
+    let r = wait_row(&mesh, 1, "ticker", "leased at its new host", |r| {
+        r["lease"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("held at epoch 2 from 3 voters"))
+    });
+    assert_eq!(r["node"], mesh.ids[1]);
+    let cert = mesh.nodes[1]
+        .data_dir
+        .join("vessels")
+        .join(&id)
+        .join("certificate.cbor");
+    assert!(
+        cert.exists(),
+        "the destination keeps its handoff certificate"
+    );
+
+    let mut mesh = mesh;
+    let _ = mesh.nodes[0].child.kill();
+    let _ = mesh.nodes[0].child.wait();
+    let before = ticks(&mesh, 1, &id);
+    let deadline = Instant::now() + LEASE_WAIT;
+    while ticks(&mesh, 1, &id) < before + 20 {
+        assert!(
+            Instant::now() < deadline,
+            "it stopped ticking when its old host died\n{}",
+            mesh.nodes[1].log()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let (epoch, until) = lease_note(&mesh, 1, &id).expect("the new host's lease note");
+    assert_eq!(epoch, 2);
+    assert!(until > BootInstant::now());
+    let out = mesh.cli(1, &["logs", &id]);
+    for (n, line) in String::from_utf8_lossy(&out.stdout).lines().enumerate() {
+        assert_eq!(line, format!("tick {n}"), "nothing lost or repeated");
+    }
+}
