@@ -32,6 +32,12 @@ use crate::boot_clock::BootInstant;
 /// lease (1.5 s by default) so a held lease is hardly shortened.
 pub const UNCHECKED_RUN_MARGIN: Duration = Duration::from_millis(50);
 
+/// The widest the margin grows, however long a run was seen: a run longer
+/// than this is far beyond what the protocol's margin covers anyway (it is
+/// counted as an overrun and logged), and a wider margin would keep the
+/// vessel from ever running under a lease of 1.5 s.
+pub const MAX_UNCHECKED_RUN_MARGIN: Duration = Duration::from_millis(500);
+
 /// How often a held vessel's thread looks at its commands while it waits
 /// for the lease (a renewal wakes it at once; this bounds a stop's wait).
 pub const HELD_POLL: Duration = Duration::from_millis(20);
@@ -114,9 +120,11 @@ impl LeaseGate {
     /// The margin a run is let start with: the named one, or the longest
     /// unchecked run seen lately if longer.
     pub fn margin(&self) -> Duration {
-        UNCHECKED_RUN_MARGIN.max(Duration::from_nanos(
-            self.longest_run_ns.load(Ordering::Relaxed),
-        ))
+        UNCHECKED_RUN_MARGIN
+            .max(Duration::from_nanos(
+                self.longest_run_ns.load(Ordering::Relaxed),
+            ))
+            .min(MAX_UNCHECKED_RUN_MARGIN)
     }
 
     /// Whether guest code may run now: the lease holds for the margin
@@ -125,6 +133,9 @@ impl LeaseGate {
     pub fn may_run(&self, now: BootInstant) -> bool {
         let until = self.until_ns.load(Ordering::Acquire);
         if until == OPEN {
+            // Noted even when open: a gate can become leased while guest
+            // code runs, and the run is then measured from here.
+            self.let_run_ns.store(now.as_ns(), Ordering::Relaxed);
             return true;
         }
         let ok = now.after(self.margin()).as_ns() <= until;
@@ -142,6 +153,9 @@ impl LeaseGate {
             return;
         }
         let from = self.let_run_ns.load(Ordering::Relaxed);
+        if from == 0 {
+            return; // never let run yet: nothing to measure
+        }
         let run = now.as_ns().saturating_sub(from);
         let margin = self.margin().as_nanos() as u64;
         if run > margin {
@@ -218,6 +232,30 @@ mod tests {
             g.ran_until(at_ms(1_000 + i));
         }
         assert_eq!(g.margin(), UNCHECKED_RUN_MARGIN);
+    }
+
+    /// Regression: a gate that became leased while guest code ran measured
+    /// that run from boot (its start was never noted while open), so the
+    /// margin grew to hours and the vessel was held for good
+    /// (waiting::a_napping_vessel_moves_with_pre_copy_rounds never saw its
+    /// napper fill its memory once deployments won leases).
+    #[test]
+    fn a_gate_leased_while_the_vessel_runs_keeps_a_sane_margin() {
+        let g = LeaseGate::open();
+        assert!(g.may_run(at_ms(1_000_000)));
+        g.hold_until(at_ms(1_010_000));
+        g.ran_until(at_ms(1_000_003));
+        assert_eq!(g.margin(), UNCHECKED_RUN_MARGIN);
+        assert!(g.may_run(at_ms(1_000_004)));
+        // A shut gate never let run: nothing measured.
+        let s = LeaseGate::shut();
+        s.hold_until(at_ms(10_000));
+        s.ran_until(at_ms(5_000));
+        assert_eq!(s.margin(), UNCHECKED_RUN_MARGIN);
+        // However long a run, the margin stays bounded.
+        assert!(s.may_run(at_ms(1)));
+        s.ran_until(at_ms(100_000));
+        assert_eq!(s.margin(), MAX_UNCHECKED_RUN_MARGIN);
     }
 
     #[test]
