@@ -1,0 +1,121 @@
+//! The fault actor, apart from the nodes: it kills hosts for good or
+//! crashes and restarts nodes, cuts the mesh into random pieces (some links
+//! one way only) and suspends nodes. It draws from the world's seed, and
+//! stops at the heal.
+
+use super::node::{crash, restart, runs};
+use super::{Event, NodeId, World};
+
+/// How often the fault actor looks for something to break.
+const FAULT_TICK_MS: u64 = 100;
+
+/// How long a crashed node stays down, at most (real ms).
+const DOWN_MAX_MS: u64 = 3_000;
+
+/// How long a restarting process is away, at most.
+const PROCESS_RESTART_MAX_MS: u64 = 300;
+
+/// How long a cut lasts, at most.
+const CUT_MAX_MS: u64 = 4_000;
+
+/// How long a suspend lasts, at most: longer than any lease.
+const SUSPEND_MAX_MS: u64 = 4_000;
+
+pub fn act(w: &mut World) {
+    if !w.faults_on {
+        return;
+    }
+    let s = w.shape.clone();
+    if s.crash_every_ms > 0 && w.rng.below(s.crash_every_ms / FAULT_TICK_MS) == 0 {
+        crash_one(w);
+    }
+    if s.partition_every_ms > 0 && w.rng.below(s.partition_every_ms / FAULT_TICK_MS) == 0 {
+        partition(w);
+    }
+    if s.suspend_every_ms > 0 && w.rng.below(s.suspend_every_ms / FAULT_TICK_MS) == 0 {
+        if let Some(n) = victim(w) {
+            let for_ms = 50 + w.rng.below(SUSPEND_MAX_MS);
+            w.nodes[n].suspended_until_us = w.now_us + for_ms * 1_000;
+            w.stats.suspends += 1;
+            w.note(format!("n{n} suspended for {for_ms} ms"));
+        }
+    }
+    w.at_us(FAULT_TICK_MS * 1_000, Event::Fault);
+}
+
+/// An up node: half the time the one that runs the vessel (a host
+/// death), else any.
+fn victim(w: &mut World) -> Option<NodeId> {
+    let n = w.nodes.len();
+    let host = (0..n).find(|&i| runs(w, i));
+    let pick = match (host, w.rng.below(2)) {
+        (Some(h), 0) => h,
+        _ => w.rng.below(n as u64) as NodeId,
+    };
+    (w.nodes[pick].up && !w.nodes[pick].dead).then_some(pick)
+}
+
+/// Crashes a node; a quarter of them die for good, as long as a majority
+/// of the voters is left alive.
+fn crash_one(w: &mut World) {
+    let Some(n) = victim(w) else { return };
+    let dead = w.nodes.iter().filter(|x| x.dead).count();
+    let may_die = dead + 1 < w.nodes.len().div_ceil(2);
+    let for_good = may_die && w.rng.below(4) == 0;
+    crash(w, n, for_good);
+    if for_good {
+        w.stats.deaths += 1;
+    } else {
+        w.stats.crashes += 1;
+        // Half are a process that restarts at once, half a board that
+        // reboots.
+        let down_ms = match w.rng.below(2) {
+            0 => 5 + w.rng.below(PROCESS_RESTART_MAX_MS),
+            _ => 50 + w.rng.below(DOWN_MAX_MS),
+        };
+        w.at_us(down_ms * 1_000, Event::Restart { node: n });
+    }
+}
+
+/// Cuts a random piece of the mesh off the rest: every link across, both
+/// ways, or a third of the time one way only (the piece hears the rest,
+/// the rest does not hear it, or the other way round).
+fn partition(w: &mut World) {
+    let n = w.nodes.len();
+    let mask = 1 + w.rng.below((1 << n) - 2);
+    let piece: Vec<NodeId> = (0..n).filter(|i| mask & (1 << i) != 0).collect();
+    let until = w.now_us + (100 + w.rng.below(CUT_MAX_MS)) * 1_000;
+    let way = w.rng.below(6);
+    for a in 0..n {
+        for b in 0..n {
+            let across = piece.contains(&a) && !piece.contains(&b);
+            if !across {
+                continue;
+            }
+            if way != 0 {
+                w.cut.insert((b, a), until);
+            }
+            if way != 1 {
+                w.cut.insert((a, b), until);
+            }
+        }
+    }
+    w.stats.partitions += 1;
+    let how = ["out only", "in only", "both ways"][way.min(2) as usize];
+    w.note(format!(
+        "cut {piece:?} from the rest ({how}) until {} ms",
+        until / 1_000
+    ));
+}
+
+/// The end of the faults: every link heals, every node that is not dead
+/// comes back and wakes; what runs must now settle.
+pub fn heal(w: &mut World) {
+    w.faults_on = false;
+    w.cut.clear();
+    for n in 0..w.nodes.len() {
+        w.nodes[n].suspended_until_us = w.nodes[n].suspended_until_us.min(w.now_us);
+        restart(w, n);
+    }
+    w.note("healed: no more faults".into());
+}
