@@ -43,16 +43,31 @@ pub fn act(w: &mut World) {
     w.at_us(FAULT_TICK_MS * 1_000, Event::Fault);
 }
 
-/// An up node: half the time the one that runs the vessel (a host
-/// death), else any.
+/// An up node: a third of the time the one that runs the vessel (a host
+/// death), a third one of the other voters whose grant to it still holds
+/// (the voters a restart makes forget a grant), else any.
 fn victim(w: &mut World) -> Option<NodeId> {
     let n = w.nodes.len();
     let host = (0..n).find(|&i| runs(w, i));
-    let pick = match (host, w.rng.below(2)) {
+    let granting: Vec<NodeId> = match host {
+        Some(h) => (0..n).filter(|&i| i != h && granted_to(w, i, h)).collect(),
+        None => Vec::new(),
+    };
+    let pick = match (host, w.rng.below(3)) {
         (Some(h), 0) => h,
+        (Some(_), 1) if !granting.is_empty() => {
+            granting[w.rng.below(granting.len() as u64) as usize]
+        }
         _ => w.rng.below(n as u64) as NodeId,
     };
     (w.nodes[pick].up && !w.nodes[pick].dead).then_some(pick)
+}
+
+/// Whether node `v`'s voter holds a grant to node `h` now.
+fn granted_to(w: &World, v: NodeId, h: NodeId) -> bool {
+    let voter = &w.nodes[v].voter;
+    let now = w.nodes[v].clock.local_ms(w.now_us);
+    voter.granted_to.as_ref() == Some(&w.nodes[h].peer) && now < voter.granted_until_ms
 }
 
 /// Crashes a node; a quarter of them die for good, as long as a majority
@@ -77,13 +92,19 @@ fn crash_one(w: &mut World) {
     }
 }
 
-/// Cuts a random piece of the mesh off the rest: every link across, both
-/// ways, or a third of the time one way only (the piece hears the rest,
-/// the rest does not hear it, or the other way round).
+/// Cuts a random piece of the mesh (a third of the time: the host alone)
+/// off the rest: every link across, both ways, or a third of the time one
+/// way only (the piece hears the rest, the rest does not hear it, or the
+/// other way round).
 fn partition(w: &mut World) {
     let n = w.nodes.len();
     let mask = 1 + w.rng.below((1 << n) - 2);
-    let piece: Vec<NodeId> = (0..n).filter(|i| mask & (1 << i) != 0).collect();
+    let mut piece: Vec<NodeId> = (0..n).filter(|i| mask & (1 << i) != 0).collect();
+    // A third of the cuts take the host alone off the rest (the
+    // partition-failover case: a takeover races the old lease).
+    if let (Some(h), 0) = ((0..n).find(|&i| runs(w, i)), w.rng.below(3)) {
+        piece = vec![h];
+    }
     let until = w.now_us + (100 + w.rng.below(CUT_MAX_MS)) * 1_000;
     let way = w.rng.below(6);
     for a in 0..n {

@@ -64,6 +64,9 @@ pub struct Shape {
     pub crash_every_ms: u64,
     pub partition_every_ms: u64,
     pub suspend_every_ms: u64,
+    /// The first host's clock at the slowest rate, every other at the
+    /// fastest: the worst case of the inequality.
+    pub worst_clocks: bool,
 }
 
 /// The clock-rate bounds a run picks from: a good crystal's, the default
@@ -96,9 +99,12 @@ impl Shape {
             dup_permille: rng.below(80),
             max_delay_ms: 1 + rng.below(80),
             straggler_permille: rng.below(40),
-            crash_every_ms: [0, 700, 2_000, 5_000][rng.below(4) as usize],
-            partition_every_ms: [0, 600, 2_000][rng.below(3) as usize],
-            suspend_every_ms: [0, 1_000, 3_000][rng.below(3) as usize],
+            // From storms to calm, so that some runs have a host that ran
+            // long enough to be cut off cleanly.
+            crash_every_ms: [0, 700, 2_000, 5_000, 10_000][rng.below(5) as usize],
+            partition_every_ms: [0, 600, 2_000, 5_000][rng.below(4) as usize],
+            suspend_every_ms: [0, 1_000, 3_000, 10_000][rng.below(4) as usize],
+            worst_clocks: rng.below(3) == 0,
         }
     }
 }
@@ -299,7 +305,11 @@ impl World {
 pub fn run_seed(seed: u64, bugs_on: &[Bug]) -> Result<Stats, String> {
     bugs::with(bugs_on, || {
         let mut world = World::new(seed);
-        match world.run() {
+        let result = world.run();
+        if std::env::var_os("SIM_TRACE").is_some() {
+            eprintln!("{:?}\n{}", world.shape, world.trace.join("\n"));
+        }
+        match result {
             Ok(()) => Ok(world.stats.clone()),
             Err(why) => Err(format!(
                 "seed {seed} ({:?}, bugs {bugs_on:?}): {why}\nreplay: SIM_SEED={seed} SIM_BUGS={} cargo test -p meshnode --lib failover_simulation_replays_one_seed -- --nocapture\nlast steps:\n{}",

@@ -69,10 +69,12 @@ impl SimNode {
         let key = SigningKey::from_bytes(&[n as u8 + 1; 32]);
         let peer = peer_id_bytes_of(&PublicKey::of(&key));
         let rho = shape.params.rho_ppm;
-        // Half the clocks at an extreme of the bound, where it bites.
-        let rate_ppm = match rng.below(4) {
-            0 => PPM - rho,
-            1 => PPM + rho,
+        // Half the clocks at an extreme of the bound, where it bites; or,
+        // in a run with the worst clocks, the first host at the slowest
+        // and every voter at the fastest.
+        let rate_ppm = match (shape.worst_clocks, n, rng.below(4)) {
+            (true, 0, _) | (false, _, 0) => PPM - rho,
+            (true, _, _) | (false, _, 1) => PPM + rho,
             _ => PPM - rho + rng.below(2 * rho + 1),
         };
         let clock = Clock {
@@ -308,7 +310,11 @@ fn answered(w: &mut World, from: NodeId, to: NodeId, r: Result<LeaseResponse, Re
     match r {
         Ok(LeaseResponse::Granted { epoch, round, .. }) => {
             if let Some(h) = w.nodes[to].holder.as_mut().filter(|h| h.epoch() == epoch) {
+                let before = h.may_run(now);
                 h.granted(&voter, round, now);
+                if !before && h.may_run(now) {
+                    w.note(format!("n{to} holds the lease at epoch {epoch}"));
+                }
             }
         }
         Ok(LeaseResponse::Voted(sig)) => {
@@ -319,9 +325,19 @@ fn answered(w: &mut World, from: NodeId, to: NodeId, r: Result<LeaseResponse, Re
             if let Some(cert) = cert {
                 w.ghost.cert_formed(&cert);
                 w.stats.takeovers += 1;
+                let others: Vec<String> = (0..w.nodes.len())
+                    .filter(|&i| i != to)
+                    .filter_map(|i| {
+                        let h = w.nodes[i].holder.as_ref()?;
+                        let u = h.valid_until_ms()? + w.shape.params.longest_slice_ms;
+                        let end = w.nodes[i].clock.real_at(u, w.now_us) / 1_000;
+                        Some(format!("n{i} may run until {end} ms"))
+                    })
+                    .collect();
                 w.note(format!(
-                    "n{to} holds a certificate for epoch {}",
-                    cert.body.epoch
+                    "n{to} holds a certificate for epoch {} ({})",
+                    cert.body.epoch,
+                    others.join(", ")
                 ));
                 won(w, to, cert);
             }
