@@ -92,9 +92,11 @@ impl LeaseParams {
 
     /// The smallest delta that keeps two runners apart: the longest slice
     /// on the slowest holder clock, as the fastest voter clock measures
-    /// it: slice (1 + rho) / (1 - rho), rounded up.
+    /// it: slice (1 + rho) / (1 - rho), rounded up, plus 1 ms because a
+    /// voter reads its clock in whole milliseconds (its grant's time may
+    /// be up to 1 ms early; the holder's send time errs the safe way).
     pub fn min_margin_ms(longest_slice_ms: u64, rho_ppm: u64) -> u64 {
-        (longest_slice_ms * (PPM + rho_ppm)).div_ceil(PPM - rho_ppm)
+        (longest_slice_ms * (PPM + rho_ppm)).div_ceil(PPM - rho_ppm) + 1
     }
 
     /// How long a replica hears nothing of the host (no lease round)
@@ -157,7 +159,7 @@ mod tests {
         assert_eq!(p.holder_ms(), 1_485);
         assert_eq!(p.voter_hold_ms(), 1_515 + 200);
         assert!(p.voter_hold_ms() < 2_000);
-        assert_eq!(LeaseParams::min_margin_ms(50, 10_000), 52);
+        assert_eq!(LeaseParams::min_margin_ms(50, 10_000), 53);
     }
 
     #[test]
@@ -178,7 +180,7 @@ mod tests {
             ..LeaseParams::default()
         };
         let e = p.check().unwrap_err().to_string();
-        assert!(e.contains("margin 10 ms is below 52 ms"), "{e}");
+        assert!(e.contains("margin 10 ms is below 53 ms"), "{e}");
         let p = LeaseParams {
             renew_every_ms: 1_000,
             ..LeaseParams::default()

@@ -17,6 +17,8 @@ pub struct Ghost {
     owners: BTreeMap<u64, PeerIdBytes>,
     /// The epoch of the last record each node wrote.
     records: BTreeMap<NodeId, u64>,
+    /// The highest epoch any node has run under.
+    ran: u64,
     broken: Vec<String>,
 }
 
@@ -87,6 +89,18 @@ pub fn after_step(w: &mut World) -> Result<(), String> {
             "at most one runner: {running:?} run the vessel at once{}",
             views(w)
         ));
+    }
+    // Once an epoch's owner ran, nothing runs under an older one again.
+    for n in running {
+        let epoch = w.nodes[n].holder.as_ref().map_or(0, |h| h.epoch());
+        if epoch < w.ghost.ran {
+            return Err(format!(
+                "epochs run only rise: n{n} runs epoch {epoch} after epoch {} ran{}",
+                w.ghost.ran,
+                views(w)
+            ));
+        }
+        w.ghost.ran = epoch;
     }
     Ok(())
 }

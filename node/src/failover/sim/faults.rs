@@ -12,6 +12,10 @@ const FAULT_TICK_MS: u64 = 100;
 /// How long a crashed node stays down, at most (real ms).
 const DOWN_MAX_MS: u64 = 3_000;
 
+/// One fault tick in this many, in a run with crashes, restarts a voter
+/// that holds a waiting takeover off ([`aimed_restart`]).
+const AIMED_CRASH_ONE_IN: u64 = 20;
+
 /// How long a restarting process is away, at most.
 const PROCESS_RESTART_MAX_MS: u64 = 300;
 
@@ -28,6 +32,9 @@ pub fn act(w: &mut World) {
     let s = w.shape.clone();
     if s.crash_every_ms > 0 && w.rng.below(s.crash_every_ms / FAULT_TICK_MS) == 0 {
         crash_one(w);
+    }
+    if s.crash_every_ms > 0 && w.rng.below(AIMED_CRASH_ONE_IN) == 0 {
+        aimed_restart(w);
     }
     if s.partition_every_ms > 0 && w.rng.below(s.partition_every_ms / FAULT_TICK_MS) == 0 {
         partition(w);
@@ -70,6 +77,30 @@ fn granted_to(w: &World, v: NodeId, h: NodeId) -> bool {
     voter.granted_to.as_ref() == Some(&w.nodes[h].peer) && now < voter.granted_until_ms
 }
 
+/// While a takeover waits for votes, a voter that holds it off with its
+/// grant to the host restarts at once: the moment a voter that forgot its
+/// grant could let the takeover in while the host still runs.
+fn aimed_restart(w: &mut World) {
+    let n = w.nodes.len();
+    let (Some(h), true) = (
+        (0..n).find(|&i| runs(w, i)),
+        w.nodes.iter().any(|x| x.up && x.ballot.is_some()),
+    ) else {
+        return;
+    };
+    let granting: Vec<NodeId> = (0..n)
+        .filter(|&i| i != h && w.nodes[i].up && granted_to(w, i, h))
+        .collect();
+    if granting.is_empty() {
+        return;
+    }
+    let v = granting[w.rng.below(granting.len() as u64) as usize];
+    crash(w, v, false);
+    w.stats.crashes += 1;
+    let down_ms = 5 + w.rng.below(PROCESS_RESTART_MAX_MS);
+    w.at_us(down_ms * 1_000, Event::Restart { node: v });
+}
+
 /// Crashes a node; a quarter of them die for good, as long as a majority
 /// of the voters is left alive.
 fn crash_one(w: &mut World) {
@@ -92,8 +123,8 @@ fn crash_one(w: &mut World) {
     }
 }
 
-/// Cuts a random piece of the mesh (a third of the time: the host alone)
-/// off the rest: every link across, both ways, or a third of the time one
+/// Cuts a random piece of the mesh (a third of the time: the host alone;
+/// a third: the host's link to one node) off the rest: every link across, both ways, or a third of the time one
 /// way only (the piece hears the rest, the rest does not hear it, or the
 /// other way round).
 fn partition(w: &mut World) {
@@ -101,15 +132,25 @@ fn partition(w: &mut World) {
     let mask = 1 + w.rng.below((1 << n) - 2);
     let mut piece: Vec<NodeId> = (0..n).filter(|i| mask & (1 << i) != 0).collect();
     // A third of the cuts take the host alone off the rest (the
-    // partition-failover case: a takeover races the old lease).
-    if let (Some(h), 0) = ((0..n).find(|&i| runs(w, i)), w.rng.below(3)) {
-        piece = vec![h];
+    // partition-failover case: a takeover races the old lease), a third
+    // only its link to one other node (that node suspects it, while the
+    // voters between the two still grant it).
+    let mut only: Option<NodeId> = None;
+    if let Some(h) = (0..n).find(|&i| runs(w, i)) {
+        match w.rng.below(3) {
+            0 => piece = vec![h],
+            1 => {
+                piece = vec![h];
+                only = Some((h + 1 + w.rng.below(n as u64 - 1) as usize) % n);
+            }
+            _ => {}
+        }
     }
     let until = w.now_us + (100 + w.rng.below(CUT_MAX_MS)) * 1_000;
     let way = w.rng.below(6);
     for a in 0..n {
         for b in 0..n {
-            let across = piece.contains(&a) && !piece.contains(&b);
+            let across = piece.contains(&a) && !piece.contains(&b) && only.is_none_or(|o| o == b);
             if !across {
                 continue;
             }
@@ -123,8 +164,9 @@ fn partition(w: &mut World) {
     }
     w.stats.partitions += 1;
     let how = ["out only", "in only", "both ways"][way.min(2) as usize];
+    let rest = only.map_or("the rest".to_string(), |o| format!("n{o}"));
     w.note(format!(
-        "cut {piece:?} from the rest ({how}) until {} ms",
+        "cut {piece:?} from {rest} ({how}) until {} ms",
         until / 1_000
     ));
 }

@@ -148,6 +148,8 @@ pub struct Stats {
     pub messages: u64,
     /// Takeover votes refused because a grant ran on, or a boot wait.
     pub held_off: u64,
+    /// Of those, refused by a boot wait alone.
+    pub boot_waits: u64,
 }
 
 /// Lines of trace kept for a failing seed.

@@ -244,64 +244,89 @@ pub fn deliver(w: &mut World, from: NodeId, to: NodeId, msg: Msg) {
     let now = local(w, to);
     match msg {
         Msg::Request(LeaseRequest::Lease { certificate, round }) => {
-            let sender = w.nodes[from].peer.clone();
-            let out = w.nodes[to].voter.lease(&sender, &certificate, now);
-            let answer = match out.answer {
-                Ok(Answer::Granted { epoch }) => {
-                    w.stats.grants += 1;
-                    let known = w.nodes[to].voter.known.as_ref().map(|k| k.body.epoch);
-                    if known == Some(epoch) {
-                        w.nodes[to].last_heard_ms = now;
-                    }
-                    Ok(LeaseResponse::Granted {
-                        vessel: VESSEL,
-                        epoch,
-                        round,
-                    })
-                }
-                Ok(Answer::Superseded(c)) => Ok(LeaseResponse::Superseded(c)),
-                Ok(Answer::Sign(_)) => unreachable!("a lease request is never signed"),
-                Err(e) => Err(e.refusal()),
-            };
+            let answer = serve_lease(w, from, to, &certificate, round, now);
             after_voter(w, to);
             w.send(to, from, Msg::Response(answer));
         }
         Msg::Request(LeaseRequest::Vote { body, proof }) => {
-            let sender = w.nodes[from].peer.clone();
-            let out = w.nodes[to].voter.vote(&sender, &body, proof.as_ref(), now);
-            if let Some(d) = out.write {
-                let node = &mut w.nodes[to];
-                node.disk.voter = d;
-                node.disk.known_cert = node.voter.known.clone();
-            }
-            let answer = match out.answer {
-                Ok(Answer::Sign(b)) => {
-                    let node = &mut w.nodes[to];
-                    if b.owner != node.peer {
-                        // It voted for another candidate: it stands down
-                        // and gives that one a hold (as Raft's candidates
-                        // do), so that two never split every vote.
-                        node.ballot = None;
-                        node.last_heard_ms = node.last_heard_ms.max(now);
-                    }
-                    Ok(LeaseResponse::Voted(b.sign(&node.key, node.peer.clone())))
-                }
-                Ok(Answer::Superseded(c)) => Ok(LeaseResponse::Superseded(c)),
-                Ok(Answer::Granted { .. }) => unreachable!("a vote is never a grant"),
-                Err(e) => {
-                    if matches!(
-                        e,
-                        FailoverError::GrantRunning { .. } | FailoverError::BootWait { .. }
-                    ) {
-                        w.stats.held_off += 1;
-                    }
-                    Err(e.refusal())
-                }
-            };
+            let answer = serve_vote(w, from, to, &body, proof.as_ref(), now);
             after_voter(w, to);
             w.send(to, from, Msg::Response(answer));
         }
         Msg::Response(r) => answered(w, from, to, r, now),
+    }
+}
+
+/// Voter `to` answers `from`'s lease request.
+fn serve_lease(
+    w: &mut World,
+    from: NodeId,
+    to: NodeId,
+    certificate: &Certificate,
+    round: u64,
+    now: u64,
+) -> Result<LeaseResponse, Refusal> {
+    let sender = w.nodes[from].peer.clone();
+    let out = w.nodes[to].voter.lease(&sender, certificate, now);
+    match out.answer {
+        Ok(Answer::Granted { epoch }) => {
+            w.stats.grants += 1;
+            let known = w.nodes[to].voter.known.as_ref().map(|k| k.body.epoch);
+            if known == Some(epoch) {
+                w.nodes[to].last_heard_ms = now;
+            }
+            Ok(LeaseResponse::Granted {
+                vessel: VESSEL,
+                epoch,
+                round,
+            })
+        }
+        Ok(Answer::Superseded(c)) => Ok(LeaseResponse::Superseded(c)),
+        Ok(Answer::Sign(_)) => unreachable!("a lease request is never signed"),
+        Err(e) => Err(e.refusal()),
+    }
+}
+
+/// Voter `to` answers `from`'s vote request, its promise made durable
+/// first (as far as the rule said to).
+fn serve_vote(
+    w: &mut World,
+    from: NodeId,
+    to: NodeId,
+    body: &AssignmentBody,
+    proof: Option<&Certificate>,
+    now: u64,
+) -> Result<LeaseResponse, Refusal> {
+    let sender = w.nodes[from].peer.clone();
+    let out = w.nodes[to].voter.vote(&sender, body, proof, now);
+    if let Some(d) = out.write {
+        let node = &mut w.nodes[to];
+        node.disk.voter = d;
+        node.disk.known_cert = node.voter.known.clone();
+    }
+    match out.answer {
+        Ok(Answer::Sign(b)) => {
+            let node = &mut w.nodes[to];
+            if b.owner != node.peer {
+                // It voted for another candidate: it stands down and gives
+                // that one a hold (as Raft's candidates do), so that two
+                // never split every vote.
+                node.ballot = None;
+                node.last_heard_ms = node.last_heard_ms.max(now);
+            }
+            Ok(LeaseResponse::Voted(b.sign(&node.key, node.peer.clone())))
+        }
+        Ok(Answer::Superseded(c)) => Ok(LeaseResponse::Superseded(c)),
+        Ok(Answer::Granted { .. }) => unreachable!("a vote is never a grant"),
+        Err(e) => {
+            let held = matches!(
+                e,
+                FailoverError::GrantRunning { .. } | FailoverError::BootWait { .. }
+            );
+            w.stats.held_off += u64::from(held);
+            w.stats.boot_waits += u64::from(matches!(e, FailoverError::BootWait { .. }));
+            Err(e.refusal())
+        }
     }
 }
 

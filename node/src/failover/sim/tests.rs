@@ -27,6 +27,7 @@ fn sweep(n: u64) -> Stats {
         t.suspends += s.suspends;
         t.messages += s.messages;
         t.held_off += s.held_off;
+        t.boot_waits += s.boot_waits;
     }
     t
 }
@@ -129,10 +130,10 @@ fn failover_simulation_catches_lease_lengths_that_ignore_clock_drift() {
 }
 
 /// The first seed that catches [`Bug::IgnoreClockRate`].
-const IGNORE_CLOCK_RATE_SEED: u64 = 229;
+const IGNORE_CLOCK_RATE_SEED: u64 = 487;
 
 /// The first seed that catches [`Bug::NoBootWait`].
-const NO_BOOT_WAIT_SEED: u64 = 224;
+const NO_BOOT_WAIT_SEED: u64 = 97;
 
 #[test]
 fn failover_simulation_catches_a_voter_that_forgets_its_promise() {
