@@ -122,7 +122,7 @@ enum Event {
     Deliver {
         from: NodeId,
         to: NodeId,
-        msg: Msg,
+        msg: Box<Msg>,
     },
     /// A node's step: renew, suspect, propose.
     Tick {
@@ -257,7 +257,7 @@ impl World {
                     self.at_us(wake, Event::Deliver { from, to, msg });
                     return;
                 }
-                node::deliver(self, from, to, msg);
+                node::deliver(self, from, to, *msg);
             }
             Event::Tick { node, incarnation } => {
                 let n = &self.nodes[node];
@@ -296,7 +296,7 @@ impl World {
             if faults && self.rng.below(1000) < self.shape.straggler_permille {
                 delay_us += self.rng.below(STRAGGLER_MAX_MS * 1_000);
             }
-            let msg = msg.clone();
+            let msg = Box::new(msg.clone());
             self.at_us(delay_us, Event::Deliver { from, to, msg });
         }
     }
