@@ -8,6 +8,14 @@
 //! A holder starts with no lease, so a restarted owner runs again only
 //! after a majority granted it anew (issue 15: "start-up recovery of a
 //! replicated vessel first wins the lease back").
+//!
+//! A holder that has gone a whole hold without the lease *rests* for two
+//! holds: it sends no rounds, so that the grants it still collects from a
+//! minority of voters (its own voter's among them) run out, and a takeover
+//! can gather a majority. Without the rest the simulation found a mesh
+//! that never recovered (seed 0: a host cut off from two of four voters,
+//! which had promised a takeover, kept its own voter granting it, and that
+//! voter refused every takeover, for good).
 
 use std::collections::VecDeque;
 
@@ -39,6 +47,10 @@ pub struct Holder {
     next_round: u64,
     /// It may run before this (its clock).
     valid_until_ms: Option<u64>,
+    /// When it first polled (its clock).
+    first_poll_ms: Option<u64>,
+    /// It sends no round before this (a rest).
+    rest_until_ms: u64,
 }
 
 impl Holder {
@@ -50,6 +62,8 @@ impl Holder {
             rounds: VecDeque::new(),
             next_round: 1,
             valid_until_ms: None,
+            first_poll_ms: None,
+            rest_until_ms: 0,
         }
     }
 
@@ -60,6 +74,9 @@ impl Holder {
     /// Whether a round is due at `now_ms`: the first one at once, then one
     /// every renewal interval. Returns the round to send to every voter.
     pub fn poll(&mut self, now_ms: u64) -> Option<u64> {
+        if self.rests(now_ms) {
+            return None;
+        }
         let due = self
             .rounds
             .back()
@@ -78,6 +95,32 @@ impl Holder {
             granted: Vec::new(),
         });
         Some(round)
+    }
+
+    /// Whether it rests at `now_ms` (and starts a rest when it has gone a
+    /// whole hold without the lease, counted from its last lease, its first
+    /// round or its last rest).
+    fn rests(&mut self, now_ms: u64) -> bool {
+        if now_ms < self.rest_until_ms {
+            return true;
+        }
+        let hold = self.params.voter_hold_ms();
+        let first = *self.first_poll_ms.get_or_insert(now_ms);
+        let trying_since = self
+            .valid_until_ms
+            .unwrap_or(first)
+            .max(first)
+            .max(self.rest_until_ms);
+        if !self.may_run(now_ms) && now_ms >= trying_since + hold {
+            self.rest_until_ms = now_ms + 2 * hold;
+            return true;
+        }
+        false
+    }
+
+    /// Whether it is resting (sends no rounds) at `now_ms`.
+    pub fn resting(&self, now_ms: u64) -> bool {
+        now_ms < self.rest_until_ms
     }
 
     /// `voter` granted `round` (the answer arrived at `now_ms`); counts it
@@ -171,5 +214,28 @@ mod tests {
             Some(p.renew_every_ms + p.holder_ms()),
             "a forgotten round is ignored"
         );
+    }
+
+    #[test]
+    fn a_holder_without_the_lease_for_a_hold_rests_for_two() {
+        let p = LeaseParams::default();
+        let hold = p.voter_hold_ms();
+        let mut h = holder();
+        assert!(h.poll(0).is_some());
+        assert!(h.poll(hold - 1).is_some(), "still trying");
+        assert_eq!(h.poll(hold), None, "a hold without the lease");
+        assert!(h.resting(hold) && h.resting(3 * hold - 1));
+        assert_eq!(h.poll(3 * hold - 1), None);
+        let r = h.poll(3 * hold).expect("tries again after the rest");
+        for v in 0..2 {
+            h.granted(&id(v), r, 3 * hold + 1);
+        }
+        assert!(h.may_run(3 * hold + 1));
+        let until = h.valid_until_ms().unwrap();
+        assert!(
+            h.poll(until + hold - 1).is_some(),
+            "lost it, tries for a hold"
+        );
+        assert_eq!(h.poll(until + hold), None);
     }
 }

@@ -18,6 +18,11 @@
 //!    knows and the owner of the epoch it follows asks (its consent; that
 //!    owner's commit point, not the lease, keeps the two apart).
 //! 4. Sign a deploy iff it knows nothing of the vessel.
+//!
+//! A grant's hold does not stop a takeover *by the node it was for*: an
+//! owner whose certificate came too late to be granted (a majority had
+//! promised a higher takeover that never completed) takes over from
+//! itself, and one node runs at most once.
 
 use protocol::ids::PeerIdBytes;
 use protocol::lease::{AssignmentBody, AssignmentKind, Certificate};
@@ -88,8 +93,11 @@ pub struct Voter {
     /// The highest certificate this voter was shown (volatile).
     pub known: Option<Certificate>,
     /// No takeover before this (its grants; volatile: forgotten in a
-    /// crash, which the boot wait covers).
+    /// crash, which the boot wait covers) ...
     pub granted_until_ms: u64,
+    /// ... unless for this node, when every hold still running is for it
+    /// (None: for several, or none yet).
+    pub granted_to: Option<PeerIdBytes>,
     /// When this voter started (its boot clock).
     pub started_ms: u64,
 }
@@ -108,6 +116,7 @@ impl Voter {
             durable,
             known: None,
             granted_until_ms: 0,
+            granted_to: None,
             started_ms: now_ms,
         }
     }
@@ -121,7 +130,7 @@ impl Voter {
     }
 
     /// Checks `cert` and keeps it if it is the highest seen.
-    fn learn(&mut self, cert: &Certificate) -> Result<(), FailoverError> {
+    pub fn learn(&mut self, cert: &Certificate) -> Result<(), FailoverError> {
         if self.known.as_ref() == Some(cert) {
             return Ok(()); // checked when it was learnt
         }
@@ -130,6 +139,18 @@ impl Voter {
             self.known = Some(cert.clone());
         }
         Ok(())
+    }
+
+    /// Holds this voter off any takeover by another node than `owner` for
+    /// a hold from `now_ms`.
+    fn hold_for(&mut self, owner: &PeerIdBytes, now_ms: u64) {
+        let until = now_ms + self.params.voter_hold_ms();
+        if now_ms >= self.granted_until_ms {
+            self.granted_to = Some(owner.clone());
+        } else if self.granted_to.as_ref() != Some(owner) {
+            self.granted_to = None;
+        }
+        self.granted_until_ms = self.granted_until_ms.max(until);
     }
 
     /// Rule 1: a lease request from `from` with its certificate.
@@ -153,8 +174,7 @@ impl Voter {
                 known: self.durable.grants_from_epoch,
             });
         }
-        let until = now_ms + self.params.voter_hold_ms();
-        self.granted_until_ms = self.granted_until_ms.max(until);
+        self.hold_for(from, now_ms);
         Outcome::answer(Answer::Granted { epoch })
     }
 
@@ -257,7 +277,11 @@ impl Voter {
         if &body.owner != from {
             return Err(FailoverError::NotOwner { epoch: body.epoch });
         }
-        if now_ms < self.granted_until_ms && !active(Bug::TakeoverBeforeGrantRanOut) {
+        // Holds for the proposer alone do not stop it: it takes over from
+        // itself (an owner whose certificate a higher promise made useless
+        // gets a new one), and one node runs at most once.
+        let others = self.granted_to.as_ref() != Some(from);
+        if now_ms < self.granted_until_ms && others && !active(Bug::TakeoverBeforeGrantRanOut) {
             return Err(FailoverError::GrantRunning {
                 remaining_ms: self.granted_until_ms - now_ms,
             });
@@ -322,6 +346,39 @@ mod tests {
     }
 
     #[test]
+    fn an_owner_may_take_over_from_itself_while_its_grant_runs() {
+        let hold = LeaseParams::default().voter_hold_ms();
+        let mut v = voter(1, 0);
+        assert!(matches!(
+            v.lease(&id(0), &deployed(), hold).answer,
+            Ok(Answer::Granted { .. })
+        ));
+        let by_owner = body(2, 0, AssignmentKind::Takeover, 3);
+        assert!(matches!(
+            v.vote(&id(0), &by_owner, None, hold + 1).answer,
+            Ok(Answer::Sign(_))
+        ));
+        // Its grant to node 0 still holds off any other proposer.
+        let by_other = body(3, 2, AssignmentKind::Takeover, 3);
+        assert!(matches!(
+            v.vote(&id(2), &by_other, None, hold + 2).answer,
+            Err(FailoverError::GrantRunning { .. })
+        ));
+        let mut w = voter(1, 0);
+        w.lease(&id(0), &deployed(), hold);
+        let cert2 = signed(body(2, 2, AssignmentKind::Handoff, 3), &[0, 1]);
+        w.lease(&id(2), &cert2, hold + 1);
+        let by_two = body(3, 2, AssignmentKind::Takeover, 3);
+        assert!(
+            matches!(
+                w.vote(&id(2), &by_two, None, hold + 2).answer,
+                Err(FailoverError::GrantRunning { .. })
+            ),
+            "a grant to node 0 still runs"
+        );
+    }
+
+    #[test]
     fn a_restarted_voter_waits_a_hold_before_a_takeover() {
         let p = LeaseParams::default();
         let mut v = voter(1, 10_000);
@@ -361,7 +418,7 @@ mod tests {
         // A takeover is for its proposer only.
         let d = body(4, 2, AssignmentKind::Takeover, 3);
         assert_eq!(
-            v.vote(&id(1), &d, None, hold).answer,
+            v.vote(&id(1), &d, None, 3 * hold).answer,
             Err(FailoverError::NotOwner { epoch: 4 })
         );
     }
