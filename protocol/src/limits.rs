@@ -294,3 +294,19 @@ pub const MAX_SERVICE_NAME_BYTES: usize = 256;
 /// per burst of traffic; more connections wait for the next frame, so one
 /// frame stays under a few MiB ([`MAX_HUB_BUFFER_BYTES`] each at most).
 pub const MAX_INGRESS_SEGMENTS: usize = 16;
+
+// Replicas (protocol/src/replica.rs, node/src/mesh/replicate.rs).
+
+/// Most replicas one vessel may ask for (`deploy --replicas`): each costs
+/// its host one upload of every checkpoint's changes, and the lease needs
+/// only a majority of host, replicas and witnesses.
+pub const MAX_REPLICAS: u32 = 4;
+
+/// Most vessels one node holds replicas of: as many as it may run, so that
+/// each could fail over to it.
+pub const MAX_REPLICATED_VESSELS: usize = MAX_VESSELS_PER_NODE;
+
+/// Most replica transfers (offered, not yet stored) one node receives at
+/// once, from all hosts: each holds its chunks pinned until it is stored
+/// or goes stale. A host ships one vessel's checkpoints one at a time.
+pub const MAX_INCOMING_REPLICA_TRANSFERS: usize = 16;

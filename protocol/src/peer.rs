@@ -5,7 +5,9 @@
 //! - [`PeerRequest::Forward`]: a control command forwarded to the node
 //!   that has to act on it ([`crate::forward`]);
 //! - [`PeerRequest::Ingress`]: service clients' bytes between the entry
-//!   node and the vessel's host ([`crate::ingress`]).
+//!   node and the vessel's host ([`crate::ingress`]);
+//! - [`PeerRequest::Replica`]: a replicated vessel's checkpoints, host to
+//!   replica ([`crate::replica`]).
 //!
 //! Every request is answered with the same kind of answer, or with
 //! [`PeerResponse::Refused`] and a [`Refusal`] code. The envelope is new in
@@ -19,6 +21,7 @@ use crate::forward::{ForwardRequest, ForwardResponse};
 use crate::ingress::{IngressRequest, IngressResponse};
 use crate::migrate::{MigrationRequest, MigrationResponse};
 use crate::refusal::Refusal;
+use crate::replica::{ReplicaRequest, ReplicaResponse};
 
 /// The version of the vessel protocol this build speaks: the number at
 /// the end of [`VESSEL_PROTOCOL`]. Version 1 had no envelope and refused
@@ -57,6 +60,7 @@ pub enum PeerRequest {
     Migration(MigrationRequest),
     Forward(ForwardRequest),
     Ingress(IngressRequest),
+    Replica(ReplicaRequest),
 }
 
 /// One answer.
@@ -67,6 +71,7 @@ pub enum PeerResponse {
     Ingress(IngressResponse),
     /// The request was refused: a code, and one line for a human.
     Refused(Refusal),
+    Replica(ReplicaResponse),
 }
 
 impl From<MigrationRequest> for PeerRequest {
@@ -102,6 +107,18 @@ impl From<ForwardResponse> for PeerResponse {
 impl From<IngressResponse> for PeerResponse {
     fn from(r: IngressResponse) -> PeerResponse {
         PeerResponse::Ingress(r)
+    }
+}
+
+impl From<ReplicaRequest> for PeerRequest {
+    fn from(r: ReplicaRequest) -> PeerRequest {
+        PeerRequest::Replica(r)
+    }
+}
+
+impl From<ReplicaResponse> for PeerResponse {
+    fn from(r: ReplicaResponse) -> PeerResponse {
+        PeerResponse::Replica(r)
     }
 }
 
@@ -143,6 +160,9 @@ pub fn peer_messages_oracle(data: &[u8]) -> bool {
         }
         Some(PeerRequest::Ingress(IngressRequest::Egress(f))) => {
             let _ = f.check();
+        }
+        Some(PeerRequest::Replica(r)) => {
+            let _ = r.check();
         }
         _ => {}
     }

@@ -494,6 +494,7 @@ pub async fn ps(control: &Control, peers: &[PeerId]) -> Vec<VesselInfo> {
         h.reap();
         h.list()
     };
+    super::replicate::annotate(&control.migrator.replication, &mut rows);
     let asks = peers.iter().map(|p| {
         let link = control.link.clone();
         let p = *p;
@@ -592,9 +593,13 @@ async fn run_here(
             Ok(ForwardResponse::Deployed)
         }
         ForwardRequest::Vessels => {
-            let mut h = lock(&control.host);
-            h.reap();
-            Ok(ForwardResponse::Vessels(h.list()))
+            let mut rows = {
+                let mut h = lock(&control.host);
+                h.reap();
+                h.list()
+            };
+            super::replicate::annotate(&control.migrator.replication, &mut rows);
+            Ok(ForwardResponse::Vessels(rows))
         }
         ForwardRequest::Logs {
             vessel,
@@ -638,7 +643,7 @@ async fn run_here(
             "answered by the event loop (mesh/relay.rs)",
         )),
         ForwardRequest::Checkpoint { vessel } => {
-            let durable = super::checkpoint::take(&control.host, vessel)
+            let durable = super::checkpoint::take_and_replicate(&control.migrator, vessel)
                 .await
                 .map_err(|e| checkpoint_refusal(vessel, e))?;
             Ok(ForwardResponse::Checkpointed(CheckpointReport {

@@ -27,6 +27,7 @@ use tracing::{info, warn};
 use super::migrate::start_migration;
 use super::peers::PeerTable;
 use super::rtt::SmoothedRtt;
+use super::replica_book::MeshView;
 use super::vessels::Migrator;
 use crate::placement::{
     drain_target, short, NodeRoom, Placement, PlacementParams, Rtts, TrafficBook, Verdict,
@@ -236,6 +237,15 @@ pub fn tick(
 ) {
     let inputs = placer.gather(migrator.me, peers, stale);
     *lock(&placer.inputs) = inputs.clone();
+    // Replicas are chosen from the same view (`mesh::replicate`).
+    if let Some(rtts) = &inputs.rtts {
+        migrator.replication.set_view(MeshView {
+            rtts: rtts.clone(),
+            rooms: inputs.rooms.clone(),
+            here_load_per_cpu: inputs.here_load_per_cpu,
+            params: inputs.params,
+        });
+    }
     if !enabled || lock(&placer.drain).as_ref().is_some_and(|d| !d.done) {
         return;
     }

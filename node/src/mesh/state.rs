@@ -175,6 +175,7 @@ impl NodeState {
             incoming: self.migration.incoming.clone(),
             policy: self.migration.policy,
             reported: self.migration.reported.clone(),
+            replication: self.migration.replication.clone(),
         }
     }
 

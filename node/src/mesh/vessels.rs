@@ -21,6 +21,7 @@ use protocol::snapshot::{Hash, Manifest};
 use protocol::vessel::{VesselId, VesselImage};
 
 use super::link::Link;
+use super::replica_book::Replication;
 use crate::migration::destination::Destination;
 use crate::migration::nonce::NonceBook;
 use crate::migration::source::MAX_WARM_ROUNDS;
@@ -98,6 +99,8 @@ pub struct Migrator {
     pub incoming: IncomingMap,
     pub policy: MigrationPolicy,
     pub reported: ReportedEpochs,
+    /// Replicas: the checkpoints shipped from here, the copies held here.
+    pub replication: Arc<Replication>,
 }
 
 impl Migrator {
@@ -131,6 +134,7 @@ pub struct MigrationState {
     pub incoming: IncomingMap,
     pub policy: MigrationPolicy,
     pub reported: ReportedEpochs,
+    pub replication: Arc<Replication>,
 }
 
 /// Every migration this node is receiving: the migration layer's
@@ -171,6 +175,7 @@ impl MigrationState {
             incoming: Arc::new(Mutex::new(Incoming::default())),
             policy,
             reported: Arc::new(Mutex::new(HashMap::new())),
+            replication: Arc::new(Replication::default()),
         }
     }
 

@@ -199,6 +199,7 @@ fn image_for(
             mounts: vec![],
             ports: vec![],
             checkpoint_every_ms: None,
+            replicas: None,
         },
     );
     VesselImage {
