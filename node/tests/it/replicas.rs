@@ -1,0 +1,216 @@
+//! Replicas (issue 15, item 1) on a mesh of three real `meshnode start`
+//! processes (the harness of `mesh_vessels`), driven by the real CLI:
+//! a vessel deployed with `--replicas 1` has its checkpoints on another
+//! node, only the chunks that node lacks travel after the first, a replica
+//! that is killed is replaced, and `--replicas 0` ships nothing.
+//!
+//! What a replica holds is read from its own record on disk
+//! (`vessels/ID/replica.cbor`), and the host's newest checkpoint from the
+//! host's ownership record: both are the nodes' durable word.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use meshnode::vessel::Record;
+use protocol::replica::ReplicaRecord;
+use protocol::snapshot::Hash;
+use serde_json::Value;
+
+use crate::mesh::stderr;
+use crate::mesh_vessels::Mesh;
+use crate::support::compile_c;
+
+/// The vessels' checkpoint interval.
+const EVERY_MS: u64 = 500;
+
+/// Generous for a loaded 2-core CI machine; every wait polls.
+const WAIT: Duration = Duration::from_secs(60);
+
+/// How long a replica may lag the host's newest checkpoint: a couple of
+/// intervals, and the slack of a loaded debug build (the image is read,
+/// offered, its lacking chunks sent and stored durably).
+const LAG: Duration = Duration::from_millis(2 * EVERY_MS + 3_000);
+
+/// Deploys `wasm ARGS` on node `node` with `--replicas R`; its id.
+fn deploy(mesh: &Mesh, node: usize, name: &str, replicas: &str, wasm: &Path, args: &[&str]) -> String {
+    let every = format!("{EVERY_MS}ms");
+    let mut all = vec!["deploy", "--name", name, "--checkpoint-every", &every];
+    all.extend(["--data-dir", mesh.nodes[node].dir()]);
+    all.extend(["--replicas", replicas, wasm.to_str().unwrap()]);
+    all.extend(args);
+    let out = mesh.user.run(&all);
+    assert!(out.status.success(), "deploy {name}: {}", stderr(&out));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// The replica record node `i` keeps of `vessel`, if any.
+fn replica_record(mesh: &Mesh, i: usize, vessel: &str) -> Option<ReplicaRecord> {
+    let path = mesh.nodes[i]
+        .data_dir
+        .join("vessels")
+        .join(vessel)
+        .join("replica.cbor");
+    let bytes = std::fs::read(&path).ok()?;
+    Some(protocol::cbor::decode(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+}
+
+/// The image of the host's ownership record: its newest durable checkpoint.
+fn host_image(mesh: &Mesh, host: usize, vessel: &str) -> Option<Hash> {
+    let path = mesh.nodes[host]
+        .data_dir
+        .join("vessels")
+        .join(vessel)
+        .join("record.cbor");
+    let record: Record = protocol::cbor::decode(&std::fs::read(path).ok()?).ok()?;
+    match record {
+        Record::Owned { image, .. } => Some(image),
+        _ => None,
+    }
+}
+
+/// Polls `ps` through node `via` until `ok` holds for the vessel's row.
+fn wait_row(mesh: &Mesh, via: usize, vessel: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let row = mesh.row(via, vessel);
+        if let Some(r) = row.as_ref().filter(|r| ok(r)) {
+            return r.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{vessel}: {what} within {WAIT:?}; last row {row:?}\n{}",
+            mesh.logs_of_nodes()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The node index of the row's replica `k` (by PeerId).
+fn replica_index(mesh: &Mesh, row: &Value, k: usize) -> usize {
+    let node = row["replicas"][k]["node"].as_str().expect("a replica node");
+    mesh.ids
+        .iter()
+        .position(|id| id == node)
+        .unwrap_or_else(|| panic!("replica {node} is not a node of the mesh"))
+}
+
+fn shipped(r: &Value) -> bool {
+    r["replicas"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty() && a.iter().all(|x| x["image"].is_string()))
+}
+
+/// Waits until replica `rep` holds exactly the host's newest checkpoint,
+/// read at the same moment; returns it. Checkpoints keep coming, so the
+/// two agree between a shipment's end and the next checkpoint.
+fn wait_replica_caught_up(mesh: &Mesh, host: usize, rep: usize, vessel: &str) -> Hash {
+    let deadline = Instant::now() + LAG;
+    loop {
+        let held = replica_record(mesh, rep, vessel).map(|r| r.image);
+        let newest = host_image(mesh, host, vessel);
+        if let (Some(h), Some(n)) = (held, newest) {
+            if h == n {
+                return h;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{vessel}: the replica on node {rep} did not hold the host's newest checkpoint \
+             within {LAG:?} (holds {held:?}, host's newest {newest:?})\n{}",
+            mesh.logs_of_nodes()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Goal: a vessel deployed with `--replicas 1` on a 3-node mesh has the
+/// host's newest checkpoint on its replica within a couple of intervals;
+/// after the first whole image, each checkpoint sends only the chunks the
+/// replica lacks (a 16 MiB memory sweeping 64 KiB/s dirties about one
+/// chunk an interval, not 256); the replica's record is its own, never an
+/// ownership record; and a vessel deployed with `--replicas 0` ships
+/// nothing anywhere.
+#[test]
+fn checkpoints_reach_the_replica_and_only_the_chunks_it_lacks_travel() {
+    let _cpu = crate::support::shared_cpu();
+    let mesh = Mesh::new(0, 200_000);
+    let writer = compile_c("benches/programs/memwriter.c", &[]);
+    let ticker = compile_c("node/tests/it/programs/ticker.c", &[]);
+    let args = ["16", "65536", "sweep", "0", "7", "sleep"];
+    let v = deploy(&mesh, 0, "writer", "1", &writer, &args);
+    let quiet = deploy(&mesh, 0, "quiet", "0", &ticker, &[]);
+    let row = wait_row(&mesh, 0, &v, "a checkpoint on its replica", shipped);
+    assert_eq!(row["replicas_wanted"], 1, "{row}");
+    let rep = replica_index(&mesh, &row, 0);
+    assert_ne!(rep, 0, "the host is never its own replica");
+    let first = wait_replica_caught_up(&mesh, 0, rep, &v);
+    let record = replica_record(&mesh, rep, &v).unwrap();
+    assert_eq!(record.host.0, mesh.ids[0].parse::<libp2p::PeerId>().unwrap().to_bytes());
+    assert!(
+        host_image(&mesh, rep, &v).is_none(),
+        "a replica must never hold an ownership record of the vessel"
+    );
+    let chunks_first = row["replica_chunks_sent"].as_u64().unwrap();
+    assert!(
+        chunks_first >= 256,
+        "the first shipment is the whole 16 MiB image: {chunks_first} chunks\n{row}"
+    );
+    // Four more shipments, each caught up with the host's newest.
+    let mut seen = vec![first];
+    while seen.len() < 5 {
+        let h = wait_replica_caught_up(&mesh, 0, rep, &v);
+        if !seen.contains(&h) {
+            seen.push(h);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let row = mesh.row(0, &v).unwrap();
+    let more = row["replica_chunks_sent"].as_u64().unwrap() - chunks_first;
+    eprintln!(
+        "replicas: first shipment {chunks_first} chunks, the next {} shipments {more} chunks",
+        seen.len() - 1
+    );
+    assert!(
+        more < chunks_first / 4,
+        "{} later shipments sent {more} chunks (the first sent {chunks_first}): \
+         only the chunks the replica lacks may cross\n{row}",
+        seen.len() - 1
+    );
+    // `--replicas 0`: a checkpoint of each, then the replicated one's on
+    // its replica; the other has no replica anywhere and sent nothing.
+    for vessel in [&quiet, &v] {
+        let out = mesh.cli(0, &["checkpoint", vessel]);
+        assert!(out.status.success(), "checkpoint: {}", stderr(&out));
+    }
+    wait_replica_caught_up(&mesh, 0, rep, &v);
+    let row = mesh.row(0, &quiet).unwrap();
+    assert_eq!(row["replicas_wanted"], 0, "{row}");
+    assert_eq!(row["replicas"], Value::Array(vec![]), "{row}");
+    assert_eq!(row["replica_bytes_sent"], 0, "{row}");
+    assert!(
+        (0..3).all(|i| replica_record(&mesh, i, &quiet).is_none()),
+        "a vessel deployed with --replicas 0 has a replica"
+    );
+}
+
+/// Goal: a replica that is killed is replaced by the other member, which
+/// then holds the host's newest checkpoint; `ps` shows the new replica.
+#[test]
+fn a_killed_replica_is_replaced() {
+    let _cpu = crate::support::shared_cpu();
+    let mut mesh = Mesh::new(0, 200_000);
+    let ticker = compile_c("node/tests/it/programs/ticker.c", &[]);
+    let v = deploy(&mesh, 0, "ticker", "1", &ticker, &[]);
+    let row = wait_row(&mesh, 0, &v, "a checkpoint on its replica", shipped);
+    let gone = replica_index(&mesh, &row, 0);
+    wait_replica_caught_up(&mesh, 0, gone, &v);
+    let _ = mesh.nodes[gone].child.kill();
+    let _ = mesh.nodes[gone].child.wait();
+    let other = (1..3).find(|i| *i != gone).unwrap();
+    let row = wait_row(&mesh, 0, &v, "its replica replaced", |r| {
+        shipped(r) && r["replicas"][0]["node"] == mesh.ids[other].as_str()
+    });
+    assert_eq!(row["replicas"].as_array().unwrap().len(), 1, "{row}");
+    assert!(row["replication_problem"].is_null(), "{row}");
+    wait_replica_caught_up(&mesh, 0, other, &v);
+}
