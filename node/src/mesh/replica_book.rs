@@ -86,6 +86,8 @@ impl Slot {
 #[derive(Debug, Default, Clone)]
 pub struct Shipping {
     pub wanted: u32,
+    /// The epoch of the last checkpoint shipped.
+    pub epoch: u64,
     pub replicas: Vec<Slot>,
     /// Why it has fewer replicas than it asks for.
     pub shortfall: Option<String>,
@@ -148,11 +150,15 @@ impl Replication {
         self.wake.notify_one();
     }
 
-    /// Forgets the host side of vessels that no longer run here.
-    pub fn retain_shipping(&self, here: impl Fn(&VesselId) -> bool) {
+    /// Forgets the host side of vessels that no longer run here; returns
+    /// what it kept of them.
+    pub fn retain_shipping(&self, here: impl Fn(&VesselId) -> bool) -> Vec<(VesselId, Shipping)> {
         let mut b = self.book();
-        b.shipping.retain(|id, _| here(id));
         b.queue.retain(|id, _| here(id));
+        let gone: Vec<VesselId> = b.shipping.keys().filter(|id| !here(id)).copied().collect();
+        gone.into_iter()
+            .filter_map(|id| b.shipping.remove(&id).map(|s| (id, s)))
+            .collect()
     }
 
     /// What `ps` shows of a vessel that runs here: (wanted, replicas,

@@ -39,6 +39,10 @@ use crate::vessel::Record;
 /// a hung replica must not hold the vessel's next shipment for ever).
 pub const SHIPMENT_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// How often the shipper looks for vessels that ended or arrived here
+/// when no checkpoint wakes it.
+const SWEEP_EVERY: Duration = Duration::from_secs(2);
+
 /// Queues the vessel's newest durable checkpoint (its record's image) for
 /// its replicas, if its deployment asks for any. Called once a checkpoint
 /// is durable; returns at once.
@@ -67,7 +71,7 @@ pub fn after_checkpoint(mesh: &Migrator, id: VesselId, image: Hash) {
 pub async fn ship_queued(mesh: Migrator) {
     let replication = mesh.replication.clone();
     loop {
-        replication.wake.notified().await;
+        let _ = tokio::time::timeout(SWEEP_EVERY, replication.wake.notified()).await;
         forget_departed(&mesh);
         let due: Vec<(VesselId, Queued)> = {
             let mut b = replication.book();
@@ -99,17 +103,34 @@ pub async fn ship_queued(mesh: Migrator) {
     }
 }
 
-/// Forgets the host side of vessels that no longer run here, and lets go
-/// of the replica copies of vessels that now run here (a vessel that moved
-/// to one of its replicas: its own record and checkpoints keep it now).
+/// Forgets the host side of vessels that no longer run here, releasing
+/// the replicas of those that ended (one that moved on keeps them: its new
+/// host ships to the replicas it chooses, and a release of an older epoch
+/// or from another host is ignored), and lets go of the replica copies of
+/// vessels that now run here (a vessel that moved to one of its replicas:
+/// its own record and checkpoints keep it now).
 fn forget_departed(mesh: &Migrator) {
-    let owned: HashSet<VesselId> = lock(&mesh.host)
-        .vessels
-        .iter()
-        .filter(|(_, l)| matches!(l.record, Record::Owned { .. }))
-        .map(|(id, _)| *id)
-        .collect();
-    mesh.replication.retain_shipping(|id| owned.contains(id));
+    let (owned, left): (HashSet<VesselId>, HashSet<VesselId>) = {
+        let h = lock(&mesh.host);
+        let of = |f: fn(&Record) -> bool| {
+            h.vessels
+                .iter()
+                .filter(|(_, l)| f(&l.record))
+                .map(|(id, _)| *id)
+                .collect()
+        };
+        (
+            of(|r| matches!(r, Record::Owned { .. })),
+            of(|r| matches!(r, Record::Left { .. } | Record::Prepared { .. })),
+        )
+    };
+    let gone = mesh.replication.retain_shipping(|id| owned.contains(id));
+    for (id, shipping) in gone.into_iter().filter(|(id, _)| !left.contains(id)) {
+        for r in shipping.replicas {
+            let (mesh, epoch) = (mesh.clone(), shipping.epoch);
+            tokio::spawn(async move { release(&mesh, r.peer, id, epoch).await });
+        }
+    }
     for id in owned {
         super::replica_serve::drop_held(mesh, id, u64::MAX);
     }
@@ -212,6 +233,7 @@ fn choose(
     let mesh_view = b.view.clone();
     let s: &mut Shipping = b.shipping.entry(id).or_default();
     s.wanted = wanted;
+    s.epoch = q.epoch;
     let Some(mv) = mesh_view else {
         s.shortfall = Some("the mesh is not known yet".into());
         return (Vec::new(), Vec::new());

@@ -191,6 +191,18 @@ fn checkpoints_reach_the_replica_and_only_the_chunks_it_lacks_travel() {
         (0..3).all(|i| replica_record(&mesh, i, &quiet).is_none()),
         "a vessel deployed with --replicas 0 has a replica"
     );
+    // A vessel that ends releases its replica, which lets its copy go.
+    let out = mesh.cli(0, &["stop", &v]);
+    assert!(out.status.success(), "stop: {}", stderr(&out));
+    let deadline = Instant::now() + WAIT;
+    while replica_record(&mesh, rep, &v).is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the replica kept its copy of a vessel that ended\n{}",
+            mesh.logs_of_nodes()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Goal: a replica that is killed is replaced by the other member, which
