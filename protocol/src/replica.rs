@@ -97,7 +97,10 @@ pub enum ReplicaRequest {
     },
     /// This node is no longer a replica of the vessel (the host chose
     /// another): drop the copy of an epoch up to `epoch`.
-    Release { vessel: VesselId, epoch: u64 },
+    Release {
+        vessel: VesselId,
+        epoch: u64,
+    },
 }
 
 /// The replica's answer (a refusal is `peer::PeerResponse::Refused`).
@@ -283,7 +286,10 @@ pub(crate) mod tests {
         };
         batch(vec![chunk(1); MAX_CHUNKS_PER_BATCH]).check().unwrap();
         let over = batch(vec![chunk(1); MAX_CHUNKS_PER_BATCH + 1]).check();
-        assert!(matches!(over, Err(ReplicaError::TooMany { .. })), "{over:?}");
+        assert!(
+            matches!(over, Err(ReplicaError::TooMany { .. })),
+            "{over:?}"
+        );
         let big = batch(vec![chunk(CHUNK_SIZE_BYTES as usize + 1)]).check();
         assert_eq!(big.unwrap_err().code(), RefusalCode::Limit);
         let mut o = replica_offer();

@@ -26,8 +26,8 @@ use tracing::{info, warn};
 
 use super::migrate::start_migration;
 use super::peers::PeerTable;
-use super::rtt::SmoothedRtt;
 use super::replica_book::MeshView;
+use super::rtt::SmoothedRtt;
 use super::vessels::Migrator;
 use crate::placement::{
     drain_target, short, NodeRoom, Placement, PlacementParams, Rtts, TrafficBook, Verdict,

@@ -16,8 +16,8 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use libp2p::{PeerId, Swarm};
 use libp2p::request_response::ResponseChannel;
+use libp2p::{PeerId, Swarm};
 use protocol::control::PeerIdBytes;
 use protocol::limits::{MAX_INCOMING_REPLICA_TRANSFERS, MAX_REPLICATED_VESSELS};
 use protocol::membership::Nonce;
@@ -125,11 +125,17 @@ fn check_offer(
     if b.version != REPLICA_VERSION {
         return Err(refuse(
             RefusalCode::Version,
-            format!("replica offer version {}, this node speaks {REPLICA_VERSION}", b.version),
+            format!(
+                "replica offer version {}, this node speaks {REPLICA_VERSION}",
+                b.version
+            ),
         ));
     }
     let key = peer_public_key(&peer).ok_or_else(|| {
-        refuse(RefusalCode::Forged, "the host's PeerId is not an ed25519 key")
+        refuse(
+            RefusalCode::Forged,
+            "the host's PeerId is not an ed25519 key",
+        )
     })?;
     offer
         .verify(&key)
@@ -306,10 +312,9 @@ fn serve_blocking(
             }
             Ok(ReplicaResponse::Released)
         }
-        ReplicaRequest::Nonce | ReplicaRequest::Offer { .. } => Err(refuse(
-            RefusalCode::Internal,
-            "handled by the event loop",
-        )),
+        ReplicaRequest::Nonce | ReplicaRequest::Offer { .. } => {
+            Err(refuse(RefusalCode::Internal, "handled by the event loop"))
+        }
     }
 }
 
@@ -331,22 +336,33 @@ fn take_chunks(
     let store = lock(&mesh.host).store.clone();
     {
         let b = mesh.replication.book();
-        let t = b.transfers.get(&id).filter(|t| t.from == peer && t.image == image);
+        let t = b
+            .transfers
+            .get(&id)
+            .filter(|t| t.from == peer && t.image == image);
         let t = t.ok_or_else(|| no_transfer(id))?;
         if let Some(c) = chunks.iter().find(|c| !t.lacking.contains(&c.hash)) {
             return Err(refuse(
                 RefusalCode::UnexpectedChunk,
-                format!("chunk {} was not asked for by this replica transfer", c.hash),
+                format!(
+                    "chunk {} was not asked for by this replica transfer",
+                    c.hash
+                ),
             ));
         }
     }
     for c in &chunks {
-        store.put_chunk_expecting(&c.hash, &c.bytes.0).map_err(|_| {
-            refuse(
-                RefusalCode::Tampered,
-                format!("tampered chunk: its content does not hash to its name {}", c.hash),
-            )
-        })?;
+        store
+            .put_chunk_expecting(&c.hash, &c.bytes.0)
+            .map_err(|_| {
+                refuse(
+                    RefusalCode::Tampered,
+                    format!(
+                        "tampered chunk: its content does not hash to its name {}",
+                        c.hash
+                    ),
+                )
+            })?;
     }
     if let Some(t) = mesh.replication.book().transfers.get_mut(&id) {
         for c in &chunks {
@@ -388,7 +404,9 @@ fn store(
     let internal = |e: String| refuse(RefusalCode::Internal, e);
     // A chunk found here at the offer may have been collected since (it
     // was garbage then): checked again, and the host offers anew.
-    let doc = store.get_image_doc(&image).map_err(|e| internal(e.to_string()))?;
+    let doc = store
+        .get_image_doc(&image)
+        .map_err(|e| internal(e.to_string()))?;
     let img: VesselImage = protocol::cbor::decode(&doc).map_err(|e| internal(e.to_string()))?;
     let manifest = protocol::cbor::decode::<Manifest>(&img.manifest).ok();
     let missing = image::lacking(&store, &img, manifest.as_ref(), &HashSet::new());
@@ -396,7 +414,10 @@ fn store(
         mesh.replication.book().transfers.remove(&id);
         return Err(refuse(
             RefusalCode::MissingChunks,
-            format!("{} chunks of the image went meanwhile; offer it again", missing.len()),
+            format!(
+                "{} chunks of the image went meanwhile; offer it again",
+                missing.len()
+            ),
         ));
     }
     store.sync().map_err(|e| internal(e.to_string()))?;

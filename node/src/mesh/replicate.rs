@@ -162,12 +162,12 @@ async fn ship(mesh: &Migrator, id: VesselId, q: Queued) {
     let sends = targets.into_iter().map(|(peer, nonce)| {
         let image = image.clone();
         async move {
-            let shipped = tokio::time::timeout(
-                SHIPMENT_TIMEOUT,
-                ship_to(mesh, peer, nonce, id, &q, image),
-            )
-            .await
-            .unwrap_or_else(|_| Err(format!("no answer within {} s", SHIPMENT_TIMEOUT.as_secs())));
+            let shipped =
+                tokio::time::timeout(SHIPMENT_TIMEOUT, ship_to(mesh, peer, nonce, id, &q, image))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(format!("no answer within {} s", SHIPMENT_TIMEOUT.as_secs()))
+                    });
             (peer, shipped)
         }
     });
@@ -355,7 +355,9 @@ async fn send_chunks(
     named: HashSet<Hash>,
 ) -> Result<(), String> {
     if let Some(h) = lacking.iter().find(|h| !named.contains(h)) {
-        return Err(format!("it asked for chunk {h}, which the image does not name"));
+        return Err(format!(
+            "it asked for chunk {h}, which the image does not name"
+        ));
     }
     let store = lock(&mesh.host).store.clone();
     let batches: Vec<Vec<Hash>> = lacking

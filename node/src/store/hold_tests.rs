@@ -60,14 +60,20 @@ fn a_held_image_and_its_chunks_outlive_collections_until_let_go() {
     // The host's retention names nothing: the held image stays whole.
     store.retain_images(&[]).unwrap();
     assert!(old_chunks.iter().all(|h| store.has_chunk(h)));
-    assert!(store.get_image_doc(&old).is_ok(), "the held image doc stays");
+    assert!(
+        store.get_image_doc(&old).is_ok(),
+        "the held image doc stays"
+    );
     // A newer image replaces it: the older one's own chunks go at the next
     // collection, the chunk they share stays.
     let (new, new_chunks) = stored_image(&store, 2, &[vec![2; 100], vec![3; 100]]);
     store.hold("replica/01", Some(new));
     assert_eq!(store.held("replica/01"), Some(new));
     store.retain_images(&[]).unwrap();
-    assert!(!store.has_chunk(&old_chunks[0]), "the older copy's chunk was let go");
+    assert!(
+        !store.has_chunk(&old_chunks[0]),
+        "the older copy's chunk was let go"
+    );
     assert!(new_chunks.iter().all(|h| store.has_chunk(h)));
     assert!(store.get_image_doc(&old).is_err());
     store.hold("replica/01", None);

@@ -2,7 +2,9 @@
 //! processes (the harness of `mesh_vessels`), driven by the real CLI:
 //! a vessel deployed with `--replicas 1` has its checkpoints on another
 //! node, only the chunks that node lacks travel after the first, a replica
-//! that is killed is replaced, and `--replicas 0` ships nothing.
+//! that is killed is replaced, and `--replicas 0` ships nothing; a real
+//! libp2p peer (the adversary of `mesh_refusals`) sends the replica
+//! messages a node must refuse.
 //!
 //! What a replica holds is read from its own record on disk
 //! (`vessels/ID/replica.cbor`), and the host's newest checkpoint from the
@@ -11,12 +13,22 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use libp2p::PeerId;
 use meshnode::vessel::Record;
-use protocol::replica::ReplicaRecord;
+use protocol::ids::PeerIdBytes;
+use protocol::membership::Nonce;
+use protocol::migrate::{ChunkBytes, NamedChunk};
+use protocol::peer::PeerResponse;
+use protocol::refusal::RefusalCode;
+use protocol::replica::{
+    ReplicaOffer, ReplicaOfferBody, ReplicaRecord, ReplicaRequest, ReplicaResponse, REPLICA_VERSION,
+};
 use protocol::snapshot::Hash;
+use protocol::vessel::VesselId;
 use serde_json::Value;
 
 use crate::mesh::stderr;
+use crate::mesh_refusals::{image_for, refused, Adversary};
 use crate::mesh_vessels::Mesh;
 use crate::support::compile_c;
 
@@ -32,7 +44,14 @@ const WAIT: Duration = Duration::from_secs(60);
 const LAG: Duration = Duration::from_millis(2 * EVERY_MS + 3_000);
 
 /// Deploys `wasm ARGS` on node `node` with `--replicas R`; its id.
-fn deploy(mesh: &Mesh, node: usize, name: &str, replicas: &str, wasm: &Path, args: &[&str]) -> String {
+fn deploy(
+    mesh: &Mesh,
+    node: usize,
+    name: &str,
+    replicas: &str,
+    wasm: &Path,
+    args: &[&str],
+) -> String {
     let every = format!("{EVERY_MS}ms");
     let mut all = vec!["deploy", "--name", name, "--checkpoint-every", &every];
     all.extend(["--data-dir", mesh.nodes[node].dir()]);
@@ -69,7 +88,13 @@ fn host_image(mesh: &Mesh, host: usize, vessel: &str) -> Option<Hash> {
 }
 
 /// Polls `ps` through node `via` until `ok` holds for the vessel's row.
-fn wait_row(mesh: &Mesh, via: usize, vessel: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+fn wait_row(
+    mesh: &Mesh,
+    via: usize,
+    vessel: &str,
+    what: &str,
+    ok: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + WAIT;
     loop {
         let row = mesh.row(via, vessel);
@@ -145,7 +170,10 @@ fn checkpoints_reach_the_replica_and_only_the_chunks_it_lacks_travel() {
     assert_ne!(rep, 0, "the host is never its own replica");
     let first = wait_replica_caught_up(&mesh, 0, rep, &v);
     let record = replica_record(&mesh, rep, &v).unwrap();
-    assert_eq!(record.host.0, mesh.ids[0].parse::<libp2p::PeerId>().unwrap().to_bytes());
+    assert_eq!(
+        record.host.0,
+        mesh.ids[0].parse::<libp2p::PeerId>().unwrap().to_bytes()
+    );
     assert!(
         host_image(&mesh, rep, &v).is_none(),
         "a replica must never hold an ownership record of the vessel"
@@ -225,4 +253,206 @@ fn a_killed_replica_is_replaced() {
     assert_eq!(row["replicas"].as_array().unwrap().len(), 1, "{row}");
     assert!(row["replication_problem"].is_null(), "{row}");
     wait_replica_caught_up(&mesh, 0, other, &v);
+}
+
+/// A replica request from the adversary, answered with a replica answer.
+async fn replica_nonce(m: &mut Adversary) -> Nonce {
+    match m.ask(ReplicaRequest::Nonce).await {
+        PeerResponse::Replica(ReplicaResponse::Nonce(n)) => n,
+        other => panic!("no replica nonce: {other:?}"),
+    }
+}
+
+/// An offer body from the adversary `m` (the host) to its node.
+fn offer_body(
+    m: &Adversary,
+    vessel: VesselId,
+    epoch: u64,
+    image: &[u8],
+    nonce: Nonce,
+) -> ReplicaOfferBody {
+    ReplicaOfferBody {
+        version: REPLICA_VERSION,
+        vessel,
+        epoch,
+        image: Hash::of(image),
+        host: PeerIdBytes(m.identity.peer_id.to_bytes()),
+        replica: PeerIdBytes(m.node.to_bytes()),
+        nonce,
+    }
+}
+
+/// `m` offers `image` for `vessel` at `epoch`, signed by itself, with a
+/// fresh nonce and the body changed by `tamper`.
+async fn offer(
+    m: &mut Adversary,
+    vessel: VesselId,
+    epoch: u64,
+    image: &[u8],
+    tamper: impl FnOnce(&mut ReplicaOfferBody),
+) -> PeerResponse {
+    let n = replica_nonce(m).await;
+    let mut body = offer_body(m, vessel, epoch, image, n);
+    tamper(&mut body);
+    let offer = ReplicaOffer::sign(&m.identity.signing, body);
+    m.ask(ReplicaRequest::Offer {
+        offer,
+        image: image.to_vec(),
+    })
+    .await
+}
+
+/// Goal: a node refuses, with the code that says why, every replica
+/// message it must not act on (forged, lying about its host, misdirected,
+/// replayed, tampered, untrusted, stale, for a vessel it runs, chunks it
+/// did not ask for, a store before its chunks, a batch over the limit),
+/// and keeps an offered image only once it is whole: in its own replica
+/// record, never an ownership record; its host's release lets it go.
+#[test]
+fn replica_messages_are_checked_and_refused_with_their_reason() {
+    let _cpu = crate::support::shared_cpu();
+    let user = crate::mesh::User::new();
+    let mut a = user.start("a", &[], &[]);
+    let addr = a.wait_ready();
+    let ticker = compile_c("node/tests/it/programs/ticker.c", &[]);
+    let out = user.run(&["deploy", "--data-dir", a.dir(), ticker.to_str().unwrap()]);
+    assert!(out.status.success(), "deploy: {}", stderr(&out));
+    let running = VesselId::from_hex(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    let user_key = meshnode::identity::read_key(&user.user_key_file())
+        .unwrap()
+        .unwrap();
+    let stranger = ed25519_dalek::SigningKey::from_bytes(&[77; 32]);
+    let vessel = VesselId([0xcd; 8]);
+    let content = b"replica chunk".to_vec();
+    let chunk = Hash::of(&content);
+    let image = protocol::cbor::encode(&image_for(&user_key, vessel, 3, chunk));
+    let record_dir = a.data_dir.join("vessels").join(vessel.to_hex());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut m = Adversary::connect(&addr, Some(&user_key)).await;
+        // Signed by a key that is not the sender's.
+        let n = replica_nonce(&mut m).await;
+        let forged = ReplicaOffer::sign(&stranger, offer_body(&m, vessel, 3, &image, n));
+        let r = m
+            .ask(ReplicaRequest::Offer {
+                offer: forged,
+                image: image.clone(),
+            })
+            .await;
+        assert!(refused(r, RefusalCode::Forged).contains("forged replica offer"));
+        let r = offer(&mut m, vessel, 3, &image, |b| {
+            b.host = PeerIdBytes(PeerId::random().to_bytes())
+        })
+        .await;
+        assert!(refused(r, RefusalCode::Forged).contains("another node as the host"));
+        let r = offer(&mut m, vessel, 3, &image, |b| {
+            b.replica = PeerIdBytes(PeerId::random().to_bytes())
+        })
+        .await;
+        refused(r, RefusalCode::Misdirected);
+        let r = offer(&mut m, vessel, 3, &image, |b| b.nonce = Nonce([9; 32])).await;
+        refused(r, RefusalCode::Replayed);
+        let r = offer(&mut m, vessel, 3, &image, |b| b.image = Hash::of(b"other")).await;
+        refused(r, RefusalCode::Tampered);
+        let untrusted = protocol::cbor::encode(&image_for(&stranger, vessel, 3, chunk));
+        let r = offer(&mut m, vessel, 3, &untrusted, |_| {}).await;
+        refused(r, RefusalCode::Untrusted);
+        let of_running = protocol::cbor::encode(&image_for(&user_key, running, 9, chunk));
+        let r = offer(&mut m, running, 9, &of_running, |_| {}).await;
+        refused(r, RefusalCode::BadArgument);
+        // Chunks and store with no offer open.
+        let batch = |chunks: Vec<NamedChunk>| ReplicaRequest::Chunks {
+            vessel,
+            image: Hash::of(&image),
+            chunks,
+        };
+        let good = NamedChunk {
+            hash: chunk,
+            bytes: ChunkBytes(content.clone()),
+        };
+        refused(
+            m.ask(batch(vec![good.clone()])).await,
+            RefusalCode::NoMigration,
+        );
+        refused(
+            m.ask(batch(vec![good.clone(); 65])).await,
+            RefusalCode::Limit,
+        );
+        // A good offer: the chunk is lacking.
+        match offer(&mut m, vessel, 3, &image, |_| {}).await {
+            PeerResponse::Replica(ReplicaResponse::Lacking { chunks, .. }) => {
+                assert_eq!(chunks, vec![chunk])
+            }
+            other => panic!("a good offer: {other:?}"),
+        }
+        let store = ReplicaRequest::Store {
+            vessel,
+            epoch: 3,
+            image: Hash::of(&image),
+        };
+        refused(m.ask(store.clone()).await, RefusalCode::MissingChunks);
+        let other = NamedChunk {
+            hash: Hash::of(b"x"),
+            bytes: ChunkBytes(b"x".to_vec()),
+        };
+        refused(
+            m.ask(batch(vec![other])).await,
+            RefusalCode::UnexpectedChunk,
+        );
+        let bad = NamedChunk {
+            hash: chunk,
+            bytes: ChunkBytes(b"not it".to_vec()),
+        };
+        refused(m.ask(batch(vec![bad])).await, RefusalCode::Tampered);
+        assert!(
+            !record_dir.join("replica.cbor").exists(),
+            "held before it was whole"
+        );
+        match m.ask(batch(vec![good])).await {
+            PeerResponse::Replica(ReplicaResponse::Stored { count: 1 }) => {}
+            other => panic!("the chunk: {other:?}"),
+        }
+        match m.ask(store).await {
+            PeerResponse::Replica(ReplicaResponse::Held { epoch: 3, .. }) => {}
+            other => panic!("store: {other:?}"),
+        }
+        let record: ReplicaRecord =
+            protocol::cbor::decode(&std::fs::read(record_dir.join("replica.cbor")).unwrap())
+                .unwrap();
+        assert_eq!((record.epoch, record.image), (3, Hash::of(&image)));
+        assert!(
+            !record_dir.join("record.cbor").exists(),
+            "a replica never owns"
+        );
+        // An offer below the epoch held is stale, and says what is held.
+        let older = protocol::cbor::encode(&image_for(&user_key, vessel, 2, chunk));
+        match offer(&mut m, vessel, 2, &older, |_| {}).await {
+            PeerResponse::Refused(r) => {
+                assert_eq!(
+                    (r.code, r.known_epoch),
+                    (RefusalCode::StaleEpoch, Some(3)),
+                    "{r}"
+                )
+            }
+            other => panic!("a stale offer: {other:?}"),
+        }
+        // The host lets it go.
+        let release = ReplicaRequest::Release { vessel, epoch: 3 };
+        match m.ask(release).await {
+            PeerResponse::Replica(ReplicaResponse::Released) => {}
+            other => panic!("release: {other:?}"),
+        }
+        assert!(
+            !record_dir.join("replica.cbor").exists(),
+            "released, still held"
+        );
+    });
+    assert!(
+        a.child.try_wait().unwrap().is_none(),
+        "the node exited:\n{}",
+        a.log()
+    );
 }
