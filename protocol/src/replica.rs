@@ -307,7 +307,7 @@ pub(crate) mod tests {
 
     fn samples() -> Vec<Vec<u8>> {
         let image = crate::migrate::tests::sample_image();
-        let requests = vec![
+        let requests = [
             ReplicaRequest::Nonce,
             ReplicaRequest::Offer {
                 offer: replica_offer(),
@@ -331,7 +331,7 @@ pub(crate) mod tests {
                 epoch: 3,
             },
         ];
-        let responses = vec![
+        let responses = [
             ReplicaResponse::Nonce(Nonce([3; 32])),
             ReplicaResponse::Lacking {
                 chunks: vec![Hash::of(b"x")],

@@ -58,7 +58,8 @@ pub fn serve(
 ) {
     let request = match on_the_loop(state, peer, request) {
         Ok(later) => later,
-        Err(response) => {
+        Err(answered) => {
+            let response = *answered;
             if let PeerResponse::Refused(r) = &response {
                 warn!(%peer, "replica request refused: {r}");
             }
@@ -93,14 +94,17 @@ fn on_the_loop(
     state: &mut NodeState,
     peer: PeerId,
     request: ReplicaRequest,
-) -> Result<Offered, PeerResponse> {
+) -> Result<Offered, Box<PeerResponse>> {
+    let answered = |r: PeerResponse| Box::new(r);
     request
         .check()
-        .map_err(|e| refuse(e.code(), format!("replica request: {e}")))?;
+        .map_err(|e| answered(refuse(e.code(), format!("replica request: {e}")).into()))?;
     match request {
-        ReplicaRequest::Nonce => Err(ReplicaResponse::Nonce(state.migration.issue(peer)).into()),
+        ReplicaRequest::Nonce => Err(answered(
+            ReplicaResponse::Nonce(state.migration.issue(peer)).into(),
+        )),
         ReplicaRequest::Offer { offer, image } => {
-            check_offer(state, peer, &offer, &image)?;
+            check_offer(state, peer, &offer, &image).map_err(|r| answered(r.into()))?;
             let next_nonce = state.migration.issue(peer);
             Ok(Offered::Offer(offer, image, next_nonce))
         }
@@ -461,7 +465,7 @@ fn write_record(dir: &std::path::Path, record: &ReplicaRecord) -> Result<(), Str
 /// its record goes, and its chunks at the next collection.
 pub fn drop_held(mesh: &Migrator, id: VesselId, epoch: u64) {
     let mut b = mesh.replication.book();
-    if !b.held.get(&id).is_some_and(|r| r.epoch <= epoch) {
+    if b.held.get(&id).is_none_or(|r| r.epoch > epoch) {
         return;
     }
     b.held.remove(&id);

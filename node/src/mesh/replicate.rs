@@ -218,6 +218,12 @@ fn vessel_view(mesh: &Migrator, id: VesselId) -> Option<VesselView> {
     Some(view)
 }
 
+/// The replicas of one shipment, each with its nonce for the offer.
+type Targets = Vec<(PeerId, Option<Nonce>)>;
+
+/// The replicas dropped from a vessel, with the epoch to release.
+type Released = Vec<(PeerId, u64)>;
+
 /// Decides the vessel's replicas for this shipment: those it has stay
 /// while they are members with room and have not failed for
 /// `REPLACE_FAILING_AFTER`; the rest come from placement. Returns each
@@ -227,7 +233,7 @@ fn choose(
     id: VesselId,
     view: &VesselView,
     q: &Queued,
-) -> (Vec<(PeerId, Option<Nonce>)>, Vec<(PeerId, u64)>) {
+) -> (Targets, Released) {
     let (now, wanted) = (Instant::now(), q.wanted);
     let mut b = replication.book();
     let mesh_view = b.view.clone();
