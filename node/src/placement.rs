@@ -509,12 +509,14 @@ pub fn drain_target(
 }
 
 /// Where a vessel's replicas go (issue 15): `count` nodes other than this
-/// one (the host) with room for it, as a drain chooses a destination
-/// (nearest its clients, then fewest vessels, then most free memory), since
-/// a replica is where the vessel would run after a failover. The replicas
-/// in `keep` that are still candidates stay first, so a healthy replica is
-/// never swapped for a slightly nearer one (each swap costs a whole image);
-/// fewer than `count` when fewer nodes have room.
+/// one (the host). The replicas in `keep` (the caller's: those still
+/// members and not failing) stay first, whatever their room or distance
+/// now: a replica is a copy that took a whole image to make, and a moment
+/// without a fresh status, or a slightly nearer node, is no reason to make
+/// another. The rest are nodes with room for the vessel, as a drain
+/// chooses a destination (nearest its clients, then fewest vessels, then
+/// most free memory), since a replica is where the vessel would run after a
+/// failover; fewer than `count` when fewer nodes have room.
 pub fn replica_targets(
     v: &VesselView,
     rtts: &Rtts,
@@ -539,12 +541,12 @@ pub fn replica_targets(
             (n, cost)
         })
         .collect();
-    let mut out: Vec<PeerId> = keep
-        .iter()
-        .filter(|k| candidates.iter().any(|(n, _)| n.peer == **k))
-        .copied()
-        .take(count)
-        .collect();
+    let mut out: Vec<PeerId> = Vec::new();
+    for k in keep.iter().filter(|k| **k != rtts.me) {
+        if out.len() < count && !out.contains(k) {
+            out.push(*k);
+        }
+    }
     let mut rest: Vec<&(&NodeRoom, f64)> = candidates
         .iter()
         .filter(|(n, _)| !out.contains(&n.peer))
@@ -967,13 +969,16 @@ mod tests {
         let nodes = roomy(&ps);
         let got = replica_targets(&v, &r, &nodes, None, &p, &[], 2);
         assert_eq!(got, vec![ps[3], ps[2]], "nearest the clients first");
-        // A kept replica stays even though another is nearer.
+        // A kept replica stays even though another is nearer, and even
+        // when its status says no room now (or it has none fresh).
         let got = replica_targets(&v, &r, &nodes, None, &p, &[ps[1]], 2);
         assert_eq!(got, vec![ps[1], ps[3]]);
-        // One that lost its room (or left: not a candidate) is replaced.
         let mut full = nodes.clone();
         full[1].free_memory_bytes = Some(0);
         let got = replica_targets(&v, &r, &full, None, &p, &[ps[1]], 2);
+        assert_eq!(got, vec![ps[1], ps[3]]);
+        // A new one needs room.
+        let got = replica_targets(&v, &r, &full, None, &p, &[], 3);
         assert_eq!(got, vec![ps[3], ps[2]]);
         // Never the host itself; asked for more than there are: all there is.
         let got = replica_targets(&v, &r, &nodes, None, &p, &[ps[0]], 4);

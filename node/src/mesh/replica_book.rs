@@ -31,9 +31,13 @@ use crate::sync::lock;
 pub const REPLACE_FAILING_AFTER: Duration = Duration::from_secs(10);
 
 /// What placement last saw of the mesh (published by its tick): the
-/// connected members with a fresh status, and their RTTs.
+/// members, the connected ones with a fresh status (and their room), and
+/// their RTTs.
 #[derive(Debug, Clone)]
 pub struct MeshView {
+    /// Every peer this node knows as a member, connected or not: a replica
+    /// that is no longer one is replaced at once.
+    pub members: Vec<PeerId>,
     pub rtts: Rtts,
     pub rooms: Vec<NodeRoom>,
     pub here_load_per_cpu: Option<f64>,

@@ -247,7 +247,7 @@ fn choose(
     let keep: Vec<PeerId> = s
         .replicas
         .iter()
-        .filter(|r| !r.gone(now))
+        .filter(|r| !r.gone(now) && mv.members.contains(&r.peer))
         .map(|r| r.peer)
         .collect();
     let chosen = replica_targets(
