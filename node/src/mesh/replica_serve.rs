@@ -27,7 +27,7 @@ use protocol::refusal::{Refusal, RefusalCode};
 use protocol::replica::{
     ReplicaOffer, ReplicaRecord, ReplicaRequest, ReplicaResponse, REPLICA_VERSION,
 };
-use protocol::snapshot::{Hash, Manifest};
+use protocol::snapshot::{Hash, Manifest, CHUNK_SIZE_BYTES};
 use protocol::vessel::{Resume, VesselId, VesselImage};
 use tracing::{info, warn};
 
@@ -222,6 +222,16 @@ fn accept(
     store.put_image_doc(&bytes, false).map_err(internal)?;
     store.hold(&arriving_key(id), Some(offer.body.image));
     let lacking = image::lacking(&store, &img, manifest.as_ref(), &HashSet::new());
+    // What it would add counts against the node's disk budget, as its own
+    // checkpoints do: a member cannot make it store more than that.
+    let adds = lacking.len() as u64 * (u64::from(CHUNK_SIZE_BYTES) + 64);
+    if let Err(e) = lock(&mesh.host).checkpoint_allowed(adds) {
+        store.hold(&arriving_key(id), None);
+        return Err(refuse(
+            RefusalCode::Full,
+            format!("a replica of vessel {id} would exceed this node's disk budget: {e}"),
+        ));
+    }
     mesh.replication.book().transfers.insert(
         id,
         Transfer {

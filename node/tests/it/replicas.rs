@@ -304,14 +304,20 @@ async fn offer(
 
 /// Goal: a node refuses, with the code that says why, every replica
 /// message it must not act on (forged, lying about its host, misdirected,
-/// replayed, tampered, untrusted, stale, for a vessel it runs, chunks it
-/// did not ask for, a store before its chunks, a batch over the limit),
+/// replayed, tampered, untrusted, stale, over its disk budget, for a vessel
+/// it runs, chunks it did not ask for, a store before its chunks, a batch
+/// over the limit),
 /// and keeps an offered image only once it is whole: in its own replica
 /// record, never an ownership record; its host's release lets it go.
 #[test]
 fn replica_messages_are_checked_and_refused_with_their_reason() {
     let _cpu = crate::support::shared_cpu();
     let user = crate::mesh::User::new();
+    // A disk budget of 64 MiB: room for the ticker's checkpoints, not for
+    // a replica of a 128 MiB volume.
+    let dir = user.home.path().join("a");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("config.toml"), "disk_budget_bytes = 67108864\n").unwrap();
     let mut a = user.start("a", &[], &[]);
     let addr = a.wait_ready();
     let ticker = compile_c("node/tests/it/programs/ticker.c", &[]);
@@ -360,6 +366,24 @@ fn replica_messages_are_checked_and_refused_with_their_reason() {
         let untrusted = protocol::cbor::encode(&image_for(&stranger, vessel, 3, chunk));
         let r = offer(&mut m, vessel, 3, &untrusted, |_| {}).await;
         refused(r, RefusalCode::Untrusted);
+        // Over the disk budget: refused before any chunk is asked for.
+        let mut huge = image_for(&user_key, VesselId([0xee; 8]), 1, chunk);
+        let file_bytes: u64 = 128 << 20;
+        huge.volumes = vec![protocol::vessel::VolumeImage {
+            guest: "/data".into(),
+            entries: vec![protocol::vessel::VolumeEntry::File {
+                path: "big".into(),
+                content: protocol::snapshot::ChunkedImage {
+                    size_bytes: file_bytes,
+                    chunks: (0..file_bytes / 65536)
+                        .map(|i| Some(Hash::of(&i.to_le_bytes())))
+                        .collect(),
+                },
+            }],
+        }];
+        let huge = protocol::cbor::encode(&huge);
+        let r = offer(&mut m, VesselId([0xee; 8]), 1, &huge, |_| {}).await;
+        assert!(refused(r, RefusalCode::Full).contains("disk budget"));
         let of_running = protocol::cbor::encode(&image_for(&user_key, running, 9, chunk));
         let r = offer(&mut m, running, 9, &of_running, |_| {}).await;
         refused(r, RefusalCode::BadArgument);
