@@ -87,6 +87,33 @@ fn host_image(mesh: &Mesh, host: usize, vessel: &str) -> Option<Hash> {
     }
 }
 
+/// Waits until the vessel's log (through node 0) has `text`.
+fn wait_log(mesh: &Mesh, vessel: &str, text: &str) {
+    let deadline = Instant::now() + WAIT;
+    while !String::from_utf8_lossy(&mesh.logs(0, vessel).0).contains(text) {
+        assert!(Instant::now() < deadline, "no {text:?} in {vessel}'s log");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits until replica `rep` holds the host's newest checkpoint and that
+/// is an image not in `seen`; adds it.
+fn wait_new_image(mesh: &Mesh, rep: usize, vessel: &str, seen: &mut Vec<Hash>) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let h = wait_replica_caught_up(mesh, 0, rep, vessel);
+        if !seen.contains(&h) {
+            seen.push(h);
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{vessel}: no new checkpoint on the replica"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Polls `ps` through node `via` until `ok` holds for the vessel's row.
 fn wait_row(
     mesh: &Mesh,
@@ -153,8 +180,9 @@ fn wait_replica_caught_up(mesh: &Mesh, host: usize, rep: usize, vessel: &str) ->
 /// after the first whole image, each checkpoint sends only the chunks the
 /// replica lacks (a 16 MiB memory sweeping 64 KiB/s dirties about one
 /// chunk an interval, not 256); the replica's record is its own, never an
-/// ownership record; and a vessel deployed with `--replicas 0` ships
-/// nothing anywhere.
+/// ownership record; a vessel deployed with `--replicas 0` ships nothing
+/// anywhere; one that asks for more replicas than there are other members
+/// gets those there are, and `ps` says so; one that ends releases them.
 #[test]
 fn checkpoints_reach_the_replica_and_only_the_chunks_it_lacks_travel() {
     let _cpu = crate::support::shared_cpu();
@@ -164,11 +192,12 @@ fn checkpoints_reach_the_replica_and_only_the_chunks_it_lacks_travel() {
     let args = ["16", "65536", "sweep", "0", "7", "sleep"];
     let v = deploy(&mesh, 0, "writer", "1", &writer, &args);
     let quiet = deploy(&mesh, 0, "quiet", "0", &ticker, &[]);
+    let wide = deploy(&mesh, 0, "wide", "3", &ticker, &[]);
     let row = wait_row(&mesh, 0, &v, "a checkpoint on its replica", shipped);
     assert_eq!(row["replicas_wanted"], 1, "{row}");
     let rep = replica_index(&mesh, &row, 0);
     assert_ne!(rep, 0, "the host is never its own replica");
-    let first = wait_replica_caught_up(&mesh, 0, rep, &v);
+    wait_replica_caught_up(&mesh, 0, rep, &v);
     let record = replica_record(&mesh, rep, &v).unwrap();
     assert_eq!(
         record.host.0,
@@ -178,31 +207,33 @@ fn checkpoints_reach_the_replica_and_only_the_chunks_it_lacks_travel() {
         host_image(&mesh, rep, &v).is_none(),
         "a replica must never hold an ownership record of the vessel"
     );
-    let chunks_first = row["replica_chunks_sent"].as_u64().unwrap();
+    // Once the writer has filled its 16 MiB, the replica catches up with
+    // an image taken after that (the second it holds from then on: the
+    // first may have been taken before), so the whole memory has crossed.
+    wait_log(&mesh, &v, "ready");
+    let after_fill = wait_replica_caught_up(&mesh, 0, rep, &v);
+    let mut seen = vec![after_fill];
+    wait_new_image(&mesh, rep, &v, &mut seen);
+    let filled = mesh.row(0, &v).unwrap()["replica_chunks_sent"]
+        .as_u64()
+        .unwrap();
     assert!(
-        chunks_first >= 256,
-        "the first shipment is the whole 16 MiB image: {chunks_first} chunks\n{row}"
+        filled >= 256,
+        "the whole 16 MiB memory (256 chunks) has crossed once: {filled} chunks sent"
     );
     // Four more shipments, each caught up with the host's newest.
-    let mut seen = vec![first];
-    while seen.len() < 5 {
-        let h = wait_replica_caught_up(&mesh, 0, rep, &v);
-        if !seen.contains(&h) {
-            seen.push(h);
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    while seen.len() < 6 {
+        wait_new_image(&mesh, rep, &v, &mut seen);
     }
     let row = mesh.row(0, &v).unwrap();
-    let more = row["replica_chunks_sent"].as_u64().unwrap() - chunks_first;
+    let more = row["replica_chunks_sent"].as_u64().unwrap() - filled;
     eprintln!(
-        "replicas: first shipment {chunks_first} chunks, the next {} shipments {more} chunks",
-        seen.len() - 1
+        "replicas: {filled} chunks until the memory was whole there, the next 4 shipments {more}"
     );
     assert!(
-        more < chunks_first / 4,
-        "{} later shipments sent {more} chunks (the first sent {chunks_first}): \
-         only the chunks the replica lacks may cross\n{row}",
-        seen.len() - 1
+        more < 64,
+        "4 later shipments sent {more} chunks (a 16 MiB memory is 256): only the chunks \
+         the replica lacks may cross\n{row}"
     );
     // `--replicas 0`: a checkpoint of each, then the replicated one's on
     // its replica; the other has no replica anywhere and sent nothing.
@@ -219,6 +250,34 @@ fn checkpoints_reach_the_replica_and_only_the_chunks_it_lacks_travel() {
         (0..3).all(|i| replica_record(&mesh, i, &quiet).is_none()),
         "a vessel deployed with --replicas 0 has a replica"
     );
+    // More replicas asked for than other members: it has what there is,
+    // and `ps` says so, in JSON and to a human.
+    let row = wait_row(&mesh, 0, &wide, "two replicas", |r| {
+        shipped(r) && r["replicas"].as_array().unwrap().len() == 2
+    });
+    let problem = row["replication_problem"].as_str().unwrap_or_default();
+    assert!(
+        problem.starts_with("2 of 3 replicas: only 2 other members"),
+        "{row}"
+    );
+    let out = mesh.cli(0, &["ps"]);
+    assert!(out.status.success(), "ps: {}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = |v: &str| {
+        text.lines()
+            .find(|l| l.starts_with(v))
+            .unwrap_or("")
+            .to_string()
+    };
+    assert!(text.lines().next().unwrap().contains("REPLICAS"), "{text}");
+    assert!(line(&v).contains(" 1/1 "), "{text}");
+    assert!(line(&wide).contains(" 2/3 "), "{text}");
+    assert!(line(&quiet).contains(" off "), "{text}");
+    assert!(
+        text.contains(&format!("replica {}: holds a checkpoint", mesh.ids[rep])),
+        "{text}"
+    );
+    assert!(text.contains("replicas: 2 of 3 replicas"), "{text}");
     // A vessel that ends releases its replica, which lets its copy go.
     let out = mesh.cli(0, &["stop", &v]);
     assert!(out.status.success(), "stop: {}", stderr(&out));
