@@ -177,47 +177,8 @@ fn accept(
 ) -> Result<ReplicaResponse, Refusal> {
     let (id, epoch) = (offer.body.vessel, offer.body.epoch);
     let (img, manifest) = decode_checked(mesh, id, epoch, &bytes)?;
-    let (store, known, owned) = {
-        let h = lock(&mesh.host);
-        let owned = h
-            .vessels
-            .get(&id)
-            .is_some_and(|l| matches!(l.record, Record::Owned { .. }));
-        (h.store.clone(), h.known_epoch(id), owned)
-    };
-    if owned {
-        return Err(refuse(
-            RefusalCode::BadArgument,
-            format!("vessel {id} runs on this node: it cannot be its replica"),
-        ));
-    }
-    {
-        let mut b = mesh.replication.book();
-        let held = b.held.get(&id).map_or(0, |r| r.epoch);
-        let above = known.max(held);
-        if epoch < above {
-            return Err(refuse(
-                RefusalCode::StaleEpoch,
-                format!("stale replica offer: epoch {epoch}, this node knows epoch {above} of vessel {id}"),
-            )
-            .with_known_epoch(above));
-        }
-        if !b.held.contains_key(&id) && b.held.len() >= MAX_REPLICATED_VESSELS {
-            return Err(refuse(
-                RefusalCode::Full,
-                format!("this node holds replicas of {MAX_REPLICATED_VESSELS} vessels"),
-            ));
-        }
-        let now = Instant::now();
-        b.transfers
-            .retain(|_, t| now.duration_since(t.started) < REPLICA_TRANSFER_TTL);
-        if !b.transfers.contains_key(&id) && b.transfers.len() >= MAX_INCOMING_REPLICA_TRANSFERS {
-            return Err(refuse(
-                RefusalCode::Busy,
-                format!("{MAX_INCOMING_REPLICA_TRANSFERS} replica transfers are arriving"),
-            ));
-        }
-    }
+    check_room(mesh, id, epoch)?;
+    let store = lock(&mesh.host).store.clone();
     let internal = |e: crate::store::StoreError| refuse(RefusalCode::Internal, e.to_string());
     store.put_image_doc(&bytes, false).map_err(internal)?;
     store.hold(&arriving_key(id), Some(offer.body.image));
@@ -246,6 +207,57 @@ fn accept(
         chunks: lacking,
         next_nonce,
     })
+}
+
+/// Whether this node may take a copy of `id` at `epoch`: it does not run
+/// it, knows no later epoch of it, and has room for another copy and
+/// another transfer (transfers whose chunks stopped coming are dropped
+/// first, and their images let go).
+fn check_room(mesh: &Migrator, id: VesselId, epoch: u64) -> Result<(), Refusal> {
+    let (store, known, owned) = {
+        let h = lock(&mesh.host);
+        let owned = h
+            .vessels
+            .get(&id)
+            .is_some_and(|l| matches!(l.record, Record::Owned { .. }));
+        (h.store.clone(), h.known_epoch(id), owned)
+    };
+    if owned {
+        return Err(refuse(
+            RefusalCode::BadArgument,
+            format!("vessel {id} runs on this node: it cannot be its replica"),
+        ));
+    }
+    let mut b = mesh.replication.book();
+    let held = b.held.get(&id).map_or(0, |r| r.epoch);
+    let above = known.max(held);
+    if epoch < above {
+        let detail = format!(
+            "stale replica offer: epoch {epoch}, this node knows epoch {above} of vessel {id}"
+        );
+        return Err(refuse(RefusalCode::StaleEpoch, detail).with_known_epoch(above));
+    }
+    if !b.held.contains_key(&id) && b.held.len() >= MAX_REPLICATED_VESSELS {
+        return Err(refuse(
+            RefusalCode::Full,
+            format!("this node holds replicas of {MAX_REPLICATED_VESSELS} vessels"),
+        ));
+    }
+    let now = Instant::now();
+    b.transfers.retain(|v, t| {
+        let live = now.duration_since(t.started) < REPLICA_TRANSFER_TTL;
+        if !live {
+            store.hold(&arriving_key(*v), None);
+        }
+        live
+    });
+    if !b.transfers.contains_key(&id) && b.transfers.len() >= MAX_INCOMING_REPLICA_TRANSFERS {
+        return Err(refuse(
+            RefusalCode::Busy,
+            format!("{MAX_INCOMING_REPLICA_TRANSFERS} replica transfers are arriving"),
+        ));
+    }
+    Ok(())
 }
 
 /// The offered image, decoded and checked as a migration's final image is
