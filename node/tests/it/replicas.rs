@@ -294,6 +294,8 @@ fn checkpoints_reach_the_replica_and_only_the_chunks_it_lacks_travel() {
 
 /// Goal: a replica that is killed is replaced by the other member, which
 /// then holds the host's newest checkpoint; `ps` shows the new replica.
+/// Moved to that replica, the vessel is replicated by its new host, under
+/// its new epoch, and the node it moved to keeps no replica copy of it.
 #[test]
 fn a_killed_replica_is_replaced() {
     let _cpu = crate::support::shared_cpu();
@@ -312,6 +314,29 @@ fn a_killed_replica_is_replaced() {
     assert_eq!(row["replicas"].as_array().unwrap().len(), 1, "{row}");
     assert!(row["replication_problem"].is_null(), "{row}");
     wait_replica_caught_up(&mesh, 0, other, &v);
+    // Moved to its replica: the replica count travels in its deployment,
+    // its new host ships to the one node left (the old host, whose `Left`
+    // record is at the new epoch, not above it), and the node it moved to
+    // lets its own copy go: it owns the vessel now.
+    let report = mesh.migrate(0, &v, other).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report["phase"], "done", "{report}");
+    let row = wait_row(&mesh, other, &v, "replicated from its new host", |r| {
+        r["node"] == mesh.ids[other].as_str()
+            && shipped(r)
+            && r["replicas"][0]["node"] == mesh.ids[0].as_str()
+    });
+    assert_eq!(row["replicas_wanted"], 1, "{row}");
+    wait_replica_caught_up(&mesh, other, 0, &v);
+    let record = replica_record(&mesh, 0, &v).unwrap();
+    assert_eq!(record.epoch, 2);
+    let deadline = Instant::now() + WAIT;
+    while replica_record(&mesh, other, &v).is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the new host kept its replica copy"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// A replica request from the adversary, answered with a replica answer.
