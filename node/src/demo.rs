@@ -240,6 +240,7 @@ pub fn run_demo(args: DemoArgs) -> Result<i32> {
         mounts: vec![],
         ports: vec![],
         checkpoint_every_ms: None,
+        replicas: None,
     };
     let deployment = Deployment::sign(&user, body);
     let ControlResponse::Deployed { vessel, .. } = call(Command::Deploy {

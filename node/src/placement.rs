@@ -508,6 +508,60 @@ pub fn drain_target(
         .map(|(n, _)| n.peer)
 }
 
+/// Where a vessel's replicas go (issue 15): `count` nodes other than this
+/// one (the host). The replicas in `keep` (the caller's: those still
+/// members and not failing) stay first, whatever their room or distance
+/// now: a replica is a copy that took a whole image to make, and a moment
+/// without a fresh status, or a slightly nearer node, is no reason to make
+/// another. The rest are nodes with room for the vessel, as a drain
+/// chooses a destination (nearest its clients, then fewest vessels, then
+/// most free memory), since a replica is where the vessel would run after a
+/// failover; fewer than `count` when fewer nodes have room.
+pub fn replica_targets(
+    v: &VesselView,
+    rtts: &Rtts,
+    nodes: &[NodeRoom],
+    here_load_per_cpu: Option<f64>,
+    params: &PlacementParams,
+    keep: &[PeerId],
+    count: usize,
+) -> Vec<PeerId> {
+    let candidates: Vec<(&NodeRoom, f64)> = nodes
+        .iter()
+        .filter(|n| n.peer != rtts.me)
+        .filter(|n| {
+            n.lacks_room(v.memory_bytes, here_load_per_cpu, params)
+                .is_none()
+        })
+        .map(|n| {
+            let cost = match v.entries.is_empty() {
+                true => 0.0,
+                false => rtts.cost_ms(&n.peer, &v.entries).unwrap_or(f64::INFINITY),
+            };
+            (n, cost)
+        })
+        .collect();
+    let mut out: Vec<PeerId> = Vec::new();
+    for k in keep.iter().filter(|k| **k != rtts.me) {
+        if out.len() < count && !out.contains(k) {
+            out.push(*k);
+        }
+    }
+    let mut rest: Vec<&(&NodeRoom, f64)> = candidates
+        .iter()
+        .filter(|(n, _)| !out.contains(&n.peer))
+        .collect();
+    rest.sort_by(|(a, ca), (b, cb)| {
+        ca.total_cmp(cb)
+            .then(a.vessels.cmp(&b.vessels))
+            .then(b.free_memory_bytes.cmp(&a.free_memory_bytes))
+            .then(a.peer.cmp(&b.peer))
+    });
+    let missing = count.saturating_sub(out.len());
+    out.extend(rest.into_iter().take(missing).map(|(n, _)| n.peer));
+    out
+}
+
 /// Where each vessel's client traffic enters the mesh: per (vessel, entry
 /// node), an exponentially decayed byte count, read as a byte rate. An entry
 /// that goes quiet halves its weight every half-life and is forgotten once
@@ -894,6 +948,43 @@ mod tests {
         nodes[1].draining = true;
         nodes[2].free_memory_bytes = Some(0);
         assert_eq!(drain_target(&v, &r, &nodes, None, &p), None);
+    }
+
+    /// Replicas go to the nodes nearest the vessel's clients, never to its
+    /// host or a node without room; a replica still fit stays; fewer nodes
+    /// than asked for give what there is.
+    #[test]
+    fn replicas_go_nearest_the_clients_and_keep_their_place() {
+        let ps: Vec<PeerId> = (1..=4).map(peer).collect();
+        // The clients enter at node 3; node 2 is next to it, node 1 far.
+        let ms = vec![
+            vec![0.0, 50.0, 40.0, 45.0],
+            vec![50.0, 0.0, 60.0, 70.0],
+            vec![40.0, 60.0, 0.0, 2.0],
+            vec![45.0, 70.0, 2.0, 0.0],
+        ];
+        let r = rtts(0, &ps, &ms);
+        let v = view(vec![(ps[3], 1000.0)]);
+        let p = PlacementParams::default();
+        let nodes = roomy(&ps);
+        let got = replica_targets(&v, &r, &nodes, None, &p, &[], 2);
+        assert_eq!(got, vec![ps[3], ps[2]], "nearest the clients first");
+        // A kept replica stays even though another is nearer, and even
+        // when its status says no room now (or it has none fresh).
+        let got = replica_targets(&v, &r, &nodes, None, &p, &[ps[1]], 2);
+        assert_eq!(got, vec![ps[1], ps[3]]);
+        let mut full = nodes.clone();
+        full[1].free_memory_bytes = Some(0);
+        let got = replica_targets(&v, &r, &full, None, &p, &[ps[1]], 2);
+        assert_eq!(got, vec![ps[1], ps[3]]);
+        // A new one needs room.
+        let got = replica_targets(&v, &r, &full, None, &p, &[], 3);
+        assert_eq!(got, vec![ps[3], ps[2]]);
+        // Never the host itself; asked for more than there are: all there is.
+        let got = replica_targets(&v, &r, &nodes, None, &p, &[ps[0]], 4);
+        assert_eq!(got.len(), 3);
+        assert!(!got.contains(&ps[0]));
+        assert!(replica_targets(&v, &r, &nodes, None, &p, &[], 0).is_empty());
     }
 
     /// A small seeded generator (no dependency for one test helper).

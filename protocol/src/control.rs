@@ -444,6 +444,39 @@ pub struct VesselInfo {
     /// left", "no lease: …", "fenced by epoch 3". None from older nodes.
     #[serde(default)]
     pub lease: Option<String>,
+    /// Replicas its deployment asks for (`deploy --replicas`; `None` from
+    /// a node older than replicas, or a row of a node that does not run it).
+    #[serde(default)]
+    pub replicas_wanted: Option<u32>,
+    /// The nodes that keep its replicas, as its host last chose them.
+    #[serde(default)]
+    pub replicas: Vec<ReplicaInfo>,
+    /// How old the newest checkpoint that reached every replica is, in
+    /// milliseconds: what a failover would lose now (`None`: none yet).
+    #[serde(default)]
+    pub replica_age_ms: Option<u64>,
+    /// Why it has fewer replicas than asked for ("only 1 other member").
+    #[serde(default)]
+    pub replication_problem: Option<String>,
+    /// Bytes and chunks its host sent to replicas since it started there:
+    /// only the chunks a replica lacked cross the wire.
+    #[serde(default)]
+    pub replica_bytes_sent: u64,
+    #[serde(default)]
+    pub replica_chunks_sent: u64,
+}
+
+/// One replica of a vessel, as its host sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaInfo {
+    /// The replica node, as a PeerId.
+    pub node: String,
+    /// The checkpoint image it holds, as hex (`None`: none yet).
+    pub image: Option<String>,
+    /// How old that checkpoint is, in milliseconds.
+    pub age_ms: Option<u64>,
+    /// Why the last shipment to it failed, until one succeeds.
+    pub problem: Option<String>,
 }
 
 /// A page of a vessel's log.

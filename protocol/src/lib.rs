@@ -21,7 +21,9 @@
 //!   - [`migrate`]: signed migration offers with receiver-issued nonces,
 //!     deduplicated chunks, one commit point;
 //!   - [`forward`]: control commands forwarded to the member that acts;
-//!   - [`ingress`]: service clients' bytes between entry node and host.
+//!   - [`ingress`]: service clients' bytes between entry node and host;
+//!   - [`replica`]: checkpoints shipped to the nodes that keep a vessel's
+//!     replicas.
 //! - [`lease`]: the lease and fencing of a replicated vessel: signed
 //!   assignment certificates, lease requests and grants, votes.
 //! - [`refusal`]: the code (and human detail) of every refusal.
@@ -45,6 +47,7 @@ pub mod membership;
 pub mod migrate;
 pub mod peer;
 pub mod refusal;
+pub mod replica;
 pub mod revocation;
 pub mod snapshot;
 pub mod vessel;
@@ -67,6 +70,7 @@ mod tests {
         ("migrate", include_str!("migrate.rs")),
         ("peer", include_str!("peer.rs")),
         ("refusal", include_str!("refusal.rs")),
+        ("replica", include_str!("replica.rs")),
         ("revocation", include_str!("revocation.rs")),
         ("snapshot", include_str!("snapshot.rs")),
         ("vessel", include_str!("vessel.rs")),

@@ -315,3 +315,18 @@ pub const MAX_CERTIFICATE_SIGNATURES: usize = MAX_VOTERS_PER_VESSEL;
 /// could never happen without the host; below 3 the user decides
 /// (`recover --force`, issue 15).
 pub const MIN_VOTERS_FOR_FAILOVER: usize = 3;
+// Replicas (protocol/src/replica.rs, node/src/mesh/replicate.rs).
+
+/// Most replicas one vessel may ask for (`deploy --replicas`): each costs
+/// its host one upload of every checkpoint's changes, and the lease needs
+/// only a majority of host, replicas and witnesses.
+pub const MAX_REPLICAS: u32 = 4;
+
+/// Most vessels one node holds replicas of: as many as it may run, so that
+/// each could fail over to it.
+pub const MAX_REPLICATED_VESSELS: usize = MAX_VESSELS_PER_NODE;
+
+/// Most replica transfers (offered, not yet stored) one node receives at
+/// once, from all hosts: each holds its chunks pinned until it is stored
+/// or goes stale. A host ships one vessel's checkpoints one at a time.
+pub const MAX_INCOMING_REPLICA_TRANSFERS: usize = 16;

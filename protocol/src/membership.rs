@@ -57,6 +57,8 @@ pub enum Domain {
     ControlHeader,
     /// A user key revokes a node key (`revocation::Revocation`).
     Revocation,
+    /// A host ships a checkpoint to a replica (`replica::ReplicaOffer`).
+    ReplicaOffer,
 }
 
 impl Domain {
@@ -70,6 +72,7 @@ impl Domain {
             Domain::MigrationDecision => b"migration-decision",
             Domain::ControlHeader => b"control-header",
             Domain::Revocation => b"revocation",
+            Domain::ReplicaOffer => b"replica-offer",
         }
     }
 }

@@ -369,6 +369,7 @@ pub(crate) mod tests {
                 mounts: vec![],
                 ports: vec![],
                 checkpoint_every_ms: None,
+                replicas: None,
             },
         )
     }

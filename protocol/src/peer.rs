@@ -8,6 +8,8 @@
 //!   node and the vessel's host ([`crate::ingress`]);
 //! - [`PeerRequest::Lease`]: the lease, votes and fencing of a replicated
 //!   vessel ([`crate::lease`]).
+//! - [`PeerRequest::Replica`]: a replicated vessel's checkpoints, host to
+//!   replica ([`crate::replica`]).
 //!
 //! Every request is answered with the same kind of answer, or with
 //! [`PeerResponse::Refused`] and a [`Refusal`] code. The envelope is new in
@@ -22,6 +24,7 @@ use crate::ingress::{IngressRequest, IngressResponse};
 use crate::lease::{LeaseRequest, LeaseResponse};
 use crate::migrate::{MigrationRequest, MigrationResponse};
 use crate::refusal::Refusal;
+use crate::replica::{ReplicaRequest, ReplicaResponse};
 
 /// The version of the vessel protocol this build speaks: the number at
 /// the end of [`VESSEL_PROTOCOL`]. Version 1 had no envelope and refused
@@ -62,6 +65,7 @@ pub enum PeerRequest {
     Ingress(IngressRequest),
     /// The lease and fencing of a replicated vessel ([`crate::lease`]).
     Lease(LeaseRequest),
+    Replica(ReplicaRequest),
 }
 
 /// One answer.
@@ -73,6 +77,7 @@ pub enum PeerResponse {
     /// The request was refused: a code, and one line for a human.
     Refused(Refusal),
     Lease(LeaseResponse),
+    Replica(ReplicaResponse),
 }
 
 impl From<MigrationRequest> for PeerRequest {
@@ -120,6 +125,18 @@ impl From<LeaseRequest> for PeerRequest {
 impl From<LeaseResponse> for PeerResponse {
     fn from(r: LeaseResponse) -> PeerResponse {
         PeerResponse::Lease(r)
+    }
+}
+
+impl From<ReplicaRequest> for PeerRequest {
+    fn from(r: ReplicaRequest) -> PeerRequest {
+        PeerRequest::Replica(r)
+    }
+}
+
+impl From<ReplicaResponse> for PeerResponse {
+    fn from(r: ReplicaResponse) -> PeerResponse {
+        PeerResponse::Replica(r)
     }
 }
 
@@ -178,6 +195,9 @@ pub fn peer_messages_oracle(data: &[u8]) -> bool {
             if let Some(p) = proof {
                 let _ = p.verify();
             }
+        }
+        Some(PeerRequest::Replica(r)) => {
+            let _ = r.check();
         }
         _ => {}
     }

@@ -77,6 +77,11 @@ pub struct DeploymentBody {
     /// field existed still verifies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint_every_ms: Option<u64>,
+    /// How many other member nodes keep its newest checkpoint
+    /// (`deploy --replicas`): `None` is `replica::DEFAULT_REPLICAS`,
+    /// `Some(0)` none. Left out of the encoding when `None`, as above.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -280,6 +285,11 @@ impl DeploymentBody {
             "service ports",
             self.ports.len(),
             crate::limits::MAX_SERVICE_PORTS,
+        )?;
+        too_many(
+            "replicas",
+            self.replicas.unwrap_or(0) as usize,
+            crate::limits::MAX_REPLICAS as usize,
         )?;
         let mut ports = self.ports.clone();
         ports.sort_unstable();

@@ -60,6 +60,15 @@ pub struct DeployArgs {
     /// Default: each node's `checkpoint_every_ms` (1 s unless configured).
     #[arg(long, value_name = "DURATION|off", value_parser = parse_checkpoint_every)]
     pub checkpoint_every: Option<u64>,
+    /// How many other member nodes keep a copy of its newest checkpoint
+    /// (and so its log), shipped after each checkpoint with only the
+    /// chunks they lack; 0 turns replication off. Placement chooses them
+    /// (members with room, nearest its clients) and replaces one that
+    /// leaves; with fewer other members, it replicates to those there are
+    /// and `ps` says so. A replica never runs the vessel. At most 4.
+    #[arg(long, value_name = "R", default_value_t = protocol::replica::DEFAULT_REPLICAS,
+          value_parser = clap::value_parser!(u32).range(0..=protocol::limits::MAX_REPLICAS as i64))]
+    pub replicas: u32,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -263,6 +272,7 @@ pub fn run_deploy(args: DeployArgs) -> Result<i32> {
         mounts,
         ports: args.ports.clone(),
         checkpoint_every_ms: args.checkpoint_every,
+        replicas: Some(args.replicas),
     };
     body.check().map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut client = Client::connect(&args.target)?;
@@ -327,6 +337,17 @@ pub fn ps_json(rows: &[VesselInfo]) -> serde_json::Value {
                     "checkpoint_age_ms": v.checkpoint_age_ms,
                     "checkpoint_problem": v.checkpoint_problem,
                     "lease": v.lease,
+                    "replicas_wanted": v.replicas_wanted,
+                    "replicas": v.replicas.iter().map(|r| serde_json::json!({
+                        "node": r.node,
+                        "image": r.image,
+                        "age_ms": r.age_ms,
+                        "problem": r.problem,
+                    })).collect::<Vec<_>>(),
+                    "replica_age_ms": v.replica_age_ms,
+                    "replication_problem": v.replication_problem,
+                    "replica_bytes_sent": v.replica_bytes_sent,
+                    "replica_chunks_sent": v.replica_chunks_sent,
                 })
             })
             .collect(),
@@ -344,12 +365,12 @@ pub fn run_ps(args: PsArgs) -> Result<i32> {
         return Ok(0);
     }
     out(format_args!(
-        "{:<16} {:<16} {:<54} {:<10} {:>8} {:>4} {:>6}  WHY",
-        "ID", "NAME", "NODE", "STATE", "UPTIME", "MIGR", "CKPT"
+        "{:<16} {:<16} {:<54} {:<10} {:>8} {:>4} {:>6} {:>10}  WHY",
+        "ID", "NAME", "NODE", "STATE", "UPTIME", "MIGR", "CKPT", "REPLICAS"
     ))?;
     for v in &rows {
         out(format_args!(
-            "{:<16} {:<16} {:<54} {:<10} {:>8} {:>4} {:>6}  {}",
+            "{:<16} {:<16} {:<54} {:<10} {:>8} {:>4} {:>6} {:>10}  {}",
             v.id,
             v.name,
             v.node,
@@ -357,6 +378,7 @@ pub fn run_ps(args: PsArgs) -> Result<i32> {
             human_ms(v.run_ms),
             v.migrations,
             v.checkpoint_age_ms.map_or("-".to_string(), human_ms),
+            replicas_column(v),
             why_of(v)
         ))?;
         if let Some(problem) = &v.checkpoint_problem {
@@ -365,8 +387,37 @@ pub fn run_ps(args: PsArgs) -> Result<i32> {
         if let Some(lease) = &v.lease {
             out(format_args!("{:<16} lease: {lease}", ""))?;
         }
+        for r in &v.replicas {
+            let state = match (&r.problem, r.age_ms) {
+                (Some(p), _) => format!("failing: {p}"),
+                (None, Some(age)) => format!("holds a checkpoint {} old", human_ms(age)),
+                (None, None) => "nothing shipped yet".to_string(),
+            };
+            out(format_args!("{:<16} replica {}: {state}", "", r.node))?;
+        }
+        if let Some(problem) = &v.replication_problem {
+            out(format_args!("{:<16} replicas: {problem}", ""))?;
+        }
     }
     Ok(0)
+}
+
+/// `ps`'s REPLICAS column: how many replicas hold a checkpoint of the
+/// vessel out of those it asks for, and how old the oldest of them is (what
+/// a failover would lose now); `off` for `--replicas 0`, `-` where the
+/// vessel does not run.
+fn replicas_column(v: &VesselInfo) -> String {
+    match v.replicas_wanted {
+        None => "-".into(),
+        Some(0) => "off".into(),
+        Some(wanted) => {
+            let holding = v.replicas.iter().filter(|r| r.age_ms.is_some()).count();
+            match v.replica_age_ms {
+                Some(age) => format!("{holding}/{wanted} {}", human_ms(age)),
+                None => format!("{holding}/{wanted}"),
+            }
+        }
+    }
 }
 
 fn describe(r: &MigrationReport) -> String {

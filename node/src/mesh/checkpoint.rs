@@ -37,6 +37,15 @@ pub async fn take(host: &Arc<Mutex<Host>>, id: VesselId) -> Result<Durable, Chec
     result
 }
 
+/// [`take`], then the durable checkpoint queued for the vessel's replicas
+/// (`mesh::replicate`; it returns at once: shipping never lengthens a
+/// pause nor waits for a replica).
+pub async fn take_and_replicate(mesh: &Migrator, id: VesselId) -> Result<Durable, CheckpointError> {
+    let durable = take(&mesh.host, id).await?;
+    super::replicate::after_checkpoint(mesh, id, durable.image);
+    Ok(durable)
+}
+
 async fn take_inner(host: &Arc<Mutex<Host>>, id: VesselId) -> Result<Durable, CheckpointError> {
     presize_baseline(host, id).await;
     // One asked for by hand while a periodic one is being written waits
@@ -83,16 +92,19 @@ async fn presize_baseline(host: &Arc<Mutex<Host>>, id: VesselId) {
 /// enough was written since the last collection.
 pub async fn periodic(mesh: Migrator, default_every: Option<Duration>) {
     let host = mesh.host.clone();
+    // The replica copies held here are held in the store again before the
+    // first collection, and the shipper of checkpoints to replicas starts.
+    super::replica_serve::load_held(&mesh);
+    tokio::spawn(super::replicate::ship_queued(mesh.clone()));
     let mut tick = tokio::time::interval(DUE_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let due = lock(&host).checkpoints_due(Instant::now(), default_every);
         for id in due {
-            let host = host.clone();
             let mesh = mesh.clone();
             tokio::spawn(async move {
-                match take(&host, id).await {
+                match take_and_replicate(&mesh, id).await {
                     Ok(d) => {
                         collect_if_due(&mesh);
                         debug!(

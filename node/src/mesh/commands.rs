@@ -493,6 +493,7 @@ fn rows_here(control: &Control) -> Vec<VesselInfo> {
         h.reap();
         h.list()
     };
+    super::replicate::annotate(&control.migrator.replication, &mut rows);
     let leases = &control.migrator.leases;
     for r in &mut rows {
         r.lease = leases.status(r.id).map(|s| leases.describe(&s));
@@ -644,7 +645,7 @@ async fn run_here(
             "answered by the event loop (mesh/relay.rs)",
         )),
         ForwardRequest::Checkpoint { vessel } => {
-            let durable = super::checkpoint::take(&control.host, vessel)
+            let durable = super::checkpoint::take_and_replicate(&control.migrator, vessel)
                 .await
                 .map_err(|e| checkpoint_refusal(vessel, e))?;
             Ok(ForwardResponse::Checkpointed(CheckpointReport {

@@ -31,7 +31,9 @@
 //!   the member that acts), [`serve`] (the destination side of a migration
 //!   and the requests peers send), [`recover`] (start-up recovery and the
 //!   clean-stop checkpoint), [`checkpoint`] (the periodic checkpoints and
-//!   `meshnode checkpoint`);
+//!   `meshnode checkpoint`), [`replicate`] and [`replica_serve`] (a
+//!   replicated vessel's checkpoints shipped to its replicas, and kept
+//!   there; their state is the leaf [`replica_book`]);
 //! - on top, [`node`]: the event loop, which dispatches swarm events,
 //!   commands and ticks to the modules below. The control protocol's server
 //!   side is [`crate::control::server`].
@@ -67,6 +69,9 @@ pub mod peers;
 pub mod place;
 pub mod recover;
 pub mod relay;
+pub mod replica_book;
+pub mod replica_serve;
+pub mod replicate;
 pub mod rtt;
 pub mod serve;
 pub mod state;
@@ -115,6 +120,9 @@ mod tests {
         ("place", include_str!("place.rs")),
         ("recover", include_str!("recover.rs")),
         ("relay", include_str!("relay.rs")),
+        ("replica_book", include_str!("replica_book.rs")),
+        ("replica_serve", include_str!("replica_serve.rs")),
+        ("replicate", include_str!("replicate.rs")),
         ("rtt", include_str!("rtt.rs")),
         ("serve", include_str!("serve.rs")),
         ("state", include_str!("state.rs")),

@@ -25,7 +25,8 @@ use protocol::vessel::VesselId;
 use tracing::{info, warn};
 
 use super::migrate::start_migration;
-use super::peers::PeerTable;
+use super::peers::{Membership, PeerTable};
+use super::replica_book::MeshView;
 use super::rtt::SmoothedRtt;
 use super::vessels::Migrator;
 use crate::placement::{
@@ -236,6 +237,20 @@ pub fn tick(
 ) {
     let inputs = placer.gather(migrator.me, peers, stale);
     *lock(&placer.inputs) = inputs.clone();
+    // Replicas are chosen from the same view (`mesh::replicate`).
+    if let Some(rtts) = &inputs.rtts {
+        migrator.replication.set_view(MeshView {
+            members: peers
+                .iter()
+                .filter(|(_, e)| matches!(e.membership, Membership::Member(_)))
+                .map(|(p, _)| *p)
+                .collect(),
+            rtts: rtts.clone(),
+            rooms: inputs.rooms.clone(),
+            here_load_per_cpu: inputs.here_load_per_cpu,
+            params: inputs.params,
+        });
+    }
     if !enabled || lock(&placer.drain).as_ref().is_some_and(|d| !d.done) {
         return;
     }

@@ -156,6 +156,7 @@ pub fn serve_peer(
                 });
             });
         }
+        PeerRequest::Replica(r) => super::replica_serve::serve(swarm, state, peer, r, channel),
         PeerRequest::Ingress(IngressRequest::Egress(frame)) => {
             if let Err(e) = frame.check() {
                 let refusal = refuse(e.code(), format!("egress frame: {e}"));
@@ -590,7 +591,9 @@ pub(super) async fn serve_async(
             .await?
             .into()),
         PeerRequest::Forward(f) => Ok(serve_forward(control, peer, f).await?.into()),
-        PeerRequest::Ingress(_) => Err(refuse(RefusalCode::Internal, "handled by the event loop")),
+        PeerRequest::Ingress(_) | PeerRequest::Replica(_) => {
+            Err(refuse(RefusalCode::Internal, "handled by the event loop"))
+        }
         // The lease protocol's rules are in `failover` (issue 15).
         PeerRequest::Lease(l) => {
             let m = &control.migrator;

@@ -176,6 +176,7 @@ impl NodeState {
             policy: self.migration.policy,
             reported: self.migration.reported.clone(),
             leases: self.migration.leases.clone(),
+            replication: self.migration.replication.clone(),
         }
     }
 

@@ -22,6 +22,7 @@ use protocol::vessel::{VesselId, VesselImage};
 
 use super::lease::{LeaseDriver, Leases};
 use super::link::Link;
+use super::replica_book::Replication;
 use crate::migration::destination::Destination;
 use crate::migration::nonce::NonceBook;
 use crate::migration::source::MAX_WARM_ROUNDS;
@@ -101,6 +102,8 @@ pub struct Migrator {
     pub reported: ReportedEpochs,
     /// The leases of replicated vessels (issue 15).
     pub leases: Leases,
+    /// Replicas: the checkpoints shipped from here, the copies held here.
+    pub replication: Arc<Replication>,
 }
 
 impl Migrator {
@@ -146,6 +149,7 @@ pub struct MigrationState {
     pub reported: ReportedEpochs,
     /// The leases of replicated vessels (issue 15): this node's voters.
     pub leases: Leases,
+    pub replication: Arc<Replication>,
 }
 
 /// Every migration this node is receiving: the migration layer's
@@ -190,6 +194,7 @@ impl MigrationState {
             policy,
             reported: Arc::new(Mutex::new(HashMap::new())),
             leases,
+            replication: Arc::new(Replication::default()),
         }
     }
 

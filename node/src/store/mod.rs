@@ -18,6 +18,8 @@
 
 #[cfg(test)]
 mod disk_tests;
+#[cfg(test)]
+mod hold_tests;
 mod legacy;
 pub mod pack;
 #[cfg(test)]
@@ -249,6 +251,11 @@ struct State {
     /// What each live [`Pin`] has seen put: garbage collection keeps it.
     pins: HashMap<u64, HashSet<Hash>>,
     next_pin: u64,
+    /// Images kept by name for a holder outside the host's retention (a
+    /// replica's copy of another node's vessel, a checkpoint being shipped
+    /// to replicas): garbage collection and eviction keep each, and all it
+    /// names, whatever image list they are given ([`ChunkStore::hold`]).
+    held: HashMap<String, Hash>,
 }
 
 /// Keeps every record put (written, or found already stored) while it
@@ -304,6 +311,7 @@ impl ChunkStore {
                     appended_bytes: 0,
                     pins: HashMap::new(),
                     next_pin: 0,
+                    held: HashMap::new(),
                 }),
                 gc: Mutex::new(()),
             }),
@@ -377,6 +385,25 @@ impl ChunkStore {
             store: self.clone(),
             id,
         }
+    }
+
+    /// Keeps `image` (and everything it names) from garbage collection and
+    /// eviction for `holder` until the holder holds another image or none
+    /// (`None`): the image the holder held before is let go, and collected
+    /// at the next collection unless something else keeps it. In memory: a
+    /// holder re-holds what it keeps after a restart (a replica, from its
+    /// record) before the first collection.
+    pub fn hold(&self, holder: &str, image: Option<Hash>) {
+        let mut s = self.state();
+        match image {
+            Some(h) => s.held.insert(holder.to_string(), h),
+            None => s.held.remove(holder),
+        };
+    }
+
+    /// The image `holder` holds, if any.
+    pub fn held(&self, holder: &str) -> Option<Hash> {
+        self.state().held.get(holder).copied()
     }
 
     /// Bytes of the store's packs on disk, from what the store tracks (no
@@ -590,12 +617,16 @@ impl ChunkStore {
         Ok((live, live_manifests))
     }
 
-    /// Removes chunks and images that no image in `keep` names (with the
+    /// Removes chunks and images that no image in `keep` or held
+    /// ([`ChunkStore::hold`]) names (with the
     /// manifests those images hold) and no live [`Pin`] has seen, then
     /// rewrites the packs that are at least half garbage. Returns how many
     /// chunks went.
     pub fn retain_images(&self, keep: &[Hash]) -> Result<usize, StoreError> {
         let _gc = self.inner.gc.lock().unwrap_or_else(|p| p.into_inner());
+        let mut keep = keep.to_vec();
+        keep.extend(self.state().held.values().copied());
+        let keep = &keep[..];
         let (live, live_manifests) = self.live_of(keep)?;
         let keep: HashSet<Hash> = keep.iter().copied().collect();
         let mut removed = 0;

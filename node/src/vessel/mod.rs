@@ -462,6 +462,8 @@ impl Host {
                 } else {
                     l.why.clone()
                 };
+                let replicas_wanted = (state == "running")
+                    .then(|| protocol::replica::replicas_of(l.deployment.body.replicas));
                 let checkpoint_age_ms = l
                     .checkpoints
                     .last_durable
@@ -482,6 +484,14 @@ impl Host {
                     checkpoint_age_ms,
                     checkpoint_problem: l.checkpoints.problem.clone(),
                     lease: None,
+                    // The replicas are the mesh's (`mesh::replicate`), which
+                    // fills them in for the vessels it ships.
+                    replicas_wanted,
+                    replicas: Vec::new(),
+                    replica_age_ms: None,
+                    replication_problem: None,
+                    replica_bytes_sent: 0,
+                    replica_chunks_sent: 0,
                 }
             })
             .collect()
@@ -838,6 +848,7 @@ mod tests {
                     mounts: vec![],
                     ports: vec![],
                     checkpoint_every_ms: None,
+                    replicas: None,
                 },
             ),
             epoch: 1,

@@ -39,6 +39,7 @@ fn deployment(vessel: VesselId, module: &[u8]) -> Deployment {
             mounts: vec![],
             ports: vec![],
             checkpoint_every_ms: None,
+            replicas: None,
         },
     )
 }

@@ -527,6 +527,7 @@ fn deployment(n: u16, module: &[u8]) -> protocol::vessel::Deployment {
             mounts: Vec::new(),
             ports: Vec::new(),
             checkpoint_every_ms: Some(0),
+            replicas: None,
         },
         user_key: PublicKey([0; 32]),
         signature: Signature([0; 64]),

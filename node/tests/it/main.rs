@@ -22,6 +22,7 @@ mod mesh_services;
 mod mesh_vessels;
 mod migrate;
 mod placement;
+mod replicas;
 mod snapshot;
 mod support;
 mod waiting;

@@ -34,11 +34,11 @@ use protocol::vessel::{
 
 use crate::mesh::User;
 
-struct Adversary {
+pub(crate) struct Adversary {
     swarm: Swarm<NodeBehaviour>,
-    identity: NodeIdentity,
+    pub(crate) identity: NodeIdentity,
     cert: Option<MemberCertificate>,
-    node: PeerId,
+    pub(crate) node: PeerId,
     got_member_response: bool,
 }
 
@@ -47,7 +47,10 @@ fn peer_of(addr: &Multiaddr) -> PeerId {
 }
 
 impl Adversary {
-    async fn connect(addr: &str, cert_user: Option<&ed25519_dalek::SigningKey>) -> Adversary {
+    pub(crate) async fn connect(
+        addr: &str,
+        cert_user: Option<&ed25519_dalek::SigningKey>,
+    ) -> Adversary {
         let identity = NodeIdentity::ephemeral().unwrap();
         let cert = cert_user.map(|u| MemberCertificate::self_enrol(u, identity.public_key()));
         let mut swarm = node_swarm(
@@ -135,7 +138,7 @@ impl Adversary {
         }
     }
 
-    async fn ask(&mut self, req: impl Into<PeerRequest>) -> PeerResponse {
+    pub(crate) async fn ask(&mut self, req: impl Into<PeerRequest>) -> PeerResponse {
         let node = self.node;
         let id = self
             .swarm
@@ -180,7 +183,7 @@ impl Adversary {
     }
 }
 
-fn image_for(
+pub(crate) fn image_for(
     user: &ed25519_dalek::SigningKey,
     vessel: VesselId,
     epoch: u64,
@@ -199,6 +202,7 @@ fn image_for(
             mounts: vec![],
             ports: vec![],
             checkpoint_every_ms: None,
+            replicas: None,
         },
     );
     VesselImage {
@@ -222,7 +226,7 @@ fn image_for(
 
 /// The refusal `r` must be, with the code it must carry; answers its
 /// detail (the human line, checked too where it names something).
-fn refused(r: PeerResponse, code: RefusalCode) -> String {
+pub(crate) fn refused(r: PeerResponse, code: RefusalCode) -> String {
     match r {
         PeerResponse::Refused(refusal) => {
             assert_eq!(refusal.code, code, "{refusal}");
