@@ -114,6 +114,7 @@ impl Migrator {
             link: self.link.clone(),
             me: self.me,
             signing: self.signing.clone(),
+            replication: self.replication.clone(),
         }
     }
 

@@ -158,14 +158,40 @@ pub async fn win_handoff(
     }
 }
 
-/// How many replicas a vessel's deployment asks for.
+/// How many replicas a vessel's deployment asks for (`deploy --replicas`;
+/// `protocol::replica::DEFAULT_REPLICAS` when it does not say).
 fn replicas_wanted(host: &Mutex<Host>, id: VesselId) -> u32 {
-    let _ = (host, id);
-    DEFAULT_REPLICAS
+    lock(host)
+        .vessels
+        .get(&id)
+        .and_then(|l| l.deployment.body.replicas)
+        .unwrap_or(protocol::replica::DEFAULT_REPLICAS)
 }
 
-/// Replicas a deployment gets unless it says (issue 15: 1).
-pub const DEFAULT_REPLICAS: u32 = 1;
+/// How long a deployment waits for its first replicas to be chosen before
+/// it elects its voters without them: replicas are chosen when the first
+/// checkpoint ships (an interval, 1 s by default), and a replica that is a
+/// voter already knows the vessel's certificate when it must take over.
+pub const REPLICAS_WAIT: Duration = Duration::from_secs(3);
+
+/// The replicas the host ships vessel `id` to, waiting up to
+/// [`REPLICAS_WAIT`] for the first ones to be chosen.
+async fn chosen_replicas(driver: &LeaseDriver, id: VesselId) -> Vec<PeerId> {
+    let deadline = tokio::time::Instant::now() + REPLICAS_WAIT;
+    loop {
+        let chosen: Vec<PeerId> = driver
+            .replication
+            .book()
+            .shipping
+            .get(&id)
+            .map(|s| s.replicas.iter().map(|r| r.peer).collect())
+            .unwrap_or_default();
+        if !chosen.is_empty() || tokio::time::Instant::now() >= deadline {
+            return chosen;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
 
 /// Runs for as long as the node: keeps the lease of every vessel that
 /// starts here (a deployment, an arrival, a restart, a resume after a
@@ -189,8 +215,8 @@ async fn win_deployment(
     id: VesselId,
     replicas_wanted: u32,
 ) -> Result<(), String> {
+    let replicas = chosen_replicas(driver, id).await;
     let nearest = driver.link.members_by_rtt().await;
-    let replicas: Vec<PeerId> = Vec::new();
     let Some(voters) = choose_voters(&driver.me, &replicas, &nearest, replicas_wanted as usize)
     else {
         return Err(format!(

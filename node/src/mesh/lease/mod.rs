@@ -172,6 +172,8 @@ pub struct LeaseDriver {
     pub link: Link,
     pub me: PeerId,
     pub signing: ed25519_dalek::SigningKey,
+    /// Where the host's chosen replicas are (they are voters first).
+    pub replication: Arc<super::replica_book::Replication>,
 }
 
 impl LeaseDriver {
