@@ -261,6 +261,10 @@ pub async fn run(
         state.host.clone(),
         started_rx,
     ));
+    tokio::spawn(super::lease::takeover::watch(
+        state.migrator().lease_driver(),
+        state.host.clone(),
+    ));
     recover(&state);
     let every =
         (config.checkpoint_every_ms > 0).then(|| Duration::from_millis(config.checkpoint_every_ms));

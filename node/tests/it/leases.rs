@@ -187,3 +187,97 @@ fn a_leased_vessel_moves_under_a_handoff_and_keeps_its_lease() {
         assert_eq!(line, format!("tick {n}"), "nothing lost or repeated");
     }
 }
+
+/// The record kind a node holds of a vessel (`vessels/ID/record.cbor`).
+fn record_kind(mesh: &Mesh, node: usize, id: &str) -> Option<String> {
+    let path = mesh.nodes[node]
+        .data_dir
+        .join("vessels")
+        .join(id)
+        .join("record.cbor");
+    let v: ciborium::Value = ciborium::from_reader(std::fs::read(path).ok()?.as_slice()).ok()?;
+    v.as_map()?.first()?.0.as_text().map(str::to_string)
+}
+
+/// Goal (issue 15, items 1 to 3): the host of a replicated vessel is
+/// killed for good; the node that keeps its replica, a voter, takes it
+/// over once its grant to the dead host has run out, and runs it at epoch
+/// 2 under its own lease from the newest checkpoint it holds; the log goes
+/// on from that checkpoint, every tick once. The old host, started again,
+/// finds the higher epoch and fences its copy (never runs it).
+#[test]
+fn a_replica_takes_over_when_its_host_is_killed_and_the_old_host_is_fenced() {
+    let _cpu = crate::support::shared_cpu();
+    let wasm = compile_c("node/tests/it/programs/ticker.c", &[]);
+    let mut mesh = Mesh::new(0, 200_000);
+    let out = mesh.cli(0, &["deploy", "--name", "ticker", wasm.to_str().unwrap()]);
+    assert!(out.status.success(), "deploy: {}", stderr(&out));
+    let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let r = wait_row(
+        &mesh,
+        0,
+        "ticker",
+        "leased, with a replica that holds a checkpoint",
+        |r| {
+            r["lease"]
+                .as_str()
+                .is_some_and(|l| l.starts_with("held at epoch 1 from 3 voters"))
+                && r["replica_age_ms"].is_u64()
+        },
+    );
+    let replica = r["replicas"][0]["node"].as_str().unwrap().to_string();
+    let at = mesh.ids.iter().position(|i| *i == replica).unwrap();
+    let before = ticks(&mesh, 0, &id);
+    assert!(before > 0);
+
+    let _ = mesh.nodes[0].child.kill();
+    let _ = mesh.nodes[0].child.wait();
+    let killed = Instant::now();
+    // Read from its files (ps waits for the dead node's answer).
+    let deadline = killed + LEASE_WAIT;
+    while !lease_note(&mesh, at, &id).is_some_and(|(e, u)| e == 2 && u > BootInstant::now()) {
+        assert!(
+            Instant::now() < deadline,
+            "no takeover\n{}",
+            mesh.nodes[at].log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = killed.elapsed();
+    eprintln!("failover: leased on its replica {took:?} after kill -9 of its host");
+    assert_eq!(record_kind(&mesh, at, &id).as_deref(), Some("Owned"));
+    wait_row(&mesh, at, "ticker", "running again on its replica", |r| {
+        r["state"] == "running" && r["epoch"] == 2 && r["node"] == replica.as_str()
+    });
+    let deadline = Instant::now() + LEASE_WAIT;
+    while ticks(&mesh, at, &id) < before + 10 {
+        assert!(
+            Instant::now() < deadline,
+            "it does not tick on its new host"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = mesh.cli(at, &["logs", &id]);
+    for (n, line) in String::from_utf8_lossy(&out.stdout).lines().enumerate() {
+        assert_eq!(line, format!("tick {n}"), "nothing repeated in the log");
+    }
+
+    // The old host comes back: it must not run its copy.
+    mesh.restart_together(&[0], &[]);
+    let deadline = Instant::now() + LEASE_WAIT;
+    while record_kind(&mesh, 0, &id).as_deref() != Some("Fenced") {
+        assert!(
+            Instant::now() < deadline,
+            "the old host's record is {:?}\n{}",
+            record_kind(&mesh, 0, &id),
+            mesh.nodes[0].log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let r = row(&mesh, 1, "ticker").unwrap();
+    assert_eq!(
+        r["node"],
+        replica.as_str(),
+        "one owner after the old host is back: {r}"
+    );
+}

@@ -15,13 +15,16 @@
 //!   gate, the lease note, and fencing when a higher certificate shows up;
 //! - [`elect`]: collecting votes into a certificate (a deploy's);
 //! - [`keep`]: keeping a vessel leased on its owner (its certificate on
-//!   disk, or winning one at deployment, then holding).
+//!   disk, or winning one at deployment, then holding);
+//! - [`takeover`]: a replica that votes for a vessel takes it over once
+//!   its own grant to the host has run out.
 
 pub mod elect;
 pub mod hold;
 pub mod keep;
 pub mod serve;
 pub mod store;
+pub mod takeover;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -1,0 +1,182 @@
+//! Taking a vessel over when its host's lease has run out (issue 15): a
+//! node that keeps a replica of a leased vessel, and votes for it, asks
+//! the voters for the next epoch once its own grant to the host has run
+//! out (so no voter of the host's last majority can still be counting a
+//! lease of it; `failover::voter`'s takeover rule), and runs the vessel
+//! from its replica under the certificate it wins, with a lease of its own.
+//!
+//! Failure detection only decides *when* to ask: the voters decide, and a
+//! host that still renews keeps its voters from signing.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use protocol::lease::{AssignmentBody, AssignmentKind, Certificate, LEASE_VERSION};
+use protocol::vessel::{VesselId, VesselImage};
+use tracing::{debug, info, warn};
+
+use super::elect::{elect, ElectError, ELECTION_TIMEOUT};
+use super::{now_ms, peer_bytes, LeaseDriver};
+use crate::migration::record::Record;
+use crate::sync::lock;
+use crate::vessel::Host;
+
+/// How often a node looks for vessels it might take over.
+pub const TAKEOVER_TICK: Duration = Duration::from_millis(100);
+
+/// How much later each voter after the first asks, by its rank among the
+/// voters that are not the host: so that two replicas rarely split the
+/// votes of one epoch (a split costs a retry, never safety).
+pub const TAKEOVER_STAGGER_MS: u64 = 300;
+
+/// How long a proposer waits after a takeover it did not win.
+pub const TAKEOVER_RETRY_MS: u64 = 1_000;
+
+/// One replica this node could take over: its certificate and image.
+struct Candidate {
+    vessel: VesselId,
+    cert: Certificate,
+    image: protocol::snapshot::Hash,
+    /// When this node may first ask (its grant ran out, plus its stagger).
+    due_ms: u64,
+}
+
+/// Runs for as long as the node: takes over the vessels whose host's lease
+/// ran out and of which this node keeps the replica.
+pub async fn watch(driver: LeaseDriver, host: std::sync::Arc<std::sync::Mutex<Host>>) {
+    let mut next_try: HashMap<VesselId, u64> = HashMap::new();
+    let mut tick = tokio::time::interval(TAKEOVER_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = now_ms();
+        for c in candidates(&driver) {
+            if now < c.due_ms || next_try.get(&c.vessel).is_some_and(|t| now < *t) {
+                continue;
+            }
+            match take_over(&driver, &host, &c).await {
+                Ok(()) => {
+                    next_try.remove(&c.vessel);
+                }
+                Err(why) => {
+                    debug!(vessel = %c.vessel, "no takeover yet: {why}");
+                    next_try.insert(c.vessel, now_ms() + TAKEOVER_RETRY_MS);
+                }
+            }
+        }
+    }
+}
+
+/// The replicas this node keeps whose host's lease it no longer grants:
+/// this node's voter knows the vessel's certificate at the replica's epoch,
+/// names another owner, and its own grant has run out.
+fn candidates(driver: &LeaseDriver) -> Vec<Candidate> {
+    let me = peer_bytes(&driver.me);
+    let held: Vec<(VesselId, u64, protocol::snapshot::Hash)> = driver
+        .replication
+        .book()
+        .held
+        .iter()
+        .map(|(id, r)| (*id, r.epoch, r.image))
+        .collect();
+    let mut book = lock(&driver.leases.book);
+    held.into_iter()
+        .filter_map(|(vessel, epoch, image)| {
+            let voter = book.voter(vessel);
+            let cert = voter.known.clone()?;
+            if cert.body.epoch != epoch || cert.body.owner == me {
+                return None;
+            }
+            let rank = cert
+                .body
+                .voters
+                .iter()
+                .filter(|v| **v != cert.body.owner)
+                .position(|v| *v == me)? as u64;
+            let due_ms = voter.granted_until_ms + rank * TAKEOVER_STAGGER_MS;
+            Some(Candidate {
+                vessel,
+                cert,
+                image,
+                due_ms,
+            })
+        })
+        .collect()
+}
+
+/// Wins the next epoch of `c.vessel` and runs it here from its replica.
+async fn take_over(
+    driver: &LeaseDriver,
+    host: &std::sync::Mutex<Host>,
+    c: &Candidate,
+) -> Result<(), String> {
+    let promised = {
+        let mut book = lock(&driver.leases.book);
+        let v = book.voter(c.vessel);
+        v.durable.promised.as_ref().map_or(0, |p| p.epoch)
+    };
+    let epoch = c.cert.body.epoch.max(promised) + 1;
+    let body = AssignmentBody {
+        version: LEASE_VERSION,
+        vessel: c.vessel,
+        epoch,
+        owner: peer_bytes(&driver.me),
+        kind: AssignmentKind::Takeover,
+        previous_epoch: c.cert.body.epoch,
+        voters: c.cert.body.voters.clone(),
+        signers: c.cert.body.voters.clone(),
+    };
+    let cert = match elect(driver, body, Some(c.cert.clone()), ELECTION_TIMEOUT).await {
+        Ok(cert) => cert,
+        Err(ElectError::Superseded(k)) => {
+            return Err(format!("epoch {} has an owner already", k.body.epoch))
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    run_from_replica(host, c, &cert)?;
+    info!(
+        vessel = %c.vessel,
+        epoch = cert.body.epoch,
+        "took the vessel over from its replica: its host's lease ran out"
+    );
+    Ok(())
+}
+
+/// Runs the replica's image here as the owner at the certificate's epoch:
+/// the image again under the new epoch, the certificate and the `Owned`
+/// record made durable first, then the vessel started (under its lease).
+fn run_from_replica(
+    host: &std::sync::Mutex<Host>,
+    c: &Candidate,
+    cert: &Certificate,
+) -> Result<(), String> {
+    let mut h = lock(host);
+    let bytes = h
+        .store
+        .get_image_doc(&c.image)
+        .map_err(|e| format!("its replica image: {e}"))?;
+    let mut image: VesselImage =
+        protocol::cbor::decode(&bytes).map_err(|e| format!("its replica image: {e}"))?;
+    image.epoch = cert.body.epoch;
+    let (doc, name) = image.encode_and_hash();
+    h.store
+        .put_image_doc(&doc, true)
+        .map_err(|e| format!("its image: {e}"))?;
+    let dir = h.vessel_dir(c.vessel);
+    crate::vessel::certificate::write(&dir, cert).map_err(|e| format!("its certificate: {e}"))?;
+    let record = Record::Owned {
+        epoch: cert.body.epoch,
+        image: name,
+    };
+    h.write_record(c.vessel, &record)
+        .map_err(|e| format!("its record: {e}"))?;
+    let reason = format!(
+        "took over at epoch {}: its host's lease ran out",
+        cert.body.epoch
+    );
+    if let Err(e) = h.start_from_image(image, record, reason, None) {
+        // Owned and durable: a restart runs it (under its lease).
+        warn!(vessel = %c.vessel, "took it over but cannot start it now: {e}");
+    }
+    Ok(())
+}
