@@ -16,7 +16,10 @@
 //! The lease note (`DATA/vessels/ID/lease.cbor`, written by the node's
 //! lease driver at each renewal) holds the epoch and until when the lease
 //! holds on `CLOCK_BOOTTIME`, which every node of a testnet shares with
-//! this sampler (one machine), so "holds now" is exact.
+//! this sampler (one machine), so "holds now" is exact. A vessel is leased
+//! at an epoch when its node keeps a certificate of that epoch beside the
+//! record (`certificate.cbor`); before its first grant it has no note, and
+//! does not run.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -113,9 +116,14 @@ impl Watch {
                 if kind != "Owned" {
                     return None;
                 }
+                // Leased at this epoch (its certificate is kept beside
+                // the record): it runs only while its note says the lease
+                // holds. A leased vessel waiting for its first grant has
+                // no note yet, and does not run.
+                let leased = read_certificate_epoch(dir, id) == Some(epoch);
                 let runs = match read_lease_note(dir, id) {
-                    None => true,
-                    Some((e, until_ns)) => e == epoch && until_ns > now_ns,
+                    Some((e, until_ns)) if leased => e == epoch && until_ns > now_ns,
+                    _ => !leased,
                 };
                 Some(Hold {
                     node: view.node_name(n).to_string(),
@@ -234,6 +242,35 @@ fn parse_lease_note(bytes: &[u8]) -> Option<(u64, u64)> {
         })
     };
     Some((field("epoch")?, field("until_boot_ns")?))
+}
+
+/// The epoch of the lease certificate a node keeps beside its record of a
+/// vessel (`DATA/vessels/ID/certificate.cbor`: `{"body": {"epoch": …}}`),
+/// if any.
+pub fn read_certificate_epoch(data_dir: &Path, vessel_id: &str) -> Option<u64> {
+    let bytes = std::fs::read(
+        data_dir
+            .join("vessels")
+            .join(vessel_id)
+            .join("certificate.cbor"),
+    )
+    .ok()?;
+    parse_certificate_epoch(&bytes)
+}
+
+fn parse_certificate_epoch(bytes: &[u8]) -> Option<u64> {
+    use ciborium::Value;
+    let Value::Map(cert) = ciborium::from_reader(bytes).ok()? else {
+        return None;
+    };
+    let body = cert.iter().find_map(|(k, v)| match (k, v) {
+        (Value::Text(k), Value::Map(b)) if k == "body" => Some(b),
+        _ => None,
+    })?;
+    body.iter().find_map(|(k, v)| match (k, v) {
+        (Value::Text(k), Value::Integer(e)) if k == "epoch" => u64::try_from(*e).ok(),
+        _ => None,
+    })
 }
 
 /// `CLOCK_BOOTTIME` now, in nanoseconds: the clock the nodes count their
@@ -386,6 +423,30 @@ mod tests {
         .unwrap();
         assert_eq!(parse_lease_note(&b), Some((4, 123_456_789_000)));
         assert_eq!(parse_lease_note(b"junk"), None);
+        #[derive(serde::Serialize)]
+        struct Body {
+            version: u32,
+            epoch: u64,
+        }
+        #[derive(serde::Serialize)]
+        struct Cert {
+            body: Body,
+            signatures: Vec<u8>,
+        }
+        let mut c = Vec::new();
+        ciborium::into_writer(
+            &Cert {
+                body: Body {
+                    version: 1,
+                    epoch: 3,
+                },
+                signatures: vec![],
+            },
+            &mut c,
+        )
+        .unwrap();
+        assert_eq!(parse_certificate_epoch(&c), Some(3));
+        assert_eq!(parse_certificate_epoch(&b), None);
         assert!(boot_clock_ns() > 0);
     }
 }

@@ -35,6 +35,10 @@ pub fn deploy(ctx: &Ctx, v: usize) {
     if spec.pin {
         rest.push("--pin");
     }
+    let replicas = spec.replicas.map(|r| r.to_string());
+    if let Some(r) = &replicas {
+        rest.extend(["--replicas", r]);
+    }
     rest.push(&wasm_s);
     rest.extend(spec.args.iter().map(String::as_str));
     match ctx.cli(on, "deploy", &rest, SLOW_CLI_TIMEOUT) {

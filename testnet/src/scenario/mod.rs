@@ -180,6 +180,8 @@ pub struct VesselSpec {
     /// Deployed pinned (`deploy --pin`): placement never moves it, only the
     /// scenario's `migrate` events do.
     pub pin: bool,
+    /// `deploy --replicas N` (None: the node's default, 1).
+    pub replicas: Option<u32>,
     pub args: Vec<String>,
     pub pending: Option<String>,
 }

@@ -116,6 +116,7 @@ pub(super) struct RawVessel {
     port: Option<u16>,
     #[serde(default)]
     pin: bool,
+    replicas: Option<u32>,
     #[serde(default)]
     args: Vec<String>,
     pending: Option<String>,
@@ -369,6 +370,7 @@ pub(super) fn vessels(
             at: ck.opt_dur(&format!("{f}.at"), &v.at, Duration::ZERO)?,
             port: v.port,
             pin: v.pin,
+            replicas: v.replicas,
             args: v.args.clone(),
             pending: ck.pending(&format!("{f}.pending"), &v.pending)?,
         });
