@@ -332,6 +332,16 @@ fn mixed_fleet_scenario_runs_end_to_end() {
 }
 
 #[test]
+fn failover_scenario_runs_end_to_end() {
+    scenario("failover", |r| {
+        r.expect(
+            r.stdout.contains("kill a (SIGKILL)"),
+            "the host was not killed",
+        )
+    });
+}
+
+#[test]
 fn faults_scenario_runs_end_to_end() {
     scenario("faults", |r| {
         // The faults happened where the scenario put them.
