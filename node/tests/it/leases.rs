@@ -18,6 +18,17 @@ use crate::support::compile_c;
 /// renews every 0.4 s; a loaded CI machine adds seconds).
 const LEASE_WAIT: Duration = Duration::from_secs(20);
 
+/// Three nodes, and the ticker deployed on the first (`ticker` prints
+/// "tick N" every 100 ms): the mesh and the vessel's id.
+fn mesh_with_ticker() -> (Mesh, String) {
+    let wasm = compile_c("node/tests/it/programs/ticker.c", &[]);
+    let mesh = Mesh::new(0, 200_000);
+    let out = mesh.cli(0, &["deploy", "--name", "ticker", wasm.to_str().unwrap()]);
+    assert!(out.status.success(), "deploy: {}", stderr(&out));
+    let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    (mesh, id)
+}
+
 /// `ps --json` row of `name` as node `via` sees it.
 fn row(mesh: &Mesh, via: usize, name: &str) -> Option<Value> {
     mesh.ps(via).into_iter().find(|r| r["name"] == name)
@@ -76,11 +87,7 @@ fn lease_note(mesh: &Mesh, host: usize, id: &str) -> Option<(u64, BootInstant)> 
 #[test]
 fn a_host_runs_its_vessel_only_while_a_majority_of_its_voters_answers() {
     let _cpu = crate::support::shared_cpu();
-    let wasm = compile_c("node/tests/it/programs/ticker.c", &[]);
-    let mut mesh = Mesh::new(0, 200_000);
-    let out = mesh.cli(0, &["deploy", "--name", "ticker", wasm.to_str().unwrap()]);
-    assert!(out.status.success(), "deploy: {}", stderr(&out));
-    let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let (mut mesh, id) = mesh_with_ticker();
 
     let r = wait_row(&mesh, 0, "ticker", "leased", |r| {
         r["lease"]
@@ -138,11 +145,7 @@ fn a_host_runs_its_vessel_only_while_a_majority_of_its_voters_answers() {
 #[test]
 fn a_leased_vessel_moves_under_a_handoff_and_keeps_its_lease() {
     let _cpu = crate::support::shared_cpu();
-    let wasm = compile_c("node/tests/it/programs/ticker.c", &[]);
-    let mesh = Mesh::new(0, 200_000);
-    let out = mesh.cli(0, &["deploy", "--name", "ticker", wasm.to_str().unwrap()]);
-    assert!(out.status.success(), "deploy: {}", stderr(&out));
-    let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let (mesh, id) = mesh_with_ticker();
     wait_row(&mesh, 0, "ticker", "leased", |r| {
         r["lease"]
             .as_str()
@@ -208,11 +211,7 @@ fn record_kind(mesh: &Mesh, node: usize, id: &str) -> Option<String> {
 #[test]
 fn a_replica_takes_over_when_its_host_is_killed_and_the_old_host_is_fenced() {
     let _cpu = crate::support::shared_cpu();
-    let wasm = compile_c("node/tests/it/programs/ticker.c", &[]);
-    let mut mesh = Mesh::new(0, 200_000);
-    let out = mesh.cli(0, &["deploy", "--name", "ticker", wasm.to_str().unwrap()]);
-    assert!(out.status.success(), "deploy: {}", stderr(&out));
-    let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let (mut mesh, id) = mesh_with_ticker();
     let r = wait_row(
         &mesh,
         0,

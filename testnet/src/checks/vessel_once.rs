@@ -345,17 +345,24 @@ mod tests {
         assert_eq!(parse_record(b"not cbor"), None);
     }
 
-    #[test]
-    fn two_owners_fail_and_are_told_once() {
-        let w = Watch {
+    fn watch() -> Watch {
+        Watch {
             vessel: 0,
             seen: Mutex::new(OnceSeen::default()),
-        };
-        let hold = |node: &str, epoch, runs| Hold {
+        }
+    }
+
+    fn hold(node: &str, epoch: u64, runs: bool) -> Hold {
+        Hold {
             node: node.into(),
             epoch,
             runs,
-        };
+        }
+    }
+
+    #[test]
+    fn two_owners_fail_and_are_told_once() {
+        let w = watch();
         let one = [hold("a", 1, true)];
         let two = [hold("a", 1, true), hold("d", 2, true)];
         assert_eq!(w.note(0.1, &one), None);
@@ -370,15 +377,7 @@ mod tests {
 
     #[test]
     fn a_fenced_old_host_is_no_runner_but_an_epoch_has_one_owner() {
-        let w = Watch {
-            vessel: 0,
-            seen: Mutex::new(OnceSeen::default()),
-        };
-        let hold = |node: &str, epoch, runs| Hold {
-            node: node.into(),
-            epoch,
-            runs,
-        };
+        let w = watch();
         // A failover: a's lease ran out, d took over at epoch 2; a keeps
         // its Owned record until it hears (then Fenced, not listed).
         assert_eq!(w.note(0.1, &[hold("a", 1, true)]), None);
