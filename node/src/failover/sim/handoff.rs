@@ -104,8 +104,22 @@ pub fn voted(w: &mut World, host: NodeId, sig: &VoterSignature) -> bool {
     let Some(cert) = h.ballot.add(sig.clone()) else {
         return true;
     };
+    let from_epoch = h.proof.body.epoch;
     w.nodes[host].handoff = None;
     w.ghost.cert_formed(&cert);
+    // The commit point only over its own run at the epoch it hands off
+    // from: a source that was fenced (or moved on) meanwhile writes
+    // nothing, and the certificate names a destination that never hears
+    // of it (the 20,000-seed run found a late vote completing a fenced
+    // host's handoff, seed 6320: Left{4} over Fenced{by 6}).
+    let owns = w.nodes[host]
+        .holder
+        .as_ref()
+        .is_some_and(|x| x.epoch() == from_epoch)
+        && matches!(w.nodes[host].disk.record, Some(Record::Owned { epoch, .. }) if epoch == from_epoch);
+    if !owns {
+        return true;
+    }
     // The commit point: durable before the commit leaves, and nothing
     // runs here after it.
     let record = Record::Left {
