@@ -164,6 +164,9 @@ pub struct Stats {
     pub handoffs: u64,
 }
 
+/// Mixed into a seed for the holders' round numbers.
+const ROUND_SEED_SALT: u64 = 0x7e45_e000_0000_0015;
+
 /// Lines of trace kept for a failing seed.
 const TRACE_LINES: usize = 300;
 
@@ -176,6 +179,9 @@ const STRAGGLER_MAX_MS: u64 = 3_000;
 /// The simulated world.
 pub struct World {
     rng: SplitMix64,
+    /// The holders' first round numbers: a stream of its own, so that
+    /// drawing them left every seed's faults as they were.
+    round_rng: SplitMix64,
     shape: Shape,
     now_us: u64,
     seq: u64,
@@ -198,6 +204,7 @@ impl World {
             .collect();
         let mut w = World {
             rng,
+            round_rng: SplitMix64(seed ^ ROUND_SEED_SALT),
             shape,
             now_us: 0,
             seq: 0,

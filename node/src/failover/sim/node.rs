@@ -434,7 +434,9 @@ pub(super) fn won(w: &mut World, n: NodeId, cert: Certificate) {
     let node = &mut w.nodes[n];
     node.disk.record = Some(record);
     node.disk.owned_cert = Some(cert.clone());
-    node.holder = Some(Holder::new(params, cert.clone()));
+    let first_round = w.round_rng.next_u64();
+    let node = &mut w.nodes[n];
+    node.holder = Some(Holder::new(params, cert.clone(), first_round));
     node.ballot = None;
     let _ = node.voter.learn(&cert);
     after_voter(w, n);
@@ -521,6 +523,7 @@ pub fn restart(w: &mut World, n: NodeId) {
     }
     let now = local(w, n);
     let params = w.shape.params;
+    let first_round = w.round_rng.next_u64();
     let node = &mut w.nodes[n];
     node.up = true;
     node.incarnation += 1;
@@ -534,7 +537,7 @@ pub fn restart(w: &mut World, n: NodeId) {
     node.seen_epoch = 0;
     node.holder = match (&node.disk.record, &node.disk.owned_cert) {
         (Some(Record::Owned { epoch, .. }), Some(c)) if c.body.epoch == *epoch => {
-            Some(Holder::new(params, c.clone()))
+            Some(Holder::new(params, c.clone(), first_round))
         }
         _ => None,
     };
