@@ -47,6 +47,9 @@ pub fn act(w: &mut World) {
             w.note(format!("n{n} suspended for {for_ms} ms"));
         }
     }
+    if s.handoff_every_ms > 0 && w.rng.below(s.handoff_every_ms / FAULT_TICK_MS) == 0 {
+        super::handoff::ask(w);
+    }
     w.at_us(FAULT_TICK_MS * 1_000, Event::Fault);
 }
 

@@ -23,7 +23,8 @@
 //! messages and ghost are migrations'; what is shared is the seeded
 //! randomness ([`SplitMix64`]) and the deliberate bugs
 //! (`migration::bugs`, [`Bug::LEASE`]). Handoffs (migrations of a
-//! replicated vessel) are not simulated yet.
+//! replicated vessel) are modelled ([`handoff`]), not driven through the
+//! migration layer's machines.
 //!
 //! `SIM_SEED=N cargo test -p meshnode --lib failover_simulation_replays_one_seed -- --nocapture`
 //! replays a seed (with `SIM_BUGS=Name` for one a deliberate bug failed).
@@ -31,6 +32,7 @@
 mod check;
 mod clock;
 mod faults;
+mod handoff;
 mod node;
 
 use std::collections::BTreeMap;
@@ -64,6 +66,8 @@ pub struct Shape {
     pub crash_every_ms: u64,
     pub partition_every_ms: u64,
     pub suspend_every_ms: u64,
+    /// Mean time between handoffs asked of the host (0: none).
+    pub handoff_every_ms: u64,
     /// The first host's clock at the slowest rate, every other at the
     /// fastest: the worst case of the inequality.
     pub worst_clocks: bool,
@@ -105,6 +109,7 @@ impl Shape {
             partition_every_ms: [0, 600, 2_000, 5_000][rng.below(4) as usize],
             suspend_every_ms: [0, 1_000, 3_000, 10_000][rng.below(4) as usize],
             worst_clocks: rng.below(3) == 0,
+            handoff_every_ms: [0, 1_000, 4_000][rng.below(3) as usize],
         }
     }
 }
@@ -114,6 +119,10 @@ impl Shape {
 pub enum Msg {
     Request(LeaseRequest),
     Response(Result<LeaseResponse, Refusal>),
+    /// A handoff's commit, from its source to its destination.
+    Commit(Box<protocol::lease::Certificate>),
+    /// The destination took the commit of this epoch.
+    Committed(u64),
 }
 
 /// Something that happens at a real time.
@@ -150,7 +159,13 @@ pub struct Stats {
     pub held_off: u64,
     /// Of those, refused by a boot wait alone.
     pub boot_waits: u64,
+    /// Handoffs asked for, and those whose certificate formed.
+    pub handoffs_asked: u64,
+    pub handoffs: u64,
 }
+
+/// Mixed into a seed for the holders' round numbers.
+const ROUND_SEED_SALT: u64 = 0x7e45_e000_0000_0015;
 
 /// Lines of trace kept for a failing seed.
 const TRACE_LINES: usize = 300;
@@ -164,6 +179,9 @@ const STRAGGLER_MAX_MS: u64 = 3_000;
 /// The simulated world.
 pub struct World {
     rng: SplitMix64,
+    /// The holders' first round numbers: a stream of its own, so that
+    /// drawing them left every seed's faults as they were.
+    round_rng: SplitMix64,
     shape: Shape,
     now_us: u64,
     seq: u64,
@@ -186,6 +204,7 @@ impl World {
             .collect();
         let mut w = World {
             rng,
+            round_rng: SplitMix64(seed ^ ROUND_SEED_SALT),
             shape,
             now_us: 0,
             seq: 0,

@@ -40,6 +40,9 @@ pub struct Disk {
     /// safety does not need it, and keeping it on every change would hide
     /// a forgotten promise behind a remembered certificate).
     pub known_cert: Option<Certificate>,
+    /// The handoff certificate of a `Left` record (its commit is sent
+    /// until acknowledged).
+    pub left_cert: Option<Certificate>,
 }
 
 pub struct SimNode {
@@ -55,6 +58,8 @@ pub struct SimNode {
     pub voter: Voter,
     pub holder: Option<Holder>,
     pub ballot: Option<(Ballot, Certificate, u64)>,
+    /// A handoff this host collects votes for.
+    pub handoff: Option<super::handoff::Handoff>,
     /// When it last granted the lease to the owner it knows (its clock).
     pub last_heard_ms: u64,
     pub next_try_ms: u64,
@@ -95,6 +100,7 @@ impl SimNode {
             voter,
             holder: None,
             ballot: None,
+            handoff: None,
             last_heard_ms: now,
             next_try_ms: now,
             min_epoch: 0,
@@ -103,11 +109,11 @@ impl SimNode {
     }
 }
 
-fn local(w: &World, n: NodeId) -> u64 {
+pub(super) fn local(w: &World, n: NodeId) -> u64 {
     w.nodes[n].clock.local_ms(w.now_us)
 }
 
-fn node_of(w: &World, peer: &PeerIdBytes) -> Option<NodeId> {
+pub(super) fn node_of(w: &World, peer: &PeerIdBytes) -> Option<NodeId> {
     w.nodes.iter().position(|n| &n.peer == peer)
 }
 
@@ -158,6 +164,12 @@ pub fn deploy(w: &mut World) {
 /// owner for a hold proposes a takeover.
 pub fn tick(w: &mut World, n: NodeId) {
     let now = local(w, n);
+    // A commit not yet acknowledged, and a handoff's votes, about every
+    // five ticks.
+    if w.rng.below(5) == 0 {
+        super::handoff::send_commit(w, n);
+        super::handoff::send_votes(w, n);
+    }
     if let Some(h) = w.nodes[n].holder.as_mut() {
         if h.resting(now) {
             // Its certificate won no lease for a hold: a higher promise
@@ -254,6 +266,8 @@ pub fn deliver(w: &mut World, from: NodeId, to: NodeId, msg: Msg) {
             w.send(to, from, Msg::Response(answer));
         }
         Msg::Response(r) => answered(w, from, to, r, now),
+        Msg::Commit(cert) => super::handoff::commit(w, from, to, *cert),
+        Msg::Committed(epoch) => super::handoff::committed(w, to, epoch),
     }
 }
 
@@ -343,6 +357,9 @@ fn answered(w: &mut World, from: NodeId, to: NodeId, r: Result<LeaseResponse, Re
             }
         }
         Ok(LeaseResponse::Voted(sig)) => {
+            if super::handoff::voted(w, to, &sig) {
+                return;
+            }
             let cert = match w.nodes[to].ballot.as_mut() {
                 Some((b, _, _)) => b.add(sig),
                 None => None,
@@ -406,7 +423,7 @@ fn abandon(w: &mut World, n: NodeId, epoch: u64, now: u64) {
 
 /// The node holds a certificate naming it: its record becomes `Owned` at
 /// that epoch (durably), and it asks for the lease before it runs.
-fn won(w: &mut World, n: NodeId, cert: Certificate) {
+pub(super) fn won(w: &mut World, n: NodeId, cert: Certificate) {
     let epoch = cert.body.epoch;
     let record = Record::Owned {
         epoch,
@@ -417,7 +434,9 @@ fn won(w: &mut World, n: NodeId, cert: Certificate) {
     let node = &mut w.nodes[n];
     node.disk.record = Some(record);
     node.disk.owned_cert = Some(cert.clone());
-    node.holder = Some(Holder::new(params, cert.clone()));
+    let first_round = w.round_rng.next_u64();
+    let node = &mut w.nodes[n];
+    node.holder = Some(Holder::new(params, cert.clone(), first_round));
     node.ballot = None;
     let _ = node.voter.learn(&cert);
     after_voter(w, n);
@@ -488,6 +507,7 @@ pub fn crash(w: &mut World, n: NodeId, for_good: bool) {
     node.incarnation += 1;
     node.holder = None;
     node.ballot = None;
+    node.handoff = None;
     w.note(format!(
         "n{n} {}",
         if for_good { "dies for good" } else { "crashes" }
@@ -503,6 +523,7 @@ pub fn restart(w: &mut World, n: NodeId) {
     }
     let now = local(w, n);
     let params = w.shape.params;
+    let first_round = w.round_rng.next_u64();
     let node = &mut w.nodes[n];
     node.up = true;
     node.incarnation += 1;
@@ -516,7 +537,7 @@ pub fn restart(w: &mut World, n: NodeId) {
     node.seen_epoch = 0;
     node.holder = match (&node.disk.record, &node.disk.owned_cert) {
         (Some(Record::Owned { epoch, .. }), Some(c)) if c.body.epoch == *epoch => {
-            Some(Holder::new(params, c.clone()))
+            Some(Holder::new(params, c.clone(), first_round))
         }
         _ => None,
     };

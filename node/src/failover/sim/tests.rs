@@ -28,6 +28,8 @@ fn sweep(n: u64) -> Stats {
         t.messages += s.messages;
         t.held_off += s.held_off;
         t.boot_waits += s.boot_waits;
+        t.handoffs_asked += s.handoffs_asked;
+        t.handoffs += s.handoffs;
     }
     t
 }
@@ -104,57 +106,23 @@ fn failover_simulation_catches_a_takeover_before_the_grant_ran_out() {
     assert_caught(&[Bug::TakeoverBeforeGrantRanOut], 300);
 }
 
-/// Asserts that seed `seed` breaks an invariant with `bugs_on` and keeps
-/// every one without: for the bugs that few seeds catch, the first one the
-/// search (`failover_simulation_survey`) found, so that `cargo test`
-/// checks it without searching.
-fn assert_caught_at(bugs_on: &[Bug], seed: u64) {
-    let why = run_seed(seed, bugs_on)
-        .err()
-        .unwrap_or_else(|| panic!("{bugs_on:?} no longer caught at seed {seed}: run the survey"));
-    assert!(
-        run_seed(seed, &[]).is_ok(),
-        "seed {seed} fails without the bugs too"
-    );
-    eprintln!(
-        "{bugs_on:?} caught at seed {seed}: {}",
-        why.lines().next().unwrap_or("")
-    );
-}
-
-/// Rare: the host's clock must be slow, the voters' fast, rho large, and
-/// the host cut off cleanly while it runs.
+/// The host's clock must be slow, the voters' fast, rho large, and the
+/// host cut off cleanly while it runs.
 #[test]
 fn failover_simulation_catches_lease_lengths_that_ignore_clock_drift() {
-    assert_caught_at(&[Bug::IgnoreClockRate], IGNORE_CLOCK_RATE_SEED);
+    assert_caught(&[Bug::IgnoreClockRate], 300);
 }
-
-/// The first seed that catches [`Bug::IgnoreClockRate`].
-const IGNORE_CLOCK_RATE_SEED: u64 = 487;
-
-/// The first seed that catches [`Bug::NoBootWait`].
-const NO_BOOT_WAIT_SEED: u64 = 97;
 
 #[test]
 fn failover_simulation_catches_a_voter_that_forgets_its_promise() {
     assert_caught(&[Bug::VoterForgetsPromise], 300);
 }
 
-/// Rare: a voter of the host's majority must restart at once while a
-/// voter cut off from the host waits for its vote.
+/// A voter of the host's majority must restart at once while a voter cut
+/// off from the host waits for its vote.
 #[test]
 fn failover_simulation_catches_a_voter_without_a_boot_wait() {
-    assert_caught_at(&[Bug::NoBootWait], NO_BOOT_WAIT_SEED);
-}
-
-/// The searches behind the two seeds above, from seed 0.
-#[test]
-#[ignore = "long (a minute): cargo test -p meshnode --lib failover_simulation_searches -- --ignored --nocapture"]
-fn failover_simulation_searches_for_the_rare_bugs() {
-    let (seed, _) = caught(&[Bug::IgnoreClockRate], 1_000).expect("IgnoreClockRate caught");
-    assert_eq!(seed, IGNORE_CLOCK_RATE_SEED);
-    let (seed, _) = caught(&[Bug::NoBootWait], 1_000).expect("NoBootWait caught");
-    assert_eq!(seed, NO_BOOT_WAIT_SEED);
+    assert_caught(&[Bug::NoBootWait], 300);
 }
 
 /// For the table in docs/protocol.md: for each lease bug, the first seed
