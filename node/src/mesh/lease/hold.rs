@@ -68,7 +68,13 @@ pub async fn hold(
 ) {
     let epoch = certificate.body.epoch;
     let note = lock(&host).vessel_dir(id).join(LEASE_NOTE);
-    let mut holder = Holder::new(driver.leases.params(), certificate.clone());
+    // Rounds numbered from a random start: a grant of a round this node
+    // sent before it restarted must not count as one of this holder's
+    // (the simulation's seed 8233: a restarted owner ran beside a takeover).
+    let mut first = [0u8; 8];
+    getrandom::fill(&mut first).expect("the OS random source works");
+    let first_round = u64::from_le_bytes(first) >> 1;
+    let mut holder = Holder::new(driver.leases.params(), certificate.clone(), first_round);
     let (tx, mut rx) = mpsc::unbounded_channel::<Answer>();
     let mut tick = tokio::time::interval(HOLD_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
