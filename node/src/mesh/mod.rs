@@ -7,8 +7,10 @@
 //!   node gossips about itself), [`faults`] (test-only fault points);
 //!   [`behaviour`]: the swarm's protocols (identify, ping, mDNS, Kademlia,
 //!   gossipsub, membership and control request-response) and how the swarm
-//!   is built (TCP and QUIC, noise, yamux); [`peers`]: the peer table's
-//!   entries and [`peers::Membership`];
+//!   is built (TCP and QUIC, noise, yamux); [`liveness`]: failure
+//!   detection (each peer up, unreachable or down) and
+//!   [`liveness::Suspects`], the handle tasks ask; [`peers`]: the peer
+//!   table's entries and [`peers::Membership`];
 //! - [`link`]: [`link::NodeCommand`], what tasks ask the event loop, and
 //!   the request/await link to peers over it ([`link::Link`]);
 //! - [`vessels`]: the migration side's state ([`vessels::Migrator`], the
@@ -56,6 +58,7 @@ pub mod gate;
 pub mod ingress;
 pub mod ledger;
 pub mod link;
+pub mod liveness;
 pub mod membership;
 pub mod migrate;
 pub mod node;
@@ -103,6 +106,7 @@ mod tests {
         ("ingress", include_str!("ingress.rs")),
         ("ledger", include_str!("ledger.rs")),
         ("link", include_str!("link.rs")),
+        ("liveness", include_str!("liveness.rs")),
         ("membership", include_str!("membership.rs")),
         ("migrate", include_str!("migrate.rs")),
         ("node", include_str!("node.rs")),
