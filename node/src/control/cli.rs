@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use protocol::control::{secret_hash, Command, ControlResponse, PeerInfo};
+use protocol::control::{secret_hash, Command, ControlResponse, LivenessState, PeerInfo};
 use protocol::limits::MAX_INVITE_TTL_SECS;
 use protocol::membership::{InviteGrant, JoinToken, Nonce, PublicKey, MEMBERSHIP_VERSION};
 
@@ -174,14 +174,17 @@ pub fn run_peers(args: PeersArgs) -> Result<i32> {
         return Ok(0);
     }
     out(format_args!(
-        "{:<54} {:>9} {:<8} {:<7} {:>6} {:>9} {:<8} ADDRESS",
-        "PEER", "RTT", "ARCH", "OS", "LOAD", "FREE MEM", "VESSELS"
+        "{:<54} {:<17} {:>9} {:<8} {:<7} {:>6} {:>9} {:<8} ADDRESS",
+        "PEER", "STATE", "RTT", "ARCH", "OS", "LOAD", "FREE MEM", "VESSELS"
     ))?;
     for p in &peers {
-        let s = p.status.as_ref();
+        // The load of a node that does not answer is stale: shown below,
+        // with its age, not in the columns.
+        let s = p.status.as_ref().filter(|_| is_up(p));
         out(format_args!(
-            "{:<54} {:>9} {:<8} {:<7} {:>6} {:>9} {:<8} {}",
+            "{:<54} {:<17} {:>9} {:<8} {:<7} {:>6} {:>9} {:<8} {}",
             p.peer_id,
+            state_column(p),
             p.rtt_us
                 .map_or("-".into(), |us| format!("{:.2}ms", us as f64 / 1000.0)),
             s.map_or("-", |s| s.arch.as_str()),
@@ -196,8 +199,58 @@ pub fn run_peers(args: PeersArgs) -> Result<i32> {
         if let Some(r) = &p.refused {
             out(format_args!("    not a member: {r}"))?;
         }
+        if let Some(line) = stale_status_line(p) {
+            out(format_args!("    {line}"))?;
+        }
     }
     Ok(0)
+}
+
+/// Up, or from a node older than failure detection (it does not say).
+fn is_up(p: &PeerInfo) -> bool {
+    p.liveness
+        .as_ref()
+        .is_none_or(|l| l.state == LivenessState::Up)
+}
+
+/// `up`, `unreachable 4.2s`, `down 41s` (how long it has been silent).
+pub fn state_column(p: &PeerInfo) -> String {
+    match &p.liveness {
+        None => "-".to_string(),
+        Some(l) if l.state == LivenessState::Up => "up".to_string(),
+        Some(l) => format!("{} {}", l.state, human_silence(l.silent_ms)),
+    }
+}
+
+fn human_silence(ms: u64) -> String {
+    if ms < 10_000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else {
+        format!("{}s", ms / 1000)
+    }
+}
+
+/// For a peer that is not up: when it was last heard from, and its last
+/// status, marked stale with its age.
+pub fn stale_status_line(p: &PeerInfo) -> Option<String> {
+    let l = p.liveness.as_ref().filter(|_| !is_up(p))?;
+    let heard = std::time::UNIX_EPOCH + Duration::from_millis(l.last_heard_unix_ms);
+    let mut line = format!(
+        "last heard from at {} UTC",
+        crate::mesh::liveness::clock_utc(heard)
+    );
+    if let (Some(s), Some(age)) = (&p.status, p.status_age_ms) {
+        line.push_str(&format!(
+            "; its last status is stale ({} old): load {}, {} free, {} vessel(s)",
+            human_silence(age),
+            s.load_milli
+                .map_or("-".into(), |l| format!("{:.2}", l as f64 / 1000.0)),
+            s.free_memory_bytes
+                .map_or("-".into(), |b| format!("{}MiB", b / (1024 * 1024))),
+            s.vessels.len()
+        ));
+    }
+    Some(line)
 }
 
 /// The JSON shape of `peers --json`: one object per peer.
@@ -223,6 +276,10 @@ pub fn peers_json(peers: &[PeerInfo]) -> serde_json::Value {
                     "vessels": s.map(|s| s.vessels.clone()).unwrap_or_default(),
                     "status_age_ms": p.status_age_ms,
                     "rtt_age_ms": p.rtt_age_ms,
+                    "state": p.liveness.as_ref().map(|l| l.state.name()),
+                    "silent_ms": p.liveness.as_ref().map(|l| l.silent_ms),
+                    "last_heard_unix_ms": p.liveness.as_ref().map(|l| l.last_heard_unix_ms),
+                    "status_stale": !is_up(p),
                 })
             })
             .collect(),

@@ -28,7 +28,7 @@
 //! - on it: [`membership`] (the certificate exchange, judging peers,
 //!   `--join`), [`status_gossip`] (publishing and judging statuses),
 //!   [`commands`] (control commands across the mesh: run here or forward to
-//!   the member that acts), [`serve`] (the destination side of a migration
+//!   the member that acts; [`silent`]: what they do about a suspected host), [`serve`] (the destination side of a migration
 //!   and the requests peers send), [`recover`] (start-up recovery and the
 //!   clean-stop checkpoint), [`checkpoint`] (the periodic checkpoints and
 //!   `meshnode checkpoint`);
@@ -69,6 +69,7 @@ pub mod recover;
 pub mod relay;
 pub mod rtt;
 pub mod serve;
+pub mod silent;
 pub mod state;
 pub mod status;
 pub mod status_gossip;
@@ -117,6 +118,7 @@ mod tests {
         ("relay", include_str!("relay.rs")),
         ("rtt", include_str!("rtt.rs")),
         ("serve", include_str!("serve.rs")),
+        ("silent", include_str!("silent.rs")),
         ("state", include_str!("state.rs")),
         ("status", include_str!("status.rs")),
         ("status_gossip", include_str!("status_gossip.rs")),
