@@ -24,3 +24,4 @@ mod placement;
 mod snapshot;
 mod support;
 mod waiting;
+mod dead_node;
