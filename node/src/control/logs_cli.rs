@@ -37,9 +37,10 @@ pub struct LogsArgs {
     #[command(flatten)]
     pub target: NodeTarget,
     /// Keep following the log until the vessel ends: across migrations, and
-    /// across restarts of its node. While the log does not answer (its
-    /// host is unreachable or restarts) it says so on stderr, retries with
-    /// back-off, and gives up after 2 minutes without an answer.
+    /// across restarts of its node. While the log does not answer it
+    /// retries with back-off, and gives up after 2 minutes without an
+    /// answer; it says so on stderr at once when the vessel's host is
+    /// unreachable or down, and after 10 s otherwise (a restart).
     #[arg(short, long)]
     pub follow: bool,
     /// Print JSON lines ({"stream", "offset", "text"}; a rollback as
@@ -66,10 +67,11 @@ pub const LOGS_RETRY_FOR: Duration = Duration::from_secs(120);
 /// restarts is asked about once a second, not hammered.
 const LOGS_RETRY_FIRST_WAIT: Duration = Duration::from_millis(100);
 const LOGS_RETRY_MAX_WAIT: Duration = Duration::from_secs(1);
-/// A failure to reach the log that lasts this long is told on stderr
-/// (a move's short hand-over is not); a host that failure detection
-/// suspects is told at once.
-const LOGS_TELL_AFTER: Duration = Duration::from_secs(2);
+/// A failure to reach the log that lasts this long is told on stderr: a
+/// move's hand-over and a node's restart (seconds) are ridden out quietly,
+/// a longer outage is not silent. A host that failure detection suspects
+/// is told at once.
+pub const LOGS_TELL_AFTER: Duration = Duration::from_secs(10);
 /// How often `logs -f` asks for more when it has everything.
 const LOGS_POLL_EVERY: Duration = Duration::from_millis(150);
 
@@ -120,7 +122,10 @@ impl<'a> Reconnecting<'a> {
         match result {
             Ok(ControlResponse::Logs(page)) => {
                 if std::mem::take(&mut self.told) {
-                    eprintln!("meshnode: logs -f: the log answers again (from node {})", page.node);
+                    eprintln!(
+                        "meshnode: logs -f: the log answers again (from node {})",
+                        page.node
+                    );
                 }
                 self.failing_since = None;
                 self.wait = LOGS_RETRY_FIRST_WAIT;

@@ -29,7 +29,9 @@ use super::link::{Link, NodeCommand, RequestError};
 use super::liveness::Suspects;
 use super::migrate::{by_hand, start_migration};
 use super::place::{drain_report, set_pinned, start_drain, Drains};
-use super::silent::{ask_vessels, forward_while_alive, from_gossip, gossiped_rows, Gossiped};
+use super::silent::{
+    ask_vessels, consequence, forward_while_alive, from_gossip, gossiped_rows, Gossiped,
+};
 use super::state::NodeState;
 use super::vessels::{refuse, Migrator};
 use crate::sync::lock;
@@ -269,7 +271,10 @@ async fn migrate_command(
     if let Some(s) = control.suspects.of(&to_peer) {
         return Err(refuse(
             RefusalCode::Unreachable,
-            format!("--to {to_peer} is {}: it cannot take the vessel", s.describe()),
+            format!(
+                "--to {to_peer} is {}: it cannot take the vessel",
+                s.describe()
+            ),
         ));
     }
     let request = ForwardRequest::Migrate {
@@ -314,18 +319,16 @@ async fn act(
 }
 
 /// Asks `node` for a nonce and tells the CLI to sign its command
-/// (`request`) for it; refused at once when `node` is suspected.
+/// (`request`) for it; refused at once, saying why, when `node` is
+/// suspected.
 async fn sign_for(
     control: &Control,
     node: PeerId,
     request: &ForwardRequest,
 ) -> Result<ControlResponse, Refusal> {
-    if let Some(s) = control.suspects.of(&node) {
-        let why = super::silent::consequence(request);
-        return Err(super::silent::host_gone(node, &s, why));
-    }
-    let challenge = ForwardRequest::Challenge;
-    match forward_while_alive(&control.link, &control.suspects, node, challenge).await? {
+    let (challenge, why) = (ForwardRequest::Challenge, consequence(request));
+    let (link, suspects) = (&control.link, &control.suspects);
+    match forward_while_alive(link, suspects, node, challenge, why).await? {
         ForwardResponse::Challenge { nonce, node: key } => Ok(ControlResponse::SignFor {
             node: node.to_string(),
             node_key: key,
@@ -363,7 +366,8 @@ pub(super) async fn run_on<T>(
     let reply = if node == control.me {
         run_here(control, None, request).await?
     } else {
-        forward_while_alive(&control.link, &control.suspects, node, request).await?
+        let why = consequence(&request);
+        forward_while_alive(&control.link, &control.suspects, node, request, why).await?
     };
     expect(reply).map_err(|other| RequestError::unexpected(node, &other).into())
 }

@@ -258,12 +258,7 @@ pub fn peer_liveness(d: &Detector) -> PeerLiveness {
 /// `HH:MM:SS` of a wall-clock time, in UTC.
 pub fn clock_utc(t: SystemTime) -> String {
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) % 86_400;
-    format!(
-        "{:02}:{:02}:{:02}",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
 }
 
 /// The member peers this node suspects now, shared by the event loop
@@ -444,7 +439,10 @@ mod tests {
         assert!(s.silent() >= Duration::from_secs(4));
         assert!(suspects.of(&q).is_none(), "q is up again");
         let text = s.describe();
-        assert!(text.starts_with("unreachable since ") && text.contains(" UTC (4."), "{text}");
+        assert!(
+            text.starts_with("unreachable since ") && text.contains(" UTC (4."),
+            "{text}"
+        );
         suspects.publish([(p, State::Down { since })].into_iter());
         assert!(suspects.of(&p).unwrap().down);
     }

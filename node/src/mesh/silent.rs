@@ -38,7 +38,8 @@ pub struct Gossiped {
     pub at: Instant,
 }
 
-/// What cannot be done while `request`'s node is silent.
+/// What cannot be done while `request`'s node is silent: the end of the
+/// refusal.
 pub fn consequence(request: &ForwardRequest) -> &'static str {
     match request {
         ForwardRequest::Drain { .. } | ForwardRequest::DrainStatus => {
@@ -59,22 +60,20 @@ pub fn consequence(request: &ForwardRequest) -> &'static str {
 pub fn host_gone(node: PeerId, suspicion: &Suspicion, consequence: &str) -> Refusal {
     Refusal::new(
         RefusalCode::Unreachable,
-        format!(
-            "host {node} {}; {consequence}",
-            suspicion.describe()
-        ),
+        format!("host {node} {}; {consequence}", suspicion.describe()),
     )
 }
 
 /// Forwards `request` to `node` and waits for the answer while the node is
-/// alive: refused at once if it is suspected, given up once it becomes so.
+/// alive: refused at once if it is suspected, given up once it becomes so;
+/// the refusal ends with `why` (see [`consequence`]).
 pub async fn forward_while_alive(
     link: &Link,
     suspects: &Suspects,
     node: PeerId,
     request: ForwardRequest,
+    why: &str,
 ) -> Result<ForwardResponse, Refusal> {
-    let why = consequence(&request);
     if let Some(s) = suspects.of(&node) {
         return Err(host_gone(node, &s, why));
     }
@@ -98,7 +97,9 @@ pub async fn ask_vessels(
     peer: PeerId,
     limit: Duration,
 ) -> Option<Vec<VesselInfo>> {
-    let ask = forward_while_alive(link, suspects, peer, ForwardRequest::Vessels);
+    let request = ForwardRequest::Vessels;
+    let why = consequence(&request);
+    let ask = forward_while_alive(link, suspects, peer, request, why);
     match tokio::time::timeout(limit, ask).await {
         Ok(Ok(ForwardResponse::Vessels(v))) => Some(v),
         _ => None,
@@ -197,8 +198,14 @@ mod tests {
         let rows = gossiped_rows(&gossiped, &suspects, &answered);
         assert_eq!(rows.len(), 1, "{rows:?}");
         let r = &rows[0];
-        assert_eq!((r.id, r.name.as_str(), r.epoch), (VesselId([1; 8]), "v1", 4));
-        assert_eq!((r.node.clone(), r.state.as_str()), (dead.to_string(), "unreachable"));
+        assert_eq!(
+            (r.id, r.name.as_str(), r.epoch),
+            (VesselId([1; 8]), "v1", 4)
+        );
+        assert_eq!(
+            (r.node.clone(), r.state.as_str()),
+            (dead.to_string(), "unreachable")
+        );
         assert!(r.why.starts_with("host unreachable since "), "{}", r.why);
         assert!(r.why.contains("(2.1 s)"), "{}", r.why);
         assert!(from_gossip(r));
@@ -215,12 +222,14 @@ mod tests {
         let stop = ForwardRequest::Stop {
             vessel: VesselId([1; 8]),
         };
-        let err = forward_while_alive(&link, &suspects, node, stop)
+        let why = consequence(&stop);
+        let err = forward_while_alive(&link, &suspects, node, stop, why)
             .await
             .unwrap_err();
         assert_eq!(err.code, RefusalCode::Unreachable);
         assert!(
-            err.detail.starts_with(&format!("host {node} unreachable since ")),
+            err.detail
+                .starts_with(&format!("host {node} unreachable since ")),
             "{err}"
         );
         assert!(err.detail.ends_with(NO_REPLICA), "{err}");
@@ -245,7 +254,8 @@ mod tests {
                 let drain = ForwardRequest::Drain {
                     include_pinned: false,
                 };
-                forward_while_alive(&link, &suspects, node, drain).await
+                let why = consequence(&drain);
+                forward_while_alive(&link, &suspects, node, drain, why).await
             }
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -258,7 +268,10 @@ mod tests {
             .unwrap()
             .unwrap_err();
         assert_eq!(err.code, RefusalCode::Unreachable);
-        assert!(err.detail.contains("a drain is done by the drained node"), "{err}");
+        assert!(
+            err.detail.contains("a drain is done by the drained node"),
+            "{err}"
+        );
         keep.abort();
     }
 }

@@ -11,8 +11,8 @@ use protocol::limits::MAX_STATUS_MESSAGE_BYTES;
 use tracing::debug;
 
 use super::behaviour::NodeBehaviour;
-use super::membership::{note_peer_certificate, recheck_members, set_membership};
 use super::liveness::Event;
+use super::membership::{note_peer_certificate, recheck_members, set_membership};
 use super::peers::{note_liveness, Membership};
 use super::state::NodeState;
 

@@ -162,7 +162,10 @@ fn served_client(addr: SocketAddr) -> TcpStream {
                 return s;
             }
         }
-        assert!(start.elapsed() < SETUP_WAIT, "{addr} never served the vessel");
+        assert!(
+            start.elapsed() < SETUP_WAIT,
+            "{addr} never served the vessel"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -232,8 +235,18 @@ fn a_dead_host_is_seen_dead_and_nothing_hangs_on_it() {
         .iter()
         .find(|r| r["id"] == vessel.as_str())
         .unwrap_or_else(|| panic!("ps lists the vessel of the dead host: {rows}"));
-    assert_eq!((&row["node"], &row["state"]), (&Value::from(b_id.as_str()), &Value::from("unreachable")), "{row}");
-    assert!(row["why"].as_str().unwrap().starts_with("host unreachable since "), "{row}");
+    assert_eq!(
+        (&row["node"], &row["state"]),
+        (&Value::from(b_id.as_str()), &Value::from("unreachable")),
+        "{row}"
+    );
+    assert!(
+        row["why"]
+            .as_str()
+            .unwrap()
+            .starts_with("host unreachable since "),
+        "{row}"
+    );
 
     // Commands on its vessel fail at once and say why.
     let to_c = ["migrate", "--to", &mesh.ids[c], "kv"];
@@ -244,12 +257,21 @@ fn a_dead_host_is_seen_dead_and_nothing_hangs_on_it() {
         assert!(took < COMMAND_BOUND, "{args:?} took {took:?}: {err}");
         let want = format!("unreachable: host {b_id} unreachable since ");
         assert!(err.contains(&want), "{args:?}: {err}");
-        assert!(err.contains("the vessel has no replica to act through"), "{args:?}: {err}");
+        assert!(
+            err.contains("the vessel has no replica to act through"),
+            "{args:?}: {err}"
+        );
     }
     let (out, took) = mesh.cli(a, &["drain", &b_id]);
     let err = stderr(&out);
-    assert!(!out.status.success() && took < COMMAND_BOUND, "drain took {took:?}: {err}");
-    assert!(err.contains("a drain is done by the drained node itself"), "{err}");
+    assert!(
+        !out.status.success() && took < COMMAND_BOUND,
+        "drain took {took:?}: {err}"
+    );
+    assert!(
+        err.contains("a drain is done by the drained node itself"),
+        "{err}"
+    );
 
     // logs -f says so, and keeps waiting for the vessel to come back.
     let mut follow = mesh
@@ -262,8 +284,14 @@ fn a_dead_host_is_seen_dead_and_nothing_hangs_on_it() {
         .unwrap();
     let mut lines = BufReader::new(follow.stderr.take().unwrap()).lines();
     let said = lines.next().expect("a line on stderr").unwrap();
-    assert!(said.contains("unreachable since ") && said.contains("waiting for the vessel to come back"), "{said}");
-    assert!(follow.try_wait().unwrap().is_none(), "logs -f gave up at once");
+    assert!(
+        said.contains("unreachable since ") && said.contains("waiting for the vessel to come back"),
+        "{said}"
+    );
+    assert!(
+        follow.try_wait().unwrap().is_none(),
+        "logs -f gave up at once"
+    );
     let _ = follow.kill();
     let _ = follow.wait();
 
@@ -273,7 +301,10 @@ fn a_dead_host_is_seen_dead_and_nothing_hangs_on_it() {
         Err(e) if is_reset(&e) => {}
         other => panic!("the idle client: expected a reset, got {other:?} after {after:?}"),
     }
-    assert!(after < IDLE_RESET_BOUND + SLACK, "idle client reset after {after:?}");
+    assert!(
+        after < IDLE_RESET_BOUND + SLACK,
+        "idle client reset after {after:?}"
+    );
 
     // A new client entering at c is reset at once.
     mesh.wait_peer_state(c, "c suspects b", UNREACHABLE_AFTER + SLACK, |p| {
@@ -286,9 +317,16 @@ fn a_dead_host_is_seen_dead_and_nothing_hangs_on_it() {
     });
     match ended {
         Err(e) if is_reset(&e) => {}
-        other => panic!("a new client at c: expected a reset, got {other:?} after {:?}", t.elapsed()),
+        other => panic!(
+            "a new client at c: expected a reset, got {other:?} after {:?}",
+            t.elapsed()
+        ),
     }
-    assert!(t.elapsed() < COMMAND_BOUND, "new client reset after {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < COMMAND_BOUND,
+        "new client reset after {:?}",
+        t.elapsed()
+    );
 
     // Down after the down threshold, and ps says so too.
     let left = (DOWN_AFTER + SLACK).saturating_sub(killed.elapsed());
@@ -300,5 +338,8 @@ fn a_dead_host_is_seen_dead_and_nothing_hangs_on_it() {
     assert!(killed.elapsed() >= earliest, "down before its threshold");
     let (out, _) = mesh.cli(a, &["ps"]);
     let table = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(table.contains(" down ") && table.contains("host down since "), "{table}");
+    assert!(
+        table.contains(" down ") && table.contains("host down since "),
+        "{table}"
+    );
 }

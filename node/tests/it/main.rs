@@ -8,6 +8,7 @@ mod wasi_errno;
 
 mod corpus;
 mod cross_cpu;
+mod dead_node;
 mod dock;
 mod durability;
 mod hardening_limits;
@@ -24,4 +25,3 @@ mod placement;
 mod snapshot;
 mod support;
 mod waiting;
-mod dead_node;
