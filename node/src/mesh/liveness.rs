@@ -309,11 +309,11 @@ impl Suspects {
             });
             let mut changed = map.len() != before;
             for (p, state) in next {
-                if !map.contains_key(&p) {
-                    if let Some(s) = Suspicion::of(state, now, wall_now) {
-                        map.insert(p, s);
-                        changed = true;
-                    }
+                if let (std::collections::btree_map::Entry::Vacant(slot), Some(s)) =
+                    (map.entry(p), Suspicion::of(state, now, wall_now))
+                {
+                    slot.insert(s);
+                    changed = true;
                 }
             }
             changed
