@@ -43,6 +43,11 @@ pub const DOWN_AFTER: Duration = Duration::from_secs(30);
 /// the latency it adds to a verdict.
 pub const LIVENESS_TICK: Duration = Duration::from_millis(250);
 
+/// A liveness tick this late found the node's own event loop stalled (a
+/// loaded machine): the peers' words may wait in its queue behind the
+/// tick, so that tick judges nobody, and the next one does.
+pub const LIVENESS_STALL: Duration = Duration::from_secs(1);
+
 /// The thresholds one node uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Thresholds {

@@ -34,7 +34,7 @@ use super::behaviour::{node_swarm, NodeBehaviour, NodeBehaviourEvent, SwarmError
 use super::ingress::Ingress;
 use super::ledger::Ledger;
 use super::link::{Link, NodeCommand, PendingRequests, RequestError};
-use super::liveness::{Event as Heard, Suspects, Thresholds, LIVENESS_TICK};
+use super::liveness::{Event as Heard, Suspects, Thresholds, LIVENESS_STALL, LIVENESS_TICK};
 use super::membership::{
     check_vessel_version, exchange_certificates, finish_join, learn_certificate, remember_members,
     Joining,
@@ -276,6 +276,9 @@ pub async fn run(
     let mut redial_tick = tokio::time::interval(Duration::from_millis(config.redial_interval_ms));
     redial_tick.tick().await; // the first tick is immediate; the dials above cover it
     let mut liveness_tick = tokio::time::interval(LIVENESS_TICK);
+    // After a stall, one late tick rather than a burst (see LIVENESS_STALL).
+    liveness_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_liveness_tick = Instant::now();
     let mut ticks: u64 = 0;
     let mut status_ticks: u64 = 0;
     tokio::pin!(shutdown);
@@ -298,7 +301,11 @@ pub async fn run(
                 }
             }
             _ = liveness_tick.tick() => {
-                tick_liveness(&mut state.peers, &state.liveness, &state.suspects);
+                let now = Instant::now();
+                if now.duration_since(last_liveness_tick) < LIVENESS_STALL {
+                    tick_liveness(&mut state.peers, &state.liveness, &state.suspects);
+                }
+                last_liveness_tick = now;
             }
             _ = placement_tick.tick() => {
                 let migrator = state.migrator();
