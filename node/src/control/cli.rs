@@ -466,6 +466,57 @@ pub fn run_endorse(args: EndorseArgs) -> Result<i32> {
 mod tests {
     use super::*;
 
+    fn peer(state: LivenessState, silent_ms: u64) -> PeerInfo {
+        PeerInfo {
+            peer_id: "12D3KooWtest".into(),
+            addrs: vec![],
+            rtt_us: None,
+            member: true,
+            refused: None,
+            user_key: None,
+            status: Some(crate::mesh::status::sample(vec!["v1".into()])),
+            status_age_ms: Some(12_300),
+            rtt_age_ms: None,
+            liveness: Some(protocol::control::PeerLiveness {
+                state,
+                silent_ms,
+                // 07:41:02 UTC.
+                last_heard_unix_ms: (1_796_601_600 + 7 * 3600 + 41 * 60 + 2) * 1000,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_peer_that_is_not_up_shows_its_state_and_its_status_as_stale() {
+        let up = peer(LivenessState::Up, 200);
+        assert_eq!(state_column(&up), "up");
+        assert_eq!(stale_status_line(&up), None);
+        let gone = peer(LivenessState::Unreachable, 4_210);
+        assert_eq!(state_column(&gone), "unreachable 4.2s");
+        let line = stale_status_line(&gone).unwrap();
+        assert!(
+            line.starts_with(
+                "last heard from at 07:41:02 UTC; its last status is stale (12s old): load "
+            ),
+            "{line}"
+        );
+        assert!(line.ends_with(", 1 vessel(s)"), "{line}");
+        assert_eq!(state_column(&peer(LivenessState::Down, 41_900)), "down 41s");
+        let json = peers_json(&[gone]);
+        assert_eq!(json[0]["state"], "unreachable");
+        assert_eq!(json[0]["silent_ms"], 4210);
+        assert_eq!(json[0]["status_stale"], true);
+        // A node older than failure detection says nothing: not stale.
+        let old = PeerInfo {
+            liveness: None,
+            ..peer(LivenessState::Up, 0)
+        };
+        assert_eq!(
+            (state_column(&old).as_str(), stale_status_line(&old)),
+            ("-", None)
+        );
+    }
+
     #[test]
     fn durations() {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
