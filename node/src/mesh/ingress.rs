@@ -22,10 +22,15 @@
 //! A client that reached the host directly is held by the host as entry,
 //! so it keeps its connection when the vessel leaves.
 //!
-//! A host that failure detection suspects (`mesh::liveness`: unreachable
-//! or down) is not waited on: a new client of a vessel there is reset at
-//! once, a client waiting on its answer is reset as soon as it is
-//! suspected, and an idle one within [`IDLE_LOOK_EVERY`] after that.
+//! A host that failure detection suspects (`mesh::liveness`) is not waited
+//! on for long. A new client of a vessel there is reset at once, never
+//! accepted and left hanging. An open one is held while the host is only
+//! *unreachable* (its bytes kept, as always): a partition that heals, or a
+//! host that restarts, is ridden out (testnet's faults.toml, and the sync
+//! mode of issue 15 will keep clients through a host's death). It is reset
+//! once the host is *down* (`liveness::DOWN_AFTER`, 30 s of silence): at
+//! once if it waits on the host's answer, within [`IDLE_LOOK_EVERY`] if it
+//! is idle. [`gives_up_open`] is that rule.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -47,7 +52,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use super::link::{Link, RequestError};
-use super::liveness::Suspects;
+use super::liveness::{Suspects, Suspicion};
 use crate::dock::services::ingress::IngressHub;
 use crate::sync::lock;
 use crate::vessel::{Host, Record};
@@ -72,10 +77,21 @@ const RETRY_WAIT: Duration = Duration::from_millis(10);
 const UNREACHABLE_WAIT: Duration = Duration::from_millis(100);
 
 /// How long an entry keeps trying to reach a vessel's host for one client,
-/// while failure detection does not suspect the host (its requests fail
-/// but it answers pings), before it resets the client. A host that is
-/// suspected is given up at once (see the module's note).
+/// while failure detection does not call the host down (its requests fail
+/// but it answers pings), before it resets the client. A host that is down
+/// is given up at once (see the module's note).
 pub const HOST_UNREACHABLE_LIMIT: Duration = Duration::from_secs(120);
+
+/// A new client is not accepted for a host under any suspicion.
+fn refuses_new(_: &Suspicion) -> bool {
+    true
+}
+
+/// An open client is given up once its host is down, not while it is only
+/// unreachable (see the module's note).
+pub fn gives_up_open(s: &Suspicion) -> bool {
+    s.down
+}
 
 /// How often an idle client's reader looks whether the vessel closed the
 /// connection or its host became suspected: the most an idle client of a
@@ -167,11 +183,15 @@ impl Ingress {
         }
     }
 
-    /// The host of `vessel`'s route when failure detection suspects it,
-    /// with why, for the log.
-    fn suspected_host(&self, vessel: VesselId) -> Option<(PeerId, String)> {
+    /// The host of `vessel`'s route when failure detection suspects it
+    /// and `enough` holds of the suspicion, with why, for the log.
+    fn suspected_host(
+        &self,
+        vessel: VesselId,
+        enough: fn(&Suspicion) -> bool,
+    ) -> Option<(PeerId, String)> {
         let (host, _) = self.route(vessel)?;
-        let s = self.suspects.of(&host)?;
+        let s = self.suspects.of(&host).filter(enough)?;
         Some((host, s.describe()))
     }
 
@@ -491,7 +511,7 @@ async fn listen(ingress: Arc<Ingress>, listener: TcpListener, port: u16) {
             debug!(port, %addr, "no vessel serves this port now: client closed");
             continue;
         };
-        if let Some((host, why)) = ingress.suspected_host(vessel) {
+        if let Some((host, why)) = ingress.suspected_host(vessel, refuses_new) {
             // Accepting it would leave it hanging on a host that is gone.
             info!(port, %addr, %vessel, %host, "client reset: the vessel's host is {why}");
             let _ = stream.set_zero_linger();
@@ -603,7 +623,7 @@ async fn read_client(
             };
             match r {
                 None if idle => {
-                    if let Some((host, why)) = ingress.suspected_host(vessel) {
+                    if let Some((host, why)) = ingress.suspected_host(vessel, gives_up_open) {
                         info!(%vessel, conn = id, %host, "idle client reset: the vessel's host is {why}");
                         break;
                     }
@@ -647,7 +667,7 @@ async fn read_client(
                     // confirms them, and a host skips bytes it has.
                     () = ingress.moved_from(vessel, host) => continue,
                     // The host died with the frame: not waited on.
-                    s = ingress.suspects.until_suspected(host) => {
+                    s = ingress.suspects.until_down(host) => {
                         info!(%vessel, conn = id, %host, "client reset: the vessel's host is {}", s.describe());
                         break;
                     }
@@ -711,7 +731,7 @@ async fn read_client(
                 }
             }
             Err(e) => {
-                if let Some((host, why)) = ingress.suspected_host(vessel) {
+                if let Some((host, why)) = ingress.suspected_host(vessel, gives_up_open) {
                     info!(%vessel, conn = id, %host, "client reset: the vessel's host is {why} ({e})");
                     break;
                 }

@@ -289,9 +289,18 @@ impl Suspects {
 
     /// Returns once `peer` is suspected (never, while it answers).
     pub async fn until_suspected(&self, peer: PeerId) -> Suspicion {
+        self.until(peer, |_| true).await
+    }
+
+    /// Returns once `peer` is down (never, while it answers).
+    pub async fn until_down(&self, peer: PeerId) -> Suspicion {
+        self.until(peer, |s| s.down).await
+    }
+
+    async fn until(&self, peer: PeerId, enough: impl Fn(&Suspicion) -> bool) -> Suspicion {
         let mut rx = self.tx.subscribe();
         loop {
-            if let Some(s) = rx.borrow_and_update().get(&peer) {
+            if let Some(s) = rx.borrow_and_update().get(&peer).filter(|s| enough(s)) {
                 return *s;
             }
             if rx.changed().await.is_err() {
@@ -448,8 +457,19 @@ mod tests {
             text.starts_with("unreachable since ") && text.contains(" UTC (4."),
             "{text}"
         );
+        let down = tokio::spawn({
+            let s = suspects.clone();
+            async move { s.until_down(p).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!down.is_finished(), "only unreachable yet");
         suspects.publish([(p, State::Down { since })].into_iter());
         assert!(suspects.of(&p).unwrap().down);
+        let s = tokio::time::timeout(Duration::from_secs(5), down)
+            .await
+            .expect("woken when down")
+            .unwrap();
+        assert!(s.down);
     }
 
     #[test]
