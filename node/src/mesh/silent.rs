@@ -211,41 +211,6 @@ mod tests {
         assert!(from_gossip(r));
     }
 
-    #[test]
-    fn a_silent_hosts_row_beats_a_left_row_but_not_a_newer_epoch() {
-        let suspects = Suspects::default();
-        let dead = PeerId::random();
-        let since = Instant::now() - Duration::from_secs(5);
-        suspects.publish([(dead, State::Down { since })].into_iter());
-        let gossiped = [Gossiped {
-            peer: dead,
-            vessels: vec![vessel(1, 2), vessel(2, 2)],
-            at: Instant::now(),
-        }];
-        let mut rows = gossiped_rows(&gossiped, &suspects, &HashSet::new());
-        let template = rows[0].clone();
-        let live = |n: u8, epoch: u64, state: &str| VesselInfo {
-            id: VesselId([n; 8]),
-            node: "elsewhere".into(),
-            state: state.into(),
-            epoch,
-            ..template.clone()
-        };
-        // v1 left a live node under the same epoch for the dead host; v2
-        // moved on from the dead host to a live node (a newer epoch).
-        rows.extend([live(1, 2, "left"), live(2, 3, "running")]);
-        let merged = crate::mesh::commands::merge_rows(rows);
-        let by_id = |n: u8| merged.iter().find(|r| r.id == VesselId([n; 8])).unwrap();
-        assert_eq!(
-            (by_id(1).node.as_str(), by_id(1).state.as_str()),
-            (dead.to_string().as_str(), "down")
-        );
-        assert_eq!(
-            (by_id(2).node.as_str(), by_id(2).state.as_str()),
-            ("elsewhere", "running")
-        );
-    }
-
     #[tokio::test]
     async fn a_forward_to_a_suspected_node_is_refused_at_once_and_says_why() {
         let (tx, _rx) = tokio::sync::mpsc::channel(4);
