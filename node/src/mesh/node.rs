@@ -576,7 +576,7 @@ fn handle_behaviour(
             let acceptance = if message.topic == trust_topic().hash() {
                 learn_notice(swarm, state, &message)
             } else {
-                judge_status(swarm, state, &message)
+                judge_status(swarm, state, &message, propagation_source)
             };
             swarm
                 .behaviour_mut()

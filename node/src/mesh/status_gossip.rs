@@ -1,7 +1,8 @@
 //! Status gossip on the running node: publishing this node's status and
-//! judging the statuses other members publish. A member's status is also a
-//! sign of life for failure detection (`mesh::liveness`), and names the
-//! vessels it runs, which `ps` shows on its row if it stops answering.
+//! judging the statuses other members publish. A member's status, when the
+//! member itself sent it here, is also a sign of life for failure detection
+//! (`mesh::liveness`), and it names the vessels the member runs, which `ps`
+//! shows on its row if it stops answering.
 
 use std::time::Instant;
 
@@ -68,6 +69,7 @@ pub(super) fn judge_status(
     swarm: &mut Swarm<NodeBehaviour>,
     state: &mut NodeState,
     message: &gossipsub::Message,
+    propagated_by: libp2p::PeerId,
 ) -> gossipsub::MessageAcceptance {
     let Some(source) = message.source else {
         return gossipsub::MessageAcceptance::Reject;
@@ -98,7 +100,12 @@ pub(super) fn judge_status(
     }
     match state.judge(&source, Some(&msg.certificate)) {
         m @ Membership::Member(_) => {
-            note_liveness(&mut state.peers, &source, Event::Heard, &state.liveness);
+            if propagated_by == source {
+                // Not one relayed by another peer: gossip may deliver a
+                // dead node's last status seconds later, which is no sign
+                // that it lives (dead_node caught `ps` flapping on it).
+                note_liveness(&mut state.peers, &source, Event::Heard, &state.liveness);
+            }
             state.ingress.learn(source, &msg.status.services);
             state.peer(source).status = Some((msg.status, Instant::now()));
             if state.peer(source).membership != m {
