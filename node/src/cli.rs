@@ -60,7 +60,15 @@ pub enum Command {
     /// (or with --join TOKEN on another device). Ctrl-C stops it.
     Start(crate::daemon::StartArgs),
 
-    /// List the mesh's member peers: id, addresses, RTT, arch, OS, load, vessels.
+    /// List the mesh's member peers: id, state, RTT, arch, OS, load,
+    /// vessels, addresses.
+    ///
+    /// STATE is what this node's failure detection says: `up`; `unreachable
+    /// 4.2s` when nothing (ping, gossip, answer) was heard from the peer for
+    /// 3 s (1 s after a failed connection); `down 41s` after 30 s, or when
+    /// it was revoked. The load, memory and vessels of a peer that is not up
+    /// are its last status: shown on a line below as stale, with its age.
+    /// It only suspects: a node's vessels never change owner because of it.
     Peers(crate::control::cli::PeersArgs),
 
     /// Print your user key (created on first use).
@@ -108,6 +116,10 @@ pub enum Command {
     /// Print a vessel's stdout and stderr, wherever it runs (-f follows it
     /// across migrations, where no line is lost or repeated, and across
     /// crashes of its node, where it marks what was rolled back).
+    ///
+    /// On a vessel whose host is unreachable or down it fails at once and
+    /// says since when; -f says so on stderr and waits for the vessel to
+    /// answer again, retrying for up to 2 minutes.
     Logs(crate::control::vessel_cli::LogsArgs),
 
     /// Move a running vessel to another node, live; prints downtime, bytes
@@ -115,6 +127,10 @@ pub enum Command {
     Migrate(crate::control::vessel_cli::MigrateArgs),
 
     /// Stop a vessel.
+    ///
+    /// A vessel whose host is unreachable or down cannot be stopped until
+    /// the host answers again: the command fails at once and says since
+    /// when the host is silent (so do `pin`, `unpin` and `migrate`).
     Stop(crate::control::vessel_cli::StopArgs),
 
     /// Take a durable checkpoint of a running vessel now, and print its
@@ -167,6 +183,9 @@ pub enum Command {
     /// says so) until it restarts; a deploy or a migrate by hand still can
     /// put vessels on it. Vessels that have ended are not moved: their logs
     /// stay on the node.
+    ///
+    /// A drain is done by the drained node itself: one that is unreachable
+    /// or down is refused at once, saying since when.
     ///
     /// Example: meshnode drain 12D3KooW…   (or `self` for the node you talk to)
     Drain(crate::control::vessel_cli::DrainArgs),

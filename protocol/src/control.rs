@@ -686,6 +686,77 @@ pub struct PeerInfo {
     /// value means pings are failing (a partition) and `rtt_us` is stale.
     #[serde(default)]
     pub rtt_age_ms: Option<u64>,
+    /// Whether the node hears from the peer (`None` from a node older than
+    /// failure detection). When it is not `Up`, `status` is stale: it is
+    /// the last one the peer gossiped, `status_age_ms` old.
+    #[serde(default)]
+    pub liveness: Option<PeerLiveness>,
+}
+
+/// What a node's failure detector says of a peer (docs/guide.md, "A node
+/// that stops answering").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerLiveness {
+    pub state: LivenessState,
+    /// How long nothing was heard from it (no ping, gossip or answer), in
+    /// milliseconds: how long it has been unreachable, when it is.
+    pub silent_ms: u64,
+    /// When it was last heard from, Unix milliseconds on the answering
+    /// node's clock (0 when that clock is before 1970).
+    pub last_heard_unix_ms: u64,
+}
+
+/// A peer's state as failure detection sees it. On the wire, its name
+/// (`"unreachable"`), so that a state a newer node adds decodes as
+/// `Unknown` instead of failing the listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "String", from = "String")]
+pub enum LivenessState {
+    /// Heard from within the unreachable threshold.
+    Up,
+    /// Nothing heard for longer than the unreachable threshold (or a failed
+    /// exchange and a shorter silence): suspected, not yet given up.
+    Unreachable,
+    /// Nothing heard for longer than the down threshold, or it left.
+    Down,
+    /// A state this build does not know (from a newer node).
+    Unknown,
+}
+
+impl LivenessState {
+    pub fn name(self) -> &'static str {
+        match self {
+            LivenessState::Up => "up",
+            LivenessState::Unreachable => "unreachable",
+            LivenessState::Down => "down",
+            LivenessState::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for LivenessState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl From<LivenessState> for String {
+    fn from(s: LivenessState) -> String {
+        s.name().to_string()
+    }
+}
+
+impl From<String> for LivenessState {
+    fn from(name: String) -> LivenessState {
+        [
+            LivenessState::Up,
+            LivenessState::Unreachable,
+            LivenessState::Down,
+        ]
+        .into_iter()
+        .find(|s| s.name() == name)
+        .unwrap_or(LivenessState::Unknown)
+    }
 }
 
 /// What each node gossips about itself on the status topic.
@@ -714,6 +785,25 @@ pub struct NodeStatus {
     /// It is being drained: placement moves no vessel to it.
     #[serde(default)]
     pub draining: bool,
+    /// The running vessels' names and epochs (the first
+    /// [`MAX_STATUS_NAMED_VESSELS`]), so that `ps` can still list a vessel,
+    /// by name, on the row of a host that stopped answering (empty from
+    /// older nodes).
+    #[serde(default)]
+    pub named: Vec<StatusVessel>,
+}
+
+/// Most vessels a status names ([`NodeStatus::named`]): 64 names of up to
+/// `MAX_NAME_BYTES` keep a status well under `MAX_STATUS_MESSAGE_BYTES`
+/// beside its 512 ids, and a small board runs tens of vessels.
+pub const MAX_STATUS_NAMED_VESSELS: usize = 64;
+
+/// One running vessel as a status names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusVessel {
+    pub id: VesselId,
+    pub name: String,
+    pub epoch: u64,
 }
 
 /// One peer's smoothed RTT, as a status reports it.
@@ -776,6 +866,22 @@ impl NodeStatus {
             return Err(StatusError::TooManyVessels {
                 found: self.services.len(),
                 limit: MAX_STATUS_VESSELS,
+            });
+        }
+        if self.named.len() > MAX_STATUS_NAMED_VESSELS {
+            return Err(StatusError::TooManyVessels {
+                found: self.named.len(),
+                limit: MAX_STATUS_NAMED_VESSELS,
+            });
+        }
+        if let Some(v) = self
+            .named
+            .iter()
+            .find(|v| v.name.len() > crate::limits::MAX_NAME_BYTES)
+        {
+            return Err(StatusError::StringTooLong {
+                found: v.name.len(),
+                limit: crate::limits::MAX_NAME_BYTES,
             });
         }
         if let Some(bad) = self.services.iter().find(|s| s.check().is_err()) {
@@ -999,6 +1105,7 @@ pub(crate) mod tests {
             rtts: vec![],
             draining: false,
             services: vec![],
+            named: vec![],
         };
         s.check().unwrap();
         s.rtts = vec![
@@ -1013,6 +1120,19 @@ pub(crate) mod tests {
         s.vessels = vec!["v".into(); MAX_STATUS_VESSELS + 1];
         assert!(matches!(s.check(), Err(StatusError::TooManyVessels { .. })));
         s.vessels.clear();
+        let named = StatusVessel {
+            id: VesselId([1; 8]),
+            name: "v".into(),
+            epoch: 1,
+        };
+        s.named = vec![named.clone(); MAX_STATUS_NAMED_VESSELS + 1];
+        assert!(matches!(s.check(), Err(StatusError::TooManyVessels { .. })));
+        s.named = vec![StatusVessel {
+            name: "n".repeat(crate::limits::MAX_NAME_BYTES + 1),
+            ..named
+        }];
+        assert!(matches!(s.check(), Err(StatusError::StringTooLong { .. })));
+        s.named.clear();
         s.arch = "x".repeat(MAX_STATUS_STRING_BYTES + 1);
         assert!(matches!(s.check(), Err(StatusError::StringTooLong { .. })));
     }
@@ -1044,6 +1164,67 @@ mod phase_tests {
         );
         assert!(MigrationPhase::Done.is_over() && !MigrationPhase::Unknown.is_over());
     }
+
+    /// A liveness state travels as its name; a newer node's state decodes
+    /// as `Unknown` rather than failing a `peers` listing.
+    #[test]
+    fn liveness_states_travel_as_names() {
+        for s in [
+            LivenessState::Up,
+            LivenessState::Unreachable,
+            LivenessState::Down,
+        ] {
+            let bytes = crate::cbor::encode(&s);
+            assert_eq!(bytes, crate::cbor::encode(&s.name().to_string()));
+            assert_eq!(crate::cbor::decode::<LivenessState>(&bytes).unwrap(), s);
+        }
+        let newer = crate::cbor::encode(&"flapping".to_string());
+        assert_eq!(
+            crate::cbor::decode::<LivenessState>(&newer).unwrap(),
+            LivenessState::Unknown
+        );
+    }
+
+    /// The fullest status a node sends (every list at its bound, every
+    /// string at its longest) still fits one gossip message.
+    #[test]
+    fn the_fullest_status_fits_a_gossip_message() {
+        let long = |n: usize| "x".repeat(n);
+        let status = NodeStatus {
+            version: CONTROL_VERSION,
+            arch: long(MAX_STATUS_STRING_BYTES),
+            os: long(MAX_STATUS_STRING_BYTES),
+            free_memory_bytes: Some(u64::MAX),
+            total_memory_bytes: Some(u64::MAX),
+            load_milli: Some(u32::MAX),
+            cpus: u32::MAX,
+            vessels: vec![long(16); MAX_STATUS_VESSELS],
+            rtts: vec![
+                PeerRtt {
+                    peer: long(MAX_STATUS_STRING_BYTES),
+                    rtt_us: u64::MAX,
+                };
+                MAX_STATUS_RTTS
+            ],
+            draining: true,
+            services: vec![],
+            named: vec![
+                StatusVessel {
+                    id: VesselId([0xff; 8]),
+                    name: long(crate::limits::MAX_NAME_BYTES),
+                    epoch: u64::MAX,
+                };
+                MAX_STATUS_NAMED_VESSELS
+            ],
+        };
+        status.check().unwrap();
+        // A certificate with an invite grant is under 1 KiB.
+        let bytes = crate::cbor::encode(&status).len() + 1024;
+        assert!(
+            bytes < crate::limits::MAX_STATUS_MESSAGE_BYTES,
+            "{bytes} bytes"
+        );
+    }
 }
 
 #[cfg(test)]
@@ -1071,6 +1252,11 @@ mod smoke {
             }],
             draining: true,
             services: vec![],
+            named: vec![StatusVessel {
+                id: VesselId([1; 8]),
+                name: "kv".into(),
+                epoch: 3,
+            }],
         };
         let token = JoinToken {
             version: crate::membership::MEMBERSHIP_VERSION,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use protocol::control::{secret_hash, Command, ControlResponse, PeerInfo};
+use protocol::control::{secret_hash, Command, ControlResponse, LivenessState, PeerInfo};
 use protocol::limits::MAX_INVITE_TTL_SECS;
 use protocol::membership::{InviteGrant, JoinToken, Nonce, PublicKey, MEMBERSHIP_VERSION};
 
@@ -174,14 +174,17 @@ pub fn run_peers(args: PeersArgs) -> Result<i32> {
         return Ok(0);
     }
     out(format_args!(
-        "{:<54} {:>9} {:<8} {:<7} {:>6} {:>9} {:<8} ADDRESS",
-        "PEER", "RTT", "ARCH", "OS", "LOAD", "FREE MEM", "VESSELS"
+        "{:<54} {:<17} {:>9} {:<8} {:<7} {:>6} {:>9} {:<8} ADDRESS",
+        "PEER", "STATE", "RTT", "ARCH", "OS", "LOAD", "FREE MEM", "VESSELS"
     ))?;
     for p in &peers {
-        let s = p.status.as_ref();
+        // The load of a node that does not answer is stale: shown below,
+        // with its age, not in the columns.
+        let s = p.status.as_ref().filter(|_| is_up(p));
         out(format_args!(
-            "{:<54} {:>9} {:<8} {:<7} {:>6} {:>9} {:<8} {}",
+            "{:<54} {:<17} {:>9} {:<8} {:<7} {:>6} {:>9} {:<8} {}",
             p.peer_id,
+            state_column(p),
             p.rtt_us
                 .map_or("-".into(), |us| format!("{:.2}ms", us as f64 / 1000.0)),
             s.map_or("-", |s| s.arch.as_str()),
@@ -196,8 +199,58 @@ pub fn run_peers(args: PeersArgs) -> Result<i32> {
         if let Some(r) = &p.refused {
             out(format_args!("    not a member: {r}"))?;
         }
+        if let Some(line) = stale_status_line(p) {
+            out(format_args!("    {line}"))?;
+        }
     }
     Ok(0)
+}
+
+/// Up, or from a node older than failure detection (it does not say).
+fn is_up(p: &PeerInfo) -> bool {
+    p.liveness
+        .as_ref()
+        .is_none_or(|l| l.state == LivenessState::Up)
+}
+
+/// `up`, `unreachable 4.2s`, `down 41s` (how long it has been silent).
+pub fn state_column(p: &PeerInfo) -> String {
+    match &p.liveness {
+        None => "-".to_string(),
+        Some(l) if l.state == LivenessState::Up => "up".to_string(),
+        Some(l) => format!("{} {}", l.state, human_silence(l.silent_ms)),
+    }
+}
+
+fn human_silence(ms: u64) -> String {
+    if ms < 10_000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else {
+        format!("{}s", ms / 1000)
+    }
+}
+
+/// For a peer that is not up: when it was last heard from, and its last
+/// status, marked stale with its age.
+pub fn stale_status_line(p: &PeerInfo) -> Option<String> {
+    let l = p.liveness.as_ref().filter(|_| !is_up(p))?;
+    let heard = std::time::UNIX_EPOCH + Duration::from_millis(l.last_heard_unix_ms);
+    let mut line = format!(
+        "last heard from at {} UTC",
+        crate::mesh::liveness::clock_utc(heard)
+    );
+    if let (Some(s), Some(age)) = (&p.status, p.status_age_ms) {
+        line.push_str(&format!(
+            "; its last status is stale ({} old): load {}, {} free, {} vessel(s)",
+            human_silence(age),
+            s.load_milli
+                .map_or("-".into(), |l| format!("{:.2}", l as f64 / 1000.0)),
+            s.free_memory_bytes
+                .map_or("-".into(), |b| format!("{}MiB", b / (1024 * 1024))),
+            s.vessels.len()
+        ));
+    }
+    Some(line)
 }
 
 /// The JSON shape of `peers --json`: one object per peer.
@@ -223,6 +276,10 @@ pub fn peers_json(peers: &[PeerInfo]) -> serde_json::Value {
                     "vessels": s.map(|s| s.vessels.clone()).unwrap_or_default(),
                     "status_age_ms": p.status_age_ms,
                     "rtt_age_ms": p.rtt_age_ms,
+                    "state": p.liveness.as_ref().map(|l| l.state.name()),
+                    "silent_ms": p.liveness.as_ref().map(|l| l.silent_ms),
+                    "last_heard_unix_ms": p.liveness.as_ref().map(|l| l.last_heard_unix_ms),
+                    "status_stale": !is_up(p),
                 })
             })
             .collect(),
@@ -408,6 +465,57 @@ pub fn run_endorse(args: EndorseArgs) -> Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn peer(state: LivenessState, silent_ms: u64) -> PeerInfo {
+        PeerInfo {
+            peer_id: "12D3KooWtest".into(),
+            addrs: vec![],
+            rtt_us: None,
+            member: true,
+            refused: None,
+            user_key: None,
+            status: Some(crate::mesh::status::sample(vec!["v1".into()])),
+            status_age_ms: Some(12_300),
+            rtt_age_ms: None,
+            liveness: Some(protocol::control::PeerLiveness {
+                state,
+                silent_ms,
+                // 07:41:02 UTC.
+                last_heard_unix_ms: (1_796_601_600 + 7 * 3600 + 41 * 60 + 2) * 1000,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_peer_that_is_not_up_shows_its_state_and_its_status_as_stale() {
+        let up = peer(LivenessState::Up, 200);
+        assert_eq!(state_column(&up), "up");
+        assert_eq!(stale_status_line(&up), None);
+        let gone = peer(LivenessState::Unreachable, 4_210);
+        assert_eq!(state_column(&gone), "unreachable 4.2s");
+        let line = stale_status_line(&gone).unwrap();
+        assert!(
+            line.starts_with(
+                "last heard from at 07:41:02 UTC; its last status is stale (12s old): load "
+            ),
+            "{line}"
+        );
+        assert!(line.ends_with(", 1 vessel(s)"), "{line}");
+        assert_eq!(state_column(&peer(LivenessState::Down, 41_900)), "down 41s");
+        let json = peers_json(&[gone]);
+        assert_eq!(json[0]["state"], "unreachable");
+        assert_eq!(json[0]["silent_ms"], 4210);
+        assert_eq!(json[0]["status_stale"], true);
+        // A node older than failure detection says nothing: not stale.
+        let old = PeerInfo {
+            liveness: None,
+            ..peer(LivenessState::Up, 0)
+        };
+        assert_eq!(
+            (state_column(&old).as_str(), stale_status_line(&old)),
+            ("-", None)
+        );
+    }
 
     #[test]
     fn durations() {

@@ -27,13 +27,20 @@ restarts, and prints one line
 for each crash that rolled the log back; read as \"forget what followed \
 offset N\", its output is the current log. `--generations` lists the rollbacks \
 the vessel's node saw, `--generation N` prints the lines generation N printed \
-that were rolled back.")]
+that were rolled back.
+
+When the vessel's host stops answering (unreachable or down), `logs` fails at \
+once and says since when; `logs -f` prints one line on stderr saying so, waits \
+for the vessel to answer again (retrying with back-off for up to 2 minutes), \
+prints a line when it does and goes on, or exits with status 1 and why.")]
 pub struct LogsArgs {
     #[command(flatten)]
     pub target: NodeTarget,
     /// Keep following the log until the vessel ends: across migrations, and
-    /// across restarts of its node (it retries quietly, and gives up after
-    /// 2 minutes without an answer).
+    /// across restarts of its node. While the log does not answer it
+    /// retries with back-off, and gives up after 2 minutes without an
+    /// answer; it says so on stderr at once when the vessel's host is
+    /// unreachable or down, and after 10 s otherwise (a restart).
     #[arg(short, long)]
     pub follow: bool,
     /// Print JSON lines ({"stream", "offset", "text"}; a rollback as
@@ -60,6 +67,11 @@ pub const LOGS_RETRY_FOR: Duration = Duration::from_secs(120);
 /// restarts is asked about once a second, not hammered.
 const LOGS_RETRY_FIRST_WAIT: Duration = Duration::from_millis(100);
 const LOGS_RETRY_MAX_WAIT: Duration = Duration::from_secs(1);
+/// A failure to reach the log that lasts this long is told on stderr: a
+/// move's hand-over and a node's restart (seconds) are ridden out quietly,
+/// a longer outage is not silent. A host that failure detection suspects
+/// is told at once.
+pub const LOGS_TELL_AFTER: Duration = Duration::from_secs(10);
 /// How often `logs -f` asks for more when it has everything.
 const LOGS_POLL_EVERY: Duration = Duration::from_millis(150);
 
@@ -80,6 +92,8 @@ struct Reconnecting<'a> {
     target: &'a NodeTarget,
     client: Option<Client>,
     failing_since: Option<Instant>,
+    /// The failing stretch was told on stderr.
+    told: bool,
     wait: Duration,
 }
 
@@ -89,6 +103,7 @@ impl<'a> Reconnecting<'a> {
             target,
             client: None,
             failing_since: None,
+            told: false,
             wait: LOGS_RETRY_FIRST_WAIT,
         }
     }
@@ -106,6 +121,12 @@ impl<'a> Reconnecting<'a> {
         };
         match result {
             Ok(ControlResponse::Logs(page)) => {
+                if std::mem::take(&mut self.told) {
+                    eprintln!(
+                        "meshnode: logs -f: the log answers again (from node {})",
+                        page.node
+                    );
+                }
                 self.failing_since = None;
                 self.wait = LOGS_RETRY_FIRST_WAIT;
                 Ok(Some(page))
@@ -117,9 +138,16 @@ impl<'a> Reconnecting<'a> {
                 let since = *self.failing_since.get_or_insert_with(Instant::now);
                 if since.elapsed() > LOGS_RETRY_FOR {
                     return Err(e.context(format!(
-                        "no answer for {} s while following",
+                        "logs -f gave up: the vessel's log did not answer for {} s while following",
                         LOGS_RETRY_FOR.as_secs()
                     )));
+                }
+                if !self.told && (host_unreachable(&e) || since.elapsed() >= LOGS_TELL_AFTER) {
+                    eprintln!(
+                        "meshnode: logs -f: {e:#}; waiting for the vessel to come back (retrying for up to {} s)",
+                        LOGS_RETRY_FOR.as_secs()
+                    );
+                    self.told = true;
                 }
                 std::thread::sleep(self.wait);
                 self.wait = (self.wait * 2).min(LOGS_RETRY_MAX_WAIT);
@@ -128,6 +156,15 @@ impl<'a> Reconnecting<'a> {
             Err(e) => Err(e),
         }
     }
+}
+
+/// The node refused because the vessel's host is unreachable or down.
+fn host_unreachable(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<super::client::ClientError>(),
+        Some(super::client::ClientError::Refused(r))
+            if r.code == protocol::refusal::RefusalCode::Unreachable
+    )
 }
 
 /// What a reader has seen of the log's generations: the node that answered

@@ -530,7 +530,8 @@ fn signed(
 }
 
 /// The peer table as the `peers` command shows it: members, or (`all`)
-/// every known peer with why it is not a member.
+/// every known peer with why it is not a member; each with what failure
+/// detection says of it (its status is stale when it is not up).
 pub fn list_peers(state: &NodeState, all: bool) -> Vec<PeerInfo> {
     state
         .peers
@@ -563,6 +564,7 @@ pub fn list_peers(state: &NodeState, all: bool) -> Vec<PeerInfo> {
             } else {
                 None
             },
+            liveness: Some(crate::mesh::liveness::peer_liveness(&e.liveness)),
         })
         .collect()
 }

@@ -184,7 +184,10 @@ impl Client {
         let session = rt
             .block_on(async { tokio::time::timeout(timeout, Session::connect(&addrs)).await })
             .map_err(|_| {
-                anyhow::anyhow!("the node did not answer within {} s", timeout.as_secs())
+                anyhow::anyhow!(
+                    "the node did not answer the connection within {} s (--timeout)",
+                    timeout.as_secs()
+                )
             })??;
         Ok(Client {
             rt,
@@ -199,12 +202,34 @@ impl Client {
         let Client {
             rt, session, key, ..
         } = self;
+        let what = command_name(&command);
         let r = rt
             .block_on(async { tokio::time::timeout(timeout, session.signed(key, command)).await })
             .map_err(|_| {
-                anyhow::anyhow!("the node did not answer within {} s", timeout.as_secs())
+                anyhow::anyhow!(
+                    "the node did not answer `{what}` within {} s (--timeout)",
+                    timeout.as_secs()
+                )
             })??;
         Ok(r)
+    }
+}
+
+/// A command as the user typed it, for messages.
+fn command_name(command: &Command) -> &'static str {
+    match command {
+        Command::Deploy { .. } => "deploy",
+        Command::Ps => "ps",
+        Command::Logs { .. } => "logs",
+        Command::Migrate { .. } => "migrate",
+        Command::MigrationStatus { .. } => "migrate (status)",
+        Command::Stop { .. } => "stop",
+        Command::Pin { .. } => "pin",
+        Command::Unpin { .. } => "unpin",
+        Command::Drain { .. } => "drain",
+        Command::DrainStatus { .. } => "drain (status)",
+        Command::Checkpoint { .. } => "checkpoint",
+        _ => "the command",
     }
 }
 
@@ -307,6 +332,16 @@ fn human_ms(ms: u64) -> String {
     }
 }
 
+/// A vessel's uptime; `-` on the row of a host that does not answer (its
+/// state is the host's, `unreachable` or `down`, and WHY says since when).
+fn uptime_column(v: &VesselInfo) -> String {
+    if crate::mesh::silent::from_gossip(v) {
+        "-".to_string()
+    } else {
+        human_ms(v.run_ms)
+    }
+}
+
 /// Why a vessel is where it is; a node older than placement says only how
 /// it got there.
 fn why_of(v: &VesselInfo) -> &str {
@@ -375,7 +410,7 @@ pub fn run_ps(args: PsArgs) -> Result<i32> {
             v.name,
             v.node,
             v.state,
-            human_ms(v.run_ms),
+            uptime_column(v),
             v.migrations,
             v.checkpoint_age_ms.map_or("-".to_string(), human_ms),
             replicas_column(v),

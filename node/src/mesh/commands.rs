@@ -4,9 +4,11 @@
 //! serves for other members. Every command runs on its node through one
 //! helper, `run_on`: a command for this node runs the very code a
 //! forwarded one runs (`serve_forward`), and both answers are matched the
-//! same way.
+//! same way. Nothing waits on a node that failure detection suspects
+//! (`mesh::silent`): a forward to it is refused with why, and `ps` lists its
+//! vessels from its last status.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,15 +26,21 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::link::{Link, NodeCommand, RequestError};
+use super::liveness::Suspects;
 use super::migrate::{by_hand, start_migration};
 use super::place::{drain_report, set_pinned, start_drain, Drains};
+use super::silent::{
+    ask_vessels, consequence, forward_while_alive, from_gossip, gossiped_rows, Gossiped,
+};
 use super::state::NodeState;
 use super::vessels::{refuse, Migrator};
 use crate::sync::lock;
 use crate::vessel::runner::Command as RunnerCmd;
 use crate::vessel::{Host, Record};
 
-/// How long a `ps` waits for each peer.
+/// How long a `ps` waits for each peer that failure detection does not
+/// suspect (one it suspects is not asked, and one that becomes suspected
+/// is given up at once).
 pub const PS_PEER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What a control command needs: the vessels here, the link to the member
@@ -51,6 +59,11 @@ pub struct Control {
     /// `SignFor` (the CLI asked this node), or refused (this node runs a
     /// user's command relayed to it, which must act here).
     pub relay: bool,
+    /// The peers failure detection suspects: nothing waits on them.
+    pub suspects: Suspects,
+    /// What each member last gossiped of its vessels, for `ps` rows of a
+    /// host that does not answer.
+    pub gossiped: Arc<Vec<Gossiped>>,
 }
 
 impl Control {
@@ -64,8 +77,27 @@ impl Control {
             drains: state.placer.drains(migrator.clone()),
             migrator,
             relay: true,
+            suspects: state.suspects.clone(),
+            gossiped: Arc::new(gossiped(state)),
         }
     }
+}
+
+/// What each member last gossiped of its vessels.
+fn gossiped(state: &NodeState) -> Vec<Gossiped> {
+    state
+        .peers
+        .iter()
+        .filter(|(_, e)| matches!(e.membership, super::peers::Membership::Member(_)))
+        .filter_map(|(p, e)| {
+            let (status, at) = e.status.as_ref()?;
+            Some(Gossiped {
+                peer: *p,
+                vessels: status.named.clone(),
+                at: *at,
+            })
+        })
+        .collect()
 }
 
 pub(super) fn respond_control(
@@ -236,6 +268,15 @@ async fn migrate_command(
             format!("vessel {id} runs on {node} already"),
         ));
     }
+    if let Some(s) = control.suspects.of(&to_peer) {
+        return Err(refuse(
+            RefusalCode::Unreachable,
+            format!(
+                "--to {to_peer} is {}: it cannot take the vessel",
+                s.describe()
+            ),
+        ));
+    }
     let request = ForwardRequest::Migrate {
         vessel: id,
         to: PeerIdBytes(to_peer.to_bytes()),
@@ -272,18 +313,22 @@ async fn act(
                 format!("the command acts on node {node}, not on this one"),
             ));
         }
-        return sign_for(control, node).await;
+        return sign_for(control, node, &request).await;
     }
     run_on(control, node, request, answer).await
 }
 
-/// Asks `node` for a nonce and tells the CLI to sign its command for it.
-async fn sign_for(control: &Control, node: PeerId) -> Result<ControlResponse, Refusal> {
-    match control
-        .link
-        .forward(node, ForwardRequest::Challenge)
-        .await?
-    {
+/// Asks `node` for a nonce and tells the CLI to sign its command
+/// (`request`) for it; refused at once, saying why, when `node` is
+/// suspected.
+async fn sign_for(
+    control: &Control,
+    node: PeerId,
+    request: &ForwardRequest,
+) -> Result<ControlResponse, Refusal> {
+    let (challenge, why) = (ForwardRequest::Challenge, consequence(request));
+    let (link, suspects) = (&control.link, &control.suspects);
+    match forward_while_alive(link, suspects, node, challenge, why).await? {
         ForwardResponse::Challenge { nonce, node: key } => Ok(ControlResponse::SignFor {
             node: node.to_string(),
             node_key: key,
@@ -321,7 +366,8 @@ pub(super) async fn run_on<T>(
     let reply = if node == control.me {
         run_here(control, None, request).await?
     } else {
-        control.link.forward(node, request).await?
+        let why = consequence(&request);
+        forward_while_alive(&control.link, &control.suspects, node, request, why).await?
     };
     expect(reply).map_err(|other| RequestError::unexpected(node, &other).into())
 }
@@ -502,35 +548,49 @@ fn rows_here(control: &Control) -> Vec<VesselInfo> {
 }
 
 /// Every vessel in the mesh: this node's and each member peer's, one row
-/// per vessel (the highest epoch wins; a node it left says `left`).
+/// per vessel (the highest epoch wins; a node it left says `left`). A
+/// suspected peer is not asked: its vessels are listed from its last
+/// status, on its row, with its state (`mesh::silent`).
 pub async fn ps(control: &Control, peers: &[PeerId]) -> Vec<VesselInfo> {
     let mut rows = rows_here(control);
     let asks = peers.iter().map(|p| {
-        let link = control.link.clone();
-        let p = *p;
-        async move {
-            tokio::time::timeout(PS_PEER_TIMEOUT, link.forward(p, ForwardRequest::Vessels)).await
-        }
+        let (link, suspects, p) = (control.link.clone(), control.suspects.clone(), *p);
+        async move { (p, ask_vessels(&link, &suspects, p, PS_PEER_TIMEOUT).await) }
     });
-    for r in futures::future::join_all(asks).await {
-        if let Ok(Ok(ForwardResponse::Vessels(v))) = r {
+    let mut answered = HashSet::new();
+    for (p, r) in futures::future::join_all(asks).await {
+        if let Some(v) = r {
+            answered.insert(p);
             rows.extend(v);
         }
     }
+    rows.extend(gossiped_rows(
+        &control.gossiped,
+        &control.suspects,
+        &answered,
+    ));
     merge_rows(rows)
 }
 
-/// One row per vessel: the highest epoch; at equal epochs, the node that
-/// does not say `left`.
+/// How much a `ps` row is worth at equal epochs: a node's own word that it
+/// runs the vessel, then a silent host's last status, then a node that
+/// says the vessel `left` it or is `waiting` for it.
+fn row_rank(r: &VesselInfo) -> u8 {
+    match r.state.as_str() {
+        "left" | "waiting" => 0,
+        _ if from_gossip(r) => 1,
+        _ => 2,
+    }
+}
+
+/// One row per vessel: the highest epoch; at equal epochs, by
+/// [`row_rank`].
 pub fn merge_rows(rows: Vec<VesselInfo>) -> Vec<VesselInfo> {
     let mut best: BTreeMap<VesselId, VesselInfo> = BTreeMap::new();
     for r in rows {
         let better = match best.get(&r.id) {
             None => true,
-            Some(b) => {
-                (r.epoch, r.state != "left" && r.state != "waiting")
-                    > (b.epoch, b.state != "left" && b.state != "waiting")
-            }
+            Some(b) => (r.epoch, row_rank(&r)) > (b.epoch, row_rank(b)),
         };
         if better {
             best.insert(r.id, r);
@@ -672,4 +732,56 @@ fn checkpoint_refusal(vessel: VesselId, e: crate::vessel::checkpoint::Checkpoint
         E::Store(_) | E::Record(_) => RefusalCode::Internal,
     };
     Refusal::new(code, format!("cannot checkpoint vessel {vessel}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::mesh::liveness::State;
+    use protocol::control::StatusVessel;
+
+    fn vessel(n: u8, epoch: u64) -> StatusVessel {
+        StatusVessel {
+            id: VesselId([n; 8]),
+            name: format!("v{n}"),
+            epoch,
+        }
+    }
+
+    #[test]
+    fn a_silent_hosts_row_beats_a_left_row_but_not_a_newer_epoch() {
+        let suspects = Suspects::default();
+        let dead = PeerId::random();
+        let since = Instant::now() - Duration::from_secs(5);
+        suspects.publish([(dead, State::Down { since })].into_iter());
+        let gossiped = [Gossiped {
+            peer: dead,
+            vessels: vec![vessel(1, 2), vessel(2, 2)],
+            at: Instant::now(),
+        }];
+        let mut rows = gossiped_rows(&gossiped, &suspects, &HashSet::new());
+        let template = rows[0].clone();
+        let live = |n: u8, epoch: u64, state: &str| VesselInfo {
+            id: VesselId([n; 8]),
+            node: "elsewhere".into(),
+            state: state.into(),
+            epoch,
+            ..template.clone()
+        };
+        // v1 left a live node under the same epoch for the dead host; v2
+        // moved on from the dead host to a live node (a newer epoch).
+        rows.extend([live(1, 2, "left"), live(2, 3, "running")]);
+        let merged = merge_rows(rows);
+        let by_id = |n: u8| merged.iter().find(|r| r.id == VesselId([n; 8])).unwrap();
+        assert_eq!(
+            (by_id(1).node.as_str(), by_id(1).state.as_str()),
+            (dead.to_string().as_str(), "down")
+        );
+        assert_eq!(
+            (by_id(2).node.as_str(), by_id(2).state.as_str()),
+            ("elsewhere", "running")
+        );
+    }
 }

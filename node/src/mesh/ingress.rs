@@ -21,6 +21,16 @@
 //! bytes, which travel in the vessel's image ([`protocol::ingress::HubImage`]).
 //! A client that reached the host directly is held by the host as entry,
 //! so it keeps its connection when the vessel leaves.
+//!
+//! A host that failure detection suspects (`mesh::liveness`) is not waited
+//! on for long. A new client of a vessel there is reset at once, never
+//! accepted and left hanging. An open one is held while the host is only
+//! *unreachable* (its bytes kept, as always): a partition that heals, or a
+//! host that restarts, is ridden out (testnet's faults.toml, and the sync
+//! mode of issue 15 will keep clients through a host's death). It is reset
+//! once the host is *down* (`liveness::DOWN_AFTER`, 30 s of silence): at
+//! once if it waits on the host's answer, within [`IDLE_LOOK_EVERY`] if it
+//! is idle. [`gives_up_open`] is that rule.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -42,6 +52,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use super::link::{Link, RequestError};
+use super::liveness::{Suspects, Suspicion};
 use crate::dock::services::ingress::IngressHub;
 use crate::sync::lock;
 use crate::vessel::{Host, Record};
@@ -65,10 +76,27 @@ const INGRESS_SEGMENT_BYTES: usize = 64 * 1024;
 const RETRY_WAIT: Duration = Duration::from_millis(10);
 const UNREACHABLE_WAIT: Duration = Duration::from_millis(100);
 
-/// How long an entry keeps trying to reach a vessel's host for one client
-/// before it resets the client. Long enough to ride out a partition that
-/// heals; a client that gives up earlier simply closes.
+/// How long an entry keeps trying to reach a vessel's host for one client,
+/// while failure detection does not call the host down (its requests fail
+/// but it answers pings), before it resets the client. A host that is down
+/// is given up at once (see the module's note).
 pub const HOST_UNREACHABLE_LIMIT: Duration = Duration::from_secs(120);
+
+/// A new client is not accepted for a host under any suspicion.
+fn refuses_new(_: &Suspicion) -> bool {
+    true
+}
+
+/// An open client is given up once its host is down, not while it is only
+/// unreachable (see the module's note).
+pub fn gives_up_open(s: &Suspicion) -> bool {
+    s.down
+}
+
+/// How often an idle client's reader looks whether the vessel closed the
+/// connection or its host became suspected: the most an idle client of a
+/// dead host waits for its reset beyond the detection itself.
+pub const IDLE_LOOK_EVERY: Duration = Duration::from_secs(1);
 
 /// How long an entry keeps asking after hosts that say the vessel is not
 /// there and do not know where it went (a few status intervals: the gossip
@@ -128,6 +156,8 @@ pub struct Ingress {
     /// Ports listened on, and the one that failed to bind (logged once).
     listening: Mutex<HashMap<u16, bool>>,
     conns: Mutex<HashMap<u64, Arc<EntryConn>>>,
+    /// The hosts failure detection suspects: not waited on.
+    suspects: Suspects,
 }
 
 impl Ingress {
@@ -138,6 +168,7 @@ impl Ingress {
         link: Link,
         host: Arc<Mutex<Host>>,
         me: PeerId,
+        suspects: Suspects,
     ) -> Ingress {
         Ingress {
             service_ip,
@@ -148,7 +179,20 @@ impl Ingress {
             moved: tokio::sync::watch::Sender::new(0),
             listening: Mutex::new(HashMap::new()),
             conns: Mutex::new(HashMap::new()),
+            suspects,
         }
+    }
+
+    /// The host of `vessel`'s route when failure detection suspects it
+    /// and `enough` holds of the suspicion, with why, for the log.
+    fn suspected_host(
+        &self,
+        vessel: VesselId,
+        enough: fn(&Suspicion) -> bool,
+    ) -> Option<(PeerId, String)> {
+        let (host, _) = self.route(vessel)?;
+        let s = self.suspects.of(&host).filter(enough)?;
+        Some((host, s.describe()))
     }
 
     /// Routes gossiped by `host` (a member's status).
@@ -467,6 +511,12 @@ async fn listen(ingress: Arc<Ingress>, listener: TcpListener, port: u16) {
             debug!(port, %addr, "no vessel serves this port now: client closed");
             continue;
         };
+        if let Some((host, why)) = ingress.suspected_host(vessel, refuses_new) {
+            // Accepting it would leave it hanging on a host that is gone.
+            info!(port, %addr, %vessel, %host, "client reset: the vessel's host is {why}");
+            let _ = stream.set_zero_linger();
+            continue;
+        }
         if ingress.connections() >= MAX_ENTRY_CONNECTIONS {
             warn!(
                 port,
@@ -561,8 +611,9 @@ async fn read_client(
             let r = if idle {
                 tokio::select! {
                     r = read.read(&mut buf) => Some(r),
-                    // Look up now and then: the vessel may have closed.
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => None,
+                    // Look up now and then: the vessel may have closed, or
+                    // its host gone.
+                    _ = tokio::time::sleep(IDLE_LOOK_EVERY) => None,
                 }
             } else {
                 match read.try_read(&mut buf) {
@@ -571,7 +622,13 @@ async fn read_client(
                 }
             };
             match r {
-                None if idle => continue,
+                None if idle => {
+                    if let Some((host, why)) = ingress.suspected_host(vessel, gives_up_open) {
+                        info!(%vessel, conn = id, %host, "idle client reset: the vessel's host is {why}");
+                        break;
+                    }
+                    continue;
+                }
                 None => {}
                 Some(Ok(0)) => end = Some(StreamEnd::Fin),
                 Some(Ok(n)) => pending.extend_from_slice(&buf[..n]),
@@ -609,6 +666,11 @@ async fn read_client(
                     // answer is not needed: the bytes stay here until a host
                     // confirms them, and a host skips bytes it has.
                     () = ingress.moved_from(vessel, host) => continue,
+                    // The host died with the frame: not waited on.
+                    s = ingress.suspects.until_down(host) => {
+                        info!(%vessel, conn = id, %host, "client reset: the vessel's host is {}", s.describe());
+                        break;
+                    }
                 }
             }
         };
@@ -669,6 +731,10 @@ async fn read_client(
                 }
             }
             Err(e) => {
+                if let Some((host, why)) = ingress.suspected_host(vessel, gives_up_open) {
+                    info!(%vessel, conn = id, %host, "client reset: the vessel's host is {why} ({e})");
+                    break;
+                }
                 let since = *unreachable_since.get_or_insert_with(Instant::now);
                 if since.elapsed() > HOST_UNREACHABLE_LIMIT {
                     warn!(%vessel, conn = id, "client reset: the vessel's host is unreachable ({e})");
@@ -849,7 +915,13 @@ mod tests {
             fail_fast: false,
         };
         let me = PeerId::random();
-        let ingress = Arc::new(Ingress::new(None, link, Arc::new(Mutex::new(host)), me));
+        let ingress = Arc::new(Ingress::new(
+            None,
+            link,
+            Arc::new(Mutex::new(host)),
+            me,
+            Suspects::default(),
+        ));
         let (vessel, old, new) = (VesselId([7; 8]), PeerId::random(), PeerId::random());
         let route = |epoch| ServiceRoute {
             vessel,

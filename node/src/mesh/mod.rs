@@ -7,8 +7,10 @@
 //!   node gossips about itself), [`faults`] (test-only fault points);
 //!   [`behaviour`]: the swarm's protocols (identify, ping, mDNS, Kademlia,
 //!   gossipsub, membership and control request-response) and how the swarm
-//!   is built (TCP and QUIC, noise, yamux); [`peers`]: the peer table's
-//!   entries and [`peers::Membership`];
+//!   is built (TCP and QUIC, noise, yamux); [`liveness`]: failure
+//!   detection (each peer up, unreachable or down) and
+//!   [`liveness::Suspects`], the handle tasks ask; [`peers`]: the peer
+//!   table's entries and [`peers::Membership`];
 //! - [`link`]: [`link::NodeCommand`], what tasks ask the event loop, and
 //!   the request/await link to peers over it ([`link::Link`]);
 //! - [`vessels`]: the migration side's state ([`vessels::Migrator`], the
@@ -28,7 +30,7 @@
 //! - on it: [`membership`] (the certificate exchange, judging peers,
 //!   `--join`), [`status_gossip`] (publishing and judging statuses),
 //!   [`commands`] (control commands across the mesh: run here or forward to
-//!   the member that acts), [`serve`] (the destination side of a migration
+//!   the member that acts; [`silent`]: what they do about a suspected host), [`serve`] (the destination side of a migration
 //!   and the requests peers send), [`recover`] (start-up recovery and the
 //!   clean-stop checkpoint), [`checkpoint`] (the periodic checkpoints and
 //!   `meshnode checkpoint`), [`replicate`] and [`replica_serve`] (a
@@ -61,6 +63,7 @@ pub mod ingress;
 pub mod lease;
 pub mod ledger;
 pub mod link;
+pub mod liveness;
 pub mod membership;
 pub mod migrate;
 pub mod node;
@@ -74,6 +77,7 @@ pub mod replica_serve;
 pub mod replicate;
 pub mod rtt;
 pub mod serve;
+pub mod silent;
 pub mod state;
 pub mod status;
 pub mod status_gossip;
@@ -112,6 +116,7 @@ mod tests {
         ("lease", include_str!("lease/mod.rs")),
         ("ledger", include_str!("ledger.rs")),
         ("link", include_str!("link.rs")),
+        ("liveness", include_str!("liveness.rs")),
         ("membership", include_str!("membership.rs")),
         ("migrate", include_str!("migrate.rs")),
         ("node", include_str!("node.rs")),
@@ -125,6 +130,7 @@ mod tests {
         ("replicate", include_str!("replicate.rs")),
         ("rtt", include_str!("rtt.rs")),
         ("serve", include_str!("serve.rs")),
+        ("silent", include_str!("silent.rs")),
         ("state", include_str!("state.rs")),
         ("status", include_str!("status.rs")),
         ("status_gossip", include_str!("status_gossip.rs")),

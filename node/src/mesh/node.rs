@@ -35,11 +35,14 @@ use super::ingress::Ingress;
 use super::lease::Leases;
 use super::ledger::Ledger;
 use super::link::{Link, NodeCommand, PendingRequests, RequestError};
+use super::liveness::{Event as Heard, Suspects, Thresholds, LIVENESS_STALL, LIVENESS_TICK};
 use super::membership::{
     check_vessel_version, exchange_certificates, finish_join, learn_certificate, remember_members,
     Joining,
 };
-use super::peers::{peer_of, strip_p2p, Membership, MAX_ADDRS_PER_PEER};
+use super::peers::{
+    note_liveness, peer_of, strip_p2p, tick_liveness, Membership, MAX_ADDRS_PER_PEER,
+};
 use super::place::{tick, Placer, STALE_RTT_INTERVALS, STALE_STATUS_INTERVALS};
 use super::recover::{checkpoint_all, recover};
 use super::rtt::SmoothedRtt;
@@ -62,6 +65,20 @@ const KAD_BOOTSTRAP_EVERY_TICKS: u64 = 6;
 
 /// How long `--join` keeps trying to reach the inviting node.
 pub const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Test pacing: `MESHNODE_TEST_DOWN_AFTER_MS=N` makes a silent peer down
+/// after N ms instead of [`super::liveness::DOWN_AFTER`] (30 s), so that
+/// the dead-node tests see it within their time. Never set in production.
+fn thresholds(ping_interval: Duration) -> Thresholds {
+    let th = Thresholds::for_ping_interval(ping_interval);
+    match std::env::var("MESHNODE_TEST_DOWN_AFTER_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        Some(ms) => th.with_down_after(Duration::from_millis(ms)),
+        None => th,
+    }
+}
 
 /// What a node starts with.
 pub struct NodeParams {
@@ -148,11 +165,13 @@ pub async fn run(
         ),
     };
     let link = Link::new(internal_tx);
+    let suspects = Suspects::default();
     let ingress = Arc::new(Ingress::new(
         service_ip,
         link.clone(),
         params.host.clone(),
         params.identity.peer_id,
+        suspects.clone(),
     ));
     let (hub_tx, hub_rx) = tokio::sync::mpsc::unbounded_channel();
     params
@@ -197,6 +216,8 @@ pub async fn run(
         placer: Placer::new(Placement::new(config.placement_params()), rtt_stale),
         ingress: ingress.clone(),
         gate: swarm.behaviour().gate(),
+        liveness: thresholds(Duration::from_millis(config.ping_interval_ms)),
+        suspects,
     };
     state.sync_gate();
 
@@ -273,6 +294,10 @@ pub async fn run(
     let mut status_tick = tokio::time::interval(Duration::from_millis(config.status_interval_ms));
     let mut redial_tick = tokio::time::interval(Duration::from_millis(config.redial_interval_ms));
     redial_tick.tick().await; // the first tick is immediate; the dials above cover it
+    let mut liveness_tick = tokio::time::interval(LIVENESS_TICK);
+    // After a stall, one late tick rather than a burst (see LIVENESS_STALL).
+    liveness_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_liveness_tick = Instant::now();
     let mut ticks: u64 = 0;
     let mut status_ticks: u64 = 0;
     tokio::pin!(shutdown);
@@ -293,6 +318,13 @@ pub async fn run(
                 if status_ticks.is_multiple_of(TRUST_REPUBLISH_EVERY_TICKS) {
                     publish_notice(&mut swarm, &state);
                 }
+            }
+            _ = liveness_tick.tick() => {
+                let now = Instant::now();
+                if now.duration_since(last_liveness_tick) < LIVENESS_STALL {
+                    tick_liveness(&mut state.peers, &state.liveness, &state.suspects);
+                }
+                last_liveness_tick = now;
             }
             _ = placement_tick.tick() => {
                 let migrator = state.migrator();
@@ -441,6 +473,8 @@ fn handle_event(
         } => {
             let entry = state.peer(peer_id);
             entry.connections = num_established.get() as usize;
+            note_liveness(&mut state.peers, &peer_id, Heard::Heard, &state.liveness);
+            let entry = state.peer(peer_id);
             if let ConnectedPoint::Dialer { address, .. } = &endpoint {
                 entry.add_addr(address.clone());
             }
@@ -472,6 +506,12 @@ fn handle_event(
         } => {
             let revoked = crate::identity::peer_public_key(&peer_id)
                 .is_some_and(|k| state.revoked_reason(&k).is_some());
+            if num_established == 0 {
+                // Its last connection went: a dead process closes them. A
+                // revoked member has left the mesh.
+                let event = if revoked { Heard::Left } else { Heard::Failed };
+                note_liveness(&mut state.peers, &peer_id, event, &state.liveness);
+            }
             if let Some(e) = state.peers.get_mut(&peer_id) {
                 e.connections = num_established as usize;
                 if num_established == 0 {
@@ -487,6 +527,9 @@ fn handle_event(
         }
         SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
             debug!(peer = ?peer_id, "dial failed: {error}");
+            if let Some(p) = peer_id {
+                note_liveness(&mut state.peers, &p, Heard::Failed, &state.liveness);
+            }
             if let (Joining::Dialled { inviter, .. }, Some(p)) = (&*joining, peer_id) {
                 if *inviter == p {
                     warn!("cannot reach the inviting node yet: {error}");
@@ -507,8 +550,14 @@ fn handle_behaviour(
 ) -> Result<(), NodeError> {
     match event {
         NodeBehaviourEvent::Ping(ping::Event { peer, result, .. }) => match result {
-            Ok(rtt) => state.peer(peer).rtt.observe(rtt),
-            Err(e) => debug!(%peer, "ping failed: {e}"),
+            Ok(rtt) => {
+                state.peer(peer).rtt.observe(rtt);
+                note_liveness(&mut state.peers, &peer, Heard::Heard, &state.liveness);
+            }
+            Err(e) => {
+                debug!(%peer, "ping failed: {e}");
+                note_liveness(&mut state.peers, &peer, Heard::Failed, &state.liveness);
+            }
         },
         NodeBehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
             let kad_ok = swarm.behaviour().kad.is_enabled();
@@ -546,7 +595,7 @@ fn handle_behaviour(
             let acceptance = if message.topic == trust_topic().hash() {
                 learn_notice(swarm, state, &message)
             } else {
-                judge_status(swarm, state, &message)
+                judge_status(swarm, state, &message, propagation_source)
             };
             swarm
                 .behaviour_mut()
@@ -630,6 +679,7 @@ fn handle_behaviour(
             debug!(%peer, "control request failed: {error}");
         }
         NodeBehaviourEvent::Vessel(request_response::Event::Message { peer, message, .. }) => {
+            note_liveness(&mut state.peers, &peer, Heard::Heard, &state.liveness);
             match message {
                 request_response::Message::Request {
                     request, channel, ..
@@ -666,6 +716,9 @@ fn handle_behaviour(
                     ),
                     other => other.to_string(),
                 };
+                if transport {
+                    note_liveness(&mut state.peers, &peer, Heard::Failed, &state.liveness);
+                }
                 let _ = reply.send(Err(if transport {
                     RequestError::Transport { peer, reason }
                 } else {

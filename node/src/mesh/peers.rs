@@ -1,7 +1,8 @@
 //! The peer table's entries: what this node knows about each peer and
 //! whether it belongs to the mesh. A leaf: it uses nothing else of `mesh/`,
 //! so the event loop, membership, placement and the control server can all
-//! read the table without using each other.
+//! read the table without using each other. It feeds each entry's failure
+//! detector ([`super::liveness`]) and publishes the suspects.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -11,6 +12,9 @@ use libp2p::{Multiaddr, PeerId};
 use protocol::control::NodeStatus;
 use protocol::membership::{MemberCertificate, PublicKey};
 
+use tracing::{info, warn};
+
+use super::liveness::{Detector, Event, State, Suspects, Thresholds};
 use super::rtt::SmoothedRtt;
 
 /// Most addresses kept per peer; extra ones replace the oldest.
@@ -42,6 +46,8 @@ pub struct PeerEntry {
     /// Why this node cannot speak with the peer (another vessel protocol
     /// version): it is then never a member, whatever its certificate.
     pub incompatible: Option<String>,
+    /// Whether this node hears from it (up, unreachable, down).
+    pub liveness: Detector,
 }
 
 impl PeerEntry {
@@ -54,6 +60,7 @@ impl PeerEntry {
             status: None,
             certificate: None,
             incompatible: None,
+            liveness: Detector::new(Instant::now()),
         }
     }
 
@@ -77,6 +84,47 @@ impl PeerEntry {
 impl Default for PeerEntry {
     fn default() -> Self {
         PeerEntry::new()
+    }
+}
+
+/// Tells `peer`'s failure detector of `event`; a peer not in the table is
+/// not tracked (it is added when it connects).
+pub fn note_liveness(table: &mut PeerTable, peer: &PeerId, event: Event, th: &Thresholds) {
+    if let Some(e) = table.get_mut(peer) {
+        if let Some(next) = e.liveness.on(event, Instant::now(), th) {
+            log_transition(peer, e, next);
+        }
+    }
+}
+
+/// Ticks every detector and publishes the members it suspects.
+pub fn tick_liveness(table: &mut PeerTable, th: &Thresholds, suspects: &Suspects) {
+    let now = Instant::now();
+    for (peer, e) in table.iter_mut() {
+        if let Some(next) = e.liveness.on(Event::Tick, now, th) {
+            log_transition(peer, e, next);
+        }
+    }
+    suspects.publish(
+        table
+            .iter()
+            .filter(|(_, e)| matches!(e.membership, Membership::Member(_)))
+            .map(|(p, e)| (*p, e.liveness.state())),
+    );
+}
+
+/// A member that goes silent or comes back is worth a line in the log.
+fn log_transition(peer: &PeerId, e: &PeerEntry, next: State) {
+    if !matches!(e.membership, Membership::Member(_)) {
+        return;
+    }
+    let silent = e.liveness.last_heard().elapsed().as_secs_f64();
+    match next {
+        State::Up => info!(%peer, "member answers again"),
+        State::Unreachable { .. } => {
+            warn!(%peer, "member unreachable: nothing heard from it for {silent:.1} s")
+        }
+        State::Down { .. } => warn!(%peer, "member down: nothing heard from it for {silent:.1} s"),
     }
 }
 

@@ -68,6 +68,10 @@ pub struct NodeState {
     /// What peers may make the codecs read (members, trusted users),
     /// brought up to date after every event ([`NodeState::sync_gate`]).
     pub gate: Arc<super::gate::PeerGate>,
+    /// Failure detection's thresholds, and the suspects it publishes for
+    /// tasks (`mesh::liveness`).
+    pub liveness: super::liveness::Thresholds,
+    pub suspects: super::liveness::Suspects,
 }
 
 impl NodeState {

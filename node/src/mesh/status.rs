@@ -21,6 +21,7 @@ pub fn sample(vessels: Vec<String>) -> NodeStatus {
         rtts: Vec::new(),
         draining: false,
         services: Vec::new(),
+        named: Vec::new(),
     }
 }
 

@@ -1,16 +1,20 @@
 //! Status gossip on the running node: publishing this node's status and
-//! judging the statuses other members publish.
+//! judging the statuses other members publish. A member's status, when the
+//! member itself sent it here, is also a sign of life for failure detection
+//! (`mesh::liveness`), and it names the vessels the member runs, which `ps`
+//! shows on its row if it stops answering.
 
 use std::time::Instant;
 
 use libp2p::{gossipsub, Swarm};
-use protocol::control::StatusMessage;
+use protocol::control::{StatusMessage, StatusVessel, MAX_STATUS_NAMED_VESSELS};
 use protocol::limits::MAX_STATUS_MESSAGE_BYTES;
 use tracing::debug;
 
 use super::behaviour::NodeBehaviour;
+use super::liveness::Event;
 use super::membership::{note_peer_certificate, recheck_members, set_membership};
-use super::peers::Membership;
+use super::peers::{note_liveness, Membership};
 use super::state::NodeState;
 
 pub(super) fn publish_status(
@@ -21,19 +25,27 @@ pub(super) fn publish_status(
     let Some(cert) = &state.certificate else {
         return;
     };
-    let (vessels, services) = {
+    let (running, services) = {
         let mut h = state.host.lock().unwrap_or_else(|p| p.into_inner());
         h.reap();
-        let vessels: Vec<String> = h
+        let running: Vec<_> = h
             .list()
             .into_iter()
             .filter(|v| v.state == "running" || v.state == "migrating")
-            .map(|v| v.id.to_hex())
             .take(protocol::limits::MAX_STATUS_VESSELS)
             .collect();
-        (vessels, super::ingress::local_routes(&h))
+        (running, super::ingress::local_routes(&h))
     };
-    let mut status = super::status::sample(vessels);
+    let mut status = super::status::sample(running.iter().map(|v| v.id.to_hex()).collect());
+    status.named = running
+        .into_iter()
+        .take(MAX_STATUS_NAMED_VESSELS)
+        .map(|v| StatusVessel {
+            id: v.id,
+            name: v.name,
+            epoch: v.epoch,
+        })
+        .collect();
     status.rtts = state.placer.own_rtts(&state.peers);
     status.draining = state.placer.draining();
     status.services = services;
@@ -57,6 +69,7 @@ pub(super) fn judge_status(
     swarm: &mut Swarm<NodeBehaviour>,
     state: &mut NodeState,
     message: &gossipsub::Message,
+    propagated_by: libp2p::PeerId,
 ) -> gossipsub::MessageAcceptance {
     let Some(source) = message.source else {
         return gossipsub::MessageAcceptance::Reject;
@@ -87,6 +100,12 @@ pub(super) fn judge_status(
     }
     match state.judge(&source, Some(&msg.certificate)) {
         m @ Membership::Member(_) => {
+            if propagated_by == source {
+                // Not one relayed by another peer: gossip may deliver a
+                // dead node's last status seconds later, which is no sign
+                // that it lives (dead_node caught `ps` flapping on it).
+                note_liveness(&mut state.peers, &source, Event::Heard, &state.liveness);
+            }
             state.ingress.learn(source, &msg.status.services);
             state.peer(source).status = Some((msg.status, Instant::now()));
             if state.peer(source).membership != m {

@@ -8,6 +8,7 @@ mod wasi_errno;
 
 mod corpus;
 mod cross_cpu;
+mod dead_node;
 mod dock;
 mod durability;
 mod hardening_limits;
