@@ -195,7 +195,20 @@ fn a_dead_host_is_seen_dead_and_nothing_hangs_on_it() {
     let wasm = compile_c("examples/kvserver.c", &[]);
     let p = port.to_string();
     let w = wasm.to_str().unwrap();
-    let deploy = ["deploy", "--name", "kv", "--port", &p, "--on", &b_id, w];
+    // No replica: this is the host that dies with nothing to fail over to
+    // (failover itself is leases.rs's).
+    let deploy = [
+        "deploy",
+        "--name",
+        "kv",
+        "--port",
+        &p,
+        "--on",
+        &b_id,
+        "--replicas",
+        "0",
+        w,
+    ];
     let (out, _) = mesh.cli(a, &deploy);
     assert!(out.status.success(), "deploy: {}", stderr(&out));
     let vessel = String::from_utf8(out.stdout).unwrap().trim().to_string();

@@ -35,6 +35,8 @@ pub(crate) struct Mesh {
     pub(crate) ids: Vec<String>,
     pace_ms: u32,
     fuel_slice: u64,
+    /// Added to every `deploy` (the fault tests: `--replicas 0`).
+    deploy_extra: Vec<String>,
 }
 
 impl Mesh {
@@ -66,6 +68,7 @@ impl Mesh {
             ids: Vec::new(),
             pace_ms,
             fuel_slice,
+            deploy_extra: Vec::new(),
         };
         for name in ["a", "b", "c"] {
             let peers = m.addrs.clone();
@@ -199,6 +202,7 @@ impl Mesh {
             args.push(e.clone());
         }
         args.extend(["--data-dir".into(), self.nodes[node].dir().into()]);
+        args.extend(self.deploy_extra.iter().cloned());
         args.push(wasm.to_str().unwrap().into());
         args.extend(spec.args.iter().cloned());
         let a: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -544,7 +548,11 @@ fn records(mesh: &Mesh, vessel: &str) -> Vec<Option<Record>> {
 
 fn fault_setup() -> (Mesh, PathBuf, Spec, Plain) {
     // About 180M instructions: 1,800 slices, 4 s paced.
-    let mesh = Mesh::new(2, 100_000);
+    let mut mesh = Mesh::new(2, 100_000);
+    // The migration protocol alone: no replica, so no lease and no
+    // failover (with one, a replica would take the vessel over while a
+    // node killed after the commit point is down; leases.rs tests that).
+    mesh.deploy_extra = vec!["--replicas".into(), "0".into()];
     let wasm = corpus_wasm("cpu_loop");
     let mut spec = spec("cpu_loop");
     spec.args = vec!["30000".into()];
