@@ -12,8 +12,8 @@
 //! - [`cbor`]: ciborium encoding with explicit size limits on decode.
 //! - [`membership`]: keys, domain-separated signatures, member certificates,
 //!   invite grants and join tokens (docs/security.md).
-//! - [`control`]: the CLI ↔ node control protocol and the gossiped node
-//!   status (docs/protocol.md).
+//! - [`control`]: the CLI ↔ node control protocol (docs/protocol.md);
+//!   [`status`]: what `peers` lists and the gossiped node status.
 //! - [`vessel`]: a vessel's signed [`vessel::Deployment`] and the
 //!   [`vessel::VesselImage`] that travels when it moves (snapshot, volumes,
 //!   log).
@@ -50,6 +50,7 @@ pub mod refusal;
 pub mod replica;
 pub mod revocation;
 pub mod snapshot;
+pub mod status;
 pub mod vessel;
 pub mod wasi;
 
@@ -73,6 +74,7 @@ mod tests {
         ("replica", include_str!("replica.rs")),
         ("revocation", include_str!("revocation.rs")),
         ("snapshot", include_str!("snapshot.rs")),
+        ("status", include_str!("status.rs")),
         ("vessel", include_str!("vessel.rs")),
         ("wasi", include_str!("wasi.rs")),
     ];

@@ -1,0 +1,253 @@
+//! What `meshnode peers` lists of each peer, and the node status every node
+//! gossips on `meshnode/status/1` (docs/protocol.md, "Status gossip"), with
+//! its limits. Plain data; re-exported by the control module.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::VesselId;
+use crate::limits::{MAX_STATUS_RTTS, MAX_STATUS_STRING_BYTES, MAX_STATUS_VESSELS};
+use crate::membership::{MemberCertificate, PublicKey};
+
+/// Version of the control and status messages this build speaks (here, not
+/// in `control`, which re-exports it: the status needs it, and `control`
+/// uses this module).
+pub const CONTROL_VERSION: u32 = 1;
+
+/// One peer as a node sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    pub peer_id: String,
+    pub addrs: Vec<String>,
+    /// Smoothed round-trip time, when the peer is connected and pinged.
+    pub rtt_us: Option<u64>,
+    pub member: bool,
+    /// Why the peer is not a member, when it is not.
+    pub refused: Option<String>,
+    pub user_key: Option<PublicKey>,
+    pub status: Option<NodeStatus>,
+    /// How long ago its last status arrived, in milliseconds.
+    pub status_age_ms: Option<u64>,
+    /// How long ago its last RTT sample arrived, in milliseconds: a large
+    /// value means pings are failing (a partition) and `rtt_us` is stale.
+    #[serde(default)]
+    pub rtt_age_ms: Option<u64>,
+    /// Whether the node hears from the peer (`None` from a node older than
+    /// failure detection). When it is not `Up`, `status` is stale: it is
+    /// the last one the peer gossiped, `status_age_ms` old.
+    #[serde(default)]
+    pub liveness: Option<PeerLiveness>,
+}
+
+/// What a node's failure detector says of a peer (docs/guide.md, "A node
+/// that stops answering").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerLiveness {
+    pub state: LivenessState,
+    /// How long nothing was heard from it (no ping, gossip or answer), in
+    /// milliseconds: how long it has been unreachable, when it is.
+    pub silent_ms: u64,
+    /// When it was last heard from, Unix milliseconds on the answering
+    /// node's clock (0 when that clock is before 1970).
+    pub last_heard_unix_ms: u64,
+}
+
+/// A peer's state as failure detection sees it. On the wire, its name
+/// (`"unreachable"`), so that a state a newer node adds decodes as
+/// `Unknown` instead of failing the listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "String", from = "String")]
+pub enum LivenessState {
+    /// Heard from within the unreachable threshold.
+    Up,
+    /// Nothing heard for longer than the unreachable threshold (or a failed
+    /// exchange and a shorter silence): suspected, not yet given up.
+    Unreachable,
+    /// Nothing heard for longer than the down threshold, or it left.
+    Down,
+    /// A state this build does not know (from a newer node).
+    Unknown,
+}
+
+impl LivenessState {
+    pub fn name(self) -> &'static str {
+        match self {
+            LivenessState::Up => "up",
+            LivenessState::Unreachable => "unreachable",
+            LivenessState::Down => "down",
+            LivenessState::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for LivenessState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl From<LivenessState> for String {
+    fn from(s: LivenessState) -> String {
+        s.name().to_string()
+    }
+}
+
+impl From<String> for LivenessState {
+    fn from(name: String) -> LivenessState {
+        [
+            LivenessState::Up,
+            LivenessState::Unreachable,
+            LivenessState::Down,
+        ]
+        .into_iter()
+        .find(|s| s.name() == name)
+        .unwrap_or(LivenessState::Unknown)
+    }
+}
+
+/// What each node gossips about itself on the status topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub version: u32,
+    /// `std::env::consts::ARCH`, e.g. `x86_64`, `aarch64`.
+    pub arch: String,
+    /// `std::env::consts::OS`, e.g. `linux`, `macos`.
+    pub os: String,
+    pub free_memory_bytes: Option<u64>,
+    pub total_memory_bytes: Option<u64>,
+    /// One-minute load average × 1000.
+    pub load_milli: Option<u32>,
+    pub cpus: u32,
+    /// Ids of the vessels running on the node.
+    pub vessels: Vec<String>,
+    /// The service ports of the vessels running on the node, so that every
+    /// node can accept their clients.
+    #[serde(default)]
+    pub services: Vec<crate::ingress::ServiceRoute>,
+    /// Smoothed RTTs to its nearest connected member peers, for placement
+    /// elsewhere (absent from nodes older than placement).
+    #[serde(default)]
+    pub rtts: Vec<PeerRtt>,
+    /// It is being drained: placement moves no vessel to it.
+    #[serde(default)]
+    pub draining: bool,
+    /// The running vessels' names and epochs (the first
+    /// [`MAX_STATUS_NAMED_VESSELS`]), so that `ps` can still list a vessel,
+    /// by name, on the row of a host that stopped answering (empty from
+    /// older nodes).
+    #[serde(default)]
+    pub named: Vec<StatusVessel>,
+}
+
+/// Most vessels a status names ([`NodeStatus::named`]): 64 names of up to
+/// `MAX_NAME_BYTES` keep a status well under `MAX_STATUS_MESSAGE_BYTES`
+/// beside its 512 ids, and a small board runs tens of vessels.
+pub const MAX_STATUS_NAMED_VESSELS: usize = 64;
+
+/// One running vessel as a status names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusVessel {
+    pub id: VesselId,
+    pub name: String,
+    pub epoch: u64,
+}
+
+/// One peer's smoothed RTT, as a status reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerRtt {
+    /// The peer's PeerId.
+    pub peer: String,
+    pub rtt_us: u64,
+}
+
+/// A gossiped status: the sender's certificate travels with it, so that a
+/// status forwarded by other peers can still be checked for membership. The
+/// gossipsub envelope's own signature proves who sent it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusMessage {
+    pub certificate: MemberCertificate,
+    pub status: NodeStatus,
+}
+
+/// Why a node status was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StatusError {
+    #[error("status version {found}, this build reads version {expected}")]
+    Version { found: u32, expected: u32 },
+    #[error("status lists {found} vessels, over the limit of {limit}")]
+    TooManyVessels { found: usize, limit: usize },
+    #[error("status lists {found} RTTs, over the limit of {limit}")]
+    TooManyRtts { found: usize, limit: usize },
+    #[error("vessel {vessel} has {found} service ports, over the limit of {limit}")]
+    TooManyPorts {
+        vessel: String,
+        found: usize,
+        limit: usize,
+    },
+    #[error("status has a string of {found} bytes, over the limit of {limit}")]
+    StringTooLong { found: usize, limit: usize },
+}
+
+impl NodeStatus {
+    pub fn check(&self) -> Result<(), StatusError> {
+        if self.version != CONTROL_VERSION {
+            return Err(StatusError::Version {
+                found: self.version,
+                expected: CONTROL_VERSION,
+            });
+        }
+        if self.vessels.len() > MAX_STATUS_VESSELS {
+            return Err(StatusError::TooManyVessels {
+                found: self.vessels.len(),
+                limit: MAX_STATUS_VESSELS,
+            });
+        }
+        if self.rtts.len() > MAX_STATUS_RTTS {
+            return Err(StatusError::TooManyRtts {
+                found: self.rtts.len(),
+                limit: MAX_STATUS_RTTS,
+            });
+        }
+        if self.services.len() > MAX_STATUS_VESSELS {
+            return Err(StatusError::TooManyVessels {
+                found: self.services.len(),
+                limit: MAX_STATUS_VESSELS,
+            });
+        }
+        if self.named.len() > MAX_STATUS_NAMED_VESSELS {
+            return Err(StatusError::TooManyVessels {
+                found: self.named.len(),
+                limit: MAX_STATUS_NAMED_VESSELS,
+            });
+        }
+        if let Some(v) = self
+            .named
+            .iter()
+            .find(|v| v.name.len() > crate::limits::MAX_NAME_BYTES)
+        {
+            return Err(StatusError::StringTooLong {
+                found: v.name.len(),
+                limit: crate::limits::MAX_NAME_BYTES,
+            });
+        }
+        if let Some(bad) = self.services.iter().find(|s| s.check().is_err()) {
+            return Err(StatusError::TooManyPorts {
+                vessel: bad.vessel.to_hex(),
+                found: bad.ports.len(),
+                limit: crate::limits::MAX_SERVICE_PORTS,
+            });
+        }
+        for s in [&self.arch, &self.os]
+            .into_iter()
+            .chain(self.vessels.iter())
+            .chain(self.rtts.iter().map(|r| &r.peer))
+        {
+            if s.len() > MAX_STATUS_STRING_BYTES {
+                return Err(StatusError::StringTooLong {
+                    found: s.len(),
+                    limit: MAX_STATUS_STRING_BYTES,
+                });
+            }
+        }
+        Ok(())
+    }
+}
