@@ -740,15 +740,7 @@ mod tests {
 
     use super::*;
     use crate::mesh::liveness::State;
-    use protocol::control::StatusVessel;
-
-    fn vessel(n: u8, epoch: u64) -> StatusVessel {
-        StatusVessel {
-            id: VesselId([n; 8]),
-            name: format!("v{n}"),
-            epoch,
-        }
-    }
+    use crate::mesh::silent::tests::vessel;
 
     #[test]
     fn a_silent_hosts_row_beats_a_left_row_but_not_a_newer_epoch() {

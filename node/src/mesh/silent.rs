@@ -157,12 +157,13 @@ pub fn from_gossip(row: &VesselInfo) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::mesh::liveness::State;
     use protocol::vessel::VesselId;
 
-    fn vessel(n: u8, epoch: u64) -> StatusVessel {
+    /// A running vessel as a status names it (also for `commands`' tests).
+    pub(crate) fn vessel(n: u8, epoch: u64) -> StatusVessel {
         StatusVessel {
             id: VesselId([n; 8]),
             name: format!("v{n}"),
