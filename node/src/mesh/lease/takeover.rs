@@ -54,6 +54,13 @@ pub async fn watch(driver: LeaseDriver, host: std::sync::Arc<std::sync::Mutex<Ho
             if now < c.due_ms || next_try.get(&c.vessel).is_some_and(|t| now < *t) {
                 continue;
             }
+            if owned_here_above(&host, c.vessel, c.cert.body.epoch) {
+                // Taken over already (or handed here): its replica entry
+                // and this voter's certificate lag the record for a while,
+                // and a second takeover would restart the vessel from the
+                // replica's image at yet another epoch.
+                continue;
+            }
             match take_over(&driver, &host, &c).await {
                 Ok(()) => {
                     next_try.remove(&c.vessel);
@@ -65,6 +72,13 @@ pub async fn watch(driver: LeaseDriver, host: std::sync::Arc<std::sync::Mutex<Ho
             }
         }
     }
+}
+
+/// This node owns `vessel` at an epoch above `epoch`.
+fn owned_here_above(host: &std::sync::Mutex<Host>, vessel: VesselId, epoch: u64) -> bool {
+    lock(host).vessels.get(&vessel).is_some_and(|l| {
+        matches!(l.record, crate::vessel::Record::Owned { .. }) && l.record.epoch() > epoch
+    })
 }
 
 /// The replicas this node keeps whose host's lease it no longer grants:
@@ -133,11 +147,28 @@ async fn take_over(
         }
         Err(e) => return Err(e.to_string()),
     };
-    run_from_replica(host, c, &cert)?;
+    // This node's voter learns the new certificate now, not at the first
+    // renewal: until then it still names the dead host at the replica's
+    // epoch, and [`candidates`] would list the vessel again.
+    if let Err(e) = lock(&driver.leases.book).voter(c.vessel).learn(&cert) {
+        warn!(vessel = %c.vessel, "its own takeover certificate: {e}");
+    }
+    let entries = run_from_replica(host, c, &cert)?;
     info!(
         vessel = %c.vessel,
         epoch = cert.body.epoch,
         "took the vessel over from its replica: its host's lease ran out"
+    );
+    // The entries of its clients learn the new host now, as after a
+    // migration: otherwise each waits for the gossip (about a second
+    // more, measured by scripts/bench_failover.py) before it resets or
+    // resends.
+    crate::mesh::ingress::announce_arrival(
+        &driver.link,
+        driver.me,
+        c.vessel,
+        cert.body.epoch,
+        entries,
     );
     Ok(())
 }
@@ -145,11 +176,12 @@ async fn take_over(
 /// Runs the replica's image here as the owner at the certificate's epoch:
 /// the image again under the new epoch, the certificate and the `Owned`
 /// record made durable first, then the vessel started (under its lease).
+/// Returns the entry nodes of the clients its image holds.
 fn run_from_replica(
     host: &std::sync::Mutex<Host>,
     c: &Candidate,
     cert: &Certificate,
-) -> Result<(), String> {
+) -> Result<Vec<libp2p::PeerId>, String> {
     let mut h = lock(host);
     let bytes = h
         .store
@@ -174,9 +206,15 @@ fn run_from_replica(
         "took over at epoch {}: its host's lease ran out",
         cert.body.epoch
     );
+    let entries = image
+        .hub
+        .conns
+        .iter()
+        .filter_map(|c| libp2p::PeerId::from_bytes(&c.entry.0).ok())
+        .collect();
     if let Err(e) = h.start_from_image(image, record, reason, None) {
         // Owned and durable: a restart runs it (under its lease).
         warn!(vessel = %c.vessel, "took it over but cannot start it now: {e}");
     }
-    Ok(())
+    Ok(entries)
 }
