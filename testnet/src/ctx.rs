@@ -189,8 +189,11 @@ impl View for Ctx {
         self.nodes[node].peers(&self.bins, &self.user_key)
     }
 
-    fn ps(&self) -> Result<Vec<serde_json::Value>, String> {
-        let via = self.any_up().ok_or("no node is up")?;
+    fn ps(&self, via: Option<usize>) -> Result<Vec<serde_json::Value>, String> {
+        let via = match via {
+            Some(n) => &self.nodes[n],
+            None => self.any_up().ok_or("no node is up")?,
+        };
         let out = self.cli(via, "ps", &["--json"], CLI_TIMEOUT)?;
         Ok(serde_json::from_slice::<serde_json::Value>(&out)
             .ok()

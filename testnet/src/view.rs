@@ -41,7 +41,8 @@ pub trait View: Sync {
     /// `meshnode peers --json` on the node, as rows.
     fn peers(&self, node: usize) -> Result<Vec<serde_json::Value>, String>;
     /// `meshnode ps --json` through a node that is up, as rows.
-    fn ps(&self) -> Result<Vec<serde_json::Value>, String>;
+    /// `meshnode ps --json` through `via`, or any node that is up.
+    fn ps(&self, via: Option<usize>) -> Result<Vec<serde_json::Value>, String>;
     /// The link's one-way latency now.
     fn link_latency_ms(&self, a: usize, b: usize) -> f64;
 
@@ -64,6 +65,12 @@ pub struct ClientStats {
     /// read served by a state that never saw it. Counted in `wrong` too.
     pub lost: u64,
     pub resets: u64,
+    /// Requests that waited their whole timeout for an answer: a hang,
+    /// where a reset would have told the client at once.
+    pub timeouts: u64,
+    /// For each lost write: when (scenario t, s) the client made the SET
+    /// whose answered value the server no longer held.
+    pub lost_writes_at: Vec<f64>,
     pub connect_failures: u64,
     pub connects: u64,
     pub moves: u64,

@@ -1,5 +1,6 @@
 //! testnet end to end: the `testnet` binary runs the repository's
-//! scenarios (rtt, follow-the-client, faults, mixed-fleet) with real
+//! scenarios (rtt, follow-the-client, faults, mixed-fleet, failover,
+//! partition-failover, flapping) with real
 //! `meshnode start` processes in network namespaces, one at a time. A run
 //! passes when every assertion that is not `pending` passed.
 //!
@@ -337,6 +338,35 @@ fn failover_scenario_runs_end_to_end() {
         r.expect(
             r.stdout.contains("kill a (SIGKILL)"),
             "the host was not killed",
+        )
+    });
+}
+
+#[test]
+fn partition_failover_scenario_runs_end_to_end() {
+    scenario("partition-failover", |r| {
+        for line in ["partition: {b,c,d,e} | {a}", "heal: every node reaches every other"] {
+            r.expect(
+                r.stdout.contains(line),
+                &format!("no {line:?} in the progress"),
+            )?;
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn flapping_scenario_runs_end_to_end() {
+    scenario("flapping", |r| {
+        // The link really went down and up, every 2 s for a minute.
+        let downs = r
+            .stdout
+            .lines()
+            .filter(|l| l.contains("event: link a–b:") && l.contains("loss 1,"))
+            .count();
+        r.expect(
+            downs >= 14,
+            &format!("the a–b link went down {downs} times, want 15"),
         )
     });
 }

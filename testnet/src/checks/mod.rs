@@ -10,10 +10,12 @@
 //! `testnet check` go through the trait.
 
 pub mod client_clean;
+pub mod client_failover;
 pub mod client_latency;
 pub mod client_latency_drop;
 pub mod rtt;
 pub mod sees;
+pub mod vessel_fenced;
 pub mod vessel_on;
 pub mod vessel_once;
 
@@ -33,6 +35,8 @@ pub const KINDS: &[Kind] = &[
     client_clean::KIND,
     client_latency::KIND,
     client_latency_drop::KIND,
+    client_failover::KIND,
+    vessel_fenced::KIND,
 ];
 
 /// Fields of every `[[assert]]`, whatever its kind.
@@ -303,7 +307,7 @@ mod tests {
         fn peers(&self, _: usize) -> Result<Vec<serde_json::Value>, String> {
             Ok(self.peers.clone())
         }
-        fn ps(&self) -> Result<Vec<serde_json::Value>, String> {
+        fn ps(&self, _: Option<usize>) -> Result<Vec<serde_json::Value>, String> {
             Ok(self.ps.clone())
         }
         fn link_latency_ms(&self, _: usize, _: usize) -> f64 {
@@ -352,6 +356,7 @@ mod tests {
         let check = vessel_on::VesselOn {
             vessel: 0,
             nodes: vec![1],
+            through: None,
         };
         let mut view = Fake::new();
         view.ps = vec![serde_json::json!({"name": "svc", "node": "ID-b", "state": "running"})];

@@ -1,5 +1,7 @@
 //! `vessel-on`: the vessel is running on one of the named nodes, as
-//! `meshnode ps --json` through a node that is up says. Windowed.
+//! `meshnode ps --json` through a node that is up says (or through the node
+//! `through` names: on a side of a partition, what that side sees).
+//! Windowed.
 
 use super::{Check, Judge, Kind, Subject, Timing};
 use crate::fields::{KindFields, Names, ScenarioError, Table};
@@ -8,7 +10,7 @@ use crate::view::View;
 pub const KIND: Kind = Kind {
     fields: KindFields {
         name: "vessel-on",
-        fields: &["at", "within", "vessel", "nodes"],
+        fields: &["at", "within", "vessel", "nodes", "through"],
     },
     parse,
 };
@@ -17,6 +19,7 @@ pub const KIND: Kind = Kind {
 pub struct VesselOn {
     pub vessel: usize,
     pub nodes: Vec<usize>,
+    pub through: Option<usize>,
 }
 
 fn parse(t: &Table) -> Result<Box<dyn Check>, ScenarioError> {
@@ -32,7 +35,15 @@ fn parse(t: &Table) -> Result<Box<dyn Check>, ScenarioError> {
         .iter()
         .map(|m| t.ck.node(&field, m))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Box::new(VesselOn { vessel, nodes }))
+    let through = match t.opt_str("through")? {
+        Some(n) => Some(t.ck.node(&t.field("through"), &n)?),
+        None => None,
+    };
+    Ok(Box::new(VesselOn {
+        vessel,
+        nodes,
+        through,
+    }))
 }
 
 impl Check for VesselOn {
@@ -42,8 +53,12 @@ impl Check for VesselOn {
             .iter()
             .map(|i| names.nodes[*i].as_str())
             .collect();
+        let through = self
+            .through
+            .map(|n| format!(", as {} sees it", names.nodes[n]))
+            .unwrap_or_default();
         format!(
-            "vessel {} runs on {}",
+            "vessel {} runs on {}{through}",
             names.vessels[self.vessel],
             on.join(" or ")
         )
@@ -65,7 +80,7 @@ impl Check for VesselOn {
 impl Judge for VesselOn {
     fn judge(&self, view: &dyn View) -> (bool, String) {
         let name = view.vessel_name(self.vessel);
-        let rows = match view.ps() {
+        let rows = match view.ps(self.through) {
             Ok(rows) => rows,
             Err(e) => return (false, e),
         };

@@ -13,6 +13,10 @@
 //!   at the same epoch, at one sample or at two (each epoch of a vessel
 //!   has one owner, named by its certificate).
 //!
+//! - with `max_owner_changes = N`: the owner (the one node that could run
+//!   it) changed at most N times over the run. A flapping link must not
+//!   make a vessel ping-pong between nodes (issue 15's flapping.toml).
+//!
 //! The lease note (`DATA/vessels/ID/lease.cbor`, written by the node's
 //! lease driver at each renewal) holds the epoch and until when the lease
 //! holds on `CLOCK_BOOTTIME`, which every node of a testnet shares with
@@ -36,7 +40,7 @@ const ONCE_EVERY: Duration = Duration::from_millis(100);
 pub const KIND: Kind = Kind {
     fields: KindFields {
         name: "vessel-once",
-        fields: &["vessel"],
+        fields: &["vessel", "max_owner_changes"],
     },
     parse,
 };
@@ -44,18 +48,35 @@ pub const KIND: Kind = Kind {
 #[derive(Debug, Clone)]
 pub struct VesselOnce {
     pub vessel: usize,
+    pub max_owner_changes: Option<u64>,
 }
 
+/// The largest `max_owner_changes` a scenario may ask for.
+const MAX_OWNER_CHANGES: f64 = 1000.0;
+
 fn parse(t: &Table) -> Result<Box<dyn Check>, ScenarioError> {
+    let max_owner_changes = match t.opt_f64("max_owner_changes")? {
+        None => None,
+        Some(n) if n.fract() == 0.0 => {
+            let field = t.field("max_owner_changes");
+            Some(t.ck.range(&field, n, 0.0, MAX_OWNER_CHANGES)? as u64)
+        }
+        Some(n) => return Err(t.err("max_owner_changes", format!("{n} is not a whole number"))),
+    };
     Ok(Box::new(VesselOnce {
         vessel: t.vessel("vessel", "the vessel's name")?,
+        max_owner_changes,
     }))
 }
 
 impl Check for VesselOnce {
     fn describe(&self, names: &Names) -> String {
+        let changes = self
+            .max_owner_changes
+            .map(|n| format!(", and its owner changes at most {n} times"))
+            .unwrap_or_default();
         format!(
-            "vessel {} never runs on two nodes (at every sample at most one node can run it, and no epoch has two owners)",
+            "vessel {} never runs on two nodes (at every sample at most one node can run it, and no epoch has two owners){changes}",
             names.vessels[self.vessel]
         )
     }
@@ -71,6 +92,7 @@ impl Check for VesselOnce {
     fn begin(&self) -> Box<dyn Judge> {
         Box::new(Watch {
             vessel: self.vessel,
+            max_owner_changes: self.max_owner_changes,
             seen: Mutex::new(OnceSeen::default()),
         })
     }
@@ -102,6 +124,7 @@ struct Hold {
 
 struct Watch {
     vessel: usize,
+    max_owner_changes: Option<u64>,
     seen: Mutex<OnceSeen>,
 }
 
@@ -197,18 +220,29 @@ impl Judge for Watch {
 
     fn judge(&self, _view: &dyn View) -> (bool, String) {
         let s = self.seen.lock().unwrap().clone();
+        self.verdict(&s)
+    }
+}
+
+impl Watch {
+    fn verdict(&self, s: &OnceSeen) -> (bool, String) {
         let owners: Vec<String> = s
             .owners
             .iter()
             .map(|(n, e, t)| format!("{n}@{e} from {t:.1}s"))
             .collect();
         let owners = owners.join(", ");
+        let changes = s.owners.len().saturating_sub(1) as u64;
         match (&s.twice, s.samples) {
             (Some(line), _) => (false, format!("{line}; owners in turn: {owners}")),
             (None, 0) => (false, "never sampled (was it deployed?)".into()),
+            (None, _) if self.max_owner_changes.is_some_and(|m| changes > m) => (
+                false,
+                format!("its owner changed {changes} times; owners in turn: {owners}"),
+            ),
             (None, n) => (
                 !s.owners.is_empty(),
-                format!("{n} samples, never two owners; owners in turn: {owners}"),
+                format!("{n} samples, never two owners, {changes} owner changes; owners in turn: {owners}"),
             ),
         }
     }
@@ -348,6 +382,7 @@ mod tests {
     fn watch() -> Watch {
         Watch {
             vessel: 0,
+            max_owner_changes: None,
             seen: Mutex::new(OnceSeen::default()),
         }
     }
@@ -358,6 +393,22 @@ mod tests {
             epoch,
             runs,
         }
+    }
+
+    #[test]
+    fn a_vessel_that_ping_pongs_between_nodes_fails_max_owner_changes() {
+        let w = Watch {
+            max_owner_changes: Some(1),
+            ..watch()
+        };
+        w.note(0.1, &[hold("a", 1, true)]);
+        w.note(0.2, &[hold("a", 1, true)]);
+        w.note(0.3, &[hold("d", 2, true)]);
+        let once = w.verdict(&w.seen.lock().unwrap().clone());
+        assert!(once.0, "one change is allowed: {}", once.1);
+        w.note(0.4, &[hold("a", 3, true)]);
+        let (ok, why) = w.verdict(&w.seen.lock().unwrap().clone());
+        assert!(!ok && why.contains("changed 2 times"), "{why}");
     }
 
     #[test]

@@ -99,6 +99,7 @@ impl Load for Kv {
             may: vec![vec![None]; KV_KEYS as usize],
             next: spec.start,
             seq: 0,
+            set_at: Vec::new(),
         };
         while !view.stopping() && t0.elapsed() < c.stop && c.connection() {}
         if spec.stop.is_some() && !view.stopping() {
@@ -125,6 +126,9 @@ struct KvClient<'a> {
     /// When the next request is due.
     next: Duration,
     seq: u64,
+    /// When (scenario t) each request was sent, by seq − 1: a lost write
+    /// is dated by the SET that made the value the server forgot.
+    set_at: Vec<f64>,
 }
 
 impl KvClient<'_> {
@@ -216,6 +220,10 @@ impl KvClient<'_> {
         let (req, key, set) = kv_request(&self.spec.name, self.seq);
         let started = Instant::now();
         let t = self.view.rec().t();
+        self.set_at.push(t);
+        // What the key held by the last answered SET (or GET), before
+        // this answer replaces it: the write a wrong GET lost.
+        let held = self.may[key].first().cloned().flatten();
         let mut line = String::new();
         let res = w
             .write_all(req.as_bytes())
@@ -238,6 +246,11 @@ impl KvClient<'_> {
                 Err((what, lost)) => {
                     st.wrong += 1;
                     st.lost += u64::from(lost);
+                    if lost {
+                        if let Some(at) = held.as_deref().and_then(|v| self.written_at(v)) {
+                            st.lost_writes_at.push(at);
+                        }
+                    }
                     format!("{}: {what}", req.trim_end())
                 }
             },
@@ -247,6 +260,12 @@ impl KvClient<'_> {
                     std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
                 ) {
                     st.resets += 1;
+                }
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) {
+                    st.timeouts += 1;
                 }
                 // A SET without an answer may or may not have been applied.
                 if let Some(v) = &set {
@@ -258,6 +277,12 @@ impl KvClient<'_> {
         st.failed += 1;
         st.last_error = Some(err.clone());
         Err(err)
+    }
+
+    /// When the SET that wrote `value` (`v<seq>`) was sent.
+    fn written_at(&self, value: &str) -> Option<f64> {
+        let seq: usize = value.strip_prefix('v')?.parse().ok()?;
+        self.set_at.get(seq.checked_sub(1)?).copied()
     }
 
     /// Marks a failed request, and says so for the first few.

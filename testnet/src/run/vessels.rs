@@ -142,7 +142,7 @@ pub fn watch(ctx: &Ctx, t0: Instant) {
     let mut next = Duration::ZERO;
     while ctx.sleep_until(t0, next) {
         next += WATCH_EVERY;
-        let Ok(rows) = ctx.ps() else { continue };
+        let Ok(rows) = ctx.ps(None) else { continue };
         for (i, spec) in ctx.sc.vessels.iter().enumerate() {
             if let Some(r) = rows.iter().find(|r| r["name"] == spec.name.as_str()) {
                 seen(ctx, i, r);

@@ -557,7 +557,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             format!("{:?}", s.asserts[0].check),
-            "VesselOnce { vessel: 0 }"
+            "VesselOnce { vessel: 0, max_owner_changes: None }"
         );
         assert_eq!(s.asserts[0].check.timing(), Timing::AtEnd);
         assert!(s
