@@ -208,6 +208,9 @@ def one_run(k, args, work_root):
         w = Writer(service_ip(1))
         w.start()
         time.sleep(WRITING_BEFORE_KILL_S)
+        # How old the replica's newest checkpoint is just before the kill:
+        # what explains the work lost.
+        before = row(a, kv) or {}
         killed_wall = time.time()
         w.killed_at = time.monotonic()
         a.proc.send_signal(signal.SIGKILL)
@@ -224,6 +227,7 @@ def one_run(k, args, work_root):
             "kv_took_over_s": (lambda t: t - killed_wall if t else None)(took_over_at(nodes[1:], kv)),
             "work_lost_s": w.killed_at - survived if survived else None,
             "writes": len(w.acked),
+            "replica_age_s": (before.get("replica_age_ms") or 0) / 1000 if before else None,
             "load": os.getloadavg()[0],
         }
         bm.log(f"run {k}: {r}")
@@ -254,7 +258,9 @@ def report(runs, args):
         print(f"| {len(runs)} | {what} | {fmt(xs)} | {fmt(xs, max)} | {gate} | {goal} |"
               + (f" ({missing} never back)" if missing else ""))
     lost = [r["work_lost_s"] for r in runs]
-    print(f"\nWork lost (kv, async, interval {args.every}): median {fmt(lost)}, max {fmt(lost, max)}.")
+    ages = [r["replica_age_s"] for r in runs]
+    print(f"\nWork lost (kv, async, interval {args.every}): median {fmt(lost)}, max {fmt(lost, max)}; "
+          f"the replica's newest checkpoint just before the kill was median {fmt(ages)}, max {fmt(ages, max)} old.")
     print(f"Load average during the runs: {statistics.median(r['load'] for r in runs):.1f}; "
           f"binary {args.meshnode}")
 
