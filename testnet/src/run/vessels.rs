@@ -39,6 +39,9 @@ pub fn deploy(ctx: &Ctx, v: usize) {
     if let Some(r) = &replicas {
         rest.extend(["--replicas", r]);
     }
+    if spec.sync {
+        rest.extend(["--durability", "sync"]);
+    }
     rest.push(&wasm_s);
     rest.extend(spec.args.iter().map(String::as_str));
     match ctx.cli(on, "deploy", &rest, SLOW_CLI_TIMEOUT) {

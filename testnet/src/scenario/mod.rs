@@ -182,6 +182,8 @@ pub struct VesselSpec {
     pub pin: bool,
     /// `deploy --replicas N` (None: the node's default, 1).
     pub replicas: Option<u32>,
+    /// `deploy --durability sync` (false: the default, async).
+    pub sync: bool,
     pub args: Vec<String>,
     pub pending: Option<String>,
 }

@@ -117,9 +117,19 @@ pub(super) struct RawVessel {
     #[serde(default)]
     pin: bool,
     replicas: Option<u32>,
+    durability: Option<String>,
     #[serde(default)]
     args: Vec<String>,
     pending: Option<String>,
+}
+
+/// `durability`: "async" (the default) or "sync"; true for sync.
+fn durability(ck: &Ck, field: &str, d: &Option<String>) -> Result<bool, ScenarioError> {
+    match d.as_deref() {
+        None | Some("async") => Ok(false),
+        Some("sync") => Ok(true),
+        Some(other) => Err(ck.err(field, format!("{other:?} is not \"async\" or \"sync\""))),
+    }
 }
 
 /// The nodes: 1 to MAX_NODES, named once each.
@@ -371,6 +381,7 @@ pub(super) fn vessels(
             port: v.port,
             pin: v.pin,
             replicas: v.replicas,
+            sync: durability(ck, &format!("{f}.durability"), &v.durability)?,
             args: v.args.clone(),
             pending: ck.pending(&format!("{f}.pending"), &v.pending)?,
         });
