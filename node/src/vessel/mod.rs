@@ -492,6 +492,11 @@ impl Host {
                     replication_problem: None,
                     replica_bytes_sent: 0,
                     replica_chunks_sent: 0,
+                    durability: l
+                        .deployment
+                        .body
+                        .sync_interval_ms()
+                        .map(|ms| format!("sync {ms}ms")),
                 }
             })
             .collect()
@@ -849,6 +854,7 @@ mod tests {
                     ports: vec![],
                     checkpoint_every_ms: None,
                     replicas: None,
+                    durability: None,
                 },
             ),
             epoch: 1,
