@@ -98,8 +98,11 @@ pub async fn periodic(mesh: Migrator, default_every: Option<Duration>) {
     tokio::spawn(super::replicate::ship_queued(mesh.clone()));
     let mut tick = tokio::time::interval(DUE_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // `--durability sync` vessels have a driver each, on their own interval.
+    let mut sync_drivers = std::collections::HashMap::new();
     loop {
         tick.tick().await;
+        super::output_commit::start_drivers(&mesh, &mut sync_drivers);
         let due = lock(&host).checkpoints_due(Instant::now(), default_every);
         for id in due {
             let mesh = mesh.clone();
@@ -128,7 +131,7 @@ pub async fn periodic(mesh: Migrator, default_every: Option<Duration>) {
 /// due, off the async runtime. Decided only while no migration is in
 /// flight: an arriving one's chunks are in no image yet (what is stored
 /// after the decision is pinned by the collection itself).
-fn collect_if_due(mesh: &Migrator) {
+pub(super) fn collect_if_due(mesh: &Migrator) {
     let collection = {
         let mut h = lock(&mesh.host);
         let moving = h.vessels.values().any(|l| l.migrating);

@@ -825,6 +825,8 @@ pub async fn run(
 /// the bytes the vessel sent, and goes once they are delivered.
 fn close_ended_hubs(host: &Mutex<Host>, ended: &mut HashMap<VesselId, Instant>) {
     let mut h = lock(host);
+    // A sync vessel that ended lets out what no checkpoint will hold.
+    super::output_commit::release_ended(&h);
     // A vessel that left: its hub travelled in the image; only the pump
     // stops (the migration removes it at the commit, this is the backstop).
     let left: Vec<VesselId> = h

@@ -55,6 +55,7 @@
 
 pub mod behaviour;
 pub mod checkpoint;
+pub mod output_commit;
 pub mod codec;
 pub mod commands;
 pub mod faults;

@@ -647,6 +647,15 @@ impl Host {
         } else {
             LeaseGate::open()
         };
+        if image.deployment.body.sync_interval_ms().is_some() {
+            // Output commit (`mesh::output_commit`): a sync vessel starting
+            // here releases nothing until every replica holds a checkpoint
+            // of its own: what it starts from may be newer than they hold.
+            crate::sync::lock(&ready.log).released_end = Some(0);
+            if let Some(hub) = &ready.ingress {
+                hub.hold_output();
+            }
+        }
         let runner = runner::spawn(
             id,
             ready.vessel,
