@@ -586,7 +586,10 @@ mod durability_tests {
         let sync = |replicas, interval_ms| body(replicas, Some(Durability::Sync { interval_ms }));
         assert!(sync(None, DEFAULT_SYNC_INTERVAL_MS).check().is_ok());
         let e = sync(Some(0), 50).check().unwrap_err().to_string();
-        assert!(e.contains("--durability sync") && e.contains("--replicas is 0"), "{e}");
+        assert!(
+            e.contains("--durability sync") && e.contains("--replicas is 0"),
+            "{e}"
+        );
         let e = sync(Some(1), MIN_SYNC_INTERVAL_MS - 1).check().unwrap_err();
         assert!(e.to_string().contains("outside"), "{e}");
         assert!(sync(Some(1), MAX_SYNC_INTERVAL_MS + 1).check().is_err());

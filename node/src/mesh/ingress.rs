@@ -217,7 +217,13 @@ impl Ingress {
     pub fn learn(&self, host: PeerId, services: &[ServiceRoute]) {
         let mut routes = lock(&self.routes);
         for s in services.iter().take(MAX_STATUS_VESSELS) {
-            self.learn_one(&mut routes, host, s.vessel, s.epoch, Some((&s.ports, s.sync)));
+            self.learn_one(
+                &mut routes,
+                host,
+                s.vessel,
+                s.epoch,
+                Some((&s.ports, s.sync)),
+            );
         }
     }
 

@@ -55,7 +55,6 @@
 
 pub mod behaviour;
 pub mod checkpoint;
-pub mod output_commit;
 pub mod codec;
 pub mod commands;
 pub mod faults;
@@ -68,6 +67,7 @@ pub mod liveness;
 pub mod membership;
 pub mod migrate;
 pub mod node;
+pub mod output_commit;
 pub mod pack;
 pub mod peers;
 pub mod place;
