@@ -120,10 +120,8 @@ pub enum Durability {
 impl DeploymentBody {
     /// The sync interval, if the deployment asks for sync durability.
     pub fn sync_interval_ms(&self) -> Option<u64> {
-        match self.durability {
-            Some(Durability::Sync { interval_ms }) => Some(interval_ms),
-            None => None,
-        }
+        self.durability
+            .map(|Durability::Sync { interval_ms }| interval_ms)
     }
 }
 
