@@ -1052,4 +1052,59 @@ mod tests {
         let refused = entry_write(&ingress, old, late).await.unwrap_err();
         assert_eq!(refused.code, RefusalCode::StaleEpoch);
     }
+
+    #[test]
+    fn a_sync_vessels_client_is_held_through_its_hosts_death_for_a_bounded_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = Host::open(
+            dir.path(),
+            "n".into(),
+            DockConfig::default(),
+            BTreeMap::new(),
+        )
+        .unwrap();
+        let (tx, _rx) = mpsc::channel(16);
+        let link = Link {
+            tx,
+            fail_fast: false,
+        };
+        let suspects = Suspects::default();
+        let ingress = Ingress::new(
+            None,
+            link,
+            Arc::new(Mutex::new(host)),
+            PeerId::random(),
+            suspects.clone(),
+        );
+        let (dead, new) = (PeerId::random(), PeerId::random());
+        let (sync_v, async_v) = (VesselId([1; 8]), VesselId([2; 8]));
+        let route = |vessel, epoch, sync| ServiceRoute {
+            vessel,
+            epoch,
+            ports: vec![7000],
+            sync,
+        };
+        ingress.learn(dead, &[route(sync_v, 1, true), route(async_v, 1, false)]);
+        let since = Instant::now();
+        suspects.publish([(dead, crate::mesh::liveness::State::Down { since })].into_iter());
+
+        // An async vessel's client is given up once its host is down.
+        let why = ingress.gives_up(async_v, &mut None).expect("given up");
+        assert!(why.contains("down"), "{why}");
+        // A sync vessel's is held, while a replica may take it over...
+        let mut lost = None;
+        assert_eq!(ingress.gives_up(sync_v, &mut lost), None);
+        assert!(lost.is_some(), "the hold is counted from now");
+        // ...for SYNC_FAILOVER_HOLD, then reset with the reason.
+        let mut long_lost = Some(Instant::now() - SYNC_FAILOVER_HOLD - Duration::from_secs(1));
+        let why = ingress.gives_up(sync_v, &mut long_lost).expect("given up");
+        assert!(
+            why.contains("no other node took it over within 30 s"),
+            "{why}"
+        );
+        // A new host at the higher epoch ends the hold.
+        ingress.learn(new, &[route(sync_v, 2, true)]);
+        assert_eq!(ingress.gives_up(sync_v, &mut long_lost), None);
+        assert_eq!(long_lost, None);
+    }
 }

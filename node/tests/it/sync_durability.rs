@@ -188,4 +188,21 @@ fn a_sync_vessels_client_keeps_its_connection_and_every_acknowledged_write() {
     assert_eq!(fresh.ask("COUNT"), format!("COUNT {acknowledged}"));
     let r = row(&mesh, entry, &id).expect("the vessel runs on");
     assert_eq!(r["epoch"], 2, "taken over at epoch 2: {r}");
+
+    // The log goes on from the checkpoint the new host resumed: the lines
+    // readers were shown before the kill are there once, and the new
+    // client's line is released once a checkpoint holds it.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let out = mesh.cli(entry, &["logs", &id]);
+        assert!(out.status.success(), "logs: {}", stderr(&out));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let serving = text.matches("kvserver: serving on descriptor").count();
+        assert_eq!(serving, 1, "the start is logged once:\n{text}");
+        if text.matches(" connected").count() >= 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the new client's line:\n{text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
