@@ -144,6 +144,12 @@ impl IngressHub {
                 };
                 InStatus::Taken { taken }
             }
+            Err(super::HubError::Reset) => match self.released().as_ref() {
+                // A sync vessel's reset waits for a checkpoint that holds
+                // it: until then the entry is told to ask again shortly.
+                Some(marks) if !marks.reset_released(s.conn) => InStatus::Moving,
+                _ => InStatus::Reset,
+            },
             Err(_) => InStatus::Reset,
         }
     }

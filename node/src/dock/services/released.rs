@@ -37,6 +37,8 @@ pub struct ConnMark {
     pub out_fin: bool,
     /// The vessel had closed the connection in the checkpoint.
     pub closed: bool,
+    /// The connection was reset in the checkpoint.
+    pub reset: bool,
 }
 
 /// What a sync vessel's host may let out: the marks of the newest
@@ -67,6 +69,7 @@ impl ReleasedMarks {
                     out_end: c.out_base + c.outbound.len() as u64,
                     out_fin: c.out_fin,
                     closed: c.vessel_closed,
+                    reset: c.reset,
                 };
                 (c.id, mark)
             })
@@ -85,6 +88,7 @@ impl ReleasedMarks {
             e.out_end = e.out_end.max(m.out_end);
             e.out_fin |= m.out_fin;
             e.closed |= m.closed;
+            e.reset |= m.reset;
         }
         self.log_end = self.log_end.max(newer.log_end);
     }
@@ -115,6 +119,13 @@ impl ReleasedMarks {
         out.fin &= whole && mark.out_fin;
         out.closed &= whole && mark.closed;
         (!out.data.is_empty() || out.fin || out.closed).then_some(out)
+    }
+
+    /// Whether the host may tell the entry that `conn` was reset: only
+    /// once a checkpoint holds the reset (a vessel that resets a client is
+    /// output like any other; one that resumes from before it would not).
+    pub fn reset_released(&self, conn: ConnId) -> bool {
+        self.conns.get(&conn).is_some_and(|m| m.reset)
     }
 
     /// The log's end a reader may see, of a log whose end is `end`.
@@ -209,6 +220,12 @@ mod tests {
         let fin = marks.releasable(1, out(6, b"", true)).unwrap();
         assert!(fin.fin && fin.data.is_empty());
         assert_eq!(marks.confirmable(1, 0, 9), 6);
+        // A reset is told only once a checkpoint holds it.
+        assert!(!marks.reset_released(1));
+        let mut reset = conn(1, (6, b""), (6, b""), true);
+        reset.reset = true;
+        marks.advance(ReleasedMarks::of_hub(&hub(vec![reset])));
+        assert!(marks.reset_released(1));
     }
 
     #[test]
