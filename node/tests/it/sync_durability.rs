@@ -187,7 +187,10 @@ fn a_sync_vessels_client_keeps_its_connection_and_every_acknowledged_write() {
     let mut fresh = Client::connect(entry);
     assert_eq!(fresh.ask("COUNT"), format!("COUNT {acknowledged}"));
     let r = row(&mesh, entry, &id).expect("the vessel runs on");
-    assert_eq!(r["epoch"], 2, "taken over at epoch 2: {r}");
+    // Taken over at a higher epoch (2, or more after a split vote), by a
+    // node that survived.
+    assert!(r["epoch"].as_u64().unwrap() >= 2, "taken over: {r}");
+    assert_ne!(r["node"], mesh.ids[0].as_str(), "{r}");
 
     // The log goes on from the checkpoint the new host resumed: the lines
     // readers were shown before the kill are there once, and the new
