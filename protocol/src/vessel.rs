@@ -557,11 +557,19 @@ mod durability_tests {
     use super::*;
 
     fn body(replicas: Option<u32>, durability: Option<Durability>) -> DeploymentBody {
-        let image = crate::migrate::tests::sample_image();
         DeploymentBody {
+            version: VESSEL_VERSION,
+            vessel: VesselId([3; 8]),
+            name: "kv".into(),
+            module_hash: Hash::of(b"module"),
+            args: Vec::new(),
+            env: Vec::new(),
+            volumes: Vec::new(),
+            mounts: Vec::new(),
+            ports: vec![7000],
+            checkpoint_every_ms: None,
             replicas,
             durability,
-            ..image.deployment.body
         }
     }
 
