@@ -82,15 +82,18 @@ pub struct DeployArgs {
     /// once they are inside one. If the host dies, a replica resumes it
     /// and clients that entered through another node keep their
     /// connection: no acknowledged byte is lost, repeated or reordered.
-    /// It costs reply latency (about half an interval plus a round trip
-    /// to the replicas, on average) and a checkpoint's pause and shipment
-    /// every interval. Needs at least one replica.
+    /// It costs reply latency (a reply waits for the next checkpoint and
+    /// its shipment: up to an interval plus a few round trips; a client
+    /// that asks in lockstep waits about a whole interval) and a
+    /// checkpoint's pause and shipment every interval; a replica that dies
+    /// holds the output back until it is replaced (10 s). Needs at least
+    /// one replica.
     #[arg(long, value_name = "async|sync", default_value = "async",
           value_parser = ["async", "sync"])]
     pub durability: String,
     /// How often a `--durability sync` vessel is checkpointed and shipped
-    /// (e.g. 50ms, 200ms): what a reply waits for, about half of it on
-    /// average. Default: 50ms.
+    /// (e.g. 50ms, 200ms): a reply waits up to this for the next
+    /// checkpoint. Default: 50ms.
     #[arg(long, value_name = "DURATION", value_parser = parse_sync_interval)]
     pub sync_interval: Option<u64>,
     /// Print JSON.
