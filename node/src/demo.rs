@@ -241,6 +241,7 @@ pub fn run_demo(args: DemoArgs) -> Result<i32> {
         ports: vec![],
         checkpoint_every_ms: None,
         replicas: None,
+        durability: None,
     };
     let deployment = Deployment::sign(&user, body);
     let ControlResponse::Deployed { vessel, .. } = call(Command::Deploy {

@@ -462,6 +462,10 @@ pub struct VesselInfo {
     pub replica_bytes_sent: u64,
     #[serde(default)]
     pub replica_chunks_sent: u64,
+    /// `sync 50ms` for a `--durability sync` vessel (its output waits for
+    /// its replicas), `None` for async.
+    #[serde(default)]
+    pub durability: Option<String>,
 }
 
 /// One replica of a vessel, as its host sees it.

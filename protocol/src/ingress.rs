@@ -189,6 +189,11 @@ pub struct ServiceRoute {
     pub vessel: VesselId,
     pub epoch: u64,
     pub ports: Vec<u16>,
+    /// A `--durability sync` vessel: its entries hold a client through its
+    /// host's death until a new host takes it over (bounded), rather than
+    /// reset it once the host is down. Absent from older nodes: async.
+    #[serde(default)]
+    pub sync: bool,
 }
 
 /// Why an ingress message is refused. Each names the limit it breaks.

@@ -370,6 +370,7 @@ pub(crate) mod tests {
                 ports: vec![],
                 checkpoint_every_ms: None,
                 replicas: None,
+                durability: None,
             },
         )
     }

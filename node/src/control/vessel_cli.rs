@@ -11,7 +11,9 @@ use protocol::control::{
 };
 use protocol::migrate::ChunkBytes;
 use protocol::snapshot::Hash;
-use protocol::vessel::{Deployment, DeploymentBody, VesselId, VESSEL_VERSION};
+use protocol::vessel::{
+    Deployment, DeploymentBody, Durability, VesselId, DEFAULT_SYNC_INTERVAL_MS, VESSEL_VERSION,
+};
 
 use super::cli::{out, runtime, user_key, NodeTarget};
 use super::client::{resolve_target, Session};
@@ -69,6 +71,31 @@ pub struct DeployArgs {
     #[arg(long, value_name = "R", default_value_t = protocol::replica::DEFAULT_REPLICAS,
           value_parser = clap::value_parser!(u32).range(0..=protocol::limits::MAX_REPLICAS as i64))]
     pub replicas: u32,
+    /// When the vessel's output leaves its host. `async` (default): at
+    /// once; if the host dies, a replica resumes it from its newest
+    /// checkpoint, losing up to one checkpoint interval of work, and its
+    /// clients are reset. `sync`: output commit, as Remus does for VMs.
+    /// The vessel is checkpointed every sync interval and each checkpoint
+    /// is shipped to every replica; its replies to clients and its log
+    /// lines are released only once every replica holds (in memory) a
+    /// checkpoint that produced them, and client bytes are confirmed only
+    /// once they are inside one. If the host dies, a replica resumes it
+    /// and clients that entered through another node keep their
+    /// connection: no acknowledged byte is lost, repeated or reordered.
+    /// It costs reply latency (a reply waits for the next checkpoint and
+    /// its shipment: up to an interval plus a few round trips; a client
+    /// that asks in lockstep waits about a whole interval) and a
+    /// checkpoint's pause and shipment every interval; a replica that dies
+    /// holds the output back until it is replaced (10 s). Needs at least
+    /// one replica.
+    #[arg(long, value_name = "async|sync", default_value = "async",
+          value_parser = ["async", "sync"])]
+    pub durability: String,
+    /// How often a `--durability sync` vessel is checkpointed and shipped
+    /// (e.g. 50ms, 200ms): a reply waits up to this for the next
+    /// checkpoint. Default: 50ms.
+    #[arg(long, value_name = "DURATION", value_parser = parse_sync_interval)]
+    pub sync_interval: Option<u64>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -92,6 +119,30 @@ fn parse_checkpoint_every(s: &str) -> std::result::Result<u64, String> {
         ));
     }
     Ok(every.as_millis() as u64)
+}
+
+/// `--sync-interval`: a duration in milliseconds.
+fn parse_sync_interval(s: &str) -> std::result::Result<u64, String> {
+    use protocol::vessel::{MAX_SYNC_INTERVAL_MS, MIN_SYNC_INTERVAL_MS};
+    let every = protocol::duration::parse_duration(s).map_err(|e| e.to_string())?;
+    let ms = every.as_millis() as u64;
+    if !(MIN_SYNC_INTERVAL_MS..=MAX_SYNC_INTERVAL_MS).contains(&ms) {
+        return Err(format!(
+            "{s} is outside {MIN_SYNC_INTERVAL_MS} ms ..= {MAX_SYNC_INTERVAL_MS} ms"
+        ));
+    }
+    Ok(ms)
+}
+
+/// The deployment's durability from `--durability` and `--sync-interval`.
+fn durability_of(args: &DeployArgs) -> Result<Option<Durability>> {
+    match (args.durability.as_str(), args.sync_interval) {
+        ("sync", interval) => Ok(Some(Durability::Sync {
+            interval_ms: interval.unwrap_or(DEFAULT_SYNC_INTERVAL_MS),
+        })),
+        (_, Some(_)) => bail!("--sync-interval applies to --durability sync only"),
+        _ => Ok(None),
+    }
 }
 
 /// The shortest checkpoint interval a deployment may ask for: each
@@ -298,6 +349,7 @@ pub fn run_deploy(args: DeployArgs) -> Result<i32> {
         ports: args.ports.clone(),
         checkpoint_every_ms: args.checkpoint_every,
         replicas: Some(args.replicas),
+        durability: durability_of(&args)?,
     };
     body.check().map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut client = Client::connect(&args.target)?;
@@ -383,6 +435,7 @@ pub fn ps_json(rows: &[VesselInfo]) -> serde_json::Value {
                     "replication_problem": v.replication_problem,
                     "replica_bytes_sent": v.replica_bytes_sent,
                     "replica_chunks_sent": v.replica_chunks_sent,
+                    "durability": v.durability.as_deref().unwrap_or("async"),
                 })
             })
             .collect(),
@@ -421,6 +474,12 @@ pub fn run_ps(args: PsArgs) -> Result<i32> {
         }
         if let Some(lease) = &v.lease {
             out(format_args!("{:<16} lease: {lease}", ""))?;
+        }
+        if let Some(durability) = &v.durability {
+            out(format_args!(
+                "{:<16} durability: {durability} (output waits for every replica)",
+                ""
+            ))?;
         }
         for r in &v.replicas {
             let state = match (&r.problem, r.age_ms) {

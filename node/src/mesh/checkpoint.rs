@@ -1,18 +1,20 @@
 //! The periodic checkpoints of the vessels this node runs (issue 13): a
 //! thin async driver around `vessel::checkpoint`, which does the work.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use protocol::vessel::VesselId;
+use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use super::vessels::Migrator;
 
 use crate::sync::lock;
-use crate::vessel::checkpoint::{finish, CheckpointError, Durable};
+use crate::vessel::checkpoint::{finish, CheckpointError, Durable, CHECKPOINT_SPACING_FACTOR};
 use crate::vessel::runner::AtPointRefused;
-use crate::vessel::Host;
+use crate::vessel::{Host, Record};
 
 /// How long a checkpoint waits for its vessel to reach a migration point
 /// (every loop has one, and a call that waits gives up its wait at once, so
@@ -98,8 +100,11 @@ pub async fn periodic(mesh: Migrator, default_every: Option<Duration>) {
     tokio::spawn(super::replicate::ship_queued(mesh.clone()));
     let mut tick = tokio::time::interval(DUE_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // `--durability sync` vessels have a driver each, on their own interval.
+    let mut sync_drivers = HashMap::new();
     loop {
         tick.tick().await;
+        start_sync_drivers(&mesh, &mut sync_drivers);
         let due = lock(&host).checkpoints_due(Instant::now(), default_every);
         for id in due {
             let mesh = mesh.clone();
@@ -150,4 +155,71 @@ fn collect_if_due(mesh: &Migrator) {
         ),
         Err(e) => warn!("cannot collect the chunk store's garbage: {e}"),
     });
+}
+
+// ---------------------------------------------------------------------------
+// `--durability sync` vessels (issue 15; `mesh::output_commit` releases
+// their output once every replica holds a checkpoint).
+
+/// The sync interval of `id` if it is a sync vessel that runs here (owned,
+/// its thread alive, not stopped).
+fn sync_interval_here(h: &Host, id: VesselId) -> Option<Duration> {
+    let l = h.vessels.get(&id)?;
+    let runs = matches!(l.record, Record::Owned { .. })
+        && !l.stopped
+        && l.runner.as_ref().is_some_and(|r| r.exit().is_none());
+    let ms = l.deployment.body.sync_interval_ms()?;
+    runs.then(|| Duration::from_millis(ms))
+}
+
+/// Starts a [`drive_sync`] for every sync vessel that runs here and has none;
+/// forgets the drivers that ended. Called on every tick of the periodic
+/// checkpoints.
+fn start_sync_drivers(mesh: &Migrator, drivers: &mut HashMap<VesselId, JoinHandle<()>>) {
+    drivers.retain(|_, d| !d.is_finished());
+    let due: Vec<VesselId> = {
+        let h = lock(&mesh.host);
+        h.vessels
+            .keys()
+            .filter(|id| !drivers.contains_key(id) && sync_interval_here(&h, **id).is_some())
+            .copied()
+            .collect()
+    };
+    for id in due {
+        drivers.insert(id, tokio::spawn(drive_sync(mesh.clone(), id)));
+    }
+}
+
+/// Checkpoints a sync vessel every sync interval for as long as it runs
+/// here, and queues each for its replicas. A checkpoint whose pause took
+/// P is followed no sooner than `CHECKPOINT_SPACING_FACTOR`·P later, as
+/// periodic ones are, so that a vessel with a deep stack still runs.
+async fn drive_sync(mesh: Migrator, id: VesselId) {
+    debug!(vessel = %id, "sync checkpoints start");
+    loop {
+        let Some(interval) = sync_interval_here(&lock(&mesh.host), id) else {
+            debug!(vessel = %id, "sync checkpoints stop: it no longer runs here");
+            return;
+        };
+        let started = Instant::now();
+        let spacing = match take_and_replicate(&mesh, id).await {
+            Ok(d) => {
+                collect_if_due(&mesh);
+                d.pause * CHECKPOINT_SPACING_FACTOR
+            }
+            Err(CheckpointError::Busy) => {
+                // Another is in flight (one asked for by hand): output
+                // waits for this one, so it asks again soon.
+                tokio::time::sleep(BUSY_RETRY).await;
+                continue;
+            }
+            Err(e) if e.is_expected() => Duration::ZERO,
+            Err(e) => {
+                // Its output waits until one succeeds; `ps` shows why.
+                warn!(vessel = %id, "sync checkpoint failed, its output waits: {e}");
+                Duration::ZERO
+            }
+        };
+        tokio::time::sleep_until((started + interval.max(spacing)).into()).await;
+    }
 }

@@ -26,11 +26,14 @@
 //! on for long. A new client of a vessel there is reset at once, never
 //! accepted and left hanging. An open one is held while the host is only
 //! *unreachable* (its bytes kept, as always): a partition that heals, or a
-//! host that restarts, is ridden out (testnet's faults.toml, and the sync
-//! mode of issue 15 will keep clients through a host's death). It is reset
+//! host that restarts, is ridden out (testnet's faults.toml). It is reset
 //! once the host is *down* (`liveness::DOWN_AFTER`, 30 s of silence): at
 //! once if it waits on the host's answer, within [`IDLE_LOOK_EVERY`] if it
-//! is idle. [`gives_up_open`] is that rule.
+//! is idle. [`gives_up_open`] is that rule. A client of a `--durability
+//! sync` vessel (its route says so) is held through its host's death
+//! instead: its bytes go to the new host once the route names it at the
+//! higher epoch, and it is reset only if none takes over within
+//! [`SYNC_FAILOVER_HOLD`] (`Ingress::gives_up`).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -93,6 +96,19 @@ pub fn gives_up_open(s: &Suspicion) -> bool {
     s.down
 }
 
+/// How long an entry holds a client of a `--durability sync` vessel whose
+/// host failure detection suspects, waiting for a replica to take the
+/// vessel over (a takeover takes about 2 s: a lease hold, one round of
+/// votes and one of grants), before it resets the client and says why.
+/// Long enough for a slow takeover on a loaded board; short enough that a
+/// client of a vessel that cannot fail over (no majority of its voters)
+/// learns it within a client's usual patience.
+pub const SYNC_FAILOVER_HOLD: Duration = Duration::from_secs(30);
+
+/// How often an entry waiting on a suspected host of a sync vessel looks
+/// whether the route names a new host, or the hold ran out.
+const SYNC_LOOK_EVERY: Duration = Duration::from_millis(500);
+
 /// How often an idle client's reader looks whether the vessel closed the
 /// connection or its host became suspected: the most an idle client of a
 /// dead host waits for its reset beyond the detection itself.
@@ -124,6 +140,8 @@ struct Route {
     host: PeerId,
     epoch: u64,
     ports: Vec<u16>,
+    /// A `--durability sync` vessel ([`SYNC_FAILOVER_HOLD`]).
+    sync: bool,
     seen: Instant,
 }
 
@@ -199,7 +217,13 @@ impl Ingress {
     pub fn learn(&self, host: PeerId, services: &[ServiceRoute]) {
         let mut routes = lock(&self.routes);
         for s in services.iter().take(MAX_STATUS_VESSELS) {
-            self.learn_one(&mut routes, host, s.vessel, s.epoch, Some(&s.ports));
+            self.learn_one(
+                &mut routes,
+                host,
+                s.vessel,
+                s.epoch,
+                Some((&s.ports, s.sync)),
+            );
         }
     }
 
@@ -209,7 +233,7 @@ impl Ingress {
         host: PeerId,
         vessel: VesselId,
         epoch: u64,
-        ports: Option<&[u16]>,
+        service: Option<(&[u16], bool)>,
     ) {
         match routes.get_mut(&vessel) {
             Some(r) if r.epoch > epoch => {}
@@ -222,8 +246,9 @@ impl Ingress {
                 }
                 r.host = host;
                 r.epoch = epoch;
-                if let Some(p) = ports {
+                if let Some((p, sync)) = service {
                     r.ports = p.to_vec();
+                    r.sync = sync;
                 }
                 r.seen = Instant::now();
             }
@@ -236,12 +261,42 @@ impl Ingress {
                     Route {
                         host,
                         epoch,
-                        ports: ports.map(|p| p.to_vec()).unwrap_or_default(),
+                        ports: service.map(|(p, _)| p.to_vec()).unwrap_or_default(),
+                        sync: service.is_some_and(|(_, sync)| sync),
                         seen: Instant::now(),
                     },
                 );
             }
         }
+    }
+
+    /// The vessel is a `--durability sync` one (its entries hold clients
+    /// through its host's death).
+    fn is_sync(&self, vessel: VesselId) -> bool {
+        lock(&self.routes).get(&vessel).is_some_and(|r| r.sync)
+    }
+
+    /// Why an open client of `vessel` is given up now, if it is: an async
+    /// vessel's once its host is down; a sync vessel's once its host has
+    /// been suspected for [`SYNC_FAILOVER_HOLD`] with no new host in the
+    /// route (`lost_since`: when this client first saw it suspected).
+    fn gives_up(&self, vessel: VesselId, lost_since: &mut Option<Instant>) -> Option<String> {
+        if !self.is_sync(vessel) {
+            return self
+                .suspected_host(vessel, gives_up_open)
+                .map(|(host, why)| format!("the vessel's host {host} is {why}"));
+        }
+        let Some((host, why)) = self.suspected_host(vessel, refuses_new) else {
+            *lost_since = None;
+            return None;
+        };
+        let since = *lost_since.get_or_insert_with(Instant::now);
+        (since.elapsed() > SYNC_FAILOVER_HOLD).then(|| {
+            format!(
+                "the sync vessel's host {host} is {why}, and no other node took it over within {} s",
+                SYNC_FAILOVER_HOLD.as_secs()
+            )
+        })
     }
 
     fn route(&self, vessel: VesselId) -> Option<(PeerId, u64)> {
@@ -294,6 +349,7 @@ pub fn local_routes(host: &Host) -> Vec<ServiceRoute> {
             vessel: *id,
             epoch: l.record.epoch(),
             ports: l.deployment.body.ports.clone(),
+            sync: l.deployment.body.sync_interval_ms().is_some(),
         })
         .take(MAX_STATUS_VESSELS)
         .collect()
@@ -598,6 +654,8 @@ async fn read_client(
     let mut opened = false;
     let mut unreachable_since: Option<Instant> = None;
     let mut nowhere_since: Option<Instant> = None;
+    // When this client first saw its sync vessel's host suspected.
+    let mut lost_since: Option<Instant> = None;
     let mut buf = vec![0u8; INGRESS_SEGMENT_BYTES];
     loop {
         let gone = !lock(&ingress.conns).contains_key(&id);
@@ -623,8 +681,8 @@ async fn read_client(
             };
             match r {
                 None if idle => {
-                    if let Some((host, why)) = ingress.suspected_host(vessel, gives_up_open) {
-                        info!(%vessel, conn = id, %host, "idle client reset: the vessel's host is {why}");
+                    if let Some(why) = ingress.gives_up(vessel, &mut lost_since) {
+                        info!(%vessel, conn = id, "idle client reset: {why}");
                         break;
                     }
                     continue;
@@ -647,6 +705,7 @@ async fn read_client(
             vessel,
             segments: vec![seg],
         };
+        let sync = ingress.is_sync(vessel);
         let reply = match ingress.route(vessel) {
             None => Err("no route".to_string()),
             Some((host, _)) if host == ingress.me => Ok(host_take(&ingress.host, host, &frame)),
@@ -667,9 +726,18 @@ async fn read_client(
                     // confirms them, and a host skips bytes it has.
                     () = ingress.moved_from(vessel, host) => continue,
                     // The host died with the frame: not waited on.
-                    s = ingress.suspects.until_down(host) => {
+                    s = ingress.suspects.until_down(host), if !sync => {
                         info!(%vessel, conn = id, %host, "client reset: the vessel's host is {}", s.describe());
                         break;
+                    }
+                    // A sync vessel's client is held while a replica takes
+                    // over (the route then names it, and the bytes go there).
+                    () = tokio::time::sleep(SYNC_LOOK_EVERY), if sync => {
+                        if let Some(why) = ingress.gives_up(vessel, &mut lost_since) {
+                            info!(%vessel, conn = id, "client reset: {why}");
+                            break;
+                        }
+                        continue;
                     }
                 }
             }
@@ -731,8 +799,8 @@ async fn read_client(
                 }
             }
             Err(e) => {
-                if let Some((host, why)) = ingress.suspected_host(vessel, gives_up_open) {
-                    info!(%vessel, conn = id, %host, "client reset: the vessel's host is {why} ({e})");
+                if let Some(why) = ingress.gives_up(vessel, &mut lost_since) {
+                    info!(%vessel, conn = id, "client reset: {why} ({e})");
                     break;
                 }
                 let since = *unreachable_since.get_or_insert_with(Instant::now);
@@ -804,8 +872,12 @@ pub async fn run(
                 // Its own route at once: clients that reach this node go
                 // straight to the hub.
                 let epoch = lock(&ingress.host).known_epoch(id);
-                let ports = lock(&ingress.host).vessels.get(&id).map(|l| l.deployment.body.ports.clone());
-                ingress.learn_one(&mut lock(&ingress.routes), ingress.me, id, epoch, ports.as_deref());
+                let service = lock(&ingress.host).vessels.get(&id).map(|l| {
+                    let body = &l.deployment.body;
+                    (body.ports.clone(), body.sync_interval_ms().is_some())
+                });
+                let service = service.as_ref().map(|(p, sync)| (p.as_slice(), *sync));
+                ingress.learn_one(&mut lock(&ingress.routes), ingress.me, id, epoch, service);
                 ended.remove(&id);
                 tokio::spawn(pump(ingress.clone(), id, hub));
                 listen_on_new_ports(&ingress);
@@ -825,6 +897,8 @@ pub async fn run(
 /// the bytes the vessel sent, and goes once they are delivered.
 fn close_ended_hubs(host: &Mutex<Host>, ended: &mut HashMap<VesselId, Instant>) {
     let mut h = lock(host);
+    // A sync vessel that ended lets out what no checkpoint will hold.
+    super::output_commit::release_ended(&h);
     // A vessel that left: its hub travelled in the image; only the pump
     // stops (the migration removes it at the commit, this is the backstop).
     let left: Vec<VesselId> = h
@@ -865,116 +939,5 @@ fn close_ended_hubs(host: &Mutex<Host>, ended: &mut HashMap<VesselId, Instant>) 
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::BTreeMap;
-
-    use super::*;
-    use crate::dock::DockConfig;
-    use crate::mesh::link::NodeCommand;
-
-    /// The frame an entry sent to `peer`, as the event loop would get it;
-    /// its answer is kept unsent (a host a WAN away, or frozen in a move).
-    async fn next_frame(
-        rx: &mut mpsc::Receiver<NodeCommand>,
-    ) -> (
-        PeerId,
-        IngressFrame,
-        oneshot::Sender<Result<protocol::peer::PeerResponse, RequestError>>,
-    ) {
-        loop {
-            let cmd = tokio::time::timeout(Duration::from_secs(5), rx.recv())
-                .await
-                .expect("the entry sends a frame within 5 s")
-                .expect("the link is open");
-            if let NodeCommand::PeerRequest {
-                peer,
-                request,
-                reply,
-            } = cmd
-            {
-                if let protocol::peer::PeerRequest::Ingress(IngressRequest::Ingress(f)) = *request {
-                    return (peer, f, reply);
-                }
-            }
-        }
-    }
-
-    #[tokio::test]
-    async fn an_entry_waiting_on_the_old_host_resends_to_the_new_one_when_it_announces_itself() {
-        let dir = tempfile::tempdir().unwrap();
-        let host = Host::open(
-            dir.path(),
-            "n".into(),
-            DockConfig::default(),
-            BTreeMap::new(),
-        )
-        .unwrap();
-        let (tx, mut rx) = mpsc::channel(16);
-        let link = Link {
-            tx,
-            fail_fast: false,
-        };
-        let me = PeerId::random();
-        let ingress = Arc::new(Ingress::new(
-            None,
-            link,
-            Arc::new(Mutex::new(host)),
-            me,
-            Suspects::default(),
-        ));
-        let (vessel, old, new) = (VesselId([7; 8]), PeerId::random(), PeerId::random());
-        let route = |epoch| ServiceRoute {
-            vessel,
-            epoch,
-            ports: vec![7000],
-        };
-        ingress.learn(old, &[route(1)]);
-
-        // A client connection held here, its reader carrying its bytes.
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (stream, _) = listener.accept().await.unwrap();
-        let (read, _write) = stream.into_split();
-        let (writer, _writes) = mpsc::channel(4);
-        lock(&ingress.conns).insert(1, Arc::new(EntryConn { vessel, writer }));
-        tokio::spawn(read_client(ingress.clone(), vessel, 1, "7000".into(), read));
-        let (to, opening, reply) = next_frame(&mut rx).await;
-        assert_eq!((to, opening.segments[0].at), (old, 0));
-        let took = IngressReply::Took {
-            epoch: 1,
-            conns: vec![(1, InStatus::Taken { taken: 0 })],
-        };
-        let _ = reply.send(Ok(IngressResponse::Ingress(took).into()));
-
-        client.write_all(b"SET k v\n").await.unwrap();
-        let (to, frame, _unanswered) = next_frame(&mut rx).await;
-        assert_eq!(to, old);
-        assert_eq!(frame.segments[0].data, b"SET k v\n");
-
-        // The vessel moved: the new host's announcement (an egress frame of
-        // the new epoch, no segments) reaches this entry while the old host
-        // still has the frame. The bytes go to the new host at once.
-        let announce = EgressFrame {
-            vessel,
-            epoch: 2,
-            segments: vec![],
-        };
-        entry_write(&ingress, new, announce).await.unwrap();
-        let (to, resent, _) = next_frame(&mut rx).await;
-        assert_eq!(to, new, "the resend goes to the new host");
-        assert_eq!(
-            (resent.segments[0].at, &resent.segments[0].data[..]),
-            (0, &b"SET k v\n"[..])
-        );
-        // A late frame of the old host's epoch is refused from now on.
-        let late = EgressFrame {
-            vessel,
-            epoch: 1,
-            segments: vec![],
-        };
-        let refused = entry_write(&ingress, old, late).await.unwrap_err();
-        assert_eq!(refused.code, RefusalCode::StaleEpoch);
-    }
-}
+#[path = "ingress_tests.rs"]
+mod tests;

@@ -67,6 +67,7 @@ pub mod liveness;
 pub mod membership;
 pub mod migrate;
 pub mod node;
+pub mod output_commit;
 pub mod pack;
 pub mod peers;
 pub mod place;
@@ -108,6 +109,7 @@ mod tests {
     const SOURCES: &[(&str, &str)] = &[
         ("behaviour", include_str!("behaviour.rs")),
         ("checkpoint", include_str!("checkpoint.rs")),
+        ("output_commit", include_str!("output_commit.rs")),
         ("codec", include_str!("codec.rs")),
         ("commands", include_str!("commands.rs")),
         ("faults", include_str!("faults.rs")),

@@ -52,6 +52,9 @@ pub struct Queued {
     /// When its pause was (its age is what a failover would lose).
     pub taken_at: Instant,
     pub wanted: u32,
+    /// A `--durability sync` vessel: once every replica holds it, its
+    /// output is released up to it (`mesh::output_commit`).
+    pub sync: bool,
 }
 
 /// One replica of a vessel, as its host keeps it.
@@ -128,6 +131,11 @@ pub struct Book {
     /// The copies held here of vessels other nodes run.
     pub held: HashMap<VesselId, ReplicaRecord>,
     pub transfers: HashMap<VesselId, Transfer>,
+    /// Sync vessels whose newest copy is being made durable after it was
+    /// acknowledged from memory (one flush per vessel at a time).
+    pub flushing: HashSet<VesselId>,
+    /// Per vessel, the image its replica record on disk names.
+    pub durable: HashMap<VesselId, Hash>,
 }
 
 impl Replication {
@@ -219,6 +227,13 @@ pub fn held_key(id: VesselId) -> String {
 /// kept from the offer on, so those found present stay present).
 pub fn arriving_key(id: VesselId) -> String {
     format!("replica-arriving/{id}")
+}
+
+/// The store's holder name of the copy of `id` the replica record on disk
+/// names, while a newer one acknowledged from memory is not durable yet:
+/// a power cut then finds every chunk the record names.
+pub fn durable_key(id: VesselId) -> String {
+    format!("replica-durable/{id}")
 }
 
 /// The store's holder name of a checkpoint being shipped from here.

@@ -33,7 +33,7 @@ use tracing::{info, warn};
 
 use super::behaviour::NodeBehaviour;
 use super::link::NodeCommand;
-use super::replica_book::{arriving_key, held_key, Transfer};
+use super::replica_book::{arriving_key, durable_key, held_key, Transfer};
 use super::state::NodeState;
 use super::vessels::{refuse, Migrator};
 use crate::identity::peer_public_key;
@@ -446,7 +446,14 @@ fn store(
             ),
         ));
     }
-    store.sync().map_err(|e| internal(e.to_string()))?;
+    // A sync vessel's output waits for this answer: it is given once the
+    // copy is here in memory (the store's files, not yet synced), and the
+    // copy is made durable after it (`flush`), as Remus does: an SD card's
+    // fsync is slower than the sync interval. Others are durable first.
+    let from_memory = img.deployment.body.sync_interval_ms().is_some();
+    if !from_memory {
+        store.sync().map_err(|e| internal(e.to_string()))?;
+    }
     let record = ReplicaRecord {
         version: REPLICA_VERSION,
         vessel: id,
@@ -457,19 +464,76 @@ fn store(
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64),
     };
-    write_record(&dir, &record).map_err(internal)?;
+    if !from_memory {
+        write_record(&dir, &record).map_err(internal)?;
+    }
     let mut b = mesh.replication.book();
+    if !from_memory {
+        b.durable.insert(id, image);
+    } else if let Some(durable) = b.durable.get(&id) {
+        // Kept until the newer copy is durable (`flush`).
+        store.hold(&durable_key(id), Some(*durable));
+    }
     store.hold(&held_key(id), Some(image));
     store.hold(&arriving_key(id), None);
     b.transfers.remove(&id);
     if b.held.insert(id, record).is_none() {
         info!(vessel = %id, host = %peer, epoch, "now a replica of this vessel");
     }
+    let start_flush = from_memory && b.flushing.insert(id);
+    drop(b);
+    if start_flush {
+        let mesh = mesh.clone();
+        tokio::task::spawn_blocking(move || flush(&mesh, id));
+    }
     Ok(ReplicaResponse::Held {
         vessel: id,
         epoch,
         image,
     })
+}
+
+/// Makes the newest copy of a sync vessel held here durable (its chunks
+/// synced, then its record written), until the newest is durable: each
+/// pass takes the newest copy, so a flush never writes an older record
+/// over a newer one, and copies that came meanwhile cost one pass.
+fn flush(mesh: &Migrator, id: VesselId) {
+    let (store, dir) = {
+        let h = lock(&mesh.host);
+        (h.store.clone(), h.vessel_dir(id))
+    };
+    loop {
+        let record = {
+            let mut b = mesh.replication.book();
+            let newest = b.held.get(&id).cloned();
+            match newest {
+                Some(r) if b.durable.get(&id) != Some(&r.image) => r,
+                _ => {
+                    b.flushing.remove(&id);
+                    return;
+                }
+            }
+        };
+        let written = store
+            .sync()
+            .map_err(|e| e.to_string())
+            .and_then(|()| write_record(&dir, &record));
+        let mut b = mesh.replication.book();
+        if let Err(e) = written {
+            warn!(vessel = %id, "replica copy not made durable: {e}");
+            b.flushing.remove(&id);
+            return;
+        }
+        b.durable.insert(id, record.image);
+        store.hold(&durable_key(id), None);
+        if !b.held.contains_key(&id) {
+            // Let go meanwhile: its record must not outlive it.
+            let _ = std::fs::remove_file(dir.join(REPLICA_RECORD_FILE));
+            b.durable.remove(&id);
+            b.flushing.remove(&id);
+            return;
+        }
+    }
 }
 
 /// Writes a replica record atomically and durably.
@@ -491,6 +555,7 @@ pub fn drop_held(mesh: &Migrator, id: VesselId, epoch: u64) {
         return;
     }
     b.held.remove(&id);
+    b.durable.remove(&id);
     drop(b);
     let (store, dir) = {
         let h = lock(&mesh.host);
@@ -503,6 +568,7 @@ pub fn drop_held(mesh: &Migrator, id: VesselId, epoch: u64) {
         }
     }
     store.hold(&held_key(id), None);
+    store.hold(&durable_key(id), None);
     info!(vessel = %id, "no longer a replica of this vessel");
 }
 
@@ -528,6 +594,7 @@ pub fn load_held(mesh: &Migrator) {
         match protocol::cbor::decode::<ReplicaRecord>(&bytes) {
             Ok(r) if r.vessel == id => {
                 store.hold(&held_key(id), Some(r.image));
+                b.durable.insert(id, r.image);
                 b.held.insert(id, r);
             }
             Ok(_) => warn!("{}: names another vessel; ignored", path.display()),

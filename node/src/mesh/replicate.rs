@@ -61,6 +61,7 @@ pub fn after_checkpoint(mesh: &Migrator, id: VesselId, image: Hash) {
                 .last_durable
                 .map_or_else(Instant::now, |(at, _)| at),
             wanted: replicas_of(l.deployment.body.replicas),
+            sync: l.deployment.body.sync_interval_ms().is_some(),
         }
     };
     mesh.replication.enqueue(id, queued);
@@ -173,6 +174,11 @@ async fn ship(mesh: &Migrator, id: VesselId, q: Queued) {
     });
     let results = futures::future::join_all(sends).await;
     store.hold(&shipping_key(id), None);
+    // Output commit: released only once *every* replica holds it (with
+    // none to be had, the host's own durable copy is all there is).
+    if q.sync && results.iter().all(|(_, r)| r.is_ok()) {
+        super::output_commit::release(mesh, id, q.epoch, &image);
+    }
     let now = Instant::now();
     let mut b = mesh.replication.book();
     let Some(s) = b.shipping.get_mut(&id) else {

@@ -145,6 +145,7 @@ pub fn gossiped_rows(
             replication_problem: None,
             replica_bytes_sent: 0,
             replica_chunks_sent: 0,
+            durability: None,
         }));
     }
     rows

@@ -28,6 +28,7 @@ fn stored_image(store: &ChunkStore, seed: u8, chunks: &[Vec<u8>]) -> (Hash, Vec<
                 ports: vec![],
                 checkpoint_every_ms: None,
                 replicas: None,
+                durability: None,
             },
             user_key: PublicKey([0; 32]),
             signature: Signature([0; 64]),

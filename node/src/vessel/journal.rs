@@ -621,6 +621,7 @@ pub fn restore(dir: &Path, epoch: u64, start: u64, bytes: Vec<u8>) -> VesselLog 
         bytes,
         journal,
         history,
+        released_end: None,
     }
 }
 
@@ -640,6 +641,7 @@ pub fn listed(dir: &Path, start: u64, bytes: Vec<u8>) -> VesselLog {
         bytes,
         journal: None,
         history,
+        released_end: None,
     }
 }
 

@@ -25,6 +25,10 @@ pub struct VesselLog {
     pub journal: Option<Journal>,
     /// The generations this log went through on this node.
     pub history: LogHistory,
+    /// A `--durability sync` vessel's log is shown to readers only up to
+    /// the end an acknowledged checkpoint holds
+    /// (`dock::services::released`); `None`: all of it (async).
+    pub released_end: Option<u64>,
 }
 
 /// A page of records.
@@ -74,16 +78,39 @@ impl VesselLog {
         }
     }
 
-    /// Whole records from `from` (clamped to what is kept), at most
-    /// [`MAX_LOG_PAGE_BYTES`] (at least one record).
+    /// The end a reader may see: all of it, or for a sync vessel what an
+    /// acknowledged checkpoint holds (a released end is always a record
+    /// boundary: a checkpoint notes the log's end between records).
+    pub fn visible_end(&self) -> u64 {
+        match self.released_end {
+            Some(released) => released.clamp(self.start, self.end()),
+            None => self.end(),
+        }
+    }
+
+    /// Whole records from `from` (clamped to what is kept and released),
+    /// at most [`MAX_LOG_PAGE_BYTES`] (at least one record).
     pub fn page(&self, from: u64) -> Page {
+        let visible = self.visible_end();
         let from = from.clamp(self.start, self.end());
+        if from >= visible {
+            // Nothing released past it yet: an empty page where the reader
+            // stands (never an older offset: it would print records twice).
+            return Page {
+                start: self.start,
+                from,
+                next: from,
+                records: Vec::new(),
+                generation: self.history.current(),
+            };
+        }
+        let shown = &self.bytes[..(visible - self.start) as usize];
         let mut at = (from - self.start) as usize;
         // A reader's offset is always a record boundary it was given; one
         // that is not (a hostile or confused client) restarts at the next
         // boundary rather than reading a torn record.
         let mut boundary = 0usize;
-        for (_, rec) in log_records(&self.bytes) {
+        for (_, rec) in log_records(shown) {
             if boundary >= at {
                 break;
             }
@@ -91,7 +118,7 @@ impl VesselLog {
         }
         at = boundary;
         let mut end = at;
-        for (_, rec) in log_records(&self.bytes[at..]) {
+        for (_, rec) in log_records(&shown[at..]) {
             let len = LOG_RECORD_HEADER_BYTES + rec.len();
             if end > at && end - at + len > MAX_LOG_PAGE_BYTES {
                 break;
@@ -102,7 +129,7 @@ impl VesselLog {
             start: self.start,
             from: self.start + at as u64,
             next: self.start + end as u64,
-            records: self.bytes[at..end].to_vec(),
+            records: shown[at..end].to_vec(),
             generation: self.history.current(),
         }
     }
@@ -162,6 +189,24 @@ mod tests {
         // Mid-record offsets move to the next boundary.
         let p = log.page(2);
         assert_eq!(p.from, first);
+    }
+
+    #[test]
+    fn a_sync_vessels_reader_sees_only_what_a_checkpoint_holds() {
+        let mut log = VesselLog::default();
+        log.append(1, b"one\n");
+        let first = log.end();
+        log.append(1, b"two\n");
+        log.released_end = Some(first);
+        let p = log.page(0);
+        assert_eq!(log_records(&p.records), vec![(1, &b"one\n"[..])]);
+        assert_eq!(p.next, first);
+        // A reader at the released end waits there, with no records.
+        let p = log.page(first);
+        assert!(p.records.is_empty());
+        assert_eq!(p.next, first);
+        log.released_end = None;
+        assert_eq!(log.page(first).next, log.end());
     }
 
     #[test]

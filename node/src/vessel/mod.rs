@@ -492,6 +492,11 @@ impl Host {
                     replication_problem: None,
                     replica_bytes_sent: 0,
                     replica_chunks_sent: 0,
+                    durability: l
+                        .deployment
+                        .body
+                        .sync_interval_ms()
+                        .map(|ms| format!("sync {ms}ms")),
                 }
             })
             .collect()
@@ -642,6 +647,15 @@ impl Host {
         } else {
             LeaseGate::open()
         };
+        if image.deployment.body.sync_interval_ms().is_some() {
+            // Output commit (`mesh::output_commit`): a sync vessel starting
+            // here releases nothing until every replica holds a checkpoint
+            // of its own: what it starts from may be newer than they hold.
+            crate::sync::lock(&ready.log).released_end = Some(0);
+            if let Some(hub) = &ready.ingress {
+                hub.hold_output();
+            }
+        }
         let runner = runner::spawn(
             id,
             ready.vessel,
@@ -849,6 +863,7 @@ mod tests {
                     ports: vec![],
                     checkpoint_every_ms: None,
                     replicas: None,
+                    durability: None,
                 },
             ),
             epoch: 1,

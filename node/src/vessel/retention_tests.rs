@@ -40,6 +40,7 @@ fn deployment(vessel: VesselId, module: &[u8]) -> Deployment {
             ports: vec![],
             checkpoint_every_ms: None,
             replicas: None,
+            durability: None,
         },
     )
 }

@@ -528,6 +528,7 @@ fn deployment(n: u16, module: &[u8]) -> protocol::vessel::Deployment {
             ports: Vec::new(),
             checkpoint_every_ms: Some(0),
             replicas: None,
+            durability: None,
         },
         user_key: PublicKey([0; 32]),
         signature: Signature([0; 64]),

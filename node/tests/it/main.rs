@@ -26,4 +26,5 @@ mod placement;
 mod replicas;
 mod snapshot;
 mod support;
+mod sync_durability;
 mod waiting;

@@ -203,6 +203,7 @@ pub(crate) fn image_for(
             ports: vec![],
             checkpoint_every_ms: None,
             replicas: None,
+            durability: None,
         },
     );
     VesselImage {

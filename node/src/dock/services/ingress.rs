@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use protocol::ingress::{HubImage, InSegment, InStatus, OutSegment, OutStatus};
 
+use super::released::ReleasedMarks;
 use super::{BufferHub, ConnId, StreamEnd};
 
 /// Most vessel bytes of one connection in one egress frame: enough to fill
@@ -30,6 +31,9 @@ pub struct IngressHub {
     confirmed: Mutex<HashMap<ConnId, (u64, bool, bool)>>,
     frozen: AtomicBool,
     stopped: AtomicBool,
+    /// A `--durability sync` vessel's output commit: what it may release
+    /// (`None`: everything, at once, as an async vessel does).
+    released: Mutex<Option<ReleasedMarks>>,
 }
 
 impl IngressHub {
@@ -59,12 +63,40 @@ impl IngressHub {
             confirmed: Mutex::new(HashMap::new()),
             frozen: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
+            released: Mutex::new(None),
         }
     }
 
     /// The hub the vessel's sockets talk to.
     pub fn hub(&self) -> Arc<BufferHub> {
         self.hub.clone()
+    }
+
+    fn released(&self) -> std::sync::MutexGuard<'_, Option<ReleasedMarks>> {
+        self.released.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes this a sync vessel's hub: from now on it releases nothing
+    /// that no acknowledged checkpoint holds ([`ReleasedMarks`]).
+    pub fn hold_output(&self) {
+        *self.released() = Some(ReleasedMarks::default());
+    }
+
+    /// Every replica acknowledged a checkpoint with these marks: release
+    /// up to them, and wake the pump.
+    pub fn release(&self, marks: ReleasedMarks) {
+        if let Some(r) = self.released().as_mut() {
+            r.advance(marks);
+        }
+        self.hub.net_wake();
+    }
+
+    /// Releases everything from now on (the vessel ended: no checkpoint
+    /// will hold more, and it will not run again here).
+    pub fn release_all(&self) {
+        if self.released().take().is_some() {
+            self.hub.net_wake();
+        }
     }
 
     fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<ConnId, Vec<u8>>> {
@@ -106,8 +138,18 @@ impl IngressHub {
                         self.hub.net_end(s.conn, StreamEnd::from_wire(end));
                     }
                 }
+                let taken = match self.released().as_ref() {
+                    Some(marks) => marks.confirmable(s.conn, s.at, taken),
+                    None => taken,
+                };
                 InStatus::Taken { taken }
             }
+            Err(super::HubError::Reset) => match self.released().as_ref() {
+                // A sync vessel's reset waits for a checkpoint that holds
+                // it: until then the entry is told to ask again shortly.
+                Some(marks) if !marks.reset_released(s.conn) => InStatus::Moving,
+                _ => InStatus::Reset,
+            },
             Err(_) => InStatus::Reset,
         }
     }
@@ -122,12 +164,20 @@ impl IngressHub {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
+        let released = self.released().clone();
         for id in self.hub.net_conn_ids() {
             let Some(entry) = entries.get(&id) else {
                 continue;
             };
             let Ok(o) = self.hub.net_peek(id, EGRESS_SEGMENT_BYTES) else {
                 continue;
+            };
+            let o = match released.as_ref() {
+                Some(marks) => match marks.releasable(id, o) {
+                    Some(o) => o,
+                    None => continue,
+                },
+                None => o,
             };
             let end = o.at + o.data.len() as u64;
             if o.data.is_empty() && confirmed.get(&id) == Some(&(end, o.fin, o.closed)) {
@@ -307,5 +357,31 @@ mod tests {
             moved.egress(16).is_empty(),
             "confirmed bytes are not sent again"
         );
+    }
+
+    #[test]
+    fn a_sync_hub_lets_out_and_confirms_only_what_an_acknowledged_checkpoint_holds() {
+        let h = IngressHub::new(&[8080]);
+        h.hold_output();
+        h.take(b"E", &[seg(1, 0, b"", None)]);
+        let hub = h.hub();
+        assert_eq!(hub.take_connection("8080"), Some(1));
+        // The client's request is in the hub, but no checkpoint holds it.
+        let r = h.take(b"E", &[seg(1, 0, b"GET a\n", None)]);
+        assert_eq!(r, vec![(1, InStatus::Taken { taken: 0 })]);
+        hub.send(1, 0, b"VAL 1\n").unwrap();
+        assert!(h.egress(16).is_empty(), "the reply waits for the replicas");
+        // A checkpoint with the request and the reply; every replica has it.
+        let checkpoint = h.export();
+        hub.send(1, 6, b"more").unwrap();
+        h.release(ReleasedMarks::of_hub(&checkpoint));
+        let segs = h.egress(16).remove(b"E".as_slice()).unwrap();
+        assert_eq!(segs[0].data, b"VAL 1\n", "only what the checkpoint holds");
+        let r = h.take(b"E", &[seg(1, 0, b"GET a\n", None)]);
+        assert_eq!(r, vec![(1, InStatus::Taken { taken: 6 })]);
+        // An ended vessel lets out the rest.
+        h.release_all();
+        let segs = h.egress(16).remove(b"E".as_slice()).unwrap();
+        assert_eq!(segs[0].data, b"VAL 1\nmore");
     }
 }

@@ -24,6 +24,7 @@
 //! methods that a bridge (TCP threads, the mesh) calls.
 
 pub mod ingress;
+pub mod released;
 pub mod tcp;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -418,6 +419,12 @@ impl BufferHub {
     /// How many connections the hub still holds (taken or not).
     pub fn net_connections(&self) -> usize {
         self.lock().conns.len()
+    }
+
+    /// Wakes whoever waits on the hub (the egress pump) without a change of
+    /// its own: more of the vessel's bytes may be released now.
+    pub fn net_wake(&self) {
+        self.update(|_| ((), true))
     }
 
     /// The current generation (see [`ServiceHub::generation`]).

@@ -174,6 +174,11 @@ impl Host {
         self.vessels
             .iter()
             .filter(|(_, l)| {
+                if l.deployment.body.sync_interval_ms().is_some() {
+                    // Checkpointed every sync interval by its own driver
+                    // (`mesh::output_commit`).
+                    return false;
+                }
                 let every = match l.deployment.body.checkpoint_every_ms {
                     Some(0) => return false,
                     Some(ms) => Duration::from_millis(ms),

@@ -1,0 +1,170 @@
+//! The entry role's tests (`mesh::ingress`): a reader that follows a
+//! move, and the hold of a sync vessel's client through its host's death.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::dock::DockConfig;
+use crate::mesh::link::NodeCommand;
+
+/// The frame an entry sent to `peer`, as the event loop would get it;
+/// its answer is kept unsent (a host a WAN away, or frozen in a move).
+async fn next_frame(
+    rx: &mut mpsc::Receiver<NodeCommand>,
+) -> (
+    PeerId,
+    IngressFrame,
+    oneshot::Sender<Result<protocol::peer::PeerResponse, RequestError>>,
+) {
+    loop {
+        let cmd = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("the entry sends a frame within 5 s")
+            .expect("the link is open");
+        if let NodeCommand::PeerRequest {
+            peer,
+            request,
+            reply,
+        } = cmd
+        {
+            if let protocol::peer::PeerRequest::Ingress(IngressRequest::Ingress(f)) = *request {
+                return (peer, f, reply);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_entry_waiting_on_the_old_host_resends_to_the_new_one_when_it_announces_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::open(
+        dir.path(),
+        "n".into(),
+        DockConfig::default(),
+        BTreeMap::new(),
+    )
+    .unwrap();
+    let (tx, mut rx) = mpsc::channel(16);
+    let link = Link {
+        tx,
+        fail_fast: false,
+    };
+    let me = PeerId::random();
+    let ingress = Arc::new(Ingress::new(
+        None,
+        link,
+        Arc::new(Mutex::new(host)),
+        me,
+        Suspects::default(),
+    ));
+    let (vessel, old, new) = (VesselId([7; 8]), PeerId::random(), PeerId::random());
+    let route = |epoch| ServiceRoute {
+        vessel,
+        epoch,
+        ports: vec![7000],
+        sync: false,
+    };
+    ingress.learn(old, &[route(1)]);
+
+    // A client connection held here, its reader carrying its bytes.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (stream, _) = listener.accept().await.unwrap();
+    let (read, _write) = stream.into_split();
+    let (writer, _writes) = mpsc::channel(4);
+    lock(&ingress.conns).insert(1, Arc::new(EntryConn { vessel, writer }));
+    tokio::spawn(read_client(ingress.clone(), vessel, 1, "7000".into(), read));
+    let (to, opening, reply) = next_frame(&mut rx).await;
+    assert_eq!((to, opening.segments[0].at), (old, 0));
+    let took = IngressReply::Took {
+        epoch: 1,
+        conns: vec![(1, InStatus::Taken { taken: 0 })],
+    };
+    let _ = reply.send(Ok(IngressResponse::Ingress(took).into()));
+
+    client.write_all(b"SET k v\n").await.unwrap();
+    let (to, frame, _unanswered) = next_frame(&mut rx).await;
+    assert_eq!(to, old);
+    assert_eq!(frame.segments[0].data, b"SET k v\n");
+
+    // The vessel moved: the new host's announcement (an egress frame of
+    // the new epoch, no segments) reaches this entry while the old host
+    // still has the frame. The bytes go to the new host at once.
+    let announce = EgressFrame {
+        vessel,
+        epoch: 2,
+        segments: vec![],
+    };
+    entry_write(&ingress, new, announce).await.unwrap();
+    let (to, resent, _) = next_frame(&mut rx).await;
+    assert_eq!(to, new, "the resend goes to the new host");
+    assert_eq!(
+        (resent.segments[0].at, &resent.segments[0].data[..]),
+        (0, &b"SET k v\n"[..])
+    );
+    // A late frame of the old host's epoch is refused from now on.
+    let late = EgressFrame {
+        vessel,
+        epoch: 1,
+        segments: vec![],
+    };
+    let refused = entry_write(&ingress, old, late).await.unwrap_err();
+    assert_eq!(refused.code, RefusalCode::StaleEpoch);
+}
+
+#[test]
+fn a_sync_vessels_client_is_held_through_its_hosts_death_for_a_bounded_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::open(
+        dir.path(),
+        "n".into(),
+        DockConfig::default(),
+        BTreeMap::new(),
+    )
+    .unwrap();
+    let (tx, _rx) = mpsc::channel(16);
+    let link = Link {
+        tx,
+        fail_fast: false,
+    };
+    let suspects = Suspects::default();
+    let ingress = Ingress::new(
+        None,
+        link,
+        Arc::new(Mutex::new(host)),
+        PeerId::random(),
+        suspects.clone(),
+    );
+    let (dead, new) = (PeerId::random(), PeerId::random());
+    let (sync_v, async_v) = (VesselId([1; 8]), VesselId([2; 8]));
+    let route = |vessel, epoch, sync| ServiceRoute {
+        vessel,
+        epoch,
+        ports: vec![7000],
+        sync,
+    };
+    ingress.learn(dead, &[route(sync_v, 1, true), route(async_v, 1, false)]);
+    let since = Instant::now();
+    suspects.publish([(dead, crate::mesh::liveness::State::Down { since })].into_iter());
+
+    // An async vessel's client is given up once its host is down.
+    let why = ingress.gives_up(async_v, &mut None).expect("given up");
+    assert!(why.contains("down"), "{why}");
+    // A sync vessel's is held, while a replica may take it over...
+    let mut lost = None;
+    assert_eq!(ingress.gives_up(sync_v, &mut lost), None);
+    assert!(lost.is_some(), "the hold is counted from now");
+    // ...for SYNC_FAILOVER_HOLD, then reset with the reason.
+    let mut long_lost = Some(Instant::now() - SYNC_FAILOVER_HOLD - Duration::from_secs(1));
+    let why = ingress.gives_up(sync_v, &mut long_lost).expect("given up");
+    assert!(
+        why.contains("no other node took it over within 30 s"),
+        "{why}"
+    );
+    // A new host at the higher epoch ends the hold.
+    ingress.learn(new, &[route(sync_v, 2, true)]);
+    assert_eq!(ingress.gives_up(sync_v, &mut long_lost), None);
+    assert_eq!(long_lost, None);
+}
