@@ -345,7 +345,10 @@ fn failover_scenario_runs_end_to_end() {
 #[test]
 fn partition_failover_scenario_runs_end_to_end() {
     scenario("partition-failover", |r| {
-        for line in ["partition: {b,c,d,e} | {a}", "heal: every node reaches every other"] {
+        for line in [
+            "partition: {b,c,d,e} | {a}",
+            "heal: every node reaches every other",
+        ] {
             r.expect(
                 r.stdout.contains(line),
                 &format!("no {line:?} in the progress"),

@@ -664,14 +664,28 @@ async fn read_client(
             return;
         }
         // Read when there is nothing to send (wait) or room for more (now).
+        // A new host to tell where this client stands (below).
+        let mut probe = false;
         if end.is_none() && pending.len() < MAX_HUB_BUFFER_BYTES {
             let idle = opened && pending.is_empty();
             let r = if idle {
+                let host_now = ingress.route(vessel).map(|(h, _)| h);
                 tokio::select! {
                     r = read.read(&mut buf) => Some(r),
                     // Look up now and then: the vessel may have closed, or
                     // its host gone.
                     _ = tokio::time::sleep(IDLE_LOOK_EVERY) => None,
+                    // Another host runs the vessel now (a takeover): it is
+                    // sent an empty segment at once, which it answers with
+                    // how much of this client it holds. A host that resumed
+                    // an older image holds less, and the client is reset
+                    // then, not when the dead host is declared down (30 s:
+                    // a client waiting for its answer hung that long,
+                    // scripts/bench_failover.py).
+                    () = moved_off(&ingress, vessel, host_now) => {
+                        probe = true;
+                        None
+                    }
                 }
             } else {
                 match read.try_read(&mut buf) {
@@ -680,7 +694,7 @@ async fn read_client(
                 }
             };
             match r {
-                None if idle => {
+                None if idle && !probe => {
                     if let Some(why) = ingress.gives_up(vessel, &mut lost_since) {
                         info!(%vessel, conn = id, "idle client reset: {why}");
                         break;
@@ -817,6 +831,15 @@ async fn read_client(
     // this half are both dropped.
     let _ = read.as_ref().set_zero_linger();
     lock(&ingress.conns).remove(&id);
+}
+
+/// Returns once the route of `vessel` names another host than `host` (never
+/// without one).
+async fn moved_off(ingress: &Ingress, vessel: VesselId, host: Option<PeerId>) {
+    match host {
+        Some(host) => ingress.moved_from(vessel, host).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Starts a listener for every port the routes name that has none yet.

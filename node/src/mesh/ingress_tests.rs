@@ -114,6 +114,88 @@ async fn an_entry_waiting_on_the_old_host_resends_to_the_new_one_when_it_announc
     assert_eq!(refused.code, RefusalCode::StaleEpoch);
 }
 
+/// Regression (scripts/bench_failover.py): a client whose request its
+/// host had taken, waiting for the answer when the host died, was left
+/// hanging until the host was declared down (30 s): its reader was idle,
+/// with nothing to send, and did not look at the route. Now the new host
+/// is told at once where the client stands, and answers how much of it it
+/// holds: less, after a takeover from an older checkpoint, so the client
+/// is reset.
+#[tokio::test]
+async fn an_idle_client_waiting_for_its_answer_is_reset_when_a_replica_takes_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::open(
+        dir.path(),
+        "n".into(),
+        DockConfig::default(),
+        BTreeMap::new(),
+    )
+    .unwrap();
+    let (tx, mut rx) = mpsc::channel(16);
+    let link = Link {
+        tx,
+        fail_fast: false,
+    };
+    let ingress = Arc::new(Ingress::new(
+        None,
+        link,
+        Arc::new(Mutex::new(host)),
+        PeerId::random(),
+        Suspects::default(),
+    ));
+    let (vessel, old, new) = (VesselId([9; 8]), PeerId::random(), PeerId::random());
+    let route = |epoch| ServiceRoute {
+        vessel,
+        epoch,
+        ports: vec![7000],
+        sync: false,
+    };
+    ingress.learn(old, &[route(1)]);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (stream, _) = listener.accept().await.unwrap();
+    let (read, _write) = stream.into_split();
+    let (writer, _writes) = mpsc::channel(4);
+    lock(&ingress.conns).insert(1, Arc::new(EntryConn { vessel, writer }));
+    let reader = tokio::spawn(read_client(ingress.clone(), vessel, 1, "7000".into(), read));
+    let took = |taken| IngressReply::Took {
+        epoch: 1,
+        conns: vec![(1, InStatus::Taken { taken })],
+    };
+    let (_, _, reply) = next_frame(&mut rx).await;
+    let _ = reply.send(Ok(IngressResponse::Ingress(took(0)).into()));
+    // The request is taken by the old host, which dies before it answers.
+    client.write_all(b"SET k v\n").await.unwrap();
+    let (_, _, reply) = next_frame(&mut rx).await;
+    let _ = reply.send(Ok(IngressResponse::Ingress(took(8)).into()));
+    // The reader (on this test's one thread) takes the answer and goes
+    // idle before anything else happens.
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+
+    // A replica takes over at epoch 2 and announces itself.
+    ingress.learn(new, &[route(2)]);
+    let (to, probe, reply) = tokio::time::timeout(Duration::from_millis(500), next_frame(&mut rx))
+        .await
+        .expect("the new host is told at once, not after IDLE_LOOK_EVERY or the 30 s down");
+    assert_eq!(to, new);
+    assert_eq!((probe.segments[0].at, probe.segments[0].data.len()), (8, 0));
+    // Its checkpoint holds none of the request: the client is reset.
+    let behind = IngressReply::Took {
+        epoch: 2,
+        conns: vec![(1, InStatus::Taken { taken: 0 })],
+    };
+    let _ = reply.send(Ok(IngressResponse::Ingress(behind).into()));
+    tokio::time::timeout(Duration::from_secs(5), reader)
+        .await
+        .expect("the reader ends: the client is reset")
+        .unwrap();
+    assert!(!lock(&ingress.conns).contains_key(&1));
+}
+
 #[test]
 fn a_sync_vessels_client_is_held_through_its_hosts_death_for_a_bounded_time() {
     let dir = tempfile::tempdir().unwrap();

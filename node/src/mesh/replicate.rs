@@ -180,6 +180,9 @@ async fn ship(mesh: &Migrator, id: VesselId, q: Queued) {
         super::output_commit::release(mesh, id, q.epoch, &image);
     }
     let now = Instant::now();
+    if results.iter().all(|(_, r)| r.is_ok()) {
+        note_replica_lag(mesh, id, q.epoch, now - q.taken_at);
+    }
     let mut b = mesh.replication.book();
     let Some(s) = b.shipping.get_mut(&id) else {
         return;
@@ -201,6 +204,18 @@ async fn ship(mesh: &Migrator, id: VesselId, q: Queued) {
                 slot.failing_since.get_or_insert(now);
                 slot.problem = Some(why);
             }
+        }
+    }
+}
+
+/// Notes how long a checkpoint of `id` took from its pause to being held
+/// by every replica: the next is asked for that much earlier
+/// (`vessel::checkpoint::next_checkpoint_at`).
+fn note_replica_lag(mesh: &Migrator, id: VesselId, epoch: u64, lag: Duration) {
+    let mut h = lock(&mesh.host);
+    if let Some(l) = h.vessels.get_mut(&id) {
+        if matches!(l.record, Record::Owned { epoch: e, .. } if e == epoch) {
+            l.checkpoints.replica_lag = Some(lag);
         }
     }
 }

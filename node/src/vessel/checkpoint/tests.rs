@@ -162,3 +162,42 @@ fn a_seeded_baseline_compares_only_what_was_written_since_the_arrival() {
         assert_eq!(got, put_image(&mut s, &memory).unwrap());
     }
 }
+
+#[test]
+fn a_replicated_vessel_checkpoints_early_enough_that_its_replica_is_never_an_interval_behind() {
+    use std::time::{Duration, Instant};
+    let ms = Duration::from_millis;
+    let every = ms(1000);
+    let t0 = Instant::now();
+    // The last checkpoint was asked for at t0, ended 20 ms later.
+    let c = Checkpoints {
+        last_attempt: Some(t0),
+        last_done: Some((t0 + ms(20), ms(20))),
+        ..Checkpoints::default()
+    };
+    // Without replicas: an interval after it ended.
+    assert_eq!(next_checkpoint_at(&c, every, t0), t0 + ms(1020));
+    // Its replicas held it 200 ms after its pause: the next is asked for
+    // 300 ms early (with room for a slower shipment), held at about
+    // 900 ms, so a failover never loses more than the interval.
+    let replicated = Checkpoints {
+        replica_lag: Some(ms(200)),
+        ..c
+    };
+    assert_eq!(next_checkpoint_at(&replicated, every, t0), t0 + ms(700));
+    // A replica far behind halves the interval, no more.
+    let slow = Checkpoints {
+        replica_lag: Some(ms(5000)),
+        ..replicated
+    };
+    assert_eq!(next_checkpoint_at(&slow, every, t0), t0 + ms(500));
+    // Slow checkpoints still space themselves out.
+    let heavy = Checkpoints {
+        last_done: Some((t0 + ms(100), ms(100))),
+        ..slow
+    };
+    assert_eq!(
+        next_checkpoint_at(&heavy, every, t0),
+        t0 + ms(100) + ms(100) * CHECKPOINT_SPACING_FACTOR
+    );
+}
