@@ -884,14 +884,38 @@ pub(crate) mod tests {
             id: VesselId([1; 8]),
             name: "v".into(),
             epoch: 1,
+            voters: vec![],
+            replicas: vec![],
         };
         s.named = vec![named.clone(); MAX_STATUS_NAMED_VESSELS + 1];
         assert!(matches!(s.check(), Err(StatusError::TooManyVessels { .. })));
         s.named = vec![StatusVessel {
             name: "n".repeat(crate::limits::MAX_NAME_BYTES + 1),
-            ..named
+            ..named.clone()
         }];
         assert!(matches!(s.check(), Err(StatusError::StringTooLong { .. })));
+        let voter = PeerIdBytes(vec![1; 38]);
+        s.named = vec![StatusVessel {
+            voters: vec![voter.clone(); crate::limits::MAX_VOTERS_PER_VESSEL + 1],
+            ..named.clone()
+        }];
+        assert!(matches!(s.check(), Err(StatusError::TooManyVoters { .. })));
+        s.named = vec![StatusVessel {
+            replicas: vec![PeerIdBytes(vec![
+                1;
+                crate::status::MAX_STATUS_PEER_ID_BYTES + 1
+            ])],
+            ..named.clone()
+        }];
+        assert!(matches!(s.check(), Err(StatusError::StringTooLong { .. })));
+        s.named = vec![
+            StatusVessel {
+                voters: vec![voter],
+                ..named.clone()
+            };
+            crate::status::MAX_STATUS_FAILOVER_VESSELS + 1
+        ];
+        assert!(matches!(s.check(), Err(StatusError::TooManyVessels { .. })));
         s.named.clear();
         s.arch = "x".repeat(MAX_STATUS_STRING_BYTES + 1);
         assert!(matches!(s.check(), Err(StatusError::StringTooLong { .. })));
@@ -969,14 +993,25 @@ mod phase_tests {
             ],
             draining: true,
             services: vec![],
-            named: vec![
-                StatusVessel {
-                    id: VesselId([0xff; 8]),
-                    name: long(crate::limits::MAX_NAME_BYTES),
-                    epoch: u64::MAX,
-                };
-                MAX_STATUS_NAMED_VESSELS
-            ],
+            named: (0..MAX_STATUS_NAMED_VESSELS)
+                .map(|i| {
+                    // The first ones with every voter and replica a
+                    // status may name, each id at its longest.
+                    let peers = if i < crate::status::MAX_STATUS_FAILOVER_VESSELS {
+                        let id = PeerIdBytes(vec![0xff; crate::status::MAX_STATUS_PEER_ID_BYTES]);
+                        vec![id; crate::limits::MAX_VOTERS_PER_VESSEL]
+                    } else {
+                        Vec::new()
+                    };
+                    StatusVessel {
+                        id: VesselId([0xff; 8]),
+                        name: long(crate::limits::MAX_NAME_BYTES),
+                        epoch: u64::MAX,
+                        voters: peers.clone(),
+                        replicas: peers,
+                    }
+                })
+                .collect(),
         };
         status.check().unwrap();
         // A certificate with an invite grant is under 1 KiB.
@@ -1017,6 +1052,8 @@ mod smoke {
                 id: VesselId([1; 8]),
                 name: "kv".into(),
                 epoch: 3,
+                voters: vec![PeerIdBytes(vec![2; 38])],
+                replicas: vec![PeerIdBytes(vec![3; 38])],
             }],
         };
         let token = JoinToken {

@@ -568,6 +568,7 @@ pub async fn ps(control: &Control, peers: &[PeerId]) -> Vec<VesselInfo> {
         &control.gossiped,
         &control.suspects,
         &answered,
+        control.me,
     ));
     merge_rows(rows)
 }
@@ -753,7 +754,7 @@ mod tests {
             vessels: vec![vessel(1, 2), vessel(2, 2)],
             at: Instant::now(),
         }];
-        let mut rows = gossiped_rows(&gossiped, &suspects, &HashSet::new());
+        let mut rows = gossiped_rows(&gossiped, &suspects, &HashSet::new(), PeerId::random());
         let template = rows[0].clone();
         let live = |n: u8, epoch: u64, state: &str| VesselInfo {
             id: VesselId([n; 8]),

@@ -67,6 +67,7 @@ pub mod liveness;
 pub mod membership;
 pub mod migrate;
 pub mod node;
+pub mod outlook;
 pub mod pack;
 pub mod peers;
 pub mod place;
@@ -120,6 +121,7 @@ mod tests {
         ("membership", include_str!("membership.rs")),
         ("migrate", include_str!("migrate.rs")),
         ("node", include_str!("node.rs")),
+        ("outlook", include_str!("outlook.rs")),
         ("pack", include_str!("pack.rs")),
         ("peers", include_str!("peers.rs")),
         ("place", include_str!("place.rs")),
