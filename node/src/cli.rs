@@ -111,6 +111,14 @@ pub enum Command {
     /// moving if it holds (2/3)", "cool-down 12 s after a move (drained
     /// from …)". --json gives it as `why` (and how the vessel got there as
     /// `reason`).
+    ///
+    /// A vessel whose host is unreachable or down is listed from the
+    /// host's last status, and WHY says what happens to it: "host
+    /// unreachable 2.1 s, failing over to 12D3KooW…" (the replica that
+    /// takes it over), or why it cannot fail over by itself (no lease:
+    /// fewer than 3 voters; this side reaches only a minority of its
+    /// voters; no replica) and the `meshnode recover … --force` that
+    /// decides by hand. `ps` never waits on a silent host.
     Ps(crate::control::vessel_cli::PsArgs),
 
     /// Print a vessel's stdout and stderr, wherever it runs (-f follows it
@@ -189,6 +197,33 @@ pub enum Command {
     ///
     /// Example: meshnode drain 12D3KooW…   (or `self` for the node you talk to)
     Drain(crate::control::vessel_cli::DrainArgs),
+
+    /// Run a vessel whose host is gone on one of its replicas, when the
+    /// mesh cannot decide to by itself.
+    ///
+    /// A replicated vessel fails over by itself only with a majority of
+    /// its voters (at least 3: its host, its replicas, nearby members).
+    /// With fewer (a mesh of 2, or deployed before the third member
+    /// joined), or on the minority side of a partition, it does not, and
+    /// `meshnode ps` says so and names this command. PEER runs the vessel
+    /// from the newest checkpoint it holds of it, at a higher epoch; the
+    /// vessel loses what it did after that checkpoint.
+    ///
+    /// The risk: nothing here can tell a dead host from one that is only
+    /// cut off. If the old host still runs (a partition, not a death), the
+    /// vessel runs twice until the old host hears of the new epoch: PEER
+    /// shows it a certificate of the forced epoch as soon as it is heard
+    /// from again, and the old host then stops and fences its copy for good.
+    /// What the losing copy did meanwhile (its writes, what its clients
+    /// saw) is lost. Use it only when you know the host is dead, or accept
+    /// that.
+    ///
+    /// Refused without --force; if PEER holds no replica of the vessel; while
+    /// PEER hears from the vessel's host (use `migrate` or `stop`); and while
+    /// PEER still grants the host the vessel's lease (it runs out within 2 s).
+    ///
+    /// Example: meshnode recover kv --on 12D3KooW… --force
+    Recover(crate::control::recover_cli::RecoverArgs),
 }
 
 #[derive(Args, Debug)]

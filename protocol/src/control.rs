@@ -244,6 +244,16 @@ pub enum Command {
     Endorse {
         certificates: Vec<MemberCertificate>,
     },
+    /// Run a vessel (id, id prefix or name) on the member `on` (a PeerId,
+    /// or `self`) from the newest checkpoint that member holds of it, as
+    /// its replica, without its voters' majority (`meshnode recover
+    /// --force`, issue 15). Refused unless `force`, unless `on` holds a
+    /// replica, and while the vessel's host is up or holds its lease.
+    Recover {
+        vessel: String,
+        on: String,
+        force: bool,
+    },
 }
 
 impl SignedRequest {
@@ -363,6 +373,24 @@ pub enum ControlResponse {
         node_key: PublicKey,
         nonce: Nonce,
     },
+    /// A vessel runs on `node` by a forced recovery.
+    Recovered(RecoverReport),
+}
+
+/// A forced recovery (`meshnode recover --force`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoverReport {
+    pub vessel: VesselId,
+    /// The node that runs it now.
+    pub node: String,
+    /// The epoch it runs at, and the epoch of the checkpoint it ran from.
+    pub epoch: u64,
+    pub from_epoch: u64,
+    /// The host it was recovered from.
+    pub from_host: String,
+    /// How old that checkpoint was when it arrived on `node`, in ms (by
+    /// that node's clock), if known: what the vessel lost.
+    pub checkpoint_age_ms: Option<u64>,
 }
 
 /// A durable checkpoint (`meshnode checkpoint`).
@@ -1014,6 +1042,8 @@ mod phase_tests {
                 .collect(),
         };
         status.check().unwrap();
+        let back: NodeStatus = crate::cbor::decode(&crate::cbor::encode(&status)).unwrap();
+        assert_eq!(back, status);
         // A certificate with an invite grant is under 1 KiB.
         let bytes = crate::cbor::encode(&status).len() + 1024;
         assert!(

@@ -229,6 +229,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Drain { .. } => "drain",
         Command::DrainStatus { .. } => "drain (status)",
         Command::Checkpoint { .. } => "checkpoint",
+        Command::Recover { .. } => "recover",
         _ => "the command",
     }
 }

@@ -231,11 +231,46 @@ pub(super) async fn run_control(
             })
             .await
         }
+        Command::Recover { vessel, on, force } => {
+            recover_command(control, peers, &vessel, &on, force).await
+        }
         other => Err(refuse(
             RefusalCode::Internal,
             format!("not a vessel command: {other:?}"),
         )),
     }
+}
+
+/// `meshnode recover VESSEL --on PEER --force`: PEER runs it from its
+/// replica (`mesh::force`). The vessel is found by the mesh's `ps` (a
+/// silent host's last status included), or by its full id.
+async fn recover_command(
+    control: &Control,
+    peers: &[PeerId],
+    vessel: &str,
+    on: &str,
+    force: bool,
+) -> Result<ControlResponse, Refusal> {
+    let target = node_of(control, on).map_err(|r| refuse(r.code, format!("--on: {}", r.detail)))?;
+    if let Some(s) = control.suspects.of(&target) {
+        return Err(refuse(
+            RefusalCode::Unreachable,
+            format!(
+                "--on {target} is {}: it cannot run the vessel",
+                s.describe()
+            ),
+        ));
+    }
+    let id = match resolve(control, peers, vessel).await {
+        Ok((id, _)) => id,
+        Err(refusal) => VesselId::from_hex(vessel).ok_or(refusal)?,
+    };
+    let request = ForwardRequest::Recover { vessel: id, force };
+    act(control, target, request, |r| match r {
+        ForwardResponse::Recovered(report) => Ok(ControlResponse::Recovered(report)),
+        other => Err(Box::new(other)),
+    })
+    .await
 }
 
 /// The node `meshnode deploy --on` names (this one by default).
@@ -575,10 +610,12 @@ pub async fn ps(control: &Control, peers: &[PeerId]) -> Vec<VesselInfo> {
 
 /// How much a `ps` row is worth at equal epochs: a node's own word that it
 /// runs the vessel, then a silent host's last status, then a node that
-/// says the vessel `left` it or is `waiting` for it.
+/// says the vessel `left` it or is `waiting` for it, or whose copy was
+/// `fenced` by that epoch (a fenced record's epoch is the one that fenced
+/// it: the new owner's).
 fn row_rank(r: &VesselInfo) -> u8 {
     match r.state.as_str() {
-        "left" | "waiting" => 0,
+        "left" | "waiting" | "fenced" => 0,
         _ if from_gossip(r) => 1,
         _ => 2,
     }
@@ -705,6 +742,28 @@ async fn run_here(
             RefusalCode::Internal,
             "answered by the event loop (mesh/relay.rs)",
         )),
+        ForwardRequest::Recover { vessel, force } => {
+            let (migrator, suspects) = (&control.migrator, &control.suspects);
+            let (report, certificate) =
+                super::force::recover_here(migrator, suspects, vessel, force)?;
+            let fence = super::force::fence_old_host(
+                control.link.clone(),
+                control.suspects.clone(),
+                certificate,
+            );
+            tokio::spawn(fence);
+            Ok(ForwardResponse::Recovered(report))
+        }
+        ForwardRequest::Fence { certificate } => {
+            let from = through.ok_or_else(|| {
+                refuse(
+                    RefusalCode::BadArgument,
+                    "a fence comes from the node that recovered the vessel",
+                )
+            })?;
+            super::force::fence_here(&control.host, from, &certificate)?;
+            Ok(ForwardResponse::Done)
+        }
         ForwardRequest::Checkpoint { vessel } => {
             let durable = super::checkpoint::take_and_replicate(&control.migrator, vessel)
                 .await

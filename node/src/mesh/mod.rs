@@ -58,6 +58,7 @@ pub mod checkpoint;
 pub mod codec;
 pub mod commands;
 pub mod faults;
+pub mod force;
 pub mod gate;
 pub mod ingress;
 pub mod lease;
@@ -112,6 +113,7 @@ mod tests {
         ("codec", include_str!("codec.rs")),
         ("commands", include_str!("commands.rs")),
         ("faults", include_str!("faults.rs")),
+        ("force", include_str!("force.rs")),
         ("gate", include_str!("gate.rs")),
         ("ingress", include_str!("ingress.rs")),
         ("lease", include_str!("lease/mod.rs")),

@@ -23,6 +23,7 @@ mod mesh_services;
 mod mesh_vessels;
 mod migrate;
 mod placement;
+mod recover_force;
 mod replicas;
 mod snapshot;
 mod support;
