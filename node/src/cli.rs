@@ -192,8 +192,16 @@ pub enum Command {
     /// put vessels on it. Vessels that have ended are not moved: their logs
     /// stay on the node.
     ///
-    /// A drain is done by the drained node itself: one that is unreachable
-    /// or down is refused at once, saying since when.
+    /// A drain is done by the drained node itself. Of a node that is
+    /// unreachable or down, drain moves nothing itself: it reports, as it
+    /// goes, what the mesh does with each vessel the node last said it ran:
+    /// "failing over to 12D3KooW…" while its replica takes it over through
+    /// the lease (no sooner than the lease allows), then "-> 12D3KooW…";
+    /// or why it cannot fail over by itself (no replica, fewer than 3
+    /// voters, a minority of its voters in reach) and the `meshnode
+    /// recover … --force` that decides by hand. It waits at most 20 s from
+    /// the node's silence for a takeover, then exits with status 1 if a
+    /// vessel did not move.
     ///
     /// Example: meshnode drain 12D3KooW…   (or `self` for the node you talk to)
     Drain(crate::control::vessel_cli::DrainArgs),

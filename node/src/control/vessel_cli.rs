@@ -712,7 +712,7 @@ pub fn run_drain(args: DrainArgs) -> Result<i32> {
         .count();
     if failed > 0 {
         bail!(
-            "{failed} vessel(s) could not be moved off {}; they run on there",
+            "{failed} vessel(s) could not be moved off {} (each says why above)",
             report.node
         );
     }

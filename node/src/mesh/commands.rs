@@ -215,11 +215,17 @@ pub(super) async fn run_control(
             include_pinned,
         } => {
             let target = node_of(control, &node)?;
+            if let Some(report) = dead_drain(control, peers, target).await {
+                return Ok(ControlResponse::Drain(report));
+            }
             let request = ForwardRequest::Drain { include_pinned };
             act(control, target, request, drain_answer).await
         }
         Command::DrainStatus { node } => {
             let target = node_of(control, &node)?;
+            if let Some(report) = dead_drain(control, peers, target).await {
+                return Ok(ControlResponse::Drain(report));
+            }
             let request = ForwardRequest::DrainStatus;
             act(control, target, request, drain_answer).await
         }
@@ -239,6 +245,29 @@ pub(super) async fn run_control(
             format!("not a vessel command: {other:?}"),
         )),
     }
+}
+
+/// A drain of `target` while failure detection suspects it: what the mesh
+/// does with each vessel it last said it runs (`mesh::outlook`), from
+/// here, since the drained node does not answer. None while it is not
+/// suspected (it drains itself).
+async fn dead_drain(
+    control: &Control,
+    peers: &[PeerId],
+    target: PeerId,
+) -> Option<protocol::control::DrainReport> {
+    let suspicion = control.suspects.of(&target)?;
+    let vessels = control
+        .gossiped
+        .iter()
+        .find(|g| g.peer == target)
+        .map(|g| g.vessels.clone())
+        .unwrap_or_default();
+    let rows = ps(control, peers).await;
+    let (suspects, me) = (&control.suspects, control.me);
+    Some(super::outlook::dead_drain_report(
+        target, &suspicion, &vessels, &rows, suspects, me,
+    ))
 }
 
 /// `meshnode recover VESSEL --on PEER --force`: PEER runs it from its

@@ -168,6 +168,85 @@ fn silent_secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
+/// How long after its host went silent a vessel that can fail over is
+/// waited for by a drain of the dead host: a takeover comes a hold (1.7 s)
+/// after the host's last grant, plus a stagger per rank and a round of
+/// votes; detection alone takes 3 s; the rest is slack for a loaded board.
+pub const DRAIN_FAILOVER_BOUND: Duration = Duration::from_secs(20);
+
+/// `meshnode drain DEAD` of a host failure detection suspects: it cannot
+/// move anything itself, so the drain reports, for each vessel it last
+/// said it runs (`vessels`), what the mesh does with it: `moved` to the
+/// node that runs it at a higher epoch now (`rows`, the mesh's `ps`),
+/// `failing over to X` while a takeover is due (bounded by
+/// [`DRAIN_FAILOVER_BOUND`] from the host's silence), or `failed: …` with
+/// why it cannot and what to do. It moves nothing and bypasses nothing:
+/// the takeovers are the replicas' own, through the lease, which start as
+/// soon as the voters can sign them.
+pub fn dead_drain_report(
+    dead: PeerId,
+    suspicion: &Suspicion,
+    vessels: &[StatusVessel],
+    rows: &[protocol::control::VesselInfo],
+    suspects: &Suspects,
+    me: PeerId,
+) -> protocol::control::DrainReport {
+    let items: Vec<protocol::control::DrainItem> = vessels
+        .iter()
+        .map(|v| dead_drain_item(dead, suspicion, v, rows, suspects, me))
+        .collect();
+    protocol::control::DrainReport {
+        node: dead.to_string(),
+        done: items
+            .iter()
+            .all(|i| i.state == "moved" || i.state.starts_with("failed")),
+        vessels: items,
+    }
+}
+
+fn dead_drain_item(
+    dead: PeerId,
+    suspicion: &Suspicion,
+    v: &StatusVessel,
+    rows: &[protocol::control::VesselInfo],
+    suspects: &Suspects,
+    me: PeerId,
+) -> protocol::control::DrainItem {
+    let item = |to: Option<String>, state: String| protocol::control::DrainItem {
+        id: v.id,
+        name: v.name.clone(),
+        to,
+        state,
+    };
+    let dead_name = dead.to_string();
+    let moved = rows.iter().find(|r| {
+        r.id == v.id
+            && r.node != dead_name
+            && r.epoch > v.epoch
+            && matches!(r.state.as_str(), "running" | "held" | "migrating")
+    });
+    if let Some(r) = moved {
+        return item(Some(r.node.clone()), "moved".into());
+    }
+    let outlook = judge(v, dead, suspects, me);
+    match outlook {
+        Outlook::FailingOver { to } if suspicion.silent() < DRAIN_FAILOVER_BOUND => {
+            item(Some(to.to_string()), format!("failing over to {to}"))
+        }
+        Outlook::FailingOver { to } => item(
+            None,
+            format!(
+                "failed: {to} did not take it over within {} s of its host's silence (its log says why)",
+                DRAIN_FAILOVER_BOUND.as_secs()
+            ),
+        ),
+        other => item(
+            None,
+            format!("failed: {}", describe(&other, &v.name, suspicion)),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,6 +312,76 @@ mod tests {
             text.starts_with("host unreachable 2.1 s, failing over to "),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_drain_of_a_dead_host_reports_each_vessel_moved_failing_over_or_why_not() {
+        let [host, r, w, me] = [(); 4].map(|_| PeerId::random());
+        let suspects = Suspects::default();
+        suspect(&suspects, &[host], 4.0);
+        let s = suspects.of(&host).unwrap();
+        let leased = status(&[host, r, w], &[r]);
+        let lone = StatusVessel {
+            id: VesselId([2; 8]),
+            name: "lone".into(),
+            ..status(&[], &[])
+        };
+        let vessels = [leased.clone(), lone];
+        let report = dead_drain_report(host, &s, &vessels, &[], &suspects, me);
+        assert!(!report.done, "{report:?}");
+        assert_eq!(report.vessels[0].state, format!("failing over to {r}"));
+        assert!(
+            report.vessels[1]
+                .state
+                .starts_with("failed: host unreachable 4.0 s; it cannot fail over: no replica"),
+            "{:?}",
+            report.vessels[1]
+        );
+        let row = |node: PeerId, epoch: u64, state: &str| protocol::control::VesselInfo {
+            id: leased.id,
+            name: "kv".into(),
+            node: node.to_string(),
+            state: state.into(),
+            epoch,
+            run_ms: 0,
+            migrations: 0,
+            exit_code: None,
+            reason: String::new(),
+            why: String::new(),
+            pinned: false,
+            checkpoint_age_ms: None,
+            checkpoint_problem: None,
+            lease: None,
+            replicas_wanted: None,
+            replicas: Vec::new(),
+            replica_age_ms: None,
+            replication_problem: None,
+            replica_bytes_sent: 0,
+            replica_chunks_sent: 0,
+        };
+        // The dead host's own row, or a fenced one, is no move.
+        let not_yet = [row(host, 1, "unreachable"), row(w, 2, "fenced")];
+        let report = dead_drain_report(host, &s, &vessels, &not_yet, &suspects, me);
+        assert_eq!(report.vessels[0].state, format!("failing over to {r}"));
+        let report = dead_drain_report(host, &s, &vessels, &[row(r, 2, "running")], &suspects, me);
+        assert_eq!(
+            (
+                report.vessels[0].state.as_str(),
+                report.vessels[0].to.clone()
+            ),
+            ("moved", Some(r.to_string()))
+        );
+        assert!(report.done);
+        // Past the bound, a takeover that did not come is a failure.
+        suspects.publish(std::iter::empty());
+        suspect(&suspects, &[host], DRAIN_FAILOVER_BOUND.as_secs_f64() + 1.0);
+        let s = suspects.of(&host).unwrap();
+        let report = dead_drain_report(host, &s, &vessels, &[], &suspects, me);
+        assert!(
+            report.vessels[0].state.starts_with("failed: "),
+            "{report:?}"
+        );
+        assert!(report.done);
     }
 
     #[test]

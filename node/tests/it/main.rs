@@ -10,6 +10,7 @@ mod corpus;
 mod cross_cpu;
 mod dead_node;
 mod dock;
+mod drain_dead;
 mod durability;
 mod hardening_limits;
 mod hardening_member;

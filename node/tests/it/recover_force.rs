@@ -188,6 +188,17 @@ fn recover_force_runs_a_vessel_of_a_dead_host_on_its_replica_and_fences_the_old_
         "{lone}"
     );
 
+    // drain of the dead host: nothing can move by itself; it says why for
+    // each, at once, and fails.
+    let t = Instant::now();
+    let out = two.cli(1, &["drain", &two.ids[0]]);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(t.elapsed() < PS_BOUND, "drain took {:?}", t.elapsed());
+    assert!(err.contains(&hint), "{err}");
+    assert!(err.contains("it cannot fail over: no replica"), "{err}");
+    assert!(err.contains("2 vessel(s) could not be moved off"), "{err}");
+
     // Refused without --force, and where no replica is.
     let out = two.cli(1, &["recover", "ticker", "--on", "self"]);
     assert!(!out.status.success());
