@@ -125,9 +125,13 @@ pub enum Command {
     /// across migrations, where no line is lost or repeated, and across
     /// crashes of its node, where it marks what was rolled back).
     ///
-    /// On a vessel whose host is unreachable or down it fails at once and
-    /// says since when; -f says so on stderr and waits for the vessel to
-    /// answer again, retrying for up to 2 minutes.
+    /// On a vessel whose host is unreachable or down it prints the log in
+    /// the newest checkpoint one of its replicas holds, and says on stderr
+    /// that it is as of that checkpoint (what the vessel printed after it
+    /// is not there); without a replica it fails at once and says why. -f
+    /// follows it there until the vessel runs again on the replica that
+    /// takes it over, then from that node; with nothing to follow it says
+    /// so on stderr and retries for up to 2 minutes.
     Logs(crate::control::vessel_cli::LogsArgs),
 
     /// Move a running vessel to another node, live; prints downtime, bytes
@@ -136,9 +140,12 @@ pub enum Command {
 
     /// Stop a vessel.
     ///
-    /// A vessel whose host is unreachable or down cannot be stopped until
-    /// the host answers again: the command fails at once and says since
-    /// when the host is silent (so do `pin`, `unpin` and `migrate`).
+    /// On a vessel whose host is unreachable or down: while a replica takes
+    /// it over (`ps`: "failing over to …"), it says so and waits for the
+    /// new host, at most 20 s, then stops it there; if it cannot fail over
+    /// by itself, it fails at once and says why and what to do (`meshnode
+    /// recover … --force`). So do `pin`, `unpin`, `migrate` and
+    /// `checkpoint`.
     Stop(crate::control::vessel_cli::StopArgs),
 
     /// Take a durable checkpoint of a running vessel now, and print its

@@ -535,6 +535,12 @@ pub struct LogChunk {
     /// first (empty from older nodes).
     #[serde(default)]
     pub generations: Vec<LogGeneration>,
+    /// Set when the page comes from a replica's checkpoint because the
+    /// vessel's host does not answer: what it is as of (e.g. "the
+    /// checkpoint of epoch 1 that 12D3… received 0.8 s ago; its host is
+    /// unreachable"). None from the node that runs it.
+    #[serde(default)]
+    pub as_of: Option<String>,
 }
 
 /// A log generation that a crash rolled back: the node resumed the vessel

@@ -82,6 +82,9 @@ pub enum ForwardRequest {
     Fence {
         certificate: crate::forced::ForcedCertificate,
     },
+    /// A page of the log in the newest checkpoint this node holds of the
+    /// vessel as its replica (its host does not answer; user-signed).
+    ReplicaLogs { vessel: VesselId, from: u64 },
 }
 
 impl ForwardRequest {

@@ -224,6 +224,7 @@ fn print_log(args: &LogsArgs) -> Result<i32> {
     let mut conn = Reconnecting::new(&args.target);
     let mut from = 0u64;
     let mut seen = None;
+    let mut told_as_of: Option<String> = None;
     loop {
         let command = Command::Logs {
             vessel: args.vessel.clone(),
@@ -233,6 +234,14 @@ fn print_log(args: &LogsArgs) -> Result<i32> {
         let Some(page) = conn.logs(command, args.follow)? else {
             continue;
         };
+        if let Some(as_of) = &page.as_of {
+            // Once per replica: a follower polls it until the vessel runs
+            // again.
+            if told_as_of.as_ref() != Some(&page.node) {
+                eprintln!("meshnode: {as_of}");
+                told_as_of = Some(page.node.clone());
+            }
+        }
         let back_to = rollbacks_seen(&mut seen, &page, &mut from);
         if !back_to.is_empty() {
             for offset in back_to {
@@ -430,6 +439,7 @@ mod tests {
                     kept_bytes: 100,
                 })
                 .collect(),
+            as_of: None,
         }
     }
 

@@ -180,6 +180,9 @@ pub(super) async fn run_control(
             generation,
         } => {
             let (id, node) = resolve(control, peers, &vessel).await?;
+            if control.suspects.of(&node).is_some() && generation.is_none() {
+                return replica_logs(control, id, node, from).await;
+            }
             let request = ForwardRequest::Logs {
                 vessel: id,
                 from,
@@ -199,7 +202,7 @@ pub(super) async fn run_control(
             act(control, src, request, migration_answer).await
         }
         Command::Stop { vessel } => {
-            let (id, node) = resolve(control, peers, &vessel).await?;
+            let (id, node) = resolve_live(control, peers, &vessel).await?;
             act(
                 control,
                 node,
@@ -230,7 +233,7 @@ pub(super) async fn run_control(
             act(control, target, request, drain_answer).await
         }
         Command::Checkpoint { vessel } => {
-            let (id, node) = resolve(control, peers, &vessel).await?;
+            let (id, node) = resolve_live(control, peers, &vessel).await?;
             let request = ForwardRequest::Checkpoint { vessel: id };
             act(control, node, request, |r| {
                 checkpointed(r).map(ControlResponse::Checkpointed)
@@ -245,6 +248,51 @@ pub(super) async fn run_control(
             format!("not a vessel command: {other:?}"),
         )),
     }
+}
+
+/// [`resolve`], refused at once, with what happens to the vessel
+/// (`mesh::absent`), when its host is suspected: the CLI waits for a
+/// failover under way and asks again.
+async fn resolve_live(
+    control: &Control,
+    peers: &[PeerId],
+    vessel: &str,
+) -> Result<(VesselId, PeerId), Refusal> {
+    let (id, node) = resolve(control, peers, vessel).await?;
+    match control.suspects.of(&node) {
+        None => Ok((id, node)),
+        Some(s) => Err(super::absent::refusal(
+            &control.gossiped,
+            &control.suspects,
+            control.me,
+            node,
+            &s,
+            id,
+        )),
+    }
+}
+
+/// `logs` of a vessel whose host is suspected: the log in the newest
+/// checkpoint a replica holds, marked as of when.
+async fn replica_logs(
+    control: &Control,
+    id: VesselId,
+    host: PeerId,
+    from: u64,
+) -> Result<ControlResponse, Refusal> {
+    let (gossiped, suspects, me) = (&control.gossiped, &control.suspects, control.me);
+    let replication = &control.migrator.replication;
+    let Some(replica) =
+        super::absent::replica_to_read(replication, gossiped, suspects, me, host, id)
+    else {
+        let s = suspects.of(&host).expect("suspected");
+        return Err(super::absent::refusal(gossiped, suspects, me, host, &s, id));
+    };
+    let request = ForwardRequest::ReplicaLogs { vessel: id, from };
+    act(control, replica, request, |r| {
+        logs(r).map(ControlResponse::Logs)
+    })
+    .await
 }
 
 /// A drain of `target` while failure detection suspects it: what the mesh
@@ -319,7 +367,7 @@ async fn migrate_command(
     vessel: &str,
     to: &str,
 ) -> Result<ControlResponse, Refusal> {
-    let (id, node) = resolve(control, peers, vessel).await?;
+    let (id, node) = resolve_live(control, peers, vessel).await?;
     let to_peer: PeerId = to.parse().map_err(|_| {
         refuse(
             RefusalCode::BadArgument,
@@ -355,7 +403,7 @@ async fn pin_command(
     vessel: &str,
     pinned: bool,
 ) -> Result<ControlResponse, Refusal> {
-    let (id, node) = resolve(control, peers, vessel).await?;
+    let (id, node) = resolve_live(control, peers, vessel).await?;
     let request = ForwardRequest::Pin { vessel: id, pinned };
     act(control, node, request, done_answer).await
 }
@@ -377,9 +425,58 @@ async fn act(
                 format!("the command acts on node {node}, not on this one"),
             ));
         }
-        return sign_for(control, node, &request).await;
+        let signed = sign_for(control, node, &request).await;
+        return signed.map_err(|r| on_a_silent_host(control, node, &request, r));
     }
-    run_on(control, node, request, answer).await
+    let vessel = vessel_of(&request);
+    run_on(control, node, request, answer)
+        .await
+        .map_err(|r| match vessel {
+            Some(id) => on_a_silent_host_vessel(control, node, id, r),
+            None => r,
+        })
+}
+
+/// A refusal because `node` went silent while the command waited on it
+/// says what happens to the command's vessel instead (`mesh::absent`): the
+/// CLI waits for a failover under way.
+fn on_a_silent_host(
+    control: &Control,
+    node: PeerId,
+    request: &ForwardRequest,
+    refusal: Refusal,
+) -> Refusal {
+    match vessel_of(request) {
+        Some(id) => on_a_silent_host_vessel(control, node, id, refusal),
+        None => refusal,
+    }
+}
+
+fn on_a_silent_host_vessel(
+    control: &Control,
+    node: PeerId,
+    id: VesselId,
+    refusal: Refusal,
+) -> Refusal {
+    match control.suspects.of(&node) {
+        Some(s) if refusal.code == RefusalCode::Unreachable => {
+            let (gossiped, suspects) = (&control.gossiped, &control.suspects);
+            super::absent::refusal(gossiped, suspects, control.me, node, &s, id)
+        }
+        _ => refusal,
+    }
+}
+
+/// The vessel a command acts on, if it acts on one.
+fn vessel_of(request: &ForwardRequest) -> Option<VesselId> {
+    match request {
+        ForwardRequest::Logs { vessel, .. }
+        | ForwardRequest::Stop { vessel }
+        | ForwardRequest::Migrate { vessel, .. }
+        | ForwardRequest::Pin { vessel, .. }
+        | ForwardRequest::Checkpoint { vessel } => Some(*vessel),
+        _ => None,
+    }
 }
 
 /// Asks `node` for a nonce and tells the CLI to sign its command
@@ -782,6 +879,17 @@ async fn run_here(
             );
             tokio::spawn(fence);
             Ok(ForwardResponse::Recovered(report))
+        }
+        ForwardRequest::ReplicaLogs { vessel, from } => {
+            let replication = &control.migrator.replication;
+            let page = super::absent::replica_log_page(
+                &control.host,
+                replication,
+                control.me,
+                vessel,
+                from,
+            )?;
+            Ok(ForwardResponse::Logs(page))
         }
         ForwardRequest::Fence { certificate } => {
             let from = through.ok_or_else(|| {

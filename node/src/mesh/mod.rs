@@ -53,6 +53,7 @@
 //! transfers should prefer QUIC streams: libp2p-stream over yamux 0.13 has a
 //! known deadlock.
 
+pub mod absent;
 pub mod behaviour;
 pub mod checkpoint;
 pub mod codec;
@@ -108,6 +109,7 @@ mod tests {
 
     /// Every module's source, by name.
     const SOURCES: &[(&str, &str)] = &[
+        ("absent", include_str!("absent.rs")),
         ("behaviour", include_str!("behaviour.rs")),
         ("checkpoint", include_str!("checkpoint.rs")),
         ("codec", include_str!("codec.rs")),

@@ -12,8 +12,10 @@
 //!   (`unreachable`, `down`) instead of a stale `running`.
 //!
 //! It only reports: who owns a vessel changes only through the lease
-//! (issue 15). Failover plugs in here: once a vessel has replicas, a
-//! command on it acts through them instead of [`NO_REPLICA`]'s refusal.
+//! (issue 15). What a command on a vessel of a suspected host does instead
+//! (read its log from a replica, wait for its failover, or say why it
+//! cannot fail over) is `mesh::absent`; [`NO_REPLICA`]'s refusal is left
+//! for a vessel its host's last status did not name.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};

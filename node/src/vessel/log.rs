@@ -140,6 +140,7 @@ impl VesselLog {
             generation: page.generation,
             generation_start: self.history.current_start(),
             generations: self.history.rolled_back(),
+            as_of: None,
         }
     }
 }

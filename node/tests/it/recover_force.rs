@@ -140,6 +140,7 @@ fn recover_force_runs_a_vessel_of_a_dead_host_on_its_replica_and_fences_the_old_
     two.wait_row(0, "ticker", "its replica on b holds a checkpoint", |r| {
         r["replica_age_ms"].is_u64() && r["replicas"][0]["node"] == b.as_str()
     });
+    let replicated = Instant::now();
 
     // Refused while its host is up: that is a move, not a recovery.
     let out = two.cli(1, &["recover", "ticker", "--on", "self", "--force"]);
@@ -159,6 +160,9 @@ fn recover_force_runs_a_vessel_of_a_dead_host_on_its_replica_and_fences_the_old_
                     && x["vessels"]
                         .as_array()
                         .is_some_and(|v| v.iter().any(|v| v == id.as_str()))
+                    && x["status_age_ms"]
+                        .as_u64()
+                        .is_some_and(|age| Duration::from_millis(age) < replicated.elapsed())
             })
         },
     );
@@ -187,6 +191,30 @@ fn recover_force_runs_a_vessel_of_a_dead_host_on_its_replica_and_fences_the_old_
             .contains("no replica holds a checkpoint"),
         "{lone}"
     );
+
+    // logs: from the replica's checkpoint, said to be so; every tick once,
+    // in order.
+    let out = two.cli(1, &["logs", "ticker"]);
+    assert!(out.status.success(), "logs: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the log as of its checkpoint of epoch 1 that replica"),
+        "{}",
+        stderr(&out)
+    );
+    let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert!(!lines.is_empty(), "the replica's checkpoint holds ticks");
+    for (n, line) in lines.iter().enumerate() {
+        assert_eq!(line, &format!("tick {n}"));
+    }
+    // stop cannot act (no failover is under way): it says why at once.
+    let t = Instant::now();
+    let out = two.cli(1, &["stop", "ticker"]);
+    assert!(!out.status.success());
+    assert!(t.elapsed() < PS_BOUND, "stop took {:?}", t.elapsed());
+    assert!(stderr(&out).contains(&hint), "{}", stderr(&out));
 
     // drain of the dead host: nothing can move by itself; it says why for
     // each, at once, and fails.
