@@ -219,6 +219,12 @@ pub fn rollback_marker(offset: u64) -> String {
     format!("-- rolled back to offset {offset} after a crash --")
 }
 
+/// What `logs -f` prints where a vessel whose host is gone goes back to
+/// its replica's checkpoint.
+pub fn failover_marker(offset: u64) -> String {
+    format!("-- rolled back to offset {offset}: its host is gone; it runs again from its replica's checkpoint --")
+}
+
 /// The current log, once or (`-f`) until the vessel ends.
 fn print_log(args: &LogsArgs) -> Result<i32> {
     let mut conn = Reconnecting::new(&args.target);
@@ -241,6 +247,18 @@ fn print_log(args: &LogsArgs) -> Result<i32> {
                 eprintln!("meshnode: {as_of}");
                 told_as_of = Some(page.node.clone());
             }
+        }
+        if page.as_of.is_some() && page.next < from && page.records.is_empty() {
+            // The replica's checkpoint ends before what was printed: the
+            // vessel runs again from there (a takeover or a recovery), so
+            // what followed it is rolled back, as after a crash.
+            if args.json {
+                out(serde_json::json!({ "rolled_back_to": page.next, "failover": true }))?;
+            } else {
+                out(failover_marker(page.next))?;
+            }
+            from = page.next;
+            continue;
         }
         let back_to = rollbacks_seen(&mut seen, &page, &mut from);
         if !back_to.is_empty() {

@@ -21,6 +21,8 @@ use crate::support::compile_c;
 /// host's silence.
 const DRAIN_BOUND: Duration = Duration::from_secs(40);
 const WAIT: Duration = Duration::from_secs(30);
+/// The whole of the `logs -f` test's reading, kill to the last tick.
+const FOLLOW_BOUND: Duration = Duration::from_secs(60);
 
 fn row(mesh: &Mesh, via: usize, name: &str) -> Option<Value> {
     mesh.ps(via).into_iter().find(|r| r["name"] == name)
@@ -162,4 +164,117 @@ fn stop_right_after_the_host_dies_waits_for_the_failover_and_stops_it_on_the_new
         "stop after the host's death: {:?}; it said: {err}",
         killed.elapsed()
     );
+}
+
+/// Goal (issue 15, item 4): `logs -f` on a vessel whose host dies neither
+/// hangs nor gives up: it goes on printing the vessel's ticks once a
+/// replica took it over (from the new host), in order; if it goes back to
+/// the replica's checkpoint, it prints a marker first.
+#[test]
+fn logs_follow_goes_on_from_the_new_host_after_a_failover() {
+    let _cpu = crate::support::shared_cpu();
+    let wasm = compile_c("node/tests/it/programs/ticker.c", &[]);
+    let mut mesh = Mesh::new(0, 200_000);
+    let out = mesh.cli(0, &["deploy", "--name", "ticker", wasm.to_str().unwrap()]);
+    assert!(out.status.success(), "deploy: {}", stderr(&out));
+    let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let deadline = Instant::now() + WAIT;
+    let (replica, leased) = loop {
+        let r = row(&mesh, 0, "ticker");
+        if let Some(r) = r.filter(|r| {
+            r["lease"]
+                .as_str()
+                .is_some_and(|l| l.starts_with("held at epoch 1"))
+                && r["replica_age_ms"].is_u64()
+        }) {
+            let replica = r["replicas"][0]["node"].as_str().unwrap().to_string();
+            break (replica, Instant::now());
+        }
+        assert!(Instant::now() < deadline, "never leased with a replica");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let at = mesh.ids.iter().position(|i| *i == replica).unwrap();
+    let via = (1..3).find(|i| *i != at).unwrap();
+    status_since(&mesh, via, &id, leased);
+
+    let mut follow = mesh
+        .user
+        .cmd()
+        .args(["logs", "-f", "ticker", "--data-dir", mesh.nodes[via].dir()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // A follower that blocks is killed after FOLLOW_BOUND, so that the
+    // reads below end (and fail) instead of hanging the test.
+    let (done, watchdog) = std::sync::mpsc::channel::<()>();
+    let pid = follow.id().to_string();
+    std::thread::spawn(move || {
+        if watchdog.recv_timeout(FOLLOW_BOUND).is_err() {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid])
+                .status();
+        }
+    });
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(follow.stdout.take().unwrap()));
+    // A tick's number, or None for a rollback marker.
+    let mut next = |what: &str| -> Option<u64> {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("{what}: logs -f ended"))
+            .unwrap();
+        if line.starts_with("-- rolled back to offset ") {
+            return None;
+        }
+        let n = line.strip_prefix("tick ").and_then(|n| n.parse().ok());
+        Some(n.unwrap_or_else(|| panic!("{what}: not a tick: {line}")))
+    };
+    let mut last = next("before the kill").expect("a tick");
+    let _ = mesh.nodes[0].child.kill();
+    let _ = mesh.nodes[0].child.wait();
+    let killed = Instant::now();
+    // Ticks go on, each one more than the last (after a marker: at or
+    // before the next one). A reader blocked on the dead host stops here.
+    let r = loop {
+        let mut rolled = false;
+        let n = loop {
+            match next("after the kill") {
+                None => rolled = true,
+                Some(n) => break n,
+            }
+        };
+        if rolled {
+            assert!(n <= last + 1, "rolled back to tick {n} after tick {last}");
+        } else {
+            assert_eq!(n, last + 1, "ticks in order, none twice");
+        }
+        last = n;
+        let r = row(&mesh, at, "ticker");
+        if r.as_ref().is_some_and(|r| r["epoch"] == 2) {
+            break r.unwrap();
+        }
+        assert!(killed.elapsed() < DRAIN_BOUND, "no failover seen");
+    };
+    // Then ticks that did not exist before the failover: past what the new
+    // host has printed by now (the pipe may still hold the old host's).
+    let out = mesh.cli(at, &["logs", &id]);
+    assert!(
+        out.status.success(),
+        "logs on the new host: {}",
+        stderr(&out)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout).lines().count() as u64;
+    while last < printed + 5 {
+        let n = loop {
+            if let Some(n) = next("from the new host") {
+                break n;
+            }
+        };
+        assert!(n <= last + 1, "tick {n} after tick {last}");
+        last = n;
+    }
+    assert_eq!(r["node"].as_str(), Some(replica.as_str()), "{r}");
+    let _ = done.send(());
+    let _ = follow.kill();
+    let _ = follow.wait();
 }
