@@ -83,6 +83,10 @@ pub fn recover_here(
             format!("cannot run vessel {vessel} here: {e}"),
         )
     })?;
+    // It runs here now: no longer a replica, so this node's takeover watch
+    // never runs the older replica image over it (a takeover after the
+    // partition heals would otherwise find the replica and win an epoch).
+    super::replica_serve::drop_held(migrator, vessel, held.epoch);
     migrator.lease_driver().set_status(
         vessel,
         LeaseStatus::Unleased(format!(
