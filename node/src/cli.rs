@@ -111,15 +111,27 @@ pub enum Command {
     /// moving if it holds (2/3)", "cool-down 12 s after a move (drained
     /// from …)". --json gives it as `why` (and how the vessel got there as
     /// `reason`).
+    ///
+    /// A vessel whose host is unreachable or down is listed from the
+    /// host's last status, and WHY says what happens to it: "host
+    /// unreachable 2.1 s, failing over to 12D3KooW…" (the replica that
+    /// takes it over), or why it cannot fail over by itself (no lease:
+    /// fewer than 3 voters; this side reaches only a minority of its
+    /// voters; no replica) and the `meshnode recover … --force` that
+    /// decides by hand. `ps` never waits on a silent host.
     Ps(crate::control::vessel_cli::PsArgs),
 
     /// Print a vessel's stdout and stderr, wherever it runs (-f follows it
     /// across migrations, where no line is lost or repeated, and across
     /// crashes of its node, where it marks what was rolled back).
     ///
-    /// On a vessel whose host is unreachable or down it fails at once and
-    /// says since when; -f says so on stderr and waits for the vessel to
-    /// answer again, retrying for up to 2 minutes.
+    /// On a vessel whose host is unreachable or down it prints the log in
+    /// the newest checkpoint one of its replicas holds, and says on stderr
+    /// that it is as of that checkpoint (what the vessel printed after it
+    /// is not there); without a replica it fails at once and says why. -f
+    /// follows it there until the vessel runs again on the replica that
+    /// takes it over, then from that node; with nothing to follow it says
+    /// so on stderr and retries for up to 2 minutes.
     Logs(crate::control::vessel_cli::LogsArgs),
 
     /// Move a running vessel to another node, live; prints downtime, bytes
@@ -128,9 +140,12 @@ pub enum Command {
 
     /// Stop a vessel.
     ///
-    /// A vessel whose host is unreachable or down cannot be stopped until
-    /// the host answers again: the command fails at once and says since
-    /// when the host is silent (so do `pin`, `unpin` and `migrate`).
+    /// On a vessel whose host is unreachable or down: while a replica takes
+    /// it over (`ps`: "failing over to …"), it says so and waits for the
+    /// new host, at most 20 s, then stops it there; if it cannot fail over
+    /// by itself, it fails at once and says why and what to do (`meshnode
+    /// recover … --force`). So do `pin`, `unpin`, `migrate` and
+    /// `checkpoint`.
     Stop(crate::control::vessel_cli::StopArgs),
 
     /// Take a durable checkpoint of a running vessel now, and print its
@@ -184,11 +199,46 @@ pub enum Command {
     /// put vessels on it. Vessels that have ended are not moved: their logs
     /// stay on the node.
     ///
-    /// A drain is done by the drained node itself: one that is unreachable
-    /// or down is refused at once, saying since when.
+    /// A drain is done by the drained node itself. Of a node that is
+    /// unreachable or down, drain moves nothing itself: it reports, as it
+    /// goes, what the mesh does with each vessel the node last said it ran:
+    /// "failing over to 12D3KooW…" while its replica takes it over through
+    /// the lease (no sooner than the lease allows), then "-> 12D3KooW…";
+    /// or why it cannot fail over by itself (no replica, fewer than 3
+    /// voters, a minority of its voters in reach) and the `meshnode
+    /// recover … --force` that decides by hand. It waits at most 20 s from
+    /// the node's silence for a takeover, then exits with status 1 if a
+    /// vessel did not move.
     ///
     /// Example: meshnode drain 12D3KooW…   (or `self` for the node you talk to)
     Drain(crate::control::vessel_cli::DrainArgs),
+
+    /// Run a vessel whose host is gone on one of its replicas, when the
+    /// mesh cannot decide to by itself.
+    ///
+    /// A replicated vessel fails over by itself only with a majority of
+    /// its voters (at least 3: its host, its replicas, nearby members).
+    /// With fewer (a mesh of 2, or deployed before the third member
+    /// joined), or on the minority side of a partition, it does not, and
+    /// `meshnode ps` says so and names this command. PEER runs the vessel
+    /// from the newest checkpoint it holds of it, at a higher epoch; the
+    /// vessel loses what it did after that checkpoint.
+    ///
+    /// The risk: nothing here can tell a dead host from one that is only
+    /// cut off. If the old host still runs (a partition, not a death), the
+    /// vessel runs twice until the old host hears of the new epoch: PEER
+    /// shows it a certificate of the forced epoch as soon as it is heard
+    /// from again, and the old host then stops and fences its copy for good.
+    /// What the losing copy did meanwhile (its writes, what its clients
+    /// saw) is lost. Use it only when you know the host is dead, or accept
+    /// that.
+    ///
+    /// Refused without --force; if PEER holds no replica of the vessel; while
+    /// PEER hears from the vessel's host (use `migrate` or `stop`); and while
+    /// PEER still grants the host the vessel's lease (it runs out within 2 s).
+    ///
+    /// Example: meshnode recover kv --on 12D3KooW… --force
+    Recover(crate::control::recover_cli::RecoverArgs),
 }
 
 #[derive(Args, Debug)]

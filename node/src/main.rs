@@ -24,6 +24,7 @@ fn main() {
         Command::Pin(args) => meshnode::control::vessel_cli::run_pin(args, true),
         Command::Unpin(args) => meshnode::control::vessel_cli::run_pin(args, false),
         Command::Drain(args) => meshnode::control::vessel_cli::run_drain(args),
+        Command::Recover(args) => meshnode::control::recover_cli::run_recover(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -244,6 +244,16 @@ pub enum Command {
     Endorse {
         certificates: Vec<MemberCertificate>,
     },
+    /// Run a vessel (id, id prefix or name) on the member `on` (a PeerId,
+    /// or `self`) from the newest checkpoint that member holds of it, as
+    /// its replica, without its voters' majority (`meshnode recover
+    /// --force`, issue 15). Refused unless `force`, unless `on` holds a
+    /// replica, and while the vessel's host is up or holds its lease.
+    Recover {
+        vessel: String,
+        on: String,
+        force: bool,
+    },
 }
 
 impl SignedRequest {
@@ -363,6 +373,24 @@ pub enum ControlResponse {
         node_key: PublicKey,
         nonce: Nonce,
     },
+    /// A vessel runs on `node` by a forced recovery.
+    Recovered(RecoverReport),
+}
+
+/// A forced recovery (`meshnode recover --force`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoverReport {
+    pub vessel: VesselId,
+    /// The node that runs it now.
+    pub node: String,
+    /// The epoch it runs at, and the epoch of the checkpoint it ran from.
+    pub epoch: u64,
+    pub from_epoch: u64,
+    /// The host it was recovered from.
+    pub from_host: String,
+    /// How old that checkpoint was when it arrived on `node`, in ms (by
+    /// that node's clock), if known: what the vessel lost.
+    pub checkpoint_age_ms: Option<u64>,
 }
 
 /// A durable checkpoint (`meshnode checkpoint`).
@@ -511,6 +539,12 @@ pub struct LogChunk {
     /// first (empty from older nodes).
     #[serde(default)]
     pub generations: Vec<LogGeneration>,
+    /// Set when the page comes from a replica's checkpoint because the
+    /// vessel's host does not answer: what it is as of (e.g. "the
+    /// checkpoint of epoch 1 that 12D3… received 0.8 s ago; its host is
+    /// unreachable"). None from the node that runs it.
+    #[serde(default)]
+    pub as_of: Option<String>,
 }
 
 /// A log generation that a crash rolled back: the node resumed the vessel
@@ -888,14 +922,38 @@ pub(crate) mod tests {
             id: VesselId([1; 8]),
             name: "v".into(),
             epoch: 1,
+            voters: vec![],
+            replicas: vec![],
         };
         s.named = vec![named.clone(); MAX_STATUS_NAMED_VESSELS + 1];
         assert!(matches!(s.check(), Err(StatusError::TooManyVessels { .. })));
         s.named = vec![StatusVessel {
             name: "n".repeat(crate::limits::MAX_NAME_BYTES + 1),
-            ..named
+            ..named.clone()
         }];
         assert!(matches!(s.check(), Err(StatusError::StringTooLong { .. })));
+        let voter = PeerIdBytes(vec![1; 38]);
+        s.named = vec![StatusVessel {
+            voters: vec![voter.clone(); crate::limits::MAX_VOTERS_PER_VESSEL + 1],
+            ..named.clone()
+        }];
+        assert!(matches!(s.check(), Err(StatusError::TooManyVoters { .. })));
+        s.named = vec![StatusVessel {
+            replicas: vec![PeerIdBytes(vec![
+                1;
+                crate::status::MAX_STATUS_PEER_ID_BYTES + 1
+            ])],
+            ..named.clone()
+        }];
+        assert!(matches!(s.check(), Err(StatusError::StringTooLong { .. })));
+        s.named = vec![
+            StatusVessel {
+                voters: vec![voter],
+                ..named.clone()
+            };
+            crate::status::MAX_STATUS_FAILOVER_VESSELS + 1
+        ];
+        assert!(matches!(s.check(), Err(StatusError::TooManyVessels { .. })));
         s.named.clear();
         s.arch = "x".repeat(MAX_STATUS_STRING_BYTES + 1);
         assert!(matches!(s.check(), Err(StatusError::StringTooLong { .. })));
@@ -973,16 +1031,29 @@ mod phase_tests {
             ],
             draining: true,
             services: vec![],
-            named: vec![
-                StatusVessel {
-                    id: VesselId([0xff; 8]),
-                    name: long(crate::limits::MAX_NAME_BYTES),
-                    epoch: u64::MAX,
-                };
-                MAX_STATUS_NAMED_VESSELS
-            ],
+            named: (0..MAX_STATUS_NAMED_VESSELS)
+                .map(|i| {
+                    // The first ones with every voter and replica a
+                    // status may name, each id at its longest.
+                    let peers = if i < crate::status::MAX_STATUS_FAILOVER_VESSELS {
+                        let id = PeerIdBytes(vec![0xff; crate::status::MAX_STATUS_PEER_ID_BYTES]);
+                        vec![id; crate::limits::MAX_VOTERS_PER_VESSEL]
+                    } else {
+                        Vec::new()
+                    };
+                    StatusVessel {
+                        id: VesselId([0xff; 8]),
+                        name: long(crate::limits::MAX_NAME_BYTES),
+                        epoch: u64::MAX,
+                        voters: peers.clone(),
+                        replicas: peers,
+                    }
+                })
+                .collect(),
         };
         status.check().unwrap();
+        let back: NodeStatus = crate::cbor::decode(&crate::cbor::encode(&status)).unwrap();
+        assert_eq!(back, status);
         // A certificate with an invite grant is under 1 KiB.
         let bytes = crate::cbor::encode(&status).len() + 1024;
         assert!(
@@ -1021,6 +1092,8 @@ mod smoke {
                 id: VesselId([1; 8]),
                 name: "kv".into(),
                 epoch: 3,
+                voters: vec![PeerIdBytes(vec![2; 38])],
+                replicas: vec![PeerIdBytes(vec![3; 38])],
             }],
         };
         let token = JoinToken {

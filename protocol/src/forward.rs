@@ -73,6 +73,18 @@ pub enum ForwardRequest {
     /// The user's request, signed for the receiver and its nonce: the
     /// receiver checks it as if the CLI had sent it, and runs it.
     Signed(Box<SignedRequest>),
+    /// Run the vessel here from the replica this node holds, by the
+    /// user's decision (`meshnode recover --force`; user-signed).
+    Recover { vessel: VesselId, force: bool },
+    /// A forced recovery took the vessel over: its old host fences its
+    /// copy if the certificate holds (docs/protocol.md, "Forced
+    /// recovery"). Sent by the recovering node itself, not the user.
+    Fence {
+        certificate: crate::forced::ForcedCertificate,
+    },
+    /// A page of the log in the newest checkpoint this node holds of the
+    /// vessel as its replica (its host does not answer; user-signed).
+    ReplicaLogs { vessel: VesselId, from: u64 },
 }
 
 impl ForwardRequest {
@@ -85,6 +97,7 @@ impl ForwardRequest {
                 | ForwardRequest::Vessels
                 | ForwardRequest::Challenge
                 | ForwardRequest::Signed(_)
+                | ForwardRequest::Fence { .. }
         )
     }
 }
@@ -107,4 +120,5 @@ pub enum ForwardResponse {
     },
     /// The receiver's answer to a [`ForwardRequest::Signed`], for the CLI.
     Signed(Box<ControlResponse>),
+    Recovered(crate::control::RecoverReport),
 }

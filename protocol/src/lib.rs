@@ -37,6 +37,7 @@
 pub mod cbor;
 pub mod control;
 pub mod duration;
+pub mod forced;
 pub mod forward;
 pub mod fuzzing;
 pub mod ids;
@@ -61,6 +62,7 @@ mod tests {
         ("cbor", include_str!("cbor.rs")),
         ("control", include_str!("control.rs")),
         ("duration", include_str!("duration.rs")),
+        ("forced", include_str!("forced.rs")),
         ("forward", include_str!("forward.rs")),
         ("fuzzing", include_str!("fuzzing.rs")),
         ("ids", include_str!("ids.rs")),

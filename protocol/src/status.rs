@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::VesselId;
+use crate::ids::{PeerIdBytes, VesselId};
 use crate::limits::{MAX_STATUS_RTTS, MAX_STATUS_STRING_BYTES, MAX_STATUS_VESSELS};
 use crate::membership::{MemberCertificate, PublicKey};
 
@@ -149,7 +149,27 @@ pub struct StatusVessel {
     pub id: VesselId,
     pub name: String,
     pub epoch: u64,
+    /// Its lease's voters, in the certificate's order (the order a
+    /// takeover ranks them in), if it is leased: so that `ps` elsewhere can
+    /// say, once this host stops answering, who takes it over or why no
+    /// one can (issue 15). Empty from older nodes and for the vessels past
+    /// [`MAX_STATUS_FAILOVER_VESSELS`].
+    #[serde(default)]
+    pub voters: Vec<PeerIdBytes>,
+    /// The replicas that hold a checkpoint of it (empty likewise).
+    #[serde(default)]
+    pub replicas: Vec<PeerIdBytes>,
 }
+
+/// Most vessels a status gives voters and replicas for: each costs up to
+/// 2 × `MAX_VOTERS_PER_VESSEL` PeerIds of about 40 bytes, and 24 of them
+/// (17 KiB) keep a status under `MAX_STATUS_MESSAGE_BYTES` beside its
+/// names and ids; the rest are listed without them.
+pub const MAX_STATUS_FAILOVER_VESSELS: usize = 24;
+
+/// Longest PeerId a status names: an ed25519 PeerId is 38 bytes; 64
+/// leaves room for another key type without letting a status grow.
+pub const MAX_STATUS_PEER_ID_BYTES: usize = 64;
 
 /// One peer's smoothed RTT, as a status reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,6 +199,14 @@ pub enum StatusError {
     TooManyRtts { found: usize, limit: usize },
     #[error("vessel {vessel} has {found} service ports, over the limit of {limit}")]
     TooManyPorts {
+        vessel: String,
+        found: usize,
+        limit: usize,
+    },
+    #[error(
+        "vessel {vessel} has {found} voters or replicas in a status, over the limit of {limit}"
+    )]
+    TooManyVoters {
         vessel: String,
         found: usize,
         limit: usize,
@@ -229,6 +257,7 @@ impl NodeStatus {
                 limit: crate::limits::MAX_NAME_BYTES,
             });
         }
+        self.check_failover_facts()?;
         if let Some(bad) = self.services.iter().find(|s| s.check().is_err()) {
             return Err(StatusError::TooManyPorts {
                 vessel: bad.vessel.to_hex(),
@@ -246,6 +275,40 @@ impl NodeStatus {
                     found: s.len(),
                     limit: MAX_STATUS_STRING_BYTES,
                 });
+            }
+        }
+        Ok(())
+    }
+
+    /// The voters and replicas of [`StatusVessel`]: on few vessels, few
+    /// and short each.
+    fn check_failover_facts(&self) -> Result<(), StatusError> {
+        let with = self
+            .named
+            .iter()
+            .filter(|v| !v.voters.is_empty() || !v.replicas.is_empty())
+            .count();
+        if with > MAX_STATUS_FAILOVER_VESSELS {
+            return Err(StatusError::TooManyVessels {
+                found: with,
+                limit: MAX_STATUS_FAILOVER_VESSELS,
+            });
+        }
+        for v in &self.named {
+            for list in [&v.voters, &v.replicas] {
+                if list.len() > crate::limits::MAX_VOTERS_PER_VESSEL {
+                    return Err(StatusError::TooManyVoters {
+                        vessel: v.id.to_hex(),
+                        found: list.len(),
+                        limit: crate::limits::MAX_VOTERS_PER_VESSEL,
+                    });
+                }
+                if let Some(p) = list.iter().find(|p| p.0.len() > MAX_STATUS_PEER_ID_BYTES) {
+                    return Err(StatusError::StringTooLong {
+                        found: p.0.len(),
+                        limit: MAX_STATUS_PEER_ID_BYTES,
+                    });
+                }
             }
         }
         Ok(())

@@ -219,11 +219,18 @@ pub fn rollback_marker(offset: u64) -> String {
     format!("-- rolled back to offset {offset} after a crash --")
 }
 
+/// What `logs -f` prints where a vessel whose host is gone goes back to
+/// its replica's checkpoint.
+pub fn failover_marker(offset: u64) -> String {
+    format!("-- rolled back to offset {offset}: its host is gone; it runs again from its replica's checkpoint --")
+}
+
 /// The current log, once or (`-f`) until the vessel ends.
 fn print_log(args: &LogsArgs) -> Result<i32> {
     let mut conn = Reconnecting::new(&args.target);
     let mut from = 0u64;
     let mut seen = None;
+    let mut told_as_of: Option<String> = None;
     loop {
         let command = Command::Logs {
             vessel: args.vessel.clone(),
@@ -233,6 +240,26 @@ fn print_log(args: &LogsArgs) -> Result<i32> {
         let Some(page) = conn.logs(command, args.follow)? else {
             continue;
         };
+        if let Some(as_of) = &page.as_of {
+            // Once per replica: a follower polls it until the vessel runs
+            // again.
+            if told_as_of.as_ref() != Some(&page.node) {
+                eprintln!("meshnode: {as_of}");
+                told_as_of = Some(page.node.clone());
+            }
+        }
+        if page.as_of.is_some() && page.next < from && page.records.is_empty() {
+            // The replica's checkpoint ends before what was printed: the
+            // vessel runs again from there (a takeover or a recovery), so
+            // what followed it is rolled back, as after a crash.
+            if args.json {
+                out(serde_json::json!({ "rolled_back_to": page.next, "failover": true }))?;
+            } else {
+                out(failover_marker(page.next))?;
+            }
+            from = page.next;
+            continue;
+        }
         let back_to = rollbacks_seen(&mut seen, &page, &mut from);
         if !back_to.is_empty() {
             for offset in back_to {
@@ -430,6 +457,7 @@ mod tests {
                     kept_bytes: 100,
                 })
                 .collect(),
+            as_of: None,
         }
     }
 

@@ -12,5 +12,6 @@
 pub mod cli;
 pub mod client;
 pub mod logs_cli;
+pub mod recover_cli;
 pub mod server;
 pub mod vessel_cli;

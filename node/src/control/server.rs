@@ -304,6 +304,7 @@ fn is_vessel_command(c: &Command) -> bool {
             | Command::Drain { .. }
             | Command::DrainStatus { .. }
             | Command::Checkpoint { .. }
+            | Command::Recover { .. }
     )
 }
 

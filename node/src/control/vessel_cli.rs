@@ -248,6 +248,43 @@ impl Client {
         })
     }
 
+    /// [`Client::call`], and while the node answers that the vessel's host
+    /// is failing over (`mesh::absent::FAILING_OVER`), says so once and asks
+    /// again, for at most [`FAILOVER_WAIT`]: the command then acts on the
+    /// new host.
+    pub(super) fn call_through_failover(&mut self, command: Command) -> Result<ControlResponse> {
+        let started = std::time::Instant::now();
+        let mut told = false;
+        loop {
+            let detail = match self.call(command.clone()) {
+                Err(e) => match e.downcast_ref::<super::client::ClientError>() {
+                    Some(super::client::ClientError::Refused(r))
+                        if r.code == protocol::refusal::RefusalCode::Unreachable
+                            && r.detail.contains(crate::mesh::absent::FAILING_OVER) =>
+                    {
+                        r.detail.clone()
+                    }
+                    _ => return Err(e),
+                },
+                ok => return ok,
+            };
+            if started.elapsed() >= FAILOVER_WAIT {
+                bail!(
+                    "{detail}; the failover did not complete within {} s: see `meshnode ps`",
+                    FAILOVER_WAIT.as_secs()
+                );
+            }
+            if !told {
+                eprintln!(
+                    "meshnode: {detail}; waiting up to {} s for its new host",
+                    FAILOVER_WAIT.as_secs()
+                );
+                told = true;
+            }
+            std::thread::sleep(FAILOVER_POLL);
+        }
+    }
+
     pub(super) fn call(&mut self, command: Command) -> Result<ControlResponse> {
         let timeout = self.timeout;
         let Client {
@@ -266,6 +303,15 @@ impl Client {
     }
 }
 
+/// How long `stop`, `pin`, `unpin`, `migrate` and `checkpoint` wait for
+/// the failover of a vessel whose host is gone: a takeover comes about 2 s
+/// after the host's death, plus detection; the rest is slack for a loaded
+/// board.
+pub const FAILOVER_WAIT: Duration = Duration::from_secs(20);
+
+/// How often they ask again meanwhile.
+const FAILOVER_POLL: Duration = Duration::from_millis(500);
+
 /// A command as the user typed it, for messages.
 fn command_name(command: &Command) -> &'static str {
     match command {
@@ -280,6 +326,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Drain { .. } => "drain",
         Command::DrainStatus { .. } => "drain (status)",
         Command::Checkpoint { .. } => "checkpoint",
+        Command::Recover { .. } => "recover",
         _ => "the command",
     }
 }
@@ -561,10 +608,11 @@ fn failure_kind_name(kind: FailureKind) -> &'static str {
 /// `meshnode migrate`.
 pub fn run_migrate(args: MigrateArgs) -> Result<i32> {
     let mut client = Client::connect(&args.target)?;
-    let ControlResponse::Migration(mut report) = client.call(Command::Migrate {
-        vessel: args.vessel.clone(),
-        to: args.to.clone(),
-    })?
+    let ControlResponse::Migration(mut report) =
+        client.call_through_failover(Command::Migrate {
+            vessel: args.vessel.clone(),
+            to: args.to.clone(),
+        })?
     else {
         bail!("unexpected answer to `migrate`");
     };
@@ -623,7 +671,7 @@ pub fn run_migrate(args: MigrateArgs) -> Result<i32> {
 /// `meshnode stop`.
 pub fn run_stop(args: StopArgs) -> Result<i32> {
     let mut client = Client::connect(&args.target)?;
-    client.call(Command::Stop {
+    client.call_through_failover(Command::Stop {
         vessel: args.vessel.clone(),
     })?;
     eprintln!("meshnode: stopped {}", args.vessel);
@@ -633,7 +681,7 @@ pub fn run_stop(args: StopArgs) -> Result<i32> {
 /// `meshnode checkpoint`: the image hash on stdout, the rest on stderr.
 pub fn run_checkpoint(args: CheckpointArgs) -> Result<i32> {
     let mut client = Client::connect(&args.target)?;
-    let ControlResponse::Checkpointed(r) = client.call(Command::Checkpoint {
+    let ControlResponse::Checkpointed(r) = client.call_through_failover(Command::Checkpoint {
         vessel: args.vessel.clone(),
     })?
     else {
@@ -673,7 +721,7 @@ pub fn run_pin(args: PinArgs, pinned: bool) -> Result<i32> {
             vessel: args.vessel.clone(),
         }
     };
-    client.call(command)?;
+    client.call_through_failover(command)?;
     if pinned {
         eprintln!(
             "meshnode: pinned {}: placement will not move it (`meshnode migrate` still can)",
@@ -770,7 +818,7 @@ pub fn run_drain(args: DrainArgs) -> Result<i32> {
         .count();
     if failed > 0 {
         bail!(
-            "{failed} vessel(s) could not be moved off {}; they run on there",
+            "{failed} vessel(s) could not be moved off {} (each says why above)",
             report.node
         );
     }

@@ -180,6 +180,9 @@ pub(super) async fn run_control(
             generation,
         } => {
             let (id, node) = resolve(control, peers, &vessel).await?;
+            if control.suspects.of(&node).is_some() && generation.is_none() {
+                return replica_logs(control, id, node, from).await;
+            }
             let request = ForwardRequest::Logs {
                 vessel: id,
                 from,
@@ -199,7 +202,7 @@ pub(super) async fn run_control(
             act(control, src, request, migration_answer).await
         }
         Command::Stop { vessel } => {
-            let (id, node) = resolve(control, peers, &vessel).await?;
+            let (id, node) = resolve_live(control, peers, &vessel).await?;
             act(
                 control,
                 node,
@@ -215,27 +218,136 @@ pub(super) async fn run_control(
             include_pinned,
         } => {
             let target = node_of(control, &node)?;
+            if let Some(report) = dead_drain(control, peers, target).await {
+                return Ok(ControlResponse::Drain(report));
+            }
             let request = ForwardRequest::Drain { include_pinned };
             act(control, target, request, drain_answer).await
         }
         Command::DrainStatus { node } => {
             let target = node_of(control, &node)?;
+            if let Some(report) = dead_drain(control, peers, target).await {
+                return Ok(ControlResponse::Drain(report));
+            }
             let request = ForwardRequest::DrainStatus;
             act(control, target, request, drain_answer).await
         }
         Command::Checkpoint { vessel } => {
-            let (id, node) = resolve(control, peers, &vessel).await?;
+            let (id, node) = resolve_live(control, peers, &vessel).await?;
             let request = ForwardRequest::Checkpoint { vessel: id };
             act(control, node, request, |r| {
                 checkpointed(r).map(ControlResponse::Checkpointed)
             })
             .await
         }
+        Command::Recover { vessel, on, force } => {
+            recover_command(control, peers, &vessel, &on, force).await
+        }
         other => Err(refuse(
             RefusalCode::Internal,
             format!("not a vessel command: {other:?}"),
         )),
     }
+}
+
+/// [`resolve`], refused at once, with what happens to the vessel
+/// (`mesh::absent`), when its host is suspected: the CLI waits for a
+/// failover under way and asks again.
+async fn resolve_live(
+    control: &Control,
+    peers: &[PeerId],
+    vessel: &str,
+) -> Result<(VesselId, PeerId), Refusal> {
+    let (id, node) = resolve(control, peers, vessel).await?;
+    match control.suspects.of(&node) {
+        None => Ok((id, node)),
+        Some(s) => Err(super::absent::refusal(
+            &control.gossiped,
+            &control.suspects,
+            control.me,
+            node,
+            &s,
+            id,
+        )),
+    }
+}
+
+/// `logs` of a vessel whose host is suspected: the log in the newest
+/// checkpoint a replica holds, marked as of when.
+async fn replica_logs(
+    control: &Control,
+    id: VesselId,
+    host: PeerId,
+    from: u64,
+) -> Result<ControlResponse, Refusal> {
+    let (gossiped, suspects, me) = (&control.gossiped, &control.suspects, control.me);
+    let replication = &control.migrator.replication;
+    let Some(replica) =
+        super::absent::replica_to_read(replication, gossiped, suspects, me, host, id)
+    else {
+        let s = suspects.of(&host).expect("suspected");
+        return Err(super::absent::refusal(gossiped, suspects, me, host, &s, id));
+    };
+    let request = ForwardRequest::ReplicaLogs { vessel: id, from };
+    act(control, replica, request, |r| {
+        logs(r).map(ControlResponse::Logs)
+    })
+    .await
+}
+
+/// A drain of `target` while failure detection suspects it: what the mesh
+/// does with each vessel it last said it runs (`mesh::outlook`), from
+/// here, since the drained node does not answer. None while it is not
+/// suspected (it drains itself).
+async fn dead_drain(
+    control: &Control,
+    peers: &[PeerId],
+    target: PeerId,
+) -> Option<protocol::control::DrainReport> {
+    let suspicion = control.suspects.of(&target)?;
+    let vessels = control
+        .gossiped
+        .iter()
+        .find(|g| g.peer == target)
+        .map(|g| g.vessels.clone())
+        .unwrap_or_default();
+    let rows = ps(control, peers).await;
+    let (suspects, me) = (&control.suspects, control.me);
+    Some(super::outlook::dead_drain_report(
+        target, &suspicion, &vessels, &rows, suspects, me,
+    ))
+}
+
+/// `meshnode recover VESSEL --on PEER --force`: PEER runs it from its
+/// replica (`mesh::force`). The vessel is found by the mesh's `ps` (a
+/// silent host's last status included), or by its full id.
+async fn recover_command(
+    control: &Control,
+    peers: &[PeerId],
+    vessel: &str,
+    on: &str,
+    force: bool,
+) -> Result<ControlResponse, Refusal> {
+    let target = node_of(control, on).map_err(|r| refuse(r.code, format!("--on: {}", r.detail)))?;
+    if let Some(s) = control.suspects.of(&target) {
+        return Err(refuse(
+            RefusalCode::Unreachable,
+            format!(
+                "--on {target} is {}: it cannot run the vessel",
+                s.describe()
+            ),
+        ));
+    }
+    let id = match resolve(control, peers, vessel).await {
+        Ok((id, _)) => id,
+        Err(refusal) => VesselId::from_hex(vessel).ok_or(refusal)?,
+    };
+    let request = ForwardRequest::Recover { vessel: id, force };
+    act(control, target, request, |r| match r {
+        ForwardResponse::Recovered(report) => Ok(ControlResponse::Recovered(report)),
+        other => Err(Box::new(other)),
+    })
+    .await
 }
 
 /// The node `meshnode deploy --on` names (this one by default).
@@ -255,7 +367,7 @@ async fn migrate_command(
     vessel: &str,
     to: &str,
 ) -> Result<ControlResponse, Refusal> {
-    let (id, node) = resolve(control, peers, vessel).await?;
+    let (id, node) = resolve_live(control, peers, vessel).await?;
     let to_peer: PeerId = to.parse().map_err(|_| {
         refuse(
             RefusalCode::BadArgument,
@@ -291,7 +403,7 @@ async fn pin_command(
     vessel: &str,
     pinned: bool,
 ) -> Result<ControlResponse, Refusal> {
-    let (id, node) = resolve(control, peers, vessel).await?;
+    let (id, node) = resolve_live(control, peers, vessel).await?;
     let request = ForwardRequest::Pin { vessel: id, pinned };
     act(control, node, request, done_answer).await
 }
@@ -313,9 +425,58 @@ async fn act(
                 format!("the command acts on node {node}, not on this one"),
             ));
         }
-        return sign_for(control, node, &request).await;
+        let signed = sign_for(control, node, &request).await;
+        return signed.map_err(|r| on_a_silent_host(control, node, &request, r));
     }
-    run_on(control, node, request, answer).await
+    let vessel = vessel_of(&request);
+    run_on(control, node, request, answer)
+        .await
+        .map_err(|r| match vessel {
+            Some(id) => on_a_silent_host_vessel(control, node, id, r),
+            None => r,
+        })
+}
+
+/// A refusal because `node` went silent while the command waited on it
+/// says what happens to the command's vessel instead (`mesh::absent`): the
+/// CLI waits for a failover under way.
+fn on_a_silent_host(
+    control: &Control,
+    node: PeerId,
+    request: &ForwardRequest,
+    refusal: Refusal,
+) -> Refusal {
+    match vessel_of(request) {
+        Some(id) => on_a_silent_host_vessel(control, node, id, refusal),
+        None => refusal,
+    }
+}
+
+fn on_a_silent_host_vessel(
+    control: &Control,
+    node: PeerId,
+    id: VesselId,
+    refusal: Refusal,
+) -> Refusal {
+    match control.suspects.of(&node) {
+        Some(s) if refusal.code == RefusalCode::Unreachable => {
+            let (gossiped, suspects) = (&control.gossiped, &control.suspects);
+            super::absent::refusal(gossiped, suspects, control.me, node, &s, id)
+        }
+        _ => refusal,
+    }
+}
+
+/// The vessel a command acts on, if it acts on one.
+fn vessel_of(request: &ForwardRequest) -> Option<VesselId> {
+    match request {
+        ForwardRequest::Logs { vessel, .. }
+        | ForwardRequest::Stop { vessel }
+        | ForwardRequest::Migrate { vessel, .. }
+        | ForwardRequest::Pin { vessel, .. }
+        | ForwardRequest::Checkpoint { vessel } => Some(*vessel),
+        _ => None,
+    }
 }
 
 /// Asks `node` for a nonce and tells the CLI to sign its command
@@ -568,16 +729,19 @@ pub async fn ps(control: &Control, peers: &[PeerId]) -> Vec<VesselInfo> {
         &control.gossiped,
         &control.suspects,
         &answered,
+        control.me,
     ));
     merge_rows(rows)
 }
 
 /// How much a `ps` row is worth at equal epochs: a node's own word that it
 /// runs the vessel, then a silent host's last status, then a node that
-/// says the vessel `left` it or is `waiting` for it.
+/// says the vessel `left` it or is `waiting` for it, or whose copy was
+/// `fenced` by that epoch (a fenced record's epoch is the one that fenced
+/// it: the new owner's).
 fn row_rank(r: &VesselInfo) -> u8 {
     match r.state.as_str() {
-        "left" | "waiting" => 0,
+        "left" | "waiting" | "fenced" => 0,
         _ if from_gossip(r) => 1,
         _ => 2,
     }
@@ -704,6 +868,39 @@ async fn run_here(
             RefusalCode::Internal,
             "answered by the event loop (mesh/relay.rs)",
         )),
+        ForwardRequest::Recover { vessel, force } => {
+            let (migrator, suspects) = (&control.migrator, &control.suspects);
+            let (report, certificate) =
+                super::force::recover_here(migrator, suspects, vessel, force)?;
+            let fence = super::force::fence_old_host(
+                control.link.clone(),
+                control.suspects.clone(),
+                certificate,
+            );
+            tokio::spawn(fence);
+            Ok(ForwardResponse::Recovered(report))
+        }
+        ForwardRequest::ReplicaLogs { vessel, from } => {
+            let replication = &control.migrator.replication;
+            let page = super::absent::replica_log_page(
+                &control.host,
+                replication,
+                control.me,
+                vessel,
+                from,
+            )?;
+            Ok(ForwardResponse::Logs(page))
+        }
+        ForwardRequest::Fence { certificate } => {
+            let from = through.ok_or_else(|| {
+                refuse(
+                    RefusalCode::BadArgument,
+                    "a fence comes from the node that recovered the vessel",
+                )
+            })?;
+            super::force::fence_here(&control.host, from, &certificate)?;
+            Ok(ForwardResponse::Done)
+        }
         ForwardRequest::Checkpoint { vessel } => {
             let durable = super::checkpoint::take_and_replicate(&control.migrator, vessel)
                 .await
@@ -753,7 +950,7 @@ mod tests {
             vessels: vec![vessel(1, 2), vessel(2, 2)],
             at: Instant::now(),
         }];
-        let mut rows = gossiped_rows(&gossiped, &suspects, &HashSet::new());
+        let mut rows = gossiped_rows(&gossiped, &suspects, &HashSet::new(), PeerId::random());
         let template = rows[0].clone();
         let live = |n: u8, epoch: u64, state: &str| VesselInfo {
             id: VesselId([n; 8]),

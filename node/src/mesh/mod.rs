@@ -53,11 +53,13 @@
 //! transfers should prefer QUIC streams: libp2p-stream over yamux 0.13 has a
 //! known deadlock.
 
+pub mod absent;
 pub mod behaviour;
 pub mod checkpoint;
 pub mod codec;
 pub mod commands;
 pub mod faults;
+pub mod force;
 pub mod gate;
 pub mod ingress;
 pub mod lease;
@@ -67,6 +69,7 @@ pub mod liveness;
 pub mod membership;
 pub mod migrate;
 pub mod node;
+pub mod outlook;
 pub mod output_commit;
 pub mod pack;
 pub mod peers;
@@ -107,12 +110,14 @@ mod tests {
 
     /// Every module's source, by name.
     const SOURCES: &[(&str, &str)] = &[
+        ("absent", include_str!("absent.rs")),
         ("behaviour", include_str!("behaviour.rs")),
         ("checkpoint", include_str!("checkpoint.rs")),
         ("output_commit", include_str!("output_commit.rs")),
         ("codec", include_str!("codec.rs")),
         ("commands", include_str!("commands.rs")),
         ("faults", include_str!("faults.rs")),
+        ("force", include_str!("force.rs")),
         ("gate", include_str!("gate.rs")),
         ("ingress", include_str!("ingress.rs")),
         ("lease", include_str!("lease/mod.rs")),
@@ -122,6 +127,7 @@ mod tests {
         ("membership", include_str!("membership.rs")),
         ("migrate", include_str!("migrate.rs")),
         ("node", include_str!("node.rs")),
+        ("outlook", include_str!("outlook.rs")),
         ("pack", include_str!("pack.rs")),
         ("peers", include_str!("peers.rs")),
         ("place", include_str!("place.rs")),

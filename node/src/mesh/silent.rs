@@ -12,8 +12,10 @@
 //!   (`unreachable`, `down`) instead of a stale `running`.
 //!
 //! It only reports: who owns a vessel changes only through the lease
-//! (issue 15). Failover plugs in here: once a vessel has replicas, a
-//! command on it acts through them instead of [`NO_REPLICA`]'s refusal.
+//! (issue 15). What a command on a vessel of a suspected host does instead
+//! (read its log from a replica, wait for its failover, or say why it
+//! cannot fail over) is `mesh::absent`; [`NO_REPLICA`]'s refusal is left
+//! for a vessel its host's last status did not name.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -108,47 +110,67 @@ pub async fn ask_vessels(
 
 /// `ps` rows of the vessels that suspected hosts (other than those in
 /// `answered`) last said they run: on the host's row, with the host's
-/// state as theirs (`unreachable`, `down`) and why in WHY.
+/// state as theirs (`unreachable`, `down`), and in WHY who takes it over
+/// or why no one can by itself (`mesh::outlook`), as `me` sees the mesh.
 pub fn gossiped_rows(
     gossiped: &[Gossiped],
     suspects: &Suspects,
     answered: &HashSet<PeerId>,
+    me: PeerId,
 ) -> Vec<VesselInfo> {
     let mut rows = Vec::new();
     for g in gossiped.iter().filter(|g| !answered.contains(&g.peer)) {
         let Some(s) = suspects.of(&g.peer) else {
             continue;
         };
-        let why = format!(
-            "host {}; its last status ({:.1} s ago) listed it running",
-            s.describe(),
-            g.at.elapsed().as_secs_f64()
+        rows.extend(
+            g.vessels
+                .iter()
+                .map(|v| gossiped_row(g, v, &s, suspects, me)),
         );
-        rows.extend(g.vessels.iter().map(|v| VesselInfo {
-            id: v.id,
-            name: v.name.clone(),
-            node: g.peer.to_string(),
-            state: s.state().name().to_string(),
-            epoch: v.epoch,
-            run_ms: 0,
-            migrations: 0,
-            exit_code: None,
-            reason: String::new(),
-            why: why.clone(),
-            pinned: false,
-            checkpoint_age_ms: None,
-            checkpoint_problem: None,
-            lease: None,
-            replicas_wanted: None,
-            replicas: Vec::new(),
-            replica_age_ms: None,
-            replication_problem: None,
-            replica_bytes_sent: 0,
-            replica_chunks_sent: 0,
-            durability: None,
-        }));
     }
     rows
+}
+
+/// One vessel of a suspected host's last status, as a `ps` row.
+fn gossiped_row(
+    g: &Gossiped,
+    v: &StatusVessel,
+    s: &Suspicion,
+    suspects: &Suspects,
+    me: PeerId,
+) -> VesselInfo {
+    let outlook = super::outlook::judge(v, g.peer, suspects, me);
+    let why = format!(
+        "{} (its last status, {:.1} s ago, listed it running)",
+        super::outlook::describe(&outlook, &v.name, s),
+        g.at.elapsed().as_secs_f64()
+    );
+    VesselInfo {
+        id: v.id,
+        name: v.name.clone(),
+        node: g.peer.to_string(),
+        state: s.state().name().to_string(),
+        epoch: v.epoch,
+        run_ms: 0,
+        migrations: 0,
+        exit_code: None,
+        reason: String::new(),
+        why,
+        pinned: false,
+        checkpoint_age_ms: None,
+        checkpoint_problem: None,
+        lease: None,
+        replicas_wanted: None,
+        // WHY names the replica that matters; what each holds is known to
+        // the host alone, which does not answer.
+        replicas: Vec::new(),
+        replica_age_ms: None,
+        replication_problem: None,
+        replica_bytes_sent: 0,
+        replica_chunks_sent: 0,
+        durability: None,
+    }
 }
 
 /// Whether a `ps` row comes from a silent host's gossip: [`gossiped_rows`]
@@ -169,6 +191,8 @@ pub(crate) mod tests {
             id: VesselId([n; 8]),
             name: format!("v{n}"),
             epoch,
+            voters: Vec::new(),
+            replicas: Vec::new(),
         }
     }
 
@@ -204,7 +228,7 @@ pub(crate) mod tests {
             },
         ];
         let answered = HashSet::from([answered_one]);
-        let rows = gossiped_rows(&gossiped, &suspects, &answered);
+        let rows = gossiped_rows(&gossiped, &suspects, &answered, PeerId::random());
         assert_eq!(rows.len(), 1, "{rows:?}");
         let r = &rows[0];
         assert_eq!(
@@ -215,8 +239,12 @@ pub(crate) mod tests {
             (r.node.clone(), r.state.as_str()),
             (dead.to_string(), "unreachable")
         );
-        assert!(r.why.starts_with("host unreachable since "), "{}", r.why);
-        assert!(r.why.contains("(2.1 s)"), "{}", r.why);
+        assert!(
+            r.why
+                .starts_with("host unreachable 2.1 s; it cannot fail over: no replica"),
+            "{}",
+            r.why
+        );
         assert!(from_gossip(r));
     }
 

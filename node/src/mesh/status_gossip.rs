@@ -44,8 +44,12 @@ pub(super) fn publish_status(
             id: v.id,
             name: v.name,
             epoch: v.epoch,
+            voters: Vec::new(),
+            replicas: Vec::new(),
         })
         .collect();
+    let (leases, replication) = (&state.migration.leases, &state.migration.replication);
+    super::outlook::facts(leases, replication, &mut status.named);
     status.rtts = state.placer.own_rtts(&state.peers);
     status.draining = state.placer.draining();
     status.services = services;

@@ -167,6 +167,7 @@ impl VesselLog {
             generation: page.generation,
             generation_start: self.history.current_start(),
             generations: self.history.rolled_back(),
+            as_of: None,
         }
     }
 }
