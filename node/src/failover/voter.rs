@@ -18,6 +18,13 @@
 //!    knows and the owner of the epoch it follows asks (its consent; that
 //!    owner's commit point, not the lease, keeps the two apart).
 //! 4. Sign a deploy iff it knows nothing of the vessel.
+//! 5. Sign a reconfiguration at E' (a new voter set, the same owner) iff
+//!    E' is above every epoch it promised or knows, the owner of the
+//!    epoch E it follows asks (its consent, as for a handoff), and it
+//!    promised nothing above E (a takeover or handoff it signed above E
+//!    could still form under the old set). After signing it signs nothing
+//!    that follows an epoch below E' (durably: `follows_from_epoch`), so
+//!    no certificate can pass the change by following the old set.
 //!
 //! A grant's hold does not stop a takeover *by the node it was for*: an
 //! owner whose certificate came too late to be granted (a majority had
@@ -28,7 +35,7 @@ use protocol::ids::PeerIdBytes;
 use protocol::lease::{AssignmentBody, AssignmentKind, Certificate};
 use serde::{Deserialize, Serialize};
 
-use super::cert::{check_assignment, check_certificate};
+use super::cert::{check_assignment, check_certificate, check_proof};
 use super::error::FailoverError;
 use super::params::LeaseParams;
 use crate::migration::bugs::{active, Bug};
@@ -41,6 +48,11 @@ pub struct VoterDurable {
     /// It grants no lease below this epoch: a takeover it signed fences
     /// every epoch below the takeover's.
     pub grants_from_epoch: u64,
+    /// It signs nothing that follows an epoch below this: the highest
+    /// reconfiguration it signed (rule 5). Absent in files written before
+    /// voter sets could change: 0.
+    #[serde(default)]
+    pub follows_from_epoch: u64,
 }
 
 impl VoterDurable {
@@ -197,6 +209,9 @@ impl Voter {
         if body.kind == AssignmentKind::Takeover {
             durable.grants_from_epoch = durable.grants_from_epoch.max(body.epoch);
         }
+        if body.kind == AssignmentKind::Reconfigure && !active(Bug::ForgetReconfiguration) {
+            durable.follows_from_epoch = durable.follows_from_epoch.max(body.epoch);
+        }
         self.durable = durable.clone();
         Outcome {
             answer: Ok(Answer::Sign(body.clone())),
@@ -214,11 +229,7 @@ impl Voter {
         now_ms: u64,
     ) -> Result<Option<Answer>, FailoverError> {
         if let Some(p) = proof {
-            if p.body.epoch != body.previous_epoch {
-                return Err(FailoverError::WrongProof {
-                    epoch: body.previous_epoch,
-                });
-            }
+            check_proof(body, p)?;
             self.learn(p)?;
         }
         let follows = self.known_body().filter(|k| k.epoch == body.previous_epoch);
@@ -234,6 +245,17 @@ impl Voter {
         if let Some(k) = self.known.as_ref().filter(|k| k.body.epoch >= body.epoch) {
             return Ok(Some(Answer::Superseded(k.clone())));
         }
+        let reconfigured = self.durable.follows_from_epoch;
+        if body.previous_epoch < reconfigured {
+            // Rule 5: it follows a voter set this voter helped replace.
+            return match self.known.as_ref().filter(|k| k.body.epoch >= reconfigured) {
+                Some(k) => Ok(Some(Answer::Superseded(k.clone()))),
+                None => Err(FailoverError::BelowReconfiguration {
+                    follows: body.previous_epoch,
+                    reconfigured,
+                }),
+            };
+        }
         let known = self.durable.promised_epoch().max(self.known_epoch());
         if body.epoch <= known {
             return Err(FailoverError::StaleEpoch {
@@ -245,8 +267,32 @@ impl Voter {
             AssignmentKind::Deploy => self.may_deploy()?,
             AssignmentKind::Handoff => self.may_hand_off(from, body)?,
             AssignmentKind::Takeover => self.may_take_over(from, body, now_ms)?,
+            AssignmentKind::Reconfigure => self.may_reconfigure(from, body)?,
         }
         Ok(None)
+    }
+
+    /// Rule 5: the owner of the epoch it follows asks (its consent), for
+    /// itself, and this voter promised nothing above that epoch: a higher
+    /// promise under the old set could still become a certificate that
+    /// the new set never hears of.
+    fn may_reconfigure(
+        &self,
+        from: &PeerIdBytes,
+        body: &AssignmentBody,
+    ) -> Result<(), FailoverError> {
+        if &body.owner != from {
+            return Err(FailoverError::NotOwner { epoch: body.epoch });
+        }
+        self.may_hand_off(from, body)?;
+        let promised = self.durable.promised_epoch();
+        if promised > body.previous_epoch && !active(Bug::ReconfigureOverHigherPromise) {
+            return Err(FailoverError::StaleEpoch {
+                epoch: body.previous_epoch,
+                known: promised,
+            });
+        }
+        Ok(())
     }
 
     fn may_deploy(&self) -> Result<(), FailoverError> {
@@ -476,6 +522,94 @@ mod tests {
             x.vote(&id(1), &late, None, 0).answer,
             Err(FailoverError::Exists)
         );
+    }
+
+    /// A reconfiguration of the deploy's set {0,1,2} to {0,1,3}, by owner 0.
+    fn reconfigure(epoch: u64) -> AssignmentBody {
+        let mut b = body(epoch, 0, AssignmentKind::Reconfigure, 3);
+        b.previous_epoch = 1;
+        b.voters[2] = id(3);
+        b
+    }
+
+    #[test]
+    fn a_reconfiguration_needs_the_owner_and_no_higher_promise() {
+        let hold = LeaseParams::default().voter_hold_ms();
+        let mut v = voter(1, 0);
+        let change = reconfigure(2);
+        assert_eq!(
+            v.vote(&id(2), &change, Some(&deployed()), hold).answer,
+            Err(FailoverError::NotOwner { epoch: 2 }),
+            "only the owner proposes its own change"
+        );
+        let ok = v.vote(&id(0), &change, Some(&deployed()), hold);
+        assert_eq!(ok.answer, Ok(Answer::Sign(change.clone())));
+        let written = ok.write.expect("a promise");
+        assert_eq!(written.follows_from_epoch, 2);
+        assert_eq!(written.grants_from_epoch, 0, "the owner keeps its lease");
+        // A voter that promised a takeover above the epoch the change
+        // follows refuses it: that takeover may still form under the old set.
+        let mut w = voter(2, 0);
+        let take = body(2, 2, AssignmentKind::Takeover, 3);
+        assert!(matches!(
+            w.vote(&id(2), &take, Some(&deployed()), hold).answer,
+            Ok(Answer::Sign(_))
+        ));
+        assert_eq!(
+            w.vote(&id(0), &reconfigure(3), Some(&deployed()), hold).answer,
+            Err(FailoverError::StaleEpoch { epoch: 1, known: 2 })
+        );
+        // The proof must be a certificate of the epoch followed, signed by
+        // the signers the change names.
+        let mut x = voter(1, 0);
+        let other = signed(body(1, 0, AssignmentKind::Deploy, 4), &[0, 1, 2]);
+        assert_eq!(
+            x.vote(&id(0), &change, Some(&other), hold).answer,
+            Err(FailoverError::WrongSigners { epoch: 1 })
+        );
+    }
+
+    #[test]
+    fn after_a_reconfiguration_a_voter_signs_nothing_that_follows_the_old_set() {
+        let hold = LeaseParams::default().voter_hold_ms();
+        let mut v = voter(1, 0);
+        let change = reconfigure(2);
+        let signed_change = v.vote(&id(0), &change, Some(&deployed()), hold);
+        assert!(signed_change.write.is_some());
+        // A takeover at 3 that follows epoch 1 (the old set), by a node
+        // that never heard of the change: refused, with the change's epoch.
+        let mut stale = body(3, 2, AssignmentKind::Takeover, 3);
+        stale.previous_epoch = 1;
+        let r = v.vote(&id(2), &stale, Some(&deployed()), 3 * hold).answer;
+        assert_eq!(
+            r,
+            Err(FailoverError::BelowReconfiguration {
+                follows: 1,
+                reconfigured: 2
+            })
+        );
+        assert_eq!(r.unwrap_err().refusal().known_epoch, Some(2));
+        // Once it knows the change's certificate, it shows it instead.
+        let cert = signed(change.clone(), &[0, 1]);
+        v.learn(&cert).unwrap();
+        let mut stale4 = stale.clone();
+        stale4.epoch = 4;
+        assert_eq!(
+            v.vote(&id(2), &stale4, Some(&deployed()), 3 * hold).answer,
+            Ok(Answer::Superseded(cert.clone()))
+        );
+        // And it signs a takeover that follows the new set.
+        let mut next = body(3, 3, AssignmentKind::Takeover, 3);
+        next.voters = change.voters.clone();
+        next.signers = change.voters.clone();
+        next.previous_epoch = 2;
+        assert!(matches!(
+            v.vote(&id(3), &next, Some(&cert), 3 * hold).answer,
+            Ok(Answer::Sign(_))
+        ));
+        // The rule survives a restart: it is in the durable state.
+        let restarted = Voter::start(id(1), LeaseParams::default(), v.durable.clone(), 0);
+        assert_eq!(restarted.durable.follows_from_epoch, 2);
     }
 
     #[test]

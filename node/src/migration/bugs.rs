@@ -53,11 +53,21 @@ pub enum Bug {
     /// A restarted voter signs a takeover at once, without waiting a
     /// lease's hold for the grants it forgot.
     NoBootWait,
+    /// A voter signs a reconfiguration although it promised an epoch
+    /// above the one the reconfiguration follows (a takeover under the old
+    /// set may still form).
+    ReconfigureOverHigherPromise,
+    /// A voter that signed a reconfiguration does not remember it: it
+    /// signs later assignments that follow an epoch of the old set.
+    ForgetReconfiguration,
+    /// The owner keeps running on the lease of the old voter set once it
+    /// holds the reconfiguration, instead of waiting for the new set's.
+    RunThroughReconfiguration,
 }
 
 impl Bug {
     /// Every deliberate bug (`SIM_BUGS` names any of them).
-    pub const ALL: [Bug; 13] = [
+    pub const ALL: [Bug; 16] = [
         Bug::ResumeSourceAfterCommit,
         Bug::AcceptEqualEpoch,
         Bug::SkipSyncBeforePrepared,
@@ -71,16 +81,22 @@ impl Bug {
         Bug::IgnoreClockRate,
         Bug::VoterForgetsPromise,
         Bug::NoBootWait,
+        Bug::ReconfigureOverHigherPromise,
+        Bug::ForgetReconfiguration,
+        Bug::RunThroughReconfiguration,
     ];
 
     /// The lease and fencing bugs, which the failover simulation catches
     /// (`failover::sim`); the migration simulation never reaches them.
-    pub const LEASE: [Bug; 5] = [
+    pub const LEASE: [Bug; 8] = [
         Bug::HolderCountsFromGrant,
         Bug::TakeoverBeforeGrantRanOut,
         Bug::IgnoreClockRate,
         Bug::VoterForgetsPromise,
         Bug::NoBootWait,
+        Bug::ReconfigureOverHigherPromise,
+        Bug::ForgetReconfiguration,
+        Bug::RunThroughReconfiguration,
     ];
 
     /// The migration bugs, for sweeping them in the migration simulation.
