@@ -117,6 +117,15 @@ impl Ballot {
         })
     }
 
+    /// Whether the proposer's own voter should sign now: a candidate for a
+    /// takeover signs its own ballot only as the vote that completes the
+    /// majority, so that a ballot the others refuse (a voter bound by a
+    /// change of voter set it signed, rule 5) leaves no promise behind
+    /// that would later make it refuse to complete that change.
+    pub fn signs_last(&self) -> bool {
+        self.signatures.len() + 1 >= majority(self.body.signers.len())
+    }
+
     /// Whether `voter` signed already (so it need not be asked again).
     pub fn has(&self, voter: &PeerIdBytes) -> bool {
         self.signatures.iter().any(|s| &s.voter == voter)

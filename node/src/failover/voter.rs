@@ -20,11 +20,13 @@
 //! 4. Sign a deploy iff it knows nothing of the vessel.
 //! 5. Sign a reconfiguration at E' (a new voter set, the same owner) iff
 //!    E' is above every epoch it promised or knows, the owner of the
-//!    epoch E it follows asks (its consent, as for a handoff), and it
-//!    promised nothing above E (a takeover or handoff it signed above E
-//!    could still form under the old set). After signing it signs nothing
-//!    that follows an epoch below E' (durably: `follows_from_epoch`), so
-//!    no certificate can pass the change by following the old set.
+//!    epoch E it follows asks (its consent, as for a handoff), and, as for
+//!    a takeover, its grants to every other node ran out and its boot wait
+//!    is over. After signing it grants nothing below E' and signs nothing
+//!    that follows an epoch below E' (durably: `change`), except the same
+//!    change asked again by its owner at a higher epoch (its votes were
+//!    lost, or a higher promise took the epoch), so that no certificate
+//!    can pass the change by following the old set.
 //!
 //! A grant's hold does not stop a takeover *by the node it was for*: an
 //! owner whose certificate came too late to be granted (a majority had
@@ -48,16 +50,32 @@ pub struct VoterDurable {
     /// It grants no lease below this epoch: a takeover it signed fences
     /// every epoch below the takeover's.
     pub grants_from_epoch: u64,
-    /// It signs nothing that follows an epoch below this: the highest
-    /// reconfiguration it signed (rule 5). Absent in files written before
-    /// voter sets could change: 0.
+    /// The highest reconfiguration it signed (rule 5): it signs nothing
+    /// that follows an epoch below it but that change again. Absent in
+    /// files written before voter sets could change.
     #[serde(default)]
-    pub follows_from_epoch: u64,
+    pub change: Option<AssignmentBody>,
 }
 
 impl VoterDurable {
     fn promised_epoch(&self) -> u64 {
         self.promised.as_ref().map_or(0, |p| p.epoch)
+    }
+
+    /// It signs nothing that follows an epoch below this (rule 5).
+    pub fn follows_from_epoch(&self) -> u64 {
+        self.change.as_ref().map_or(0, |c| c.epoch)
+    }
+
+    /// Whether `body` asks again for the change it is bound by: the same
+    /// owner, the same new set, after the same epoch, higher.
+    fn same_change(&self, body: &AssignmentBody) -> bool {
+        self.change.as_ref().is_some_and(|c| {
+            body.kind == AssignmentKind::Reconfigure
+                && c.owner == body.owner
+                && c.voters == body.voters
+                && c.previous_epoch == body.previous_epoch
+        })
     }
 }
 
@@ -206,11 +224,14 @@ impl Voter {
         }
         let mut durable = self.durable.clone();
         durable.promised = Some(body.clone());
-        if body.kind == AssignmentKind::Takeover {
+        if matches!(
+            body.kind,
+            AssignmentKind::Takeover | AssignmentKind::Reconfigure
+        ) {
             durable.grants_from_epoch = durable.grants_from_epoch.max(body.epoch);
         }
         if body.kind == AssignmentKind::Reconfigure && !active(Bug::ForgetReconfiguration) {
-            durable.follows_from_epoch = durable.follows_from_epoch.max(body.epoch);
+            durable.change = Some(body.clone());
         }
         self.durable = durable.clone();
         Outcome {
@@ -245,8 +266,8 @@ impl Voter {
         if let Some(k) = self.known.as_ref().filter(|k| k.body.epoch >= body.epoch) {
             return Ok(Some(Answer::Superseded(k.clone())));
         }
-        let reconfigured = self.durable.follows_from_epoch;
-        if body.previous_epoch < reconfigured {
+        let reconfigured = self.durable.follows_from_epoch();
+        if body.previous_epoch < reconfigured && !self.durable.same_change(body) {
             // Rule 5: it follows a voter set this voter helped replace.
             return match self.known.as_ref().filter(|k| k.body.epoch >= reconfigured) {
                 Some(k) => Ok(Some(Answer::Superseded(k.clone()))),
@@ -267,32 +288,24 @@ impl Voter {
             AssignmentKind::Deploy => self.may_deploy()?,
             AssignmentKind::Handoff => self.may_hand_off(from, body)?,
             AssignmentKind::Takeover => self.may_take_over(from, body, now_ms)?,
-            AssignmentKind::Reconfigure => self.may_reconfigure(from, body)?,
+            AssignmentKind::Reconfigure => self.may_reconfigure(from, body, now_ms)?,
         }
         Ok(None)
     }
 
     /// Rule 5: the owner of the epoch it follows asks (its consent), for
-    /// itself, and this voter promised nothing above that epoch: a higher
-    /// promise under the old set could still become a certificate that
-    /// the new set never hears of.
+    /// itself, and this voter's grants to every other node ran out (the
+    /// takeover's rule: a node that took the old set's epoch over in the
+    /// meantime has stopped before the change forms, and gets no grant
+    /// after it).
     fn may_reconfigure(
         &self,
         from: &PeerIdBytes,
         body: &AssignmentBody,
+        now_ms: u64,
     ) -> Result<(), FailoverError> {
-        if &body.owner != from {
-            return Err(FailoverError::NotOwner { epoch: body.epoch });
-        }
         self.may_hand_off(from, body)?;
-        let promised = self.durable.promised_epoch();
-        if promised > body.previous_epoch && !active(Bug::ReconfigureOverHigherPromise) {
-            return Err(FailoverError::StaleEpoch {
-                epoch: body.previous_epoch,
-                known: promised,
-            });
-        }
-        Ok(())
+        self.may_take_over(from, body, now_ms)
     }
 
     fn may_deploy(&self) -> Result<(), FailoverError> {
@@ -327,7 +340,11 @@ impl Voter {
         // itself (an owner whose certificate a higher promise made useless
         // gets a new one), and one node runs at most once.
         let others = self.granted_to.as_ref() != Some(from);
-        if now_ms < self.granted_until_ms && others && !active(Bug::TakeoverBeforeGrantRanOut) {
+        let bug = match body.kind {
+            AssignmentKind::Reconfigure => active(Bug::ReconfigureBeforeGrantRanOut),
+            _ => active(Bug::TakeoverBeforeGrantRanOut),
+        };
+        if now_ms < self.granted_until_ms && others && !bug {
             return Err(FailoverError::GrantRunning {
                 remaining_ms: self.granted_until_ms - now_ms,
             });
@@ -533,38 +550,59 @@ mod tests {
     }
 
     #[test]
-    fn a_reconfiguration_needs_the_owner_and_no_higher_promise() {
+    fn a_reconfiguration_needs_the_owner_and_no_grant_to_another_node() {
         let hold = LeaseParams::default().voter_hold_ms();
         let mut v = voter(1, 0);
         let change = reconfigure(2);
         assert_eq!(
             v.vote(&id(2), &change, Some(&deployed()), hold).answer,
-            Err(FailoverError::NotOwner { epoch: 2 }),
+            Err(FailoverError::NotOwner { epoch: 1 }),
             "only the owner proposes its own change"
         );
-        let ok = v.vote(&id(0), &change, Some(&deployed()), hold);
+        // A grant to the owner does not hold its own change off ...
+        v.lease(&id(0), &deployed(), hold);
+        let ok = v.vote(&id(0), &change, Some(&deployed()), hold + 1);
         assert_eq!(ok.answer, Ok(Answer::Sign(change.clone())));
         let written = ok.write.expect("a promise");
-        assert_eq!(written.follows_from_epoch, 2);
-        assert_eq!(written.grants_from_epoch, 0, "the owner keeps its lease");
-        // A voter that promised a takeover above the epoch the change
-        // follows refuses it: that takeover may still form under the old set.
+        assert_eq!(written.follows_from_epoch(), 2);
+        assert_eq!(written.grants_from_epoch, 2, "no grant below the change");
+        // ... a grant to another node does, until it ran out.
         let mut w = voter(2, 0);
-        let take = body(2, 2, AssignmentKind::Takeover, 3);
+        let cert2 = signed(body(2, 2, AssignmentKind::Takeover, 3), &[1, 2]);
+        w.lease(&id(2), &cert2, hold);
+        let mut after2 = reconfigure(3);
+        after2.previous_epoch = 2;
+        after2.owner = id(2);
         assert!(matches!(
-            w.vote(&id(2), &take, Some(&deployed()), hold).answer,
+            w.vote(&id(2), &after2, Some(&cert2), hold + 1).answer,
             Ok(Answer::Sign(_))
         ));
-        assert_eq!(
-            w.vote(&id(0), &reconfigure(3), Some(&deployed()), hold).answer,
-            Err(FailoverError::StaleEpoch { epoch: 1, known: 2 })
+        let mut x = voter(1, 0);
+        x.lease(&id(2), &cert2, hold);
+        let mut by0 = reconfigure(3);
+        by0.previous_epoch = 1;
+        x.known = Some(deployed());
+        assert!(
+            matches!(
+                x.vote(&id(0), &by0, Some(&deployed()), hold + 1).answer,
+                Ok(Answer::Superseded(_)) | Err(_)
+            ),
+            "a voter that knows epoch 2 does not let epoch 1's owner change the set"
         );
+        let mut y = voter(1, 0);
+        let other_cert = signed(body(1, 0, AssignmentKind::Deploy, 3), &[0, 1]);
+        y.lease(&id(0), &other_cert, hold);
+        y.granted_to = Some(id(2));
+        assert!(matches!(
+            y.vote(&id(0), &change, Some(&deployed()), hold + 1).answer,
+            Err(FailoverError::GrantRunning { .. })
+        ));
         // The proof must be a certificate of the epoch followed, signed by
         // the signers the change names.
-        let mut x = voter(1, 0);
+        let mut z = voter(1, 0);
         let other = signed(body(1, 0, AssignmentKind::Deploy, 4), &[0, 1, 2]);
         assert_eq!(
-            x.vote(&id(0), &change, Some(&other), hold).answer,
+            z.vote(&id(0), &change, Some(&other), hold).answer,
             Err(FailoverError::WrongSigners { epoch: 1 })
         );
     }
@@ -589,27 +627,39 @@ mod tests {
             })
         );
         assert_eq!(r.unwrap_err().refusal().known_epoch, Some(2));
-        // Once it knows the change's certificate, it shows it instead.
-        let cert = signed(change.clone(), &[0, 1]);
-        v.learn(&cert).unwrap();
-        let mut stale4 = stale.clone();
-        stale4.epoch = 4;
+        // The same change asked again by its owner, higher: signed.
+        let again = reconfigure(4);
         assert_eq!(
-            v.vote(&id(2), &stale4, Some(&deployed()), 3 * hold).answer,
+            v.vote(&id(0), &again, Some(&deployed()), 3 * hold).answer,
+            Ok(Answer::Sign(again.clone()))
+        );
+        let mut other_set = reconfigure(5);
+        other_set.voters[2] = id(4);
+        assert!(matches!(
+            v.vote(&id(0), &other_set, Some(&deployed()), 3 * hold).answer,
+            Err(FailoverError::BelowReconfiguration { .. })
+        ));
+        // Once it knows the change's certificate, it shows it instead.
+        let cert = signed(again.clone(), &[0, 1]);
+        v.learn(&cert).unwrap();
+        let mut stale6 = stale.clone();
+        stale6.epoch = 6;
+        assert_eq!(
+            v.vote(&id(2), &stale6, Some(&deployed()), 3 * hold).answer,
             Ok(Answer::Superseded(cert.clone()))
         );
         // And it signs a takeover that follows the new set.
-        let mut next = body(3, 3, AssignmentKind::Takeover, 3);
-        next.voters = change.voters.clone();
-        next.signers = change.voters.clone();
-        next.previous_epoch = 2;
+        let mut next = body(5, 3, AssignmentKind::Takeover, 3);
+        next.voters = again.voters.clone();
+        next.signers = again.voters.clone();
+        next.previous_epoch = 4;
         assert!(matches!(
             v.vote(&id(3), &next, Some(&cert), 3 * hold).answer,
             Ok(Answer::Sign(_))
         ));
         // The rule survives a restart: it is in the durable state.
         let restarted = Voter::start(id(1), LeaseParams::default(), v.durable.clone(), 0);
-        assert_eq!(restarted.durable.follows_from_epoch, 2);
+        assert_eq!(restarted.durable.follows_from_epoch(), 4);
     }
 
     #[test]

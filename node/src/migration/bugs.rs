@@ -53,10 +53,9 @@ pub enum Bug {
     /// A restarted voter signs a takeover at once, without waiting a
     /// lease's hold for the grants it forgot.
     NoBootWait,
-    /// A voter signs a reconfiguration although it promised an epoch
-    /// above the one the reconfiguration follows (a takeover under the old
-    /// set may still form).
-    ReconfigureOverHigherPromise,
+    /// A voter signs a reconfiguration before its own grant of the lease
+    /// to another node than the owner ran out.
+    ReconfigureBeforeGrantRanOut,
     /// A voter that signed a reconfiguration does not remember it: it
     /// signs later assignments that follow an epoch of the old set.
     ForgetReconfiguration,
@@ -81,7 +80,7 @@ impl Bug {
         Bug::IgnoreClockRate,
         Bug::VoterForgetsPromise,
         Bug::NoBootWait,
-        Bug::ReconfigureOverHigherPromise,
+        Bug::ReconfigureBeforeGrantRanOut,
         Bug::ForgetReconfiguration,
         Bug::RunThroughReconfiguration,
     ];
@@ -94,7 +93,7 @@ impl Bug {
         Bug::IgnoreClockRate,
         Bug::VoterForgetsPromise,
         Bug::NoBootWait,
-        Bug::ReconfigureOverHigherPromise,
+        Bug::ReconfigureBeforeGrantRanOut,
         Bug::ForgetReconfiguration,
         Bug::RunThroughReconfiguration,
     ];

@@ -83,7 +83,7 @@ mod tests {
         let durable = VoterDurable {
             promised: Some(body),
             grants_from_epoch: 4,
-            follows_from_epoch: 0,
+            change: None,
         };
         write(dir.path(), id, &durable).unwrap();
         std::fs::write(dir.path().join("junk.voter.cbor"), b"x").unwrap();
