@@ -59,14 +59,11 @@ pub enum Bug {
     /// A voter that signed a reconfiguration does not remember it: it
     /// signs later assignments that follow an epoch of the old set.
     ForgetReconfiguration,
-    /// The owner keeps running on the lease of the old voter set once it
-    /// holds the reconfiguration, instead of waiting for the new set's.
-    RunThroughReconfiguration,
 }
 
 impl Bug {
     /// Every deliberate bug (`SIM_BUGS` names any of them).
-    pub const ALL: [Bug; 16] = [
+    pub const ALL: [Bug; 15] = [
         Bug::ResumeSourceAfterCommit,
         Bug::AcceptEqualEpoch,
         Bug::SkipSyncBeforePrepared,
@@ -82,12 +79,11 @@ impl Bug {
         Bug::NoBootWait,
         Bug::ReconfigureBeforeGrantRanOut,
         Bug::ForgetReconfiguration,
-        Bug::RunThroughReconfiguration,
     ];
 
     /// The lease and fencing bugs, which the failover simulation catches
     /// (`failover::sim`); the migration simulation never reaches them.
-    pub const LEASE: [Bug; 8] = [
+    pub const LEASE: [Bug; 7] = [
         Bug::HolderCountsFromGrant,
         Bug::TakeoverBeforeGrantRanOut,
         Bug::IgnoreClockRate,
@@ -95,7 +91,6 @@ impl Bug {
         Bug::NoBootWait,
         Bug::ReconfigureBeforeGrantRanOut,
         Bug::ForgetReconfiguration,
-        Bug::RunThroughReconfiguration,
     ];
 
     /// The migration bugs, for sweeping them in the migration simulation.

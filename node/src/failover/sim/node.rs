@@ -61,9 +61,6 @@ pub struct SimNode {
     pub ballot: Option<(Ballot, Certificate, u64)>,
     /// A handoff or a change of voter set this host collects votes for.
     pub proposal: Option<super::handoff::Proposal>,
-    /// Under `Bug::RunThroughReconfiguration` only: the old voter set's
-    /// lease it runs on after a change (its clock).
-    pub carried_until_ms: Option<u64>,
     /// Lease rounds sent under the current holder (the first few also go
     /// to the voters a change removed, so that they learn it).
     pub rounds_sent: u64,
@@ -108,7 +105,6 @@ impl SimNode {
             holder: None,
             ballot: None,
             proposal: None,
-            carried_until_ms: None,
             rounds_sent: 0,
             last_heard_ms: now,
             next_try_ms: now,
@@ -496,7 +492,6 @@ pub(super) fn won(w: &mut World, n: NodeId, cert: Certificate) {
     let node = &mut w.nodes[n];
     node.holder = Some(Holder::new(params, cert.clone(), first_round));
     node.rounds_sent = 0;
-    node.carried_until_ms = None;
     node.ballot = None;
     let _ = node.voter.learn(&cert);
     after_voter(w, n);
@@ -517,8 +512,13 @@ fn after_voter(w: &mut World, n: NodeId) {
     }
     if node.seen_epoch < k.body.epoch {
         node.seen_epoch = k.body.epoch;
-        // A new owner: give it a hold to start renewing before suspecting it.
-        node.last_heard_ms = node.last_heard_ms.max(now);
+        // A new owner: give it a hold to start renewing before suspecting
+        // it. Not a voter the change of set made: it never heard of the
+        // owner, and suspects it at once, as the node's takeover watch
+        // does for a replica whose voter granted nothing yet.
+        if k.body.signers.contains(&node.peer) {
+            node.last_heard_ms = node.last_heard_ms.max(now);
+        }
     }
     if k.body.owner == node.peer {
         return;
@@ -562,8 +562,7 @@ pub fn runs(w: &World, n: NodeId) -> bool {
     };
     let owned = matches!(node.disk.record, Some(Record::Owned { epoch, .. }) if epoch == h.epoch());
     let slice = w.shape.params.longest_slice_ms;
-    let until = h.valid_until_ms().max(node.carried_until_ms);
-    owned && until.is_some_and(|u| local(w, n) < u + slice)
+    owned && h.valid_until_ms().is_some_and(|u| local(w, n) < u + slice)
 }
 
 pub fn crash(w: &mut World, n: NodeId, for_good: bool) {
@@ -574,7 +573,6 @@ pub fn crash(w: &mut World, n: NodeId, for_good: bool) {
     node.holder = None;
     node.ballot = None;
     node.proposal = None;
-    node.carried_until_ms = None;
     w.note(format!(
         "n{n} {}",
         if for_good { "dies for good" } else { "crashes" }

@@ -1,6 +1,6 @@
 //! Changes of voter set: now and then the fault actor asks the host to
-//! replace a voter (a dead one first: liveness's `down`), add one or drop
-//! one, as the node's keeper does when its replicas change. The host
+//! replace a voter (a dead one first: liveness's `down`) or two, add one
+//! or drop one, as the node's keeper does when its replicas change. The host
 //! proposes a `Reconfigure` that follows its own certificate, the voters of
 //! that certificate sign it by rule 5 (`failover::voter`), and once it holds
 //! the certificate it runs under the new epoch only after a majority of the
@@ -12,7 +12,6 @@ use protocol::limits::MIN_VOTERS_FOR_FAILOVER;
 
 use super::node::{local, node_of, runs, send_round, VESSEL};
 use super::{NodeId, World};
-use crate::migration::bugs::{active, Bug};
 use crate::migration::record::Record;
 
 /// The largest voter set the simulation makes (it has at most 7 nodes).
@@ -85,15 +84,28 @@ fn new_set(w: &mut World, host: NodeId, old: &[PeerIdBytes]) -> Option<Vec<PeerI
         }
     };
     let drop = removable[w.reconfigure_rng.below(removable.len() as u64) as usize];
+    let other = removable[w.reconfigure_rng.below(removable.len() as u64) as usize];
     if !set.contains(&host) {
         // A host that came by a handoff to a node outside the set becomes
         // a voter (the node's keeper puts itself first).
         set.insert(0, host);
     }
     let rng = &mut w.reconfigure_rng;
-    match rng.below(3) {
+    match rng.below(4) {
         0 if set.len() < MAX_SIM_VOTERS => add(&mut set, rng),
         1 if set.len() > MIN_VOTERS_FOR_FAILOVER => set.retain(|i| *i != drop),
+        // Two replaced at once: a majority of the new set may then be
+        // voters that never granted the old lease.
+        2 if other != drop && outside.len() >= 2 => {
+            set.retain(|i| *i != drop && *i != other);
+            add(&mut set, rng);
+            let mut more = set.clone();
+            add(&mut more, rng);
+            set = match more.last() != set.last() {
+                true => more,
+                false => set,
+            };
+        }
         _ => {
             set.retain(|i| *i != drop);
             add(&mut set, rng);
@@ -114,14 +126,8 @@ pub fn won(w: &mut World, host: NodeId, cert: Certificate, from_epoch: u64) {
     if !owns {
         return;
     }
-    let carried = node
-        .holder
-        .as_ref()
-        .and_then(|h| h.valid_until_ms())
-        .filter(|_| active(Bug::RunThroughReconfiguration));
     let epoch = cert.body.epoch;
     super::node::won(w, host, cert);
-    w.nodes[host].carried_until_ms = carried;
     w.stats.reconfigurations += 1;
     w.note(format!(
         "n{host} holds the change of voters at epoch {epoch}"

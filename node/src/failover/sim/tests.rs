@@ -144,12 +144,6 @@ fn failover_simulation_catches_a_voter_that_forgets_its_change_of_voters() {
     assert_caught(&[Bug::ForgetReconfiguration], 300);
 }
 
-/// The owner runs through its change on the old set's lease.
-#[test]
-fn failover_simulation_catches_an_owner_that_runs_through_its_change_of_voters() {
-    assert_caught(&[Bug::RunThroughReconfiguration], 300);
-}
-
 /// For the table in docs/protocol.md: for each lease bug, the first seed
 /// that catches it and how many of the first `SIM_SEEDS` seeds do.
 #[test]

@@ -108,7 +108,8 @@ impl Leases {
     pub fn open(data_dir: &std::path::Path, me: &PeerId, params: LeaseParams) -> Leases {
         let dir = data_dir.join("leases");
         let started_ms = now_ms();
-        let voters = store::load_all(&dir)
+        let mut known = store::load_known(&dir);
+        let mut voters: HashMap<VesselId, Voter> = store::load_all(&dir)
             .into_iter()
             .map(|(id, durable)| {
                 (
@@ -117,6 +118,16 @@ impl Leases {
                 )
             })
             .collect();
+        // What each voter was shown before the restart: a replica whose
+        // host died meanwhile takes it over from there.
+        for (id, cert) in known.drain() {
+            voters
+                .entry(id)
+                .or_insert_with(|| {
+                    Voter::start(peer_bytes(me), params, Default::default(), started_ms)
+                })
+                .known = Some(cert);
+        }
         Leases {
             book: Arc::new(Mutex::new(LeaseBook {
                 me: peer_bytes(me),

@@ -1,7 +1,11 @@
 //! What a voter must keep through a crash (`failover::voter::VoterDurable`),
 //! one small file per vessel: `DATA/leases/ID.voter.cbor`, written
 //! atomically (a new file, fsynced, renamed, the directory fsynced) before
-//! the answer that depends on it leaves.
+//! the answer that depends on it leaves. Beside it, the highest certificate
+//! the voter was shown (`ID.known.cbor`, written as it learns a higher
+//! one): safety does not need it, but a replica that forgot it in a
+//! restart could not take over from a host that died meanwhile, and
+//! granted an old host's epoch without telling it that it is fenced.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -9,7 +13,9 @@ use std::path::{Path, PathBuf};
 use protocol::vessel::VesselId;
 use tracing::warn;
 
+use crate::failover::cert::check_certificate;
 use crate::failover::voter::VoterDurable;
+use protocol::lease::Certificate;
 
 /// The largest voter file read back: an assignment names at most
 /// `protocol::limits::MAX_VOTERS_PER_VESSEL` voters twice (voters and
@@ -24,6 +30,8 @@ pub const MAX_VOTER_FILES: usize = 10 * protocol::limits::MAX_VESSELS_PER_NODE;
 
 const SUFFIX: &str = ".voter.cbor";
 
+const KNOWN_SUFFIX: &str = ".known.cbor";
+
 fn path_of(dir: &Path, id: VesselId) -> PathBuf {
     dir.join(format!("{}{SUFFIX}", id.to_hex()))
 }
@@ -35,6 +43,34 @@ pub fn write(dir: &Path, id: VesselId, durable: &VoterDurable) -> std::io::Resul
     crate::daemon::datadir::write_atomic(&path, &protocol::cbor::encode(durable))
         .map_err(std::io::Error::other)?;
     std::fs::File::open(dir)?.sync_all()
+}
+
+/// Writes `cert`, the highest certificate the voter of `id` knows, durably.
+pub fn write_known(dir: &Path, id: VesselId, cert: &Certificate) -> std::io::Result<()> {
+    let path = dir.join(format!("{}{KNOWN_SUFFIX}", id.to_hex()));
+    crate::vessel::certificate::write_file(&path, cert)
+}
+
+/// The certificates the voters of this node knew, each checked on its own
+/// (its signatures; one that does not verify is skipped with a warning).
+pub fn load_known(dir: &Path) -> HashMap<VesselId, Certificate> {
+    let mut out = HashMap::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten().take(MAX_VOTER_FILES) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(id) = name.strip_suffix(KNOWN_SUFFIX).and_then(VesselId::from_hex) else {
+            continue;
+        };
+        match crate::vessel::certificate::read_file(&entry.path()) {
+            Some(c) if c.body.vessel == id && check_certificate(&c, None).is_ok() => {
+                out.insert(id, c);
+            }
+            _ => warn!(path = %entry.path().display(), "a voter's known certificate does not hold; skipped"),
+        }
+    }
+    out
 }
 
 /// Everything the voters of this node made durable. A file that cannot be
