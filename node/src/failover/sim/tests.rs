@@ -115,7 +115,7 @@ fn failover_simulation_catches_a_takeover_before_the_grant_ran_out() {
 /// host cut off cleanly while it runs.
 #[test]
 fn failover_simulation_catches_lease_lengths_that_ignore_clock_drift() {
-    assert_caught(&[Bug::IgnoreClockRate], 300);
+    assert_caught(&[Bug::IgnoreClockRate], 400);
 }
 
 #[test]

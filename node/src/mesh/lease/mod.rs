@@ -16,12 +16,15 @@
 //! - [`elect`]: collecting votes into a certificate (a deploy's);
 //! - [`keep`]: keeping a vessel leased on its owner (its certificate on
 //!   disk, or winning one at deployment, then holding);
+//! - [`reconfigure`]: changing a vessel's voter set when a voter is down,
+//!   left or was revoked, or a replica is not a voter;
 //! - [`takeover`]: a replica that votes for a vessel takes it over once
 //!   its own grant to the host has run out.
 
 pub mod elect;
 pub mod hold;
 pub mod keep;
+pub mod reconfigure;
 pub mod serve;
 pub mod store;
 pub mod takeover;
