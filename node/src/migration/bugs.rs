@@ -145,6 +145,30 @@ pub fn with<R>(bugs: &[Bug], f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// `bugs` as `SIM_BUGS` names them: comma-separated, as declared (both
+/// simulations print a failing seed's replay command with it).
+#[cfg(test)]
+pub fn bug_names(bugs: &[Bug]) -> String {
+    let names: Vec<String> = bugs.iter().map(|b| format!("{b:?}")).collect();
+    names.join(",")
+}
+
+/// The bugs a `SIM_BUGS` value names; an unknown name is an error naming it.
+#[cfg(test)]
+pub fn parse_bugs(names: &str) -> Result<Vec<Bug>, String> {
+    names
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|n| {
+            Bug::ALL
+                .into_iter()
+                .find(|b| format!("{b:?}") == n)
+                .ok_or_else(|| format!("SIM_BUGS: no deliberate bug is called {n:?}"))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -40,13 +40,7 @@ pub fn ask(w: &mut World) {
     };
     let proof = h.certificate.clone();
     let to = (host + 1 + w.rng.below(n as u64 - 1) as usize) % n;
-    let known = node.voter.known.as_ref().map_or(0, |k| k.body.epoch);
-    let promised = node.voter.durable.promised.as_ref().map_or(0, |p| p.epoch);
-    let epoch = known
-        .max(promised)
-        .max(node.min_epoch)
-        .max(proof.body.epoch)
-        + 1;
+    let epoch = node.next_epoch().max(proof.body.epoch + 1);
     let body = AssignmentBody {
         version: LEASE_VERSION,
         vessel: VESSEL,

@@ -45,7 +45,8 @@ use protocol::refusal::Refusal;
 use crate::failover::params::{LeaseParams, LONGEST_SLICE_MS};
 #[cfg(doc)]
 use crate::failover::{cert::Ballot, holder::Holder, voter::Voter};
-use crate::migration::bugs::{self, Bug};
+use crate::migration::bugs::{self, bug_names, Bug};
+pub use crate::migration::bugs::parse_bugs;
 use node::SimNode;
 
 /// A node's index.
@@ -379,27 +380,6 @@ pub fn run_seed(seed: u64, bugs_on: &[Bug]) -> Result<Stats, String> {
             )),
         }
     })
-}
-
-/// `bugs` as `SIM_BUGS` names them.
-pub fn bug_names(bugs: &[Bug]) -> String {
-    let names: Vec<String> = bugs.iter().map(|b| format!("{b:?}")).collect();
-    names.join(",")
-}
-
-/// The bugs a `SIM_BUGS` value names; an unknown name is an error naming it.
-pub fn parse_bugs(names: &str) -> Result<Vec<Bug>, String> {
-    names
-        .split(',')
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-        .map(|n| {
-            Bug::ALL
-                .into_iter()
-                .find(|b| format!("{b:?}") == n)
-                .ok_or_else(|| format!("SIM_BUGS: no deliberate bug is called {n:?}"))
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -114,6 +114,16 @@ impl SimNode {
     }
 }
 
+impl SimNode {
+    /// The epoch a proposal of this node asks for: above every epoch its
+    /// voter knows or promised, and every one a refusal reported.
+    pub fn next_epoch(&self) -> u64 {
+        let known = self.voter.known.as_ref().map_or(0, |k| k.body.epoch);
+        let promised = self.voter.durable.promised.as_ref().map_or(0, |p| p.epoch);
+        known.max(promised).max(self.min_epoch) + 1
+    }
+}
+
 pub(super) fn local(w: &World, n: NodeId) -> u64 {
     w.nodes[n].clock.local_ms(w.now_us)
 }
@@ -259,8 +269,7 @@ fn propose(w: &mut World, n: NodeId, now: u64) {
     }
     if w.nodes[n].ballot.is_none() {
         let node = &w.nodes[n];
-        let promised = node.voter.durable.promised.as_ref().map_or(0, |p| p.epoch);
-        let epoch = known.body.epoch.max(promised).max(node.min_epoch) + 1;
+        let epoch = node.next_epoch();
         let body = AssignmentBody {
             version: LEASE_VERSION,
             vessel: VESSEL,

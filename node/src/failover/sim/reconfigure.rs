@@ -32,13 +32,7 @@ pub fn ask(w: &mut World) {
         return;
     };
     let node = &w.nodes[host];
-    let known = node.voter.known.as_ref().map_or(0, |k| k.body.epoch);
-    let promised = node.voter.durable.promised.as_ref().map_or(0, |p| p.epoch);
-    let epoch = known
-        .max(promised)
-        .max(node.min_epoch)
-        .max(proof.body.epoch)
-        + 1;
+    let epoch = node.next_epoch().max(proof.body.epoch + 1);
     let body = AssignmentBody {
         version: LEASE_VERSION,
         vessel: VESSEL,
@@ -153,10 +147,8 @@ pub fn retry(w: &mut World, host: NodeId) {
     if c.owner != node.peer || c.previous_epoch != h.epoch() {
         return;
     }
-    let known = node.voter.known.as_ref().map_or(0, |k| k.body.epoch);
-    let promised = node.voter.durable.promised.as_ref().map_or(0, |p| p.epoch);
     let mut body = c.clone();
-    body.epoch = known.max(promised).max(node.min_epoch) + 1;
+    body.epoch = node.next_epoch();
     let proof = h.certificate.clone();
     w.note(format!(
         "n{host} asks again for its change of voters, at epoch {}",

@@ -51,23 +51,33 @@ pub fn write_known(dir: &Path, id: VesselId, cert: &Certificate) -> std::io::Res
     crate::vessel::certificate::write_file(&path, cert)
 }
 
+/// The files of `dir` named `ID{suffix}`, with their vessel (at most
+/// [`MAX_VOTER_FILES`] entries looked at).
+fn files_of(dir: &Path, suffix: &str) -> Vec<(VesselId, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .take(MAX_VOTER_FILES)
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let id = name.strip_suffix(suffix).and_then(VesselId::from_hex)?;
+            Some((id, entry.path()))
+        })
+        .collect()
+}
+
 /// The certificates the voters of this node knew, each checked on its own
 /// (its signatures; one that does not verify is skipped with a warning).
 pub fn load_known(dir: &Path) -> HashMap<VesselId, Certificate> {
     let mut out = HashMap::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for entry in entries.flatten().take(MAX_VOTER_FILES) {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(id) = name.strip_suffix(KNOWN_SUFFIX).and_then(VesselId::from_hex) else {
-            continue;
-        };
-        match crate::vessel::certificate::read_file(&entry.path()) {
+    for (id, path) in files_of(dir, KNOWN_SUFFIX) {
+        match crate::vessel::certificate::read_file(&path) {
             Some(c) if c.body.vessel == id && check_certificate(&c, None).is_ok() => {
                 out.insert(id, c);
             }
-            _ => warn!(path = %entry.path().display(), "a voter's known certificate does not hold; skipped"),
+            _ => warn!(path = %path.display(), "a voter's known certificate does not hold; skipped"),
         }
     }
     out
@@ -79,19 +89,12 @@ pub fn load_known(dir: &Path) -> HashMap<VesselId, Certificate> {
 /// wait and no deploy of a vessel it is shown a certificate of.
 pub fn load_all(dir: &Path) -> HashMap<VesselId, VoterDurable> {
     let mut out = HashMap::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for entry in entries.flatten().take(MAX_VOTER_FILES) {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(id) = name.strip_suffix(SUFFIX).and_then(VesselId::from_hex) else {
-            continue;
-        };
-        match read_one(&entry.path()) {
+    for (id, path) in files_of(dir, SUFFIX) {
+        match read_one(&path) {
             Ok(d) => {
                 out.insert(id, d);
             }
-            Err(e) => warn!(path = %entry.path().display(), "cannot read a voter's state: {e}"),
+            Err(e) => warn!(path = %path.display(), "cannot read a voter's state: {e}"),
         }
     }
     out
