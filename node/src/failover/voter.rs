@@ -297,7 +297,10 @@ impl Voter {
     /// itself, and this voter's grants to every other node ran out (the
     /// takeover's rule: a node that took the old set's epoch over in the
     /// meantime has stopped before the change forms, and gets no grant
-    /// after it).
+    /// after it). The consent alone refuses that case while the voter
+    /// remembers the takeover's certificate (a grant learnt it); the hold
+    /// and the boot wait keep it refused when it does not (a restart, or
+    /// a write of it that failed).
     fn may_reconfigure(
         &self,
         from: &PeerIdBytes,
@@ -340,11 +343,7 @@ impl Voter {
         // itself (an owner whose certificate a higher promise made useless
         // gets a new one), and one node runs at most once.
         let others = self.granted_to.as_ref() != Some(from);
-        let bug = match body.kind {
-            AssignmentKind::Reconfigure => active(Bug::ReconfigureBeforeGrantRanOut),
-            _ => active(Bug::TakeoverBeforeGrantRanOut),
-        };
-        if now_ms < self.granted_until_ms && others && !bug {
+        if now_ms < self.granted_until_ms && others && !active(Bug::TakeoverBeforeGrantRanOut) {
             return Err(FailoverError::GrantRunning {
                 remaining_ms: self.granted_until_ms - now_ms,
             });

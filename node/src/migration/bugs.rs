@@ -53,9 +53,6 @@ pub enum Bug {
     /// A restarted voter signs a takeover at once, without waiting a
     /// lease's hold for the grants it forgot.
     NoBootWait,
-    /// A voter signs a reconfiguration before its own grant of the lease
-    /// to another node than the owner ran out.
-    ReconfigureBeforeGrantRanOut,
     /// A voter that signed a reconfiguration does not remember it: it
     /// signs later assignments that follow an epoch of the old set.
     ForgetReconfiguration,
@@ -63,7 +60,7 @@ pub enum Bug {
 
 impl Bug {
     /// Every deliberate bug (`SIM_BUGS` names any of them).
-    pub const ALL: [Bug; 15] = [
+    pub const ALL: [Bug; 14] = [
         Bug::ResumeSourceAfterCommit,
         Bug::AcceptEqualEpoch,
         Bug::SkipSyncBeforePrepared,
@@ -77,19 +74,17 @@ impl Bug {
         Bug::IgnoreClockRate,
         Bug::VoterForgetsPromise,
         Bug::NoBootWait,
-        Bug::ReconfigureBeforeGrantRanOut,
         Bug::ForgetReconfiguration,
     ];
 
     /// The lease and fencing bugs, which the failover simulation catches
     /// (`failover::sim`); the migration simulation never reaches them.
-    pub const LEASE: [Bug; 7] = [
+    pub const LEASE: [Bug; 6] = [
         Bug::HolderCountsFromGrant,
         Bug::TakeoverBeforeGrantRanOut,
         Bug::IgnoreClockRate,
         Bug::VoterForgetsPromise,
         Bug::NoBootWait,
-        Bug::ReconfigureBeforeGrantRanOut,
         Bug::ForgetReconfiguration,
     ];
 

@@ -130,13 +130,6 @@ fn failover_simulation_catches_a_voter_without_a_boot_wait() {
     assert_caught(&[Bug::NoBootWait], 300);
 }
 
-/// A voter of the old set that signs a change while its grant to a node
-/// that took the old set's epoch over still runs.
-#[test]
-fn failover_simulation_catches_a_change_of_voters_before_the_grant_ran_out() {
-    assert_caught(&[Bug::ReconfigureBeforeGrantRanOut], 300);
-}
-
 /// A voter that forgets it signed a change signs a takeover that follows
 /// the old set.
 #[test]
