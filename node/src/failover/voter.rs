@@ -635,7 +635,8 @@ mod tests {
         let mut other_set = reconfigure(5);
         other_set.voters[2] = id(4);
         assert!(matches!(
-            v.vote(&id(0), &other_set, Some(&deployed()), 3 * hold).answer,
+            v.vote(&id(0), &other_set, Some(&deployed()), 3 * hold)
+                .answer,
             Err(FailoverError::BelowReconfiguration { .. })
         ));
         // Once it knows the change's certificate, it shows it instead.

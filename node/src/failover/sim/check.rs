@@ -76,8 +76,11 @@ impl Ghost {
     /// The voter sets of the certificates at `epoch` and above (the first
     /// set if none is).
     pub fn sets_from(&self, epoch: u64) -> Vec<Vec<PeerIdBytes>> {
-        let mut sets: Vec<Vec<PeerIdBytes>> =
-            self.formed.range(epoch..).map(|(_, b)| b.voters.clone()).collect();
+        let mut sets: Vec<Vec<PeerIdBytes>> = self
+            .formed
+            .range(epoch..)
+            .map(|(_, b)| b.voters.clone())
+            .collect();
         if sets.is_empty() {
             sets.extend(self.formed.values().next_back().map(|b| b.voters.clone()));
         }

@@ -45,8 +45,8 @@ use protocol::refusal::Refusal;
 use crate::failover::params::{LeaseParams, LONGEST_SLICE_MS};
 #[cfg(doc)]
 use crate::failover::{cert::Ballot, holder::Holder, voter::Voter};
-use crate::migration::bugs::{self, bug_names, Bug};
 pub use crate::migration::bugs::parse_bugs;
+use crate::migration::bugs::{self, bug_names, Bug};
 use node::SimNode;
 
 /// A node's index.

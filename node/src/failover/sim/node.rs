@@ -224,7 +224,11 @@ pub(super) fn send_round(w: &mut World, n: NodeId, now: u64) {
     let to: Vec<PeerIdBytes> = body
         .voters
         .iter()
-        .chain(body.signers.iter().filter(|s| former && !body.voters.contains(s)))
+        .chain(
+            body.signers
+                .iter()
+                .filter(|s| former && !body.voters.contains(s)),
+        )
         .cloned()
         .collect();
     for v in to {
@@ -420,7 +424,8 @@ fn answered(w: &mut World, from: NodeId, to: NodeId, r: Result<LeaseResponse, Re
             };
             let last = w.nodes[to].ballot.as_ref().and_then(|(b, proof, _)| {
                 let me = &w.nodes[to].peer;
-                (cert.is_none() && !b.has(me) && b.signs_last()).then(|| (b.body.clone(), proof.clone()))
+                (cert.is_none() && !b.has(me) && b.signs_last())
+                    .then(|| (b.body.clone(), proof.clone()))
             });
             if let Some((body, proof)) = last {
                 let proof = Some(proof);
@@ -516,7 +521,12 @@ fn after_voter(w: &mut World, n: NodeId) {
     let node = &mut w.nodes[n];
     // The node's driver writes a higher certificate down as it learns it
     // (`mesh::lease::store`): a restart remembers it.
-    if node.disk.known_cert.as_ref().is_none_or(|c| c.body.epoch < k.body.epoch) {
+    if node
+        .disk
+        .known_cert
+        .as_ref()
+        .is_none_or(|c| c.body.epoch < k.body.epoch)
+    {
         node.disk.known_cert = Some(k.clone());
     }
     if node.seen_epoch < k.body.epoch {

@@ -115,7 +115,10 @@ fn new_set(w: &mut World, host: NodeId, old: &[PeerIdBytes]) -> Option<Vec<PeerI
 pub fn won(w: &mut World, host: NodeId, cert: Certificate, from_epoch: u64) {
     // Only over its own run at the epoch it changes from (as a handoff).
     let node = &w.nodes[host];
-    let owns = node.holder.as_ref().is_some_and(|x| x.epoch() == from_epoch)
+    let owns = node
+        .holder
+        .as_ref()
+        .is_some_and(|x| x.epoch() == from_epoch)
         && matches!(node.disk.record, Some(Record::Owned { epoch, .. }) if epoch == from_epoch);
     if !owns {
         return;

@@ -177,8 +177,7 @@ async fn take_change(
     let voters = cert.body.voters.len();
     let written = tokio::task::spawn_blocking(move || {
         let mut h = lock(&h);
-        let Some(Record::Owned { image, .. }) = h.vessels.get(&id).map(|l| l.record.clone())
-        else {
+        let Some(Record::Owned { image, .. }) = h.vessels.get(&id).map(|l| l.record.clone()) else {
             return Err("not owned here any more".to_string());
         };
         crate::vessel::certificate::write(&h.vessel_dir(id), &cert)
@@ -220,7 +219,10 @@ fn send_round(
 ) {
     let timeout = Duration::from_millis(driver.leases.params().renew_every_ms);
     let body = &certificate.body;
-    let removed = body.signers.iter().filter(|s| former && !body.voters.contains(s));
+    let removed = body
+        .signers
+        .iter()
+        .filter(|s| former && !body.voters.contains(s));
     for voter in body.voters.iter().chain(removed) {
         let (driver, voter, tx) = (driver.clone(), voter.clone(), tx.clone());
         let request = LeaseRequest::Lease {

@@ -45,10 +45,7 @@ pub async fn serve(
                 (voter.vote(&sender, body, proof.as_ref(), now), 0)
             }
         };
-        let learnt = voter
-            .known
-            .clone()
-            .filter(|k| Some(k.body.epoch) != before);
+        let learnt = voter.known.clone().filter(|k| Some(k.body.epoch) != before);
         (outcome, round, me, learnt)
     };
     if let Some(cert) = learnt {
@@ -113,7 +110,10 @@ mod tests {
             round: 7,
         };
         let granted = serve(&leases, &key(1), peer(2), ask(&taken)).await;
-        assert!(matches!(granted, Ok(LeaseResponse::Granted { epoch: 2, .. })));
+        assert!(matches!(
+            granted,
+            Ok(LeaseResponse::Granted { epoch: 2, .. })
+        ));
         drop(leases);
 
         let restarted = Leases::open(dir.path(), &peer(1), params);

@@ -77,7 +77,9 @@ pub fn load_known(dir: &Path) -> HashMap<VesselId, Certificate> {
             Some(c) if c.body.vessel == id && check_certificate(&c, None).is_ok() => {
                 out.insert(id, c);
             }
-            _ => warn!(path = %path.display(), "a voter's known certificate does not hold; skipped"),
+            _ => {
+                warn!(path = %path.display(), "a voter's known certificate does not hold; skipped")
+            }
         }
     }
     out
@@ -130,6 +132,18 @@ mod tests {
         let all = load_all(dir.path());
         assert_eq!(all.len(), 1, "unreadable files are skipped");
         assert_eq!(all[&id], durable);
+        // A file written before voter sets could change has no `change`.
+        #[derive(serde::Serialize)]
+        struct Before {
+            promised: Option<protocol::lease::AssignmentBody>,
+            grants_from_epoch: u64,
+        }
+        let old = Before {
+            promised: durable.promised.clone(),
+            grants_from_epoch: 4,
+        };
+        std::fs::write(path_of(dir.path(), id), protocol::cbor::encode(&old)).unwrap();
+        assert_eq!(load_all(dir.path())[&id], durable, "an older file reads");
         let big = vec![0u8; MAX_VOTER_FILE_BYTES as usize + 1];
         std::fs::write(path_of(dir.path(), id), big).unwrap();
         assert!(

@@ -32,8 +32,8 @@ use protocol::fuzzing::SplitMix64;
 use protocol::snapshot::Hash;
 use protocol::vessel::VesselId;
 
-use super::bugs::{self, bug_names, Bug};
 pub use super::bugs::parse_bugs;
+use super::bugs::{self, bug_names, Bug};
 use super::source::Input;
 use check::Ghost;
 use node::{Msg, SimNode};
