@@ -112,11 +112,12 @@ pub async fn hold(
                     send_round(&driver, &certificate, round, former, &tx);
                 }
             }
-            _ = change_tick.tick(), if !changing && holder.may_run(now_ms()) => {
+            _ = change_tick.tick(), if !changing => {
                 changing = true;
                 let (driver, cert, tx) = (driver.clone(), certificate.clone(), changed_tx.clone());
+                let running = holder.may_run(now_ms());
                 tokio::spawn(async move {
-                    let _ = tx.send(super::reconfigure::change(driver, id, cert).await);
+                    let _ = tx.send(super::reconfigure::change(driver, id, cert, running).await);
                 });
             }
             Some(result) = changed_rx.recv() => {

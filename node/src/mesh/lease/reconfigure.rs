@@ -110,12 +110,16 @@ fn nearest_of(infos: &[PeerInfo]) -> Vec<PeerIdBytes> {
 
 /// Proposes the change vessel `id` needs, if any, and returns its
 /// certificate. `current` is the certificate this node holds the lease
-/// under. A change this node's voter signed earlier and that never formed
-/// is asked for again, above every epoch its voter knows of.
+/// under; a new change is proposed only while that lease holds
+/// (`running`). A change this node's voter signed earlier and that never
+/// formed is asked for again whether it runs or not (the voters that signed
+/// it grant nothing below it, so its old lease may be gone for good), above
+/// every epoch its voter knows of.
 pub async fn change(
     driver: LeaseDriver,
     id: VesselId,
     current: Certificate,
+    running: bool,
 ) -> Result<Option<Certificate>, String> {
     let me = peer_bytes(&driver.me);
     let (promised, earlier) = {
@@ -132,6 +136,7 @@ pub async fn change(
     };
     let voters = match earlier {
         Some(c) => c.voters,
+        None if !running => return Ok(None),
         None => {
             let replicas: Vec<PeerIdBytes> = driver
                 .replication
