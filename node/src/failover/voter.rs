@@ -240,6 +240,19 @@ impl Voter {
         }
     }
 
+    /// This node, the owner, asks for the change `body` although it is not
+    /// one of its signers (it came by a handoff to a node outside the set):
+    /// it remembers the change as if its voter had signed it, so that it
+    /// asks for it again after a restart (the voters that signed it are
+    /// bound to nothing else). Returns what to make durable first.
+    pub fn ask_change(&mut self, body: &AssignmentBody) -> Option<VoterDurable> {
+        let newer = body.epoch > self.durable.follows_from_epoch();
+        (body.kind == AssignmentKind::Reconfigure && newer).then(|| {
+            self.durable.change = Some(body.clone());
+            self.durable.clone()
+        })
+    }
+
     /// The checks of a vote: an answer that needs no new promise
     /// (`Some`), or go on and promise (`None`).
     fn vote_check(

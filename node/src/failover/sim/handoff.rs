@@ -91,6 +91,12 @@ pub fn send_votes(w: &mut World, host: NodeId) {
     // for, and asks again for after a restart (`reconfigure::retry`).
     let me = w.nodes[host].peer.clone();
     let change = h.ballot.body.kind == AssignmentKind::Reconfigure;
+    if change && !h.ballot.body.signers.contains(&me) {
+        // Not a signer: it remembers the change it asks for all the same.
+        if let Some(d) = w.nodes[host].voter.ask_change(&h.ballot.body) {
+            w.nodes[host].disk.voter = d;
+        }
+    }
     if change && h.ballot.body.signers.contains(&me) && !h.ballot.has(&me) {
         let (body, proof) = (h.ballot.body.clone(), Some(h.proof.clone()));
         w.send(host, host, Msg::Request(LeaseRequest::Vote { body, proof }));

@@ -168,19 +168,41 @@ pub async fn change(
         signers: current.body.voters.clone(),
     };
     // Its own voter first: it refuses while its boot wait or a grant to
-    // another node runs, and then nothing is asked of the others.
-    let own = LeaseRequest::Vote {
-        body: body.clone(),
-        proof: Some(current.clone()),
-    };
-    driver
-        .ask(&me, own, ELECTION_TIMEOUT)
-        .await
-        .map_err(|e| format!("its own voter: {e}"))?;
+    // another node runs, and then nothing is asked of the others. A node
+    // that is not a signer (it came by a handoff from outside the set)
+    // keeps the change it asks for all the same.
+    if current.body.voters.contains(&me) {
+        let own = LeaseRequest::Vote {
+            body: body.clone(),
+            proof: Some(current.clone()),
+        };
+        driver
+            .ask(&me, own, ELECTION_TIMEOUT)
+            .await
+            .map_err(|e| format!("its own voter: {e}"))?;
+    } else {
+        remember(&driver, id, &body).await?;
+    }
     elect(&driver, body, Some(current), ELECTION_TIMEOUT)
         .await
         .map(Some)
         .map_err(|e| e.to_string())
+}
+
+/// Makes the change this node asks for, as its owner but not a signer,
+/// durable in its voter's file before any voter is asked.
+async fn remember(driver: &LeaseDriver, id: VesselId, body: &AssignmentBody) -> Result<(), String> {
+    let leases = &driver.leases;
+    let _turn = leases.writes.lock().await;
+    let durable = lock(&leases.book).voter(id).ask_change(body);
+    let Some(durable) = durable else {
+        return Ok(());
+    };
+    let dir = leases.dir.clone();
+    tokio::task::spawn_blocking(move || super::store::write(&dir, id, &durable))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("cannot keep the change it asks for: {e}"))
 }
 
 #[cfg(test)]
