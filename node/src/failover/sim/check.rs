@@ -112,16 +112,22 @@ impl Ghost {
 }
 
 /// Whether a change of voter set that never formed binds a living voter
-/// while its owner is dead for good: no one can complete it, and the
-/// voters that signed it sign nothing that passes it by (rule 5), so the
-/// vessel fails over only by hand if the others are too few (the
-/// documented limit of the rule).
+/// while its owner will never ask for it again: it is dead for good, or no
+/// longer owns the epoch the change follows (it was fenced, or moved the
+/// vessel on). The voters that signed it sign nothing that passes it by
+/// (rule 5), so the vessel fails over only by hand if the others are too
+/// few: the documented limit of the rule (docs/protocol.md, "What it
+/// costs"), counted here and not held to liveness.
 fn stranded_change(w: &mut World) -> bool {
     let stranded = w.nodes.iter().filter(|n| !n.dead).any(|n| {
-        n.voter.durable.promised.as_ref().is_some_and(|p| {
-            p.kind == AssignmentKind::Reconfigure
-                && w.ghost.formed.get(&p.epoch) != Some(p)
-                && w.nodes.iter().any(|o| o.peer == p.owner && o.dead)
+        n.voter.durable.change.as_ref().is_some_and(|c| {
+            let formed = w.ghost.formed.get(&c.epoch) == Some(c);
+            let owner = w.nodes.iter().find(|o| o.peer == c.owner);
+            let asks_again = owner.is_some_and(|o| {
+                !o.dead
+                    && matches!(o.disk.record, Some(Record::Owned { epoch, .. }) if epoch == c.previous_epoch)
+            });
+            !formed && !asks_again
         })
     });
     w.stats.stranded_changes += u64::from(stranded);
