@@ -55,6 +55,10 @@ pub struct VoterDurable {
     /// files written before voter sets could change.
     #[serde(default)]
     pub change: Option<AssignmentBody>,
+    /// `grants_from_epoch` before that change, restored if its owner drops
+    /// it ([`Voter::drop_change`]).
+    #[serde(default)]
+    pub grants_from_before_change: u64,
 }
 
 impl VoterDurable {
@@ -224,6 +228,9 @@ impl Voter {
         }
         let mut durable = self.durable.clone();
         durable.promised = Some(body.clone());
+        if body.kind == AssignmentKind::Reconfigure && !durable.same_change(body) {
+            durable.grants_from_before_change = durable.grants_from_epoch;
+        }
         if matches!(
             body.kind,
             AssignmentKind::Takeover | AssignmentKind::Reconfigure
@@ -248,9 +255,31 @@ impl Voter {
     pub fn ask_change(&mut self, body: &AssignmentBody) -> Option<VoterDurable> {
         let newer = body.epoch > self.durable.follows_from_epoch();
         (body.kind == AssignmentKind::Reconfigure && newer).then(|| {
+            if !self.durable.same_change(body) {
+                self.durable.grants_from_before_change = self.durable.grants_from_epoch;
+            }
             self.durable.change = Some(body.clone());
             self.durable.clone()
         })
+    }
+
+    /// This node owned the epoch its own change follows and was fenced by
+    /// epoch `fenced_by` above it: it runs under that change never (it
+    /// would only while it owns that epoch, and its records only rise), and
+    /// the change's certificate, formed or not, never leaves it. So its own
+    /// voter drops the change's bar and grant floor, which would otherwise
+    /// keep the remaining voters from a majority. Returns what to make
+    /// durable.
+    pub fn drop_change(&mut self, fenced_by: u64) -> Option<VoterDurable> {
+        let c = self.durable.change.as_ref()?;
+        if c.owner != self.me || fenced_by <= c.previous_epoch {
+            return None;
+        }
+        if self.durable.grants_from_epoch == c.epoch {
+            self.durable.grants_from_epoch = self.durable.grants_from_before_change;
+        }
+        self.durable.change = None;
+        Some(self.durable.clone())
     }
 
     /// The checks of a vote: an answer that needs no new promise

@@ -19,6 +19,9 @@ pub struct Ghost {
     pub formed: BTreeMap<u64, AssignmentBody>,
     /// Every assignment each voter signed, ever.
     signed: BTreeMap<NodeId, Vec<AssignmentBody>>,
+    /// The changes of voter set their fenced owner's voter dropped: none
+    /// may ever run.
+    dropped: Vec<AssignmentBody>,
     /// The epoch of the last record each node wrote.
     records: BTreeMap<NodeId, u64>,
     /// The highest epoch any node has run under.
@@ -55,9 +58,10 @@ impl Ghost {
         if before.contains(body) || self.formed.get(&body.epoch) == Some(body) {
             return;
         }
+        let dropped = &self.dropped;
         let change = before
             .iter()
-            .filter(|b| b.kind == AssignmentKind::Reconfigure)
+            .filter(|b| b.kind == AssignmentKind::Reconfigure && !dropped.contains(b))
             .max_by_key(|b| b.epoch);
         if let Some(c) = change.filter(|c| body.previous_epoch < c.epoch) {
             let again = body.kind == AssignmentKind::Reconfigure
@@ -71,6 +75,21 @@ impl Ghost {
             }
         }
         before.push(body.clone());
+    }
+
+    /// Node `n`, fenced, dropped its own change `c` (and every earlier ask
+    /// of the same change).
+    pub fn change_dropped(&mut self, n: NodeId, c: AssignmentBody) {
+        let same = |b: &AssignmentBody| {
+            b.kind == AssignmentKind::Reconfigure
+                && (&b.owner, &b.voters, b.previous_epoch)
+                    == (&c.owner, &c.voters, c.previous_epoch)
+        };
+        let asks: Vec<AssignmentBody> = self.signed.get(&n).map_or(Vec::new(), |v| {
+            v.iter().filter(|b| same(b)).cloned().collect()
+        });
+        self.dropped.extend(asks);
+        self.dropped.push(c);
     }
 
     /// The voter sets of the certificates at `epoch` and above (the first
@@ -172,9 +191,17 @@ pub fn after_step(w: &mut World) -> Result<(), String> {
             views(w)
         ));
     }
-    // Once an epoch's owner ran, nothing runs under an older one again.
+    // Once an epoch's owner ran, nothing runs under an older one again;
+    // and nothing runs under a change its fenced owner dropped.
     for n in running {
         let epoch = w.nodes[n].holder.as_ref().map_or(0, |h| h.epoch());
+        let body = w.nodes[n].holder.as_ref().map(|h| &h.certificate.body);
+        if body.is_some_and(|b| w.ghost.dropped.contains(b)) {
+            return Err(format!(
+                "n{n} runs epoch {epoch}, a change of voters its owner dropped{}",
+                views(w)
+            ));
+        }
         if epoch < w.ghost.ran {
             return Err(format!(
                 "epochs run only rise: n{n} runs epoch {epoch} after epoch {} ran{}",

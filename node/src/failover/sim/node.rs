@@ -560,6 +560,11 @@ fn after_voter(w: &mut World, n: NodeId) {
     if let Some(r) = fenced_by(node.disk.record.as_ref(), k.body.epoch) {
         let was_owned = matches!(node.disk.record, Some(Record::Owned { .. }));
         node.disk.record = Some(r.clone());
+        let change = node.voter.durable.change.clone();
+        if let Some(d) = node.voter.drop_change(k.body.epoch) {
+            node.disk.voter = d;
+            w.ghost.change_dropped(n, change.expect("dropped one"));
+        }
         w.ghost.record_written(n, &r);
         if was_owned {
             w.stats.fenced += 1;

@@ -151,6 +151,7 @@ pub async fn hold(
                 },
             );
             fence(&host, id, &gate, &cert);
+            super::reconfigure::drop_own_change(&driver, id, cert.body.epoch).await;
             Held::Over
         }
         End::Changed(cert) => take_change(&host, id, epoch, &gate, *cert).await,

@@ -205,6 +205,24 @@ async fn remember(driver: &LeaseDriver, id: VesselId, body: &AssignmentBody) -> 
         .map_err(|e| format!("cannot keep the change it asks for: {e}"))
 }
 
+/// This node was fenced at the epoch its own change followed: its voter
+/// drops the change (`Voter::drop_change`), durably.
+pub async fn drop_own_change(driver: &LeaseDriver, id: VesselId, fenced_by: u64) {
+    let leases = &driver.leases;
+    let _turn = leases.writes.lock().await;
+    let Some(durable) = lock(&leases.book).voter(id).drop_change(fenced_by) else {
+        return;
+    };
+    let dir = leases.dir.clone();
+    let written =
+        tokio::task::spawn_blocking(move || super::store::write(&dir, id, &durable)).await;
+    if !matches!(written, Ok(Ok(()))) {
+        // Still dropped in memory; a restart finds it bound again, which
+        // is safe.
+        tracing::warn!(vessel = %id, "cannot write its dropped change: {written:?}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -125,6 +125,7 @@ mod tests {
             promised: Some(body),
             grants_from_epoch: 4,
             change: None,
+            grants_from_before_change: 0,
         };
         write(dir.path(), id, &durable).unwrap();
         std::fs::write(dir.path().join("junk.voter.cbor"), b"x").unwrap();
