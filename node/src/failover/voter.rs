@@ -705,6 +705,40 @@ mod tests {
     }
 
     #[test]
+    fn a_fenced_owner_drops_its_own_change_and_no_one_else_does() {
+        let hold = LeaseParams::default().voter_hold_ms();
+        let mut owner = voter(0, 0);
+        owner.durable.grants_from_epoch = 1;
+        let change = reconfigure(2);
+        assert!(owner
+            .vote(&id(0), &change, Some(&deployed()), hold)
+            .write
+            .is_some());
+        assert_eq!(owner.durable.grants_from_epoch, 2);
+        assert_eq!(owner.drop_change(1), None, "not fenced above epoch 1");
+        let d = owner.drop_change(3).expect("fenced by epoch 3");
+        assert_eq!((d.change, d.grants_from_epoch), (None, 1), "floor restored");
+        let mut stale = body(4, 2, AssignmentKind::Takeover, 3);
+        stale.previous_epoch = 1;
+        assert!(
+            matches!(
+                owner
+                    .vote(&id(2), &stale, Some(&deployed()), 3 * hold)
+                    .answer,
+                Ok(Answer::Sign(_))
+            ),
+            "no longer bound"
+        );
+        let mut signer = voter(1, 0);
+        signer.vote(&id(0), &change, Some(&deployed()), hold);
+        assert_eq!(
+            signer.drop_change(3),
+            None,
+            "only the change's owner drops it"
+        );
+    }
+
+    #[test]
     fn a_lease_is_for_the_owner_and_voters_of_a_valid_certificate() {
         let mut v = voter(1, 0);
         assert_eq!(

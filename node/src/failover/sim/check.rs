@@ -117,15 +117,22 @@ impl Ghost {
         self.records.insert(node, record.epoch());
     }
 
+    /// The highest epoch a certificate names, but a change of voter set
+    /// that its fenced owner dropped (it formed, and can never be used).
     pub fn highest_epoch(&self) -> u64 {
-        self.formed.keys().next_back().copied().unwrap_or(0)
+        self.formed
+            .iter()
+            .rev()
+            .find(|(_, b)| !self.dropped.contains(b))
+            .map_or(0, |(e, _)| *e)
     }
 
-    /// The voters of the highest certificate.
+    /// The voters of the highest certificate (as [`Ghost::highest_epoch`]).
     pub fn highest_voters(&self) -> Vec<PeerIdBytes> {
         self.formed
             .values()
-            .next_back()
+            .rev()
+            .find(|b| !self.dropped.contains(b))
             .map_or(Vec::new(), |b| b.voters.clone())
     }
 }
