@@ -13,7 +13,7 @@
 //!   [`LeaseResponse::Granted`], [`LeaseResponse::Superseded`] (it knows a
 //!   higher certificate: the asker is fenced) or a refusal.
 //! - A [`LeaseRequest::Vote`] asks a voter to sign an assignment (a deploy,
-//!   a handoff, a takeover); it answers [`LeaseResponse::Voted`] with its
+//!   a handoff, a takeover, a reconfiguration: a new voter set); it answers [`LeaseResponse::Voted`] with its
 //!   signature, [`LeaseResponse::Superseded`] or a refusal.
 //!
 //! Lists are bounded while they are decoded ([`bounded_vec`]), so a
@@ -45,6 +45,9 @@ pub enum AssignmentKind {
     Handoff,
     /// A failover: the voters' grants to the old owner ran out.
     Takeover,
+    /// A change of voter set: the same owner, a new set (`voters`), signed
+    /// by a majority of the old one (`signers`) because the owner asked.
+    Reconfigure,
 }
 
 /// What each voter signs: vessel V has exactly one owner at `epoch`.
@@ -302,6 +305,7 @@ impl fmt::Display for AssignmentKind {
             AssignmentKind::Deploy => "deploy",
             AssignmentKind::Handoff => "handoff",
             AssignmentKind::Takeover => "takeover",
+            AssignmentKind::Reconfigure => "reconfigure",
         })
     }
 }

@@ -1,9 +1,10 @@
 //! Certificates against what a node knows: the signatures (a majority of
 //! the assignment's signers, each once), that the signers are the voter
-//! set this node knows for the epoch before, and that the set does not
-//! change (a change of voter set needs a rule this delivery does not have
-//! yet: docs/protocol.md says why). And [`Ballot`]: a proposer's votes,
-//! collected into a certificate.
+//! set this node knows for the epoch before, and that only a
+//! `Reconfigure` changes the set (keeping its owner, and at least
+//! [`MIN_VOTERS_FOR_FAILOVER`] voters; the voter's rules say who signs
+//! one, docs/protocol.md why that is safe). And [`Ballot`]: a proposer's
+//! votes, collected into a certificate.
 
 use protocol::ids::PeerIdBytes;
 use protocol::lease::{majority, AssignmentBody, AssignmentKind, Certificate, VoterSignature};
@@ -13,27 +14,60 @@ use super::error::FailoverError;
 
 /// Checks `body` against the certificate this node knows (`known`, its
 /// highest): the shape ([`AssignmentBody::check`]), the same voter set
-/// throughout, and, when `known` is the epoch `body` follows, that its
-/// signers are that epoch's voters. A takeover needs
+/// unless it is a reconfiguration (which must change it), and, when
+/// `known` is the epoch `body` follows, that its signers are that epoch's
+/// voters. A takeover, and the set a reconfiguration makes, need
 /// [`MIN_VOTERS_FOR_FAILOVER`] voters.
 pub fn check_assignment(
     body: &AssignmentBody,
     known: Option<&AssignmentBody>,
 ) -> Result<(), FailoverError> {
     body.check()?;
-    if body.signers != body.voters {
+    let reconfigures = body.kind == AssignmentKind::Reconfigure;
+    if reconfigures == (body.signers == body.voters) {
         return Err(FailoverError::VoterSetChange);
     }
-    if body.kind == AssignmentKind::Takeover && body.voters.len() < MIN_VOTERS_FOR_FAILOVER {
+    let needs_three = matches!(
+        body.kind,
+        AssignmentKind::Takeover | AssignmentKind::Reconfigure
+    );
+    if needs_three && body.voters.len() < MIN_VOTERS_FOR_FAILOVER {
         return Err(FailoverError::TooFewVoters {
             found: body.voters.len(),
             needed: MIN_VOTERS_FOR_FAILOVER,
         });
     }
-    if let Some(k) = known {
-        if k.vessel == body.vessel && k.voters != body.signers {
+    // Only the epoch it follows says who signs: a certificate learnt out
+    // of order (below what this node knows) is checked by its signatures.
+    if let Some(k) = known.filter(|k| k.vessel == body.vessel && k.epoch == body.previous_epoch) {
+        if k.voters != body.signers {
             return Err(FailoverError::WrongSigners { epoch: k.epoch });
         }
+        if reconfigures && k.owner != body.owner {
+            return Err(FailoverError::NotOwner { epoch: k.epoch });
+        }
+    }
+    Ok(())
+}
+
+/// Checks the certificate a vote request shows for the epoch `body`
+/// follows: it is that epoch's, and its voters are `body`'s signers (so a
+/// voter that knows a higher epoch still checks who signs).
+pub fn check_proof(body: &AssignmentBody, proof: &Certificate) -> Result<(), FailoverError> {
+    if proof.body.epoch != body.previous_epoch || proof.body.vessel != body.vessel {
+        return Err(FailoverError::WrongProof {
+            epoch: body.previous_epoch,
+        });
+    }
+    if proof.body.voters != body.signers {
+        return Err(FailoverError::WrongSigners {
+            epoch: proof.body.epoch,
+        });
+    }
+    if body.kind == AssignmentKind::Reconfigure && proof.body.owner != body.owner {
+        return Err(FailoverError::NotOwner {
+            epoch: proof.body.epoch,
+        });
     }
     Ok(())
 }
@@ -81,6 +115,15 @@ impl Ballot {
             body: self.body.clone(),
             signatures: self.signatures.clone(),
         })
+    }
+
+    /// Whether the proposer's own voter should sign now: a candidate for a
+    /// takeover signs its own ballot only as the vote that completes the
+    /// majority, so that a ballot the others refuse (a voter bound by a
+    /// change of voter set it signed, rule 5) leaves no promise behind
+    /// that would later make it refuse to complete that change.
+    pub fn signs_last(&self) -> bool {
+        self.signatures.len() + 1 >= majority(self.body.signers.len())
     }
 
     /// Whether `voter` signed already (so it need not be asked again).
@@ -164,6 +207,25 @@ pub(crate) mod tests {
             check_assignment(&grown, None),
             Err(FailoverError::VoterSetChange)
         );
+        let mut changed = body(2, 0, AssignmentKind::Reconfigure, 3);
+        assert_eq!(
+            check_assignment(&changed, Some(&known)),
+            Err(FailoverError::VoterSetChange),
+            "a reconfiguration changes the set"
+        );
+        changed.voters[2] = id(3);
+        assert_eq!(check_assignment(&changed, Some(&known)), Ok(()));
+        changed.owner = id(1);
+        assert_eq!(
+            check_assignment(&changed, Some(&known)),
+            Err(FailoverError::NotOwner { epoch: 1 }),
+            "a reconfiguration keeps the owner"
+        );
+        changed.voters.pop();
+        assert!(matches!(
+            check_assignment(&changed, None),
+            Err(FailoverError::TooFewVoters { found: 2, .. })
+        ));
         let small = body(2, 1, AssignmentKind::Takeover, 2);
         assert!(matches!(
             check_assignment(&small, None),

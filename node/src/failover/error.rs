@@ -21,7 +21,7 @@ pub enum FailoverError {
     BootWait { remaining_ms: u64 },
     #[error("the signers are not the voters of epoch {epoch} this node knows")]
     WrongSigners { epoch: u64 },
-    #[error("a new voter set in a takeover or handoff (not supported yet: the set stays)")]
+    #[error("a takeover or handoff changes the voter set, or a reconfiguration keeps it (only a reconfiguration changes it)")]
     VoterSetChange,
     #[error("{found} voters; an automatic failover needs {needed}")]
     TooFewVoters { found: usize, needed: usize },
@@ -31,6 +31,8 @@ pub enum FailoverError {
     WrongProof { epoch: u64 },
     #[error("lease parameters: {0}")]
     Params(String),
+    #[error("this voter signed a reconfiguration at epoch {reconfigured} and signs nothing that follows an epoch below it (this follows {follows})")]
+    BelowReconfiguration { follows: u64, reconfigured: u64 },
 }
 
 impl FailoverError {
@@ -48,7 +50,9 @@ impl FailoverError {
             | FailoverError::TooFewVoters { .. }
             | FailoverError::WrongProof { .. } => RefusalCode::Invalid,
             FailoverError::NotOwner { .. } => RefusalCode::NotOwner,
-            FailoverError::StaleEpoch { .. } => RefusalCode::StaleEpoch,
+            FailoverError::StaleEpoch { .. } | FailoverError::BelowReconfiguration { .. } => {
+                RefusalCode::StaleEpoch
+            }
             FailoverError::GrantRunning { .. } | FailoverError::BootWait { .. } => {
                 RefusalCode::LeaseHeld
             }
@@ -63,6 +67,9 @@ impl FailoverError {
         let r = Refusal::new(self.code(), self.to_string());
         match self {
             FailoverError::StaleEpoch { known, .. } => r.with_known_epoch(*known),
+            FailoverError::BelowReconfiguration { reconfigured, .. } => {
+                r.with_known_epoch(*reconfigured)
+            }
             _ => r,
         }
     }

@@ -18,6 +18,15 @@
 //!    knows and the owner of the epoch it follows asks (its consent; that
 //!    owner's commit point, not the lease, keeps the two apart).
 //! 4. Sign a deploy iff it knows nothing of the vessel.
+//! 5. Sign a reconfiguration at E' (a new voter set, the same owner) iff
+//!    E' is above every epoch it promised or knows, the owner of the
+//!    epoch E it follows asks (its consent, as for a handoff), and, as for
+//!    a takeover, its grants to every other node ran out and its boot wait
+//!    is over. After signing it grants nothing below E' and signs nothing
+//!    that follows an epoch below E' (durably: `change`), except the same
+//!    change asked again by its owner at a higher epoch (its votes were
+//!    lost, or a higher promise took the epoch), so that no certificate
+//!    can pass the change by following the old set.
 //!
 //! A grant's hold does not stop a takeover *by the node it was for*: an
 //! owner whose certificate came too late to be granted (a majority had
@@ -28,7 +37,7 @@ use protocol::ids::PeerIdBytes;
 use protocol::lease::{AssignmentBody, AssignmentKind, Certificate};
 use serde::{Deserialize, Serialize};
 
-use super::cert::{check_assignment, check_certificate};
+use super::cert::{check_assignment, check_certificate, check_proof};
 use super::error::FailoverError;
 use super::params::LeaseParams;
 use crate::migration::bugs::{active, Bug};
@@ -41,11 +50,36 @@ pub struct VoterDurable {
     /// It grants no lease below this epoch: a takeover it signed fences
     /// every epoch below the takeover's.
     pub grants_from_epoch: u64,
+    /// The highest reconfiguration it signed (rule 5): it signs nothing
+    /// that follows an epoch below it but that change again. Absent in
+    /// files written before voter sets could change.
+    #[serde(default)]
+    pub change: Option<AssignmentBody>,
+    /// `grants_from_epoch` before that change, restored if its owner drops
+    /// it ([`Voter::drop_change`]).
+    #[serde(default)]
+    pub grants_from_before_change: u64,
 }
 
 impl VoterDurable {
     fn promised_epoch(&self) -> u64 {
         self.promised.as_ref().map_or(0, |p| p.epoch)
+    }
+
+    /// It signs nothing that follows an epoch below this (rule 5).
+    pub fn follows_from_epoch(&self) -> u64 {
+        self.change.as_ref().map_or(0, |c| c.epoch)
+    }
+
+    /// Whether `body` asks again for the change it is bound by: the same
+    /// owner, the same new set, after the same epoch, higher.
+    fn same_change(&self, body: &AssignmentBody) -> bool {
+        self.change.as_ref().is_some_and(|c| {
+            body.kind == AssignmentKind::Reconfigure
+                && c.owner == body.owner
+                && c.voters == body.voters
+                && c.previous_epoch == body.previous_epoch
+        })
     }
 }
 
@@ -194,14 +228,58 @@ impl Voter {
         }
         let mut durable = self.durable.clone();
         durable.promised = Some(body.clone());
-        if body.kind == AssignmentKind::Takeover {
+        if body.kind == AssignmentKind::Reconfigure && !durable.same_change(body) {
+            durable.grants_from_before_change = durable.grants_from_epoch;
+        }
+        if matches!(
+            body.kind,
+            AssignmentKind::Takeover | AssignmentKind::Reconfigure
+        ) {
             durable.grants_from_epoch = durable.grants_from_epoch.max(body.epoch);
+        }
+        if body.kind == AssignmentKind::Reconfigure && !active(Bug::ForgetReconfiguration) {
+            durable.change = Some(body.clone());
         }
         self.durable = durable.clone();
         Outcome {
             answer: Ok(Answer::Sign(body.clone())),
             write: (!active(Bug::VoterForgetsPromise)).then_some(durable),
         }
+    }
+
+    /// This node, the owner, asks for the change `body` although it is not
+    /// one of its signers (it came by a handoff to a node outside the set):
+    /// it remembers the change as if its voter had signed it, so that it
+    /// asks for it again after a restart (the voters that signed it are
+    /// bound to nothing else). Returns what to make durable first.
+    pub fn ask_change(&mut self, body: &AssignmentBody) -> Option<VoterDurable> {
+        let newer = body.epoch > self.durable.follows_from_epoch();
+        (body.kind == AssignmentKind::Reconfigure && newer).then(|| {
+            if !self.durable.same_change(body) {
+                self.durable.grants_from_before_change = self.durable.grants_from_epoch;
+            }
+            self.durable.change = Some(body.clone());
+            self.durable.clone()
+        })
+    }
+
+    /// This node owned the epoch its own change follows and was fenced by
+    /// epoch `fenced_by` above it: it runs under that change never (it
+    /// would only while it owns that epoch, and its records only rise), and
+    /// the change's certificate, formed or not, never leaves it. So its own
+    /// voter drops the change's bar and grant floor, which would otherwise
+    /// keep the remaining voters from a majority. Returns what to make
+    /// durable.
+    pub fn drop_change(&mut self, fenced_by: u64) -> Option<VoterDurable> {
+        let c = self.durable.change.as_ref()?;
+        if c.owner != self.me || fenced_by <= c.previous_epoch {
+            return None;
+        }
+        if self.durable.grants_from_epoch == c.epoch {
+            self.durable.grants_from_epoch = self.durable.grants_from_before_change;
+        }
+        self.durable.change = None;
+        Some(self.durable.clone())
     }
 
     /// The checks of a vote: an answer that needs no new promise
@@ -214,11 +292,7 @@ impl Voter {
         now_ms: u64,
     ) -> Result<Option<Answer>, FailoverError> {
         if let Some(p) = proof {
-            if p.body.epoch != body.previous_epoch {
-                return Err(FailoverError::WrongProof {
-                    epoch: body.previous_epoch,
-                });
-            }
+            check_proof(body, p)?;
             self.learn(p)?;
         }
         let follows = self.known_body().filter(|k| k.epoch == body.previous_epoch);
@@ -234,6 +308,17 @@ impl Voter {
         if let Some(k) = self.known.as_ref().filter(|k| k.body.epoch >= body.epoch) {
             return Ok(Some(Answer::Superseded(k.clone())));
         }
+        let reconfigured = self.durable.follows_from_epoch();
+        if body.previous_epoch < reconfigured && !self.durable.same_change(body) {
+            // Rule 5: it follows a voter set this voter helped replace.
+            return match self.known.as_ref().filter(|k| k.body.epoch >= reconfigured) {
+                Some(k) => Ok(Some(Answer::Superseded(k.clone()))),
+                None => Err(FailoverError::BelowReconfiguration {
+                    follows: body.previous_epoch,
+                    reconfigured,
+                }),
+            };
+        }
         let known = self.durable.promised_epoch().max(self.known_epoch());
         if body.epoch <= known {
             return Err(FailoverError::StaleEpoch {
@@ -245,8 +330,27 @@ impl Voter {
             AssignmentKind::Deploy => self.may_deploy()?,
             AssignmentKind::Handoff => self.may_hand_off(from, body)?,
             AssignmentKind::Takeover => self.may_take_over(from, body, now_ms)?,
+            AssignmentKind::Reconfigure => self.may_reconfigure(from, body, now_ms)?,
         }
         Ok(None)
+    }
+
+    /// Rule 5: the owner of the epoch it follows asks (its consent), for
+    /// itself, and this voter's grants to every other node ran out (the
+    /// takeover's rule: a node that took the old set's epoch over in the
+    /// meantime has stopped before the change forms, and gets no grant
+    /// after it). The consent alone refuses that case while the voter
+    /// remembers the takeover's certificate (a grant learnt it); the hold
+    /// and the boot wait keep it refused when it does not (a restart, or
+    /// a write of it that failed).
+    fn may_reconfigure(
+        &self,
+        from: &PeerIdBytes,
+        body: &AssignmentBody,
+        now_ms: u64,
+    ) -> Result<(), FailoverError> {
+        self.may_hand_off(from, body)?;
+        self.may_take_over(from, body, now_ms)
     }
 
     fn may_deploy(&self) -> Result<(), FailoverError> {
@@ -475,6 +579,162 @@ mod tests {
         assert_eq!(
             x.vote(&id(1), &late, None, 0).answer,
             Err(FailoverError::Exists)
+        );
+    }
+
+    /// A reconfiguration of the deploy's set {0,1,2} to {0,1,3}, by owner 0.
+    fn reconfigure(epoch: u64) -> AssignmentBody {
+        let mut b = body(epoch, 0, AssignmentKind::Reconfigure, 3);
+        b.previous_epoch = 1;
+        b.voters[2] = id(3);
+        b
+    }
+
+    #[test]
+    fn a_reconfiguration_needs_the_owner_and_no_grant_to_another_node() {
+        let hold = LeaseParams::default().voter_hold_ms();
+        let mut v = voter(1, 0);
+        let change = reconfigure(2);
+        assert_eq!(
+            v.vote(&id(2), &change, Some(&deployed()), hold).answer,
+            Err(FailoverError::NotOwner { epoch: 1 }),
+            "only the owner proposes its own change"
+        );
+        // A grant to the owner does not hold its own change off ...
+        v.lease(&id(0), &deployed(), hold);
+        let ok = v.vote(&id(0), &change, Some(&deployed()), hold + 1);
+        assert_eq!(ok.answer, Ok(Answer::Sign(change.clone())));
+        let written = ok.write.expect("a promise");
+        assert_eq!(written.follows_from_epoch(), 2);
+        assert_eq!(written.grants_from_epoch, 2, "no grant below the change");
+        // ... a grant to another node does, until it ran out.
+        let mut w = voter(2, 0);
+        let cert2 = signed(body(2, 2, AssignmentKind::Takeover, 3), &[1, 2]);
+        w.lease(&id(2), &cert2, hold);
+        let mut after2 = reconfigure(3);
+        after2.previous_epoch = 2;
+        after2.owner = id(2);
+        assert!(matches!(
+            w.vote(&id(2), &after2, Some(&cert2), hold + 1).answer,
+            Ok(Answer::Sign(_))
+        ));
+        let mut x = voter(1, 0);
+        x.lease(&id(2), &cert2, hold);
+        let mut by0 = reconfigure(3);
+        by0.previous_epoch = 1;
+        x.known = Some(deployed());
+        assert!(
+            matches!(
+                x.vote(&id(0), &by0, Some(&deployed()), hold + 1).answer,
+                Ok(Answer::Superseded(_)) | Err(_)
+            ),
+            "a voter that knows epoch 2 does not let epoch 1's owner change the set"
+        );
+        let mut y = voter(1, 0);
+        let other_cert = signed(body(1, 0, AssignmentKind::Deploy, 3), &[0, 1]);
+        y.lease(&id(0), &other_cert, hold);
+        y.granted_to = Some(id(2));
+        assert!(matches!(
+            y.vote(&id(0), &change, Some(&deployed()), hold + 1).answer,
+            Err(FailoverError::GrantRunning { .. })
+        ));
+        // The proof must be a certificate of the epoch followed, signed by
+        // the signers the change names.
+        let mut z = voter(1, 0);
+        let other = signed(body(1, 0, AssignmentKind::Deploy, 4), &[0, 1, 2]);
+        assert_eq!(
+            z.vote(&id(0), &change, Some(&other), hold).answer,
+            Err(FailoverError::WrongSigners { epoch: 1 })
+        );
+    }
+
+    #[test]
+    fn after_a_reconfiguration_a_voter_signs_nothing_that_follows_the_old_set() {
+        let hold = LeaseParams::default().voter_hold_ms();
+        let mut v = voter(1, 0);
+        let change = reconfigure(2);
+        let signed_change = v.vote(&id(0), &change, Some(&deployed()), hold);
+        assert!(signed_change.write.is_some());
+        // A takeover at 3 that follows epoch 1 (the old set), by a node
+        // that never heard of the change: refused, with the change's epoch.
+        let mut stale = body(3, 2, AssignmentKind::Takeover, 3);
+        stale.previous_epoch = 1;
+        let r = v.vote(&id(2), &stale, Some(&deployed()), 3 * hold).answer;
+        assert_eq!(
+            r,
+            Err(FailoverError::BelowReconfiguration {
+                follows: 1,
+                reconfigured: 2
+            })
+        );
+        assert_eq!(r.unwrap_err().refusal().known_epoch, Some(2));
+        // The same change asked again by its owner, higher: signed.
+        let again = reconfigure(4);
+        assert_eq!(
+            v.vote(&id(0), &again, Some(&deployed()), 3 * hold).answer,
+            Ok(Answer::Sign(again.clone()))
+        );
+        let mut other_set = reconfigure(5);
+        other_set.voters[2] = id(4);
+        assert!(matches!(
+            v.vote(&id(0), &other_set, Some(&deployed()), 3 * hold)
+                .answer,
+            Err(FailoverError::BelowReconfiguration { .. })
+        ));
+        // Once it knows the change's certificate, it shows it instead.
+        let cert = signed(again.clone(), &[0, 1]);
+        v.learn(&cert).unwrap();
+        let mut stale6 = stale.clone();
+        stale6.epoch = 6;
+        assert_eq!(
+            v.vote(&id(2), &stale6, Some(&deployed()), 3 * hold).answer,
+            Ok(Answer::Superseded(cert.clone()))
+        );
+        // And it signs a takeover that follows the new set.
+        let mut next = body(5, 3, AssignmentKind::Takeover, 3);
+        next.voters = again.voters.clone();
+        next.signers = again.voters.clone();
+        next.previous_epoch = 4;
+        assert!(matches!(
+            v.vote(&id(3), &next, Some(&cert), 3 * hold).answer,
+            Ok(Answer::Sign(_))
+        ));
+        // The rule survives a restart: it is in the durable state.
+        let restarted = Voter::start(id(1), LeaseParams::default(), v.durable.clone(), 0);
+        assert_eq!(restarted.durable.follows_from_epoch(), 4);
+    }
+
+    #[test]
+    fn a_fenced_owner_drops_its_own_change_and_no_one_else_does() {
+        let hold = LeaseParams::default().voter_hold_ms();
+        let mut owner = voter(0, 0);
+        owner.durable.grants_from_epoch = 1;
+        let change = reconfigure(2);
+        assert!(owner
+            .vote(&id(0), &change, Some(&deployed()), hold)
+            .write
+            .is_some());
+        assert_eq!(owner.durable.grants_from_epoch, 2);
+        assert_eq!(owner.drop_change(1), None, "not fenced above epoch 1");
+        let d = owner.drop_change(3).expect("fenced by epoch 3");
+        assert_eq!((d.change, d.grants_from_epoch), (None, 1), "floor restored");
+        let mut stale = body(4, 2, AssignmentKind::Takeover, 3);
+        stale.previous_epoch = 1;
+        assert!(
+            matches!(
+                owner
+                    .vote(&id(2), &stale, Some(&deployed()), 3 * hold)
+                    .answer,
+                Ok(Answer::Sign(_))
+            ),
+            "no longer bound"
+        );
+        let mut signer = voter(1, 0);
+        signer.vote(&id(0), &change, Some(&deployed()), hold);
+        assert_eq!(
+            signer.drop_change(3),
+            None,
+            "only the change's owner drops it"
         );
     }
 

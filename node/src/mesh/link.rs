@@ -266,4 +266,15 @@ impl Link {
             other => Err(RequestError::unexpected(peer, &other)),
         }
     }
+
+    /// Every peer this node knows, as `peers` lists them (membership,
+    /// round-trip time and its age, liveness): a leased vessel's keeper
+    /// changes its voter set by it (`mesh::lease::reconfigure`).
+    pub async fn peer_infos(&self) -> Vec<PeerInfo> {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(NodeCommand::Peers(reply)).await.is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
 }

@@ -53,11 +53,14 @@ pub enum Bug {
     /// A restarted voter signs a takeover at once, without waiting a
     /// lease's hold for the grants it forgot.
     NoBootWait,
+    /// A voter that signed a reconfiguration does not remember it: it
+    /// signs later assignments that follow an epoch of the old set.
+    ForgetReconfiguration,
 }
 
 impl Bug {
     /// Every deliberate bug (`SIM_BUGS` names any of them).
-    pub const ALL: [Bug; 13] = [
+    pub const ALL: [Bug; 14] = [
         Bug::ResumeSourceAfterCommit,
         Bug::AcceptEqualEpoch,
         Bug::SkipSyncBeforePrepared,
@@ -71,16 +74,18 @@ impl Bug {
         Bug::IgnoreClockRate,
         Bug::VoterForgetsPromise,
         Bug::NoBootWait,
+        Bug::ForgetReconfiguration,
     ];
 
     /// The lease and fencing bugs, which the failover simulation catches
     /// (`failover::sim`); the migration simulation never reaches them.
-    pub const LEASE: [Bug; 5] = [
+    pub const LEASE: [Bug; 6] = [
         Bug::HolderCountsFromGrant,
         Bug::TakeoverBeforeGrantRanOut,
         Bug::IgnoreClockRate,
         Bug::VoterForgetsPromise,
         Bug::NoBootWait,
+        Bug::ForgetReconfiguration,
     ];
 
     /// The migration bugs, for sweeping them in the migration simulation.
@@ -133,6 +138,30 @@ pub fn with<R>(bugs: &[Bug], f: impl FnOnce() -> R) -> R {
     ACTIVE.with(|a| a.set(bugs.iter().fold(0, |m, b| m | b.bit())));
     let _off = Off;
     f()
+}
+
+/// `bugs` as `SIM_BUGS` names them: comma-separated, as declared (both
+/// simulations print a failing seed's replay command with it).
+#[cfg(test)]
+pub fn bug_names(bugs: &[Bug]) -> String {
+    let names: Vec<String> = bugs.iter().map(|b| format!("{b:?}")).collect();
+    names.join(",")
+}
+
+/// The bugs a `SIM_BUGS` value names; an unknown name is an error naming it.
+#[cfg(test)]
+pub fn parse_bugs(names: &str) -> Result<Vec<Bug>, String> {
+    names
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|n| {
+            Bug::ALL
+                .into_iter()
+                .find(|b| format!("{b:?}") == n)
+                .ok_or_else(|| format!("SIM_BUGS: no deliberate bug is called {n:?}"))
+        })
+        .collect()
 }
 
 #[cfg(test)]

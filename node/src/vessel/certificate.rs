@@ -20,20 +20,32 @@ pub const MAX_CERTIFICATE_FILE_BYTES: u64 = 64 * 1024;
 
 /// Reads the certificate kept in `vessel_dir`, if there is one that reads.
 pub fn read(vessel_dir: &Path) -> Option<Certificate> {
-    let path = vessel_dir.join(CERTIFICATE_FILE);
-    let len = std::fs::metadata(&path).ok()?.len();
-    if len > MAX_CERTIFICATE_FILE_BYTES {
-        warn!(path = %path.display(), "certificate file of {len} bytes ignored");
-        return None;
-    }
-    protocol::cbor::decode(&std::fs::read(&path).ok()?).ok()
+    read_file(&vessel_dir.join(CERTIFICATE_FILE))
 }
 
 /// Writes it, durably.
 pub fn write(vessel_dir: &Path, cert: &Certificate) -> std::io::Result<()> {
-    std::fs::create_dir_all(vessel_dir)?;
-    let path = vessel_dir.join(CERTIFICATE_FILE);
-    crate::daemon::datadir::write_atomic(&path, &protocol::cbor::encode(cert))
+    write_file(&vessel_dir.join(CERTIFICATE_FILE), cert)
+}
+
+/// Reads a certificate file (this one, or a voter's known certificate,
+/// `mesh::lease::store`), if it reads and is at most
+/// [`MAX_CERTIFICATE_FILE_BYTES`].
+pub fn read_file(path: &Path) -> Option<Certificate> {
+    let len = std::fs::metadata(path).ok()?.len();
+    if len > MAX_CERTIFICATE_FILE_BYTES {
+        warn!(path = %path.display(), "certificate file of {len} bytes ignored");
+        return None;
+    }
+    protocol::cbor::decode(&std::fs::read(path).ok()?).ok()
+}
+
+/// Writes a certificate file atomically and durably (a new file, fsynced,
+/// renamed, its directory fsynced).
+pub fn write_file(path: &Path, cert: &Certificate) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    crate::daemon::datadir::write_atomic(path, &protocol::cbor::encode(cert))
         .map_err(std::io::Error::other)?;
-    std::fs::File::open(vessel_dir)?.sync_all()
+    std::fs::File::open(dir)?.sync_all()
 }

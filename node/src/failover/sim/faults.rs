@@ -3,7 +3,9 @@
 //! one way only) and suspends nodes. It draws from the world's seed, and
 //! stops at the heal.
 
-use super::node::{crash, restart, runs};
+use protocol::lease::majority;
+
+use super::node::{crash, node_of, restart, runs};
 use super::{Event, NodeId, World};
 
 /// How often the fault actor looks for something to break.
@@ -49,6 +51,10 @@ pub fn act(w: &mut World) {
     }
     if s.handoff_every_ms > 0 && w.rng.below(s.handoff_every_ms / FAULT_TICK_MS) == 0 {
         super::handoff::ask(w);
+    }
+    let every = s.reconfigure_every_ms / FAULT_TICK_MS;
+    if every > 0 && w.reconfigure_rng.below(every) == 0 {
+        super::reconfigure::ask(w);
     }
     w.at_us(FAULT_TICK_MS * 1_000, Event::Fault);
 }
@@ -108,9 +114,7 @@ fn aimed_restart(w: &mut World) {
 /// of the voters is left alive.
 fn crash_one(w: &mut World) {
     let Some(n) = victim(w) else { return };
-    let dead = w.nodes.iter().filter(|x| x.dead).count();
-    let may_die = dead + 1 < w.nodes.len().div_ceil(2);
-    let for_good = may_die && w.rng.below(4) == 0;
+    let for_good = may_die(w, n) && w.rng.below(4) == 0;
     crash(w, n, for_good);
     if for_good {
         w.stats.deaths += 1;
@@ -124,6 +128,27 @@ fn crash_one(w: &mut World) {
         };
         w.at_us(down_ms * 1_000, Event::Restart { node: n });
     }
+}
+
+/// Whether node `n` may die for good: every voter set that may still
+/// matter (those of the certificates from the highest epoch run on, and
+/// of the changes proposed now) keeps a majority alive without it.
+fn may_die(w: &World, n: NodeId) -> bool {
+    let mut sets = w.ghost.sets_from(w.ghost.ran);
+    sets.extend(
+        w.nodes
+            .iter()
+            .filter_map(|x| x.proposal.as_ref())
+            .map(|p| p.ballot.body.voters.clone()),
+    );
+    sets.iter().all(|set| {
+        let alive = set
+            .iter()
+            .filter_map(|p| node_of(w, p))
+            .filter(|&i| i != n && !w.nodes[i].dead)
+            .count();
+        alive >= majority(set.len())
+    })
 }
 
 /// Cuts a random piece of the mesh (a third of the time: the host alone;

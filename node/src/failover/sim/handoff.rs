@@ -6,6 +6,9 @@
 //! commit, until the destination acknowledges; the destination runs from
 //! the commit, after winning its lease. Asked for by the fault actor now
 //! and then, racing takeovers and faults.
+//!
+//! A change of voter set ([`super::reconfigure`]) is the host's proposal
+//! too: the same ballot and votes here, another ending.
 
 use protocol::lease::{
     AssignmentBody, AssignmentKind, Certificate, LeaseRequest, VoterSignature, LEASE_VERSION,
@@ -16,9 +19,9 @@ use super::{Msg, NodeId, World};
 use crate::failover::cert::{check_certificate, Ballot};
 use crate::migration::record::Record;
 
-/// A handoff the host is collecting votes for.
+/// A handoff or a change of voter set the host is collecting votes for.
 #[derive(Debug, Clone)]
-pub struct Handoff {
+pub struct Proposal {
     pub ballot: Ballot,
     pub proof: Certificate,
     pub since_ms: u64,
@@ -32,18 +35,12 @@ pub fn ask(w: &mut World) {
         return;
     };
     let node = &w.nodes[host];
-    let (Some(h), None) = (node.holder.as_ref(), node.handoff.as_ref()) else {
+    let (Some(h), None) = (node.holder.as_ref(), node.proposal.as_ref()) else {
         return;
     };
     let proof = h.certificate.clone();
     let to = (host + 1 + w.rng.below(n as u64 - 1) as usize) % n;
-    let known = node.voter.known.as_ref().map_or(0, |k| k.body.epoch);
-    let promised = node.voter.durable.promised.as_ref().map_or(0, |p| p.epoch);
-    let epoch = known
-        .max(promised)
-        .max(node.min_epoch)
-        .max(proof.body.epoch)
-        + 1;
+    let epoch = node.next_epoch().max(proof.body.epoch + 1);
     let body = AssignmentBody {
         version: LEASE_VERSION,
         vessel: VESSEL,
@@ -57,13 +54,18 @@ pub fn ask(w: &mut World) {
     w.note(format!(
         "n{host} asks for a handoff to n{to} at epoch {epoch}"
     ));
+    w.stats.handoffs_asked += 1;
+    propose(w, host, body, proof);
+}
+
+/// The host proposes `body`, which follows its own certificate `proof`.
+pub fn propose(w: &mut World, host: NodeId, body: AssignmentBody, proof: Certificate) {
     let now = local(w, host);
-    w.nodes[host].handoff = Some(Handoff {
+    w.nodes[host].proposal = Some(Proposal {
         ballot: Ballot::new(body),
         proof,
         since_ms: now,
     });
-    w.stats.handoffs_asked += 1;
     send_votes(w, host);
 }
 
@@ -72,7 +74,7 @@ pub fn ask(w: &mut World) {
 pub fn send_votes(w: &mut World, host: NodeId) {
     let now = local(w, host);
     let hold = w.shape.params.voter_hold_ms();
-    let Some(h) = w.nodes[host].handoff.clone() else {
+    let Some(h) = w.nodes[host].proposal.clone() else {
         return;
     };
     let owner = w.nodes[host]
@@ -80,9 +82,35 @@ pub fn send_votes(w: &mut World, host: NodeId) {
         .as_ref()
         .is_some_and(|x| x.epoch() == h.proof.body.epoch);
     if !owner || now >= h.since_ms + hold {
-        w.nodes[host].handoff = None;
+        w.nodes[host].proposal = None;
         return;
     }
+    // A change of voter set is signed by the owner's own voter first, and
+    // asked of the others only once it is: the voters it binds (rule 5)
+    // are then never bound by a change its owner does not know it asked
+    // for, and asks again for after a restart (`reconfigure::retry`).
+    let me = w.nodes[host].peer.clone();
+    let change = h.ballot.body.kind == AssignmentKind::Reconfigure;
+    if change && !h.ballot.body.signers.contains(&me) {
+        // Not a signer: it remembers the change it asks for all the same.
+        if let Some(d) = w.nodes[host].voter.ask_change(&h.ballot.body) {
+            w.nodes[host].disk.voter = d;
+        }
+    }
+    if change && h.ballot.body.signers.contains(&me) && !h.ballot.has(&me) {
+        let (body, proof) = (h.ballot.body.clone(), Some(h.proof.clone()));
+        w.send(host, host, Msg::Request(LeaseRequest::Vote { body, proof }));
+        let signed = w.nodes[host]
+            .proposal
+            .as_ref()
+            .is_some_and(|p| p.ballot.has(&me));
+        if !signed {
+            return;
+        }
+    }
+    let Some(h) = w.nodes[host].proposal.clone() else {
+        return;
+    };
     for v in &h.ballot.body.signers {
         let Some(to) = node_of(w, v) else { continue };
         if !h.ballot.has(v) {
@@ -93,9 +121,10 @@ pub fn send_votes(w: &mut World, host: NodeId) {
     }
 }
 
-/// A vote for this node's handoff; false if it is not one.
+/// A vote for this node's handoff or change of voter set; false if it is
+/// not one.
 pub fn voted(w: &mut World, host: NodeId, sig: &VoterSignature) -> bool {
-    let Some(h) = w.nodes[host].handoff.as_mut() else {
+    let Some(h) = w.nodes[host].proposal.as_mut() else {
         return false;
     };
     if h.ballot.body.verify(sig).is_err() {
@@ -105,8 +134,18 @@ pub fn voted(w: &mut World, host: NodeId, sig: &VoterSignature) -> bool {
         return true;
     };
     let from_epoch = h.proof.body.epoch;
-    w.nodes[host].handoff = None;
+    w.nodes[host].proposal = None;
     w.ghost.cert_formed(&cert);
+    if cert.body.kind == AssignmentKind::Reconfigure {
+        super::reconfigure::won(w, host, cert, from_epoch);
+        return true;
+    }
+    left(w, host, cert, from_epoch);
+    true
+}
+
+/// The handoff's certificate formed: the commit point, then the commit.
+fn left(w: &mut World, host: NodeId, cert: Certificate, from_epoch: u64) {
     // The commit point only over its own run at the epoch it hands off
     // from: a source that was fenced (or moved on) meanwhile writes
     // nothing, and the certificate names a destination that never hears
@@ -118,7 +157,7 @@ pub fn voted(w: &mut World, host: NodeId, sig: &VoterSignature) -> bool {
         .is_some_and(|x| x.epoch() == from_epoch)
         && matches!(w.nodes[host].disk.record, Some(Record::Owned { epoch, .. }) if epoch == from_epoch);
     if !owns {
-        return true;
+        return;
     }
     // The commit point: durable before the commit leaves, and nothing
     // runs here after it.
@@ -144,7 +183,6 @@ pub fn voted(w: &mut World, host: NodeId, sig: &VoterSignature) -> bool {
         cert.body.epoch
     ));
     send_commit(w, host);
-    true
 }
 
 /// Sends the commit of a `Left` record not yet acknowledged.

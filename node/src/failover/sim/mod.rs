@@ -34,6 +34,7 @@ mod clock;
 mod faults;
 mod handoff;
 mod node;
+mod reconfigure;
 
 use std::collections::BTreeMap;
 
@@ -44,7 +45,8 @@ use protocol::refusal::Refusal;
 use crate::failover::params::{LeaseParams, LONGEST_SLICE_MS};
 #[cfg(doc)]
 use crate::failover::{cert::Ballot, holder::Holder, voter::Voter};
-use crate::migration::bugs::{self, Bug};
+pub use crate::migration::bugs::parse_bugs;
+use crate::migration::bugs::{self, bug_names, Bug};
 use node::SimNode;
 
 /// A node's index.
@@ -53,7 +55,11 @@ pub type NodeId = usize;
 /// How one run is shaped; every field comes from the seed.
 #[derive(Debug, Clone)]
 pub struct Shape {
+    /// Nodes in all: the first voter set, then spares that a
+    /// reconfiguration may make voters.
     pub nodes: usize,
+    /// The first voter set: nodes 0 to `voters - 1`.
+    pub voters: usize,
     pub params: LeaseParams,
     /// How long faults are injected, then how long the healed mesh has.
     pub fault_ms: u64,
@@ -68,6 +74,8 @@ pub struct Shape {
     pub suspend_every_ms: u64,
     /// Mean time between handoffs asked of the host (0: none).
     pub handoff_every_ms: u64,
+    /// Mean time between changes of voter set asked of the host (0: none).
+    pub reconfigure_every_ms: u64,
     /// The first host's clock at the slowest rate, every other at the
     /// fastest: the worst case of the inequality.
     pub worst_clocks: bool,
@@ -94,8 +102,10 @@ impl Shape {
             renew_every_ms: lease_ms / 4,
             longest_slice_ms: LONGEST_SLICE_MS,
         };
+        let voters = 3 + rng.below(3) as usize;
         Shape {
-            nodes: 3 + rng.below(3) as usize,
+            nodes: voters,
+            voters,
             params,
             fault_ms: 4_000 + rng.below(12_000),
             heal_ms: 12_000,
@@ -110,9 +120,22 @@ impl Shape {
             suspend_every_ms: [0, 1_000, 3_000, 10_000][rng.below(4) as usize],
             worst_clocks: rng.below(3) == 0,
             handoff_every_ms: [0, 1_000, 4_000][rng.below(3) as usize],
+            reconfigure_every_ms: 0,
         }
     }
+
+    /// Spares and changes of voter set, from a stream of their own, so that
+    /// every other draw of a seed stays what it was before voter sets
+    /// could change.
+    fn with_reconfigurations(mut self, rng: &mut SplitMix64) -> Shape {
+        self.nodes = self.voters + rng.below(3) as usize;
+        self.reconfigure_every_ms = [0, 1_500, 4_000][rng.below(3) as usize];
+        self
+    }
 }
+
+/// Mixed into a seed for the spares and the changes of voter set.
+const RECONFIGURE_SEED_SALT: u64 = 0x5e7c_0000_0000_0015;
 
 /// A message between two nodes.
 #[derive(Debug, Clone)]
@@ -162,6 +185,16 @@ pub struct Stats {
     /// Handoffs asked for, and those whose certificate formed.
     pub handoffs_asked: u64,
     pub handoffs: u64,
+    /// Changes of voter set asked for, and those whose certificate
+    /// formed (and the host then ran under).
+    pub reconfigurations_asked: u64,
+    pub reconfigurations: u64,
+    /// Votes refused because the voter had signed a change of voter set
+    /// above the epoch the vote followed (rule 5).
+    pub below_reconfiguration: u64,
+    /// Runs that ended with a change of voter set half signed and its
+    /// owner dead for good (not held to liveness: see `check::at_end`).
+    pub stranded_changes: u64,
 }
 
 /// Mixed into a seed for the holders' round numbers.
@@ -182,6 +215,8 @@ pub struct World {
     /// The holders' first round numbers: a stream of its own, so that
     /// drawing them left every seed's faults as they were.
     round_rng: SplitMix64,
+    /// The changes of voter set: a stream of their own, likewise.
+    reconfigure_rng: SplitMix64,
     shape: Shape,
     now_us: u64,
     seq: u64,
@@ -198,13 +233,18 @@ pub struct World {
 impl World {
     fn new(seed: u64) -> World {
         let mut rng = SplitMix64(seed);
-        let shape = Shape::from_seed(&mut rng);
+        let mut reconfigure_rng = SplitMix64(seed ^ RECONFIGURE_SEED_SALT);
+        let shape = Shape::from_seed(&mut rng).with_reconfigurations(&mut reconfigure_rng);
         let nodes = (0..shape.nodes)
-            .map(|n| SimNode::new(n, &shape, &mut rng))
+            .map(|n| match n < shape.voters {
+                true => SimNode::new(n, &shape, &mut rng),
+                false => SimNode::new(n, &shape, &mut reconfigure_rng),
+            })
             .collect();
         let mut w = World {
             rng,
             round_rng: SplitMix64(seed ^ ROUND_SEED_SALT),
+            reconfigure_rng,
             shape,
             now_us: 0,
             seq: 0,
@@ -340,27 +380,6 @@ pub fn run_seed(seed: u64, bugs_on: &[Bug]) -> Result<Stats, String> {
             )),
         }
     })
-}
-
-/// `bugs` as `SIM_BUGS` names them.
-pub fn bug_names(bugs: &[Bug]) -> String {
-    let names: Vec<String> = bugs.iter().map(|b| format!("{b:?}")).collect();
-    names.join(",")
-}
-
-/// The bugs a `SIM_BUGS` value names; an unknown name is an error naming it.
-pub fn parse_bugs(names: &str) -> Result<Vec<Bug>, String> {
-    names
-        .split(',')
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-        .map(|n| {
-            Bug::ALL
-                .into_iter()
-                .find(|b| format!("{b:?}") == n)
-                .ok_or_else(|| format!("SIM_BUGS: no deliberate bug is called {n:?}"))
-        })
-        .collect()
 }
 
 #[cfg(test)]

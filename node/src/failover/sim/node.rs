@@ -35,10 +35,11 @@ pub struct Disk {
     pub record: Option<Record>,
     /// The certificate of the `Owned` record's epoch.
     pub owned_cert: Option<Certificate>,
-    /// The highest certificate this node's voter knew when it last made
-    /// its state durable (for the proposals it makes after a restart;
-    /// safety does not need it, and keeping it on every change would hide
-    /// a forgotten promise behind a remembered certificate).
+    /// The highest certificate this node's voter knows, written whenever
+    /// it learns a higher one, as the node's driver does
+    /// (`leases/ID.known.cbor`): safety does not need it, but a replica
+    /// that forgot it in a restart could not take over from a dead host,
+    /// and would grant a fenced one's old epoch without telling it.
     pub known_cert: Option<Certificate>,
     /// The handoff certificate of a `Left` record (its commit is sent
     /// until acknowledged).
@@ -58,8 +59,11 @@ pub struct SimNode {
     pub voter: Voter,
     pub holder: Option<Holder>,
     pub ballot: Option<(Ballot, Certificate, u64)>,
-    /// A handoff this host collects votes for.
-    pub handoff: Option<super::handoff::Handoff>,
+    /// A handoff or a change of voter set this host collects votes for.
+    pub proposal: Option<super::handoff::Proposal>,
+    /// Lease rounds sent under the current holder (the first few also go
+    /// to the voters a change removed, so that they learn it).
+    pub rounds_sent: u64,
     /// When it last granted the lease to the owner it knows (its clock).
     pub last_heard_ms: u64,
     pub next_try_ms: u64,
@@ -100,12 +104,23 @@ impl SimNode {
             voter,
             holder: None,
             ballot: None,
-            handoff: None,
+            proposal: None,
+            rounds_sent: 0,
             last_heard_ms: now,
             next_try_ms: now,
             min_epoch: 0,
             seen_epoch: 0,
         }
+    }
+}
+
+impl SimNode {
+    /// The epoch a proposal of this node asks for: above every epoch its
+    /// voter knows or promised, and every one a refusal reported.
+    pub fn next_epoch(&self) -> u64 {
+        let known = self.voter.known.as_ref().map_or(0, |k| k.body.epoch);
+        let promised = self.voter.durable.promised.as_ref().map_or(0, |p| p.epoch);
+        known.max(promised).max(self.min_epoch) + 1
     }
 }
 
@@ -124,7 +139,8 @@ fn image_of(epoch: u64) -> Hash {
 /// Node 0 deploys the vessel: every voter signs the deploy (by the voter
 /// rules), and node 0 owns epoch 1, with no lease yet.
 pub fn deploy(w: &mut World) {
-    let voters: Vec<PeerIdBytes> = w.nodes.iter().map(|n| n.peer.clone()).collect();
+    let first = w.shape.voters;
+    let voters: Vec<PeerIdBytes> = w.nodes[..first].iter().map(|n| n.peer.clone()).collect();
     let body = AssignmentBody {
         version: LEASE_VERSION,
         vessel: VESSEL,
@@ -137,7 +153,7 @@ pub fn deploy(w: &mut World) {
     };
     let mut ballot = Ballot::new(body.clone());
     let mut cert = None;
-    for n in 0..w.nodes.len() {
+    for n in 0..first {
         let now = local(w, n);
         let from = w.nodes[0].peer.clone();
         let out = w.nodes[n].voter.vote(&from, &body, None, now);
@@ -147,12 +163,13 @@ pub fn deploy(w: &mut World) {
         let Ok(Answer::Sign(b)) = out.answer else {
             panic!("a fresh voter signs the deploy: {:?}", out.answer);
         };
+        w.ghost.signed(n, &b);
         let sig = b.sign(&w.nodes[n].key, w.nodes[n].peer.clone());
         cert = ballot.add(sig).or(cert);
     }
     let cert = cert.expect("every voter signed");
     w.ghost.cert_formed(&cert);
-    for node in w.nodes.iter_mut() {
+    for node in w.nodes[..first].iter_mut() {
         // The deploy leaves its certificate with every voter, durably.
         node.disk.known_cert = Some(cert.clone());
         node.voter.known = Some(cert.clone());
@@ -169,30 +186,60 @@ pub fn tick(w: &mut World, n: NodeId) {
     if w.rng.below(5) == 0 {
         super::handoff::send_commit(w, n);
         super::handoff::send_votes(w, n);
+        super::reconfigure::retry(w, n);
     }
-    if let Some(h) = w.nodes[n].holder.as_mut() {
-        if h.resting(now) {
-            // Its certificate won no lease for a hold: a higher promise
-            // (of a takeover that never completed) stands in its way, so
-            // it takes over from itself above it.
-            propose(w, n, now);
-            return;
-        }
-        if let Some(round) = h.poll(now) {
-            let certificate = h.certificate.clone();
-            for v in certificate.body.voters.clone() {
-                let Some(to) = node_of(w, &v) else { continue };
-                let certificate = certificate.clone();
-                w.send(
-                    n,
-                    to,
-                    Msg::Request(LeaseRequest::Lease { certificate, round }),
-                );
-            }
-        }
+    if w.nodes[n].holder.as_ref().is_some_and(|h| h.resting(now)) {
+        // Its certificate won no lease for a hold: a higher promise (of a
+        // takeover that never completed) stands in its way, so it takes
+        // over from itself above it.
+        propose(w, n, now);
+        return;
+    }
+    if w.nodes[n].holder.is_some() {
+        send_round(w, n, now);
         return;
     }
     propose(w, n, now);
+}
+
+/// Voters a change of voter set removed hear this many rounds of the new
+/// epoch (they refuse them, having learnt the certificate that removed
+/// them, and stop suspecting the owner).
+const ROUNDS_TO_FORMER_VOTERS: u64 = 4;
+
+/// The owner's lease round, if one is due: to every voter, and at first
+/// to the voters its certificate's change removed.
+pub(super) fn send_round(w: &mut World, n: NodeId, now: u64) {
+    let Some(h) = w.nodes[n].holder.as_mut() else {
+        return;
+    };
+    let Some(round) = h.poll(now) else {
+        return;
+    };
+    let certificate = h.certificate.clone();
+    let node = &mut w.nodes[n];
+    node.rounds_sent += 1;
+    let former = node.rounds_sent <= ROUNDS_TO_FORMER_VOTERS;
+    let body = &certificate.body;
+    let to: Vec<PeerIdBytes> = body
+        .voters
+        .iter()
+        .chain(
+            body.signers
+                .iter()
+                .filter(|s| former && !body.voters.contains(s)),
+        )
+        .cloned()
+        .collect();
+    for v in to {
+        let Some(to) = node_of(w, &v) else { continue };
+        let certificate = certificate.clone();
+        w.send(
+            n,
+            to,
+            Msg::Request(LeaseRequest::Lease { certificate, round }),
+        );
+    }
 }
 
 /// The takeover a suspecting voter asks for.
@@ -209,7 +256,11 @@ fn propose(w: &mut World, n: NodeId, now: u64) {
     if (!own && !suspect) || now < node.next_try_ms {
         return;
     }
-    if !known.body.voters.contains(&node.peer) {
+    // A voter bound by a change of voter set it signed (rule 5) signs no
+    // takeover that follows the old set, its own neither: it waits to
+    // learn the change (or, as its owner, asks for the change again).
+    let bound = node.voter.durable.follows_from_epoch() > known.body.epoch;
+    if !known.body.voters.contains(&node.peer) || bound {
         return;
     }
     let give_up = 3 * params.voter_hold_ms();
@@ -222,8 +273,7 @@ fn propose(w: &mut World, n: NodeId, now: u64) {
     }
     if w.nodes[n].ballot.is_none() {
         let node = &w.nodes[n];
-        let promised = node.voter.durable.promised.as_ref().map_or(0, |p| p.epoch);
-        let epoch = known.body.epoch.max(promised).max(node.min_epoch) + 1;
+        let epoch = node.next_epoch();
         let body = AssignmentBody {
             version: LEASE_VERSION,
             vessel: VESSEL,
@@ -238,9 +288,10 @@ fn propose(w: &mut World, n: NodeId, now: u64) {
         w.nodes[n].ballot = Some((Ballot::new(body), known.clone(), now));
     }
     let (ballot, proof, _) = w.nodes[n].ballot.clone().expect("just made");
+    let me = w.nodes[n].peer.clone();
     for v in &ballot.body.signers {
         let Some(to) = node_of(w, v) else { continue };
-        if !ballot.has(v) {
+        if !ballot.has(v) && (*v != me || signs_last(&ballot)) {
             let body = ballot.body.clone();
             let proof = Some(proof.clone());
             w.send(n, to, Msg::Request(LeaseRequest::Vote { body, proof }));
@@ -249,6 +300,12 @@ fn propose(w: &mut World, n: NodeId, now: u64) {
     // A candidate asks again soon: a voter's hold ends at its own moment.
     let retry = w.rng.below(params.renew_every_ms / 2);
     w.nodes[n].next_try_ms = now + retry;
+}
+
+/// Whether a candidate's own voter signs its takeover now: only as the
+/// vote that makes the majority (`failover::cert::Ballot::signs_last`).
+fn signs_last(ballot: &Ballot) -> bool {
+    ballot.signs_last()
 }
 
 /// A message arrives at `to`.
@@ -314,12 +371,11 @@ fn serve_vote(
     let sender = w.nodes[from].peer.clone();
     let out = w.nodes[to].voter.vote(&sender, body, proof, now);
     if let Some(d) = out.write {
-        let node = &mut w.nodes[to];
-        node.disk.voter = d;
-        node.disk.known_cert = node.voter.known.clone();
+        w.nodes[to].disk.voter = d;
     }
     match out.answer {
         Ok(Answer::Sign(b)) => {
+            w.ghost.signed(to, &b);
             let node = &mut w.nodes[to];
             if b.owner != node.peer {
                 // It voted for another candidate: it stands down and gives
@@ -339,6 +395,8 @@ fn serve_vote(
             );
             w.stats.held_off += u64::from(held);
             w.stats.boot_waits += u64::from(matches!(e, FailoverError::BootWait { .. }));
+            let below = matches!(e, FailoverError::BelowReconfiguration { .. });
+            w.stats.below_reconfiguration += u64::from(below);
             Err(e.refusal())
         }
     }
@@ -364,6 +422,16 @@ fn answered(w: &mut World, from: NodeId, to: NodeId, r: Result<LeaseResponse, Re
                 Some((b, _, _)) => b.add(sig),
                 None => None,
             };
+            let last = w.nodes[to].ballot.as_ref().and_then(|(b, proof, _)| {
+                let me = &w.nodes[to].peer;
+                (cert.is_none() && !b.has(me) && b.signs_last())
+                    .then(|| (b.body.clone(), proof.clone()))
+            });
+            if let Some((body, proof)) = last {
+                let proof = Some(proof);
+                w.send(to, to, Msg::Request(LeaseRequest::Vote { body, proof }));
+                return;
+            }
             if let Some(cert) = cert {
                 w.ghost.cert_formed(&cert);
                 w.stats.takeovers += 1;
@@ -437,6 +505,7 @@ pub(super) fn won(w: &mut World, n: NodeId, cert: Certificate) {
     let first_round = w.round_rng.next_u64();
     let node = &mut w.nodes[n];
     node.holder = Some(Holder::new(params, cert.clone(), first_round));
+    node.rounds_sent = 0;
     node.ballot = None;
     let _ = node.voter.learn(&cert);
     after_voter(w, n);
@@ -450,10 +519,25 @@ fn after_voter(w: &mut World, n: NodeId) {
     };
     let now = local(w, n);
     let node = &mut w.nodes[n];
+    // The node's driver writes a higher certificate down as it learns it
+    // (`mesh::lease::store`): a restart remembers it.
+    if node
+        .disk
+        .known_cert
+        .as_ref()
+        .is_none_or(|c| c.body.epoch < k.body.epoch)
+    {
+        node.disk.known_cert = Some(k.clone());
+    }
     if node.seen_epoch < k.body.epoch {
         node.seen_epoch = k.body.epoch;
-        // A new owner: give it a hold to start renewing before suspecting it.
-        node.last_heard_ms = node.last_heard_ms.max(now);
+        // A new owner: give it a hold to start renewing before suspecting
+        // it. Not a voter the change of set made: it never heard of the
+        // owner, and suspects it at once, as the node's takeover watch
+        // does for a replica whose voter granted nothing yet.
+        if k.body.signers.contains(&node.peer) {
+            node.last_heard_ms = node.last_heard_ms.max(now);
+        }
     }
     if k.body.owner == node.peer {
         return;
@@ -476,6 +560,11 @@ fn after_voter(w: &mut World, n: NodeId) {
     if let Some(r) = fenced_by(node.disk.record.as_ref(), k.body.epoch) {
         let was_owned = matches!(node.disk.record, Some(Record::Owned { .. }));
         node.disk.record = Some(r.clone());
+        let change = node.voter.durable.change.clone();
+        if let Some(d) = node.voter.drop_change(k.body.epoch) {
+            node.disk.voter = d;
+            w.ghost.change_dropped(n, change.expect("dropped one"));
+        }
         w.ghost.record_written(n, &r);
         if was_owned {
             w.stats.fenced += 1;
@@ -507,7 +596,7 @@ pub fn crash(w: &mut World, n: NodeId, for_good: bool) {
     node.incarnation += 1;
     node.holder = None;
     node.ballot = None;
-    node.handoff = None;
+    node.proposal = None;
     w.note(format!(
         "n{n} {}",
         if for_good { "dies for good" } else { "crashes" }
@@ -541,6 +630,7 @@ pub fn restart(w: &mut World, n: NodeId) {
         }
         _ => None,
     };
+    node.rounds_sent = 0;
     node.last_heard_ms = now;
     node.next_try_ms = now;
     let incarnation = node.incarnation;

@@ -30,6 +30,10 @@ fn sweep(n: u64) -> Stats {
         t.boot_waits += s.boot_waits;
         t.handoffs_asked += s.handoffs_asked;
         t.handoffs += s.handoffs;
+        t.reconfigurations_asked += s.reconfigurations_asked;
+        t.reconfigurations += s.reconfigurations;
+        t.below_reconfiguration += s.below_reconfiguration;
+        t.stranded_changes += s.stranded_changes;
     }
     t
 }
@@ -46,6 +50,7 @@ fn failover_simulation_holds_every_invariant_over_many_seeds() {
         t.crashes > 100 && t.partitions > 100 && t.suspends > 100,
         "{t:?}"
     );
+    assert!(t.reconfigurations > 50 && t.handoffs > 50, "{t:?}");
 }
 
 #[test]
@@ -110,7 +115,7 @@ fn failover_simulation_catches_a_takeover_before_the_grant_ran_out() {
 /// host cut off cleanly while it runs.
 #[test]
 fn failover_simulation_catches_lease_lengths_that_ignore_clock_drift() {
-    assert_caught(&[Bug::IgnoreClockRate], 300);
+    assert_caught(&[Bug::IgnoreClockRate], 400);
 }
 
 #[test]
@@ -123,6 +128,13 @@ fn failover_simulation_catches_a_voter_that_forgets_its_promise() {
 #[test]
 fn failover_simulation_catches_a_voter_without_a_boot_wait() {
     assert_caught(&[Bug::NoBootWait], 300);
+}
+
+/// A voter that forgets it signed a change signs a takeover that follows
+/// the old set.
+#[test]
+fn failover_simulation_catches_a_voter_that_forgets_its_change_of_voters() {
+    assert_caught(&[Bug::ForgetReconfiguration], 300);
 }
 
 /// For the table in docs/protocol.md: for each lease bug, the first seed

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use protocol::lease::{AssignmentBody, Certificate, LeaseRequest, LeaseResponse};
+use protocol::ids::PeerIdBytes;
+use protocol::lease::{AssignmentBody, AssignmentKind, Certificate, LeaseRequest, LeaseResponse};
 
 use super::LeaseDriver;
 use crate::failover::cert::Ballot;
@@ -49,17 +50,31 @@ pub async fn elect(
 ) -> Result<Certificate, ElectError> {
     let mut ballot = Ballot::new(body.clone());
     let needed = protocol::lease::majority(body.signers.len());
+    // A candidate for a takeover asks its own voter last, as the vote that
+    // completes the majority (`Ballot::signs_last`): a ballot the others
+    // refuse then leaves no promise of its own behind.
+    let me = super::peer_bytes(&driver.me);
+    let last = (body.kind == AssignmentKind::Takeover && body.signers.contains(&me)).then_some(me);
+    let ask = |voter: PeerIdBytes| {
+        let request = LeaseRequest::Vote {
+            body: body.clone(),
+            proof: proof.clone(),
+        };
+        async move {
+            let answer = driver.ask(&voter, request, timeout).await;
+            (voter, answer)
+        }
+    };
     let mut asks: FuturesUnordered<_> = body
         .signers
         .iter()
-        .map(|voter| {
-            let request = LeaseRequest::Vote {
-                body: body.clone(),
-                proof: proof.clone(),
-            };
-            async move { (voter.clone(), driver.ask(voter, request, timeout).await) }
-        })
+        .filter(|v| Some(*v) != last.as_ref())
+        .map(|v| ask(v.clone()))
         .collect();
+    if last.is_some() && ballot.signs_last() {
+        asks.push(ask(last.clone().expect("checked")));
+    }
+    let mut own_asked = last.is_none() || ballot.signs_last();
     let mut why = Vec::new();
     let mut known_epoch: Option<u64> = None;
     let mut signed = 0;
@@ -69,6 +84,10 @@ pub async fn elect(
                 signed += 1;
                 if let Some(cert) = ballot.add(sig) {
                     return Ok(cert);
+                }
+                if !own_asked && ballot.signs_last() {
+                    own_asked = true;
+                    asks.push(ask(last.clone().expect("not asked yet")));
                 }
             }
             Ok(LeaseResponse::Superseded(cert)) => {

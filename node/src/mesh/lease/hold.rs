@@ -1,7 +1,8 @@
 //! The owner's side of a lease: rounds to the voters
 //! (`failover::holder::Holder` decides when and counts the grants), the
 //! vessel's gate (`vessel::lease_gate`, which the runner obeys), the lease
-//! note, and fencing when a voter shows a higher certificate.
+//! note, fencing when a voter shows a higher certificate, and the change
+//! of voter set (`reconfigure`) when its voters change.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -46,6 +47,20 @@ struct Answer {
     answer: Result<LeaseResponse, super::AskFailed>,
 }
 
+/// How a holder ended, for its keeper.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held {
+    /// Nothing more to hold here.
+    Over,
+    /// It holds a change of voter set, written and owned: hold that one.
+    Changed,
+}
+
+/// The first rounds under a changed voter set also go to the voters it
+/// removed, so that they learn it (they refuse the lease) and stop
+/// suspecting this node: as many as a lease has rounds.
+const ROUNDS_TO_FORMER_VOTERS: u64 = 4;
+
 /// What ends a holder.
 #[derive(Debug)]
 enum End {
@@ -54,6 +69,8 @@ enum End {
     NotOwned,
     /// A voter knows a higher certificate: this node's epoch is over.
     Fenced(Box<Certificate>),
+    /// Its voters signed a change of voter set: hold the new one.
+    Changed(Box<Certificate>),
 }
 
 /// Holds the lease of vessel `id`, owned here under `certificate`, for as
@@ -65,7 +82,7 @@ pub async fn hold(
     id: VesselId,
     certificate: Certificate,
     gate: Arc<LeaseGate>,
-) {
+) -> Held {
     let epoch = certificate.body.epoch;
     let note = lock(&host).vessel_dir(id).join(LEASE_NOTE);
     // Rounds numbered from a random start: a grant of a round this node
@@ -76,8 +93,13 @@ pub async fn hold(
     let first_round = u64::from_le_bytes(first) >> 1;
     let mut holder = Holder::new(driver.leases.params(), certificate.clone(), first_round);
     let (tx, mut rx) = mpsc::unbounded_channel::<Answer>();
+    let (changed_tx, mut changed_rx) = mpsc::unbounded_channel();
+    let mut changing = false;
+    let mut rounds_sent = 0u64;
     let mut tick = tokio::time::interval(HOLD_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut change_tick = tokio::time::interval(super::reconfigure::CHANGE_CHECK);
+    change_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let end = loop {
         tokio::select! {
             _ = tick.tick() => {
@@ -85,7 +107,25 @@ pub async fn hold(
                     break End::NotOwned;
                 }
                 if let Some(round) = holder.poll(now_ms()) {
-                    send_round(&driver, &certificate, round, &tx);
+                    rounds_sent += 1;
+                    let former = rounds_sent <= ROUNDS_TO_FORMER_VOTERS;
+                    send_round(&driver, &certificate, round, former, &tx);
+                }
+            }
+            _ = change_tick.tick(), if !changing => {
+                changing = true;
+                let (driver, cert, tx) = (driver.clone(), certificate.clone(), changed_tx.clone());
+                let running = holder.may_run(now_ms());
+                tokio::spawn(async move {
+                    let _ = tx.send(super::reconfigure::change(driver, id, cert, running).await);
+                });
+            }
+            Some(result) = changed_rx.recv() => {
+                changing = false;
+                match result {
+                    Ok(Some(cert)) => break End::Changed(Box::new(cert)),
+                    Ok(None) => {}
+                    Err(why) => debug!(vessel = %id, "no change of voter set yet: {why}"),
                 }
             }
             Some(a) = rx.recv() => {
@@ -100,7 +140,8 @@ pub async fn hold(
     };
     match end {
         End::NotOwned => {
-            debug!(vessel = %id, epoch, "lease holder ends: not owned here at this epoch")
+            debug!(vessel = %id, epoch, "lease holder ends: not owned here at this epoch");
+            Held::Over
         }
         End::Fenced(cert) => {
             driver.set_status(
@@ -109,20 +150,82 @@ pub async fn hold(
                     by_epoch: cert.body.epoch,
                 },
             );
-            fence(&host, id, &gate, &cert)
+            fence(&host, id, &gate, &cert);
+            super::reconfigure::drop_own_change(&driver, id, cert.body.epoch).await;
+            Held::Over
+        }
+        End::Changed(cert) => take_change(&host, id, epoch, &gate, *cert).await,
+    }
+}
+
+/// The change of voter set `cert` formed: the vessel stops running on the
+/// old set's lease *before* the certificate leaves this node (a new voter
+/// that never granted the old lease could sign a takeover at once), then
+/// the certificate and the record at its epoch are made durable, and the
+/// keeper holds the new set's lease (the vessel runs again once a majority
+/// of the new set granted it: a round trip).
+async fn take_change(
+    host: &Arc<Mutex<Host>>,
+    id: VesselId,
+    epoch: u64,
+    gate: &Arc<LeaseGate>,
+    cert: Certificate,
+) -> Held {
+    if !owned_at(host, id, epoch, gate) {
+        return Held::Over;
+    }
+    gate.shut_now();
+    let (h, new_epoch) = (host.clone(), cert.body.epoch);
+    let voters = cert.body.voters.len();
+    let written = tokio::task::spawn_blocking(move || {
+        let mut h = lock(&h);
+        let Some(Record::Owned { image, .. }) = h.vessels.get(&id).map(|l| l.record.clone()) else {
+            return Err("not owned here any more".to_string());
+        };
+        crate::vessel::certificate::write(&h.vessel_dir(id), &cert)
+            .map_err(|e| format!("its certificate: {e}"))?;
+        let record = Record::Owned {
+            epoch: new_epoch,
+            image,
+        };
+        h.write_record(id, &record)
+            .map_err(|e| format!("its record: {e}"))?;
+        if let Some(l) = h.vessels.get_mut(&id) {
+            l.record = record;
+        }
+        Ok(())
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
+    match written {
+        Ok(()) => {
+            info!(vessel = %id, epoch = new_epoch, voters, "its voters changed: it runs again once the new set grants its lease");
+            Held::Changed
+        }
+        Err(why) => {
+            // The gate stays shut: a restart holds what is on disk.
+            warn!(vessel = %id, "cannot keep its change of voter set: {why}");
+            Held::Over
         }
     }
 }
 
-/// Sends round `round` to every voter; each answer comes back on `tx`.
+/// Sends round `round` to every voter (and, when `former`, to the voters a
+/// change removed); each answer comes back on `tx`.
 fn send_round(
     driver: &LeaseDriver,
     certificate: &Certificate,
     round: u64,
+    former: bool,
     tx: &mpsc::UnboundedSender<Answer>,
 ) {
     let timeout = Duration::from_millis(driver.leases.params().renew_every_ms);
-    for voter in &certificate.body.voters {
+    let body = &certificate.body;
+    let removed = body
+        .signers
+        .iter()
+        .filter(|s| former && !body.voters.contains(s));
+    for voter in body.voters.iter().chain(removed) {
         let (driver, voter, tx) = (driver.clone(), voter.clone(), tx.clone());
         let request = LeaseRequest::Lease {
             certificate: certificate.clone(),

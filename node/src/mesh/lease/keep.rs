@@ -88,8 +88,10 @@ pub async fn keep(driver: LeaseDriver, host: Arc<Mutex<Host>>, id: VesselId, rep
             Found::Gone => return,
             Found::Certified(cert, gate) => {
                 driver.set_status(id, LeaseStatus::Held(cert.clone()));
-                hold(driver.clone(), host.clone(), id, cert, gate).await;
-                return;
+                match hold(driver.clone(), host.clone(), id, cert, gate).await {
+                    super::hold::Held::Changed => continue,
+                    super::hold::Held::Over => return,
+                }
             }
             Found::Bare(epoch) => epoch,
         };

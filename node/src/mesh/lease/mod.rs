@@ -16,12 +16,15 @@
 //! - [`elect`]: collecting votes into a certificate (a deploy's);
 //! - [`keep`]: keeping a vessel leased on its owner (its certificate on
 //!   disk, or winning one at deployment, then holding);
+//! - [`reconfigure`]: changing a vessel's voter set when a voter is down,
+//!   left or was revoked, or a replica is not a voter;
 //! - [`takeover`]: a replica that votes for a vessel takes it over once
 //!   its own grant to the host has run out.
 
 pub mod elect;
 pub mod hold;
 pub mod keep;
+pub mod reconfigure;
 pub mod serve;
 pub mod store;
 pub mod takeover;
@@ -108,7 +111,8 @@ impl Leases {
     pub fn open(data_dir: &std::path::Path, me: &PeerId, params: LeaseParams) -> Leases {
         let dir = data_dir.join("leases");
         let started_ms = now_ms();
-        let voters = store::load_all(&dir)
+        let mut known = store::load_known(&dir);
+        let mut voters: HashMap<VesselId, Voter> = store::load_all(&dir)
             .into_iter()
             .map(|(id, durable)| {
                 (
@@ -117,6 +121,16 @@ impl Leases {
                 )
             })
             .collect();
+        // What each voter was shown before the restart: a replica whose
+        // host died meanwhile takes it over from there.
+        for (id, cert) in known.drain() {
+            voters
+                .entry(id)
+                .or_insert_with(|| {
+                    Voter::start(peer_bytes(me), params, Default::default(), started_ms)
+                })
+                .known = Some(cert);
+        }
         Leases {
             book: Arc::new(Mutex::new(LeaseBook {
                 me: peer_bytes(me),

@@ -98,7 +98,10 @@ fn candidates(driver: &LeaseDriver) -> Vec<Candidate> {
         .filter_map(|(vessel, epoch, image)| {
             let voter = book.voter(vessel);
             let cert = voter.known.clone()?;
-            if cert.body.epoch != epoch || cert.body.owner == me {
+            // Bound by a change of voter set it signed (rule 5): it waits
+            // to learn the change instead of proposing from the old set.
+            let bound = voter.durable.follows_from_epoch() > cert.body.epoch;
+            if cert.body.epoch != epoch || cert.body.owner == me || bound {
                 return None;
             }
             let rank = cert

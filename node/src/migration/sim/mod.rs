@@ -32,7 +32,8 @@ use protocol::fuzzing::SplitMix64;
 use protocol::snapshot::Hash;
 use protocol::vessel::VesselId;
 
-use super::bugs::{self, Bug};
+pub use super::bugs::parse_bugs;
+use super::bugs::{self, bug_names, Bug};
 use super::source::Input;
 use check::Ghost;
 use node::{Msg, SimNode};
@@ -416,27 +417,6 @@ pub fn run_seed_with(seed: u64, bugs_on: &[Bug], options: Options) -> Result<Sta
             )),
         }
     })
-}
-
-/// `bugs` as `SIM_BUGS` names them: comma-separated, as declared.
-pub fn bug_names(bugs: &[Bug]) -> String {
-    let names: Vec<String> = bugs.iter().map(|b| format!("{b:?}")).collect();
-    names.join(",")
-}
-
-/// The bugs a `SIM_BUGS` value names; an unknown name is an error naming it.
-pub fn parse_bugs(names: &str) -> Result<Vec<Bug>, String> {
-    names
-        .split(',')
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-        .map(|n| {
-            Bug::ALL
-                .into_iter()
-                .find(|b| format!("{b:?}") == n)
-                .ok_or_else(|| format!("SIM_BUGS: no deliberate bug is called {n:?}"))
-        })
-        .collect()
 }
 
 #[cfg(test)]
