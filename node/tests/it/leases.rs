@@ -291,3 +291,86 @@ fn a_replica_takes_over_when_its_host_is_killed_and_the_old_host_is_fenced() {
         "one owner after the old host is back: {r}"
     );
 }
+
+/// The certificate the host keeps beside its record of `id`.
+fn certificate(mesh: &Mesh, node: usize, id: &str) -> Option<protocol::lease::Certificate> {
+    meshnode::vessel::certificate::read(&mesh.nodes[node].data_dir.join("vessels").join(id))
+}
+
+/// Goal (issue 15, "Voters"): a voter that dies for good is replaced by a
+/// member that is not one, through a new epoch that a majority of the old
+/// set signed, and the vessel runs on under the new set's lease. Four
+/// nodes: the ticker on a, its voters a, its replica and the third; d
+/// joins; the voter that is not the replica is killed for good, and once
+/// it is `down` (2 s here, `MESHNODE_TEST_DOWN_AFTER_MS`) a's holder
+/// proposes the change.
+#[test]
+fn a_voter_that_dies_for_good_is_replaced_through_a_new_epoch() {
+    let _cpu = crate::support::shared_cpu();
+    let wasm = compile_c("node/tests/it/programs/ticker.c", &[]);
+    let mut mesh = Mesh::with_env(0, 200_000, &[("MESHNODE_TEST_DOWN_AFTER_MS", "2000")]);
+    let out = mesh.cli(0, &["deploy", "--name", "ticker", wasm.to_str().unwrap()]);
+    assert!(out.status.success(), "deploy: {}", stderr(&out));
+    let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let r = wait_row(&mesh, 0, "ticker", "leased, with a replica", |r| {
+        r["lease"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("held at epoch 1 from 3 voters"))
+            && r["replica_age_ms"].is_u64()
+    });
+    let replica = r["replicas"][0]["node"].as_str().unwrap().to_string();
+    let witness = (1..3).find(|i| mesh.ids[*i] != replica).unwrap();
+    mesh.add_node();
+    let before = certificate(&mesh, 0, &id).expect("its certificate");
+    assert_eq!(before.body.voters.len(), 3);
+
+    let _ = mesh.nodes[witness].child.kill();
+    let _ = mesh.nodes[witness].child.wait();
+    let gone = protocol::ids::PeerIdBytes(
+        mesh.ids[witness]
+            .parse::<libp2p::PeerId>()
+            .unwrap()
+            .to_bytes(),
+    );
+    let d = protocol::ids::PeerIdBytes(mesh.ids[3].parse::<libp2p::PeerId>().unwrap().to_bytes());
+    let deadline = Instant::now() + LEASE_WAIT + LEASE_WAIT;
+    let after = loop {
+        let c = certificate(&mesh, 0, &id);
+        if let Some(c) = c.filter(|c| !c.body.voters.contains(&gone)) {
+            break c;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the dead voter is still in the set\n{}",
+            mesh.nodes[0].log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        after.body.kind,
+        protocol::lease::AssignmentKind::Reconfigure
+    );
+    assert!(after.body.epoch > 1, "a new epoch: {:?}", after.body);
+    assert_eq!(after.body.voters.len(), 3, "the size stays");
+    assert!(
+        after.body.voters.contains(&d),
+        "d took its place: {:?}",
+        after.body
+    );
+    // Signed by a majority of the old set, and the vessel runs on, on a,
+    // under the new set's lease.
+    assert!(after.signatures.len() >= 2);
+    let epoch = after.body.epoch;
+    wait_row(&mesh, 0, "ticker", "held under the new set", |r| {
+        r["lease"]
+            .as_str()
+            .is_some_and(|l| l.starts_with(&format!("held at epoch {epoch} from 3 voters")))
+            && r["node"] == mesh.ids[0].as_str()
+    });
+    let n = ticks(&mesh, 0, &id);
+    let deadline = Instant::now() + LEASE_WAIT;
+    while ticks(&mesh, 0, &id) < n + 5 {
+        assert!(Instant::now() < deadline, "it does not run on");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

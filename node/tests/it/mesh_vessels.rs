@@ -26,6 +26,10 @@ use crate::mesh::{stderr, Node, User};
 /// Long enough for a migration on a loaded CI machine.
 const WAIT: Duration = Duration::from_secs(60);
 
+/// The nodes' names, in order: a mesh has the first three, and a fourth
+/// when a test adds it ([`Mesh::add_node`]).
+const NAMES: [&str; 4] = ["a", "b", "c", "d"];
+
 /// One user's mesh of three nodes, a, b and c (also used by the placement
 /// tests).
 pub(crate) struct Mesh {
@@ -37,6 +41,8 @@ pub(crate) struct Mesh {
     fuel_slice: u64,
     /// Added to every `deploy` (the fault tests: `--replicas 0`).
     deploy_extra: Vec<String>,
+    /// Given to every node it starts, before a start's own.
+    env: Vec<(String, String)>,
 }
 
 impl Mesh {
@@ -53,6 +59,16 @@ impl Mesh {
     /// A mesh whose nodes a, b and c start with these config.toml files
     /// (an empty one: the defaults).
     pub(crate) fn with_node_configs(pace_ms: u32, fuel_slice: u64, configs: [&str; 3]) -> Mesh {
+        Mesh::build(pace_ms, fuel_slice, configs, &[])
+    }
+
+    /// A mesh whose nodes all start with `env` in their environment (test
+    /// knobs such as `MESHNODE_TEST_DOWN_AFTER_MS`).
+    pub(crate) fn with_env(pace_ms: u32, fuel_slice: u64, env: &[(&str, &str)]) -> Mesh {
+        Mesh::build(pace_ms, fuel_slice, ["", "", ""], env)
+    }
+
+    fn build(pace_ms: u32, fuel_slice: u64, configs: [&str; 3], env: &[(&str, &str)]) -> Mesh {
         let user = User::new();
         for (name, config) in ["a", "b", "c"].into_iter().zip(configs) {
             if !config.is_empty() {
@@ -69,6 +85,10 @@ impl Mesh {
             pace_ms,
             fuel_slice,
             deploy_extra: Vec::new(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         for name in ["a", "b", "c"] {
             let peers = m.addrs.clone();
@@ -117,10 +137,11 @@ impl Mesh {
     fn start(&self, name: &str, peers: &[String], envs: &[(&str, &str)]) -> Node {
         let pace = self.pace_ms.to_string();
         let mut all: Vec<(&str, &str)> = vec![("MESHNODE_TEST_SLICE_PACE_MS", &pace)];
+        all.extend(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         all.extend_from_slice(envs);
         let slice = self.fuel_slice.to_string();
         // One loopback address per node for service vessels' clients.
-        let service = Self::service_ip(["a", "b", "c"].iter().position(|n| *n == name).unwrap());
+        let service = Self::service_ip(NAMES.iter().position(|n| *n == name).unwrap());
         self.user.start_env(
             &self.data_dir(name),
             peers,
@@ -151,11 +172,11 @@ impl Mesh {
             let _ = std::fs::remove_file(self.nodes[i].data_dir.join("node.addrs"));
         }
         for &i in which {
-            let peers: Vec<String> = (0..3)
+            let peers: Vec<String> = (0..self.nodes.len())
                 .filter(|j| *j != i)
                 .map(|j| self.addrs[j].clone())
                 .collect();
-            let name = ["a", "b", "c"][i];
+            let name = NAMES[i];
             let mut n = self.start(name, &peers, envs);
             self.addrs[i] = n.wait_ready();
             self.nodes[i] = n;
@@ -163,10 +184,22 @@ impl Mesh {
         self.wait_members();
     }
 
-    /// Waits until every node sees the other two as members.
+    /// Starts the next node (d) with every node before it as its peers;
+    /// waits until every node sees every other as a member.
+    pub(crate) fn add_node(&mut self) {
+        let name = NAMES[self.nodes.len()];
+        let peers = self.addrs.clone();
+        let mut n = self.start(name, &peers, &[]);
+        self.addrs.push(n.wait_ready());
+        self.ids.push(n.peer_id());
+        self.nodes.push(n);
+        self.wait_members();
+    }
+
+    /// Waits until every node sees every other as a member.
     fn wait_members(&self) {
         for (i, n) in self.nodes.iter().enumerate() {
-            let others: Vec<&str> = (0..3)
+            let others: Vec<&str> = (0..self.nodes.len())
                 .filter(|j| *j != i)
                 .map(|j| self.ids[j].as_str())
                 .collect();
