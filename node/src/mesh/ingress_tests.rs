@@ -34,8 +34,9 @@ async fn next_frame(
     }
 }
 
-#[tokio::test]
-async fn an_entry_waiting_on_the_old_host_resends_to_the_new_one_when_it_announces_itself() {
+/// An entry node on its own: its link's requests come out of the receiver
+/// (as the event loop would get them), unanswered until a test answers.
+fn entry() -> (tempfile::TempDir, Arc<Ingress>, mpsc::Receiver<NodeCommand>) {
     let dir = tempfile::tempdir().unwrap();
     let host = Host::open(
         dir.path(),
@@ -44,19 +45,47 @@ async fn an_entry_waiting_on_the_old_host_resends_to_the_new_one_when_it_announc
         BTreeMap::new(),
     )
     .unwrap();
-    let (tx, mut rx) = mpsc::channel(16);
+    let (tx, rx) = mpsc::channel(16);
     let link = Link {
         tx,
         fail_fast: false,
     };
-    let me = PeerId::random();
     let ingress = Arc::new(Ingress::new(
         None,
         link,
         Arc::new(Mutex::new(host)),
-        me,
+        PeerId::random(),
         Suspects::default(),
     ));
+    (dir, ingress, rx)
+}
+
+/// A client of `vessel` held by `ingress` as connection 1, its reader
+/// running: the client's end, the reader's task, and what the entry would
+/// write to the client (kept open).
+async fn held_client(
+    ingress: &Arc<Ingress>,
+    vessel: VesselId,
+) -> (
+    tokio::net::TcpStream,
+    tokio::task::JoinHandle<()>,
+    mpsc::Receiver<WriteCmd>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (stream, _) = listener.accept().await.unwrap();
+    let (read, _write) = stream.into_split();
+    let (writer, writes) = mpsc::channel(4);
+    lock(&ingress.conns).insert(1, Arc::new(EntryConn { vessel, writer }));
+    let reader = tokio::spawn(read_client(ingress.clone(), vessel, 1, "7000".into(), read));
+    (client, reader, writes)
+}
+
+#[tokio::test]
+async fn an_entry_waiting_on_the_old_host_resends_to_the_new_one_when_it_announces_itself() {
+    let (_dir, ingress, mut rx) = entry();
     let (vessel, old, new) = (VesselId([7; 8]), PeerId::random(), PeerId::random());
     let route = |epoch| ServiceRoute {
         vessel,
@@ -67,15 +96,7 @@ async fn an_entry_waiting_on_the_old_host_resends_to_the_new_one_when_it_announc
     ingress.learn(old, &[route(1)]);
 
     // A client connection held here, its reader carrying its bytes.
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
-        .await
-        .unwrap();
-    let (stream, _) = listener.accept().await.unwrap();
-    let (read, _write) = stream.into_split();
-    let (writer, _writes) = mpsc::channel(4);
-    lock(&ingress.conns).insert(1, Arc::new(EntryConn { vessel, writer }));
-    tokio::spawn(read_client(ingress.clone(), vessel, 1, "7000".into(), read));
+    let (mut client, _reader, _writes) = held_client(&ingress, vessel).await;
     let (to, opening, reply) = next_frame(&mut rx).await;
     assert_eq!((to, opening.segments[0].at), (old, 0));
     let took = IngressReply::Took {
@@ -123,26 +144,7 @@ async fn an_entry_waiting_on_the_old_host_resends_to_the_new_one_when_it_announc
 /// is reset.
 #[tokio::test]
 async fn an_idle_client_waiting_for_its_answer_is_reset_when_a_replica_takes_over() {
-    let dir = tempfile::tempdir().unwrap();
-    let host = Host::open(
-        dir.path(),
-        "n".into(),
-        DockConfig::default(),
-        BTreeMap::new(),
-    )
-    .unwrap();
-    let (tx, mut rx) = mpsc::channel(16);
-    let link = Link {
-        tx,
-        fail_fast: false,
-    };
-    let ingress = Arc::new(Ingress::new(
-        None,
-        link,
-        Arc::new(Mutex::new(host)),
-        PeerId::random(),
-        Suspects::default(),
-    ));
+    let (_dir, ingress, mut rx) = entry();
     let (vessel, old, new) = (VesselId([9; 8]), PeerId::random(), PeerId::random());
     let route = |epoch| ServiceRoute {
         vessel,
@@ -151,15 +153,7 @@ async fn an_idle_client_waiting_for_its_answer_is_reset_when_a_replica_takes_ove
         sync: false,
     };
     ingress.learn(old, &[route(1)]);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
-        .await
-        .unwrap();
-    let (stream, _) = listener.accept().await.unwrap();
-    let (read, _write) = stream.into_split();
-    let (writer, _writes) = mpsc::channel(4);
-    lock(&ingress.conns).insert(1, Arc::new(EntryConn { vessel, writer }));
-    let reader = tokio::spawn(read_client(ingress.clone(), vessel, 1, "7000".into(), read));
+    let (mut client, reader, _writes) = held_client(&ingress, vessel).await;
     let took = |taken| IngressReply::Took {
         epoch: 1,
         conns: vec![(1, InStatus::Taken { taken })],
