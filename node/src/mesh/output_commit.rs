@@ -1,6 +1,6 @@
 //! Output commit for `deploy --durability sync` (issue 15, item 3; docs/
 //! protocol.md, "Output commit"), as Remus does for VMs: the host
-//! checkpoints the vessel every sync interval ([`drive`]) and ships each
+//! checkpoints the vessel every sync interval (`mesh::checkpoint`) and ships each
 //! checkpoint to every replica (`mesh::replicate`); once all of them hold
 //! one, [`release`] lets out the vessel's client bytes, its confirmations of
 //! client bytes and its log lines up to what that checkpoint contains. The
