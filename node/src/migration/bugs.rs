@@ -56,11 +56,16 @@ pub enum Bug {
     /// A voter that signed a reconfiguration does not remember it: it
     /// signs later assignments that follow an epoch of the old set.
     ForgetReconfiguration,
+    /// A destination of a leased vessel that restarts with a `Prepared`
+    /// record runs it under the handoff certificate it kept beside that
+    /// record, without waiting for the source's commit (as if the
+    /// certificate were the commit).
+    ResumePreparedUnderHandoff,
 }
 
 impl Bug {
     /// Every deliberate bug (`SIM_BUGS` names any of them).
-    pub const ALL: [Bug; 14] = [
+    pub const ALL: [Bug; 15] = [
         Bug::ResumeSourceAfterCommit,
         Bug::AcceptEqualEpoch,
         Bug::SkipSyncBeforePrepared,
@@ -75,17 +80,19 @@ impl Bug {
         Bug::VoterForgetsPromise,
         Bug::NoBootWait,
         Bug::ForgetReconfiguration,
+        Bug::ResumePreparedUnderHandoff,
     ];
 
     /// The lease and fencing bugs, which the failover simulation catches
     /// (`failover::sim`); the migration simulation never reaches them.
-    pub const LEASE: [Bug; 6] = [
+    pub const LEASE: [Bug; 7] = [
         Bug::HolderCountsFromGrant,
         Bug::TakeoverBeforeGrantRanOut,
         Bug::IgnoreClockRate,
         Bug::VoterForgetsPromise,
         Bug::NoBootWait,
         Bug::ForgetReconfiguration,
+        Bug::ResumePreparedUnderHandoff,
     ];
 
     /// The migration bugs, for sweeping them in the migration simulation.

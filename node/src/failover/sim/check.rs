@@ -26,6 +26,8 @@ pub struct Ghost {
     records: BTreeMap<NodeId, u64>,
     /// The highest epoch any node has run under.
     pub ran: u64,
+    /// The epochs of the handoffs whose source passed its commit point.
+    left: std::collections::BTreeSet<u64>,
     broken: Vec<String>,
 }
 
@@ -117,13 +119,28 @@ impl Ghost {
         self.records.insert(node, record.epoch());
     }
 
-    /// The highest epoch a certificate names, but a change of voter set
-    /// that its fenced owner dropped (it formed, and can never be used).
+    /// A handoff's source wrote its commit point (`Left`) at `epoch`.
+    pub fn left(&mut self, epoch: u64) {
+        self.left.insert(epoch);
+    }
+
+    /// Whether a certificate that formed can still be used: not a change
+    /// of voter set its fenced owner dropped, nor a handoff its source
+    /// gave up before its commit point (the node's migration fails then,
+    /// and the source runs on under the epoch it had; the destination's
+    /// `Prepared` record waits for a commit that never comes).
+    fn usable(&self, body: &AssignmentBody) -> bool {
+        let handoff_given_up =
+            body.kind == AssignmentKind::Handoff && !self.left.contains(&body.epoch);
+        !self.dropped.contains(body) && !handoff_given_up
+    }
+
+    /// The highest epoch a usable certificate names ([`Ghost::usable`]).
     pub fn highest_epoch(&self) -> u64 {
         self.formed
             .iter()
             .rev()
-            .find(|(_, b)| !self.dropped.contains(b))
+            .find(|(_, b)| self.usable(b))
             .map_or(0, |(e, _)| *e)
     }
 
@@ -132,7 +149,7 @@ impl Ghost {
         self.formed
             .values()
             .rev()
-            .find(|b| !self.dropped.contains(b))
+            .find(|b| self.usable(b))
             .map_or(Vec::new(), |b| b.voters.clone())
     }
 }

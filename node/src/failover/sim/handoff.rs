@@ -1,11 +1,20 @@
-//! Handoffs: a migration of the replicated vessel, modelled (not through
-//! the migration layer's `Source` and `Destination`): the host asks the
-//! voters to sign a `Handoff` to another node (rule 3: only the owner's
-//! consent counts, and it keeps its lease meanwhile), writes its commit
-//! point (`Left`) once it holds the certificate, and only then sends the
-//! commit, until the destination acknowledges; the destination runs from
-//! the commit, after winning its lease. Asked for by the fault actor now
-//! and then, racing takeovers and faults.
+//! Handoffs: a migration of the replicated vessel, in the node's order
+//! (`mesh::migrate`, `mesh::serve`): the host asks the voters to sign a
+//! `Handoff` to another node (rule 3: only the owner's consent counts, and
+//! it keeps its lease meanwhile); with the certificate it sends its final
+//! offer carrying it, which the destination judges, prepares and commits
+//! through the migration layer's real [`Destination`] and record rules
+//! (the offer's epoch rule, `Record::prepared`, `commit_rule`,
+//! `prepared_matches`; `recovery_of` keeps a restarted `Prepared` record
+//! waiting), keeping the certificate beside its `Prepared` record; once
+//! prepared, the source writes its commit point (`Left`), and only then
+//! sends the commit, until the destination acknowledges; the destination
+//! runs from the commit under that certificate, after winning its lease.
+//! A handoff whose destination does not prepare within a hold is given up
+//! (the source runs on). The source side is this module's, not the
+//! migration layer's `Source` machine (no pre-copy rounds, chunks or
+//! nonces). Asked for by the fault actor now and then, racing takeovers
+//! and faults.
 //!
 //! A change of voter set ([`super::reconfigure`]) is the host's proposal
 //! too: the same ballot and votes here, another ending.
@@ -14,10 +23,27 @@ use protocol::lease::{
     AssignmentBody, AssignmentKind, Certificate, LeaseRequest, VoterSignature, LEASE_VERSION,
 };
 
-use super::node::{local, node_of, runs, won, VESSEL};
+use protocol::migrate::OfferKind;
+use protocol::snapshot::Hash;
+
+use super::node::{local, node_of, runs, won_with, VESSEL};
 use super::{Msg, NodeId, World};
 use crate::failover::cert::{check_certificate, Ballot};
-use crate::migration::record::Record;
+#[cfg(doc)]
+use crate::migration::destination::Destination;
+use crate::migration::destination::{CommitPlan, Session};
+use crate::migration::record::{prepared_matches, Record};
+
+/// A handoff whose certificate this host won, offered until its
+/// destination prepared it.
+#[derive(Debug, Clone)]
+pub struct Handing {
+    pub cert: Certificate,
+    /// The epoch it hands off from.
+    pub from_epoch: u64,
+    pub image: Hash,
+    pub since_ms: u64,
+}
 
 /// A handoff or a change of voter set the host is collecting votes for.
 #[derive(Debug, Clone)]
@@ -140,38 +166,173 @@ pub fn voted(w: &mut World, host: NodeId, sig: &VoterSignature) -> bool {
         super::reconfigure::won(w, host, cert, from_epoch);
         return true;
     }
-    left(w, host, cert, from_epoch);
+    won_handoff(w, host, cert, from_epoch);
     true
 }
 
-/// The handoff's certificate formed: the commit point, then the commit.
-fn left(w: &mut World, host: NodeId, cert: Certificate, from_epoch: u64) {
-    // The commit point only over its own run at the epoch it hands off
-    // from: a source that was fenced (or moved on) meanwhile writes
-    // nothing, and the certificate names a destination that never hears
-    // of it (the 20,000-seed run found a late vote completing a fenced
-    // host's handoff, seed 6320: Left{4} over Fenced{by 6}).
-    let owns = w.nodes[host]
-        .holder
-        .as_ref()
-        .is_some_and(|x| x.epoch() == from_epoch)
-        && matches!(w.nodes[host].disk.record, Some(Record::Owned { epoch, .. }) if epoch == from_epoch);
-    if !owns {
+/// The handoff's certificate formed: offer it (the final offer carries
+/// it), over the host's own run at the epoch it hands off from only.
+fn won_handoff(w: &mut World, host: NodeId, cert: Certificate, from_epoch: u64) {
+    if !owns(w, host, from_epoch) {
+        w.stats.handoffs_abandoned += 1;
         return;
     }
-    // The commit point: durable before the commit leaves, and nothing
-    // runs here after it.
+    let image = handoff_image(cert.body.epoch);
+    let since_ms = local(w, host);
+    w.nodes[host].handing = Some(Handing {
+        cert,
+        from_epoch,
+        image,
+        since_ms,
+    });
+    send_offer(w, host);
+}
+
+/// A handoff's image: the final image its source packs, its own per
+/// epoch (so that a commit naming another attempt's image is refused).
+fn handoff_image(epoch: u64) -> Hash {
+    let mut h = [0xa5; 32];
+    h[..8].copy_from_slice(&epoch.to_le_bytes());
+    Hash(h)
+}
+
+/// Whether `host` still owns `epoch`: it holds that lease and its record
+/// is `Owned` at it (the node's source checks its record first).
+fn owns(w: &World, host: NodeId, epoch: u64) -> bool {
+    w.nodes[host]
+        .holder
+        .as_ref()
+        .is_some_and(|x| x.epoch() == epoch)
+        && matches!(w.nodes[host].disk.record, Some(Record::Owned { epoch: e, .. }) if e == epoch)
+}
+
+/// Sends the final offer of the handoff this host won, until a hold
+/// passed or it no longer owns the epoch it hands off from: then the
+/// move failed, and it runs on.
+pub fn send_offer(w: &mut World, host: NodeId) {
+    let Some(h) = w.nodes[host].handing.clone() else {
+        return;
+    };
+    let late = local(w, host) >= h.since_ms + w.shape.params.voter_hold_ms();
+    if late || !owns(w, host, h.from_epoch) {
+        w.nodes[host].handing = None;
+        w.stats.handoffs_abandoned += 1;
+        w.note(format!(
+            "n{host} gives up its handoff at epoch {}",
+            h.cert.body.epoch
+        ));
+        return;
+    }
+    let Some(to) = node_of(w, &h.cert.body.owner) else {
+        return;
+    };
+    w.send(host, to, Msg::Offer(Box::new(h.cert), h.image));
+}
+
+/// A final offer's handoff certificate, checked as `mesh::serve` does: it
+/// verifies, and hands exactly this vessel to this node by a handoff.
+fn hands_to_me(w: &World, me: NodeId, cert: &Certificate) -> bool {
+    let b = &cert.body;
+    check_certificate(cert, None).is_ok()
+        && b.vessel == VESSEL
+        && b.owner == w.nodes[me].peer
+        && b.kind == AssignmentKind::Handoff
+}
+
+/// The destination takes a final offer through the real [`Destination`]:
+/// the epoch rule against its record, a session that keeps the
+/// certificate, and the prepare, which writes the certificate and then the
+/// `Prepared` record. A repeated offer of what it prepared is answered
+/// `Prepared` again.
+pub fn offer(w: &mut World, from: NodeId, to: NodeId, cert: Certificate, image: Hash) {
+    if !hands_to_me(w, to, &cert) {
+        return;
+    }
+    let epoch = cert.body.epoch;
+    let known = w.nodes[to].disk.record.clone();
+    if prepared_matches(known.as_ref(), epoch, image) {
+        return w.send(to, from, Msg::Prepared(epoch));
+    }
+    let now = w.instant();
+    let dest = &mut w.nodes[to].dest;
+    if let Err(r) = dest.check_offer(&from, VESSEL, epoch, known.as_ref(), now) {
+        w.note(format!(
+            "n{to} refuses the handoff offer of epoch {epoch}: {r}"
+        ));
+        return;
+    }
+    dest.accept(VESSEL, final_session(from, epoch, image, now, cert.clone()));
+    if dest.check_prepare(&from, VESSEL, epoch, image).is_err() {
+        return;
+    }
+    let source = w.nodes[from].peer.0.clone();
+    let prepared = Record::prepared(epoch, image, source, known.as_ref());
+    w.ghost.record_written(to, &prepared);
+    let node = &mut w.nodes[to];
+    node.disk.prepared_cert = Some(cert);
+    node.disk.record = Some(prepared);
+    if let Some(s) = node.dest.session_mut(VESSEL, &from, epoch) {
+        s.prepared = true;
+    }
+    w.stats.handoffs_prepared += 1;
+    w.note(format!("n{to} prepared the handoff of epoch {epoch}"));
+    w.send(to, from, Msg::Prepared(epoch));
+}
+
+/// The session of a final offer with nothing lacking (its push carried
+/// every chunk), keeping the offer's handoff certificate.
+fn final_session(
+    from: NodeId,
+    epoch: u64,
+    image: Hash,
+    now: std::time::Instant,
+    cert: Certificate,
+) -> Session<NodeId, Certificate> {
+    Session {
+        from,
+        kind: OfferKind::Final,
+        epoch,
+        image,
+        expected: Default::default(),
+        started: now,
+        prepared: false,
+        warm_chunks: 0,
+        data: cert,
+    }
+}
+
+/// The destination prepared: the commit point, then the commit.
+pub fn prepared(w: &mut World, from: NodeId, host: NodeId, epoch: u64) {
+    let Some(h) = w.nodes[host].handing.clone() else {
+        return;
+    };
+    if h.cert.body.epoch != epoch || node_of(w, &h.cert.body.owner) != Some(from) {
+        return;
+    }
+    w.nodes[host].handing = None;
+    left(w, host, h);
+}
+
+/// The commit point: durable before the commit leaves, and nothing runs
+/// here after it. Only over its own run at the epoch it hands off from: a
+/// source that was fenced (or moved on) meanwhile writes nothing, and its
+/// destination's `Prepared` record never runs (the 20,000-seed run found a
+/// late vote completing a fenced host's handoff, seed 6320: Left{4} over
+/// Fenced{by 6}).
+fn left(w: &mut World, host: NodeId, h: Handing) {
+    if !owns(w, host, h.from_epoch) {
+        w.stats.handoffs_abandoned += 1;
+        return;
+    }
+    let cert = h.cert;
     let record = Record::Left {
         epoch: cert.body.epoch,
-        image: w.nodes[host]
-            .disk
-            .record
-            .as_ref()
-            .map_or(protocol::snapshot::Hash([0; 32]), |r| r.image()),
+        image: h.image,
         to: cert.body.owner.0.clone(),
         acked: false,
     };
     w.ghost.record_written(host, &record);
+    w.ghost.left(cert.body.epoch);
     let node = &mut w.nodes[host];
     node.disk.record = Some(record);
     node.disk.left_cert = Some(cert.clone());
@@ -179,7 +340,7 @@ fn left(w: &mut World, host: NodeId, cert: Certificate, from_epoch: u64) {
     let _ = node.voter.learn(&cert);
     w.stats.handoffs += 1;
     w.note(format!(
-        "n{host} holds the handoff certificate for epoch {}: left",
+        "n{host} holds the handoff certificate for epoch {} and its destination prepared: left",
         cert.body.epoch
     ));
     send_commit(w, host);
@@ -188,41 +349,57 @@ fn left(w: &mut World, host: NodeId, cert: Certificate, from_epoch: u64) {
 /// Sends the commit of a `Left` record not yet acknowledged.
 pub fn send_commit(w: &mut World, host: NodeId) {
     let node = &w.nodes[host];
-    let (Some(Record::Left { acked: false, .. }), Some(cert)) =
-        (&node.disk.record, &node.disk.left_cert)
+    let (
+        Some(Record::Left {
+            acked: false,
+            image,
+            ..
+        }),
+        Some(cert),
+    ) = (&node.disk.record, &node.disk.left_cert)
     else {
         return;
     };
     let Some(to) = node_of(w, &cert.body.owner) else {
         return;
     };
-    let cert = cert.clone();
-    w.send(host, to, Msg::Commit(Box::new(cert)));
+    let (cert, image) = (cert.clone(), *image);
+    w.send(host, to, Msg::Commit(Box::new(cert), image));
 }
 
-/// The destination takes the commit: it owns the new epoch (and asks for
-/// its lease before it runs), unless it knows a record at or above it.
-pub fn commit(w: &mut World, from: NodeId, to: NodeId, cert: Certificate) {
-    let me = &w.nodes[to];
-    if cert.body.owner != me.peer || check_certificate(&cert, None).is_err() {
+/// The destination takes the commit by the real [`Destination::commit`]
+/// and record rules: from its prepared session, or after a restart from
+/// its `Prepared` record (and the certificate written before it); it owns
+/// the new epoch under that certificate and asks for its lease before it
+/// runs. A commit it took already, or one its record has moved past, is
+/// acknowledged, so that the source stops sending it.
+pub fn commit(w: &mut World, from: NodeId, to: NodeId, cert: Certificate, image: Hash) {
+    if !hands_to_me(w, to, &cert) {
         return;
     }
     let epoch = cert.body.epoch;
-    let below = me.disk.record.as_ref().is_none_or(|r| r.epoch() < epoch);
-    if below {
-        w.note(format!("n{to} takes the commit of epoch {epoch}"));
-        won(w, to, cert);
-    }
-    let owns =
-        matches!(w.nodes[to].disk.record, Some(Record::Owned { epoch: e, .. }) if e >= epoch);
-    let moved_on = w.nodes[to]
-        .disk
-        .record
-        .as_ref()
-        .is_some_and(|r| r.epoch() > epoch);
-    if owns || moved_on {
-        w.send(to, from, Msg::Committed(epoch));
-    }
+    let node = &mut w.nodes[to];
+    let known = node.disk.record.clone();
+    let run_under = match node
+        .dest
+        .commit(&from, VESSEL, epoch, image, known.as_ref())
+    {
+        CommitPlan::AlreadyDone => return w.send(to, from, Msg::Committed(epoch)),
+        CommitPlan::Refuse(_) => {
+            if known.is_some_and(|r| r.epoch() > epoch) {
+                w.send(to, from, Msg::Committed(epoch));
+            }
+            return;
+        }
+        CommitPlan::FromSession(s) => s.data,
+        CommitPlan::FromDisk => match node.disk.prepared_cert.clone() {
+            Some(c) if prepared_matches(known.as_ref(), epoch, image) && c.body.epoch == epoch => c,
+            _ => return,
+        },
+    };
+    w.note(format!("n{to} takes the commit of epoch {epoch}"));
+    won_with(w, to, run_under, image);
+    w.send(to, from, Msg::Committed(epoch));
 }
 
 /// The source hears the commit was taken.

@@ -142,10 +142,16 @@ const RECONFIGURE_SEED_SALT: u64 = 0x5e7c_0000_0000_0015;
 pub enum Msg {
     Request(LeaseRequest),
     Response(Result<LeaseResponse, Refusal>),
-    /// A handoff's commit, from its source to its destination.
-    Commit(Box<protocol::lease::Certificate>),
+    /// A handoff's commit, from its source to its destination: its
+    /// certificate and the image it offered.
+    Commit(Box<protocol::lease::Certificate>, protocol::snapshot::Hash),
     /// The destination took the commit of this epoch.
     Committed(u64),
+    /// A handoff's final offer, with the certificate won for it and its
+    /// image, prepared at once (the node's final offer with its push).
+    Offer(Box<protocol::lease::Certificate>, protocol::snapshot::Hash),
+    /// The destination prepared the handoff of this epoch.
+    Prepared(u64),
 }
 
 /// Something that happens at a real time.
@@ -185,6 +191,13 @@ pub struct Stats {
     /// Handoffs asked for, and those whose certificate formed.
     pub handoffs_asked: u64,
     pub handoffs: u64,
+    /// Handoffs whose certificate formed, given up before the commit
+    /// point (the source fenced or crashed, or its destination refused
+    /// the final offer or never answered within a hold).
+    pub handoffs_abandoned: u64,
+    /// Final offers a destination prepared (through the migration
+    /// layer's `Destination` and record rules).
+    pub handoffs_prepared: u64,
     /// Changes of voter set asked for, and those whose certificate
     /// formed (and the host then ran under).
     pub reconfigurations_asked: u64,
@@ -228,6 +241,8 @@ pub struct World {
     ghost: check::Ghost,
     stats: Stats,
     trace: Vec<String>,
+    /// Real time 0, for the migration machines' `Instant`s.
+    base: std::time::Instant,
 }
 
 impl World {
@@ -255,6 +270,7 @@ impl World {
             ghost: check::Ghost::default(),
             stats: Stats::default(),
             trace: Vec::new(),
+            base: std::time::Instant::now(),
         };
         node::deploy(&mut w);
         for n in 0..w.nodes.len() {
@@ -275,6 +291,11 @@ impl World {
         self.seq += 1;
         self.events
             .insert((self.now_us + delay_us, self.seq), event);
+    }
+
+    /// Now, as an `Instant` (real simulated time).
+    fn instant(&self) -> std::time::Instant {
+        self.base + std::time::Duration::from_micros(self.now_us)
     }
 
     fn note(&mut self, line: String) {

@@ -23,6 +23,8 @@ use crate::failover::error::FailoverError;
 use crate::failover::holder::Holder;
 use crate::failover::params::{LeaseParams, PPM};
 use crate::failover::voter::{Answer, Voter, VoterDurable};
+use crate::migration::bugs::{active, Bug};
+use crate::migration::destination::Destination;
 use crate::migration::record::{fenced_by, Record};
 
 /// The one vessel of the simulation.
@@ -44,6 +46,9 @@ pub struct Disk {
     /// The handoff certificate of a `Left` record (its commit is sent
     /// until acknowledged).
     pub left_cert: Option<Certificate>,
+    /// The handoff certificate a destination writes before its `Prepared`
+    /// record (as `mesh::serve` does): the commit runs the vessel under it.
+    pub prepared_cert: Option<Certificate>,
 }
 
 pub struct SimNode {
@@ -71,6 +76,12 @@ pub struct SimNode {
     pub min_epoch: u64,
     /// The highest certificate epoch seen since it started.
     pub seen_epoch: u64,
+    /// A handoff this host won and offers, until its destination prepared
+    /// (in memory, as the node's migration run keeps it).
+    pub handing: Option<super::handoff::Handing>,
+    /// Its destination side: the real migration machine, whose sessions
+    /// keep the handoff certificate of their final offer.
+    pub dest: Destination<NodeId, Certificate>,
 }
 
 impl SimNode {
@@ -110,6 +121,8 @@ impl SimNode {
             next_try_ms: now,
             min_epoch: 0,
             seen_epoch: 0,
+            handing: None,
+            dest: Destination::default(),
         }
     }
 }
@@ -185,6 +198,7 @@ pub fn tick(w: &mut World, n: NodeId) {
     // five ticks.
     if w.rng.below(5) == 0 {
         super::handoff::send_commit(w, n);
+        super::handoff::send_offer(w, n);
         super::handoff::send_votes(w, n);
         super::reconfigure::retry(w, n);
     }
@@ -323,7 +337,9 @@ pub fn deliver(w: &mut World, from: NodeId, to: NodeId, msg: Msg) {
             w.send(to, from, Msg::Response(answer));
         }
         Msg::Response(r) => answered(w, from, to, r, now),
-        Msg::Commit(cert) => super::handoff::commit(w, from, to, *cert),
+        Msg::Commit(cert, image) => super::handoff::commit(w, from, to, *cert, image),
+        Msg::Offer(cert, image) => super::handoff::offer(w, from, to, *cert, image),
+        Msg::Prepared(epoch) => super::handoff::prepared(w, from, to, epoch),
         Msg::Committed(epoch) => super::handoff::committed(w, to, epoch),
     }
 }
@@ -492,11 +508,14 @@ fn abandon(w: &mut World, n: NodeId, epoch: u64, now: u64) {
 /// The node holds a certificate naming it: its record becomes `Owned` at
 /// that epoch (durably), and it asks for the lease before it runs.
 pub(super) fn won(w: &mut World, n: NodeId, cert: Certificate) {
+    let image = image_of(cert.body.epoch);
+    won_with(w, n, cert, image);
+}
+
+/// [`won`], running `image` (a handoff's, which its source offered).
+pub(super) fn won_with(w: &mut World, n: NodeId, cert: Certificate, image: Hash) {
     let epoch = cert.body.epoch;
-    let record = Record::Owned {
-        epoch,
-        image: image_of(epoch),
-    };
+    let record = Record::Owned { epoch, image };
     w.ghost.record_written(n, &record);
     let params = w.shape.params;
     let node = &mut w.nodes[n];
@@ -597,6 +616,10 @@ pub fn crash(w: &mut World, n: NodeId, for_good: bool) {
     node.holder = None;
     node.ballot = None;
     node.proposal = None;
+    if node.handing.take().is_some() {
+        w.stats.handoffs_abandoned += 1;
+    }
+    node.dest = Destination::default();
     w.note(format!(
         "n{n} {}",
         if for_good { "dies for good" } else { "crashes" }
@@ -630,6 +653,12 @@ pub fn restart(w: &mut World, n: NodeId) {
         }
         _ => None,
     };
+    let resume_prepared = match (&node.disk.record, &node.disk.prepared_cert) {
+        (Some(Record::Prepared { epoch, image, .. }), Some(c)) if c.body.epoch == *epoch => {
+            Some((c.clone(), *image))
+        }
+        _ => None,
+    };
     node.rounds_sent = 0;
     node.last_heard_ms = now;
     node.next_try_ms = now;
@@ -643,4 +672,10 @@ pub fn restart(w: &mut World, n: NodeId) {
         },
     );
     after_voter(w, n);
+    // A `Prepared` record waits for its source's commit, however long
+    // (`record::recovery_of`): never run alone.
+    if let Some((cert, image)) = resume_prepared.filter(|_| active(Bug::ResumePreparedUnderHandoff))
+    {
+        won_with(w, n, cert, image);
+    }
 }

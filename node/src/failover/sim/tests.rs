@@ -30,6 +30,8 @@ fn sweep(n: u64) -> Stats {
         t.boot_waits += s.boot_waits;
         t.handoffs_asked += s.handoffs_asked;
         t.handoffs += s.handoffs;
+        t.handoffs_abandoned += s.handoffs_abandoned;
+        t.handoffs_prepared += s.handoffs_prepared;
         t.reconfigurations_asked += s.reconfigurations_asked;
         t.reconfigurations += s.reconfigurations;
         t.below_reconfiguration += s.below_reconfiguration;
@@ -51,6 +53,12 @@ fn failover_simulation_holds_every_invariant_over_many_seeds() {
         "{t:?}"
     );
     assert!(t.reconfigurations > 50 && t.handoffs > 50, "{t:?}");
+    // Handoffs go through the destination's real machine, and some are
+    // given up between their certificate and their commit point.
+    assert!(
+        t.handoffs_prepared >= t.handoffs && t.handoffs_abandoned > 10,
+        "{t:?}"
+    );
 }
 
 #[test]
@@ -135,6 +143,14 @@ fn failover_simulation_catches_a_voter_without_a_boot_wait() {
 #[test]
 fn failover_simulation_catches_a_voter_that_forgets_its_change_of_voters() {
     assert_caught(&[Bug::ForgetReconfiguration], 300);
+}
+
+/// A destination that restarts with a `Prepared` record of a handoff and
+/// runs it under the certificate kept beside it, without the commit, runs
+/// beside a source that never passed its commit point.
+#[test]
+fn failover_simulation_catches_a_destination_that_resumes_a_prepared_handoff() {
+    assert_caught(&[Bug::ResumePreparedUnderHandoff], 300);
 }
 
 /// For the table in docs/protocol.md: for each lease bug, the first seed
