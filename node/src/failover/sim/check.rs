@@ -216,13 +216,23 @@ pub fn after_step(w: &mut World) -> Result<(), String> {
         ));
     }
     // Once an epoch's owner ran, nothing runs under an older one again;
-    // and nothing runs under a change its fenced owner dropped.
+    // nothing runs under a change its fenced owner dropped, nor under a
+    // handoff before its commit point.
     for n in running {
         let epoch = w.nodes[n].holder.as_ref().map_or(0, |h| h.epoch());
         let body = w.nodes[n].holder.as_ref().map(|h| &h.certificate.body);
         if body.is_some_and(|b| w.ghost.dropped.contains(b)) {
             return Err(format!(
                 "n{n} runs epoch {epoch}, a change of voters its owner dropped{}",
+                views(w)
+            ));
+        }
+        // A handoff's epoch runs only after its source's commit point:
+        // before it, the source may still run (or run again) under its own.
+        let handoff = body.is_some_and(|b| b.kind == AssignmentKind::Handoff);
+        if handoff && !w.ghost.left.contains(&epoch) {
+            return Err(format!(
+                "n{n} runs epoch {epoch}, a handoff whose source never wrote its commit point{}",
                 views(w)
             ));
         }

@@ -53,15 +53,20 @@ pub struct Proposal {
     pub since_ms: u64,
 }
 
-/// The host (if one runs, and is not handing off already) asks for a
-/// handoff to another voter.
+/// The host (if one runs, and is not handing off already: one migration
+/// of a vessel at a time, as in the node) asks for a handoff to another
+/// voter.
 pub fn ask(w: &mut World) {
     let n = w.nodes.len();
     let Some(host) = (0..n).find(|&i| runs(w, i)) else {
         return;
     };
     let node = &w.nodes[host];
-    let (Some(h), None) = (node.holder.as_ref(), node.proposal.as_ref()) else {
+    let (Some(h), None, None) = (
+        node.holder.as_ref(),
+        node.proposal.as_ref(),
+        node.handing.as_ref(),
+    ) else {
         return;
     };
     let proof = h.certificate.clone();

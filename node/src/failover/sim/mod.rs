@@ -19,12 +19,23 @@
 //! stop, with a majority of voters alive and connected, exactly one node
 //! runs it.
 //!
+//! A handoff (a migration of the replicated vessel, [`handoff`]) runs in
+//! the node's order: the host wins the `Handoff` certificate, sends its
+//! final offer carrying it, and passes its commit point (`Left`) only once
+//! the destination prepared; the destination judges, prepares and commits
+//! it through the migration layer's real [`Destination`] and record rules
+//! (the offer's epoch rule, `Record::prepared`, `commit_rule`,
+//! `prepared_matches`), keeping the certificate beside its `Prepared`
+//! record, and runs under it after the commit. The checks add: nothing
+//! runs under a handoff's epoch before its source wrote `Left`.
+//!
 //! Its own world rather than the migration simulation's: that one's nodes,
-//! messages and ghost are migrations'; what is shared is the seeded
-//! randomness ([`SplitMix64`]) and the deliberate bugs
-//! (`migration::bugs`, [`Bug::LEASE`]). Handoffs (migrations of a
-//! replicated vessel) are modelled ([`handoff`]), not driven through the
-//! migration layer's machines.
+//! messages and ghost are migrations' of many vessels; what is shared is
+//! the seeded randomness ([`SplitMix64`]), the deliberate bugs
+//! (`migration::bugs`, [`Bug::LEASE`]) and the destination's machine and
+//! record rules. The handoff's source side is still this simulation's own
+//! (no pre-copy rounds, pause, nonces or chunks), not the migration
+//! layer's `Source` machine.
 //!
 //! `SIM_SEED=N cargo test -p meshnode --lib failover_simulation_replays_one_seed -- --nocapture`
 //! replays a seed (with `SIM_BUGS=Name` for one a deliberate bug failed).
@@ -47,6 +58,8 @@ use crate::failover::params::{LeaseParams, LONGEST_SLICE_MS};
 use crate::failover::{cert::Ballot, holder::Holder, voter::Voter};
 pub use crate::migration::bugs::parse_bugs;
 use crate::migration::bugs::{self, bug_names, Bug};
+#[cfg(doc)]
+use crate::migration::destination::Destination;
 use node::SimNode;
 
 /// A node's index.

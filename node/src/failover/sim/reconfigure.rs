@@ -17,14 +17,20 @@ use crate::migration::record::Record;
 /// The largest voter set the simulation makes (it has at most 7 nodes).
 const MAX_SIM_VOTERS: usize = 5;
 
-/// The host (if one runs, and proposes nothing else) asks to change its
-/// voter set.
+/// The host (if one runs, and proposes and hands off nothing else) asks
+/// to change its voter set.
 pub fn ask(w: &mut World) {
     let Some(host) = (0..w.nodes.len()).find(|&i| runs(w, i)) else {
         return;
     };
     let node = &w.nodes[host];
-    let (Some(h), None) = (node.holder.as_ref(), node.proposal.as_ref()) else {
+    // Not while it hands the vessel off: the handoff's certificate
+    // formed, and the change would follow an epoch it is leaving.
+    let (Some(h), None, None) = (
+        node.holder.as_ref(),
+        node.proposal.as_ref(),
+        node.handing.as_ref(),
+    ) else {
         return;
     };
     let proof = h.certificate.clone();
@@ -140,8 +146,9 @@ pub fn won(w: &mut World, host: NodeId, cert: Certificate, from_epoch: u64) {
 /// bound to nothing else (rule 5) and sign it again; the others may still.
 pub fn retry(w: &mut World, host: NodeId) {
     let node = &w.nodes[host];
-    let (None, Some(h), Some(c)) = (
+    let (None, None, Some(h), Some(c)) = (
         node.proposal.as_ref(),
+        node.handing.as_ref(),
         node.holder.as_ref(),
         node.voter.durable.change.as_ref(),
     ) else {

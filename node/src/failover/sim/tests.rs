@@ -87,10 +87,10 @@ fn failover_simulation_replays_one_seed() {
     }
 }
 
-/// The first seed (of at most `limit`) on which `bugs_on` breaks an
-/// invariant that the same seed keeps without them.
-fn caught(bugs_on: &[Bug], limit: u64) -> Option<(u64, String)> {
-    (0..limit).find_map(|seed| {
+/// The first seed of `seeds` on which `bugs_on` breaks an invariant that
+/// the same seed keeps without them.
+fn caught(bugs_on: &[Bug], seeds: std::ops::Range<u64>) -> Option<(u64, String)> {
+    seeds.into_iter().find_map(|seed| {
         let with = run_seed(seed, bugs_on).err()?;
         assert!(
             run_seed(seed, &[]).is_ok(),
@@ -101,8 +101,12 @@ fn caught(bugs_on: &[Bug], limit: u64) -> Option<(u64, String)> {
 }
 
 fn assert_caught(bugs_on: &[Bug], limit: u64) {
-    let (seed, why) =
-        caught(bugs_on, limit).unwrap_or_else(|| panic!("{bugs_on:?} not caught in {limit} seeds"));
+    assert_caught_in(bugs_on, 0..limit)
+}
+
+fn assert_caught_in(bugs_on: &[Bug], seeds: std::ops::Range<u64>) {
+    let (seed, why) = caught(bugs_on, seeds.clone())
+        .unwrap_or_else(|| panic!("{bugs_on:?} not caught in seeds {seeds:?}"));
     eprintln!(
         "{bugs_on:?} caught at seed {seed}: {}",
         why.lines().next().unwrap_or("")
@@ -132,10 +136,12 @@ fn failover_simulation_catches_a_voter_that_forgets_its_promise() {
 }
 
 /// A voter of the host's majority must restart at once while a voter cut
-/// off from the host waits for its vote.
+/// off from the host waits for its vote: rare (4 of 1,200 seeds since
+/// handoffs go through the destination's machine, the first at seed 516),
+/// so searched for from seed 500 to keep the default run short.
 #[test]
 fn failover_simulation_catches_a_voter_without_a_boot_wait() {
-    assert_caught(&[Bug::NoBootWait], 300);
+    assert_caught_in(&[Bug::NoBootWait], 500..600);
 }
 
 /// A voter that forgets it signed a change signs a takeover that follows
