@@ -30,19 +30,29 @@ use super::node::{local, node_of, runs, won_with, VESSEL};
 use super::{Msg, NodeId, World};
 use crate::failover::cert::{check_certificate, Ballot};
 #[cfg(doc)]
-use crate::migration::destination::Destination;
-use crate::migration::destination::{CommitPlan, Session};
-use crate::migration::record::{prepared_matches, Record};
+use crate::migration::nonce::NonceBook;
+use protocol::membership::Nonce;
+use protocol::refusal::Refusal;
 
-/// A handoff whose certificate this host won, offered until its
-/// destination prepared it.
-#[derive(Debug, Clone)]
+use crate::migration::destination::{CommitPlan, Destination, Session};
+use crate::migration::record::{prepared_matches, AbortRecord, Record};
+use crate::migration::source::Source;
+
+/// A handoff whose certificate this host won, driven by the migration
+/// layer's source machine ([`super::source`]) until it finishes.
+#[derive(Debug)]
 pub struct Handing {
     pub cert: Certificate,
     /// The epoch it hands off from.
     pub from_epoch: u64,
     pub image: Hash,
-    pub since_ms: u64,
+    pub machine: Option<Source>,
+    /// The request awaiting its answer times out then (local time).
+    pub answer_by_ms: Option<u64>,
+    /// The machine's retry timer (local time).
+    pub retry_at_ms: Option<u64>,
+    /// Its commit point is passed.
+    pub left: bool,
 }
 
 /// A handoff or a change of voter set the host is collecting votes for.
@@ -175,22 +185,24 @@ pub fn voted(w: &mut World, host: NodeId, sig: &VoterSignature) -> bool {
     true
 }
 
-/// The handoff's certificate formed: offer it (the final offer carries
-/// it), over the host's own run at the epoch it hands off from only.
+/// The handoff's certificate formed: the source machine moves the vessel
+/// under it, over the host's own run at the epoch it hands off from only.
 fn won_handoff(w: &mut World, host: NodeId, cert: Certificate, from_epoch: u64) {
     if !owns(w, host, from_epoch) {
         w.stats.handoffs_abandoned += 1;
         return;
     }
     let image = handoff_image(cert.body.epoch);
-    let since_ms = local(w, host);
-    w.nodes[host].handing = Some(Handing {
+    let h = Handing {
         cert,
         from_epoch,
         image,
-        since_ms,
-    });
-    send_offer(w, host);
+        machine: None,
+        answer_by_ms: None,
+        retry_at_ms: None,
+        left: false,
+    };
+    super::source::start(w, host, h);
 }
 
 /// A handoff's image: the final image its source packs, its own per
@@ -211,27 +223,14 @@ fn owns(w: &World, host: NodeId, epoch: u64) -> bool {
         && matches!(w.nodes[host].disk.record, Some(Record::Owned { epoch: e, .. }) if e == epoch)
 }
 
-/// Sends the final offer of the handoff this host won, until a hold
-/// passed or it no longer owns the epoch it hands off from: then the
-/// move failed, and it runs on.
-pub fn send_offer(w: &mut World, host: NodeId) {
-    let Some(h) = w.nodes[host].handing.clone() else {
-        return;
-    };
-    let late = local(w, host) >= h.since_ms + w.shape.params.voter_hold_ms();
-    if late || !owns(w, host, h.from_epoch) {
-        w.nodes[host].handing = None;
-        w.stats.handoffs_abandoned += 1;
-        w.note(format!(
-            "n{host} gives up its handoff at epoch {}",
-            h.cert.body.epoch
-        ));
-        return;
-    }
-    let Some(to) = node_of(w, &h.cert.body.owner) else {
-        return;
-    };
-    w.send(host, to, Msg::Offer(Box::new(h.cert), h.image));
+/// The destination issues a nonce for the source's next offer (the real
+/// [`NonceBook`]).
+pub fn issue_nonce(w: &mut World, from: NodeId, to: NodeId) {
+    let mut n = [0u8; 32];
+    n[..8].copy_from_slice(&w.rng.next_u64().to_le_bytes());
+    let now = w.instant();
+    let nonce = w.nodes[to].nonces.issue(from, Nonce(n), now);
+    w.send(to, from, Msg::Nonce(nonce));
 }
 
 /// A final offer's handoff certificate, checked as `mesh::serve` does: it
@@ -249,23 +248,25 @@ fn hands_to_me(w: &World, me: NodeId, cert: &Certificate) -> bool {
 /// certificate, and the prepare, which writes the certificate and then the
 /// `Prepared` record. A repeated offer of what it prepared is answered
 /// `Prepared` again.
-pub fn offer(w: &mut World, from: NodeId, to: NodeId, cert: Certificate, image: Hash) {
+pub fn offer(w: &mut World, from: NodeId, to: NodeId, (cert, image, nonce): Offered) {
     if !hands_to_me(w, to, &cert) {
         return;
     }
     let epoch = cert.body.epoch;
     let known = w.nodes[to].disk.record.clone();
-    if prepared_matches(known.as_ref(), epoch, image) {
-        return w.send(to, from, Msg::Prepared(epoch));
-    }
     let now = w.instant();
-    let dest = &mut w.nodes[to].dest;
-    if let Err(r) = dest.check_offer(&from, VESSEL, epoch, known.as_ref(), now) {
+    let node = &mut w.nodes[to];
+    let checked = node
+        .nonces
+        .redeem(&nonce, &from, now)
+        .and_then(|()| dest_check(&mut node.dest, from, epoch, known.as_ref(), now));
+    if let Err(r) = checked {
         w.note(format!(
             "n{to} refuses the handoff offer of epoch {epoch}: {r}"
         ));
-        return;
+        return w.send(to, from, Msg::Refused(epoch, r));
     }
+    let dest = &mut w.nodes[to].dest;
     dest.accept(VESSEL, final_session(from, epoch, image, now, cert.clone()));
     if dest.check_prepare(&from, VESSEL, epoch, image).is_err() {
         return;
@@ -281,7 +282,51 @@ pub fn offer(w: &mut World, from: NodeId, to: NodeId, cert: Certificate, image: 
     }
     w.stats.handoffs_prepared += 1;
     w.note(format!("n{to} prepared the handoff of epoch {epoch}"));
-    w.send(to, from, Msg::Prepared(epoch));
+    prepared_answer(w, from, to, epoch);
+}
+
+/// A final offer as it arrives: its certificate, image and nonce.
+pub type Offered = (Certificate, Hash, Nonce);
+
+/// The offer's checks by the destination's machine: the epoch rule
+/// against its record.
+fn dest_check(
+    dest: &mut Destination<NodeId, Certificate>,
+    from: NodeId,
+    epoch: u64,
+    known: Option<&Record>,
+    now: std::time::Instant,
+) -> Result<(), Refusal> {
+    dest.check_offer(&from, VESSEL, epoch, known, now)
+        .map(|_| ())
+}
+
+/// `Prepared` in the offer's answer, with the nonce for a next offer.
+fn prepared_answer(w: &mut World, from: NodeId, to: NodeId, epoch: u64) {
+    let mut n = [0u8; 32];
+    n[..8].copy_from_slice(&w.rng.next_u64().to_le_bytes());
+    let now = w.instant();
+    let next = w.nodes[to].nonces.issue(from, Nonce(n), now);
+    w.send(to, from, Msg::Prepared(epoch, next));
+}
+
+/// The source called the move off: the destination's machine ends the
+/// session, and its `Prepared` record of that very move goes (restored or
+/// removed, as `record::abort_record` says; a record undone is no new
+/// record, so the ghost's rise check does not see it).
+pub fn abort(w: &mut World, from: NodeId, to: NodeId, epoch: u64, image: Hash) {
+    let node = &mut w.nodes[to];
+    let known = node.disk.record.clone();
+    let plan = node.dest.abort(&from, VESSEL, epoch, image, known.as_ref());
+    match plan.record {
+        AbortRecord::Keep => return,
+        AbortRecord::Restore(before) => node.disk.record = Some(before),
+        AbortRecord::Remove => node.disk.record = None,
+    }
+    node.disk.prepared_cert = None;
+    w.note(format!(
+        "n{to} undoes its prepare of epoch {epoch}: aborted"
+    ));
 }
 
 /// The session of a final offer with nothing lacking (its push carried
@@ -306,33 +351,23 @@ fn final_session(
     }
 }
 
-/// The destination prepared: the commit point, then the commit.
-pub fn prepared(w: &mut World, from: NodeId, host: NodeId, epoch: u64) {
-    let Some(h) = w.nodes[host].handing.clone() else {
-        return;
-    };
-    if h.cert.body.epoch != epoch || node_of(w, &h.cert.body.owner) != Some(from) {
-        return;
-    }
-    w.nodes[host].handing = None;
-    left(w, host, h);
-}
-
 /// The commit point: durable before the commit leaves, and nothing runs
-/// here after it. Only over its own run at the epoch it hands off from: a
-/// source that was fenced (or moved on) meanwhile writes nothing, and its
-/// destination's `Prepared` record never runs (the 20,000-seed run found a
-/// late vote completing a fenced host's handoff, seed 6320: Left{4} over
-/// Fenced{by 6}).
-fn left(w: &mut World, host: NodeId, h: Handing) {
+/// here after it; false if the host no longer owns the epoch it hands off
+/// from (a source that was fenced, or moved on, meanwhile writes nothing,
+/// and its destination's `Prepared` record never runs: the 20,000-seed
+/// run found a late vote completing a fenced host's handoff, seed 6320:
+/// Left{4} over Fenced{by 6}).
+pub fn left(w: &mut World, host: NodeId) -> bool {
+    let Some(h) = w.nodes[host].handing.as_ref() else {
+        return false;
+    };
     if !owns(w, host, h.from_epoch) {
-        w.stats.handoffs_abandoned += 1;
-        return;
+        return false;
     }
-    let cert = h.cert;
+    let (cert, image) = (h.cert.clone(), h.image);
     let record = Record::Left {
         epoch: cert.body.epoch,
-        image: h.image,
+        image,
         to: cert.body.owner.0.clone(),
         acked: false,
     };
@@ -342,13 +377,16 @@ fn left(w: &mut World, host: NodeId, h: Handing) {
     node.disk.record = Some(record);
     node.disk.left_cert = Some(cert.clone());
     node.holder = None;
+    if let Some(h) = node.handing.as_mut() {
+        h.left = true;
+    }
     let _ = node.voter.learn(&cert);
     w.stats.handoffs += 1;
     w.note(format!(
         "n{host} holds the handoff certificate for epoch {} and its destination prepared: left",
         cert.body.epoch
     ));
-    send_commit(w, host);
+    true
 }
 
 /// Sends the commit of a `Left` record not yet acknowledged.
@@ -407,8 +445,22 @@ pub fn commit(w: &mut World, from: NodeId, to: NodeId, cert: Certificate, image:
     w.send(to, from, Msg::Committed(epoch));
 }
 
-/// The source hears the commit was taken.
-pub fn committed(w: &mut World, host: NodeId, epoch: u64) {
+/// The source hears the commit was taken: its machine (if it still runs
+/// one: a restarted source sends the commit of its `Left` record alone)
+/// marks it.
+pub fn committed(w: &mut World, from: NodeId, host: NodeId, epoch: u64) {
+    mark_acked_at(w, host, epoch);
+    super::source::committed(w, from, host, epoch);
+}
+
+/// The machine's `MarkAcked`: the `Left` record its handoff wrote.
+pub fn mark_acked(w: &mut World, host: NodeId) {
+    if let Some(epoch) = w.nodes[host].handing.as_ref().map(|h| h.cert.body.epoch) {
+        mark_acked_at(w, host, epoch);
+    }
+}
+
+fn mark_acked_at(w: &mut World, host: NodeId, epoch: u64) {
     let node = &mut w.nodes[host];
     if let Some(Record::Left {
         epoch: e, acked, ..

@@ -46,6 +46,7 @@ mod faults;
 mod handoff;
 mod node;
 mod reconfigure;
+mod source;
 
 use std::collections::BTreeMap;
 
@@ -160,11 +161,24 @@ pub enum Msg {
     Commit(Box<protocol::lease::Certificate>, protocol::snapshot::Hash),
     /// The destination took the commit of this epoch.
     Committed(u64),
-    /// A handoff's final offer, with the certificate won for it and its
-    /// image, prepared at once (the node's final offer with its push).
-    Offer(Box<protocol::lease::Certificate>, protocol::snapshot::Hash),
-    /// The destination prepared the handoff of this epoch.
-    Prepared(u64),
+    /// A handoff's final offer, with the certificate won for it, its
+    /// image and the destination's nonce, prepared at once (the node's
+    /// final offer with its push).
+    Offer(
+        Box<protocol::lease::Certificate>,
+        protocol::snapshot::Hash,
+        protocol::membership::Nonce,
+    ),
+    /// The destination prepared the handoff of this epoch; the nonce is
+    /// for a next offer.
+    Prepared(u64, protocol::membership::Nonce),
+    /// A handoff's source asks its destination for a nonce, and gets one.
+    AskNonce,
+    Nonce(protocol::membership::Nonce),
+    /// The destination refused the final offer of this epoch.
+    Refused(u64, Refusal),
+    /// The source called off the handoff of this epoch and image.
+    Abort(u64, protocol::snapshot::Hash),
 }
 
 /// Something that happens at a real time.

@@ -25,6 +25,7 @@ use crate::failover::params::{LeaseParams, PPM};
 use crate::failover::voter::{Answer, Voter, VoterDurable};
 use crate::migration::bugs::{active, Bug};
 use crate::migration::destination::Destination;
+use crate::migration::nonce::NonceBook;
 use crate::migration::record::{fenced_by, Record};
 
 /// The one vessel of the simulation.
@@ -82,6 +83,8 @@ pub struct SimNode {
     /// Its destination side: the real migration machine, whose sessions
     /// keep the handoff certificate of their final offer.
     pub dest: Destination<NodeId, Certificate>,
+    /// The nonces its destination side issued (the real book).
+    pub nonces: NonceBook<NodeId>,
 }
 
 impl SimNode {
@@ -123,6 +126,7 @@ impl SimNode {
             seen_epoch: 0,
             handing: None,
             dest: Destination::default(),
+            nonces: NonceBook::default(),
         }
     }
 }
@@ -194,11 +198,11 @@ pub fn deploy(w: &mut World) {
 /// owner for a hold proposes a takeover.
 pub fn tick(w: &mut World, n: NodeId) {
     let now = local(w, n);
+    super::source::tick(w, n);
     // A commit not yet acknowledged, and a handoff's votes, about every
     // five ticks.
     if w.rng.below(5) == 0 {
         super::handoff::send_commit(w, n);
-        super::handoff::send_offer(w, n);
         super::handoff::send_votes(w, n);
         super::reconfigure::retry(w, n);
     }
@@ -338,9 +342,13 @@ pub fn deliver(w: &mut World, from: NodeId, to: NodeId, msg: Msg) {
         }
         Msg::Response(r) => answered(w, from, to, r, now),
         Msg::Commit(cert, image) => super::handoff::commit(w, from, to, *cert, image),
-        Msg::Offer(cert, image) => super::handoff::offer(w, from, to, *cert, image),
-        Msg::Prepared(epoch) => super::handoff::prepared(w, from, to, epoch),
-        Msg::Committed(epoch) => super::handoff::committed(w, to, epoch),
+        Msg::Offer(cert, image, nonce) => super::handoff::offer(w, from, to, (*cert, image, nonce)),
+        Msg::Prepared(epoch, next) => super::source::prepared(w, from, to, epoch, next),
+        Msg::AskNonce => super::handoff::issue_nonce(w, from, to),
+        Msg::Nonce(nonce) => super::source::nonce(w, to, nonce),
+        Msg::Refused(epoch, r) => super::source::refused(w, from, to, epoch, r),
+        Msg::Abort(epoch, image) => super::handoff::abort(w, from, to, epoch, image),
+        Msg::Committed(epoch) => super::handoff::committed(w, from, to, epoch),
     }
 }
 
@@ -603,6 +611,15 @@ pub fn runs(w: &World, n: NodeId) -> bool {
     let Some(h) = node.holder.as_ref() else {
         return false;
     };
+    // Paused by its handoff's source machine for the final round.
+    let paused = node
+        .handing
+        .as_ref()
+        .and_then(|x| x.machine.as_ref())
+        .is_some_and(|m| m.is_paused());
+    if paused {
+        return false;
+    }
     let owned = matches!(node.disk.record, Some(Record::Owned { epoch, .. }) if epoch == h.epoch());
     let slice = w.shape.params.longest_slice_ms;
     owned && h.valid_until_ms().is_some_and(|u| local(w, n) < u + slice)
@@ -616,10 +633,11 @@ pub fn crash(w: &mut World, n: NodeId, for_good: bool) {
     node.holder = None;
     node.ballot = None;
     node.proposal = None;
-    if node.handing.take().is_some() {
+    if node.handing.take().is_some_and(|h| !h.left) {
         w.stats.handoffs_abandoned += 1;
     }
     node.dest = Destination::default();
+    node.nonces = NonceBook::default();
     w.note(format!(
         "n{n} {}",
         if for_good { "dies for good" } else { "crashes" }

