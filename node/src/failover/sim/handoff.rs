@@ -1,20 +1,18 @@
 //! Handoffs: a migration of the replicated vessel, in the node's order
 //! (`mesh::migrate`, `mesh::serve`): the host asks the voters to sign a
 //! `Handoff` to another node (rule 3: only the owner's consent counts, and
-//! it keeps its lease meanwhile); with the certificate it sends its final
-//! offer carrying it, which the destination judges, prepares and commits
-//! through the migration layer's real [`Destination`] and record rules
+//! it keeps its lease meanwhile); with the certificate, the migration
+//! layer's source machine moves the vessel ([`super::source`]); this
+//! module is the destination's side, which judges the final offer
+//! carrying the certificate, prepares, commits and aborts through the
+//! migration layer's real [`Destination`], [`NonceBook`] and record rules
 //! (the offer's epoch rule, `Record::prepared`, `commit_rule`,
-//! `prepared_matches`; `recovery_of` keeps a restarted `Prepared` record
-//! waiting), keeping the certificate beside its `Prepared` record; once
-//! prepared, the source writes its commit point (`Left`), and only then
-//! sends the commit, until the destination acknowledges; the destination
-//! runs from the commit under that certificate, after winning its lease.
-//! A handoff whose destination does not prepare within a hold is given up
-//! (the source runs on). The source side is this module's, not the
-//! migration layer's `Source` machine (no pre-copy rounds, chunks or
-//! nonces). Asked for by the fault actor now and then, racing takeovers
-//! and faults.
+//! `prepared_matches`, `abort_record`; `recovery_of` keeps a restarted
+//! `Prepared` record waiting), keeping the certificate beside its
+//! `Prepared` record, and the source's commit point (`Left`, written only
+//! once prepared); the destination runs from the commit under that
+//! certificate, after winning its lease. Asked for by the fault actor now
+//! and then, racing takeovers and faults.
 //!
 //! A change of voter set ([`super::reconfigure`]) is the host's proposal
 //! too: the same ballot and votes here, another ending.
@@ -23,7 +21,9 @@ use protocol::lease::{
     AssignmentBody, AssignmentKind, Certificate, LeaseRequest, VoterSignature, LEASE_VERSION,
 };
 
+use protocol::membership::Nonce;
 use protocol::migrate::OfferKind;
+use protocol::refusal::Refusal;
 use protocol::snapshot::Hash;
 
 use super::node::{local, node_of, runs, won_with, VESSEL};
@@ -31,8 +31,6 @@ use super::{Msg, NodeId, World};
 use crate::failover::cert::{check_certificate, Ballot};
 #[cfg(doc)]
 use crate::migration::nonce::NonceBook;
-use protocol::membership::Nonce;
-use protocol::refusal::Refusal;
 
 use crate::migration::destination::{CommitPlan, Destination, Session};
 use crate::migration::record::{prepared_matches, AbortRecord, Record};

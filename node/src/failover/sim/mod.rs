@@ -19,23 +19,25 @@
 //! stop, with a majority of voters alive and connected, exactly one node
 //! runs it.
 //!
-//! A handoff (a migration of the replicated vessel, [`handoff`]) runs in
-//! the node's order: the host wins the `Handoff` certificate, sends its
-//! final offer carrying it, and passes its commit point (`Left`) only once
-//! the destination prepared; the destination judges, prepares and commits
-//! it through the migration layer's real [`Destination`] and record rules
-//! (the offer's epoch rule, `Record::prepared`, `commit_rule`,
-//! `prepared_matches`), keeping the certificate beside its `Prepared`
-//! record, and runs under it after the commit. The checks add: nothing
-//! runs under a handoff's epoch before its source wrote `Left`.
+//! A handoff (a migration of the replicated vessel, [`handoff`],
+//! [`source`]) is a real migration, in the node's order: the host wins the
+//! `Handoff` certificate; the migration layer's real `Source` machine
+//! (the final round) pauses the vessel (a paused host runs nothing),
+//! packs, gets a nonce from the destination's real `NonceBook`, and sends
+//! the final offer carrying the certificate; the destination judges,
+//! prepares, commits or aborts it through the real [`Destination`] and
+//! record rules, keeping the certificate beside its `Prepared` record;
+//! the source passes its commit point (`Left`) only once prepared, and
+//! the destination runs under the certificate after the commit. The
+//! checks add: nothing runs under a handoff's epoch before its source
+//! wrote `Left`.
 //!
 //! Its own world rather than the migration simulation's: that one's nodes,
 //! messages and ghost are migrations' of many vessels; what is shared is
 //! the seeded randomness ([`SplitMix64`]), the deliberate bugs
-//! (`migration::bugs`, [`Bug::LEASE`]) and the destination's machine and
-//! record rules. The handoff's source side is still this simulation's own
-//! (no pre-copy rounds, pause, nonces or chunks), not the migration
-//! layer's `Source` machine.
+//! (`migration::bugs`, [`Bug::LEASE`]) and the migration machines
+//! themselves, each simulation with its own driver of them (this one's
+//! has no pre-copy rounds or lacking chunks).
 //!
 //! `SIM_SEED=N cargo test -p meshnode --lib failover_simulation_replays_one_seed -- --nocapture`
 //! replays a seed (with `SIM_BUGS=Name` for one a deliberate bug failed).
