@@ -194,6 +194,11 @@ pub struct ServiceRoute {
     /// reset it once the host is down. Absent from older nodes: async.
     #[serde(default)]
     pub sync: bool,
+    /// A leased (replicated) vessel: an entry routes clients to a new
+    /// epoch of it only once it checked that epoch's certificate
+    /// (`LeaseRequest::Proof`). Absent from older nodes: not leased.
+    #[serde(default)]
+    pub leased: bool,
 }
 
 /// Why an ingress message is refused. Each names the limit it breaks.

@@ -15,6 +15,9 @@
 //! - A [`LeaseRequest::Vote`] asks a voter to sign an assignment (a deploy,
 //!   a handoff, a takeover, a reconfiguration: a new voter set); it answers [`LeaseResponse::Voted`] with its
 //!   signature, [`LeaseResponse::Superseded`] or a refusal.
+//! - A [`LeaseRequest::Proof`] asks the owner of an epoch for its
+//!   certificate ([`LeaseResponse::Proof`]): an entry checks it before it
+//!   routes clients to that epoch.
 //!
 //! Lists are bounded while they are decoded ([`bounded_vec`]), so a
 //! hostile peer cannot make a node allocate more than
@@ -108,6 +111,10 @@ pub enum LeaseRequest {
         body: AssignmentBody,
         proof: Option<Certificate>,
     },
+    /// The certificate of `vessel` at `epoch`, which the asked node claims
+    /// to own (it gossiped or announced a route at that epoch). An entry
+    /// asks before it routes clients to a leased vessel's new epoch.
+    Proof { vessel: VesselId, epoch: u64 },
 }
 
 /// An answer of the lease protocol (or `PeerResponse::Refused`).
@@ -123,6 +130,8 @@ pub enum LeaseResponse {
     Voted(VoterSignature),
     /// The voter knows this higher certificate: the asker's epoch is over.
     Superseded(Certificate),
+    /// The certificate a `Proof` asked for.
+    Proof(Certificate),
 }
 
 /// How many of `n` voters are a majority.
@@ -369,10 +378,11 @@ pub fn lease_messages_oracle(data: &[u8]) -> bool {
                 let _ = p.verify();
             }
         }
+        Some(LeaseRequest::Proof { .. }) => decoded = true,
         None => {}
     }
     match round_trip::<LeaseResponse>(data) {
-        Some(LeaseResponse::Superseded(c)) => {
+        Some(LeaseResponse::Superseded(c) | LeaseResponse::Proof(c)) => {
             decoded = true;
             let _ = c.verify();
         }
@@ -504,6 +514,10 @@ pub(crate) mod tests {
                 body: next.clone(),
                 proof: Some(cert.clone()),
             },
+            LeaseRequest::Proof {
+                vessel: VesselId([5; 8]),
+                epoch: 2,
+            },
         ];
         let responses = [
             LeaseResponse::Granted {
@@ -512,7 +526,8 @@ pub(crate) mod tests {
                 round: 7,
             },
             LeaseResponse::Voted(next.sign(&key(3), id(3))),
-            LeaseResponse::Superseded(certificate(next, &[2, 3])),
+            LeaseResponse::Superseded(certificate(next.clone(), &[2, 3])),
+            LeaseResponse::Proof(certificate(next, &[1, 2])),
         ];
         let mut out: Vec<Vec<u8>> = requests.iter().map(crate::cbor::encode).collect();
         out.extend(responses.iter().map(crate::cbor::encode));

@@ -56,6 +56,7 @@ use tracing::{debug, info, warn};
 
 use super::link::{Link, RequestError};
 use super::liveness::{Suspects, Suspicion};
+use super::route_proof::{self, ProofError, RouteProofs, MAX_PROOFS_IN_FLIGHT};
 use crate::dock::services::ingress::IngressHub;
 use crate::sync::lock;
 use crate::vessel::{Host, Record};
@@ -142,6 +143,9 @@ struct Route {
     ports: Vec<u16>,
     /// A `--durability sync` vessel ([`SYNC_FAILOVER_HOLD`]).
     sync: bool,
+    /// A leased vessel: a new epoch or host is followed only once its
+    /// certificate is checked (`route_proof`).
+    leased: bool,
     seen: Instant,
 }
 
@@ -176,7 +180,15 @@ pub struct Ingress {
     conns: Mutex<HashMap<u64, Arc<EntryConn>>>,
     /// The hosts failure detection suspects: not waited on.
     suspects: Suspects,
+    /// The certificates checked of leased vessels' epochs, and the asks.
+    proofs: Mutex<RouteProofs>,
+    proof_asks: mpsc::Sender<ProofAsk>,
+    /// Taken by [`run`], which answers the asks.
+    proof_asked: Mutex<Option<mpsc::Receiver<ProofAsk>>>,
 }
+
+/// An ask for the proof that a host owns a vessel at an epoch.
+type ProofAsk = (PeerId, VesselId, u64);
 
 impl Ingress {
     /// `service_ip` None: this node accepts no clients itself (it still
@@ -188,6 +200,7 @@ impl Ingress {
         me: PeerId,
         suspects: Suspects,
     ) -> Ingress {
+        let (proof_asks, proof_asked) = mpsc::channel(MAX_PROOFS_IN_FLIGHT);
         Ingress {
             service_ip,
             link,
@@ -198,6 +211,9 @@ impl Ingress {
             listening: Mutex::new(HashMap::new()),
             conns: Mutex::new(HashMap::new()),
             suspects,
+            proofs: Mutex::new(RouteProofs::default()),
+            proof_asks,
+            proof_asked: Mutex::new(Some(proof_asked)),
         }
     }
 
@@ -217,27 +233,32 @@ impl Ingress {
     pub fn learn(&self, host: PeerId, services: &[ServiceRoute]) {
         let mut routes = lock(&self.routes);
         for s in services.iter().take(MAX_STATUS_VESSELS) {
-            self.learn_one(
-                &mut routes,
-                host,
-                s.vessel,
-                s.epoch,
-                Some((&s.ports, s.sync)),
-            );
+            self.learn_one(&mut routes, host, s.vessel, s.epoch, Some(s));
         }
     }
 
+    /// Takes `host` at `epoch` as `vessel`'s route, unless the route knows
+    /// a higher epoch, or the vessel is leased and no certificate checked
+    /// here says `host` owns that epoch (then the proof is asked for, and
+    /// the route stays until it comes).
     fn learn_one(
         &self,
         routes: &mut HashMap<VesselId, Route>,
         host: PeerId,
         vessel: VesselId,
         epoch: u64,
-        service: Option<(&[u16], bool)>,
+        service: Option<&ServiceRoute>,
     ) {
+        let claims_lease = service.is_some_and(|s| s.leased);
         match routes.get_mut(&vessel) {
             Some(r) if r.epoch > epoch => {}
             Some(r) => {
+                r.leased |= claims_lease;
+                let new_owner = epoch > r.epoch || r.host != host;
+                if r.leased && new_owner && !self.proven(vessel, epoch, host) {
+                    self.ask_proof(host, vessel, epoch);
+                    return;
+                }
                 if r.host != host || r.epoch != epoch {
                     debug!(%vessel, %host, epoch, "service route");
                 }
@@ -246,9 +267,9 @@ impl Ingress {
                 }
                 r.host = host;
                 r.epoch = epoch;
-                if let Some((p, sync)) = service {
-                    r.ports = p.to_vec();
-                    r.sync = sync;
+                if let Some(s) = service {
+                    r.ports = s.ports.clone();
+                    r.sync = s.sync;
                 }
                 r.seen = Instant::now();
             }
@@ -261,12 +282,36 @@ impl Ingress {
                     Route {
                         host,
                         epoch,
-                        ports: service.map(|(p, _)| p.to_vec()).unwrap_or_default(),
-                        sync: service.is_some_and(|(_, sync)| sync),
+                        ports: service.map(|s| s.ports.clone()).unwrap_or_default(),
+                        sync: service.is_some_and(|s| s.sync),
+                        leased: claims_lease,
                         seen: Instant::now(),
                     },
                 );
+                // Taken as it comes (there is nothing yet to check it
+                // against); its proof gives the next epoch's signers.
+                if claims_lease {
+                    self.ask_proof(host, vessel, epoch);
+                }
             }
+        }
+    }
+
+    /// Whether `host` owns `vessel` at `epoch` as far as this entry
+    /// checked: its own routes, or a certificate checked here.
+    fn proven(&self, vessel: VesselId, epoch: u64, host: PeerId) -> bool {
+        host == self.me || lock(&self.proofs).proves(vessel, epoch, &host)
+    }
+
+    /// Asks `host` for its certificate of `vessel` at `epoch`, once
+    /// (answered by [`prove_routes`]); a full queue leaves it to the next
+    /// route that names it.
+    fn ask_proof(&self, host: PeerId, vessel: VesselId, epoch: u64) {
+        if host == self.me || !lock(&self.proofs).should_ask(vessel, epoch, host) {
+            return;
+        }
+        if self.proof_asks.try_send((host, vessel, epoch)).is_err() {
+            lock(&self.proofs).answered((host, vessel, epoch), None);
         }
     }
 
@@ -350,6 +395,7 @@ pub fn local_routes(host: &Host) -> Vec<ServiceRoute> {
             epoch: l.record.epoch(),
             ports: l.deployment.body.ports.clone(),
             sync: l.deployment.body.sync_interval_ms().is_some(),
+            leased: l.gate.is_leased(),
         })
         .take(MAX_STATUS_VESSELS)
         .collect()
@@ -879,6 +925,30 @@ fn listen_on_new_ports(ingress: &Arc<Ingress>) {
     }
 }
 
+/// Answers the entry's asks for proofs, each in a task of its own (at most
+/// [`MAX_PROOFS_IN_FLIGHT`]), and follows a route whose proof holds.
+async fn prove_routes(ingress: Arc<Ingress>, mut asked: mpsc::Receiver<ProofAsk>) {
+    while let Some((host, vessel, epoch)) = asked.recv().await {
+        let ingress = ingress.clone();
+        tokio::spawn(async move {
+            let known = lock(&ingress.proofs).known(vessel);
+            let checked = route_proof::ask(&ingress.link, host, vessel, epoch, known).await;
+            match &checked {
+                Ok(_) => debug!(%vessel, %host, epoch, "route proven"),
+                Err(e @ (ProofError::Unanswered(..) | ProofError::Refused(..))) => {
+                    debug!(%vessel, %host, epoch, "route not proven: {e}")
+                }
+                Err(e) => warn!(%vessel, %host, epoch, "route refused: {e}"),
+            }
+            let proven = checked.is_ok();
+            lock(&ingress.proofs).answered((host, vessel, epoch), checked.ok());
+            if proven {
+                ingress.learn_one(&mut lock(&ingress.routes), host, vessel, epoch, None);
+            }
+        });
+    }
+}
+
 /// The ingress task of a node: keeps the routes of its own vessels, opens
 /// listeners for new service ports, starts a pump for every hub that
 /// starts, and closes the hubs of vessels that ended or left.
@@ -888,6 +958,9 @@ pub async fn run(
 ) {
     let mut tick = tokio::time::interval(TICK);
     let mut ended: HashMap<VesselId, Instant> = HashMap::new();
+    if let Some(asked) = lock(&ingress.proof_asked).take() {
+        tokio::spawn(prove_routes(ingress.clone(), asked));
+    }
     loop {
         tokio::select! {
             started = hubs.recv() => {
@@ -895,12 +968,14 @@ pub async fn run(
                 // Its own route at once: clients that reach this node go
                 // straight to the hub.
                 let epoch = lock(&ingress.host).known_epoch(id);
-                let service = lock(&ingress.host).vessels.get(&id).map(|l| {
-                    let body = &l.deployment.body;
-                    (body.ports.clone(), body.sync_interval_ms().is_some())
+                let service = lock(&ingress.host).vessels.get(&id).map(|l| ServiceRoute {
+                    vessel: id,
+                    epoch,
+                    ports: l.deployment.body.ports.clone(),
+                    sync: l.deployment.body.sync_interval_ms().is_some(),
+                    leased: l.gate.is_leased(),
                 });
-                let service = service.as_ref().map(|(p, sync)| (p.as_slice(), *sync));
-                ingress.learn_one(&mut lock(&ingress.routes), ingress.me, id, epoch, service);
+                ingress.learn_one(&mut lock(&ingress.routes), ingress.me, id, epoch, service.as_ref());
                 ended.remove(&id);
                 tokio::spawn(pump(ingress.clone(), id, hub));
                 listen_on_new_ports(&ingress);
@@ -908,7 +983,10 @@ pub async fn run(
             _ = tick.tick() => {
                 let own = local_routes(&lock(&ingress.host));
                 ingress.learn(ingress.me, &own);
-                lock(&ingress.routes).retain(|_, r| r.seen.elapsed() < ROUTE_TTL);
+                let mut routes = lock(&ingress.routes);
+                routes.retain(|_, r| r.seen.elapsed() < ROUTE_TTL);
+                lock(&ingress.proofs).retain(|v| routes.contains_key(v));
+                drop(routes);
                 listen_on_new_ports(&ingress);
                 close_ended_hubs(&ingress.host, &mut ended);
             }

@@ -92,6 +92,7 @@ async fn an_entry_waiting_on_the_old_host_resends_to_the_new_one_when_it_announc
         epoch,
         ports: vec![7000],
         sync: false,
+        leased: false,
     };
     ingress.learn(old, &[route(1)]);
 
@@ -151,6 +152,7 @@ async fn an_idle_client_waiting_for_its_answer_is_reset_when_a_replica_takes_ove
         epoch,
         ports: vec![7000],
         sync: false,
+        leased: false,
     };
     ingress.learn(old, &[route(1)]);
     let (mut client, reader, _writes) = held_client(&ingress, vessel).await;
@@ -220,6 +222,7 @@ fn a_sync_vessels_client_is_held_through_its_hosts_death_for_a_bounded_time() {
         epoch,
         ports: vec![7000],
         sync,
+        leased: false,
     };
     ingress.learn(dead, &[route(sync_v, 1, true), route(async_v, 1, false)]);
     let since = Instant::now();
@@ -243,4 +246,92 @@ fn a_sync_vessels_client_is_held_through_its_hosts_death_for_a_bounded_time() {
     ingress.learn(new, &[route(sync_v, 2, true)]);
     assert_eq!(ingress.gives_up(sync_v, &mut long_lost), None);
     assert_eq!(long_lost, None);
+}
+
+/// The next ask for a route's proof the entry sent, with its answer's
+/// sender (frames are skipped).
+async fn next_proof_ask(
+    rx: &mut mpsc::Receiver<NodeCommand>,
+) -> (
+    PeerId,
+    u64,
+    oneshot::Sender<Result<protocol::peer::PeerResponse, RequestError>>,
+) {
+    use protocol::lease::LeaseRequest;
+    loop {
+        let cmd = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("the entry asks within 5 s")
+            .expect("the link is open");
+        if let NodeCommand::PeerRequest {
+            peer,
+            request,
+            reply,
+        } = cmd
+        {
+            if let protocol::peer::PeerRequest::Lease(LeaseRequest::Proof { epoch, .. }) = *request
+            {
+                return (peer, epoch, reply);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_entry_follows_a_leased_vessels_new_epoch_only_with_its_certificate() {
+    use crate::failover::cert::tests::{body, id, signed};
+    use protocol::lease::{AssignmentKind, LeaseResponse};
+    let peer = |n: u8| PeerId::from_bytes(&id(n).0).unwrap();
+    let answer = |cert| protocol::peer::PeerResponse::Lease(LeaseResponse::Proof(cert));
+    let (_dir, ingress, mut rx) = entry();
+    let asked = lock(&ingress.proof_asked).take().unwrap();
+    tokio::spawn(prove_routes(ingress.clone(), asked));
+    let deploy = body(1, 0, AssignmentKind::Deploy, 3);
+    let vessel = deploy.vessel;
+    let (old, liar, new) = (peer(0), peer(1), peer(2));
+    let route = |epoch| ServiceRoute {
+        vessel,
+        epoch,
+        ports: vec![7000],
+        sync: false,
+        leased: true,
+    };
+    // The first route is taken as it comes; its proof is asked for.
+    ingress.learn(old, &[route(1)]);
+    assert_eq!(ingress.route(vessel), Some((old, 1)));
+    let (to, epoch, reply) = next_proof_ask(&mut rx).await;
+    assert_eq!((to, epoch), (old, 1));
+    let _ = reply.send(Ok(answer(signed(deploy, &[0, 1, 2]))));
+
+    // A member claims epoch 2 with a certificate only it signed: refused.
+    ingress.learn(liar, &[route(2)]);
+    let (to, epoch, reply) = next_proof_ask(&mut rx).await;
+    assert_eq!((to, epoch), (liar, 2));
+    let _ = reply.send(Ok(answer(signed(
+        body(2, 1, AssignmentKind::Takeover, 3),
+        &[1],
+    ))));
+    // The takeover's real owner announces itself (a frame, no segments):
+    // followed once its certificate, signed by a majority, is checked.
+    let announce = EgressFrame {
+        vessel,
+        epoch: 2,
+        segments: vec![],
+    };
+    entry_write(&ingress, new, announce).await.unwrap();
+    assert_eq!(
+        ingress.route(vessel),
+        Some((old, 1)),
+        "not before its proof"
+    );
+    let (to, epoch, reply) = next_proof_ask(&mut rx).await;
+    assert_eq!((to, epoch), (new, 2));
+    let _ = reply.send(Ok(answer(signed(
+        body(2, 2, AssignmentKind::Takeover, 3),
+        &[1, 2],
+    ))));
+    tokio::time::timeout(Duration::from_secs(5), ingress.moved_from(vessel, old))
+        .await
+        .expect("the route follows the proven epoch");
+    assert_eq!(ingress.route(vessel), Some((new, 2)));
 }

@@ -79,6 +79,7 @@ pub mod relay;
 pub mod replica_book;
 pub mod replica_serve;
 pub mod replicate;
+pub mod route_proof;
 pub mod rtt;
 pub mod serve;
 pub mod silent;

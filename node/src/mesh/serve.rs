@@ -594,6 +594,10 @@ pub(super) async fn serve_async(
         PeerRequest::Ingress(_) | PeerRequest::Replica(_) => {
             Err(refuse(RefusalCode::Internal, "handled by the event loop"))
         }
+        PeerRequest::Lease(protocol::lease::LeaseRequest::Proof { vessel, epoch }) => {
+            let m = &control.migrator;
+            Ok(super::lease::serve::proof(&m.leases, &m.host, vessel, epoch)?.into())
+        }
         // The lease protocol's rules are in `failover` (issue 15).
         PeerRequest::Lease(l) => {
             let m = &control.migrator;

@@ -116,9 +116,13 @@ fn a_sync_vessels_client_keeps_its_connection_and_every_acknowledged_write() {
     };
     assert_eq!(r["durability"], "sync 50ms", "ps shows the mode: {r}");
 
-    // The client enters at a node that survives, and the service route
-    // must have reached it.
-    let entry = 2;
+    // The client enters at the node that survives and is not the replica:
+    // the service route must have reached it, and after the kill it must
+    // follow the new epoch, which it does only with its certificate.
+    let replica = r["replicas"][0]["node"].as_str().expect("a replica");
+    let entry = (1..3)
+        .find(|&i| mesh.ids[i] != replica)
+        .expect("a node besides host and replica");
     let deadline = Instant::now() + WAIT;
     let mut client = loop {
         if let Ok(s) = TcpStream::connect(Mesh::service_addr(entry, PORT)) {

@@ -340,6 +340,9 @@ pub fn deliver(w: &mut World, from: NodeId, to: NodeId, msg: Msg) {
             after_voter(w, to);
             w.send(to, from, Msg::Response(answer));
         }
+        // Only entries ask for proofs, and the simulation has no entries
+        // (route_proof's tests and ingress_tests check them).
+        Msg::Request(LeaseRequest::Proof { .. }) => {}
         Msg::Response(r) => answered(w, from, to, r, now),
         Msg::Commit(cert, image) => super::handoff::commit(w, from, to, *cert, image),
         Msg::Offer(cert, image, nonce) => super::handoff::offer(w, from, to, (*cert, image, nonce)),
@@ -482,6 +485,7 @@ fn answered(w: &mut World, from: NodeId, to: NodeId, r: Result<LeaseResponse, Re
                 after_voter(w, to);
             }
         }
+        Ok(LeaseResponse::Proof(_)) => {}
         Err(refusal) => {
             let (true, Some(k)) = (refusal.code == RefusalCode::StaleEpoch, refusal.known_epoch)
             else {

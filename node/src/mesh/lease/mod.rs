@@ -91,6 +91,12 @@ impl LeaseBook {
             .entry(vessel)
             .or_insert_with(|| Voter::start(me, params, Default::default(), started))
     }
+
+    /// The highest certificate this node's voter for `vessel` learnt, if
+    /// it votes for it (creates no voter).
+    pub fn known(&self, vessel: VesselId) -> Option<protocol::lease::Certificate> {
+        self.voters.get(&vessel).and_then(|v| v.known.clone())
+    }
 }
 
 /// The node's handle on its leases: cheap to clone, shared by the serving

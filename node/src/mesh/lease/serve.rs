@@ -16,7 +16,34 @@ fn vessel_of(request: &LeaseRequest) -> VesselId {
     match request {
         LeaseRequest::Lease { certificate, .. } => certificate.body.vessel,
         LeaseRequest::Vote { body, .. } => body.vessel,
+        LeaseRequest::Proof { vessel, .. } => *vessel,
     }
+}
+
+/// Answers an entry's [`LeaseRequest::Proof`]: the certificate of
+/// `vessel` at `epoch`, the one kept beside its record here (this node
+/// owns or owned that epoch) or the one its voter learnt. A read, never a
+/// promise: nothing is written.
+pub fn proof(
+    leases: &Leases,
+    host: &std::sync::Mutex<crate::vessel::Host>,
+    vessel: VesselId,
+    epoch: u64,
+) -> Result<LeaseResponse, Refusal> {
+    let at_epoch = |c: &protocol::lease::Certificate| c.body.epoch == epoch;
+    let kept = lock(host).certificate(vessel).filter(at_epoch);
+    let known = || {
+        let book = lock(&leases.book);
+        book.known(vessel).filter(at_epoch)
+    };
+    kept.or_else(known)
+        .map(LeaseResponse::Proof)
+        .ok_or_else(|| {
+            Refusal::new(
+                RefusalCode::UnknownVessel,
+                format!("no certificate of vessel {vessel} at epoch {epoch} here"),
+            )
+        })
 }
 
 /// Answers `request` from `from` (a member; the gate checked it).
@@ -43,6 +70,9 @@ pub async fn serve(
             }
             LeaseRequest::Vote { body, proof } => {
                 (voter.vote(&sender, body, proof.as_ref(), now), 0)
+            }
+            LeaseRequest::Proof { .. } => {
+                return Err(Refusal::internal("a proof is answered by `proof`"));
             }
         };
         let learnt = voter.known.clone().filter(|k| Some(k.body.epoch) != before);
