@@ -178,6 +178,7 @@ fn accept(
     let (id, epoch) = (offer.body.vessel, offer.body.epoch);
     let (img, manifest) = decode_checked(mesh, id, epoch, &bytes)?;
     check_room(mesh, id, epoch)?;
+    check_owner(mesh, peer, id, epoch)?;
     let store = lock(&mesh.host).store.clone();
     let internal = |e: crate::store::StoreError| refuse(RefusalCode::Internal, e.to_string());
     store.put_image_doc(&bytes, false).map_err(internal)?;
@@ -207,6 +208,45 @@ fn accept(
         chunks: lacking,
         next_nonce,
     })
+}
+
+/// Whether `peer` owns `id` at `epoch` as far as this node's voter for
+/// the vessel knows (issue 15: a peer accepts epoch E+1 only with its
+/// certificate). A voter learns the certificate of every epoch from the
+/// owner's lease requests, which come before its checkpoints: an epoch
+/// above the one it knows is refused until it learnt it (the host offers
+/// again at its next checkpoint), and another owner at the epoch it knows
+/// is refused outright. A node that votes for no epoch of the vessel (not
+/// leased, or not yet a voter) checks the offer's signature only, as
+/// before.
+fn check_owner(mesh: &Migrator, peer: PeerId, id: VesselId, epoch: u64) -> Result<(), Refusal> {
+    let Some(known) = lock(&mesh.leases.book).known(id) else {
+        return Ok(());
+    };
+    let k = &known.body;
+    if epoch < k.epoch {
+        let detail = format!(
+            "stale replica offer: epoch {epoch}, this node's voter knows the certificate of epoch {} of vessel {id}",
+            k.epoch
+        );
+        return Err(refuse(RefusalCode::StaleEpoch, detail).with_known_epoch(k.epoch));
+    }
+    if epoch > k.epoch {
+        return Err(refuse(
+            RefusalCode::Busy,
+            format!(
+                "replica offer at epoch {epoch} of vessel {id}: this node's voter knows the certificate of epoch {} only",
+                k.epoch
+            ),
+        ));
+    }
+    if epoch == k.epoch && k.owner.0 != peer.to_bytes() {
+        return Err(refuse(
+            RefusalCode::Forged,
+            format!("replica offer at epoch {epoch} of vessel {id} from a node its certificate does not name as owner"),
+        ));
+    }
+    Ok(())
 }
 
 /// Whether this node may take a copy of `id` at `epoch`: it does not run

@@ -564,3 +564,74 @@ fn replica_messages_are_checked_and_refused_with_their_reason() {
         a.log()
     );
 }
+
+/// Goal (issue 15: a peer accepts epoch E+1 only with its certificate): a
+/// node whose voter knows the certificate of a vessel's epoch takes a
+/// replica only from the owner it names, and no epoch above it until it
+/// learnt that epoch's certificate.
+#[test]
+fn a_replica_offer_from_a_node_the_certificate_does_not_name_is_refused() {
+    use protocol::lease::{
+        peer_id_bytes_of, AssignmentBody, AssignmentKind, Certificate, LeaseRequest, LEASE_VERSION,
+    };
+    use protocol::membership::PublicKey;
+    let _cpu = crate::support::shared_cpu();
+    let user = crate::mesh::User::new();
+    let mut a = user.start("a", &[], &[]);
+    let addr = a.wait_ready();
+    let user_key = meshnode::identity::read_key(&user.user_key_file())
+        .unwrap()
+        .unwrap();
+    let (vessel, chunk) = (VesselId([0xab; 8]), Hash::of(b"replica chunk"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut m = Adversary::connect(&addr, Some(&user_key)).await;
+        // Epoch 1 of the vessel belongs to `owner`, by a certificate that
+        // a majority of its voters (the adversary, owner, node a) signed.
+        let owner = ed25519_dalek::SigningKey::from_bytes(&[55; 32]);
+        let owner_id = peer_id_bytes_of(&PublicKey::of(&owner));
+        let me = PeerIdBytes(m.identity.peer_id.to_bytes());
+        let voters = vec![me.clone(), owner_id.clone(), PeerIdBytes(m.node.to_bytes())];
+        let body = AssignmentBody {
+            version: LEASE_VERSION,
+            vessel,
+            epoch: 1,
+            owner: owner_id.clone(),
+            kind: AssignmentKind::Deploy,
+            previous_epoch: 0,
+            signers: voters.clone(),
+            voters,
+        };
+        let certificate = Certificate {
+            signatures: vec![
+                body.sign(&m.identity.signing, me),
+                body.sign(&owner, owner_id),
+            ],
+            body,
+        };
+        // Node a's voter learns it (and refuses the lease: m is not its owner).
+        let r = m
+            .ask(LeaseRequest::Lease {
+                certificate,
+                round: 1,
+            })
+            .await;
+        refused(r, RefusalCode::NotOwner);
+        for (epoch, code, words) in [
+            (1, RefusalCode::Forged, "does not name as owner"),
+            (
+                2,
+                RefusalCode::Busy,
+                "knows the certificate of epoch 1 only",
+            ),
+        ] {
+            let image = protocol::cbor::encode(&image_for(&user_key, vessel, epoch, chunk));
+            let r = offer(&mut m, vessel, epoch, &image, |_| {}).await;
+            let why = refused(r, code);
+            assert!(why.contains(words), "epoch {epoch}: {why}");
+        }
+    });
+}
