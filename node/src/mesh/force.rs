@@ -250,6 +250,30 @@ pub async fn fence_old_host(link: Link, suspects: Suspects, certificate: ForcedC
     }
 }
 
+/// At start-up: every vessel owned here under a forced certificate (its
+/// record at the certificate's epoch) goes on showing it to the old host,
+/// as before the restart, until the old host took it.
+pub fn resume_fences(host: &Mutex<Host>, link: &Link, suspects: &Suspects) {
+    let forced: Vec<ForcedCertificate> = {
+        let h = lock(host);
+        h.vessels
+            .iter()
+            .filter_map(|(id, l)| {
+                let Record::Owned { epoch, .. } = l.record else {
+                    return None;
+                };
+                let bytes = std::fs::read(h.vessel_dir(*id).join(FORCED_FILE)).ok()?;
+                let cert: ForcedCertificate = protocol::cbor::decode(&bytes).ok()?;
+                (cert.body.epoch == epoch && cert.body.vessel == *id).then_some(cert)
+            })
+            .collect()
+    };
+    for certificate in forced {
+        info!(vessel = %certificate.body.vessel, "showing the forced recovery to the old host again");
+        tokio::spawn(fence_old_host(link.clone(), suspects.clone(), certificate));
+    }
+}
+
 /// The old host's side: fences its copy of the vessel if `certificate`
 /// holds (its owner signed it and is `from`, the node showing it) and is
 /// above this node's epoch of it. Nothing to fence (no copy, or one that

@@ -287,6 +287,7 @@ pub async fn run(
         state.host.clone(),
     ));
     recover(&state);
+    super::force::resume_fences(&state.host, &state.migrator().link, &state.suspects);
     let every =
         (config.checkpoint_every_ms > 0).then(|| Duration::from_millis(config.checkpoint_every_ms));
     tokio::spawn(super::checkpoint::periodic(state.migrator(), every));

@@ -257,6 +257,19 @@ fn recover_force_runs_a_vessel_of_a_dead_host_on_its_replica_and_fences_the_old_
         std::thread::sleep(Duration::from_millis(200));
     }
 
+    // b crashes and restarts before the old host is back: it runs the
+    // vessel again, and still owes the old host the forced epoch.
+    let _ = two.nodes[1].child.kill();
+    let _ = two.nodes[1].child.wait();
+    let dir_b = two.nodes[1].data_dir.clone();
+    let _ = std::fs::remove_file(dir_b.join("node.addrs"));
+    let mut b_again = two.user.start_env(&dir_b, &[], &EXTRA, &[]);
+    two.addrs[1] = b_again.wait_ready();
+    two.nodes[1] = b_again;
+    two.wait_row(1, "ticker", "running on b again at epoch 2", |r| {
+        r["state"] == "running" && r["epoch"] == 2
+    });
+
     // The old host comes back: b shows it the forced epoch, and it fences
     // its copy (which it had started again: it had no lease to wait for).
     let dir = two.nodes[0].data_dir.clone();
