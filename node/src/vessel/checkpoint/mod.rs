@@ -161,20 +161,31 @@ impl Checkpoints {
     }
 }
 
+/// How much earlier than its interval a replicated vessel's checkpoint is
+/// asked for, in tenths of what the last one took to reach its replicas:
+/// half as much again, because the next shipment may be slower than the
+/// last (measured: the work lost overshot the interval by 4 % under load
+/// with the last lag alone).
+pub const REPLICA_LEAD_TENTHS_OF_LAG: u32 = 15;
+
+/// The most a replicated vessel's checkpoint is asked for early, as a
+/// divisor of its interval: half of it, so that a slow shipment cannot
+/// turn the interval into back-to-back checkpoints.
+pub const REPLICA_LEAD_MAX_INTERVAL_DIVISOR: u32 = 2;
+
 /// When a vessel's next checkpoint is due, `every` apart: an interval
 /// after the last one ended, or later when its checkpoints are slow
 /// ([`CHECKPOINT_SPACING_FACTOR`]). A replicated vessel's is asked for
-/// earlier by 1.5 times what the last one took to reach its replicas (at
-/// most half the interval), so that the replicas' newest checkpoint is never
-/// more than an interval old: the work a failover loses (issue 15's gate,
-/// missed under load before, docs/benchmarks.md).
+/// earlier by [`REPLICA_LEAD_TENTHS_OF_LAG`] of what the last one took to
+/// reach its replicas (at most [`REPLICA_LEAD_MAX_INTERVAL_DIVISOR`]), so
+/// that the replicas' newest checkpoint is never more than an interval
+/// old: the work a failover loses (issue 15's gate, missed under load
+/// before, docs/benchmarks.md).
 pub fn next_checkpoint_at(c: &Checkpoints, every: Duration, now: Instant) -> Instant {
     match (c.last_done, c.last_attempt, c.replica_lag) {
         (Some((done, took)), Some(asked), Some(lag)) => {
-            // Half as much again: the next shipment may be slower than the
-            // last (measured: the loss overshot the interval by 4 % under
-            // load with the last lag alone).
-            let lead = (lag * 3 / 2).min(every / 2);
+            let lead = (lag * REPLICA_LEAD_TENTHS_OF_LAG / 10)
+                .min(every / REPLICA_LEAD_MAX_INTERVAL_DIVISOR);
             (asked + every - lead).max(done + took * CHECKPOINT_SPACING_FACTOR)
         }
         (Some((done, took)), _, _) => done + every.max(took * CHECKPOINT_SPACING_FACTOR),
