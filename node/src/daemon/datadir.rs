@@ -52,6 +52,24 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DataDirError + '_ {
     }
 }
 
+/// The data directory of the node the package runs as a service
+/// (packaging/deb/meshnode.service): commands that name no data directory
+/// and find no node of their user's own talk to this one, if they may read
+/// it.
+pub const SYSTEM_DATA_DIR: &str = "/var/lib/meshnode";
+
+/// The caller's own data directory, unless it has no running node and the
+/// service's has one the caller may read (root, on a board where the
+/// package runs the node).
+fn own_or_service(own: DataDir, service: DataDir) -> DataDir {
+    let readable = |d: &DataDir| std::fs::File::open(d.addrs()).is_ok();
+    if !readable(&own) && readable(&service) {
+        service
+    } else {
+        own
+    }
+}
+
 /// The platform's data directory for meshnode: `$XDG_DATA_HOME/meshnode` or
 /// `~/.local/share/meshnode` on Linux.
 pub fn default_data_dir() -> Result<PathBuf, DataDirError> {
@@ -98,11 +116,18 @@ impl DataDir {
 
     /// The data directory's path, without creating it (for the CLI).
     pub fn locate(explicit: Option<&Path>) -> Result<DataDir, DataDirError> {
-        Ok(DataDir {
-            root: explicit
-                .map(Path::to_path_buf)
-                .map_or_else(default_data_dir, Ok)?,
-        })
+        if let Some(root) = explicit {
+            return Ok(DataDir {
+                root: root.to_path_buf(),
+            });
+        }
+        let own = DataDir {
+            root: default_data_dir()?,
+        };
+        let system = DataDir {
+            root: PathBuf::from(SYSTEM_DATA_DIR),
+        };
+        Ok(own_or_service(own, system))
     }
 
     pub fn node_key(&self) -> PathBuf {
@@ -283,6 +308,22 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DataDirError> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_command_talks_to_the_service_node_only_when_the_caller_runs_none() {
+        let (own, service) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let dir = |t: &tempfile::TempDir| DataDir {
+            root: t.path().to_path_buf(),
+        };
+        assert_eq!(own_or_service(dir(&own), dir(&service)).root, own.path());
+        std::fs::write(dir(&service).addrs(), "/ip4/127.0.0.1/tcp/1\n").unwrap();
+        assert_eq!(
+            own_or_service(dir(&own), dir(&service)).root,
+            service.path()
+        );
+        std::fs::write(dir(&own).addrs(), "/ip4/127.0.0.1/tcp/2\n").unwrap();
+        assert_eq!(own_or_service(dir(&own), dir(&service)).root, own.path());
+    }
     use super::*;
 
     #[test]

@@ -13,6 +13,7 @@
 
 pub mod config;
 pub mod datadir;
+pub mod systemd;
 
 use std::path::PathBuf;
 

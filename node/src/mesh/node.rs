@@ -304,10 +304,13 @@ pub async fn run(
     tokio::pin!(shutdown);
 
     info!(peer_id = %state.identity.peer_id, member = state.certificate.is_some(), "node started");
+    let mut service = crate::daemon::systemd::Service::from_env();
+    service.ready();
     loop {
         tokio::select! {
             _ = &mut shutdown => {
                 info!("stopping");
+                service.stopping();
                 // Every running vessel is written down where it is, so
                 // the next start continues it instead of starting over.
                 checkpoint_all(&state.host).await;
@@ -326,6 +329,7 @@ pub async fn run(
                     tick_liveness(&mut state.peers, &state.liveness, &state.suspects);
                 }
                 last_liveness_tick = now;
+                service.tick(now);
             }
             _ = placement_tick.tick() => {
                 let migrator = state.migrator();

@@ -29,4 +29,5 @@ mod replicas;
 mod snapshot;
 mod support;
 mod sync_durability;
+mod systemd_notify;
 mod waiting;
