@@ -188,7 +188,14 @@ impl WasiCtx {
     }
 
     pub fn fd_sync(&mut self, fd: u32, data_only: bool) -> Result<(), Errno> {
-        self.require(fd, if data_only { Op::FdDatasync } else { Op::FdSync })?;
+        self.require(
+            fd,
+            if data_only {
+                Op::FdDatasync
+            } else {
+                Op::FdSync
+            },
+        )?;
         match self.handles.get(&fd) {
             Some(Handle::File(f)) => if data_only {
                 f.sync_data()
