@@ -124,6 +124,9 @@ impl WasiCtx {
     }
 
     pub fn fd_seek(&mut self, fd: u32, delta: i64, whence: u8) -> Result<u64, Errno> {
+        if whence > WHENCE_END {
+            return Err(Errno::INVAL);
+        }
         // Asking where the offset is needs only FD_TELL (the spec's rights).
         let moves = !(delta == 0 && whence == WHENCE_CUR);
         self.require(fd, if moves { Op::FdSeek } else { Op::FdTell })?;

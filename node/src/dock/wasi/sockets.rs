@@ -323,12 +323,12 @@ impl WasiCtx {
     /// `sock_shutdown`: `how` is `SDFLAGS_RD`, `SDFLAGS_WR` or both.
     pub fn sock_shutdown(&mut self, fd: u32, how: u8) -> Result<(), Errno> {
         self.conn(fd)?;
-        self.require(fd, Op::SockShutdown)?;
         // No flag, or unknown ones: EINVAL (wasmtime: EINVAL for 0, a trap
         // for unknown bits).
         if how == 0 || how & !(SDFLAGS_RD | SDFLAGS_WR) != 0 {
             return Err(Errno::INVAL);
         }
+        self.require(fd, Op::SockShutdown)?;
         let hub = self.hub()?;
         self.pull_bytes(fd)?;
         let c = self.conn_mut(fd)?;
