@@ -7,8 +7,9 @@
 //! must fail with `ENOTCAPABLE` (76). The programs are WAT, spliced into the
 //! errno tests' prelude (`node/tests/wat/prelude.wat`, one preopen at fd 3
 //! with its fixture tree). The three wasi-testsuite cases that failed are
-//! reproduced, and a narrowed descriptor stays narrowed across a capture of
-//! the WASI state, its CBOR encoding and a rebuild mid-run.
+//! reproduced, a narrowed descriptor stays narrowed across a capture of
+//! the WASI state, its CBOR encoding and a rebuild mid-run, and an ordinary
+//! C program (`wasi_rights/libc_narrowed.c`) works within narrowed rights.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -719,4 +720,52 @@ fn a_narrowed_descriptor_stays_narrowed_across_capture_and_rebuild() {
         rebuilt_while_narrowed >= 2,
         "the state was rebuilt {rebuilt_while_narrowed} times while narrowed"
     );
+}
+
+/// Ordinary C under narrowed rights: wasi-libc asks `path_open` for what
+/// the directory can pass on, so reading keeps working after the preopen
+/// drops FD_WRITE from its inheriting rights, while writing (also through
+/// stdio's buffered `fflush`) and creating without PATH_CREATE_FILE say
+/// ENOTCAPABLE (wasi-libc's `write()` alone reports it as EBADF, as POSIX
+/// does for a descriptor not open for writing).
+#[test]
+fn a_c_program_keeps_working_within_its_narrowed_rights() {
+    let wasm = crate::support::compile_c("node/tests/it/wasi_rights/libc_narrowed.c", &[]);
+    let config = DockConfig::default();
+    let engine = config.engine();
+    let module = meshnode::dock::load_module(&engine, &wasm).expect("load module");
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let sandbox = tempfile::tempdir().unwrap();
+    let wasi = WasiCtx::new(WasiOptions {
+        args: vec![b"libc_narrowed".to_vec()],
+        dirs: sandbox_mapping(sandbox.path()),
+        stdio: Stdio {
+            stdout: OutputSink::Buffer(out.clone()),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .unwrap();
+    let mut vessel = Vessel::new(&engine, &module, wasi, &config).unwrap();
+    assert_eq!(vessel.run_to_end(), Exit::Code(0));
+    let stdout = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
+    assert_eq!(
+        stdout,
+        "create a.txt: ok\n\
+         write a.txt: ok\n\
+         open a.txt read-only: ok\n\
+         read a.txt: ok\n\
+         read <hello>\n\
+         opendir: ok\n\
+         open a.txt write-only: ok\n\
+         write a.txt without FD_WRITE: errno 8\n\
+         fd_write without FD_WRITE: 76\n\
+         fopen a.txt append: ok\n\
+         fflush without FD_WRITE: errno 76\n\
+         create b.txt without PATH_CREATE_FILE: errno 76\n\
+         unlink a.txt: ok\n\
+         ENOTCAPABLE is 76\n"
+    );
+    assert!(!sandbox.path().join("b.txt").exists());
+    assert!(!sandbox.path().join("a.txt").exists());
 }
