@@ -31,3 +31,4 @@ mod support;
 mod sync_durability;
 mod systemd_notify;
 mod waiting;
+mod wasi_rights;

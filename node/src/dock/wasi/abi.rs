@@ -238,7 +238,9 @@ pub const RIGHT_SOCK_SHUTDOWN: u64 = 1 << 28;
 pub const RIGHT_SOCK_ACCEPT: u64 = 1 << 29;
 pub const RIGHTS_ALL: u64 = (1 << 30) - 1;
 
-/// Rights a regular file opened for reading gets.
+/// The rights of a regular file that read it or look at it. With
+/// [`RIGHTS_FILE_WRITE`], every right a file can have; what one gets is
+/// decided in `rights.rs`.
 pub const RIGHTS_FILE_READ: u64 = RIGHT_FD_READ
     | RIGHT_FD_SEEK
     | RIGHT_FD_TELL
@@ -246,14 +248,15 @@ pub const RIGHTS_FILE_READ: u64 = RIGHT_FD_READ
     | RIGHT_FD_ADVISE
     | RIGHT_FD_FILESTAT_GET
     | RIGHT_POLL_FD_READWRITE;
-/// Rights a regular file opened for writing gets in addition.
+/// The rights of a regular file that change it or sync it.
 pub const RIGHTS_FILE_WRITE: u64 = RIGHT_FD_DATASYNC
     | RIGHT_FD_SYNC
     | RIGHT_FD_WRITE
     | RIGHT_FD_ALLOCATE
     | RIGHT_FD_FILESTAT_SET_SIZE
     | RIGHT_FD_FILESTAT_SET_TIMES;
-/// Rights a directory gets: everything a path operation can need.
+/// Every right a directory can have (a preopen has them all): everything
+/// a path operation can need.
 pub const RIGHTS_DIRECTORY: u64 = RIGHT_FD_FDSTAT_SET_FLAGS
     | RIGHT_FD_SYNC
     | RIGHT_FD_DATASYNC

@@ -406,8 +406,8 @@ mod tests {
                 0,
                 b"a/e",
                 OFLAGS_DIRECTORY,
-                RIGHTS_ALL,
-                RIGHTS_ALL,
+                RIGHTS_DIRECTORY,
+                RIGHTS_DIRECTORY_INHERITING,
                 0,
             )
             .unwrap();

@@ -11,12 +11,14 @@ use protocol::wasi::DescriptorKind;
 use super::abi::*;
 use super::ctx::{Handle, WasiCtx};
 use super::mem::MAX_IO_BYTES;
+use super::rights::Op;
 use super::stat::{encode_filestat, filetype_of, time_specs};
 
 impl WasiCtx {
     /// `memory`: the guest's memory, for the owner while a socket read
     /// waits.
     pub fn fd_read(&mut self, fd: u32, len: usize, memory: &[u8]) -> Result<Vec<u8>, Errno> {
+        self.require(fd, Op::FdRead)?;
         // A socket's descriptor holds its unread bytes: not cloned.
         match &self.desc(fd)?.kind {
             DescriptorKind::Connection(_) => return self.sock_recv(fd, len, 0, memory),
@@ -48,6 +50,7 @@ impl WasiCtx {
     }
 
     pub fn fd_pread(&mut self, fd: u32, len: usize, offset: u64) -> Result<Vec<u8>, Errno> {
+        self.require(fd, Op::FdPread)?;
         match self.desc(fd)?.kind {
             DescriptorKind::File { read, .. } => {
                 if !read {
@@ -66,6 +69,7 @@ impl WasiCtx {
     /// `memory`: the guest's memory, for the owner while a socket write
     /// waits.
     pub fn fd_write(&mut self, fd: u32, data: &[u8], memory: &[u8]) -> Result<usize, Errno> {
+        self.require(fd, Op::FdWrite)?;
         match &self.desc(fd)?.kind {
             DescriptorKind::Connection(_) => return self.sock_send(fd, data, memory),
             DescriptorKind::Listener(_) => return Err(Errno::BADF),
@@ -99,6 +103,7 @@ impl WasiCtx {
     }
 
     pub fn fd_pwrite(&mut self, fd: u32, data: &[u8], offset: u64) -> Result<usize, Errno> {
+        self.require(fd, Op::FdPwrite)?;
         match self.desc(fd)?.kind {
             DescriptorKind::File { write, .. } => {
                 if !write {
@@ -119,6 +124,12 @@ impl WasiCtx {
     }
 
     pub fn fd_seek(&mut self, fd: u32, delta: i64, whence: u8) -> Result<u64, Errno> {
+        if whence > WHENCE_END {
+            return Err(Errno::INVAL);
+        }
+        // Asking where the offset is needs only FD_TELL (the spec's rights).
+        let moves = !(delta == 0 && whence == WHENCE_CUR);
+        self.require(fd, if moves { Op::FdSeek } else { Op::FdTell })?;
         let size = match &self.desc(fd)?.kind {
             DescriptorKind::File { .. } => self.file(fd)?.metadata().map_err(Errno::from)?.len(),
             DescriptorKind::PreopenRoot { .. }
@@ -145,6 +156,7 @@ impl WasiCtx {
     }
 
     pub fn fd_tell(&mut self, fd: u32) -> Result<u64, Errno> {
+        self.require(fd, Op::FdTell)?;
         match &self.desc(fd)?.kind {
             DescriptorKind::File { offset, .. } => Ok(*offset),
             DescriptorKind::PreopenRoot { .. }
@@ -179,6 +191,14 @@ impl WasiCtx {
     }
 
     pub fn fd_sync(&mut self, fd: u32, data_only: bool) -> Result<(), Errno> {
+        self.require(
+            fd,
+            if data_only {
+                Op::FdDatasync
+            } else {
+                Op::FdSync
+            },
+        )?;
         match self.handles.get(&fd) {
             Some(Handle::File(f)) => if data_only {
                 f.sync_data()
@@ -200,6 +220,7 @@ impl WasiCtx {
         if advice > 5 {
             return Err(Errno::INVAL);
         }
+        self.require(fd, Op::FdAdvise)?;
         match self.desc(fd)?.kind {
             DescriptorKind::File { .. } => Ok(()),
             DescriptorKind::PreopenRoot { .. }
@@ -211,6 +232,7 @@ impl WasiCtx {
     }
 
     pub fn fd_allocate(&mut self, fd: u32, offset: u64, len: u64) -> Result<(), Errno> {
+        self.require(fd, Op::FdAllocate)?;
         let write = match self.desc(fd)?.kind {
             DescriptorKind::File { write, .. } => write,
             DescriptorKind::PreopenRoot { .. }
@@ -235,6 +257,7 @@ impl WasiCtx {
     }
 
     pub fn fd_filestat_set_size(&mut self, fd: u32, size: u64) -> Result<(), Errno> {
+        self.require(fd, Op::FdFilestatSetSize)?;
         let write = match self.desc(fd)?.kind {
             DescriptorKind::File { write, .. } => write,
             // Directories and stdio: EBADF, as wasmtime.
@@ -278,6 +301,7 @@ impl WasiCtx {
         if flags & !FDFLAGS_ALL != 0 {
             return Err(Errno::INVAL);
         }
+        self.require(fd, Op::FdFdstatSetFlags)?;
         let desc = self.desc_mut(fd)?;
         // Only append and nonblock can change on an open descriptor; the sync
         // flags are chosen at open time, as on Linux.
@@ -297,7 +321,8 @@ impl WasiCtx {
         inheriting: u64,
     ) -> Result<(), Errno> {
         let desc = self.desc_mut(fd)?;
-        // Rights can only be dropped, never gained.
+        // Rights can only be dropped, never gained; what remains is
+        // enforced (rights.rs).
         if base & !desc.rights_base != 0 || inheriting & !desc.rights_inheriting != 0 {
             return Err(Errno::NOTCAPABLE);
         }
@@ -307,6 +332,7 @@ impl WasiCtx {
     }
 
     pub fn fd_filestat(&self, fd: u32) -> Result<[u8; FILESTAT_SIZE], Errno> {
+        self.require(fd, Op::FdFilestatGet)?;
         match self.handles.get(&fd) {
             Some(Handle::File(f)) => Ok(encode_filestat(&f.metadata().map_err(Errno::from)?)),
             Some(Handle::Dir { dir, .. }) => {
@@ -336,6 +362,7 @@ impl WasiCtx {
         fst: u16,
     ) -> Result<(), Errno> {
         let (a, m) = time_specs(atim, mtim, fst)?;
+        self.require(fd, Op::FdFilestatSetTimes)?;
         match self.handles.get(&fd) {
             Some(Handle::File(f)) => {
                 let plain = |t: Option<SystemTimeSpec>| {

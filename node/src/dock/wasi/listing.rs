@@ -210,7 +210,7 @@ impl WasiCtx {
     pub fn fd_readdir(&mut self, fd: u32, cookie: u64, buf_len: usize) -> Result<Vec<u8>, Errno> {
         // Listing something that is not a directory: EBADF, as in wasmtime
         // (Linux's getdents says ENOTDIR, Node ENOTCAPABLE; docs/wasi.md).
-        self.desc(fd)?;
+        self.require(fd, super::rights::Op::FdReaddir)?;
         let Some(Handle::Dir { listing, .. }) = self.handles.get_mut(&fd) else {
             return Err(Errno::BADF);
         };
@@ -342,8 +342,8 @@ mod tests {
             0,
             path.as_bytes(),
             flags,
-            RIGHTS_ALL,
-            RIGHTS_ALL,
+            RIGHTS_DIRECTORY,
+            RIGHTS_DIRECTORY_INHERITING,
             0,
         )
         .unwrap()

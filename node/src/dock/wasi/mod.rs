@@ -4,7 +4,8 @@
 //!   [`protocol::wasi::WasiState`] plus host handles that are only a cache.
 //!   Its calls are split by job: `ctx` (the context, descriptor table,
 //!   args, env, clocks), `setup` (new, rebuild, capture), `stdio`, `fd`,
-//!   `path`, `poll`, `sockets`, `wait` (how a blocked call hears from the
+//!   `path`, `poll`, `sockets`, `rights` (which call needs which right),
+//!   `wait` (how a blocked call hears from the
 //!   vessel's owner), `changes` (which volume paths changed since the
 //!   last checkpoint), and `stat` (host metadata in preview1's
 //!   layouts).
@@ -20,6 +21,7 @@ mod listing;
 mod mem;
 mod path;
 mod poll;
+mod rights;
 mod setup;
 mod sockets;
 mod stat;

@@ -13,6 +13,7 @@ use protocol::wasi::{Descriptor, DescriptorKind};
 
 use super::abi::*;
 use super::ctx::{Handle, WasiCtx};
+use super::rights::{self, Op};
 use super::stat::{encode_filestat, time_specs};
 
 impl WasiCtx {
@@ -36,7 +37,6 @@ impl WasiCtx {
     }
 
     /// The arguments of preview1's `path_open`, decoded.
-    /// The arguments of preview1's `path_open`, decoded.
     #[allow(clippy::too_many_arguments)]
     pub fn path_open(
         &mut self,
@@ -54,20 +54,16 @@ impl WasiCtx {
         {
             return Err(Errno::INVAL);
         }
-        let parent_inheriting = self.desc(dirfd)?.rights_inheriting;
+        self.require_rights(dirfd, path_open_needs(oflags))?;
+        let (rights_base, rights_inheriting) =
+            rights::inherited(self.desc(dirfd)?, rights_base, rights_inheriting, fdflags)?;
         let (dir, p) = self.guest_path(dirfd, path)?;
         let req = OpenRequest {
             preopen,
             lexical: join_lexical(&dir_rel, path),
-            parent_inheriting,
             follow: lookup & LOOKUPFLAGS_SYMLINK_FOLLOW != 0,
             read: rights_base & (RIGHT_FD_READ | RIGHT_FD_READDIR) != 0,
-            write: rights_base
-                & (RIGHT_FD_WRITE
-                    | RIGHT_FD_ALLOCATE
-                    | RIGHT_FD_FILESTAT_SET_SIZE
-                    | RIGHT_FD_DATASYNC)
-                != 0,
+            write: rights::opens_for_write(rights_base),
             oflags,
             rights_base,
             rights_inheriting,
@@ -105,6 +101,7 @@ impl WasiCtx {
     }
 
     pub fn path_create_directory(&mut self, fd: u32, path: &[u8]) -> Result<(), Errno> {
+        self.require(fd, Op::PathCreateDirectory)?;
         let (dir, p) = self.guest_path(fd, path)?;
         let at = self.entry_location(fd, path);
         dir.create_dir(p).map_err(Errno::from)?;
@@ -113,6 +110,7 @@ impl WasiCtx {
     }
 
     pub fn path_remove_directory(&mut self, fd: u32, path: &[u8]) -> Result<(), Errno> {
+        self.require(fd, Op::PathRemoveDirectory)?;
         let (dir, p) = self.guest_path(fd, path)?;
         let at = self.entry_location(fd, path);
         dir.remove_dir(p).map_err(Errno::from)?;
@@ -121,6 +119,7 @@ impl WasiCtx {
     }
 
     pub fn path_unlink_file(&mut self, fd: u32, path: &[u8]) -> Result<(), Errno> {
+        self.require(fd, Op::PathUnlinkFile)?;
         let (dir, p) = self.guest_path(fd, path)?;
         // A trailing slash names a directory, which unlink refuses.
         if path.ends_with(b"/") {
@@ -144,6 +143,8 @@ impl WasiCtx {
         new_fd: u32,
         new: &[u8],
     ) -> Result<(), Errno> {
+        self.require(fd, Op::PathRenameSource)?;
+        self.require(new_fd, Op::PathRenameTarget)?;
         let (old_dir, op) = self.guest_path(fd, old)?;
         let (new_dir, np) = self.guest_path(new_fd, new)?;
         let (from, to) = (
@@ -187,6 +188,7 @@ impl WasiCtx {
         if target.contains(&0) {
             return Err(Errno::INVAL);
         }
+        self.require(fd, Op::PathSymlink)?;
         let (dir, p) = self.guest_path(fd, link)?;
         // Symlinks with absolute targets are refused, as wasmtime does: they
         // can never be followed inside the sandbox.
@@ -200,6 +202,7 @@ impl WasiCtx {
     }
 
     pub fn path_readlink(&mut self, fd: u32, path: &[u8]) -> Result<Vec<u8>, Errno> {
+        self.require(fd, Op::PathReadlink)?;
         let (dir, p) = self.guest_path(fd, path)?;
         let target = dir.read_link_contents(p).map_err(Errno::from)?;
         Ok(target.as_os_str().as_bytes().to_vec())
@@ -217,6 +220,8 @@ impl WasiCtx {
             // cap-std links the symlink itself; following is not offered.
             return Err(Errno::INVAL);
         }
+        self.require(fd, Op::PathLinkSource)?;
+        self.require(new_fd, Op::PathLinkTarget)?;
         let (old_dir, op) = self.guest_path(fd, old)?;
         let (new_dir, np) = self.guest_path(new_fd, new)?;
         let at = self.entry_location(new_fd, new);
@@ -233,6 +238,7 @@ impl WasiCtx {
         lookup: u32,
         path: &[u8],
     ) -> Result<[u8; FILESTAT_SIZE], Errno> {
+        self.require(fd, Op::PathFilestatGet)?;
         let (dir, p) = self.guest_path(fd, path)?;
         let m = if lookup & LOOKUPFLAGS_SYMLINK_FOLLOW != 0 {
             dir.metadata(p)
@@ -253,6 +259,7 @@ impl WasiCtx {
         fst: u16,
     ) -> Result<(), Errno> {
         let (a, m) = time_specs(atim, mtim, fst)?;
+        self.require(fd, Op::PathFilestatSetTimes)?;
         let (dir, p) = self.guest_path(fd, path)?;
         if lookup & LOOKUPFLAGS_SYMLINK_FOLLOW != 0 {
             dir.set_times(p, a, m)
@@ -269,8 +276,6 @@ struct OpenRequest {
     /// The path joined lexically to its directory's: used only when the
     /// host cannot say where the opened handle really is.
     lexical: Vec<u8>,
-    /// What the directory opened from lets its children have.
-    parent_inheriting: u64,
     follow: bool,
     read: bool,
     write: bool,
@@ -300,24 +305,17 @@ impl OpenRequest {
                 preopen: self.preopen,
                 path: host_relative_path(dir, root_canon).unwrap_or_else(|| self.lexical.clone()),
             },
-            rights_base: self.rights_base & RIGHTS_DIRECTORY & self.parent_inheriting,
-            rights_inheriting: self.rights_inheriting & self.parent_inheriting,
+            rights_base: self.rights_base & RIGHTS_DIRECTORY,
+            rights_inheriting: self.rights_inheriting,
             fdflags: self.fdflags,
         }
     }
 
-    /// A file: where the host says it is, with the file rights its open
-    /// mode allows and the parent lets it inherit; and whether the host
-    /// said where it is (otherwise its path is the lexical one).
+    /// A file: where the host says it is, with the file rights asked for
+    /// that its host handle allows; and whether the host said where it is
+    /// (otherwise its path is the lexical one).
     fn file_descriptor(&self, file: &File, root_canon: &Path) -> (Descriptor, bool) {
         let readable = self.read || !self.write;
-        let mut allowed = 0;
-        if readable {
-            allowed |= RIGHTS_FILE_READ;
-        }
-        if self.write {
-            allowed |= RIGHTS_FILE_READ | RIGHTS_FILE_WRITE;
-        }
         let host_path = host_relative_path(file, root_canon);
         let named_by_host = host_path.is_some();
         let desc = Descriptor {
@@ -329,8 +327,8 @@ impl OpenRequest {
                 write: self.write,
                 detached_contents: None,
             },
-            rights_base: self.rights_base & allowed & self.parent_inheriting,
-            rights_inheriting: self.rights_inheriting & self.parent_inheriting,
+            rights_base: rights::file_base(self.rights_base, self.write),
+            rights_inheriting: self.rights_inheriting,
             fdflags: self.fdflags,
         };
         (desc, named_by_host)
@@ -342,17 +340,23 @@ fn open_dir_only(dir: &Dir, p: &Path, req: &OpenRequest) -> Result<Dir, Errno> {
     if req.oflags & (OFLAGS_CREAT | OFLAGS_TRUNC) != 0 {
         return Err(Errno::INVAL);
     }
-    if req.follow {
-        return dir.open_dir(p).map_err(Errno::from);
+    let opened = if req.follow {
+        dir.open_dir(p).map_err(Errno::from)?
+    } else {
+        dir.open_dir_nofollow(p).map_err(|e| {
+            // A symlink where no symlink may be followed is ELOOP, as for
+            // files (O_NOFOLLOW); cap-std reports ENOTDIR here.
+            match dir.symlink_metadata(p) {
+                Ok(m) if m.file_type().is_symlink() => Errno::LOOP,
+                _ => Errno::from(e),
+            }
+        })?
+    };
+    // A directory cannot be opened for writing, as open(2) with O_RDWR.
+    if req.write {
+        return Err(Errno::ISDIR);
     }
-    dir.open_dir_nofollow(p).map_err(|e| {
-        // A symlink where no symlink may be followed is ELOOP, as for files
-        // (O_NOFOLLOW); cap-std reports ENOTDIR here.
-        match dir.symlink_metadata(p) {
-            Ok(m) if m.file_type().is_symlink() => Errno::LOOP,
-            _ => Errno::from(e),
-        }
-    })
+    Ok(opened)
 }
 
 /// `path_open` without `O_DIRECTORY`: a file, or a directory when one is
@@ -396,6 +400,18 @@ fn open_file_or_dir(dir: &Dir, p: &Path, req: &OpenRequest) -> Result<Opened, Er
         return Err(Errno::ISDIR);
     }
     Ok(Opened::Dir(Dir::from_std_file(f.into_std())))
+}
+
+/// What `path_open` with `oflags` needs of its directory.
+fn path_open_needs(oflags: u16) -> u64 {
+    let mut needs = Op::PathOpen.needs();
+    if oflags & OFLAGS_CREAT != 0 {
+        needs |= Op::PathOpenCreate.needs();
+    }
+    if oflags & OFLAGS_TRUNC != 0 {
+        needs |= Op::PathOpenTruncate.needs();
+    }
+    needs
 }
 
 pub(super) fn rel_path(bytes: &[u8]) -> &Path {

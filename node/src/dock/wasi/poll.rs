@@ -9,6 +9,7 @@ use protocol::wasi::DescriptorKind;
 
 use super::abi::*;
 use super::ctx::WasiCtx;
+use super::rights::Op;
 use super::stdio::{stdin_ready, InputSource};
 
 /// How often a wait on sockets also looks at an inherited stdin: the hub
@@ -169,7 +170,14 @@ impl WasiCtx {
                 Subscription::FdWrite(fd) => (fd, EVENTTYPE_FD_WRITE),
                 Subscription::Clock { .. } => continue,
             };
-            let desc = match self.desc(fd) {
+            // A subscription needs POLL_FD_READWRITE and the right to read
+            // or write; a missing one is reported in its event.
+            let op = if ty == EVENTTYPE_FD_READ {
+                Op::PollRead
+            } else {
+                Op::PollWrite
+            };
+            let desc = match self.require(fd, op).and_then(|()| self.desc(fd)) {
                 Ok(d) => d,
                 Err(e) => {
                     events.push((userdata, e, ty, 0, 0));

@@ -23,7 +23,7 @@ use super::abi::*;
 use super::changes::ChangeTracker;
 use super::ctx::{GuestClock, Handle, PreopenRoot, WasiCtx};
 use super::path::{host_relative_path, state_path};
-use super::sockets::{Services, RIGHTS_LISTENER};
+use super::sockets::{Services, RIGHTS_CONNECTION, RIGHTS_LISTENER};
 use super::stdio::Stdio;
 use crate::dock::services::ServiceHub;
 
@@ -128,7 +128,8 @@ fn listener_descriptor(service: &str) -> Descriptor {
             pending: Vec::new(),
         }),
         rights_base: RIGHTS_LISTENER,
-        rights_inheriting: 0,
+        // What an accepted connection gets (sock_accept passes on no more).
+        rights_inheriting: RIGHTS_CONNECTION,
         // Blocking, as a socket fresh from socket(2): a plain accept() loop
         // blocks (wasmtime hands out non-blocking listeners; docs/wasi.md).
         fdflags: 0,

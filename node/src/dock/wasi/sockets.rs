@@ -28,6 +28,7 @@ use protocol::wasi::{ConnectionState, Descriptor, DescriptorKind};
 use super::abi::*;
 use super::ctx::{Handle, WasiCtx};
 use super::mem::MAX_IO_BYTES;
+use super::rights::Op;
 use crate::dock::services::{HubError, ServiceHub, StreamEnd};
 
 /// The listening sockets a fresh vessel gets, and the hub behind them.
@@ -162,6 +163,7 @@ impl WasiCtx {
         if flags & !FDFLAGS_ALL != 0 {
             return Err(Errno::INVAL);
         }
+        self.require(fd, Op::SockAccept)?;
         let hub = self.hub()?;
         loop {
             let seen = hub.generation();
@@ -180,11 +182,13 @@ impl WasiCtx {
                     return Err(Errno::BADF);
                 };
                 let id = l.pending.remove(0);
+                // What the listener passes on (its inheriting rights).
+                let rights_base = RIGHTS_CONNECTION & self.desc(fd)?.rights_inheriting;
                 self.insert(
                     new_fd,
                     Descriptor {
                         kind: DescriptorKind::Connection(ConnectionState::new(id, service)),
-                        rights_base: RIGHTS_CONNECTION,
+                        rights_base,
                         rights_inheriting: 0,
                         fdflags: flags & FDFLAGS_NONBLOCK,
                     },
@@ -218,6 +222,7 @@ impl WasiCtx {
             return Err(Errno::INVAL);
         }
         self.conn(fd)?;
+        self.require(fd, Op::SockRecv)?;
         let hub = self.hub()?;
         let len = len.min(MAX_IO_BYTES);
         let peek = riflags & RIFLAGS_RECV_PEEK != 0;
@@ -268,6 +273,7 @@ impl WasiCtx {
     /// non-blocking one what fits, or `EAGAIN`.
     pub fn sock_send(&mut self, fd: u32, data: &[u8], memory: &[u8]) -> Result<usize, Errno> {
         self.conn(fd)?;
+        self.require(fd, Op::SockSend)?;
         let hub = self.hub()?;
         let data = &data[..data.len().min(MAX_IO_BYTES)];
         let mut done = 0;
@@ -322,6 +328,7 @@ impl WasiCtx {
         if how == 0 || how & !(SDFLAGS_RD | SDFLAGS_WR) != 0 {
             return Err(Errno::INVAL);
         }
+        self.require(fd, Op::SockShutdown)?;
         let hub = self.hub()?;
         self.pull_bytes(fd)?;
         let c = self.conn_mut(fd)?;

@@ -87,11 +87,16 @@ impl Guest {
         };
         let fdflags = if rng.below(4) == 0 { FDFLAGS_APPEND } else { 0 };
         let path = random_path(rng);
+        // A directory cannot be opened with write rights (EISDIR), so
+        // O_DIRECTORY asks for a directory's rights.
+        let base = if oflags & OFLAGS_DIRECTORY != 0 {
+            RIGHTS_DIRECTORY
+        } else {
+            RIGHTS_ALL
+        };
         let fd = self
             .ctx
-            .path_open(
-                dirfd, lookup, &path, oflags, RIGHTS_ALL, RIGHTS_ALL, fdflags,
-            )
+            .path_open(dirfd, lookup, &path, oflags, base, RIGHTS_ALL, fdflags)
             .ok()?;
         if oflags & OFLAGS_DIRECTORY != 0 || self.ctx.fd_fdstat(fd).unwrap().0 == FILETYPE_DIRECTORY
         {
