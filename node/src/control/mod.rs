@@ -13,5 +13,7 @@ pub mod cli;
 pub mod client;
 pub mod logs_cli;
 pub mod recover_cli;
+pub mod resolve;
 pub mod server;
+pub mod tables;
 pub mod vessel_cli;
