@@ -205,7 +205,7 @@ fn session<T>(
         let (mut session, _) = open(node, data_dir, key).await?;
         steps(&mut session, key).await
     };
-    match runtime()?.block_on(tokio::time::timeout(timeout, run)) {
+    match runtime()?.block_on(async { tokio::time::timeout(timeout, run).await }) {
         Ok(r) => Ok(r?),
         Err(_) => bail!(
             "the node did not answer within {} s (--timeout)",
