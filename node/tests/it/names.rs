@@ -336,9 +336,16 @@ fn a_trap_is_short_in_ps_and_whole_in_ps_vessel_and_uptime_runs_while_asleep() {
     );
 
     // A vessel asleep in one host call still ages (it showed 0.0 s for
-    // minutes): seen running with an uptime of seconds before it wakes.
+    // minutes: its run time was written only when a slice ended): seen
+    // running with an uptime of seconds before it wakes.
     let sleeper = crate::support::compile_c("node/tests/it/programs/sleeper.c", &[]);
-    let (sleeping, _) = deploy(&user, &a, &sleeper, &["--name", "sleeper"]);
+    // Without checkpoints nothing ends its one long host call early.
+    let (sleeping, _) = deploy(
+        &user,
+        &a,
+        &sleeper,
+        &["--name", "sleeper", "--checkpoint-every", "off", "--replicas", "0"],
+    );
     let row = wait_row(&user, &a, &sleeping, "uptime while asleep", |r| {
         r["state"] != "running" || r["uptime_ms"].as_u64().unwrap_or(0) >= 2_000
     });
