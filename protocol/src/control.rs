@@ -707,9 +707,10 @@ pub struct NodeInfo {
     pub name: Option<String>,
     /// Its member certificate, so that a CLI that reached it by name or
     /// `HOST:PORT` can check that it is in the user's mesh before it sends
-    /// anything (`None`: not enrolled, or older than node names).
+    /// anything (`None`: not enrolled, or older than node names). Boxed:
+    /// the other answers are much smaller.
     #[serde(default)]
-    pub certificate: Option<MemberCertificate>,
+    pub certificate: Option<Box<MemberCertificate>>,
 }
 
 /// The hash a node keeps of an invite secret (the secret itself stays in

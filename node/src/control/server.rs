@@ -523,7 +523,7 @@ fn signed(
             user_key: state.certificate.as_ref().map(|c| c.body.user_key),
             version: env!("CARGO_PKG_VERSION").to_string(),
             name: Some(state.name.clone()),
-            certificate: state.certificate.clone(),
+            certificate: state.certificate.clone().map(Box::new),
         }),
         other => refused(
             RefusalCode::Internal,

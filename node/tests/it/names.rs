@@ -344,7 +344,14 @@ fn a_trap_is_short_in_ps_and_whole_in_ps_vessel_and_uptime_runs_while_asleep() {
         &user,
         &a,
         &sleeper,
-        &["--name", "sleeper", "--checkpoint-every", "off", "--replicas", "0"],
+        &[
+            "--name",
+            "sleeper",
+            "--checkpoint-every",
+            "off",
+            "--replicas",
+            "0",
+        ],
     );
     let row = wait_row(&user, &a, &sleeping, "uptime while asleep", |r| {
         r["state"] != "running" || r["uptime_ms"].as_u64().unwrap_or(0) >= 2_000
