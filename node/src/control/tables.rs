@@ -167,6 +167,18 @@ impl NodeLabels {
         self.names.get(peer_id).map(String::as_str)
     }
 
+    /// `text` with every PeerId it knows replaced by its label: WHY and the
+    /// lease name nodes by PeerId, which alone would fill a default line.
+    pub fn shorten(&self, text: &str) -> String {
+        let mut text = text.to_string();
+        for (id, label) in &self.labels {
+            if text.contains(id.as_str()) {
+                text = text.replace(id.as_str(), label);
+            }
+        }
+        text
+    }
+
     /// `kitchen-pi (12D3KooW…)` with the whole PeerId.
     pub fn full(&self, peer_id: &str) -> String {
         match self.name(peer_id) {
@@ -214,7 +226,7 @@ pub fn ps_table(rows: &[VesselInfo], nodes: &NodeLabels, output: Output) -> Vec<
                 short_state(v),
                 uptime_column(v),
                 replicas_column(v),
-                why_of(v)
+                nodes.shorten(why_of(v))
             )
         });
         lines.extend(ps_details(v, nodes, output));
@@ -234,7 +246,13 @@ fn ps_details(v: &VesselInfo, nodes: &NodeLabels, output: Output) -> Vec<String>
         Output::Table => SHORT_VESSEL_ID_CHARS,
     };
     let mut lines = Vec::new();
-    let mut line = |text: String| lines.push(format!("{:<indent$} {text}", ""));
+    let mut line = |text: String| {
+        let text = match output {
+            Output::Wide => text,
+            Output::Table => nodes.shorten(&text),
+        };
+        lines.push(format!("{:<indent$} {text}", ""))
+    };
     if let Some(problem) = &v.checkpoint_problem {
         line(format!("checkpoint skipped: {problem}"));
     }
@@ -626,11 +644,15 @@ mod tests {
                 l.len()
             );
         }
-        // Nodes by name, else by short id.
+        // Nodes by name, else by short id, in WHY too.
         assert!(
             table.iter().any(|l| l.contains(" kitchen-pi ")),
             "{table:?}"
         );
+        let mut why = vessel(99, "w", &peers[0].peer_id, "running");
+        why.why = format!("deployed here through {}", peers[2].peer_id);
+        let line = &ps_table(&[why], &nodes, Output::Table)[1];
+        assert!(line.contains("deployed here through kitche"), "{line}");
         let short = super::super::resolve::short_id(&peers[1].peer_id);
         assert!(table.iter().any(|l| l.contains(short)), "{table:?}");
         assert!(
