@@ -60,8 +60,13 @@ pub enum Command {
     /// (or with --join TOKEN on another device). Ctrl-C stops it.
     Start(crate::daemon::StartArgs),
 
-    /// List the mesh's member peers: id, state, RTT, arch, OS, load,
-    /// vessels, addresses.
+    /// List the mesh's members, the node you talk to first (STATE
+    /// `self`): name, PeerId, state, RTT, arch, load, memory, vessels.
+    ///
+    /// The default table fits 100 columns (short PeerIds, which commands
+    /// accept as prefixes); `-o wide` shows full PeerIds, the OS and an
+    /// address. A name that more than one node claims names none of them,
+    /// and a line under each claimant says so.
     ///
     /// STATE is what this node's failure detection says: `up`; `unreachable
     /// 4.2s` when nothing (ping, gossip, answer) was heard from the peer for
@@ -71,7 +76,12 @@ pub enum Command {
     /// It only suspects: a node's vessels never change owner because of it.
     Peers(crate::control::cli::PeersArgs),
 
-    /// Print your user key (created on first use).
+    /// Print the public half of your user key (the key is created on first
+    /// use and stays in its file).
+    ///
+    /// The public key is safe to share: another mesh's owner runs
+    /// `meshnode trust add PUBLIC_KEY` with it to let you command their
+    /// nodes. The private key never leaves ~/.config/meshnode/user.key.
     Keygen(crate::control::cli::KeygenArgs),
 
     /// Print a one-time token that enrols another device (`meshnode start --join TOKEN`).
@@ -103,7 +113,14 @@ pub enum Command {
     Deploy(crate::control::vessel_cli::DeployArgs),
 
     /// List every vessel in the mesh: id, name, node, state, uptime,
-    /// migrations, and why it is where it is.
+    /// replicas, and why it is where it is.
+    ///
+    /// The default table fits 100 columns: ids cut to 8 digits (commands
+    /// accept id prefixes), nodes by name, a failure as `trapped` or
+    /// `failed CODE`, long cells cut with …. `-o wide` shows full ids and
+    /// PeerIds, migrations and checkpoint age; `ps VESSEL` shows one vessel
+    /// whole (a trap's full message). UPTIME is the time the vessel has run
+    /// since it was deployed, across its moves.
     ///
     /// WHY is placement's latest judgement on the node that hosts it, e.g.
     /// "pinned", "deployed here; no client traffic yet", "nearest to its
@@ -210,7 +227,8 @@ pub enum Command {
     /// the node's silence for a takeover, then exits with status 1 if a
     /// vessel did not move.
     ///
-    /// Example: meshnode drain 12D3KooW…   (or `self` for the node you talk to)
+    /// Example: meshnode drain kitchen-pi   (a name, a PeerId or its prefix,
+    /// or `self` for the node you talk to)
     Drain(crate::control::vessel_cli::DrainArgs),
 
     /// Run a vessel whose host is gone on one of its replicas, when the
@@ -237,7 +255,7 @@ pub enum Command {
     /// PEER hears from the vessel's host (use `migrate` or `stop`); and while
     /// PEER still grants the host the vessel's lease (it runs out within 2 s).
     ///
-    /// Example: meshnode recover kv --on 12D3KooW… --force
+    /// Example: meshnode recover kv --on garage-pi --force
     Recover(crate::control::recover_cli::RecoverArgs),
 }
 

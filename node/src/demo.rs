@@ -89,6 +89,8 @@ fn start_node(
         .arg(&dir)
         .arg("--user-key")
         .arg(key)
+        // Nodes on one machine would all take its hostname: a name each.
+        .args(["--name", &format!("demo-{name}")])
         .args([
             "--listen",
             "/ip4/127.0.0.1/tcp/0",

@@ -702,6 +702,15 @@ pub struct NodeInfo {
     pub addrs: Vec<String>,
     pub user_key: Option<PublicKey>,
     pub version: String,
+    /// Its name (`None` from nodes older than node names).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Its member certificate, so that a CLI that reached it by name or
+    /// `HOST:PORT` can check that it is in the user's mesh before it sends
+    /// anything (`None`: not enrolled, or older than node names). Boxed:
+    /// the other answers are much smaller.
+    #[serde(default)]
+    pub certificate: Option<Box<MemberCertificate>>,
 }
 
 /// The hash a node keeps of an invite secret (the secret itself stays in
@@ -904,6 +913,7 @@ pub(crate) mod tests {
             draining: false,
             services: vec![],
             named: vec![],
+            name: None,
         };
         s.check().unwrap();
         s.rtts = vec![
@@ -1050,6 +1060,7 @@ mod phase_tests {
                     }
                 })
                 .collect(),
+            name: Some("n".repeat(crate::status::MAX_NODE_NAME_BYTES)),
         };
         status.check().unwrap();
         let back: NodeStatus = crate::cbor::decode(&crate::cbor::encode(&status)).unwrap();
@@ -1095,6 +1106,7 @@ mod smoke {
                 voters: vec![PeerIdBytes(vec![2; 38])],
                 replicas: vec![PeerIdBytes(vec![3; 38])],
             }],
+            name: Some("kitchen-pi".into()),
         };
         let token = JoinToken {
             version: crate::membership::MEMBERSHIP_VERSION,

@@ -435,7 +435,9 @@ pub enum TokenError {
     TooLong { chars: usize, limit: usize },
     #[error("the join token is damaged (not base32): copy it again")]
     Base32,
-    #[error("the join token is damaged: {0}")]
+    /// The decoder's words stay in the value (for a debugger), not in the
+    /// message: a user can only copy the token again.
+    #[error("the join token is damaged or cut short (it does not read as a token): copy the whole line that `meshnode invite` printed, again")]
     Decode(String),
     #[error("join token version {found}, this build reads version {expected}")]
     Version { found: u32, expected: u32 },

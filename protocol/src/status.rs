@@ -36,6 +36,10 @@ pub struct PeerInfo {
     /// the last one the peer gossiped, `status_age_ms` old.
     #[serde(default)]
     pub liveness: Option<PeerLiveness>,
+    /// This entry is the answering node itself (`peers` lists it too,
+    /// marked); false from nodes older than node names.
+    #[serde(default)]
+    pub is_self: bool,
 }
 
 /// What a node's failure detector says of a peer (docs/guide.md, "A node
@@ -136,6 +140,12 @@ pub struct NodeStatus {
     /// older nodes).
     #[serde(default)]
     pub named: Vec<StatusVessel>,
+    /// The node's human name (`meshnode start --name`, default the
+    /// hostname), checked by [`check_node_name`]. A name that two members
+    /// claim names neither of them (docs/guide.md, "Node names and
+    /// addressing"). `None` from nodes older than node names.
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 /// Most vessels a status names ([`NodeStatus::named`]): 64 names of up to
@@ -213,6 +223,8 @@ pub enum StatusError {
     },
     #[error("status has a string of {found} bytes, over the limit of {limit}")]
     StringTooLong { found: usize, limit: usize },
+    #[error("status names its node badly: {0}")]
+    BadNodeName(NodeNameError),
 }
 
 impl NodeStatus {
@@ -256,6 +268,9 @@ impl NodeStatus {
                 found: v.name.len(),
                 limit: crate::limits::MAX_NAME_BYTES,
             });
+        }
+        if let Some(name) = &self.name {
+            check_node_name(name).map_err(StatusError::BadNodeName)?;
         }
         self.check_failover_facts()?;
         if let Some(bad) = self.services.iter().find(|s| s.check().is_err()) {
@@ -312,5 +327,95 @@ impl NodeStatus {
             }
         }
         Ok(())
+    }
+}
+
+/// Longest node name, in bytes: long enough for a hostname's first label
+/// (at most 63 by RFC 1035) cut to something a table column can show, short
+/// enough that `ps` and `peers` fit within 100 columns with it.
+pub const MAX_NODE_NAME_BYTES: usize = 24;
+
+/// A word that commands give a meaning of their own (`drain self`), so no
+/// node may be called it.
+pub const RESERVED_NODE_NAMES: &[&str] = &["self"];
+
+/// Why a node name is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeNameError {
+    #[error("a node name cannot be empty")]
+    Empty,
+    #[error("node name `{name}` is {found} bytes long, over the limit of {limit}")]
+    TooLong {
+        name: String,
+        found: usize,
+        limit: usize,
+    },
+    #[error("node name `{name}` has `{found}`: use lowercase letters a-z, digits and `-` (not first or last)")]
+    BadCharacter { name: String, found: char },
+    #[error("`{0}` is a word commands reserve (e.g. `drain self`), not a node name")]
+    Reserved(String),
+}
+
+/// The rule for a node name: 1 to [`MAX_NODE_NAME_BYTES`] bytes of
+/// lowercase ASCII letters, digits and inner `-` (a hostname label in one
+/// case, so that `Kitchen` cannot pass for `kitchen`), and no reserved
+/// word. It never contains `:` or `/`, so it is never taken for a
+/// `HOST:PORT` or a multiaddr; and with its limit it is shorter than any
+/// PeerId.
+pub fn check_node_name(name: &str) -> Result<(), NodeNameError> {
+    if name.is_empty() {
+        return Err(NodeNameError::Empty);
+    }
+    if name.len() > MAX_NODE_NAME_BYTES {
+        return Err(NodeNameError::TooLong {
+            name: name.chars().take(MAX_NODE_NAME_BYTES).collect::<String>() + "…",
+            found: name.len(),
+            limit: MAX_NODE_NAME_BYTES,
+        });
+    }
+    let bad = |c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if let Some(found) = name.chars().find(|&c| bad(c)) {
+        return Err(NodeNameError::BadCharacter {
+            name: name.to_string(),
+            found,
+        });
+    }
+    if name.starts_with('-') || name.ends_with('-') {
+        return Err(NodeNameError::BadCharacter {
+            name: name.to_string(),
+            found: '-',
+        });
+    }
+    if RESERVED_NODE_NAMES.contains(&name) {
+        return Err(NodeNameError::Reserved(name.to_string()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::*;
+
+    #[test]
+    fn node_names_are_short_lowercase_labels() {
+        assert_eq!(check_node_name("kitchen-pi"), Ok(()));
+        assert_eq!(check_node_name("n1"), Ok(()));
+        assert_eq!(check_node_name(""), Err(NodeNameError::Empty));
+        assert!(matches!(
+            check_node_name("Kitchen"),
+            Err(NodeNameError::BadCharacter { found: 'K', .. })
+        ));
+        for bad in ["a:b", "a/b", "a b", "a.b", "-a", "a-", "ä"] {
+            assert!(check_node_name(bad).is_err(), "{bad}");
+        }
+        assert!(matches!(
+            check_node_name(&"a".repeat(MAX_NODE_NAME_BYTES + 1)),
+            Err(NodeNameError::TooLong { .. })
+        ));
+        assert_eq!(check_node_name(&"a".repeat(MAX_NODE_NAME_BYTES)), Ok(()));
+        assert_eq!(
+            check_node_name("self"),
+            Err(NodeNameError::Reserved("self".into()))
+        );
     }
 }

@@ -6,19 +6,24 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use protocol::control::{secret_hash, Command, ControlResponse, LivenessState, PeerInfo};
+use protocol::control::{secret_hash, Command, ControlResponse};
 use protocol::limits::MAX_INVITE_TTL_SECS;
 use protocol::membership::{InviteGrant, JoinToken, Nonce, PublicKey, MEMBERSHIP_VERSION};
 
-use super::client::{call, resolve_target, DEFAULT_CLIENT_TIMEOUT};
+use super::client::{open, resolve_node, Session, DEFAULT_CLIENT_TIMEOUT};
+use super::tables::{peers_json, peers_table};
 use crate::identity::{read_or_create_key, user_key_path};
 
 /// Which node a command talks to, and as whom.
 #[derive(Args, Debug, Clone)]
 pub struct NodeTarget {
-    /// Talk to the node at this multiaddr (e.g.
-    /// /ip4/192.0.2.7/udp/7646/quic-v1/p2p/12D3KooW…) instead of the local one.
-    #[arg(long, value_name = "MULTIADDR")]
+    /// Talk to this node instead of the local one: its name (kitchen-pi),
+    /// its PeerId or a unique prefix of it (looked up through the local
+    /// node), HOST:PORT (192.0.2.7:7646), or a multiaddr
+    /// (/ip4/192.0.2.7/udp/7646/quic-v1/p2p/12D3KooW…). The node must show
+    /// a certificate of your mesh before anything is sent to it, and its
+    /// name and PeerId are printed on stderr.
+    #[arg(long, value_name = "NODE")]
     pub node: Option<String>,
 
     /// Data directory of the local node to talk to (default: the platform's,
@@ -46,6 +51,10 @@ pub struct PeersArgs {
     /// Also list peers that are not members (with why).
     #[arg(long)]
     pub all: bool,
+    /// `table` fits within 100 columns (names, short PeerIds); `wide`
+    /// shows full PeerIds, the OS and an address of each.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+    pub output: super::tables::Output,
 }
 
 #[derive(Args, Debug)]
@@ -76,14 +85,23 @@ pub struct TrustArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum TrustCommand {
-    /// Trust a user key (64 hex digits, as `meshnode keygen` prints it).
+    /// Trust a user key: the node then takes commands signed by it.
+    ///
+    /// Example: meshnode trust add 3f9c…e1 (the other user's public key,
+    /// which `meshnode keygen` prints on their machine).
     Add {
+        /// The other user's public key: 64 hex digits, as `meshnode keygen`
+        /// prints it on their machine. Never a private key file.
+        #[arg(value_name = "PUBLIC_KEY")]
         key: String,
         #[command(flatten)]
         target: NodeTarget,
     },
     /// Stop trusting a user key.
     Remove {
+        /// The public key to stop trusting: 64 hex digits, as `meshnode
+        /// trust list` lists them.
+        #[arg(value_name = "PUBLIC_KEY")]
         key: String,
         #[command(flatten)]
         target: NodeTarget,
@@ -100,7 +118,9 @@ pub enum TrustCommand {
 
 #[derive(Args, Debug)]
 pub struct RevokeArgs {
-    /// The node to revoke: its PeerId, as `meshnode peers` lists it.
+    /// The node to revoke: its name, its PeerId or a unique prefix of it,
+    /// as `meshnode peers` lists them.
+    #[arg(value_name = "NODE")]
     pub peer_id: String,
     #[command(flatten)]
     pub target: NodeTarget,
@@ -111,8 +131,9 @@ pub struct RevokeArgs {
 
 #[derive(Args, Debug)]
 pub struct EndorseArgs {
-    /// The nodes to keep: their PeerIds, as `meshnode revoke` listed them.
-    #[arg(required = true, num_args = 1..)]
+    /// The nodes to keep: their PeerIds, as `meshnode revoke` listed them
+    /// (a name or a unique PeerId prefix works too).
+    #[arg(required = true, num_args = 1.., value_name = "NODE")]
     pub peer_ids: Vec<String>,
     #[command(flatten)]
     pub target: NodeTarget,
@@ -153,17 +174,74 @@ pub(crate) fn user_key(explicit: Option<&std::path::Path>) -> Result<ed25519_dal
 }
 
 fn send(target: &NodeTarget, command: Command) -> Result<ControlResponse> {
-    let addrs = resolve_target(target.node.as_deref(), target.data_dir.as_deref())?;
     let key = user_key(target.user_key.as_deref())?;
-    let timeout = if target.timeout.is_zero() {
+    session(target, &key, |session, key| {
+        Box::pin(async move { session.signed(key, command).await })
+    })
+}
+
+fn timeout_of(target: &NodeTarget) -> Duration {
+    if target.timeout.is_zero() {
         DEFAULT_CLIENT_TIMEOUT
     } else {
         target.timeout
-    };
-    Ok(runtime()?.block_on(call(addrs, &key, command, timeout))?)
+    }
 }
 
-/// `meshnode peers`.
+type Step<'a, T> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<T, super::client::ClientError>> + 'a>,
+>;
+
+/// Opens the command's node (`--node` or the local one, checked as
+/// [`open`] does) and runs `steps` on it, all within the timeout.
+fn session<T>(
+    target: &NodeTarget,
+    key: &ed25519_dalek::SigningKey,
+    steps: impl for<'a> FnOnce(&'a mut Session, &'a ed25519_dalek::SigningKey) -> Step<'a, T>,
+) -> Result<T> {
+    let timeout = timeout_of(target);
+    let (node, data_dir) = (target.node.as_deref(), target.data_dir.as_deref());
+    let run = async {
+        let (mut session, _) = open(node, data_dir, key).await?;
+        steps(&mut session, key).await
+    };
+    match runtime()?.block_on(async { tokio::time::timeout(timeout, run).await }) {
+        Ok(r) => Ok(r?),
+        Err(_) => bail!(
+            "the node did not answer within {} s (--timeout)",
+            timeout.as_secs()
+        ),
+    }
+}
+
+/// PeerIds for nodes the user gave by name, PeerId or prefix: a whole
+/// PeerId as it is (a revoked node's enrollees are no members to look up),
+/// the rest looked up through the command's node.
+fn node_ids(
+    target: &NodeTarget,
+    key: &ed25519_dalek::SigningKey,
+    specs: &[String],
+) -> Result<Vec<String>> {
+    let whole = |s: &str| s.trim().parse::<libp2p::PeerId>().is_ok();
+    if specs.iter().all(|s| whole(s)) {
+        return Ok(specs.iter().map(|s| s.trim().to_string()).collect());
+    }
+    let specs = specs.to_vec();
+    session(target, key, |session, key| {
+        Box::pin(async move {
+            let mut ids = Vec::new();
+            for spec in &specs {
+                ids.push(match whole(spec) {
+                    true => spec.trim().to_string(),
+                    false => resolve_node(session, key, spec).await?.peer_id,
+                });
+            }
+            Ok(ids)
+        })
+    })
+}
+
+/// `meshnode peers` (rendering: `control::tables`).
 pub fn run_peers(args: PeersArgs) -> Result<i32> {
     let ControlResponse::Peers(peers) = send(&args.target, Command::Peers { all: args.all })?
     else {
@@ -173,121 +251,14 @@ pub fn run_peers(args: PeersArgs) -> Result<i32> {
         out(serde_json::to_string_pretty(&peers_json(&peers))?)?;
         return Ok(0);
     }
-    out(format_args!(
-        "{:<54} {:<17} {:>9} {:<8} {:<7} {:>6} {:>9} {:<8} ADDRESS",
-        "PEER", "STATE", "RTT", "ARCH", "OS", "LOAD", "FREE MEM", "VESSELS"
-    ))?;
-    for p in &peers {
-        // The load of a node that does not answer is stale: shown below,
-        // with its age, not in the columns.
-        let s = p.status.as_ref().filter(|_| is_up(p));
-        out(format_args!(
-            "{:<54} {:<17} {:>9} {:<8} {:<7} {:>6} {:>9} {:<8} {}",
-            p.peer_id,
-            state_column(p),
-            p.rtt_us
-                .map_or("-".into(), |us| format!("{:.2}ms", us as f64 / 1000.0)),
-            s.map_or("-", |s| s.arch.as_str()),
-            s.map_or("-", |s| s.os.as_str()),
-            s.and_then(|s| s.load_milli)
-                .map_or("-".into(), |l| format!("{:.2}", l as f64 / 1000.0)),
-            s.and_then(|s| s.free_memory_bytes)
-                .map_or("-".into(), |b| format!("{}MiB", b / (1024 * 1024))),
-            s.map_or("-".into(), |s| s.vessels.len().to_string()),
-            p.addrs.first().map_or("-", |a| a.as_str()),
-        ))?;
-        if let Some(r) = &p.refused {
-            out(format_args!("    not a member: {r}"))?;
-        }
-        if let Some(line) = stale_status_line(p) {
-            out(format_args!("    {line}"))?;
-        }
+    for line in peers_table(&peers, args.output) {
+        out(line)?;
     }
     Ok(0)
 }
 
-/// Up, or from a node older than failure detection (it does not say).
-fn is_up(p: &PeerInfo) -> bool {
-    p.liveness
-        .as_ref()
-        .is_none_or(|l| l.state == LivenessState::Up)
-}
-
-/// `up`, `unreachable 4.2s`, `down 41s` (how long it has been silent).
-pub fn state_column(p: &PeerInfo) -> String {
-    match &p.liveness {
-        None => "-".to_string(),
-        Some(l) if l.state == LivenessState::Up => "up".to_string(),
-        Some(l) => format!("{} {}", l.state, human_silence(l.silent_ms)),
-    }
-}
-
-fn human_silence(ms: u64) -> String {
-    if ms < 10_000 {
-        format!("{:.1}s", ms as f64 / 1000.0)
-    } else {
-        format!("{}s", ms / 1000)
-    }
-}
-
-/// For a peer that is not up: when it was last heard from, and its last
-/// status, marked stale with its age.
-pub fn stale_status_line(p: &PeerInfo) -> Option<String> {
-    let l = p.liveness.as_ref().filter(|_| !is_up(p))?;
-    let heard = std::time::UNIX_EPOCH + Duration::from_millis(l.last_heard_unix_ms);
-    let mut line = format!(
-        "last heard from at {} UTC",
-        crate::mesh::liveness::clock_utc(heard)
-    );
-    if let (Some(s), Some(age)) = (&p.status, p.status_age_ms) {
-        line.push_str(&format!(
-            "; its last status is stale ({} old): load {}, {} free, {} vessel(s)",
-            human_silence(age),
-            s.load_milli
-                .map_or("-".into(), |l| format!("{:.2}", l as f64 / 1000.0)),
-            s.free_memory_bytes
-                .map_or("-".into(), |b| format!("{}MiB", b / (1024 * 1024))),
-            s.vessels.len()
-        ));
-    }
-    Some(line)
-}
-
-/// The JSON shape of `peers --json`: one object per peer.
-pub fn peers_json(peers: &[PeerInfo]) -> serde_json::Value {
-    serde_json::Value::Array(
-        peers
-            .iter()
-            .map(|p| {
-                let s = p.status.as_ref();
-                serde_json::json!({
-                    "peer_id": p.peer_id,
-                    "addresses": p.addrs,
-                    "member": p.member,
-                    "refused": p.refused,
-                    "user_key": p.user_key.map(|k| k.to_hex()),
-                    "rtt_ms": p.rtt_us.map(|us| us as f64 / 1000.0),
-                    "arch": s.map(|s| s.arch.clone()),
-                    "os": s.map(|s| s.os.clone()),
-                    "cpus": s.map(|s| s.cpus),
-                    "load": s.and_then(|s| s.load_milli).map(|l| l as f64 / 1000.0),
-                    "free_memory_bytes": s.and_then(|s| s.free_memory_bytes),
-                    "total_memory_bytes": s.and_then(|s| s.total_memory_bytes),
-                    "vessels": s.map(|s| s.vessels.clone()).unwrap_or_default(),
-                    "status_age_ms": p.status_age_ms,
-                    "rtt_age_ms": p.rtt_age_ms,
-                    "state": p.liveness.as_ref().map(|l| l.state.name()),
-                    "silent_ms": p.liveness.as_ref().map(|l| l.silent_ms),
-                    "last_heard_unix_ms": p.liveness.as_ref().map(|l| l.last_heard_unix_ms),
-                    "status_stale": !is_up(p),
-                })
-            })
-            .collect(),
-    )
-}
-
 /// `meshnode keygen`: prints the user's public key, creating the key if
-/// needed.
+/// needed; the private key never leaves its file.
 pub fn run_keygen(args: KeygenArgs) -> Result<i32> {
     let path = user_key_path(args.user_key.as_deref())?;
     let (key, created) = read_or_create_key(&path)?;
@@ -296,7 +267,11 @@ pub fn run_keygen(args: KeygenArgs) -> Result<i32> {
         out(serde_json::json!({ "user_key": public.to_hex(), "path": path, "created": created }))?;
     } else {
         let what = if created { "created" } else { "exists" };
-        eprintln!("meshnode: user key {what}: {}", path.display());
+        eprintln!(
+            "meshnode: your user key {what} in {} (private: it stays there). Its public key, \
+             safe to share (another mesh's owner gives it to `meshnode trust add`):",
+            path.display()
+        );
         out(public)?;
     }
     Ok(0)
@@ -308,34 +283,24 @@ pub fn run_invite(args: InviteArgs) -> Result<i32> {
     if ttl_secs == 0 || ttl_secs > MAX_INVITE_TTL_SECS {
         bail!("--ttl must be between 1s and 24h");
     }
-    let addrs = resolve_target(args.target.node.as_deref(), args.target.data_dir.as_deref())?;
     let key = user_key(args.target.user_key.as_deref())?;
-    let rt = runtime()?;
-    // Which node is it? Its key goes into the grant.
-    let ControlResponse::Info(info) = rt.block_on(call(
-        addrs.clone(),
-        &key,
-        Command::Info,
-        args.target.timeout,
-    ))?
-    else {
-        bail!("unexpected answer to `info`");
-    };
-    let peer: libp2p::PeerId = info.peer_id.parse().context("the node sent a bad PeerId")?;
-    let node_key = crate::identity::peer_public_key(&peer)
-        .context("the node's PeerId is not an ed25519 key")?;
     let mut id = [0u8; 32];
     let mut secret = [0u8; 32];
     getrandom::fill(&mut id).map_err(|e| anyhow::anyhow!("random: {e}"))?;
     getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("random: {e}"))?;
     let (invite_id, secret) = (Nonce(id), Nonce(secret));
-    let grant = InviteGrant::sign(&key, node_key, invite_id, secret_hash(&secret));
-    let response = rt.block_on(call(
-        addrs,
-        &key,
-        Command::CreateInvite { grant, ttl_secs },
-        args.target.timeout,
-    ))?;
+    let response = session(&args.target, &key, |session, key| {
+        Box::pin(async move {
+            // The node's key goes into the grant: the one of the node
+            // reached (the connection proved it holds that key).
+            let node_key = crate::identity::peer_public_key(&session.node())
+                .ok_or(super::client::ClientError::KeyMismatch)?;
+            let grant = InviteGrant::sign(key, node_key, invite_id, secret_hash(&secret));
+            session
+                .signed(key, Command::CreateInvite { grant, ttl_secs })
+                .await
+        })
+    })?;
     let ControlResponse::InviteCreated {
         inviter,
         addrs,
@@ -419,8 +384,9 @@ fn node_key_of(peer_id: &str) -> Result<PublicKey> {
 
 /// `meshnode revoke PEER_ID`.
 pub fn run_revoke(args: RevokeArgs) -> Result<i32> {
-    let node_key = node_key_of(&args.peer_id)?;
     let key = user_key(args.target.user_key.as_deref())?;
+    let ids = node_ids(&args.target, &key, std::slice::from_ref(&args.peer_id))?;
+    let node_key = node_key_of(&ids[0])?;
     let revocation = protocol::revocation::Revocation::sign(&key, node_key);
     let ControlResponse::Revoked { node, enrolled } =
         send(&args.target, Command::Revoke { revocation })?
@@ -445,19 +411,19 @@ pub fn run_revoke(args: RevokeArgs) -> Result<i32> {
 
 /// `meshnode endorse PEER_ID...`.
 pub fn run_endorse(args: EndorseArgs) -> Result<i32> {
-    let keys = args
-        .peer_ids
+    let user = user_key(args.target.user_key.as_deref())?;
+    let ids = node_ids(&args.target, &user, &args.peer_ids)?;
+    let keys = ids
         .iter()
         .map(|p| node_key_of(p))
         .collect::<Result<Vec<_>>>()?;
-    let user = user_key(args.target.user_key.as_deref())?;
     let certificates = keys
         .into_iter()
         .map(|k| protocol::membership::MemberCertificate::self_enrol(&user, k))
         .collect();
     send(&args.target, Command::Endorse { certificates })?;
-    for p in &args.peer_ids {
-        out(format_args!("endorsed {}", p.trim()))?;
+    for p in &ids {
+        out(format_args!("endorsed {p}"))?;
     }
     Ok(0)
 }
@@ -465,57 +431,6 @@ pub fn run_endorse(args: EndorseArgs) -> Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn peer(state: LivenessState, silent_ms: u64) -> PeerInfo {
-        PeerInfo {
-            peer_id: "12D3KooWtest".into(),
-            addrs: vec![],
-            rtt_us: None,
-            member: true,
-            refused: None,
-            user_key: None,
-            status: Some(crate::mesh::status::sample(vec!["v1".into()])),
-            status_age_ms: Some(12_300),
-            rtt_age_ms: None,
-            liveness: Some(protocol::control::PeerLiveness {
-                state,
-                silent_ms,
-                // 07:41:02 UTC.
-                last_heard_unix_ms: (1_796_601_600 + 7 * 3600 + 41 * 60 + 2) * 1000,
-            }),
-        }
-    }
-
-    #[test]
-    fn a_peer_that_is_not_up_shows_its_state_and_its_status_as_stale() {
-        let up = peer(LivenessState::Up, 200);
-        assert_eq!(state_column(&up), "up");
-        assert_eq!(stale_status_line(&up), None);
-        let gone = peer(LivenessState::Unreachable, 4_210);
-        assert_eq!(state_column(&gone), "unreachable 4.2s");
-        let line = stale_status_line(&gone).unwrap();
-        assert!(
-            line.starts_with(
-                "last heard from at 07:41:02 UTC; its last status is stale (12s old): load "
-            ),
-            "{line}"
-        );
-        assert!(line.ends_with(", 1 vessel(s)"), "{line}");
-        assert_eq!(state_column(&peer(LivenessState::Down, 41_900)), "down 41s");
-        let json = peers_json(&[gone]);
-        assert_eq!(json[0]["state"], "unreachable");
-        assert_eq!(json[0]["silent_ms"], 4210);
-        assert_eq!(json[0]["status_stale"], true);
-        // A node older than failure detection says nothing: not stale.
-        let old = PeerInfo {
-            liveness: None,
-            ..peer(LivenessState::Up, 0)
-        };
-        assert_eq!(
-            (state_column(&old).as_str(), stale_status_line(&old)),
-            ("-", None)
-        );
-    }
 
     #[test]
     fn durations() {

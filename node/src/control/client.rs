@@ -43,6 +43,161 @@ pub enum ClientError {
     Unexpected(String),
     #[error("cannot set up the client: {0}")]
     Setup(String),
+    /// A node given by name or PeerId prefix that is not exactly one member.
+    #[error("{0}")]
+    Resolve(#[from] super::resolve::ResolveError),
+    /// The node reached is not known to be in the user's mesh.
+    #[error("{0}")]
+    NotMember(String),
+    /// `--node NAME` is looked up through the local node, which is not
+    /// running.
+    #[error("--node {spec}: a name or PeerId is looked up through the local node, and {reason}; give a multiaddr or HOST:PORT instead")]
+    NoLocalNode { spec: String, reason: String },
+}
+
+/// The node the CLI reached through `--node`, once checked.
+#[derive(Debug, Clone)]
+pub struct Reached {
+    pub peer_id: String,
+    pub name: Option<String>,
+}
+
+impl Reached {
+    /// `kitchen-pi (12D3KooW…)`.
+    pub fn shown(&self) -> String {
+        match &self.name {
+            Some(n) => format!("{n} ({})", self.peer_id),
+            None => self.peer_id.clone(),
+        }
+    }
+}
+
+/// Connects to the node a command talks to: the local one (the data
+/// directory's), or the one `--node` gives by multiaddr, `HOST:PORT`, name,
+/// PeerId or PeerId prefix (names and ids are looked up through the local
+/// node). A node reached through `--node` must show a certificate that
+/// puts it in the user's mesh (see [`verify_member`]) before the command
+/// sends anything; the CLI says on stderr which node it is.
+pub async fn open(
+    node: Option<&str>,
+    data_dir: Option<&Path>,
+    user: &SigningKey,
+) -> Result<(Session, Option<Reached>), ClientError> {
+    use super::resolve::{parse_node_spec, resolve, NodeSpec};
+    let Some(spec) = node else {
+        let addrs = resolve_target(None, data_dir)?;
+        return Ok((Session::connect(&addrs).await?, None));
+    };
+    let (mut session, pinned, given) = match parse_node_spec(spec)? {
+        NodeSpec::Addresses { addrs, given } => {
+            let pinned = addrs.first().and_then(peer_of).is_some();
+            (Session::connect(&addrs).await?, pinned, given)
+        }
+        NodeSpec::Peer(name) => {
+            let no_local = |e: ClientError| ClientError::NoLocalNode {
+                spec: spec.to_string(),
+                reason: e.to_string(),
+            };
+            let local = resolve_target(None, data_dir).map_err(no_local)?;
+            let mut local = Session::connect(&local).await?;
+            let peers = match local.signed(user, Command::Peers { all: false }).await? {
+                ControlResponse::Peers(p) => p,
+                other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+            };
+            let found = resolve(&name, &peers)?;
+            if found.is_self {
+                (local, true, name)
+            } else {
+                let addrs: Vec<Multiaddr> =
+                    found.addrs.iter().filter_map(|a| a.parse().ok()).collect();
+                if addrs.is_empty() {
+                    return Err(ClientError::Unreachable {
+                        addrs: found.shown(),
+                        reason: "the local node knows no address of it".into(),
+                    });
+                }
+                (Session::connect(&addrs).await?, true, name)
+            }
+        }
+    };
+    let reached = verify_member(&mut session, user, pinned, &given).await?;
+    eprintln!("meshnode: talking to {}", reached.shown());
+    Ok((session, Some(reached)))
+}
+
+/// Checks that the node `session` reached is in the user's mesh: it shows
+/// a member certificate for its own key (the connection proved it holds
+/// that key), certified under the user's key. A node certified under
+/// another user key that trusts this one is accepted only when the user
+/// named it by PeerId (`pinned`): reached by `HOST:PORT` or a bare
+/// multiaddr, it could be anyone's node posing as a member, and nothing,
+/// volumes included, goes to it.
+pub async fn verify_member(
+    session: &mut Session,
+    user: &SigningKey,
+    pinned: bool,
+    given: &str,
+) -> Result<Reached, ClientError> {
+    let info = match session.signed(user, Command::Info).await? {
+        ControlResponse::Info(info) => info,
+        other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+    };
+    let peer = session.node();
+    let reached = Reached {
+        peer_id: peer.to_string(),
+        name: info.name.clone(),
+    };
+    let not_member = |why: String| {
+        ClientError::NotMember(format!(
+            "the node at {given} is {} and {why}: not known to be in your mesh, so nothing was sent to it",
+            reached.shown()
+        ))
+    };
+    let mine = protocol::membership::PublicKey::of(user);
+    let Some(cert) = &info.certificate else {
+        if pinned {
+            return Ok(reached);
+        }
+        return Err(not_member(
+            "shows no member certificate (not enrolled, or older than node names)".into(),
+        ));
+    };
+    let key = peer_public_key(&peer).ok_or(ClientError::KeyMismatch)?;
+    cert.verify_for(&key)
+        .map_err(|e| not_member(format!("its certificate does not hold: {e}")))?;
+    if cert.body.user_key == mine || pinned {
+        return Ok(reached);
+    }
+    Err(not_member(format!(
+        "is certified by user key {}, not by yours ({mine}); to talk to it anyway, give its PeerId (a multiaddr ending in /p2p/{peer})",
+        cert.body.user_key
+    )))
+}
+
+/// Resolves a node the user gave by name, PeerId or PeerId prefix
+/// (`--on`, `--to`, `drain`, `recover --on`) through the `peers` answer of
+/// the node `session` talks to; `self` is that node.
+pub async fn resolve_node(
+    session: &mut Session,
+    user: &SigningKey,
+    spec: &str,
+) -> Result<super::resolve::Resolved, ClientError> {
+    let peers = match session.signed(user, Command::Peers { all: false }).await? {
+        ControlResponse::Peers(p) => p,
+        other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+    };
+    if spec.trim() == "self" {
+        let clashes = super::resolve::clashes(&peers);
+        let me = peers.iter().find(|p| p.is_self);
+        return Ok(super::resolve::Resolved {
+            // An older node does not list itself: it is still `self`.
+            peer_id: me.map_or_else(|| "self".to_string(), |p| p.peer_id.clone()),
+            name: me.and_then(|p| super::resolve::unique_name(p, &clashes).map(str::to_string)),
+            addrs: Vec::new(),
+            is_self: true,
+        });
+    }
+    Ok(super::resolve::resolve(spec, &peers)?)
 }
 
 /// Finds the node to talk to: `--node`, else the address file of the node
@@ -145,17 +300,27 @@ impl Session {
                 reason: "no address".into(),
             });
         };
-        let opts = match peer_of(first) {
-            Some(p) => DialOpts::peer_id(p)
+        // With a PeerId, one dial tries every address; without one (`--node
+        // HOST:PORT` gives QUIC and TCP), each address is a dial of its own,
+        // and the first connection wins.
+        let dials: Vec<DialOpts> = match peer_of(first) {
+            Some(p) => vec![DialOpts::peer_id(p)
                 .addresses(addrs.iter().cloned().map(strip_p2p).collect())
-                .build(),
-            None => DialOpts::unknown_peer_id().address(first.clone()).build(),
+                .build()],
+            None => addrs
+                .iter()
+                .map(|a| DialOpts::unknown_peer_id().address(a.clone()).build())
+                .collect(),
         };
-        swarm.dial(opts).map_err(|e| ClientError::Unreachable {
-            addrs: shown.clone(),
-            reason: e.to_string(),
-        })?;
-        loop {
+        let mut pending = 0usize;
+        let mut reasons = Vec::new();
+        for opts in dials {
+            match swarm.dial(opts) {
+                Ok(()) => pending += 1,
+                Err(e) => reasons.push(e.to_string()),
+            }
+        }
+        while pending > 0 {
             match swarm.select_next_some().await {
                 SwarmEvent::ConnectionEstablished { peer_id, .. } => {
                     return Ok(Session {
@@ -165,14 +330,16 @@ impl Session {
                     })
                 }
                 SwarmEvent::OutgoingConnectionError { error, .. } => {
-                    return Err(ClientError::Unreachable {
-                        addrs: shown,
-                        reason: error.to_string(),
-                    });
+                    pending -= 1;
+                    reasons.push(error.to_string());
                 }
                 _ => {}
             }
         }
+        Err(ClientError::Unreachable {
+            addrs: shown,
+            reason: reasons.join("; "),
+        })
     }
 
     /// The node's PeerId.

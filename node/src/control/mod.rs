@@ -5,6 +5,10 @@
 //! - [`client`]: the CLI as a short-lived libp2p peer that signs each
 //!   command with the user key, for a nonce the node issued.
 //! - [`server`]: the node's side: nonces, trust, invites, joins.
+//! - [`resolve`]: node names, and how a name, PeerId (prefix) or
+//!   `HOST:PORT` the user gives becomes one node.
+//! - [`tables`]: the `ps` and `peers` tables (within 100 columns, or
+//!   `-o wide`) and their JSON.
 //!
 //! Messages are `protocol::control`; docs/protocol.md describes them and
 //! docs/security.md the trust model.
@@ -13,5 +17,7 @@ pub mod cli;
 pub mod client;
 pub mod logs_cli;
 pub mod recover_cli;
+pub mod resolve;
 pub mod server;
+pub mod tables;
 pub mod vessel_cli;

@@ -16,7 +16,8 @@ pub struct RecoverArgs {
     pub target: NodeTarget,
     /// The vessel: id, id prefix or name (as `meshnode ps` lists it).
     pub vessel: String,
-    /// The member that runs it: a PeerId from `meshnode peers`, or `self`.
+    /// The member that runs it: its name, its PeerId or a unique prefix of
+    /// it (as `meshnode peers` lists them), or `self`.
     /// It must hold a replica of the vessel (`meshnode ps` names them).
     #[arg(long, value_name = "PEER")]
     pub on: String,
@@ -31,9 +32,10 @@ pub struct RecoverArgs {
 /// `meshnode recover`.
 pub fn run_recover(args: RecoverArgs) -> Result<i32> {
     let mut client = Client::connect(&args.target)?;
+    let on = client.node_arg(&args.on)?;
     let ControlResponse::Recovered(r) = client.call(Command::Recover {
         vessel: args.vessel.clone(),
-        on: args.on.clone(),
+        on,
         force: args.force,
     })?
     else {

@@ -412,7 +412,7 @@ fn signed(
         return *response;
     }
     match req.body.command {
-        Command::Peers { all } => ControlResponse::Peers(list_peers(state, all)),
+        Command::Peers { all } => ControlResponse::Peers(peers_and_self(state, all)),
         Command::TrustList => ControlResponse::Trust(state.trusted.clone()),
         Command::TrustAdd { user_key } => {
             if state.trusted.contains(&user_key) {
@@ -522,6 +522,8 @@ fn signed(
             addrs: state.own_addrs(),
             user_key: state.certificate.as_ref().map(|c| c.body.user_key),
             version: env!("CARGO_PKG_VERSION").to_string(),
+            name: Some(state.name.clone()),
+            certificate: state.certificate.clone().map(Box::new),
         }),
         other => refused(
             RefusalCode::Internal,
@@ -566,8 +568,47 @@ pub fn list_peers(state: &NodeState, all: bool) -> Vec<PeerInfo> {
                 None
             },
             liveness: Some(crate::mesh::liveness::peer_liveness(&e.liveness)),
+            is_self: false,
         })
         .collect()
+}
+
+/// What `peers` answers: this node first, marked, then [`list_peers`].
+/// The node's own row carries its name and a fresh status, so that names
+/// resolve (and clash) against every member, itself included.
+pub fn peers_and_self(state: &NodeState, all: bool) -> Vec<PeerInfo> {
+    let running = {
+        let h = state.host.lock().unwrap_or_else(|p| p.into_inner());
+        h.list()
+            .into_iter()
+            .filter(|v| v.state == "running" || v.state == "migrating")
+            .take(protocol::limits::MAX_STATUS_VESSELS)
+            .map(|v| v.id.to_hex())
+            .collect()
+    };
+    let mut status = crate::mesh::status::sample(running);
+    status.name = Some(state.name.clone());
+    status.draining = state.placer.draining();
+    let me = PeerInfo {
+        peer_id: state.identity.peer_id.to_string(),
+        addrs: state.own_addrs(),
+        rtt_us: None,
+        member: state.certificate.is_some(),
+        refused: None,
+        user_key: state.certificate.as_ref().map(|c| c.body.user_key),
+        status: Some(status),
+        status_age_ms: Some(0),
+        rtt_age_ms: None,
+        liveness: Some(protocol::control::PeerLiveness {
+            state: protocol::control::LivenessState::Up,
+            silent_ms: 0,
+            last_heard_unix_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        }),
+        is_self: true,
+    };
+    std::iter::once(me).chain(list_peers(state, all)).collect()
 }
 
 #[cfg(test)]

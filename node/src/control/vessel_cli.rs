@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use protocol::control::{
-    Command, ControlResponse, DrainReport, FailureKind, MigrationReport, VesselInfo,
-};
+use protocol::control::{Command, ControlResponse, DrainReport, FailureKind, MigrationReport};
 use protocol::migrate::ChunkBytes;
 use protocol::snapshot::Hash;
 use protocol::vessel::{
@@ -16,7 +14,8 @@ use protocol::vessel::{
 };
 
 use super::cli::{out, runtime, user_key, NodeTarget};
-use super::client::{resolve_target, Session};
+use super::client::{open, Session};
+use super::tables;
 // `logs` has a file of its own; it is a vessel command all the same.
 pub use super::logs_cli::{run_logs, LogsArgs, LOGS_RETRY_FOR};
 
@@ -27,8 +26,8 @@ pub struct DeployArgs {
     /// A name for the vessel (default: the module's file name without .wasm).
     #[arg(long)]
     pub name: Option<String>,
-    /// Run it on this member peer (a PeerId from `meshnode peers`) instead of
-    /// the node you talk to.
+    /// Run it on this member instead of the node you talk to: its name, its
+    /// PeerId or a unique prefix of it, as `meshnode peers` lists them.
     #[arg(long, value_name = "PEER")]
     pub on: Option<String>,
     /// Start it pinned: placement never moves it nearer its clients (as
@@ -155,16 +154,26 @@ pub const MIN_CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_
 pub struct PsArgs {
     #[command(flatten)]
     pub target: NodeTarget,
-    /// Print JSON.
+    /// Print JSON (every field, whole messages).
     #[arg(long)]
     pub json: bool,
+    /// `table` fits within 100 columns (nodes by name, short ids, long
+    /// cells cut with …); `wide` shows full ids and PeerIds, the node's
+    /// name, migrations and checkpoint age, nothing cut.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+    pub output: tables::Output,
+    /// Show only this vessel (name, id or id prefix), whole: its full
+    /// state (a trap's message), exit code, lease and replicas.
+    #[arg(value_name = "VESSEL")]
+    pub vessel: Option<String>,
 }
 
 #[derive(Args, Debug)]
 pub struct MigrateArgs {
     #[command(flatten)]
     pub target: NodeTarget,
-    /// The member peer to move it to (a PeerId from `meshnode peers`).
+    /// The member to move it to: its name, its PeerId or a unique prefix of
+    /// it, as `meshnode peers` lists them.
     #[arg(long, value_name = "PEER")]
     pub to: String,
     /// Print the final report as JSON.
@@ -212,8 +221,9 @@ pub struct DrainArgs {
     /// Print the final report as JSON.
     #[arg(long)]
     pub json: bool,
-    /// The node to drain: a PeerId from `meshnode peers`, or `self` for
-    /// the node this command talks to.
+    /// The node to drain: its name, its PeerId or a unique prefix of it (as
+    /// `meshnode peers` lists them), or `self` for the node this command
+    /// talks to.
     #[arg(value_name = "NODE")]
     pub drained: String,
 }
@@ -228,12 +238,12 @@ pub(super) struct Client {
 
 impl Client {
     pub(super) fn connect(target: &NodeTarget) -> Result<Client> {
-        let addrs = resolve_target(target.node.as_deref(), target.data_dir.as_deref())?;
         let key = user_key(target.user_key.as_deref())?;
         let rt = runtime()?;
         let timeout = target.timeout;
-        let session = rt
-            .block_on(async { tokio::time::timeout(timeout, Session::connect(&addrs)).await })
+        let (node, data_dir) = (target.node.as_deref(), target.data_dir.as_deref());
+        let (session, _) = rt
+            .block_on(async { tokio::time::timeout(timeout, open(node, data_dir, &key)).await })
             .map_err(|_| {
                 anyhow::anyhow!(
                     "the node did not answer the connection within {} s (--timeout)",
@@ -283,6 +293,37 @@ impl Client {
             }
             std::thread::sleep(FAILOVER_POLL);
         }
+    }
+
+    /// The member a user gave by name, PeerId or PeerId prefix (`--on`,
+    /// `--to`, `drain NODE`, `recover --on`), as the node knows it; `self`
+    /// is the node talked to. A name two nodes claim, or input that fits
+    /// none or several, is an error that lists the candidates.
+    pub(super) fn resolve_node(&mut self, spec: &str) -> Result<super::resolve::Resolved> {
+        let timeout = self.timeout;
+        let Client {
+            rt, session, key, ..
+        } = self;
+        let r = rt
+            .block_on(async {
+                tokio::time::timeout(timeout, super::client::resolve_node(session, key, spec)).await
+            })
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "the node did not answer `peers` within {} s (--timeout)",
+                    timeout.as_secs()
+                )
+            })??;
+        Ok(r)
+    }
+
+    /// [`Client::resolve_node`] as a command's node argument: a PeerId,
+    /// or `self` as the user gave it.
+    pub(super) fn node_arg(&mut self, spec: &str) -> Result<String> {
+        if spec.trim() == "self" {
+            return Ok("self".to_string());
+        }
+        Ok(self.resolve_node(spec)?.peer_id)
     }
 
     pub(super) fn call(&mut self, command: Command) -> Result<ControlResponse> {
@@ -400,12 +441,16 @@ pub fn run_deploy(args: DeployArgs) -> Result<i32> {
     };
     body.check().map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut client = Client::connect(&args.target)?;
+    // Which node gets it, said before anything (volumes included) goes.
+    let dest = client.resolve_node(args.on.as_deref().unwrap_or("self"))?;
+    eprintln!("meshnode: deploying to {}", dest.shown());
+    let on = args.on.as_ref().map(|_| dest.peer_id.clone());
     let deployment = Deployment::sign(&client.key, body);
     let response = client.call(Command::Deploy {
         deployment,
         module,
         volume_chunks,
-        on: args.on.clone(),
+        on,
         pinned: args.pin,
     })?;
     let ControlResponse::Deployed { vessel, node } = response else {
@@ -423,142 +468,45 @@ pub fn run_deploy(args: DeployArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn human_ms(ms: u64) -> String {
-    match ms {
-        ms if ms < 10_000 => format!("{:.1}s", ms as f64 / 1000.0),
-        ms if ms < 3_600_000 => format!("{}m{:02}s", ms / 60_000, ms / 1000 % 60),
-        ms => format!("{}h{:02}m", ms / 3_600_000, ms / 60_000 % 60),
-    }
-}
-
-/// A vessel's uptime; `-` on the row of a host that does not answer (its
-/// state is the host's, `unreachable` or `down`, and WHY says since when).
-fn uptime_column(v: &VesselInfo) -> String {
-    if crate::mesh::silent::from_gossip(v) {
-        "-".to_string()
-    } else {
-        human_ms(v.run_ms)
-    }
-}
-
-/// Why a vessel is where it is; a node older than placement says only how
-/// it got there.
-fn why_of(v: &VesselInfo) -> &str {
-    if v.why.is_empty() {
-        &v.reason
-    } else {
-        &v.why
-    }
-}
-
-/// The JSON shape of `ps --json`.
-pub fn ps_json(rows: &[VesselInfo]) -> serde_json::Value {
-    serde_json::Value::Array(
-        rows.iter()
-            .map(|v| {
-                serde_json::json!({
-                    "id": v.id.to_hex(),
-                    "name": v.name,
-                    "node": v.node,
-                    "state": v.state,
-                    "epoch": v.epoch,
-                    "uptime_ms": v.run_ms,
-                    "migrations": v.migrations,
-                    "exit_code": v.exit_code,
-                    "reason": v.reason,
-                    "why": why_of(v),
-                    "pinned": v.pinned,
-                    "checkpoint_age_ms": v.checkpoint_age_ms,
-                    "checkpoint_problem": v.checkpoint_problem,
-                    "lease": v.lease,
-                    "replicas_wanted": v.replicas_wanted,
-                    "replicas": v.replicas.iter().map(|r| serde_json::json!({
-                        "node": r.node,
-                        "image": r.image,
-                        "age_ms": r.age_ms,
-                        "problem": r.problem,
-                    })).collect::<Vec<_>>(),
-                    "replica_age_ms": v.replica_age_ms,
-                    "replication_problem": v.replication_problem,
-                    "replica_bytes_sent": v.replica_bytes_sent,
-                    "replica_chunks_sent": v.replica_chunks_sent,
-                    "durability": v.durability.as_deref().unwrap_or("async"),
-                })
-            })
-            .collect(),
-    )
-}
-
-/// `meshnode ps`.
+/// `meshnode ps` (rendering: `control::tables`).
 pub fn run_ps(args: PsArgs) -> Result<i32> {
     let mut client = Client::connect(&args.target)?;
-    let ControlResponse::Vessels(rows) = client.call(Command::Ps)? else {
+    let ControlResponse::Vessels(mut rows) = client.call(Command::Ps)? else {
         bail!("unexpected answer to `ps`");
     };
+    // Names for the NODE column; a node older than names lists none.
+    let peers = match client.call(Command::Peers { all: false }) {
+        Ok(ControlResponse::Peers(p)) => p,
+        _ => Vec::new(),
+    };
+    let nodes = tables::NodeLabels::new(&peers);
+    if let Some(wanted) = &args.vessel {
+        rows.retain(|v| v.name == *wanted || v.id.to_hex().starts_with(wanted.as_str()));
+        if rows.is_empty() {
+            bail!("no vessel `{wanted}` in the mesh (give its name, id or id prefix, as `meshnode ps` lists them)");
+        }
+    }
     if args.json {
-        out(serde_json::to_string_pretty(&ps_json(&rows))?)?;
+        out(serde_json::to_string_pretty(&tables::ps_json(
+            &rows, &nodes,
+        ))?)?;
         return Ok(0);
     }
-    out(format_args!(
-        "{:<16} {:<16} {:<54} {:<10} {:>8} {:>4} {:>6} {:>10}  WHY",
-        "ID", "NAME", "NODE", "STATE", "UPTIME", "MIGR", "CKPT", "REPLICAS"
-    ))?;
-    for v in &rows {
-        out(format_args!(
-            "{:<16} {:<16} {:<54} {:<10} {:>8} {:>4} {:>6} {:>10}  {}",
-            v.id,
-            v.name,
-            v.node,
-            v.state,
-            uptime_column(v),
-            v.migrations,
-            v.checkpoint_age_ms.map_or("-".to_string(), human_ms),
-            replicas_column(v),
-            why_of(v)
-        ))?;
-        if let Some(problem) = &v.checkpoint_problem {
-            out(format_args!("{:<16} checkpoint skipped: {problem}", ""))?;
-        }
-        if let Some(lease) = &v.lease {
-            out(format_args!("{:<16} lease: {lease}", ""))?;
-        }
-        if let Some(durability) = &v.durability {
-            out(format_args!(
-                "{:<16} durability: {durability} (output waits for every replica)",
-                ""
-            ))?;
-        }
-        for r in &v.replicas {
-            let state = match (&r.problem, r.age_ms) {
-                (Some(p), _) => format!("failing: {p}"),
-                (None, Some(age)) => format!("holds a checkpoint {} old", human_ms(age)),
-                (None, None) => "nothing shipped yet".to_string(),
-            };
-            out(format_args!("{:<16} replica {}: {state}", "", r.node))?;
-        }
-        if let Some(problem) = &v.replication_problem {
-            out(format_args!("{:<16} replicas: {problem}", ""))?;
-        }
-    }
-    Ok(0)
-}
-
-/// `ps`'s REPLICAS column: how many replicas hold a checkpoint of the
-/// vessel out of those it asks for, and how old the oldest of them is (what
-/// a failover would lose now); `off` for `--replicas 0`, `-` where the
-/// vessel does not run.
-fn replicas_column(v: &VesselInfo) -> String {
-    match v.replicas_wanted {
-        None => "-".into(),
-        Some(0) => "off".into(),
-        Some(wanted) => {
-            let holding = v.replicas.iter().filter(|r| r.age_ms.is_some()).count();
-            match v.replica_age_ms {
-                Some(age) => format!("{holding}/{wanted} {}", human_ms(age)),
-                None => format!("{holding}/{wanted}"),
+    if args.vessel.is_some() {
+        for (i, v) in rows.iter().enumerate() {
+            if i > 0 {
+                out("")?;
+            }
+            for line in tables::vessel_details(v, &nodes) {
+                out(line)?;
             }
         }
+        return Ok(0);
     }
+    for line in tables::ps_table(&rows, &nodes, args.output) {
+        out(line)?;
+    }
+    Ok(0)
 }
 
 fn describe(r: &MigrationReport) -> String {
@@ -608,10 +556,11 @@ fn failure_kind_name(kind: FailureKind) -> &'static str {
 /// `meshnode migrate`.
 pub fn run_migrate(args: MigrateArgs) -> Result<i32> {
     let mut client = Client::connect(&args.target)?;
+    let to = client.node_arg(&args.to)?;
     let ControlResponse::Migration(mut report) =
         client.call_through_failover(Command::Migrate {
             vessel: args.vessel.clone(),
-            to: args.to.clone(),
+            to,
         })?
     else {
         bail!("unexpected answer to `migrate`");
@@ -759,8 +708,9 @@ pub fn drain_json(r: &DrainReport) -> serde_json::Value {
 /// `meshnode drain`.
 pub fn run_drain(args: DrainArgs) -> Result<i32> {
     let mut client = Client::connect(&args.target)?;
+    let node = client.node_arg(&args.drained)?;
     let ControlResponse::Drain(mut report) = client.call(Command::Drain {
-        node: args.drained.clone(),
+        node,
         include_pinned: args.include_pinned,
     })?
     else {

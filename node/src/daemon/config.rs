@@ -110,6 +110,10 @@ pub struct Config {
     /// directory is on; 0: no budget beyond the disk itself.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub disk_budget_bytes: Option<u64>,
+    /// The node's name (`start --name` overrides it). Absent: the
+    /// hostname, made into a valid name (`control::resolve::default_name`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 impl Default for Config {
@@ -143,6 +147,7 @@ impl Default for Config {
             checkpoint_every_ms: DEFAULT_CHECKPOINT_EVERY_MS,
             keep_checkpoints: crate::vessel::retention::DEFAULT_KEEP_CHECKPOINTS as u64,
             disk_budget_bytes: None,
+            name: None,
         }
     }
 }
@@ -265,6 +270,12 @@ keep_checkpoints = 2
 # on a 16 GB SD card); 0 means no budget beyond the disk itself.
 # disk_budget_bytes = 4000000000
 
+# The node's name, which commands accept wherever they take a node
+# (`--on kitchen-pi`, `drain kitchen-pi`, `--node kitchen-pi`): lowercase
+# letters, digits and inner "-", at most 24 bytes. Unset, it is this
+# machine's hostname, made to fit. Give every node on one machine its own.
+# name = "kitchen-pi"
+
 # Node-local directories that deployments may mount by name
 # (`meshnode deploy --mount /guest/path=NAME`). Unlike volumes, they do not
 # travel: every node a vessel may move to needs a directory of that name.
@@ -286,6 +297,11 @@ pub enum ConfigError {
     },
     #[error("{path}: placement_margin must be at least 0 and below 1 (0.3 is 30 %), placement_min_gain_ms and placement_max_load_per_cpu at least 0")]
     Placement { path: PathBuf },
+    #[error("{path}: name: {source}")]
+    Name {
+        path: PathBuf,
+        source: protocol::control::NodeNameError,
+    },
     #[error("{path}: {what} must be at least {min}")]
     TooSmall {
         path: PathBuf,
@@ -341,6 +357,12 @@ impl Config {
                 what: "checkpoint_every_ms (or 0, off)",
                 min: min_checkpoint_ms,
             });
+        }
+        if let Some(name) = &config.name {
+            protocol::control::check_node_name(name).map_err(|source| ConfigError::Name {
+                path: path.to_path_buf(),
+                source,
+            })?;
         }
         if config.placement_interval_ms > 0 && config.placement_interval_ms < 100 {
             return Err(ConfigError::TooSmall {

@@ -89,6 +89,22 @@ pub struct StartArgs {
     /// ~/.config/meshnode/user.key, created when missing unless --join).
     #[arg(long, value_name = "FILE")]
     pub user_key: Option<PathBuf>,
+
+    /// This node's name, e.g. kitchen-pi: commands accept it wherever they
+    /// take a node (`--on`, `--to`, `drain`, `--node`). Lowercase letters,
+    /// digits and inner `-`, at most 24 bytes (default: from the config,
+    /// else the hostname made to fit). Gossiped to the mesh; a name two
+    /// nodes claim names neither, and `peers` says so. Several nodes on one
+    /// machine need one name each.
+    #[arg(long, value_name = "NAME", value_parser = parse_node_name)]
+    pub name: Option<String>,
+}
+
+/// `--name`: a valid node name, or an error that says the rule.
+fn parse_node_name(s: &str) -> Result<String, String> {
+    protocol::control::check_node_name(s)
+        .map(|()| s.to_string())
+        .map_err(|e| e.to_string())
 }
 
 fn init_tracing() {
@@ -147,6 +163,9 @@ pub fn run_start(args: StartArgs) -> Result<i32> {
     }
     if let Some(a) = &args.service_address {
         config.service_address = a.clone();
+    }
+    if let Some(n) = &args.name {
+        config.name = Some(n.clone());
     }
     if let Some(d) = args.status_interval {
         config.status_interval_ms = (d.as_millis() as u64).max(100);

@@ -95,6 +95,70 @@ pub struct NodeParams {
     pub host: Arc<std::sync::Mutex<crate::vessel::Host>>,
 }
 
+/// Why listening failed, in words: libp2p's transport error says nothing
+/// itself (its cause is in its sources), and an address in use is the
+/// usual reason, so it is named with what to do.
+pub fn listen_failure(e: &(dyn std::error::Error + 'static)) -> String {
+    // An io::Error that wraps another hides it from `source()`: its
+    // `get_ref()` is looked at too.
+    let mut todo: Vec<&(dyn std::error::Error + 'static)> = vec![e];
+    let mut words = Vec::new();
+    while let Some(err) = todo.pop() {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if let Some(why) = listen_io_failure(io) {
+                return why.to_string();
+            }
+            if let Some(inner) = io.get_ref() {
+                todo.push(inner);
+            }
+        }
+        let text = err.to_string();
+        // The boxed transports wrap the OS error in types that show it but
+        // do not give it as a source: known by its words then.
+        if text.contains(&std::io::Error::from(std::io::ErrorKind::AddrInUse).to_string())
+            || text.contains(&format!(
+                "(os error {})",
+                rustix::io::Errno::ADDRINUSE.raw_os_error()
+            ))
+        {
+            return listen_io_failure(&std::io::ErrorKind::AddrInUse.into())
+                .unwrap_or_default()
+                .to_string();
+        }
+        if !text.is_empty() && !words.contains(&text) {
+            words.push(text);
+        }
+        if let Some(next) = err.source() {
+            todo.push(next);
+        }
+    }
+    if words.is_empty() {
+        "the transport refused it (is the address one this machine has?)".to_string()
+    } else {
+        words.join(": ")
+    }
+}
+
+fn listen_io_failure(io: &std::io::Error) -> Option<&'static str> {
+    let in_use = io.kind() == std::io::ErrorKind::AddrInUse
+        || io.raw_os_error() == Some(rustix::io::Errno::ADDRINUSE.raw_os_error());
+    if in_use {
+        return Some(
+            "address in use: another program (or another meshnode) listens on it; \
+             pick another port with --listen, or stop the other one",
+        );
+    }
+    match io.kind() {
+        std::io::ErrorKind::AddrNotAvailable => {
+            Some("address not available: no interface of this machine has that IP")
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            Some("permission denied: ports below 1024 need privileges")
+        }
+        _ => None,
+    }
+}
+
 /// Parses a multiaddr given by the user.
 pub fn parse_addr(s: &str) -> Result<Multiaddr, NodeError> {
     s.trim()
@@ -149,7 +213,7 @@ pub async fn run(
             .listen_on(addr.clone())
             .map_err(|e| NodeError::Listen {
                 addr: l.clone(),
-                reason: e.to_string(),
+                reason: listen_failure(&e),
             })?;
     }
 
@@ -218,7 +282,9 @@ pub async fn run(
         gate: swarm.behaviour().gate(),
         liveness: thresholds(Duration::from_millis(config.ping_interval_ms)),
         suspects,
+        name: crate::control::resolve::own_name(config.name.as_deref()),
     };
+    tracing::info!(name = %state.name, "this node's name");
     state.sync_gate();
 
     if let Some(own) = state.certificate.clone() {

@@ -72,6 +72,8 @@ pub struct NodeState {
     /// tasks (`mesh::liveness`).
     pub liveness: super::liveness::Thresholds,
     pub suspects: super::liveness::Suspects,
+    /// This node's name, as it gossips it (`control::resolve`).
+    pub name: String,
 }
 
 impl NodeState {

@@ -22,6 +22,7 @@ pub fn sample(vessels: Vec<String>) -> NodeStatus {
         draining: false,
         services: Vec::new(),
         named: Vec::new(),
+        name: None,
     }
 }
 

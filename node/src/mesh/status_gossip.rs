@@ -53,6 +53,7 @@ pub(super) fn publish_status(
     status.rtts = state.placer.own_rtts(&state.peers);
     status.draining = state.placer.draining();
     status.services = services;
+    status.name = Some(state.name.clone());
     let msg = StatusMessage {
         certificate: cert.clone(),
         status,

@@ -224,6 +224,11 @@ struct Shared {
     memory_bytes: std::sync::atomic::AtomicU64,
     /// Its lease does not let it run: its thread runs no guest code.
     held: std::sync::atomic::AtomicBool,
+    /// When its thread started: until it ends, its run time is the time
+    /// since then, read live. `run_ms` alone is written after each slice,
+    /// and a vessel that sleeps in one host call finishes no slice for
+    /// minutes (`ps` showed 0.0s after 4 minutes, issue 16).
+    started: Mutex<Option<Instant>>,
 }
 
 /// The handle the host keeps.
@@ -277,7 +282,20 @@ impl Runner {
     }
 
     pub fn run_ms(&self) -> u64 {
-        *self.shared.run_ms.lock().unwrap_or_else(|p| p.into_inner())
+        let last_slice = *self.shared.run_ms.lock().unwrap_or_else(|p| p.into_inner());
+        let ended = matches!(
+            *self.shared.state.lock().unwrap_or_else(|p| p.into_inner()),
+            State::Ended(..)
+        );
+        let started = *self
+            .shared
+            .started
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match started {
+            Some(at) if !ended => (at.elapsed().as_millis() as u64).max(last_slice),
+            _ => last_slice,
+        }
     }
 
     /// The vessel's linear memory in bytes, as of its last slice.
@@ -331,6 +349,7 @@ pub fn spawn(
         run_ms: Mutex::new(0),
         memory_bytes: std::sync::atomic::AtomicU64::new(vessel.memory().len() as u64),
         held: std::sync::atomic::AtomicBool::new(false),
+        started: Mutex::new(None),
     });
     let worker = Worker {
         gate,
@@ -387,6 +406,11 @@ enum Next {
 impl Worker {
     fn run(mut self) {
         let started = Instant::now();
+        *self
+            .shared
+            .started
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(started);
         loop {
             if let Next::End = self.take_commands() {
                 break;

@@ -23,6 +23,7 @@ mod mesh_refusals;
 mod mesh_services;
 mod mesh_vessels;
 mod migrate;
+mod names;
 mod placement;
 mod recover_force;
 mod replicas;

@@ -279,7 +279,13 @@ fn three_nodes_see_each_other_and_a_second_start_is_refused() {
             "every node sees the others with RTT, arch and OS",
             |p| sees_all(p, &others),
         );
-        assert_eq!(list.len(), 2, "{list:?}");
+        // The two others, and the node itself, first and marked.
+        assert_eq!(list.len(), 3, "{list:?}");
+        assert_eq!(
+            (&list[0]["peer_id"], &list[0]["self"]),
+            (&Value::from(ids[me].as_str()), &Value::from(true)),
+            "{list:?}"
+        );
     }
 
     // The first start created the user key (0600) and the node's config.
@@ -291,8 +297,8 @@ fn three_nodes_see_each_other_and_a_second_start_is_refused() {
     assert_eq!(mode & 0o777, 0o600);
     assert!(a.data_dir.join("config.toml").exists());
 
-    // The table form lists both peers too.
-    let out = user.run(&["peers", "--data-dir", a.dir()]);
+    // The table form lists both peers too (wide: with whole PeerIds).
+    let out = user.run(&["peers", "-o", "wide", "--data-dir", a.dir()]);
     assert!(out.status.success(), "{}", stderr(&out));
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(

@@ -260,7 +260,9 @@ fn checkpoints_reach_the_replica_and_only_the_chunks_it_lacks_travel() {
         problem.starts_with("2 of 3 replicas: only 2 other members"),
         "{row}"
     );
-    let out = mesh.cli(0, &["ps"]);
+    // Wide: full ids and PeerIds (the default table shows names and
+    // short ids within 100 columns).
+    let out = mesh.cli(0, &["ps", "-o", "wide"]);
     assert!(out.status.success(), "ps: {}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let line = |v: &str| {

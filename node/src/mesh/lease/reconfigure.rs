@@ -291,6 +291,7 @@ mod tests {
                 silent_ms: 0,
                 last_heard_unix_ms: 0,
             }),
+            is_self: false,
         };
         let infos = vec![
             info(&a, true, LivenessState::Unreachable),
