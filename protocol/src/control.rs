@@ -494,6 +494,10 @@ pub struct VesselInfo {
     /// its replicas), `None` for async.
     #[serde(default)]
     pub durability: Option<String>,
+    /// The service ports it serves (`deploy --port`), as its host knows
+    /// them (empty from older nodes, and on a silent host's row).
+    #[serde(default)]
+    pub ports: Vec<u16>,
 }
 
 /// One replica of a vessel, as its host sees it.

@@ -11,6 +11,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod deploy_names;
 pub mod logs_cli;
 pub mod recover_cli;
 pub mod server;

@@ -24,7 +24,11 @@ pub use super::logs_cli::{run_logs, LogsArgs, LOGS_RETRY_FOR};
 pub struct DeployArgs {
     #[command(flatten)]
     pub target: NodeTarget,
-    /// A name for the vessel (default: the module's file name without .wasm).
+    /// A name for the vessel (default: the module's file name without
+    /// .wasm, or NAME-2, NAME-3, … if a live vessel has that name). A name
+    /// that a running vessel anywhere in the mesh has is refused
+    /// (`name-taken`), naming that vessel; so is a --port another vessel
+    /// serves (`port-taken`). An ended vessel's name is free again.
     #[arg(long)]
     pub name: Option<String>,
     /// Run it on this member peer (a PeerId from `meshnode peers`) instead of
@@ -348,12 +352,11 @@ pub fn run_deploy(args: DeployArgs) -> Result<i32> {
             protocol::limits::MAX_DEPLOY_MODULE_BYTES
         );
     }
-    let name = args.name.clone().unwrap_or_else(|| {
-        args.module
-            .file_stem()
-            .map(|s| s.to_string_lossy().to_string())
-            .unwrap_or_else(|| "vessel".into())
-    });
+    let mut client = Client::connect(&args.target)?;
+    let name = match &args.name {
+        Some(name) => name.clone(),
+        None => default_name(&mut client, &args.module)?,
+    };
     // Volumes are chunked here, exactly as a node chunks them, so only the
     // chunks travel (once each).
     let scratch = tempfile::tempdir().context("cannot make a scratch directory")?;
@@ -399,7 +402,6 @@ pub fn run_deploy(args: DeployArgs) -> Result<i32> {
         durability: durability_of(&args)?,
     };
     body.check().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut client = Client::connect(&args.target)?;
     let deployment = Deployment::sign(&client.key, body);
     let response = client.call(Command::Deploy {
         deployment,
@@ -421,6 +423,19 @@ pub fn run_deploy(args: DeployArgs) -> Result<i32> {
         out(vessel)?;
     }
     Ok(0)
+}
+
+/// The module's file name without `.wasm`, or the first free `NAME-N`
+/// if a live vessel holds it (`control::deploy_names`).
+fn default_name(client: &mut Client, module: &std::path::Path) -> Result<String> {
+    let stem = module
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_else(|| "vessel".into());
+    let ControlResponse::Vessels(rows) = client.call(Command::Ps)? else {
+        bail!("unexpected answer to `ps` (choosing a free name)");
+    };
+    Ok(super::deploy_names::free_name(&rows, &stem))
 }
 
 fn human_ms(ms: u64) -> String {
@@ -483,6 +498,7 @@ pub fn ps_json(rows: &[VesselInfo]) -> serde_json::Value {
                     "replica_bytes_sent": v.replica_bytes_sent,
                     "replica_chunks_sent": v.replica_chunks_sent,
                     "durability": v.durability.as_deref().unwrap_or("async"),
+                    "ports": v.ports,
                 })
             })
             .collect(),

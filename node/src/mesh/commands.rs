@@ -162,6 +162,7 @@ pub(super) async fn run_control(
             pinned,
         } => {
             check_deployment(control, &deployment, Some(user))?;
+            super::clash::check_clashes(&ps(control, peers).await, &deployment.body)?;
             let (id, target) = (deployment.body.vessel, deploy_target(control, on)?);
             let request = ForwardRequest::Deploy {
                 deployment,
@@ -814,13 +815,18 @@ async fn run_here(
                 Some(peer) => format!("deployed here through {peer}"),
             };
             let host = control.host.clone();
-            tokio::task::spawn_blocking(move || {
+            tokio::task::spawn_blocking(move || -> Result<VesselId, Refusal> {
                 // Rewrite and compile off the host's lock (issue 14, item
                 // 12); `deploy` then finds the module in the cache.
                 let id = deployment.body.vessel;
                 Host::prepare_module_unlocked(&host, module.clone(), &deployment.body.name)
                     .map_err(|(code, e)| crate::vessel::HostError::refused(id, code, e))?;
-                lock(&host).deploy(deployment, module, volume_chunks, reason, pinned)
+                let mut h = lock(&host);
+                // Again under the lock: two deploys racing here cannot
+                // both take a name or a port (`mesh::clash`).
+                h.reap();
+                super::clash::check_clashes(&h.list(), &deployment.body)?;
+                Ok(h.deploy(deployment, module, volume_chunks, reason, pinned)?)
             })
             .await
             .map_err(Refusal::internal)??;

@@ -56,6 +56,7 @@
 pub mod absent;
 pub mod behaviour;
 pub mod checkpoint;
+pub mod clash;
 pub mod codec;
 pub mod commands;
 pub mod faults;

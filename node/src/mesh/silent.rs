@@ -170,6 +170,7 @@ fn gossiped_row(
         replica_bytes_sent: 0,
         replica_chunks_sent: 0,
         durability: None,
+        ports: Vec::new(),
     }
 }
 

@@ -497,6 +497,7 @@ impl Host {
                         .body
                         .sync_interval_ms()
                         .map(|ms| format!("sync {ms}ms")),
+                    ports: l.deployment.body.ports.clone(),
                 }
             })
             .collect()

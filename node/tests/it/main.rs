@@ -30,3 +30,4 @@ mod snapshot;
 mod support;
 mod sync_durability;
 mod waiting;
+mod cli_ops;
