@@ -254,6 +254,13 @@ pub enum Command {
         on: String,
         force: bool,
     },
+    /// End the drain of the member with this PeerId (or this node, for
+    /// `self`) without a restart (`meshnode undrain`): vessels not moved
+    /// yet stay, a move under way finishes, and placement may put vessels
+    /// on the node again. Answered with the drain's last report.
+    Undrain {
+        node: String,
+    },
 }
 
 impl SignedRequest {

@@ -85,6 +85,8 @@ pub enum ForwardRequest {
     /// A page of the log in the newest checkpoint this node holds of the
     /// vessel as its replica (its host does not answer; user-signed).
     ReplicaLogs { vessel: VesselId, from: u64 },
+    /// End this node's drain (`meshnode undrain` sent to another node).
+    Undrain,
 }
 
 impl ForwardRequest {

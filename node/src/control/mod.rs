@@ -12,6 +12,7 @@
 pub mod cli;
 pub mod client;
 pub mod deploy_names;
+pub mod drain_cli;
 pub mod logs_cli;
 pub mod recover_cli;
 pub mod server;

@@ -331,6 +331,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::DrainStatus { .. } => "drain (status)",
         Command::Checkpoint { .. } => "checkpoint",
         Command::Recover { .. } => "recover",
+        Command::Undrain { .. } => "undrain",
         _ => "the command",
     }
 }
@@ -804,9 +805,10 @@ pub fn run_drain(args: DrainArgs) -> Result<i32> {
             break;
         }
         std::thread::sleep(DRAIN_POLL);
-        let ControlResponse::Drain(r) = client.call(Command::DrainStatus {
+        let status = client.call(Command::DrainStatus {
             node: report.node.clone(),
-        })?
+        });
+        let ControlResponse::Drain(r) = super::drain_cli::undrained_meanwhile(status, &report)?
         else {
             bail!("unexpected answer to a drain status");
         };
@@ -818,6 +820,8 @@ pub fn run_drain(args: DrainArgs) -> Result<i32> {
         for i in &report.vessels {
             match (i.state.as_str(), &i.to) {
                 ("moved", Some(to)) => out(format_args!("{} {} -> {to}", i.id, i.name))?,
+                // It ended before or during its move: nothing runs here.
+                ("ended", _) => out(format_args!("{} {} ended", i.id, i.name))?,
                 (state, _) => out(format_args!("{} {} stays: {state}", i.id, i.name))?,
             }
         }

@@ -28,7 +28,7 @@ use tracing::{info, warn};
 use super::link::{Link, NodeCommand, RequestError};
 use super::liveness::Suspects;
 use super::migrate::{by_hand, start_migration};
-use super::place::{drain_report, set_pinned, start_drain, Drains};
+use super::place::{drain_report, set_pinned, start_drain, undrain, Drains};
 use super::silent::{
     ask_vessels, consequence, forward_while_alive, from_gossip, gossiped_rows, Gossiped,
 };
@@ -232,6 +232,10 @@ pub(super) async fn run_control(
             }
             let request = ForwardRequest::DrainStatus;
             act(control, target, request, drain_answer).await
+        }
+        Command::Undrain { node } => {
+            let target = node_of(control, &node)?;
+            act(control, target, ForwardRequest::Undrain, drain_answer).await
         }
         Command::Checkpoint { vessel } => {
             let (id, node) = resolve_live(control, peers, &vessel).await?;
@@ -870,6 +874,7 @@ async fn run_here(
             include_pinned,
         ))),
         ForwardRequest::DrainStatus => Ok(ForwardResponse::Drain(drain_report(&control.drains)?)),
+        ForwardRequest::Undrain => Ok(ForwardResponse::Drain(undrain(&control.drains)?)),
         ForwardRequest::Challenge | ForwardRequest::Signed(_) => Err(refuse(
             RefusalCode::Internal,
             "answered by the event loop (mesh/relay.rs)",

@@ -44,7 +44,7 @@ pub struct Gossiped {
 /// refusal.
 pub fn consequence(request: &ForwardRequest) -> &'static str {
     match request {
-        ForwardRequest::Drain { .. } | ForwardRequest::DrainStatus => {
+        ForwardRequest::Drain { .. } | ForwardRequest::DrainStatus | ForwardRequest::Undrain => {
             "a drain is done by the drained node itself, which does not answer"
         }
         ForwardRequest::MigrationStatus { .. } => {

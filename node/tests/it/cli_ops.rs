@@ -94,3 +94,134 @@ fn deploy_refuses_a_name_or_port_a_live_vessel_holds() {
     wait_row(&mesh, 1, &kv, "is stopped", |r| r["state"] == "stopped");
     deploy(&mesh, 1, &["--name", "kv", "--port", port], &wasm);
 }
+
+/// Waits until node `i` has a fresh status from every other node (a drain
+/// chooses destinations by it).
+fn wait_statuses(mesh: &Mesh, i: usize) {
+    let others: Vec<&String> = (0..mesh.ids.len())
+        .filter(|j| *j != i)
+        .map(|j| &mesh.ids[j])
+        .collect();
+    crate::mesh::wait_for_peers(&mesh.user, &mesh.nodes[i], "statuses arrive", |p| {
+        others.iter().all(|id| {
+            p.iter()
+                .any(|x| x["peer_id"] == id.as_str() && !x["status_age_ms"].is_null())
+        })
+    });
+}
+
+fn drain_json(mesh: &Mesh, via: usize, node: &str) -> (std::process::Output, Value) {
+    let out = mesh.cli(via, &["drain", "--json", node]);
+    let report = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out, report)
+}
+
+/// Goal (the report of issue 16): with 20 short vessels on a node, `drain
+/// self` counts each vessel that ended before or during its move as done
+/// ("ended", not "failed"), and exits 0 with nothing left running there.
+#[test]
+fn a_drain_of_short_vessels_reports_the_ended_ones_as_ended_and_exits_0() {
+    let _cpu = crate::support::shared_cpu();
+    let mesh = Mesh::new(0, 4_000_000);
+    let napper = crate::support::compile_c("node/tests/it/programs/napper.c", &[]);
+    let wasm = napper.to_str().unwrap();
+    // 1 MiB each, running 1.5 s to 5.3 s: some end while they wait their
+    // turn, some while they move, some arrive and end elsewhere.
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let (name, naps) = (format!("short{i}"), (15 + 2 * i).to_string());
+        let dir = mesh.nodes[0].dir();
+        let args = ["deploy", "--data-dir", dir, "--name", &name, wasm, "1", &naps, "100"];
+        let out = mesh.user.run(&args);
+        assert!(out.status.success(), "deploy {name}: {}", stderr(&out));
+        ids.push(String::from_utf8(out.stdout).unwrap().trim().to_string());
+    }
+    wait_statuses(&mesh, 0);
+    let started = Instant::now();
+    let (out, report) = drain_json(&mesh, 0, "self");
+    let took = started.elapsed();
+    assert!(
+        out.status.success(),
+        "drain exited {:?}: {}\n{report:#}",
+        out.status.code(),
+        stderr(&out)
+    );
+    let items = report["vessels"].as_array().expect("a report");
+    let state = |i: &Value| i["state"].as_str().unwrap_or("").to_string();
+    let ended = items.iter().filter(|i| state(i) == "ended").count();
+    let moved = items.iter().filter(|i| state(i) == "moved").count();
+    assert_eq!(ended + moved, items.len(), "every vessel moved or ended: {report:#}");
+    assert!(ended > 0, "the test ran no vessel that ended during the drain: {report:#}");
+    eprintln!("drain of {} vessels: {moved} moved, {ended} ended, in {took:?}", items.len());
+    // Nothing runs on the drained node.
+    let running_here: Vec<Value> = mesh
+        .ps(1)
+        .into_iter()
+        .filter(|r| r["node"] == mesh.ids[0].as_str() && r["state"] == "running")
+        .collect();
+    assert!(running_here.is_empty(), "still running on a: {running_here:?}");
+}
+
+/// Goal: `undrain` ends a drain without a restart: a drain under way stops
+/// before its next vessel (those stay, running, and are listed as
+/// undrained), `drain` that followed it says so, and the node can be
+/// drained afresh; `undrain` of a node not being drained is refused.
+#[test]
+fn undrain_ends_a_drain_under_way_and_the_rest_stay() {
+    let _cpu = crate::support::shared_cpu();
+    let mesh = Mesh::new(0, 4_000_000);
+    let wasm = ticker_wasm();
+    let ids: Vec<String> = (0..10)
+        .map(|i| deploy(&mesh, 0, &["--name", &format!("t{i}")], &wasm))
+        .collect();
+    wait_statuses(&mesh, 0);
+    let a = mesh.ids[0].clone();
+    let mut follower = mesh.user.cmd();
+    follower.args(["drain", &a, "--data-dir", mesh.nodes[1].dir(), "--timeout", "60s"]);
+    let follower = follower
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the first vessel has left a, end the drain.
+    let deadline = Instant::now() + WAIT;
+    while !ids.iter().any(|v| mesh.row(2, v).is_some_and(|r| r["node"] != a.as_str())) {
+        assert!(Instant::now() < deadline, "no vessel left a: {:?}", mesh.ps(2));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = mesh.cli(2, &["undrain", "--json", &a]);
+    assert!(out.status.success(), "undrain: {}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stayed: Vec<String> = report["vessels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["state"] == "stays: undrained")
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!stayed.is_empty(), "the drain ended before the undrain: {report:#}");
+    let followed = follower.wait_with_output().unwrap();
+    let err = stderr(&followed);
+    assert!(!followed.status.success() && err.contains("undrain"), "drain: {err}");
+    for v in &stayed {
+        let row = mesh.row(0, v).unwrap();
+        assert_eq!(
+            (row["node"].as_str(), row["state"].as_str()),
+            (Some(a.as_str()), Some("running")),
+            "{row}"
+        );
+    }
+    // Not draining any more: a second undrain is refused, and a new drain
+    // starts afresh and moves what stayed.
+    let out = mesh.cli(1, &["undrain", &a]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("not-draining"),
+        "{}",
+        stderr(&out)
+    );
+    let (out, report) = drain_json(&mesh, 1, &a);
+    assert!(out.status.success(), "drain again: {}\n{report:#}", stderr(&out));
+    for v in &stayed {
+        assert_ne!(mesh.row(1, v).unwrap()["node"], a.as_str(), "{v} stayed");
+    }
+}
