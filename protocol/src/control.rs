@@ -191,6 +191,11 @@ pub enum Command {
         /// the answer's `generation` shows.
         #[serde(default)]
         generation: Option<u32>,
+        /// Only records printed at or after this time (Unix ms, by the
+        /// CLI's clock; `logs --since`): the node starts the page there
+        /// when that is past `from`. An older node ignores it.
+        #[serde(default)]
+        since_unix_ms: Option<u64>,
     },
     /// Move a vessel (id, id prefix or name) to the member with this PeerId.
     /// Answers at once; `MigrationStatus` follows it.
@@ -1268,6 +1273,7 @@ mod log_generation_tests {
             vessel: "v".into(),
             from: 9,
             generation: Some(2),
+            since_unix_ms: Some(5),
         };
         let OldCommand::Logs { vessel, from } =
             crate::cbor::decode(&crate::cbor::encode(&asked)).unwrap();

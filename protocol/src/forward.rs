@@ -49,6 +49,9 @@ pub enum ForwardRequest {
         from: u64,
         #[serde(default)]
         generation: Option<u32>,
+        /// `logs --since` (`Command::Logs`).
+        #[serde(default)]
+        since_unix_ms: Option<u64>,
     },
     /// Stop a vessel running here.
     Stop { vessel: VesselId },

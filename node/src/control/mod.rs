@@ -14,6 +14,7 @@ pub mod client;
 pub mod deploy_names;
 pub mod drain_cli;
 pub mod logs_cli;
+pub mod logs_tail;
 pub mod recover_cli;
 pub mod server;
 pub mod vessel_cli;

@@ -179,6 +179,7 @@ pub(super) async fn run_control(
             vessel,
             from,
             generation,
+            since_unix_ms,
         } => {
             let (id, node) = resolve(control, peers, &vessel).await?;
             if control.suspects.of(&node).is_some() && generation.is_none() {
@@ -188,6 +189,7 @@ pub(super) async fn run_control(
                 vessel: id,
                 from,
                 generation,
+                since_unix_ms,
             };
             act(control, node, request, |r| {
                 logs(r).map(ControlResponse::Logs)
@@ -698,6 +700,18 @@ pub(super) fn log_page(
     Ok(log.chunk(page, ended, me.to_string()))
 }
 
+/// The offset from which a vessel's log here holds what it printed since
+/// `since_ms` (`logs --since`; `vessel::log_times`); 0 for a vessel not
+/// here (`log_page` then refuses it).
+fn log_offset_since(host: &Arc<Mutex<Host>>, id: VesselId, since_ms: u64) -> u64 {
+    let h = lock(host);
+    let Some(l) = h.vessels.get(&id) else {
+        return 0;
+    };
+    let log = lock(&l.log);
+    log.times.offset_since(since_ms, log.start, log.end())
+}
+
 /// This node's `ps` rows, each with its lease in words.
 fn rows_here(control: &Control) -> Vec<VesselInfo> {
     let mut rows = {
@@ -841,13 +855,15 @@ async fn run_here(
             vessel,
             from,
             generation,
-        } => Ok(ForwardResponse::Logs(log_page(
-            &control.host,
-            vessel,
-            from,
-            generation,
-            &control.me,
-        )?)),
+            since_unix_ms,
+        } => {
+            let from = match (since_unix_ms, generation) {
+                (Some(since), None) => from.max(log_offset_since(&control.host, vessel, since)),
+                _ => from,
+            };
+            let page = log_page(&control.host, vessel, from, generation, &control.me)?;
+            Ok(ForwardResponse::Logs(page))
+        }
         ForwardRequest::Stop { vessel } => {
             stop_local(&control.host, vessel)?;
             Ok(ForwardResponse::Done)

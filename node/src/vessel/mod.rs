@@ -28,6 +28,7 @@ pub mod image;
 pub mod journal;
 pub mod lease_gate;
 pub mod log;
+pub mod log_times;
 pub mod retention;
 pub mod runner;
 

@@ -225,3 +225,56 @@ fn undrain_ends_a_drain_under_way_and_the_rest_stay() {
         assert_ne!(mesh.row(1, v).unwrap()["node"], a.as_str(), "{v} stayed");
     }
 }
+
+/// The ticks `logs ARGS… VESSEL` prints through node `via`, checked to be
+/// consecutive (`tick N` lines).
+fn ticks_of(mesh: &Mesh, via: usize, args: &[&str], vessel: &str) -> Vec<u64> {
+    let mut all = vec!["logs"];
+    all.extend_from_slice(args);
+    all.push(vessel);
+    let out = mesh.cli(via, &all);
+    assert!(out.status.success(), "logs {args:?}: {}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let ticks: Vec<u64> = text
+        .lines()
+        .map(|l| l.strip_prefix("tick ").and_then(|n| n.parse().ok()))
+        .collect::<Option<_>>()
+        .unwrap_or_else(|| panic!("logs {args:?}: not tick lines: {text}"));
+    assert!(ticks.windows(2).all(|w| w[1] == w[0] + 1), "logs {args:?}: {ticks:?}");
+    ticks
+}
+
+/// Goal: `logs --tail N` prints the log's last N lines; `--since DURATION`
+/// only what was printed in that time (to within a second), by the node's
+/// record of when; together, the last N of those.
+#[test]
+fn logs_tail_and_since_print_the_end_of_the_log() {
+    let _cpu = crate::support::shared_cpu();
+    let mesh = Mesh::new(0, 4_000_000);
+    let t = deploy(&mesh, 0, &["--name", "ticks"], &ticker_wasm());
+    // At least 4 s of ticks (one every 100 ms).
+    let deadline = Instant::now() + WAIT;
+    let mut all = Vec::new();
+    let started = Instant::now();
+    while all.len() < 40 || started.elapsed() < Duration::from_secs(4) {
+        assert!(Instant::now() < deadline, "ticks: {all:?}");
+        std::thread::sleep(Duration::from_millis(200));
+        all = ticks_of(&mesh, 1, &[], &t);
+    }
+    let tail = ticks_of(&mesh, 1, &["--tail", "3"], &t);
+    assert_eq!(tail.len(), 3, "{tail:?}");
+    assert!(tail[0] >= *all.last().unwrap() - 2, "{tail:?} is not the end of {all:?}");
+
+    let since = ticks_of(&mesh, 2, &["--since", "1s"], &t);
+    let now = ticks_of(&mesh, 2, &[], &t);
+    assert!(!since.is_empty(), "nothing in the last second");
+    assert!(since[0] > 0, "--since 1s printed the whole log: {since:?}");
+    // One second, plus at most one mark's stretch (1 s) before it, plus
+    // the ticks printed while the command ran.
+    let window = now.last().unwrap() - since[0];
+    assert!(window <= 40, "--since 1s went back {window} ticks: {since:?}");
+
+    let both = ticks_of(&mesh, 0, &["--since", "1h", "--tail", "2"], &t);
+    assert_eq!(both.len(), 2, "{both:?}");
+    assert!(ticks_of(&mesh, 0, &["--tail", "0"], &t).is_empty());
+}
