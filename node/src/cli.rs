@@ -136,6 +136,10 @@ pub enum Command {
 
     /// Move a running vessel to another node, live; prints downtime, bytes
     /// and chunks sent and chunks skipped.
+    ///
+    /// While it runs, a progress bar (in a terminal; plain lines otherwise)
+    /// shows the pre-copy round under way or the final send, the MiB sent
+    /// so far, and how many of the chunks that step sends have gone.
     Migrate(crate::control::vessel_cli::MigrateArgs),
 
     /// Stop a vessel.

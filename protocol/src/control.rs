@@ -608,6 +608,14 @@ pub struct MigrationReport {
     pub total_ms: u64,
     /// Why it was aborted.
     pub error: Option<MigrationFailure>,
+    /// The chunks the destination lacked at the current step (a pre-copy
+    /// round, or the final send with the vessel paused), and how many of
+    /// them have been sent: a progress bar's length and position (0 from
+    /// older nodes).
+    #[serde(default)]
+    pub step_chunks: u64,
+    #[serde(default)]
+    pub step_chunks_sent: u64,
 }
 
 /// Why a migration was aborted: a kind that code acts on and one line for
@@ -1187,6 +1195,8 @@ mod smoke {
                 downtime_us: Some(1500),
                 total_ms: 40,
                 error: None,
+                step_chunks: 4,
+                step_chunks_sent: 2,
             })),
         ]
     }

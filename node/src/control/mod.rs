@@ -15,6 +15,7 @@ pub mod deploy_names;
 pub mod drain_cli;
 pub mod logs_cli;
 pub mod logs_tail;
+pub mod migrate_progress;
 pub mod recover_cli;
 pub mod server;
 pub mod vessel_cli;

@@ -578,16 +578,8 @@ fn replicas_column(v: &VesselInfo) -> String {
     }
 }
 
-fn describe(r: &MigrationReport) -> String {
-    format!(
-        "{}: round {}, {:.1} MiB sent, {} chunks sent, {} skipped",
-        r.phase,
-        r.rounds,
-        r.bytes_sent as f64 / (1024.0 * 1024.0),
-        r.chunks_sent,
-        r.chunks_skipped
-    )
-}
+/// How often `migrate` asks how the move goes.
+const MIGRATE_POLL: Duration = Duration::from_millis(50);
 
 /// The JSON shape of `migrate --json`.
 pub fn migration_json(r: &MigrationReport) -> serde_json::Value {
@@ -633,19 +625,10 @@ pub fn run_migrate(args: MigrateArgs) -> Result<i32> {
     else {
         bail!("unexpected answer to `migrate`");
     };
-    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let mut last = String::new();
+    let mut progress = super::migrate_progress::Progress::new();
     while !report.phase.is_over() {
-        let line = describe(&report);
-        if line != last {
-            if tty {
-                eprint!("\r\x1b[K{line}");
-            } else {
-                eprintln!("{line}");
-            }
-            last = line;
-        }
-        std::thread::sleep(Duration::from_millis(50));
+        progress.show(&report);
+        std::thread::sleep(MIGRATE_POLL);
         let ControlResponse::Migration(r) = client.call(Command::MigrationStatus {
             vessel: report.vessel,
             source: report.from.clone(),
@@ -655,9 +638,8 @@ pub fn run_migrate(args: MigrateArgs) -> Result<i32> {
         };
         report = r;
     }
-    if tty {
-        eprintln!();
-    }
+    progress.show(&report);
+    progress.finish();
     if args.json {
         out(migration_json(&report))?;
     }

@@ -278,3 +278,57 @@ fn logs_tail_and_since_print_the_end_of_the_log() {
     assert_eq!(both.len(), 2, "{both:?}");
     assert!(ticks_of(&mesh, 0, &["--tail", "0"], &t).is_empty());
 }
+
+/// Goal: `migrate`'s progress (plain lines when stderr is not a terminal)
+/// tells the truth: each line names the round under way and the chunks of
+/// its step, nothing it says exceeds the result that follows (rounds,
+/// bytes), and the chunks of a step are really counted (some step had
+/// chunks to send).
+#[test]
+fn migrate_progress_lines_agree_with_the_result() {
+    let _cpu = crate::support::shared_cpu();
+    let mesh = Mesh::new(0, 4_000_000);
+    let napper = crate::support::compile_c("node/tests/it/programs/napper.c", &[]);
+    let dir = mesh.nodes[0].dir();
+    let args = ["deploy", "--data-dir", dir, "--name", "big", napper.to_str().unwrap()];
+    let out = mesh.user.run(&[&args[..], &["16", "100000", "100"]].concat());
+    assert!(out.status.success(), "deploy: {}", stderr(&out));
+    let v = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let deadline = Instant::now() + WAIT;
+    while !String::from_utf8_lossy(&mesh.logs(0, &v).0).contains("ready") {
+        assert!(Instant::now() < deadline, "the napper never got ready");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = mesh.cli(0, &["migrate", "--to", &mesh.ids[1], &v]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "migrate: {err}");
+    let result = String::from_utf8(out.stdout).unwrap();
+    // "migrated … N pre-copy rounds, B bytes sent, …"
+    let words: Vec<&str> = result.split_whitespace().collect();
+    let before = |w: &str| -> u64 {
+        let i = words.iter().position(|x| x.starts_with(w)).unwrap();
+        words[i - 1].parse().unwrap()
+    };
+    let (rounds, bytes) = (before("pre-copy"), before("bytes"));
+    let mut stepped = false;
+    for line in err.lines().filter(|l| l.contains("chunks of this step sent")) {
+        // "pre-copy round R, X MiB sent: a of b chunks of this step sent"
+        if let Some(r) = line.strip_prefix("pre-copy round ") {
+            let r: u64 = r.split(',').next().unwrap().parse().unwrap();
+            assert!(r >= 1 && r <= rounds + 1, "{line} vs {rounds} rounds");
+        }
+        let mib: f64 = line.split(", ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+        assert!(mib * 1048576.0 <= bytes as f64 + 52429.0, "{line} vs {bytes} bytes");
+        let of: Vec<u64> = line
+            .rsplit(": ")
+            .next()
+            .unwrap()
+            .split(' ')
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        assert!(of[0] <= of[1], "{line}");
+        stepped |= of[1] > 0;
+    }
+    assert!(stepped, "no progress line counted a step's chunks:\n{err}\n{result}");
+    assert!(rounds >= 1 && bytes > 0, "{result}");
+}
