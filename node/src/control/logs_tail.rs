@@ -101,7 +101,10 @@ mod tests {
         let t = tail_lines(&log, 4);
         assert_eq!(text(&t), "two\nerr three\nfour\nfive\n");
         assert_eq!((t[0].stream, t[1].stream), (1, 2), "streams kept");
-        assert_eq!(text(&tail_lines(&log, 99)), "one\ntwo\nerr three\nfour\nfive\n");
+        assert_eq!(
+            text(&tail_lines(&log, 99)),
+            "one\ntwo\nerr three\nfour\nfive\n"
+        );
         assert!(tail_lines(&log, 0).is_empty());
     }
 

@@ -12,7 +12,9 @@ use protocol::control::{MigrationPhase, MigrationReport};
 pub enum Progress {
     Bar(ProgressBar),
     /// Plain lines: one each time the line changes.
-    Lines { last: String },
+    Lines {
+        last: String,
+    },
 }
 
 /// The bar's layout: the step, a bar of its chunks, and the totals.

@@ -115,7 +115,10 @@ pub(crate) mod tests {
         assert!(e.detail.contains("0101010101010101"), "{e}");
         let e = check_clashes(&rows, &body("web", &[8000, 7000])).unwrap_err();
         assert_eq!(e.code, RefusalCode::PortTaken);
-        assert!(e.detail.contains("port 7000") && e.detail.contains("`kv`"), "{e}");
+        assert!(
+            e.detail.contains("port 7000") && e.detail.contains("`kv`"),
+            "{e}"
+        );
         // A silent host's vessel may run again: it keeps its claims.
         let e = check_clashes(&rows, &body("far", &[])).unwrap_err();
         assert_eq!(e.code, RefusalCode::NameTaken);

@@ -84,9 +84,17 @@ mod tests {
         // Marks at 1.0 s (offset 0), 2.2 s (20), 5.0 s (30).
         assert_eq!(t.offset_since(0, 0, 50), 0, "before every mark: all of it");
         assert_eq!(t.offset_since(2_200, 0, 50), 20);
-        assert_eq!(t.offset_since(3_000, 0, 50), 20, "within a stretch: its start");
+        assert_eq!(
+            t.offset_since(3_000, 0, 50),
+            20,
+            "within a stretch: its start"
+        );
         assert_eq!(t.offset_since(5_050, 0, 50), 30);
-        assert_eq!(t.offset_since(5_101, 0, 50), 50, "after the last record: none");
+        assert_eq!(
+            t.offset_since(5_101, 0, 50),
+            50,
+            "after the last record: none"
+        );
         // What the log's bound dropped is not asked for.
         assert_eq!(t.offset_since(0, 25, 50), 25);
     }
@@ -98,7 +106,11 @@ mod tests {
             t.note(i, i * LOG_TIME_MARK_EVERY_MS);
         }
         assert!(t.marks.len() <= MAX_LOG_TIME_MARKS);
-        assert!(t.marks.iter().zip(t.marks.iter().skip(1)).all(|(a, b)| a < b));
+        assert!(t
+            .marks
+            .iter()
+            .zip(t.marks.iter().skip(1))
+            .all(|(a, b)| a < b));
         let last = MAX_LOG_TIME_MARKS as u64 * 3 - 1;
         assert_eq!(t.offset_since(last * 1000, 0, last + 1), last);
     }

@@ -131,7 +131,17 @@ fn a_drain_of_short_vessels_reports_the_ended_ones_as_ended_and_exits_0() {
     for i in 0..20 {
         let (name, naps) = (format!("short{i}"), (15 + 2 * i).to_string());
         let dir = mesh.nodes[0].dir();
-        let args = ["deploy", "--data-dir", dir, "--name", &name, wasm, "1", &naps, "100"];
+        let args = [
+            "deploy",
+            "--data-dir",
+            dir,
+            "--name",
+            &name,
+            wasm,
+            "1",
+            &naps,
+            "100",
+        ];
         let out = mesh.user.run(&args);
         assert!(out.status.success(), "deploy {name}: {}", stderr(&out));
         ids.push(String::from_utf8(out.stdout).unwrap().trim().to_string());
@@ -150,16 +160,29 @@ fn a_drain_of_short_vessels_reports_the_ended_ones_as_ended_and_exits_0() {
     let state = |i: &Value| i["state"].as_str().unwrap_or("").to_string();
     let ended = items.iter().filter(|i| state(i) == "ended").count();
     let moved = items.iter().filter(|i| state(i) == "moved").count();
-    assert_eq!(ended + moved, items.len(), "every vessel moved or ended: {report:#}");
-    assert!(ended > 0, "the test ran no vessel that ended during the drain: {report:#}");
-    eprintln!("drain of {} vessels: {moved} moved, {ended} ended, in {took:?}", items.len());
+    assert_eq!(
+        ended + moved,
+        items.len(),
+        "every vessel moved or ended: {report:#}"
+    );
+    assert!(
+        ended > 0,
+        "the test ran no vessel that ended during the drain: {report:#}"
+    );
+    eprintln!(
+        "drain of {} vessels: {moved} moved, {ended} ended, in {took:?}",
+        items.len()
+    );
     // Nothing runs on the drained node.
     let running_here: Vec<Value> = mesh
         .ps(1)
         .into_iter()
         .filter(|r| r["node"] == mesh.ids[0].as_str() && r["state"] == "running")
         .collect();
-    assert!(running_here.is_empty(), "still running on a: {running_here:?}");
+    assert!(
+        running_here.is_empty(),
+        "still running on a: {running_here:?}"
+    );
 }
 
 /// Goal: `undrain` ends a drain without a restart: a drain under way stops
@@ -177,7 +200,14 @@ fn undrain_ends_a_drain_under_way_and_the_rest_stay() {
     wait_statuses(&mesh, 0);
     let a = mesh.ids[0].clone();
     let mut follower = mesh.user.cmd();
-    follower.args(["drain", &a, "--data-dir", mesh.nodes[1].dir(), "--timeout", "60s"]);
+    follower.args([
+        "drain",
+        &a,
+        "--data-dir",
+        mesh.nodes[1].dir(),
+        "--timeout",
+        "60s",
+    ]);
     let follower = follower
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -185,8 +215,15 @@ fn undrain_ends_a_drain_under_way_and_the_rest_stay() {
         .unwrap();
     // Once the first vessel has left a, end the drain.
     let deadline = Instant::now() + WAIT;
-    while !ids.iter().any(|v| mesh.row(2, v).is_some_and(|r| r["node"] != a.as_str())) {
-        assert!(Instant::now() < deadline, "no vessel left a: {:?}", mesh.ps(2));
+    while !ids
+        .iter()
+        .any(|v| mesh.row(2, v).is_some_and(|r| r["node"] != a.as_str()))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no vessel left a: {:?}",
+            mesh.ps(2)
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let out = mesh.cli(2, &["undrain", "--json", &a]);
@@ -199,10 +236,16 @@ fn undrain_ends_a_drain_under_way_and_the_rest_stay() {
         .filter(|i| i["state"] == "stays: undrained")
         .map(|i| i["id"].as_str().unwrap().to_string())
         .collect();
-    assert!(!stayed.is_empty(), "the drain ended before the undrain: {report:#}");
+    assert!(
+        !stayed.is_empty(),
+        "the drain ended before the undrain: {report:#}"
+    );
     let followed = follower.wait_with_output().unwrap();
     let err = stderr(&followed);
-    assert!(!followed.status.success() && err.contains("undrain"), "drain: {err}");
+    assert!(
+        !followed.status.success() && err.contains("undrain"),
+        "drain: {err}"
+    );
     for v in &stayed {
         let row = mesh.row(0, v).unwrap();
         assert_eq!(
@@ -220,7 +263,11 @@ fn undrain_ends_a_drain_under_way_and_the_rest_stay() {
         stderr(&out)
     );
     let (out, report) = drain_json(&mesh, 1, &a);
-    assert!(out.status.success(), "drain again: {}\n{report:#}", stderr(&out));
+    assert!(
+        out.status.success(),
+        "drain again: {}\n{report:#}",
+        stderr(&out)
+    );
     for v in &stayed {
         assert_ne!(mesh.row(1, v).unwrap()["node"], a.as_str(), "{v} stayed");
     }
@@ -240,7 +287,10 @@ fn ticks_of(mesh: &Mesh, via: usize, args: &[&str], vessel: &str) -> Vec<u64> {
         .map(|l| l.strip_prefix("tick ").and_then(|n| n.parse().ok()))
         .collect::<Option<_>>()
         .unwrap_or_else(|| panic!("logs {args:?}: not tick lines: {text}"));
-    assert!(ticks.windows(2).all(|w| w[1] == w[0] + 1), "logs {args:?}: {ticks:?}");
+    assert!(
+        ticks.windows(2).all(|w| w[1] == w[0] + 1),
+        "logs {args:?}: {ticks:?}"
+    );
     ticks
 }
 
@@ -263,7 +313,10 @@ fn logs_tail_and_since_print_the_end_of_the_log() {
     }
     let tail = ticks_of(&mesh, 1, &["--tail", "3"], &t);
     assert_eq!(tail.len(), 3, "{tail:?}");
-    assert!(tail[0] >= *all.last().unwrap() - 2, "{tail:?} is not the end of {all:?}");
+    assert!(
+        tail[0] >= *all.last().unwrap() - 2,
+        "{tail:?} is not the end of {all:?}"
+    );
 
     let since = ticks_of(&mesh, 2, &["--since", "1s"], &t);
     let now = ticks_of(&mesh, 2, &[], &t);
@@ -272,7 +325,10 @@ fn logs_tail_and_since_print_the_end_of_the_log() {
     // One second, plus at most one mark's stretch (1 s) before it, plus
     // the ticks printed while the command ran.
     let window = now.last().unwrap() - since[0];
-    assert!(window <= 40, "--since 1s went back {window} ticks: {since:?}");
+    assert!(
+        window <= 40,
+        "--since 1s went back {window} ticks: {since:?}"
+    );
 
     let both = ticks_of(&mesh, 0, &["--since", "1h", "--tail", "2"], &t);
     assert_eq!(both.len(), 2, "{both:?}");
@@ -290,8 +346,17 @@ fn migrate_progress_lines_agree_with_the_result() {
     let mesh = Mesh::new(0, 4_000_000);
     let napper = crate::support::compile_c("node/tests/it/programs/napper.c", &[]);
     let dir = mesh.nodes[0].dir();
-    let args = ["deploy", "--data-dir", dir, "--name", "big", napper.to_str().unwrap()];
-    let out = mesh.user.run(&[&args[..], &["16", "100000", "100"]].concat());
+    let args = [
+        "deploy",
+        "--data-dir",
+        dir,
+        "--name",
+        "big",
+        napper.to_str().unwrap(),
+    ];
+    let out = mesh
+        .user
+        .run(&[&args[..], &["16", "100000", "100"]].concat());
     assert!(out.status.success(), "deploy: {}", stderr(&out));
     let v = String::from_utf8(out.stdout).unwrap().trim().to_string();
     let deadline = Instant::now() + WAIT;
@@ -311,14 +376,28 @@ fn migrate_progress_lines_agree_with_the_result() {
     };
     let (rounds, bytes) = (before("pre-copy"), before("bytes"));
     let mut stepped = false;
-    for line in err.lines().filter(|l| l.contains("chunks of this step sent")) {
+    for line in err
+        .lines()
+        .filter(|l| l.contains("chunks of this step sent"))
+    {
         // "pre-copy round R, X MiB sent: a of b chunks of this step sent"
         if let Some(r) = line.strip_prefix("pre-copy round ") {
             let r: u64 = r.split(',').next().unwrap().parse().unwrap();
             assert!(r >= 1 && r <= rounds + 1, "{line} vs {rounds} rounds");
         }
-        let mib: f64 = line.split(", ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
-        assert!(mib * 1048576.0 <= bytes as f64 + 52429.0, "{line} vs {bytes} bytes");
+        let mib: f64 = line
+            .split(", ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            mib * 1048576.0 <= bytes as f64 + 52429.0,
+            "{line} vs {bytes} bytes"
+        );
         let of: Vec<u64> = line
             .rsplit(": ")
             .next()
@@ -329,6 +408,9 @@ fn migrate_progress_lines_agree_with_the_result() {
         assert!(of[0] <= of[1], "{line}");
         stepped |= of[1] > 0;
     }
-    assert!(stepped, "no progress line counted a step's chunks:\n{err}\n{result}");
+    assert!(
+        stepped,
+        "no progress line counted a step's chunks:\n{err}\n{result}"
+    );
     assert!(rounds >= 1 && bytes > 0, "{result}");
 }

@@ -6,6 +6,7 @@ mod sandbox;
 mod services;
 mod wasi_errno;
 
+mod cli_ops;
 mod corpus;
 mod cross_cpu;
 mod dead_node;
@@ -30,4 +31,3 @@ mod snapshot;
 mod support;
 mod sync_durability;
 mod waiting;
-mod cli_ops;
