@@ -153,6 +153,10 @@ pub enum Command {
 
     /// Move a running vessel to another node, live; prints downtime, bytes
     /// and chunks sent and chunks skipped.
+    ///
+    /// While it runs, a progress bar (in a terminal; plain lines otherwise)
+    /// shows the pre-copy round under way or the final send, the MiB sent
+    /// so far, and how many of the chunks that step sends have gone.
     Migrate(crate::control::vessel_cli::MigrateArgs),
 
     /// Stop a vessel.
@@ -212,9 +216,11 @@ pub enum Command {
     /// running on the node, and drain exits with status 1.
     ///
     /// Once drained, the node takes no vessels from placement (its status
-    /// says so) until it restarts; a deploy or a migrate by hand still can
-    /// put vessels on it. Vessels that have ended are not moved: their logs
-    /// stay on the node.
+    /// says so) until it restarts or `meshnode undrain`; a deploy or a
+    /// migrate by hand still can put vessels on it. Vessels that have ended
+    /// are not moved: their logs stay on the node. A vessel that ends
+    /// before or during its move is listed as `ended`: it counts as done,
+    /// and drain exits 0 when nothing is left running on the node.
     ///
     /// A drain is done by the drained node itself. Of a node that is
     /// unreachable or down, drain moves nothing itself: it reports, as it
@@ -257,6 +263,16 @@ pub enum Command {
     ///
     /// Example: meshnode recover kv --on garage-pi --force
     Recover(crate::control::recover_cli::RecoverArgs),
+
+    /// End a node's drain without restarting it.
+    ///
+    /// The node takes vessels from placement again. Vessels the drain has
+    /// not moved yet stay where they are (listed as "stays: undrained");
+    /// a move under way finishes. Refused (`not-draining`) when the node
+    /// is not being drained.
+    ///
+    /// Example: meshnode undrain self
+    Undrain(crate::control::drain_cli::UndrainArgs),
 }
 
 #[derive(Args, Debug)]

@@ -273,6 +273,7 @@ pub fn run_demo(args: DemoArgs) -> Result<i32> {
             vessel: vessel.to_hex(),
             from,
             generation: None,
+            since_unix_ms: None,
         }) {
             Ok(ControlResponse::Logs(page)) => {
                 for (stream, bytes) in log_records(&page.records) {

@@ -25,6 +25,7 @@ fn main() {
         Command::Unpin(args) => meshnode::control::vessel_cli::run_pin(args, false),
         Command::Drain(args) => meshnode::control::vessel_cli::run_drain(args),
         Command::Recover(args) => meshnode::control::recover_cli::run_recover(args),
+        Command::Undrain(args) => meshnode::control::drain_cli::run_undrain(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

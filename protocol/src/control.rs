@@ -191,6 +191,11 @@ pub enum Command {
         /// the answer's `generation` shows.
         #[serde(default)]
         generation: Option<u32>,
+        /// Only records printed at or after this time (Unix ms, by the
+        /// CLI's clock; `logs --since`): the node starts the page there
+        /// when that is past `from`. An older node ignores it.
+        #[serde(default)]
+        since_unix_ms: Option<u64>,
     },
     /// Move a vessel (id, id prefix or name) to the member with this PeerId.
     /// Answers at once; `MigrationStatus` follows it.
@@ -253,6 +258,13 @@ pub enum Command {
         vessel: String,
         on: String,
         force: bool,
+    },
+    /// End the drain of the member with this PeerId (or this node, for
+    /// `self`) without a restart (`meshnode undrain`): vessels not moved
+    /// yet stay, a move under way finishes, and placement may put vessels
+    /// on the node again. Answered with the drain's last report.
+    Undrain {
+        node: String,
     },
 }
 
@@ -494,6 +506,10 @@ pub struct VesselInfo {
     /// its replicas), `None` for async.
     #[serde(default)]
     pub durability: Option<String>,
+    /// The service ports it serves (`deploy --port`), as its host knows
+    /// them (empty from older nodes, and on a silent host's row).
+    #[serde(default)]
+    pub ports: Vec<u16>,
 }
 
 /// One replica of a vessel, as its host sees it.
@@ -592,6 +608,14 @@ pub struct MigrationReport {
     pub total_ms: u64,
     /// Why it was aborted.
     pub error: Option<MigrationFailure>,
+    /// The chunks the destination lacked at the current step (a pre-copy
+    /// round, or the final send with the vessel paused), and how many of
+    /// them have been sent: a progress bar's length and position (0 from
+    /// older nodes).
+    #[serde(default)]
+    pub step_chunks: u64,
+    #[serde(default)]
+    pub step_chunks_sent: u64,
 }
 
 /// Why a migration was aborted: a kind that code acts on and one line for
@@ -1183,6 +1207,8 @@ mod smoke {
                 downtime_us: Some(1500),
                 total_ms: 40,
                 error: None,
+                step_chunks: 4,
+                step_chunks_sent: 2,
             })),
         ]
     }
@@ -1269,6 +1295,7 @@ mod log_generation_tests {
             vessel: "v".into(),
             from: 9,
             generation: Some(2),
+            since_unix_ms: Some(5),
         };
         let OldCommand::Logs { vessel, from } =
             crate::cbor::decode(&crate::cbor::encode(&asked)).unwrap();

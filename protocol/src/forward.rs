@@ -49,6 +49,9 @@ pub enum ForwardRequest {
         from: u64,
         #[serde(default)]
         generation: Option<u32>,
+        /// `logs --since` (`Command::Logs`).
+        #[serde(default)]
+        since_unix_ms: Option<u64>,
     },
     /// Stop a vessel running here.
     Stop { vessel: VesselId },
@@ -85,6 +88,8 @@ pub enum ForwardRequest {
     /// A page of the log in the newest checkpoint this node holds of the
     /// vessel as its replica (its host does not answer; user-signed).
     ReplicaLogs { vessel: VesselId, from: u64 },
+    /// End this node's drain (`meshnode undrain` sent to another node).
+    Undrain,
 }
 
 impl ForwardRequest {

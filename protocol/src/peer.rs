@@ -270,6 +270,8 @@ mod tests {
             downtime_us: Some(6),
             total_ms: 7,
             error: None,
+            step_chunks: 0,
+            step_chunks_sent: 0,
         };
         let requests: Vec<PeerRequest> = vec![
             MigrationRequest::Offer {

@@ -132,6 +132,15 @@ refusal_codes! {
     LeaseHeld = "lease-held",
     /// This node is not a voter of the vessel (or serves no lease votes).
     NotVoter = "not-voter",
+    /// A vessel of that name runs in the mesh already (`deploy --name`):
+    /// a second one would make the name ambiguous for every command.
+    NameTaken = "name-taken",
+    /// Another vessel serves that service port already (`deploy --port`):
+    /// the mesh's entries would carry its clients to one of the two.
+    PortTaken = "port-taken",
+    /// The vessel still runs: a command for ended vessels (`rm`) was
+    /// asked of one that does not (stop it first).
+    StillRunning = "still-running",
 }
 
 impl fmt::Display for RefusalCode {

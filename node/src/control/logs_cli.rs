@@ -55,6 +55,19 @@ pub struct LogsArgs {
     /// part of them is kept, up to 1 MiB), instead of the current log.
     #[arg(long, value_name = "N", conflicts_with = "follow")]
     pub generation: Option<u32>,
+    /// Print only the last N lines of the log (stdout's and stderr's
+    /// together, in the order printed); with -f, then follow it.
+    #[arg(long, value_name = "N", conflicts_with_all = ["generations", "generation"])]
+    pub tail: Option<usize>,
+    /// Print only what the vessel printed in the last DURATION (e.g. 30s,
+    /// 5m, 2h), by when its node saw it printed, to within a second. Times
+    /// are kept by the node that runs the vessel since it arrived there (a
+    /// move, a restart): what it printed before counts as older, and a
+    /// DURATION that reaches back before that shows it all. With --tail:
+    /// the last N lines of that.
+    #[arg(long, value_name = "DURATION", value_parser = parse_since,
+          conflicts_with_all = ["generations", "generation"])]
+    pub since: Option<Duration>,
     /// The vessel: id, id prefix or name.
     pub vessel: String,
 }
@@ -74,6 +87,10 @@ const LOGS_RETRY_MAX_WAIT: Duration = Duration::from_secs(1);
 pub const LOGS_TELL_AFTER: Duration = Duration::from_secs(10);
 /// How often `logs -f` asks for more when it has everything.
 const LOGS_POLL_EVERY: Duration = Duration::from_millis(150);
+
+fn parse_since(s: &str) -> std::result::Result<Duration, String> {
+    protocol::duration::parse_duration(s).map_err(|e| e.to_string())
+}
 
 /// `meshnode logs`.
 pub fn run_logs(args: LogsArgs) -> Result<i32> {
@@ -231,11 +248,19 @@ fn print_log(args: &LogsArgs) -> Result<i32> {
     let mut from = 0u64;
     let mut seen = None;
     let mut told_as_of: Option<String> = None;
+    let since = args.since.map(super::logs_tail::since_unix_ms);
+    if let Some(lines) = args.tail {
+        from = print_tail(&mut conn, args, lines, since)?;
+        if !args.follow {
+            return Ok(0);
+        }
+    }
     loop {
         let command = Command::Logs {
             vessel: args.vessel.clone(),
             from,
             generation: None,
+            since_unix_ms: since,
         };
         let Some(page) = conn.logs(command, args.follow)? else {
             continue;
@@ -305,26 +330,76 @@ fn print_log(args: &LogsArgs) -> Result<i32> {
 fn print_records(page: &LogChunk, json: bool) -> Result<bool> {
     let mut offset = page.from;
     for (stream, bytes) in log_records(&page.records) {
-        if json {
-            out(serde_json::json!({
-                "stream": if stream == 2 { "stderr" } else { "stdout" },
-                "offset": offset,
-                "text": String::from_utf8_lossy(bytes),
-            }))?;
-        } else if stream == 2 {
-            let _ = std::io::stderr().lock().write_all(bytes);
-        } else {
-            let mut o = std::io::stdout().lock();
-            if let Err(e) = o.write_all(bytes).and_then(|_| o.flush()) {
-                if e.kind() == std::io::ErrorKind::BrokenPipe {
-                    return Ok(false);
-                }
-                return Err(e.into());
-            }
+        if !print_record(stream, bytes, offset, json)? {
+            return Ok(false);
         }
         offset += (protocol::vessel::LOG_RECORD_HEADER_BYTES + bytes.len()) as u64;
     }
     Ok(true)
+}
+
+/// Prints one record (see [`print_records`]).
+fn print_record(stream: u8, bytes: &[u8], offset: u64, json: bool) -> Result<bool> {
+    if json {
+        out(serde_json::json!({
+            "stream": if stream == 2 { "stderr" } else { "stdout" },
+            "offset": offset,
+            "text": String::from_utf8_lossy(bytes),
+        }))?;
+    } else if stream == 2 {
+        let _ = std::io::stderr().lock().write_all(bytes);
+    } else {
+        let mut o = std::io::stdout().lock();
+        if let Err(e) = o.write_all(bytes).and_then(|_| o.flush()) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                return Ok(false);
+            }
+            return Err(e.into());
+        }
+    }
+    Ok(true)
+}
+
+/// `logs --tail N`: reads the current log (from `--since`) to its end and
+/// prints its last N lines; answers the offset to follow on from.
+fn print_tail(
+    conn: &mut Reconnecting,
+    args: &LogsArgs,
+    lines: usize,
+    since: Option<u64>,
+) -> Result<u64> {
+    use super::logs_tail::{tail_lines, TailRecord, MAX_TAIL_READ_BYTES};
+    let mut records: Vec<TailRecord> = Vec::new();
+    let mut from = 0u64;
+    loop {
+        let command = Command::Logs {
+            vessel: args.vessel.clone(),
+            from,
+            generation: None,
+            since_unix_ms: since,
+        };
+        let page = conn.logs(command, false)?.expect("no retry");
+        let mut offset = page.from;
+        for (stream, bytes) in log_records(&page.records) {
+            records.push(TailRecord {
+                stream,
+                bytes: bytes.to_vec(),
+                offset,
+            });
+            offset += (protocol::vessel::LOG_RECORD_HEADER_BYTES + bytes.len()) as u64;
+        }
+        let read: u64 = records.iter().map(|r| r.bytes.len() as u64).sum();
+        if page.next <= from || read > MAX_TAIL_READ_BYTES {
+            break;
+        }
+        from = page.next;
+    }
+    for r in tail_lines(&records, lines) {
+        if !print_record(r.stream, &r.bytes, r.offset, args.json)? {
+            break;
+        }
+    }
+    Ok(from)
 }
 
 /// `logs --generation N`: the rolled-back lines of generation N.
@@ -336,6 +411,7 @@ fn print_generation(args: &LogsArgs, generation: u32) -> Result<i32> {
             vessel: args.vessel.clone(),
             from,
             generation: Some(generation),
+            since_unix_ms: None,
         };
         let page = conn.logs(command, false)?.expect("no retry");
         if page.generation != generation {
@@ -361,6 +437,7 @@ fn list_generations(args: &LogsArgs) -> Result<i32> {
         vessel: args.vessel.clone(),
         from: u64::MAX,
         generation: None,
+        since_unix_ms: None,
     };
     let page = conn.logs(command, false)?.expect("no retry");
     if args.json {

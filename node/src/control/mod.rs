@@ -15,7 +15,11 @@
 
 pub mod cli;
 pub mod client;
+pub mod deploy_names;
+pub mod drain_cli;
 pub mod logs_cli;
+pub mod logs_tail;
+pub mod migrate_progress;
 pub mod recover_cli;
 pub mod resolve;
 pub mod server;

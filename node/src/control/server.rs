@@ -305,6 +305,7 @@ fn is_vessel_command(c: &Command) -> bool {
             | Command::DrainStatus { .. }
             | Command::Checkpoint { .. }
             | Command::Recover { .. }
+            | Command::Undrain { .. }
     )
 }
 

@@ -526,6 +526,7 @@ pub fn ps_json(rows: &[VesselInfo], nodes: &NodeLabels) -> serde_json::Value {
                     "durability": v.durability.as_deref().unwrap_or("async"),
                     "node_name": nodes.name(&v.node),
                     "state_short": short_state(v),
+                    "ports": v.ports,
                 })
             })
             .collect(),
@@ -591,6 +592,7 @@ mod tests {
             replica_bytes_sent: 0,
             replica_chunks_sent: 0,
             durability: Some("sync 50ms".into()),
+            ports: vec![7000],
         }
     }
 

@@ -23,7 +23,11 @@ pub use super::logs_cli::{run_logs, LogsArgs, LOGS_RETRY_FOR};
 pub struct DeployArgs {
     #[command(flatten)]
     pub target: NodeTarget,
-    /// A name for the vessel (default: the module's file name without .wasm).
+    /// A name for the vessel (default: the module's file name without
+    /// .wasm, or NAME-2, NAME-3, … if a live vessel has that name). A name
+    /// that a running vessel anywhere in the mesh has is refused
+    /// (`name-taken`), naming that vessel; so is a --port another vessel
+    /// serves (`port-taken`). An ended vessel's name is free again.
     #[arg(long)]
     pub name: Option<String>,
     /// Run it on this member instead of the node you talk to: its name, its
@@ -368,6 +372,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::DrainStatus { .. } => "drain (status)",
         Command::Checkpoint { .. } => "checkpoint",
         Command::Recover { .. } => "recover",
+        Command::Undrain { .. } => "undrain",
         _ => "the command",
     }
 }
@@ -389,12 +394,15 @@ pub fn run_deploy(args: DeployArgs) -> Result<i32> {
             protocol::limits::MAX_DEPLOY_MODULE_BYTES
         );
     }
-    let name = args.name.clone().unwrap_or_else(|| {
-        args.module
-            .file_stem()
-            .map(|s| s.to_string_lossy().to_string())
-            .unwrap_or_else(|| "vessel".into())
-    });
+    let mut client = Client::connect(&args.target)?;
+    // Which node gets it, said before anything (volumes included) goes.
+    let dest = client.resolve_node(args.on.as_deref().unwrap_or("self"))?;
+    eprintln!("meshnode: deploying to {}", dest.shown());
+    let on = args.on.as_ref().map(|_| dest.peer_id.clone());
+    let name = match &args.name {
+        Some(name) => name.clone(),
+        None => default_name(&mut client, &args.module)?,
+    };
     // Volumes are chunked here, exactly as a node chunks them, so only the
     // chunks travel (once each).
     let scratch = tempfile::tempdir().context("cannot make a scratch directory")?;
@@ -440,11 +448,6 @@ pub fn run_deploy(args: DeployArgs) -> Result<i32> {
         durability: durability_of(&args)?,
     };
     body.check().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut client = Client::connect(&args.target)?;
-    // Which node gets it, said before anything (volumes included) goes.
-    let dest = client.resolve_node(args.on.as_deref().unwrap_or("self"))?;
-    eprintln!("meshnode: deploying to {}", dest.shown());
-    let on = args.on.as_ref().map(|_| dest.peer_id.clone());
     let deployment = Deployment::sign(&client.key, body);
     let response = client.call(Command::Deploy {
         deployment,
@@ -466,6 +469,19 @@ pub fn run_deploy(args: DeployArgs) -> Result<i32> {
         out(vessel)?;
     }
     Ok(0)
+}
+
+/// The module's file name without `.wasm`, or the first free `NAME-N`
+/// if a live vessel holds it (`control::deploy_names`).
+fn default_name(client: &mut Client, module: &std::path::Path) -> Result<String> {
+    let stem = module
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_else(|| "vessel".into());
+    let ControlResponse::Vessels(rows) = client.call(Command::Ps)? else {
+        bail!("unexpected answer to `ps` (choosing a free name)");
+    };
+    Ok(super::deploy_names::free_name(&rows, &stem))
 }
 
 /// `meshnode ps` (rendering: `control::tables`).
@@ -509,16 +525,8 @@ pub fn run_ps(args: PsArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn describe(r: &MigrationReport) -> String {
-    format!(
-        "{}: round {}, {:.1} MiB sent, {} chunks sent, {} skipped",
-        r.phase,
-        r.rounds,
-        r.bytes_sent as f64 / (1024.0 * 1024.0),
-        r.chunks_sent,
-        r.chunks_skipped
-    )
-}
+/// How often `migrate` asks how the move goes.
+const MIGRATE_POLL: Duration = Duration::from_millis(50);
 
 /// The JSON shape of `migrate --json`.
 pub fn migration_json(r: &MigrationReport) -> serde_json::Value {
@@ -565,19 +573,10 @@ pub fn run_migrate(args: MigrateArgs) -> Result<i32> {
     else {
         bail!("unexpected answer to `migrate`");
     };
-    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let mut last = String::new();
+    let mut progress = super::migrate_progress::Progress::new();
     while !report.phase.is_over() {
-        let line = describe(&report);
-        if line != last {
-            if tty {
-                eprint!("\r\x1b[K{line}");
-            } else {
-                eprintln!("{line}");
-            }
-            last = line;
-        }
-        std::thread::sleep(Duration::from_millis(50));
+        progress.show(&report);
+        std::thread::sleep(MIGRATE_POLL);
         let ControlResponse::Migration(r) = client.call(Command::MigrationStatus {
             vessel: report.vessel,
             source: report.from.clone(),
@@ -587,9 +586,8 @@ pub fn run_migrate(args: MigrateArgs) -> Result<i32> {
         };
         report = r;
     }
-    if tty {
-        eprintln!();
-    }
+    progress.show(&report);
+    progress.finish();
     if args.json {
         out(migration_json(&report))?;
     }
@@ -738,9 +736,10 @@ pub fn run_drain(args: DrainArgs) -> Result<i32> {
             break;
         }
         std::thread::sleep(DRAIN_POLL);
-        let ControlResponse::Drain(r) = client.call(Command::DrainStatus {
+        let status = client.call(Command::DrainStatus {
             node: report.node.clone(),
-        })?
+        });
+        let ControlResponse::Drain(r) = super::drain_cli::undrained_meanwhile(status, &report)?
         else {
             bail!("unexpected answer to a drain status");
         };
@@ -752,6 +751,8 @@ pub fn run_drain(args: DrainArgs) -> Result<i32> {
         for i in &report.vessels {
             match (i.state.as_str(), &i.to) {
                 ("moved", Some(to)) => out(format_args!("{} {} -> {to}", i.id, i.name))?,
+                // It ended before or during its move: nothing runs here.
+                ("ended", _) => out(format_args!("{} {} ended", i.id, i.name))?,
                 (state, _) => out(format_args!("{} {} stays: {state}", i.id, i.name))?,
             }
         }

@@ -28,7 +28,7 @@ use tracing::{info, warn};
 use super::link::{Link, NodeCommand, RequestError};
 use super::liveness::Suspects;
 use super::migrate::{by_hand, start_migration};
-use super::place::{drain_report, set_pinned, start_drain, Drains};
+use super::place::{drain_report, set_pinned, start_drain, undrain, Drains};
 use super::silent::{
     ask_vessels, consequence, forward_while_alive, from_gossip, gossiped_rows, Gossiped,
 };
@@ -162,6 +162,7 @@ pub(super) async fn run_control(
             pinned,
         } => {
             check_deployment(control, &deployment, Some(user))?;
+            super::clash::check_clashes(&ps(control, peers).await, &deployment.body)?;
             let (id, target) = (deployment.body.vessel, deploy_target(control, on)?);
             let request = ForwardRequest::Deploy {
                 deployment,
@@ -178,6 +179,7 @@ pub(super) async fn run_control(
             vessel,
             from,
             generation,
+            since_unix_ms,
         } => {
             let (id, node) = resolve(control, peers, &vessel).await?;
             if control.suspects.of(&node).is_some() && generation.is_none() {
@@ -187,6 +189,7 @@ pub(super) async fn run_control(
                 vessel: id,
                 from,
                 generation,
+                since_unix_ms,
             };
             act(control, node, request, |r| {
                 logs(r).map(ControlResponse::Logs)
@@ -231,6 +234,10 @@ pub(super) async fn run_control(
             }
             let request = ForwardRequest::DrainStatus;
             act(control, target, request, drain_answer).await
+        }
+        Command::Undrain { node } => {
+            let target = node_of(control, &node)?;
+            act(control, target, ForwardRequest::Undrain, drain_answer).await
         }
         Command::Checkpoint { vessel } => {
             let (id, node) = resolve_live(control, peers, &vessel).await?;
@@ -693,6 +700,18 @@ pub(super) fn log_page(
     Ok(log.chunk(page, ended, me.to_string()))
 }
 
+/// The offset from which a vessel's log here holds what it printed since
+/// `since_ms` (`logs --since`; `vessel::log_times`); 0 for a vessel not
+/// here (`log_page` then refuses it).
+fn log_offset_since(host: &Arc<Mutex<Host>>, id: VesselId, since_ms: u64) -> u64 {
+    let h = lock(host);
+    let Some(l) = h.vessels.get(&id) else {
+        return 0;
+    };
+    let log = lock(&l.log);
+    log.times.offset_since(since_ms, log.start, log.end())
+}
+
 /// This node's `ps` rows, each with its lease in words.
 fn rows_here(control: &Control) -> Vec<VesselInfo> {
     let mut rows = {
@@ -814,13 +833,18 @@ async fn run_here(
                 Some(peer) => format!("deployed here through {peer}"),
             };
             let host = control.host.clone();
-            tokio::task::spawn_blocking(move || {
+            tokio::task::spawn_blocking(move || -> Result<VesselId, Refusal> {
                 // Rewrite and compile off the host's lock (issue 14, item
                 // 12); `deploy` then finds the module in the cache.
                 let id = deployment.body.vessel;
                 Host::prepare_module_unlocked(&host, module.clone(), &deployment.body.name)
                     .map_err(|(code, e)| crate::vessel::HostError::refused(id, code, e))?;
-                lock(&host).deploy(deployment, module, volume_chunks, reason, pinned)
+                let mut h = lock(&host);
+                // Again under the lock: two deploys racing here cannot
+                // both take a name or a port (`mesh::clash`).
+                h.reap();
+                super::clash::check_clashes(&h.list(), &deployment.body)?;
+                Ok(h.deploy(deployment, module, volume_chunks, reason, pinned)?)
             })
             .await
             .map_err(Refusal::internal)??;
@@ -831,13 +855,15 @@ async fn run_here(
             vessel,
             from,
             generation,
-        } => Ok(ForwardResponse::Logs(log_page(
-            &control.host,
-            vessel,
-            from,
-            generation,
-            &control.me,
-        )?)),
+            since_unix_ms,
+        } => {
+            let from = match (since_unix_ms, generation) {
+                (Some(since), None) => from.max(log_offset_since(&control.host, vessel, since)),
+                _ => from,
+            };
+            let page = log_page(&control.host, vessel, from, generation, &control.me)?;
+            Ok(ForwardResponse::Logs(page))
+        }
         ForwardRequest::Stop { vessel } => {
             stop_local(&control.host, vessel)?;
             Ok(ForwardResponse::Done)
@@ -864,6 +890,7 @@ async fn run_here(
             include_pinned,
         ))),
         ForwardRequest::DrainStatus => Ok(ForwardResponse::Drain(drain_report(&control.drains)?)),
+        ForwardRequest::Undrain => Ok(ForwardResponse::Drain(undrain(&control.drains)?)),
         ForwardRequest::Challenge | ForwardRequest::Signed(_) => Err(refuse(
             RefusalCode::Internal,
             "answered by the event loop (mesh/relay.rs)",

@@ -79,6 +79,8 @@ pub fn start_migration(
             downtime_us: None,
             total_ms: 0,
             error: None,
+            step_chunks: 0,
+            step_chunks_sent: 0,
         },
     );
     let mesh = mesh.clone();

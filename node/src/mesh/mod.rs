@@ -30,7 +30,8 @@
 //! - on it: [`membership`] (the certificate exchange, judging peers,
 //!   `--join`), [`status_gossip`] (publishing and judging statuses),
 //!   [`commands`] (control commands across the mesh: run here or forward to
-//!   the member that acts; [`silent`]: what they do about a suspected host), [`serve`] (the destination side of a migration
+//!   the member that acts; [`silent`]: what they do about a suspected host;
+//!   [`clash`]: a deploy's name or port that a live vessel holds), [`serve`] (the destination side of a migration
 //!   and the requests peers send), [`recover`] (start-up recovery and the
 //!   clean-stop checkpoint), [`checkpoint`] (the periodic checkpoints and
 //!   `meshnode checkpoint`), [`replicate`] and [`replica_serve`] (a
@@ -56,6 +57,7 @@
 pub mod absent;
 pub mod behaviour;
 pub mod checkpoint;
+pub mod clash;
 pub mod codec;
 pub mod commands;
 pub mod faults;
@@ -114,6 +116,7 @@ mod tests {
         ("absent", include_str!("absent.rs")),
         ("behaviour", include_str!("behaviour.rs")),
         ("checkpoint", include_str!("checkpoint.rs")),
+        ("clash", include_str!("clash.rs")),
         ("output_commit", include_str!("output_commit.rs")),
         ("codec", include_str!("codec.rs")),
         ("commands", include_str!("commands.rs")),

@@ -359,6 +359,7 @@ mod tests {
             replica_bytes_sent: 0,
             replica_chunks_sent: 0,
             durability: None,
+            ports: Vec::new(),
         };
         // The dead host's own row, or a fenced one, is no move.
         let not_yet = [row(host, 1, "unreachable"), row(w, 2, "fenced")];

@@ -15,6 +15,7 @@
 //! short only when it has the link to itself.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -87,8 +88,11 @@ pub struct Placer {
     /// made in tasks (drain).
     inputs: Arc<Mutex<Inputs>>,
     /// This node's drain, once one was asked for (it then takes no vessels
-    /// from placement until it restarts).
+    /// from placement until it restarts or is undrained).
     drain: Arc<Mutex<Option<DrainReport>>>,
+    /// Bumped by each drain that starts and each undrain: a drain task
+    /// whose generation is no longer current stops before its next vessel.
+    drain_generation: Arc<AtomicU64>,
 }
 
 /// Placement as a task holds it: to start, run and report a drain.
@@ -100,6 +104,7 @@ pub struct Drains {
     migrator: Migrator,
     inputs: Arc<Mutex<Inputs>>,
     report: Arc<Mutex<Option<DrainReport>>>,
+    generation: Arc<AtomicU64>,
 }
 
 impl Placer {
@@ -110,6 +115,7 @@ impl Placer {
             rtt_stale,
             inputs: Arc::new(Mutex::new(Inputs::default())),
             drain: Arc::new(Mutex::new(None)),
+            drain_generation: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -121,6 +127,7 @@ impl Placer {
             migrator,
             inputs: self.inputs.clone(),
             report: self.drain.clone(),
+            generation: self.drain_generation.clone(),
         }
     }
 
@@ -396,11 +403,39 @@ pub fn start_drain(drains: &Drains, include_pinned: bool) -> DrainReport {
         include_pinned, "draining this node"
     );
     *d = Some(report.clone());
+    let generation = drains.generation.fetch_add(1, Ordering::SeqCst) + 1;
     drop(d);
     let drains = drains.clone();
-    tokio::spawn(async move { run_drain(&drains).await });
+    tokio::spawn(async move { run_drain(&drains, generation).await });
     report
 }
+
+/// Ends this node's drain (`meshnode undrain`): the vessels it did not
+/// move yet stay (their state says so), a move under way finishes, and
+/// the node takes vessels from placement again. Answers the drain's last
+/// report; refused when no drain was asked for.
+pub fn undrain(drains: &Drains) -> Result<DrainReport, protocol::refusal::Refusal> {
+    let mut d = lock(&drains.report);
+    let mut report = d.take().ok_or_else(|| {
+        protocol::refusal::Refusal::new(
+            protocol::refusal::RefusalCode::NotDraining,
+            format!("node {} is not being drained", drains.me),
+        )
+    })?;
+    drains.generation.fetch_add(1, Ordering::SeqCst);
+    for i in &mut report.vessels {
+        if i.state == "waiting" {
+            i.state = DRAIN_UNDRAINED.into();
+        }
+    }
+    report.done = true;
+    info!("undrained: this node takes vessels from placement again");
+    Ok(report)
+}
+
+/// A drain item's state for a vessel that stays because the drain ended
+/// (`meshnode undrain`) before its turn.
+pub const DRAIN_UNDRAINED: &str = "stays: undrained";
 
 /// The drain's report, once one was asked for.
 pub fn drain_report(drains: &Drains) -> Result<DrainReport, protocol::refusal::Refusal> {
@@ -423,12 +458,16 @@ fn set_item(drains: &Drains, id: VesselId, state: &str, to: Option<PeerId>) {
     }
 }
 
-async fn run_drain(drains: &Drains) {
+async fn run_drain(drains: &Drains, generation: u64) {
     inputs_since(drains, Instant::now()).await;
     // Vessels sent to each node by this drain, so that the next ones
     // spread instead of all choosing the same emptiest node.
     let mut assigned: HashMap<PeerId, usize> = HashMap::new();
     loop {
+        if drains.generation.load(Ordering::SeqCst) != generation {
+            info!("drain ended by an undrain");
+            return;
+        }
         let next = lock(&drains.report).as_ref().and_then(|r| {
             r.vessels
                 .iter()
@@ -439,9 +478,13 @@ async fn run_drain(drains: &Drains) {
             break;
         };
         match drain_one(drains, id, &mut assigned).await {
-            Ok(to) => {
+            Ok(Drained::Moved(to)) => {
                 info!(vessel = %id, %to, "drained");
                 set_item(drains, id, "moved", Some(to));
+            }
+            Ok(Drained::Ended(exit)) => {
+                info!(vessel = %id, "drain: it ended ({exit}); nothing to move");
+                set_item(drains, id, DRAIN_ENDED, None);
             }
             Err(e) => {
                 warn!(vessel = %id, "cannot drain it: {e}");
@@ -449,8 +492,11 @@ async fn run_drain(drains: &Drains) {
             }
         }
     }
-    if let Some(r) = lock(&drains.report).as_mut() {
-        r.done = true;
+    let mut report = lock(&drains.report);
+    if drains.generation.load(Ordering::SeqCst) == generation {
+        if let Some(r) = report.as_mut() {
+            r.done = true;
+        }
     }
     info!("drain finished");
 }
@@ -492,14 +538,46 @@ async fn settle(drains: &Drains, id: VesselId) -> Result<Option<PeerId>, String>
     }
 }
 
+/// What became of a drained vessel that did not fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Drained {
+    /// It runs on this node now.
+    Moved(PeerId),
+    /// It ended (exited, failed or was stopped) before or during its move:
+    /// nothing is left to move, and its log stays here.
+    Ended(String),
+}
+
+/// A drain item's state for a vessel that ended before or during its move.
+pub const DRAIN_ENDED: &str = "ended";
+
+/// How vessel `id` ended, if it did: its runner's exit, a user's stop, or
+/// it is gone from this node (removed).
+fn ended_here(drains: &Drains, id: VesselId) -> Option<String> {
+    let h = lock(&drains.host);
+    let Some(l) = h.vessels.get(&id) else {
+        return Some("it is gone from this node".into());
+    };
+    if l.migrating {
+        return None;
+    }
+    if l.stopped {
+        return Some("stopped".into());
+    }
+    l.ended().map(|(exit, _)| exit)
+}
+
 async fn drain_one(
     drains: &Drains,
     id: VesselId,
     assigned: &mut HashMap<PeerId, usize>,
-) -> Result<PeerId, String> {
+) -> Result<Drained, String> {
     // A move already under way (by hand, or placement's) finishes first.
     if let Some(to) = settle(drains, id).await? {
-        return Ok(to);
+        return Ok(Drained::Moved(to));
+    }
+    if let Some(exit) = ended_here(drains, id) {
+        return Ok(Drained::Ended(exit));
     }
     let view = {
         let h = lock(&drains.host);
@@ -514,35 +592,41 @@ async fn drain_one(
     let mut failures: Vec<String> = Vec::new();
     let mut tried: Vec<PeerId> = Vec::new();
     while tried.len() < DRAIN_DESTINATIONS {
-        let Some(to) = destination(drains, &view, assigned, &tried).await else {
+        let Some(to) = destination(drains, id, &view, assigned, &tried).await else {
             break;
         };
         tried.push(to);
         set_item(drains, id, "moving", Some(to));
-        if let Err(e) = start_migration(
+        let started = start_migration(
             &drains.migrator,
             id,
             to,
             &format!("drained from {}", drains.me),
-        ) {
-            failures.push(format!("{to}: {e}"));
-            continue;
-        }
-        match settle(drains, id).await? {
-            Some(went) => {
-                *assigned.entry(went).or_default() += 1;
-                return Ok(went);
-            }
-            None => {
-                let err = drains
+        );
+        // A vessel that ended meanwhile is done, not failed: the move was
+        // refused here (or aborted) because nothing runs to move.
+        let failure = match started {
+            Err(e) => e.to_string(),
+            Ok(()) => match settle(drains, id).await? {
+                Some(went) => {
+                    *assigned.entry(went).or_default() += 1;
+                    return Ok(Drained::Moved(went));
+                }
+                None => drains
                     .migrator
                     .report(id)
                     .and_then(|r| r.error.map(|e| e.detail))
-                    .unwrap_or_else(|| "the migration was aborted".into());
-                warn!(vessel = %id, %to, "drain: moving it failed ({err}); trying another node");
-                failures.push(format!("{to}: {err}"));
-            }
+                    .unwrap_or_else(|| "the migration was aborted".into()),
+            },
+        };
+        if let Some(exit) = ended_here(drains, id) {
+            return Ok(Drained::Ended(exit));
         }
+        warn!(vessel = %id, %to, "drain: moving it failed ({failure}); trying another node");
+        failures.push(format!("{to}: {failure}"));
+    }
+    if let Some(exit) = ended_here(drains, id) {
+        return Ok(Drained::Ended(exit));
     }
     if failures.is_empty() {
         return Err("no other member with a fresh status has room for it".into());
@@ -555,6 +639,7 @@ async fn drain_one(
 /// yet: it waits for them a little before giving up.
 async fn destination(
     drains: &Drains,
+    id: VesselId,
     view: &VesselView,
     assigned: &HashMap<PeerId, usize>,
     tried: &[PeerId],
@@ -575,7 +660,8 @@ async fn destination(
             inputs.here_load_per_cpu,
             &inputs.params,
         );
-        if found.is_some() || Instant::now() > room_deadline {
+        // A vessel that ended needs no room: stop waiting for it.
+        if found.is_some() || Instant::now() > room_deadline || ended_here(drains, id).is_some() {
             return found;
         }
         tokio::time::sleep(DRAIN_POLL).await;

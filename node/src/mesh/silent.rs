@@ -44,7 +44,7 @@ pub struct Gossiped {
 /// refusal.
 pub fn consequence(request: &ForwardRequest) -> &'static str {
     match request {
-        ForwardRequest::Drain { .. } | ForwardRequest::DrainStatus => {
+        ForwardRequest::Drain { .. } | ForwardRequest::DrainStatus | ForwardRequest::Undrain => {
             "a drain is done by the drained node itself, which does not answer"
         }
         ForwardRequest::MigrationStatus { .. } => {
@@ -170,6 +170,7 @@ fn gossiped_row(
         replica_bytes_sent: 0,
         replica_chunks_sent: 0,
         durability: None,
+        ports: Vec::new(),
     }
 }
 

@@ -109,6 +109,10 @@ pub(super) async fn send_chunks(
     fresh: Option<&Fresh>,
 ) -> Result<u64, ErrorKind> {
     let store = lock(&mesh.host).store.clone();
+    mesh.set_report(spec.id, |r| {
+        r.step_chunks = lacking.len() as u64;
+        r.step_chunks_sent = 0;
+    });
     let batches: Vec<Vec<Hash>> = lacking
         .chunks(MAX_CHUNKS_PER_BATCH)
         .map(|c| c.to_vec())
@@ -133,6 +137,7 @@ pub(super) async fn send_chunks(
             mesh.set_report(spec.id, |r| {
                 r.bytes_sent += bytes;
                 r.chunks_sent += n;
+                r.step_chunks_sent += n;
                 if spec.kind == OfferKind::Final {
                     r.final_chunks_sent += n;
                 }

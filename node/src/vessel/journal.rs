@@ -622,6 +622,7 @@ pub fn restore(dir: &Path, epoch: u64, start: u64, bytes: Vec<u8>) -> VesselLog 
         journal,
         history,
         released_end: None,
+        times: Default::default(),
     }
 }
 
@@ -642,6 +643,7 @@ pub fn listed(dir: &Path, start: u64, bytes: Vec<u8>) -> VesselLog {
         journal: None,
         history,
         released_end: None,
+        times: Default::default(),
     }
 }
 

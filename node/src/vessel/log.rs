@@ -29,6 +29,9 @@ pub struct VesselLog {
     /// the end an acknowledged checkpoint holds
     /// (`dock::services::released`); `None`: all of it (async).
     pub released_end: Option<u64>,
+    /// When its records were printed, coarsely (`logs --since`); kept on
+    /// this node only.
+    pub times: super::log_times::LogTimes,
 }
 
 /// A page of records.
@@ -56,6 +59,8 @@ impl VesselLog {
             data
         };
         let at = self.bytes.len();
+        self.times
+            .note(self.start + at as u64, super::log_times::now_unix_ms());
         protocol::vessel::log_append(&mut self.bytes, stream, data);
         if let Some(journal) = &mut self.journal {
             if let Err(e) = journal.append(&self.bytes[at..]) {

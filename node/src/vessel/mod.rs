@@ -28,6 +28,7 @@ pub mod image;
 pub mod journal;
 pub mod lease_gate;
 pub mod log;
+pub mod log_times;
 pub mod retention;
 pub mod runner;
 
@@ -497,6 +498,7 @@ impl Host {
                         .body
                         .sync_interval_ms()
                         .map(|ms| format!("sync {ms}ms")),
+                    ports: l.deployment.body.ports.clone(),
                 }
             })
             .collect()

@@ -337,6 +337,7 @@ fn a_member_cannot_act_on_a_vessel_without_the_users_signature() {
             vessel,
             from: 0,
             generation: None,
+            since_unix_ms: None,
         },
         ForwardRequest::Migrate { vessel, to },
         ForwardRequest::Drain {
@@ -368,6 +369,7 @@ fn a_member_cannot_act_on_a_vessel_without_the_users_signature() {
             vessel: "ticker".into(),
             from: 0,
             generation: None,
+            since_unix_ms: None,
         };
         let first = s.sign(&user_key, command.clone()).await.unwrap();
         let ControlResponse::SignFor {

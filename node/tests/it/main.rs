@@ -6,6 +6,7 @@ mod sandbox;
 mod services;
 mod wasi_errno;
 
+mod cli_ops;
 mod corpus;
 mod cross_cpu;
 mod dead_node;

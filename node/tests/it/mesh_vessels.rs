@@ -43,6 +43,10 @@ pub(crate) struct Mesh {
     deploy_extra: Vec<String>,
     /// Given to every node it starts, before a start's own.
     env: Vec<(String, String)>,
+    /// How many vessels [`Mesh::deploy`] named after each module: the
+    /// second and later get `-2`, `-3`, … (a name a live vessel holds is
+    /// refused, `mesh::clash`).
+    deployed_names: std::cell::RefCell<std::collections::HashMap<String, u32>>,
 }
 
 impl Mesh {
@@ -85,6 +89,7 @@ impl Mesh {
             pace_ms,
             fuel_slice,
             deploy_extra: Vec::new(),
+            deployed_names: Default::default(),
             env: env
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -224,8 +229,17 @@ impl Mesh {
         spec: &Spec,
         volumes: &[(String, PathBuf)],
     ) -> String {
-        let name = wasm.file_name().unwrap().to_str().unwrap();
-        let mut args: Vec<String> = vec!["deploy".into(), "--name".into(), name.into()];
+        let module = wasm.file_name().unwrap().to_str().unwrap();
+        let name = {
+            let mut seen = self.deployed_names.borrow_mut();
+            let n = seen.entry(module.to_string()).or_default();
+            *n += 1;
+            match *n {
+                1 => module.to_string(),
+                n => format!("{module}-{n}"),
+            }
+        };
+        let mut args: Vec<String> = vec!["deploy".into(), "--name".into(), name.clone()];
         for (guest, local) in volumes {
             args.push("--volume".into());
             args.push(format!("{guest}={}", local.display()));
