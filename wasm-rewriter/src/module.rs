@@ -78,8 +78,7 @@ impl ModuleInfo<'_> {
     /// point that serves an unwind request: its entry is one (it is
     /// recursive, see [`Self::recursive`]).
     pub fn checks_at_entry(&self, func: u32) -> bool {
-        func >= self.num_imported_funcs
-            && self.recursive[(func - self.num_imported_funcs) as usize]
+        func >= self.num_imported_funcs && self.recursive[(func - self.num_imported_funcs) as usize]
     }
 
     pub fn func_sig(&self, func: u32) -> &Sig {

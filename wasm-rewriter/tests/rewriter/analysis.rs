@@ -4,8 +4,11 @@
 use wasm_rewriter::{rewrite, RewriteConfig, Rewritten};
 
 fn rewrite_wat(src: &str) -> Rewritten {
-    rewrite(&wat::parse_str(src).expect("valid wat"), &RewriteConfig::default())
-        .expect("rewrites")
+    rewrite(
+        &wat::parse_str(src).expect("valid wat"),
+        &RewriteConfig::default(),
+    )
+    .expect("rewrites")
 }
 
 /// Input function indices of the instrumented functions.
