@@ -5,13 +5,22 @@ Every figure is a ratio of two things measured in the same run, interleaved,
 because this machine is shared and noisy. Prints a markdown report.
 
     python3 scripts/bench.py [--runs N] [--quick]
+    python3 scripts/bench.py --callgrind [--meshnode PATH]
 
 Needs: a release build (`cargo build --release -p meshnode`), clang with
 wasi-libc, and node (for the start-up comparison).
+
+--callgrind replaces the timed runs by instruction counts (valgrind's
+callgrind, one `meshnode run` per program and variant, at a quarter of the
+iterations, start-up included): fuel on / fuel off and instrumented /
+original, the two run-time ratios of the timed report. Counts are
+deterministic, so they compare rewriter or fuel changes on a busy machine
+where wall time cannot; confirm the result with a timed run.
 """
 import argparse
 import math
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -22,6 +31,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
 MESHNODE = os.path.join(TARGET, "release", "meshnode")
+# Divisor of the iterations under callgrind, which runs about 50x slower.
+CALLGRIND_ITERATION_DIVISOR = 4
 
 # (program in benches/programs, what it stands for, iterations). Iterations
 # are sized so each run takes about a second in wasmi on a 2-core x86_64
@@ -61,14 +72,72 @@ def interleaved(cmds, runs):
     return [statistics.median(t) for t in times], outputs
 
 
+def instructions(cmd):
+    """Instructions executed by `cmd` under callgrind (deterministic)."""
+    with tempfile.NamedTemporaryFile(prefix="meshnode-cg-") as out:
+        r = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out.name}"] + cmd,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if r.returncode != 0:
+        sys.exit(f"callgrind failed ({r.returncode}): {' '.join(cmd)}\n{r.stderr.decode()[-2000:]}")
+    return int(re.search(r"Collected : (\d+)", r.stderr.decode()).group(1)), r.stdout
+
+
+def geomean(rs):
+    return math.exp(sum(math.log(r) for r in rs) / len(rs))
+
+
+def callgrind_report(meshnode, work):
+    """Instruction counts of the fuel and rewriter variants, as ratios."""
+    print("### Instruction counts (callgrind, 1/%d of the iterations)\n" % CALLGRIND_ITERATION_DIVISOR)
+    print("| program | fuel off | fuel on | original | instrumented | fuel on / off | instrumented / original |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    fuel_ratios, rewrite_ratios = [], []
+    for name, what, arg in PROGRAMS:
+        wasm = os.path.join(work, f"{name}.wasm")
+        compile_c(os.path.join(ROOT, "benches", "programs", f"{name}.c"), wasm)
+        arg = str(max(1, int(arg) // CALLGRIND_ITERATION_DIVISOR))
+        variants = [["--no-rewrite", "--no-fuel"], ["--no-rewrite"], []]
+        counts, outs = zip(*(instructions([meshnode, "run"] + v + [wasm, arg]) for v in variants))
+        if any(o != outs[0] for o in outs):
+            sys.exit(f"{name}: output differs between variants")
+        off, on, inst = counts
+        fuel_ratios.append(on / off)
+        rewrite_ratios.append(inst / on)
+        print(f"| {name} ({what}) | {off:,} | {on:,} | {on:,} | {inst:,} | {on / off:.3f} | {inst / on:.3f} |")
+    print(f"| **geomean** | | | | | **{geomean(fuel_ratios):.3f}** | **{geomean(rewrite_ratios):.3f}** |")
+    print(f"| worst | | | | | {max(fuel_ratios):.3f} | {max(rewrite_ratios):.3f} |\n")
+    code_size_report(meshnode, [(name, os.path.join(work, f"{name}.wasm")) for name, _, _ in PROGRAMS])
+
+
+def code_size_report(meshnode, wasms):
+    """The code section, instrumented / original (`meshnode rewrite --stats`)."""
+    print("### Code size (code section)\n")
+    print("| program | original bytes | instrumented bytes | ratio |")
+    print("| --- | --- | --- | --- |")
+    for name, wasm in wasms:
+        out = subprocess.run([meshnode, "rewrite", wasm, "-o", wasm + ".rw.wasm", "--stats"], check=True,
+                             stdout=subprocess.PIPE).stdout.decode()
+        line = next(l for l in out.splitlines() if l.startswith("code section"))
+        before, after = line.split(":")[1].split("bytes")[0].split("->")
+        print(f"| {name} | {before.strip()} | {after.strip()} | {int(after) / int(before):.3f} |")
+    print()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="smaller inputs, for checking the script")
+    ap.add_argument("--callgrind", action="store_true", help="instruction counts instead of times (see above)")
+    ap.add_argument("--meshnode", default=MESHNODE, help="the meshnode binary to measure (default: %(default)s)")
     args = ap.parse_args()
-    if not os.path.exists(MESHNODE):
-        sys.exit(f"{MESHNODE} not found: run `cargo build --release -p meshnode` first")
+    meshnode = args.meshnode
+    if not os.path.exists(meshnode):
+        sys.exit(f"{meshnode} not found: run `cargo build --release -p meshnode` first")
     work = tempfile.mkdtemp(prefix="meshnode-bench-")
+    if args.callgrind:
+        callgrind_report(meshnode, work)
+        shutil.rmtree(work)
+        return
 
     print("## Dock benchmarks\n")
     print(f"Command: `python3 scripts/bench.py --runs {args.runs}`; medians of {args.runs} interleaved runs.\n")
@@ -80,7 +149,7 @@ def main():
     tiny = os.path.join(work, "tiny.wasm")
     compile_c(tiny_c, tiny)
     runner = os.path.join(ROOT, "tests", "refs", "node_wasi.mjs")
-    (m, n), _ = interleaved([[MESHNODE, "run", tiny], ["node", runner, tiny]], max(args.runs, 20))
+    (m, n), _ = interleaved([[meshnode, "run", tiny], ["node", runner, tiny]], max(args.runs, 20))
     print("### Start-up (`meshnode run` of a module that exits at once)\n")
     print("| meshnode | node (node:wasi) | ratio meshnode / node |")
     print("| --- | --- | --- |")
@@ -119,31 +188,20 @@ def main():
     table(
         "Fuel slicing (`--no-rewrite`, default slice vs `--no-fuel`)",
         ["fuel off", "fuel on"],
-        [lambda w: [MESHNODE, "run", "--no-rewrite", "--no-fuel", w], lambda w: [MESHNODE, "run", "--no-rewrite", w]],
+        [lambda w: [meshnode, "run", "--no-rewrite", "--no-fuel", w], lambda w: [meshnode, "run", "--no-rewrite", w]],
     )
 
     # Migration points: instrumented vs original, both with fuel on.
-    variants = [lambda w: [MESHNODE, "run", "--no-rewrite", w], lambda w: [MESHNODE, "run", w]]
+    variants = [lambda w: [meshnode, "run", "--no-rewrite", w], lambda w: [meshnode, "run", w]]
     header = ["original", "instrumented"]
     if shutil.which("wasm-opt"):
         for name, what, arg, wasm in wasms:
             subprocess.run(["wasm-opt", "--asyncify", "-O2", wasm, "-o", wasm + ".asyncify.wasm"], check=True)
-        variants.append(lambda w: [MESHNODE, "run", "--no-rewrite", w + ".asyncify.wasm"])
+        variants.append(lambda w: [meshnode, "run", "--no-rewrite", w + ".asyncify.wasm"])
         header.append("asyncify")
     table("Run time of migratable vessels (wasmi, fuel on)", header, variants)
 
-    # Code size: the code section, instrumented / original.
-    print("### Code size (code section)\n")
-    print("| program | original bytes | instrumented bytes | ratio |")
-    print("| --- | --- | --- | --- |")
-    for name, what, arg, wasm in wasms:
-        out = subprocess.run([MESHNODE, "rewrite", wasm, "-o", wasm + ".rw.wasm", "--stats"], check=True,
-                             stdout=subprocess.PIPE).stdout.decode()
-        line = next(l for l in out.splitlines() if l.startswith("code section"))
-        before, after = line.split(":")[1].split("bytes")[0].split("->")
-        print(f"| {name} | {before.strip()} | {after.strip()} | {int(after) / int(before):.3f} |")
-    print()
-
+    code_size_report(meshnode, [(name, wasm) for name, what, arg, wasm in wasms])
 
 if __name__ == "__main__":
     main()

@@ -74,6 +74,13 @@ impl ModuleInfo<'_> {
         func_ref(&self.names, index)
     }
 
+    /// Whether every call of `func` (a function index) passes a migration
+    /// point that serves an unwind request: its entry is one (it is
+    /// recursive, see [`Self::recursive`]).
+    pub fn checks_at_entry(&self, func: u32) -> bool {
+        func >= self.num_imported_funcs && self.recursive[(func - self.num_imported_funcs) as usize]
+    }
+
     pub fn func_sig(&self, func: u32) -> &Sig {
         &self.types[self.func_types[func as usize] as usize]
     }

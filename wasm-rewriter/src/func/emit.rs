@@ -693,6 +693,13 @@ impl Emitter<'_, '_> {
             Operator::Loop { .. } if is_unrollable(s) => {
                 self.emit_unrolled_loop(s, input_locals)?
             }
+            Operator::Loop { .. } if !s.header => {
+                // Every iteration passes a callee's entry point (see
+                // `loop_needs_header`): the loop is a plain structure.
+                self.s().loop_(bt);
+                self.ctl.push(true);
+                self.emit_seq(&s.body)?;
+            }
             Operator::Loop { .. } => {
                 self.s().loop_(bt);
                 self.ctl.push(true);

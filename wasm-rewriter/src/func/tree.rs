@@ -37,6 +37,8 @@ pub(super) struct Struct<'a> {
     /// For an `if`: the points of its `then` arm. While rewinding, the arm to
     /// take is the one holding the target, so the condition need not be kept.
     pub(super) then_points: Option<(u32, u32)>,
+    /// For a loop: its header is a migration point (see [`loop_needs_header`]).
+    pub(super) header: bool,
 }
 
 impl Item<'_> {
@@ -151,6 +153,8 @@ pub(super) fn build_tree<'a>(
                 let Some(op) = done.op else {
                     return Ok((done.body, max_height));
                 };
+                let header = matches!(op, Operator::Loop { .. })
+                    && (has_params(info, done.blockty) || loop_needs_header(info, &done.body));
                 let item = Item {
                     stack: done.stack,
                     node: Node::Struct(Box::new(Struct {
@@ -160,6 +164,7 @@ pub(super) fn build_tree<'a>(
                         else_body: done.else_body,
                         points: None,
                         then_points: None,
+                        header,
                     })),
                 };
                 open.last_mut()
@@ -195,6 +200,58 @@ pub(super) fn build_tree<'a>(
     Err("function body ended without `end`".into())
 }
 
+fn has_params(info: &ModuleInfo<'_>, blockty: BlockType) -> bool {
+    match blockty {
+        BlockType::FuncType(i) => !info.types[i as usize].params.is_empty(),
+        _ => false,
+    }
+}
+
+/// Whether a loop needs a header point: unless every iteration calls a
+/// function whose entry is a point ([`ModuleInfo::checks_at_entry`]), which
+/// then serves an unwind request in the loop's stead, so a loop can never
+/// spin without passing a point. Checked structurally: a top-level call of
+/// the body with no branch back to the loop before it. Code after a
+/// top-level item runs only after that item (blocks before it have closed,
+/// and the only backward edge is to the header), so every path from the
+/// header to a back edge passes that call.
+pub(super) fn loop_needs_header(info: &ModuleInfo<'_>, body: &[Item<'_>]) -> bool {
+    for item in body {
+        if branches_to(item, 0) {
+            return true;
+        }
+        if let Node::Call {
+            op: Operator::Call { function_index },
+            kind: CallKind::Direct,
+            ..
+        } = item.node
+        {
+            if info.checks_at_entry(function_index) {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// Whether `item` holds a branch to the frame `depth` levels out of it.
+fn branches_to(item: &Item<'_>, depth: u32) -> bool {
+    match &item.node {
+        Node::Op(Operator::Br { relative_depth } | Operator::BrIf { relative_depth }) => {
+            *relative_depth == depth
+        }
+        Node::Op(Operator::BrTable { targets }) => {
+            targets.default() == depth || targets.targets().any(|t| t.ok() == Some(depth))
+        }
+        Node::Op(_) | Node::Call { .. } => false,
+        Node::Struct(s) => s
+            .body
+            .iter()
+            .chain(s.else_body.iter().flatten())
+            .any(|i| branches_to(i, depth + 1)),
+    }
+}
+
 /// Numbers migration points in document order (a loop's header before its
 /// body) and records each structure's point range.
 pub(super) fn number_points(items: &mut [Item<'_>], next: &mut u32) {
@@ -207,7 +264,7 @@ pub(super) fn number_points(items: &mut [Item<'_>], next: &mut u32) {
             }
             Node::Struct(s) => {
                 let first = *next;
-                if matches!(s.op, Operator::Loop { .. }) {
+                if s.header {
                     *next += 1;
                 }
                 let body_first = *next;
@@ -244,7 +301,9 @@ pub(super) fn is_unrollable(s: &Struct<'_>) -> bool {
     }
     // The header must be the loop's only point: no calls that may unwind and
     // no nested loops inside, so both copies are plain code.
-    matches!(s.points, Some((first, last)) if first == last) && size(&s.body) <= UNROLL_MAX_BODY_OPS
+    s.header
+        && matches!(s.points, Some((first, last)) if first == last)
+        && size(&s.body) <= UNROLL_MAX_BODY_OPS
 }
 
 /// Whether a run may be executed again while rewinding instead of being

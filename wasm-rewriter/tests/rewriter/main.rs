@@ -2,6 +2,7 @@
 //! test host (`host`), hand-written WAT cases (`wat_cases`), wasm-smith
 //! generated modules (`generated`), refusals, identity and determinism.
 
+mod analysis;
 mod clang;
 mod generated;
 mod host;

@@ -618,3 +618,31 @@ fn later_items_of_a_body_are_reached_without_guards() {
         &[Val::I32(40)],
     );
 }
+
+/// A loop whose every iteration calls a recursive function has no header
+/// point (the callee's entry serves unwind requests instead): the shape of
+/// clang's `fib`. It must still migrate, at the callee's entry and through
+/// the call point, with the loop's state intact.
+#[test]
+fn loop_around_a_recursive_call_migrates_without_a_header_point() {
+    let src = r#"(module
+      (func $fib (param $n i32) (result i32)
+        (local $acc i32)
+        (if (i32.ge_u (local.get $n) (i32.const 2))
+          (then
+            (loop $l
+              (local.set $acc (i32.add
+                (call $fib (i32.sub (local.get $n) (i32.const 1)))
+                (local.get $acc)))
+              (br_if $l (i32.gt_u
+                (local.tee $n (i32.sub (local.get $n) (i32.const 2)))
+                (i32.const 1))))))
+        (i32.add (local.get $n) (local.get $acc)))
+      (func (export "run") (param $n i32) (result i32)
+        (call $fib (local.get $n))))"#;
+    let rw = wasm_rewriter::rewrite(&wat(src), &crate::config()).unwrap();
+    // Entry point 0 and the call point; no header point.
+    assert_eq!(rw.report.frames[0].points, 2);
+    let most = check(src, &[Val::I32(18)]);
+    assert!(most >= 50, "migrates at fib's entries, got {most}");
+}
