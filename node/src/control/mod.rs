@@ -14,4 +14,5 @@ pub mod client;
 pub mod logs_cli;
 pub mod recover_cli;
 pub mod server;
+pub mod status_cli;
 pub mod vessel_cli;

@@ -224,6 +224,8 @@ struct Shared {
     memory_bytes: std::sync::atomic::AtomicU64,
     /// Its lease does not let it run: its thread runs no guest code.
     held: std::sync::atomic::AtomicBool,
+    /// Fuel its slices used here (`/metrics`).
+    fuel_used: std::sync::atomic::AtomicU64,
 }
 
 /// The handle the host keeps.
@@ -287,6 +289,13 @@ impl Runner {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Fuel its slices used on this node, as of its last slice.
+    pub fn fuel_used(&self) -> u64 {
+        self.shared
+            .fuel_used
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Whether its lease keeps it from running (between slices: a vessel
     /// held inside a call that waited is not told apart from a waiting one).
     pub fn held(&self) -> bool {
@@ -331,6 +340,7 @@ pub fn spawn(
         run_ms: Mutex::new(0),
         memory_bytes: std::sync::atomic::AtomicU64::new(vessel.memory().len() as u64),
         held: std::sync::atomic::AtomicBool::new(false),
+        fuel_used: std::sync::atomic::AtomicU64::new(0),
     });
     let worker = Worker {
         gate,
@@ -404,6 +414,10 @@ impl Worker {
                 started.elapsed().as_millis() as u64;
             self.shared.memory_bytes.store(
                 self.vessel.memory().len() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            self.shared.fuel_used.store(
+                self.vessel.fuel_used(),
                 std::sync::atomic::Ordering::Relaxed,
             );
             match slice {
