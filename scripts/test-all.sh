@@ -89,8 +89,9 @@ stage "system packages"
 # clang + lld + wasi-libc + the wasm32 compiler-rt build the C test corpus to
 # wasm32-wasi; binaryen is the Asyncify reference for benchmarks; python3-pip
 # installs the reference runtimes (and Node, when the machine's is too old);
-# build-essential's g++ builds libFuzzer for the fuzz targets.
-packages=(clang lld wasi-libc libclang-rt-14-dev-wasm32 binaryen python3 python3-pip ca-certificates build-essential pkg-config)
+# build-essential's g++ builds libFuzzer for the fuzz targets; chromium and
+# chromium-driver run the dashboard's browser test (node/tests/it/dashboard.rs).
+packages=(clang lld wasi-libc libclang-rt-14-dev-wasm32 binaryen python3 python3-pip ca-certificates build-essential pkg-config chromium chromium-driver)
 missing=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

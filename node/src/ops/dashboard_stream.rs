@@ -57,18 +57,20 @@ pub fn view(snap: &Snapshot, authed: bool) -> Value {
             "state": m.state, "rtt_us": m.rtt_us, "self": false,
         })
     }));
-    let vessels: Vec<Value> = snap
-        .mesh_vessels
-        .iter()
-        .map(|v| {
-            let here = rep.vessels_here.iter().find(|h| h.vessel == v.vessel);
-            let why = here.filter(|_| authed).map(|h| h.why.clone());
-            json!({
-                "vessel": v.vessel, "name": v.name, "node": v.node,
-                "node_short": short(&v.node), "why": why,
+    let vessels: Vec<Value> =
+        snap.mesh_vessels
+            .iter()
+            .map(|v| {
+                let here = rep.vessels_here.iter().find(|h| {
+                    h.vessel == v.vessel && (h.state == "running" || h.state == "migrating")
+                });
+                let why = here.filter(|_| authed).map(|h| h.why.clone());
+                json!({
+                    "vessel": v.vessel, "name": v.name, "node": v.node,
+                    "node_short": short(&v.node), "why": why,
+                })
             })
-        })
-        .collect();
+            .collect();
     let events: Vec<Value> = rep
         .events
         .iter()

@@ -18,7 +18,10 @@ use crate::support::compile_c;
 pub(crate) fn http_get(addr: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
     let mut s = std::net::TcpStream::connect(addr).expect("connect to the node's HTTP server");
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let mut req = format!("GET {path} HTTP/1.1\r\nConnection: close\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req += &format!("Host: {addr}\r\n");
+    }
     for (k, v) in headers {
         req += &format!("{k}: {v}\r\n");
     }

@@ -35,7 +35,9 @@ function render(s) {
     el("li", {}, `…${l.a} ↔ …${l.b}: ${(l.rtt_us / 1000).toFixed(2)} ms`)));
   $("vessels").tBodies[0].replaceChildren(...s.vessels.map((v) => {
     const prev = seen.get(v.vessel);
-    if (prev && prev !== v.node) {
+    const known = (s.events || []).some((e) => e.vessel === v.vessel && e.to === v.node_short &&
+      e.kind === "Migrated" && Date.now() - e.at_unix_ms < 30000);
+    if (prev && prev !== v.node && !known) {
       moves.push({ at: Date.now(), vessel: v.vessel, name: v.name, from: prev.slice(-8), to: v.node_short });
     }
     seen.set(v.vessel, v.node);
@@ -51,6 +53,10 @@ function render(s) {
     if (e.kind !== "Migrated" && e.kind !== "MigrationAborted" && e.kind !== "Placement") continue;
     const key = `${e.at_unix_ms}/${e.vessel}/${e.kind}`;
     if (moves.some((m) => m.key === key)) continue;
+    // The node's own record of a move replaces the one seen between snapshots.
+    const dup = moves.findIndex((m) => !m.key && m.vessel === e.vessel && m.to === e.to &&
+      Math.abs(m.at - e.at_unix_ms) < 30000);
+    if (dup >= 0) moves.splice(dup, 1);
     moves.push({ key, at: e.at_unix_ms, vessel: e.vessel, name: e.name, from: e.from, to: e.to,
       downtime_us: e.downtime_us, kind: e.kind, reason: e.reason });
   }
