@@ -59,7 +59,7 @@ pub struct Logins {
 
 /// Decodes a login token from its hex form.
 pub fn decode_token(hex: &str) -> Result<DashboardLogin, LoginError> {
-    if hex.len() > MAX_LOGIN_TOKEN_CHARS || hex.len() % 2 != 0 {
+    if hex.len() > MAX_LOGIN_TOKEN_CHARS || !hex.len().is_multiple_of(2) {
         return Err(LoginError::Damaged(format!(
             "{} characters, expected an even number up to {MAX_LOGIN_TOKEN_CHARS}",
             hex.len()

@@ -131,3 +131,51 @@ fn status_reports_the_node_and_the_mesh_and_exits_2_when_no_member_is_reachable(
     assert!(why.contains("no member is reachable (2 known)"), "{s:#}");
     assert_eq!(code, 2);
 }
+
+#[test]
+fn start_logs_to_a_rotated_file_serves_http_where_told_and_refuses_exposing_it_silently() {
+    let user = crate::mesh::User::new();
+    let logs = user.home.path().join("logs");
+    let log_file = logs.join("node.log");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let at = format!("127.0.0.1:{port}");
+    let mut node = user.start(
+        "a",
+        &[],
+        &["--log-file", log_file.to_str().unwrap(), "--http", &at],
+    );
+    node.wait_ready();
+    let out = user.run(&["status", "--json", "--data-dir", node.dir()]);
+    assert!(out.status.success(), "status: {}", stderr(&out));
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["http_addr"], at.as_str(), "{s:#}");
+    let (code, _, body) = crate::metrics::http_get(&at, "/metrics", &[]);
+    assert_eq!(code, 200, "{body}");
+    // The file: NAME.YYYY-MM-DD beside it, with what stderr has.
+    let files: Vec<_> = std::fs::read_dir(&logs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let name = files[0].file_name().unwrap().to_str().unwrap().to_string();
+    assert!(name.starts_with("node.log.20"), "{name}");
+    let text = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(text.contains("node started"), "{text}");
+    assert!(node.log().contains("node started"), "stderr too");
+
+    let mut exposed = user.start("b", &[], &["--http", "0.0.0.0:0"]);
+    let (code, log) = exposed.wait_exit();
+    assert_ne!(code, 0, "{log}");
+    assert!(
+        log.contains("is not a loopback address") && log.contains("--http-expose"),
+        "{log}"
+    );
+    let mut bad = user.start("c", &[], &["--http", "localhost"]);
+    let (code, log) = bad.wait_exit();
+    assert_ne!(code, 0, "{log}");
+    assert!(log.contains("`localhost` is not an address"), "{log}");
+}
