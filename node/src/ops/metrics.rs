@@ -412,13 +412,45 @@ mod tests {
     #[test]
     fn placement_reasons_cover_every_kind() {
         use crate::placement::Why;
-        for w in [
+        let to = libp2p::PeerId::random();
+        let every = [
             Why::Pinned,
             Why::NoTraffic {
                 reason: String::new(),
             },
-        ] {
-            assert!(PLACEMENT_REASONS.contains(&why_kind(&w)));
+            Why::CoolDown {
+                left: std::time::Duration::ZERO,
+                after: String::new(),
+            },
+            Why::UnknownRtt { entry: to },
+            Why::Nearest {
+                here_ms: 1.0,
+                next: None,
+            },
+            Why::SmallGain {
+                to,
+                here_ms: 1.0,
+                there_ms: 1.0,
+            },
+            Why::NoRoom {
+                to,
+                here_ms: 1.0,
+                there_ms: 1.0,
+                lack: String::new(),
+            },
+            Why::Waiting {
+                to,
+                here_ms: 1.0,
+                there_ms: 1.0,
+                streak: 1,
+                needed: 3,
+            },
+        ];
+        let kinds: HashSet<&str> = every.iter().map(why_kind).collect();
+        assert_eq!(kinds.len(), every.len(), "one kind each");
+        for k in &kinds {
+            assert!(PLACEMENT_REASONS.contains(k), "{k}");
         }
+        assert!(PLACEMENT_REASONS.contains(&"move"));
     }
 }
