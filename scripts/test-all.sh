@@ -90,8 +90,10 @@ stage "system packages"
 # wasm32-wasi; binaryen is the Asyncify reference for benchmarks; python3-pip
 # installs the reference runtimes (and Node, when the machine's is too old);
 # build-essential's g++ builds libFuzzer for the fuzz targets; debootstrap
-# and systemd (systemd-analyze) test the .deb package in a clean Debian root.
-packages=(clang lld wasi-libc libclang-rt-14-dev-wasm32 binaryen python3 python3-pip ca-certificates build-essential pkg-config debootstrap systemd)
+# and systemd (systemd-analyze) test the .deb package in a clean Debian root;
+# chromium and chromium-driver run the dashboard's browser test
+# (node/tests/it/dashboard.rs).
+packages=(clang lld wasi-libc libclang-rt-14-dev-wasm32 binaryen python3 python3-pip ca-certificates build-essential pkg-config debootstrap systemd chromium chromium-driver)
 missing=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

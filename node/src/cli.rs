@@ -273,6 +273,28 @@ pub enum Command {
     ///
     /// Example: meshnode undrain self
     Undrain(crate::control::drain_cli::UndrainArgs),
+    /// One screen about the node you talk to and the mesh: version,
+    /// uptime, members up and unreachable, vessels here and in the mesh,
+    /// disk and memory against their budgets, the last migrations and
+    /// placement decisions with their reasons, and warnings.
+    ///
+    /// Exits 0 when the node is healthy and 2 when it is unhealthy (1: no
+    /// answer, or another error), so that a script, systemd or an upgrade
+    /// can use it as a health check. Unhealthy: the event loop lags more
+    /// than 2 s; the store exceeds its disk budget; no member is reachable
+    /// while members exist; a vessel this node owns is stuck (migrating,
+    /// waiting or held for over 2 minutes); the node is revoked or not
+    /// enrolled. --json gives the same report.
+    Status(crate::control::status_cli::StatusArgs),
+
+    /// Print a one-time URL that opens the node's web dashboard, logged in.
+    ///
+    /// The dashboard (http://127.0.0.1:7680/ by default; `meshnode status`
+    /// shows the address) shows the mesh live: nodes, links with RTT, where
+    /// each vessel runs and its moves. Vessels' logs and placement's
+    /// reasons need a session: the URL carries a login signed by your user
+    /// key for this node, valid once and for 5 minutes.
+    Dashboard(crate::control::status_cli::DashboardArgs),
 }
 
 #[derive(Args, Debug)]

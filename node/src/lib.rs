@@ -12,6 +12,8 @@
 //! - [`control`]: the CLI ↔ node control protocol (client and server).
 //! - [`identity`]: node and user keys on disk.
 //! - [`placement`]: where each vessel should run (latency-driven moves).
+//! - [`ops`]: watching a node: `meshnode status`, `/metrics`, the
+//!   dashboard, the node's log file.
 //! - [`vessel`]: the vessels a node hosts: runner threads, images,
 //!   durable records, logs.
 
@@ -25,6 +27,7 @@ pub mod failover;
 pub mod identity;
 pub mod mesh;
 pub mod migration;
+pub mod ops;
 pub mod placement;
 pub mod store;
 mod sync;

@@ -26,6 +26,8 @@ fn main() {
         Command::Drain(args) => meshnode::control::vessel_cli::run_drain(args),
         Command::Recover(args) => meshnode::control::recover_cli::run_recover(args),
         Command::Undrain(args) => meshnode::control::drain_cli::run_undrain(args),
+        Command::Status(args) => meshnode::control::status_cli::run_status(args),
+        Command::Dashboard(args) => meshnode::control::status_cli::run_dashboard(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -59,6 +59,8 @@ pub enum Domain {
     Revocation,
     /// A host ships a checkpoint to a replica (`replica::ReplicaOffer`).
     ReplicaOffer,
+    /// A user opens a node's dashboard (`control::DashboardLogin`).
+    DashboardLogin,
 }
 
 impl Domain {
@@ -73,6 +75,7 @@ impl Domain {
             Domain::ControlHeader => b"control-header",
             Domain::Revocation => b"revocation",
             Domain::ReplicaOffer => b"replica-offer",
+            Domain::DashboardLogin => b"dashboard-login",
         }
     }
 }

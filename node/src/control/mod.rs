@@ -23,5 +23,6 @@ pub mod migrate_progress;
 pub mod recover_cli;
 pub mod resolve;
 pub mod server;
+pub mod status_cli;
 pub mod tables;
 pub mod vessel_cli;

@@ -518,6 +518,7 @@ fn signed(
         Command::Endorse { certificates } => {
             crate::mesh::trust::endorse(swarm, state, req.user_key, certificates)
         }
+        Command::Status => ControlResponse::Status(Box::new(crate::ops::status::report(state))),
         Command::Info => ControlResponse::Info(NodeInfo {
             peer_id: state.identity.peer_id.to_string(),
             addrs: state.own_addrs(),

@@ -98,6 +98,27 @@ pub struct StartArgs {
     /// machine need one name each.
     #[arg(long, value_name = "NAME", value_parser = parse_node_name)]
     pub name: Option<String>,
+
+    /// Where to serve /metrics and the dashboard: HOST:PORT, :PORT (on
+    /// 127.0.0.1), or off (default: 127.0.0.1:7680, or a free port when
+    /// another node on this machine has it; `meshnode status` shows it).
+    #[arg(long, value_name = "ADDR", value_parser = crate::ops::http::parse_http)]
+    pub http: Option<crate::ops::http::HttpSetting>,
+
+    /// Allow --http on an address other than loopback. Anyone who reaches
+    /// it then sees the mesh's topology and metrics (not logs: those need
+    /// a login from `meshnode dashboard`).
+    #[arg(long)]
+    pub http_expose: bool,
+
+    /// Also write the node's log to this file, rotated daily (7 days kept:
+    /// FILE.YYYY-MM-DD).
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+
+    /// Also send the node's log to journald, with levels as priorities.
+    #[arg(long)]
+    pub journald: bool,
 }
 
 /// `--name`: a valid node name, or an error that says the rule.
@@ -107,23 +128,12 @@ fn parse_node_name(s: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(
-            "info,libp2p_mdns=warn,libp2p_kad=error,libp2p_gossipsub=warn",
-        )
-    });
-    use std::io::IsTerminal;
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
-}
-
 /// `meshnode start`. Returns the exit code.
 pub fn run_start(args: StartArgs) -> Result<i32> {
-    init_tracing();
+    crate::ops::logfile::init(&crate::ops::logfile::LogOptions {
+        file: args.log_file.clone(),
+        journald: args.journald,
+    })?;
     let data_dir = DataDir::open(args.data_dir.as_deref())?;
     let _lock = data_dir.lock()?;
 
@@ -239,19 +249,29 @@ pub fn run_start(args: StartArgs) -> Result<i32> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run(
-        NodeParams {
-            identity,
-            data_dir,
-            config,
-            certificate,
-            trusted,
-            join,
-            commands: None,
-            host: std::sync::Arc::new(std::sync::Mutex::new(host)),
-        },
-        shutdown_signal(),
-    ))?;
+    let host = std::sync::Arc::new(std::sync::Mutex::new(host));
+    let http = args
+        .http
+        .clone()
+        .unwrap_or(crate::ops::http::HttpSetting::Default);
+    runtime.block_on(async {
+        crate::ops::http::start(&http, args.http_expose, host.clone(), own).await?;
+        run(
+            NodeParams {
+                identity,
+                data_dir,
+                config,
+                certificate,
+                trusted,
+                join,
+                commands: None,
+                host,
+            },
+            shutdown_signal(),
+        )
+        .await
+        .map_err(anyhow::Error::from)
+    })?;
     info!("stopped");
     Ok(0)
 }

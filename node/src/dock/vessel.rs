@@ -102,6 +102,8 @@ pub struct Vessel {
     pending: Option<ResumableCallOutOfFuel>,
     pub(super) phase: Phase,
     pub(super) slices: u64,
+    /// Fuel the slices used, since this vessel was made (`/metrics`).
+    pub(super) fuel_used: u64,
     /// Names the function a trap happens in.
     trap_site: TrapSite,
     /// The instrumented module it was instantiated from (None: plain).
@@ -185,6 +187,7 @@ impl Vessel {
             pending: None,
             phase: Phase::Ended,
             slices: 0,
+            fuel_used: 0,
             trap_site,
             module: vm.instrumented.as_ref().map(|i| i.hash),
             writes,
@@ -214,6 +217,7 @@ impl Vessel {
 
     /// Runs until the fuel slice is used up, the program ends, or it unwinds.
     pub fn run_slice(&mut self) -> Slice {
+        let mut given = None;
         if let Some(fuel) = self.fuel_slice {
             // One operation (a large memory.fill, say) may cost more than a
             // whole slice; give it what it needs, or it could never finish.
@@ -221,7 +225,21 @@ impl Vessel {
             if let Err(e) = self.store.set_fuel(fuel.max(required)) {
                 return Slice::Exited(Exit::Trap(e.to_string()));
             }
+            given = Some(fuel.max(required));
         }
+        let slice = self.run_slice_fueled();
+        if let (Some(given), Ok(left)) = (given, self.store.get_fuel()) {
+            self.fuel_used += given.saturating_sub(left);
+        }
+        slice
+    }
+
+    /// Fuel used by this vessel's slices so far (0 without fuel metering).
+    pub fn fuel_used(&self) -> u64 {
+        self.fuel_used
+    }
+
+    fn run_slice_fueled(&mut self) -> Slice {
         self.slices += 1;
         let (entry, result) = match (self.phase, self.pending.take()) {
             (Phase::Running(entry), Some(call)) => (entry, call.resume(&mut self.store, &mut [])),

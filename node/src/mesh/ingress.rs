@@ -418,6 +418,7 @@ pub fn host_take(host: &Mutex<Host>, from: PeerId, frame: &IngressFrame) -> Ingr
                 let bytes: u64 = frame.segments.iter().map(|s| s.data.len() as u64).sum();
                 if bytes > 0 {
                     h.traffic.record(id, from, bytes, Instant::now());
+                    h.ops.metrics.service_bytes(id, bytes);
                 }
                 (hub.clone(), l.record.epoch())
             }

@@ -112,6 +112,10 @@ pub fn start_migration(
                 });
             }
         }
+        let done = mesh
+            .report(id)
+            .is_some_and(|r| r.phase == MigrationPhase::Done);
+        crate::ops::note_migration(&mesh.host, id, &why, mesh.report(id), done);
         if let Some(l) = lock(&mesh.host).vessels.get_mut(&id) {
             l.migrating = false;
         }

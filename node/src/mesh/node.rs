@@ -367,6 +367,10 @@ pub async fn run(
     let mut last_liveness_tick = Instant::now();
     let mut ticks: u64 = 0;
     let mut status_ticks: u64 = 0;
+    // Status, /metrics and the dashboard: the loop's lag and snapshots.
+    let mut ops_tick = tokio::time::interval(crate::ops::OPS_TICK);
+    ops_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut last_ops_tick, mut ops_ticks) = (Instant::now(), 0u64);
     tokio::pin!(shutdown);
 
     info!(peer_id = %state.identity.peer_id, member = state.certificate.is_some(), "node started");
@@ -397,6 +401,7 @@ pub async fn run(
                 last_liveness_tick = now;
                 service.tick(now);
             }
+            _ = ops_tick.tick() => crate::ops::tick(&state, &mut last_ops_tick, &mut ops_ticks),
             _ = placement_tick.tick() => {
                 let migrator = state.migrator();
                 tick(&mut state.placer, &migrator, &state.peers, stale_status, placement_on);

@@ -298,14 +298,14 @@ pub fn tick(
         .retain(|v| views.iter().any(|w| w.id == *v));
     let mut whys: Vec<(VesselId, String)> = Vec::new();
     let mut chosen = None;
+    let ops = lock(&migrator.host).ops.clone();
     for v in &views {
-        match placer.placement.evaluate(
-            v,
-            &rtts,
-            &inputs.rooms,
-            inputs.here_load_per_cpu,
-            now,
-        ) {
+        let verdict =
+            placer
+                .placement
+                .evaluate(v, &rtts, &inputs.rooms, inputs.here_load_per_cpu, now);
+        crate::ops::note_verdict(&ops, &migrator.host, v.id, &verdict);
+        match verdict {
             Verdict::Stay(w) => whys.push((v.id, w.to_string())),
             Verdict::Move {
                 to,

@@ -198,6 +198,9 @@ pub struct Host {
     /// Which checkpoints are kept, the disk budget, and when the store is
     /// collected next ([`retention`]).
     pub retention: retention::Retention,
+    /// What status, `/metrics` and the dashboard read (issue 16): events,
+    /// counters, the latest snapshot. Shared by every owner of the host.
+    pub ops: Arc<crate::ops::OpsBook>,
 }
 
 impl Host {
@@ -229,6 +232,7 @@ impl Host {
             vessel_started: None,
             traffic: Arc::new(crate::placement::TrafficBook::default()),
             retention: retention::Retention::default(),
+            ops: Arc::new(crate::ops::OpsBook::default()),
         })
     }
 

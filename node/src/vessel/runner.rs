@@ -229,6 +229,8 @@ struct Shared {
     /// and a vessel that sleeps in one host call finishes no slice for
     /// minutes (`ps` showed 0.0s after 4 minutes, issue 16).
     started: Mutex<Option<Instant>>,
+    /// Fuel its slices used here (`/metrics`).
+    fuel_used: std::sync::atomic::AtomicU64,
 }
 
 /// The handle the host keeps.
@@ -305,6 +307,13 @@ impl Runner {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Fuel its slices used on this node, as of its last slice.
+    pub fn fuel_used(&self) -> u64 {
+        self.shared
+            .fuel_used
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Whether its lease keeps it from running (between slices: a vessel
     /// held inside a call that waited is not told apart from a waiting one).
     pub fn held(&self) -> bool {
@@ -350,6 +359,7 @@ pub fn spawn(
         memory_bytes: std::sync::atomic::AtomicU64::new(vessel.memory().len() as u64),
         held: std::sync::atomic::AtomicBool::new(false),
         started: Mutex::new(None),
+        fuel_used: std::sync::atomic::AtomicU64::new(0),
     });
     let worker = Worker {
         gate,
@@ -428,6 +438,10 @@ impl Worker {
                 started.elapsed().as_millis() as u64;
             self.shared.memory_bytes.store(
                 self.vessel.memory().len() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            self.shared.fuel_used.store(
+                self.vessel.fuel_used(),
                 std::sync::atomic::Ordering::Relaxed,
             );
             match slice {
