@@ -135,13 +135,18 @@ impl Driver {
             .stderr(Stdio::null())
             .spawn()
             .expect("start chromedriver");
-        let addr = format!("127.0.0.1:{port}");
+        // Owned from here on: a failure below kills chromedriver (Drop).
+        let mut driver = Driver {
+            child,
+            addr: format!("127.0.0.1:{port}"),
+            session: String::new(),
+            profile: tempfile::tempdir().unwrap(),
+        };
         let deadline = Instant::now() + WAIT;
-        while request(&addr, "GET", "/status", None).is_err() {
+        while request(&driver.addr, "GET", "/status", None).is_err() {
             assert!(Instant::now() < deadline, "chromedriver never answered");
             std::thread::sleep(Duration::from_millis(100));
         }
-        let profile = tempfile::tempdir().unwrap();
         let args = [
             "--headless",
             "--no-sandbox",
@@ -155,20 +160,18 @@ impl Driver {
         ]
         .iter()
         .map(|s| s.to_string())
-        .chain([format!("--user-data-dir={}", profile.path().display())])
+        .chain([format!(
+            "--user-data-dir={}",
+            driver.profile.path().display()
+        )])
         .collect::<Vec<_>>();
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {"binary": CHROMIUM, "args": args}
         }}});
-        let v = request(&addr, "POST", "/session", Some(&caps)).expect("a browser session");
-        let session = v["sessionId"].as_str().expect("sessionId").to_string();
-        Driver {
-            child,
-            addr,
-            session,
-            profile,
-        }
+        let v = request(&driver.addr, "POST", "/session", Some(&caps)).expect("a browser session");
+        driver.session = v["sessionId"].as_str().expect("sessionId").to_string();
+        driver
     }
 
     fn call(&self, method: &str, what: &str, body: Option<Value>) -> Value {
