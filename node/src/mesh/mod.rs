@@ -21,7 +21,8 @@
 //!   [`migrate::start_migration`], how everything else starts one;
 //!   [`lease`]: the lease of a replicated vessel (voters, holders,
 //!   elections; the rules are [`crate::failover`]'s);
-//!   [`ingress`]: service ingress (entry and host roles, its own state);
+//!   [`ingress`]: service ingress (entry and host roles, its own state;
+//!   [`route_proof`]: an entry checks a leased vessel's new epoch);
 //! - [`place`]: placement in the running node: the periodic tick that moves
 //!   vessels nearer their clients, pin/unpin, and drain (its own state:
 //!   [`place::Placer`]);
@@ -140,6 +141,7 @@ mod tests {
         ("replica_book", include_str!("replica_book.rs")),
         ("replica_serve", include_str!("replica_serve.rs")),
         ("replicate", include_str!("replicate.rs")),
+        ("route_proof", include_str!("route_proof.rs")),
         ("rtt", include_str!("rtt.rs")),
         ("serve", include_str!("serve.rs")),
         ("silent", include_str!("silent.rs")),
