@@ -238,9 +238,9 @@ impl Ingress {
     }
 
     /// Takes `host` at `epoch` as `vessel`'s route, unless the route knows
-    /// a higher epoch, or the vessel is leased and no certificate checked
-    /// here says `host` owns that epoch (then the proof is asked for, and
-    /// the route stays until it comes).
+    /// a higher epoch, or the vessel is leased, `epoch` is higher than the
+    /// route's and no certificate checked here says `host` owns it (then
+    /// the proof is asked for, and the route stays until it comes).
     fn learn_one(
         &self,
         routes: &mut HashMap<VesselId, Route>,
@@ -254,8 +254,11 @@ impl Ingress {
             Some(r) if r.epoch > epoch => {}
             Some(r) => {
                 r.leased |= claims_lease;
-                let new_owner = epoch > r.epoch || r.host != host;
-                if r.leased && new_owner && !self.proven(vessel, epoch, host) {
+                // Only a higher epoch needs its certificate: the same epoch
+                // from another node is the relay of the host's frames
+                // (`relay.rs`) while its direct link is down.
+                let newer = epoch > r.epoch;
+                if r.leased && newer && !self.proven(vessel, epoch, host) {
                     self.ask_proof(host, vessel, epoch);
                     return;
                 }
