@@ -54,6 +54,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
+pub use super::announce::{announce_arrival, local_routes};
 use super::link::{Link, RequestError};
 use super::liveness::{Suspects, Suspicion};
 use super::route_proof::{self, ProofError, RouteProofs, MAX_PROOFS_IN_FLIGHT};
@@ -382,28 +383,6 @@ impl Ingress {
     }
 }
 
-/// The routes of the service vessels that run here, to gossip.
-pub fn local_routes(host: &Host) -> Vec<ServiceRoute> {
-    host.vessels
-        .iter()
-        .filter(|(id, l)| {
-            !l.deployment.body.ports.is_empty()
-                && matches!(l.record, Record::Owned { .. })
-                && l.runner.is_some()
-                && l.ended().is_none()
-                && host.hubs.contains_key(id)
-        })
-        .map(|(id, l)| ServiceRoute {
-            vessel: *id,
-            epoch: l.record.epoch(),
-            ports: l.deployment.body.ports.clone(),
-            sync: l.deployment.body.sync_interval_ms().is_some(),
-            leased: l.gate.is_leased(),
-        })
-        .take(MAX_STATUS_VESSELS)
-        .collect()
-}
-
 // ---------------------------------------------------------------------------
 // Host role.
 
@@ -501,51 +480,6 @@ async fn pump(ingress: Arc<Ingress>, id: VesselId, hub: Arc<IngressHub>) {
         if !progress {
             tokio::time::sleep(UNREACHABLE_WAIT).await;
         }
-    }
-}
-
-/// Most entries a new host tells of its arrival at once (more are told by
-/// the old host's `NotHere` and by gossip, as before).
-const MAX_ANNOUNCED_ENTRIES: usize = 64;
-
-/// How long a new host waits for an entry to take its announcement.
-const ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// A vessel that arrived here under `epoch` tells the entry nodes of its
-/// clients (from its image's hub) that it runs here now: an egress frame
-/// with no segments, which an entry takes as the vessel's route (as from
-/// any frame of a newer epoch). Without it an entry learns of the move
-/// from the old host's `NotHere`, a round trip between entry and old host
-/// after the commit. Best effort: a lost one leaves that path.
-pub fn announce_arrival(
-    link: &Link,
-    me: PeerId,
-    vessel: VesselId,
-    epoch: u64,
-    entries: Vec<PeerId>,
-) {
-    let mut entries = entries;
-    entries.sort();
-    entries.dedup();
-    for entry in entries
-        .into_iter()
-        .filter(|e| *e != me)
-        .take(MAX_ANNOUNCED_ENTRIES)
-    {
-        let link = link.clone();
-        let frame = EgressFrame {
-            vessel,
-            epoch,
-            segments: Vec::new(),
-        };
-        tokio::spawn(async move {
-            let told = link.ingress_once(entry, IngressRequest::Egress(frame));
-            match tokio::time::timeout(ANNOUNCE_TIMEOUT, told).await {
-                Ok(Ok(_)) => debug!(%vessel, %entry, epoch, "entry told of the arrival"),
-                Ok(Err(e)) => debug!(%vessel, %entry, "entry not told of the arrival: {e}"),
-                Err(_) => debug!(%vessel, %entry, "entry not told of the arrival in time"),
-            }
-        });
     }
 }
 

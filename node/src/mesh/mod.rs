@@ -22,7 +22,8 @@
 //!   [`lease`]: the lease of a replicated vessel (voters, holders,
 //!   elections; the rules are [`crate::failover`]'s);
 //!   [`ingress`]: service ingress (entry and host roles, its own state;
-//!   [`route_proof`]: an entry checks a leased vessel's new epoch);
+//!   [`route_proof`]: an entry checks a leased vessel's new epoch;
+//!   [`announce`]: the routes a host gossips and its arrival notices);
 //! - [`place`]: placement in the running node: the periodic tick that moves
 //!   vessels nearer their clients, pin/unpin, and drain (its own state:
 //!   [`place::Placer`]);
@@ -56,6 +57,7 @@
 //! known deadlock.
 
 pub mod absent;
+pub mod announce;
 pub mod behaviour;
 pub mod checkpoint;
 pub mod clash;
@@ -115,6 +117,7 @@ mod tests {
     /// Every module's source, by name.
     const SOURCES: &[(&str, &str)] = &[
         ("absent", include_str!("absent.rs")),
+        ("announce", include_str!("announce.rs")),
         ("behaviour", include_str!("behaviour.rs")),
         ("checkpoint", include_str!("checkpoint.rs")),
         ("clash", include_str!("clash.rs")),
