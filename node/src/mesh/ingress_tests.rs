@@ -7,19 +7,19 @@ use super::*;
 use crate::dock::DockConfig;
 use crate::mesh::link::NodeCommand;
 
-/// The frame an entry sent to `peer`, as the event loop would get it;
-/// its answer is kept unsent (a host a WAN away, or frozen in a move).
-async fn next_frame(
+/// A request's answer, kept unsent until a test sends it.
+type Reply = oneshot::Sender<Result<protocol::peer::PeerResponse, RequestError>>;
+
+/// The next request the entry sent that `pick` takes (others are
+/// skipped), with its peer and its answer's sender.
+async fn next_request<T>(
     rx: &mut mpsc::Receiver<NodeCommand>,
-) -> (
-    PeerId,
-    IngressFrame,
-    oneshot::Sender<Result<protocol::peer::PeerResponse, RequestError>>,
-) {
+    pick: impl Fn(protocol::peer::PeerRequest) -> Option<T>,
+) -> (PeerId, T, Reply) {
     loop {
         let cmd = tokio::time::timeout(Duration::from_secs(5), rx.recv())
             .await
-            .expect("the entry sends a frame within 5 s")
+            .expect("the entry sends it within 5 s")
             .expect("the link is open");
         if let NodeCommand::PeerRequest {
             peer,
@@ -27,11 +27,21 @@ async fn next_frame(
             reply,
         } = cmd
         {
-            if let protocol::peer::PeerRequest::Ingress(IngressRequest::Ingress(f)) = *request {
-                return (peer, f, reply);
+            if let Some(t) = pick(*request) {
+                return (peer, t, reply);
             }
         }
     }
+}
+
+/// The frame an entry sent to `peer`, as the event loop would get it;
+/// its answer is kept unsent (a host a WAN away, or frozen in a move).
+async fn next_frame(rx: &mut mpsc::Receiver<NodeCommand>) -> (PeerId, IngressFrame, Reply) {
+    next_request(rx, |r| match r {
+        protocol::peer::PeerRequest::Ingress(IngressRequest::Ingress(f)) => Some(f),
+        _ => None,
+    })
+    .await
 }
 
 /// An entry node on its own: its link's requests come out of the receiver
@@ -248,33 +258,14 @@ fn a_sync_vessels_client_is_held_through_its_hosts_death_for_a_bounded_time() {
     assert_eq!(long_lost, None);
 }
 
-/// The next ask for a route's proof the entry sent, with its answer's
-/// sender (frames are skipped).
-async fn next_proof_ask(
-    rx: &mut mpsc::Receiver<NodeCommand>,
-) -> (
-    PeerId,
-    u64,
-    oneshot::Sender<Result<protocol::peer::PeerResponse, RequestError>>,
-) {
+/// The next ask for a route's proof the entry sent: the epoch asked.
+async fn next_proof_ask(rx: &mut mpsc::Receiver<NodeCommand>) -> (PeerId, u64, Reply) {
     use protocol::lease::LeaseRequest;
-    loop {
-        let cmd = tokio::time::timeout(Duration::from_secs(5), rx.recv())
-            .await
-            .expect("the entry asks within 5 s")
-            .expect("the link is open");
-        if let NodeCommand::PeerRequest {
-            peer,
-            request,
-            reply,
-        } = cmd
-        {
-            if let protocol::peer::PeerRequest::Lease(LeaseRequest::Proof { epoch, .. }) = *request
-            {
-                return (peer, epoch, reply);
-            }
-        }
-    }
+    next_request(rx, |r| match r {
+        protocol::peer::PeerRequest::Lease(LeaseRequest::Proof { epoch, .. }) => Some(epoch),
+        _ => None,
+    })
+    .await
 }
 
 #[tokio::test]
