@@ -15,7 +15,9 @@ use crate::store::{ChunkStore, MemChunks};
 #[derive(Parser, Debug)]
 #[command(
     name = "meshnode",
-    version,
+    // The release marker's version (`upgrade`): what `upgrade roll`
+    // checks a new binary prints.
+    version = crate::upgrade::running_version(),
     about = "Run unmodified WASI programs across a fleet of small machines, and move them while they run.",
     long_about = "meshnode runs WebAssembly (WASI preview1) programs as vessels in a wasmi-based dock, \
                   captures them at migration points and resumes them elsewhere, and joins \
@@ -295,6 +297,13 @@ pub enum Command {
     /// reasons need a session: the URL carries a login signed by your user
     /// key for this node, valid once and for 5 minutes.
     Dashboard(crate::control::status_cli::DashboardArgs),
+
+    /// Signed rolling upgrades through the mesh: publish a release, roll
+    /// it out one node at a time, list or roll back.
+    ///
+    /// Example: meshnode upgrade publish ./meshnode-x86_64 ./meshnode-aarch64
+    /// && meshnode upgrade roll
+    Upgrade(crate::control::upgrade_cli::UpgradeArgs),
 }
 
 #[derive(Args, Debug)]

@@ -28,6 +28,7 @@ fn main() {
         Command::Undrain(args) => meshnode::control::drain_cli::run_undrain(args),
         Command::Status(args) => meshnode::control::status_cli::run_status(args),
         Command::Dashboard(args) => meshnode::control::status_cli::run_dashboard(args),
+        Command::Upgrade(args) => meshnode::control::upgrade_cli::run_upgrade(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

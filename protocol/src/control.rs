@@ -269,6 +269,42 @@ pub enum Command {
     /// The node's health and the mesh at a glance (`meshnode status`,
     /// issue 16): answered with [`ControlResponse::Status`].
     Status,
+    /// Which of these chunks of a release's binaries the node lacks
+    /// (`upgrade publish`, before it sends them): answered with
+    /// [`ControlResponse::Lacking`]. At most
+    /// `release::MAX_RELEASE_BINARIES × MAX_RELEASE_BINARY_CHUNKS` hashes.
+    ReleaseLacking {
+        hashes: Vec<Hash>,
+    },
+    /// Chunks of a release's binaries (`upgrade publish`), each stored
+    /// under its own hash and kept until the release that names them is
+    /// published here (or the node restarts).
+    ReleaseChunks {
+        chunks: Vec<ChunkBytes>,
+    },
+    /// Keep this release, whose chunks the node holds, for the other nodes
+    /// to fetch their binaries from (`upgrade publish`).
+    ReleasePublish {
+        release: Box<crate::release::SignedRelease>,
+    },
+    /// Install the release on this node (`upgrade roll`): fetch its binary
+    /// for this node's CPU, the chunks it lacks from `sources` (PeerIds of
+    /// members that hold the release), verify it, make it the current
+    /// binary (keeping the previous one) and restart into it. Answered
+    /// with [`ControlResponse::Upgrade`] before the restart. A release
+    /// older than the running version is refused unless
+    /// `allow_downgrade`.
+    UpgradeApply {
+        release: Box<crate::release::SignedRelease>,
+        sources: Vec<String>,
+        allow_downgrade: bool,
+    },
+    /// Make the previous binary current again and restart into it (a roll
+    /// that stopped, or by hand).
+    UpgradeRollback,
+    /// The releases the node keeps, newest version first
+    /// (`upgrade list`, and `upgrade roll` to find what to roll).
+    Releases,
 }
 
 impl SignedRequest {
@@ -392,6 +428,29 @@ pub enum ControlResponse {
     Recovered(RecoverReport),
     /// The answer to [`Command::Status`].
     Status(Box<StatusReport>),
+    /// The chunks of a [`Command::ReleaseLacking`] the node lacks.
+    Lacking(Vec<Hash>),
+    /// What [`Command::UpgradeApply`], [`Command::UpgradeRollback`] or
+    /// [`Command::ReleasePublish`] did.
+    Upgrade(UpgradeReport),
+    /// The answer to [`Command::Releases`].
+    Releases(Vec<crate::release::SignedRelease>),
+}
+
+/// What an upgrade command did on a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpgradeReport {
+    /// The version the node runs now.
+    pub running: String,
+    /// It restarts now (into `into_version`, when it knows the version).
+    pub restarting: bool,
+    pub into_version: Option<String>,
+    /// Chunks of the binary fetched from other nodes, and those it had.
+    pub fetched_chunks: u64,
+    pub fetched_bytes: u64,
+    pub had_chunks: u64,
+    /// One line for a human.
+    pub detail: String,
 }
 
 /// A forced recovery (`meshnode recover --force`).
@@ -868,6 +927,10 @@ pub struct StatusReport {
     pub warnings: Vec<String>,
     /// Why the node is unhealthy (empty: healthy). docs/guide.md defines it.
     pub unhealthy: Vec<String>,
+    /// While an upgrade is on probation (`meshnode upgrade roll`): from
+    /// and to which version, and how long it has been healthy.
+    #[serde(default)]
+    pub upgrade: Option<String>,
 }
 
 /// One member, in a status report.
@@ -1099,6 +1162,7 @@ pub(crate) mod tests {
             services: vec![],
             named: vec![],
             name: None,
+            software: None,
         };
         s.check().unwrap();
         s.rtts = vec![
@@ -1246,6 +1310,7 @@ mod phase_tests {
                 })
                 .collect(),
             name: Some("n".repeat(crate::status::MAX_NODE_NAME_BYTES)),
+            software: None,
         };
         status.check().unwrap();
         let back: NodeStatus = crate::cbor::decode(&crate::cbor::encode(&status)).unwrap();
@@ -1292,6 +1357,7 @@ mod smoke {
                 replicas: vec![PeerIdBytes(vec![3; 38])],
             }],
             name: Some("kitchen-pi".into()),
+            software: None,
         };
         let token = JoinToken {
             version: crate::membership::MEMBERSHIP_VERSION,

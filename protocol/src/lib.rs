@@ -27,6 +27,8 @@
 //! - [`lease`]: the lease and fencing of a replicated vessel: signed
 //!   assignment certificates, lease requests and grants, votes.
 //! - [`refusal`]: the code (and human detail) of every refusal.
+//! - [`release`]: signed releases (`meshnode upgrade`): a version and one
+//!   binary per CPU, by hash and chunks.
 //! - [`duration`]: the one parser of durations (`500ms`, `1.5s`, `10m`,
 //!   `1h`) that every command line and scenario file uses.
 //! - [`ids`]: small shared types (vessel ids, PeerIds and chunks as bytes).
@@ -48,6 +50,7 @@ pub mod membership;
 pub mod migrate;
 pub mod peer;
 pub mod refusal;
+pub mod release;
 pub mod replica;
 pub mod revocation;
 pub mod snapshot;
@@ -73,6 +76,7 @@ mod tests {
         ("migrate", include_str!("migrate.rs")),
         ("peer", include_str!("peer.rs")),
         ("refusal", include_str!("refusal.rs")),
+        ("release", include_str!("release.rs")),
         ("replica", include_str!("replica.rs")),
         ("revocation", include_str!("revocation.rs")),
         ("snapshot", include_str!("snapshot.rs")),

@@ -66,6 +66,8 @@ pub enum PeerRequest {
     /// The lease and fencing of a replicated vessel ([`crate::lease`]).
     Lease(LeaseRequest),
     Replica(ReplicaRequest),
+    /// A release's binary chunks (`upgrade roll`).
+    Release(crate::release::ReleaseRequest),
 }
 
 /// One answer.
@@ -78,6 +80,7 @@ pub enum PeerResponse {
     Refused(Refusal),
     Lease(LeaseResponse),
     Replica(ReplicaResponse),
+    Release(crate::release::ReleaseResponse),
 }
 
 impl From<MigrationRequest> for PeerRequest {
@@ -197,6 +200,9 @@ pub fn peer_messages_oracle(data: &[u8]) -> bool {
             }
         }
         Some(PeerRequest::Replica(r)) => {
+            let _ = r.check();
+        }
+        Some(PeerRequest::Release(r)) => {
             let _ = r.check();
         }
         _ => {}

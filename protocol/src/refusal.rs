@@ -141,6 +141,16 @@ refusal_codes! {
     /// The vessel still runs: a command for ended vessels (`rm`) was
     /// asked of one that does not (stop it first).
     StillRunning = "still-running",
+    /// No kept release has that id or version (`upgrade`).
+    UnknownRelease = "unknown-release",
+    /// The release is older than the version the node runs, and the roll
+    /// did not allow a downgrade.
+    Downgrade = "downgrade",
+    /// A release's binary failed its checks: its hash, its size, its CPU,
+    /// its marker, or it does not run.
+    BadRelease = "bad-release",
+    /// An upgrade is already under way here (on probation, or restarting).
+    UpgradePending = "upgrade-pending",
 }
 
 impl fmt::Display for RefusalCode {

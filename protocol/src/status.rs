@@ -146,6 +146,19 @@ pub struct NodeStatus {
     /// addressing"). `None` from nodes older than node names.
     #[serde(default)]
     pub name: Option<String>,
+    /// The release the node runs: its version and peer protocols
+    /// (`upgrade roll` checks version skew with them). `None` from nodes
+    /// older than releases.
+    #[serde(default)]
+    pub software: Option<NodeSoftware>,
+}
+
+/// What release a node runs (its binary's release marker).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeSoftware {
+    pub version: String,
+    pub peer_protocol: u32,
+    pub min_peer_protocol: u32,
 }
 
 /// Most vessels a status names ([`NodeStatus::named`]): 64 names of up to
@@ -282,6 +295,7 @@ impl NodeStatus {
         }
         for s in [&self.arch, &self.os]
             .into_iter()
+            .chain(self.software.iter().map(|s| &s.version))
             .chain(self.vessels.iter())
             .chain(self.rtts.iter().map(|r| &r.peer))
         {

@@ -419,7 +419,11 @@ impl Session {
         command: Command,
     ) -> Result<ControlResponse, ClientError> {
         // A deployment is never relayed this way (and is large).
-        let again = (!matches!(command, Command::Deploy { .. })).then(|| command.clone());
+        let again = (!matches!(
+            command,
+            Command::Deploy { .. } | Command::ReleaseChunks { .. }
+        ))
+        .then(|| command.clone());
         let req = self.sign(user, command).await?;
         let answer = match self.request(ControlRequest::Signed(Box::new(req))).await? {
             ControlResponse::SignFor {

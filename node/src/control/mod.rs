@@ -25,4 +25,6 @@ pub mod resolve;
 pub mod server;
 pub mod status_cli;
 pub mod tables;
+pub mod upgrade_cli;
+pub mod upgrade_roll;
 pub mod vessel_cli;

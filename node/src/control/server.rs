@@ -266,6 +266,16 @@ pub fn handle(
     channel: ResponseChannel<ControlResponse>,
 ) -> Option<(ResponseChannel<ControlResponse>, ControlResponse)> {
     if let ControlRequest::Signed(req) = &request {
+        if crate::upgrade::command::is_upgrade_command(&req.body.command) {
+            let ControlRequest::Signed(req) = request else {
+                unreachable!("matched above")
+            };
+            if let Err(response) = authorize(state, peer, &req) {
+                return Some((channel, *response));
+            }
+            crate::upgrade::command::run(state, req.body.command, channel);
+            return None;
+        }
         if is_vessel_command(&req.body.command) {
             let ControlRequest::Signed(req) = request else {
                 unreachable!("matched above")
@@ -523,7 +533,7 @@ fn signed(
             peer_id: state.identity.peer_id.to_string(),
             addrs: state.own_addrs(),
             user_key: state.certificate.as_ref().map(|c| c.body.user_key),
-            version: env!("CARGO_PKG_VERSION").to_string(),
+            version: crate::upgrade::running_version().to_string(),
             name: Some(state.name.clone()),
             certificate: state.certificate.clone().map(Box::new),
         }),

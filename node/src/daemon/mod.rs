@@ -135,7 +135,14 @@ pub fn run_start(args: StartArgs) -> Result<i32> {
         journald: args.journald,
     })?;
     let data_dir = DataDir::open(args.data_dir.as_deref())?;
-    let _lock = data_dir.lock()?;
+    let lock = data_dir.lock()?;
+    // A new binary that has used up its starts on probation gives way to
+    // the previous one before anything else can fail.
+    if let Some(previous) = crate::upgrade::probation::at_start(&data_dir.root) {
+        drop(lock);
+        let e = crate::upgrade::restart::exec(&previous);
+        bail!("cannot roll back to {}: {e}", previous.display());
+    }
 
     let (config_path, write_default) = match &args.config {
         Some(p) => (p.clone(), false),
@@ -272,6 +279,15 @@ pub fn run_start(args: StartArgs) -> Result<i32> {
         .await
         .map_err(anyhow::Error::from)
     })?;
+    if let Some(binary) = crate::upgrade::restart::take() {
+        // Nothing of this run may outlive the exec: the runtime's threads
+        // and the data directory's lock go first.
+        drop(runtime);
+        drop(lock);
+        info!("restarting into {}", binary.display());
+        let e = crate::upgrade::restart::exec(&binary);
+        bail!("cannot restart into {}: {e}", binary.display());
+    }
     info!("stopped");
     Ok(0)
 }
@@ -281,12 +297,17 @@ async fn shutdown_signal() {
         Ok(s) => s,
         Err(e) => {
             warn!("cannot watch SIGTERM: {e}");
-            let _ = tokio::signal::ctrl_c().await;
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = crate::upgrade::restart::requested() => {}
+            }
             return;
         }
     };
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+        // An upgrade or a rollback: stop as on SIGTERM, then exec.
+        _ = crate::upgrade::restart::requested() => {}
     }
 }

@@ -163,7 +163,7 @@ pub fn node_swarm(
         ),
         identify: identify::Behaviour::new(
             identify::Config::new(IDENTIFY_PROTOCOL.to_string(), id.keypair.public())
-                .with_agent_version(format!("meshnode/{}", env!("CARGO_PKG_VERSION")))
+                .with_agent_version(format!("meshnode/{}", crate::upgrade::running_version()))
                 // A node may connect to its bootstrap peers before it knows
                 // its own listen addresses: tell them once it does.
                 .with_push_listen_addr_updates(true),

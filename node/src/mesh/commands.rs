@@ -100,7 +100,7 @@ fn gossiped(state: &NodeState) -> Vec<Gossiped> {
         .collect()
 }
 
-pub(super) fn respond_control(
+pub(crate) fn respond_control(
     tx: &mpsc::Sender<NodeCommand>,
     channel: ResponseChannel<protocol::control::ControlResponse>,
     response: ControlResponse,

@@ -283,6 +283,10 @@ pub async fn run(
         liveness: thresholds(Duration::from_millis(config.ping_interval_ms)),
         suspects,
         name: crate::control::resolve::own_name(config.name.as_deref()),
+        releases: Arc::new(crate::upgrade::releases::Releases::open(
+            &params.data_dir.root,
+            params.host.lock().unwrap_or_else(|p| p.into_inner()).store.clone(),
+        )),
     };
     tracing::info!(name = %state.name, "this node's name");
     state.sync_gate();
@@ -401,7 +405,10 @@ pub async fn run(
                 last_liveness_tick = now;
                 service.tick(now);
             }
-            _ = ops_tick.tick() => crate::ops::tick(&state, &mut last_ops_tick, &mut ops_ticks),
+            _ = ops_tick.tick() => {
+                crate::ops::tick(&state, &mut last_ops_tick, &mut ops_ticks);
+                crate::upgrade::probation::tick(&state);
+            }
             _ = placement_tick.tick() => {
                 let migrator = state.migrator();
                 tick(&mut state.placer, &migrator, &state.peers, stale_status, placement_on);

@@ -157,6 +157,7 @@ pub fn serve_peer(
             });
         }
         PeerRequest::Replica(r) => super::replica_serve::serve(swarm, state, peer, r, channel),
+        PeerRequest::Release(r) => crate::upgrade::releases::serve(state, peer, r, channel),
         PeerRequest::Ingress(IngressRequest::Egress(frame)) => {
             if let Err(e) = frame.check() {
                 let refusal = refuse(e.code(), format!("egress frame: {e}"));
@@ -591,7 +592,7 @@ pub(super) async fn serve_async(
             .await?
             .into()),
         PeerRequest::Forward(f) => Ok(serve_forward(control, peer, f).await?.into()),
-        PeerRequest::Ingress(_) | PeerRequest::Replica(_) => {
+        PeerRequest::Ingress(_) | PeerRequest::Replica(_) | PeerRequest::Release(_) => {
             Err(refuse(RefusalCode::Internal, "handled by the event loop"))
         }
         PeerRequest::Lease(protocol::lease::LeaseRequest::Proof { vessel, epoch }) => {

@@ -74,6 +74,8 @@ pub struct NodeState {
     pub suspects: super::liveness::Suspects,
     /// This node's name, as it gossips it (`control::resolve`).
     pub name: String,
+    /// The releases this node keeps for upgrades (`upgrade::releases`).
+    pub releases: Arc<crate::upgrade::releases::Releases>,
 }
 
 impl NodeState {

@@ -23,6 +23,11 @@ pub fn sample(vessels: Vec<String>) -> NodeStatus {
         services: Vec::new(),
         named: Vec::new(),
         name: None,
+        software: Some(protocol::control::NodeSoftware {
+            version: crate::upgrade::running_version().to_string(),
+            peer_protocol: crate::upgrade::marker().peer_protocol,
+            min_peer_protocol: crate::upgrade::marker().min_peer_protocol,
+        }),
     }
 }
 

@@ -210,7 +210,7 @@ fn node_gauges(r: &mut Registry, snap: &Snapshot) {
     let info: Family<Labels, Gauge> = Family::default();
     info.get_or_create(&vec![(
         "version".into(),
-        env!("CARGO_PKG_VERSION").to_string(),
+        crate::upgrade::running_version().to_string(),
     )])
     .set(1);
     r.register("build_info", "meshnode's version (always 1)", info);

@@ -81,7 +81,7 @@ pub fn report(state: &NodeState) -> StatusReport {
     let drop = events.len().saturating_sub(MAX_REPORT_EVENTS);
     events.drain(..drop);
     let mut report = StatusReport {
-        version: env!("CARGO_PKG_VERSION").to_string(),
+        version: crate::upgrade::running_version().to_string(),
         peer_id: state.identity.peer_id.to_string(),
         name: None,
         uptime_ms: ops.uptime().as_millis() as u64,
@@ -95,6 +95,7 @@ pub fn report(state: &NodeState) -> StatusReport {
         events,
         warnings: Vec::new(),
         unhealthy: Vec::new(),
+        upgrade: crate::upgrade::probation::status_line(),
     };
     let own_key = state.identity.public_key();
     let standing = Standing {
@@ -345,6 +346,7 @@ mod tests {
             events: Vec::new(),
             warnings: Vec::new(),
             unhealthy: Vec::new(),
+            upgrade: None,
         }
     }
 

@@ -256,6 +256,9 @@ struct State {
     /// to replicas): garbage collection and eviction keep each, and all it
     /// names, whatever image list they are given ([`ChunkStore::hold`]).
     held: HashMap<String, Hash>,
+    /// Chunks kept by name for a holder that keeps no image: the binaries
+    /// of a release this node published or installed (`upgrade`).
+    held_chunks: HashMap<String, Arc<HashSet<Hash>>>,
 }
 
 /// Keeps every record put (written, or found already stored) while it
@@ -312,6 +315,7 @@ impl ChunkStore {
                     pins: HashMap::new(),
                     next_pin: 0,
                     held: HashMap::new(),
+                    held_chunks: HashMap::new(),
                 }),
                 gc: Mutex::new(()),
             }),
@@ -399,6 +403,26 @@ impl ChunkStore {
             Some(h) => s.held.insert(holder.to_string(), h),
             None => s.held.remove(holder),
         };
+    }
+
+    /// Keeps `chunks` from garbage collection for `holder` until it holds
+    /// others or none (empty): chunks that no image names, such as a
+    /// release's binaries. In memory, like [`ChunkStore::hold`].
+    pub fn hold_chunks(&self, holder: &str, chunks: HashSet<Hash>) {
+        let mut s = self.state();
+        if chunks.is_empty() {
+            s.held_chunks.remove(holder);
+        } else {
+            s.held_chunks.insert(holder.to_string(), Arc::new(chunks));
+        }
+    }
+
+    /// Whether some holder keeps `chunk` through [`ChunkStore::hold_chunks`].
+    pub fn chunk_is_held(&self, holder: &str, chunk: &Hash) -> bool {
+        self.state()
+            .held_chunks
+            .get(holder)
+            .is_some_and(|c| c.contains(chunk))
     }
 
     /// The image `holder` holds, if any.
@@ -627,7 +651,10 @@ impl ChunkStore {
         let mut keep = keep.to_vec();
         keep.extend(self.state().held.values().copied());
         let keep = &keep[..];
-        let (live, live_manifests) = self.live_of(keep)?;
+        let (mut live, live_manifests) = self.live_of(keep)?;
+        let held_chunks: Vec<Arc<HashSet<Hash>>> =
+            self.state().held_chunks.values().cloned().collect();
+        live.extend(held_chunks.iter().flat_map(|c| c.iter().copied()));
         let keep: HashSet<Hash> = keep.iter().copied().collect();
         let mut removed = 0;
         let candidates = {
