@@ -31,4 +31,5 @@ pub mod ops;
 pub mod placement;
 pub mod store;
 mod sync;
+pub mod upgrade;
 pub mod vessel;

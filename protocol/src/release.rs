@@ -166,7 +166,9 @@ pub enum ReleaseError {
     Format { found: u32 },
     #[error("{0}")]
     Signature(#[from] SignatureError),
-    #[error("version `{0}` is not MAJOR.MINOR.PATCH[-PRE] of at most {MAX_RELEASE_VERSION_BYTES} bytes")]
+    #[error(
+        "version `{0}` is not MAJOR.MINOR.PATCH[-PRE] of at most {MAX_RELEASE_VERSION_BYTES} bytes"
+    )]
     BadVersion(String),
     #[error("a release holds 1 to {MAX_RELEASE_BINARIES} binaries, this one {0}")]
     BinaryCount(usize),
@@ -189,7 +191,9 @@ pub enum ReleaseError {
     NotElf,
     #[error("a CPU that meshnode is not released for ({0})")]
     UnknownCpu(String),
-    #[error("no meshnode release marker in it (not a meshnode binary, or one older than releases)")]
+    #[error(
+        "no meshnode release marker in it (not a meshnode binary, or one older than releases)"
+    )]
     NoMarker,
     #[error("its release marker is malformed: {0}")]
     BadMarker(String),
@@ -356,14 +360,29 @@ pub struct Marker {
 
 /// Finds and parses the release marker in a binary's bytes: the first
 /// [`MARKER_PREFIX`] followed by `version=…;peer-protocol=…;
-/// min-peer-protocol=…;`.
+/// min-peer-protocol=…;` (the prefix also appears on its own, in the code
+/// that reads markers).
 pub fn read_marker(binary: &[u8]) -> Result<Marker, ReleaseError> {
-    let at = binary
+    let mut first_error = None;
+    let mut from = 0;
+    while let Some(at) = binary[from..]
         .windows(MARKER_PREFIX.len())
         .position(|w| w == MARKER_PREFIX)
-        .ok_or(ReleaseError::NoMarker)?;
-    let rest = &binary[at + MARKER_PREFIX.len()..];
-    parse_marker_fields(&rest[..rest.len().min(MAX_MARKER_BYTES)])
+    {
+        let start = from + at + MARKER_PREFIX.len();
+        let rest = &binary[start..];
+        match parse_marker_fields(&rest[..rest.len().min(MAX_MARKER_BYTES)]) {
+            Ok(m) => return Ok(m),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+        from = start;
+    }
+    Err(match first_error {
+        Some(e) if binary.windows(9).any(|w| w == b"version=") => e,
+        _ => ReleaseError::NoMarker,
+    })
 }
 
 /// The fields after [`MARKER_PREFIX`]: exactly three `key=value;` pairs
@@ -424,7 +443,9 @@ pub enum ReleaseResponse {
 impl ReleaseRequest {
     pub fn check(&self) -> Result<(), ReleaseError> {
         match self {
-            ReleaseRequest::Chunks { hashes, .. } if hashes.len() > MAX_RELEASE_CHUNKS_PER_REQUEST => {
+            ReleaseRequest::Chunks { hashes, .. }
+                if hashes.len() > MAX_RELEASE_CHUNKS_PER_REQUEST =>
+            {
                 Err(ReleaseError::TooManyChunks(hashes.len()))
             }
             ReleaseRequest::Chunks { .. } => Ok(()),
@@ -510,7 +531,16 @@ mod tests {
         assert!(v("0.2.0") > v("0.1.10"));
         assert!(v("1.0.0-rc.1") < v("1.0.0"));
         assert!(v("1.0.0-rc.1") < v("1.0.0-rc.2"));
-        for bad in ["", "1", "1.2", "1.2.3.4", "1.x.3", "1.2.3-", "01.2.3 ", "1.2.3-a b"] {
+        for bad in [
+            "",
+            "1",
+            "1.2",
+            "1.2.3.4",
+            "1.x.3",
+            "1.2.3-",
+            "01.2.3 ",
+            "1.2.3-a b",
+        ] {
             assert!(Version::parse(bad).is_err(), "{bad}");
         }
     }
@@ -532,13 +562,16 @@ mod tests {
         }
         elf[4] = 1;
         elf[18..20].copy_from_slice(&3u16.to_le_bytes());
-        assert!(matches!(Cpu::of_elf(&elf), Err(ReleaseError::UnknownCpu(_))));
+        assert!(matches!(
+            Cpu::of_elf(&elf),
+            Err(ReleaseError::UnknownCpu(_))
+        ));
         assert_eq!(Cpu::of_elf(b"#!/bin/sh\n"), Err(ReleaseError::NotElf));
     }
 
     #[test]
     fn the_marker_is_found_and_parsed() {
-        let bin = b"\0\0junkMESHNODE-RELEASE;version=0.4.1;peer-protocol=2;min-peer-protocol=1;\0more";
+        let bin = b"MESHNODE-RELEASE;\0junkMESHNODE-RELEASE;version=0.4.1;peer-protocol=2;min-peer-protocol=1;\0more";
         assert_eq!(
             read_marker(bin),
             Ok(Marker {

@@ -486,6 +486,8 @@ pub fn peers_json(peers: &[PeerInfo]) -> serde_json::Value {
                     "name": claimed_name(p),
                     "self": p.is_self,
                     "name_clash": claimed_name(p).and_then(|n| clashes.get(n)),
+                    "version": s.and_then(|s| s.software.as_ref()).map(|v| v.version.clone()),
+                    "draining": s.map(|s| s.draining),
                 })
             })
             .collect(),

@@ -122,7 +122,10 @@ fn read_binary(path: &Path) -> Result<Read> {
     let bytes = std::fs::read(path).with_context(|| format!("{shown}"))?;
     let cpu = Cpu::of_elf(&bytes).with_context(|| format!("{shown}"))?;
     let marker = read_marker(&bytes).with_context(|| format!("{shown}"))?;
-    let chunks = bytes.chunks(CHUNK_SIZE_BYTES as usize).map(Hash::of).collect();
+    let chunks = bytes
+        .chunks(CHUNK_SIZE_BYTES as usize)
+        .map(Hash::of)
+        .collect();
     let binary = ReleaseBinary {
         cpu,
         size_bytes: size,
@@ -140,7 +143,10 @@ fn read_binary(path: &Path) -> Result<Read> {
 /// The release the binaries make: one version and protocol, one per CPU.
 fn release_of(read: &[Read], one_way_data: Option<String>) -> Result<Release> {
     if read.len() > MAX_RELEASE_BINARIES {
-        bail!("{} binaries given; a release holds at most {MAX_RELEASE_BINARIES}", read.len());
+        bail!(
+            "{} binaries given; a release holds at most {MAX_RELEASE_BINARIES}",
+            read.len()
+        );
     }
     let first = &read[0];
     for r in &read[1..] {
@@ -151,11 +157,22 @@ fn release_of(read: &[Read], one_way_data: Option<String>) -> Result<Release> {
                 r.path.display(), r.marker.version, r.marker.peer_protocol
             );
         }
-        if let Some(o) = read.iter().find(|o| o.binary.cpu == r.binary.cpu && o.path != r.path) {
-            bail!("{} and {} are both for {}: give one binary per CPU", o.path.display(), r.path.display(), r.binary.cpu);
+        if let Some(o) = read
+            .iter()
+            .find(|o| o.binary.cpu == r.binary.cpu && o.path != r.path)
+        {
+            bail!(
+                "{} and {} are both for {}: give one binary per CPU",
+                o.path.display(),
+                r.path.display(),
+                r.binary.cpu
+            );
         }
     }
-    if one_way_data.as_ref().is_some_and(|n| n.len() > MAX_RELEASE_NOTE_BYTES) {
+    if one_way_data
+        .as_ref()
+        .is_some_and(|n| n.len() > MAX_RELEASE_NOTE_BYTES)
+    {
         bail!("--one-way-data: at most {MAX_RELEASE_NOTE_BYTES} bytes");
     }
     let published_unix_ms = std::time::SystemTime::now()
@@ -187,7 +204,12 @@ fn run_publish(args: PublishArgs) -> Result<i32> {
         let (mut session, _) = open(node, dir, &key).await?;
         let (sent, had) = upload(&mut session, &key, &read).await?;
         let answer = session
-            .signed(&key, Command::ReleasePublish { release: Box::new(signed.clone()) })
+            .signed(
+                &key,
+                Command::ReleasePublish {
+                    release: Box::new(signed.clone()),
+                },
+            )
             .await?;
         let ControlResponse::Upgrade(report) = answer else {
             bail!("unexpected answer to a release: {answer:?}");
@@ -206,11 +228,21 @@ fn run_publish(args: PublishArgs) -> Result<i32> {
         }))?;
         return Ok(0);
     }
-    out(format_args!("published meshnode {} ({})", signed.body.version, report.detail))?;
+    out(format_args!(
+        "published meshnode {} ({})",
+        signed.body.version, report.detail
+    ))?;
     for b in &signed.body.binaries {
-        out(format_args!("  {:<8} {:>6.1} MiB  {}", b.cpu.name(), b.size_bytes as f64 / 1048576.0, b.hash))?;
+        out(format_args!(
+            "  {:<8} {:>6.1} MiB  {}",
+            b.cpu.name(),
+            b.size_bytes as f64 / 1048576.0,
+            b.hash
+        ))?;
     }
-    out(format_args!("{sent} chunks sent, {had} the node had; roll it out with `meshnode upgrade roll`"))?;
+    out(format_args!(
+        "{sent} chunks sent, {had} the node had; roll it out with `meshnode upgrade roll`"
+    ))?;
     Ok(0)
 }
 
@@ -230,7 +262,9 @@ async fn upload(
         }
     }
     let hashes: Vec<Hash> = unique.keys().copied().collect();
-    let answer = session.signed(key, Command::ReleaseLacking { hashes }).await?;
+    let answer = session
+        .signed(key, Command::ReleaseLacking { hashes })
+        .await?;
     let ControlResponse::Lacking(lacking) = answer else {
         bail!("unexpected answer to which chunks the node lacks: {answer:?}");
     };
@@ -240,7 +274,9 @@ async fn upload(
             .iter()
             .filter_map(|h| unique.get(h).map(|b| ChunkBytes(b.to_vec())))
             .collect();
-        session.signed(key, Command::ReleaseChunks { chunks }).await?;
+        session
+            .signed(key, Command::ReleaseChunks { chunks })
+            .await?;
         sent += batch.len();
         eprintln!("meshnode: sent {sent} of {total} chunks");
     }
@@ -263,11 +299,18 @@ fn run_list(args: ListArgs) -> Result<i32> {
         return Ok(0);
     }
     if releases.is_empty() {
-        eprintln!("meshnode: the node keeps no release; publish one with `meshnode upgrade publish`");
+        eprintln!(
+            "meshnode: the node keeps no release; publish one with `meshnode upgrade publish`"
+        );
     }
     for r in &releases {
         let cpus: Vec<&str> = r.body.binaries.iter().map(|b| b.cpu.name()).collect();
-        out(format_args!("{:<12} {}  signed by {}", r.body.version, cpus.join(","), r.user_key))?;
+        out(format_args!(
+            "{:<12} {}  signed by {}",
+            r.body.version,
+            cpus.join(","),
+            r.user_key
+        ))?;
     }
     Ok(0)
 }

@@ -12,7 +12,7 @@ use ed25519_dalek::SigningKey;
 use libp2p::Multiaddr;
 use protocol::control::{Command, ControlResponse, DrainReport, PeerInfo, StatusReport};
 use protocol::refusal::RefusalCode;
-use protocol::release::{Cpu, SignedRelease};
+use protocol::release::{Cpu, SignedRelease, Version};
 
 use super::cli::{out, parse_duration, runtime, user_key, NodeTarget};
 use super::client::{open, ClientError, Session};
@@ -87,7 +87,7 @@ async fn roll(args: &RollArgs, key: &SigningKey) -> Result<i32> {
         bail!("unexpected answer to `peers`");
     };
     drop(local);
-    let plan = plan(&peers, &release, &me)?;
+    let plan = plan(&peers, &release, &me, args.allow_downgrade)?;
     confirm_one_way(&release, args.yes)?;
     eprintln!(
         "meshnode: rolling {} out to {} node(s), one at a time",
@@ -140,7 +140,12 @@ async fn pick(
 /// The nodes in roll order (the one the CLI talks to last), after the
 /// checks that need no node to change: a binary for each CPU, and version
 /// skew within what the release speaks.
-fn plan(peers: &[PeerInfo], release: &SignedRelease, me: &str) -> Result<Vec<Target>> {
+fn plan(
+    peers: &[PeerInfo],
+    release: &SignedRelease,
+    me: &str,
+    allow_downgrade: bool,
+) -> Result<Vec<Target>> {
     let mut plan = Vec::new();
     for p in peers.iter().filter(|p| p.member) {
         let status = p.status.as_ref();
@@ -151,9 +156,21 @@ fn plan(peers: &[PeerInfo], release: &SignedRelease, me: &str) -> Result<Vec<Tar
         let arch = status.map_or("unknown", |s| s.arch.as_str());
         let cpu = cpu_of_arch(arch);
         if cpu.is_none_or(|c| release.binary_for(c).is_none()) {
-            bail!("{shown} is {arch}, and release {} has no binary for it: publish one", release.body.version);
+            bail!(
+                "{shown} is {arch}, and release {} has no binary for it: publish one",
+                release.body.version
+            );
         }
         let software = status.and_then(|s| s.software.as_ref());
+        if let Some(s) =
+            software.filter(|s| !allow_downgrade && older(&release.body.version, &s.version))
+        {
+            bail!(
+                "{shown} runs {}, newer than release {}: roll with --allow-downgrade to go back",
+                s.version,
+                release.body.version
+            );
+        }
         if let Some(s) = software {
             if s.peer_protocol < release.body.min_peer_protocol {
                 bail!(
@@ -247,8 +264,16 @@ async fn upgrade_node(
     let mut s = connect(t).await?;
     eprintln!("meshnode: {}: draining", t.shown);
     let drained = drain(&mut s, key).await?;
-    row.vessels_moved = drained.vessels.iter().filter(|v| v.state == "moved").count();
-    row.vessels_stayed = drained.vessels.iter().filter(|v| v.state != "moved" && v.state != "ended").count();
+    row.vessels_moved = drained
+        .vessels
+        .iter()
+        .filter(|v| v.state == "moved")
+        .count();
+    row.vessels_stayed = drained
+        .vessels
+        .iter()
+        .filter(|v| v.state != "moved" && v.state != "ended")
+        .count();
     row.drain_ms = started.elapsed().as_millis() as u64;
     let apply = Command::UpgradeApply {
         release: Box::new(release.clone()),
@@ -298,7 +323,9 @@ async fn drain(s: &mut Session, key: &SigningKey) -> Result<DrainReport> {
     };
     while !report.done {
         tokio::time::sleep(POLL).await;
-        let status = Command::DrainStatus { node: "self".into() };
+        let status = Command::DrainStatus {
+            node: "self".into(),
+        };
         let ControlResponse::Drain(r) = s.signed(key, status).await? else {
             bail!("unexpected answer to the drain's status");
         };
@@ -310,7 +337,15 @@ async fn drain(s: &mut Session, key: &SigningKey) -> Result<DrainReport> {
 /// Ends the node's drain; a node that is not draining (it restarted) is
 /// fine.
 async fn undrain(s: &mut Session, key: &SigningKey) {
-    match s.signed(key, Command::Undrain { node: "self".into() }).await {
+    match s
+        .signed(
+            key,
+            Command::Undrain {
+                node: "self".into(),
+            },
+        )
+        .await
+    {
         Ok(_) => {}
         Err(ClientError::Refused(r)) if r.code == RefusalCode::NotDraining => {}
         Err(e) => eprintln!("meshnode: could not end the drain: {e}"),
@@ -352,7 +387,10 @@ async fn wait_healthy(
             (None, true) => "healthy".into(),
         };
     }
-    bail!("not healthy on {version} within {} s: {last}", timeout.as_secs())
+    bail!(
+        "not healthy on {version} within {} s: {last}",
+        timeout.as_secs()
+    )
 }
 
 async fn status(t: &Target, key: &SigningKey) -> Result<StatusReport> {
@@ -374,7 +412,9 @@ async fn roll_back(t: &Target, key: &SigningKey, version: &str) -> String {
     match status(t, key).await {
         Ok(r) if r.version == version => {}
         Ok(r) => return format!("it runs {}", r.version),
-        Err(_) => return "it does not answer; it rolls itself back when it starts unhealthy".into(),
+        Err(_) => {
+            return "it does not answer; it rolls itself back when it starts unhealthy".into()
+        }
     }
     let ask = async {
         let mut s = connect(t).await?;
@@ -409,4 +449,9 @@ fn print_rows(rows: &[Row], json: bool) -> Result<()> {
         out(format_args!("{}\t{}", r.node, summary(r)))?;
     }
     Ok(())
+}
+
+/// Whether version `a` is older than `b` (either unparsable: no).
+fn older(a: &str, b: &str) -> bool {
+    matches!((Version::parse(a), Version::parse(b)), (Ok(a), Ok(b)) if a < b)
 }

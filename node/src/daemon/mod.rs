@@ -281,8 +281,9 @@ pub fn run_start(args: StartArgs) -> Result<i32> {
     })?;
     if let Some(binary) = crate::upgrade::restart::take() {
         // Nothing of this run may outlive the exec: the runtime's threads
-        // and the data directory's lock go first.
-        drop(runtime);
+        // (a blocking task is given a moment) and the data directory's
+        // lock go first.
+        runtime.shutdown_timeout(std::time::Duration::from_secs(5));
         drop(lock);
         info!("restarting into {}", binary.display());
         let e = crate::upgrade::restart::exec(&binary);

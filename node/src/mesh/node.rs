@@ -285,7 +285,12 @@ pub async fn run(
         name: crate::control::resolve::own_name(config.name.as_deref()),
         releases: Arc::new(crate::upgrade::releases::Releases::open(
             &params.data_dir.root,
-            params.host.lock().unwrap_or_else(|p| p.into_inner()).store.clone(),
+            params
+                .host
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .store
+                .clone(),
         )),
     };
     tracing::info!(name = %state.name, "this node's name");

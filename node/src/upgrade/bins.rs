@@ -109,7 +109,10 @@ impl BinDir {
         let previous = std::fs::read_link(self.previous()).map_err(|e| {
             refuse(
                 RefusalCode::UnknownRelease,
-                format!("no previous binary to roll back to ({}: {e})", self.previous().display()),
+                format!(
+                    "no previous binary to roll back to ({}: {e})",
+                    self.previous().display()
+                ),
             )
         })?;
         let previous = self.dir.join(previous);
@@ -119,7 +122,9 @@ impl BinDir {
                 format!("the previous binary {} is gone", previous.display()),
             ));
         }
-        let current = std::fs::read_link(self.current()).ok().map(|t| self.dir.join(t));
+        let current = std::fs::read_link(self.current())
+            .ok()
+            .map(|t| self.dir.join(t));
         self.set_link("current", &previous)?;
         if let Some(c) = current {
             self.set_link("previous", &c)?;
@@ -181,7 +186,12 @@ pub fn try_run(path: &Path, version: &str) -> Result<(), Refusal> {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .map_err(|e| refuse(RefusalCode::BadRelease, format!("{}: does not start: {e}", path.display())))?;
+        .map_err(|e| {
+            refuse(
+                RefusalCode::BadRelease,
+                format!("{}: does not start: {e}", path.display()),
+            )
+        })?;
     let deadline = std::time::Instant::now() + TRY_RUN_TIMEOUT;
     loop {
         match child.try_wait() {
@@ -194,14 +204,15 @@ pub fn try_run(path: &Path, version: &str) -> Result<(), Refusal> {
                 let _ = child.wait();
                 return Err(refuse(
                     RefusalCode::BadRelease,
-                    format!("{} --version did not finish within {TRY_RUN_TIMEOUT:?}", path.display()),
+                    format!(
+                        "{} --version did not finish within {TRY_RUN_TIMEOUT:?}",
+                        path.display()
+                    ),
                 ));
             }
         }
     }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| internal(path, e))?;
+    let out = child.wait_with_output().map_err(|e| internal(path, e))?;
     let printed = String::from_utf8_lossy(&out.stdout);
     let expected = format!("meshnode {version}");
     if !out.status.success() || printed.trim() != expected {

@@ -95,13 +95,19 @@ async fn answer(ctx: &Ctx, command: Command) -> Result<ControlResponse, Refusal>
 /// A release's signature, limits, and signer (a user key this node
 /// trusts).
 fn check(ctx: &Ctx, release: &SignedRelease) -> Result<(), Refusal> {
-    release
-        .verify()
-        .map_err(|e| refuse(RefusalCode::BadRelease, format!("release {}: {e}", release.body.version)))?;
+    release.verify().map_err(|e| {
+        refuse(
+            RefusalCode::BadRelease,
+            format!("release {}: {e}", release.body.version),
+        )
+    })?;
     if !ctx.trusted.contains(&release.user_key) {
         return Err(refuse(
             RefusalCode::Untrusted,
-            format!("release {} is signed by {}, a user key this node does not trust", release.body.version, release.user_key),
+            format!(
+                "release {} is signed by {}, a user key this node does not trust",
+                release.body.version, release.user_key
+            ),
         ));
     }
     Ok(())
@@ -127,7 +133,11 @@ async fn publish(ctx: &Ctx, release: SignedRelease) -> Result<ControlResponse, R
         false,
         None,
         super::fetch::Fetched::default(),
-        format!("kept release {} ({})", release.body.version, cpus.join(", ")),
+        format!(
+            "kept release {} ({})",
+            release.body.version,
+            cpus.join(", ")
+        ),
     )))
 }
 
@@ -136,14 +146,20 @@ fn verify_stored(store: &crate::store::ChunkStore, b: &ReleaseBinary) -> Result<
     let mut hasher = blake3::Hasher::new();
     for h in &b.chunks {
         let bytes = store.get_chunk(h).map_err(|e| {
-            refuse(RefusalCode::MissingChunks, format!("the {} binary: {e}", b.cpu))
+            refuse(
+                RefusalCode::MissingChunks,
+                format!("the {} binary: {e}", b.cpu),
+            )
         })?;
         hasher.update(&bytes);
     }
     if protocol::snapshot::Hash(*hasher.finalize().as_bytes()) != b.hash {
         return Err(refuse(
             RefusalCode::BadRelease,
-            format!("the {} binary's chunks do not hash to the release's {}", b.cpu, b.hash),
+            format!(
+                "the {} binary's chunks do not hash to the release's {}",
+                b.cpu, b.hash
+            ),
         ));
     }
     Ok(())
@@ -169,7 +185,12 @@ async fn apply(
     match compare(&version)? {
         std::cmp::Ordering::Equal => {
             let detail = format!("already runs {version}");
-            return Ok(ControlResponse::Upgrade(report(false, None, Default::default(), detail)));
+            return Ok(ControlResponse::Upgrade(report(
+                false,
+                None,
+                Default::default(),
+                detail,
+            )));
         }
         std::cmp::Ordering::Less if !allow_downgrade => {
             return Err(refuse(
@@ -198,19 +219,34 @@ async fn apply(
     info!(from = running_version(), to = %version, "upgrade installed: restarting into it");
     restart_soon(BinDir::new(&ctx.data_root).current());
     let detail = format!("installed {version}; restarting into it");
-    Ok(ControlResponse::Upgrade(report(true, Some(version), fetched, detail)))
+    Ok(ControlResponse::Upgrade(report(
+        true,
+        Some(version),
+        fetched,
+        detail,
+    )))
 }
 
 /// The release's binary for this node's CPU.
 fn binary_here(release: &SignedRelease) -> Result<ReleaseBinary, Refusal> {
     let cpu = Cpu::this().ok_or_else(|| {
-        refuse(RefusalCode::BadRelease, format!("meshnode makes no releases for this CPU ({})", std::env::consts::ARCH))
+        refuse(
+            RefusalCode::BadRelease,
+            format!(
+                "meshnode makes no releases for this CPU ({})",
+                std::env::consts::ARCH
+            ),
+        )
     })?;
     release.binary_for(cpu).cloned().ok_or_else(|| {
         let has: Vec<&str> = release.body.binaries.iter().map(|b| b.cpu.name()).collect();
         refuse(
             RefusalCode::BadRelease,
-            format!("release {} has no binary for {cpu} (it has {})", release.body.version, has.join(", ")),
+            format!(
+                "release {} has no binary for {cpu} (it has {})",
+                release.body.version,
+                has.join(", ")
+            ),
         )
     })
 }
@@ -227,8 +263,12 @@ fn parse_sources(sources: &[String]) -> Result<Vec<PeerId>, Refusal> {
     sources
         .iter()
         .map(|s| {
-            s.parse()
-                .map_err(|_| refuse(RefusalCode::BadArgument, format!("source `{s}` is not a PeerId")))
+            s.parse().map_err(|_| {
+                refuse(
+                    RefusalCode::BadArgument,
+                    format!("source `{s}` is not a PeerId"),
+                )
+            })
         })
         .collect()
 }
@@ -236,7 +276,10 @@ fn parse_sources(sources: &[String]) -> Result<Vec<PeerId>, Refusal> {
 /// Puts the previous binary back and restarts into it.
 fn rollback(ctx: &Ctx) -> Result<ControlResponse, Refusal> {
     if restart::is_requested() {
-        return Err(refuse(RefusalCode::UpgradePending, "this node is restarting already"));
+        return Err(refuse(
+            RefusalCode::UpgradePending,
+            "this node is restarting already",
+        ));
     }
     let bins = BinDir::new(&ctx.data_root);
     let previous = bins.roll_back()?;
@@ -244,7 +287,12 @@ fn rollback(ctx: &Ctx) -> Result<ControlResponse, Refusal> {
     warn!(to = %previous.display(), "rolled back: restarting into the previous binary");
     restart_soon(bins.current());
     let detail = format!("rolled back to {}; restarting into it", previous.display());
-    Ok(ControlResponse::Upgrade(report(true, None, Default::default(), detail)))
+    Ok(ControlResponse::Upgrade(report(
+        true,
+        None,
+        Default::default(),
+        detail,
+    )))
 }
 
 fn restart_soon(binary: PathBuf) {

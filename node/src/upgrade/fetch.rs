@@ -8,7 +8,9 @@ use std::collections::HashSet;
 use libp2p::PeerId;
 use protocol::peer::{PeerRequest, PeerResponse};
 use protocol::refusal::{Refusal, RefusalCode};
-use protocol::release::{ReleaseBinary, ReleaseRequest, ReleaseResponse, MAX_RELEASE_CHUNKS_PER_REQUEST};
+use protocol::release::{
+    ReleaseBinary, ReleaseRequest, ReleaseResponse, MAX_RELEASE_CHUNKS_PER_REQUEST,
+};
 use protocol::snapshot::Hash;
 
 use super::releases::refuse;
@@ -33,8 +35,17 @@ pub async fn fetch_binary(
     sources: &[PeerId],
 ) -> Result<Fetched, Refusal> {
     let mut seen = HashSet::new();
-    let unique: Vec<Hash> = binary.chunks.iter().filter(|h| seen.insert(**h)).copied().collect();
-    let lacking: Vec<Hash> = unique.iter().filter(|h| !store.has_chunk(h)).copied().collect();
+    let unique: Vec<Hash> = binary
+        .chunks
+        .iter()
+        .filter(|h| seen.insert(**h))
+        .copied()
+        .collect();
+    let lacking: Vec<Hash> = unique
+        .iter()
+        .filter(|h| !store.has_chunk(h))
+        .copied()
+        .collect();
     let mut fetched = Fetched {
         had_chunks: (unique.len() - lacking.len()) as u64,
         ..Fetched::default()
@@ -42,7 +53,11 @@ pub async fn fetch_binary(
     if !lacking.is_empty() && sources.is_empty() {
         return Err(refuse(
             RefusalCode::MissingChunks,
-            format!("{} chunks of the {} binary are missing and no member was named to fetch them from", lacking.len(), binary.cpu),
+            format!(
+                "{} chunks of the {} binary are missing and no member was named to fetch them from",
+                lacking.len(),
+                binary.cpu
+            ),
         ));
     }
     for batch in lacking.chunks(MAX_RELEASE_CHUNKS_PER_REQUEST) {
@@ -88,7 +103,9 @@ async fn fetch_batch(
         let stored = tokio::task::spawn_blocking(move || {
             let mut bytes = 0u64;
             for (h, c) in hashes.iter().zip(&chunks) {
-                store.put_chunk_expecting(h, &c.0).map_err(|e| e.to_string())?;
+                store
+                    .put_chunk_expecting(h, &c.0)
+                    .map_err(|e| e.to_string())?;
                 bytes += c.0.len() as u64;
             }
             Ok::<u64, String>(bytes)
@@ -102,7 +119,11 @@ async fn fetch_batch(
     }
     Err(refuse(
         RefusalCode::MissingChunks,
-        format!("no member gave {} chunks of the release ({})", batch.len(), why.join("; ")),
+        format!(
+            "no member gave {} chunks of the release ({})",
+            batch.len(),
+            why.join("; ")
+        ),
     ))
 }
 

@@ -85,7 +85,10 @@ pub fn clear(data_root: &Path) {
 pub fn at_start(data_root: &Path) -> Option<PathBuf> {
     let bytes = std::fs::read(path(data_root)).ok()?;
     let Ok(mut record) = protocol::cbor::decode::<Record>(&bytes) else {
-        warn!("{}: not a probation record; removed", path(data_root).display());
+        warn!(
+            "{}: not a probation record; removed",
+            path(data_root).display()
+        );
         clear(data_root);
         return None;
     };
@@ -148,8 +151,14 @@ pub fn tick(state: &NodeState) {
     let mut guard = lock(running());
     let Some(r) = guard.as_mut() else { return };
     let now = Instant::now();
-    r.healthy_since = if healthy { Some(r.healthy_since.unwrap_or(now)) } else { None };
-    if r.healthy_since.is_some_and(|t| now.duration_since(t) >= PROBATION) {
+    r.healthy_since = if healthy {
+        Some(r.healthy_since.unwrap_or(now))
+    } else {
+        None
+    };
+    if r.healthy_since
+        .is_some_and(|t| now.duration_since(t) >= PROBATION)
+    {
         info!(to = %r.record.to_version, "the upgrade passed its probation");
         drop(guard);
         clear(root);

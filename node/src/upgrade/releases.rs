@@ -87,14 +87,16 @@ impl Releases {
             if path.extension().is_none_or(|x| x != "cbor") {
                 continue;
             }
-            let read = std::fs::read(&path).map_err(|e| e.to_string()).and_then(|b| {
-                if b.len() > MAX_SIGNED_RELEASE_BYTES {
-                    return Err(format!("over {MAX_SIGNED_RELEASE_BYTES} bytes"));
-                }
-                let r: SignedRelease = protocol::cbor::decode(&b).map_err(|e| e.to_string())?;
-                r.verify().map_err(|e| e.to_string())?;
-                Ok(r)
-            });
+            let read = std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| {
+                    if b.len() > MAX_SIGNED_RELEASE_BYTES {
+                        return Err(format!("over {MAX_SIGNED_RELEASE_BYTES} bytes"));
+                    }
+                    let r: SignedRelease = protocol::cbor::decode(&b).map_err(|e| e.to_string())?;
+                    r.verify().map_err(|e| e.to_string())?;
+                    Ok(r)
+                });
             match read {
                 Ok(r) => out.push(r),
                 Err(e) => warn!("skipping kept release {}: {e}", path.display()),
@@ -146,10 +148,17 @@ impl Releases {
         if hashes.len() > MAX_UPLOAD_CHUNKS {
             return Err(refuse(
                 RefusalCode::Limit,
-                format!("{} chunks asked, more than the limit of {MAX_UPLOAD_CHUNKS}", hashes.len()),
+                format!(
+                    "{} chunks asked, more than the limit of {MAX_UPLOAD_CHUNKS}",
+                    hashes.len()
+                ),
             ));
         }
-        Ok(hashes.iter().filter(|h| !self.store.has_chunk(h)).copied().collect())
+        Ok(hashes
+            .iter()
+            .filter(|h| !self.store.has_chunk(h))
+            .copied()
+            .collect())
     }
 
     /// Stores uploaded chunks, held until the release naming them is kept.

@@ -35,5 +35,6 @@ mod status;
 mod support;
 mod sync_durability;
 mod systemd_notify;
+mod upgrade;
 mod waiting;
 mod wasi_rights;
