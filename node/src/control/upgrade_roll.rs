@@ -275,6 +275,12 @@ async fn upgrade_node(
         .filter(|v| v.state != "moved" && v.state != "ended")
         .count();
     row.drain_ms = started.elapsed().as_millis() as u64;
+    for v in drained.vessels.iter().filter(|v| v.state != "moved" && v.state != "ended") {
+        eprintln!(
+            "meshnode: {}: vessel {} ({}) stays ({}): written down at the restart and resumed after it",
+            t.shown, v.name, v.id, v.state
+        );
+    }
     let apply = Command::UpgradeApply {
         release: Box::new(release.clone()),
         sources: sources.to_vec(),

@@ -209,7 +209,7 @@ fn a_roll_upgrades_every_node_and_the_vessel_keeps_running() {
     for r in &rows {
         assert!(r["state"].as_str().unwrap().starts_with("upgraded"), "{r}");
     }
-    eprintln!("roll of 3 nodes: {roll_s:.1} s; {rows:?}");
+    eprintln!("roll of 3 nodes: {roll_s:.1} s\n{}", stderr(&out));
     let all: Vec<&Node> = nodes.iter().collect();
     wait_version(&user, &all, &next);
     for (n, pid) in nodes.iter_mut().zip(&pids) {
