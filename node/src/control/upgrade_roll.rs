@@ -67,6 +67,9 @@ struct Row {
     total_ms: u64,
     vessels_moved: usize,
     vessels_stayed: usize,
+    /// The longest pause of a vessel moved off it (its migration's
+    /// downtime), in milliseconds.
+    max_vessel_pause_ms: Option<u64>,
     fetched_chunks: u64,
     fetched_bytes: u64,
 }
@@ -275,7 +278,12 @@ async fn upgrade_node(
         .filter(|v| v.state != "moved" && v.state != "ended")
         .count();
     row.drain_ms = started.elapsed().as_millis() as u64;
-    for v in drained.vessels.iter().filter(|v| v.state != "moved" && v.state != "ended") {
+    row.max_vessel_pause_ms = max_pause(&mut s, key, &t.peer_id, &drained).await;
+    for v in drained
+        .vessels
+        .iter()
+        .filter(|v| v.state != "moved" && v.state != "ended")
+    {
         eprintln!(
             "meshnode: {}: vessel {} ({}) stays ({}): written down at the restart and resumed after it",
             t.shown, v.name, v.id, v.state
@@ -338,6 +346,29 @@ async fn drain(s: &mut Session, key: &SigningKey) -> Result<DrainReport> {
         report = r;
     }
     Ok(report)
+}
+
+/// The longest downtime of the migrations that moved the vessels off
+/// (each asked of the node as their source); `None` when none moved or the
+/// node did not say.
+async fn max_pause(
+    s: &mut Session,
+    key: &SigningKey,
+    source: &str,
+    drained: &DrainReport,
+) -> Option<u64> {
+    let mut max = None;
+    for v in drained.vessels.iter().filter(|v| v.state == "moved") {
+        let ask = Command::MigrationStatus {
+            vessel: v.id,
+            source: source.to_string(),
+        };
+        if let Ok(ControlResponse::Migration(m)) = s.signed(key, ask).await {
+            let ms = m.downtime_us.map(|us| us / 1000);
+            max = max.max(ms);
+        }
+    }
+    max
 }
 
 /// Ends the node's drain; a node that is not draining (it restarted) is
@@ -436,8 +467,11 @@ fn summary(row: &Row) -> String {
     if row.total_ms == 0 {
         return row.state.clone();
     }
+    let pause = row
+        .max_vessel_pause_ms
+        .map_or(String::new(), |ms| format!(", paused at most {ms} ms"));
     format!(
-        "{} in {:.1} s (drain {:.1} s, {} vessel(s) moved, {} stayed; restart until healthy {:.1} s)",
+        "{} in {:.1} s (drain {:.1} s, {} vessel(s) moved{pause}, {} stayed; restart until healthy {:.1} s)",
         row.state,
         row.total_ms as f64 / 1000.0,
         row.drain_ms as f64 / 1000.0,
