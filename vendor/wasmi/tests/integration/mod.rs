@@ -2,6 +2,7 @@ mod aliased_copy;
 mod call_hook;
 mod call_host_via_engine;
 mod disallowed_start_fn;
+mod fuel_arms;
 mod fuel_consumption;
 mod fuel_metering;
 mod func;

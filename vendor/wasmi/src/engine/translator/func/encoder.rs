@@ -492,6 +492,28 @@ impl OpEncoder {
         Ok(())
     }
 
+    /// meshnode patch: the fuel the [`Op::ConsumeFuel`] at `fuel_pos` charges so far.
+    ///
+    /// Used to measure an `if` arm charged in advance with its enclosing block.
+    pub fn block_fuel_at(&mut self, fuel_pos: Pos<BlockFuel>) -> u64 {
+        let mut fuel_now = 0;
+        self.ops.update_encoded(fuel_pos, |fuel| {
+            fuel_now = u64::from(fuel);
+            Some(fuel)
+        });
+        fuel_now
+    }
+
+    /// meshnode patch: lowers the fuel the [`Op::ConsumeFuel`] at `fuel_pos` charges by `delta`.
+    ///
+    /// Takes back the cheaper arm of an `if` whose two arms were both charged in advance,
+    /// so that the block charges the dearer arm only. `delta` never exceeds what the arms added.
+    pub fn refund_fuel_consumption_by(&mut self, fuel_pos: Pos<BlockFuel>, delta: u64) {
+        self.ops.update_encoded(fuel_pos, |fuel| {
+            Some(BlockFuel::from(u64::from(fuel).checked_sub(delta)?))
+        });
+    }
+
     /// Returns an iterator yielding all encoded [`Op`]s of the [`OpEncoder`] as bytes.
     pub fn encoded_ops(&self) -> &[u8] {
         debug_assert!(self.staged.is_none());

@@ -136,6 +136,25 @@ pub struct FuncTranslator {
     immediates: Vec<TypedRawVal>,
     /// The costs of Wasm operators when fuel metering is enabled.
     operator_cost: OperatorCostStrategy,
+    /// meshnode patch: the `if`s being translated whose arms are charged in advance.
+    advance_arms: Vec<AdvanceArm>,
+}
+
+/// meshnode patch: an `if` whose arms are charged in advance by the enclosing block.
+///
+/// Upstream Wasmi starts each arm of an `if` with its own [`Op::ConsumeFuel`]: one more
+/// dispatched instruction per executed arm. Instead both arms add their costs to the
+/// enclosing block's [`Op::ConsumeFuel`] and, at the `end`, the cheaper arm's cost is
+/// refunded, so the block charges the dearer arm: at most what upstream charges for the
+/// arm that runs, plus the difference between the arms. This stays bounded (an arm's code
+/// outside loops runs at most once per execution of its enclosing block, and every loop
+/// header and function entry still charges) and deterministic (decided at translation).
+#[derive(Debug, Copy, Clone)]
+struct AdvanceArm {
+    /// The enclosing block's fuel when the current arm started.
+    arm_start_fuel: u64,
+    /// The fuel the `then` arm added, once its `else` was reached.
+    then_fuel: Option<u64>,
 }
 
 /// Heap allocated data structured used by the [`FuncTranslator`].
@@ -151,6 +170,8 @@ pub struct FuncTranslatorAllocations {
     instrs: OpEncoderAllocations,
     /// Temporary buffer for immediate values.
     immediates: Vec<TypedRawVal>,
+    /// meshnode patch: see [`AdvanceArm`].
+    advance_arms: Vec<AdvanceArm>,
 }
 
 impl Reset for FuncTranslatorAllocations {
@@ -160,6 +181,7 @@ impl Reset for FuncTranslatorAllocations {
         self.layout.reset();
         self.instrs.reset();
         self.immediates.clear();
+        self.advance_arms.clear();
     }
 }
 
@@ -228,6 +250,7 @@ impl ReusableAllocations for FuncTranslator {
             layout: self.layout,
             instrs: self.instrs.into_allocations(),
             immediates: self.immediates,
+            advance_arms: self.advance_arms,
         }
     }
 }
@@ -251,6 +274,7 @@ impl FuncTranslator {
             layout,
             instrs,
             immediates,
+            advance_arms,
         } = alloc.into_reset();
         let stack = Stack::new(&engine, stack);
         let instrs = OpEncoder::new(&engine, instrs);
@@ -266,6 +290,7 @@ impl FuncTranslator {
             instrs,
             immediates,
             operator_cost,
+            advance_arms,
         };
         translator.init_func_params()?;
         Ok(translator)
@@ -366,6 +391,50 @@ impl FuncTranslator {
     fn resolve_dedup_type(&self, type_index: u32) -> ir::FuncType {
         let func_type_idx = FuncTypeIdx::from(type_index);
         ir::FuncType::from(self.module.get_func_type(func_type_idx).repr_entity())
+    }
+
+    /// meshnode patch: starts the `then` arm of an `if` charged in advance ([`AdvanceArm`]).
+    ///
+    /// `fuel_pos` is the enclosing block's [`Op::ConsumeFuel`], `None` without fuel metering.
+    fn begin_advance_arms(&mut self, fuel_pos: Option<Pos<ir::BlockFuel>>) {
+        if let Some(fuel_pos) = fuel_pos {
+            let arm_start_fuel = self.instrs.block_fuel_at(fuel_pos);
+            self.advance_arms.push(AdvanceArm {
+                arm_start_fuel,
+                then_fuel: None,
+            });
+        }
+    }
+
+    /// meshnode patch: the `then` arm ended at its `else`, which starts the `else` arm.
+    fn advance_arms_else(&mut self, fuel_pos: Option<Pos<ir::BlockFuel>>) {
+        if let Some(fuel_pos) = fuel_pos {
+            let fuel_now = self.instrs.block_fuel_at(fuel_pos);
+            let arm = self
+                .advance_arms
+                .last_mut()
+                .expect("an `if` charged in advance must have pushed its arms");
+            arm.then_fuel = Some(fuel_now - arm.arm_start_fuel);
+            arm.arm_start_fuel = fuel_now;
+        }
+    }
+
+    /// meshnode patch: the `if` ended; refunds the cheaper arm from the enclosing block.
+    fn end_advance_arms(&mut self, fuel_pos: Option<Pos<ir::BlockFuel>>) {
+        if let Some(fuel_pos) = fuel_pos {
+            let fuel_now = self.instrs.block_fuel_at(fuel_pos);
+            let arm = self
+                .advance_arms
+                .pop()
+                .expect("an `if` charged in advance must have pushed its arms");
+            let last_arm_fuel = fuel_now - arm.arm_start_fuel;
+            // Without an `else` the `else` arm is empty and costs nothing: no refund.
+            let then_fuel = arm.then_fuel.unwrap_or(0);
+            let refund = then_fuel.min(last_arm_fuel);
+            if refund > 0 {
+                self.instrs.refund_fuel_consumption_by(fuel_pos, refund);
+            }
+        }
     }
 
     /// Bumps the current [`Op::ConsumeFuel`] operator by the fuel costs of `operator`.
@@ -1291,13 +1360,15 @@ impl FuncTranslator {
         }
         self.instrs.pin_label_if_unpinned(else_label)?;
         self.stack.push_else_operands(&frame)?;
+        // meshnode patch: the implicit `else` arm is charged in advance (as nothing, it
+        // has no operators), so it encodes no `Op::ConsumeFuel` of its own.
+        self.end_advance_arms(frame.fuel_pos());
         if has_results {
             // We haven't visited the `else` block and thus the `else`
             // providers are still on the auxiliary stack and need to
             // be popped. We use them to restore the stack to the state
             // when entering the `if` block so that we can properly copy
             // the `else` results to were they are expected.
-            self.instrs.encode_consume_fuel_op()?;
             self.copy_branch_params(frame.branch_params())?;
         }
         self.stack.push_branch_params(&frame)?;
@@ -1320,6 +1391,8 @@ impl FuncTranslator {
             }
             _ => {}
         };
+        // meshnode patch: both arms were charged in advance; keep the dearer one.
+        self.end_advance_arms(frame.fuel_pos());
         let end_of_then_reachable = frame.is_end_of_then_reachable();
         let end_of_else_reachable = self.reachable;
         let reachable = match (end_of_then_reachable, end_of_else_reachable) {

@@ -197,7 +197,10 @@ impl<'a> VisitOperator<'a> for FuncTranslator {
                     },
                 })?;
                 let reachability = IfReachability::Both { else_label };
-                let fuel_pos = self.instrs.encode_consume_fuel_op()?;
+                // meshnode patch: the arms are charged in advance by the enclosing
+                // block's `Op::ConsumeFuel` instead of one of their own (`AdvanceArm`).
+                let fuel_pos = self.stack.fuel_pos();
+                self.begin_advance_arms(fuel_pos);
                 (reachability, fuel_pos)
             }
         };
@@ -230,7 +233,15 @@ impl<'a> VisitOperator<'a> for FuncTranslator {
             // Start of `else` block:
             self.instrs.pin_label(else_label)?;
         }
-        let fuel_pos = self.instrs.encode_consume_fuel_op()?;
+        let fuel_pos = match frame.reachability() {
+            // meshnode patch: the `else` arm is charged in advance, as the `then` arm was.
+            IfReachability::Both { .. } => {
+                let fuel_pos = frame.fuel_pos();
+                self.advance_arms_else(fuel_pos);
+                fuel_pos
+            }
+            _ => self.instrs.encode_consume_fuel_op()?,
+        };
         self.reachable = frame.is_else_reachable();
         self.stack
             .push_else(frame, is_end_of_then_reachable, fuel_pos)?;
