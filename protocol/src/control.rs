@@ -269,6 +269,34 @@ pub enum Command {
     /// The node's health and the mesh at a glance (`meshnode status`,
     /// issue 16): answered with [`ControlResponse::Status`].
     Status,
+    /// Remove an ended vessel for good (`meshnode rm`, issue 16): the node
+    /// that holds its newest record checks that it ended and deletes it
+    /// with its log, then every member is told to forget its copies below
+    /// the tombstone's epoch. The tombstone is user-signed, so it needs no
+    /// nonce: repeating it changes nothing. Answered `Done`.
+    Rm {
+        tombstone: crate::vessel::Tombstone,
+    },
+    /// A vessel's volumes, as its host holds them now (`meshnode volumes`):
+    /// answered with [`ControlResponse::Volumes`].
+    Volumes {
+        vessel: String,
+    },
+    /// A path in a vessel's volume (absolute, as the vessel sees it): the
+    /// file itself, or everything under a directory (`meshnode cp`, its
+    /// first step). Answered with [`ControlResponse::VolumeListing`].
+    VolumeList {
+        vessel: String,
+        path: String,
+    },
+    /// At most `volumes::VOLUME_PAGE_BYTES` of a file in a vessel's volume
+    /// from `offset` (`meshnode cp`, once per page). Answered with
+    /// [`ControlResponse::VolumePage`].
+    VolumeRead {
+        vessel: String,
+        path: String,
+        offset: u64,
+    },
 }
 
 impl SignedRequest {
@@ -392,6 +420,13 @@ pub enum ControlResponse {
     Recovered(RecoverReport),
     /// The answer to [`Command::Status`].
     Status(Box<StatusReport>),
+    /// The answer to [`Command::Volumes`]: the host, and each volume.
+    Volumes {
+        node: String,
+        volumes: Vec<crate::volumes::VolumeInfo>,
+    },
+    VolumeListing(crate::volumes::VolumeListing),
+    VolumePage(crate::volumes::VolumePage),
 }
 
 /// A forced recovery (`meshnode recover --force`).
@@ -515,6 +550,15 @@ pub struct VesselInfo {
     /// them (empty from older nodes, and on a silent host's row).
     #[serde(default)]
     pub ports: Vec<u16>,
+    /// `deploy --max-memory`, bytes (None: only the node's own limit).
+    #[serde(default)]
+    pub max_memory_bytes: Option<u64>,
+    /// `deploy --restart`: `on-failure` or `always` (None: never).
+    #[serde(default)]
+    pub restart: Option<String>,
+    /// How many times its host ran it again under that policy.
+    #[serde(default)]
+    pub restarts: u32,
 }
 
 /// One replica of a vessel, as its host sees it.

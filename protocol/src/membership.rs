@@ -61,6 +61,8 @@ pub enum Domain {
     ReplicaOffer,
     /// A user opens a node's dashboard (`control::DashboardLogin`).
     DashboardLogin,
+    /// A user removes an ended vessel for good (`vessel::Tombstone`).
+    Tombstone,
 }
 
 impl Domain {
@@ -76,6 +78,7 @@ impl Domain {
             Domain::Revocation => b"revocation",
             Domain::ReplicaOffer => b"replica-offer",
             Domain::DashboardLogin => b"dashboard-login",
+            Domain::Tombstone => b"tombstone",
         }
     }
 }
