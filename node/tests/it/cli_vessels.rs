@@ -229,11 +229,12 @@ fn volumes_and_cp_read_a_vessels_files_wherever_it_runs() {
 
 /// `meshnode deploy ARGS… WASM PROGRAM_ARGS…` through node `via`.
 fn deploy_with(mesh: &Mesh, via: usize, args: &[&str], wasm: &Path, program: &[&str]) -> String {
-    let mut all = vec!["deploy"];
+    // The node's flags before the module: what follows it is the program's.
+    let mut all = vec!["deploy", "--data-dir", mesh.nodes[via].dir()];
     all.extend_from_slice(args);
     all.push(wasm.to_str().unwrap());
     all.extend_from_slice(program);
-    let out = mesh.cli(via, &all);
+    let out = mesh.user.run(&all);
     assert!(out.status.success(), "deploy {args:?}: {}", stderr(&out));
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
@@ -252,6 +253,12 @@ fn max_memory_traps_and_restart_runs_the_vessel_afresh_after_a_backoff() {
 
     let args = ["--name", "grow", "--replicas", "0", "--max-memory", "8MiB"];
     let grow = deploy_with(&mesh, 0, &args, &grower, &["64"]);
+    let row = mesh.row(1, &grow).unwrap();
+    assert_eq!(
+        row["max_memory_bytes"],
+        8 * 1024 * 1024,
+        "the limit travels: {row}"
+    );
     wait_until(
         "grow traps",
         || {

@@ -8,6 +8,10 @@
 #include <string.h>
 #include <time.h>
 
+/* Kept where the compiler must assume they are read: otherwise it may
+ * elide an allocation that nothing reads, and the memory never grows. */
+static char *volatile kept[4096];
+
 int main(int argc, char **argv) {
     long most = argc > 1 ? atol(argv[1]) : 256;
     struct timespec t = {0, 20 * 1000 * 1000};
@@ -18,6 +22,7 @@ int main(int argc, char **argv) {
             return 3;
         }
         memset(p, 1, 1024 * 1024);
+        kept[n % 4096] = p;
         printf("held %ld MiB\n", n);
         fflush(stdout);
         nanosleep(&t, NULL);
