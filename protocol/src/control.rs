@@ -141,6 +141,9 @@ pub struct RequestBody {
 /// What a user can ask a node to do. New commands (deploy, ps, logs,
 /// migrate, stop) are added as new variants at the end; an old node answers
 /// a variant it does not know with a decode error, which the CLI reports.
+// `Deploy` is large (a deployment), the rest small: a command is built once
+// and sent, never kept in bulk, so boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// The node's view of the mesh: its members (and, with `all`, every
@@ -275,7 +278,7 @@ pub enum Command {
     /// the tombstone's epoch. The tombstone is user-signed, so it needs no
     /// nonce: repeating it changes nothing. Answered `Done`.
     Rm {
-        tombstone: crate::vessel::Tombstone,
+        tombstone: Box<crate::vessel::Tombstone>,
     },
     /// A vessel's volumes, as its host holds them now (`meshnode volumes`):
     /// answered with [`ControlResponse::Volumes`].

@@ -55,7 +55,9 @@ pub fn run_rm(args: RmArgs) -> Result<i32> {
             .map_or(0, |d| d.as_millis() as u64),
     };
     let tombstone = Tombstone::sign(client.user_key(), body);
-    client.call(Command::Rm { tombstone })?;
+    client.call(Command::Rm {
+        tombstone: Box::new(tombstone),
+    })?;
     eprintln!("meshnode: removed {} ({id}) and its logs", row.name);
     Ok(0)
 }

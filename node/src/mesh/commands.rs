@@ -250,7 +250,7 @@ pub(super) async fn run_control(
         Command::Recover { vessel, on, force } => {
             recover_command(control, peers, &vessel, &on, force).await
         }
-        Command::Rm { tombstone } => rm_command(control, peers, user, tombstone).await,
+        Command::Rm { tombstone } => rm_command(control, peers, user, *tombstone).await,
         Command::Volumes { vessel } => {
             let (id, node) = resolve_here_first(control, peers, &vessel).await?;
             act(
