@@ -304,6 +304,40 @@ pub enum Command {
     /// Example: meshnode upgrade publish ./meshnode-x86_64 ./meshnode-aarch64
     /// && meshnode upgrade roll
     Upgrade(crate::control::upgrade_cli::UpgradeArgs),
+    /// Remove an ended vessel (stopped, exited, trapped, failed) and its
+    /// logs, wherever its records are.
+    ///
+    /// Refused while the vessel runs: `meshnode stop` it first. The node
+    /// that holds its newest record deletes it (record, log, checkpoints,
+    /// volumes), then every member deletes its own copies (a node it left,
+    /// a replica). What stays is a tombstone signed by your user key under
+    /// a new epoch, so that no stale copy (a restarted old host, a replica,
+    /// a late migration) brings the vessel back. A node that was away is
+    /// told when it is next seen naming the vessel. Tombstones are kept
+    /// 30 days, at most 4096 per node (docs/protocol.md).
+    Rm(crate::control::rm_cli::RmArgs),
+
+    /// List a vessel's volumes: guest path, size of their files on the
+    /// host, files and directories, wherever the vessel is.
+    ///
+    /// Volumes are the directories given with `deploy --volume GUEST=DIR`:
+    /// they belong to the vessel and travel with it. `meshnode cp` copies
+    /// their files out.
+    Volumes(crate::control::volume_cli::VolumesArgs),
+
+    /// Copy a file or a directory out of a vessel's volume:
+    /// `meshnode cp counter:/data/out.txt ./out.txt`.
+    ///
+    /// The path is the one the vessel sees (`meshnode volumes` lists the
+    /// volumes' guest paths); `..` and paths outside every volume are
+    /// refused, and symlinks are not followed. It works from wherever the
+    /// vessel runs (or ended), through the node you talk to, in pages of
+    /// 1 MiB, so a large file is never held whole. A directory is copied
+    /// with everything under it (at most 10,000 entries at once: copy its
+    /// subdirectories one by one beyond that). The files are read as they
+    /// are: a running vessel may be writing one meanwhile (`meshnode stop`
+    /// it first for a consistent copy).
+    Cp(crate::control::volume_cli::CpArgs),
 }
 
 #[derive(Args, Debug)]

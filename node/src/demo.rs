@@ -244,6 +244,8 @@ pub fn run_demo(args: DemoArgs) -> Result<i32> {
         checkpoint_every_ms: None,
         replicas: None,
         durability: None,
+        max_memory_bytes: None,
+        restart: None,
     };
     let deployment = Deployment::sign(&user, body);
     let ControlResponse::Deployed { vessel, .. } = call(Command::Deploy {

@@ -29,6 +29,9 @@ fn main() {
         Command::Status(args) => meshnode::control::status_cli::run_status(args),
         Command::Dashboard(args) => meshnode::control::status_cli::run_dashboard(args),
         Command::Upgrade(args) => meshnode::control::upgrade_cli::run_upgrade(args),
+        Command::Rm(args) => meshnode::control::rm_cli::run_rm(args),
+        Command::Volumes(args) => meshnode::control::volume_cli::run_volumes(args),
+        Command::Cp(args) => meshnode::control::volume_cli::run_cp(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -141,6 +141,9 @@ pub struct RequestBody {
 /// What a user can ask a node to do. New commands (deploy, ps, logs,
 /// migrate, stop) are added as new variants at the end; an old node answers
 /// a variant it does not know with a decode error, which the CLI reports.
+// `Deploy` is large (a deployment), the rest small: a command is built once
+// and sent, never kept in bulk, so boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// The node's view of the mesh: its members (and, with `all`, every
@@ -305,6 +308,34 @@ pub enum Command {
     /// The releases the node keeps, newest version first
     /// (`upgrade list`, and `upgrade roll` to find what to roll).
     Releases,
+    /// Remove an ended vessel for good (`meshnode rm`, issue 16): the node
+    /// that holds its newest record checks that it ended and deletes it
+    /// with its log, then every member is told to forget its copies below
+    /// the tombstone's epoch. The tombstone is user-signed, so it needs no
+    /// nonce: repeating it changes nothing. Answered `Done`.
+    Rm {
+        tombstone: Box<crate::vessel::Tombstone>,
+    },
+    /// A vessel's volumes, as its host holds them now (`meshnode volumes`):
+    /// answered with [`ControlResponse::Volumes`].
+    Volumes {
+        vessel: String,
+    },
+    /// A path in a vessel's volume (absolute, as the vessel sees it): the
+    /// file itself, or everything under a directory (`meshnode cp`, its
+    /// first step). Answered with [`ControlResponse::VolumeListing`].
+    VolumeList {
+        vessel: String,
+        path: String,
+    },
+    /// At most `volumes::VOLUME_PAGE_BYTES` of a file in a vessel's volume
+    /// from `offset` (`meshnode cp`, once per page). Answered with
+    /// [`ControlResponse::VolumePage`].
+    VolumeRead {
+        vessel: String,
+        path: String,
+        offset: u64,
+    },
 }
 
 impl SignedRequest {
@@ -435,6 +466,13 @@ pub enum ControlResponse {
     Upgrade(UpgradeReport),
     /// The answer to [`Command::Releases`].
     Releases(Vec<crate::release::SignedRelease>),
+    /// The answer to [`Command::Volumes`]: the host, and each volume.
+    Volumes {
+        node: String,
+        volumes: Vec<crate::volumes::VolumeInfo>,
+    },
+    VolumeListing(crate::volumes::VolumeListing),
+    VolumePage(crate::volumes::VolumePage),
 }
 
 /// What an upgrade command did on a node.
@@ -574,6 +612,15 @@ pub struct VesselInfo {
     /// them (empty from older nodes, and on a silent host's row).
     #[serde(default)]
     pub ports: Vec<u16>,
+    /// `deploy --max-memory`, bytes (None: only the node's own limit).
+    #[serde(default)]
+    pub max_memory_bytes: Option<u64>,
+    /// `deploy --restart`: `on-failure` or `always` (None: never).
+    #[serde(default)]
+    pub restart: Option<String>,
+    /// How many times its host ran it again under that policy.
+    #[serde(default)]
+    pub restarts: u32,
 }
 
 /// One replica of a vessel, as its host sees it.

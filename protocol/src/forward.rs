@@ -90,6 +90,26 @@ pub enum ForwardRequest {
     ReplicaLogs { vessel: VesselId, from: u64 },
     /// End this node's drain (`meshnode undrain` sent to another node).
     Undrain,
+    /// Remove a vessel that ended here (`meshnode rm`): refused while it
+    /// runs here. The tombstone carries the user's signature.
+    Remove { tombstone: crate::vessel::Tombstone },
+    /// Forget every copy of a removed vessel below the tombstone's epoch
+    /// (record, log, checkpoints, replica) and keep the tombstone. Sent by
+    /// the node that removed it to every member, and to any node seen
+    /// naming a stale copy.
+    Tombstone { tombstone: crate::vessel::Tombstone },
+    /// The volumes of a vessel here (`meshnode volumes`; user-signed).
+    Volumes { vessel: VesselId },
+    /// A listing of a path in a vessel's volume here (`meshnode cp`;
+    /// user-signed).
+    VolumeList { vessel: VesselId, path: String },
+    /// A page of a file in a vessel's volume here (`meshnode cp`;
+    /// user-signed).
+    VolumeRead {
+        vessel: VesselId,
+        path: String,
+        offset: u64,
+    },
 }
 
 impl ForwardRequest {
@@ -103,6 +123,8 @@ impl ForwardRequest {
                 | ForwardRequest::Challenge
                 | ForwardRequest::Signed(_)
                 | ForwardRequest::Fence { .. }
+                | ForwardRequest::Remove { .. }
+                | ForwardRequest::Tombstone { .. }
         )
     }
 }
@@ -126,4 +148,10 @@ pub enum ForwardResponse {
     /// The receiver's answer to a [`ForwardRequest::Signed`], for the CLI.
     Signed(Box<ControlResponse>),
     Recovered(crate::control::RecoverReport),
+    Volumes {
+        node: String,
+        volumes: Vec<crate::volumes::VolumeInfo>,
+    },
+    VolumeListing(crate::volumes::VolumeListing),
+    VolumePage(crate::volumes::VolumePage),
 }

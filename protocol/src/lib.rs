@@ -31,6 +31,7 @@
 //!   binary per CPU, by hash and chunks.
 //! - [`duration`]: the one parser of durations (`500ms`, `1.5s`, `10m`,
 //!   `1h`) that every command line and scenario file uses.
+//! - [`volumes`]: a vessel's volumes read from outside (`volumes`, `cp`).
 //! - [`ids`]: small shared types (vessel ids, PeerIds and chunks as bytes).
 //!
 //! No module imports another in a circle: `ids`, `limits` and `refusal`
@@ -56,6 +57,7 @@ pub mod revocation;
 pub mod snapshot;
 pub mod status;
 pub mod vessel;
+pub mod volumes;
 pub mod wasi;
 
 #[cfg(test)]
@@ -82,6 +84,7 @@ mod tests {
         ("snapshot", include_str!("snapshot.rs")),
         ("status", include_str!("status.rs")),
         ("vessel", include_str!("vessel.rs")),
+        ("volumes", include_str!("volumes.rs")),
         ("wasi", include_str!("wasi.rs")),
     ];
 

@@ -63,6 +63,8 @@ pub enum Domain {
     DashboardLogin,
     /// A user publishes a release for the fleet (`release::SignedRelease`).
     Release,
+    /// A user removes an ended vessel for good (`vessel::Tombstone`).
+    Tombstone,
 }
 
 impl Domain {
@@ -79,6 +81,7 @@ impl Domain {
             Domain::ReplicaOffer => b"replica-offer",
             Domain::DashboardLogin => b"dashboard-login",
             Domain::Release => b"release",
+            Domain::Tombstone => b"tombstone",
         }
     }
 }

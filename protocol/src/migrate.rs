@@ -371,6 +371,8 @@ pub(crate) mod tests {
                 checkpoint_every_ms: None,
                 replicas: None,
                 durability: None,
+                max_memory_bytes: None,
+                restart: None,
             },
         )
     }

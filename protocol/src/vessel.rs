@@ -90,7 +90,50 @@ pub struct DeploymentBody {
     /// encoding when `None`, as above.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub durability: Option<Durability>,
+    /// The most memory the vessel may hold, in bytes (`deploy
+    /// --max-memory`): a growth past it traps the vessel, saying so. The
+    /// node's own limit (`vessel_max_memory_bytes`) holds too, whichever is
+    /// lower. Left out of the encoding when `None`, as above.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_memory_bytes: Option<u64>,
+    /// Whether its host runs it again when it ends (`deploy --restart`):
+    /// `None` never. A restart runs the module afresh from this deployment,
+    /// with its volumes as they are. Left out of the encoding when `None`,
+    /// as above.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<RestartPolicy>,
 }
+
+/// When a vessel's host runs it again after it ended (`deploy --restart`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RestartPolicy {
+    /// After a trap or a non-zero exit code.
+    OnFailure,
+    /// After any end but `meshnode stop`.
+    Always,
+}
+
+impl RestartPolicy {
+    /// As `deploy --restart` and `ps` write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            RestartPolicy::OnFailure => "on-failure",
+            RestartPolicy::Always => "always",
+        }
+    }
+
+    /// Whether a vessel that ended with `code` (None: a trap or failure)
+    /// runs again under this policy. A user's stop never restarts it.
+    pub fn restarts(self, code: Option<i32>) -> bool {
+        match self {
+            RestartPolicy::Always => true,
+            RestartPolicy::OnFailure => code != Some(0),
+        }
+    }
+}
+
+/// The least `deploy --max-memory` may be: one WebAssembly page.
+pub const MIN_VESSEL_MEMORY_BYTES: u64 = 64 * 1024;
 
 /// How often a `--durability sync` vessel is checkpointed and shipped to
 /// its replicas unless its deployment says: its output waits for the next
@@ -335,6 +378,15 @@ impl DeploymentBody {
             crate::limits::MAX_REPLICAS as usize,
         )?;
         self.check_durability()?;
+        if let Some(m) = self.max_memory_bytes {
+            if !(MIN_VESSEL_MEMORY_BYTES..=crate::limits::MAX_MEMORY_BYTES).contains(&m) {
+                return Err(VesselError::TooMany {
+                    what: "--max-memory (bytes; at least 65536)",
+                    found: m,
+                    limit: crate::limits::MAX_MEMORY_BYTES,
+                });
+            }
+        }
         let mut ports = self.ports.clone();
         ports.sort_unstable();
         ports.dedup();
@@ -519,6 +571,68 @@ impl VesselImage {
     }
 }
 
+/// A user's removal of an ended vessel (`meshnode rm`), signed by the user
+/// key: the vessel `vessel` is gone for good, under `epoch`, a new epoch
+/// above every one it ran under. Every node that holds a record, a log, a
+/// checkpoint or a replica of it below that epoch deletes it, and keeps the
+/// tombstone so that no stale copy (an offer, a replica, a restarted old
+/// host, a gossiped row) brings it back (docs/protocol.md, "Removal and
+/// tombstones"). It verifies on its own, so any member may pass it on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tombstone {
+    pub body: TombstoneBody,
+    pub user_key: PublicKey,
+    pub signature: Signature,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TombstoneBody {
+    pub version: u32,
+    pub vessel: VesselId,
+    /// Above the epoch the user saw the vessel end under.
+    pub epoch: u64,
+    /// When the user removed it (Unix ms, by the CLI's clock): for `ps` and
+    /// the logs only; expiry is judged by each node's own clock.
+    pub removed_unix_ms: u64,
+}
+
+impl Tombstone {
+    pub fn sign(user: &ed25519_dalek::SigningKey, body: TombstoneBody) -> Tombstone {
+        let signature = sign(user, Domain::Tombstone, &body);
+        Tombstone {
+            body,
+            user_key: PublicKey::of(user),
+            signature,
+        }
+    }
+
+    /// Checks the version and the user's signature (whether the user key is
+    /// trusted is the node's to check).
+    pub fn verify(&self) -> Result<(), VesselError> {
+        if self.body.version != VESSEL_VERSION {
+            return Err(VesselError::Version {
+                found: self.body.version,
+                expected: VESSEL_VERSION,
+            });
+        }
+        verify(
+            &self.user_key,
+            Domain::Tombstone,
+            &self.body,
+            &self.signature,
+        )
+        .map_err(VesselError::Signature)
+    }
+
+    pub fn vessel(&self) -> VesselId {
+        self.body.vessel
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.body.epoch
+    }
+}
+
 /// The log's framing: one record is `stream (1 byte: 1 stdout, 2 stderr)`,
 /// `length (u32 little-endian)`, then the bytes.
 pub const LOG_RECORD_HEADER_BYTES: usize = 5;
@@ -556,6 +670,22 @@ pub fn chunks_for(size_bytes: u64) -> u64 {
 mod durability_tests {
     use super::*;
 
+    #[test]
+    fn a_tombstone_verifies_and_a_changed_one_does_not() {
+        let user = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+        let body = TombstoneBody {
+            version: VESSEL_VERSION,
+            vessel: VesselId([3; 8]),
+            epoch: 4,
+            removed_unix_ms: 1,
+        };
+        let t = Tombstone::sign(&user, body);
+        assert!(t.verify().is_ok());
+        let mut raised = t.clone();
+        raised.body.epoch = 40;
+        assert!(matches!(raised.verify(), Err(VesselError::Signature(_))));
+    }
+
     fn body(replicas: Option<u32>, durability: Option<Durability>) -> DeploymentBody {
         DeploymentBody {
             version: VESSEL_VERSION,
@@ -570,6 +700,8 @@ mod durability_tests {
             checkpoint_every_ms: None,
             replicas,
             durability,
+            max_memory_bytes: None,
+            restart: None,
         }
     }
 

@@ -88,6 +88,15 @@ impl NodeRt {
             .stdin(Stdio::null());
     }
 
+    /// The node's `--name`: its scenario name, made a valid node name (`_`
+    /// becomes `-`; scenario names are otherwise lowercase letters, digits
+    /// and `-` already). Without it every node would default to the
+    /// hostname, which is the same in every namespace, and the names would
+    /// clash (each would name no node).
+    pub fn node_name(&self) -> String {
+        node_name_of(&self.name, self.index)
+    }
+
     /// `meshnode start` for this node (spawn it from the main thread: the
     /// child dies with the thread that spawned it).
     pub fn start(
@@ -121,6 +130,7 @@ impl NodeRt {
         .env_remove("MESHNODE_FAULT")
         .envs(self.env.lock().unwrap().iter().map(|(k, v)| (k, v)))
         .arg("start")
+        .args(["--name", &self.node_name()])
         .arg("--data-dir")
         .arg(&self.data_dir)
         .arg("--user-key")
@@ -254,5 +264,35 @@ pub fn output_within(mut c: Command, limit: Duration) -> std::io::Result<(bool, 
             err.extend_from_slice(format!("(killed after {limit:?})").as_bytes());
             Ok((false, out, err))
         }
+    }
+}
+
+/// [`NodeRt::node_name`] of the scenario's node `name`, the `index`th:
+/// `node-INDEX` when the name cannot be a node name (over 24 bytes).
+pub fn node_name_of(name: &str, index: usize) -> String {
+    let name = name.replace('_', "-");
+    let name = name.trim_matches('-');
+    if protocol::control::check_node_name(name).is_ok() {
+        name.to_string()
+    } else {
+        format!("node-{index}")
+    }
+}
+
+#[cfg(test)]
+mod node_name_tests {
+    use super::node_name_of;
+
+    #[test]
+    fn scenario_names_become_distinct_node_names() {
+        assert_eq!(node_name_of("a", 0), "a");
+        assert_eq!(node_name_of("pi_1", 1), "pi-1");
+        assert_eq!(node_name_of(&"x".repeat(30), 7), "node-7");
+        let names: Vec<String> = ["a", "b", "edge-2"]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| node_name_of(n, i))
+            .collect();
+        assert_eq!(names, ["a", "b", "edge-2"]);
     }
 }

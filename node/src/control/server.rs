@@ -316,6 +316,10 @@ fn is_vessel_command(c: &Command) -> bool {
             | Command::Checkpoint { .. }
             | Command::Recover { .. }
             | Command::Undrain { .. }
+            | Command::Rm { .. }
+            | Command::Volumes { .. }
+            | Command::VolumeList { .. }
+            | Command::VolumeRead { .. }
     )
 }
 

@@ -52,6 +52,21 @@ fn cell(s: &str, width: usize) -> String {
 
 /// A duration for messages: `0.4s`, `12.3s`… below 10 s with tenths, then
 /// `4m02s`, `1h02m`.
+/// Bytes for a person: `512 B`, `3.4 KiB`, `12.0 MiB`, `1.2 GiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 3] = ["KiB", "MiB", "GiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut v = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
 pub fn human_ms(ms: u64) -> String {
     match ms {
         ms if ms < 10_000 => format!("{:.1}s", ms as f64 / 1000.0),
@@ -96,6 +111,22 @@ pub fn why_of(v: &VesselInfo) -> &str {
 /// A vessel's state, short: `running`, `exited 0`, `trapped`, `failed 3`.
 /// A failure's whole message (a trap names the wasm function) stays in
 /// `ps VESSEL` and `--json`.
+/// Whether a vessel has ended (stopped, exited, trapped, failed): `ps`
+/// hides it unless `-a`, and only such a vessel can be `rm`-ed.
+pub fn is_ended(state: &str) -> bool {
+    matches!(state, "stopped" | "exited") || state.starts_with("failed")
+}
+
+/// The line under a `ps` table that hid ended vessels, if it hid any.
+pub fn hidden_footer(hidden: usize) -> Option<String> {
+    (hidden > 0).then(|| {
+        format!(
+            "({hidden} ended vessel{} hidden: `meshnode ps -a` lists them, `meshnode rm VESSEL` removes one)",
+            if hidden == 1 { "" } else { "s" }
+        )
+    })
+}
+
 pub fn short_state(v: &VesselInfo) -> String {
     let Some(message) = v.state.strip_prefix("failed") else {
         return match (v.state.as_str(), v.exit_code) {
@@ -308,6 +339,22 @@ pub fn vessel_details(v: &VesselInfo, nodes: &NodeLabels) -> Vec<String> {
                 ))
         ),
         format!("replicas:    {}", replicas_column(v)),
+        format!(
+            "max memory:  {}",
+            v.max_memory_bytes
+                .map_or("the node's limit".to_string(), human_bytes)
+        ),
+        format!(
+            "restart:     {}{}",
+            v.restart.as_deref().unwrap_or("never"),
+            match v.restarts {
+                0 => String::new(),
+                n => format!(
+                    " (restarted {n} time{} here)",
+                    if n == 1 { "" } else { "s" }
+                ),
+            }
+        ),
     ];
     lines.extend(ps_details(v, nodes, Output::Wide).iter().map(|l| {
         let text = l.trim_start();
@@ -529,6 +576,9 @@ pub fn ps_json(rows: &[VesselInfo], nodes: &NodeLabels) -> serde_json::Value {
                     "node_name": nodes.name(&v.node),
                     "state_short": short_state(v),
                     "ports": v.ports,
+                    "max_memory_bytes": v.max_memory_bytes,
+                    "restart": v.restart.as_deref().unwrap_or("never"),
+                    "restarts": v.restarts,
                 })
             })
             .collect(),
@@ -595,6 +645,9 @@ mod tests {
             replica_chunks_sent: 0,
             durability: Some("sync 50ms".into()),
             ports: vec![7000],
+            max_memory_bytes: None,
+            restart: None,
+            restarts: 0,
         }
     }
 

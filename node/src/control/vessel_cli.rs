@@ -10,7 +10,8 @@ use protocol::control::{Command, ControlResponse, DrainReport, FailureKind, Migr
 use protocol::migrate::ChunkBytes;
 use protocol::snapshot::Hash;
 use protocol::vessel::{
-    Deployment, DeploymentBody, Durability, VesselId, DEFAULT_SYNC_INTERVAL_MS, VESSEL_VERSION,
+    Deployment, DeploymentBody, Durability, RestartPolicy, VesselId, DEFAULT_SYNC_INTERVAL_MS,
+    VESSEL_VERSION,
 };
 
 use super::cli::{out, runtime, user_key, NodeTarget};
@@ -99,6 +100,26 @@ pub struct DeployArgs {
     /// checkpoint. Default: 50ms.
     #[arg(long, value_name = "DURATION", value_parser = parse_sync_interval)]
     pub sync_interval: Option<u64>,
+    /// The most memory the vessel may hold, all its memories together
+    /// (e.g. 64MiB, 1GiB): a growth past it traps the vessel, and `ps
+    /// VESSEL` says "out of memory … over its --max-memory". It travels
+    /// with the vessel. Each node's own limit (`vessel_max_memory_bytes`,
+    /// 512MiB by default) holds too, whichever is lower. Default: that
+    /// limit only.
+    #[arg(long, value_name = "SIZE", value_parser = crate::cli::parse_size)]
+    pub max_memory: Option<usize>,
+    /// Run the vessel again when it ends: `on-failure` (after a trap or a
+    /// non-zero exit code), `always` (after any end but `meshnode stop`),
+    /// or `never` (default). A restart runs the module afresh from its
+    /// deployment, with its volumes as they are (its memory is not kept: a
+    /// checkpoint would only replay the failure), and its log goes on. It
+    /// waits 1 s, then twice as long after each failure in a row, up to
+    /// 60 s; a run of 60 s or more starts the count again. `ps` shows
+    /// `restarting (N) in Ts` meanwhile. The policy travels with the
+    /// vessel (migrations, failovers).
+    #[arg(long, value_name = "on-failure|always|never", default_value = "never",
+          value_parser = ["on-failure", "always", "never"])]
+    pub restart: String,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -170,6 +191,11 @@ pub struct PsArgs {
     /// state (a trap's message), exit code, lease and replicas.
     #[arg(value_name = "VESSEL")]
     pub vessel: Option<String>,
+    /// List ended vessels too (stopped, exited, trapped, failed). The table
+    /// hides them by default and says how many it hid; `--json` and
+    /// `ps VESSEL` always include them. `meshnode rm` removes one.
+    #[arg(short = 'a', long)]
+    pub all: bool,
 }
 
 #[derive(Args, Debug)]
@@ -260,6 +286,11 @@ impl Client {
             key,
             timeout,
         })
+    }
+
+    /// The user key the command signs with.
+    pub(super) fn user_key(&self) -> &ed25519_dalek::SigningKey {
+        &self.key
     }
 
     /// [`Client::call`], and while the node answers that the vessel's host
@@ -373,6 +404,9 @@ fn command_name(command: &Command) -> &'static str {
         Command::Checkpoint { .. } => "checkpoint",
         Command::Recover { .. } => "recover",
         Command::Undrain { .. } => "undrain",
+        Command::Rm { .. } => "rm",
+        Command::Volumes { .. } => "volumes",
+        Command::VolumeList { .. } | Command::VolumeRead { .. } => "cp",
         _ => "the command",
     }
 }
@@ -446,6 +480,12 @@ pub fn run_deploy(args: DeployArgs) -> Result<i32> {
         checkpoint_every_ms: args.checkpoint_every,
         replicas: Some(args.replicas),
         durability: durability_of(&args)?,
+        max_memory_bytes: args.max_memory.map(|b| b as u64),
+        restart: match args.restart.as_str() {
+            "on-failure" => Some(RestartPolicy::OnFailure),
+            "always" => Some(RestartPolicy::Always),
+            _ => None,
+        },
     };
     body.check().map_err(|e| anyhow::anyhow!("{e}"))?;
     let deployment = Deployment::sign(&client.key, body);
@@ -519,8 +559,15 @@ pub fn run_ps(args: PsArgs) -> Result<i32> {
         }
         return Ok(0);
     }
+    let before = rows.len();
+    if !args.all {
+        rows.retain(|v| !tables::is_ended(&v.state));
+    }
     for line in tables::ps_table(&rows, &nodes, args.output) {
         out(line)?;
+    }
+    if let Some(footer) = tables::hidden_footer(before - rows.len()) {
+        out(footer)?;
     }
     Ok(0)
 }

@@ -195,6 +195,10 @@ pub struct VesselLimiter {
     /// The vessel's write tracking, disarmed before its memory grows: the
     /// memory may move, and the pages past its end are new (`dock/dirty`).
     writes: Option<std::sync::Arc<super::dirty::WriteTracker>>,
+    /// A growth past the limit traps the vessel instead of failing
+    /// (`deploy --max-memory`: the user's own bound, which a `memory.grow`
+    /// answered -1 would hide in a program that ignores it).
+    trap_over_memory: bool,
 }
 
 impl VesselLimiter {
@@ -207,7 +211,21 @@ impl VesselLimiter {
             pending_table_elements: 0,
             refused: None,
             writes: None,
+            trap_over_memory: false,
         }
+    }
+
+    /// Lowers the memory limit to `max_memory_bytes` (never raises it),
+    /// and makes a growth past it a trap ([`VesselLimiter::trapped_over`]).
+    pub fn trap_over_memory(&mut self, max_memory_bytes: usize) {
+        self.max_memory_bytes = self.max_memory_bytes.min(max_memory_bytes);
+        self.trap_over_memory = true;
+    }
+
+    /// The growth that trapped the vessel, in trap mode.
+    pub fn trapped_over(&self) -> Option<OverLimit> {
+        self.refused
+            .filter(|o| self.trap_over_memory && o.limit == Limit::MemoryBytes)
     }
 
     /// Disarms `writes` before every memory growth it allows.
@@ -261,7 +279,11 @@ impl ResourceLimiter for VesselLimiter {
         let delta = desired.saturating_sub(current);
         let total = self.memory_bytes.saturating_add(delta);
         if total > self.max_memory_bytes {
-            return Ok(self.refuse(Limit::MemoryBytes, total, self.max_memory_bytes));
+            let refused = self.refuse(Limit::MemoryBytes, total, self.max_memory_bytes);
+            if self.trap_over_memory {
+                return Err(LimiterError::ResourceLimiterDeniedAllocation);
+            }
+            return Ok(refused);
         }
         self.memory_bytes = total;
         self.pending_memory_bytes = delta;

@@ -112,6 +112,16 @@ pub struct Vessel {
     writes: Arc<WriteTracker>,
 }
 
+impl Vessel {
+    /// Holds the vessel to `max_memory_bytes` (`deploy --max-memory`; the
+    /// dock's limit still holds if lower): a growth past it traps it,
+    /// saying so.
+    pub fn limit_memory(&mut self, max_memory_bytes: u64) {
+        let max = usize::try_from(max_memory_bytes).unwrap_or(usize::MAX);
+        self.store.data_mut().limits.trap_over_memory(max);
+    }
+}
+
 impl Drop for Vessel {
     /// Unprotects the memory before the store frees it.
     fn drop(&mut self) {
@@ -276,6 +286,12 @@ impl Vessel {
             }
             Err(e) => {
                 self.phase = Phase::Ended;
+                if let Some(over) = self.store.data().limits.trapped_over() {
+                    return Slice::Exited(Exit::Trap(format!(
+                        "out of memory: it asked for {} bytes, over its --max-memory of {} bytes",
+                        over.requested, over.allowed
+                    )));
+                }
                 Slice::Exited(classify_error(e, during, &self.trap_site))
             }
         }

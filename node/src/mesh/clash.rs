@@ -82,6 +82,9 @@ pub(crate) mod tests {
             replica_chunks_sent: 0,
             durability: None,
             ports: ports.to_vec(),
+            max_memory_bytes: None,
+            restart: None,
+            restarts: 0,
         }
     }
 
@@ -99,6 +102,8 @@ pub(crate) mod tests {
             checkpoint_every_ms: None,
             replicas: None,
             durability: None,
+            max_memory_bytes: None,
+            restart: None,
         }
     }
 

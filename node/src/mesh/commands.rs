@@ -250,6 +250,35 @@ pub(super) async fn run_control(
         Command::Recover { vessel, on, force } => {
             recover_command(control, peers, &vessel, &on, force).await
         }
+        Command::Rm { tombstone } => rm_command(control, peers, user, *tombstone).await,
+        Command::Volumes { vessel } => {
+            let (id, node) = resolve_here_first(control, peers, &vessel).await?;
+            act(
+                control,
+                node,
+                ForwardRequest::Volumes { vessel: id },
+                volume_answer,
+            )
+            .await
+        }
+        Command::VolumeList { vessel, path } => {
+            let (vessel, node) = resolve_here_first(control, peers, &vessel).await?;
+            let request = ForwardRequest::VolumeList { vessel, path };
+            act(control, node, request, volume_answer).await
+        }
+        Command::VolumeRead {
+            vessel,
+            path,
+            offset,
+        } => {
+            let (vessel, node) = resolve_here_first(control, peers, &vessel).await?;
+            let request = ForwardRequest::VolumeRead {
+                vessel,
+                path,
+                offset,
+            };
+            act(control, node, request, volume_answer).await
+        }
         other => Err(refuse(
             RefusalCode::Internal,
             format!("not a vessel command: {other:?}"),
@@ -355,6 +384,61 @@ async fn recover_command(
         other => Err(Box::new(other)),
     })
     .await
+}
+
+/// `meshnode rm`: the node that holds the vessel's newest record removes
+/// it, then every member forgets its copies (`mesh::remove`).
+async fn rm_command(
+    control: &Control,
+    peers: &[PeerId],
+    user: PublicKey,
+    tombstone: protocol::vessel::Tombstone,
+) -> Result<ControlResponse, Refusal> {
+    if tombstone.user_key != user {
+        return Err(refuse(
+            RefusalCode::Forged,
+            "the tombstone is signed by another key than the request",
+        ));
+    }
+    super::remove::check_tombstone(&control.trusted, &tombstone)?;
+    let (_, node) = resolve_live(control, peers, &tombstone.vessel().to_hex()).await?;
+    let request = ForwardRequest::Remove {
+        tombstone: tombstone.clone(),
+    };
+    run_on(control, node, request, done).await?;
+    let missed = super::remove::spread(&control.migrator, peers, node, &tombstone).await;
+    if !missed.is_empty() {
+        warn!(vessel = %tombstone.vessel(), "removed; not confirmed by {missed:?} (told again when seen naming it)");
+    }
+    Ok(ControlResponse::Done)
+}
+
+/// [`resolve_live`], without asking the mesh when `vessel` is the full id
+/// of a vessel whose volumes are here (each page of a `cp` asks again).
+async fn resolve_here_first(
+    control: &Control,
+    peers: &[PeerId],
+    vessel: &str,
+) -> Result<(VesselId, PeerId), Refusal> {
+    if let Some(id) = VesselId::from_hex(vessel) {
+        let h = lock(&control.host);
+        if crate::vessel::volume_read::volumes_of(&h, id).is_ok() {
+            return Ok((id, control.me));
+        }
+    }
+    resolve_live(control, peers, vessel).await
+}
+
+/// `volumes` and `cp`'s answers, as the host gave them.
+fn volume_answer(reply: ForwardResponse) -> Result<ControlResponse, Box<ForwardResponse>> {
+    match reply {
+        ForwardResponse::Volumes { node, volumes } => {
+            Ok(ControlResponse::Volumes { node, volumes })
+        }
+        ForwardResponse::VolumeListing(l) => Ok(ControlResponse::VolumeListing(l)),
+        ForwardResponse::VolumePage(p) => Ok(ControlResponse::VolumePage(p)),
+        other => Err(Box::new(other)),
+    }
 }
 
 /// The node `meshnode deploy --on` names (this one by default).
@@ -481,7 +565,10 @@ fn vessel_of(request: &ForwardRequest) -> Option<VesselId> {
         | ForwardRequest::Stop { vessel }
         | ForwardRequest::Migrate { vessel, .. }
         | ForwardRequest::Pin { vessel, .. }
-        | ForwardRequest::Checkpoint { vessel } => Some(*vessel),
+        | ForwardRequest::Checkpoint { vessel }
+        | ForwardRequest::Volumes { vessel }
+        | ForwardRequest::VolumeList { vessel, .. }
+        | ForwardRequest::VolumeRead { vessel, .. } => Some(*vessel),
         _ => None,
     }
 }
@@ -750,7 +837,7 @@ pub async fn ps(control: &Control, peers: &[PeerId]) -> Vec<VesselInfo> {
         &answered,
         control.me,
     ));
-    merge_rows(rows)
+    super::remove::without_buried(&control.host, &control.link, merge_rows(rows))
 }
 
 /// How much a `ps` row is worth at equal epochs: a node's own word that it
@@ -926,6 +1013,19 @@ async fn run_here(
                 )
             })?;
             super::force::fence_here(&control.host, from, &certificate)?;
+            Ok(ForwardResponse::Done)
+        }
+        r @ (ForwardRequest::Volumes { .. }
+        | ForwardRequest::VolumeList { .. }
+        | ForwardRequest::VolumeRead { .. }) => {
+            super::volume_serve::serve(&control.host, control.me.to_string(), r).await
+        }
+        ForwardRequest::Remove { tombstone } => {
+            super::remove::remove_here(&control.migrator, &tombstone)?;
+            Ok(ForwardResponse::Done)
+        }
+        ForwardRequest::Tombstone { tombstone } => {
+            super::remove::bury_here(&control.migrator, &tombstone)?;
             Ok(ForwardResponse::Done)
         }
         ForwardRequest::Checkpoint { vessel } => {

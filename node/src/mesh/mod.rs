@@ -33,7 +33,9 @@
 //!   `--join`), [`status_gossip`] (publishing and judging statuses),
 //!   [`commands`] (control commands across the mesh: run here or forward to
 //!   the member that acts; [`silent`]: what they do about a suspected host;
-//!   [`clash`]: a deploy's name or port that a live vessel holds), [`serve`] (the destination side of a migration
+//!   [`clash`]: a deploy's name or port that a live vessel holds;
+//!   [`remove`]: `rm` and the tombstones that keep a vessel removed;
+//!   [`volume_serve`]: `volumes` and `cp` where the volumes are), [`serve`] (the destination side of a migration
 //!   and the requests peers send), [`recover`] (start-up recovery and the
 //!   clean-stop checkpoint), [`checkpoint`] (the periodic checkpoints and
 //!   `meshnode checkpoint`), [`replicate`] and [`replica_serve`] (a
@@ -81,6 +83,7 @@ pub mod peers;
 pub mod place;
 pub mod recover;
 pub mod relay;
+pub mod remove;
 pub mod replica_book;
 pub mod replica_serve;
 pub mod replicate;
@@ -94,6 +97,7 @@ pub mod status_gossip;
 pub mod transfer;
 pub mod trust;
 pub mod vessels;
+pub mod volume_serve;
 
 /// Protocol names on the wire.
 pub const CONTROL_PROTOCOL: &str = "/meshnode/control/2";
@@ -141,6 +145,7 @@ mod tests {
         ("place", include_str!("place.rs")),
         ("recover", include_str!("recover.rs")),
         ("relay", include_str!("relay.rs")),
+        ("remove", include_str!("remove.rs")),
         ("replica_book", include_str!("replica_book.rs")),
         ("replica_serve", include_str!("replica_serve.rs")),
         ("replicate", include_str!("replicate.rs")),
@@ -154,6 +159,7 @@ mod tests {
         ("transfer", include_str!("transfer.rs")),
         ("trust", include_str!("trust.rs")),
         ("vessels", include_str!("vessels.rs")),
+        ("volume_serve", include_str!("volume_serve.rs")),
     ];
 
     /// The identifier at the start of `s`.

@@ -360,6 +360,9 @@ mod tests {
             replica_chunks_sent: 0,
             durability: None,
             ports: Vec::new(),
+            max_memory_bytes: None,
+            restart: None,
+            restarts: 0,
         };
         // The dead host's own row, or a fenced one, is no move.
         let not_yet = [row(host, 1, "unreachable"), row(w, 2, "fenced")];

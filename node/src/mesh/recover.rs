@@ -140,6 +140,9 @@ fn remember(h: &mut Host, id: VesselId, record: Record, image: VesselImage) {
             why: String::new(),
             checkpoints: Default::default(),
             gate: crate::vessel::lease_gate::LeaseGate::open(),
+            restarting: None,
+            restarts: 0,
+            restarts_in_a_row: 0,
         },
     );
     if left {

@@ -945,9 +945,23 @@ pub(super) fn commit(
 
 /// The record this node has on disk for `vessel` (the durable fact, which
 /// the rules judge by; an unreadable one counts as none).
+/// A removed vessel's tombstone counts as an `Ended` record at its epoch,
+/// above any record left of it: every stale offer or commit is refused.
 pub(super) fn record_on_disk(h: &Host, vessel: VesselId) -> Option<Record> {
-    let bytes = std::fs::read(h.vessel_dir(vessel).join("record.cbor")).ok()?;
-    protocol::cbor::decode::<Record>(&bytes).ok()
+    let on_disk = std::fs::read(h.vessel_dir(vessel).join("record.cbor"))
+        .ok()
+        .and_then(|bytes| protocol::cbor::decode::<Record>(&bytes).ok());
+    let removed = h.tombstones.epoch_of(vessel);
+    match on_disk {
+        Some(r) if r.epoch() >= removed => Some(r),
+        _ if removed > 0 => Some(Record::Ended {
+            epoch: removed,
+            image: protocol::snapshot::Hash([0; 32]),
+            exit: "removed (meshnode rm)".into(),
+            code: None,
+        }),
+        r => r,
+    }
 }
 
 /// The source gave up the move at `d.epoch` with image `d.image`: its

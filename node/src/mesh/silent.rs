@@ -171,6 +171,9 @@ fn gossiped_row(
         replica_chunks_sent: 0,
         durability: None,
         ports: Vec::new(),
+        max_memory_bytes: None,
+        restart: None,
+        restarts: 0,
     }
 }
 

@@ -112,6 +112,9 @@ pub(super) fn judge_status(
                 note_liveness(&mut state.peers, &source, Event::Heard, &state.liveness);
             }
             state.ingress.learn(source, &msg.status.services);
+            for v in &msg.status.named {
+                super::remove::push_if_stale(&state.host, &state.link, source, v.id, v.epoch);
+            }
             state.peer(source).status = Some((msg.status, Instant::now()));
             if state.peer(source).membership != m {
                 state.peer(source).certificate = Some(msg.certificate);

@@ -29,6 +29,8 @@ fn stored_image(store: &ChunkStore, seed: u8, chunks: &[Vec<u8>]) -> (Hash, Vec<
                 checkpoint_every_ms: None,
                 replicas: None,
                 durability: None,
+                max_memory_bytes: None,
+                restart: None,
             },
             user_key: PublicKey([0; 32]),
             signature: Signature([0; 64]),

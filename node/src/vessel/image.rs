@@ -526,6 +526,11 @@ pub fn ready_with_memory(
             (vessel, Some(manifest.memory))
         }
     };
+    let mut vessel = vessel;
+    if let Some(max) = image.deployment.body.max_memory_bytes {
+        // `deploy --max-memory`: wherever it runs, from any image.
+        vessel.limit_memory(max);
+    }
     Ok(Ready {
         vessel,
         log,

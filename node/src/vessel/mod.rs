@@ -29,8 +29,11 @@ pub mod journal;
 pub mod lease_gate;
 pub mod log;
 pub mod log_times;
+pub mod restart;
 pub mod retention;
 pub mod runner;
+pub mod tombstones;
+pub mod volume_read;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -147,6 +150,12 @@ pub struct Local {
     pub checkpoints: checkpoint::Checkpoints,
     /// Whether its lease lets it run (open for a vessel without replicas).
     pub gate: Arc<LeaseGate>,
+    /// It ended and its `--restart` policy runs it again ([`restart`]).
+    pub restarting: Option<restart::Restarting>,
+    /// How many times this host ran it again, and how many of those in a
+    /// row without a healthy run between (the back-off's exponent).
+    pub restarts: u32,
+    pub restarts_in_a_row: u32,
 }
 
 impl Local {
@@ -201,6 +210,9 @@ pub struct Host {
     /// What status, `/metrics` and the dashboard read (issue 16): events,
     /// counters, the latest snapshot. Shared by every owner of the host.
     pub ops: Arc<crate::ops::OpsBook>,
+    /// The vessels removed by `meshnode rm`, and the epoch each was
+    /// removed under ([`tombstones`]).
+    pub tombstones: tombstones::TombstoneBook,
 }
 
 impl Host {
@@ -233,6 +245,7 @@ impl Host {
             traffic: Arc::new(crate::placement::TrafficBook::default()),
             retention: retention::Retention::default(),
             ops: Arc::new(crate::ops::OpsBook::default()),
+            tombstones: tombstones::TombstoneBook::load(data_root),
         })
     }
 
@@ -281,6 +294,12 @@ impl Host {
             let path = self.record_path(id);
             match std::fs::read(&path) {
                 Ok(bytes) => match protocol::cbor::decode::<Record>(&bytes) {
+                    Ok(r) if self.tombstones.buries(id, r.epoch()) => {
+                        // Removed while this node was away: a stale copy,
+                        // never resumed nor listed.
+                        info!(vessel = %id, epoch = r.epoch(), "removed (tombstone): its record goes");
+                        self.delete_vessel_dir(id);
+                    }
                     Ok(r) => out.push((id, r)),
                     Err(err) => warn!(vessel = %id, "{}: unreadable record: {err}", path.display()),
                 },
@@ -291,9 +310,56 @@ impl Host {
         out
     }
 
-    /// The highest epoch this node knows for a vessel (0: never heard of it).
+    /// The highest epoch this node knows for a vessel (0: never heard of
+    /// it): its record's, or the epoch it was removed under.
     pub fn known_epoch(&self, id: VesselId) -> u64 {
-        self.vessels.get(&id).map_or(0, |l| l.record.epoch())
+        self.vessels
+            .get(&id)
+            .map_or(0, |l| l.record.epoch())
+            .max(self.tombstones.epoch_of(id))
+    }
+
+    /// Deletes a vessel's directory (record, log, certificate, volumes),
+    /// said in the log if it cannot.
+    pub fn delete_vessel_dir(&self, id: VesselId) {
+        let dir = self.vessel_dir(id);
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                warn!(vessel = %id, "cannot delete {}: {e}", dir.display());
+            }
+        }
+    }
+
+    /// Forgets every copy of a removed vessel below the tombstone's epoch
+    /// (already verified and trusted): a runner of a stale copy is stopped,
+    /// its record, log and volumes deleted, its images let go (collected
+    /// with the store's next collection). A copy at or above the epoch is
+    /// kept (it is no stale one). Returns whether a copy was here.
+    pub fn bury(&mut self, t: &protocol::vessel::Tombstone) -> bool {
+        let id = t.vessel();
+        self.tombstones.insert(t.clone());
+        let on_disk = std::fs::read(self.record_path(id))
+            .ok()
+            .and_then(|b| protocol::cbor::decode::<Record>(&b).ok());
+        let known = self
+            .vessels
+            .get(&id)
+            .map(|l| &l.record)
+            .or(on_disk.as_ref());
+        if known.is_some_and(|r| r.epoch() >= t.epoch()) {
+            return false;
+        }
+        let here = known.is_some();
+        if let Some(l) = self.vessels.remove(&id) {
+            if let Some(r) = &l.runner {
+                let _ = r.send(runner::Command::Stop);
+            }
+        }
+        self.hubs.remove(&id);
+        self.departed.retain(|(v, _)| *v != id);
+        self.delete_vessel_dir(id);
+        info!(vessel = %id, epoch = t.epoch(), "removed: its record, log and volumes are deleted");
+        here
     }
 
     /// The module of a deployment, instrumented, from the cache or the store.
@@ -440,6 +506,8 @@ impl Host {
                     ("migrating".to_string(), None)
                 } else if l.stopped {
                     ("stopped".to_string(), None)
+                } else if let Some(r) = &l.restarting {
+                    (restart::state_of(r, Instant::now()), None)
                 } else {
                     match (&l.record, l.ended()) {
                         (Record::Left { acked: true, .. }, _) => ("left".to_string(), None),
@@ -460,7 +528,9 @@ impl Host {
                         _ => ("running".to_string(), None),
                     }
                 };
-                let why = if l.pinned && state == "running" {
+                let why = if let Some(r) = l.restarting.as_ref().filter(|_| !l.stopped) {
+                    format!("its last run ended: {}", r.exit)
+                } else if l.pinned && state == "running" {
                     crate::placement::Why::Pinned.to_string()
                 } else if l.why.is_empty() || state != "running" {
                     l.reason.clone()
@@ -503,6 +573,9 @@ impl Host {
                         .sync_interval_ms()
                         .map(|ms| format!("sync {ms}ms")),
                     ports: l.deployment.body.ports.clone(),
+                    max_memory_bytes: l.deployment.body.max_memory_bytes,
+                    restart: l.deployment.body.restart.map(|p| p.name().to_string()),
+                    restarts: l.restarts,
                 }
             })
             .collect()
@@ -703,6 +776,9 @@ impl Host {
                 why: String::new(),
                 checkpoints,
                 gate,
+                restarting: None,
+                restarts: 0,
+                restarts_in_a_row: 0,
             },
         );
         if let Some(tx) = &self.vessel_started {
@@ -767,20 +843,21 @@ impl Host {
 
     /// Records what became of each runner that ended since the last call.
     pub fn reap(&mut self) {
+        self.restart_due();
         let ids: Vec<VesselId> = self.vessels.keys().copied().collect();
         for id in ids {
             let l = self.vessels.get(&id).expect("listed");
             let (Record::Owned { epoch, image }, Some((exit, code))) =
-                (&l.record, l.runner.as_ref().and_then(|r| r.exit()))
+                (l.record.clone(), l.runner.as_ref().and_then(|r| r.exit()))
             else {
                 continue;
             };
-            if l.migrating {
+            if l.migrating || self.plan_restart(id, &exit, code) {
                 continue;
             }
             let record = Record::Ended {
-                epoch: *epoch,
-                image: *image,
+                epoch,
+                image,
                 exit: exit.clone(),
                 code,
             };
@@ -870,6 +947,8 @@ mod tests {
                     checkpoint_every_ms: None,
                     replicas: None,
                     durability: None,
+                    max_memory_bytes: None,
+                    restart: None,
                 },
             ),
             epoch: 1,

@@ -41,6 +41,8 @@ fn deployment(vessel: VesselId, module: &[u8]) -> Deployment {
             checkpoint_every_ms: None,
             replicas: None,
             durability: None,
+            max_memory_bytes: None,
+            restart: None,
         },
     )
 }
@@ -64,6 +66,9 @@ fn local(deployment: Deployment, record: Record) -> Local {
         why: String::new(),
         checkpoints: Default::default(),
         gate: crate::vessel::lease_gate::LeaseGate::open(),
+        restarting: None,
+        restarts: 0,
+        restarts_in_a_row: 0,
     }
 }
 

@@ -529,6 +529,8 @@ fn deployment(n: u16, module: &[u8]) -> protocol::vessel::Deployment {
             checkpoint_every_ms: Some(0),
             replicas: None,
             durability: None,
+            max_memory_bytes: None,
+            restart: None,
         },
         user_key: PublicKey([0; 32]),
         signature: Signature([0; 64]),

@@ -7,6 +7,7 @@ mod services;
 mod wasi_errno;
 
 mod cli_ops;
+mod cli_vessels;
 mod corpus;
 mod cross_cpu;
 mod dashboard;

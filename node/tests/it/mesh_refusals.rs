@@ -204,6 +204,8 @@ pub(crate) fn image_for(
             checkpoint_every_ms: None,
             replicas: None,
             durability: None,
+            max_memory_bytes: None,
+            restart: None,
         },
     );
     VesselImage {
