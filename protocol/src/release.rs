@@ -380,7 +380,7 @@ pub fn read_marker(binary: &[u8]) -> Result<Marker, ReleaseError> {
         from = start;
     }
     Err(match first_error {
-        Some(e) if binary.windows(9).any(|w| w == b"version=") => e,
+        Some(e) if binary.windows(8).any(|w| w == b"version=") => e,
         _ => ReleaseError::NoMarker,
     })
 }

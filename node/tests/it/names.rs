@@ -322,7 +322,7 @@ fn a_trap_is_short_in_ps_and_whole_in_ps_vessel_and_uptime_runs_while_asleep() {
     let message = row["state"].as_str().unwrap().to_string();
     assert!(message.len() > 20, "{row}");
     assert_eq!(row["state_short"], "trapped", "{row}");
-    let ps = text(&cli(&user, &a, &["ps"]).stdout);
+    let ps = text(&cli(&user, &a, &["ps", "-a"]).stdout);
     let line = ps.lines().find(|l| l.starts_with(&crashed[..8])).unwrap();
     assert!(line.contains(" trapped "), "{ps}");
     assert!(
