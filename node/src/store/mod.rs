@@ -417,14 +417,6 @@ impl ChunkStore {
         }
     }
 
-    /// Whether some holder keeps `chunk` through [`ChunkStore::hold_chunks`].
-    pub fn chunk_is_held(&self, holder: &str, chunk: &Hash) -> bool {
-        self.state()
-            .held_chunks
-            .get(holder)
-            .is_some_and(|c| c.contains(chunk))
-    }
-
     /// The image `holder` holds, if any.
     pub fn held(&self, holder: &str) -> Option<Hash> {
         self.state().held.get(holder).copied()
