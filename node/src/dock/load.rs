@@ -149,7 +149,11 @@ impl VesselModule {
     ) -> Result<Self, DockError> {
         // The engine does not carry the memory limit: instantiation checks
         // memory against the store's; the other limits are the dock's own.
-        limits::check_declared(path, &original, usize::MAX)?;
+        let unlimited = super::MemoryLimit {
+            bytes: u64::MAX,
+            limit: limits::Limit::MemoryBytes,
+        };
+        limits::check_declared(path, &original, unlimited)?;
         let (instrumented, original_hash) = instrument(engine, path, &original, mode)?;
         let code = instrumented
             .as_ref()
@@ -175,7 +179,7 @@ impl VesselModule {
         mode: Mode,
     ) -> Result<(Engine, DockConfig, Self), DockError> {
         // Before the rewriter and the compiler spend anything on it.
-        limits::check_declared(path, &original, config.max_memory_bytes)?;
+        limits::check_declared(path, &original, config.memory_limit())?;
         let probe = config.engine();
         let (instrumented, original_hash) = instrument(&probe, path, &original, mode)?;
         let mut config = config.clone();

@@ -14,6 +14,7 @@
 //! - [`spawn`]: runs a vessel to completion on a worker thread of its own, so
 //!   that CPU-bound vessels never stall the node's async work.
 
+pub mod address_space;
 mod capture;
 pub mod dirty;
 pub mod frames;
@@ -30,6 +31,7 @@ use std::path::PathBuf;
 
 use wasmi::{Config, Engine};
 
+pub use self::address_space::MemoryLimit;
 pub use self::capture::{validate_frames, Capture};
 pub use self::load::{
     load_module, module_from_bytes, read_module_file, Instrumented, Mode, VesselModule,
@@ -66,6 +68,10 @@ pub const MAX_MODULE_BYTES: u64 = protocol::limits::MAX_MODULE_BYTES;
 #[derive(Debug, Clone)]
 pub struct DockConfig {
     pub max_memory_bytes: usize,
+    /// The host's bound on one vessel's memory, below the configured limit
+    /// on a 32-bit host ([`address_space::HOST_ADDRESS_SPACE_BOUND`];
+    /// tests set a 32-bit one). Vessels run under [`Self::memory_limit`].
+    pub address_space_bytes: Option<u64>,
     pub max_call_depth: usize,
     pub max_value_stack_bytes: usize,
     /// Fuel per slice; `None` runs without fuel metering (not preemptible:
@@ -77,6 +83,7 @@ impl Default for DockConfig {
     fn default() -> Self {
         DockConfig {
             max_memory_bytes: DEFAULT_MAX_MEMORY_BYTES,
+            address_space_bytes: address_space::HOST_ADDRESS_SPACE_BOUND,
             max_call_depth: DEFAULT_MAX_CALL_DEPTH,
             max_value_stack_bytes: DEFAULT_MAX_VALUE_STACK_BYTES,
             fuel_slice: Some(DEFAULT_FUEL_SLICE),

@@ -14,6 +14,7 @@ use protocol::snapshot::{
 };
 use wasmi::Engine;
 
+use super::limits::Limit;
 use super::wasi::WasiCtx;
 use super::{Capture, DockConfig, DockError, Mode, Vessel, VesselModule};
 use crate::store::{get_image, put_image, Chunks, StoreError};
@@ -37,6 +38,8 @@ pub enum SnapshotError {
     InstrumentedHash { expected: Hash, found: Hash },
     #[error("its memory is {size_bytes} bytes, over this dock's memory limit of {limit_bytes} bytes (--max-memory, or the node's vessel_max_memory_bytes)")]
     MemoryOverLimit { size_bytes: u64, limit_bytes: u64 },
+    #[error("its memory is {size_bytes} bytes, more than this 32-bit host's address space holds for a vessel ({limit_bytes} bytes, MAX_MEMORY_BYTES_32_BIT)")]
+    MemoryOverAddressSpace { size_bytes: u64, limit_bytes: u64 },
     #[error(
         "the memory image has {chunks} chunks for {size_bytes} bytes, or a chunk of the wrong size"
     )]
@@ -45,15 +48,25 @@ pub enum SnapshotError {
 
 /// Refuses a snapshot whose memory is over `config`'s limit: the limits of
 /// the node or the CLI that resumes it apply, whatever the snapshot says it
-/// ran under. Checked before anything is read or allocated.
+/// ran under, and so does the host's address space (a 32-bit host's is
+/// lower). Checked before anything is read or allocated.
 pub fn check_limits(manifest: &Manifest, config: &DockConfig) -> Result<(), SnapshotError> {
-    if manifest.memory.size_bytes > config.max_memory_bytes as u64 {
-        return Err(SnapshotError::MemoryOverLimit {
-            size_bytes: manifest.memory.size_bytes,
-            limit_bytes: config.max_memory_bytes as u64,
-        });
+    let limit = config.memory_limit();
+    let size_bytes = manifest.memory.size_bytes;
+    if size_bytes <= limit.bytes {
+        return Ok(());
     }
-    Ok(())
+    let limit_bytes = limit.bytes;
+    Err(match limit.limit {
+        Limit::AddressSpace => SnapshotError::MemoryOverAddressSpace {
+            size_bytes,
+            limit_bytes,
+        },
+        _ => SnapshotError::MemoryOverLimit {
+            size_bytes,
+            limit_bytes,
+        },
+    })
 }
 
 /// Writes `capture` of a vessel running `vm` into `store` and returns the
@@ -99,7 +112,7 @@ pub fn manifest_with(
         frames: capture.frames.clone(),
         wasi: capture.wasi.clone(),
         limits: VesselLimits {
-            max_memory_bytes: config.max_memory_bytes as u64,
+            max_memory_bytes: config.memory_limit().bytes,
             max_call_depth: config.max_call_depth as u64,
         },
         points_passed: capture.points_passed,

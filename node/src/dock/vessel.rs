@@ -444,7 +444,7 @@ fn new_store(
     config: &DockConfig,
     writes: Arc<WriteTracker>,
 ) -> Result<Store<VesselCtx>, DockError> {
-    let limits = VesselLimiter::new(config.max_memory_bytes).with_write_tracker(writes);
+    let limits = VesselLimiter::new(config.memory_limit()).with_write_tracker(writes);
     let frames = FrameIo::new(config.max_call_depth);
     let mut store = Store::new(
         engine,

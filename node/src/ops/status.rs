@@ -64,7 +64,7 @@ pub fn report(state: &NodeState) -> StatusReport {
         };
         let memory = MemoryUse {
             vessels_bytes,
-            vessel_budget_bytes: h.dock.max_memory_bytes as u64,
+            vessel_budget_bytes: h.dock.memory_limit().bytes,
             available_bytes,
             total_bytes,
         };

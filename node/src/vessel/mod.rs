@@ -420,7 +420,7 @@ impl Host {
             }
             guard.dock.clone()
         };
-        crate::dock::limits::check_declared(Path::new(name), &original, dock.max_memory_bytes)
+        crate::dock::limits::check_declared(Path::new(name), &original, dock.memory_limit())
             .map_err(|e| (RefusalCode::Limit, e.to_string()))?;
         let (engine, config, vm) = {
             let _slot = PREPARE_SLOT.lock().unwrap_or_else(|p| p.into_inner());

@@ -80,8 +80,17 @@ fn header(m: &mut String, ctx: &Ctx, outcome: &Outcome) {
         sc.seed
     );
     let _ = writeln!(m, "- meshnode: `{}`", ctx.bins.meshnode.display());
-    if let Some((q, b)) = &ctx.bins.aarch64 {
-        let _ = writeln!(m, "- aarch64 nodes: `{} {}`", q.display(), b.display());
+    for (arch, q, b) in &ctx.bins.foreign {
+        let args = arch.foreign().map_or(String::new(), |f| {
+            f.qemu_args.iter().map(|a| format!("{a} ")).collect()
+        });
+        let _ = writeln!(
+            m,
+            "- {} nodes: `{} {args}{}`",
+            arch.name(),
+            q.display(),
+            b.display()
+        );
     }
     let _ = writeln!(
         m,
@@ -139,10 +148,10 @@ fn nodes(m: &mut String, ctx: &Ctx) {
             m,
             "| {} | {} | {} | `{}` | {} |",
             n.name,
-            if n.arch == Arch::Aarch64 {
-                "aarch64 (qemu)"
+            if n.arch == Arch::Native {
+                "native".to_string()
             } else {
-                "native"
+                format!("{} (qemu)", n.arch.name())
             },
             n.addr,
             n.peer_id.get().map(String::as_str).unwrap_or("?"),

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::scenario::{secs, Arch, Scenario};
+use crate::scenario::{secs, Scenario};
 
 /// `K=V K2=V2`, or nothing.
 pub fn env_words(env: &[(String, String)]) -> String {
@@ -34,11 +34,7 @@ pub fn plan(sc: &Scenario) -> String {
             "  node {} {} {}{}",
             n.name,
             Scenario::addr(i),
-            if n.arch == Arch::Aarch64 {
-                "aarch64"
-            } else {
-                "native"
-            },
+            n.arch.name(),
             if n.env.is_empty() {
                 String::new()
             } else {

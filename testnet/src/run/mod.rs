@@ -93,7 +93,7 @@ fn prepare(path: &Path, opts: &Options) -> Result<Prepared, Outcome> {
         sc.seed = s;
     }
     let meshnode = tools::find_meshnode(opts.meshnode.as_deref()).map_err(Outcome::Error)?;
-    let aarch64 = tools::find_aarch64(&sc).map_err(Outcome::Skipped)?;
+    let foreign = tools::find_foreign(&sc).map_err(Outcome::Skipped)?;
     if let Some(why) = capability_problem() {
         return Err(Outcome::Skipped(why));
     }
@@ -106,7 +106,7 @@ fn prepare(path: &Path, opts: &Options) -> Result<Prepared, Outcome> {
     let wasm = tools::build_programs(&sc, &out)?;
     Ok(Prepared {
         sc,
-        bins: Binaries { meshnode, aarch64 },
+        bins: Binaries { meshnode, foreign },
         out,
         wasm,
     })

@@ -196,10 +196,10 @@ fn start_nodes(ctx: &Ctx, procs: &mut Procs, deadline: Instant) -> Result<(), St
         ctx.rec.say(format!(
             "node {} ({}) started: {} {}",
             n.name,
-            if n.arch == Arch::Aarch64 {
-                "aarch64 under qemu"
+            if n.arch == Arch::Native {
+                "native".to_string()
             } else {
-                "native"
+                format!("{} under qemu", n.arch.name())
             },
             n.addr,
             n.peer_id.get().map(String::as_str).unwrap_or("?")

@@ -52,39 +52,50 @@ pub fn find_meshnode(explicit: Option<&Path>) -> Result<PathBuf, String> {
     })
 }
 
-/// qemu and the aarch64 build, or why a scenario with aarch64 nodes cannot
-/// run here.
-pub fn find_aarch64(sc: &Scenario) -> Result<Option<(PathBuf, PathBuf)>, String> {
-    let arm: Vec<&str> = sc
-        .nodes
-        .iter()
-        .filter(|n| n.arch == Arch::Aarch64)
-        .map(|n| n.name.as_str())
-        .collect();
-    if arm.is_empty() {
-        return Ok(None);
+/// For each foreign CPU the scenario's nodes run on, its qemu-user and its
+/// meshnode build, or why the scenario cannot run here.
+pub fn find_foreign(sc: &Scenario) -> Result<Vec<(Arch, PathBuf, PathBuf)>, String> {
+    let mut found = Vec::new();
+    for arch in Arch::FOREIGN {
+        let on: Vec<&str> = sc
+            .nodes
+            .iter()
+            .filter(|n| n.arch == arch)
+            .map(|n| n.name.as_str())
+            .collect();
+        let Some(f) = arch.foreign().filter(|_| !on.is_empty()) else {
+            continue;
+        };
+        let (who, cpu) = (on.join(", "), arch.name());
+        let bin = match std::env::var_os(f.bin_env) {
+            Some(b) if Path::new(&b).is_file() => PathBuf::from(b),
+            Some(b) => {
+                return Err(format!(
+                    "nodes {who} are {cpu}, and {}={} is not a file (scripts/build-cross.sh builds it)",
+                    f.bin_env,
+                    Path::new(&b).display()
+                ))
+            }
+            None => {
+                return Err(format!(
+                    "nodes {who} are {cpu}: set {} to the {cpu} meshnode (scripts/build-cross.sh builds it)",
+                    f.bin_env
+                ))
+            }
+        };
+        let qemu = std::env::var_os(f.qemu_env)
+            .map(PathBuf::from)
+            .or_else(|| which(&format!("{}-static", f.qemu)))
+            .or_else(|| which(f.qemu))
+            .ok_or_else(|| {
+                format!(
+                    "nodes {who} are {cpu}: no {}-static on PATH (install qemu-user-static)",
+                    f.qemu
+                )
+            })?;
+        found.push((arch, qemu, bin));
     }
-    let who = arm.join(", ");
-    let bin = match std::env::var_os("MESHNODE_AARCH64_BIN") {
-        Some(b) if Path::new(&b).is_file() => PathBuf::from(b),
-        Some(b) => {
-            return Err(format!(
-                "nodes {who} are aarch64, and MESHNODE_AARCH64_BIN={} is not a file (scripts/build-aarch64.sh builds it)",
-                Path::new(&b).display()
-            ))
-        }
-        None => {
-            return Err(format!(
-                "nodes {who} are aarch64: set MESHNODE_AARCH64_BIN to the aarch64 meshnode (scripts/build-aarch64.sh builds it)"
-            ))
-        }
-    };
-    let qemu = std::env::var_os("QEMU_AARCH64")
-        .map(PathBuf::from)
-        .or_else(|| which("qemu-aarch64-static"))
-        .or_else(|| which("qemu-aarch64"))
-        .ok_or_else(|| format!("nodes {who} are aarch64: no qemu-aarch64-static on PATH (install qemu-user-static)"))?;
-    Ok(Some((qemu, bin)))
+    Ok(found)
 }
 
 /// Compiles or locates the programs that will be used (by servers and by

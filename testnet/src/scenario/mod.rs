@@ -101,6 +101,69 @@ pub enum Arch {
     Native,
     /// The aarch64 build under qemu-user (`MESHNODE_AARCH64_BIN`).
     Aarch64,
+    /// The armv7 build (32-bit Pi OS) under qemu-user (`MESHNODE_ARMV7_BIN`).
+    Armhf,
+    /// The riscv64 build under qemu-user (`MESHNODE_RISCV64_BIN`).
+    Riscv64,
+}
+
+impl Arch {
+    /// The CPUs that run under qemu-user.
+    pub const FOREIGN: [Arch; 3] = [Arch::Aarch64, Arch::Armhf, Arch::Riscv64];
+
+    /// Its name in a scenario file (`arch = "..."`) and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Native => "native",
+            Arch::Aarch64 => "aarch64",
+            Arch::Armhf => "armhf",
+            Arch::Riscv64 => "riscv64",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Arch> {
+        [Arch::Native]
+            .into_iter()
+            .chain(Arch::FOREIGN)
+            .find(|a| a.name() == name)
+    }
+
+    /// The variable naming its meshnode (what `scripts/build-cross.sh`
+    /// prints), and the qemu-user that runs it. None for native.
+    pub fn foreign(self) -> Option<Foreign> {
+        let (bin_env, qemu_env, qemu, qemu_args): (_, _, _, &'static [&'static str]) = match self {
+            Arch::Native => return None,
+            Arch::Aarch64 => ("MESHNODE_AARCH64_BIN", "QEMU_AARCH64", "qemu-aarch64", &[]),
+            Arch::Armhf => ("MESHNODE_ARMV7_BIN", "QEMU_ARM", "qemu-arm", &[]),
+            // Debian 12 has no multiarch riscv64 libc6, only the cross one.
+            // aarch64 and armhf must not get -L: it mixes the cross ld.so
+            // with the multiarch libc6 and threads hang (DESIGN.md §8).
+            Arch::Riscv64 => (
+                "MESHNODE_RISCV64_BIN",
+                "QEMU_RISCV64",
+                "qemu-riscv64",
+                &["-L", "/usr/riscv64-linux-gnu"],
+            ),
+        };
+        Some(Foreign {
+            bin_env,
+            qemu_env,
+            qemu,
+            qemu_args,
+        })
+    }
+}
+
+/// How a foreign CPU's node is run.
+#[derive(Debug, Clone, Copy)]
+pub struct Foreign {
+    /// The variable naming its meshnode.
+    pub bin_env: &'static str,
+    /// The variable that may name its qemu.
+    pub qemu_env: &'static str,
+    /// qemu-user's name (tried with `-static` first).
+    pub qemu: &'static str,
+    pub qemu_args: &'static [&'static str],
 }
 
 #[derive(Debug, Clone)]

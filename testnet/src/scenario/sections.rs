@@ -141,13 +141,15 @@ pub(super) fn nodes(ck: &Ck, raw: &[RawNode]) -> Result<Vec<NodeSpec>, ScenarioE
     let mut nodes = Vec::new();
     for (i, n) in raw.iter().enumerate() {
         ck.name(&format!("node[{i}].name"), &n.name)?;
-        let arch = match n.arch.as_deref() {
-            None | Some("native") => Arch::Native,
-            Some("aarch64") => Arch::Aarch64,
-            Some(other) => {
+        let arch = match n.arch.as_deref().map_or(Some(Arch::Native), Arch::from_name) {
+            Some(a) => a,
+            None => {
                 return Err(ck.err(
                     &format!("node[{i}].arch"),
-                    format!("{other:?} is not an arch (\"native\" or \"aarch64\")"),
+                    format!(
+                        "{:?} is not an arch (\"native\", \"aarch64\", \"armhf\" or \"riscv64\")",
+                        n.arch.as_deref().unwrap_or_default()
+                    ),
                 ))
             }
         };
