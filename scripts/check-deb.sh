@@ -2,6 +2,7 @@
 # Builds and checks meshnode's Debian package for a cross-built binary
 # (issue 17: arm64, armhf, riscv64), from its control file and contents:
 #   scripts/check-deb.sh --arch arm64|armhf|riscv64 --binary PATH --help-binary PATH [--out DIR]
+#                        [--compression xz|gzip|none]  (as scripts/build-deb.sh; default xz)
 # --binary is the cross build (scripts/build-cross.sh), --help-binary a
 # meshnode this machine runs, for the man page. Checked (dpkg-deb -I/-c):
 # Architecture is the one asked for, Package, Version (the workspace's) and
@@ -14,14 +15,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-arch="" binary="" help_binary="" out=""
+arch="" binary="" help_binary="" out="" compression=xz
 while [ $# -gt 0 ]; do
     case "$1" in
     --arch) arch="$2"; shift 2 ;;
     --binary) binary="$2"; shift 2 ;;
     --help-binary) help_binary="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --compression) compression="$2"; shift 2 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "error: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -41,7 +43,7 @@ ok() { echo "ok ($arch): $*"; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 deb=$(bash scripts/build-deb.sh --arch "$arch" --binary "$binary" --help-binary "$help_binary" \
-    ${out:+--out "$out"} | tail -n1)
+    --compression "$compression" ${out:+--out "$out"} | tail -n1)
 
 info=$(dpkg-deb -I "$deb")
 field() { dpkg-deb -f "$deb" "$1"; }
@@ -50,7 +52,7 @@ field() { dpkg-deb -f "$deb" "$1"; }
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 [ "$(field Version)" = "$version" ] || fail "Version is '$(field Version)', the workspace's is $version"
 field Depends | grep -q 'libc6' || fail "Depends names no libc6: '$(field Depends)'"
-grep -q ' postinst$' <<<"$info" || fail "no postinst in the control archive"
+grep -qE '[[:space:]]postinst([[:space:]]|$)' <<<"$info" || fail "no postinst in the control archive"
 ok "control: Package meshnode, Version $version, Architecture $arch, Depends $(field Depends)"
 
 contents=$(dpkg-deb -c "$deb")
@@ -71,7 +73,7 @@ unit=$work/root/lib/systemd/system/meshnode.service
 grep -q '^Type=notify' "$unit" || fail "the unit is not Type=notify"
 grep -q '^User=meshnode' "$unit" || fail "the unit does not run as the meshnode user"
 grep -q '^ExecStart=.* start' "$unit" || fail "the unit does not run meshnode start"
-zcat "$work/root/usr/share/man/man1/meshnode.1.gz" | grep -q '^.SH "meshnode deploy"' \
-    || fail "the man page lacks 'meshnode deploy'"
+man_page=$(zcat "$work/root/usr/share/man/man1/meshnode.1.gz")
+grep -q '^.SH "meshnode deploy"' <<<"$man_page" || fail "the man page lacks 'meshnode deploy'"
 ok "the unit (Type=notify, User=meshnode, meshnode start) and the man page"
 echo "$deb"

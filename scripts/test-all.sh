@@ -170,7 +170,7 @@ reference "qemu-user-static" "$(qemu-aarch64-static --version | head -n1)"
 for spec in "arm64 $MESHNODE_AARCH64_BIN" "armhf $MESHNODE_ARMV7_BIN" "riscv64 $MESHNODE_RISCV64_BIN"; do
     read -r deb_arch deb_bin <<<"$spec"
     bash scripts/check-deb.sh --arch "$deb_arch" --binary "$deb_bin" \
-        --help-binary "${CARGO_TARGET_DIR:-$PWD/target}/debug/meshnode" --out "$TEST_LOG_DIR/deb"
+        --help-binary "${CARGO_TARGET_DIR:-$PWD/target}/debug/meshnode" --out "$TEST_LOG_DIR/deb" --compression gzip
 done
 
 stage "fuzz targets (stable build, a short run each)"

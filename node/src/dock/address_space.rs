@@ -159,7 +159,7 @@ mod tests {
         };
         assert_eq!(over.limit, Limit::AddressSpace);
         assert_eq!(
-        (over.requested, over.allowed),
+            (over.requested, over.allowed),
             (3 * GIB / 2, MAX_MEMORY_BYTES_32_BIT)
         );
         let message = err.to_string();
@@ -234,7 +234,10 @@ mod tests {
         check_limits(&m, &wide).unwrap();
         // Over the configured limit too: the configured limit is named.
         let err = check_limits(&manifest_with_memory(3 * GIB), &wide).unwrap_err();
-        assert!(matches!(err, SnapshotError::MemoryOverLimit { .. }), "{err:?}");
+        assert!(
+            matches!(err, SnapshotError::MemoryOverLimit { .. }),
+            "{err:?}"
+        );
     }
 
     /// Run time: growing past the bound fails inside the program
@@ -245,7 +248,10 @@ mod tests {
         let half = (MAX_MEMORY_BYTES_32_BIT / 2) as usize;
         assert_eq!(l.memory_growing(0, half, None).ok(), Some(true));
         assert_eq!(l.memory_growing(half, 2 * half, None).ok(), Some(true));
-        assert_eq!(l.memory_growing(2 * half, 2 * half + 65_536, None).ok(), Some(false));
+        assert_eq!(
+            l.memory_growing(2 * half, 2 * half + 65_536, None).ok(),
+            Some(false)
+        );
         assert_eq!(l.refused().map(|r| r.limit), Some(Limit::AddressSpace));
     }
 }

@@ -161,7 +161,13 @@ fn chain(
         let next = tempfile::tempdir().unwrap();
         crate::support::copy_tree(dir.path(), next.path());
         dir = next;
-        let step = resume(Some((cpu, bin)), store.path(), &hash, dir.path(), Some(*point));
+        let step = resume(
+            Some((cpu, bin)),
+            store.path(),
+            &hash,
+            dir.path(),
+            Some(*point),
+        );
         hash = snapshot_hash(&step);
         stdout.extend_from_slice(&step.stdout);
     }
@@ -271,7 +277,10 @@ fn armhf_bounds_a_vessel_by_its_32_bit_address_space() {
     };
     let arm = run(Some((&ARMHF, &armhf)), &big);
     let stderr = String::from_utf8_lossy(&arm.stderr);
-    assert!(!arm.status.success(), "armhf ran a 1.5 GiB memory: {stderr}");
+    assert!(
+        !arm.status.success(),
+        "armhf ran a 1.5 GiB memory: {stderr}"
+    );
     assert!(
         stderr.contains("big_memory.wasm") && stderr.contains("32-bit host's address space"),
         "the refusal does not name the module and the address space: {stderr}"

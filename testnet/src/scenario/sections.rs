@@ -141,7 +141,11 @@ pub(super) fn nodes(ck: &Ck, raw: &[RawNode]) -> Result<Vec<NodeSpec>, ScenarioE
     let mut nodes = Vec::new();
     for (i, n) in raw.iter().enumerate() {
         ck.name(&format!("node[{i}].name"), &n.name)?;
-        let arch = match n.arch.as_deref().map_or(Some(Arch::Native), Arch::from_name) {
+        let arch = match n
+            .arch
+            .as_deref()
+            .map_or(Some(Arch::Native), Arch::from_name)
+        {
             Some(a) => a,
             None => {
                 return Err(ck.err(
