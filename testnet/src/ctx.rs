@@ -201,6 +201,29 @@ impl View for Ctx {
             .unwrap_or_default())
     }
 
+    fn node_version(&self, node: usize) -> Result<String, String> {
+        let out = self.cli(&self.nodes[node], "status", &["--json"], CLI_TIMEOUT);
+        // `status` exits 1 when the node is not healthy (a probation), and
+        // still prints the report.
+        let out = match out {
+            Ok(out) => out,
+            Err(e) => return Err(e),
+        };
+        let v: serde_json::Value = serde_json::from_slice(&out)
+            .map_err(|e| format!("status --json on {}: {e}", self.nodes[node].name))?;
+        v["version"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| format!("status --json on {}: no version", self.nodes[node].name))
+    }
+
+    fn build_version(&self, frozen: bool) -> Option<String> {
+        match frozen {
+            true => self.bins.versions.1.clone(),
+            false => Some(self.bins.versions.0.clone()),
+        }
+    }
+
     fn link_latency_ms(&self, a: usize, b: usize) -> f64 {
         self.router.params(a, b).latency_ms
     }

@@ -20,6 +20,11 @@ pub struct Binaries {
     pub meshnode: PathBuf,
     /// For each foreign CPU a node runs on: its qemu-user and its meshnode.
     pub foreign: Vec<(Arch, PathBuf, PathBuf)>,
+    /// The frozen older build, when a node starts on it
+    /// (`MESHNODE_FROZEN_BIN`, scripts/build-frozen.sh).
+    pub frozen: Option<PathBuf>,
+    /// `--version` of `meshnode`, and of `frozen` when there is one.
+    pub versions: (String, Option<String>),
 }
 
 impl Binaries {
@@ -38,6 +43,8 @@ pub struct NodeRt {
     pub index: usize,
     pub addr: Ipv4Addr,
     pub arch: Arch,
+    /// It starts on the frozen older build (`build = "frozen"`).
+    pub frozen: bool,
     pub ns: NetNs,
     /// out/nodes/NAME
     pub dir: PathBuf,
@@ -58,7 +65,7 @@ impl NodeRt {
     pub fn new(
         name: &str,
         index: usize,
-        arch: Arch,
+        (arch, frozen): (Arch, bool),
         env: Vec<(String, String)>,
         ns: NetNs,
         out: &Path,
@@ -74,6 +81,7 @@ impl NodeRt {
             index,
             addr: Scenario::addr(index),
             arch,
+            frozen,
             ns,
             log: dir.join("node.log"),
             dir,
@@ -88,6 +96,16 @@ impl NodeRt {
 
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::SeqCst)
+    }
+
+    /// What it runs, for the log and the report: "native", "native, frozen
+    /// build" or "aarch64 under qemu".
+    pub fn build_words(&self) -> String {
+        match (self.arch, self.frozen) {
+            (Arch::Native, false) => "native".into(),
+            (Arch::Native, true) => "native, frozen build".into(),
+            (a, _) => format!("{} under qemu", a.name()),
+        }
     }
 
     fn env(&self, c: &mut Command) {
@@ -129,6 +147,14 @@ impl NodeRt {
                     f.bin_env
                 )))
             }
+            (None, _) if self.frozen => match &bins.frozen {
+                Some(frozen) => self.ns.command(frozen, true),
+                None => {
+                    return Err(std::io::Error::other(
+                        "no frozen meshnode (MESHNODE_FROZEN_BIN)",
+                    ))
+                }
+            },
             (None, _) => self.ns.command(&bins.meshnode, true),
         };
         self.env(&mut c);
@@ -191,7 +217,8 @@ impl NodeRt {
     }
 
     /// Runs `meshnode SUB [target options] REST...` in this node's namespace
-    /// against this node; returns stdout, or stderr as the error.
+    /// against this node; returns stdout, or stderr as the error. SUB may
+    /// be two words (`upgrade roll`): the target options are the leaf's.
     pub fn cli(
         &self,
         bins: &Binaries,
@@ -203,7 +230,7 @@ impl NodeRt {
         let mut c = self.ns.command(&bins.meshnode, false);
         self.env(&mut c);
         c.env("RUST_LOG", "warn")
-            .arg(sub)
+            .args(sub.split_whitespace())
             .arg("--data-dir")
             .arg(&self.data_dir)
             .arg("--user-key")
@@ -237,6 +264,20 @@ impl NodeRt {
             .map_err(|e| format!("peers --json on {}: {e}", self.name))?;
         Ok(v.as_array().cloned().unwrap_or_default())
     }
+}
+
+/// What `BIN --version` says after "meshnode " (the release marker's
+/// version).
+pub fn version_of(bin: &Path) -> Result<String, String> {
+    let out = Command::new(bin)
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("{} --version: {e}", bin.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .nth(1)
+        .map(str::to_string)
+        .ok_or_else(|| format!("{} --version printed {:?}", bin.display(), text.trim()))
 }
 
 /// Runs a command to its end or until `limit`, when it is killed; returns

@@ -43,6 +43,11 @@ pub trait View: Sync {
     /// `meshnode ps --json` through a node that is up, as rows.
     /// `meshnode ps --json` through `via`, or any node that is up.
     fn ps(&self, via: Option<usize>) -> Result<Vec<serde_json::Value>, String>;
+    /// The version the node says it runs (`meshnode status --json`).
+    fn node_version(&self, node: usize) -> Result<String, String>;
+    /// The version of this run's meshnode (`frozen`: of the frozen older
+    /// build), as `meshnode --version` says.
+    fn build_version(&self, frozen: bool) -> Option<String>;
     /// The link's one-way latency now.
     fn link_latency_ms(&self, a: usize, b: usize) -> f64;
 

@@ -107,7 +107,7 @@ fn binary_as(version: &str, to: &Path) -> PathBuf {
     to.to_path_buf()
 }
 
-/// The next patch version of this build: `0.1.0` → `0.1.1`.
+/// The next patch version of this build (`0.2.0` → `0.2.1`).
 fn next_patch() -> String {
     let v = env!("CARGO_PKG_VERSION");
     let (head, patch) = v.rsplit_once('.').unwrap();

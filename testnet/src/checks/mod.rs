@@ -13,6 +13,7 @@ pub mod client_clean;
 pub mod client_failover;
 pub mod client_latency;
 pub mod client_latency_drop;
+pub mod node_version;
 pub mod rtt;
 pub mod sees;
 pub mod vessel_fenced;
@@ -37,6 +38,7 @@ pub const KINDS: &[Kind] = &[
     client_latency_drop::KIND,
     client_failover::KIND,
     vessel_fenced::KIND,
+    node_version::KIND,
 ];
 
 /// Fields of every `[[assert]]`, whatever its kind.
@@ -309,6 +311,12 @@ mod tests {
         }
         fn ps(&self, _: Option<usize>) -> Result<Vec<serde_json::Value>, String> {
             Ok(self.ps.clone())
+        }
+        fn node_version(&self, node: usize) -> Result<String, String> {
+            Ok(["0.2.0", "0.1.0"][node].to_string())
+        }
+        fn build_version(&self, frozen: bool) -> Option<String> {
+            Some(if frozen { "0.1.0" } else { "0.2.0" }.to_string())
         }
         fn link_latency_ms(&self, _: usize, _: usize) -> f64 {
             self.latency_ms

@@ -15,7 +15,7 @@ use crate::checks::Verdict;
 use crate::ctx::Ctx;
 use crate::outcome::Outcome;
 use crate::record::{median, percentile, Mark, MarkKind, Sample};
-use crate::scenario::{secs, Arch, Discovery};
+use crate::scenario::{secs, Discovery};
 
 pub fn write(ctx: &Ctx, outcome: &Outcome) -> std::io::Result<()> {
     let samples = ctx.rec.samples();
@@ -92,6 +92,9 @@ fn header(m: &mut String, ctx: &Ctx, outcome: &Outcome) {
             b.display()
         );
     }
+    if let Some(frozen) = &ctx.bins.frozen {
+        let _ = writeln!(m, "- frozen build nodes: `{}`", frozen.display());
+    }
     let _ = writeln!(
         m,
         "- setup: {:.1} s until every node saw every other; then {} of scenario time",
@@ -148,11 +151,7 @@ fn nodes(m: &mut String, ctx: &Ctx) {
             m,
             "| {} | {} | {} | `{}` | {} |",
             n.name,
-            if n.arch == Arch::Native {
-                "native".to_string()
-            } else {
-                format!("{} (qemu)", n.arch.name())
-            },
+            n.build_words(),
             n.addr,
             n.peer_id.get().map(String::as_str).unwrap_or("?"),
             plan::env_words(&spec.env)

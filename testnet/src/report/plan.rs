@@ -31,10 +31,11 @@ pub fn plan(sc: &Scenario) -> String {
     for (i, n) in sc.nodes.iter().enumerate() {
         let _ = writeln!(
             m,
-            "  node {} {} {}{}",
+            "  node {} {} {}{}{}",
             n.name,
             Scenario::addr(i),
             n.arch.name(),
+            if n.frozen { " (frozen build)" } else { "" },
             if n.env.is_empty() {
                 String::new()
             } else {

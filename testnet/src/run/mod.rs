@@ -8,6 +8,7 @@ mod processes;
 mod setup;
 mod timeline;
 mod tools;
+mod upgrade;
 mod vessels;
 
 use std::path::{Path, PathBuf};
@@ -94,6 +95,7 @@ fn prepare(path: &Path, opts: &Options) -> Result<Prepared, Outcome> {
     }
     let meshnode = tools::find_meshnode(opts.meshnode.as_deref()).map_err(Outcome::Error)?;
     let foreign = tools::find_foreign(&sc).map_err(Outcome::Skipped)?;
+    let frozen = tools::find_frozen(&sc).map_err(Outcome::Skipped)?;
     if let Some(why) = capability_problem() {
         return Err(Outcome::Skipped(why));
     }
@@ -106,10 +108,25 @@ fn prepare(path: &Path, opts: &Options) -> Result<Prepared, Outcome> {
     let wasm = tools::build_programs(&sc, &out)?;
     Ok(Prepared {
         sc,
-        bins: Binaries { meshnode, foreign },
+        bins: Binaries {
+            versions: versions(&meshnode, frozen.as_deref())?,
+            meshnode,
+            foreign,
+            frozen,
+        },
         out,
         wasm,
     })
+}
+
+/// `--version` of the run's meshnode and of the frozen build.
+fn versions(meshnode: &Path, frozen: Option<&Path>) -> Result<(String, Option<String>), Outcome> {
+    let current = crate::nodes::version_of(meshnode).map_err(Outcome::Error)?;
+    let frozen = frozen
+        .map(crate::nodes::version_of)
+        .transpose()
+        .map_err(Outcome::Error)?;
+    Ok((current, frozen))
 }
 
 /// Namespaces, the router and the user key: the run's shared context.

@@ -11,7 +11,7 @@ use super::processes::Procs;
 use crate::ctx::{interrupted, stale_ms, Ctx, CLI_TIMEOUT};
 use crate::netns::NetNs;
 use crate::nodes::{output_within, NodeRt};
-use crate::scenario::{secs, Arch, Discovery, Scenario, Server};
+use crate::scenario::{secs, Discovery, Scenario, Server};
 use crate::view::sees_row;
 
 /// Marker file of an output directory (testnet only empties such a one).
@@ -77,8 +77,15 @@ fn namespace(sc: &Scenario, i: usize, out: &Path) -> Result<(NodeRt, OwnedFd), S
     ip(&ns, &["addr", "add", &format!("{a}/24"), "dev", "tn0"])?;
     ip(&ns, &["link", "set", "tn0", "mtu", "1500", "up"])?;
     ip(&ns, &["route", "add", "224.0.0.0/4", "dev", "tn0"])?;
-    let node = NodeRt::new(&spec.name, i, spec.arch, spec.env.clone(), ns, out)
-        .map_err(|e| e.to_string())?;
+    let node = NodeRt::new(
+        &spec.name,
+        i,
+        (spec.arch, spec.frozen),
+        spec.env.clone(),
+        ns,
+        out,
+    )
+    .map_err(|e| e.to_string())?;
     Ok((node, tun))
 }
 
@@ -196,11 +203,7 @@ fn start_nodes(ctx: &Ctx, procs: &mut Procs, deadline: Instant) -> Result<(), St
         ctx.rec.say(format!(
             "node {} ({}) started: {} {}",
             n.name,
-            if n.arch == Arch::Native {
-                "native".to_string()
-            } else {
-                format!("{} under qemu", n.arch.name())
-            },
+            n.build_words(),
             n.addr,
             n.peer_id.get().map(String::as_str).unwrap_or("?")
         ));

@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::processes::Procs;
-use super::{asserts, vessels};
+use super::{asserts, upgrade, vessels};
 use crate::ctx::{interrupted, Ctx};
 use crate::record::{median, MarkKind};
 use crate::scenario::Action;
@@ -147,6 +147,7 @@ fn event(ctx: &Arc<Ctx>, procs: &mut Procs, e: usize) -> Result<Option<JoinHandl
         Action::Kill { node, term } => kill(ctx, procs, *node, *term),
         Action::Restart { node, env } => restart(ctx, procs, *node, env)?,
         Action::Migrate { vessel, to } => return Ok(migrate(ctx, *vessel, *to)),
+        Action::Upgrade { via } => return Ok(upgrade::start(ctx, *via)),
         Action::MoveClient { client, to } => {
             let from = ctx.clients[*client].node.swap(*to, Ordering::SeqCst);
             format!(

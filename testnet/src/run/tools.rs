@@ -98,6 +98,31 @@ pub fn find_foreign(sc: &Scenario) -> Result<Vec<(Arch, PathBuf, PathBuf)>, Stri
     Ok(found)
 }
 
+/// The frozen older build, when a node starts on it (`build = "frozen"`),
+/// or why the scenario cannot run here.
+pub fn find_frozen(sc: &Scenario) -> Result<Option<PathBuf>, String> {
+    let on: Vec<&str> = sc
+        .nodes
+        .iter()
+        .filter(|n| n.frozen)
+        .map(|n| n.name.as_str())
+        .collect();
+    if on.is_empty() {
+        return Ok(None);
+    }
+    let who = on.join(", ");
+    match std::env::var_os("MESHNODE_FROZEN_BIN") {
+        Some(b) if Path::new(&b).is_file() => Ok(Some(PathBuf::from(b))),
+        Some(b) => Err(format!(
+            "nodes {who} start on the frozen build, and MESHNODE_FROZEN_BIN={} is not a file (scripts/build-frozen.sh builds it)",
+            Path::new(&b).display()
+        )),
+        None => Err(format!(
+            "nodes {who} start on the frozen build: set MESHNODE_FROZEN_BIN (scripts/build-frozen.sh builds it)"
+        )),
+    }
+}
+
 /// Compiles or locates the programs that will be used (by servers and by
 /// vessels that are not pending), into `out/programs`.
 pub fn build_programs(sc: &Scenario, out: &Path) -> Result<Vec<Option<PathBuf>>, Outcome> {

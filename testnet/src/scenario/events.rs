@@ -51,6 +51,7 @@ const ACTIONS: &[(&str, &[&str])] = &[
     ("migrate", &["vessel", "to"]),
     ("move-client", &["client", "to"]),
     ("flap", &["between", "every", "until", "loss"]),
+    ("upgrade", &["node"]),
 ];
 
 /// How short a flap's half period may be: the router applies a link change
@@ -152,6 +153,13 @@ fn action(ck: &Ck, f: &str, e: &RawEvent) -> Result<Action, ScenarioError> {
                 to: node("to", &e.to, "the node it moves to")?,
             }
         }
+        "upgrade" => Action::Upgrade {
+            via: node(
+                "node",
+                &e.node,
+                "the node to publish the release to and roll through",
+            )?,
+        },
         // "flap" is expanded by `events` before this is asked.
         _ => unreachable!("fields_apply refused it"),
     })

@@ -170,6 +170,9 @@ pub struct Foreign {
 pub struct NodeSpec {
     pub name: String,
     pub arch: Arch,
+    /// It starts on the frozen older build (`build = "frozen"`), not this
+    /// one: the rolling-upgrade scenario rolls it forward.
+    pub frozen: bool,
     /// Extra environment of its `meshnode start` (e.g. `MESHNODE_FAULT`),
     /// sorted by name; a `restart` with `env` replaces it.
     pub env: Vec<(String, String)>,
@@ -317,6 +320,11 @@ pub enum Action {
     MoveClient {
         client: usize,
         to: usize,
+    },
+    /// `meshnode upgrade publish` of this run's meshnode (stripped), then
+    /// `meshnode upgrade roll`, both through node `via`.
+    Upgrade {
+        via: usize,
     },
 }
 

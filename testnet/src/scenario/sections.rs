@@ -63,6 +63,7 @@ pub(super) struct RawScenario {
 pub(super) struct RawNode {
     name: String,
     arch: Option<String>,
+    build: Option<String>,
     env: Option<BTreeMap<String, String>>,
 }
 
@@ -164,12 +165,31 @@ pub(super) fn nodes(ck: &Ck, raw: &[RawNode]) -> Result<Vec<NodeSpec>, ScenarioE
         nodes.push(NodeSpec {
             name: n.name.clone(),
             arch,
+            frozen: frozen(ck, i, n, arch)?,
             env,
         });
     }
     let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
     ck.unique("node", &names)?;
     Ok(nodes)
+}
+
+/// `build = "frozen"`: the node starts on the frozen older build
+/// (`MESHNODE_FROZEN_BIN`, scripts/build-frozen.sh), which is x86_64.
+fn frozen(ck: &Ck, i: usize, n: &RawNode, arch: Arch) -> Result<bool, ScenarioError> {
+    let field = format!("node[{i}].build");
+    match n.build.as_deref() {
+        None | Some("current") => Ok(false),
+        Some("frozen") if arch == Arch::Native => Ok(true),
+        Some("frozen") => Err(ck.err(
+            &field,
+            "the frozen build is x86_64: it cannot run on a node with another arch",
+        )),
+        Some(other) => Err(ck.err(
+            &field,
+            format!("{other:?} is not a build (\"current\" or \"frozen\")"),
+        )),
+    }
 }
 
 /// The settings of the whole run.
