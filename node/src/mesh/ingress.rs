@@ -782,7 +782,19 @@ async fn read_client(
                 match to {
                     Some(to) => {
                         nowhere_since = None;
-                        ingress.learn_one(&mut lock(&ingress.routes), to, vessel, epoch, None)
+                        let before = ingress.route(vessel);
+                        ingress.learn_one(&mut lock(&ingress.routes), to, vessel, epoch, None);
+                        if ingress.route(vessel) == before {
+                            // Not taken yet: a leased vessel's new host is
+                            // taken once its proof is checked (learn_one
+                            // asked for it). Wait for the route to move, or
+                            // a while; asking the old host again at once
+                            // would spin on its answer without ever
+                            // yielding, and starve the node's other tasks.
+                            let old = before.map(|(h, _)| h);
+                            let moved = moved_off(&ingress, vessel, old);
+                            let _ = tokio::time::timeout(UNREACHABLE_WAIT, moved).await;
+                        }
                     }
                     None => {
                         // Not there and no word of where it went: it ended,

@@ -326,3 +326,83 @@ async fn an_entry_follows_a_leased_vessels_new_epoch_only_with_its_certificate()
         .expect("the route follows the proven epoch");
     assert_eq!(ingress.route(vessel), Some((new, 2)));
 }
+
+/// Regression (testnet's upgrade scenario): a client entering at the node a
+/// leased vessel had just left hung, and the node with it. The old host's
+/// `NotHere { moved_to }` names a new epoch, which is taken only once its
+/// certificate is checked; the reader asked for the proof and at once
+/// asked the old host again, which answered the same, without ever
+/// yielding when the old host was the entry itself: its worker thread spun
+/// and the node's event loop starved. Now the reader waits for the route to
+/// move (or a while) before it asks again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_at_the_node_a_leased_vessel_left_waits_for_the_new_hosts_proof() {
+    use crate::failover::cert::tests::{body, id, signed};
+    use protocol::lease::{AssignmentKind, LeaseRequest, LeaseResponse};
+    let peer = |n: u8| PeerId::from_bytes(&id(n).0).unwrap();
+    let answer = |cert| protocol::peer::PeerResponse::Lease(LeaseResponse::Proof(cert));
+    let (_dir, ingress, mut rx) = entry();
+    let asked = lock(&ingress.proof_asked).take().unwrap();
+    tokio::spawn(prove_routes(ingress.clone(), asked));
+    let deploy = body(1, 0, AssignmentKind::Deploy, 3);
+    let vessel = deploy.vessel;
+    let (old, new) = (peer(0), peer(2));
+    let route = ServiceRoute {
+        vessel,
+        epoch: 1,
+        ports: vec![7000],
+        sync: false,
+        leased: true,
+    };
+    ingress.learn(old, &[route]);
+    let (_, _, reply) = next_proof_ask(&mut rx).await;
+    let _ = reply.send(Ok(answer(signed(deploy, &[0, 1, 2]))));
+
+    let (mut client, _reader, _writes) = held_client(&ingress, vessel).await;
+    let (to, _, reply) = next_frame(&mut rx).await;
+    assert_eq!(to, old);
+    let took = IngressReply::Took {
+        epoch: 1,
+        conns: vec![(1, InStatus::Taken { taken: 0 })],
+    };
+    let _ = reply.send(Ok(IngressResponse::Ingress(took).into()));
+    client.write_all(b"SET k v\n").await.unwrap();
+    let (to, _, reply) = next_frame(&mut rx).await;
+    assert_eq!(to, old);
+    // The vessel moved to `new` at epoch 2 while the frame was on its way.
+    let not_here = IngressReply::NotHere {
+        moved_to: Some(protocol::ids::PeerIdBytes(new.to_bytes())),
+        epoch: 2,
+    };
+    let _ = reply.send(Ok(IngressResponse::Ingress(not_here).into()));
+
+    // The entry asks for the new epoch's proof, and sends the bytes on only
+    // once the route has moved: the next frame goes to the new host.
+    loop {
+        let cmd = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("the entry goes on within 5 s")
+            .expect("the link is open");
+        let NodeCommand::PeerRequest {
+            peer,
+            request,
+            reply,
+        } = cmd
+        else {
+            continue;
+        };
+        match *request {
+            protocol::peer::PeerRequest::Lease(LeaseRequest::Proof { epoch, .. }) => {
+                assert_eq!((peer, epoch), (new, 2));
+                let cert = signed(body(2, 2, AssignmentKind::Handoff, 3), &[0, 1, 2]);
+                let _ = reply.send(Ok(answer(cert)));
+            }
+            protocol::peer::PeerRequest::Ingress(IngressRequest::Ingress(f)) => {
+                assert_eq!(peer, new, "asked the old host again before the proof");
+                assert_eq!(f.segments[0].data, b"SET k v\n");
+                break;
+            }
+            _ => {}
+        }
+    }
+}

@@ -528,7 +528,14 @@ pub fn ready_with_memory(
     };
     let mut vessel = vessel;
     if let Some(max) = image.deployment.body.max_memory_bytes {
-        // `deploy --max-memory`: wherever it runs, from any image.
+        // `deploy --max-memory`: wherever it runs, from any image. A module
+        // that starts with more memory than that could never run within it.
+        let memory_bytes = vessel.memory().len() as u64;
+        if memory_bytes > max {
+            return Err(refuse(format!(
+                "its memory is {memory_bytes} bytes from the start, more than its --max-memory of {max} bytes"
+            )));
+        }
         vessel.limit_memory(max);
     }
     Ok(Ready {

@@ -282,6 +282,19 @@ fn max_memory_traps_and_restart_runs_the_vessel_afresh_after_a_backoff() {
     );
     assert!(!log.contains("malloc failed"), "{log}");
 
+    // A module that starts with more memory than its bound is refused at
+    // the deploy, naming both, rather than started over its bound.
+    let dir = mesh.nodes[0].dir();
+    let wasm = grower.to_str().unwrap();
+    let args = ["deploy", "--data-dir", dir, "--max-memory", "64KiB", wasm];
+    let out = mesh.user.run(&args);
+    assert!(!out.status.success(), "deployed over its bound");
+    assert!(
+        stderr(&out).contains("more than its --max-memory of 65536 bytes"),
+        "{}",
+        stderr(&out)
+    );
+
     let tmp = tempfile::tempdir().unwrap();
     let volume = format!("/data={}", tmp.path().display());
     let args = [
