@@ -151,6 +151,11 @@ pub struct NodeStatus {
     /// older than releases.
     #[serde(default)]
     pub software: Option<NodeSoftware>,
+    /// The node's Vivaldi network coordinate (docs/protocol.md, "Network
+    /// coordinates"), from which any node estimates its RTT to any other.
+    /// `None` from nodes older than coordinates.
+    #[serde(default)]
+    pub coordinate: Option<crate::coordinate::NetCoordinate>,
 }
 
 /// What release a node runs (its binary's release marker).
@@ -238,6 +243,8 @@ pub enum StatusError {
     StringTooLong { found: usize, limit: usize },
     #[error("status names its node badly: {0}")]
     BadNodeName(NodeNameError),
+    #[error("status has a bad network coordinate: {0}")]
+    BadCoordinate(crate::coordinate::CoordinateError),
 }
 
 impl NodeStatus {
@@ -284,6 +291,9 @@ impl NodeStatus {
         }
         if let Some(name) = &self.name {
             check_node_name(name).map_err(StatusError::BadNodeName)?;
+        }
+        if let Some(c) = &self.coordinate {
+            c.check().map_err(StatusError::BadCoordinate)?;
         }
         self.check_failover_facts()?;
         if let Some(bad) = self.services.iter().find(|s| s.check().is_err()) {
