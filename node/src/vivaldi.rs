@@ -206,8 +206,8 @@ impl<K: Hash + Eq + Clone> Vivaldi<K> {
         let wrongness = (dist - rtt_s).abs() / rtt_s;
         let total_error = (self.coord.error + other.error).max(ZERO_THRESHOLD_S);
         let weight = self.coord.error / total_error;
-        self.coord.error = (c.ce * weight * wrongness + self.coord.error * (1.0 - c.ce * weight))
-            .min(c.error_max);
+        self.coord.error =
+            (c.ce * weight * wrongness + self.coord.error * (1.0 - c.ce * weight)).min(c.error_max);
         let force = c.cc * weight * (rtt_s - dist);
         self.apply_force(force, &other.vec_s, other.height_s);
     }
@@ -241,14 +241,21 @@ impl<K: Hash + Eq + Clone> Vivaldi<K> {
         }
         if mag > ZERO_THRESHOLD_S {
             let h = self.coord.height_s;
-            self.coord.height_s = ((h + other_height_s) * force / mag + h).max(self.config.height_min_s);
+            self.coord.height_s =
+                ((h + other_height_s) * force / mag + h).max(self.config.height_min_s);
         }
     }
 
     /// The unit vector pointing from `other` to us, and the distance; a
     /// random direction (and 0) when we are on the same point.
     fn unit_vector_at(&mut self, other: &[f64]) -> (Vec<f64>, f64) {
-        let diff: Vec<f64> = self.coord.vec_s.iter().zip(other).map(|(a, b)| a - b).collect();
+        let diff: Vec<f64> = self
+            .coord
+            .vec_s
+            .iter()
+            .zip(other)
+            .map(|(a, b)| a - b)
+            .collect();
         let mag = magnitude_s(diff.iter().copied());
         if mag > ZERO_THRESHOLD_S {
             return (diff.iter().map(|d| d / mag).collect(), mag);

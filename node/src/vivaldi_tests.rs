@@ -122,7 +122,10 @@ fn nan_from_a_peer_is_refused_and_a_bad_own_coordinate_is_reset() {
         other.vec_s[0] = bad;
         assert!(other.check().is_err());
         let got = c.update(1, &other, rtt);
-        assert!(matches!(got, Err(VivaldiError::BadCoordinate(_))), "{got:?}");
+        assert!(
+            matches!(got, Err(VivaldiError::BadCoordinate(_))),
+            "{got:?}"
+        );
         let mut other = fresh(&config);
         other.error = bad;
         assert!(c.update(1, &other, rtt).is_err());
@@ -183,7 +186,9 @@ fn simulate(
             }
             let other = cs[j].coordinate().clone();
             let rtt_s = sample(i, j, rng);
-            cs[i].update(j, &other, secs(rtt_s)).expect("a valid sample");
+            cs[i]
+                .update(j, &other, secs(rtt_s))
+                .expect("a valid sample");
         }
     }
 }
@@ -254,13 +259,19 @@ fn converges_on_a_line() {
 #[test]
 fn converges_on_a_grid() {
     let truth = matrix(25, |i, j| {
-        let (dx, dy) = (i as f64 % 5.0 - j as f64 % 5.0, (i / 5) as f64 - (j / 5) as f64);
+        let (dx, dy) = (
+            i as f64 % 5.0 - j as f64 % 5.0,
+            (i / 5) as f64 - (j / 5) as f64,
+        );
         (dx * dx + dy * dy).sqrt() * 10.0 * MS
     });
     for seed in 1..=5 {
         let cs = run_seeded(&truth, VivaldiConfig::default(), 1000, seed);
         let (avg, max) = evaluate(&cs, &truth);
-        assert!(avg <= 0.0025 && max <= 0.0230, "grid, seed {seed}: avg {avg}, max {max}");
+        assert!(
+            avg <= 0.0025 && max <= 0.0230,
+            "grid, seed {seed}: avg {avg}, max {max}"
+        );
     }
 }
 
@@ -274,7 +285,10 @@ fn converges_on_a_split_network() {
         1.0 * MS + if across { 10.0 * MS } else { 0.0 }
     });
     let (avg, max) = evaluate(&run(&truth, VivaldiConfig::default(), 1000), &truth);
-    assert!(avg <= 0.000060 && max <= 0.00048, "split: avg {avg}, max {max}");
+    assert!(
+        avg <= 0.000060 && max <= 0.00048,
+        "split: avg {avg}, max {max}"
+    );
 }
 
 /// TestPerformance_Height: in two dimensions, node 0 is as far (two
@@ -307,7 +321,10 @@ fn a_node_equally_far_from_all_grows_a_height() {
             }
         }
         let (avg, max) = evaluate(&cs, &truth);
-        assert!(avg <= 0.005 && max <= 0.09, "height, seed {seed}: avg {avg}, max {max}");
+        assert!(
+            avg <= 0.005 && max <= 0.09,
+            "height, seed {seed}: avg {avg}, max {max}"
+        );
     }
 }
 
@@ -366,7 +383,10 @@ fn geographic(per_region: usize, rng: &mut SplitMix64) -> Vec<Vec<f64>> {
     let mut nodes = Vec::new();
     for (lat, lon) in REGIONS {
         for _ in 0..per_region {
-            let at = (lat + 6.0 * (uniform(rng) - 0.5), lon + 6.0 * (uniform(rng) - 0.5));
+            let at = (
+                lat + 6.0 * (uniform(rng) - 0.5),
+                lon + 6.0 * (uniform(rng) - 0.5),
+            );
             nodes.push((at, 0.5 + 3.5 * uniform(rng)));
         }
     }
@@ -440,4 +460,3 @@ fn geographic_mesh_estimates_within_the_gate() {
     );
     assert!(m <= 0.25, "median relative error {m} over the gate of 25 %");
 }
-

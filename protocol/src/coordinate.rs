@@ -202,11 +202,19 @@ pub fn coordinate_oracle(data: &[u8]) -> bool {
         return false;
     };
     let bytes = crate::cbor::encode(&c);
-    let again: NetCoordinate = crate::cbor::decode(&bytes).expect("a re-encoded coordinate decodes");
-    assert_eq!(crate::cbor::encode(&again), bytes, "round trip changed the value");
+    let again: NetCoordinate =
+        crate::cbor::decode(&bytes).expect("a re-encoded coordinate decodes");
+    assert_eq!(
+        crate::cbor::encode(&again),
+        bytes,
+        "round trip changed the value"
+    );
     if c.check().is_ok() {
         let origin = NetCoordinate::default();
-        for d in [c.distance_s(&c), c.distance_s(&origin)].into_iter().flatten() {
+        for d in [c.distance_s(&c), c.distance_s(&origin)]
+            .into_iter()
+            .flatten()
+        {
             assert!(d.is_finite() && d >= 0.0, "{c:?} gave distance {d}");
         }
         if c.is_compatible(&origin) {
@@ -290,19 +298,20 @@ mod tests {
         }
         let mut c = NetCoordinate::default();
         c.vec_s[0] = MAX_COORDINATE_COMPONENT_S + 1.0;
-        assert!(matches!(
-            c.check(),
-            Err(CoordinateError::OutOfRange { .. })
-        ));
-        let mut c = NetCoordinate::default();
-        c.error = -0.1;
+        assert!(matches!(c.check(), Err(CoordinateError::OutOfRange { .. })));
+        for error in [-0.1, VIVALDI_ERROR_MAX + 0.1] {
+            let c = NetCoordinate {
+                error,
+                ..NetCoordinate::default()
+            };
+            assert!(c.check().is_err());
+        }
+        let c = NetCoordinate {
+            height_s: -1.0,
+            ..NetCoordinate::default()
+        };
         assert!(c.check().is_err());
-        c.error = VIVALDI_ERROR_MAX + 0.1;
-        assert!(c.check().is_err());
-        let mut c = NetCoordinate::default();
-        c.height_s = -1.0;
-        assert!(c.check().is_err());
-        let c = at(&vec![0.0; MAX_COORDINATE_DIMENSIONS + 1]);
+        let c = at(&[0.0; MAX_COORDINATE_DIMENSIONS + 1]);
         assert!(matches!(
             c.check(),
             Err(CoordinateError::TooManyDimensions { found: 17, .. })

@@ -20,6 +20,11 @@ pub struct PeerInfo {
     pub addrs: Vec<String>,
     /// Smoothed round-trip time, when the peer is connected and pinged.
     pub rtt_us: Option<u64>,
+    /// The RTT this node's network coordinate and the peer's estimate
+    /// (issue 19), whether or not it was measured; `None` when either
+    /// coordinate is missing or not yet settled, and from older nodes.
+    #[serde(default)]
+    pub estimated_rtt_us: Option<u64>,
     pub member: bool,
     /// Why the peer is not a member, when it is not.
     pub refused: Option<String>,
