@@ -430,18 +430,28 @@ fn geographic_mesh_estimates_within_the_gate() {
     });
     let all = errors(&cs, &truth);
     let region = |k: usize| k / per_region;
-    let mut within = Vec::new();
-    let mut across = Vec::new();
+    let (mut within, mut across) = (Vec::new(), Vec::new());
+    let (mut within_ms, mut across_ms) = (Vec::new(), Vec::new());
     let mut k = 0;
     for i in 0..truth.len() {
         for j in i + 1..truth.len() {
             match region(i) == region(j) {
-                true => within.push(all[k]),
-                false => across.push(all[k]),
-            }
+                true => (within.push(all[k]), within_ms.push(truth_ms[i][j])),
+                false => (across.push(all[k]), across_ms.push(truth_ms[i][j])),
+            };
             k += 1;
         }
     }
+    let range = |v: &[f64]| {
+        let lo = v.iter().copied().fold(f64::MAX, f64::min);
+        let hi = v.iter().copied().fold(0.0, f64::max);
+        format!("{lo:.0}–{hi:.0} ms")
+    };
+    eprintln!(
+        "configured RTTs: {} within a region, {} across",
+        range(&within_ms),
+        range(&across_ms)
+    );
     let (m, p90) = (median(all.clone()), {
         let mut s = all.clone();
         s.sort_by(f64::total_cmp);
