@@ -432,15 +432,16 @@ fn geographic_mesh_estimates_within_the_gate() {
     let region = |k: usize| k / per_region;
     let (mut within, mut across) = (Vec::new(), Vec::new());
     let (mut within_ms, mut across_ms) = (Vec::new(), Vec::new());
-    let mut k = 0;
-    for i in 0..truth.len() {
-        for j in i + 1..truth.len() {
-            match region(i) == region(j) {
-                true => (within.push(all[k]), within_ms.push(truth_ms[i][j])),
-                false => (across.push(all[k]), across_ms.push(truth_ms[i][j])),
-            };
-            k += 1;
-        }
+    // The pairs in the order `errors` lists them.
+    let n = truth.len();
+    let pairs = (0..n).flat_map(|i| (i + 1..n).map(move |j| (i, j)));
+    for ((i, j), e) in pairs.zip(&all) {
+        let (errs, rtts) = match region(i) == region(j) {
+            true => (&mut within, &mut within_ms),
+            false => (&mut across, &mut across_ms),
+        };
+        errs.push(*e);
+        rtts.push(truth_ms[i][j]);
     }
     let range = |v: &[f64]| {
         let lo = v.iter().copied().fold(f64::MAX, f64::min);
