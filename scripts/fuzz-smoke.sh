@@ -45,7 +45,7 @@ FUZZ_RSS_LIMIT_MB=3072
 
 # workspace directory (relative to the repository) → its targets
 declare -A WORKSPACE_TARGETS=(
-    [fuzz]="manifest_decode mesh_messages peer_messages replica_messages lease_messages release_messages snapshot_validate"
+    [fuzz]="manifest_decode mesh_messages peer_messages replica_messages lease_messages release_messages snapshot_validate coordinate"
     [wasm-rewriter/fuzz]="differential"
 )
 

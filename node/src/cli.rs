@@ -70,6 +70,11 @@ pub enum Command {
     /// address. A name that more than one node claims names none of them,
     /// and a line under each claimant says so.
     ///
+    /// RTT is the measured one; where there is none, the default table
+    /// shows the estimate from the two nodes' network coordinates, marked
+    /// `~`. `-o wide` shows the estimate beside the measured RTT (EST RTT),
+    /// and `--json` gives both (`rtt_ms`, `estimated_rtt_ms`).
+    ///
     /// STATE is what this node's failure detection says: `up`; `unreachable
     /// 4.2s` when nothing (ping, gossip, answer) was heard from the peer for
     /// 3 s (1 s after a failed connection); `down 41s` after 30 s, or when

@@ -12,6 +12,8 @@
 //! - [`control`]: the CLI ↔ node control protocol (client and server).
 //! - [`identity`]: node and user keys on disk.
 //! - [`placement`]: where each vessel should run (latency-driven moves).
+//! - [`vivaldi`]: the network coordinate each node learns from its pings,
+//!   which estimates RTTs nobody measured (issue 19).
 //! - [`ops`]: watching a node: `meshnode status`, `/metrics`, the
 //!   dashboard, the node's log file.
 //! - [`vessel`]: the vessels a node hosts: runner threads, images,
@@ -33,3 +35,4 @@ pub mod store;
 mod sync;
 pub mod upgrade;
 pub mod vessel;
+pub mod vivaldi;

@@ -8,6 +8,10 @@
 //!   byte rate per entry node, decayed with a half-life);
 //! - [`NodeRoom`]: each candidate's capacity, from the status gossip.
 //!
+//! Where nobody measured the RTT between a candidate and an entry, the two
+//! nodes' gossiped network coordinates ([`crate::vivaldi`]) estimate it;
+//! a measured RTT always wins.
+//!
 //! The cost of hosting a vessel on node N is the traffic-weighted mean RTT
 //! from N to the vessel's entry nodes (RTT(N, N) = 0). The hosting node moves
 //! a vessel only when the best candidate is *clearly* better — by a relative
@@ -25,6 +29,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
+use protocol::coordinate::NetCoordinate;
 use protocol::vessel::VesselId;
 
 /// A candidate must keep this much memory free after taking a vessel: the
@@ -77,14 +82,26 @@ impl Default for PlacementParams {
     }
 }
 
+/// A network coordinate whose error estimate is above this is not used
+/// for an estimate: a node that has just started sits at the origin with
+/// the largest error (1.5), where every other new node looks 0 ms away,
+/// and would draw every vessel to itself. Vivaldi's error is its relative
+/// miss, smoothed: below 0.5, estimates are within about half, which the
+/// margin and the hysteresis of placement absorb; a node gets there within
+/// a few tens of pings.
+pub const MAX_ESTIMATE_ERROR: f64 = 0.5;
+
 /// The RTT table, in milliseconds: this node's own, and what peers gossip
 /// of theirs. RTT is taken as symmetric: when A did not report B, B's report
-/// of A is used.
+/// of A is used. Where nobody measured a pair, the two nodes' network
+/// coordinates (issue 19) estimate it.
 #[derive(Debug, Clone)]
 pub struct Rtts {
     pub me: PeerId,
     pub own_ms: BTreeMap<PeerId, f64>,
     pub gossiped_ms: BTreeMap<PeerId, BTreeMap<PeerId, f64>>,
+    /// This node's coordinate and those of members with a fresh status.
+    pub coordinates: BTreeMap<PeerId, NetCoordinate>,
 }
 
 impl Rtts {
@@ -93,7 +110,28 @@ impl Rtts {
             me,
             own_ms: BTreeMap::new(),
             gossiped_ms: BTreeMap::new(),
+            coordinates: BTreeMap::new(),
         }
+    }
+
+    /// RTT between two nodes as their coordinates estimate it, when both
+    /// have a valid, settled one (error at most [`MAX_ESTIMATE_ERROR`]).
+    pub fn estimate_ms(&self, a: &PeerId, b: &PeerId) -> Option<f64> {
+        if a == b {
+            return Some(0.0);
+        }
+        let settled = |p: &PeerId| {
+            self.coordinates
+                .get(p)
+                .filter(|c| c.error <= MAX_ESTIMATE_ERROR)
+        };
+        settled(a)?.estimate_ms(settled(b)?)
+    }
+
+    /// The measured RTT when there is one, else the estimate: what costs
+    /// are made of.
+    pub fn rtt_or_estimate_ms(&self, a: &PeerId, b: &PeerId) -> Option<f64> {
+        self.rtt_ms(a, b).or_else(|| self.estimate_ms(a, b))
     }
 
     fn reported(&self, from: &PeerId, to: &PeerId) -> Option<f64> {
@@ -112,13 +150,14 @@ impl Rtts {
         self.reported(a, b).or_else(|| self.reported(b, a))
     }
 
-    /// Traffic-weighted mean RTT from `node` to the entries; `Err` names an
-    /// entry whose RTT to `node` nobody measured.
+    /// Traffic-weighted mean RTT from `node` to the entries, measured where
+    /// someone measured it and estimated from coordinates elsewhere; `Err`
+    /// names an entry whose RTT to `node` is neither.
     pub fn cost_ms(&self, node: &PeerId, entries: &[(PeerId, f64)]) -> Result<f64, PeerId> {
         let total: f64 = entries.iter().map(|(_, w)| w).sum();
         let mut sum = 0.0;
         for (e, w) in entries {
-            sum += w * self.rtt_ms(node, e).ok_or(*e)?;
+            sum += w * self.rtt_or_estimate_ms(node, e).ok_or(*e)?;
         }
         Ok(if total > 0.0 { sum / total } else { 0.0 })
     }
@@ -240,7 +279,7 @@ impl fmt::Display for Why {
             }
             Why::UnknownRtt { entry } => write!(
                 f,
-                "clients enter at {} and its RTT is not measured yet",
+                "clients enter at {} and its RTT is neither measured nor estimated yet",
                 short(entry)
             ),
             Why::Nearest { here_ms, next } => match next {
@@ -683,10 +722,14 @@ impl Default for TrafficBook {
 pub const DEFAULT_TRAFFIC_HALF_LIFE_MS: u64 = 2000;
 
 #[cfg(test)]
+#[path = "placement_estimate_tests.rs"]
+mod estimate_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
-    fn peer(n: u8) -> PeerId {
+    pub(super) fn peer(n: u8) -> PeerId {
         crate::identity::NodeIdentity::from_signing_key(ed25519_dalek::SigningKey::from_bytes(
             &[n; 32],
         ))
@@ -696,7 +739,7 @@ mod tests {
     const V: VesselId = VesselId([7; 8]);
 
     /// A mesh where every node measured every other: `ms[i][j]`.
-    fn rtts(me: usize, ps: &[PeerId], ms: &[Vec<f64>]) -> Rtts {
+    pub(super) fn rtts(me: usize, ps: &[PeerId], ms: &[Vec<f64>]) -> Rtts {
         let mut r = Rtts::new(ps[me]);
         for (i, row) in ms.iter().enumerate() {
             let t: BTreeMap<PeerId, f64> = row
@@ -714,7 +757,7 @@ mod tests {
         r
     }
 
-    fn roomy(ps: &[PeerId]) -> Vec<NodeRoom> {
+    pub(super) fn roomy(ps: &[PeerId]) -> Vec<NodeRoom> {
         ps.iter()
             .map(|p| NodeRoom {
                 peer: *p,
@@ -726,7 +769,7 @@ mod tests {
             .collect()
     }
 
-    fn view(entries: Vec<(PeerId, f64)>) -> VesselView {
+    pub(super) fn view(entries: Vec<(PeerId, f64)>) -> VesselView {
         VesselView {
             id: V,
             pinned: false,
@@ -738,7 +781,7 @@ mod tests {
     }
 
     /// A (0), D (1), E (2): RTT(A,E) = 80, RTT(D,E) = 5, RTT(A,D) = 78.
-    fn follow_the_client() -> (Vec<PeerId>, Vec<Vec<f64>>) {
+    pub(super) fn follow_the_client() -> (Vec<PeerId>, Vec<Vec<f64>>) {
         let ps = vec![peer(1), peer(2), peer(3)];
         let ms = vec![
             vec![0.0, 78.0, 80.0],

@@ -1210,8 +1210,25 @@ pub(crate) mod tests {
             named: vec![],
             name: None,
             software: None,
+            coordinate: None,
         };
         s.check().unwrap();
+        // A peer's NaN coordinate refuses its whole status: it must never
+        // reach our own (issue 19).
+        let mut hostile = crate::coordinate::NetCoordinate::default();
+        hostile.vec_s[0] = f64::NAN;
+        s.coordinate = Some(hostile);
+        assert!(matches!(s.check(), Err(StatusError::BadCoordinate(_))));
+        s.coordinate = Some(crate::coordinate::NetCoordinate::default());
+        s.check().unwrap();
+        // A status from a node older than coordinates still decodes.
+        let mut old: ciborium::Value = crate::cbor::decode(&crate::cbor::encode(&s)).unwrap();
+        if let ciborium::Value::Map(fields) = &mut old {
+            fields.retain(|(k, _)| k.as_text() != Some("coordinate"));
+        }
+        let old: NodeStatus = crate::cbor::decode(&crate::cbor::encode(&old)).unwrap();
+        assert_eq!(old.coordinate, None);
+        s.coordinate = None;
         s.rtts = vec![
             PeerRtt {
                 peer: "p".into(),
@@ -1358,6 +1375,7 @@ mod phase_tests {
                 .collect(),
             name: Some("n".repeat(crate::status::MAX_NODE_NAME_BYTES)),
             software: None,
+            coordinate: None,
         };
         status.check().unwrap();
         let back: NodeStatus = crate::cbor::decode(&crate::cbor::encode(&status)).unwrap();
@@ -1405,6 +1423,7 @@ mod smoke {
             }],
             name: Some("kitchen-pi".into()),
             software: None,
+            coordinate: None,
         };
         let token = JoinToken {
             version: crate::membership::MEMBERSHIP_VERSION,

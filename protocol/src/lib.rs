@@ -13,7 +13,8 @@
 //! - [`membership`]: keys, domain-separated signatures, member certificates,
 //!   invite grants and join tokens (docs/security.md).
 //! - [`control`]: the CLI ↔ node control protocol (docs/protocol.md);
-//!   [`status`]: what `peers` lists and the gossiped node status.
+//!   [`status`]: what `peers` lists and the gossiped node status;
+//!   [`coordinate`]: the Vivaldi network coordinate a status carries.
 //! - [`vessel`]: a vessel's signed [`vessel::Deployment`] and the
 //!   [`vessel::VesselImage`] that travels when it moves (snapshot, volumes,
 //!   log).
@@ -39,6 +40,7 @@
 
 pub mod cbor;
 pub mod control;
+pub mod coordinate;
 pub mod duration;
 pub mod forced;
 pub mod forward;
@@ -66,6 +68,7 @@ mod tests {
     const SOURCES: &[(&str, &str)] = &[
         ("cbor", include_str!("cbor.rs")),
         ("control", include_str!("control.rs")),
+        ("coordinate", include_str!("coordinate.rs")),
         ("duration", include_str!("duration.rs")),
         ("forced", include_str!("forced.rs")),
         ("forward", include_str!("forward.rs")),

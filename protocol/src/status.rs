@@ -20,6 +20,11 @@ pub struct PeerInfo {
     pub addrs: Vec<String>,
     /// Smoothed round-trip time, when the peer is connected and pinged.
     pub rtt_us: Option<u64>,
+    /// The RTT this node's network coordinate and the peer's estimate
+    /// (issue 19), whether or not it was measured; `None` when either
+    /// coordinate is missing or not yet settled, and from older nodes.
+    #[serde(default)]
+    pub estimated_rtt_us: Option<u64>,
     pub member: bool,
     /// Why the peer is not a member, when it is not.
     pub refused: Option<String>,
@@ -151,6 +156,11 @@ pub struct NodeStatus {
     /// older than releases.
     #[serde(default)]
     pub software: Option<NodeSoftware>,
+    /// The node's Vivaldi network coordinate (docs/protocol.md, "Network
+    /// coordinates"), from which any node estimates its RTT to any other.
+    /// `None` from nodes older than coordinates.
+    #[serde(default)]
+    pub coordinate: Option<crate::coordinate::NetCoordinate>,
 }
 
 /// What release a node runs (its binary's release marker).
@@ -238,6 +248,8 @@ pub enum StatusError {
     StringTooLong { found: usize, limit: usize },
     #[error("status names its node badly: {0}")]
     BadNodeName(NodeNameError),
+    #[error("status has a bad network coordinate: {0}")]
+    BadCoordinate(crate::coordinate::CoordinateError),
 }
 
 impl NodeStatus {
@@ -284,6 +296,9 @@ impl NodeStatus {
         }
         if let Some(name) = &self.name {
             check_node_name(name).map_err(StatusError::BadNodeName)?;
+        }
+        if let Some(c) = &self.coordinate {
+            c.check().map_err(StatusError::BadCoordinate)?;
         }
         self.check_failover_facts()?;
         if let Some(bad) = self.services.iter().find(|s| s.check().is_err()) {

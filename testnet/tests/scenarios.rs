@@ -1,5 +1,5 @@
 //! testnet end to end: the `testnet` binary runs the repository's
-//! scenarios (rtt, follow-the-client, faults, mixed-fleet, failover,
+//! scenarios (rtt, follow-the-client, faults, mixed-fleet, failover, upgrade, coordinates,
 //! partition-failover, flapping) with real
 //! `meshnode start` processes in network namespaces, one at a time. A run
 //! passes when every assertion that is not `pending` passed.
@@ -351,6 +351,11 @@ fn upgrade_scenario_runs_end_to_end() {
         }
         Ok(())
     });
+}
+
+#[test]
+fn coordinates_scenario_runs_end_to_end() {
+    scenario("coordinates", |_| Ok(()));
 }
 
 #[test]

@@ -52,7 +52,7 @@ pub struct PeersArgs {
     #[arg(long)]
     pub all: bool,
     /// `table` fits within 100 columns (names, short PeerIds); `wide`
-    /// shows full PeerIds, the OS and an address of each.
+    /// shows full PeerIds, the estimated RTT, the OS and an address of each.
     #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
     pub output: super::tables::Output,
 }

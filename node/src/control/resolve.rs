@@ -320,6 +320,7 @@ mod tests {
             peer_id: id.to_string(),
             addrs: vec![format!("/ip4/127.0.0.1/udp/1/quic-v1/p2p/{id}")],
             rtt_us: None,
+            estimated_rtt_us: None,
             member: true,
             refused: None,
             user_key: None,

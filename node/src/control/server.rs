@@ -564,6 +564,7 @@ pub fn list_peers(state: &NodeState, all: bool) -> Vec<PeerInfo> {
             } else {
                 None
             },
+            estimated_rtt_us: estimated_rtt_us(state, e),
             member: matches!(e.membership, Membership::Member(_)),
             refused: match &e.membership {
                 Membership::Refused(r) => Some(r.clone()),
@@ -589,6 +590,21 @@ pub fn list_peers(state: &NodeState, all: bool) -> Vec<PeerInfo> {
         .collect()
 }
 
+/// The RTT this node's coordinate and the peer's last gossiped one
+/// estimate, when both are settled enough for placement to use
+/// ([`crate::placement::MAX_ESTIMATE_ERROR`]).
+fn estimated_rtt_us(state: &NodeState, e: &crate::mesh::peers::PeerEntry) -> Option<u64> {
+    let theirs = e.status.as_ref()?.0.coordinate.as_ref()?;
+    let ours = state.placer.vivaldi.coordinate();
+    let settled =
+        |c: &protocol::coordinate::NetCoordinate| c.error <= crate::placement::MAX_ESTIMATE_ERROR;
+    if !settled(ours) || !settled(theirs) {
+        return None;
+    }
+    ours.estimate_ms(theirs)
+        .map(|ms| (ms * 1000.0).round() as u64)
+}
+
 /// What `peers` answers: this node first, marked, then [`list_peers`].
 /// The node's own row carries its name and a fresh status, so that names
 /// resolve (and clash) against every member, itself included.
@@ -605,10 +621,12 @@ pub fn peers_and_self(state: &NodeState, all: bool) -> Vec<PeerInfo> {
     let mut status = crate::mesh::status::sample(running);
     status.name = Some(state.name.clone());
     status.draining = state.placer.draining();
+    status.coordinate = Some(state.placer.coordinate());
     let me = PeerInfo {
         peer_id: state.identity.peer_id.to_string(),
         addrs: state.own_addrs(),
         rtt_us: None,
+        estimated_rtt_us: None,
         member: state.certificate.is_some(),
         refused: None,
         user_key: state.certificate.as_ref().map(|c| c.body.user_key),

@@ -428,8 +428,8 @@ pub fn peers_table(peers: &[PeerInfo], output: Output) -> Vec<String> {
     let clashes = clashes(peers);
     let mut lines = vec![if wide {
         format!(
-            "{:<24} {:<52} {:<17} {:>9} {:<8} {:<7} {:>6} {:>9} {:<7} ADDRESS",
-            "NAME", "PEER", "STATE", "RTT", "ARCH", "OS", "LOAD", "FREE MEM", "VESSELS"
+            "{:<24} {:<52} {:<17} {:>9} {:>9} {:<8} {:<7} {:>6} {:>9} {:<7} ADDRESS",
+            "NAME", "PEER", "STATE", "RTT", "EST RTT", "ARCH", "OS", "LOAD", "FREE MEM", "VESSELS"
         )
     } else {
         format!(
@@ -444,9 +444,17 @@ pub fn peers_table(peers: &[PeerInfo], output: Output) -> Vec<String> {
         // with its age, not in the columns.
         let s = p.status.as_ref().filter(|_| is_up(p));
         let name = claimed_name(p).unwrap_or("-");
-        let rtt = p
-            .rtt_us
-            .map_or("-".into(), |us| format!("{:.2}ms", us as f64 / 1000.0));
+        let est = p
+            .estimated_rtt_us
+            .map_or("-".into(), |us| format!("~{:.1}ms", us as f64 / 1000.0));
+        let measured = p.rtt_us.map(|us| format!("{:.2}ms", us as f64 / 1000.0));
+        // The default table has room for one RTT: the measured one, else
+        // the estimate (marked `~`); the wide one shows both.
+        let rtt = match (&measured, p.estimated_rtt_us, wide) {
+            (Some(m), _, _) => m.clone(),
+            (None, Some(_), false) => est.clone(),
+            _ => "-".into(),
+        };
         let arch = s.map_or("-", |s| s.arch.as_str());
         let load = s.map_or("-".into(), |_| load(p));
         let free = s
@@ -455,11 +463,12 @@ pub fn peers_table(peers: &[PeerInfo], output: Output) -> Vec<String> {
         let vessels = s.map_or("-".into(), |s| s.vessels.len().to_string());
         lines.push(if wide {
             format!(
-                "{:<24} {:<52} {:<17} {:>9} {:<8} {:<7} {:>6} {:>9} {:<7} {}",
+                "{:<24} {:<52} {:<17} {:>9} {:>9} {:<8} {:<7} {:>6} {:>9} {:<7} {}",
                 name,
                 p.peer_id,
                 state_column(p),
                 rtt,
+                est,
                 arch,
                 s.map_or("-", |s| s.os.as_str()),
                 load,
@@ -517,6 +526,7 @@ pub fn peers_json(peers: &[PeerInfo]) -> serde_json::Value {
                     "refused": p.refused,
                     "user_key": p.user_key.map(|k| k.to_hex()),
                     "rtt_ms": p.rtt_us.map(|us| us as f64 / 1000.0),
+                    "estimated_rtt_ms": p.estimated_rtt_us.map(|us| us as f64 / 1000.0),
                     "arch": s.map(|s| s.arch.clone()),
                     "os": s.map(|s| s.os.clone()),
                     "cpus": s.map(|s| s.cpus),
@@ -600,6 +610,7 @@ mod tests {
             peer_id: id.to_string(),
             addrs: vec![format!("/ip4/192.0.2.7/udp/7646/quic-v1/p2p/{id}")],
             rtt_us: Some(1_234),
+            estimated_rtt_us: None,
             member: true,
             refused: None,
             user_key: None,
@@ -780,6 +791,45 @@ mod tests {
         };
         assert_eq!(state_column(&old), "-");
         assert!(stale_status_lines(&old).is_empty());
+    }
+
+    /// `peers` shows the coordinates' estimate beside the measured RTT:
+    /// both in the wide table and the JSON; in the default table, the
+    /// measured one, else the estimate marked `~`.
+    #[test]
+    fn peers_show_the_estimated_rtt_beside_the_measured_one() {
+        let mut both = peer(1, Some("both"), LivenessState::Up);
+        both.estimated_rtt_us = Some(41_700);
+        let mut only_est = peer(2, Some("only-est"), LivenessState::Up);
+        only_est.rtt_us = None;
+        only_est.estimated_rtt_us = Some(88_250);
+        let neither = PeerInfo {
+            rtt_us: None,
+            ..peer(3, Some("neither"), LivenessState::Up)
+        };
+        let peers = [both, only_est, neither];
+        let table = peers_table(&peers, Output::Table);
+        let row = |name: &str| table.iter().find(|l| l.starts_with(name)).unwrap().clone();
+        assert!(row("both ").contains(" 1.23ms "), "{table:?}");
+        assert!(!row("both ").contains("~41.7ms"), "{table:?}");
+        assert!(row("only-est ").contains(" ~88.2ms "), "{table:?}");
+        assert!(!row("neither ").contains("ms "), "{table:?}");
+        let wide = peers_table(&peers, Output::Wide);
+        assert!(
+            wide[0].contains(" RTT ") && wide[0].contains(" EST RTT "),
+            "{wide:?}"
+        );
+        let row = wide.iter().find(|l| l.starts_with("both ")).unwrap();
+        assert!(
+            row.contains(" 1.23ms ") && row.contains(" ~41.7ms "),
+            "{row}"
+        );
+        let json = peers_json(&peers);
+        assert_eq!(json[0]["rtt_ms"], 1.234);
+        assert_eq!(json[0]["estimated_rtt_ms"], 41.7);
+        assert_eq!(json[1]["rtt_ms"], serde_json::Value::Null);
+        assert_eq!(json[1]["estimated_rtt_ms"], 88.25);
+        assert_eq!(json[2]["estimated_rtt_ms"], serde_json::Value::Null);
     }
 
     #[test]

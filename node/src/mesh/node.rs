@@ -80,6 +80,16 @@ fn thresholds(ping_interval: Duration) -> Thresholds {
     }
 }
 
+/// The seed of the node's coordinate's random directions: from its PeerId,
+/// so that two nodes that start on the same point part different ways.
+fn coordinate_seed(me: &PeerId) -> u64 {
+    me.to_bytes()
+        .iter()
+        .rev()
+        .take(8)
+        .fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
+}
+
 /// What a node starts with.
 pub struct NodeParams {
     pub identity: NodeIdentity,
@@ -277,7 +287,11 @@ pub async fn run(
                 crate::failover::LeaseParams::default(),
             ),
         ),
-        placer: Placer::new(Placement::new(config.placement_params()), rtt_stale),
+        placer: Placer::new(
+            Placement::new(config.placement_params()),
+            rtt_stale,
+            coordinate_seed(&params.identity.peer_id),
+        ),
         ingress: ingress.clone(),
         gate: swarm.behaviour().gate(),
         liveness: thresholds(Duration::from_millis(config.ping_interval_ms)),
@@ -599,6 +613,7 @@ fn handle_event(
                 // revoked member has left the mesh.
                 let event = if revoked { Heard::Left } else { Heard::Failed };
                 note_liveness(&mut state.peers, &peer_id, event, &state.liveness);
+                state.placer.forget_peer(&peer_id);
             }
             if let Some(e) = state.peers.get_mut(&peer_id) {
                 e.connections = num_established as usize;
@@ -640,6 +655,9 @@ fn handle_behaviour(
         NodeBehaviourEvent::Ping(ping::Event { peer, result, .. }) => match result {
             Ok(rtt) => {
                 state.peer(peer).rtt.observe(rtt);
+                let theirs = state.peers.get(&peer).and_then(|e| e.status.as_ref());
+                let theirs = theirs.and_then(|(s, _)| s.coordinate.clone());
+                state.placer.observe_rtt(peer, theirs.as_ref(), rtt);
                 note_liveness(&mut state.peers, &peer, Heard::Heard, &state.liveness);
             }
             Err(e) => {

@@ -21,9 +21,10 @@ use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 use protocol::control::{DrainItem, DrainReport, PeerRtt};
+use protocol::coordinate::NetCoordinate;
 use protocol::limits::MAX_STATUS_RTTS;
 use protocol::vessel::VesselId;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::migrate::start_migration;
 use super::peers::{Membership, PeerTable};
@@ -36,6 +37,7 @@ use crate::placement::{
 };
 use crate::sync::lock;
 use crate::vessel::{Host, Record};
+use crate::vivaldi::{Vivaldi, VivaldiConfig};
 
 /// A status older than this many status intervals is stale: its node may
 /// be gone, and its RTTs and free memory are not trusted for a move.
@@ -84,6 +86,9 @@ pub struct Placer {
     /// An RTT with no new sample for this long is stale (its pings fail:
     /// a partition): placement neither uses nor gossips it.
     pub rtt_stale: Duration,
+    /// This node's network coordinate (issue 19), learnt from every ping
+    /// ([`Placer::observe_rtt`]) and gossiped in its status.
+    pub vivaldi: Vivaldi<PeerId>,
     /// What the event loop last saw of the mesh, for placement decisions
     /// made in tasks (drain).
     inputs: Arc<Mutex<Inputs>>,
@@ -108,11 +113,15 @@ pub struct Drains {
 }
 
 impl Placer {
-    pub fn new(placement: Placement, rtt_stale: Duration) -> Placer {
+    /// `coordinate_seed` picks the random directions of the coordinate
+    /// (the node's own, so that nodes that start on one point part).
+    pub fn new(placement: Placement, rtt_stale: Duration, coordinate_seed: u64) -> Placer {
         Placer {
             placement,
             auto: None,
             rtt_stale,
+            vivaldi: Vivaldi::new(VivaldiConfig::default(), coordinate_seed)
+                .expect("the default configuration has dimensions"),
             inputs: Arc::new(Mutex::new(Inputs::default())),
             drain: Arc::new(Mutex::new(None)),
             drain_generation: Arc::new(AtomicU64::new(0)),
@@ -131,6 +140,29 @@ impl Placer {
         }
     }
 
+    /// Learns from one ping's RTT to `peer`, when its status carried a
+    /// coordinate (nodes older than coordinates send none). A coordinate
+    /// the update refuses (it passed the status check, so only an
+    /// incompatible one) changes nothing.
+    pub fn observe_rtt(&mut self, peer: PeerId, theirs: Option<&NetCoordinate>, rtt: Duration) {
+        let Some(theirs) = theirs else {
+            return;
+        };
+        if let Err(e) = self.vivaldi.update(peer, theirs, rtt) {
+            debug!(%peer, "RTT sample not used for the coordinate: {e}");
+        }
+    }
+
+    /// Forgets a peer's latency samples (it disconnected or left).
+    pub fn forget_peer(&mut self, peer: &PeerId) {
+        self.vivaldi.forget(peer);
+    }
+
+    /// This node's coordinate, as its status gossips it.
+    pub fn coordinate(&self) -> NetCoordinate {
+        self.vivaldi.coordinate().clone()
+    }
+
     /// Whether a drain was asked for (gossiped until the node restarts).
     pub fn draining(&self) -> bool {
         lock(&self.drain).is_some()
@@ -139,6 +171,7 @@ impl Placer {
     /// Collects the RTT table and the candidates' room from the peer table.
     pub fn gather(&self, me: PeerId, peers: &PeerTable, stale: Duration) -> Inputs {
         let mut rtts = Rtts::new(me);
+        rtts.coordinates.insert(me, self.coordinate());
         let mut rooms = Vec::new();
         for (p, e) in peers {
             if !e.connected_member() {
@@ -164,6 +197,9 @@ impl Placer {
                 })
                 .collect();
             rtts.gossiped_ms.insert(*p, table);
+            if let Some(c) = &st.coordinate {
+                rtts.coordinates.insert(*p, c.clone());
+            }
             rooms.push(NodeRoom {
                 peer: *p,
                 free_memory_bytes: st.free_memory_bytes,
@@ -285,13 +321,16 @@ pub fn tick(
             .collect();
         (views, h.vessels.values().any(|l| l.migrating))
     };
-    // Traffic from an entry this node has no fresh RTT to (it left, or a
-    // partition cut it off) can reach the vessel neither here nor, for now,
-    // anywhere: it is left out rather than keeping every cost unknown
-    // until it fades.
+    // Traffic from an entry this node has neither a fresh RTT to nor a
+    // fresh status from (it left, or a partition cut it off) can reach the
+    // vessel neither here nor, for now, anywhere: it is left out rather
+    // than keeping every cost unknown until it fades. An entry this node
+    // never pinged but hears from keeps its traffic: its coordinate
+    // estimates the RTT (issue 19).
     for v in &mut views {
-        v.entries
-            .retain(|(e, _)| *e == rtts.me || rtts.own_ms.contains_key(e));
+        v.entries.retain(|(e, _)| {
+            *e == rtts.me || rtts.own_ms.contains_key(e) || rtts.coordinates.contains_key(e)
+        });
     }
     placer
         .placement

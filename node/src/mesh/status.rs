@@ -28,6 +28,7 @@ pub fn sample(vessels: Vec<String>) -> NodeStatus {
             peer_protocol: crate::upgrade::marker().peer_protocol,
             min_peer_protocol: crate::upgrade::marker().min_peer_protocol,
         }),
+        coordinate: None,
     }
 }
 

@@ -54,6 +54,7 @@ pub(super) fn publish_status(
     status.draining = state.placer.draining();
     status.services = services;
     status.name = Some(state.name.clone());
+    status.coordinate = Some(state.placer.coordinate());
     let msg = StatusMessage {
         certificate: cert.clone(),
         status,

@@ -288,6 +288,18 @@ fn three_nodes_see_each_other_and_a_second_start_is_refused() {
         );
     }
 
+    // Each node learns a network coordinate from its pings and gossips it
+    // in its status: A estimates its RTT to the others from theirs (issue
+    // 19), once both coordinates have settled.
+    wait_for_peers(&user, &a, "A estimates its RTT to B and C", |p| {
+        ids[1..].iter().all(|id| {
+            p.iter().any(|q| {
+                q["peer_id"] == id.as_str()
+                    && q["estimated_rtt_ms"].as_f64().is_some_and(|r| r > 0.0)
+            })
+        })
+    });
+
     // The first start created the user key (0600) and the node's config.
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(user.user_key_file())

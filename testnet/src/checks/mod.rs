@@ -30,6 +30,7 @@ use crate::view::{ClientStats, View};
 /// them.
 pub const KINDS: &[Kind] = &[
     rtt::KIND,
+    rtt::ESTIMATED_KIND,
     sees::KIND,
     vessel_on::KIND,
     vessel_once::KIND,
@@ -344,6 +345,7 @@ mod tests {
             expect_ms: None,
             tolerance: 0.2,
             slack_ms: 2.0,
+            estimated: false,
         };
         let mut view = Fake::new();
         view.peers = vec![row(23.0, 100)];
@@ -357,6 +359,46 @@ mod tests {
         let (ok, detail) = check.begin().judge(&view);
         assert!(!ok);
         assert_eq!(detail, "a does not see b (no RTT, or no fresh status)");
+    }
+
+    /// `estimated_rtt` judges the coordinates' estimate, not the measured
+    /// RTT, and says how far off it is.
+    #[test]
+    fn estimated_rtt_judges_the_estimate() {
+        let check = rtt::Rtt {
+            from: 0,
+            to: 1,
+            expect_ms: None,
+            tolerance: 0.25,
+            slack_ms: 2.0,
+            estimated: true,
+        };
+        let mut view = Fake::new();
+        let mut r = row(20.0, 100);
+        r["estimated_rtt_ms"] = serde_json::json!(23.0);
+        view.peers = vec![r.clone()];
+        let (ok, detail) = check.begin().judge(&view);
+        assert!(ok, "{detail}");
+        assert_eq!(
+            detail,
+            "estimated 23.00 ms (+15%), expected 20.00 ± 5.00 ms"
+        );
+        r["estimated_rtt_ms"] = serde_json::json!(26.0);
+        view.peers = vec![r.clone()];
+        assert!(!check.begin().judge(&view).0, "outside 20 ± 5");
+        // Measured but not estimated (coordinates not settled): not yet.
+        view.peers = vec![row(20.0, 100)];
+        let (ok, detail) = check.begin().judge(&view);
+        assert!(!ok);
+        assert_eq!(
+            detail,
+            "a does not see b (no settled estimate, or no fresh status)"
+        );
+        let names = Names {
+            nodes: vec!["a".into(), "b".into()],
+            ..Names::default()
+        };
+        assert!(check.describe(&names).starts_with("estimated_rtt(a,b)"));
     }
 
     #[test]

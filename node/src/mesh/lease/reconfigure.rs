@@ -280,6 +280,7 @@ mod tests {
             peer_id: peer.to_string(),
             addrs: Vec::new(),
             rtt_us: Some(1_000),
+            estimated_rtt_us: None,
             member,
             refused: None,
             user_key: None,
