@@ -7,6 +7,10 @@ use crate::ids::{ChunkBytes, VesselId};
 use crate::membership::{serde_bytes_vec, InviteGrant, MemberCertificate, PublicKey};
 use crate::snapshot::Hash;
 
+// Named in doc links only.
+#[cfg(doc)]
+use super::ControlResponse;
+
 /// What a user can ask a node to do. New commands (deploy, ps, logs,
 /// migrate, stop) are added as new variants at the end; an old node answers
 /// a variant it does not know with a decode error, which the CLI reports.
