@@ -67,7 +67,16 @@ mod tests {
     /// Every module's source, to check how they use each other.
     const SOURCES: &[(&str, &str)] = &[
         ("cbor", include_str!("cbor.rs")),
-        ("control", include_str!("control.rs")),
+        (
+            "control",
+            concat!(
+                include_str!("control/mod.rs"),
+                include_str!("control/commands.rs"),
+                include_str!("control/oracle.rs"),
+                include_str!("control/reports.rs"),
+                include_str!("control/status_report.rs"),
+            ),
+        ),
         ("coordinate", include_str!("coordinate.rs")),
         ("duration", include_str!("duration.rs")),
         ("forced", include_str!("forced.rs")),

@@ -53,7 +53,7 @@ pub const MAX_LOCALS_PER_FRAME: u64 = 50_000;
 pub const MAX_TOTAL_FRAME_VALUES: u64 = 16 * 1024 * 1024;
 
 // ---------------------------------------------------------------------------
-// The mesh: control protocol, membership, gossip (protocol/src/control.rs,
+// The mesh: control protocol, membership, gossip (protocol/src/control/,
 // protocol/src/membership.rs). Each request-response message is read with an
 // explicit size limit before any decoding (node/src/mesh/codec.rs).
 

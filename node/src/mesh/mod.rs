@@ -81,6 +81,7 @@ pub mod output_commit;
 pub mod pack;
 pub mod peers;
 pub mod place;
+pub mod ps;
 pub mod recover;
 pub mod relay;
 pub mod remove;
@@ -143,6 +144,7 @@ mod tests {
         ("pack", include_str!("pack.rs")),
         ("peers", include_str!("peers.rs")),
         ("place", include_str!("place.rs")),
+        ("ps", include_str!("ps.rs")),
         ("recover", include_str!("recover.rs")),
         ("relay", include_str!("relay.rs")),
         ("remove", include_str!("remove.rs")),
