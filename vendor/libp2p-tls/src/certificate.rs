@@ -54,7 +54,8 @@ impl AlwaysResolvesCert {
     ) -> Result<Self, rustls::Error> {
         let certified_key = rustls::sign::CertifiedKey::new(
             vec![cert],
-            rustls::crypto::aws_lc_rs::sign::any_ecdsa_type(key)?,
+            // meshnode patch: ring instead of aws-lc-rs (vendor/README.md).
+            rustls::crypto::ring::sign::any_ecdsa_type(key)?,
         );
         Ok(Self(Arc::new(certified_key)))
     }

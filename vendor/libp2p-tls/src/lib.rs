@@ -45,7 +45,8 @@ pub fn make_client_config(
 ) -> Result<rustls::ClientConfig, certificate::GenError> {
     let (certificate, private_key) = certificate::generate(keypair)?;
 
-    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    // meshnode patch: ring instead of aws-lc-rs (vendor/README.md).
+    let mut provider = rustls::crypto::ring::default_provider();
     provider.cipher_suites = verifier::CIPHERSUITES.to_vec();
 
     let cert_resolver = Arc::new(
@@ -73,7 +74,8 @@ pub fn make_server_config(
 ) -> Result<rustls::ServerConfig, certificate::GenError> {
     let (certificate, private_key) = certificate::generate(keypair)?;
 
-    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    // meshnode patch: ring instead of aws-lc-rs (vendor/README.md).
+    let mut provider = rustls::crypto::ring::default_provider();
     provider.cipher_suites = verifier::CIPHERSUITES.to_vec();
 
     let cert_resolver = Arc::new(
@@ -98,14 +100,15 @@ mod tests {
 
     use super::*;
 
+    // meshnode patch: ring has no X25519MLKEM768; X25519 comes first.
     #[test]
-    fn prefers_x25519_mlkem768() {
+    fn prefers_x25519() {
         let keypair = Keypair::generate_ed25519();
         let config = make_client_config(&keypair, None).unwrap();
 
         assert_eq!(
             config.crypto_provider().kx_groups[0].name(),
-            NamedGroup::X25519MLKEM768
+            NamedGroup::X25519
         );
     }
 }
