@@ -202,13 +202,9 @@ impl View for Ctx {
     }
 
     fn node_version(&self, node: usize) -> Result<String, String> {
-        let out = self.cli(&self.nodes[node], "status", &["--json"], CLI_TIMEOUT);
-        // `status` exits 1 when the node is not healthy (a probation), and
-        // still prints the report.
-        let out = match out {
-            Ok(out) => out,
-            Err(e) => return Err(e),
-        };
+        // An unhealthy node (one on probation after a restart) makes
+        // `status` exit 1: an error here, and the windowed check asks again.
+        let out = self.cli(&self.nodes[node], "status", &["--json"], CLI_TIMEOUT)?;
         let v: serde_json::Value = serde_json::from_slice(&out)
             .map_err(|e| format!("status --json on {}: {e}", self.nodes[node].name))?;
         v["version"]
