@@ -60,6 +60,11 @@ use crate::daemon::datadir::DataDir;
 use crate::identity::NodeIdentity;
 use crate::placement::Placement;
 
+/// Longest wait at start for the listeners' addresses before the bootstrap
+/// peers are dialled anyway ([`wait_for_listeners`]): a listener comes up in
+/// milliseconds; one that cannot is reported by its own error.
+const LISTEN_WAIT: Duration = Duration::from_secs(2);
+
 /// Kademlia bootstrap runs on every this-many redial ticks.
 const KAD_BOOTSTRAP_EVERY_TICKS: u64 = 6;
 
@@ -217,14 +222,16 @@ pub async fn run(
             })
         })?;
 
+    let mut listeners = std::collections::HashSet::new();
     for l in &config.listen {
         let addr = parse_addr(l)?;
-        swarm
+        let id = swarm
             .listen_on(addr.clone())
             .map_err(|e| NodeError::Listen {
                 addr: l.clone(),
                 reason: listen_failure(&e),
             })?;
+        listeners.insert(id);
     }
 
     let (internal_tx, mut internal_rx) = tokio::sync::mpsc::channel::<NodeCommand>(1024);
@@ -350,6 +357,7 @@ pub async fn run(
         };
     }
 
+    wait_for_listeners(&mut swarm, &mut state, &mut joining, listeners).await?;
     for addr in &bootstrap {
         dial_bootstrap(&mut swarm, addr);
     }
@@ -546,6 +554,34 @@ fn dial_bootstrap(swarm: &mut Swarm<NodeBehaviour>, addr: &Multiaddr) {
     if let Err(e) = swarm.dial(addr.clone()) {
         debug!(%addr, "cannot dial bootstrap peer: {e}");
     }
+}
+
+/// Handles the swarm's events until every listener has its first address,
+/// or [`LISTEN_WAIT`] has passed: the bootstrap peers are dialled after
+/// this, so the identify they get first carries this node's addresses. A
+/// push of addresses learned later can race that first identify and be
+/// dropped, and the peer would then list this node with no address to dial
+/// back until the next identify, minutes later (seen as
+/// `three_nodes_see_each_other_and_a_second_start_is_refused` failing
+/// under load).
+async fn wait_for_listeners(
+    swarm: &mut Swarm<NodeBehaviour>,
+    state: &mut NodeState,
+    joining: &mut Joining,
+    mut listeners: std::collections::HashSet<libp2p::core::transport::ListenerId>,
+) -> Result<(), NodeError> {
+    let deadline = tokio::time::Instant::now() + LISTEN_WAIT;
+    while !listeners.is_empty() {
+        let Ok(event) = tokio::time::timeout_at(deadline, swarm.select_next_some()).await else {
+            debug!(left = listeners.len(), "dialling before every listener has an address");
+            return Ok(());
+        };
+        if let SwarmEvent::NewListenAddr { listener_id, .. } = &event {
+            listeners.remove(listener_id);
+        }
+        handle_event(swarm, state, joining, event)?;
+    }
+    Ok(())
 }
 
 fn handle_event(
