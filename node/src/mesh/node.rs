@@ -573,7 +573,10 @@ async fn wait_for_listeners(
     let deadline = tokio::time::Instant::now() + LISTEN_WAIT;
     while !listeners.is_empty() {
         let Ok(event) = tokio::time::timeout_at(deadline, swarm.select_next_some()).await else {
-            debug!(left = listeners.len(), "dialling before every listener has an address");
+            debug!(
+                left = listeners.len(),
+                "dialling before every listener has an address"
+            );
             return Ok(());
         };
         if let SwarmEvent::NewListenAddr { listener_id, .. } = &event {
