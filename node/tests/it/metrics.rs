@@ -257,8 +257,21 @@ fn metrics_parse_and_show_the_node_its_vessel_and_its_migration() {
             .any(|e| e["kind"] == "Migrated")
     });
 
-    // The source: the migration's counters and downtime.
-    let body = scrape(&mesh, 0);
+    // The source: the migration's counters and downtime. The node-wide
+    // gauges come from the snapshot the event loop takes every second: a
+    // mesh that formed and moved the vessel within its first second is
+    // scraped until a snapshot after that shows it (regression: the test
+    // outran the first snapshot once nodes dialled only after listening).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        let body = scrape(&mesh, 0);
+        let (samples, _) = parse(&body);
+        let up = value(&samples, "meshnode_members", &[("state", "up")]);
+        if up == Some(2.0) || Instant::now() > deadline {
+            break body;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     let (samples, types) = parse(&body);
     assert!(!body.contains("tick "), "log text in /metrics:\n{body}");
     assert!(
