@@ -345,7 +345,10 @@ fn upgrade_scenario_runs_end_to_end() {
         // Every frozen node was upgraded, not found already current.
         for node in ["a", "b", "c"] {
             r.expect(
-                r.stdout.contains(&format!("upgrade {node}: upgraded")),
+                // "upgrade a (12D3KooW…): upgraded 0.1.0 -> 0.2.0 in …"
+                r.stdout.lines().any(|l| {
+                    l.contains(&format!("] upgrade {node} (")) && l.contains("): upgraded ")
+                }),
                 &format!("node {node} was not upgraded by the roll"),
             )?;
         }
