@@ -541,8 +541,7 @@ pub(super) fn accept_offer(
                         .map_err(|e| refuse(RefusalCode::Invalid, format!("manifest: {e}")))?;
                     m.check()
                         .map_err(|e| refuse(RefusalCode::Invalid, format!("manifest: {e}")))?;
-                    // This node's memory limit and address space (a 32-bit
-                    // host's is lower): refused now, before any chunk moves.
+                    // This node's limits (lower on 32-bit), before any chunk moves.
                     crate::dock::snapshot::check_limits(&m, &host.dock)
                         .map_err(|e| refuse(RefusalCode::Limit, format!("vessel {id}: {e}")))?;
                     Some(m)
