@@ -385,6 +385,16 @@ impl<'a> Table<'a> {
         self.ck.node(&self.field(key), &self.str(key, why)?)
     }
 
+    /// A required, non-empty list of node names, as node indices.
+    pub fn nodes(&self, key: &str, why: &str) -> Result<Vec<usize>, ScenarioError> {
+        let field = self.field(key);
+        let list = self.ck.need(&field, &self.opt_strs(key)?, why)?.clone();
+        if list.is_empty() {
+            return Err(self.err(key, "name at least one node"));
+        }
+        list.iter().map(|m| self.ck.node(&field, m)).collect()
+    }
+
     pub fn vessel(&self, key: &str, why: &str) -> Result<usize, ScenarioError> {
         self.ck.vessel(&self.field(key), &self.str(key, why)?)
     }

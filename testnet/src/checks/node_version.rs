@@ -24,17 +24,7 @@ pub struct NodeVersion {
 }
 
 fn parse(t: &Table) -> Result<Box<dyn Check>, ScenarioError> {
-    let field = t.field("nodes");
-    let list =
-        t.ck.need(&field, &t.opt_strs("nodes")?, "the nodes to ask")?
-            .clone();
-    if list.is_empty() {
-        return Err(t.err("nodes", "name at least one node"));
-    }
-    let nodes = list
-        .iter()
-        .map(|m| t.ck.node(&field, m))
-        .collect::<Result<Vec<_>, _>>()?;
+    let nodes = t.nodes("nodes", "the nodes to ask")?;
     let frozen = match t.opt_str("build")?.as_deref() {
         None | Some("current") => false,
         Some("frozen") => true,

@@ -24,17 +24,7 @@ pub struct VesselOn {
 
 fn parse(t: &Table) -> Result<Box<dyn Check>, ScenarioError> {
     let vessel = t.vessel("vessel", "the vessel's name")?;
-    let field = t.field("nodes");
-    let list =
-        t.ck.need(&field, &t.opt_strs("nodes")?, "the nodes it may run on")?
-            .clone();
-    if list.is_empty() {
-        return Err(t.err("nodes", "name at least one node"));
-    }
-    let nodes = list
-        .iter()
-        .map(|m| t.ck.node(&field, m))
-        .collect::<Result<Vec<_>, _>>()?;
+    let nodes = t.nodes("nodes", "the nodes it may run on")?;
     let through = match t.opt_str("through")? {
         Some(n) => Some(t.ck.node(&t.field("through"), &n)?),
         None => None,
