@@ -457,7 +457,7 @@ async fn pump(ingress: Arc<Ingress>, id: VesselId, hub: Arc<IngressHub>) {
             } else {
                 match ingress
                     .link
-                    .ingress_once(peer, IngressRequest::Egress(frame.clone()))
+                    .ingress_hedged(peer, IngressRequest::Egress(frame.clone()))
                     .await
                 {
                     Ok(IngressResponse::Egress(r)) => Ok(r),
@@ -710,7 +710,7 @@ async fn read_client(
             Some((host, _)) => {
                 let ask = ingress
                     .link
-                    .ingress_once(host, IngressRequest::Ingress(frame.clone()));
+                    .ingress_hedged(host, IngressRequest::Ingress(frame.clone()));
                 tokio::select! {
                     answer = ask => match answer {
                         Ok(IngressResponse::Ingress(r)) => Ok(r),

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use futures::stream::{FuturesUnordered, StreamExt};
 use libp2p::request_response::{OutboundRequestId, ResponseChannel};
 use libp2p::PeerId;
 use protocol::control::{ControlResponse, PeerInfo};
@@ -134,6 +135,34 @@ pub const MEMBER_RTT_FRESH_MS: u64 = 10_000;
 
 /// Tries of an idempotent request whose connection failed.
 pub const TRANSPORT_RETRIES: u32 = 4;
+
+/// An ingress frame unanswered this long (plus its bytes' time at
+/// [`FRAME_RESEND_BYTES_PER_S`]) is sent again beside the first
+/// ([`Link::ingress_hedged`]). A frame's answer needs no work but a copy,
+/// so on a LAN or a WAN of a few hundred ms a second is long past an
+/// answer that is on its way; a copy sent early costs one frame's bytes.
+pub const FRAME_RESEND_AFTER: Duration = Duration::from_secs(1);
+
+/// The rate a frame's bytes are assumed to cross at, at worst, before a
+/// copy is sent: a frame of up to 16 segments of 256 KiB (4 MiB, a host's
+/// egress) waits 4 s more than an empty one, so a slow link is not sent
+/// copies of a frame that is still on its way (each would add its bytes).
+pub const FRAME_RESEND_BYTES_PER_S: u64 = 1024 * 1024;
+
+/// How long a copy of `request` waits for the one before it.
+fn resend_wait(request: &IngressRequest) -> Duration {
+    let bytes: usize = match request {
+        IngressRequest::Ingress(f) => f.segments.iter().map(|s| s.data.len()).sum(),
+        IngressRequest::Egress(f) => f.segments.iter().map(|s| s.data.len()).sum(),
+    };
+    FRAME_RESEND_AFTER + Duration::from_millis(bytes as u64 * 1000 / FRAME_RESEND_BYTES_PER_S)
+}
+
+/// Most copies of one ingress frame in flight at once: four per client
+/// connection (entry) or per vessel (host's pump) at most, while a copy sent on a fresh request
+/// finds a working connection with probability 1 - (1/2)^3 when one of a
+/// peer's two connections is stuck.
+pub const MAX_FRAME_COPIES: usize = 4;
 
 impl Link {
     pub fn new(tx: mpsc::Sender<NodeCommand>) -> Link {
@@ -267,6 +296,49 @@ impl Link {
         }
     }
 
+    /// An ingress frame (client or vessel bytes, which the receiver takes
+    /// by offset, so a copy is harmless) sent to `peer`, and sent again as
+    /// a new request beside the first while none is answered: every
+    /// [`FRAME_RESEND_AFTER`] (more for a large frame), at most
+    /// [`MAX_FRAME_COPIES`] in flight. The
+    /// first answer wins; an error is returned only once every copy failed.
+    ///
+    /// Why: a request rides one of the peer's connections, and a QUIC
+    /// connection can stay open for seconds after its peer dropped it. A
+    /// link that flaps inflates QUIC's RTT estimate, and an endpoint waits
+    /// at least three probe timeouts of silence before it closes the
+    /// connection (RFC 9000 §10.1): in testnet's flapping scenario a frame
+    /// sent on such a connection waited 11.8 s, 8.8 s after the peer had
+    /// closed its end, and the client's request timed out. A new request is
+    /// given a connection afresh, so a copy can take the peer's other,
+    /// working connection.
+    pub async fn ingress_hedged(
+        &self,
+        peer: PeerId,
+        request: IngressRequest,
+    ) -> Result<IngressResponse, RequestError> {
+        let wait = resend_wait(&request);
+        let mut asks = FuturesUnordered::new();
+        asks.push(self.ingress_once(peer, request.clone()));
+        let mut resend = Box::pin(tokio::time::sleep(wait));
+        loop {
+            tokio::select! {
+                Some(answer) = asks.next() => match answer {
+                    Ok(r) => return Ok(r),
+                    Err(e) if asks.is_empty() => return Err(e),
+                    // Another copy may still arrive.
+                    Err(_) => {}
+                },
+                () = &mut resend => {
+                    if asks.len() < MAX_FRAME_COPIES {
+                        asks.push(self.ingress_once(peer, request.clone()));
+                    }
+                    resend.as_mut().reset(tokio::time::Instant::now() + wait);
+                }
+            }
+        }
+    }
+
     /// Every peer this node knows, as `peers` lists them (membership,
     /// round-trip time and its age, liveness): a leased vessel's keeper
     /// changes its voter set by it (`mesh::lease::reconfigure`).
@@ -276,5 +348,121 @@ impl Link {
             return Vec::new();
         }
         rx.await.unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::ingress::{EgressFrame, EgressReply};
+    use protocol::vessel::VesselId;
+
+    /// The next ingress request the link sent, with its answer's sender.
+    async fn next_ask(
+        rx: &mut mpsc::Receiver<NodeCommand>,
+    ) -> oneshot::Sender<Result<PeerResponse, RequestError>> {
+        match rx.recv().await.expect("the link is open") {
+            NodeCommand::PeerRequest { request, reply, .. } => {
+                assert!(matches!(*request, PeerRequest::Ingress(_)));
+                reply
+            }
+            other => panic!("not a peer request: {other:?}"),
+        }
+    }
+
+    fn egress() -> IngressRequest {
+        IngressRequest::Egress(EgressFrame {
+            vessel: VesselId([7; 8]),
+            epoch: 1,
+            segments: Vec::new(),
+        })
+    }
+
+    fn answer() -> Result<PeerResponse, RequestError> {
+        Ok(PeerResponse::Ingress(IngressResponse::Egress(
+            EgressReply { conns: Vec::new() },
+        )))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_frame_stuck_on_a_dead_connection_is_answered_through_a_copy() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let link = Link::new(tx);
+        let peer = PeerId::random();
+        let asked = tokio::spawn(async move { link.ingress_hedged(peer, egress()).await });
+        let stuck = next_ask(&mut rx).await;
+        let start = tokio::time::Instant::now();
+        let copy = next_ask(&mut rx).await;
+        assert_eq!(
+            start.elapsed(),
+            FRAME_RESEND_AFTER,
+            "the copy goes after the wait"
+        );
+        copy.send(answer()).unwrap();
+        let got = asked.await.unwrap();
+        assert!(matches!(got, Ok(IngressResponse::Egress(_))), "{got:?}");
+        drop(stuck);
+    }
+
+    #[test]
+    fn a_large_frame_waits_longer_before_its_copy() {
+        let seg = |n| protocol::ingress::OutSegment {
+            conn: 1,
+            at: 0,
+            data: vec![0; n],
+            fin: false,
+            closed: false,
+        };
+        let frame = |segments| {
+            IngressRequest::Egress(EgressFrame {
+                vessel: VesselId([7; 8]),
+                epoch: 1,
+                segments,
+            })
+        };
+        assert_eq!(resend_wait(&egress()), FRAME_RESEND_AFTER);
+        let big = frame(vec![seg(1 << 20), seg(1 << 20)]);
+        assert_eq!(
+            resend_wait(&big),
+            FRAME_RESEND_AFTER + Duration::from_secs(2)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn copies_of_an_unanswered_frame_are_bounded() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let link = Link::new(tx);
+        let peer = PeerId::random();
+        let asked = tokio::spawn(async move { link.ingress_hedged(peer, egress()).await });
+        let mut held = Vec::new();
+        for _ in 0..MAX_FRAME_COPIES {
+            held.push(next_ask(&mut rx).await);
+        }
+        tokio::time::sleep(FRAME_RESEND_AFTER * 10).await;
+        assert!(rx.try_recv().is_err(), "no copy beyond {MAX_FRAME_COPIES}");
+        // One copy's connection fails: another goes in its place, and the
+        // error is not the answer while copies are out.
+        let failed = held.pop().unwrap();
+        failed
+            .send(Err(RequestError::Transport {
+                peer,
+                reason: "connection lost".into(),
+            }))
+            .unwrap();
+        held.push(next_ask(&mut rx).await);
+        assert!(!asked.is_finished());
+        for (i, reply) in held.into_iter().enumerate() {
+            reply
+                .send(Err(RequestError::Transport {
+                    peer,
+                    reason: format!("copy {i} lost"),
+                }))
+                .unwrap();
+        }
+        let got = asked.await.unwrap();
+        assert!(
+            matches!(got, Err(RequestError::Transport { .. })),
+            "{got:?}"
+        );
     }
 }
