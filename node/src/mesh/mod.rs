@@ -132,7 +132,13 @@ mod tests {
         ("faults", include_str!("faults.rs")),
         ("force", include_str!("force.rs")),
         ("gate", include_str!("gate.rs")),
-        ("ingress", include_str!("ingress.rs")),
+        (
+            "ingress",
+            concat!(
+                include_str!("ingress/mod.rs"),
+                include_str!("ingress/entry.rs")
+            ),
+        ),
         ("lease", include_str!("lease/mod.rs")),
         ("ledger", include_str!("ledger.rs")),
         ("link", include_str!("link.rs")),

@@ -341,7 +341,7 @@ pub fn deliver(w: &mut World, from: NodeId, to: NodeId, msg: Msg) {
             w.send(to, from, Msg::Response(answer));
         }
         // Only entries ask for proofs, and the simulation has no entries
-        // (route_proof's tests and ingress_tests check them).
+        // (route_proof's tests and mesh::ingress::tests check them).
         Msg::Request(LeaseRequest::Proof { .. }) => {}
         Msg::Response(r) => answered(w, from, to, r, now),
         Msg::Commit(cert, image) => super::handoff::commit(w, from, to, *cert, image),

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use super::entry::read_client;
 use super::*;
 use crate::dock::DockConfig;
 use crate::mesh::link::NodeCommand;
