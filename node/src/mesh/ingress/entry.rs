@@ -5,6 +5,8 @@
 //! client once each ([`entry_write`], [`write_client`]). The routes it
 //! follows and the host role are in the parent module.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use super::*;
 
 /// Vessel bytes from `from` for clients held here.
@@ -59,6 +61,7 @@ fn new_conn_id() -> u64 {
 
 /// Accepts clients on one service port.
 pub(super) async fn listen(ingress: Arc<Ingress>, listener: TcpListener, port: u16) {
+    let waiting = Arc::new(AtomicUsize::new(0));
     loop {
         let (stream, addr) = match listener.accept().await {
             Ok(s) => s,
@@ -72,33 +75,71 @@ pub(super) async fn listen(ingress: Arc<Ingress>, listener: TcpListener, port: u
             debug!(port, %addr, "no vessel serves this port now: client closed");
             continue;
         };
-        if let Some((host, why)) = ingress.suspected_host(vessel, refuses_new) {
-            // Accepting it would leave it hanging on a host that is gone.
+        if ingress.suspected_host(vessel, refuses_new).is_none() {
+            admit(&ingress, stream, vessel, port);
+        } else if waiting.load(Ordering::Relaxed) < MAX_WAITING_CLIENTS {
+            waiting.fetch_add(1, Ordering::Relaxed);
+            let (ingress, waiting) = (ingress.clone(), waiting.clone());
+            tokio::spawn(async move {
+                admit_when_heard(&ingress, stream, addr, vessel, port).await;
+                waiting.fetch_sub(1, Ordering::Relaxed);
+            });
+        } else {
+            warn!(port, %addr, "client reset: {MAX_WAITING_CLIENTS} clients already wait for their vessel's host");
+            let _ = stream.set_zero_linger();
+        }
+    }
+}
+
+/// Accepts a new client whose vessel's host failure detection suspects
+/// once the host is heard again or another host runs the vessel, or
+/// resets it after [`NEW_CLIENT_WAIT`]: a client of a host that is gone
+/// is reset, never left hanging, and one that came while a flapping link
+/// was down is served.
+pub(super) async fn admit_when_heard(
+    ingress: &Arc<Ingress>,
+    stream: tokio::net::TcpStream,
+    addr: SocketAddr,
+    vessel: VesselId,
+    port: u16,
+) {
+    let deadline = Instant::now() + NEW_CLIENT_WAIT;
+    loop {
+        let Some((host, why)) = ingress.suspected_host(vessel, refuses_new) else {
+            admit(ingress, stream, vessel, port);
+            return;
+        };
+        if Instant::now() >= deadline {
             info!(port, %addr, %vessel, %host, "client reset: the vessel's host is {why}");
             let _ = stream.set_zero_linger();
-            continue;
+            return;
         }
-        if ingress.connections() >= MAX_ENTRY_CONNECTIONS {
-            warn!(
-                port,
-                "client refused: {MAX_ENTRY_CONNECTIONS} client connections already held here"
-            );
-            continue;
-        }
-        let _ = stream.set_nodelay(true);
-        let id = new_conn_id();
-        let (tx, rx) = mpsc::channel(4);
-        lock(&ingress.conns).insert(id, Arc::new(EntryConn { vessel, writer: tx }));
-        let (read, write) = stream.into_split();
-        tokio::spawn(write_client(ingress.clone(), id, write, rx));
-        tokio::spawn(read_client(
-            ingress.clone(),
-            vessel,
-            id,
-            port.to_string(),
-            read,
-        ));
+        tokio::time::sleep(UNREACHABLE_WAIT).await;
     }
+}
+
+/// Holds a new client: its reader and writer tasks.
+fn admit(ingress: &Arc<Ingress>, stream: tokio::net::TcpStream, vessel: VesselId, port: u16) {
+    if ingress.connections() >= MAX_ENTRY_CONNECTIONS {
+        warn!(
+            port,
+            "client refused: {MAX_ENTRY_CONNECTIONS} client connections already held here"
+        );
+        return;
+    }
+    let _ = stream.set_nodelay(true);
+    let id = new_conn_id();
+    let (tx, rx) = mpsc::channel(4);
+    lock(&ingress.conns).insert(id, Arc::new(EntryConn { vessel, writer: tx }));
+    let (read, write) = stream.into_split();
+    tokio::spawn(write_client(ingress.clone(), id, write, rx));
+    tokio::spawn(read_client(
+        ingress.clone(),
+        vessel,
+        id,
+        port.to_string(),
+        read,
+    ));
 }
 
 /// Writes the vessel's bytes to the client, each once, and closes the

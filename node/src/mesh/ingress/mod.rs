@@ -23,8 +23,9 @@
 //! so it keeps its connection when the vessel leaves.
 //!
 //! A host that failure detection suspects (`mesh::liveness`) is not waited
-//! on for long. A new client of a vessel there is reset at once, never
-//! accepted and left hanging. An open one is held while the host is only
+//! on for long. A new client of a vessel there waits at most
+//! [`NEW_CLIENT_WAIT`] for the host to be heard again or the vessel to
+//! move, and is reset after that, never accepted and left hanging. An open one is held while the host is only
 //! *unreachable* (its bytes kept, as always): a partition that heals, or a
 //! host that restarts, is ridden out (testnet's faults.toml). It is reset
 //! once the host is *down* (`liveness::DOWN_AFTER`, 30 s of silence): at
@@ -91,10 +92,26 @@ const UNREACHABLE_WAIT: Duration = Duration::from_millis(100);
 /// is given up at once (see the module's note).
 pub const HOST_UNREACHABLE_LIMIT: Duration = Duration::from_secs(120);
 
-/// A new client is not accepted for a host under any suspicion.
+/// A new client is not accepted for a host under any suspicion: it waits
+/// (at most [`NEW_CLIENT_WAIT`]) for the host to be heard again or the
+/// vessel to move.
 fn refuses_new(_: &Suspicion) -> bool {
     true
 }
+
+/// How long a new client of a vessel whose host failure detection
+/// suspects waits to be accepted before it is reset. A link that flaps
+/// makes a host unreachable (3 s of silence) for a few seconds at a time:
+/// in testnet's flapping scenario the host was heard again 13 ms after a
+/// client that had come 6.3 s into the silence was reset. A failover moves
+/// the vessel in about 2 s (docs/benchmarks.md), and a new client then
+/// goes to the new host. A host that is gone has its new clients reset
+/// after this, never left hanging.
+pub const NEW_CLIENT_WAIT: Duration = Duration::from_secs(5);
+
+/// Most new clients of one service port that wait for their host at once
+/// ([`NEW_CLIENT_WAIT`]): each holds a socket and a task.
+const MAX_WAITING_CLIENTS: usize = 256;
 
 /// An open client is given up once its host is down, not while it is only
 /// unreachable (see the module's note).

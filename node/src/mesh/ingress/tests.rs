@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::entry::read_client;
+use super::entry::{admit_when_heard, read_client};
 use super::*;
 use crate::dock::DockConfig;
 use crate::mesh::link::NodeCommand;
@@ -406,4 +406,95 @@ async fn a_client_at_the_node_a_leased_vessel_left_waits_for_the_new_hosts_proof
             _ => {}
         }
     }
+}
+
+/// An entry whose host `host` runs `vessel` on port 7000, with the
+/// suspicions it goes by.
+fn entry_with_suspects(
+    host: PeerId,
+    vessel: VesselId,
+) -> (tempfile::TempDir, Arc<Ingress>, Suspects) {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Host::open(
+        dir.path(),
+        "n".into(),
+        DockConfig::default(),
+        BTreeMap::new(),
+    )
+    .unwrap();
+    let (tx, _rx) = mpsc::channel(16);
+    let suspects = Suspects::default();
+    let ingress = Arc::new(Ingress::new(
+        None,
+        Link {
+            tx,
+            fail_fast: false,
+        },
+        Arc::new(Mutex::new(h)),
+        PeerId::random(),
+        suspects.clone(),
+    ));
+    let route = ServiceRoute {
+        vessel,
+        epoch: 1,
+        ports: vec![7000],
+        sync: false,
+        leased: false,
+    };
+    ingress.learn(host, &[route]);
+    (dir, ingress, suspects)
+}
+
+/// A client's socket at the entry, and the client's end.
+async fn client_pair() -> (tokio::net::TcpStream, tokio::net::TcpStream, SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (stream, addr) = listener.accept().await.unwrap();
+    (stream, client, addr)
+}
+
+#[tokio::test]
+async fn a_new_client_that_comes_while_a_flapping_link_is_down_is_served_when_the_host_answers() {
+    let (host, vessel) = (PeerId::random(), VesselId([3; 8]));
+    let (_dir, ingress, suspects) = entry_with_suspects(host, vessel);
+    let since = Instant::now();
+    suspects.publish([(host, crate::mesh::liveness::State::Unreachable { since })].into_iter());
+    let (stream, _client, addr) = client_pair().await;
+    let admitted = tokio::spawn({
+        let ingress = ingress.clone();
+        async move { admit_when_heard(&ingress, stream, addr, vessel, 7000).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        ingress.connections(),
+        0,
+        "not held while the host is unreachable"
+    );
+    suspects.publish([(host, crate::mesh::liveness::State::Up)].into_iter());
+    tokio::time::timeout(Duration::from_secs(2), admitted)
+        .await
+        .expect("admitted within 2 s of the host answering")
+        .unwrap();
+    assert_eq!(ingress.connections(), 1, "held once the host answers");
+}
+
+#[tokio::test]
+async fn a_new_client_of_a_host_that_stays_silent_is_reset_not_left_hanging() {
+    let (host, vessel) = (PeerId::random(), VesselId([4; 8]));
+    let (_dir, ingress, suspects) = entry_with_suspects(host, vessel);
+    let since = Instant::now();
+    suspects.publish([(host, crate::mesh::liveness::State::Unreachable { since })].into_iter());
+    let (stream, mut client, addr) = client_pair().await;
+    let started = Instant::now();
+    admit_when_heard(&ingress, stream, addr, vessel, 7000).await;
+    assert!(started.elapsed() >= NEW_CLIENT_WAIT);
+    assert_eq!(ingress.connections(), 0);
+    let mut b = [0u8; 1];
+    let got = client.read(&mut b).await;
+    assert!(
+        matches!(&got, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the client is reset: {got:?}"
+    );
 }
