@@ -7,7 +7,8 @@
 //! command through a (`peers`, `ps`, `stop`, `pin`, `migrate`, `logs`,
 //! `logs -f`, `drain b`) answers within its bound with the message that
 //! says what it waited for and why it gave up; a new client entering at c
-//! is *reset* at once (not accepted and left hanging); the idle client is
+//! is *reset* once it has waited `NEW_CLIENT_WAIT` (5 s) for b to answer
+//! again (not accepted and left hanging); the idle client is
 //! held while b is only unreachable (a partition or a restart is ridden
 //! out) and reset once b is down; `peers` shows b unreachable, then down.
 //!
@@ -36,6 +37,10 @@ const SLACK: Duration = Duration::from_secs(4);
 /// A command on a vessel of a suspected host fails at once: this is its
 /// whole run, from the CLI's start to its exit.
 const COMMAND_BOUND: Duration = Duration::from_secs(5);
+/// A new client of the suspected host waits this long for it to answer
+/// again, then is reset.
+const NEW_CLIENT_BOUND: Duration =
+    Duration::from_secs(meshnode::mesh::ingress::NEW_CLIENT_WAIT.as_secs() + SLACK.as_secs());
 /// An idle client of the dead host is reset by its entry's next look
 /// (`IDLE_LOOK_EVERY`, 1 s) after the host is down.
 const IDLE_RESET_BOUND: Duration = Duration::from_secs(DOWN_AFTER.as_secs() + 1);
@@ -316,14 +321,14 @@ fn a_dead_host_is_seen_dead_and_nothing_hangs_on_it() {
     let _ = follow.kill();
     let _ = follow.wait();
 
-    // A new client entering at c is reset at once.
+    // A new client entering at c is reset once it has waited for b.
     mesh.wait_peer_state(c, "c suspects b", UNREACHABLE_AFTER + SLACK, |p| {
         DeadNodeMesh::peer_row(p, &b_id)["state"] != "up"
     });
     let t = Instant::now();
     let ended = TcpStream::connect_timeout(&at(c), Duration::from_secs(2)).and_then(|mut s| {
         let _ = s.write_all(b"COUNT\n");
-        wait_end(s, COMMAND_BOUND)
+        wait_end(s, NEW_CLIENT_BOUND)
     });
     match ended {
         Err(e) if is_reset(&e) => {}
@@ -333,7 +338,7 @@ fn a_dead_host_is_seen_dead_and_nothing_hangs_on_it() {
         ),
     }
     assert!(
-        t.elapsed() < COMMAND_BOUND,
+        t.elapsed() < NEW_CLIENT_BOUND,
         "new client reset after {:?}",
         t.elapsed()
     );
