@@ -65,6 +65,7 @@ pub mod checkpoint;
 pub mod clash;
 pub mod codec;
 pub mod commands;
+pub mod conn_health;
 pub mod faults;
 pub mod force;
 pub mod gate;
@@ -129,6 +130,7 @@ mod tests {
         ("output_commit", include_str!("output_commit.rs")),
         ("codec", include_str!("codec.rs")),
         ("commands", include_str!("commands.rs")),
+        ("conn_health", include_str!("conn_health.rs")),
         ("faults", include_str!("faults.rs")),
         ("force", include_str!("force.rs")),
         ("gate", include_str!("gate.rs")),

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use libp2p::core::ConnectedPoint;
 use libp2p::multiaddr::Protocol;
-use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{gossipsub, identify, kad, mdns, ping, request_response, Multiaddr, PeerId, Swarm};
 use protocol::control::{ControlRequest, JoinRequest};
@@ -31,6 +31,7 @@ use protocol::membership::{
 use tracing::{debug, info, warn};
 
 use super::behaviour::{node_swarm, NodeBehaviour, NodeBehaviourEvent, SwarmError, SwarmOptions};
+use super::conn_health::ConnHealth;
 use super::ingress::Ingress;
 use super::lease::Leases;
 use super::ledger::Ledger;
@@ -302,6 +303,9 @@ pub async fn run(
         ingress: ingress.clone(),
         gate: swarm.behaviour().gate(),
         liveness: thresholds(Duration::from_millis(config.ping_interval_ms)),
+        conn_health: ConnHealth::new(
+            thresholds(Duration::from_millis(config.ping_interval_ms)).unreachable_after,
+        ),
         suspects,
         name: crate::control::resolve::own_name(config.name.as_deref()),
         releases: Arc::new(crate::upgrade::releases::Releases::open(
@@ -428,6 +432,7 @@ pub async fn run(
                 let now = Instant::now();
                 if now.duration_since(last_liveness_tick) < LIVENESS_STALL {
                     tick_liveness(&mut state.peers, &state.liveness, &state.suspects);
+                    dial_afresh(&mut swarm, &mut state, now);
                 }
                 last_liveness_tick = now;
                 service.tick(now);
@@ -495,6 +500,25 @@ pub async fn run(
     let _ = std::fs::remove_file(state.data_dir.addrs());
     remember_members(&state);
     Ok(())
+}
+
+/// Dials members again whose every connection has stopped answering
+/// pings, though they count as connected (`mesh::conn_health`).
+fn dial_afresh(swarm: &mut Swarm<NodeBehaviour>, state: &mut NodeState, now: Instant) {
+    for peer in state.conn_health.due_fresh_dial(now) {
+        let Some(e) = state.peers.get(&peer) else {
+            continue;
+        };
+        if !matches!(e.membership, Membership::Member(_)) || e.addrs.is_empty() {
+            continue;
+        }
+        debug!(%peer, "no connection to it answers: dialling it afresh");
+        let opts = DialOpts::peer_id(peer)
+            .condition(PeerCondition::NotDialing)
+            .addresses(e.addrs.clone())
+            .build();
+        let _ = swarm.dial(opts);
+    }
 }
 
 fn handle_command(swarm: &mut Swarm<NodeBehaviour>, state: &mut NodeState, cmd: NodeCommand) {
@@ -608,10 +632,14 @@ fn handle_event(
         SwarmEvent::ListenerError { error, .. } => warn!("listener error: {error}"),
         SwarmEvent::ConnectionEstablished {
             peer_id,
+            connection_id,
             endpoint,
             num_established,
             ..
         } => {
+            state
+                .conn_health
+                .opened(connection_id, peer_id, Instant::now());
             let entry = state.peer(peer_id);
             entry.connections = num_established.get() as usize;
             note_liveness(&mut state.peers, &peer_id, Heard::Heard, &state.liveness);
@@ -642,9 +670,11 @@ fn handle_event(
         }
         SwarmEvent::ConnectionClosed {
             peer_id,
+            connection_id,
             num_established,
             ..
         } => {
+            state.conn_health.closed(connection_id);
             let revoked = crate::identity::peer_public_key(&peer_id)
                 .is_some_and(|k| state.revoked_reason(&k).is_some());
             if num_established == 0 {
@@ -691,8 +721,16 @@ fn handle_behaviour(
     event: NodeBehaviourEvent,
 ) -> Result<(), NodeError> {
     match event {
-        NodeBehaviourEvent::Ping(ping::Event { peer, result, .. }) => match result {
+        NodeBehaviourEvent::Ping(ping::Event {
+            peer,
+            connection,
+            result,
+        }) => match result {
             Ok(rtt) => {
+                for stale in state.conn_health.answered(connection, Instant::now()) {
+                    debug!(%peer, "closing a connection no ping came back on while another did");
+                    swarm.close_connection(stale);
+                }
                 state.peer(peer).rtt.observe(rtt);
                 let theirs = state.peers.get(&peer).and_then(|e| e.status.as_ref());
                 let theirs = theirs.and_then(|(s, _)| s.coordinate.clone());

@@ -72,6 +72,8 @@ pub struct NodeState {
     /// tasks (`mesh::liveness`).
     pub liveness: super::liveness::Thresholds,
     pub suspects: super::liveness::Suspects,
+    /// Which connections to peers still answer pings (`mesh::conn_health`).
+    pub conn_health: super::conn_health::ConnHealth,
     /// This node's name, as it gossips it (`control::resolve`).
     pub name: String,
     /// The releases this node keeps for upgrades (`upgrade::releases`).
