@@ -378,10 +378,8 @@ mod tests {
         })
     }
 
-    fn answer() -> Result<PeerResponse, RequestError> {
-        Ok(PeerResponse::Ingress(IngressResponse::Egress(
-            EgressReply { conns: Vec::new() },
-        )))
+    fn answer() -> PeerResponse {
+        PeerResponse::Ingress(IngressResponse::Egress(EgressReply { conns: Vec::new() }))
     }
 
     #[tokio::test(start_paused = true)]
@@ -398,7 +396,7 @@ mod tests {
             FRAME_RESEND_AFTER,
             "the copy goes after the wait"
         );
-        copy.send(answer()).unwrap();
+        copy.send(Ok(answer())).unwrap();
         let got = asked.await.unwrap();
         assert!(matches!(got, Ok(IngressResponse::Egress(_))), "{got:?}");
         drop(stuck);
