@@ -205,27 +205,7 @@ async fn an_idle_client_waiting_for_its_answer_is_reset_when_a_replica_takes_ove
 
 #[test]
 fn a_sync_vessels_client_is_held_through_its_hosts_death_for_a_bounded_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let host = Host::open(
-        dir.path(),
-        "n".into(),
-        DockConfig::default(),
-        BTreeMap::new(),
-    )
-    .unwrap();
-    let (tx, _rx) = mpsc::channel(16);
-    let link = Link {
-        tx,
-        fail_fast: false,
-    };
-    let suspects = Suspects::default();
-    let ingress = Ingress::new(
-        None,
-        link,
-        Arc::new(Mutex::new(host)),
-        PeerId::random(),
-        suspects.clone(),
-    );
+    let (_dir, ingress, suspects) = entry_with_suspects();
     let (dead, new) = (PeerId::random(), PeerId::random());
     let (sync_v, async_v) = (VesselId([1; 8]), VesselId([2; 8]));
     let route = |vessel, epoch, sync| ServiceRoute {
@@ -408,12 +388,9 @@ async fn a_client_at_the_node_a_leased_vessel_left_waits_for_the_new_hosts_proof
     }
 }
 
-/// An entry whose host `host` runs `vessel` on port 7000, with the
-/// suspicions it goes by.
-fn entry_with_suspects(
-    host: PeerId,
-    vessel: VesselId,
-) -> (tempfile::TempDir, Arc<Ingress>, Suspects) {
+/// An entry on its own with the suspicions it goes by (its link's
+/// requests go nowhere).
+fn entry_with_suspects() -> (tempfile::TempDir, Arc<Ingress>, Suspects) {
     let dir = tempfile::tempdir().unwrap();
     let h = Host::open(
         dir.path(),
@@ -434,6 +411,11 @@ fn entry_with_suspects(
         PeerId::random(),
         suspects.clone(),
     ));
+    (dir, ingress, suspects)
+}
+
+/// `host` runs `vessel` on port 7000, at epoch 1, as `ingress` learns it.
+fn runs_on(ingress: &Ingress, host: PeerId, vessel: VesselId) {
     let route = ServiceRoute {
         vessel,
         epoch: 1,
@@ -442,7 +424,6 @@ fn entry_with_suspects(
         leased: false,
     };
     ingress.learn(host, &[route]);
-    (dir, ingress, suspects)
 }
 
 /// A client's socket at the entry, and the client's end.
@@ -458,7 +439,8 @@ async fn client_pair() -> (tokio::net::TcpStream, tokio::net::TcpStream, SocketA
 #[tokio::test]
 async fn a_new_client_that_comes_while_a_flapping_link_is_down_is_served_when_the_host_answers() {
     let (host, vessel) = (PeerId::random(), VesselId([3; 8]));
-    let (_dir, ingress, suspects) = entry_with_suspects(host, vessel);
+    let (_dir, ingress, suspects) = entry_with_suspects();
+    runs_on(&ingress, host, vessel);
     let since = Instant::now();
     suspects.publish([(host, crate::mesh::liveness::State::Unreachable { since })].into_iter());
     let (stream, _client, addr) = client_pair().await;
@@ -483,7 +465,8 @@ async fn a_new_client_that_comes_while_a_flapping_link_is_down_is_served_when_th
 #[tokio::test]
 async fn a_new_client_of_a_host_that_stays_silent_is_reset_not_left_hanging() {
     let (host, vessel) = (PeerId::random(), VesselId([4; 8]));
-    let (_dir, ingress, suspects) = entry_with_suspects(host, vessel);
+    let (_dir, ingress, suspects) = entry_with_suspects();
+    runs_on(&ingress, host, vessel);
     let since = Instant::now();
     suspects.publish([(host, crate::mesh::liveness::State::Unreachable { since })].into_iter());
     let (stream, mut client, addr) = client_pair().await;
