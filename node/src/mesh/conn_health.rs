@@ -27,6 +27,14 @@ use std::time::{Duration, Instant};
 use libp2p::swarm::ConnectionId;
 use libp2p::PeerId;
 
+/// The event loop's ticks this far apart mean it stalled (a loaded
+/// board), not that the connections did: every connection's silence is
+/// forgiven, and nothing is closed until the ticks come on time again.
+/// The liveness tick is 250 ms (`liveness::LIVENESS_TICK`), and failure
+/// detection skips its verdicts after a gap of `LIVENESS_STALL` (1 s) for
+/// the same reason.
+pub const TICK_STALL: Duration = Duration::from_secs(1);
+
 /// Least time between two fresh dials of one peer whose connections are
 /// all stale: a dial that cannot finish (the link is down) is not
 /// stacked on itself every liveness tick.
@@ -46,6 +54,8 @@ struct Conn {
 pub struct ConnHealth {
     conns: HashMap<ConnectionId, Conn>,
     fresh_dials: HashMap<PeerId, Instant>,
+    /// The event loop's last tick ([`ConnHealth::tick`]).
+    last_tick: Option<Instant>,
     /// A connection with no answer this long is stale: the liveness
     /// threshold at which its peer would be unreachable.
     stale_after: Duration,
@@ -56,6 +66,7 @@ impl ConnHealth {
         ConnHealth {
             conns: HashMap::new(),
             fresh_dials: HashMap::new(),
+            last_tick: None,
             stale_after,
         }
     }
@@ -79,13 +90,34 @@ impl ConnHealth {
         }
     }
 
+    /// The event loop's periodic tick. After a stall (ticks more than
+    /// [`TICK_STALL`] apart) every connection counts as answered now.
+    pub fn tick(&mut self, now: Instant) {
+        if self.stalled(now) {
+            for c in self.conns.values_mut() {
+                c.last_answer = c.last_answer.max(now);
+            }
+        }
+        self.last_tick = Some(now);
+    }
+
+    fn stalled(&self, now: Instant) -> bool {
+        self.last_tick
+            .is_some_and(|t| now.saturating_duration_since(t) > TICK_STALL)
+    }
+
     /// A ping came back on `id`: the same peer's connections that have
-    /// been stale, to close.
+    /// been stale, to close (none while the loop is stalled: their
+    /// answers may wait in its queue).
     pub fn answered(&mut self, id: ConnectionId, now: Instant) -> Vec<ConnectionId> {
+        let stalled = self.stalled(now);
         let Some(c) = self.conns.get_mut(&id) else {
             return Vec::new();
         };
         c.last_answer = now;
+        if stalled {
+            return Vec::new();
+        }
         let peer = c.peer;
         self.conns
             .iter()
@@ -95,7 +127,9 @@ impl ConnHealth {
     }
 
     /// Peers with connections, all of them stale, that are due a fresh
-    /// dial; each is counted as dialled now.
+    /// dial; each is counted as dialled now. Call it after [`tick`].
+    ///
+    /// [`tick`]: ConnHealth::tick
     pub fn due_fresh_dial(&mut self, now: Instant) -> Vec<PeerId> {
         let mut peers: HashMap<PeerId, bool> = HashMap::new();
         for c in self.conns.values() {
@@ -178,6 +212,40 @@ mod tests {
         assert_eq!(h.answered(one, t0 + s(5)), vec![two]);
         h.closed(two);
         assert!(h.due_fresh_dial(t0 + s(6)).is_empty());
+    }
+
+    #[test]
+    fn a_stalled_event_loop_closes_no_connection() {
+        let mut h = ConnHealth::new(STALE);
+        let t0 = Instant::now();
+        let peer = PeerId::random();
+        let (one, two) = (
+            ConnectionId::new_unchecked(1),
+            ConnectionId::new_unchecked(2),
+        );
+        h.opened(one, peer, t0);
+        h.opened(two, peer, t0);
+        h.tick(t0);
+        // The loop stalls 5 s; the first ping it handles after that is on
+        // `one`, and `two`'s waits behind it in the queue.
+        assert!(
+            h.answered(one, t0 + s(5)).is_empty(),
+            "stalled: nothing closed"
+        );
+        h.tick(t0 + s(5));
+        assert!(
+            h.due_fresh_dial(t0 + s(5)).is_empty(),
+            "forgiven by the tick"
+        );
+        assert!(
+            h.answered(one, t0 + s(6)).is_empty(),
+            "two's silence counts from the tick"
+        );
+        // Ticks on time again: a silence after the stall counts.
+        for t in 6..=9 {
+            h.tick(t0 + s(t));
+        }
+        assert_eq!(h.answered(one, t0 + s(9)), vec![two]);
     }
 
     #[test]

@@ -430,6 +430,7 @@ pub async fn run(
             }
             _ = liveness_tick.tick() => {
                 let now = Instant::now();
+                state.conn_health.tick(now);
                 if now.duration_since(last_liveness_tick) < LIVENESS_STALL {
                     tick_liveness(&mut state.peers, &state.liveness, &state.suspects);
                     dial_afresh(&mut swarm, &mut state, now);
