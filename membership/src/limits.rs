@@ -84,6 +84,13 @@ pub const SYNC_RANGE_ENTRIES: usize = 256;
 /// [`MAX_PIGGYBACK_CHANGES`] per message).
 pub const SYNC_INTERVAL_MS: u64 = 5_000;
 
+/// The next anti-entropy round after one that learned something: while
+/// the fleet changes (a cold start, a healed partition) pulling fast makes
+/// convergence a pull epidemic of about log2(N) rounds; a round whose
+/// digest matches costs a few dozen bytes, so a converged fleet falls back
+/// to [`SYNC_INTERVAL_MS`] by itself.
+pub const SYNC_FAST_INTERVAL_MS: u64 = 1_000;
+
 /// Pages one anti-entropy round may pull: a joiner pulls a fleet of up to
 /// 32 × 1,024 members in one round; the round's cost is bounded.
 pub const MAX_SYNC_PAGES_PER_ROUND: usize = 32;

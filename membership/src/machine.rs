@@ -119,6 +119,11 @@ impl Membership {
         self.table.live()
     }
 
+    /// Changes still waiting to be piggybacked.
+    pub fn pending_broadcasts(&self) -> usize {
+        self.broadcasts.len()
+    }
+
     /// The nearest members this node probes more often (the ones whose
     /// full status it would ask for, with its vessels' hosts and replicas).
     pub fn nearest(&self) -> Vec<NodeId> {
@@ -193,8 +198,8 @@ impl Membership {
                 entries,
                 next,
             } => {
-                self.merge(&entries, now_ms, out);
-                self.on_sync_page(from, until, next, now_ms, out);
+                let learned = self.merge_from(&entries, now_ms, out, false);
+                self.on_sync_page(from, until, next, learned, now_ms, out);
             }
         }
         Ok(())
@@ -361,10 +366,26 @@ impl Membership {
         }
     }
 
-    /// Applies changes heard from others (or made here): newer ones are
+    /// Applies changes heard by gossip (or made here): newer ones are
     /// taken, queued for gossip and reported; a suspicion or death of this
     /// node is refuted with a higher incarnation.
     pub(crate) fn merge(&mut self, changes: &[Change], now_ms: u64, out: &mut Vec<Action>) {
+        self.merge_from(changes, now_ms, out, true);
+    }
+
+    /// As [`Membership::merge`]; `gossip` false for a sync page's entries,
+    /// which are not gossiped again: the member that sent them already
+    /// did, and a joiner's pull of a whole table must not become
+    /// N changes × the retransmit limit of piggyback traffic. Returns how
+    /// many changes were new.
+    pub(crate) fn merge_from(
+        &mut self,
+        changes: &[Change],
+        now_ms: u64,
+        out: &mut Vec<Action>,
+        gossip: bool,
+    ) -> usize {
+        let mut taken = 0;
         for &c in changes {
             if c.id == self.me {
                 self.about_me(c);
@@ -374,7 +395,10 @@ impl Membership {
                 Applied::Stale => {}
                 Applied::Full => self.stats.refused_full += 1,
                 Applied::Taken { old } => {
-                    self.broadcasts.push(c);
+                    taken += 1;
+                    if gossip {
+                        self.broadcasts.push(c);
+                    }
                     if old.is_none() || old.is_some_and(|s| !s.is_live()) && c.state.is_live() {
                         self.prober.insert(c.id, &mut self.rng);
                     }
@@ -391,6 +415,7 @@ impl Membership {
                 }
             }
         }
+        taken
     }
 
     fn about_me(&mut self, c: Change) {

@@ -6,10 +6,13 @@
 //! [`SYNC_PAGE_ENTRIES`], of which a round pulls at most
 //! [`MAX_SYNC_PAGES_PER_ROUND`]. A joiner sends no digest and so pulls the
 //! whole table of its seeds. Pull only: every node runs its own rounds.
+//! A round that learned something is followed by a pass over all of the
+//! table's ranges at one round per [`SYNC_FAST_INTERVAL_MS`], so that a cold start converges as a pull
+//! epidemic (log N fast rounds) and a converged fleet pays the slow rate.
 
 use crate::limits::{
-    MAX_JOIN_SEEDS, MAX_PIGGYBACK_CHANGES, MAX_SYNC_PAGES_PER_ROUND, SYNC_INTERVAL_MS,
-    SYNC_PAGE_ENTRIES, SYNC_RANGE_ENTRIES,
+    MAX_JOIN_SEEDS, MAX_PIGGYBACK_CHANGES, MAX_SYNC_PAGES_PER_ROUND, SYNC_FAST_INTERVAL_MS,
+    SYNC_INTERVAL_MS, SYNC_PAGE_ENTRIES, SYNC_RANGE_ENTRIES,
 };
 use crate::machine::{Action, Membership};
 use crate::message::{Message, RangeDigest};
@@ -24,6 +27,9 @@ pub struct SyncState {
     in_flight: Option<(NodeId, Option<NodeId>, usize)>,
     /// Seeds to ask again while this node knows no other live member.
     seeds: Vec<NodeId>,
+    /// Fast rounds left: after a round that learned something, a whole
+    /// pass over the table's ranges runs at the fast rate.
+    fast_rounds: usize,
 }
 
 impl SyncState {
@@ -33,6 +39,7 @@ impl SyncState {
             cursor: None,
             in_flight: None,
             seeds: Vec::new(),
+            fast_rounds: 0,
         }
     }
 }
@@ -58,7 +65,14 @@ impl Membership {
     }
 
     pub(crate) fn sync_round(&mut self, now_ms: u64, out: &mut Vec<Action>) {
-        self.sync.next_round_ms = now_ms + SYNC_INTERVAL_MS;
+        let fast = self.sync.fast_rounds > 0;
+        self.sync.fast_rounds = self.sync.fast_rounds.saturating_sub(1);
+        self.sync.next_round_ms = now_ms
+            + if fast {
+                SYNC_FAST_INTERVAL_MS
+            } else {
+                SYNC_INTERVAL_MS
+            };
         if self.left {
             return;
         }
@@ -171,9 +185,17 @@ impl Membership {
         from: NodeId,
         until: Option<NodeId>,
         next: Option<NodeId>,
-        _now_ms: u64,
+        learned: usize,
+        now_ms: u64,
         out: &mut Vec<Action>,
     ) {
+        if learned > 0 {
+            // The fleet is changing (a cold start, a partition healing):
+            // pull again soon, and through every range of the table, since
+            // what is missing may sit in any of them.
+            self.sync.next_round_ms = self.sync.next_round_ms.min(now_ms + SYNC_FAST_INTERVAL_MS);
+            self.sync.fast_rounds = self.table.len() / SYNC_RANGE_ENTRIES + 1;
+        }
         let Some((peer, round_until, pages)) = self.sync.in_flight else {
             return;
         };

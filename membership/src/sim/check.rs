@@ -13,6 +13,11 @@ pub struct Oracles {
     pub false_downs: u64,
     /// Alive, reachable members suspected (allowed; refuted later).
     pub false_suspicions: u64,
+    /// Members declared down once a partition cut the fleet: each side
+    /// rightly declares the other down, and after the heal those death
+    /// notices reach the other side before the refutations do (as in
+    /// memberlist); counted apart, the check is that the fleet converges.
+    pub partition_downs: u64,
     /// For each killed node: how many alive observers declared it down.
     pub down_seen: Vec<u32>,
     /// When the last alive observer declared each killed node down.
@@ -22,11 +27,14 @@ pub struct Oracles {
 /// Called for every state change a node reports.
 pub fn on_state_changed(w: &mut World, observer: usize, id: NodeId, state: PeerState, now_us: u64) {
     let target = super::index_of(&id);
-    let exempt = w.faults.partitioned.contains(&target)
-        || w.faults.partitioned.contains(&observer)
-        || w.faults
-            .flapping
-            .is_some_and(|(a, b)| (a, b) == (observer.min(target), observer.max(target)));
+    if !w.faults.partitioned.is_empty() && state == PeerState::Down && w.nodes[target].alive {
+        w.oracles.partition_downs += 1;
+        return;
+    }
+    let exempt = w
+        .faults
+        .flapping
+        .is_some_and(|(a, b)| (a, b) == (observer.min(target), observer.max(target)));
     let wrong = w.nodes[target].alive && w.net.connected(observer, target) && !exempt;
     match state {
         PeerState::Down if wrong => {

@@ -9,8 +9,8 @@
 //! The run: the nodes start one after another over `start_spread_ms`,
 //! each joining through up to three seeds among those started before it
 //! (as discovery would find them); once every node knows every other
-//! (convergence), a warm-up of [`WARM_UP_MS`] lets the cold start's
-//! gossip drain, then a window of `steady_ms` measures the background
+//! (convergence), the run waits for every piggyback queue to drain (the
+//! cold start's join notices; at most two minutes), then a window of `steady_ms` measures the background
 //! traffic; a late joiner starts and the time until all know it is
 //! measured; then the faults, and the time until every alive node
 //! declared every killed one down.
@@ -24,10 +24,6 @@ pub use faults::FaultPlan;
 pub use run::{run, Report};
 
 use crate::{Membership, NodeId, SplitMix64};
-
-/// After convergence, before the traffic window: the cold start's join
-/// notices finish their retransmits.
-pub const WARM_UP_MS: u64 = 10_000;
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -80,6 +76,8 @@ pub struct World {
     pub oracles: check::Oracles,
     pub decode_errors: u64,
     pub messages: u64,
+    /// Bytes sent per message kind (the wire's kind byte), for the report.
+    pub bytes_by_kind: [u64; 6],
 }
 
 /// A node's id: random bytes (ids sort in no particular order of

@@ -3,11 +3,13 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use super::{check, faults, net::Net, node_id, Config, SimNode, World, WARM_UP_MS};
+use super::{check, faults, net::Net, node_id, Config, SimNode, World};
 use crate::{Action, Membership, SplitMix64};
 
 /// How often the controller checks convergence and detection (µs).
 const CHECK_EVERY_US: u64 = 100_000;
+/// The longest wait, after convergence, for the piggyback queues to drain.
+const MAX_DRAIN_MS: u64 = 600_000;
 /// After the traffic window, before the faults: the late joiner's join.
 const LATE_JOIN_GRACE_MS: u64 = 20_000;
 
@@ -31,10 +33,16 @@ pub struct Report {
     pub seed: u64,
     /// From the first node's start until every node knew every other.
     pub converged_ms: Option<u64>,
+    /// From convergence until every piggyback queue was empty.
+    pub drained_ms: Option<u64>,
+    /// Bytes one node sent, on average, from its start until then.
+    pub cold_start_sent_mean_bytes: u64,
     pub sent_mean_bps: f64,
     pub sent_max_bps: f64,
     pub received_mean_bps: f64,
     pub received_max_bps: f64,
+    /// Of the mean sent: ping, ack, ping request, sync request, sync page.
+    pub sent_by_kind_bps: [f64; 5],
     /// Until every node knew a node that joined the converged fleet.
     pub late_join_ms: Option<u64>,
     pub killed: usize,
@@ -44,6 +52,7 @@ pub struct Report {
     pub heal_converged_ms: Option<u64>,
     pub false_downs: u64,
     pub false_suspicions: u64,
+    pub partition_downs: u64,
     pub messages: u64,
     pub decode_errors: u64,
     pub simulated_ms: u64,
@@ -58,6 +67,8 @@ struct Sim {
     /// Set at convergence: (traffic window start, its end, faults' time).
     plan: Option<(u64, u64, u64)>,
     snapshot: Vec<(u64, u64)>,
+    converged_at_us: Option<u64>,
+    kinds_at_window: [u64; 6],
     end_us: u64,
 }
 
@@ -84,6 +95,7 @@ pub fn run(cfg: &Config) -> Report {
         oracles: check::Oracles::default(),
         decode_errors: 0,
         messages: 0,
+        bytes_by_kind: [0; 6],
     };
     let report = Report {
         nodes: cfg.nodes,
@@ -99,6 +111,8 @@ pub fn run(cfg: &Config) -> Report {
         report,
         plan: None,
         snapshot: Vec::new(),
+        kinds_at_window: [0; 6],
+        converged_at_us: None,
         end_us,
     };
     for i in 0..cfg.nodes {
@@ -108,6 +122,7 @@ pub fn run(cfg: &Config) -> Report {
     sim.run();
     sim.report.false_downs = sim.w.oracles.false_downs;
     sim.report.false_suspicions = sim.w.oracles.false_suspicions;
+    sim.report.partition_downs = sim.w.oracles.partition_downs;
     sim.report.messages = sim.w.messages;
     sim.report.decode_errors = sim.w.decode_errors;
     sim.report
@@ -202,6 +217,8 @@ impl Sim {
                     let to = super::index_of(&to);
                     self.w.nodes[i].sent_bytes += bytes.len() as u64;
                     self.w.messages += 1;
+                    let kind = usize::from(bytes[1]).min(5);
+                    self.w.bytes_by_kind[kind] += bytes.len() as u64;
                     if let Some(d) = self.w.net.delay_us(i, to, stream, &mut self.w.rng) {
                         self.push(
                             now_us + d,
@@ -233,25 +250,10 @@ impl Sim {
     /// The phases of a run, checked every [`CHECK_EVERY_US`]; false ends it.
     fn control(&mut self, now_us: u64) -> bool {
         let late = self.cfg.nodes;
-        let Some((window_start, window_end, faults_at)) = self.plan else {
-            if now_us >= self.cfg.start_spread_ms * 1_000 && check::converged(&self.w) {
-                self.report.converged_ms = Some(now_us / 1_000);
-                let window_start = now_us + WARM_UP_MS * 1_000;
-                let window_end = window_start + self.cfg.steady_ms * 1_000;
-                let faults_at = window_end + LATE_JOIN_GRACE_MS * 1_000;
-                self.plan = Some((window_start, window_end, faults_at));
-                self.end_us = faults_at + self.cfg.after_faults_ms * 1_000;
-            }
+        let Some((_, window_end, faults_at)) = self.plan else {
+            self.converge_and_drain(now_us);
             return now_us < self.end_us;
         };
-        if now_us == window_start {
-            self.snapshot = self
-                .w
-                .nodes
-                .iter()
-                .map(|n| (n.sent_bytes, n.received_bytes))
-                .collect();
-        }
         if now_us == window_end {
             self.measure_traffic();
             self.push(now_us, Event::Start(late));
@@ -268,6 +270,66 @@ impl Sim {
             self.observe_faults(now_us);
         }
         now_us < self.end_us && !(now_us > faults_at && self.all_measured())
+    }
+
+    /// Before the traffic window: waits for convergence, then for every
+    /// node's piggyback queue to drain (the cold start's join notices), so
+    /// that the window measures background traffic, not the cold start.
+    fn converge_and_drain(&mut self, now_us: u64) {
+        let Some(converged_us) = self.converged_at_us else {
+            if now_us >= self.cfg.start_spread_ms * 1_000 && check::converged(&self.w) {
+                self.converged_at_us = Some(now_us);
+                self.report.converged_ms = Some(now_us / 1_000);
+                self.end_us = now_us + (MAX_DRAIN_MS + 1_000) * 1_000;
+            }
+            return;
+        };
+        let drained = self
+            .w
+            .nodes
+            .iter()
+            .filter(|n| n.alive && n.started)
+            .all(|n| n.m.pending_broadcasts() == 0);
+        if !drained && now_us < converged_us + MAX_DRAIN_MS * 1_000 {
+            return;
+        }
+        if std::env::var_os("SIM_DEBUG").is_some() {
+            for (i, n) in self
+                .w
+                .nodes
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| n.alive && n.started && n.m.pending_broadcasts() > 0)
+                .take(5)
+            {
+                eprintln!(
+                    "node {i}: {} pending, live {}, stats {:?}",
+                    n.m.pending_broadcasts(),
+                    n.m.live_members(),
+                    n.m.stats
+                );
+            }
+        }
+        let live: Vec<&SimNode> = self
+            .w
+            .nodes
+            .iter()
+            .filter(|n| n.alive && n.started)
+            .collect();
+        self.report.drained_ms = drained.then_some((now_us - converged_us) / 1_000);
+        self.report.cold_start_sent_mean_bytes =
+            live.iter().map(|n| n.sent_bytes).sum::<u64>() / live.len().max(1) as u64;
+        self.kinds_at_window = self.w.bytes_by_kind;
+        self.snapshot = self
+            .w
+            .nodes
+            .iter()
+            .map(|n| (n.sent_bytes, n.received_bytes))
+            .collect();
+        let window_end = now_us + self.cfg.steady_ms * 1_000;
+        let faults_at = window_end + LATE_JOIN_GRACE_MS * 1_000;
+        self.plan = Some((now_us, window_end, faults_at));
+        self.end_us = faults_at + self.cfg.after_faults_ms * 1_000;
     }
 
     fn observe_faults(&mut self, now_us: u64) {
@@ -308,6 +370,17 @@ impl Sim {
                 sent.push((n.sent_bytes - s0) as f64 / secs);
                 received.push((n.received_bytes - r0) as f64 / secs);
             }
+        }
+        let nodes = sent.len().max(1) as f64;
+        for (k, (now, then)) in self
+            .w
+            .bytes_by_kind
+            .iter()
+            .zip(self.kinds_at_window)
+            .enumerate()
+            .skip(1)
+        {
+            self.report.sent_by_kind_bps[k - 1] = (now - then) as f64 / secs / nodes;
         }
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
         let max = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
