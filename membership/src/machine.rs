@@ -477,3 +477,7 @@ impl Membership {
         self.next_seq
     }
 }
+
+#[cfg(test)]
+#[path = "machine_tests.rs"]
+mod tests;
