@@ -12,6 +12,11 @@ use std::time::Instant;
 
 use membership::sim::{run, Config};
 
+/// What one message costs on the wire beyond its own bytes, as an
+/// estimate: IPv4 and UDP headers (28 B), a QUIC short header and its
+/// AEAD tag (about 25 B) and a stream frame (about 10 B); rounded up.
+const TRANSPORT_OVERHEAD_BYTES: u64 = 70;
+
 fn main() {
     let mut cfg = Config::new(100, 1);
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -58,6 +63,8 @@ fn main() {
         "sent bytes/s per node    mean {:.0}  max {:.0}",
         r.sent_mean_bps, r.sent_max_bps
     );
+    println!("  in {:.2} messages/s; with {TRANSPORT_OVERHEAD_BYTES} B of transport headers each: {:.0} B/s",
+        r.sent_messages_per_s, r.sent_mean_bps + r.sent_messages_per_s * TRANSPORT_OVERHEAD_BYTES as f64);
     let k = r.sent_by_kind_bps;
     println!(
         "  of which ping {:.0}  ack {:.0}  ping-req {:.0}  sync-req {:.0}  sync-page {:.0}",

@@ -58,6 +58,13 @@ pub const RETRANSMIT_MULT: u32 = 4;
 /// [`MAX_CHANGE_BYTES`] each, a message stays within one datagram.
 pub const MAX_PIGGYBACK_CHANGES: usize = 24;
 
+/// Changes queued for piggybacking at most (Serf bounds its queue the same
+/// way, MaxQueueDepth): past it the most-sent one is dropped. A steady
+/// fleet queues a handful; only a cold start or a mass failure queues
+/// more, and then anti-entropy's pages carry what gossip dropped. Keeps a
+/// node's memory for gossip bounded at any fleet size.
+pub const MAX_QUEUED_CHANGES: usize = 1_024;
+
 /// The encoded size of one change at most: a 32-byte id, a varint
 /// incarnation (5 bytes for a u32) and a state byte.
 pub const MAX_CHANGE_BYTES: usize = 32 + 5 + 1;

@@ -81,7 +81,7 @@ impl Membership {
         };
         table.apply(alive, now_ms);
         let mut broadcasts = Broadcasts::default();
-        broadcasts.push(alive);
+        broadcasts.push(me);
         let next_round_ms = now_ms + rng.below(PROBE_INTERVAL_MS);
         Membership {
             me,
@@ -154,7 +154,7 @@ impl Membership {
             state: MemberState::Left,
         };
         self.table.apply(bye, 0);
-        self.broadcasts.push(bye);
+        self.broadcasts.push(self.me);
     }
 
     /// Handles one message from `from` (the transport's authenticated
@@ -397,7 +397,7 @@ impl Membership {
                 Applied::Taken { old } => {
                     taken += 1;
                     if gossip {
-                        self.broadcasts.push(c);
+                        self.broadcasts.push(c.id);
                     }
                     if old.is_none() || old.is_some_and(|s| !s.is_live()) && c.state.is_live() {
                         self.prober.insert(c.id, &mut self.rng);
@@ -434,7 +434,7 @@ impl Membership {
             state: MemberState::Alive,
         };
         self.table.apply(alive, 0);
-        self.broadcasts.push(alive);
+        self.broadcasts.push(self.me);
     }
 
     /// Sends a probe-path message with as much gossip as fits; a probe of
@@ -446,7 +446,9 @@ impl Membership {
         out: &mut Vec<Action>,
     ) {
         let limit = retransmit_limit(self.table.live());
-        let mut gossip = self.broadcasts.take(MAX_PIGGYBACK_CHANGES, limit, Some(to));
+        let mut gossip = self
+            .broadcasts
+            .take(&self.table, MAX_PIGGYBACK_CHANGES, limit, Some(to));
         if gossip.first().is_none_or(|c| c.id != to) {
             if let Some(m) = self
                 .table

@@ -56,12 +56,12 @@ impl Prober {
         if self.round % NEAREST_REFRESH_ROUNDS == 1 {
             self.refresh_nearest(me, table, rng, distance);
         }
-        if self.round % RECONNECT_EVERY_ROUNDS == 0 {
+        if self.round.is_multiple_of(RECONNECT_EVERY_ROUNDS) {
             if let Some(dead) = self.random_dead(table, rng) {
                 return Some((dead, true));
             }
         }
-        if self.round % NEAREST_PROBE_EVERY_ROUNDS == 0 && !self.nearest.is_empty() {
+        if self.round.is_multiple_of(NEAREST_PROBE_EVERY_ROUNDS) && !self.nearest.is_empty() {
             let i = (self.round / NEAREST_PROBE_EVERY_ROUNDS) as usize % self.nearest.len();
             let id = self.nearest[i].1;
             if table.get(&id).is_some_and(|m| m.state.is_live()) {

@@ -13,8 +13,6 @@ use crate::{MemberState, NodeId};
 pub struct Member {
     pub incarnation: u32,
     pub state: MemberState,
-    /// When this node last changed the member's state.
-    pub since_ms: u64,
 }
 
 /// What applying a change did.
@@ -68,10 +66,6 @@ impl Table {
         } else if self.members.len() >= MAX_MEMBERS {
             return Applied::Full;
         }
-        let since_ms = match old {
-            Some(m) if m.state == c.state => m.since_ms,
-            _ => now_ms,
-        };
         let was_live = old.is_some_and(|m| m.state.is_live());
         match (was_live, c.state.is_live()) {
             (false, true) => self.live += 1,
@@ -85,7 +79,6 @@ impl Table {
         let member = Member {
             incarnation: c.incarnation,
             state: c.state,
-            since_ms,
         };
         self.members.insert(c.id, member);
         Applied::Taken {

@@ -115,7 +115,9 @@ impl Membership {
         out: &mut Vec<Action>,
     ) {
         let limit = crate::limits::retransmit_limit(self.table.live());
-        let gossip = self.broadcasts.take(MAX_PIGGYBACK_CHANGES, limit, None);
+        let gossip = self
+            .broadcasts
+            .take(&self.table, MAX_PIGGYBACK_CHANGES, limit, None);
         let bytes = Message::SyncRequest {
             after,
             until,

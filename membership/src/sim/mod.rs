@@ -65,6 +65,7 @@ pub struct SimNode {
     /// The pending tick's time (µs), so that stale ticks are skipped.
     tick_at: Option<u64>,
     pub sent_bytes: u64,
+    pub sent_messages: u64,
     pub received_bytes: u64,
 }
 

@@ -41,6 +41,9 @@ pub struct Report {
     pub sent_max_bps: f64,
     pub received_mean_bps: f64,
     pub received_max_bps: f64,
+    /// Messages one node sent per second, on average (each costs a
+    /// transport header on top of its bytes).
+    pub sent_messages_per_s: f64,
     /// Of the mean sent: ping, ack, ping request, sync request, sync page.
     pub sent_by_kind_bps: [f64; 5],
     /// Until every node knew a node that joined the converged fleet.
@@ -66,7 +69,7 @@ struct Sim {
     report: Report,
     /// Set at convergence: (traffic window start, its end, faults' time).
     plan: Option<(u64, u64, u64)>,
-    snapshot: Vec<(u64, u64)>,
+    snapshot: Vec<(u64, u64, u64)>,
     converged_at_us: Option<u64>,
     kinds_at_window: [u64; 6],
     end_us: u64,
@@ -84,6 +87,7 @@ pub fn run(cfg: &Config) -> Report {
             started: false,
             tick_at: None,
             sent_bytes: 0,
+            sent_messages: 0,
             received_bytes: 0,
         })
         .collect();
@@ -216,6 +220,7 @@ impl Sim {
                 Action::Send { to, bytes, stream } => {
                     let to = super::index_of(&to);
                     self.w.nodes[i].sent_bytes += bytes.len() as u64;
+                    self.w.nodes[i].sent_messages += 1;
                     self.w.messages += 1;
                     let kind = usize::from(bytes[1]).min(5);
                     self.w.bytes_by_kind[kind] += bytes.len() as u64;
@@ -324,7 +329,7 @@ impl Sim {
             .w
             .nodes
             .iter()
-            .map(|n| (n.sent_bytes, n.received_bytes))
+            .map(|n| (n.sent_bytes, n.received_bytes, n.sent_messages))
             .collect();
         let window_end = now_us + self.cfg.steady_ms * 1_000;
         let faults_at = window_end + LATE_JOIN_GRACE_MS * 1_000;
@@ -365,12 +370,15 @@ impl Sim {
     fn measure_traffic(&mut self) {
         let secs = self.cfg.steady_ms as f64 / 1_000.0;
         let (mut sent, mut received) = (Vec::new(), Vec::new());
-        for (n, (s0, r0)) in self.w.nodes.iter().zip(&self.snapshot) {
+        let mut messages = 0;
+        for (n, (s0, r0, m0)) in self.w.nodes.iter().zip(&self.snapshot) {
             if n.alive && n.started {
                 sent.push((n.sent_bytes - s0) as f64 / secs);
                 received.push((n.received_bytes - r0) as f64 / secs);
+                messages += n.sent_messages - m0;
             }
         }
+        self.report.sent_messages_per_s = messages as f64 / secs / sent.len().max(1) as f64;
         let nodes = sent.len().max(1) as f64;
         for (k, (now, then)) in self
             .w
