@@ -14,6 +14,13 @@ pub const PROBE_INTERVAL_MS: u64 = 1_000;
 /// Frankfurt and Singapore with jitter) and memberlist's 500 ms default.
 pub const PROBE_TIMEOUT_MS: u64 = 500;
 
+/// How long indirect probes wait for a relayed ack after the direct
+/// timeout: the request, the helper's ping and its ack, and the relay are
+/// up to two of the model's worst RTTs (2 × 330 ms), plus margin. memberlist
+/// waits to the end of its 1 s interval, enough on a LAN, not across
+/// continents; a probe may thus outlast its round (the next waits).
+pub const INDIRECT_TIMEOUT_MS: u64 = 1_000;
+
 /// Indirect probes sent through other members when a direct ping times
 /// out (SWIM's k; memberlist's IndirectChecks is 3): a lost packet or one
 /// bad link does not make a member suspect, only a member nobody reaches.

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use crate::dissemination::Broadcasts;
 use crate::limits::{
-    retransmit_limit, suspicion_timeout_ms, INDIRECT_PROBES, MAX_PIGGYBACK_CHANGES, MAX_RELAYS,
-    PROBE_INTERVAL_MS, PROBE_TIMEOUT_MS,
+    retransmit_limit, suspicion_timeout_ms, INDIRECT_PROBES, INDIRECT_TIMEOUT_MS,
+    MAX_PIGGYBACK_CHANGES, MAX_RELAYS, PROBE_INTERVAL_MS, PROBE_TIMEOUT_MS,
 };
 use crate::message::{Change, DecodeError, Message};
 use crate::probe::{Distance, Probe, Prober, Stage};
@@ -88,7 +88,7 @@ impl Membership {
             incarnation: 0,
             table,
             broadcasts,
-            prober: Prober::default(),
+            prober: Prober::new(&mut rng),
             sync: SyncState::new(now_ms + next_round_ms % 997),
             rng,
             probe: None,
@@ -275,7 +275,7 @@ impl Membership {
                 self.stats.indirect_probes += (helpers.len() - 2) as u64;
                 self.probe = Some(Probe {
                     stage: Stage::Indirect,
-                    deadline_ms: probe.sent_ms + PROBE_INTERVAL_MS - 1,
+                    deadline_ms: now_ms + INDIRECT_TIMEOUT_MS,
                     ..probe
                 });
             }
@@ -291,6 +291,11 @@ impl Membership {
                         state: MemberState::Suspect,
                     };
                     self.merge(&[suspect], now_ms, out);
+                    // Tell the suspect at once (a ping that carries the
+                    // suspicion first): if only our path to it was lossy,
+                    // it refutes now rather than when gossip reaches it.
+                    let seq = self.seq();
+                    self.send_probe_msg(probe.target, |gossip| Message::Ping { seq, gossip }, out);
                 }
             }
         }
@@ -398,9 +403,6 @@ impl Membership {
                     taken += 1;
                     if gossip {
                         self.broadcasts.push(c.id);
-                    }
-                    if old.is_none() || old.is_some_and(|s| !s.is_live()) && c.state.is_live() {
-                        self.prober.insert(c.id, &mut self.rng);
                     }
                     if c.state == MemberState::Suspect {
                         let deadline = now_ms + suspicion_timeout_ms(self.table.live());

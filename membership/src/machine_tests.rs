@@ -4,8 +4,14 @@
 use super::*;
 use crate::limits::{retransmit_limit, suspicion_timeout_ms, MAX_DATAGRAM_BYTES};
 
+/// Ids spread over the id space as hashed keys are.
 fn id(n: u8) -> NodeId {
-    NodeId([n; 32])
+    let mut rng = crate::SplitMix64(u64::from(n));
+    let mut id = [n; 32];
+    for chunk in id.chunks_mut(8) {
+        chunk.copy_from_slice(&rng.next_u64().to_le_bytes());
+    }
+    NodeId(id)
 }
 
 fn alive(n: u8) -> Change {
@@ -267,8 +273,8 @@ fn every_member_is_probed_within_a_bounded_number_of_rounds() {
     let mut out = Vec::new();
     for round in 0..rounds as u64 {
         let t = round * PROBE_INTERVAL_MS + 999;
-        // Nodes 7, 2, 3 and 4 are the nearest: one round in four goes to
-        // one of them.
+        // Node 7 and the three whose id starts lowest are the nearest:
+        // one round in four goes to one of them.
         m.tick(
             t,
             &mut |n| {
@@ -294,8 +300,17 @@ fn every_member_is_probed_within_a_bounded_number_of_rounds() {
         out.clear();
     }
     assert_eq!(probed.len(), 20, "every member probed: {probed:?}");
-    for n in [7, 2, 3, 4] {
-        assert!(probed[&id(n)] >= 2, "the nearest more often: {probed:?}");
+    let mut by_distance: Vec<NodeId> = others
+        .iter()
+        .map(|&k| id(k))
+        .filter(|n| *n != id(7))
+        .collect();
+    by_distance.sort_by_key(|n| n.0[0]);
+    let mut nearest = vec![id(7)];
+    nearest.extend(&by_distance[..3]);
+    assert_eq!(m.nearest(), nearest);
+    for n in nearest {
+        assert!(probed[&n] >= 2, "the nearest more often: {probed:?}");
     }
 }
 

@@ -3,8 +3,13 @@
 //! nearest members (by the caller's distance estimate, refreshed from a
 //! sample of [`NEAREST_SAMPLE`] members, never a scan of the fleet); one
 //! in [`RECONNECT_EVERY_ROUNDS`] to a random dead member (a reconnect);
-//! the others walk a shuffled list of the members, SWIM's round-robin, so
-//! that every member is probed within a bounded number of rounds.
+//! the others walk the member table in id order from where the last walk
+//! stopped, SWIM's round-robin, so that every member is probed within a
+//! bounded number of rounds. Ids are hashes of public keys, so id order
+//! is a random order, unrelated to where nodes are; each node starts its
+//! walk at a random id, and again after each pass. Unlike SWIM's shuffled list this costs no memory
+//! and no O(N) reshuffle per pass (at 10,000 simulated nodes a shuffled
+//! list per node is 3 GB), and a joiner enters the walk at once.
 
 use crate::limits::{
     NEAREST_COUNT, NEAREST_PROBE_EVERY_ROUNDS, NEAREST_REFRESH_ROUNDS, NEAREST_SAMPLE,
@@ -31,19 +36,50 @@ pub struct Probe {
     pub reconnect: bool,
 }
 
-#[derive(Default)]
 pub struct Prober {
     pub round: u64,
-    order: Vec<NodeId>,
-    cursor: usize,
+    /// The last member the walk probed (or its random starting point).
+    cursor: NodeId,
+    /// Members walked since the pass started; after a pass the walk jumps
+    /// to a random point, so that no two nodes keep a fixed offset.
+    walked: usize,
     nearest: Vec<(u64, NodeId)>,
+}
+
+/// A random id: a uniform point of the id space.
+fn random_id(rng: &mut SplitMix64) -> NodeId {
+    let mut id = [0u8; 32];
+    for chunk in id.chunks_mut(8) {
+        chunk.copy_from_slice(&rng.next_u64().to_le_bytes());
+    }
+    NodeId(id)
+}
+
+/// The table's entries after `from`, wrapping around to the start.
+fn ring<'a>(table: &'a Table, from: NodeId) -> impl Iterator<Item = crate::message::Change> + 'a {
+    table
+        .range(Some(from), None)
+        .chain(table.range(None, Some(from)))
 }
 
 /// A distance estimate from this node to a member (an RTT in ms from the
 /// node's measurements or Vivaldi coordinates), or `None` if unknown.
 pub type Distance<'a> = &'a mut dyn FnMut(&NodeId) -> Option<u64>;
 
+/// Entries looked at, at most, for one random choice: a mostly dead
+/// table (a mass failure) may yield none this round, never a long scan.
+const RANDOM_SCAN: usize = 64;
+
 impl Prober {
+    pub fn new(rng: &mut SplitMix64) -> Prober {
+        Prober {
+            round: 0,
+            cursor: random_id(rng),
+            walked: 0,
+            nearest: Vec::new(),
+        }
+    }
+
     /// The target of the next round, and whether it is a reconnect.
     pub fn next_target(
         &mut self,
@@ -71,55 +107,37 @@ impl Prober {
         self.next_in_order(me, table, rng).map(|id| (id, false))
     }
 
-    /// The next live member of the shuffled list; a new shuffle of the
-    /// table once the list is walked (O(N) once per N rounds).
+    /// The next live member of the walk (at most one pass over the table).
     fn next_in_order(&mut self, me: NodeId, table: &Table, rng: &mut SplitMix64) -> Option<NodeId> {
-        for _ in 0..2 {
-            while self.cursor < self.order.len() {
-                let id = self.order[self.cursor];
-                self.cursor += 1;
-                if table.get(&id).is_some_and(|m| m.state.is_live()) {
-                    return Some(id);
-                }
-            }
-            self.order.clear();
-            self.order.extend(
-                table
-                    .iter()
-                    .filter(|(id, m)| **id != me && m.state.is_live())
-                    .map(|(id, _)| *id),
-            );
-            shuffle(&mut self.order, rng);
-            self.cursor = 0;
+        if self.walked >= table.live() {
+            self.walked = 0;
+            self.cursor = random_id(rng);
         }
-        None
+        let next = ring(table, self.cursor).find(|c| c.id != me && c.state.is_live())?;
+        self.cursor = next.id;
+        self.walked += 1;
+        Some(next.id)
     }
 
-    /// A member newly heard of joins the walk at a random place ahead, so
-    /// that it is probed within this pass (as SWIM inserts joiners).
-    pub fn insert(&mut self, id: NodeId, rng: &mut SplitMix64) {
-        let ahead = self.order.len() - self.cursor;
-        let at = self.cursor + rng.below(ahead as u64 + 1) as usize;
-        self.order.insert(at, id);
-    }
-
-    /// A random live member other than `me` and those in `not`, or none
-    /// after a bounded number of tries.
+    /// A random live member other than those in `not`, or none: one
+    /// chosen uniformly among the eligible of the [`RANDOM_SCAN`] entries
+    /// after a random point of the id space (a member's chance then hangs
+    /// on the sum of 64 gaps between ids, not on one: close to uniform).
     pub fn random_live(
         &self,
         table: &Table,
         rng: &mut SplitMix64,
         not: &[NodeId],
     ) -> Option<NodeId> {
-        for _ in 0..16 {
-            let id = *self
-                .order
-                .get(rng.below(self.order.len() as u64) as usize)?;
-            if !not.contains(&id) && table.get(&id).is_some_and(|m| m.state.is_live()) {
-                return Some(id);
-            }
-        }
-        None
+        let from = random_id(rng);
+        let window = ring(table, from).take(RANDOM_SCAN);
+        let eligible: Vec<NodeId> = window
+            .filter(|c| c.state.is_live() && !not.contains(&c.id))
+            .map(|c| c.id)
+            .collect();
+        eligible
+            .get(rng.below(eligible.len() as u64) as usize)
+            .copied()
     }
 
     fn random_dead(&self, table: &Table, rng: &mut SplitMix64) -> Option<NodeId> {
@@ -160,12 +178,5 @@ impl Prober {
 
     pub fn nearest(&self) -> impl Iterator<Item = NodeId> + '_ {
         self.nearest.iter().map(|n| n.1)
-    }
-}
-
-fn shuffle(v: &mut [NodeId], rng: &mut SplitMix64) {
-    for i in (1..v.len()).rev() {
-        let j = rng.below(i as u64 + 1) as usize;
-        v.swap(i, j);
     }
 }
