@@ -142,12 +142,13 @@ impl Membership {
         at
     }
 
-    /// Leaves the fleet: tells the members a [`MemberState::Left`] change
-    /// rides on the next messages; the caller keeps ticking for a few
-    /// rounds to send it, then stops.
+    /// Leaves the fleet: a [`MemberState::Left`] notice goes at once to
+    /// [`INDIRECT_PROBES`] random members, in pings, and rides on this
+    /// node's acks after that; it probes no more. The caller keeps
+    /// answering for a few rounds, then stops.
     pub fn leave(&mut self, out: &mut Vec<Action>) {
-        let _ = out;
         self.left = true;
+        self.probe = None;
         let bye = Change {
             id: self.me,
             incarnation: self.incarnation,
@@ -155,6 +156,15 @@ impl Membership {
         };
         self.table.apply(bye, 0);
         self.broadcasts.push(self.me);
+        let mut told = vec![self.me];
+        for _ in 0..INDIRECT_PROBES {
+            let Some(to) = self.prober.random_live(&self.table, &mut self.rng, &told) else {
+                break;
+            };
+            told.push(to);
+            let seq = self.seq();
+            self.send_probe_msg(to, |gossip| Message::Ping { seq, gossip }, out);
+        }
     }
 
     /// Handles one message from `from` (the transport's authenticated

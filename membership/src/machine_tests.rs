@@ -338,3 +338,27 @@ fn an_oversized_or_malformed_message_is_a_typed_error() {
         Err(DecodeError::Version(9))
     );
 }
+
+#[test]
+fn a_leaving_member_tells_others_and_they_show_it_left() {
+    let mut m = node(&[2, 3, 4, 5]);
+    let mut out = Vec::new();
+    m.leave(&mut out);
+    let pings = sends(&out);
+    assert_eq!(pings.len(), INDIRECT_PROBES);
+    let (to, ping) = &pings[0];
+    let mut peer = Membership::new(*to, 7, 0);
+    let mut heard = Vec::new();
+    peer.handle(id(1), &ping.encode(), 10, &mut heard).unwrap();
+    assert!(
+        heard.contains(&Action::StateChanged {
+            id: id(1),
+            state: PeerState::Left
+        }),
+        "{heard:?}"
+    );
+    assert!(
+        run(&mut m, 0, 3_000).is_empty(),
+        "a node that left probes no more"
+    );
+}
