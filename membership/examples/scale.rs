@@ -6,7 +6,9 @@
 //! Options: --nodes N, --seed S, --loss P (datagram loss, 0..1), --kill F
 //! (share killed at once, default 0.1), --partition F (cut F of the fleet
 //! off for 20 s), --flap MS (one link flaps with this period),
-//! --steady MS (the traffic window).
+//! --steady MS (the traffic window), --drain-limit MS (the longest wait for
+//! the cold start's gossip to drain before it; default 600,000).
+//! Prints the simulated time to stderr every simulated minute.
 
 use std::time::Instant;
 
@@ -36,6 +38,7 @@ fn main() {
             "--partition" => cfg.faults.partition = Some((parse("--partition"), 0, 20_000)),
             "--flap" => cfg.faults.flap_period_ms = Some(parse("--flap") as u64),
             "--steady" => cfg.steady_ms = parse("--steady") as u64,
+            "--drain-limit" => cfg.drain_limit_ms = parse("--drain-limit") as u64,
             other => {
                 eprintln!("scale: unknown option {other:?} (see the example's header)");
                 std::process::exit(2)
@@ -49,6 +52,7 @@ fn main() {
         );
         std::process::exit(2)
     }
+    cfg.progress = true;
     let started = Instant::now();
     let r = run(&cfg);
     let ms = |v: Option<u64>| v.map_or("never".to_string(), |v| format!("{:.1} s", v as f64 / 1e3));

@@ -89,6 +89,9 @@ impl Membership {
             table,
             broadcasts,
             prober: Prober::new(&mut rng),
+            // The first anti-entropy round within about a second, at a
+            // point that differs per node (a joiner's first sync is
+            // `join`'s, at once).
             sync: SyncState::new(now_ms + next_round_ms % 997),
             rng,
             probe: None,

@@ -10,10 +10,10 @@
 //! each joining through up to three seeds among those started before it
 //! (as discovery would find them); once every node knows every other
 //! (convergence), the run waits for every piggyback queue to drain (the
-//! cold start's join notices; at most two minutes), then a window of `steady_ms` measures the background
-//! traffic; a late joiner starts and the time until all know it is
-//! measured; then the faults, and the time until every alive node
-//! declared every killed one down.
+//! cold start's join notices; at most `drain_limit_ms`), then a window of
+//! `steady_ms` measures the background traffic; a late joiner starts and
+//! the time until all know it is measured; then the faults, and the time
+//! until every alive node declared every killed one down.
 
 pub mod check;
 pub mod faults;
@@ -38,6 +38,11 @@ pub struct Config {
     pub faults: FaultPlan,
     /// How long the run goes on after the faults start.
     pub after_faults_ms: u64,
+    /// The longest wait, after convergence, for the piggyback queues to
+    /// drain before the traffic window.
+    pub drain_limit_ms: u64,
+    /// Print the simulated time every simulated minute (long runs).
+    pub progress: bool,
 }
 
 impl Config {
@@ -54,6 +59,8 @@ impl Config {
                 ..FaultPlan::default()
             },
             after_faults_ms: 60_000,
+            drain_limit_ms: 600_000,
+            progress: false,
         }
     }
 }

@@ -8,8 +8,6 @@ use crate::{Action, Membership, SplitMix64};
 
 /// How often the controller checks convergence and detection (µs).
 const CHECK_EVERY_US: u64 = 100_000;
-/// The longest wait, after convergence, for the piggyback queues to drain.
-const MAX_DRAIN_MS: u64 = 600_000;
 /// After the traffic window, before the faults: the late joiner's join.
 const LATE_JOIN_GRACE_MS: u64 = 20_000;
 
@@ -142,6 +140,13 @@ impl Sim {
         let mut next_check = 0;
         while let Some(Reverse((t, _, event))) = self.queue.pop() {
             while next_check <= t {
+                if self.cfg.progress && next_check % 60_000_000 == 0 {
+                    eprintln!(
+                        "simulated {} s, {} events queued",
+                        next_check / 1_000_000,
+                        self.queue.len()
+                    );
+                }
                 if !self.control(next_check) {
                     self.report.simulated_ms = next_check / 1_000;
                     return;
@@ -285,7 +290,7 @@ impl Sim {
             if now_us >= self.cfg.start_spread_ms * 1_000 && check::converged(&self.w) {
                 self.converged_at_us = Some(now_us);
                 self.report.converged_ms = Some(now_us / 1_000);
-                self.end_us = now_us + (MAX_DRAIN_MS + 1_000) * 1_000;
+                self.end_us = now_us + (self.cfg.drain_limit_ms + 1_000) * 1_000;
             }
             return;
         };
@@ -295,7 +300,7 @@ impl Sim {
             .iter()
             .filter(|n| n.alive && n.started)
             .all(|n| n.m.pending_broadcasts() == 0);
-        if !drained && now_us < converged_us + MAX_DRAIN_MS * 1_000 {
+        if !drained && now_us < converged_us + self.cfg.drain_limit_ms * 1_000 {
             return;
         }
         if std::env::var_os("SIM_DEBUG").is_some() {
