@@ -9,7 +9,7 @@
 //! member per [`limits::PROBE_INTERVAL_MS`] (its nearest ones, by a
 //! distance the caller supplies, one round in
 //! [`limits::NEAREST_PROBE_EVERY_ROUNDS`]; otherwise the next of a
-//! shuffled member list), asks [`limits::INDIRECT_PROBES`] others to probe
+//! walk of the member table in id order), asks [`limits::INDIRECT_PROBES`] others to probe
 //! a member that missed its ack, suspects a member nobody reaches, and
 //! declares it dead once the suspicion times out unrefuted; a member
 //! refutes a suspicion of itself by raising its incarnation. Changes ride

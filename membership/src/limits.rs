@@ -32,8 +32,9 @@ pub const INDIRECT_PROBES: usize = 3;
 pub const NEAREST_COUNT: usize = 4;
 
 /// One round in this many probes a nearest member; the others walk the
-/// shuffled member list (SWIM's round-robin), so every member is probed by
-/// each node within `ceil(N × 4/3)` rounds and its death is first seen
+/// member table in id order (SWIM's round-robin), so every member is
+/// probed by each node within about two passes of `ceil(N × 4/3)` rounds
+/// (a pass starts at a random id) and its death is first seen
 /// within about one round on average (N nodes each probe one member).
 pub const NEAREST_PROBE_EVERY_ROUNDS: u64 = 4;
 

@@ -7,9 +7,10 @@
 //! stopped, SWIM's round-robin, so that every member is probed within a
 //! bounded number of rounds. Ids are hashes of public keys, so id order
 //! is a random order, unrelated to where nodes are; each node starts its
-//! walk at a random id, and again after each pass. Unlike SWIM's shuffled list this costs no memory
-//! and no O(N) reshuffle per pass (at 10,000 simulated nodes a shuffled
-//! list per node is 3 GB), and a joiner enters the walk at once.
+//! walk at a random id, and again after each pass. Unlike SWIM's
+//! shuffled list this costs no memory and no O(N) reshuffle per pass (at
+//! 10,000 simulated nodes a shuffled list per node is 3 GB), and a joiner
+//! enters the walk at once.
 
 use crate::limits::{
     NEAREST_COUNT, NEAREST_PROBE_EVERY_ROUNDS, NEAREST_REFRESH_ROUNDS, NEAREST_SAMPLE,
