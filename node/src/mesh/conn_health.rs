@@ -228,13 +228,18 @@ mod tests {
         let mut h = ConnHealth::new(STALE);
         let t0 = Instant::now();
         let peer = PeerId::random();
-        let (one, two) = (ConnectionId::new_unchecked(1), ConnectionId::new_unchecked(2));
+        let (one, two) = (
+            ConnectionId::new_unchecked(1),
+            ConnectionId::new_unchecked(2),
+        );
         h.opened(one, peer, t0);
         h.opened(two, peer, t0);
         // The peer's loop stalls 5 s (a board under load, qemu in
         // testnet's mixed fleet); then both answer, one a moment first.
         assert!(h.answered(one, t0 + s(5)).is_empty());
-        assert!(h.answered(two, t0 + s(5) + Duration::from_millis(50)).is_empty());
+        assert!(h
+            .answered(two, t0 + s(5) + Duration::from_millis(50))
+            .is_empty());
         assert!(h.answered(one, t0 + s(6)).is_empty());
     }
 
