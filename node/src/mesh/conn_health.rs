@@ -173,6 +173,18 @@ mod tests {
         Duration::from_secs(n)
     }
 
+    /// A peer with two connections, both opened at `t0`.
+    fn two_connections(h: &mut ConnHealth, t0: Instant) -> (PeerId, ConnectionId, ConnectionId) {
+        let peer = PeerId::random();
+        let (one, two) = (
+            ConnectionId::new_unchecked(1),
+            ConnectionId::new_unchecked(2),
+        );
+        h.opened(one, peer, t0);
+        h.opened(two, peer, t0);
+        (peer, one, two)
+    }
+
     #[test]
     fn a_connection_silent_while_a_sibling_answers_is_closed() {
         let mut h = ConnHealth::new(STALE);
@@ -199,13 +211,7 @@ mod tests {
     fn a_link_that_is_down_closes_nothing_and_dials_afresh_once_a_second() {
         let mut h = ConnHealth::new(STALE);
         let t0 = Instant::now();
-        let peer = PeerId::random();
-        let (one, two) = (
-            ConnectionId::new_unchecked(1),
-            ConnectionId::new_unchecked(2),
-        );
-        h.opened(one, peer, t0);
-        h.opened(two, peer, t0);
+        let (peer, one, two) = two_connections(&mut h, t0);
         assert!(h.due_fresh_dial(t0 + s(1)).is_empty(), "still fresh");
         // Both silent: dialled afresh, at most once per FRESH_DIAL_EVERY.
         assert_eq!(h.due_fresh_dial(t0 + s(3)), vec![peer]);
@@ -227,13 +233,7 @@ mod tests {
     fn a_peer_that_stalled_loses_no_connection_when_it_answers_again() {
         let mut h = ConnHealth::new(STALE);
         let t0 = Instant::now();
-        let peer = PeerId::random();
-        let (one, two) = (
-            ConnectionId::new_unchecked(1),
-            ConnectionId::new_unchecked(2),
-        );
-        h.opened(one, peer, t0);
-        h.opened(two, peer, t0);
+        let (_, one, two) = two_connections(&mut h, t0);
         // The peer's loop stalls 5 s (a board under load, qemu in
         // testnet's mixed fleet); then both answer, one a moment first.
         assert!(h.answered(one, t0 + s(5)).is_empty());
@@ -247,13 +247,7 @@ mod tests {
     fn a_stalled_event_loop_closes_no_connection() {
         let mut h = ConnHealth::new(STALE);
         let t0 = Instant::now();
-        let peer = PeerId::random();
-        let (one, two) = (
-            ConnectionId::new_unchecked(1),
-            ConnectionId::new_unchecked(2),
-        );
-        h.opened(one, peer, t0);
-        h.opened(two, peer, t0);
+        let (_, one, two) = two_connections(&mut h, t0);
         h.tick(t0);
         // The loop stalls 5 s; the first ping it handles after that is on
         // `one`, and `two`'s waits behind it in the queue.
