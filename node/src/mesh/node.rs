@@ -386,6 +386,7 @@ pub async fn run(
     tokio::spawn(super::lease::takeover::watch(
         state.migrator().lease_driver(),
         state.host.clone(),
+        state.suspects.clone(),
     ));
     recover(&state);
     super::force::resume_fences(&state.host, &state.migrator().link, &state.suspects);

@@ -6,7 +6,10 @@
 //! from its replica under the certificate it wins, with a lease of its own.
 //!
 //! Failure detection only decides *when* to ask: the voters decide, and a
-//! host that still renews keeps its voters from signing.
+//! host that still renews keeps its voters from signing. A host that
+//! stopped renewing but still answers (most likely in a move: its rounds
+//! stalled under the copy, or its destination not yet begun) is given [`ANSWERING_HOST_GRACE_MS`] more
+//! before its replica asks.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -17,6 +20,7 @@ use tracing::{debug, info, warn};
 
 use super::elect::{elect, ElectError, ELECTION_TIMEOUT};
 use super::{now_ms, peer_bytes, LeaseDriver};
+use crate::mesh::liveness::Suspects;
 use crate::migration::record::Record;
 use crate::sync::lock;
 use crate::vessel::Host;
@@ -32,6 +36,21 @@ pub const TAKEOVER_STAGGER_MS: u64 = 300;
 /// How long a proposer waits after a takeover it did not win.
 pub const TAKEOVER_RETRY_MS: u64 = 1_000;
 
+/// How much longer than its grant a replica waits to ask for a takeover
+/// while failure detection still hears the host. A host that answers but
+/// stopped renewing is most likely *moving* the vessel: a loaded source's
+/// rounds can stall behind the copy, and the destination asks for its
+/// first grant only after the commit (which of the two it was there is not
+/// measured: the nodes logged at info). In testnet's mixed-fleet
+/// (riscv64 → aarch64, both under qemu) the final pause took 4.9 s, a
+/// replica took the vessel over mid-move from a checkpoint 64 writes old,
+/// and the move's destination was fenced. This covers that pause. It only
+/// delays a takeover (never unsafe: the voters still decide): a host that
+/// is alive but cannot renew is taken over this much later, and a host
+/// that died or is cut off is suspected within a few seconds and taken
+/// over as soon as its grant ran out.
+pub const ANSWERING_HOST_GRACE_MS: u64 = 6_000;
+
 /// One replica this node could take over: its certificate and image.
 struct Candidate {
     vessel: VesselId,
@@ -41,9 +60,22 @@ struct Candidate {
     due_ms: u64,
 }
 
+impl Candidate {
+    /// Whether failure detection still hears the host: then it is given
+    /// [`ANSWERING_HOST_GRACE_MS`] more.
+    fn host_answers(&self, suspects: &Suspects) -> bool {
+        libp2p::PeerId::from_bytes(&self.cert.body.owner.0)
+            .is_ok_and(|owner| suspects.of(&owner).is_none())
+    }
+}
+
 /// Runs for as long as the node: takes over the vessels whose host's lease
 /// ran out and of which this node keeps the replica.
-pub async fn watch(driver: LeaseDriver, host: std::sync::Arc<std::sync::Mutex<Host>>) {
+pub async fn watch(
+    driver: LeaseDriver,
+    host: std::sync::Arc<std::sync::Mutex<Host>>,
+    suspects: Suspects,
+) {
     let mut next_try: HashMap<VesselId, u64> = HashMap::new();
     let mut tick = tokio::time::interval(TAKEOVER_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -51,7 +83,8 @@ pub async fn watch(driver: LeaseDriver, host: std::sync::Arc<std::sync::Mutex<Ho
         tick.tick().await;
         let now = now_ms();
         for c in candidates(&driver) {
-            if now < c.due_ms || next_try.get(&c.vessel).is_some_and(|t| now < *t) {
+            let retry_later = next_try.get(&c.vessel).is_some_and(|t| now < *t);
+            if retry_later || !may_ask(now, c.due_ms, || c.host_answers(&suspects)) {
                 continue;
             }
             if owned_here_above(&host, c.vessel, c.cert.body.epoch) {
@@ -72,6 +105,13 @@ pub async fn watch(driver: LeaseDriver, host: std::sync::Arc<std::sync::Mutex<Ho
             }
         }
     }
+}
+
+/// Whether a replica whose grant to the host runs out at `due_ms` (with
+/// its stagger) may ask for a takeover at `now`: a host that failure
+/// detection still hears gets [`ANSWERING_HOST_GRACE_MS`] more.
+fn may_ask(now: u64, due_ms: u64, host_answers: impl FnOnce() -> bool) -> bool {
+    now >= due_ms && (now >= due_ms + ANSWERING_HOST_GRACE_MS || !host_answers())
 }
 
 /// This node owns `vessel` at an epoch above `epoch`.
@@ -220,4 +260,22 @@ fn run_from_replica(
         warn!(vessel = %c.vessel, "took it over but cannot start it now: {e}");
     }
     Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// testnet's mixed-fleet: a replica took a vessel over during a move's
+    /// 4.9 s final pause, because its grant to the (answering) host ran out.
+    #[test]
+    fn a_replica_waits_longer_for_a_host_that_still_answers() {
+        let due = 10_000;
+        assert!(!may_ask(due - 1, due, || false), "its grant still runs");
+        assert!(may_ask(due, due, || false), "a suspected host: at once");
+        assert!(!may_ask(due, due, || true), "an answering host: later");
+        let late = due + ANSWERING_HOST_GRACE_MS;
+        assert!(!may_ask(late - 1, due, || true));
+        assert!(may_ask(late, due, || true), "but not forever");
+    }
 }
