@@ -259,6 +259,18 @@ impl Swim {
     }
 }
 
+/// How `peers` shows a member's state and incarnation.
+pub fn shown((state, incarnation): (MemberState, u32)) -> protocol::control::SwimView {
+    use protocol::control::SwimState;
+    let state = match state {
+        MemberState::Alive => SwimState::Alive,
+        MemberState::Suspect => SwimState::Suspect,
+        MemberState::Dead => SwimState::Dead,
+        MemberState::Left => SwimState::Left,
+    };
+    protocol::control::SwimView { state, incarnation }
+}
+
 fn log_change(id: &NodeId, state: PeerState) {
     let peer = peer_id(id).map_or_else(|_| format!("{id:?}"), |p| p.to_string());
     match state {
