@@ -8,7 +8,8 @@
 //! protocol's limits give for a fleet of four (computed below from the
 //! crate's constants, not written down); d restarted in its data
 //! directory comes back `alive` at every node with a higher incarnation
-//! (it refutes its death). On the way, `/metrics` gives each node's
+//! (it refutes its death); c stopped with SIGTERM is `left` at the
+//! others within the leave's bound. On the way, `/metrics` gives each node's
 //! membership bytes per second, which must be a handful of messages'
 //! worth, not a flood.
 
@@ -20,7 +21,7 @@ use membership::limits::{
 };
 use serde_json::Value;
 
-use crate::mesh::{peers, Node, User};
+use crate::mesh::{peers, sigterm, Node, User};
 use crate::metrics::http_get;
 
 const NODES: usize = 4;
@@ -132,7 +133,7 @@ fn state_is(row: &Value, state: &str) -> bool {
 }
 
 #[test]
-fn swim_sees_a_killed_node_suspect_then_dead_and_its_restart_alive_again() {
+fn swim_sees_a_kill_a_restart_and_a_graceful_stop() {
     let _cpu = crate::support::shared_cpu();
     let mut fleet = Fleet::start();
     let n = NODES as u64;
@@ -221,5 +222,13 @@ fn swim_sees_a_killed_node_suspect_then_dead_and_its_restart_alive_again() {
             incarnation > incarnation_before,
             "node {i}: d alive at incarnation {incarnation}, not above {incarnation_before}"
         );
+    }
+
+    // A graceful stop says goodbye: the others hear it directly.
+    let c = 2;
+    sigterm(&fleet.nodes[c].child);
+    let left_bound = meshnode::mesh::swim::LEAVE_WAIT + SLACK;
+    for i in [0, 1, 3] {
+        fleet.wait_row(i, c, left_bound, "left", |r| state_is(r, "left"));
     }
 }
