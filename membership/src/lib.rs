@@ -41,8 +41,10 @@ mod sync;
 pub use machine::{Action, Membership, Stats};
 pub use message::{Change, DecodeError, Message};
 
-/// A member's id: 32 bytes (a public key's hash, as a libp2p peer id of an
-/// ed25519 key carries). Ordered, so that sync ranges are id ranges.
+/// A member's id: 32 bytes. The node uses its ed25519 public key (the key
+/// a libp2p peer id of an ed25519 key carries inline), so the peer id is
+/// rebuilt from it; keys are spread over the id space as hashes are.
+/// Ordered, so that sync ranges are id ranges.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NodeId(pub [u8; 32]);
 
