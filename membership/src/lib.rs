@@ -3,9 +3,10 @@
 //! messages and ticks in, [`Action`]s out) and a seeded simulator
 //! ([`sim`]) that measures it at 100 to 10,000 nodes.
 //!
-//! Not yet wired into the node: today every node pings every peer every
-//! second and floods its full status through gossipsub, so background
-//! traffic grows with the square of the fleet. Here each node probes one
+//! The node drives it in `mesh::swim` (shown in `peers`, deciding nothing
+//! yet): besides, every node still pings every peer every second and
+//! floods its full status through gossipsub, so background traffic grows
+//! with the square of the fleet. Here each node probes one
 //! member per [`limits::PROBE_INTERVAL_MS`] (its nearest ones, by a
 //! distance the caller supplies, one round in
 //! [`limits::NEAREST_PROBE_EVERY_ROUNDS`]; otherwise the next of a
@@ -40,8 +41,10 @@ mod sync;
 pub use machine::{Action, Membership, Stats};
 pub use message::{Change, DecodeError, Message};
 
-/// A member's id: 32 bytes (a public key's hash, as a libp2p peer id of an
-/// ed25519 key carries). Ordered, so that sync ranges are id ranges.
+/// A member's id: 32 bytes. The node uses its ed25519 public key (the key
+/// a libp2p peer id of an ed25519 key carries inline), so the peer id is
+/// rebuilt from it; keys are spread over the id space as hashes are.
+/// Ordered, so that sync ranges are id ranges.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NodeId(pub [u8; 32]);
 

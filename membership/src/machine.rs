@@ -117,6 +117,12 @@ impl Membership {
         self.table.get(id).map(|m| m.state)
     }
 
+    /// What this node believes of `id`, with the incarnation it holds for
+    /// it (the driver shows both in `peers`).
+    pub fn member(&self, id: &NodeId) -> Option<crate::state::Member> {
+        self.table.get(id).copied()
+    }
+
     /// Members alive or suspect, this node included.
     pub fn live_members(&self) -> usize {
         self.table.live()

@@ -83,6 +83,16 @@ const PING_REQ: u8 = 3;
 const SYNC_REQUEST: u8 = 4;
 const SYNC_RESPONSE: u8 = 5;
 
+/// The size limit of a message whose kind byte (its second byte) is
+/// `kind`: a transport reads the first two bytes, then no more than this
+/// (a sync page may be a stream message; anything else fits a datagram).
+pub fn limit_of_kind(kind: u8) -> usize {
+    match kind {
+        SYNC_RESPONSE => MAX_SYNC_BYTES,
+        _ => MAX_DATAGRAM_BYTES,
+    }
+}
+
 impl Message {
     /// The size limit of this kind of message: probe traffic fits one
     /// datagram, a sync page one stream message.
@@ -373,6 +383,7 @@ mod tests {
         for m in samples() {
             let bytes = m.encode();
             assert!(bytes.len() <= m.limit());
+            assert_eq!(limit_of_kind(bytes[1]), m.limit());
             assert_eq!(Message::decode(&bytes), Ok(m));
         }
     }

@@ -45,6 +45,75 @@ pub struct PeerInfo {
     /// marked); false from nodes older than node names.
     #[serde(default)]
     pub is_self: bool,
+    /// What the SWIM-style membership protocol (issue 19) says of the peer:
+    /// its state and incarnation. `None` when the protocol does not know
+    /// the peer (yet), and from older nodes. It does not decide leases
+    /// (`liveness` does).
+    #[serde(default)]
+    pub member_state: Option<SwimView>,
+}
+
+/// A member as the membership protocol sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwimView {
+    pub state: SwimState,
+    /// Raised only by the member itself, to refute a suspicion or a death
+    /// (a restarted node comes back with a higher one).
+    pub incarnation: u32,
+}
+
+/// The membership protocol's states. On the wire, its name (`"suspect"`),
+/// so that a state a newer node adds decodes as `Unknown`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "String", from = "String")]
+pub enum SwimState {
+    Alive,
+    /// Nobody reached it in a probe round; it may still refute.
+    Suspect,
+    /// The suspicion timed out unrefuted.
+    Dead,
+    /// It said goodbye (a graceful stop).
+    Left,
+    /// A state this build does not know (from a newer node).
+    Unknown,
+}
+
+impl SwimState {
+    pub fn name(self) -> &'static str {
+        match self {
+            SwimState::Alive => "alive",
+            SwimState::Suspect => "suspect",
+            SwimState::Dead => "dead",
+            SwimState::Left => "left",
+            SwimState::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for SwimState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl From<SwimState> for String {
+    fn from(s: SwimState) -> String {
+        s.name().to_string()
+    }
+}
+
+impl From<String> for SwimState {
+    fn from(name: String) -> SwimState {
+        [
+            SwimState::Alive,
+            SwimState::Suspect,
+            SwimState::Dead,
+            SwimState::Left,
+        ]
+        .into_iter()
+        .find(|s| s.name() == name)
+        .unwrap_or(SwimState::Unknown)
+    }
 }
 
 /// What a node's failure detector says of a peer (docs/guide.md, "A node

@@ -329,6 +329,7 @@ mod tests {
             rtt_age_ms: None,
             liveness: None,
             is_self: seed == 1,
+            member_state: None,
         }
     }
 

@@ -586,6 +586,7 @@ pub fn list_peers(state: &NodeState, all: bool) -> Vec<PeerInfo> {
             },
             liveness: Some(crate::mesh::liveness::peer_liveness(&e.liveness)),
             is_self: false,
+            member_state: state.swim.view(p).map(crate::mesh::swim::shown),
         })
         .collect()
 }
@@ -641,6 +642,7 @@ pub fn peers_and_self(state: &NodeState, all: bool) -> Vec<PeerInfo> {
                 .map_or(0, |d| d.as_millis() as u64),
         }),
         is_self: true,
+        member_state: Some(crate::mesh::swim::shown(state.swim.own_view())),
     };
     std::iter::once(me).chain(list_peers(state, all)).collect()
 }

@@ -372,6 +372,13 @@ pub fn is_up(p: &PeerInfo) -> bool {
 
 /// `self` for the node talked to, `up`, `unreachable 4.2s`, `down 41s`
 /// (how long it has been silent).
+/// The membership protocol's view in `-o wide`: `alive/3` (state and
+/// incarnation), `-` when it does not know the peer.
+pub fn member_column(p: &PeerInfo) -> String {
+    p.member_state
+        .map_or("-".into(), |m| format!("{}/{}", m.state, m.incarnation))
+}
+
 pub fn state_column(p: &PeerInfo) -> String {
     match &p.liveness {
         _ if p.is_self => "self".to_string(),
@@ -428,8 +435,18 @@ pub fn peers_table(peers: &[PeerInfo], output: Output) -> Vec<String> {
     let clashes = clashes(peers);
     let mut lines = vec![if wide {
         format!(
-            "{:<24} {:<52} {:<17} {:>9} {:>9} {:<8} {:<7} {:>6} {:>9} {:<7} ADDRESS",
-            "NAME", "PEER", "STATE", "RTT", "EST RTT", "ARCH", "OS", "LOAD", "FREE MEM", "VESSELS"
+            "{:<24} {:<52} {:<17} {:<12} {:>9} {:>9} {:<8} {:<7} {:>6} {:>9} {:<7} ADDRESS",
+            "NAME",
+            "PEER",
+            "STATE",
+            "MEMBER",
+            "RTT",
+            "EST RTT",
+            "ARCH",
+            "OS",
+            "LOAD",
+            "FREE MEM",
+            "VESSELS"
         )
     } else {
         format!(
@@ -463,10 +480,11 @@ pub fn peers_table(peers: &[PeerInfo], output: Output) -> Vec<String> {
         let vessels = s.map_or("-".into(), |s| s.vessels.len().to_string());
         lines.push(if wide {
             format!(
-                "{:<24} {:<52} {:<17} {:>9} {:>9} {:<8} {:<7} {:>6} {:>9} {:<7} {}",
+                "{:<24} {:<52} {:<17} {:<12} {:>9} {:>9} {:<8} {:<7} {:>6} {:>9} {:<7} {}",
                 name,
                 p.peer_id,
                 state_column(p),
+                member_column(p),
                 rtt,
                 est,
                 arch,
@@ -537,6 +555,8 @@ pub fn peers_json(peers: &[PeerInfo]) -> serde_json::Value {
                     "status_age_ms": p.status_age_ms,
                     "rtt_age_ms": p.rtt_age_ms,
                     "state": p.liveness.as_ref().map(|l| l.state.name()),
+                    "member_state": p.member_state.map(|m| m.state.name()),
+                    "incarnation": p.member_state.map(|m| m.incarnation),
                     "silent_ms": p.liveness.as_ref().map(|l| l.silent_ms),
                     "last_heard_unix_ms": p.liveness.as_ref().map(|l| l.last_heard_unix_ms),
                     "status_stale": !is_up(p),
@@ -624,6 +644,7 @@ mod tests {
                 last_heard_unix_ms: (1_796_601_600 + 7 * 3600 + 41 * 60 + 2) * 1000,
             }),
             is_self: false,
+            member_state: None,
         }
     }
 
@@ -830,6 +851,37 @@ mod tests {
         assert_eq!(json[1]["rtt_ms"], serde_json::Value::Null);
         assert_eq!(json[1]["estimated_rtt_ms"], 88.25);
         assert_eq!(json[2]["estimated_rtt_ms"], serde_json::Value::Null);
+    }
+
+    /// The membership protocol's view: a column of `-o wide`, two fields
+    /// of the JSON; absent (an older node, a peer it does not know) as `-`
+    /// and null.
+    #[test]
+    fn peers_show_the_membership_view_with_its_incarnation() {
+        use protocol::control::{SwimState, SwimView};
+        let mut suspect = peer(1, Some("sus"), LivenessState::Up);
+        suspect.member_state = Some(SwimView {
+            state: SwimState::Suspect,
+            incarnation: 3,
+        });
+        let unknown = peer(2, Some("unk"), LivenessState::Up);
+        let peers = [suspect, unknown];
+        let wide = peers_table(&peers, Output::Wide);
+        assert!(wide[0].contains(" MEMBER "), "{wide:?}");
+        let at = wide[0].find(" MEMBER ").unwrap() + 1;
+        let cell = |name: &str| {
+            let row = wide.iter().find(|l| l.starts_with(name)).unwrap();
+            row[at..].split(' ').next().unwrap().to_string()
+        };
+        assert_eq!(cell("sus "), "suspect/3", "{wide:?}");
+        assert_eq!(cell("unk "), "-", "{wide:?}");
+        let json = peers_json(&peers);
+        assert_eq!(json[0]["member_state"], "suspect");
+        assert_eq!(json[0]["incarnation"], 3);
+        assert_eq!(json[1]["member_state"], serde_json::Value::Null);
+        // A state from a newer node decodes, as unknown.
+        let newer: SwimState = serde_json::from_str("\"quarantined\"").unwrap();
+        assert_eq!(newer, SwimState::Unknown);
     }
 
     #[test]

@@ -16,9 +16,12 @@ use protocol::limits::{MAX_PEER_REQUEST_BYTES, MAX_PEER_RESPONSE_BYTES};
 use protocol::membership::{MemberRequest, MemberResponse};
 use protocol::peer::{PeerRequest, PeerResponse};
 
-use super::codec::CborCodec;
+use super::codec::{CborCodec, SwimCodec};
 use super::gate::{Gated, PeerGate};
-use super::{CONTROL_PROTOCOL, IDENTIFY_PROTOCOL, KAD_PROTOCOL, MEMBER_PROTOCOL, VESSEL_PROTOCOL};
+use super::{
+    CONTROL_PROTOCOL, IDENTIFY_PROTOCOL, KAD_PROTOCOL, MEMBER_PROTOCOL, SWIM_PROTOCOL,
+    VESSEL_PROTOCOL,
+};
 use crate::identity::NodeIdentity;
 
 pub use super::codec::ControlCodec;
@@ -33,6 +36,12 @@ pub const PEER_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// Requests are small and answered from memory; 30 s covers a board under
 /// load and a slow link.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long one membership-protocol message (`mesh::swim`) may take to be
+/// delivered. It only frees the stream: the protocol judges a member by
+/// its own timeouts (an ack within 0.5 s, a relayed one within 1 s), and
+/// a message is at most one sync page (~39 KiB).
+pub const SWIM_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A QUIC connection whose peer went silent this long is closed. A peer
 /// that restarts (a board that rebooted) leaves its old QUIC connection
@@ -61,11 +70,14 @@ pub struct NodeBehaviour {
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     pub kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
     pub gossipsub: gossipsub::Behaviour,
-    /// The three request-response protocols read requests under the
+    /// The request-response protocols read requests under the
     /// node's [`PeerGate`] (see `gate`).
     pub member: Gated<MemberCodec>,
     pub control: Gated<ControlCodec>,
     pub vessel: Gated<PeerCodec>,
+    /// SWIM-style membership and failure detection (`mesh::swim`), read
+    /// from members only.
+    pub swim: Gated<SwimCodec>,
 }
 
 impl NodeBehaviour {
@@ -208,6 +220,17 @@ pub fn node_swarm(
                 request_response::Config::default()
                     .with_request_timeout(PEER_REQUEST_TIMEOUT)
                     .with_max_concurrent_streams(64),
+            ),
+            Some(gate.clone()),
+        ),
+        swim: Gated::new(
+            request_response::Behaviour::with_codec(
+                SwimCodec::gated(gate.clone()),
+                [(
+                    StreamProtocol::new(SWIM_PROTOCOL),
+                    request_response::ProtocolSupport::Full,
+                )],
+                request_response::Config::default().with_request_timeout(SWIM_REQUEST_TIMEOUT),
             ),
             Some(gate),
         ),

@@ -474,6 +474,137 @@ impl libp2p::request_response::Codec for ControlCodec {
     }
 }
 
+/// The membership protocol's codec (issue 19, `mesh::swim`): a request is
+/// one `membership::Message` in the crate's own binary encoding (the bytes
+/// its simulator counts, not CBOR); the response is empty. The reader
+/// reads the first two bytes (version, kind), then at most the kind's
+/// limit (`membership::message::limit_of_kind`: a datagram's 1,400 bytes,
+/// a sync page's ~39 KiB), reserved through the gate first; on a node it
+/// reads nothing at all from a peer that is not a member.
+pub struct SwimCodec {
+    gate: Option<Arc<PeerGate>>,
+    peer: Option<PeerId>,
+}
+
+/// Why a membership message was not read (inside the `io::Error` that
+/// libp2p reports, so that the event loop can count it by kind).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SwimWireError {
+    #[error("a membership message from {peer}, which is not a member of this mesh: not read")]
+    NotMember { peer: PeerId },
+    #[error("a membership message of kind {kind} over its limit of {limit_bytes} bytes: not read")]
+    TooLarge { kind: u8, limit_bytes: usize },
+    #[error("a membership response of {len} bytes: it is always empty")]
+    NotEmpty { len: usize },
+}
+
+impl SwimWireError {
+    fn into_io(self, kind: io::ErrorKind) -> io::Error {
+        io::Error::new(kind, self)
+    }
+
+    /// The error inside `e`, when it is one of these.
+    pub fn of(e: &io::Error) -> Option<&SwimWireError> {
+        e.get_ref()?.downcast_ref::<SwimWireError>()
+    }
+}
+
+impl SwimCodec {
+    /// A codec that reads under `gate` (a node's).
+    pub fn gated(gate: Arc<PeerGate>) -> Self {
+        SwimCodec {
+            gate: Some(gate),
+            peer: None,
+        }
+    }
+
+    /// The limit of a message that starts with `head`'s two bytes.
+    fn limit_bytes(head: &[u8]) -> usize {
+        membership::message::limit_of_kind(head.get(1).copied().unwrap_or(0))
+    }
+}
+
+impl Clone for SwimCodec {
+    fn clone(&self) -> Self {
+        SwimCodec {
+            gate: self.gate.clone(),
+            peer: self.peer.or_else(|| connecting_peer(self.gate.as_ref())),
+        }
+    }
+}
+
+impl libp2p::request_response::Codec for SwimCodec {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = ();
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        if let (Some(g), Some(p)) = (&self.gate, self.peer) {
+            if !g.is_member(&p) {
+                let e = SwimWireError::NotMember { peer: p };
+                return Err(e.into_io(io::ErrorKind::PermissionDenied));
+            }
+        }
+        let mut reading = match &self.gate {
+            Some(g) => Some(g.open(self.peer)?),
+            None => None,
+        };
+        let mut head = [0u8; 2];
+        io.read_exact(&mut head).await?;
+        let limit_bytes = Self::limit_bytes(&head);
+        let rest = read_to_end_reserved(io, limit_bytes - head.len(), reading.as_mut()).await?;
+        if head.len() + rest.len() > limit_bytes {
+            let e = SwimWireError::TooLarge {
+                kind: head[1],
+                limit_bytes,
+            };
+            return Err(e.into_io(io::ErrorKind::InvalidData));
+        }
+        let mut bytes = head.to_vec();
+        bytes.extend_from_slice(&rest);
+        Ok(bytes)
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<()>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        let rest = read_to_end_reserved(io, 0, None).await?;
+        match rest.len() {
+            0 => Ok(()),
+            len => Err(SwimWireError::NotEmpty { len }.into_io(io::ErrorKind::InvalidData)),
+        }
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Vec<u8>,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        let limit_bytes = Self::limit_bytes(&req);
+        if req.len() > limit_bytes {
+            let kind = req.get(1).copied().unwrap_or(0);
+            let e = SwimWireError::TooLarge { kind, limit_bytes };
+            return Err(e.into_io(io::ErrorKind::InvalidInput));
+        }
+        write_all(io, req).await
+    }
+
+    async fn write_response<T>(&mut self, _: &StreamProtocol, io: &mut T, _: ()) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        io.flush().await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -663,6 +794,85 @@ mod tests {
                 .unwrap_err();
             assert!(err.to_string().contains("not a member"), "{err}");
             assert!(big.len() - rest.len() <= MAX_STRANGER_REQUEST_BYTES + 1);
+        });
+    }
+
+    /// The membership protocol's reader: a datagram kind over 1,400
+    /// bytes and a sync page over its own limit are refused by kind, with
+    /// the limit; a stranger's message is refused before a byte is read.
+    #[test]
+    fn membership_messages_are_bounded_by_kind_and_read_from_members_only() {
+        use membership::limits::{MAX_DATAGRAM_BYTES, MAX_SYNC_BYTES};
+        futures::executor::block_on(async {
+            let gate = PeerGate::new(PublicKey([0; 32]));
+            let (member, stranger) = (PeerId::random(), PeerId::random());
+            gate.sync([member].iter(), &[]);
+            let for_peer = |p| SwimCodec {
+                peer: Some(p),
+                ..SwimCodec::gated(gate.clone())
+            };
+            let ping = |len: usize| {
+                let mut m = membership::Message::Ping {
+                    seq: 1,
+                    gossip: vec![],
+                }
+                .encode();
+                m.resize(len, 0);
+                m
+            };
+            let ok = ping(MAX_DATAGRAM_BYTES);
+            let got = for_peer(member)
+                .read_request(&proto(), &mut &ok[..])
+                .await
+                .unwrap();
+            assert_eq!(got, ok);
+            let over = ping(MAX_DATAGRAM_BYTES + 1);
+            let err = for_peer(member)
+                .read_request(&proto(), &mut &over[..])
+                .await
+                .unwrap_err();
+            assert_eq!(
+                SwimWireError::of(&err),
+                Some(&SwimWireError::TooLarge {
+                    kind: over[1],
+                    limit_bytes: MAX_DATAGRAM_BYTES
+                })
+            );
+            let page = membership::Message::SyncResponse {
+                until: None,
+                entries: vec![],
+                next: None,
+            }
+            .encode();
+            let mut big_page = page.clone();
+            big_page.resize(MAX_SYNC_BYTES, 0);
+            let got = for_peer(member)
+                .read_request(&proto(), &mut &big_page[..])
+                .await
+                .unwrap();
+            assert_eq!(got.len(), MAX_SYNC_BYTES);
+            big_page.push(0);
+            let err = for_peer(member)
+                .read_request(&proto(), &mut &big_page[..])
+                .await
+                .unwrap_err();
+            assert!(err.to_string().contains("over its limit"), "{err}");
+            let mut rest = &ok[..];
+            let err = for_peer(stranger)
+                .read_request(&proto(), &mut rest)
+                .await
+                .unwrap_err();
+            assert!(matches!(
+                SwimWireError::of(&err),
+                Some(SwimWireError::NotMember { .. })
+            ));
+            assert_eq!(rest.len(), ok.len(), "nothing read from a stranger");
+            // The writer refuses what the reader would.
+            let err = for_peer(member)
+                .write_request(&proto(), &mut Vec::new(), over)
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
         });
     }
 }

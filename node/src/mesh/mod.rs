@@ -10,7 +10,9 @@
 //!   is built (TCP and QUIC, noise, yamux); [`liveness`]: failure
 //!   detection (each peer up, unreachable or down) and
 //!   [`liveness::Suspects`], the handle tasks ask; [`peers`]: the peer
-//!   table's entries and [`peers::Membership`];
+//!   table's entries and [`peers::Membership`]; [`swim`]: the driver of
+//!   the SWIM-style membership protocol (the `membership` crate, issue 19),
+//!   beside `liveness`, which still decides leases;
 //! - [`link`]: [`link::NodeCommand`], what tasks ask the event loop, and
 //!   the request/await link to peers over it ([`link::Link`]);
 //! - [`vessels`]: the migration side's state ([`vessels::Migrator`], the
@@ -96,6 +98,7 @@ pub mod silent;
 pub mod state;
 pub mod status;
 pub mod status_gossip;
+pub mod swim;
 pub mod transfer;
 pub mod trust;
 pub mod vessels;
@@ -104,6 +107,8 @@ pub mod volume_serve;
 /// Protocol names on the wire.
 pub const CONTROL_PROTOCOL: &str = "/meshnode/control/2";
 pub const MEMBER_PROTOCOL: &str = "/meshnode/member/1";
+/// SWIM-style membership and failure detection ([`swim`], issue 19).
+pub const SWIM_PROTOCOL: &str = "/meshnode/swim/1";
 /// The vessel protocol; its version is the number at the end (see
 /// `protocol::peer` and docs/protocol.md, "Versions").
 pub const VESSEL_PROTOCOL: &str = protocol::peer::VESSEL_PROTOCOL;
@@ -166,6 +171,7 @@ mod tests {
         ("state", include_str!("state.rs")),
         ("status", include_str!("status.rs")),
         ("status_gossip", include_str!("status_gossip.rs")),
+        ("swim", include_str!("swim.rs")),
         ("transfer", include_str!("transfer.rs")),
         ("trust", include_str!("trust.rs")),
         ("vessels", include_str!("vessels.rs")),

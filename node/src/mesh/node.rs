@@ -307,6 +307,7 @@ pub async fn run(
             thresholds(Duration::from_millis(config.ping_interval_ms)).unreachable_after,
         ),
         suspects,
+        swim: super::swim::Swim::new(&params.identity.peer_id)?,
         name: crate::control::resolve::own_name(config.name.as_deref()),
         releases: Arc::new(crate::upgrade::releases::Releases::open(
             &params.data_dir.root,
@@ -420,6 +421,7 @@ pub async fn run(
                 // Every running vessel is written down where it is, so
                 // the next start continues it instead of starting over.
                 checkpoint_all(&state.host).await;
+                super::swim::leave(&mut swarm, &mut state.swim, &state.peers).await;
                 break;
             }
             _ = status_tick.tick() => {
@@ -438,6 +440,9 @@ pub async fn run(
                 }
                 last_liveness_tick = now;
                 service.tick(now);
+            }
+            _ = tokio::time::sleep_until(state.swim.deadline()) => {
+                super::swim::on_timer(&mut swarm, &mut state.swim, &state.peers);
             }
             _ = ops_tick.tick() => {
                 crate::ops::tick(&state, &mut last_ops_tick, &mut ops_ticks);
@@ -915,6 +920,9 @@ fn handle_behaviour(
             peer, error, ..
         }) => {
             debug!(%peer, "vessel request failed: {error}");
+        }
+        NodeBehaviourEvent::Swim(e) => {
+            super::swim::on_event(swarm, &mut state.swim, &state.peers, e)
         }
         NodeBehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. }) => {
             debug!(%peer, "kademlia routing updated")

@@ -39,6 +39,8 @@ pub enum NodeError {
     JoinFailed(String),
     #[error(transparent)]
     Ledger(#[from] super::ledger::LedgerError),
+    #[error("cannot start the membership protocol: {0}")]
+    Swim(#[from] super::swim::IdError),
 }
 
 /// The node's state, owned by its event loop.
@@ -74,6 +76,9 @@ pub struct NodeState {
     pub suspects: super::liveness::Suspects,
     /// Which connections to peers still answer pings (`mesh::conn_health`).
     pub conn_health: super::conn_health::ConnHealth,
+    /// The SWIM-style membership protocol's driver (`mesh::swim`; beside
+    /// `liveness`, which still decides leases).
+    pub swim: super::swim::Swim,
     /// This node's name, as it gossips it (`control::resolve`).
     pub name: String,
     /// The releases this node keeps for upgrades (`upgrade::releases`).

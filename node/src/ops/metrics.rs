@@ -199,11 +199,68 @@ pub fn render(counters: &Counters, snap: &Snapshot, host: &std::sync::Mutex<Host
     let mut r = Registry::with_prefix("meshnode");
     node_gauges(&mut r, snap);
     vessel_gauges(&mut r, counters, host);
+    membership_counters(&mut r, &snap.membership);
     counters.register(&mut r);
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = encode(&mut out, &r);
     out
+}
+
+fn counter(v: u64) -> Counter {
+    let c = Counter::default();
+    c.inc_by(v);
+    c
+}
+
+/// The membership protocol's traffic (issue 19): what one node spends on
+/// it in the background, and what it dropped, by reason.
+fn membership_counters(r: &mut Registry, t: &crate::mesh::swim::Traffic) {
+    let rows = [
+        (
+            "membership_sent_messages",
+            "Membership protocol messages sent",
+            t.sent_messages,
+        ),
+        (
+            "membership_sent_bytes",
+            "Membership protocol bytes sent (its messages' own, without libp2p framing)",
+            t.sent_bytes,
+        ),
+        (
+            "membership_received_messages",
+            "Membership protocol messages received, dropped ones included",
+            t.received_messages,
+        ),
+        (
+            "membership_received_bytes",
+            "Membership protocol bytes received (its messages' own)",
+            t.received_bytes,
+        ),
+        (
+            "membership_send_failures",
+            "Membership protocol messages not delivered (no connection, a timeout)",
+            t.send_failures,
+        ),
+    ];
+    for (name, help, v) in rows {
+        r.register(name, help, counter(v));
+    }
+    let dropped: Family<Labels, Counter> = Family::default();
+    for (reason, v) in [
+        ("not_member", t.dropped_not_member),
+        ("malformed", t.dropped_malformed),
+        ("oversized", t.dropped_oversized),
+    ] {
+        dropped
+            .get_or_create(&vec![("reason".into(), reason.into())])
+            .inc_by(v);
+    }
+    r.register(
+        "membership_dropped_messages",
+        "Membership protocol messages dropped: from a non-member, malformed or oversized",
+        dropped,
+    );
 }
 
 fn node_gauges(r: &mut Registry, snap: &Snapshot) {
@@ -452,5 +509,32 @@ mod tests {
             assert!(PLACEMENT_REASONS.contains(k), "{k}");
         }
         assert!(PLACEMENT_REASONS.contains(&"move"));
+    }
+
+    /// The membership protocol's counters are on `/metrics` with their
+    /// values, drops by reason.
+    #[test]
+    fn membership_traffic_is_exposed_as_counters() {
+        let t = crate::mesh::swim::Traffic {
+            sent_messages: 7,
+            sent_bytes: 1_234,
+            dropped_not_member: 3,
+            dropped_oversized: 1,
+            ..Default::default()
+        };
+        let mut r = Registry::with_prefix("meshnode");
+        membership_counters(&mut r, &t);
+        let mut text = String::new();
+        encode(&mut text, &r).unwrap();
+        for line in [
+            "meshnode_membership_sent_messages_total 7",
+            "meshnode_membership_sent_bytes_total 1234",
+            "meshnode_membership_received_bytes_total 0",
+            "meshnode_membership_dropped_messages_total{reason=\"not_member\"} 3",
+            "meshnode_membership_dropped_messages_total{reason=\"oversized\"} 1",
+            "meshnode_membership_dropped_messages_total{reason=\"malformed\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
+        }
     }
 }

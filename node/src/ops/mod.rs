@@ -87,6 +87,8 @@ pub struct Snapshot {
     pub cpus: u32,
     pub load_milli: Option<u32>,
     pub arch: String,
+    /// The membership protocol's traffic and drops (`mesh::swim`).
+    pub membership: crate::mesh::swim::Traffic,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]

@@ -315,6 +315,7 @@ pub fn snapshot(state: &NodeState) -> Snapshot {
         cpus: own.cpus,
         load_milli: own.load_milli,
         arch: own.arch,
+        membership: state.swim.traffic,
     }
 }
 

@@ -34,6 +34,7 @@ mod replicas;
 mod snapshot;
 mod status;
 mod support;
+mod swim;
 mod sync_durability;
 mod systemd_notify;
 mod upgrade;

@@ -293,6 +293,7 @@ mod tests {
                 last_heard_unix_ms: 0,
             }),
             is_self: false,
+            member_state: None,
         };
         let infos = vec![
             info(&a, true, LivenessState::Unreachable),
