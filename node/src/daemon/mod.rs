@@ -271,6 +271,7 @@ pub fn run_start(args: StartArgs) -> Result<i32> {
         .clone()
         .unwrap_or(crate::ops::http::HttpSetting::Default);
     runtime.block_on(async {
+        let stop = shutdown_signal();
         crate::ops::http::start(&http, args.http_expose, host.clone(), own).await?;
         run(
             NodeParams {
@@ -283,7 +284,7 @@ pub fn run_start(args: StartArgs) -> Result<i32> {
                 commands: None,
                 host,
             },
-            shutdown_signal(),
+            stop,
         )
         .await
         .map_err(anyhow::Error::from)
@@ -302,22 +303,30 @@ pub fn run_start(args: StartArgs) -> Result<i32> {
     Ok(0)
 }
 
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            warn!("cannot watch SIGTERM: {e}");
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = crate::upgrade::restart::requested() => {}
+/// What stops the node: SIGTERM, Ctrl-C, or an upgrade's restart. SIGTERM
+/// is watched from the call, not from the first poll: the event loop polls
+/// this only once it runs, after `node.addrs` is written, and a SIGTERM in
+/// between killed the process with the default action, with no clean stop
+/// (`it::systemd_notify` failed so under load). Call it inside the runtime.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    async move {
+        let mut term = match term {
+            Ok(s) => s,
+            Err(e) => {
+                warn!("cannot watch SIGTERM: {e}");
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = crate::upgrade::restart::requested() => {}
+                }
+                return;
             }
-            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+            // An upgrade or a rollback: stop as on SIGTERM, then exec.
+            _ = crate::upgrade::restart::requested() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-        // An upgrade or a rollback: stop as on SIGTERM, then exec.
-        _ = crate::upgrade::restart::requested() => {}
     }
 }
