@@ -5,7 +5,7 @@
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::checks::{AssertResult, Judge};
@@ -67,6 +67,11 @@ pub struct Ctx {
     /// What each node was doing in `meshnode migrate` (for the report).
     pub migrations: Mutex<Vec<String>>,
     pub setup_secs: Mutex<f64>,
+    /// When the first node was started (the cold start).
+    pub cold_start: OnceLock<Instant>,
+    /// Per node, when (seconds since the cold start) its `peers` first
+    /// listed every other node as an up member, as far as anyone looked.
+    pub converged: Mutex<Vec<Option<f64>>>,
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);

@@ -110,3 +110,11 @@ pub fn sees_row(row: &serde_json::Value, stale_ms: u64) -> bool {
         && row["rtt_ms"].as_f64().is_some()
         && row["status_age_ms"].as_u64().is_some_and(|a| a <= stale_ms)
 }
+
+/// Whether `row` (from `peers --json`) is a member whose state is up: what
+/// the `converged` check asks of every pair. Unlike [`sees_row`] it needs
+/// no RTT and no fresh status, which bounded probing and gossip do not give
+/// every pair.
+pub fn up_member_row(row: &serde_json::Value) -> bool {
+    row["member"] == true && row["state"] == "up"
+}

@@ -17,6 +17,11 @@ use crate::outcome::Outcome;
 use crate::record::{median, percentile, Mark, MarkKind, Sample};
 use crate::scenario::{secs, Discovery};
 
+/// Up to this many nodes the report lists every direction of every link;
+/// beyond, only those that changed or dropped packets (100 nodes have
+/// 9,900 directions), and links.csv has them all.
+const LINK_ROWS_ALL_UP_TO: usize = 16;
+
 pub fn write(ctx: &Ctx, outcome: &Outcome) -> std::io::Result<()> {
     let samples = ctx.rec.samples();
     let marks = ctx.rec.marks();
@@ -38,7 +43,37 @@ pub fn write(ctx: &Ctx, outcome: &Outcome) -> std::io::Result<()> {
         let _ = writeln!(csv, "{:.4},{},{:.3}", s.t, s.series, s.value);
     }
     std::fs::write(ctx.out.join("samples.csv"), csv)?;
+    std::fs::write(ctx.out.join("links.csv"), links_csv(ctx))?;
     Ok(())
+}
+
+/// Every direction of every link: its configured and final parameters and
+/// what the router did.
+fn links_csv(ctx: &Ctx) -> String {
+    let mut csv = String::from(
+        "from,to,latency_ms,jitter_ms,latency_ms_end,packets,bytes,delivered,lost,partitioned,queue_drops\n",
+    );
+    for (i, row) in ctx.router.link_stats().iter().enumerate() {
+        for (j, s) in row.iter().enumerate().filter(|(j, _)| *j != i) {
+            let p = &ctx.sc.links[i][j];
+            let _ = writeln!(
+                csv,
+                "{},{},{},{},{},{},{},{},{},{},{}",
+                ctx.sc.nodes[i].name,
+                ctx.sc.nodes[j].name,
+                p.latency_ms,
+                p.jitter_ms,
+                ctx.router.params(i, j).latency_ms,
+                s.packets,
+                s.bytes,
+                s.delivered,
+                s.lost,
+                s.blocked,
+                s.queue_drops
+            );
+        }
+    }
+    csv
 }
 
 fn fmt_ms(v: Option<f64>) -> String {
@@ -112,7 +147,7 @@ fn header(m: &mut String, ctx: &Ctx, outcome: &Outcome) {
         secs(sc.ping_interval),
         secs(sc.status_interval)
     );
-    let _ = writeln!(m, "- timeline: [timeline.svg](timeline.svg); raw samples: samples.csv; progress: progress.log; node logs: nodes/NAME/node.log\n");
+    let _ = writeln!(m, "- timeline: [timeline.svg](timeline.svg); raw samples: samples.csv; every link: links.csv; progress: progress.log; node logs: nodes/NAME/node.log\n");
 }
 
 fn assertions(m: &mut String, ctx: &Ctx) {
@@ -180,10 +215,17 @@ fn links(m: &mut String, ctx: &Ctx) {
             format!("{a} → {b}")
         }
     };
+    let all = sc.nodes.len() <= LINK_ROWS_ALL_UP_TO;
+    let mut left_out = 0usize;
     for (i, row) in ctx.router.link_stats().iter().enumerate() {
         for (j, s) in row.iter().enumerate().filter(|(j, _)| *j != i) {
             let p = &sc.links[i][j];
             let now = ctx.router.params(i, j);
+            let eventful = *p != now || s.lost + s.blocked + s.queue_drops > 0;
+            if !all && !eventful {
+                left_out += 1;
+                continue;
+            }
             let _ = writeln!(
                 m,
                 "| {}→{} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -205,6 +247,14 @@ fn links(m: &mut String, ctx: &Ctx) {
                 }
             );
         }
+    }
+    if left_out > 0 {
+        let _ = writeln!(
+            m,
+            "\n{left_out} more directions kept their configured parameters and dropped nothing: \
+             with more than {LINK_ROWS_ALL_UP_TO} nodes only the others are listed (the whole \
+             matrix is in links.csv)."
+        );
     }
     let rs = ctx.router.stats();
     let _ = writeln!(

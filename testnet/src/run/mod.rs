@@ -131,7 +131,7 @@ fn versions(meshnode: &Path, frozen: Option<&Path>) -> Result<(String, Option<St
 
 /// Namespaces, the router and the user key: the run's shared context.
 fn context(p: Prepared, rec: Recorder) -> Result<Ctx, String> {
-    let (nodes, tuns) = setup::namespaces(&p.sc, &p.out)?;
+    let (nodes, tuns) = setup::namespaces(&p.sc, &p.out, &rec)?;
     let names: Vec<String> = p.sc.nodes.iter().map(|n| n.name.clone()).collect();
     let router =
         Router::start(tuns, &p.sc.links, &names, p.sc.seed).map_err(|e| format!("router: {e}"))?;
@@ -148,6 +148,7 @@ fn context(p: Prepared, rec: Recorder) -> Result<Ctx, String> {
         }
     };
     let sc = p.sc;
+    let node_count = nodes.len();
     Ok(Ctx {
         clients: sc.clients.iter().map(|c| ClientRt::new(c.at)).collect(),
         judges: sc.asserts.iter().map(|a| a.check.begin()).collect(),
@@ -164,6 +165,8 @@ fn context(p: Prepared, rec: Recorder) -> Result<Ctx, String> {
         wasm: p.wasm,
         migrations: Mutex::new(Vec::new()),
         setup_secs: Mutex::new(0.0),
+        cold_start: std::sync::OnceLock::new(),
+        converged: Mutex::new(vec![None; node_count]),
     })
 }
 
