@@ -89,10 +89,7 @@ pub fn run(path: &Path, opts: &Options) -> Outcome {
 /// The scenario, the tools, the output directory and the programs: what
 /// can refuse (exit 2) or skip (exit 77) before anything starts.
 fn prepare(path: &Path, opts: &Options) -> Result<Prepared, Outcome> {
-    let mut sc = Scenario::load(path).map_err(|e| Outcome::Error(e.0))?;
-    if let Some(s) = opts.seed {
-        sc.seed = s;
-    }
+    let sc = Scenario::load_seeded(path, opts.seed).map_err(|e| Outcome::Error(e.0))?;
     let meshnode = tools::find_meshnode(opts.meshnode.as_deref()).map_err(Outcome::Error)?;
     let foreign = tools::find_foreign(&sc).map_err(Outcome::Skipped)?;
     let frozen = tools::find_frozen(&sc).map_err(Outcome::Skipped)?;

@@ -12,6 +12,7 @@
 
 mod events;
 mod sections;
+pub mod wan;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -78,6 +79,8 @@ pub struct Scenario {
     pub ping_interval: Duration,
     pub status_interval: Duration,
     pub nodes: Vec<NodeSpec>,
+    /// The geographic WAN model, when the scenario has `[[region]]`s.
+    pub wan: Option<wan::Wan>,
     /// Parameters of every pair, `links[i][j]` for i ≠ j (symmetric).
     pub links: Vec<Vec<LinkParams>>,
     pub programs: Vec<Program>,
@@ -180,6 +183,8 @@ pub struct NodeSpec {
     /// Extra environment of its `meshnode start` (e.g. `MESHNODE_FAULT`),
     /// sorted by name; a `restart` with `env` replaces it.
     pub env: Vec<(String, String)>,
+    /// Its region in the WAN model (`Scenario::wan`).
+    pub region: Option<usize>,
 }
 
 /// One direction of a link. Both directions of a pair get the same
@@ -335,6 +340,12 @@ pub enum Action {
 impl Scenario {
     /// Reads and checks a scenario file.
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        Scenario::load_seeded(path, None)
+    }
+
+    /// Reads and checks a scenario file, with `seed` (`--seed`) in place of
+    /// the file's: the WAN model's access links are drawn from it.
+    pub fn load_seeded(path: &Path, seed: Option<u64>) -> Result<Scenario, ScenarioError> {
         let shown = path.display().to_string();
         let meta = std::fs::metadata(path)
             .map_err(|e| ScenarioError(format!("{shown}: cannot read: {e}")))?;
@@ -346,24 +357,43 @@ impl Scenario {
         }
         let text = std::fs::read_to_string(path)
             .map_err(|e| ScenarioError(format!("{shown}: cannot read: {e}")))?;
-        Scenario::from_toml(path, &text)
+        Scenario::from_toml_seeded(path, &text, seed)
     }
 
     /// Checks a scenario given as text; `path` names it in errors and
     /// anchors relative paths.
     pub fn from_toml(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
+        Scenario::from_toml_seeded(path, text, None)
+    }
+
+    /// [`Scenario::from_toml`] with `seed` in place of the file's.
+    pub fn from_toml_seeded(
+        path: &Path,
+        text: &str,
+        seed: Option<u64>,
+    ) -> Result<Scenario, ScenarioError> {
         let shown = path.display().to_string();
-        let raw: sections::RawScenario =
+        let mut raw: sections::RawScenario =
             toml::from_str(text).map_err(|e| ScenarioError(format!("{shown}: {e}")))?;
+        if seed.is_some() {
+            raw.seed = seed;
+        }
+        let seed = raw.seed.unwrap_or(1);
         let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         let mut ck = Ck {
             file: shown,
             names: Names::default(),
         };
-        let nodes = sections::nodes(&ck, &raw.nodes)?;
+        let regions = wan::regions(&ck, &raw.regions)?;
+        let wan = wan::wan(&ck, regions, &raw.wan)?;
+        let mut raw_nodes = std::mem::take(&mut raw.nodes);
+        raw_nodes.extend(wan::expand_groups(&ck, &raw.node_groups)?);
+        let node_regions = wan::node_regions(&ck, wan.as_ref(), &raw_nodes)?;
+        let nodes = sections::nodes(&ck, &raw_nodes, &node_regions)?;
         ck.names.nodes = nodes.iter().map(|n| n.name.clone()).collect();
         let g = sections::globals(&ck, path, &raw)?;
-        let links = sections::links(&ck, &raw.link_default, &raw.links)?;
+        let model = wan.as_ref().map(|w| (w, seed, node_regions.as_slice()));
+        let links = sections::links(&ck, &raw.link_default, model, &raw.links)?;
         let programs = sections::programs(&ck, &dir, &raw.programs)?;
         let servers = sections::servers(&ck, &programs, &raw.servers)?;
         let vessels = sections::vessels(&ck, &programs, &raw.vessels)?;
@@ -378,13 +408,14 @@ impl Scenario {
             file: path.to_path_buf(),
             name: g.name,
             description: raw.description.unwrap_or_default(),
-            seed: raw.seed.unwrap_or(1),
+            seed,
             duration,
             setup_timeout: g.setup_timeout,
             discovery: g.discovery,
             ping_interval: g.ping_interval,
             status_interval: g.status_interval,
             nodes,
+            wan,
             links,
             programs,
             servers,
