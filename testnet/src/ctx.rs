@@ -72,6 +72,8 @@ pub struct Ctx {
     /// Per node, when (seconds since the cold start) its `peers` first
     /// listed every other node as an up member, as far as anyone looked.
     pub converged: Mutex<Vec<Option<f64>>>,
+    /// Snapshots of the router's per-node counts, every TRAFFIC_EVERY.
+    pub traffic: crate::traffic::TrafficLog,
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -239,5 +241,13 @@ impl View for Ctx {
 
     fn client(&self, client: usize) -> &ClientRt {
         &self.clients[client]
+    }
+
+    fn traffic_rates(&self, w: (Duration, Duration)) -> Option<crate::traffic::Rates> {
+        self.traffic.rates(w.0.as_secs_f64(), w.1.as_secs_f64())
+    }
+
+    fn converged(&self) -> Vec<Option<f64>> {
+        self.converged.lock().unwrap().clone()
     }
 }

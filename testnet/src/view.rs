@@ -56,6 +56,19 @@ pub trait View: Sync {
     fn vessel_id(&self, vessel: usize) -> Option<String>;
 
     fn client(&self, client: usize) -> &ClientRt;
+
+    /// Every node's traffic rates over a window of scenario time, from the
+    /// run's snapshots of the router's counts; None without two snapshots
+    /// in it.
+    fn traffic_rates(&self, _window: (Duration, Duration)) -> Option<crate::traffic::Rates> {
+        None
+    }
+
+    /// Per node, when (seconds since the cold start) its `peers` first
+    /// listed every other node as an up member, as far as the run looked.
+    fn converged(&self) -> Vec<Option<f64>> {
+        Vec::new()
+    }
 }
 
 /// What a load client counts.

@@ -13,6 +13,7 @@ pub mod client_clean;
 pub mod client_failover;
 pub mod client_latency;
 pub mod client_latency_drop;
+pub mod node_traffic;
 pub mod node_version;
 pub mod rtt;
 pub mod sees;
@@ -40,6 +41,7 @@ pub const KINDS: &[Kind] = &[
     client_failover::KIND,
     vessel_fenced::KIND,
     node_version::KIND,
+    node_traffic::KIND,
 ];
 
 /// Fields of every `[[assert]]`, whatever its kind.
@@ -251,6 +253,8 @@ mod tests {
         ps: Vec<serde_json::Value>,
         latency_ms: f64,
         clients: Vec<ClientRt>,
+        traffic: crate::traffic::TrafficLog,
+        converged: Vec<Option<f64>>,
     }
 
     impl Fake {
@@ -261,6 +265,8 @@ mod tests {
                 ps: Vec::new(),
                 latency_ms: 10.0,
                 clients: vec![ClientRt::new(0)],
+                traffic: Default::default(),
+                converged: Vec::new(),
             }
         }
     }
@@ -330,6 +336,12 @@ mod tests {
         }
         fn client(&self, client: usize) -> &ClientRt {
             &self.clients[client]
+        }
+        fn traffic_rates(&self, w: (Duration, Duration)) -> Option<crate::traffic::Rates> {
+            self.traffic.rates(w.0.as_secs_f64(), w.1.as_secs_f64())
+        }
+        fn converged(&self) -> Vec<Option<f64>> {
+            self.converged.clone()
         }
     }
 
@@ -445,6 +457,41 @@ mod tests {
         view.clients[0].stats.lock().unwrap().lost = 1;
         view.clients[0].stats.lock().unwrap().wrong = 1;
         assert!(!clean.judge(&view).0, "a lost write is not clean");
+    }
+
+    #[test]
+    fn node_traffic_fails_when_any_node_is_over_the_budget() {
+        use crate::traffic::NodeTraffic;
+        let view = Fake::new();
+        let bytes = |b: u64| NodeTraffic {
+            bytes_in: b,
+            bytes_out: b,
+            packets_in: 0,
+            packets_out: 0,
+        };
+        view.traffic.push(0.0, vec![bytes(0), bytes(0)]);
+        view.traffic.push(10.0, vec![bytes(10_000), bytes(25_000)]);
+        let secs = Duration::from_secs;
+        let check = |max| node_traffic::NodeTrafficCheck {
+            window: (secs(0), secs(10)),
+            max_kb_per_s: max,
+        };
+        // a: 2 KB/s in + out, b: 5 KB/s.
+        let (ok, detail) = check(4.0).judge(&view);
+        assert!(!ok);
+        assert_eq!(
+            detail,
+            "max 5.00 KB/s (b: in 2.50 KB/s, out 2.50 KB/s), mean 3.50 KB/s over 2 nodes, 0.0–10.0s; 1 over 4 KB/s"
+        );
+        assert!(check(5.0).judge(&view).0);
+        let none = node_traffic::NodeTrafficCheck {
+            window: (secs(20), secs(30)),
+            max_kb_per_s: 4.0,
+        };
+        assert_eq!(
+            none.judge(&view),
+            (false, "no traffic snapshots in the window".into())
+        );
     }
 
     #[test]

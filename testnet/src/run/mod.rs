@@ -164,6 +164,7 @@ fn context(p: Prepared, rec: Recorder) -> Result<Ctx, String> {
         setup_secs: Mutex::new(0.0),
         cold_start: std::sync::OnceLock::new(),
         converged: Mutex::new(vec![None; node_count]),
+        traffic: Default::default(),
     })
 }
 

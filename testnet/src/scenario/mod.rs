@@ -78,6 +78,9 @@ pub struct Scenario {
     pub discovery: Discovery,
     pub ping_interval: Duration,
     pub status_interval: Duration,
+    /// The window of scenario time over which the report gives each node's
+    /// traffic (`traffic_window`; default: the whole run after t = 0).
+    pub traffic_window: (Duration, Duration),
     pub nodes: Vec<NodeSpec>,
     /// The geographic WAN model, when the scenario has `[[region]]`s.
     pub wan: Option<wan::Wan>,
@@ -404,6 +407,19 @@ impl Scenario {
         let asserts = sections::asserts(&ck, raw.asserts, &clients, &vessels)?;
         let end = sections::last_time(&events, &asserts, &vessels, &clients);
         let duration = sections::duration(&ck, &raw.duration, end)?;
+        let traffic_window = match &raw.traffic_window {
+            None => (Duration::ZERO, duration),
+            Some(_) => {
+                let w = ck.window("traffic_window", &raw.traffic_window)?;
+                if w.1 > duration {
+                    return Err(ck.err(
+                        "traffic_window",
+                        format!("ends after the run ({})", secs(duration)),
+                    ));
+                }
+                w
+            }
+        };
         Ok(Scenario {
             file: path.to_path_buf(),
             name: g.name,
@@ -414,6 +430,7 @@ impl Scenario {
             discovery: g.discovery,
             ping_interval: g.ping_interval,
             status_interval: g.status_interval,
+            traffic_window,
             nodes,
             wan,
             links,

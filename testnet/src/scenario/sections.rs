@@ -40,6 +40,7 @@ pub(super) struct RawScenario {
     pub(super) discovery: Option<String>,
     pub(super) ping_interval: Option<String>,
     pub(super) status_interval: Option<String>,
+    pub(super) traffic_window: Option<Vec<String>>,
     #[serde(default, rename = "node")]
     pub(super) nodes: Vec<RawNode>,
     #[serde(default, rename = "node_group")]
