@@ -250,4 +250,10 @@ impl View for Ctx {
     fn converged(&self) -> Vec<Option<f64>> {
         self.converged.lock().unwrap().clone()
     }
+
+    fn since_cold_start(&self) -> f64 {
+        self.cold_start
+            .get()
+            .map_or(0.0, |t| t.elapsed().as_secs_f64())
+    }
 }

@@ -69,6 +69,11 @@ pub trait View: Sync {
     fn converged(&self) -> Vec<Option<f64>> {
         Vec::new()
     }
+
+    /// Seconds since the cold start (the first node's start).
+    fn since_cold_start(&self) -> f64 {
+        0.0
+    }
 }
 
 /// What a load client counts.

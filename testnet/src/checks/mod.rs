@@ -13,6 +13,7 @@ pub mod client_clean;
 pub mod client_failover;
 pub mod client_latency;
 pub mod client_latency_drop;
+pub mod converged;
 pub mod node_traffic;
 pub mod node_version;
 pub mod rtt;
@@ -42,6 +43,7 @@ pub const KINDS: &[Kind] = &[
     vessel_fenced::KIND,
     node_version::KIND,
     node_traffic::KIND,
+    converged::KIND,
 ];
 
 /// Fields of every `[[assert]]`, whatever its kind.
@@ -343,6 +345,9 @@ mod tests {
         fn converged(&self) -> Vec<Option<f64>> {
             self.converged.clone()
         }
+        fn since_cold_start(&self) -> f64 {
+            7.0
+        }
     }
 
     fn row(rtt_ms: f64, status_age_ms: u64) -> serde_json::Value {
@@ -492,6 +497,43 @@ mod tests {
             none.judge(&view),
             (false, "no traffic snapshots in the window".into())
         );
+    }
+
+    /// `converged` takes the setup's notes, asks the nodes that had not
+    /// converged, and passes only when every node did, within the bound.
+    #[test]
+    fn converged_needs_every_node_within_the_bound() {
+        let check = converged::Converged {
+            within: Duration::from_secs(30),
+        };
+        let mut view = Fake::new();
+        // a converged during the setup; b lists a as up now.
+        view.converged = vec![Some(4.0), None];
+        view.peers = vec![serde_json::json!({"peer_id": "ID-a", "member": true, "state": "up"})];
+        let j = check.begin();
+        j.sample(&view, Instant::now());
+        let (ok, detail) = j.judge(&view);
+        assert!(ok, "{detail}");
+        assert!(
+            detail.starts_with("converged 7.0s after the cold start (first node 4.0s, last b)"),
+            "{detail}"
+        );
+        // b lists a, but unreachable: b never converges.
+        view.peers =
+            vec![serde_json::json!({"peer_id": "ID-a", "member": true, "state": "unreachable"})];
+        let j = check.begin();
+        j.sample(&view, Instant::now());
+        let (ok, detail) = j.judge(&view);
+        assert!(!ok);
+        assert!(
+            detail.starts_with("1 of 2 nodes never listed every other as an up member (b)"),
+            "{detail}"
+        );
+        // Both converged, but later than the bound.
+        view.converged = vec![Some(4.0), Some(31.0)];
+        let j = check.begin();
+        j.sample(&view, Instant::now());
+        assert!(!j.judge(&view).0);
     }
 
     #[test]

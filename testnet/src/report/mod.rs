@@ -143,8 +143,13 @@ fn header(m: &mut String, ctx: &Ctx, outcome: &Outcome) {
     }
     let _ = writeln!(
         m,
-        "- setup: {:.1} s until every node saw every other; then {} of scenario time",
+        "- setup: {:.1} s until {}; then {} of scenario time",
         *ctx.setup_secs.lock().unwrap(),
+        if sc.wait_for_mesh {
+            "every node saw every other"
+        } else {
+            "every node had started (wait_for_mesh = false)"
+        },
         secs(sc.duration)
     );
     let _ = writeln!(

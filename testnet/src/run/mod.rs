@@ -174,10 +174,11 @@ fn play(ctx: &Arc<Ctx>, procs: &mut Procs) -> Result<(), String> {
         return Ok(());
     }
     let t0 = ctx.rec.set_t0();
-    ctx.rec.say(format!(
-        "mesh up: every node sees every other ({:.1}s of setup); t = 0",
-        *ctx.setup_secs.lock().unwrap()
-    ));
+    let setup = *ctx.setup_secs.lock().unwrap();
+    ctx.rec.say(match ctx.sc.wait_for_mesh {
+        true => format!("mesh up: every node sees every other ({setup:.1}s of setup); t = 0"),
+        false => format!("every node started ({setup:.1}s of setup; wait_for_mesh = false); t = 0"),
+    });
     timeline::play(ctx, procs, t0)
 }
 

@@ -81,6 +81,10 @@ pub struct Scenario {
     /// The window of scenario time over which the report gives each node's
     /// traffic (`traffic_window`; default: the whole run after t = 0).
     pub traffic_window: (Duration, Duration),
+    /// t = 0 waits until every node sees every other (`wait_for_mesh`,
+    /// default true); false: t = 0 comes once every node has started, and
+    /// a `converged` check measures the formation.
+    pub wait_for_mesh: bool,
     pub nodes: Vec<NodeSpec>,
     /// The geographic WAN model, when the scenario has `[[region]]`s.
     pub wan: Option<wan::Wan>,
@@ -431,6 +435,7 @@ impl Scenario {
             ping_interval: g.ping_interval,
             status_interval: g.status_interval,
             traffic_window,
+            wait_for_mesh: raw.wait_for_mesh.unwrap_or(true),
             nodes,
             wan,
             links,

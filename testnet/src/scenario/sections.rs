@@ -41,6 +41,7 @@ pub(super) struct RawScenario {
     pub(super) ping_interval: Option<String>,
     pub(super) status_interval: Option<String>,
     pub(super) traffic_window: Option<Vec<String>>,
+    pub(super) wait_for_mesh: Option<bool>,
     #[serde(default, rename = "node")]
     pub(super) nodes: Vec<RawNode>,
     #[serde(default, rename = "node_group")]
