@@ -4,10 +4,10 @@
 //! that first held for each node, and so for the whole mesh.
 //!
 //! The setup's wait for the mesh notes each node's first time already; from
-//! t = 0 a thread asks the nodes that have not converged yet, one `peers`
-//! call at a time, in rounds at least CONVERGE_ROUND apart: at 100 nodes a
-//! round is up to 100 short CLI processes, one after another, never 100 at
-//! once. The time a node is credited with is when its answer came, so the
+//! t = 0 a thread asks the nodes that have not converged yet, at most
+//! CONVERGE_PARALLEL `peers` calls at a time, in rounds at least
+//! CONVERGE_ROUND apart: at 100 nodes a round is up to 100 short CLI
+//! processes, 8 at a time, never 100 at once. The time a node is credited with is when its answer came, so the
 //! figure is late by at most one round.
 
 use std::time::{Duration, Instant};
@@ -26,6 +26,10 @@ pub const KIND: Kind = Kind {
 
 /// The shortest time between the starts of two rounds of `peers` calls.
 pub const CONVERGE_ROUND: Duration = Duration::from_secs(1);
+/// `peers` calls at once. A loaded node takes seconds to answer (10 s at
+/// 40 debug nodes on two cores) while its CLI process sits idle, so a few
+/// at a time keep a round short without adding load; never one per node.
+pub const CONVERGE_PARALLEL: usize = 8;
 
 #[derive(Debug, Clone)]
 pub struct Converged {
@@ -102,12 +106,21 @@ impl Judge for ConvergedJudge {
         *self.seen.lock().unwrap() = seen.clone();
         while seen.iter().any(Option::is_none) {
             let round = t0.elapsed();
-            for i in 0..n {
-                if seen[i].is_some() || !view.node_up(i) {
-                    continue;
-                }
-                if holds(view, i) {
-                    seen[i] = Some(view.since_cold_start());
+            let todo: Vec<usize> = (0..n)
+                .filter(|&i| seen[i].is_none() && view.node_up(i))
+                .collect();
+            for batch in todo.chunks(CONVERGE_PARALLEL) {
+                let done: Vec<(usize, Option<f64>)> = std::thread::scope(|s| {
+                    let calls: Vec<_> = batch
+                        .iter()
+                        .map(|&i| {
+                            s.spawn(move || (i, holds(view, i).then(|| view.since_cold_start())))
+                        })
+                        .collect();
+                    calls.into_iter().filter_map(|c| c.join().ok()).collect()
+                });
+                for (i, t) in done {
+                    seen[i] = seen[i].or(t);
                 }
                 if view.stopping() {
                     break;
@@ -127,8 +140,9 @@ impl Judge for ConvergedJudge {
         let rounds = self.rounds.lock().unwrap().clone();
         let poll = match rounds.iter().copied().reduce(f64::max) {
             Some(slowest) => format!(
-                "; after t = 0 {} rounds of `peers` on the nodes not yet converged, one call at a time, ≥ {} apart (slowest {slowest:.1}s)",
+                "; after t = 0 {} rounds of `peers` on the nodes not yet converged, {} calls at a time, ≥ {} apart (slowest {slowest:.1}s)",
                 rounds.len(),
+                CONVERGE_PARALLEL,
                 secs(CONVERGE_ROUND)
             ),
             None => String::new(),
