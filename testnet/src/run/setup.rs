@@ -119,6 +119,9 @@ const SETUP_WORKERS: usize = 8;
 /// A progress line every this many namespaces (when there are more).
 const SETUP_PROGRESS_EVERY: usize = 25;
 
+/// A node's namespace set up, or why not.
+type NamespaceResult = Result<(NodeRt, OwnedFd), String>;
+
 /// Every node's namespace and TUN device, set up by SETUP_WORKERS threads;
 /// says how far it got every SETUP_PROGRESS_EVERY namespaces.
 pub fn namespaces(
@@ -130,8 +133,7 @@ pub fn namespaces(
     let started = Instant::now();
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
-    let slots: Vec<Mutex<Option<Result<(NodeRt, OwnedFd), String>>>> =
-        (0..n).map(|_| Mutex::new(None)).collect();
+    let slots: Vec<Mutex<Option<NamespaceResult>>> = (0..n).map(|_| Mutex::new(None)).collect();
     std::thread::scope(|s| {
         for _ in 0..SETUP_WORKERS.min(n) {
             s.spawn(|| loop {
@@ -148,7 +150,7 @@ pub fn namespaces(
                     next.store(n, AtOrd::SeqCst);
                 }
                 let d = done.fetch_add(1, AtOrd::SeqCst) + 1;
-                if n > SETUP_PROGRESS_EVERY && d % SETUP_PROGRESS_EVERY == 0 && d < n {
+                if n > SETUP_PROGRESS_EVERY && d.is_multiple_of(SETUP_PROGRESS_EVERY) && d < n {
                     rec.say(format!(
                         "namespaces: {d}/{n} set up ({:.1}s)",
                         started.elapsed().as_secs_f64()
