@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::processes::Procs;
+use crate::checks::converged::CONVERGE_PARALLEL;
 use crate::ctx::{interrupted, stale_ms, Ctx, CLI_TIMEOUT};
 use crate::netns::NetNs;
 use crate::nodes::{output_within, NodeRt};
@@ -328,9 +329,9 @@ pub fn note_converged(ctx: &Ctx, i: usize) {
 const MESH_PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// Waits until every node sees every other; Ok(false) on Ctrl-C. Each
-/// round asks only the nodes that do not yet (one `peers` call each, one
-/// after another: at 100 nodes a round takes seconds, which is the poll
-/// rate), and notes when each first lists every other as an up member
+/// round asks only the nodes that do not yet (one `peers` call each,
+/// CONVERGE_PARALLEL at a time: at 100 nodes a round takes seconds, which
+/// is the poll rate), and notes when each first lists every other as an up member
 /// (the `converged` check).
 fn mesh_up(ctx: &Ctx, procs: &mut Procs, deadline: Instant) -> Result<bool, String> {
     let n = ctx.nodes.len();
@@ -338,15 +339,26 @@ fn mesh_up(ctx: &Ctx, procs: &mut Procs, deadline: Instant) -> Result<bool, Stri
     let mut last_progress = Instant::now();
     loop {
         let round = Instant::now();
-        for (i, d) in done.iter_mut().enumerate() {
-            if *d {
-                continue;
+        let todo: Vec<usize> = (0..n).filter(|&i| !done[i]).collect();
+        for batch in todo.chunks(CONVERGE_PARALLEL) {
+            let seen: Vec<(usize, bool)> = std::thread::scope(|s| {
+                let calls: Vec<_> = batch
+                    .iter()
+                    .map(|&i| {
+                        s.spawn(move || {
+                            let (sees, members) = node_view(ctx, i);
+                            if members {
+                                note_converged(ctx, i);
+                            }
+                            (i, sees)
+                        })
+                    })
+                    .collect();
+                calls.into_iter().filter_map(|c| c.join().ok()).collect()
+            });
+            for (i, sees) in seen {
+                done[i] = sees;
             }
-            let (sees, members) = node_view(ctx, i);
-            if members {
-                note_converged(ctx, i);
-            }
-            *d = sees;
         }
         let count = done.iter().filter(|d| **d).count();
         if count == n {
