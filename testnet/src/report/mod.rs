@@ -195,12 +195,16 @@ fn nodes(m: &mut String, ctx: &Ctx) {
     let _ = writeln!(m, "\n## Nodes\n");
     let _ = writeln!(
         m,
-        "| node | arch | address | peer id | environment (at the start) |\n|---|---|---|---|---|"
+        "| node | arch | region | address | peer id | environment (at the start) |\n|---|---|---|---|---|---|"
     );
     for (n, spec) in ctx.nodes.iter().zip(&ctx.sc.nodes) {
+        let region = match (&ctx.sc.wan, spec.region) {
+            (Some(w), Some(r)) => w.regions[r].name.as_str(),
+            _ => "",
+        };
         let _ = writeln!(
             m,
-            "| {} | {} | {} | `{}` | {} |",
+            "| {} | {} | {region} | {} | `{}` | {} |",
             n.name,
             n.build_words(),
             n.addr,
