@@ -515,4 +515,39 @@ mod tests {
             "10.77.0.100"
         );
     }
+
+    #[test]
+    fn traffic_window_wait_for_mesh_and_the_new_checks_parse() {
+        let s = parse(&format!(
+            "wait_for_mesh = false\nduration = \"60s\"\ntraffic_window = [\"30s\", \"60s\"]\n{GEO}\n\
+             [[assert]]\nkind = \"converged\"\nwithin = \"30s\"\n\
+             [[assert]]\nkind = \"node-traffic\"\nwindow = [\"30s\", \"60s\"]\nmax_kb_per_s = 4\n"
+        ))
+        .unwrap();
+        assert!(!s.wait_for_mesh);
+        assert_eq!(s.traffic_window.1, std::time::Duration::from_secs(60));
+        assert_eq!(s.asserts.len(), 2);
+        let cases = [
+            (
+                format!("duration = \"40s\"\ntraffic_window = [\"30s\", \"60s\"]\n{GEO}"),
+                "w.toml: traffic_window: ends after the run (40s)",
+            ),
+            (
+                format!("{GEO}\n[[assert]]\nkind = \"converged\"\n"),
+                "w.toml: assert[0].within: missing (the bound after the cold start)",
+            ),
+            (
+                format!("{GEO}\n[[assert]]\nkind = \"node-traffic\"\nwindow = [\"1s\", \"2s\"]\n"),
+                "w.toml: assert[0].max_kb_per_s: missing",
+            ),
+            (
+                format!("{GEO}\n[[assert]]\nkind = \"node-traffic\"\nwindow = [\"1s\", \"2s\"]\nmax_kb_per_s = -1\n"),
+                "assert[0].max_kb_per_s: must be between 0 and",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = parse(&text).unwrap_err();
+            assert!(e.contains(want), "{e}\n  wanted: {want}");
+        }
+    }
 }
