@@ -411,19 +411,7 @@ impl Scenario {
         let asserts = sections::asserts(&ck, raw.asserts, &clients, &vessels)?;
         let end = sections::last_time(&events, &asserts, &vessels, &clients);
         let duration = sections::duration(&ck, &raw.duration, end)?;
-        let traffic_window = match &raw.traffic_window {
-            None => (Duration::ZERO, duration),
-            Some(_) => {
-                let w = ck.window("traffic_window", &raw.traffic_window)?;
-                if w.1 > duration {
-                    return Err(ck.err(
-                        "traffic_window",
-                        format!("ends after the run ({})", secs(duration)),
-                    ));
-                }
-                w
-            }
-        };
+        let traffic_window = sections::traffic_window(&ck, &raw.traffic_window, duration)?;
         Ok(Scenario {
             file: path.to_path_buf(),
             name: g.name,

@@ -527,3 +527,22 @@ pub(super) fn duration(
     }
     Ok(duration)
 }
+
+/// `traffic_window`: within the run; default the whole run after t = 0.
+pub(super) fn traffic_window(
+    ck: &Ck,
+    raw: &Option<Vec<String>>,
+    duration: Duration,
+) -> Result<(Duration, Duration), ScenarioError> {
+    if raw.is_none() {
+        return Ok((Duration::ZERO, duration));
+    }
+    let w = ck.window("traffic_window", raw)?;
+    if w.1 > duration {
+        return Err(ck.err(
+            "traffic_window",
+            format!("ends after the run ({})", crate::fields::secs(duration)),
+        ));
+    }
+    Ok(w)
+}
