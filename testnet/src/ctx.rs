@@ -5,7 +5,7 @@
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::checks::{AssertResult, Judge};
@@ -67,6 +67,13 @@ pub struct Ctx {
     /// What each node was doing in `meshnode migrate` (for the report).
     pub migrations: Mutex<Vec<String>>,
     pub setup_secs: Mutex<f64>,
+    /// When the first node was started (the cold start).
+    pub cold_start: OnceLock<Instant>,
+    /// Per node, when (seconds since the cold start) its `peers` first
+    /// listed every other node as an up member, as far as anyone looked.
+    pub converged: Mutex<Vec<Option<f64>>>,
+    /// Snapshots of the router's per-node counts, every TRAFFIC_EVERY.
+    pub traffic: crate::traffic::TrafficLog,
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -234,5 +241,19 @@ impl View for Ctx {
 
     fn client(&self, client: usize) -> &ClientRt {
         &self.clients[client]
+    }
+
+    fn traffic_rates(&self, w: (Duration, Duration)) -> Option<crate::traffic::Rates> {
+        self.traffic.rates(w.0.as_secs_f64(), w.1.as_secs_f64())
+    }
+
+    fn converged(&self) -> Vec<Option<f64>> {
+        self.converged.lock().unwrap().clone()
+    }
+
+    fn since_cold_start(&self) -> f64 {
+        self.cold_start
+            .get()
+            .map_or(0.0, |t| t.elapsed().as_secs_f64())
     }
 }

@@ -7,6 +7,7 @@
 //! The modules, each using only those listed before it (no import
 //! circle):
 //! - [`record`]: what a run records (progress, samples, marks).
+//! - [`traffic`]: per-node traffic counts, snapshots and rates.
 //! - [`rng`]: the seeded streams; [`netns`]: namespaces and TUN devices
 //!   (raw syscalls); [`outcome`]: how a run ends, and its exit code.
 //! - [`fields`]: reading a scenario's values, with errors naming the field.
@@ -35,4 +36,5 @@ pub mod rng;
 pub mod router;
 pub mod run;
 pub mod scenario;
+pub mod traffic;
 pub mod view;

@@ -23,6 +23,7 @@ use crate::link::{Link, LinkStats, Verdict};
 use crate::netns::{read_packet, write_packet};
 use crate::rng::Rng;
 use crate::scenario::{LinkChange, LinkParams};
+use crate::traffic::NodeTraffic;
 
 /// The largest packet read from a TUN (its MTU is 1500).
 const MAX_PACKET: usize = 65536;
@@ -57,6 +58,8 @@ pub struct RouterStats {
 struct Shared {
     table: Mutex<Table>,
     stats: Mutex<RouterStats>,
+    /// Per node, what it sent and received (flushed with `stats`).
+    traffic: Mutex<Vec<NodeTraffic>>,
     stop: AtomicBool,
 }
 
@@ -133,6 +136,7 @@ impl Router {
                 side: vec![0; n],
             }),
             stats: Mutex::new(RouterStats::default()),
+            traffic: Mutex::new(vec![NodeTraffic::default(); n]),
             stop: AtomicBool::new(false),
         });
         // SAFETY: eventfd returns a new descriptor or -1.
@@ -182,6 +186,12 @@ impl Router {
 
     pub fn stats(&self) -> RouterStats {
         *self.shared.stats.lock().unwrap()
+    }
+
+    /// Per node, its counts so far (as of the last flush, at most
+    /// FLUSH_EVERY ago).
+    pub fn node_traffic(&self) -> Vec<NodeTraffic> {
+        self.shared.traffic.lock().unwrap().clone()
     }
 
     /// Stops the thread; returns its error, if it failed.
@@ -236,6 +246,8 @@ struct Forwarder {
     seq: u64,
     buf: Vec<u8>,
     local: RouterStats,
+    /// Per node, counts not yet flushed.
+    traffic: Vec<NodeTraffic>,
 }
 
 fn forward(sh: Arc<Shared>, tuns: Vec<OwnedFd>, wake: RawFd, epoch: Instant) -> io::Result<()> {
@@ -248,6 +260,7 @@ fn forward(sh: Arc<Shared>, tuns: Vec<OwnedFd>, wake: RawFd, epoch: Instant) -> 
     };
     let mut pfds: Vec<libc::pollfd> = tuns.iter().map(|t| pollin(t.as_raw_fd())).collect();
     pfds.push(pollin(wake));
+    let n = tuns.len();
     let mut f = Forwarder {
         sh,
         tuns,
@@ -257,6 +270,7 @@ fn forward(sh: Arc<Shared>, tuns: Vec<OwnedFd>, wake: RawFd, epoch: Instant) -> 
         seq: 0,
         buf: vec![0u8; MAX_PACKET],
         local: RouterStats::default(),
+        traffic: vec![NodeTraffic::default(); n],
     };
     let mut last_flush = Instant::now();
     while !f.sh.stop.load(AtOrd::SeqCst) {
@@ -265,11 +279,11 @@ fn forward(sh: Arc<Shared>, tuns: Vec<OwnedFd>, wake: RawFd, epoch: Instant) -> 
         }
         f.deliver_due();
         if last_flush.elapsed() > FLUSH_EVERY {
-            flush(&f.sh, &mut f.local);
+            f.flush();
             last_flush = Instant::now();
         }
     }
-    flush(&f.sh, &mut f.local);
+    f.flush();
     Ok(())
 }
 
@@ -278,20 +292,21 @@ impl Forwarder {
         self.epoch.elapsed().as_secs_f64()
     }
 
-    /// Waits for a packet, the wake-up pipe, or the next packet's time.
+    /// Waits for a packet, the wake-up pipe, the next packet's time, or
+    /// FLUSH_EVERY.
     fn poll(&mut self) -> io::Result<i32> {
-        let timeout = self.queue.peek().map(|q| (q.at - self.now()).max(0.0));
-        let ts;
-        let tsp = match timeout {
-            Some(secs) => {
-                ts = libc::timespec {
-                    tv_sec: secs as libc::time_t,
-                    tv_nsec: ((secs.fract()) * 1e9) as libc::c_long,
-                };
-                &ts as *const libc::timespec
-            }
-            None => std::ptr::null(),
+        // At most FLUSH_EVERY, so that counts reach the shared stats even
+        // when nothing more comes.
+        let flush = FLUSH_EVERY.as_secs_f64();
+        let secs = self
+            .queue
+            .peek()
+            .map_or(flush, |q| (q.at - self.now()).clamp(0.0, flush));
+        let ts = libc::timespec {
+            tv_sec: secs as libc::time_t,
+            tv_nsec: ((secs.fract()) * 1e9) as libc::c_long,
         };
+        let tsp = &ts as *const libc::timespec;
         for p in self.pfds.iter_mut() {
             p.revents = 0;
         }
@@ -325,6 +340,8 @@ impl Forwarder {
                 let Some(len) = read_packet(pfd.fd, &mut self.buf)? else {
                     break;
                 };
+                self.traffic[src].bytes_out += len as u64;
+                self.traffic[src].packets_out += 1;
                 self.route(src, len);
             }
         }
@@ -373,9 +390,25 @@ impl Forwarder {
                 self.local.late_over_1ms += 1;
             }
             match write_packet(self.tuns[q.dst].as_raw_fd(), &q.pkt) {
-                Ok(()) => self.local.delivered += 1,
+                Ok(()) => {
+                    self.local.delivered += 1;
+                    self.traffic[q.dst].bytes_in += q.pkt.len() as u64;
+                    self.traffic[q.dst].packets_in += 1;
+                }
                 Err(_) => self.local.write_errors += 1,
             }
+        }
+    }
+}
+
+impl Forwarder {
+    /// Adds the local counts to the shared ones.
+    fn flush(&mut self) {
+        flush(&self.sh, &mut self.local);
+        let mut t = self.sh.traffic.lock().unwrap();
+        for (total, local) in t.iter_mut().zip(self.traffic.iter_mut()) {
+            total.add(local);
+            *local = NodeTraffic::default();
         }
     }
 }
@@ -439,5 +472,77 @@ mod tests {
         }
         let order: Vec<u64> = std::iter::from_fn(|| q.pop().map(|x| x.seq)).collect();
         assert_eq!(order, vec![4, 2, 3, 1]);
+    }
+
+    /// A datagram socket pair stands in for a TUN device: one read is one
+    /// packet, as with IFF_TUN | IFF_NO_PI.
+    fn fake_tun() -> (OwnedFd, OwnedFd) {
+        let mut fds = [0; 2];
+        // SAFETY: socketpair fills two descriptors we then own.
+        let r = unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+                fds.as_mut_ptr(),
+            )
+        };
+        assert_eq!(r, 0);
+        // SAFETY: fresh descriptors.
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+    }
+
+    /// The router counts each node's packets and bytes out (read from its
+    /// TUN, once, whatever their fate) and in (written to its TUN).
+    #[test]
+    fn per_node_traffic_is_counted_in_and_out() {
+        let names: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let (mut router_ends, mut node_ends) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            let (r, n) = fake_tun();
+            router_ends.push(r);
+            node_ends.push(n);
+        }
+        let links = vec![vec![LinkParams::default(); 3]; 3];
+        let router = Router::start(router_ends, &links, &names, 1).unwrap();
+        let send =
+            |from: usize, pkt: &[u8]| write_packet(node_ends[from].as_raw_fd(), pkt).unwrap();
+        // a → b twice (100 bytes), c → everyone once (multicast, 60 bytes),
+        // b → nobody (10.77.0.9, 40 bytes).
+        let mut unicast = ipv4_to([10, 77, 0, 2]);
+        unicast.resize(100, 0);
+        send(0, &unicast);
+        send(0, &unicast);
+        let mut multicast = ipv4_to([224, 0, 0, 251]);
+        multicast.resize(60, 0);
+        send(2, &multicast);
+        let mut stray = ipv4_to([10, 77, 0, 9]);
+        stray.resize(40, 0);
+        send(1, &stray);
+        // Each node reads what it got.
+        let mut got = [0usize; 3];
+        let mut buf = [0u8; 2048];
+        let until = Instant::now() + Duration::from_secs(5);
+        while got != [1, 3, 0] && Instant::now() < until {
+            for (i, fd) in node_ends.iter().enumerate() {
+                while read_packet(fd.as_raw_fd(), &mut buf).unwrap().is_some() {
+                    got[i] += 1;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(got, [1, 3, 0], "packets each node received");
+        std::thread::sleep(FLUSH_EVERY * 3);
+        let t = router.node_traffic();
+        let counts = |bi, bo, pi, po| NodeTraffic {
+            bytes_in: bi,
+            bytes_out: bo,
+            packets_in: pi,
+            packets_out: po,
+        };
+        assert_eq!(t[0], counts(60, 200, 1, 2));
+        assert_eq!(t[1], counts(260, 40, 3, 1));
+        assert_eq!(t[2], counts(0, 60, 0, 1));
+        router.stop().unwrap();
     }
 }

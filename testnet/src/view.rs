@@ -56,6 +56,24 @@ pub trait View: Sync {
     fn vessel_id(&self, vessel: usize) -> Option<String>;
 
     fn client(&self, client: usize) -> &ClientRt;
+
+    /// Every node's traffic rates over a window of scenario time, from the
+    /// run's snapshots of the router's counts; None without two snapshots
+    /// in it.
+    fn traffic_rates(&self, _window: (Duration, Duration)) -> Option<crate::traffic::Rates> {
+        None
+    }
+
+    /// Per node, when (seconds since the cold start) its `peers` first
+    /// listed every other node as an up member, as far as the run looked.
+    fn converged(&self) -> Vec<Option<f64>> {
+        Vec::new()
+    }
+
+    /// Seconds since the cold start (the first node's start).
+    fn since_cold_start(&self) -> f64 {
+        0.0
+    }
 }
 
 /// What a load client counts.
@@ -109,4 +127,12 @@ pub fn sees_row(row: &serde_json::Value, stale_ms: u64) -> bool {
     row["member"] == true
         && row["rtt_ms"].as_f64().is_some()
         && row["status_age_ms"].as_u64().is_some_and(|a| a <= stale_ms)
+}
+
+/// Whether `row` (from `peers --json`) is a member whose state is up: what
+/// the `converged` check asks of every pair. Unlike [`sees_row`] it needs
+/// no RTT and no fresh status, which bounded probing and gossip do not give
+/// every pair.
+pub fn up_member_row(row: &serde_json::Value) -> bool {
+    row["member"] == true && row["state"] == "up"
 }

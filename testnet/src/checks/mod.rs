@@ -13,6 +13,8 @@ pub mod client_clean;
 pub mod client_failover;
 pub mod client_latency;
 pub mod client_latency_drop;
+pub mod converged;
+pub mod node_traffic;
 pub mod node_version;
 pub mod rtt;
 pub mod sees;
@@ -40,6 +42,8 @@ pub const KINDS: &[Kind] = &[
     client_failover::KIND,
     vessel_fenced::KIND,
     node_version::KIND,
+    node_traffic::KIND,
+    converged::KIND,
 ];
 
 /// Fields of every `[[assert]]`, whatever its kind.
@@ -251,6 +255,8 @@ mod tests {
         ps: Vec<serde_json::Value>,
         latency_ms: f64,
         clients: Vec<ClientRt>,
+        traffic: crate::traffic::TrafficLog,
+        converged: Vec<Option<f64>>,
     }
 
     impl Fake {
@@ -261,6 +267,8 @@ mod tests {
                 ps: Vec::new(),
                 latency_ms: 10.0,
                 clients: vec![ClientRt::new(0)],
+                traffic: Default::default(),
+                converged: Vec::new(),
             }
         }
     }
@@ -330,6 +338,15 @@ mod tests {
         }
         fn client(&self, client: usize) -> &ClientRt {
             &self.clients[client]
+        }
+        fn traffic_rates(&self, w: (Duration, Duration)) -> Option<crate::traffic::Rates> {
+            self.traffic.rates(w.0.as_secs_f64(), w.1.as_secs_f64())
+        }
+        fn converged(&self) -> Vec<Option<f64>> {
+            self.converged.clone()
+        }
+        fn since_cold_start(&self) -> f64 {
+            7.0
         }
     }
 
@@ -445,6 +462,78 @@ mod tests {
         view.clients[0].stats.lock().unwrap().lost = 1;
         view.clients[0].stats.lock().unwrap().wrong = 1;
         assert!(!clean.judge(&view).0, "a lost write is not clean");
+    }
+
+    #[test]
+    fn node_traffic_fails_when_any_node_is_over_the_budget() {
+        use crate::traffic::NodeTraffic;
+        let view = Fake::new();
+        let bytes = |b: u64| NodeTraffic {
+            bytes_in: b,
+            bytes_out: b,
+            packets_in: 0,
+            packets_out: 0,
+        };
+        view.traffic.push(0.0, vec![bytes(0), bytes(0)]);
+        view.traffic.push(10.0, vec![bytes(10_000), bytes(25_000)]);
+        let secs = Duration::from_secs;
+        let check = |max| node_traffic::NodeTrafficCheck {
+            window: (secs(0), secs(10)),
+            max_kb_per_s: max,
+        };
+        // a: 2 KB/s in + out, b: 5 KB/s.
+        let (ok, detail) = check(4.0).judge(&view);
+        assert!(!ok);
+        assert_eq!(
+            detail,
+            "max 5.00 KB/s (b: in 2.50 KB/s, out 2.50 KB/s), mean 3.50 KB/s over 2 nodes, 0.0–10.0s; 1 over 4 KB/s"
+        );
+        assert!(check(5.0).judge(&view).0);
+        let none = node_traffic::NodeTrafficCheck {
+            window: (secs(20), secs(30)),
+            max_kb_per_s: 4.0,
+        };
+        assert_eq!(
+            none.judge(&view),
+            (false, "no traffic snapshots in the window".into())
+        );
+    }
+
+    /// `converged` takes the setup's notes, asks the nodes that had not
+    /// converged, and passes only when every node did, within the bound.
+    #[test]
+    fn converged_needs_every_node_within_the_bound() {
+        let check = converged::Converged {
+            within: Duration::from_secs(30),
+        };
+        let mut view = Fake::new();
+        // a converged during the setup; b lists a as up now.
+        view.converged = vec![Some(4.0), None];
+        view.peers = vec![serde_json::json!({"peer_id": "ID-a", "member": true, "state": "up"})];
+        let j = check.begin();
+        j.sample(&view, Instant::now());
+        let (ok, detail) = j.judge(&view);
+        assert!(ok, "{detail}");
+        assert!(
+            detail.starts_with("converged 7.0s after the cold start (first node 4.0s, last b)"),
+            "{detail}"
+        );
+        // b lists a, but unreachable: b never converges.
+        view.peers =
+            vec![serde_json::json!({"peer_id": "ID-a", "member": true, "state": "unreachable"})];
+        let j = check.begin();
+        j.sample(&view, Instant::now());
+        let (ok, detail) = j.judge(&view);
+        assert!(!ok);
+        assert!(
+            detail.starts_with("1 of 2 nodes never listed every other as an up member (b)"),
+            "{detail}"
+        );
+        // Both converged, but later than the bound.
+        view.converged = vec![Some(4.0), Some(31.0)];
+        let j = check.begin();
+        j.sample(&view, Instant::now());
+        assert!(!j.judge(&view).0);
     }
 
     #[test]

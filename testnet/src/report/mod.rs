@@ -11,11 +11,17 @@ use std::fmt::Write as _;
 pub use plan::plan;
 pub use svg::svg;
 
-use crate::checks::Verdict;
+use crate::checks::{window_words, Verdict};
 use crate::ctx::Ctx;
 use crate::outcome::Outcome;
 use crate::record::{median, percentile, Mark, MarkKind, Sample};
 use crate::scenario::{secs, Discovery};
+use crate::traffic::kb_words;
+
+/// Up to this many nodes the report lists every direction of every link;
+/// beyond, only those that changed or dropped packets (100 nodes have
+/// 9,900 directions), and links.csv has them all.
+const LINK_ROWS_ALL_UP_TO: usize = 16;
 
 pub fn write(ctx: &Ctx, outcome: &Outcome) -> std::io::Result<()> {
     let samples = ctx.rec.samples();
@@ -38,7 +44,46 @@ pub fn write(ctx: &Ctx, outcome: &Outcome) -> std::io::Result<()> {
         let _ = writeln!(csv, "{:.4},{},{:.3}", s.t, s.series, s.value);
     }
     std::fs::write(ctx.out.join("samples.csv"), csv)?;
+    std::fs::write(ctx.out.join("links.csv"), links_csv(ctx))?;
+    let mut csv = String::from("node,bytes_in,bytes_out,packets_in,packets_out\n");
+    for (n, t) in ctx.sc.nodes.iter().zip(ctx.router.node_traffic()) {
+        let _ = writeln!(
+            csv,
+            "{},{},{},{},{}",
+            n.name, t.bytes_in, t.bytes_out, t.packets_in, t.packets_out
+        );
+    }
+    std::fs::write(ctx.out.join("traffic.csv"), csv)?;
     Ok(())
+}
+
+/// Every direction of every link: its configured and final parameters and
+/// what the router did.
+fn links_csv(ctx: &Ctx) -> String {
+    let mut csv = String::from(
+        "from,to,latency_ms,jitter_ms,latency_ms_end,packets,bytes,delivered,lost,partitioned,queue_drops\n",
+    );
+    for (i, row) in ctx.router.link_stats().iter().enumerate() {
+        for (j, s) in row.iter().enumerate().filter(|(j, _)| *j != i) {
+            let p = &ctx.sc.links[i][j];
+            let _ = writeln!(
+                csv,
+                "{},{},{},{},{},{},{},{},{},{},{}",
+                ctx.sc.nodes[i].name,
+                ctx.sc.nodes[j].name,
+                p.latency_ms,
+                p.jitter_ms,
+                ctx.router.params(i, j).latency_ms,
+                s.packets,
+                s.bytes,
+                s.delivered,
+                s.lost,
+                s.blocked,
+                s.queue_drops
+            );
+        }
+    }
+    csv
 }
 
 fn fmt_ms(v: Option<f64>) -> String {
@@ -50,6 +95,7 @@ fn markdown(ctx: &Ctx, outcome: &Outcome, samples: &[Sample], marks: &[Mark]) ->
     header(&mut m, ctx, outcome);
     assertions(&mut m, ctx);
     nodes(&mut m, ctx);
+    traffic(&mut m, ctx);
     links(&mut m, ctx);
     timeline(&mut m, ctx, marks);
     rtts(&mut m, samples);
@@ -97,8 +143,13 @@ fn header(m: &mut String, ctx: &Ctx, outcome: &Outcome) {
     }
     let _ = writeln!(
         m,
-        "- setup: {:.1} s until every node saw every other; then {} of scenario time",
+        "- setup: {:.1} s until {}; then {} of scenario time",
         *ctx.setup_secs.lock().unwrap(),
+        if sc.wait_for_mesh {
+            "every node saw every other"
+        } else {
+            "every node had started (wait_for_mesh = false)"
+        },
         secs(sc.duration)
     );
     let _ = writeln!(
@@ -112,7 +163,7 @@ fn header(m: &mut String, ctx: &Ctx, outcome: &Outcome) {
         secs(sc.ping_interval),
         secs(sc.status_interval)
     );
-    let _ = writeln!(m, "- timeline: [timeline.svg](timeline.svg); raw samples: samples.csv; progress: progress.log; node logs: nodes/NAME/node.log\n");
+    let _ = writeln!(m, "- timeline: [timeline.svg](timeline.svg); raw samples: samples.csv; every link: links.csv; per-node totals: traffic.csv; progress: progress.log; node logs: nodes/NAME/node.log\n");
 }
 
 fn assertions(m: &mut String, ctx: &Ctx) {
@@ -144,17 +195,74 @@ fn nodes(m: &mut String, ctx: &Ctx) {
     let _ = writeln!(m, "\n## Nodes\n");
     let _ = writeln!(
         m,
-        "| node | arch | address | peer id | environment (at the start) |\n|---|---|---|---|---|"
+        "| node | arch | region | address | peer id | environment (at the start) |\n|---|---|---|---|---|---|"
     );
     for (n, spec) in ctx.nodes.iter().zip(&ctx.sc.nodes) {
+        let region = match (&ctx.sc.wan, spec.region) {
+            (Some(w), Some(r)) => w.regions[r].name.as_str(),
+            _ => "",
+        };
         let _ = writeln!(
             m,
-            "| {} | {} | {} | `{}` | {} |",
+            "| {} | {} | {region} | {} | `{}` | {} |",
             n.name,
             n.build_words(),
             n.addr,
             n.peer_id.get().map(String::as_str).unwrap_or("?"),
             plan::env_words(&spec.env)
+        );
+    }
+}
+
+/// Up to this many nodes the traffic section lists every node; beyond,
+/// the busiest TRAFFIC_ROWS.
+const TRAFFIC_ROWS: usize = 16;
+
+/// Each node's traffic through the router over the scenario's
+/// `traffic_window`: the mean and max over nodes, then the busiest nodes.
+fn traffic(m: &mut String, ctx: &Ctx) {
+    let w = ctx.sc.traffic_window;
+    let _ = writeln!(m, "\n## Per-node traffic\n");
+    let Some(r) = ctx.traffic.rates(w.0.as_secs_f64(), w.1.as_secs_f64()) else {
+        let _ = writeln!(m, "No traffic snapshots in {}.", window_words(&w));
+        return;
+    };
+    let (top, max) = r.max().unwrap_or((0, 0.0));
+    let _ = writeln!(
+        m,
+        "Bytes in + out of each node through the router (IP packets, headers included; KB = 1000 bytes), \
+         {:.1}–{:.1}s (`traffic_window` {}): mean {} per node, max {} ({}).\n",
+        r.from_s,
+        r.to_s,
+        window_words(&w),
+        kb_words(r.mean()),
+        kb_words(max),
+        ctx.sc.nodes[top].name
+    );
+    let mut order: Vec<usize> = (0..r.nodes.len()).collect();
+    order.sort_by(|a, b| r.nodes[*b].total().total_cmp(&r.nodes[*a].total()));
+    let _ = writeln!(
+        m,
+        "| node | in KB/s | out KB/s | in + out KB/s | packets/s |\n|---|---|---|---|---|"
+    );
+    for &i in order.iter().take(TRAFFIC_ROWS) {
+        let n = &r.nodes[i];
+        let _ = writeln!(
+            m,
+            "| {} | {:.2} | {:.2} | {:.2} | {:.0} |",
+            ctx.sc.nodes[i].name,
+            n.in_bytes_per_s / 1000.0,
+            n.out_bytes_per_s / 1000.0,
+            n.total() / 1000.0,
+            n.packets_per_s
+        );
+    }
+    if order.len() > TRAFFIC_ROWS {
+        let _ = writeln!(
+            m,
+            "\nThe {} busiest of {} nodes; every node's totals are in traffic.csv.",
+            TRAFFIC_ROWS,
+            order.len()
         );
     }
 }
@@ -180,10 +288,17 @@ fn links(m: &mut String, ctx: &Ctx) {
             format!("{a} → {b}")
         }
     };
+    let all = sc.nodes.len() <= LINK_ROWS_ALL_UP_TO;
+    let mut left_out = 0usize;
     for (i, row) in ctx.router.link_stats().iter().enumerate() {
         for (j, s) in row.iter().enumerate().filter(|(j, _)| *j != i) {
             let p = &sc.links[i][j];
             let now = ctx.router.params(i, j);
+            let eventful = *p != now || s.lost + s.blocked + s.queue_drops > 0;
+            if !all && !eventful {
+                left_out += 1;
+                continue;
+            }
             let _ = writeln!(
                 m,
                 "| {}→{} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -205,6 +320,14 @@ fn links(m: &mut String, ctx: &Ctx) {
                 }
             );
         }
+    }
+    if left_out > 0 {
+        let _ = writeln!(
+            m,
+            "\n{left_out} more directions kept their configured parameters and dropped nothing: \
+             with more than {LINK_ROWS_ALL_UP_TO} nodes only the others are listed (the whole \
+             matrix is in links.csv)."
+        );
     }
     let rs = ctx.router.stats();
     let _ = writeln!(

@@ -89,10 +89,7 @@ pub fn run(path: &Path, opts: &Options) -> Outcome {
 /// The scenario, the tools, the output directory and the programs: what
 /// can refuse (exit 2) or skip (exit 77) before anything starts.
 fn prepare(path: &Path, opts: &Options) -> Result<Prepared, Outcome> {
-    let mut sc = Scenario::load(path).map_err(|e| Outcome::Error(e.0))?;
-    if let Some(s) = opts.seed {
-        sc.seed = s;
-    }
+    let sc = Scenario::load_seeded(path, opts.seed).map_err(|e| Outcome::Error(e.0))?;
     let meshnode = tools::find_meshnode(opts.meshnode.as_deref()).map_err(Outcome::Error)?;
     let foreign = tools::find_foreign(&sc).map_err(Outcome::Skipped)?;
     let frozen = tools::find_frozen(&sc).map_err(Outcome::Skipped)?;
@@ -131,7 +128,7 @@ fn versions(meshnode: &Path, frozen: Option<&Path>) -> Result<(String, Option<St
 
 /// Namespaces, the router and the user key: the run's shared context.
 fn context(p: Prepared, rec: Recorder) -> Result<Ctx, String> {
-    let (nodes, tuns) = setup::namespaces(&p.sc, &p.out)?;
+    let (nodes, tuns) = setup::namespaces(&p.sc, &p.out, &rec)?;
     let names: Vec<String> = p.sc.nodes.iter().map(|n| n.name.clone()).collect();
     let router =
         Router::start(tuns, &p.sc.links, &names, p.sc.seed).map_err(|e| format!("router: {e}"))?;
@@ -148,6 +145,7 @@ fn context(p: Prepared, rec: Recorder) -> Result<Ctx, String> {
         }
     };
     let sc = p.sc;
+    let node_count = nodes.len();
     Ok(Ctx {
         clients: sc.clients.iter().map(|c| ClientRt::new(c.at)).collect(),
         judges: sc.asserts.iter().map(|a| a.check.begin()).collect(),
@@ -164,6 +162,9 @@ fn context(p: Prepared, rec: Recorder) -> Result<Ctx, String> {
         wasm: p.wasm,
         migrations: Mutex::new(Vec::new()),
         setup_secs: Mutex::new(0.0),
+        cold_start: std::sync::OnceLock::new(),
+        converged: Mutex::new(vec![None; node_count]),
+        traffic: Default::default(),
     })
 }
 
@@ -173,10 +174,11 @@ fn play(ctx: &Arc<Ctx>, procs: &mut Procs) -> Result<(), String> {
         return Ok(());
     }
     let t0 = ctx.rec.set_t0();
-    ctx.rec.say(format!(
-        "mesh up: every node sees every other ({:.1}s of setup); t = 0",
-        *ctx.setup_secs.lock().unwrap()
-    ));
+    let setup = *ctx.setup_secs.lock().unwrap();
+    ctx.rec.say(match ctx.sc.wait_for_mesh {
+        true => format!("mesh up: every node sees every other ({setup:.1}s of setup); t = 0"),
+        false => format!("every node started ({setup:.1}s of setup; wait_for_mesh = false); t = 0"),
+    });
     timeline::play(ctx, procs, t0)
 }
 

@@ -46,6 +46,8 @@ fn steps(ctx: &Ctx) -> Vec<(Duration, Step)> {
 pub fn play(ctx: &Arc<Ctx>, procs: &mut Procs, t0: Instant) -> Result<(), String> {
     let mut threads = start_clients(ctx, t0);
     threads.extend(asserts::start(ctx, t0));
+    let cx = ctx.clone();
+    threads.push(std::thread::spawn(move || sample_traffic(&cx, t0)));
     if ctx.sc.vessels.iter().any(|v| v.pending.is_none()) {
         let cx = ctx.clone();
         threads.push(std::thread::spawn(move || vessels::watch(&cx, t0)));
@@ -60,6 +62,25 @@ pub fn play(ctx: &Arc<Ctx>, procs: &mut Procs, t0: Instant) -> Result<(), String
         asserts::at_end(ctx);
     }
     Ok(())
+}
+
+/// How often the router's per-node counts are snapshotted: windows of
+/// traffic are measured between snapshots, so to within this.
+const TRAFFIC_EVERY: Duration = Duration::from_secs(1);
+
+/// Snapshots the router's per-node counts every TRAFFIC_EVERY from t = 0
+/// to the end (and once at the end).
+fn sample_traffic(ctx: &Ctx, t0: Instant) {
+    let mut next = Duration::ZERO;
+    loop {
+        let more = ctx.sleep_until(t0, next);
+        ctx.traffic
+            .push(t0.elapsed().as_secs_f64(), ctx.router.node_traffic());
+        if !more {
+            return;
+        }
+        next += TRAFFIC_EVERY;
+    }
 }
 
 fn start_clients(ctx: &Arc<Ctx>, t0: Instant) -> Vec<JoinHandle<()>> {

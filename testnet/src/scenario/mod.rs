@@ -12,6 +12,7 @@
 
 mod events;
 mod sections;
+pub mod wan;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -24,9 +25,13 @@ pub use crate::fields::{
     RESERVED_ENV,
 };
 
-/// At most this many nodes: addresses are 10.77.0.1 to 10.77.0.N, and every
-/// node is a real process on a machine that may have two cores.
-pub const MAX_NODES: usize = 16;
+/// At most this many nodes. Why 128: addresses are 10.77.0.1 to 10.77.0.N
+/// in one /24 (.255 is the broadcast), so the hard ceiling is 254; the
+/// router keeps a table of n² links (128² = 16,384 directions, about 2 MB)
+/// and every node is a real process: 100 idle nodes fit in this 2-core,
+/// 24 GiB machine's memory (about 18 MB each), and CPU, not the cap, is
+/// what limits a run (docs/benchmarks.md, "100 nodes in testnet").
+pub const MAX_NODES: usize = 128;
 /// Load generators.
 pub const MAX_CLIENTS: usize = 32;
 /// Timed events.
@@ -73,7 +78,16 @@ pub struct Scenario {
     pub discovery: Discovery,
     pub ping_interval: Duration,
     pub status_interval: Duration,
+    /// The window of scenario time over which the report gives each node's
+    /// traffic (`traffic_window`; default: the whole run after t = 0).
+    pub traffic_window: (Duration, Duration),
+    /// t = 0 waits until every node sees every other (`wait_for_mesh`,
+    /// default true); false: t = 0 comes once every node has started, and
+    /// a `converged` check measures the formation.
+    pub wait_for_mesh: bool,
     pub nodes: Vec<NodeSpec>,
+    /// The geographic WAN model, when the scenario has `[[region]]`s.
+    pub wan: Option<wan::Wan>,
     /// Parameters of every pair, `links[i][j]` for i ≠ j (symmetric).
     pub links: Vec<Vec<LinkParams>>,
     pub programs: Vec<Program>,
@@ -176,6 +190,8 @@ pub struct NodeSpec {
     /// Extra environment of its `meshnode start` (e.g. `MESHNODE_FAULT`),
     /// sorted by name; a `restart` with `env` replaces it.
     pub env: Vec<(String, String)>,
+    /// Its region in the WAN model (`Scenario::wan`).
+    pub region: Option<usize>,
 }
 
 /// One direction of a link. Both directions of a pair get the same
@@ -331,6 +347,12 @@ pub enum Action {
 impl Scenario {
     /// Reads and checks a scenario file.
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        Scenario::load_seeded(path, None)
+    }
+
+    /// Reads and checks a scenario file, with `seed` (`--seed`) in place of
+    /// the file's: the WAN model's access links are drawn from it.
+    pub fn load_seeded(path: &Path, seed: Option<u64>) -> Result<Scenario, ScenarioError> {
         let shown = path.display().to_string();
         let meta = std::fs::metadata(path)
             .map_err(|e| ScenarioError(format!("{shown}: cannot read: {e}")))?;
@@ -342,24 +364,43 @@ impl Scenario {
         }
         let text = std::fs::read_to_string(path)
             .map_err(|e| ScenarioError(format!("{shown}: cannot read: {e}")))?;
-        Scenario::from_toml(path, &text)
+        Scenario::from_toml_seeded(path, &text, seed)
     }
 
     /// Checks a scenario given as text; `path` names it in errors and
     /// anchors relative paths.
     pub fn from_toml(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
+        Scenario::from_toml_seeded(path, text, None)
+    }
+
+    /// [`Scenario::from_toml`] with `seed` in place of the file's.
+    pub fn from_toml_seeded(
+        path: &Path,
+        text: &str,
+        seed: Option<u64>,
+    ) -> Result<Scenario, ScenarioError> {
         let shown = path.display().to_string();
-        let raw: sections::RawScenario =
+        let mut raw: sections::RawScenario =
             toml::from_str(text).map_err(|e| ScenarioError(format!("{shown}: {e}")))?;
+        if seed.is_some() {
+            raw.seed = seed;
+        }
+        let seed = raw.seed.unwrap_or(1);
         let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         let mut ck = Ck {
             file: shown,
             names: Names::default(),
         };
-        let nodes = sections::nodes(&ck, &raw.nodes)?;
+        let regions = wan::regions(&ck, &raw.regions)?;
+        let wan = wan::wan(&ck, regions, &raw.wan)?;
+        let mut raw_nodes = std::mem::take(&mut raw.nodes);
+        raw_nodes.extend(wan::expand_groups(&ck, &raw.node_groups)?);
+        let node_regions = wan::node_regions(&ck, wan.as_ref(), &raw_nodes)?;
+        let nodes = sections::nodes(&ck, &raw_nodes, &node_regions)?;
         ck.names.nodes = nodes.iter().map(|n| n.name.clone()).collect();
         let g = sections::globals(&ck, path, &raw)?;
-        let links = sections::links(&ck, &raw.link_default, &raw.links)?;
+        let model = wan.as_ref().map(|w| (w, seed, node_regions.as_slice()));
+        let links = sections::links(&ck, &raw.link_default, model, &raw.links)?;
         let programs = sections::programs(&ck, &dir, &raw.programs)?;
         let servers = sections::servers(&ck, &programs, &raw.servers)?;
         let vessels = sections::vessels(&ck, &programs, &raw.vessels)?;
@@ -370,17 +411,21 @@ impl Scenario {
         let asserts = sections::asserts(&ck, raw.asserts, &clients, &vessels)?;
         let end = sections::last_time(&events, &asserts, &vessels, &clients);
         let duration = sections::duration(&ck, &raw.duration, end)?;
+        let traffic_window = sections::traffic_window(&ck, &raw.traffic_window, duration)?;
         Ok(Scenario {
             file: path.to_path_buf(),
             name: g.name,
             description: raw.description.unwrap_or_default(),
-            seed: raw.seed.unwrap_or(1),
+            seed,
             duration,
             setup_timeout: g.setup_timeout,
             discovery: g.discovery,
             ping_interval: g.ping_interval,
             status_interval: g.status_interval,
+            traffic_window,
+            wait_for_mesh: raw.wait_for_mesh.unwrap_or(true),
             nodes,
+            wan,
             links,
             programs,
             servers,
@@ -478,7 +523,7 @@ mod tests {
             text.push_str(&format!("[[node]]\nname = \"n{i}\"\n"));
         }
         let e = parse(&text).unwrap_err();
-        assert!(e.contains("node: 17 given, at most 16"), "{e}");
+        assert!(e.contains("node: 129 given, at most 128"), "{e}");
         let e = parse(&format!("duration = \"2h\"\n{BASE}")).unwrap_err();
         assert!(e.contains("duration:"), "{e}");
         let e = parse("[[node]]\nname = \"A b\"\n").unwrap_err();

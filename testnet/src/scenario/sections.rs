@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::wan::Wan;
 use super::{
     Arch, Discovery, Event, LinkChange, LinkParams, NodeSpec, Program, ProgramSource, Server,
     VesselSpec, MAX_ARGS, MAX_ASSERTS, MAX_BANDWIDTH_KBPS, MAX_CLIENTS, MAX_DURATION, MAX_NODES,
@@ -39,8 +40,15 @@ pub(super) struct RawScenario {
     pub(super) discovery: Option<String>,
     pub(super) ping_interval: Option<String>,
     pub(super) status_interval: Option<String>,
+    pub(super) traffic_window: Option<Vec<String>>,
+    pub(super) wait_for_mesh: Option<bool>,
     #[serde(default, rename = "node")]
     pub(super) nodes: Vec<RawNode>,
+    #[serde(default, rename = "node_group")]
+    pub(super) node_groups: Vec<super::wan::RawNodeGroup>,
+    #[serde(default, rename = "region")]
+    pub(super) regions: Vec<super::wan::RawRegion>,
+    pub(super) wan: Option<super::wan::RawWan>,
     pub(super) link_default: Option<RawLinkParams>,
     #[serde(default, rename = "link")]
     pub(super) links: Vec<RawLink>,
@@ -61,10 +69,11 @@ pub(super) struct RawScenario {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawNode {
-    name: String,
-    arch: Option<String>,
-    build: Option<String>,
-    env: Option<BTreeMap<String, String>>,
+    pub(super) name: String,
+    pub(super) arch: Option<String>,
+    pub(super) build: Option<String>,
+    pub(super) env: Option<BTreeMap<String, String>>,
+    pub(super) region: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -134,7 +143,11 @@ fn durability(ck: &Ck, field: &str, d: &Option<String>) -> Result<bool, Scenario
 }
 
 /// The nodes: 1 to MAX_NODES, named once each.
-pub(super) fn nodes(ck: &Ck, raw: &[RawNode]) -> Result<Vec<NodeSpec>, ScenarioError> {
+pub(super) fn nodes(
+    ck: &Ck,
+    raw: &[RawNode],
+    regions: &[Option<usize>],
+) -> Result<Vec<NodeSpec>, ScenarioError> {
     if raw.is_empty() {
         return Err(ck.err("node", "a scenario needs at least one [[node]]"));
     }
@@ -167,6 +180,7 @@ pub(super) fn nodes(ck: &Ck, raw: &[RawNode]) -> Result<Vec<NodeSpec>, ScenarioE
             arch,
             frozen: frozen(ck, i, n, arch)?,
             env,
+            region: regions[i],
         });
     }
     let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
@@ -273,11 +287,13 @@ pub(super) fn link_change(
     })
 }
 
-/// Every pair's parameters: `link_default`, then each `[[link]]` (both
-/// directions, once per pair).
+/// Every pair's parameters: `link_default`, then the WAN model's latency
+/// and jitter (`wan`: the model, the seed and each node's region), then
+/// each `[[link]]` (both directions, once per pair).
 pub(super) fn links(
     ck: &Ck,
     default: &Option<RawLinkParams>,
+    wan: Option<(&Wan, u64, &[Option<usize>])>,
     raw: &[RawLink],
 ) -> Result<Vec<Vec<LinkParams>>, ScenarioError> {
     let n = ck.names.nodes.len();
@@ -289,6 +305,9 @@ pub(super) fn links(
     let mut default = LinkParams::default();
     dc.apply(&mut default);
     let mut links = vec![vec![default; n]; n];
+    if let Some((w, seed, regions)) = wan {
+        w.apply(seed, &ck.names.nodes, regions, &mut links);
+    }
     let mut given = vec![vec![false; n]; n];
     for (i, l) in raw.iter().enumerate() {
         let f = format!("link[{i}]");
@@ -507,4 +526,23 @@ pub(super) fn duration(
         ));
     }
     Ok(duration)
+}
+
+/// `traffic_window`: within the run; default the whole run after t = 0.
+pub(super) fn traffic_window(
+    ck: &Ck,
+    raw: &Option<Vec<String>>,
+    duration: Duration,
+) -> Result<(Duration, Duration), ScenarioError> {
+    if raw.is_none() {
+        return Ok((Duration::ZERO, duration));
+    }
+    let w = ck.window("traffic_window", raw)?;
+    if w.1 > duration {
+        return Err(ck.err(
+            "traffic_window",
+            format!("ends after the run ({})", crate::fields::secs(duration)),
+        ));
+    }
+    Ok(w)
 }
