@@ -143,7 +143,7 @@ for a in "${arches[@]}"; do
     wanted+=("gcc-$tools" "$libc_cross")
     if [ -n "$deb_arch" ]; then
         wanted+=("libstd-rust-web-dev:$deb_arch")
-        dpkg --print-foreign-architectures | grep -qx "$deb_arch" || new_arches+=("$deb_arch")
+        grep -qx "$deb_arch" <<<"$(dpkg --print-foreign-architectures)" || new_arches+=("$deb_arch")
     else
         wanted+=(rust-web-src)
     fi

@@ -51,7 +51,7 @@ field() { dpkg-deb -f "$deb" "$1"; }
 [ "$(field Package)" = meshnode ] || fail "Package is '$(field Package)'"
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 [ "$(field Version)" = "$version" ] || fail "Version is '$(field Version)', the workspace's is $version"
-field Depends | grep -q 'libc6' || fail "Depends names no libc6: '$(field Depends)'"
+grep -q 'libc6' <<<"$(field Depends)" || fail "Depends names no libc6: '$(field Depends)'"
 grep -qE '[[:space:]]postinst([[:space:]]|$)' <<<"$info" || fail "no postinst in the control archive"
 ok "control: Package meshnode, Version $version, Architecture $arch, Depends $(field Depends)"
 

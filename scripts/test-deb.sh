@@ -46,7 +46,10 @@ for f in ./usr/bin/meshnode ./lib/systemd/system/meshnode.service \
     grep -q " $f\$" <<<"$contents" || fail "the package lacks $f"
 done
 ok "the package holds the binary, the unit, the man page and the README"
-dpkg-deb --ctrl-tarfile "$deb" | tar -t | grep -q postinst || fail "the package has no postinst"
+# The listing is read whole first: under pipefail, `grep -q` stopping at the
+# first match made tar die of SIGPIPE, and a package with a postinst failed.
+control=$(dpkg-deb --ctrl-tarfile "$deb" | tar -t)
+grep -q postinst <<<"$control" || fail "the package has no postinst"
 man_page=$(dpkg-deb --fsys-tarfile "$deb" | tar -xO ./usr/share/man/man1/meshnode.1.gz | zcat)
 grep -q '^.SH "meshnode deploy"' <<<"$man_page" || fail "the man page lacks 'meshnode deploy'"
 ok "the man page has a section per command"
