@@ -230,6 +230,34 @@ pub struct NodeStatus {
     /// `None` from nodes older than coordinates.
     #[serde(default)]
     pub coordinate: Option<crate::coordinate::NetCoordinate>,
+    /// The node sends its status at least once in this many status
+    /// intervals, and at once when something in it changed that others
+    /// act on (issue 19: a status every interval was nine tenths of an
+    /// idle fleet's traffic). A receiver counts the status stale only after
+    /// that many intervals and two more. `None` from nodes that send one
+    /// every interval. At most [`MAX_STATUS_REFRESH_INTERVALS`].
+    #[serde(default)]
+    pub refresh_intervals: Option<u32>,
+}
+
+/// What a node sends in [`NodeStatus::refresh_intervals`]: 10 × the
+/// default 2 s interval. A status is how a node that missed one (gossip is
+/// best-effort) catches up; a peer that died is judged by failure
+/// detection, not by its status's age.
+pub const STATUS_REFRESH_INTERVALS: u32 = 10;
+
+/// The most a status may claim: a peer claiming more would keep its last
+/// status looking fresh to placement for far too long.
+pub const MAX_STATUS_REFRESH_INTERVALS: u32 = 60;
+
+/// A peer's status is stale after this many of its status intervals
+/// without a new one: its refresh (1 for a node that does not say), and
+/// two more for gossip's delivery and a lost message.
+pub fn stale_after_intervals(refresh_intervals: Option<u32>) -> u32 {
+    refresh_intervals
+        .unwrap_or(1)
+        .clamp(1, MAX_STATUS_REFRESH_INTERVALS)
+        + 2
 }
 
 /// What release a node runs (its binary's release marker).
@@ -319,6 +347,8 @@ pub enum StatusError {
     BadNodeName(NodeNameError),
     #[error("status has a bad network coordinate: {0}")]
     BadCoordinate(crate::coordinate::CoordinateError),
+    #[error("status claims a refresh of {found} intervals, over the limit of {limit}")]
+    RefreshTooLong { found: u32, limit: u32 },
 }
 
 impl NodeStatus {
@@ -333,6 +363,15 @@ impl NodeStatus {
             return Err(StatusError::TooManyVessels {
                 found: self.vessels.len(),
                 limit: MAX_STATUS_VESSELS,
+            });
+        }
+        if let Some(found) = self
+            .refresh_intervals
+            .filter(|r| *r > MAX_STATUS_REFRESH_INTERVALS)
+        {
+            return Err(StatusError::RefreshTooLong {
+                found,
+                limit: MAX_STATUS_REFRESH_INTERVALS,
             });
         }
         if self.rtts.len() > MAX_STATUS_RTTS {

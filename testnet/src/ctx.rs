@@ -113,9 +113,14 @@ fn sleep_until_or(t0: Instant, t: Duration, stop: impl Fn() -> bool) -> bool {
     }
 }
 
-/// A status older than this is not fresh: 4 status intervals, at least 2 s.
+/// A status older than this is not fresh: as long as a node waits for a
+/// status before it counts it stale (the sender's refresh and two
+/// intervals: a node sends its status only when it changed, or at its
+/// refresh), plus two more intervals for the CLI's view, at least 2 s.
 pub fn stale_ms(sc: &Scenario) -> u64 {
-    (4 * sc.status_interval.as_millis() as u64).max(2000)
+    let refresh = Some(protocol::control::STATUS_REFRESH_INTERVALS);
+    let intervals = u64::from(protocol::control::stale_after_intervals(refresh) + 2);
+    (intervals * sc.status_interval.as_millis() as u64).max(2000)
 }
 
 impl Ctx {

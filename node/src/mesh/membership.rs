@@ -102,6 +102,9 @@ pub(super) fn set_membership(
     match &m {
         Membership::Member(user) => {
             info!(%peer, user = %user, "peer is a member");
+            // It learns this node's services and room now, not at the
+            // next refresh of its status (`status_change`).
+            state.status_sent.new_member = true;
             swarm
                 .behaviour_mut()
                 .gossipsub

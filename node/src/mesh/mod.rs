@@ -33,6 +33,7 @@
 //!   owner (peer table, link, migration, placement, ingress);
 //! - on it: [`membership`] (the certificate exchange, judging peers,
 //!   `--join`), [`status_gossip`] (publishing and judging statuses),
+//!   [`status_change`] (when a status is worth sending),
 //!   [`commands`] (control commands across the mesh: run here or forward to
 //!   the member that acts; [`silent`]: what they do about a suspected host;
 //!   [`clash`]: a deploy's name or port that a live vessel holds;
@@ -97,6 +98,7 @@ pub mod serve;
 pub mod silent;
 pub mod state;
 pub mod status;
+pub mod status_change;
 pub mod status_gossip;
 pub mod swim;
 pub mod transfer;
@@ -170,6 +172,7 @@ mod tests {
         ("silent", include_str!("silent.rs")),
         ("state", include_str!("state.rs")),
         ("status", include_str!("status.rs")),
+        ("status_change", include_str!("status_change.rs")),
         ("status_gossip", include_str!("status_gossip.rs")),
         ("swim", include_str!("swim.rs")),
         ("transfer", include_str!("transfer.rs")),

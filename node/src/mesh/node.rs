@@ -8,9 +8,10 @@
 //!   (Kademlia, mDNS, identify) but is blacklisted in gossipsub and is never
 //!   listed, trusted or answered beyond the unauthenticated control requests;
 //! - ping measures RTT to each connected peer, smoothed per peer;
-//! - every `status_interval` a member node gossips its status, with its
-//!   certificate, on [`super::STATUS_TOPIC`]; statuses from non-members are
-//!   rejected;
+//! - every `status_interval` a member node samples its status and gossips
+//!   it, with its certificate, on [`super::STATUS_TOPIC`] when it changed
+//!   enough, a new member came, or its refresh is due
+//!   ([`super::status_change`]); statuses from non-members are rejected;
 //! - bootstrap peers are re-dialled while not connected;
 //! - control requests are answered by [`crate::control::server`].
 
@@ -44,7 +45,7 @@ use super::membership::{
 use super::peers::{
     note_liveness, peer_of, strip_p2p, tick_liveness, Membership, MAX_ADDRS_PER_PEER,
 };
-use super::place::{tick, Placer, STALE_RTT_INTERVALS, STALE_STATUS_INTERVALS};
+use super::place::{tick, Placer, STALE_RTT_INTERVALS};
 use super::recover::{checkpoint_all, recover};
 use super::rtt::SmoothedRtt;
 use super::serve::serve_peer;
@@ -308,6 +309,7 @@ pub async fn run(
         ),
         suspects,
         swim: super::swim::Swim::new(&params.identity.peer_id)?,
+        status_sent: Default::default(),
         name: crate::control::resolve::own_name(config.name.as_deref()),
         releases: Arc::new(crate::upgrade::releases::Releases::open(
             &params.data_dir.root,
@@ -375,7 +377,7 @@ pub async fn run(
     } else {
         config.status_interval_ms
     }));
-    let stale_status = Duration::from_millis(config.status_interval_ms) * STALE_STATUS_INTERVALS;
+    let status_interval = Duration::from_millis(config.status_interval_ms);
     tokio::spawn(super::ingress::run(ingress, hub_rx));
     let (started_tx, started_rx) = tokio::sync::mpsc::unbounded_channel();
     crate::sync::lock(&state.host).vessel_started = Some(started_tx);
@@ -425,7 +427,7 @@ pub async fn run(
                 break;
             }
             _ = status_tick.tick() => {
-                publish_status(&mut swarm, &state, &topic);
+                publish_status(&mut swarm, &mut state, &topic);
                 status_ticks += 1;
                 if status_ticks.is_multiple_of(TRUST_REPUBLISH_EVERY_TICKS) {
                     publish_notice(&mut swarm, &state);
@@ -450,7 +452,7 @@ pub async fn run(
             }
             _ = placement_tick.tick() => {
                 let migrator = state.migrator();
-                tick(&mut state.placer, &migrator, &state.peers, stale_status, placement_on);
+                tick(&mut state.placer, &migrator, &state.peers, status_interval, placement_on);
             }
             cmd = next_command(&mut commands) => match cmd {
                 Some(c) => handle_command(&mut swarm, &mut state, c),

@@ -27,6 +27,8 @@ use protocol::vessel::VesselId;
 use tracing::{debug, info, warn};
 
 use super::migrate::start_migration;
+use protocol::control::stale_after_intervals;
+
 use super::peers::{Membership, PeerTable};
 use super::replica_book::MeshView;
 use super::rtt::SmoothedRtt;
@@ -39,9 +41,9 @@ use crate::sync::lock;
 use crate::vessel::{Host, Record};
 use crate::vivaldi::{Vivaldi, VivaldiConfig};
 
-/// A status older than this many status intervals is stale: its node may
-/// be gone, and its RTTs and free memory are not trusted for a move.
-pub const STALE_STATUS_INTERVALS: u32 = 3;
+// A status is stale after `protocol::control::stale_after_intervals` of
+// its sender's refresh: its node may be gone, and its RTTs and free memory
+// are not trusted for a move.
 
 /// An RTT is stale after this many probe (or status) intervals without a
 /// sample: one lost ping is noise, three in a row is a partition.
@@ -168,8 +170,10 @@ impl Placer {
         lock(&self.drain).is_some()
     }
 
-    /// Collects the RTT table and the candidates' room from the peer table.
-    pub fn gather(&self, me: PeerId, peers: &PeerTable, stale: Duration) -> Inputs {
+    /// Collects the RTT table and the candidates' room from the peer table
+    /// (statuses every `status_interval`, each stale after its sender's
+    /// refresh: `protocol::control::stale_after_intervals`).
+    pub fn gather(&self, me: PeerId, peers: &PeerTable, status_interval: Duration) -> Inputs {
         let mut rtts = Rtts::new(me);
         rtts.coordinates.insert(me, self.coordinate());
         let mut rooms = Vec::new();
@@ -183,6 +187,7 @@ impl Placer {
             let Some((st, at)) = &e.status else {
                 continue;
             };
+            let stale = status_interval * stale_after_intervals(st.refresh_intervals);
             if at.elapsed() > stale {
                 continue;
             }
@@ -275,10 +280,10 @@ pub fn tick(
     placer: &mut Placer,
     migrator: &Migrator,
     peers: &PeerTable,
-    stale: Duration,
+    status_interval: Duration,
     enabled: bool,
 ) {
-    let inputs = placer.gather(migrator.me, peers, stale);
+    let inputs = placer.gather(migrator.me, peers, status_interval);
     *lock(&placer.inputs) = inputs.clone();
     // Replicas are chosen from the same view (`mesh::replicate`).
     if let Some(rtts) = &inputs.rtts {

@@ -79,6 +79,9 @@ pub struct NodeState {
     /// The SWIM-style membership protocol's driver (`mesh::swim`; beside
     /// `liveness`, which still decides leases).
     pub swim: super::swim::Swim,
+    /// The status this node sent last, and when (`mesh::status_change`
+    /// decides when the next one goes).
+    pub status_sent: super::status_change::StatusSent,
     /// This node's name, as it gossips it (`control::resolve`).
     pub name: String,
     /// The releases this node keeps for upgrades (`upgrade::releases`).

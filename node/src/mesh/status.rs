@@ -29,6 +29,7 @@ pub fn sample(vessels: Vec<String>) -> NodeStatus {
             min_peer_protocol: crate::upgrade::marker().min_peer_protocol,
         }),
         coordinate: None,
+        refresh_intervals: Some(protocol::control::STATUS_REFRESH_INTERVALS),
     }
 }
 

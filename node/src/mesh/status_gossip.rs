@@ -7,7 +7,9 @@
 use std::time::Instant;
 
 use libp2p::{gossipsub, Swarm};
-use protocol::control::{StatusMessage, StatusVessel, MAX_STATUS_NAMED_VESSELS};
+use protocol::control::{
+    NodeStatus, StatusMessage, StatusVessel, MAX_STATUS_NAMED_VESSELS, STATUS_REFRESH_INTERVALS,
+};
 use protocol::limits::MAX_STATUS_MESSAGE_BYTES;
 use tracing::debug;
 
@@ -16,15 +18,72 @@ use super::liveness::Event;
 use super::membership::{note_peer_certificate, recheck_members, set_membership};
 use super::peers::{note_liveness, Membership};
 use super::state::NodeState;
+use super::status_change::why_send;
 
+/// Every status interval: samples this node's status and gossips it if
+/// `status_change::why_send` says so.
 pub(super) fn publish_status(
     swarm: &mut Swarm<NodeBehaviour>,
-    state: &NodeState,
+    state: &mut NodeState,
     topic: &gossipsub::IdentTopic,
 ) {
-    let Some(cert) = &state.certificate else {
+    let Some(cert) = state.certificate.clone() else {
         return;
     };
+    let status = sample_status(state);
+    let sent = &mut state.status_sent;
+    sent.intervals_since = sent.intervals_since.saturating_add(1);
+    let refresh = refresh_intervals(&state.peers);
+    let last = sent.last.as_ref().filter(|(_, c)| *c == cert);
+    let last_status = last.map(|(s, _)| s);
+    let Some(why) = why_send(
+        last_status,
+        &status,
+        sent.intervals_since,
+        sent.new_member,
+        refresh,
+    ) else {
+        return;
+    };
+    debug!(?why, "sending this node's status");
+    let msg = StatusMessage {
+        certificate: cert.clone(),
+        status: status.clone(),
+    };
+    sent.last = Some((status, cert));
+    sent.intervals_since = 0;
+    sent.new_member = false;
+    match swarm
+        .behaviour_mut()
+        .gossipsub
+        .publish(topic.clone(), protocol::cbor::encode(&msg))
+    {
+        Ok(_) => {}
+        Err(gossipsub::PublishError::NoPeersSubscribedToTopic)
+        | Err(gossipsub::PublishError::Duplicate) => {}
+        Err(e) => debug!("cannot publish status: {e}"),
+    }
+}
+
+/// How many intervals may pass between two statuses: the refresh, or 1
+/// while a member sends statuses without one (an older release, which
+/// counts a status stale after 3 intervals).
+fn refresh_intervals(peers: &super::peers::PeerTable) -> u32 {
+    let older = peers.values().any(|e| {
+        matches!(e.membership, Membership::Member(_))
+            && e.status
+                .as_ref()
+                .is_some_and(|(s, _)| s.refresh_intervals.is_none())
+    });
+    if older {
+        1
+    } else {
+        STATUS_REFRESH_INTERVALS
+    }
+}
+
+/// This node's status now.
+fn sample_status(state: &NodeState) -> NodeStatus {
     let (running, services) = {
         let mut h = state.host.lock().unwrap_or_else(|p| p.into_inner());
         h.reap();
@@ -55,20 +114,7 @@ pub(super) fn publish_status(
     status.services = services;
     status.name = Some(state.name.clone());
     status.coordinate = Some(state.placer.coordinate());
-    let msg = StatusMessage {
-        certificate: cert.clone(),
-        status,
-    };
-    match swarm
-        .behaviour_mut()
-        .gossipsub
-        .publish(topic.clone(), protocol::cbor::encode(&msg))
-    {
-        Ok(_) => {}
-        Err(gossipsub::PublishError::NoPeersSubscribedToTopic)
-        | Err(gossipsub::PublishError::Duplicate) => {}
-        Err(e) => debug!("cannot publish status: {e}"),
-    }
+    status
 }
 
 pub(super) fn judge_status(

@@ -90,6 +90,7 @@ fn the_fullest_status_fits_a_gossip_message() {
         name: Some("n".repeat(crate::status::MAX_NODE_NAME_BYTES)),
         software: None,
         coordinate: None,
+        refresh_intervals: None,
     };
     status.check().unwrap();
     let back: NodeStatus = crate::cbor::decode(&crate::cbor::encode(&status)).unwrap();

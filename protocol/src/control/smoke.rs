@@ -33,6 +33,7 @@ fn samples() -> Vec<Vec<u8>> {
         name: Some("kitchen-pi".into()),
         software: None,
         coordinate: None,
+        refresh_intervals: None,
     };
     let token = JoinToken {
         version: crate::membership::MEMBERSHIP_VERSION,

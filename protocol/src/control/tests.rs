@@ -105,6 +105,7 @@ fn status_limits() {
         name: None,
         software: None,
         coordinate: None,
+        refresh_intervals: None,
     };
     s.check().unwrap();
     // A peer's NaN coordinate refuses its whole status: it must never
