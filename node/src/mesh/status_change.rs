@@ -16,7 +16,9 @@
 //! peer appeared, went, or moved by [`RTT_CHANGE_PERCENT`] (and at least
 //! [`RTT_CHANGE_MIN_US`]), its load moved by [`LOAD_CHANGE_MILLI`], its
 //! free memory by [`FREE_MEMORY_CHANGE_PERCENT`] of its total, or its
-//! network coordinate by [`COORDINATE_MOVE_MS`]. A node that sees a new
+//! network coordinate by [`COORDINATE_MOVE_MS`]; the measured ones (load,
+//! memory, RTTs, coordinate) no sooner than
+//! [`MEASURED_CHANGE_MIN_INTERVALS`] after the last status. A node that sees a new
 //! member sends its status at the next interval too, so that a joiner
 //! learns the fleet's services and rooms at once, not at the next refresh.
 //!
@@ -62,6 +64,15 @@ pub struct StatusSent {
     pub new_member: bool,
 }
 
+/// A *measured* field (load, free memory, RTTs, the coordinate) that
+/// changed enough goes out no sooner than this many intervals after the
+/// last status: they move with the machine's and the network's noise (on
+/// a loaded 20-node testnet some moved enough at nearly every interval,
+/// and the traffic did not fall), and placement acts on a lasting change,
+/// not on the next sample. What names things (vessels, services, names,
+/// draining, software) goes at once.
+pub const MEASURED_CHANGE_MIN_INTERVALS: u32 = 5;
+
 /// Why a status goes out now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Send {
@@ -89,7 +100,11 @@ pub fn why_send(
     let Some(last) = last else {
         return Some(Send::First);
     };
-    if let Some(field) = changed(last, next) {
+    if let Some(field) = named_changed(last, next) {
+        return Some(Send::Changed(field));
+    }
+    let measured_due = intervals_since >= MEASURED_CHANGE_MIN_INTERVALS.min(refresh);
+    if let Some(field) = measured_changed(last, next).filter(|_| measured_due) {
         return Some(Send::Changed(field));
     }
     if new_member {
@@ -98,8 +113,8 @@ pub fn why_send(
     (intervals_since >= refresh).then_some(Send::Refresh)
 }
 
-/// The first field that changed enough, if any.
-fn changed(last: &NodeStatus, next: &NodeStatus) -> Option<&'static str> {
+/// The first field that names things and changed, if any.
+fn named_changed(last: &NodeStatus, next: &NodeStatus) -> Option<&'static str> {
     let same = [
         ("vessels", last.vessels == next.vessels),
         ("services", last.services == next.services),
@@ -113,15 +128,22 @@ fn changed(last: &NodeStatus, next: &NodeStatus) -> Option<&'static str> {
             "total_memory_bytes",
             last.total_memory_bytes == next.total_memory_bytes,
         ),
-        ("load_milli", !load_moved(last.load_milli, next.load_milli)),
-        ("free_memory_bytes", !memory_moved(last, next)),
-        ("rtts", !rtts_moved(last, next)),
-        (
-            "coordinate",
-            !coordinate_moved(&last.coordinate, &next.coordinate),
-        ),
     ];
     same.into_iter().find(|(_, s)| !s).map(|(f, _)| f)
+}
+
+/// The first measured field that changed enough, if any.
+fn measured_changed(last: &NodeStatus, next: &NodeStatus) -> Option<&'static str> {
+    let moved = [
+        ("load_milli", load_moved(last.load_milli, next.load_milli)),
+        ("free_memory_bytes", memory_moved(last, next)),
+        ("rtts", rtts_moved(last, next)),
+        (
+            "coordinate",
+            coordinate_moved(&last.coordinate, &next.coordinate),
+        ),
+    ];
+    moved.into_iter().find(|(_, m)| *m).map(|(f, _)| f)
 }
 
 fn load_moved(last: Option<u32>, next: Option<u32>) -> bool {
@@ -218,24 +240,32 @@ mod tests {
     #[test]
     fn what_the_others_act_on_is_sent_at_once() {
         let last = status();
-        let cases: [(&str, fn(&mut NodeStatus)); 7] = [
+        let named: [(&str, fn(&mut NodeStatus)); 3] = [
             ("vessels", |s| s.vessels.push("v2".into())),
             ("draining", |s| s.draining = true),
+            ("name", |s| s.name = Some("b".into())),
+        ];
+        for (field, change) in named {
+            let mut next = status();
+            change(&mut next);
+            let why = why_send(Some(&last), &next, 1, false, R);
+            assert_eq!(why, Some(Send::Changed(field)), "at once");
+        }
+        let measured: [(&str, fn(&mut NodeStatus)); 4] = [
             ("load_milli", |s| s.load_milli = Some(800)),
             ("free_memory_bytes", |s| {
                 s.free_memory_bytes = Some(300 << 20)
             }),
             ("rtts", |s| s.rtts[0].rtt_us = 13_000),
             ("rtts", |s| s.rtts.clear()),
-            ("name", |s| s.name = Some("b".into())),
         ];
-        for (field, change) in cases {
+        let soon = MEASURED_CHANGE_MIN_INTERVALS;
+        for (field, change) in measured {
             let mut next = status();
             change(&mut next);
-            assert_eq!(
-                why_send(Some(&last), &next, 1, false, R),
-                Some(Send::Changed(field))
-            );
+            assert_eq!(why_send(Some(&last), &next, soon - 1, false, R), None);
+            let why = why_send(Some(&last), &next, soon, false, R);
+            assert_eq!(why, Some(Send::Changed(field)), "after {soon} intervals");
         }
     }
 
@@ -245,7 +275,10 @@ mod tests {
         last.rtts[0].rtt_us = 300;
         let mut next = last.clone();
         next.rtts[0].rtt_us = 450;
-        assert_eq!(why_send(Some(&last), &next, 1, false, R), None);
+        assert_eq!(
+            why_send(Some(&last), &next, MEASURED_CHANGE_MIN_INTERVALS, false, R),
+            None
+        );
     }
 
     #[test]
@@ -260,11 +293,14 @@ mod tests {
         last.coordinate = Some(c(0.050));
         let mut near = last.clone();
         near.coordinate = Some(c(0.052));
-        assert_eq!(why_send(Some(&last), &near, 1, false, R), None);
+        assert_eq!(
+            why_send(Some(&last), &near, MEASURED_CHANGE_MIN_INTERVALS, false, R),
+            None
+        );
         let mut far = last.clone();
         far.coordinate = Some(c(0.060));
         assert_eq!(
-            why_send(Some(&last), &far, 1, false, R),
+            why_send(Some(&last), &far, MEASURED_CHANGE_MIN_INTERVALS, false, R),
             Some(Send::Changed("coordinate"))
         );
     }
