@@ -30,6 +30,8 @@ use protocol::control::STATUS_REFRESH_INTERVALS;
 use protocol::coordinate::{magnitude_s, NetCoordinate};
 use protocol::membership::MemberCertificate;
 
+use crate::placement::MAX_ESTIMATE_ERROR;
+
 /// An RTT to a peer that moved by more than this share of its last sent
 /// value is a change: placement compares RTTs of candidates, and a 20 %
 /// move is what reorders two candidates in practice (a smaller one is the
@@ -128,6 +130,10 @@ fn named_changed(last: &NodeStatus, next: &NodeStatus) -> Option<&'static str> {
             "total_memory_bytes",
             last.total_memory_bytes == next.total_memory_bytes,
         ),
+        (
+            "coordinate",
+            settled(&last.coordinate) == settled(&next.coordinate),
+        ),
     ];
     same.into_iter().find(|(_, s)| !s).map(|(f, _)| f)
 }
@@ -144,6 +150,14 @@ fn measured_changed(last: &NodeStatus, next: &NodeStatus) -> Option<&'static str
         ),
     ];
     moved.into_iter().find(|(_, m)| *m).map(|(f, _)| f)
+}
+
+/// Whether others may estimate RTTs from the coordinate (placement uses
+/// only a settled one): its first settled value must reach them at once,
+/// or a loopback mesh, whose coordinates hardly move, waits a refresh.
+fn settled(c: &Option<NetCoordinate>) -> bool {
+    c.as_ref()
+        .is_some_and(|c| c.error <= MAX_ESTIMATE_ERROR && c.check().is_ok())
 }
 
 fn load_moved(last: Option<u32>, next: Option<u32>) -> bool {
@@ -290,6 +304,17 @@ mod tests {
             height_s: 0.001,
         };
         let mut last = status();
+        last.coordinate = Some(NetCoordinate {
+            error: 1.5,
+            ..c(0.050)
+        });
+        let mut settles = last.clone();
+        settles.coordinate = Some(c(0.050));
+        assert_eq!(
+            why_send(Some(&last), &settles, 1, false, R),
+            Some(Send::Changed("coordinate")),
+            "its first settled value goes at once"
+        );
         last.coordinate = Some(c(0.050));
         let mut near = last.clone();
         near.coordinate = Some(c(0.052));
