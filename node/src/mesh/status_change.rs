@@ -251,10 +251,13 @@ mod tests {
         );
     }
 
+    /// A field's name and a change of it.
+    type Case = (&'static str, fn(&mut NodeStatus));
+
     #[test]
     fn what_the_others_act_on_is_sent_at_once() {
         let last = status();
-        let named: [(&str, fn(&mut NodeStatus)); 3] = [
+        let named: [Case; 3] = [
             ("vessels", |s| s.vessels.push("v2".into())),
             ("draining", |s| s.draining = true),
             ("name", |s| s.name = Some("b".into())),
@@ -265,7 +268,7 @@ mod tests {
             let why = why_send(Some(&last), &next, 1, false, R);
             assert_eq!(why, Some(Send::Changed(field)), "at once");
         }
-        let measured: [(&str, fn(&mut NodeStatus)); 4] = [
+        let measured: [Case; 4] = [
             ("load_milli", |s| s.load_milli = Some(800)),
             ("free_memory_bytes", |s| {
                 s.free_memory_bytes = Some(300 << 20)
