@@ -121,10 +121,15 @@ impl ClientRt {
     }
 }
 
-/// Whether `row` (from `peers --json`) is a connected member whose status
-/// is fresh: what testnet calls "sees".
+/// Whether `row` (from `peers --json`) is a connected member that failure
+/// detection calls up, with a fresh status: what testnet calls "sees".
+/// The state counts since statuses go only when they change (or every 10
+/// intervals): a status's age alone said "still seen" for up to 7 s after
+/// a partition, and rtt.toml's "a no longer sees c within 5 s" failed.
+/// A row without a state (an older node's) is judged by the rest.
 pub fn sees_row(row: &serde_json::Value, stale_ms: u64) -> bool {
     row["member"] == true
+        && row["state"].as_str().is_none_or(|s| s == "up")
         && row["rtt_ms"].as_f64().is_some()
         && row["status_age_ms"].as_u64().is_some_and(|a| a <= stale_ms)
 }
